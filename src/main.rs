@@ -1,1 +1,44 @@
-fn main() {}
+//! `ntplab`: the NTP test and reference system's command line.
+
+mod cli;
+mod decode;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// NTP test and reference system.
+#[derive(Parser, Debug)]
+#[command(name = "ntplab", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Decode NTP packets (NTPv1-v5, extension fields, NTS fields) from hex or a capture.
+    Decode(decode::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Decode(args) => decode::run(args, &mut out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) => {
+            eprintln!("ntplab: error: {e}");
+            ExitCode::from(e.code)
+        }
+        (Ok(()), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        (Ok(()), Err(e)) => {
+            eprintln!("ntplab: error: cannot write output: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

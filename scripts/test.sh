@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, then runs them all.
+#
+# Needs: the Rust toolchain (cargo), cargo-nextest, and from Debian's packages
+# tshark (the decoder is checked field by field against Wireshark's dissector)
+# and chrony (loopback interoperability tests). Missing packages are installed
+# with apt-get when running as root; otherwise the script says what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+command -v chronyd >/dev/null 2>&1 || need_pkgs+=(chrony)
+if ((${#need_pkgs[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        # Never let a package's service start on install: chronyd started by its
+        # postinst would discipline this machine's clock.
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+        fi
+        echo "test.sh: installing ${need_pkgs[*]} (Debian packages)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    else
+        echo "test.sh: missing ${need_pkgs[*]}; install with: sudo apt-get install ${need_pkgs[*]}" >&2
+        exit 1
+    fi
+fi
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-nextest" >&2
+    cargo install cargo-nextest --locked
+fi
+
+cargo nextest run --workspace --no-fail-fast
+cargo test --workspace --doc

@@ -1,0 +1,261 @@
+//! The decoded form of one NTP packet, as JSON (a stable contract) and as text.
+
+use ntplab_proto::time::{NtpTime, NtpTimestamp};
+use ntplab_proto::wire::{self, v4};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// How wire timestamps get their era.
+#[derive(Clone, Copy, Debug)]
+pub enum Pivot {
+    /// RFC 4330 §3: most significant bit set means 1968–2036, clear 2036–2104.
+    Rfc4330,
+    /// Within 68 years of this instant (a capture's frame time, or `--pivot`).
+    Near(NtpTime),
+}
+
+impl Pivot {
+    fn resolve(self, ts: NtpTimestamp) -> NtpTime {
+        match self {
+            Pivot::Rfc4330 => ts.resolve_rfc4330(),
+            Pivot::Near(p) => ts.resolve(p),
+        }
+    }
+}
+
+/// A timestamp as the JSON contract shows it.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct TimestampJson {
+    /// The 64 bits as 16 lower-case hex digits.
+    pub raw_hex: String,
+    /// RFC 3339 with nanoseconds, era resolved; null for the reserved zero value.
+    pub utc: Option<String>,
+}
+
+impl TimestampJson {
+    fn new(ts: NtpTimestamp, pivot: Pivot) -> Self {
+        TimestampJson {
+            raw_hex: format!("{:016x}", ts.to_bits()),
+            utc: (!ts.is_zero()).then(|| pivot.resolve(ts).rfc3339().to_string()),
+        }
+    }
+}
+
+/// One extension field as the JSON contract shows it.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ExtensionFieldJson {
+    /// Field type code point.
+    #[serde(rename = "type")]
+    pub field_type: u16,
+    /// Registered name, or "Unknown".
+    pub name: String,
+    /// Length field as sent (octets including the 4-octet header).
+    pub length: u16,
+}
+
+/// One decoded packet: the JSON contract of `ntplab decode`.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct PacketJson {
+    /// Frame number in the capture (captures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u64>,
+    /// Source "IP:PORT" (captures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Destination "IP:PORT" (captures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    /// Version number.
+    pub version: u8,
+    /// Mode number.
+    pub mode: u8,
+    /// Leap indicator.
+    pub leap: u8,
+    /// Stratum octet.
+    pub stratum: u8,
+    /// Poll exponent (log2 s).
+    pub poll: i8,
+    /// Precision exponent (log2 s).
+    pub precision: i8,
+    /// Root delay in seconds.
+    pub root_delay: f64,
+    /// Root dispersion in seconds.
+    pub root_dispersion: f64,
+    /// Reference ID: ASCII code at stratum 0 and 1, else a dotted quad (v1–v4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<String>,
+    /// Reference ID as 8 hex digits (v1–v4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_id_hex: Option<String>,
+    /// Leap-smear correction in seconds when the reference ID is 254.b1.b2.b3 above stratum 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leap_smear_correction: Option<f64>,
+    /// Reference timestamp (v1–v4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_timestamp: Option<TimestampJson>,
+    /// Origin timestamp (v1–v4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_timestamp: Option<TimestampJson>,
+    /// Receive timestamp.
+    pub receive_timestamp: Option<TimestampJson>,
+    /// Transmit timestamp.
+    pub transmit_timestamp: Option<TimestampJson>,
+    /// Kiss code, present when the stratum is 0 (v1–v4); null when the reference ID is all zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kiss_code: Option<Option<String>>,
+    /// NTPv5 header fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v5: Option<V5Json>,
+    /// Extension fields in order.
+    pub extension_fields: Vec<ExtensionFieldJson>,
+    /// Legacy MAC after the extension fields (v1–v4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacJson>,
+    /// Conformance problems found, each naming its rule.
+    pub problems: Vec<String>,
+}
+
+/// The NTPv5 fields that have no NTPv4 counterpart.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct V5Json {
+    /// Timescale code (0 UTC, 1 TAI, 2 UT1, 3 leap-smeared UTC).
+    pub timescale: u8,
+    /// Timescale name.
+    pub timescale_name: String,
+    /// Era of the receive timestamp.
+    pub era: u8,
+    /// Flags word.
+    pub flags: u16,
+    /// Names of the set flags.
+    pub flag_names: Vec<String>,
+    /// Server cookie, 16 hex digits.
+    pub server_cookie: String,
+    /// Client cookie, 16 hex digits.
+    pub client_cookie: String,
+}
+
+/// A legacy MAC (or crypto-NAK).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct MacJson {
+    /// Key identifier.
+    pub key_id: u32,
+    /// Digest length in octets (0 for a crypto-NAK).
+    pub digest_length: usize,
+}
+
+/// Decodes one UDP payload. An error means nothing could be decoded.
+pub fn decode(bytes: &[u8], pivot: Pivot) -> Result<PacketJson, wire::Error> {
+    let packet = v4::Packet::new_checked(bytes)?;
+    let repr = v4::Repr::parse(&packet)?;
+    let mut out = PacketJson {
+        version: repr.version,
+        mode: repr.mode.to_bits(),
+        leap: repr.leap.to_bits(),
+        stratum: repr.stratum,
+        poll: repr.poll,
+        precision: repr.precision,
+        root_delay: repr.root_delay.to_seconds_f64(),
+        root_dispersion: repr.root_dispersion.to_seconds_f64(),
+        reference_id: Some(reference_id_text(&repr)),
+        reference_id_hex: Some(format!("{:08x}", repr.reference_id.to_u32())),
+        reference_timestamp: Some(TimestampJson::new(repr.reference_timestamp, pivot)),
+        origin_timestamp: Some(TimestampJson::new(repr.origin_timestamp, pivot)),
+        receive_timestamp: Some(TimestampJson::new(repr.receive_timestamp, pivot)),
+        transmit_timestamp: Some(TimestampJson::new(repr.transmit_timestamp, pivot)),
+        kiss_code: (repr.stratum == 0)
+            .then(|| (repr.reference_id.to_u32() != 0).then(|| repr.reference_id.kiss_code().name())),
+        problems: repr.problems().iter().map(ToString::to_string).collect(),
+        ..PacketJson::default()
+    };
+    if repr.stratum > 1 {
+        out.leap_smear_correction = repr.reference_id.smear_correction().map(|c| c.to_seconds_f64());
+    }
+    Ok(out)
+}
+
+fn reference_id_text(repr: &v4::Repr) -> String {
+    let id = repr.reference_id;
+    if repr.stratum <= 1 {
+        match id.ascii() {
+            Some(code) => code.to_string(),
+            None => id.0.iter().take_while(|&&b| b != 0).map(|&b| escape_byte(b)).collect(),
+        }
+    } else {
+        id.to_ipv4().to_string()
+    }
+}
+
+fn escape_byte(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        char::from(b).to_string()
+    } else {
+        format!("\\x{b:02x}")
+    }
+}
+
+const LEAP_NAMES: [&str; 4] = ["no warning", "last minute of the day has 61 seconds", "last minute of the day has 59 seconds", "unknown (clock unsynchronized)"];
+
+/// Renders a decoded packet as an indented, Wireshark-like text block.
+pub fn to_text(p: &PacketJson) -> String {
+    let mut s = String::new();
+    if let (Some(frame), Some(src), Some(dst)) = (p.frame, &p.src, &p.dst) {
+        let _ = writeln!(s, "Frame {frame}: {src} -> {dst}");
+    }
+    let mode = v4::Mode::from_bits(p.mode);
+    let _ = writeln!(s, "Network Time Protocol (NTP Version {}, {})", p.version, mode.name());
+    let _ = writeln!(s, "    Leap Indicator: {} ({})", LEAP_NAMES[usize::from(p.leap & 3)], p.leap);
+    let _ = writeln!(s, "    Version: {}", p.version);
+    let _ = writeln!(s, "    Mode: {} ({})", mode.name(), p.mode);
+    let stratum_note = match p.stratum {
+        0 => "unspecified or invalid",
+        1 => "primary reference",
+        2..=15 => "secondary reference",
+        16 => "unsynchronized",
+        _ => "reserved",
+    };
+    let _ = writeln!(s, "    Stratum: {} ({stratum_note})", p.stratum);
+    let _ = writeln!(s, "    Poll: {} ({} s)", p.poll, pow2(p.poll));
+    let _ = writeln!(s, "    Precision: {} ({:.9} s)", p.precision, pow2(p.precision));
+    let _ = writeln!(s, "    Root Delay: {:.9} s", p.root_delay);
+    let _ = writeln!(s, "    Root Dispersion: {:.9} s", p.root_dispersion);
+    if let (Some(id), Some(hex)) = (&p.reference_id, &p.reference_id_hex) {
+        let _ = writeln!(s, "    Reference ID: {id} (0x{hex})");
+    }
+    if let Some(Some(k)) = &p.kiss_code {
+        let _ = writeln!(s, "    Kiss Code: {k}");
+    }
+    if let Some(c) = p.leap_smear_correction {
+        let _ = writeln!(s, "    Leap Smear Correction: {c:+.9} s");
+    }
+    if let Some(v5) = &p.v5 {
+        let _ = writeln!(s, "    Timescale: {} ({})", v5.timescale_name, v5.timescale);
+        let _ = writeln!(s, "    Era: {}", v5.era);
+        let _ = writeln!(s, "    Flags: 0x{:04x} [{}]", v5.flags, v5.flag_names.join(", "));
+        let _ = writeln!(s, "    Server Cookie: {}", v5.server_cookie);
+        let _ = writeln!(s, "    Client Cookie: {}", v5.client_cookie);
+    }
+    for (name, ts) in [
+        ("Reference Timestamp", &p.reference_timestamp),
+        ("Origin Timestamp", &p.origin_timestamp),
+        ("Receive Timestamp", &p.receive_timestamp),
+        ("Transmit Timestamp", &p.transmit_timestamp),
+    ] {
+        if let Some(ts) = ts {
+            let _ = writeln!(s, "    {name}: {} (0x{})", ts.utc.as_deref().unwrap_or("(zero: not set)"), ts.raw_hex);
+        }
+    }
+    for ef in &p.extension_fields {
+        let _ = writeln!(s, "    Extension Field: {} (type 0x{:04x}), length {}", ef.name, ef.field_type, ef.length);
+    }
+    if let Some(mac) = &p.mac {
+        let _ = writeln!(s, "    MAC: key ID {}, digest {} octets", mac.key_id, mac.digest_length);
+    }
+    for problem in &p.problems {
+        let _ = writeln!(s, "    Problem: {problem}");
+    }
+    s
+}
+
+fn pow2(exp: i8) -> f64 {
+    2f64.powi(i32::from(exp))
+}
