@@ -287,7 +287,7 @@ mod tests {
         #[test]
         fn smear_from_duration_within_half_step(secs in -1.99f64..1.99) {
             let c = SmearCorrection::from_duration(NtpDuration::from_seconds_f64(secs));
-            prop_assert!((c.to_seconds_f64() - secs).abs() <= SmearCorrection::RESOLUTION_SECS / 2.0 + 1e-12);
+            prop_assert!((c.to_seconds_f64() - secs).abs() <= SmearCorrection::RESOLUTION_SECS / 2.0 + 2f64.powi(-32));
         }
     }
 }
