@@ -18,7 +18,7 @@
 
 // pub mod ext;
 // pub mod nts;
-// pub mod ntske;
+pub mod ntske;
 pub mod refid;
 pub mod short;
 pub mod v4;
