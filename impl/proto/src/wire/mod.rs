@@ -16,7 +16,7 @@
 //! ([`Error`]), and problems that do not stop decoding are reported as
 //! [`Problem`]s so a conformance checker can list them.
 
-// pub mod ext;
+pub mod ext;
 // pub mod nts;
 // pub mod ntske;
 pub mod refid;
