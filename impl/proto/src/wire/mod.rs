@@ -17,7 +17,7 @@
 //! [`Problem`]s so a conformance checker can list them.
 
 pub mod ext;
-// pub mod nts;
+pub mod nts;
 // pub mod ntske;
 pub mod refid;
 pub mod short;
