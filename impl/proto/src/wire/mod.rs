@@ -22,7 +22,7 @@ pub mod nts;
 pub mod refid;
 pub mod short;
 pub mod v4;
-// pub mod v5;
+pub mod v5;
 
 use core::fmt;
 
