@@ -18,11 +18,14 @@
 
 pub mod ext;
 pub mod nts;
+mod packet;
 // pub mod ntske;
 pub mod refid;
 pub mod short;
 pub mod v4;
 pub mod v5;
+
+pub use packet::{parse_packet, DecodedPacket, Header};
 
 use core::fmt;
 
