@@ -16,13 +16,16 @@
 //! ([`Error`]), and problems that do not stop decoding are reported as
 //! [`Problem`]s so a conformance checker can list them.
 
-// pub mod ext;
-// pub mod nts;
+pub mod ext;
+pub mod nts;
 pub mod ntske;
+mod packet;
 pub mod refid;
 pub mod short;
 pub mod v4;
-// pub mod v5;
+pub mod v5;
+
+pub use packet::{parse_packet, DecodedPacket, Header};
 
 use core::fmt;
 
