@@ -115,3 +115,83 @@ fn truncated_capture_keeps_the_packets_before_the_break() {
     assert!(stderr(&out).contains("breaks off"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_json(bytes: &[u8]) -> serde_json::Value {
+    let out = ntplab(&["decode", "--hex", &hex(bytes), "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+#[test]
+fn ntpv5_response_shows_its_own_fields() {
+    use ntplab_proto::time::NtpTimestamp;
+    use ntplab_proto::wire::v4::{LeapIndicator, Mode};
+    use ntplab_proto::wire::v5::{Flags, Repr, Time32, Timescale};
+    let repr = Repr {
+        leap: LeapIndicator::NoWarning,
+        version: 5,
+        mode: Mode::Server,
+        stratum: 2,
+        poll: 6,
+        precision: -20,
+        root_delay: Time32::from_seconds_f64(0.25),
+        root_dispersion: Time32::from_seconds_f64(0.001),
+        timescale: Timescale::Tai,
+        era: 1,
+        flags: Flags(Flags::SYNCHRONIZED),
+        server_cookie: 0,
+        client_cookie: 0x0123_4567_89ab_cdef,
+        receive_timestamp: NtpTimestamp::from_parts(100, 0),
+        transmit_timestamp: NtpTimestamp::from_parts(101, 1 << 31),
+    };
+    let v = decode_json(&repr.to_bytes());
+    assert_eq!(v["version"], 5);
+    assert_eq!(v["root_delay"], 0.25);
+    assert_eq!(v["v5"]["timescale_name"], "TAI");
+    assert_eq!(v["v5"]["client_cookie"], "0123456789abcdef");
+    assert_eq!(v["v5"]["flag_names"][0], "Synchronized");
+    // Era 1 from the header, not from a pivot.
+    assert_eq!(v["receive_timestamp"]["utc"], "2036-02-07T06:29:56.000000000Z");
+    assert_eq!(v["transmit_timestamp"]["utc"], "2036-02-07T06:29:57.500000000Z");
+    assert!(v.get("reference_id").is_none() && v.get("origin_timestamp").is_none());
+    insta::assert_json_snapshot!(v);
+}
+
+#[test]
+fn smear_refid_mac_and_bad_extension_length() {
+    use ntplab_proto::wire::refid::{ReferenceId, SmearCorrection};
+    use ntplab_proto::time::NtpDuration;
+    let header = hex_to_bytes(KOD_ERA1);
+    let mut p = header.clone();
+    p[1] = 2; // stratum 2: the reference ID names an upstream, here a smear REFID
+    let smear = ReferenceId::from_smear(SmearCorrection::from_duration(NtpDuration::from_seconds_f64(-0.25)));
+    p[12..16].copy_from_slice(&smear.0);
+    // A legacy MAC: key ID 7 and a 16-octet digest.
+    let mut with_mac = p.clone();
+    with_mac.extend_from_slice(&[0, 0, 0, 7]);
+    with_mac.extend_from_slice(&[0xab; 16]);
+    let v = decode_json(&with_mac);
+    assert_eq!(v["leap_smear_correction"], -0.25);
+    assert_eq!(v["reference_id"], "254.240.0.0");
+    assert_eq!(v["mac"]["key_id"], 7);
+    assert_eq!(v["mac"]["digest_length"], 16);
+    // An extension field whose length runs past the packet: decoded as far as it goes.
+    let mut bad = p.clone();
+    bad.extend_from_slice(&[0x01, 0x04, 0x00, 0x40]);
+    bad.extend_from_slice(&[0; 28]);
+    let v = decode_json(&bad);
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p.as_str().unwrap().contains("bad extension field length")),
+        "{problems:?}"
+    );
+}
+
+fn hex_to_bytes(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits.chunks(2).map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap()).collect()
+}

@@ -80,6 +80,16 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 write_packet(out, &p, args.format)?;
                 decoded += 1;
             }
+            Err(ntplab_proto::wire::Error::Unsupported { .. }) if is_control_message(&dgram.payload) => {
+                // Mode 6/7 (ntpq/ntpdc) messages are NTP, but not time packets.
+                eprintln!(
+                    "ntplab: note: frame {} ({} -> {}): NTP mode {} control message, not decoded",
+                    dgram.frame,
+                    dgram.src,
+                    dgram.dst,
+                    dgram.payload[0] & 7
+                );
+            }
             Err(e) => failures.push(format!("frame {} ({} -> {}): {e}", dgram.frame, dgram.src, dgram.dst)),
         }
     }
@@ -108,6 +118,11 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
 /// header, a multiple of 4 octets, version 1 to 5, and a time-exchange mode (1–5).
 fn looks_like_ntp(p: &[u8]) -> bool {
     p.len() >= 48 && p.len() % 4 == 0 && matches!((p[0] >> 3) & 7, 1..=5) && matches!(p[0] & 7, 1..=5)
+}
+
+/// An NTPv1-v4 mode 6 or 7 message.
+fn is_control_message(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| matches!(b & 7, 6 | 7) && (b >> 3) & 7 != 5)
 }
 
 fn write_packet(out: &mut dyn Write, p: &PacketJson, format: OutputFormat) -> Result<(), CliError> {

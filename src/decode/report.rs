@@ -1,7 +1,7 @@
 //! The decoded form of one NTP packet, as JSON (a stable contract) and as text.
 
 use ntplab_proto::time::{NtpTime, NtpTimestamp};
-use ntplab_proto::wire::{self, v4};
+use ntplab_proto::wire::{self, v4, v5, Header};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -145,9 +145,25 @@ pub struct MacJson {
 
 /// Decodes one UDP payload. An error means nothing could be decoded.
 pub fn decode(bytes: &[u8], pivot: Pivot) -> Result<PacketJson, wire::Error> {
-    let packet = v4::Packet::new_checked(bytes)?;
-    let repr = v4::Repr::parse(&packet)?;
-    let mut out = PacketJson {
+    let packet = wire::parse_packet(bytes)?;
+    let mut out = match &packet.header {
+        Header::V4(h) => v4_json(h, pivot),
+        Header::V5(h) => v5_json(h, pivot),
+    };
+    let area = &packet.extensions;
+    out.extension_fields = area
+        .fields
+        .iter()
+        .map(|f| ExtensionFieldJson { field_type: f.field_type.to_u16(), name: f.field_type.name().to_string(), length: f.length() })
+        .collect();
+    out.mac = area.mac.as_ref().map(|m| MacJson { key_id: m.key_id, digest_length: m.digest.len() });
+    out.problems = packet.problems().iter().map(ToString::to_string).collect();
+    Ok(out)
+}
+
+fn v4_json(repr: &v4::Repr, pivot: Pivot) -> PacketJson {
+    let smear = if repr.stratum > 1 { repr.reference_id.smear_correction() } else { None };
+    PacketJson {
         version: repr.version,
         mode: repr.mode.to_bits(),
         leap: repr.leap.to_bits(),
@@ -156,21 +172,50 @@ pub fn decode(bytes: &[u8], pivot: Pivot) -> Result<PacketJson, wire::Error> {
         precision: repr.precision,
         root_delay: repr.root_delay.to_seconds_f64(),
         root_dispersion: repr.root_dispersion.to_seconds_f64(),
-        reference_id: Some(reference_id_text(&repr)),
+        reference_id: Some(reference_id_text(repr)),
         reference_id_hex: Some(format!("{:08x}", repr.reference_id.to_u32())),
+        leap_smear_correction: smear.map(|c| c.to_seconds_f64()),
         reference_timestamp: Some(TimestampJson::new(repr.reference_timestamp, pivot)),
         origin_timestamp: Some(TimestampJson::new(repr.origin_timestamp, pivot)),
         receive_timestamp: Some(TimestampJson::new(repr.receive_timestamp, pivot)),
         transmit_timestamp: Some(TimestampJson::new(repr.transmit_timestamp, pivot)),
         kiss_code: (repr.stratum == 0)
             .then(|| (repr.reference_id.to_u32() != 0).then(|| repr.reference_id.kiss_code().name())),
-        problems: repr.problems().iter().map(ToString::to_string).collect(),
         ..PacketJson::default()
-    };
-    if repr.stratum > 1 {
-        out.leap_smear_correction = repr.reference_id.smear_correction().map(|c| c.to_seconds_f64());
     }
-    Ok(out)
+}
+
+fn v5_json(repr: &v5::Repr, pivot: Pivot) -> PacketJson {
+    // The Era field names the receive timestamp's era (draft §6); the transmit
+    // timestamp is resolved near the receive timestamp.
+    let rx = repr.receive_timestamp;
+    let rx_full = (!rx.is_zero()).then(|| NtpTime::from_era_parts(i32::from(repr.era), rx.seconds(), rx.fraction()));
+    let tx_pivot = rx_full.map_or(pivot, Pivot::Near);
+    PacketJson {
+        version: repr.version,
+        mode: repr.mode.to_bits(),
+        leap: repr.leap.to_bits(),
+        stratum: repr.stratum,
+        poll: repr.poll,
+        precision: repr.precision,
+        root_delay: repr.root_delay.to_seconds_f64(),
+        root_dispersion: repr.root_dispersion.to_seconds_f64(),
+        receive_timestamp: Some(TimestampJson {
+            raw_hex: format!("{:016x}", rx.to_bits()),
+            utc: rx_full.map(|t| t.rfc3339().to_string()),
+        }),
+        transmit_timestamp: Some(TimestampJson::new(repr.transmit_timestamp, tx_pivot)),
+        v5: Some(V5Json {
+            timescale: repr.timescale.to_u8(),
+            timescale_name: repr.timescale.name().to_string(),
+            era: repr.era,
+            flags: repr.flags.0,
+            flag_names: repr.flags.names().into_iter().map(str::to_string).collect(),
+            server_cookie: format!("{:016x}", repr.server_cookie),
+            client_cookie: format!("{:016x}", repr.client_cookie),
+        }),
+        ..PacketJson::default()
+    }
 }
 
 fn reference_id_text(repr: &v4::Repr) -> String {
@@ -219,6 +264,7 @@ pub fn to_text(p: &PacketJson) -> String {
     let _ = writeln!(s, "    Root Delay: {:.9} s", p.root_delay);
     let _ = writeln!(s, "    Root Dispersion: {:.9} s", p.root_dispersion);
     if let (Some(id), Some(hex)) = (&p.reference_id, &p.reference_id_hex) {
+        let id = if id.is_empty() { "(none)" } else { id.as_str() };
         let _ = writeln!(s, "    Reference ID: {id} (0x{hex})");
     }
     if let Some(Some(k)) = &p.kiss_code {

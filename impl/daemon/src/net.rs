@@ -186,10 +186,10 @@ mod linux {
             for c in msg.cmsgs().map_err(io::Error::from)? {
                 match c {
                     ControlMessageOwned::ScmTimestampsns(ts) => time = to_time(ts.system),
-                    ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _) => {
-                        if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING {
-                            key = Some(e.ee_data);
-                        }
+                    ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _)
+                        if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
+                    {
+                        key = Some(e.ee_data);
                     }
                     _ => {}
                 }
@@ -208,10 +208,7 @@ mod linux {
 mod tests {
     use super::*;
 
-    fn now() -> NtpTime {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        NtpTime::from_unix(d.as_secs() as i64, d.subsec_nanos())
-    }
+    use crate::sysclock::realtime_now as now;
 
     #[tokio::test(flavor = "current_thread")]
     async fn loopback_kernel_timestamps_are_ordered_and_current() {
