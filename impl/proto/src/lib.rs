@@ -19,5 +19,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod constants;
+pub mod filter;
+pub mod select;
 pub mod time;
 pub mod wire;
