@@ -332,7 +332,7 @@ impl<Id: Clone + PartialEq> SelectionAlgorithm<Id> for Rfc5905Selection {
                 Some(Rejection::Unsynchronized)
             } else if c.stratum >= MAXSTRAT {
                 Some(Rejection::StratumTooHigh)
-            } else if !(distance <= threshold) {
+            } else if distance.is_nan() || distance > threshold {
                 Some(Rejection::DistanceTooLarge)
             } else {
                 None
