@@ -10,7 +10,12 @@
 //! - [`wire`]: every wire format, each as a checked packet view plus a
 //!   validated representation that can be emitted (NTPv4 header, reference IDs
 //!   and kiss codes, extension fields, NTS extension fields, NTS-KE records,
-//!   NTPv5).
+//!   NTPv5);
+//! - [`filter`], [`select`], [`discipline`]: the RFC 5905 clock filter (§10),
+//!   selection/cluster/combine (§11.2) and clock discipline (§11.3), with the
+//!   RFC's contradictory parameters pinned in [`constants`];
+//! - [`clock`]: the [`clock::NtpClock`] trait through which a caller applies
+//!   the discipline's actions to a real or simulated clock.
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -19,5 +24,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
+pub mod constants;
+pub mod discipline;
+pub mod filter;
+pub mod select;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,51 @@
+//! The seam between the sans-IO core and a clock.
+//!
+//! The core never reads or adjusts a clock itself. The daemon implements
+//! [`NtpClock`] on the system clock (clock_adjtime, behind an explicit flag);
+//! the simulator implements it on a host clock model. The discipline's
+//! [`crate::discipline::Action`]s are applied through it
+//! ([`crate::discipline::Action::apply`]).
+//!
+//! Every adjustment returns the clock's time at which it took effect, so a
+//! caller (and a trace) can tell exactly when the clock changed.
+
+use crate::time::{NtpDuration, NtpTime};
+use crate::wire::v4::LeapIndicator;
+
+/// A clock the discipline can steer.
+///
+/// Units: times are [`NtpTime`] (era-resolved NTP timescale), offsets
+/// [`NtpDuration`] (2^-32 s), frequencies plain `f64` in seconds per second
+/// (dimensionless; `1e-6` is 1 ppm).
+///
+/// Sign conventions: a positive offset means the clock is *behind* and must
+/// move forward (the sign of an NTP offset θ = server − client); a positive
+/// frequency makes the clock run *faster*.
+pub trait NtpClock {
+    /// Why an adjustment failed (permission, unsupported, out of range...).
+    type Error: core::fmt::Debug;
+
+    /// The clock's current time.
+    fn now(&self) -> NtpTime;
+
+    /// Sets the frequency correction, in seconds per second, relative to the
+    /// uncorrected oscillator: the clock then advances `(1 + frequency)`
+    /// seconds per oscillator second (plus any phase slew in progress). This
+    /// replaces the previous correction; it does not add to it.
+    fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, Self::Error>;
+
+    /// Starts slewing the clock by `offset` with an exponential decay of time
+    /// constant `time_constant`: after `t` seconds, `offset · (1 − e^(−t/τ))`
+    /// has been applied and `offset · e^(−t/τ)` remains (the clock-adjust
+    /// process of RFC 5905 §12 / A.5.6.1, or the kernel PLL's offset mode).
+    /// Replaces any slew still in progress; the clock never steps.
+    fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, Self::Error>;
+
+    /// Steps the clock by `offset` at once, cancelling any phase slew in
+    /// progress. Returns the time after the step.
+    fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, Self::Error>;
+
+    /// Announces (or clears) a leap second at the end of the current UTC
+    /// month (RFC 5905 §7.3: the last day of the month).
+    fn set_leap(&mut self, leap: LeapIndicator) -> Result<NtpTime, Self::Error>;
+}

@@ -1,0 +1,715 @@
+//! The system process of RFC 5905 §11.2: selection, cluster and combine.
+//!
+//! Input: one [`Candidate`] per source (the peer variables from its
+//! [`crate::filter::ClockFilter`] plus the header values the source last
+//! received). Output: a [`Selection`] naming the rejected candidates, the
+//! falsetickers, the truechimers, the cluster outliers and survivors, the
+//! system peer, and the combined offset and jitter to hand to
+//! [`crate::discipline::Discipline::update`].
+//!
+//! # Plugging in another algorithm
+//!
+//! The algorithm sits behind [`SelectionAlgorithm`]. The system process (in the
+//! daemon or the simulator) holds a `Box<dyn SelectionAlgorithm<Id>>` or is
+//! generic over `A: SelectionAlgorithm<Id>`, calls
+//! [`SelectionAlgorithm::select`] with the same candidates and context, and
+//! uses only the returned [`Selection`]. A second algorithm (chrony-style
+//! selection, a Kalman combiner, ...) implements the trait on its own type;
+//! it may keep state between calls (`&mut self`). To measure it against
+//! [`Rfc5905Selection`], the simulator runs both on the same candidate stream
+//! (same seed) and compares their offsets against true time; the
+//! [`SelectionAlgorithm::name`] labels the reports.
+//!
+//! # Choices where RFC 5905 is ambiguous or its skeleton is wrong
+//!
+//! - **Intersection.** §11.2.1 steps 1–6 with `c ≥ m − f` (A.5.5.1 compares
+//!   against `n − found` with `n` the number of *tuples*, a typo). Edges are
+//!   sorted by value, lowpoints before midpoints before highpoints at equal
+//!   values, and success needs `l < u` (step 5), so intervals that only touch
+//!   do not intersect. Like the RFC (and unlike plain Marzullo), midpoints
+//!   count: at most `f` offsets may lie outside `[l, u]`, so two sources whose
+//!   intervals overlap without holding each other's offset have no majority.
+//! - **Who is a truechimer.** A candidate whose correctness interval
+//!   `[θ − λ, θ + λ]` intersects the final interval `[l, u]`; the others are
+//!   falsetickers (the reference implementation's rule; A.5.5.1's survivor
+//!   loop walks the tuple list and is not usable as written).
+//! - **Selection jitter in the cluster rounds** is the RMS form of §11.2.2
+//!   step 3, `ψ_s = sqrt(Σ_j (θ_s − θ_j)² / (n − 1))`, not A.5.5.1's plain sum.
+//! - **Combine** follows A.5.5.5 and the reference implementation: offset and
+//!   selection jitter are weighted by `1/λ` (root distance); the selection
+//!   jitter is the weighted RMS difference from the system peer's offset and
+//!   the system jitter is `sqrt(ψ_sel² + ψ_peer²)` with `ψ_peer` the system
+//!   peer's jitter (§11.2.3's `PSI = [(PSI_s)^2 + (PSI_p)^2]^1/2`).
+//! - **Acceptance** (A.5.5.3 `accept()`): this module rejects candidates that
+//!   are unsynchronized (leap 3), have stratum ≥ MAXSTRAT, or whose root
+//!   distance exceeds `MAXDIST + PHI · 2^poll`. The loop check (refid equal to
+//!   our address or the system refid) and the reachability check need state
+//!   the per-source machine owns: the caller leaves such sources out.
+
+use crate::constants::{log2_to_seconds, CMIN, MAXDIST, MAXSTRAT, MINDISP, NMIN, PHI};
+use crate::filter::PeerStatistics;
+use crate::time::{NtpDuration, NtpTime};
+use crate::wire::v4::LeapIndicator;
+
+fn secs(d: NtpDuration) -> f64 {
+    d.to_seconds_f64()
+}
+
+fn dur(s: f64) -> NtpDuration {
+    NtpDuration::from_seconds_f64(s)
+}
+
+/// One source as the system process sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate<Id> {
+    /// The caller's opaque source identifier.
+    pub id: Id,
+    /// Peer offset θ (from the filter).
+    pub offset: NtpDuration,
+    /// Peer delay δ (from the filter).
+    pub delay: NtpDuration,
+    /// Peer dispersion ε as of `updated_at` (from the filter).
+    pub dispersion: NtpDuration,
+    /// Peer jitter ψ (from the filter).
+    pub jitter: NtpDuration,
+    /// When `dispersion` was computed; the root distance ages it at PHI from here.
+    pub updated_at: NtpTime,
+    /// Arrival time of the sample behind `offset` (peer variable `t`).
+    pub time: NtpTime,
+    /// The server's root delay (packet header).
+    pub root_delay: NtpDuration,
+    /// The server's root dispersion (packet header).
+    pub root_dispersion: NtpDuration,
+    /// The server's stratum (0 already mapped to MAXSTRAT by the caller, A.5.1.1).
+    pub stratum: u8,
+    /// The server's leap indicator.
+    pub leap: LeapIndicator,
+}
+
+impl<Id> Candidate<Id> {
+    /// A candidate from filter output and the last header values received.
+    pub fn from_statistics(
+        id: Id,
+        stats: &PeerStatistics,
+        root_delay: NtpDuration,
+        root_dispersion: NtpDuration,
+        stratum: u8,
+        leap: LeapIndicator,
+    ) -> Self {
+        Candidate {
+            id,
+            offset: stats.offset,
+            delay: stats.delay,
+            dispersion: stats.dispersion,
+            jitter: stats.jitter,
+            updated_at: stats.updated_at,
+            time: stats.time,
+            root_delay,
+            root_dispersion,
+            stratum,
+            leap,
+        }
+    }
+
+    /// Root synchronization distance λ at `now` (A.5.5.2 `root_dist()`):
+    /// `max(MINDISP, root delay + δ) / 2 + root dispersion + ε + PHI · (now − t) + ψ`,
+    /// with `t` the time the dispersion was last computed.
+    pub fn root_distance(&self, now: NtpTime) -> NtpDuration {
+        dur(self.root_distance_secs(now))
+    }
+
+    fn root_distance_secs(&self, now: NtpTime) -> f64 {
+        let age = secs(now - self.updated_at).max(0.0);
+        MINDISP.max(secs(self.root_delay) + secs(self.delay)) / 2.0
+            + secs(self.root_dispersion)
+            + secs(self.dispersion)
+            + PHI * age
+            + secs(self.jitter)
+    }
+}
+
+/// Inputs to a selection run besides the candidates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectionContext<Id> {
+    /// Local time of the run (ages dispersions).
+    pub now: NtpTime,
+    /// System poll exponent: the distance threshold is `MAXDIST + PHI · 2^poll`.
+    pub system_poll: i8,
+    /// The current system peer, kept when it survives at the same stratum as
+    /// the best survivor (A.5.5.1: avoid clock hopping).
+    pub previous_system_peer: Option<Id>,
+}
+
+/// Why a candidate was not even considered (A.5.5.3 `accept()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Leap indicator 3: the server is not synchronized.
+    Unsynchronized,
+    /// Stratum MAXSTRAT (16) or more.
+    StratumTooHigh,
+    /// Root distance above `MAXDIST + PHI · 2^poll`.
+    DistanceTooLarge,
+}
+
+/// Why no offset came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoSync {
+    /// No candidate passed acceptance.
+    NoCandidates,
+    /// No intersection holds a majority of the candidates (§11.2.1 step 6).
+    NoMajority,
+    /// Fewer truechimers than the configured minimum (CMIN).
+    TooFewTruechimers {
+        /// How many were found.
+        found: usize,
+        /// How many are required.
+        required: usize,
+    },
+}
+
+/// The best and final statistics (§11.2.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Combined<Id> {
+    /// The system peer `s.p`: its variables become the system variables.
+    pub system_peer: Id,
+    /// Combined offset THETA (to the discipline).
+    pub offset: NtpDuration,
+    /// System jitter PSI = sqrt(selection jitter² + system peer jitter²).
+    pub jitter: NtpDuration,
+    /// Selection jitter PSI_s (weighted RMS offset difference from the system peer).
+    pub selection_jitter: NtpDuration,
+    /// The system peer's own jitter PSI_p.
+    pub peer_jitter: NtpDuration,
+}
+
+/// Everything a selection run decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection<Id> {
+    /// Candidates refused before the intersection, with the reason.
+    pub rejected: Vec<(Id, Rejection)>,
+    /// Candidates outside the majority intersection.
+    pub falsetickers: Vec<Id>,
+    /// Candidates of the majority clique, in input order.
+    pub truechimers: Vec<Id>,
+    /// Truechimers the cluster algorithm discarded, in the order discarded.
+    pub outliers: Vec<Id>,
+    /// Cluster survivors in order of preference (stratum, then root distance).
+    pub survivors: Vec<Id>,
+    /// The intersection interval `[l, u]` (offsets), when one was found.
+    pub interval: Option<(NtpDuration, NtpDuration)>,
+    /// The combined result, or why there is none (then the clock MUST NOT be
+    /// disciplined, §11.2).
+    pub outcome: Result<Combined<Id>, NoSync>,
+}
+
+/// A clock selection/combining algorithm. See the [module docs](self) for how
+/// a second algorithm plugs in and is compared.
+pub trait SelectionAlgorithm<Id> {
+    /// A short name for reports (e.g. `"rfc5905"`).
+    fn name(&self) -> &'static str;
+
+    /// Picks the system peer and combined offset from the candidates.
+    ///
+    /// Candidates with duplicate ids are a caller error; the result is then
+    /// unspecified but never a panic.
+    fn select(&mut self, candidates: &[Candidate<Id>], context: &SelectionContext<Id>) -> Selection<Id>;
+}
+
+/// Settings of [`Rfc5905Selection`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelectionConfig {
+    /// Minimum truechimers to discipline the clock (CMIN, default 1).
+    pub min_truechimers: usize,
+    /// The cluster algorithm stops at this many survivors (NMIN, default 3).
+    pub min_survivors: usize,
+    /// Distance threshold in seconds (MAXDIST, default 1 s).
+    pub max_distance: f64,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig { min_truechimers: CMIN, min_survivors: NMIN, max_distance: MAXDIST }
+    }
+}
+
+/// RFC 5905 §11.2.1–§11.2.3: Marzullo-style intersection, cluster, combine.
+#[derive(Clone, Debug, Default)]
+pub struct Rfc5905Selection {
+    /// The settings.
+    pub config: SelectionConfig,
+}
+
+impl Rfc5905Selection {
+    /// With the given settings.
+    pub fn new(config: SelectionConfig) -> Self {
+        Rfc5905Selection { config }
+    }
+}
+
+/// A candidate reduced to numbers.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    index: usize,
+    offset: f64,
+    jitter: f64,
+    distance: f64,
+    stratum: u8,
+}
+
+/// §11.2.1: the intersection `[l, u]` holding a majority, or `None`.
+fn intersect(entries: &[Entry]) -> Option<(f64, f64)> {
+    let m = entries.len();
+    // (edge, type): type -1 lowpoint, 0 midpoint, +1 highpoint.
+    let mut chimes: Vec<(f64, i8)> = Vec::with_capacity(3 * m);
+    for e in entries {
+        chimes.push((e.offset - e.distance, -1));
+        chimes.push((e.offset, 0));
+        chimes.push((e.offset + e.distance, 1));
+    }
+    chimes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut allow = 0;
+    while 2 * allow < m {
+        let need = (m - allow) as i64;
+        let mut found = 0;
+        let mut chime: i64 = 0;
+        let mut low = None;
+        for &(edge, kind) in &chimes {
+            chime -= i64::from(kind);
+            if chime >= need {
+                low = Some(edge);
+                break;
+            }
+            if kind == 0 {
+                found += 1;
+            }
+        }
+        chime = 0;
+        let mut high = None;
+        for &(edge, kind) in chimes.iter().rev() {
+            chime += i64::from(kind);
+            if chime >= need {
+                high = Some(edge);
+                break;
+            }
+            if kind == 0 {
+                found += 1;
+            }
+        }
+        if found <= allow {
+            if let (Some(l), Some(u)) = (low, high) {
+                if l < u {
+                    return Some((l, u));
+                }
+            }
+        }
+        allow += 1;
+    }
+    None
+}
+
+/// RMS offset difference of `entries[s]` from the others (§11.2.2 step 3).
+fn selection_jitter(entries: &[Entry], s: usize) -> f64 {
+    if entries.len() < 2 {
+        return 0.0;
+    }
+    let sum: f64 = entries.iter().map(|e| (entries[s].offset - e.offset).powi(2)).sum();
+    (sum / (entries.len() - 1) as f64).sqrt()
+}
+
+impl<Id: Clone + PartialEq> SelectionAlgorithm<Id> for Rfc5905Selection {
+    fn name(&self) -> &'static str {
+        "rfc5905"
+    }
+
+    fn select(&mut self, candidates: &[Candidate<Id>], context: &SelectionContext<Id>) -> Selection<Id> {
+        let now = context.now;
+        let threshold = self.config.max_distance + PHI * log2_to_seconds(context.system_poll);
+        let mut rejected = Vec::new();
+        let mut entries = Vec::new();
+        for (index, c) in candidates.iter().enumerate() {
+            let distance = c.root_distance_secs(now);
+            let reason = if c.leap == LeapIndicator::Unsynchronized {
+                Some(Rejection::Unsynchronized)
+            } else if c.stratum >= MAXSTRAT {
+                Some(Rejection::StratumTooHigh)
+            } else if distance.is_nan() || distance > threshold {
+                Some(Rejection::DistanceTooLarge)
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => rejected.push((c.id.clone(), r)),
+                None => entries.push(Entry {
+                    index,
+                    offset: secs(c.offset),
+                    jitter: secs(c.jitter),
+                    distance,
+                    stratum: c.stratum,
+                }),
+            }
+        }
+        let id = |e: &Entry| candidates[e.index].id.clone();
+        let mut selection = Selection {
+            rejected,
+            falsetickers: Vec::new(),
+            truechimers: Vec::new(),
+            outliers: Vec::new(),
+            survivors: Vec::new(),
+            interval: None,
+            outcome: Err(NoSync::NoCandidates),
+        };
+        if entries.is_empty() {
+            return selection;
+        }
+
+        // §11.2.1 selection.
+        let Some((low, high)) = intersect(&entries) else {
+            selection.falsetickers = entries.iter().map(id).collect();
+            selection.outcome = Err(NoSync::NoMajority);
+            return selection;
+        };
+        selection.interval = Some((dur(low), dur(high)));
+        let (mut chimers, falsetickers): (Vec<Entry>, Vec<Entry>) = entries
+            .iter()
+            .partition(|e| e.offset - e.distance <= high && e.offset + e.distance >= low);
+        selection.falsetickers = falsetickers.iter().map(id).collect();
+        selection.truechimers = chimers.iter().map(id).collect();
+        debug_assert!(2 * chimers.len() > entries.len(), "a majority clique");
+        if chimers.len() < self.config.min_truechimers.max(1) {
+            selection.outcome = Err(NoSync::TooFewTruechimers {
+                found: chimers.len(),
+                required: self.config.min_truechimers.max(1),
+            });
+            return selection;
+        }
+
+        // §11.2.2 cluster: order by merit, then prune by selection jitter.
+        let merit = |e: &Entry| f64::from(e.stratum) * MAXDIST + e.distance;
+        chimers.sort_by(|a, b| merit(a).total_cmp(&merit(b)));
+        while chimers.len() > self.config.min_survivors.max(1) {
+            let (worst, psi_max) = (0..chimers.len())
+                .map(|s| (s, selection_jitter(&chimers, s)))
+                .fold((0, f64::NEG_INFINITY), |acc, x| if x.1 >= acc.1 { x } else { acc });
+            let psi_min = chimers.iter().map(|e| e.jitter).fold(f64::INFINITY, f64::min);
+            if psi_max < psi_min {
+                break;
+            }
+            let out = chimers.remove(worst);
+            selection.outliers.push(id(&out));
+        }
+        selection.survivors = chimers.iter().map(id).collect();
+
+        // System peer: keep the old one if it survived at the best stratum.
+        let sys = context
+            .previous_system_peer
+            .as_ref()
+            .and_then(|p| chimers.iter().position(|e| candidates[e.index].id == *p))
+            .filter(|&k| chimers[k].stratum == chimers[0].stratum)
+            .unwrap_or(0);
+
+        // §11.2.3 combine.
+        let (mut y, mut z, mut w) = (0.0, 0.0, 0.0);
+        let reference = chimers[sys].offset;
+        for e in &chimers {
+            let x = 1.0 / e.distance;
+            y += x;
+            z += e.offset * x;
+            w += (e.offset - reference).powi(2) * x;
+        }
+        let selection_jitter = (w / y).sqrt();
+        let peer_jitter = chimers[sys].jitter;
+        selection.outcome = Ok(Combined {
+            system_peer: id(&chimers[sys]),
+            offset: dur(z / y),
+            jitter: dur(selection_jitter.hypot(peer_jitter)),
+            selection_jitter: dur(selection_jitter),
+            peer_jitter: dur(peer_jitter),
+        });
+        selection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: f64 = 1e-3;
+
+    fn now() -> NtpTime {
+        NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+    }
+
+    /// A stratum-1 candidate whose root distance is exactly `dist_ms`
+    /// (delay 0 and MINDISP: the delay term is MINDISP/2 = 2.5 ms; the rest
+    /// goes into the dispersion), with jitter `jitter_ms`.
+    fn cand(id: u32, offset_ms: f64, dist_ms: f64, jitter_ms: f64) -> Candidate<u32> {
+        let rest = dist_ms * MS - MINDISP / 2.0 - jitter_ms * MS;
+        assert!(rest >= 0.0);
+        Candidate {
+            id,
+            offset: dur(offset_ms * MS),
+            delay: NtpDuration::ZERO,
+            dispersion: dur(rest),
+            jitter: dur(jitter_ms * MS),
+            updated_at: now(),
+            time: now(),
+            root_delay: NtpDuration::ZERO,
+            root_dispersion: NtpDuration::ZERO,
+            stratum: 1,
+            leap: LeapIndicator::NoWarning,
+        }
+    }
+
+    fn ctx() -> SelectionContext<u32> {
+        SelectionContext { now: now(), system_poll: 6, previous_system_peer: None }
+    }
+
+    fn run(cands: &[Candidate<u32>]) -> Selection<u32> {
+        Rfc5905Selection::default().select(cands, &ctx())
+    }
+
+    fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn root_distance_formula() {
+        let mut c = cand(1, 0.0, 10.0, 1.0);
+        c.delay = dur(0.020);
+        c.root_delay = dur(0.030);
+        c.root_dispersion = dur(0.004);
+        c.dispersion = dur(0.002);
+        c.jitter = dur(0.001);
+        let d = secs(c.root_distance(now() + dur(100.0)));
+        let expect = (0.030 + 0.020) / 2.0 + 0.004 + 0.002 + PHI * 100.0 + 0.001;
+        assert!((d - expect).abs() < 1e-9, "{d} vs {expect}");
+        // The delay term is at least MINDISP / 2.
+        c.delay = NtpDuration::ZERO;
+        c.root_delay = NtpDuration::ZERO;
+        let d = secs(c.root_distance(now()));
+        assert!((d - (MINDISP / 2.0 + 0.004 + 0.002 + 0.001)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn five_sources_one_falseticker() {
+        let c = [
+            cand(1, 0.5, 10.0, 1.0),
+            cand(2, -0.3, 10.0, 1.0),
+            cand(3, 1000.0, 10.0, 1.0), // +1 s
+            cand(4, 0.1, 10.0, 1.0),
+            cand(5, -0.8, 10.0, 1.0),
+        ];
+        let s = run(&c);
+        assert_eq!(s.falsetickers, vec![3]);
+        assert_eq!(sorted(s.truechimers.clone()), vec![1, 2, 4, 5]);
+        let out = s.outcome.unwrap();
+        assert!(!s.survivors.contains(&3), "a falseticker must never survive");
+        assert!(secs(out.offset).abs() < 1.0 * MS, "{:?}", out.offset);
+        assert_ne!(out.system_peer, 3);
+    }
+
+    #[test]
+    fn five_sources_two_falsetickers() {
+        // Catalog R5905-11.2.1-falseticker: 3 within ±1 ms, 2 at +1 s.
+        let c = [
+            cand(1, 0.5, 10.0, 1.0),
+            cand(2, 1000.0, 10.0, 1.0),
+            cand(3, -0.9, 10.0, 1.0),
+            cand(4, 1000.4, 10.0, 1.0),
+            cand(5, 0.2, 10.0, 1.0),
+        ];
+        let s = run(&c);
+        assert_eq!(sorted(s.falsetickers.clone()), vec![2, 4]);
+        assert_eq!(sorted(s.truechimers.clone()), vec![1, 3, 5]);
+        let (l, u) = s.interval.unwrap();
+        assert!(secs(l) < 0.0 && secs(u) > 0.0 && secs(u) < 0.02);
+        let out = s.outcome.unwrap();
+        assert!(secs(out.offset).abs() < 1.0 * MS);
+        assert!(![2, 4].contains(&out.system_peer));
+    }
+
+    #[test]
+    fn no_majority_means_no_selection() {
+        // Catalog R5905-11.2.1-no-majority: 2 at 0 and 2 at +0.5 s, tight distances.
+        let c = [cand(1, 0.0, 10.0, 1.0), cand(2, 0.1, 10.0, 1.0), cand(3, 500.0, 10.0, 1.0), cand(4, 500.1, 10.0, 1.0)];
+        let s = run(&c);
+        assert_eq!(s.outcome, Err(NoSync::NoMajority));
+        assert!(s.survivors.is_empty());
+        assert!(s.interval.is_none());
+        // Two disagreeing sources: also no majority.
+        let s = run(&c[1..3]);
+        assert_eq!(s.outcome, Err(NoSync::NoMajority));
+    }
+
+    #[test]
+    fn a_single_source_is_selected() {
+        let s = run(&[cand(7, 3.0, 10.0, 1.0)]);
+        let out = s.outcome.unwrap();
+        assert_eq!(out.system_peer, 7);
+        assert_eq!(out.offset, dur(3.0 * MS));
+    }
+
+    #[test]
+    fn barely_overlapping_intervals() {
+        // RFC 5905's modification of Marzullo: an intersection must also hold
+        // the midpoints (offsets) of all but `f` candidates. Two intervals that
+        // overlap by 1 µs, [-10, 10] and [9.999, 29.999] ms, hold neither
+        // midpoint: no majority (plain Marzullo would accept [9.999, 10]).
+        let s = run(&[cand(1, 0.0, 10.0, 1.0), cand(2, 19.999, 10.0, 1.0)]);
+        assert_eq!(s.outcome, Err(NoSync::NoMajority));
+        // Each interval barely holds the other's midpoint (by 1 µs): success,
+        // and the intersection is [9.999 - 10, 0 + 10] ms.
+        let s = run(&[cand(1, 0.0, 10.0, 1.0), cand(2, 9.999, 10.0, 1.0)]);
+        let (l, u) = s.interval.unwrap();
+        assert!((secs(l) + 0.001 * MS).abs() < 1e-9 && (secs(u) - 10.0 * MS).abs() < 1e-9, "{l:?} {u:?}");
+        assert!(s.falsetickers.is_empty());
+        assert!((secs(s.outcome.unwrap().offset) - 4.9995 * MS).abs() < 1e-9);
+        // Missing it by 1 µs: no majority of two.
+        let s = run(&[cand(1, 0.0, 10.0, 1.0), cand(2, 10.001, 10.0, 1.0)]);
+        assert_eq!(s.outcome, Err(NoSync::NoMajority));
+        // A third interval bridging the barely-overlapping pair: with one
+        // falseticker allowed, the lower scan stops at 0 ms and the upper at
+        // 20 ms; [0, 20] ms touches all three intervals: all are truechimers.
+        let s = run(&[cand(1, 0.0, 10.0, 1.0), cand(2, 19.999, 10.0, 1.0), cand(3, 10.0, 10.0, 1.0)]);
+        let (l, u) = s.interval.unwrap();
+        assert!(secs(l).abs() < 1e-9 && (secs(u) - 20.0 * MS).abs() < 1e-9, "{l:?} {u:?}");
+        assert!(s.falsetickers.is_empty());
+        assert_eq!(sorted(s.truechimers), vec![1, 2, 3]);
+        // Exactly touching intervals never intersect (step 5 needs l < u).
+        let s = run(&[cand(1, 0.0, 10.0, 1.0), cand(2, 20.0, 10.0, 1.0)]);
+        assert_eq!(s.outcome, Err(NoSync::NoMajority));
+    }
+
+    #[test]
+    fn acceptance_rejects_unsynchronized_high_stratum_and_far_sources() {
+        let mut a = cand(1, 0.0, 10.0, 1.0);
+        a.leap = LeapIndicator::Unsynchronized;
+        let mut b = cand(2, 0.0, 10.0, 1.0);
+        b.stratum = MAXSTRAT;
+        let c = cand(3, 0.0, 1500.0, 1.0); // 1.5 s root distance
+        let d = cand(4, 0.0, 10.0, 1.0);
+        let s = run(&[a, b, c.clone(), d]);
+        assert_eq!(
+            s.rejected,
+            vec![(1, Rejection::Unsynchronized), (2, Rejection::StratumTooHigh), (3, Rejection::DistanceTooLarge)]
+        );
+        assert_eq!(s.outcome.unwrap().system_peer, 4);
+        // Only rejected candidates: nothing to do.
+        let s = run(&[c]);
+        assert_eq!(s.outcome, Err(NoSync::NoCandidates));
+    }
+
+    #[test]
+    fn min_truechimers_is_enforced() {
+        let mut alg = Rfc5905Selection::new(SelectionConfig { min_truechimers: 3, ..Default::default() });
+        let s = alg.select(&[cand(1, 0.0, 10.0, 1.0), cand(2, 0.5, 10.0, 1.0)], &ctx());
+        assert_eq!(s.outcome, Err(NoSync::TooFewTruechimers { found: 2, required: 3 }));
+        let s = alg.select(&[cand(1, 0.0, 10.0, 1.0), cand(2, 0.5, 10.0, 1.0), cand(3, 0.2, 10.0, 1.0)], &ctx());
+        assert!(s.outcome.is_ok());
+    }
+
+    #[test]
+    fn cluster_prunes_the_noisiest_down_to_nmin() {
+        // Six truechimers (wide intervals) with offsets spread so that the
+        // outermost have the largest selection jitter; tiny peer jitter so the
+        // psi_max < psi_min stop does not fire first.
+        let offs = [0.0, 0.2, -0.2, 5.0, -8.0, 12.0];
+        let c: Vec<_> = offs.iter().enumerate().map(|(i, o)| cand(i as u32 + 1, *o, 50.0, 0.01)).collect();
+        let s = run(&c);
+        assert!(s.falsetickers.is_empty());
+        assert_eq!(s.outliers, vec![6, 5, 4], "pruned worst first");
+        assert_eq!(sorted(s.survivors.clone()), vec![1, 2, 3]);
+        assert_eq!(s.survivors.len(), NMIN);
+        assert!(secs(s.outcome.unwrap().offset).abs() < 0.1 * MS);
+    }
+
+    #[test]
+    fn cluster_stops_when_selection_jitter_is_below_peer_jitter() {
+        // Peer jitter 5 ms dwarfs the 0.2 ms spread: nothing is pruned.
+        let offs = [0.0, 0.1, -0.1, 0.2, -0.2];
+        let c: Vec<_> = offs.iter().enumerate().map(|(i, o)| cand(i as u32 + 1, *o, 50.0, 5.0)).collect();
+        let s = run(&c);
+        assert!(s.outliers.is_empty());
+        assert_eq!(s.survivors.len(), 5);
+    }
+
+    #[test]
+    fn combine_weights_by_inverse_root_distance() {
+        // Catalog R5905-11.2.3-combine: +1 ms at λ 10 ms, -1 ms at λ 30 ms:
+        // (1/10 - 1/30) / (1/10 + 1/30) = 0.5 ms.
+        let s = run(&[cand(1, 1.0, 10.0, 0.5), cand(2, -1.0, 30.0, 0.5)]);
+        let out = s.outcome.unwrap();
+        assert!((secs(out.offset) - 0.5 * MS).abs() < 1e-9, "{:?}", out.offset);
+        assert_eq!(out.system_peer, 1, "lowest root distance is preferred");
+        // Selection jitter: sqrt(((0)^2/10 + (2 ms)^2/30) / (1/10 + 1/30)) = sqrt(1 ms^2) = 1 ms.
+        assert!((secs(out.selection_jitter) - 1.0 * MS).abs() < 1e-9);
+        assert!((secs(out.jitter) - (1.0f64 * MS).hypot(0.5 * MS)).abs() < 1e-9);
+        // Not the plain mean.
+        assert!(secs(out.offset).abs() > 1e-4);
+    }
+
+    #[test]
+    fn lower_stratum_wins_and_the_old_system_peer_is_kept() {
+        let mut a = cand(1, 0.0, 20.0, 1.0);
+        a.stratum = 2;
+        let b = cand(2, 0.1, 30.0, 1.0); // stratum 1
+        let c = cand(3, 0.2, 10.0, 1.0); // stratum 1, best distance
+        let s = run(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(s.survivors, vec![3, 2, 1]);
+        assert_eq!(s.outcome.unwrap().system_peer, 3);
+        let mut alg = Rfc5905Selection::default();
+        let keep = SelectionContext { previous_system_peer: Some(2), ..ctx() };
+        assert_eq!(alg.select(&[a.clone(), b.clone(), c.clone()], &keep).outcome.unwrap().system_peer, 2);
+        // A previous peer at a worse stratum is not kept.
+        let hop = SelectionContext { previous_system_peer: Some(1), ..ctx() };
+        assert_eq!(alg.select(&[a, b, c], &hop).outcome.unwrap().system_peer, 3);
+    }
+
+    #[test]
+    fn usable_as_a_trait_object() {
+        let mut alg: Box<dyn SelectionAlgorithm<u32>> = Box::new(Rfc5905Selection::default());
+        assert_eq!(alg.name(), "rfc5905");
+        assert!(alg.select(&[cand(1, 0.0, 10.0, 1.0)], &ctx()).outcome.is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn minority_of_falsetickers_never_survives(
+            good in proptest::collection::vec(-2.0f64..2.0, 3..8),
+            bad in proptest::collection::vec(200.0f64..900.0, 0..3),
+        ) {
+            prop_assume!(bad.len() * 2 < good.len() + bad.len());
+            let mut c = Vec::new();
+            for (i, o) in good.iter().enumerate() { c.push(cand(i as u32, *o, 10.0, 0.5)); }
+            for (i, o) in bad.iter().enumerate() { c.push(cand(100 + i as u32, *o, 10.0, 0.5)); }
+            let s = run(&c);
+            let out = s.outcome.clone().unwrap();
+            prop_assert!(out.system_peer < 100);
+            prop_assert!(s.survivors.iter().all(|id| *id < 100));
+            prop_assert_eq!(sorted(s.falsetickers.clone()), (100..100 + bad.len() as u32).collect::<Vec<_>>());
+            prop_assert!(secs(out.offset).abs() < 2.0 * MS + 1e-9);
+            // Every input id is accounted for exactly once.
+            prop_assert_eq!(s.truechimers.len() + s.falsetickers.len() + s.rejected.len(), c.len());
+            prop_assert_eq!(s.survivors.len() + s.outliers.len(), s.truechimers.len());
+        }
+
+        #[test]
+        fn combined_offset_lies_within_the_survivors(
+            offs in proptest::collection::vec(-5.0f64..5.0, 1..10),
+            dists in proptest::collection::vec(6.0f64..40.0, 10),
+        ) {
+            let c: Vec<_> = offs.iter().enumerate().map(|(i, o)| cand(i as u32, *o, dists[i], 1.0)).collect();
+            let s = run(&c);
+            if let Ok(out) = &s.outcome {
+                let surv: Vec<f64> = c.iter().filter(|e| s.survivors.contains(&e.id)).map(|e| secs(e.offset)).collect();
+                let lo = surv.iter().cloned().fold(f64::INFINITY, f64::min);
+                let hi = surv.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                prop_assert!(secs(out.offset) >= lo - 1e-9 && secs(out.offset) <= hi + 1e-9);
+                prop_assert!(out.jitter >= out.selection_jitter && out.jitter >= out.peer_jitter);
+                prop_assert!(s.survivors.contains(&out.system_peer));
+            }
+        }
+    }
+}
