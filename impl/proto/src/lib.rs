@@ -10,7 +10,10 @@
 //! - [`wire`]: every wire format, each as a checked packet view plus a
 //!   validated representation that can be emitted (NTPv4 header, reference IDs
 //!   and kiss codes, extension fields, NTS extension fields, NTS-KE records,
-//!   NTPv5).
+//!   NTPv5);
+//! - [`server`]: the NTPv4 server responder (access control, rate limiting
+//!   with kiss-o'-death, interleaved mode, leap smearing), driven by
+//!   `Server::handle` with time and keys as arguments.
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -19,5 +22,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod server;
 pub mod time;
 pub mod wire;
