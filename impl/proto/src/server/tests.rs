@@ -610,7 +610,7 @@ proptest! {
         tx_delta: i64,
         out_len in 0usize..100,
         smear: bool,
-        interleaved_hint: bool,
+        in_inserted_second: bool,
     ) {
         let mut cfg = ServerConfig::default();
         cfg.access.push_cidr("10.0.0.0/8", AccessAction::KodDeny).unwrap();
@@ -618,7 +618,7 @@ proptest! {
             cfg.smear = Some(SmearConfig { style: SmearStyle::Centered, leap_time: NtpTime::new(rx_secs, 0), kind: LeapKind::Insert });
         }
         let mut s = server(cfg);
-        let clock = ServerClockState { inserted_second_in_progress: interleaved_hint, ..synced() };
+        let clock = ServerClockState { inserted_second_in_progress: in_inserted_second, ..synced() };
         let rx_time = NtpTime::new(rx_secs, 0);
         let mut out = vec![0u8; out_len];
         let a = s.handle(now_ns, addr, &bytes, rx_time, &clock, &mut out);
