@@ -16,6 +16,9 @@
 //!   RFC's contradictory parameters pinned in [`constants`];
 //! - [`clock`]: the [`clock::NtpClock`] trait through which a caller applies
 //!   the discipline's actions to a real or simulated clock.
+//! - [`server`]: the NTPv4 server responder (access control, rate limiting
+//!   with kiss-o'-death, interleaved mode, leap smearing), driven by
+//!   `Server::handle` with time and keys as arguments.
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -29,5 +32,6 @@ pub mod constants;
 pub mod discipline;
 pub mod filter;
 pub mod select;
+pub mod server;
 pub mod time;
 pub mod wire;

@@ -411,7 +411,9 @@ impl Repr {
             p.push(Problem::new("RFC 5905 §7.3", "stratum 16 is sent as 0 on the wire"));
         }
         let replying = matches!(self.mode, Mode::Server | Mode::Broadcast | Mode::SymmetricPassive);
-        if replying && self.transmit_timestamp.is_zero() {
+        // A kiss-o'-death carries no time (RFC 5905 §7.4), so its zero transmit
+        // timestamp is no fault.
+        if replying && self.transmit_timestamp.is_zero() && !self.is_kiss_of_death() {
             p.push(Problem::new("RFC 5905 §8", "transmit timestamp is zero"));
         }
         if matches!(self.stratum, 0 | 1) && replying && self.reference_id.ascii().is_none() {

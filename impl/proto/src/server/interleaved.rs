@@ -1,0 +1,113 @@
+//! Saved receive/transmit timestamp pairs for the interleaved client/server
+//! mode (RFC 9769 §2; draft-ietf-ntp-interleaved-modes-08 §2).
+//!
+//! The server keeps, per client IP address (never per port, so clients that
+//! change their source port each request, as RFC 9109 recommends, still get
+//! interleaved answers), the pair of the last response it sent that client: the
+//! receive timestamp it served and the transmit timestamp of that response as
+//! it actually left (first the value written into the packet, then, if the
+//! daemon reports it, the kernel or hardware timestamp).
+//!
+//! One pair per client is kept, in a fixed-size table: memory does not grow
+//! with the number of clients, and a pair that was evicted or already used
+//! simply makes the next answer basic, which the draft allows ("the server ...
+//! will respond in the basic mode and save new timestamps").
+
+use super::table::{key_of, SlotTable};
+use crate::time::NtpTimestamp;
+use core::net::IpAddr;
+
+/// One saved pair, with the monotonic time it was saved for eviction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SavedPair {
+    rx: u64,
+    tx: u64,
+    saved_ns: u64,
+}
+
+/// The fixed-size store of saved pairs.
+#[derive(Clone, Debug)]
+pub struct InterleavedStore {
+    table: SlotTable<SavedPair>,
+}
+
+impl InterleavedStore {
+    /// A store of at least `slots` entries hashing under `hash_key`.
+    pub fn new(slots: usize, hash_key: [u8; 16]) -> Self {
+        InterleavedStore { table: SlotTable::new(slots, hash_key) }
+    }
+
+    fn key(client: IpAddr) -> [u64; 2] {
+        key_of(client, 32, 128)
+    }
+
+    /// Bytes per client slot: 40 (16 key, 8 receive, 8 transmit, 8 saved-at)
+    /// plus one occupancy bit.
+    pub const fn bytes_per_client() -> usize {
+        SlotTable::<SavedPair>::bytes_per_slot()
+    }
+
+    /// Total heap bytes, fixed at construction.
+    pub fn table_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+
+    /// Client slots.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Saves (replacing any earlier pair of `client`) the receive timestamp
+    /// served to `client` and the transmit timestamp of that response.
+    pub fn save(&mut self, now_ns: u64, client: IpAddr, rx: NtpTimestamp, tx: NtpTimestamp) {
+        let pair = SavedPair { rx: rx.to_bits(), tx: tx.to_bits(), saved_ns: now_ns };
+        let (i, _) = self.table.find_or_insert(Self::key(client), pair, |p| p.saved_ns);
+        *self.table.value_mut(i) = pair;
+    }
+
+    /// Replaces the transmit timestamp of `client`'s pair if that pair is still
+    /// the one for receive timestamp `rx` (a later exchange may have replaced it).
+    pub fn update_tx(&mut self, client: IpAddr, rx: NtpTimestamp, tx: NtpTimestamp) -> bool {
+        match self.table.find(Self::key(client)) {
+            Some(i) if self.table.value(i).rx == rx.to_bits() => {
+                self.table.value_mut(i).tx = tx.to_bits();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// If `client`'s saved receive timestamp equals `origin`, removes the pair
+    /// (a receive timestamp is used at most once) and returns its transmit
+    /// timestamp.
+    pub fn take(&mut self, client: IpAddr, origin: NtpTimestamp) -> Option<NtpTimestamp> {
+        let i = self.table.find(Self::key(client))?;
+        let pair = *self.table.value(i);
+        if pair.rx != origin.to_bits() {
+            return None;
+        }
+        self.table.remove(i);
+        Some(NtpTimestamp::from_bits(pair.tx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_is_one_shot_and_keyed_by_address() {
+        let mut s = InterleavedStore::new(16, [9; 16]);
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        let rx = NtpTimestamp::from_bits(100);
+        let tx = NtpTimestamp::from_bits(200);
+        s.save(1, a, rx, tx);
+        assert_eq!(s.take(b, rx), None, "same /64, other address");
+        assert_eq!(s.take(a, NtpTimestamp::from_bits(101)), None);
+        assert!(s.update_tx(a, rx, NtpTimestamp::from_bits(201)));
+        assert!(!s.update_tx(a, NtpTimestamp::from_bits(1), NtpTimestamp::from_bits(5)));
+        assert_eq!(s.take(a, rx), Some(NtpTimestamp::from_bits(201)));
+        assert_eq!(s.take(a, rx), None, "one shot");
+    }
+}

@@ -1,0 +1,270 @@
+//! A fixed-size, set-associative table keyed by client address, shared by the
+//! rate limiter and the interleaved-mode timestamp store.
+//!
+//! Memory is allocated once, at construction, and never grows: whatever the
+//! number of distinct clients, the table holds `capacity()` slots. A key hashes
+//! (SipHash-2-4 under a secret key given at construction, so an attacker cannot
+//! aim many addresses at one bucket) to a bucket of [`WAYS`] slots; a key not
+//! present takes a free slot of its bucket or evicts the slot with the smallest
+//! age stamp (the least recently used). Every operation looks at one bucket,
+//! so every loop is bounded by [`WAYS`].
+
+use core::net::IpAddr;
+
+/// Slots per bucket.
+pub const WAYS: usize = 4;
+
+/// Largest number of slots a table may have (2^26, 64 Mi slots).
+pub const SLOTS_MAX: usize = 1 << 26;
+
+/// A client key: an address (IPv4 as IPv4-mapped IPv6) masked to a prefix,
+/// as two big-endian halves.
+pub type Key = [u64; 2];
+
+/// The table key of `addr` masked to `prefix_len_v4` bits for IPv4 or
+/// `prefix_len_v6` bits for IPv6. IPv4-mapped IPv6 addresses count as IPv4.
+pub fn key_of(addr: IpAddr, prefix_len_v4: u8, prefix_len_v6: u8) -> Key {
+    let (bits, prefix_len) = match canonical(addr) {
+        IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), 96 + u32::from(prefix_len_v4.min(32))),
+        IpAddr::V6(v6) => (u128::from(v6), u32::from(prefix_len_v6.min(128))),
+    };
+    let mask = if prefix_len == 0 { 0 } else { u128::MAX << (128 - prefix_len) };
+    let masked = bits & mask;
+    [(masked >> 64) as u64, masked as u64]
+}
+
+/// `addr` with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) turned into IPv4.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One slot: the key and its value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Slot<V> {
+    key: Key,
+    value: V,
+}
+
+/// The fixed-size table. `V` is the per-client state.
+#[derive(Clone, Debug)]
+pub struct SlotTable<V> {
+    slots: Vec<Slot<V>>,
+    /// One bit per slot: set when the slot holds a key.
+    used: Vec<u64>,
+    bucket_mask: usize,
+    hash_key: [u64; 2],
+}
+
+impl<V: Copy + Default> SlotTable<V> {
+    /// A table of at least `slots_min` slots (rounded up to a power of two, at
+    /// least [`WAYS`], at most [`SLOTS_MAX`]), hashing under `hash_key`.
+    pub fn new(slots_min: usize, hash_key: [u8; 16]) -> Self {
+        let slots = slots_min.clamp(WAYS, SLOTS_MAX).next_power_of_two();
+        let buckets = slots / WAYS;
+        debug_assert!(buckets.is_power_of_two());
+        let mut k0 = [0u8; 8];
+        let mut k1 = [0u8; 8];
+        k0.copy_from_slice(&hash_key[..8]);
+        k1.copy_from_slice(&hash_key[8..]);
+        SlotTable {
+            slots: vec![Slot::default(); slots],
+            used: vec![0; slots.div_ceil(64)],
+            bucket_mask: buckets - 1,
+            hash_key: [u64::from_le_bytes(k0), u64::from_le_bytes(k1)],
+        }
+    }
+
+    /// Number of slots (fixed at construction).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes one slot takes (key and value), not counting the one-bit
+    /// occupancy flag.
+    pub const fn bytes_per_slot() -> usize {
+        core::mem::size_of::<Slot<V>>()
+    }
+
+    /// Heap bytes the table holds: slots plus the occupancy bitmap. Constant
+    /// for the life of the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.len() * Self::bytes_per_slot() + self.used.len() * core::mem::size_of::<u64>()
+    }
+
+    /// Number of occupied slots.
+    pub fn len(&self) -> usize {
+        self.used.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Whether no slot is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.used.iter().all(|w| *w == 0)
+    }
+
+    fn is_used(&self, i: usize) -> bool {
+        self.used[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set_used(&mut self, i: usize, used: bool) {
+        if used {
+            self.used[i / 64] |= 1 << (i % 64);
+        } else {
+            self.used[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    fn bucket_start(&self, key: Key) -> usize {
+        let h = siphash24(self.hash_key, key);
+        (h as usize & self.bucket_mask) * WAYS
+    }
+
+    /// The slot index holding `key`, if any.
+    pub fn find(&self, key: Key) -> Option<usize> {
+        let start = self.bucket_start(key);
+        (start..start + WAYS).find(|&i| self.is_used(i) && self.slots[i].key == key)
+    }
+
+    /// The slot index holding `key`, inserting `init` if it is absent. A full
+    /// bucket gives up the slot whose `age` stamp is smallest (oldest).
+    /// Returns the index and whether the key was already present.
+    pub fn find_or_insert(&mut self, key: Key, init: V, age: impl Fn(&V) -> u64) -> (usize, bool) {
+        let start = self.bucket_start(key);
+        let mut free = None::<usize>;
+        let mut oldest = None::<(usize, u64)>;
+        for i in start..start + WAYS {
+            if !self.is_used(i) {
+                free = free.or(Some(i));
+                continue;
+            }
+            if self.slots[i].key == key {
+                return (i, true);
+            }
+            let a = age(&self.slots[i].value);
+            if oldest.is_none_or(|(_, oa)| a < oa) {
+                oldest = Some((i, a));
+            }
+        }
+        let i = free.or(oldest.map(|(i, _)| i)).expect("a bucket has WAYS > 0 slots");
+        self.slots[i] = Slot { key, value: init };
+        self.set_used(i, true);
+        (i, false)
+    }
+
+    /// The value in slot `i`.
+    pub fn value(&self, i: usize) -> &V {
+        &self.slots[i].value
+    }
+
+    /// The value in slot `i`, writable.
+    pub fn value_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].value
+    }
+
+    /// Frees slot `i`.
+    pub fn remove(&mut self, i: usize) {
+        self.slots[i] = Slot::default();
+        self.set_used(i, false);
+    }
+}
+
+/// SipHash-2-4 of the 16-octet message `key[0] ‖ key[1]` (big-endian halves,
+/// fed as little-endian words as the algorithm reads bytes) under `k`.
+fn siphash24(k: [u64; 2], key: Key) -> u64 {
+    let mut v = [
+        k[0] ^ 0x736f_6d65_7073_6575,
+        k[1] ^ 0x646f_7261_6e64_6f6d,
+        k[0] ^ 0x6c79_6765_6e65_7261,
+        k[1] ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&key[0].to_be_bytes());
+    bytes[8..].copy_from_slice(&key[1].to_be_bytes());
+    let words = [
+        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes")),
+        16u64 << 56, // final block: no tail bytes, message length 16 in the top octet
+    ];
+    for m in words {
+        v[3] ^= m;
+        round(&mut v);
+        round(&mut v);
+        v[0] ^= m;
+    }
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)] // std's SipHasher is SipHash-2-4: a reference implementation for the test.
+    fn siphash_matches_std_siphash24() {
+        use core::hash::Hasher;
+        let k = [0x0706_0504_0302_0100u64, 0x0f0e_0d0c_0b0a_0908];
+        for key in [[0u64, 0], [0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f], [u64::MAX, 42]] {
+            let mut h = std::hash::SipHasher::new_with_keys(k[0], k[1]);
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&key[0].to_be_bytes());
+            bytes[8..].copy_from_slice(&key[1].to_be_bytes());
+            h.write(&bytes);
+            assert_eq!(siphash24(k, key), h.finish());
+        }
+        // Published SipHash-2-4 vector: key 00..0f, message 00..0f -> 3f2acc7f57c29bdb (LE bytes db 9b c2 57 7f cc 2a 3f).
+        assert_eq!(siphash24(k, [0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f]), 0x3f2a_cc7f_57c2_9bdb);
+    }
+
+    #[test]
+    fn keys_mask_prefixes_and_unmap_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(key_of(a, 32, 64), key_of(b, 32, 64));
+        assert_ne!(key_of(a, 32, 64), key_of(c, 32, 64));
+        assert_ne!(key_of(a, 32, 128), key_of(b, 32, 128));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(key_of(v4, 32, 64), key_of(mapped, 32, 64));
+        assert_eq!(key_of(v4, 24, 64), key_of("192.0.2.200".parse().unwrap(), 24, 64));
+        assert_eq!(canonical(mapped), v4);
+    }
+
+    #[test]
+    fn table_never_grows_and_evicts_oldest_in_bucket() {
+        let mut t: SlotTable<u64> = SlotTable::new(64, [7; 16]);
+        let bytes = t.heap_bytes();
+        assert_eq!(t.capacity(), 64);
+        for n in 0..10_000u64 {
+            let (i, present) = t.find_or_insert([n, 0], n, |v| *v);
+            assert!(!present);
+            assert_eq!(*t.value(i), n);
+        }
+        assert_eq!(t.heap_bytes(), bytes);
+        assert!(t.len() <= t.capacity());
+        // The newest key is still present; a re-insert finds it.
+        assert!(t.find([9_999, 0]).is_some());
+        let (i, present) = t.find_or_insert([9_999, 0], 0, |v| *v);
+        assert!(present);
+        t.remove(i);
+        assert!(t.find([9_999, 0]).is_none());
+    }
+}
