@@ -7,10 +7,13 @@
 //!
 //! What it holds:
 //! - [`time`]: wire timestamps, era-resolved instants and durations;
+//! - [`mono`]: the monotonic [`mono::Instant`] the driver passes in for timers;
 //! - [`wire`]: every wire format, each as a checked packet view plus a
 //!   validated representation that can be emitted (NTPv4 header, reference IDs
 //!   and kiss codes, extension fields, NTS extension fields, NTS-KE records,
-//!   NTPv5).
+//!   NTPv5);
+//! - [`source`]: the per-source client association (poll process, packet
+//!   checks, kiss-o'-death reactions, offset/delay measurement).
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -19,5 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod mono;
+pub mod source;
 pub mod time;
 pub mod wire;
