@@ -499,7 +499,7 @@ mod tests {
     #[test]
     fn problems_name_their_rule() {
         let mut b = SERVER_REPLY;
-        b[0] = 0x00 | (7 << 3); // version 7, mode 0
+        b[0] = 7 << 3; // LI 0, version 7, mode 0
         b[1] = 200;
         let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
         let text: Vec<String> = r.problems().iter().map(|p| p.to_string()).collect();
