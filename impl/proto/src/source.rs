@@ -559,6 +559,8 @@ pub struct Source {
     next_send_at: Instant,
     /// Jitter of the current interval, in 1/65536 of 1/16 of the interval.
     jitter_frac16: u16,
+    /// No request before this (set by RATE: one new interval after the kiss).
+    not_before: Instant,
     outstanding: Option<Outstanding>,
     /// Transmit timestamp of the last request that was answered.
     last_answered_xmt: Option<NtpTimestamp>,
@@ -585,6 +587,7 @@ impl Source {
             last_poll_at: now,
             next_send_at: now,
             jitter_frac16: 0,
+            not_before: now,
             outstanding: None,
             last_answered_xmt: None,
             last_rx_xmt: None,
@@ -679,7 +682,8 @@ impl Source {
     /// Starts over after a clock step (RFC 5905 §11.2.3): clears the reach
     /// register, the unreach counter, any burst and the outstanding request
     /// (its T1 predates the step), and polls at `now` (with a new iburst if
-    /// configured). Kiss-code state (RATE floor, demobilization) is kept.
+    /// configured). Kiss-code state (RATE floor and hold, demobilization) is
+    /// kept.
     pub fn reset(&mut self, now: Instant) {
         self.reach = 0;
         self.unreach_polls = 0;
@@ -688,7 +692,7 @@ impl Source {
         self.peer_poll_log2 = None;
         self.outstanding = None;
         self.last_poll_at = now;
-        self.next_send_at = now;
+        self.next_send_at = now.max(self.not_before);
     }
 
     /// Runs the poll process if a request is due (`now >= poll_timeout()`).
@@ -742,7 +746,7 @@ impl Source {
         } else {
             self.schedule_regular(now);
         }
-        debug_assert!(self.next_send_at > now);
+        debug_assert!(self.next_send_at > now || now == Instant::MAX);
         Some(TransmitRequest { len: REQUEST_LEN, stale })
     }
 
@@ -883,7 +887,8 @@ impl Source {
                 self.kod_poll_floor_log2 = self.kod_poll_floor_log2.max(raised);
                 self.burst_remaining = 0;
                 let poll_log2 = self.poll_log2();
-                self.next_send_at = now + poll_interval(poll_log2, self.jitter_frac16);
+                self.not_before = now + poll_interval(poll_log2, self.jitter_frac16);
+                self.next_send_at = self.not_before;
                 SourceEvent::RateLimited { poll_log2, next_poll_at: self.next_send_at }
             }
             KissCode::Ntsn => SourceEvent::NtsNak,
@@ -931,10 +936,11 @@ impl Source {
     }
 
     /// A.5.7 `poll_update()` outside a burst: next regular poll one interval
-    /// after the last, but never in the past.
+    /// after the last, but never in the past nor inside a RATE hold.
     fn schedule_regular(&mut self, now: Instant) {
         let next = self.last_poll_at + poll_interval(self.poll_log2(), self.jitter_frac16);
-        self.next_send_at = if next <= now { now + LATE_POLL_DELAY } else { next };
+        let next = if next <= now { now + LATE_POLL_DELAY } else { next };
+        self.next_send_at = next.max(self.not_before);
     }
 
     /// The client request: all zero but LI 0, version, mode 3, host poll and

@@ -492,6 +492,23 @@ fn rate_raises_the_poll_and_holds_back_the_next_request() {
 }
 
 #[test]
+fn rate_hold_survives_rescheduling() {
+    // Poll at 64 s, RATE at 65 s: nothing before 65 + 128 s, even though the
+    // regular schedule (64 + 128 s) would be a second earlier.
+    let mut s = source(config());
+    assert_matches!(exchange(&mut s, Instant::ZERO, &path_at(Instant::ZERO), RANDOM), SourceEvent::Sample(_));
+    let req = poll(&mut s, secs(64), t2024(), RANDOM + 1);
+    assert_matches!(s.handle_response(secs(65), &kiss_to(&req, *b"RATE", 0), t2024(), None), SourceEvent::RateLimited {
+        poll_log2: 7,
+        ..
+    });
+    s.set_poll_log2(secs(66), 6);
+    assert_eq!(s.poll_timeout(), Some(secs(65 + 128)));
+    s.reset(secs(70));
+    assert_eq!(s.poll_timeout(), Some(secs(65 + 128)));
+}
+
+#[test]
 fn rate_ends_a_burst() {
     let mut s = source(SourceConfig { iburst: true, ..config() });
     let req = poll(&mut s, Instant::ZERO, t2024(), RANDOM);
@@ -840,5 +857,84 @@ proptest! {
         let SourceEvent::Sample(m) = ev else { return Err(TestCaseError::fail(format!("{ev:?}"))) };
         prop_assert_eq!(m.offset, NtpDuration::from_bits(server_err - client_err));
         prop_assert_eq!(m.delay, NtpDuration::from_bits(2 * one_way).max(NtpDuration::from_bits(1 << 12)));
+    }
+}
+
+/// One step of a random conversation with the server.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Answer,
+    Drop,
+    Rate(i8),
+    Deny,
+    SetPoll(i8),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => Just(Op::Answer),
+        20 => Just(Op::Drop),
+        4 => (-10i8..20).prop_map(Op::Rate),
+        4 => (0i8..20).prop_map(Op::SetPoll),
+        1 => Just(Op::Deny),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn schedule_invariants(ops in proptest::collection::vec(arb_op(), 1..80), iburst: bool, burst: bool, poll_jitter: bool) {
+        let mut s = source(SourceConfig { iburst, burst, poll_jitter, ..SourceConfig::default() });
+        let mut last_send: Option<Instant> = None;
+        let mut last_regular: Option<Instant> = None;
+        let mut hold = Instant::ZERO;
+        let mut demobilized = false;
+        for (i, op) in ops.iter().enumerate() {
+            let Some(at) = s.poll_timeout() else {
+                prop_assert!(demobilized);
+                break;
+            };
+            prop_assert!(!demobilized, "a demobilized source never polls again");
+            prop_assert!(at >= hold, "RATE hold broken: {at:?} < {hold:?}");
+            let in_burst = s.in_burst();
+            if in_burst {
+                prop_assert_eq!(at - last_send.unwrap(), BURST_SPACING);
+            } else if let Some(last) = last_regular {
+                let gap = at - last;
+                prop_assert!(gap >= Duration::from_secs(64), "regular gap {gap:?}");
+                prop_assert!(gap <= Duration::from_secs(8192 + 512 + 16), "regular gap {gap:?}");
+            }
+            let path = path_at(at);
+            let req = poll(&mut s, at, path.t1(), splitmix64(i as u64));
+            last_send = Some(at);
+            if !in_burst {
+                last_regular = Some(at);
+            }
+            let rx = at + Duration::from_millis(50);
+            match *op {
+                Op::Answer => {
+                    let rep = reply_to(&req, path.t2(), path.t3()).to_bytes();
+                    let ev = s.handle_response(rx, &rep, path.t4(), None);
+                    prop_assert!(matches!(ev, SourceEvent::Sample(_)), "{ev:?}");
+                    prop_assert!(s.is_reachable());
+                }
+                Op::Drop => {}
+                Op::Rate(p) => match s.handle_response(rx, &kiss_to(&req, *b"RATE", p), path.t4(), None) {
+                    SourceEvent::RateLimited { poll_log2, next_poll_at } => {
+                        prop_assert!(poll_log2 <= KOD_RATE_POLL_CAP_LOG2);
+                        prop_assert!(next_poll_at >= rx + Duration::from_secs(1 << poll_log2));
+                        prop_assert!(!s.in_burst());
+                        hold = next_poll_at;
+                    }
+                    other => prop_assert!(false, "{other:?}"),
+                },
+                Op::Deny => {
+                    let ev = s.handle_response(rx, &kiss_to(&req, *b"DENY", 6), path.t4(), None);
+                    prop_assert_eq!(ev, SourceEvent::Demobilize(KissCode::Deny));
+                    demobilized = true;
+                }
+                Op::SetPoll(p) => s.set_poll_log2(rx, p),
+            }
+            prop_assert!((6..=KOD_RATE_POLL_CAP_LOG2).contains(&s.poll_log2()));
+        }
     }
 }
