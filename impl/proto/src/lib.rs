@@ -7,6 +7,7 @@
 //!
 //! What it holds:
 //! - [`time`]: wire timestamps, era-resolved instants and durations;
+//! - [`mono`]: the monotonic [`mono::Instant`] the driver passes in for timers;
 //! - [`wire`]: every wire format, each as a checked packet view plus a
 //!   validated representation that can be emitted (NTPv4 header, reference IDs
 //!   and kiss codes, extension fields, NTS extension fields, NTS-KE records,
@@ -19,6 +20,8 @@
 //! - [`server`]: the NTPv4 server responder (access control, rate limiting
 //!   with kiss-o'-death, interleaved mode, leap smearing), driven by
 //!   `Server::handle` with time and keys as arguments.
+//! - [`source`]: the per-source client association (poll process, packet
+//!   checks, kiss-o'-death reactions, offset/delay measurement).
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -31,7 +34,9 @@ pub mod clock;
 pub mod constants;
 pub mod discipline;
 pub mod filter;
+pub mod mono;
 pub mod select;
 pub mod server;
+pub mod source;
 pub mod time;
 pub mod wire;

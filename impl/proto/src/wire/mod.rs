@@ -108,8 +108,6 @@ pub(crate) fn check_len(what: &'static str, buf: &[u8], needed: usize) -> Result
     }
 }
 
-// Not used until the extension-field parser (`ext`, commented out above) lands.
-#[allow(dead_code)]
 pub(crate) fn read_u16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
