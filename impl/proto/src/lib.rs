@@ -38,5 +38,6 @@ pub mod mono;
 pub mod select;
 pub mod server;
 pub mod source;
+pub mod system;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,394 @@
+//! The system process (RFC 5905 §11): from per-source measurements to clock
+//! corrections and the system variables a server advertises.
+//!
+//! Per source it keeps a clock filter (§10); on every filter update it runs
+//! the selection algorithm over all sources (§11.2), feeds the combined offset
+//! of a new system-peer sample to the discipline (§11.3), and updates the
+//! system variables (§11.2.3: leap, stratum, reference ID and time, root delay
+//! and dispersion) that [`System::server_state`] hands to the responder.
+//!
+//! Call protocol: [`System::add_source`] once per association; then for every
+//! [`crate::source::SourceEvent::Sample`] call [`System::handle_measurement`]
+//! with the local time now, and for every stale poll (`TransmitRequest::stale`)
+//! [`System::handle_stale`]. Apply the returned [`SystemUpdate::clock`] action
+//! to the clock, and when it steps, reset every source (`Source::reset`): the
+//! filters here are reset already. Nothing reads a clock here.
+//!
+//! Without sources, a configured local reference ([`SystemConfig::local`])
+//! makes the system serve its own clock at a fixed stratum, like chrony's
+//! `local stratum N` or ntpd's local clock driver.
+
+use crate::constants::{MINDISP, PHI};
+use crate::discipline::{Action, Discipline, DisciplineConfig};
+use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
+use crate::select::{Candidate, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
+use crate::server::ServerClockState;
+use crate::source::Measurement;
+use crate::time::{NtpDuration, NtpTime};
+use crate::wire::refid::ReferenceId;
+use crate::wire::v4::LeapIndicator;
+use std::collections::BTreeMap;
+
+/// Serve the local clock as a reference when no source is selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalReference {
+    /// Stratum to advertise (1–15).
+    pub stratum: u8,
+    /// Reference ID to advertise (e.g. `LOCL`).
+    pub reference_id: ReferenceId,
+}
+
+/// Settings of a [`System`].
+#[derive(Clone, Debug)]
+pub struct SystemConfig {
+    /// The discipline's settings.
+    pub discipline: DisciplineConfig,
+    /// This host's clock precision, log2 seconds.
+    pub precision_log2: i8,
+    /// Serve the local clock when nothing else is selected.
+    pub local: Option<LocalReference>,
+    /// Frequency to start from (s/s), e.g. from a drift file.
+    pub initial_frequency: Option<f64>,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            discipline: DisciplineConfig::default(),
+            precision_log2: -20,
+            local: None,
+            initial_frequency: None,
+        }
+    }
+}
+
+struct Peer {
+    filter: ClockFilter,
+    reference_id: ReferenceId,
+    last: Option<Measurement>,
+}
+
+/// What one input changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemUpdate<Id> {
+    /// The selection run, when the input updated a filter.
+    pub selection: Option<Selection<Id>>,
+    /// The correction to apply to the clock, when the system peer gave a new sample.
+    pub clock: Option<Action>,
+    /// The clock is to be stepped: after applying, reset every source.
+    pub stepped: bool,
+}
+
+impl<Id> Default for SystemUpdate<Id> {
+    fn default() -> Self {
+        SystemUpdate { selection: None, clock: None, stepped: false }
+    }
+}
+
+/// The system process; `Id` names sources (an address, an index).
+pub struct System<Id: Ord + Clone> {
+    config: SystemConfig,
+    peers: BTreeMap<Id, Peer>,
+    selection: Box<dyn SelectionAlgorithm<Id>>,
+    discipline: Discipline,
+    system_peer: Option<Id>,
+    /// Arrival time of the last system-peer sample used (the strictly-later check of A.5.5.1).
+    last_used_sample: Option<NtpTime>,
+    state: ServerClockState,
+    offset: NtpDuration,
+    jitter: NtpDuration,
+}
+
+impl<Id: Ord + Clone + 'static> System<Id> {
+    /// A system with RFC 5905's selection algorithm.
+    pub fn new(config: SystemConfig) -> Self {
+        Self::with_selection(config, Box::new(Rfc5905Selection::default()))
+    }
+
+    /// A system with another selection algorithm (for comparisons).
+    pub fn with_selection(config: SystemConfig, selection: Box<dyn SelectionAlgorithm<Id>>) -> Self {
+        let mut discipline_config = config.discipline;
+        discipline_config.local_precision = config.precision_log2;
+        System {
+            discipline: Discipline::new(discipline_config, config.initial_frequency),
+            state: ServerClockState::unsynchronized(config.precision_log2),
+            config,
+            peers: BTreeMap::new(),
+            selection,
+            system_peer: None,
+            last_used_sample: None,
+            offset: NtpDuration::ZERO,
+            jitter: NtpDuration::ZERO,
+        }
+    }
+
+    /// Registers a source; `reference_id` is what downstream servers see when it
+    /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
+    pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
+        let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
+        self.peers.insert(id, Peer { filter, reference_id, last: None });
+    }
+
+    /// Forgets a source (demobilized by a kiss code, or removed).
+    pub fn remove_source(&mut self, id: &Id) {
+        self.peers.remove(id);
+        if self.system_peer.as_ref() == Some(id) {
+            self.system_peer = None;
+        }
+    }
+
+    /// The system poll exponent the discipline asks for (bounds each source's host poll).
+    pub fn poll_log2(&self) -> i8 {
+        self.discipline.poll()
+    }
+
+    /// The discipline (state, frequency, jitter) for reports.
+    pub fn discipline(&self) -> &Discipline {
+        &self.discipline
+    }
+
+    /// The current system peer.
+    pub fn system_peer(&self) -> Option<&Id> {
+        self.system_peer.as_ref()
+    }
+
+    /// The last combined offset and system jitter.
+    pub fn offset_and_jitter(&self) -> (NtpDuration, NtpDuration) {
+        (self.offset, self.jitter)
+    }
+
+    /// Handles a measurement from source `id` at local time `now`.
+    pub fn handle_measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
+        let poll = self.discipline.poll();
+        let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
+        let sample = Sample { offset: m.offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
+        peer.last = Some(*m);
+        match peer.filter.add_sample(sample, now, poll) {
+            FilterUpdate::Updated(_) => self.run_selection(now),
+            _ => SystemUpdate::default(),
+        }
+    }
+
+    /// Handles a poll of source `id` that found it silent for three polls: the
+    /// filter gets a MAXDISP dummy (§13.2) so the source ages out of selection.
+    pub fn handle_stale(&mut self, id: &Id, now: NtpTime) -> SystemUpdate<Id> {
+        let poll = self.discipline.poll();
+        let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
+        match peer.filter.add_dummy(now, poll) {
+            FilterUpdate::Updated(_) => self.run_selection(now),
+            _ => SystemUpdate::default(),
+        }
+    }
+
+    fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
+        let candidates: Vec<Candidate<Id>> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| {
+                let stats = p.filter.statistics()?;
+                let m = p.last.as_ref()?;
+                Some(Candidate::from_statistics(
+                    id.clone(),
+                    &stats,
+                    m.root_delay.to_duration(),
+                    m.root_dispersion.to_duration(),
+                    m.stratum,
+                    m.leap,
+                ))
+            })
+            .collect();
+        let context =
+            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
+        let selection = self.selection.select(&candidates, &context);
+        let mut update = SystemUpdate { selection: None, clock: None, stepped: false };
+        if let Ok(combined) = &selection.outcome {
+            let peer_id = combined.system_peer.clone();
+            let candidate = candidates.iter().find(|c| c.id == peer_id);
+            self.system_peer = Some(peer_id.clone());
+            self.offset = combined.offset;
+            self.jitter = combined.jitter;
+            // Only a sample newer than the last one used moves the clock (A.5.5.1).
+            if let Some(c) = candidate.filter(|c| self.last_used_sample.is_none_or(|t| c.time > t)) {
+                self.last_used_sample = Some(c.time);
+                let result = self.discipline.update(combined.offset, now);
+                let stepped = matches!(result.action, Action::Step { .. });
+                if stepped {
+                    for p in self.peers.values_mut() {
+                        p.filter.reset();
+                    }
+                    self.last_used_sample = None;
+                }
+                self.set_system_variables(&peer_id, c, combined.offset, combined.jitter, now);
+                update.clock = Some(result.action);
+                update.stepped = stepped;
+            }
+        }
+        update.selection = Some(selection);
+        update
+    }
+
+    /// §11.2.3 / A.5.5.1 clock_update(): the system variables follow the system peer.
+    fn set_system_variables(&mut self, id: &Id, c: &Candidate<Id>, offset: NtpDuration, jitter: NtpDuration, now: NtpTime) {
+        let Some(peer) = self.peers.get(id) else { return };
+        let secs = NtpDuration::to_seconds_f64;
+        let age = secs(now - c.time).max(0.0);
+        let root_dispersion = (secs(c.root_dispersion)
+            + secs(c.dispersion)
+            + (secs(c.jitter).powi(2) + secs(jitter).powi(2)).sqrt()
+            + PHI * age
+            + secs(offset).abs())
+        .max(MINDISP);
+        self.state = ServerClockState {
+            leap: c.leap,
+            stratum: c.stratum.saturating_add(1).min(crate::server::STRATUM_UNSYNCHRONIZED),
+            precision_log2: self.config.precision_log2,
+            root_delay: c.root_delay + c.delay,
+            root_dispersion: NtpDuration::from_seconds_f64(root_dispersion),
+            reference_id: peer.reference_id,
+            reference_time: Some(now),
+            inserted_second_in_progress: false,
+        };
+    }
+
+    /// What the server responder advertises at local time `now`.
+    ///
+    /// Synchronized to a source: its variables (§11.2.3). Otherwise, with a local
+    /// reference: the local clock at the configured stratum, reference time now.
+    /// Otherwise unsynchronized (LI 3, stratum 16, sent as 0).
+    pub fn server_state(&self, now: NtpTime) -> ServerClockState {
+        if self.state.is_synchronized() {
+            return self.state;
+        }
+        match self.config.local {
+            Some(local) => ServerClockState {
+                leap: LeapIndicator::NoWarning,
+                stratum: local.stratum,
+                precision_log2: self.config.precision_log2,
+                root_delay: NtpDuration::ZERO,
+                root_dispersion: NtpDuration::ZERO,
+                reference_id: local.reference_id,
+                reference_time: Some(now),
+                inserted_second_in_progress: false,
+            },
+            None => self.state,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mono::Instant;
+    use crate::wire::short::NtpShort;
+    use crate::time::NtpTimestamp;
+
+    fn t(s: f64) -> NtpTime {
+        NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap() + NtpDuration::from_seconds_f64(s)
+    }
+
+    /// A measurement from a stratum-1 server with the given offset and delay, arriving at `at`.
+    fn measurement(offset: f64, delay: f64, at: f64) -> Measurement {
+        let t4 = t(at);
+        let t1 = t4 + NtpDuration::from_seconds_f64(-delay);
+        Measurement {
+            offset: NtpDuration::from_seconds_f64(offset),
+            delay: NtpDuration::from_seconds_f64(delay),
+            dispersion: NtpDuration::from_seconds_f64(1e-6),
+            received_at: Instant::from_secs(at as u64),
+            local_send_time: t1,
+            local_receive_time: t4,
+            server_receive_timestamp: (t1 + NtpDuration::from_seconds_f64(offset + delay / 2.0)).to_timestamp(),
+            server_transmit_timestamp: (t1 + NtpDuration::from_seconds_f64(offset + delay / 2.0)).to_timestamp(),
+            leap: LeapIndicator::NoWarning,
+            stratum: 1,
+            reference_id: ReferenceId::from_ascii("GPS"),
+            reference_timestamp: NtpTimestamp::ZERO,
+            root_delay: NtpShort::ZERO,
+            root_dispersion: NtpShort::from_seconds_f64(0.0001),
+            precision_log2: -20,
+            poll_log2: 6,
+            version: 4,
+        }
+    }
+
+    #[test]
+    fn unsynchronized_until_a_source_is_selected_then_stratum_plus_one() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        let s = sys.server_state(t(0.0));
+        assert!(!s.is_synchronized());
+        assert_eq!(s.leap, LeapIndicator::Unsynchronized);
+        let mut moved = false;
+        for i in 0..8 {
+            let u = sys.handle_measurement(&1, &measurement(0.001, 0.002, 64.0 * f64::from(i)), t(64.0 * f64::from(i)));
+            moved |= u.clock.is_some();
+        }
+        assert!(moved, "the system peer's samples reach the discipline");
+        let s = sys.server_state(t(600.0));
+        assert!(s.is_synchronized());
+        assert_eq!(s.stratum, 2);
+        assert_eq!(s.reference_id.to_ipv4().to_string(), "192.0.2.1");
+        assert!((s.root_delay.to_seconds_f64() - 0.002).abs() < 1e-6, "root delay = the peer's delay");
+        assert!(s.root_dispersion.to_seconds_f64() >= MINDISP - 1e-9, "MINDISP floor");
+        assert_eq!(sys.system_peer(), Some(&1));
+    }
+
+    #[test]
+    fn a_sample_is_used_once() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        // A lone sample leaves seven empty stages at MAXDISP: too far to select (§11.2.1).
+        let lone = sys.handle_measurement(&1, &measurement(0.001, 0.002, 0.0), t(0.0));
+        assert!(lone.clock.is_none());
+        for i in 1..8 {
+            sys.handle_measurement(&1, &measurement(0.001, 0.002, f64::from(i)), t(f64::from(i)));
+        }
+        let m = measurement(0.001, 0.002, 10.0);
+        let first = sys.handle_measurement(&1, &m, t(10.0));
+        let again = sys.handle_measurement(&1, &m, t(11.0));
+        assert!(first.clock.is_some());
+        assert!(again.clock.is_none(), "the same sample must not move the clock twice");
+    }
+
+    #[test]
+    fn local_reference_serves_when_nothing_is_selected() {
+        let local = LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("LOCL") };
+        let sys: System<u32> = System::new(SystemConfig { local: Some(local), ..SystemConfig::default() });
+        let s = sys.server_state(t(5.0));
+        assert!(s.is_synchronized());
+        assert_eq!((s.stratum, s.reference_id.ascii()), (1, Some("LOCL")));
+        assert_eq!(s.reference_time, Some(t(5.0)));
+    }
+
+    #[test]
+    fn a_falseticker_is_outvoted() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        let mut last = None;
+        for i in 0..8 {
+            let at = 64.0 * f64::from(i);
+            sys.handle_measurement(&0, &measurement(0.001, 0.002, at), t(at));
+            sys.handle_measurement(&1, &measurement(0.0012, 0.002, at + 0.1), t(at + 0.1));
+            last = Some(sys.handle_measurement(&2, &measurement(2.0, 0.002, at + 0.2), t(at + 0.2)));
+        }
+        let selection = last.unwrap().selection.unwrap();
+        assert_eq!(selection.falsetickers, vec![2]);
+        assert_ne!(sys.system_peer(), Some(&2));
+        assert!(sys.offset_and_jitter().0.to_seconds_f64().abs() < 0.01);
+    }
+
+    #[test]
+    fn removing_the_system_peer_clears_it() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(7, ReferenceId::NONE);
+        for i in 0..8 {
+            sys.handle_measurement(&7, &measurement(0.0, 0.001, f64::from(i)), t(f64::from(i)));
+        }
+        assert_eq!(sys.system_peer(), Some(&7));
+        sys.remove_source(&7);
+        assert_eq!(sys.system_peer(), None);
+        assert!(sys.handle_measurement(&7, &measurement(0.0, 0.001, 9.0), t(9.0)).selection.is_none());
+    }
+}
