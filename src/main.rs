@@ -2,6 +2,8 @@
 
 mod cli;
 mod decode;
+mod query;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -19,14 +21,24 @@ struct Cli {
 enum Command {
     /// Decode NTP packets (NTPv1-v5, extension fields, NTS fields) from hex or a capture.
     Decode(decode::DecodeArgs),
+    /// Measure a server's offset and delay against this host's clock (one shot; the clock is only read).
+    Query(query::QueryArgs),
+    /// Run the NTP daemon: serve time, follow sources (never touches the system clock unless asked).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG (e.g. RUST_LOG=debug) sets the level, default info.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
         Command::Decode(args) => decode::run(args, &mut out),
+        Command::Query(args) => query::run(args, &mut out),
+        Command::Serve(args) => serve::run(args),
     };
     let flushed = out.flush();
     match (result, flushed) {

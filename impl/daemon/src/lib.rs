@@ -11,5 +11,8 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod net;
 pub mod sysclock;

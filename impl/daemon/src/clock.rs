@@ -1,0 +1,98 @@
+//! Clock providers for the daemon loop.
+//!
+//! A [`DaemonClock`] is the core's [`NtpClock`] plus what a driver needs: turn
+//! a kernel (or simulated) timestamp into the clock's time, and a once-a-second
+//! tick for clocks that slew in user space.
+
+use crate::sysclock::{ClockError, KernelLeap, SystemClock};
+use ntplab_proto::clock::NtpClock;
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::wire::v4::LeapIndicator;
+
+/// The clock the daemon loop owns.
+pub trait DaemonClock: NtpClock {
+    /// This clock's time at the instant a network timestamp names. Kernel
+    /// timestamps read `CLOCK_REALTIME`; a clock that keeps its own time
+    /// layered over it converts them here.
+    fn from_kernel(&self, raw: NtpTime) -> NtpTime;
+
+    /// Called about once a second by the loop.
+    fn tick(&mut self) {}
+}
+
+/// The system clock, disciplined through `clock_adjtime` (only with the
+/// operator's explicit consent: [`SystemClock::with_control`]).
+///
+/// Frequency goes to the kernel directly (`ADJ_FREQUENCY`). A phase slew is
+/// done the way RFC 5905's clock-adjust process does it (A.5.6.1): once a
+/// second the remaining offset shrinks by `1/τ` and that second's share is
+/// added to the kernel frequency, so the offset decays exponentially with time
+/// constant τ and the clock never steps.
+#[derive(Debug)]
+pub struct ControlledClock {
+    clock: SystemClock,
+    base_frequency: f64,
+    remaining_phase_s: f64,
+    time_constant_s: f64,
+}
+
+impl ControlledClock {
+    /// Wraps a system clock; with [`SystemClock::read_only`] every adjustment fails.
+    pub fn new(clock: SystemClock) -> Self {
+        ControlledClock { clock, base_frequency: 0.0, remaining_phase_s: 0.0, time_constant_s: 1.0 }
+    }
+
+    fn apply_frequency(&mut self, slew: f64) -> Result<NtpTime, ClockError> {
+        self.clock.set_frequency_ppm((self.base_frequency + slew) * 1e6)
+    }
+}
+
+impl NtpClock for ControlledClock {
+    type Error = ClockError;
+
+    fn now(&self) -> NtpTime {
+        self.clock.now()
+    }
+
+    fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, ClockError> {
+        self.base_frequency = frequency;
+        self.apply_frequency(self.remaining_phase_s / self.time_constant_s)
+    }
+
+    fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, ClockError> {
+        self.remaining_phase_s = offset.to_seconds_f64();
+        self.time_constant_s = time_constant.to_seconds_f64().max(1.0);
+        self.apply_frequency(self.remaining_phase_s / self.time_constant_s)
+    }
+
+    fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, ClockError> {
+        self.remaining_phase_s = 0.0;
+        self.apply_frequency(0.0)?;
+        self.clock.step(offset)
+    }
+
+    fn set_leap(&mut self, leap: LeapIndicator) -> Result<NtpTime, ClockError> {
+        self.clock.set_leap(match leap {
+            LeapIndicator::Insert => KernelLeap::Insert,
+            LeapIndicator::Delete => KernelLeap::Delete,
+            _ => KernelLeap::None,
+        })
+    }
+}
+
+impl DaemonClock for ControlledClock {
+    fn from_kernel(&self, raw: NtpTime) -> NtpTime {
+        raw
+    }
+
+    fn tick(&mut self) {
+        if self.remaining_phase_s != 0.0 {
+            // The last second slewed remaining/τ; that much is done.
+            self.remaining_phase_s -= self.remaining_phase_s / self.time_constant_s;
+            let slew = self.remaining_phase_s / self.time_constant_s;
+            if let Err(e) = self.apply_frequency(slew) {
+                tracing::warn!(error = %e, "clock slew refused");
+            }
+        }
+    }
+}

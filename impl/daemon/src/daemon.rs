@@ -1,0 +1,360 @@
+//! The daemon loop: one task that owns the sockets, the timers and the clock,
+//! feeds the core and carries out what it returns.
+//!
+//! It is generic over the network ([`Network`]) and the clock ([`DaemonClock`]):
+//! `ntplab serve` runs it on tokio sockets and the system clock, the simulator
+//! on simulated sockets and a host clock model. Receive loops run as local tasks
+//! (`spawn_local`, so the caller runs the daemon inside a `tokio::task::LocalSet`)
+//! and hand datagrams to the one loop through a channel; everything else
+//! happens in that loop, in a fixed order (`biased` select), so a run is
+//! deterministic when its inputs are.
+
+use crate::clock::DaemonClock;
+use crate::config::DaemonConfig;
+use crate::net::{DatagramSocket, Network, Received};
+use ntplab_proto::discipline::Action;
+use ntplab_proto::mono::Instant;
+use ntplab_proto::server::{Server, ServerAction, ServerClockState};
+use ntplab_proto::source::{Source, SourceEvent};
+use ntplab_proto::system::{System, SystemConfig};
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::wire::refid::ReferenceId;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use tokio::sync::mpsc;
+
+/// Largest datagram the daemon reads; longer ones are truncated by the kernel
+/// and then refused by the parsers.
+const MAX_DATAGRAM: usize = 2048;
+/// Datagrams waiting for the loop before receive tasks drop new ones.
+const QUEUE_DATAGRAMS: usize = 1024;
+
+/// Something the daemon did, for logs, metrics and simulation traces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DaemonEvent {
+    /// A request went to a source.
+    RequestSent {
+        /// Source address.
+        source: SocketAddr,
+    },
+    /// A source's reply was processed.
+    SourceReply {
+        /// Source address.
+        source: SocketAddr,
+        /// What the source made of it.
+        event: SourceEvent,
+    },
+    /// A selection run ended.
+    Selection {
+        /// The system peer, if any.
+        system_peer: Option<SocketAddr>,
+        /// Sources outvoted as falsetickers.
+        falsetickers: Vec<SocketAddr>,
+        /// Combined offset, when there was a majority.
+        offset: Option<NtpDuration>,
+    },
+    /// The discipline acted on the clock.
+    Clock {
+        /// The action.
+        action: Action,
+        /// When it took effect, per the clock.
+        at: Option<NtpTime>,
+    },
+    /// The system poll exponent changed.
+    PollChanged {
+        /// New exponent, log2 s.
+        poll_log2: i8,
+    },
+    /// A source was dropped after a DENY or RSTR kiss code.
+    SourceDropped {
+        /// Source address.
+        source: SocketAddr,
+    },
+    /// The server answered (or refused) a client.
+    Served {
+        /// Client address.
+        client: SocketAddr,
+        /// What the responder decided.
+        action: ServerAction,
+    },
+}
+
+/// Receives daemon events (a trace recorder, a metrics counter, a log).
+pub trait EventSink {
+    /// One event, at local time `at`.
+    fn event(&mut self, at: NtpTime, event: &DaemonEvent);
+}
+
+/// Logs events through `tracing`.
+#[derive(Debug, Default)]
+pub struct TracingSink;
+
+impl EventSink for TracingSink {
+    fn event(&mut self, at: NtpTime, event: &DaemonEvent) {
+        match event {
+            DaemonEvent::Served { .. } | DaemonEvent::RequestSent { .. } => {
+                tracing::trace!(at = %at.rfc3339(), ?event)
+            }
+            DaemonEvent::Clock { .. } | DaemonEvent::SourceDropped { .. } => {
+                tracing::info!(at = %at.rfc3339(), ?event)
+            }
+            _ => tracing::debug!(at = %at.rfc3339(), ?event),
+        }
+    }
+}
+
+struct SourceSlot<S> {
+    address: SocketAddr,
+    source: Source,
+    socket: Rc<S>,
+    /// Kernel transmit time of the last request, for the next reply's T1.
+    last_tx: Option<NtpTime>,
+}
+
+/// A datagram handed from a receive task to the loop.
+struct Incoming {
+    socket: usize,
+    received: Received,
+    data: Vec<u8>,
+}
+
+/// Runs the daemon until `shutdown` completes. Must be called inside a
+/// `tokio::task::LocalSet`.
+///
+/// `seed` drives every random choice (transmit-timestamp nonces, poll jitter,
+/// the rate limiter's hash key); give it from the OS in production and from
+/// the scenario in simulation.
+pub async fn run<N: Network, C: DaemonClock>(
+    config: &DaemonConfig,
+    net: &N,
+    clock: &mut C,
+    seed: u64,
+    events: &mut dyn EventSink,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    N::Socket: 'static,
+{
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (tx, mut rx) = mpsc::channel::<Incoming>(QUEUE_DATAGRAMS);
+    let mut sockets: Vec<Rc<N::Socket>> = Vec::new();
+    let mut server_socket_count = 0;
+    for addr in &config.listen {
+        sockets.push(Rc::new(net.bind(*addr).await?));
+        server_socket_count += 1;
+    }
+    let mut slots = Vec::new();
+    let mut system: System<usize> = System::new(SystemConfig { local: config.local, ..SystemConfig::default() });
+    for (i, spec) in config.sources.iter().enumerate() {
+        // One socket per source, on an ephemeral port: replies are told apart by
+        // socket and checked against the source's address.
+        let any: SocketAddr = match spec.address.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(ip) if ip.is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
+            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = Rc::new(net.bind(any).await?);
+        sockets.push(socket.clone());
+        let refid = match spec.address.ip() {
+            IpAddr::V4(ip) => ReferenceId::from_ipv4(ip),
+            IpAddr::V6(ip) => ReferenceId::from_ipv6(ip),
+        };
+        system.add_source(i, refid);
+        let source = Source::new(spec.config, Instant::ZERO)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
+        slots.push(Some(SourceSlot { address: spec.address, source, socket, last_tx: None }));
+    }
+    for (index, socket) in sockets.iter().enumerate() {
+        let socket = socket.clone();
+        let tx = tx.clone();
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                match socket.recv(&mut buf).await {
+                    Ok(received) => {
+                        let data = buf[..received.len].to_vec();
+                        // A full queue drops the datagram, as a kernel buffer would.
+                        if tx.try_send(Incoming { socket: index, received, data }).is_err() && tx.is_closed() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "receive failed");
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let mut key = [0u8; 16];
+    rng.fill(&mut key);
+    let mut server = Server::new(config.server.clone(), key);
+    let start = tokio::time::Instant::now();
+    let mono = move || Instant::from_nanos(start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+    let mut out = vec![0u8; MAX_DATAGRAM];
+    let mut last_poll = system.poll_log2();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+
+    loop {
+        let next_poll = slots.iter().flatten().filter_map(|s| s.source.poll_timeout()).min();
+        let sleep_until = next_poll.map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
+        let poll_sleep = async {
+            match sleep_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            incoming = rx.recv() => {
+                let Some(inc) = incoming else { return Ok(()) };
+                let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.from_kernel(raw));
+                if inc.socket < server_socket_count {
+                    let state = system.server_state(clock.now());
+                    serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
+                } else {
+                    let index = inc.socket - server_socket_count;
+                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut system, clock, events);
+                }
+            }
+            _ = poll_sleep => {
+                let now = mono();
+                for (index, slot) in slots.iter_mut().enumerate() {
+                    let Some(slot) = slot else { continue };
+                    if slot.source.poll_timeout().is_some_and(|t| t <= now) {
+                        let local = clock.now();
+                        if let Some(req) = slot.source.handle_timeout(now, local, rng.random(), &mut out) {
+                            if req.stale {
+                                system.handle_stale(&index, local);
+                            }
+                            match slot.socket.send_to(&out[..req.len], slot.address).await {
+                                Ok(sent) => {
+                                    slot.last_tx = sent.tx_time.map(|raw| clock.from_kernel(raw));
+                                    events.event(local, &DaemonEvent::RequestSent { source: slot.address });
+                                }
+                                Err(e) => tracing::warn!(source = %slot.address, error = %e, "send failed"),
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => clock.tick(),
+        }
+        let poll = system.poll_log2();
+        if poll != last_poll {
+            last_poll = poll;
+            let now = mono();
+            for slot in slots.iter_mut().flatten() {
+                slot.source.set_poll_log2(now, poll);
+            }
+            events.event(clock.now(), &DaemonEvent::PollChanged { poll_log2: poll });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve<S: DatagramSocket, C: DaemonClock>(
+    server: &mut Server,
+    state: &ServerClockState,
+    socket: &S,
+    inc: &Incoming,
+    rx_time: NtpTime,
+    now: Instant,
+    clock: &mut C,
+    out: &mut [u8],
+    events: &mut dyn EventSink,
+) {
+    let client = inc.received.from;
+    let action = server.handle(now.as_nanos(), client.ip(), &inc.data, rx_time, state, out);
+    if let ServerAction::Respond(response) = &action {
+        server.finish_response(response, out, clock.now(), state);
+        match socket.send_to(&out[..response.len], client).await {
+            Ok(sent) => {
+                if let Some(raw) = sent.tx_time {
+                    server.transmitted(response, clock.from_kernel(raw), state);
+                }
+            }
+            Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
+        }
+    }
+    events.event(rx_time, &DaemonEvent::Served { client, action });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_reply<S, C: DaemonClock>(
+    index: usize,
+    inc: &Incoming,
+    rx_time: NtpTime,
+    now: Instant,
+    slots: &mut [Option<SourceSlot<S>>],
+    system: &mut System<usize>,
+    clock: &mut C,
+    events: &mut dyn EventSink,
+) {
+    let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { return };
+    if inc.received.from != slot.address {
+        // Not from the server this socket talks to (RFC 5905 §9.2 address check).
+        return;
+    }
+    let event = slot.source.handle_response(now, &inc.data, rx_time, slot.last_tx);
+    let address = slot.address;
+    events.event(rx_time, &DaemonEvent::SourceReply { source: address, event: event.clone() });
+    match event {
+        SourceEvent::Sample(m) => {
+            let local = clock.now();
+            let update = system.handle_measurement(&index, &m, local);
+            if let Some(selection) = &update.selection {
+                let name = |i: &usize| slots.get(*i).and_then(Option::as_ref).map(|s| s.address);
+                events.event(
+                    local,
+                    &DaemonEvent::Selection {
+                        system_peer: selection.outcome.as_ref().ok().and_then(|c| name(&c.system_peer)),
+                        falsetickers: selection.falsetickers.iter().filter_map(name).collect(),
+                        offset: selection.outcome.as_ref().ok().map(|c| c.offset),
+                    },
+                );
+            }
+            if let Some(action) = update.clock {
+                let at = match action {
+                    Action::Panic { offset } => {
+                        tracing::error!(offset = offset.to_seconds_f64(), "offset beyond the panic threshold; clock left alone");
+                        None
+                    }
+                    _ => match action.apply(clock) {
+                        Ok(at) => at,
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "clock adjustment refused");
+                            None
+                        }
+                    },
+                };
+                events.event(local, &DaemonEvent::Clock { action, at });
+                if update.stepped {
+                    for s in slots.iter_mut().flatten() {
+                        s.source.reset(now);
+                        s.last_tx = None;
+                    }
+                }
+            }
+        }
+        SourceEvent::Demobilize(_) => {
+            system.remove_source(&index);
+            slots[index] = None;
+            events.event(rx_time, &DaemonEvent::SourceDropped { source: address });
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,135 @@
+//! `ntplab serve`: the NTP daemon on real sockets.
+//!
+//! Without `--control-system-clock` it never touches the system clock: it
+//! disciplines its own software clock layered over `CLOCK_REALTIME` (the
+//! core's steered clock) and serves that, the way `chronyd -x` tracks time
+//! without setting it. With the flag it disciplines the system clock through
+//! `clock_adjtime` (needs CAP_SYS_TIME).
+
+use crate::cli::CliError;
+use ntplab_daemon::clock::{ControlledClock, DaemonClock, ObservingClock};
+use ntplab_daemon::config::{ConfigFile, DaemonConfig};
+use ntplab_daemon::daemon::{self, TracingSink};
+use ntplab_daemon::net::TokioNetwork;
+use ntplab_daemon::sysclock::SystemClock;
+use ntplab_proto::system::LocalReference;
+use ntplab_proto::wire::refid::ReferenceId;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Arguments of `ntplab serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to serve NTP on, IP:PORT (repeatable; adds to the config file's `listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Configuration file (TOML: sources, local reference, access control, rate limits, smear).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve this host's clock at this stratum when no source is selected
+    /// (overrides the file's [local]); like chrony's `local stratum N`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub local_stratum: Option<u8>,
+    /// Discipline the system clock (clock_adjtime; needs CAP_SYS_TIME). Without
+    /// it the system clock is only read.
+    #[arg(long)]
+    pub control_system_clock: bool,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Loads the configuration from the file and the command line.
+fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
+    let mut file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::input(format!("cannot read {}: {e}", path.display())))?;
+            let origin = path.display().to_string();
+            toml_file(&text, &origin)?
+        }
+        None => ConfigFile::default(),
+    };
+    file.listen.extend(&args.listen);
+    let mut config = file.validate(&args.config.as_ref().map_or("command line".into(), |p| p.display().to_string()))
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    if let Some(stratum) = args.local_stratum {
+        config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL") });
+    }
+    if args.control_system_clock {
+        config.clock_control = true;
+    }
+    Ok(config)
+}
+
+fn toml_file(text: &str, origin: &str) -> Result<ConfigFile, CliError> {
+    // Parse only; validation happens after the command line is merged in.
+    DaemonConfig::parse_file(text, origin).map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// Runs `ntplab serve`.
+pub fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let config = load(args)?;
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(CliError::usage("--duration must be a positive number of seconds"));
+        }
+    }
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::internal(format!("cannot start the runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    let duration = args.duration;
+    let shutdown = async move {
+        let stop = async {
+            match duration {
+                Some(d) => tokio::time::sleep(std::time::Duration::from_secs_f64(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop => {},
+            _ = tokio::signal::ctrl_c() => {},
+            _ = sigterm => {},
+        }
+    };
+    tracing::info!(listen = ?config.listen, sources = config.sources.len(), control = config.clock_control, seed, "ntplab serve starting");
+    let result = if config.clock_control {
+        let mut clock = ControlledClock::new(SystemClock::with_control());
+        local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
+    } else {
+        let mut clock = ObservingClock::new();
+        local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
+    };
+    result.map_err(|e| CliError::input(format!("ntplab serve: {e}")))
+}
+
+async fn serve_with<C: DaemonClock>(
+    config: &DaemonConfig,
+    clock: &mut C,
+    seed: u64,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    daemon::run(config, &TokioNetwork::default(), clock, seed, &mut TracingSink, shutdown).await
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}

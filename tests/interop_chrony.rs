@@ -1,0 +1,127 @@
+//! Interoperability with chrony on loopback, in both directions:
+//! - `chronyd -Q` (measure only) measures time from `ntplab serve`;
+//! - `ntplab query` measures time from a chronyd server (`chronyd -x`: never
+//!   touches the clock).
+//!
+//! Both run on this machine's one clock, so each side must find the other
+//! within 1 ms. Needs chronyd (Debian package `chrony`; scripts/test.sh
+//! installs it). Every process started here is stopped by its PID.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn chronyd() -> &'static str {
+    let found = Command::new("chronyd").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "chronyd not found: install chrony (apt-get install chrony) or run scripts/test.sh");
+    "chronyd"
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; the tests run apart enough for this).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ntplab-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Kills a child process on drop: never leave a daemon behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_udp_answer(port: u16) {
+    // Poll with ntplab query until the server answers (bounded: 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = ntplab(&["query", &format!("127.0.0.1:{port}"), "--samples", "1", "--timeout", "0.5"]);
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no NTP server answered on 127.0.0.1:{port} within 10 s");
+}
+
+fn ntplab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ntplab")).args(args).output().expect("run ntplab")
+}
+
+fn start_chronyd_server(dir: &Path, port: u16) -> Guard {
+    let conf = dir.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 1\nallow 127.0.0.1\n\
+             pidfile {d}/chronyd.pid\ndriftfile {d}/drift\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(chronyd())
+        .args(["-n", "-x", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chronyd");
+    Guard(child)
+}
+
+#[test]
+fn ntplab_query_measures_a_chronyd_server() {
+    let dir = temp_dir("chronyd-server");
+    let port = free_port();
+    let _server = start_chronyd_server(&dir, port);
+    wait_for_udp_answer(port);
+    let out = ntplab(&["query", &format!("127.0.0.1:{port}"), "--samples", "4", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let offset = v["offset"].as_f64().unwrap();
+    assert!(offset.abs() < 1e-3, "chronyd and ntplab share one clock, yet offset = {offset} s");
+    assert_eq!(v["stratum"], 1);
+    assert!(v["delay"].as_f64().unwrap() >= 0.0);
+    assert_eq!(v["samples"].as_array().unwrap().len(), 4);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn chronyd_measures_ntplab_serve() {
+    let dir = temp_dir("ntplab-server");
+    let port = free_port();
+    let server = Command::new(env!("CARGO_BIN_EXE_ntplab"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--local-stratum", "1", "--duration", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ntplab serve");
+    let _server = Guard(server);
+    wait_for_udp_answer(port);
+    // chronyd -Q: measure the offset, print it, never set the clock.
+    let out = Command::new(chronyd())
+        .args(["-Q", "-t", "20", "-u", "root"])
+        .arg(format!("server 127.0.0.1 port {port} iburst maxsamples 4"))
+        .arg(format!("pidfile {}/q.pid", dir.display()))
+        .arg("cmdport 0")
+        .output()
+        .expect("run chronyd -Q");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // "System clock wrong by -0.000012 seconds (ignored)"
+    let offset: f64 = text
+        .lines()
+        .find_map(|l| l.split("System clock wrong by ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("chronyd -Q printed no offset:\n{text}"));
+    assert!(offset.abs() < 1e-3, "chronyd finds ntplab {offset} s off on the same clock:\n{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
