@@ -132,8 +132,8 @@
 //! rounding of frequency remainder plus phase keeps this true unit by unit.
 //! Arithmetic is in `i128` units of 2⁻³² s, except the phase function, which is
 //! `f64` using only IEEE 754 basic operations: the exponential is computed
-//! here ([`exp_neg`]), not by the platform's `libm`, so results are identical
-//! on every platform.
+//! here (range reduction and a Taylor series), not by the platform's `libm`,
+//! so results are identical on every platform.
 
 use super::NtpClock;
 use crate::constants::{MAXFREQ, PANICT};

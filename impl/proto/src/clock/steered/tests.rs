@@ -563,6 +563,8 @@ fn closed_loop_from_nset_measures_10_ppm_and_converges() {
     assert!(first_sync.0 <= 1100.0, "left FREQ at {} s", first_sync.0);
     assert!((first_sync.2 + 10e-6).abs() < 0.05e-6, "direct measurement {}", first_sync.2);
     // The same bounds as the discipline's test with its ideal clock.
+    // Measured: 144 µs after 12 h, 7.7 µs after 24 h, 3.8 µs after 48 h,
+    // -10.0004 ppm at 48 h: the ideal clock's figures to within 0.1 %.
     let end = trace.points.last().unwrap();
     assert!((end.2 + 10e-6).abs() < 0.01e-6, "final frequency {}", end.2);
     assert!(max_abs_offset_after(&trace, 12.0 * 3600.0) < 200e-6);
@@ -583,6 +585,8 @@ fn closed_loop_pll_acquires_10_ppm_from_a_wrong_saved_frequency() {
     assert_eq!((trace.steps, trace.panics), (0, 0));
     let peak = max_abs_offset_after(&trace, 0.0);
     assert!(peak < STEPT, "the transient stays below the step threshold: {peak}");
+    // Measured: peak 9.1 ms, 35 µs after 24 h, 5.9 µs after 36 h, 1.3 µs
+    // after 72 h (as with the discipline's ideal clock).
     assert!(peak < 0.020, "peak {peak}");
     let end = trace.points.last().unwrap();
     assert!((end.2 + 10e-6).abs() < 0.01e-6, "final frequency {}", end.2);
@@ -597,6 +601,7 @@ fn closed_loop_large_initial_offset_steps_once() {
     let trace = closed_loop(&mut d, &mut clock, &osc, 2.0 * 86_400.0);
     summary("step", &trace);
     assert_eq!((trace.steps, trace.panics), (1, 0));
+    // Measured: 46 µs after 12 h, 5.9 µs after 24 h, -10.0003 ppm at 48 h.
     assert!(max_abs_offset_after(&trace, 24.0 * 3600.0) < 10e-6);
     assert!((trace.points.last().unwrap().2 + 10e-6).abs() < 0.01e-6);
 }
