@@ -16,7 +16,9 @@
 //!   selection/cluster/combine (§11.2) and clock discipline (§11.3), with the
 //!   RFC's contradictory parameters pinned in [`constants`];
 //! - [`clock`]: the [`clock::NtpClock`] trait through which a caller applies
-//!   the discipline's actions to a real or simulated clock.
+//!   the discipline's actions to a real or simulated clock, and
+//!   [`clock::SteeredClock`], a kernel-like disciplined clock modelled over a
+//!   raw time source (observe-only daemon, simulated hosts).
 //! - [`server`]: the NTPv4 server responder (access control, rate limiting
 //!   with kiss-o'-death, interleaved mode, leap smearing), driven by
 //!   `Server::handle` with time and keys as arguments.

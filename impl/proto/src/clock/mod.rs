@@ -8,9 +8,17 @@
 //!
 //! Every adjustment returns the clock's time at which it took effect, so a
 //! caller (and a trace) can tell exactly when the clock changed.
+//!
+//! [`steered`] holds [`SteeredClock`], a software model of a kernel-disciplined
+//! clock over a raw time source (the daemon's observe-only mode, the
+//! simulator's hosts), and [`SteeredWith`], its [`NtpClock`] view.
 
 use crate::time::{NtpDuration, NtpTime};
 use crate::wire::v4::LeapIndicator;
+
+pub mod steered;
+
+pub use steered::{LeapEvent, LeapStatus, RawTime, SteerError, SteeredClock, SteeredConfig, SteeredWith};
 
 /// A clock the discipline can steer.
 ///
@@ -45,7 +53,14 @@ pub trait NtpClock {
     /// progress. Returns the time after the step.
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, Self::Error>;
 
-    /// Announces (or clears) a leap second at the end of the current UTC
-    /// month (RFC 5905 §7.3: the last day of the month).
+    /// Announces (`Insert`, `Delete`) or clears (`NoWarning`) a leap second
+    /// at the end of the current UTC *day*, as the kernel does (Linux
+    /// `adjtimex` `STA_INS`/`STA_DEL`: the clock repeats 23:59:59 at the next
+    /// midnight, or skips 23:59:59). RFC 5905 §7.3 has the leap indicator warn
+    /// of a leap at the end of the current *month*; implementations follow the
+    /// kernel's end-of-day rule because that is what the system clock does,
+    /// and the daemon arms the leap only on the last day of the month so both
+    /// agree. Once applied, the leap is not armed again until cleared (the
+    /// kernel's `TIME_WAIT`); see [`steered`] for the model.
     fn set_leap(&mut self, leap: LeapIndicator) -> Result<NtpTime, Self::Error>;
 }
