@@ -4,8 +4,8 @@
 //! a kernel (or simulated) timestamp into the clock's time, and a once-a-second
 //! tick for clocks that slew in user space.
 
-use crate::sysclock::{ClockError, KernelLeap, SystemClock};
-use ntplab_proto::clock::NtpClock;
+use crate::sysclock::{realtime_now, ClockError, KernelLeap, SystemClock};
+use ntplab_proto::clock::{NtpClock, SteerError, SteeredClock};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::v4::LeapIndicator;
 
@@ -94,5 +94,89 @@ impl DaemonClock for ControlledClock {
                 tracing::warn!(error = %e, "clock slew refused");
             }
         }
+    }
+}
+
+/// The daemon's own disciplined clock, layered over `CLOCK_REALTIME`, which it
+/// only reads: local time = the core's [`SteeredClock`] applied to the system
+/// clock's reading. This is what `ntplab serve` runs without
+/// `--control-system-clock`: it tracks and serves disciplined time while the
+/// system clock stays exactly as it is.
+#[derive(Debug)]
+pub struct ObservingClock {
+    steered: SteeredClock,
+}
+
+impl ObservingClock {
+    /// Starts equal to the system clock.
+    pub fn new() -> Self {
+        ObservingClock { steered: SteeredClock::new(realtime_now()) }
+    }
+
+    /// The steering state (frequency, remaining phase) for reports.
+    pub fn steered(&self) -> &SteeredClock {
+        &self.steered
+    }
+}
+
+impl Default for ObservingClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NtpClock for ObservingClock {
+    type Error = SteerError;
+
+    fn now(&self) -> NtpTime {
+        self.steered.time_at(realtime_now())
+    }
+
+    fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, SteerError> {
+        self.steered.set_frequency(realtime_now(), frequency)
+    }
+
+    fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, SteerError> {
+        Ok(self.steered.adjust_phase(realtime_now(), offset, time_constant))
+    }
+
+    fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, SteerError> {
+        Ok(self.steered.step(realtime_now(), offset))
+    }
+
+    fn set_leap(&mut self, leap: LeapIndicator) -> Result<NtpTime, SteerError> {
+        Ok(self.steered.set_leap(realtime_now(), leap))
+    }
+}
+
+impl DaemonClock for ObservingClock {
+    fn from_kernel(&self, raw: NtpTime) -> NtpTime {
+        self.steered.time_at(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observing_clock_moves_only_itself() {
+        let mut c = ObservingClock::new();
+        let before = realtime_now();
+        c.step(NtpDuration::from_seconds(100)).unwrap();
+        let ours = c.now();
+        let system = realtime_now();
+        // Our clock is 100 s ahead; the system clock did not move.
+        assert!((ours - system).to_seconds_f64() > 99.9);
+        assert!((system - before).to_seconds_f64() < 5.0);
+        assert!((c.from_kernel(system) - system).to_seconds_f64() > 99.9);
+    }
+
+    #[test]
+    fn controlled_clock_without_permission_refuses() {
+        let mut c = ControlledClock::new(SystemClock::read_only());
+        assert!(c.step(NtpDuration::from_seconds(1)).is_err());
+        assert!(c.set_frequency(1e-6).is_err());
+        assert!(c.adjust_phase(NtpDuration::from_seconds(1), NtpDuration::from_seconds(16)).is_err());
     }
 }
