@@ -1,5 +1,6 @@
 //! `ntplab`: the NTP test and reference system's command line.
 
+mod bench;
 mod cli;
 mod decode;
 
@@ -19,6 +20,15 @@ struct Cli {
 enum Command {
     /// Decode NTP packets (NTPv1-v5, extension fields, NTS fields) from hex or a capture.
     Decode(decode::DecodeArgs),
+    /// Load-test NTP implementations (loopback targets only, unless allowed).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Send NTPv4 client requests to a server; report responses/s, loss and round trips.
+    Server(bench::BenchServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +37,7 @@ fn main() -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
         Command::Decode(args) => decode::run(args, &mut out),
+        Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {
