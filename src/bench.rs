@@ -737,7 +737,7 @@ fn bench(plan: &Plan) -> Result<(BenchReport, IoCounts), CliError> {
     });
     let recv_io = recv_io?;
     let send_end_ns = shared.send_end_ns.load(std::sync::atomic::Ordering::SeqCst).min(end_ns);
-    send_io.icmp_unreachable = recv_io.icmp_unreachable;
+    send_io.icmp_unreachable += recv_io.icmp_unreachable;
     send_io.recv_errors = recv_io.recv_errors;
     if send_io.first_error.is_none() {
         send_io.first_error = recv_io.first_error;
@@ -816,6 +816,9 @@ fn send(plan: &Plan, shared: &Shared, sockets: &[mio::net::UdpSocket], clock: Cl
                 if e.kind() == ErrorKind::WouldBlock {
                     io.send_buffer_full += 1;
                     std::thread::yield_now();
+                } else if e.kind() == ErrorKind::ConnectionRefused {
+                    // An earlier request's ICMP port-unreachable, reported on this send.
+                    io.icmp_unreachable += 1;
                 } else {
                     io.send_errors += 1;
                     errors_in_a_row += 1;
