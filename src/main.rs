@@ -1,5 +1,6 @@
 //! `ntplab`: the NTP test and reference system's command line.
 
+mod bench;
 mod cli;
 mod decode;
 mod query;
@@ -25,6 +26,15 @@ enum Command {
     Query(query::QueryArgs),
     /// Run the NTP daemon: serve time, follow sources (never touches the system clock unless asked).
     Serve(serve::ServeArgs),
+    /// Load-test NTP implementations (loopback targets only, unless allowed).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Send NTPv4 client requests to a server; report responses/s, loss and round trips.
+    Server(bench::BenchServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +49,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args, &mut out),
         Command::Query(args) => query::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
+        Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {
