@@ -14,7 +14,7 @@ pub trait DaemonClock: NtpClock {
     /// This clock's time at the instant a network timestamp names. Kernel
     /// timestamps read `CLOCK_REALTIME`; a clock that keeps its own time
     /// layered over it converts them here.
-    fn from_kernel(&self, raw: NtpTime) -> NtpTime;
+    fn local_time_of(&self, raw: NtpTime) -> NtpTime;
 
     /// Called about once a second by the loop.
     fn tick(&mut self) {}
@@ -81,7 +81,7 @@ impl NtpClock for ControlledClock {
 }
 
 impl DaemonClock for ControlledClock {
-    fn from_kernel(&self, raw: NtpTime) -> NtpTime {
+    fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         raw
     }
 
@@ -150,7 +150,7 @@ impl NtpClock for ObservingClock {
 }
 
 impl DaemonClock for ObservingClock {
-    fn from_kernel(&self, raw: NtpTime) -> NtpTime {
+    fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         self.steered.time_at(raw)
     }
 }
@@ -169,7 +169,7 @@ mod tests {
         // Our clock is 100 s ahead; the system clock did not move.
         assert!((ours - system).to_seconds_f64() > 99.9);
         assert!((system - before).to_seconds_f64() < 5.0);
-        assert!((c.from_kernel(system) - system).to_seconds_f64() > 99.9);
+        assert!((c.local_time_of(system) - system).to_seconds_f64() > 99.9);
     }
 
     #[test]

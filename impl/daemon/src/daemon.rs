@@ -221,7 +221,7 @@ where
             _ = &mut shutdown => return Ok(()),
             incoming = rx.recv() => {
                 let Some(inc) = incoming else { return Ok(()) };
-                let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.from_kernel(raw));
+                let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
                     serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
@@ -242,7 +242,7 @@ where
                             }
                             match slot.socket.send_to(&out[..req.len], slot.address).await {
                                 Ok(sent) => {
-                                    slot.last_tx = sent.tx_time.map(|raw| clock.from_kernel(raw));
+                                    slot.last_tx = sent.tx_time.map(|raw| clock.local_time_of(raw));
                                     events.event(local, &DaemonEvent::RequestSent { source: slot.address });
                                 }
                                 Err(e) => tracing::warn!(source = %slot.address, error = %e, "send failed"),
@@ -284,7 +284,7 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
         match socket.send_to(&out[..response.len], client).await {
             Ok(sent) => {
                 if let Some(raw) = sent.tx_time {
-                    server.transmitted(response, clock.from_kernel(raw), state);
+                    server.transmitted(response, clock.local_time_of(raw), state);
                 }
             }
             Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
@@ -311,7 +311,7 @@ fn handle_reply<S, C: DaemonClock>(
     }
     let event = slot.source.handle_response(now, &inc.data, rx_time, slot.last_tx);
     let address = slot.address;
-    events.event(rx_time, &DaemonEvent::SourceReply { source: address, event: event.clone() });
+    events.event(rx_time, &DaemonEvent::SourceReply { source: address, event });
     match event {
         SourceEvent::Sample(m) => {
             let local = clock.now();
