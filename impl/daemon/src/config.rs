@@ -17,7 +17,7 @@
 //! default = "allow"        # allow | deny | kod-deny | restrict
 //! rules = [ { network = "192.0.2.0/24", action = "restrict" } ]   # longest prefix wins
 //!
-//! [rate_limit]
+//! [rate_limit]            # without this section there is no rate limiting
 //! enabled = true
 //! interval_s_min = 2.0     # average interval a client must keep
 //! burst = 8
@@ -56,9 +56,8 @@ pub struct ConfigFile {
     /// Access control.
     #[serde(default)]
     pub access: AccessSection,
-    /// Rate limiting.
-    #[serde(default)]
-    pub rate_limit: RateLimitSection,
+    /// Rate limiting; off without this section (as in chrony), on with it.
+    pub rate_limit: Option<RateLimitSection>,
     /// Leap smear.
     pub smear: Option<SmearSection>,
     /// Clock control.
@@ -148,7 +147,7 @@ impl From<ActionName> for AccessAction {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSection {
-    /// Default true.
+    /// Default true (when the section is present).
     pub enabled: Option<bool>,
     /// Average interval a client must keep, seconds (default 8).
     pub interval_s_min: Option<f64>,
@@ -299,16 +298,18 @@ impl ConfigFile {
                 .map_err(|e| err(format!("[access] rule {:?}: {e}", r.network)))?;
         }
         let defaults = RateLimitConfig::default();
-        let interval_s = self.rate_limit.interval_s_min.unwrap_or(defaults.interval_ns_min as f64 * 1e-9);
+        let section_given = self.rate_limit.is_some();
+        let section = self.rate_limit.unwrap_or_default();
+        let interval_s = section.interval_s_min.unwrap_or(defaults.interval_ns_min as f64 * 1e-9);
         if !(0.0..=3600.0).contains(&interval_s) {
             return Err(err(format!("[rate_limit] interval_s_min {interval_s} must be between 0 and 3600 s")));
         }
         let rate_limit = RateLimitConfig {
-            enabled: self.rate_limit.enabled.unwrap_or(defaults.enabled),
+            enabled: section_given && section.enabled.unwrap_or(true),
             interval_ns_min: (interval_s * 1e9) as u64,
-            burst: self.rate_limit.burst.unwrap_or(defaults.burst),
-            kod: self.rate_limit.kod.unwrap_or(defaults.kod),
-            slots: self.rate_limit.slots.unwrap_or(defaults.slots),
+            burst: section.burst.unwrap_or(defaults.burst),
+            kod: section.kod.unwrap_or(defaults.kod),
+            slots: section.slots.unwrap_or(defaults.slots),
             ..defaults
         };
         if rate_limit.slots == 0 || rate_limit.slots > 1 << 24 {
@@ -392,6 +393,9 @@ leap = "2016-12-31T23:59:60Z"
         assert!(c.sources[0].config.iburst);
         assert_eq!(c.local.unwrap().reference_id.ascii(), Some("LOCL"));
         assert_eq!(c.server.rate_limit.interval_ns_min, 2_000_000_000);
+        assert!(c.server.rate_limit.enabled);
+        let plain = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n", "p").unwrap();
+        assert!(!plain.server.rate_limit.enabled, "no [rate_limit] section: no rate limiting, as in chrony");
         assert!(!c.server.interleaved && !c.clock_control);
         let smear = c.server.smear.unwrap();
         assert_eq!(smear.leap_time, NtpTime::parse_rfc3339("2017-01-01T00:00:00Z").unwrap());
