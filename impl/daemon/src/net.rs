@@ -105,15 +105,12 @@ impl DatagramSocket for TimestampedSocket {
         }
         let id = self.sent.get();
         self.sent.set(id.wrapping_add(1));
-        // The timestamp is queued on the error queue as the datagram leaves; on
-        // loopback and veth that is immediate. Give up after a short wait and let
-        // the caller fall back to its own clock read.
-        let wait = tokio::time::timeout(
-            std::time::Duration::from_millis(10),
-            self.inner.async_io(tokio::io::Interest::ERROR, || linux::recv_tx_timestamp(&self.inner, id)),
-        )
-        .await;
-        Ok(Sent { tx_time: wait.ok().and_then(|r| r.ok()) })
+        // Software transmit timestamps are queued on the error queue while the
+        // datagram is handed to the device, which on loopback, veth and most
+        // drivers happens before sendmsg returns: one non-blocking read finds
+        // it. If it is not there yet the caller falls back to its clock read; a
+        // late timestamp is skipped by the next read (its ID does not match).
+        Ok(Sent { tx_time: linux::recv_tx_timestamp(&self.inner, id).ok() })
     }
 }
 
