@@ -125,3 +125,52 @@ fn chronyd_measures_ntplab_serve() {
     assert!(offset.abs() < 1e-3, "chronyd finds ntplab {offset} s off on the same clock:\n{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The whole client path of the daemon: a second `ntplab serve` follows the
+/// first (source -> filter -> selection -> discipline -> system variables) and
+/// serves stratum 2 with the first server's address as reference ID.
+#[test]
+fn ntplab_follows_ntplab_and_serves_stratum_2() {
+    let dir = temp_dir("ntplab-chain");
+    let (p1, p2) = (free_port(), free_port());
+    let upstream = Command::new(env!("CARGO_BIN_EXE_ntplab"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{p1}"), "--local-stratum", "1", "--duration", "90"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start upstream");
+    let _upstream = Guard(upstream);
+    let conf = dir.join("follower.toml");
+    std::fs::write(
+        &conf,
+        format!("listen = [\"127.0.0.1:{p2}\"]\n[[source]]\naddress = \"127.0.0.1:{p1}\"\niburst = true\n"),
+    )
+    .unwrap();
+    let follower = Command::new(env!("CARGO_BIN_EXE_ntplab"))
+        .args(["serve", "--duration", "90", "--config"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start follower");
+    let _follower = Guard(follower);
+    // The iburst takes 8 exchanges 2 s apart; allow 60 s in all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        let out = ntplab(&["query", &format!("127.0.0.1:{p2}"), "--samples", "1", "--timeout", "0.5", "--format", "json"]);
+        if !out.status.success() {
+            // Unsynchronized servers answer with LI 3, which the client refuses.
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["stratum"], 2, "{v}");
+        assert_eq!(v["reference_id"], "127.0.0.1");
+        assert!(v["offset"].as_f64().unwrap().abs() < 1e-3, "{v}");
+        std::fs::remove_dir_all(&dir).ok();
+        return;
+    }
+    panic!("the follower never synchronized: {last}");
+}

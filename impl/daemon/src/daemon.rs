@@ -224,6 +224,7 @@ where
                 let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
+                    tracing::trace!(?state, "serving");
                     serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
                 } else {
                     let index = inc.socket - server_socket_count;

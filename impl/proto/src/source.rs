@@ -828,6 +828,11 @@ impl Source {
         if packet.payload().len() == 4 {
             return reject(R::CryptoNak);
         }
+        // Stratum 0 with a zero reference ID carries no kiss code: it is how an
+        // unsynchronized server (chrony, ntpd, ours) answers (RFC 5905 §7.3/§7.4).
+        if repr.stratum == 0 && repr.reference_id.to_u32() == 0 {
+            return reject(R::StratumUnsynchronized);
+        }
         if repr.stratum == 0 {
             return self.handle_kiss(now, &repr);
         }

@@ -163,8 +163,17 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
         let sample = Sample { offset: m.offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
-        match peer.filter.add_sample(sample, now, poll) {
+        let update = peer.filter.add_sample(sample, now, poll);
+        self.after_filter(update, now)
+    }
+
+    /// Runs selection after a filter update. Before the first synchronization
+    /// "anything goes" (RFC 5905 A.5.2): a filter that keeps its old best sample
+    /// still has a fresher dispersion, which may now pass the distance threshold.
+    fn after_filter(&mut self, update: FilterUpdate, now: NtpTime) -> SystemUpdate<Id> {
+        match update {
             FilterUpdate::Updated(_) => self.run_selection(now),
+            FilterUpdate::Stale if !self.state.is_synchronized() => self.run_selection(now),
             _ => SystemUpdate::default(),
         }
     }
@@ -174,10 +183,8 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn handle_stale(&mut self, id: &Id, now: NtpTime) -> SystemUpdate<Id> {
         let poll = self.discipline.poll();
         let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
-        match peer.filter.add_dummy(now, poll) {
-            FilterUpdate::Updated(_) => self.run_selection(now),
-            _ => SystemUpdate::default(),
-        }
+        let update = peer.filter.add_dummy(now, poll);
+        self.after_filter(update, now)
     }
 
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
@@ -331,6 +338,26 @@ mod tests {
         assert!((s.root_delay.to_seconds_f64() - 0.002).abs() < 1e-6, "root delay = the peer's delay");
         assert!(s.root_dispersion.to_seconds_f64() >= MINDISP - 1e-9, "MINDISP floor");
         assert_eq!(sys.system_peer(), Some(&1));
+    }
+
+    #[test]
+    fn before_first_sync_an_old_best_sample_still_gets_selected() {
+        // The first sample has the smallest delay, so the filter keeps it as best
+        // ("stale") while its dispersion shrinks with every new sample; selection
+        // must still run until the system synchronizes (RFC 5905 A.5.2).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.handle_measurement(&1, &measurement(0.001, 0.001, 0.0), t(0.0));
+        let mut synced_at = None;
+        for i in 1..8 {
+            let at = 2.0 * f64::from(i);
+            let u = sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at));
+            if u.clock.is_some() && synced_at.is_none() {
+                synced_at = Some(i);
+            }
+        }
+        assert!(synced_at.is_some(), "never synchronized");
+        assert!(sys.server_state(t(20.0)).is_synchronized());
     }
 
     #[test]

@@ -559,8 +559,18 @@ fn ntsn_is_handed_to_the_nts_layer() {
 }
 
 #[test]
+fn stratum_0_without_a_code_is_an_unsynchronized_server_not_a_kiss() {
+    let mut s = source(config());
+    let req = poll(&mut s, Instant::ZERO, t2024(), RANDOM);
+    let ev = s.handle_response(secs(1), &kiss_to(&req, [0; 4], 12), t2024(), None);
+    assert_eq!(ev, SourceEvent::Rejected(RejectReason::StratumUnsynchronized));
+    assert_eq!(s.counters().kiss_other, 0);
+    assert_eq!((s.poll_log2(), s.reach()), (6, 0));
+}
+
+#[test]
 fn other_kiss_codes_are_information_only() {
-    for code in [*b"INIT", *b"STEP", *b"ACST", *b"XFOO", *b"ZZZZ", [0; 4]] {
+    for code in [*b"INIT", *b"STEP", *b"ACST", *b"XFOO", *b"ZZZZ"] {
         let mut s = source(config());
         let req = poll(&mut s, Instant::ZERO, t2024(), RANDOM);
         let ev = s.handle_response(secs(1), &kiss_to(&req, code, 12), t2024(), None);
