@@ -19,6 +19,7 @@ use ntplab_proto::source::{Source, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
+use ntplab_proto::wire::v4::LeapIndicator;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::future::Future;
@@ -68,6 +69,13 @@ pub enum DaemonEvent {
     PollChanged {
         /// New exponent, log2 s.
         poll_log2: i8,
+    },
+    /// A leap second was armed on the clock (or cleared with `NoWarning`).
+    LeapArmed {
+        /// What the clock was told.
+        leap: LeapIndicator,
+        /// When it took effect, if the clock accepted it.
+        at: Option<NtpTime>,
     },
     /// A source was dropped after a DENY or RSTR kiss code.
     SourceDropped {
@@ -203,6 +211,7 @@ where
     let mono = move || Instant::from_nanos(start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
     let mut out = vec![0u8; MAX_DATAGRAM];
     let mut last_poll = system.poll_log2();
+    let mut armed_leap = LeapIndicator::NoWarning;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -224,7 +233,6 @@ where
                 let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
-                    tracing::trace!(?state, "serving");
                     serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
                 } else {
                     let index = inc.socket - server_socket_count;
@@ -252,7 +260,16 @@ where
                     }
                 }
             }
-            _ = tick.tick() => clock.tick(),
+            _ = tick.tick() => {
+                clock.tick();
+                let now = clock.now();
+                let wanted = leap_to_arm(system.server_state(now).leap, now);
+                if wanted != armed_leap {
+                    armed_leap = wanted;
+                    let at = clock.set_leap(wanted).ok();
+                    events.event(now, &DaemonEvent::LeapArmed { leap: wanted, at });
+                }
+            }
         }
         let poll = system.poll_log2();
         if poll != last_poll {
@@ -263,6 +280,17 @@ where
             }
             events.event(clock.now(), &DaemonEvent::PollChanged { poll_log2: poll });
         }
+    }
+}
+
+/// What to arm on the clock: a leap second the system announces is armed only
+/// on the last day of the month (RFC 5905 §7.3: LI warns of a leap at the end of
+/// the month), since clocks apply an armed leap at the end of the current day.
+pub fn leap_to_arm(announced: LeapIndicator, now: NtpTime) -> LeapIndicator {
+    let last_day_of_month = (now + NtpDuration::from_seconds(86_400)).to_civil().day == 1;
+    match announced {
+        LeapIndicator::Insert | LeapIndicator::Delete if last_day_of_month => announced,
+        _ => LeapIndicator::NoWarning,
     }
 }
 
@@ -357,5 +385,24 @@ fn handle_reply<S, C: DaemonClock>(
             events.event(rx_time, &DaemonEvent::SourceDropped { source: address });
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> NtpTime {
+        NtpTime::parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn leaps_are_armed_on_the_last_day_of_the_month_only() {
+        assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2016-12-31T00:00:01Z")), LeapIndicator::Insert);
+        assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2016-12-30T23:59:59Z")), LeapIndicator::NoWarning);
+        assert_eq!(leap_to_arm(LeapIndicator::Delete, t("2015-06-30T12:00:00Z")), LeapIndicator::Delete);
+        assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2016-02-29T12:00:00Z")), LeapIndicator::Insert);
+        assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2017-01-01T00:00:00Z")), LeapIndicator::NoWarning);
+        assert_eq!(leap_to_arm(LeapIndicator::Unsynchronized, t("2016-12-31T12:00:00Z")), LeapIndicator::NoWarning);
     }
 }
