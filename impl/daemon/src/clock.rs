@@ -16,7 +16,14 @@ pub trait DaemonClock: NtpClock {
     /// layered over it converts them here.
     fn local_time_of(&self, raw: NtpTime) -> NtpTime;
 
-    /// Called about once a second by the loop.
+    /// How often the loop must call [`DaemonClock::tick`]; `None` (the default)
+    /// for clocks that need no ticks, which lets a simulated host sleep between
+    /// packets.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called every [`DaemonClock::tick_interval`] by the loop.
     fn tick(&mut self) {}
 }
 
@@ -83,6 +90,10 @@ impl NtpClock for ControlledClock {
 impl DaemonClock for ControlledClock {
     fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         raw
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(1))
     }
 
     fn tick(&mut self) {

@@ -212,7 +212,8 @@ where
     let mut out = vec![0u8; MAX_DATAGRAM];
     let mut last_poll = system.poll_log2();
     let mut armed_leap = LeapIndicator::NoWarning;
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let tick_interval = clock.tick_interval();
+    let mut tick = tokio::time::interval(tick_interval.unwrap_or(std::time::Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
 
@@ -260,15 +261,17 @@ where
                     }
                 }
             }
-            _ = tick.tick() => {
-                clock.tick();
-                let now = clock.now();
-                let wanted = leap_to_arm(system.server_state(now).leap, now);
-                if wanted != armed_leap {
-                    armed_leap = wanted;
-                    let at = clock.set_leap(wanted).ok();
-                    events.event(now, &DaemonEvent::LeapArmed { leap: wanted, at });
-                }
+            _ = tick.tick(), if tick_interval.is_some() => clock.tick(),
+        }
+        // Arm an announced leap second on its day (checked after every event:
+        // polls come at least every 2^17 s, so the last day is never missed).
+        if !config.sources.is_empty() {
+            let now = clock.now();
+            let wanted = leap_to_arm(system.server_state(now).leap, now);
+            if wanted != armed_leap {
+                armed_leap = wanted;
+                let at = clock.set_leap(wanted).ok();
+                events.event(now, &DaemonEvent::LeapArmed { leap: wanted, at });
             }
         }
         let poll = system.poll_log2();
