@@ -1,0 +1,484 @@
+//! The event-driven harness: virtual time, the delivery queue, link models,
+//! scenario events, and the real daemon of every host.
+//!
+//! One current-thread tokio runtime with a paused clock and one `LocalSet`
+//! run every host's daemon (the same [`ntplab_daemon::daemon::run`] that
+//! `ntplab serve` runs; only the network and clock providers differ). The
+//! harness is one more task: it sleeps until the next packet delivery or
+//! scenario event, or until a socket sends, so tokio's auto-advance jumps
+//! virtual time straight to the next thing that happens. Deliveries and
+//! timestamps are exact to the nanosecond; the daemons' own timers fire on
+//! tokio's 1 ms grid, which only delays processing (timestamps stay exact).
+//!
+//! Determinism: one seed; every random stream is derived from it by label;
+//! maps are ordered; the select is biased.
+
+use crate::host_clock::{ClockSample, HostClock, ReadNoise, SimClock};
+use crate::link::{Fate, LinkConfig, Path};
+use crate::net::{Scoped, Shared, SimNetwork};
+use crate::oscillator::{Oscillator, OscillatorConfig};
+use crate::peers::ScriptedPeer;
+use crate::rng::SimRng;
+use ntplab_daemon::config::DaemonConfig;
+use ntplab_daemon::daemon::{self, DaemonEvent, EventSink};
+use ntplab_daemon::net::{DatagramSocket, Network};
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use turmoil_net::{Net, Transport};
+
+/// What runs on a host.
+pub enum HostRole {
+    /// The real daemon with this configuration.
+    Daemon(Box<DaemonConfig>),
+    /// A scripted peer answering on port 123.
+    Scripted(ScriptedPeer),
+}
+
+/// One host of a run.
+pub struct HostSetup {
+    /// Name (for reports).
+    pub name: String,
+    /// Its one address.
+    pub address: IpAddr,
+    /// What runs on it.
+    pub role: HostRole,
+    /// Its free-running oscillator.
+    pub oscillator: OscillatorConfig,
+    /// Noise on its timestamp readings.
+    pub noise: ReadNoise,
+}
+
+/// A link between two hosts (by index); `forward` is from `a` to `b`.
+pub struct LinkSetup {
+    /// First host.
+    pub a: usize,
+    /// Second host.
+    pub b: usize,
+    /// Both directions.
+    pub config: LinkConfig,
+}
+
+/// Something the scenario does at a given time.
+#[derive(Debug, Clone)]
+pub enum SimEvent {
+    /// Take a link down (both directions).
+    Partition {
+        /// Host index.
+        a: usize,
+        /// Host index.
+        b: usize,
+    },
+    /// Bring a link back up.
+    Heal {
+        /// Host index.
+        a: usize,
+        /// Host index.
+        b: usize,
+    },
+    /// Replace a link's configuration.
+    SetLink {
+        /// Host index.
+        a: usize,
+        /// Host index.
+        b: usize,
+        /// New configuration (`forward` from `a` to `b`).
+        config: LinkConfig,
+    },
+    /// Someone steps a host's clock (not the daemon).
+    StepClock {
+        /// Host index.
+        host: usize,
+        /// Seconds.
+        by_s: f64,
+    },
+    /// Cut every link of a host.
+    Isolate {
+        /// Host index.
+        host: usize,
+    },
+    /// Restore every link of a host.
+    Rejoin {
+        /// Host index.
+        host: usize,
+    },
+}
+
+/// A whole run, resolved.
+pub struct SimSetup {
+    /// True (UTC) time at the start.
+    pub start: NtpTime,
+    /// How long to simulate.
+    pub duration: NtpDuration,
+    /// The run's seed.
+    pub seed: u64,
+    /// Trace grid of true offsets.
+    pub sample_interval: NtpDuration,
+    /// Hosts.
+    pub hosts: Vec<HostSetup>,
+    /// Links.
+    pub links: Vec<LinkSetup>,
+    /// Scenario events by true time since the start.
+    pub events: Vec<(NtpDuration, SimEvent)>,
+}
+
+/// One datagram's fate, for the trace.
+#[derive(Debug, Clone)]
+pub struct PacketRecord {
+    /// Sender host index.
+    pub src_host: usize,
+    /// Receiver host index (None: no such host).
+    pub dst_host: Option<usize>,
+    /// Sender address.
+    pub src: SocketAddr,
+    /// Receiver address.
+    pub dst: SocketAddr,
+    /// True send time since the start.
+    pub sent: NtpDuration,
+    /// True arrival times (two for a duplicate); empty when lost.
+    pub arrivals: Vec<NtpDuration>,
+    /// Why it was lost, when it was.
+    pub lost: Option<&'static str>,
+    /// Sender's local (disciplined) time at sending, noiseless.
+    pub sender_local: NtpTime,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Receives everything a run produces.
+pub trait Recorder {
+    /// A trace-grid sample of a host's clock.
+    fn sample(&mut self, host: usize, sample: &ClockSample);
+    /// A datagram.
+    fn packet(&mut self, record: &PacketRecord);
+    /// A daemon event, at true time `elapsed` (host-local time `local`).
+    fn daemon_event(&mut self, host: usize, elapsed: NtpDuration, local: NtpTime, event: &DaemonEvent);
+    /// A scenario event applied.
+    fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent);
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunCounters {
+    /// Datagrams sent.
+    pub packets: u64,
+    /// Datagrams lost.
+    pub lost: u64,
+    /// Scenario events applied.
+    pub scenario_events: u64,
+    /// Harness wake-ups.
+    pub wakeups: u64,
+    /// Clock adjustments per host: frequency, slew, step, leap.
+    pub adjustments: Vec<[u64; 4]>,
+}
+
+/// Why a run could not be set up.
+#[derive(Debug)]
+pub struct SimError(pub String);
+
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+struct HostSink {
+    host: usize,
+    shared: Rc<Shared>,
+    recorder: Rc<RefCell<dyn Recorder>>,
+}
+
+impl EventSink for HostSink {
+    fn event(&mut self, at: NtpTime, event: &DaemonEvent) {
+        self.recorder.borrow_mut().daemon_event(self.host, self.shared.elapsed(), at, event);
+    }
+}
+
+struct LinkState {
+    forward: Path,
+    backward: Path,
+    up: bool,
+    isolated: bool,
+}
+
+/// Runs a scenario to its end.
+pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<RunCounters, SimError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| SimError(format!("cannot start the runtime: {e}")))?;
+    let mut net = Net::with_config(turmoil_net::KernelConfig::default().retx_threshold(u32::MAX));
+    let mut by_ip = BTreeMap::new();
+    let mut host_ids = Vec::new();
+    for (i, h) in setup.hosts.iter().enumerate() {
+        if by_ip.insert(h.address, i).is_some() {
+            return Err(SimError(format!("two hosts have the address {}", h.address)));
+        }
+        host_ids.push(net.add_host(h.address));
+    }
+    let mut links: BTreeMap<(usize, usize), LinkState> = BTreeMap::new();
+    for l in &setup.links {
+        let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config.clone()) } else { (l.b, l.a, l.config.reversed()) };
+        let label = |dir: &str| format!("link/{a}/{b}/{dir}");
+        links.insert(
+            (a, b),
+            LinkState {
+                forward: Path::new(config.forward.clone(), SimRng::derive(setup.seed, &label("fwd"))),
+                backward: Path::new(config.backward.clone(), SimRng::derive(setup.seed, &label("bwd"))),
+                up: config.up,
+                isolated: false,
+            },
+        );
+    }
+    let guard = net.enter();
+    let local = tokio::task::LocalSet::new();
+    let counters = local.block_on(&runtime, run_all(setup, recorder, &guard, host_ids, by_ip, links));
+    drop(local);
+    drop(runtime);
+    drop(guard);
+    Ok(counters)
+}
+
+async fn run_all(
+    setup: SimSetup,
+    recorder: Rc<RefCell<dyn Recorder>>,
+    guard: &turmoil_net::EnterGuard,
+    host_ids: Vec<turmoil_net::HostId>,
+    by_ip: BTreeMap<IpAddr, usize>,
+    mut links: BTreeMap<(usize, usize), LinkState>,
+) -> RunCounters {
+    let shared = Shared::new();
+    let mut clocks = Vec::new();
+    let mut shutdowns = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, host) in setup.hosts.into_iter().enumerate() {
+        let oscillator = Oscillator::new(host.oscillator, SimRng::derive(setup.seed, &format!("oscillator/{i}")));
+        let mut clock = HostClock::new(
+            i,
+            host.address,
+            setup.start,
+            oscillator,
+            host.noise,
+            SimRng::derive(setup.seed, &format!("noise/{i}")),
+            setup.sample_interval,
+        );
+        let rec = recorder.clone();
+        clock.set_sink(Box::new(move |h, s| rec.borrow_mut().sample(h, s)));
+        let clock = Rc::new(RefCell::new(clock));
+        clocks.push(clock.clone());
+        let network = SimNetwork::new(host_ids[i], clock.clone(), shared.clone());
+        let stop = Rc::new(tokio::sync::Notify::new());
+        shutdowns.push(stop.clone());
+        let daemon_seed = SimRng::derive(setup.seed, &format!("daemon/{i}")).next_u64();
+        let task = match host.role {
+            HostRole::Daemon(config) => {
+                let mut sim_clock = SimClock::new(clock, shared.clone());
+                let mut sink = HostSink { host: i, shared: shared.clone(), recorder: recorder.clone() };
+                tokio::task::spawn_local(Scoped::new(host_ids[i], async move {
+                    if let Err(e) =
+                        daemon::run(&config, &network, &mut sim_clock, daemon_seed, &mut sink, stop.notified()).await
+                    {
+                        tracing::error!(host = i, error = %e, "simulated daemon failed");
+                    }
+                }))
+            }
+            HostRole::Scripted(peer) => {
+                let address = SocketAddr::new(host.address, 123);
+                tokio::task::spawn_local(Scoped::new(host_ids[i], scripted(peer, network, clock, shared.clone(), address, stop)))
+            }
+        };
+        tasks.push(task);
+    }
+
+    let mut counters = RunCounters::default();
+    let mut queue: BTreeMap<(NtpDuration, u64), turmoil_net::Packet> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut events = setup.events;
+    events.sort_by_key(|(t, _)| *t);
+    let mut next_event = 0;
+    let mut egress = Vec::new();
+    let end = setup.duration;
+    loop {
+        let now = shared.elapsed();
+        counters.wakeups += 1;
+        // Scenario events first: they apply from this instant.
+        while next_event < events.len() && events[next_event].0 <= now {
+            let event = events[next_event].1.clone();
+            apply_event(&event, now, &mut links, &clocks);
+            recorder.borrow_mut().scenario_event(now, &event);
+            counters.scenario_events += 1;
+            next_event += 1;
+        }
+        if shared.pending_sends.replace(0) > 0 {
+            guard.egress_all(&mut egress);
+            for pkt in egress.drain(..) {
+                route(pkt, now, &by_ip, &mut links, &clocks, &mut queue, &mut seq, &mut counters, &recorder);
+            }
+        }
+        while let Some(entry) = queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((at, _), pkt) = entry.remove_entry();
+            if let Transport::Udp(d) = &pkt.payload {
+                let dst = SocketAddr::new(pkt.dst, d.dst_port);
+                let src = SocketAddr::new(pkt.src, d.src_port);
+                shared.record_arrival(dst, src, &d.payload, at);
+            }
+            guard.deliver(pkt);
+        }
+        if now >= end {
+            break;
+        }
+        let mut next = end;
+        if let Some((&(t, _), _)) = queue.first_key_value() {
+            next = next.min(t);
+        }
+        if let Some((t, _)) = events.get(next_event) {
+            next = next.min(*t);
+        }
+        let wake = shared.start + std::time::Duration::from_nanos(next.as_nanos().max(0) as u64);
+        tokio::select! {
+            biased;
+            _ = shared.egress.notified() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    // Fill the trace grid to the end, stop every host, let them finish.
+    for c in &clocks {
+        c.borrow_mut().fill_grid(end);
+    }
+    for stop in &shutdowns {
+        stop.notify_one();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    counters.adjustments = clocks.iter().map(|c| c.borrow().adjustments).collect();
+    counters
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    pkt: turmoil_net::Packet,
+    now: NtpDuration,
+    by_ip: &BTreeMap<IpAddr, usize>,
+    links: &mut BTreeMap<(usize, usize), LinkState>,
+    clocks: &[Rc<RefCell<HostClock>>],
+    queue: &mut BTreeMap<(NtpDuration, u64), turmoil_net::Packet>,
+    seq: &mut u64,
+    counters: &mut RunCounters,
+    recorder: &Rc<RefCell<dyn Recorder>>,
+) {
+    let Transport::Udp(d) = &pkt.payload else { return };
+    counters.packets += 1;
+    let src_host = by_ip.get(&pkt.src).copied().unwrap_or(usize::MAX);
+    let dst_host = by_ip.get(&pkt.dst).copied();
+    let (arrivals, lost) = match dst_host.and_then(|dst| {
+        let key = (src_host.min(dst), src_host.max(dst));
+        links.get_mut(&key).map(|l| (l, src_host <= dst))
+    }) {
+        None => (Vec::new(), Some("no link")),
+        Some((link, _)) if !link.up || link.isolated => (Vec::new(), Some("link down")),
+        Some((link, forward)) => {
+            let path = if forward { &mut link.forward } else { &mut link.backward };
+            match path.transmit(now) {
+                Fate::Deliver(delays) => (delays.into_iter().map(|d| now + d).collect(), None),
+                Fate::Lost(reason) => (Vec::new(), Some(reason.name())),
+            }
+        }
+    };
+    if lost.is_some() {
+        counters.lost += 1;
+    }
+    let sender_local = clocks.get(src_host).map_or(NtpTime::PRIME_EPOCH, |c| c.borrow().local_noiseless(now));
+    recorder.borrow_mut().packet(&PacketRecord {
+        src_host,
+        dst_host,
+        src: SocketAddr::new(pkt.src, d.src_port),
+        dst: SocketAddr::new(pkt.dst, d.dst_port),
+        sent: now,
+        arrivals: arrivals.clone(),
+        lost,
+        sender_local,
+        payload: d.payload.to_vec(),
+    });
+    for at in arrivals {
+        *seq += 1;
+        queue.insert((at, *seq), pkt.clone());
+    }
+}
+
+fn apply_event(
+    event: &SimEvent,
+    now: NtpDuration,
+    links: &mut BTreeMap<(usize, usize), LinkState>,
+    clocks: &[Rc<RefCell<HostClock>>],
+) {
+    let key = |a: usize, b: usize| (a.min(b), a.max(b));
+    match *event {
+        SimEvent::Partition { a, b } => {
+            if let Some(l) = links.get_mut(&key(a, b)) {
+                l.up = false;
+            }
+        }
+        SimEvent::Heal { a, b } => {
+            if let Some(l) = links.get_mut(&key(a, b)) {
+                l.up = true;
+            }
+        }
+        SimEvent::SetLink { a, b, ref config } => {
+            if let Some(l) = links.get_mut(&key(a, b)) {
+                let config = if a <= b { config.clone() } else { config.reversed() };
+                l.forward.set_config(config.forward);
+                l.backward.set_config(config.backward);
+                l.up = config.up;
+            }
+        }
+        SimEvent::StepClock { host, by_s } => {
+            if let Some(c) = clocks.get(host) {
+                c.borrow_mut().external_step(now, NtpDuration::from_seconds_f64(by_s));
+            }
+        }
+        SimEvent::Isolate { host } | SimEvent::Rejoin { host } => {
+            let isolated = matches!(event, SimEvent::Isolate { .. });
+            for ((a, b), l) in links.iter_mut() {
+                if *a == host || *b == host {
+                    l.isolated = isolated;
+                }
+            }
+        }
+    }
+}
+
+/// A scripted peer's loop: answer every datagram on port 123.
+async fn scripted(
+    mut peer: ScriptedPeer,
+    network: SimNetwork,
+    clock: Rc<RefCell<HostClock>>,
+    shared: Rc<Shared>,
+    address: SocketAddr,
+    stop: Rc<tokio::sync::Notify>,
+) {
+    let Ok(socket) = network.bind(address).await else { return };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.notified() => return,
+            r = socket.recv(&mut buf) => {
+                let Ok(r) = r else { return };
+                let rx = r.rx_time.map_or_else(|| clock.borrow_mut().local_at(shared.elapsed()), |raw| clock.borrow().steered().time_at(raw));
+                let tx = clock.borrow_mut().local_at(shared.elapsed());
+                if let Some(reply) = peer.respond(&buf[..r.len], rx, tx) {
+                    let _ = socket.send_to(&reply, r.from).await;
+                }
+            }
+        }
+    }
+}

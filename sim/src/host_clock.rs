@@ -1,0 +1,256 @@
+//! A simulated host's clock: the free-running oscillator (true time → raw
+//! time), timestamp noise, and the kernel-like steering the daemon applies
+//! (the core's [`SteeredClock`]), plus the trace grid of true offsets.
+//!
+//! The daemon sees this through [`SimClock`], its [`DaemonClock`]; the
+//! simulated sockets read raw timestamps from it at exact true instants; the
+//! harness samples the true offset (local − true time) on a fixed grid without
+//! waking up for it: the grid is filled in lazily whenever the clock is read or
+//! adjusted, since between adjustments local time is a pure function of true time.
+
+use crate::net::Shared;
+use crate::oscillator::Oscillator;
+use crate::rng::SimRng;
+use ntplab_daemon::clock::DaemonClock;
+use ntplab_proto::clock::{NtpClock, SteerError, SteeredClock};
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::wire::v4::LeapIndicator;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+/// One point of the trace grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSample {
+    /// True time since the start of the run.
+    pub elapsed: NtpDuration,
+    /// Local (disciplined) time minus true time, seconds.
+    pub offset_s: f64,
+    /// Frequency error of the disciplined clock, s/s (oscillator error plus the
+    /// steering's frequency correction; a phase slew in progress is not included).
+    pub frequency_error: f64,
+}
+
+/// Where grid samples go.
+pub type SampleSink = Box<dyn FnMut(usize, &ClockSample)>;
+
+/// Noise on timestamp readings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadNoise {
+    /// Standard deviation of Gaussian noise added to each reading, seconds.
+    pub noise_s: f64,
+    /// Readings are quantised down to multiples of this, seconds (0: none).
+    pub precision_s: f64,
+}
+
+/// The clock state of one simulated host.
+pub struct HostClock {
+    index: usize,
+    address: IpAddr,
+    start: NtpTime,
+    oscillator: Oscillator,
+    steered: SteeredClock,
+    noise: ReadNoise,
+    rng: SimRng,
+    /// Latest oscillator query: (true time, raw offset, frequency).
+    last: Option<(NtpDuration, NtpDuration, f64)>,
+    grid_interval: NtpDuration,
+    grid_next: NtpDuration,
+    sink: Option<SampleSink>,
+    /// Clock adjustments applied by the daemon: (frequency, slew, step, leap).
+    pub adjustments: [u64; 4],
+}
+
+impl HostClock {
+    /// A host clock. `index` identifies the host to the sample sink.
+    pub fn new(
+        index: usize,
+        address: IpAddr,
+        start: NtpTime,
+        mut oscillator: Oscillator,
+        noise: ReadNoise,
+        rng: SimRng,
+        grid_interval: NtpDuration,
+    ) -> Self {
+        let raw_offset = oscillator.raw_offset_at(NtpDuration::ZERO);
+        let steered = SteeredClock::new(start + raw_offset);
+        HostClock {
+            index,
+            address,
+            start,
+            oscillator,
+            steered,
+            noise,
+            rng,
+            last: None,
+            grid_interval,
+            grid_next: NtpDuration::ZERO,
+            sink: None,
+            adjustments: [0; 4],
+        }
+    }
+
+    /// Sends grid samples to `sink`.
+    pub fn set_sink(&mut self, sink: SampleSink) {
+        self.sink = Some(sink);
+    }
+
+    /// The host's address (used to match arrivals on unspecified-address sockets).
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// The oscillator, for scenario events (external steps, frequency changes).
+    pub fn oscillator_mut(&mut self) -> &mut Oscillator {
+        &mut self.oscillator
+    }
+
+    /// The steering state.
+    pub fn steered(&self) -> &SteeredClock {
+        &self.steered
+    }
+
+    /// Noiseless raw offset at true time `at`. Queries may go back by the
+    /// width of one scheduler tick (a datagram read after a later clock read):
+    /// those extrapolate linearly from the latest query, which over a
+    /// millisecond is exact to well below a nanosecond.
+    fn raw_offset(&mut self, at: NtpDuration) -> NtpDuration {
+        if let Some((t, offset, frequency)) = self.last {
+            if at < t {
+                let back = (t - at).to_seconds_f64();
+                return offset - NtpDuration::from_seconds_f64(frequency * back);
+            }
+        }
+        let offset = self.oscillator.raw_offset_at(at);
+        let frequency = self.oscillator.frequency_at(at);
+        self.last = Some((at, offset, frequency));
+        offset
+    }
+
+    /// The raw clock reading (with noise and quantisation) at true time `at`.
+    pub fn read_raw(&mut self, at: NtpDuration) -> NtpTime {
+        self.fill_grid(at);
+        let mut offset = self.raw_offset(at);
+        if self.noise.noise_s > 0.0 {
+            offset = offset + NtpDuration::from_seconds_f64(self.noise.noise_s * self.rng.normal());
+        }
+        let raw = self.start + at + offset;
+        quantise(raw, self.noise.precision_s)
+    }
+
+    /// Local time at true time `at` (what the daemon reads).
+    pub fn local_at(&mut self, at: NtpDuration) -> NtpTime {
+        let raw = self.read_raw(at);
+        self.steered.time_at(raw)
+    }
+
+    /// Local time at true time `at` without reading noise (for traces: it
+    /// consumes no random numbers, so tracing never changes a run).
+    pub fn local_noiseless(&mut self, at: NtpDuration) -> NtpTime {
+        let offset = self.raw_offset(at);
+        self.steered.time_at(self.start + at + offset)
+    }
+
+    /// Emits grid samples for every grid point up to `until`, with the
+    /// steering as it is now (it has not changed since the last fill).
+    pub fn fill_grid(&mut self, until: NtpDuration) {
+        if self.sink.is_none() {
+            return;
+        }
+        let mut emitted = 0u32;
+        while self.grid_next <= until && emitted < 1_000_000 {
+            let t = self.grid_next;
+            let offset = self.raw_offset(t);
+            let frequency = self.last.map_or(0.0, |l| l.2);
+            let local = self.steered.time_at(self.start + t + offset);
+            let sample = ClockSample {
+                elapsed: t,
+                offset_s: (local - (self.start + t)).to_seconds_f64(),
+                frequency_error: (1.0 + frequency) * (1.0 + self.steered.frequency()) - 1.0,
+            };
+            if let Some(sink) = self.sink.as_mut() {
+                sink(self.index, &sample);
+            }
+            self.grid_next = self.grid_next + self.grid_interval;
+            emitted += 1;
+        }
+    }
+
+    /// Steps the oscillator itself at true time `at` (a scenario event: someone
+    /// else set this host's clock).
+    pub fn external_step(&mut self, at: NtpDuration, by: NtpDuration) {
+        self.fill_grid(at);
+        self.oscillator.step(at, by);
+        self.last = None;
+    }
+}
+
+fn quantise(t: NtpTime, precision_s: f64) -> NtpTime {
+    if precision_s <= 0.0 {
+        return t;
+    }
+    let unit = NtpDuration::from_seconds_f64(precision_s).to_bits().max(1) as u64;
+    let frac = u64::from(t.fraction());
+    NtpTime::new(t.secs_since_1900(), (frac - frac % unit.min(1 << 32)) as u32)
+}
+
+/// The daemon's view of a simulated host clock.
+pub struct SimClock {
+    clock: Rc<RefCell<HostClock>>,
+    shared: Rc<Shared>,
+}
+
+impl SimClock {
+    /// The daemon clock of the host whose state is `clock`.
+    pub fn new(clock: Rc<RefCell<HostClock>>, shared: Rc<Shared>) -> Self {
+        SimClock { clock, shared }
+    }
+
+    fn raw_now(&self) -> NtpTime {
+        let now = self.shared.elapsed();
+        self.clock.borrow_mut().read_raw(now)
+    }
+}
+
+impl NtpClock for SimClock {
+    type Error = SteerError;
+
+    fn now(&self) -> NtpTime {
+        let raw = self.raw_now();
+        self.clock.borrow().steered.time_at(raw)
+    }
+
+    fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, SteerError> {
+        let raw = self.raw_now();
+        let mut c = self.clock.borrow_mut();
+        c.adjustments[0] += 1;
+        c.steered.set_frequency(raw, frequency)
+    }
+
+    fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, SteerError> {
+        let raw = self.raw_now();
+        let mut c = self.clock.borrow_mut();
+        c.adjustments[1] += 1;
+        Ok(c.steered.adjust_phase(raw, offset, time_constant))
+    }
+
+    fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, SteerError> {
+        let raw = self.raw_now();
+        let mut c = self.clock.borrow_mut();
+        c.adjustments[2] += 1;
+        Ok(c.steered.step(raw, offset))
+    }
+
+    fn set_leap(&mut self, leap: LeapIndicator) -> Result<NtpTime, SteerError> {
+        let raw = self.raw_now();
+        let mut c = self.clock.borrow_mut();
+        c.adjustments[3] += 1;
+        Ok(c.steered.set_leap(raw, leap))
+    }
+}
+
+impl DaemonClock for SimClock {
+    fn local_time_of(&self, raw: NtpTime) -> NtpTime {
+        self.clock.borrow().steered.time_at(raw)
+    }
+}
