@@ -3,3 +3,11 @@
 //!
 //! One seed drives a run; every random stream derives from it. Virtual time
 //! jumps straight to the next timer or packet delivery.
+//!
+//! # Modules
+//!
+//! - [`rng`]: portable seeded PRNG (xoshiro256++) with labelled streams and samplers.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod rng;
