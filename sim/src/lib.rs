@@ -7,7 +7,9 @@
 //! # Modules
 //!
 //! - [`rng`]: portable seeded PRNG (xoshiro256++) with labelled streams and samplers.
+//! - [`oscillator`]: free-running host clock: offset, drift, random-walk wander, sine, steps, reading noise.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod oscillator;
 pub mod rng;
