@@ -8,8 +8,10 @@
 //!
 //! - [`rng`]: portable seeded PRNG (xoshiro256++) with labelled streams and samplers.
 //! - [`oscillator`]: free-running host clock: offset, drift, random-walk wander, sine, steps, reading noise.
+//! - [`link`]: one-way paths and bidirectional links: delay, jitter, loss, duplication, reordering, partitions.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod oscillator;
 pub mod rng;
