@@ -24,9 +24,9 @@
 //! `(+ freq_offset (sum (* wander (normal))))`, which clknetsim evaluates once
 //! per simulated second, holding the frequency constant in between; for update
 //! rates `R` above 1 Hz chrony scales it by `1/√R`, keeping the variance per
-//! second at `wander²`. With `h = 1 s` the two models have the same law
-//! (clknetsim's sum already includes one increment in the first second, ours
-//! starts at exactly `frequency`).
+//! second at `wander²`. With `h = 1 s` the two models have the same law, up
+//! to one detail: clknetsim's running sum already holds one increment at its
+//! first evaluation, while ours starts at exactly `frequency`.
 //!
 //! The walk is generated lazily in grid order from its own random stream, so
 //! its path is a function of the seed alone, however often and wherever it is
@@ -689,6 +689,21 @@ mod tests {
         let before = o.raw_offset_at(secs(10.25) - NtpDuration::from_bits(1));
         let after = o.raw_offset_at(secs(10.25));
         assert!((after - before).abs() < NtpDuration::from_nanos(1));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "queries must be non-decreasing")]
+    fn backward_query_is_caught_in_debug_builds() {
+        let mut o = osc(
+            OscillatorConfig {
+                wander: 1e-9,
+                ..Default::default()
+            },
+            1,
+        );
+        let _ = o.raw_offset_at(NtpDuration::from_seconds(10));
+        let _ = o.raw_offset_at(NtpDuration::from_seconds(9));
     }
 
     #[test]

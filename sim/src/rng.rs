@@ -149,8 +149,9 @@ impl SimRng {
         let u2 = self.uniform();
         let r = (-2.0 * libm::log(u1)).sqrt();
         let theta = 2.0 * PI * u2;
-        self.spare_normal_bits = Some((r * libm::sin(theta)).to_bits());
-        r * libm::cos(theta)
+        let (sin, cos) = libm::sincos(theta);
+        self.spare_normal_bits = Some((r * sin).to_bits());
+        r * cos
     }
 
     /// An exponential deviate with the given mean (≥ 0; one draw).
