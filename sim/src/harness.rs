@@ -14,7 +14,7 @@
 //! maps are ordered; the select is biased.
 
 use crate::host_clock::{ClockSample, HostClock, ReadNoise, SimClock};
-use crate::link::{Fate, LinkConfig, Path};
+use crate::link::{Fate, LinkConfig, LossReason, Path};
 use crate::net::{Scoped, Shared, SimNetwork};
 use crate::oscillator::{Oscillator, OscillatorConfig};
 use crate::peers::ScriptedPeer;
@@ -223,7 +223,7 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
     }
     let mut links: BTreeMap<(usize, usize), LinkState> = BTreeMap::new();
     for l in &setup.links {
-        let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config.clone()) } else { (l.b, l.a, l.config.reversed()) };
+        let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config.clone()) } else { (l.b, l.a, reversed(&l.config)) };
         let label = |dir: &str| format!("link/{a}/{b}/{dir}");
         links.insert(
             (a, b),
@@ -388,15 +388,16 @@ fn route(
         Some((link, forward)) => {
             let path = if forward { &mut link.forward } else { &mut link.backward };
             match path.transmit(now) {
-                Fate::Deliver(delays) => (delays.into_iter().map(|d| now + d).collect(), None),
-                Fate::Lost(reason) => (Vec::new(), Some(reason.name())),
+                Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
+                Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
+                fate => (fate.delays().map(|d| now + d).collect(), None),
             }
         }
     };
     if lost.is_some() {
         counters.lost += 1;
     }
-    let sender_local = clocks.get(src_host).map_or(NtpTime::PRIME_EPOCH, |c| c.borrow().local_noiseless(now));
+    let sender_local = clocks.get(src_host).map_or(NtpTime::PRIME_EPOCH, |c| c.borrow_mut().local_noiseless(now));
     recorder.borrow_mut().packet(&PacketRecord {
         src_host,
         dst_host,
@@ -412,6 +413,11 @@ fn route(
         *seq += 1;
         queue.insert((at, *seq), pkt.clone());
     }
+}
+
+/// The same link seen from the other end.
+fn reversed(config: &LinkConfig) -> LinkConfig {
+    LinkConfig { forward: config.backward.clone(), backward: config.forward.clone(), up: config.up }
 }
 
 fn apply_event(
@@ -434,7 +440,7 @@ fn apply_event(
         }
         SimEvent::SetLink { a, b, ref config } => {
             if let Some(l) = links.get_mut(&key(a, b)) {
-                let config = if a <= b { config.clone() } else { config.reversed() };
+                let config = if a <= b { config.clone() } else { reversed(config) };
                 l.forward.set_config(config.forward);
                 l.backward.set_config(config.backward);
                 l.up = config.up;

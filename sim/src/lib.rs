@@ -9,9 +9,17 @@
 //! - [`rng`]: portable seeded PRNG (xoshiro256++) with labelled streams and samplers.
 //! - [`oscillator`]: free-running host clock: offset, drift, random-walk wander, sine, steps, reading noise.
 //! - [`link`]: one-way paths and bidirectional links: delay, jitter, loss, duplication, reordering, partitions.
+//! - [`host_clock`]: a host's clock: oscillator, reading noise and the kernel-like steering the daemon applies.
+//! - [`net`]: the daemon's network provider on turmoil-net, with exact timestamps.
+//! - [`harness`]: the event-driven run loop: virtual time, deliveries, scenario events, the real daemons.
+//! - [`stats`]: per-host figures of a run.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod harness;
+pub mod host_clock;
 pub mod link;
+pub mod net;
 pub mod oscillator;
 pub mod rng;
+pub mod stats;
