@@ -3,3 +3,9 @@
 //!
 //! One seed drives a run; every random stream derives from it. Virtual time
 //! jumps straight to the next timer or packet delivery.
+
+#![warn(missing_docs)]
+
+pub mod peers;
+pub mod scenario;
+pub mod trace;
