@@ -13,6 +13,9 @@
 //! - [`net`]: the daemon's network provider on turmoil-net, with exact timestamps.
 //! - [`harness`]: the event-driven run loop: virtual time, deliveries, scenario events, the real daemons.
 //! - [`stats`]: per-host figures of a run.
+//! - [`scenario`]: the scenario file format (TOML) with positioned errors and hints.
+//! - [`trace`]: trace writers: samples.csv, events.jsonl, packets.jsonl, packets.pcap.
+//! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -21,5 +24,8 @@ pub mod host_clock;
 pub mod link;
 pub mod net;
 pub mod oscillator;
+pub mod peers;
 pub mod rng;
+pub mod scenario;
 pub mod stats;
+pub mod trace;

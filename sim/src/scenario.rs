@@ -1,0 +1,1873 @@
+//! Scenario files: a declarative TOML description of one simulated run, and
+//! its validation into a [`Scenario`].
+//!
+//! A scenario names the run and its seed, the true time span it covers, the
+//! hosts (each runs the real daemon or is a scripted peer), the links between
+//! them, a timeline of faults, and the expectations a run must meet. Loading
+//! checks everything the simulator would otherwise trip over later, and every
+//! error names the file, line and column and says what to write instead:
+//!
+//! ```text
+//! scenario.toml:31:17: unknown host `sever`
+//!    |
+//! 31 |   { host = "sever", iburst = true },
+//!    |            ^^^^^^^
+//!    = hint: did you mean `server`? hosts are: server, client
+//! ```
+//!
+//! # Format
+//!
+//! Top level: `name` (required), `description`, `seed` (default 1; the CLI may
+//! override it), `start` (RFC 3339, default 2030-01-01T00:00:00Z), `duration`
+//! (required), `sample_interval` (default 1 s), `converged_after` (default a
+//! quarter of `duration`), then arrays of tables `[[host]]`, `[[link]]`,
+//! `[[event]]` and `[[expect]]`.
+//!
+//! Durations are a number of seconds or a string with units (`"250ms"`,
+//! `"90s"`, `"15m"`, `"24h"`, `"7d"`, `"1h30m"`; units `ns`, `us`, `ms`, `s`,
+//! `m`, `h`, `d`). Clock offsets, step sizes, jitter parameters and time
+//! thresholds take the same forms and may be negative where that makes sense.
+//! Probabilities are numbers in \[0, 1\].
+//!
+//! - `[[host]]`: `name`, `address` (an explicit IPv4 or IPv6 address), `role`
+//!   (`"ntp"`, the default, runs the daemon; `"scripted"` is a scripted peer),
+//!   `clock` (an inline table, all keys default 0: `offset` s, `frequency` s/s,
+//!   `wander` (random-walk frequency noise, s/s per √s), `noise` (white
+//!   reading noise, s), `precision` (reading resolution, s), `sine` =
+//!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
+//!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
+//!   Role `ntp` also takes `local_stratum`, `interleaved`, `sources` (each
+//!   `{ host, iburst, burst, poll_min, poll_max, version }`, the host named by
+//!   its `name`) and the daemon configuration's `rate_limit`, `access` and
+//!   `smear` tables with the same keys as in `ntplab serve`'s file (see
+//!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
+//!   [`Behavior`]) and `stratum` (1–15, default 1).
+//! - `[[link]]`: `between = ["a", "b"]` and the link parameters `delay`,
+//!   `jitter` (`{ kind = "none" | "exponential", mean | "normal", sd |
+//!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
+//!   `reorder`, `reorder_delay`; `forward = { .. }` (from the first named host
+//!   to the second) and `backward = { .. }` override them per direction.
+//!   Hosts without a link cannot talk to each other.
+//! - `[[event]]`: `at` (time since the start) and `action`, one of
+//!   `partition` (`hosts = [..]` isolates those hosts from all others, or
+//!   `link = ["a", "b"]` with optional `direction` = `"both"` | `"forward"` |
+//!   `"backward"`; optional `until` schedules the heal), `heal` (same targets,
+//!   or none to heal everything), `set_link` (`link` and any link parameter,
+//!   `forward`, `backward`), `step_clock` (`host`, `by` seconds),
+//!   `set_frequency` (`host`, `frequency` s/s), `stop` and `start` (`host`).
+//! - `[[expect]]`: `host`, `metric` (see [`Metric`]), `max` and/or `min`,
+//!   optional `name`, `after` (default `converged_after` for offset and
+//!   frequency statistics, the start otherwise) and `requirement` (a free-form
+//!   requirement ID for conformance reports).
+//!
+//! The full example (it is `sim/scenarios/format-example.toml`, and a test
+//! loads it):
+//!
+#![doc = concat!("```toml\n", include_str!("../scenarios/format-example.toml"), "```")]
+
+use ntplab_daemon::config::{
+    AccessSection, ClockSection, ConfigFile, DaemonConfig, LocalSection, RateLimitSection, SmearSection, SourceSection,
+};
+use ntplab_proto::time::NtpTime;
+use ntplab_proto::wire::refid::ReferenceId;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Index of a host in [`Scenario::hosts`].
+pub type HostId = usize;
+
+/// Index of a link in [`Scenario::links`].
+pub type LinkId = usize;
+
+/// The port NTP hosts serve on unless `listen` names another.
+pub const NTP_PORT: u16 = 123;
+
+/// Longest run a scenario may describe: 10 years.
+pub const DURATION_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Finest sample grid: 1 ms.
+pub const SAMPLE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+
+const DEFAULT_START: &str = "2030-01-01T00:00:00Z";
+
+/// Pcap timestamps are unsigned 32-bit Unix seconds: true time must stay in
+/// 1970-01-01 .. 2106-02-07T06:28:15Z.
+const PCAP_UNIX_SECS_MAX: i64 = u32::MAX as i64;
+
+/// A validated scenario: names resolved to indices, values typed.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Where it was read from (a path, or what the caller passed to [`Scenario::parse`]).
+    pub origin: String,
+    /// A one-line name saying what the run shows.
+    pub name: String,
+    /// Free text; empty when not given.
+    pub description: String,
+    /// The seed every random stream of the run derives from.
+    pub seed: u64,
+    /// True time at the start of the run.
+    pub start: NtpTime,
+    /// Length of the run in true time.
+    pub duration: Duration,
+    /// Spacing of the trace's sample grid.
+    pub sample_interval: Duration,
+    /// Time since the start after which offset and frequency statistics count.
+    pub converged_after: Duration,
+    /// The hosts, in file order.
+    pub hosts: Vec<Host>,
+    /// The links, in file order.
+    pub links: Vec<Link>,
+    /// The fault timeline, sorted by time (file order among equal times).
+    pub events: Vec<Event>,
+    /// What a run must meet.
+    pub expectations: Vec<Expectation>,
+}
+
+/// One simulated host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Unique name.
+    pub name: String,
+    /// Unique address.
+    pub address: IpAddr,
+    /// Its oscillator.
+    pub clock: ClockSpec,
+    /// What runs on it.
+    pub role: Role,
+}
+
+impl Host {
+    /// The UDP port it answers NTP on, if it serves.
+    pub fn ntp_port(&self) -> Option<u16> {
+        match &self.role {
+            Role::Ntp(n) => n.daemon.listen.first().map(SocketAddr::port),
+            Role::Scripted(s) => Some(s.port),
+        }
+    }
+}
+
+/// What runs on a host.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// The real daemon.
+    Ntp(NtpHost),
+    /// A scripted peer (see `crate::peers`).
+    Scripted(ScriptedHost),
+}
+
+/// A host running the daemon.
+#[derive(Debug, Clone)]
+pub struct NtpHost {
+    /// The daemon's configuration, validated as `ntplab serve` validates its file.
+    pub daemon: DaemonConfig,
+    /// The host each of `daemon.sources` points at, in the same order.
+    pub sources: Vec<HostId>,
+}
+
+/// A scripted peer.
+#[derive(Debug, Clone)]
+pub struct ScriptedHost {
+    /// UDP port it answers on.
+    pub port: u16,
+    /// How it answers.
+    pub behavior: Behavior,
+    /// Stratum of its (non-kiss) replies, 1–15.
+    pub stratum: u8,
+}
+
+/// How a scripted peer answers a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behavior {
+    /// A correct-looking reply whose timestamps are off by `offset_s`.
+    Falseticker {
+        /// Offset added to its receive and transmit timestamps, seconds.
+        offset_s: f64,
+    },
+    /// A kiss-o'-death with this code.
+    Kiss {
+        /// The kiss code as a reference ID (e.g. `RATE`).
+        code: ReferenceId,
+    },
+    /// Its previous reply again (the first request gets a correct reply).
+    Replay,
+    /// A broken reply.
+    Malformed {
+        /// How it is broken.
+        how: Malformation,
+    },
+    /// No reply at all.
+    Silent,
+}
+
+/// How a malformed reply is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Malformation {
+    /// A correct reply cut to 47 octets.
+    Truncated,
+    /// A correct reply with version 0 or 7.
+    BadVersion,
+    /// A correct reply followed by an extension field whose length runs past the end.
+    BadEfLength,
+    /// Random octets of random length.
+    Garbage,
+}
+
+/// A host's oscillator, as written: the clock model (another module) reads these.
+/// All values default to zero: a perfect clock read with infinite resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClockSpec {
+    /// Initial offset, local minus true, seconds.
+    pub offset_s: f64,
+    /// Initial frequency error, s/s (1e-6 is 1 ppm fast).
+    pub frequency: f64,
+    /// Random-walk frequency noise: standard deviation of the frequency change
+    /// over one second of true time, s/s per √s.
+    pub wander: f64,
+    /// White noise added to each reading, standard deviation, seconds.
+    pub noise_s: f64,
+    /// Reading resolution, seconds (0: exact).
+    pub precision_s: f64,
+    /// A periodic frequency error (e.g. a daily temperature cycle).
+    pub sine: SineSpec,
+}
+
+/// A sinusoidal frequency error `amplitude * sin(2π t / period + phase)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SineSpec {
+    /// Peak frequency error, s/s (0: none).
+    pub amplitude: f64,
+    /// Period, seconds (positive when `amplitude` is not 0).
+    pub period_s: f64,
+    /// Phase at the start of the run, radians.
+    pub phase_rad: f64,
+}
+
+/// A bidirectional link between two hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// The hosts as named in `between`; `forward` is from `hosts[0]` to `hosts[1]`.
+    pub hosts: [HostId; 2],
+    /// Parameters of packets from `hosts[0]` to `hosts[1]`.
+    pub forward: LinkParams,
+    /// Parameters of packets from `hosts[1]` to `hosts[0]`.
+    pub backward: LinkParams,
+}
+
+/// One direction of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LinkParams {
+    /// Fixed one-way delay.
+    pub delay: Duration,
+    /// Random extra delay on top of `delay`.
+    pub jitter: Jitter,
+    /// Probability a packet is lost.
+    pub loss: f64,
+    /// Probability a packet is delivered twice.
+    pub duplicate: f64,
+    /// Probability a packet is held back by `reorder_delay`.
+    pub reorder: f64,
+    /// Extra delay of a reordered packet.
+    pub reorder_delay: Duration,
+}
+
+/// Changes to one direction of a link (`set_link`): `None` keeps the value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LinkPatch {
+    /// New fixed delay.
+    pub delay: Option<Duration>,
+    /// New jitter.
+    pub jitter: Option<Jitter>,
+    /// New loss probability.
+    pub loss: Option<f64>,
+    /// New duplication probability.
+    pub duplicate: Option<f64>,
+    /// New reordering probability.
+    pub reorder: Option<f64>,
+    /// New reordering delay.
+    pub reorder_delay: Option<Duration>,
+}
+
+impl LinkPatch {
+    /// `params` with this patch applied.
+    pub fn apply(&self, params: &LinkParams) -> LinkParams {
+        LinkParams {
+            delay: self.delay.unwrap_or(params.delay),
+            jitter: self.jitter.unwrap_or(params.jitter),
+            loss: self.loss.unwrap_or(params.loss),
+            duplicate: self.duplicate.unwrap_or(params.duplicate),
+            reorder: self.reorder.unwrap_or(params.reorder),
+            reorder_delay: self.reorder_delay.unwrap_or(params.reorder_delay),
+        }
+    }
+}
+
+/// Random extra one-way delay, always non-negative.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Jitter {
+    /// None.
+    #[default]
+    None,
+    /// Exponentially distributed.
+    Exponential {
+        /// Mean, seconds.
+        mean_s: f64,
+    },
+    /// The absolute value of a normal variate.
+    Normal {
+        /// Standard deviation, seconds.
+        sd_s: f64,
+    },
+    /// Uniform in `[0, max_s]`.
+    Uniform {
+        /// Upper bound, seconds.
+        max_s: f64,
+    },
+    /// Pareto (heavy tail) with minimum `scale_s`, minus `scale_s`.
+    Pareto {
+        /// Scale (minimum) parameter, seconds.
+        scale_s: f64,
+        /// Shape parameter (> 0; the mean is finite above 1).
+        shape: f64,
+    },
+}
+
+/// A timed change to the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Time since the start.
+    pub at: Duration,
+    /// What happens.
+    pub action: Action,
+}
+
+/// What an event does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Drop packets across a cut. A `partition` with `until` also yields a
+    /// [`Action::Heal`] of the same cut at `until`.
+    Partition(Cut),
+    /// Restore a cut (`None`: every partition).
+    Heal(Option<Cut>),
+    /// Change a link's parameters.
+    SetLink {
+        /// The link.
+        link: LinkId,
+        /// Changes from `hosts[0]` to `hosts[1]`.
+        forward: LinkPatch,
+        /// Changes from `hosts[1]` to `hosts[0]`.
+        backward: LinkPatch,
+    },
+    /// Step a host's clock.
+    StepClock {
+        /// The host.
+        host: HostId,
+        /// Step, seconds (positive: the clock jumps ahead).
+        by_s: f64,
+    },
+    /// Set a host oscillator's frequency error.
+    SetFrequency {
+        /// The host.
+        host: HostId,
+        /// New frequency error, s/s.
+        frequency: f64,
+    },
+    /// The host goes down: its daemon stops and its packets are dropped.
+    Stop {
+        /// The host.
+        host: HostId,
+    },
+    /// The host comes up again, its daemon started afresh.
+    Start {
+        /// The host.
+        host: HostId,
+    },
+}
+
+/// Which packets a partition drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cut {
+    /// Every packet between one of these hosts and a host not listed.
+    Hosts(Vec<HostId>),
+    /// Packets on one link.
+    Link {
+        /// The link.
+        link: LinkId,
+        /// Which way.
+        direction: Direction,
+    },
+}
+
+/// Direction on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Both ways.
+    #[default]
+    Both,
+    /// From `hosts[0]` to `hosts[1]`.
+    Forward,
+    /// From `hosts[1]` to `hosts[0]`.
+    Backward,
+}
+
+/// A condition a run must meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// What it checks, for reports.
+    pub name: String,
+    /// The host it is about.
+    pub host: HostId,
+    /// The statistic.
+    pub metric: Metric,
+    /// Lower bound, in [`Metric::unit`].
+    pub min: Option<f64>,
+    /// Upper bound, in [`Metric::unit`].
+    pub max: Option<f64>,
+    /// Only the part of the run after this time since the start counts.
+    pub after: Duration,
+    /// A requirement ID for conformance reports.
+    pub requirement: Option<String>,
+}
+
+/// A statistic of one host over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Root mean square of the true offset over the samples, seconds.
+    RmsOffset,
+    /// Largest absolute true offset over the samples, seconds.
+    MaxOffset,
+    /// Time from the start until the host first reports synchronised, seconds.
+    SyncTime,
+    /// Largest absolute frequency error over the samples, s/s.
+    MaxFrequencyError,
+    /// Root mean square of the frequency error over the samples, s/s.
+    RmsFrequencyError,
+    /// Datagrams the host sent.
+    PacketsSent,
+    /// Datagrams delivered to the host.
+    PacketsReceived,
+    /// Clock steps the host's daemon made.
+    Steps,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 8] = [
+        Metric::RmsOffset,
+        Metric::MaxOffset,
+        Metric::SyncTime,
+        Metric::MaxFrequencyError,
+        Metric::RmsFrequencyError,
+        Metric::PacketsSent,
+        Metric::PacketsReceived,
+        Metric::Steps,
+    ];
+
+    /// The name used in scenario files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::RmsOffset => "rms_offset",
+            Metric::MaxOffset => "max_offset",
+            Metric::SyncTime => "sync_time",
+            Metric::MaxFrequencyError => "max_frequency_error",
+            Metric::RmsFrequencyError => "rms_frequency_error",
+            Metric::PacketsSent => "packets_sent",
+            Metric::PacketsReceived => "packets_received",
+            Metric::Steps => "steps",
+        }
+    }
+
+    /// Unit of its thresholds: `"s"`, `"s/s"` or `"count"`.
+    pub const fn unit(self) -> &'static str {
+        match self {
+            Metric::RmsOffset | Metric::MaxOffset | Metric::SyncTime => "s",
+            Metric::MaxFrequencyError | Metric::RmsFrequencyError => "s/s",
+            Metric::PacketsSent | Metric::PacketsReceived | Metric::Steps => "count",
+        }
+    }
+
+    /// Whether it is a statistic over the samples after convergence (so
+    /// `after` defaults to `converged_after`).
+    pub const fn is_converged_statistic(self) -> bool {
+        matches!(self, Metric::RmsOffset | Metric::MaxOffset | Metric::MaxFrequencyError | Metric::RmsFrequencyError)
+    }
+
+    /// Whether only a host running the daemon has it.
+    pub const fn needs_daemon(self) -> bool {
+        matches!(self, Metric::SyncTime | Metric::Steps)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// A scenario that could not be loaded: where, what, and what to do about it.
+///
+/// Displays as `origin:line:column: message`, then the line with the offending
+/// text underlined, then the hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file (or the origin given to [`Scenario::parse`]).
+    pub origin: String,
+    /// 1-based line, when the error has a position.
+    pub line: Option<usize>,
+    /// 1-based column in characters, when the error has a position.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead, when there is something to say.
+    pub hint: Option<String>,
+    excerpt: Option<Excerpt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Excerpt {
+    text: String,
+    caret_column: usize,
+    caret_width: usize,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.origin, self.message)?,
+            _ => write!(f, "{}: {}", self.origin, self.message)?,
+        }
+        let gutter = self.line.map_or(1, |l| l.to_string().len());
+        if let (Some(ex), Some(line)) = (&self.excerpt, self.line) {
+            let pad = " ".repeat(gutter);
+            write!(f, "\n{pad} |\n{line} | {}\n{pad} | {}{}", ex.text, " ".repeat(ex.caret_column), "^".repeat(ex.caret_width))?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n{} = hint: {h}", " ".repeat(gutter))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Separates a message from its hint inside serde error strings.
+const HINT_SEP: char = '\u{1f}';
+
+const DURATION_FORMS: &str =
+    "write a number of seconds (90, 0.25) or a string with units such as \"250ms\", \"90s\", \"15m\", \"24h\", \"7d\" or \"1h30m\" (units ns, us, ms, s, m, h, d)";
+
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
+        let mut e = ScenarioError {
+            origin: self.origin.to_string(),
+            line: None,
+            column: None,
+            message: message.into(),
+            hint,
+            excerpt: None,
+        };
+        if let Some(span) = span {
+            let (line, column, excerpt) = locate(self.text, span);
+            e.line = Some(line);
+            e.column = Some(column);
+            e.excerpt = Some(excerpt);
+        }
+        e
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
+        self.error(Some(spanned.span()), message, hint)
+    }
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Line, column (1-based, in characters) and an excerpt of the line for a byte span.
+fn locate(text: &str, span: Range<usize>) -> (usize, usize, Excerpt) {
+    const WIDTH_MAX: usize = 100;
+    let start = floor_char_boundary(text, span.start);
+    let end = floor_char_boundary(text, span.end.max(start));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line_chars: Vec<char> = text[line_start..line_end].trim_end_matches('\r').chars().collect();
+    let width = text[start..end.min(line_end)].chars().count().max(1);
+    // Show at most WIDTH_MAX characters, keeping the caret in view.
+    let first = (column - 1).saturating_sub(WIDTH_MAX / 2).min(line_chars.len());
+    let last = (first + WIDTH_MAX).min(line_chars.len());
+    let mut shown: String = line_chars[first..last].iter().map(|&c| if c == '\t' || c.is_control() { ' ' } else { c }).collect();
+    let mut caret_column = column - 1 - first;
+    if first > 0 {
+        shown.insert(0, '…');
+        caret_column += 1;
+    }
+    if last < line_chars.len() {
+        shown.push('…');
+    }
+    let caret_width = width.min(WIDTH_MAX.saturating_sub(caret_column).max(1));
+    (line, column, Excerpt { text: shown, caret_column, caret_width })
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    const LEN_MAX: usize = 64;
+    if word.chars().count() > LEN_MAX {
+        return None;
+    }
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        if c.chars().count() > LEN_MAX {
+            continue;
+        }
+        let d = edit_distance(&word.to_lowercase(), &c.to_lowercase());
+        let limit = (c.chars().count() / 3).max(1);
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and transpositions of neighbours each cost 1 ("delya" is 1 from "delay").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for (i, row) in d.chunks_mut(w).enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1).min(d[i * w + j - 1] + 1).min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
+/// Turns a toml/serde error into a positioned one, with a hint where we can give one.
+fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> ScenarioError {
+    let raw = e.message().trim_end().to_string();
+    let (message, mut hint) = match raw.split_once(HINT_SEP) {
+        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+        None => (raw.clone(), None),
+    };
+    let mut message = message;
+    // serde: "unknown field `x`, expected one of `a`, `b`" / "unknown variant `x`, expected `a` or `b`".
+    for (prefix, noun, list) in [("unknown field `", "key", "allowed keys here"), ("unknown variant `", "value", "allowed values")] {
+        if let Some(rest) = raw.strip_prefix(prefix) {
+            let words: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+            let bad = rest.split('`').next().unwrap_or("");
+            message = format!("unknown {noun} `{bad}`");
+            let allowed = words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ");
+            hint = Some(match closest(bad, words.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`? {list}: {allowed}"),
+                None if words.is_empty() => "this table takes no keys".to_string(),
+                None => format!("{list}: {allowed}"),
+            });
+        }
+    }
+    src.error(e.span(), message, hint)
+}
+
+// ---------------------------------------------------------------------------
+// Value types with their own parsing
+
+/// Parses a signed duration text ("-1h30m", "250ms", "1e-4s", "90") into seconds.
+fn parse_seconds_text(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (sign, mut rest) = match t.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if rest.is_empty() {
+        return Err("it is empty".into());
+    }
+    let mut total = 0.0f64;
+    let mut pieces = 0;
+    while !rest.is_empty() {
+        let b = rest.as_bytes();
+        let mut i = 0;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        // An exponent: e or E followed by an optional sign and a digit.
+        if i > 0 && i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+            let mut j = i + 1;
+            if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+                j += 1;
+            }
+            if j < b.len() && b[j].is_ascii_digit() {
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                i = j;
+            }
+        }
+        if i == 0 {
+            return Err(format!("expected a number at `{rest}`"));
+        }
+        let number: f64 = rest[..i].parse().map_err(|_| format!("`{}` is not a number", &rest[..i]))?;
+        rest = rest[i..].trim_start();
+        let unit_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
+        let unit = &rest[..unit_len];
+        let scale = match unit {
+            "" if pieces == 0 && unit_len == rest.len() => 1.0,
+            "" => return Err(format!("the number `{}` has no unit", number)),
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            other => return Err(format!("unknown unit `{other}`")),
+        };
+        total += number * scale;
+        pieces += 1;
+        rest = rest[unit_len..].trim_start();
+    }
+    if !total.is_finite() {
+        return Err("it is not finite".into());
+    }
+    Ok(sign * total)
+}
+
+fn duration_from_secs(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 || secs > DURATION_MAX.as_secs_f64() * 10.0 {
+        return None;
+    }
+    let nanos = (secs * 1e9).round();
+    Some(Duration::from_nanos(nanos as u64))
+}
+
+fn hinted(message: impl fmt::Display, hint: impl fmt::Display) -> String {
+    format!("{message}{HINT_SEP}{hint}")
+}
+
+/// Seconds as a number or a duration string; may be negative.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Secs {
+    value: f64,
+    /// Written as a string with units.
+    textual: bool,
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Secs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of seconds or a duration string such as \"250ms\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
+                Ok(Secs { value: v as f64, textual: false })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secs, E> {
+                Ok(Secs { value: v as f64, textual: false })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Secs, E> {
+                if v.is_finite() {
+                    Ok(Secs { value: v, textual: false })
+                } else {
+                    Err(E::custom(hinted(format!("{v} is not a finite number of seconds"), DURATION_FORMS)))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
+                parse_seconds_text(v)
+                    .map(|value| Secs { value, textual: true })
+                    .map_err(|why| E::custom(hinted(format!("invalid duration {v:?}: {why}"), DURATION_FORMS)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A non-negative duration as a number of seconds or a string with units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Secs::deserialize(d)?;
+        if s.value < 0.0 {
+            return Err(de::Error::custom(hinted(format!("a duration cannot be negative ({})", s.value), DURATION_FORMS)));
+        }
+        duration_from_secs(s.value)
+            .map(Dur)
+            .ok_or_else(|| de::Error::custom(hinted(format!("duration {} s is too long", s.value), "durations are at most 3650d")))
+    }
+}
+
+/// A probability in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Probability(f64);
+
+impl<'de> Deserialize<'de> for Probability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Probability;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a probability between 0 and 1")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Probability, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Probability, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Probability, E> {
+                if (0.0..=1.0).contains(&v) {
+                    Ok(Probability(v))
+                } else {
+                    Err(E::custom(hinted(
+                        format!("probability {v} is outside [0, 1]"),
+                        "probabilities are fractions: 0.01 is 1 %, 1 is always",
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `listen`: a bool or a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listen {
+    Off,
+    Port(u16),
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Listen;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or a UDP port number 1-65535")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Listen, E> {
+                Ok(if v { Listen::Port(NTP_PORT) } else { Listen::Off })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Listen, E> {
+                match u16::try_from(v) {
+                    Ok(p) if p > 0 => Ok(Listen::Port(p)),
+                    _ => Err(E::custom(hinted(format!("port {v} is outside 1-65535"), "write true (port 123), false or a port number"))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Listen, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: Spanned<String>,
+    description: Option<String>,
+    seed: Option<u64>,
+    start: Option<Spanned<String>>,
+    duration: Spanned<Dur>,
+    sample_interval: Option<Spanned<Dur>>,
+    converged_after: Option<Spanned<Dur>>,
+    #[serde(default)]
+    host: Vec<Spanned<HostSection>>,
+    #[serde(default)]
+    link: Vec<Spanned<LinkSection>>,
+    #[serde(default)]
+    event: Vec<Spanned<EventSection>>,
+    #[serde(default)]
+    expect: Vec<Spanned<ExpectSection>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RoleName {
+    Ntp,
+    Scripted,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSection {
+    name: Spanned<String>,
+    address: Spanned<IpAddr>,
+    role: Option<Spanned<RoleName>>,
+    clock: Option<HostClockSection>,
+    listen: Option<Spanned<Listen>>,
+    // role = "ntp"
+    local_stratum: Option<Spanned<u8>>,
+    interleaved: Option<Spanned<bool>>,
+    sources: Option<Spanned<Vec<Spanned<SourceEntry>>>>,
+    rate_limit: Option<Spanned<RateLimitSection>>,
+    access: Option<Spanned<AccessSection>>,
+    smear: Option<Spanned<SmearSection>>,
+    // role = "scripted"
+    behavior: Option<Spanned<BehaviorSection>>,
+    stratum: Option<Spanned<u8>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HostClockSection {
+    offset: Option<Spanned<Secs>>,
+    frequency: Option<Spanned<f64>>,
+    wander: Option<Spanned<f64>>,
+    noise: Option<Spanned<Secs>>,
+    precision: Option<Spanned<Secs>>,
+    sine: Option<Spanned<SineSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SineSection {
+    amplitude: Option<Spanned<f64>>,
+    period: Option<Spanned<Dur>>,
+    phase: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceEntry {
+    host: Spanned<String>,
+    #[serde(default)]
+    iburst: bool,
+    #[serde(default)]
+    burst: bool,
+    poll_min: Option<i8>,
+    poll_max: Option<i8>,
+    version: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum BehaviorSection {
+    Falseticker { offset: Secs },
+    Kiss { code: String },
+    Replay {},
+    Malformed { how: Malformation },
+    Silent {},
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum JitterSection {
+    None {},
+    Exponential { mean: Dur },
+    Normal { sd: Dur },
+    Uniform { max: Dur },
+    Pareto { scale: Dur, shape: f64 },
+}
+
+impl JitterSection {
+    fn typed(self) -> Result<Jitter, String> {
+        Ok(match self {
+            JitterSection::None {} => Jitter::None,
+            JitterSection::Exponential { mean } => Jitter::Exponential { mean_s: mean.0.as_secs_f64() },
+            JitterSection::Normal { sd } => Jitter::Normal { sd_s: sd.0.as_secs_f64() },
+            JitterSection::Uniform { max } => Jitter::Uniform { max_s: max.0.as_secs_f64() },
+            JitterSection::Pareto { scale, shape } => {
+                if !(shape.is_finite() && shape > 0.0) {
+                    return Err(format!("pareto shape {shape} must be a positive number"));
+                }
+                if scale.0.is_zero() {
+                    return Err("pareto scale must be positive".into());
+                }
+                Jitter::Pareto { scale_s: scale.0.as_secs_f64(), shape }
+            }
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LinkParamsSection {
+    delay: Option<Dur>,
+    jitter: Option<Spanned<JitterSection>>,
+    loss: Option<Probability>,
+    duplicate: Option<Probability>,
+    reorder: Option<Probability>,
+    reorder_delay: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkSection {
+    between: Spanned<Vec<Spanned<String>>>,
+    delay: Option<Dur>,
+    jitter: Option<Spanned<JitterSection>>,
+    loss: Option<Probability>,
+    duplicate: Option<Probability>,
+    reorder: Option<Probability>,
+    reorder_delay: Option<Dur>,
+    forward: Option<Spanned<LinkParamsSection>>,
+    backward: Option<Spanned<LinkParamsSection>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum ActionName {
+    Partition,
+    Heal,
+    SetLink,
+    StepClock,
+    SetFrequency,
+    Stop,
+    Start,
+}
+
+impl ActionName {
+    const fn name(self) -> &'static str {
+        match self {
+            ActionName::Partition => "partition",
+            ActionName::Heal => "heal",
+            ActionName::SetLink => "set_link",
+            ActionName::StepClock => "step_clock",
+            ActionName::SetFrequency => "set_frequency",
+            ActionName::Stop => "stop",
+            ActionName::Start => "start",
+        }
+    }
+
+    /// Keys besides `at` and `action`.
+    const fn keys(self) -> &'static [&'static str] {
+        match self {
+            ActionName::Partition => &["hosts", "link", "direction", "until"],
+            ActionName::Heal => &["hosts", "link", "direction"],
+            ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "forward", "backward"],
+            ActionName::StepClock => &["host", "by"],
+            ActionName::SetFrequency => &["host", "frequency"],
+            ActionName::Stop | ActionName::Start => &["host"],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventSection {
+    at: Spanned<Dur>,
+    action: Spanned<ActionName>,
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    link: Option<Spanned<Vec<Spanned<String>>>>,
+    direction: Option<Spanned<Direction>>,
+    until: Option<Spanned<Dur>>,
+    host: Option<Spanned<String>>,
+    by: Option<Spanned<Secs>>,
+    frequency: Option<Spanned<f64>>,
+    delay: Option<Spanned<Dur>>,
+    jitter: Option<Spanned<JitterSection>>,
+    loss: Option<Spanned<Probability>>,
+    duplicate: Option<Spanned<Probability>>,
+    reorder: Option<Spanned<Probability>>,
+    reorder_delay: Option<Spanned<Dur>>,
+    forward: Option<Spanned<LinkParamsSection>>,
+    backward: Option<Spanned<LinkParamsSection>>,
+}
+
+impl EventSection {
+    /// The keys given besides `at` and `action`, with their spans.
+    fn given(&self) -> Vec<(&'static str, Range<usize>)> {
+        fn s<T>(name: &'static str, v: &Option<Spanned<T>>) -> Option<(&'static str, Range<usize>)> {
+            v.as_ref().map(|v| (name, v.span()))
+        }
+        [
+            s("hosts", &self.hosts),
+            s("link", &self.link),
+            s("direction", &self.direction),
+            s("until", &self.until),
+            s("host", &self.host),
+            s("by", &self.by),
+            s("frequency", &self.frequency),
+            s("delay", &self.delay),
+            s("jitter", &self.jitter),
+            s("loss", &self.loss),
+            s("duplicate", &self.duplicate),
+            s("reorder", &self.reorder),
+            s("reorder_delay", &self.reorder_delay),
+            s("forward", &self.forward),
+            s("backward", &self.backward),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectSection {
+    name: Option<String>,
+    host: Spanned<String>,
+    metric: Spanned<Metric>,
+    max: Option<Spanned<Secs>>,
+    min: Option<Spanned<Secs>>,
+    after: Option<Spanned<Dur>>,
+    requirement: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            line: None,
+            column: None,
+            message: format!("cannot read the scenario: {e}"),
+            hint: None,
+            excerpt: None,
+        })?;
+        Scenario::parse(&text, &origin)
+    }
+
+    /// Parses and validates a scenario's text; `origin` names it in errors.
+    /// Never panics, whatever the text.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let src = Source { text, origin };
+        let file: ScenarioFile = toml::from_str(text).map_err(|e| toml_error(&src, &e))?;
+        Validator { src: &src, names: BTreeMap::new(), hosts: Vec::new(), link_index: BTreeMap::new(), link_pairs: Vec::new() }.run(file)
+    }
+
+    /// This scenario with another seed (the CLI's `--seed`).
+    pub fn with_seed(mut self, seed: u64) -> Scenario {
+        self.seed = seed;
+        self
+    }
+
+    /// The host with this name.
+    pub fn host_id(&self, name: &str) -> Option<HostId> {
+        self.hosts.iter().position(|h| h.name == name)
+    }
+
+    /// The link between two hosts, and whether `from` is its first host.
+    pub fn link_between(&self, from: HostId, to: HostId) -> Option<(LinkId, Direction)> {
+        self.links.iter().enumerate().find_map(|(i, l)| match l.hosts {
+            [a, b] if a == from && b == to => Some((i, Direction::Forward)),
+            [a, b] if a == to && b == from => Some((i, Direction::Backward)),
+            _ => None,
+        })
+    }
+
+    /// True time at the end of the run.
+    pub fn end(&self) -> NtpTime {
+        self.start + ntplab_proto::time::NtpDuration::from_nanos(i64::try_from(self.duration.as_nanos()).unwrap_or(i64::MAX))
+    }
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    names: BTreeMap<String, HostId>,
+    /// Name span and role of each host so far.
+    hosts: Vec<(Range<usize>, RoleName, IpAddr, Option<u16>)>,
+    /// (lower id, higher id) -> link id.
+    link_index: BTreeMap<(HostId, HostId), LinkId>,
+    /// Each link's hosts in the order written.
+    link_pairs: Vec<[HostId; 2]>,
+}
+
+type VResult<T> = Result<T, ScenarioError>;
+
+impl Validator<'_> {
+    fn err<T>(&self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
+        self.src.at(spanned, message, hint)
+    }
+
+    fn run(mut self, file: ScenarioFile) -> VResult<Scenario> {
+        let src = self.src;
+        let name = file.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(self.err(&file.name, "the scenario's name is empty", Some("say what the run shows, e.g. \"client: rejects a falseticker\"".into())));
+        }
+        let start = match &file.start {
+            Some(s) => NtpTime::parse_rfc3339(s.get_ref()).map_err(|e| {
+                self.err(s, format!("invalid start time {:?}: {e}", s.get_ref()), Some("write an RFC 3339 time such as \"2036-02-07T06:00:00Z\"".into()))
+            })?,
+            None => NtpTime::parse_rfc3339(DEFAULT_START).unwrap_or(NtpTime::UNIX_EPOCH),
+        };
+        let duration = file.duration.get_ref().0;
+        if duration.is_zero() || duration > DURATION_MAX {
+            return Err(self.err(&file.duration, format!("duration {duration:?} is outside (0, 3650d]"), Some(DURATION_FORMS.into())));
+        }
+        let (unix_start, _) = start.to_unix();
+        let unix_end = unix_start.saturating_add(duration.as_secs() as i64 + 1);
+        if unix_start < 0 || unix_end > PCAP_UNIX_SECS_MAX {
+            let span = file.start.as_ref().map(|s| s.span()).unwrap_or(file.duration.span());
+            return Err(src.error(
+                Some(span),
+                "the run must lie between 1970-01-01 and 2106-02-07T06:28:15Z",
+                Some("packets.pcap timestamps are unsigned 32-bit Unix seconds; move `start` or shorten `duration`".into()),
+            ));
+        }
+        let sample_interval = match &file.sample_interval {
+            Some(s) => {
+                let v = s.get_ref().0;
+                if v < SAMPLE_INTERVAL_MIN || v > duration {
+                    return Err(self.err(s, format!("sample_interval {v:?} must be between 1ms and the duration ({duration:?})"), None));
+                }
+                v
+            }
+            None => Duration::from_secs(1).min(duration),
+        };
+        let converged_after = match &file.converged_after {
+            Some(c) => {
+                if c.get_ref().0 > duration {
+                    return Err(self.err(c, format!("converged_after {:?} is after the end of the run ({duration:?})", c.get_ref().0), None));
+                }
+                c.get_ref().0
+            }
+            None => duration / 4,
+        };
+        if file.host.is_empty() {
+            return Err(src.error(Some(0..0), "the scenario has no hosts", Some("add [[host]] tables with `name` and `address`".into())));
+        }
+
+        // Names and addresses first: sources may name hosts defined later.
+        let mut addresses: BTreeMap<IpAddr, HostId> = BTreeMap::new();
+        for (i, h) in file.host.iter().enumerate() {
+            let n = h.get_ref().name.get_ref();
+            if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                return Err(self.err(&h.get_ref().name, format!("invalid host name {n:?}"), Some("use 1-64 letters, digits, `-`, `_` or `.`".into())));
+            }
+            if let Some(&other) = self.names.get(n) {
+                let (line, _, _) = locate(src.text, self.hosts[other].0.clone());
+                return Err(self.err(&h.get_ref().name, format!("a second host is named `{n}`"), Some(format!("the first is on line {line}; host names must be unique"))));
+            }
+            let addr = *h.get_ref().address.get_ref();
+            if addr.is_unspecified() || addr.is_multicast() || addr == IpAddr::from([255, 255, 255, 255]) {
+                return Err(self.err(&h.get_ref().address, format!("{addr} cannot be a host's address"), Some("give a unicast address such as 10.0.0.1 or fd00::1".into())));
+            }
+            if let Some(&other) = addresses.get(&addr) {
+                return Err(self.err(
+                    &h.get_ref().address,
+                    format!("address {addr} of host `{n}` is already host `{}`'s", file.host[other].get_ref().name.get_ref()),
+                    Some("every host needs its own address".into()),
+                ));
+            }
+            addresses.insert(addr, i);
+            self.names.insert(n.clone(), i);
+            let role = h.get_ref().role.as_ref().map_or(RoleName::Ntp, |r| *r.get_ref());
+            let port = match h.get_ref().listen.as_ref().map(|l| *l.get_ref()) {
+                Some(Listen::Off) => None,
+                Some(Listen::Port(p)) => Some(p),
+                None => Some(NTP_PORT),
+            };
+            self.hosts.push((h.get_ref().name.span(), role, addr, port));
+        }
+
+        // Links before hosts: a source needs a link to its server.
+        let mut links = Vec::new();
+        for l in &file.link {
+            let link = self.link(l.get_ref(), links.len())?;
+            links.push(link);
+        }
+
+        let mut hosts = Vec::new();
+        for (i, h) in file.host.into_iter().enumerate() {
+            hosts.push(self.host(i, h.into_inner())?);
+        }
+
+        let mut events = Vec::new();
+        for e in &file.event {
+            self.event(e, duration, &mut events)?;
+        }
+        events.sort_by_key(|e: &Event| e.at);
+        self.check_up_down(&events, &file.event)?;
+
+        let mut expectations = Vec::new();
+        for x in file.expect {
+            expectations.push(self.expectation(x.get_ref(), duration, converged_after)?);
+        }
+
+        Ok(Scenario {
+            origin: src.origin.to_string(),
+            name,
+            description: file.description.unwrap_or_default().trim().to_string(),
+            seed: file.seed.unwrap_or(1),
+            start,
+            duration,
+            sample_interval,
+            converged_after,
+            hosts,
+            links,
+            events,
+            expectations,
+        })
+    }
+
+    fn host_ref(&self, name: &Spanned<String>) -> VResult<HostId> {
+        let n = name.get_ref();
+        if let Some(&id) = self.names.get(n) {
+            return Ok(id);
+        }
+        let mut by_id: Vec<(&HostId, &String)> = self.names.iter().map(|(n, id)| (id, n)).collect();
+        by_id.sort();
+        let all: Vec<&str> = by_id.into_iter().map(|(_, n)| n.as_str()).collect();
+        let listing = if all.len() <= 12 { all.join(", ") } else { format!("{}, … ({} in all)", all[..12].join(", "), all.len()) };
+        let hint = match closest(n, all.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`? hosts are: {listing}"),
+            None => format!("hosts are: {listing}"),
+        };
+        Err(self.err(name, format!("unknown host `{n}`"), Some(hint)))
+    }
+
+    fn pair(&self, between: &Spanned<Vec<Spanned<String>>>, what: &str) -> VResult<[HostId; 2]> {
+        let v = between.get_ref();
+        if v.len() != 2 {
+            return Err(self.err(between, format!("{what} names {} hosts", v.len()), Some(format!("write {what} = [\"a\", \"b\"] with exactly two host names"))));
+        }
+        let a = self.host_ref(&v[0])?;
+        let b = self.host_ref(&v[1])?;
+        if a == b {
+            return Err(self.err(&v[1], format!("{what} names host `{}` twice", v[0].get_ref()), Some("a link joins two different hosts".into())));
+        }
+        Ok([a, b])
+    }
+
+    fn find_link(&self, pair: [HostId; 2], spanned: &Spanned<Vec<Spanned<String>>>) -> VResult<LinkId> {
+        let key = (pair[0].min(pair[1]), pair[0].max(pair[1]));
+        match self.link_index.get(&key) {
+            Some(&id) => Ok(id),
+            None => {
+                let names = spanned.get_ref();
+                Err(self.err(
+                    spanned,
+                    format!("there is no [[link]] between `{}` and `{}`", names[0].get_ref(), names[1].get_ref()),
+                    Some(format!("add [[link]] between = [\"{}\", \"{}\"]", names[0].get_ref(), names[1].get_ref())),
+                ))
+            }
+        }
+    }
+
+    fn link(&mut self, l: &LinkSection, id: LinkId) -> VResult<Link> {
+        let pair = self.pair(&l.between, "between")?;
+        let key = (pair[0].min(pair[1]), pair[0].max(pair[1]));
+        if let Some(&other) = self.link_index.get(&key) {
+            return Err(self.err(&l.between, format!("a second [[link]] joins these hosts (the first is [[link]] #{})", other + 1), Some("merge them; use forward/backward for per-direction values".into())));
+        }
+        let (fa, fb) = (self.hosts[pair[0]].2, self.hosts[pair[1]].2);
+        if fa.is_ipv4() != fb.is_ipv4() {
+            return Err(self.err(&l.between, format!("this link joins an IPv4 host ({fa}) and an IPv6 host ({fb})"), Some("give both hosts addresses of the same family".into())));
+        }
+        let jitter = match &l.jitter {
+            Some(j) => Some(j.get_ref().typed().map_err(|m| self.err(j, m, None))?),
+            None => None,
+        };
+        let base = LinkParams {
+            delay: l.delay.map_or(Duration::ZERO, |d| d.0),
+            jitter: jitter.unwrap_or_default(),
+            loss: l.loss.map_or(0.0, |p| p.0),
+            duplicate: l.duplicate.map_or(0.0, |p| p.0),
+            reorder: l.reorder.map_or(0.0, |p| p.0),
+            reorder_delay: l.reorder_delay.map_or(Duration::ZERO, |d| d.0),
+        };
+        let forward = self.params_patch(l.forward.as_ref())?.apply(&base);
+        let backward = self.params_patch(l.backward.as_ref())?.apply(&base);
+        for (p, dir) in [(&forward, "forward"), (&backward, "backward")] {
+            if p.reorder > 0.0 && p.reorder_delay.is_zero() {
+                return Err(self.err(&l.between, format!("the {dir} direction reorders packets (reorder = {}) but reorder_delay is 0", p.reorder), Some("set reorder_delay, e.g. reorder_delay = \"2ms\"".into())));
+            }
+        }
+        self.link_index.insert(key, id);
+        self.link_pairs.push(pair);
+        Ok(Link { hosts: pair, forward, backward })
+    }
+
+    fn params_patch(&self, p: Option<&Spanned<LinkParamsSection>>) -> VResult<LinkPatch> {
+        let Some(p) = p else { return Ok(LinkPatch::default()) };
+        let s = p.get_ref();
+        let jitter = match &s.jitter {
+            Some(j) => Some(j.get_ref().typed().map_err(|m| self.err(j, m, None))?),
+            None => None,
+        };
+        Ok(LinkPatch {
+            delay: s.delay.map(|d| d.0),
+            jitter,
+            loss: s.loss.map(|p| p.0),
+            duplicate: s.duplicate.map(|p| p.0),
+            reorder: s.reorder.map(|p| p.0),
+            reorder_delay: s.reorder_delay.map(|d| d.0),
+        })
+    }
+
+    fn clock(&self, c: &HostClockSection) -> VResult<ClockSpec> {
+        fn finite(v: &Option<Spanned<f64>>, limit: f64, what: &str, v_err: &Validator<'_>) -> VResult<f64> {
+            match v {
+                Some(s) if !(s.get_ref().is_finite() && s.get_ref().abs() <= limit) => {
+                    Err(v_err.err(s, format!("clock {what} {} is outside ±{limit:e}", s.get_ref()), None))
+                }
+                Some(s) => Ok(*s.get_ref()),
+                None => Ok(0.0),
+            }
+        }
+        let non_negative = |v: &Option<Spanned<Secs>>, what: &str| -> VResult<f64> {
+            match v {
+                Some(s) if s.get_ref().value < 0.0 || s.get_ref().value > 1.0 => {
+                    Err(self.err(s, format!("clock {what} {} s must be between 0 and 1 s", s.get_ref().value), None))
+                }
+                Some(s) => Ok(s.get_ref().value),
+                None => Ok(0.0),
+            }
+        };
+        let offset_s = match &c.offset {
+            Some(s) if s.get_ref().value.abs() >= 2f64.powi(31) => {
+                return Err(self.err(s, format!("clock offset {} s is beyond ±68 years", s.get_ref().value), None))
+            }
+            Some(s) => s.get_ref().value,
+            None => 0.0,
+        };
+        let frequency = finite(&c.frequency, 0.1, "frequency", self)?;
+        let wander = finite(&c.wander, 0.1, "wander", self)?;
+        if wander < 0.0 {
+            return Err(self.err(c.wander.as_ref().expect("negative only when given"), "clock wander cannot be negative", Some("wander is a standard deviation (s/s per √s)".into())));
+        }
+        let sine = match &c.sine {
+            Some(s) => {
+                let sr = s.get_ref();
+                let amplitude = finite(&sr.amplitude, 0.1, "sine amplitude", self)?;
+                let phase_rad = finite(&sr.phase, 1e6, "sine phase", self)?;
+                let period_s = sr.period.as_ref().map_or(0.0, |p| p.get_ref().0.as_secs_f64());
+                if amplitude != 0.0 && period_s <= 0.0 {
+                    return Err(self.err(s, "a clock sine with an amplitude needs a positive period", Some("e.g. sine = { amplitude = 1e-7, period = \"24h\" }".into())));
+                }
+                SineSpec { amplitude, period_s, phase_rad }
+            }
+            None => SineSpec::default(),
+        };
+        Ok(ClockSpec {
+            offset_s,
+            frequency,
+            wander,
+            noise_s: non_negative(&c.noise, "noise")?,
+            precision_s: non_negative(&c.precision, "precision")?,
+            sine,
+        })
+    }
+
+    fn host(&self, id: HostId, h: HostSection) -> VResult<Host> {
+        let (_, role, address, port) = self.hosts[id].clone();
+        let name = h.name.get_ref().clone();
+        let clock = self.clock(h.clock.as_ref().unwrap_or(&HostClockSection::default()))?;
+        let wrong_role = |key: &str, span: Range<usize>, takes: &str| {
+            let (is, other) = match role {
+                RoleName::Ntp => ("ntp", "scripted"),
+                RoleName::Scripted => ("scripted", "ntp"),
+            };
+            self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
+        };
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear";
+        const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
+        let role = match role {
+            RoleName::Ntp => {
+                if let Some(b) = &h.behavior {
+                    return Err(wrong_role("behavior", b.span(), NTP_KEYS));
+                }
+                if let Some(s) = &h.stratum {
+                    return Err(wrong_role("stratum", s.span(), "local_stratum for its own clock's stratum"));
+                }
+                Role::Ntp(self.ntp_host(id, &name, address, port, h)?)
+            }
+            RoleName::Scripted => {
+                let given = [
+                    ("local_stratum", h.local_stratum.as_ref().map(|s| s.span())),
+                    ("interleaved", h.interleaved.as_ref().map(|s| s.span())),
+                    ("sources", h.sources.as_ref().map(|s| s.span())),
+                    ("rate_limit", h.rate_limit.as_ref().map(|s| s.span())),
+                    ("access", h.access.as_ref().map(|s| s.span())),
+                    ("smear", h.smear.as_ref().map(|s| s.span())),
+                ];
+                if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
+                    return Err(wrong_role(key, span, SCRIPTED_KEYS));
+                }
+                let Some(port) = port else {
+                    let l = h.listen.as_ref().expect("no port only when listen = false");
+                    return Err(self.err(l, format!("scripted host `{name}` must listen"), Some("write listen = true (port 123) or a port number".into())));
+                };
+                let Some(b) = &h.behavior else {
+                    return Err(self.err(&h.name, format!("scripted host `{name}` has no `behavior`"), Some("add e.g. behavior = { kind = \"falseticker\", offset = 2.0 }; kinds: falseticker, kiss, replay, malformed, silent".into())));
+                };
+                let behavior = match b.get_ref() {
+                    BehaviorSection::Falseticker { offset } => {
+                        if offset.value.abs() >= 2f64.powi(31) {
+                            return Err(self.err(b, format!("falseticker offset {} s is beyond ±68 years", offset.value), None));
+                        }
+                        Behavior::Falseticker { offset_s: offset.value }
+                    }
+                    BehaviorSection::Kiss { code } => {
+                        if code.is_empty() || code.len() > 4 || !code.bytes().all(|c| c.is_ascii_graphic()) {
+                            return Err(self.err(b, format!("kiss code {code:?} must be 1-4 printable ASCII characters"), Some("e.g. RATE, DENY, RSTR, INIT, STEP".into())));
+                        }
+                        Behavior::Kiss { code: ReferenceId::from_ascii(code) }
+                    }
+                    BehaviorSection::Replay {} => Behavior::Replay,
+                    BehaviorSection::Malformed { how } => Behavior::Malformed { how: *how },
+                    BehaviorSection::Silent {} => Behavior::Silent,
+                };
+                let stratum = match &h.stratum {
+                    Some(s) if !(1..=15).contains(s.get_ref()) => return Err(self.err(s, format!("stratum {} is outside 1-15", s.get_ref()), None)),
+                    Some(s) => *s.get_ref(),
+                    None => 1,
+                };
+                Role::Scripted(ScriptedHost { port, behavior, stratum })
+            }
+        };
+        Ok(Host { name, address, clock, role })
+    }
+
+    fn ntp_host(&self, id: HostId, name: &str, address: IpAddr, port: Option<u16>, h: HostSection) -> VResult<NtpHost> {
+        let mut sources = Vec::new();
+        let mut specs = Vec::new();
+        let entries = h.sources.map(|s| s.into_inner()).unwrap_or_default();
+        for entry in &entries {
+            let e = entry.get_ref();
+            let target = self.host_ref(&e.host)?;
+            let tname = e.host.get_ref();
+            if target == id {
+                return Err(self.err(&e.host, format!("host `{name}` lists itself as a source"), None));
+            }
+            if sources.contains(&target) {
+                return Err(self.err(&e.host, format!("host `{name}` lists source `{tname}` twice"), None));
+            }
+            let key = (id.min(target), id.max(target));
+            if !self.link_index.contains_key(&key) {
+                return Err(self.err(
+                    &e.host,
+                    format!("host `{name}` lists source `{tname}`, but no [[link]] connects them"),
+                    Some(format!("add [[link]] between = [\"{name}\", \"{tname}\"]")),
+                ));
+            }
+            let (_, _, taddr, tport) = self.hosts[target];
+            let Some(tport) = tport else {
+                return Err(self.err(&e.host, format!("source `{tname}` serves nobody (listen = false)"), Some(format!("remove `listen = false` from host `{tname}`"))));
+            };
+            sources.push(target);
+            specs.push((entry.span(), SourceSection {
+                address: SocketAddr::new(taddr, tport),
+                iburst: e.iburst,
+                burst: e.burst,
+                poll_min: e.poll_min,
+                poll_max: e.poll_max,
+                version: e.version,
+            }));
+        }
+        let mut span_of_source = Vec::new();
+        let mut source_sections = Vec::new();
+        for (span, s) in specs {
+            span_of_source.push(span);
+            source_sections.push(s);
+        }
+        let file = ConfigFile {
+            listen: port.map(|p| SocketAddr::new(address, p)).into_iter().collect(),
+            local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None }),
+            sources: source_sections,
+            access: h.access.map(Spanned::into_inner).unwrap_or_default(),
+            rate_limit: h.rate_limit.map(Spanned::into_inner),
+            smear: h.smear.map(Spanned::into_inner),
+            clock: ClockSection::default(),
+            interleaved: h.interleaved.map(Spanned::into_inner),
+        };
+        let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
+            // Point at the offending part where the daemon's message names it.
+            let m = e.0.clone();
+            let span = span_for_daemon_error(&m, &span_of_source).unwrap_or_else(|| h.name.span());
+            let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
+            self.src.error(Some(span), m, hint)
+        })?;
+        Ok(NtpHost { daemon, sources })
+    }
+
+    fn event(&self, e: &Spanned<EventSection>, duration: Duration, out: &mut Vec<Event>) -> VResult<()> {
+        let s = e.get_ref();
+        let action = *s.action.get_ref();
+        let at = s.at.get_ref().0;
+        if at > duration {
+            return Err(self.err(&s.at, format!("event at {at:?} is after the end of the run ({duration:?})"), None));
+        }
+        let allowed = action.keys();
+        for (key, span) in s.given() {
+            if !allowed.contains(&key) {
+                return Err(self.src.error(
+                    Some(span),
+                    format!("a `{}` event takes no `{key}`", action.name()),
+                    Some(format!("`{}` takes: at, action, {}", action.name(), allowed.join(", "))),
+                ));
+            }
+        }
+        let need_host = |what: &str| -> VResult<HostId> {
+            match &s.host {
+                Some(h) => self.host_ref(h),
+                None => Err(self.err(&s.action, format!("a `{}` event needs `host`", action.name()), Some(format!("add host = \"…\"{what}")))),
+            }
+        };
+        let cut = |required: bool| -> VResult<Option<Cut>> {
+            match (&s.hosts, &s.link) {
+                (Some(h), Some(_)) => Err(self.err(h, "give `hosts` or `link`, not both", None)),
+                (Some(h), None) => {
+                    if let Some(d) = &s.direction {
+                        return Err(self.err(d, "`direction` applies to a `link`, not to `hosts`", None));
+                    }
+                    if h.get_ref().is_empty() {
+                        return Err(self.err(h, "`hosts` is empty", Some("name the hosts to isolate".into())));
+                    }
+                    let mut ids = Vec::new();
+                    for n in h.get_ref() {
+                        let id = self.host_ref(n)?;
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                    Ok(Some(Cut::Hosts(ids)))
+                }
+                (None, Some(l)) => {
+                    let pair = self.pair(l, "link")?;
+                    let link = self.find_link(pair, l)?;
+                    let direction = s.direction.as_ref().map_or(Direction::Both, |d| *d.get_ref());
+                    // `direction` is relative to the order written here; store it relative to the link.
+                    let direction = match (direction, self.same_order(link, pair)) {
+                        (d, true) | (d @ Direction::Both, false) => d,
+                        (Direction::Forward, false) => Direction::Backward,
+                        (Direction::Backward, false) => Direction::Forward,
+                    };
+                    Ok(Some(Cut::Link { link, direction }))
+                }
+                (None, None) if required => Err(self.err(
+                    &s.action,
+                    format!("a `{}` event needs `hosts` or `link`", action.name()),
+                    Some("write hosts = [\"a\"] to isolate hosts or link = [\"a\", \"b\"] to cut one link".into()),
+                )),
+                (None, None) => Ok(None),
+            }
+        };
+        let action_value = match action {
+            ActionName::Partition => {
+                let c = cut(true)?.expect("required");
+                if let Some(u) = &s.until {
+                    let until = u.get_ref().0;
+                    if until <= at || until > duration {
+                        return Err(self.err(u, format!("until {until:?} must be after `at` ({at:?}) and no later than the end ({duration:?})"), Some("`until` is a time since the start, like `at`".into())));
+                    }
+                    out.push(Event { at: until, action: Action::Heal(Some(c.clone())) });
+                }
+                Action::Partition(c)
+            }
+            ActionName::Heal => Action::Heal(cut(false)?),
+            ActionName::SetLink => {
+                let Some(l) = &s.link else {
+                    return Err(self.err(&s.action, "a `set_link` event needs `link`", Some("add link = [\"a\", \"b\"]".into())));
+                };
+                let pair = self.pair(l, "link")?;
+                let link = self.find_link(pair, l)?;
+                let jitter = match &s.jitter {
+                    Some(j) => Some(j.get_ref().typed().map_err(|m| self.err(j, m, None))?),
+                    None => None,
+                };
+                let both = LinkPatch {
+                    delay: s.delay.as_ref().map(|d| d.get_ref().0),
+                    jitter,
+                    loss: s.loss.as_ref().map(|p| p.get_ref().0),
+                    duplicate: s.duplicate.as_ref().map(|p| p.get_ref().0),
+                    reorder: s.reorder.as_ref().map(|p| p.get_ref().0),
+                    reorder_delay: s.reorder_delay.as_ref().map(|d| d.get_ref().0),
+                };
+                let mut fwd = self.params_patch(s.forward.as_ref())?;
+                let mut bwd = self.params_patch(s.backward.as_ref())?;
+                for p in [&mut fwd, &mut bwd] {
+                    p.delay = p.delay.or(both.delay);
+                    p.jitter = p.jitter.or(both.jitter);
+                    p.loss = p.loss.or(both.loss);
+                    p.duplicate = p.duplicate.or(both.duplicate);
+                    p.reorder = p.reorder.or(both.reorder);
+                    p.reorder_delay = p.reorder_delay.or(both.reorder_delay);
+                }
+                if fwd == LinkPatch::default() && bwd == LinkPatch::default() {
+                    return Err(self.err(&s.action, "this `set_link` event changes nothing", Some(format!("give some of: {}", ActionName::SetLink.keys()[1..].join(", ")))));
+                }
+                if !self.same_order(link, pair) {
+                    std::mem::swap(&mut fwd, &mut bwd);
+                }
+                Action::SetLink { link, forward: fwd, backward: bwd }
+            }
+            ActionName::StepClock => {
+                let host = need_host(", by = 0.5")?;
+                let Some(by) = &s.by else {
+                    return Err(self.err(&s.action, "a `step_clock` event needs `by`", Some("add by = 0.5 (seconds; negative steps back)".into())));
+                };
+                if by.get_ref().value.abs() >= 2f64.powi(31) {
+                    return Err(self.err(by, "a step beyond ±68 years", None));
+                }
+                Action::StepClock { host, by_s: by.get_ref().value }
+            }
+            ActionName::SetFrequency => {
+                let host = need_host(", frequency = 1e-5")?;
+                let Some(f) = &s.frequency else {
+                    return Err(self.err(&s.action, "a `set_frequency` event needs `frequency`", Some("add frequency = 1e-5 (s/s)".into())));
+                };
+                if !(f.get_ref().is_finite() && f.get_ref().abs() <= 0.1) {
+                    return Err(self.err(f, format!("frequency {} is outside ±0.1", f.get_ref()), None));
+                }
+                Action::SetFrequency { host, frequency: *f.get_ref() }
+            }
+            ActionName::Stop => Action::Stop { host: need_host("")? },
+            ActionName::Start => Action::Start { host: need_host("")? },
+        };
+        out.push(Event { at, action: action_value });
+        Ok(())
+    }
+
+    /// Whether `pair` names the link's hosts in the order its [[link]] does.
+    fn same_order(&self, link: LinkId, pair: [HostId; 2]) -> bool {
+        self.link_pairs.get(link).is_some_and(|p| p[0] == pair[0])
+    }
+
+    /// `stop` of a stopped host or `start` of a running one is a mistake in the timeline.
+    fn check_up_down(&self, events: &[Event], sections: &[Spanned<EventSection>]) -> VResult<()> {
+        let mut down: BTreeMap<HostId, ()> = BTreeMap::new();
+        for e in events {
+            let (host, stopping) = match e.action {
+                Action::Stop { host } => (host, true),
+                Action::Start { host } => (host, false),
+                _ => continue,
+            };
+            let name = self.names.iter().find(|(_, &id)| id == host).map_or("", |(n, _)| n.as_str());
+            let is_down = down.contains_key(&host);
+            if stopping == is_down {
+                let span = sections
+                    .iter()
+                    .find(|s| s.get_ref().at.get_ref().0 == e.at && s.get_ref().host.as_ref().is_some_and(|h| h.get_ref() == name))
+                    .map(|s| s.span());
+                let msg = if stopping { format!("host `{name}` is stopped twice") } else { format!("host `{name}` is started while it runs") };
+                return Err(self.src.error(span, msg, Some("hosts run from the start; alternate `stop` and `start`".into())));
+            }
+            if stopping {
+                down.insert(host, ());
+            } else {
+                down.remove(&host);
+            }
+        }
+        Ok(())
+    }
+
+    fn expectation(&self, x: &ExpectSection, duration: Duration, converged_after: Duration) -> VResult<Expectation> {
+        let host = self.host_ref(&x.host)?;
+        let metric = *x.metric.get_ref();
+        if metric.needs_daemon() && self.hosts[host].1 == RoleName::Scripted {
+            return Err(self.err(&x.metric, format!("`{}` needs a host running the daemon; `{}` is scripted", metric.name(), x.host.get_ref()), None));
+        }
+        let bound = |b: &Option<Spanned<Secs>>| -> VResult<Option<f64>> {
+            let Some(b) = b else { return Ok(None) };
+            let v = b.get_ref();
+            if metric.unit() != "s" && v.textual {
+                return Err(self.err(b, format!("`{}` is in {}, not a duration", metric.name(), metric.unit()), Some("write a plain number".into())));
+            }
+            if v.value < 0.0 {
+                return Err(self.err(b, format!("a bound on `{}` cannot be negative", metric.name()), None));
+            }
+            Ok(Some(v.value))
+        };
+        let max = bound(&x.max)?;
+        let min = bound(&x.min)?;
+        match (min, max) {
+            (None, None) => {
+                return Err(self.err(&x.metric, "this expectation has neither `max` nor `min`", Some(format!("add max = … (in {})", metric.unit()))));
+            }
+            (Some(lo), Some(hi)) if lo > hi => {
+                return Err(self.err(x.min.as_ref().expect("given"), format!("min {lo} is above max {hi}"), None));
+            }
+            _ => {}
+        }
+        let after = match &x.after {
+            Some(a) if a.get_ref().0 >= duration => {
+                return Err(self.err(a, format!("after {:?} leaves nothing of the run ({duration:?})", a.get_ref().0), None));
+            }
+            Some(a) => a.get_ref().0,
+            None if metric.is_converged_statistic() => converged_after,
+            None => Duration::ZERO,
+        };
+        let name = x.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
+            let mut n = format!("{} {}", x.host.get_ref(), metric.name());
+            if let Some(lo) = min {
+                n += &format!(" >= {lo}");
+            }
+            if let Some(hi) = max {
+                n += &format!(" <= {hi}");
+            }
+            n
+        });
+        Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone() })
+    }
+}
+
+/// The span of the `[[source]]` entry a daemon validation message names (`#N`).
+fn span_for_daemon_error(message: &str, sources: &[Range<usize>]) -> Option<Range<usize>> {
+    let rest = message.split("[[source]] #").nth(1)?;
+    let n: usize = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    sources.get(n.checked_sub(1)?).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../scenarios/format-example.toml");
+
+    fn err(text: &str) -> ScenarioError {
+        match Scenario::parse(text, "t.toml") {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn debug_print_errors() {
+        for t in [
+            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nsources = [ { host = \"sever\", iburst = true } ]\n",
+            "name = \"x\"\nduration = \"1x\"\n",
+            "name = \"x\"\nduration = \"1h\"\n[[link]]\nbetween = [\"a\", \"b\"]\ndelya = 1\n",
+            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[host]]\nname = \"b\"\naddress = \"10.0.0.2\"\nlocal_stratum=1\n[[link]]\nbetween = [\"a\", \"b\"]\nloss = 1.5\n",
+            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nlocal_stratum=1\nclock = { offset = 1, wobble = 2 }\n",
+            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nrole=\"scripted\"\nbehavior = { kind = \"falsticker\", offset = 2 }\n",
+            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nrole=\"scripted\"\nbehavior = { kind = \"falseticker\", offset = \"2 parsecs\" }\n",
+            "name = \"x\"\nduration = \"1h\"\n[[link]]\nbetween = [\"a\", \"b\"]\njitter = { kind = \"normal\", mean = 1 }\n",
+        ] {
+            println!("{}\n", Scenario::parse(t, "t.toml").unwrap_err());
+        }
+    }
+}
