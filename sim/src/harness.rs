@@ -223,13 +223,13 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
     }
     let mut links: BTreeMap<(usize, usize), LinkState> = BTreeMap::new();
     for l in &setup.links {
-        let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config.clone()) } else { (l.b, l.a, reversed(&l.config)) };
+        let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config) } else { (l.b, l.a, reversed(&l.config)) };
         let label = |dir: &str| format!("link/{a}/{b}/{dir}");
         links.insert(
             (a, b),
             LinkState {
-                forward: Path::new(config.forward.clone(), SimRng::derive(setup.seed, &label("fwd"))),
-                backward: Path::new(config.backward.clone(), SimRng::derive(setup.seed, &label("bwd"))),
+                forward: Path::new(config.forward, SimRng::derive(setup.seed, &label("fwd"))),
+                backward: Path::new(config.backward, SimRng::derive(setup.seed, &label("bwd"))),
                 up: config.up,
                 isolated: false,
             },
@@ -417,7 +417,7 @@ fn route(
 
 /// The same link seen from the other end.
 fn reversed(config: &LinkConfig) -> LinkConfig {
-    LinkConfig { forward: config.backward.clone(), backward: config.forward.clone(), up: config.up }
+    LinkConfig { forward: config.backward, backward: config.forward, up: config.up }
 }
 
 fn apply_event(
@@ -440,7 +440,7 @@ fn apply_event(
         }
         SimEvent::SetLink { a, b, ref config } => {
             if let Some(l) = links.get_mut(&key(a, b)) {
-                let config = if a <= b { config.clone() } else { reversed(config) };
+                let config = if a <= b { *config } else { reversed(config) };
                 l.forward.set_config(config.forward);
                 l.backward.set_config(config.backward);
                 l.up = config.up;

@@ -156,7 +156,16 @@ where
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
-    let mut system: System<usize> = System::new(SystemConfig { local: config.local, ..SystemConfig::default() });
+    let mut system_config = SystemConfig { local: config.local, ..SystemConfig::default() };
+    // The discipline's poll range (its time constant) follows the sources'.
+    if let (Some(min), Some(max)) = (
+        config.sources.iter().map(|s| s.config.poll_min_log2).min(),
+        config.sources.iter().map(|s| s.config.poll_max_log2).max(),
+    ) {
+        system_config.discipline.min_poll = min;
+        system_config.discipline.max_poll = max;
+    }
+    let mut system: System<usize> = System::new(system_config);
     for (i, spec) in config.sources.iter().enumerate() {
         // One socket per source, on an ephemeral port: replies are told apart by
         // socket and checked against the source's address.

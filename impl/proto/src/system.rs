@@ -217,7 +217,11 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             // Only a sample newer than the last one used moves the clock (A.5.5.1).
             if let Some(c) = candidate.filter(|c| self.last_used_sample.is_none_or(|t| c.time > t)) {
                 self.last_used_sample = Some(c.time);
-                let result = self.discipline.update(combined.offset, now);
+                // The offset was measured at the sample's epoch, which the clock
+                // filter may have kept for several polls: the discipline must see
+                // that epoch, not now, or it takes the slew made since for a
+                // frequency error (RFC 5905 A.5.5.6 uses the peer's update time).
+                let result = self.discipline.update(combined.offset, c.time);
                 let stepped = matches!(result.action, Action::Step { .. });
                 if stepped {
                     for p in self.peers.values_mut() {

@@ -1,0 +1,151 @@
+//! The harness end to end: the real daemon on two simulated hosts.
+
+use ntplab_daemon::config::{DaemonConfig, SourceSpec};
+use ntplab_proto::server::ServerConfig;
+use ntplab_proto::source::SourceConfig;
+use ntplab_proto::system::LocalReference;
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::wire::refid::ReferenceId;
+use ntplab_sim::harness::{simulate, HostRole, HostSetup, LinkSetup, PacketRecord, Recorder, SimEvent, SimSetup};
+use ntplab_sim::host_clock::{ClockSample, ReadNoise};
+use ntplab_sim::link::{Jitter, LinkConfig, PathConfig};
+use ntplab_sim::oscillator::OscillatorConfig;
+use ntplab_sim::stats::HostStats;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+struct Stats {
+    hosts: Vec<HostStats>,
+    packets: u64,
+}
+
+impl Recorder for Stats {
+    fn sample(&mut self, host: usize, sample: &ClockSample) {
+        if host == 1 && std::env::var("SIM_DEBUG").is_ok() && sample.elapsed.to_bits() % (NtpDuration::from_seconds(300).to_bits()) == 0 {
+            eprintln!("t={:>6} offset={:+.6} freq_err={:+.3e}", sample.elapsed.to_seconds_f64(), sample.offset_s, sample.frequency_error);
+        }
+        self.hosts[host].add(sample);
+    }
+    fn packet(&mut self, _: &PacketRecord) {
+        self.packets += 1;
+    }
+    fn daemon_event(&mut self, host: usize, t: NtpDuration, _: NtpTime, e: &ntplab_daemon::daemon::DaemonEvent) {
+        if host == 1 && std::env::var("SIM_DEBUG").is_ok() {
+            if let ntplab_daemon::daemon::DaemonEvent::Clock { action, .. } = e {
+                if t.to_seconds_f64() < 1200.0 || (t.to_bits() / NtpDuration::from_seconds(1).to_bits()) % 600 < 20 {
+                    eprintln!("  t={:.1} {:?}", t.to_seconds_f64(), action);
+                }
+            }
+        }
+    }
+    fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
+}
+
+fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
+    let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+    let server_config = DaemonConfig {
+        listen: vec![server],
+        sources: vec![],
+        server: ServerConfig::default(),
+        local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
+        clock_control: false,
+    };
+    let mut source = SourceConfig { iburst: true, ..SourceConfig::default() };
+    if let Some(p) = poll {
+        source.poll_min_log2 = p;
+        source.poll_max_log2 = p;
+    }
+    let client_config = DaemonConfig {
+        listen: vec![],
+        sources: vec![SourceSpec { address: server, config: source }],
+        server: ServerConfig::default(),
+        local: None,
+        clock_control: false,
+    };
+    let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };
+    SimSetup {
+        start: NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+        duration: NtpDuration::from_seconds(hours * 3600),
+        seed: 1,
+        sample_interval: NtpDuration::from_seconds(1),
+        hosts: vec![
+            HostSetup {
+                name: "server".into(),
+                address: server.ip(),
+                role: HostRole::Daemon(Box::new(server_config)),
+                oscillator: OscillatorConfig::default(),
+                noise: ReadNoise::default(),
+            },
+            HostSetup {
+                name: "client".into(),
+                address: "10.0.0.2".parse().unwrap(),
+                role: HostRole::Daemon(Box::new(client_config)),
+                oscillator: OscillatorConfig { offset_s: 0.1, frequency: 1e-5, wander: 1e-9, ..OscillatorConfig::default() },
+                noise: ReadNoise::default(),
+            },
+        ],
+        links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path) }],
+        events: vec![],
+    }
+}
+
+#[test]
+#[ignore = "long: run with --ignored --release to see the figures"]
+fn chrony_default_figures() {
+    for (poll, hours) in [(Some(4), 24), (None, 24)] {
+        let converged = NtpDuration::from_seconds(hours * 3600 / 4);
+        let stats = Rc::new(RefCell::new(Stats {
+            hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
+            packets: 0,
+        }));
+        let wall = std::time::Instant::now();
+        simulate(chrony_default(poll, hours), stats.clone()).unwrap();
+        let s = stats.borrow();
+        let c = &s.hosts[1];
+        eprintln!(
+            "poll {poll:?} {hours} h: wall {:.2} s, rms {:.1} us, max {:.1} us, sync {:?} s, packets {}",
+            wall.elapsed().as_secs_f64(),
+            c.rms_offset().unwrap() * 1e6,
+            c.max_offset().unwrap() * 1e6,
+            c.sync_time(),
+            s.packets
+        );
+    }
+}
+
+#[test]
+fn client_converges_to_the_server_in_the_chrony_default_setup() {
+    let converged = NtpDuration::from_seconds(1800);
+    let stats = Rc::new(RefCell::new(Stats {
+        hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
+        packets: 0,
+    }));
+    let counters = simulate(chrony_default(Some(4), 2), stats.clone()).unwrap();
+    let s = stats.borrow();
+    let client = &s.hosts[1];
+    eprintln!("{counters:?}");
+    eprintln!(
+        "client: rms {:?} max {:?} sync {:?} packets {}",
+        client.rms_offset(),
+        client.max_offset(),
+        client.sync_time(),
+        s.packets
+    );
+    assert!(s.packets > 400, "about one exchange per 16 s: {}", s.packets);
+    assert!(client.sync_time().is_some(), "the client never came within 1 ms");
+    assert!(client.rms_offset().unwrap() < 1e-3);
+    // The server's clock is perfect and never adjusted.
+    assert_eq!(s.hosts[0].max_offset(), Some(0.0));
+}
+
+#[test]
+fn steered_slew_matches_the_exponential() {
+    use ntplab_proto::clock::SteeredClock;
+    let t0 = NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let mut c = SteeredClock::new(t0);
+    c.adjust_phase(t0, NtpDuration::from_seconds_f64(-0.1), NtpDuration::from_seconds(1024));
+    let t = t0 + NtpDuration::from_seconds(919);
+    let applied = (c.time_at(t) - t).to_seconds_f64();
+    eprintln!("applied after 919 s: {applied}, expected {}", -0.1 * (1.0 - (-919.0f64 / 1024.0).exp()));
+}
