@@ -3,3 +3,5 @@
 //!
 //! One seed drives a run; every random stream derives from it. Virtual time
 //! jumps straight to the next timer or packet delivery.
+
+pub mod gps;
