@@ -16,9 +16,11 @@
 //! - [`scenario`]: the scenario file format (TOML) with positioned errors and hints.
 //! - [`trace`]: trace writers: samples.csv, events.jsonl, packets.jsonl, packets.pcap.
 //! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
+//! - [`gps`]: GPS receiver (NMEA over a serial line, with faults and capture replay) and PPS models.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod gps;
 pub mod harness;
 pub mod host_clock;
 pub mod link;

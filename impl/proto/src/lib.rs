@@ -24,6 +24,9 @@
 //!   `Server::handle` with time and keys as arguments.
 //! - [`source`]: the per-source client association (poll process, packet
 //!   checks, kiss-o'-death reactions, offset/delay measurement).
+//! - [`refclock`]: reference clocks: the NMEA 0183 stream reader and sentence
+//!   parser of a GPS receiver, and PPS sample processing (pairing pulses with
+//!   NMEA seconds, median filter).
 //!
 //! What it does not do: open sockets, spawn tasks, read `SystemTime`/`Instant`,
 //! or call `thread_rng`. Parsers never panic on any input; see [`wire`] for the
@@ -37,6 +40,7 @@ pub mod constants;
 pub mod discipline;
 pub mod filter;
 pub mod mono;
+pub mod refclock;
 pub mod select;
 pub mod server;
 pub mod source;
