@@ -64,27 +64,42 @@ pub struct LinkSetup {
 /// Something the scenario does at a given time.
 #[derive(Debug, Clone)]
 pub enum SimEvent {
-    /// Take a link down (both directions).
-    Partition {
+    /// Drop every packet between one of these hosts and a host not listed.
+    CutHosts(Vec<usize>),
+    /// Drop packets on the link between `a` and `b`, in the named directions
+    /// (`forward` is from `a` to `b`).
+    CutLink {
         /// Host index.
         a: usize,
         /// Host index.
         b: usize,
+        /// Cut `a` → `b`.
+        forward: bool,
+        /// Cut `b` → `a`.
+        backward: bool,
     },
-    /// Bring a link back up.
-    Heal {
+    /// Undo a [`SimEvent::CutHosts`] of the same hosts.
+    HealHosts(Vec<usize>),
+    /// Restore directions of a link.
+    HealLink {
         /// Host index.
         a: usize,
         /// Host index.
         b: usize,
+        /// Restore `a` → `b`.
+        forward: bool,
+        /// Restore `b` → `a`.
+        backward: bool,
     },
-    /// Replace a link's configuration.
+    /// Undo every cut.
+    HealAll,
+    /// Replace a link's configuration (`forward` from `a` to `b`).
     SetLink {
         /// Host index.
         a: usize,
         /// Host index.
         b: usize,
-        /// New configuration (`forward` from `a` to `b`).
+        /// New configuration.
         config: LinkConfig,
     },
     /// Someone steps a host's clock (not the daemon).
@@ -94,13 +109,21 @@ pub enum SimEvent {
         /// Seconds.
         by_s: f64,
     },
-    /// Cut every link of a host.
-    Isolate {
+    /// A host oscillator's frequency error changes.
+    SetFrequency {
+        /// Host index.
+        host: usize,
+        /// New frequency error, s/s.
+        frequency: f64,
+    },
+    /// The host goes down: its daemon stops, its packets are dropped.
+    Stop {
         /// Host index.
         host: usize,
     },
-    /// Restore every link of a host.
-    Rejoin {
+    /// The host comes back: a fresh daemon starts (the clock keeps its state,
+    /// as a kernel clock does across a daemon restart).
+    Start {
         /// Host index.
         host: usize,
     },
@@ -201,8 +224,38 @@ impl EventSink for HostSink {
 struct LinkState {
     forward: Path,
     backward: Path,
-    up: bool,
-    isolated: bool,
+    /// `a` → `b` (a < b) is up.
+    forward_up: bool,
+    /// `b` → `a` is up.
+    backward_up: bool,
+}
+
+/// Who can reach whom.
+#[derive(Default)]
+struct Reach {
+    links: BTreeMap<(usize, usize), LinkState>,
+    cuts: Vec<Vec<usize>>,
+    down: std::collections::BTreeSet<usize>,
+}
+
+impl Reach {
+    /// The path from `src` to `dst`, if packets may take it now.
+    fn path(&mut self, src: usize, dst: usize) -> Result<&mut Path, &'static str> {
+        if self.down.contains(&src) || self.down.contains(&dst) {
+            return Err("host down");
+        }
+        if self.cuts.iter().any(|cut| cut.contains(&src) != cut.contains(&dst)) {
+            return Err("partitioned");
+        }
+        let link = self.links.get_mut(&(src.min(dst), src.max(dst))).ok_or("no link")?;
+        if src < dst {
+            if link.forward_up { Ok(&mut link.forward) } else { Err("link down") }
+        } else if link.backward_up {
+            Ok(&mut link.backward)
+        } else {
+            Err("link down")
+        }
+    }
 }
 
 /// Runs a scenario to its end.
@@ -221,23 +274,23 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
         }
         host_ids.push(net.add_host(h.address));
     }
-    let mut links: BTreeMap<(usize, usize), LinkState> = BTreeMap::new();
+    let mut reach = Reach::default();
     for l in &setup.links {
         let (a, b, config) = if l.a <= l.b { (l.a, l.b, l.config) } else { (l.b, l.a, reversed(&l.config)) };
         let label = |dir: &str| format!("link/{a}/{b}/{dir}");
-        links.insert(
+        reach.links.insert(
             (a, b),
             LinkState {
                 forward: Path::new(config.forward, SimRng::derive(setup.seed, &label("fwd"))),
                 backward: Path::new(config.backward, SimRng::derive(setup.seed, &label("bwd"))),
-                up: config.up,
-                isolated: false,
+                forward_up: config.up,
+                backward_up: config.up,
             },
         );
     }
     let guard = net.enter();
     let local = tokio::task::LocalSet::new();
-    let counters = local.block_on(&runtime, run_all(setup, recorder, &guard, host_ids, by_ip, links));
+    let counters = local.block_on(&runtime, run_all(setup, recorder, &guard, host_ids, by_ip, reach));
     drop(local);
     drop(runtime);
     drop(guard);
@@ -250,7 +303,7 @@ async fn run_all(
     guard: &turmoil_net::EnterGuard,
     host_ids: Vec<turmoil_net::HostId>,
     by_ip: BTreeMap<IpAddr, usize>,
-    mut links: BTreeMap<(usize, usize), LinkState>,
+    mut reach: Reach,
 ) -> RunCounters {
     let shared = Shared::new();
     let mut clocks = Vec::new();

@@ -251,6 +251,8 @@ impl OscillatorConfig {
 #[derive(Clone, Debug)]
 pub struct Oscillator {
     config: OscillatorConfig,
+    /// Changes of the base frequency by scenario events: (from true time, added s/s).
+    frequency_changes: Vec<(NtpDuration, f64)>,
     /// Stream of the random walk's increments.
     walk_rng: SimRng,
     /// Stream of the reading noise.
@@ -288,6 +290,7 @@ impl Oscillator {
         let grid_units = (config.wander_step_s * UNITS_PER_S).round() as i64;
         let grid_s = grid_units as f64 / UNITS_PER_S;
         Oscillator {
+            frequency_changes: Vec::new(),
             walk_increment_sd: config.wander * grid_s.sqrt(),
             config,
             walk_rng,
@@ -318,6 +321,24 @@ impl Oscillator {
         self.pending_steps.insert(index, (at, by));
     }
 
+    /// Changes the oscillator's base frequency error to `frequency` (s/s) from
+    /// true time `at` on (a scenario event: temperature shock, a swapped
+    /// oscillator). The offset stays continuous.
+    pub fn set_frequency(&mut self, at: NtpDuration, frequency: f64) {
+        let current = self.config.frequency + self.frequency_changes.iter().map(|c| c.1).sum::<f64>();
+        if frequency.is_finite() {
+            self.frequency_changes.push((at, frequency - current));
+        }
+    }
+
+    fn frequency_change_offset_s(&self, t: NtpDuration) -> f64 {
+        self.frequency_changes.iter().filter(|c| c.0 <= t).map(|c| c.1 * (t - c.0).to_seconds_f64()).sum()
+    }
+
+    fn frequency_change_s(&self, t: NtpDuration) -> f64 {
+        self.frequency_changes.iter().filter(|c| c.0 <= t).map(|c| c.1).sum()
+    }
+
     /// Raw offset (clock minus true time) at true time `t` since the run
     /// start: initial offset, integrated frequency and steps; no reading noise.
     pub fn raw_offset_at(&mut self, t: NtpDuration) -> NtpDuration {
@@ -326,7 +347,8 @@ impl Oscillator {
         let continuous_s = self.config.offset_s
             + self.config.frequency * t_s
             + self.walk_offset_s(t)
-            + self.sine_offset_s(t_s);
+            + self.sine_offset_s(t_s)
+            + self.frequency_change_offset_s(t);
         NtpDuration::from_seconds_f64(continuous_s) + self.applied_steps
     }
 
@@ -369,7 +391,7 @@ impl Oscillator {
             }
             None => 0.0,
         };
-        self.config.frequency + self.walk_freq + sine
+        self.config.frequency + self.walk_freq + sine + self.frequency_change_s(t)
     }
 
     /// Moves the walk to the cell holding `t` and applies the steps due.
@@ -419,6 +441,23 @@ impl Oscillator {
             }
             None => 0.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod frequency_change_tests {
+    use super::*;
+
+    #[test]
+    fn set_frequency_keeps_the_offset_continuous() {
+        let mut o = Oscillator::new(OscillatorConfig { frequency: 1e-5, ..OscillatorConfig::default() }, SimRng::derive(1, "t"));
+        let at = NtpDuration::from_seconds(100);
+        o.set_frequency(at, -2e-5);
+        let before = o.raw_offset_at(at).to_seconds_f64();
+        assert!((before - 1e-3).abs() < 1e-9);
+        let later = o.raw_offset_at(NtpDuration::from_seconds(200)).to_seconds_f64();
+        assert!((later - (1e-3 - 2e-3)).abs() < 1e-9, "{later}");
+        assert!((o.frequency_at(NtpDuration::from_seconds(200)) + 2e-5).abs() < 1e-15);
     }
 }
 
