@@ -526,7 +526,7 @@ pub struct ScenarioError {
     pub message: String,
     /// What to write instead, when there is something to say.
     pub hint: Option<String>,
-    excerpt: Option<Excerpt>,
+    excerpt: Option<Box<Excerpt>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,7 +581,7 @@ impl Source<'_> {
             let (line, column, excerpt) = locate(self.text, span);
             e.line = Some(line);
             e.column = Some(column);
-            e.excerpt = Some(excerpt);
+            e.excerpt = Some(Box::new(excerpt));
         }
         e
     }
@@ -738,19 +738,20 @@ fn parse_seconds_text(s: &str) -> Result<f64, String> {
         rest = rest[i..].trim_start();
         let unit_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
         let unit = &rest[..unit_len];
-        let scale = match unit {
-            "" if pieces == 0 && unit_len == rest.len() => 1.0,
+        // Sub-second units divide, so that "100us" is the f64 nearest 1e-4.
+        let (mul, div) = match unit {
+            "" if pieces == 0 && unit_len == rest.len() => (1.0, 1.0),
             "" => return Err(format!("the number `{}` has no unit", number)),
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
+            "ns" => (1.0, 1e9),
+            "us" | "µs" => (1.0, 1e6),
+            "ms" => (1.0, 1e3),
+            "s" => (1.0, 1.0),
+            "m" | "min" => (60.0, 1.0),
+            "h" => (3600.0, 1.0),
+            "d" => (86_400.0, 1.0),
             other => return Err(format!("unknown unit `{other}`")),
         };
-        total += number * scale;
+        total += number * mul / div;
         pieces += 1;
         rest = rest[unit_len..].trim_start();
     }
@@ -1772,7 +1773,7 @@ impl Validator<'_> {
                 let span = sections
                     .iter()
                     .find(|s| s.get_ref().at.get_ref().0 == e.at && s.get_ref().host.as_ref().is_some_and(|h| h.get_ref() == name))
-                    .map(|s| s.span());
+                    .map(|s| s.get_ref().action.span());
                 let msg = if stopping { format!("host `{name}` is stopped twice") } else { format!("host `{name}` is started while it runs") };
                 return Err(self.src.error(span, msg, Some("hosts run from the start; alternate `stop` and `start`".into())));
             }
@@ -1856,18 +1857,334 @@ mod tests {
     }
 
     #[test]
-    fn debug_print_errors() {
-        for t in [
-            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nsources = [ { host = \"sever\", iburst = true } ]\n",
-            "name = \"x\"\nduration = \"1x\"\n",
-            "name = \"x\"\nduration = \"1h\"\n[[link]]\nbetween = [\"a\", \"b\"]\ndelya = 1\n",
-            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[host]]\nname = \"b\"\naddress = \"10.0.0.2\"\nlocal_stratum=1\n[[link]]\nbetween = [\"a\", \"b\"]\nloss = 1.5\n",
-            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nlocal_stratum=1\nclock = { offset = 1, wobble = 2 }\n",
-            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nrole=\"scripted\"\nbehavior = { kind = \"falsticker\", offset = 2 }\n",
-            "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nrole=\"scripted\"\nbehavior = { kind = \"falseticker\", offset = \"2 parsecs\" }\n",
-            "name = \"x\"\nduration = \"1h\"\n[[link]]\nbetween = [\"a\", \"b\"]\njitter = { kind = \"normal\", mean = 1 }\n",
-        ] {
-            println!("{}\n", Scenario::parse(t, "t.toml").unwrap_err());
+    fn full_example_loads() {
+        let s = Scenario::parse(EXAMPLE, "format-example.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.name, "client: follows a good server, rejects a falseticker, survives a partition");
+        assert!(s.description.starts_with("A client polls"));
+        assert_eq!(s.seed, 42);
+        assert_eq!(s.with_seed(7).seed, 7);
+        let s = Scenario::parse(EXAMPLE, "format-example.toml").unwrap();
+        assert_eq!(s.start, NtpTime::parse_rfc3339("2036-02-07T06:00:00Z").unwrap());
+        assert_eq!(s.end(), NtpTime::parse_rfc3339("2036-02-07T12:00:00Z").unwrap());
+        assert_eq!((s.duration, s.sample_interval, s.converged_after), (Duration::from_secs(6 * 3600), Duration::from_secs(1), Duration::from_secs(3600)));
+        let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute"]);
+
+        let server = &s.hosts[0];
+        let Role::Ntp(n) = &server.role else { panic!("server runs the daemon") };
+        assert_eq!(n.daemon.listen, vec!["10.0.0.1:123".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(n.daemon.local.unwrap().stratum, 1);
+        assert!(n.daemon.server.rate_limit.enabled);
+        assert_eq!(n.daemon.server.rate_limit.interval_ns_min, 2_000_000_000);
+        assert!(n.daemon.server.smear.is_some());
+        assert!(!n.daemon.clock_control, "the simulator owns the clock");
+        assert_eq!(server.clock, ClockSpec { precision_s: 1e-9, ..ClockSpec::default() });
+
+        let client = &s.hosts[1];
+        let Role::Ntp(c) = &client.role else { panic!() };
+        assert!(c.daemon.listen.is_empty());
+        assert!(!c.daemon.server.interleaved);
+        assert_eq!(c.sources, vec![0, 2, 3, 4]);
+        assert_eq!(c.daemon.sources[0].address, "10.0.0.1:123".parse::<SocketAddr>().unwrap());
+        assert!(c.daemon.sources[0].config.iburst);
+        assert_eq!((c.daemon.sources[0].config.poll_min_log2, c.daemon.sources[0].config.poll_max_log2), (4, 6));
+        assert_eq!(client.clock.offset_s, 0.1);
+        assert_eq!(client.clock.sine, SineSpec { amplitude: 1e-7, period_s: 86_400.0, phase_rad: 0.0 });
+        assert_eq!((client.clock.frequency, client.clock.wander, client.clock.noise_s), (1e-5, 1e-9, 1e-8));
+
+        let behaviors: Vec<Behavior> = s.hosts.iter().filter_map(|h| match &h.role {
+            Role::Scripted(x) => Some(x.behavior),
+            Role::Ntp(_) => None,
+        }).collect();
+        assert_eq!(behaviors, [
+            Behavior::Falseticker { offset_s: 2.0 },
+            Behavior::Kiss { code: ReferenceId::from_ascii("RATE") },
+            Behavior::Replay,
+            Behavior::Malformed { how: Malformation::BadEfLength },
+            Behavior::Silent,
+        ]);
+        let Role::Ntp(probe) = &s.hosts[5].role else { panic!() };
+        assert_eq!(probe.daemon.listen[0].port(), 1123);
+        assert_eq!(probe.daemon.sources[0].address, "[fd00::11]:123".parse::<SocketAddr>().unwrap());
+
+        assert_eq!(s.links.len(), 6);
+        let l0 = &s.links[0];
+        assert_eq!(l0.hosts, [1, 0]);
+        assert_eq!(l0.forward.delay, Duration::from_micros(100));
+        assert_eq!(l0.forward.jitter, Jitter::Exponential { mean_s: 1e-4 });
+        assert_eq!(l0.forward.loss, 0.01);
+        assert_eq!(l0.backward.delay, Duration::from_micros(150));
+        assert_eq!(l0.backward.jitter, Jitter::Normal { sd_s: 2e-5 });
+        assert_eq!(l0.backward.loss, 0.01, "unset per-direction keys keep the link's values");
+        assert_eq!(s.links[1].forward.reorder_delay, Duration::from_millis(2));
+        assert_eq!(s.links[3].forward.loss, 0.1);
+        assert_eq!(s.links[3].backward.loss, 0.0);
+        assert_eq!(s.links[3].forward.jitter, Jitter::Pareto { scale_s: 1e-5, shape: 1.5 });
+        assert_eq!(s.link_between(0, 1), Some((0, Direction::Backward)));
+        assert_eq!(s.link_between(0, 2), None);
+
+        let h = |secs: u64| Duration::from_secs(secs);
+        let timeline: Vec<(Duration, &Action)> = s.events.iter().map(|e| (e.at, &e.action)).collect();
+        assert_eq!(timeline.len(), 9, "8 events and the partition's heal");
+        assert_eq!(timeline[0], (h(7200), &Action::Partition(Cut::Hosts(vec![0]))));
+        assert_eq!(timeline[1], (h(9000), &Action::Heal(Some(Cut::Hosts(vec![0])))));
+        assert_eq!(timeline[2], (h(10800), &Action::Partition(Cut::Link { link: 1, direction: Direction::Forward })));
+        assert_eq!(timeline[3], (h(11400), &Action::Heal(None)));
+        let Action::SetLink { link: 0, forward, backward } = timeline[4].1 else { panic!("{:?}", timeline[4]) };
+        assert_eq!(forward.delay, Some(Duration::from_millis(5)));
+        assert_eq!(backward.delay, Some(Duration::from_millis(5)));
+        assert_eq!((forward.loss, backward.loss), (None, Some(0.2)));
+        assert_eq!(timeline[5], (h(16200), &Action::StepClock { host: 1, by_s: -0.5 }));
+        assert_eq!(timeline[6], (h(18000), &Action::SetFrequency { host: 1, frequency: -2e-5 }));
+        assert_eq!(timeline[7], (h(18600), &Action::Stop { host: 0 }));
+        assert_eq!(timeline[8], (h(19200), &Action::Start { host: 0 }));
+
+        let x = &s.expectations;
+        assert_eq!(x.len(), 4);
+        assert_eq!((x[0].metric, x[0].max, x[0].after), (Metric::MaxOffset, Some(1e-3), h(3600)));
+        assert_eq!(x[0].requirement.as_deref(), Some("SIM-OFFSET-1"));
+        assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(210.0), Duration::ZERO));
+        assert_eq!(x[1].name, "client sync_time <= 210");
+        assert_eq!(x[2].after, h(7200));
+        assert_eq!((x[3].host, x[3].min, x[3].max), (5, Some(10.0), None));
+    }
+
+    #[test]
+    fn minimal_scenario_and_defaults() {
+        let s = Scenario::parse(
+            "name = \"two hosts\"\nduration = 600\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"c\"\naddress = \"10.0.0.2\"\nsources = [{ host = \"s\" }]\n[[link]]\nbetween = [\"s\", \"c\"]\n",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.start, NtpTime::parse_rfc3339(DEFAULT_START).unwrap());
+        assert_eq!(s.converged_after, Duration::from_secs(150));
+        assert_eq!(s.links[0].forward, LinkParams::default());
+        assert_eq!(s.hosts[1].clock, ClockSpec::default());
+        assert_eq!(s.hosts[1].ntp_port(), Some(123));
+        assert!(s.events.is_empty() && s.expectations.is_empty());
+    }
+
+    #[test]
+    fn durations() {
+        let ok = |t: &str, secs: f64| assert_eq!(parse_seconds_text(t).unwrap(), secs, "{t}");
+        ok("90", 90.0);
+        ok("90s", 90.0);
+        ok("15m", 900.0);
+        ok("24h", 86_400.0);
+        ok("7d", 604_800.0);
+        ok("1h30m", 5400.0);
+        ok("1h 30m", 5400.0);
+        ok("250ms", 0.25);
+        ok("1e-4s", 1e-4);
+        ok("-2s", -2.0);
+        ok("100us", 1e-4);
+        for bad in ["", "-", "s", "1x", "1h30", "1..2s", "nan", "1e400s", "90 parsecs", "1e"] {
+            assert!(parse_seconds_text(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    const TWO: &str = "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\n";
+
+    #[test]
+    fn errors_have_positions_and_hints() {
+        let e = err(&format!("{TWO}sources = [ {{ host = \"sever\", iburst = true }} ]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
+        assert_eq!((e.line, e.column), (Some(10), Some(22)));
+        assert_eq!(e.message, "unknown host `sever`");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `server`?"), "{e}");
+        assert!(e.to_string().starts_with("t.toml:10:22: unknown host `sever`\n   |\n10 | sources"), "{e}");
+        assert!(e.to_string().contains("\n   |                      ^^^^^^^\n"), "{e}");
+
+        let e = err(&format!("{TWO}sources = [ {{ host = \"server\" }} ]\n"));
+        assert!(e.message.contains("no [[link]] connects them"), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("between = [\"client\", \"server\"]"), "{e}");
+
+        let e = err("name = \"x\"\nduration = \"1x\"\n");
+        assert_eq!((e.line, e.column), (Some(2), Some(12)));
+        assert!(e.hint.as_deref().unwrap().contains("\"15m\""), "{e}");
+
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\ndelya = 1\n"));
+        assert_eq!(e.message, "unknown key `delya`");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `delay`? allowed keys here: `between`, `delay`"), "{e}");
+
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\nloss = 1.5\n"));
+        assert!(e.message.contains("probability 1.5 is outside [0, 1]") && e.line == Some(12), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\nbackward = {{ duplicate = -0.1 }}\n"));
+        assert!(e.message.contains("outside [0, 1]"), "{e}");
+
+        let e = err(&format!("{TWO}[[host]]\nname = \"client\"\naddress = \"10.0.0.3\"\n"));
+        assert!(e.message.contains("second host is named `client`") && e.hint.as_deref().unwrap().contains("line 8"), "{e}");
+        let e = err(&format!("{TWO}[[host]]\nname = \"other\"\naddress = \"10.0.0.2\"\n"));
+        assert!(e.message.contains("address 10.0.0.2 of host `other` is already host `client`'s"), "{e}");
+
+        let e = err(&format!("{TWO}role = \"scripted\"\nbehavior = {{ kind = \"falsticker\", offset = 2 }}\n"));
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `falseticker`?"), "{e}");
+        let e = err(&format!("{TWO}role = \"scripted\"\nbehavior = {{ kind = \"kiss\", code = \"TOOLONG\" }}\n"));
+        assert!(e.message.contains("1-4 printable ASCII"), "{e}");
+        let e = err(&format!("{TWO}role = \"scripted\"\n"));
+        assert!(e.message.contains("has no `behavior`"), "{e}");
+        let e = err(&format!("{TWO}role = \"scripted\"\nbehavior = {{ kind = \"silent\" }}\nsources = []\n"));
+        assert!(e.message.contains("takes no `sources`"), "{e}");
+        let e = err(&format!("{TWO}stratum = 2\n"));
+        assert!(e.message.contains("takes no `stratum`") && e.hint.as_deref().unwrap().contains("local_stratum"), "{e}");
+        let e = err(&format!("{TWO}listen = 0\n"));
+        assert!(e.message.contains("port 0"), "{e}");
+        let e = err(&format!("{TWO}listen = false\n"));
+        assert!(e.message.contains("nothing to do") && e.line == Some(8), "{e}");
+        let e = err(&format!("{TWO}clock = {{ noise = -1 }}\n"));
+        assert!(e.message.contains("noise"), "{e}");
+        let e = err(&format!("{TWO}clock = {{ sine = {{ amplitude = 1e-6 }} }}\n"));
+        assert!(e.message.contains("positive period"), "{e}");
+
+        let e = err(&format!("{TWO}sources = [{{ host = \"server\", poll_min = 2 }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
+        assert!(e.message.starts_with("host `client`: [[source]] #1") && e.line == Some(10), "{e}");
+
+        let e = err(&format!("{TWO}[[host]]\nname = \"v6\"\naddress = \"fd00::1\"\nlocal_stratum = 1\n[[link]]\nbetween = [\"v6\", \"server\"]\n"));
+        assert!(e.message.contains("IPv4 host") && e.message.contains("IPv6 host"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\n[[link]]\nbetween = [\"server\", \"client\"]\n"));
+        assert!(e.message.contains("second [[link]]"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\"]\n"));
+        assert!(e.message.contains("names 1 hosts"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\nreorder = 0.1\n"));
+        assert!(e.hint.as_deref().unwrap().contains("reorder_delay"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\njitter = {{ kind = \"normal\", mean = 1 }}\n"));
+        assert!(e.message.contains("unknown key `mean`") && e.hint.as_deref().unwrap().contains("`sd`"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\njitter = {{ kind = \"pareto\", scale = 1e-4, shape = 0 }}\n"));
+        assert!(e.message.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn event_errors() {
+        let base = format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\n");
+        let ev = |body: &str| err(&format!("{base}[[event]]\n{body}\n"));
+        let e = ev("at = \"10m\"\naction = \"step_clock\"\nhost = \"client\"\nhosts = [\"client\"]\nby = 1");
+        assert_eq!(e.message, "a `step_clock` event takes no `hosts`");
+        assert!(e.hint.as_deref().unwrap().contains("at, action, host, by"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"step_clock\"\nhost = \"client\"");
+        assert!(e.message.contains("needs `by`"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"partiton\"\nhosts = [\"client\"]");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `partition`?"), "{e}");
+        let e = ev("at = \"2h\"\naction = \"stop\"\nhost = \"client\"");
+        assert!(e.message.contains("after the end of the run"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"partition\"\nlink = [\"client\", \"nobody\"]");
+        assert!(e.message.contains("unknown host `nobody`"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"partition\"");
+        assert!(e.message.contains("needs `hosts` or `link`"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"partition\"\nhosts = [\"client\"]\nuntil = \"5m\"");
+        assert!(e.message.contains("must be after `at`"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]");
+        assert!(e.message.contains("changes nothing"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"start\"\nhost = \"client\"");
+        assert!(e.message.contains("started while it runs"), "{e}");
+        let e = ev("at = \"10m\"\naction = \"stop\"\nhost = \"client\"\n[[event]]\nat = \"11m\"\naction = \"stop\"\nhost = \"client\"");
+        assert!(e.message.contains("stopped twice") && e.line == Some(18), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"x\"\naddress = \"10.0.0.9\"\nlocal_stratum = 1\n[[event]]\nat = 1\naction = \"partition\"\nlink = [\"x\", \"server\"]\n"));
+        assert!(e.message.contains("no [[link]] between `x` and `server`"), "{e}");
+
+        // Direction is relative to the order written in the event.
+        let s = Scenario::parse(&format!("{base}[[event]]\nat = 1\naction = \"partition\"\nlink = [\"server\", \"client\"]\ndirection = \"forward\"\n"), "t").unwrap();
+        assert_eq!(s.events[0].action, Action::Partition(Cut::Link { link: 0, direction: Direction::Backward }));
+        let s = Scenario::parse(&format!("{base}[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"server\", \"client\"]\nforward = {{ loss = 0.5 }}\n"), "t").unwrap();
+        let Action::SetLink { forward, backward, .. } = s.events[0].action else { panic!() };
+        assert_eq!((forward.loss, backward.loss), (None, Some(0.5)));
+    }
+
+    #[test]
+    fn expectation_errors() {
+        let base = format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\n");
+        let x = |body: &str| err(&format!("{base}[[expect]]\n{body}\n"));
+        let e = x("host = \"client\"\nmetric = \"max_ofset\"\nmax = 1");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `max_offset`?"), "{e}");
+        let e = x("host = \"client\"\nmetric = \"max_offset\"");
+        assert!(e.message.contains("neither `max` nor `min`"), "{e}");
+        let e = x("host = \"client\"\nmetric = \"packets_sent\"\nmax = \"10s\"");
+        assert!(e.message.contains("not a duration"), "{e}");
+        let e = x("host = \"client\"\nmetric = \"rms_offset\"\nmax = 1\nmin = 2");
+        assert!(e.message.contains("above max"), "{e}");
+        let e = x("host = \"cleint\"\nmetric = \"rms_offset\"\nmax = 1");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `client`?"), "{e}");
+    }
+
+    #[test]
+    fn top_level_errors() {
+        let e = err("name = \"x\"\n");
+        assert!(e.message.contains("missing field `duration`"), "{e}");
+        let e = err("name = \"x\"\nduration = 60\n");
+        assert!(e.message.contains("no hosts"), "{e}");
+        let e = err("name = \"x\"\nduration = 60\nstart = \"yesterday\"\n[[host]]\nname=\"a\"\naddress=\"10.0.0.1\"\nlocal_stratum=1\n");
+        assert!(e.message.contains("invalid start time") && e.line == Some(3), "{e}");
+        let e = err("name = \"x\"\nduration = 60\nstart = \"2200-01-01T00:00:00Z\"\n[[host]]\nname=\"a\"\naddress=\"10.0.0.1\"\nlocal_stratum=1\n");
+        assert!(e.message.contains("2106"), "{e}");
+        let e = err("name = \"x\"\nduration = \"0s\"\n");
+        assert!(e.message.contains("outside"), "{e}");
+        let e = err("name = \"x\"\nduration = 60\nseeed = 1\n");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean `seed`?"), "{e}");
+        let e = err("name = \"x\"\nduration = 60\n[[host]]\nname=\"a b\"\naddress=\"10.0.0.1\"\n");
+        assert!(e.message.contains("invalid host name"), "{e}");
+        let e = err("name = \"x\"\nduration = 60\n[[host]]\nname=\"a\"\naddress=\"10.0.0.256\"\n");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = Scenario::load("/nonexistent/scenario.toml").unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/scenario.toml: cannot read the scenario"), "{e}");
+    }
+
+    #[test]
+    fn excerpts_survive_odd_text() {
+        // Multibyte characters, tabs and very long lines keep the caret in place and never panic.
+        let e = err("name = \"é\"\nduration = 60\n[[host]]\nname=\"ü\"\naddress=\"10.0.0.1\"\n");
+        assert!(e.to_string().contains("^"), "{e}");
+        let long = format!("name = \"x\"\nduration = 60\n{}zz = 1\n", "a = 1, ".repeat(0));
+        let _ = err(&long).to_string();
+        let line = format!("name = \"{}\"\nduration = \"1q\"\n", "x".repeat(500));
+        let _ = err(&line).to_string();
+        let line = format!("name = \"x\"\nduration = 60\nhost = [{}{{ nam = 1 }}]\n", "{ name = \"a\", address = \"10.0.0.1\" }, ".repeat(20));
+        let e = err(&line);
+        assert!(e.to_string().lines().nth(2).unwrap().chars().count() < 130, "{e}");
+    }
+
+    mod fuzzish {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_text_never_panics(text in "\\PC{0,300}") {
+                if let Err(e) = Scenario::parse(&text, "p") { let _ = e.to_string(); }
+            }
+
+            #[test]
+            fn tomlish_text_never_panics(parts in proptest::collection::vec(prop_oneof![
+                Just("[[host]]\n"), Just("[[link]]\n"), Just("[[event]]\n"), Just("[[expect]]\n"),
+                Just("name = \"a\"\n"), Just("name = \"b\"\n"), Just("address = \"10.0.0.1\"\n"), Just("address = \"fd00::1\"\n"),
+                Just("duration = \"1h\"\n"), Just("duration = -1\n"), Just("at = \"30m\"\n"), Just("until = 1e300\n"),
+                Just("between = [\"a\", \"b\"]\n"), Just("between = [\"a\", \"a\"]\n"), Just("action = \"partition\"\n"),
+                Just("action = \"set_link\"\n"), Just("action = \"stop\"\n"), Just("host = \"a\"\n"), Just("hosts = [\"b\"]\n"),
+                Just("link = [\"a\", \"b\"]\n"), Just("role = \"scripted\"\n"), Just("behavior = { kind = \"replay\" }\n"),
+                Just("sources = [{ host = \"b\" }]\n"), Just("listen = false\n"), Just("local_stratum = 1\n"),
+                Just("metric = \"sync_time\"\n"), Just("max = \"1ms\"\n"), Just("loss = 2\n"), Just("jitter = { kind = \"pareto\", scale = 0, shape = -1 }\n"),
+                Just("clock = { offset = 1e308, sine = { period = 0 } }\n"), Just("start = \"1969-12-31T23:59:59Z\"\n"),
+                Just("sample_interval = \"1ns\"\n"), Just("forward = { delay = \"1d\" }\n"), Just("é\t\"\n"),
+            ], 0..40)) {
+                let text: String = parts.concat();
+                if let Err(e) = Scenario::parse(&text, "p") { let _ = e.to_string(); }
+            }
+
+            #[test]
+            fn mutated_example_never_panics(edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..8)) {
+                let mut bytes = EXAMPLE.as_bytes().to_vec();
+                for (at, op, b) in edits {
+                    if bytes.is_empty() { break; }
+                    let i = at.index(bytes.len());
+                    match op {
+                        0 => { bytes.remove(i); }
+                        1 => bytes.insert(i, b),
+                        _ => bytes[i] = b,
+                    }
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                if let Err(e) = Scenario::parse(&text, "p") { let _ = e.to_string(); }
+            }
         }
     }
 }
