@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod decode;
 mod query;
+mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Run the NTP daemon: serve time, follow sources (never touches the system clock unless asked).
     Serve(serve::ServeArgs),
+    /// Run a scenario in the deterministic simulator (the real daemon on simulated hosts).
+    Run(run::RunArgs),
     /// Load-test NTP implementations (loopback targets only, unless allowed).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Decode(args) => decode::run(args, &mut out),
         Command::Query(args) => query::run(args, &mut out),
+        Command::Run(args) => run::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };

@@ -180,6 +180,8 @@ pub trait Recorder {
     fn daemon_event(&mut self, host: usize, elapsed: NtpDuration, local: NtpTime, event: &DaemonEvent);
     /// A scenario event applied.
     fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent);
+    /// The hosts' clocks, once at the start (to read receivers' clocks at arrival).
+    fn attach(&mut self, _clocks: &[Rc<RefCell<HostClock>>]) {}
 }
 
 /// Counters of a run.
@@ -297,6 +299,55 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
     Ok(counters)
 }
 
+/// A host's daemon, kept so that a `Start` event can run it again.
+struct DaemonHost {
+    config: Rc<DaemonConfig>,
+    network: SimNetwork,
+    clock: Rc<RefCell<HostClock>>,
+    stop: Rc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    starts: u64,
+}
+
+struct Hosts {
+    ids: Vec<turmoil_net::HostId>,
+    daemons: BTreeMap<usize, DaemonHost>,
+    scripted: Vec<(Rc<tokio::sync::Notify>, tokio::task::JoinHandle<()>)>,
+    shared: Rc<Shared>,
+    recorder: Rc<RefCell<dyn Recorder>>,
+    seed: u64,
+}
+
+impl Hosts {
+    fn start_daemon(&mut self, host: usize) {
+        let Some(d) = self.daemons.get_mut(&host) else { return };
+        if d.task.is_some() {
+            return;
+        }
+        let config = d.config.clone();
+        let network = d.network.clone();
+        let mut clock = SimClock::new(d.clock.clone(), self.shared.clone());
+        let mut sink = HostSink { host, shared: self.shared.clone(), recorder: self.recorder.clone() };
+        let stop = Rc::new(tokio::sync::Notify::new());
+        d.stop = stop.clone();
+        let seed = SimRng::derive(self.seed, &format!("daemon/{host}/{}", d.starts)).next_u64();
+        d.starts += 1;
+        d.task = Some(tokio::task::spawn_local(Scoped::new(self.ids[host], async move {
+            if let Err(e) = daemon::run(&config, &network, &mut clock, seed, &mut sink, stop.notified()).await {
+                tracing::error!(host, error = %e, "simulated daemon failed");
+            }
+        })));
+    }
+
+    async fn stop_daemon(&mut self, host: usize) {
+        let Some(d) = self.daemons.get_mut(&host) else { return };
+        if let Some(task) = d.task.take() {
+            d.stop.notify_one();
+            let _ = task.await;
+        }
+    }
+}
+
 async fn run_all(
     setup: SimSetup,
     recorder: Rc<RefCell<dyn Recorder>>,
@@ -307,8 +358,14 @@ async fn run_all(
 ) -> RunCounters {
     let shared = Shared::new();
     let mut clocks = Vec::new();
-    let mut shutdowns = Vec::new();
-    let mut tasks = Vec::new();
+    let mut hosts = Hosts {
+        ids: host_ids,
+        daemons: BTreeMap::new(),
+        scripted: Vec::new(),
+        shared: shared.clone(),
+        recorder: recorder.clone(),
+        seed: setup.seed,
+    };
     for (i, host) in setup.hosts.into_iter().enumerate() {
         let oscillator = Oscillator::new(host.oscillator, SimRng::derive(setup.seed, &format!("oscillator/{i}")));
         let mut clock = HostClock::new(
@@ -324,30 +381,35 @@ async fn run_all(
         clock.set_sink(Box::new(move |h, s| rec.borrow_mut().sample(h, s)));
         let clock = Rc::new(RefCell::new(clock));
         clocks.push(clock.clone());
-        let network = SimNetwork::new(host_ids[i], clock.clone(), shared.clone());
-        let stop = Rc::new(tokio::sync::Notify::new());
-        shutdowns.push(stop.clone());
-        let daemon_seed = SimRng::derive(setup.seed, &format!("daemon/{i}")).next_u64();
-        let task = match host.role {
+        let network = SimNetwork::new(hosts.ids[i], clock.clone(), shared.clone());
+        match host.role {
             HostRole::Daemon(config) => {
-                let mut sim_clock = SimClock::new(clock, shared.clone());
-                let mut sink = HostSink { host: i, shared: shared.clone(), recorder: recorder.clone() };
-                tokio::task::spawn_local(Scoped::new(host_ids[i], async move {
-                    if let Err(e) =
-                        daemon::run(&config, &network, &mut sim_clock, daemon_seed, &mut sink, stop.notified()).await
-                    {
-                        tracing::error!(host = i, error = %e, "simulated daemon failed");
-                    }
-                }))
+                hosts.daemons.insert(
+                    i,
+                    DaemonHost {
+                        config: Rc::new(*config),
+                        network,
+                        clock,
+                        stop: Rc::new(tokio::sync::Notify::new()),
+                        task: None,
+                        starts: 0,
+                    },
+                );
+                hosts.start_daemon(i);
             }
             HostRole::Scripted(peer) => {
                 let address = SocketAddr::new(host.address, 123);
-                tokio::task::spawn_local(Scoped::new(host_ids[i], scripted(peer, network, clock, shared.clone(), address, stop)))
+                let stop = Rc::new(tokio::sync::Notify::new());
+                let task = tokio::task::spawn_local(Scoped::new(
+                    hosts.ids[i],
+                    scripted(peer, network, clock, shared.clone(), address, stop.clone()),
+                ));
+                hosts.scripted.push((stop, task));
             }
-        };
-        tasks.push(task);
+        }
     }
 
+    recorder.borrow_mut().attach(&clocks);
     let mut counters = RunCounters::default();
     let mut queue: BTreeMap<(NtpDuration, u64), turmoil_net::Packet> = BTreeMap::new();
     let mut seq = 0u64;
@@ -362,7 +424,7 @@ async fn run_all(
         // Scenario events first: they apply from this instant.
         while next_event < events.len() && events[next_event].0 <= now {
             let event = events[next_event].1.clone();
-            apply_event(&event, now, &mut links, &clocks);
+            apply_event(&event, now, &mut reach, &clocks, &mut hosts).await;
             recorder.borrow_mut().scenario_event(now, &event);
             counters.scenario_events += 1;
             next_event += 1;
@@ -370,7 +432,7 @@ async fn run_all(
         if shared.pending_sends.replace(0) > 0 {
             guard.egress_all(&mut egress);
             for pkt in egress.drain(..) {
-                route(pkt, now, &by_ip, &mut links, &clocks, &mut queue, &mut seq, &mut counters, &recorder);
+                route(pkt, now, &by_ip, &mut reach, &clocks, &mut queue, &mut seq, &mut counters, &recorder);
             }
         }
         while let Some(entry) = queue.first_entry() {
@@ -406,10 +468,12 @@ async fn run_all(
     for c in &clocks {
         c.borrow_mut().fill_grid(end);
     }
-    for stop in &shutdowns {
-        stop.notify_one();
+    let daemons: Vec<usize> = hosts.daemons.keys().copied().collect();
+    for host in daemons {
+        hosts.stop_daemon(host).await;
     }
-    for task in tasks {
+    for (stop, task) in hosts.scripted.drain(..) {
+        stop.notify_one();
         let _ = task.await;
     }
     counters.adjustments = clocks.iter().map(|c| c.borrow().adjustments).collect();
@@ -421,7 +485,7 @@ fn route(
     pkt: turmoil_net::Packet,
     now: NtpDuration,
     by_ip: &BTreeMap<IpAddr, usize>,
-    links: &mut BTreeMap<(usize, usize), LinkState>,
+    reach: &mut Reach,
     clocks: &[Rc<RefCell<HostClock>>],
     queue: &mut BTreeMap<(NtpDuration, u64), turmoil_net::Packet>,
     seq: &mut u64,
@@ -432,20 +496,14 @@ fn route(
     counters.packets += 1;
     let src_host = by_ip.get(&pkt.src).copied().unwrap_or(usize::MAX);
     let dst_host = by_ip.get(&pkt.dst).copied();
-    let (arrivals, lost) = match dst_host.and_then(|dst| {
-        let key = (src_host.min(dst), src_host.max(dst));
-        links.get_mut(&key).map(|l| (l, src_host <= dst))
-    }) {
-        None => (Vec::new(), Some("no link")),
-        Some((link, _)) if !link.up || link.isolated => (Vec::new(), Some("link down")),
-        Some((link, forward)) => {
-            let path = if forward { &mut link.forward } else { &mut link.backward };
-            match path.transmit(now) {
-                Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
-                Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
-                fate => (fate.delays().map(|d| now + d).collect(), None),
-            }
-        }
+    let (arrivals, lost) = match dst_host.map(|dst| reach.path(src_host, dst)) {
+        None => (Vec::new(), Some("no such host")),
+        Some(Err(reason)) => (Vec::new(), Some(reason)),
+        Some(Ok(path)) => match path.transmit(now) {
+            Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
+            Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
+            fate => (fate.delays().map(|d| now + d).collect(), None),
+        },
     };
     if lost.is_some() {
         counters.lost += 1;
@@ -473,44 +531,66 @@ fn reversed(config: &LinkConfig) -> LinkConfig {
     LinkConfig { forward: config.backward, backward: config.forward, up: config.up }
 }
 
-fn apply_event(
+async fn apply_event(
     event: &SimEvent,
     now: NtpDuration,
-    links: &mut BTreeMap<(usize, usize), LinkState>,
+    reach: &mut Reach,
     clocks: &[Rc<RefCell<HostClock>>],
+    hosts: &mut Hosts,
 ) {
     let key = |a: usize, b: usize| (a.min(b), a.max(b));
-    match *event {
-        SimEvent::Partition { a, b } => {
-            if let Some(l) = links.get_mut(&key(a, b)) {
-                l.up = false;
+    // Directions given from `a` to `b`, stored relative to (min, max).
+    let oriented = |a: usize, b: usize, forward: bool, backward: bool| if a <= b { (forward, backward) } else { (backward, forward) };
+    match event {
+        SimEvent::CutHosts(set) => reach.cuts.push(set.clone()),
+        SimEvent::HealHosts(set) => reach.cuts.retain(|c| c != set),
+        SimEvent::CutLink { a, b, forward, backward } => {
+            let (f, bk) = oriented(*a, *b, *forward, *backward);
+            if let Some(l) = reach.links.get_mut(&key(*a, *b)) {
+                l.forward_up &= !f;
+                l.backward_up &= !bk;
             }
         }
-        SimEvent::Heal { a, b } => {
-            if let Some(l) = links.get_mut(&key(a, b)) {
-                l.up = true;
+        SimEvent::HealLink { a, b, forward, backward } => {
+            let (f, bk) = oriented(*a, *b, *forward, *backward);
+            if let Some(l) = reach.links.get_mut(&key(*a, *b)) {
+                l.forward_up |= f;
+                l.backward_up |= bk;
             }
         }
-        SimEvent::SetLink { a, b, ref config } => {
-            if let Some(l) = links.get_mut(&key(a, b)) {
+        SimEvent::HealAll => {
+            reach.cuts.clear();
+            for l in reach.links.values_mut() {
+                l.forward_up = true;
+                l.backward_up = true;
+            }
+        }
+        SimEvent::SetLink { a, b, config } => {
+            if let Some(l) = reach.links.get_mut(&key(*a, *b)) {
                 let config = if a <= b { *config } else { reversed(config) };
                 l.forward.set_config(config.forward);
                 l.backward.set_config(config.backward);
-                l.up = config.up;
             }
         }
         SimEvent::StepClock { host, by_s } => {
-            if let Some(c) = clocks.get(host) {
-                c.borrow_mut().external_step(now, NtpDuration::from_seconds_f64(by_s));
+            if let Some(c) = clocks.get(*host) {
+                c.borrow_mut().external_step(now, NtpDuration::from_seconds_f64(*by_s));
             }
         }
-        SimEvent::Isolate { host } | SimEvent::Rejoin { host } => {
-            let isolated = matches!(event, SimEvent::Isolate { .. });
-            for ((a, b), l) in links.iter_mut() {
-                if *a == host || *b == host {
-                    l.isolated = isolated;
-                }
+        SimEvent::SetFrequency { host, frequency } => {
+            if let Some(c) = clocks.get(*host) {
+                let mut c = c.borrow_mut();
+                c.fill_grid(now);
+                c.oscillator_mut().set_frequency(now, *frequency);
             }
+        }
+        SimEvent::Stop { host } => {
+            reach.down.insert(*host);
+            hosts.stop_daemon(*host).await;
+        }
+        SimEvent::Start { host } => {
+            reach.down.remove(host);
+            hosts.start_daemon(*host);
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`net`]: the daemon's network provider on turmoil-net, with exact timestamps.
 //! - [`harness`]: the event-driven run loop: virtual time, deliveries, scenario events, the real daemons.
 //! - [`stats`]: per-host figures of a run.
+//! - [`run`]: one scenario from file to verdicts: setup, trace, figures, expectations.
 //! - [`scenario`]: the scenario file format (TOML) with positioned errors and hints.
 //! - [`trace`]: trace writers: samples.csv, events.jsonl, packets.jsonl, packets.pcap.
 //! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
@@ -28,6 +29,7 @@ pub mod net;
 pub mod oscillator;
 pub mod peers;
 pub mod rng;
+pub mod run;
 pub mod scenario;
 pub mod stats;
 pub mod trace;

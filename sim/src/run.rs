@@ -1,0 +1,456 @@
+//! One scenario run from file to verdict: build the simulation from a
+//! [`Scenario`], record its trace, compute each host's figures and check the
+//! scenario's expectations.
+
+use crate::harness::{simulate, HostRole, HostSetup, LinkSetup, PacketRecord, Recorder, SimEvent, SimSetup};
+use crate::host_clock::{ClockSample, ReadNoise};
+use crate::link::{self, LinkConfig, PathConfig};
+use crate::oscillator::{OscillatorConfig, SineConfig};
+use crate::peers::ScriptedPeer;
+use crate::rng::SimRng;
+use crate::scenario::{self, Action, Cut, Direction, Expectation, Metric, Role, Scenario};
+use crate::stats::HostStats;
+use crate::trace::{self, TraceWriter};
+use ntplab_daemon::daemon::DaemonEvent;
+use ntplab_proto::discipline::Action as ClockAction;
+use ntplab_proto::source::SourceEvent;
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// |offset| below this counts as synchronized for `sync_time`: 1 ms.
+pub const SYNC_THRESHOLD_S: f64 = 1e-3;
+
+fn dur(d: Duration) -> NtpDuration {
+    NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn path_config(p: &scenario::LinkParams) -> PathConfig {
+    PathConfig {
+        delay_s: p.delay.as_secs_f64(),
+        jitter: match p.jitter {
+            scenario::Jitter::None => link::Jitter::None,
+            scenario::Jitter::Exponential { mean_s } => link::Jitter::Exponential { mean_s },
+            scenario::Jitter::Normal { sd_s } => link::Jitter::Normal { sd_s },
+            scenario::Jitter::Uniform { max_s } => link::Jitter::Uniform { max_s },
+            scenario::Jitter::Pareto { scale_s, shape } => link::Jitter::Pareto { scale_s, shape },
+        },
+        loss: p.loss,
+        duplicate: p.duplicate,
+        reorder: p.reorder,
+        reorder_delay_s: p.reorder_delay.as_secs_f64(),
+    }
+}
+
+fn directions(d: Direction) -> (bool, bool) {
+    match d {
+        Direction::Both => (true, true),
+        Direction::Forward => (true, false),
+        Direction::Backward => (false, true),
+    }
+}
+
+/// The harness setup of a scenario (with its seed).
+pub fn setup(s: &Scenario) -> SimSetup {
+    let hosts = s
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let sine = (h.clock.sine.amplitude != 0.0 && h.clock.sine.period_s > 0.0).then_some(SineConfig {
+                amplitude: h.clock.sine.amplitude,
+                period_s: h.clock.sine.period_s,
+                phase_rad: h.clock.sine.phase_rad,
+            });
+            HostSetup {
+                name: h.name.clone(),
+                address: h.address,
+                role: match &h.role {
+                    Role::Ntp(n) => HostRole::Daemon(Box::new(n.daemon.clone())),
+                    Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
+                        p.behavior.clone(),
+                        p.stratum,
+                        SimRng::derive(s.seed, &format!("peer/{i}")).next_u64(),
+                    )),
+                },
+                oscillator: OscillatorConfig {
+                    offset_s: h.clock.offset_s,
+                    frequency: h.clock.frequency,
+                    wander: h.clock.wander,
+                    sine,
+                    ..OscillatorConfig::default()
+                },
+                noise: ReadNoise { noise_s: h.clock.noise_s, precision_s: h.clock.precision_s },
+            }
+        })
+        .collect();
+    let links: Vec<LinkSetup> = s
+        .links
+        .iter()
+        .map(|l| LinkSetup {
+            a: l.hosts[0],
+            b: l.hosts[1],
+            config: LinkConfig { forward: path_config(&l.forward), backward: path_config(&l.backward), up: true },
+        })
+        .collect();
+    let mut current: Vec<scenario::Link> = s.links.clone();
+    let events = s
+        .events
+        .iter()
+        .filter_map(|e| {
+            let at = dur(e.at);
+            let event = match &e.action {
+                Action::Partition(Cut::Hosts(h)) => SimEvent::CutHosts(h.clone()),
+                Action::Partition(Cut::Link { link, direction }) => {
+                    let [a, b] = s.links.get(*link)?.hosts;
+                    let (forward, backward) = directions(*direction);
+                    SimEvent::CutLink { a, b, forward, backward }
+                }
+                Action::Heal(None) => SimEvent::HealAll,
+                Action::Heal(Some(Cut::Hosts(h))) => SimEvent::HealHosts(h.clone()),
+                Action::Heal(Some(Cut::Link { link, direction })) => {
+                    let [a, b] = s.links.get(*link)?.hosts;
+                    let (forward, backward) = directions(*direction);
+                    SimEvent::HealLink { a, b, forward, backward }
+                }
+                Action::SetLink { link, forward, backward } => {
+                    let l = current.get_mut(*link)?;
+                    l.forward = forward.apply(&l.forward);
+                    l.backward = backward.apply(&l.backward);
+                    let config = LinkConfig { forward: path_config(&l.forward), backward: path_config(&l.backward), up: true };
+                    SimEvent::SetLink { a: l.hosts[0], b: l.hosts[1], config }
+                }
+                Action::StepClock { host, by_s } => SimEvent::StepClock { host: *host, by_s: *by_s },
+                Action::SetFrequency { host, frequency } => SimEvent::SetFrequency { host: *host, frequency: *frequency },
+                Action::Stop { host } => SimEvent::Stop { host: *host },
+                Action::Start { host } => SimEvent::Start { host: *host },
+            };
+            Some((at, event))
+        })
+        .collect();
+    SimSetup {
+        start: s.start,
+        duration: dur(s.duration),
+        seed: s.seed,
+        sample_interval: dur(s.sample_interval),
+        hosts,
+        links,
+        events,
+    }
+}
+
+/// What one host did and how well it kept time.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    /// Host name.
+    pub name: String,
+    /// Whether it runs the daemon.
+    pub daemon: bool,
+    /// Offset and frequency statistics.
+    pub stats: HostStats,
+    /// Datagrams it received.
+    pub packets_received: u64,
+    /// Whether its daemon had a system peer at the end.
+    pub synced: bool,
+}
+
+/// One expectation's verdict.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The expectation.
+    pub expectation: Expectation,
+    /// Host name.
+    pub host: String,
+    /// The measured value (None: never happened, e.g. no sync).
+    pub value: Option<f64>,
+    /// Whether it was met.
+    pub passed: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Scenario name.
+    pub name: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Per host, in file order.
+    pub hosts: Vec<HostReport>,
+    /// Per expectation, in file order.
+    pub verdicts: Vec<Verdict>,
+    /// Datagrams sent and lost in all.
+    pub packets: (u64, u64),
+    /// Wall-clock time the simulation took.
+    pub wall: Duration,
+    /// Trace files written, when an output directory was given.
+    pub trace: Option<trace::TraceFiles>,
+}
+
+impl RunReport {
+    /// Whether every expectation was met.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.passed)
+    }
+}
+
+struct HostState {
+    synced: bool,
+    stratum: u8,
+    poll_log2: i8,
+    peer_stratum: BTreeMap<SocketAddr, u8>,
+}
+
+struct RunRecorder {
+    start: NtpTime,
+    clocks: Vec<Rc<RefCell<crate::host_clock::HostClock>>>,
+    /// Per expectation: its host and statistics counted from its own `after`.
+    expect_stats: Vec<(usize, HostStats)>,
+    names: Vec<String>,
+    hosts: Vec<HostStats>,
+    state: Vec<HostState>,
+    received: Vec<u64>,
+    trace: Option<TraceWriter>,
+    pending: BTreeMap<(NtpDuration, u64), PacketRecord>,
+    seq: u64,
+    error: Option<std::io::Error>,
+}
+
+impl RunRecorder {
+    fn write_packet(&mut self, r: &PacketRecord) {
+        let Some(trace) = self.trace.as_mut() else { return };
+        let receiver_local = match (r.arrivals.first(), r.dst_host.and_then(|h| self.clocks.get(h))) {
+            (Some(at), Some(clock)) => Some(clock.borrow_mut().local_noiseless(*at)),
+            _ => None,
+        };
+        let fate = match (r.arrivals.first(), r.lost) {
+            (Some(at), _) => trace::Fate::Delivered {
+                received: self.start + *at,
+                receiver_local: receiver_local.unwrap_or(self.start + *at),
+            },
+            (None, reason) => trace::Fate::Lost { reason: reason.unwrap_or("lost") },
+        };
+        let p = trace::Packet {
+            sent: self.start + r.sent,
+            sender_local: r.sender_local,
+            src: r.src,
+            dst: r.dst,
+            fate,
+            payload: &r.payload,
+        };
+        if let Err(e) = trace.packet(&p) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn flush_packets(&mut self, until: Option<NtpDuration>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if until.is_some_and(|u| entry.key().0 > u) {
+                break;
+            }
+            let r = entry.remove();
+            self.write_packet(&r);
+        }
+    }
+
+    fn event(&mut self, elapsed: NtpDuration, host: Option<usize>, kind: &str, details: serde_json::Value) {
+        let Some(trace) = self.trace.as_mut() else { return };
+        let host = host.and_then(|h| self.names.get(h)).map(String::as_str);
+        let e = trace::Event { time: self.start + elapsed, host, kind, details: &details };
+        if let Err(e) = trace.event(&e) {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl Recorder for RunRecorder {
+    fn attach(&mut self, clocks: &[Rc<RefCell<crate::host_clock::HostClock>>]) {
+        self.clocks = clocks.to_vec();
+    }
+
+    fn sample(&mut self, host: usize, sample: &ClockSample) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.add(sample);
+        }
+        for (h, st) in self.expect_stats.iter_mut() {
+            if *h == host {
+                st.add(sample);
+            }
+        }
+        if let (Some(trace), Some(state)) = (self.trace.as_mut(), self.state.get(host)) {
+            let s = trace::Sample {
+                time: self.start + sample.elapsed,
+                host: &self.names[host],
+                offset_s: sample.offset_s,
+                frequency_error: sample.frequency_error,
+                synced: state.synced,
+                stratum: state.stratum,
+                poll_log2: state.poll_log2,
+            };
+            if let Err(e) = trace.sample(&s) {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn packet(&mut self, record: &PacketRecord) {
+        if let Some(h) = self.hosts.get_mut(record.src_host) {
+            h.packets_sent += 1;
+        }
+        if let (Some(dst), false) = (record.dst_host, record.arrivals.is_empty()) {
+            if let Some(n) = self.received.get_mut(dst) {
+                *n += record.arrivals.len() as u64;
+            }
+        }
+        // Frames go to the capture in order of arrival: nothing arrives before
+        // the send time of the packet being recorded now.
+        self.flush_packets(Some(record.sent));
+        self.seq += 1;
+        let key = record.arrivals.first().copied().unwrap_or(record.sent);
+        self.pending.insert((key, self.seq), record.clone());
+    }
+
+    fn daemon_event(&mut self, host: usize, elapsed: NtpDuration, local: NtpTime, event: &DaemonEvent) {
+        let (kind, details) = match event {
+            DaemonEvent::RequestSent { .. } | DaemonEvent::Served { .. } => return,
+            DaemonEvent::SourceReply { source, event: SourceEvent::Sample(m) } => {
+                if let Some(st) = self.state.get_mut(host) {
+                    st.peer_stratum.insert(*source, m.stratum);
+                }
+                return;
+            }
+            DaemonEvent::SourceReply { source, event } => {
+                ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{event:?}") }))
+            }
+            DaemonEvent::Selection { system_peer, falsetickers, offset } => {
+                if let Some(st) = self.state.get_mut(host) {
+                    st.synced = system_peer.is_some();
+                    st.stratum = system_peer
+                        .and_then(|p| st.peer_stratum.get(&p).copied())
+                        .map_or(16, |s| s.saturating_add(1).min(16));
+                }
+                (
+                    "selection",
+                    serde_json::json!({
+                        "system_peer": system_peer.map(|p| p.to_string()),
+                        "falsetickers": falsetickers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "offset_s": offset.map(|o| o.to_seconds_f64()),
+                    }),
+                )
+            }
+            DaemonEvent::Clock { action, .. } => {
+                if let (ClockAction::Step { .. }, Some(h)) = (action, self.hosts.get_mut(host)) {
+                    h.steps += 1;
+                }
+                let kind = match action {
+                    ClockAction::Step { .. } => "step",
+                    ClockAction::Slew { .. } => "slew",
+                    ClockAction::Panic { .. } => "panic",
+                    ClockAction::Ignore(_) => "ignore",
+                };
+                (kind, serde_json::json!({ "action": format!("{action:?}") }))
+            }
+            DaemonEvent::PollChanged { poll_log2 } => {
+                if let Some(st) = self.state.get_mut(host) {
+                    st.poll_log2 = *poll_log2;
+                }
+                ("poll", serde_json::json!({ "poll_log2": poll_log2 }))
+            }
+            DaemonEvent::LeapArmed { leap, .. } => ("leap_armed", serde_json::json!({ "leap": format!("{leap:?}") })),
+            DaemonEvent::SourceDropped { source } => ("source_dropped", serde_json::json!({ "source": source.to_string() })),
+        };
+        let mut details = details;
+        details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());
+        self.event(elapsed, Some(host), kind, details);
+    }
+
+    fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent) {
+        self.event(elapsed, None, "scenario", serde_json::json!({ "event": format!("{event:?}") }));
+    }
+}
+
+/// Runs a scenario; with `out`, writes the trace there.
+pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
+    let trace = match out {
+        Some(dir) => Some(TraceWriter::create(dir, s.start).map_err(|e| format!("cannot write the trace to {}: {e}", dir.display()))?),
+        None => None,
+    };
+    let converged = dur(s.converged_after);
+    let recorder = Rc::new(RefCell::new(RunRecorder {
+        start: s.start,
+        clocks: Vec::new(),
+        expect_stats: s.expectations.iter().map(|e| (e.host, HostStats::new(dur(e.after), SYNC_THRESHOLD_S))).collect(),
+        names: s.hosts.iter().map(|h| h.name.clone()).collect(),
+        hosts: s.hosts.iter().map(|_| HostStats::new(converged, SYNC_THRESHOLD_S)).collect(),
+        state: s
+            .hosts
+            .iter()
+            .map(|h| {
+                // A server of its own clock (local stratum) is synchronized from the start.
+                let local = match &h.role {
+                    Role::Ntp(n) if n.sources.is_empty() => n.daemon.local.map(|l| l.stratum),
+                    _ => None,
+                };
+                HostState { synced: local.is_some(), stratum: local.unwrap_or(16), poll_log2: 6, peer_stratum: BTreeMap::new() }
+            })
+            .collect(),
+        received: vec![0; s.hosts.len()],
+        trace,
+        pending: BTreeMap::new(),
+        seq: 0,
+        error: None,
+    }));
+    let wall = std::time::Instant::now();
+    let counters = simulate(setup(s), recorder.clone()).map_err(|e| e.to_string())?;
+    let wall = wall.elapsed();
+    let mut rec = recorder.borrow_mut();
+    rec.flush_packets(None);
+    if let Some(e) = rec.error.take() {
+        return Err(format!("writing the trace failed: {e}"));
+    }
+    let trace = match rec.trace.take() {
+        Some(t) => Some(t.finish().map_err(|e| format!("writing the trace failed: {e}"))?),
+        None => None,
+    };
+    let hosts: Vec<HostReport> = s
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| HostReport {
+            name: h.name.clone(),
+            daemon: matches!(h.role, Role::Ntp(_)),
+            stats: rec.hosts[i].clone(),
+            packets_received: rec.received[i],
+            synced: rec.state[i].synced,
+        })
+        .collect();
+    let verdicts = s.expectations.iter().zip(&rec.expect_stats).map(|(e, (_, st))| judge(e, &hosts, st)).collect();
+    Ok(RunReport {
+        name: s.name.clone(),
+        seed: s.seed,
+        hosts,
+        verdicts,
+        packets: (counters.packets, counters.lost),
+        wall,
+        trace,
+    })
+}
+
+fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats) -> Verdict {
+    let h = &hosts[e.host];
+    let value = match e.metric {
+        Metric::RmsOffset => window.rms_offset(),
+        Metric::MaxOffset => window.max_offset(),
+        Metric::SyncTime => h.stats.sync_time(),
+        Metric::MaxFrequencyError => window.max_frequency_error(),
+        Metric::RmsFrequencyError => window.rms_frequency_error(),
+        Metric::PacketsSent => Some(h.stats.packets_sent as f64),
+        Metric::PacketsReceived => Some(h.packets_received as f64),
+        Metric::Steps => Some(h.stats.steps as f64),
+    };
+    let passed = value.is_some_and(|v| e.max.is_none_or(|m| v <= m) && e.min.is_none_or(|m| v >= m));
+    Verdict { expectation: e.clone(), host: h.name.clone(), value, passed }
+}
