@@ -180,8 +180,10 @@ impl HostClock {
     /// else set this host's clock).
     pub fn external_step(&mut self, at: NtpDuration, by: NtpDuration) {
         self.fill_grid(at);
+        // Pin the pre-step state at `at`: earlier instants (a datagram read
+        // late, a trace record) extrapolate from it and never see the step.
+        let _ = self.raw_offset(at);
         self.oscillator.step(at, by);
-        self.last = None;
     }
 }
 
