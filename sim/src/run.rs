@@ -72,7 +72,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                 role: match &h.role {
                     Role::Ntp(n) => HostRole::Daemon(Box::new(n.daemon.clone())),
                     Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
-                        p.behavior.clone(),
+                        p.behavior,
                         p.stratum,
                         SimRng::derive(s.seed, &format!("peer/{i}")).next_u64(),
                     )),
