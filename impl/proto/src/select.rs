@@ -668,6 +668,18 @@ mod tests {
     }
 
     #[test]
+    fn a_falseticker_is_not_combined_while_intervals_are_still_wide() {
+        // Early after start: four truechimers at -50 ms and one falseticker at
+        // +450 ms, all with wide intervals (few filter samples), tiny jitter.
+        let mut c: Vec<_> = (1..=4).map(|i| cand(i, -50.0, 600.0 + f64::from(i), 0.01)).collect();
+        c.push(cand(5, 450.0, 600.0, 0.01));
+        let s = run(&c);
+        assert!(!s.survivors.contains(&5), "the falseticker must not survive the cluster algorithm: {s:?}");
+        let out = s.outcome.expect("a majority");
+        assert!((secs(out.offset) + 50.0 * MS).abs() < 1.0 * MS, "{:?}", out.offset);
+    }
+
+    #[test]
     fn usable_as_a_trait_object() {
         let mut alg: Box<dyn SelectionAlgorithm<u32>> = Box::new(Rfc5905Selection::default());
         assert_eq!(alg.name(), "rfc5905");

@@ -21,13 +21,17 @@
 use crate::constants::{MINDISP, PHI};
 use crate::discipline::{Action, Discipline, DisciplineConfig};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
-use crate::select::{Candidate, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
+use crate::select::{Candidate, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
 use crate::server::ServerClockState;
 use crate::source::Measurement;
 use crate::time::{NtpDuration, NtpTime};
 use crate::wire::refid::ReferenceId;
 use crate::wire::v4::LeapIndicator;
 use std::collections::BTreeMap;
+
+/// How long, after the first selection, the first clock update waits for
+/// sources whose intervals are still too wide to be judged (an iburst takes 14 s).
+pub const STARTUP_WAIT_S: i64 = 64;
 
 /// Serve the local clock as a reference when no source is selected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +98,8 @@ pub struct System<Id: Ord + Clone> {
     system_peer: Option<Id>,
     /// Arrival time of the last system-peer sample used (the strictly-later check of A.5.5.1).
     last_used_sample: Option<NtpTime>,
+    /// When the first selection ran (start of the startup wait).
+    first_sample: Option<NtpTime>,
     state: ServerClockState,
     offset: NtpDuration,
     jitter: NtpDuration,
@@ -117,6 +123,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             selection,
             system_peer: None,
             last_used_sample: None,
+            first_sample: None,
             offset: NtpDuration::ZERO,
             jitter: NtpDuration::ZERO,
         }
@@ -208,7 +215,17 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
         let selection = self.selection.select(&candidates, &context);
         let mut update = SystemUpdate { selection: None, clock: None, stepped: false };
-        if let Ok(combined) = &selection.outcome {
+        // Before the first synchronization, sources whose intervals are still wide
+        // (few filter samples) all overlap and a falseticker can sit in any
+        // "majority": the clock is first set only when the truechimers are a
+        // majority of every source that has answered, not only of those whose
+        // distance already passes (the first update may step the clock).
+        let answered = candidates.len();
+        let first = *self.first_sample.get_or_insert(now);
+        let waiting = selection.rejected.iter().any(|(_, r)| *r == Rejection::DistanceTooLarge)
+            && (now - first) < NtpDuration::from_seconds(STARTUP_WAIT_S);
+        let startup_ok = self.state.is_synchronized() || (2 * selection.truechimers.len() > answered && !waiting);
+        if let (Ok(combined), true) = (&selection.outcome, startup_ok) {
             let peer_id = combined.system_peer.clone();
             let candidate = candidates.iter().find(|c| c.id == peer_id);
             self.system_peer = Some(peer_id.clone());
@@ -362,6 +379,26 @@ mod tests {
         }
         assert!(synced_at.is_some(), "never synchronized");
         assert!(sys.server_state(t(20.0)).is_synchronized());
+    }
+
+    #[test]
+    fn startup_waits_for_a_majority_of_all_answering_sources() {
+        // Three sources: a truthful one, a liar, and a truthful one whose
+        // interval is still too wide to judge. While the third is out of reach
+        // (and within the startup wait), the clock is not touched: two wide
+        // intervals, one of them false, always "agree".
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            for (id, offset, delay) in [(0, 0.001, 0.002), (1, 0.45, 0.002), (2, 0.0012, 3.0)] {
+                let u = sys.handle_measurement(&id, &measurement(offset, delay, at + 0.1 * f64::from(id)), t(at));
+                assert!(u.clock.is_none(), "no clock update before the third source can be judged");
+            }
+        }
+        assert!(!sys.server_state(t(20.0)).is_synchronized());
     }
 
     #[test]
