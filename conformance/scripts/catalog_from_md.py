@@ -15,9 +15,9 @@ import sys
 
 # Requirement ID -> check IDs (see conformance/src/checks.rs, CHECKS).
 CHECKS = {
-    "R5905-7.3-hdr48": ["client-rejects-malformed"],
-    "R5905-9.2-version": ["client-rejects-malformed"],
-    "R5905-9.2-ef-fuzz": ["client-rejects-malformed"],
+    "R5905-7.3-hdr48": ["client-rejects-short"],
+    "R5905-9.2-version": ["client-rejects-bad-version"],
+    "R5905-9.2-ef-fuzz": ["client-rejects-bad-extension"],
     "R5905-A.5.3-vn-copy": ["server-copies-version"],
     "R5905-3-mode-map": ["server-mode-map"],
     "R5905-9.2-mode-discard": ["client-rejects-unsolicited"],
