@@ -39,7 +39,7 @@ fn status_word(s: Status) -> &'static str {
 pub fn fmt_seconds(v: Option<f64>) -> String {
     match v {
         None => "never".into(),
-        Some(v) if v == 0.0 => "0 s".into(),
+        Some(0.0) => "0 s".into(),
         Some(v) if v.abs() < 1e-6 => format!("{:.1} ns", v * 1e9),
         Some(v) if v.abs() < 1e-3 => format!("{:.1} µs", v * 1e6),
         Some(v) if v.abs() < 1.0 => format!("{:.3} ms", v * 1e3),

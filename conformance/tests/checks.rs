@@ -30,7 +30,6 @@ fn ctx() -> Context {
 }
 
 /// 48-octet NTPv4 header as hex.
-#[allow(clippy::too_many_arguments)]
 fn hdr(li_vn_mode: u8, stratum: u8, refid: &str, org: u64, rx: u64, tx: u64) -> String {
     let mut b = vec![li_vn_mode, stratum, 6, 0xec];
     b.extend([0u8; 8]);
@@ -53,6 +52,7 @@ fn at(s: f64) -> String {
 }
 
 /// One packets.jsonl line; times in seconds since START; `local_*` = clock readings.
+#[allow(clippy::too_many_arguments)] // a trace line has this many fields
 fn pkt(frame: u64, sent: f64, recv: f64, sender_local: f64, receiver_local: f64, src: &str, dst: &str, bytes: &str) -> String {
     format!(
         r#"{{"sent":"{}","sent_t_s":{sent},"received":"{}","received_t_s":{recv},"lost":null,"src":"{src}","dst":"{dst}","length":{},"sender_local":"{}","receiver_local":"{}","frame":{frame},"bytes":"{bytes}"}}"#,
