@@ -6,6 +6,7 @@ mod decode;
 mod query;
 mod run;
 mod serve;
+mod suite;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -29,6 +30,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a scenario in the deterministic simulator (the real daemon on simulated hosts).
     Run(run::RunArgs),
+    /// Run every scenario of a directory with the conformance checks; write reports; gate CI.
+    Suite(suite::SuiteArgs),
     /// Load-test NTP implementations (loopback targets only, unless allowed).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args, &mut out),
         Command::Query(args) => query::run(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
+        Command::Suite(args) => suite::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };

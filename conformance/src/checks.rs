@@ -1,0 +1,1064 @@
+//! Checks over a run's trace. Each check looks at the datagrams
+//! (`packets.jsonl`, payloads decoded with `ntplab_proto::wire::parse_packet`),
+//! the daemon's events (`events.jsonl`) and the sample grid (`samples.csv`)
+//! and returns a [`Outcome`]: [`Status::Pass`], [`Status::Fail`] or
+//! [`Status::NotExercised`], a one-line reason, and evidence (frame numbers of
+//! `packets.pcap`, lines of the trace files, times and figures).
+//!
+//! Which requirement a check gives evidence for is data: the `checks` key of
+//! `catalog.toml`. The "device under test" is every host that runs the
+//! daemon; scripted peers are the test's stimulus and are never judged.
+//!
+//! What the trace cannot show: the daemon does not log accepted samples
+//! (only rejected datagrams, kiss codes, selections and clock actions). A
+//! reply delivered to a daemon's source socket that produced no
+//! `source_reply` event was therefore taken as a sample; the client checks
+//! rely on that.
+
+use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};
+use ntplab_proto::time::{NtpTime, NtpTimestamp};
+use ntplab_proto::wire::refid::ReferenceId;
+use ntplab_proto::wire::v4::{LeapIndicator, Mode};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Exercised and met.
+    Pass,
+    /// Exercised and violated.
+    Fail,
+    /// The run never created the situation the requirement is about.
+    NotExercised,
+}
+
+impl Status {
+    /// `pass`, `fail` or `not exercised`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::NotExercised => "not exercised",
+        }
+    }
+}
+
+/// At most this many evidence lines are kept per outcome.
+pub const EVIDENCE_MAX: usize = 5;
+
+/// What one check found in one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The verdict.
+    pub status: Status,
+    /// One line saying why.
+    pub reason: String,
+    /// The datagrams, events and figures that decided it (at most [`EVIDENCE_MAX`]).
+    pub evidence: Vec<String>,
+}
+
+impl Outcome {
+    /// Not exercised, for this reason.
+    pub fn not_exercised(reason: impl Into<String>) -> Outcome {
+        Outcome { status: Status::NotExercised, reason: reason.into(), evidence: Vec::new() }
+    }
+}
+
+/// Counts cases and keeps the first few pieces of evidence; bad cases first.
+#[derive(Debug, Default)]
+struct Tally {
+    good: usize,
+    bad: usize,
+    bad_evidence: Vec<String>,
+    good_evidence: Vec<String>,
+}
+
+impl Tally {
+    fn good(&mut self, e: impl FnOnce() -> String) {
+        self.good += 1;
+        if self.good_evidence.len() < 2 {
+            self.good_evidence.push(e());
+        }
+    }
+
+    fn bad(&mut self, e: impl FnOnce() -> String) {
+        self.bad += 1;
+        if self.bad_evidence.len() < EVIDENCE_MAX {
+            self.bad_evidence.push(e());
+        }
+    }
+
+    /// `what` names the cases (plural noun phrase), `idle` says why nothing was exercised.
+    fn outcome(self, what: &str, idle: &str) -> Outcome {
+        if self.bad > 0 {
+            Outcome {
+                status: Status::Fail,
+                reason: format!("{} of {} {what} violate it; first: {}", self.bad, self.bad + self.good, self.bad_evidence[0]),
+                evidence: self.bad_evidence,
+            }
+        } else if self.good > 0 {
+            Outcome { status: Status::Pass, reason: format!("all {} {what} meet it", self.good), evidence: self.good_evidence }
+        } else {
+            Outcome::not_exercised(idle)
+        }
+    }
+}
+
+/// A check: an ID (named in `catalog.toml`), a title, and its function.
+#[derive(Clone, Copy)]
+pub struct Check {
+    /// Stable ID, e.g. `server-echoes-origin`.
+    pub id: &'static str,
+    /// What it verifies, one line.
+    pub title: &'static str,
+    /// Runs it.
+    pub run: fn(&Analysis<'_>) -> Outcome,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// RFC 5905 STEPT: offsets below it are slewed, seconds.
+pub const STEPT_S: f64 = 0.125;
+/// RFC 8633 §5.4: a RATE back-off must stay at or below 2^13 s.
+pub const RATE_POLL_CAP_S: f64 = 8192.0;
+/// RFC 5905 MAXPOLL: 2^17 s.
+pub const MAXPOLL_LOG2: i8 = 17;
+/// RFC 5905 MINPOLL: 2^4 s.
+pub const MINPOLL_LOG2: i8 = 4;
+/// Start of NTP era 1: 2036-02-07T06:28:16Z.
+pub const ERA1: NtpTime = NtpTime::ERA1;
+
+/// How a reply delivered to a daemon's source socket relates to that socket's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReplyClass {
+    /// Answers the outstanding request, first of its kind, sane header.
+    Fresh,
+    /// Fresh but a kiss-o'-death (stratum 0, mode 4).
+    Kiss,
+    /// Shorter than the 48-octet header.
+    Short,
+    /// Version not 1–4.
+    BadVersion,
+    /// A header followed by an extension area that does not decode.
+    BadExtension,
+    /// Not mode 4.
+    BadMode,
+    /// No request was ever sent on this socket to this server before.
+    Unsolicited,
+    /// Origin timestamp zero.
+    ZeroOrigin,
+    /// Origin differs from the outstanding request's transmit timestamp.
+    Bogus,
+    /// A kiss-o'-death whose origin does not match the outstanding request.
+    BogusKiss,
+    /// The same octets as an earlier delivered reply (duplicate or replay).
+    Duplicate,
+    /// A different reply to a request that was already answered.
+    SecondReply,
+    /// Matches the request but LI 3 (not a kiss), stratum ≥ 16, or transmit 0.
+    Insane,
+}
+
+/// A reply delivered to a daemon client, classified, with the event it caused.
+#[derive(Debug, Clone)]
+pub struct ClientReply {
+    /// Index into [`Trace::packets`].
+    pub packet: usize,
+    /// The request it answers or should have answered (index into packets).
+    pub request: Option<usize>,
+    /// Its class.
+    pub class: ReplyClass,
+    /// The `source_reply` event it caused (index into [`Trace::events`]); None: used as a sample.
+    pub event: Option<usize>,
+}
+
+/// A reply sent by a daemon server, paired with the request it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerPair {
+    /// The request (index into packets).
+    pub request: usize,
+    /// The reply (index into packets).
+    pub reply: usize,
+}
+
+/// The trace, indexed once for all checks.
+#[derive(Debug)]
+pub struct Analysis<'a> {
+    /// The scenario's hosts.
+    pub ctx: &'a Context,
+    /// The trace.
+    pub trace: &'a Trace,
+    /// Replies from daemon servers with their requests.
+    pub server_pairs: Vec<ServerPair>,
+    /// Replies from daemon servers with no request from that client before them.
+    pub orphan_replies: Vec<usize>,
+    /// Replies delivered to daemon clients' source sockets, classified.
+    pub client_replies: Vec<ClientReply>,
+    /// Mode-3 requests per (client socket, server socket), sorted by send time.
+    pub flows: BTreeMap<(SocketAddr, SocketAddr), Vec<usize>>,
+}
+
+fn ts(p: &PacketRec) -> Option<(NtpTimestamp, NtpTimestamp, NtpTimestamp)> {
+    p.header.map(|h| (h.origin_timestamp, h.receive_timestamp, h.transmit_timestamp))
+}
+
+fn xmt(p: &PacketRec) -> Option<NtpTimestamp> {
+    p.header.map(|h| h.transmit_timestamp)
+}
+
+fn kiss_code(p: &PacketRec) -> String {
+    p.header.map_or_else(String::new, |h| h.reference_id.kiss_code().name())
+}
+
+impl<'a> Analysis<'a> {
+    /// Indexes the trace.
+    pub fn new(ctx: &'a Context, trace: &'a Trace) -> Analysis<'a> {
+        let pk = &trace.packets;
+        let mut flows: BTreeMap<(SocketAddr, SocketAddr), Vec<usize>> = BTreeMap::new();
+        for (i, p) in pk.iter().enumerate() {
+            if p.mode() == Some(Mode::Client) {
+                flows.entry((p.src, p.dst)).or_default().push(i);
+            }
+        }
+        for v in flows.values_mut() {
+            v.sort_by(|a, b| pk[*a].sent_t_s.total_cmp(&pk[*b].sent_t_s));
+        }
+        // Server side: replies sent by daemons.
+        let mut server_pairs = Vec::new();
+        let mut orphan_replies = Vec::new();
+        for (i, p) in pk.iter().enumerate() {
+            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) {
+                continue;
+            }
+            let Some(reqs) = flows.get(&(p.dst, p.src)) else {
+                if p.mode() == Some(Mode::Server) {
+                    orphan_replies.push(i);
+                }
+                continue;
+            };
+            let arrived: Vec<usize> = reqs
+                .iter()
+                .copied()
+                .filter(|r| pk[*r].received_t_s.is_some_and(|t| t <= p.sent_t_s + 1e-9))
+                .collect();
+            let org = p.header.map(|h| h.origin_timestamp);
+            let by_org = arrived.iter().rev().take(16).copied().find(|r| xmt(&pk[*r]) == org);
+            match by_org.or_else(|| arrived.last().copied()) {
+                Some(request) => server_pairs.push(ServerPair { request, reply: i }),
+                None => orphan_replies.push(i),
+            }
+        }
+        // Client side: replies delivered to a daemon's source socket.
+        let mut events_by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, e) in trace.events.iter().enumerate() {
+            if e.kind == "source_reply" {
+                if let Some(h) = e.host.as_deref() {
+                    events_by_host.entry(h).or_default().push(i);
+                }
+            }
+        }
+        let mut used_events = BTreeSet::new();
+        let mut client_replies = Vec::new();
+        let mut seen_bytes: BTreeMap<(SocketAddr, SocketAddr), Vec<usize>> = BTreeMap::new();
+        let mut answered: BTreeSet<usize> = BTreeSet::new();
+        let mut delivered: Vec<usize> = (0..pk.len()).filter(|i| pk[*i].delivered()).collect();
+        delivered.sort_by(|a, b| pk[*a].received_t_s.unwrap_or(0.0).total_cmp(&pk[*b].received_t_s.unwrap_or(0.0)));
+        for i in delivered {
+            let p = &pk[i];
+            if p.mode() == Some(Mode::Client) || !ctx.is_daemon(p.dst.ip()) {
+                continue;
+            }
+            // Only sockets that sent requests to exactly this server are source sockets.
+            let Some(reqs) = flows.get(&(p.dst, p.src)) else { continue };
+            if !ctx.is_daemon(p.dst.ip()) {
+                continue;
+            }
+            let t = p.received_t_s.unwrap_or(p.sent_t_s);
+            let before: Vec<usize> = reqs.iter().copied().filter(|r| pk[*r].sent_t_s <= t).collect();
+            let outstanding = before.last().copied();
+            let same = seen_bytes.entry((p.dst, p.src)).or_default();
+            let duplicate = same.iter().any(|j| pk[*j].bytes == p.bytes);
+            same.push(i);
+            let class = match (p.header, outstanding) {
+                (None, _) if p.bytes.len() < 48 => ReplyClass::Short,
+                (None, _) => ReplyClass::BadVersion,
+                (Some(h), _) if !(1..=4).contains(&h.version) => ReplyClass::BadVersion,
+                _ if p.ext_error => ReplyClass::BadExtension,
+                (Some(h), _) if h.mode != Mode::Server => ReplyClass::BadMode,
+                (Some(_), None) => ReplyClass::Unsolicited,
+                _ if duplicate => ReplyClass::Duplicate,
+                (Some(h), Some(r)) => {
+                    let req_xmt = xmt(&pk[r]);
+                    if h.origin_timestamp.is_zero() {
+                        ReplyClass::ZeroOrigin
+                    } else if Some(h.origin_timestamp) != req_xmt {
+                        if h.stratum == 0 {
+                            ReplyClass::BogusKiss
+                        } else {
+                            ReplyClass::Bogus
+                        }
+                    } else if !answered.insert(r) {
+                        ReplyClass::SecondReply
+                    } else if h.stratum == 0 {
+                        ReplyClass::Kiss
+                    } else if h.leap == LeapIndicator::Unsynchronized || h.stratum >= 16 || h.transmit_timestamp.is_zero() {
+                        ReplyClass::Insane
+                    } else {
+                        ReplyClass::Fresh
+                    }
+                }
+            };
+            client_replies.push(ClientReply { packet: i, request: outstanding, class, event: None });
+        }
+        // Events go first to the replies that should have been rejected, then
+        // to fresh ones: two copies of a duplicated reply arrive together and
+        // the one that was not used is the one that was rejected.
+        for fresh_pass in [false, true] {
+            for c in client_replies.iter_mut().filter(|c| (c.class == ReplyClass::Fresh) == fresh_pass) {
+                let p = &pk[c.packet];
+                let t = p.received_t_s.unwrap_or(p.sent_t_s);
+                let host = ctx.name(p.dst.ip());
+                let event = events_by_host.get(host.as_str()).and_then(|evs| {
+                    evs.iter().copied().filter(|e| !used_events.contains(e)).find(|e| {
+                        let ev = &trace.events[*e];
+                        ev.t_s >= t - 1e-3 && ev.t_s <= t + 0.05 && ev.source() == Some(p.src)
+                    })
+                });
+                if let Some(e) = event {
+                    used_events.insert(e);
+                }
+                c.event = event;
+            }
+        }
+        Analysis { ctx, trace, server_pairs, orphan_replies, client_replies, flows }
+    }
+
+    fn pk(&self, i: usize) -> &PacketRec {
+        &self.trace.packets[i]
+    }
+
+    fn ev(&self, i: usize) -> &EventRec {
+        &self.trace.events[i]
+    }
+
+    fn flow_name(&self, p: &PacketRec) -> String {
+        format!("{} -> {}", self.ctx.name(p.src.ip()), self.ctx.name(p.dst.ip()))
+    }
+
+    /// Host names of daemons (the devices under test).
+    fn daemon_hosts(&self) -> impl Iterator<Item = &crate::trace::HostInfo> {
+        self.ctx.hosts.iter().filter(|h| matches!(h.kind, HostKind::Daemon { .. }))
+    }
+
+    /// Selection events of one host: (event index, system peer).
+    fn selections(&self, host: &str) -> Vec<(usize, Option<SocketAddr>)> {
+        self.trace
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == "selection" && e.host.as_deref() == Some(host))
+            .map(|(i, e)| (i, e.details.get("system_peer").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())))
+            .collect()
+    }
+
+    /// The system peer of `host` at true time `t_s` (latest selection event at or before it).
+    fn system_peer_at(&self, sel: &[(usize, Option<SocketAddr>)], t_s: f64) -> Option<(usize, Option<SocketAddr>)> {
+        sel.iter().copied().take_while(|(e, _)| self.ev(*e).t_s <= t_s).last()
+    }
+}
+
+/// Every check, in report order.
+pub const CHECKS: &[Check] = &[
+    Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin; receive and transmit are its clock at arrival and departure", run: server_echoes_origin },
+    Check { id: "server-copies-version", title: "server replies with the request's version number", run: server_copies_version },
+    Check { id: "server-mode-map", title: "client-mode requests are answered in server mode", run: server_mode_map },
+    Check { id: "server-reply-address", title: "server replies go back to the request's source from the address it was sent to", run: server_reply_address },
+    Check { id: "server-no-amplification", title: "no reply of the daemon is longer than the request it answers", run: server_no_amplification },
+    Check { id: "stratum-16-never-sent", title: "no datagram from the daemon carries stratum 16 or above", run: stratum_never_16 },
+    Check { id: "refid-stratum-1", title: "stratum-1 replies carry a left-justified ASCII reference ID", run: refid_stratum_1 },
+    Check { id: "refid-upstream", title: "above stratum 1 the reference ID is the system peer's IPv4 address (or MD5 of its IPv6 address)", run: refid_upstream },
+    Check { id: "refid-never-init", title: "the daemon never sends the reference ID INIT", run: refid_never_init },
+    Check { id: "unsynced-server-advertises", title: "a server not yet synchronized replies LI 3, stratum 0", run: unsynced_server },
+    Check { id: "stratum-follows-peer", title: "a synchronized server's stratum is its system peer's plus one", run: stratum_follows_peer },
+    Check { id: "kod-well-formed", title: "kiss-o'-death replies from the daemon: stratum 0, ASCII kiss code, origin = request transmit", run: kod_well_formed },
+    Check { id: "client-transmit-random", title: "client transmit timestamps: low-order bits random, not predictable", run: client_transmit_random },
+    Check { id: "client-source-port", title: "client requests come from ephemeral ports, not 123", run: client_source_port },
+    Check { id: "client-rejects-short", title: "replies shorter than the 48-octet header are discarded", run: |a| client_rejects(a, &[ReplyClass::Short], "short replies") },
+    Check { id: "client-rejects-bad-version", title: "replies with a version other than 1-4 are discarded", run: |a| client_rejects(a, &[ReplyClass::BadVersion], "wrong-version replies") },
+    Check { id: "client-rejects-bad-extension", title: "replies with a malformed extension field chain are discarded", run: |a| client_rejects(a, &[ReplyClass::BadExtension], "replies with a broken extension area") },
+    Check { id: "client-rejects-unsolicited", title: "replies with no request outstanding and non-server modes are discarded", run: |a| client_rejects(a, &[ReplyClass::Unsolicited, ReplyClass::BadMode], "unsolicited or wrong-mode replies") },
+    Check { id: "client-rejects-bogus", title: "replies whose origin is not the outstanding request's transmit are discarded", run: |a| client_rejects(a, &[ReplyClass::Bogus], "bogus-origin replies") },
+    Check { id: "client-rejects-zero-origin", title: "replies with origin 0 are discarded", run: |a| client_rejects(a, &[ReplyClass::ZeroOrigin], "zero-origin replies") },
+    Check { id: "client-rejects-duplicate", title: "duplicate and replayed replies are discarded", run: |a| client_rejects(a, &[ReplyClass::Duplicate], "duplicate or replayed replies") },
+    Check { id: "client-rejects-second-reply", title: "a second, different reply to an answered request is discarded", run: |a| client_rejects(a, &[ReplyClass::SecondReply], "second replies") },
+    Check { id: "client-rejects-insane", title: "replies with LI 3, stratum >= 16 or transmit 0 give no sample", run: |a| client_rejects(a, &[ReplyClass::Insane], "unsynchronized or insane replies") },
+    Check { id: "kod-no-sample", title: "no kiss-o'-death is used as a time sample", run: kod_no_sample },
+    Check { id: "kod-rate-backoff", title: "after RATE the client's interval to that server grows", run: kod_rate_backoff },
+    Check { id: "kod-rate-cap", title: "after RATE the interval stays at or below 2^13 s and the client keeps polling", run: kod_rate_cap },
+    Check { id: "kod-deny-stops", title: "after DENY or RSTR the client sends nothing more to that server", run: kod_deny_stops },
+    Check { id: "kod-x-ignored", title: "kiss codes starting with X cause no protocol action", run: |a| kod_informational(a, true) },
+    Check { id: "kod-other-no-sample", title: "other kiss codes cause no protocol action and no sample", run: |a| kod_informational(a, false) },
+    Check { id: "kod-bogus-origin-ignored", title: "kiss-o'-death with a wrong origin is ignored", run: |a| client_rejects(a, &[ReplyClass::BogusKiss], "kiss-o'-death replies with a wrong origin") },
+    Check { id: "offset-delay-formula", title: "offset and delay from the four timestamps match the true clock offsets within half the path asymmetry", run: offset_delay_formula },
+    Check { id: "era-wrap-no-jump", title: "no offset jump, step or loss of sync across 2036-02-07T06:28:16Z", run: era_wrap },
+    Check { id: "falsetickers-outvoted", title: "a falseticker never becomes the system peer", run: falsetickers_outvoted },
+    Check { id: "poll-bounds", title: "request poll fields and system poll stay within MINPOLL 4 .. MAXPOLL 17", run: poll_bounds },
+    Check { id: "slew-below-step-threshold", title: "offsets below 0.125 s are slewed, not stepped; the clock never runs backwards otherwise", run: slew_below_stept },
+];
+
+/// The check with this ID.
+pub fn check(id: &str) -> Option<&'static Check> {
+    CHECKS.iter().find(|c| c.id == id)
+}
+
+fn t_resolve(ts: NtpTimestamp, near: NtpTime) -> NtpTime {
+    ts.resolve(near)
+}
+
+fn secs(d: ntplab_proto::time::NtpDuration) -> f64 {
+    d.to_seconds_f64()
+}
+
+fn server_echoes_origin(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    // Receive timestamps a daemon handed out, per (server, client address), for interleaved replies.
+    let mut given_rx: BTreeMap<(SocketAddr, IpAddr), BTreeSet<u64>> = BTreeMap::new();
+    for pair in &a.server_pairs {
+        let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
+        let (Some((org, rx, tx)), Some(req_xmt)) = (ts(rep), xmt(req)) else { continue };
+        let interleaved = matches!(a.ctx.host_at(rep.src.ip()).map(|h| &h.kind), Some(HostKind::Daemon { interleaved: true, .. }));
+        let known_rx = given_rx.entry((rep.src, rep.dst.ip())).or_default();
+        let org_ok = org == req_xmt || (interleaved && known_rx.contains(&org.to_bits()));
+        known_rx.insert(rx.to_bits());
+        let (Some(arrival_local), Some(_)) = (req.receiver_local, req.received) else { continue };
+        let rx_err = secs(t_resolve(rx, arrival_local) - arrival_local).abs();
+        let tx_err = secs(t_resolve(tx, rep.sender_local) - rep.sender_local).abs();
+        let order_ok = secs(t_resolve(tx, rep.sender_local) - t_resolve(rx, rep.sender_local)) >= 0.0;
+        let noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
+        let tol = 1e-3 + 10.0 * noise;
+        let cite = || format!("{} answering {} ({})", rep.cite(), req.cite(), a.flow_name(rep));
+        if !org_ok {
+            t.bad(|| format!("{}: origin {:016x} != request transmit {:016x}", cite(), org.to_bits(), req_xmt.to_bits()));
+        } else if rep.header.is_some_and(|h| h.stratum == 0) {
+            // A kiss-o'-death: receive and transmit are undefined (RFC 5905 §7.4).
+            t.good(|| format!("{}: kiss-o'-death, origin {:016x} echoed", cite(), org.to_bits()));
+        } else if rx.is_zero() || tx.is_zero() || !order_ok {
+            t.bad(|| format!("{}: receive {:016x}, transmit {:016x} (zero or transmit before receive)", cite(), rx.to_bits(), tx.to_bits()));
+        } else if rx_err > tol || tx_err > tol {
+            t.bad(|| format!("{}: receive off the server clock by {rx_err:.3e} s, transmit by {tx_err:.3e} s (tolerance {tol:.0e} s)", cite()));
+        } else {
+            t.good(|| format!("{}: origin {:016x} echoed", cite(), org.to_bits()));
+        }
+    }
+    t.outcome("daemon replies", "no daemon served a request in this run")
+}
+
+fn server_copies_version(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for pair in &a.server_pairs {
+        let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
+        let (Some(q), Some(r)) = (req.header, rep.header) else { continue };
+        if q.version == r.version {
+            t.good(|| format!("{}: v{} request answered v{}", rep.cite(), q.version, r.version));
+        } else {
+            t.bad(|| format!("{} answering {}: request v{}, reply v{}", rep.cite(), req.cite(), q.version, r.version));
+        }
+    }
+    t.outcome("daemon replies", "no daemon served a request in this run")
+}
+
+fn server_mode_map(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for pair in &a.server_pairs {
+        let rep = a.pk(pair.reply);
+        match rep.mode() {
+            Some(Mode::Server) => t.good(|| format!("{}: mode 3 answered with mode 4", rep.cite())),
+            m => t.bad(|| format!("{}: mode 3 answered with mode {:?}", rep.cite(), m)),
+        }
+    }
+    let mut o = t.outcome("daemon replies", "no daemon served a request in this run");
+    if o.status == Status::Pass {
+        o.reason.push_str(" (symmetric modes not exercised)");
+    }
+    o
+}
+
+fn server_reply_address(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for pair in &a.server_pairs {
+        let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
+        if rep.src == req.dst && rep.dst == req.src {
+            t.good(|| format!("{}: {} -> {} answers {} -> {}", rep.cite(), rep.src, rep.dst, req.src, req.dst));
+        } else {
+            t.bad(|| format!("{}: reply {} -> {} to request {} -> {}", rep.cite(), rep.src, rep.dst, req.src, req.dst));
+        }
+    }
+    for i in &a.orphan_replies {
+        let rep = a.pk(*i);
+        t.bad(|| format!("{}: mode-4 datagram {} -> {} answers no request from that address and port", rep.cite(), rep.src, rep.dst));
+    }
+    t.outcome("daemon replies", "no daemon served a request in this run")
+}
+
+fn server_no_amplification(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for pair in &a.server_pairs {
+        let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
+        if rep.bytes.len() <= req.bytes.len() {
+            t.good(|| format!("{}: {} octets for a {}-octet request", rep.cite(), rep.bytes.len(), req.bytes.len()));
+        } else {
+            t.bad(|| format!("{}: {} octets for a {}-octet request {}", rep.cite(), rep.bytes.len(), req.bytes.len(), req.cite()));
+        }
+    }
+    t.outcome("daemon replies", "no daemon served a request in this run")
+}
+
+fn daemon_sent<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = &'b PacketRec> {
+    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && p.header.is_some())
+}
+
+fn stratum_never_16(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in daemon_sent(a) {
+        let h = p.header.unwrap_or_else(|| unreachable!());
+        if h.stratum >= 16 {
+            t.bad(|| format!("{} ({}): stratum {} on the wire", p.cite(), a.flow_name(p), h.stratum));
+        } else {
+            t.good(|| format!("{}: stratum {}", p.cite(), h.stratum));
+        }
+    }
+    t.outcome("datagrams from the daemon", "the daemon sent no datagram")
+}
+
+fn refid_stratum_1(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in daemon_sent(a).filter(|p| p.mode() == Some(Mode::Server)) {
+        let h = p.header.unwrap_or_else(|| unreachable!());
+        if h.stratum != 1 {
+            continue;
+        }
+        let id = h.reference_id.0;
+        let len = id.iter().position(|b| *b == 0).unwrap_or(4);
+        let ok = len > 0 && id[..len].iter().all(|b| b.is_ascii_graphic()) && id[len..].iter().all(|b| *b == 0);
+        if ok {
+            t.good(|| format!("{}: reference ID {:?}", p.cite(), String::from_utf8_lossy(&id[..len])));
+        } else {
+            t.bad(|| format!("{}: stratum-1 reference ID {:02x?} is not left-justified, zero-padded ASCII", p.cite(), id));
+        }
+    }
+    t.outcome("stratum-1 replies", "no daemon served at stratum 1")
+}
+
+fn refid_upstream(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for host in a.daemon_hosts() {
+        let sel = a.selections(&host.name);
+        for p in daemon_sent(a).filter(|p| p.src.ip() == host.address && p.mode() == Some(Mode::Server)) {
+            let h = p.header.unwrap_or_else(|| unreachable!());
+            if !(2..=15).contains(&h.stratum) {
+                continue;
+            }
+            let Some((e, Some(peer))) = a.system_peer_at(&sel, p.sent_t_s) else { continue };
+            let want = match peer.ip() {
+                IpAddr::V4(v4) => ReferenceId::from_ipv4(v4),
+                IpAddr::V6(v6) => ReferenceId::from_ipv6(v6),
+            };
+            if h.reference_id == want {
+                t.good(|| format!("{}: reference ID {:02x?} = system peer {}", p.cite(), h.reference_id.0, peer));
+            } else {
+                t.bad(|| {
+                    format!("{}: reference ID {:02x?}, but the system peer is {} (events.jsonl:{}), which gives {:02x?}", p.cite(), h.reference_id.0, peer, a.ev(e).line, want.0)
+                });
+            }
+        }
+    }
+    t.outcome("replies above stratum 1", "no daemon served above stratum 1 while it had a system peer")
+}
+
+fn refid_never_init(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in daemon_sent(a).filter(|p| p.mode() == Some(Mode::Server)) {
+        let h = p.header.unwrap_or_else(|| unreachable!());
+        if &h.reference_id.0 == b"INIT" {
+            t.bad(|| format!("{}: reference ID INIT (stratum {})", p.cite(), h.stratum));
+        } else {
+            t.good(|| format!("{}: reference ID {:02x?}", p.cite(), h.reference_id.0));
+        }
+    }
+    t.outcome("daemon replies", "no daemon served a request in this run")
+}
+
+fn first_sync_t(a: &Analysis<'_>, host: &str) -> Option<f64> {
+    a.selections(host).into_iter().find(|(_, p)| p.is_some()).map(|(e, _)| a.ev(e).t_s)
+}
+
+fn unsynced_server(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
+        let synced_at = first_sync_t(a, &host.name).unwrap_or(f64::INFINITY);
+        for p in daemon_sent(a).filter(|p| p.src.ip() == host.address && p.mode() == Some(Mode::Server) && p.sent_t_s < synced_at) {
+            let h = p.header.unwrap_or_else(|| unreachable!());
+            if h.leap == LeapIndicator::Unsynchronized && h.stratum == 0 {
+                t.good(|| format!("{}: LI 3, stratum 0 at {:.3} s, before {} first synchronized", p.cite(), p.sent_t_s, host.name));
+            } else {
+                t.bad(|| format!("{}: LI {:?}, stratum {} at {:.3} s, before {} first selected a system peer", p.cite(), h.leap, h.stratum, p.sent_t_s, host.name));
+            }
+        }
+    }
+    t.outcome("replies of not-yet-synchronized servers", "no daemon with sources served before it synchronized")
+}
+
+fn stratum_follows_peer(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
+        let sel = a.selections(&host.name);
+        for p in daemon_sent(a).filter(|p| p.src.ip() == host.address && p.mode() == Some(Mode::Server)) {
+            let h = p.header.unwrap_or_else(|| unreachable!());
+            if h.stratum == 0 {
+                continue;
+            }
+            let Some((e, Some(peer))) = a.system_peer_at(&sel, p.sent_t_s) else { continue };
+            // The peer's latest reply to this host before the reply left.
+            let last = a
+                .client_replies
+                .iter()
+                .rev()
+                .map(|c| a.pk(c.packet))
+                .find(|r| r.src == peer && r.dst.ip() == host.address && r.received_t_s.is_some_and(|x| x <= p.sent_t_s));
+            let Some(up) = last.and_then(|r| r.header.map(|u| (r, u))) else { continue };
+            let want = up.1.stratum.saturating_add(1);
+            if h.stratum == want {
+                t.good(|| format!("{}: stratum {} = peer {} stratum {} + 1", p.cite(), h.stratum, peer, up.1.stratum));
+            } else {
+                t.bad(|| format!("{}: stratum {}, but system peer {} (events.jsonl:{}) last sent stratum {} in {}", p.cite(), h.stratum, peer, a.ev(e).line, up.1.stratum, up.0.cite()));
+            }
+        }
+    }
+    t.outcome("replies of synchronized servers with sources", "no daemon served time it had from an upstream server")
+}
+
+const KISS_CODES: [&str; 14] = ["ACST", "AUTH", "AUTO", "BCST", "CRYP", "DENY", "DROP", "RSTR", "INIT", "MCST", "NKEY", "NTSN", "RATE", "STEP"];
+
+fn kod_well_formed(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for pair in &a.server_pairs {
+        let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
+        let Some(h) = rep.header else { continue };
+        let code = h.reference_id.ascii().unwrap_or("").to_string();
+        if h.stratum != 0 || !KISS_CODES.contains(&code.as_str()) || code == "INIT" {
+            continue; // an unsynchronized reply, not a kiss
+        }
+        if h.origin_timestamp != xmt(req).unwrap_or(NtpTimestamp::ZERO) {
+            t.bad(|| format!("{}: {code} kiss with origin {:016x}, request transmit was {:016x}", rep.cite(), h.origin_timestamp.to_bits(), xmt(req).map_or(0, |x| x.to_bits())));
+        } else if h.mode != Mode::Server {
+            t.bad(|| format!("{}: {code} kiss in mode {:?}", rep.cite(), h.mode));
+        } else {
+            t.good(|| format!("{}: {code} kiss, stratum 0, LI {:?}, origin echoed", rep.cite(), h.leap));
+        }
+    }
+    t.outcome("kiss-o'-death replies of the daemon", "no daemon sent a kiss-o'-death (no rate limiting or access control triggered)")
+}
+
+fn client_transmit_random(a: &Analysis<'_>) -> Outcome {
+    let mut per_host: BTreeMap<IpAddr, Vec<&PacketRec>> = BTreeMap::new();
+    for p in daemon_sent(a).filter(|p| p.mode() == Some(Mode::Client)) {
+        per_host.entry(p.src.ip()).or_default().push(p);
+    }
+    let mut t = Tally::default();
+    for (ip, reqs) in per_host {
+        if reqs.len() < 16 {
+            continue;
+        }
+        let low: BTreeSet<u32> = reqs.iter().filter_map(|p| xmt(p)).map(|x| x.fraction() & 0xffff).collect();
+        let near_local = reqs
+            .iter()
+            .filter(|p| xmt(p).is_some_and(|x| secs(t_resolve(x, p.sender_local) - p.sender_local).abs() < 1e-3))
+            .count();
+        let distinct = low.len() as f64 / reqs.len() as f64;
+        let name = a.ctx.name(ip);
+        let what = if near_local == reqs.len() {
+            "transmit = local time with randomized low bits"
+        } else if near_local == 0 {
+            "transmit entirely random (not the local time)"
+        } else {
+            "transmit partly local time"
+        };
+        if distinct >= 0.9 {
+            t.good(|| format!("{name}: {} requests, {:.0}% distinct low 16 bits; {what}", reqs.len(), distinct * 100.0));
+        } else {
+            t.bad(|| format!("{name}: {} requests but only {} distinct values of the transmit timestamp's low 16 bits (first {})", reqs.len(), low.len(), reqs[0].cite()));
+        }
+    }
+    t.outcome("clients", "no daemon sent 16 or more requests")
+}
+
+fn client_source_port(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in daemon_sent(a).filter(|p| p.mode() == Some(Mode::Client)) {
+        if p.src.port() == 123 {
+            t.bad(|| format!("{}: request from port 123", p.cite()));
+        } else {
+            t.good(|| format!("{}: request from port {}", p.cite(), p.src.port()));
+        }
+    }
+    let mut o = t.outcome("requests", "no daemon sent a request");
+    if o.status == Status::Pass {
+        o.reason.push_str(" (ports come from the simulated stack; their randomness is not judged)");
+    }
+    o
+}
+
+fn describe_event(a: &Analysis<'_>, c: &ClientReply) -> String {
+    match c.event {
+        Some(e) => format!("events.jsonl:{} {}", a.ev(e).line, a.ev(e).source_event()),
+        None => "no source_reply event: used as a sample".to_string(),
+    }
+}
+
+fn client_rejects(a: &Analysis<'_>, classes: &[ReplyClass], what: &str) -> Outcome {
+    let mut t = Tally::default();
+    for c in a.client_replies.iter().filter(|c| classes.contains(&c.class)) {
+        let p = a.pk(c.packet);
+        let rejected = c.event.is_some_and(|e| a.ev(e).source_event().starts_with("Rejected"));
+        let line = || format!("{} ({}) at {:.3} s, {:?}: {}", p.cite(), a.flow_name(p), p.received_t_s.unwrap_or(0.0), c.class, describe_event(a, c));
+        if rejected {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    t.outcome(what, &format!("no {what} reached a daemon client in this run"))
+}
+
+fn fresh_kisses<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = &'b ClientReply> {
+    a.client_replies.iter().filter(|c| c.class == ReplyClass::Kiss)
+}
+
+fn kod_no_sample(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for c in fresh_kisses(a) {
+        let p = a.pk(c.packet);
+        let line = || format!("{} {} kiss at {:.3} s: {}", p.cite(), kiss_code(p), p.received_t_s.unwrap_or(0.0), describe_event(a, c));
+        if c.event.is_some() {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    t.outcome("kiss-o'-death replies", "no kiss-o'-death reached a daemon client")
+}
+
+fn kod_informational(a: &Analysis<'_>, x_codes: bool) -> Outcome {
+    let mut t = Tally::default();
+    for c in fresh_kisses(a) {
+        let p = a.pk(c.packet);
+        let code = kiss_code(p);
+        let is_x = code.starts_with('X');
+        if is_x != x_codes || ["RATE", "DENY", "RSTR", "NTSN"].contains(&code.as_str()) {
+            continue;
+        }
+        let ev = c.event.map(|e| a.ev(e).source_event().to_string()).unwrap_or_default();
+        let line = || format!("{} {code} kiss at {:.3} s: {}", p.cite(), p.received_t_s.unwrap_or(0.0), describe_event(a, c));
+        if ev.starts_with("Kiss") || ev.starts_with("Rejected") {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    let what = if x_codes { "X kiss codes" } else { "informational kiss codes" };
+    t.outcome(what, &format!("no {what} reached a daemon client"))
+}
+
+/// Request send times on the flow a kiss answered, with the kisses' arrival times.
+fn kiss_flows<'b>(a: &'b Analysis<'_>, codes: &[&str]) -> BTreeMap<(SocketAddr, SocketAddr), Vec<&'b ClientReply>> {
+    let mut m: BTreeMap<(SocketAddr, SocketAddr), Vec<&ClientReply>> = BTreeMap::new();
+    for c in fresh_kisses(a) {
+        let p = a.pk(c.packet);
+        if codes.contains(&kiss_code(p).as_str()) {
+            m.entry((p.dst, p.src)).or_default().push(c);
+        }
+    }
+    m
+}
+
+fn kod_rate_backoff(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (flow, kisses) in kiss_flows(a, &["RATE"]) {
+        let reqs: Vec<f64> = a.flows.get(&flow).map(|v| v.iter().map(|i| a.pk(*i).sent_t_s).collect()).unwrap_or_default();
+        for c in kisses {
+            let Some(r) = c.request else { continue };
+            let at = a.pk(r).sent_t_s;
+            let Some(k) = reqs.iter().position(|x| *x == at) else { continue };
+            let (Some(next), Some(prev)) = (reqs.get(k + 1), k.checked_sub(1).and_then(|j| reqs.get(j))) else { continue };
+            let (before, after) = (at - prev, next - at);
+            let p = a.pk(c.packet);
+            let line = || format!("{} RATE at {:.1} s ({}): interval {before:.1} s before, {after:.1} s after", p.cite(), p.received_t_s.unwrap_or(0.0), a.flow_name(p));
+            if after > before * 1.01 || before >= RATE_POLL_CAP_S * 0.9 {
+                t.good(line);
+            } else {
+                t.bad(line);
+            }
+        }
+    }
+    t.outcome("RATE kisses followed by another request", "no RATE kiss reached a daemon client")
+}
+
+fn kod_rate_cap(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let end = a.ctx.duration_s;
+    for (flow, kisses) in kiss_flows(a, &["RATE"]) {
+        let reqs: Vec<f64> = a.flows.get(&flow).map(|v| v.iter().map(|i| a.pk(*i).sent_t_s).collect()).unwrap_or_default();
+        let first = a.pk(kisses[0].packet).received_t_s.unwrap_or(0.0);
+        let after: Vec<f64> = reqs.iter().copied().filter(|x| *x >= first).collect();
+        let longest = after.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        let last = after.last().copied().unwrap_or(first);
+        let quiet = end - last;
+        let name = format!("{} -> {}", a.ctx.name(flow.0.ip()), a.ctx.name(flow.1.ip()));
+        if longest > RATE_POLL_CAP_S * 1.05 {
+            t.bad(|| format!("{name}: interval {longest:.0} s after RATE exceeds 2^13 s"));
+        } else if end - first > RATE_POLL_CAP_S * 1.1 && quiet > RATE_POLL_CAP_S * 1.1 {
+            t.bad(|| format!("{name}: stopped polling: last request at {last:.0} s, run ends at {end:.0} s"));
+        } else {
+            t.good(|| format!("{name}: {} requests after the first RATE, longest interval {longest:.0} s", after.len()));
+        }
+    }
+    t.outcome("rate-limited associations", "no RATE kiss reached a daemon client")
+}
+
+fn kod_deny_stops(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (flow, kisses) in kiss_flows(a, &["DENY", "RSTR"]) {
+        let c = kisses[0];
+        let p = a.pk(c.packet);
+        let at = p.received_t_s.unwrap_or(0.0);
+        // Any socket of the client host to that server.
+        let later: Vec<&PacketRec> = a
+            .flows
+            .iter()
+            .filter(|((cl, sv), _)| cl.ip() == flow.0.ip() && *sv == flow.1)
+            .flat_map(|(_, v)| v.iter().map(|i| a.pk(*i)))
+            .filter(|r| r.sent_t_s > at)
+            .collect();
+        let ev = describe_event(a, c);
+        if later.is_empty() {
+            t.good(|| format!("{} {} at {at:.3} s ({}): {ev}; no request after it", p.cite(), kiss_code(p), a.flow_name(p)));
+        } else {
+            t.bad(|| format!("{} {} at {at:.3} s ({}): {ev}; yet {} more request(s), first {}", p.cite(), kiss_code(p), a.flow_name(p), later.len(), later[0].cite()));
+        }
+    }
+    t.outcome("DENY/RSTR kisses", "no DENY or RSTR kiss reached a daemon client")
+}
+
+fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut worst: f64 = 0.0;
+    for c in a.client_replies.iter().filter(|c| c.class == ReplyClass::Fresh && c.event.is_none()) {
+        let rep = a.pk(c.packet);
+        if !a.ctx.is_daemon(rep.src.ip()) {
+            continue; // scripted peers may lie on purpose
+        }
+        let Some(req) = c.request.map(|r| a.pk(r)) else { continue };
+        let (Some(h), Some(req_rx_local), Some(req_rx), Some(t4), Some(rep_rx)) =
+            (rep.header, req.receiver_local, req.received, rep.receiver_local, rep.received)
+        else {
+            continue;
+        };
+        let t1 = req.sender_local;
+        let t2 = h.receive_timestamp.resolve(req_rx_local);
+        let t3 = h.transmit_timestamp.resolve(rep.sender_local);
+        let theta = (secs(t2 - t1) + secs(t3 - t4)) / 2.0;
+        let delta = secs(t4 - t1) - secs(t3 - t2);
+        // Truth: each clock's offset at each instant, and the one-way delays.
+        let c1 = secs(req.sender_local - req.sent);
+        let s2 = secs(req_rx_local - req_rx);
+        let s3 = secs(rep.sender_local - rep.sent);
+        let c4 = secs(t4 - rep_rx);
+        let d_f = secs(req_rx - req.sent);
+        let d_b = secs(rep_rx - rep.sent);
+        let theta_true = ((s2 - c1) + (s3 - c4)) / 2.0;
+        let delta_want = d_f + d_b + (c4 - c1) - (s3 - s2);
+        let noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
+        let tol = 1e-7 + 8.0 * noise;
+        let asym = (d_f - d_b).abs() / 2.0;
+        let err_theta = (theta - theta_true).abs();
+        let err_delta = (delta - delta_want).abs();
+        worst = worst.max(err_theta - asym);
+        let line = || {
+            format!(
+                "{} for {} ({}): theta {theta:.9} s vs true {theta_true:.9} s (half asymmetry {asym:.9} s), delta {delta:.9} s vs {delta_want:.9} s",
+                rep.cite(),
+                req.cite(),
+                a.flow_name(rep)
+            )
+        };
+        if err_theta > asym + tol || err_delta > tol {
+            t.bad(line);
+        } else {
+            t.good(line);
+        }
+    }
+    let mut o = t.outcome("exchanges with daemon servers", "no daemon client completed an exchange with a daemon server");
+    if o.status == Status::Pass {
+        o.reason.push_str(&format!(" (largest excess over half the asymmetry {:.1e} s)", worst.max(0.0)));
+    }
+    o
+}
+
+fn era_wrap(a: &Analysis<'_>) -> Outcome {
+    let wrap = secs(ERA1 - a.ctx.start);
+    if wrap <= 0.0 || wrap >= a.ctx.duration_s {
+        return Outcome::not_exercised("the run does not cross 2036-02-07T06:28:16Z");
+    }
+    let mut t = Tally::default();
+    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
+        let rows: Vec<_> = a.trace.samples.iter().filter(|s| s.host == host.name && (s.t_s - wrap).abs() <= 1800.0).collect();
+        let jump = rows.windows(2).map(|w| ((w[1].offset_s - w[0].offset_s).abs(), w[1].t_s)).fold((0.0, 0.0), |m, x| if x.0 > m.0 { x } else { m });
+        let steps: Vec<&EventRec> =
+            a.trace.events.iter().filter(|e| e.kind == "step" && e.host.as_deref() == Some(&host.name) && (e.t_s - wrap).abs() <= 1800.0).collect();
+        let synced_before = rows.iter().rev().find(|s| s.t_s < wrap).is_some_and(|s| s.synced);
+        let lost = synced_before && rows.iter().any(|s| s.t_s > wrap + 60.0 && !s.synced);
+        if rows.len() < 2 {
+            continue;
+        }
+        if jump.0 > 0.01 || !steps.is_empty() || lost {
+            t.bad(|| {
+                format!(
+                    "{}: within 30 min of the wrap: largest offset change {:.3e} s between samples (at {:.0} s), {} step(s){}{}",
+                    host.name,
+                    jump.0,
+                    jump.1,
+                    steps.len(),
+                    steps.first().map_or(String::new(), |e| format!(" (events.jsonl:{})", e.line)),
+                    if lost { ", lost synchronization" } else { "" }
+                )
+            });
+        } else {
+            t.good(|| format!("{}: largest offset change {:.3e} s between samples within 30 min of the wrap, no step", host.name, jump.0));
+        }
+    }
+    t.outcome("clients across the era wrap", "no daemon client ran across the era wrap")
+}
+
+fn falsetickers_outvoted(a: &Analysis<'_>) -> Outcome {
+    let liars: BTreeSet<IpAddr> = a
+        .ctx
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.kind, HostKind::Scripted { falseticker_offset_s: Some(o), .. } if o.abs() >= 0.1))
+        .map(|h| h.address)
+        .collect();
+    if liars.is_empty() {
+        return Outcome::not_exercised("no falseticker (scripted peer 0.1 s or more off) in the scenario");
+    }
+    let mut t = Tally::default();
+    for host in a.daemon_hosts() {
+        let polled: BTreeSet<IpAddr> = a.flows.keys().filter(|(c, _)| c.ip() == host.address).map(|(_, s)| s.ip()).collect();
+        if polled.is_disjoint(&liars) {
+            continue;
+        }
+        let sel = a.selections(&host.name);
+        let bad = sel.iter().find(|(_, p)| p.is_some_and(|p| liars.contains(&p.ip())));
+        let flagged = sel
+            .iter()
+            .filter(|(e, _)| {
+                a.ev(*e).details.get("falsetickers").and_then(|v| v.as_array()).is_some_and(|v| {
+                    v.iter().filter_map(|x| x.as_str()).filter_map(|x| x.parse::<SocketAddr>().ok()).any(|x| liars.contains(&x.ip()))
+                })
+            })
+            .count();
+        let chosen = sel.iter().filter(|(_, p)| p.is_some()).count();
+        match bad {
+            Some((e, p)) => t.bad(|| format!("{}: falseticker {} selected as system peer (events.jsonl:{})", host.name, p.map_or(String::new(), |p| p.to_string()), a.ev(*e).line)),
+            None if chosen == 0 => t.bad(|| format!("{}: never selected a system peer ({} selections; falsetickers flagged in {flagged})", host.name, sel.len())),
+            None => t.good(|| format!("{}: {chosen} selections with a truechimer as system peer; falsetickers flagged in {flagged}", host.name)),
+        }
+    }
+    t.outcome("clients polling falsetickers", "no daemon polls a falseticker")
+}
+
+fn poll_bounds(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let range = MINPOLL_LOG2..=MAXPOLL_LOG2;
+    for p in daemon_sent(a).filter(|p| p.mode() == Some(Mode::Client)) {
+        let poll = p.header.map_or(0, |h| h.poll);
+        if range.contains(&poll) {
+            t.good(|| format!("{}: poll {poll}", p.cite()));
+        } else {
+            t.bad(|| format!("{} ({}): request poll field {poll} outside [{MINPOLL_LOG2}, {MAXPOLL_LOG2}]", p.cite(), a.flow_name(p)));
+        }
+    }
+    for ((c, s), reqs) in &a.flows {
+        if !a.ctx.is_daemon(c.ip()) {
+            continue;
+        }
+        for w in reqs.windows(2) {
+            let gap = a.pk(w[1]).sent_t_s - a.pk(w[0]).sent_t_s;
+            if gap > f64::from(1u32 << MAXPOLL_LOG2) * 1.05 {
+                t.bad(|| format!("{c} -> {s}: {gap:.0} s between {} and {}, above 2^17 s", a.pk(w[0]).cite(), a.pk(w[1]).cite()));
+            }
+        }
+    }
+    t.outcome("requests", "no daemon sent a request")
+}
+
+fn step_offset(e: &EventRec) -> Option<f64> {
+    let s = e.details.get("action")?.as_str()?;
+    let rest = s.split("offset: ").nth(1)?;
+    let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-' || *c == 'e').collect();
+    let v: f64 = num.parse().ok()?;
+    let unit = rest[num.len()..].chars().take_while(|c| c.is_alphabetic()).collect::<String>();
+    Some(match unit.as_str() {
+        "ms" => v * 1e-3,
+        "us" | "µs" => v * 1e-6,
+        "ns" => v * 1e-9,
+        _ => v,
+    })
+}
+
+fn slew_below_stept(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let external: Vec<f64> = a.trace.events.iter().filter(|e| e.kind == "scenario").map(|e| e.t_s).collect();
+    for host in a.daemon_hosts() {
+        let mut slews = 0;
+        let mut steps = Vec::new();
+        for e in a.trace.events.iter().filter(|e| e.host.as_deref() == Some(&host.name)) {
+            match e.kind.as_str() {
+                "slew" => slews += 1,
+                "step" => steps.push(e),
+                _ => {}
+            }
+        }
+        if slews == 0 && steps.is_empty() {
+            continue;
+        }
+        let small: Vec<_> = steps.iter().filter_map(|e| step_offset(e).map(|o| (e, o))).filter(|(_, o)| o.abs() < STEPT_S).collect();
+        let rows: Vec<_> = a.trace.samples.iter().filter(|s| s.host == host.name).collect();
+        let backwards = rows.windows(2).find(|w| {
+            let (l0, l1) = (w[0].t_s + w[0].offset_s, w[1].t_s + w[1].offset_s);
+            l1 < l0
+                && !steps.iter().any(|e| e.t_s > w[0].t_s - 1e-9 && e.t_s <= w[1].t_s + 1e-9)
+                && !external.iter().any(|x| *x > w[0].t_s - 1e-9 && *x <= w[1].t_s + 1e-9)
+        });
+        if let Some((e, o)) = small.first() {
+            t.bad(|| format!("{}: stepped {o:.6} s (below 0.125 s) at {:.3} s (events.jsonl:{})", host.name, e.t_s, e.line));
+        } else if let Some(w) = backwards {
+            t.bad(|| format!("{}: local time ran backwards between samples at {:.3} s and {:.3} s with no step", host.name, w[0].t_s, w[1].t_s));
+        } else {
+            t.good(|| format!("{}: {slews} slews, {} steps (all 0.125 s or more), local time monotonic", host.name, steps.len()));
+        }
+    }
+    t.outcome("disciplined clocks", "no daemon adjusted its clock")
+}
+
+/// Runs every check on one trace.
+pub fn run_all(ctx: &Context, trace: &Trace) -> Vec<(&'static Check, Outcome)> {
+    let a = Analysis::new(ctx, trace);
+    CHECKS.iter().map(|c| (c, (c.run)(&a))).collect()
+}

@@ -1,0 +1,392 @@
+//! Report writers: Markdown summary, HTML with one offset-over-time SVG plot
+//! per scenario, JSON, JUnit XML and CSV of the figures. Each is a pure
+//! function of a [`SuiteResult`]; [`write_all`] puts them in a directory.
+
+use crate::checks::Status;
+use crate::suite::{ScenarioResult, SuiteResult};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// File names written by [`write_all`].
+pub const FILES: [&str; 5] = ["summary.md", "report.html", "report.json", "junit.xml", "figures.csv"];
+
+/// Writes every report into `dir` (created if needed); returns the paths.
+pub fn write_all(dir: &Path, r: &SuiteResult) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
+    let contents = [markdown(r), html(r), json(r), junit(r), csv(r)];
+    let mut out = Vec::new();
+    for (name, text) in FILES.iter().zip(contents) {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "PASS",
+        Status::Fail => "FAIL",
+        Status::NotExercised => "not exercised",
+    }
+}
+
+/// Formats seconds with a unit that keeps 3–4 significant digits.
+pub fn fmt_seconds(v: Option<f64>) -> String {
+    match v {
+        None => "never".into(),
+        Some(0.0) => "0 s".into(),
+        Some(v) if v.abs() < 1e-6 => format!("{:.1} ns", v * 1e9),
+        Some(v) if v.abs() < 1e-3 => format!("{:.1} µs", v * 1e6),
+        Some(v) if v.abs() < 1.0 => format!("{:.3} ms", v * 1e3),
+        Some(v) => format!("{v:.3} s"),
+    }
+}
+
+fn figure(s: &ScenarioResult, host: &str, metric: &str) -> Option<f64> {
+    s.figures.iter().find(|f| f.host == host && f.metric == metric).and_then(|f| f.value)
+}
+
+fn hosts(s: &ScenarioResult) -> Vec<&str> {
+    let mut v: Vec<&str> = Vec::new();
+    for f in &s.figures {
+        if !v.contains(&f.host.as_str()) {
+            v.push(&f.host);
+        }
+    }
+    v
+}
+
+/// The Markdown summary: verdict, scenarios, figures, requirement table (one row per requirement).
+pub fn markdown(r: &SuiteResult) -> String {
+    let mut o = String::new();
+    let gate = r.gate_failures();
+    let (p, f, n) = r.counts();
+    let _ = writeln!(o, "# ntplab conformance report\n");
+    let _ = writeln!(o, "**{}**: {} scenario(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).\n", if gate.is_empty() { "PASS" } else { "FAIL" }, r.scenarios.len(), r.requirements.len());
+    if !gate.is_empty() {
+        let _ = writeln!(o, "## Why it fails\n");
+        for g in &gate {
+            let _ = writeln!(o, "- {}", md_cell(g));
+        }
+        o.push('\n');
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "> warning: {}\n", md_cell(w));
+    }
+    let _ = writeln!(o, "## Scenarios\n");
+    let _ = writeln!(o, "| scenario | seed | expectations | checks pass/fail | result |");
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for s in &r.scenarios {
+        let ok = s.expectations.iter().filter(|e| e.passed).count();
+        let cp = s.checks.iter().filter(|c| c.outcome.status == Status::Pass).count();
+        let cf = s.checks.iter().filter(|c| c.outcome.status == Status::Fail).count();
+        let result = match &s.error {
+            Some(e) => format!("ERROR: {}", e.lines().next().unwrap_or("")),
+            None if s.passed() => "PASS".into(),
+            None => "FAIL".into(),
+        };
+        let _ = writeln!(o, "| `{}` | {} | {ok}/{} | {cp}/{cf} | {} |", s.key, s.seed, s.expectations.len(), md_cell(&result));
+    }
+    let _ = writeln!(o, "\n## Figures (daemon hosts)\n");
+    let _ = writeln!(o, "| scenario | host | RMS offset | max offset | sync time | steps | sent |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    for s in &r.scenarios {
+        for h in hosts(s) {
+            let _ = writeln!(
+                o,
+                "| `{}` | {h} | {} | {} | {} | {} | {} |",
+                s.key,
+                fmt_seconds(figure(s, h, "rms_offset_s")),
+                fmt_seconds(figure(s, h, "max_offset_s")),
+                fmt_seconds(figure(s, h, "sync_time_s")),
+                figure(s, h, "steps").map_or("-".into(), |v| format!("{v}")),
+                figure(s, h, "packets_sent").map_or("-".into(), |v| format!("{v}")),
+            );
+        }
+    }
+    let failed_expect: Vec<_> = r.scenarios.iter().flat_map(|s| s.expectations.iter().map(move |e| (s, e))).collect();
+    if !failed_expect.is_empty() {
+        let _ = writeln!(o, "\n## Expectations\n");
+        let _ = writeln!(o, "| scenario | expectation | requirement | result |");
+        let _ = writeln!(o, "|---|---|---|---|");
+        for (s, e) in failed_expect {
+            let _ = writeln!(o, "| `{}` | {} | {} | {} {} |", s.key, md_cell(&e.name), e.requirement.as_deref().unwrap_or(""), if e.passed { "PASS" } else { "FAIL" }, md_cell(&e.describe()));
+        }
+    }
+    if r.baseline_compared {
+        let _ = writeln!(o, "\n## Baseline\n");
+        if r.regressions.is_empty() {
+            let _ = writeln!(o, "No figure regressed beyond its tolerance.");
+        }
+        for g in &r.regressions {
+            let _ = writeln!(o, "- {}", md_cell(&g.describe()));
+        }
+    }
+    let _ = writeln!(o, "\n## Requirements\n");
+    let _ = writeln!(o, "| ID | level | status | reason |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    for q in &r.requirements {
+        let _ = writeln!(o, "| {} | {} | {} | {} |", q.id, q.level.as_str(), status_word(q.status), md_cell(&q.reason));
+    }
+    o
+}
+
+/// Escapes text for XML and HTML content and attribute values; drops characters XML 1.0 forbids.
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            '\t' | '\n' | '\r' => o.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => o.push('\u{FFFD}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+/// An SVG plot of offset over time, one polyline per host, with axes, ticks and a legend.
+pub fn svg_plot(s: &ScenarioResult) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 300.0, 70.0, 150.0, 20.0, 40.0);
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let pts: Vec<(f64, f64)> = s.series.values().flatten().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let mut o = String::new();
+    let _ = write!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="offset over time for {}">"#, xml_escape(&s.key));
+    if pts.is_empty() {
+        let _ = write!(o, r#"<text x="{left}" y="{}">no samples</text></svg>"#, h / 2.0);
+        return o;
+    }
+    let (t0, t1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |m, p| (m.0.min(p.0), m.1.max(p.0)));
+    let (mut y0, mut y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |m, p| (m.0.min(p.1), m.1.max(p.1)));
+    if y1 - y0 < 1e-9 {
+        y0 -= 1e-6;
+        y1 += 1e-6;
+    }
+    let t1 = if t1 > t0 { t1 } else { t0 + 1.0 };
+    let x = |t: f64| left + (t - t0) / (t1 - t0) * pw;
+    let y = |v: f64| top + (1.0 - (v - y0) / (y1 - y0)) * ph;
+    // Axes.
+    let _ = write!(o, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##);
+    for i in 0..=4 {
+        let v = y0 + (y1 - y0) * f64::from(i) / 4.0;
+        let yy = y(v);
+        let _ = write!(o, r##"<line x1="{}" x2="{left}" y1="{yy:.1}" y2="{yy:.1}" stroke="#888"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##, left - 4.0, left - 6.0, yy + 3.0, xml_escape(&fmt_seconds(Some(v))));
+        let t = t0 + (t1 - t0) * f64::from(i) / 4.0;
+        let xx = x(t);
+        let label = if t1 - t0 > 7200.0 { format!("{:.1} h", t / 3600.0) } else { format!("{t:.0} s") };
+        let _ = write!(o, r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{}" y2="{}" stroke="#888"/><text x="{xx:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"##, top + ph, top + ph + 4.0, top + ph + 16.0);
+    }
+    if y0 < 0.0 && y1 > 0.0 {
+        let _ = write!(o, r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ccc" stroke-dasharray="4 3"/>"##, left + pw, y(0.0), y(0.0));
+    }
+    let _ = write!(o, r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">true time since start</text>"#, left + pw / 2.0, h - 4.0);
+    let _ = write!(o, r#"<text x="12" y="{}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {})">offset (local − true)</text>"#, top + ph / 2.0, top + ph / 2.0);
+    for (i, (host, series)) in s.series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let mut points = String::new();
+        for (t, v) in series.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            let _ = write!(points, "{:.1},{:.1} ", x(*t), y(*v));
+        }
+        let _ = write!(o, r#"<polyline fill="none" stroke="{color}" stroke-width="1.2" points="{}"><title>{}</title></polyline>"#, points.trim_end(), xml_escape(host));
+        let ly = top + 14.0 * i as f64 + 8.0;
+        let _ = write!(o, r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}" font-size="11">{}</text>"#, left + pw + 10.0, left + pw + 28.0, left + pw + 32.0, ly + 4.0, xml_escape(host));
+    }
+    o.push_str("</svg>");
+    o
+}
+
+/// The HTML report: the Markdown's content as tables plus a plot per scenario.
+pub fn html(r: &SuiteResult) -> String {
+    let e = xml_escape;
+    let gate = r.gate_failures();
+    let (p, f, n) = r.counts();
+    let mut o = String::new();
+    o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ntplab conformance report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}.pass{color:#070}.fail{color:#b00;font-weight:bold}.ne{color:#777}</style></head><body>\n");
+    let _ = writeln!(o, "<h1>ntplab conformance report</h1><p><b class=\"{}\">{}</b>: {} scenario(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).</p>", if gate.is_empty() { "pass" } else { "fail" }, if gate.is_empty() { "PASS" } else { "FAIL" }, r.scenarios.len(), r.requirements.len());
+    if !gate.is_empty() {
+        o.push_str("<h2>Why it fails</h2><ul>");
+        for g in &gate {
+            let _ = write!(o, "<li>{}</li>", e(g));
+        }
+        o.push_str("</ul>\n");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "<p class=\"fail\">warning: {}</p>", e(w));
+    }
+    o.push_str("<h2>Scenarios</h2>\n");
+    for s in &r.scenarios {
+        let res = match &s.error {
+            Some(_) => ("fail", "ERROR"),
+            None if s.passed() => ("pass", "PASS"),
+            None => ("fail", "FAIL"),
+        };
+        let _ = writeln!(o, "<h3 id=\"{}\">{} <span class=\"{}\">{}</span></h3><p>{} (seed {})</p>", e(&s.key), e(&s.key), res.0, res.1, e(&s.name), s.seed);
+        if let Some(err) = &s.error {
+            let _ = writeln!(o, "<pre>{}</pre>", e(err));
+            continue;
+        }
+        o.push_str(&svg_plot(s));
+        o.push_str("\n<table><tr><th>host</th><th>RMS offset</th><th>max offset</th><th>sync time</th><th>steps</th><th>sent</th></tr>");
+        for h in hosts(s) {
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", e(h), e(&fmt_seconds(figure(s, h, "rms_offset_s"))), e(&fmt_seconds(figure(s, h, "max_offset_s"))), e(&fmt_seconds(figure(s, h, "sync_time_s"))), figure(s, h, "steps").unwrap_or(0.0), figure(s, h, "packets_sent").unwrap_or(0.0));
+        }
+        o.push_str("</table>\n<table><tr><th>expectation</th><th>requirement</th><th>result</th></tr>");
+        for x in &s.expectations {
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td class=\"{}\">{} {}</td></tr>", e(&x.name), e(x.requirement.as_deref().unwrap_or("")), if x.passed { "pass" } else { "fail" }, if x.passed { "PASS" } else { "FAIL" }, e(&x.describe()));
+        }
+        o.push_str("</table>\n<details><summary>checks</summary><table><tr><th>check</th><th>status</th><th>reason</th></tr>");
+        for c in &s.checks {
+            let _ = write!(o, "<tr><td title=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>", e(&c.title), e(&c.check), class(c.outcome.status), status_word(c.outcome.status), e(&c.outcome.reason));
+        }
+        o.push_str("</table></details>\n");
+    }
+    if r.baseline_compared {
+        o.push_str("<h2>Baseline</h2><ul>");
+        if r.regressions.is_empty() {
+            o.push_str("<li>No figure regressed beyond its tolerance.</li>");
+        }
+        for g in &r.regressions {
+            let _ = write!(o, "<li class=\"fail\">{}</li>", e(&g.describe()));
+        }
+        o.push_str("</ul>\n");
+    }
+    o.push_str("<h2>Requirements</h2>\n<table><tr><th>ID</th><th>level</th><th>source</th><th>statement</th><th>status</th><th>reason</th></tr>");
+    for q in &r.requirements {
+        let ev = if q.evidence.is_empty() { String::new() } else { format!("<details><summary>evidence</summary><ul>{}</ul></details>", q.evidence.iter().map(|x| format!("<li>{}</li>", e(x))).collect::<String>()) };
+        let _ = write!(o, "<tr id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}{ev}</td></tr>", e(&q.id), e(&q.id), q.level.as_str(), e(&q.source), e(&q.statement), class(q.status), status_word(q.status), e(&q.reason));
+    }
+    o.push_str("</table>\n</body></html>\n");
+    o
+}
+
+fn class(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "pass",
+        Status::Fail => "fail",
+        Status::NotExercised => "ne",
+    }
+}
+
+/// The whole result as JSON (scenarios with checks, figures and expectations; requirements; regressions).
+pub fn json(r: &SuiteResult) -> String {
+    let v = serde_json::json!({
+        "passed": r.gate_failures().is_empty(),
+        "gate_failures": r.gate_failures(),
+        "counts": { "pass": r.counts().0, "fail": r.counts().1, "not_exercised": r.counts().2 },
+        "result": r,
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// JUnit XML: `testsuites` → one `testsuite` per scenario (a testcase per
+/// expectation and per check) plus a `requirements` suite (a testcase per
+/// requirement; not exercised = skipped). Failures carry a one-line
+/// `message` and the evidence as text.
+pub fn junit(r: &SuiteResult) -> String {
+    struct Case {
+        name: String,
+        classname: String,
+        fail: Option<(String, String)>,
+        skip: Option<String>,
+        time: f64,
+    }
+    let mut suites: Vec<(String, f64, Vec<Case>)> = Vec::new();
+    for s in &r.scenarios {
+        let mut cases = Vec::new();
+        let cls = format!("ntplab.scenario.{}", s.key);
+        if let Some(err) = &s.error {
+            cases.push(Case { name: "load and run".into(), classname: cls.clone(), fail: Some((err.lines().next().unwrap_or("").to_string(), err.clone())), skip: None, time: 0.0 });
+        }
+        for x in &s.expectations {
+            let msg = format!("{}{}", x.describe(), x.requirement.as_ref().map_or(String::new(), |q| format!(" [{q}]")));
+            cases.push(Case { name: format!("expect: {}", x.name), classname: cls.clone(), fail: (!x.passed).then(|| (msg.clone(), msg)), skip: None, time: 0.0 });
+        }
+        for c in &s.checks {
+            let (fail, skip) = match c.outcome.status {
+                Status::Pass => (None, None),
+                Status::Fail => (Some((c.outcome.reason.clone(), c.outcome.evidence.join("\n"))), None),
+                Status::NotExercised => (None, Some(c.outcome.reason.clone())),
+            };
+            cases.push(Case { name: format!("check: {}", c.check), classname: cls.clone(), fail, skip, time: 0.0 });
+        }
+        suites.push((s.key.clone(), s.wall_s, cases));
+    }
+    let mut reqs = Vec::new();
+    for q in &r.requirements {
+        let (fail, skip) = match q.status {
+            Status::Pass => (None, None),
+            Status::Fail => (Some((format!("{} {}: {}", q.level.as_str(), q.id, q.reason), q.evidence.join("\n"))), None),
+            Status::NotExercised => (None, Some(q.reason.clone())),
+        };
+        reqs.push(Case { name: q.id.clone(), classname: "ntplab.requirements".into(), fail, skip, time: 0.0 });
+    }
+    suites.push(("requirements".into(), 0.0, reqs));
+    for g in &r.regressions {
+        if let Some(s) = suites.iter_mut().find(|s| s.0 == g.scenario) {
+            s.2.push(Case { name: format!("baseline: {} {}", g.host, g.metric), classname: format!("ntplab.scenario.{}", g.scenario), fail: Some((g.describe(), g.describe())), skip: None, time: 0.0 });
+        }
+    }
+    let count = |cs: &[Case]| (cs.len(), cs.iter().filter(|c| c.fail.is_some()).count(), cs.iter().filter(|c| c.skip.is_some()).count());
+    let (mut tt, mut tf, mut ts, mut ttime) = (0, 0, 0, 0.0);
+    for (_, time, cs) in &suites {
+        let (t, f, s) = count(cs);
+        tt += t;
+        tf += f;
+        ts += s;
+        ttime += time;
+    }
+    let e = xml_escape;
+    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(o, "<testsuites name=\"ntplab suite\" tests=\"{tt}\" failures=\"{tf}\" errors=\"0\" skipped=\"{ts}\" time=\"{ttime:.3}\">");
+    for (i, (name, time, cs)) in suites.iter().enumerate() {
+        let (t, f, s) = count(cs);
+        let _ = writeln!(o, "  <testsuite id=\"{i}\" name=\"{}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{time:.3}\">", e(name));
+        for c in cs {
+            let _ = write!(o, "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"", e(&c.name), e(&c.classname), c.time);
+            match (&c.fail, &c.skip) {
+                (Some((msg, body)), _) => {
+                    let _ = writeln!(o, ">\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>", e(msg), e(body));
+                }
+                (None, Some(why)) => {
+                    let _ = writeln!(o, ">\n      <skipped message=\"{}\"/>\n    </testcase>", e(why));
+                }
+                (None, None) => o.push_str("/>\n"),
+            }
+        }
+        o.push_str("  </testsuite>\n");
+    }
+    o.push_str("</testsuites>\n");
+    o
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `scenario,host,metric,value` per figure (empty value: never happened).
+pub fn csv(r: &SuiteResult) -> String {
+    let mut o = String::from("scenario,host,metric,value\n");
+    for s in &r.scenarios {
+        for f in &s.figures {
+            let v = f.value.map_or(String::new(), |v| format!("{v:e}"));
+            let _ = writeln!(o, "{},{},{},{v}", csv_field(&s.key), csv_field(&f.host), csv_field(&f.metric));
+        }
+    }
+    o
+}

@@ -1,0 +1,361 @@
+//! A suite run: every scenario of a directory through the simulator, every
+//! check over each trace, and one verdict per catalog requirement.
+
+use crate::baseline::Regression;
+use crate::catalog::{Catalog, Level};
+use crate::checks::{self, Outcome, Status};
+use crate::trace::{Context, Trace};
+use ntplab_sim::scenario::Scenario;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Most points per host kept for the offset plot.
+pub const PLOT_POINTS_MAX: usize = 600;
+
+/// One figure of merit of one host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    /// Host name.
+    pub host: String,
+    /// Metric name (see [`crate::baseline::TOLERANCES`]).
+    pub metric: String,
+    /// Value; None when it never happened (e.g. never synchronized).
+    pub value: Option<f64>,
+}
+
+/// One scenario expectation's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectationResult {
+    /// Its name.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Metric name.
+    pub metric: String,
+    /// Measured value (None: never happened).
+    pub value: Option<f64>,
+    /// Lower bound.
+    pub min: Option<f64>,
+    /// Upper bound.
+    pub max: Option<f64>,
+    /// The requirement it gives evidence for.
+    pub requirement: Option<String>,
+    /// Whether it was met.
+    pub passed: bool,
+}
+
+impl ExpectationResult {
+    /// One line: `host metric = value (must be <= max)`.
+    pub fn describe(&self) -> String {
+        let bound = match (self.min, self.max) {
+            (Some(a), Some(b)) => format!("in [{a:e}, {b:e}]"),
+            (Some(a), None) => format!(">= {a:e}"),
+            (None, Some(b)) => format!("<= {b:e}"),
+            (None, None) => "anything".into(),
+        };
+        let v = self.value.map_or_else(|| "never".to_string(), |v| format!("{v:e}"));
+        format!("{} {} = {v} (must be {bound})", self.host, self.metric)
+    }
+}
+
+/// One check's outcome in one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// Check ID.
+    pub check: String,
+    /// What it verifies.
+    pub title: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What one scenario gave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioResult {
+    /// File stem, the scenario's key in reports and baselines.
+    pub key: String,
+    /// File path.
+    pub file: String,
+    /// The scenario's name (its one-line description).
+    pub name: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Wall-clock seconds the simulation took.
+    pub wall_s: f64,
+    /// Set when the scenario could not be loaded or run; nothing else is then filled.
+    pub error: Option<String>,
+    /// Expectations, in file order.
+    pub expectations: Vec<ExpectationResult>,
+    /// Check outcomes, in [`checks::CHECKS`] order.
+    pub checks: Vec<CheckResult>,
+    /// Figures per daemon host.
+    pub figures: Vec<Figure>,
+    /// Offset over time per host, downsampled to at most [`PLOT_POINTS_MAX`] points: (t s, offset s).
+    #[serde(skip)]
+    pub series: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Where the trace was written.
+    pub trace_dir: Option<String>,
+}
+
+impl ScenarioResult {
+    /// Whether it ran and every expectation was met.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.expectations.iter().all(|e| e.passed)
+    }
+}
+
+/// One requirement's verdict over the whole suite.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequirementVerdict {
+    /// ID.
+    pub id: String,
+    /// Level.
+    pub level: Level,
+    /// Document and section.
+    pub source: String,
+    /// One-line statement.
+    pub statement: String,
+    /// Pass, fail or not exercised.
+    pub status: Status,
+    /// One line: why.
+    pub reason: String,
+    /// Evidence, each prefixed with the scenario key.
+    pub evidence: Vec<String>,
+}
+
+/// The whole suite's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuiteResult {
+    /// Per scenario, in run order.
+    pub scenarios: Vec<ScenarioResult>,
+    /// Per catalog requirement, in catalog order.
+    pub requirements: Vec<RequirementVerdict>,
+    /// Figures that regressed against the baseline (empty without one).
+    pub regressions: Vec<Regression>,
+    /// Whether a baseline was compared.
+    pub baseline_compared: bool,
+    /// Problems that are not verdicts (e.g. an expectation naming an unknown requirement).
+    pub warnings: Vec<String>,
+}
+
+impl SuiteResult {
+    /// Why the suite fails, one line each: MUST requirements that failed,
+    /// expectations that failed, scenarios that did not run, regressions.
+    /// Empty: the suite passes.
+    pub fn gate_failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.scenarios {
+            if let Some(e) = &s.error {
+                out.push(format!("scenario {} did not run: {e}", s.file));
+            }
+        }
+        for r in self.requirements.iter().filter(|r| r.status == Status::Fail && r.level.gates()) {
+            out.push(format!("MUST requirement {} failed: {}", r.id, r.reason));
+        }
+        for s in &self.scenarios {
+            for e in s.expectations.iter().filter(|e| !e.passed) {
+                let req = e.requirement.as_ref().map_or(String::new(), |r| format!(" [{r}]"));
+                out.push(format!("{}: expectation \"{}\" failed{req}: {}", s.key, e.name, e.describe()));
+            }
+        }
+        for r in &self.regressions {
+            out.push(r.describe());
+        }
+        out
+    }
+
+    /// Counts of requirement verdicts: (pass, fail, not exercised).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |s: Status| self.requirements.iter().filter(|r| r.status == s).count();
+        (n(Status::Pass), n(Status::Fail), n(Status::NotExercised))
+    }
+}
+
+/// The `*.toml` files of `dir`, sorted by path.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list scenario directory {}: {e}", dir.display()))?;
+    let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Shard `k` (1-based) of `n`: the files whose 0-based index i has i mod n = k − 1.
+pub fn shard<T: Clone>(items: &[T], k: usize, n: usize) -> Vec<T> {
+    items.iter().enumerate().filter(|(i, _)| n > 0 && i % n == k.saturating_sub(1)).map(|(_, x)| x.clone()).collect()
+}
+
+/// Parses `K/N` (1 ≤ K ≤ N).
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard wants K/N with 1 <= K <= N (e.g. 2/4), got `{s}`");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+fn key_of(path: &Path) -> String {
+    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Runs one scenario file, writes its trace under `trace_dir` and runs every check on it.
+pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> ScenarioResult {
+    let key = key_of(path);
+    let mut r = ScenarioResult {
+        key: key.clone(),
+        file: path.display().to_string(),
+        name: String::new(),
+        seed: 0,
+        wall_s: 0.0,
+        error: None,
+        expectations: Vec::new(),
+        checks: Vec::new(),
+        figures: Vec::new(),
+        series: BTreeMap::new(),
+        trace_dir: None,
+    };
+    let scenario = match Scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return r;
+        }
+    };
+    let scenario = match seed {
+        Some(s) => scenario.with_seed(s),
+        None => scenario,
+    };
+    r.name = scenario.name.clone();
+    r.seed = scenario.seed;
+    let report = match ntplab_sim::run::run(&scenario, Some(trace_dir)) {
+        Ok(rep) => rep,
+        Err(e) => {
+            r.error = Some(e);
+            return r;
+        }
+    };
+    r.trace_dir = Some(trace_dir.display().to_string());
+    r.wall_s = report.wall.as_secs_f64();
+    r.expectations = report
+        .verdicts
+        .iter()
+        .map(|v| ExpectationResult {
+            name: v.expectation.name.clone(),
+            host: v.host.clone(),
+            metric: v.expectation.metric.name().to_string(),
+            value: v.value,
+            min: v.expectation.min,
+            max: v.expectation.max,
+            requirement: v.expectation.requirement.clone(),
+            passed: v.passed,
+        })
+        .collect();
+    for h in report.hosts.iter().filter(|h| h.daemon) {
+        let f = |m: &str, v: Option<f64>| Figure { host: h.name.clone(), metric: m.to_string(), value: v };
+        r.figures.extend([
+            f("rms_offset_s", h.stats.rms_offset()),
+            f("max_offset_s", h.stats.max_offset()),
+            f("sync_time_s", h.stats.sync_time()),
+            f("rms_frequency_error", h.stats.rms_frequency_error()),
+            f("steps", Some(h.stats.steps as f64)),
+            f("packets_sent", Some(h.stats.packets_sent as f64)),
+            f("packets_received", Some(h.packets_received as f64)),
+        ]);
+    }
+    match Trace::load(trace_dir) {
+        Ok(trace) => {
+            let ctx = Context::from_scenario(&scenario);
+            r.checks = checks::run_all(&ctx, &trace)
+                .into_iter()
+                .map(|(c, outcome)| CheckResult { check: c.id.to_string(), title: c.title.to_string(), outcome })
+                .collect();
+            r.series = series(&trace);
+        }
+        Err(e) => r.error = Some(format!("cannot read back the trace: {e}")),
+    }
+    r
+}
+
+/// Offset over time per host, downsampled for plotting.
+pub fn series(trace: &Trace) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut all: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in &trace.samples {
+        all.entry(s.host.clone()).or_default().push((s.t_s, s.offset_s));
+    }
+    for v in all.values_mut() {
+        if v.len() > PLOT_POINTS_MAX {
+            let step = v.len().div_ceil(PLOT_POINTS_MAX);
+            let last = v.last().copied();
+            *v = v.iter().copied().step_by(step).collect();
+            if let Some(l) = last {
+                if v.last() != Some(&l) {
+                    v.push(l);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// One verdict per catalog requirement from the scenarios' check outcomes and expectations.
+pub fn judge(catalog: &Catalog, scenarios: &[ScenarioResult]) -> (Vec<RequirementVerdict>, Vec<String>) {
+    let mut warnings = Vec::new();
+    for s in scenarios {
+        for e in &s.expectations {
+            if let Some(id) = &e.requirement {
+                if catalog.get(id).is_none() {
+                    warnings.push(format!("{}: expectation \"{}\" names requirement `{id}`, which is not in the catalog", s.key, e.name));
+                }
+            }
+        }
+    }
+    let verdicts = catalog
+        .requirements
+        .iter()
+        .map(|req| {
+            // (scenario, status, reason, evidence)
+            let mut found: Vec<(String, Status, String, Vec<String>)> = Vec::new();
+            for s in scenarios {
+                for c in s.checks.iter().filter(|c| req.checks.contains(&c.check)) {
+                    found.push((s.key.clone(), c.outcome.status, format!("{}: {}", c.check, c.outcome.reason), c.outcome.evidence.clone()));
+                }
+                for e in s.expectations.iter().filter(|e| e.requirement.as_deref() == Some(req.id.as_str())) {
+                    let status = if e.passed { Status::Pass } else { Status::Fail };
+                    let line = format!("expectation \"{}\": {}", e.name, e.describe());
+                    found.push((s.key.clone(), status, line.clone(), vec![line]));
+                }
+            }
+            let pick = |st: Status| found.iter().filter(|f| f.1 == st).collect::<Vec<_>>();
+            let (fails, passes) = (pick(Status::Fail), pick(Status::Pass));
+            let evidence_of = |v: &[&(String, Status, String, Vec<String>)]| {
+                v.iter().flat_map(|f| f.3.iter().take(2).map(move |e| format!("{}: {e}", f.0))).take(checks::EVIDENCE_MAX).collect()
+            };
+            let (status, reason, evidence) = if let Some(f) = fails.first() {
+                let more = if fails.len() > 1 { format!(" (and {} more failing)", fails.len() - 1) } else { String::new() };
+                (Status::Fail, format!("{}: {}{more}", f.0, f.2), evidence_of(&fails))
+            } else if let Some(p) = passes.first() {
+                let scen: std::collections::BTreeSet<&str> = passes.iter().map(|p| p.0.as_str()).collect();
+                (Status::Pass, format!("passed in {} scenario(s); e.g. {}: {}", scen.len(), p.0, p.2), evidence_of(&passes))
+            } else if let Some(n) = found.first() {
+                (Status::NotExercised, format!("no scenario exercised it ({})", n.2), Vec::new())
+            } else if !req.checks.is_empty() {
+                (Status::NotExercised, "no scenario ran".to_string(), Vec::new())
+            } else {
+                (Status::NotExercised, req.reason.clone().unwrap_or_default(), Vec::new())
+            };
+            RequirementVerdict {
+                id: req.id.clone(),
+                level: req.level,
+                source: req.source.clone(),
+                statement: req.statement.clone(),
+                status,
+                reason,
+                evidence,
+            }
+        })
+        .collect();
+    (verdicts, warnings)
+}
