@@ -407,6 +407,9 @@ pub enum RejectReason {
     /// Origin timestamp differs from the outstanding request's transmit
     /// timestamp (RFC 5905 §8; an attack signature per RFC 8633 §5.3).
     Bogus,
+    /// Extension fields or a MAC that do not parse (a length past the end,
+    /// stray octets): the whole packet is discarded (RFC 7822 §3, RFC 5905 §7.5).
+    MalformedExtension,
     /// A crypto-NAK (4-octet MAC) answering our request: never a sample
     /// (RFC 5905 §9.2).
     CryptoNak,
@@ -426,7 +429,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in check order.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::TooShort,
         RejectReason::BadVersion,
         RejectReason::BadMode,
@@ -436,6 +439,7 @@ impl RejectReason {
         RejectReason::AlreadyAnswered,
         RejectReason::Unsolicited,
         RejectReason::Bogus,
+        RejectReason::MalformedExtension,
         RejectReason::CryptoNak,
         RejectReason::ZeroTransmit,
         RejectReason::ZeroReceive,
@@ -457,6 +461,7 @@ impl RejectReason {
             RejectReason::AlreadyAnswered => "already_answered",
             RejectReason::Unsolicited => "unsolicited",
             RejectReason::Bogus => "bogus",
+            RejectReason::MalformedExtension => "malformed_extension",
             RejectReason::CryptoNak => "crypto_nak",
             RejectReason::ZeroTransmit => "zero_transmit",
             RejectReason::ZeroReceive => "zero_receive",
@@ -476,6 +481,7 @@ impl RejectReason {
             RejectReason::Duplicate | RejectReason::AlreadyAnswered | RejectReason::ZeroTransmit => "RFC 5905 §8",
             RejectReason::ZeroOrigin | RejectReason::Bogus => "RFC 5905 §8, RFC 8633 §5.3",
             RejectReason::Unsolicited => "RFC 5905 §9.2",
+            RejectReason::MalformedExtension => "RFC 7822 §3, RFC 5905 §7.5",
             RejectReason::CryptoNak => "RFC 5905 §9.2",
             RejectReason::ZeroReceive => "RFC 4330 §5",
             RejectReason::Unsynchronized
@@ -796,6 +802,9 @@ impl Source {
         }
         if repr.mode != Mode::Server {
             return reject(R::BadMode);
+        }
+        if crate::wire::ext::ExtensionArea::parse(packet.payload()).error.is_some() {
+            return reject(R::MalformedExtension);
         }
         if self.demobilized.is_some() {
             return reject(R::Demobilized);

@@ -948,3 +948,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reply_with_a_broken_extension_field_is_discarded_whole() {
+    // Found by the conformance suite: an extension field whose length runs past
+    // the end of the packet (RFC 7822 §3) must not yield a sample.
+    let mut s = source(config());
+    let path = Path::new(t2024());
+    let req = poll(&mut s, Instant::ZERO, path.t1(), RANDOM);
+    let mut rep = reply_to(&req, path.t2(), path.t3()).to_bytes().to_vec();
+    rep.extend_from_slice(&[0x01, 0x04, 0x00, 0x40]);
+    rep.extend_from_slice(&[0; 28]);
+    assert_eq!(s.handle_response(secs(1), &rep, path.t4(), None), SourceEvent::Rejected(RejectReason::MalformedExtension));
+    assert_eq!(s.counters().rejected(RejectReason::MalformedExtension), 1);
+    // A well-formed field of the same size is fine.
+    let mut ok = reply_to(&req, path.t2(), path.t3()).to_bytes().to_vec();
+    ok.extend_from_slice(&[0x01, 0x04, 0x00, 0x20]);
+    ok.extend_from_slice(&[0; 28]);
+    let mut s2 = source(config());
+    let req2 = poll(&mut s2, Instant::ZERO, path.t1(), RANDOM);
+    let mut ok2 = reply_to(&req2, path.t2(), path.t3()).to_bytes().to_vec();
+    ok2.extend_from_slice(&ok[48..]);
+    assert_matches!(s2.handle_response(secs(1), &ok2, path.t4(), None), SourceEvent::Sample(_));
+}
