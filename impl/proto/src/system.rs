@@ -29,8 +29,9 @@ use crate::wire::refid::ReferenceId;
 use crate::wire::v4::LeapIndicator;
 use std::collections::BTreeMap;
 
-/// How long, after the first selection, the first clock update waits for
-/// sources whose intervals are still too wide to be judged (an iburst takes 14 s).
+/// How long, after the first selection, the first clock update waits for a
+/// majority of every answering source (an iburst takes 14 s); after it the
+/// RFC 5905 majority of the selectable sources is enough.
 pub const STARTUP_WAIT_S: i64 = 64;
 
 /// Serve the local clock as a reference when no source is selected.
@@ -222,9 +223,12 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         // distance already passes (the first update may step the clock).
         let answered = candidates.len();
         let first = *self.first_sample.get_or_insert(now);
-        let waiting = selection.rejected.iter().any(|(_, r)| *r == Rejection::DistanceTooLarge)
-            && (now - first) < NtpDuration::from_seconds(STARTUP_WAIT_S);
-        let startup_ok = self.state.is_synchronized() || (2 * selection.truechimers.len() > answered && !waiting);
+        let in_startup = (now - first) < NtpDuration::from_seconds(STARTUP_WAIT_S);
+        let waiting = selection.rejected.iter().any(|(_, r)| *r == Rejection::DistanceTooLarge);
+        // After the startup wait, sources that answered once and fell silent no
+        // longer hold the clock back: RFC 5905's own majority rule applies.
+        let startup_ok =
+            self.state.is_synchronized() || !in_startup || (2 * selection.truechimers.len() > answered && !waiting);
         if let (Ok(combined), true) = (&selection.outcome, startup_ok) {
             let peer_id = combined.system_peer.clone();
             let candidate = candidates.iter().find(|c| c.id == peer_id);
