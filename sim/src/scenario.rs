@@ -1604,6 +1604,7 @@ impl Validator<'_> {
             smear: h.smear.map(Spanned::into_inner),
             clock: ClockSection::default(),
             interleaved: h.interleaved.map(Spanned::into_inner),
+            refclocks: Vec::new(),
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending part where the daemon's message names it.

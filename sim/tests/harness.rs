@@ -50,6 +50,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         server: ServerConfig::default(),
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
         clock_control: false,
+        refclocks: Vec::new(),
     };
     let mut source = SourceConfig { iburst: true, ..SourceConfig::default() };
     if let Some(p) = poll {
@@ -62,6 +63,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         server: ServerConfig::default(),
         local: None,
         clock_control: false,
+        refclocks: Vec::new(),
     };
     let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };
     SimSetup {
