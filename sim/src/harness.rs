@@ -22,6 +22,7 @@ use crate::rng::SimRng;
 use ntplab_daemon::config::DaemonConfig;
 use ntplab_daemon::daemon::{self, DaemonEvent, EventSink};
 use ntplab_daemon::net::{DatagramSocket, Network};
+use ntplab_daemon::refclock::NoRefclocks;
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -333,7 +334,7 @@ impl Hosts {
         let seed = SimRng::derive(self.seed, &format!("daemon/{host}/{}", d.starts)).next_u64();
         d.starts += 1;
         d.task = Some(tokio::task::spawn_local(Scoped::new(self.ids[host], async move {
-            if let Err(e) = daemon::run(&config, &network, &mut clock, seed, &mut sink, stop.notified()).await {
+            if let Err(e) = daemon::run(&config, &network, &NoRefclocks, &mut clock, seed, &mut sink, stop.notified()).await {
                 tracing::error!(host, error = %e, "simulated daemon failed");
             }
         })));
