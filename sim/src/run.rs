@@ -85,6 +85,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                     ..OscillatorConfig::default()
                 },
                 noise: ReadNoise { noise_s: h.clock.noise_s, precision_s: h.clock.precision_s },
+                refclock: h.refclock.clone(),
             }
         })
         .collect();

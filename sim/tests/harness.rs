@@ -78,6 +78,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
                 role: HostRole::Daemon(Box::new(server_config)),
                 oscillator: OscillatorConfig::default(),
                 noise: ReadNoise::default(),
+                refclock: None,
             },
             HostSetup {
                 name: "client".into(),
@@ -85,6 +86,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
                 role: HostRole::Daemon(Box::new(client_config)),
                 oscillator: OscillatorConfig { offset_s: 0.1, frequency: 1e-5, wander: 1e-9, ..OscillatorConfig::default() },
                 noise: ReadNoise::default(),
+                refclock: None,
             },
         ],
         links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path) }],
