@@ -1992,6 +1992,33 @@ mod tests {
     }
 
     #[test]
+    fn refclock_hosts_load_and_their_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\n";
+        let ok = Scenario::parse(
+            &format!("{base}refclock = {{ kind = \"gps-pps\", pps_jitter = \"1us\", pps_dropout = 0.01, gps_latency = \"200ms\", offset = 5e-8, fix_loss = [ {{ from = \"10m\", until = \"20m\" }} ] }}\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let h = &ok.hosts[0];
+        let model = h.refclock.as_ref().unwrap();
+        assert_eq!(model.pps.jitter_sd, NtpDuration::from_nanos(1000));
+        assert_eq!(model.gps.faults.len(), 1);
+        let Role::Ntp(n) = &h.role else { panic!("ntp role") };
+        assert_eq!(n.daemon.refclocks.len(), 1);
+        assert_eq!(n.daemon.refclocks[0].offset, NtpDuration::from_seconds_f64(5e-8));
+        let e = err(&format!("{base}refclock = {{ kind = \"gps\", fix_loss = [ {{ from = \"20m\", until = \"10m\" }} ] }}\n"));
+        assert!(e.message.contains("is empty"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"gps\", gps_latency = \"900ms\" }}\n"));
+        assert!(e.message.contains("below 1 s"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"pps\", refid = \"TOOLONG\" }}\n"));
+        assert!(e.message.contains("refid") && e.line == Some(6), "{e}");
+        let e = err(&format!("{base}role = \"scripted\"\nbehavior = {{ kind = \"silent\" }}\nrefclock = {{ kind = \"pps\" }}\n"));
+        assert!(e.message.contains("takes no `refclock`"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"pps\", pps_jiter = 1 }}\n"));
+        assert!(e.hint.as_deref().unwrap_or("").contains("pps_jitter"), "{e}");
+    }
+
+    #[test]
     fn full_example_loads() {
         let s = Scenario::parse(EXAMPLE, "format-example.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.name, "client: follows a good server, rejects a falseticker, survives a partition");

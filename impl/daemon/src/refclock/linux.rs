@@ -21,6 +21,9 @@ const SERIAL_QUEUE: usize = 256;
 /// Bytes per serial read.
 const SERIAL_READ_MAX: usize = 256;
 
+/// What the serial reader thread sends: bytes read and the clock right after, or the error that stopped it.
+type SerialReads = mpsc::Receiver<io::Result<(Vec<u8>, NtpTime)>>;
+
 /// Opens [`LinuxRefclock`]s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinuxRefclocks;
@@ -28,7 +31,7 @@ pub struct LinuxRefclocks;
 /// A serial port and/or a SOCK socket of one reference clock.
 #[derive(Debug)]
 pub struct LinuxRefclock {
-    serial: Option<mpsc::Receiver<io::Result<(Vec<u8>, NtpTime)>>>,
+    serial: Option<SerialReads>,
     pps: Option<tokio::net::UnixDatagram>,
 }
 
@@ -52,7 +55,7 @@ impl Refclocks for LinuxRefclocks {
 }
 
 /// Opens the port 8N1 without flow control and starts its reader thread.
-fn open_serial(path: &Path, baud: u32) -> io::Result<mpsc::Receiver<io::Result<(Vec<u8>, NtpTime)>>> {
+fn open_serial(path: &Path, baud: u32) -> io::Result<SerialReads> {
     let mut port = serialport::new(path.to_string_lossy(), baud)
         .timeout(std::time::Duration::from_millis(500))
         .open()
