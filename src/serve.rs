@@ -9,6 +9,7 @@
 use crate::cli::CliError;
 use ntplab_daemon::clock::{ControlledClock, DaemonClock, ObservingClock};
 use ntplab_daemon::config::{ConfigFile, DaemonConfig};
+use ntplab_daemon::refclock::linux::LinuxRefclocks;
 use ntplab_daemon::daemon::{self, TracingSink};
 use ntplab_daemon::net::TokioNetwork;
 use ntplab_daemon::sysclock::SystemClock;
@@ -107,7 +108,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
             _ = sigterm => {},
         }
     };
-    tracing::info!(listen = ?config.listen, sources = config.sources.len(), control = config.clock_control, seed, "ntplab serve starting");
+    tracing::info!(listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, seed, "ntplab serve starting");
     let result = if config.clock_control {
         let mut clock = ControlledClock::new(SystemClock::with_control());
         local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
@@ -124,7 +125,7 @@ async fn serve_with<C: DaemonClock>(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    daemon::run(config, &TokioNetwork::default(), clock, seed, &mut TracingSink, shutdown).await
+    daemon::run(config, &TokioNetwork::default(), &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown).await
 }
 
 fn rand_seed() -> u64 {

@@ -56,9 +56,11 @@ fn setup(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             server: ServerConfig::default(),
             local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
             clock_control: false,
+            refclocks: Vec::new(),
         })),
         oscillator: OscillatorConfig::default(),
         noise: ReadNoise::default(),
+        refclock: None,
     }];
     let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };
     let mut links = Vec::new();
@@ -78,9 +80,11 @@ fn setup(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
                 server: ServerConfig::default(),
                 local: None,
                 clock_control: false,
+                refclocks: Vec::new(),
             })),
             oscillator: OscillatorConfig { offset_s: 0.1, frequency: 1e-5, wander: 1e-9, ..OscillatorConfig::default() },
             noise: ReadNoise::default(),
+            refclock: None,
         });
         links.push(LinkSetup { a: 0, b: i + 1, config: LinkConfig::symmetric(path) });
     }

@@ -18,6 +18,7 @@ use crate::link::{Fate, LinkConfig, LossReason, Path};
 use crate::net::{Scoped, Shared, SimNetwork};
 use crate::oscillator::{Oscillator, OscillatorConfig};
 use crate::peers::ScriptedPeer;
+use crate::refclock::{SimRefclockConfig, SimRefclocks};
 use crate::rng::SimRng;
 use ntplab_daemon::config::DaemonConfig;
 use ntplab_daemon::daemon::{self, DaemonEvent, EventSink};
@@ -49,6 +50,8 @@ pub struct HostSetup {
     pub oscillator: OscillatorConfig,
     /// Noise on its timestamp readings.
     pub noise: ReadNoise,
+    /// Its reference-clock hardware, read by the daemon's `[[refclock]]`s.
+    pub refclock: Option<SimRefclockConfig>,
 }
 
 /// A link between two hosts (by index); `forward` is from `a` to `b`.
@@ -302,6 +305,7 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
 /// A host's daemon, kept so that a `Start` event can run it again.
 struct DaemonHost {
     config: Rc<DaemonConfig>,
+    refclock: Option<SimRefclockConfig>,
     network: SimNetwork,
     clock: Rc<RefCell<HostClock>>,
     stop: Rc<tokio::sync::Notify>,
@@ -316,6 +320,7 @@ struct Hosts {
     shared: Rc<Shared>,
     recorder: Rc<RefCell<dyn Recorder>>,
     seed: u64,
+    start: NtpTime,
 }
 
 impl Hosts {
@@ -331,9 +336,16 @@ impl Hosts {
         let stop = Rc::new(tokio::sync::Notify::new());
         d.stop = stop.clone();
         let seed = SimRng::derive(self.seed, &format!("daemon/{host}/{}", d.starts)).next_u64();
+        let refclocks = SimRefclocks {
+            model: d.refclock.clone(),
+            clock: d.clock.clone(),
+            shared: self.shared.clone(),
+            start: self.start,
+            seed: SimRng::derive(self.seed, &format!("refclock/{host}/{}", d.starts)).next_u64(),
+        };
         d.starts += 1;
         d.task = Some(tokio::task::spawn_local(Scoped::new(self.ids[host], async move {
-            if let Err(e) = daemon::run(&config, &network, &mut clock, seed, &mut sink, stop.notified()).await {
+            if let Err(e) = daemon::run(&config, &network, &refclocks, &mut clock, seed, &mut sink, stop.notified()).await {
                 tracing::error!(host, error = %e, "simulated daemon failed");
             }
         })));
@@ -365,6 +377,7 @@ async fn run_all(
         shared: shared.clone(),
         recorder: recorder.clone(),
         seed: setup.seed,
+        start: setup.start,
     };
     for (i, host) in setup.hosts.into_iter().enumerate() {
         let oscillator = Oscillator::new(host.oscillator, SimRng::derive(setup.seed, &format!("oscillator/{i}")));
@@ -388,6 +401,7 @@ async fn run_all(
                     i,
                     DaemonHost {
                         config: Rc::new(*config),
+                        refclock: host.refclock,
                         network,
                         clock,
                         stop: Rc::new(tokio::sync::Notify::new()),

@@ -18,6 +18,7 @@
 //! - [`trace`]: trace writers: samples.csv, events.jsonl, packets.jsonl, packets.pcap.
 //! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
 //! - [`gps`]: GPS receiver (NMEA over a serial line, with faults and capture replay) and PPS models.
+//! - [`refclock`]: those models as a host daemon's reference clock, at their true times.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod link;
 pub mod net;
 pub mod oscillator;
 pub mod peers;
+pub mod refclock;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -11,7 +11,7 @@ use crate::rng::SimRng;
 use crate::scenario::{self, Action, Cut, Direction, Expectation, Metric, Role, Scenario};
 use crate::stats::HostStats;
 use crate::trace::{self, TraceWriter};
-use ntplab_daemon::daemon::DaemonEvent;
+use ntplab_daemon::daemon::{DaemonEvent, Peer};
 use ntplab_proto::discipline::Action as ClockAction;
 use ntplab_proto::source::SourceEvent;
 use ntplab_proto::time::{NtpDuration, NtpTime};
@@ -85,6 +85,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                     ..OscillatorConfig::default()
                 },
                 noise: ReadNoise { noise_s: h.clock.noise_s, precision_s: h.clock.precision_s },
+                refclock: h.refclock.clone(),
             }
         })
         .collect();
@@ -328,9 +329,11 @@ impl Recorder for RunRecorder {
             DaemonEvent::Selection { system_peer, falsetickers, offset } => {
                 if let Some(st) = self.state.get_mut(host) {
                     st.synced = system_peer.is_some();
-                    st.stratum = system_peer
-                        .and_then(|p| st.peer_stratum.get(&p).copied())
-                        .map_or(16, |s| s.saturating_add(1).min(16));
+                    st.stratum = match system_peer {
+                        Some(Peer::Refclock { .. }) => 1,
+                        Some(Peer::Source(p)) => st.peer_stratum.get(p).map_or(16, |s| s.saturating_add(1).min(16)),
+                        None => 16,
+                    };
                 }
                 (
                     "selection",
@@ -341,6 +344,16 @@ impl Recorder for RunRecorder {
                     }),
                 )
             }
+            DaemonEvent::RefclockSample { refclock, sample } => (
+                "refclock_sample",
+                serde_json::json!({
+                    "refclock": refclock.to_string(),
+                    "offset_s": sample.offset.to_seconds_f64(),
+                    "dispersion_s": sample.dispersion.to_seconds_f64(),
+                    "samples_used": sample.samples_used,
+                    "outliers_rejected": sample.outliers_rejected,
+                }),
+            ),
             DaemonEvent::Clock { action, .. } => {
                 if let (ClockAction::Step { .. }, Some(h)) = (action, self.hosts.get_mut(host)) {
                     h.steps += 1;

@@ -42,6 +42,17 @@
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
+//!   Role `ntp` also takes `refclock`, a GPS receiver and/or PPS output
+//!   attached to the host and read by its daemon as a `[[refclock]]`:
+//!   `{ kind = "gps-pps" | "gps" | "pps", ... }` with the hardware's
+//!   `pps_jitter` (standard deviation, default 20 ns), `pps_delay` (default
+//!   50 ns), `pps_dropout` and `pps_outlier` (probabilities), `pps_outlier_max`
+//!   (default 1 ms), `gps_latency` (start of the sentences after their
+//!   second, default 100 ms) and `gps_latency_jitter` (uniform extra,
+//!   default 200 ms), `baud` (default 9600), `fix_loss` and `wnro` (lists of
+//!   `{ from, until }` windows, times since the start, when the receiver has
+//!   no fix or sends dates 1024 weeks old), and the daemon's settings
+//!   `refid`, `offset`, `delay` and `filter` (as in `[[refclock]]`).
 //! - `[[link]]`: `between = ["a", "b"]` and the link parameters `delay`,
 //!   `jitter` (`{ kind = "none" | "exponential", mean | "normal", sd |
 //!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
@@ -65,10 +76,13 @@
 //!
 #![doc = concat!("```toml\n", include_str!("../scenarios/format-example.toml"), "```")]
 
+use crate::gps::{GpsFault, PpsModelConfig, SerialTiming};
+use crate::refclock::SimRefclockConfig;
 use ntplab_daemon::config::{
-    AccessSection, ClockSection, ConfigFile, DaemonConfig, LocalSection, RateLimitSection, SmearSection, SourceSection,
+    AccessSection, ClockSection, ConfigFile, DaemonConfig, LocalSection, RateLimitSection, RefclockKind, RefclockSection,
+    SmearSection, SourceSection,
 };
-use ntplab_proto::time::NtpTime;
+use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -141,6 +155,8 @@ pub struct Host {
     pub clock: ClockSpec,
     /// What runs on it.
     pub role: Role,
+    /// Its reference-clock hardware (role `ntp` only).
+    pub refclock: Option<SimRefclockConfig>,
 }
 
 impl Host {
@@ -938,9 +954,40 @@ struct HostSection {
     rate_limit: Option<Spanned<RateLimitSection>>,
     access: Option<Spanned<AccessSection>>,
     smear: Option<Spanned<SmearSection>>,
+    refclock: Option<Spanned<RefclockModelSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
     stratum: Option<Spanned<u8>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefclockModelSection {
+    kind: RefclockKind,
+    pps_jitter: Option<Dur>,
+    pps_delay: Option<Dur>,
+    pps_dropout: Option<Probability>,
+    pps_outlier: Option<Probability>,
+    pps_outlier_max: Option<Dur>,
+    gps_latency: Option<Dur>,
+    gps_latency_jitter: Option<Dur>,
+    baud: Option<u32>,
+    #[serde(default)]
+    fix_loss: Vec<Spanned<WindowSection>>,
+    #[serde(default)]
+    wnro: Vec<Spanned<WindowSection>>,
+    // The daemon's side.
+    refid: Option<String>,
+    offset: Option<Secs>,
+    delay: Option<Dur>,
+    filter: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowSection {
+    from: Dur,
+    until: Dur,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -1165,7 +1212,15 @@ impl Scenario {
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         let src = Source { text, origin };
         let file: ScenarioFile = toml::from_str(text).map_err(|e| toml_error(&src, &e))?;
-        Validator { src: &src, names: BTreeMap::new(), hosts: Vec::new(), link_index: BTreeMap::new(), link_pairs: Vec::new() }.run(file)
+        Validator {
+            src: &src,
+            names: BTreeMap::new(),
+            hosts: Vec::new(),
+            link_index: BTreeMap::new(),
+            link_pairs: Vec::new(),
+            start: NtpTime::UNIX_EPOCH,
+        }
+        .run(file)
     }
 
     /// This scenario with another seed (the CLI's `--seed`).
@@ -1203,6 +1258,8 @@ struct Validator<'a> {
     link_index: BTreeMap<(HostId, HostId), LinkId>,
     /// Each link's hosts in the order written.
     link_pairs: Vec<[HostId; 2]>,
+    /// True time at the start (once known).
+    start: NtpTime,
 }
 
 type VResult<T> = Result<T, ScenarioError>;
@@ -1257,6 +1314,7 @@ impl Validator<'_> {
             }
             None => duration / 4,
         };
+        self.start = start;
         if file.host.is_empty() {
             return Err(src.error(Some(0..0), "the scenario has no hosts", Some("add [[host]] tables with `name` and `address`".into())));
         }
@@ -1483,6 +1541,54 @@ impl Validator<'_> {
         })
     }
 
+    /// The hardware of a host's `refclock`.
+    fn refclock_model(&self, r: &Spanned<RefclockModelSection>) -> VResult<SimRefclockConfig> {
+        let m = r.get_ref();
+        let mut config = SimRefclockConfig::new(m.kind);
+        let ns = |d: Duration| NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let long = |what: &str, v: Duration| -> VResult<()> {
+            if v >= Duration::from_secs(1) {
+                return Err(self.err(r, format!("refclock {what} {v:?} must be below 1 s"), None));
+            }
+            Ok(())
+        };
+        let defaults = PpsModelConfig::default();
+        config.pps = PpsModelConfig {
+            delay: m.pps_delay.map_or(defaults.delay, |d| ns(d.0)),
+            jitter_sd: m.pps_jitter.map_or(defaults.jitter_sd, |d| ns(d.0)),
+            dropout_probability: m.pps_dropout.map_or(0.0, |p| p.0),
+            outlier_probability: m.pps_outlier.map_or(0.0, |p| p.0),
+            outlier_offset_max: m.pps_outlier_max.map_or(defaults.outlier_offset_max, |d| ns(d.0)),
+        };
+        for (what, v) in [("pps_delay", m.pps_delay), ("pps_jitter", m.pps_jitter), ("pps_outlier_max", m.pps_outlier_max)] {
+            if let Some(v) = v {
+                long(what, v.0)?;
+            }
+        }
+        let timing = SerialTiming::default();
+        let latency = m.gps_latency.map_or(timing.latency_min, |d| ns(d.0));
+        let spread = m.gps_latency_jitter.map_or(timing.latency_max - timing.latency_min, |d| ns(d.0));
+        if (latency + spread).to_seconds_f64() >= 1.0 {
+            return Err(self.err(r, "refclock gps_latency + gps_latency_jitter must be below 1 s", Some("sentences must arrive within the second they name".into())));
+        }
+        let baud = m.baud.unwrap_or(timing.baud_rate_bps);
+        if !ntplab_daemon::config::BAUD_RATES.contains(&baud) {
+            return Err(self.err(r, format!("refclock baud {baud} is not one of {:?}", ntplab_daemon::config::BAUD_RATES), None));
+        }
+        config.gps.timing = SerialTiming { latency_min: latency, latency_max: latency + spread, baud_rate_bps: baud, ..timing };
+        for (list, fix_loss) in [(&m.fix_loss, true), (&m.wnro, false)] {
+            for w in list {
+                let (from, until) = (w.get_ref().from.0, w.get_ref().until.0);
+                if from >= until {
+                    return Err(self.err(w, format!("window from {from:?} until {until:?} is empty"), Some("`until` comes after `from`; both are times since the start".into())));
+                }
+                let (from, until) = (self.start + ns(from), self.start + ns(until));
+                config.gps.faults.push(if fix_loss { GpsFault::FixLoss { from, until } } else { GpsFault::Wnro { from, until } });
+            }
+        }
+        Ok(config)
+    }
+
     fn host(&self, id: HostId, h: HostSection) -> VResult<Host> {
         let (_, role, address, port) = self.hosts[id].clone();
         let name = h.name.get_ref().clone();
@@ -1494,8 +1600,12 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
+        let refclock = match (&h.refclock, role) {
+            (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
+            _ => None,
+        };
         let role = match role {
             RoleName::Ntp => {
                 if let Some(b) = &h.behavior {
@@ -1514,6 +1624,7 @@ impl Validator<'_> {
                     ("rate_limit", h.rate_limit.as_ref().map(|s| s.span())),
                     ("access", h.access.as_ref().map(|s| s.span())),
                     ("smear", h.smear.as_ref().map(|s| s.span())),
+                    ("refclock", h.refclock.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(wrong_role(key, span, SCRIPTED_KEYS));
@@ -1550,7 +1661,7 @@ impl Validator<'_> {
                 Role::Scripted(ScriptedHost { port, behavior, stratum })
             }
         };
-        Ok(Host { name, address, clock, role })
+        Ok(Host { name, address, clock, role, refclock })
     }
 
     fn ntp_host(&self, id: HostId, name: &str, address: IpAddr, port: Option<u16>, h: HostSection) -> VResult<NtpHost> {
@@ -1589,6 +1700,25 @@ impl Validator<'_> {
                 version: e.version,
             }));
         }
+        // The daemon reads the host's simulated hardware: its device paths only name it.
+        let refclocks: Vec<RefclockSection> = h
+            .refclock
+            .as_ref()
+            .map(|r| {
+                let r = r.get_ref();
+                RefclockSection {
+                    kind: r.kind,
+                    serial: r.kind.uses_serial().then(|| "sim:gps".to_string()),
+                    baud: r.baud.filter(|_| r.kind.uses_serial()),
+                    pps_socket: r.kind.uses_pps().then(|| "sim:pps".to_string()),
+                    refid: r.refid.clone(),
+                    delay: r.delay.map(|d| d.0.as_secs_f64()),
+                    offset: r.offset.map(|o| o.value),
+                    filter: r.filter,
+                }
+            })
+            .into_iter()
+            .collect();
         let mut span_of_source = Vec::new();
         let mut source_sections = Vec::new();
         for (span, s) in specs {
@@ -1604,12 +1734,17 @@ impl Validator<'_> {
             smear: h.smear.map(Spanned::into_inner),
             clock: ClockSection::default(),
             interleaved: h.interleaved.map(Spanned::into_inner),
+            refclocks,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending part where the daemon's message names it.
             let m = e.0.clone();
             let span = span_for_daemon_error(&m, &span_of_source).unwrap_or_else(|| h.name.span());
             let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
+            let span = match &h.refclock {
+                Some(r) if m.contains("[[refclock]]") => r.span(),
+                _ => span,
+            };
             self.src.error(Some(span), m, hint)
         })?;
         Ok(NtpHost { daemon, sources })
@@ -1854,6 +1989,33 @@ mod tests {
             Ok(_) => panic!("accepted:\n{text}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn refclock_hosts_load_and_their_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\n";
+        let ok = Scenario::parse(
+            &format!("{base}refclock = {{ kind = \"gps-pps\", pps_jitter = \"1us\", pps_dropout = 0.01, gps_latency = \"200ms\", offset = 5e-8, fix_loss = [ {{ from = \"10m\", until = \"20m\" }} ] }}\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let h = &ok.hosts[0];
+        let model = h.refclock.as_ref().unwrap();
+        assert_eq!(model.pps.jitter_sd, NtpDuration::from_nanos(1000));
+        assert_eq!(model.gps.faults.len(), 1);
+        let Role::Ntp(n) = &h.role else { panic!("ntp role") };
+        assert_eq!(n.daemon.refclocks.len(), 1);
+        assert_eq!(n.daemon.refclocks[0].offset, NtpDuration::from_seconds_f64(5e-8));
+        let e = err(&format!("{base}refclock = {{ kind = \"gps\", fix_loss = [ {{ from = \"20m\", until = \"10m\" }} ] }}\n"));
+        assert!(e.message.contains("is empty"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"gps\", gps_latency = \"900ms\" }}\n"));
+        assert!(e.message.contains("below 1 s"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"pps\", refid = \"TOOLONG\" }}\n"));
+        assert!(e.message.contains("refid") && e.line == Some(6), "{e}");
+        let e = err(&format!("{base}role = \"scripted\"\nbehavior = {{ kind = \"silent\" }}\nrefclock = {{ kind = \"pps\" }}\n"));
+        assert!(e.message.contains("takes no `refclock`"), "{e}");
+        let e = err(&format!("{base}refclock = {{ kind = \"pps\", pps_jiter = 1 }}\n"));
+        assert!(e.hint.as_deref().unwrap_or("").contains("pps_jitter"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         server: ServerConfig::default(),
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
         clock_control: false,
+        refclocks: Vec::new(),
     };
     let mut source = SourceConfig { iburst: true, ..SourceConfig::default() };
     if let Some(p) = poll {
@@ -62,6 +63,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         server: ServerConfig::default(),
         local: None,
         clock_control: false,
+        refclocks: Vec::new(),
     };
     let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };
     SimSetup {
@@ -76,6 +78,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
                 role: HostRole::Daemon(Box::new(server_config)),
                 oscillator: OscillatorConfig::default(),
                 noise: ReadNoise::default(),
+                refclock: None,
             },
             HostSetup {
                 name: "client".into(),
@@ -83,6 +86,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
                 role: HostRole::Daemon(Box::new(client_config)),
                 oscillator: OscillatorConfig { offset_s: 0.1, frequency: 1e-5, wander: 1e-9, ..OscillatorConfig::default() },
                 noise: ReadNoise::default(),
+                refclock: None,
             },
         ],
         links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path) }],

@@ -29,7 +29,39 @@
 //!
 //! [clock]
 //! control = false          # never touch the system clock unless true
+//!
+//! [[refclock]]             # a GPS receiver with a PPS output: serve stratum 1
+//! kind = "gps-pps"         # gps-pps | gps | pps
+//! serial = "/dev/ttyS0"    # NMEA 0183 (kinds gps, gps-pps)
+//! baud = 9600              # default 9600
+//! pps_socket = "/run/ntplab.pps0.sock"   # chrony/gpsd SOCK samples (kinds pps, gps-pps)
+//! refid = "PPS"            # default "GPS" for kind gps, "PPS" otherwise
+//! delay = 1e-9             # assumed round trip, s (default 1 ns)
+//! offset = 0.0             # s, added to every measured offset (true - local)
+//! filter = 16              # samples per median-filter window (default 16)
 //! ```
+//!
+//! # Reference clocks
+//!
+//! A `[[refclock]]` is a stratum-0 source: when selected, the daemon serves
+//! stratum 1 with its `refid`.
+//!
+//! - `gps-pps`: PPS pulses give the instant of each second, the NMEA
+//!   sentences read from `serial` say which second it is (the pulse and the
+//!   sentence naming its second are paired when the sentence is received
+//!   within a second of the pulse). Without a valid fix the pulses are not used.
+//! - `gps`: NMEA only; the end of the first time sentence of each second, as
+//!   read in user space, is the measurement: use `offset` for the receiver's
+//!   latency (e.g. `offset = 0.2` for sentences complete 200 ms after their
+//!   second). Accuracy is that of the latency's variation (milliseconds).
+//! - `pps`: pulses only; each marks the whole second nearest to it, so the
+//!   clock must already be within 0.5 s of UTC (set by an NTP source or by hand).
+//!
+//! `pps_socket` is a Unix datagram socket the daemon creates (removing a stale
+//! one) and reads chrony's SOCK refclock samples from: 40-byte `struct
+//! sock_sample` (timeval, offset, pulse, leap, pad, magic 0x534f434b) in the
+//! host's byte order, as gpsd sends them; only pulse samples are used.
+//! `offset` also compensates a PPS cable delay (`offset = 5e-8` for 50 ns).
 //!
 //! Errors name the line and column and say what was expected.
 
@@ -38,8 +70,10 @@ use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
+use ntplab_proto::refclock::pps::{PpsConfig, PpsMode};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The whole file, as written.
 #[derive(Debug, Deserialize, Default)]
@@ -65,6 +99,64 @@ pub struct ConfigFile {
     pub clock: ClockSection,
     /// Answer interleaved requests (RFC 9769); default true.
     pub interleaved: Option<bool>,
+    /// Reference clocks.
+    #[serde(default, rename = "refclock")]
+    pub refclocks: Vec<RefclockSection>,
+}
+
+/// `[[refclock]]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RefclockSection {
+    /// What the reference clock is.
+    pub kind: RefclockKind,
+    /// Serial device of the NMEA output (kinds `gps`, `gps-pps`).
+    pub serial: Option<String>,
+    /// Serial line speed (default 9600).
+    pub baud: Option<u32>,
+    /// Unix datagram socket receiving SOCK pulse samples (kinds `pps`, `gps-pps`).
+    pub pps_socket: Option<String>,
+    /// Reference ID, 1–4 printable ASCII characters.
+    pub refid: Option<String>,
+    /// Assumed round-trip delay, seconds (default 1e-9).
+    pub delay: Option<f64>,
+    /// Added to every measured offset, seconds (default 0).
+    pub offset: Option<f64>,
+    /// Samples per filter window (default 16).
+    pub filter: Option<usize>,
+}
+
+/// Kind of reference clock.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefclockKind {
+    /// PPS pulses labelled with the seconds of NMEA sentences.
+    GpsPps,
+    /// NMEA sentences alone.
+    Gps,
+    /// PPS pulses alone (the clock must be within 0.5 s already).
+    Pps,
+}
+
+impl RefclockKind {
+    /// The name used in configuration files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RefclockKind::GpsPps => "gps-pps",
+            RefclockKind::Gps => "gps",
+            RefclockKind::Pps => "pps",
+        }
+    }
+
+    /// Whether it reads NMEA from a serial port.
+    pub const fn uses_serial(self) -> bool {
+        matches!(self, RefclockKind::GpsPps | RefclockKind::Gps)
+    }
+
+    /// Whether it takes PPS pulses.
+    pub const fn uses_pps(self) -> bool {
+        matches!(self, RefclockKind::GpsPps | RefclockKind::Pps)
+    }
 }
 
 /// `[local]`.
@@ -221,6 +313,77 @@ pub struct SourceSpec {
     pub config: SourceConfig,
 }
 
+/// One reference clock, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefclockSpec {
+    /// What it is.
+    pub kind: RefclockKind,
+    /// Serial device (kinds with NMEA).
+    pub serial: Option<PathBuf>,
+    /// Serial line speed.
+    pub baud: u32,
+    /// SOCK sample socket (kinds with PPS).
+    pub pps_socket: Option<PathBuf>,
+    /// Reference ID advertised when it is the system peer.
+    pub reference_id: ReferenceId,
+    /// Assumed round-trip delay.
+    pub delay: NtpDuration,
+    /// Added to every measured offset.
+    pub offset: NtpDuration,
+    /// Samples per filter window.
+    pub filter_len: usize,
+}
+
+/// Serial speeds accepted for `baud`.
+pub const BAUD_RATES: [u32; 10] = [1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800];
+
+impl RefclockSpec {
+    /// A reference clock of `kind` with default settings and no devices
+    /// (the simulator's, whose devices are models).
+    pub fn new(kind: RefclockKind) -> RefclockSpec {
+        let refid = if kind == RefclockKind::Gps { "GPS" } else { "PPS" };
+        RefclockSpec {
+            kind,
+            serial: None,
+            baud: 9600,
+            pps_socket: None,
+            reference_id: ReferenceId::from_ascii(refid),
+            delay: NtpDuration::from_nanos(1),
+            offset: NtpDuration::ZERO,
+            filter_len: 16,
+        }
+    }
+
+    /// Log2 of the seconds one filter window takes (one sample a second),
+    /// within the protocol's poll range: how often samples come.
+    pub fn poll_log2(&self) -> i8 {
+        let mut poll = 0i8;
+        while (1usize << poll) < self.filter_len && poll < 17 {
+            poll += 1;
+        }
+        poll.clamp(ntplab_proto::constants::MINPOLL, ntplab_proto::constants::MAXPOLL)
+    }
+
+    /// The PPS processor's settings: pulses labelled by NMEA (`gps-pps`,
+    /// and `gps`, whose sentence arrivals stand in for pulses) or locked to
+    /// the local clock (`pps`); `offset` is the pulses' delay to compensate.
+    pub fn pps_config(&self) -> PpsConfig {
+        PpsConfig {
+            mode: if self.kind == RefclockKind::Pps { PpsMode::Locked } else { PpsMode::Labelled },
+            filter_len: self.filter_len,
+            pulse_delay: self.offset,
+            // The NMEA-only kind reads its "pulse" with a user-space
+            // timestamp: its spread is milliseconds, not microseconds.
+            outlier_threshold_min: if self.kind == RefclockKind::Gps {
+                NtpDuration::from_nanos(2_000_000)
+            } else {
+                PpsConfig::default().outlier_threshold_min
+            },
+            ..PpsConfig::default()
+        }
+    }
+}
+
 /// The daemon's configuration, validated.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -234,6 +397,8 @@ pub struct DaemonConfig {
     pub local: Option<LocalReference>,
     /// Whether the system clock may be adjusted.
     pub clock_control: bool,
+    /// Reference clocks.
+    pub refclocks: Vec<RefclockSpec>,
 }
 
 impl DaemonConfig {
@@ -319,8 +484,14 @@ impl ConfigFile {
             Some(s) => Some(parse_smear(&s).map_err(|m| err(format!("[smear] {m}")))?),
             None => None,
         };
-        if self.listen.is_empty() && sources.is_empty() {
-            return Err(err("nothing to do: give `listen` addresses to serve on, `[[source]]`s to follow, or both".into()));
+        let mut refclocks = Vec::new();
+        for (i, r) in self.refclocks.iter().enumerate() {
+            refclocks.push(parse_refclock(r).map_err(|m| err(format!("[[refclock]] #{} ({}): {m}", i + 1, r.kind.name())))?);
+        }
+        if self.listen.is_empty() && sources.is_empty() && refclocks.is_empty() {
+            return Err(err(
+                "nothing to do: give `listen` addresses to serve on, `[[source]]`s or `[[refclock]]`s to follow, or both".into(),
+            ));
         }
         Ok(DaemonConfig {
             listen: self.listen,
@@ -334,8 +505,60 @@ impl ConfigFile {
             },
             local,
             clock_control: self.clock.control,
+            refclocks,
         })
     }
+}
+
+/// Validates one `[[refclock]]`.
+fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, String> {
+    let kind = r.kind;
+    let mut spec = RefclockSpec::new(kind);
+    let path = |value: &Option<String>, key: &str, needed: bool| -> Result<Option<PathBuf>, String> {
+        match value {
+            Some(_) if !needed => Err(format!("kind \"{}\" takes no `{key}`", kind.name())),
+            Some(p) if p.is_empty() || p.contains('\0') => Err(format!("`{key}` {p:?} is not a path")),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+            None if needed => Err(format!("kind \"{}\" needs `{key}`", kind.name())),
+            None => Ok(None),
+        }
+    };
+    spec.serial = path(&r.serial, "serial", kind.uses_serial())?;
+    spec.pps_socket = path(&r.pps_socket, "pps_socket", kind.uses_pps())?;
+    if let Some(baud) = r.baud {
+        if !kind.uses_serial() {
+            return Err(format!("kind \"{}\" takes no `baud`", kind.name()));
+        }
+        if !BAUD_RATES.contains(&baud) {
+            return Err(format!("baud {baud} is not one of {BAUD_RATES:?}"));
+        }
+        spec.baud = baud;
+    }
+    if let Some(code) = &r.refid {
+        if code.is_empty() || code.len() > 4 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("refid {code:?} must be 1-4 printable ASCII characters"));
+        }
+        spec.reference_id = ReferenceId::from_ascii(code);
+    }
+    if let Some(delay) = r.delay {
+        if !(delay.is_finite() && (0.0..=1.0).contains(&delay)) {
+            return Err(format!("delay {delay} s must be between 0 and 1 s"));
+        }
+        spec.delay = NtpDuration::from_seconds_f64(delay).max(NtpDuration::from_nanos(1));
+    }
+    if let Some(offset) = r.offset {
+        if !(offset.is_finite() && offset.abs() < 1.0) {
+            return Err(format!("offset {offset} s must be within ±1 s"));
+        }
+        spec.offset = NtpDuration::from_seconds_f64(offset);
+    }
+    if let Some(filter) = r.filter {
+        if !(1..=1024).contains(&filter) {
+            return Err(format!("filter {filter} must be between 1 and 1024 samples"));
+        }
+        spec.filter_len = filter;
+    }
+    Ok(spec)
 }
 
 /// The leap second as written (`...T23:59:60Z` for an insertion, `...T23:59:59Z`
@@ -419,5 +642,70 @@ leap = "2016-12-31T23:59:60Z"
         assert!(e.0.contains("23:59:60"), "{e}");
         let e = DaemonConfig::from_toml("[[source]]\naddress=\"127.0.0.1:123\"\npoll_min=2\n", "h").unwrap_err();
         assert!(e.0.contains("#1"), "{e}");
+    }
+
+    #[test]
+    fn refclocks_parse_with_defaults_per_kind() {
+        let text = r#"
+listen = ["127.0.0.1:123"]
+[[refclock]]
+kind = "gps-pps"
+serial = "/dev/ttyS0"
+pps_socket = "/run/ntplab.pps0.sock"
+[[refclock]]
+kind = "gps"
+serial = "/dev/ttyUSB0"
+baud = 4800
+offset = 0.2
+delay = 0.001
+filter = 8
+refid = "NMEA"
+"#;
+        let c = DaemonConfig::from_toml(text, "r.toml").unwrap();
+        let [a, b] = &c.refclocks[..] else { panic!("two refclocks: {:?}", c.refclocks) };
+        assert_eq!(a.kind, RefclockKind::GpsPps);
+        assert_eq!(a.serial.as_deref(), Some(std::path::Path::new("/dev/ttyS0")));
+        assert_eq!((a.baud, a.filter_len, a.poll_log2()), (9600, 16, 4));
+        assert_eq!(a.reference_id.ascii(), Some("PPS"));
+        assert_eq!(a.pps_config().mode, PpsMode::Labelled);
+        assert_eq!(b.reference_id.ascii(), Some("NMEA"));
+        assert_eq!((b.baud, b.filter_len), (4800, 8));
+        assert_eq!(b.offset, NtpDuration::from_seconds_f64(0.2));
+        assert_eq!(b.pps_config().pulse_delay, b.offset);
+        assert_eq!(RefclockSpec::new(RefclockKind::Gps).reference_id.ascii(), Some("GPS"));
+        assert_eq!(RefclockSpec::new(RefclockKind::Pps).pps_config().mode, PpsMode::Locked);
+        let only = DaemonConfig::from_toml("[[refclock]]\nkind = \"pps\"\npps_socket = \"/run/p\"\n", "o").unwrap();
+        assert_eq!(only.refclocks.len(), 1, "a refclock alone is something to do");
+    }
+
+    #[test]
+    fn refclock_errors_say_what_is_wrong() {
+        let bad = |body: &str| {
+            DaemonConfig::from_toml(&format!("listen = [\"127.0.0.1:1\"]\n[[refclock]]\n{body}"), "x.toml").unwrap_err().0
+        };
+        let e = bad("kind = \"gps-pps\"\nserial = \"/dev/ttyS0\"\n");
+        assert!(e.contains("[[refclock]] #1 (gps-pps)") && e.contains("needs `pps_socket`"), "{e}");
+        let e = bad("kind = \"pps\"\npps_socket = \"/p\"\nserial = \"/dev/ttyS0\"\n");
+        assert!(e.contains("takes no `serial`"), "{e}");
+        let e = bad("kind = \"pps\"\npps_socket = \"/p\"\nbaud = 9600\n");
+        assert!(e.contains("takes no `baud`"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/dev/ttyS0\"\nbaud = 9601\n");
+        assert!(e.contains("baud 9601"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"\"\n");
+        assert!(e.contains("not a path"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/s\"\nrefid = \"TOOLONG\"\n");
+        assert!(e.contains("refid"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/s\"\ndelay = -1\n");
+        assert!(e.contains("delay -1"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/s\"\noffset = nan\n");
+        assert!(e.contains("offset NaN"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/s\"\nfilter = 0\n");
+        assert!(e.contains("filter 0"), "{e}");
+        let e = bad("kind = \"glonass\"\n");
+        assert!(e.contains("x.toml:3:8") && e.contains("unknown variant"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/s\"\nport = 3\n");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = bad("serial = \"/s\"\n");
+        assert!(e.contains("missing field `kind`"), "{e}");
     }
 }

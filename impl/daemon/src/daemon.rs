@@ -8,15 +8,21 @@
 //! and hand datagrams to the one loop through a channel; everything else
 //! happens in that loop, in a fixed order (`biased` select), so a run is
 //! deterministic when its inputs are.
+//!
+//! Reference clocks ([`crate::refclock`]) work the same way: one local task
+//! per configured clock awaits its provider and hands the input to the loop,
+//! whose [`RefclockDriver`]s turn it into samples for the system.
 
 use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
 use crate::net::{DatagramSocket, Network, Received};
+use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
 use ntplab_proto::discipline::Action;
 use ntplab_proto::mono::Instant;
 use ntplab_proto::server::{Server, ServerAction, ServerClockState};
+use ntplab_proto::refclock::pps::RefclockSample;
 use ntplab_proto::source::{Source, SourceEvent};
-use ntplab_proto::system::{System, SystemConfig};
+use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v4::LeapIndicator;
@@ -34,6 +40,39 @@ const MAX_DATAGRAM: usize = 2048;
 /// Datagrams waiting for the loop before receive tasks drop new ones.
 const QUEUE_DATAGRAMS: usize = 1024;
 
+/// A source of time as events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// An NTP server.
+    Source(SocketAddr),
+    /// A reference clock: its place among the `[[refclock]]`s, and its reference ID.
+    Refclock {
+        /// Index in the configuration.
+        index: usize,
+        /// Reference ID (`GPS`, `PPS`).
+        reference_id: ReferenceId,
+    },
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Source(address) => address.fmt(f),
+            Peer::Refclock { index, reference_id } => {
+                write!(f, "refclock{index}({})", reference_id.ascii().unwrap_or("?"))
+            }
+        }
+    }
+}
+
+/// What the system knows its sources by: NTP servers and reference clocks,
+/// each by its index in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PeerId {
+    Source(usize),
+    Refclock(usize),
+}
+
 /// Something the daemon did, for logs, metrics and simulation traces.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DaemonEvent {
@@ -49,12 +88,19 @@ pub enum DaemonEvent {
         /// What the source made of it.
         event: SourceEvent,
     },
+    /// A reference clock produced a filtered sample.
+    RefclockSample {
+        /// Which clock.
+        refclock: Peer,
+        /// The sample.
+        sample: RefclockSample,
+    },
     /// A selection run ended.
     Selection {
         /// The system peer, if any.
-        system_peer: Option<SocketAddr>,
+        system_peer: Option<Peer>,
         /// Sources outvoted as falsetickers.
-        falsetickers: Vec<SocketAddr>,
+        falsetickers: Vec<Peer>,
         /// Combined offset, when there was a majority.
         offset: Option<NtpDuration>,
     },
@@ -130,15 +176,37 @@ struct Incoming {
     data: Vec<u8>,
 }
 
+/// A reference clock handed from its task to the loop.
+struct RefclockIncoming {
+    index: usize,
+    input: RefclockInput,
+}
+
+/// Aborts the tasks it holds when the loop ends (providers may wait on
+/// devices or timers for a long time).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes. Must be called inside a
 /// `tokio::task::LocalSet`.
 ///
+/// `refclocks` opens the configured reference clocks
+/// ([`crate::refclock::NoRefclocks`] where there are none).
 /// `seed` drives every random choice (transmit-timestamp nonces, poll jitter,
 /// the rate limiter's hash key); give it from the OS in production and from
 /// the scenario in simulation.
-pub async fn run<N: Network, C: DaemonClock>(
+#[allow(clippy::too_many_arguments)]
+pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
     config: &DaemonConfig,
     net: &N,
+    refclocks: &R,
     clock: &mut C,
     seed: u64,
     events: &mut dyn EventSink,
@@ -157,15 +225,18 @@ where
     }
     let mut slots = Vec::new();
     let mut system_config = SystemConfig { local: config.local, ..SystemConfig::default() };
-    // The discipline's poll range (its time constant) follows the sources'.
+    // The discipline's poll range (its time constant) follows the sources'
+    // and the reference clocks' (one sample per filter window).
+    let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());
     if let (Some(min), Some(max)) = (
-        config.sources.iter().map(|s| s.config.poll_min_log2).min(),
-        config.sources.iter().map(|s| s.config.poll_max_log2).max(),
+        config.sources.iter().map(|s| s.config.poll_min_log2).chain(refclock_polls.clone()).min(),
+        config.sources.iter().map(|s| s.config.poll_max_log2).chain(refclock_polls).max(),
     ) {
         system_config.discipline.min_poll = min;
         system_config.discipline.max_poll = max;
     }
-    let mut system: System<usize> = System::new(system_config);
+    let precision_log2 = system_config.precision_log2;
+    let mut system: System<PeerId> = System::new(system_config);
     for (i, spec) in config.sources.iter().enumerate() {
         // One socket per source, on an ephemeral port: replies are told apart by
         // socket and checked against the source's address.
@@ -181,7 +252,7 @@ where
             IpAddr::V4(ip) => ReferenceId::from_ipv4(ip),
             IpAddr::V6(ip) => ReferenceId::from_ipv6(ip),
         };
-        system.add_source(i, refid);
+        system.add_source(PeerId::Source(i), refid);
         let source = Source::new(spec.config, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
         slots.push(Some(SourceSlot { address: spec.address, source, socket, last_tx: None }));
@@ -212,6 +283,42 @@ where
         });
     }
     drop(tx);
+
+    let (refclock_tx, mut refclock_rx) = mpsc::channel::<RefclockIncoming>(QUEUE_DATAGRAMS);
+    let mut drivers = Vec::new();
+    let mut refclock_tasks = AbortOnDrop(Vec::new());
+    for (index, spec) in config.refclocks.iter().enumerate() {
+        let mut provider = refclocks.open(index, spec).await?;
+        let driver = RefclockDriver::new(spec, precision_log2, Instant::ZERO);
+        system.add_source(PeerId::Refclock(index), driver.params().reference_id);
+        drivers.push(driver);
+        let tx = refclock_tx.clone();
+        refclock_tasks.0.push(tokio::task::spawn_local(async move {
+            loop {
+                match provider.next().await {
+                    Ok(input) => {
+                        if tx.try_send(RefclockIncoming { index, input }).is_err() && tx.is_closed() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(refclock = index, error = %e, "reference clock failed");
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(refclock_tx);
+    // Silent reference clocks age out of selection, checked once per sample interval.
+    let refclock_interval = config.refclocks.iter().map(|r| r.poll_log2()).min().map(|p| std::time::Duration::from_secs(1 << p.clamp(0, 17)));
+    let mut refclock_tick = tokio::time::interval(refclock_interval.unwrap_or(std::time::Duration::from_secs(3600)));
+    refclock_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refclocks_open = !drivers.is_empty();
+    let peers = Peers { sources: config.sources.iter().map(|s| s.address).collect(), refclocks: config.refclocks.iter().map(|r| r.reference_id).collect() };
 
     let mut key = [0u8; 16];
     rng.fill(&mut key);
@@ -246,7 +353,34 @@ where
                     serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
                 } else {
                     let index = inc.socket - server_socket_count;
-                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut system, clock, events);
+                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events);
+                }
+            }
+            incoming = refclock_rx.recv(), if refclocks_open => {
+                let Some(RefclockIncoming { index, input }) = incoming else {
+                    refclocks_open = false;
+                    continue;
+                };
+                let Some(driver) = drivers.get_mut(index) else { continue };
+                let samples = driver.handle(input, |raw| clock.local_time_of(raw));
+                for sample in samples {
+                    let now = mono();
+                    let Some(driver) = drivers.get_mut(index) else { break };
+                    let m = driver.measurement(&sample, now);
+                    let local = clock.now();
+                    events.event(local, &DaemonEvent::RefclockSample { refclock: peers.name(&PeerId::Refclock(index)), sample });
+                    let update = system.handle_measurement(&PeerId::Refclock(index), &m, local);
+                    apply_update(update, local, now, &mut slots, &mut drivers, &peers, clock, events);
+                }
+            }
+            _ = refclock_tick.tick(), if refclock_interval.is_some() => {
+                let now = mono();
+                for index in 0..drivers.len() {
+                    if drivers[index].stale_due(now) {
+                        let local = clock.now();
+                        let update = system.handle_stale(&PeerId::Refclock(index), local);
+                        apply_update(update, local, now, &mut slots, &mut drivers, &peers, clock, events);
+                    }
                 }
             }
             _ = poll_sleep => {
@@ -257,7 +391,7 @@ where
                         let local = clock.now();
                         if let Some(req) = slot.source.handle_timeout(now, local, rng.random(), &mut out) {
                             if req.stale {
-                                system.handle_stale(&index, local);
+                                system.handle_stale(&PeerId::Source(index), local);
                             }
                             match slot.socket.send_to(&out[..req.len], slot.address).await {
                                 Ok(sent) => {
@@ -274,7 +408,7 @@ where
         }
         // Arm an announced leap second on its day (checked after every event:
         // polls come at least every 2^17 s, so the last day is never missed).
-        if !config.sources.is_empty() {
+        if !config.sources.is_empty() || !config.refclocks.is_empty() {
             let now = clock.now();
             let wanted = leap_to_arm(system.server_state(now).leap, now);
             if wanted != armed_leap {
@@ -334,6 +468,23 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     events.event(rx_time, &DaemonEvent::Served { client, action });
 }
 
+/// Names of the configured sources and reference clocks, for events.
+struct Peers {
+    sources: Vec<SocketAddr>,
+    refclocks: Vec<ReferenceId>,
+}
+
+impl Peers {
+    fn name(&self, id: &PeerId) -> Peer {
+        match *id {
+            PeerId::Source(i) => Peer::Source(self.sources.get(i).copied().unwrap_or((Ipv4Addr::UNSPECIFIED, 0).into())),
+            PeerId::Refclock(index) => {
+                Peer::Refclock { index, reference_id: self.refclocks.get(index).copied().unwrap_or(ReferenceId::NONE) }
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn handle_reply<S, C: DaemonClock>(
     index: usize,
@@ -341,7 +492,9 @@ fn handle_reply<S, C: DaemonClock>(
     rx_time: NtpTime,
     now: Instant,
     slots: &mut [Option<SourceSlot<S>>],
-    system: &mut System<usize>,
+    drivers: &mut [RefclockDriver],
+    system: &mut System<PeerId>,
+    peers: &Peers,
     clock: &mut C,
     events: &mut dyn EventSink,
 ) {
@@ -356,47 +509,64 @@ fn handle_reply<S, C: DaemonClock>(
     match event {
         SourceEvent::Sample(m) => {
             let local = clock.now();
-            let update = system.handle_measurement(&index, &m, local);
-            if let Some(selection) = &update.selection {
-                let name = |i: &usize| slots.get(*i).and_then(Option::as_ref).map(|s| s.address);
-                events.event(
-                    local,
-                    &DaemonEvent::Selection {
-                        system_peer: selection.outcome.as_ref().ok().and_then(|c| name(&c.system_peer)),
-                        falsetickers: selection.falsetickers.iter().filter_map(name).collect(),
-                        offset: selection.outcome.as_ref().ok().map(|c| c.offset),
-                    },
-                );
-            }
-            if let Some(action) = update.clock {
-                let at = match action {
-                    Action::Panic { offset } => {
-                        tracing::error!(offset = offset.to_seconds_f64(), "offset beyond the panic threshold; clock left alone");
-                        None
-                    }
-                    _ => match action.apply(clock) {
-                        Ok(at) => at,
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "clock adjustment refused");
-                            None
-                        }
-                    },
-                };
-                events.event(local, &DaemonEvent::Clock { action, at });
-                if update.stepped {
-                    for s in slots.iter_mut().flatten() {
-                        s.source.reset(now);
-                        s.last_tx = None;
-                    }
-                }
-            }
+            let update = system.handle_measurement(&PeerId::Source(index), &m, local);
+            apply_update(update, local, now, slots, drivers, peers, clock, events);
         }
         SourceEvent::Demobilize(_) => {
-            system.remove_source(&index);
+            system.remove_source(&PeerId::Source(index));
             slots[index] = None;
             events.event(rx_time, &DaemonEvent::SourceDropped { source: address });
         }
         _ => {}
+    }
+}
+
+/// Reports a system update and carries out its clock action; after a step,
+/// every source and reference clock starts afresh.
+#[allow(clippy::too_many_arguments)]
+fn apply_update<S, C: DaemonClock>(
+    update: SystemUpdate<PeerId>,
+    local: NtpTime,
+    now: Instant,
+    slots: &mut [Option<SourceSlot<S>>],
+    drivers: &mut [RefclockDriver],
+    peers: &Peers,
+    clock: &mut C,
+    events: &mut dyn EventSink,
+) {
+    if let Some(selection) = &update.selection {
+        events.event(
+            local,
+            &DaemonEvent::Selection {
+                system_peer: selection.outcome.as_ref().ok().map(|c| peers.name(&c.system_peer)),
+                falsetickers: selection.falsetickers.iter().map(|id| peers.name(id)).collect(),
+                offset: selection.outcome.as_ref().ok().map(|c| c.offset),
+            },
+        );
+    }
+    let Some(action) = update.clock else { return };
+    let at = match action {
+        Action::Panic { offset } => {
+            tracing::error!(offset = offset.to_seconds_f64(), "offset beyond the panic threshold; clock left alone");
+            None
+        }
+        _ => match action.apply(clock) {
+            Ok(at) => at,
+            Err(e) => {
+                tracing::warn!(error = ?e, "clock adjustment refused");
+                None
+            }
+        },
+    };
+    events.event(local, &DaemonEvent::Clock { action, at });
+    if update.stepped {
+        for s in slots.iter_mut().flatten() {
+            s.source.reset(now);
+            s.last_tx = None;
+        }
+        for d in drivers.iter_mut() {
+            d.reset();
+        }
     }
 }
 

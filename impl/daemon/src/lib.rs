@@ -16,3 +16,4 @@ pub mod config;
 pub mod daemon;
 pub mod net;
 pub mod sysclock;
+pub mod refclock;

@@ -11,6 +11,9 @@
 //!   rollover handling.
 //! - [`pps`]: pairing PPS edges with the NMEA second they mark, a
 //!   chrony-style median filter, and the offset samples that come out.
+//! - [`measurement`]: a filtered sample as the [`crate::source::Measurement`]
+//!   of a stratum-0 source, for [`crate::system::System`].
 
+pub mod measurement;
 pub mod nmea;
 pub mod pps;
