@@ -29,10 +29,12 @@
 //!
 //! [clock]
 //! control = false          # never touch the system clock unless true
+//! discipline = "regression" # or "rfc5905" (RFC 5905's PLL/FLL)
 //! ```
 //!
 //! Errors name the line and column and say what was expected.
 
+use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
@@ -198,6 +200,9 @@ pub struct ClockSection {
     /// Discipline the system clock (needs CAP_SYS_TIME). Default false.
     #[serde(default)]
     pub control: bool,
+    /// The clock discipline algorithm: `"regression"` (default; least squares
+    /// over recent samples, chrony-like) or `"rfc5905"` (RFC 5905's PLL/FLL).
+    pub discipline: Option<String>,
 }
 
 /// A configuration error, with a position when it comes from the file.
@@ -234,6 +239,8 @@ pub struct DaemonConfig {
     pub local: Option<LocalReference>,
     /// Whether the system clock may be adjusted.
     pub clock_control: bool,
+    /// The clock discipline algorithm (`[clock] discipline`).
+    pub discipline: DisciplineKind,
 }
 
 impl DaemonConfig {
@@ -319,6 +326,12 @@ impl ConfigFile {
             Some(s) => Some(parse_smear(&s).map_err(|m| err(format!("[smear] {m}")))?),
             None => None,
         };
+        let discipline = match self.clock.discipline.as_deref() {
+            None => DisciplineKind::default(),
+            Some(name) => DisciplineKind::from_name(name).ok_or_else(|| {
+                err(format!("[clock] discipline {name:?} is not one of \"regression\", \"rfc5905\""))
+            })?,
+        };
         if self.listen.is_empty() && sources.is_empty() {
             return Err(err("nothing to do: give `listen` addresses to serve on, `[[source]]`s to follow, or both".into()));
         }
@@ -334,6 +347,7 @@ impl ConfigFile {
             },
             local,
             clock_control: self.clock.control,
+            discipline,
         })
     }
 }
@@ -419,5 +433,17 @@ leap = "2016-12-31T23:59:60Z"
         assert!(e.0.contains("23:59:60"), "{e}");
         let e = DaemonConfig::from_toml("[[source]]\naddress=\"127.0.0.1:123\"\npoll_min=2\n", "h").unwrap_err();
         assert!(e.0.contains("#1"), "{e}");
+    }
+
+    #[test]
+    fn the_discipline_is_chosen_in_the_clock_section() {
+        let c = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n", "a").unwrap();
+        assert_eq!(c.discipline, DisciplineKind::Regression, "the default");
+        for (name, kind) in [("rfc5905", DisciplineKind::Rfc5905), ("regression", DisciplineKind::Regression)] {
+            let text = format!("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"{name}\"\n");
+            assert_eq!(DaemonConfig::from_toml(&text, "b").unwrap().discipline, kind);
+        }
+        let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
+        assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
     }
 }

@@ -156,7 +156,7 @@ where
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
-    let mut system_config = SystemConfig { local: config.local, ..SystemConfig::default() };
+    let mut system_config = SystemConfig { local: config.local, algorithm: config.discipline, ..SystemConfig::default() };
     // The discipline's poll range (its time constant) follows the sources'.
     if let (Some(min), Some(max)) = (
         config.sources.iter().map(|s| s.config.poll_min_log2).min(),
