@@ -134,7 +134,7 @@ fn chrony_default_figures() {
     eprintln!("| discipline | polling | seed | RMS after 6 h | max after 6 h | sync (<1 ms) | packets |");
     eprintln!("|---|---|---|---|---|---|---|");
     for discipline in [DisciplineKind::Rfc5905, DisciplineKind::Regression] {
-        for poll in [Some(4), None] {
+        for poll in std::env::var("FIGURES_POLLS").map_or(vec![Some(4), None], |v| v.split(",").map(|p| p.parse().ok()).collect()) {
             for seed in 1..=seeds {
                 if std::env::var("FIGURES_ONLY").is_ok_and(|o| o != format!("{}-{}", discipline.name(), poll.unwrap_or(0))) {
                     continue;
@@ -161,7 +161,7 @@ fn client_converges_to_the_server_in_the_chrony_default_setup() {
         hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
         packets: 0,
     }));
-    let counters = simulate(chrony_default(DisciplineKind::Rfc5905, Some(4), 2), stats.clone()).unwrap();
+    let counters = simulate(chrony_default(DisciplineKind::default(), Some(4), 2), stats.clone()).unwrap();
     let s = stats.borrow();
     let client = &s.hosts[1];
     eprintln!("{counters:?}");
@@ -174,7 +174,12 @@ fn client_converges_to_the_server_in_the_chrony_default_setup() {
     );
     assert!(s.packets > 400, "about one exchange per 16 s: {}", s.packets);
     assert!(client.sync_time().is_some(), "the client never came within 1 ms");
-    assert!(client.rms_offset().unwrap() < 1e-3);
+    // The default (regression) discipline: measured 8.2 µs RMS over 0.5-2 h
+    // and sync at 209 s (seed 1); over a day it holds 7.6-8.8 µs (seeds 1-3,
+    // chrony: 11.8 µs). 25 µs leaves room for seed-to-seed spread while
+    // failing anything RFC-PLL-like (42.7 µs over a day, 1541 s to sync).
+    assert!(client.rms_offset().unwrap() < 25e-6, "rms {:?}", client.rms_offset());
+    assert!(client.sync_time().unwrap() < 400.0, "sync {:?}", client.sync_time());
     // The server's clock is perfect and never adjusted.
     assert_eq!(s.hosts[0].max_offset(), Some(0.0));
 }

@@ -1,5 +1,10 @@
 //! The clock discipline of RFC 5905 §11.3 (A.5.5.6 `local_clock()`,
-//! A.5.5.7 `rstclock()`, A.5.6.1 `clock_adjust()`).
+//! A.5.5.7 `rstclock()`, A.5.6.1 `clock_adjust()`), and the seam for others.
+//!
+//! [`ClockDiscipline`] is what the system process ([`crate::system::System`])
+//! drives; [`DisciplineKind`] chooses the algorithm: [`Discipline`] (this
+//! module, RFC 5905) or [`regression::RegressionDiscipline`] (least squares in
+//! the manner of chrony, the default). Both emit the same [`Action`]s.
 //!
 //! [`Discipline::update`] takes the combined offset from the selection
 //! ([`crate::select::Combined::offset`]) and the time of the update, runs the
