@@ -1,6 +1,7 @@
 //! The harness end to end: the real daemon on two simulated hosts.
 
 use ntplab_daemon::config::{DaemonConfig, SourceSpec};
+use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::server::ServerConfig;
 use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
@@ -32,8 +33,11 @@ impl Recorder for Stats {
     }
     fn daemon_event(&mut self, host: usize, t: NtpDuration, _: NtpTime, e: &ntplab_daemon::daemon::DaemonEvent) {
         if host == 1 && std::env::var("SIM_DEBUG").is_ok() {
+            if let ntplab_daemon::daemon::DaemonEvent::PollChanged { poll_log2 } = e {
+                eprintln!("  t={:.1} poll {poll_log2}", t.to_seconds_f64());
+            }
             if let ntplab_daemon::daemon::DaemonEvent::Clock { action, .. } = e {
-                if t.to_seconds_f64() < 1200.0 || (t.to_bits() / NtpDuration::from_seconds(1).to_bits()) % 600 < 20 {
+                if t.to_seconds_f64() < 1200.0 || std::env::var("SIM_DEBUG_ALL").is_ok() || (t.to_bits() / NtpDuration::from_seconds(1).to_bits()) % 600 < 20 {
                     eprintln!("  t={:.1} {:?}", t.to_seconds_f64(), action);
                 }
             }
@@ -42,7 +46,7 @@ impl Recorder for Stats {
     fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
 }
 
-fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
+fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> SimSetup {
     let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
     let server_config = DaemonConfig {
         listen: vec![server],
@@ -51,6 +55,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
         clock_control: false,
         refclocks: Vec::new(),
+        discipline,
     };
     let mut source = SourceConfig { iburst: true, ..SourceConfig::default() };
     if let Some(p) = poll {
@@ -64,6 +69,7 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
         local: None,
         clock_control: false,
         refclocks: Vec::new(),
+        discipline,
     };
     let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };
     SimSetup {
@@ -94,27 +100,61 @@ fn chrony_default(poll: Option<i8>, hours: i64) -> SimSetup {
     }
 }
 
+/// Figures of one run: RMS and max |offset| after a quarter of the run, sync
+/// time (last time above 1 ms), packets.
+struct Figures {
+    rms_us: f64,
+    max_us: f64,
+    sync_s: Option<f64>,
+    packets: u64,
+}
+
+fn run_figures(discipline: DisciplineKind, poll: Option<i8>, hours: i64, seed: u64) -> Figures {
+    let converged = NtpDuration::from_seconds(hours * 3600 / 4);
+    let stats = Rc::new(RefCell::new(Stats {
+        hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
+        packets: 0,
+    }));
+    let mut setup = chrony_default(discipline, poll, hours);
+    setup.seed = seed;
+    simulate(setup, stats.clone()).unwrap();
+    let s = stats.borrow();
+    let c = &s.hosts[1];
+    Figures {
+        rms_us: c.rms_offset().unwrap() * 1e6,
+        max_us: c.max_offset().unwrap() * 1e6,
+        sync_s: c.sync_time(),
+        packets: s.packets,
+    }
+}
+
+/// chrony's reference simulation (FINDINGS.md: clknetsim, 1 day, 88.4 µs RMS at
+/// default polling, 11.8 µs at poll 4, sync in 120-210 s) with both disciplines.
+/// `FIGURES_SEEDS=n` repeats over seeds 1..=n.
 #[test]
 #[ignore = "long: run with --ignored --release to see the figures"]
 fn chrony_default_figures() {
-    for (poll, hours) in [(Some(4), 24), (None, 24)] {
-        let converged = NtpDuration::from_seconds(hours * 3600 / 4);
-        let stats = Rc::new(RefCell::new(Stats {
-            hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
-            packets: 0,
-        }));
-        let wall = std::time::Instant::now();
-        simulate(chrony_default(poll, hours), stats.clone()).unwrap();
-        let s = stats.borrow();
-        let c = &s.hosts[1];
-        eprintln!(
-            "poll {poll:?} {hours} h: wall {:.2} s, rms {:.1} us, max {:.1} us, sync {:?} s, packets {}",
-            wall.elapsed().as_secs_f64(),
-            c.rms_offset().unwrap() * 1e6,
-            c.max_offset().unwrap() * 1e6,
-            c.sync_time(),
-            s.packets
-        );
+    let seeds: u64 = std::env::var("FIGURES_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    eprintln!("| discipline | polling | seed | RMS after 6 h | max after 6 h | sync (<1 ms) | packets |");
+    eprintln!("|---|---|---|---|---|---|---|");
+    for discipline in [DisciplineKind::Rfc5905, DisciplineKind::Regression] {
+        for poll in std::env::var("FIGURES_POLLS").map_or(vec![Some(4), None], |v| v.split(",").map(|p| p.parse().ok()).collect()) {
+            for seed in 1..=seeds {
+                if std::env::var("FIGURES_ONLY").is_ok_and(|o| o != format!("{}-{}", discipline.name(), poll.unwrap_or(0))) {
+                    continue;
+                }
+                let f = run_figures(discipline, poll, 24, seed);
+                eprintln!(
+                    "| {} | {} | {seed} | {:.1} µs | {:.1} µs | {} | {} |",
+                    discipline.name(),
+                    poll.map_or("default (6-10)".to_string(), |p| format!("fixed {p}")),
+                    f.rms_us,
+                    f.max_us,
+                    f.sync_s.map_or("never".to_string(), |t| format!("{t:.0} s")),
+                    f.packets
+                );
+            }
+        }
     }
 }
 
@@ -125,7 +165,7 @@ fn client_converges_to_the_server_in_the_chrony_default_setup() {
         hosts: vec![HostStats::new(converged, 1e-3), HostStats::new(converged, 1e-3)],
         packets: 0,
     }));
-    let counters = simulate(chrony_default(Some(4), 2), stats.clone()).unwrap();
+    let counters = simulate(chrony_default(DisciplineKind::default(), Some(4), 2), stats.clone()).unwrap();
     let s = stats.borrow();
     let client = &s.hosts[1];
     eprintln!("{counters:?}");
@@ -138,7 +178,12 @@ fn client_converges_to_the_server_in_the_chrony_default_setup() {
     );
     assert!(s.packets > 400, "about one exchange per 16 s: {}", s.packets);
     assert!(client.sync_time().is_some(), "the client never came within 1 ms");
-    assert!(client.rms_offset().unwrap() < 1e-3);
+    // The default (regression) discipline: measured 8.2 µs RMS over 0.5-2 h
+    // and sync at 208 s (seed 1); over a day it holds 7.8-8.8 µs (seeds 1-3,
+    // chrony: 11.8 µs). 25 µs leaves room for seed-to-seed spread while
+    // failing anything RFC-PLL-like (42.7 µs over a day, 1541 s to sync).
+    assert!(client.rms_offset().unwrap() < 25e-6, "rms {:?}", client.rms_offset());
+    assert!(client.sync_time().unwrap() < 400.0, "sync {:?}", client.sync_time());
     // The server's clock is perfect and never adjusted.
     assert_eq!(s.hosts[0].max_offset(), Some(0.0));
 }

@@ -39,6 +39,7 @@
 //! delay = 1e-9             # assumed round trip, s (default 1 ns)
 //! offset = 0.0             # s, added to every measured offset (true - local)
 //! filter = 16              # samples per median-filter window (default 16)
+//! discipline = "regression" # or "rfc5905" (RFC 5905's PLL/FLL)
 //! ```
 //!
 //! # Reference clocks
@@ -65,6 +66,7 @@
 //!
 //! Errors name the line and column and say what was expected.
 
+use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
@@ -290,6 +292,9 @@ pub struct ClockSection {
     /// Discipline the system clock (needs CAP_SYS_TIME). Default false.
     #[serde(default)]
     pub control: bool,
+    /// The clock discipline algorithm: `"regression"` (default; least squares
+    /// over recent samples, chrony-like) or `"rfc5905"` (RFC 5905's PLL/FLL).
+    pub discipline: Option<String>,
 }
 
 /// A configuration error, with a position when it comes from the file.
@@ -399,6 +404,8 @@ pub struct DaemonConfig {
     pub clock_control: bool,
     /// Reference clocks.
     pub refclocks: Vec<RefclockSpec>,
+    /// The clock discipline algorithm (`[clock] discipline`).
+    pub discipline: DisciplineKind,
 }
 
 impl DaemonConfig {
@@ -484,6 +491,12 @@ impl ConfigFile {
             Some(s) => Some(parse_smear(&s).map_err(|m| err(format!("[smear] {m}")))?),
             None => None,
         };
+        let discipline = match self.clock.discipline.as_deref() {
+            None => DisciplineKind::default(),
+            Some(name) => DisciplineKind::from_name(name).ok_or_else(|| {
+                err(format!("[clock] discipline {name:?} is not one of \"regression\", \"rfc5905\""))
+            })?,
+        };
         let mut refclocks = Vec::new();
         for (i, r) in self.refclocks.iter().enumerate() {
             refclocks.push(parse_refclock(r).map_err(|m| err(format!("[[refclock]] #{} ({}): {m}", i + 1, r.kind.name())))?);
@@ -506,6 +519,7 @@ impl ConfigFile {
             local,
             clock_control: self.clock.control,
             refclocks,
+            discipline,
         })
     }
 }
@@ -707,5 +721,17 @@ refid = "NMEA"
         assert!(e.contains("unknown field"), "{e}");
         let e = bad("serial = \"/s\"\n");
         assert!(e.contains("missing field `kind`"), "{e}");
+    }
+
+    #[test]
+    fn the_discipline_is_chosen_in_the_clock_section() {
+        let c = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n", "a").unwrap();
+        assert_eq!(c.discipline, DisciplineKind::Regression, "the default");
+        for (name, kind) in [("rfc5905", DisciplineKind::Rfc5905), ("regression", DisciplineKind::Regression)] {
+            let text = format!("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"{name}\"\n");
+            assert_eq!(DaemonConfig::from_toml(&text, "b").unwrap().discipline, kind);
+        }
+        let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
+        assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
     }
 }

@@ -224,7 +224,7 @@ where
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
-    let mut system_config = SystemConfig { local: config.local, ..SystemConfig::default() };
+    let mut system_config = SystemConfig { local: config.local, algorithm: config.discipline, ..SystemConfig::default() };
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());

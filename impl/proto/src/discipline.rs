@@ -1,5 +1,10 @@
 //! The clock discipline of RFC 5905 §11.3 (A.5.5.6 `local_clock()`,
-//! A.5.5.7 `rstclock()`, A.5.6.1 `clock_adjust()`).
+//! A.5.5.7 `rstclock()`, A.5.6.1 `clock_adjust()`), and the seam for others.
+//!
+//! [`ClockDiscipline`] is what the system process ([`crate::system::System`])
+//! drives; [`DisciplineKind`] chooses the algorithm: [`Discipline`] (this
+//! module, RFC 5905) or [`regression::RegressionDiscipline`] (least squares in
+//! the manner of chrony, the default). Both emit the same [`Action`]s.
 //!
 //! [`Discipline::update`] takes the combined offset from the selection
 //! ([`crate::select::Combined::offset`]) and the time of the update, runs the
@@ -47,6 +52,8 @@ use crate::constants::{
     TC, WATCH,
 };
 use crate::time::{NtpDuration, NtpTime};
+
+pub mod regression;
 
 fn secs(d: NtpDuration) -> f64 {
     d.to_seconds_f64()
@@ -194,6 +201,121 @@ impl Default for DisciplineConfig {
             max_poll: DEFAULT_MAXPOLL,
             local_precision: -20,
             hysteresis: HysteresisStep::Unit,
+        }
+    }
+}
+
+/// One input to a [`ClockDiscipline`]: the combined offset and what is known
+/// about it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DisciplineSample {
+    /// Combined offset THETA (positive: the clock is behind).
+    pub offset: NtpDuration,
+    /// The epoch of the offset: the local arrival time of the system peer's
+    /// sample behind it (the clock filter may have kept it for a few polls).
+    pub time: NtpTime,
+    /// Local time now, when the returned action will be applied to the clock
+    /// (not earlier than `time`).
+    pub now: NtpTime,
+    /// Round-trip delay of the system peer's sample; zero when unknown. An
+    /// offset's error is bounded by half the delay above the path's minimum,
+    /// so disciplines may weight samples by it.
+    pub delay: NtpDuration,
+}
+
+impl DisciplineSample {
+    /// A sample known only by its offset and epoch, applied at that epoch.
+    pub fn new(offset: NtpDuration, time: NtpTime) -> Self {
+        DisciplineSample { offset, time, now: time, delay: NtpDuration::ZERO }
+    }
+}
+
+/// A clock discipline: turns combined offsets into clock [`Action`]s and a
+/// system poll exponent. [`Discipline`] (RFC 5905) and
+/// [`regression::RegressionDiscipline`] implement it; [`DisciplineKind`]
+/// chooses one at run time ([`DisciplineKind::build`]).
+///
+/// Implementations are deterministic, read no clock, and keep bounded memory.
+pub trait ClockDiscipline {
+    /// A short name for reports (`"rfc5905"`, `"regression"`).
+    fn name(&self) -> &'static str;
+
+    /// Processes one offset measured at `time` and applied at `time`.
+    fn update(&mut self, offset: NtpDuration, time: NtpTime) -> DisciplineUpdate {
+        self.update_sample(&DisciplineSample::new(offset, time))
+    }
+
+    /// Processes one sample. The caller applies the returned action to the
+    /// clock at `sample.now` and, after an [`Action::Step`], resets every
+    /// source.
+    fn update_sample(&mut self, sample: &DisciplineSample) -> DisciplineUpdate;
+
+    /// Whether the discipline wants every sample of the system peer, with its
+    /// delay, rather than only the clock filter's choices combined by the
+    /// selection (RFC 5905). Default: no.
+    fn wants_every_sample(&self) -> bool {
+        false
+    }
+
+    /// The system poll exponent the discipline asks for.
+    fn poll(&self) -> i8;
+
+    /// The frequency correction in s/s currently asked of the clock (the
+    /// oscillator's estimated error is its negation).
+    fn frequency(&self) -> f64;
+
+    /// The current state, in RFC 5905's terms (see each implementation).
+    fn state(&self) -> State;
+
+    /// The estimated noise of the offsets (RFC 5905 `c.jitter`, or the
+    /// regression's residual standard deviation).
+    fn jitter(&self) -> NtpDuration;
+
+    /// The epoch of the last sample acted on.
+    fn last_update(&self) -> Option<NtpTime>;
+}
+
+/// Which discipline algorithm a system runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DisciplineKind {
+    /// RFC 5905 §11.3's hybrid PLL/FLL ([`Discipline`]).
+    Rfc5905,
+    /// Least-squares regression over recent samples in the clock's
+    /// uncorrected frame, in the manner of chrony
+    /// ([`regression::RegressionDiscipline`]). The default: in the simulator
+    /// it reaches chrony-class accuracy (see that module).
+    #[default]
+    Regression,
+}
+
+impl DisciplineKind {
+    /// The configuration name (`"rfc5905"`, `"regression"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DisciplineKind::Rfc5905 => "rfc5905",
+            DisciplineKind::Regression => "regression",
+        }
+    }
+
+    /// Parses a configuration name (see [`DisciplineKind::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "rfc5905" => Some(DisciplineKind::Rfc5905),
+            "regression" => Some(DisciplineKind::Regression),
+            _ => None,
+        }
+    }
+
+    /// A discipline of this kind. `config` holds the settings both share
+    /// (poll range, thresholds, precision); the regression takes the rest
+    /// from [`regression::RegressionConfig::from_common`].
+    pub fn build(self, config: DisciplineConfig, initial_frequency: Option<f64>) -> Box<dyn ClockDiscipline> {
+        match self {
+            DisciplineKind::Rfc5905 => Box::new(Discipline::new(config, initial_frequency)),
+            DisciplineKind::Regression => Box::new(regression::RegressionDiscipline::new(
+                regression::RegressionConfig::from_common(&config),
+                initial_frequency,
+            )),
         }
     }
 }
@@ -435,6 +557,41 @@ impl Discipline {
             Action::Slew { phase: offset, frequency: self.freq, time_constant: dur(self.slew_tau) }
         };
         self.outcome(action)
+    }
+}
+
+impl ClockDiscipline for Discipline {
+    fn name(&self) -> &'static str {
+        "rfc5905"
+    }
+
+    fn update(&mut self, offset: NtpDuration, time: NtpTime) -> DisciplineUpdate {
+        Discipline::update(self, offset, time)
+    }
+
+    /// RFC 5905 sees only the offset and its epoch (A.5.5.6).
+    fn update_sample(&mut self, sample: &DisciplineSample) -> DisciplineUpdate {
+        Discipline::update(self, sample.offset, sample.time)
+    }
+
+    fn poll(&self) -> i8 {
+        Discipline::poll(self)
+    }
+
+    fn frequency(&self) -> f64 {
+        Discipline::frequency(self)
+    }
+
+    fn state(&self) -> State {
+        Discipline::state(self)
+    }
+
+    fn jitter(&self) -> NtpDuration {
+        Discipline::jitter(self)
+    }
+
+    fn last_update(&self) -> Option<NtpTime> {
+        Discipline::last_update(self)
     }
 }
 

@@ -19,7 +19,7 @@
 //! `local stratum N` or ntpd's local clock driver.
 
 use crate::constants::{MINDISP, PHI};
-use crate::discipline::{Action, Discipline, DisciplineConfig};
+use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
 use crate::select::{Candidate, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
 use crate::server::ServerClockState;
@@ -46,8 +46,11 @@ pub struct LocalReference {
 /// Settings of a [`System`].
 #[derive(Clone, Debug)]
 pub struct SystemConfig {
-    /// The discipline's settings.
+    /// The discipline's settings (for [`DisciplineKind::Regression`], the
+    /// ones both algorithms share: poll range, thresholds).
     pub discipline: DisciplineConfig,
+    /// Which discipline algorithm runs (default [`DisciplineKind::Regression`]).
+    pub algorithm: DisciplineKind,
     /// This host's clock precision, log2 seconds.
     pub precision_log2: i8,
     /// Serve the local clock when nothing else is selected.
@@ -60,6 +63,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         SystemConfig {
             discipline: DisciplineConfig::default(),
+            algorithm: DisciplineKind::default(),
             precision_log2: -20,
             local: None,
             initial_frequency: None,
@@ -95,12 +99,14 @@ pub struct System<Id: Ord + Clone> {
     config: SystemConfig,
     peers: BTreeMap<Id, Peer>,
     selection: Box<dyn SelectionAlgorithm<Id>>,
-    discipline: Discipline,
+    discipline: Box<dyn ClockDiscipline>,
     system_peer: Option<Id>,
     /// Arrival time of the last system-peer sample used (the strictly-later check of A.5.5.1).
     last_used_sample: Option<NtpTime>,
     /// When the first selection ran (start of the startup wait).
     first_sample: Option<NtpTime>,
+    /// Epoch of the last raw sample fed to a discipline that takes every sample.
+    last_raw_sample: Option<NtpTime>,
     state: ServerClockState,
     offset: NtpDuration,
     jitter: NtpDuration,
@@ -117,7 +123,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let mut discipline_config = config.discipline;
         discipline_config.local_precision = config.precision_log2;
         System {
-            discipline: Discipline::new(discipline_config, config.initial_frequency),
+            discipline: config.algorithm.build(discipline_config, config.initial_frequency),
             state: ServerClockState::unsynchronized(config.precision_log2),
             config,
             peers: BTreeMap::new(),
@@ -125,6 +131,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             system_peer: None,
             last_used_sample: None,
             first_sample: None,
+            last_raw_sample: None,
             offset: NtpDuration::ZERO,
             jitter: NtpDuration::ZERO,
         }
@@ -150,9 +157,9 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         self.discipline.poll()
     }
 
-    /// The discipline (state, frequency, jitter) for reports.
-    pub fn discipline(&self) -> &Discipline {
-        &self.discipline
+    /// The discipline (name, state, frequency, jitter) for reports.
+    pub fn discipline(&self) -> &dyn ClockDiscipline {
+        self.discipline.as_ref()
     }
 
     /// The current system peer.
@@ -172,7 +179,34 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let sample = Sample { offset: m.offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
         let update = peer.filter.add_sample(sample, now, poll);
-        self.after_filter(update, now)
+        let mut result = self.after_filter(update, now);
+        // A discipline that weighs samples itself gets every sample of the
+        // system peer, not only those the clock filter passes.
+        if self.discipline.wants_every_sample()
+            && self.system_peer.as_ref() == Some(id)
+            && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t)
+        {
+            self.last_raw_sample = Some(m.local_receive_time);
+            let sample = DisciplineSample { offset: m.offset, time: m.local_receive_time, now, delay: m.delay };
+            let (action, stepped) = self.update_discipline(&sample);
+            result.clock = Some(action);
+            result.stepped = stepped;
+        }
+        result
+    }
+
+    /// Feeds the discipline; after a step, resets every filter.
+    fn update_discipline(&mut self, sample: &DisciplineSample) -> (Action, bool) {
+        let result = self.discipline.update_sample(sample);
+        let stepped = matches!(result.action, Action::Step { .. });
+        if stepped {
+            for p in self.peers.values_mut() {
+                p.filter.reset();
+            }
+            self.last_used_sample = None;
+            self.last_raw_sample = None;
+        }
+        (result.action, stepped)
     }
 
     /// Runs selection after a filter update. Before the first synchronization
@@ -242,17 +276,14 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 // filter may have kept for several polls: the discipline must see
                 // that epoch, not now, or it takes the slew made since for a
                 // frequency error (RFC 5905 A.5.5.6 uses the peer's update time).
-                let result = self.discipline.update(combined.offset, c.time);
-                let stepped = matches!(result.action, Action::Step { .. });
-                if stepped {
-                    for p in self.peers.values_mut() {
-                        p.filter.reset();
-                    }
-                    self.last_used_sample = None;
+                let c = c.clone();
+                if !self.discipline.wants_every_sample() {
+                    let sample = DisciplineSample { offset: combined.offset, time: c.time, now, delay: c.delay };
+                    let (action, stepped) = self.update_discipline(&sample);
+                    update.clock = Some(action);
+                    update.stepped = stepped;
                 }
-                self.set_system_variables(&peer_id, c, combined.offset, combined.jitter, now);
-                update.clock = Some(result.action);
-                update.stepped = stepped;
+                self.set_system_variables(&peer_id, &c, combined.offset, combined.jitter, now);
             }
         }
         update.selection = Some(selection);

@@ -512,7 +512,7 @@ fn threshold(kind: LeapKind, leap_time: NtpTime) -> i128 {
 /// Phase (s) slewed `t` seconds into a slew of `theta` s with time constant
 /// `tau` s and rate limit `rate` s/s: the solution of
 /// `dρ/dt = −sign(ρ)·min(rate, |ρ|/tau)`, `ρ(0) = theta`, as `theta − ρ(t)`.
-fn slewed(theta: f64, tau: f64, rate: f64, t: f64) -> f64 {
+pub(crate) fn slewed(theta: f64, tau: f64, rate: f64, t: f64) -> f64 {
     if theta == 0.0 || t <= 0.0 {
         return 0.0;
     }

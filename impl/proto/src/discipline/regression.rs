@@ -1,0 +1,929 @@
+//! A clock discipline by least-squares regression, in the manner of chrony.
+//!
+//! [`RegressionDiscipline`] is the alternative to RFC 5905's PLL/FLL
+//! ([`super::Discipline`]) behind [`super::ClockDiscipline`]. It emits the same
+//! [`Action`]s, so the daemon and the clocks need no change.
+//!
+//! # The idea: estimate open loop, in the clock's uncorrected frame
+//!
+//! The local clock is `L(t) = R(t) + C(t)`: the free-running oscillator `R`
+//! plus the corrections `C` this discipline has asked for (frequency, phase
+//! slews, steps). A measured offset θ = true − L therefore gives the offset of
+//! the *uncorrected* oscillator as `θ + C(t)`. The discipline knows every
+//! action it returned and the clock model [`NtpClock`](crate::clock::NtpClock)
+//! documents (frequency replaced, exponential slew limited to
+//! [`RegressionConfig::max_slew_rate`], the previous slew replaced), so it
+//! rebuilds `C(t)` exactly from its own history (a bounded list of segments)
+//! and keeps up to [`MAX_SAMPLES`] *raw* offsets. Those lie on a straight line
+//! (oscillator phase and frequency error) plus noise and slow wander,
+//! whatever the corrections did: the estimate never chases its own feedback.
+//!
+//! On every sample:
+//!
+//! 1. the raw offset is appended; each sample gets a weight from its round-trip
+//!    delay (an offset's error is at most half the delay above the path's
+//!    minimum): `σᵢ = σ₀ + (δᵢ − δ_min)/2`, `wᵢ = 1/σᵢ²`, where `σ₀` is a
+//!    quarter of the mean half-excess delay (equal weights when delays are
+//!    unknown);
+//! 2. break tests find the longest valid window: a weighted least-squares
+//!    line ([`LinearFit`]) over it must leave every residual within 1.5 times
+//!    its sample's error bound and pass a runs test ([`runs_test_passes`]);
+//!    older samples are dropped (a changed path, a jump);
+//! 3. within it, the line is fitted over the time span that has predicted
+//!    best: for 24 candidate spans (32 s · √2^k, up to 36 h) the fit of each
+//!    is kept and scored by its weighted squared error on the next sample
+//!    (exponential average over about 64 samples), and the best span's fit is
+//!    used. Too long a span lags the oscillator's frequency wander at its
+//!    newest end, too short a one is noisy; the runs test alone cannot tell
+//!    (in chrony's reference simulation it kept 64-sample windows that lagged
+//!    by 50 µs). With a nearly noiseless source the longest of the
+//!    near-best spans is used;
+//! 4. the frequency correction is set to the fitted slope, and the fitted
+//!    offset *now* minus the correction already in place is slewed out with a
+//!    time constant of `poll interval × ratio × σ̂/|phase|` within
+//!    `[0.5, 8]` intervals, where σ̂ is the fit's standard error now: a phase
+//!    that is large against the fit's uncertainty is removed within a poll or
+//!    so, one of the size of the noise over several (chrony's
+//!    `corrtimeratio` rule);
+//! 5. the poll exponent follows chrony's rule: a score rises by
+//!    `(n/target − 1)/target` per update (doubled when negative) where `n`
+//!    is the number of samples in the chosen span and `target`
+//!    [`RegressionConfig::poll_target`] (8, chrony's `polltarget`), and falls
+//!    by `log2(e)` when a sample misses the last line's prediction by `e > 1`
+//!    times what its error bound and the line's standard error allow; ±1
+//!    moves the poll by one within `[min_poll, max_poll]`. Wander shortens
+//!    the best span, so the poll settles where about eight samples predict
+//!    best.
+//!
+//! All of it is deterministic, reads no clock and keeps bounded memory
+//! ([`MAX_SAMPLES`] samples, 128 correction segments, 24 span fits).
+//!
+//! This discipline takes every sample of the system peer with its delay
+//! ([`ClockDiscipline::wants_every_sample`]) instead of the clock filter's
+//! choices: at long polls the filter passes a new sample only every few polls.
+//!
+//! # Steps and panics
+//!
+//! Within the first [`RegressionConfig::initial_step_updates`] updates an
+//! offset above [`RegressionConfig::step_threshold`] (default 0.125 s, STEPT) is
+//! stepped at once, like chrony's `makestep 0.125 3` (chrony's own default
+//! configuration suggests `makestep 1 3`; the lower threshold keeps slews
+//! short under the kernel's 500 ppm limit). Later, an offset above the
+//! threshold is ignored as a spike until none below it has been seen for the
+//! stepout ([`RegressionConfig::stepout`], 900 s), then stepped, as in RFC 5905.
+//! After a step the samples are discarded (the reference may have jumped) but
+//! the frequency is kept. Offsets above the panic threshold give
+//! [`Action::Panic`] and change nothing.
+//!
+//! # States
+//!
+//! [`State::Nset`]/[`State::Fset`] before the first update (without/with a
+//! saved frequency), [`State::Freq`] while fewer than
+//! [`MIN_FIT_SAMPLES`] samples give no frequency, [`State::Spik`] while
+//! ignoring spikes, [`State::Sync`] otherwise.
+
+use super::{Action, ClockDiscipline, DisciplineConfig, DisciplineSample, DisciplineUpdate, IgnoreReason, State};
+use crate::clock::steered::{slewed, KERNEL_MAXPHASE, KERNEL_MAX_SLEW_RATE};
+use crate::constants::{log2_to_seconds, MAXFREQ, MAXPOLL, MINPOLL, PANICT, STEPT, WATCH};
+use crate::time::{NtpDuration, NtpTime};
+use std::collections::VecDeque;
+
+/// Most samples a [`RegressionDiscipline`] keeps (fixed memory).
+pub const MAX_SAMPLES: usize = 64;
+
+/// Fewest samples from which a frequency is fitted; with fewer the line
+/// keeps the current frequency as its slope.
+pub const MIN_FIT_SAMPLES: usize = 3;
+
+/// A window is refused when a residual exceeds this many times its sample's
+/// error bound.
+const BOUND_FACTOR: f64 = 1.5;
+
+/// Most correction segments kept to rebuild past corrections.
+const MAX_SEGMENTS: usize = 2 * MAX_SAMPLES;
+
+fn secs(d: NtpDuration) -> f64 {
+    d.to_seconds_f64()
+}
+
+fn dur(s: f64) -> NtpDuration {
+    NtpDuration::from_seconds_f64(s)
+}
+
+/// Settings of a [`RegressionDiscipline`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegressionConfig {
+    /// Lowest poll exponent (default 6), clamped to at least MINPOLL.
+    pub min_poll: i8,
+    /// Highest poll exponent (default 10), clamped to at most MAXPOLL.
+    pub max_poll: i8,
+    /// Offsets above this are stepped in the first updates, or after the
+    /// stepout later (default STEPT, 0.125 s).
+    pub step_threshold: NtpDuration,
+    /// How many first updates may step at once (default 3).
+    pub initial_step_updates: u32,
+    /// After the first updates, how long offsets must stay above the step
+    /// threshold before a step (default WATCH, 900 s).
+    pub stepout: NtpDuration,
+    /// Offsets above this give [`Action::Panic`]; `None` disables (default PANICT).
+    pub panic_threshold: Option<NtpDuration>,
+    /// Allow the first update to exceed the panic threshold and step (like
+    /// `ntpd -g`). Default: no.
+    pub allow_initial_panic: bool,
+    /// Samples kept, `MIN_FIT_SAMPLES..=MAX_SAMPLES` (default 64).
+    pub max_samples: usize,
+    /// The poll rises while the accepted window holds more samples than
+    /// this and falls while it holds fewer (chrony's `polltarget`, default 8).
+    pub poll_target: usize,
+    /// Phase time constant factor (chrony's `corrtimeratio`, default 1.5):
+    /// the phase is slewed with `τ = interval · ratio · σ̂/|phase|`, bounded.
+    pub correction_ratio: f64,
+    /// The clock's slew rate limit, s/s (default the kernel's 500 ppm); the
+    /// correction model must match the clock's.
+    pub max_slew_rate: f64,
+    /// This host's precision, log2 s: the floor of every noise estimate.
+    pub local_precision: i8,
+}
+
+impl Default for RegressionConfig {
+    fn default() -> Self {
+        RegressionConfig {
+            min_poll: crate::constants::DEFAULT_MINPOLL,
+            max_poll: crate::constants::DEFAULT_MAXPOLL,
+            step_threshold: dur(STEPT),
+            initial_step_updates: 3,
+            stepout: dur(WATCH),
+            panic_threshold: Some(dur(PANICT)),
+            allow_initial_panic: false,
+            max_samples: MAX_SAMPLES,
+            poll_target: 8,
+            correction_ratio: 1.5,
+            max_slew_rate: KERNEL_MAX_SLEW_RATE,
+            local_precision: -20,
+        }
+    }
+}
+
+impl RegressionConfig {
+    /// The defaults with the settings a [`DisciplineConfig`] shares (poll
+    /// range, step and panic thresholds, stepout, precision).
+    pub fn from_common(c: &DisciplineConfig) -> Self {
+        RegressionConfig {
+            min_poll: c.min_poll,
+            max_poll: c.max_poll,
+            step_threshold: c.step_threshold,
+            stepout: c.stepout,
+            panic_threshold: c.panic_threshold,
+            allow_initial_panic: c.allow_initial_panic,
+            local_precision: c.local_precision,
+            ..RegressionConfig::default()
+        }
+    }
+}
+
+/// A weighted least-squares line `y = y_mean + slope · (x − x_mean)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearFit {
+    /// Weighted mean abscissa.
+    pub x_mean: f64,
+    /// Weighted mean ordinate (the line's value at `x_mean`).
+    pub y_mean: f64,
+    /// Slope.
+    pub slope: f64,
+    /// Residual variance of unit weight, `Σ wᵢ rᵢ² / (n − 2)` (0 with two points).
+    pub variance: f64,
+    /// Sum of the weights.
+    pub weight_sum: f64,
+    /// `Σ wᵢ (xᵢ − x_mean)²`.
+    pub sxx: f64,
+    /// Number of points.
+    pub n: usize,
+}
+
+impl LinearFit {
+    /// Fits `points` `(x, y, w)` (weights > 0). `None` with fewer than two
+    /// points or no spread in `x`.
+    pub fn new(points: &[(f64, f64, f64)]) -> Option<LinearFit> {
+        let n = points.len();
+        if n < 2 {
+            return None;
+        }
+        let weight_sum: f64 = points.iter().map(|p| p.2).sum();
+        if weight_sum.is_nan() || weight_sum <= 0.0 {
+            return None;
+        }
+        let x_mean = points.iter().map(|p| p.0 * p.2).sum::<f64>() / weight_sum;
+        let y_mean = points.iter().map(|p| p.1 * p.2).sum::<f64>() / weight_sum;
+        let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
+        if sxx.is_nan() || sxx <= 0.0 {
+            return None;
+        }
+        let sxy: f64 = points.iter().map(|p| p.2 * (p.0 - x_mean) * (p.1 - y_mean)).sum();
+        let slope = sxy / sxx;
+        let mut fit = LinearFit { x_mean, y_mean, slope, variance: 0.0, weight_sum, sxx, n };
+        if n > 2 {
+            fit.variance = points.iter().map(|p| p.2 * (p.1 - fit.at(p.0)).powi(2)).sum::<f64>() / (n - 2) as f64;
+        }
+        Some(fit)
+    }
+
+    /// The line's value at `x`.
+    pub fn at(&self, x: f64) -> f64 {
+        self.y_mean + self.slope * (x - self.x_mean)
+    }
+
+    /// Standard error of the line's value at `x`.
+    pub fn value_sd(&self, x: f64) -> f64 {
+        (self.variance * (1.0 / self.weight_sum + (x - self.x_mean).powi(2) / self.sxx)).sqrt()
+    }
+
+    /// Standard error of the slope.
+    pub fn slope_sd(&self) -> f64 {
+        (self.variance / self.sxx).sqrt()
+    }
+}
+
+/// Number of runs (maximal blocks of equal sign; zero counts as positive).
+pub fn runs(residuals: &[f64]) -> usize {
+    if residuals.is_empty() {
+        return 0;
+    }
+    1 + residuals.windows(2).filter(|w| (w[0] >= 0.0) != (w[1] >= 0.0)).count()
+}
+
+/// Wald–Wolfowitz runs test against a trend, one-sided at about 2.3 %
+/// (normal approximation, two standard deviations): `false` when the
+/// residuals change sign too rarely to be noise around the right line.
+pub fn runs_test_passes(residuals: &[f64]) -> bool {
+    let n = residuals.len();
+    if n < 3 {
+        return true;
+    }
+    let plus = residuals.iter().filter(|r| **r >= 0.0).count() as f64;
+    let minus = n as f64 - plus;
+    if plus == 0.0 || minus == 0.0 {
+        // One sign only: a trend, unless there are too few points to tell.
+        return n < 6;
+    }
+    let n = n as f64;
+    let mean = 1.0 + 2.0 * plus * minus / n;
+    let variance = 2.0 * plus * minus * (2.0 * plus * minus - n) / (n * n * (n - 1.0));
+    runs(residuals) as f64 >= mean - 2.0 * variance.max(0.0).sqrt()
+}
+
+/// A fit point `(x, y, weight)`.
+type Point = (f64, f64, f64);
+
+#[derive(Clone, Copy, Debug)]
+struct RawSample {
+    time: NtpTime,
+    /// Offset of the uncorrected oscillator, s.
+    raw_offset: f64,
+    /// Round-trip delay, s (0 if unknown).
+    delay: f64,
+}
+
+/// Number of candidate window spans: 32 s · √2^k, k < SPANS (up to 36 h).
+const SPANS: usize = 24;
+
+/// Weight of a new prediction error in a span's score (about the last 64 samples count).
+const SCORE_WEIGHT: f64 = 1.0 / 64.0;
+
+/// With a nearly noiseless source, spans scoring within this fraction of the
+/// best count as equally good (the longest of them is used).
+const SCORE_TOLERANCE: f64 = 0.1;
+
+/// A best score below this (prediction errors a tenth of the samples' noise
+/// bound) marks a nearly noiseless source.
+const NOISELESS_SCORE: f64 = 0.01;
+
+fn span_seconds(k: usize) -> f64 {
+    32.0 * 2f64.powf(k as f64 / 2.0)
+}
+
+/// A candidate window span: its last fit and its prediction score.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    fit: Option<(NtpTime, LinearFit)>,
+    score: Option<f64>,
+}
+
+/// One piece of `C(t)`: from `start` on, `base + freq·(t − start) + slew`.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    start: NtpTime,
+    base: f64,
+    freq: f64,
+    phase: f64,
+    tau: f64,
+}
+
+/// The regression discipline (module documentation).
+#[derive(Clone, Debug)]
+pub struct RegressionDiscipline {
+    config: RegressionConfig,
+    state: State,
+    samples: VecDeque<RawSample>,
+    segments: VecDeque<Segment>,
+    freq: f64,
+    poll: i8,
+    poll_score: f64,
+    updates: u32,
+    last_update: Option<NtpTime>,
+    /// Epoch of the last sample within the step threshold.
+    last_good: Option<NtpTime>,
+    /// Weighted RMS residual of the last fit, s.
+    jitter: f64,
+    /// Standard error of the last fitted offset, s.
+    offset_sd: f64,
+    /// The last accepted fit, in seconds relative to `fit_origin`.
+    fit: Option<(NtpTime, LinearFit)>,
+    /// Samples in the window the last fit accepted.
+    window: usize,
+    /// Candidate window spans with their prediction scores.
+    spans: [Span; SPANS],
+}
+
+impl RegressionDiscipline {
+    /// A discipline with no samples; with a saved frequency (s/s, clamped to
+    /// ±MAXFREQ) it starts from it (FSET), otherwise from zero (NSET).
+    pub fn new(config: RegressionConfig, initial_frequency: Option<f64>) -> Self {
+        let mut config = config;
+        config.min_poll = config.min_poll.clamp(MINPOLL, MAXPOLL);
+        config.max_poll = config.max_poll.clamp(config.min_poll, MAXPOLL);
+        config.max_samples = config.max_samples.clamp(MIN_FIT_SAMPLES, MAX_SAMPLES);
+        config.poll_target = config.poll_target.max(MIN_FIT_SAMPLES);
+        if config.correction_ratio.is_nan() || config.correction_ratio <= 0.0 {
+            config.correction_ratio = RegressionConfig::default().correction_ratio;
+        }
+        if config.max_slew_rate.is_nan() || config.max_slew_rate <= 0.0 {
+            config.max_slew_rate = KERNEL_MAX_SLEW_RATE;
+        }
+        let (state, freq) = match initial_frequency {
+            Some(f) if f.is_finite() => (State::Fset, f.clamp(-MAXFREQ, MAXFREQ)),
+            _ => (State::Nset, 0.0),
+        };
+        RegressionDiscipline {
+            config,
+            state,
+            samples: VecDeque::with_capacity(MAX_SAMPLES + 1),
+            segments: VecDeque::with_capacity(MAX_SEGMENTS + 1),
+            freq,
+            poll: config.min_poll,
+            poll_score: 0.0,
+            updates: 0,
+            last_update: None,
+            last_good: None,
+            jitter: log2_to_seconds(config.local_precision),
+            offset_sd: 0.0,
+            fit: None,
+            window: 0,
+            spans: [Span::default(); SPANS],
+        }
+    }
+
+    /// The settings (after bounding).
+    pub fn config(&self) -> &RegressionConfig {
+        &self.config
+    }
+
+    /// Samples held.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Samples in the window the last fit accepted.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Standard error of the last fitted offset (at the time it was applied).
+    pub fn offset_sd(&self) -> NtpDuration {
+        dur(self.offset_sd)
+    }
+
+    /// The correction (s) this discipline has had the clock make by local
+    /// time `t`, relative to the clock before its first action.
+    pub fn correction_at(&self, t: NtpTime) -> f64 {
+        let Some(i) = self.segments.iter().rposition(|s| s.start <= t) else {
+            return self.segments.front().map_or(0.0, |s| s.base);
+        };
+        let s = &self.segments[i];
+        let d = secs(t - s.start);
+        s.base + s.freq * d + slewed(s.phase, s.tau, self.config.max_slew_rate, d)
+    }
+
+    fn push_segment(&mut self, segment: Segment) {
+        // Keep the segment in force at the newest sample's epoch and later:
+        // new samples are never older than that.
+        if let Some(latest) = self.samples.back().map(|s| s.time) {
+            while self.segments.len() >= 2 && self.segments[1].start <= latest {
+                self.segments.pop_front();
+            }
+        }
+        self.segments.push_back(segment);
+        while self.segments.len() > MAX_SEGMENTS {
+            self.segments.pop_front();
+        }
+    }
+
+    fn outcome(&self, action: Action) -> DisciplineUpdate {
+        DisciplineUpdate { action, state: self.state, poll: self.poll }
+    }
+
+    fn precision(&self) -> f64 {
+        log2_to_seconds(self.config.local_precision)
+    }
+
+    /// Points `(x, y, w)` for the samples, `x` in seconds relative to
+    /// `origin`, and each sample's error bound `(δᵢ − δ_min)/2 + σ₀` (`None`
+    /// when the delays are unknown).
+    fn points(&self, origin: NtpTime) -> (Vec<Point>, Option<Vec<f64>>) {
+        let delays = self.samples.iter().map(|s| s.delay);
+        let min_delay = delays.clone().fold(f64::INFINITY, f64::min);
+        let max_delay = delays.clone().fold(0.0, f64::max);
+        let n = self.samples.len() as f64;
+        let mean_excess = delays.map(|d| d - min_delay).sum::<f64>() / n;
+        let floor = (0.25 * mean_excess / 2.0).max(self.precision());
+        let sigma = |s: &RawSample| floor + (s.delay - min_delay) / 2.0;
+        let points =
+            self.samples.iter().map(|s| (secs(s.time - origin), s.raw_offset, 1.0 / (sigma(s) * sigma(s)))).collect();
+        let bounds = (max_delay > 0.0).then(|| self.samples.iter().map(sigma).collect());
+        (points, bounds)
+    }
+
+    /// Fits the line: among the windows that pass the break tests (error
+    /// bounds, runs), the span whose past fits best predicted the samples
+    /// that followed them. Drops samples older than the longest valid window.
+    fn regress(&mut self, origin: NtpTime) -> Option<LinearFit> {
+        let (points, bounds) = self.points(origin);
+        let n = points.len();
+        if n < MIN_FIT_SAMPLES {
+            return None;
+        }
+        let precision = self.precision();
+        let mut valid = None;
+        for start in 0..=n - MIN_FIT_SAMPLES {
+            let window = &points[start..];
+            let Some(fit) = LinearFit::new(window) else { continue };
+            let residuals: Vec<f64> = window.iter().map(|p| p.1 - fit.at(p.0)).collect();
+            let within_bounds = bounds.as_ref().is_none_or(|b| {
+                residuals.iter().zip(&b[start..]).all(|(r, b)| r.abs() <= BOUND_FACTOR * b)
+            });
+            // Residuals within the clock's precision carry no trend to test.
+            let negligible = residuals.iter().all(|r| r.abs() <= precision);
+            if within_bounds && (negligible || runs_test_passes(&residuals)) {
+                valid = Some((start, fit));
+                break;
+            }
+        }
+        let (start, longest) = valid?;
+        self.samples.drain(..start);
+        let points = &points[start..];
+        let n = points.len();
+        // Every span's fit, kept for scoring against the next sample; the
+        // best-scoring one is used. Scores are in units of the samples' own
+        // noise: when even the best is far below it (a nearly noiseless
+        // source), the differences are leftovers of the start-up and the
+        // longest span within SCORE_TOLERANCE of the best is used.
+        let min_score = self.spans.iter().filter_map(|s| s.score).fold(f64::INFINITY, f64::min);
+        let tolerance = if min_score < NOISELESS_SCORE { SCORE_TOLERANCE } else { 0.0 };
+        let mut best = None;
+        for (k, span) in self.spans.iter_mut().enumerate() {
+            let length = span_seconds(k);
+            let first = points.iter().position(|p| -p.0 <= length).unwrap_or(n).min(n - MIN_FIT_SAMPLES);
+            let fit = if first == 0 { Some(longest) } else { LinearFit::new(&points[first..]) };
+            let good = span.score.is_some_and(|s| s <= min_score * (1.0 + tolerance));
+            if let (Some(f), true) = (fit, good) {
+                best = Some(f);
+            }
+            span.fit = fit.map(|f| (origin, f));
+        }
+        Some(best.unwrap_or(longest))
+    }
+
+    /// Scores every span's last fit by how well it predicted a new sample
+    /// (weighted squared error, exponentially averaged).
+    fn score_spans(&mut self, time: NtpTime, raw_offset: f64, weight: f64) {
+        for span in &mut self.spans {
+            if let Some((origin, fit)) = span.fit {
+                let e = weight * (raw_offset - fit.at(secs(time - origin))).powi(2);
+                span.score = Some(span.score.map_or(e, |s| s + SCORE_WEIGHT * (e - s)));
+            }
+        }
+    }
+
+    fn step(&mut self, offset: NtpDuration, epoch: NtpTime, now: NtpTime) -> DisciplineUpdate {
+        let base = self.correction_at(now) + secs(offset);
+        self.samples.clear();
+        self.segments.clear();
+        self.segments.push_back(Segment { start: now, base, freq: self.freq, phase: 0.0, tau: 0.0 });
+        self.fit = None;
+        self.window = 0;
+        self.spans = [Span::default(); SPANS];
+        self.poll = self.config.min_poll;
+        self.poll_score = 0.0;
+        self.last_update = Some(epoch);
+        self.last_good = Some(epoch);
+        self.state = if matches!(self.state, State::Nset | State::Freq) { State::Freq } else { State::Sync };
+        self.outcome(Action::Step { offset, frequency: self.freq })
+    }
+
+    /// Chrony's poll rule; `prediction_error` is relative to what the sample
+    /// allows (above 1: the line did not predict it).
+    fn adjust_poll(&mut self, prediction_error: Option<f64>) {
+        let adjust = match prediction_error {
+            Some(e) if e > 1.0 => -e.log2(),
+            _ => {
+                let target = self.config.poll_target as f64;
+                let a = (self.window as f64 / target - 1.0) / target;
+                if a < 0.0 {
+                    2.0 * a
+                } else {
+                    a
+                }
+            }
+        };
+        self.poll_score += adjust;
+        if self.poll_score >= 1.0 {
+            self.poll_score = 0.0;
+            self.poll = (self.poll + 1).min(self.config.max_poll);
+        } else if self.poll_score <= -1.0 {
+            self.poll_score = 0.0;
+            self.poll = (self.poll - 1).max(self.config.min_poll);
+        }
+    }
+}
+
+impl ClockDiscipline for RegressionDiscipline {
+    fn name(&self) -> &'static str {
+        "regression"
+    }
+
+    fn update_sample(&mut self, sample: &DisciplineSample) -> DisciplineUpdate {
+        let theta = secs(sample.offset);
+        let epoch = sample.time;
+        let now = if sample.now > epoch { sample.now } else { epoch };
+        let initial = self.updates == 0;
+        if let Some(panic) = self.config.panic_threshold {
+            if theta.abs() > secs(panic) && !(initial && self.config.allow_initial_panic) {
+                return self.outcome(Action::Panic { offset: sample.offset });
+            }
+        }
+        self.updates = self.updates.saturating_add(1);
+        if theta.abs() > secs(self.config.step_threshold) {
+            if self.updates <= self.config.initial_step_updates {
+                return self.step(sample.offset, epoch, now);
+            }
+            let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
+            if since_good < secs(self.config.stepout) {
+                self.state = State::Spik;
+                return self.outcome(Action::Ignore(IgnoreReason::Spike));
+            }
+            return self.step(sample.offset, epoch, now);
+        }
+        self.last_good = Some(epoch);
+        self.last_update = Some(epoch);
+        let delay = secs(sample.delay).max(0.0);
+        let raw_offset = theta + self.correction_at(epoch);
+        self.samples.push_back(RawSample { time: epoch, raw_offset, delay });
+        while self.samples.len() > self.config.max_samples {
+            self.samples.pop_front();
+        }
+        if let Some(w) = self.points(now).0.last().map(|p| p.2) {
+            self.score_spans(epoch, raw_offset, w);
+        }
+        // How far the new sample missed the last line's prediction, relative
+        // to what the sample's delay and the line's uncertainty allow.
+        let prediction_error = self.fit.map(|(origin, fit)| {
+            let x = secs(epoch - origin);
+            let bound = self.points(origin).1.and_then(|b| b.last().copied()).unwrap_or(3.0 * self.jitter);
+            (raw_offset - fit.at(x)).abs() / (BOUND_FACTOR * bound + 2.0 * fit.value_sd(x))
+        });
+
+        // The line through the raw offsets, as of now.
+        let fit = self.regress(now);
+        let (estimate, estimate_sd, slope) = match fit {
+            Some(f) => {
+                self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
+                (f.at(0.0), f.value_sd(0.0), f.slope)
+            }
+            None => {
+                // Too few samples for a slope: the current frequency is the
+                // slope, the level their weighted mean.
+                let (points, _) = self.points(now);
+                let w: f64 = points.iter().map(|p| p.2).sum();
+                let level = points.iter().map(|p| (p.1 - self.freq * p.0) * p.2).sum::<f64>() / w;
+                (level, f64::INFINITY, self.freq)
+            }
+        };
+        self.window = fit.map_or(self.samples.len(), |f| f.n);
+        self.fit = fit.map(|f| (now, f));
+        self.offset_sd = if estimate_sd.is_finite() { estimate_sd } else { 0.0 };
+
+        let frequency = slope.clamp(-MAXFREQ, MAXFREQ);
+        self.freq = frequency;
+        let max_phase = secs(KERNEL_MAXPHASE);
+        let phase = (estimate - self.correction_at(now)).clamp(-max_phase, max_phase);
+        let interval = log2_to_seconds(self.poll);
+        let factor = if phase == 0.0 || !estimate_sd.is_finite() {
+            0.5
+        } else {
+            (self.config.correction_ratio * estimate_sd / phase.abs()).clamp(0.5, 8.0)
+        };
+        let tau = interval * factor;
+        let base = self.correction_at(now);
+        self.push_segment(Segment { start: now, base, freq: frequency, phase, tau });
+
+        self.state = if fit.is_some() { State::Sync } else { State::Freq };
+        if fit.is_some() {
+            self.adjust_poll(prediction_error);
+        }
+        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau) })
+    }
+
+    /// Yes: the regression weighs samples by their delay itself, and the
+    /// clock filter would hold back most of them at long polls.
+    fn wants_every_sample(&self) -> bool {
+        true
+    }
+
+    fn poll(&self) -> i8 {
+        self.poll
+    }
+
+    fn frequency(&self) -> f64 {
+        self.freq
+    }
+
+    fn state(&self) -> State {
+        self.state
+    }
+
+    fn jitter(&self) -> NtpDuration {
+        dur(self.jitter)
+    }
+
+    fn last_update(&self) -> Option<NtpTime> {
+        self.last_update
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::NtpClock;
+    use crate::wire::v4::LeapIndicator;
+
+    fn t0() -> NtpTime {
+        NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+    }
+
+    fn at(s: f64) -> NtpTime {
+        t0() + dur(s)
+    }
+
+    /// xorshift64*: a deterministic noise source for the tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn exponential(&mut self, mean: f64) -> f64 {
+            -mean * (1.0 - self.uniform()).ln()
+        }
+
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.uniform().max(1e-300), self.uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        }
+    }
+
+    // ---- The fit --------------------------------------------------------------
+
+    #[test]
+    fn a_noiseless_line_is_recovered_exactly() {
+        let points: Vec<_> = (0..20).map(|i| {
+            let x = -1000.0 + 37.0 * f64::from(i);
+            (x, 0.0123 - 7.5e-6 * x, 1.0 + f64::from(i % 3))
+        }).collect();
+        let fit = LinearFit::new(&points).unwrap();
+        assert!((fit.at(0.0) - 0.0123).abs() < 1e-15, "{}", fit.at(0.0));
+        assert!((fit.slope + 7.5e-6).abs() < 1e-17, "{}", fit.slope);
+        assert!(fit.variance < 1e-28 && fit.value_sd(0.0) < 1e-13);
+        let residuals: Vec<f64> = points.iter().map(|p| p.1 - fit.at(p.0)).collect();
+        assert!(residuals.iter().all(|r| r.abs() < 1e-15));
+        assert!(LinearFit::new(&points[..1]).is_none(), "one point has no slope");
+        assert!(LinearFit::new(&[(1.0, 2.0, 1.0), (1.0, 3.0, 1.0)]).is_none(), "no spread in x");
+    }
+
+    #[test]
+    fn noisy_samples_give_estimates_within_their_standard_errors() {
+        // 64 samples 16 s apart, white noise of 50 µs, 200 trials: the
+        // estimates must scatter as the fit's own standard errors say.
+        let mut rng = Rng(7);
+        let (mut z_offset, mut z_slope) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            let points: Vec<_> = (0..64).map(|i| {
+                let x = -16.0 * f64::from(i);
+                (x, 1e-3 + 2e-6 * x + 50e-6 * rng.normal(), 1.0)
+            }).collect();
+            let fit = LinearFit::new(&points).unwrap();
+            z_offset.push((fit.at(0.0) - 1e-3) / fit.value_sd(0.0));
+            z_slope.push((fit.slope - 2e-6) / fit.slope_sd());
+            // The standard errors are what theory gives for 64 points.
+            assert!((fit.variance.sqrt() - 50e-6).abs() < 15e-6, "{}", fit.variance.sqrt());
+            assert!(fit.value_sd(0.0) < 30e-6 && fit.slope_sd() < 2e-7);
+        }
+        for z in [&z_offset, &z_slope] {
+            let rms = (z.iter().map(|z| z * z).sum::<f64>() / z.len() as f64).sqrt();
+            assert!((0.8..1.2).contains(&rms), "normalized errors RMS {rms}");
+            assert!(z.iter().all(|z| z.abs() < 4.5));
+        }
+    }
+
+    #[test]
+    fn the_runs_test_accepts_noise_and_refuses_a_trend() {
+        assert_eq!(runs(&[1.0, 2.0, -1.0, -2.0, 3.0]), 3);
+        assert_eq!(runs(&[]), 0);
+        let alternating: Vec<f64> = (0..30).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        assert!(runs_test_passes(&alternating));
+        // Residuals of a line through a parabola: + - +, three long runs.
+        let bowl: Vec<f64> = (0..30).map(|i| (f64::from(i) - 14.5).powi(2) - 75.0).collect();
+        assert!(!runs_test_passes(&bowl));
+        let mut rng = Rng(3);
+        let mut refused = 0;
+        for _ in 0..500 {
+            let noise: Vec<f64> = (0..40).map(|_| rng.normal()).collect();
+            refused += usize::from(!runs_test_passes(&noise));
+        }
+        assert!(refused < 25, "white noise refused {refused} times in 500");
+    }
+
+    // ---- Closed loop ------------------------------------------------------------
+
+    /// A host clock with an oscillator error (optionally wandering), the
+    /// kernel-like slew of [`crate::clock::SteeredClock`], advanced in closed form.
+    struct SimClock {
+        true_s: f64,
+        /// Uncorrected oscillator minus true time, s.
+        raw_offset_s: f64,
+        /// Oscillator rate error, s/s.
+        oscillator_error: f64,
+        correction: f64,
+        slew_left_s: f64,
+        slew_tau_s: f64,
+        /// Applied slew and steps, s.
+        applied_s: f64,
+        steps: usize,
+    }
+
+    impl SimClock {
+        fn new(oscillator_error: f64, offset_s: f64) -> Self {
+            SimClock {
+                true_s: 0.0,
+                raw_offset_s: offset_s,
+                oscillator_error,
+                correction: 0.0,
+                slew_left_s: 0.0,
+                slew_tau_s: 0.0,
+                applied_s: 0.0,
+                steps: 0,
+            }
+        }
+
+        /// Clock minus true time.
+        fn offset_s(&self) -> f64 {
+            self.raw_offset_s + self.applied_s
+        }
+
+        fn advance(&mut self, dt: f64) {
+            let slewed = slewed(self.slew_left_s, self.slew_tau_s, KERNEL_MAX_SLEW_RATE, dt);
+            self.slew_left_s -= slewed;
+            self.applied_s += self.correction * dt + slewed;
+            self.raw_offset_s += self.oscillator_error * dt;
+            self.true_s += dt;
+        }
+    }
+
+    impl NtpClock for SimClock {
+        type Error = core::convert::Infallible;
+        fn now(&self) -> NtpTime {
+            at(self.true_s + self.offset_s())
+        }
+        fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, Self::Error> {
+            self.correction = frequency;
+            Ok(self.now())
+        }
+        fn adjust_phase(&mut self, offset: NtpDuration, tau: NtpDuration) -> Result<NtpTime, Self::Error> {
+            self.slew_left_s = secs(offset);
+            self.slew_tau_s = secs(tau);
+            Ok(self.now())
+        }
+        fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, Self::Error> {
+            self.applied_s += secs(offset);
+            self.slew_left_s = 0.0;
+            self.steps += 1;
+            Ok(self.now())
+        }
+        fn set_leap(&mut self, _leap: LeapIndicator) -> Result<NtpTime, Self::Error> {
+            Ok(self.now())
+        }
+    }
+
+    struct Noise {
+        /// Mean of the exponential delay jitter on each leg, s (0: none).
+        leg_jitter_s: f64,
+        /// Random-walk frequency wander, (s/s)/√s.
+        wander: f64,
+        rng: Rng,
+    }
+
+    /// Runs the loop for `duration_s` with a perfect reference over a path of
+    /// 100 µs each way plus jitter; returns (true time, clock offset) after
+    /// every update, and the steps.
+    fn closed_loop(d: &mut RegressionDiscipline, clock: &mut SimClock, duration_s: f64, noise: &mut Noise) -> Vec<(f64, f64)> {
+        let mut trace = Vec::new();
+        while clock.true_s < duration_s {
+            let (out, back) = (noise.rng.exponential(noise.leg_jitter_s.max(1e-300)), noise.rng.exponential(noise.leg_jitter_s.max(1e-300)));
+            let (out, back) = if noise.leg_jitter_s > 0.0 { (out, back) } else { (0.0, 0.0) };
+            let offset = -clock.offset_s() + (out - back) / 2.0;
+            let delay = 200e-6 + out + back;
+            let now = clock.now();
+            let u = d.update_sample(&DisciplineSample { offset: dur(offset), time: now, now, delay: dur(delay) });
+            assert!(!matches!(u.action, Action::Panic { .. }));
+            let _ = u.action.apply(clock).unwrap();
+            let dt = log2_to_seconds(u.poll);
+            // Wander on a 1 s grid is overkill here: one step per poll.
+            clock.oscillator_error += noise.wander * dt.sqrt() * noise.rng.normal();
+            clock.advance(dt);
+            trace.push((clock.true_s, clock.offset_s()));
+        }
+        trace
+    }
+
+    fn rms_after(trace: &[(f64, f64)], from_s: f64) -> f64 {
+        let v: Vec<f64> = trace.iter().filter(|p| p.0 >= from_s).map(|p| p.1).collect();
+        (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
+    }
+
+    fn max_after(trace: &[(f64, f64)], from_s: f64) -> f64 {
+        trace.iter().filter(|p| p.0 >= from_s).map(|p| p.1.abs()).fold(0.0, f64::max)
+    }
+
+    fn quiet() -> Noise {
+        Noise { leg_jitter_s: 0.0, wander: 0.0, rng: Rng(1) }
+    }
+
+    #[test]
+    fn closed_loop_noiseless_converges_to_zero() {
+        let mut clock = SimClock::new(10e-6, 0.050);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let trace = closed_loop(&mut d, &mut clock, 6.0 * 3600.0, &mut quiet());
+        assert_eq!(clock.steps, 0, "50 ms is below the step threshold");
+        // Offsets are quantized to 2^-32 s: the slope is exact to ~1e-12.
+        assert!((d.frequency() + 10e-6).abs() < 1e-10, "frequency {}", d.frequency());
+        assert!(max_after(&trace, 3600.0) < 1e-9, "max {}", max_after(&trace, 3600.0));
+        assert_eq!(d.state(), State::Sync);
+        assert_eq!(d.poll(), d.config().max_poll, "a perfect line lets the poll rise to the top (window {})", d.window());
+    }
+
+    #[test]
+    fn closed_loop_large_initial_offset_steps_once_then_tracks() {
+        let mut clock = SimClock::new(-20e-6, -2.5);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let trace = closed_loop(&mut d, &mut clock, 6.0 * 3600.0, &mut quiet());
+        assert_eq!(clock.steps, 1);
+        assert!(max_after(&trace, 3600.0) < 1e-9);
+        assert!((d.frequency() - 20e-6).abs() < 1e-10);
+    }
+
+    #[test]
+    fn closed_loop_with_noise_and_wander_at_poll_4() {
+        // chrony's reference conditions (sim/tests/harness.rs) in miniature.
+        let cfg = RegressionConfig { min_poll: 4, max_poll: 4, ..RegressionConfig::default() };
+        let mut d = RegressionDiscipline::new(cfg, None);
+        let mut clock = SimClock::new(10e-6, 0.1);
+        let mut noise = Noise { leg_jitter_s: 100e-6, wander: 1e-9, rng: Rng(42) };
+        let trace = closed_loop(&mut d, &mut clock, 24.0 * 3600.0, &mut noise);
+        let (rms, max) = (rms_after(&trace, 6.0 * 3600.0), max_after(&trace, 6.0 * 3600.0));
+        eprintln!("poll 4: rms {:.1} µs, max {:.1} µs", rms * 1e6, max * 1e6);
+        assert!(rms < 15e-6 && max < 80e-6);
+    }
+
+    #[test]
+    fn closed_loop_with_noise_and_wander_at_default_polling() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let mut clock = SimClock::new(10e-6, 0.1);
+        let mut noise = Noise { leg_jitter_s: 100e-6, wander: 1e-9, rng: Rng(42) };
+        let trace = closed_loop(&mut d, &mut clock, 24.0 * 3600.0, &mut noise);
+        let (rms, max) = (rms_after(&trace, 6.0 * 3600.0), max_after(&trace, 6.0 * 3600.0));
+        eprintln!("default polling: rms {:.1} µs, max {:.1} µs, updates {}", rms * 1e6, max * 1e6, trace.len());
+        assert!(rms < 100e-6);
+    }
+}
