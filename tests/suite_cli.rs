@@ -35,12 +35,13 @@ local_stratum = 1
 name = "client"
 address = "10.0.0.2"
 listen = false
-clock = {{ offset = 0.001 }}
+clock = {{ offset = 0.001, frequency = 1e-6 }}
 sources = [ {{ host = "server", iburst = true, poll_min = 4, poll_max = 4 }} ]
 
 [[link]]
 between = ["client", "server"]
 delay = "100us"
+jitter = {{ kind = "exponential", mean = 5e-5 }}
 
 [[expect]]
 name = "client RMS offset"
