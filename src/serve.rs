@@ -58,7 +58,7 @@ fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
     let mut config = file.validate(&args.config.as_ref().map_or("command line".into(), |p| p.display().to_string()))
         .map_err(|e| CliError::usage(e.to_string()))?;
     if let Some(stratum) = args.local_stratum {
-        config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL") });
+        config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL"), leap: None });
     }
     if args.control_system_clock {
         config.clock_control = true;

@@ -54,7 +54,7 @@ fn setup(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             listen: vec![server],
             sources: vec![],
             server: ServerConfig::default(),
-            local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
+            local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: None }),
             clock_control: false,
             discipline: Default::default(),
             refclocks: Vec::new(),
@@ -99,6 +99,7 @@ fn setup(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
         hosts,
         links,
         events: vec![],
+        utc_shifts: vec![],
     }
 }
 

@@ -148,6 +148,8 @@ pub struct SimSetup {
     pub links: Vec<LinkSetup>,
     /// Scenario events by true time since the start.
     pub events: Vec<(NtpDuration, SimEvent)>,
+    /// UTC leap seconds: (true time since the start, shift of UTC from then on).
+    pub utc_shifts: Vec<(NtpDuration, NtpDuration)>,
 }
 
 /// One datagram's fate, for the trace.
@@ -390,6 +392,7 @@ async fn run_all(
             SimRng::derive(setup.seed, &format!("noise/{i}")),
             setup.sample_interval,
         );
+        clock.set_utc_shifts(setup.utc_shifts.clone());
         let rec = recorder.clone();
         clock.set_sink(Box::new(move |h, s| rec.borrow_mut().sample(h, s)));
         let clock = Rc::new(RefCell::new(clock));

@@ -59,6 +59,9 @@ pub struct HostClock {
     sink: Option<SampleSink>,
     /// Clock adjustments applied by the daemon: (frequency, slew, step, leap).
     pub adjustments: [u64; 4],
+    /// UTC leap seconds: from this true time on, UTC on the NTP timescale is
+    /// shifted by this much from true (SI) time (−1 s per inserted second).
+    utc_shifts: Vec<(NtpDuration, NtpDuration)>,
 }
 
 impl HostClock {
@@ -87,7 +90,20 @@ impl HostClock {
             grid_next: NtpDuration::ZERO,
             sink: None,
             adjustments: [0; 4],
+            utc_shifts: Vec::new(),
         }
+    }
+
+    /// Sets the run's UTC leap seconds (see [`HostClock::utc_at`]).
+    pub fn set_utc_shifts(&mut self, shifts: Vec<(NtpDuration, NtpDuration)>) {
+        self.utc_shifts = shifts;
+    }
+
+    /// True UTC on the NTP timescale at true time `at` (which repeats a second
+    /// at an inserted leap and skips one at a deleted leap).
+    pub fn utc_at(&self, at: NtpDuration) -> NtpTime {
+        let shift = self.utc_shifts.iter().filter(|(from, _)| *from <= at).fold(NtpDuration::ZERO, |a, (_, s)| a + *s);
+        self.start + at + shift
     }
 
     /// Sends grid samples to `sink`.
@@ -165,7 +181,7 @@ impl HostClock {
             let local = self.steered.time_at(self.start + t + offset);
             let sample = ClockSample {
                 elapsed: t,
-                offset_s: (local - (self.start + t)).to_seconds_f64(),
+                offset_s: (local - self.utc_at(t)).to_seconds_f64(),
                 frequency_error: (1.0 + frequency) * (1.0 + self.steered.frequency()) - 1.0,
             };
             if let Some(sink) = self.sink.as_mut() {

@@ -70,7 +70,14 @@ pub fn setup(s: &Scenario) -> SimSetup {
                 name: h.name.clone(),
                 address: h.address,
                 role: match &h.role {
-                    Role::Ntp(n) => HostRole::Daemon(Box::new(n.daemon.clone())),
+                    Role::Ntp(n) => {
+                        let mut daemon = n.daemon.clone();
+                        // A host serving its own clock follows UTC: it knows the leap.
+                        if let Some(local) = daemon.local.as_mut() {
+                            local.leap = local.leap.or(s.leap_seconds.first().copied());
+                        }
+                        HostRole::Daemon(Box::new(daemon))
+                    }
                     Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
                         p.behavior,
                         p.stratum,
@@ -141,6 +148,20 @@ pub fn setup(s: &Scenario) -> SimSetup {
         hosts,
         links,
         events,
+        utc_shifts: s
+            .leap_seconds
+            .iter()
+            .map(|l| {
+                let at = l.at - s.start;
+                match l.kind {
+                    // 23:59:60 repeats 23:59:59 on the NTP timescale: UTC falls a second behind.
+                    ntplab_proto::wire::v4::LeapIndicator::Delete => {
+                        (at - NtpDuration::from_seconds(1), NtpDuration::from_seconds(1))
+                    }
+                    _ => (at, NtpDuration::from_seconds(-1)),
+                }
+            })
+            .collect(),
     }
 }
 

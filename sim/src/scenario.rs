@@ -134,6 +134,10 @@ pub struct Scenario {
     pub sample_interval: Duration,
     /// Time since the start after which offset and frequency statistics count.
     pub converged_after: Duration,
+    /// Leap seconds of true UTC during the run. Hosts serving their own clock
+    /// (`local_stratum`) follow UTC and so announce them; offsets in the trace
+    /// are taken against UTC on the NTP timescale.
+    pub leap_seconds: Vec<ntplab_proto::system::LeapAnnouncement>,
     /// The hosts, in file order.
     pub hosts: Vec<Host>,
     /// The links, in file order.
@@ -923,6 +927,8 @@ struct ScenarioFile {
     sample_interval: Option<Spanned<Dur>>,
     converged_after: Option<Spanned<Dur>>,
     #[serde(default)]
+    leap_seconds: Vec<Spanned<String>>,
+    #[serde(default)]
     host: Vec<Spanned<HostSection>>,
     #[serde(default)]
     link: Vec<Spanned<LinkSection>>,
@@ -1314,6 +1320,13 @@ impl Validator<'_> {
             }
             None => duration / 4,
         };
+        let mut leap_seconds = Vec::new();
+        for l in &file.leap_seconds {
+            let leap = ntplab_daemon::config::parse_leap(l.get_ref()).map_err(|m| {
+                self.err(l, format!("leap second {:?}: {m}", l.get_ref()), Some("write e.g. \"2016-12-31T23:59:60Z\" (inserted) or \"2015-06-30T23:59:59Z\" (deleted)".into()))
+            })?;
+            leap_seconds.push(leap);
+        }
         self.start = start;
         if file.host.is_empty() {
             return Err(src.error(Some(0..0), "the scenario has no hosts", Some("add [[host]] tables with `name` and `address`".into())));
@@ -1385,6 +1398,7 @@ impl Validator<'_> {
             duration,
             sample_interval,
             converged_after,
+            leap_seconds,
             hosts,
             links,
             events,
@@ -1727,7 +1741,7 @@ impl Validator<'_> {
         }
         let file = ConfigFile {
             listen: port.map(|p| SocketAddr::new(address, p)).into_iter().collect(),
-            local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None }),
+            local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None, leap: None }),
             sources: source_sections,
             access: h.access.map(Spanned::into_inner).unwrap_or_default(),
             rate_limit: h.rate_limit.map(Spanned::into_inner),

@@ -52,7 +52,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         listen: vec![server],
         sources: vec![],
         server: ServerConfig::default(),
-        local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS") }),
+        local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: None }),
         clock_control: false,
         refclocks: Vec::new(),
         discipline,
@@ -97,6 +97,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         ],
         links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path) }],
         events: vec![],
+        utc_shifts: vec![],
     }
 }
 

@@ -169,6 +169,10 @@ pub struct LocalSection {
     pub stratum: u8,
     /// Up to four ASCII characters; default "LOCL".
     pub reference_id: Option<String>,
+    /// A leap second this reference follows: `"2016-12-31T23:59:60Z"` inserts
+    /// one, `"2015-06-30T23:59:59Z"` deletes that second.
+    #[serde(default)]
+    pub leap: Option<String>,
 }
 
 /// `[[source]]`.
@@ -445,7 +449,11 @@ impl ConfigFile {
                 if code.is_empty() || code.len() > 4 || !code.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(err(format!("[local] reference_id {code:?} must be 1-4 printable ASCII characters")));
                 }
-                Some(LocalReference { stratum: l.stratum, reference_id: ReferenceId::from_ascii(&code) })
+                let leap = match &l.leap {
+                    Some(text) => Some(parse_leap(text).map_err(|m| err(format!("[local] leap {text:?}: {m}")))?),
+                    None => None,
+                };
+                Some(LocalReference { stratum: l.stratum, reference_id: ReferenceId::from_ascii(&code), leap })
             }
             None => None,
         };
@@ -573,6 +581,23 @@ fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, String> {
         spec.filter_len = filter;
     }
     Ok(spec)
+}
+
+/// A leap second as written: `...T23:59:60Z` inserts, `...T23:59:59Z` deletes.
+pub fn parse_leap(text: &str) -> Result<ntplab_proto::system::LeapAnnouncement, String> {
+    use ntplab_proto::wire::v4::LeapIndicator;
+    let (date, time) = text.split_once(['T', 't']).ok_or("expected YYYY-MM-DDT23:59:60Z (insert) or T23:59:59Z (delete)")?;
+    let kind = match time.trim_end_matches(['Z', 'z']) {
+        "23:59:60" => LeapIndicator::Insert,
+        "23:59:59" => LeapIndicator::Delete,
+        _ => return Err("a leap second is 23:59:60Z (inserted) or 23:59:59Z (deleted)".into()),
+    };
+    let midnight = NtpTime::parse_rfc3339(&format!("{date}T00:00:00Z")).map_err(|e| e.to_string())?;
+    let at = midnight + NtpDuration::from_seconds(86_400);
+    if (at + NtpDuration::from_seconds(1)).to_civil().day != 1 {
+        return Err("leap seconds happen at the end of a month".into());
+    }
+    Ok(ntplab_proto::system::LeapAnnouncement { at, kind })
 }
 
 /// The leap second as written (`...T23:59:60Z` for an insertion, `...T23:59:59Z`

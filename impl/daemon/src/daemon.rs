@@ -408,7 +408,7 @@ where
         }
         // Arm an announced leap second on its day (checked after every event:
         // polls come at least every 2^17 s, so the last day is never missed).
-        if !config.sources.is_empty() || !config.refclocks.is_empty() {
+        if !config.sources.is_empty() || !config.refclocks.is_empty() || config.local.is_some_and(|l| l.leap.is_some()) {
             let now = clock.now();
             let wanted = leap_to_arm(system.server_state(now).leap, now);
             if wanted != armed_leap {

@@ -41,6 +41,31 @@ pub struct LocalReference {
     pub stratum: u8,
     /// Reference ID to advertise (e.g. `LOCL`).
     pub reference_id: ReferenceId,
+    /// A leap second the reference knows of (a reference clock follows UTC):
+    /// announced from the start of its month (RFC 5905 §7.3) until it happens.
+    pub leap: Option<LeapAnnouncement>,
+}
+
+/// A leap second at the end of a UTC day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeapAnnouncement {
+    /// 00:00:00 UTC after the leap, on the NTP timescale.
+    pub at: NtpTime,
+    /// [`LeapIndicator::Insert`] or [`LeapIndicator::Delete`].
+    pub kind: LeapIndicator,
+}
+
+impl LeapAnnouncement {
+    /// The leap indicator to send at local time `now`: the kind from the first
+    /// day of the leap's month until the leap, no warning otherwise.
+    pub fn indicator_at(&self, now: NtpTime) -> LeapIndicator {
+        let last_day = (self.at + NtpDuration::from_seconds(-86_400)).to_civil();
+        let month_start = crate::time::Civil { day: 1, hour: 0, minute: 0, second: 0, nanosecond: 0, ..last_day };
+        match NtpTime::from_civil(&month_start) {
+            Some(start) if now >= start && now < self.at => self.kind,
+            _ => LeapIndicator::NoWarning,
+        }
+    }
 }
 
 /// Settings of a [`System`].
@@ -324,7 +349,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         }
         match self.config.local {
             Some(local) => ServerClockState {
-                leap: LeapIndicator::NoWarning,
+                leap: local.leap.map_or(LeapIndicator::NoWarning, |l| l.indicator_at(now)),
                 stratum: local.stratum,
                 precision_log2: self.config.precision_log2,
                 root_delay: NtpDuration::ZERO,
@@ -437,6 +462,19 @@ mod tests {
     }
 
     #[test]
+    fn a_local_reference_announces_its_leap_during_the_month() {
+        let at = NtpTime::parse_rfc3339("2017-01-01T00:00:00Z").unwrap();
+        let leap = LeapAnnouncement { at, kind: LeapIndicator::Insert };
+        let local = LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: Some(leap) };
+        let sys: System<u32> = System::new(SystemConfig { local: Some(local), ..SystemConfig::default() });
+        let at_time = |s: &str| sys.server_state(NtpTime::parse_rfc3339(s).unwrap()).leap;
+        assert_eq!(at_time("2016-11-30T23:59:59Z"), LeapIndicator::NoWarning);
+        assert_eq!(at_time("2016-12-01T00:00:00Z"), LeapIndicator::Insert);
+        assert_eq!(at_time("2016-12-31T23:59:59Z"), LeapIndicator::Insert);
+        assert_eq!(at_time("2017-01-01T00:00:00Z"), LeapIndicator::NoWarning);
+    }
+
+    #[test]
     fn a_sample_is_used_once() {
         let mut sys: System<u32> = System::new(SystemConfig::default());
         sys.add_source(1, ReferenceId::NONE);
@@ -455,7 +493,7 @@ mod tests {
 
     #[test]
     fn local_reference_serves_when_nothing_is_selected() {
-        let local = LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("LOCL") };
+        let local = LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("LOCL"), leap: None };
         let sys: System<u32> = System::new(SystemConfig { local: Some(local), ..SystemConfig::default() });
         let s = sys.server_state(t(5.0));
         assert!(s.is_synchronized());
