@@ -1040,9 +1040,16 @@ fn slew_below_stept(a: &Analysis<'_>) -> Outcome {
         }
         let small: Vec<_> = steps.iter().filter_map(|e| step_offset(e).map(|o| (e, o))).filter(|(_, o)| o.abs() < STEPT_S).collect();
         let rows: Vec<_> = a.trace.samples.iter().filter(|s| s.host == host.name).collect();
+        // A leap second the daemon armed moves local time by exactly one second,
+        // against UTC for the instant between its clock's and UTC's leap: no step.
+        let leap_armed = a.trace.events.iter().any(|e| {
+            e.host.as_deref() == Some(&host.name) && e.kind == "leap_armed" && !e.details.to_string().contains("NoWarning")
+        });
         let backwards = rows.windows(2).find(|w| {
             let (l0, l1) = (w[0].t_s + w[0].offset_s, w[1].t_s + w[1].offset_s);
+            let leap_jump = leap_armed && ((w[1].offset_s - w[0].offset_s).abs() - 1.0).abs() < 1e-2;
             l1 < l0
+                && !leap_jump
                 && !steps.iter().any(|e| e.t_s > w[0].t_s - 1e-9 && e.t_s <= w[1].t_s + 1e-9)
                 && !external.iter().any(|x| *x > w[0].t_s - 1e-9 && *x <= w[1].t_s + 1e-9)
         });

@@ -175,6 +175,9 @@ impl Host {
 
 /// What runs on a host.
 #[derive(Debug, Clone)]
+// A scenario holds a handful of hosts: boxing the daemon configuration would
+// only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Role {
     /// The real daemon.
     Ntp(NtpHost),
