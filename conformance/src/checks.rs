@@ -426,6 +426,16 @@ fn secs(d: ntplab_proto::time::NtpDuration) -> f64 {
     d.to_seconds_f64()
 }
 
+/// The leap-smear correction a reply's reference ID carries (254.b1.b2.b3,
+/// draft-stenn-ntp-leap-smear-refid-02): the server's clock is the served time
+/// plus this, in seconds; 0 for any other reference ID.
+fn smear_s(h: &ntplab_proto::wire::v4::Repr) -> f64 {
+    h.reference_id.smear_correction().map_or(0.0, |c| c.to_seconds_f64())
+}
+
+/// Quantisation of a smear REFID (2^-22 s), allowed on top of a check's tolerance.
+const SMEAR_RESOLUTION_S: f64 = 2.4e-7;
+
 fn server_echoes_origin(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
     // Receive timestamps a daemon handed out, per (server, client address), for interleaved replies.
@@ -438,8 +448,10 @@ fn server_echoes_origin(a: &Analysis<'_>) -> Outcome {
         let org_ok = org == req_xmt || (interleaved && known_rx.contains(&org.to_bits()));
         known_rx.insert(rx.to_bits());
         let (Some(arrival_local), Some(_)) = (req.receiver_local, req.received) else { continue };
-        let rx_err = secs(t_resolve(rx, arrival_local) - arrival_local).abs();
-        let tx_err = secs(t_resolve(tx, rep.sender_local) - rep.sender_local).abs();
+        // Smeared time differs from the server clock by the correction its REFID names.
+        let smear = rep.header.map_or(0.0, |h| smear_s(&h));
+        let rx_err = (secs(t_resolve(rx, arrival_local) - arrival_local) + smear).abs();
+        let tx_err = (secs(t_resolve(tx, rep.sender_local) - rep.sender_local) + smear).abs();
         let order_ok = secs(t_resolve(tx, rep.sender_local) - t_resolve(rx, rep.sender_local)) >= 0.0;
         let noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
         let tol = 1e-3 + 10.0 * noise;
@@ -547,7 +559,11 @@ fn refid_stratum_1(a: &Analysis<'_>) -> Outcome {
         let id = h.reference_id.0;
         let len = id.iter().position(|b| *b == 0).unwrap_or(4);
         let ok = len > 0 && id[..len].iter().all(|b| b.is_ascii_graphic()) && id[len..].iter().all(|b| *b == 0);
-        if ok {
+        if let (false, Some(c)) = (ok, h.reference_id.smear_correction()) {
+            // The smear REFID replaces the clock code while a smear is served
+            // (draft-stenn-ntp-leap-smear-refid-02 §2); RFC 5905 §7.3 predates it.
+            t.good(|| format!("{}: leap-smear REFID, correction {:+.6} s", p.cite(), c.to_seconds_f64()));
+        } else if ok {
             t.good(|| format!("{}: reference ID {:?}", p.cite(), String::from_utf8_lossy(&id[..len])));
         } else {
             t.bad(|| format!("{}: stratum-1 reference ID {:02x?} is not left-justified, zero-padded ASCII", p.cite(), id));
@@ -873,7 +889,10 @@ fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
         let t1 = req.sender_local;
         let t2 = h.receive_timestamp.resolve(req_rx_local);
         let t3 = h.transmit_timestamp.resolve(rep.sender_local);
-        let theta = (secs(t2 - t1) + secs(t3 - t4)) / 2.0;
+        // A smeared reply measures the smeared time scale; undo the correction its
+        // REFID names to compare with the server's own clock.
+        let smear = smear_s(&h);
+        let theta = (secs(t2 - t1) + secs(t3 - t4)) / 2.0 + smear;
         let delta = secs(t4 - t1) - secs(t3 - t2);
         // Truth: each clock's offset at each instant, and the one-way delays.
         let c1 = secs(req.sender_local - req.sent);
@@ -885,7 +904,7 @@ fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
         let theta_true = ((s2 - c1) + (s3 - c4)) / 2.0;
         let delta_want = d_f + d_b + (c4 - c1) - (s3 - s2);
         let noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
-        let tol = 1e-7 + 8.0 * noise;
+        let tol = 1e-7 + 8.0 * noise + if smear != 0.0 { SMEAR_RESOLUTION_S } else { 0.0 };
         let asym = (d_f - d_b).abs() / 2.0;
         let err_theta = (theta - theta_true).abs();
         let err_delta = (delta - delta_want).abs();
