@@ -20,7 +20,10 @@
 //! Top level: `name` (required), `description`, `seed` (default 1; the CLI may
 //! override it), `start` (RFC 3339, default 2030-01-01T00:00:00Z), `duration`
 //! (required), `sample_interval` (default 1 s), `converged_after` (default a
-//! quarter of `duration`), then arrays of tables `[[host]]`, `[[link]]`,
+//! quarter of `duration`), `leap_seconds` (UTC leap seconds during the run, e.g.
+//! `["2016-12-31T23:59:60Z"]` to insert or `"...T23:59:59Z"` to delete one:
+//! offsets are then measured against UTC on the NTP timescale, and hosts with
+//! `local_stratum` announce and apply them), then arrays of tables `[[host]]`, `[[link]]`,
 //! `[[event]]` and `[[expect]]`.
 //!
 //! Durations are a number of seconds or a string with units (`"250ms"`,
