@@ -1032,6 +1032,8 @@ struct SourceEntry {
     poll_min: Option<i8>,
     poll_max: Option<i8>,
     version: Option<u8>,
+    #[serde(default)]
+    unsmear: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1718,6 +1720,7 @@ impl Validator<'_> {
                 poll_min: e.poll_min,
                 poll_max: e.poll_max,
                 version: e.version,
+                unsmear: e.unsmear,
             }));
         }
         // The daemon reads the host's simulated hardware: its device paths only name it.

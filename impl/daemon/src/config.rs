@@ -12,6 +12,7 @@
 //! iburst = true
 //! poll_min = 6             # log2 seconds
 //! poll_max = 10
+//! unsmear = false          # undo this server's leap smear (its smear REFID)
 //!
 //! [access]
 //! default = "allow"        # allow | deny | kod-deny | restrict
@@ -193,6 +194,9 @@ pub struct SourceSection {
     pub poll_max: Option<i8>,
     /// NTP version to send (default 4).
     pub version: Option<u8>,
+    /// Undo a leap smear this server applies (its smear REFID), and follow UTC.
+    #[serde(default)]
+    pub unsmear: bool,
 }
 
 /// `[access]`.
@@ -466,6 +470,7 @@ impl ConfigFile {
                 iburst: s.iburst,
                 burst: s.burst,
                 version: s.version.unwrap_or(4),
+                unsmear: s.unsmear,
                 ..defaults
             };
             config.validate().map_err(|e| err(format!("[[source]] #{} ({}): {e}", i + 1, s.address)))?;

@@ -202,6 +202,11 @@ pub struct SourceConfig {
     /// Add a random extra of up to 1/16 of the interval to regular polls so that
     /// many clients do not synchronise their requests. Default on.
     pub poll_jitter: bool,
+    /// Undo a leap smear: when a reply carries the smear REFID 254.b1.b2.b3
+    /// (draft-stenn-ntp-leap-smear-refid-02), add its correction back so the
+    /// sample measures the server's UTC, and infer the pending leap second from
+    /// the correction's sign (a smearing server never announces it). Default off.
+    pub unsmear: bool,
 }
 
 impl Default for SourceConfig {
@@ -214,6 +219,7 @@ impl Default for SourceConfig {
             version: 4,
             precision_log2: DEFAULT_PRECISION_LOG2,
             poll_jitter: true,
+            unsmear: false,
         }
     }
 }
@@ -928,6 +934,10 @@ impl Source {
         let elapsed = d41.max(0);
         let phi_part = saturate(elapsed * i128::from(PHI_PPM) / 1_000_000);
         let dispersion = log2_duration(repr.precision) + precision + phi_part;
+        let (offset, leap) = match (self.config.unsmear, smear_of(repr)) {
+            (true, Some(c)) => (offset + c.to_duration(), smeared_leap(c, t4)),
+            _ => (offset, repr.leap),
+        };
         Measurement {
             offset,
             delay,
@@ -937,7 +947,7 @@ impl Source {
             local_receive_time: t4,
             server_receive_timestamp: t2,
             server_transmit_timestamp: t3,
-            leap: repr.leap,
+            leap,
             stratum: repr.stratum,
             reference_id: repr.reference_id,
             reference_timestamp: repr.reference_timestamp,
@@ -995,6 +1005,31 @@ fn log2_duration(log2: i8) -> NtpDuration {
         e if e < 0 => NtpDuration::ZERO,
         e if e >= 63 => NtpDuration::MAX,
         e => NtpDuration::from_bits(1i64 << e),
+    }
+}
+
+/// The leap-smear correction of a reply, if its reference ID is a smear REFID:
+/// above stratum 1 it replaces the upstream address; at stratum 1 it replaces the
+/// clock code, which is then not ASCII.
+fn smear_of(repr: &Repr) -> Option<crate::wire::refid::SmearCorrection> {
+    match repr.stratum {
+        0 => None,
+        1 if repr.reference_id.ascii().is_some() => None,
+        _ => repr.reference_id.smear_correction(),
+    }
+}
+
+/// The leap second a smear implies, seen at local time `now`: a positive
+/// correction is an inserted second still to come (before it, served time runs
+/// behind); a negative one on the last day of a month is a deleted second to
+/// come, while one after midnight is the second half of a centred smear of a
+/// leap already applied.
+fn smeared_leap(c: crate::wire::refid::SmearCorrection, now: NtpTime) -> LeapIndicator {
+    let last_day_of_month = (now + NtpDuration::from_seconds(86_400)).to_civil().day == 1;
+    match c.raw() {
+        r if r > 0 && last_day_of_month => LeapIndicator::Insert,
+        r if r < 0 && last_day_of_month => LeapIndicator::Delete,
+        _ => LeapIndicator::NoWarning,
     }
 }
 

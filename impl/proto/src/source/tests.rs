@@ -971,3 +971,26 @@ fn a_reply_with_a_broken_extension_field_is_discarded_whole() {
     ok2.extend_from_slice(&ok[48..]);
     assert_matches!(s2.handle_response(secs(1), &ok2, path.t4(), None), SourceEvent::Sample(_));
 }
+
+#[test]
+fn unsmear_adds_the_smear_correction_back_and_infers_the_leap() {
+    use crate::wire::refid::SmearCorrection;
+    // The server serves time 0.25 s behind its clock (a smear in progress) and
+    // says so in its REFID; the measurement is taken on the last day of December.
+    let day = NtpTime::parse_rfc3339("2016-12-31T18:00:00Z").unwrap();
+    let c = SmearCorrection::from_duration(NtpDuration::from_seconds_f64(0.25));
+    for unsmear in [false, true] {
+        let mut s = source(SourceConfig { unsmear, ..config() });
+        let path = Path { server_err: ms(-250), ..Path::new(day) };
+        let req = poll(&mut s, Instant::ZERO, path.t1(), RANDOM);
+        let rep = Repr { stratum: 2, reference_id: ReferenceId::from_smear(c), ..reply_to(&req, path.t2(), path.t3()) };
+        let SourceEvent::Sample(m) = s.handle_response(secs(1), &rep.to_bytes(), path.t4(), None) else { panic!("a sample") };
+        if unsmear {
+            assert!(m.offset.to_seconds_f64().abs() < 1e-6, "undone: {:?}", m.offset);
+            assert_eq!(m.leap, LeapIndicator::Insert, "a positive correction on the last day is an inserted second");
+        } else {
+            assert!((m.offset.to_seconds_f64() + 0.25).abs() < 1e-6, "followed: {:?}", m.offset);
+            assert_eq!(m.leap, LeapIndicator::NoWarning);
+        }
+    }
+}
