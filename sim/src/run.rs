@@ -4,7 +4,7 @@
 
 use crate::harness::{simulate, HostRole, HostSetup, LinkSetup, PacketRecord, Recorder, SimEvent, SimSetup};
 use crate::host_clock::{ClockSample, ReadNoise};
-use crate::link::{self, LinkConfig, PathConfig};
+use crate::link::{LinkConfig, PathConfig};
 use crate::oscillator::{OscillatorConfig, SineConfig};
 use crate::peers::ScriptedPeer;
 use crate::rng::SimRng;
@@ -32,13 +32,7 @@ fn dur(d: Duration) -> NtpDuration {
 fn path_config(p: &scenario::LinkParams) -> PathConfig {
     PathConfig {
         delay_s: p.delay.as_secs_f64(),
-        jitter: match p.jitter {
-            scenario::Jitter::None => link::Jitter::None,
-            scenario::Jitter::Exponential { mean_s } => link::Jitter::Exponential { mean_s },
-            scenario::Jitter::Normal { sd_s } => link::Jitter::Normal { sd_s },
-            scenario::Jitter::Uniform { max_s } => link::Jitter::Uniform { max_s },
-            scenario::Jitter::Pareto { scale_s, shape } => link::Jitter::Pareto { scale_s, shape },
-        },
+        jitter: p.jitter,
         loss: p.loss,
         duplicate: p.duplicate,
         reorder: p.reorder,

@@ -335,35 +335,8 @@ impl LinkPatch {
     }
 }
 
-/// Random extra one-way delay, always non-negative.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum Jitter {
-    /// None.
-    #[default]
-    None,
-    /// Exponentially distributed.
-    Exponential {
-        /// Mean, seconds.
-        mean_s: f64,
-    },
-    /// The absolute value of a normal variate.
-    Normal {
-        /// Standard deviation, seconds.
-        sd_s: f64,
-    },
-    /// Uniform in `[0, max_s]`.
-    Uniform {
-        /// Upper bound, seconds.
-        max_s: f64,
-    },
-    /// Pareto (heavy tail) with minimum `scale_s`, minus `scale_s`.
-    Pareto {
-        /// Scale (minimum) parameter, seconds.
-        scale_s: f64,
-        /// Shape parameter (> 0; the mean is finite above 1).
-        shape: f64,
-    },
-}
+/// Random extra one-way delay: the link model's own type.
+pub use crate::link::Jitter;
 
 /// A timed change to the run.
 #[derive(Debug, Clone, PartialEq)]
