@@ -430,7 +430,7 @@ fn secs(d: ntplab_proto::time::NtpDuration) -> f64 {
 /// draft-stenn-ntp-leap-smear-refid-02): the server's clock is the served time
 /// plus this, in seconds; 0 for any other reference ID.
 fn smear_s(h: &ntplab_proto::wire::v4::Repr) -> f64 {
-    h.reference_id.smear_correction().map_or(0.0, |c| c.to_seconds_f64())
+    h.smear_correction().map_or(0.0, |c| c.to_seconds_f64())
 }
 
 /// Quantisation of a smear REFID (2^-22 s), allowed on top of a check's tolerance.
@@ -559,7 +559,7 @@ fn refid_stratum_1(a: &Analysis<'_>) -> Outcome {
         let id = h.reference_id.0;
         let len = id.iter().position(|b| *b == 0).unwrap_or(4);
         let ok = len > 0 && id[..len].iter().all(|b| b.is_ascii_graphic()) && id[len..].iter().all(|b| *b == 0);
-        if let (false, Some(c)) = (ok, h.reference_id.smear_correction()) {
+        if let (false, Some(c)) = (ok, h.smear_correction()) {
             // The smear REFID replaces the clock code while a smear is served
             // (draft-stenn-ntp-leap-smear-refid-02 §2); RFC 5905 §7.3 predates it.
             t.good(|| format!("{}: leap-smear REFID, correction {:+.6} s", p.cite(), c.to_seconds_f64()));

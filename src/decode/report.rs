@@ -162,13 +162,7 @@ pub fn decode(bytes: &[u8], pivot: Pivot) -> Result<PacketJson, wire::Error> {
 }
 
 fn v4_json(repr: &v4::Repr, pivot: Pivot) -> PacketJson {
-    // A smear REFID stands in for the upstream address (stratum 2+) or, while a
-    // stratum-1 server smears, for its clock code (then it is not ASCII).
-    let smear = match repr.stratum {
-        0 => None,
-        1 if repr.reference_id.ascii().is_some() => None,
-        _ => repr.reference_id.smear_correction(),
-    };
+    let smear = repr.smear_correction();
     PacketJson {
         version: repr.version,
         mode: repr.mode.to_bits(),

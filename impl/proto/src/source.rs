@@ -934,7 +934,7 @@ impl Source {
         let elapsed = d41.max(0);
         let phi_part = saturate(elapsed * i128::from(PHI_PPM) / 1_000_000);
         let dispersion = log2_duration(repr.precision) + precision + phi_part;
-        let (offset, leap) = match (self.config.unsmear, smear_of(repr)) {
+        let (offset, leap) = match (self.config.unsmear, repr.smear_correction()) {
             (true, Some(c)) => (offset + c.to_duration(), smeared_leap(c, t4)),
             _ => (offset, repr.leap),
         };
@@ -1005,17 +1005,6 @@ fn log2_duration(log2: i8) -> NtpDuration {
         e if e < 0 => NtpDuration::ZERO,
         e if e >= 63 => NtpDuration::MAX,
         e => NtpDuration::from_bits(1i64 << e),
-    }
-}
-
-/// The leap-smear correction of a reply, if its reference ID is a smear REFID:
-/// above stratum 1 it replaces the upstream address; at stratum 1 it replaces the
-/// clock code, which is then not ASCII.
-fn smear_of(repr: &Repr) -> Option<crate::wire::refid::SmearCorrection> {
-    match repr.stratum {
-        0 => None,
-        1 if repr.reference_id.ascii().is_some() => None,
-        _ => repr.reference_id.smear_correction(),
     }
 }
 

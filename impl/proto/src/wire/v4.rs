@@ -387,6 +387,18 @@ impl Repr {
         buf
     }
 
+    /// The leap-smear correction this header's reference ID carries, if it is a
+    /// smear REFID 254.b1.b2.b3 (draft-stenn-ntp-leap-smear-refid-02): above
+    /// stratum 1 it stands in for the upstream address; at stratum 1 it stands
+    /// in for the clock code, which is then not ASCII; at stratum 0 it never does.
+    pub fn smear_correction(&self) -> Option<super::refid::SmearCorrection> {
+        match self.stratum {
+            0 => None,
+            1 if self.reference_id.ascii().is_some() => None,
+            _ => self.reference_id.smear_correction(),
+        }
+    }
+
     /// Whether this is a kiss-o'-death packet: stratum 0 in a server,
     /// symmetric or broadcast reply (RFC 5905 §7.4).
     pub fn is_kiss_of_death(&self) -> bool {
