@@ -3,7 +3,7 @@
 //! Each `NAME.log` is raw receiver output from gpsd's regression data and
 //! `NAME.log.chk` is what gpsd made of it: every NMEA sentence it recognised,
 //! echoed, followed by the JSON reports it produced (see
-//! `shared/data/nmea/SOURCE.md`). We feed the raw log through [`NmeaReader`]
+//! `tests/data/nmea/SOURCE.md`). We feed the raw log through [`NmeaReader`]
 //! in small chunks (as from a serial port), parse every sentence, and compare:
 //!
 //! 1. the sentences: every sentence gpsd echoes must come out of our reader,
@@ -15,9 +15,9 @@
 //!    date an RMC or ZDA gave, as gpsd does it. gpsd reports milliseconds, so
 //!    we compare to the millisecond.
 //!
-//! `core_captures` uses the trimmed copies in `tests/data/nmea/` and always
-//! runs; `full_corpus` reads the whole corpus from the `shared/` directory
-//! beside the repository (`../shared` from the clone's root).
+//! `full_corpus` checks every capture in `tests/data/nmea/`; `core_captures`
+//! checks the trimmed capture in `tests/data/nmea/trimmed/` that the
+//! simulator's GPS model replays.
 
 use std::path::{Path, PathBuf};
 
@@ -243,21 +243,14 @@ fn check_dir(dir: &Path, expected: &[Expected]) {
 
 #[test]
 fn core_captures() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nmea");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nmea/trimmed");
     check_dir(&dir, CORE_EXPECTED);
 }
 
-/// The whole corpus, from `shared/data/nmea` beside the repository clone.
+/// The whole corpus, kept in the repository (`tests/data/nmea/SOURCE.md`).
 #[test]
 fn full_corpus() {
-    // impl/proto -> impl -> repository root -> its parent, which holds shared/.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nmea");
-    assert!(
-        dir.is_dir(),
-        "the NMEA capture corpus is missing: expected {} (the project's shared/ directory \
-         beside the repository clone, shared/data/nmea)",
-        dir.display()
-    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nmea");
     check_dir(&dir, FULL_EXPECTED);
 }
 
@@ -269,11 +262,7 @@ fn full_corpus() {
 // sends 20 RMC with status V after losing its fix; gpsd keeps reporting its
 // last valid time (22:10:14) while we decode the time each sentence names and
 // mark it invalid.
-const CORE_EXPECTED: &[Expected] = &[
-    e("firefly-II.log", 69, 46, 23, 0),
-    e("nmea-fuzzy-cases.log", 28, 28, 14, 0),
-    e("ublox-8-trimmed.log", 42, 42, 5, 0),
-];
+const CORE_EXPECTED: &[Expected] = &[e("ublox-8-trimmed.log", 42, 42, 5, 0)];
 
 const FULL_EXPECTED: &[Expected] = &[
     e("bu353-glonass.log", 112, 112, 19, 0),

@@ -142,7 +142,7 @@ fn wnro_fault_is_undone_by_wnro_correct() {
 
 #[test]
 fn replay_plays_a_capture_group_by_group() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../impl/proto/tests/data/nmea/ublox-8-trimmed.log");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../impl/proto/tests/data/nmea/trimmed/ublox-8-trimmed.log");
     let log = std::fs::read(path).unwrap();
     let replay = Replay::from_capture(&log);
     assert_eq!(replay.len(), 3);
