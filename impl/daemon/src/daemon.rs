@@ -453,7 +453,7 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     let client = inc.received.from;
-    let action = server.handle(now.as_nanos(), client.ip(), &inc.data, rx_time, state, out);
+    let action = server.handle(now.as_nanos(), client, &inc.data, rx_time, state, out);
     if let ServerAction::Respond(response) = &action {
         server.finish_response(response, out, clock.now(), state);
         match socket.send_to(&out[..response.len], client).await {

@@ -91,7 +91,7 @@ use crate::time::{NtpDuration, NtpTime, NtpTimestamp};
 use crate::wire::refid::{KissCode, ReferenceId, SmearCorrection};
 use crate::wire::short::NtpShort;
 use crate::wire::v4::{self, LeapIndicator, Mode, Packet, Repr, HEADER_LEN};
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 /// Frequency tolerance PHI of RFC 5905 (Fig. 6), parts per million: the rate
 /// at which the served root dispersion grows since the last clock update.
@@ -233,9 +233,22 @@ pub enum ResponseReason {
     KodSent(KodKind),
 }
 
+/// Whether `from` can be a client's address: a unicast, specified address
+/// (IPv4-mapped IPv6 judged as IPv4) and a port other than 0. Directed
+/// broadcast addresses of a subnet look like unicast without the netmask and
+/// are not recognised here.
+pub fn is_unicast_source(from: SocketAddr) -> bool {
+    let ip = table::canonical(from.ip());
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    from.port() != 0 && !ip.is_multicast() && !ip.is_unspecified() && !broadcast
+}
+
 /// Why no answer was produced (for metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
+    /// The source address is no client's: port 0, multicast, broadcast or
+    /// unspecified (see [`is_unicast_source`]).
+    BadSource,
     /// Fewer than 48 octets.
     TooShort,
     /// Version 0, 6 or 7.
@@ -339,7 +352,8 @@ impl Server {
     }
 
     /// Total heap bytes of both client tables: fixed at construction, whatever
-    /// the number of clients.
+    /// the number of clients, plus the rate limiter's overflow states (4
+    /// octets per rate-table slot) once a table bucket first overflows.
     pub fn table_bytes(&self) -> usize {
         self.rate.table_bytes() + self.interleaved.table_bytes()
     }
@@ -349,17 +363,28 @@ impl Server {
         &self.rate
     }
 
-    /// Handles one datagram from `client` received at `rx_time`; see the
-    /// module documentation. Never panics, whatever the bytes.
+    /// Handles one datagram from `from` (the client's address and port)
+    /// received at `rx_time`; see the module documentation. Never panics,
+    /// whatever the bytes.
+    ///
+    /// A datagram from a source no client can have — port 0, a multicast
+    /// address, the IPv4 limited broadcast address or the unspecified
+    /// address — is dropped first ([`DropReason::BadSource`]): an answer
+    /// would go to a whole group or nowhere, and a forged source of that
+    /// kind is a reflection attempt.
     pub fn handle(
         &mut self,
         now_mono_ns: u64,
-        client: IpAddr,
+        from: SocketAddr,
         request: &[u8],
         rx_time: NtpTime,
         clock: &ServerClockState,
         out: &mut [u8],
     ) -> ServerAction {
+        if !is_unicast_source(from) {
+            return ServerAction::Ignore(DropReason::BadSource);
+        }
+        let client = from.ip();
         let Ok(packet) = Packet::new_checked(request) else {
             return ServerAction::Ignore(DropReason::TooShort);
         };
