@@ -34,9 +34,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use tokio::sync::mpsc;
 
-/// Largest datagram the daemon reads; longer ones are truncated by the kernel
-/// and then refused by the parsers.
-const MAX_DATAGRAM: usize = 2048;
+/// Largest datagram the daemon uses (the responder's limit). Receive buffers
+/// are one octet longer, so that a longer datagram, which the kernel cuts to
+/// the buffer, is recognised as oversize and dropped whole, never judged by
+/// its first 2,048 octets.
+const MAX_DATAGRAM: usize = ntplab_proto::server::MAX_REQUEST_LEN;
 /// Datagrams waiting for the loop before receive tasks drop new ones.
 const QUEUE_DATAGRAMS: usize = 1024;
 
@@ -220,7 +222,7 @@ where
     let mut sockets: Vec<Rc<N::Socket>> = Vec::new();
     let mut server_socket_count = 0;
     for addr in &config.listen {
-        sockets.push(Rc::new(net.bind(*addr).await?));
+        sockets.push(Rc::new(net.bind(*addr).await.map_err(|e| bind_error(*addr, e, config))?));
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
@@ -246,7 +248,7 @@ where
             IpAddr::V6(ip) if ip.is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
             IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let socket = Rc::new(net.bind(any).await?);
+        let socket = Rc::new(net.bind(any).await.map_err(|e| bind_error(any, e, config))?);
         sockets.push(socket.clone());
         let refid = match spec.address.ip() {
             IpAddr::V4(ip) => ReferenceId::from_ipv4(ip),
@@ -261,7 +263,7 @@ where
         let socket = socket.clone();
         let tx = tx.clone();
         tokio::task::spawn_local(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
+            let mut buf = vec![0u8; MAX_DATAGRAM + 1];
             loop {
                 match socket.recv(&mut buf).await {
                     Ok(received) => {
@@ -429,6 +431,20 @@ where
     }
 }
 
+/// A bind failure that names the address, and for "too many open files" says
+/// where the sockets go and how to allow more.
+pub fn bind_error(addr: SocketAddr, e: io::Error, config: &DaemonConfig) -> io::Error {
+    let mut message = format!("cannot bind {addr}: {e}");
+    if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
+        let needed = config.listen.len() + config.sources.len();
+        message.push_str(&format!(
+            " (each listen address and each [[source]] uses a socket: this configuration needs {needed} \
+             besides the standard ones; raise the limit with `ulimit -n`, or LimitNOFILE= in a systemd unit)"
+        ));
+    }
+    io::Error::new(e.kind(), message)
+}
+
 /// What to arm on the clock: a leap second the system announces is armed only
 /// on the last day of the month (RFC 5905 §7.3: LI warns of a leap at the end of
 /// the month), since clocks apply an armed leap at the end of the current day.
@@ -456,7 +472,7 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     let action = server.handle(now.as_nanos(), client, &inc.data, rx_time, state, out);
     if let ServerAction::Respond(response) = &action {
         server.finish_response(response, out, clock.now(), state);
-        match socket.send_to(&out[..response.len], client).await {
+        match socket.send_reply(&out[..response.len], client, inc.received.to).await {
             Ok(sent) => {
                 if let Some(raw) = sent.tx_time {
                     server.transmitted(response, clock.local_time_of(raw), state);
@@ -499,6 +515,10 @@ fn handle_reply<S, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { return };
+    if inc.data.len() > MAX_DATAGRAM {
+        // Cut by the receive buffer: not a reply any server sends.
+        return;
+    }
     if inc.received.from != slot.address {
         // Not from the server this socket talks to (RFC 5905 §9.2 address check).
         return;

@@ -100,6 +100,13 @@ pub const PHI_PPM: i64 = 15;
 /// Stratum meaning "unsynchronized" internally (MAXSTRAT); sent as 0.
 pub const STRATUM_UNSYNCHRONIZED: u8 = 16;
 
+/// Longest request answered, octets: a header and extension fields up to
+/// 2,000 octets (NTS requests are about 1 KiB). A receiver must read into a
+/// buffer of at least `MAX_REQUEST_LEN + 1` octets, so that a longer
+/// datagram, truncated by the kernel, still shows as too long
+/// ([`DropReason::Oversize`]) instead of being judged by its first part.
+pub const MAX_REQUEST_LEN: usize = 2048;
+
 /// Octet offset of the transmit timestamp in the header.
 const TRANSMIT_OFFSET: usize = 40;
 
@@ -251,6 +258,9 @@ pub enum DropReason {
     BadSource,
     /// Fewer than 48 octets.
     TooShort,
+    /// More than [`MAX_REQUEST_LEN`] octets (the receiver's buffer may have
+    /// cut the datagram: its end is unknown).
+    Oversize,
     /// Version 0, 6 or 7.
     BadVersion(u8),
     /// Version 5: the daemon should hand the datagram to the NTPv5 responder.
@@ -383,6 +393,9 @@ impl Server {
     ) -> ServerAction {
         if !is_unicast_source(from) {
             return ServerAction::Ignore(DropReason::BadSource);
+        }
+        if request.len() > MAX_REQUEST_LEN {
+            return ServerAction::Ignore(DropReason::Oversize);
         }
         let client = from.ip();
         let Ok(packet) = Packet::new_checked(request) else {

@@ -329,6 +329,34 @@ fn requests_from_group_broadcast_unspecified_or_port_0_sources_are_dropped_first
 }
 
 #[test]
+fn requests_longer_than_the_limit_are_dropped_as_oversize() {
+    let mut s = server(open_config());
+    let now = t("2025-06-01T12:01:00Z");
+    // A header and well-formed extension fields (type 0x0104, each a multiple
+    // of 4 octets): answered up to MAX_REQUEST_LEN, dropped beyond it, even
+    // when its first MAX_REQUEST_LEN octets would be a well-formed request.
+    let with_fields = |fields: &[usize]| {
+        let mut req = client_request(5).to_vec();
+        for &len in fields {
+            req.extend_from_slice(&[0x01, 0x04, (len >> 8) as u8, len as u8]);
+            req.resize(req.len() + len - 4, 0);
+        }
+        req
+    };
+    let at_limit = with_fields(&[2000]);
+    assert_eq!(at_limit.len(), MAX_REQUEST_LEN);
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &at_limit, now, now, &synced());
+    assert_eq!(reason(a), Ok(ResponseReason::Basic));
+    let over = with_fields(&[2000, 952]);
+    assert_eq!(over.len(), 3000);
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &over, now, now, &synced());
+    assert_eq!(reason(a), Err(DropReason::Oversize));
+    // What a 2,049-octet receive buffer holds of it: still too long.
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &over[..MAX_REQUEST_LEN + 1], now, now, &synced());
+    assert_eq!(reason(a), Err(DropReason::Oversize));
+}
+
+#[test]
 fn deny_kods_are_rate_limited() {
     let mut acl = AccessList::new(AccessAction::Allow);
     acl.push_cidr("203.0.113.0/24", AccessAction::KodDeny).unwrap();
