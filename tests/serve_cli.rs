@@ -89,3 +89,28 @@ fn logs_on_a_pipe_carry_no_colour_codes() {
     assert!(err.contains("ntplab serve starting"), "{err}");
     assert!(!err.contains('\u{1b}'), "ANSI escape codes in piped logs: {err:?}");
 }
+
+#[test]
+fn a_server_that_lists_itself_as_a_source_refuses_it() {
+    let dir = temp_dir("self");
+    for listen in ["127.0.0.1", "0.0.0.0"] {
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let path = dir.join("self.toml");
+        std::fs::write(&path, format!("[[source]]\naddress = \"127.0.0.1:{port}\"\niburst = true\n")).unwrap();
+        let out = ntplab(&[
+            "serve",
+            "--listen",
+            &format!("{listen}:{port}"),
+            "--local-stratum",
+            "5",
+            "--config",
+            path.to_str().unwrap(),
+            "--duration",
+            "0.5",
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("source refused: it is this server") && err.contains(&format!("127.0.0.1:{port}")), "{listen}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
