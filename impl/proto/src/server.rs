@@ -13,7 +13,7 @@
 //!   recv datagram; rx_time = kernel/HW/user
 //!   receive timestamp; now_mono_ns = monotonic
 //!   clock; clock = current ServerClockState
-//!                      ── handle(now_mono_ns, ip, request, rx_time, &clock, out) ──►
+//!                      ── handle(now_mono_ns, from, request, rx_time, &clock, out) ──►
 //!                      ◄── ServerAction::Respond(resp) | ServerAction::Ignore(reason)
 //!   on Respond:
 //!     tx_time = read the clock, as late as possible
@@ -35,8 +35,10 @@
 //!
 //! # What is answered
 //!
-//! Only NTP versions 1–4 in client mode (3), at least 48 octets, whose octets
-//! after the header are well-formed extension fields (RFC 7822: each a multiple
+//! Nothing from a source no client can have (port 0, multicast, broadcast,
+//! unspecified: [`is_unicast_source`]) and nothing longer than
+//! [`MAX_REQUEST_LEN`] octets. Only NTP versions 1–4 in client mode (3), at
+//! least 48 octets, whose octets after the header are well-formed extension fields (RFC 7822: each a multiple
 //! of 4 and at least 16 octets) and/or a legacy MAC (4, 20 or 24 octets). The
 //! answer is always a 48-octet NTPv4-format header in mode 4 carrying the
 //! request's version, so it is never larger than the request (no
