@@ -22,8 +22,8 @@
 //!
 //! Before selection, a source is not fit ([`Rejection::Loop`], RFC 5905
 //! A.5.2 `fit()`) when its stratum is 2 or more and its reference ID is one
-//! of this host's addresses ([`System::add_own_address`]; IPv6 addresses by
-//! their MD5 hash ID) — it is synchronized to this host — or, while the
+//! of this host's addresses other than loopback ([`System::add_own_address`];
+//! IPv6 addresses by their MD5 hash ID) — it is synchronized to this host — or, while the
 //! system has a system peer, the system's own reference ID — it follows
 //! what this host follows. With a local reference of stratum L, a source of
 //! stratum L or more is not followed either ([`Rejection::NotBelowLocalStratum`]):
@@ -185,13 +185,18 @@ impl<Id: Ord + Clone + 'static> System<Id> {
 
     /// Tells the system one of this host's addresses (a listen address, the
     /// destination of a reply): a source whose reference ID names it is
-    /// synchronized to this host. Unspecified addresses are ignored; at most
+    /// synchronized to this host. Unspecified and loopback addresses are
+    /// ignored (every daemon on a host shares the loopback address, so it
+    /// tells none of them apart; ntpd exempts 127.0.0.1 likewise); at most
     /// [`OWN_ADDRESSES_MAX`] are kept. Returns whether it was new.
     pub fn add_own_address(&mut self, addr: IpAddr) -> bool {
-        let id = match crate::server::table::canonical(addr) {
-            IpAddr::V4(v4) if !v4.is_unspecified() => ReferenceId::from_ipv4(v4),
-            IpAddr::V6(v6) if !v6.is_unspecified() => ReferenceId::from_ipv6(v6),
-            _ => return false,
+        let addr = crate::server::table::canonical(addr);
+        if addr.is_unspecified() || addr.is_loopback() {
+            return false;
+        }
+        let id = match addr {
+            IpAddr::V4(v4) => ReferenceId::from_ipv4(v4),
+            IpAddr::V6(v6) => ReferenceId::from_ipv6(v6),
         };
         if self.own_ids.contains(&id) || self.own_ids.len() >= OWN_ADDRESSES_MAX {
             return false;
@@ -617,6 +622,8 @@ mod tests {
         assert!(sys.add_own_address(IpAddr::V4(me4)));
         assert!(!sys.add_own_address("::ffff:192.0.2.9".parse().unwrap()), "the same address, mapped");
         assert!(!sys.add_own_address("0.0.0.0".parse().unwrap()));
+        assert!(!sys.add_own_address("127.0.0.1".parse().unwrap()), "shared by every daemon of the host");
+        assert!(!sys.add_own_address("::1".parse().unwrap()));
         assert!(sys.add_own_address(IpAddr::V6(me6)));
         sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
         sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));

@@ -336,6 +336,7 @@ mod tests {
             let worst = got.iter().map(|g| g.0).max().unwrap();
             assert!(worst <= bound(&config, 8), "{addresses} sources: one was answered {worst} times in 8 s");
             let kods = got.iter().map(|g| g.1).max().unwrap();
+            println!("{addresses} sources, 1024 slots: at most {worst} answers and {kods} KoDs per source in 8 s (bound {})", bound(&config, 8));
             assert!(kods <= 2 + 2 * 4, "{addresses} sources: one got {kods} KoDs in 8 s");
             // Everyone is limited: no source is answered every time.
             let sent = (8 * S / gap_ns) as u32;
