@@ -35,28 +35,40 @@ pub struct ServeArgs {
     /// it the system clock is only read.
     #[arg(long)]
     pub control_system_clock: bool,
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
+    /// Stop after this many seconds, at most 10 years (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
 }
 
+/// Longest `--duration`: ten years, in seconds (far below what a timer can hold).
+pub const DURATION_S_MAX: f64 = 10.0 * 365.25 * 86_400.0;
+
+/// `--duration`: a positive, finite number of seconds up to [`DURATION_S_MAX`].
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let s: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(s.is_finite() && s > 0.0 && s <= DURATION_S_MAX) {
+        return Err(format!("{text} s is not a positive number of seconds up to {DURATION_S_MAX} (10 years)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(s))
+}
+
 /// Loads the configuration from the file and the command line.
 fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
-    let mut file = match &args.config {
+    let (mut file, text, origin) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::input(format!("cannot read {}: {e}", path.display())))?;
+            let text = DaemonConfig::read_file(path).map_err(|e| CliError::input(e.to_string()))?;
             let origin = path.display().to_string();
-            toml_file(&text, &origin)?
+            // Parse only; validation happens after the command line is merged in.
+            let file = DaemonConfig::parse_file(&text, &origin).map_err(|e| CliError::usage(e.to_string()))?;
+            (file, text, origin)
         }
-        None => ConfigFile::default(),
+        None => (ConfigFile::default(), String::new(), "command line".to_string()),
     };
     file.listen.extend(&args.listen);
-    let mut config = file.validate(&args.config.as_ref().map_or("command line".into(), |p| p.display().to_string()))
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    let mut config = file.validate_text(&text, &origin).map_err(|e| CliError::usage(e.to_string()))?;
     if let Some(stratum) = args.local_stratum {
         config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL"), leap: None });
     }
@@ -66,19 +78,9 @@ fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
     Ok(config)
 }
 
-fn toml_file(text: &str, origin: &str) -> Result<ConfigFile, CliError> {
-    // Parse only; validation happens after the command line is merged in.
-    DaemonConfig::parse_file(text, origin).map_err(|e| CliError::usage(e.to_string()))
-}
-
 /// Runs `ntplab serve`.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let config = load(args)?;
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d > 0.0) {
-            return Err(CliError::usage("--duration must be a positive number of seconds"));
-        }
-    }
     let seed = args.seed.unwrap_or_else(rand_seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,7 +91,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let shutdown = async move {
         let stop = async {
             match duration {
-                Some(d) => tokio::time::sleep(std::time::Duration::from_secs_f64(d)).await,
+                Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
         };

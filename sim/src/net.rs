@@ -175,7 +175,9 @@ impl DatagramSocket for SimSocket {
             self.shared.take_arrival(SocketAddr::new(host_ip, self.local.port()), from, &buf[..len])
         });
         let rx_time = arrival.map(|at| self.clock.borrow_mut().read_raw(at));
-        Ok(Received { len, from, rx_time })
+        // A simulated host has one address: a datagram was sent to it.
+        let to = Some(if self.local.ip().is_unspecified() { self.clock.borrow().address() } else { self.local.ip() });
+        Ok(Received { len, from, rx_time, to })
     }
 
     async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<Sent> {

@@ -218,6 +218,20 @@ struct HostState {
     stratum: u8,
     poll_log2: i8,
     peer_stratum: BTreeMap<SocketAddr, u8>,
+    /// The local reference's stratum, if the host has one.
+    local: Option<u8>,
+}
+
+impl HostState {
+    /// The stratum the host serves: its system peer's + 1, else its local
+    /// reference's; `None` when unsynchronized.
+    fn served_stratum(&self) -> Option<u8> {
+        if self.synced {
+            Some(self.stratum)
+        } else {
+            self.local
+        }
+    }
 }
 
 struct RunRecorder {
@@ -225,6 +239,8 @@ struct RunRecorder {
     clocks: Vec<Rc<RefCell<crate::host_clock::HostClock>>>,
     /// Per expectation: its host and statistics counted from its own `after`.
     expect_stats: Vec<(usize, HostStats)>,
+    /// Per expectation: the highest stratum its host served from its `after`.
+    expect_max_stratum: Vec<Option<u8>>,
     names: Vec<String>,
     hosts: Vec<HostStats>,
     state: Vec<HostState>,
@@ -291,9 +307,13 @@ impl Recorder for RunRecorder {
         if let Some(h) = self.hosts.get_mut(host) {
             h.add(sample);
         }
-        for (h, st) in self.expect_stats.iter_mut() {
+        let served = self.state.get(host).and_then(HostState::served_stratum);
+        for ((h, st), max) in self.expect_stats.iter_mut().zip(self.expect_max_stratum.iter_mut()) {
             if *h == host {
                 st.add(sample);
+                if sample.elapsed >= st.converged_after {
+                    *max = (*max).max(served);
+                }
             }
         }
         if let (Some(trace), Some(state)) = (self.trace.as_mut(), self.state.get(host)) {
@@ -389,6 +409,13 @@ impl Recorder for RunRecorder {
             }
             DaemonEvent::LeapArmed { leap, .. } => ("leap_armed", serde_json::json!({ "leap": format!("{leap:?}") })),
             DaemonEvent::SourceDropped { source } => ("source_dropped", serde_json::json!({ "source": source.to_string() })),
+            DaemonEvent::SourceIsThisHost { source } => {
+                ("source_is_this_host", serde_json::json!({ "source": source.to_string() }))
+            }
+            DaemonEvent::SourceLoop { source, reason } => (
+                "source_loop",
+                serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
+            ),
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());
@@ -411,6 +438,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
         start: s.start,
         clocks: Vec::new(),
         expect_stats: s.expectations.iter().map(|e| (e.host, HostStats::new(dur(e.after), SYNC_THRESHOLD_S))).collect(),
+        expect_max_stratum: vec![None; s.expectations.len()],
         names: s.hosts.iter().map(|h| h.name.clone()).collect(),
         hosts: s.hosts.iter().map(|_| HostStats::new(converged, SYNC_THRESHOLD_S)).collect(),
         state: s
@@ -422,7 +450,17 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
                     Role::Ntp(n) if n.sources.is_empty() => n.daemon.local.map(|l| l.stratum),
                     _ => None,
                 };
-                HostState { synced: local.is_some(), stratum: local.unwrap_or(16), poll_log2: 6, peer_stratum: BTreeMap::new() }
+                let fallback = match &h.role {
+                    Role::Ntp(n) => n.daemon.local.map(|l| l.stratum),
+                    Role::Scripted(_) => None,
+                };
+                HostState {
+                    synced: local.is_some(),
+                    stratum: local.unwrap_or(16),
+                    poll_log2: 6,
+                    peer_stratum: BTreeMap::new(),
+                    local: fallback,
+                }
             })
             .collect(),
         received: vec![0; s.hosts.len()],
@@ -455,7 +493,13 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
             synced: rec.state[i].synced,
         })
         .collect();
-    let verdicts = s.expectations.iter().zip(&rec.expect_stats).map(|(e, (_, st))| judge(e, &hosts, st)).collect();
+    let verdicts = s
+        .expectations
+        .iter()
+        .zip(&rec.expect_stats)
+        .zip(&rec.expect_max_stratum)
+        .map(|((e, (_, st)), max_stratum)| judge(e, &hosts, st, *max_stratum))
+        .collect();
     Ok(RunReport {
         name: s.name.clone(),
         seed: s.seed,
@@ -467,7 +511,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
     })
 }
 
-fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats) -> Verdict {
+fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats, max_stratum: Option<u8>) -> Verdict {
     let h = &hosts[e.host];
     let value = match e.metric {
         Metric::RmsOffset => window.rms_offset(),
@@ -478,6 +522,7 @@ fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats) -> Verdict {
         Metric::PacketsSent => Some(h.stats.packets_sent as f64),
         Metric::PacketsReceived => Some(h.packets_received as f64),
         Metric::Steps => Some(h.stats.steps as f64),
+        Metric::MaxStratum => max_stratum.map(f64::from),
     };
     let passed = value.is_some_and(|v| e.max.is_none_or(|m| v <= m) && e.min.is_none_or(|m| v >= m));
     Verdict { expectation: e.clone(), host: h.name.clone(), value, passed }

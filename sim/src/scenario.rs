@@ -456,11 +456,15 @@ pub enum Metric {
     PacketsReceived,
     /// Clock steps the host's daemon made.
     Steps,
+    /// Highest stratum the host's daemon served from `after` on: its system
+    /// peer's stratum + 1, or its local reference's stratum while it has no
+    /// system peer; time without either (unsynchronized) does not count.
+    MaxStratum,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::RmsOffset,
         Metric::MaxOffset,
         Metric::SyncTime,
@@ -469,6 +473,7 @@ impl Metric {
         Metric::PacketsSent,
         Metric::PacketsReceived,
         Metric::Steps,
+        Metric::MaxStratum,
     ];
 
     /// The name used in scenario files.
@@ -482,6 +487,7 @@ impl Metric {
             Metric::PacketsSent => "packets_sent",
             Metric::PacketsReceived => "packets_received",
             Metric::Steps => "steps",
+            Metric::MaxStratum => "max_stratum",
         }
     }
 
@@ -490,7 +496,7 @@ impl Metric {
         match self {
             Metric::RmsOffset | Metric::MaxOffset | Metric::SyncTime => "s",
             Metric::MaxFrequencyError | Metric::RmsFrequencyError => "s/s",
-            Metric::PacketsSent | Metric::PacketsReceived | Metric::Steps => "count",
+            Metric::PacketsSent | Metric::PacketsReceived | Metric::Steps | Metric::MaxStratum => "count",
         }
     }
 
@@ -502,7 +508,7 @@ impl Metric {
 
     /// Whether only a host running the daemon has it.
     pub const fn needs_daemon(self) -> bool {
-        matches!(self, Metric::SyncTime | Metric::Steps)
+        matches!(self, Metric::SyncTime | Metric::Steps | Metric::MaxStratum)
     }
 }
 

@@ -305,6 +305,36 @@ pub struct ClockSection {
     pub discipline: Option<String>,
 }
 
+/// Largest configuration file read: 1 MiB (a configuration of thousands of
+/// sources is a few hundred KiB).
+pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
+
+/// The UTF-8 text of the file at `path`, if it has at most `max` bytes. A
+/// regular file's size is checked before reading; anything else (a device, a
+/// pipe) is read up to `max + 1` bytes at most, so an endless input such as
+/// `/dev/zero` is refused after 1 MiB instead of filling memory.
+pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
+    let meta = file.metadata().map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
+    if meta.is_dir() {
+        return Err(ConfigError(format!("cannot read {name}: it is a directory")));
+    }
+    if meta.is_file() && meta.len() > max {
+        return Err(ConfigError(format!("{name}: {} bytes is larger than the limit of {max} bytes", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(ConfigError(format!("{name}: more than the limit of {max} bytes (is it a configuration file?)")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(&String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]), e.utf8_error().valid_up_to());
+        ConfigError(format!("{name}:{line}:{column}: not UTF-8 text"))
+    })
+}
+
 /// A configuration error, with a position when it comes from the file.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -419,7 +449,13 @@ pub struct DaemonConfig {
 impl DaemonConfig {
     /// Parses and validates a TOML file's text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
-        Self::parse_file(text, origin)?.validate(origin)
+        Self::parse_file(text, origin)?.validate_text(text, origin)
+    }
+
+    /// Reads a configuration file's text, refusing (without reading them
+    /// whole) files over [`CONFIG_BYTES_MAX`] and text that is not UTF-8.
+    pub fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
+        read_bounded(path, CONFIG_BYTES_MAX)
     }
 
     /// Parses a TOML file's text without validating it (to merge command-line options first).
@@ -430,31 +466,76 @@ impl DaemonConfig {
 
 fn format_toml_error(e: &toml::de::Error, text: &str, origin: &str) -> String {
     match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Some(span) if text.is_char_boundary(span.start.min(text.len())) => {
+            let (line, column) = line_column(text, span.start.min(text.len()));
             format!("{origin}:{line}:{column}: {}", e.message())
         }
+        Some(_) => format!("{origin}: {}", e.message()),
         None => format!("{origin}: {}", e.message()),
     }
 }
 
+/// One step of the path from the top of a configuration file to a value,
+/// for pointing at the value in an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPath {
+    /// A key of a table.
+    Key(&'static str),
+    /// An element of an array (`[[source]]` #1 is `Index(0)`).
+    Index(usize),
+}
+
+/// A value the types accept but the daemon cannot use: what is wrong, and
+/// where in the file it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError {
+    /// The value's path (as precise as known; a section, at least).
+    pub path: Vec<KeyPath>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn at(path: &[KeyPath], message: String) -> ValueError {
+    ValueError { path: path.to_vec(), message }
+}
+
+use KeyPath::{Index as I, Key as K};
+
 impl ConfigFile {
-    /// Checks values the types cannot.
+    /// Checks values the types cannot; errors start with `origin:` (use
+    /// [`ConfigFile::validate_text`] when the file's text is at hand, for line
+    /// and column).
     pub fn validate(self, origin: &str) -> Result<DaemonConfig, ConfigError> {
-        let err = |m: String| ConfigError(format!("{origin}: {m}"));
+        self.check().map_err(|e| ConfigError(format!("{origin}: {}", e.message)))
+    }
+
+    /// Checks values the types cannot; errors name `origin:LINE:COLUMN:` of
+    /// the offending value in `text`, the file this was parsed from.
+    pub fn validate_text(self, text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
+        self.check().map_err(|e| match locate(text, &e.path) {
+            Some((line, column)) => ConfigError(format!("{origin}:{line}:{column}: {}", e.message)),
+            None => ConfigError(format!("{origin}: {}", e.message)),
+        })
+    }
+
+    /// Checks values the types cannot, naming the path of a wrong value.
+    pub fn check(self) -> Result<DaemonConfig, ValueError> {
         let local = match self.local {
             Some(l) => {
                 if !(1..=15).contains(&l.stratum) {
-                    return Err(err(format!("[local] stratum {} is outside 1-15", l.stratum)));
+                    return Err(at(&[K("local"), K("stratum")], format!("[local] stratum {} is outside 1-15", l.stratum)));
                 }
                 let code = l.reference_id.unwrap_or_else(|| "LOCL".into());
                 if code.is_empty() || code.len() > 4 || !code.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(err(format!("[local] reference_id {code:?} must be 1-4 printable ASCII characters")));
+                    return Err(at(
+                        &[K("local"), K("reference_id")],
+                        format!("[local] reference_id {code:?} must be 1-4 printable ASCII characters"),
+                    ));
                 }
                 let leap = match &l.leap {
-                    Some(text) => Some(parse_leap(text).map_err(|m| err(format!("[local] leap {text:?}: {m}")))?),
+                    Some(text) => Some(
+                        parse_leap(text).map_err(|m| at(&[K("local"), K("leap")], format!("[local] leap {text:?}: {m}")))?,
+                    ),
                     None => None,
                 };
                 Some(LocalReference { stratum: l.stratum, reference_id: ReferenceId::from_ascii(&code), leap })
@@ -463,6 +544,8 @@ impl ConfigFile {
         };
         let mut sources = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
+            let name = format!("[[source]] #{} ({})", i + 1, s.address);
+            check_source_address(s.address).map_err(|m| at(&[K("source"), I(i), K("address")], format!("{name}: {m}")))?;
             let defaults = SourceConfig::default();
             let config = SourceConfig {
                 poll_min_log2: s.poll_min.unwrap_or(defaults.poll_min_log2),
@@ -473,49 +556,73 @@ impl ConfigFile {
                 unsmear: s.unsmear,
                 ..defaults
             };
-            config.validate().map_err(|e| err(format!("[[source]] #{} ({}): {e}", i + 1, s.address)))?;
+            config.validate().map_err(|e| {
+                let e = e.to_string();
+                // Point at the key the message is about, when it names one.
+                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("version", "version")]
+                    .into_iter()
+                    .find_map(|(words, key)| e.contains(words).then_some(key));
+                let mut path = vec![K("source"), I(i)];
+                path.extend(key.map(K));
+                at(&path, format!("{name}: {e}"))
+            })?;
             sources.push(SourceSpec { address: s.address, config });
         }
         let mut access = AccessList::new(self.access.default.map_or(AccessAction::Allow, Into::into));
-        for r in &self.access.rules {
+        for (i, r) in self.access.rules.iter().enumerate() {
             access
                 .push_cidr(&r.network, r.action.into())
-                .map_err(|e| err(format!("[access] rule {:?}: {e}", r.network)))?;
+                .map_err(|e| at(&[K("access"), K("rules"), I(i), K("network")], format!("[access] rule {:?}: {e}", r.network)))?;
         }
         let defaults = RateLimitConfig::default();
         let section_given = self.rate_limit.is_some();
         let section = self.rate_limit.unwrap_or_default();
         let interval_s = section.interval_s_min.unwrap_or(defaults.interval_ns_min as f64 * 1e-9);
         if !(0.0..=3600.0).contains(&interval_s) {
-            return Err(err(format!("[rate_limit] interval_s_min {interval_s} must be between 0 and 3600 s")));
+            return Err(at(
+                &[K("rate_limit"), K("interval_s_min")],
+                format!("[rate_limit] interval_s_min {interval_s} must be between 0 and 3600 s"),
+            ));
         }
+        let interval_ns_min = (interval_s * 1e9) as u64;
         let rate_limit = RateLimitConfig {
             enabled: section_given && section.enabled.unwrap_or(true),
-            interval_ns_min: (interval_s * 1e9) as u64,
+            interval_ns_min,
+            // A client over the limit hears at most one RATE kiss per interval
+            // it is asked to keep (RFC 8633 §5.4: no more KoDs than the limit).
+            kod_interval_ns_min: interval_ns_min,
             burst: section.burst.unwrap_or(defaults.burst),
             kod: section.kod.unwrap_or(defaults.kod),
             slots: section.slots.unwrap_or(defaults.slots),
             ..defaults
         };
         if rate_limit.slots == 0 || rate_limit.slots > 1 << 24 {
-            return Err(err(format!("[rate_limit] slots {} must be between 1 and 16777216", rate_limit.slots)));
+            return Err(at(
+                &[K("rate_limit"), K("slots")],
+                format!("[rate_limit] slots {} must be between 1 and 16777216", rate_limit.slots),
+            ));
         }
         let smear = match self.smear {
-            Some(s) => Some(parse_smear(&s).map_err(|m| err(format!("[smear] {m}")))?),
+            Some(s) => Some(parse_smear(&s).map_err(|m| at(&[K("smear"), K("leap")], format!("[smear] {m}")))?),
             None => None,
         };
         let discipline = match self.clock.discipline.as_deref() {
             None => DisciplineKind::default(),
             Some(name) => DisciplineKind::from_name(name).ok_or_else(|| {
-                err(format!("[clock] discipline {name:?} is not one of \"regression\", \"rfc5905\""))
+                at(&[K("clock"), K("discipline")], format!("[clock] discipline {name:?} is not one of \"regression\", \"rfc5905\""))
             })?,
         };
         let mut refclocks = Vec::new();
         for (i, r) in self.refclocks.iter().enumerate() {
-            refclocks.push(parse_refclock(r).map_err(|m| err(format!("[[refclock]] #{} ({}): {m}", i + 1, r.kind.name())))?);
+            refclocks.push(parse_refclock(r).map_err(|(key, m)| {
+                let mut path = vec![K("refclock"), I(i)];
+                path.extend(key.map(K));
+                at(&path, format!("[[refclock]] #{} ({}): {m}", i + 1, r.kind.name()))
+            })?);
         }
         if self.listen.is_empty() && sources.is_empty() && refclocks.is_empty() {
-            return Err(err(
+            return Err(at(
+                &[],
                 "nothing to do: give `listen` addresses to serve on, `[[source]]`s or `[[refclock]]`s to follow, or both".into(),
             ));
         }
@@ -537,16 +644,73 @@ impl ConfigFile {
     }
 }
 
+/// Line and column (both from 1) of the value at `path` in the TOML `text`:
+/// of the deepest part of the path the text has (a section, at least).
+pub fn locate(text: &str, path: &[KeyPath]) -> Option<(usize, usize)> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut table = root.get_ref();
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    for step in path {
+        let next = match (step, value) {
+            (KeyPath::Key(k), None) => table.get(*k),
+            (KeyPath::Key(k), Some(v)) => v.get(*k),
+            (KeyPath::Index(i), Some(v)) => v.get(*i),
+            (KeyPath::Index(_), None) => None,
+        };
+        let Some(next) = next else { break };
+        // Tables of an array of tables ([[source]]) carry no span of their own.
+        if !next.span().is_empty() {
+            span = Some(next.span());
+        }
+        value = Some(next.get_ref());
+        if let toml::de::DeValue::Table(t) = next.get_ref() {
+            table = t;
+        }
+    }
+    let start = span?.start.min(text.len());
+    Some(line_column(text, start))
+}
+
+/// Line and column (from 1) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+    (line, column)
+}
+
+/// Whether `address` can be an upstream server: a unicast address and a port.
+pub fn check_source_address(address: SocketAddr) -> Result<(), String> {
+    let ip = address.ip();
+    if address.port() == 0 {
+        return Err("port 0 is not a port a server answers on".into());
+    }
+    if ip.is_unspecified() {
+        return Err(format!("{ip} is the unspecified address, not a server"));
+    }
+    if ip.is_multicast() {
+        return Err(format!("{ip} is a multicast address: give a server's unicast address"));
+    }
+    if let std::net::IpAddr::V4(v4) = ip {
+        if v4.is_broadcast() {
+            return Err(format!("{ip} is the broadcast address: give a server's unicast address"));
+        }
+    }
+    Ok(())
+}
+
 /// Validates one `[[refclock]]`.
-fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, String> {
+fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, (Option<&'static str>, String)> {
     let kind = r.kind;
     let mut spec = RefclockSpec::new(kind);
-    let path = |value: &Option<String>, key: &str, needed: bool| -> Result<Option<PathBuf>, String> {
+    type Failure = (Option<&'static str>, String);
+    let path = |value: &Option<String>, key: &'static str, needed: bool| -> Result<Option<PathBuf>, Failure> {
         match value {
-            Some(_) if !needed => Err(format!("kind \"{}\" takes no `{key}`", kind.name())),
-            Some(p) if p.is_empty() || p.contains('\0') => Err(format!("`{key}` {p:?} is not a path")),
+            Some(_) if !needed => Err((Some(key), format!("kind \"{}\" takes no `{key}`", kind.name()))),
+            Some(p) if p.is_empty() || p.contains('\0') => Err((Some(key), format!("`{key}` {p:?} is not a path"))),
             Some(p) => Ok(Some(PathBuf::from(p))),
-            None if needed => Err(format!("kind \"{}\" needs `{key}`", kind.name())),
+            None if needed => Err((None, format!("kind \"{}\" needs `{key}`", kind.name()))),
             None => Ok(None),
         }
     };
@@ -554,34 +718,34 @@ fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, String> {
     spec.pps_socket = path(&r.pps_socket, "pps_socket", kind.uses_pps())?;
     if let Some(baud) = r.baud {
         if !kind.uses_serial() {
-            return Err(format!("kind \"{}\" takes no `baud`", kind.name()));
+            return Err((Some("baud"), format!("kind \"{}\" takes no `baud`", kind.name())));
         }
         if !BAUD_RATES.contains(&baud) {
-            return Err(format!("baud {baud} is not one of {BAUD_RATES:?}"));
+            return Err((Some("baud"), format!("baud {baud} is not one of {BAUD_RATES:?}")));
         }
         spec.baud = baud;
     }
     if let Some(code) = &r.refid {
         if code.is_empty() || code.len() > 4 || !code.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!("refid {code:?} must be 1-4 printable ASCII characters"));
+            return Err((Some("refid"), format!("refid {code:?} must be 1-4 printable ASCII characters")));
         }
         spec.reference_id = ReferenceId::from_ascii(code);
     }
     if let Some(delay) = r.delay {
         if !(delay.is_finite() && (0.0..=1.0).contains(&delay)) {
-            return Err(format!("delay {delay} s must be between 0 and 1 s"));
+            return Err((Some("delay"), format!("delay {delay} s must be between 0 and 1 s")));
         }
         spec.delay = NtpDuration::from_seconds_f64(delay).max(NtpDuration::from_nanos(1));
     }
     if let Some(offset) = r.offset {
         if !(offset.is_finite() && offset.abs() < 1.0) {
-            return Err(format!("offset {offset} s must be within ±1 s"));
+            return Err((Some("offset"), format!("offset {offset} s must be within ±1 s")));
         }
         spec.offset = NtpDuration::from_seconds_f64(offset);
     }
     if let Some(filter) = r.filter {
         if !(1..=1024).contains(&filter) {
-            return Err(format!("filter {filter} must be between 1 and 1024 samples"));
+            return Err((Some("filter"), format!("filter {filter} must be between 1 and 1024 samples")));
         }
         spec.filter_len = filter;
     }
@@ -591,18 +755,35 @@ fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, String> {
 /// A leap second as written: `...T23:59:60Z` inserts, `...T23:59:59Z` deletes.
 pub fn parse_leap(text: &str) -> Result<ntplab_proto::system::LeapAnnouncement, String> {
     use ntplab_proto::wire::v4::LeapIndicator;
-    let (date, time) = text.split_once(['T', 't']).ok_or("expected YYYY-MM-DDT23:59:60Z (insert) or T23:59:59Z (delete)")?;
-    let kind = match time.trim_end_matches(['Z', 'z']) {
+    let (at, time) = split_leap(text)?;
+    let kind = match time {
         "23:59:60" => LeapIndicator::Insert,
         "23:59:59" => LeapIndicator::Delete,
         _ => return Err("a leap second is 23:59:60Z (inserted) or 23:59:59Z (deleted)".into()),
     };
+    Ok(ntplab_proto::system::LeapAnnouncement { at, kind })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` naming a leap second: the 00:00:00 UTC that ends
+/// its day, which must be the last of a month, and the time of day as
+/// written. Nothing may follow the `Z`.
+fn split_leap(text: &str) -> Result<(NtpTime, &str), String> {
+    const FORM: &str = "expected YYYY-MM-DDT23:59:60Z (insert) or YYYY-MM-DDT23:59:59Z (delete)";
+    let (date, time) = text.split_once(['T', 't']).ok_or(FORM)?;
+    let time = time.strip_suffix(['Z', 'z']).ok_or_else(|| format!("{FORM}: the time must end in Z (UTC) and nothing after it"))?;
+    let well_formed = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
+        && time.len() == 8
+        && time.bytes().enumerate().all(|(i, b)| if i == 2 || i == 5 { b == b':' } else { b.is_ascii_digit() });
+    if !well_formed {
+        return Err(FORM.into());
+    }
     let midnight = NtpTime::parse_rfc3339(&format!("{date}T00:00:00Z")).map_err(|e| e.to_string())?;
     let at = midnight + NtpDuration::from_seconds(86_400);
-    if (at + NtpDuration::from_seconds(1)).to_civil().day != 1 {
-        return Err("leap seconds happen at the end of a month".into());
+    if at.to_civil().day != 1 {
+        return Err(format!("{date} is not the last day of a month: leap seconds happen at the end of a month"));
     }
-    Ok(ntplab_proto::system::LeapAnnouncement { at, kind })
+    Ok((at, time))
 }
 
 /// The leap second as written (`...T23:59:60Z` for an insertion, `...T23:59:59Z`
@@ -612,20 +793,21 @@ fn parse_smear(s: &SmearSection) -> Result<SmearConfig, String> {
         Some(LeapKindName::Delete) => LeapKind::Delete,
         _ => LeapKind::Insert,
     };
-    let (date, time) = s.leap.split_once(['T', 't']).ok_or_else(|| format!("leap {:?}: expected YYYY-MM-DDT23:59:60Z", s.leap))?;
+    let (leap_time, time) = split_leap(&s.leap).map_err(|m| format!("leap {:?}: {m}", s.leap))?;
     let expected = match kind {
         LeapKind::Insert => "23:59:60",
         LeapKind::Delete => "23:59:59",
     };
-    if !time.starts_with(expected) {
-        return Err(format!("leap {:?}: a {} leap second is written {date}T{expected}Z", s.leap, if kind == LeapKind::Insert { "inserted" } else { "deleted" }));
+    if time != expected {
+        let date = s.leap.split_once(['T', 't']).map_or("", |(d, _)| d);
+        let what = if kind == LeapKind::Insert { "inserted" } else { "deleted" };
+        return Err(format!("leap {:?}: a {what} leap second is written {date}T{expected}Z", s.leap));
     }
-    let midnight = NtpTime::parse_rfc3339(&format!("{date}T00:00:00Z")).map_err(|e| format!("leap {:?}: {e}", s.leap))?;
     let style = match s.style {
         SmearStyleName::BeforeLeap => SmearStyle::BeforeLeap,
         SmearStyleName::Centered => SmearStyle::Centered,
     };
-    Ok(SmearConfig { style, leap_time: midnight + NtpDuration::from_seconds(86_400), kind })
+    Ok(SmearConfig { style, leap_time, kind })
 }
 
 #[cfg(test)]
@@ -763,5 +945,100 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
         assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
+    }
+
+    #[test]
+    fn value_errors_name_the_line_and_column_of_the_value() {
+        let cases: [(&str, &str, &str); 9] = [
+            ("listen = [\"127.0.0.1:1\"]\n[local]\nstratum = 16\n", "v.toml:3:11:", "outside 1-15"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\n[[source]]\naddress = \"127.0.0.1:0\"\n", "v.toml:4:11:", "#2"),
+            ("[[source]]\naddress=\"127.0.0.1:123\"\npoll_min=2\n", "v.toml:3:10:", "#1"),
+            ("listen=[\"127.0.0.1:1\"]\n[access]\nrules=[{network=\"10.0.0.0/8\",action=\"deny\"},\n {network=\"10.0.0.0/33\",action=\"deny\"}]\n", "v.toml:4:11:", "10.0.0.0/33"),
+            ("listen=[\"127.0.0.1:1\"]\n[rate_limit]\nslots = 0\n", "v.toml:3:9:", "slots 0"),
+            ("listen=[\"127.0.0.1:1\"]\n[rate_limit]\ninterval_s_min = -1.0\n", "v.toml:3:18:", "interval_s_min"),
+            ("listen=[\"127.0.0.1:1\"]\n[smear]\nstyle=\"centered\"\nleap = \"2016-12-30T23:59:60Z\"\n", "v.toml:4:8:", "last day"),
+            ("listen=[\"127.0.0.1:1\"]\n[clock]\ndiscipline = \"pll\"\n", "v.toml:3:14:", "pll"),
+            ("listen=[\"127.0.0.1:1\"]\n[[refclock]]\nkind = \"gps\"\nserial = \"/s\"\nbaud = 9601\n", "v.toml:5:8:", "baud 9601"),
+        ];
+        for (text, position, what) in cases {
+            let e = DaemonConfig::from_toml(text, "v.toml").unwrap_err().0;
+            assert!(e.starts_with(position) && e.contains(what), "{text:?}: {e}");
+        }
+        // Without the text (a scenario's generated file) the origin still leads.
+        let file = DaemonConfig::parse_file("listen=[\"127.0.0.1:1\"]\n[local]\nstratum = 0\n", "w").unwrap();
+        assert!(file.validate("host `a`").unwrap_err().0.starts_with("host `a`: [local] stratum 0"));
+        // A position counts characters, not bytes.
+        assert_eq!(line_column("a\n§§x", 6), (2, 3));
+    }
+
+    #[test]
+    fn the_kod_interval_follows_the_rate_limit_interval() {
+        let c = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n[rate_limit]\ninterval_s_min = 2.0\n", "k").unwrap();
+        assert_eq!(c.server.rate_limit.kod_interval_ns_min, 2_000_000_000);
+        let c = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n[rate_limit]\ninterval_s_min = 32\n", "k").unwrap();
+        assert_eq!(c.server.rate_limit.kod_interval_ns_min, 32_000_000_000);
+    }
+
+    #[test]
+    fn smear_leaps_must_end_a_month_and_nothing_may_follow() {
+        let smear = |leap: &str, kind: &str| {
+            let text = format!("listen=[\"127.0.0.1:1\"]\n[smear]\nstyle=\"centered\"\nleap=\"{leap}\"\n{kind}");
+            DaemonConfig::from_toml(&text, "s").map(|c| c.server.smear.unwrap().leap_time)
+        };
+        assert_eq!(smear("2016-12-31T23:59:60Z", "").unwrap(), NtpTime::parse_rfc3339("2017-01-01T00:00:00Z").unwrap());
+        assert_eq!(smear("2015-06-30T23:59:59Z", "kind=\"delete\"\n").unwrap(), NtpTime::parse_rfc3339("2015-07-01T00:00:00Z").unwrap());
+        for (leap, what) in [
+            ("2016-12-30T23:59:60Z", "not the last day of a month"),
+            ("2016-02-28T23:59:60Z", "not the last day of a month"),
+            ("2016-12-31T23:59:60Zjunk", "nothing after it"),
+            ("2016-12-31T23:59:60.5Z", "expected YYYY-MM-DD"),
+            ("2016-12-31T23:59:60", "must end in Z"),
+            ("2016-12-31x T23:59:60Z", "expected YYYY-MM-DD"),
+            ("2016-12-31T23:59:59Z", "23:59:60"),
+        ] {
+            let e = smear(leap, "").unwrap_err().0;
+            assert!(e.contains(what), "{leap}: {e}");
+        }
+        assert!(smear("2016-02-29T23:59:60Z", "").is_ok(), "a leap year's February ends on the 29th");
+        assert!(parse_leap("2016-12-31T23:59:60ZZ").is_err() && parse_leap("2016-12-30T23:59:60Z").is_err());
+    }
+
+    #[test]
+    fn sources_must_be_unicast_addresses_with_a_port() {
+        for (address, what) in [
+            ("192.0.2.1:0", "port 0"),
+            ("255.255.255.255:123", "broadcast"),
+            ("224.0.1.1:123", "multicast"),
+            ("[ff02::101]:123", "multicast"),
+            ("0.0.0.0:123", "unspecified"),
+            ("[::]:123", "unspecified"),
+        ] {
+            let e = DaemonConfig::from_toml(&format!("[[source]]\naddress = \"{address}\"\n"), "a.toml").unwrap_err().0;
+            assert!(e.starts_with("a.toml:2:11:") && e.contains(what), "{address}: {e}");
+        }
+        assert!(DaemonConfig::from_toml("[[source]]\naddress = \"[2001:db8::1]:123\"\n", "a").is_ok());
+    }
+
+    #[test]
+    fn config_files_are_read_with_a_size_bound() {
+        let dir = std::env::temp_dir().join(format!("ntplab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok.toml");
+        std::fs::write(&ok, "listen = [\"127.0.0.1:1\"]\n").unwrap();
+        assert_eq!(DaemonConfig::read_file(&ok).unwrap(), "listen = [\"127.0.0.1:1\"]\n");
+        let big = dir.join("big.toml");
+        std::fs::write(&big, vec![b'#'; CONFIG_BYTES_MAX as usize + 1]).unwrap();
+        let e = DaemonConfig::read_file(&big).unwrap_err().0;
+        assert!(e.contains("big.toml") && e.contains("larger than the limit of 1048576 bytes"), "{e}");
+        let binary = dir.join("bin.toml");
+        std::fs::write(&binary, b"a = 1\n\xff\xfe").unwrap();
+        let e = DaemonConfig::read_file(&binary).unwrap_err().0;
+        assert!(e.contains("bin.toml:2:1: not UTF-8"), "{e}");
+        let e = DaemonConfig::read_file(&dir).unwrap_err().0;
+        assert!(e.contains("directory"), "{e}");
+        // An endless device is refused after the limit, not read to exhaustion.
+        let e = read_bounded(std::path::Path::new("/dev/zero"), 4096).unwrap_err().0;
+        assert!(e.contains("/dev/zero") && e.contains("more than the limit of 4096 bytes"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

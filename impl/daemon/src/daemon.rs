@@ -19,6 +19,7 @@ use crate::net::{DatagramSocket, Network, Received};
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
 use ntplab_proto::discipline::Action;
 use ntplab_proto::mono::Instant;
+use ntplab_proto::select::Rejection;
 use ntplab_proto::server::{Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
 use ntplab_proto::source::{Source, SourceEvent};
@@ -31,12 +32,16 @@ use rand::{Rng, SeedableRng};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use tokio::sync::mpsc;
 
-/// Largest datagram the daemon reads; longer ones are truncated by the kernel
-/// and then refused by the parsers.
-const MAX_DATAGRAM: usize = 2048;
+/// Largest datagram the daemon uses (the responder's limit). Receive buffers
+/// are one octet longer, so that a longer datagram, which the kernel cuts to
+/// the buffer, is recognised as oversize and dropped whole, never judged by
+/// its first 2,048 octets.
+const MAX_DATAGRAM: usize = ntplab_proto::server::MAX_REQUEST_LEN;
 /// Datagrams waiting for the loop before receive tasks drop new ones.
 const QUEUE_DATAGRAMS: usize = 1024;
 
@@ -128,6 +133,23 @@ pub enum DaemonEvent {
         /// Source address.
         source: SocketAddr,
     },
+    /// A source was refused because it is this daemon: its address is one
+    /// of the listen addresses (found at start, or when its reply arrived at
+    /// the very address it came from). Polling it would be a timing loop.
+    SourceIsThisHost {
+        /// Source address.
+        source: SocketAddr,
+    },
+    /// A source became unfit because of a timing loop (RFC 5905 A.5.2
+    /// `fit()`: it follows this host or what this host follows), or because
+    /// its stratum is not below the local reference's. Reported when it
+    /// starts; the selection's rejections say it every run.
+    SourceLoop {
+        /// The source.
+        source: Peer,
+        /// [`Rejection::Loop`] or [`Rejection::NotBelowLocalStratum`].
+        reason: Rejection,
+    },
     /// The server answered (or refused) a client.
     Served {
         /// Client address.
@@ -155,6 +177,12 @@ impl EventSink for TracingSink {
             }
             DaemonEvent::Clock { .. } | DaemonEvent::SourceDropped { .. } => {
                 tracing::info!(at = %at.rfc3339(), ?event)
+            }
+            DaemonEvent::SourceIsThisHost { source } => {
+                tracing::warn!(at = %at.rfc3339(), %source, "source refused: it is this server (a timing loop)")
+            }
+            DaemonEvent::SourceLoop { source, reason } => {
+                tracing::warn!(at = %at.rfc3339(), %source, ?reason, "source not followed: timing loop")
             }
             _ => tracing::debug!(at = %at.rfc3339(), ?event),
         }
@@ -220,7 +248,7 @@ where
     let mut sockets: Vec<Rc<N::Socket>> = Vec::new();
     let mut server_socket_count = 0;
     for addr in &config.listen {
-        sockets.push(Rc::new(net.bind(*addr).await?));
+        sockets.push(Rc::new(net.bind(*addr).await.map_err(|e| bind_error(*addr, e, config))?));
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
@@ -237,6 +265,15 @@ where
     }
     let precision_log2 = system_config.precision_log2;
     let mut system: System<PeerId> = System::new(system_config);
+    // This host's addresses, for the loop test: the listen addresses (and
+    // later the addresses replies arrive at).
+    let mut listening = Vec::new();
+    for socket in &sockets {
+        let local = socket.local_addr()?;
+        system.add_own_address(local.ip());
+        listening.push(local);
+    }
+    let mut refused = Vec::new();
     for (i, spec) in config.sources.iter().enumerate() {
         // One socket per source, on an ephemeral port: replies are told apart by
         // socket and checked against the source's address.
@@ -246,8 +283,16 @@ where
             IpAddr::V6(ip) if ip.is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
             IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let socket = Rc::new(net.bind(any).await?);
+        let socket = Rc::new(net.bind(any).await.map_err(|e| bind_error(any, e, config))?);
         sockets.push(socket.clone());
+        if let Ok(local) = socket.local_addr() {
+            system.add_own_address(local.ip());
+        }
+        if is_this_host(spec.address, &listening, None) {
+            refused.push(spec.address);
+            slots.push(None);
+            continue;
+        }
         let refid = match spec.address.ip() {
             IpAddr::V4(ip) => ReferenceId::from_ipv4(ip),
             IpAddr::V6(ip) => ReferenceId::from_ipv6(ip),
@@ -261,7 +306,7 @@ where
         let socket = socket.clone();
         let tx = tx.clone();
         tokio::task::spawn_local(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
+            let mut buf = vec![0u8; MAX_DATAGRAM + 1];
             loop {
                 match socket.recv(&mut buf).await {
                     Ok(received) => {
@@ -318,7 +363,15 @@ where
     let mut refclock_tick = tokio::time::interval(refclock_interval.unwrap_or(std::time::Duration::from_secs(3600)));
     refclock_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refclocks_open = !drivers.is_empty();
-    let peers = Peers { sources: config.sources.iter().map(|s| s.address).collect(), refclocks: config.refclocks.iter().map(|r| r.reference_id).collect() };
+    let peers = Peers {
+        sources: config.sources.iter().map(|s| s.address).collect(),
+        refclocks: config.refclocks.iter().map(|r| r.reference_id).collect(),
+        listening,
+        looping: RefCell::new(BTreeSet::new()),
+    };
+    for source in refused {
+        events.event(clock.now(), &DaemonEvent::SourceIsThisHost { source });
+    }
 
     let mut key = [0u8; 16];
     rng.fill(&mut key);
@@ -429,6 +482,20 @@ where
     }
 }
 
+/// A bind failure that names the address, and for "too many open files" says
+/// where the sockets go and how to allow more.
+pub fn bind_error(addr: SocketAddr, e: io::Error, config: &DaemonConfig) -> io::Error {
+    let mut message = format!("cannot bind {addr}: {e}");
+    if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
+        let needed = config.listen.len() + config.sources.len();
+        message.push_str(&format!(
+            " (each listen address and each [[source]] uses a socket: this configuration needs {needed} \
+             besides the standard ones; raise the limit with `ulimit -n`, or LimitNOFILE= in a systemd unit)"
+        ));
+    }
+    io::Error::new(e.kind(), message)
+}
+
 /// What to arm on the clock: a leap second the system announces is armed only
 /// on the last day of the month (RFC 5905 §7.3: LI warns of a leap at the end of
 /// the month), since clocks apply an armed leap at the end of the current day.
@@ -453,10 +520,10 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     let client = inc.received.from;
-    let action = server.handle(now.as_nanos(), client.ip(), &inc.data, rx_time, state, out);
+    let action = server.handle(now.as_nanos(), client, &inc.data, rx_time, state, out);
     if let ServerAction::Respond(response) = &action {
         server.finish_response(response, out, clock.now(), state);
-        match socket.send_to(&out[..response.len], client).await {
+        match socket.send_reply(&out[..response.len], client, inc.received.to).await {
             Ok(sent) => {
                 if let Some(raw) = sent.tx_time {
                     server.transmitted(response, clock.local_time_of(raw), state);
@@ -468,10 +535,24 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     events.event(rx_time, &DaemonEvent::Served { client, action });
 }
 
-/// Names of the configured sources and reference clocks, for events.
+/// Names of the configured sources and reference clocks, for events; the
+/// addresses served on; the sources found in a timing loop.
 struct Peers {
     sources: Vec<SocketAddr>,
     refclocks: Vec<ReferenceId>,
+    listening: Vec<SocketAddr>,
+    looping: RefCell<BTreeSet<PeerId>>,
+}
+
+/// Whether `source` is this daemon: a listen address, or on a wildcard
+/// listen port at a loopback address or at `local` (the address its reply
+/// arrived at, when it is the source's own).
+fn is_this_host(source: SocketAddr, listening: &[SocketAddr], local: Option<IpAddr>) -> bool {
+    listening.iter().any(|l| {
+        l.port() == source.port()
+            && (l.ip() == source.ip()
+                || (l.ip().is_unspecified() && (source.ip().is_loopback() || local == Some(source.ip()))))
+    })
 }
 
 impl Peers {
@@ -499,9 +580,23 @@ fn handle_reply<S, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { return };
+    if inc.data.len() > MAX_DATAGRAM {
+        // Cut by the receive buffer: not a reply any server sends.
+        return;
+    }
     if inc.received.from != slot.address {
         // Not from the server this socket talks to (RFC 5905 §9.2 address check).
         return;
+    }
+    if let Some(local) = inc.received.to {
+        system.add_own_address(local);
+        if local == slot.address.ip() && is_this_host(slot.address, &peers.listening, Some(local)) {
+            let source = slot.address;
+            system.remove_source(&PeerId::Source(index));
+            slots[index] = None;
+            events.event(rx_time, &DaemonEvent::SourceIsThisHost { source });
+            return;
+        }
     }
     let event = slot.source.handle_response(now, &inc.data, rx_time, slot.last_tx);
     let address = slot.address;
@@ -535,6 +630,18 @@ fn apply_update<S, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     if let Some(selection) = &update.selection {
+        let mut looping = peers.looping.borrow_mut();
+        let mut now_looping = BTreeSet::new();
+        for (id, reason) in &selection.rejected {
+            if matches!(reason, Rejection::Loop | Rejection::NotBelowLocalStratum) {
+                now_looping.insert(*id);
+                if !looping.contains(id) {
+                    events.event(local, &DaemonEvent::SourceLoop { source: peers.name(id), reason: *reason });
+                }
+            }
+        }
+        *looping = now_looping;
+        drop(looping);
         events.event(
             local,
             &DaemonEvent::Selection {
@@ -586,5 +693,20 @@ mod tests {
         assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2016-02-29T12:00:00Z")), LeapIndicator::Insert);
         assert_eq!(leap_to_arm(LeapIndicator::Insert, t("2017-01-01T00:00:00Z")), LeapIndicator::NoWarning);
         assert_eq!(leap_to_arm(LeapIndicator::Unsynchronized, t("2016-12-31T12:00:00Z")), LeapIndicator::NoWarning);
+    }
+
+    #[test]
+    fn a_source_is_this_host_when_it_is_a_listen_address() {
+        let sa = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let specific = [sa("192.0.2.9:123")];
+        assert!(is_this_host(sa("192.0.2.9:123"), &specific, None));
+        assert!(!is_this_host(sa("192.0.2.9:124"), &specific, None));
+        assert!(!is_this_host(sa("192.0.2.8:123"), &specific, None));
+        let wildcard = [sa("0.0.0.0:123"), sa("[::]:123")];
+        assert!(is_this_host(sa("127.0.0.1:123"), &wildcard, None), "loopback is this host");
+        assert!(is_this_host(sa("[::1]:123"), &wildcard, None));
+        assert!(!is_this_host(sa("192.0.2.9:123"), &wildcard, None), "another host, as far as is known");
+        assert!(is_this_host(sa("192.0.2.9:123"), &wildcard, Some("192.0.2.9".parse().unwrap())), "its reply came to itself");
+        assert!(!is_this_host(sa("127.0.0.1:123"), &[], None), "no listen address: nothing to loop to");
     }
 }

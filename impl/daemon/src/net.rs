@@ -6,7 +6,7 @@
 
 use ntplab_proto::time::NtpTime;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// One datagram received.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +18,9 @@ pub struct Received {
     /// Kernel receive timestamp, when the provider has one; otherwise the caller
     /// reads its clock right after the receive returns.
     pub rx_time: Option<NtpTime>,
+    /// The address the datagram was sent to (this host's), when the provider
+    /// knows it: a reply must leave from it (IP_PKTINFO on a wildcard socket).
+    pub to: Option<IpAddr>,
 }
 
 /// A datagram sent.
@@ -36,6 +39,15 @@ pub trait DatagramSocket {
     async fn recv(&self, buf: &mut [u8]) -> io::Result<Received>;
     /// Sends one datagram.
     async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<Sent>;
+    /// Sends a reply to a datagram that was sent to `local` (this host's
+    /// address, [`Received::to`]), from that address: on a socket bound to
+    /// the unspecified address the kernel would otherwise pick the source by
+    /// its routes, and the client would drop a reply from another address.
+    /// Providers whose sockets have one address need not override it.
+    async fn send_reply(&self, buf: &[u8], to: SocketAddr, local: Option<IpAddr>) -> io::Result<Sent> {
+        let _ = local;
+        self.send_to(buf, to).await
+    }
 }
 
 /// Creates sockets.
@@ -65,7 +77,9 @@ impl Network for TokioNetwork {
         if !kernel && !self.user_space_timestamps {
             tracing::warn!(%addr, "kernel timestamping unavailable; using user-space timestamps");
         }
-        Ok(TimestampedSocket { inner, kernel, sent: std::cell::Cell::new(0) })
+        // A wildcard socket learns each datagram's destination, to reply from it.
+        let pktinfo = addr.ip().is_unspecified() && linux::enable_pktinfo(&inner, addr.is_ipv6()).is_ok();
+        Ok(TimestampedSocket { inner, kernel, pktinfo, sent: std::cell::Cell::new(0) })
     }
 }
 
@@ -74,6 +88,8 @@ impl Network for TokioNetwork {
 pub struct TimestampedSocket {
     inner: tokio::net::UdpSocket,
     kernel: bool,
+    /// Bound to the unspecified address with IP_PKTINFO / IPV6_RECVPKTINFO on.
+    pktinfo: bool,
     /// Datagrams sent so far: the kernel numbers transmit timestamps this way (OPT_ID).
     sent: std::cell::Cell<u32>,
 }
@@ -91,15 +107,41 @@ impl DatagramSocket for TimestampedSocket {
     }
 
     async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        if !self.kernel {
+        let local = self.inner.local_addr()?.ip();
+        if !self.kernel && !self.pktinfo {
             let (len, from) = self.inner.recv_from(buf).await?;
-            return Ok(Received { len, from, rx_time: None });
+            return Ok(Received { len, from, rx_time: None, to: Some(local).filter(|ip| !ip.is_unspecified()) });
         }
-        self.inner.async_io(tokio::io::Interest::READABLE, || linux::recv_with_timestamp(&self.inner, buf)).await
+        let mut got =
+            self.inner.async_io(tokio::io::Interest::READABLE, || linux::recv_with_timestamp(&self.inner, buf)).await?;
+        if !self.pktinfo && !local.is_unspecified() {
+            got.to = Some(local);
+        }
+        Ok(got)
     }
 
     async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<Sent> {
-        self.inner.send_to(buf, to).await?;
+        self.send_reply(buf, to, None).await
+    }
+
+    async fn send_reply(&self, buf: &[u8], to: SocketAddr, local: Option<IpAddr>) -> io::Result<Sent> {
+        match local.filter(|_| self.pktinfo) {
+            Some(from) => {
+                let sent = self
+                    .inner
+                    .async_io(tokio::io::Interest::WRITABLE, || linux::send_from(&self.inner, buf, to, from))
+                    .await;
+                if let Err(e) = sent {
+                    // A source address the kernel will not use (an IPv4-mapped
+                    // one on some kernels): let it choose rather than not answer.
+                    tracing::debug!(%to, %from, error = %e, "cannot reply from the request's destination");
+                    self.inner.send_to(buf, to).await?;
+                }
+            }
+            None => {
+                self.inner.send_to(buf, to).await?;
+            }
+        }
         if !self.kernel {
             return Ok(Sent { tx_time: None });
         }
@@ -117,11 +159,12 @@ impl DatagramSocket for TimestampedSocket {
 mod linux {
     use super::Received;
     use nix::sys::socket::{
-        recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage, TimestampingFlag,
+        recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
+        TimestampingFlag,
     };
     use ntplab_proto::time::NtpTime;
-    use std::io::{self, IoSliceMut};
-    use std::net::SocketAddr;
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     use std::os::fd::AsRawFd;
 
     pub fn enable_timestamping(sock: &tokio::net::UdpSocket) -> io::Result<()> {
@@ -131,6 +174,52 @@ mod linux {
             | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY
             | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID;
         setsockopt(sock, sockopt::Timestamping, &flags).map_err(io::Error::from)
+    }
+
+    /// Asks for each datagram's destination address (IP_PKTINFO, IPV6_RECVPKTINFO).
+    pub fn enable_pktinfo(sock: &tokio::net::UdpSocket, v6: bool) -> io::Result<()> {
+        if v6 {
+            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)
+        } else {
+            setsockopt(sock, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)
+        }
+    }
+
+    /// Sends `buf` to `to` with `from` as its source address.
+    pub fn send_from(sock: &tokio::net::UdpSocket, buf: &[u8], to: SocketAddr, from: IpAddr) -> io::Result<usize> {
+        let iov = [IoSlice::new(buf)];
+        let dest = SockaddrStorage::from(to);
+        let sent = match (from, to) {
+            (IpAddr::V4(from), SocketAddr::V4(_)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(from).to_be() },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+            }
+            (from, SocketAddr::V6(_)) => {
+                let from = match from {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: from.octets() }, ipi6_ifindex: 0 };
+                sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv6PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+            }
+            (IpAddr::V6(_), SocketAddr::V4(_)) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 source for an IPv4 destination")),
+        };
+        sent.map_err(io::Error::from)
+    }
+
+    fn destination(c: &ControlMessageOwned) -> Option<IpAddr> {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)))),
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                let v6 = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+            }
+            _ => None,
+        }
     }
 
     fn to_time(ts: nix::sys::time::TimeSpec) -> Option<NtpTime> {
@@ -146,7 +235,7 @@ mod linux {
     }
 
     pub fn recv_with_timestamp(sock: &tokio::net::UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
-        let mut cmsg = nix::cmsg_space!(nix::sys::socket::Timestamps);
+        let mut cmsg = nix::cmsg_space!(nix::sys::socket::Timestamps, libc::in6_pktinfo);
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
             .map_err(io::Error::from)?;
@@ -156,12 +245,14 @@ mod linux {
             .and_then(to_socket_addr)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without a source address"))?;
         let mut rx_time = None;
+        let mut to = None;
         for c in msg.cmsgs().map_err(io::Error::from)? {
-            if let ControlMessageOwned::ScmTimestampsns(ts) = c {
+            if let ControlMessageOwned::ScmTimestampsns(ts) = &c {
                 rx_time = to_time(ts.system);
             }
+            to = to.or(destination(&c));
         }
-        Ok(Received { len: msg.bytes, from, rx_time })
+        Ok(Received { len: msg.bytes, from, rx_time, to })
     }
 
     /// Reads transmit timestamps off the error queue until the one numbered `id`
@@ -242,5 +333,48 @@ mod tests {
         let got = a.recv(&mut buf).await.unwrap();
         assert!(sent.tx_time.is_none() && got.rx_time.is_none());
         drop(b);
+    }
+
+    /// Sends a request from `client` to `dst` and returns the reply's source
+    /// address, the server replying with `send_reply` on `server`.
+    async fn reply_source(server: &TimestampedSocket, client: &tokio::net::UdpSocket, dst: SocketAddr) -> (Received, SocketAddr) {
+        client.send_to(&[7; 48], dst).await.unwrap();
+        let mut buf = [0u8; 64];
+        let got = server.recv(&mut buf).await.unwrap();
+        server.send_reply(&buf[..got.len], got.from, got.to).await.unwrap();
+        let (_, source) = client.recv_from(&mut buf).await.unwrap();
+        (got, source)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wildcard_listener_replies_from_the_address_the_request_was_sent_to() {
+        for net in [TokioNetwork::default(), TokioNetwork { user_space_timestamps: true }] {
+            let server = net.bind("0.0.0.0:0".parse().unwrap()).await.unwrap();
+            let port = server.local_addr().unwrap().port();
+            let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            for ip in ["127.0.0.9", "127.0.0.1", "127.1.2.3"] {
+                let dst = SocketAddr::new(ip.parse().unwrap(), port);
+                let (got, source) = reply_source(&server, &client, dst).await;
+                assert_eq!(got.to, Some(dst.ip()), "the destination is reported");
+                assert_eq!(source, dst, "the reply comes from the address asked");
+            }
+            // Bound to one address: that address, with or without PKTINFO.
+            let one = net.bind("127.0.0.5:0".parse().unwrap()).await.unwrap();
+            let (got, source) = reply_source(&one, &client, one.local_addr().unwrap()).await;
+            assert_eq!((got.to, source), (Some("127.0.0.5".parse().unwrap()), one.local_addr().unwrap()));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dual_stack_wildcard_listener_replies_to_ipv4_from_the_address_asked() {
+        let Ok(server) = TokioNetwork::default().bind("[::]:0".parse().unwrap()).await else {
+            return; // no IPv6 on this host
+        };
+        let port = server.local_addr().unwrap().port();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dst: SocketAddr = SocketAddr::new("127.0.0.9".parse().unwrap(), port);
+        let (got, source) = reply_source(&server, &client, dst).await;
+        assert_eq!(got.to, Some(dst.ip()));
+        assert_eq!(source, dst);
     }
 }

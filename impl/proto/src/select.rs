@@ -149,6 +149,15 @@ pub enum Rejection {
     StratumTooHigh,
     /// Root distance above `MAXDIST + PHI · 2^poll`.
     DistanceTooLarge,
+    /// A timing loop (A.5.2 `fit()`): the source's reference ID is one of
+    /// this host's addresses (IPv6: their MD5 hash IDs), or the system's own
+    /// reference ID: it follows this host, or what this host follows.
+    /// Judged by [`crate::system::System`], which knows these.
+    Loop,
+    /// The source's stratum is not below the configured local reference's:
+    /// following it cannot serve better time than the local reference, and
+    /// in a ring of servers it may be following this host.
+    NotBelowLocalStratum,
 }
 
 /// Why no offset came out.

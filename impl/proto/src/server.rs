@@ -13,7 +13,7 @@
 //!   recv datagram; rx_time = kernel/HW/user
 //!   receive timestamp; now_mono_ns = monotonic
 //!   clock; clock = current ServerClockState
-//!                      ── handle(now_mono_ns, ip, request, rx_time, &clock, out) ──►
+//!                      ── handle(now_mono_ns, from, request, rx_time, &clock, out) ──►
 //!                      ◄── ServerAction::Respond(resp) | ServerAction::Ignore(reason)
 //!   on Respond:
 //!     tx_time = read the clock, as late as possible
@@ -35,8 +35,10 @@
 //!
 //! # What is answered
 //!
-//! Only NTP versions 1–4 in client mode (3), at least 48 octets, whose octets
-//! after the header are well-formed extension fields (RFC 7822: each a multiple
+//! Nothing from a source no client can have (port 0, multicast, broadcast,
+//! unspecified: [`is_unicast_source`]) and nothing longer than
+//! [`MAX_REQUEST_LEN`] octets. Only NTP versions 1–4 in client mode (3), at
+//! least 48 octets, whose octets after the header are well-formed extension fields (RFC 7822: each a multiple
 //! of 4 and at least 16 octets) and/or a legacy MAC (4, 20 or 24 octets). The
 //! answer is always a 48-octet NTPv4-format header in mode 4 carrying the
 //! request's version, so it is never larger than the request (no
@@ -91,7 +93,7 @@ use crate::time::{NtpDuration, NtpTime, NtpTimestamp};
 use crate::wire::refid::{KissCode, ReferenceId, SmearCorrection};
 use crate::wire::short::NtpShort;
 use crate::wire::v4::{self, LeapIndicator, Mode, Packet, Repr, HEADER_LEN};
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 /// Frequency tolerance PHI of RFC 5905 (Fig. 6), parts per million: the rate
 /// at which the served root dispersion grows since the last clock update.
@@ -99,6 +101,13 @@ pub const PHI_PPM: i64 = 15;
 
 /// Stratum meaning "unsynchronized" internally (MAXSTRAT); sent as 0.
 pub const STRATUM_UNSYNCHRONIZED: u8 = 16;
+
+/// Longest request answered, octets: a header and extension fields up to
+/// 2,000 octets (NTS requests are about 1 KiB). A receiver must read into a
+/// buffer of at least `MAX_REQUEST_LEN + 1` octets, so that a longer
+/// datagram, truncated by the kernel, still shows as too long
+/// ([`DropReason::Oversize`]) instead of being judged by its first part.
+pub const MAX_REQUEST_LEN: usize = 2048;
 
 /// Octet offset of the transmit timestamp in the header.
 const TRANSMIT_OFFSET: usize = 40;
@@ -233,11 +242,27 @@ pub enum ResponseReason {
     KodSent(KodKind),
 }
 
+/// Whether `from` can be a client's address: a unicast, specified address
+/// (IPv4-mapped IPv6 judged as IPv4) and a port other than 0. Directed
+/// broadcast addresses of a subnet look like unicast without the netmask and
+/// are not recognised here.
+pub fn is_unicast_source(from: SocketAddr) -> bool {
+    let ip = table::canonical(from.ip());
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    from.port() != 0 && !ip.is_multicast() && !ip.is_unspecified() && !broadcast
+}
+
 /// Why no answer was produced (for metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
+    /// The source address is no client's: port 0, multicast, broadcast or
+    /// unspecified (see [`is_unicast_source`]).
+    BadSource,
     /// Fewer than 48 octets.
     TooShort,
+    /// More than [`MAX_REQUEST_LEN`] octets (the receiver's buffer may have
+    /// cut the datagram: its end is unknown).
+    Oversize,
     /// Version 0, 6 or 7.
     BadVersion(u8),
     /// Version 5: the daemon should hand the datagram to the NTPv5 responder.
@@ -339,7 +364,8 @@ impl Server {
     }
 
     /// Total heap bytes of both client tables: fixed at construction, whatever
-    /// the number of clients.
+    /// the number of clients, plus the rate limiter's overflow states (4
+    /// octets per rate-table slot) once a table bucket first overflows.
     pub fn table_bytes(&self) -> usize {
         self.rate.table_bytes() + self.interleaved.table_bytes()
     }
@@ -349,17 +375,31 @@ impl Server {
         &self.rate
     }
 
-    /// Handles one datagram from `client` received at `rx_time`; see the
-    /// module documentation. Never panics, whatever the bytes.
+    /// Handles one datagram from `from` (the client's address and port)
+    /// received at `rx_time`; see the module documentation. Never panics,
+    /// whatever the bytes.
+    ///
+    /// A datagram from a source no client can have — port 0, a multicast
+    /// address, the IPv4 limited broadcast address or the unspecified
+    /// address — is dropped first ([`DropReason::BadSource`]): an answer
+    /// would go to a whole group or nowhere, and a forged source of that
+    /// kind is a reflection attempt.
     pub fn handle(
         &mut self,
         now_mono_ns: u64,
-        client: IpAddr,
+        from: SocketAddr,
         request: &[u8],
         rx_time: NtpTime,
         clock: &ServerClockState,
         out: &mut [u8],
     ) -> ServerAction {
+        if !is_unicast_source(from) {
+            return ServerAction::Ignore(DropReason::BadSource);
+        }
+        if request.len() > MAX_REQUEST_LEN {
+            return ServerAction::Ignore(DropReason::Oversize);
+        }
+        let client = from.ip();
         let Ok(packet) = Packet::new_checked(request) else {
             return ServerAction::Ignore(DropReason::TooShort);
         };

@@ -17,6 +17,20 @@
 //! Without sources, a configured local reference ([`SystemConfig::local`])
 //! makes the system serve its own clock at a fixed stratum, like chrony's
 //! `local stratum N` or ntpd's local clock driver.
+//!
+//! # Timing loops
+//!
+//! Before selection, a source is not fit ([`Rejection::Loop`], RFC 5905
+//! A.5.2 `fit()`) when its stratum is 2 or more and its reference ID is one
+//! of this host's addresses other than loopback ([`System::add_own_address`];
+//! IPv6 addresses by their MD5 hash ID) — it is synchronized to this host — or, while the
+//! system has a system peer, the system's own reference ID — it follows
+//! what this host follows. With a local reference of stratum L, a source of
+//! stratum L or more is not followed either ([`Rejection::NotBelowLocalStratum`]):
+//! it cannot serve better time, and this stops loops longer than two hosts
+//! (a ring), which reference IDs cannot see. When the system peer turns out
+//! to be a loop, the system drops it and its variables: it serves its local
+//! reference, or unsynchronized.
 
 use crate::constants::{MINDISP, PHI};
 use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
@@ -28,6 +42,10 @@ use crate::time::{NtpDuration, NtpTime};
 use crate::wire::refid::ReferenceId;
 use crate::wire::v4::LeapIndicator;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Most addresses [`System::add_own_address`] keeps.
+pub const OWN_ADDRESSES_MAX: usize = 64;
 
 /// How long, after the first selection, the first clock update waits for a
 /// majority of every answering source (an iburst takes 14 s); after it the
@@ -135,6 +153,8 @@ pub struct System<Id: Ord + Clone> {
     state: ServerClockState,
     offset: NtpDuration,
     jitter: NtpDuration,
+    /// Reference IDs of this host's addresses (the loop test).
+    own_ids: Vec<ReferenceId>,
 }
 
 impl<Id: Ord + Clone + 'static> System<Id> {
@@ -159,6 +179,44 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             last_raw_sample: None,
             offset: NtpDuration::ZERO,
             jitter: NtpDuration::ZERO,
+            own_ids: Vec::new(),
+        }
+    }
+
+    /// Tells the system one of this host's addresses (a listen address, the
+    /// destination of a reply): a source whose reference ID names it is
+    /// synchronized to this host. Unspecified and loopback addresses are
+    /// ignored (every daemon on a host shares the loopback address, so it
+    /// tells none of them apart; ntpd exempts 127.0.0.1 likewise); at most
+    /// [`OWN_ADDRESSES_MAX`] are kept. Returns whether it was new.
+    pub fn add_own_address(&mut self, addr: IpAddr) -> bool {
+        let addr = crate::server::table::canonical(addr);
+        if addr.is_unspecified() || addr.is_loopback() {
+            return false;
+        }
+        let id = match addr {
+            IpAddr::V4(v4) => ReferenceId::from_ipv4(v4),
+            IpAddr::V6(v6) => ReferenceId::from_ipv6(v6),
+        };
+        if self.own_ids.contains(&id) || self.own_ids.len() >= OWN_ADDRESSES_MAX {
+            return false;
+        }
+        self.own_ids.push(id);
+        true
+    }
+
+    /// Whether a source that sent `m` is unfit because of a timing loop, and why.
+    fn loop_test(&self, m: &Measurement) -> Option<Rejection> {
+        // Below stratum 2 the reference ID is a clock's code, not an address.
+        if m.stratum >= 2
+            && (self.own_ids.contains(&m.reference_id)
+                || (self.system_peer.is_some() && m.reference_id == self.state.reference_id))
+        {
+            return Some(Rejection::Loop);
+        }
+        match self.config.local {
+            Some(local) if m.stratum >= local.stratum => Some(Rejection::NotBelowLocalStratum),
+            _ => None,
         }
     }
 
@@ -255,9 +313,22 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     }
 
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
+        let mut unfit = Vec::new();
+        for (id, p) in &self.peers {
+            if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
+                unfit.push((id.clone(), r));
+            }
+        }
+        if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, _)| id == sp)) {
+            // Following a loop: nothing this host serves came from outside it.
+            self.system_peer = None;
+            self.last_used_sample = None;
+            self.state = ServerClockState::unsynchronized(self.config.precision_log2);
+        }
         let candidates: Vec<Candidate<Id>> = self
             .peers
             .iter()
+            .filter(|(id, _)| !unfit.iter().any(|(u, _)| u == *id))
             .filter_map(|(id, p)| {
                 let stats = p.filter.statistics()?;
                 let m = p.last.as_ref()?;
@@ -273,7 +344,8 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             .collect();
         let context =
             SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
-        let selection = self.selection.select(&candidates, &context);
+        let mut selection = self.selection.select(&candidates, &context);
+        selection.rejected.extend(unfit);
         let mut update = SystemUpdate { selection: None, clock: None, stepped: false };
         // Before the first synchronization, sources whose intervals are still wide
         // (few filter samples) all overlap and a falseticker can sit in any
@@ -531,5 +603,104 @@ mod tests {
         sys.remove_source(&7);
         assert_eq!(sys.system_peer(), None);
         assert!(sys.handle_measurement(&7, &measurement(0.0, 0.001, 9.0), t(9.0)).selection.is_none());
+    }
+
+    /// `measurement` from a server at `stratum` whose reference ID is `refid`.
+    fn from_server(stratum: u8, refid: ReferenceId, offset: f64, at: f64) -> Measurement {
+        Measurement { stratum, reference_id: refid, ..measurement(offset, 0.002, at) }
+    }
+
+    fn rejections(u: &SystemUpdate<u32>) -> Vec<(u32, Rejection)> {
+        u.selection.as_ref().map(|s| s.rejected.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_source_synchronized_to_this_host_is_a_loop_and_never_selected() {
+        let me4: std::net::Ipv4Addr = "192.0.2.9".parse().unwrap();
+        let me6: std::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        assert!(sys.add_own_address(IpAddr::V4(me4)));
+        assert!(!sys.add_own_address("::ffff:192.0.2.9".parse().unwrap()), "the same address, mapped");
+        assert!(!sys.add_own_address("0.0.0.0".parse().unwrap()));
+        assert!(!sys.add_own_address("127.0.0.1".parse().unwrap()), "shared by every daemon of the host");
+        assert!(!sys.add_own_address("::1".parse().unwrap()));
+        assert!(sys.add_own_address(IpAddr::V6(me6)));
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        for i in 0..16 {
+            let at = 16.0 * f64::from(i);
+            let u = sys.handle_measurement(&1, &from_server(3, ReferenceId::from_ipv4(me4), 0.0, at), t(at));
+            assert!(rejections(&u).contains(&(1, Rejection::Loop)), "{:?}", rejections(&u));
+            let u = sys.handle_measurement(&2, &from_server(4, ReferenceId::from_ipv6(me6), 0.0, at + 1.0), t(at + 1.0));
+            assert!(rejections(&u).contains(&(2, Rejection::Loop)), "IPv6 by its hash ID: {:?}", rejections(&u));
+            assert_eq!(sys.system_peer(), None);
+        }
+        assert!(!sys.server_state(t(300.0)).is_synchronized());
+    }
+
+    #[test]
+    fn stratum_1_reference_ids_are_clock_codes_not_addresses() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        // "LOCL" read as an IPv4 address is 76.79.67.76.
+        sys.add_own_address("76.79.67.76".parse().unwrap());
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..8 {
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("LOCL"), 0.0, f64::from(i)), t(f64::from(i)));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+    }
+
+    #[test]
+    fn the_system_peer_turning_into_a_loop_is_dropped_with_its_variables() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_own_address("192.0.2.9".parse().unwrap());
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        for i in 0..8 {
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, f64::from(i)), t(f64::from(i)));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert_eq!(sys.server_state(t(9.0)).stratum, 2);
+        // The server lost its reference and now follows this host.
+        let u = sys.handle_measurement(&1, &from_server(3, ReferenceId::from_ipv4("192.0.2.9".parse().unwrap()), 0.0, 20.0), t(20.0));
+        assert_eq!(rejections(&u), vec![(1, Rejection::Loop)]);
+        assert_eq!(sys.system_peer(), None);
+        assert!(!sys.server_state(t(21.0)).is_synchronized(), "no longer serving what came from itself");
+    }
+
+    #[test]
+    fn a_source_following_what_this_host_follows_is_unfit() {
+        let upstream: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::from_ipv4(upstream));
+        sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        for i in 0..8 {
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, f64::from(i)), t(f64::from(i)));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        // Source 2 is synchronized to our system peer (its refid is our refid).
+        let u = sys.handle_measurement(&2, &from_server(2, ReferenceId::from_ipv4(upstream), 0.0, 10.0), t(10.0));
+        assert!(rejections(&u).contains(&(2, Rejection::Loop)), "{:?}", rejections(&u));
+        assert_eq!(sys.system_peer(), Some(&1));
+    }
+
+    #[test]
+    fn with_a_local_reference_only_lower_strata_are_followed() {
+        let local = LocalReference { stratum: 5, reference_id: ReferenceId::from_ascii("LOCL"), leap: None };
+        let mut sys: System<u32> = System::new(SystemConfig { local: Some(local), ..SystemConfig::default() });
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        for i in 0..8 {
+            let at = f64::from(i);
+            let u = sys.handle_measurement(&1, &from_server(5, ReferenceId::from_ascii("LOCL"), 0.0, at), t(at));
+            assert!(rejections(&u).contains(&(1, Rejection::NotBelowLocalStratum)));
+        }
+        assert_eq!(sys.system_peer(), None);
+        assert_eq!(sys.server_state(t(9.0)).stratum, 5, "its own local reference");
+        for i in 0..8 {
+            let at = 10.0 + f64::from(i);
+            sys.handle_measurement(&2, &from_server(4, ReferenceId::from_ipv4("198.51.100.1".parse().unwrap()), 0.0, at), t(at));
+        }
+        assert_eq!(sys.system_peer(), Some(&2));
+        assert_eq!(sys.server_state(t(20.0)).stratum, 5, "stratum 4 + 1");
     }
 }

@@ -16,11 +16,25 @@
 //! therefore never refused, and a flooder is served at exactly `1/T`.
 //!
 //! State lives in a [`SlotTable`] of fixed size (see
-//! [`RateLimiter::bytes_per_client`]); when a bucket of the table is full the
-//! client whose buckets drained longest ago is forgotten, which can only make
-//! limiting more lenient for it, never refuse a well-behaved client.
+//! [`RateLimiter::bytes_per_client`]). A client is forgotten only when both
+//! its buckets have drained (`tat <= now`): its state is then the same as a
+//! new client's, so forgetting it gives nobody anything. A new client whose
+//! table bucket holds only clients that have not drained gets no slot;
+//! instead it is charged to that table bucket's *overflow* limiter, one
+//! shared GCRA state (interval `interval_ns_min`, burst 1, and its own KoD
+//! bucket) for every source in that situation. Unknown sources are thus
+//! limited, never free, however many addresses collide.
+//!
+//! **Tolerance.** In any window of `W` seconds a client is answered at most
+//! `burst + W / interval` times through its own slot (exactly GCRA, since
+//! forgetting is lossless) plus at most `1 + W / interval` times through the
+//! overflow limiter it shares: at most `burst + 1 + 2 W / interval` in all,
+//! whatever the collisions. It gets at most `1 + W / kod_interval` RATE KoDs
+//! through each, so at most `2 + 2 W / kod_interval`. The overflow state
+//! (16 octets per table bucket of 4 slots) is allocated when a bucket first
+//! overflows.
 
-use super::table::{key_of, SlotTable};
+use super::table::{key_of, Claim, SlotTable};
 use core::net::IpAddr;
 
 /// Rate-limiting settings.
@@ -99,6 +113,12 @@ impl Buckets {
     fn age(&self) -> u64 {
         self.tat_ns.max(self.kod_tat_ns)
     }
+
+    /// Whether both buckets have drained at `now_ns`: forgetting the client
+    /// then loses nothing (a new client starts from the same state).
+    fn drained(&self, now_ns: u64) -> bool {
+        self.tat_ns <= now_ns && self.kod_tat_ns <= now_ns
+    }
 }
 
 /// What the rate limiter says about one request.
@@ -117,13 +137,16 @@ pub enum RateVerdict {
 pub struct RateLimiter {
     config: RateLimitConfig,
     table: SlotTable<Buckets>,
+    /// Per table bucket: the shared state of sources that found no slot
+    /// (empty until a bucket first overflows).
+    overflow: Vec<Buckets>,
 }
 
 impl RateLimiter {
     /// A limiter whose table hashes under `hash_key` (secret, random, given by
     /// the caller: the core has no random source).
     pub fn new(config: RateLimitConfig, hash_key: [u8; 16]) -> Self {
-        RateLimiter { config, table: SlotTable::new(config.slots, hash_key) }
+        RateLimiter { config, table: SlotTable::new(config.slots, hash_key), overflow: Vec::new() }
     }
 
     /// The settings.
@@ -137,9 +160,9 @@ impl RateLimiter {
         SlotTable::<Buckets>::bytes_per_slot()
     }
 
-    /// Total heap bytes of the table, fixed at construction.
+    /// Total heap bytes of the table and of the overflow states.
     pub fn table_bytes(&self) -> usize {
-        self.table.heap_bytes()
+        self.table.heap_bytes() + self.overflow.capacity() * core::mem::size_of::<Buckets>()
     }
 
     /// Client slots (fixed at construction).
@@ -157,9 +180,19 @@ impl RateLimiter {
         self.len() == 0
     }
 
-    fn slot(&mut self, client: IpAddr) -> usize {
+    /// The state `client` is judged by, and the burst it may use: its own
+    /// slot, or its table bucket's overflow state (burst 1).
+    fn state(&mut self, now_ns: u64, client: IpAddr) -> (&mut Buckets, u32) {
         let key = key_of(client, self.config.prefix_len_v4, self.config.prefix_len_v6);
-        self.table.find_or_insert(key, Buckets::default(), Buckets::age).0
+        match self.table.find_or_claim(key, Buckets::default(), |b| b.drained(now_ns), Buckets::age) {
+            Claim::Found(i) | Claim::Inserted(i) => (self.table.value_mut(i), self.config.burst.max(1)),
+            Claim::Full(bucket) => {
+                if self.overflow.is_empty() {
+                    self.overflow = vec![Buckets::default(); self.table.buckets()];
+                }
+                (&mut self.overflow[bucket], 1)
+            }
+        }
     }
 
     /// Judges a time request from `client` at monotonic time `now_ns`.
@@ -168,15 +201,16 @@ impl RateLimiter {
             return RateVerdict::Serve;
         }
         let interval_ns = self.config.interval_ns_min;
-        let tolerance_ns = u64::from(self.config.burst.max(1) - 1).saturating_mul(interval_ns);
-        let i = self.slot(client);
-        let b = self.table.value_mut(i);
+        let kod_interval_ns = self.config.kod_interval_ns_min;
+        let kod = self.config.kod;
+        let (b, burst) = self.state(now_ns, client);
+        let tolerance_ns = u64::from(burst - 1).saturating_mul(interval_ns);
         let tat_ns = b.tat_ns.max(now_ns);
         if tat_ns - now_ns <= tolerance_ns {
             b.tat_ns = tat_ns.saturating_add(interval_ns);
             return RateVerdict::Serve;
         }
-        if self.config.kod && self.take_kod(now_ns, client) {
+        if kod && take(&mut b.kod_tat_ns, now_ns, kod_interval_ns) {
             RateVerdict::SendKod
         } else {
             RateVerdict::Drop
@@ -187,14 +221,18 @@ impl RateLimiter {
     /// now (at most one per `kod_interval_ns_min`).
     pub fn take_kod(&mut self, now_ns: u64, client: IpAddr) -> bool {
         let interval_ns = self.config.kod_interval_ns_min;
-        let i = self.slot(client);
-        let b = self.table.value_mut(i);
-        if b.kod_tat_ns <= now_ns {
-            b.kod_tat_ns = now_ns.saturating_add(interval_ns);
-            true
-        } else {
-            false
-        }
+        let (b, _) = self.state(now_ns, client);
+        take(&mut b.kod_tat_ns, now_ns, interval_ns)
+    }
+}
+
+/// One KoD from a bucket whose next KoD is due at `*due_ns`.
+fn take(due_ns: &mut u64, now_ns: u64, interval_ns: u64) -> bool {
+    if *due_ns <= now_ns {
+        *due_ns = now_ns.saturating_add(interval_ns);
+        true
+    } else {
+        false
     }
 }
 
@@ -250,5 +288,115 @@ mod tests {
         assert!(rl.take_kod(0, ip("192.0.2.1")));
         assert!(!rl.take_kod(S, ip("192.0.2.1")));
         assert!(rl.take_kod(8 * S, ip("192.0.2.1")));
+    }
+
+    /// Floods `rl` for `window_s` seconds: `addresses` distinct sources,
+    /// each sending every `gap_ns` (round robin, so every table bucket sees
+    /// many colliding sources). Returns the answers (Serve) and KoDs each got.
+    fn flood(rl: &mut RateLimiter, addresses: u32, window_s: u64, gap_ns: u64) -> Vec<(u32, u32)> {
+        let mut got = vec![(0u32, 0u32); addresses as usize];
+        let start = 1_000 * S;
+        let step = gap_ns / u64::from(addresses);
+        let rounds = window_s * S / gap_ns;
+        for r in 0..rounds {
+            for a in 0..addresses {
+                let now = start + r * gap_ns + u64::from(a) * step;
+                let client = IpAddr::V4((0x0a00_0000 + a).into());
+                match rl.check_request(now, client) {
+                    RateVerdict::Serve => got[a as usize].0 += 1,
+                    RateVerdict::SendKod => got[a as usize].1 += 1,
+                    RateVerdict::Drop => {}
+                }
+            }
+        }
+        got
+    }
+
+    /// The documented bound for a window of `w_s` seconds: burst + 1 + 2 W/T.
+    fn bound(c: &RateLimitConfig, w_s: u64) -> u32 {
+        let per = (w_s * S).div_ceil(c.interval_ns_min) as u32;
+        c.burst + 1 + 2 * per
+    }
+
+    #[test]
+    fn colliding_flooders_never_exceed_their_allowance() {
+        // The outside test's setting: interval 2 s, burst 8, 1024 slots, 1000
+        // and then 5000 flooding sources for 8 s (the old table let a new
+        // flooder evict the newest entry and start afresh: up to 463 answers).
+        let config = RateLimitConfig {
+            interval_ns_min: 2 * S,
+            kod_interval_ns_min: 2 * S,
+            burst: 8,
+            slots: 1024,
+            ..Default::default()
+        };
+        for (addresses, gap_ns, key) in [(200u32, 10_000_000u64, 5u8), (1000, 10_000_000, 6), (5000, 50_000_000, 7)] {
+            let mut rl = RateLimiter::new(config, [key; 16]);
+            let got = flood(&mut rl, addresses, 8, gap_ns);
+            let worst = got.iter().map(|g| g.0).max().unwrap();
+            assert!(worst <= bound(&config, 8), "{addresses} sources: one was answered {worst} times in 8 s");
+            let kods = got.iter().map(|g| g.1).max().unwrap();
+            println!("{addresses} sources, 1024 slots: at most {worst} answers and {kods} KoDs per source in 8 s (bound {})", bound(&config, 8));
+            assert!(kods <= 2 + 2 * 4, "{addresses} sources: one got {kods} KoDs in 8 s");
+            // Everyone is limited: no source is answered every time.
+            let sent = (8 * S / gap_ns) as u32;
+            assert!(got.iter().all(|g| g.0 < sent), "{addresses}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_keeps_its_rate_is_served_among_idle_colliders() {
+        // 4 ways per bucket, 4 slots in all: one bucket. Sources that came once
+        // and drained are forgotten for a newcomer; a client keeping its rate
+        // is never refused by them.
+        let config = RateLimitConfig { interval_ns_min: 2 * S, burst: 2, slots: 4, ..Default::default() };
+        let mut rl = RateLimiter::new(config, [8; 16]);
+        let polite = ip("192.0.2.200");
+        for n in 0..500u64 {
+            let now = 10 * S + n * 3 * S;
+            // A new source each time, once each: they drain after 2 s.
+            assert_eq!(rl.check_request(now, IpAddr::V4((0x0a00_0000 + n as u32).into())), RateVerdict::Serve, "newcomer {n}");
+            assert_eq!(rl.check_request(now + 1, polite), RateVerdict::Serve, "poll {n}");
+        }
+        assert!(rl.len() <= 4);
+    }
+
+    #[test]
+    fn sources_without_a_slot_share_one_limited_allowance() {
+        // One bucket of 4 slots held by 4 clients that keep sending: a fifth
+        // source gets no slot, and all newcomers share burst 1 at 1 / 2 s.
+        let config = RateLimitConfig { interval_ns_min: 2 * S, kod_interval_ns_min: 2 * S, burst: 4, slots: 4, ..Default::default() };
+        let mut rl = RateLimiter::new(config, [9; 16]);
+        for a in 1..=4u8 {
+            assert_eq!(rl.check_request(S, IpAddr::V4([10, 0, 0, a].into())), RateVerdict::Serve);
+        }
+        let mut served = 0;
+        for n in 0..1000u32 {
+            if rl.check_request(S + u64::from(n) * 1_000_000, IpAddr::V4((0x0b00_0000 + n).into())) == RateVerdict::Serve {
+                served += 1;
+            }
+        }
+        // 1 s of newcomers: the overflow's burst of 1 only (the four held
+        // slots have not drained within the second).
+        assert_eq!(served, 1);
+        assert_eq!(rl.len(), 4);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+        #[test]
+        fn no_source_exceeds_the_bound_whatever_the_collisions(
+            key in proptest::prelude::any::<[u8; 16]>(),
+            addresses in 50u32..3000,
+            slots in 4usize..512,
+            burst in 1u32..10,
+            interval_s in 1u64..4,
+        ) {
+            let config = RateLimitConfig { interval_ns_min: interval_s * S, kod_interval_ns_min: interval_s * S, burst, slots, ..Default::default() };
+            let mut rl = RateLimiter::new(config, key);
+            let got = flood(&mut rl, addresses, 6, 100_000_000);
+            let worst = got.iter().map(|g| g.0).max().unwrap();
+            proptest::prop_assert!(worst <= bound(&config, 6), "worst {}", worst);
+        }
     }
 }

@@ -41,6 +41,18 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// Where [`SlotTable::find_or_claim`] put a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was present, in this slot.
+    Found(usize),
+    /// The key was absent and now has this slot.
+    Inserted(usize),
+    /// The key is absent and its bucket (this index, below
+    /// [`SlotTable::buckets`]) has no slot that may be given up.
+    Full(usize),
+}
+
 /// One slot: the key and its value.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Slot<V> {
@@ -128,7 +140,9 @@ impl<V: Copy + Default> SlotTable<V> {
     }
 
     /// The slot index holding `key`, inserting `init` if it is absent. A full
-    /// bucket gives up the slot whose `age` stamp is smallest (oldest).
+    /// bucket gives up the slot whose `age` stamp is smallest (oldest), even
+    /// if its state mattered: for caches (the interleaved store), not for
+    /// limits (see [`SlotTable::find_or_claim`]).
     /// Returns the index and whether the key was already present.
     pub fn find_or_insert(&mut self, key: Key, init: V, age: impl Fn(&V) -> u64) -> (usize, bool) {
         let start = self.bucket_start(key);
@@ -151,6 +165,46 @@ impl<V: Copy + Default> SlotTable<V> {
         self.slots[i] = Slot { key, value: init };
         self.set_used(i, true);
         (i, false)
+    }
+
+    /// Number of buckets (`capacity() / WAYS`).
+    pub fn buckets(&self) -> usize {
+        self.bucket_mask + 1
+    }
+
+    /// The slot index holding `key`, or a slot claimed for it with `init`: a
+    /// free slot of its bucket, else the slot whose value `idle` says may be
+    /// forgotten without loss, the one with the smallest `age` among them.
+    /// When every slot of the bucket holds a value that may not be forgotten,
+    /// nothing changes and the result names the bucket (see [`Claim::Full`]).
+    pub fn find_or_claim(&mut self, key: Key, init: V, idle: impl Fn(&V) -> bool, age: impl Fn(&V) -> u64) -> Claim {
+        let start = self.bucket_start(key);
+        let mut free = None::<usize>;
+        let mut oldest_idle = None::<(usize, u64)>;
+        for i in start..start + WAYS {
+            if !self.is_used(i) {
+                free = free.or(Some(i));
+                continue;
+            }
+            let value = &self.slots[i].value;
+            if self.slots[i].key == key {
+                return Claim::Found(i);
+            }
+            if idle(value) {
+                let a = age(value);
+                if oldest_idle.is_none_or(|(_, oa)| a < oa) {
+                    oldest_idle = Some((i, a));
+                }
+            }
+        }
+        match free.or(oldest_idle.map(|(i, _)| i)) {
+            Some(i) => {
+                self.slots[i] = Slot { key, value: init };
+                self.set_used(i, true);
+                Claim::Inserted(i)
+            }
+            None => Claim::Full(start / WAYS),
+        }
     }
 
     /// The value in slot `i`.

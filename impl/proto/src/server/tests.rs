@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::wire::v4::Packet;
+use core::net::SocketAddr;
 use proptest::prelude::*;
 
 const S: u64 = 1_000_000_000;
@@ -78,7 +79,7 @@ fn exchange(
     clock: &ServerClockState,
 ) -> (ServerAction, Option<Repr>) {
     let mut out = [0xa5u8; 1100];
-    let action = s.handle(now_ns, client, req, rx_time, clock, &mut out);
+    let action = s.handle(now_ns, SocketAddr::new(client, 123), req, rx_time, clock, &mut out);
     match action {
         ServerAction::Respond(r) => {
             assert!(r.len <= req.len(), "response longer than request");
@@ -207,7 +208,7 @@ fn short_and_malformed_requests_get_nothing() {
     assert_eq!(reason(a), Err(DropReason::MalformedTrailer));
     // Output buffer too small is the caller's error, not a panic.
     let mut small = [0u8; 47];
-    assert_eq!(s.handle(0, ip("192.0.2.1"), &base, now, &synced(), &mut small), ServerAction::Ignore(DropReason::OutputTooSmall));
+    assert_eq!(s.handle(0, SocketAddr::new(ip("192.0.2.1"), 123), &base, now, &synced(), &mut small), ServerAction::Ignore(DropReason::OutputTooSmall));
 }
 
 #[test]
@@ -290,6 +291,69 @@ fn access_control_precedence_and_kod_format() {
             assert!(r.problems().is_empty(), "{:?}", r.problems());
         }
     }
+}
+
+#[test]
+fn requests_from_group_broadcast_unspecified_or_port_0_sources_are_dropped_first() {
+    // Even a denying access list with KoDs must not answer them, nor may they
+    // use up table state: the drop comes before anything else.
+    let mut acl = AccessList::new(AccessAction::KodDeny);
+    acl.push_cidr("192.0.2.0/24", AccessAction::Allow).unwrap();
+    let mut s = server(ServerConfig { access: acl, ..Default::default() });
+    let now = t("2025-06-01T12:01:00Z");
+    let req = client_request(7);
+    let mut out = [0u8; 64];
+    for from in [
+        "224.0.0.1:123",
+        "239.255.255.250:1900",
+        "255.255.255.255:123",
+        "0.0.0.0:123",
+        "192.0.2.1:0",
+        "[ff02::1]:123",
+        "[::]:123",
+        "[::ffff:224.0.0.1]:123",
+        "[::ffff:255.255.255.255]:123",
+        "[2001:db8::1]:0",
+    ] {
+        let from: SocketAddr = from.parse().unwrap();
+        let a = s.handle(0, from, &req, now, &synced(), &mut out);
+        assert_eq!(a, ServerAction::Ignore(DropReason::BadSource), "{from}");
+        // Also with bytes that would otherwise be judged malformed.
+        assert_eq!(s.handle(0, from, &[0u8; 3], now, &synced(), &mut out), ServerAction::Ignore(DropReason::BadSource));
+    }
+    assert_eq!(s.rate_limiter().len(), 0, "no state kept for them");
+    let ok: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    assert!(matches!(s.handle(0, ok, &req, now, &synced(), &mut out), ServerAction::Respond(_)));
+    let kod: SocketAddr = "198.51.100.1:123".parse().unwrap();
+    assert!(matches!(s.handle(0, kod, &req, now, &synced(), &mut out), ServerAction::Respond(_)), "a unicast client gets its DENY");
+}
+
+#[test]
+fn requests_longer_than_the_limit_are_dropped_as_oversize() {
+    let mut s = server(open_config());
+    let now = t("2025-06-01T12:01:00Z");
+    // A header and well-formed extension fields (type 0x0104, each a multiple
+    // of 4 octets): answered up to MAX_REQUEST_LEN, dropped beyond it, even
+    // when its first MAX_REQUEST_LEN octets would be a well-formed request.
+    let with_fields = |fields: &[usize]| {
+        let mut req = client_request(5).to_vec();
+        for &len in fields {
+            req.extend_from_slice(&[0x01, 0x04, (len >> 8) as u8, len as u8]);
+            req.resize(req.len() + len - 4, 0);
+        }
+        req
+    };
+    let at_limit = with_fields(&[2000]);
+    assert_eq!(at_limit.len(), MAX_REQUEST_LEN);
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &at_limit, now, now, &synced());
+    assert_eq!(reason(a), Ok(ResponseReason::Basic));
+    let over = with_fields(&[2000, 952]);
+    assert_eq!(over.len(), 3000);
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &over, now, now, &synced());
+    assert_eq!(reason(a), Err(DropReason::Oversize));
+    // What a 2,049-octet receive buffer holds of it: still too long.
+    let (a, _) = exchange(&mut s, 0, ip("192.0.2.1"), &over[..MAX_REQUEST_LEN + 1], now, now, &synced());
+    assert_eq!(reason(a), Err(DropReason::Oversize));
 }
 
 #[test]
@@ -387,11 +451,13 @@ fn memory_is_bounded_with_a_million_clients() {
             IpAddr::V6((u128::from(n) << 64 | 1).into())
         };
         let req = client_request(n + 1);
-        if let ServerAction::Respond(r) = s.handle(n * 1000, client, &req, now, &clock, &mut out) {
+        if let ServerAction::Respond(r) = s.handle(n * 1000, SocketAddr::new(client, 123), &req, now, &clock, &mut out) {
             let _ = s.finish_response(&r, &mut out, now, &clock);
         }
     }
-    assert_eq!(s.table_bytes(), bytes, "no growth");
+    // The only growth: the rate limiter's overflow states, 16 octets per
+    // table bucket of 4 slots, allocated once when a bucket first overflows.
+    assert_eq!(s.table_bytes(), bytes + 16_384 / 4 * 16, "bounded growth");
     assert!(s.rate_limiter().len() <= s.rate_limiter().capacity());
 }
 
@@ -408,7 +474,7 @@ fn interleaved_exchange_follows_the_draft_figure() {
 
     // Exchange 1, basic: org 0, rx 0, tx t1.
     let t1 = 0x1111_0000_0000_0001u64;
-    let a = s.handle(0, c, &request(4, Mode::Client, 6, 0, 0, t1), at(0.0), &clock, &mut out);
+    let a = s.handle(0, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, 0, 0, t1), at(0.0), &clock, &mut out);
     let ServerAction::Respond(r1) = a else { panic!("{a:?}") };
     assert_eq!(r1.reason, ResponseReason::Basic);
     let soft_t3 = s.finish_response(&r1, &mut out, at(0.001), &clock);
@@ -423,7 +489,7 @@ fn interleaved_exchange_follows_the_draft_figure() {
     // Exchange 2, interleaved request: org = t2, rx = t4 (client's), tx = t1 (accurate).
     let t4 = 0x4444_0000_0000_0004u64;
     let req2 = request(4, Mode::Client, 6, t2.to_bits(), t4, t1);
-    let a = s.handle(16 * S, c, &req2, at(16.0), &clock, &mut out);
+    let a = s.handle(16 * S, SocketAddr::new(c, 123), &req2, at(16.0), &clock, &mut out);
     let ServerAction::Respond(r2) = a else { panic!("{a:?}") };
     assert_eq!(r2.reason, ResponseReason::Interleaved);
     let written = s.finish_response(&r2, &mut out, at(16.001), &clock);
@@ -434,7 +500,7 @@ fn interleaved_exchange_follows_the_draft_figure() {
     assert_eq!(written, t3);
 
     // Replaying request 2: the saved pair was used once, so basic.
-    let a = s.handle(32 * S, c, &req2, at(32.0), &clock, &mut out);
+    let a = s.handle(32 * S, SocketAddr::new(c, 123), &req2, at(32.0), &clock, &mut out);
     let ServerAction::Respond(r3) = a else { panic!("{a:?}") };
     assert_eq!(r3.reason, ResponseReason::Basic);
     let _ = s.finish_response(&r3, &mut out, at(32.001), &clock);
@@ -450,42 +516,42 @@ fn interleaved_falls_back_to_basic() {
 
     // A fresh server has nothing saved: basic.
     let mut s = server(open_config());
-    let a = s.handle(0, c, &request(4, Mode::Client, 6, 0xaaaa, 0xbbbb, 0xcccc), now, &clock, &mut out);
+    let a = s.handle(0, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, 0xaaaa, 0xbbbb, 0xcccc), now, &clock, &mut out);
     assert!(matches!(a, ServerAction::Respond(Response { reason: ResponseReason::Basic, .. })));
     let ServerAction::Respond(r) = a else { unreachable!() };
     let _ = s.finish_response(&r, &mut out, now + secs(1e-4), &clock);
     let saved_rx = parse(&out).receive_timestamp;
 
     // Request rx == tx: never interleaved (condition 1), even with a matching origin.
-    let a = s.handle(S, c, &request(4, Mode::Client, 6, saved_rx.to_bits(), 5, 5), now + secs(1.0), &clock, &mut out);
+    let a = s.handle(S, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, saved_rx.to_bits(), 5, 5), now + secs(1.0), &clock, &mut out);
     assert_eq!(reason(a), Ok(ResponseReason::Basic));
     let ServerAction::Respond(r) = a else { unreachable!() };
     let _ = s.finish_response(&r, &mut out, now + secs(1.0001), &clock);
     let saved_rx = parse(&out).receive_timestamp;
 
     // A stale origin (an older receive timestamp): basic.
-    let a = s.handle(2 * S, c, &request(4, Mode::Client, 6, saved_rx.to_bits() - 1, 1, 2), now + secs(2.0), &clock, &mut out);
+    let a = s.handle(2 * S, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, saved_rx.to_bits() - 1, 1, 2), now + secs(2.0), &clock, &mut out);
     assert_eq!(reason(a), Ok(ResponseReason::Basic));
 
     // Another address cannot use this client's pair.
     let mut s = server(open_config());
-    let a = s.handle(0, c, &client_request(1), now, &clock, &mut out);
+    let a = s.handle(0, SocketAddr::new(c, 123), &client_request(1), now, &clock, &mut out);
     let ServerAction::Respond(r) = a else { unreachable!() };
     let _ = s.finish_response(&r, &mut out, now, &clock);
     let rx = parse(&out).receive_timestamp.to_bits();
-    let a = s.handle(S, ip("192.0.2.100"), &request(4, Mode::Client, 6, rx, 1, 2), now, &clock, &mut out);
+    let a = s.handle(S, SocketAddr::new(ip("192.0.2.100"), 123), &request(4, Mode::Client, 6, rx, 1, 2), now, &clock, &mut out);
     assert_eq!(reason(a), Ok(ResponseReason::Basic));
     // ... but the client itself can, from any port (the key is the address).
-    let a = s.handle(S, c, &request(4, Mode::Client, 6, rx, 1, 2), now + secs(1.0), &clock, &mut out);
+    let a = s.handle(S, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, rx, 1, 2), now + secs(1.0), &clock, &mut out);
     assert_eq!(reason(a), Ok(ResponseReason::Interleaved));
 
     // Interleaved disabled: always basic.
     let mut s = server(ServerConfig { interleaved: false, ..open_config() });
-    let a = s.handle(0, c, &client_request(1), now, &clock, &mut out);
+    let a = s.handle(0, SocketAddr::new(c, 123), &client_request(1), now, &clock, &mut out);
     let ServerAction::Respond(r) = a else { unreachable!() };
     let _ = s.finish_response(&r, &mut out, now, &clock);
     let rx = parse(&out).receive_timestamp.to_bits();
-    let a = s.handle(S, c, &request(4, Mode::Client, 6, rx, 1, 2), now + secs(1.0), &clock, &mut out);
+    let a = s.handle(S, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, rx, 1, 2), now + secs(1.0), &clock, &mut out);
     assert_eq!(reason(a), Ok(ResponseReason::Basic));
 }
 
@@ -620,7 +686,7 @@ proptest! {
         let clock = ServerClockState { inserted_second_in_progress: in_inserted_second, ..synced() };
         let rx_time = NtpTime::new(rx_secs, 0);
         let mut out = vec![0u8; out_len];
-        let a = s.handle(now_ns, addr, &bytes, rx_time, &clock, &mut out);
+        let a = s.handle(now_ns, SocketAddr::new(addr, 123), &bytes, rx_time, &clock, &mut out);
         if let ServerAction::Respond(r) = a {
             prop_assert!(r.len <= bytes.len());
             prop_assert!(r.len <= out.len());
