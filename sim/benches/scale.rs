@@ -6,7 +6,9 @@
 //! one per process (the bench runs itself again with `--case N S`), since the
 //! peak resident size is a per-process figure. For each it prints:
 //!
-//! - wall time of `simulate` (setup included);
+//! - wall time of `simulate` (setup included), and the CPU time the thread
+//!   ran meanwhile (`/proc/thread-self/schedstat`: the figure to trust on a
+//!   busy machine);
 //! - peak RSS: `VmHWM` of `/proc/self/status` at the end;
 //! - per host: (peak RSS − RSS before the setup was built) / hosts, i.e. all
 //!   memory the run added, shared parts included, divided by server + clients;
@@ -20,7 +22,7 @@
 //! `cargo test --benches` runs one small case in-process instead.
 
 use ntplab_sim::harness::simulate;
-use ntplab_sim::scale::{proc_status_bytes, star, Count};
+use ntplab_sim::scale::{proc_status_bytes, star, thread_cpu_s, Count};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::process::Command;
@@ -94,16 +96,19 @@ fn case(clients: usize, seconds: i64) {
     let heap_before = LIVE.load(Ordering::Relaxed);
     PEAK.store(heap_before, Ordering::Relaxed);
     let count = Rc::new(RefCell::new(Count::default()));
+    let cpu_before = thread_cpu_s();
     let t = Instant::now();
     let counters = simulate(star(clients, seconds, None), count.clone()).expect("simulation runs");
     let wall = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
     assert!(count.borrow().last_offset.is_finite());
     let hosts = (clients + 1) as f64;
     let peak = proc_status_bytes("VmHWM").map(|b| b as f64);
     let heap_per_host = (PEAK.load(Ordering::Relaxed) - heap_before) as f64 / hosts;
     let per_host = peak.map(|p| (p - rss_before) / hosts);
     let mut line = format!(
-        "{clients} clients x {seconds} s: wall {wall:.2} s; peak RSS {}; per host {} (peak heap {:.1} KB); {} datagrams, {} wake-ups",
+        "{clients} clients x {seconds} s: wall {wall:.2} s (CPU {}); peak RSS {}; per host {} (peak heap {:.1} KB); {} datagrams, {} wake-ups",
+        cpu.map_or("n/a".into(), |c| format!("{c:.2} s")),
         peak.map_or("n/a".into(), |p| format!("{:.0} MB", p / MB)),
         per_host.map_or("n/a".into(), |b| format!("{:.1} KB", b / KB)),
         heap_per_host / KB,

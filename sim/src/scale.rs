@@ -117,6 +117,15 @@ pub fn proc_status_bytes(field: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time this thread has run, seconds (`/proc/thread-self/schedstat`), or
+/// None where there is no such file. On a busy machine it stays near what the
+/// same run takes alone, where wall time does not.
+pub fn thread_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +148,11 @@ mod tests {
         let hwm = proc_status_bytes("VmHWM").expect("VmHWM on Linux");
         assert!(rss > 0 && hwm >= rss, "rss {rss} hwm {hwm}");
         assert_eq!(proc_status_bytes("NoSuchField"), None);
+        let cpu = thread_cpu_s().expect("schedstat on Linux");
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(20) {
+            std::hint::black_box(0u64);
+        }
+        assert!(thread_cpu_s().unwrap() > cpu, "CPU time advances while the thread runs");
     }
 }
