@@ -446,8 +446,13 @@ async fn run_all(
             counters.scenario_events += 1;
             next_event += 1;
         }
+        // Datagrams to other hosts wait in `shared`; turmoil-net's own egress
+        // (which visits every host) is needed only for a host's sends to itself.
+        shared.take_outbox(&mut egress);
         if shared.pending_sends.replace(0) > 0 {
             guard.egress_all(&mut egress);
+        }
+        if !egress.is_empty() {
             for pkt in egress.drain(..) {
                 route(pkt, now, &by_ip, &mut reach, &clocks, &mut queue, &mut seq, &mut counters, &recorder);
             }
