@@ -127,6 +127,15 @@ impl<V: Copy + Default> SlotTable<V> {
         self.used.iter().all(|w| *w == 0)
     }
 
+    /// Allocates the slots on first use: a table that never sees a key (a
+    /// host that only polls) holds no memory.
+    fn allocate(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![Slot::default(); self.capacity];
+            self.used = vec![0; self.capacity.div_ceil(64)];
+        }
+    }
+
     fn is_used(&self, i: usize) -> bool {
         self.used[i / 64] & (1 << (i % 64)) != 0
     }
@@ -159,10 +168,7 @@ impl<V: Copy + Default> SlotTable<V> {
     /// limits (see [`SlotTable::find_or_claim`]).
     /// Returns the index and whether the key was already present.
     pub fn find_or_insert(&mut self, key: Key, init: V, age: impl Fn(&V) -> u64) -> (usize, bool) {
-        if self.slots.is_empty() {
-            self.slots = vec![Slot::default(); self.capacity];
-            self.used = vec![0; self.capacity.div_ceil(64)];
-        }
+        self.allocate();
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest = None::<(usize, u64)>;
@@ -196,6 +202,7 @@ impl<V: Copy + Default> SlotTable<V> {
     /// When every slot of the bucket holds a value that may not be forgotten,
     /// nothing changes and the result names the bucket (see [`Claim::Full`]).
     pub fn find_or_claim(&mut self, key: Key, init: V, idle: impl Fn(&V) -> bool, age: impl Fn(&V) -> u64) -> Claim {
+        self.allocate();
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest_idle = None::<(usize, u64)>;
@@ -342,5 +349,19 @@ mod tests {
         assert!(present);
         t.remove(i);
         assert!(t.find([9_999, 0]).is_none());
+    }
+
+    #[test]
+    fn a_fresh_table_allocates_on_its_first_claim() {
+        // The first request of a rate-limited server reaches find_or_claim
+        // before any find_or_insert: it must allocate, not index nothing.
+        let mut t: SlotTable<u64> = SlotTable::new(64, [7; 16]);
+        assert_eq!(t.allocated_bytes(), 0);
+        let Claim::Inserted(i) = t.find_or_claim([1, 0], 5, |_| false, |v| *v) else {
+            panic!("a free table gives a free slot");
+        };
+        assert_eq!(*t.value(i), 5);
+        assert_eq!(t.allocated_bytes(), t.heap_bytes());
+        assert!(matches!(t.find_or_claim([1, 0], 6, |_| false, |v| *v), Claim::Found(j) if j == i));
     }
 }
