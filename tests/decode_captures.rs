@@ -138,6 +138,7 @@ fn frames_cut_by_the_snap_length_are_decoded_and_flagged() {
     assert_eq!(t["ntp_captured"], 200 - 42);
     assert_eq!(t["ntp_length"], 48 + 204);
     assert_eq!(packets[0]["mode"], 3, "the captured header is decoded");
+    assert_eq!(packets[0]["problems"], serde_json::json!([]), "the cut is not the sender's fault");
     assert!(packets[1].get("truncated").is_none());
     assert_eq!(packets[1]["reference_id"], "GPS");
     compare_with_tshark(&path, &packets);

@@ -48,7 +48,7 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
     };
     if let Some(hex) = &args.hex {
         let bytes = parse_hex(hex).map_err(CliError::usage)?;
-        let packet = report::decode_any(&bytes, pivot.map_or(Pivot::Rfc4330, Pivot::Near))
+        let packet = report::decode_any(&bytes, pivot.map_or(Pivot::Rfc4330, Pivot::Near), false)
             .map_err(|e| CliError::input(format!("cannot decode the packet: {e}")))?;
         write_packet(out, &packet, args.format)?;
         return Ok(());
@@ -91,7 +91,8 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
             ntp_captured: dgram.payload.len(),
             ntp_length: dgram.udp_payload_len,
         });
-        match report::decode_any(&dgram.payload, Pivot::Near(frame_pivot)) {
+        let cut = dgram.payload.len() < dgram.udp_payload_len;
+        match report::decode_any(&dgram.payload, Pivot::Near(frame_pivot), cut) {
             Ok(mut p) => {
                 p.set_origin(dgram.frame, dgram.src.to_string(), dgram.dst.to_string(), truncated);
                 write_packet(out, &p, args.format)?;

@@ -262,14 +262,28 @@ impl Decoded {
     }
 }
 
-/// Decodes one UDP payload: a time packet, or a mode 6/7 message.
-pub fn decode_any(bytes: &[u8], pivot: Pivot) -> Result<Decoded, wire::Error> {
+/// Decodes one UDP payload: a time packet, or a mode 6/7 message. `cut`
+/// says the capture holds only the start of the payload (snap length): then
+/// only the problems of the header are listed, since what looks wrong with
+/// the rest (a length running past the end) is the capture's doing.
+pub fn decode_any(bytes: &[u8], pivot: Pivot, cut: bool) -> Result<Decoded, wire::Error> {
     let version = v4::version_of(bytes);
     let mode = bytes.first().map(|b| b & 7);
     match (version, mode) {
-        (Some(v), Some(6)) if v != v5::VERSION => decode_control(bytes).map(|c| Decoded::Control(Box::new(c))),
-        (Some(v), Some(7)) if v != v5::VERSION => decode_private(bytes).map(|c| Decoded::Control(Box::new(c))),
-        _ => decode(bytes, pivot).map(|p| Decoded::Time(Box::new(p))),
+        (Some(v), Some(6)) if v != v5::VERSION => decode_control(bytes, cut).map(|c| Decoded::Control(Box::new(c))),
+        (Some(v), Some(7)) if v != v5::VERSION => decode_private(bytes, cut).map(|c| Decoded::Control(Box::new(c))),
+        _ => {
+            let mut p = decode(bytes, pivot)?;
+            if cut {
+                let packet = wire::parse_packet(bytes)?;
+                let header = match &packet.header {
+                    Header::V4(h) => h.problems(),
+                    Header::V5(h) => h.problems(),
+                };
+                p.problems = header.iter().map(ToString::to_string).collect();
+            }
+            Ok(Decoded::Time(Box::new(p)))
+        }
     }
 }
 
@@ -277,8 +291,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_control(bytes: &[u8]) -> Result<ControlMessageJson, wire::Error> {
+fn decode_control(bytes: &[u8], cut: bool) -> Result<ControlMessageJson, wire::Error> {
     let r = control::Repr::parse(&control::Packet::new_checked(bytes)?)?;
+    // Cut by the capture: the count is not to blame for the missing data.
+    let judged = control::Repr { count: if cut { r.count.min(r.data.len() as u16) } else { r.count }, ..r.clone() };
     use serde_json::json;
     let status_fields = match r.status() {
         Status::System { leap, clock_source, event_count, event_code } => Some(
@@ -311,13 +327,14 @@ fn decode_control(bytes: &[u8]) -> Result<ControlMessageJson, wire::Error> {
             data_hex: hex(&r.data),
             trailer_hex: hex(&r.trailer),
         }),
-        problems: r.problems().iter().map(ToString::to_string).collect(),
+        problems: judged.problems().iter().map(ToString::to_string).collect(),
         ..ControlMessageJson::default()
     })
 }
 
-fn decode_private(bytes: &[u8]) -> Result<ControlMessageJson, wire::Error> {
+fn decode_private(bytes: &[u8], cut: bool) -> Result<ControlMessageJson, wire::Error> {
     let r = control::PrivateRepr::parse(&control::PrivatePacket::new_checked(bytes)?)?;
+    let judged = control::PrivateRepr { item_count: if cut { 0 } else { r.item_count }, ..r.clone() };
     Ok(ControlMessageJson {
         version: r.version,
         mode: 7,
@@ -335,7 +352,7 @@ fn decode_private(bytes: &[u8]) -> Result<ControlMessageJson, wire::Error> {
             item_size: r.item_size,
             payload_length: r.payload.len(),
         }),
-        problems: r.problems().iter().map(ToString::to_string).collect(),
+        problems: judged.problems().iter().map(ToString::to_string).collect(),
         ..ControlMessageJson::default()
     })
 }
