@@ -523,6 +523,57 @@ mod tests {
         assert_eq!(u64::MAX - zeros.limit(), 4, "only the magic number was read");
     }
 
+    /// An endless, valid pcap: frames come one by one (the file is never read whole).
+    #[test]
+    fn an_endless_capture_is_streamed() {
+        struct Endless {
+            record: Vec<u8>,
+            at: usize,
+        }
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                for b in buf.iter_mut() {
+                    *b = self.record[self.at % self.record.len()];
+                    self.at += 1;
+                }
+                Ok(buf.len())
+            }
+        }
+        let header = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0];
+        let ip = etherparse::PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64).udp(40000, 123);
+        let mut frame = Vec::new();
+        ip.write(&mut frame, &[0x23; 48]).unwrap();
+        let mut record = vec![0, 0, 0, 0, 0, 0, 0, 0];
+        record.extend((frame.len() as u32).to_le_bytes());
+        record.extend((frame.len() as u32).to_le_bytes());
+        record.extend(&frame);
+        let reader = CaptureReader::new(header.chain(Endless { record, at: 0 })).unwrap();
+        let frames: Vec<_> = reader.take(10_000).collect();
+        assert_eq!(frames.len(), 10_000);
+        assert!(frames.iter().all(|f| matches!(f, Ok(Frame::Udp(d)) if d.payload.len() == 48)));
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a pcap or pcapng magic number: no panic, and the
+        /// frames end (an error ends the iteration).
+        #[test]
+        fn any_bytes_after_a_magic_number(kind in 0usize..3, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let magic: [u8; 4] = [[0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0x3c, 0x4d], [0x0a, 0x0d, 0x0d, 0x0a]][kind];
+            let mut bytes = magic.to_vec();
+            bytes.extend(&body);
+            if let Ok(reader) = CaptureReader::new(&bytes[..]) {
+                let mut n = 0;
+                for f in reader {
+                    n += 1;
+                    proptest::prop_assert!(n <= bytes.len(), "more frames than octets");
+                    if f.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// A pcap whose one record claims 4 GB: refused without allocating it.
     #[test]
     fn a_huge_record_length_breaks_off_without_allocating() {
