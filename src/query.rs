@@ -298,7 +298,7 @@ fn to_text(r: &QueryJson) -> String {
             b.version
         );
     } else {
-        let _ = writeln!(s, "server {}: no usable reply in {} samples", r.server, r.samples.len());
+        let _ = writeln!(s, "server {}: no usable reply in {} exchange(s)", r.server, r.samples.len());
     }
     for x in &r.samples {
         let _ = write!(s, "sample {}: ", x.sample);
