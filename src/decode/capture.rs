@@ -124,7 +124,7 @@ impl<R: Read> CaptureReader<R> {
                 let nanos = magic[2] == 0x3c || magic[1] == 0x3c;
                 let mut h = [0u8; 20];
                 reader.fill(&mut h).map_err(|_| CaptureError("bad pcap file header: the file ends inside it".into()))?;
-                let link = u32_at(&h, 16, big_endian) & 0x0fff_ffff;
+                let link = u32_at(&h, 16, big_endian) & 0x03ff_ffff; // LT_LINKTYPE: the upper bits carry FCS information
                 Format::Pcap { big_endian, nanos, link }
             }
             _ => {
