@@ -735,14 +735,22 @@ fn parse_seconds_text(s: &str) -> Result<f64, String> {
         }
         let number: f64 = rest[..i].parse().map_err(|_| format!("`{}` is not a number", &rest[..i]))?;
         rest = rest[i..].trim_start();
-        let unit_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
+        // The unit: ASCII letters and the micro sign (U+00B5) or Greek mu
+        // (U+03BC), measured in bytes at character boundaries.
+        let unit_len = rest.char_indices().find(|(_, c)| !(c.is_ascii_alphabetic() || matches!(c, 'µ' | 'μ'))).map_or(rest.len(), |(i, _)| i);
         let unit = &rest[..unit_len];
         // Sub-second units divide, so that "100us" is the f64 nearest 1e-4.
         let (mul, div) = match unit {
             "" if pieces == 0 && unit_len == rest.len() => (1.0, 1.0),
-            "" => return Err(format!("the number `{}` has no unit", number)),
+            "" if rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+                return Err(format!("the number `{}` has no unit", number))
+            }
+            "" => {
+                let word: String = rest.chars().take_while(|c| !c.is_whitespace() && !c.is_ascii_digit()).take(16).collect();
+                return Err(format!("unknown unit `{word}`"));
+            }
             "ns" => (1.0, 1e9),
-            "us" | "µs" => (1.0, 1e6),
+            "us" | "µs" | "μs" => (1.0, 1e6),
             "ms" => (1.0, 1e3),
             "s" => (1.0, 1.0),
             "m" | "min" => (60.0, 1.0),
@@ -2137,7 +2145,11 @@ mod tests {
         ok("1e-4s", 1e-4);
         ok("-2s", -2.0);
         ok("100us", 1e-4);
-        for bad in ["", "-", "s", "1x", "1h30", "1..2s", "nan", "1e400s", "90 parsecs", "1e"] {
+        ok("5µs", 5e-6);
+        ok("5μs", 5e-6);
+        assert_eq!(parse_seconds_text("1§"), Err("unknown unit `§`".to_string()));
+        assert_eq!(parse_seconds_text("2µ"), Err("unknown unit `µ`".to_string()));
+        for bad in ["", "-", "s", "1x", "1h30", "1..2s", "nan", "1e400s", "90 parsecs", "1e", "1§", "1 §s", "3¡", "2µ", "7秒", "1h30m€"] {
             assert!(parse_seconds_text(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -2303,6 +2315,90 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// A valid scenario per key that takes a duration or a number with a unit, with `@` for its value.
+        fn duration_fields() -> Vec<String> {
+            let scenario = |top: &str, server: &str, link: &str, tail: &str| {
+                format!("name = \"x\"\n{top}\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n{server}\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nsources = [{{ host = \"server\" }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n{link}\n{tail}\n")
+            };
+            let d = "duration = \"1h\"";
+            let mut v = vec![
+                scenario("duration = @", "", "", ""),
+                scenario(&format!("{d}\nsample_interval = @"), "", "", ""),
+                scenario(&format!("{d}\nconverged_after = @"), "", "", ""),
+            ];
+            for server in [
+                "clock = { offset = @ }",
+                "clock = { noise = @ }",
+                "clock = { precision = @ }",
+                "clock = { sine = { amplitude = 1e-7, period = @ } }",
+                "refclock = { kind = \"gps-pps\", pps_jitter = @ }",
+                "refclock = { kind = \"gps-pps\", pps_delay = @ }",
+                "refclock = { kind = \"gps-pps\", pps_outlier_max = @ }",
+                "refclock = { kind = \"gps\", gps_latency = @ }",
+                "refclock = { kind = \"gps\", gps_latency_jitter = @ }",
+                "refclock = { kind = \"pps\", offset = @ }",
+                "refclock = { kind = \"pps\", delay = @ }",
+                "refclock = { kind = \"gps\", fix_loss = [{ from = @, until = \"1m\" }] }",
+                "refclock = { kind = \"gps\", wnro = [{ from = 0, until = @ }] }",
+            ] {
+                v.push(scenario(d, server, "", ""));
+            }
+            for link in [
+                "delay = @",
+                "reorder = 0.1\nreorder_delay = @",
+                "jitter = { kind = \"exponential\", mean = @ }",
+                "jitter = { kind = \"normal\", sd = @ }",
+                "jitter = { kind = \"uniform\", max = @ }",
+                "jitter = { kind = \"pareto\", scale = @, shape = 1.5 }",
+                "forward = { delay = @ }",
+                "backward = { reorder = 0.1, reorder_delay = @ }",
+            ] {
+                v.push(scenario(d, "", link, ""));
+            }
+            for tail in [
+                "[[event]]\nat = @\naction = \"heal\"",
+                "[[event]]\nat = 0\naction = \"partition\"\nhosts = [\"client\"]\nuntil = @",
+                "[[event]]\nat = 1\naction = \"step_clock\"\nhost = \"client\"\nby = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\ndelay = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nreorder = 0.1\nreorder_delay = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nbackward = { delay = @ }",
+                "[[expect]]\nhost = \"client\"\nmetric = \"max_offset\"\nmax = @",
+                "[[expect]]\nhost = \"client\"\nmetric = \"sync_time\"\nmin = @",
+                "[[expect]]\nhost = \"client\"\nmetric = \"rms_offset\"\nmax = 1\nafter = @",
+                "[[host]]\nname = \"liar\"\naddress = \"10.0.0.3\"\nrole = \"scripted\"\nbehavior = { kind = \"falseticker\", offset = @ }",
+            ] {
+                v.push(scenario(d, "", "", tail));
+            }
+            v
+        }
+
+        /// `s` as a TOML basic string.
+        fn toml_quote(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' | '\\' => {
+                        o.push('\\');
+                        o.push(c);
+                    }
+                    c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+
+        #[test]
+        fn every_duration_field_template_loads_with_a_valid_value() {
+            for t in duration_fields() {
+                let text = t.replace('@', "\"2ms\"");
+                if let Err(e) = Scenario::parse(&text, "t") {
+                    panic!("{e}\n{text}");
+                }
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -2326,6 +2422,26 @@ mod tests {
             ], 0..40)) {
                 let text: String = parts.concat();
                 if let Err(e) = Scenario::parse(&text, "p") { let _ = e.to_string(); }
+            }
+
+            /// Any text in any key that takes a duration or a number with a
+            /// unit is an error with a position, or a value; never a panic.
+            #[test]
+            fn any_text_in_a_duration_field_is_a_positioned_error(
+                text in prop_oneof!["[-+]?[0-9.eE]{0,4}[ a-zµμ]{0,2}\\PC{0,4}", "\\PC{0,12}", "[0-9]{1,3}[^0-9a-zA-Z ]{1,3}"],
+                field in 0..duration_fields().len(),
+            ) {
+                let quoted = toml_quote(&text);
+                let scenario = duration_fields()[field].replace('@', &quoted);
+                let result = Scenario::parse(&scenario, "p");
+                if let Err(e) = &result {
+                    let _ = e.to_string();
+                }
+                if parse_seconds_text(&text).is_err() {
+                    let e = result.expect_err("an invalid duration was accepted");
+                    prop_assert!(e.line.is_some() && e.column.is_some(), "no position: {e}\n{scenario}");
+                    prop_assert!(e.message.contains("invalid duration"), "{e}\n{scenario}");
+                }
             }
 
             #[test]
