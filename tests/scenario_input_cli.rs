@@ -85,3 +85,15 @@ fn suite_reports_a_scenario_that_fails_to_load_and_runs_the_others() {
     assert!(bad_suite.contains("failures=\"1\"") && bad_suite.contains("<failure message=\"") && bad_suite.contains("b-bad.toml:2:12: invalid duration &quot;1§&quot;"), "{bad_suite}");
     assert!(read(&rep.join("report.html")).contains("b-bad.toml:2:12: invalid duration"));
 }
+
+#[test]
+fn run_reads_a_bounded_amount_of_an_endless_file() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let out = ntplab(&["run", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/dev/zero: the scenario is larger than the limit of 8388608 bytes"), "{}", text(&out));
+    assert!(stderr.contains("scenario files are at most 8 MiB"), "{}", text(&out));
+}

@@ -17,6 +17,8 @@
 //!
 //! # Format
 //!
+//! A file is at most [`SCENARIO_BYTES_MAX`] (8 MiB) of UTF-8 text.
+//!
 //! Top level: `name` (required), `description`, `seed` (default 1; the CLI may
 //! override it), `start` (RFC 3339, default 2030-01-01T00:00:00Z), `duration`
 //! (required), `sample_interval` (default 1 s), `converged_after` (default a
@@ -111,6 +113,10 @@ pub const DURATION_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Finest sample grid: 1 ms.
 pub const SAMPLE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+
+/// Largest scenario file [`Scenario::load`] reads: 8 MiB (a scenario of
+/// 10,000 hosts and their links is about 2 MiB).
+pub const SCENARIO_BYTES_MAX: u64 = 8 << 20;
 
 const DEFAULT_START: &str = "2030-01-01T00:00:00Z";
 
@@ -1187,18 +1193,29 @@ struct ExpectSection {
 // Validation
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file. At most [`SCENARIO_BYTES_MAX`]
+    /// bytes are read, whatever the file is (a device, a FIFO): a larger one
+    /// is an error.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let text = read_bounded(path, SCENARIO_BYTES_MAX).map_err(|(message, hint)| ScenarioError {
             origin: origin.clone(),
             line: None,
             column: None,
-            message: format!("cannot read the scenario: {e}"),
-            hint: None,
+            message,
+            hint,
             excerpt: None,
         })?;
+        let text = match String::from_utf8(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                let src = Source { text: &prefix, origin: &origin };
+                return Err(src.error(Some(valid..valid), format!("the scenario is not UTF-8 text: invalid byte 0x{:02x} at offset {valid}", e.as_bytes()[valid]), Some("scenario files are TOML, which is UTF-8".into())));
+            }
+        };
         Scenario::parse(&text, &origin)
     }
 
@@ -1242,6 +1259,26 @@ impl Scenario {
     pub fn end(&self) -> NtpTime {
         self.start + ntplab_proto::time::NtpDuration::from_nanos(i64::try_from(self.duration.as_nanos()).unwrap_or(i64::MAX))
     }
+}
+
+/// Reads at most `limit` bytes of `path`; an error says what is wrong and what to do.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, (String, Option<String>)> {
+    use std::io::Read;
+    let limit_hint = || Some(format!("scenario files are at most {} MiB; describe the run with fewer hosts, links or events", SCENARIO_BYTES_MAX >> 20));
+    let file = std::fs::File::open(path).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    let meta = file.metadata().map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    if meta.is_dir() {
+        return Err(("cannot read the scenario: it is a directory".into(), Some("name a .toml file (`ntplab suite DIR` runs a directory)".into())));
+    }
+    if meta.is_file() && meta.len() > limit {
+        return Err((format!("the scenario is {} bytes, more than the limit of {limit}", meta.len()), limit_hint()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    if bytes.len() as u64 > limit {
+        return Err((format!("the scenario is larger than the limit of {limit} bytes (reading stopped there)"), limit_hint()));
+    }
+    Ok(bytes)
 }
 
 struct Validator<'a> {
@@ -2295,6 +2332,37 @@ mod tests {
         assert_eq!(e.line, Some(5), "{e}");
         let e = Scenario::load("/nonexistent/scenario.toml").unwrap_err();
         assert!(e.to_string().starts_with("/nonexistent/scenario.toml: cannot read the scenario"), "{e}");
+    }
+
+    #[test]
+    fn load_reads_a_bounded_amount_and_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("ntplab-scenario-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A (sparse) regular file over the limit: refused from its metadata.
+        let big = dir.join("big.toml");
+        std::fs::File::create(&big).unwrap().set_len(SCENARIO_BYTES_MAX + 1).unwrap();
+        let e = Scenario::load(&big).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}: the scenario is {} bytes, more than the limit", big.display(), SCENARIO_BYTES_MAX + 1)), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("at most 8 MiB"), "{e}");
+        // An endless device: reading stops at the limit.
+        if Path::new("/dev/zero").exists() {
+            let e = Scenario::load("/dev/zero").unwrap_err();
+            assert!(e.to_string().starts_with("/dev/zero: the scenario is larger than the limit of 8388608 bytes"), "{e}");
+        }
+        let e = Scenario::load(&dir).unwrap_err();
+        assert!(e.message.contains("it is a directory"), "{e}");
+        // Not UTF-8: the position of the first bad byte.
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"name = \"x\"\nduration = \"1\xa7\"\n").unwrap();
+        let e = Scenario::load(&latin1).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(2), Some(14)), "{e}");
+        assert!(e.message.contains("not UTF-8 text: invalid byte 0xa7 at offset 24"), "{e}");
+        // Exactly the limit is read; one byte more is not.
+        let edge = dir.join("edge.toml");
+        std::fs::write(&edge, [b'#'; 100]).unwrap();
+        assert_eq!(read_bounded(&edge, 100).map(|b| b.len()), Ok(100));
+        assert!(read_bounded(&edge, 99).unwrap_err().0.contains("100 bytes, more than the limit of 99"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
