@@ -2071,7 +2071,7 @@ mod tests {
         assert_eq!(s.end(), NtpTime::parse_rfc3339("2036-02-07T12:00:00Z").unwrap());
         assert_eq!((s.duration, s.sample_interval, s.converged_after), (Duration::from_secs(6 * 3600), Duration::from_secs(1), Duration::from_secs(3600)));
         let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute"]);
+        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute", "backup"]);
 
         let server = &s.hosts[0];
         let Role::Ntp(n) = &server.role else { panic!("server runs the daemon") };
@@ -2087,7 +2087,7 @@ mod tests {
         let Role::Ntp(c) = &client.role else { panic!() };
         assert!(c.daemon.listen.is_empty());
         assert!(!c.daemon.server.interleaved);
-        assert_eq!(c.sources, vec![0, 2, 3, 4]);
+        assert_eq!(c.sources, vec![0, 2, 3, 4, 8]);
         assert_eq!(c.daemon.sources[0].address, "10.0.0.1:123".parse::<SocketAddr>().unwrap());
         assert!(c.daemon.sources[0].config.iburst);
         assert_eq!((c.daemon.sources[0].config.poll_min_log2, c.daemon.sources[0].config.poll_max_log2), (4, 6));
@@ -2110,7 +2110,7 @@ mod tests {
         assert_eq!(probe.daemon.listen[0].port(), 1123);
         assert_eq!(probe.daemon.sources[0].address, "[fd00::11]:123".parse::<SocketAddr>().unwrap());
 
-        assert_eq!(s.links.len(), 6);
+        assert_eq!(s.links.len(), 7);
         let l0 = &s.links[0];
         assert_eq!(l0.hosts, [1, 0]);
         assert_eq!(l0.forward.delay, Duration::from_micros(100));
@@ -2137,8 +2137,8 @@ mod tests {
         assert_eq!(forward.delay, Some(Duration::from_millis(5)));
         assert_eq!(backward.delay, Some(Duration::from_millis(5)));
         assert_eq!((forward.loss, backward.loss), (None, Some(0.2)));
-        assert_eq!(timeline[5], (h(16200), &Action::StepClock { host: 1, by_s: -0.5 }));
-        assert_eq!(timeline[6], (h(18000), &Action::SetFrequency { host: 1, frequency: -2e-5 }));
+        assert_eq!(timeline[5], (h(16200), &Action::StepClock { host: 1, by_s: -0.0005 }));
+        assert_eq!(timeline[6], (h(18000), &Action::SetFrequency { host: 1, frequency: 5e-6 }));
         assert_eq!(timeline[7], (h(18600), &Action::Stop { host: 0 }));
         assert_eq!(timeline[8], (h(19200), &Action::Start { host: 0 }));
 
@@ -2146,8 +2146,8 @@ mod tests {
         assert_eq!(x.len(), 4);
         assert_eq!((x[0].metric, x[0].max, x[0].after), (Metric::MaxOffset, Some(1e-3), h(3600)));
         assert_eq!(x[0].requirement.as_deref(), Some("SIM-OFFSET-1"));
-        assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(210.0), Duration::ZERO));
-        assert_eq!(x[1].name, "client sync_time <= 210");
+        assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(300.0), Duration::ZERO));
+        assert_eq!(x[1].name, "client sync_time <= 300");
         assert_eq!(x[2].after, h(7200));
         assert_eq!((x[3].host, x[3].min, x[3].max), (5, Some(10.0), None));
     }
