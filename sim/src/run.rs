@@ -72,11 +72,10 @@ pub fn setup(s: &Scenario) -> SimSetup {
                         }
                         HostRole::Daemon(Box::new(daemon))
                     }
-                    Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
-                        p.behavior,
-                        p.stratum,
-                        SimRng::derive(s.seed, &format!("peer/{i}")).next_u64(),
-                    )),
+                    Role::Scripted(p) => HostRole::Scripted {
+                        peer: ScriptedPeer::new(p.behavior, p.stratum, SimRng::derive(s.seed, &format!("peer/{i}")).next_u64()),
+                        port: p.port,
+                    },
                 },
                 oscillator: OscillatorConfig {
                     offset_s: h.clock.offset_s,

@@ -83,3 +83,32 @@ fn the_format_example_restarts_its_server_and_meets_its_expectations() {
         assert!(v.passed, "{} = {:?}", v.expectation.name, v.value);
     }
 }
+
+#[test]
+fn a_scripted_peer_answers_on_the_port_it_listens_on() {
+    let s = parse(
+        r#"
+name = "t"
+duration = "10m"
+[[host]]
+name = "peer"
+address = "10.0.0.3"
+role = "scripted"
+listen = 1234
+behavior = { kind = "falseticker", offset = 0.0 }
+[[host]]
+name = "client"
+address = "10.0.0.2"
+listen = false
+sources = [ { host = "peer", poll_min = 4, poll_max = 4 } ]
+[[link]]
+between = ["client", "peer"]
+"#,
+    );
+    let peer: SocketAddr = "10.0.0.3:1234".parse().unwrap();
+    let log = packets(&s);
+    let requests = log.iter().filter(|p| p.2 == peer && p.3).count();
+    let replies = log.iter().filter(|p| p.1 == peer).count();
+    assert!(requests > 20, "{requests} requests reached the peer");
+    assert_eq!(replies, requests, "every request is answered from port 1234");
+}
