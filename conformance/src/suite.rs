@@ -35,6 +35,9 @@ pub struct ExpectationResult {
     pub metric: String,
     /// Measured value (None: never happened).
     pub value: Option<f64>,
+    /// Why there is no value (e.g. the host never synchronized), when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
     /// Lower bound.
     pub min: Option<f64>,
     /// Upper bound.
@@ -54,7 +57,11 @@ impl ExpectationResult {
             (None, Some(b)) => format!("<= {b:e}"),
             (None, None) => "anything".into(),
         };
-        let v = self.value.map_or_else(|| "never".to_string(), |v| format!("{v:e}"));
+        let v = match (self.value, &self.missing) {
+            (Some(v), _) => format!("{v:e}"),
+            (None, Some(why)) => format!("none ({why})"),
+            (None, None) => "never".to_string(),
+        };
         format!("{} {} = {v} (must be {bound})", self.host, self.metric)
     }
 }
@@ -247,6 +254,7 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
             host: v.host.clone(),
             metric: v.expectation.metric.name().to_string(),
             value: v.value,
+            missing: v.missing.clone(),
             min: v.expectation.min,
             max: v.expectation.max,
             requirement: v.expectation.requirement.clone(),
@@ -258,7 +266,7 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
         r.figures.extend([
             f("rms_offset_s", h.stats.rms_offset()),
             f("max_offset_s", h.stats.max_offset()),
-            f("sync_time_s", h.stats.sync_time()),
+            f("sync_time_s", h.sync_time()),
             f("rms_frequency_error", h.stats.rms_frequency_error()),
             f("steps", Some(h.stats.steps as f64)),
             f("packets_sent", Some(h.stats.packets_sent as f64)),

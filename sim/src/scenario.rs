@@ -450,7 +450,10 @@ pub enum Metric {
     RmsOffset,
     /// Largest absolute true offset over the samples, seconds.
     MaxOffset,
-    /// Time from the start until the host first reports synchronised, seconds.
+    /// Time from the start until the host synchronized for good, seconds: the
+    /// later of its daemon's first system peer and the last sample more than
+    /// 1 ms off true time. A host that never synchronized (or is more than
+    /// 1 ms off at the end) has none, and an expectation on it fails.
     SyncTime,
     /// Largest absolute frequency error over the samples, s/s.
     MaxFrequencyError,

@@ -112,3 +112,22 @@ between = ["client", "peer"]
     assert!(requests > 20, "{requests} requests reached the peer");
     assert_eq!(replies, requests, "every request is answered from port 1234");
 }
+
+#[test]
+fn a_host_that_never_synchronized_has_no_sync_time() {
+    // A perfect clock behind a link that loses everything: always within 1 ms
+    // of true time, yet never synchronized.
+    let s = parse(&format!(
+        "{}loss = 1.0\n[[expect]]\nhost = \"client\"\nmetric = \"sync_time\"\nmax = \"210s\"\n",
+        SERVER_AND_CLIENT.replace("duration = \"30m\"", "duration = \"10m\"")
+    ));
+    let report = run(&s, None).expect("runs");
+    let client = &report.hosts[1];
+    assert_eq!((client.first_synced_s, client.sync_time()), (None, None));
+    assert_eq!(client.stats.max_offset(), Some(0.0), "the clock itself never left true time");
+    let v = &report.verdicts[0];
+    assert!(!v.passed && v.value.is_none(), "{v:?}");
+    assert_eq!(v.missing.as_deref(), Some("`client` never synchronized (its daemon never had a system peer)"));
+    // The server serves its own clock: synchronized from the start.
+    assert_eq!(report.hosts[0].sync_time(), Some(0.0));
+}
