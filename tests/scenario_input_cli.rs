@@ -97,3 +97,27 @@ fn run_reads_a_bounded_amount_of_an_endless_file() {
     assert!(stderr.contains("/dev/zero: the scenario is larger than the limit of 8388608 bytes"), "{}", text(&out));
     assert!(stderr.contains("scenario files are at most 8 MiB"), "{}", text(&out));
 }
+
+#[test]
+fn an_empty_shard_succeeds_with_an_empty_report() {
+    let dir = tmp("empty-shard");
+    std::fs::write(dir.join("only.toml"), small("\"client: only\"", "")).unwrap();
+    let rep = dir.join("report");
+    // One scenario in two shards: shard 2/2 is empty.
+    let out = ntplab(&["suite", dir.to_str().unwrap(), "--report", rep.to_str().unwrap(), "--shard", "2/2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(read(&rep.join("summary.md")).contains("**PASS**: 0 scenario(s)"));
+    let json: serde_json::Value = serde_json::from_str(&read(&rep.join("report.json"))).unwrap();
+    assert_eq!(json["passed"], true);
+    assert!(json["result"]["scenarios"].as_array().unwrap().is_empty());
+    assert!(read(&rep.join("junit.xml")).contains("<testsuites name=\"ntplab suite\""));
+    // A directory without scenarios is still a mistake, shard or not.
+    let empty = tmp("empty-dir");
+    for shard in [None, Some("1/2")] {
+        let mut args = vec!["suite", empty.to_str().unwrap(), "--report", rep.to_str().unwrap()];
+        args.extend(shard.iter().flat_map(|s| ["--shard", *s]));
+        let out = ntplab(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario files (*.toml) in"), "{}", text(&out));
+    }
+}
