@@ -1304,6 +1304,13 @@ impl Validator<'_> {
         self.src.at(spanned, message, hint)
     }
 
+    /// An error about a value inside the table `spanned`, pointing at the value the message names.
+    fn err_at_value<T>(&self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
+        let message = message.into();
+        let span = value_span_in(self.src.text, spanned.span(), &message);
+        self.src.error(Some(span), message, hint)
+    }
+
     fn run(mut self, file: ScenarioFile) -> VResult<Scenario> {
         let src = self.src;
         let name = file.name.get_ref().trim().to_string();
@@ -1591,7 +1598,7 @@ impl Validator<'_> {
         let ns = |d: Duration| NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let long = |what: &str, v: Duration| -> VResult<()> {
             if v >= Duration::from_secs(1) {
-                return Err(self.err(r, format!("refclock {what} {v:?} must be below 1 s"), None));
+                return Err(self.err_at_value(r, format!("refclock {what} {v:?} must be below 1 s"), None));
             }
             Ok(())
         };
@@ -1616,7 +1623,7 @@ impl Validator<'_> {
         }
         let baud = m.baud.unwrap_or(timing.baud_rate_bps);
         if !ntplab_daemon::config::BAUD_RATES.contains(&baud) {
-            return Err(self.err(r, format!("refclock baud {baud} is not one of {:?}", ntplab_daemon::config::BAUD_RATES), None));
+            return Err(self.err_at_value(r, format!("refclock baud {baud} is not one of {:?}", ntplab_daemon::config::BAUD_RATES), None));
         }
         config.gps.timing = SerialTiming { latency_min: latency, latency_max: latency + spread, baud_rate_bps: baud, ..timing };
         for (list, fix_loss) in [(&m.fix_loss, true), (&m.wnro, false)] {
@@ -1769,6 +1776,14 @@ impl Validator<'_> {
             span_of_source.push(span);
             source_sections.push(s);
         }
+        // Where the daemon's tables are written, for its messages ("[rate_limit] slots 0 ...").
+        let sections = [
+            ("[rate_limit]", h.rate_limit.as_ref().map(|s| s.span())),
+            ("[access]", h.access.as_ref().map(|s| s.span())),
+            ("[smear]", h.smear.as_ref().map(|s| s.span())),
+            ("[[refclock]]", h.refclock.as_ref().map(|s| s.span())),
+            ("[local]", h.local_stratum.as_ref().map(|s| s.span())),
+        ];
         let file = ConfigFile {
             listen: port.map(|p| SocketAddr::new(address, p)).into_iter().collect(),
             local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None, leap: None }),
@@ -1781,14 +1796,12 @@ impl Validator<'_> {
             refclocks,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
-            // Point at the offending part where the daemon's message names it.
+            // Point at the offending value where the daemon's message names its table.
             let m = e.0.clone();
-            let span = span_for_daemon_error(&m, &span_of_source).unwrap_or_else(|| h.name.span());
+            let section = span_for_daemon_error(&m, &span_of_source)
+                .or_else(|| sections.iter().find(|(tag, _)| m.contains(tag)).and_then(|(_, span)| span.clone()));
+            let span = section.map_or_else(|| h.name.span(), |s| value_span_in(self.src.text, s, &m));
             let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
-            let span = match &h.refclock {
-                Some(r) if m.contains("[[refclock]]") => r.span(),
-                _ => span,
-            };
             self.src.error(Some(span), m, hint)
         })?;
         Ok(NtpHost { daemon, sources })
@@ -2013,6 +2026,47 @@ impl Validator<'_> {
         });
         Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone() })
     }
+}
+
+/// Inside `section` of `text`, the value a validation message is about: the
+/// first quoted text of the message where the section has it (`rule
+/// "banana"`), else the value of the first key the message names that the
+/// section sets (`slots 0 ...` → `slots = 0`), else the whole section.
+fn value_span_in(text: &str, section: Range<usize>, message: &str) -> Range<usize> {
+    let Some(body) = text.get(section.clone()) else { return section };
+    let at = |r: Range<usize>| section.start + r.start..section.start + r.end;
+    if let Some(quoted) = message.split('"').nth(1).filter(|q| !q.is_empty()) {
+        let needle = format!("\"{quoted}\"");
+        if let Some(i) = body.find(&needle) {
+            return at(i..i + needle.len());
+        }
+    }
+    // Words after the table's name ("host `c`: [[source]] #1 (…): maximum poll 99 …"),
+    // with the source messages' phrases spelled as their keys.
+    let tail = message.find("] ").map_or(message, |i| &message[i + 1..]);
+    let tail = tail.replace("minimum poll", "poll_min").replace("maximum poll", "poll_max").replace("NTP version", "version");
+    let words = tail.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with(|c: char| c.is_ascii_lowercase()));
+    words.filter_map(|w| key_value_span(body, w)).next().map_or(section.clone(), at)
+}
+
+/// The span of the value in `key = value` within `body`, `key` a whole word.
+fn key_value_span(body: &str, key: &str) -> Option<Range<usize>> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(i) = body[from..].find(key) {
+        let start = from + i;
+        from = start + key.len();
+        if body[..start].chars().next_back().is_some_and(is_word) {
+            continue;
+        }
+        let Some(after_eq) = body[from..].trim_start_matches([' ', '\t']).strip_prefix('=') else { continue };
+        let value = after_eq.trim_start_matches([' ', '\t']);
+        let value_start = body.len() - value.len();
+        let len = value.find([',', '}', ']', '\n', '#']).unwrap_or(value.len());
+        let len = value[..len].trim_end().len().max(1).min(value.len());
+        return Some(value_start..value_start + len);
+    }
+    None
 }
 
 /// The span of the `[[source]]` entry a daemon validation message names (`#N`).
@@ -2261,6 +2315,31 @@ mod tests {
         assert!(e.message.contains("unknown key `mean`") && e.hint.as_deref().unwrap().contains("`sd`"), "{e}");
         let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\njitter = {{ kind = \"pareto\", scale = 1e-4, shape = 0 }}\n"));
         assert!(e.message.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn value_errors_point_at_the_value() {
+        // (a line of the server host, the message's start, the column of the value on line 7)
+        let cases = [
+            ("rate_limit = { interval_s_min = -1.0, burst = 8 }", "host `server`: [rate_limit] interval_s_min", 33),
+            ("rate_limit = { burst = 8, slots = 0 }", "host `server`: [rate_limit] slots 0", 35),
+            ("access = { default = \"allow\", rules = [ { network = \"10.0.0.0/99\", action = \"deny\" } ] }", "host `server`: [access] rule \"10.0.0.0/99\"", 53),
+            ("access = { rules = [ { network = \"banana\", action = \"deny\" } ] }", "host `server`: [access] rule \"banana\"", 34),
+            ("smear = { style = \"before-leap\", leap = \"banana\" }", "host `server`: [smear] leap \"banana\"", 41),
+            ("refclock = { kind = \"pps\", filter = 0 }", "host `server`: [[refclock]] #1 (pps): filter 0", 37),
+            ("refclock = { kind = \"pps\", refid = \"TOOLONG\" }", "host `server`: [[refclock]] #1 (pps): refid \"TOOLONG\"", 36),
+            ("refclock = { kind = \"gps\", gps_latency = \"1ms\", baud = 1234 }", "refclock baud 1234", 56),
+            ("refclock = { kind = \"gps\", pps_delay = \"2s\" }", "refclock pps_delay 2s", 40),
+            ("clock = { frequency = 1.0 }", "clock frequency 1", 23),
+        ];
+        for (line, message, column) in cases {
+            let e = err(&format!("name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n{line}\n"));
+            assert!(e.message.starts_with(message), "{e}");
+            assert_eq!((e.line, e.column), (Some(7), Some(column)), "{e}");
+        }
+        // A source's poll bounds: the value inside the `sources` entry.
+        let e = err(&format!("{TWO}sources = [{{ host = \"server\", poll_max = 99 }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
+        assert_eq!((e.line, e.column), (Some(10), Some(42)), "{e}");
     }
 
     #[test]
