@@ -17,7 +17,9 @@
 //!
 //! # Format
 //!
-//! A file is at most [`SCENARIO_BYTES_MAX`] (8 MiB) of UTF-8 text.
+//! A file is at most [`SCENARIO_BYTES_MAX`] (8 MiB) of UTF-8 text, and the
+//! trace it asks for at most [`SAMPLE_ROWS_MAX`] sample rows and
+//! [`DATAGRAMS_MAX`] datagrams (estimated from the sources' shortest polls).
 //!
 //! Top level: `name` (required), `description`, `seed` (default 1; the CLI may
 //! override it), `start` (RFC 3339, default 2030-01-01T00:00:00Z), `duration`
@@ -113,6 +115,17 @@ pub const DURATION_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Finest sample grid: 1 ms.
 pub const SAMPLE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+
+/// Most rows a run may write to `samples.csv`: hosts × (duration /
+/// sample_interval + 1). Ten million rows are about 850 MB of CSV.
+pub const SAMPLE_ROWS_MAX: u64 = 10_000_000;
+
+/// Most datagrams a run may be expected to send: for every source of every
+/// daemon, requests at its shortest poll interval (8 per poll with `burst`,
+/// 8 more for `iburst` at each start) and as many replies, doubled again when
+/// a link duplicates. The conformance checks hold every datagram in memory
+/// (a few hundred bytes each).
+pub const DATAGRAMS_MAX: u64 = 1_000_000;
 
 /// Largest scenario file [`Scenario::load`] reads: 8 MiB (a scenario of
 /// 10,000 hosts and their links is about 2 MiB).
@@ -1424,6 +1437,7 @@ impl Validator<'_> {
         for x in file.expect {
             expectations.push(self.expectation(x.get_ref(), duration, converged_after)?);
         }
+        self.check_trace_volume(&file.duration, file.sample_interval.as_ref(), sample_interval, &hosts, &links, &events)?;
 
         Ok(Scenario {
             origin: src.origin.to_string(),
@@ -1440,6 +1454,55 @@ impl Validator<'_> {
             events,
             expectations,
         })
+    }
+
+    /// Refuses runs whose trace would outgrow [`SAMPLE_ROWS_MAX`] or [`DATAGRAMS_MAX`].
+    fn check_trace_volume(
+        &self,
+        duration_key: &Spanned<Dur>,
+        interval_key: Option<&Spanned<Dur>>,
+        interval: Duration,
+        hosts: &[Host],
+        links: &[Link],
+        events: &[Event],
+    ) -> VResult<()> {
+        let duration = duration_key.get_ref().0;
+        let grid = duration.as_nanos() / interval.as_nanos().max(1) + 1;
+        let rows = grid.saturating_mul(hosts.len() as u128);
+        if rows > u128::from(SAMPLE_ROWS_MAX) {
+            let span = interval_key.map_or(duration_key.span(), |k| k.span());
+            return Err(self.src.error(
+                Some(span),
+                format!("`duration` / `sample_interval` gives {grid} sample times × {} hosts = {rows} rows of samples.csv, more than {SAMPLE_ROWS_MAX}", hosts.len()),
+                Some(format!("raise `sample_interval` (at least {:?} here) or shorten `duration`", duration * hosts.len() as u32 / SAMPLE_ROWS_MAX as u32)),
+            ));
+        }
+        let starts = 1 + events.iter().filter(|e| matches!(e.action, Action::Start { .. })).count() as u128;
+        let duplicating = links.iter().any(|l| l.forward.duplicate > 0.0 || l.backward.duplicate > 0.0)
+            || events.iter().any(|e| matches!(&e.action, Action::SetLink { forward, backward, .. } if forward.duplicate.is_some_and(|d| d > 0.0) || backward.duplicate.is_some_and(|d| d > 0.0)));
+        let mut datagrams: u128 = 0;
+        for h in hosts {
+            let Role::Ntp(n) = &h.role else { continue };
+            for src in &n.daemon.sources {
+                let c = &src.config;
+                let interval_ns = 1_000_000_000u128 << i32::from(c.poll_min_log2).clamp(0, 17);
+                let per_poll = if c.burst { 8 } else { 1 };
+                let polls = duration.as_nanos() / interval_ns + 1;
+                let requests = polls * per_poll + if c.iburst { 8 * starts } else { 0 };
+                datagrams = datagrams.saturating_add(2 * requests);
+            }
+        }
+        if duplicating {
+            datagrams = datagrams.saturating_mul(2);
+        }
+        if datagrams > u128::from(DATAGRAMS_MAX) {
+            return Err(self.src.error(
+                Some(duration_key.span()),
+                format!("`duration` and the sources' `poll_min` give up to {datagrams} datagrams, more than {DATAGRAMS_MAX}"),
+                Some("shorten `duration`, raise the sources' `poll_min`, drop `burst`, or use fewer clients".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn host_ref(&self, name: &Spanned<String>) -> VResult<HostId> {
@@ -2340,6 +2403,31 @@ mod tests {
         // A source's poll bounds: the value inside the `sources` entry.
         let e = err(&format!("{TWO}sources = [{{ host = \"server\", poll_max = 99 }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
         assert_eq!((e.line, e.column), (Some(10), Some(42)), "{e}");
+    }
+
+    #[test]
+    fn trace_volume_is_bounded_at_load_time() {
+        // 1 h on a 1 ms grid for 2 hosts: 7.2 million rows, accepted.
+        let ok = |text: &str| Scenario::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+        ok(&format!("{}sample_interval = \"1ms\"\n{}", &TWO[..27], &TWO[27..]));
+        // 2 h: 14.4 million rows; the error names the keys and says what to do.
+        let e = err(&format!("name = \"x\"\nduration = \"2h\"\nsample_interval = \"1ms\"\n{}", &TWO[27..]));
+        assert_eq!((e.line, e.column), (Some(3), Some(19)), "{e}");
+        assert!(e.message.starts_with("`duration` / `sample_interval` gives 7200001 sample times × 2 hosts = 14400002 rows of samples.csv, more than 10000000"), "{e}");
+        assert!(e.hint.as_deref().unwrap().starts_with("raise `sample_interval` (at least 1.44ms here)"), "{e}");
+        // Ten years at the default 1 s grid: refused at `duration`.
+        let e = err(&format!("name = \"x\"\nduration = \"3650d\"\n{}", &TWO[27..]));
+        assert_eq!((e.line, e.column), (Some(2), Some(12)), "{e}");
+        assert!(e.message.contains("rows of samples.csv"), "{e}");
+        // Datagrams: 200 clients polling every 16 s in bursts of 8 for 10 days.
+        let mut text = String::from("name = \"x\"\nduration = \"10d\"\nsample_interval = \"1h\"\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n");
+        for i in 0..200 {
+            text += &format!("[[host]]\nname = \"c{i}\"\naddress = \"10.0.1.{}\"\nlisten = false\nsources = [{{ host = \"s\", burst = true, poll_min = 4 }}]\n[[link]]\nbetween = [\"c{i}\", \"s\"]\n", i + 1);
+        }
+        let e = err(&text);
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("datagrams, more than 1000000") && e.hint.as_deref().unwrap().contains("poll_min"), "{e}");
+        ok(&text.replace("burst = true", "burst = false").replace("10d", "6h"));
     }
 
     #[test]
