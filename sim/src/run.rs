@@ -72,11 +72,10 @@ pub fn setup(s: &Scenario) -> SimSetup {
                         }
                         HostRole::Daemon(Box::new(daemon))
                     }
-                    Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
-                        p.behavior,
-                        p.stratum,
-                        SimRng::derive(s.seed, &format!("peer/{i}")).next_u64(),
-                    )),
+                    Role::Scripted(p) => HostRole::Scripted {
+                        peer: ScriptedPeer::new(p.behavior, p.stratum, SimRng::derive(s.seed, &format!("peer/{i}")).next_u64()),
+                        port: p.port,
+                    },
                 },
                 oscillator: OscillatorConfig {
                     offset_s: h.clock.offset_s,
@@ -172,6 +171,28 @@ pub struct HostReport {
     pub packets_received: u64,
     /// Whether its daemon had a system peer at the end.
     pub synced: bool,
+    /// True time since the start at which its daemon first had a system peer
+    /// (or served its own clock), seconds; None: it never synchronized.
+    pub first_synced_s: Option<f64>,
+}
+
+impl HostReport {
+    /// Time from the start until the host synchronized for good, seconds:
+    /// the later of its daemon's first synchronization and the last sample
+    /// off true time by more than [`SYNC_THRESHOLD_S`]. None when it never
+    /// synchronized, or was that far off at the end.
+    pub fn sync_time(&self) -> Option<f64> {
+        Some(self.stats.sync_time()?.max(self.first_synced_s?))
+    }
+
+    /// Why [`HostReport::sync_time`] has no value, when it has none.
+    pub fn no_sync_time_reason(&self) -> Option<String> {
+        match (self.first_synced_s, self.stats.sync_time()) {
+            (None, _) => Some(format!("`{}` never synchronized (its daemon never had a system peer)", self.name)),
+            (Some(_), None) => Some(format!("`{}` was more than {} ms off true time at the end of the run", self.name, SYNC_THRESHOLD_S * 1e3)),
+            (Some(_), Some(_)) => None,
+        }
+    }
 }
 
 /// One expectation's verdict.
@@ -183,6 +204,8 @@ pub struct Verdict {
     pub host: String,
     /// The measured value (None: never happened, e.g. no sync).
     pub value: Option<f64>,
+    /// Why there is no value, when there is none and the reason is known.
+    pub missing: Option<String>,
     /// Whether it was met.
     pub passed: bool,
 }
@@ -215,6 +238,8 @@ impl RunReport {
 
 struct HostState {
     synced: bool,
+    /// When its daemon first had a system peer (or served its own clock).
+    first_synced: Option<NtpDuration>,
     stratum: u8,
     poll_log2: i8,
     peer_stratum: BTreeMap<SocketAddr, u8>,
@@ -364,6 +389,9 @@ impl Recorder for RunRecorder {
             DaemonEvent::Selection { system_peer, falsetickers, offset } => {
                 if let Some(st) = self.state.get_mut(host) {
                     st.synced = system_peer.is_some();
+                    if st.synced && st.first_synced.is_none() {
+                        st.first_synced = Some(elapsed);
+                    }
                     st.stratum = match system_peer {
                         Some(Peer::Refclock { .. }) => 1,
                         Some(Peer::Source(p)) => st.peer_stratum.get(p).map_or(16, |s| s.saturating_add(1).min(16)),
@@ -456,6 +484,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
                 };
                 HostState {
                     synced: local.is_some(),
+                    first_synced: local.map(|_| NtpDuration::ZERO),
                     stratum: local.unwrap_or(16),
                     poll_log2: 6,
                     peer_stratum: BTreeMap::new(),
@@ -491,6 +520,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
             stats: rec.hosts[i].clone(),
             packets_received: rec.received[i],
             synced: rec.state[i].synced,
+            first_synced_s: rec.state[i].first_synced.map(|t| t.to_seconds_f64()),
         })
         .collect();
     let verdicts = s
@@ -516,7 +546,7 @@ fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats, max_stratum:
     let value = match e.metric {
         Metric::RmsOffset => window.rms_offset(),
         Metric::MaxOffset => window.max_offset(),
-        Metric::SyncTime => h.stats.sync_time(),
+        Metric::SyncTime => h.sync_time(),
         Metric::MaxFrequencyError => window.max_frequency_error(),
         Metric::RmsFrequencyError => window.rms_frequency_error(),
         Metric::PacketsSent => Some(h.stats.packets_sent as f64),
@@ -525,5 +555,10 @@ fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats, max_stratum:
         Metric::MaxStratum => max_stratum.map(f64::from),
     };
     let passed = value.is_some_and(|v| e.max.is_none_or(|m| v <= m) && e.min.is_none_or(|m| v >= m));
-    Verdict { expectation: e.clone(), host: h.name.clone(), value, passed }
+    let missing = match (value, e.metric) {
+        (Some(_), _) => None,
+        (None, Metric::SyncTime) => h.no_sync_time_reason(),
+        (None, _) => Some(format!("no samples of `{}` after {} s", h.name, e.after.as_secs_f64())),
+    };
+    Verdict { expectation: e.clone(), host: h.name.clone(), value, missing, passed }
 }
