@@ -38,6 +38,27 @@ BAD_SENT_MIN = 100
 BAD_SAMPLES = [1, BAD // 2, BAD]   # which bad clients get an expectation
 
 
+# Checks every run must exercise (`ntplab suite` fails when one is not).
+EXERCISES = [
+    "server-echoes-origin",
+    "server-copies-version",
+    "server-mode-map",
+    "server-reply-address",
+    "server-no-amplification",
+    "stratum-16-never-sent",
+    "refid-stratum-1",
+    "refid-never-init",
+    "kod-well-formed",
+    "client-transmit-random",
+    "client-source-port",
+    "kod-no-sample",
+    "kod-rate-backoff",
+    "kod-rate-cap",
+    "offset-delay-formula",
+    "poll-bounds",
+    "slew-below-step-threshold",
+]
+
 def bad_addr(i):
     return f"10.1.{i // 250}.{i % 250 + 1}"
 
@@ -61,6 +82,10 @@ def main():
     w('start = "2026-01-01T00:00:00Z"')
     w(f'duration = "{DURATION_S // 3600}h"')
     w('converged_after = "1h"')
+    w("exercises = [")
+    for check in EXERCISES:
+        w(f'  "{check}",')
+    w("]")
     w("")
     w("[[host]]")
     w('name = "server"')
