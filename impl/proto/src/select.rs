@@ -165,6 +165,16 @@ pub enum NoSync {
         /// How many are required.
         required: usize,
     },
+    /// Set by the system process, never by a selection algorithm: before the
+    /// first clock update, the truechimers are not yet a majority of every
+    /// configured source (or some source is still too far to judge), and the
+    /// startup wait ([`crate::system::STARTUP_WAIT_S`]) has not run out.
+    StartupWait {
+        /// Truechimers of this run.
+        truechimers: usize,
+        /// Sources configured.
+        configured: usize,
+    },
 }
 
 /// The best and final statistics (§11.2.3).
