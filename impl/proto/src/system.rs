@@ -228,9 +228,12 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let result = self.discipline.update_sample(sample);
         let stepped = matches!(result.action, Action::Step { .. });
         if stepped {
+            // A step starts every association over, the system peer too
+            // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
             for p in self.peers.values_mut() {
                 p.filter.reset();
             }
+            self.system_peer = None;
             self.last_used_sample = None;
             self.last_raw_sample = None;
         }
@@ -554,6 +557,56 @@ mod tests {
             sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
         });
         assert_eq!(first, Some(3));
+    }
+
+    #[test]
+    fn the_system_peers_leap_indicator_is_propagated() {
+        // §11.2.3: the system leap indicator follows the system peer's.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        let with_leap = |leap, at: f64| Measurement { leap, ..measurement(0.001, 0.002, at) };
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &with_leap(LeapIndicator::Insert, at), t(at));
+        }
+        assert_eq!(sys.server_state(t(16.0)).leap, LeapIndicator::Insert);
+        for i in 8..16 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &with_leap(LeapIndicator::Delete, at), t(at));
+        }
+        assert_eq!(sys.server_state(t(32.0)).leap, LeapIndicator::Delete);
+    }
+
+    #[test]
+    fn a_step_resets_every_filter() {
+        // §11.2.3: after a step every association starts over. Two sources
+        // agree on +1 s; the step empties both filters, so the next sample of
+        // either is a lone one (seven empty stages at MAXDISP): too far to
+        // select, no second correction from pre-step samples.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        let mut stepped_at = None;
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            for id in [1, 2] {
+                let u = sys.handle_measurement(&id, &measurement(1.0, 0.002 * f64::from(id), at), t(at));
+                if u.stepped {
+                    assert!(matches!(u.clock, Some(Action::Step { .. })), "{u:?}");
+                    stepped_at.get_or_insert(at);
+                }
+            }
+            if stepped_at.is_some() {
+                break;
+            }
+        }
+        let at = stepped_at.expect("a 1 s offset is stepped") + 2.0;
+        for id in [1, 2] {
+            let u = sys.handle_measurement(&id, &measurement(0.0, 0.002, at), t(at));
+            assert!(u.clock.is_none(), "source {id}: a correction right after the step: {u:?}");
+            let selection = u.selection.expect("a filter update runs selection");
+            assert!(selection.rejected.iter().all(|(_, r)| *r == Rejection::DistanceTooLarge), "{selection:?}");
+        }
     }
 
     #[test]
