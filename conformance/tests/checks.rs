@@ -315,6 +315,10 @@ fn wrap_samples(jump_at_1700: f64) -> String {
     o
 }
 
+#[path = "support/client_sample.rs"]
+#[allow(dead_code)] // the table uses part of what client_sample_checks.rs uses
+mod client_sample;
+
 fn metas() -> Vec<Meta> {
     let ex = exchange(OK_ORG);
     let kiss = |code: &str, event: &str| frag(&kiss_flow(code, &[16.0]), &kiss_events(event, 1, &[16.0]));
@@ -329,7 +333,11 @@ fn metas() -> Vec<Meta> {
     let selection = |peer: &str| format!(r#"{{"t_s":10,"host":"client","kind":"selection","details":{{"system_peer":"{peer}","falsetickers":[]}}}}"#);
     let polls_liar_and_server = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8))].join("\n");
     let polls_three = format!("{polls_liar_and_server}\n{}", pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9)));
+    let sampled = |event: String| frag(&client_sample::packets(), &event);
     vec![
+        Meta { check: "client-sample-formula", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(0.011, 0.004, 1.0145)) },
+        Meta { check: "client-sample-offset", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.016, 0.014, 1.0245)) },
+        Meta { check: "client-sample-delay", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.011, 0.005, 1.0145)) },
         Meta { check: "server-echoes-origin", pass: frag(&ex, ""), fail: frag(&exchange(0x1111), "") },
         Meta { check: "server-copies-version", pass: frag(&ex, ""), fail: frag(&ex.replacen("\"bytes\":\"23", "\"bytes\":\"1b", 1), "") },
         Meta { check: "server-mode-map", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x25, 1, "GPS", OK_ORG)), "") },

@@ -970,27 +970,34 @@ mod tests {
     proptest! {
         #[test]
         fn invariants_hold_for_any_offset_sequence(
-            offsets in proptest::collection::vec(-2000.0f64..2000.0, 1..60),
+            // Around the panic threshold, and around the step threshold.
+            offsets in proptest::collection::vec(prop_oneof![-2000.0f64..2000.0, -0.3f64..0.3], 1..60),
             gaps in proptest::collection::vec(1.0f64..3000.0, 60),
             saved in proptest::option::of(-1e-3f64..1e-3),
         ) {
+            // RFC 5905's values (Fig. 24, A.5.5.6), written here rather than
+            // taken from the constants the code uses, so a wrong constant fails.
+            const RFC_MAXFREQ: f64 = 500e-6;
+            const RFC_STEPT: f64 = 0.125;
+            const RFC_PANICT: f64 = 1000.0;
+            const RFC_LIMIT: i32 = 30;
             let mut d = Discipline::new(DisciplineConfig::default(), saved);
             let mut t = 0.0;
             for (i, o) in offsets.iter().enumerate() {
                 t += gaps[i];
                 let before = d.state();
                 let u = d.update(dur(*o), at(t));
-                prop_assert!(d.frequency().abs() <= MAXFREQ);
+                prop_assert!(d.frequency().abs() <= RFC_MAXFREQ);
                 prop_assert!((6..=10).contains(&u.poll));
-                prop_assert!(d.hysteresis_count().abs() <= LIMIT);
+                prop_assert!(d.hysteresis_count().abs() <= RFC_LIMIT);
                 match u.action {
-                    Action::Panic { .. } => prop_assert!(o.abs() > PANICT),
+                    Action::Panic { .. } => prop_assert!(o.abs() > RFC_PANICT),
                     Action::Step { offset, .. } => {
-                        prop_assert!(o.abs() > STEPT);
+                        prop_assert!(o.abs() > RFC_STEPT);
                         prop_assert_eq!(offset, dur(*o));
                     }
                     Action::Slew { phase, .. } => {
-                        prop_assert!(o.abs() <= STEPT + 1e-9);
+                        prop_assert!(o.abs() <= RFC_STEPT + 1e-9);
                         prop_assert_eq!(phase, dur(*o));
                     }
                     Action::Ignore(_) => prop_assert!(matches!(before, State::Sync | State::Spik | State::Freq)),
