@@ -823,12 +823,15 @@ mod tests {
         let mut sys: System<u32> = System::new(SystemConfig::default());
         sys.add_source(1, ReferenceId::from_ipv4(upstream));
         sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        // Only source 1 answers: it is followed once the startup wait (which
+        // wants a majority of both configured sources) has passed.
         for i in 0..8 {
-            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, f64::from(i)), t(f64::from(i)));
+            let at = f64::from(i) * 10.0;
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, at), t(at));
         }
         assert_eq!(sys.system_peer(), Some(&1));
         // Source 2 is synchronized to our system peer (its refid is our refid).
-        let u = sys.handle_measurement(&2, &from_server(2, ReferenceId::from_ipv4(upstream), 0.0, 10.0), t(10.0));
+        let u = sys.handle_measurement(&2, &from_server(2, ReferenceId::from_ipv4(upstream), 0.0, 80.0), t(80.0));
         assert!(rejections(&u).contains(&(2, Rejection::Loop)), "{:?}", rejections(&u));
         assert_eq!(sys.system_peer(), Some(&1));
     }
@@ -846,11 +849,12 @@ mod tests {
         }
         assert_eq!(sys.system_peer(), None);
         assert_eq!(sys.server_state(t(9.0)).stratum, 5, "its own local reference");
+        // Source 2 alone of the two is fit: followed after the startup wait.
         for i in 0..8 {
-            let at = 10.0 + f64::from(i);
+            let at = 10.0 + f64::from(i) * 10.0;
             sys.handle_measurement(&2, &from_server(4, ReferenceId::from_ipv4("198.51.100.1".parse().unwrap()), 0.0, at), t(at));
         }
         assert_eq!(sys.system_peer(), Some(&2));
-        assert_eq!(sys.server_state(t(20.0)).stratum, 5, "stratum 4 + 1");
+        assert_eq!(sys.server_state(t(90.0)).stratum, 5, "stratum 4 + 1");
     }
 }
