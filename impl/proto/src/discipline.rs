@@ -109,6 +109,10 @@ pub enum Action {
         frequency: f64,
         /// Exponential time constant of the slew, `TC · min(2^poll, ALLAN)`.
         time_constant: NtpDuration,
+        /// `None`: the kernel PLL's slew ([`NtpClock::adjust_phase`], at most
+        /// 500 ppm). `Some(R)`: a slew at up to `R` s/s through the tick
+        /// ([`NtpClock::slew_phase`]; zero time constant: linear at `R`).
+        max_rate: Option<f64>,
     },
     /// The caller MUST step the clock by `offset` and set the frequency
     /// correction to `frequency`, and then MUST reset all associations
@@ -134,9 +138,12 @@ impl Action {
     pub fn apply<C: NtpClock>(&self, clock: &mut C) -> Result<Option<NtpTime>, C::Error> {
         match *self {
             Action::Ignore(_) | Action::Panic { .. } => Ok(None),
-            Action::Slew { phase, frequency, time_constant } => {
+            Action::Slew { phase, frequency, time_constant, max_rate } => {
                 clock.set_frequency(frequency)?;
-                clock.adjust_phase(phase, time_constant).map(Some)
+                match max_rate {
+                    None => clock.adjust_phase(phase, time_constant).map(Some),
+                    Some(rate) => clock.slew_phase(phase, time_constant, rate).map(Some),
+                }
             }
             Action::Step { offset, frequency } => {
                 clock.step(offset)?;
@@ -554,7 +561,7 @@ impl Discipline {
         let action = if stepped {
             Action::Step { offset, frequency: self.freq }
         } else {
-            Action::Slew { phase: offset, frequency: self.freq, time_constant: dur(self.slew_tau) }
+            Action::Slew { phase: offset, frequency: self.freq, time_constant: dur(self.slew_tau), max_rate: None }
         };
         self.outcome(action)
     }
@@ -622,7 +629,8 @@ mod tests {
         let mut d = synced();
         let u = d.update(dur(0.010), at(64.0));
         match u.action {
-            Action::Slew { phase, frequency, time_constant } => {
+            Action::Slew { phase, frequency, time_constant, max_rate } => {
+                assert_eq!(max_rate, None, "the PLL slews through the kernel");
                 assert_eq!(phase, dur(0.010));
                 // PLL: 0.01 * 64 / (4 * 16 * 64)^2.
                 let expect = 0.010 * 64.0 / (4.0 * 16.0 * 64.0f64).powi(2);
