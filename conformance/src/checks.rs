@@ -628,7 +628,10 @@ fn first_sync_t(a: &Analysis<'_>, host: &str) -> Option<f64> {
 
 fn unsynced_server(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
-    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
+    // A host with a local reference serves its own clock, synchronized to that
+    // reference, until a source is selected (chrony's `local`, ntpd's orphan
+    // mode): it is never an unsynchronized server.
+    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, local_reference: false, .. })) {
         let synced_at = first_sync_t(a, &host.name).unwrap_or(f64::INFINITY);
         for p in daemon_sent(a).filter(|p| p.src.ip() == host.address && p.mode() == Some(Mode::Server) && p.sent_t_s < synced_at) {
             let h = p.header.unwrap_or_else(|| unreachable!());

@@ -12,7 +12,7 @@ fn ctx() -> Context {
     let daemon = |name: &str, addr: &str, has_sources: bool| HostInfo {
         name: name.into(),
         address: addr.parse().unwrap(),
-        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false },
+        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false, local_reference: false },
         noise_s: 0.0,
     };
     Context {
@@ -478,4 +478,18 @@ fn no_majority_means_no_system_peer() {
     let (s, why) = outcome("falsetickers-outvoted", &frag(&polls, truechimer));
     assert_eq!(s, Status::Fail);
     assert!(why.contains("1 of 2 polled servers are falsetickers (no majority), yet 10.0.0.1:123 became system peer"), "{why}");
+}
+
+#[test]
+fn a_host_with_a_local_reference_is_no_unsynchronized_server() {
+    // The client of ctx() serves stratum 2 before it selected a peer: a
+    // failure for a host without a local reference (the meta-test table),
+    // none for one with `local_stratum`, which serves its own clock.
+    let served = pkt(1, 5.0, 5.001, 5.0, 5.001, "10.0.0.2:123", "10.0.0.9:5000", &hdr(0x24, 2, "", 77, ts(5.0), ts(5.0)));
+    let trace = Trace::from_strs(&served, "", "").unwrap();
+    let mut c = ctx();
+    let run = |c: &Context| (check("unsynced-server-advertises").unwrap().run)(&Analysis::new(c, &trace)).status;
+    assert_eq!(run(&c), Status::Fail);
+    c.hosts[1].kind = HostKind::Daemon { serves: true, has_sources: true, interleaved: false, local_reference: true };
+    assert_eq!(run(&c), Status::NotExercised);
 }

@@ -17,8 +17,8 @@ fn context() -> Context {
         start: time(0.0),
         duration_s: 60.0,
         hosts: vec![
-            host("server", "10.0.0.1", HostKind::Daemon { serves: true, has_sources: false, interleaved: false }),
-            host("client", "10.0.0.2", HostKind::Daemon { serves: false, has_sources: true, interleaved: false }),
+            host("server", "10.0.0.1", HostKind::Daemon { serves: true, has_sources: false, interleaved: false, local_reference: false }),
+            host("client", "10.0.0.2", HostKind::Daemon { serves: false, has_sources: true, interleaved: false, local_reference: false }),
         ],
     }
 }
