@@ -1362,24 +1362,17 @@ impl Scenario {
     }
 }
 
-/// Reads at most `limit` bytes of `path`; an error says what is wrong and what to do.
+/// Reads at most `limit` bytes of `path` (the daemon's bounded reader, which
+/// reads configurations too); an error says what is wrong and what to do.
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, (String, Option<String>)> {
-    use std::io::Read;
+    use ntplab_daemon::config::{read_file_bounded, BoundedReadError};
     let limit_hint = || Some(format!("scenario files are at most {} MiB; describe the run with fewer hosts, links or events", SCENARIO_BYTES_MAX >> 20));
-    let file = std::fs::File::open(path).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
-    let meta = file.metadata().map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
-    if meta.is_dir() {
-        return Err(("cannot read the scenario: it is a directory".into(), Some("name a .toml file (`ntplab suite DIR` runs a directory)".into())));
-    }
-    if meta.is_file() && meta.len() > limit {
-        return Err((format!("the scenario is {} bytes, more than the limit of {limit}", meta.len()), limit_hint()));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
-    if bytes.len() as u64 > limit {
-        return Err((format!("the scenario is larger than the limit of {limit} bytes (reading stopped there)"), limit_hint()));
-    }
-    Ok(bytes)
+    read_file_bounded(path, limit).map_err(|e| match e {
+        BoundedReadError::Io(e) => (format!("cannot read the scenario: {e}"), None),
+        BoundedReadError::Directory => ("cannot read the scenario: it is a directory".into(), Some("name a .toml file (`ntplab suite DIR` runs a directory)".into())),
+        BoundedReadError::TooLarge(Some(len)) => (format!("the scenario is {len} bytes, more than the limit of {limit}"), limit_hint()),
+        BoundedReadError::TooLarge(None) => (format!("the scenario is larger than the limit of {limit} bytes (reading stopped there)"), limit_hint()),
+    })
 }
 
 struct Validator<'a> {

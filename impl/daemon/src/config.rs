@@ -309,26 +309,51 @@ pub struct ClockSection {
 /// sources is a few hundred KiB).
 pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
 
-/// The UTF-8 text of the file at `path`, if it has at most `max` bytes. A
-/// regular file's size is checked before reading; anything else (a device, a
-/// pipe) is read up to `max + 1` bytes at most, so an endless input such as
-/// `/dev/zero` is refused after 1 MiB instead of filling memory.
-pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<String, ConfigError> {
+/// Why [`read_file_bounded`] read nothing.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    /// Opening, inspecting or reading the file failed.
+    Io(std::io::Error),
+    /// The path names a directory.
+    Directory,
+    /// More than the limit: the size of a regular file, or `None` when
+    /// reading a device or pipe stopped one byte past the limit.
+    TooLarge(Option<u64>),
+}
+
+/// The bytes of the file at `path`, if it has at most `max` of them. A regular
+/// file's size is checked before reading; anything else (a device, a pipe) is
+/// read up to `max + 1` bytes at most, so an endless input such as `/dev/zero`
+/// is refused after `max` bytes instead of filling memory. Configurations and
+/// scenario files are read through it.
+pub fn read_file_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, BoundedReadError> {
     use std::io::Read;
-    let name = path.display();
-    let file = std::fs::File::open(path).map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
-    let meta = file.metadata().map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
+    let file = std::fs::File::open(path).map_err(BoundedReadError::Io)?;
+    let meta = file.metadata().map_err(BoundedReadError::Io)?;
     if meta.is_dir() {
-        return Err(ConfigError(format!("cannot read {name}: it is a directory")));
+        return Err(BoundedReadError::Directory);
     }
     if meta.is_file() && meta.len() > max {
-        return Err(ConfigError(format!("{name}: {} bytes is larger than the limit of {max} bytes", meta.len())));
+        return Err(BoundedReadError::TooLarge(Some(meta.len())));
     }
     let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| ConfigError(format!("cannot read {name}: {e}")))?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(BoundedReadError::Io)?;
     if bytes.len() as u64 > max {
-        return Err(ConfigError(format!("{name}: more than the limit of {max} bytes (is it a configuration file?)")));
+        return Err(BoundedReadError::TooLarge(None));
     }
+    Ok(bytes)
+}
+
+/// The UTF-8 text of the configuration file at `path`, if it has at most
+/// `max` bytes ([`read_file_bounded`]).
+pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<String, ConfigError> {
+    let name = path.display();
+    let bytes = read_file_bounded(path, max).map_err(|e| match e {
+        BoundedReadError::Io(e) => ConfigError(format!("cannot read {name}: {e}")),
+        BoundedReadError::Directory => ConfigError(format!("cannot read {name}: it is a directory")),
+        BoundedReadError::TooLarge(Some(len)) => ConfigError(format!("{name}: {len} bytes is larger than the limit of {max} bytes")),
+        BoundedReadError::TooLarge(None) => ConfigError(format!("{name}: more than the limit of {max} bytes (is it a configuration file?)")),
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_column(&String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]), e.utf8_error().valid_up_to());
         ConfigError(format!("{name}:{line}:{column}: not UTF-8 text"))
