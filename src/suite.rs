@@ -44,6 +44,9 @@ pub struct SuiteArgs {
     pub slowest: usize,
 }
 
+/// Largest baseline file read: 64 MiB.
+const BASELINE_BYTES_MAX: u64 = 64 << 20;
+
 /// Runs `ntplab suite`.
 pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let catalog = Catalog::builtin();
@@ -63,7 +66,18 @@ pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     };
     let base = match &args.baseline {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| CliError::input(format!("cannot read baseline {}: {e}", p.display())))?;
+            // Bounded like configs and scenarios: the committed baseline of
+            // seeds 1..10 is under 1 MiB.
+            use ntplab_daemon::config::{read_file_bounded, BoundedReadError};
+            let name = p.display();
+            let bytes = read_file_bounded(p, BASELINE_BYTES_MAX).map_err(|e| {
+                CliError::input(match e {
+                    BoundedReadError::Io(e) => format!("cannot read baseline {name}: {e}"),
+                    BoundedReadError::Directory => format!("cannot read baseline {name}: it is a directory"),
+                    BoundedReadError::TooLarge(_) => format!("cannot read baseline {name}: more than the limit of {BASELINE_BYTES_MAX} bytes (write one with --write-baseline)"),
+                })
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| CliError::input(format!("cannot read baseline {name}: not UTF-8 text at byte {}", e.utf8_error().valid_up_to())))?;
             Some(baseline::parse(&text, &p.display().to_string()).map_err(CliError::input)?)
         }
         None => None,

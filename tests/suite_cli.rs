@@ -179,3 +179,13 @@ fn a_declared_check_that_is_not_exercised_fails_the_suite() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tiny.toml:3:14: `exercises` names unknown check `kod-deny-stop`"), "{stderr}");
 }
+
+#[test]
+fn an_endless_baseline_is_refused_with_its_name() {
+    let dir = tmp("endless-baseline");
+    std::fs::write(dir.join("tiny.toml"), tiny("0.01")).unwrap();
+    let out = ntplab(&["suite", dir.to_str().unwrap(), "--baseline", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read baseline /dev/zero: more than the limit"), "{stderr}");
+}
