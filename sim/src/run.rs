@@ -460,7 +460,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
         let members = if e.members.is_empty() { std::slice::from_ref(&e.host) } else { e.members.as_slice() };
         for &h in members {
             expect_by_host[h].push(expect_stats.len());
-            expect_stats.push((h, HostStats::new(dur(e.after), SYNC_THRESHOLD_S)));
+            expect_stats.push((h, HostStats::new(dur(e.after), e.within.unwrap_or(SYNC_THRESHOLD_S))));
         }
         expect_slots.push(first..expect_stats.len());
     }
@@ -552,7 +552,7 @@ fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Opt
     match metric {
         Metric::RmsOffset => window.rms_offset(),
         Metric::MaxOffset => window.max_offset(),
-        Metric::SyncTime => h.stats.sync_time(),
+        Metric::SyncTime => window.sync_time(),
         Metric::MaxFrequencyError => window.max_frequency_error(),
         Metric::RmsFrequencyError => window.rms_frequency_error(),
         Metric::PacketsSent => Some(h.stats.packets_sent as f64),
@@ -562,7 +562,7 @@ fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Opt
         Metric::Selections => Some(h.stats.selections as f64),
         Metric::KissCodes => Some(h.stats.kiss_codes as f64),
         Metric::Ntsn => Some(h.stats.ntsn as f64),
-        Metric::Synchronized => Some(if h.stats.sync_time().is_some() { 1.0 } else { 0.0 }),
+        Metric::Synchronized => Some(if window.sync_time().is_some() { 1.0 } else { 0.0 }),
     }
 }
 

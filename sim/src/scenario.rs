@@ -56,6 +56,12 @@
 //!   `{ from, until }` windows, times since the start, when the receiver has
 //!   no fix or sends dates 1024 weeks old), and the daemon's settings
 //!   `refid`, `offset`, `delay` and `filter` (as in `[[refclock]]`).
+//!   With `count = N` (1–10000) the table is a host group: N hosts named
+//!   NAME-1..NAME-N at consecutive addresses from `address`, otherwise alike.
+//!   A group's name stands for all its members in a link's `between` (one link
+//!   per member, or per pair of members of two groups), in `sources`, in an
+//!   event's `hosts` and `host` (one event per member), and in `[[expect]]`
+//!   with `over`.
 //! - `[[link]]`: `between = ["a", "b"]` and the link parameters `delay`,
 //!   `jitter` (`{ kind = "none" | "exponential", mean | "normal", sd |
 //!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
@@ -72,7 +78,11 @@
 //! - `[[expect]]`: `host`, `metric` (see [`Metric`]), `max` and/or `min`,
 //!   optional `name`, `after` (default `converged_after` for offset and
 //!   frequency statistics, the start otherwise) and `requirement` (a free-form
-//!   requirement ID for conformance reports).
+//!   requirement ID for conformance reports). `within` (`sync_time` and
+//!   `synchronized` only) is the |offset| that counts as synchronized (default
+//!   1 ms). For a host group, `over = "min" | "max" | "median"` says how its
+//!   members' values become one; a member without a value (e.g. never
+//!   synchronized for `sync_time`) fails the expectation.
 //!
 //! The full example (it is `sim/scenarios/format-example.toml`, and a test
 //! loads it):
@@ -441,6 +451,10 @@ pub struct Expectation {
     pub over: Option<Over>,
     /// The group's name (`None` for one host).
     pub group: Option<String>,
+    /// For `sync_time` and `synchronized`: |true offset| at or below this
+    /// counts as synchronized, seconds (`within`; default 1 ms). chrony's
+    /// tests use their `time_max_limit` here.
+    pub within: Option<f64>,
 }
 
 /// How an expectation about a host group summarizes its members' values.
@@ -1258,6 +1272,7 @@ struct ExpectSection {
     after: Option<Spanned<Dur>>,
     requirement: Option<String>,
     over: Option<Spanned<Over>>,
+    within: Option<Spanned<Secs>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -2025,6 +2040,16 @@ impl Validator<'_> {
         };
         let max = bound(&x.max)?;
         let min = bound(&x.min)?;
+        let within = match &x.within {
+            None => None,
+            Some(w) if !matches!(metric, Metric::SyncTime | Metric::Synchronized) => {
+                return Err(self.err(w, format!("`within` applies to sync_time and synchronized, not `{}`", metric.name()), None));
+            }
+            Some(w) if !(w.get_ref().value > 0.0 && w.get_ref().value.is_finite()) => {
+                return Err(self.err(w, format!("`within` must be a positive offset, not {}", w.get_ref().value), Some("e.g. within = \"5ms\"".into())));
+            }
+            Some(w) => Some(w.get_ref().value),
+        };
         match (min, max) {
             (None, None) => {
                 return Err(self.err(&x.metric, "this expectation has neither `max` nor `min`", Some(format!("add max = … (in {})", metric.unit()))));
@@ -2052,7 +2077,7 @@ impl Validator<'_> {
             }
             n
         });
-        Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone(), members: Vec::new(), over: None, group: None })
+        Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone(), members: Vec::new(), over: None, group: None, within })
     }
 }
 
@@ -2571,6 +2596,10 @@ max = "10m"
             assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
             assert!(e.line.is_some(), "{e}");
         }
+        let wrong = GROUPS.replace("metric = \"sync_time\"\n", "metric = \"rms_offset\"\nwithin = \"1ms\"\n");
+        assert!(err(&wrong).to_string().contains("`within` applies to sync_time and synchronized"));
+        let zero = GROUPS.replace("metric = \"sync_time\"\n", "metric = \"sync_time\"\nwithin = 0\n");
+        assert!(err(&zero).to_string().contains("`within` must be a positive offset"));
         let one = GROUPS.replace("host = \"cl\"\nover", "host = \"srv-1\"\nover");
         assert!(err(&one).to_string().contains("`over` summarizes a host group"));
     }

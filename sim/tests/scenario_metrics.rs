@@ -115,6 +115,20 @@ name = "alone synchronized"
 host = "alone"
 metric = "synchronized"
 max = 0
+
+[[expect]]
+name = "alone within 100 ms"
+host = "alone"
+metric = "synchronized"
+within = "100ms"
+min = 1
+
+[[expect]]
+name = "alone sync time within 100 ms"
+host = "alone"
+metric = "sync_time"
+within = 0.1
+max = 0
 "#;
 
 #[test]
@@ -135,6 +149,9 @@ fn event_counts_count_what_the_daemon_did() {
     let alone = r.verdicts.iter().find(|v| v.expectation.name == "alone synchronized").expect("verdict");
     assert_eq!(alone.value, Some(0.0));
     assert!(alone.passed);
+    // Its clock stays 50 ms off: synchronized from the start at a 100 ms `within`.
+    assert_eq!(value(&r, "alone within 100 ms"), Some(1.0));
+    assert_eq!(value(&r, "alone sync time within 100 ms"), Some(0.0));
 }
 
 const GROUP: &str = r#"
