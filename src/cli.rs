@@ -14,7 +14,8 @@ pub enum OutputFormat {
 /// An error that ends a command, with the exit code it maps to.
 #[derive(Debug)]
 pub struct CliError {
-    /// Process exit code: 1 bad input, 2 usage, 3 internal or I/O.
+    /// Process exit code: 1 bad input, 2 usage, 3 internal or I/O, 4 a server's
+    /// kiss-o'-death stopped `ntplab query`; 0 only for [`CliError::closed_output`].
     pub code: u8,
     /// What went wrong and, where possible, what to do.
     pub message: String,
@@ -36,9 +37,24 @@ impl CliError {
         CliError { code: 3, message: message.into() }
     }
 
-    /// Writing output failed.
+    /// Writing output failed. A closed pipe (`ntplab decode ... | head -1`) is
+    /// no failure: see [`CliError::closed_output`].
     pub fn from_io(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::closed_output();
+        }
         CliError::internal(format!("cannot write output: {e}"))
+    }
+
+    /// The reader of standard output went away: stop at once, quietly, with
+    /// status 0 (as `head` expects of the command before it).
+    pub fn closed_output() -> Self {
+        CliError { code: 0, message: String::new() }
+    }
+
+    /// Whether this is [`CliError::closed_output`].
+    pub fn is_closed_output(&self) -> bool {
+        self.code == 0
     }
 }
 

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
     let flushed = out.flush();
     match (result, flushed) {
         (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) if e.is_closed_output() => ExitCode::SUCCESS,
         (Err(e), _) => {
             eprintln!("ntplab: error: {e}");
             ExitCode::from(e.code)

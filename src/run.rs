@@ -120,7 +120,7 @@ fn write_summary(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
             h.name,
             fmt_s(h.stats.rms_offset()),
             fmt_s(h.stats.max_offset()),
-            h.stats.sync_time().map_or("never".into(), |t| format!("{t:.0} s")),
+            h.sync_time().map_or("never".into(), |t| format!("{t:.0} s")),
             h.stats.steps,
             h.stats.packets_sent
         )?;
@@ -139,7 +139,7 @@ fn write_summary(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
             v.expectation.name,
             v.host,
             v.expectation.metric.name(),
-            v.value.map_or("never".to_string(), |x| format!("{x:e}")),
+            v.value.map_or_else(|| format!("none: {}", v.missing.as_deref().unwrap_or("never happened")), |x| format!("{x:e}")),
             v.expectation.requirement.as_ref().map_or(String::new(), |r| format!(" [{r}]"))
         )?;
     }
@@ -161,7 +161,7 @@ fn report_json(s: &Scenario, r: &RunReport) -> serde_json::Value {
             "name": h.name,
             "rms_offset_s": h.stats.rms_offset(),
             "max_offset_s": h.stats.max_offset(),
-            "sync_time_s": h.stats.sync_time(),
+            "sync_time_s": h.sync_time(),
             "rms_frequency_error": h.stats.rms_frequency_error(),
             "steps": h.stats.steps,
             "packets_sent": h.stats.packets_sent,
@@ -172,6 +172,7 @@ fn report_json(s: &Scenario, r: &RunReport) -> serde_json::Value {
             "host": v.host,
             "metric": v.expectation.metric.name(),
             "value": v.value,
+            "missing": v.missing,
             "min": v.expectation.min,
             "max": v.expectation.max,
             "requirement": v.expectation.requirement,

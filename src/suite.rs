@@ -36,12 +36,13 @@ pub struct SuiteArgs {
 pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let catalog = Catalog::builtin();
     let mut files = suite::discover(&args.dir).map_err(CliError::input)?;
+    if files.is_empty() {
+        return Err(CliError::input(format!("no scenario files (*.toml) in {}", args.dir.display())));
+    }
+    // A shard may be empty (more shards than scenarios): an empty report, and success.
     if let Some(s) = &args.shard {
         let (k, n) = suite::parse_shard(s).map_err(CliError::usage)?;
         files = suite::shard(&files, k, n);
-    }
-    if files.is_empty() {
-        return Err(CliError::input(format!("no scenario files (*.toml) in {} (for this shard)", args.dir.display())));
     }
     let base = match &args.baseline {
         Some(p) => {

@@ -935,15 +935,43 @@ fn era_wrap(a: &Analysis<'_>) -> Outcome {
     if wrap <= 0.0 || wrap >= a.ctx.duration_s {
         return Outcome::not_exercised("the run does not cross 2036-02-07T06:28:16Z");
     }
+    /// One host's rows within 30 min of the wrap, summarised in one pass over the samples.
+    #[derive(Default)]
+    struct Near {
+        rows: usize,
+        prev_offset: Option<f64>,
+        /// Largest offset change between neighbouring rows, and when.
+        jump: (f64, f64),
+        /// `synced` of the last row before the wrap.
+        synced_before: bool,
+        /// A row more than a minute after the wrap not synchronized.
+        unsynced_after: bool,
+    }
+    let clients = a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. }));
+    let mut near: BTreeMap<&str, Near> = clients.map(|h| (h.name.as_str(), Near::default())).collect();
+    for s in a.trace.samples().filter(|s| (s.t_s - wrap).abs() <= 1800.0) {
+        let Some(n) = near.get_mut(s.host.as_str()) else { continue };
+        n.rows += 1;
+        if let Some(p) = n.prev_offset.replace(s.offset_s) {
+            let change = (s.offset_s - p).abs();
+            if change > n.jump.0 {
+                n.jump = (change, s.t_s);
+            }
+        }
+        if s.t_s < wrap {
+            n.synced_before = s.synced;
+        } else if s.t_s > wrap + 60.0 && !s.synced {
+            n.unsynced_after = true;
+        }
+    }
     let mut t = Tally::default();
     for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
-        let rows: Vec<_> = a.trace.samples.iter().filter(|s| s.host == host.name && (s.t_s - wrap).abs() <= 1800.0).collect();
-        let jump = rows.windows(2).map(|w| ((w[1].offset_s - w[0].offset_s).abs(), w[1].t_s)).fold((0.0, 0.0), |m, x| if x.0 > m.0 { x } else { m });
+        let Some(n) = near.get(host.name.as_str()) else { continue };
+        let jump = n.jump;
         let steps: Vec<&EventRec> =
             a.trace.events.iter().filter(|e| e.kind == "step" && e.host.as_deref() == Some(&host.name) && (e.t_s - wrap).abs() <= 1800.0).collect();
-        let synced_before = rows.iter().rev().find(|s| s.t_s < wrap).is_some_and(|s| s.synced);
-        let lost = synced_before && rows.iter().any(|s| s.t_s > wrap + 60.0 && !s.synced);
-        if rows.len() < 2 {
+        let lost = n.synced_before && n.unsynced_after;
+        if n.rows < 2 {
             continue;
         }
         if jump.0 > 0.01 || !steps.is_empty() || lost {
@@ -1042,42 +1070,56 @@ fn step_offset(e: &EventRec) -> Option<f64> {
 }
 
 fn slew_below_stept(a: &Analysis<'_>) -> Outcome {
-    let mut t = Tally::default();
+    /// One daemon host's clock actions, and what its sample rows show.
+    struct Host<'e> {
+        slews: usize,
+        steps: Vec<&'e EventRec>,
+        leap_armed: bool,
+        prev: Option<(f64, f64)>,
+        /// The first pair of neighbouring rows between which local time ran backwards with no step.
+        backwards: Option<(f64, f64)>,
+    }
     let external: Vec<f64> = a.trace.events.iter().filter(|e| e.kind == "scenario").map(|e| e.t_s).collect();
+    let mut hosts: BTreeMap<&str, Host<'_>> = BTreeMap::new();
     for host in a.daemon_hosts() {
-        let mut slews = 0;
-        let mut steps = Vec::new();
+        let mut h = Host { slews: 0, steps: Vec::new(), leap_armed: false, prev: None, backwards: None };
         for e in a.trace.events.iter().filter(|e| e.host.as_deref() == Some(&host.name)) {
             match e.kind.as_str() {
-                "slew" => slews += 1,
-                "step" => steps.push(e),
+                "slew" => h.slews += 1,
+                "step" => h.steps.push(e),
+                // A leap second the daemon armed moves local time by exactly one second,
+                // against UTC for the instant between its clock's and UTC's leap: no step.
+                "leap_armed" if !e.details.to_string().contains("NoWarning") => h.leap_armed = true,
                 _ => {}
             }
         }
-        if slews == 0 && steps.is_empty() {
+        if h.slews > 0 || !h.steps.is_empty() {
+            hosts.insert(host.name.as_str(), h);
+        }
+    }
+    for row in a.trace.samples() {
+        let Some(h) = hosts.get_mut(row.host.as_str()) else { continue };
+        let Some((t0, o0)) = h.prev.replace((row.t_s, row.offset_s)) else { continue };
+        if h.backwards.is_some() {
             continue;
         }
-        let small: Vec<_> = steps.iter().filter_map(|e| step_offset(e).map(|o| (e, o))).filter(|(_, o)| o.abs() < STEPT_S).collect();
-        let rows: Vec<_> = a.trace.samples.iter().filter(|s| s.host == host.name).collect();
-        // A leap second the daemon armed moves local time by exactly one second,
-        // against UTC for the instant between its clock's and UTC's leap: no step.
-        let leap_armed = a.trace.events.iter().any(|e| {
-            e.host.as_deref() == Some(&host.name) && e.kind == "leap_armed" && !e.details.to_string().contains("NoWarning")
-        });
-        let backwards = rows.windows(2).find(|w| {
-            let (l0, l1) = (w[0].t_s + w[0].offset_s, w[1].t_s + w[1].offset_s);
-            let leap_jump = leap_armed && ((w[1].offset_s - w[0].offset_s).abs() - 1.0).abs() < 1e-2;
-            l1 < l0
-                && !leap_jump
-                && !steps.iter().any(|e| e.t_s > w[0].t_s - 1e-9 && e.t_s <= w[1].t_s + 1e-9)
-                && !external.iter().any(|x| *x > w[0].t_s - 1e-9 && *x <= w[1].t_s + 1e-9)
-        });
+        let (t1, o1) = (row.t_s, row.offset_s);
+        let leap_jump = h.leap_armed && ((o1 - o0).abs() - 1.0).abs() < 1e-2;
+        let between = |x: f64| x > t0 - 1e-9 && x <= t1 + 1e-9;
+        if t1 + o1 < t0 + o0 && !leap_jump && !h.steps.iter().any(|e| between(e.t_s)) && !external.iter().copied().any(between) {
+            h.backwards = Some((t0, t1));
+        }
+    }
+    let mut t = Tally::default();
+    for host in a.daemon_hosts() {
+        let Some(h) = hosts.get(host.name.as_str()) else { continue };
+        let small: Vec<_> = h.steps.iter().filter_map(|e| step_offset(e).map(|o| (e, o))).filter(|(_, o)| o.abs() < STEPT_S).collect();
         if let Some((e, o)) = small.first() {
             t.bad(|| format!("{}: stepped {o:.6} s (below 0.125 s) at {:.3} s (events.jsonl:{})", host.name, e.t_s, e.line));
-        } else if let Some(w) = backwards {
-            t.bad(|| format!("{}: local time ran backwards between samples at {:.3} s and {:.3} s with no step", host.name, w[0].t_s, w[1].t_s));
+        } else if let Some((t0, t1)) = h.backwards {
+            t.bad(|| format!("{}: local time ran backwards between samples at {t0:.3} s and {t1:.3} s with no step", host.name));
         } else {
-            t.good(|| format!("{}: {slews} slews, {} steps (all 0.125 s or more), local time monotonic", host.name, steps.len()));
+            t.good(|| format!("{}: {} slews, {} steps (all 0.125 s or more), local time monotonic", host.name, h.slews, h.steps.len()));
         }
     }
     t.outcome("disciplined clocks", "no daemon adjusted its clock")

@@ -23,8 +23,45 @@ pub fn write_all(dir: &Path, r: &SuiteResult) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+/// Escapes user-provided text (scenario names and keys, error messages,
+/// expectation names, requirement IDs) for a Markdown table cell or list item:
+/// `&`, `<` and `>` become entities (no raw HTML, no autolinks), Markdown
+/// punctuation that could emphasise, link, quote code, strike or make a heading
+/// or list is backslash-escaped, `|` cannot end a cell, and line breaks and
+/// other control characters become spaces.
+pub fn md_text(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut o = String::with_capacity(s.len() + 8);
+    let mut digits_only = true;
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1).copied();
+        let intraword = prev.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric);
+        // "-", "+" or "1." at the start of an item would make a nested list.
+        let list_marker = match c {
+            '-' | '+' => i == 0,
+            '.' | ')' => i > 0 && digits_only,
+            _ => false,
+        };
+        digits_only &= c.is_ascii_digit();
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '\\' | '`' | '*' | '[' | ']' | '|' | '~' | '#' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '_' if !intraword => o.push_str("\\_"),
+            _ if list_marker => {
+                o.push('\\');
+                o.push(c);
+            }
+            c if c.is_control() => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 fn status_word(s: Status) -> &'static str {
@@ -71,12 +108,12 @@ pub fn markdown(r: &SuiteResult) -> String {
     if !gate.is_empty() {
         let _ = writeln!(o, "## Why it fails\n");
         for g in &gate {
-            let _ = writeln!(o, "- {}", md_cell(g));
+            let _ = writeln!(o, "- {}", md_text(g));
         }
         o.push('\n');
     }
     for w in &r.warnings {
-        let _ = writeln!(o, "> warning: {}\n", md_cell(w));
+        let _ = writeln!(o, "> warning: {}\n", md_text(w));
     }
     let _ = writeln!(o, "## Scenarios\n");
     let _ = writeln!(o, "| scenario | seed | expectations | checks pass/fail | result |");
@@ -90,7 +127,7 @@ pub fn markdown(r: &SuiteResult) -> String {
             None if s.passed() => "PASS".into(),
             None => "FAIL".into(),
         };
-        let _ = writeln!(o, "| `{}` | {} | {ok}/{} | {cp}/{cf} | {} |", s.key, s.seed, s.expectations.len(), md_cell(&result));
+        let _ = writeln!(o, "| {} | {} | {ok}/{} | {cp}/{cf} | {} |", md_text(&s.key), s.seed, s.expectations.len(), md_text(&result));
     }
     let _ = writeln!(o, "\n## Figures (daemon hosts)\n");
     let _ = writeln!(o, "| scenario | host | RMS offset | max offset | sync time | steps | sent |");
@@ -99,8 +136,9 @@ pub fn markdown(r: &SuiteResult) -> String {
         for h in hosts(s) {
             let _ = writeln!(
                 o,
-                "| `{}` | {h} | {} | {} | {} | {} | {} |",
-                s.key,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                md_text(&s.key),
+                md_text(h),
                 fmt_seconds(figure(s, h, "rms_offset_s")),
                 fmt_seconds(figure(s, h, "max_offset_s")),
                 fmt_seconds(figure(s, h, "sync_time_s")),
@@ -115,7 +153,7 @@ pub fn markdown(r: &SuiteResult) -> String {
         let _ = writeln!(o, "| scenario | expectation | requirement | result |");
         let _ = writeln!(o, "|---|---|---|---|");
         for (s, e) in failed_expect {
-            let _ = writeln!(o, "| `{}` | {} | {} | {} {} |", s.key, md_cell(&e.name), e.requirement.as_deref().unwrap_or(""), if e.passed { "PASS" } else { "FAIL" }, md_cell(&e.describe()));
+            let _ = writeln!(o, "| {} | {} | {} | {} {} |", md_text(&s.key), md_text(&e.name), md_text(e.requirement.as_deref().unwrap_or("")), if e.passed { "PASS" } else { "FAIL" }, md_text(&e.describe()));
         }
     }
     if r.baseline_compared {
@@ -124,14 +162,14 @@ pub fn markdown(r: &SuiteResult) -> String {
             let _ = writeln!(o, "No figure regressed beyond its tolerance.");
         }
         for g in &r.regressions {
-            let _ = writeln!(o, "- {}", md_cell(&g.describe()));
+            let _ = writeln!(o, "- {}", md_text(&g.describe()));
         }
     }
     let _ = writeln!(o, "\n## Requirements\n");
     let _ = writeln!(o, "| ID | level | status | reason |");
     let _ = writeln!(o, "|---|---|---|---|");
     for q in &r.requirements {
-        let _ = writeln!(o, "| {} | {} | {} | {} |", q.id, q.level.as_str(), status_word(q.status), md_cell(&q.reason));
+        let _ = writeln!(o, "| {} | {} | {} | {} |", md_text(&q.id), q.level.as_str(), status_word(q.status), md_text(&q.reason));
     }
     o
 }

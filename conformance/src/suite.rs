@@ -35,6 +35,9 @@ pub struct ExpectationResult {
     pub metric: String,
     /// Measured value (None: never happened).
     pub value: Option<f64>,
+    /// Why there is no value (e.g. the host never synchronized), when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
     /// Lower bound.
     pub min: Option<f64>,
     /// Upper bound.
@@ -54,7 +57,11 @@ impl ExpectationResult {
             (None, Some(b)) => format!("<= {b:e}"),
             (None, None) => "anything".into(),
         };
-        let v = self.value.map_or_else(|| "never".to_string(), |v| format!("{v:e}"));
+        let v = match (self.value, &self.missing) {
+            (Some(v), _) => format!("{v:e}"),
+            (None, Some(why)) => format!("none ({why})"),
+            (None, None) => "never".to_string(),
+        };
         format!("{} {} = {v} (must be {bound})", self.host, self.metric)
     }
 }
@@ -247,6 +254,7 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
             host: v.host.clone(),
             metric: v.expectation.metric.name().to_string(),
             value: v.value,
+            missing: v.missing.clone(),
             min: v.expectation.min,
             max: v.expectation.max,
             requirement: v.expectation.requirement.clone(),
@@ -258,7 +266,7 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
         r.figures.extend([
             f("rms_offset_s", h.stats.rms_offset()),
             f("max_offset_s", h.stats.max_offset()),
-            f("sync_time_s", h.stats.sync_time()),
+            f("sync_time_s", h.sync_time()),
             f("rms_frequency_error", h.stats.rms_frequency_error()),
             f("steps", Some(h.stats.steps as f64)),
             f("packets_sent", Some(h.stats.packets_sent as f64)),
@@ -279,25 +287,31 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
     r
 }
 
-/// Offset over time per host, downsampled for plotting.
+/// Offset over time per host, downsampled for plotting: every k-th row of a
+/// host with k chosen so that at most [`PLOT_POINTS_MAX`] remain, and its last
+/// row. One pass over the rows; only the kept points are held.
 pub fn series(trace: &Trace) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let mut all: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for s in &trace.samples {
-        all.entry(s.host.clone()).or_default().push((s.t_s, s.offset_s));
-    }
-    for v in all.values_mut() {
-        if v.len() > PLOT_POINTS_MAX {
-            let step = v.len().div_ceil(PLOT_POINTS_MAX);
-            let last = v.last().copied();
-            *v = v.iter().copied().step_by(step).collect();
-            if let Some(l) = last {
-                if v.last() != Some(&l) {
-                    v.push(l);
-                }
-            }
+    let step = |host: &str| trace.sample_counts.get(host).map_or(1, |n| n.div_ceil(PLOT_POINTS_MAX).max(1));
+    /// Rows seen, points kept, the last row.
+    type Thinned = (usize, Vec<(f64, f64)>, Option<(f64, f64)>);
+    let mut all: BTreeMap<String, Thinned> = BTreeMap::new();
+    for s in trace.samples() {
+        let k = step(&s.host);
+        let (seen, kept, last) = all.entry(s.host).or_default();
+        if *seen % k == 0 {
+            kept.push((s.t_s, s.offset_s));
         }
+        *seen += 1;
+        *last = Some((s.t_s, s.offset_s));
     }
-    all
+    all.into_iter()
+        .map(|(host, (_, mut kept, last))| {
+            if let Some(l) = last.filter(|l| kept.last() != Some(l)) {
+                kept.push(l);
+            }
+            (host, kept)
+        })
+        .collect()
 }
 
 /// One verdict per catalog requirement from the scenarios' check outcomes and expectations.

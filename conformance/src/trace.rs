@@ -9,8 +9,10 @@ use ntplab_proto::time::NtpTime;
 use ntplab_proto::wire::{parse_packet, Header};
 use ntplab_proto::wire::v4;
 use ntplab_sim::scenario::{Behavior, Role, Scenario};
+use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One datagram of `packets.jsonl`, its payload decoded where possible.
 #[derive(Debug, Clone)]
@@ -212,15 +214,28 @@ impl Context {
     }
 }
 
-/// A run's trace, parsed.
+/// A run's trace, parsed. Datagrams and events are held in memory (the
+/// scenario loader bounds how many a run makes); sample rows, whose number
+/// grows with the run's length and sample grid, are read again from their
+/// file each time a check walks them ([`Trace::samples`]), so memory does not
+/// grow with them.
 #[derive(Debug, Clone)]
 pub struct Trace {
     /// Every datagram, in file order.
     pub packets: Vec<PacketRec>,
     /// Every event, in file order.
     pub events: Vec<EventRec>,
-    /// Every sample row, in file order.
-    pub samples: Vec<SampleRec>,
+    /// Where the sample rows are.
+    samples: SampleSource,
+    /// Sample rows per host (every row was checked when the trace was read).
+    pub sample_counts: BTreeMap<String, usize>,
+}
+
+/// Where [`Trace::samples`] reads the rows from.
+#[derive(Debug, Clone)]
+enum SampleSource {
+    File(PathBuf),
+    Text(String),
 }
 
 fn time_field(v: &serde_json::Value, key: &str, line: usize, file: &str) -> Result<Option<NtpTime>, String> {
@@ -241,97 +256,146 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl Trace {
-    /// Reads the three text files of a trace directory.
+    /// Reads a trace directory: `packets.jsonl` and `events.jsonl` line by
+    /// line into memory, and `samples.csv` once to check every row and count
+    /// them (the rows stay in the file).
     pub fn load(dir: &Path) -> Result<Trace, String> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
+        let open = |name: &str| {
+            let p = dir.join(name);
+            std::fs::File::open(&p).map(std::io::BufReader::new).map_err(|e| format!("cannot read {}: {e}", p.display()))
         };
-        Trace::from_strs(
-            &read(ntplab_sim::trace::PACKETS_FILE)?,
-            &read(ntplab_sim::trace::EVENTS_FILE)?,
-            &read(ntplab_sim::trace::SAMPLES_FILE)?,
-        )
+        let mut t = Trace { packets: Vec::new(), events: Vec::new(), samples: SampleSource::File(dir.join(ntplab_sim::trace::SAMPLES_FILE)), sample_counts: BTreeMap::new() };
+        for (i, l) in open(ntplab_sim::trace::PACKETS_FILE)?.lines().enumerate() {
+            let l = l.map_err(|e| format!("packets.jsonl:{}: {e}", i + 1))?;
+            if let Some(p) = parse_packet_line(i + 1, &l)? {
+                t.packets.push(p);
+            }
+        }
+        for (i, l) in open(ntplab_sim::trace::EVENTS_FILE)?.lines().enumerate() {
+            let l = l.map_err(|e| format!("events.jsonl:{}: {e}", i + 1))?;
+            if let Some(e) = parse_event_line(i + 1, &l)? {
+                t.events.push(e);
+            }
+        }
+        for (i, l) in open(ntplab_sim::trace::SAMPLES_FILE)?.lines().enumerate() {
+            let l = l.map_err(|e| format!("samples.csv:{}: {e}", i + 1))?;
+            if let Some(row) = parse_sample_line(i, &l)? {
+                *t.sample_counts.entry(row.host).or_default() += 1;
+            }
+        }
+        Ok(t)
     }
 
     /// Parses the contents of `packets.jsonl`, `events.jsonl` and `samples.csv`
     /// (the header line of the CSV is optional).
     pub fn from_strs(packets: &str, events: &str, samples: &str) -> Result<Trace, String> {
-        let mut t = Trace { packets: Vec::new(), events: Vec::new(), samples: Vec::new() };
-        for (i, l) in packets.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let line = i + 1;
-            let f = "packets.jsonl";
-            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("{f}:{line}: not JSON: {e}"))?;
-            let addr = |k: &str| -> Result<SocketAddr, String> {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .and_then(|x| x.parse().ok())
-                    .ok_or_else(|| format!("{f}:{line}: `{k}` should be an address:port"))
-            };
-            let bytes = v
-                .get("bytes")
-                .and_then(|b| b.as_str())
-                .and_then(hex)
-                .ok_or_else(|| format!("{f}:{line}: `bytes` should be hex octets"))?;
-            let (header, ext_error) = match parse_packet(&bytes) {
-                Ok(p) => {
-                    let err = p.error().is_some();
-                    match p.header {
-                        Header::V4(h) => (Some(h), err),
-                        Header::V5(_) => (None, err),
-                    }
-                }
-                Err(_) => (None, false),
-            };
-            let sent = time_field(&v, "sent", line, f)?.ok_or_else(|| format!("{f}:{line}: `sent` missing"))?;
-            t.packets.push(PacketRec {
-                line,
-                frame: v.get("frame").and_then(|x| x.as_u64()),
-                sent_t_s: v.get("sent_t_s").and_then(|x| x.as_f64()).unwrap_or(0.0),
-                received_t_s: v.get("received_t_s").and_then(|x| x.as_f64()),
-                sent,
-                received: time_field(&v, "received", line, f)?,
-                sender_local: time_field(&v, "sender_local", line, f)?
-                    .ok_or_else(|| format!("{f}:{line}: `sender_local` missing"))?,
-                receiver_local: time_field(&v, "receiver_local", line, f)?,
-                src: addr("src")?,
-                dst: addr("dst")?,
-                bytes,
-                header,
-                ext_error,
-            });
+        let mut t = Trace { packets: Vec::new(), events: Vec::new(), samples: SampleSource::Text(samples.to_string()), sample_counts: BTreeMap::new() };
+        for (i, l) in packets.lines().enumerate() {
+            if let Some(p) = parse_packet_line(i + 1, l)? {
+                t.packets.push(p);
+            }
         }
-        for (i, l) in events.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let line = i + 1;
-            let v: serde_json::Value =
-                serde_json::from_str(l).map_err(|e| format!("events.jsonl:{line}: not JSON: {e}"))?;
-            t.events.push(EventRec {
-                line,
-                t_s: v.get("t_s").and_then(|x| x.as_f64()).ok_or_else(|| format!("events.jsonl:{line}: `t_s` missing"))?,
-                host: v.get("host").and_then(|x| x.as_str()).map(str::to_string),
-                kind: v.get("kind").and_then(|x| x.as_str()).unwrap_or("").to_string(),
-                details: v.get("details").cloned().unwrap_or(serde_json::Value::Null),
-            });
+        for (i, l) in events.lines().enumerate() {
+            if let Some(e) = parse_event_line(i + 1, l)? {
+                t.events.push(e);
+            }
         }
         for (i, l) in samples.lines().enumerate() {
-            if l.trim().is_empty() || (i == 0 && l.starts_with("time,")) {
-                continue;
+            if let Some(row) = parse_sample_line(i, l)? {
+                *t.sample_counts.entry(row.host).or_default() += 1;
             }
-            let line = i + 1;
-            let c: Vec<&str> = l.split(',').collect();
-            let bad = || format!("samples.csv:{line}: expected 8 columns (time,t_s,host,offset_s,frequency_error,synced,stratum,poll_log2)");
-            if c.len() != 8 {
-                return Err(bad());
-            }
-            t.samples.push(SampleRec {
-                t_s: c[1].parse().map_err(|_| bad())?,
-                host: c[2].to_string(),
-                offset_s: c[3].parse().map_err(|_| bad())?,
-                frequency_error: c[4].parse().map_err(|_| bad())?,
-                synced: c[5] == "true",
-                stratum: c[6].parse().map_err(|_| bad())?,
-                poll_log2: c[7].parse().map_err(|_| bad())?,
-            });
         }
         Ok(t)
     }
+
+    /// Every sample row, in file order, read anew from the file (or text) on
+    /// each call. Rows were checked when the trace was read; should the file
+    /// have become unreadable since, the rows end there.
+    pub fn samples(&self) -> Box<dyn Iterator<Item = SampleRec> + '_> {
+        match &self.samples {
+            SampleSource::Text(text) => Box::new(text.lines().enumerate().filter_map(|(i, l)| parse_sample_line(i, l).ok().flatten())),
+            SampleSource::File(path) => match std::fs::File::open(path) {
+                Ok(f) => Box::new(
+                    std::io::BufReader::new(f).lines().map_while(Result::ok).enumerate().filter_map(|(i, l)| parse_sample_line(i, &l).ok().flatten()),
+                ),
+                Err(_) => Box::new(std::iter::empty()),
+            },
+        }
+    }
+}
+
+/// One line of `packets.jsonl` (1-based `line`); None for a blank line.
+fn parse_packet_line(line: usize, l: &str) -> Result<Option<PacketRec>, String> {
+    if l.trim().is_empty() {
+        return Ok(None);
+    }
+    let f = "packets.jsonl";
+    let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("{f}:{line}: not JSON: {e}"))?;
+    let addr = |k: &str| -> Result<SocketAddr, String> {
+        v.get(k).and_then(|x| x.as_str()).and_then(|x| x.parse().ok()).ok_or_else(|| format!("{f}:{line}: `{k}` should be an address:port"))
+    };
+    let bytes = v.get("bytes").and_then(|b| b.as_str()).and_then(hex).ok_or_else(|| format!("{f}:{line}: `bytes` should be hex octets"))?;
+    let (header, ext_error) = match parse_packet(&bytes) {
+        Ok(p) => {
+            let err = p.error().is_some();
+            match p.header {
+                Header::V4(h) => (Some(h), err),
+                Header::V5(_) => (None, err),
+            }
+        }
+        Err(_) => (None, false),
+    };
+    let sent = time_field(&v, "sent", line, f)?.ok_or_else(|| format!("{f}:{line}: `sent` missing"))?;
+    Ok(Some(PacketRec {
+        line,
+        frame: v.get("frame").and_then(|x| x.as_u64()),
+        sent_t_s: v.get("sent_t_s").and_then(|x| x.as_f64()).unwrap_or(0.0),
+        received_t_s: v.get("received_t_s").and_then(|x| x.as_f64()),
+        sent,
+        received: time_field(&v, "received", line, f)?,
+        sender_local: time_field(&v, "sender_local", line, f)?.ok_or_else(|| format!("{f}:{line}: `sender_local` missing"))?,
+        receiver_local: time_field(&v, "receiver_local", line, f)?,
+        src: addr("src")?,
+        dst: addr("dst")?,
+        bytes,
+        header,
+        ext_error,
+    }))
+}
+
+/// One line of `events.jsonl` (1-based `line`); None for a blank line.
+fn parse_event_line(line: usize, l: &str) -> Result<Option<EventRec>, String> {
+    if l.trim().is_empty() {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("events.jsonl:{line}: not JSON: {e}"))?;
+    Ok(Some(EventRec {
+        line,
+        t_s: v.get("t_s").and_then(|x| x.as_f64()).ok_or_else(|| format!("events.jsonl:{line}: `t_s` missing"))?,
+        host: v.get("host").and_then(|x| x.as_str()).map(str::to_string),
+        kind: v.get("kind").and_then(|x| x.as_str()).unwrap_or("").to_string(),
+        details: v.get("details").cloned().unwrap_or(serde_json::Value::Null),
+    }))
+}
+
+/// Line `index` (0-based) of `samples.csv`; None for a blank line or the header.
+fn parse_sample_line(index: usize, l: &str) -> Result<Option<SampleRec>, String> {
+    if l.trim().is_empty() || (index == 0 && l.starts_with("time,")) {
+        return Ok(None);
+    }
+    let line = index + 1;
+    let c: Vec<&str> = l.split(',').collect();
+    let bad = || format!("samples.csv:{line}: expected 8 columns (time,t_s,host,offset_s,frequency_error,synced,stratum,poll_log2)");
+    if c.len() != 8 {
+        return Err(bad());
+    }
+    Ok(Some(SampleRec {
+        t_s: c[1].parse().map_err(|_| bad())?,
+        host: c[2].to_string(),
+        offset_s: c[3].parse().map_err(|_| bad())?,
+        frequency_error: c[4].parse().map_err(|_| bad())?,
+        synced: c[5] == "true",
+        stratum: c[6].parse().map_err(|_| bad())?,
+        poll_log2: c[7].parse().map_err(|_| bad())?,
+    }))
 }

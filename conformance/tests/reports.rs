@@ -25,6 +25,7 @@ fn fixed() -> SuiteResult {
             host: "client".into(),
             metric: "rms_offset".into(),
             value: Some(1e-5),
+            missing: None,
             min: None,
             max: Some(1e-9),
             requirement: Some("R5905-8-offset-delay".into()),

@@ -34,8 +34,13 @@ use turmoil_net::{Net, Transport};
 pub enum HostRole {
     /// The real daemon with this configuration.
     Daemon(Box<DaemonConfig>),
-    /// A scripted peer answering on port 123.
-    Scripted(ScriptedPeer),
+    /// A scripted peer answering on `port`.
+    Scripted {
+        /// How it answers.
+        peer: ScriptedPeer,
+        /// The UDP port it answers on.
+        port: u16,
+    },
 }
 
 /// One host of a run.
@@ -414,8 +419,8 @@ async fn run_all(
                 );
                 hosts.start_daemon(i);
             }
-            HostRole::Scripted(peer) => {
-                let address = SocketAddr::new(host.address, 123);
+            HostRole::Scripted { peer, port } => {
+                let address = SocketAddr::new(host.address, port);
                 let stop = Rc::new(tokio::sync::Notify::new());
                 let task = tokio::task::spawn_local(Scoped::new(
                     hosts.ids[i],
@@ -446,8 +451,13 @@ async fn run_all(
             counters.scenario_events += 1;
             next_event += 1;
         }
+        // Datagrams to other hosts wait in `shared`; turmoil-net's own egress
+        // (which visits every host) is needed only for a host's sends to itself.
+        shared.take_outbox(&mut egress);
         if shared.pending_sends.replace(0) > 0 {
             guard.egress_all(&mut egress);
+        }
+        if !egress.is_empty() {
             for pkt in egress.drain(..) {
                 route(pkt, now, &by_ip, &mut reach, &clocks, &mut queue, &mut seq, &mut counters, &recorder);
             }
@@ -612,7 +622,7 @@ async fn apply_event(
     }
 }
 
-/// A scripted peer's loop: answer every datagram on port 123.
+/// A scripted peer's loop: answer every datagram to `address`.
 async fn scripted(
     mut peer: ScriptedPeer,
     network: SimNetwork,

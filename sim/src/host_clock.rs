@@ -111,6 +111,11 @@ impl HostClock {
         self.sink = Some(sink);
     }
 
+    /// The host's index in the run.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The host's address (used to match arrivals on unspecified-address sockets).
     pub fn address(&self) -> IpAddr {
         self.address

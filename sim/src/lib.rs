@@ -19,6 +19,7 @@
 //! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
 //! - [`gps`]: GPS receiver (NMEA over a serial line, with faults and capture replay) and PPS models.
 //! - [`refclock`]: those models as a host daemon's reference clock, at their true times.
+//! - [`scale`]: the benchmarks' workload (N clients, one server) and process memory figures.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod peers;
 pub mod refclock;
 pub mod rng;
 pub mod run;
+pub mod scale;
 pub mod scenario;
 pub mod stats;
 pub mod trace;

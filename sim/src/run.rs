@@ -72,11 +72,10 @@ pub fn setup(s: &Scenario) -> SimSetup {
                         }
                         HostRole::Daemon(Box::new(daemon))
                     }
-                    Role::Scripted(p) => HostRole::Scripted(ScriptedPeer::new(
-                        p.behavior,
-                        p.stratum,
-                        SimRng::derive(s.seed, &format!("peer/{i}")).next_u64(),
-                    )),
+                    Role::Scripted(p) => HostRole::Scripted {
+                        peer: ScriptedPeer::new(p.behavior, p.stratum, SimRng::derive(s.seed, &format!("peer/{i}")).next_u64()),
+                        port: p.port,
+                    },
                 },
                 oscillator: OscillatorConfig {
                     offset_s: h.clock.offset_s,
@@ -172,6 +171,28 @@ pub struct HostReport {
     pub packets_received: u64,
     /// Whether its daemon had a system peer at the end.
     pub synced: bool,
+    /// True time since the start at which its daemon first had a system peer
+    /// (or served its own clock), seconds; None: it never synchronized.
+    pub first_synced_s: Option<f64>,
+}
+
+impl HostReport {
+    /// Time from the start until the host synchronized for good, seconds:
+    /// the later of its daemon's first synchronization and the last sample
+    /// off true time by more than [`SYNC_THRESHOLD_S`]. None when it never
+    /// synchronized, or was that far off at the end.
+    pub fn sync_time(&self) -> Option<f64> {
+        Some(self.stats.sync_time()?.max(self.first_synced_s?))
+    }
+
+    /// Why [`HostReport::sync_time`] has no value, when it has none.
+    pub fn no_sync_time_reason(&self) -> Option<String> {
+        match (self.first_synced_s, self.stats.sync_time()) {
+            (None, _) => Some(format!("`{}` never synchronized (its daemon never had a system peer)", self.name)),
+            (Some(_), None) => Some(format!("`{}` was more than {} ms off true time at the end of the run", self.name, SYNC_THRESHOLD_S * 1e3)),
+            (Some(_), Some(_)) => None,
+        }
+    }
 }
 
 /// One expectation's verdict.
@@ -183,6 +204,8 @@ pub struct Verdict {
     pub host: String,
     /// The measured value (None: never happened, e.g. no sync).
     pub value: Option<f64>,
+    /// Why there is no value, when there is none and the reason is known.
+    pub missing: Option<String>,
     /// Whether it was met.
     pub passed: bool,
 }
@@ -215,6 +238,8 @@ impl RunReport {
 
 struct HostState {
     synced: bool,
+    /// When its daemon first had a system peer (or served its own clock).
+    first_synced: Option<NtpDuration>,
     stratum: u8,
     poll_log2: i8,
     peer_stratum: BTreeMap<SocketAddr, u8>,
@@ -382,6 +407,9 @@ impl Recorder for RunRecorder {
                 }
                 if let Some(st) = self.state.get_mut(host) {
                     st.synced = system_peer.is_some();
+                    if st.synced && st.first_synced.is_none() {
+                        st.first_synced = Some(elapsed);
+                    }
                     st.stratum = match system_peer {
                         Some(Peer::Refclock { .. }) => 1,
                         Some(Peer::Source(p)) => st.peer_stratum.get(p).map_or(16, |s| s.saturating_add(1).min(16)),
@@ -488,6 +516,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
                 };
                 HostState {
                     synced: local.is_some(),
+                    first_synced: local.map(|_| NtpDuration::ZERO),
                     stratum: local.unwrap_or(16),
                     poll_log2: 6,
                     peer_stratum: BTreeMap::new(),
@@ -524,6 +553,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
             stats: rec.hosts[i].clone(),
             packets_received: rec.received[i],
             synced: rec.state[i].synced,
+            first_synced_s: rec.state[i].first_synced.map(|t| t.to_seconds_f64()),
         })
         .collect();
     let verdicts = s
@@ -533,7 +563,8 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
         .map(|(e, slots)| {
             let values: Vec<Option<f64>> =
                 slots.clone().map(|i| value_of(e.metric, &hosts[rec.expect_stats[i].0], &rec.expect_stats[i].1, rec.expect_max_stratum[i])).collect();
-            judge(e, &hosts, &values)
+            let members: Vec<usize> = slots.clone().map(|i| rec.expect_stats[i].0).collect();
+            judge(e, &hosts, &members, &values)
         })
         .collect();
     Ok(RunReport {
@@ -552,7 +583,8 @@ fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Opt
     match metric {
         Metric::RmsOffset => window.rms_offset(),
         Metric::MaxOffset => window.max_offset(),
-        Metric::SyncTime => window.sync_time(),
+        // As HostReport::sync_time, with the expectation's `within`.
+        Metric::SyncTime => Some(window.sync_time()?.max(h.first_synced_s?)),
         Metric::MaxFrequencyError => window.max_frequency_error(),
         Metric::RmsFrequencyError => window.rms_frequency_error(),
         Metric::PacketsSent => Some(h.stats.packets_sent as f64),
@@ -562,16 +594,31 @@ fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Opt
         Metric::Selections => Some(h.stats.selections as f64),
         Metric::KissCodes => Some(h.stats.kiss_codes as f64),
         Metric::Ntsn => Some(h.stats.ntsn as f64),
-        Metric::Synchronized => Some(if window.sync_time().is_some() { 1.0 } else { 0.0 }),
+        Metric::Synchronized => Some(if window.sync_time().zip(h.first_synced_s).is_some() { 1.0 } else { 0.0 }),
     }
 }
 
-/// The verdict on an expectation from its host's value, or its group's values.
-fn judge(e: &Expectation, hosts: &[HostReport], values: &[Option<f64>]) -> Verdict {
+/// The verdict on an expectation from its host's value, or its group's
+/// values (`members[i]` has `values[i]`).
+fn judge(e: &Expectation, hosts: &[HostReport], members: &[usize], values: &[Option<f64>]) -> Verdict {
     let (value, host) = match (e.over, &e.group) {
         (Some(over), Some(group)) => (over.summarize(values), format!("{group} ({} over {})", over.name(), values.len())),
         _ => (values.first().copied().flatten(), hosts[e.host].name.clone()),
     };
     let passed = value.is_some_and(|v| e.max.is_none_or(|m| v <= m) && e.min.is_none_or(|m| v >= m));
-    Verdict { expectation: e.clone(), host, value, passed }
+    // Why there is no value: the first host (of the group) without one.
+    let missing = match value {
+        Some(_) => None,
+        None => members.iter().zip(values).find(|(_, v)| v.is_none()).map(|(&m, _)| {
+            let h = &hosts[m];
+            let why = match (e.metric, e.within) {
+                (Metric::SyncTime, None) => h.no_sync_time_reason(),
+                (Metric::SyncTime, Some(_)) if h.first_synced_s.is_none() => h.no_sync_time_reason(),
+                (Metric::SyncTime, Some(w)) => Some(format!("`{}` was more than {w} s (`within`) off true time at the end of the run", h.name)),
+                _ => None,
+            };
+            why.unwrap_or_else(|| format!("no samples of `{}` after {} s", h.name, e.after.as_secs_f64()))
+        }),
+    };
+    Verdict { expectation: e.clone(), host, value, missing, passed }
 }

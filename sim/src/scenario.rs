@@ -17,6 +17,10 @@
 //!
 //! # Format
 //!
+//! A file is at most [`SCENARIO_BYTES_MAX`] (8 MiB) of UTF-8 text, and the
+//! trace it asks for at most [`SAMPLE_ROWS_MAX`] sample rows and
+//! [`DATAGRAMS_MAX`] datagrams (estimated from the sources' shortest polls).
+//!
 //! Top level: `name` (required), `description`, `seed` (default 1; the CLI may
 //! override it), `start` (RFC 3339, default 2030-01-01T00:00:00Z), `duration`
 //! (required), `sample_interval` (default 1 s), `converged_after` (default a
@@ -121,6 +125,21 @@ pub const DURATION_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Finest sample grid: 1 ms.
 pub const SAMPLE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+
+/// Most rows a run may write to `samples.csv`: hosts × (duration /
+/// sample_interval + 1). Ten million rows are about 850 MB of CSV.
+pub const SAMPLE_ROWS_MAX: u64 = 10_000_000;
+
+/// Most datagrams a run may be expected to send: for every source of every
+/// daemon, requests at its shortest poll interval (8 per poll with `burst`,
+/// 8 more for `iburst` at each start) and as many replies, doubled again when
+/// a link duplicates. The conformance checks hold every datagram in memory
+/// (a few hundred bytes each).
+pub const DATAGRAMS_MAX: u64 = 1_000_000;
+
+/// Largest scenario file [`Scenario::load`] reads: 8 MiB (a scenario of
+/// 10,000 hosts and their links is about 2 MiB).
+pub const SCENARIO_BYTES_MAX: u64 = 8 << 20;
 
 const DEFAULT_START: &str = "2030-01-01T00:00:00Z";
 
@@ -505,7 +524,10 @@ pub enum Metric {
     RmsOffset,
     /// Largest absolute true offset over the samples, seconds.
     MaxOffset,
-    /// Time from the start until the host first reports synchronised, seconds.
+    /// Time from the start until the host synchronized for good, seconds: the
+    /// later of its daemon's first system peer and the last sample more than
+    /// 1 ms off true time. A host that never synchronized (or is more than
+    /// 1 ms off at the end) has none, and an expectation on it fails.
     SyncTime,
     /// Largest absolute frequency error over the samples, s/s.
     MaxFrequencyError,
@@ -529,8 +551,9 @@ pub enum Metric {
     /// NTSN kiss codes the daemon received (RFC 8915 §5.7).
     Ntsn,
     /// 1 when the host synchronized for good (its `sync_time` is defined: its
-    /// |true offset| was below 1 ms from some time to the end of the run), else
-    /// 0. `max = 0` says the host never synchronizes.
+    /// daemon had a system peer, and its |true offset| was at most `within`,
+    /// default 1 ms, from some time to the end of the run), else 0. `max = 0`
+    /// says the host never synchronizes.
     Synchronized,
 }
 
@@ -831,14 +854,22 @@ fn parse_seconds_text(s: &str) -> Result<f64, String> {
         }
         let number: f64 = rest[..i].parse().map_err(|_| format!("`{}` is not a number", &rest[..i]))?;
         rest = rest[i..].trim_start();
-        let unit_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic() || *c == 0xc2 || *c == 0xb5).count();
+        // The unit: ASCII letters and the micro sign (U+00B5) or Greek mu
+        // (U+03BC), measured in bytes at character boundaries.
+        let unit_len = rest.char_indices().find(|(_, c)| !(c.is_ascii_alphabetic() || matches!(c, 'µ' | 'μ'))).map_or(rest.len(), |(i, _)| i);
         let unit = &rest[..unit_len];
         // Sub-second units divide, so that "100us" is the f64 nearest 1e-4.
         let (mul, div) = match unit {
             "" if pieces == 0 && unit_len == rest.len() => (1.0, 1.0),
-            "" => return Err(format!("the number `{}` has no unit", number)),
+            "" if rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+                return Err(format!("the number `{}` has no unit", number))
+            }
+            "" => {
+                let word: String = rest.chars().take_while(|c| !c.is_whitespace() && !c.is_ascii_digit()).take(16).collect();
+                return Err(format!("unknown unit `{word}`"));
+            }
             "ns" => (1.0, 1e9),
-            "us" | "µs" => (1.0, 1e6),
+            "us" | "µs" | "μs" => (1.0, 1e6),
             "ms" => (1.0, 1e3),
             "s" => (1.0, 1.0),
             "m" | "min" => (60.0, 1.0),
@@ -1279,18 +1310,29 @@ struct ExpectSection {
 // Validation
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file. At most [`SCENARIO_BYTES_MAX`]
+    /// bytes are read, whatever the file is (a device, a FIFO): a larger one
+    /// is an error.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let text = read_bounded(path, SCENARIO_BYTES_MAX).map_err(|(message, hint)| ScenarioError {
             origin: origin.clone(),
             line: None,
             column: None,
-            message: format!("cannot read the scenario: {e}"),
-            hint: None,
+            message,
+            hint,
             excerpt: None,
         })?;
+        let text = match String::from_utf8(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                let src = Source { text: &prefix, origin: &origin };
+                return Err(src.error(Some(valid..valid), format!("the scenario is not UTF-8 text: invalid byte 0x{:02x} at offset {valid}", e.as_bytes()[valid]), Some("scenario files are TOML, which is UTF-8".into())));
+            }
+        };
         Scenario::parse(&text, &origin)
     }
 
@@ -1337,6 +1379,26 @@ impl Scenario {
     }
 }
 
+/// Reads at most `limit` bytes of `path`; an error says what is wrong and what to do.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, (String, Option<String>)> {
+    use std::io::Read;
+    let limit_hint = || Some(format!("scenario files are at most {} MiB; describe the run with fewer hosts, links or events", SCENARIO_BYTES_MAX >> 20));
+    let file = std::fs::File::open(path).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    let meta = file.metadata().map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    if meta.is_dir() {
+        return Err(("cannot read the scenario: it is a directory".into(), Some("name a .toml file (`ntplab suite DIR` runs a directory)".into())));
+    }
+    if meta.is_file() && meta.len() > limit {
+        return Err((format!("the scenario is {} bytes, more than the limit of {limit}", meta.len()), limit_hint()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| (format!("cannot read the scenario: {e}"), None))?;
+    if bytes.len() as u64 > limit {
+        return Err((format!("the scenario is larger than the limit of {limit} bytes (reading stopped there)"), limit_hint()));
+    }
+    Ok(bytes)
+}
+
 struct Validator<'a> {
     src: &'a Source<'a>,
     names: BTreeMap<String, HostId>,
@@ -1357,6 +1419,13 @@ type VResult<T> = Result<T, ScenarioError>;
 impl Validator<'_> {
     fn err<T>(&self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
         self.src.at(spanned, message, hint)
+    }
+
+    /// An error about a value inside the table `spanned`, pointing at the value the message names.
+    fn err_at_value<T>(&self, spanned: &Spanned<T>, message: impl Into<String>, hint: Option<String>) -> ScenarioError {
+        let message = message.into();
+        let span = value_span_in(self.src.text, spanned.span(), &message);
+        self.src.error(Some(span), message, hint)
     }
 
     fn run(mut self, mut file: ScenarioFile) -> VResult<Scenario> {
@@ -1473,6 +1542,7 @@ impl Validator<'_> {
         for x in file.expect {
             expectations.push(self.group_expectation(x.get_ref(), duration, converged_after)?);
         }
+        self.check_trace_volume(&file.duration, file.sample_interval.as_ref(), sample_interval, &hosts, &links, &events)?;
 
         Ok(Scenario {
             origin: src.origin.to_string(),
@@ -1489,6 +1559,55 @@ impl Validator<'_> {
             events,
             expectations,
         })
+    }
+
+    /// Refuses runs whose trace would outgrow [`SAMPLE_ROWS_MAX`] or [`DATAGRAMS_MAX`].
+    fn check_trace_volume(
+        &self,
+        duration_key: &Spanned<Dur>,
+        interval_key: Option<&Spanned<Dur>>,
+        interval: Duration,
+        hosts: &[Host],
+        links: &[Link],
+        events: &[Event],
+    ) -> VResult<()> {
+        let duration = duration_key.get_ref().0;
+        let grid = duration.as_nanos() / interval.as_nanos().max(1) + 1;
+        let rows = grid.saturating_mul(hosts.len() as u128);
+        if rows > u128::from(SAMPLE_ROWS_MAX) {
+            let span = interval_key.map_or(duration_key.span(), |k| k.span());
+            return Err(self.src.error(
+                Some(span),
+                format!("`duration` / `sample_interval` gives {grid} sample times × {} hosts = {rows} rows of samples.csv, more than {SAMPLE_ROWS_MAX}", hosts.len()),
+                Some(format!("raise `sample_interval` (at least {:?} here) or shorten `duration`", duration * hosts.len() as u32 / SAMPLE_ROWS_MAX as u32)),
+            ));
+        }
+        let starts = 1 + events.iter().filter(|e| matches!(e.action, Action::Start { .. })).count() as u128;
+        let duplicating = links.iter().any(|l| l.forward.duplicate > 0.0 || l.backward.duplicate > 0.0)
+            || events.iter().any(|e| matches!(&e.action, Action::SetLink { forward, backward, .. } if forward.duplicate.is_some_and(|d| d > 0.0) || backward.duplicate.is_some_and(|d| d > 0.0)));
+        let mut datagrams: u128 = 0;
+        for h in hosts {
+            let Role::Ntp(n) = &h.role else { continue };
+            for src in &n.daemon.sources {
+                let c = &src.config;
+                let interval_ns = 1_000_000_000u128 << i32::from(c.poll_min_log2).clamp(0, 17);
+                let per_poll = if c.burst { 8 } else { 1 };
+                let polls = duration.as_nanos() / interval_ns + 1;
+                let requests = polls * per_poll + if c.iburst { 8 * starts } else { 0 };
+                datagrams = datagrams.saturating_add(2 * requests);
+            }
+        }
+        if duplicating {
+            datagrams = datagrams.saturating_mul(2);
+        }
+        if datagrams > u128::from(DATAGRAMS_MAX) {
+            return Err(self.src.error(
+                Some(duration_key.span()),
+                format!("`duration` and the sources' `poll_min` give up to {datagrams} datagrams, more than {DATAGRAMS_MAX}"),
+                Some("shorten `duration`, raise the sources' `poll_min`, drop `burst`, or use fewer clients".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn host_ref(&self, name: &Spanned<String>) -> VResult<HostId> {
@@ -1647,7 +1766,7 @@ impl Validator<'_> {
         let ns = |d: Duration| NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let long = |what: &str, v: Duration| -> VResult<()> {
             if v >= Duration::from_secs(1) {
-                return Err(self.err(r, format!("refclock {what} {v:?} must be below 1 s"), None));
+                return Err(self.err_at_value(r, format!("refclock {what} {v:?} must be below 1 s"), None));
             }
             Ok(())
         };
@@ -1672,7 +1791,7 @@ impl Validator<'_> {
         }
         let baud = m.baud.unwrap_or(timing.baud_rate_bps);
         if !ntplab_daemon::config::BAUD_RATES.contains(&baud) {
-            return Err(self.err(r, format!("refclock baud {baud} is not one of {:?}", ntplab_daemon::config::BAUD_RATES), None));
+            return Err(self.err_at_value(r, format!("refclock baud {baud} is not one of {:?}", ntplab_daemon::config::BAUD_RATES), None));
         }
         config.gps.timing = SerialTiming { latency_min: latency, latency_max: latency + spread, baud_rate_bps: baud, ..timing };
         for (list, fix_loss) in [(&m.fix_loss, true), (&m.wnro, false)] {
@@ -1825,6 +1944,14 @@ impl Validator<'_> {
             span_of_source.push(span);
             source_sections.push(s);
         }
+        // Where the daemon's tables are written, for its messages ("[rate_limit] slots 0 ...").
+        let sections = [
+            ("[rate_limit]", h.rate_limit.as_ref().map(|s| s.span())),
+            ("[access]", h.access.as_ref().map(|s| s.span())),
+            ("[smear]", h.smear.as_ref().map(|s| s.span())),
+            ("[[refclock]]", h.refclock.as_ref().map(|s| s.span())),
+            ("[local]", h.local_stratum.as_ref().map(|s| s.span())),
+        ];
         let file = ConfigFile {
             listen: port.map(|p| SocketAddr::new(address, p)).into_iter().collect(),
             local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None, leap: None }),
@@ -1837,14 +1964,12 @@ impl Validator<'_> {
             refclocks,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
-            // Point at the offending part where the daemon's message names it.
+            // Point at the offending value where the daemon's message names its table.
             let m = e.0.clone();
-            let span = span_for_daemon_error(&m, &span_of_source).unwrap_or_else(|| h.name.span());
+            let section = span_for_daemon_error(&m, &span_of_source)
+                .or_else(|| sections.iter().find(|(tag, _)| m.contains(tag)).and_then(|(_, span)| span.clone()));
+            let span = section.map_or_else(|| h.name.span(), |s| value_span_in(self.src.text, s, &m));
             let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
-            let span = match &h.refclock {
-                Some(r) if m.contains("[[refclock]]") => r.span(),
-                _ => span,
-            };
             self.src.error(Some(span), m, hint)
         })?;
         Ok(NtpHost { daemon, sources })
@@ -2240,6 +2365,47 @@ impl Validator<'_> {
     }
 }
 
+/// Inside `section` of `text`, the value a validation message is about: the
+/// first quoted text of the message where the section has it (`rule
+/// "banana"`), else the value of the first key the message names that the
+/// section sets (`slots 0 ...` → `slots = 0`), else the whole section.
+fn value_span_in(text: &str, section: Range<usize>, message: &str) -> Range<usize> {
+    let Some(body) = text.get(section.clone()) else { return section };
+    let at = |r: Range<usize>| section.start + r.start..section.start + r.end;
+    if let Some(quoted) = message.split('"').nth(1).filter(|q| !q.is_empty()) {
+        let needle = format!("\"{quoted}\"");
+        if let Some(i) = body.find(&needle) {
+            return at(i..i + needle.len());
+        }
+    }
+    // Words after the table's name ("host `c`: [[source]] #1 (…): maximum poll 99 …"),
+    // with the source messages' phrases spelled as their keys.
+    let tail = message.find("] ").map_or(message, |i| &message[i + 1..]);
+    let tail = tail.replace("minimum poll", "poll_min").replace("maximum poll", "poll_max").replace("NTP version", "version");
+    let words = tail.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with(|c: char| c.is_ascii_lowercase()));
+    words.filter_map(|w| key_value_span(body, w)).next().map_or(section.clone(), at)
+}
+
+/// The span of the value in `key = value` within `body`, `key` a whole word.
+fn key_value_span(body: &str, key: &str) -> Option<Range<usize>> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(i) = body[from..].find(key) {
+        let start = from + i;
+        from = start + key.len();
+        if body[..start].chars().next_back().is_some_and(is_word) {
+            continue;
+        }
+        let Some(after_eq) = body[from..].trim_start_matches([' ', '\t']).strip_prefix('=') else { continue };
+        let value = after_eq.trim_start_matches([' ', '\t']);
+        let value_start = body.len() - value.len();
+        let len = value.find([',', '}', ']', '\n', '#']).unwrap_or(value.len());
+        let len = value[..len].trim_end().len().max(1).min(value.len());
+        return Some(value_start..value_start + len);
+    }
+    None
+}
+
 /// The span of the `[[source]]` entry a daemon validation message names (`#N`).
 fn span_for_daemon_error(message: &str, sources: &[Range<usize>]) -> Option<Range<usize>> {
     let rest = message.split("[[source]] #").nth(1)?;
@@ -2299,7 +2465,7 @@ mod tests {
         assert_eq!(s.end(), NtpTime::parse_rfc3339("2036-02-07T12:00:00Z").unwrap());
         assert_eq!((s.duration, s.sample_interval, s.converged_after), (Duration::from_secs(6 * 3600), Duration::from_secs(1), Duration::from_secs(3600)));
         let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute", "fleet-1", "fleet-2", "fleet-3"]);
+        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute", "backup", "fleet-1", "fleet-2", "fleet-3"]);
 
         let server = &s.hosts[0];
         let Role::Ntp(n) = &server.role else { panic!("server runs the daemon") };
@@ -2315,7 +2481,7 @@ mod tests {
         let Role::Ntp(c) = &client.role else { panic!() };
         assert!(c.daemon.listen.is_empty());
         assert!(!c.daemon.server.interleaved);
-        assert_eq!(c.sources, vec![0, 2, 3, 4]);
+        assert_eq!(c.sources, vec![0, 2, 3, 4, 8]);
         assert_eq!(c.daemon.sources[0].address, "10.0.0.1:123".parse::<SocketAddr>().unwrap());
         assert!(c.daemon.sources[0].config.iburst);
         assert_eq!((c.daemon.sources[0].config.poll_min_log2, c.daemon.sources[0].config.poll_max_log2), (4, 6));
@@ -2338,7 +2504,7 @@ mod tests {
         assert_eq!(probe.daemon.listen[0].port(), 1123);
         assert_eq!(probe.daemon.sources[0].address, "[fd00::11]:123".parse::<SocketAddr>().unwrap());
 
-        assert_eq!(s.links.len(), 9);
+        assert_eq!(s.links.len(), 10);
         let l0 = &s.links[0];
         assert_eq!(l0.hosts, [1, 0]);
         assert_eq!(l0.forward.delay, Duration::from_micros(100));
@@ -2365,19 +2531,19 @@ mod tests {
         assert_eq!(forward.delay, Some(Duration::from_millis(5)));
         assert_eq!(backward.delay, Some(Duration::from_millis(5)));
         assert_eq!((forward.loss, backward.loss), (None, Some(0.2)));
-        assert_eq!(timeline[5], (h(16200), &Action::StepClock { host: 1, by_s: -0.5 }));
-        assert_eq!(timeline[6], (h(18000), &Action::SetFrequency { host: 1, frequency: -2e-5 }));
+        assert_eq!(timeline[5], (h(16200), &Action::StepClock { host: 1, by_s: -0.0005 }));
+        assert_eq!(timeline[6], (h(18000), &Action::SetFrequency { host: 1, frequency: 5e-6 }));
         assert_eq!(timeline[7], (h(18600), &Action::Stop { host: 0 }));
         assert_eq!(timeline[8], (h(19200), &Action::Start { host: 0 }));
 
         let x = &s.expectations;
         assert_eq!(x.len(), 7);
-        assert_eq!((x[4].metric, x[4].over, x[4].members.as_slice()), (Metric::SyncTime, Some(Over::Max), &[8, 9, 10][..]));
+        assert_eq!((x[4].metric, x[4].over, x[4].members.as_slice()), (Metric::SyncTime, Some(Over::Max), &[9, 10, 11][..]));
         assert_eq!((x[5].metric, x[6].metric), (Metric::Synchronized, Metric::Selections));
         assert_eq!((x[0].metric, x[0].max, x[0].after), (Metric::MaxOffset, Some(1e-3), h(3600)));
         assert_eq!(x[0].requirement.as_deref(), Some("SIM-OFFSET-1"));
-        assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(210.0), Duration::ZERO));
-        assert_eq!(x[1].name, "client sync_time <= 210");
+        assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(300.0), Duration::ZERO));
+        assert_eq!(x[1].name, "client sync_time <= 300");
         assert_eq!(x[2].after, h(7200));
         assert_eq!((x[3].host, x[3].min, x[3].max), (5, Some(10.0), None));
     }
@@ -2412,7 +2578,11 @@ mod tests {
         ok("1e-4s", 1e-4);
         ok("-2s", -2.0);
         ok("100us", 1e-4);
-        for bad in ["", "-", "s", "1x", "1h30", "1..2s", "nan", "1e400s", "90 parsecs", "1e"] {
+        ok("5µs", 5e-6);
+        ok("5μs", 5e-6);
+        assert_eq!(parse_seconds_text("1§"), Err("unknown unit `§`".to_string()));
+        assert_eq!(parse_seconds_text("2µ"), Err("unknown unit `µ`".to_string()));
+        for bad in ["", "-", "s", "1x", "1h30", "1..2s", "nan", "1e400s", "90 parsecs", "1e", "1§", "1 §s", "3¡", "2µ", "7秒", "1h30m€"] {
             assert!(parse_seconds_text(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -2484,6 +2654,56 @@ mod tests {
         assert!(e.message.contains("unknown key `mean`") && e.hint.as_deref().unwrap().contains("`sd`"), "{e}");
         let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\njitter = {{ kind = \"pareto\", scale = 1e-4, shape = 0 }}\n"));
         assert!(e.message.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn value_errors_point_at_the_value() {
+        // (a line of the server host, the message's start, the column of the value on line 7)
+        let cases = [
+            ("rate_limit = { interval_s_min = -1.0, burst = 8 }", "host `server`: [rate_limit] interval_s_min", 33),
+            ("rate_limit = { burst = 8, slots = 0 }", "host `server`: [rate_limit] slots 0", 35),
+            ("access = { default = \"allow\", rules = [ { network = \"10.0.0.0/99\", action = \"deny\" } ] }", "host `server`: [access] rule \"10.0.0.0/99\"", 53),
+            ("access = { rules = [ { network = \"banana\", action = \"deny\" } ] }", "host `server`: [access] rule \"banana\"", 34),
+            ("smear = { style = \"before-leap\", leap = \"banana\" }", "host `server`: [smear] leap \"banana\"", 41),
+            ("refclock = { kind = \"pps\", filter = 0 }", "host `server`: [[refclock]] #1 (pps): filter 0", 37),
+            ("refclock = { kind = \"pps\", refid = \"TOOLONG\" }", "host `server`: [[refclock]] #1 (pps): refid \"TOOLONG\"", 36),
+            ("refclock = { kind = \"gps\", gps_latency = \"1ms\", baud = 1234 }", "refclock baud 1234", 56),
+            ("refclock = { kind = \"gps\", pps_delay = \"2s\" }", "refclock pps_delay 2s", 40),
+            ("clock = { frequency = 1.0 }", "clock frequency 1", 23),
+        ];
+        for (line, message, column) in cases {
+            let e = err(&format!("name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n{line}\n"));
+            assert!(e.message.starts_with(message), "{e}");
+            assert_eq!((e.line, e.column), (Some(7), Some(column)), "{e}");
+        }
+        // A source's poll bounds: the value inside the `sources` entry.
+        let e = err(&format!("{TWO}sources = [{{ host = \"server\", poll_max = 99 }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
+        assert_eq!((e.line, e.column), (Some(10), Some(42)), "{e}");
+    }
+
+    #[test]
+    fn trace_volume_is_bounded_at_load_time() {
+        // 1 h on a 1 ms grid for 2 hosts: 7.2 million rows, accepted.
+        let ok = |text: &str| Scenario::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+        ok(&format!("{}sample_interval = \"1ms\"\n{}", &TWO[..27], &TWO[27..]));
+        // 2 h: 14.4 million rows; the error names the keys and says what to do.
+        let e = err(&format!("name = \"x\"\nduration = \"2h\"\nsample_interval = \"1ms\"\n{}", &TWO[27..]));
+        assert_eq!((e.line, e.column), (Some(3), Some(19)), "{e}");
+        assert!(e.message.starts_with("`duration` / `sample_interval` gives 7200001 sample times × 2 hosts = 14400002 rows of samples.csv, more than 10000000"), "{e}");
+        assert!(e.hint.as_deref().unwrap().starts_with("raise `sample_interval` (at least 1.44ms here)"), "{e}");
+        // Ten years at the default 1 s grid: refused at `duration`.
+        let e = err(&format!("name = \"x\"\nduration = \"3650d\"\n{}", &TWO[27..]));
+        assert_eq!((e.line, e.column), (Some(2), Some(12)), "{e}");
+        assert!(e.message.contains("rows of samples.csv"), "{e}");
+        // Datagrams: 200 clients polling every 16 s in bursts of 8 for 10 days.
+        let mut text = String::from("name = \"x\"\nduration = \"10d\"\nsample_interval = \"1h\"\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n");
+        for i in 0..200 {
+            text += &format!("[[host]]\nname = \"c{i}\"\naddress = \"10.0.1.{}\"\nlisten = false\nsources = [{{ host = \"s\", burst = true, poll_min = 4 }}]\n[[link]]\nbetween = [\"c{i}\", \"s\"]\n", i + 1);
+        }
+        let e = err(&text);
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("datagrams, more than 1000000") && e.hint.as_deref().unwrap().contains("poll_min"), "{e}");
+        ok(&text.replace("burst = true", "burst = false").replace("10d", "6h"));
     }
 
     #[test]
@@ -2666,6 +2886,37 @@ max = "10m"
     }
 
     #[test]
+    fn load_reads_a_bounded_amount_and_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("ntplab-scenario-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A (sparse) regular file over the limit: refused from its metadata.
+        let big = dir.join("big.toml");
+        std::fs::File::create(&big).unwrap().set_len(SCENARIO_BYTES_MAX + 1).unwrap();
+        let e = Scenario::load(&big).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}: the scenario is {} bytes, more than the limit", big.display(), SCENARIO_BYTES_MAX + 1)), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("at most 8 MiB"), "{e}");
+        // An endless device: reading stops at the limit.
+        if Path::new("/dev/zero").exists() {
+            let e = Scenario::load("/dev/zero").unwrap_err();
+            assert!(e.to_string().starts_with("/dev/zero: the scenario is larger than the limit of 8388608 bytes"), "{e}");
+        }
+        let e = Scenario::load(&dir).unwrap_err();
+        assert!(e.message.contains("it is a directory"), "{e}");
+        // Not UTF-8: the position of the first bad byte.
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"name = \"x\"\nduration = \"1\xa7\"\n").unwrap();
+        let e = Scenario::load(&latin1).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(2), Some(14)), "{e}");
+        assert!(e.message.contains("not UTF-8 text: invalid byte 0xa7 at offset 24"), "{e}");
+        // Exactly the limit is read; one byte more is not.
+        let edge = dir.join("edge.toml");
+        std::fs::write(&edge, [b'#'; 100]).unwrap();
+        assert_eq!(read_bounded(&edge, 100).map(|b| b.len()), Ok(100));
+        assert!(read_bounded(&edge, 99).unwrap_err().0.contains("100 bytes, more than the limit of 99"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn excerpts_survive_odd_text() {
         // Multibyte characters, tabs and very long lines keep the caret in place and never panic.
         let e = err("name = \"é\"\nduration = 60\n[[host]]\nname=\"ü\"\naddress=\"10.0.0.1\"\n");
@@ -2682,6 +2933,90 @@ max = "10m"
     mod fuzzish {
         use super::*;
         use proptest::prelude::*;
+
+        /// A valid scenario per key that takes a duration or a number with a unit, with `@` for its value.
+        fn duration_fields() -> Vec<String> {
+            let scenario = |top: &str, server: &str, link: &str, tail: &str| {
+                format!("name = \"x\"\n{top}\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n{server}\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nsources = [{{ host = \"server\" }}]\n[[link]]\nbetween = [\"client\", \"server\"]\n{link}\n{tail}\n")
+            };
+            let d = "duration = \"1h\"";
+            let mut v = vec![
+                scenario("duration = @", "", "", ""),
+                scenario(&format!("{d}\nsample_interval = @"), "", "", ""),
+                scenario(&format!("{d}\nconverged_after = @"), "", "", ""),
+            ];
+            for server in [
+                "clock = { offset = @ }",
+                "clock = { noise = @ }",
+                "clock = { precision = @ }",
+                "clock = { sine = { amplitude = 1e-7, period = @ } }",
+                "refclock = { kind = \"gps-pps\", pps_jitter = @ }",
+                "refclock = { kind = \"gps-pps\", pps_delay = @ }",
+                "refclock = { kind = \"gps-pps\", pps_outlier_max = @ }",
+                "refclock = { kind = \"gps\", gps_latency = @ }",
+                "refclock = { kind = \"gps\", gps_latency_jitter = @ }",
+                "refclock = { kind = \"pps\", offset = @ }",
+                "refclock = { kind = \"pps\", delay = @ }",
+                "refclock = { kind = \"gps\", fix_loss = [{ from = @, until = \"1m\" }] }",
+                "refclock = { kind = \"gps\", wnro = [{ from = 0, until = @ }] }",
+            ] {
+                v.push(scenario(d, server, "", ""));
+            }
+            for link in [
+                "delay = @",
+                "reorder = 0.1\nreorder_delay = @",
+                "jitter = { kind = \"exponential\", mean = @ }",
+                "jitter = { kind = \"normal\", sd = @ }",
+                "jitter = { kind = \"uniform\", max = @ }",
+                "jitter = { kind = \"pareto\", scale = @, shape = 1.5 }",
+                "forward = { delay = @ }",
+                "backward = { reorder = 0.1, reorder_delay = @ }",
+            ] {
+                v.push(scenario(d, "", link, ""));
+            }
+            for tail in [
+                "[[event]]\nat = @\naction = \"heal\"",
+                "[[event]]\nat = 0\naction = \"partition\"\nhosts = [\"client\"]\nuntil = @",
+                "[[event]]\nat = 1\naction = \"step_clock\"\nhost = \"client\"\nby = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\ndelay = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nreorder = 0.1\nreorder_delay = @",
+                "[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nbackward = { delay = @ }",
+                "[[expect]]\nhost = \"client\"\nmetric = \"max_offset\"\nmax = @",
+                "[[expect]]\nhost = \"client\"\nmetric = \"sync_time\"\nmin = @",
+                "[[expect]]\nhost = \"client\"\nmetric = \"rms_offset\"\nmax = 1\nafter = @",
+                "[[host]]\nname = \"liar\"\naddress = \"10.0.0.3\"\nrole = \"scripted\"\nbehavior = { kind = \"falseticker\", offset = @ }",
+            ] {
+                v.push(scenario(d, "", "", tail));
+            }
+            v
+        }
+
+        /// `s` as a TOML basic string.
+        fn toml_quote(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' | '\\' => {
+                        o.push('\\');
+                        o.push(c);
+                    }
+                    c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+
+        #[test]
+        fn every_duration_field_template_loads_with_a_valid_value() {
+            for t in duration_fields() {
+                let text = t.replace('@', "\"2ms\"");
+                if let Err(e) = Scenario::parse(&text, "t") {
+                    panic!("{e}\n{text}");
+                }
+            }
+        }
 
         proptest! {
             #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -2706,6 +3041,26 @@ max = "10m"
             ], 0..40)) {
                 let text: String = parts.concat();
                 if let Err(e) = Scenario::parse(&text, "p") { let _ = e.to_string(); }
+            }
+
+            /// Any text in any key that takes a duration or a number with a
+            /// unit is an error with a position, or a value; never a panic.
+            #[test]
+            fn any_text_in_a_duration_field_is_a_positioned_error(
+                text in prop_oneof!["[-+]?[0-9.eE]{0,4}[ a-zµμ]{0,2}\\PC{0,4}", "\\PC{0,12}", "[0-9]{1,3}[^0-9a-zA-Z ]{1,3}"],
+                field in 0..duration_fields().len(),
+            ) {
+                let quoted = toml_quote(&text);
+                let scenario = duration_fields()[field].replace('@', &quoted);
+                let result = Scenario::parse(&scenario, "p");
+                if let Err(e) = &result {
+                    let _ = e.to_string();
+                }
+                if parse_seconds_text(&text).is_err() {
+                    let e = result.expect_err("an invalid duration was accepted");
+                    prop_assert!(e.line.is_some() && e.column.is_some(), "no position: {e}\n{scenario}");
+                    prop_assert!(e.message.contains("invalid duration"), "{e}\n{scenario}");
+                }
             }
 
             #[test]

@@ -71,8 +71,20 @@ between = ["kissed", "rate"]
 [[link]]
 between = ["kissed", "ntsn"]
 
+[[host]]
+name = "skewed"
+address = "10.0.0.8"
+listen = false
+clock = { offset = 0.05 }
+sources = [ { host = "server", poll_min = 4, poll_max = 4 } ]
+
 [[link]]
 between = ["alone", "mute"]
+
+[[link]]
+between = ["skewed", "server"]
+delay = "100us"
+forward = { delay = "20ms" }
 
 [[expect]]
 name = "good selections"
@@ -121,14 +133,34 @@ name = "alone within 100 ms"
 host = "alone"
 metric = "synchronized"
 within = "100ms"
-min = 1
+max = 0
 
 [[expect]]
-name = "alone sync time within 100 ms"
-host = "alone"
+name = "skewed synchronized"
+host = "skewed"
+metric = "synchronized"
+max = 1
+
+[[expect]]
+name = "skewed within 100 ms"
+host = "skewed"
+metric = "synchronized"
+within = "100ms"
+max = 1
+
+[[expect]]
+name = "skewed sync time within 2 ms"
+host = "skewed"
+metric = "sync_time"
+within = "2ms"
+max = "20m"
+
+[[expect]]
+name = "skewed sync time within 100 ms"
+host = "skewed"
 metric = "sync_time"
 within = 0.1
-max = 0
+max = "20m"
 "#;
 
 #[test]
@@ -149,9 +181,21 @@ fn event_counts_count_what_the_daemon_did() {
     let alone = r.verdicts.iter().find(|v| v.expectation.name == "alone synchronized").expect("verdict");
     assert_eq!(alone.value, Some(0.0));
     assert!(alone.passed);
-    // Its clock stays 50 ms off: synchronized from the start at a 100 ms `within`.
-    assert_eq!(value(&r, "alone within 100 ms"), Some(1.0));
-    assert_eq!(value(&r, "alone sync time within 100 ms"), Some(0.0));
+    // Its clock stays 50 ms off, but without a system peer it is not
+    // synchronized whatever the `within`.
+    assert_eq!(value(&r, "alone within 100 ms"), Some(0.0));
+    // 20 ms of one-way extra delay leaves `skewed` about 10 ms off: never
+    // within the default 1 ms, but synchronized within 100 ms from its daemon's
+    // first selection on.
+    assert_eq!(value(&r, "skewed synchronized"), Some(0.0));
+    assert_eq!(value(&r, "skewed within 100 ms"), Some(1.0));
+    let t = value(&r, "skewed sync time within 100 ms").expect("a sync time");
+    let first = r.hosts.iter().find(|h| h.name == "skewed").and_then(|h| h.first_synced_s).expect("selected");
+    assert_eq!(t, first);
+    let v = r.verdicts.iter().find(|v| v.expectation.name == "skewed sync time within 2 ms").expect("verdict");
+    assert_eq!(v.value, None);
+    let why = v.missing.as_deref().unwrap_or_default();
+    assert!(why.contains("more than 0.002 s (`within`)"), "{why}");
 }
 
 const GROUP: &str = r#"

@@ -6,7 +6,7 @@ pub mod report;
 use crate::cli::{CliError, OutputFormat};
 use capture::Frame;
 use ntplab_proto::time::NtpTime;
-use report::{PacketJson, Pivot};
+use report::{Decoded, Pivot, TruncatedJson};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -34,6 +34,13 @@ pub struct DecodeArgs {
 }
 
 /// Runs `ntplab decode`.
+///
+/// Exit status (through [`CliError`]): 0 when the packet (`--hex`) was decoded,
+/// or the capture (`--pcap`) was read to its end and held NTP traffic; frames
+/// that cannot be decoded are reported on stderr and do not change the
+/// status. 1 when the packet cannot be decoded, or the file cannot be opened,
+/// is not a capture, breaks off before its end (the frames before the break
+/// are printed), or holds no NTP traffic at all.
 pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let pivot = match &args.pivot {
         Some(p) => Some(NtpTime::parse_rfc3339(p).map_err(|e| CliError::usage(format!("--pivot: {e}")))?),
@@ -41,24 +48,29 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
     };
     if let Some(hex) = &args.hex {
         let bytes = parse_hex(hex).map_err(CliError::usage)?;
-        let packet = report::decode(&bytes, pivot.map_or(Pivot::Rfc4330, Pivot::Near))
+        let packet = report::decode_any(&bytes, pivot.map_or(Pivot::Rfc4330, Pivot::Near), false)
             .map_err(|e| CliError::input(format!("cannot decode the packet: {e}")))?;
         write_packet(out, &packet, args.format)?;
         return Ok(());
     }
     let path = args.pcap.as_ref().expect("clap requires --hex or --pcap");
     let file = std::fs::File::open(path).map_err(|e| CliError::input(format!("cannot open {}: {e}", path.display())))?;
-    let (frames, broke_off) =
-        capture::read_frames(std::io::BufReader::new(file)).map_err(|e| CliError::input(format!("{}: {e}", path.display())))?;
-    let mut failures = Vec::new();
-    let mut decoded = 0usize;
+    let frames = capture::CaptureReader::new(std::io::BufReader::new(file))
+        .map_err(|e| CliError::input(format!("{}: {e}", path.display())))?;
+    let mut found = 0usize;
     for frame in frames {
         let dgram = match frame {
-            Frame::Udp(d) => d,
-            Frame::Other => continue,
-            Frame::Unreadable { frame, reason } => {
-                failures.push(format!("frame {frame}: {reason}"));
+            Ok(Frame::Udp(d)) => d,
+            Ok(Frame::Other) => continue,
+            Ok(Frame::Unreadable { frame, reason }) => {
+                note(path, &format!("frame {frame}: {reason}"));
                 continue;
+            }
+            Err(e) => {
+                return Err(CliError::input(format!(
+                    "{}: {e} ({found} NTP messages before the break were printed)",
+                    path.display()
+                )))
             }
         };
         let port_match = |p: u16| dgram.src.port() == p || dgram.dst.port() == p;
@@ -69,49 +81,43 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> Result<(), CliError> {
         if !chosen {
             continue;
         }
+        found += 1;
         let frame_pivot = pivot.unwrap_or_else(|| {
             NtpTime::from_unix(dgram.time.as_secs() as i64, dgram.time.subsec_nanos())
         });
-        match report::decode(&dgram.payload, Pivot::Near(frame_pivot)) {
+        let truncated = dgram.truncated.map(|t| TruncatedJson {
+            captured_frame: t.captured,
+            original_frame: t.original,
+            ntp_captured: dgram.payload.len(),
+            ntp_length: dgram.udp_payload_len,
+        });
+        let cut = dgram.payload.len() < dgram.udp_payload_len;
+        match report::decode_any(&dgram.payload, Pivot::Near(frame_pivot), cut) {
             Ok(mut p) => {
-                p.frame = Some(dgram.frame);
-                p.src = Some(dgram.src.to_string());
-                p.dst = Some(dgram.dst.to_string());
+                p.set_origin(dgram.frame, dgram.src.to_string(), dgram.dst.to_string(), truncated);
                 write_packet(out, &p, args.format)?;
-                decoded += 1;
             }
-            Err(ntplab_proto::wire::Error::Unsupported { .. }) if is_control_message(&dgram.payload) => {
-                // Mode 6/7 (ntpq/ntpdc) messages are NTP, but not time packets.
-                eprintln!(
-                    "ntplab: note: frame {} ({} -> {}): NTP mode {} control message, not decoded",
-                    dgram.frame,
-                    dgram.src,
-                    dgram.dst,
-                    dgram.payload[0] & 7
-                );
+            Err(e) => {
+                let cut = match truncated {
+                    Some(t) => format!(" (the capture holds {} of its {} octets)", t.ntp_captured, t.ntp_length),
+                    None => String::new(),
+                };
+                note(path, &format!("frame {} ({} -> {}): cannot decode: {e}{cut}", dgram.frame, dgram.src, dgram.dst));
             }
-            Err(e) => failures.push(format!("frame {} ({} -> {}): {e}", dgram.frame, dgram.src, dgram.dst)),
         }
     }
-    if let Some(e) = broke_off {
-        failures.push(e.0);
+    if found == 0 {
+        return Err(CliError::input(format!(
+            "{}: no NTP packets found (if NTP runs on an unusual port, name it with --port N)",
+            path.display()
+        )));
     }
-    if failures.is_empty() {
-        if decoded == 0 {
-            return Err(CliError::input(format!(
-                "{}: no NTP packets found (if NTP runs on an unusual port, name it with --port N)",
-                path.display()
-            )));
-        }
-        Ok(())
-    } else {
-        Err(CliError::input(format!(
-            "{}: decoded {decoded} NTP packets, but {} frames could not be decoded:\n  {}",
-            path.display(),
-            failures.len(),
-            failures.join("\n  ")
-        )))
-    }
+    Ok(())
+}
+
+/// A frame that could not be decoded: said on stderr, decoding goes on.
+fn note(path: &std::path::Path, what: &str) {
+    eprintln!("ntplab: {}: {what}", path.display());
 }
 
 /// A UDP payload that is plausibly NTP on a port other than 123: at least a
@@ -120,15 +126,10 @@ fn looks_like_ntp(p: &[u8]) -> bool {
     p.len() >= 48 && p.len() % 4 == 0 && matches!((p[0] >> 3) & 7, 1..=5) && matches!(p[0] & 7, 1..=5)
 }
 
-/// An NTPv1-v4 mode 6 or 7 message.
-fn is_control_message(p: &[u8]) -> bool {
-    p.first().is_some_and(|b| matches!(b & 7, 6 | 7) && (b >> 3) & 7 != 5)
-}
-
-fn write_packet(out: &mut dyn Write, p: &PacketJson, format: OutputFormat) -> Result<(), CliError> {
+fn write_packet(out: &mut dyn Write, p: &Decoded, format: OutputFormat) -> Result<(), CliError> {
     let text = match format {
         OutputFormat::Json => serde_json::to_string(p).map_err(|e| CliError::internal(e.to_string()))? + "\n",
-        OutputFormat::Text => report::to_text(p) + "\n",
+        OutputFormat::Text => p.to_text() + "\n",
     };
     out.write_all(text.as_bytes()).map_err(CliError::from_io)
 }

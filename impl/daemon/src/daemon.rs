@@ -230,6 +230,10 @@ impl Drop for AbortOnDrop {
 /// `seed` drives every random choice (transmit-timestamp nonces, poll jitter,
 /// the rate limiter's hash key); give it from the OS in production and from
 /// the scenario in simulation.
+///
+/// When it returns, every socket and reference clock it opened is closed
+/// (its receive tasks have ended), so a daemon started right after it can
+/// bind the same addresses.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
     config: &DaemonConfig,
@@ -239,6 +243,34 @@ pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
     seed: u64,
     events: &mut dyn EventSink,
     shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    N::Socket: 'static,
+{
+    let mut tasks = AbortOnDrop(Vec::new());
+    let result = run_until(config, net, refclocks, clock, seed, events, shutdown, &mut tasks).await;
+    // The receive tasks own the sockets: end them and wait until they are
+    // gone (an aborted task drops its future before its handle completes).
+    for task in &tasks.0 {
+        task.abort();
+    }
+    for task in tasks.0.drain(..) {
+        let _ = task.await;
+    }
+    result
+}
+
+/// [`run`]'s loop; the tasks it spawns go into `tasks`.
+#[allow(clippy::too_many_arguments)]
+async fn run_until<N: Network, R: Refclocks, C: DaemonClock>(
+    config: &DaemonConfig,
+    net: &N,
+    refclocks: &R,
+    clock: &mut C,
+    seed: u64,
+    events: &mut dyn EventSink,
+    shutdown: impl Future<Output = ()>,
+    tasks: &mut AbortOnDrop,
 ) -> io::Result<()>
 where
     N::Socket: 'static,
@@ -305,7 +337,7 @@ where
     for (index, socket) in sockets.iter().enumerate() {
         let socket = socket.clone();
         let tx = tx.clone();
-        tokio::task::spawn_local(async move {
+        tasks.0.push(tokio::task::spawn_local(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM + 1];
             loop {
                 match socket.recv(&mut buf).await {
@@ -325,20 +357,19 @@ where
                     }
                 }
             }
-        });
+        }));
     }
     drop(tx);
 
     let (refclock_tx, mut refclock_rx) = mpsc::channel::<RefclockIncoming>(QUEUE_DATAGRAMS);
     let mut drivers = Vec::new();
-    let mut refclock_tasks = AbortOnDrop(Vec::new());
     for (index, spec) in config.refclocks.iter().enumerate() {
         let mut provider = refclocks.open(index, spec).await?;
         let driver = RefclockDriver::new(spec, precision_log2, Instant::ZERO);
         system.add_source(PeerId::Refclock(index), driver.params().reference_id);
         drivers.push(driver);
         let tx = refclock_tx.clone();
-        refclock_tasks.0.push(tokio::task::spawn_local(async move {
+        tasks.0.push(tokio::task::spawn_local(async move {
             loop {
                 match provider.next().await {
                     Ok(input) => {

@@ -99,6 +99,32 @@ impl TimestampedSocket {
     pub fn kernel_timestamps(&self) -> bool {
         self.kernel
     }
+
+    /// Connects the socket to one peer. The kernel then delivers only that
+    /// peer's datagrams, and an ICMP port or host unreachable for it turns into
+    /// an error (`ConnectionRefused`, ...) on the next receive, which
+    /// [`TimestampedSocket::recv_or_error`] reports at once. For one-shot
+    /// clients such as `ntplab query`; the daemon's sockets stay unconnected.
+    pub async fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        self.inner.connect(peer).await
+    }
+
+    /// Like [`DatagramSocket::recv`], but a pending socket error (`SO_ERROR`)
+    /// ends the wait too, so that on a connected socket an ICMP unreachable is
+    /// reported at once instead of as a timeout.
+    pub async fn recv_or_error(&self, buf: &mut [u8]) -> io::Result<Received> {
+        // Two single-interest waits: tokio clears readiness per interest, and
+        // the error queue (transmit timestamps) raises EPOLLERR too, which
+        // must not wake a reader that then finds nothing.
+        let error = self.inner.async_io(tokio::io::Interest::ERROR, || match self.inner.take_error()? {
+            Some(e) => Ok(e),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        });
+        tokio::select! {
+            received = self.recv(buf) => received,
+            e = error => Err(e?),
+        }
+    }
 }
 
 impl DatagramSocket for TimestampedSocket {
@@ -320,6 +346,22 @@ mod tests {
             assert!(tx <= rx, "sent {tx:?} after received {rx:?}");
             assert!(tx >= before && rx <= now(), "timestamps are from CLOCK_REALTIME");
             assert!((rx - tx).to_seconds_f64() < 0.1);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connected_socket_reports_port_unreachable_at_once() {
+        // A port nobody listens on: bind, note the port, close.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        for user_space_timestamps in [true, false] {
+            let net = TokioNetwork { user_space_timestamps };
+            let a = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            a.connect(closed).await.unwrap();
+            a.send_to(&[0; 48], closed).await.unwrap();
+            let mut buf = [0u8; 64];
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), a.recv_or_error(&mut buf)).await;
+            let err = got.expect("the ICMP error ends the wait, no timeout").expect_err("nothing can answer");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
         }
     }
 

@@ -328,7 +328,8 @@ pub struct Server {
 impl Server {
     /// A responder. `hash_key` is a secret random key (from the caller's
     /// random source) for the client tables' hash, so that clients cannot pick
-    /// addresses that collide. Both tables are allocated here, once.
+    /// addresses that collide. Each table is allocated once, by the first
+    /// request that needs it: a daemon that only follows sources never holds them.
     pub fn new(config: ServerConfig, hash_key: [u8; 16]) -> Self {
         let mut key2 = hash_key;
         // A different key for the second table: its layout must not mirror the first.
@@ -368,6 +369,12 @@ impl Server {
     /// octets per rate-table slot) once a table bucket first overflows.
     pub fn table_bytes(&self) -> usize {
         self.rate.table_bytes() + self.interleaved.table_bytes()
+    }
+
+    /// Heap bytes both client tables hold now: 0 until a request needs them,
+    /// at most [`table_bytes`](Self::table_bytes).
+    pub fn allocated_table_bytes(&self) -> usize {
+        self.rate.allocated_bytes() + self.interleaved.allocated_bytes()
     }
 
     /// The rate limiter (read-only, for inspection).

@@ -52,6 +52,11 @@ impl InterleavedStore {
         self.table.heap_bytes()
     }
 
+    /// Heap bytes held now: 0 until the first pair is saved.
+    pub fn allocated_bytes(&self) -> usize {
+        self.table.allocated_bytes()
+    }
+
     /// Client slots.
     pub fn capacity(&self) -> usize {
         self.table.capacity()

@@ -165,6 +165,11 @@ impl RateLimiter {
         self.table.heap_bytes() + self.overflow.capacity() * core::mem::size_of::<Buckets>()
     }
 
+    /// Heap bytes held now: 0 until the first request needs a slot.
+    pub fn allocated_bytes(&self) -> usize {
+        self.table.allocated_bytes()
+    }
+
     /// Client slots (fixed at construction).
     pub fn capacity(&self) -> usize {
         self.table.capacity()

@@ -1,8 +1,9 @@
 //! A fixed-size, set-associative table keyed by client address, shared by the
 //! rate limiter and the interleaved-mode timestamp store.
 //!
-//! Memory is allocated once, at construction, and never grows: whatever the
-//! number of distinct clients, the table holds `capacity()` slots. A key hashes
+//! Memory is allocated once, at the first insertion (a daemon that never
+//! serves a client never pays for it), and never grows: whatever the number of
+//! distinct clients, the table holds `capacity()` slots. A key hashes
 //! (SipHash-2-4 under a secret key given at construction, so an attacker cannot
 //! aim many addresses at one bucket) to a bucket of [`WAYS`] slots; a key not
 //! present takes a free slot of its bucket or evicts the slot with the smallest
@@ -63,16 +64,19 @@ pub struct Slot<V> {
 /// The fixed-size table. `V` is the per-client state.
 #[derive(Clone, Debug)]
 pub struct SlotTable<V> {
+    /// Empty until the first insertion, then `capacity` slots.
     slots: Vec<Slot<V>>,
-    /// One bit per slot: set when the slot holds a key.
+    /// One bit per slot: set when the slot holds a key (empty with `slots`).
     used: Vec<u64>,
+    capacity: usize,
     bucket_mask: usize,
     hash_key: [u64; 2],
 }
 
 impl<V: Copy + Default> SlotTable<V> {
     /// A table of at least `slots_min` slots (rounded up to a power of two, at
-    /// least [`WAYS`], at most [`SLOTS_MAX`]), hashing under `hash_key`.
+    /// least [`WAYS`], at most [`SLOTS_MAX`]), hashing under `hash_key`. The
+    /// slots are allocated by the first insertion.
     pub fn new(slots_min: usize, hash_key: [u8; 16]) -> Self {
         let slots = slots_min.clamp(WAYS, SLOTS_MAX).next_power_of_two();
         let buckets = slots / WAYS;
@@ -82,8 +86,9 @@ impl<V: Copy + Default> SlotTable<V> {
         k0.copy_from_slice(&hash_key[..8]);
         k1.copy_from_slice(&hash_key[8..]);
         SlotTable {
-            slots: vec![Slot::default(); slots],
-            used: vec![0; slots.div_ceil(64)],
+            slots: Vec::new(),
+            used: Vec::new(),
+            capacity: slots,
             bucket_mask: buckets - 1,
             hash_key: [u64::from_le_bytes(k0), u64::from_le_bytes(k1)],
         }
@@ -91,7 +96,7 @@ impl<V: Copy + Default> SlotTable<V> {
 
     /// Number of slots (fixed at construction).
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Bytes one slot takes (key and value), not counting the one-bit
@@ -100,10 +105,16 @@ impl<V: Copy + Default> SlotTable<V> {
         core::mem::size_of::<Slot<V>>()
     }
 
-    /// Heap bytes the table holds: slots plus the occupancy bitmap. Constant
-    /// for the life of the table.
+    /// Heap bytes the table takes once allocated: slots plus the occupancy
+    /// bitmap. Constant for the life of the table.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.len() * Self::bytes_per_slot() + self.used.len() * core::mem::size_of::<u64>()
+        self.capacity * Self::bytes_per_slot() + self.capacity.div_ceil(64) * core::mem::size_of::<u64>()
+    }
+
+    /// Heap bytes held now: 0 before the first insertion, then
+    /// [`heap_bytes`](Self::heap_bytes).
+    pub fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * Self::bytes_per_slot() + self.used.capacity() * core::mem::size_of::<u64>()
     }
 
     /// Number of occupied slots.
@@ -114,6 +125,15 @@ impl<V: Copy + Default> SlotTable<V> {
     /// Whether no slot is occupied.
     pub fn is_empty(&self) -> bool {
         self.used.iter().all(|w| *w == 0)
+    }
+
+    /// Allocates the slots on first use: a table that never sees a key (a
+    /// host that only polls) holds no memory.
+    fn allocate(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![Slot::default(); self.capacity];
+            self.used = vec![0; self.capacity.div_ceil(64)];
+        }
     }
 
     fn is_used(&self, i: usize) -> bool {
@@ -135,6 +155,9 @@ impl<V: Copy + Default> SlotTable<V> {
 
     /// The slot index holding `key`, if any.
     pub fn find(&self, key: Key) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
         let start = self.bucket_start(key);
         (start..start + WAYS).find(|&i| self.is_used(i) && self.slots[i].key == key)
     }
@@ -145,6 +168,7 @@ impl<V: Copy + Default> SlotTable<V> {
     /// limits (see [`SlotTable::find_or_claim`]).
     /// Returns the index and whether the key was already present.
     pub fn find_or_insert(&mut self, key: Key, init: V, age: impl Fn(&V) -> u64) -> (usize, bool) {
+        self.allocate();
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest = None::<(usize, u64)>;
@@ -178,6 +202,7 @@ impl<V: Copy + Default> SlotTable<V> {
     /// When every slot of the bucket holds a value that may not be forgotten,
     /// nothing changes and the result names the bucket (see [`Claim::Full`]).
     pub fn find_or_claim(&mut self, key: Key, init: V, idle: impl Fn(&V) -> bool, age: impl Fn(&V) -> u64) -> Claim {
+        self.allocate();
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest_idle = None::<(usize, u64)>;
@@ -307,12 +332,16 @@ mod tests {
         let mut t: SlotTable<u64> = SlotTable::new(64, [7; 16]);
         let bytes = t.heap_bytes();
         assert_eq!(t.capacity(), 64);
+        assert_eq!(t.allocated_bytes(), 0, "nothing allocated before the first insertion");
+        assert_eq!(t.find([1, 0]), None);
+        assert!(t.is_empty());
         for n in 0..10_000u64 {
             let (i, present) = t.find_or_insert([n, 0], n, |v| *v);
             assert!(!present);
             assert_eq!(*t.value(i), n);
         }
         assert_eq!(t.heap_bytes(), bytes);
+        assert_eq!(t.allocated_bytes(), bytes);
         assert!(t.len() <= t.capacity());
         // The newest key is still present; a re-insert finds it.
         assert!(t.find([9_999, 0]).is_some());
@@ -320,5 +349,19 @@ mod tests {
         assert!(present);
         t.remove(i);
         assert!(t.find([9_999, 0]).is_none());
+    }
+
+    #[test]
+    fn a_fresh_table_allocates_on_its_first_claim() {
+        // The first request of a rate-limited server reaches find_or_claim
+        // before any find_or_insert: it must allocate, not index nothing.
+        let mut t: SlotTable<u64> = SlotTable::new(64, [7; 16]);
+        assert_eq!(t.allocated_bytes(), 0);
+        let Claim::Inserted(i) = t.find_or_claim([1, 0], 5, |_| false, |v| *v) else {
+            panic!("a free table gives a free slot");
+        };
+        assert_eq!(*t.value(i), 5);
+        assert_eq!(t.allocated_bytes(), t.heap_bytes());
+        assert!(matches!(t.find_or_claim([1, 0], 6, |_| false, |v| *v), Claim::Found(j) if j == i));
     }
 }

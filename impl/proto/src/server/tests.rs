@@ -461,6 +461,28 @@ fn memory_is_bounded_with_a_million_clients() {
     assert!(s.rate_limiter().len() <= s.rate_limiter().capacity());
 }
 
+#[test]
+fn client_tables_are_allocated_by_the_first_request_that_needs_them() {
+    // A daemon that only follows sources builds a Server too: it must not pay
+    // for the tables (672 KiB by default) until a client asks for time.
+    let mut s = server(ServerConfig::default());
+    assert_eq!(s.allocated_table_bytes(), 0, "nothing before the first request");
+    assert_eq!(s.rate_limiter().allocated_bytes(), 0);
+    assert!(s.table_bytes() > 600 * 1024, "the full size is still known: {}", s.table_bytes());
+    let now = t("2025-06-01T12:01:00Z");
+    let (a, _) = exchange(&mut s, S, ip("192.0.2.1"), &[0u8; 12], now, now, &synced());
+    assert!(matches!(a, ServerAction::Ignore(DropReason::TooShort)));
+    assert_eq!(s.allocated_table_bytes(), 0, "a refused datagram allocates nothing");
+    let (a, _) = exchange(&mut s, S, ip("192.0.2.1"), &client_request(1), now, now, &synced());
+    assert!(matches!(a, ServerAction::Respond(_)));
+    assert_eq!(s.allocated_table_bytes(), s.table_bytes(), "both tables once served");
+    // Without rate limiting and interleaved mode, serving needs no table at all.
+    let mut s = server(ServerConfig { interleaved: false, ..open_config() });
+    let (a, _) = exchange(&mut s, S, ip("192.0.2.1"), &client_request(1), now, now, &synced());
+    assert!(matches!(a, ServerAction::Respond(_)));
+    assert_eq!(s.allocated_table_bytes(), 0);
+}
+
 // ------------------------------------------------------------ interleaved mode
 
 #[test]

@@ -16,6 +16,7 @@
 //! ([`Error`]), and problems that do not stop decoding are reported as
 //! [`Problem`]s so a conformance checker can list them.
 
+pub mod control;
 pub mod ext;
 pub mod nts;
 pub mod ntske;

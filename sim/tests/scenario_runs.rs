@@ -1,0 +1,133 @@
+//! Scenario files run end to end: timeline events, scripted peers on any
+//! port, and what a run's figures say about hosts that never synchronize.
+
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_sim::harness::{simulate, PacketRecord, Recorder, SimEvent};
+use ntplab_sim::host_clock::ClockSample;
+use ntplab_sim::run::{run, setup};
+use ntplab_sim::scenario::Scenario;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// Every datagram of a run: (true send time s, source, destination, delivered).
+#[derive(Default)]
+struct PacketLog(Vec<(f64, SocketAddr, SocketAddr, bool)>);
+
+impl Recorder for PacketLog {
+    fn sample(&mut self, _: usize, _: &ClockSample) {}
+    fn packet(&mut self, r: &PacketRecord) {
+        self.0.push((r.sent.to_seconds_f64(), r.src, r.dst, !r.arrivals.is_empty()));
+    }
+    fn daemon_event(&mut self, _: usize, _: NtpDuration, _: NtpTime, _: &ntplab_daemon::daemon::DaemonEvent) {}
+    fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
+}
+
+fn packets(s: &Scenario) -> Vec<(f64, SocketAddr, SocketAddr, bool)> {
+    let log = Rc::new(RefCell::new(PacketLog::default()));
+    simulate(setup(s), log.clone()).expect("the run starts");
+    let v = log.borrow().0.clone();
+    v
+}
+
+fn parse(text: &str) -> Scenario {
+    Scenario::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+const SERVER_AND_CLIENT: &str = r#"
+name = "t"
+duration = "30m"
+[[host]]
+name = "server"
+address = "10.0.0.1"
+local_stratum = 1
+[[host]]
+name = "client"
+address = "10.0.0.2"
+listen = false
+sources = [ { host = "server", iburst = true, poll_min = 4, poll_max = 4 } ]
+[[link]]
+between = ["client", "server"]
+delay = "1ms"
+"#;
+
+#[test]
+fn a_stopped_server_answers_again_after_start() {
+    let s = parse(&format!(
+        "{SERVER_AND_CLIENT}[[event]]\nat = \"10m\"\naction = \"stop\"\nhost = \"server\"\n[[event]]\nat = \"15m\"\naction = \"start\"\nhost = \"server\"\n"
+    ));
+    let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+    let replies = |from: f64, to: f64| packets(&s).iter().filter(|p| p.1 == server && p.0 >= from && p.0 < to).count();
+    assert!(replies(0.0, 600.0) > 20, "the server answers before the stop");
+    assert_eq!(replies(600.0, 900.0), 0, "a stopped server sends nothing");
+    // Polling every 16 s: about 56 requests in the last 15 minutes.
+    let after = replies(900.0, 1800.0);
+    assert!(after > 40, "the restarted server answered {after} requests");
+}
+
+#[test]
+fn a_server_stopped_and_started_at_the_same_instant_answers() {
+    let s = parse(&format!(
+        "{SERVER_AND_CLIENT}[[event]]\nat = \"10m\"\naction = \"stop\"\nhost = \"server\"\n[[event]]\nat = \"10m\"\naction = \"start\"\nhost = \"server\"\n"
+    ));
+    let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+    let after = packets(&s).iter().filter(|p| p.1 == server && p.0 > 600.0).count();
+    assert!(after > 40, "the restarted server answered {after} requests");
+}
+
+#[test]
+fn the_format_example_restarts_its_server_and_meets_its_expectations() {
+    let s = Scenario::load(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/format-example.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let report = run(&s, None).expect("runs");
+    for v in &report.verdicts {
+        assert!(v.passed, "{} = {:?}", v.expectation.name, v.value);
+    }
+}
+
+#[test]
+fn a_scripted_peer_answers_on_the_port_it_listens_on() {
+    let s = parse(
+        r#"
+name = "t"
+duration = "10m"
+[[host]]
+name = "peer"
+address = "10.0.0.3"
+role = "scripted"
+listen = 1234
+behavior = { kind = "falseticker", offset = 0.0 }
+[[host]]
+name = "client"
+address = "10.0.0.2"
+listen = false
+sources = [ { host = "peer", poll_min = 4, poll_max = 4 } ]
+[[link]]
+between = ["client", "peer"]
+"#,
+    );
+    let peer: SocketAddr = "10.0.0.3:1234".parse().unwrap();
+    let log = packets(&s);
+    let requests = log.iter().filter(|p| p.2 == peer && p.3).count();
+    let replies = log.iter().filter(|p| p.1 == peer).count();
+    assert!(requests > 20, "{requests} requests reached the peer");
+    assert_eq!(replies, requests, "every request is answered from port 1234");
+}
+
+#[test]
+fn a_host_that_never_synchronized_has_no_sync_time() {
+    // A perfect clock behind a link that loses everything: always within 1 ms
+    // of true time, yet never synchronized.
+    let s = parse(&format!(
+        "{}loss = 1.0\n[[expect]]\nhost = \"client\"\nmetric = \"sync_time\"\nmax = \"210s\"\n",
+        SERVER_AND_CLIENT.replace("duration = \"30m\"", "duration = \"10m\"")
+    ));
+    let report = run(&s, None).expect("runs");
+    let client = &report.hosts[1];
+    assert_eq!((client.first_synced_s, client.sync_time()), (None, None));
+    assert_eq!(client.stats.max_offset(), Some(0.0), "the clock itself never left true time");
+    let v = &report.verdicts[0];
+    assert!(!v.passed && v.value.is_none(), "{v:?}");
+    assert_eq!(v.missing.as_deref(), Some("`client` never synchronized (its daemon never had a system peer)"));
+    // The server serves its own clock: synchronized from the start.
+    assert_eq!(report.hosts[0].sync_time(), Some(0.0));
+}
