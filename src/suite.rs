@@ -4,7 +4,7 @@
 use crate::cli::CliError;
 use ntplab_conformance::catalog::Catalog;
 use ntplab_conformance::checks::Status;
-use ntplab_conformance::suite::{self, SuiteResult};
+use ntplab_conformance::suite::{self, SeedChoice, SuiteResult};
 use ntplab_conformance::{baseline, report};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -27,9 +27,21 @@ pub struct SuiteArgs {
     /// Run only shard K of N (scenarios whose index i in sorted order has i mod N = K-1).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
-    /// Seed for every scenario (overrides each file's `seed`).
-    #[arg(long)]
+    /// Seed for every scenario (overrides each file's `seed` and `seeds`).
+    #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
+    /// Sweep these seeds for every scenario (overrides each file's `seed` and
+    /// `seeds`): `1..10` (inclusive), `7`, `1..5,9`. Every check and
+    /// expectation must hold for every seed.
+    #[arg(long, value_name = "LIST")]
+    pub seeds: Option<String>,
+    /// Keep the traces of passing runs in a sweep of several seeds (by default
+    /// only failing runs keep theirs: a sweep writes about 0.5 GB per seed).
+    #[arg(long)]
+    pub keep_traces: bool,
+    /// How many of the slowest scenarios to list at the end.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub slowest: usize,
 }
 
 /// Runs `ntplab suite`.
@@ -44,6 +56,11 @@ pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let (k, n) = suite::parse_shard(s).map_err(CliError::usage)?;
         files = suite::shard(&files, k, n);
     }
+    let seeds = match (&args.seeds, args.seed) {
+        (Some(list), _) => SeedChoice::These(ntplab_sim::scenario::parse_seeds(list).map_err(|e| CliError::usage(format!("--seeds: {e}")))?),
+        (None, Some(s)) => SeedChoice::These(vec![s]),
+        (None, None) => SeedChoice::Scenario,
+    };
     let base = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| CliError::input(format!("cannot read baseline {}: {e}", p.display())))?;
@@ -61,22 +78,21 @@ pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut scenarios = Vec::new();
+    let traces = args.report.join("traces");
     for f in &files {
-        let key = f.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        bar.set_message(key.clone());
-        scenarios.push(suite::run_scenario(f, args.seed, &args.report.join("traces").join(&key)));
+        scenarios.extend(suite::run_sweep(f, &seeds, &traces, args.keep_traces, |m| bar.set_message(m.to_string())));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (requirements, warnings) = suite::judge(&catalog, &scenarios);
     let figures = baseline::figures(&scenarios);
     let regressions = base.as_ref().map(|b| baseline::compare(b, &figures)).unwrap_or_default();
-    let result = SuiteResult { scenarios, requirements, regressions, baseline_compared: base.is_some(), warnings };
+    let result = SuiteResult::new(&catalog, scenarios, regressions, base.is_some());
     let written = report::write_all(&args.report, &result).map_err(CliError::internal)?;
     if let Some(p) = &args.write_baseline {
         std::fs::write(p, baseline::to_json(&figures)).map_err(|e| CliError::internal(format!("cannot write baseline {}: {e}", p.display())))?;
     }
     write_summary(&result, out).map_err(CliError::from_io)?;
+    write_slowest(&result, args.slowest, out).map_err(CliError::from_io)?;
     writeln!(out, "reports: {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).map_err(CliError::from_io)?;
     if let Some(p) = &args.write_baseline {
         writeln!(out, "baseline written: {}", p.display()).map_err(CliError::from_io)?;
@@ -95,28 +111,56 @@ pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn write_summary(r: &SuiteResult, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "{:<28} {:>6} {:>8} {:>9} {:>12}  result", "scenario", "seed", "expect", "checks", "wall")?;
+    writeln!(out, "{:<34} {:>6} {:>8} {:>9} {:>12}  result", "scenario", "seed", "expect", "checks", "wall")?;
     for s in &r.scenarios {
         let ok = s.expectations.iter().filter(|e| e.passed).count();
         let cf = s.checks.iter().filter(|c| c.outcome.status == Status::Fail).count();
         let cp = s.checks.iter().filter(|c| c.outcome.status == Status::Pass).count();
         let result = match &s.error {
             Some(_) => "ERROR",
-            None if s.passed() => "PASS",
+            None if r.run_passed(s) => "PASS",
             None => "FAIL",
         };
-        writeln!(out, "{:<28} {:>6} {:>8} {:>9} {:>10.3} s  {result}", s.key, s.seed, format!("{ok}/{}", s.expectations.len()), format!("{cp}P {cf}F"), s.wall_s)?;
+        writeln!(out, "{:<34} {:>6} {:>8} {:>9} {:>10.3} s  {result}", s.key, s.seed, format!("{ok}/{}", s.expectations.len()), format!("{cp}P {cf}F"), s.wall_s)?;
+    }
+    let keys = r.keys();
+    if r.scenarios.len() > keys.len() {
+        writeln!(out, "per scenario over its seeds:")?;
+        for k in keys {
+            let runs: Vec<_> = r.runs_of(k).collect();
+            let failing: Vec<String> = runs.iter().filter(|s| !r.run_passed(s)).map(|s| s.seed.to_string()).collect();
+            let verdict = if failing.is_empty() { "PASS".to_string() } else { format!("FAIL (seeds {})", failing.join(", ")) };
+            writeln!(out, "  {k:<34} {}/{} seeds pass  {verdict}", runs.len() - failing.len(), runs.len())?;
+        }
     }
     let (p, f, n) = r.counts();
     writeln!(out, "requirements: {p} pass, {f} fail, {n} not exercised (of {})", r.requirements.len())?;
     for q in r.requirements.iter().filter(|q| q.status == Status::Fail) {
-        writeln!(out, "FAIL {} {}: {}", q.level.as_str(), q.id, q.reason)?;
+        let dev = if q.deviation.is_some() { " (known deviation)" } else { "" };
+        writeln!(out, "FAIL {} {}{dev}: {}", q.level.as_str(), q.id, q.reason)?;
+    }
+    for q in r.requirements.iter().filter(|q| q.deviation.is_some()) {
+        let d = q.deviation.as_ref().map_or(("", ""), |d| (d.rule.as_str(), d.reason.as_str()));
+        writeln!(out, "deviation {} ({}): {}; {}", q.id, q.status.label(), d.0, d.1)?;
     }
     for g in &r.regressions {
         writeln!(out, "REGRESSION {}", g.describe())?;
     }
     for w in &r.warnings {
         writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+fn write_slowest(r: &SuiteResult, n: usize, out: &mut dyn Write) -> std::io::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let slow = r.slowest();
+    let total: f64 = slow.iter().map(|s| s.1).sum();
+    writeln!(out, "slowest scenarios (simulation wall time over their seeds; all {} runs: {total:.1} s):", r.scenarios.len())?;
+    for (k, wall, runs) in slow.iter().take(n) {
+        writeln!(out, "  {k:<34} {wall:>8.2} s over {runs} seed(s), {:.2} s each", wall / (*runs).max(1) as f64)?;
     }
     Ok(())
 }

@@ -1,6 +1,14 @@
 //! The requirement catalog: `catalog.toml`, one `[[requirement]]` per row of
 //! the reference catalog, loaded and validated (unique IDs, known levels,
-//! known checks, a reason for every requirement without checks).
+//! known checks, a reason for every requirement without checks, one-line
+//! deviations). `catalog.toml` is the source: edit it by hand.
+//!
+//! Every failed check fails `ntplab suite`, whatever the requirement's level.
+//! The only way to accept a failure is a known deviation written here:
+//! `deviation = { rule = "...", reason = "..." }` on the requirement (the rule
+//! it deviates from and why, one line each). A failed check is excused only
+//! when every requirement that names it is a deviation; the reports list the
+//! deviations.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -49,10 +57,6 @@ impl Level {
         }
     }
 
-    /// Whether a failure gates CI (the suite exits non-zero).
-    pub fn gates(self) -> bool {
-        self == Level::Must
-    }
 }
 
 /// One requirement.
@@ -80,6 +84,19 @@ pub struct Requirement {
     /// Why it is not exercised, when it has no checks.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A known deviation: the implementation does not follow this rule on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deviation: Option<Deviation>,
+}
+
+/// A requirement the implementation knowingly does not meet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deviation {
+    /// The rule deviated from, one line (e.g. `RFC 5905 §8: ...`).
+    pub rule: String,
+    /// Why, one line.
+    pub reason: String,
 }
 
 /// The whole catalog.
@@ -123,6 +140,13 @@ impl Catalog {
             if r.statement.contains('\n') {
                 return Err(format!("requirement `{}`: `statement` must be one line", r.id));
             }
+            if let Some(d) = &r.deviation {
+                for (key, v) in [("rule", &d.rule), ("reason", &d.reason)] {
+                    if v.trim().is_empty() || v.contains('\n') {
+                        return Err(format!("requirement `{}`: deviation `{key}` must be one non-empty line", r.id));
+                    }
+                }
+            }
             for c in &r.checks {
                 if crate::checks::check(c).is_none() {
                     let known: Vec<&str> = crate::checks::CHECKS.iter().map(|c| c.id).collect();
@@ -145,6 +169,27 @@ impl Catalog {
     /// The requirement with this ID.
     pub fn get(&self, id: &str) -> Option<&Requirement> {
         self.requirements.iter().find(|r| r.id == id)
+    }
+
+    /// Checks whose failure is excused: every requirement naming them is a
+    /// known deviation. A check named by no requirement is never excused.
+    pub fn excused_checks(&self) -> BTreeSet<String> {
+        let mut named: BTreeSet<&str> = BTreeSet::new();
+        let mut strict: BTreeSet<&str> = BTreeSet::new();
+        for r in &self.requirements {
+            for c in &r.checks {
+                named.insert(c);
+                if r.deviation.is_none() {
+                    strict.insert(c);
+                }
+            }
+        }
+        named.difference(&strict).map(|c| c.to_string()).collect()
+    }
+
+    /// The known deviations, in catalog order.
+    pub fn deviations(&self) -> impl Iterator<Item = (&Requirement, &Deviation)> {
+        self.requirements.iter().filter_map(|r| r.deviation.as_ref().map(|d| (r, d)))
     }
 }
 
@@ -170,5 +215,28 @@ mod tests {
         assert!(e.contains("no `checks` and no `reason`"), "{e}");
         let e = Catalog::parse(&one.replace("reason = \"r\"", "checks = [\"nope\"]"), "t.toml").unwrap_err();
         assert!(e.contains("unknown check `nope`"), "{e}");
+        let e = Catalog::parse(&format!("{one}deviation = {{ rule = \"\", reason = \"why\" }}\n"), "t.toml").unwrap_err();
+        assert!(e.contains("deviation `rule` must be one non-empty line"), "{e}");
+        let e = Catalog::parse(&format!("{one}deviation = {{ rule = \"x\" }}\n"), "t.toml").unwrap_err();
+        assert!(e.contains("reason"), "{e}");
+    }
+
+    #[test]
+    fn a_check_is_excused_only_when_every_requirement_naming_it_deviates() {
+        let req = |id: &str, checks: &str, dev: bool| {
+            let d = if dev { "deviation = { rule = \"RFC 5905 §8\", reason = \"on purpose\" }\n" } else { "" };
+            format!("[[requirement]]\nid = \"{id}\"\ngroup = \"g\"\nsource = \"s\"\nlevel = \"ALG\"\nlevel_text = \"ALG\"\nstatement = \"x\"\nchecks = [{checks}]\n{d}")
+        };
+        let text = [
+            req("A", "\"poll-bounds\"", true),
+            req("B", "\"client-rejects-insane\"", true),
+            req("C", "\"client-rejects-insane\"", false),
+            req("D", "\"kod-deny-stops\"", false),
+        ]
+        .concat();
+        let c = Catalog::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.excused_checks().into_iter().collect::<Vec<_>>(), vec!["poll-bounds".to_string()]);
+        assert_eq!(c.deviations().map(|(r, d)| (r.id.as_str(), d.rule.as_str())).collect::<Vec<_>>(), vec![("A", "RFC 5905 §8"), ("B", "RFC 5905 §8")]);
+        assert!(Catalog::builtin().deviations().all(|(r, _)| !r.checks.is_empty() || r.reason.is_some()));
     }
 }

@@ -150,7 +150,9 @@ pub enum ReplyClass {
     BadExtension,
     /// Not mode 4.
     BadMode,
-    /// No request was ever sent on this socket to this server before.
+    /// No request outstanding: none was sent on this socket to this server
+    /// before, or the latest was already answered and this reply's origin is
+    /// not that request's transmit timestamp.
     Unsolicited,
     /// Origin timestamp zero.
     ZeroOrigin,
@@ -213,8 +215,11 @@ fn xmt(p: &PacketRec) -> Option<NtpTimestamp> {
     p.header.map(|h| h.transmit_timestamp)
 }
 
+/// The kiss code as the reference ID's ASCII octets up to the first NUL, read
+/// here rather than through the implementation's own kiss-code parser so that
+/// a misread code in the core cannot hide from the checks.
 fn kiss_code(p: &PacketRec) -> String {
-    p.header.map_or_else(String::new, |h| h.reference_id.kiss_code().name())
+    p.header.map_or_else(String::new, |h| h.reference_id.0.iter().take_while(|b| **b != 0).map(|b| char::from(*b)).collect())
 }
 
 impl<'a> Analysis<'a> {
@@ -299,7 +304,9 @@ impl<'a> Analysis<'a> {
                     if h.origin_timestamp.is_zero() {
                         ReplyClass::ZeroOrigin
                     } else if Some(h.origin_timestamp) != req_xmt {
-                        if h.stratum == 0 {
+                        if answered.contains(&r) {
+                            ReplyClass::Unsolicited
+                        } else if h.stratum == 0 {
                             ReplyClass::BogusKiss
                         } else {
                             ReplyClass::Bogus
@@ -408,7 +415,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "kod-bogus-origin-ignored", title: "kiss-o'-death with a wrong origin is ignored", run: |a| client_rejects(a, &[ReplyClass::BogusKiss], "kiss-o'-death replies with a wrong origin") },
     Check { id: "offset-delay-formula", title: "offset and delay from the four timestamps match the true clock offsets within half the path asymmetry", run: offset_delay_formula },
     Check { id: "era-wrap-no-jump", title: "no offset jump, step or loss of sync across 2036-02-07T06:28:16Z", run: era_wrap },
-    Check { id: "falsetickers-outvoted", title: "a falseticker never becomes the system peer", run: falsetickers_outvoted },
+    Check { id: "falsetickers-outvoted", title: "a falseticker never becomes the system peer; without a truechimer majority no server does", run: falsetickers_outvoted },
     Check { id: "poll-bounds", title: "request poll fields and system poll stay within MINPOLL 4 .. MAXPOLL 17", run: poll_bounds },
     Check { id: "slew-below-step-threshold", title: "offsets below 0.125 s are slewed, not stepped; the clock never runs backwards otherwise", run: slew_below_stept },
 ];
@@ -1011,6 +1018,23 @@ fn falsetickers_outvoted(a: &Analysis<'_>) -> Outcome {
             continue;
         }
         let sel = a.selections(&host.name);
+        let lying = polled.intersection(&liars).count();
+        if 2 * lying >= polled.len() {
+            // No truechimer majority (RFC 5905 §11.2.1): following either group is wrong.
+            match sel.iter().find(|(_, p)| p.is_some()) {
+                Some((e, p)) => t.bad(|| {
+                    format!(
+                        "{}: {lying} of {} polled servers are falsetickers (no majority), yet {} became system peer (events.jsonl:{})",
+                        host.name,
+                        polled.len(),
+                        p.map_or(String::new(), |p| p.to_string()),
+                        a.ev(*e).line
+                    )
+                }),
+                None => t.good(|| format!("{}: {lying} of {} polled servers are falsetickers (no majority): no system peer in {} selections", host.name, polled.len(), sel.len())),
+            }
+            continue;
+        }
         let bad = sel.iter().find(|(_, p)| p.is_some_and(|p| liars.contains(&p.ip())));
         let flagged = sel
             .iter()

@@ -3,7 +3,7 @@
 //! function of a [`SuiteResult`]; [`write_all`] puts them in a directory.
 
 use crate::checks::Status;
-use crate::suite::{ScenarioResult, SuiteResult};
+use crate::suite::{RequirementVerdict, ScenarioResult, Spread, SuiteResult};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -84,27 +84,61 @@ pub fn fmt_seconds(v: Option<f64>) -> String {
     }
 }
 
-fn figure(s: &ScenarioResult, host: &str, metric: &str) -> Option<f64> {
-    s.figures.iter().find(|f| f.host == host && f.metric == metric).and_then(|f| f.value)
-}
-
-fn hosts(s: &ScenarioResult) -> Vec<&str> {
-    let mut v: Vec<&str> = Vec::new();
-    for f in &s.figures {
-        if !v.contains(&f.host.as_str()) {
-            v.push(&f.host);
-        }
+/// A figure's value in its unit: seconds with [`fmt_seconds`], counts plainly.
+pub fn fmt_figure(metric: &str, v: Option<f64>) -> String {
+    if metric.ends_with("_s") {
+        return fmt_seconds(v);
     }
-    v
+    match v {
+        None => "never".into(),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v}"),
+        Some(v) => format!("{v:.3e}"),
+    }
 }
 
-/// The Markdown summary: verdict, scenarios, figures, requirement table (one row per requirement).
+/// The verdict word of a requirement, with "(known deviation)" when the catalog says so.
+fn requirement_word(q: &RequirementVerdict) -> String {
+    match &q.deviation {
+        Some(_) => format!("{} (known deviation)", status_word(q.status)),
+        None => status_word(q.status).to_string(),
+    }
+}
+
+/// Per scenario: (key, runs, passing runs, failing seeds, total wall seconds).
+fn scenario_rows(r: &SuiteResult) -> Vec<(String, usize, usize, Vec<u64>, f64)> {
+    r.keys()
+        .into_iter()
+        .map(|k| {
+            let runs: Vec<&ScenarioResult> = r.runs_of(k).collect();
+            let failing: Vec<u64> = runs.iter().filter(|s| !r.run_passed(s)).map(|s| s.seed).collect();
+            (k.to_string(), runs.len(), runs.len() - failing.len(), failing, runs.iter().map(|s| s.wall_s).sum())
+        })
+        .collect()
+}
+
+fn run_word(r: &SuiteResult, s: &ScenarioResult) -> String {
+    match &s.error {
+        Some(e) => format!("ERROR: {}", e.lines().next().unwrap_or("")),
+        None if r.run_passed(s) => "PASS".into(),
+        None => "FAIL".into(),
+    }
+}
+
+/// The Markdown summary: verdict, scenarios (per seed), the spread of each
+/// figure over the seeds, known deviations, requirement table.
 pub fn markdown(r: &SuiteResult) -> String {
     let mut o = String::new();
     let gate = r.gate_failures();
     let (p, f, n) = r.counts();
     let _ = writeln!(o, "# ntplab conformance report\n");
-    let _ = writeln!(o, "**{}**: {} scenario(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).\n", if gate.is_empty() { "PASS" } else { "FAIL" }, r.scenarios.len(), r.requirements.len());
+    let _ = writeln!(
+        o,
+        "**{}**: {} scenario(s), {} run(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).\n",
+        if gate.is_empty() { "PASS" } else { "FAIL" },
+        r.keys().len(),
+        r.scenarios.len(),
+        r.requirements.len()
+    );
     if !gate.is_empty() {
         let _ = writeln!(o, "## Why it fails\n");
         for g in &gate {
@@ -116,44 +150,45 @@ pub fn markdown(r: &SuiteResult) -> String {
         let _ = writeln!(o, "> warning: {}\n", md_text(w));
     }
     let _ = writeln!(o, "## Scenarios\n");
-    let _ = writeln!(o, "| scenario | seed | expectations | checks pass/fail | result |");
+    let _ = writeln!(o, "| scenario | seeds | passed | failing seeds | wall |");
     let _ = writeln!(o, "|---|---|---|---|---|");
+    for (k, runs, ok, failing, wall) in scenario_rows(r) {
+        let fs = if failing.is_empty() { "-".to_string() } else { failing.iter().map(u64::to_string).collect::<Vec<_>>().join(", ") };
+        let _ = writeln!(o, "| {} | {runs} | {ok}/{runs} | {fs} | {wall:.3} s |", md_text(&k));
+    }
+    let _ = writeln!(o, "\n## Runs (one per scenario and seed)\n");
+    let _ = writeln!(o, "| scenario | seed | expectations | checks pass/fail | wall | result |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
     for s in &r.scenarios {
         let ok = s.expectations.iter().filter(|e| e.passed).count();
         let cp = s.checks.iter().filter(|c| c.outcome.status == Status::Pass).count();
         let cf = s.checks.iter().filter(|c| c.outcome.status == Status::Fail).count();
-        let result = match &s.error {
-            Some(e) => format!("ERROR: {}", e.lines().next().unwrap_or("")),
-            None if s.passed() => "PASS".into(),
-            None => "FAIL".into(),
-        };
-        let _ = writeln!(o, "| {} | {} | {ok}/{} | {cp}/{cf} | {} |", md_text(&s.key), s.seed, s.expectations.len(), md_text(&result));
+        let _ = writeln!(o, "| {} | {} | {ok}/{} | {cp}/{cf} | {:.3} s | {} |", md_text(&s.key), s.seed, s.expectations.len(), s.wall_s, md_text(&run_word(r, s)));
     }
-    let _ = writeln!(o, "\n## Figures (daemon hosts)\n");
-    let _ = writeln!(o, "| scenario | host | RMS offset | max offset | sync time | steps | sent |");
+    let _ = writeln!(o, "\n## Figures (daemon hosts; spread over the seeds)\n");
+    let _ = writeln!(o, "| scenario | host | metric | seeds | min | median | max |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|");
-    for s in &r.scenarios {
-        for h in hosts(s) {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                md_text(&s.key),
-                md_text(h),
-                fmt_seconds(figure(s, h, "rms_offset_s")),
-                fmt_seconds(figure(s, h, "max_offset_s")),
-                fmt_seconds(figure(s, h, "sync_time_s")),
-                figure(s, h, "steps").map_or("-".into(), |v| format!("{v}")),
-                figure(s, h, "packets_sent").map_or("-".into(), |v| format!("{v}")),
-            );
-        }
+    for sp in r.spread() {
+        let never = if sp.missing > 0 { format!(" ({} never)", sp.missing) } else { String::new() };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {}{never} | {} | {} | {} |",
+            md_text(&sp.scenario),
+            md_text(&sp.host),
+            sp.metric,
+            sp.seeds,
+            fmt_figure(&sp.metric, sp.min),
+            fmt_figure(&sp.metric, sp.median),
+            fmt_figure(&sp.metric, sp.max)
+        );
     }
-    let failed_expect: Vec<_> = r.scenarios.iter().flat_map(|s| s.expectations.iter().map(move |e| (s, e))).collect();
+    let failed_expect: Vec<_> = r.scenarios.iter().flat_map(|s| s.expectations.iter().filter(|e| !e.passed).map(move |e| (s, e))).collect();
     if !failed_expect.is_empty() {
-        let _ = writeln!(o, "\n## Expectations\n");
-        let _ = writeln!(o, "| scenario | expectation | requirement | result |");
+        let _ = writeln!(o, "\n## Failed expectations\n");
+        let _ = writeln!(o, "| run | expectation | requirement | result |");
         let _ = writeln!(o, "|---|---|---|---|");
         for (s, e) in failed_expect {
-            let _ = writeln!(o, "| {} | {} | {} | {} {} |", md_text(&s.key), md_text(&e.name), md_text(e.requirement.as_deref().unwrap_or("")), if e.passed { "PASS" } else { "FAIL" }, md_text(&e.describe()));
+            let _ = writeln!(o, "| {} | {} | {} | FAIL {} |", md_text(&s.label()), md_text(&e.name), md_text(e.requirement.as_deref().unwrap_or("")), md_text(&e.describe()));
         }
     }
     if r.baseline_compared {
@@ -165,11 +200,23 @@ pub fn markdown(r: &SuiteResult) -> String {
             let _ = writeln!(o, "- {}", md_text(&g.describe()));
         }
     }
+    let _ = writeln!(o, "\n## Known deviations\n");
+    let devs: Vec<&RequirementVerdict> = r.requirements.iter().filter(|q| q.deviation.is_some()).collect();
+    if devs.is_empty() {
+        let _ = writeln!(o, "None: every failed check fails the run.");
+    } else {
+        let _ = writeln!(o, "| ID | level | rule deviated from | reason | status |");
+        let _ = writeln!(o, "|---|---|---|---|---|");
+        for q in devs {
+            let d = q.deviation.as_ref().unwrap_or_else(|| unreachable!());
+            let _ = writeln!(o, "| {} | {} | {} | {} | {} |", md_text(&q.id), q.level.as_str(), md_text(&d.rule), md_text(&d.reason), status_word(q.status));
+        }
+    }
     let _ = writeln!(o, "\n## Requirements\n");
     let _ = writeln!(o, "| ID | level | status | reason |");
     let _ = writeln!(o, "|---|---|---|---|");
     for q in &r.requirements {
-        let _ = writeln!(o, "| {} | {} | {} | {} |", md_text(&q.id), q.level.as_str(), status_word(q.status), md_text(&q.reason));
+        let _ = writeln!(o, "| {} | {} | {} | {} |", md_text(&q.id), q.level.as_str(), md_text(&requirement_word(q)), md_text(&q.reason));
     }
     o
 }
@@ -252,7 +299,7 @@ pub fn html(r: &SuiteResult) -> String {
     let (p, f, n) = r.counts();
     let mut o = String::new();
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ntplab conformance report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}.pass{color:#070}.fail{color:#b00;font-weight:bold}.ne{color:#777}</style></head><body>\n");
-    let _ = writeln!(o, "<h1>ntplab conformance report</h1><p><b class=\"{}\">{}</b>: {} scenario(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).</p>", if gate.is_empty() { "pass" } else { "fail" }, if gate.is_empty() { "PASS" } else { "FAIL" }, r.scenarios.len(), r.requirements.len());
+    let _ = writeln!(o, "<h1>ntplab conformance report</h1><p><b class=\"{}\">{}</b>: {} scenario(s), {} run(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).</p>", if gate.is_empty() { "pass" } else { "fail" }, if gate.is_empty() { "PASS" } else { "FAIL" }, r.keys().len(), r.scenarios.len(), r.requirements.len());
     if !gate.is_empty() {
         o.push_str("<h2>Why it fails</h2><ul>");
         for g in &gate {
@@ -264,28 +311,39 @@ pub fn html(r: &SuiteResult) -> String {
         let _ = writeln!(o, "<p class=\"fail\">warning: {}</p>", e(w));
     }
     o.push_str("<h2>Scenarios</h2>\n");
-    for s in &r.scenarios {
-        let res = match &s.error {
-            Some(_) => ("fail", "ERROR"),
-            None if s.passed() => ("pass", "PASS"),
-            None => ("fail", "FAIL"),
-        };
-        let _ = writeln!(o, "<h3 id=\"{}\">{} <span class=\"{}\">{}</span></h3><p>{} (seed {})</p>", e(&s.key), e(&s.key), res.0, res.1, e(&s.name), s.seed);
-        if let Some(err) = &s.error {
-            let _ = writeln!(o, "<pre>{}</pre>", e(err));
+    let spread = r.spread();
+    for key in r.keys() {
+        let runs: Vec<&ScenarioResult> = r.runs_of(key).collect();
+        let failing = runs.iter().filter(|s| !r.run_passed(s)).count();
+        let res = if failing == 0 { ("pass", "PASS".to_string()) } else { ("fail", format!("FAIL ({failing} of {} seeds)", runs.len())) };
+        // The plot and the checks shown: the first failing run, else the first.
+        let shown = runs.iter().copied().find(|s| !r.run_passed(s)).unwrap_or(runs[0]);
+        let _ = writeln!(o, "<h3 id=\"{}\">{} <span class=\"{}\">{}</span></h3><p>{}</p>", e(key), e(key), res.0, e(&res.1), e(&shown.name));
+        o.push_str("<table><tr><th>seed</th><th>result</th><th>expectations</th><th>checks pass/fail</th><th>wall</th><th>why it fails</th></tr>");
+        for s in &runs {
+            let why = s.failures(&r.excused).iter().map(|x| format!("<li>{}</li>", e(x))).collect::<String>();
+            let ok = s.expectations.iter().filter(|x| x.passed).count();
+            let cp = s.checks.iter().filter(|c| c.outcome.status == Status::Pass).count();
+            let cf = s.checks.iter().filter(|c| c.outcome.status == Status::Fail).count();
+            let (cls, word) = if r.run_passed(s) { ("pass", "PASS") } else { ("fail", if s.error.is_some() { "ERROR" } else { "FAIL" }) };
+            let _ = write!(o, "<tr><td>{}</td><td class=\"{cls}\">{word}</td><td>{ok}/{}</td><td>{cp}/{cf}</td><td>{:.3} s</td><td><ul>{why}</ul></td></tr>", s.seed, s.expectations.len(), s.wall_s);
+        }
+        o.push_str("</table>\n");
+        if shown.error.is_some() {
             continue;
         }
-        o.push_str(&svg_plot(s));
-        o.push_str("\n<table><tr><th>host</th><th>RMS offset</th><th>max offset</th><th>sync time</th><th>steps</th><th>sent</th></tr>");
-        for h in hosts(s) {
-            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", e(h), e(&fmt_seconds(figure(s, h, "rms_offset_s"))), e(&fmt_seconds(figure(s, h, "max_offset_s"))), e(&fmt_seconds(figure(s, h, "sync_time_s"))), figure(s, h, "steps").unwrap_or(0.0), figure(s, h, "packets_sent").unwrap_or(0.0));
+        let _ = writeln!(o, "<p>Offset over time, seed {}:</p>", shown.seed);
+        o.push_str(&svg_plot(shown));
+        o.push_str("\n<table><tr><th>host</th><th>metric</th><th>seeds</th><th>min</th><th>median</th><th>max</th></tr>");
+        for sp in spread.iter().filter(|sp| sp.scenario == key) {
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", e(&sp.host), e(&sp.metric), sp.seeds, if sp.missing > 0 { format!(" ({} never)", sp.missing) } else { String::new() }, e(&fmt_figure(&sp.metric, sp.min)), e(&fmt_figure(&sp.metric, sp.median)), e(&fmt_figure(&sp.metric, sp.max)));
         }
-        o.push_str("</table>\n<table><tr><th>expectation</th><th>requirement</th><th>result</th></tr>");
-        for x in &s.expectations {
+        let _ = write!(o, "</table>\n<table><tr><th>expectation (seed {})</th><th>requirement</th><th>result</th></tr>", shown.seed);
+        for x in &shown.expectations {
             let _ = write!(o, "<tr><td>{}</td><td>{}</td><td class=\"{}\">{} {}</td></tr>", e(&x.name), e(x.requirement.as_deref().unwrap_or("")), if x.passed { "pass" } else { "fail" }, if x.passed { "PASS" } else { "FAIL" }, e(&x.describe()));
         }
-        o.push_str("</table>\n<details><summary>checks</summary><table><tr><th>check</th><th>status</th><th>reason</th></tr>");
-        for c in &s.checks {
+        let _ = write!(o, "</table>\n<details><summary>checks (seed {})</summary><table><tr><th>check</th><th>status</th><th>reason</th></tr>", shown.seed);
+        for c in &shown.checks {
             let _ = write!(o, "<tr><td title=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>", e(&c.title), e(&c.check), class(c.outcome.status), status_word(c.outcome.status), e(&c.outcome.reason));
         }
         o.push_str("</table></details>\n");
@@ -300,10 +358,22 @@ pub fn html(r: &SuiteResult) -> String {
         }
         o.push_str("</ul>\n");
     }
+    o.push_str("<h2>Known deviations</h2>\n");
+    let devs: Vec<&RequirementVerdict> = r.requirements.iter().filter(|q| q.deviation.is_some()).collect();
+    if devs.is_empty() {
+        o.push_str("<p>None: every failed check fails the run.</p>\n");
+    } else {
+        o.push_str("<table><tr><th>ID</th><th>level</th><th>rule deviated from</th><th>reason</th><th>status</th></tr>");
+        for q in devs {
+            let d = q.deviation.as_ref().unwrap_or_else(|| unreachable!());
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>", e(&q.id), q.level.as_str(), e(&d.rule), e(&d.reason), class(q.status), status_word(q.status));
+        }
+        o.push_str("</table>\n");
+    }
     o.push_str("<h2>Requirements</h2>\n<table><tr><th>ID</th><th>level</th><th>source</th><th>statement</th><th>status</th><th>reason</th></tr>");
     for q in &r.requirements {
         let ev = if q.evidence.is_empty() { String::new() } else { format!("<details><summary>evidence</summary><ul>{}</ul></details>", q.evidence.iter().map(|x| format!("<li>{}</li>", e(x))).collect::<String>()) };
-        let _ = write!(o, "<tr id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}{ev}</td></tr>", e(&q.id), e(&q.id), q.level.as_str(), e(&q.source), e(&q.statement), class(q.status), status_word(q.status), e(&q.reason));
+        let _ = write!(o, "<tr id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}{ev}</td></tr>", e(&q.id), e(&q.id), q.level.as_str(), e(&q.source), e(&q.statement), class(q.status), e(&requirement_word(q)), e(&q.reason));
     }
     o.push_str("</table>\n</body></html>\n");
     o
@@ -323,15 +393,23 @@ pub fn json(r: &SuiteResult) -> String {
         "passed": r.gate_failures().is_empty(),
         "gate_failures": r.gate_failures(),
         "counts": { "pass": r.counts().0, "fail": r.counts().1, "not_exercised": r.counts().2 },
+        "runs": r.scenarios.iter().map(|s| serde_json::json!({ "scenario": s.key, "seed": s.seed, "passed": r.run_passed(s), "failures": s.failures(&r.excused), "wall_s": s.wall_s })).collect::<Vec<_>>(),
+        "spread": r.spread(),
+        "slowest": r.slowest().into_iter().map(|(k, w, n)| serde_json::json!({ "scenario": k, "wall_s": w, "runs": n })).collect::<Vec<_>>(),
+        "deviations": r.requirements.iter().filter_map(|q| q.deviation.as_ref().map(|d| serde_json::json!({ "id": q.id, "rule": d.rule, "reason": d.reason, "status": q.status }))).collect::<Vec<_>>(),
         "result": r,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
-/// JUnit XML: `testsuites` → one `testsuite` per scenario (a testcase per
-/// expectation and per check) plus a `requirements` suite (a testcase per
-/// requirement; not exercised = skipped). Failures carry a one-line
-/// `message` and the evidence as text.
+/// JUnit XML: `testsuites` → one `testsuite` per run (scenario and seed,
+/// named `KEY (seed N)` when the scenario ran with several seeds; a testcase
+/// per expectation, per check and per declared `exercises` entry; the run's
+/// figures and the scenario's spread over the seeds as properties) plus a
+/// `requirements` suite (a testcase per requirement; not exercised =
+/// skipped). A failed check excused by a known deviation is skipped with the
+/// deviation as its message. Failures carry a one-line `message` and the
+/// evidence as text.
 pub fn junit(r: &SuiteResult) -> String {
     struct Case {
         name: String,
@@ -340,7 +418,10 @@ pub fn junit(r: &SuiteResult) -> String {
         skip: Option<String>,
         time: f64,
     }
-    let mut suites: Vec<(String, f64, Vec<Case>)> = Vec::new();
+    /// name, scenario key, time, properties, cases
+    type Suite = (String, String, f64, Vec<(String, String)>, Vec<Case>);
+    let mut suites: Vec<Suite> = Vec::new();
+    let spread = r.spread();
     for s in &r.scenarios {
         let mut cases = Vec::new();
         let cls = format!("ntplab.scenario.{}", s.key);
@@ -354,12 +435,30 @@ pub fn junit(r: &SuiteResult) -> String {
         for c in &s.checks {
             let (fail, skip) = match c.outcome.status {
                 Status::Pass => (None, None),
+                Status::Fail if r.excused.contains(&c.check) => (None, Some(format!("known deviation (conformance/catalog.toml): {}", c.outcome.reason))),
                 Status::Fail => (Some((c.outcome.reason.clone(), c.outcome.evidence.join("\n"))), None),
                 Status::NotExercised => (None, Some(c.outcome.reason.clone())),
             };
             cases.push(Case { name: format!("check: {}", c.check), classname: cls.clone(), fail, skip, time: 0.0 });
         }
-        suites.push((s.key.clone(), s.wall_s, cases));
+        for d in &s.exercises {
+            let status = s.checks.iter().find(|c| c.check == d.check).map(|c| (c.outcome.status, c.outcome.reason.clone()));
+            let fail = match status {
+                Some((Status::NotExercised, why)) => Some((format!("declared at {} but not exercised: {why}", d.at), why)),
+                None if s.error.is_none() => Some((format!("declared at {} but did not run", d.at), String::new())),
+                _ => None,
+            };
+            cases.push(Case { name: format!("exercises: {}", d.check), classname: cls.clone(), fail, skip: None, time: 0.0 });
+        }
+        let several = r.runs_of(&s.key).count() > 1;
+        let mut props: Vec<(String, String)> = s.figures.iter().map(|f| (format!("{} {}", f.host, f.metric), f.value.map_or_else(|| "never".into(), |v| format!("{v:e}")))).collect();
+        props.push(("seed".into(), s.seed.to_string()));
+        if r.runs_of(&s.key).next().is_some_and(|first| std::ptr::eq(first, s)) {
+            for sp in spread.iter().filter(|sp| sp.scenario == s.key) {
+                props.push((format!("spread {} {} (min/median/max over {} seeds)", sp.host, sp.metric, sp.seeds + sp.missing), spread_text(sp)));
+            }
+        }
+        suites.push((if several { s.label() } else { s.key.clone() }, s.key.clone(), s.wall_s, props, cases));
     }
     let mut reqs = Vec::new();
     for q in &r.requirements {
@@ -370,15 +469,15 @@ pub fn junit(r: &SuiteResult) -> String {
         };
         reqs.push(Case { name: q.id.clone(), classname: "ntplab.requirements".into(), fail, skip, time: 0.0 });
     }
-    suites.push(("requirements".into(), 0.0, reqs));
+    suites.push(("requirements".into(), String::new(), 0.0, Vec::new(), reqs));
     for g in &r.regressions {
-        if let Some(s) = suites.iter_mut().find(|s| s.0 == g.scenario) {
-            s.2.push(Case { name: format!("baseline: {} {}", g.host, g.metric), classname: format!("ntplab.scenario.{}", g.scenario), fail: Some((g.describe(), g.describe())), skip: None, time: 0.0 });
+        if let Some(s) = suites.iter_mut().find(|s| s.1 == g.scenario) {
+            s.4.push(Case { name: format!("baseline: {} {}", g.host, g.metric), classname: format!("ntplab.scenario.{}", g.scenario), fail: Some((g.describe(), g.describe())), skip: None, time: 0.0 });
         }
     }
     let count = |cs: &[Case]| (cs.len(), cs.iter().filter(|c| c.fail.is_some()).count(), cs.iter().filter(|c| c.skip.is_some()).count());
     let (mut tt, mut tf, mut ts, mut ttime) = (0, 0, 0, 0.0);
-    for (_, time, cs) in &suites {
+    for (_, _, time, _, cs) in &suites {
         let (t, f, s) = count(cs);
         tt += t;
         tf += f;
@@ -388,9 +487,16 @@ pub fn junit(r: &SuiteResult) -> String {
     let e = xml_escape;
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(o, "<testsuites name=\"ntplab suite\" tests=\"{tt}\" failures=\"{tf}\" errors=\"0\" skipped=\"{ts}\" time=\"{ttime:.3}\">");
-    for (i, (name, time, cs)) in suites.iter().enumerate() {
+    for (i, (name, _, time, props, cs)) in suites.iter().enumerate() {
         let (t, f, s) = count(cs);
         let _ = writeln!(o, "  <testsuite id=\"{i}\" name=\"{}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{time:.3}\">", e(name));
+        if !props.is_empty() {
+            o.push_str("    <properties>\n");
+            for (k, v) in props {
+                let _ = writeln!(o, "      <property name=\"{}\" value=\"{}\"/>", e(k), e(v));
+            }
+            o.push_str("    </properties>\n");
+        }
         for c in cs {
             let _ = write!(o, "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"", e(&c.name), e(&c.classname), c.time);
             match (&c.fail, &c.skip) {
@@ -417,13 +523,26 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `scenario,host,metric,value` per figure (empty value: never happened).
+fn spread_text(sp: &Spread) -> String {
+    let f = |v: Option<f64>| v.map_or_else(|| "never".to_string(), |v| format!("{v:e}"));
+    let never = if sp.missing > 0 { format!(" ({} seed(s) never)", sp.missing) } else { String::new() };
+    format!("{} / {} / {}{never}", f(sp.min), f(sp.median), f(sp.max))
+}
+
+/// `scenario,host,metric,seed,value`: one row per figure and seed (empty
+/// value: never happened), then per figure three rows whose `seed` is `min`,
+/// `median` and `max` (the spread over the seeds).
 pub fn csv(r: &SuiteResult) -> String {
-    let mut o = String::from("scenario,host,metric,value\n");
+    let mut o = String::from("scenario,host,metric,seed,value\n");
+    let v = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:e}"));
     for s in &r.scenarios {
         for f in &s.figures {
-            let v = f.value.map_or(String::new(), |v| format!("{v:e}"));
-            let _ = writeln!(o, "{},{},{},{v}", csv_field(&s.key), csv_field(&f.host), csv_field(&f.metric));
+            let _ = writeln!(o, "{},{},{},{},{}", csv_field(&s.key), csv_field(&f.host), csv_field(&f.metric), s.seed, v(f.value));
+        }
+    }
+    for sp in r.spread() {
+        for (what, x) in [("min", sp.min), ("median", sp.median), ("max", sp.max)] {
+            let _ = writeln!(o, "{},{},{},{what},{}", csv_field(&sp.scenario), csv_field(&sp.host), csv_field(&sp.metric), v(x));
         }
     }
     o

@@ -2,12 +2,12 @@
 //! check over each trace, and one verdict per catalog requirement.
 
 use crate::baseline::Regression;
-use crate::catalog::{Catalog, Level};
+use crate::catalog::{Catalog, Deviation, Level};
 use crate::checks::{self, Outcome, Status};
 use crate::trace::{Context, Trace};
 use ntplab_sim::scenario::Scenario;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Most points per host kept for the offset plot.
@@ -104,12 +104,56 @@ pub struct ScenarioResult {
     pub series: BTreeMap<String, Vec<(f64, f64)>>,
     /// Where the trace was written.
     pub trace_dir: Option<String>,
+    /// Checks the scenario declares it exercises (`exercises`).
+    pub exercises: Vec<DeclaredCheck>,
+}
+
+/// One entry of a scenario's `exercises`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredCheck {
+    /// Check ID.
+    pub check: String,
+    /// Where it is declared: `FILE:LINE:COLUMN`.
+    pub at: String,
 }
 
 impl ScenarioResult {
-    /// Whether it ran and every expectation was met.
+    /// `KEY (seed N)`: names one run in reports and gate messages.
+    pub fn label(&self) -> String {
+        format!("{} (seed {})", self.key, self.seed)
+    }
+
+    /// Why this run fails the gate, one line each (without the label): it did
+    /// not run, an expectation failed, a check failed (unless `excused` names
+    /// it: a known deviation), or a check it declares was not exercised.
+    pub fn failures(&self, excused: &BTreeSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.error {
+            out.push(format!("scenario {} did not run: {e}", self.file));
+            return out;
+        }
+        for e in self.expectations.iter().filter(|e| !e.passed) {
+            let req = e.requirement.as_ref().map_or(String::new(), |r| format!(" [{r}]"));
+            out.push(format!("expectation \"{}\" failed{req}: {}", e.name, e.describe()));
+        }
+        for c in self.checks.iter().filter(|c| c.outcome.status == Status::Fail && !excused.contains(&c.check)) {
+            out.push(format!("check {} failed: {}", c.check, c.outcome.reason));
+        }
+        for d in &self.exercises {
+            match self.checks.iter().find(|c| c.check == d.check) {
+                Some(c) if c.outcome.status == Status::NotExercised => {
+                    out.push(format!("check {} is declared exercised ({}) but was not: {}", d.check, d.at, c.outcome.reason));
+                }
+                Some(_) => {}
+                None => out.push(format!("check {} is declared exercised ({}) but did not run", d.check, d.at)),
+            }
+        }
+        out
+    }
+
+    /// Whether it ran and met everything: expectations, checks (none excused), declared exercises.
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.expectations.iter().all(|e| e.passed)
+        self.failures(&BTreeSet::new()).is_empty()
     }
 }
 
@@ -128,8 +172,11 @@ pub struct RequirementVerdict {
     pub status: Status,
     /// One line: why.
     pub reason: String,
-    /// Evidence, each prefixed with the scenario key.
+    /// Evidence, each prefixed with the run's label.
     pub evidence: Vec<String>,
+    /// Set when the catalog marks it a known deviation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deviation: Option<Deviation>,
 }
 
 /// The whole suite's outcome.
@@ -145,32 +192,127 @@ pub struct SuiteResult {
     pub baseline_compared: bool,
     /// Problems that are not verdicts (e.g. an expectation naming an unknown requirement).
     pub warnings: Vec<String>,
+    /// Checks whose failures are excused because every requirement naming them
+    /// is a known deviation ([`Catalog::excused_checks`]).
+    pub excused: BTreeSet<String>,
+}
+
+/// The spread of one figure over the seeds of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    /// Scenario key.
+    pub scenario: String,
+    /// Host.
+    pub host: String,
+    /// Metric.
+    pub metric: String,
+    /// Seeds that gave a value.
+    pub seeds: usize,
+    /// Seeds where it never happened (e.g. never synchronized).
+    pub missing: usize,
+    /// Smallest value.
+    pub min: Option<f64>,
+    /// Median (mean of the two middle values for an even count).
+    pub median: Option<f64>,
+    /// Largest value.
+    pub max: Option<f64>,
+}
+
+/// Median of unsorted values (None when empty).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
 impl SuiteResult {
-    /// Why the suite fails, one line each: MUST requirements that failed,
-    /// expectations that failed, scenarios that did not run, regressions.
-    /// Empty: the suite passes.
+    /// Judges the runs against the catalog and assembles the result.
+    pub fn new(catalog: &Catalog, scenarios: Vec<ScenarioResult>, regressions: Vec<Regression>, baseline_compared: bool) -> SuiteResult {
+        let (requirements, warnings) = judge(catalog, &scenarios);
+        SuiteResult { scenarios, requirements, regressions, baseline_compared, warnings, excused: catalog.excused_checks() }
+    }
+
+    /// Why the suite fails, one line each: runs that did not run, failed
+    /// expectations, failed checks of any requirement level (known deviations
+    /// excepted), declared checks not exercised (every seed's run on its own),
+    /// and regressions. Empty: the suite passes.
     pub fn gate_failures(&self) -> Vec<String> {
         let mut out = Vec::new();
         for s in &self.scenarios {
-            if let Some(e) = &s.error {
-                out.push(format!("scenario {} did not run: {e}", s.file));
-            }
-        }
-        for r in self.requirements.iter().filter(|r| r.status == Status::Fail && r.level.gates()) {
-            out.push(format!("MUST requirement {} failed: {}", r.id, r.reason));
-        }
-        for s in &self.scenarios {
-            for e in s.expectations.iter().filter(|e| !e.passed) {
-                let req = e.requirement.as_ref().map_or(String::new(), |r| format!(" [{r}]"));
-                out.push(format!("{}: expectation \"{}\" failed{req}: {}", s.key, e.name, e.describe()));
+            for f in s.failures(&self.excused) {
+                out.push(format!("{}: {f}", s.label()));
             }
         }
         for r in &self.regressions {
             out.push(r.describe());
         }
         out
+    }
+
+    /// Whether one run passes the gate (known deviations excused).
+    pub fn run_passed(&self, s: &ScenarioResult) -> bool {
+        s.failures(&self.excused).is_empty()
+    }
+
+    /// Scenario keys in run order, each once.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for s in &self.scenarios {
+            if !v.contains(&s.key.as_str()) {
+                v.push(&s.key);
+            }
+        }
+        v
+    }
+
+    /// The runs of one scenario (one per seed).
+    pub fn runs_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a ScenarioResult> + 'a {
+        self.scenarios.iter().filter(move |s| s.key == key)
+    }
+
+    /// Min, median and max of every figure over each scenario's seeds.
+    pub fn spread(&self) -> Vec<Spread> {
+        let mut out = Vec::new();
+        for key in self.keys() {
+            // ((host, metric), value per seed)
+            type PerFigure = ((String, String), Vec<Option<f64>>);
+            let mut per: Vec<PerFigure> = Vec::new();
+            for s in self.runs_of(key).filter(|s| s.error.is_none()) {
+                for f in &s.figures {
+                    let k = (f.host.clone(), f.metric.clone());
+                    match per.iter_mut().find(|p| p.0 == k) {
+                        Some(p) => p.1.push(f.value),
+                        None => per.push((k, vec![f.value])),
+                    }
+                }
+            }
+            for ((host, metric), vals) in per {
+                let v: Vec<f64> = vals.iter().flatten().copied().collect();
+                out.push(Spread {
+                    scenario: key.to_string(),
+                    host,
+                    metric,
+                    seeds: v.len(),
+                    missing: vals.len() - v.len(),
+                    min: v.iter().copied().reduce(f64::min),
+                    median: median(&v),
+                    max: v.iter().copied().reduce(f64::max),
+                });
+            }
+        }
+        out
+    }
+
+    /// Total wall-clock seconds per scenario over its seeds, slowest first.
+    pub fn slowest(&self) -> Vec<(String, f64, usize)> {
+        let mut v: Vec<(String, f64, usize)> =
+            self.keys().into_iter().map(|k| (k.to_string(), self.runs_of(k).map(|s| s.wall_s).sum(), self.runs_of(k).count())).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
     }
 
     /// Counts of requirement verdicts: (pass, fail, not exercised).
@@ -208,11 +350,52 @@ fn key_of(path: &Path) -> String {
     path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Runs one scenario file, writes its trace under `trace_dir` and runs every check on it.
-pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> ScenarioResult {
+/// Which seeds a sweep runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedChoice {
+    /// Each scenario's own: its `seeds` list, else its `seed`.
+    Scenario,
+    /// These, for every scenario (`--seed`, `--seeds`).
+    These(Vec<u64>),
+}
+
+/// Runs one scenario file once per seed ([`SeedChoice`]). The traces go to
+/// `trace_root/KEY` for a single seed and `trace_root/KEY/seed-N` for several;
+/// with several seeds, a passing run's trace is deleted unless `keep_traces`
+/// (a sweep's traces would fill the disk: about 0.5 GB per seed of the shipped
+/// scenarios). A file that does not load gives one result carrying the error.
+pub fn run_sweep(path: &Path, seeds: &SeedChoice, trace_root: &Path, keep_traces: bool, mut progress: impl FnMut(&str)) -> Vec<ScenarioResult> {
     let key = key_of(path);
-    let mut r = ScenarioResult {
-        key: key.clone(),
+    let scenario = match Scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut r = empty_result(path);
+            r.error = Some(e.to_string());
+            return vec![r];
+        }
+    };
+    let list = match seeds {
+        SeedChoice::These(v) => v.clone(),
+        SeedChoice::Scenario if scenario.seeds.is_empty() => vec![scenario.seed],
+        SeedChoice::Scenario => scenario.seeds.clone(),
+    };
+    let several = list.len() > 1;
+    list.iter()
+        .map(|&seed| {
+            progress(&format!("{key} seed {seed}"));
+            let dir = if several { trace_root.join(&key).join(format!("seed-{seed}")) } else { trace_root.join(&key) };
+            let mut r = run_loaded(path, scenario.clone().with_seed(seed), &dir);
+            if several && !keep_traces && r.passed() && std::fs::remove_dir_all(&dir).is_ok() {
+                r.trace_dir = None;
+            }
+            r
+        })
+        .collect()
+}
+
+fn empty_result(path: &Path) -> ScenarioResult {
+    ScenarioResult {
+        key: key_of(path),
         file: path.display().to_string(),
         name: String::new(),
         seed: 0,
@@ -223,10 +406,16 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
         figures: Vec::new(),
         series: BTreeMap::new(),
         trace_dir: None,
-    };
+        exercises: Vec::new(),
+    }
+}
+
+/// Runs one scenario file, writes its trace under `trace_dir` and runs every check on it.
+pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> ScenarioResult {
     let scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
+            let mut r = empty_result(path);
             r.error = Some(e.to_string());
             return r;
         }
@@ -235,8 +424,23 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
         Some(s) => scenario.with_seed(s),
         None => scenario,
     };
+    run_loaded(path, scenario, trace_dir)
+}
+
+/// Runs a loaded scenario (its `seed`), writes its trace under `trace_dir` and runs every check on it.
+pub fn run_loaded(path: &Path, scenario: Scenario, trace_dir: &Path) -> ScenarioResult {
+    let mut r = empty_result(path);
     r.name = scenario.name.clone();
     r.seed = scenario.seed;
+    for x in &scenario.exercises {
+        let at = format!("{}:{}:{}", path.display(), x.line, x.column);
+        if checks::check(&x.check).is_none() {
+            let known: Vec<&str> = checks::CHECKS.iter().map(|c| c.id).collect();
+            r.error = Some(format!("{at}: `exercises` names unknown check `{}`; known checks: {}", x.check, known.join(", ")));
+            return r;
+        }
+        r.exercises.push(DeclaredCheck { check: x.check.clone(), at });
+    }
     let report = match ntplab_sim::run::run(&scenario, Some(trace_dir)) {
         Ok(rep) => rep,
         Err(e) => {
@@ -334,12 +538,12 @@ pub fn judge(catalog: &Catalog, scenarios: &[ScenarioResult]) -> (Vec<Requiremen
             let mut found: Vec<(String, Status, String, Vec<String>)> = Vec::new();
             for s in scenarios {
                 for c in s.checks.iter().filter(|c| req.checks.contains(&c.check)) {
-                    found.push((s.key.clone(), c.outcome.status, format!("{}: {}", c.check, c.outcome.reason), c.outcome.evidence.clone()));
+                    found.push((s.label(), c.outcome.status, format!("{}: {}", c.check, c.outcome.reason), c.outcome.evidence.clone()));
                 }
                 for e in s.expectations.iter().filter(|e| e.requirement.as_deref() == Some(req.id.as_str())) {
                     let status = if e.passed { Status::Pass } else { Status::Fail };
                     let line = format!("expectation \"{}\": {}", e.name, e.describe());
-                    found.push((s.key.clone(), status, line.clone(), vec![line]));
+                    found.push((s.label(), status, line.clone(), vec![line]));
                 }
             }
             let pick = |st: Status| found.iter().filter(|f| f.1 == st).collect::<Vec<_>>();
@@ -351,8 +555,8 @@ pub fn judge(catalog: &Catalog, scenarios: &[ScenarioResult]) -> (Vec<Requiremen
                 let more = if fails.len() > 1 { format!(" (and {} more failing)", fails.len() - 1) } else { String::new() };
                 (Status::Fail, format!("{}: {}{more}", f.0, f.2), evidence_of(&fails))
             } else if let Some(p) = passes.first() {
-                let scen: std::collections::BTreeSet<&str> = passes.iter().map(|p| p.0.as_str()).collect();
-                (Status::Pass, format!("passed in {} scenario(s); e.g. {}: {}", scen.len(), p.0, p.2), evidence_of(&passes))
+                let runs: BTreeSet<&str> = passes.iter().map(|p| p.0.as_str()).collect();
+                (Status::Pass, format!("passed in {} run(s); e.g. {}: {}", runs.len(), p.0, p.2), evidence_of(&passes))
             } else if let Some(n) = found.first() {
                 (Status::NotExercised, format!("no scenario exercised it ({})", n.2), Vec::new())
             } else if !req.checks.is_empty() {
@@ -368,6 +572,7 @@ pub fn judge(catalog: &Catalog, scenarios: &[ScenarioResult]) -> (Vec<Requiremen
                 status,
                 reason,
                 evidence,
+                deviation: req.deviation.clone(),
             }
         })
         .collect();

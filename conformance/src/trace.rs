@@ -180,6 +180,11 @@ impl Context {
                             Behavior::Replay => "replay",
                             Behavior::Malformed { .. } => "malformed",
                             Behavior::Silent => "silent",
+                            Behavior::Insane => "insane",
+                            Behavior::SecondReply => "second-reply",
+                            Behavior::Unsolicited => "unsolicited",
+                            Behavior::ZeroOrigin => "zero-origin",
+                            Behavior::BogusKiss { .. } => "bogus-kiss",
                         }
                         .to_string(),
                         falseticker_offset_s: match p.behavior {

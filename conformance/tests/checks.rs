@@ -1,6 +1,8 @@
 //! Each check on hand-made trace fragments: one that passes, one that fails.
+//! [`every_check_has_a_pass_and_a_fail_meta_test`] runs the table [`metas`]
+//! and fails when a check of `CHECKS` has no entry there.
 
-use ntplab_conformance::checks::{check, Analysis, Status};
+use ntplab_conformance::checks::{check, Analysis, Status, CHECKS};
 use ntplab_conformance::trace::{Context, HostInfo, HostKind, Trace};
 use ntplab_proto::time::NtpTime;
 
@@ -23,6 +25,12 @@ fn ctx() -> Context {
                 name: "liar".into(),
                 address: "10.0.0.3".parse().unwrap(),
                 kind: HostKind::Scripted { behavior: "falseticker".into(), falseticker_offset_s: Some(1.0) },
+                noise_s: 0.0,
+            },
+            HostInfo {
+                name: "honest".into(),
+                address: "10.0.0.4".parse().unwrap(),
+                kind: HostKind::Scripted { behavior: "falseticker".into(), falseticker_offset_s: Some(0.0) },
                 noise_s: 0.0,
             },
         ],
@@ -194,7 +202,8 @@ fn kiss_is_never_a_sample() {
 
 #[test]
 fn falseticker_never_system_peer() {
-    let polls = pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7));
+    // The client polls the liar and two truechimers: the truechimers hold the majority.
+    let polls = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8)), pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9))].join("\n");
     let good = r#"{"t_s":10,"host":"client","kind":"selection","details":{"system_peer":"10.0.0.1:123","falsetickers":["10.0.0.3:123"]}}"#;
     let bad = r#"{"t_s":10,"host":"client","kind":"selection","details":{"system_peer":"10.0.0.3:123","falsetickers":[]}}"#;
     assert_eq!(run("falsetickers-outvoted", &polls, good).0, Status::Pass);
@@ -216,4 +225,249 @@ fn slew_below_stept() {
 #[test]
 fn era_wrap_not_exercised_outside_2036() {
     assert_eq!(run("era-wrap-no-jump", "", "").0, Status::NotExercised);
+}
+
+// ---------------------------------------------------------------------------
+// The meta-test table: a passing and a failing fragment for every check.
+
+/// A trace fragment: packets.jsonl, events.jsonl, samples.csv, and the
+/// scenario start (None: 2026-01-01).
+#[derive(Default, Clone)]
+struct Frag {
+    packets: String,
+    events: String,
+    samples: String,
+    start: Option<&'static str>,
+}
+
+fn frag(packets: &str, events: &str) -> Frag {
+    Frag { packets: packets.into(), events: events.into(), ..Frag::default() }
+}
+
+struct Meta {
+    check: &'static str,
+    pass: Frag,
+    fail: Frag,
+}
+
+fn outcome(id: &str, f: &Frag) -> (Status, String) {
+    let trace = Trace::from_strs(&f.packets, &f.events, &f.samples).unwrap_or_else(|e| panic!("{id}: {e}"));
+    let mut c = ctx();
+    if let Some(start) = f.start {
+        c.start = NtpTime::parse_rfc3339(start).unwrap();
+    }
+    let a = Analysis::new(&c, &trace);
+    let o = (check(id).unwrap_or_else(|| panic!("no check {id}")).run)(&a);
+    (o.status, o.reason)
+}
+
+/// A `source_reply` event of the client.
+fn ev(t: f64, event: &str, source: &str) -> String {
+    format!(r#"{{"t_s":{t},"host":"client","kind":"source_reply","details":{{"event":"{event}","source":"{source}"}}}}"#)
+}
+
+const OK_ORG: u64 = 0xabcdef0123456789;
+
+/// The request of [`exchange`] plus one reply (frame 2) with these header bytes, arriving at 1.004 s.
+fn answered_by(reply_hex: &str) -> String {
+    let req = pkt(1, 1.0, 1.001, 1.010, 1.001, C, S, &hdr(0x23, 0, "", 0, 0, OK_ORG));
+    let rep = pkt(2, 1.001, 1.004, 1.001, 1.014, S, C, reply_hex);
+    format!("{req}\n{rep}\n")
+}
+
+/// A good reply's header with another first octet, stratum or reference ID.
+fn good(li_vn_mode: u8, stratum: u8, refid: &str, org: u64) -> String {
+    hdr(li_vn_mode, stratum, refid, org, ts(1.001), ts(1.001))
+}
+
+/// A reply `S -> C` (frame 3) sent at `t`, arriving 3 ms later.
+fn later_reply(t: f64, bytes: &str) -> String {
+    pkt(3, t, t + 0.003, t, t + 0.013, S, C, bytes)
+}
+
+/// The client, already synchronized to the server (selection at 0.5 s and
+/// the exchange of [`exchange`]), serves a stratum-`stratum` reply with `refid` at 5 s.
+fn client_serves(stratum: u8, refid: &str) -> Frag {
+    let serve = pkt(9, 5.0, 5.001, 5.0, 5.001, "10.0.0.2:123", "10.0.0.9:5000", &hdr(0x24, stratum, refid, 77, ts(5.0), ts(5.0)));
+    let sel = r#"{"t_s":0.5,"host":"client","kind":"selection","details":{"system_peer":"10.0.0.1:123","falsetickers":[]}}"#;
+    frag(&format!("{}{serve}\n", exchange(OK_ORG)), sel)
+}
+
+/// 16 client requests whose transmit timestamps' low 16 bits are `low(i)`.
+fn requests(low: impl Fn(u64) -> u64) -> String {
+    (0..16u64).map(|i| pkt(i + 1, i as f64, i as f64 + 0.001, i as f64, i as f64 + 0.001, C, S, &hdr(0x23, 0, "", 0, 0, ts(i as f64) & !0xffff | low(i))) + "\n").collect()
+}
+
+/// A request with the poll field set.
+fn request_with_poll(poll: u8) -> String {
+    let mut h = hdr(0x23, 0, "", 0, 0, OK_ORG);
+    h.replace_range(4..6, &format!("{poll:02x}"));
+    pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &h) + "\n"
+}
+
+/// samples.csv rows of the client around the 2036 era wrap (start 06:00:00Z, wrap at 1696 s).
+fn wrap_samples(jump_at_1700: f64) -> String {
+    let mut o = String::from("time,t_s,host,offset_s,frequency_error,synced,stratum,poll_log2\n");
+    for t in [1600.0, 1650.0, 1700.0, 1750.0, 1800.0] {
+        let off = if t >= 1700.0 { 1e-5 + jump_at_1700 } else { 1e-5 };
+        o += &format!("x,{t},client,{off},0,true,2,6\n");
+    }
+    o
+}
+
+fn metas() -> Vec<Meta> {
+    let ex = exchange(OK_ORG);
+    let kiss = |code: &str, event: &str| frag(&kiss_flow(code, &[16.0]), &kiss_events(event, 1, &[16.0]));
+    let reject = |what: &str| ev(2.003, what, S);
+    let bad_ef = good(0x24, 1, "GPS", OK_ORG) + "01040100" + &"00".repeat(24);
+    let short = good(0x24, 1, "GPS", OK_ORG)[..94].to_string();
+    let wrong_kiss = {
+        let req = pkt(1, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 0x1000));
+        let rep = pkt(2, 0.001, 0.002, 0.001, 0.002, S, C, &hdr(0xe4, 0, "DENY", 0x1001, 0, 0));
+        format!("{req}\n{rep}\n")
+    };
+    let selection = |peer: &str| format!(r#"{{"t_s":10,"host":"client","kind":"selection","details":{{"system_peer":"{peer}","falsetickers":[]}}}}"#);
+    let polls_liar_and_server = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8))].join("\n");
+    let polls_three = format!("{polls_liar_and_server}\n{}", pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9)));
+    vec![
+        Meta { check: "server-echoes-origin", pass: frag(&ex, ""), fail: frag(&exchange(0x1111), "") },
+        Meta { check: "server-copies-version", pass: frag(&ex, ""), fail: frag(&ex.replacen("\"bytes\":\"23", "\"bytes\":\"1b", 1), "") },
+        Meta { check: "server-mode-map", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x25, 1, "GPS", OK_ORG)), "") },
+        Meta {
+            check: "server-reply-address",
+            pass: frag(&ex, ""),
+            fail: frag(&ex.replace(&format!("\"dst\":\"{C}\""), "\"dst\":\"10.0.0.2:40001\""), ""),
+        },
+        Meta { check: "server-no-amplification", pass: frag(&ex, ""), fail: frag(&answered_by(&(good(0x24, 1, "GPS", OK_ORG) + &"00".repeat(20))), "") },
+        Meta { check: "stratum-16-never-sent", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x24, 16, "GPS", OK_ORG)), "") },
+        Meta { check: "refid-stratum-1", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x24, 1, "\u{0}GPS", OK_ORG)), "") },
+        Meta { check: "refid-upstream", pass: client_serves(2, "\u{a}\u{0}\u{0}\u{1}"), fail: client_serves(2, "\u{a}\u{0}\u{0}\u{7}") },
+        Meta { check: "refid-never-init", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x24, 1, "INIT", OK_ORG)), "") },
+        Meta {
+            check: "unsynced-server-advertises",
+            pass: frag(&pkt(1, 5.0, 5.001, 5.0, 5.001, "10.0.0.2:123", "10.0.0.9:5000", &hdr(0xe4, 0, "", 77, ts(5.0), ts(5.0))), ""),
+            fail: frag(&pkt(1, 5.0, 5.001, 5.0, 5.001, "10.0.0.2:123", "10.0.0.9:5000", &hdr(0x24, 2, "", 77, ts(5.0), ts(5.0))), ""),
+        },
+        Meta { check: "stratum-follows-peer", pass: client_serves(2, "\u{a}\u{0}\u{0}\u{1}"), fail: client_serves(3, "\u{a}\u{0}\u{0}\u{1}") },
+        Meta { check: "kod-well-formed", pass: kiss("RATE", "RateLimited { poll_log2: 5 }"), fail: frag(&wrong_kiss.replace("DENY", "RATE"), "") },
+        Meta { check: "client-transmit-random", pass: frag(&requests(|i| (i * 7919 + 13) & 0xffff), ""), fail: frag(&requests(|_| 0), "") },
+        Meta { check: "client-source-port", pass: frag(&ex, ""), fail: frag(&ex.replace(C, "10.0.0.2:123"), "") },
+        Meta { check: "client-rejects-short", pass: frag(&answered_by(&short), &ev(1.004, "Rejected(TooShort)", S)), fail: frag(&answered_by(&short), "") },
+        Meta {
+            check: "client-rejects-bad-version",
+            pass: frag(&answered_by(&good(0x3c, 1, "GPS", OK_ORG)), &ev(1.004, "Rejected(BadVersion)", S)),
+            fail: frag(&answered_by(&good(0x3c, 1, "GPS", OK_ORG)), ""),
+        },
+        Meta {
+            check: "client-rejects-bad-extension",
+            pass: frag(&answered_by(&bad_ef), &ev(1.004, "Rejected(MalformedExtension)", S)),
+            fail: frag(&answered_by(&bad_ef), ""),
+        },
+        Meta {
+            check: "client-rejects-unsolicited",
+            pass: frag(&format!("{ex}{}\n", later_reply(2.0, &good(0x24, 1, "GPS", 0x2222))), &reject("Rejected(Unsolicited)")),
+            fail: frag(&format!("{ex}{}\n", later_reply(2.0, &good(0x24, 1, "GPS", 0x2222))), ""),
+        },
+        Meta { check: "client-rejects-bogus", pass: frag(&exchange(0x1111), &ev(1.004, "Rejected(Bogus)", S)), fail: frag(&exchange(0x1111), "") },
+        Meta { check: "client-rejects-zero-origin", pass: frag(&exchange(0), &ev(1.004, "Rejected(ZeroOrigin)", S)), fail: frag(&exchange(0), "") },
+        Meta {
+            check: "client-rejects-duplicate",
+            pass: frag(&format!("{ex}{}\n", ex.lines().nth(1).unwrap().replace("\"frame\":2", "\"frame\":3")), &ev(1.004, "Rejected(Duplicate)", S)),
+            fail: frag(&format!("{ex}{}\n", ex.lines().nth(1).unwrap().replace("\"frame\":2", "\"frame\":3")), ""),
+        },
+        Meta {
+            check: "client-rejects-second-reply",
+            pass: frag(&format!("{ex}{}\n", later_reply(2.0, &hdr(0x24, 1, "GPS", OK_ORG, ts(1.001), ts(1.002)))), &reject("Rejected(AlreadyAnswered)")),
+            fail: frag(&format!("{ex}{}\n", later_reply(2.0, &hdr(0x24, 1, "GPS", OK_ORG, ts(1.001), ts(1.002)))), ""),
+        },
+        Meta {
+            check: "client-rejects-insane",
+            pass: frag(&answered_by(&good(0xe4, 1, "GPS", OK_ORG)), &ev(1.004, "Rejected(Unsynchronized)", S)),
+            fail: frag(&answered_by(&good(0xe4, 1, "GPS", OK_ORG)), ""),
+        },
+        Meta { check: "kod-no-sample", pass: kiss("XFOO", "Kiss(Unknown([88, 70, 79, 79]))"), fail: frag(&kiss_flow("XFOO", &[16.0]), "") },
+        Meta {
+            check: "kod-rate-backoff",
+            pass: frag(&kiss_flow("RATE", &[16.0, 32.0, 64.0, 128.0, 1.0]), &kiss_events("RateLimited { poll_log2: 5 }", 5, &[16.0, 32.0, 64.0, 128.0, 1.0])),
+            fail: frag(&kiss_flow("RATE", &[16.0, 16.0, 16.0, 16.0, 1.0]), &kiss_events("RateLimited { poll_log2: 4 }", 5, &[16.0, 16.0, 16.0, 16.0, 1.0])),
+        },
+        Meta {
+            check: "kod-rate-cap",
+            pass: frag(&kiss_flow("RATE", &[16.0, 32.0, 64.0]), &kiss_events("RateLimited { poll_log2: 5 }", 3, &[16.0, 32.0, 64.0])),
+            fail: frag(&kiss_flow("RATE", &[16.0, 9000.0, 1.0]), &kiss_events("RateLimited { poll_log2: 5 }", 3, &[16.0, 9000.0, 1.0])),
+        },
+        Meta {
+            check: "kod-deny-stops",
+            pass: kiss("DENY", "Demobilize(Deny)"),
+            fail: frag(&kiss_flow("DENY", &[16.0, 16.0]), &kiss_events("Demobilize(Deny)", 2, &[16.0, 16.0])),
+        },
+        Meta { check: "kod-x-ignored", pass: kiss("XFOO", "Kiss(Unknown([88, 70, 79, 79]))"), fail: kiss("XFOO", "RateLimited { poll_log2: 5 }") },
+        Meta { check: "kod-other-no-sample", pass: kiss("INIT", "Kiss(Init)"), fail: frag(&kiss_flow("INIT", &[16.0]), "") },
+        Meta {
+            check: "kod-bogus-origin-ignored",
+            pass: frag(&wrong_kiss, &ev(0.002, "Rejected(Bogus)", S)),
+            fail: frag(&wrong_kiss, &ev(0.002, "Demobilize(Deny)", S)),
+        },
+        Meta {
+            check: "offset-delay-formula",
+            pass: frag(&ex, ""),
+            fail: frag(&answered_by(&hdr(0x24, 1, "GPS", OK_ORG, ts(1.006), ts(1.006))), ""),
+        },
+        Meta {
+            check: "era-wrap-no-jump",
+            pass: Frag { samples: wrap_samples(0.0), start: Some("2036-02-07T06:00:00Z"), ..Frag::default() },
+            fail: Frag { samples: wrap_samples(0.5), start: Some("2036-02-07T06:00:00Z"), ..Frag::default() },
+        },
+        Meta {
+            check: "falsetickers-outvoted",
+            pass: frag(&polls_three, &selection("10.0.0.1:123")),
+            fail: frag(&polls_three, &selection("10.0.0.3:123")),
+        },
+        Meta { check: "poll-bounds", pass: frag(&request_with_poll(6), ""), fail: frag(&request_with_poll(3), "") },
+        Meta {
+            check: "slew-below-step-threshold",
+            pass: frag("", r#"{"t_s":10,"host":"client","kind":"slew","details":{"action":"Slew { phase: 0.01s }"}}"#),
+            fail: frag("", r#"{"t_s":10,"host":"client","kind":"step","details":{"action":"Step { offset: 0.05s, frequency: 0.0 }"}}"#),
+        },
+    ]
+}
+
+#[test]
+fn every_check_has_a_pass_and_a_fail_meta_test() {
+    let table = metas();
+    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
+    for c in CHECKS {
+        let Some(m) = table.iter().find(|m| m.check == c.id) else {
+            missing.push(c.id);
+            continue;
+        };
+        let (p, why_p) = outcome(c.id, &m.pass);
+        let (f, why_f) = outcome(c.id, &m.fail);
+        if p != Status::Pass {
+            wrong.push(format!("{}: pass fragment gave {} ({why_p})", c.id, p.label()));
+        }
+        if f != Status::Fail {
+            wrong.push(format!("{}: fail fragment gave {} ({why_f})", c.id, f.label()));
+        }
+    }
+    for m in &table {
+        assert!(check(m.check).is_some(), "the table names `{}`, which is not in CHECKS", m.check);
+    }
+    assert!(missing.is_empty(), "checks without a pass and a fail meta-test in `metas()`: {missing:?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn no_majority_means_no_system_peer() {
+    // The client polls the liar and the server only: one of two lies, no majority.
+    let polls = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8))].join("\n");
+    let none = r#"{"t_s":10,"host":"client","kind":"selection","details":{"system_peer":null,"falsetickers":[]}}"#;
+    let (s, why) = outcome("falsetickers-outvoted", &frag(&polls, none));
+    assert_eq!(s, Status::Pass, "{why}");
+    assert!(why.contains("all 1 clients polling falsetickers meet it"), "{why}");
+    let truechimer = r#"{"t_s":10,"host":"client","kind":"selection","details":{"system_peer":"10.0.0.1:123","falsetickers":[]}}"#;
+    let (s, why) = outcome("falsetickers-outvoted", &frag(&polls, truechimer));
+    assert_eq!(s, Status::Fail);
+    assert!(why.contains("1 of 2 polled servers are falsetickers (no majority), yet 10.0.0.1:123 became system peer"), "{why}");
 }

@@ -41,6 +41,7 @@ fn hostile() -> SuiteResult {
         figures: vec![Figure { host: HOSTILE.into(), metric: "rms_offset_s".into(), value: Some(1e-5) }],
         series,
         trace_dir: None,
+        exercises: vec![],
     };
     let failed = ScenarioResult {
         key: format!("-{HOSTILE}"),
@@ -54,6 +55,7 @@ fn hostile() -> SuiteResult {
         figures: vec![],
         series: BTreeMap::new(),
         trace_dir: None,
+        exercises: vec![],
     };
     SuiteResult {
         scenarios: vec![ran, failed],
@@ -65,10 +67,12 @@ fn hostile() -> SuiteResult {
             status: Status::Fail,
             reason: HOSTILE.into(),
             evidence: vec![HOSTILE.into()],
+            deviation: None,
         }],
-        regressions: vec![Regression { scenario: HOSTILE.into(), host: HOSTILE.into(), metric: "rms_offset_s".into(), baseline: Some(1.0), current: Some(2.0), limit: 1.2 }],
+        regressions: vec![Regression { scenario: HOSTILE.into(), host: HOSTILE.into(), metric: "rms_offset_s".into(), what: HOSTILE.into(), baseline: Some(1.0), current: Some(2.0), limit: 1.2 }],
         baseline_compared: true,
         warnings: vec![HOSTILE.into()],
+        excused: Default::default(),
     }
 }
 

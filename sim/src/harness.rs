@@ -424,7 +424,7 @@ async fn run_all(
                 let stop = Rc::new(tokio::sync::Notify::new());
                 let task = tokio::task::spawn_local(Scoped::new(
                     hosts.ids[i],
-                    scripted(peer, network, clock, shared.clone(), address, stop.clone()),
+                    scripted(peer, hosts.ids[i], network, clock, shared.clone(), address, stop.clone()),
                 ));
                 hosts.scripted.push((stop, task));
             }
@@ -625,6 +625,7 @@ async fn apply_event(
 /// A scripted peer's loop: answer every datagram to `address`.
 async fn scripted(
     mut peer: ScriptedPeer,
+    id: turmoil_net::HostId,
     network: SimNetwork,
     clock: Rc<RefCell<HostClock>>,
     shared: Rc<Shared>,
@@ -632,6 +633,7 @@ async fn scripted(
     stop: Rc<tokio::sync::Notify>,
 ) {
     let Ok(socket) = network.bind(address).await else { return };
+    let socket = Rc::new(socket);
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
@@ -641,8 +643,17 @@ async fn scripted(
                 let Ok(r) = r else { return };
                 let rx = r.rx_time.map_or_else(|| clock.borrow_mut().local_at(shared.elapsed()), |raw| clock.borrow().steered().time_at(raw));
                 let tx = clock.borrow_mut().local_at(shared.elapsed());
-                if let Some(reply) = peer.respond(&buf[..r.len], rx, tx) {
-                    let _ = socket.send_to(&reply, r.from).await;
+                for (after, reply) in peer.respond_all(&buf[..r.len], rx, tx) {
+                    if after.is_zero() {
+                        let _ = socket.send_to(&reply, r.from).await;
+                    } else {
+                        // Later datagrams (a second reply, an unsolicited one) leave on their own.
+                        let (socket, to) = (socket.clone(), r.from);
+                        tokio::task::spawn_local(Scoped::new(id, async move {
+                            tokio::time::sleep(after).await;
+                            let _ = socket.send_to(&reply, to).await;
+                        }));
+                    }
                 }
             }
         }

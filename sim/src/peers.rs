@@ -16,6 +16,7 @@ use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::short::NtpShort;
 use ntplab_proto::wire::v4::{self, LeapIndicator, Mode, Packet, Repr};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 /// Precision exponent of a scripted peer's replies (about 1 µs).
 pub const PRECISION_LOG2: i8 = -20;
@@ -28,6 +29,12 @@ pub const TRUNCATED_LEN: usize = v4::HEADER_LEN - 1;
 
 /// Longest `garbage` reply, octets.
 pub const GARBAGE_LEN_MAX: usize = 96;
+
+/// How long after its first reply a `second-reply` peer sends the second one.
+pub const SECOND_REPLY_AFTER: Duration = Duration::from_millis(1);
+
+/// How long after its reply an `unsolicited` peer sends the datagram that answers nothing.
+pub const UNSOLICITED_AFTER: Duration = Duration::from_secs(1);
 
 /// A scripted peer. See the module documentation for its contract.
 #[derive(Debug, Clone)]
@@ -62,12 +69,54 @@ impl ScriptedPeer {
     /// and when the reply leaves (the harness's true time plus the peer's
     /// clock model; a scripted peer's idea of time, not necessarily true).
     pub fn respond(&mut self, request: &[u8], rx_true: NtpTime, tx_true: NtpTime) -> Option<Vec<u8>> {
-        let req = Packet::new_checked(request).ok().and_then(|p| Repr::parse(&p).ok())?;
+        self.respond_all(request, rx_true, tx_true).into_iter().next().map(|(_, b)| b)
+    }
+
+    /// Every datagram the peer sends for `request`, each with its delay after
+    /// the first: one reply for most behaviours, two for `second-reply` and
+    /// `unsolicited`, none for `silent` and for what is not a request.
+    pub fn respond_all(&mut self, request: &[u8], rx_true: NtpTime, tx_true: NtpTime) -> Vec<(Duration, Vec<u8>)> {
+        let Some(req) = Packet::new_checked(request).ok().and_then(|p| Repr::parse(&p).ok()) else { return Vec::new() };
         if req.mode != Mode::Client || !(1..=4).contains(&req.version) {
-            return None;
+            return Vec::new();
         }
         let reply = match self.behavior {
-            Behavior::Silent => return None,
+            Behavior::Silent => return Vec::new(),
+            Behavior::Insane => {
+                let good = self.good_reply(&req, rx_true, tx_true, 0.0);
+                let bad = match self.replies % 3 {
+                    0 => Repr { leap: LeapIndicator::Unsynchronized, ..good },
+                    1 => Repr { stratum: 16, ..good },
+                    _ => Repr { transmit_timestamp: ntplab_proto::time::NtpTimestamp::ZERO, ..good },
+                };
+                bad.to_bytes().to_vec()
+            }
+            Behavior::SecondReply => {
+                let first = self.good_reply(&req, rx_true, tx_true, 0.0);
+                let later = tx_true + NtpDuration::from_seconds_f64(SECOND_REPLY_AFTER.as_secs_f64());
+                let second = Repr { transmit_timestamp: later.to_timestamp(), ..first };
+                self.replies += 2;
+                return vec![(Duration::ZERO, first.to_bytes().to_vec()), (SECOND_REPLY_AFTER, second.to_bytes().to_vec())];
+            }
+            Behavior::Unsolicited => {
+                let good = self.good_reply(&req, rx_true, tx_true, 0.0);
+                let later = tx_true + NtpDuration::from_seconds_f64(UNSOLICITED_AFTER.as_secs_f64());
+                let origin = ntplab_proto::time::NtpTimestamp::from_bits(self.rng.next() | 1);
+                let stray = Repr { origin_timestamp: origin, receive_timestamp: later.to_timestamp(), transmit_timestamp: later.to_timestamp(), ..good };
+                self.replies += 2;
+                return vec![(Duration::ZERO, good.to_bytes().to_vec()), (UNSOLICITED_AFTER, stray.to_bytes().to_vec())];
+            }
+            Behavior::ZeroOrigin => {
+                let good = self.good_reply(&req, rx_true, tx_true, 0.0);
+                Repr { origin_timestamp: ntplab_proto::time::NtpTimestamp::ZERO, ..good }.to_bytes().to_vec()
+            }
+            Behavior::BogusKiss { code } => {
+                let kiss = kiss_reply(&req, code, rx_true, tx_true);
+                // Any origin but the request's (and never zero).
+                let bits = req.transmit_timestamp.to_bits() ^ (self.rng.next() | 1);
+                let origin = ntplab_proto::time::NtpTimestamp::from_bits(if bits == 0 { 1 } else { bits });
+                Repr { origin_timestamp: origin, ..kiss }.to_bytes().to_vec()
+            }
             Behavior::Falseticker { offset_s } => self.good_reply(&req, rx_true, tx_true, offset_s).to_bytes().to_vec(),
             Behavior::Kiss { code } => kiss_reply(&req, code, rx_true, tx_true).to_bytes().to_vec(),
             Behavior::Replay => {
@@ -101,7 +150,7 @@ impl ScriptedPeer {
             }
         };
         self.replies += 1;
-        Some(reply)
+        vec![(Duration::ZERO, reply)]
     }
 
     /// A correct server reply whose timestamps are off by `offset_s`.
@@ -279,6 +328,51 @@ mod tests {
         assert_ne!(a, b);
         let again = mk(Malformation::Garbage).respond(&request(1), t(RX), t(TX)).unwrap();
         assert_eq!(a, again, "same seed, same bytes");
+    }
+
+    #[test]
+    fn insane_replies_cycle_through_the_three_faults() {
+        let mut p = ScriptedPeer::new(Behavior::Insane, 2, 1);
+        let hs: Vec<Repr> = (1..=3).map(|i| header(&p.respond(&request(i), t(RX), t(TX)).unwrap())).collect();
+        for (i, h) in hs.iter().enumerate() {
+            assert_eq!(h.origin_timestamp.to_bits(), i as u64 + 1, "each answers its request");
+            assert_eq!(h.mode, Mode::Server);
+        }
+        assert_eq!((hs[0].leap, hs[0].stratum), (LeapIndicator::Unsynchronized, 2));
+        assert_eq!((hs[1].leap, hs[1].stratum), (LeapIndicator::NoWarning, 16));
+        assert!(hs[2].transmit_timestamp.is_zero() && hs[2].stratum == 2 && hs[2].leap == LeapIndicator::NoWarning);
+    }
+
+    #[test]
+    fn second_and_unsolicited_replies_follow_a_good_one() {
+        let mut p = ScriptedPeer::new(Behavior::SecondReply, 1, 1);
+        let out = p.respond_all(&request(9), t(RX), t(TX));
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].0, out[1].0), (Duration::ZERO, SECOND_REPLY_AFTER));
+        let (a, b) = (header(&out[0].1), header(&out[1].1));
+        assert_eq!((a.origin_timestamp.to_bits(), b.origin_timestamp.to_bits()), (9, 9), "both answer the request");
+        assert_ne!(out[0].1, out[1].1, "different octets: not a duplicate");
+        assert_eq!(p.replies(), 2);
+
+        let mut u = ScriptedPeer::new(Behavior::Unsolicited, 1, 1);
+        let out = u.respond_all(&request(9), t(RX), t(TX));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].0, UNSOLICITED_AFTER);
+        let (a, b) = (header(&out[0].1), header(&out[1].1));
+        assert_eq!(a.origin_timestamp.to_bits(), 9);
+        assert!(b.origin_timestamp.to_bits() != 9 && !b.origin_timestamp.is_zero() && b.mode == Mode::Server);
+    }
+
+    #[test]
+    fn zero_origin_and_bogus_kiss() {
+        let h = header(&ScriptedPeer::new(Behavior::ZeroOrigin, 1, 1).respond(&request(5), t(RX), t(TX)).unwrap());
+        assert!(h.origin_timestamp.is_zero() && h.stratum == 1 && !h.transmit_timestamp.is_zero());
+        let mut k = ScriptedPeer::new(Behavior::BogusKiss { code: ReferenceId::from_ascii("DENY") }, 1, 1);
+        for x in [5, 0xffff_ffff_ffff_fffe] {
+            let h = header(&k.respond(&request(x), t(RX), t(TX)).unwrap());
+            assert!(h.is_kiss_of_death() && h.reference_id.kiss_code() == KissCode::Deny);
+            assert!(h.origin_timestamp.to_bits() != x && !h.origin_timestamp.is_zero());
+        }
     }
 
     #[test]

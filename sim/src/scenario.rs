@@ -27,8 +27,11 @@
 //! quarter of `duration`), `leap_seconds` (UTC leap seconds during the run, e.g.
 //! `["2016-12-31T23:59:60Z"]` to insert or `"...T23:59:59Z"` to delete one:
 //! offsets are then measured against UTC on the NTP timescale, and hosts with
-//! `local_stratum` announce and apply them), then arrays of tables `[[host]]`, `[[link]]`,
-//! `[[event]]` and `[[expect]]`.
+//! `local_stratum` announce and apply them), `seeds` (the seeds `ntplab suite`
+//! sweeps when its command line names none: `"1..25"`, `"3"` or `"1..5,9"`),
+//! `exercises` (IDs of conformance checks every run of the scenario must
+//! exercise: a declared check that reports "not exercised" fails the suite),
+//! then arrays of tables `[[host]]`, `[[link]]`, `[[event]]` and `[[expect]]`.
 //!
 //! Durations are a number of seconds or a string with units (`"250ms"`,
 //! `"90s"`, `"15m"`, `"24h"`, `"7d"`, `"1h30m"`; units `ns`, `us`, `ms`, `s`,
@@ -45,7 +48,8 @@
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
 //!   Role `ntp` also takes `local_stratum`, `interleaved`, `sources` (each
 //!   `{ host, iburst, burst, poll_min, poll_max, version }`, the host named by
-//!   its `name`) and the daemon configuration's `rate_limit`, `access` and
+//!   its `name`), `discipline` (`"regression"`, the default, or `"rfc5905"`:
+//!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
@@ -143,6 +147,9 @@ pub const SCENARIO_BYTES_MAX: u64 = 8 << 20;
 
 const DEFAULT_START: &str = "2030-01-01T00:00:00Z";
 
+/// Values of a host's `discipline` (the daemon's `[clock] discipline`).
+pub const DISCIPLINES: [&str; 2] = ["regression", "rfc5905"];
+
 /// Pcap timestamps are unsigned 32-bit Unix seconds: true time must stay in
 /// 1970-01-01 .. 2106-02-07T06:28:15Z.
 const PCAP_UNIX_SECS_MAX: i64 = u32::MAX as i64;
@@ -178,6 +185,55 @@ pub struct Scenario {
     pub events: Vec<Event>,
     /// What a run must meet.
     pub expectations: Vec<Expectation>,
+    /// Seeds `ntplab suite` sweeps when its command line names none (`seeds`);
+    /// empty: only [`Scenario::seed`].
+    pub seeds: Vec<u64>,
+    /// Conformance checks every run must exercise (`exercises`), in file order.
+    pub exercises: Vec<Exercise>,
+}
+
+/// One entry of `exercises`: a check ID and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exercise {
+    /// The check's ID (checked against the conformance crate's list by `ntplab suite`).
+    pub check: String,
+    /// 1-based line in the scenario file.
+    pub line: usize,
+    /// 1-based column in the scenario file.
+    pub column: usize,
+}
+
+/// Most seeds one seed list may name.
+pub const SEEDS_MAX: usize = 10_000;
+
+/// Parses a seed list: `N`, `A..B` (inclusive) or comma-separated items of
+/// those, e.g. `1..10`, `7`, `1..5,9`. Duplicates are dropped, order kept.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = |why: &str| format!("seed list `{text}`: {why}; write e.g. \"1..10\" (inclusive), \"7\" or \"1..5,9\"");
+    let mut out: Vec<u64> = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad(&format!("`{}` is not a non-negative integer", x.trim())));
+        let (a, b) = match item.split_once("..") {
+            Some((a, b)) => (num(a)?, num(b.trim_start_matches('='))?),
+            None => {
+                let v = num(item)?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return Err(bad(&format!("range {a}..{b} is empty")));
+        }
+        if b - a >= SEEDS_MAX as u64 || out.len() + (b - a) as usize + 1 > SEEDS_MAX {
+            return Err(bad(&format!("more than {SEEDS_MAX} seeds")));
+        }
+        for v in a..=b {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One simulated host.
@@ -259,6 +315,20 @@ pub enum Behavior {
     },
     /// No reply at all.
     Silent,
+    /// Replies that answer the request but must give no sample, in turn: LI 3
+    /// (unsynchronized), stratum 16, transmit timestamp 0.
+    Insane,
+    /// A correct reply, then a second, different one (transmit 1 ms later) to the same request.
+    SecondReply,
+    /// A correct reply, then 1 s later a server-mode datagram answering no request (random origin).
+    Unsolicited,
+    /// A correct reply except that its origin timestamp is zero.
+    ZeroOrigin,
+    /// A kiss-o'-death with this code whose origin is not the request's transmit timestamp.
+    BogusKiss {
+        /// The kiss code as a reference ID (e.g. `DENY`).
+        code: ReferenceId,
+    },
 }
 
 /// How a malformed reply is broken.
@@ -1028,6 +1098,9 @@ struct ScenarioFile {
     name: Spanned<String>,
     description: Option<String>,
     seed: Option<u64>,
+    seeds: Option<Spanned<String>>,
+    #[serde(default)]
+    exercises: Vec<Spanned<String>>,
     start: Option<Spanned<String>>,
     duration: Spanned<Dur>,
     sample_interval: Option<Spanned<Dur>>,
@@ -1069,6 +1142,7 @@ struct HostSection {
     access: Option<Spanned<AccessSection>>,
     smear: Option<Spanned<SmearSection>>,
     refclock: Option<Spanned<RefclockModelSection>>,
+    discipline: Option<Spanned<String>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
     stratum: Option<Spanned<u8>>,
@@ -1146,6 +1220,11 @@ enum BehaviorSection {
     Replay {},
     Malformed { how: Malformation },
     Silent {},
+    Insane {},
+    SecondReply {},
+    Unsolicited {},
+    ZeroOrigin {},
+    BogusKiss { code: String },
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -1543,6 +1622,18 @@ impl Validator<'_> {
             expectations.push(self.group_expectation(x.get_ref(), duration, converged_after)?);
         }
         self.check_trace_volume(&file.duration, file.sample_interval.as_ref(), sample_interval, &hosts, &links, &events)?;
+        let seeds = match &file.seeds {
+            Some(s) => parse_seeds(s.get_ref()).map_err(|m| self.err(s, m, None))?,
+            None => Vec::new(),
+        };
+        let mut exercises: Vec<Exercise> = Vec::new();
+        for x in &file.exercises {
+            let (line, column, _) = locate(src.text, x.span());
+            if exercises.iter().any(|e| e.check == *x.get_ref()) {
+                return Err(self.err(x, format!("check `{}` is listed twice in `exercises`", x.get_ref()), None));
+            }
+            exercises.push(Exercise { check: x.get_ref().clone(), line, column });
+        }
 
         Ok(Scenario {
             origin: src.origin.to_string(),
@@ -1558,6 +1649,8 @@ impl Validator<'_> {
             links,
             events,
             expectations,
+            seeds,
+            exercises,
         })
     }
 
@@ -1818,7 +1911,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock, discipline";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -1843,6 +1936,7 @@ impl Validator<'_> {
                     ("access", h.access.as_ref().map(|s| s.span())),
                     ("smear", h.smear.as_ref().map(|s| s.span())),
                     ("refclock", h.refclock.as_ref().map(|s| s.span())),
+                    ("discipline", h.discipline.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(wrong_role(key, span, SCRIPTED_KEYS));
@@ -1852,7 +1946,7 @@ impl Validator<'_> {
                     return Err(self.err(l, format!("scripted host `{name}` must listen"), Some("write listen = true (port 123) or a port number".into())));
                 };
                 let Some(b) = &h.behavior else {
-                    return Err(self.err(&h.name, format!("scripted host `{name}` has no `behavior`"), Some("add e.g. behavior = { kind = \"falseticker\", offset = 2.0 }; kinds: falseticker, kiss, replay, malformed, silent".into())));
+                    return Err(self.err(&h.name, format!("scripted host `{name}` has no `behavior`"), Some("add e.g. behavior = { kind = \"falseticker\", offset = 2.0 }; kinds: falseticker, kiss, replay, malformed, silent, insane, second-reply, unsolicited, zero-origin, bogus-kiss".into())));
                 };
                 let behavior = match b.get_ref() {
                     BehaviorSection::Falseticker { offset } => {
@@ -1861,15 +1955,24 @@ impl Validator<'_> {
                         }
                         Behavior::Falseticker { offset_s: offset.value }
                     }
-                    BehaviorSection::Kiss { code } => {
+                    BehaviorSection::Kiss { code } | BehaviorSection::BogusKiss { code } => {
                         if code.is_empty() || code.len() > 4 || !code.bytes().all(|c| c.is_ascii_graphic()) {
                             return Err(self.err(b, format!("kiss code {code:?} must be 1-4 printable ASCII characters"), Some("e.g. RATE, DENY, RSTR, INIT, STEP".into())));
                         }
-                        Behavior::Kiss { code: ReferenceId::from_ascii(code) }
+                        let code = ReferenceId::from_ascii(code);
+                        if matches!(b.get_ref(), BehaviorSection::Kiss { .. }) {
+                            Behavior::Kiss { code }
+                        } else {
+                            Behavior::BogusKiss { code }
+                        }
                     }
                     BehaviorSection::Replay {} => Behavior::Replay,
                     BehaviorSection::Malformed { how } => Behavior::Malformed { how: *how },
                     BehaviorSection::Silent {} => Behavior::Silent,
+                    BehaviorSection::Insane {} => Behavior::Insane,
+                    BehaviorSection::SecondReply {} => Behavior::SecondReply,
+                    BehaviorSection::Unsolicited {} => Behavior::Unsolicited,
+                    BehaviorSection::ZeroOrigin {} => Behavior::ZeroOrigin,
                 };
                 let stratum = match &h.stratum {
                     Some(s) if !(1..=15).contains(s.get_ref()) => return Err(self.err(s, format!("stratum {} is outside 1-15", s.get_ref()), None)),
@@ -1938,6 +2041,11 @@ impl Validator<'_> {
             })
             .into_iter()
             .collect();
+        if let Some(d) = &h.discipline {
+            if !DISCIPLINES.contains(&d.get_ref().as_str()) {
+                return Err(self.err(d, format!("discipline {:?} is not one of {}", d.get_ref(), DISCIPLINES.map(|x| format!("{x:?}")).join(", ")), Some("as the daemon's [clock] discipline".into())));
+            }
+        }
         let mut span_of_source = Vec::new();
         let mut source_sections = Vec::new();
         for (span, s) in specs {
@@ -1959,7 +2067,7 @@ impl Validator<'_> {
             access: h.access.map(Spanned::into_inner).unwrap_or_default(),
             rate_limit: h.rate_limit.map(Spanned::into_inner),
             smear: h.smear.map(Spanned::into_inner),
-            clock: ClockSection::default(),
+            clock: ClockSection { discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()), ..ClockSection::default() },
             interleaved: h.interleaved.map(Spanned::into_inner),
             refclocks,
         };
@@ -2451,6 +2559,53 @@ mod tests {
         assert!(e.message.contains("takes no `refclock`"), "{e}");
         let e = err(&format!("{base}refclock = {{ kind = \"pps\", pps_jiter = 1 }}\n"));
         assert!(e.hint.as_deref().unwrap_or("").contains("pps_jitter"), "{e}");
+    }
+
+    #[test]
+    fn seeds_exercises_and_discipline_load_and_their_mistakes_are_named() {
+        assert_eq!(parse_seeds("1..3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds("7").unwrap(), vec![7]);
+        assert_eq!(parse_seeds("1..=2, 9,2").unwrap(), vec![1, 2, 9]);
+        assert!(parse_seeds("3..1").unwrap_err().contains("is empty"));
+        assert!(parse_seeds("a..2").unwrap_err().contains("`a` is not"));
+        assert!(parse_seeds("0..99999999999").unwrap_err().contains("more than 10000 seeds"));
+        let base = "name = \"r\"\nduration = \"1h\"\n";
+        let host = "[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n";
+        let s = Scenario::parse(&format!("{base}seeds = \"1..4\"\nexercises = [\"poll-bounds\", \"kod-deny-stops\"]\n{host}discipline = \"rfc5905\"\n"), "t.toml").unwrap();
+        assert_eq!(s.seeds, vec![1, 2, 3, 4]);
+        assert_eq!(s.exercises.iter().map(|e| (e.check.as_str(), e.line, e.column)).collect::<Vec<_>>(), vec![("poll-bounds", 4, 14), ("kod-deny-stops", 4, 29)]);
+        let Role::Ntp(n) = &s.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.discipline, ntplab_proto::discipline::DisciplineKind::Rfc5905);
+        let plain = Scenario::parse(&format!("{base}{host}"), "t.toml").unwrap();
+        assert!(plain.seeds.is_empty() && plain.exercises.is_empty());
+        let Role::Ntp(n) = &plain.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.discipline, ntplab_proto::discipline::DisciplineKind::Regression);
+        let e = err(&format!("{base}seeds = \"5..1\"\n{host}"));
+        assert!(e.message.contains("5..1 is empty") && e.line == Some(3), "{e}");
+        let e = err(&format!("{base}exercises = [\"a\", \"a\"]\n{host}"));
+        assert!(e.message.contains("listed twice") && e.line == Some(3) && e.column == Some(19), "{e}");
+        let e = err(&format!("{base}{host}discipline = \"pll\"\n"));
+        assert!(e.message.contains("\"pll\" is not one of \"regression\", \"rfc5905\"") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\ndiscipline = \"rfc5905\"\n"));
+        assert!(e.message.contains("takes no `discipline`"), "{e}");
+    }
+
+    #[test]
+    fn new_scripted_behaviors_load() {
+        let base = "name = \"r\"\nduration = \"1h\"\n[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\n";
+        for (text, want) in [
+            ("{ kind = \"insane\" }", Behavior::Insane),
+            ("{ kind = \"second-reply\" }", Behavior::SecondReply),
+            ("{ kind = \"unsolicited\" }", Behavior::Unsolicited),
+            ("{ kind = \"zero-origin\" }", Behavior::ZeroOrigin),
+            ("{ kind = \"bogus-kiss\", code = \"DENY\" }", Behavior::BogusKiss { code: ReferenceId::from_ascii("DENY") }),
+        ] {
+            let s = Scenario::parse(&format!("{base}behavior = {text}\n"), "t.toml").unwrap_or_else(|e| panic!("{text}: {e}"));
+            let Role::Scripted(p) = &s.hosts[0].role else { panic!("scripted") };
+            assert_eq!(p.behavior, want);
+        }
+        let e = err(&format!("{base}behavior = {{ kind = \"bogus-kiss\", code = \"TOOLONG\" }}\n"));
+        assert!(e.message.contains("1-4 printable ASCII"), "{e}");
     }
 
     #[test]
