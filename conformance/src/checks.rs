@@ -9,11 +9,12 @@
 //! `catalog.toml`. The "device under test" is every host that runs the
 //! daemon; scripted peers are the test's stimulus and are never judged.
 //!
-//! What the trace cannot show: the daemon does not log accepted samples
-//! (only rejected datagrams, kiss codes, selections and clock actions). A
-//! reply delivered to a daemon's source socket that produced no
-//! `source_reply` event was therefore taken as a sample; the client checks
-//! rely on that.
+//! Accepted samples are logged as `sample` events (the client's own offset,
+//! delay, dispersion and T1–T4); the `client-sample-*` checks compare them
+//! with the formulas and with the truth the simulator recorded. Rejections
+//! are `source_reply` events, and the reply-classification checks still take
+//! a reply delivered to a daemon's source socket that produced no
+//! `source_reply` event as used.
 
 use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};
 use ntplab_proto::time::{NtpTime, NtpTimestamp};
@@ -418,6 +419,9 @@ pub const CHECKS: &[Check] = &[
     Check { id: "falsetickers-outvoted", title: "a falseticker never becomes the system peer; without a truechimer majority no server does", run: falsetickers_outvoted },
     Check { id: "poll-bounds", title: "request poll fields and system poll stay within MINPOLL 4 .. MAXPOLL 17", run: poll_bounds },
     Check { id: "slew-below-step-threshold", title: "offsets below 0.125 s are slewed, not stepped; the clock never runs backwards otherwise", run: slew_below_stept },
+    Check { id: "client-sample-formula", title: "the client's own offset and delay (sample events) are RFC 5905 §8's formulas of the four timestamps it used; its dispersion covers PHI over the round trip", run: client_sample_formula },
+    Check { id: "client-sample-offset", title: "the client's own offset is the true server-minus-client clock offset within half the path asymmetry plus timestamp noise", run: client_sample_offset },
+    Check { id: "client-sample-delay", title: "the client's own delay is the true round trip minus the server's residence time, within timestamp noise", run: client_sample_delay },
 ];
 
 /// The check with this ID.
@@ -624,7 +628,10 @@ fn first_sync_t(a: &Analysis<'_>, host: &str) -> Option<f64> {
 
 fn unsynced_server(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
-    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, .. })) {
+    // A host with a local reference serves its own clock, synchronized to that
+    // reference, until a source is selected (chrony's `local`, ntpd's orphan
+    // mode): it is never an unsynchronized server.
+    for host in a.daemon_hosts().filter(|h| matches!(h.kind, HostKind::Daemon { has_sources: true, local_reference: false, .. })) {
         let synced_at = first_sync_t(a, &host.name).unwrap_or(f64::INFINITY);
         for p in daemon_sent(a).filter(|p| p.src.ip() == host.address && p.mode() == Some(Mode::Server) && p.sent_t_s < synced_at) {
             let h = p.header.unwrap_or_else(|| unreachable!());
@@ -1153,4 +1160,246 @@ fn slew_below_stept(a: &Analysis<'_>) -> Outcome {
 pub fn run_all(ctx: &Context, trace: &Trace) -> Vec<(&'static Check, Outcome)> {
     let a = Analysis::new(ctx, trace);
     CHECKS.iter().map(|c| (c, (c.run)(&a))).collect()
+}
+
+/// RFC 5905 PHI (frequency tolerance), s/s; written here, not taken from the
+/// implementation under test.
+const PHI_RFC: f64 = 15e-6;
+/// Rounding of the RFC 3339 timestamps (1 ns each) in a `sample` event, with room.
+const SAMPLE_ROUNDING_S: f64 = 5e-9;
+/// A daemon converts a receive timestamp to local time when it handles the
+/// datagram, up to a few ms after the arrival, with the clock's steering as
+/// it is then; the steering may have changed since the arrival. Each
+/// steering runs within MAXFREQ + the kernel's slew limit (500 + 500 ppm) of
+/// the raw clock, so two differ by at most twice that per second of delay.
+const CONVERSION_RATE: f64 = 2e-3;
+
+/// A `sample` event of a daemon client: the figures it computed and the four
+/// timestamps it used, with the exchange on the wire it came from.
+struct ClientSample<'b> {
+    event: &'b EventRec,
+    host: &'b crate::trace::HostInfo,
+    source: SocketAddr,
+    offset: f64,
+    delay: f64,
+    dispersion: f64,
+    t1: NtpTime,
+    t2: NtpTime,
+    t3: NtpTime,
+    t4: NtpTime,
+    /// The reply it was computed from (index into packets), matched by source and T2/T3.
+    reply: Option<usize>,
+    /// The request that reply answers.
+    request: Option<usize>,
+}
+
+impl ClientSample<'_> {
+    fn cite(&self) -> String {
+        format!("events.jsonl:{} ({} from {} at {:.3} s)", self.event.line, self.host.name, self.source, self.event.t_s)
+    }
+
+    /// ((T2 - T1) + (T3 - T4)) / 2 and (T4 - T1) - (T3 - T2), seconds.
+    fn formulas(&self) -> (f64, f64) {
+        let (t1, t2, t3, t4) = (self.t1, self.t2, self.t3, self.t4);
+        ((secs(t2 - t1) + secs(t3 - t4)) / 2.0, secs(t4 - t1) - secs(t3 - t2))
+    }
+}
+
+/// Every `sample` event of a daemon host, parsed; events that do not parse
+/// come back as the reason.
+fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, String>> {
+    let mut out = Vec::new();
+    for e in a.trace.events.iter().filter(|e| e.kind == "sample") {
+        let Some(host) = e.host.as_deref().and_then(|h| a.ctx.host_named(h)) else { continue };
+        if !matches!(host.kind, HostKind::Daemon { .. }) {
+            continue;
+        }
+        let d = &e.details;
+        let num = |k: &str| d.get(k).and_then(|v| v.as_f64()).filter(|x| x.is_finite());
+        let time = |k: &str| d.get(k).and_then(|v| v.as_str()).and_then(|v| NtpTime::parse_rfc3339(v).ok());
+        let (Some(source), Some(offset), Some(delay), Some(dispersion), Some(t1), Some(t2), Some(t3), Some(t4)) = (
+            e.source(),
+            num("offset_s"),
+            num("delay_s"),
+            num("dispersion_s"),
+            time("t1"),
+            time("t2"),
+            time("t3"),
+            time("t4"),
+        ) else {
+            out.push(Err(format!("events.jsonl:{}: sample event without source, offset_s, delay_s, dispersion_s and t1..t4", e.line)));
+            continue;
+        };
+        // The reply: from that source to this host, arrived by the event, with
+        // exactly the receive and transmit timestamps the client used.
+        let near = |ts: NtpTimestamp, want: NtpTime| secs(ts.resolve(want) - want).abs() <= SAMPLE_ROUNDING_S;
+        let reply = a.client_replies.iter().rev().find(|c| {
+            let p = a.pk(c.packet);
+            p.src == source
+                && p.dst.ip() == host.address
+                && p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6 && r >= e.t_s - 2.0)
+                && p.header.is_some_and(|h| near(h.receive_timestamp, t2) && near(h.transmit_timestamp, t3))
+        });
+        out.push(Ok(ClientSample {
+            event: e,
+            host,
+            source,
+            offset,
+            delay,
+            dispersion,
+            t1,
+            t2,
+            t3,
+            t4,
+            reply: reply.map(|c| c.packet),
+            request: reply.and_then(|c| c.request),
+        }));
+    }
+    out
+}
+
+/// Whether `x` seconds is a power of two (the precision a delay is clamped to).
+fn power_of_two_s(x: f64) -> bool {
+    x > 0.0 && (x.log2() - x.log2().round()).abs() < 1e-9
+}
+
+fn client_sample_formula(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for s in client_samples(a) {
+        let s = match s {
+            Ok(s) => s,
+            Err(why) => {
+                t.bad(|| why);
+                continue;
+            }
+        };
+        let (theta, delta) = s.formulas();
+        // A smear-aware client adds the correction a smear REFID names back.
+        let smear = s.reply.and_then(|r| a.pk(r).header).map_or(0.0, |h| smear_s(&h));
+        let offset_ok = (s.offset - theta).abs() <= SAMPLE_ROUNDING_S
+            || (smear != 0.0 && (s.offset - theta - smear).abs() <= SAMPLE_ROUNDING_S + SMEAR_RESOLUTION_S);
+        // The delay may be raised to the local precision (RFC 5905 §8), a power of two.
+        let delay_ok = (s.delay - delta).abs() <= SAMPLE_ROUNDING_S || (delta < s.delay && power_of_two_s(s.delay) && s.delay <= 1e-3);
+        let rtt = secs(s.t4 - s.t1).max(0.0);
+        let dispersion_ok = s.dispersion >= PHI_RFC * rtt - SAMPLE_ROUNDING_S && s.dispersion < 16.0;
+        let line = || {
+            format!(
+                "{}: offset {:.9} s vs ((T2-T1)+(T3-T4))/2 = {theta:.9} s, delay {:.9} s vs (T4-T1)-(T3-T2) = {delta:.9} s, dispersion {:.3e} s (PHI x round trip {:.3e} s)",
+                s.cite(),
+                s.offset,
+                s.delay,
+                s.dispersion,
+                PHI_RFC * rtt
+            )
+        };
+        if offset_ok && delay_ok && dispersion_ok {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    t.outcome("samples of daemon clients", "no daemon client logged a sample")
+}
+
+/// What the simulator knows about a sample's exchange, in seconds: the true
+/// server-minus-client clock offset (noiseless readings, averaged over the
+/// two legs), the one-way delays, and the delay a noiseless client would
+/// measure (the true round trip minus the server's residence, in the two
+/// clocks' units).
+struct SampleTruth {
+    theta: f64,
+    forward: f64,
+    backward: f64,
+    delta: f64,
+    /// Standard deviations of the client's and the server's timestamp noise.
+    noise: f64,
+    /// Bound on the receive timestamps' conversion error (T2 and T4), seconds.
+    conversion: f64,
+}
+
+fn sample_truth(a: &Analysis<'_>, s: &ClientSample<'_>) -> Option<SampleTruth> {
+    let (rep, req) = (a.pk(s.reply?), a.pk(s.request?));
+    let (req_rx, req_rx_local, rep_rx, rep_rx_local) = (req.received?, req.receiver_local?, rep.received?, rep.receiver_local?);
+    let c1 = secs(req.sender_local - req.sent);
+    let s2 = secs(req_rx_local - req_rx);
+    let s3 = secs(rep.sender_local - rep.sent);
+    let c4 = secs(rep_rx_local - rep_rx);
+    let forward = secs(req_rx - req.sent);
+    let backward = secs(rep_rx - rep.sent);
+    let server_noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
+    Some(SampleTruth {
+        theta: ((s2 - c1) + (s3 - c4)) / 2.0,
+        forward,
+        backward,
+        delta: forward + backward + (c4 - c1) - (s3 - s2),
+        noise: s.host.noise_s + server_noise,
+        // T4 is converted when the client handles the reply (the event), T2
+        // when the server handles the request (at the latest when it replies).
+        conversion: CONVERSION_RATE * ((s.event.t_s - rep.received_t_s?).max(0.0) + secs(rep.sent - req_rx).max(0.0)),
+    })
+}
+
+/// Samples whose truth the trace holds: replies from daemon servers (scripted
+/// peers lie on purpose) matched to their exchange.
+fn judged_samples<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (ClientSample<'b>, SampleTruth)> + 'b {
+    client_samples(a).into_iter().filter_map(move |s| {
+        let s = s.ok()?;
+        if !a.ctx.is_daemon(s.source.ip()) {
+            return None;
+        }
+        let truth = sample_truth(a, &s)?;
+        Some((s, truth))
+    })
+}
+
+fn client_sample_offset(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (s, truth) in judged_samples(a) {
+        let smear = s.reply.and_then(|r| a.pk(r).header).map_or(0.0, |h| smear_s(&h));
+        // A plain client measures the smeared time scale, a smear-aware one the server's clock.
+        let err = (s.offset - truth.theta).abs().min(if smear != 0.0 { (s.offset + smear - truth.theta).abs() } else { f64::INFINITY });
+        let half_asymmetry = (truth.forward - truth.backward).abs() / 2.0;
+        let tol = 1e-7 + 8.0 * truth.noise + truth.conversion + if smear != 0.0 { SMEAR_RESOLUTION_S } else { 0.0 };
+        let line = || {
+            format!(
+                "{} for {}: offset {:.9} s vs true {:.9} s, error {err:.3e} s (half asymmetry {half_asymmetry:.3e} s + noise and conversion {tol:.1e} s)",
+                s.cite(),
+                a.pk(s.reply.unwrap_or_default()).cite(),
+                s.offset,
+                truth.theta
+            )
+        };
+        if err <= half_asymmetry + tol {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    t.outcome("samples from daemon servers", "no daemon client logged a sample from a daemon server")
+}
+
+fn client_sample_delay(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (s, truth) in judged_samples(a) {
+        let err = (s.delay - truth.delta).abs();
+        let tol = 1e-7 + 8.0 * truth.noise + truth.conversion;
+        let clamped = truth.delta < s.delay && power_of_two_s(s.delay) && s.delay <= 1e-3;
+        let line = || {
+            format!(
+                "{} for {}: delay {:.9} s vs true {:.9} s ({:.9} s out + {:.9} s back), error {err:.3e} s (noise and conversion bound {tol:.1e} s)",
+                s.cite(),
+                a.pk(s.reply.unwrap_or_default()).cite(),
+                s.delay,
+                truth.delta,
+                truth.forward,
+                truth.backward
+            )
+        };
+        if err <= tol || clamped {
+            t.good(line);
+        } else {
+            t.bad(line);
+        }
+    }
+    t.outcome("samples from daemon servers", "no daemon client logged a sample from a daemon server")
 }

@@ -123,6 +123,9 @@ pub enum HostKind {
         has_sources: bool,
         /// Whether interleaved mode is enabled.
         interleaved: bool,
+        /// Whether it has a local reference (`local_stratum`): it serves its
+        /// own clock, synchronized to that reference, from the start.
+        local_reference: bool,
     },
     /// A scripted peer: `Falseticker` carries its offset, `Kiss` its code.
     Scripted {
@@ -172,6 +175,7 @@ impl Context {
                         serves: !n.daemon.listen.is_empty(),
                         has_sources: !n.sources.is_empty(),
                         interleaved: n.daemon.server.interleaved,
+                        local_reference: n.daemon.local.is_some(),
                     },
                     Role::Scripted(p) => HostKind::Scripted {
                         behavior: match p.behavior {

@@ -12,7 +12,7 @@ fn ctx() -> Context {
     let daemon = |name: &str, addr: &str, has_sources: bool| HostInfo {
         name: name.into(),
         address: addr.parse().unwrap(),
-        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false },
+        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false, local_reference: false },
         noise_s: 0.0,
     };
     Context {
@@ -315,6 +315,10 @@ fn wrap_samples(jump_at_1700: f64) -> String {
     o
 }
 
+#[path = "support/client_sample.rs"]
+#[allow(dead_code)] // the table uses part of what client_sample_checks.rs uses
+mod client_sample;
+
 fn metas() -> Vec<Meta> {
     let ex = exchange(OK_ORG);
     let kiss = |code: &str, event: &str| frag(&kiss_flow(code, &[16.0]), &kiss_events(event, 1, &[16.0]));
@@ -329,7 +333,11 @@ fn metas() -> Vec<Meta> {
     let selection = |peer: &str| format!(r#"{{"t_s":10,"host":"client","kind":"selection","details":{{"system_peer":"{peer}","falsetickers":[]}}}}"#);
     let polls_liar_and_server = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8))].join("\n");
     let polls_three = format!("{polls_liar_and_server}\n{}", pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9)));
+    let sampled = |event: String| frag(&client_sample::packets(), &event);
     vec![
+        Meta { check: "client-sample-formula", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(0.011, 0.004, 1.0145)) },
+        Meta { check: "client-sample-offset", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.016, 0.014, 1.0245)) },
+        Meta { check: "client-sample-delay", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.011, 0.005, 1.0145)) },
         Meta { check: "server-echoes-origin", pass: frag(&ex, ""), fail: frag(&exchange(0x1111), "") },
         Meta { check: "server-copies-version", pass: frag(&ex, ""), fail: frag(&ex.replacen("\"bytes\":\"23", "\"bytes\":\"1b", 1), "") },
         Meta { check: "server-mode-map", pass: frag(&ex, ""), fail: frag(&answered_by(&good(0x25, 1, "GPS", OK_ORG)), "") },
@@ -470,4 +478,18 @@ fn no_majority_means_no_system_peer() {
     let (s, why) = outcome("falsetickers-outvoted", &frag(&polls, truechimer));
     assert_eq!(s, Status::Fail);
     assert!(why.contains("1 of 2 polled servers are falsetickers (no majority), yet 10.0.0.1:123 became system peer"), "{why}");
+}
+
+#[test]
+fn a_host_with_a_local_reference_is_no_unsynchronized_server() {
+    // The client of ctx() serves stratum 2 before it selected a peer: a
+    // failure for a host without a local reference (the meta-test table),
+    // none for one with `local_stratum`, which serves its own clock.
+    let served = pkt(1, 5.0, 5.001, 5.0, 5.001, "10.0.0.2:123", "10.0.0.9:5000", &hdr(0x24, 2, "", 77, ts(5.0), ts(5.0)));
+    let trace = Trace::from_strs(&served, "", "").unwrap();
+    let mut c = ctx();
+    let run = |c: &Context| (check("unsynced-server-advertises").unwrap().run)(&Analysis::new(c, &trace)).status;
+    assert_eq!(run(&c), Status::Fail);
+    c.hosts[1].kind = HostKind::Daemon { serves: true, has_sources: true, interleaved: false, local_reference: true };
+    assert_eq!(run(&c), Status::NotExercised);
 }

@@ -12,7 +12,7 @@ fn ctx(start: &str) -> Context {
     let daemon = |name: &str, addr: &str, has_sources: bool| HostInfo {
         name: name.into(),
         address: addr.parse().unwrap(),
-        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false },
+        kind: HostKind::Daemon { serves: !has_sources, has_sources, interleaved: false, local_reference: false },
         noise_s: 0.0,
     };
     Context {

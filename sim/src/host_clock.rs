@@ -247,7 +247,8 @@ impl NtpClock for SimClock {
         let raw = self.raw_now();
         let mut c = self.clock.borrow_mut();
         c.adjustments[0] += 1;
-        c.steered.set_frequency(raw, frequency)
+        // Through tick and frequency, as a Linux clock can (±10 % + 500 ppm).
+        c.steered.set_total_frequency(raw, frequency)
     }
 
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, SteerError> {
@@ -255,6 +256,13 @@ impl NtpClock for SimClock {
         let mut c = self.clock.borrow_mut();
         c.adjustments[1] += 1;
         Ok(c.steered.adjust_phase(raw, offset, time_constant))
+    }
+
+    fn slew_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> Result<NtpTime, SteerError> {
+        let raw = self.raw_now();
+        let mut c = self.clock.borrow_mut();
+        c.adjustments[1] += 1;
+        Ok(c.steered.slew_phase(raw, offset, time_constant, max_rate))
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, SteerError> {

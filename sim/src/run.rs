@@ -11,7 +11,7 @@ use crate::rng::SimRng;
 use crate::scenario::{self, Action, Cut, Direction, Expectation, Metric, Role, Scenario};
 use crate::stats::HostStats;
 use crate::trace::{self, TraceWriter};
-use ntplab_daemon::daemon::{DaemonEvent, Peer};
+use ntplab_daemon::daemon::{DaemonEvent, Peer, SampleFigures};
 use ntplab_proto::discipline::Action as ClockAction;
 use ntplab_proto::source::SourceEvent;
 use ntplab_proto::time::{NtpDuration, NtpTime};
@@ -381,6 +381,12 @@ impl Recorder for RunRecorder {
     }
 
     fn daemon_event(&mut self, host: usize, elapsed: NtpDuration, local: NtpTime, event: &DaemonEvent) {
+        // A datagram's receiver_local is read when it is written, with the
+        // receiver's clock steering as it is then: write those that have
+        // arrived before a daemon acts on them (a clock update follows its
+        // sample event), not when the next datagram is sent, perhaps after
+        // hours of slewing.
+        self.flush_packets(Some(elapsed));
         let (kind, details) = match event {
             DaemonEvent::RequestSent { .. } | DaemonEvent::Served { .. } => return,
             DaemonEvent::SourceReply { source, event: SourceEvent::Sample(m) } => {
@@ -462,6 +468,7 @@ impl Recorder for RunRecorder {
                 "source_loop",
                 serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
             ),
+            DaemonEvent::Sample { source, sample } => ("sample", sample_details(*source, sample)),
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());
@@ -471,6 +478,23 @@ impl Recorder for RunRecorder {
     fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent) {
         self.event(elapsed, None, "scenario", serde_json::json!({ "event": format!("{event:?}") }));
     }
+}
+
+/// The `details` of a `sample` event: the client's offset, delay and
+/// dispersion in seconds and the four timestamps it used (RFC 3339; T2 and T3
+/// resolved to the era nearest T1).
+fn sample_details(source: SocketAddr, s: &SampleFigures) -> serde_json::Value {
+    let time = |t: NtpTime| t.rfc3339().to_string();
+    serde_json::json!({
+        "source": source.to_string(),
+        "offset_s": s.offset.to_seconds_f64(),
+        "delay_s": s.delay.to_seconds_f64(),
+        "dispersion_s": s.dispersion.to_seconds_f64(),
+        "t1": time(s.t1),
+        "t2": time(s.t2.resolve(s.t1)),
+        "t3": time(s.t3.resolve(s.t1)),
+        "t4": time(s.t4),
+    })
 }
 
 /// Runs a scenario; with `out`, writes the trace there.

@@ -129,34 +129,20 @@ fn run_figures(discipline: DisciplineKind, poll: Option<i8>, hours: i64, seed: u
     }
 }
 
-/// chrony's reference simulation (FINDINGS.md: clknetsim, 1 day, 88.4 µs RMS at
-/// default polling, 11.8 µs at poll 4, sync in 120-210 s) with both disciplines.
-/// `FIGURES_SEEDS=n` repeats over seeds 1..=n.
+/// chrony's reference simulation (FINDINGS.md: clknetsim, 1 day, 11.8 µs RMS
+/// at poll 4) under the RFC 5905 discipline (the default one is
+/// `client_converges_to_the_server_in_the_chrony_default_setup`): 6 h at poll
+/// 4, figures from 1.5 h on.
 #[test]
-#[ignore = "long: run with --ignored --release to see the figures"]
-fn chrony_default_figures() {
-    let seeds: u64 = std::env::var("FIGURES_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    eprintln!("| discipline | polling | seed | RMS after 6 h | max after 6 h | sync (<1 ms) | packets |");
-    eprintln!("|---|---|---|---|---|---|---|");
-    for discipline in [DisciplineKind::Rfc5905, DisciplineKind::Regression] {
-        for poll in std::env::var("FIGURES_POLLS").map_or(vec![Some(4), None], |v| v.split(",").map(|p| p.parse().ok()).collect()) {
-            for seed in 1..=seeds {
-                if std::env::var("FIGURES_ONLY").is_ok_and(|o| o != format!("{}-{}", discipline.name(), poll.unwrap_or(0))) {
-                    continue;
-                }
-                let f = run_figures(discipline, poll, 24, seed);
-                eprintln!(
-                    "| {} | {} | {seed} | {:.1} µs | {:.1} µs | {} | {} |",
-                    discipline.name(),
-                    poll.map_or("default (6-10)".to_string(), |p| format!("fixed {p}")),
-                    f.rms_us,
-                    f.max_us,
-                    f.sync_s.map_or("never".to_string(), |t| format!("{t:.0} s")),
-                    f.packets
-                );
-            }
-        }
-    }
+fn rfc5905_discipline_converges_in_the_chrony_default_setup() {
+    let f = run_figures(DisciplineKind::Rfc5905, Some(4), 6, 1);
+    eprintln!("rfc5905 poll 4: rms {:.1} us, max {:.1} us, sync {:?} s, {} packets", f.rms_us, f.max_us, f.sync_s, f.packets);
+    assert!(f.packets > 2600, "two datagrams per 16 s: {}", f.packets);
+    let sync = f.sync_s.expect("the client never came within 1 ms");
+    assert!(sync < 3600.0, "sync {sync} s");
+    // Seed 1 measured 92.2 us RMS, 138.9 us max, sync at 1538 s: room for
+    // seed spread, none for a PLL that does not settle.
+    assert!(f.rms_us < 200.0 && f.max_us < 1000.0, "rms {:.1} us, max {:.1} us", f.rms_us, f.max_us);
 }
 
 #[test]

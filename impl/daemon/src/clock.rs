@@ -5,6 +5,7 @@
 //! tick for clocks that slew in user space.
 
 use crate::sysclock::{realtime_now, ClockError, KernelLeap, SystemClock};
+use ntplab_proto::clock::steered::{KERNEL_MAX_SLEW_RATE, MAX_USER_SLEW_RATE};
 use ntplab_proto::clock::{NtpClock, SteerError, SteeredClock};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::v4::LeapIndicator;
@@ -30,28 +31,55 @@ pub trait DaemonClock: NtpClock {
 /// The system clock, disciplined through `clock_adjtime` (only with the
 /// operator's explicit consent: [`SystemClock::with_control`]).
 ///
-/// Frequency goes to the kernel directly (`ADJ_FREQUENCY`). A phase slew is
-/// done the way RFC 5905's clock-adjust process does it (A.5.6.1): once a
-/// second the remaining offset shrinks by `1/τ` and that second's share is
-/// added to the kernel frequency, so the offset decays exponentially with time
-/// constant τ and the clock never steps.
+/// Frequency goes to the kernel through the tick length and the frequency
+/// (`ADJ_TICK | ADJ_FREQUENCY`, up to ±10 % + 500 ppm). A phase slew is done
+/// in user space the way RFC 5905's clock-adjust process does it (A.5.6.1):
+/// once a second the remaining offset shrinks by `1/τ`, at most by the slew's
+/// rate limit (500 ppm for [`NtpClock::adjust_phase`], the caller's for
+/// [`NtpClock::slew_phase`]; τ = 0: linear at that rate), and that second's
+/// share is added to the frequency, so the clock never steps.
 #[derive(Debug)]
 pub struct ControlledClock {
     clock: SystemClock,
     base_frequency: f64,
     remaining_phase_s: f64,
     time_constant_s: f64,
+    slew_rate: f64,
 }
 
 impl ControlledClock {
     /// Wraps a system clock; with [`SystemClock::read_only`] every adjustment fails.
     pub fn new(clock: SystemClock) -> Self {
-        ControlledClock { clock, base_frequency: 0.0, remaining_phase_s: 0.0, time_constant_s: 1.0 }
+        ControlledClock {
+            clock,
+            base_frequency: 0.0,
+            remaining_phase_s: 0.0,
+            time_constant_s: 1.0,
+            slew_rate: KERNEL_MAX_SLEW_RATE,
+        }
+    }
+
+    /// The slew rate for the next second: `remaining/τ`, at most the rate limit.
+    fn slew(&self) -> f64 {
+        slew_for_second(self.remaining_phase_s, self.time_constant_s, self.slew_rate)
     }
 
     fn apply_frequency(&mut self, slew: f64) -> Result<NtpTime, ClockError> {
-        self.clock.set_frequency_ppm((self.base_frequency + slew) * 1e6)
+        self.clock.set_total_frequency(self.base_frequency + slew)
     }
+
+    fn start_slew(&mut self, offset: NtpDuration, time_constant: NtpDuration, rate: f64) -> Result<NtpTime, ClockError> {
+        self.remaining_phase_s = offset.to_seconds_f64();
+        self.time_constant_s = time_constant.to_seconds_f64().max(1.0);
+        self.slew_rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, MAX_USER_SLEW_RATE) };
+        self.apply_frequency(self.slew())
+    }
+}
+
+/// The frequency (s/s) that slews the next second of a slew with `remaining`
+/// s left, time constant `tau` s (at least 1) and rate limit `rate` s/s.
+fn slew_for_second(remaining: f64, tau: f64, rate: f64) -> f64 {
+    (remaining / tau.max(1.0)).clamp(-rate, rate)
 }
 
 impl NtpClock for ControlledClock {
@@ -63,13 +91,15 @@ impl NtpClock for ControlledClock {
 
     fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, ClockError> {
         self.base_frequency = frequency;
-        self.apply_frequency(self.remaining_phase_s / self.time_constant_s)
+        self.apply_frequency(self.slew())
     }
 
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, ClockError> {
-        self.remaining_phase_s = offset.to_seconds_f64();
-        self.time_constant_s = time_constant.to_seconds_f64().max(1.0);
-        self.apply_frequency(self.remaining_phase_s / self.time_constant_s)
+        self.start_slew(offset, time_constant, KERNEL_MAX_SLEW_RATE)
+    }
+
+    fn slew_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> Result<NtpTime, ClockError> {
+        self.start_slew(offset, time_constant, max_rate)
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, ClockError> {
@@ -98,9 +128,9 @@ impl DaemonClock for ControlledClock {
 
     fn tick(&mut self) {
         if self.remaining_phase_s != 0.0 {
-            // The last second slewed remaining/τ; that much is done.
-            self.remaining_phase_s -= self.remaining_phase_s / self.time_constant_s;
-            let slew = self.remaining_phase_s / self.time_constant_s;
+            // The last second slewed that second's share; that much is done.
+            self.remaining_phase_s -= self.slew();
+            let slew = self.slew();
             if let Err(e) = self.apply_frequency(slew) {
                 tracing::warn!(error = %e, "clock slew refused");
             }
@@ -144,11 +174,15 @@ impl NtpClock for ObservingClock {
     }
 
     fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, SteerError> {
-        self.steered.set_frequency(realtime_now(), frequency)
+        self.steered.set_total_frequency(realtime_now(), frequency)
     }
 
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, SteerError> {
         Ok(self.steered.adjust_phase(realtime_now(), offset, time_constant))
+    }
+
+    fn slew_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> Result<NtpTime, SteerError> {
+        Ok(self.steered.slew_phase(realtime_now(), offset, time_constant, max_rate))
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, SteerError> {
@@ -169,6 +203,18 @@ impl DaemonClock for ObservingClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controlled_slews_follow_the_rate_limit_and_tau() {
+        // Exponential share while below the limit.
+        assert_eq!(slew_for_second(0.01, 100.0, KERNEL_MAX_SLEW_RATE), 1e-4);
+        // Kernel PLL limit: 500 ppm.
+        assert_eq!(slew_for_second(0.1, 16.0, KERNEL_MAX_SLEW_RATE), KERNEL_MAX_SLEW_RATE);
+        assert_eq!(slew_for_second(-0.1, 16.0, KERNEL_MAX_SLEW_RATE), -KERNEL_MAX_SLEW_RATE);
+        // A fast slew through the tick, τ = 0 (linear): the rate until the end.
+        assert_eq!(slew_for_second(0.1, 0.0, 0.08), 0.08);
+        assert_eq!(slew_for_second(0.02, 0.0, 0.08), 0.02);
+    }
 
     #[test]
     fn observing_clock_moves_only_itself() {

@@ -22,9 +22,9 @@ use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
 use ntplab_proto::server::{Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
-use ntplab_proto::source::{Source, SourceEvent};
+use ntplab_proto::source::{Measurement, Source, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
-use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::time::{NtpDuration, NtpTime, NtpTimestamp};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v4::LeapIndicator;
 use rand::rngs::SmallRng;
@@ -157,6 +157,48 @@ pub enum DaemonEvent {
         /// What the responder decided.
         action: ServerAction,
     },
+    /// A source's reply was accepted as a sample (RFC 5905 §8): what the
+    /// client computed and the four timestamps it computed it from. Emitted
+    /// after the [`DaemonEvent::SourceReply`] that carries the same sample.
+    Sample {
+        /// Source address.
+        source: SocketAddr,
+        /// The sample's figures and timestamps.
+        sample: SampleFigures,
+    },
+}
+
+/// The client's own figures for one sample, as [`DaemonEvent::Sample`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleFigures {
+    /// Offset θ (server − local), including a smear correction the client added back.
+    pub offset: NtpDuration,
+    /// Round-trip delay δ (at least the local precision).
+    pub delay: NtpDuration,
+    /// Dispersion ε of the sample.
+    pub dispersion: NtpDuration,
+    /// T1: local clock when the request left.
+    pub t1: NtpTime,
+    /// T2: server clock when the request arrived (as received, no era).
+    pub t2: NtpTimestamp,
+    /// T3: server clock when the reply left (as received, no era).
+    pub t3: NtpTimestamp,
+    /// T4: local clock when the reply arrived.
+    pub t4: NtpTime,
+}
+
+impl From<&Measurement> for SampleFigures {
+    fn from(m: &Measurement) -> Self {
+        SampleFigures {
+            offset: m.offset,
+            delay: m.delay,
+            dispersion: m.dispersion,
+            t1: m.local_send_time,
+            t2: m.server_receive_timestamp,
+            t3: m.server_transmit_timestamp,
+            t4: m.local_receive_time,
+        }
+    }
 }
 
 /// Receives daemon events (a trace recorder, a metrics counter, a log).
@@ -634,6 +676,7 @@ fn handle_reply<S, C: DaemonClock>(
     events.event(rx_time, &DaemonEvent::SourceReply { source: address, event });
     match event {
         SourceEvent::Sample(m) => {
+            events.event(rx_time, &DaemonEvent::Sample { source: address, sample: SampleFigures::from(&m) });
             let local = clock.now();
             let update = system.handle_measurement(&PeerId::Source(index), &m, local);
             apply_update(update, local, now, slots, drivers, peers, clock, events);

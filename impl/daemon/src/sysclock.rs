@@ -91,6 +91,21 @@ impl SystemClock {
         Ok(self.now())
     }
 
+    /// Sets the total frequency correction `frequency` s/s through the tick
+    /// length and the frequency together (`ADJ_TICK | ADJ_FREQUENCY`), as
+    /// chrony's Linux driver does: up to ±10 % + 500 ppm
+    /// ([`timex_tick_and_freq`] gives the values).
+    pub fn set_total_frequency(&mut self, frequency: f64) -> Result<NtpTime, ClockError> {
+        self.check()?;
+        let (tick, freq) = timex_tick_and_freq(frequency);
+        let mut tx = zero_timex();
+        tx.modes = libc::ADJ_TICK | libc::ADJ_FREQUENCY;
+        tx.tick = tick;
+        tx.freq = freq;
+        adjtime(tx)?;
+        Ok(self.now())
+    }
+
     /// Steps the clock by `offset`.
     pub fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, ClockError> {
         self.check()?;
@@ -126,6 +141,17 @@ impl SystemClock {
             Err(ClockError::ControlDisabled)
         }
     }
+}
+
+/// The `timex.tick` (µs per 1/`USER_HZ` s) and `timex.freq` (ppm · 2^16)
+/// that make a Linux clock run at `1 + frequency`: the nearest tick within
+/// the kernel's 9000..=11000 µs and the remainder, clamped to ±500 ppm, as
+/// the frequency ([`ntplab_proto::clock::steered::split_frequency`], the same
+/// split the simulated clock uses). NaN gives the nominal values.
+pub fn timex_tick_and_freq(frequency: f64) -> (libc::c_long, libc::c_long) {
+    let (tick, rest) = ntplab_proto::clock::steered::split_frequency(frequency);
+    let freq = (rest * 1e6).clamp(-FREQ_MAX_PPM, FREQ_MAX_PPM) * FREQ_SCALE;
+    (tick as libc::c_long, freq.round() as libc::c_long)
 }
 
 /// Reads `CLOCK_REALTIME` as an NTP time.
@@ -164,6 +190,36 @@ mod tests {
         assert!(matches!(c.step(NtpDuration::from_seconds(1)), Err(ClockError::ControlDisabled)));
         assert!(matches!(c.set_leap(KernelLeap::Insert), Err(ClockError::ControlDisabled)));
         assert!(c.set_frequency_ppm(0.0).unwrap_err().to_string().contains("--control-system-clock"));
+    }
+
+    #[test]
+    fn frequency_splits_into_tick_and_freq_as_the_kernel_takes_them() {
+        // Nominal: 10000 us per 10 ms tick, freq in ppm * 2^16.
+        assert_eq!(timex_tick_and_freq(0.0), (10_000, 0));
+        assert_eq!(timex_tick_and_freq(10e-6), (10_000, (10.0 * FREQ_SCALE) as libc::c_long));
+        // 5 % fast: 500 us more per tick, nothing left for freq.
+        assert_eq!(timex_tick_and_freq(5e-2), (10_500, 0));
+        // 123.4 ppm: one 100 ppm tick step plus 23.4 ppm.
+        assert_eq!(timex_tick_and_freq(-123.4e-6), (9_999, (-23.4 * FREQ_SCALE).round() as libc::c_long));
+        // The kernel's bounds: tick 9000..=11000, freq within 500 ppm.
+        let (tick, freq) = timex_tick_and_freq(0.5);
+        assert_eq!(tick, 11_000);
+        assert_eq!(freq, (FREQ_MAX_PPM * FREQ_SCALE) as libc::c_long);
+        let (tick, freq) = timex_tick_and_freq(-0.5);
+        assert_eq!((tick, freq), (9_000, -(FREQ_MAX_PPM * FREQ_SCALE) as libc::c_long));
+        assert_eq!(timex_tick_and_freq(f64::NAN), (10_000, 0));
+        // What the kernel then runs at is the frequency asked for.
+        for f in [-0.1, -3.3e-2, -1e-4, 7.77e-6, 2.5e-3, 9.99e-2] {
+            let (tick, freq) = timex_tick_and_freq(f);
+            let rate = (tick - 10_000) as f64 / 10_000.0 + freq as f64 / FREQ_SCALE * 1e-6;
+            assert!((rate - f).abs() < 1e-10, "{f}: {rate}");
+        }
+    }
+
+    #[test]
+    fn read_only_clock_refuses_the_tick_too() {
+        let mut c = SystemClock::read_only();
+        assert!(matches!(c.set_total_frequency(1e-3), Err(ClockError::ControlDisabled)));
     }
 
     #[test]

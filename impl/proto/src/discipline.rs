@@ -109,6 +109,10 @@ pub enum Action {
         frequency: f64,
         /// Exponential time constant of the slew, `TC · min(2^poll, ALLAN)`.
         time_constant: NtpDuration,
+        /// `None`: the kernel PLL's slew ([`NtpClock::adjust_phase`], at most
+        /// 500 ppm). `Some(R)`: a slew at up to `R` s/s through the tick
+        /// ([`NtpClock::slew_phase`]; zero time constant: linear at `R`).
+        max_rate: Option<f64>,
     },
     /// The caller MUST step the clock by `offset` and set the frequency
     /// correction to `frequency`, and then MUST reset all associations
@@ -134,9 +138,12 @@ impl Action {
     pub fn apply<C: NtpClock>(&self, clock: &mut C) -> Result<Option<NtpTime>, C::Error> {
         match *self {
             Action::Ignore(_) | Action::Panic { .. } => Ok(None),
-            Action::Slew { phase, frequency, time_constant } => {
+            Action::Slew { phase, frequency, time_constant, max_rate } => {
                 clock.set_frequency(frequency)?;
-                clock.adjust_phase(phase, time_constant).map(Some)
+                match max_rate {
+                    None => clock.adjust_phase(phase, time_constant).map(Some),
+                    Some(rate) => clock.slew_phase(phase, time_constant, rate).map(Some),
+                }
             }
             Action::Step { offset, frequency } => {
                 clock.step(offset)?;
@@ -554,7 +561,7 @@ impl Discipline {
         let action = if stepped {
             Action::Step { offset, frequency: self.freq }
         } else {
-            Action::Slew { phase: offset, frequency: self.freq, time_constant: dur(self.slew_tau) }
+            Action::Slew { phase: offset, frequency: self.freq, time_constant: dur(self.slew_tau), max_rate: None }
         };
         self.outcome(action)
     }
@@ -622,7 +629,8 @@ mod tests {
         let mut d = synced();
         let u = d.update(dur(0.010), at(64.0));
         match u.action {
-            Action::Slew { phase, frequency, time_constant } => {
+            Action::Slew { phase, frequency, time_constant, max_rate } => {
+                assert_eq!(max_rate, None, "the PLL slews through the kernel");
                 assert_eq!(phase, dur(0.010));
                 // PLL: 0.01 * 64 / (4 * 16 * 64)^2.
                 let expect = 0.010 * 64.0 / (4.0 * 16.0 * 64.0f64).powi(2);
@@ -970,27 +978,34 @@ mod tests {
     proptest! {
         #[test]
         fn invariants_hold_for_any_offset_sequence(
-            offsets in proptest::collection::vec(-2000.0f64..2000.0, 1..60),
+            // Around the panic threshold, and around the step threshold.
+            offsets in proptest::collection::vec(prop_oneof![-2000.0f64..2000.0, -0.3f64..0.3], 1..60),
             gaps in proptest::collection::vec(1.0f64..3000.0, 60),
             saved in proptest::option::of(-1e-3f64..1e-3),
         ) {
+            // RFC 5905's values (Fig. 24, A.5.5.6), written here rather than
+            // taken from the constants the code uses, so a wrong constant fails.
+            const RFC_MAXFREQ: f64 = 500e-6;
+            const RFC_STEPT: f64 = 0.125;
+            const RFC_PANICT: f64 = 1000.0;
+            const RFC_LIMIT: i32 = 30;
             let mut d = Discipline::new(DisciplineConfig::default(), saved);
             let mut t = 0.0;
             for (i, o) in offsets.iter().enumerate() {
                 t += gaps[i];
                 let before = d.state();
                 let u = d.update(dur(*o), at(t));
-                prop_assert!(d.frequency().abs() <= MAXFREQ);
+                prop_assert!(d.frequency().abs() <= RFC_MAXFREQ);
                 prop_assert!((6..=10).contains(&u.poll));
-                prop_assert!(d.hysteresis_count().abs() <= LIMIT);
+                prop_assert!(d.hysteresis_count().abs() <= RFC_LIMIT);
                 match u.action {
-                    Action::Panic { .. } => prop_assert!(o.abs() > PANICT),
+                    Action::Panic { .. } => prop_assert!(o.abs() > RFC_PANICT),
                     Action::Step { offset, .. } => {
-                        prop_assert!(o.abs() > STEPT);
+                        prop_assert!(o.abs() > RFC_STEPT);
                         prop_assert_eq!(offset, dur(*o));
                     }
                     Action::Slew { phase, .. } => {
-                        prop_assert!(o.abs() <= STEPT + 1e-9);
+                        prop_assert!(o.abs() <= RFC_STEPT + 1e-9);
                         prop_assert_eq!(phase, dur(*o));
                     }
                     Action::Ignore(_) => prop_assert!(matches!(before, State::Sync | State::Spik | State::Freq)),

@@ -174,6 +174,16 @@ pub enum NoSync {
         /// How many are required.
         required: usize,
     },
+    /// Set by the system process, never by a selection algorithm: before the
+    /// first clock update, the truechimers are not yet a majority of every
+    /// configured source (or some source is still too far to judge), and the
+    /// startup wait ([`crate::system::STARTUP_WAIT_S`]) has not run out.
+    StartupWait {
+        /// Truechimers of this run.
+        truechimers: usize,
+        /// Sources configured.
+        configured: usize,
+    },
 }
 
 /// The best and final statistics (§11.2.3).
@@ -689,6 +699,32 @@ mod tests {
     }
 
     #[test]
+    fn a_truechimer_is_an_interval_overlapping_the_intersection_not_a_midpoint_inside_it() {
+        // Three agree around 0-2 ms (intervals ±10 ms); the intersection with
+        // one falseticker allowed is [-8, 11] ms. RFC 5905 §11.2.1: a
+        // candidate is a truechimer when its interval overlaps [l, u].
+        let agree = [cand(1, 0.0, 10.0, 1.0), cand(2, 1.0, 10.0, 1.0), cand(3, 2.0, 10.0, 1.0)];
+        // 25 ± 15.5 ms = [9.5, 40.5]: overlaps by 1.5 ms though its offset lies
+        // outside: a truechimer (a midpoint rule would call it a falseticker).
+        let mut c = agree.to_vec();
+        c.push(cand(4, 25.0, 15.5, 1.0));
+        let s = run(&c);
+        let (l, u) = s.interval.unwrap();
+        assert!((secs(l) + 8.0 * MS).abs() < 1e-9 && (secs(u) - 11.0 * MS).abs() < 1e-9, "{l:?} {u:?}");
+        assert_eq!(sorted(s.truechimers.clone()), vec![1, 2, 3, 4]);
+        assert!(s.falsetickers.is_empty());
+        // 40 ± 25 ms = [15, 65]: its interval misses [-8, 10] ms: a falseticker,
+        // however wide its interval.
+        let mut c = agree.to_vec();
+        c.push(cand(4, 40.0, 25.0, 1.0));
+        let s = run(&c);
+        let (l, u) = s.interval.unwrap();
+        assert!((secs(l) + 8.0 * MS).abs() < 1e-9 && (secs(u) - 10.0 * MS).abs() < 1e-9, "{l:?} {u:?}");
+        assert_eq!(s.falsetickers, vec![4]);
+        assert_eq!(sorted(s.truechimers.clone()), vec![1, 2, 3]);
+    }
+
+    #[test]
     fn usable_as_a_trait_object() {
         let mut alg: Box<dyn SelectionAlgorithm<u32>> = Box::new(Rfc5905Selection::default());
         assert_eq!(alg.name(), "rfc5905");
@@ -719,18 +755,23 @@ mod tests {
         #[test]
         fn combined_offset_lies_within_the_survivors(
             offs in proptest::collection::vec(-5.0f64..5.0, 1..10),
-            dists in proptest::collection::vec(6.0f64..40.0, 10),
+            dists in proptest::collection::vec(11.0f64..40.0, 10),
         ) {
+            // Offsets within 10 ms of each other and every root distance above
+            // 10 ms: each interval holds every offset, so there is a majority.
             let c: Vec<_> = offs.iter().enumerate().map(|(i, o)| cand(i as u32, *o, dists[i], 1.0)).collect();
             let s = run(&c);
-            if let Ok(out) = &s.outcome {
-                let surv: Vec<f64> = c.iter().filter(|e| s.survivors.contains(&e.id)).map(|e| secs(e.offset)).collect();
-                let lo = surv.iter().cloned().fold(f64::INFINITY, f64::min);
-                let hi = surv.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                prop_assert!(secs(out.offset) >= lo - 1e-9 && secs(out.offset) <= hi + 1e-9);
-                prop_assert!(out.jitter >= out.selection_jitter && out.jitter >= out.peer_jitter);
-                prop_assert!(s.survivors.contains(&out.system_peer));
-            }
+            let out = s.outcome.as_ref();
+            prop_assert!(out.is_ok(), "no majority although every interval holds every offset: {:?}", s);
+            let out = out.unwrap();
+            prop_assert!(s.falsetickers.is_empty());
+            let surv: Vec<f64> = c.iter().filter(|e| s.survivors.contains(&e.id)).map(|e| secs(e.offset)).collect();
+            prop_assert!(!surv.is_empty());
+            let lo = surv.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = surv.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            prop_assert!(secs(out.offset) >= lo - 1e-9 && secs(out.offset) <= hi + 1e-9);
+            prop_assert!(out.jitter >= out.selection_jitter && out.jitter >= out.peer_jitter);
+            prop_assert!(s.survivors.contains(&out.system_peer));
         }
     }
 }

@@ -35,7 +35,7 @@
 use crate::constants::{MINDISP, PHI};
 use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
-use crate::select::{Candidate, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
+use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
 use crate::server::ServerClockState;
 use crate::source::Measurement;
 use crate::time::{NtpDuration, NtpTime};
@@ -48,7 +48,7 @@ use std::net::IpAddr;
 pub const OWN_ADDRESSES_MAX: usize = 64;
 
 /// How long, after the first selection, the first clock update waits for a
-/// majority of every answering source (an iburst takes 14 s); after it the
+/// majority of every configured source (an iburst takes 14 s); after it the
 /// RFC 5905 majority of the selectable sources is enough.
 pub const STARTUP_WAIT_S: i64 = 64;
 
@@ -123,7 +123,10 @@ struct Peer {
 /// What one input changed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SystemUpdate<Id> {
-    /// The selection run, when the input updated a filter.
+    /// The selection run, when the input updated a filter. Its outcome is what
+    /// the system adopted: a combined result the startup rule holds back is
+    /// replaced by [`NoSync::StartupWait`], so a report of this selection never
+    /// names a system peer the system did not take.
     pub selection: Option<Selection<Id>>,
     /// The correction to apply to the clock, when the system peer gave a new sample.
     pub clock: Option<Action>,
@@ -285,9 +288,12 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let result = self.discipline.update_sample(sample);
         let stepped = matches!(result.action, Action::Step { .. });
         if stepped {
+            // A step starts every association over, the system peer too
+            // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
             for p in self.peers.values_mut() {
                 p.filter.reset();
             }
+            self.system_peer = None;
             self.last_used_sample = None;
             self.last_raw_sample = None;
         }
@@ -351,18 +357,24 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let mut update = SystemUpdate { selection: None, clock: None, stepped: false };
         // Before the first synchronization, sources whose intervals are still wide
         // (few filter samples) all overlap and a falseticker can sit in any
-        // "majority": the clock is first set only when the truechimers are a
-        // majority of every source that has answered, not only of those whose
+        // "majority", and a falseticker that answers first is a majority of
+        // one: the clock is first set only when the truechimers are a majority
+        // of every configured source (answered or not), not only of those whose
         // distance already passes (the first update may step the clock).
-        let answered = candidates.len();
+        let configured = self.peers.len().max(candidates.len());
         let first = *self.first_sample.get_or_insert(now);
         let in_startup = (now - first) < NtpDuration::from_seconds(STARTUP_WAIT_S);
         let waiting = selection.rejected.iter().any(|(_, r)| *r == Rejection::DistanceTooLarge);
-        // After the startup wait, sources that answered once and fell silent no
+        // After the startup wait, sources that never answered or fell silent no
         // longer hold the clock back: RFC 5905's own majority rule applies.
-        let startup_ok =
-            self.state.is_synchronized() || !in_startup || (2 * selection.truechimers.len() > answered && !waiting);
-        if let (Ok(combined), true) = (&selection.outcome, startup_ok) {
+        let startup_ok = self.state.is_synchronized()
+            || !in_startup
+            || (2 * selection.truechimers.len() > configured && !waiting);
+        if selection.outcome.is_ok() && !startup_ok {
+            selection.outcome =
+                Err(NoSync::StartupWait { truechimers: selection.truechimers.len(), configured });
+        }
+        if let Ok(combined) = &selection.outcome {
             let peer_id = combined.system_peer.clone();
             let candidate = candidates.iter().find(|c| c.id == peer_id);
             self.system_peer = Some(peer_id.clone());
@@ -535,6 +547,142 @@ mod tests {
         assert!(!sys.server_state(t(20.0)).is_synchronized());
     }
 
+    /// Five configured sources: 0 is a falseticker 0.5 s off, 1-4 are 1 ms off;
+    /// source `id`'s delay is 0.2 ms × (id + 1), so the falseticker is nearest.
+    fn five_sources_one_liar() -> System<u32> {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..5 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        sys
+    }
+
+    /// Source `id` of [`five_sources_one_liar`] answers at `at`.
+    fn five_sources_sample(sys: &mut System<u32>, id: u32, at: f64) -> SystemUpdate<u32> {
+        let offset = if id == 0 { 0.5 } else { 0.001 };
+        sys.handle_measurement(&id, &measurement(offset, 0.0002 * f64::from(id + 1), at), t(at))
+    }
+
+    #[test]
+    fn a_lone_answering_falseticker_among_five_configured_is_not_adopted() {
+        // falsetickers-1-of-5 at startup: five sources configured, and only the
+        // falseticker (0.5 s off) has answered so far. It is a majority of the
+        // sources that answered but not of those configured: during the
+        // startup wait neither the clock nor the reported selection follows it.
+        let mut sys = five_sources_one_liar();
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            let u = five_sources_sample(&mut sys, 0, at);
+            assert!(u.clock.is_none(), "the clock followed the lone falseticker at {at} s");
+            let outcome = &u.selection.expect("a filter update runs selection").outcome;
+            assert!(!matches!(outcome, Ok(c) if c.system_peer == 0), "falseticker reported as system peer at {at} s");
+        }
+        assert_eq!(sys.system_peer(), None);
+        assert!(!sys.server_state(t(15.0)).is_synchronized());
+        // The four truechimers answer: they outvote it and set the clock.
+        let mut moved = None;
+        for i in 8..24 {
+            let at = 2.0 * f64::from(i);
+            for id in 0..5 {
+                let u = five_sources_sample(&mut sys, id, at);
+                if let Some(Action::Slew { phase, .. } | Action::Step { offset: phase, .. }) = u.clock {
+                    moved.get_or_insert(phase.to_seconds_f64());
+                }
+                if let Some(Ok(c)) = u.selection.map(|s| s.outcome) {
+                    assert_ne!(c.system_peer, 0, "falseticker selected at {at} s");
+                }
+            }
+        }
+        let first = moved.expect("the truechimers set the clock");
+        assert!((first - 0.001).abs() < 0.01, "first correction {first} s");
+        assert_ne!(sys.system_peer(), Some(&0));
+    }
+
+    #[test]
+    fn a_held_selection_names_no_system_peer() {
+        // All five answer a burst; the falseticker is nearest, so its fourth
+        // sample is the first to pass the distance threshold, while the others
+        // are still too far to judge. Selection alone finds it a majority of
+        // one; the startup rule holds the clock, and the update must say so
+        // rather than report the falseticker as system peer (seed 2 of
+        // falsetickers-1-of-5 reported it at 6 s).
+        let mut sys = five_sources_one_liar();
+        for i in 0..3 {
+            for id in 0..5 {
+                let _ = five_sources_sample(&mut sys, id, 2.0 * f64::from(i));
+            }
+        }
+        let u = five_sources_sample(&mut sys, 0, 6.0);
+        let selection = u.selection.expect("a filter update runs selection");
+        assert_eq!(selection.truechimers, vec![0], "only the falseticker passes the distance threshold yet");
+        assert_eq!(selection.outcome, Err(NoSync::StartupWait { truechimers: 1, configured: 5 }));
+        assert!(u.clock.is_none());
+        assert_eq!(sys.system_peer(), None);
+    }
+
+    #[test]
+    fn a_single_source_is_not_held_back() {
+        // One configured source is a majority of one: the first update comes
+        // with the first sample whose distance passes (the fourth of a burst).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        let first = (0..8).find(|i| {
+            let at = 2.0 * f64::from(*i);
+            sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
+        });
+        assert_eq!(first, Some(3));
+    }
+
+    #[test]
+    fn the_system_peers_leap_indicator_is_propagated() {
+        // §11.2.3: the system leap indicator follows the system peer's.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        let with_leap = |leap, at: f64| Measurement { leap, ..measurement(0.001, 0.002, at) };
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &with_leap(LeapIndicator::Insert, at), t(at));
+        }
+        assert_eq!(sys.server_state(t(16.0)).leap, LeapIndicator::Insert);
+        for i in 8..16 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &with_leap(LeapIndicator::Delete, at), t(at));
+        }
+        assert_eq!(sys.server_state(t(32.0)).leap, LeapIndicator::Delete);
+    }
+
+    #[test]
+    fn a_step_resets_every_filter() {
+        // §11.2.3: after a step every association starts over. Two sources
+        // agree on +1 s; the step empties both filters, so the next sample of
+        // either is a lone one (seven empty stages at MAXDISP): too far to
+        // select, no second correction from pre-step samples.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        let mut stepped_at = None;
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            for id in [1, 2] {
+                let u = sys.handle_measurement(&id, &measurement(1.0, 0.002 * f64::from(id), at), t(at));
+                if u.stepped {
+                    assert!(matches!(u.clock, Some(Action::Step { .. })), "{u:?}");
+                    stepped_at.get_or_insert(at);
+                }
+            }
+            if stepped_at.is_some() {
+                break;
+            }
+        }
+        let at = stepped_at.expect("a 1 s offset is stepped") + 2.0;
+        for id in [1, 2] {
+            let u = sys.handle_measurement(&id, &measurement(0.0, 0.002, at), t(at));
+            assert!(u.clock.is_none(), "source {id}: a correction right after the step: {u:?}");
+            let selection = u.selection.expect("a filter update runs selection");
+            assert!(selection.rejected.iter().all(|(_, r)| *r == Rejection::DistanceTooLarge), "{selection:?}");
+        }
+    }
+
     #[test]
     fn a_local_reference_announces_its_leap_during_the_month() {
         let at = NtpTime::parse_rfc3339("2017-01-01T00:00:00Z").unwrap();
@@ -675,12 +823,15 @@ mod tests {
         let mut sys: System<u32> = System::new(SystemConfig::default());
         sys.add_source(1, ReferenceId::from_ipv4(upstream));
         sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        // Only source 1 answers: it is followed once the startup wait (which
+        // wants a majority of both configured sources) has passed.
         for i in 0..8 {
-            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, f64::from(i)), t(f64::from(i)));
+            let at = f64::from(i) * 10.0;
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, at), t(at));
         }
         assert_eq!(sys.system_peer(), Some(&1));
         // Source 2 is synchronized to our system peer (its refid is our refid).
-        let u = sys.handle_measurement(&2, &from_server(2, ReferenceId::from_ipv4(upstream), 0.0, 10.0), t(10.0));
+        let u = sys.handle_measurement(&2, &from_server(2, ReferenceId::from_ipv4(upstream), 0.0, 80.0), t(80.0));
         assert!(rejections(&u).contains(&(2, Rejection::Loop)), "{:?}", rejections(&u));
         assert_eq!(sys.system_peer(), Some(&1));
     }
@@ -698,11 +849,12 @@ mod tests {
         }
         assert_eq!(sys.system_peer(), None);
         assert_eq!(sys.server_state(t(9.0)).stratum, 5, "its own local reference");
+        // Source 2 alone of the two is fit: followed after the startup wait.
         for i in 0..8 {
-            let at = 10.0 + f64::from(i);
+            let at = 10.0 + f64::from(i) * 10.0;
             sys.handle_measurement(&2, &from_server(4, ReferenceId::from_ipv4("198.51.100.1".parse().unwrap()), 0.0, at), t(at));
         }
         assert_eq!(sys.system_peer(), Some(&2));
-        assert_eq!(sys.server_state(t(20.0)).stratum, 5, "stratum 4 + 1");
+        assert_eq!(sys.server_state(t(90.0)).stratum, 5, "stratum 4 + 1");
     }
 }

@@ -160,9 +160,11 @@ impl NtpDuration {
         }
     }
 
-    /// From nanoseconds, rounded to the nearest unit, saturating.
+    /// From nanoseconds, rounded to the nearest unit (halves away from zero), saturating.
     pub fn from_nanos(nanos: i64) -> Self {
-        let units = (i128::from(nanos) << 32) / 1_000_000_000;
+        let scaled = i128::from(nanos) << 32;
+        let half = if scaled < 0 { -500_000_000 } else { 500_000_000 };
+        let units = (scaled + half) / 1_000_000_000;
         NtpDuration(units.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
     }
 
@@ -662,6 +664,27 @@ mod tests {
         let x = NtpTime::new(UNIX_EPOCH_NTP_SECS, u32::MAX);
         assert_eq!(x.to_unix(), (1, 0));
         assert_eq!(NtpTime::from_unix(0, 999_999_999).to_unix(), (0, 999_999_999));
+    }
+
+    #[test]
+    fn from_nanos_rounds_to_the_nearest_unit() {
+        // 2 ns = 8.59 units of 2^-32 s: nearest is 9 (truncation gave 8).
+        assert_eq!(NtpDuration::from_nanos(2).to_bits(), 9);
+        assert_eq!(NtpDuration::from_nanos(-2).to_bits(), -9);
+        // 1 ns = 4.29 units: 4 either way.
+        assert_eq!(NtpDuration::from_nanos(1).to_bits(), 4);
+        assert_eq!(NtpDuration::from_nanos(1_000_000_000).to_bits(), 1 << 32);
+        assert_eq!(NtpDuration::from_nanos(i64::MAX), NtpDuration::from_nanos(i64::MAX - 1));
+    }
+
+    proptest! {
+        #[test]
+        fn from_nanos_is_within_half_a_unit(n in -1_000_000_000_000i64..1_000_000_000_000) {
+            // Exact in integers: |units · 10^9 − n · 2^32| ≤ 10^9 / 2.
+            let units = i128::from(NtpDuration::from_nanos(n).to_bits());
+            let err = (units * 1_000_000_000 - (i128::from(n) << 32)).abs();
+            prop_assert!(err <= 500_000_000, "{n} ns -> {units} units, error {err} / 10^9 units");
+        }
     }
 
     proptest! {

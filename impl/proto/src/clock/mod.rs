@@ -39,7 +39,9 @@ pub trait NtpClock {
     /// Sets the frequency correction, in seconds per second, relative to the
     /// uncorrected oscillator: the clock then advances `(1 + frequency)`
     /// seconds per oscillator second (plus any phase slew in progress). This
-    /// replaces the previous correction; it does not add to it.
+    /// replaces the previous correction; it does not add to it. A Linux
+    /// clock reaches ±500 ppm through `ADJ_FREQUENCY` alone and ±10 % more
+    /// through the tick length (`ADJ_TICK`); clocks clamp to what they reach.
     fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, Self::Error>;
 
     /// Starts slewing the clock by `offset` with an exponential decay of time
@@ -48,6 +50,19 @@ pub trait NtpClock {
     /// process of RFC 5905 §12 / A.5.6.1, or the kernel PLL's offset mode).
     /// Replaces any slew still in progress; the clock never steps.
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, Self::Error>;
+
+    /// Starts slewing `offset` as [`NtpClock::adjust_phase`] does, but with
+    /// the rate limited to `max_rate` s/s instead of the kernel PLL's 500 ppm:
+    /// the slew chrony does in user space through the tick length and the
+    /// frequency (up to 10 %). With a zero time constant the slew is linear
+    /// at `max_rate` until the offset is done. See [`steered`] for the law.
+    ///
+    /// The default is for clocks whose only slew is the kernel PLL's: it
+    /// calls [`NtpClock::adjust_phase`] and ignores `max_rate`.
+    fn slew_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> Result<NtpTime, Self::Error> {
+        let _ = max_rate;
+        self.adjust_phase(offset, time_constant)
+    }
 
     /// Steps the clock by `offset` at once, cancelling any phase slew in
     /// progress. Returns the time after the step.

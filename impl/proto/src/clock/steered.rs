@@ -64,6 +64,22 @@
 //! `±`[`SteeredConfig::max_frequency`], by default the kernel's `MAXFREQ`
 //! (500 ppm, [`crate::constants::MAXFREQ`]).
 //!
+//! ## Tick length (kernel `ADJ_TICK`) and total frequency
+//!
+//! Linux advances the clock by `tick` µs per timer tick at `USER_HZ` = 100
+//! ticks per second ([`USER_HZ`]); `adjtimex(ADJ_TICK)` accepts `tick` within
+//! `900000/USER_HZ ..= 1100000/USER_HZ` ([`TICK_MIN_USEC`] = 9000,
+//! [`TICK_MAX_USEC`] = 11000; kernel/time/ntp.c refuses others with `EINVAL`).
+//! The tick adds `(tick − 10000)/10000` to the rate: ±10 %
+//! ([`MAX_TICK_RATE`]), in steps of 100 ppm. [`SteeredClock::set_tick`] sets
+//! it; [`SteeredClock::set_frequency`] sets only the `ADJ_FREQUENCY` part
+//! (±`MAXFREQ`), and the clock runs at `1 + f` with
+//! `f = (tick − 10000)/10000 + freq`. [`SteeredClock::set_total_frequency`]
+//! splits a wanted `f` (within ±(10 % + `max_frequency`)) as chrony's Linux
+//! driver does: the nearest tick, and the remainder (within ±50 ppm) as
+//! `freq`; the frequency term `F` is computed from the wanted `f` directly,
+//! so the split loses nothing.
+//!
 //! ## Phase slew: exponential, rate-limited
 //!
 //! [`SteeredClock::adjust_phase`] replaces any slew in progress by `θ` (clamped
@@ -89,7 +105,26 @@
 //! at the default rate). `τ = 0` (or negative) gives a purely linear slew at
 //! `R` that stops when the phase is done. The ODE is autonomous, so re-anchoring
 //! mid-slew (for a frequency change, say) does not alter the slew's course.
-//! Everything is closed form; there is no tick.
+//! Everything is closed form; there is no timer tick in the computation.
+//!
+//! This is the kernel's phase adjustment (`ADJ_OFFSET`, the offset part of the
+//! PLL: `ntp_offset_chunk` removes `offset >> (SHIFT_PLL + time_constant)`
+//! each second, an exponential with τ = 2^(`SHIFT_PLL` + time constant) s,
+//! `SHIFT_PLL` = 2; [`kernel_pll_time_constant`]), clamped to `MAXPHASE`. The
+//! kernel PLL's own frequency update is not modelled: the disciplines here
+//! set the frequency themselves (`ADJ_FREQUENCY`), as ntpd with the kernel
+//! discipline off and chrony do.
+//!
+//! ## Fast slew through the tick (chrony's `sys_generic`)
+//!
+//! [`SteeredClock::slew_phase`] is the slew chrony performs in user space:
+//! it adds a slew rate to the frequency (through tick and frequency, so up to
+//! 10 % in all) for as long as the offset takes. It follows the same law as
+//! above with the caller's rate limit `R` instead of the kernel's (within
+//! the headroom the tick leaves next to the frequency in force,
+//! `MAX_TICK_RATE + max_frequency − |f|`, and at most [`MAX_USER_SLEW_RATE`]),
+//! and the offset bounded by `PANICT` rather than `MAXPHASE`. With `τ = 0` it
+//! is chrony's linear slew: the offset is removed at `R` in `|θ|/R` seconds.
 //!
 //! ## Step
 //!
@@ -127,9 +162,11 @@
 //!
 //! Local time never decreases as the raw reading increases, except by an
 //! explicit negative step or a leap insertion (1 s). The slope of local time
-//! per raw second stays within `1 ± (max_frequency + max_slew_rate)`; both
-//! limits are capped at [`RATE_CEILING`] (1 %), well below 1, and the single
-//! rounding of frequency remainder plus phase keeps this true unit by unit.
+//! per raw second stays within `1 ± (MAX_TICK_RATE + max_frequency + slew
+//! rate)`, at most `1 ± 0.21` (tick 10 %, limits capped at [`RATE_CEILING`]
+//! (1 %), user slews at [`MAX_USER_SLEW_RATE`] (10 %)), far from 0, and the
+//! single rounding of frequency remainder plus phase keeps this true unit by
+//! unit.
 //! Arithmetic is in `i128` units of 2⁻³² s, except the phase function, which is
 //! `f64` using only IEEE 754 basic operations: the exponential is computed
 //! here (range reduction and a Taylor series), not by the platform's `libm`,
@@ -148,8 +185,51 @@ const SECS_PER_DAY: i128 = 86_400;
 const TWO_POW_32: f64 = 4_294_967_296.0;
 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 /// Corrections (frequency and slew) are computed for raw spans within about
-/// ±2 000 years of the anchor (2^68 units); beyond, they stop growing.
-const SPAN_MAX: i128 = 1 << 68;
+/// ±270 years of the anchor (2^65 units); beyond, they stop growing. (With
+/// the tick, `|F| < 0.111 · 2^64 < 2^61`, so `span · F` fits an `i128`.)
+const SPAN_MAX: i128 = 1 << 65;
+
+/// Timer ticks per second the tick length is expressed in (`USER_HZ`).
+pub const USER_HZ: i64 = 100;
+/// Nominal tick length, µs (`1000000 / USER_HZ`).
+pub const TICK_NOMINAL_USEC: i64 = 1_000_000 / USER_HZ;
+/// Shortest tick `adjtimex(ADJ_TICK)` accepts, µs (`900000 / USER_HZ`).
+pub const TICK_MIN_USEC: i64 = 900_000 / USER_HZ;
+/// Longest tick `adjtimex(ADJ_TICK)` accepts, µs (`1100000 / USER_HZ`).
+pub const TICK_MAX_USEC: i64 = 1_100_000 / USER_HZ;
+/// The rate the tick can add or remove, s/s: 10 %.
+pub const MAX_TICK_RATE: f64 = 0.1;
+/// Upper bound on the rate of a [`SteeredClock::slew_phase`]: 10 %, what the
+/// tick allows.
+pub const MAX_USER_SLEW_RATE: f64 = 0.1;
+
+/// The rate (s/s) a tick length of `tick_usec` adds to the clock.
+pub fn tick_rate(tick_usec: i64) -> f64 {
+    (tick_usec - TICK_NOMINAL_USEC) as f64 / TICK_NOMINAL_USEC as f64
+}
+
+/// The time constant (s) of the kernel PLL's phase adjustment for the
+/// `timex.constant` `time_constant` (0..=10, `MAXTC`): `2^(SHIFT_PLL + tc)`
+/// with `SHIFT_PLL` = 2 (kernel/time/ntp.c `ntp_offset_chunk`).
+pub fn kernel_pll_time_constant(time_constant: u8) -> f64 {
+    const SHIFT_PLL: u32 = 2;
+    const MAXTC: u8 = 10;
+    f64::from(1u32 << (SHIFT_PLL + u32::from(time_constant.min(MAXTC))))
+}
+
+/// The split of a total frequency correction `f` (s/s) into a tick length
+/// (µs, within `TICK_MIN_USEC..=TICK_MAX_USEC`) and the `ADJ_FREQUENCY`
+/// remainder (s/s), as chrony's Linux driver does: the nearest tick, the
+/// rest (within ±50 ppm for `f` in range) to the frequency. NaN gives the
+/// nominal tick and 0.
+pub fn split_frequency(f: f64) -> (i64, f64) {
+    if f.is_nan() {
+        return (TICK_NOMINAL_USEC, 0.0);
+    }
+    let delta = (f * TICK_NOMINAL_USEC as f64).round().clamp(-1000.0, 1000.0) as i64;
+    let tick = TICK_NOMINAL_USEC + delta;
+    (tick, f - tick_rate(tick))
+}
 
 /// The kernel's `MAXPHASE`: the largest offset the PLL accepts (0.5 s).
 pub const KERNEL_MAXPHASE: NtpDuration = NtpDuration::from_bits(1 << 31);
@@ -204,12 +284,18 @@ impl SteeredConfig {
 pub enum SteerError {
     /// [`SteeredClock::set_frequency`] was given NaN. (Infinities are clamped.)
     NonFiniteFrequency,
+    /// [`SteeredClock::set_tick`] was given a tick outside
+    /// `TICK_MIN_USEC..=TICK_MAX_USEC` (the kernel's `EINVAL`).
+    TickOutOfRange(i64),
 }
 
 impl core::fmt::Display for SteerError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             SteerError::NonFiniteFrequency => write!(f, "frequency correction is NaN"),
+            SteerError::TickOutOfRange(t) => {
+                write!(f, "tick {t} us is outside {TICK_MIN_USEC}..={TICK_MAX_USEC} us (ADJ_TICK)")
+            }
         }
     }
 }
@@ -259,14 +345,20 @@ pub struct SteeredClock {
     anchor_raw: i128,
     /// Local time at `anchor_raw` (leaps already applied), in units.
     anchor_local: i128,
-    /// Frequency correction, s/s, as set (after clamping).
+    /// Total frequency correction (tick and `ADJ_FREQUENCY`), s/s.
     frequency: f64,
     /// `round(frequency · 2^64)`.
     frequency_fixed: i128,
+    /// Tick length, µs.
+    tick_usec: i64,
+    /// The `ADJ_FREQUENCY` part of `frequency`, s/s.
+    kernel_frequency: f64,
     /// Phase still to slew at `anchor_raw`, s.
     phase_s: f64,
     /// Slew time constant, s (≥ 0).
     tau_s: f64,
+    /// Rate limit of the slew in progress, s/s.
+    slew_rate: f64,
     leap: LeapStatus,
     last_leap: Option<LeapEvent>,
 }
@@ -298,8 +390,11 @@ impl SteeredClock {
             anchor_local: units(local_now),
             frequency: 0.0,
             frequency_fixed: 0,
+            tick_usec: TICK_NOMINAL_USEC,
+            kernel_frequency: 0.0,
             phase_s: 0.0,
             tau_s: 0.0,
+            slew_rate: config.sanitized().max_slew_rate,
             leap: LeapStatus::Idle,
             last_leap: None,
         }
@@ -310,9 +405,26 @@ impl SteeredClock {
         &self.config
     }
 
-    /// The frequency correction in s/s, as set (after clamping).
+    /// The total frequency correction in s/s (tick and `ADJ_FREQUENCY`), as
+    /// set (after clamping).
     pub fn frequency(&self) -> f64 {
         self.frequency
+    }
+
+    /// The tick length, µs (`ADJ_TICK`; nominal [`TICK_NOMINAL_USEC`]).
+    pub fn tick_usec(&self) -> i64 {
+        self.tick_usec
+    }
+
+    /// The `ADJ_FREQUENCY` part of the correction, s/s (within
+    /// `±max_frequency`).
+    pub fn kernel_frequency(&self) -> f64 {
+        self.kernel_frequency
+    }
+
+    /// The rate limit of the slew in progress, s/s.
+    pub fn slew_rate(&self) -> f64 {
+        self.slew_rate
     }
 
     /// The time constant of the phase slew in progress (zero before any).
@@ -351,15 +463,59 @@ impl SteeredClock {
     /// Sets the frequency correction to `frequency` s/s (clamped to
     /// `±max_frequency`) from raw reading `raw` on, replacing the previous
     /// one. Local time is continuous. Returns the local time at `raw`.
+    ///
+    /// This is `ADJ_FREQUENCY`: the tick length stays; the clock runs at
+    /// `1 + tick_rate(tick) + frequency`.
     pub fn set_frequency(&mut self, raw: NtpTime, frequency: f64) -> Result<NtpTime, SteerError> {
         if frequency.is_nan() {
             return Err(SteerError::NonFiniteFrequency);
         }
         let r = self.rebase(raw);
         let limit = self.config.max_frequency;
-        self.frequency = frequency.clamp(-limit, limit);
-        self.frequency_fixed = (self.frequency * TWO_POW_64).round() as i128;
+        self.kernel_frequency = frequency.clamp(-limit, limit);
+        self.set_total(tick_rate(self.tick_usec) + self.kernel_frequency);
         Ok(self.time_of(r))
+    }
+
+    /// Sets the tick length to `tick_usec` µs from raw reading `raw` on
+    /// (`ADJ_TICK`), keeping the `ADJ_FREQUENCY` part. A tick outside
+    /// `TICK_MIN_USEC..=TICK_MAX_USEC` is refused, as the kernel refuses it,
+    /// and changes nothing. Returns the local time at `raw`.
+    pub fn set_tick(&mut self, raw: NtpTime, tick_usec: i64) -> Result<NtpTime, SteerError> {
+        if !(TICK_MIN_USEC..=TICK_MAX_USEC).contains(&tick_usec) {
+            return Err(SteerError::TickOutOfRange(tick_usec));
+        }
+        let r = self.rebase(raw);
+        self.tick_usec = tick_usec;
+        self.set_total(tick_rate(tick_usec) + self.kernel_frequency);
+        Ok(self.time_of(r))
+    }
+
+    /// Sets the total frequency correction `frequency` s/s (clamped to
+    /// `±(MAX_TICK_RATE + max_frequency)`) through the tick and
+    /// `ADJ_FREQUENCY` together ([`split_frequency`]), from raw reading `raw`
+    /// on. Local time is continuous. Returns the local time at `raw`.
+    pub fn set_total_frequency(&mut self, raw: NtpTime, frequency: f64) -> Result<NtpTime, SteerError> {
+        if frequency.is_nan() {
+            return Err(SteerError::NonFiniteFrequency);
+        }
+        let r = self.rebase(raw);
+        let limit = MAX_TICK_RATE + self.config.max_frequency;
+        let f = frequency.clamp(-limit, limit);
+        let (tick, rest) = split_frequency(f);
+        let kernel_limit = self.config.max_frequency;
+        self.tick_usec = tick;
+        self.kernel_frequency = rest.clamp(-kernel_limit, kernel_limit);
+        // The wanted total when the kernel part could take the remainder
+        // (always, unless max_frequency is below 50 ppm), so F is exact.
+        let total = if rest.abs() <= kernel_limit { f } else { tick_rate(tick) + self.kernel_frequency };
+        self.set_total(total);
+        Ok(self.time_of(r))
+    }
+
+    fn set_total(&mut self, total: f64) {
+        self.frequency = total;
+        self.frequency_fixed = (total * TWO_POW_64).round() as i128;
     }
 
     /// Starts slewing `offset` (clamped to `±max_phase`; positive moves the
@@ -373,6 +529,25 @@ impl SteeredClock {
         let limit = self.config.max_phase.to_seconds_f64();
         self.phase_s = offset.to_seconds_f64().clamp(-limit, limit);
         self.tau_s = time_constant.to_seconds_f64().max(0.0);
+        self.slew_rate = self.config.max_slew_rate;
+        self.time_of(r)
+    }
+
+    /// Starts a user-space slew of `offset` (clamped to ±`PANICT`) with
+    /// time constant `time_constant` and rate limit `max_rate` s/s from raw
+    /// reading `raw` on, replacing any slew in progress: chrony's slew through
+    /// tick and frequency (module documentation). The rate is bounded by
+    /// [`MAX_USER_SLEW_RATE`] and by the headroom the tick range leaves next
+    /// to the frequency in force, `MAX_TICK_RATE + max_frequency − |f|` (set
+    /// the frequency first); NaN counts as 0 (the phase stays). Returns the
+    /// local time at `raw`.
+    pub fn slew_phase(&mut self, raw: NtpTime, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> NtpTime {
+        let r = self.rebase(raw);
+        let limit = PANICT;
+        self.phase_s = offset.to_seconds_f64().clamp(-limit, limit);
+        self.tau_s = time_constant.to_seconds_f64().max(0.0);
+        let headroom = (MAX_TICK_RATE + self.config.max_frequency - self.frequency.abs()).max(0.0);
+        self.slew_rate = if max_rate.is_nan() { 0.0 } else { max_rate.clamp(0.0, MAX_USER_SLEW_RATE.min(headroom)) };
         self.time_of(r)
     }
 
@@ -433,14 +608,14 @@ impl SteeredClock {
     /// The phase slewed `d` units after the anchor, s.
     fn slewed_s(&self, d: i128) -> f64 {
         let t = d.clamp(0, SPAN_MAX) as f64 / TWO_POW_32;
-        slewed(self.phase_s, self.tau_s, self.config.max_slew_rate, t)
+        slewed(self.phase_s, self.tau_s, self.slew_rate, t)
     }
 
     /// Local time at raw `r` before any armed leap, in units.
     fn unleaped_units(&self, r: i128) -> i128 {
         let d = r - self.anchor_raw;
         let dc = d.clamp(-SPAN_MAX, SPAN_MAX);
-        // |dc| ≤ 2^68 and |F| ≤ 0.01 · 2^64 < 2^58: the product fits.
+        // |dc| ≤ 2^65 and |F| ≤ 0.11 · 2^64 < 2^61: the product fits.
         let prod = dc * self.frequency_fixed;
         let whole = prod >> 64; // floor
         let frac = (prod - (whole << 64)) as u64 as f64 / TWO_POW_64; // [0, 1]
@@ -613,12 +788,18 @@ impl<R: RawTime + ?Sized> NtpClock for SteeredWith<'_, R> {
         self.clock.time_at(self.raw.raw_now())
     }
 
+    /// Through tick and frequency together
+    /// ([`SteeredClock::set_total_frequency`]): up to ±10 % + `max_frequency`.
     fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, SteerError> {
-        self.clock.set_frequency(self.raw.raw_now(), frequency)
+        self.clock.set_total_frequency(self.raw.raw_now(), frequency)
     }
 
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, SteerError> {
         Ok(self.clock.adjust_phase(self.raw.raw_now(), offset, time_constant))
+    }
+
+    fn slew_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration, max_rate: f64) -> Result<NtpTime, SteerError> {
+        Ok(self.clock.slew_phase(self.raw.raw_now(), offset, time_constant, max_rate))
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, SteerError> {

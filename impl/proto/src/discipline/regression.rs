@@ -83,7 +83,7 @@
 //! ignoring spikes, [`State::Sync`] otherwise.
 
 use super::{Action, ClockDiscipline, DisciplineConfig, DisciplineSample, DisciplineUpdate, IgnoreReason, State};
-use crate::clock::steered::{slewed, KERNEL_MAXPHASE, KERNEL_MAX_SLEW_RATE};
+use crate::clock::steered::{slewed, KERNEL_MAX_SLEW_RATE, MAX_TICK_RATE, MAX_USER_SLEW_RATE};
 use crate::constants::{log2_to_seconds, MAXFREQ, MAXPOLL, MINPOLL, PANICT, STEPT, WATCH};
 use crate::time::{NtpDuration, NtpTime};
 use std::collections::VecDeque;
@@ -98,6 +98,12 @@ pub const MIN_FIT_SAMPLES: usize = 3;
 /// A window is refused when a residual exceeds this many times its sample's
 /// error bound.
 const BOUND_FACTOR: f64 = 1.5;
+
+/// chrony's default `maxslewrate`, 83 333.333 ppm (1/12: a second in 12 s).
+pub const CHRONY_MAX_SLEW_RATE: f64 = 83_333.333e-6;
+
+/// Shortest slew, s (chrony's `MIN_SLEW_TIMEOUT`).
+const MIN_SLEW_DURATION: f64 = 1.0;
 
 /// Most correction segments kept to rebuild past corrections.
 const MAX_SEGMENTS: usize = 2 * MAX_SAMPLES;
@@ -138,9 +144,15 @@ pub struct RegressionConfig {
     /// Phase time constant factor (chrony's `corrtimeratio`, default 1.5):
     /// the phase is slewed with `τ = interval · ratio · σ̂/|phase|`, bounded.
     pub correction_ratio: f64,
-    /// The clock's slew rate limit, s/s (default the kernel's 500 ppm); the
-    /// correction model must match the clock's.
+    /// The fastest slew, s/s (chrony's `maxslewrate`, default
+    /// [`CHRONY_MAX_SLEW_RATE`], 83 333 ppm): phases are slewed linearly
+    /// through the tick ([`Action::Slew`] with `max_rate`), in `|phase|/rate`
+    /// at the least. Within `(0, 0.1]` (the tick's 10 %).
     pub max_slew_rate: f64,
+    /// Largest frequency correction, s/s (default [`MAX_TICK_RATE`] +
+    /// MAXFREQ: the tick's 10 % and the kernel's 500 ppm, what a Linux clock
+    /// reaches). Within `[0, MAX_TICK_RATE + MAXFREQ]`.
+    pub max_frequency: f64,
     /// This host's precision, log2 s: the floor of every noise estimate.
     pub local_precision: i8,
 }
@@ -158,7 +170,8 @@ impl Default for RegressionConfig {
             max_samples: MAX_SAMPLES,
             poll_target: 8,
             correction_ratio: 1.5,
-            max_slew_rate: KERNEL_MAX_SLEW_RATE,
+            max_slew_rate: CHRONY_MAX_SLEW_RATE,
+            max_frequency: MAX_TICK_RATE + MAXFREQ,
             local_precision: -20,
         }
     }
@@ -279,6 +292,9 @@ struct RawSample {
     time: NtpTime,
     /// Offset of the uncorrected oscillator, s.
     raw_offset: f64,
+    /// The correction `C` in force at `time`, s: `time − correction` is the
+    /// oscillator's reading, the fit's abscissa.
+    correction: f64,
     /// Round-trip delay, s (0 if unknown).
     delay: f64,
 }
@@ -301,10 +317,42 @@ fn span_seconds(k: usize) -> f64 {
     32.0 * 2f64.powf(k as f64 / 2.0)
 }
 
+/// The oscillator seconds `r` in which `segment` advances local time by `d`
+/// s: `d = r + freq·r + slewed(r)`. Closed form for the linear slew
+/// (`tau = 0`: rate `R` until the phase is done); otherwise by fixed-point
+/// iteration, a contraction as the slew rate is at most 10 %.
+fn oscillator_span(d: f64, s: &Segment) -> f64 {
+    let scale = 1.0 + s.freq;
+    if s.tau <= 0.0 {
+        let slewing = s.rate > 0.0 && s.phase != 0.0;
+        let r = if slewing { d / (scale + s.rate.copysign(s.phase)) } else { d / scale };
+        // Past the end of the slew the whole phase is in.
+        if slewing && r * s.rate >= s.phase.abs() {
+            return (d - s.phase) / scale;
+        }
+        return r;
+    }
+    let mut r = d / scale;
+    for _ in 0..8 {
+        r = (d - slewed(s.phase, s.tau, s.rate, r)) / scale;
+    }
+    r
+}
+
+/// A fit's abscissa origin: a local time and the correction in force then.
+/// Abscissas are *oscillator* seconds, `(t − origin) − (C(t) − C(origin))`:
+/// the corrections run per oscillator second, local time jumps with steps,
+/// and at a 5 % correction local and oscillator seconds differ by 5 %.
+type Origin = (NtpTime, f64);
+
+fn abscissa(t: NtpTime, correction: f64, origin: Origin) -> f64 {
+    secs(t - origin.0) - (correction - origin.1)
+}
+
 /// A candidate window span: its last fit and its prediction score.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
-    fit: Option<(NtpTime, LinearFit)>,
+    fit: Option<(Origin, LinearFit)>,
     score: Option<f64>,
 }
 
@@ -316,6 +364,8 @@ struct Segment {
     freq: f64,
     phase: f64,
     tau: f64,
+    /// Rate limit of the slew, s/s.
+    rate: f64,
 }
 
 /// The regression discipline (module documentation).
@@ -336,8 +386,8 @@ pub struct RegressionDiscipline {
     jitter: f64,
     /// Standard error of the last fitted offset, s.
     offset_sd: f64,
-    /// The last accepted fit, in seconds relative to `fit_origin`.
-    fit: Option<(NtpTime, LinearFit)>,
+    /// The last accepted fit, in oscillator seconds relative to its origin.
+    fit: Option<(Origin, LinearFit)>,
     /// Samples in the window the last fit accepted.
     window: usize,
     /// Candidate window spans with their prediction scores.
@@ -346,7 +396,7 @@ pub struct RegressionDiscipline {
 
 impl RegressionDiscipline {
     /// A discipline with no samples; with a saved frequency (s/s, clamped to
-    /// ±MAXFREQ) it starts from it (FSET), otherwise from zero (NSET).
+    /// `±max_frequency`) it starts from it (FSET), otherwise from zero (NSET).
     pub fn new(config: RegressionConfig, initial_frequency: Option<f64>) -> Self {
         let mut config = config;
         config.min_poll = config.min_poll.clamp(MINPOLL, MAXPOLL);
@@ -359,8 +409,11 @@ impl RegressionDiscipline {
         if config.max_slew_rate.is_nan() || config.max_slew_rate <= 0.0 {
             config.max_slew_rate = KERNEL_MAX_SLEW_RATE;
         }
+        config.max_slew_rate = config.max_slew_rate.min(MAX_USER_SLEW_RATE);
+        config.max_frequency =
+            if config.max_frequency.is_nan() { MAXFREQ } else { config.max_frequency.clamp(0.0, MAX_TICK_RATE + MAXFREQ) };
         let (state, freq) = match initial_frequency {
-            Some(f) if f.is_finite() => (State::Fset, f.clamp(-MAXFREQ, MAXFREQ)),
+            Some(f) if f.is_finite() => (State::Fset, f.clamp(-config.max_frequency, config.max_frequency)),
             _ => (State::Nset, 0.0),
         };
         RegressionDiscipline {
@@ -410,7 +463,10 @@ impl RegressionDiscipline {
         };
         let s = &self.segments[i];
         let d = secs(t - s.start);
-        s.base + s.freq * d + slewed(s.phase, s.tau, self.config.max_slew_rate, d)
+        // The clock applies frequency and slew per *oscillator* second, and
+        // `d` is local: `d = r + freq·r + slewed(r)`, solved for `r`.
+        let r = oscillator_span(d, s);
+        s.base + s.freq * r + slewed(s.phase, s.tau, s.rate, r)
     }
 
     fn push_segment(&mut self, segment: Segment) {
@@ -439,6 +495,7 @@ impl RegressionDiscipline {
     /// `origin`, and each sample's error bound `(δᵢ − δ_min)/2 + σ₀` (`None`
     /// when the delays are unknown).
     fn points(&self, origin: NtpTime) -> (Vec<Point>, Option<Vec<f64>>) {
+        let origin = (origin, self.correction_at(origin));
         let delays = self.samples.iter().map(|s| s.delay);
         let min_delay = delays.clone().fold(f64::INFINITY, f64::min);
         let max_delay = delays.clone().fold(0.0, f64::max);
@@ -447,7 +504,7 @@ impl RegressionDiscipline {
         let floor = (0.25 * mean_excess / 2.0).max(self.precision());
         let sigma = |s: &RawSample| floor + (s.delay - min_delay) / 2.0;
         let points =
-            self.samples.iter().map(|s| (secs(s.time - origin), s.raw_offset, 1.0 / (sigma(s) * sigma(s)))).collect();
+            self.samples.iter().map(|s| (abscissa(s.time, s.correction, origin), s.raw_offset, 1.0 / (sigma(s) * sigma(s)))).collect();
         let bounds = (max_delay > 0.0).then(|| self.samples.iter().map(sigma).collect());
         (points, bounds)
     }
@@ -457,6 +514,7 @@ impl RegressionDiscipline {
     /// that followed them. Drops samples older than the longest valid window.
     fn regress(&mut self, origin: NtpTime) -> Option<LinearFit> {
         let (points, bounds) = self.points(origin);
+        let origin = (origin, self.correction_at(origin));
         let n = points.len();
         if n < MIN_FIT_SAMPLES {
             return None;
@@ -493,7 +551,10 @@ impl RegressionDiscipline {
             let length = span_seconds(k);
             let first = points.iter().position(|p| -p.0 <= length).unwrap_or(n).min(n - MIN_FIT_SAMPLES);
             let fit = if first == 0 { Some(longest) } else { LinearFit::new(&points[first..]) };
-            let good = span.score.is_some_and(|s| s <= min_score * (1.0 + tolerance));
+            // Nearly noiseless: prediction errors a thousandth of the noise
+            // bound are rounding, all equally good.
+            let floor = tolerance * NOISELESS_SCORE * SCORE_TOLERANCE;
+            let good = span.score.is_some_and(|s| s <= min_score * (1.0 + tolerance) + floor);
             if let (Some(f), true) = (fit, good) {
                 best = Some(f);
             }
@@ -504,23 +565,47 @@ impl RegressionDiscipline {
 
     /// Scores every span's last fit by how well it predicted a new sample
     /// (weighted squared error, exponentially averaged).
-    fn score_spans(&mut self, time: NtpTime, raw_offset: f64, weight: f64) {
+    fn score_spans(&mut self, time: NtpTime, correction: f64, raw_offset: f64, weight: f64) {
         for span in &mut self.spans {
             if let Some((origin, fit)) = span.fit {
-                let e = weight * (raw_offset - fit.at(secs(time - origin))).powi(2);
+                let e = weight * (raw_offset - fit.at(abscissa(time, correction, origin))).powi(2);
                 span.score = Some(span.score.map_or(e, |s| s + SCORE_WEIGHT * (e - s)));
             }
         }
     }
 
-    fn step(&mut self, offset: NtpDuration, epoch: NtpTime, now: NtpTime) -> DisciplineUpdate {
+    /// Steps by `offset`. A start-up step (`keep`) keeps the samples (with
+    /// this one): the reference did not move, only this clock, and raw
+    /// offsets do not change with a step; their line sets the frequency
+    /// (from two samples on: an offset above the step threshold dwarfs the
+    /// noise), so a large frequency error is learned while stepping. A later
+    /// step (after the stepout: the reference may have jumped) drops them.
+    fn step(&mut self, sample: &DisciplineSample, epoch: NtpTime, now: NtpTime, keep: bool) -> DisciplineUpdate {
+        let offset = sample.offset;
         let base = self.correction_at(now) + secs(offset);
-        self.samples.clear();
-        self.segments.clear();
-        self.segments.push_back(Segment { start: now, base, freq: self.freq, phase: 0.0, tau: 0.0 });
+        // Local time jumps by `offset`; the new segment starts where it lands.
+        // Kept samples need no change: their abscissas are oscillator time.
+        let after = now + offset;
+        if keep {
+            let correction = self.correction_at(epoch);
+            let raw_offset = secs(offset) + correction;
+            let delay = secs(sample.delay).max(0.0);
+            self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
+            while self.samples.len() > self.config.max_samples {
+                self.samples.pop_front();
+            }
+            if let Some(fit) = LinearFit::new(&self.points(now).0) {
+                self.freq = fit.slope.clamp(-self.config.max_frequency, self.config.max_frequency);
+            }
+            self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+        } else {
+            self.samples.clear();
+            self.segments.clear();
+            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+            self.spans = [Span::default(); SPANS];
+        }
         self.fit = None;
         self.window = 0;
-        self.spans = [Span::default(); SPANS];
         self.poll = self.config.min_poll;
         self.poll_score = 0.0;
         self.last_update = Some(epoch);
@@ -572,32 +657,36 @@ impl ClockDiscipline for RegressionDiscipline {
         }
         self.updates = self.updates.saturating_add(1);
         if theta.abs() > secs(self.config.step_threshold) {
-            if self.updates <= self.config.initial_step_updates {
-                return self.step(sample.offset, epoch, now);
+            // Start-up: the first updates, and any until a line through the
+            // samples gives the frequency (a large frequency error keeps
+            // carrying the offset past the threshold until it is known).
+            if self.updates <= self.config.initial_step_updates || self.fit.is_none() {
+                return self.step(sample, epoch, now, true);
             }
             let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
             if since_good < secs(self.config.stepout) {
                 self.state = State::Spik;
                 return self.outcome(Action::Ignore(IgnoreReason::Spike));
             }
-            return self.step(sample.offset, epoch, now);
+            return self.step(sample, epoch, now, false);
         }
         self.last_good = Some(epoch);
         self.last_update = Some(epoch);
         let delay = secs(sample.delay).max(0.0);
-        let raw_offset = theta + self.correction_at(epoch);
-        self.samples.push_back(RawSample { time: epoch, raw_offset, delay });
+        let correction = self.correction_at(epoch);
+        let raw_offset = theta + correction;
+        self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
         }
         if let Some(w) = self.points(now).0.last().map(|p| p.2) {
-            self.score_spans(epoch, raw_offset, w);
+            self.score_spans(epoch, correction, raw_offset, w);
         }
         // How far the new sample missed the last line's prediction, relative
         // to what the sample's delay and the line's uncertainty allow.
         let prediction_error = self.fit.map(|(origin, fit)| {
-            let x = secs(epoch - origin);
-            let bound = self.points(origin).1.and_then(|b| b.last().copied()).unwrap_or(3.0 * self.jitter);
+            let x = abscissa(epoch, correction, origin);
+            let bound = self.points(now).1.and_then(|b| b.last().copied()).unwrap_or(3.0 * self.jitter);
             (raw_offset - fit.at(x)).abs() / (BOUND_FACTOR * bound + 2.0 * fit.value_sd(x))
         });
 
@@ -618,28 +707,35 @@ impl ClockDiscipline for RegressionDiscipline {
             }
         };
         self.window = fit.map_or(self.samples.len(), |f| f.n);
-        self.fit = fit.map(|f| (now, f));
+        self.fit = fit.map(|f| ((now, self.correction_at(now)), f));
         self.offset_sd = if estimate_sd.is_finite() { estimate_sd } else { 0.0 };
 
-        let frequency = slope.clamp(-MAXFREQ, MAXFREQ);
+        let max_frequency = self.config.max_frequency;
+        let frequency = slope.clamp(-max_frequency, max_frequency);
         self.freq = frequency;
-        let max_phase = secs(KERNEL_MAXPHASE);
-        let phase = (estimate - self.correction_at(now)).clamp(-max_phase, max_phase);
+        let phase = (estimate - self.correction_at(now)).clamp(-PANICT, PANICT);
         let interval = log2_to_seconds(self.poll);
-        let factor = if phase == 0.0 || !estimate_sd.is_finite() {
-            0.5
+        // chrony's slew: linear, over `ratio · σ̂ · interval / |phase|`
+        // (at least a second, at most 8 intervals); a phase far above the
+        // fit's uncertainty goes at once, one of the size of the noise slowly.
+        let duration = if phase == 0.0 || !estimate_sd.is_finite() {
+            MIN_SLEW_DURATION
         } else {
-            (self.config.correction_ratio * estimate_sd / phase.abs()).clamp(0.5, 8.0)
+            (self.config.correction_ratio * estimate_sd * interval / phase.abs())
+                .clamp(MIN_SLEW_DURATION, 8.0 * interval)
         };
-        let tau = interval * factor;
+        // The tick's headroom next to the frequency (the clock's own bound).
+        let headroom = (MAX_TICK_RATE + MAXFREQ - frequency.abs()).max(0.0);
+        let rate = (phase.abs() / duration).min(self.config.max_slew_rate).min(headroom);
+        let tau = 0.0;
         let base = self.correction_at(now);
-        self.push_segment(Segment { start: now, base, freq: frequency, phase, tau });
+        self.push_segment(Segment { start: now, base, freq: frequency, phase, tau, rate });
 
         self.state = if fit.is_some() { State::Sync } else { State::Freq };
         if fit.is_some() {
             self.adjust_poll(prediction_error);
         }
-        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau) })
+        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau), max_rate: Some(rate) })
     }
 
     /// Yes: the regression weighs samples by their delay itself, and the
@@ -778,6 +874,7 @@ mod tests {
         correction: f64,
         slew_left_s: f64,
         slew_tau_s: f64,
+        slew_rate: f64,
         /// Applied slew and steps, s.
         applied_s: f64,
         steps: usize,
@@ -792,6 +889,7 @@ mod tests {
                 correction: 0.0,
                 slew_left_s: 0.0,
                 slew_tau_s: 0.0,
+                slew_rate: KERNEL_MAX_SLEW_RATE,
                 applied_s: 0.0,
                 steps: 0,
             }
@@ -803,9 +901,11 @@ mod tests {
         }
 
         fn advance(&mut self, dt: f64) {
-            let slewed = slewed(self.slew_left_s, self.slew_tau_s, KERNEL_MAX_SLEW_RATE, dt);
+            // Corrections apply per oscillator second, as in SteeredClock.
+            let d_raw = dt * (1.0 + self.oscillator_error);
+            let slewed = slewed(self.slew_left_s, self.slew_tau_s, self.slew_rate, d_raw);
             self.slew_left_s -= slewed;
-            self.applied_s += self.correction * dt + slewed;
+            self.applied_s += self.correction * d_raw + slewed;
             self.raw_offset_s += self.oscillator_error * dt;
             self.true_s += dt;
         }
@@ -823,6 +923,13 @@ mod tests {
         fn adjust_phase(&mut self, offset: NtpDuration, tau: NtpDuration) -> Result<NtpTime, Self::Error> {
             self.slew_left_s = secs(offset);
             self.slew_tau_s = secs(tau);
+            self.slew_rate = KERNEL_MAX_SLEW_RATE;
+            Ok(self.now())
+        }
+        fn slew_phase(&mut self, offset: NtpDuration, tau: NtpDuration, rate: f64) -> Result<NtpTime, Self::Error> {
+            self.slew_left_s = secs(offset);
+            self.slew_tau_s = secs(tau);
+            self.slew_rate = rate;
             Ok(self.now())
         }
         fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, Self::Error> {
@@ -887,8 +994,10 @@ mod tests {
         let trace = closed_loop(&mut d, &mut clock, 6.0 * 3600.0, &mut quiet());
         assert_eq!(clock.steps, 0, "50 ms is below the step threshold");
         // Offsets are quantized to 2^-32 s: the slope is exact to ~1e-12.
-        assert!((d.frequency() + 10e-6).abs() < 1e-10, "frequency {}", d.frequency());
-        assert!(max_after(&trace, 3600.0) < 1e-9, "max {}", max_after(&trace, 3600.0));
+        // Per oscillator second: (1 + 10e-6)(1 + f) = 1.
+        assert!((d.frequency() + 10e-6 / (1.0 + 10e-6)).abs() < 1e-10, "frequency {}", d.frequency());
+        // A few 2^-32 s units of rounding in the corrections remain.
+        assert!(max_after(&trace, 3600.0) < 5e-9, "max {}", max_after(&trace, 3600.0));
         assert_eq!(d.state(), State::Sync);
         assert_eq!(d.poll(), d.config().max_poll, "a perfect line lets the poll rise to the top (window {})", d.window());
     }
@@ -899,8 +1008,53 @@ mod tests {
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         let trace = closed_loop(&mut d, &mut clock, 6.0 * 3600.0, &mut quiet());
         assert_eq!(clock.steps, 1);
-        assert!(max_after(&trace, 3600.0) < 1e-9);
-        assert!((d.frequency() - 20e-6).abs() < 1e-10);
+        assert!(max_after(&trace, 3600.0) < 1e-8, "{}", max_after(&trace, 3600.0));
+        // Per oscillator second: (1 − 20e-6)(1 + f) = 1.
+        assert!((d.frequency() - 20e-6 / (1.0 - 20e-6)).abs() < 1e-11, "{}", d.frequency());
+    }
+
+    #[test]
+    fn closed_loop_slews_a_large_offset_within_the_first_poll() {
+        // chrony's linear slew through the tick at up to 83 333 ppm: 0.1 s
+        // is gone in 1.2 s, not the 200 s the kernel's 500 ppm would take.
+        let mut clock = SimClock::new(10e-6, 0.1);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let trace = closed_loop(&mut d, &mut clock, 3600.0, &mut quiet());
+        assert_eq!(clock.steps, 0, "0.1 s is below the step threshold");
+        assert!(trace[0].1.abs() < 1e-3, "after the first poll: {:?}", trace[0]);
+        assert!(trace.iter().all(|(_, o)| o.abs() < 1e-3), "stays within 1 ms");
+        assert_eq!(d.config().max_slew_rate, CHRONY_MAX_SLEW_RATE);
+    }
+
+    #[test]
+    fn closed_loop_follows_frequency_errors_of_five_percent() {
+        // chrony's 003-largefreqoffset: ±5e-2, through the tick's ±10 %.
+        for error in [5e-2, -5e-2, 5e-3, -5e-3] {
+            let mut clock = SimClock::new(error, 0.1);
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            let trace = closed_loop(&mut d, &mut clock, 3600.0, &mut quiet());
+            // Start-up steps until a line through the samples gives the frequency.
+            assert!(clock.steps <= 4, "{error}: {} steps", clock.steps);
+            // Per oscillator second: (1 + error)(1 + f) = 1.
+            assert!((d.frequency() + error / (1.0 + error)).abs() < 1e-9, "{error}: frequency {}", d.frequency());
+            assert!(max_after(&trace, 600.0) < 1e-4, "{error}: max {}", max_after(&trace, 600.0));
+            assert_eq!(d.state(), State::Sync);
+        }
+    }
+
+    #[test]
+    fn the_frequency_stops_at_what_tick_and_kernel_reach() {
+        // 15 % is beyond a Linux clock: the correction stays at 10 % + 500 ppm.
+        let mut clock = SimClock::new(0.15, 0.0);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let _ = closed_loop(&mut d, &mut clock, 1800.0, &mut quiet());
+        assert_eq!(d.frequency(), -(MAX_TICK_RATE + MAXFREQ));
+        // And a configured limit is honoured (the kernel's 500 ppm alone).
+        let cfg = RegressionConfig { max_frequency: MAXFREQ, ..RegressionConfig::default() };
+        let mut clock = SimClock::new(5e-2, 0.0);
+        let mut d = RegressionDiscipline::new(cfg, None);
+        let _ = closed_loop(&mut d, &mut clock, 1800.0, &mut quiet());
+        assert_eq!(d.frequency(), -MAXFREQ);
     }
 
     #[test]

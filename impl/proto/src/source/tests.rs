@@ -809,6 +809,41 @@ fn arb_time() -> impl Strategy<Value = NtpTime> {
 }
 
 proptest! {
+    /// The assertions of `handle_response_never_panics` on samples, for
+    /// replies that are valid by construction (random bytes almost never are).
+    #[test]
+    fn every_valid_reply_gives_a_sane_sample(
+        t1 in arb_time(),
+        offset_ms in -1_000_000i64..1_000_000,
+        forward_us in 0i64..2_000_000,
+        residence_us in 0i64..1_000_000,
+        back_us in 0i64..2_000_000,
+        stratum in 1u8..16,
+        leap in 0u8..3,
+        precision in -32i8..0,
+    ) {
+        let mut s = source(SourceConfig { iburst: true, ..config() });
+        let req = poll(&mut s, Instant::ZERO, t1, RANDOM);
+        let us = |x: i64| NtpDuration::from_nanos(x * 1000);
+        let t2 = t1 + ms(offset_ms) + us(forward_us);
+        let t3 = t2 + us(residence_us);
+        let t4 = t3 + ms(-offset_ms) + us(back_us);
+        let leap = [LeapIndicator::NoWarning, LeapIndicator::Insert, LeapIndicator::Delete][usize::from(leap)];
+        let rep = Repr { stratum, leap, precision, ..reply_to(&req, t2, t3) }.to_bytes();
+        let ev = s.handle_response(secs(1), &rep, t4, None);
+        let SourceEvent::Sample(m) = ev else {
+            return Err(TestCaseError::fail(format!("a valid reply was not a sample: {ev:?}")));
+        };
+        let want_delay = (forward_us + back_us) * 1000;
+        prop_assert!((m.delay.as_nanos() - want_delay).abs() <= 2, "delay {:?}, want {want_delay} ns", m.delay);
+        prop_assert!(m.delay >= NtpDuration::from_bits(1 << 12));
+        let want_offset = offset_ms * 1_000_000 + (forward_us - back_us) * 500;
+        prop_assert!((m.offset.as_nanos() - want_offset).abs() <= 2, "offset {:?}, want {want_offset} ns", m.offset);
+        prop_assert!(m.dispersion > NtpDuration::ZERO);
+        prop_assert_eq!((m.stratum, m.leap), (stratum, leap));
+        prop_assert!(s.is_reachable());
+    }
+
     #[test]
     fn handle_response_never_panics(
         bytes in proptest::collection::vec(any::<u8>(), 0..120),

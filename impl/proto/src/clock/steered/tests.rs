@@ -362,7 +362,7 @@ fn the_ntp_clock_view_applies_discipline_actions() {
     let source = move || raw;
     let mut view = SteeredWith::new(&mut c, &source);
     assert_eq!(view.now(), raw);
-    let slew = Action::Slew { phase: dur(0.01), frequency: -10e-6, time_constant: dur(1024.0) };
+    let slew = Action::Slew { phase: dur(0.01), frequency: -10e-6, time_constant: dur(1024.0), max_rate: None };
     assert_eq!(slew.apply(&mut view), Ok(Some(raw)));
     assert_eq!(view.clock().frequency(), -10e-6);
     assert_eq!(view.clock().remaining_phase(raw), dur(0.01));
@@ -604,4 +604,134 @@ fn closed_loop_large_initial_offset_steps_once() {
     // Measured: 46 µs after 12 h, 5.9 µs after 24 h, -10.0003 ppm at 48 h.
     assert!(max_abs_offset_after(&trace, 24.0 * 3600.0) < 10e-6);
     assert!((trace.points.last().unwrap().2 + 10e-6).abs() < 0.01e-6);
+}
+
+// ---- Tick length (ADJ_TICK) and fast slews -----------------------------------
+
+#[test]
+fn the_tick_and_frequency_limits_are_the_kernels() {
+    // USER_HZ = 100: 10000 us nominal, 9000..=11000 accepted (±10 %).
+    assert_eq!((TICK_NOMINAL_USEC, TICK_MIN_USEC, TICK_MAX_USEC), (10_000, 9_000, 11_000));
+    let mut c = SteeredClock::new(t0());
+    for bad in [8_999, 11_001, 0, -10_000, i64::MAX] {
+        assert_eq!(c.set_tick(t0(), bad), Err(SteerError::TickOutOfRange(bad)));
+        assert_eq!(c.tick_usec(), TICK_NOMINAL_USEC, "a refused tick changes nothing");
+    }
+    assert!(SteerError::TickOutOfRange(8_999).to_string().contains("9000..=11000"));
+    c.set_tick(t0(), 11_000).unwrap();
+    assert_eq!(c.frequency(), 0.1);
+    c.set_tick(t0(), 9_000).unwrap();
+    assert_eq!(c.frequency(), -0.1);
+    // ADJ_FREQUENCY alone: ±MAXFREQ (500 ppm), added to the tick's rate.
+    c.set_frequency(t0(), 1.0).unwrap();
+    assert_eq!(c.kernel_frequency(), MAXFREQ);
+    assert_eq!(c.tick_usec(), 9_000, "ADJ_FREQUENCY keeps the tick");
+    assert!((c.frequency() - (-0.1 + MAXFREQ)).abs() < 1e-15);
+    // Both together: ±(10 % + 500 ppm), no further.
+    c.set_total_frequency(t0(), 0.5).unwrap();
+    assert_eq!((c.tick_usec(), c.kernel_frequency()), (11_000, MAXFREQ));
+    assert_eq!(c.frequency(), 0.1 + MAXFREQ);
+    c.set_total_frequency(t0(), f64::NEG_INFINITY).unwrap();
+    assert_eq!(c.frequency(), -(0.1 + MAXFREQ));
+    assert_eq!(c.set_total_frequency(t0(), f64::NAN), Err(SteerError::NonFiniteFrequency));
+}
+
+#[test]
+fn a_tick_change_runs_the_clock_at_the_tick_rate() {
+    // tick 10500 us per 10 ms: 5 % fast, continuous at the change.
+    let mut c = SteeredClock::new(t0());
+    let r1 = t0() + dur(100.0);
+    c.set_tick(r1, 10_500).unwrap();
+    assert_eq!(c.time_at(r1), r1);
+    let r2 = r1 + dur(40.0);
+    assert_eq!((c.time_at(r2) - r2).to_seconds_f64(), 2.0, "40 s · 5 % = 2 s");
+    // And ADJ_FREQUENCY adds: +20 ppm on top.
+    c.set_frequency(r2, 20e-6).unwrap();
+    let r3 = r2 + dur(1000.0);
+    let gained = (c.time_at(r3) - r3).to_seconds_f64() - 2.0;
+    assert!((gained - 1000.0 * (0.05 + 20e-6)).abs() < 1e-9, "{gained}");
+}
+
+#[test]
+fn split_frequency_takes_the_nearest_tick_and_leaves_the_rest_to_freq() {
+    assert_eq!(split_frequency(0.0), (10_000, 0.0));
+    let (tick, rest) = split_frequency(5e-2);
+    assert_eq!(tick, 10_500);
+    assert!(rest.abs() < 1e-15);
+    let (tick, rest) = split_frequency(-123.4e-6);
+    assert_eq!(tick, 9_999);
+    assert!((rest - -23.4e-6).abs() < 1e-15);
+    for f in [-0.1, -0.0499, -3e-4, 1e-7, 0.0777, 0.1] {
+        let (tick, rest) = split_frequency(f);
+        assert!((TICK_MIN_USEC..=TICK_MAX_USEC).contains(&tick));
+        assert!(rest.abs() <= 50e-6 + 1e-15, "{f}: {rest}");
+        assert!((tick_rate(tick) + rest - f).abs() < 1e-15);
+    }
+    assert_eq!(split_frequency(f64::NAN), (10_000, 0.0));
+}
+
+#[test]
+fn the_kernel_pll_time_constant_is_two_to_shift_pll_plus_tc() {
+    assert_eq!(kernel_pll_time_constant(0), 4.0);
+    assert_eq!(kernel_pll_time_constant(6), 256.0);
+    assert_eq!(kernel_pll_time_constant(10), 4096.0);
+    assert_eq!(kernel_pll_time_constant(200), 4096.0, "MAXTC bounds it");
+}
+
+#[test]
+fn a_fast_slew_is_linear_at_its_rate_and_bounded_by_the_tick_headroom() {
+    // chrony's linear slew: 0.1 s at 83 333 ppm takes 1.2 s.
+    let mut c = SteeredClock::new(t0());
+    c.slew_phase(t0(), dur(0.1), NtpDuration::ZERO, 83_333.333e-6);
+    let half = t0() + dur(0.6);
+    assert!((secs(c.time_at(half) - half) - 0.05).abs() < 1e-9);
+    let done = t0() + dur(2.0);
+    assert!((secs(c.time_at(done) - done) - 0.1).abs() < 1e-9);
+    assert_eq!(c.remaining_phase(done), NtpDuration::ZERO);
+    // The kernel PLL's adjust_phase keeps its 500 ppm.
+    c.adjust_phase(done, dur(0.1), NtpDuration::ZERO);
+    assert_eq!(c.slew_rate(), KERNEL_MAX_SLEW_RATE);
+    // With 9 % of frequency in force, only 1.05 % is left for the slew.
+    let mut c = SteeredClock::new(t0());
+    c.set_total_frequency(t0(), 0.09).unwrap();
+    c.slew_phase(t0(), dur(-1.0), NtpDuration::ZERO, 0.08);
+    assert!((c.slew_rate() - (0.1 + MAXFREQ - 0.09)).abs() < 1e-12, "{}", c.slew_rate());
+    // Never above the user slew ceiling; NaN freezes.
+    let mut c = SteeredClock::new(t0());
+    c.slew_phase(t0(), dur(1.0), NtpDuration::ZERO, 5.0);
+    assert_eq!(c.slew_rate(), MAX_USER_SLEW_RATE);
+    c.slew_phase(t0(), dur(1.0), NtpDuration::ZERO, f64::NAN);
+    assert_eq!(c.slew_rate(), 0.0);
+    // The offset of a fast slew is bounded by PANICT, not MAXPHASE.
+    c.slew_phase(t0(), dur(3.0), NtpDuration::ZERO, 0.1);
+    assert_eq!(c.remaining_phase(t0()), dur(3.0));
+}
+
+proptest! {
+    /// With the tick at its extremes and the fastest slew, local time never
+    /// runs backwards and its slope stays within 1 ± 0.21.
+    #[test]
+    fn with_the_tick_time_stays_monotonic_and_within_the_rate_bound(
+        f in -0.2f64..0.2,
+        phase in -5.0f64..5.0,
+        rate in 0.0f64..0.2,
+        tau in 0.0f64..100.0,
+        steps in proptest::collection::vec(1u32..100_000_000, 1..20),
+    ) {
+        let mut c = SteeredClock::new(t0());
+        c.set_total_frequency(t0(), f).unwrap();
+        c.slew_phase(t0(), dur(phase), dur(tau), rate);
+        let mut raw = t0();
+        let mut local = c.time_at(raw);
+        for s in steps {
+            let next = raw + unit(i64::from(s));
+            let l = c.time_at(next);
+            let d_raw = (next - raw).to_bits() as f64;
+            let d_local = (l - local).to_bits() as f64;
+            prop_assert!(d_local >= 0.0);
+            prop_assert!(d_local <= d_raw * 1.21 + 1.0 && d_local >= d_raw * 0.79 - 1.0);
+            raw = next;
+            local = l;
+        }
+    }
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Mutation testing of the core's protocol modules with cargo-mutants: every
+# mutant (a replaced operator, a function body returning a default, ...) of
+# impl/proto/src/{source,filter,select,system,server,discipline}.rs and their
+# submodules is built and run against ntplab-proto's tests; a mutant the tests
+# do not catch is a "survivor" (a gap in the tests, or an equivalent change).
+#
+#   scripts/mutants.sh [--file GLOB]... [--re REGEX] [--timeout S] [--jobs N] [--skip-baseline] [--list]
+#
+#   --file GLOB   only these files (repeatable; default: the six modules and
+#                 their submodules), e.g. --file impl/proto/src/filter.rs
+#   --re REGEX    only mutants whose name matches, e.g. --re 'fn intersect'
+#   --timeout S   per-mutant test timeout in seconds (default 60)
+#   --jobs N      mutants built and tested in parallel (default 1)
+#   --skip-baseline  do not first check that the unmutated tests pass
+#   --list        list the mutants, run nothing
+#
+# The tests are ntplab-proto's unit tests (`cargo test --lib`): they sit beside
+# the code; the crate's one integration test reads a capture corpus outside
+# the repository.
+#
+# The whole run is bounded by MUTANTS_MAX_SECONDS (default 3000): what is not
+# done by then is reported as not run. Output goes to target/mutants/
+# (mutants.out/); the survivors ("MISSED") are printed at the end. Installs
+# cargo-mutants (cargo install --locked) when it is missing. Exit status: 0
+# when no mutant survived, 2 when some did, 1 on errors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+files=()
+re=""
+timeout=60
+jobs=1
+list=0
+baseline=run
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --file) files+=("$2"); shift 2 ;;
+        --re) re="$2"; shift 2 ;;
+        --timeout) timeout="$2"; shift 2 ;;
+        --jobs) jobs="$2"; shift 2 ;;
+        --list) list=1; shift ;;
+        --skip-baseline) baseline=skip; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "mutants.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
+    esac
+done
+if [ "${#files[@]}" -eq 0 ]; then
+    for m in source filter select system server discipline; do
+        files+=("impl/proto/src/$m.rs" "impl/proto/src/$m/*.rs")
+    done
+fi
+
+if ! command -v cargo-mutants >/dev/null 2>&1; then
+    echo "mutants.sh: installing cargo-mutants" >&2
+    cargo install cargo-mutants --locked
+fi
+
+args=(--package ntplab-proto --output target/mutants --timeout "$timeout" --jobs "$jobs" --no-shuffle --baseline "$baseline")
+for f in "${files[@]}"; do
+    args+=(--file "$f")
+done
+if [ -n "$re" ]; then
+    args+=(--re "$re")
+fi
+if [ "$list" -eq 1 ]; then
+    exec cargo mutants "${args[@]}" --list
+fi
+args+=(-- --lib)
+
+status=0
+timeout --signal=INT --kill-after=60 "${MUTANTS_MAX_SECONDS:-3000}" cargo mutants "${args[@]}" || status=$?
+out=target/mutants/mutants.out
+echo
+echo "== survivors (missed.txt) =="
+cat "$out/missed.txt" 2>/dev/null || true
+echo "== timeouts (timeout.txt) =="
+cat "$out/timeout.txt" 2>/dev/null || true
+caught=$(wc -l < "$out/caught.txt" 2>/dev/null || echo 0)
+missed=$(wc -l < "$out/missed.txt" 2>/dev/null || echo 0)
+unviable=$(wc -l < "$out/unviable.txt" 2>/dev/null || echo 0)
+echo "caught $caught, missed $missed, unviable $unviable"
+case "$status" in
+    0) exit 0 ;;
+    2|3) exit 2 ;; # cargo-mutants: 2 = some mutants missed, 3 = some timed out
+    124|130) echo "mutants.sh: stopped after MUTANTS_MAX_SECONDS" >&2; exit 2 ;;
+    *) exit 1 ;;
+esac
