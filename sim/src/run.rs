@@ -245,6 +245,8 @@ struct HostState {
     peer_stratum: BTreeMap<SocketAddr, u8>,
     /// The local reference's stratum, if the host has one.
     local: Option<u8>,
+    /// The system peer of the last selection.
+    system_peer: Option<Peer>,
 }
 
 impl HostState {
@@ -262,10 +264,15 @@ impl HostState {
 struct RunRecorder {
     start: NtpTime,
     clocks: Vec<Rc<RefCell<crate::host_clock::HostClock>>>,
-    /// Per expectation: its host and statistics counted from its own `after`.
+    /// Per expectation and host it is about (one, or each member of a group):
+    /// the host and its statistics counted from the expectation's `after`.
     expect_stats: Vec<(usize, HostStats)>,
-    /// Per expectation: the highest stratum its host served from its `after`.
+    /// Parallel to `expect_stats`: the highest stratum served from `after`.
     expect_max_stratum: Vec<Option<u8>>,
+    /// Per host: its indices in `expect_stats`.
+    expect_by_host: Vec<Vec<usize>>,
+    /// Per expectation: its range in `expect_stats`.
+    expect_slots: Vec<std::ops::Range<usize>>,
     names: Vec<String>,
     hosts: Vec<HostStats>,
     state: Vec<HostState>,
@@ -333,12 +340,11 @@ impl Recorder for RunRecorder {
             h.add(sample);
         }
         let served = self.state.get(host).and_then(HostState::served_stratum);
-        for ((h, st), max) in self.expect_stats.iter_mut().zip(self.expect_max_stratum.iter_mut()) {
-            if *h == host {
-                st.add(sample);
-                if sample.elapsed >= st.converged_after {
-                    *max = (*max).max(served);
-                }
+        for &i in self.expect_by_host.get(host).map_or(&[][..], Vec::as_slice) {
+            let (st, max) = (&mut self.expect_stats[i].1, &mut self.expect_max_stratum[i]);
+            st.add(sample);
+            if sample.elapsed >= st.converged_after {
+                *max = (*max).max(served);
             }
         }
         if let (Some(trace), Some(state)) = (self.trace.as_mut(), self.state.get(host)) {
@@ -390,9 +396,21 @@ impl Recorder for RunRecorder {
                 return;
             }
             DaemonEvent::SourceReply { source, event } => {
+                if let (SourceEvent::RateLimited { .. } | SourceEvent::Demobilize(_) | SourceEvent::NtsNak | SourceEvent::Kiss(_), Some(h)) =
+                    (event, self.hosts.get_mut(host))
+                {
+                    h.kiss_codes += 1;
+                    h.ntsn += u64::from(matches!(event, SourceEvent::NtsNak));
+                }
                 ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{event:?}") }))
             }
             DaemonEvent::Selection { system_peer, falsetickers, offset } => {
+                if let (Some(st), Some(h)) = (self.state.get_mut(host), self.hosts.get_mut(host)) {
+                    if system_peer.is_some() && *system_peer != st.system_peer {
+                        h.selections += 1;
+                    }
+                    st.system_peer = *system_peer;
+                }
                 if let Some(st) = self.state.get_mut(host) {
                     st.synced = system_peer.is_some();
                     if st.synced && st.first_synced.is_none() {
@@ -486,11 +504,25 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
         None => None,
     };
     let converged = dur(s.converged_after);
+    let mut expect_stats = Vec::new();
+    let mut expect_slots = Vec::with_capacity(s.expectations.len());
+    let mut expect_by_host = vec![Vec::new(); s.hosts.len()];
+    for e in &s.expectations {
+        let first = expect_stats.len();
+        let members = if e.members.is_empty() { std::slice::from_ref(&e.host) } else { e.members.as_slice() };
+        for &h in members {
+            expect_by_host[h].push(expect_stats.len());
+            expect_stats.push((h, HostStats::new(dur(e.after), e.within.unwrap_or(SYNC_THRESHOLD_S))));
+        }
+        expect_slots.push(first..expect_stats.len());
+    }
     let recorder = Rc::new(RefCell::new(RunRecorder {
         start: s.start,
         clocks: Vec::new(),
-        expect_stats: s.expectations.iter().map(|e| (e.host, HostStats::new(dur(e.after), SYNC_THRESHOLD_S))).collect(),
-        expect_max_stratum: vec![None; s.expectations.len()],
+        expect_max_stratum: vec![None; expect_stats.len()],
+        expect_stats,
+        expect_by_host,
+        expect_slots,
         names: s.hosts.iter().map(|h| h.name.clone()).collect(),
         hosts: s.hosts.iter().map(|_| HostStats::new(converged, SYNC_THRESHOLD_S)).collect(),
         state: s
@@ -513,6 +545,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
                     poll_log2: 6,
                     peer_stratum: BTreeMap::new(),
                     local: fallback,
+                    system_peer: None,
                 }
             })
             .collect(),
@@ -550,9 +583,13 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
     let verdicts = s
         .expectations
         .iter()
-        .zip(&rec.expect_stats)
-        .zip(&rec.expect_max_stratum)
-        .map(|((e, (_, st)), max_stratum)| judge(e, &hosts, st, *max_stratum))
+        .zip(&rec.expect_slots)
+        .map(|(e, slots)| {
+            let values: Vec<Option<f64>> =
+                slots.clone().map(|i| value_of(e.metric, &hosts[rec.expect_stats[i].0], &rec.expect_stats[i].1, rec.expect_max_stratum[i])).collect();
+            let members: Vec<usize> = slots.clone().map(|i| rec.expect_stats[i].0).collect();
+            judge(e, &hosts, &members, &values)
+        })
         .collect();
     Ok(RunReport {
         name: s.name.clone(),
@@ -565,24 +602,47 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
     })
 }
 
-fn judge(e: &Expectation, hosts: &[HostReport], window: &HostStats, max_stratum: Option<u8>) -> Verdict {
-    let h = &hosts[e.host];
-    let value = match e.metric {
+/// One host's value of a metric (`window`: its statistics from the expectation's `after`).
+fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Option<u8>) -> Option<f64> {
+    match metric {
         Metric::RmsOffset => window.rms_offset(),
         Metric::MaxOffset => window.max_offset(),
-        Metric::SyncTime => h.sync_time(),
+        // As HostReport::sync_time, with the expectation's `within`.
+        Metric::SyncTime => Some(window.sync_time()?.max(h.first_synced_s?)),
         Metric::MaxFrequencyError => window.max_frequency_error(),
         Metric::RmsFrequencyError => window.rms_frequency_error(),
         Metric::PacketsSent => Some(h.stats.packets_sent as f64),
         Metric::PacketsReceived => Some(h.packets_received as f64),
         Metric::Steps => Some(h.stats.steps as f64),
         Metric::MaxStratum => max_stratum.map(f64::from),
+        Metric::Selections => Some(h.stats.selections as f64),
+        Metric::KissCodes => Some(h.stats.kiss_codes as f64),
+        Metric::Ntsn => Some(h.stats.ntsn as f64),
+        Metric::Synchronized => Some(if window.sync_time().zip(h.first_synced_s).is_some() { 1.0 } else { 0.0 }),
+    }
+}
+
+/// The verdict on an expectation from its host's value, or its group's
+/// values (`members[i]` has `values[i]`).
+fn judge(e: &Expectation, hosts: &[HostReport], members: &[usize], values: &[Option<f64>]) -> Verdict {
+    let (value, host) = match (e.over, &e.group) {
+        (Some(over), Some(group)) => (over.summarize(values), format!("{group} ({} over {})", over.name(), values.len())),
+        _ => (values.first().copied().flatten(), hosts[e.host].name.clone()),
     };
     let passed = value.is_some_and(|v| e.max.is_none_or(|m| v <= m) && e.min.is_none_or(|m| v >= m));
-    let missing = match (value, e.metric) {
-        (Some(_), _) => None,
-        (None, Metric::SyncTime) => h.no_sync_time_reason(),
-        (None, _) => Some(format!("no samples of `{}` after {} s", h.name, e.after.as_secs_f64())),
+    // Why there is no value: the first host (of the group) without one.
+    let missing = match value {
+        Some(_) => None,
+        None => members.iter().zip(values).find(|(_, v)| v.is_none()).map(|(&m, _)| {
+            let h = &hosts[m];
+            let why = match (e.metric, e.within) {
+                (Metric::SyncTime, None) => h.no_sync_time_reason(),
+                (Metric::SyncTime, Some(_)) if h.first_synced_s.is_none() => h.no_sync_time_reason(),
+                (Metric::SyncTime, Some(w)) => Some(format!("`{}` was more than {w} s (`within`) off true time at the end of the run", h.name)),
+                _ => None,
+            };
+            why.unwrap_or_else(|| format!("no samples of `{}` after {} s", h.name, e.after.as_secs_f64()))
+        }),
     };
-    Verdict { expectation: e.clone(), host: h.name.clone(), value, missing, passed }
+    Verdict { expectation: e.clone(), host, value, missing, passed }
 }

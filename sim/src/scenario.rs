@@ -64,6 +64,12 @@
 //!   `{ from, until }` windows, times since the start, when the receiver has
 //!   no fix or sends dates 1024 weeks old), and the daemon's settings
 //!   `refid`, `offset`, `delay` and `filter` (as in `[[refclock]]`).
+//!   With `count = N` (1–10000) the table is a host group: N hosts named
+//!   NAME-1..NAME-N at consecutive addresses from `address`, otherwise alike.
+//!   A group's name stands for all its members in a link's `between` (one link
+//!   per member, or per pair of members of two groups), in `sources`, in an
+//!   event's `hosts` and `host` (one event per member), and in `[[expect]]`
+//!   with `over`.
 //! - `[[link]]`: `between = ["a", "b"]` and the link parameters `delay`,
 //!   `jitter` (`{ kind = "none" | "exponential", mean | "normal", sd |
 //!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
@@ -80,7 +86,11 @@
 //! - `[[expect]]`: `host`, `metric` (see [`Metric`]), `max` and/or `min`,
 //!   optional `name`, `after` (default `converged_after` for offset and
 //!   frequency statistics, the start otherwise) and `requirement` (a free-form
-//!   requirement ID for conformance reports).
+//!   requirement ID for conformance reports). `within` (`sync_time` and
+//!   `synchronized` only) is the |offset| that counts as synchronized (default
+//!   1 ms). For a host group, `over = "min" | "max" | "median"` says how its
+//!   members' values become one; a member without a value (e.g. never
+//!   synchronized for `sync_time`) fails the expectation.
 //!
 //! The full example (it is `sim/scenarios/format-example.toml`, and a test
 //! loads it):
@@ -523,6 +533,57 @@ pub struct Expectation {
     pub after: Duration,
     /// A requirement ID for conformance reports.
     pub requirement: Option<String>,
+    /// For an expectation about a host group: every member (`host` is the
+    /// first), and how their values are summarized. Empty for one host.
+    pub members: Vec<HostId>,
+    /// How a group's per-host values become one (`None` for one host).
+    pub over: Option<Over>,
+    /// The group's name (`None` for one host).
+    pub group: Option<String>,
+    /// For `sync_time` and `synchronized`: |true offset| at or below this
+    /// counts as synchronized, seconds (`within`; default 1 ms). chrony's
+    /// tests use their `time_max_limit` here.
+    pub within: Option<f64>,
+}
+
+/// How an expectation about a host group summarizes its members' values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Over {
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+    /// The median (the mean of the two middle values for an even count).
+    Median,
+}
+
+impl Over {
+    /// The name used in scenario files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Over::Min => "min",
+            Over::Max => "max",
+            Over::Median => "median",
+        }
+    }
+
+    /// Summarizes the members' values; a member without a value (e.g. never
+    /// synchronized for `sync_time`) makes the summary undefined, so the
+    /// expectation fails.
+    pub fn summarize(self, values: &[Option<f64>]) -> Option<f64> {
+        let mut v: Vec<f64> = values.iter().copied().collect::<Option<Vec<f64>>>()?;
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(match self {
+            Over::Min => v[0],
+            Over::Max => v[v.len() - 1],
+            Over::Median if v.len() % 2 == 1 => v[v.len() / 2],
+            Over::Median => (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0,
+        })
+    }
 }
 
 /// A statistic of one host over a run.
@@ -552,11 +613,23 @@ pub enum Metric {
     /// peer's stratum + 1, or its local reference's stratum while it has no
     /// system peer; time without either (unsynchronized) does not count.
     MaxStratum,
+    /// Times the daemon's selection chose a system peer other than the one it
+    /// had (none included): chrony's "Selected source" log lines.
+    Selections,
+    /// Kiss-o'-death replies the daemon received (any code, NTSN included).
+    KissCodes,
+    /// NTSN kiss codes the daemon received (RFC 8915 §5.7).
+    Ntsn,
+    /// 1 when the host synchronized for good (its `sync_time` is defined: its
+    /// daemon had a system peer, and its |true offset| was at most `within`,
+    /// default 1 ms, from some time to the end of the run), else 0. `max = 0`
+    /// says the host never synchronizes.
+    Synchronized,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 13] = [
         Metric::RmsOffset,
         Metric::MaxOffset,
         Metric::SyncTime,
@@ -566,6 +639,10 @@ impl Metric {
         Metric::PacketsReceived,
         Metric::Steps,
         Metric::MaxStratum,
+        Metric::Selections,
+        Metric::KissCodes,
+        Metric::Ntsn,
+        Metric::Synchronized,
     ];
 
     /// The name used in scenario files.
@@ -580,6 +657,10 @@ impl Metric {
             Metric::PacketsReceived => "packets_received",
             Metric::Steps => "steps",
             Metric::MaxStratum => "max_stratum",
+            Metric::Selections => "selections",
+            Metric::KissCodes => "kiss_codes",
+            Metric::Ntsn => "ntsn",
+            Metric::Synchronized => "synchronized",
         }
     }
 
@@ -588,7 +669,14 @@ impl Metric {
         match self {
             Metric::RmsOffset | Metric::MaxOffset | Metric::SyncTime => "s",
             Metric::MaxFrequencyError | Metric::RmsFrequencyError => "s/s",
-            Metric::PacketsSent | Metric::PacketsReceived | Metric::Steps | Metric::MaxStratum => "count",
+            Metric::PacketsSent
+            | Metric::PacketsReceived
+            | Metric::Steps
+            | Metric::MaxStratum
+            | Metric::Selections
+            | Metric::KissCodes
+            | Metric::Ntsn
+            | Metric::Synchronized => "count",
         }
     }
 
@@ -600,7 +688,10 @@ impl Metric {
 
     /// Whether only a host running the daemon has it.
     pub const fn needs_daemon(self) -> bool {
-        matches!(self, Metric::SyncTime | Metric::Steps | Metric::MaxStratum)
+        matches!(
+            self,
+            Metric::SyncTime | Metric::Steps | Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn | Metric::Synchronized
+        )
     }
 }
 
@@ -1033,11 +1124,13 @@ enum RoleName {
     Scripted,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HostSection {
     name: Spanned<String>,
     address: Spanned<IpAddr>,
+    /// A host group: `count` hosts NAME-1..NAME-count at consecutive addresses.
+    count: Option<Spanned<u32>>,
     role: Option<Spanned<RoleName>>,
     clock: Option<HostClockSection>,
     listen: Option<Spanned<Listen>>,
@@ -1055,7 +1148,7 @@ struct HostSection {
     stratum: Option<Spanned<u8>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefclockModelSection {
     kind: RefclockKind,
@@ -1078,14 +1171,14 @@ struct RefclockModelSection {
     filter: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WindowSection {
     from: Dur,
     until: Dur,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct HostClockSection {
     offset: Option<Spanned<Secs>>,
@@ -1096,7 +1189,7 @@ struct HostClockSection {
     sine: Option<Spanned<SineSection>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SineSection {
     amplitude: Option<Spanned<f64>>,
@@ -1104,7 +1197,7 @@ struct SineSection {
     phase: Option<Spanned<f64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceEntry {
     host: Spanned<String>,
@@ -1119,7 +1212,7 @@ struct SourceEntry {
     unsmear: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 enum BehaviorSection {
     Falseticker { offset: Secs },
@@ -1164,7 +1257,7 @@ impl JitterSection {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LinkParamsSection {
     delay: Option<Dur>,
@@ -1175,7 +1268,7 @@ struct LinkParamsSection {
     reorder_delay: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LinkSection {
     between: Spanned<Vec<Spanned<String>>>,
@@ -1227,7 +1320,7 @@ impl ActionName {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventSection {
     at: Spanned<Dur>,
@@ -1278,7 +1371,7 @@ impl EventSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectSection {
     name: Option<String>,
@@ -1288,6 +1381,8 @@ struct ExpectSection {
     min: Option<Spanned<Secs>>,
     after: Option<Spanned<Dur>>,
     requirement: Option<String>,
+    over: Option<Spanned<Over>>,
+    within: Option<Spanned<Secs>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1332,6 +1427,7 @@ impl Scenario {
             link_index: BTreeMap::new(),
             link_pairs: Vec::new(),
             start: NtpTime::UNIX_EPOCH,
+            groups: BTreeMap::new(),
         }
         .run(file)
     }
@@ -1386,6 +1482,8 @@ struct Validator<'a> {
     link_pairs: Vec<[HostId; 2]>,
     /// True time at the start (once known).
     start: NtpTime,
+    /// Host groups (`count`): name -> member names.
+    groups: BTreeMap<String, Vec<String>>,
 }
 
 type VResult<T> = Result<T, ScenarioError>;
@@ -1402,8 +1500,9 @@ impl Validator<'_> {
         self.src.error(Some(span), message, hint)
     }
 
-    fn run(mut self, file: ScenarioFile) -> VResult<Scenario> {
+    fn run(mut self, mut file: ScenarioFile) -> VResult<Scenario> {
         let src = self.src;
+        self.expand_groups(&mut file)?;
         let name = file.name.get_ref().trim().to_string();
         if name.is_empty() {
             return Err(self.err(&file.name, "the scenario's name is empty", Some("say what the run shows, e.g. \"client: rejects a falseticker\"".into())));
@@ -1513,7 +1612,7 @@ impl Validator<'_> {
 
         let mut expectations = Vec::new();
         for x in file.expect {
-            expectations.push(self.expectation(x.get_ref(), duration, converged_after)?);
+            expectations.push(self.group_expectation(x.get_ref(), duration, converged_after)?);
         }
         self.check_trace_volume(&file.duration, file.sample_interval.as_ref(), sample_interval, &hosts, &links, &events)?;
         let seeds = match &file.seeds {
@@ -2167,6 +2266,16 @@ impl Validator<'_> {
         };
         let max = bound(&x.max)?;
         let min = bound(&x.min)?;
+        let within = match &x.within {
+            None => None,
+            Some(w) if !matches!(metric, Metric::SyncTime | Metric::Synchronized) => {
+                return Err(self.err(w, format!("`within` applies to sync_time and synchronized, not `{}`", metric.name()), None));
+            }
+            Some(w) if !(w.get_ref().value > 0.0 && w.get_ref().value.is_finite()) => {
+                return Err(self.err(w, format!("`within` must be a positive offset, not {}", w.get_ref().value), Some("e.g. within = \"5ms\"".into())));
+            }
+            Some(w) => Some(w.get_ref().value),
+        };
         match (min, max) {
             (None, None) => {
                 return Err(self.err(&x.metric, "this expectation has neither `max` nor `min`", Some(format!("add max = … (in {})", metric.unit()))));
@@ -2194,7 +2303,166 @@ impl Validator<'_> {
             }
             n
         });
-        Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone() })
+        Ok(Expectation { name, host, metric, min, max, after, requirement: x.requirement.clone(), members: Vec::new(), over: None, group: None, within })
+    }
+}
+
+/// Most hosts one `count` may make.
+pub const GROUP_COUNT_MAX: u32 = 10_000;
+
+/// `base` plus `i` (the `i`-th address of a group), if it stays in its family.
+fn nth_address(base: IpAddr, i: u32) -> Option<IpAddr> {
+    match base {
+        IpAddr::V4(a) => u32::from(a).checked_add(i).map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
+        IpAddr::V6(a) => u128::from(a).checked_add(u128::from(i)).map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
+    }
+}
+
+/// Host groups: a `[[host]]` with `count = N` stands for N hosts named
+/// NAME-1..NAME-N at consecutive addresses from `address`. A group's name may
+/// stand for all its members wherever a list of hosts is meant: in a link's
+/// `between` (one link per member, or per pair of members of two groups), in
+/// `sources`, in an event's `hosts` or `host` (one event per member), and in an
+/// `[[expect]]` together with `over`.
+impl Validator<'_> {
+    fn expand_groups(&mut self, file: &mut ScenarioFile) -> VResult<()> {
+        if file.host.iter().all(|h| h.get_ref().count.is_none()) {
+            return Ok(());
+        }
+        let mut hosts = Vec::with_capacity(file.host.len());
+        for h in std::mem::take(&mut file.host) {
+            let Some(count) = h.get_ref().count.clone() else {
+                hosts.push(h);
+                continue;
+            };
+            let n = *count.get_ref();
+            if n == 0 || n > GROUP_COUNT_MAX {
+                return Err(self.err(&count, format!("a host group's count must be 1-{GROUP_COUNT_MAX}, not {n}"), None));
+            }
+            let name = h.get_ref().name.clone();
+            if self.groups.contains_key(name.get_ref()) {
+                return Err(self.err(&name, format!("a second host group is named `{}`", name.get_ref()), Some("group names must be unique".into())));
+            }
+            let base = h.get_ref().address.clone();
+            let mut members = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let Some(addr) = nth_address(*base.get_ref(), i) else {
+                    return Err(self.err(&base, format!("the {n} addresses of group `{}` from {} run past the end of the address space", name.get_ref(), base.get_ref()), None));
+                };
+                let member = format!("{}-{}", name.get_ref(), i + 1);
+                let mut m = h.clone();
+                m.get_mut().name = Spanned::new(name.span(), member.clone());
+                m.get_mut().address = Spanned::new(base.span(), addr);
+                m.get_mut().count = None;
+                members.push(member);
+                hosts.push(m);
+            }
+            self.groups.insert(name.into_inner(), members);
+        }
+        file.host = hosts;
+        if let Some((n, span)) = file.host.iter().find_map(|h| self.groups.get_key_value(h.get_ref().name.get_ref()).map(|(n, _)| (n.clone(), h.get_ref().name.span()))) {
+            return Err(self.src.error(Some(span), format!("a host is named `{n}` like a host group"), Some("rename the host or the group".into())));
+        }
+
+        // Sources naming a group: one source per member.
+        for h in &mut file.host {
+            if let Some(sources) = h.get_mut().sources.as_mut() {
+                let list = std::mem::take(sources.get_mut());
+                for e in list {
+                    self.each_member(&e.get_ref().host, |name| {
+                        let mut c = e.clone();
+                        c.get_mut().host = name;
+                        sources.get_mut().push(c);
+                    });
+                }
+            }
+        }
+        // Links naming a group: one link per pair of members.
+        let mut links = Vec::with_capacity(file.link.len());
+        for l in std::mem::take(&mut file.link) {
+            let between = l.get_ref().between.clone();
+            let Some([a, b]) = between.get_ref().get(..2).and_then(|p| <&[Spanned<String>; 2]>::try_from(p).ok()).filter(|_| between.get_ref().len() == 2) else {
+                links.push(l);
+                continue;
+            };
+            let mut left = Vec::new();
+            self.each_member(a, |n| left.push(n));
+            for x in left {
+                self.each_member(b, |y| {
+                    let mut c = l.clone();
+                    c.get_mut().between = Spanned::new(between.span(), vec![x.clone(), y]);
+                    links.push(c);
+                });
+            }
+        }
+        file.link = links;
+        // Events naming a group: its members in `hosts`; one event per member for `host`.
+        let mut events = Vec::with_capacity(file.event.len());
+        for e in std::mem::take(&mut file.event) {
+            let mut e = e;
+            if let Some(hs) = e.get_mut().hosts.as_mut() {
+                let list = std::mem::take(hs.get_mut());
+                for n in list {
+                    self.each_member(&n, |m| hs.get_mut().push(m));
+                }
+            }
+            match e.get_ref().host.clone() {
+                Some(h) if self.groups.contains_key(h.get_ref()) => self.each_member(&h, |m| {
+                    let mut c = e.clone();
+                    c.get_mut().host = Some(m);
+                    events.push(c);
+                }),
+                _ => events.push(e),
+            }
+        }
+        file.event = events;
+        Ok(())
+    }
+
+    /// Calls `f` with each member of the group `name` names (with `name`'s
+    /// span), or with `name` itself when it is not a group.
+    fn each_member(&self, name: &Spanned<String>, mut f: impl FnMut(Spanned<String>)) {
+        match self.groups.get(name.get_ref()) {
+            Some(members) => members.iter().for_each(|m| f(Spanned::new(name.span(), m.clone()))),
+            None => f(name.clone()),
+        }
+    }
+
+    /// An expectation about one host, or (with `over`) about a host group.
+    fn group_expectation(&self, x: &ExpectSection, duration: Duration, converged_after: Duration) -> VResult<Expectation> {
+        let Some(members) = self.groups.get(x.host.get_ref()) else {
+            if let Some(o) = &x.over {
+                return Err(self.err(o, format!("`over` summarizes a host group; `{}` is one host", x.host.get_ref()), Some("drop `over`, or name a group (a [[host]] with `count`)".into())));
+            }
+            return self.expectation(x, duration, converged_after);
+        };
+        let Some(over) = &x.over else {
+            return Err(self.err(&x.host, format!("`{}` is a group of {} hosts: say how to summarize them", x.host.get_ref(), members.len()), Some("add over = \"max\", \"min\" or \"median\"".into())));
+        };
+        let mut ids = Vec::with_capacity(members.len());
+        let mut first = None;
+        for m in members {
+            let mut one = self.expectation(&ExpectSection { host: Spanned::new(x.host.span(), m.clone()), over: None, ..x.clone() }, duration, converged_after)?;
+            ids.push(one.host);
+            if first.is_none() {
+                one.name = x.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
+                    let mut n = format!("{} {} over {:?}", x.host.get_ref(), one.metric.name(), over.get_ref()).to_lowercase();
+                    if let Some(lo) = one.min {
+                        n += &format!(" >= {lo}");
+                    }
+                    if let Some(hi) = one.max {
+                        n += &format!(" <= {hi}");
+                    }
+                    n
+                });
+                first = Some(one);
+            }
+        }
+        let mut e = first.expect("a group has at least one member");
+        e.members = ids;
+        e.over = Some(*over.get_ref());
+        e.group = Some(x.host.get_ref().clone());
+        Ok(e)
     }
 }
 
@@ -2345,7 +2613,7 @@ mod tests {
         assert_eq!(s.end(), NtpTime::parse_rfc3339("2036-02-07T12:00:00Z").unwrap());
         assert_eq!((s.duration, s.sample_interval, s.converged_after), (Duration::from_secs(6 * 3600), Duration::from_secs(1), Duration::from_secs(3600)));
         let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute", "backup"]);
+        assert_eq!(names, ["server", "client", "liar", "kisser", "replayer", "probe", "mangler", "mute", "backup", "fleet-1", "fleet-2", "fleet-3"]);
 
         let server = &s.hosts[0];
         let Role::Ntp(n) = &server.role else { panic!("server runs the daemon") };
@@ -2384,7 +2652,7 @@ mod tests {
         assert_eq!(probe.daemon.listen[0].port(), 1123);
         assert_eq!(probe.daemon.sources[0].address, "[fd00::11]:123".parse::<SocketAddr>().unwrap());
 
-        assert_eq!(s.links.len(), 7);
+        assert_eq!(s.links.len(), 10);
         let l0 = &s.links[0];
         assert_eq!(l0.hosts, [1, 0]);
         assert_eq!(l0.forward.delay, Duration::from_micros(100));
@@ -2417,7 +2685,9 @@ mod tests {
         assert_eq!(timeline[8], (h(19200), &Action::Start { host: 0 }));
 
         let x = &s.expectations;
-        assert_eq!(x.len(), 4);
+        assert_eq!(x.len(), 7);
+        assert_eq!((x[4].metric, x[4].over, x[4].members.as_slice()), (Metric::SyncTime, Some(Over::Max), &[9, 10, 11][..]));
+        assert_eq!((x[5].metric, x[6].metric), (Metric::Synchronized, Metric::Selections));
         assert_eq!((x[0].metric, x[0].max, x[0].after), (Metric::MaxOffset, Some(1e-3), h(3600)));
         assert_eq!(x[0].requirement.as_deref(), Some("SIM-OFFSET-1"));
         assert_eq!((x[1].metric, x[1].max, x[1].after), (Metric::SyncTime, Some(300.0), Duration::ZERO));
@@ -2618,6 +2888,111 @@ mod tests {
         let s = Scenario::parse(&format!("{base}[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"server\", \"client\"]\nforward = {{ loss = 0.5 }}\n"), "t").unwrap();
         let Action::SetLink { forward, backward, .. } = s.events[0].action else { panic!() };
         assert_eq!((forward.loss, backward.loss), (None, Some(0.5)));
+    }
+
+    const GROUPS: &str = r#"
+name = "groups"
+duration = "1h"
+
+[[host]]
+name = "srv"
+address = "10.0.0.1"
+count = 2
+local_stratum = 1
+
+[[host]]
+name = "cl"
+address = "10.0.0.255"
+count = 3
+listen = false
+sources = [ { host = "srv", poll_min = 4 } ]
+
+[[link]]
+between = ["cl", "srv"]
+delay = "1ms"
+
+[[event]]
+at = "10m"
+action = "stop"
+host = "cl"
+
+[[event]]
+at = "20m"
+action = "partition"
+hosts = ["srv", "cl-1"]
+
+[[expect]]
+host = "cl"
+over = "median"
+metric = "sync_time"
+max = "10m"
+"#;
+
+    #[test]
+    fn host_groups_expand_to_numbered_hosts_links_sources_and_events() {
+        let s = Scenario::parse(GROUPS, "g.toml").unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["srv-1", "srv-2", "cl-1", "cl-2", "cl-3"]);
+        let addrs: Vec<String> = s.hosts.iter().map(|h| h.address.to_string()).collect();
+        // Consecutive addresses carry over octet boundaries.
+        assert_eq!(addrs, ["10.0.0.1", "10.0.0.2", "10.0.0.255", "10.0.1.0", "10.0.1.1"]);
+        // One link per pair of members, each client polling both servers.
+        assert_eq!(s.links.len(), 6);
+        for h in &s.hosts[2..] {
+            let Role::Ntp(n) = &h.role else { panic!("ntp") };
+            assert_eq!(n.sources, [0, 1]);
+        }
+        let stops = s.events.iter().filter(|e| matches!(e.action, Action::Stop { .. })).count();
+        assert_eq!(stops, 3);
+        assert!(s.events.iter().any(|e| e.action == Action::Partition(Cut::Hosts(vec![0, 1, 2]))));
+        let x = &s.expectations[0];
+        assert_eq!((x.host, x.members.as_slice(), x.over, x.group.as_deref()), (2, &[2, 3, 4][..], Some(Over::Median), Some("cl")));
+    }
+
+    #[test]
+    fn host_group_mistakes_are_named() {
+        for (from, to, needle) in [
+            ("count = 3\n", "count = 0\n", "count must be 1-10000"),
+            ("over = \"median\"\n", "", "is a group of 3 hosts"),
+            ("over = \"median\"\n", "over = \"mean\"\n", "unknown value `mean`"),
+            ("address = \"10.0.0.255\"\ncount = 3", "address = \"255.255.255.254\"\ncount = 3", "run past the end"),
+            ("name = \"cl\"\n", "name = \"srv-2\"\n", "a host is named `srv-2` like a host group"),
+        ] {
+            let text = GROUPS.replacen(from, to, 1);
+            assert_ne!(text, GROUPS, "{from:?}");
+            let e = err(&text);
+            assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+        let wrong = GROUPS.replace("metric = \"sync_time\"\n", "metric = \"rms_offset\"\nwithin = \"1ms\"\n");
+        assert!(err(&wrong).to_string().contains("`within` applies to sync_time and synchronized"));
+        let zero = GROUPS.replace("metric = \"sync_time\"\n", "metric = \"sync_time\"\nwithin = 0\n");
+        assert!(err(&zero).to_string().contains("`within` must be a positive offset"));
+        let one = GROUPS.replace("host = \"cl\"\nover", "host = \"srv-1\"\nover");
+        assert!(err(&one).to_string().contains("`over` summarizes a host group"));
+    }
+
+    #[test]
+    fn over_summarizes_and_a_missing_value_fails_the_group() {
+        let v = [Some(3.0), Some(1.0), Some(2.0), Some(10.0)];
+        assert_eq!(Over::Min.summarize(&v), Some(1.0));
+        assert_eq!(Over::Max.summarize(&v), Some(10.0));
+        assert_eq!(Over::Median.summarize(&v), Some(2.5));
+        assert_eq!(Over::Median.summarize(&v[..3]), Some(2.0));
+        assert_eq!(Over::Max.summarize(&[Some(1.0), None]), None);
+        assert_eq!(Over::Min.summarize(&[]), None);
+    }
+
+    #[test]
+    fn event_count_metrics_parse_and_need_a_daemon() {
+        for m in ["selections", "kiss_codes", "ntsn", "synchronized"] {
+            let ok = format!("name = \"m\"\nduration = \"1h\"\n[[host]]\nname = \"a\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"b\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"silent\" }}\n[[expect]]\nhost = \"a\"\nmetric = \"{m}\"\nmax = 0\n");
+            let s = Scenario::parse(&ok, "m.toml").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.expectations[0].metric.name(), m);
+            assert_eq!(s.expectations[0].metric.unit(), "count");
+            let e = err(&ok.replace("host = \"a\"\nmetric", "host = \"b\"\nmetric"));
+            assert!(e.to_string().contains("needs a host running the daemon"), "{e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct HostStats {
     pub steps: u64,
     /// Datagrams this host sent.
     pub packets_sent: u64,
+    /// Times the daemon's selection chose a new system peer.
+    pub selections: u64,
+    /// Kiss codes the daemon received.
+    pub kiss_codes: u64,
+    /// NTSN kiss codes the daemon received.
+    pub ntsn: u64,
 }
 
 impl HostStats {
@@ -44,6 +50,9 @@ impl HostStats {
             last: None,
             steps: 0,
             packets_sent: 0,
+            selections: 0,
+            kiss_codes: 0,
+            ntsn: 0,
         }
     }
 

@@ -200,7 +200,7 @@ pub struct SourceSection {
 }
 
 /// `[access]`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSection {
     /// Action for addresses no rule names (default allow).
@@ -211,7 +211,7 @@ pub struct AccessSection {
 }
 
 /// One access rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRuleSection {
     /// `ADDRESS/PREFIX`.
@@ -246,7 +246,7 @@ impl From<ActionName> for AccessAction {
 }
 
 /// `[rate_limit]`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSection {
     /// Default true (when the section is present).
@@ -262,7 +262,7 @@ pub struct RateLimitSection {
 }
 
 /// `[smear]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SmearSection {
     /// `before-leap` or `centered`.

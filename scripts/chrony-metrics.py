@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Figures of one compare-chrony case from both implementations' offset logs.
+
+Usage: chrony-metrics.py --case ID --scenario NAME --node N --window S RUN_DIR...
+
+Each RUN_DIR holds one seed's run: chrony.offsets (clknetsim's -o log: one
+line per simulated second, one column per node, offset in seconds) and
+ntplab/samples.csv (`ntplab run --out`: host `client`, offset_s per second).
+The same code computes every figure for both implementations:
+  sync time  the first second from which |offset| <= 1 ms to the end (as
+             chrony's find_sync, without its frequency condition; "never" when
+             the last second is above 1 ms);
+  RMS, max   of |offset| over the seconds at or after --window (chrony's
+             max_sync_time, where clknetsim -r resets its statistics).
+Prints a Markdown table: median [min-max] over the runs. Standard library only.
+"""
+import argparse
+import csv
+import math
+import statistics
+
+LIMIT = 1e-3
+
+
+def chrony_offsets(path, node):
+    out = []
+    with open(path) as f:
+        for i, line in enumerate(f, start=1):
+            cols = line.split()
+            if len(cols) >= node:
+                out.append((float(i), float(cols[node - 1])))
+    return out
+
+
+def ntplab_offsets(path, host="client"):
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["host"] == host:
+                out.append((float(row["t_s"]), float(row["offset_s"])))
+    return out
+
+
+def figures(series, window):
+    if not series:
+        return None, None, None
+    sync = None
+    if abs(series[-1][1]) <= LIMIT:
+        sync = 0.0
+        for t, o in series:
+            if abs(o) > LIMIT or not math.isfinite(o):
+                sync = t
+    tail = [o for t, o in series if t >= window]
+    rms = math.sqrt(sum(o * o for o in tail) / len(tail)) if tail else None
+    mx = max(abs(o) for o in tail) if tail else None
+    return sync, rms, mx
+
+
+def summary(values, fmt):
+    got = [v for v in values if v is not None]
+    never = len(values) - len(got)
+    if not got:
+        return "never"
+    text = f"{fmt(statistics.median(got))} [{fmt(min(got))}-{fmt(max(got))}]"
+    if never:
+        text += f", never in {never}"
+    return text
+
+
+def us(v):
+    return f"{v * 1e6:.1f} us" if v < 1e-3 else (f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.3g} s")
+
+
+def secs(v):
+    return f"{v:.0f} s"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", required=True)
+    ap.add_argument("--scenario", required=True)
+    ap.add_argument("--node", type=int, required=True)
+    ap.add_argument("--window", type=float, required=True)
+    ap.add_argument("runs", nargs="+")
+    a = ap.parse_args()
+    rows = {"chronyd 4.3": [], "ntplab": []}
+    for run in a.runs:
+        rows["chronyd 4.3"].append(figures(chrony_offsets(f"{run}/chrony.offsets", a.node), a.window))
+        rows["ntplab"].append(figures(ntplab_offsets(f"{run}/ntplab/samples.csv"), a.window))
+    print(f"## {a.case} (`{a.scenario}`), {len(a.runs)} seeds, statistics from {a.window:.0f} s")
+    print()
+    print("| implementation | sync time (1 ms) | RMS offset | max offset |")
+    print("|---|---|---|---|")
+    for name, figs in rows.items():
+        print(f"| {name} | {summary([f[0] for f in figs], secs)} | {summary([f[1] for f in figs], us)} | {summary([f[2] for f in figs], us)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Compares ntplab with chronyd 4.3 on chrony's own simulation tests.
+#
+#   scripts/compare-chrony.sh [-s SEEDS] [CASE...]     (default: every case, seeds 1-5)
+#   scripts/compare-chrony.sh -l                       (list the cases)
+#
+# For each case and seed it runs chronyd under clknetsim with chrony's own
+# test/simulation/test.common (the case sets the same variables as chrony's
+# test script) and ntplab on the scenario mirroring it (scenarios/chrony-*.toml
+# or scenarios/chrony-pending/), then reads both per-second offset logs with
+# scripts/chrony-metrics.py, which computes every figure with one piece of code:
+# sync time = first second after which |offset| <= 1 ms to the end, RMS and
+# maximum |offset| from the case's max_sync_time (chrony's clknetsim -r) to the
+# end. It prints a Markdown table per case: median [min-max] over the seeds.
+#
+# A tool for people, not part of the tests. Everything third-party lives under
+# $WORK (default /tmp/ntplab-compare-chrony), never in the repository:
+#  - clknetsim is built from ../shared/tools/clknetsim.tar.gz (CLKNETSIM_TARBALL);
+#  - chrony is installed from Debian if missing, its service never started;
+#  - chrony's test.common comes from Debian's source package (apt-get source).
+# Safety: chronyd runs only under clknetsim (LD_PRELOAD: its clock calls go to
+# the simulator) and without CAP_SYS_TIME (setpriv drops it from the bounding
+# set), so nothing here can change this machine's clock.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-/tmp/ntplab-compare-chrony}
+SEEDS="1 2 3 4 5"
+NTPLAB=${NTPLAB:-}
+
+CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 009-1-falseticker 010 011"
+
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while getopts "s:lh" o; do
+    case $o in
+        s) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
+        l) echo "$CASES" | tr ' ' '\n'; exit 0 ;;
+        *) usage 0 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -gt 0 ] && CASES="$*"
+
+# The chrony test variables of a case, the ntplab scenario mirroring it, the
+# clknetsim node whose offset is compared, and the statistics window start.
+case_setup() {
+    unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry \
+        client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY
+    node=2 window=210
+    case $1 in
+        001) scenario=chrony-001-defaults ;;
+        003-plus-5e-3) freq_offset=5e-3 time_offset=-0.65 max_sync_time=1000 window=1000
+            scenario=chrony-003-large-frequency-offset-plus-0.005 ;;
+        003-plus-5e-2) freq_offset=5e-2 time_offset=-6.5 max_sync_time=1000 window=1000
+            scenario=chrony-003-large-frequency-offset-plus-0.05 ;;
+        003-minus-5e-2) freq_offset=-5e-2 time_offset=6.5 max_sync_time=1000 window=1000
+            scenario=chrony-003-large-frequency-offset-minus-0.05 ;;
+        004-plus-100) time_offset=1e2 max_sync_time=1400 window=1400
+            scenario=chrony-004-large-time-offset-plus-100s ;;
+        009-1-falseticker) base_delay=1e-3 servers=5 falsetickers=1 node=6
+            scenario=chrony-009-source-selection-1-falsetickers-of-5 ;;
+        010) export CLKNETSIM_RECV_MULTIPLY=4; limit=50000 client_server_options="minpoll 6 maxpoll 6"
+            scenario=chrony-010-duplicated-packets ;;
+        011) jitter=5e-4 jitter_asymmetry=0.47 limit=100000 max_sync_time=2000 window=2000
+            scenario=chrony-011-asymmetric-jitter ;;
+        *) echo "compare-chrony: unknown case $1 (try -l)" >&2; exit 2 ;;
+    esac
+}
+
+setup_tools() {
+    mkdir -p "$WORK"
+    if [ ! -x "$WORK/clknetsim/clknetsim" ]; then
+        local tarball=${CLKNETSIM_TARBALL:-}
+        for t in "$ROOT/../shared/tools/clknetsim.tar.gz" "$ROOT/../../shared/tools/clknetsim.tar.gz"; do
+            [ -z "$tarball" ] && [ -e "$t" ] && tarball=$t
+        done
+        [ -n "$tarball" ] || { echo "compare-chrony: no clknetsim.tar.gz (set CLKNETSIM_TARBALL)" >&2; exit 3; }
+        tar xzf "$tarball" -C "$WORK"
+        make -s -C "$WORK/clknetsim" >/dev/null
+    fi
+    if ! command -v chronyd >/dev/null && [ ! -x /usr/sbin/chronyd ]; then
+        # Never let the package start its service (it would discipline this clock).
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chrony >/dev/null
+    fi
+    CHRONY_VERSION=$(/usr/sbin/chronyd -v | head -1)
+    local upstream
+    upstream=$(dpkg-query -W -f='${Version}' chrony | sed 's/-.*//')
+    SIMDIR="$WORK/chrony-$upstream/test/simulation"
+    if [ ! -e "$SIMDIR/test.common" ]; then
+        # Debian's source package; a private sources list keeps the system's alone.
+        local a="$WORK/apt"
+        mkdir -p "$a/lists/partial" "$a/cache/archives/partial"
+        printf 'deb-src http://deb.debian.org/debian bookworm main\ndeb-src http://deb.debian.org/debian-security bookworm-security main\n' > "$a/src.list"
+        local opts=(-o "Dir::Etc::SourceList=$a/src.list" -o Dir::Etc::SourceParts=/nonexistent
+            -o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache")
+        apt-get "${opts[@]}" update -qq
+        (cd "$WORK" && apt-get "${opts[@]}" source --download-only -qq "chrony=$(dpkg-query -W -f='${Version}' chrony)" 2>/dev/null)
+        tar xzf "$WORK/chrony_$upstream.orig.tar.gz" -C "$WORK"
+    fi
+    ln -sfn "$WORK/clknetsim" "$SIMDIR/clknetsim"
+    if [ -z "$NTPLAB" ]; then
+        (cd "$ROOT" && cargo build -q --release --bin ntplab)
+        NTPLAB="$ROOT/target/release/ntplab"
+    fi
+}
+
+# chronyd under clknetsim: writes $out/chrony.offsets (one line per second, one column per node).
+run_chrony() {
+    local c=$1 seed=$2 out=$3
+    (
+        cd "$SIMDIR"
+        case_setup "$c"
+        export CLKNETSIM_RANDOM_SEED=$seed
+        # shellcheck disable=SC1091
+        . ./test.common
+        mkdir -p tmp && rm -rf tmp/*
+        run_test >/dev/null
+        cp tmp/log.offset "$out/chrony.offsets"
+    )
+}
+
+run_ntplab() {
+    local c=$1 seed=$2 out=$3 file
+    case_setup "$c"
+    file=
+    for f in "$ROOT/scenarios/$scenario.toml" "$ROOT/scenarios/chrony-pending/$scenario.toml"; do
+        [ -z "$file" ] && [ -e "$f" ] && file=$f
+    done
+    [ -n "$file" ] || { echo "compare-chrony: no scenario $scenario" >&2; exit 3; }
+    # A failed expectation is a figure here, not an error.
+    "$NTPLAB" run "$file" --seed "$seed" --out "$out/ntplab" >/dev/null 2>&1 || true
+}
+
+setup_tools
+NTPLAB_VERSION=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
+echo "# ntplab vs chronyd under clknetsim"
+echo
+echo "$(date -u +%Y-%m-%d), seeds $SEEDS; chronyd: $CHRONY_VERSION (Debian $(dpkg-query -W -f='${Version}' chrony)), clknetsim $(cat "$WORK/clknetsim/.commit" 2>/dev/null || echo 'from ../shared/tools'), ntplab $NTPLAB_VERSION."
+for c in $CASES; do
+    case_setup "$c"
+    rows=()
+    for seed in $SEEDS; do
+        out="$WORK/runs/$c/$seed"
+        rm -rf "$out" && mkdir -p "$out"
+        setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR'; run_chrony '$c' '$seed' '$out'"
+        run_ntplab "$c" "$seed" "$out"
+        rows+=("$out")
+    done
+    echo
+    rel=scenarios/$scenario.toml
+    [ -e "$ROOT/$rel" ] || rel=scenarios/chrony-pending/$scenario.toml
+    python3 "$ROOT/scripts/chrony-metrics.py" --case "$c" --scenario "$rel" --node "$node" --window "$window" "${rows[@]}"
+done
