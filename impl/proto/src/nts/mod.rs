@@ -63,9 +63,11 @@
 
 pub mod aead;
 pub mod cookie;
+pub mod ke;
 
 pub use aead::{exporter_context, Aead, CryptoError, Direction, Key, SessionKeys, EXPORTER_LABEL};
 pub use cookie::{CookieError, MasterKeyConfig, MasterKeys};
+pub use ke::{KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep};
 
 /// A source of cryptographically secure random octets, injected by the
 /// caller: the daemon passes the OS generator, the simulator a seeded one.
