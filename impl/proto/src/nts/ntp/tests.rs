@@ -350,3 +350,17 @@ proptest! {
         let _ = s.session.verify_response(&pending, &data);
     }
 }
+
+/// A chronyd 4.3 NTS request (tests/captures/chrony-nts.pcapng, in the fuzz
+/// seeds): its layout is recognised, and since its cookie is not ours the
+/// answer is an NTSN echoing its Unique Identifier.
+#[test]
+fn chrony_request_is_recognised_and_naked() {
+    let chrony: &[u8] = include_bytes!("../../../fuzz/seeds/packet/nts-0.bin");
+    let s = setup(Aead::AesSivCmac256, 12);
+    let NtsRequest::Nak(nak) = process_request(&s.master, chrony) else { panic!("{:?}", process_request(&s.master, chrony)) };
+    assert!(matches!(nak.reason, NakReason::Cookie(CookieError::UnknownKey(_))));
+    assert_eq!(nak.unique_id(), &chrony[52..52 + 32]);
+    let mut out = [0u8; 128];
+    assert!(nak.write(-20, &mut out).unwrap() <= chrony.len());
+}
