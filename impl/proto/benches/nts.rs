@@ -8,28 +8,15 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ntplab_proto::nts::{
-    process_request, Aead, ClientSession, MasterKeyConfig, MasterKeys, NtsRequest, NtsRng, ResponseKind, SessionKeys,
+    process_request, Aead, ClientSession, MasterKeyConfig, MasterKeys, NtsRequest, ResponseKind, SeededRng, SessionKeys,
 };
 
-/// splitmix64: deterministic, not secure (the cost of drawing nonces from
-/// the OS is the daemon's, not the core's).
-struct Rng(u64);
-
-impl NtsRng for Rng {
-    fn fill(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
-        }
-    }
-}
+/// The cost of drawing nonces from the OS is the daemon's, not the core's:
+/// a seeded generator keeps the figure about the core.
+type Rng = SeededRng;
 
 fn setup(aead: Aead) -> (Rng, MasterKeys, ClientSession) {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
     let keys = SessionKeys::random(aead, &mut rng);
     let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();

@@ -20,7 +20,7 @@ struct Fix {
 fn fix() -> &'static Fix {
     static F: OnceLock<Fix> = OnceLock::new();
     F.get_or_init(|| {
-        let mut rng = common::Rng(3);
+        let mut rng = common::rng(3);
         let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
         let cookies = common::AEADS
             .iter()

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let (split, early_split) = run(&pieces);
     assert_eq!(whole, split, "the answer must not depend on how the bytes were split");
     assert_eq!(early_whole, early_split);
-    let mut rng = common::Rng(7);
+    let mut rng = common::rng(7);
     match whole {
         KeServerStep::NeedMore => {
             let r = parse_message(&early_whole.expect("an incomplete request gets Bad Request")).unwrap();

@@ -20,7 +20,7 @@ fn fixtures() -> &'static Vec<common::Fixture> {
 }
 
 fn answer(f: &common::Fixture, request: &[u8]) -> Option<Vec<u8>> {
-    let mut rng = common::Rng(request.len() as u64);
+    let mut rng = common::rng(request.len() as u64);
     let mut out = vec![0u8; 2048];
     out[0] = 0x24;
     match process_request(&f.master, request) {

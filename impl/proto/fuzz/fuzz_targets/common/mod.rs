@@ -3,23 +3,12 @@
 #![allow(dead_code)]
 
 use ntplab_proto::nts::{
-    Aead, ClientSession, MasterKeyConfig, MasterKeys, NtsRng, PendingRequest, SessionKeys,
+    Aead, ClientSession, MasterKeyConfig, MasterKeys, PendingRequest, SeededRng, SessionKeys,
 };
 
-/// splitmix64 over a counter: deterministic, not secure.
-pub struct Rng(pub u64);
-
-impl NtsRng for Rng {
-    fn fill(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
-        }
-    }
+/// The core's seeded generator: deterministic, so a crash replays from its file.
+pub fn rng(seed: u64) -> SeededRng {
+    SeededRng::new(seed)
 }
 
 /// Chunk sizes from the input's own bytes: mostly small, sometimes large.
@@ -61,7 +50,7 @@ pub struct Fixture {
 }
 
 pub fn fixture(aead: Aead) -> Fixture {
-    let mut rng = Rng(aead.id().0 as u64);
+    let mut rng = rng(aead.id().0 as u64);
     let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
     let keys = SessionKeys::random(aead, &mut rng);
     let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
