@@ -2,7 +2,9 @@
 //!
 //! The input is a server response, fed whole and in chunks of input-derived
 //! sizes: both runs must give the same result. An accepted response has an
-//! offered AEAD, at least one non-empty cookie and an ASCII server name.
+//! offered AEAD, at least one non-empty cookie and an ASCII server name; a
+//! response refused as too long is one the wire scanner refuses under the
+//! same limit.
 
 #![no_main]
 
@@ -10,6 +12,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use ntplab_proto::nts::{KeClient, KeClientConfig, KeClientStep, KeError};
+use ntplab_proto::wire::ntske::MessageReader;
 
 fn run(pieces: &[&[u8]]) -> KeClientStep {
     let mut c = KeClient::new(KeClientConfig::default());
@@ -41,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
         KeClientStep::Done(Err(e)) => {
             assert!(!e.to_string().is_empty());
             if let KeError::TooLong { limit } = e {
-                assert!(data.len() > limit, "refused as too long below the limit");
+                // The wire scanner under the same limit refuses it too (as too long, or
+                // malformed where the oversize record also breaks a length rule).
+                assert!(MessageReader::with_max_len(limit).scan(data).is_err(), "refused as too long below the limit");
             }
         }
         other => panic!("{other:?}"),

@@ -49,6 +49,7 @@
 //! match session.verify_response(&pending, &datagram) {
 //!     Ok(ResponseKind::Time { .. }) => forget pending; process datagram[..48] as usual
 //!     Ok(ResponseKind::NtsNak)      => forget pending; re-key: NTS-KE, then session.rekey(keys, cookies)
+//!     Ok(ResponseKind::Kiss(code))  => forget pending; obey the kiss-o'-death (RATE: back off; DENY/RSTR: stop)
 //!     Err(e) => discard the datagram (forged, unauthenticated, not ours)
 //! }
 //! ```

@@ -181,9 +181,12 @@ fn forged_and_unauthenticated_replies_are_rejected() {
     let mut plain = server_header().to_vec();
     push_field(&mut plain, T_UID, pending.unique_id());
     assert_eq!(s.session.verify_response(&pending, &plain), Err(ResponseError::Unauthenticated));
+    // A RATE kiss-o'-death with our UID is obeyed (RFC 8915 §5.7), without it discarded.
     plain[1] = 0;
     plain[12..16].copy_from_slice(b"RATE");
-    assert_eq!(s.session.verify_response(&pending, &plain), Err(ResponseError::Unauthenticated));
+    assert_eq!(s.session.verify_response(&pending, &plain), Ok(ResponseKind::Kiss(*b"RATE")));
+    assert_eq!(s.session.verify_response(&pending, &plain[..48]), Err(ResponseError::MissingUniqueId));
+    assert_eq!(s.session.jar().len(), 7);
     // Sealed with the wrong key.
     let wrong = SessionKeys::random(Aead::Aes128GcmSiv, &mut s.rng);
     let mut forged = server_header().to_vec();
