@@ -1,0 +1,6 @@
+//! Network Time Security (RFC 8915) in the daemon: TLS and TCP for NTS-KE
+//! ([`tls`], [`ke`]). The protocol (KE messages, keys, cookies, protected
+//! packets) is the core's; this module carries its bytes.
+
+pub mod ke;
+pub mod tls;
