@@ -1,9 +1,8 @@
 //! NTS-KE over TCP and TLS (RFC 8915 §4): the listener that serves it and
 //! the client exchange. The messages themselves are the core's business:
-//! the listener reads one whole request (framed by
-//! [`ntplab_proto::wire::ntske::MessageReader`], size-bounded), hands its
-//! octets and the connection's key exporter to a [`KeResponder`], writes
-//! what that returns, and closes.
+//! the listener feeds the octets TLS decrypted, and the connection's key
+//! exporter, to a [`KeSession`] (the core's KE server state machine) until
+//! it answers, writes the answer, and closes.
 //!
 //! Limits, so that no client (slow, hostile or just many) stalls the others:
 //! - at most [`KeLimits::connections`] sessions at once; a connection beyond
@@ -12,8 +11,8 @@
 //!   request, response, close): a client that sends nothing, or one octet a
 //!   second, loses its slot when it passes;
 //! - a request longer than [`KeLimits::request_bytes`] is answered with Error
-//!   1 (Bad Request) as soon as a record header says it would pass the limit,
-//!   so memory per session stays below that bound plus TLS buffers.
+//!   1 (Bad Request) as soon as one octet more than that has arrived, whatever
+//!   the session makes of it; the session holds at most that much.
 //!
 //! Each session runs in its own local task; the accept loop never waits on one.
 
@@ -47,18 +46,35 @@ impl Default for KeLimits {
     }
 }
 
-/// Answers one NTS-KE request: `request` is a whole message (through End of
-/// Message); `exporter` gives the TLS exporter of the connection it came on.
-/// Returns the response message's octets.
-pub trait KeResponder {
-    /// The response.
-    fn respond(&self, request: &[u8], exporter: &dyn KeyExporter) -> Vec<u8>;
+/// What a KE session does next after octets of the request arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeStep {
+    /// Read more.
+    NeedMore,
+    /// Write `response`, then close.
+    Respond {
+        /// The response message's octets.
+        response: Vec<u8>,
+        /// What it is, for logs (never key material).
+        note: String,
+    },
 }
 
-impl<F: Fn(&[u8], &dyn KeyExporter) -> Vec<u8>> KeResponder for F {
-    fn respond(&self, request: &[u8], exporter: &dyn KeyExporter) -> Vec<u8> {
-        self(request, exporter)
-    }
+/// The protocol side of one KE connection: the core's NTS-KE server state
+/// machine, fed the octets TLS decrypted.
+pub trait KeSession {
+    /// Octets of the request; `exporter` is the connection's TLS exporter.
+    fn receive(&mut self, data: &[u8], exporter: &dyn KeyExporter) -> KeStep;
+    /// The client closed before the request was whole: a response to try, if any.
+    fn end_of_input(&mut self) -> Option<Vec<u8>>;
+    /// The session's deadline passed: a response to try, if any.
+    fn timed_out(&mut self) -> Option<Vec<u8>>;
+}
+
+/// Makes one [`KeSession`] per accepted connection.
+pub trait KeSessions {
+    /// A fresh session.
+    fn session(&self) -> Box<dyn KeSession>;
 }
 
 /// TCP for NTS-KE: real sockets in production, simulated ones in the simulator.
@@ -134,11 +150,11 @@ pub enum SessionEnd {
         request_len: usize,
         /// Octets of the response.
         response_len: usize,
+        /// What the response is ([`KeStep::Respond`]'s note).
+        note: String,
     },
     /// The request passed the size limit: answered with Error 1 (Bad Request).
     TooLong,
-    /// The request broke a record's length rule: answered with Error 1.
-    Malformed,
     /// Refused: all session slots were taken.
     Busy,
     /// The TLS handshake failed (TLS 1.2 offered, no common ALPN, ...).
@@ -147,7 +163,7 @@ pub enum SessionEnd {
     NoAlpn,
     /// The client closed before a whole request arrived.
     Truncated,
-    /// The session passed its deadline.
+    /// The session passed its deadline (before its response was written).
     TimedOut,
     /// Reading or writing failed.
     Io(String),
@@ -162,7 +178,7 @@ pub async fn serve<L: StreamListener>(
     listener: L,
     config: Arc<rustls::ServerConfig>,
     limits: KeLimits,
-    responder: Rc<dyn KeResponder>,
+    sessions: Rc<dyn KeSessions>,
     on_end: SessionObserver,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -170,13 +186,13 @@ pub async fn serve<L: StreamListener>(
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
-    let mut sessions = tokio::task::JoinSet::new();
+    let mut running = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, from) = tokio::select! {
             _ = &mut shutdown => break,
             // Reap finished sessions so the set does not grow.
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            Some(_) = running.join_next(), if !running.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -193,72 +209,85 @@ pub async fn serve<L: StreamListener>(
             continue;
         };
         let acceptor = acceptor.clone();
-        let responder = responder.clone();
+        let mut session = sessions.session();
         let on_end = on_end.clone();
-        sessions.spawn_local(async move {
-            let end = match tokio::time::timeout(limits.timeout, session(stream, &acceptor, limits, &*responder)).await {
-                Ok(end) => end,
-                Err(_) => SessionEnd::TimedOut,
-            };
+        running.spawn_local(async move {
+            let deadline = tokio::time::Instant::now() + limits.timeout;
+            let end = run_session(stream, &acceptor, limits, deadline, &mut *session).await;
             drop(permit);
             on_end(from, &end);
         });
     }
-    sessions.shutdown().await;
+    running.shutdown().await;
 }
 
-/// One session: handshake, one request, one response, close.
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+/// Time allowed, after the deadline, to write a last error response.
+const LAST_WORD: Duration = Duration::from_millis(200);
+
+/// One session: handshake, one request, one response, close; all before `deadline`.
+async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     acceptor: &tokio_rustls::TlsAcceptor,
     limits: KeLimits,
-    responder: &dyn KeResponder,
+    deadline: tokio::time::Instant,
+    session: &mut dyn KeSession,
 ) -> SessionEnd {
-    let mut tls = match acceptor.accept(stream).await {
-        Ok(tls) => tls,
-        Err(e) => return SessionEnd::Handshake(e.to_string()),
+    use tokio::time::timeout_at;
+    let mut tls = match timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return SessionEnd::Handshake(e.to_string()),
+        Err(_) => return SessionEnd::TimedOut,
     };
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_NTSKE) {
         // RFC 8915 §4: NTS-KE is only spoken under ALPN ntske/1.
-        let _ = tls.shutdown().await;
+        let _ = timeout_at(deadline, tls.shutdown()).await;
         return SessionEnd::NoAlpn;
     }
-    let reader = MessageReader::with_max_len(limits.request_bytes);
-    let mut buf = Vec::with_capacity(1024);
+    let mut received = 0usize;
     let mut chunk = [0u8; 4096];
-    let len = loop {
-        match reader.scan(&buf) {
-            Ok(Progress::Complete { len }) => break len,
-            Ok(Progress::NeedMore { .. }) => {}
-            Err(e) => {
-                let end = match e {
-                    ntplab_proto::wire::Error::Unsupported { .. } => SessionEnd::TooLong,
-                    _ => SessionEnd::Malformed,
-                };
-                return match write_and_close(&mut tls, &bad_request()).await {
-                    Ok(()) => end,
-                    Err(e) => SessionEnd::Io(e.to_string()),
+    loop {
+        // Never more than the limit: one octet past it is enough to know.
+        let room = (limits.request_bytes + 1 - received).min(chunk.len());
+        let n = match timeout_at(deadline, tls.read(&mut chunk[..room])).await {
+            Err(_) => {
+                if let Some(last) = session.timed_out() {
+                    let _ = timeout_at(tokio::time::Instant::now() + LAST_WORD, write_and_close(&mut tls, &last)).await;
+                }
+                return SessionEnd::TimedOut;
+            }
+            Ok(Ok(0)) => None,
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+            Ok(Err(e)) => return SessionEnd::Io(e.to_string()),
+        };
+        let Some(n) = n else {
+            if let Some(last) = session.end_of_input() {
+                let _ = timeout_at(deadline, write_and_close(&mut tls, &last)).await;
+            }
+            return SessionEnd::Truncated;
+        };
+        received += n;
+        if received > limits.request_bytes {
+            return match timeout_at(deadline, write_and_close(&mut tls, &bad_request())).await {
+                Ok(Ok(())) => SessionEnd::TooLong,
+                Ok(Err(e)) => SessionEnd::Io(e.to_string()),
+                Err(_) => SessionEnd::TimedOut,
+            };
+        }
+        match session.receive(&chunk[..n], &**tls.get_ref().1) {
+            KeStep::NeedMore => continue,
+            KeStep::Respond { response, note } => {
+                return match timeout_at(deadline, write_and_close(&mut tls, &response)).await {
+                    Ok(Ok(())) => SessionEnd::Answered { request_len: received, response_len: response.len(), note },
+                    Ok(Err(e)) => SessionEnd::Io(e.to_string()),
+                    Err(_) => SessionEnd::TimedOut,
                 };
             }
         }
-        // Never read past the limit: the scan above refuses anything longer.
-        let room = (limits.request_bytes + 1).saturating_sub(buf.len()).min(chunk.len());
-        match tls.read(&mut chunk[..room]).await {
-            Ok(0) => return SessionEnd::Truncated,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return SessionEnd::Truncated,
-            Err(e) => return SessionEnd::Io(e.to_string()),
-        }
-    };
-    let response = responder.respond(&buf[..len], &**tls.get_ref().1);
-    match write_and_close(&mut tls, &response).await {
-        Ok(()) => SessionEnd::Answered { request_len: len, response_len: response.len() },
-        Err(e) => SessionEnd::Io(e.to_string()),
     }
 }
 
-/// An Error 1 (Bad Request) response: for a request the listener could not
-/// frame (too long, a record breaking its length rule), before the core saw it.
+/// An Error 1 (Bad Request) response, for a request longer than the limit.
 pub fn bad_request() -> Vec<u8> {
     ntske::message_to_bytes(&[Repr::new(Body::Error(ErrorCode::BAD_REQUEST)), Repr::end_of_message()])
 }
