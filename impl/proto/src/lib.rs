@@ -22,6 +22,8 @@
 //! - [`server`]: the NTPv4 server responder (access control, rate limiting
 //!   with kiss-o'-death, interleaved mode, leap smearing), driven by
 //!   `Server::handle` with time and keys as arguments.
+//! - [`nts`]: Network Time Security (RFC 8915): NTS-KE state machines, AEADs,
+//!   server cookies with key rotation, NTS-protected NTPv4 client and server.
 //! - [`source`]: the per-source client association (poll process, packet
 //!   checks, kiss-o'-death reactions, offset/delay measurement).
 //! - [`refclock`]: reference clocks: the NMEA 0183 stream reader and sentence
@@ -40,6 +42,7 @@ pub mod constants;
 pub mod discipline;
 pub mod filter;
 pub mod mono;
+pub mod nts;
 pub mod refclock;
 pub mod select;
 pub mod server;

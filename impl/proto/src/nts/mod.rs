@@ -1,0 +1,111 @@
+//! Network Time Security (RFC 8915), sans-IO: NTS-KE client and server
+//! state machines over byte buffers, key derivation inputs, the AEADs,
+//! server cookies with key rotation, and NTS-protected NTPv4 packets.
+//!
+//! Nothing here does I/O, reads a clock or draws OS randomness: TLS bytes,
+//! the TLS exporter's output, the time (`now_s`) and a random source
+//! ([`NtsRng`]) are arguments. The wire codecs are in
+//! [`crate::wire::ntske`] (records) and [`crate::wire::nts`] (extension
+//! fields).
+//!
+//! # What the daemon calls, in order
+//!
+//! **NTS-KE server** (one [`ke::KeServer`] per accepted TLS connection;
+//! ALPN `ntske/1`, TLS 1.3, done by the daemon):
+//! ```text
+//! at start:  master = MasterKeys::new(MasterKeyConfig, now_s, &mut rng)
+//!            (and before each use: master.rotate_if_due(now_s, &mut rng))
+//! per conn:  ke = KeServer::new(&KeServerConfig)
+//!            loop { read decrypted bytes from TLS;
+//!                   match ke.receive(bytes) {
+//!                     KeServerStep::NeedMore => continue,          // (a timeout: ke.timed_out())
+//!                     KeServerStep::ExportKeys(aead) => {
+//!                        c2s = tls.export_keying_material(aead.key_len(), EXPORTER_LABEL,
+//!                                 exporter_context(ProtocolId::NTPV4, aead, Direction::ClientToServer))
+//!                        s2c = … Direction::ServerToClient
+//!                        keys = SessionKeys::from_exported(aead, &c2s, &s2c)
+//!                        write ke.respond(&keys, &master, &mut rng); close_notify }
+//!                     KeServerStep::Respond { response, .. } => { write response; close_notify }
+//!                   } }
+//!            stream closed early: ke.end_of_input() → error response (may be undeliverable)
+//! ```
+//! **NTS-KE client** ([`ke::KeClient`]):
+//! ```text
+//! ke = KeClient::new(KeClientConfig); write ke.request()
+//! loop { read bytes; match ke.receive(bytes) {
+//!          KeClientStep::NeedMore => continue,
+//!          KeClientStep::Done(Ok(resp)) => { export c2s/s2c for resp.aead as above;
+//!                                           session = ClientSession::new(keys, resp.cookies) }
+//!          KeClientStep::Done(Err(e)) => report e } }
+//! ```
+//! **NTS-protected NTPv4 client** ([`ntp::ClientSession`]):
+//! ```text
+//! (req, pending) = session.build_request(&header48, &mut rng)?   // send req; keep pending
+//! match session.verify_response(&pending, &datagram) {
+//!     Ok(ResponseKind::Time)  => process datagram[..48] as usual (new cookies already in the jar)
+//!     Ok(ResponseKind::NtsNak) => re-key (run NTS-KE again; then session.rekey(keys, cookies))
+//!     Err(e) => drop the datagram (forged, unauthenticated, not ours)
+//! }
+//! ```
+//! **NTS-protected NTPv4 server** ([`ntp::process_request`]):
+//! ```text
+//! match ntp::process_request(&master, request) {
+//!     NtsRequest::Plain => plain NTP path
+//!     NtsRequest::Protected(p) => Server::handle(..) + finish_response(..) as usual, then
+//!            len = p.seal_reply(&out[..48] header, &master, &mut rng, &mut out)?; send out[..len]
+//!     NtsRequest::Nak(nak) => len = nak.write(&out[..48] any reply header, &mut out); send (an NTSN KoD)
+//!     NtsRequest::Drop(reason) => send nothing
+//! }
+//! ```
+//!
+//! The NTPv5 hook: the Protocol ID travels through [`aead::exporter_context`]
+//! and [`ke::KeServerConfig::protocols`]; only NTPv4 (0) is negotiated today.
+
+pub mod aead;
+pub mod cookie;
+pub mod ke;
+
+pub use aead::{exporter_context, Aead, CryptoError, Direction, Key, SessionKeys, EXPORTER_LABEL};
+pub use cookie::{CookieError, MasterKeyConfig, MasterKeys};
+pub use ke::{KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep};
+
+/// A source of cryptographically secure random octets, injected by the
+/// caller: the daemon passes the OS generator, the simulator a seeded one.
+/// Any `FnMut(&mut [u8])` is one.
+pub trait NtsRng {
+    /// Fills `dest` with random octets.
+    fn fill(&mut self, dest: &mut [u8]);
+}
+
+impl<F: FnMut(&mut [u8])> NtsRng for F {
+    fn fill(&mut self, dest: &mut [u8]) {
+        self(dest)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::NtsRng;
+
+    /// A deterministic generator for tests (splitmix64): not secure.
+    pub struct TestRng(u64);
+
+    impl TestRng {
+        pub fn new(seed: u64) -> Self {
+            TestRng(seed)
+        }
+    }
+
+    impl NtsRng for TestRng {
+        fn fill(&mut self, dest: &mut [u8]) {
+            for chunk in dest.chunks_mut(8) {
+                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = self.0;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
+            }
+        }
+    }
+}
