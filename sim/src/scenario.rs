@@ -2016,6 +2016,7 @@ impl Validator<'_> {
                 nts: false,
                 ke_server: None,
                 trusted_certificates: None,
+                aeads: None,
             }));
         }
         // The daemon reads the host's simulated hardware: its device paths only name it.

@@ -37,13 +37,15 @@
 //! ke_listen = ["127.0.0.1:4460"]         # default: each `listen` IP at port 4460
 //! key_rotation = 86400     # s between new cookie keys (default 1 day)
 //! ntp_server = "ntp.example.net"         # hand out another NTP server (default: none)
-//! ntp_port = 11123         # hand out this NTP port (default: none, i.e. 123)
+//! ntp_port = 11123         # hand out this NTP port (default: the first `listen` port unless 123)
+//! aeads = [15, 30, 17]     # AEADs accepted, preferred first (15 AES-SIV-CMAC-256, 30 AES-128-GCM-SIV, 17 AES-SIV-CMAC-512)
 //!
 //! [[source]]               # an NTS source: KE first, then protected NTP
 //! address = "127.0.0.1:123"               # NTP, unless the KE server names another
 //! nts = true
 //! ke_server = "localhost:4460"            # default: the address's IP, port 4460
 //! trusted_certificates = "/etc/ntplab/ca.pem"   # default: the system's store
+//! aeads = [15, 30]         # AEADs offered, preferred first (default [15, 30, 17])
 //!
 //! [[refclock]]             # a GPS receiver with a PPS output: serve stratum 1
 //! kind = "gps-pps"         # gps-pps | gps | pps
@@ -143,6 +145,8 @@ pub struct NtsSection {
     pub ke_connections: Option<usize>,
     /// Seconds one KE session may take, handshake to close (default 5).
     pub ke_timeout: Option<f64>,
+    /// AEAD algorithm IDs the server accepts, most preferred first (default [15, 30, 17]).
+    pub aeads: Option<Vec<u16>>,
 }
 
 /// `[[refclock]]`.
@@ -242,6 +246,8 @@ pub struct SourceSection {
     pub ke_server: Option<String>,
     /// PEM file of the certificates to trust for NTS-KE (default: the system's store).
     pub trusted_certificates: Option<PathBuf>,
+    /// AEAD algorithm IDs to offer in NTS-KE, most preferred first (default [15, 30, 17]).
+    pub aeads: Option<Vec<u16>>,
 }
 
 /// `[access]`.
@@ -439,6 +445,8 @@ pub struct NtsSourceSpec {
     pub trusted_certificates: Option<PathBuf>,
     /// The anchors, once read ([`DaemonConfig::load_nts_files`]); `None`: read at start.
     pub roots: Option<std::sync::Arc<rustls::RootCertStore>>,
+    /// AEADs offered, most preferred first.
+    pub aeads: Vec<ntplab_proto::nts::Aead>,
 }
 
 /// The NTS server side, validated.
@@ -460,6 +468,8 @@ pub struct NtsServerSpec {
     pub ntp_port: Option<u16>,
     /// The KE listener's bounds.
     pub limits: crate::nts::ke::KeLimits,
+    /// AEADs accepted, most preferred first.
+    pub aeads: Vec<ntplab_proto::nts::Aead>,
 }
 
 /// One reference clock, validated.
@@ -828,7 +838,11 @@ pub const KEY_ROTATION_S_MAX: f64 = 365.0 * 86_400.0;
 /// Validates a source's NTS keys; the failing key and why.
 fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<&'static str>, String)> {
     if !s.nts {
-        for (given, key) in [(s.ke_server.is_some(), "ke_server"), (s.trusted_certificates.is_some(), "trusted_certificates")] {
+        for (given, key) in [
+            (s.ke_server.is_some(), "ke_server"),
+            (s.trusted_certificates.is_some(), "trusted_certificates"),
+            (s.aeads.is_some(), "aeads"),
+        ] {
             if given {
                 return Err((Some(key), format!("`{key}` is for NTS sources: add `nts = true`")));
             }
@@ -845,7 +859,27 @@ fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<
             return Err((Some("trusted_certificates"), "trusted_certificates is empty, not a path".into()));
         }
     }
-    Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None }))
+    let aeads = check_aeads(s.aeads.as_deref()).map_err(|m| (Some("aeads"), m))?;
+    Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None, aeads }))
+}
+
+/// AEAD IDs as written: known to the core, no repeats, at least one.
+fn check_aeads(ids: Option<&[u16]>) -> Result<Vec<ntplab_proto::nts::Aead>, String> {
+    use ntplab_proto::nts::Aead;
+    let Some(ids) = ids else { return Ok(Aead::ALL.to_vec()) };
+    if ids.is_empty() {
+        return Err("aeads is empty: give at least one of 15, 30, 17".into());
+    }
+    let mut out = Vec::new();
+    for &id in ids {
+        let aead = Aead::from_id(ntplab_proto::wire::ntske::AeadId(id))
+            .ok_or_else(|| format!("AEAD {id} is not supported: use 15 (AES-SIV-CMAC-256), 30 (AES-128-GCM-SIV) or 17 (AES-SIV-CMAC-512)"))?;
+        if out.contains(&aead) {
+            return Err(format!("AEAD {id} is listed twice"));
+        }
+        out.push(aead);
+    }
+    Ok(out)
 }
 
 /// `HOST`, `HOST:PORT`, `IPv4:PORT`, `IPV6`, `[IPV6]:PORT`: the host (as a
@@ -916,6 +950,9 @@ fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSp
     if n.ntp_port == Some(0) {
         return Err((Some("ntp_port"), "ntp_port 0 is not a port a server answers on".into()));
     }
+    // Clients assume port 123 unless told: a server listening elsewhere says where.
+    let ntp_port = n.ntp_port.or_else(|| listen.first().map(SocketAddr::port).filter(|&p| p != 123));
+    let aeads = check_aeads(n.aeads.as_deref()).map_err(|m| (Some("aeads"), m))?;
     let defaults = crate::nts::ke::KeLimits::default();
     let connections = n.ke_connections.unwrap_or(defaults.connections);
     if !(1..=65_536).contains(&connections) {
@@ -932,12 +969,13 @@ fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSp
         ke_listen,
         key_rotation: std::time::Duration::from_secs_f64(key_rotation),
         ntp_server: n.ntp_server.clone(),
-        ntp_port: n.ntp_port,
+        ntp_port,
         limits: crate::nts::ke::KeLimits {
             connections,
             timeout: std::time::Duration::from_secs_f64(timeout),
             ..defaults
         },
+        aeads,
     })
 }
 
@@ -1326,7 +1364,8 @@ refid = "NMEA"
         let nts = c.nts.as_ref().unwrap();
         assert_eq!(nts.ke_listen, vec!["127.0.0.1:4460".parse().unwrap(), "[::1]:4460".parse::<SocketAddr>().unwrap()]);
         assert_eq!(nts.key_rotation, std::time::Duration::from_secs(86_400));
-        assert_eq!((nts.ntp_server.as_deref(), nts.ntp_port), (None, None));
+        assert_eq!((nts.ntp_server.as_deref(), nts.ntp_port), (None, Some(11123)), "a port other than 123 is handed out");
+        assert_eq!(nts.aeads, ntplab_proto::nts::Aead::ALL.to_vec());
         assert_eq!(nts.limits, crate::nts::ke::KeLimits::default());
         let s: Vec<_> = c.sources.iter().map(|s| s.nts.as_ref().unwrap()).collect();
         assert_eq!((s[0].ke_host.as_str(), s[0].ke_port, s[0].trusted_certificates.is_none()), ("127.0.0.1", 4460, true));
@@ -1361,6 +1400,10 @@ refid = "NMEA"
             ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\nke_server = \"bad name!:4460\"\n".into(), "v.toml:4:13:", "neither a DNS name"),
             ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\nke_server = \"[::1\"\n".into(), "v.toml:4:13:", "without its `]`"),
             ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = \"yes\"\n".into(), "v.toml:3:7:", "invalid type"),
+            (format!("{head}aeads = [15, 1]\n"), "v.toml:5:9:", "AEAD 1 is not supported"),
+            (format!("{head}aeads = []\n"), "v.toml:5:9:", "aeads is empty"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\naeads = [30, 30]\n".into(), "v.toml:4:9:", "listed twice"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\naeads = [30]\n".into(), "v.toml:3:9:", "add `nts = true`"),
         ];
         for (text, position, what) in cases {
             let e = DaemonConfig::from_toml(&text, "v.toml").unwrap_err().0;

@@ -2,5 +2,7 @@
 //! ([`tls`], [`ke`]). The protocol (KE messages, keys, cookies, protected
 //! packets) is the core's; this module carries its bytes.
 
+pub mod client;
 pub mod ke;
+pub mod server;
 pub mod tls;
