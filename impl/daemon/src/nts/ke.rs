@@ -141,6 +141,45 @@ impl StreamListener for tokio::net::TcpListener {
     }
 }
 
+/// No TCP at all: for networks without streams (a simulation that does not
+/// model them). Listening and connecting fail with `Unsupported`, so a
+/// configuration with NTS fails at start, saying why.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoStreams;
+
+fn no_streams() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "NTS-KE needs TCP, and this network provides none")
+}
+
+impl StreamNetwork for NoStreams {
+    type Stream = tokio::io::DuplexStream;
+    type Listener = NoStreams;
+
+    async fn listen(&self, _: SocketAddr) -> io::Result<NoStreams> {
+        Err(no_streams())
+    }
+
+    async fn connect(&self, _: SocketAddr) -> io::Result<tokio::io::DuplexStream> {
+        Err(no_streams())
+    }
+
+    async fn resolve(&self, _: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+        Err(no_streams())
+    }
+}
+
+impl StreamListener for NoStreams {
+    type Stream = tokio::io::DuplexStream;
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Err(no_streams())
+    }
+
+    async fn accept(&self) -> io::Result<(tokio::io::DuplexStream, SocketAddr)> {
+        Err(no_streams())
+    }
+}
+
 /// How one KE session ended, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEnd {

@@ -3,6 +3,7 @@
 //! packets) is the core's; this module carries its bytes.
 
 pub mod client;
+pub mod glue;
 pub mod ke;
 pub mod server;
 pub mod tls;

@@ -1,0 +1,294 @@
+//! What the daemon loop does for NTS, kept out of the loop itself:
+//! - [`NtsRuntime`]: the streams, the crypto provider and the server state;
+//! - [`serve_protected`]: an NTP request through the core's NTS layer and the
+//!   ordinary responder (access control, rate limits, interleaved mode);
+//! - [`NtsSource`]: a source's key establishment (a local task, retried with
+//!   back-off), its cookie jar and session, protecting requests and judging
+//!   replies. An unauthenticated or forged reply is nothing: dropped unseen.
+
+use super::client::{establish, Established, KeFailure};
+use super::ke::{self, SessionEnd, StreamNetwork};
+use super::server::{provider_rng, NtsServerShared};
+use super::tls;
+use crate::config::{NtsServerSpec, NtsSourceSpec};
+use ntplab_proto::nts::ntp::{process_request, ClientSession, NtsRequest, PendingRequest, ResponseKind};
+use ntplab_proto::server::{Server, ServerAction, ServerClockState};
+use ntplab_proto::time::NtpTime;
+use rustls::crypto::CryptoProvider;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Time allowed for one client key establishment (connect, TLS, KE).
+pub const KE_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First wait before retrying a failed key establishment; it doubles up to [`KE_RETRY_MAX`].
+pub const KE_RETRY_MIN: Duration = Duration::from_secs(4);
+/// Longest wait between key establishment attempts.
+pub const KE_RETRY_MAX: Duration = Duration::from_secs(1024);
+
+/// TCP and TLS for NTS: the stream network and the crypto provider.
+#[derive(Clone)]
+pub struct NtsRuntime<T> {
+    /// TCP.
+    pub streams: T,
+    /// rustls' crypto, and the random source for keys, nonces and cookies.
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl<T> std::fmt::Debug for NtsRuntime<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtsRuntime").finish_non_exhaustive()
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+impl<T: StreamNetwork + Clone + 'static> NtsRuntime<T> {
+    /// Starts the NTS-KE listeners of `spec` as local tasks (pushed on
+    /// `tasks`); returns the state the NTP server shares with them.
+    pub async fn start_server(
+        &self,
+        spec: &NtsServerSpec,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> io::Result<Rc<NtsServerShared>> {
+        let identity = match &spec.identity {
+            Some(identity) => identity.clone(),
+            None => tls::ServerIdentity::load(&spec.certificate, &spec.key).map_err(|(_, e)| invalid(format!("[nts] {e}")))?,
+        };
+        let config = identity.server_config(self.provider.clone()).map_err(|e| invalid(format!("[nts] {e}")))?;
+        let start = tokio::time::Instant::now();
+        let shared = NtsServerShared::new(spec, self.provider.clone(), Rc::new(move || start.elapsed().as_secs()));
+        for addr in &spec.ke_listen {
+            let listener = self
+                .streams
+                .listen(*addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for NTS-KE on {addr}: {e}")))?;
+            tracing::info!(%addr, "NTS-KE listening");
+            tasks.push(tokio::task::spawn_local(ke::serve(
+                listener,
+                config.clone(),
+                spec.limits,
+                Rc::new(shared.clone()),
+                Rc::new(log_session_end),
+                std::future::pending(),
+            )));
+        }
+        Ok(shared)
+    }
+
+    /// The TLS client configuration of an NTS source: its trust anchors, or the system's.
+    pub fn client_config(&self, spec: &NtsSourceSpec) -> io::Result<Arc<rustls::ClientConfig>> {
+        let roots = match (&spec.roots, &spec.trusted_certificates) {
+            (Some(roots), _) => (**roots).clone(),
+            (None, Some(path)) => tls::roots_from_file(path).map_err(invalid)?,
+            (None, None) => tls::system_roots().map_err(invalid)?,
+        };
+        tls::client_config(roots, self.provider.clone()).map_err(invalid)
+    }
+}
+
+fn log_session_end(from: SocketAddr, end: &SessionEnd) {
+    match end {
+        SessionEnd::Answered { note, .. } => tracing::debug!(client = %from, note, "NTS-KE answered"),
+        other => tracing::debug!(client = %from, end = ?other, "NTS-KE session ended"),
+    }
+}
+
+/// How an NTS-aware server handled one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NtsServed {
+    /// Not NTS: the plain path.
+    Plain,
+    /// An authenticated response (its length).
+    Protected(usize),
+    /// An NTSN kiss-o'-death (its length).
+    Nak(usize),
+    /// Nothing sent: the NTS fields were unusable.
+    Dropped,
+}
+
+/// Runs `request` through the NTS layer, then the responder. The reply to
+/// send is `out[..len]` for [`NtsServed::Protected`] and [`NtsServed::Nak`];
+/// for [`NtsServed::Plain`] the caller sends as for any request. The
+/// responder's action is returned too, for its `finish_response` and
+/// `transmitted` calls, which the caller makes as usual; `finish` is called
+/// (with `out`) before the reply is sealed, to write the transmit time.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_protected(
+    shared: &NtsServerShared,
+    server: &mut Server,
+    now_ns: u64,
+    client: SocketAddr,
+    request: &[u8],
+    rx_time: NtpTime,
+    state: &ServerClockState,
+    out: &mut [u8],
+    finish: impl FnOnce(&mut Server, &ntplab_proto::server::Response, &mut [u8]),
+) -> (ServerAction, NtsServed) {
+    let nts = shared.with_master(|master, _| process_request(master, request));
+    if let NtsRequest::Drop(reason) = &nts {
+        tracing::trace!(%client, ?reason, "NTS request dropped");
+        return (ServerAction::Ignore(ntplab_proto::server::DropReason::MalformedTrailer), NtsServed::Dropped);
+    }
+    let action = server.handle(now_ns, client, request, rx_time, state, out);
+    let ServerAction::Respond(response) = &action else { return (action, NtsServed::Dropped) };
+    let kod = matches!(response.reason, ntplab_proto::server::ResponseReason::KodSent(_));
+    let served = match nts {
+        NtsRequest::Plain => NtsServed::Plain,
+        NtsRequest::Drop(_) => NtsServed::Dropped,
+        // Access control and rate limits speak first: their kiss codes go out unauthenticated.
+        _ if kod => NtsServed::Plain,
+        NtsRequest::Nak(nak) => match nak.write(state.precision_log2, out) {
+            Ok(len) => NtsServed::Nak(len),
+            Err(_) => NtsServed::Dropped,
+        },
+        NtsRequest::Protected(p) => {
+            finish(server, response, out);
+            match shared.with_master(|master, rng| p.seal_reply(out, master, rng)) {
+                Ok(len) => NtsServed::Protected(len),
+                Err(_) => NtsServed::Dropped,
+            }
+        }
+    };
+    (action, served)
+}
+
+/// A finished key establishment, handed from its task to the loop.
+#[derive(Debug)]
+pub struct KeDone {
+    /// The source's index in the configuration.
+    pub index: usize,
+    /// What came of it.
+    pub result: Result<Established, KeFailure>,
+}
+
+/// One NTS source's state in the loop.
+pub struct NtsSource {
+    spec: NtsSourceSpec,
+    config: Arc<rustls::ClientConfig>,
+    /// Where NTP goes when the KE server names no server or port.
+    default_ntp: SocketAddr,
+    session: Option<ClientSession>,
+    pending: Vec<PendingRequest>,
+    running: bool,
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl std::fmt::Debug for NtsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtsSource")
+            .field("ke", &format_args!("{}:{}", self.spec.ke_host, self.spec.ke_port))
+            .field("keyed", &self.session.is_some())
+            .field("cookies", &self.session.as_ref().map(|s| s.jar().len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requests whose replies are still awaited (a late reply to an earlier one is still good).
+const PENDING_MAX: usize = 8;
+
+impl NtsSource {
+    /// A source that has not run NTS-KE yet.
+    pub fn new(spec: NtsSourceSpec, config: Arc<rustls::ClientConfig>, default_ntp: SocketAddr) -> NtsSource {
+        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, failures: 0, retry_at: None }
+    }
+
+    /// Starts key establishment as a local task unless one runs or a retry
+    /// is not due yet; its result arrives on `done`.
+    pub fn start_ke<T: StreamNetwork + Clone + 'static>(
+        &mut self,
+        index: usize,
+        runtime: &NtsRuntime<T>,
+        done: &mpsc::Sender<KeDone>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self.running || self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+            return None;
+        }
+        self.running = true;
+        let streams = runtime.streams.clone();
+        let (host, port, config, aeads, default_ntp) =
+            (self.spec.ke_host.clone(), self.spec.ke_port, self.config.clone(), self.spec.aeads.clone(), self.default_ntp);
+        let done = done.clone();
+        Some(tokio::task::spawn_local(async move {
+            let result = establish(&streams, &host, port, config, &aeads, default_ntp, KE_CLIENT_TIMEOUT).await;
+            let _ = done.send(KeDone { index, result }).await;
+        }))
+    }
+
+    /// Takes a finished key establishment; returns the NTP address to use
+    /// when it succeeded.
+    pub fn ke_done(&mut self, result: Result<Established, KeFailure>) -> Result<SocketAddr, KeFailure> {
+        self.running = false;
+        match result {
+            Ok(e) => {
+                self.failures = 0;
+                self.retry_at = None;
+                self.pending.clear();
+                match &mut self.session {
+                    Some(s) => s.rekey(e.keys, e.response.cookies),
+                    None => self.session = Some(ClientSession::new(e.keys, e.response.cookies)),
+                }
+                Ok(e.ntp)
+            }
+            Err(e) => {
+                let wait = KE_RETRY_MIN.saturating_mul(1 << self.failures.min(8)).min(KE_RETRY_MAX);
+                self.failures += 1;
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a session with cookies is ready.
+    pub fn keyed(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.jar().is_empty())
+    }
+
+    /// Cookies in the jar.
+    pub fn cookies(&self) -> usize {
+        self.session.as_ref().map_or(0, |s| s.jar().len())
+    }
+
+    /// The protected form of the plain request `header` (48 octets), or
+    /// `None` when there is no session or no cookie left (NTS-KE must run).
+    pub fn protect(&mut self, header: &[u8], provider: &CryptoProvider) -> Option<Vec<u8>> {
+        let session = self.session.as_mut()?;
+        let (request, pending) = session.build_request(header, &mut provider_rng(provider)).ok()?;
+        if self.pending.len() == PENDING_MAX {
+            self.pending.remove(0);
+        }
+        self.pending.push(pending);
+        Some(request)
+    }
+
+    /// Judges a reply: `Some(true)` authentic time, `Some(false)` an
+    /// authentic NTSN (the session is dropped: re-key), `None` not
+    /// authentic or not ours (drop it: it is nothing).
+    pub fn judge(&mut self, packet: &[u8]) -> Option<bool> {
+        let session = self.session.as_mut()?;
+        let mut last_error = None;
+        for i in (0..self.pending.len()).rev() {
+            match session.verify_response(&self.pending[i], packet) {
+                Ok(ResponseKind::Time { .. }) => {
+                    self.pending.remove(i);
+                    return Some(true);
+                }
+                Ok(ResponseKind::NtsNak) => {
+                    self.session = None;
+                    self.pending.clear();
+                    return Some(false);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        tracing::debug!(ke = %self.spec.ke_host, error = ?last_error, "NTS reply discarded");
+        None
+    }
+}
