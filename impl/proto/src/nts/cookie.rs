@@ -8,11 +8,13 @@
 //! octets 4..20   nonce N, 16 random octets
 //! octets 20..    AEAD_AES_SIV_CMAC_256 under master key K (32 octets),
 //!                nonce N, associated data = octets 0..4 (the key id),
-//!                of the plaintext  AEAD id (2 octets, big-endian) | C2S key | S2C key
+//!                of the plaintext  AEAD id (2 octets, big-endian) | 0x0000 | C2S key | S2C key
 //! ```
 //!
-//! A cookie is `20 + 16 + 2 + 2 × key length` octets: 102 for
-//! AES-SIV-CMAC-256, 166 for AES-SIV-CMAC-512, 70 for AES-128-GCM-SIV. All
+//! A cookie is `20 + 16 + 4 + 2 × key length` octets: 104 for
+//! AES-SIV-CMAC-256, 168 for AES-SIV-CMAC-512, 72 for AES-128-GCM-SIV, a
+//! multiple of 4, so the NTS Cookie field needs no padding and a client
+//! hands back exactly the octets it got. All
 //! cookies of one algorithm have the same length, so a server's fresh
 //! cookie always fits in the room the client's cookie or placeholder made.
 //!
@@ -56,7 +58,7 @@ pub const MAX_KEEP_PREVIOUS: usize = 64;
 
 /// The cookie length for an algorithm's session keys.
 pub const fn cookie_len(aead: Aead) -> usize {
-    KEY_ID_LEN + COOKIE_NONCE_LEN + TAG_LEN + 2 + 2 * aead.key_len()
+    KEY_ID_LEN + COOKIE_NONCE_LEN + TAG_LEN + 4 + 2 * aead.key_len()
 }
 
 /// Rotation settings.
@@ -206,8 +208,9 @@ impl MasterKeys {
         let mut nonce = [0u8; COOKIE_NONCE_LEN];
         rng.fill(&mut nonce);
         out.extend(nonce);
-        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(2 + 2 * keys.aead.key_len()));
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(4 + 2 * keys.aead.key_len()));
         plain.extend(keys.aead.id().0.to_be_bytes());
+        plain.extend([0, 0]);
         plain.extend(keys.c2s.as_bytes());
         plain.extend(keys.s2c.as_bytes());
         let id = current.id.to_be_bytes();
@@ -231,15 +234,15 @@ impl MasterKeys {
             siv_open::<aes_siv::siv::Aes128Siv>(key.key.as_bytes(), &[id_bytes, nonce], ct)
                 .map_err(|_| CookieError::Authentication)?,
         );
-        if plain.len() < 2 {
+        if plain.len() < 4 || plain[2..4] != [0, 0] {
             return Err(CookieError::Malformed);
         }
         let aead = Aead::from_id(AeadId(u16::from_be_bytes([plain[0], plain[1]]))).ok_or(CookieError::Malformed)?;
         let k = aead.key_len();
-        if plain.len() != 2 + 2 * k {
+        if plain.len() != 4 + 2 * k {
             return Err(CookieError::Malformed);
         }
-        SessionKeys::from_exported(aead, &plain[2..2 + k], &plain[2 + k..]).map_err(|_| CookieError::Malformed)
+        SessionKeys::from_exported(aead, &plain[4..4 + k], &plain[4 + k..]).map_err(|_| CookieError::Malformed)
     }
 }
 
@@ -265,9 +268,9 @@ mod tests {
             // Two cookies for the same keys differ (fresh nonce): unlinkable.
             assert_ne!(m.seal(&k, &mut rng), c);
         }
-        assert_eq!(cookie_len(Aead::AesSivCmac256), 102);
-        assert_eq!(cookie_len(Aead::Aes128GcmSiv), 70);
-        assert_eq!(cookie_len(Aead::AesSivCmac512), 166);
+        assert_eq!(cookie_len(Aead::AesSivCmac256), 104);
+        assert_eq!(cookie_len(Aead::Aes128GcmSiv), 72);
+        assert_eq!(cookie_len(Aead::AesSivCmac512), 168);
     }
 
     #[test]

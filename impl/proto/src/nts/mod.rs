@@ -18,56 +18,67 @@
 //! per conn:  ke = KeServer::new(&KeServerConfig)
 //!            loop { read decrypted bytes from TLS;
 //!                   match ke.receive(bytes) {
-//!                     KeServerStep::NeedMore => continue,          // (a timeout: ke.timed_out())
+//!                     KeServerStep::NeedMore => continue,
 //!                     KeServerStep::ExportKeys(aead) => {
-//!                        c2s = tls.export_keying_material(aead.key_len(), EXPORTER_LABEL,
+//!                        c2s = export_keying_material([0; aead.key_len()], EXPORTER_LABEL,
 //!                                 exporter_context(ProtocolId::NTPV4, aead, Direction::ClientToServer))
 //!                        s2c = … Direction::ServerToClient
-//!                        keys = SessionKeys::from_exported(aead, &c2s, &s2c)
+//!                        keys = SessionKeys::from_exported(aead, &c2s, &s2c)   (Err → error_response(2))
 //!                        write ke.respond(&keys, &master, &mut rng); close_notify }
-//!                     KeServerStep::Respond { response, .. } => { write response; close_notify }
+//!                     KeServerStep::Respond { response, outcome } => { write response; close_notify }
+//!                     KeServerStep::Finished => {}
 //!                   } }
-//!            stream closed early: ke.end_of_input() → error response (may be undeliverable)
+//!            timeout:      if let Some(r) = ke.timed_out()   { write r }; close
+//!            EOF early:    if let Some(r) = ke.end_of_input() { try to write r }; close
 //! ```
 //! **NTS-KE client** ([`ke::KeClient`]):
 //! ```text
 //! ke = KeClient::new(KeClientConfig); write ke.request()
-//! loop { read bytes; match ke.receive(bytes) {
+//! loop { read bytes (EOF: ke.end_of_input() gives the error); match ke.receive(bytes) {
 //!          KeClientStep::NeedMore => continue,
 //!          KeClientStep::Done(Ok(resp)) => { export c2s/s2c for resp.aead as above;
-//!                                           session = ClientSession::new(keys, resp.cookies) }
-//!          KeClientStep::Done(Err(e)) => report e } }
+//!                                           session = ClientSession::new(keys, resp.cookies);
+//!                                           NTP server = resp.ntp_server/ntp_port or the KE host:123 }
+//!          KeClientStep::Done(Err(e)) => report e (KeError says which §4 rule)
+//!          KeClientStep::Finished => {} } }
 //! ```
 //! **NTS-protected NTPv4 client** ([`ntp::ClientSession`]):
 //! ```text
-//! (req, pending) = session.build_request(&header48, &mut rng)?   // send req; keep pending
+//! (req, pending) = session.build_request(&header48, &mut rng)?   // NoCookies → run NTS-KE
+//! send req; keep pending with the request
 //! match session.verify_response(&pending, &datagram) {
-//!     Ok(ResponseKind::Time)  => process datagram[..48] as usual (new cookies already in the jar)
-//!     Ok(ResponseKind::NtsNak) => re-key (run NTS-KE again; then session.rekey(keys, cookies))
-//!     Err(e) => drop the datagram (forged, unauthenticated, not ours)
+//!     Ok(ResponseKind::Time { .. }) => forget pending; process datagram[..48] as usual
+//!     Ok(ResponseKind::NtsNak)      => forget pending; re-key: NTS-KE, then session.rekey(keys, cookies)
+//!     Err(e) => discard the datagram (forged, unauthenticated, not ours)
 //! }
 //! ```
 //! **NTS-protected NTPv4 server** ([`ntp::process_request`]):
 //! ```text
 //! match ntp::process_request(&master, request) {
-//!     NtsRequest::Plain => plain NTP path
-//!     NtsRequest::Protected(p) => Server::handle(..) + finish_response(..) as usual, then
-//!            len = p.seal_reply(&out[..48] header, &master, &mut rng, &mut out)?; send out[..len]
-//!     NtsRequest::Nak(nak) => len = nak.write(&out[..48] any reply header, &mut out); send (an NTSN KoD)
+//!     NtsRequest::Plain => the plain Server::handle path
+//!     NtsRequest::Protected(p) => Server::handle(.., out) then finish_response(.., out, tx_time, ..)
+//!            as usual (basic or interleaved), then
+//!            len = p.seal_reply(&mut out, &master, &mut rng)?; send out[..len]
+//!     NtsRequest::Nak(nak) => len = nak.write(precision_log2, &mut out)?; send out[..len] (NTSN)
 //!     NtsRequest::Drop(reason) => send nothing
 //! }
 //! ```
 //!
 //! The NTPv5 hook: the Protocol ID travels through [`aead::exporter_context`]
-//! and [`ke::KeServerConfig::protocols`]; only NTPv4 (0) is negotiated today.
+//! and [`ke::supported_protocol`]; only NTPv4 (0) is negotiated today.
 
 pub mod aead;
 pub mod cookie;
 pub mod ke;
+pub mod ntp;
 
 pub use aead::{exporter_context, Aead, CryptoError, Direction, Key, SessionKeys, EXPORTER_LABEL};
 pub use cookie::{CookieError, MasterKeyConfig, MasterKeys};
 pub use ke::{KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep};
+pub use ntp::{
+    process_request, ClientSession, CookieJar, NakReason, NakReply, NoCookies, NtsDropReason, NtsRequest, PendingRequest, ProtectedRequest,
+    ReplyError, ResponseError, ResponseKind,
+};
 
 /// A source of cryptographically secure random octets, injected by the
 /// caller: the daemon passes the OS generator, the simulator a seeded one.
