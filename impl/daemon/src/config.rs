@@ -863,8 +863,8 @@ fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<
     Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None, aeads }))
 }
 
-/// AEAD IDs as written: known to the core, no repeats, at least one.
-fn check_aeads(ids: Option<&[u16]>) -> Result<Vec<ntplab_proto::nts::Aead>, String> {
+/// AEAD IDs as written: known to the core, no repeats, at least one (none given: all).
+pub fn check_aeads(ids: Option<&[u16]>) -> Result<Vec<ntplab_proto::nts::Aead>, String> {
     use ntplab_proto::nts::Aead;
     let Some(ids) = ids else { return Ok(Aead::ALL.to_vec()) };
     if ids.is_empty() {

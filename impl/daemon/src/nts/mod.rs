@@ -7,3 +7,6 @@ pub mod glue;
 pub mod ke;
 pub mod server;
 pub mod tls;
+
+/// The TLS library, for callers that build configurations or providers.
+pub use rustls;
