@@ -38,11 +38,11 @@ pub struct QueryArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub nts: Option<String>,
     /// PEM file of the certificates to trust for --nts (default: the system's store).
-    #[arg(long, value_name = "FILE", requires = "nts")]
+    #[arg(long, value_name = "FILE")]
     pub trusted_certificates: Option<std::path::PathBuf>,
     /// AEAD to offer with --nts, by ID (15 AES-SIV-CMAC-256, 30 AES-128-GCM-SIV,
     /// 17 AES-SIV-CMAC-512); repeat for several, most preferred first (default: 15, 30, 17).
-    #[arg(long = "aead", value_name = "ID", requires = "nts")]
+    #[arg(long = "aead", value_name = "ID")]
     pub aeads: Vec<u16>,
     /// Exchanges to make; the one with the smallest delay is reported (default 4; 1 with --nts).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -209,6 +209,9 @@ enum Stop {
 
 /// Runs `ntplab query`.
 pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.nts.is_none() && (!args.aeads.is_empty() || args.trusted_certificates.is_some()) {
+        return Err(CliError::usage("--aead and --trusted-certificates go with --nts HOST[:PORT]"));
+    }
     if !(args.interval.is_finite() && (0.0..=60.0).contains(&args.interval)) {
         return Err(CliError::usage("--interval must be between 0 and 60 seconds"));
     }
