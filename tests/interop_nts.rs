@@ -184,6 +184,20 @@ fn an_unauthenticated_reply_is_nothing() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// With a master key every second (7 earlier ones kept), a cookie is dead
+/// after 8 s: the server answers it with an authenticated NTSN kiss-o'-death.
+#[test]
+fn a_cookie_older_than_the_kept_keys_gets_an_ntsn() {
+    let dir = setup("rotation");
+    let (_server, _, ke) = nts_server(&dir, "key_rotation = 1\n");
+    let out = query_nts(&dir, &format!("localhost:{ke}"), &["--samples", "2", "--interval", "9"]);
+    let v = json(&out);
+    let samples = v["samples"].as_array().unwrap();
+    assert_eq!(samples[0]["fate"], "ok", "{v}");
+    assert_eq!((&samples[1]["fate"], &samples[1]["kiss_code"]), (&"kiss".into(), &"NTSN".into()), "{v}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Polls `port` with a plain query until it serves stratum `stratum` (60 s at most).
 fn wait_for_stratum(port: u16, stratum: u64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -292,3 +292,84 @@ impl NtsSource {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntplab_proto::nts::{Aead, KeResponse, MasterKeyConfig, MasterKeys, SessionKeys};
+    use ntplab_proto::wire::ntske::ProtocolId;
+
+    fn header(mode: u8, transmit: u8) -> [u8; 48] {
+        let mut h = [0u8; 48];
+        h[0] = (4 << 3) | mode;
+        h[2] = 6;
+        h[40..48].fill(transmit);
+        h
+    }
+
+    #[test]
+    fn only_authentic_replies_count_and_an_ntsn_drops_the_session() {
+        let provider = tls::provider();
+        let mut rng = provider_rng(&provider);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
+        let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
+        let mut source = NtsSource::new(spec, config, addr);
+        assert!(!source.keyed());
+        assert!(source.protect(&header(3, 1), &provider).is_none(), "no plain request without keys");
+        let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
+        assert_eq!(source.ke_done(Ok(Established { response, keys, ntp: addr })), Ok(addr));
+        assert_eq!((source.keyed(), source.cookies()), (true, 8));
+        // Debug output names no key.
+        assert!(!format!("{source:?}").contains("c2s"), "{source:?}");
+
+        let request = source.protect(&header(3, 1), &provider).unwrap();
+        assert_eq!(source.cookies(), 7, "each request spends one cookie");
+        let NtsRequest::Protected(protected) = process_request(&master, &request) else { panic!("the server cannot read it") };
+        let mut reply = vec![0u8; 2048];
+        reply[..48].copy_from_slice(&header(4, 2));
+        let len = protected.seal_reply(&mut reply, &master, &mut rng).unwrap();
+        assert!(len <= request.len(), "a reply is never longer than its request");
+        // A plain reply, or the real one with one header bit changed, is nothing.
+        assert_eq!(source.judge(&reply[..48]), None);
+        let mut forged = reply[..len].to_vec();
+        forged[47] ^= 1;
+        assert_eq!(source.judge(&forged), None);
+        // The real one is time, and brings a cookie back.
+        assert_eq!(source.judge(&reply[..len]), Some(true));
+        assert_eq!(source.cookies(), 8);
+        // Its replay answers no pending request: nothing.
+        assert_eq!(source.judge(&reply[..len]), None);
+
+        // A server that cannot open the cookie (its keys rotated away) answers NTSN.
+        let request = source.protect(&header(3, 3), &provider).unwrap();
+        let other = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
+        let mut out = vec![0u8; 2048];
+        let n = nak.write(-20, &mut out).unwrap();
+        assert_eq!(source.judge(&out[..n]), Some(false));
+        assert!(!source.keyed(), "NTSN: the session is gone, NTS-KE runs again");
+    }
+
+    #[test]
+    fn failed_key_establishments_back_off() {
+        let provider = tls::provider();
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider).unwrap();
+        let mut source = NtsSource::new(spec, config, "127.0.0.1:123".parse().unwrap());
+        let fail = || Err(KeFailure::Exchange(ke::ExchangeError::TimedOut));
+        let before = tokio::time::Instant::now();
+        assert!(source.ke_done(fail()).is_err());
+        let first = source.retry_at.unwrap() - before;
+        assert!(source.ke_done(fail()).is_err());
+        let second = source.retry_at.unwrap() - before;
+        assert!(first >= KE_RETRY_MIN && second >= 2 * KE_RETRY_MIN, "{first:?} {second:?}");
+        for _ in 0..20 {
+            let _ = source.ke_done(fail());
+        }
+        assert!(source.retry_at.unwrap() - tokio::time::Instant::now() <= KE_RETRY_MAX);
+    }
+}
