@@ -42,9 +42,11 @@
 //! of 4 and at least 16 octets) and/or a legacy MAC (4, 20 or 24 octets). The
 //! answer is always a 48-octet NTPv4-format header in mode 4 carrying the
 //! request's version, so it is never larger than the request (no
-//! amplification). Extension fields are not echoed: until NTS is implemented,
-//! requests carrying them (or a MAC) get a plain, unauthenticated header, which
-//! an authenticating client will discard. Version 5 requests are reported as
+//! amplification). Extension fields are not echoed: through `handle`, requests
+//! carrying them (or a MAC) get a plain, unauthenticated header, which an
+//! authenticating client will discard; a server offering NTS calls
+//! [`Server::handle_nts`] instead (see [`nts`]), whose NTS replies carry the
+//! Unique Identifier and Authenticator and are still never larger than the request. Version 5 requests are reported as
 //! [`DropReason::NtpV5`] for the daemon to route to the NTPv5 responder; they
 //! are judged before access control, which that responder must apply itself
 //! (the [`AccessList`] and [`RateLimiter`] types are public for that). Modes 0,
@@ -80,12 +82,14 @@
 
 pub mod access;
 pub mod interleaved;
+pub mod nts;
 pub mod ratelimit;
 pub mod smear;
 pub mod table;
 
 pub use access::{AccessAction, AccessList, AccessRule, AccessRuleError};
 pub use interleaved::InterleavedStore;
+pub use nts::{NtsReplyKind, NtsResponse, NtsServerAction};
 pub use ratelimit::{RateLimitConfig, RateLimiter, RateVerdict};
 pub use smear::{LeapKind, SmearConfig, SmearStyle, SMEAR_WINDOW_S};
 

@@ -49,6 +49,7 @@
 //! match session.verify_response(&pending, &datagram) {
 //!     Ok(ResponseKind::Time { .. }) => forget pending; process datagram[..48] as usual
 //!     Ok(ResponseKind::NtsNak)      => forget pending; re-key: NTS-KE, then session.rekey(keys, cookies)
+//!     Ok(ResponseKind::Kiss(code))  => forget pending; obey the kiss-o'-death (RATE: back off; DENY/RSTR: stop)
 //!     Err(e) => discard the datagram (forged, unauthenticated, not ours)
 //! }
 //! ```
@@ -94,29 +95,47 @@ impl<F: FnMut(&mut [u8])> NtsRng for F {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::NtsRng;
+/// A deterministic generator (splitmix64) for tests, benchmarks, fuzzing
+/// and simulations whose runs must replay from a seed. **Not
+/// cryptographically secure**: production keys and nonces come from the OS
+/// generator.
+#[derive(Clone, Debug)]
+pub struct SeededRng(u64);
 
-    /// A deterministic generator for tests (splitmix64): not secure.
-    pub struct TestRng(u64);
+impl SeededRng {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SeededRng(seed)
+    }
+}
 
-    impl TestRng {
-        pub fn new(seed: u64) -> Self {
-            TestRng(seed)
+impl NtsRng for SeededRng {
+    fn fill(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
         }
     }
+}
 
-    impl NtsRng for TestRng {
-        fn fill(&mut self, dest: &mut [u8]) {
-            for chunk in dest.chunks_mut(8) {
-                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = self.0;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
-            }
-        }
+#[cfg(test)]
+pub(crate) mod tests {
+    pub use super::SeededRng as TestRng;
+
+    #[test]
+    fn seeded_rng_replays_and_differs_by_seed() {
+        use super::NtsRng;
+        let (mut a, mut b, mut c) = (TestRng::new(1), TestRng::new(1), TestRng::new(2));
+        let (mut x, mut y, mut z) = ([0u8; 13], [0u8; 13], [0u8; 13]);
+        a.fill(&mut x);
+        b.fill(&mut y);
+        c.fill(&mut z);
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+        assert_ne!(x, [0; 13]);
     }
 }

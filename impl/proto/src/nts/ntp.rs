@@ -20,9 +20,10 @@
 //! its encrypted fields go into the jar. An "NTSN" kiss-o'-death with the
 //! request's Unique Identifier is [`ResponseKind::NtsNak`]: the caller
 //! re-keys (runs NTS-KE again, then [`ClientSession::rekey`], which drops
-//! every old cookie). Anything else is an error and must be discarded:
-//! unauthenticated replies (including other kiss-o'-deaths), wrong or
-//! missing identifiers, failed authentication. After a response is
+//! every old cookie); another kiss-o'-death with that identifier is
+//! [`ResponseKind::Kiss`] (RFC 8915 §5.7: obey it as RFC 5905 §7.4 says).
+//! Anything else is an error and must be discarded: unauthenticated
+//! replies, wrong or missing identifiers, failed authentication. After a response is
 //! accepted the caller forgets the [`PendingRequest`], so a replay of it is
 //! not accepted twice.
 //!
@@ -259,6 +260,10 @@ pub enum ResponseKind {
     },
     /// An NTSN kiss-o'-death answering this request: re-key.
     NtsNak,
+    /// Another kiss-o'-death (stratum 0) carrying this request's Unique
+    /// Identifier, e.g. RATE: RFC 8915 §5.7 has the client obey it as RFC
+    /// 5905 §7.4 says. It carries no time and adds no cookie.
+    Kiss([u8; 4]),
 }
 
 /// Why a response was discarded.
@@ -386,6 +391,9 @@ impl ClientSession {
         if is_ntsn_kod(packet) {
             return Ok(ResponseKind::NtsNak);
         }
+        if packet[1] == 0 {
+            return Ok(ResponseKind::Kiss([packet[12], packet[13], packet[14], packet[15]]));
+        }
         let auth = auth.ok_or(ResponseError::Unauthenticated)?;
         let parts = parse_auth(auth.value(packet)).ok_or(ResponseError::Malformed)?;
         let aead = self.keys.aead;
@@ -510,6 +518,17 @@ impl ProtectedRequest {
         out[..reply.len()].copy_from_slice(&reply);
         Ok(reply.len())
     }
+}
+
+/// Appends a Unique Identifier field echoing `uid` after the 48-octet
+/// header in `out` (a kiss-o'-death answering an NTS request); the total
+/// length, or `None` if `out` is too short.
+pub(crate) fn append_uid(out: &mut [u8], uid: &[u8]) -> Option<usize> {
+    let mut f = Vec::with_capacity(4 + padded_len(uid.len()));
+    push_field(&mut f, T_UID, uid);
+    let end = HEADER_LEN + f.len();
+    out.get_mut(HEADER_LEN..end)?.copy_from_slice(&f);
+    Some(end)
 }
 
 /// An NTSN answer to write.

@@ -181,9 +181,12 @@ fn forged_and_unauthenticated_replies_are_rejected() {
     let mut plain = server_header().to_vec();
     push_field(&mut plain, T_UID, pending.unique_id());
     assert_eq!(s.session.verify_response(&pending, &plain), Err(ResponseError::Unauthenticated));
+    // A RATE kiss-o'-death with our UID is obeyed (RFC 8915 §5.7), without it discarded.
     plain[1] = 0;
     plain[12..16].copy_from_slice(b"RATE");
-    assert_eq!(s.session.verify_response(&pending, &plain), Err(ResponseError::Unauthenticated));
+    assert_eq!(s.session.verify_response(&pending, &plain), Ok(ResponseKind::Kiss(*b"RATE")));
+    assert_eq!(s.session.verify_response(&pending, &plain[..48]), Err(ResponseError::MissingUniqueId));
+    assert_eq!(s.session.jar().len(), 7);
     // Sealed with the wrong key.
     let wrong = SessionKeys::random(Aead::Aes128GcmSiv, &mut s.rng);
     let mut forged = server_header().to_vec();
@@ -349,4 +352,18 @@ proptest! {
         let _ = process_request(&s.master, &data);
         let _ = s.session.verify_response(&pending, &data);
     }
+}
+
+/// A chronyd 4.3 NTS request (tests/captures/chrony-nts.pcapng, in the fuzz
+/// seeds): its layout is recognised, and since its cookie is not ours the
+/// answer is an NTSN echoing its Unique Identifier.
+#[test]
+fn chrony_request_is_recognised_and_naked() {
+    let chrony: &[u8] = include_bytes!("../../../fuzz/seeds/packet/nts-0.bin");
+    let s = setup(Aead::AesSivCmac256, 12);
+    let NtsRequest::Nak(nak) = process_request(&s.master, chrony) else { panic!("{:?}", process_request(&s.master, chrony)) };
+    assert!(matches!(nak.reason, NakReason::Cookie(CookieError::UnknownKey(_))));
+    assert_eq!(nak.unique_id(), &chrony[52..52 + 32]);
+    let mut out = [0u8; 128];
+    assert!(nak.write(-20, &mut out).unwrap() <= chrony.len());
 }
