@@ -32,11 +32,13 @@ impl QueryNts {
             .map_err(|e| CliError::input(format!("no NTS request: {e}")))
     }
 
-    /// Whether `packet` is an authentic reply to `pending` (time or NTSN);
+    /// Whether `packet` is an authentic reply to `pending` (time or NTSN) or a
+    /// kiss-o'-death echoing its Unique Identifier;
     /// otherwise why it is set aside.
     pub fn judge(&mut self, pending: &PendingRequest, packet: &[u8]) -> Result<(), String> {
         match self.session.verify_response(pending, packet) {
-            Ok(ResponseKind::Time { .. }) | Ok(ResponseKind::NtsNak) => Ok(()),
+            // Time, an NTSN, or a kiss-o'-death that echoes this request's identifier.
+            Ok(ResponseKind::Time { .. } | ResponseKind::NtsNak | ResponseKind::Kiss(_)) => Ok(()),
             Err(e) => Err(format!("nts: {e}")),
         }
     }

@@ -16,14 +16,14 @@
 use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
 use crate::net::{DatagramSocket, Network, Received};
-use crate::nts::glue::{serve_protected, KeDone, NtsRuntime, NtsServed, NtsSource};
+use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
 use crate::nts::ke::{NoStreams, StreamNetwork};
 use crate::nts::server::NtsServerShared;
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
 use ntplab_proto::discipline::Action;
 use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
-use ntplab_proto::server::{Server, ServerAction, ServerClockState};
+use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
 use ntplab_proto::source::{Measurement, Source, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
@@ -712,30 +712,29 @@ async fn serve_nts<S: DatagramSocket, C: DaemonClock>(
     events: &mut dyn EventSink,
 ) {
     let client = inc.received.from;
-    let finish = |server: &mut Server, response: &ntplab_proto::server::Response, out: &mut [u8]| {
-        server.finish_response(response, out, clock.now(), state);
-    };
-    let (action, served) = serve_protected(shared, server, now.as_nanos(), client, &inc.data, rx_time, state, out, finish);
-    if let ServerAction::Respond(response) = &action {
-        let len = match served {
-            NtsServed::Plain => {
-                server.finish_response(response, out, clock.now(), state);
-                Some(response.len)
-            }
-            NtsServed::Protected(len) | NtsServed::Nak(len) => Some(len),
-            NtsServed::Dropped => None,
-        };
-        if let Some(len) = len {
-            match socket.send_reply(&out[..len], client, inc.received.to).await {
-                Ok(sent) => {
-                    if let (Some(raw), NtsServed::Plain | NtsServed::Protected(_)) = (sent.tx_time, served) {
-                        server.transmitted(response, clock.local_time_of(raw), state);
+    let action = shared.with_master(|master, _| server.handle_nts(now.as_nanos(), client, &inc.data, rx_time, state, master, out));
+    let action = match action {
+        NtsServerAction::Respond(response) => {
+            let sealed = shared.with_master(|master, rng| server.finish_nts_response(&response, out, clock.now(), state, master, rng));
+            if let Ok(len) = sealed {
+                match socket.send_reply(&out[..len], client, inc.received.to).await {
+                    Ok(sent) => {
+                        // An NTSN saves nothing for interleaved mode; every other reply does.
+                        if let (Some(raw), false) = (sent.tx_time, response.kind() == NtsReplyKind::Nak) {
+                            server.transmitted(&response.response, clock.local_time_of(raw), state);
+                        }
                     }
+                    Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
                 }
-                Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
             }
+            ServerAction::Respond(response.response)
         }
-    }
+        NtsServerAction::Ignore(reason) => ServerAction::Ignore(reason),
+        NtsServerAction::IgnoreNts(reason) => {
+            tracing::trace!(%client, ?reason, "NTS request dropped");
+            ServerAction::Ignore(ntplab_proto::server::DropReason::MalformedTrailer)
+        }
+    };
     events.event(rx_time, &DaemonEvent::Served { client, action });
 }
 

@@ -1,7 +1,5 @@
 //! What the daemon loop does for NTS, kept out of the loop itself:
 //! - [`NtsRuntime`]: the streams, the crypto provider and the server state;
-//! - [`serve_protected`]: an NTP request through the core's NTS layer and the
-//!   ordinary responder (access control, rate limits, interleaved mode);
 //! - [`NtsSource`]: a source's key establishment (a local task, retried with
 //!   back-off), its cookie jar and session, protecting requests and judging
 //!   replies. An unauthenticated or forged reply is nothing: dropped unseen.
@@ -11,9 +9,7 @@ use super::ke::{self, SessionEnd, StreamNetwork};
 use super::server::{provider_rng, NtsServerShared};
 use super::tls;
 use crate::config::{NtsServerSpec, NtsSourceSpec};
-use ntplab_proto::nts::ntp::{process_request, ClientSession, NtsRequest, PendingRequest, ResponseKind};
-use ntplab_proto::server::{Server, ServerAction, ServerClockState};
-use ntplab_proto::time::NtpTime;
+use ntplab_proto::nts::ntp::{ClientSession, PendingRequest, ResponseKind};
 use rustls::crypto::CryptoProvider;
 use std::io;
 use std::net::SocketAddr;
@@ -98,65 +94,6 @@ fn log_session_end(from: SocketAddr, end: &SessionEnd) {
         SessionEnd::Answered { note, .. } => tracing::debug!(client = %from, note, "NTS-KE answered"),
         other => tracing::debug!(client = %from, end = ?other, "NTS-KE session ended"),
     }
-}
-
-/// How an NTS-aware server handled one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NtsServed {
-    /// Not NTS: the plain path.
-    Plain,
-    /// An authenticated response (its length).
-    Protected(usize),
-    /// An NTSN kiss-o'-death (its length).
-    Nak(usize),
-    /// Nothing sent: the NTS fields were unusable.
-    Dropped,
-}
-
-/// Runs `request` through the NTS layer, then the responder. The reply to
-/// send is `out[..len]` for [`NtsServed::Protected`] and [`NtsServed::Nak`];
-/// for [`NtsServed::Plain`] the caller sends as for any request. The
-/// responder's action is returned too, for its `finish_response` and
-/// `transmitted` calls, which the caller makes as usual; `finish` is called
-/// (with `out`) before the reply is sealed, to write the transmit time.
-#[allow(clippy::too_many_arguments)]
-pub fn serve_protected(
-    shared: &NtsServerShared,
-    server: &mut Server,
-    now_ns: u64,
-    client: SocketAddr,
-    request: &[u8],
-    rx_time: NtpTime,
-    state: &ServerClockState,
-    out: &mut [u8],
-    finish: impl FnOnce(&mut Server, &ntplab_proto::server::Response, &mut [u8]),
-) -> (ServerAction, NtsServed) {
-    let nts = shared.with_master(|master, _| process_request(master, request));
-    if let NtsRequest::Drop(reason) = &nts {
-        tracing::trace!(%client, ?reason, "NTS request dropped");
-        return (ServerAction::Ignore(ntplab_proto::server::DropReason::MalformedTrailer), NtsServed::Dropped);
-    }
-    let action = server.handle(now_ns, client, request, rx_time, state, out);
-    let ServerAction::Respond(response) = &action else { return (action, NtsServed::Dropped) };
-    let kod = matches!(response.reason, ntplab_proto::server::ResponseReason::KodSent(_));
-    let served = match nts {
-        NtsRequest::Plain => NtsServed::Plain,
-        NtsRequest::Drop(_) => NtsServed::Dropped,
-        // Access control and rate limits speak first: their kiss codes go out unauthenticated.
-        _ if kod => NtsServed::Plain,
-        NtsRequest::Nak(nak) => match nak.write(state.precision_log2, out) {
-            Ok(len) => NtsServed::Nak(len),
-            Err(_) => NtsServed::Dropped,
-        },
-        NtsRequest::Protected(p) => {
-            finish(server, response, out);
-            match shared.with_master(|master, rng| p.seal_reply(out, master, rng)) {
-                Ok(len) => NtsServed::Protected(len),
-                Err(_) => NtsServed::Dropped,
-            }
-        }
-    };
-    (action, served)
 }
 
 /// A finished key establishment, handed from its task to the loop.
@@ -268,15 +205,17 @@ impl NtsSource {
         Some(request)
     }
 
-    /// Judges a reply: `Some(true)` authentic time, `Some(false)` an
-    /// authentic NTSN (the session is dropped: re-key), `None` not
-    /// authentic or not ours (drop it: it is nothing).
+    /// Judges a reply: `Some(true)` authentic time, or a kiss-o'-death that
+    /// echoes the request's Unique Identifier (RFC 8915 §5.7: the source
+    /// obeys it as any); `Some(false)` an NTSN for one of its requests (the
+    /// session is dropped: re-key); `None` not authentic or not ours (drop
+    /// it: it is nothing).
     pub fn judge(&mut self, packet: &[u8]) -> Option<bool> {
         let session = self.session.as_mut()?;
         let mut last_error = None;
         for i in (0..self.pending.len()).rev() {
             match session.verify_response(&self.pending[i], packet) {
-                Ok(ResponseKind::Time { .. }) => {
+                Ok(ResponseKind::Time { .. } | ResponseKind::Kiss(_)) => {
                     self.pending.remove(i);
                     return Some(true);
                 }
@@ -296,12 +235,15 @@ impl NtsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ntplab_proto::nts::ntp::{process_request, NtsRequest};
     use ntplab_proto::nts::{Aead, KeResponse, MasterKeyConfig, MasterKeys, SessionKeys};
     use ntplab_proto::wire::ntske::ProtocolId;
 
     fn header(mode: u8, transmit: u8) -> [u8; 48] {
         let mut h = [0u8; 48];
         h[0] = (4 << 3) | mode;
+        // Stratum 1 in replies: stratum 0 would make them kiss-o'-deaths.
+        h[1] = u8::from(mode == 4);
         h[2] = 6;
         h[40..48].fill(transmit);
         h
