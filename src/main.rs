@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod decode;
 mod query;
+mod query_nts;
 mod run;
 mod serve;
 mod suite;

@@ -30,10 +30,23 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct QueryArgs {
     /// The server, as IP:PORT (e.g. 127.0.0.1:123 or [::1]:123).
-    pub server: SocketAddr,
-    /// Exchanges to make; the one with the smallest delay is reported.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub samples: u32,
+    #[arg(required_unless_present = "nts", conflicts_with = "nts")]
+    pub server: Option<SocketAddr>,
+    /// Use NTS (RFC 8915): key establishment with this NTS-KE server
+    /// (HOST[:PORT], default port 4460), then NTS-protected exchanges with
+    /// the NTP server it names (by default the same address, port 123).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub nts: Option<String>,
+    /// PEM file of the certificates to trust for --nts (default: the system's store).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_certificates: Option<std::path::PathBuf>,
+    /// AEAD to offer with --nts, by ID (15 AES-SIV-CMAC-256, 30 AES-128-GCM-SIV,
+    /// 17 AES-SIV-CMAC-512); repeat for several, most preferred first (default: 15, 30, 17).
+    #[arg(long = "aead", value_name = "ID")]
+    pub aeads: Vec<u16>,
+    /// Exchanges to make; the one with the smallest delay is reported (default 4; 1 with --nts).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub samples: Option<u32>,
     /// Seconds between exchanges.
     #[arg(long, default_value_t = 0.25)]
     pub interval: f64,
@@ -125,11 +138,37 @@ pub struct BestJson {
     pub version: u8,
 }
 
+/// What NTS key establishment agreed (`--nts`).
+#[derive(Serialize, Debug, Clone)]
+pub struct NtsJson {
+    /// The NTS-KE server, HOST:PORT.
+    pub ke_server: String,
+    /// The AEAD algorithm's ID (IANA AEAD registry).
+    pub aead: u16,
+    /// Its name.
+    pub aead_name: &'static str,
+    /// The NTP server and port used (negotiated, or the defaults).
+    pub ntp_server: String,
+    /// Whether the KE server named the NTP server (else the KE server's address).
+    pub ntp_server_negotiated: bool,
+    /// Whether the KE server named the port (else 123).
+    pub ntp_port_negotiated: bool,
+    /// Cookies received.
+    pub cookies: usize,
+    /// Their length in octets (the first one's).
+    pub cookie_len: usize,
+    /// Cookies in the jar after the exchanges.
+    pub cookies_left: usize,
+}
+
 /// The result of `ntplab query`, as JSON.
 #[derive(Serialize, Debug)]
 pub struct QueryJson {
     /// The server queried.
     pub server: String,
+    /// NTS key establishment, with `--nts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nts: Option<NtsJson>,
     /// The best sample (smallest delay); absent when no exchange gave one.
     #[serde(flatten)]
     pub best: Option<BestJson>,
@@ -170,6 +209,9 @@ enum Stop {
 
 /// Runs `ntplab query`.
 pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.nts.is_none() && (!args.aeads.is_empty() || args.trusted_certificates.is_some()) {
+        return Err(CliError::usage("--aead and --trusted-certificates go with --nts HOST[:PORT]"));
+    }
     if !(args.interval.is_finite() && (0.0..=60.0).contains(&args.interval)) {
         return Err(CliError::usage("--interval must be between 0 and 60 seconds"));
     }
@@ -180,8 +222,9 @@ pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::internal(format!("cannot start the runtime: {e}")))?;
-    let (outcomes, stop) = runtime.block_on(exchange_all(args))?;
-    let result = summarize(args, &outcomes, stop.as_ref());
+    let (server, outcomes, stop, nts) = runtime.block_on(query(args))?;
+    let mut result = summarize(server, &outcomes, stop.as_ref());
+    result.nts = nts;
     let text = match args.format {
         OutputFormat::Json => serde_json::to_string(&result).map_err(|e| CliError::internal(e.to_string()))? + "\n",
         OutputFormat::Text => to_text(&result),
@@ -192,18 +235,18 @@ pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<(), CliError> {
             code: EXIT_KISS_OF_DEATH,
             message: format!(
                 "{}: kiss-o'-death {}: {}; stopped sending",
-                args.server,
+                server,
                 code.name(),
                 kiss_meaning(*code)
             ),
         }),
         (Some(Stop::PortUnreachable), None) => {
-            Err(CliError::input(format!("port unreachable: nothing listens on {}", args.server)))
+            Err(CliError::input(format!("port unreachable: nothing listens on {}", server)))
         }
-        (Some(Stop::Unreachable(why)), None) => Err(CliError::input(format!("{}: {why}", args.server))),
+        (Some(Stop::Unreachable(why)), None) => Err(CliError::input(format!("{}: {why}", server))),
         (_, None) => Err(CliError::input(format!(
             "{}: no usable reply in {} attempt(s): {}",
-            args.server,
+            server,
             outcomes.len(),
             result.failures.join("; ")
         ))),
@@ -211,7 +254,7 @@ pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
 }
 
-fn summarize(args: &QueryArgs, outcomes: &[Outcome], stop: Option<&Stop>) -> QueryJson {
+fn summarize(server: SocketAddr, outcomes: &[Outcome], stop: Option<&Stop>) -> QueryJson {
     let best = outcomes.iter().filter_map(|o| o.measurement.as_ref()).min_by_key(|m| m.delay);
     let samples: Vec<SampleJson> = outcomes
         .iter()
@@ -235,13 +278,14 @@ fn summarize(args: &QueryArgs, outcomes: &[Outcome], stop: Option<&Stop>) -> Que
         _ => None,
     };
     QueryJson {
-        server: args.server.to_string(),
+        server: server.to_string(),
+        nts: None,
         best: best.map(best_json),
         samples,
         failures,
         stopped: stop.map(|s| match s {
             Stop::Kiss(code) => format!("kiss-o'-death {}: {}", code.name(), kiss_meaning(*code)),
-            Stop::PortUnreachable => format!("port unreachable: nothing listens on {}", args.server),
+            Stop::PortUnreachable => format!("port unreachable: nothing listens on {}", server),
             Stop::Unreachable(why) => why.clone(),
         }),
         kiss_code: kiss.map(|k| k.name()),
@@ -278,6 +322,19 @@ fn to_text(r: &QueryJson) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let usable = r.samples.iter().filter(|x| x.fate == Fate::Ok).count();
+    if let Some(n) = &r.nts {
+        let how = match (n.ntp_server_negotiated, n.ntp_port_negotiated) {
+            (true, true) => "server and port negotiated",
+            (true, false) => "server negotiated, port 123",
+            (false, true) => "the KE server's address, port negotiated",
+            (false, false) => "the KE server's address, port 123",
+        };
+        let _ = writeln!(
+            s,
+            "NTS-KE {}: AEAD {} ({}), NTP server {} ({how}), {} cookies of {} octets ({} left)",
+            n.ke_server, n.aead, n.aead_name, n.ntp_server, n.cookies, n.cookie_len, n.cookies_left
+        );
+    }
     if let Some(b) = &r.best {
         let _ = write!(
             s,
@@ -348,8 +405,27 @@ pub fn kiss_meaning(code: KissCode) -> &'static str {
     }
 }
 
-async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), CliError> {
-    let local: SocketAddr = match args.server {
+/// The exchanges, after NTS key establishment with `--nts`.
+async fn query(args: &QueryArgs) -> Result<(SocketAddr, Vec<Outcome>, Option<Stop>, Option<NtsJson>), CliError> {
+    let Some(ke) = &args.nts else {
+        let server = args.server.ok_or_else(|| CliError::usage("give a server (IP:PORT) or --nts HOST[:PORT]"))?;
+        let (outcomes, stop) = exchange_all(args, server, args.samples.unwrap_or(4), None).await?;
+        return Ok((server, outcomes, stop, None));
+    };
+    let (mut nts, json) = crate::query_nts::establish(args, ke).await?;
+    let server = nts.ntp;
+    let (outcomes, stop) = exchange_all(args, server, args.samples.unwrap_or(1), Some(&mut nts)).await?;
+    let json = NtsJson { cookies_left: nts.cookies_left(), ..json };
+    Ok((server, outcomes, stop, Some(json)))
+}
+
+async fn exchange_all(
+    args: &QueryArgs,
+    server: SocketAddr,
+    samples: u32,
+    mut nts: Option<&mut crate::query_nts::QueryNts>,
+) -> Result<(Vec<Outcome>, Option<Stop>), CliError> {
+    let local: SocketAddr = match server {
         SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(a) if a.ip().is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
@@ -362,9 +438,9 @@ async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), 
     // Connected: the kernel passes on only the server's datagrams and turns an
     // ICMP port unreachable into ECONNREFUSED on the next receive.
     socket
-        .connect(args.server)
+        .connect(server)
         .await
-        .map_err(|e| CliError::input(format!("cannot reach {}: {e}", args.server)))?;
+        .map_err(|e| CliError::input(format!("cannot reach {}: {e}", server)))?;
     let start = std::time::Instant::now();
     let mono = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
     let mut outcomes = Vec::new();
@@ -372,7 +448,7 @@ async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), 
     // earlier one as its origin is a late answer, not this sample's.
     let mut sent_origins: Vec<[u8; 8]> = Vec::new();
     let config = SourceConfig { version: args.version, poll_jitter: false, ..SourceConfig::default() };
-    for i in 0..args.samples {
+    for i in 0..samples {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs_f64(args.interval)).await;
         }
@@ -382,14 +458,23 @@ async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), 
             return Err(CliError::internal("the client state machine sent nothing"));
         };
         let origin: [u8; 8] = request[40..48].try_into().expect("a request holds a whole header");
-        let sent = match socket.send_to(&request[..req.len], args.server).await {
+        let mut pending = None;
+        let bytes = match nts.as_deref_mut() {
+            None => request[..req.len].to_vec(),
+            Some(n) => {
+                let (bytes, p) = n.protect(&request[..req.len])?;
+                pending = Some(p);
+                bytes
+            }
+        };
+        let sent = match socket.send_to(&bytes, server).await {
             Ok(sent) => sent,
-            Err(e) => match unreachable(&e, args.server) {
+            Err(e) => match unreachable(&e, server) {
                 Some(stop) => {
                     outcomes.push(Outcome::failed(Fate::PortUnreachable, stop_text(&stop), Vec::new()));
                     return Ok((outcomes, Some(stop)));
                 }
-                None => return Err(CliError::input(format!("cannot send to {}: {e}", args.server))),
+                None => return Err(CliError::input(format!("cannot send to {}: {e}", server))),
             },
         };
         sent_origins.push(origin);
@@ -401,7 +486,7 @@ async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), 
                 Err(_) => {
                     break Outcome::failed(Fate::NoReply, format!("no reply within {} s", args.timeout), discarded);
                 }
-                Ok(Err(e)) => match unreachable(&e, args.server) {
+                Ok(Err(e)) => match unreachable(&e, server) {
                     Some(stop) => {
                         let fate = if matches!(stop, Stop::PortUnreachable) { Fate::PortUnreachable } else { Fate::Error };
                         outcomes.push(Outcome::failed(fate, stop_text(&stop), discarded));
@@ -412,9 +497,16 @@ async fn exchange_all(args: &QueryArgs) -> Result<(Vec<Outcome>, Option<Stop>), 
                 Ok(Ok(r)) => r,
             };
             let data = &buf[..received.len];
-            let answers_us = received.from == args.server && data.get(24..32) == Some(&origin[..]);
+            if let (Some(n), Some(p)) = (nts.as_deref_mut(), pending.as_ref()) {
+                // Only an authentic reply to this request counts; anything else is set aside.
+                if let Err(reason) = n.judge(p, data) {
+                    count_discard(&mut discarded, reason);
+                    continue;
+                }
+            }
+            let answers_us = received.from == server && data.get(24..32) == Some(&origin[..]);
             let rx = received.rx_time.unwrap_or_else(realtime_now);
-            let event = if received.from == args.server {
+            let event = if received.from == server {
                 source.handle_response(mono(), data, rx, sent.tx_time)
             } else {
                 SourceEvent::Rejected(RejectReason::Unsolicited)

@@ -12,6 +12,8 @@ use ntplab_daemon::config::{ConfigFile, DaemonConfig};
 use ntplab_daemon::refclock::linux::LinuxRefclocks;
 use ntplab_daemon::daemon::{self, TracingSink};
 use ntplab_daemon::net::TokioNetwork;
+use ntplab_daemon::nts::glue::NtsRuntime;
+use ntplab_daemon::nts::ke::TokioStreams;
 use ntplab_daemon::sysclock::SystemClock;
 use ntplab_proto::system::LocalReference;
 use ntplab_proto::wire::refid::ReferenceId;
@@ -69,6 +71,8 @@ fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
     };
     file.listen.extend(&args.listen);
     let mut config = file.validate_text(&text, &origin).map_err(|e| CliError::usage(e.to_string()))?;
+    // Certificates and keys are read now, so a bad file is named with its line in the config.
+    config.load_nts_files(&text, &origin).map_err(|e| CliError::input(e.to_string()))?;
     if let Some(stratum) = args.local_stratum {
         config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL"), leap: None });
     }
@@ -110,7 +114,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
             _ = sigterm => {},
         }
     };
-    tracing::info!(listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, seed, "ntplab serve starting");
+    tracing::info!(listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), seed, "ntplab serve starting");
     let result = if config.clock_control {
         let mut clock = ControlledClock::new(SystemClock::with_control());
         local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
@@ -127,7 +131,8 @@ async fn serve_with<C: DaemonClock>(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    daemon::run(config, &TokioNetwork::default(), &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown).await
+    let nts = NtsRuntime { streams: TokioStreams, provider: ntplab_daemon::nts::tls::provider() };
+    daemon::run_with_nts(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown).await
 }
 
 fn rand_seed() -> u64 {

@@ -2013,6 +2013,10 @@ impl Validator<'_> {
                 poll_max: e.poll_max,
                 version: e.version,
                 unsmear: e.unsmear,
+                nts: false,
+                ke_server: None,
+                trusted_certificates: None,
+                aeads: None,
             }));
         }
         // The daemon reads the host's simulated hardware: its device paths only name it.
@@ -2063,6 +2067,7 @@ impl Validator<'_> {
             clock: ClockSection { discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()), ..ClockSection::default() },
             interleaved: h.interleaved.map(Spanned::into_inner),
             refclocks,
+            nts: None,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending value where the daemon's message names its table.

@@ -55,6 +55,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: None }),
         clock_control: false,
         refclocks: Vec::new(),
+        nts: None,
         discipline,
     };
     let mut source = SourceConfig { iburst: true, ..SourceConfig::default() };
@@ -64,11 +65,12 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
     }
     let client_config = DaemonConfig {
         listen: vec![],
-        sources: vec![SourceSpec { address: server, config: source }],
+        sources: vec![SourceSpec { address: server, config: source, nts: None }],
         server: ServerConfig::default(),
         local: None,
         clock_control: false,
         refclocks: Vec::new(),
+        nts: None,
         discipline,
     };
     let path = PathConfig { delay_s: 1e-4, jitter: Jitter::Exponential { mean_s: 1e-4 }, ..PathConfig::default() };

@@ -31,6 +31,22 @@
 //! [clock]
 //! control = false          # never touch the system clock unless true
 //!
+//! [nts]                    # serve NTS (RFC 8915): NTS-KE on TCP, protected NTP on `listen`
+//! certificate = "/etc/ntplab/cert.pem"   # chain, leaf first (PEM)
+//! key = "/etc/ntplab/key.pem"            # its private key (PEM)
+//! ke_listen = ["127.0.0.1:4460"]         # default: each `listen` IP at port 4460
+//! key_rotation = 86400     # s between new cookie keys (default 1 day)
+//! ntp_server = "ntp.example.net"         # hand out another NTP server (default: none)
+//! ntp_port = 11123         # hand out this NTP port (default: the first `listen` port unless 123)
+//! aeads = [15, 30, 17]     # AEADs accepted, preferred first (15 AES-SIV-CMAC-256, 30 AES-128-GCM-SIV, 17 AES-SIV-CMAC-512)
+//!
+//! [[source]]               # an NTS source: KE first, then protected NTP
+//! address = "127.0.0.1:123"               # NTP, unless the KE server names another
+//! nts = true
+//! ke_server = "localhost:4460"            # default: the address's IP, port 4460
+//! trusted_certificates = "/etc/ntplab/ca.pem"   # default: the system's store
+//! aeads = [15, 30]         # AEADs offered, preferred first (default [15, 30, 17])
+//!
 //! [[refclock]]             # a GPS receiver with a PPS output: serve stratum 1
 //! kind = "gps-pps"         # gps-pps | gps | pps
 //! serial = "/dev/ttyS0"    # NMEA 0183 (kinds gps, gps-pps)
@@ -105,6 +121,32 @@ pub struct ConfigFile {
     /// Reference clocks.
     #[serde(default, rename = "refclock")]
     pub refclocks: Vec<RefclockSection>,
+    /// Serve NTS (RFC 8915).
+    pub nts: Option<NtsSection>,
+}
+
+/// `[nts]`: serve NTS-KE and NTS-protected NTP.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NtsSection {
+    /// PEM certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM private key of the leaf certificate.
+    pub key: PathBuf,
+    /// TCP addresses of the NTS-KE listener (default: each `listen` IP at 4460).
+    pub ke_listen: Option<Vec<SocketAddr>>,
+    /// Seconds between new cookie master keys (default 86400).
+    pub key_rotation: Option<f64>,
+    /// NTP server name or address handed out in the KE response (default: none).
+    pub ntp_server: Option<String>,
+    /// NTP port handed out in the KE response (default: none, meaning 123).
+    pub ntp_port: Option<u16>,
+    /// KE sessions at once (default 128).
+    pub ke_connections: Option<usize>,
+    /// Seconds one KE session may take, handshake to close (default 5).
+    pub ke_timeout: Option<f64>,
+    /// AEAD algorithm IDs the server accepts, most preferred first (default [15, 30, 17]).
+    pub aeads: Option<Vec<u16>>,
 }
 
 /// `[[refclock]]`.
@@ -197,6 +239,15 @@ pub struct SourceSection {
     /// Undo a leap smear this server applies (its smear REFID), and follow UTC.
     #[serde(default)]
     pub unsmear: bool,
+    /// Protect the exchanges with NTS (RFC 8915): NTS-KE first.
+    #[serde(default)]
+    pub nts: bool,
+    /// NTS-KE server, `HOST[:PORT]` (default: the address's IP, port 4460).
+    pub ke_server: Option<String>,
+    /// PEM file of the certificates to trust for NTS-KE (default: the system's store).
+    pub trusted_certificates: Option<PathBuf>,
+    /// AEAD algorithm IDs to offer in NTS-KE, most preferred first (default [15, 30, 17]).
+    pub aeads: Option<Vec<u16>>,
 }
 
 /// `[access]`.
@@ -379,6 +430,46 @@ pub struct SourceSpec {
     pub address: SocketAddr,
     /// How to poll it.
     pub config: SourceConfig,
+    /// NTS, when the source uses it.
+    pub nts: Option<NtsSourceSpec>,
+}
+
+/// An NTS source's key establishment, validated.
+#[derive(Debug, Clone)]
+pub struct NtsSourceSpec {
+    /// NTS-KE server host: the TLS server name (SNI, certificate check) and where to connect.
+    pub ke_host: String,
+    /// NTS-KE TCP port.
+    pub ke_port: u16,
+    /// Trust anchors file; `None`: the system's store.
+    pub trusted_certificates: Option<PathBuf>,
+    /// The anchors, once read ([`DaemonConfig::load_nts_files`]); `None`: read at start.
+    pub roots: Option<std::sync::Arc<rustls::RootCertStore>>,
+    /// AEADs offered, most preferred first.
+    pub aeads: Vec<ntplab_proto::nts::Aead>,
+}
+
+/// The NTS server side, validated.
+#[derive(Debug, Clone)]
+pub struct NtsServerSpec {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// The chain and key, once read ([`DaemonConfig::load_nts_files`]); `None`: read at start.
+    pub identity: Option<crate::nts::tls::ServerIdentity>,
+    /// NTS-KE listen addresses.
+    pub ke_listen: Vec<SocketAddr>,
+    /// Time between cookie master keys.
+    pub key_rotation: std::time::Duration,
+    /// NTP server handed out, if any.
+    pub ntp_server: Option<String>,
+    /// NTP port handed out, if any.
+    pub ntp_port: Option<u16>,
+    /// The KE listener's bounds.
+    pub limits: crate::nts::ke::KeLimits,
+    /// AEADs accepted, most preferred first.
+    pub aeads: Vec<ntplab_proto::nts::Aead>,
 }
 
 /// One reference clock, validated.
@@ -469,6 +560,8 @@ pub struct DaemonConfig {
     pub refclocks: Vec<RefclockSpec>,
     /// The clock discipline algorithm (`[clock] discipline`).
     pub discipline: DisciplineKind,
+    /// Serve NTS, when `[nts]` is given.
+    pub nts: Option<NtsServerSpec>,
 }
 
 impl DaemonConfig {
@@ -591,7 +684,12 @@ impl ConfigFile {
                 path.extend(key.map(K));
                 at(&path, format!("{name}: {e}"))
             })?;
-            sources.push(SourceSpec { address: s.address, config });
+            let nts = check_nts_source(s).map_err(|(key, m)| {
+                let mut path = vec![K("source"), I(i)];
+                path.extend(key.map(K));
+                at(&path, format!("{name}: {m}"))
+            })?;
+            sources.push(SourceSpec { address: s.address, config, nts });
         }
         let mut access = AccessList::new(self.access.default.map_or(AccessAction::Allow, Into::into));
         for (i, r) in self.access.rules.iter().enumerate() {
@@ -645,6 +743,14 @@ impl ConfigFile {
                 at(&path, format!("[[refclock]] #{} ({}): {m}", i + 1, r.kind.name()))
             })?);
         }
+        let nts = match &self.nts {
+            Some(section) => Some(check_nts_server(section, &self.listen).map_err(|(key, m)| {
+                let mut path = vec![K("nts")];
+                path.extend(key.map(K));
+                at(&path, format!("[nts] {m}"))
+            })?),
+            None => None,
+        };
         if self.listen.is_empty() && sources.is_empty() && refclocks.is_empty() {
             return Err(at(
                 &[],
@@ -665,6 +771,7 @@ impl ConfigFile {
             clock_control: self.clock.control,
             refclocks,
             discipline,
+            nts,
         })
     }
 }
@@ -723,6 +830,186 @@ pub fn check_source_address(address: SocketAddr) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Largest `key_rotation`: a year.
+pub const KEY_ROTATION_S_MAX: f64 = 365.0 * 86_400.0;
+
+/// Validates a source's NTS keys; the failing key and why.
+fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<&'static str>, String)> {
+    if !s.nts {
+        for (given, key) in [
+            (s.ke_server.is_some(), "ke_server"),
+            (s.trusted_certificates.is_some(), "trusted_certificates"),
+            (s.aeads.is_some(), "aeads"),
+        ] {
+            if given {
+                return Err((Some(key), format!("`{key}` is for NTS sources: add `nts = true`")));
+            }
+        }
+        return Ok(None);
+    }
+    let (ke_host, ke_port) = match &s.ke_server {
+        Some(text) => parse_host_port(text, crate::nts::ke::DEFAULT_KE_PORT)
+            .map_err(|m| (Some("ke_server"), format!("ke_server {text:?}: {m}")))?,
+        None => (s.address.ip().to_string(), crate::nts::ke::DEFAULT_KE_PORT),
+    };
+    if let Some(path) = &s.trusted_certificates {
+        if path.as_os_str().is_empty() {
+            return Err((Some("trusted_certificates"), "trusted_certificates is empty, not a path".into()));
+        }
+    }
+    let aeads = check_aeads(s.aeads.as_deref()).map_err(|m| (Some("aeads"), m))?;
+    Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None, aeads }))
+}
+
+/// AEAD IDs as written: known to the core, no repeats, at least one (none given: all).
+pub fn check_aeads(ids: Option<&[u16]>) -> Result<Vec<ntplab_proto::nts::Aead>, String> {
+    use ntplab_proto::nts::Aead;
+    let Some(ids) = ids else { return Ok(Aead::ALL.to_vec()) };
+    if ids.is_empty() {
+        return Err("aeads is empty: give at least one of 15, 30, 17".into());
+    }
+    let mut out = Vec::new();
+    for &id in ids {
+        let aead = Aead::from_id(ntplab_proto::wire::ntske::AeadId(id))
+            .ok_or_else(|| format!("AEAD {id} is not supported: use 15 (AES-SIV-CMAC-256), 30 (AES-128-GCM-SIV) or 17 (AES-SIV-CMAC-512)"))?;
+        if out.contains(&aead) {
+            return Err(format!("AEAD {id} is listed twice"));
+        }
+        out.push(aead);
+    }
+    Ok(out)
+}
+
+/// `HOST`, `HOST:PORT`, `IPv4:PORT`, `IPV6`, `[IPV6]:PORT`: the host (as a
+/// TLS server name: a DNS name or an IP address) and the port.
+pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("a `[` without its `]`")?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or("expected `:PORT` after `]`")?)),
+        }
+    } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        (text, None)
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("port {p:?} is not a port number 1-65535")),
+            Ok(p) => p,
+        },
+    };
+    if host.is_empty() {
+        return Err("no host name".into());
+    }
+    crate::nts::tls::server_name(host)?;
+    Ok((host.to_string(), port))
+}
+
+/// Validates `[nts]`; the failing key and why.
+fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSpec, (Option<&'static str>, String)> {
+    for (path, key) in [(&n.certificate, "certificate"), (&n.key, "key")] {
+        if path.as_os_str().is_empty() {
+            return Err((Some(key), format!("{key} is empty, not a path")));
+        }
+    }
+    let ke_listen = match &n.ke_listen {
+        Some(list) if list.is_empty() => return Err((Some("ke_listen"), "ke_listen is empty: give at least one address".into())),
+        Some(list) => list.clone(),
+        None if listen.is_empty() => {
+            return Err((None, "needs `listen` addresses (NTS-protected NTP is served there), or `ke_listen`".into()))
+        }
+        None => {
+            let mut ips: Vec<SocketAddr> = Vec::new();
+            for a in listen {
+                let ke = SocketAddr::new(a.ip(), crate::nts::ke::DEFAULT_KE_PORT);
+                if !ips.contains(&ke) {
+                    ips.push(ke);
+                }
+            }
+            ips
+        }
+    };
+    let key_rotation = n.key_rotation.unwrap_or(86_400.0);
+    if !(key_rotation.is_finite() && (1.0..=KEY_ROTATION_S_MAX).contains(&key_rotation)) {
+        return Err((Some("key_rotation"), format!("key_rotation {key_rotation} must be between 1 and {KEY_ROTATION_S_MAX} s (a year)")));
+    }
+    if let Some(server) = &n.ntp_server {
+        if server.is_empty() || server.len() > 255 || !server.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err((Some("ntp_server"), format!("ntp_server {server:?} must be a host name or address of 1-255 printable ASCII characters")));
+        }
+    }
+    if n.ntp_port == Some(0) {
+        return Err((Some("ntp_port"), "ntp_port 0 is not a port a server answers on".into()));
+    }
+    // Clients assume port 123 unless told: a server listening elsewhere says where.
+    let ntp_port = n.ntp_port.or_else(|| listen.first().map(SocketAddr::port).filter(|&p| p != 123));
+    let aeads = check_aeads(n.aeads.as_deref()).map_err(|m| (Some("aeads"), m))?;
+    let defaults = crate::nts::ke::KeLimits::default();
+    let connections = n.ke_connections.unwrap_or(defaults.connections);
+    if !(1..=65_536).contains(&connections) {
+        return Err((Some("ke_connections"), format!("ke_connections {connections} must be between 1 and 65536")));
+    }
+    let timeout = n.ke_timeout.unwrap_or(defaults.timeout.as_secs_f64());
+    if !(timeout.is_finite() && (0.01..=600.0).contains(&timeout)) {
+        return Err((Some("ke_timeout"), format!("ke_timeout {timeout} must be between 0.01 and 600 s")));
+    }
+    Ok(NtsServerSpec {
+        certificate: n.certificate.clone(),
+        key: n.key.clone(),
+        identity: None,
+        ke_listen,
+        key_rotation: std::time::Duration::from_secs_f64(key_rotation),
+        ntp_server: n.ntp_server.clone(),
+        ntp_port,
+        limits: crate::nts::ke::KeLimits {
+            connections,
+            timeout: std::time::Duration::from_secs_f64(timeout),
+            ..defaults
+        },
+        aeads,
+    })
+}
+
+impl DaemonConfig {
+    /// Reads the NTS files the configuration names (the server's certificate
+    /// chain and key, each NTS source's `trusted_certificates`), so that a
+    /// missing or wrong file is reported at start with the position of the
+    /// key naming it in `text` (the file parsed, called `origin`).
+    pub fn load_nts_files(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let position = |path: &[KeyPath]| match locate(text, path) {
+            Some((line, column)) => format!("{origin}:{line}:{column}"),
+            None => origin.to_string(),
+        };
+        if let Some(nts) = &mut self.nts {
+            let identity = crate::nts::tls::ServerIdentity::load(&nts.certificate, &nts.key).map_err(|(which, e)| {
+                let key = match which {
+                    crate::nts::tls::Which::Certificate => "certificate",
+                    crate::nts::tls::Which::Key => "key",
+                };
+                ConfigError(format!("{}: [nts] {key}: {e}", position(&[K("nts"), K(key)])))
+            })?;
+            nts.identity = Some(identity);
+        }
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            let Some(nts) = &mut source.nts else { continue };
+            let Some(path) = &nts.trusted_certificates else { continue };
+            let roots = crate::nts::tls::roots_from_file(path).map_err(|e| {
+                let at = position(&[K("source"), I(i), K("trusted_certificates")]);
+                ConfigError(format!("{at}: [[source]] #{} ({}): trusted_certificates: {e}", i + 1, source.address))
+            })?;
+            nts.roots = Some(std::sync::Arc::new(roots));
+        }
+        Ok(())
+    }
 }
 
 /// Validates one `[[refclock]]`.
@@ -1066,4 +1353,116 @@ refid = "NMEA"
         assert!(e.contains("/dev/zero") && e.contains("more than the limit of 4096 bytes"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn nts_sections_parse_with_defaults() {
+        let text = "listen = [\"127.0.0.1:11123\", \"[::1]:11123\"]\n[nts]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n\
+                    [[source]]\naddress = \"127.0.0.1:123\"\nnts = true\n\
+                    [[source]]\naddress = \"127.0.0.1:124\"\nnts = true\nke_server = \"localhost:14460\"\ntrusted_certificates = \"ca.pem\"\n\
+                    [[source]]\naddress = \"[::1]:123\"\nnts = true\nke_server = \"[::1]\"\n";
+        let c = DaemonConfig::from_toml(text, "n.toml").unwrap();
+        let nts = c.nts.as_ref().unwrap();
+        assert_eq!(nts.ke_listen, vec!["127.0.0.1:4460".parse().unwrap(), "[::1]:4460".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(nts.key_rotation, std::time::Duration::from_secs(86_400));
+        assert_eq!((nts.ntp_server.as_deref(), nts.ntp_port), (None, Some(11123)), "a port other than 123 is handed out");
+        assert_eq!(nts.aeads, ntplab_proto::nts::Aead::ALL.to_vec());
+        assert_eq!(nts.limits, crate::nts::ke::KeLimits::default());
+        let s: Vec<_> = c.sources.iter().map(|s| s.nts.as_ref().unwrap()).collect();
+        assert_eq!((s[0].ke_host.as_str(), s[0].ke_port, s[0].trusted_certificates.is_none()), ("127.0.0.1", 4460, true));
+        assert_eq!((s[1].ke_host.as_str(), s[1].ke_port), ("localhost", 14460));
+        assert_eq!(s[1].trusted_certificates.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert_eq!((s[2].ke_host.as_str(), s[2].ke_port), ("::1", 4460));
+        let full = "listen = [\"127.0.0.1:1\"]\n[nts]\ncertificate = \"c\"\nkey = \"k\"\nke_listen = [\"127.0.0.1:14460\"]\n\
+                    key_rotation = 3600\nntp_server = \"ntp.example.net\"\nntp_port = 11123\nke_connections = 8\nke_timeout = 1.5\n";
+        let nts = DaemonConfig::from_toml(full, "f").unwrap().nts.unwrap();
+        assert_eq!(nts.ke_listen, vec!["127.0.0.1:14460".parse::<SocketAddr>().unwrap()]);
+        assert_eq!((nts.key_rotation.as_secs(), nts.ntp_server.as_deref(), nts.ntp_port), (3600, Some("ntp.example.net"), Some(11123)));
+        assert_eq!((nts.limits.connections, nts.limits.timeout.as_millis()), (8, 1500));
+        assert!(DaemonConfig::from_toml("[[source]]\naddress = \"127.0.0.1:123\"\n", "p").unwrap().sources[0].nts.is_none());
+    }
+
+    #[test]
+    fn nts_errors_name_line_column_and_what_is_wrong() {
+        let head = "listen = [\"127.0.0.1:1\"]\n[nts]\ncertificate = \"c\"\nkey = \"k\"\n";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (format!("{head}key_rotation = 0\n"), "v.toml:5:16:", "key_rotation 0"),
+            (format!("{head}ntp_port = 0\n"), "v.toml:5:12:", "ntp_port 0"),
+            (format!("{head}ntp_server = \"a b\"\n"), "v.toml:5:14:", "ntp_server"),
+            (format!("{head}ke_listen = []\n"), "v.toml:5:13:", "ke_listen is empty"),
+            (format!("{head}ke_connections = 0\n"), "v.toml:5:18:", "ke_connections 0"),
+            (format!("{head}ke_timeout = -1\n"), "v.toml:5:14:", "ke_timeout -1"),
+            (format!("{head}certificates = \"x\"\n"), "v.toml:5:1:", "unknown field"),
+            ("listen = [\"127.0.0.1:1\"]\n[nts]\nkey = \"k\"\n".into(), "v.toml:2:1:", "missing field `certificate`"),
+            ("[[refclock]]\nkind = \"pps\"\npps_socket = \"/p\"\n[nts]\ncertificate = \"c\"\nkey = \"k\"\n".into(), "v.toml:4:1:", "needs `listen`"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nke_server = \"x\"\n".into(), "v.toml:3:13:", "add `nts = true`"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\ntrusted_certificates = \"x\"\n".into(), "v.toml:3:24:", "add `nts = true`"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\nke_server = \"host:0\"\n".into(), "v.toml:4:13:", "not a port number"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\nke_server = \"bad name!:4460\"\n".into(), "v.toml:4:13:", "neither a DNS name"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\nke_server = \"[::1\"\n".into(), "v.toml:4:13:", "without its `]`"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = \"yes\"\n".into(), "v.toml:3:7:", "invalid type"),
+            (format!("{head}aeads = [15, 1]\n"), "v.toml:5:9:", "AEAD 1 is not supported"),
+            (format!("{head}aeads = []\n"), "v.toml:5:9:", "aeads is empty"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\nnts = true\naeads = [30, 30]\n".into(), "v.toml:4:9:", "listed twice"),
+            ("[[source]]\naddress = \"127.0.0.1:123\"\naeads = [30]\n".into(), "v.toml:3:9:", "add `nts = true`"),
+        ];
+        for (text, position, what) in cases {
+            let e = DaemonConfig::from_toml(&text, "v.toml").unwrap_err().0;
+            assert!(e.starts_with(position) && e.contains(what), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn nts_files_are_read_at_load_and_errors_point_at_their_keys() {
+        let dir = std::env::temp_dir().join(format!("ntplab-nts-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key, junk) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("junk.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        std::fs::write(&junk, "not pem\n").unwrap();
+        let text = |c: &std::path::Path, k: &std::path::Path, ca: &std::path::Path| {
+            format!(
+                "listen = [\"127.0.0.1:1\"]\n[nts]\ncertificate = {:?}\nkey = {:?}\n[[source]]\naddress = \"127.0.0.1:2\"\nnts = true\ntrusted_certificates = {:?}\n",
+                c.display().to_string(),
+                k.display().to_string(),
+                ca.display().to_string()
+            )
+        };
+        let good = text(&cert, &key, &cert);
+        let mut c = DaemonConfig::from_toml(&good, "g.toml").unwrap();
+        c.load_nts_files(&good, "g.toml").unwrap();
+        assert!(c.nts.as_ref().unwrap().identity.is_some());
+        assert_eq!(c.sources[0].nts.as_ref().unwrap().roots.as_ref().unwrap().len(), 1);
+        // Key material never reaches Debug output (logs print configurations with {:?}).
+        let debug = format!("{c:?}");
+        let key_der = ck.key_pair.serialize_der();
+        assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(!debug.contains(format!("{:?}", &key_der[key_der.len() - 6..]).trim_matches(['[', ']'])), "{debug}");
+        for (t, position, what) in [
+            (text(&junk, &key, &cert), "b.toml:3:15:", "no CERTIFICATE block"),
+            (text(&cert, &junk, &cert), "b.toml:4:7:", "no PRIVATE KEY block"),
+            (text(&dir.join("missing.pem"), &key, &cert), "b.toml:3:15:", "cannot read"),
+            (text(&cert, &cert, &cert), "b.toml:4:7:", "no PRIVATE KEY block"),
+            (text(&cert, &key, &junk), "b.toml:8:24:", "trusted_certificates"),
+            (text(&cert, &key, &dir), "b.toml:8:24:", "directory"),
+        ] {
+            let mut c = DaemonConfig::from_toml(&t, "b.toml").unwrap();
+            let e = c.load_nts_files(&t, "b.toml").unwrap_err().0;
+            assert!(e.starts_with(position) && e.contains(what), "{t}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(parse_host_port("ntp.example.net", 4460).unwrap(), ("ntp.example.net".into(), 4460));
+        assert_eq!(parse_host_port("ntp.example.net:123", 4460).unwrap(), ("ntp.example.net".into(), 123));
+        assert_eq!(parse_host_port("192.0.2.1:4461", 4460).unwrap(), ("192.0.2.1".into(), 4461));
+        assert_eq!(parse_host_port("2001:db8::1", 4460).unwrap(), ("2001:db8::1".into(), 4460));
+        assert_eq!(parse_host_port("[2001:db8::1]:5", 4460).unwrap(), ("2001:db8::1".into(), 5));
+        for bad in ["", ":4460", "[::1]x", "host:port", "host:70000"] {
+            assert!(parse_host_port(bad, 4460).is_err(), "{bad}");
+        }
+    }
+
 }

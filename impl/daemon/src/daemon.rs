@@ -16,11 +16,14 @@
 use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
 use crate::net::{DatagramSocket, Network, Received};
+use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
+use crate::nts::ke::{NoStreams, StreamNetwork};
+use crate::nts::server::NtsServerShared;
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
 use ntplab_proto::discipline::Action;
 use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
-use ntplab_proto::server::{Server, ServerAction, ServerClockState};
+use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
 use ntplab_proto::source::{Measurement, Source, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
@@ -237,6 +240,8 @@ struct SourceSlot<S> {
     socket: Rc<S>,
     /// Kernel transmit time of the last request, for the next reply's T1.
     last_tx: Option<NtpTime>,
+    /// NTS, for a source with `nts = true`.
+    nts: Option<NtsSource>,
 }
 
 /// A datagram handed from a receive task to the loop.
@@ -289,8 +294,29 @@ pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
 where
     N::Socket: 'static,
 {
+    let nts = NtsRuntime { streams: NoStreams, provider: crate::nts::tls::provider() };
+    run_with_nts(config, net, &nts, refclocks, clock, seed, events, shutdown).await
+}
+
+/// [`run`] with TCP and TLS for NTS (RFC 8915): the `[nts]` server side
+/// (KE listeners, protected NTP) and sources with `nts = true` need them.
+/// [`run`] has no TCP, so a configuration using NTS fails at start there.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with_nts<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks, C: DaemonClock>(
+    config: &DaemonConfig,
+    net: &N,
+    nts: &NtsRuntime<T>,
+    refclocks: &R,
+    clock: &mut C,
+    seed: u64,
+    events: &mut dyn EventSink,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    N::Socket: 'static,
+{
     let mut tasks = AbortOnDrop(Vec::new());
-    let result = run_until(config, net, refclocks, clock, seed, events, shutdown, &mut tasks).await;
+    let result = run_until(config, net, nts, refclocks, clock, seed, events, shutdown, &mut tasks).await;
     // The receive tasks own the sockets: end them and wait until they are
     // gone (an aborted task drops its future before its handle completes).
     for task in &tasks.0 {
@@ -304,9 +330,10 @@ where
 
 /// [`run`]'s loop; the tasks it spawns go into `tasks`.
 #[allow(clippy::too_many_arguments)]
-async fn run_until<N: Network, R: Refclocks, C: DaemonClock>(
+async fn run_until<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks, C: DaemonClock>(
     config: &DaemonConfig,
     net: &N,
+    nts: &NtsRuntime<T>,
     refclocks: &R,
     clock: &mut C,
     seed: u64,
@@ -374,7 +401,14 @@ where
         system.add_source(PeerId::Source(i), refid);
         let source = Source::new(spec.config, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
-        slots.push(Some(SourceSlot { address: spec.address, source, socket, last_tx: None }));
+        let nts_source = match &spec.nts {
+            Some(n) => {
+                let tls = nts.client_config(n).map_err(|e| io::Error::new(e.kind(), format!("source {}: {e}", spec.address)))?;
+                Some(NtsSource::new(n.clone(), tls, spec.address))
+            }
+            None => None,
+        };
+        slots.push(Some(SourceSlot { address: spec.address, source, socket, last_tx: None, nts: nts_source }));
     }
     for (index, socket) in sockets.iter().enumerate() {
         let socket = socket.clone();
@@ -449,6 +483,17 @@ where
     let mut key = [0u8; 16];
     rng.fill(&mut key);
     let mut server = Server::new(config.server.clone(), key);
+    let nts_server: Option<Rc<NtsServerShared>> = match &config.nts {
+        Some(spec) => Some(nts.start_server(spec, &mut tasks.0).await?),
+        None => None,
+    };
+    // NTS sources establish keys at once; results come back on this channel.
+    let (ke_tx, mut ke_rx) = mpsc::channel::<KeDone>(slots.len().max(1));
+    for (index, slot) in slots.iter_mut().enumerate() {
+        if let Some(task) = slot.as_mut().and_then(|s| s.nts.as_mut()).and_then(|n| n.start_ke(index, nts, &ke_tx)) {
+            tasks.0.push(task);
+        }
+    }
     let start = tokio::time::Instant::now();
     let mono = move || Instant::from_nanos(start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
     let mut out = vec![0u8; MAX_DATAGRAM];
@@ -476,10 +521,39 @@ where
                 let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
-                    serve(&mut server, &state, &*sockets[inc.socket], &inc, rx_time, mono(), clock, &mut out, events).await;
+                    let socket = &*sockets[inc.socket];
+                    match &nts_server {
+                        Some(shared) => serve_nts(shared, &mut server, &state, socket, &inc, rx_time, mono(), clock, &mut out, events).await,
+                        None => serve(&mut server, &state, socket, &inc, rx_time, mono(), clock, &mut out, events).await,
+                    }
                 } else {
                     let index = inc.socket - server_socket_count;
                     handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events);
+                    // An NTSN dropped the session: establish keys again at once.
+                    if let Some(n) = slots.get_mut(index).and_then(Option::as_mut).and_then(|s| s.nts.as_mut()) {
+                        if !n.keyed() {
+                            tasks.0.extend(n.start_ke(index, nts, &ke_tx));
+                        }
+                    }
+                }
+            }
+            done = ke_rx.recv() => {
+                let Some(KeDone { index, result }) = done else { continue };
+                let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { continue };
+                let Some(n) = slot.nts.as_mut() else { continue };
+                match n.ke_done(result) {
+                    Ok(ntp) => {
+                        // The socket was bound for the configured address: keep to its family and scope.
+                        let fits = ntp.is_ipv4() == slot.address.is_ipv4() && ntp.ip().is_loopback() == slot.address.ip().is_loopback();
+                        if ntp != slot.address && fits {
+                            tracing::info!(source = %slot.address, ntp = %ntp, "NTS-KE names another NTP server");
+                            slot.address = ntp;
+                        } else if !fits {
+                            tracing::warn!(source = %slot.address, ntp = %ntp, "NTS-KE names an NTP server of another family or scope; keeping the configured address");
+                        }
+                        tracing::info!(source = %slot.address, cookies = n.cookies(), "NTS keys established");
+                    }
+                    Err(e) => tracing::warn!(source = %slot.address, error = %e, "NTS key establishment failed; will retry"),
                 }
             }
             incoming = refclock_rx.recv(), if refclocks_open => {
@@ -519,7 +593,21 @@ where
                             if req.stale {
                                 system.handle_stale(&PeerId::Source(index), local);
                             }
-                            match slot.socket.send_to(&out[..req.len], slot.address).await {
+                            let mut len = req.len;
+                            if let Some(n) = slot.nts.as_mut() {
+                                // No plain request ever leaves for an NTS source: without keys, none at all.
+                                match n.protect(&out[..req.len], &nts.provider) {
+                                    Some(protected) if protected.len() <= out.len() => {
+                                        out[..protected.len()].copy_from_slice(&protected);
+                                        len = protected.len();
+                                    }
+                                    _ => {
+                                        tasks.0.extend(n.start_ke(index, nts, &ke_tx));
+                                        continue;
+                                    }
+                                }
+                            }
+                            match slot.socket.send_to(&out[..len], slot.address).await {
                                 Ok(sent) => {
                                     slot.last_tx = sent.tx_time.map(|raw| clock.local_time_of(raw));
                                     events.event(local, &DaemonEvent::RequestSent { source: slot.address });
@@ -608,6 +696,48 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     events.event(rx_time, &DaemonEvent::Served { client, action });
 }
 
+/// [`serve`] for a server with `[nts]`: NTS-protected requests get
+/// authenticated replies (or an NTSN), others the plain path.
+#[allow(clippy::too_many_arguments)]
+async fn serve_nts<S: DatagramSocket, C: DaemonClock>(
+    shared: &NtsServerShared,
+    server: &mut Server,
+    state: &ServerClockState,
+    socket: &S,
+    inc: &Incoming,
+    rx_time: NtpTime,
+    now: Instant,
+    clock: &mut C,
+    out: &mut [u8],
+    events: &mut dyn EventSink,
+) {
+    let client = inc.received.from;
+    let action = shared.with_master(|master, _| server.handle_nts(now.as_nanos(), client, &inc.data, rx_time, state, master, out));
+    let action = match action {
+        NtsServerAction::Respond(response) => {
+            let sealed = shared.with_master(|master, rng| server.finish_nts_response(&response, out, clock.now(), state, master, rng));
+            if let Ok(len) = sealed {
+                match socket.send_reply(&out[..len], client, inc.received.to).await {
+                    Ok(sent) => {
+                        // An NTSN saves nothing for interleaved mode; every other reply does.
+                        if let (Some(raw), false) = (sent.tx_time, response.kind() == NtsReplyKind::Nak) {
+                            server.transmitted(&response.response, clock.local_time_of(raw), state);
+                        }
+                    }
+                    Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
+                }
+            }
+            ServerAction::Respond(response.response)
+        }
+        NtsServerAction::Ignore(reason) => ServerAction::Ignore(reason),
+        NtsServerAction::IgnoreNts(reason) => {
+            tracing::trace!(%client, ?reason, "NTS request dropped");
+            ServerAction::Ignore(ntplab_proto::server::DropReason::MalformedTrailer)
+        }
+    };
+    events.event(rx_time, &DaemonEvent::Served { client, action });
+}
+
 /// Names of the configured sources and reference clocks, for events; the
 /// addresses served on; the sources found in a timing loop.
 struct Peers {
@@ -668,6 +798,13 @@ fn handle_reply<S, C: DaemonClock>(
             system.remove_source(&PeerId::Source(index));
             slots[index] = None;
             events.event(rx_time, &DaemonEvent::SourceIsThisHost { source });
+            return;
+        }
+    }
+    if let Some(n) = slot.nts.as_mut() {
+        // Only authentic replies exist for an NTS source (RFC 8915 §5.7):
+        // anything else is dropped unseen, as if it never arrived.
+        if n.judge(&inc.data).is_none() {
             return;
         }
     }

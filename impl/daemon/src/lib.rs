@@ -15,5 +15,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod net;
+pub mod nts;
 pub mod sysclock;
 pub mod refclock;

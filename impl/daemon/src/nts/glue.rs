@@ -1,0 +1,327 @@
+//! What the daemon loop does for NTS, kept out of the loop itself:
+//! - [`NtsRuntime`]: the streams, the crypto provider and the server state;
+//! - [`NtsSource`]: a source's key establishment (a local task, retried with
+//!   back-off), its cookie jar and session, protecting requests and judging
+//!   replies. An unauthenticated or forged reply is nothing: dropped unseen.
+
+use super::client::{establish, Established, KeFailure};
+use super::ke::{self, SessionEnd, StreamNetwork};
+use super::server::{provider_rng, NtsServerShared};
+use super::tls;
+use crate::config::{NtsServerSpec, NtsSourceSpec};
+use ntplab_proto::nts::ntp::{ClientSession, PendingRequest, ResponseKind};
+use rustls::crypto::CryptoProvider;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Time allowed for one client key establishment (connect, TLS, KE).
+pub const KE_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First wait before retrying a failed key establishment; it doubles up to [`KE_RETRY_MAX`].
+pub const KE_RETRY_MIN: Duration = Duration::from_secs(4);
+/// Longest wait between key establishment attempts.
+pub const KE_RETRY_MAX: Duration = Duration::from_secs(1024);
+
+/// TCP and TLS for NTS: the stream network and the crypto provider.
+#[derive(Clone)]
+pub struct NtsRuntime<T> {
+    /// TCP.
+    pub streams: T,
+    /// rustls' crypto, and the random source for keys, nonces and cookies.
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl<T> std::fmt::Debug for NtsRuntime<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtsRuntime").finish_non_exhaustive()
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+impl<T: StreamNetwork + Clone + 'static> NtsRuntime<T> {
+    /// Starts the NTS-KE listeners of `spec` as local tasks (pushed on
+    /// `tasks`); returns the state the NTP server shares with them.
+    pub async fn start_server(
+        &self,
+        spec: &NtsServerSpec,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> io::Result<Rc<NtsServerShared>> {
+        let identity = match &spec.identity {
+            Some(identity) => identity.clone(),
+            None => tls::ServerIdentity::load(&spec.certificate, &spec.key).map_err(|(_, e)| invalid(format!("[nts] {e}")))?,
+        };
+        let config = identity.server_config(self.provider.clone()).map_err(|e| invalid(format!("[nts] {e}")))?;
+        let start = tokio::time::Instant::now();
+        let shared = NtsServerShared::new(spec, self.provider.clone(), Rc::new(move || start.elapsed().as_secs()));
+        for addr in &spec.ke_listen {
+            let listener = self
+                .streams
+                .listen(*addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for NTS-KE on {addr}: {e}")))?;
+            tracing::info!(%addr, "NTS-KE listening");
+            tasks.push(tokio::task::spawn_local(ke::serve(
+                listener,
+                config.clone(),
+                spec.limits,
+                Rc::new(shared.clone()),
+                Rc::new(log_session_end),
+                std::future::pending(),
+            )));
+        }
+        Ok(shared)
+    }
+
+    /// The TLS client configuration of an NTS source: its trust anchors, or the system's.
+    pub fn client_config(&self, spec: &NtsSourceSpec) -> io::Result<Arc<rustls::ClientConfig>> {
+        let roots = match (&spec.roots, &spec.trusted_certificates) {
+            (Some(roots), _) => (**roots).clone(),
+            (None, Some(path)) => tls::roots_from_file(path).map_err(invalid)?,
+            (None, None) => tls::system_roots().map_err(invalid)?,
+        };
+        tls::client_config(roots, self.provider.clone()).map_err(invalid)
+    }
+}
+
+fn log_session_end(from: SocketAddr, end: &SessionEnd) {
+    match end {
+        SessionEnd::Answered { note, .. } => tracing::debug!(client = %from, note, "NTS-KE answered"),
+        other => tracing::debug!(client = %from, end = ?other, "NTS-KE session ended"),
+    }
+}
+
+/// A finished key establishment, handed from its task to the loop.
+#[derive(Debug)]
+pub struct KeDone {
+    /// The source's index in the configuration.
+    pub index: usize,
+    /// What came of it.
+    pub result: Result<Established, KeFailure>,
+}
+
+/// One NTS source's state in the loop.
+pub struct NtsSource {
+    spec: NtsSourceSpec,
+    config: Arc<rustls::ClientConfig>,
+    /// Where NTP goes when the KE server names no server or port.
+    default_ntp: SocketAddr,
+    session: Option<ClientSession>,
+    pending: Vec<PendingRequest>,
+    running: bool,
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl std::fmt::Debug for NtsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtsSource")
+            .field("ke", &format_args!("{}:{}", self.spec.ke_host, self.spec.ke_port))
+            .field("keyed", &self.session.is_some())
+            .field("cookies", &self.session.as_ref().map(|s| s.jar().len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requests whose replies are still awaited (a late reply to an earlier one is still good).
+const PENDING_MAX: usize = 8;
+
+impl NtsSource {
+    /// A source that has not run NTS-KE yet.
+    pub fn new(spec: NtsSourceSpec, config: Arc<rustls::ClientConfig>, default_ntp: SocketAddr) -> NtsSource {
+        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, failures: 0, retry_at: None }
+    }
+
+    /// Starts key establishment as a local task unless one runs or a retry
+    /// is not due yet; its result arrives on `done`.
+    pub fn start_ke<T: StreamNetwork + Clone + 'static>(
+        &mut self,
+        index: usize,
+        runtime: &NtsRuntime<T>,
+        done: &mpsc::Sender<KeDone>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self.running || self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+            return None;
+        }
+        self.running = true;
+        let streams = runtime.streams.clone();
+        let (host, port, config, aeads, default_ntp) =
+            (self.spec.ke_host.clone(), self.spec.ke_port, self.config.clone(), self.spec.aeads.clone(), self.default_ntp);
+        let done = done.clone();
+        Some(tokio::task::spawn_local(async move {
+            let result = establish(&streams, &host, port, config, &aeads, default_ntp, KE_CLIENT_TIMEOUT).await;
+            let _ = done.send(KeDone { index, result }).await;
+        }))
+    }
+
+    /// Takes a finished key establishment; returns the NTP address to use
+    /// when it succeeded.
+    pub fn ke_done(&mut self, result: Result<Established, KeFailure>) -> Result<SocketAddr, KeFailure> {
+        self.running = false;
+        match result {
+            Ok(e) => {
+                self.failures = 0;
+                self.retry_at = None;
+                self.pending.clear();
+                match &mut self.session {
+                    Some(s) => s.rekey(e.keys, e.response.cookies),
+                    None => self.session = Some(ClientSession::new(e.keys, e.response.cookies)),
+                }
+                Ok(e.ntp)
+            }
+            Err(e) => {
+                let wait = KE_RETRY_MIN.saturating_mul(1 << self.failures.min(8)).min(KE_RETRY_MAX);
+                self.failures += 1;
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a session with cookies is ready.
+    pub fn keyed(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.jar().is_empty())
+    }
+
+    /// Cookies in the jar.
+    pub fn cookies(&self) -> usize {
+        self.session.as_ref().map_or(0, |s| s.jar().len())
+    }
+
+    /// The protected form of the plain request `header` (48 octets), or
+    /// `None` when there is no session or no cookie left (NTS-KE must run).
+    pub fn protect(&mut self, header: &[u8], provider: &CryptoProvider) -> Option<Vec<u8>> {
+        let session = self.session.as_mut()?;
+        let (request, pending) = session.build_request(header, &mut provider_rng(provider)).ok()?;
+        if self.pending.len() == PENDING_MAX {
+            self.pending.remove(0);
+        }
+        self.pending.push(pending);
+        Some(request)
+    }
+
+    /// Judges a reply: `Some(true)` authentic time; `Some(false)` an NTSN
+    /// for one of its requests (the session is dropped: re-key); `None` not
+    /// authentic or not ours (drop it: it is nothing). A kiss-o'-death other
+    /// than NTSN carries no authenticator even when it echoes the request's
+    /// Unique Identifier, which anyone on the path has seen: obeying a forged
+    /// DENY would end the association for good, so it is nothing too.
+    pub fn judge(&mut self, packet: &[u8]) -> Option<bool> {
+        let session = self.session.as_mut()?;
+        let mut last_error = None;
+        for i in (0..self.pending.len()).rev() {
+            match session.verify_response(&self.pending[i], packet) {
+                Ok(ResponseKind::Time { .. }) => {
+                    self.pending.remove(i);
+                    return Some(true);
+                }
+                Ok(ResponseKind::Kiss(code)) => {
+                    tracing::debug!(ke = %self.spec.ke_host, code = %String::from_utf8_lossy(&code), "unauthenticated kiss-o'-death ignored");
+                    return None;
+                }
+                Ok(ResponseKind::NtsNak) => {
+                    self.session = None;
+                    self.pending.clear();
+                    return Some(false);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        tracing::debug!(ke = %self.spec.ke_host, error = ?last_error, "NTS reply discarded");
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntplab_proto::nts::ntp::{process_request, NtsRequest};
+    use ntplab_proto::nts::{Aead, KeResponse, MasterKeyConfig, MasterKeys, SessionKeys};
+    use ntplab_proto::wire::ntske::ProtocolId;
+
+    fn header(mode: u8, transmit: u8) -> [u8; 48] {
+        let mut h = [0u8; 48];
+        h[0] = (4 << 3) | mode;
+        // Stratum 1 in replies: stratum 0 would make them kiss-o'-deaths.
+        h[1] = u8::from(mode == 4);
+        h[2] = 6;
+        h[40..48].fill(transmit);
+        h
+    }
+
+    #[test]
+    fn only_authentic_replies_count_and_an_ntsn_drops_the_session() {
+        let provider = tls::provider();
+        let mut rng = provider_rng(&provider);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
+        let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
+        let mut source = NtsSource::new(spec, config, addr);
+        assert!(!source.keyed());
+        assert!(source.protect(&header(3, 1), &provider).is_none(), "no plain request without keys");
+        let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
+        assert_eq!(source.ke_done(Ok(Established { response, keys, ntp: addr })), Ok(addr));
+        assert_eq!((source.keyed(), source.cookies()), (true, 8));
+        // Debug output names no key.
+        assert!(!format!("{source:?}").contains("c2s"), "{source:?}");
+
+        let request = source.protect(&header(3, 1), &provider).unwrap();
+        assert_eq!(source.cookies(), 7, "each request spends one cookie");
+        let NtsRequest::Protected(protected) = process_request(&master, &request) else { panic!("the server cannot read it") };
+        let mut reply = vec![0u8; 2048];
+        reply[..48].copy_from_slice(&header(4, 2));
+        let len = protected.seal_reply(&mut reply, &master, &mut rng).unwrap();
+        assert!(len <= request.len(), "a reply is never longer than its request");
+        // A plain reply, or the real one with one header bit changed, is nothing.
+        assert_eq!(source.judge(&reply[..48]), None);
+        let mut forged = reply[..len].to_vec();
+        forged[47] ^= 1;
+        assert_eq!(source.judge(&forged), None);
+        // The real one is time, and brings a cookie back.
+        assert_eq!(source.judge(&reply[..len]), Some(true));
+        assert_eq!(source.cookies(), 8);
+        // Its replay answers no pending request: nothing.
+        assert_eq!(source.judge(&reply[..len]), None);
+
+        // A server that cannot open the cookie (its keys rotated away) answers NTSN.
+        let request = source.protect(&header(3, 3), &provider).unwrap();
+        let other = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
+        let mut out = vec![0u8; 2048];
+        let n = nak.write(-20, &mut out).unwrap();
+        // The same kiss-o'-death saying DENY instead: unauthenticated, so nothing.
+        let mut deny = out[..n].to_vec();
+        deny[12..16].copy_from_slice(b"DENY");
+        assert_eq!(source.judge(&deny), None);
+        assert!(source.keyed());
+        assert_eq!(source.judge(&out[..n]), Some(false));
+        assert!(!source.keyed(), "NTSN: the session is gone, NTS-KE runs again");
+    }
+
+    #[test]
+    fn failed_key_establishments_back_off() {
+        let provider = tls::provider();
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider).unwrap();
+        let mut source = NtsSource::new(spec, config, "127.0.0.1:123".parse().unwrap());
+        let fail = || Err(KeFailure::Exchange(ke::ExchangeError::TimedOut));
+        let before = tokio::time::Instant::now();
+        assert!(source.ke_done(fail()).is_err());
+        let first = source.retry_at.unwrap() - before;
+        assert!(source.ke_done(fail()).is_err());
+        let second = source.retry_at.unwrap() - before;
+        assert!(first >= KE_RETRY_MIN && second >= 2 * KE_RETRY_MIN, "{first:?} {second:?}");
+        for _ in 0..20 {
+            let _ = source.ke_done(fail());
+        }
+        assert!(source.retry_at.unwrap() - tokio::time::Instant::now() <= KE_RETRY_MAX);
+    }
+}
