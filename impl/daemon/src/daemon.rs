@@ -802,7 +802,8 @@ fn handle_reply<S, C: DaemonClock>(
         }
     }
     if let Some(n) = slot.nts.as_mut() {
-        // Only authentic replies exist for an NTS source (RFC 8915 §5.7):
+        // Only authentic replies exist for an NTS source, and kiss-o'-deaths
+        // that echo one of its requests' Unique Identifiers (RFC 8915 §5.7):
         // anything else is dropped unseen, as if it never arrived.
         if n.judge(&inc.data).is_none() {
             return;
@@ -820,6 +821,17 @@ fn handle_reply<S, C: DaemonClock>(
         }
         SourceEvent::Demobilize(_) => {
             system.remove_source(&PeerId::Source(index));
+            if let Some(n) = slot.nts.as_mut() {
+                // A forced disassociation of an NTS source: its keys go, and
+                // a fresh association starts after NTS-KE runs again, once
+                // the disassociation back-off has passed.
+                let wait = n.disassociate();
+                if let Ok(fresh) = Source::new(*slot.source.config(), now + wait) {
+                    slot.source = fresh;
+                }
+                events.event(rx_time, &DaemonEvent::SourceDropped { source: address });
+                return;
+            }
             slots[index] = None;
             events.event(rx_time, &DaemonEvent::SourceDropped { source: address });
         }

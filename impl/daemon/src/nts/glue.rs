@@ -115,6 +115,8 @@ pub struct NtsSource {
     pending: Vec<PendingRequest>,
     running: bool,
     failures: u32,
+    /// DENY/RSTR disassociations since the last authentic time.
+    disassociations: u32,
     retry_at: Option<tokio::time::Instant>,
 }
 
@@ -134,7 +136,7 @@ const PENDING_MAX: usize = 8;
 impl NtsSource {
     /// A source that has not run NTS-KE yet.
     pub fn new(spec: NtsSourceSpec, config: Arc<rustls::ClientConfig>, default_ntp: SocketAddr) -> NtsSource {
-        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, failures: 0, retry_at: None }
+        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, failures: 0, disassociations: 0, retry_at: None }
     }
 
     /// Starts key establishment as a local task unless one runs or a retry
@@ -205,29 +207,32 @@ impl NtsSource {
         Some(request)
     }
 
-    /// Judges a reply: `Some(true)` authentic time; `Some(false)` an NTSN
-    /// for one of its requests (the session is dropped: re-key); `None` not
-    /// authentic or not ours (drop it: it is nothing). A kiss-o'-death other
-    /// than NTSN carries no authenticator even when it echoes the request's
-    /// Unique Identifier, which anyone on the path has seen: obeying a forged
-    /// DENY would end the association for good, so it is nothing too.
-    pub fn judge(&mut self, packet: &[u8]) -> Option<bool> {
+    /// Judges a reply. `None`: not authentic or not ours (drop it: it is
+    /// nothing). An NTSN for one of its requests drops the session: re-key.
+    /// A kiss-o'-death that echoes the Unique Identifier of an outstanding
+    /// request is [`Judgement::Kiss`]: RFC 8915 §5.7 says the client then
+    /// complies with RFC 5905 §7.4 (RATE backs off, DENY and RSTR end the
+    /// association; see [`NtsSource::disassociate`]). Any other reply
+    /// without a valid authenticator is nothing.
+    pub fn judge(&mut self, packet: &[u8]) -> Option<Judgement> {
         let session = self.session.as_mut()?;
         let mut last_error = None;
         for i in (0..self.pending.len()).rev() {
             match session.verify_response(&self.pending[i], packet) {
                 Ok(ResponseKind::Time { .. }) => {
                     self.pending.remove(i);
-                    return Some(true);
+                    self.disassociations = 0;
+                    return Some(Judgement::Time);
                 }
                 Ok(ResponseKind::Kiss(code)) => {
-                    tracing::debug!(ke = %self.spec.ke_host, code = %String::from_utf8_lossy(&code), "unauthenticated kiss-o'-death ignored");
-                    return None;
+                    self.pending.remove(i);
+                    tracing::debug!(ke = %self.spec.ke_host, code = %String::from_utf8_lossy(&code), "kiss-o'-death echoing our identifier");
+                    return Some(Judgement::Kiss);
                 }
                 Ok(ResponseKind::NtsNak) => {
                     self.session = None;
                     self.pending.clear();
-                    return Some(false);
+                    return Some(Judgement::Nak);
                 }
                 Err(e) => last_error = Some(e),
             }
@@ -235,6 +240,33 @@ impl NtsSource {
         tracing::debug!(ke = %self.spec.ke_host, error = ?last_error, "NTS reply discarded");
         None
     }
+
+    /// A DENY or RSTR ended the association (RFC 5905 §7.4): the keys and
+    /// cookies go, and NTS-KE may run again (RFC 8915 §5.7 allows it after a
+    /// forced disassociation) only after a wait that doubles with every
+    /// disassociation not followed by authentic time, from [`KE_RETRY_MIN`]
+    /// up to [`KE_RETRY_MAX`], so the client never loops quickly between the
+    /// KE and NTP servers. Returns the wait.
+    pub fn disassociate(&mut self) -> Duration {
+        self.session = None;
+        self.pending.clear();
+        let wait = KE_RETRY_MIN.saturating_mul(1 << self.disassociations.min(8)).min(KE_RETRY_MAX);
+        self.disassociations += 1;
+        self.retry_at = Some(tokio::time::Instant::now() + wait);
+        wait
+    }
+}
+
+/// What an NTS source makes of a reply that is its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// Authentic time: a sample candidate.
+    Time,
+    /// An NTSN for one of its requests: the session is gone, re-key.
+    Nak,
+    /// A kiss-o'-death (not NTSN) echoing an outstanding request's Unique
+    /// Identifier: the source's kiss-code rules apply to it.
+    Kiss,
 }
 
 #[cfg(test)]
@@ -286,7 +318,7 @@ mod tests {
         forged[47] ^= 1;
         assert_eq!(source.judge(&forged), None);
         // The real one is time, and brings a cookie back.
-        assert_eq!(source.judge(&reply[..len]), Some(true));
+        assert_eq!(source.judge(&reply[..len]), Some(Judgement::Time));
         assert_eq!(source.cookies(), 8);
         // Its replay answers no pending request: nothing.
         assert_eq!(source.judge(&reply[..len]), None);
@@ -297,13 +329,60 @@ mod tests {
         let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
         let mut out = vec![0u8; 2048];
         let n = nak.write(-20, &mut out).unwrap();
-        // The same kiss-o'-death saying DENY instead: unauthenticated, so nothing.
+        // The same kiss-o'-death saying DENY instead echoes our identifier:
+        // a kiss for the source's rules (RFC 8915 §5.7), and it answers that
+        // request, so it cannot be played twice.
         let mut deny = out[..n].to_vec();
         deny[12..16].copy_from_slice(b"DENY");
+        assert_eq!(source.judge(&deny), Some(Judgement::Kiss));
         assert_eq!(source.judge(&deny), None);
         assert!(source.keyed());
-        assert_eq!(source.judge(&out[..n]), Some(false));
+        // A DENY naming no request of ours is nothing.
+        let mut stranger = deny.clone();
+        stranger[48 + 4] ^= 0xff;
+        let request = source.protect(&header(3, 4), &provider).unwrap();
+        let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
+        let n = nak.write(-20, &mut out).unwrap();
+        assert_eq!(source.judge(&stranger), None);
+        assert_eq!(source.judge(&out[..n]), Some(Judgement::Nak));
         assert!(!source.keyed(), "NTSN: the session is gone, NTS-KE runs again");
+    }
+
+    #[test]
+    fn forced_disassociations_drop_the_keys_and_back_off() {
+        let provider = tls::provider();
+        let mut rng = provider_rng(&provider);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
+        let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let mut source = NtsSource::new(spec, config, addr);
+        let established = |keys: &SessionKeys, rng: &mut dyn ntplab_proto::nts::NtsRng| {
+            let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(keys, &mut *rng)).collect();
+            let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
+            Established { response, keys: keys.clone(), ntp: addr }
+        };
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(source.ke_done(Ok(established(&keys, &mut rng))), Ok(addr));
+            assert!(source.keyed());
+            let wait = source.disassociate();
+            assert!(!source.keyed(), "a DENY takes the keys and cookies");
+            assert!(source.protect(&header(3, 1), &provider).is_none(), "and no request leaves without them");
+            assert!(source.retry_at.is_some_and(|t| t > tokio::time::Instant::now()), "NTS-KE waits");
+            waits.push(wait);
+        }
+        // Re-keying in between does not reset the back-off: only authentic time does.
+        assert_eq!(waits, vec![KE_RETRY_MIN, 2 * KE_RETRY_MIN, 4 * KE_RETRY_MIN]);
+        assert_eq!(source.ke_done(Ok(established(&keys, &mut rng))), Ok(addr));
+        let request = source.protect(&header(3, 1), &provider).unwrap();
+        let NtsRequest::Protected(protected) = process_request(&master, &request) else { panic!("the server cannot read it") };
+        let mut reply = vec![0u8; 2048];
+        reply[..48].copy_from_slice(&header(4, 2));
+        let len = protected.seal_reply(&mut reply, &master, &mut rng).unwrap();
+        assert_eq!(source.judge(&reply[..len]), Some(Judgement::Time));
+        assert_eq!(source.disassociate(), KE_RETRY_MIN);
     }
 
     #[test]
