@@ -48,8 +48,9 @@ use std::net::IpAddr;
 pub const OWN_ADDRESSES_MAX: usize = 64;
 
 /// How long, after the first selection, the first clock update waits for a
-/// majority of every configured source (an iburst takes 14 s); after it the
-/// RFC 5905 majority of the selectable sources is enough.
+/// majority of every configured source and, with more than one source, for
+/// the truechimers' clock filters to be full (an iburst takes 14 s); after it
+/// the RFC 5905 majority of the selectable sources is enough.
 pub const STARTUP_WAIT_S: i64 = 64;
 
 /// Serve the local clock as a reference when no source is selected.
