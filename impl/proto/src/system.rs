@@ -382,10 +382,13 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             selection.outcome =
                 Err(NoSync::StartupWait { truechimers: selection.truechimers.len(), configured });
         }
-        if selection.outcome.is_err() {
-            // No system peer this round (A.5.5.1 clock_select() clears s.p
-            // first): a discipline fed every sample of the system peer must
-            // not keep following one the selection no longer names.
+        if matches!(selection.outcome, Err(NoSync::NoMajority | NoSync::TooFewTruechimers { .. })) {
+            // The sources disagree: no system peer (A.5.5.1 clock_select()
+            // clears s.p), or a discipline fed every sample of the system peer
+            // keeps following one the selection found no majority for. A peer
+            // merely too far to select (after an outage, its filter holds
+            // MAXDISP dummies) stays: it is not contradicted, and its samples
+            // let such a discipline recover at once (intermittent-link).
             self.system_peer = None;
         }
         if let Ok(combined) = &selection.outcome {
@@ -680,6 +683,30 @@ mod tests {
         }
         let at = no_majority_at.expect("the three disagree: no majority");
         assert!(at < 16.0 + 600.0 * 10.0, "no majority only at {at} s");
+    }
+
+    #[test]
+    fn after_an_outage_the_system_peer_is_kept_while_too_far_to_select() {
+        // intermittent-link: the only source falls silent for longer than its
+        // filter (eight stale polls shift in MAXDISP dummies). Its first sample
+        // after the outage is too far to select (NoCandidates), but nothing
+        // contradicts it: it stays system peer and the regression discipline
+        // gets the sample, so the free-running clock is corrected at once.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            let _ = sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        for k in 1..=8 {
+            let _ = sys.handle_stale(&1, t(14.0 + 64.0 * f64::from(k)));
+        }
+        let at = 14.0 + 64.0 * 9.0;
+        let u = sys.handle_measurement(&1, &measurement(0.004, 0.002, at), t(at));
+        assert_eq!(u.selection.map(|s| s.outcome), Some(Err(NoSync::NoCandidates)));
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert!(u.clock.is_some(), "the sample after the outage did not reach the discipline");
     }
 
     #[test]
