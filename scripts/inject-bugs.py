@@ -26,16 +26,18 @@ tests (the compiler is part of CI) and is listed so.
 
     scripts/inject-bugs.py [--list] [--only ID,ID] [--seeds 1..3]
                            [--no-suite] [--no-tests] [--skip-clean]
-                           [--scratch DIR] [--keep] [--target-dir DIR]
-                           [--max-seconds S]
+                           [--scratch DIR] [--keep] [--max-seconds S]
 
 Output: one line per bug (tests: caught/missed, suite: caught/missed), then
 the totals, and a CSV (`--csv FILE`, default SCRATCH/../inject-bugs.csv).
-Costs: per bug a build of the crate's tests and of the release CLI plus
-one suite run. With its own target/ (opt-level 1 without debug info, a few
-GB) the first build compiles every dependency; `--target-dir` a pre-warmed
-target/ avoids that. The scratch directory is deleted at the end unless
---keep. Needs git, cargo and cargo-nextest.
+Costs: per bug a build of the crate's tests and of the release CLI (in the
+scratch's own target/: opt-level 1 without debug info; the first build
+compiles every dependency) plus one suite run. Measured on 2026-12-03 with
+the two cores shared by six helpers: 473 s for the first bug's tests alone.
+Never point CARGO_TARGET_DIR at another tree's target/: workspace crates get
+the same artifact names in both trees, and the other tree's next build can
+take the scratch's (bugged) artifacts as fresh. The scratch directory is
+deleted at the end unless --keep. Needs git, cargo and cargo-nextest.
 """
 
 import argparse
@@ -218,9 +220,6 @@ def main():
     ap.add_argument("--skip-clean", action="store_true", help="skip the run on unmodified code")
     ap.add_argument("--scratch", default="", help="scratch directory (default: a new one under /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("--target-dir", default="", help="cargo target directory to build in (default SCRATCH/target); "
-                    "a pre-warmed one saves the dependency builds; it is never deleted, but its "
-                    "release/ntplab is overwritten by the last bug's build")
     ap.add_argument("--csv", default="", help="write the results here")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting new bugs after this long")
     ap.add_argument("--test-timeout", type=float, default=1200)
@@ -261,16 +260,10 @@ def main():
     # (opt-level 1, no debug info, many codegen units): each bug rebuilds the
     # core and everything above it. Results do not depend on it (no fast-math).
     env = dict(os.environ, CARGO_INCREMENTAL="0", CARGO_TERM_COLOR="never")
-    if a.target_dir:
-        # A pre-warmed target (e.g. a worktree's): its dependencies are
-        # reused as built, so keep the workspace's own profiles.
-        target = os.path.abspath(a.target_dir)
-    else:
-        target = os.path.join(scratch, "target")
-        env.update(CARGO_PROFILE_RELEASE_OPT_LEVEL="1", CARGO_PROFILE_RELEASE_DEBUG="0",
-                   CARGO_PROFILE_RELEASE_CODEGEN_UNITS="256")
-    env["CARGO_TARGET_DIR"] = target
-    report = os.path.join(scratch, "inject-report")
+    env.update(CARGO_TARGET_DIR=os.path.join(scratch, "target"),
+               CARGO_PROFILE_RELEASE_OPT_LEVEL="1", CARGO_PROFILE_RELEASE_DEBUG="0",
+               CARGO_PROFILE_RELEASE_CODEGEN_UNITS="256")
+    report = os.path.join(scratch, "target", "inject-report")
 
     def tests(crate):
         return run(["cargo", "nextest", "run", "-p", crate, "--no-tests=pass"], scratch, env, a.test_timeout, log)
@@ -278,7 +271,7 @@ def main():
     def suite():
         if run(["cargo", "build", "--release", "-q", "--bin", "ntplab"], scratch, env, a.test_timeout, log) != "ok":
             return "fail"
-        binary = os.path.join(target, "release", "ntplab")
+        binary = os.path.join(scratch, "target", "release", "ntplab")
         return run([binary, "suite", "--seeds", a.seeds, "--baseline", "scenarios/baseline.json",
                     "--report", report], scratch, env, a.suite_timeout, log)
 
