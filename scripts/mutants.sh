@@ -5,15 +5,26 @@
 # submodules is built and run against ntplab-proto's tests; a mutant the tests
 # do not catch is a "survivor" (a gap in the tests, or an equivalent change).
 #
-#   scripts/mutants.sh [--file GLOB]... [--re REGEX] [--timeout S] [--jobs N] [--skip-baseline] [--list]
+#   scripts/mutants.sh [--file GLOB]... [--re REGEX] [--timeout S] [--jobs N] [--skip-baseline]
+#                      [--in-place] [--skip-test PATTERN]... [--list]
 #
 #   --file GLOB   only these files (repeatable; default: the six modules and
 #                 their submodules), e.g. --file impl/proto/src/filter.rs
 #   --re REGEX    only mutants whose name matches, e.g. --re 'fn intersect'
-#   --timeout S   per-mutant test timeout in seconds (default 60)
+#   --timeout S   per-mutant test timeout in seconds (default 300; the unit
+#                 tests take 15-80 s, more on a loaded machine)
 #   --jobs N      mutants built and tested in parallel (default 1)
 #   --skip-baseline  do not first check that the unmutated tests pass
+#   --in-place    mutate this tree and build in its target/ (no copy, no fresh
+#                 build; do not edit or commit the tree while it runs: a
+#                 mutant may be applied at any moment), e.g. in a scratch copy
+#                 (git archive HEAD | tar -x -C /tmp/x; /tmp/x/scripts/mutants.sh --in-place)
+#   --skip-test PATTERN  leave out the unit tests whose name contains PATTERN
+#                 (libtest --skip; repeatable), e.g. --skip-test server:: when
+#                 mutating filter.rs: the server's flood tests take 50 s a run
 #   --list        list the mutants, run nothing
+#
+# PROPTEST_CASES (e.g. 32) lowers the property tests' case count for the run.
 #
 # The tests are ntplab-proto's unit tests (`cargo test --lib`): they sit beside
 # the code; the crate's one integration test reads a capture corpus outside
@@ -28,10 +39,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=()
+skips=()
 re=""
-timeout=60
+timeout=300
 jobs=1
 list=0
+inplace=0
 baseline=run
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -41,7 +54,9 @@ while [ "$#" -gt 0 ]; do
         --jobs) jobs="$2"; shift 2 ;;
         --list) list=1; shift ;;
         --skip-baseline) baseline=skip; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --in-place) inplace=1; shift ;;
+        --skip-test) skips+=(--skip "$2"); shift 2 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) echo "mutants.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -56,17 +71,27 @@ if ! command -v cargo-mutants >/dev/null 2>&1; then
     cargo install cargo-mutants --locked
 fi
 
-args=(--package ntplab-proto --output target/mutants --timeout "$timeout" --jobs "$jobs" --no-shuffle --baseline "$baseline")
+args=(--package ntplab-proto --output target/mutants --timeout "$timeout" --no-shuffle --baseline "$baseline")
 for f in "${files[@]}"; do
     args+=(--file "$f")
 done
 if [ -n "$re" ]; then
     args+=(--re "$re")
 fi
+if [ "$inplace" -eq 1 ]; then
+    args+=(--in-place) # one tree: cargo-mutants refuses --jobs with it
+else
+    args+=(--jobs "$jobs")
+fi
 if [ "$list" -eq 1 ]; then
     exec cargo mutants "${args[@]}" --list
 fi
-args+=(-- --lib)
+# --lib for the build too (-C: every cargo call), else each mutant also
+# links the crate's integration tests, which the run never executes.
+args+=(-C --lib)
+if [ "${#skips[@]}" -gt 0 ]; then
+    args+=(-- -- "${skips[@]}")
+fi
 
 status=0
 timeout --signal=INT --kill-after=60 "${MUTANTS_MAX_SECONDS:-3000}" cargo mutants "${args[@]}" || status=$?
@@ -76,10 +101,13 @@ echo "== survivors (missed.txt) =="
 cat "$out/missed.txt" 2>/dev/null || true
 echo "== timeouts (timeout.txt) =="
 cat "$out/timeout.txt" 2>/dev/null || true
-caught=$(wc -l < "$out/caught.txt" 2>/dev/null || echo 0)
-missed=$(wc -l < "$out/missed.txt" 2>/dev/null || echo 0)
-unviable=$(wc -l < "$out/unviable.txt" 2>/dev/null || echo 0)
-echo "caught $caught, missed $missed, unviable $unviable"
+count() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+if [ ! -f "$out/missed.txt" ]; then
+    # cargo-mutants stopped before testing anything (a usage error exits 2 too).
+    echo "mutants.sh: cargo mutants ran no mutant (exit status $status)" >&2
+    exit 1
+fi
+echo "caught $(count "$out/caught.txt"), missed $(count "$out/missed.txt"), unviable $(count "$out/unviable.txt"), timeouts $(count "$out/timeout.txt")"
 case "$status" in
     0) exit 0 ;;
     2|3) exit 2 ;; # cargo-mutants: 2 = some mutants missed, 3 = some timed out

@@ -622,6 +622,29 @@ mod tests {
     }
 
     #[test]
+    fn the_spike_window_ends_at_exactly_two_poll_intervals() {
+        // A.5.2: a jump is a spike only while less than 2 · 2^poll s have
+        // passed since the last sample used; at exactly 2 · 2^poll it is taken.
+        // (A lost poll puts the next sample there with a fixed poll interval.)
+        let steady = || {
+            let mut f = ClockFilter::new(FilterConfig::default());
+            for i in 0..8 {
+                let off = if i % 2 == 0 { 0.5 } else { -0.5 };
+                let u = f.add_sample(sample(64.0 * f64::from(i), off, 10.0, 1.0), at(64.0 * f64::from(i)), 6);
+                assert!(matches!(u, FilterUpdate::Updated(_)), "{i}: {u:?}");
+            }
+            f
+        };
+        let last = 64.0 * 7.0;
+        let mut f = steady();
+        let u = f.add_sample(sample(last + 127.0, 50.0, 9.0, 1.0), at(last + 127.0), 6);
+        assert!(matches!(u, FilterUpdate::PopcornSpike { .. }), "inside the window: {u:?}");
+        let mut f = steady();
+        let u = f.add_sample(sample(last + 128.0, 50.0, 9.0, 1.0), at(last + 128.0), 6);
+        assert!(matches!(u, FilterUpdate::Updated(s) if close(s.offset, 50.0 * MS, 1e-9)), "at its end: {u:?}");
+    }
+
+    #[test]
     fn popcorn_spike_is_suppressed_but_a_sustained_shift_passes() {
         let mut f = ClockFilter::new(FilterConfig::default());
         // Steady 1 ms-jitter stream, equal delays: the newest sample is always best.

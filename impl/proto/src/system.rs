@@ -48,8 +48,9 @@ use std::net::IpAddr;
 pub const OWN_ADDRESSES_MAX: usize = 64;
 
 /// How long, after the first selection, the first clock update waits for a
-/// majority of every configured source (an iburst takes 14 s); after it the
-/// RFC 5905 majority of the selectable sources is enough.
+/// majority of every configured source and, with more than one source, for
+/// the truechimers' clock filters to be full (an iburst takes 14 s); after it
+/// the RFC 5905 majority of the selectable sources is enough.
 pub const STARTUP_WAIT_S: i64 = 64;
 
 /// Serve the local clock as a reference when no source is selected.
@@ -367,12 +368,28 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let waiting = selection.rejected.iter().any(|(_, r)| *r == Rejection::DistanceTooLarge);
         // After the startup wait, sources that never answered or fell silent no
         // longer hold the clock back: RFC 5905's own majority rule applies.
+        // A truechimer whose filter still holds empty stages (its burst is not
+        // complete) has MAXDISP-weighted dispersion in its interval: after four
+        // samples up to a second, wide enough to overlap a group half a second
+        // away, so two agreeing pairs 0.5 s apart are a "majority" of four
+        // (falsetickers-no-majority, t = 6 s). With more than one source, the
+        // first update waits for full filters (an iburst's 8 samples, 14 s).
+        let filling = configured > 1 && selection.truechimers.iter().any(|id| self.filter_has_empty_stages(id));
         let startup_ok = self.state.is_synchronized()
             || !in_startup
-            || (2 * selection.truechimers.len() > configured && !waiting);
+            || (2 * selection.truechimers.len() > configured && !waiting && !filling);
         if selection.outcome.is_ok() && !startup_ok {
             selection.outcome =
                 Err(NoSync::StartupWait { truechimers: selection.truechimers.len(), configured });
+        }
+        if matches!(selection.outcome, Err(NoSync::NoMajority | NoSync::TooFewTruechimers { .. })) {
+            // The sources disagree: no system peer (A.5.5.1 clock_select()
+            // clears s.p), or a discipline fed every sample of the system peer
+            // keeps following one the selection found no majority for. A peer
+            // merely too far to select (after an outage, its filter holds
+            // MAXDISP dummies) stays: it is not contradicted, and its samples
+            // let such a discipline recover at once (intermittent-link).
+            self.system_peer = None;
         }
         if let Ok(combined) = &selection.outcome {
             let peer_id = combined.system_peer.clone();
@@ -399,6 +416,11 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         }
         update.selection = Some(selection);
         update
+    }
+
+    /// Whether source `id`'s clock filter still holds an empty (dummy) stage.
+    fn filter_has_empty_stages(&self, id: &Id) -> bool {
+        self.peers.get(id).is_some_and(|p| p.filter.stages().iter().any(|s| s.sample.is_none()))
     }
 
     /// §11.2.3 / A.5.5.1 clock_update(): the system variables follow the system peer.
@@ -599,6 +621,95 @@ mod tests {
     }
 
     #[test]
+    fn two_agreeing_pairs_half_a_second_apart_are_no_majority_at_startup() {
+        // falsetickers-no-majority: sources 0 and 1 agree on +0.45 s, 2 and 3
+        // on -0.05 s. After four burst samples every interval is still about a
+        // second wide (empty filter stages), all four overlap and selection
+        // alone finds a "majority" of four (seed 1: system peer at 6 s). No
+        // group is a majority: the clock must never be touched, before or
+        // after the startup wait.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..4 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        let mut last = None;
+        for i in 0..48 {
+            let at = 2.0 * f64::from(i);
+            for id in 0..4u32 {
+                let offset = if id < 2 { 0.45 } else { -0.05 };
+                let u = sys.handle_measurement(&id, &measurement(offset, 0.0002 * f64::from(id + 1), at), t(at));
+                assert!(u.clock.is_none(), "the clock was moved at {at} s by {:?}", u.clock);
+                last = u.selection.map(|s| s.outcome);
+            }
+            assert_eq!(sys.system_peer(), None, "a system peer at {at} s");
+        }
+        assert_eq!(last, Some(Err(NoSync::NoMajority)));
+        assert!(!sys.server_state(t(100.0)).is_synchronized());
+    }
+
+    #[test]
+    fn a_system_peer_the_selection_drops_is_no_longer_followed() {
+        // The regression discipline takes every sample of the system peer.
+        // Three sources agree and source 0 (nearest) becomes system peer; then
+        // 1 and 2 move 0.3 s either way and, once their filters take the new
+        // samples, selection finds no majority and names no system peer.
+        // Source 0's samples must stop reaching the discipline (they kept
+        // steering the clock: falsetickers-no-majority, seeds 1-3).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            for id in 0..3u32 {
+                let _ = sys.handle_measurement(&id, &measurement(0.001, 0.0002 * f64::from(id + 1), at), t(at));
+            }
+        }
+        assert_eq!(sys.system_peer(), Some(&0));
+        let mut no_majority_at = None;
+        for k in 0..12 {
+            let at = 16.0 + 600.0 * f64::from(k);
+            for (id, offset, delay) in [(1, 0.3, 0.0001), (2, -0.3, 0.0001), (0, 0.001, 0.0002)] {
+                let u = sys.handle_measurement(&id, &measurement(offset, delay, at), t(at));
+                if no_majority_at.is_some() {
+                    assert!(u.clock.is_none(), "source {id} steered the clock at {at} s: {:?}", u.clock);
+                    assert_eq!(sys.system_peer(), None, "at {at} s");
+                }
+                if u.selection.is_some_and(|s| s.outcome == Err(NoSync::NoMajority)) {
+                    no_majority_at.get_or_insert(at);
+                    assert_eq!(sys.system_peer(), None, "at {at} s");
+                }
+            }
+        }
+        let at = no_majority_at.expect("the three disagree: no majority");
+        assert!(at < 16.0 + 600.0 * 10.0, "no majority only at {at} s");
+    }
+
+    #[test]
+    fn after_an_outage_the_system_peer_is_kept_while_too_far_to_select() {
+        // intermittent-link: the only source falls silent for longer than its
+        // filter (eight stale polls shift in MAXDISP dummies). Its first sample
+        // after the outage is too far to select (NoCandidates), but nothing
+        // contradicts it: it stays system peer and the regression discipline
+        // gets the sample, so the free-running clock is corrected at once.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            let _ = sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        for k in 1..=8 {
+            let _ = sys.handle_stale(&1, t(14.0 + 64.0 * f64::from(k)));
+        }
+        let at = 14.0 + 64.0 * 9.0;
+        let u = sys.handle_measurement(&1, &measurement(0.004, 0.002, at), t(at));
+        assert_eq!(u.selection.map(|s| s.outcome), Some(Err(NoSync::NoCandidates)));
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert!(u.clock.is_some(), "the sample after the outage did not reach the discipline");
+    }
+
+    #[test]
     fn a_held_selection_names_no_system_peer() {
         // All five answer a burst; the falseticker is nearest, so its fourth
         // sample is the first to pass the distance threshold, while the others
@@ -661,7 +772,8 @@ mod tests {
         sys.add_source(1, ReferenceId::NONE);
         sys.add_source(2, ReferenceId::NONE);
         let mut stepped_at = None;
-        for i in 0..8 {
+        // Both filters fill (8 samples) before the first update may step.
+        for i in 0..16 {
             let at = 2.0 * f64::from(i);
             for id in [1, 2] {
                 let u = sys.handle_measurement(&id, &measurement(1.0, 0.002 * f64::from(id), at), t(at));
