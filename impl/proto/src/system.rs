@@ -413,6 +413,20 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 }
                 self.set_system_variables(&peer_id, &c, combined.offset, combined.jitter, now);
             }
+            // A discipline fed every sample of the system peer gets the first
+            // system peer's latest sample when it is adopted (at startup or
+            // after a step), not only from its next poll: the peer is often
+            // adopted on another source's sample (the one that completes a
+            // majority), and its own next one can be a whole poll away.
+            if self.discipline.wants_every_sample() && self.last_raw_sample.is_none() && update.clock.is_none() {
+                if let Some(m) = self.peers.get(&peer_id).and_then(|p| p.last) {
+                    self.last_raw_sample = Some(m.local_receive_time);
+                    let sample = DisciplineSample { offset: m.offset, time: m.local_receive_time, now, delay: m.delay };
+                    let (action, stepped) = self.update_discipline(&sample);
+                    update.clock = Some(action);
+                    update.stepped = stepped;
+                }
+            }
         }
         update.selection = Some(selection);
         update
@@ -618,6 +632,36 @@ mod tests {
         let first = moved.expect("the truechimers set the clock");
         assert!((first - 0.001).abs() < 0.01, "first correction {first} s");
         assert_ne!(sys.system_peer(), Some(&0));
+    }
+
+    #[test]
+    fn the_first_system_peer_adopted_on_another_sources_sample_moves_the_clock_at_once() {
+        // Three agreeing sources with bursts (source 2 much farther than the
+        // others, so never the system peer): source 0 (nearest) fills its
+        // filter first, but the first update waits for every truechimer's
+        // filter; source 2's eighth sample completes them and source 0 is
+        // adopted. The discipline that takes every sample of the system peer
+        // must get source 0's latest sample then, not at its next poll.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        assert!(sys.discipline().wants_every_sample(), "the default discipline takes every sample");
+        for id in 0..3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        let mut first_move = None;
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            for id in 0..3u32 {
+                let at = at + 0.1 * f64::from(id);
+                let delay = if id == 2 { 0.02 } else { 0.0002 * f64::from(id + 1) };
+                let u = sys.handle_measurement(&id, &measurement(0.001, delay, at), t(at));
+                if u.clock.is_some() && first_move.is_none() {
+                    first_move = Some((i, id, sys.system_peer().copied()));
+                }
+            }
+        }
+        let (round, id, peer) = first_move.expect("the clock never moved");
+        assert_eq!((round, id), (7, 2), "the clock moves on the sample that completes the filters");
+        assert!(matches!(peer, Some(0 | 1)), "system peer {peer:?}");
     }
 
     #[test]
