@@ -294,7 +294,7 @@ pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
 where
     N::Socket: 'static,
 {
-    let nts = NtsRuntime { streams: NoStreams, provider: crate::nts::tls::provider() };
+    let nts = NtsRuntime { streams: NoStreams, provider: crate::nts::tls::provider(), time: None };
     run_with_nts(config, net, &nts, refclocks, clock, seed, events, shutdown).await
 }
 
