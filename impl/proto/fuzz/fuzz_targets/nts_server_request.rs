@@ -23,6 +23,7 @@ fn answer(f: &common::Fixture, request: &[u8]) -> Option<Vec<u8>> {
     let mut rng = common::rng(request.len() as u64);
     let mut out = vec![0u8; 2048];
     out[0] = 0x24;
+    out[1] = 2;
     match process_request(&f.master, request) {
         NtsRequest::Protected(p) => {
             let n = p.seal_reply(&mut out, &f.master, &mut rng).ok()?;

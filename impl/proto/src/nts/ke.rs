@@ -14,7 +14,7 @@
 //! | a record of unknown type with the Critical Bit | Error 0 (Unrecognized Critical Record) |
 //! | no Next Protocol, or an empty one | Error 1 (Bad Request) |
 //! | NTPv4 offered without an AEAD record, or with an empty one | Error 1 |
-//! | a second Next Protocol, AEAD, Server, Port or End of Message | Error 1 |
+//! | a second Next Protocol, AEAD, Server or Port record | Error 1 |
 //! | Error, Warning or New Cookie records (clients must not send them) | Error 1 |
 //! | End of Message or Next Protocol without the Critical Bit | Error 1 |
 //! | a record whose body breaks its length rule (e.g. a 3-octet Port) | Error 1 |

@@ -260,9 +260,11 @@ pub enum ResponseKind {
     },
     /// An NTSN kiss-o'-death answering this request: re-key.
     NtsNak,
-    /// Another kiss-o'-death (stratum 0) carrying this request's Unique
-    /// Identifier, e.g. RATE: RFC 8915 §5.7 has the client obey it as RFC
-    /// 5905 §7.4 says. It carries no time and adds no cookie.
+    /// Another kiss-o'-death (stratum 0, no authenticator) carrying this
+    /// request's Unique Identifier, e.g. RATE: RFC 8915 §5.7 has the client
+    /// obey it as RFC 5905 §7.4 says. It carries no time and adds no cookie.
+    /// (An authenticated stratum-0 reply is verified and reported as `Time`;
+    /// its header says what it is.)
     Kiss([u8; 4]),
 }
 
@@ -391,10 +393,13 @@ impl ClientSession {
         if is_ntsn_kod(packet) {
             return Ok(ResponseKind::NtsNak);
         }
-        if packet[1] == 0 {
-            return Ok(ResponseKind::Kiss([packet[12], packet[13], packet[14], packet[15]]));
-        }
-        let auth = auth.ok_or(ResponseError::Unauthenticated)?;
+        let Some(auth) = auth else {
+            // Unauthenticated: only a kiss-o'-death (stratum 0) is acted on.
+            if packet[1] == 0 {
+                return Ok(ResponseKind::Kiss([packet[12], packet[13], packet[14], packet[15]]));
+            }
+            return Err(ResponseError::Unauthenticated);
+        };
         let parts = parse_auth(auth.value(packet)).ok_or(ResponseError::Malformed)?;
         let aead = self.keys.aead;
         let plain = aead

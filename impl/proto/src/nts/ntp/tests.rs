@@ -187,6 +187,17 @@ fn forged_and_unauthenticated_replies_are_rejected() {
     assert_eq!(s.session.verify_response(&pending, &plain), Ok(ResponseKind::Kiss(*b"RATE")));
     assert_eq!(s.session.verify_response(&pending, &plain[..48]), Err(ResponseError::MissingUniqueId));
     assert_eq!(s.session.jar().len(), 7);
+    // An authenticated reply at stratum 0 (an unsynchronized server) is verified, not a kiss.
+    let mut unsynced = server_header();
+    unsynced[1] = 0;
+    let (req2, pending2) = s.request();
+    let NtsRequest::Protected(p) = process_request(&s.master, &req2) else { panic!() };
+    let mut out = vec![0u8; 2048];
+    out[..48].copy_from_slice(&unsynced);
+    let n = p.seal_reply(&mut out, &s.master, &mut s.rng).unwrap();
+    assert_eq!(s.session.verify_response(&pending2, &out[..n]), Ok(ResponseKind::Time { new_cookies: 1 + pending2.placeholders() }));
+    out[20] ^= 1;
+    assert_eq!(s.session.verify_response(&pending2, &out[..n]), Err(ResponseError::AuthenticationFailed));
     // Sealed with the wrong key.
     let wrong = SessionKeys::random(Aead::Aes128GcmSiv, &mut s.rng);
     let mut forged = server_header().to_vec();
