@@ -360,11 +360,31 @@ fn ntsn_reply(i: usize, fields: &str) -> String {
     hdr(0x24, 0, "NTSN", 0x1000 + i as u64, 0, 0) + fields
 }
 
+/// An `nts_ke` event of the client for the source S at `t`: success with `aead` and `cookies`, or failure.
+fn ke_ev(t: f64, ok: Option<(u16, usize)>) -> String {
+    let details = match ok {
+        Some((aead, cookies)) => format!(r#"{{"source":"{S}","aead":{aead},"cookies":{cookies},"error":null}}"#),
+        None => format!(r#"{{"source":"{S}","aead":null,"cookies":0,"error":"NTS-KE: TLS handshake failed"}}"#),
+    };
+    format!(r#"{{"t_s":{t},"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"
+}
+
 fn nts_metas() -> Vec<Meta> {
     let two = |a: String, b: String| vec![a, b];
     let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
     let answered = |reqs: Vec<String>| nts_flow(&reqs, |i| Some(nts_reply(i, &plain(i as u8 + 1))));
+    let with_events = |f: Frag, events: String| Frag { events, ..f };
+    let two_requests = || nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(i as u8 + 1))));
+    let failures = |times: &[f64]| times.iter().map(|t| ke_ev(*t, None)).collect::<String>();
     vec![
+        Meta { check: "nts-ke-aead", pass: frag("", &ke_ev(0.5, Some((15, 8)))), fail: frag("", &ke_ev(0.5, Some((99, 8)))) },
+        Meta { check: "nts-ke-cookies", pass: frag("", &ke_ev(0.5, Some((30, 8)))), fail: frag("", &ke_ev(0.5, Some((15, 0)))) },
+        Meta {
+            check: "nts-no-ntp-after-failed-ke",
+            pass: with_events(two_requests(), ke_ev(0.1, None) + &ke_ev(0.5, Some((15, 8)))),
+            fail: with_events(two_requests(), ke_ev(0.5, None)),
+        },
+        Meta { check: "nts-ke-backoff", pass: frag("", &failures(&[0.0, 4.0, 12.0, 28.0, 60.0])), fail: frag("", &failures(&[0.0, 4.0, 12.0, 14.0])) },
         Meta { check: "nts-uid", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: answered(two(nts_fields(1, 16, 1, 0), nts_fields(2, 32, 2, 0))) },
         Meta { check: "nts-uid-echo", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(9)))) },
         Meta {

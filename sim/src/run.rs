@@ -520,6 +520,10 @@ impl Recorder for RunRecorder {
                 serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
             ),
             DaemonEvent::Sample { source, sample } => ("sample", sample_details(*source, sample)),
+            DaemonEvent::NtsKe { source, aead, cookies, error } => (
+                "nts_ke",
+                serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error }),
+            ),
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());

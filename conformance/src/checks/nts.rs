@@ -242,3 +242,96 @@ pub fn server_response_shape(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("daemon replies to NTS requests", "no NTS request was answered with time by the daemon")
 }
+
+/// The `nts_ke` events (a daemon's NTS-KE results), in time order.
+fn ke_events<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = &'b crate::trace::EventRec> {
+    a.trace.events.iter().filter(|e| e.kind == "nts_ke")
+}
+
+fn ke_ok(e: &crate::trace::EventRec) -> bool {
+    e.details.get("error").is_none_or(serde_json::Value::is_null)
+}
+
+fn ke_cite(e: &crate::trace::EventRec) -> String {
+    format!("events.jsonl:{} ({} at {:.3} s)", e.line, e.host.as_deref().unwrap_or("?"), e.t_s)
+}
+
+/// R8915-4.1.5-aead / -siv: every successful key establishment agreed on one
+/// AEAD the client offers (15, 17 or 30).
+pub fn ke_aead(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e)) {
+        match e.details.get("aead").and_then(serde_json::Value::as_u64) {
+            Some(id @ (15 | 17 | 30)) => t.good(|| format!("{}: AEAD {id}", ke_cite(e))),
+            other => t.bad(|| format!("{}: AEAD {other:?}", ke_cite(e))),
+        }
+    }
+    t.outcome("successful NTS key establishments", "no NTS key establishment succeeded")
+}
+
+/// R8915-4.1.6-cookies: a successful key establishment brings 8 cookies.
+pub fn ke_cookies(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e)) {
+        let n = e.details.get("cookies").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if n == 8 {
+            t.good(|| format!("{}: 8 cookies", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: {n} cookies", ke_cite(e)));
+        }
+    }
+    t.outcome("successful NTS key establishments", "no NTS key establishment succeeded")
+}
+
+/// R8915-3-cert / R8915-4.1.3-error-client: after a failed key establishment
+/// (certificate refused, Error record, no answer) the client sends that
+/// source no NTS request until a key establishment succeeds.
+pub fn no_ntp_after_failed_ke(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let kes: Vec<&crate::trace::EventRec> = ke_events(a).collect();
+    for (i, e) in kes.iter().enumerate() {
+        if ke_ok(e) {
+            continue;
+        }
+        let (Some(host), Some(source)) = (e.host.as_deref(), e.source()) else { continue };
+        let Some(client) = a.ctx.host_named(host).map(|h| h.address) else { continue };
+        // Until this source's next successful KE (or the end).
+        let until = kes[i + 1..].iter().find(|k| k.host.as_deref() == Some(host) && k.source() == Some(source) && ke_ok(k)).map_or(f64::INFINITY, |k| k.t_s);
+        let sent = daemon_nts_requests(a).find(|(p, _)| p.src.ip() == client && p.dst.ip() == source.ip() && p.sent_t_s > e.t_s && p.sent_t_s < until);
+        match sent {
+            Some((p, _)) => t.bad(|| format!("{} failed, yet {} is an NTS request to {source} before the next success", ke_cite(e), p.cite())),
+            None => t.good(|| format!("{}: failed; no NTS request to {source} until the next success", ke_cite(e))),
+        }
+    }
+    t.outcome("failed NTS key establishments", "no NTS key establishment failed")
+}
+
+/// R8915-4.2-backoff / R8915-5.7-ke-loop: consecutive failed key
+/// establishments of a source are spaced by an exponential back-off: the
+/// n-th gap is at least the first gap times 1.5^(n-1) (up to an hour).
+pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut runs: BTreeMap<(String, String), Vec<&crate::trace::EventRec>> = BTreeMap::new();
+    for e in ke_events(a) {
+        let key = (e.host.clone().unwrap_or_default(), e.source().map(|s| s.to_string()).unwrap_or_default());
+        if ke_ok(e) {
+            runs.remove(&key);
+            continue;
+        }
+        let run = runs.entry(key).or_default();
+        run.push(e);
+        if run.len() < 3 {
+            continue;
+        }
+        let first_gap = run[1].t_s - run[0].t_s;
+        let n = run.len() - 1;
+        let gap = run[n].t_s - run[n - 1].t_s;
+        let want = (first_gap * 1.5f64.powi(n as i32 - 1)).min(3600.0);
+        if gap + 1e-6 >= want {
+            t.good(|| format!("{}: attempt {} after {gap:.1} s (first gap {first_gap:.1} s)", ke_cite(e), n + 1));
+        } else {
+            t.bad(|| format!("{}: attempt {} only {gap:.1} s after the previous (first gap {first_gap:.1} s, want >= {want:.1} s)", ke_cite(e), n + 1));
+        }
+    }
+    t.outcome("retries after failed NTS key establishments", "no source failed NTS key establishment three times in a row")
+}
