@@ -32,13 +32,13 @@ impl QueryNts {
             .map_err(|e| CliError::input(format!("no NTS request: {e}")))
     }
 
-    /// Whether `packet` is an authentic reply to `pending` (time or NTSN) or a
-    /// kiss-o'-death echoing its Unique Identifier;
+    /// Whether `packet` is an authentic reply to `pending` (time or NTSN);
     /// otherwise why it is set aside.
     pub fn judge(&mut self, pending: &PendingRequest, packet: &[u8]) -> Result<(), String> {
         match self.session.verify_response(pending, packet) {
-            // Time, an NTSN, or a kiss-o'-death that echoes this request's identifier.
-            Ok(ResponseKind::Time { .. } | ResponseKind::NtsNak | ResponseKind::Kiss(_)) => Ok(()),
+            Ok(ResponseKind::Time { .. } | ResponseKind::NtsNak) => Ok(()),
+            // Unauthenticated, whatever it echoes: anyone on the path could have sent it.
+            Ok(ResponseKind::Kiss(code)) => Err(format!("nts: unauthenticated kiss-o'-death {}", String::from_utf8_lossy(&code))),
             Err(e) => Err(format!("nts: {e}")),
         }
     }

@@ -207,19 +207,24 @@ impl NtsSource {
         Some(request)
     }
 
-    /// Judges a reply: `Some(true)` authentic time, or a kiss-o'-death that
-    /// echoes the request's Unique Identifier (RFC 8915 §5.7: the source
-    /// obeys it as any); `Some(false)` an NTSN for one of its requests (the
-    /// session is dropped: re-key); `None` not authentic or not ours (drop
-    /// it: it is nothing).
+    /// Judges a reply: `Some(true)` authentic time; `Some(false)` an NTSN
+    /// for one of its requests (the session is dropped: re-key); `None` not
+    /// authentic or not ours (drop it: it is nothing). A kiss-o'-death other
+    /// than NTSN carries no authenticator even when it echoes the request's
+    /// Unique Identifier, which anyone on the path has seen: obeying a forged
+    /// DENY would end the association for good, so it is nothing too.
     pub fn judge(&mut self, packet: &[u8]) -> Option<bool> {
         let session = self.session.as_mut()?;
         let mut last_error = None;
         for i in (0..self.pending.len()).rev() {
             match session.verify_response(&self.pending[i], packet) {
-                Ok(ResponseKind::Time { .. } | ResponseKind::Kiss(_)) => {
+                Ok(ResponseKind::Time { .. }) => {
                     self.pending.remove(i);
                     return Some(true);
+                }
+                Ok(ResponseKind::Kiss(code)) => {
+                    tracing::debug!(ke = %self.spec.ke_host, code = %String::from_utf8_lossy(&code), "unauthenticated kiss-o'-death ignored");
+                    return None;
                 }
                 Ok(ResponseKind::NtsNak) => {
                     self.session = None;
@@ -294,6 +299,11 @@ mod tests {
         let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
         let mut out = vec![0u8; 2048];
         let n = nak.write(-20, &mut out).unwrap();
+        // The same kiss-o'-death saying DENY instead: unauthenticated, so nothing.
+        let mut deny = out[..n].to_vec();
+        deny[12..16].copy_from_slice(b"DENY");
+        assert_eq!(source.judge(&deny), None);
+        assert!(source.keyed());
         assert_eq!(source.judge(&out[..n]), Some(false));
         assert!(!source.keyed(), "NTSN: the session is gone, NTS-KE runs again");
     }
