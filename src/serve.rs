@@ -131,7 +131,7 @@ async fn serve_with<C: DaemonClock>(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let nts = NtsRuntime { streams: TokioStreams, provider: ntplab_daemon::nts::tls::provider() };
+    let nts = NtsRuntime { streams: TokioStreams, provider: ntplab_daemon::nts::tls::provider(), time: None };
     daemon::run_with_nts(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown).await
 }
 

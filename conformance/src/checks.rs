@@ -16,6 +16,8 @@
 //! a reply delivered to a daemon's source socket that produced no
 //! `source_reply` event as used.
 
+mod nts;
+
 use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};
 use ntplab_proto::time::{NtpTime, NtpTimestamp};
 use ntplab_proto::wire::refid::ReferenceId;
@@ -384,6 +386,20 @@ impl<'a> Analysis<'a> {
 
 /// Every check, in report order.
 pub const CHECKS: &[Check] = &[
+    Check { id: "nts-uid", title: "NTS requests carry one Unique Identifier of at least 32 octets, never repeated", run: nts::uid_length },
+    Check { id: "nts-uid-echo", title: "every reply to a request with a Unique Identifier echoes it, NTSN included", run: nts::uid_echo },
+    Check { id: "nts-client-request", title: "NTS requests carry one Unique Identifier, one cookie and one authenticator, the authenticator last", run: nts::client_request_shape },
+    Check { id: "nts-ef-modes", title: "cookie and authenticator fields appear only in mode 3 and 4 datagrams", run: nts::ef_modes },
+    Check { id: "nts-no-amplification", title: "replies to NTS requests are no longer than the request", run: nts::no_amplification },
+    Check { id: "nts-cookie-once", title: "an NTS client never sends the same cookie twice", run: nts::cookie_not_reused },
+    Check { id: "nts-placeholder", title: "placeholders only in requests with a cookie, as long as the cookie, zero-filled", run: nts::placeholder_shape },
+    Check { id: "nts-placeholder-count", title: "at most 7 placeholders, requests within 1280 octets", run: nts::placeholder_count },
+    Check { id: "nts-ntsn", title: "NTSN kisses carry the Unique Identifier and neither cookie nor authenticator", run: nts::ntsn_shape },
+    Check { id: "nts-ke-aead", title: "every successful NTS-KE agreed on an AEAD the client offers (15, 17 or 30)", run: nts::ke_aead },
+    Check { id: "nts-ke-cookies", title: "a successful NTS-KE brings 8 cookies", run: nts::ke_cookies },
+    Check { id: "nts-no-ntp-after-failed-ke", title: "after a failed NTS-KE the client sends that source no NTS request until a KE succeeds", run: nts::no_ntp_after_failed_ke },
+    Check { id: "nts-ke-backoff", title: "failed NTS-KE attempts of a source back off exponentially (gap n >= first gap x 1.5^(n-1), up to an hour)", run: nts::ke_backoff },
+    Check { id: "nts-server-response", title: "replies to NTS requests carry the identifier and one final authenticator, no cookie in the clear", run: nts::server_response_shape },
     Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin; receive and transmit are its clock at arrival and departure", run: server_echoes_origin },
     Check { id: "server-copies-version", title: "server replies with the request's version number", run: server_copies_version },
     Check { id: "server-mode-map", title: "client-mode requests are answered in server mode", run: server_mode_map },

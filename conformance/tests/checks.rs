@@ -319,6 +319,109 @@ fn wrap_samples(jump_at_1700: f64) -> String {
 #[allow(dead_code)] // the table uses part of what client_sample_checks.rs uses
 mod client_sample;
 
+
+/// One extension field as hex: type, length (header included), body of `len` octets of `fill`.
+fn ef(kind: u16, len: usize, fill: u8) -> String {
+    format!("{kind:04x}{:04x}{}", len + 4, format!("{fill:02x}").repeat(len))
+}
+
+/// An NTS request header + fields: UID (`uid_len` octets of `uid`), a 100-octet
+/// cookie of `cookie`, `holders` placeholders, an authenticator.
+fn nts_fields(uid: u8, uid_len: usize, cookie: u8, holders: usize) -> String {
+    let mut s = ef(0x0104, uid_len, uid) + &ef(0x0204, 100, cookie);
+    for _ in 0..holders {
+        s += &ef(0x0304, 100, 0);
+    }
+    s + &ef(0x0404, 36, 0xaa)
+}
+
+/// The client sends `reqs` (field hex each) at 1 s, 2 s, ...; the server answers each with `reply(i)`.
+fn nts_flow(reqs: &[String], reply: impl Fn(usize) -> Option<String>) -> Frag {
+    let mut out = String::new();
+    for (i, fields) in reqs.iter().enumerate() {
+        let t = 1.0 + i as f64;
+        let org = 0x1000 + i as u64;
+        out += &(pkt(2 * i as u64 + 1, t, t + 0.001, t, t + 0.001, C, S, &(hdr(0x23, 0, "", 0, 0, org) + fields)) + "\n");
+        if let Some(r) = reply(i) {
+            out += &(pkt(2 * i as u64 + 2, t + 0.001, t + 0.002, t + 0.001, t + 0.002, S, C, &r) + "\n");
+        }
+    }
+    frag(&out, "")
+}
+
+/// A time reply to request `i` with `fields` after the header.
+fn nts_reply(i: usize, fields: &str) -> String {
+    let t = 1.0 + i as f64;
+    hdr(0x24, 1, "GPS", 0x1000 + i as u64, ts(t + 0.001), ts(t + 0.001)) + fields
+}
+
+/// An NTSN kiss answering request `i`, with `fields`.
+fn ntsn_reply(i: usize, fields: &str) -> String {
+    hdr(0x24, 0, "NTSN", 0x1000 + i as u64, 0, 0) + fields
+}
+
+/// An `nts_ke` event of the client for the source S at `t`: success with `aead` and `cookies`, or failure.
+fn ke_ev(t: f64, ok: Option<(u16, usize)>) -> String {
+    let details = match ok {
+        Some((aead, cookies)) => format!(r#"{{"source":"{S}","aead":{aead},"cookies":{cookies},"error":null}}"#),
+        None => format!(r#"{{"source":"{S}","aead":null,"cookies":0,"error":"NTS-KE: TLS handshake failed"}}"#),
+    };
+    format!(r#"{{"t_s":{t},"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"
+}
+
+fn nts_metas() -> Vec<Meta> {
+    let two = |a: String, b: String| vec![a, b];
+    let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
+    let answered = |reqs: Vec<String>| nts_flow(&reqs, |i| Some(nts_reply(i, &plain(i as u8 + 1))));
+    let with_events = |f: Frag, events: String| Frag { events, ..f };
+    let two_requests = || nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(i as u8 + 1))));
+    let failures = |times: &[f64]| times.iter().map(|t| ke_ev(*t, None)).collect::<String>();
+    vec![
+        Meta { check: "nts-ke-aead", pass: frag("", &ke_ev(0.5, Some((15, 8)))), fail: frag("", &ke_ev(0.5, Some((99, 8)))) },
+        Meta { check: "nts-ke-cookies", pass: frag("", &ke_ev(0.5, Some((30, 8)))), fail: frag("", &ke_ev(0.5, Some((15, 0)))) },
+        Meta {
+            check: "nts-no-ntp-after-failed-ke",
+            pass: with_events(two_requests(), ke_ev(0.1, None) + &ke_ev(0.5, Some((15, 8)))),
+            fail: with_events(two_requests(), ke_ev(0.5, None)),
+        },
+        Meta { check: "nts-ke-backoff", pass: frag("", &failures(&[0.0, 4.0, 12.0, 28.0, 60.0])), fail: frag("", &failures(&[0.0, 4.0, 12.0, 14.0])) },
+        Meta { check: "nts-uid", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: answered(two(nts_fields(1, 16, 1, 0), nts_fields(2, 32, 2, 0))) },
+        Meta { check: "nts-uid-echo", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(9)))) },
+        Meta {
+            check: "nts-client-request",
+            pass: answered(two(nts_fields(1, 32, 1, 2), nts_fields(2, 32, 2, 0))),
+            fail: answered(two(nts_fields(1, 32, 1, 0), ef(0x0104, 32, 2) + &ef(0x0204, 100, 2) + &ef(0x0204, 100, 3) + &ef(0x0404, 36, 0xaa))),
+        },
+        Meta {
+            check: "nts-ef-modes",
+            pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))),
+            fail: frag(&(pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &(hdr(0x21, 0, "", 0, 0, 5) + &nts_fields(1, 32, 1, 0))) + "\n"), ""),
+        },
+        Meta {
+            check: "nts-no-amplification",
+            pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))),
+            fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &(ef(0x0104, 32, i as u8 + 1) + &ef(0x0404, 400, 0xbb))))),
+        },
+        Meta { check: "nts-cookie-once", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: answered(two(nts_fields(1, 32, 7, 0), nts_fields(2, 32, 7, 0))) },
+        Meta {
+            check: "nts-placeholder",
+            pass: answered(two(nts_fields(1, 32, 1, 1), nts_fields(2, 32, 2, 3))),
+            fail: answered(two(nts_fields(1, 32, 1, 1), ef(0x0104, 32, 2) + &ef(0x0204, 100, 2) + &ef(0x0304, 96, 0) + &ef(0x0404, 36, 0xaa))),
+        },
+        Meta { check: "nts-placeholder-count", pass: answered(two(nts_fields(1, 32, 1, 7), nts_fields(2, 32, 2, 1))), fail: answered(two(nts_fields(1, 32, 1, 8), nts_fields(2, 32, 2, 1))) },
+        Meta {
+            check: "nts-ntsn",
+            pass: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(ntsn_reply(i, &ef(0x0104, 32, i as u8 + 1)))),
+            fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(ntsn_reply(i, &plain(i as u8 + 1)))),
+        },
+        Meta {
+            check: "nts-server-response",
+            pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))),
+            fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &(ef(0x0104, 32, i as u8 + 1) + &ef(0x0204, 40, 5) + &ef(0x0404, 36, 0xbb))))),
+        },
+    ]
+}
+
 fn metas() -> Vec<Meta> {
     let ex = exchange(OK_ORG);
     let kiss = |code: &str, event: &str| frag(&kiss_flow(code, &[16.0]), &kiss_events(event, 1, &[16.0]));
@@ -334,7 +437,8 @@ fn metas() -> Vec<Meta> {
     let polls_liar_and_server = [pkt(1, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.3:123", &hdr(0x23, 0, "", 0, 0, 7)), pkt(2, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 8))].join("\n");
     let polls_three = format!("{polls_liar_and_server}\n{}", pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9)));
     let sampled = |event: String| frag(&client_sample::packets(), &event);
-    vec![
+    let mut table = nts_metas();
+    table.extend(vec![
         Meta { check: "client-sample-formula", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(0.011, 0.004, 1.0145)) },
         Meta { check: "client-sample-offset", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.016, 0.014, 1.0245)) },
         Meta { check: "client-sample-delay", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.011, 0.005, 1.0145)) },
@@ -437,7 +541,8 @@ fn metas() -> Vec<Meta> {
             pass: frag("", r#"{"t_s":10,"host":"client","kind":"slew","details":{"action":"Slew { phase: 0.01s }"}}"#),
             fail: frag("", r#"{"t_s":10,"host":"client","kind":"step","details":{"action":"Step { offset: 0.05s, frequency: 0.0 }"}}"#),
         },
-    ]
+    ]);
+    table
 }
 
 #[test]

@@ -16,6 +16,7 @@
 use crate::host_clock::{ClockSample, HostClock, ReadNoise, SimClock};
 use crate::link::{Fate, LinkConfig, LossReason, Path};
 use crate::net::{Scoped, Shared, SimNetwork};
+use crate::nts::{SeededRandom, SimStreams, SimTime};
 use crate::oscillator::{Oscillator, OscillatorConfig};
 use crate::peers::ScriptedPeer;
 use crate::refclock::{SimRefclockConfig, SimRefclocks};
@@ -23,11 +24,13 @@ use crate::rng::SimRng;
 use ntplab_daemon::config::DaemonConfig;
 use ntplab_daemon::daemon::{self, DaemonEvent, EventSink};
 use ntplab_daemon::net::{DatagramSocket, Network};
+use ntplab_daemon::nts::glue::NtsRuntime;
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use turmoil_net::{Net, Transport};
 
 /// What runs on a host.
@@ -132,6 +135,16 @@ pub enum SimEvent {
     /// The host comes back: a fresh daemon starts (the clock keeps its state,
     /// as a kernel clock does across a daemon restart).
     Start {
+        /// Host index.
+        host: usize,
+    },
+    /// The host's TCP (NTS-KE) becomes unreachable; UDP still flows.
+    KeDown {
+        /// Host index.
+        host: usize,
+    },
+    /// The host's TCP is reachable again.
+    KeUp {
         /// Host index.
         host: usize,
     },
@@ -248,6 +261,10 @@ struct Reach {
     links: BTreeMap<(usize, usize), LinkState>,
     cuts: Vec<Vec<usize>>,
     down: std::collections::BTreeSet<usize>,
+    /// Hosts whose TCP (NTS-KE) is unreachable while their UDP still flows.
+    tcp_blocked: std::collections::BTreeSet<usize>,
+    /// Last TCP arrival per (source, destination) host: segments keep their order.
+    tcp_last: BTreeMap<(usize, usize), NtpDuration>,
 }
 
 impl Reach {
@@ -350,9 +367,15 @@ impl Hosts {
             start: self.start,
             seed: SimRng::derive(self.seed, &format!("refclock/{host}/{}", d.starts)).next_u64(),
         };
+        // TCP and TLS for NTS: turmoil-net streams, randomness from the seed, true time.
+        let nts = NtsRuntime {
+            streams: SimStreams::new(self.ids[host], self.shared.clone()),
+            provider: crate::nts::provider(SeededRandom::new(self.seed, &format!("nts/{host}/{}", d.starts))),
+            time: Some(Arc::new(SimTime::new(self.start, self.shared.start))),
+        };
         d.starts += 1;
         d.task = Some(tokio::task::spawn_local(Scoped::new(self.ids[host], async move {
-            if let Err(e) = daemon::run(&config, &network, &refclocks, &mut clock, seed, &mut sink, stop.notified()).await {
+            if let Err(e) = daemon::run_with_nts(&config, &network, &nts, &refclocks, &mut clock, seed, &mut sink, stop.notified()).await {
                 tracing::error!(host, error = %e, "simulated daemon failed");
             }
         })));
@@ -467,10 +490,14 @@ async fn run_all(
                 break;
             }
             let ((at, _), pkt) = entry.remove_entry();
-            if let Transport::Udp(d) = &pkt.payload {
-                let dst = SocketAddr::new(pkt.dst, d.dst_port);
-                let src = SocketAddr::new(pkt.src, d.src_port);
-                shared.record_arrival(dst, src, &d.payload, at);
+            match &pkt.payload {
+                Transport::Udp(d) => {
+                    let dst = SocketAddr::new(pkt.dst, d.dst_port);
+                    let src = SocketAddr::new(pkt.src, d.src_port);
+                    shared.record_arrival(dst, src, &d.payload, at);
+                }
+                // The receiving kernel may answer (SYN-ACK, ACK) at its next egress.
+                Transport::Tcp(_) => shared.tcp_activity(),
             }
             guard.deliver(pkt);
         }
@@ -519,7 +546,10 @@ fn route(
     counters: &mut RunCounters,
     recorder: &Rc<RefCell<dyn Recorder>>,
 ) {
-    let Transport::Udp(d) = &pkt.payload else { return };
+    let d = match &pkt.payload {
+        Transport::Udp(d) => d,
+        Transport::Tcp(_) => return route_tcp(pkt, now, by_ip, reach, queue, seq),
+    };
     counters.packets += 1;
     let src_host = by_ip.get(&pkt.src).copied().unwrap_or(usize::MAX);
     let dst_host = by_ip.get(&pkt.dst).copied();
@@ -551,6 +581,34 @@ fn route(
         *seq += 1;
         queue.insert((at, *seq), pkt.clone());
     }
+}
+
+/// Queues a TCP segment: turmoil-net 0.1 neither reassembles nor (with the
+/// harness's retransmit threshold) retransmits, so a segment on a live path
+/// is never lost, duplicated or overtaken: it takes the path's base delay plus
+/// its mean jitter, and arrives no earlier than the one before it. On a path
+/// that is down (cut, host down, TCP blocked) it is dropped: the connection
+/// then stalls until its owner's timeout, as over a black hole.
+fn route_tcp(
+    pkt: turmoil_net::Packet,
+    now: NtpDuration,
+    by_ip: &BTreeMap<IpAddr, usize>,
+    reach: &mut Reach,
+    queue: &mut BTreeMap<(NtpDuration, u64), turmoil_net::Packet>,
+    seq: &mut u64,
+) {
+    let (Some(&src), Some(&dst)) = (by_ip.get(&pkt.src), by_ip.get(&pkt.dst)) else { return };
+    if reach.tcp_blocked.contains(&src) || reach.tcp_blocked.contains(&dst) {
+        return;
+    }
+    let Ok(path) = reach.path(src, dst) else { return };
+    let config = path.config();
+    let delay = NtpDuration::from_seconds_f64(config.delay_s + config.jitter.mean_s());
+    let last = reach.tcp_last.entry((src, dst)).or_insert(NtpDuration::ZERO);
+    let at = (now + delay).max(*last);
+    *last = at;
+    *seq += 1;
+    queue.insert((at, *seq), pkt);
 }
 
 /// The same link seen from the other end.
@@ -618,6 +676,12 @@ async fn apply_event(
         SimEvent::Start { host } => {
             reach.down.remove(host);
             hosts.start_daemon(*host);
+        }
+        SimEvent::KeDown { host } => {
+            reach.tcp_blocked.insert(*host);
+        }
+        SimEvent::KeUp { host } => {
+            reach.tcp_blocked.remove(host);
         }
     }
 }

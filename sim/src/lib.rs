@@ -28,6 +28,7 @@ pub mod harness;
 pub mod host_clock;
 pub mod link;
 pub mod net;
+pub mod nts;
 pub mod oscillator;
 pub mod peers;
 pub mod refclock;

@@ -78,6 +78,13 @@ impl Shared {
         out.extend(outbox.drain(..).map(|(_, p)| p));
     }
 
+    /// A simulated TCP socket was used: turmoil-net may hold segments (or
+    /// need to emit an ACK or FIN) that only its egress hands out.
+    pub fn tcp_activity(&self) {
+        self.pending_sends.set(self.pending_sends.get() + 1);
+        self.egress.notify_one();
+    }
+
     /// True time since the start of the run (from tokio's paused clock).
     pub fn elapsed(&self) -> NtpDuration {
         let d = self.start.elapsed();

@@ -48,8 +48,56 @@ fn directions(d: Direction) -> (bool, bool) {
     }
 }
 
+/// The run's NTS certificates (see [`crate::nts::Pki`]).
+struct Identities {
+    servers: std::collections::BTreeMap<usize, ntplab_daemon::nts::tls::ServerIdentity>,
+    roots: Option<std::sync::Arc<ntplab_daemon::nts::rustls::RootCertStore>>,
+}
+
+impl Identities {
+    /// Gives host `i`'s daemon its certificate and its NTS sources the run's trust anchors.
+    fn apply(&self, i: usize, daemon: &mut ntplab_daemon::config::DaemonConfig) {
+        if let Some(nts) = daemon.nts.as_mut() {
+            nts.identity = self.servers.get(&i).cloned();
+        }
+        for source in &mut daemon.sources {
+            if let Some(nts) = source.nts.as_mut() {
+                nts.roots = self.roots.clone();
+            }
+        }
+    }
+}
+
+/// One certificate per host serving NTS, for its address and name, from the
+/// seed. (Making one cannot fail for names the scenario validated; if it
+/// did, the daemon would fail at start, saying it cannot read its certificate.)
+fn nts_identities(s: &Scenario) -> Identities {
+    let mut pki = crate::nts::Pki::default();
+    let mut servers = std::collections::BTreeMap::new();
+    for (i, h) in s.hosts.iter().enumerate() {
+        let Role::Ntp(n) = &h.role else { continue };
+        let Some(kind) = n.nts_certificate else { continue };
+        let names = [h.address.to_string(), h.name.clone()];
+        match pki.server(s.seed, &format!("{i}"), &names, kind, s.start) {
+            Ok(identity) => {
+                servers.insert(i, identity);
+            }
+            Err(e) => tracing::error!(host = %h.name, error = %e, "cannot make the NTS certificate"),
+        }
+    }
+    let roots = match pki.roots() {
+        Ok(r) => Some(std::sync::Arc::new(r)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the NTS trust anchors");
+            None
+        }
+    };
+    Identities { servers, roots }
+}
+
 /// The harness setup of a scenario (with its seed).
 pub fn setup(s: &Scenario) -> SimSetup {
+    let identities = nts_identities(s);
     let hosts = s
         .hosts
         .iter()
@@ -66,6 +114,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                 role: match &h.role {
                     Role::Ntp(n) => {
                         let mut daemon = n.daemon.clone();
+                        identities.apply(i, &mut daemon);
                         // A host serving its own clock follows UTC: it knows the leap.
                         if let Some(local) = daemon.local.as_mut() {
                             local.leap = local.leap.or(s.leap_seconds.first().copied());
@@ -129,6 +178,8 @@ pub fn setup(s: &Scenario) -> SimSetup {
                 Action::SetFrequency { host, frequency } => SimEvent::SetFrequency { host: *host, frequency: *frequency },
                 Action::Stop { host } => SimEvent::Stop { host: *host },
                 Action::Start { host } => SimEvent::Start { host: *host },
+                Action::KeDown { host } => SimEvent::KeDown { host: *host },
+                Action::KeUp { host } => SimEvent::KeUp { host: *host },
             };
             Some((at, event))
         })
@@ -469,6 +520,10 @@ impl Recorder for RunRecorder {
                 serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
             ),
             DaemonEvent::Sample { source, sample } => ("sample", sample_details(*source, sample)),
+            DaemonEvent::NtsKe { source, aead, cookies, error } => (
+                "nts_ke",
+                serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error }),
+            ),
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());

@@ -100,7 +100,7 @@
 use crate::gps::{GpsFault, PpsModelConfig, SerialTiming};
 use crate::refclock::SimRefclockConfig;
 use ntplab_daemon::config::{
-    AccessSection, ClockSection, ConfigFile, DaemonConfig, LocalSection, RateLimitSection, RefclockKind, RefclockSection,
+    AccessSection, ClockSection, ConfigFile, DaemonConfig, LocalSection, NtsSection, RateLimitSection, RefclockKind, RefclockSection,
     SmearSection, SourceSection,
 };
 use ntplab_proto::time::{NtpDuration, NtpTime};
@@ -280,6 +280,8 @@ pub struct NtpHost {
     pub daemon: DaemonConfig,
     /// The host each of `daemon.sources` points at, in the same order.
     pub sources: Vec<HostId>,
+    /// The certificate it presents when it serves NTS (`nts = { ... }`).
+    pub nts_certificate: Option<crate::nts::CertificateKind>,
 }
 
 /// A scripted peer.
@@ -484,6 +486,16 @@ pub enum Action {
     },
     /// The host comes up again, its daemon started afresh.
     Start {
+        /// The host.
+        host: HostId,
+    },
+    /// The host's NTS-KE (its TCP) becomes unreachable; its NTP still answers.
+    KeDown {
+        /// The host.
+        host: HostId,
+    },
+    /// The host's NTS-KE is reachable again.
+    KeUp {
         /// The host.
         host: HostId,
     },
@@ -1143,6 +1155,7 @@ struct HostSection {
     smear: Option<Spanned<SmearSection>>,
     refclock: Option<Spanned<RefclockModelSection>>,
     discipline: Option<Spanned<String>>,
+    nts: Option<Spanned<NtsHostSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
     stratum: Option<Spanned<u8>>,
@@ -1197,6 +1210,19 @@ struct SineSection {
     phase: Option<Spanned<f64>>,
 }
 
+/// `nts = { ... }` on a host: it serves NTS-KE (port 4460) and NTS-protected NTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NtsHostSection {
+    /// Time between cookie master keys (default a day).
+    key_rotation: Option<Spanned<Dur>>,
+    /// "valid" (default), "expired" (notAfter a day before the run starts) or
+    /// "wrong-name" (issued for another name).
+    certificate: Option<Spanned<String>>,
+    /// AEAD IDs accepted, most preferred first.
+    aeads: Option<Spanned<Vec<u16>>>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceEntry {
@@ -1210,6 +1236,11 @@ struct SourceEntry {
     version: Option<u8>,
     #[serde(default)]
     unsmear: bool,
+    /// NTS-KE with the host, then NTS-protected NTP (the host needs `nts = { ... }`).
+    #[serde(default)]
+    nts: bool,
+    /// AEAD IDs offered (NTS only).
+    aeads: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1292,6 +1323,8 @@ enum ActionName {
     SetFrequency,
     Stop,
     Start,
+    KeDown,
+    KeUp,
 }
 
 impl ActionName {
@@ -1304,6 +1337,8 @@ impl ActionName {
             ActionName::SetFrequency => "set_frequency",
             ActionName::Stop => "stop",
             ActionName::Start => "start",
+            ActionName::KeDown => "ke_down",
+            ActionName::KeUp => "ke_up",
         }
     }
 
@@ -1315,7 +1350,7 @@ impl ActionName {
             ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "forward", "backward"],
             ActionName::StepClock => &["host", "by"],
             ActionName::SetFrequency => &["host", "frequency"],
-            ActionName::Stop | ActionName::Start => &["host"],
+            ActionName::Stop | ActionName::Start | ActionName::KeDown | ActionName::KeUp => &["host"],
         }
     }
 }
@@ -1428,6 +1463,7 @@ impl Scenario {
             link_pairs: Vec::new(),
             start: NtpTime::UNIX_EPOCH,
             groups: BTreeMap::new(),
+            nts_servers: Default::default(),
         }
         .run(file)
     }
@@ -1484,6 +1520,8 @@ struct Validator<'a> {
     start: NtpTime,
     /// Host groups (`count`): name -> member names.
     groups: BTreeMap<String, Vec<String>>,
+    /// Hosts with `nts = { ... }`.
+    nts_servers: std::collections::BTreeSet<HostId>,
 }
 
 type VResult<T> = Result<T, ScenarioError>;
@@ -1588,6 +1626,9 @@ impl Validator<'_> {
                 Some(Listen::Port(p)) => Some(p),
                 None => Some(NTP_PORT),
             };
+            if h.get_ref().nts.is_some() {
+                self.nts_servers.insert(self.hosts.len());
+            }
             self.hosts.push((h.get_ref().name.span(), role, addr, port));
         }
 
@@ -1904,7 +1945,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock, discipline";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock, discipline, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -1930,6 +1971,7 @@ impl Validator<'_> {
                     ("smear", h.smear.as_ref().map(|s| s.span())),
                     ("refclock", h.refclock.as_ref().map(|s| s.span())),
                     ("discipline", h.discipline.as_ref().map(|s| s.span())),
+                    ("nts", h.nts.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(wrong_role(key, span, SCRIPTED_KEYS));
@@ -1978,7 +2020,52 @@ impl Validator<'_> {
         Ok(Host { name, address, clock, role, refclock })
     }
 
+    /// `host` for an NTS-KE event: it must serve NTS.
+    fn nts_server_ref(&self, host: HostId, action: &Spanned<ActionName>) -> VResult<HostId> {
+        if self.nts_servers.contains(&host) {
+            return Ok(host);
+        }
+        Err(self.err(action, format!("`{}` is about NTS-KE, and this host does not serve NTS", action.get_ref().name()), Some("give the host nts = {}".into())))
+    }
+
+    /// `nts = { ... }`: the daemon's [nts] section (the certificate and key
+    /// are made per run, see [`crate::nts::Pki`]) and which certificate.
+    fn nts_host(&self, name: &str, n: Option<&Spanned<NtsHostSection>>, port: Option<u16>) -> VResult<(Option<NtsSection>, Option<crate::nts::CertificateKind>)> {
+        let Some(n) = n else { return Ok((None, None)) };
+        if port.is_none() {
+            return Err(self.err(n, format!("host `{name}` serves NTS but listens for no NTP (listen = false)"), Some("remove `listen = false`".into())));
+        }
+        let section = n.get_ref();
+        let kind = match &section.certificate {
+            None => crate::nts::CertificateKind::Valid,
+            Some(c) => crate::nts::CertificateKind::parse(c.get_ref()).ok_or_else(|| {
+                self.err(c, format!("certificate {:?} is not one of {}", c.get_ref(), crate::nts::CertificateKind::NAMES.map(|x| format!("{x:?}")).join(", ")), None)
+            })?,
+        };
+        if let Some(aeads) = &section.aeads {
+            ntplab_daemon::config::check_aeads(Some(aeads.get_ref())).map_err(|m| self.err(aeads, m, Some("IDs 15, 17, 30".into())))?;
+        }
+        let key_rotation = match &section.key_rotation {
+            Some(k) if k.get_ref().0 < Duration::from_secs(1) => return Err(self.err(k, "key_rotation must be at least 1s", None)),
+            Some(k) => Some(k.get_ref().0.as_secs_f64()),
+            None => None,
+        };
+        let nts = NtsSection {
+            certificate: "sim:certificate".into(),
+            key: "sim:key".into(),
+            ke_listen: None,
+            key_rotation,
+            ntp_server: None,
+            ntp_port: None,
+            ke_connections: None,
+            ke_timeout: None,
+            aeads: section.aeads.as_ref().map(|a| a.get_ref().clone()),
+        };
+        Ok((Some(nts), Some(kind)))
+    }
+
     fn ntp_host(&self, id: HostId, name: &str, address: IpAddr, port: Option<u16>, h: HostSection) -> VResult<NtpHost> {
+        let (nts, nts_certificate) = self.nts_host(name, h.nts.as_ref(), port)?;
         let mut sources = Vec::new();
         let mut specs = Vec::new();
         let entries = h.sources.map(|s| s.into_inner()).unwrap_or_default();
@@ -2001,6 +2088,13 @@ impl Validator<'_> {
                 ));
             }
             let (_, _, taddr, tport) = self.hosts[target];
+            if e.nts && !self.nts_servers.contains(&target) {
+                return Err(self.err(
+                    &e.host,
+                    format!("host `{name}` uses NTS with `{tname}`, which does not serve NTS"),
+                    Some(format!("add nts = {{}} to host `{tname}`")),
+                ));
+            }
             let Some(tport) = tport else {
                 return Err(self.err(&e.host, format!("source `{tname}` serves nobody (listen = false)"), Some(format!("remove `listen = false` from host `{tname}`"))));
             };
@@ -2013,10 +2107,10 @@ impl Validator<'_> {
                 poll_max: e.poll_max,
                 version: e.version,
                 unsmear: e.unsmear,
-                nts: false,
+                nts: e.nts,
                 ke_server: None,
                 trusted_certificates: None,
-                aeads: None,
+                aeads: e.aeads.clone(),
             }));
         }
         // The daemon reads the host's simulated hardware: its device paths only name it.
@@ -2067,7 +2161,7 @@ impl Validator<'_> {
             clock: ClockSection { discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()), ..ClockSection::default() },
             interleaved: h.interleaved.map(Spanned::into_inner),
             refclocks,
-            nts: None,
+            nts: nts.clone(),
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending value where the daemon's message names its table.
@@ -2078,7 +2172,7 @@ impl Validator<'_> {
             let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
             self.src.error(Some(span), m, hint)
         })?;
-        Ok(NtpHost { daemon, sources })
+        Ok(NtpHost { daemon, sources, nts_certificate })
     }
 
     fn event(&self, e: &Spanned<EventSection>, duration: Duration, out: &mut Vec<Event>) -> VResult<()> {
@@ -2214,6 +2308,8 @@ impl Validator<'_> {
             }
             ActionName::Stop => Action::Stop { host: need_host("")? },
             ActionName::Start => Action::Start { host: need_host("")? },
+            ActionName::KeDown => Action::KeDown { host: self.nts_server_ref(need_host("")?, &s.action)? },
+            ActionName::KeUp => Action::KeUp { host: self.nts_server_ref(need_host("")?, &s.action)? },
         };
         out.push(Event { at, action: action_value });
         Ok(())

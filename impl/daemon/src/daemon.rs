@@ -160,6 +160,17 @@ pub enum DaemonEvent {
         /// What the responder decided.
         action: ServerAction,
     },
+    /// An NTS source's key establishment (RFC 8915 §4) ended.
+    NtsKe {
+        /// Source address (as configured; NTS-KE may name another NTP server).
+        source: SocketAddr,
+        /// The AEAD agreed (its IANA ID), when it succeeded.
+        aead: Option<u16>,
+        /// Cookies received.
+        cookies: usize,
+        /// Why it failed, when it did.
+        error: Option<String>,
+    },
     /// A source's reply was accepted as a sample (RFC 5905 §8): what the
     /// client computed and the four timestamps it computed it from. Emitted
     /// after the [`DaemonEvent::SourceReply`] that carries the same sample.
@@ -294,7 +305,7 @@ pub async fn run<N: Network, R: Refclocks, C: DaemonClock>(
 where
     N::Socket: 'static,
 {
-    let nts = NtsRuntime { streams: NoStreams, provider: crate::nts::tls::provider() };
+    let nts = NtsRuntime { streams: NoStreams, provider: crate::nts::tls::provider(), time: None };
     run_with_nts(config, net, &nts, refclocks, clock, seed, events, shutdown).await
 }
 
@@ -541,6 +552,11 @@ where
                 let Some(KeDone { index, result }) = done else { continue };
                 let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { continue };
                 let Some(n) = slot.nts.as_mut() else { continue };
+                let (aead, cookies, error) = match &result {
+                    Ok(e) => (Some(e.response.aead.id().0), e.response.cookies.len(), None),
+                    Err(e) => (None, 0, Some(e.to_string())),
+                };
+                events.event(clock.now(), &DaemonEvent::NtsKe { source: slot.address, aead, cookies, error });
                 match n.ke_done(result) {
                     Ok(ntp) => {
                         // The socket was bound for the configured address: keep to its family and scope.

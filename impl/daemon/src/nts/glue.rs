@@ -32,6 +32,8 @@ pub struct NtsRuntime<T> {
     pub streams: T,
     /// rustls' crypto, and the random source for keys, nonces and cookies.
     pub provider: Arc<CryptoProvider>,
+    /// The clock certificates are judged by; `None`: the system's (a simulation gives its own).
+    pub time: Option<Arc<dyn rustls::time_provider::TimeProvider>>,
 }
 
 impl<T> std::fmt::Debug for NtsRuntime<T> {
@@ -85,7 +87,7 @@ impl<T: StreamNetwork + Clone + 'static> NtsRuntime<T> {
             (None, Some(path)) => tls::roots_from_file(path).map_err(invalid)?,
             (None, None) => tls::system_roots().map_err(invalid)?,
         };
-        tls::client_config(roots, self.provider.clone()).map_err(invalid)
+        tls::client_config_at(roots, self.provider.clone(), self.time.clone()).map_err(invalid)
     }
 }
 

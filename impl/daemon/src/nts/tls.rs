@@ -152,7 +152,21 @@ pub fn system_roots() -> Result<RootCertStore, String> {
 /// The rustls client configuration: TLS 1.3 only, ALPN `ntske/1`, the
 /// server's chain and name verified against `roots`.
 pub fn client_config(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Result<Arc<ClientConfig>, String> {
-    let mut config = ClientConfig::builder_with_provider(provider)
+    client_config_at(roots, provider, None)
+}
+
+/// [`client_config`] judging certificate validity at the times `time` gives
+/// (a simulation's clock); `None`: the system's clock.
+pub fn client_config_at(
+    roots: RootCertStore,
+    provider: Arc<CryptoProvider>,
+    time: Option<Arc<dyn rustls::time_provider::TimeProvider>>,
+) -> Result<Arc<ClientConfig>, String> {
+    let builder = match time {
+        Some(time) => ClientConfig::builder_with_details(provider, time),
+        None => ClientConfig::builder_with_provider(provider),
+    };
+    let mut config = builder
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS 1.3: {e}"))?
         .with_root_certificates(roots)

@@ -1,0 +1,337 @@
+//! Checks of NTS-protected NTPv4 (RFC 8915 §5) over the datagrams of a run.
+//! The extension fields are read here from the octets (type, length, body),
+//! not through the implementation's own NTS code, so that a misread field in
+//! the core cannot hide from them. Encrypted contents cannot be read from a
+//! trace; what the checks see is the plaintext layout every packet must have.
+
+use super::{Analysis, Outcome, Tally};
+use crate::trace::PacketRec;
+use ntplab_proto::wire::v4::Mode;
+use std::collections::BTreeMap;
+
+/// Unique Identifier (RFC 8915 §5.3).
+pub const EF_UID: u16 = 0x0104;
+/// NTS Cookie (§5.4).
+pub const EF_COOKIE: u16 = 0x0204;
+/// NTS Cookie Placeholder (§5.5).
+pub const EF_PLACEHOLDER: u16 = 0x0304;
+/// NTS Authenticator and Encrypted Extension Fields (§5.6).
+pub const EF_AUTH: u16 = 0x0404;
+
+/// One extension field: type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ef<'a> {
+    /// Field type.
+    pub kind: u16,
+    /// Body (after the 4-octet header, padding included).
+    pub body: &'a [u8],
+}
+
+/// The extension fields after the 48-octet header; `None` when they do not
+/// decode (a length below 16 or past the end, RFC 7822).
+pub fn fields(bytes: &[u8]) -> Option<Vec<Ef<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = bytes.get(48..)?;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return None;
+        }
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        if len < 16 || len % 4 != 0 || len > rest.len() {
+            return None;
+        }
+        out.push(Ef { kind, body: &rest[4..len] });
+        rest = &rest[len..];
+    }
+    Some(out)
+}
+
+fn count(f: &[Ef<'_>], kind: u16) -> usize {
+    f.iter().filter(|e| e.kind == kind).count()
+}
+
+fn first<'a>(f: &'a [Ef<'a>], kind: u16) -> Option<&'a [u8]> {
+    f.iter().find(|e| e.kind == kind).map(|e| e.body)
+}
+
+/// NTS requests the daemon sent (mode 3 with an authenticator), with their fields.
+fn daemon_nts_requests<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b PacketRec, Vec<Ef<'b>>)> {
+    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && p.mode() == Some(Mode::Client)).filter_map(|p| {
+        let f = fields(&p.bytes)?;
+        (count(&f, EF_AUTH) > 0 || count(&f, EF_COOKIE) > 0).then_some((p, f))
+    })
+}
+
+/// Daemon replies whose request carried a Unique Identifier: (request, reply).
+fn uid_pairs<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b PacketRec, &'b PacketRec)> {
+    a.server_pairs.iter().map(|pair| (a.pk(pair.request), a.pk(pair.reply))).filter(|(req, _)| {
+        fields(&req.bytes).is_some_and(|f| count(&f, EF_UID) > 0)
+    })
+}
+
+fn is_ntsn(p: &PacketRec) -> bool {
+    p.header.is_some_and(|h| h.stratum == 0 && &h.reference_id.0 == b"NTSN")
+}
+
+/// R8915-5.3-uid: each NTS request carries one Unique Identifier of at least
+/// 32 octets, never repeated.
+pub fn uid_length(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut seen: BTreeMap<&[u8], &PacketRec> = BTreeMap::new();
+    for (p, f) in daemon_nts_requests(a) {
+        let uids: Vec<&[u8]> = f.iter().filter(|e| e.kind == EF_UID).map(|e| e.body).collect();
+        match uids.as_slice() {
+            [uid] if uid.len() < 32 => t.bad(|| format!("{} ({}): a {}-octet Unique Identifier", p.cite(), a.flow_name(p), uid.len())),
+            [uid] => match seen.insert(uid, p) {
+                Some(earlier) => t.bad(|| format!("{}: the Unique Identifier of {} again", p.cite(), earlier.cite())),
+                None => t.good(|| format!("{}: {}-octet Unique Identifier", p.cite(), uid.len())),
+            },
+            _ => t.bad(|| format!("{} ({}): {} Unique Identifier fields", p.cite(), a.flow_name(p), uids.len())),
+        }
+    }
+    t.outcome("NTS requests of the daemon", "the daemon sent no NTS request")
+}
+
+/// R8915-5.3-uid-always: every reply of the daemon to a request with a
+/// Unique Identifier echoes it (NTSN included).
+pub fn uid_echo(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (req, rep) in uid_pairs(a) {
+        let want = fields(&req.bytes).and_then(|f| first(&f, EF_UID).map(<[u8]>::to_vec));
+        let got = fields(&rep.bytes).and_then(|f| first(&f, EF_UID).map(<[u8]>::to_vec));
+        if got.is_some() && got == want {
+            t.good(|| format!("{} echoes the identifier of {}", rep.cite(), req.cite()));
+        } else {
+            t.bad(|| format!("{} ({}) does not echo the identifier of {}", rep.cite(), a.flow_name(rep), req.cite()));
+        }
+    }
+    t.outcome("daemon replies to requests with a Unique Identifier", "no request with a Unique Identifier was answered by the daemon")
+}
+
+/// R8915-5.7-client-req: an NTS request carries exactly one Unique
+/// Identifier, one cookie and one authenticator, the authenticator last.
+pub fn client_request_shape(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, f) in daemon_nts_requests(a) {
+        let (u, c, x) = (count(&f, EF_UID), count(&f, EF_COOKIE), count(&f, EF_AUTH));
+        let last = f.last().map(|e| e.kind);
+        if (u, c, x) == (1, 1, 1) && last == Some(EF_AUTH) {
+            t.good(|| format!("{}: UID, cookie, {} placeholder(s), authenticator", p.cite(), count(&f, EF_PLACEHOLDER)));
+        } else {
+            t.bad(|| format!("{} ({}): {u} UID, {c} cookie, {x} authenticator field(s), last field {last:04x?}", p.cite(), a.flow_name(p)));
+        }
+    }
+    t.outcome("NTS requests of the daemon", "the daemon sent no NTS request")
+}
+
+/// R8915-5.4-cookie-modes: cookie and authenticator fields only in mode 3 and 4.
+pub fn ef_modes(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.src.ip())) {
+        let Some(f) = fields(&p.bytes) else { continue };
+        if count(&f, EF_COOKIE) + count(&f, EF_AUTH) == 0 {
+            continue;
+        }
+        match p.mode() {
+            Some(Mode::Client | Mode::Server) => t.good(|| format!("{}: NTS fields in mode {:?}", p.cite(), p.mode())),
+            m => t.bad(|| format!("{} ({}): cookie or authenticator in mode {m:?}", p.cite(), a.flow_name(p))),
+        }
+    }
+    t.outcome("datagrams of the daemon with NTS fields", "the daemon sent no NTS field")
+}
+
+/// R8915-8.4-no-amp: a reply to an NTS request is no longer than the request.
+pub fn no_amplification(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (req, rep) in uid_pairs(a) {
+        if rep.bytes.len() <= req.bytes.len() {
+            t.good(|| format!("{}: {} octets for {} ({} octets)", rep.cite(), rep.bytes.len(), req.cite(), req.bytes.len()));
+        } else {
+            t.bad(|| format!("{}: {} octets for {} ({} octets)", rep.cite(), rep.bytes.len(), req.cite(), req.bytes.len()));
+        }
+    }
+    t.outcome("daemon replies to NTS requests", "no NTS request was answered by the daemon")
+}
+
+/// R8915-5.7-cookie-reuse: a client never sends the same cookie twice.
+pub fn cookie_not_reused(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut seen: BTreeMap<(std::net::IpAddr, Vec<u8>), &PacketRec> = BTreeMap::new();
+    for (p, f) in daemon_nts_requests(a) {
+        let Some(cookie) = first(&f, EF_COOKIE) else { continue };
+        match seen.insert((p.src.ip(), cookie.to_vec()), p) {
+            Some(earlier) => t.bad(|| format!("{} ({}): the cookie of {} again", p.cite(), a.flow_name(p), earlier.cite())),
+            None => t.good(|| format!("{}: a cookie not sent before", p.cite())),
+        }
+    }
+    t.outcome("cookies sent by the daemon", "the daemon sent no cookie")
+}
+
+/// R8915-5.5-placeholder: placeholders only in requests with a cookie, each
+/// as long as the cookie, zero-filled.
+pub fn placeholder_shape(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.src.ip())) {
+        let Some(f) = fields(&p.bytes) else { continue };
+        let holders: Vec<&[u8]> = f.iter().filter(|e| e.kind == EF_PLACEHOLDER).map(|e| e.body).collect();
+        if holders.is_empty() {
+            continue;
+        }
+        let cookie = first(&f, EF_COOKIE);
+        let fine = p.mode() == Some(Mode::Client)
+            && cookie.is_some_and(|c| holders.iter().all(|h| h.len() == c.len() && h.iter().all(|b| *b == 0)));
+        if fine {
+            t.good(|| format!("{}: {} placeholder(s) as long as the cookie", p.cite(), holders.len()));
+        } else {
+            t.bad(|| format!("{} ({}): placeholders without a cookie, of another length, non-zero, or not in a request", p.cite(), a.flow_name(p)));
+        }
+    }
+    t.outcome("datagrams of the daemon with placeholders", "the daemon sent no cookie placeholder")
+}
+
+/// R8915-5.7-placeholders: at most 7 placeholders, and a request stays within 1280 octets.
+pub fn placeholder_count(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, f) in daemon_nts_requests(a) {
+        let n = count(&f, EF_PLACEHOLDER);
+        if n == 0 {
+            continue;
+        }
+        if n <= 7 && p.bytes.len() <= 1280 {
+            t.good(|| format!("{}: {n} placeholder(s), {} octets", p.cite(), p.bytes.len()));
+        } else {
+            t.bad(|| format!("{} ({}): {n} placeholders, {} octets", p.cite(), a.flow_name(p), p.bytes.len()));
+        }
+    }
+    t.outcome("NTS requests of the daemon with placeholders", "the daemon asked for no cookie with placeholders")
+}
+
+/// R8915-5.7-ntsn: an NTSN kiss carries the Unique Identifier and neither a
+/// cookie nor an authenticator.
+pub fn ntsn_shape(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.src.ip()) && is_ntsn(p)) {
+        let f = fields(&p.bytes).unwrap_or_default();
+        if count(&f, EF_UID) == 1 && count(&f, EF_COOKIE) + count(&f, EF_AUTH) == 0 {
+            t.good(|| format!("{}: NTSN with the identifier only", p.cite()));
+        } else {
+            t.bad(|| format!("{} ({}): NTSN with {} UID, {} cookie, {} authenticator field(s)", p.cite(), a.flow_name(p), count(&f, EF_UID), count(&f, EF_COOKIE), count(&f, EF_AUTH)));
+        }
+    }
+    t.outcome("NTSN kisses of the daemon", "the daemon sent no NTSN")
+}
+
+/// R8915-5.7-server-resp: a reply to an NTS request that is not a kiss
+/// carries the identifier and one authenticator last, and no cookie in the
+/// clear (new cookies travel encrypted).
+pub fn server_response_shape(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (req, rep) in uid_pairs(a) {
+        let Some(rf) = fields(&req.bytes) else { continue };
+        if count(&rf, EF_AUTH) == 0 || rep.header.is_none_or(|h| h.stratum == 0) {
+            continue;
+        }
+        let f = fields(&rep.bytes).unwrap_or_default();
+        let ok = count(&f, EF_UID) == 1 && count(&f, EF_AUTH) == 1 && f.last().map(|e| e.kind) == Some(EF_AUTH) && count(&f, EF_COOKIE) == 0;
+        if ok {
+            t.good(|| format!("{}: UID and authenticator, cookies encrypted", rep.cite()));
+        } else {
+            t.bad(|| format!("{} ({}) answers {}: {} UID, {} authenticator, {} plain cookie field(s)", rep.cite(), a.flow_name(rep), req.cite(), count(&f, EF_UID), count(&f, EF_AUTH), count(&f, EF_COOKIE)));
+        }
+    }
+    t.outcome("daemon replies to NTS requests", "no NTS request was answered with time by the daemon")
+}
+
+/// The `nts_ke` events (a daemon's NTS-KE results), in time order.
+fn ke_events<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = &'b crate::trace::EventRec> {
+    a.trace.events.iter().filter(|e| e.kind == "nts_ke")
+}
+
+fn ke_ok(e: &crate::trace::EventRec) -> bool {
+    e.details.get("error").is_none_or(serde_json::Value::is_null)
+}
+
+fn ke_cite(e: &crate::trace::EventRec) -> String {
+    format!("events.jsonl:{} ({} at {:.3} s)", e.line, e.host.as_deref().unwrap_or("?"), e.t_s)
+}
+
+/// R8915-4.1.5-aead / -siv: every successful key establishment agreed on one
+/// AEAD the client offers (15, 17 or 30).
+pub fn ke_aead(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e)) {
+        match e.details.get("aead").and_then(serde_json::Value::as_u64) {
+            Some(id @ (15 | 17 | 30)) => t.good(|| format!("{}: AEAD {id}", ke_cite(e))),
+            other => t.bad(|| format!("{}: AEAD {other:?}", ke_cite(e))),
+        }
+    }
+    t.outcome("successful NTS key establishments", "no NTS key establishment succeeded")
+}
+
+/// R8915-4.1.6-cookies: a successful key establishment brings 8 cookies.
+pub fn ke_cookies(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e)) {
+        let n = e.details.get("cookies").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if n == 8 {
+            t.good(|| format!("{}: 8 cookies", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: {n} cookies", ke_cite(e)));
+        }
+    }
+    t.outcome("successful NTS key establishments", "no NTS key establishment succeeded")
+}
+
+/// R8915-3-cert / R8915-4.1.3-error-client: after a failed key establishment
+/// (certificate refused, Error record, no answer) the client sends that
+/// source no NTS request until a key establishment succeeds.
+pub fn no_ntp_after_failed_ke(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let kes: Vec<&crate::trace::EventRec> = ke_events(a).collect();
+    for (i, e) in kes.iter().enumerate() {
+        if ke_ok(e) {
+            continue;
+        }
+        let (Some(host), Some(source)) = (e.host.as_deref(), e.source()) else { continue };
+        let Some(client) = a.ctx.host_named(host).map(|h| h.address) else { continue };
+        // Until this source's next successful KE (or the end).
+        let until = kes[i + 1..].iter().find(|k| k.host.as_deref() == Some(host) && k.source() == Some(source) && ke_ok(k)).map_or(f64::INFINITY, |k| k.t_s);
+        let sent = daemon_nts_requests(a).find(|(p, _)| p.src.ip() == client && p.dst.ip() == source.ip() && p.sent_t_s > e.t_s && p.sent_t_s < until);
+        match sent {
+            Some((p, _)) => t.bad(|| format!("{} failed, yet {} is an NTS request to {source} before the next success", ke_cite(e), p.cite())),
+            None => t.good(|| format!("{}: failed; no NTS request to {source} until the next success", ke_cite(e))),
+        }
+    }
+    t.outcome("failed NTS key establishments", "no NTS key establishment failed")
+}
+
+/// R8915-4.2-backoff / R8915-5.7-ke-loop: consecutive failed key
+/// establishments of a source are spaced by an exponential back-off: the
+/// n-th gap is at least the first gap times 1.5^(n-1) (up to an hour).
+pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut runs: BTreeMap<(String, String), Vec<&crate::trace::EventRec>> = BTreeMap::new();
+    for e in ke_events(a) {
+        let key = (e.host.clone().unwrap_or_default(), e.source().map(|s| s.to_string()).unwrap_or_default());
+        if ke_ok(e) {
+            runs.remove(&key);
+            continue;
+        }
+        let run = runs.entry(key).or_default();
+        run.push(e);
+        if run.len() < 3 {
+            continue;
+        }
+        let first_gap = run[1].t_s - run[0].t_s;
+        let n = run.len() - 1;
+        let gap = run[n].t_s - run[n - 1].t_s;
+        let want = (first_gap * 1.5f64.powi(n as i32 - 1)).min(3600.0);
+        if gap + 1e-6 >= want {
+            t.good(|| format!("{}: attempt {} after {gap:.1} s (first gap {first_gap:.1} s)", ke_cite(e), n + 1));
+        } else {
+            t.bad(|| format!("{}: attempt {} only {gap:.1} s after the previous (first gap {first_gap:.1} s, want >= {want:.1} s)", ke_cite(e), n + 1));
+        }
+    }
+    t.outcome("retries after failed NTS key establishments", "no source failed NTS key establishment three times in a row")
+}
