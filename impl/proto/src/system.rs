@@ -333,12 +333,20 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             self.last_used_sample = None;
             self.state = ServerClockState::unsynchronized(self.config.precision_log2);
         }
+        let every_sample = self.discipline.wants_every_sample();
         let candidates: Vec<Candidate<Id>> = self
             .peers
             .iter()
             .filter(|(id, _)| !unfit.iter().any(|(u, _)| u == *id))
             .filter_map(|(id, p)| {
-                let stats = p.filter.statistics()?;
+                let mut stats = p.filter.statistics()?;
+                if every_sample {
+                    // A discipline that weighs every sample itself selects a
+                    // source from its first sample, as chrony does: the
+                    // register's initial dummy stages do not hold it back.
+                    stats.dispersion = p.filter.shifted_in_dispersion(now);
+                    stats.updated_at = now;
+                }
                 let m = p.last.as_ref()?;
                 Some(Candidate::from_statistics(
                     id.clone(),
@@ -623,14 +631,20 @@ mod tests {
     #[test]
     fn a_single_source_is_not_held_back() {
         // One configured source is a majority of one: the first update comes
-        // with the first sample whose distance passes (the fourth of a burst).
-        let mut sys: System<u32> = System::new(SystemConfig::default());
-        sys.add_source(1, ReferenceId::NONE);
-        let first = (0..8).find(|i| {
-            let at = 2.0 * f64::from(*i);
-            sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
-        });
-        assert_eq!(first, Some(3));
+        // with the first sample whose distance passes. With the default
+        // regression discipline (which weighs every sample itself) that is the
+        // first sample, as in chrony; with RFC 5905's, the clock filter's
+        // initial MAXDISP stages keep the distance above MAXDIST until the
+        // fourth.
+        for (algorithm, want) in [(DisciplineKind::Regression, 0), (DisciplineKind::Rfc5905, 3)] {
+            let mut sys: System<u32> = System::new(SystemConfig { algorithm, ..SystemConfig::default() });
+            sys.add_source(1, ReferenceId::NONE);
+            let first = (0..8).find(|i| {
+                let at = 2.0 * f64::from(*i);
+                sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
+            });
+            assert_eq!(first, Some(want), "{algorithm:?}");
+        }
     }
 
     #[test]
