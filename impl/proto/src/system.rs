@@ -557,8 +557,11 @@ mod tests {
 
     /// Five configured sources: 0 is a falseticker 0.5 s off, 1-4 are 1 ms off;
     /// source `id`'s delay is 0.2 ms × (id + 1), so the falseticker is nearest.
+    /// Five sources, source 0 a falseticker, under the RFC 5905 discipline:
+    /// these tests are about §10's MAXDISP stages holding a new source back
+    /// (the regression discipline selects from the first sample instead).
     fn five_sources_one_liar() -> System<u32> {
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         for id in 0..5 {
             sys.add_source(id, ReferenceId::NONE);
         }
@@ -670,8 +673,10 @@ mod tests {
         // §11.2.3: after a step every association starts over. Two sources
         // agree on +1 s; the step empties both filters, so the next sample of
         // either is a lone one (seven empty stages at MAXDISP): too far to
-        // select, no second correction from pre-step samples.
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        // select, no second correction from pre-step samples. (RFC 5905's
+        // discipline: with the regression discipline a lone sample is
+        // selected, and this test's clock does not jump with the step.)
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         sys.add_source(1, ReferenceId::NONE);
         sys.add_source(2, ReferenceId::NONE);
         let mut stepped_at = None;
@@ -712,7 +717,8 @@ mod tests {
 
     #[test]
     fn a_sample_is_used_once() {
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        // RFC 5905's discipline: the lone-sample wait below is §10's.
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         sys.add_source(1, ReferenceId::NONE);
         // A lone sample leaves seven empty stages at MAXDISP: too far to select (§11.2.1).
         let lone = sys.handle_measurement(&1, &measurement(0.001, 0.002, 0.0), t(0.0));

@@ -113,6 +113,10 @@ pub const CHRONY_MAX_SLEW_RATE: f64 = 83_333.333e-6;
 /// Shortest slew, s (chrony's `MIN_SLEW_TIMEOUT`).
 const MIN_SLEW_DURATION: f64 = 1.0;
 
+/// A fit whose slope is this many times less certain than the reference
+/// fit's only nudges the frequency ([`RegressionDiscipline::blend_frequency`]).
+const IMPRECISE_FIT: f64 = 2.0;
+
 /// Largest jitter asymmetry corrected: all jitter on one leg (chrony's `MAX_ASYMMETRY`).
 pub const MAX_ASYMMETRY: f64 = 0.5;
 
@@ -418,6 +422,9 @@ pub struct RegressionDiscipline {
     /// Consecutive estimates of one sign beyond [`MIN_ASYMMETRY`] (the sign
     /// is the estimates' sign).
     asymmetry_run: i32,
+    /// Standard error of the fitted slope the frequency last came from
+    /// (infinite before any, and after a step).
+    freq_sd: f64,
 }
 
 impl RegressionDiscipline {
@@ -460,6 +467,7 @@ impl RegressionDiscipline {
             spans: [Span::default(); SPANS],
             asymmetry: 0.0,
             asymmetry_run: 0,
+            freq_sd: f64::INFINITY,
         }
     }
 
@@ -642,6 +650,7 @@ impl RegressionDiscipline {
             self.spans = [Span::default(); SPANS];
         }
         self.fit = None;
+        self.freq_sd = f64::INFINITY;
         self.window = 0;
         self.poll = self.config.min_poll;
         self.poll_score = 0.0;
@@ -706,21 +715,43 @@ impl RegressionDiscipline {
         a.is_finite().then_some(a)
     }
 
+    /// The frequency to take from a fit of slope `slope` ± `sd`. A fit at
+    /// least [`IMPRECISE_FIT`] times less certain than the one the current
+    /// frequency came from, and consistent with it (within three combined
+    /// standard errors), only moves the frequency by inverse-variance
+    /// weighting: after an outage or a run of losses the break tests cut the
+    /// window down to a burst's few seconds, whose slope is noise of tens of
+    /// ppm, and taking it whole carried the clock a millisecond away before
+    /// the next sample. Any other fit (as precise, or showing a real change)
+    /// sets the frequency and becomes the reference.
+    fn blend_frequency(&mut self, slope: f64, sd: f64) -> f64 {
+        let old = self.freq_sd;
+        let consistent = (slope - self.freq).abs() <= 3.0 * old.hypot(sd);
+        if !sd.is_finite() || !old.is_finite() || sd <= IMPRECISE_FIT * old || !consistent {
+            self.freq_sd = sd;
+            return slope;
+        }
+        let (w_old, w_new) = (1.0 / (old * old), 1.0 / (sd * sd));
+        (self.freq * w_old + slope * w_new) / (w_old + w_new)
+    }
+
     /// The slope through exactly two samples, when it differs from the
-    /// current frequency by more than the two samples' error bounds allow
-    /// (`(b₁ + b₂)/Δx`, the bounds from the delays, else three times the
-    /// jitter): the second sample of a new source already gives the
-    /// frequency to within its noise over the interval, so the offset stops
-    /// drifting one poll before a line through three samples would say so.
-    fn two_point_slope(&self, points: &[Point], bounds: Option<&[f64]>) -> Option<f64> {
-        let [a, b] = points else { return None };
+    /// current frequency by more than the two samples allow: each offset is
+    /// off by at most half its round-trip delay, so by `(δ₁ + δ₂)/2/Δx` in
+    /// all (three times the jitter each when the delays are unknown). The
+    /// second sample of a new source 64 s after the first already gives the
+    /// frequency to within a few ppm, so the offset stops drifting one poll
+    /// before a line through three samples would say so; two samples
+    /// milliseconds apart (a poll right after a step) say nothing.
+    fn two_point_slope(&self, points: &[Point]) -> Option<f64> {
+        let ([a, b], [sa, sb]) = (points, [self.samples.front()?, self.samples.back()?]) else { return None };
         let dx = b.0 - a.0;
         if dx.is_nan() || dx <= 0.0 {
             return None;
         }
         let slope = (b.1 - a.1) / dx;
-        let bound = |i: usize| bounds.map_or(3.0 * self.jitter, |v| BOUND_FACTOR * v[i]);
-        let uncertainty = (bound(0) + bound(1)) / dx;
+        let bound = |s: &RawSample| if s.delay > 0.0 { s.delay / 2.0 } else { 3.0 * self.jitter };
+        let uncertainty = (bound(sa) + bound(sb)) / dx;
         (slope.is_finite() && (slope - self.freq).abs() > uncertainty).then_some(slope)
     }
 
@@ -807,13 +838,23 @@ impl ClockDiscipline for RegressionDiscipline {
         let (estimate, estimate_sd, slope) = match fit {
             Some(f) => {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
-                (f.at(0.0), f.value_sd(0.0), f.slope)
+                // The slope's standard error, at least what the samples'
+                // error bounds allow (a fit of three samples can be nearly
+                // collinear by chance and claim a precision it lacks).
+                let slope_sd = f.slope_sd().max(1.0 / f.sxx.sqrt());
+                (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, slope_sd))
             }
             None => {
                 // Too few samples for a slope: the current frequency is the
                 // slope, the level their weighted mean.
-                let (points, bounds) = self.points(now);
-                let slope = self.two_point_slope(&points, bounds.as_deref()).unwrap_or(self.freq);
+                let (points, _) = self.points(now);
+                let slope = match self.two_point_slope(&points) {
+                    Some(slope) => {
+                        self.freq_sd = f64::INFINITY;
+                        slope
+                    }
+                    None => self.freq,
+                };
                 let w: f64 = points.iter().map(|p| p.2).sum();
                 let level = points.iter().map(|p| (p.1 - slope * p.0) * p.2).sum::<f64>() / w;
                 (level, f64::INFINITY, slope)
@@ -1215,7 +1256,7 @@ mod tests {
         let sample = |t: f64, offset: f64, delay: f64| DisciplineSample { offset: dur(offset), time: at(t), now: at(t), delay: dur(delay) };
         let _ = d.update_sample(&sample(0.0, 0.0, 0.050));
         let _ = d.update_sample(&sample(64.0, 1e-3, 0.010));
-        assert_eq!(d.frequency(), 20e-6, "a 16 ppm change against 590 ppm of bounds is noise");
+        assert_eq!(d.frequency(), 20e-6, "a 16 ppm change against 470 ppm of bounds is noise");
     }
 
     #[test]
@@ -1255,5 +1296,54 @@ mod tests {
             s.delay = 2e-4;
         }
         assert_eq!(d.asymmetry_fit(at(448.0)), None);
+    }
+
+    #[test]
+    fn an_imprecise_consistent_fit_only_nudges_the_frequency() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        // No reference fit yet: any slope is taken.
+        assert_eq!(d.blend_frequency(-1e-5, 1e-8), -1e-5);
+        d.freq = -1e-5;
+        // As precise: taken, and it becomes the reference.
+        assert_eq!(d.blend_frequency(-1.001e-5, 1.5e-8), -1.001e-5);
+        d.freq = -1.001e-5;
+        // 600 times less certain and within its error: weighted 1 : 360 000.
+        let f = d.blend_frequency(-3.0e-5, 9e-6);
+        assert!((f + 1.001e-5).abs() < 1e-10, "{f}");
+        assert_eq!(d.freq_sd, 1.5e-8, "the reference stays");
+        // Less certain but clearly different (a real change): taken.
+        assert_eq!(d.blend_frequency(-8e-5, 9e-6), -8e-5);
+        assert_eq!(d.freq_sd, 9e-6);
+    }
+
+    #[test]
+    fn a_burst_after_an_outage_keeps_the_learned_frequency() {
+        // intermittent-link and packet-loss-33: after an hour without samples
+        // the offset has wandered off the old line, the break tests cut the
+        // window to the burst that follows (8 samples 2 s apart, 100 µs of
+        // jitter), and that burst's own slope is noise of several ppm.
+        let mut worst: f64 = 0.0;
+        for seed in 1..=20 {
+            let mut clock = SimClock::new(10e-6, 0.01);
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            let mut noise = Noise { out_jitter_s: 100e-6, back_jitter_s: 100e-6, wander: 1e-9, rng: Rng(seed) };
+            let _ = closed_loop(&mut d, &mut clock, 6.0 * 3600.0, &mut noise);
+            // The outage: an hour of free running with 300 µs of phase
+            // wander on top.
+            clock.advance(3600.0);
+            clock.raw_offset_s += 300e-6;
+            for _ in 0..8 {
+                let (out, back) = (noise.rng.exponential(100e-6), noise.rng.exponential(100e-6));
+                let now = clock.now();
+                let offset = -clock.offset_s() + (out - back) / 2.0;
+                let u = d.update_sample(&DisciplineSample { offset: dur(offset), time: now, now, delay: dur(200e-6 + out + back) });
+                let _ = u.action.apply(&mut clock).unwrap();
+                clock.advance(2.0);
+            }
+            // Per oscillator second: (1 + 10e-6)(1 + f) = 1.
+            worst = worst.max((d.frequency() + 10e-6 / (1.0 + 10e-6)).abs());
+        }
+        eprintln!("worst frequency error after the burst: {:.2} ppm", worst * 1e6);
+        assert!(worst < 1e-6, "{worst}");
     }
 }
