@@ -310,6 +310,31 @@ impl ClockFilter {
         })
     }
 
+    /// The peer dispersion of the register without the stages before its
+    /// first sample: `Σ ε_i / 2^(i+1) / Σ 2^-(i+1)` over the delay-sorted
+    /// samples and the dummies of silent polls after the first sample, aged
+    /// to `now`; MAXDISP without samples. The §10 dispersion counts the initial
+    /// dummy stages as MAXDISP, so a new source's distance passes MAXDIST only
+    /// from its fourth sample; this measure is what a discipline that weighs
+    /// every sample itself (chrony-like, selecting a source from its first
+    /// sample) selects on, while silence still raises it as in §10.
+    pub fn shifted_in_dispersion(&self, now: NtpTime) -> NtpDuration {
+        // Dummies shifted in before the first sample (polls before the
+        // source ever answered) are no silence of a source that answered.
+        let Some(first) = self.stages.iter().filter_map(|s| s.sample.map(|x| x.time)).min() else {
+            return dur(MAXDISP);
+        };
+        let mut order = self.stages;
+        order.sort_by(|a, b| a.delay_secs().total_cmp(&b.delay_secs()));
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for (i, stage) in order.iter().filter(|s| s.sample.is_some() || s.time > first).enumerate() {
+            let w = 1.0 / 2f64.powi(i as i32 + 1);
+            sum += w * stage.dispersion_secs(now);
+            weight += w;
+        }
+        dur(if weight > 0.0 { sum / weight } else { MAXDISP })
+    }
+
     /// Shifts a sample into the register and recomputes the peer variables.
     ///
     /// `now` is the local time of this call (normally the sample's arrival
@@ -422,6 +447,28 @@ mod tests {
 
     fn close(a: NtpDuration, b: f64, tol: f64) -> bool {
         (secs(a) - b).abs() <= tol
+    }
+
+    #[test]
+    fn shifted_in_dispersion_leaves_out_the_stages_before_the_first_sample() {
+        let mut f = no_popcorn();
+        assert!(close(f.shifted_in_dispersion(at(0.0)), MAXDISP, 1e-9), "no sample yet");
+        // A poll that found the source silent before it ever answered.
+        let _ = f.add_dummy(at(0.0), 6);
+        let _ = f.add_sample(sample(1.0, 1.0, 2.0, 0.5), at(1.0), 6);
+        // §10 counts the seven other stages as MAXDISP: about 16/4 + 16/4 ... ≈ 8 s.
+        assert!(secs(f.statistics().unwrap().dispersion) > 7.9, "{:?}", f.statistics());
+        // Without them: the one sample's own dispersion.
+        assert!(close(f.shifted_in_dispersion(at(1.0)), 0.5e-3, 1e-9), "{:?}", f.shifted_in_dispersion(at(1.0)));
+        // Two samples, delay-sorted weights 1/2 and 1/4, normalized.
+        let _ = f.add_sample(sample(65.0, 1.0, 1.0, 1.0), at(65.0), 6);
+        let aged = |d_ms: f64, age: f64| d_ms * 1e-3 + PHI * age;
+        let want = (aged(1.0, 0.0) / 2.0 + aged(0.5, 64.0) / 4.0) / 0.75;
+        assert!(close(f.shifted_in_dispersion(at(65.0)), want, 1e-9), "{:?} vs {want}", f.shifted_in_dispersion(at(65.0)));
+        // A silent poll after the source answered counts, as in §10: MAXDISP
+        // in third place lifts it far above MAXDIST.
+        let _ = f.add_dummy(at(129.0), 6);
+        assert!(secs(f.shifted_in_dispersion(at(129.0))) > 2.0, "{:?}", f.shifted_in_dispersion(at(129.0)));
     }
 
     #[test]

@@ -334,12 +334,20 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             self.last_used_sample = None;
             self.state = ServerClockState::unsynchronized(self.config.precision_log2);
         }
+        let every_sample = self.discipline.wants_every_sample();
         let candidates: Vec<Candidate<Id>> = self
             .peers
             .iter()
             .filter(|(id, _)| !unfit.iter().any(|(u, _)| u == *id))
             .filter_map(|(id, p)| {
-                let stats = p.filter.statistics()?;
+                let mut stats = p.filter.statistics()?;
+                if every_sample {
+                    // A discipline that weighs every sample itself selects a
+                    // source from its first sample, as chrony does: the
+                    // register's initial dummy stages do not hold it back.
+                    stats.dispersion = p.filter.shifted_in_dispersion(now);
+                    stats.updated_at = now;
+                }
                 let m = p.last.as_ref()?;
                 Some(Candidate::from_statistics(
                     id.clone(),
@@ -585,8 +593,11 @@ mod tests {
 
     /// Five configured sources: 0 is a falseticker 0.5 s off, 1-4 are 1 ms off;
     /// source `id`'s delay is 0.2 ms × (id + 1), so the falseticker is nearest.
+    /// Five sources, source 0 a falseticker, under the RFC 5905 discipline:
+    /// these tests are about §10's MAXDISP stages holding a new source back
+    /// (the regression discipline selects from the first sample instead).
     fn five_sources_one_liar() -> System<u32> {
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         for id in 0..5 {
             sys.add_source(id, ReferenceId::NONE);
         }
@@ -778,14 +789,20 @@ mod tests {
     #[test]
     fn a_single_source_is_not_held_back() {
         // One configured source is a majority of one: the first update comes
-        // with the first sample whose distance passes (the fourth of a burst).
-        let mut sys: System<u32> = System::new(SystemConfig::default());
-        sys.add_source(1, ReferenceId::NONE);
-        let first = (0..8).find(|i| {
-            let at = 2.0 * f64::from(*i);
-            sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
-        });
-        assert_eq!(first, Some(3));
+        // with the first sample whose distance passes. With the default
+        // regression discipline (which weighs every sample itself) that is the
+        // first sample, as in chrony; with RFC 5905's, the clock filter's
+        // initial MAXDISP stages keep the distance above MAXDIST until the
+        // fourth.
+        for (algorithm, want) in [(DisciplineKind::Regression, 0), (DisciplineKind::Rfc5905, 3)] {
+            let mut sys: System<u32> = System::new(SystemConfig { algorithm, ..SystemConfig::default() });
+            sys.add_source(1, ReferenceId::NONE);
+            let first = (0..8).find(|i| {
+                let at = 2.0 * f64::from(*i);
+                sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at)).clock.is_some()
+            });
+            assert_eq!(first, Some(want), "{algorithm:?}");
+        }
     }
 
     #[test]
@@ -811,8 +828,10 @@ mod tests {
         // §11.2.3: after a step every association starts over. Two sources
         // agree on +1 s; the step empties both filters, so the next sample of
         // either is a lone one (seven empty stages at MAXDISP): too far to
-        // select, no second correction from pre-step samples.
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        // select, no second correction from pre-step samples. (RFC 5905's
+        // discipline: with the regression discipline a lone sample is
+        // selected, and this test's clock does not jump with the step.)
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         sys.add_source(1, ReferenceId::NONE);
         sys.add_source(2, ReferenceId::NONE);
         let mut stepped_at = None;
@@ -854,7 +873,8 @@ mod tests {
 
     #[test]
     fn a_sample_is_used_once() {
-        let mut sys: System<u32> = System::new(SystemConfig::default());
+        // RFC 5905's discipline: the lone-sample wait below is §10's.
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() });
         sys.add_source(1, ReferenceId::NONE);
         // A lone sample leaves seven empty stages at MAXDISP: too far to select (§11.2.1).
         let lone = sys.handle_measurement(&1, &measurement(0.001, 0.002, 0.0), t(0.0));
