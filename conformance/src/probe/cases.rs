@@ -1203,6 +1203,14 @@ fn plan_burst(history: &[StepRecord], gen: &mut Gen) -> Option<Step> {
     })
 }
 
+/// Whether a stratum-0 reply is a kiss-o'-death rather than the time reply
+/// of an unsynchronized server (also stratum 0): a kiss code of four
+/// upper-case letters, or no transmit timestamp (RFC 5905 §7.4: a KoD
+/// carries no time).
+fn is_kod(h: &Repr) -> bool {
+    h.stratum == 0 && (h.reference_id.0.iter().all(|c| c.is_ascii_uppercase()) || h.transmit_timestamp.is_zero())
+}
+
 fn judge_burst(history: &[StepRecord]) -> Vec<Finding> {
     let Some(s) = step(history, 0) else { return Vec::new() };
     let n = s.sent.len();
@@ -1212,7 +1220,7 @@ fn judge_burst(history: &[StepRecord]) -> Vec<Finding> {
     for (i, sent) in s.sent.iter().enumerate() {
         for r in s.replies_to(i) {
             let Some(h) = header(&r.bytes) else { continue };
-            if h.stratum == 0 {
+            if is_kod(&h) {
                 kods.push(h.reference_id);
                 let code = h.reference_id.ascii().unwrap_or("");
                 if code.len() != 4 || !code.bytes().all(|c| c.is_ascii_uppercase()) || h.mode != Mode::Server {
@@ -1228,7 +1236,7 @@ fn judge_burst(history: &[StepRecord]) -> Vec<Finding> {
     // client (RFC 8633 §5.4: accept a KoD only with a valid origin).
     let unmatched: Vec<&ReceivedDatagram> = s.replies.iter().filter(|r| !s.sent.iter().any(|q| q.bytes.get(40..48) == r.bytes.get(24..32))).collect();
     for r in &unmatched {
-        if r.bytes.get(1) == Some(&0) {
+        if header(&r.bytes).is_some_and(|h| is_kod(&h)) {
             kod_bad.push("a kiss-o'-death whose origin is not the request's transmit timestamp".into());
         }
     }
@@ -1247,7 +1255,7 @@ fn judge_burst(history: &[StepRecord]) -> Vec<Finding> {
     let unlimited = refused >= 4 && kods.len() >= refused;
     out.push(Finding::check(
         "R-SRV-ratelimit",
-        !unlimited && unmatched.iter().all(|r| r.bytes.get(1) == Some(&0)) && s.replies.len() <= n,
+        !unlimited && unmatched.iter().all(|r| header(&r.bytes).is_some_and(|h| is_kod(&h))) && s.replies.len() <= n,
         "RFC 8633 §5.4, RFC 5905 §7.4: a limiting server drops or sends RATE, and limits its kiss-o'-death packets as well",
         format!("{times} of {n} answered with time, {} kiss-o'-death(s), {} dropped", kods.len(), refused.saturating_sub(kods.len())),
         format!("{refused} refused requests got {} kiss-o'-death(s): KoDs are not limited", kods.len()),
