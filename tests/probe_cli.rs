@@ -385,3 +385,32 @@ fn the_pcap_reads_back_with_one_frame_per_datagram() {
     assert_eq!(frames, n);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ntplab_serve_with_rate_limiting_passes_the_burst_case() {
+    // interval 0.05 s, burst 8: the probe's paced traffic (10/s) stays under
+    // the limit, its burst of 16 does not; the KoD bucket (one per 0.05 s)
+    // lets one RATE through.
+    let dir = temp_dir("probe-ratelimit");
+    let port = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, format!("listen = [\"127.0.0.1:{port}\"]\n\n[local]\nstratum = 1\n\n[rate_limit]\ninterval_s_min = 0.05\nburst = 8\n")).unwrap();
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_ntplab"))
+        .args(["serve", "--config", conf.to_str().unwrap(), "--duration", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ntplab serve");
+    let _server = support::Guard(server);
+    wait_for_udp_answer(port);
+    let out = ntplab(&["probe", &format!("127.0.0.1:{port}"), "--format", "json", "--rate", "10", "--timeout", "0.2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict(&v, "R5905-7.4-kod-format"), "pass");
+    assert_eq!(verdict(&v, "R-SRV-ratelimit"), "pass");
+    let burst = v["cases"].as_array().unwrap().iter().find(|c| c["name"] == "rate-limit-burst").unwrap();
+    let reason = burst["findings"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("8 of 16 answered with time, 1 kiss-o'-death(s), 7 dropped"), "{reason}");
+    std::fs::remove_dir_all(&dir).ok();
+}
