@@ -485,3 +485,101 @@ pub fn overall_case(cases: &[CaseResult]) -> CaseResult {
         wall_s: 0.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(bytes: Vec<u8>) -> ReceivedDatagram {
+        ReceivedDatagram { bytes, received: NtpTime::UNIX_EPOCH }
+    }
+
+    fn case(name: &'static str) -> &'static CaseDef {
+        cases::NTPV4.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn fail_beats_pass_beats_not_applicable_beats_not_exercised() {
+        let catalog = Catalog::builtin();
+        let mk = |name: &'static str, verdict: Verdict| CaseResult {
+            name,
+            group: "ntpv4",
+            title: "",
+            requirements: &["R5905-8-server-echo"],
+            findings: vec![Finding { requirement: "R5905-8-server-echo", verdict, reason: name.into(), rule: None }],
+            steps: Vec::new(),
+            wall_s: 0.0,
+        };
+        let groups: Vec<&Group> = GROUPS.iter().collect();
+        for (order, want) in [
+            (vec![Verdict::NotExercised, Verdict::NotApplicable, Verdict::Pass, Verdict::Fail], Verdict::Fail),
+            (vec![Verdict::Pass, Verdict::NotApplicable, Verdict::NotExercised], Verdict::Pass),
+            (vec![Verdict::NotExercised, Verdict::NotApplicable], Verdict::NotApplicable),
+        ] {
+            let names = ["a", "b", "c", "d"];
+            let cases = order.iter().zip(names).map(|(v, n)| mk(n, *v)).collect();
+            let r = ProbeResult::new(&catalog, "t".into(), &groups, cases, None);
+            let q = r.requirements.iter().find(|q| q.id == "R5905-8-server-echo").unwrap();
+            assert_eq!(q.verdict, want, "{order:?}");
+            assert_eq!(q.cases.len(), order.len());
+        }
+        let r = ProbeResult::new(&catalog, "t".into(), &groups, Vec::new(), None);
+        let nts = r.requirements.iter().find(|q| q.id == "R8915-3-tls13").unwrap();
+        assert_eq!((nts.verdict, nts.reason.as_str()), (Verdict::NotExercised, GROUP_NOT_IMPLEMENTED));
+        let v5 = r.requirements.iter().find(|q| q.id == "RV5-6-header").unwrap();
+        assert_eq!(v5.reason, GROUP_NOT_IMPLEMENTED);
+        let only_nts: Vec<&Group> = vec![group("nts-ke").unwrap()];
+        let r = ProbeResult::new(&catalog, "t".into(), &only_nts, Vec::new(), None);
+        let echo = r.requirements.iter().find(|q| q.id == "R5905-8-server-echo").unwrap();
+        assert!(echo.reason.contains("not selected"), "{}", echo.reason);
+    }
+
+    #[test]
+    fn a_rate_kod_outside_the_burst_case_makes_the_case_not_exercised() {
+        let c = case("header-fields");
+        let mut gen = Gen::new(NtpTime::UNIX_EPOCH, 3);
+        let step = (c.plan)(&[], &mut gen).unwrap();
+        let req = step.requests[0].clone();
+        let mut kod = vec![0u8; 48];
+        kod[0] = 0xE4;
+        kod[12..16].copy_from_slice(b"RATE");
+        kod[24..32].copy_from_slice(&req[40..48]);
+        let rec = StepRecord { sent: vec![SentDatagram { bytes: req, sent: NtpTime::UNIX_EPOCH }], replies: vec![datagram(kod)] };
+        let r = CaseResult::judge("ntpv4", c, vec![rec.clone()], 0.0);
+        assert!(r.findings.iter().all(|f| f.verdict == Verdict::NotExercised && f.reason.contains("RATE")), "{:?}", r.findings);
+        // Without the kiss code the same reply is judged, as an unsynchronized server's.
+        let mut plain = rec;
+        plain.replies[0].bytes[12..16].copy_from_slice(b"GPS\0");
+        let r = CaseResult::judge("ntpv4", c, vec![plain], 0.0);
+        assert!(r.findings.iter().any(|f| f.verdict != Verdict::NotExercised));
+    }
+
+    #[test]
+    fn every_case_declares_what_its_findings_name_and_stops_within_steps_max() {
+        for c in cases::NTPV4 {
+            let mut gen = Gen::new(NtpTime::UNIX_EPOCH, 1);
+            let mut history = Vec::new();
+            while let Some(step) = (c.plan)(&history, &mut gen) {
+                assert!(!step.requests.is_empty(), "{}", c.name);
+                assert!(step.requests.len() <= cases::BURST_LEN, "{}", c.name);
+                // A reply to every request: the echo of its header with mode 4.
+                let replies = step
+                    .requests
+                    .iter()
+                    .filter(|r| r.len() >= 48)
+                    .map(|r| {
+                        let mut b = r[..48].to_vec();
+                        b[0] = (b[0] & 0x38) | 4;
+                        b[24..32].copy_from_slice(&r[40..48]);
+                        datagram(b)
+                    })
+                    .collect();
+                history.push(StepRecord { sent: step.requests.into_iter().map(|bytes| SentDatagram { bytes, sent: NtpTime::UNIX_EPOCH }).collect(), replies });
+                assert!(history.len() <= c.steps_max, "{}: more steps than steps_max", c.name);
+            }
+            for f in (c.judge)(&history) {
+                assert!(c.requirements.contains(&f.requirement), "{}: finding for undeclared {}", c.name, f.requirement);
+            }
+        }
+    }
+}
