@@ -1111,7 +1111,7 @@ fn judge_interleaved(history: &[StepRecord]) -> Vec<Finding> {
         }
         (Answer::Basic, _) => {
             for id in IDS {
-                out.push(Finding::not_applicable(id, "the interleaved request got a basic reply: the server does not do interleaved mode (optional, RFC 9769)"));
+                out.push(Finding::not_applicable(id, "the interleaved request got a basic reply: the server does not offer interleaved mode to this client (optional, RFC 9769)"));
             }
             if d_kind == Answer::Basic {
                 out.retain(|f| f.requirement != "R9769-2-fallback");
@@ -1366,6 +1366,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_unsynchronized_servers_stratum_0_time_replies_are_not_kods() {
+        // LI 3, stratum 0, reference ID 0, timestamps set: time replies of an
+        // unsynchronized server, not kiss-o'-death packets (once counted as
+        // 16 malformed, unlimited KoDs).
+        let case = NTPV4.iter().find(|c| c.name == RATE_CASE).unwrap();
+        let f = run_case(case, |r| {
+            let mut v = good(r);
+            for x in &mut v {
+                x[0] |= 0xC0;
+                x[1] = 0;
+                x[12..16].fill(0);
+            }
+            v
+        });
+        assert!(f.iter().all(|f| f.verdict == Verdict::NotApplicable), "{f:?}");
     }
 
     #[test]
