@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of impl/proto/fuzz.
+# Runs every cargo-fuzz target of impl/proto/fuzz and conformance/fuzz.
 #   scripts/fuzz.sh                 1,000,000 executions per target (the release bar)
 #   scripts/fuzz.sh --runs N        N executions per target
 #   scripts/fuzz.sh --seconds S     S seconds per target (CI smoke run)
 # Installs cargo-fuzz and the nightly toolchain if missing. Prints one summary
 # line per target; exits non-zero on the first crash (its input is left in
-# impl/proto/fuzz/artifacts/<target>/).
+# <crate>/fuzz/artifacts/<target>/).
 set -euo pipefail
-cd "$(dirname "$0")/../impl/proto"
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 limit=(-runs=1000000)
 case "${1:-}" in
@@ -20,17 +20,20 @@ esac
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
+for crate in impl/proto conformance; do
+cd "$root/$crate"
 targets=$(cargo +nightly fuzz list)
 for t in $targets; do
     mkdir -p "fuzz/corpus/$t"
     log=$(mktemp)
     if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1; then
         tail -40 "$log"
-        echo "fuzz: $t FAILED (artifact in impl/proto/fuzz/artifacts/$t/)" >&2
+        echo "fuzz: $t FAILED (artifact in $crate/fuzz/artifacts/$t/)" >&2
         exit 1
     fi
     runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     secs=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
     echo "fuzz: $t: ${runs:-?} executions, ${secs:-?} exec/s, no crash"
     rm -f "$log"
+done
 done

@@ -14,8 +14,10 @@ pub enum OutputFormat {
 /// An error that ends a command, with the exit code it maps to.
 #[derive(Debug)]
 pub struct CliError {
-    /// Process exit code: 1 bad input, 2 usage, 3 internal or I/O, 4 a server's
-    /// kiss-o'-death stopped `ntplab query`; 0 only for [`CliError::closed_output`].
+    /// Process exit code: 1 bad input (or a failed requirement: `suite`,
+    /// `probe`), 2 usage, 3 internal or I/O, 4 a server's kiss-o'-death
+    /// stopped `ntplab query`, 5 `ntplab probe` got no reply at all; 0 only
+    /// for [`CliError::closed_output`].
     pub code: u8,
     /// What went wrong and, where possible, what to do.
     pub message: String,

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod decode;
+mod probe;
 mod query;
 mod query_nts;
 mod run;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a scenario in the deterministic simulator (the real daemon on simulated hosts).
     Run(run::RunArgs),
+    /// Black-box conformance test of an NTP server: crafted requests, judged replies, a certification report.
+    Probe(probe::ProbeArgs),
     /// Run every scenario of a directory with the conformance checks; write reports; gate CI.
     Suite(suite::SuiteArgs),
     /// Load-test NTP implementations (loopback targets only, unless allowed).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
         Command::Suite(args) => suite::run(args, &mut out),
+        Command::Probe(args) => probe::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };

@@ -7,75 +7,11 @@
 //! within 1 ms. Needs chronyd (Debian package `chrony`; scripts/test.sh
 //! installs it). Every process started here is stopped by its PID.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn chronyd() -> &'static str {
-    let found = Command::new("chronyd").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found, "chronyd not found: install chrony (apt-get install chrony) or run scripts/test.sh");
-    "chronyd"
-}
-
-/// A free UDP port on 127.0.0.1 (bound and released; the tests run apart enough for this).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ntplab-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Kills a child process on drop: never leave a daemon behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_udp_answer(port: u16) {
-    // Poll with ntplab query until the server answers (bounded: 10 s).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let out = ntplab(&["query", &format!("127.0.0.1:{port}"), "--samples", "1", "--timeout", "0.5"]);
-        if out.status.success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("no NTP server answered on 127.0.0.1:{port} within 10 s");
-}
-
-fn ntplab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ntplab")).args(args).output().expect("run ntplab")
-}
-
-fn start_chronyd_server(dir: &Path, port: u16) -> Guard {
-    let conf = dir.join("chrony.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {port}\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 1\nallow 127.0.0.1\n\
-             pidfile {d}/chronyd.pid\ndriftfile {d}/drift\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(chronyd())
-        .args(["-n", "-x", "-u", "root", "-f"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chronyd");
-    Guard(child)
-}
+use support::{chronyd, free_port, ntplab, start_chronyd_server, start_ntplab_server, temp_dir, wait_for_udp_answer, Guard};
 
 #[test]
 fn ntplab_query_measures_a_chronyd_server() {
@@ -98,14 +34,7 @@ fn ntplab_query_measures_a_chronyd_server() {
 fn chronyd_measures_ntplab_serve() {
     let dir = temp_dir("ntplab-server");
     let port = free_port();
-    let server = Command::new(env!("CARGO_BIN_EXE_ntplab"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--local-stratum", "1", "--duration", "60"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ntplab serve");
-    let _server = Guard(server);
-    wait_for_udp_answer(port);
+    let _server = start_ntplab_server(port);
     // chronyd -Q: measure the offset, print it, never set the clock.
     let out = Command::new(chronyd())
         .args(["-Q", "-t", "20", "-u", "root"])

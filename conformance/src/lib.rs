@@ -7,8 +7,8 @@
 //! (figures compared with a stored baseline for CI gating).
 //!
 //! This crate does no networking and never touches a real clock: it reads
-//! traces the simulator wrote. Black-box probes of other servers are not
-//! here yet.
+//! traces the simulator wrote. [`probe`] holds the sans-IO half of the
+//! black-box probe of other servers (`ntplab probe` owns the socket).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +16,7 @@
 pub mod baseline;
 pub mod catalog;
 pub mod checks;
+pub mod probe;
 pub mod report;
 pub mod suite;
 pub mod trace;

@@ -498,21 +498,28 @@ pub fn junit(r: &SuiteResult) -> String {
             o.push_str("    </properties>\n");
         }
         for c in cs {
-            let _ = write!(o, "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"", e(&c.name), e(&c.classname), c.time);
-            match (&c.fail, &c.skip) {
-                (Some((msg, body)), _) => {
-                    let _ = writeln!(o, ">\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>", e(msg), e(body));
-                }
-                (None, Some(why)) => {
-                    let _ = writeln!(o, ">\n      <skipped message=\"{}\"/>\n    </testcase>", e(why));
-                }
-                (None, None) => o.push_str("/>\n"),
-            }
+            junit_testcase(&mut o, &c.name, &c.classname, c.time, c.fail.as_ref().map(|(m, b)| (m.as_str(), b.as_str())), c.skip.as_deref());
         }
         o.push_str("  </testsuite>\n");
     }
     o.push_str("</testsuites>\n");
     o
+}
+
+/// One JUnit `testcase` element: passed, failed (one-line message and a
+/// body) or skipped (a reason).
+pub fn junit_testcase(o: &mut String, name: &str, classname: &str, time: f64, fail: Option<(&str, &str)>, skip: Option<&str>) {
+    let e = xml_escape;
+    let _ = write!(o, "    <testcase name=\"{}\" classname=\"{}\" time=\"{time:.3}\"", e(name), e(classname));
+    match (fail, skip) {
+        (Some((msg, body)), _) => {
+            let _ = writeln!(o, ">\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>", e(msg), e(body));
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(o, ">\n      <skipped message=\"{}\"/>\n    </testcase>", e(why));
+        }
+        (None, None) => o.push_str("/>\n"),
+    }
 }
 
 fn csv_field(s: &str) -> String {

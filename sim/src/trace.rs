@@ -146,9 +146,8 @@ pub struct TraceWriter {
     samples: csv::Writer<BufWriter<File>>,
     events: BufWriter<File>,
     packets: BufWriter<File>,
-    pcap: PcapWriter<BufWriter<File>>,
-    /// Reused for each frame and each line.
-    frame: Vec<u8>,
+    pcap: PcapFrames<BufWriter<File>>,
+    /// Reused for each line.
     line: String,
 }
 
@@ -182,17 +181,7 @@ impl TraceWriter {
         let (pcap_path, p) = open(PCAP_FILE)?;
         let mut samples = csv::WriterBuilder::new().has_headers(false).from_writer(s);
         samples.write_record(SAMPLE_COLUMNS).map_err(io::Error::from)?;
-        let header = PcapHeader {
-            version_major: 2,
-            version_minor: 4,
-            ts_correction: 0,
-            ts_accuracy: 0,
-            snaplen: SNAPLEN,
-            datalink: DataLink::ETHERNET,
-            ts_resolution: TsResolution::NanoSecond,
-            endianness: Endianness::Little,
-        };
-        let pcap = PcapWriter::with_header(p, header).map_err(pcap_err)?;
+        let pcap = PcapFrames::new(p)?;
         Ok(TraceWriter {
             start,
             files: TraceFiles { samples_path, events_path, packets_path, pcap_path, samples: 0, events: 0, packets: 0, frames: 0 },
@@ -200,7 +189,6 @@ impl TraceWriter {
             events,
             packets,
             pcap,
-            frame: Vec::with_capacity(1600),
             line: String::with_capacity(512),
         })
     }
@@ -245,16 +233,13 @@ impl TraceWriter {
     pub fn packet(&mut self, p: &Packet<'_>) -> io::Result<()> {
         let frame_no = match p.fate {
             Fate::Delivered { received, .. } => {
-                let ts = pcap_timestamp(received)?;
-                build_frame(&mut self.frame, p.src, p.dst, p.payload)?;
-                let len = u32::try_from(self.frame.len()).map_err(|_| invalid("frame too long"))?;
-                self.pcap.write_packet(&PcapPacket::new(ts, len, &self.frame)).map_err(pcap_err)?;
+                self.pcap.write(received, p.src, p.dst, p.payload)?;
                 self.files.frames += 1;
                 Some(self.files.frames)
             }
             Fate::Lost { .. } => {
                 // Same checks as for a delivered one, so a loss never hides a bad record.
-                build_frame(&mut self.frame, p.src, p.dst, p.payload)?;
+                build_frame(&mut self.pcap.frame, p.src, p.dst, p.payload)?;
                 None
             }
         };
@@ -309,9 +294,52 @@ impl TraceWriter {
         e.flush()?;
         let mut p = self.packets;
         p.flush()?;
-        let mut c = self.pcap.into_writer();
-        c.flush()?;
+        self.pcap.finish()?;
         Ok(self.files)
+    }
+}
+
+/// A pcap file of UDP datagrams with synthesized Ethernet, IPv4/IPv6 and UDP
+/// headers (correct lengths and checksums), nanosecond timestamps: the
+/// writer of the simulator's `packets.pcap`, also used by `ntplab probe`.
+pub struct PcapFrames<W: Write> {
+    pcap: PcapWriter<W>,
+    /// Reused for each frame.
+    frame: Vec<u8>,
+}
+
+impl<W: Write> PcapFrames<W> {
+    /// Writes the pcap file header (little-endian, nanosecond, Ethernet).
+    pub fn new(w: W) -> io::Result<Self> {
+        let header = PcapHeader {
+            version_major: 2,
+            version_minor: 4,
+            ts_correction: 0,
+            ts_accuracy: 0,
+            snaplen: SNAPLEN,
+            datalink: DataLink::ETHERNET,
+            ts_resolution: TsResolution::NanoSecond,
+            endianness: Endianness::Little,
+        };
+        Ok(PcapFrames { pcap: PcapWriter::with_header(w, header).map_err(pcap_err)?, frame: Vec::with_capacity(1600) })
+    }
+
+    /// Appends one datagram stamped `at`. Fails (writing nothing) if the
+    /// address families differ, the payload does not fit a UDP datagram, or
+    /// `at` is outside pcap's 1970–2106 range.
+    pub fn write(&mut self, at: NtpTime, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> io::Result<()> {
+        let ts = pcap_timestamp(at)?;
+        build_frame(&mut self.frame, src, dst, payload)?;
+        let len = u32::try_from(self.frame.len()).map_err(|_| invalid("frame too long"))?;
+        self.pcap.write_packet(&PcapPacket::new(ts, len, &self.frame)).map_err(pcap_err)?;
+        Ok(())
+    }
+
+    /// Flushes and returns the writer.
+    pub fn finish(self) -> io::Result<W> {
+        let mut w = self.pcap.into_writer();
+        w.flush()?;
+        Ok(w)
     }
 }
 
