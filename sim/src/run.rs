@@ -145,6 +145,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
             a: l.hosts[0],
             b: l.hosts[1],
             config: LinkConfig { forward: path_config(&l.forward), backward: path_config(&l.backward), up: true },
+            attacker: l.attacker,
         })
         .collect();
     let mut current: Vec<scenario::Link> = s.links.clone();
@@ -355,6 +356,7 @@ impl RunRecorder {
             dst: r.dst,
             fate,
             payload: &r.payload,
+            attack: r.attack,
         };
         if let Err(e) = trace.packet(&p) {
             self.error.get_or_insert(e);

@@ -335,3 +335,115 @@ pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("retries after failed NTS key establishments", "no source failed NTS key establishment three times in a row")
 }
+
+/// Datagrams an on-path attacker made that reached a daemon host, of these kinds.
+fn attacks<'b>(a: &'b Analysis<'_>, kinds: &'b [&str]) -> impl Iterator<Item = (&'b PacketRec, &'b str)> {
+    a.trace.attacks.iter().filter_map(move |p| {
+        let kind = p.attack.as_deref()?;
+        (kinds.contains(&kind) && p.delivered() && a.ctx.is_daemon(p.dst.ip())).then_some((p, kind))
+    })
+}
+
+/// "modify 12, strip 9, ...": how many of each kind.
+fn attempts<'b>(it: impl Iterator<Item = (&'b PacketRec, &'b str)>) -> String {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, k) in it {
+        *n.entry(k).or_default() += 1;
+    }
+    n.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds the attempt counts to a passing outcome's evidence.
+fn with_attempts(mut o: Outcome, counts: String) -> Outcome {
+    if o.status == super::Status::Pass {
+        o.evidence.insert(0, format!("attacker datagrams delivered: {counts}"));
+    }
+    o
+}
+
+/// Kinds of attacker datagrams that must never become a sample.
+const FORGED: &[&str] = &["modify", "strip", "replay", "reorder", "forge"];
+
+/// R8915-5.7-client-verify / R8915-5.6-ad: no datagram an on-path attacker
+/// forged, modified (one header bit flipped), stripped of its authenticator,
+/// replayed or held back and reordered is taken as a sample. A sample comes
+/// from the last datagram, real or not, that reached its host from its source
+/// within 2 s before it with exactly its T2 and T3. (An appended field after
+/// the authenticator leaves the authenticated time intact: see
+/// [`unauth_ef_ignored`].)
+pub fn attack_no_sample(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut taken: BTreeMap<usize, String> = BTreeMap::new();
+    let near = |ts: ntplab_proto::time::NtpTimestamp, want: ntplab_proto::time::NtpTime| super::secs(ts.resolve(want) - want).abs() <= super::SAMPLE_ROUNDING_S;
+    for s in super::client_samples(a).into_iter().flatten() {
+        let fits = |p: &PacketRec| {
+            p.src == s.source
+                && p.dst.ip() == s.host.address
+                && p.received_t_s.is_some_and(|r| r <= s.event.t_s + 1e-6 && r >= s.event.t_s - 2.0)
+                && p.header.is_some_and(|h| near(h.receive_timestamp, s.t2) && near(h.transmit_timestamp, s.t3))
+        };
+        let last_real = a.trace.packets.iter().filter(|p| fits(p)).filter_map(|p| p.received_t_s).fold(f64::NEG_INFINITY, f64::max);
+        let mut forged = a.trace.attacks.iter().enumerate().filter(|(_, p)| fits(p) && p.attack.as_deref().is_some_and(|k| FORGED.contains(&k)));
+        if let Some((i, _)) = forged.rfind(|(_, p)| p.received_t_s.is_some_and(|r| r >= last_real)) {
+            taken.insert(i, s.cite());
+        }
+    }
+    for (i, p) in a.trace.attacks.iter().enumerate() {
+        let Some(kind) = p.attack.as_deref().filter(|k| FORGED.contains(k)) else { continue };
+        if !p.delivered() || !a.ctx.is_daemon(p.dst.ip()) {
+            continue;
+        }
+        match taken.get(&i) {
+            Some(sample) => t.bad(|| format!("{} ({kind}, {}) became the sample {sample}", p.cite(), a.flow_name(p))),
+            None => t.good(|| format!("{} ({kind}) was not taken as a sample", p.cite())),
+        }
+    }
+    with_attempts(t.outcome("attacker datagrams delivered to daemons", "no on-path attacker forged or tampered with a datagram to a daemon"), attempts(attacks(a, FORGED)))
+}
+
+/// The cookies in fields after the authenticator.
+fn unauthenticated_cookies(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let f = fields(bytes).unwrap_or_default();
+    let Some(auth) = f.iter().position(|e| e.kind == EF_AUTH) else { return Vec::new() };
+    f[auth + 1..].iter().filter(|e| e.kind == EF_COOKIE).map(|e| e.body.to_vec()).collect()
+}
+
+/// R8915-5.7-unauth-ef: a cookie an on-path attacker appended after the
+/// authenticator of a reply is never sent in a later request of that host.
+pub fn unauth_ef_ignored(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, _) in attacks(a, &["append"]) {
+        for cookie in unauthenticated_cookies(&p.bytes) {
+            let used = daemon_nts_requests(a).find(|(q, f)| q.src.ip() == p.dst.ip() && q.sent_t_s >= p.sent_t_s && first(f, EF_COOKIE) == Some(cookie.as_slice()));
+            match used {
+                Some((q, _)) => t.bad(|| format!("{} sends the cookie the attacker appended to {} after its authenticator", q.cite(), p.cite())),
+                None => t.good(|| format!("the cookie appended to {} after its authenticator was never sent", p.cite())),
+            }
+        }
+    }
+    with_attempts(t.outcome("unauthenticated cookies appended to replies", "no attacker appended a field after a reply's authenticator"), attempts(attacks(a, &["append"])))
+}
+
+/// R8915-5.7-kod-uid: a DENY kiss forged without the request's Unique
+/// Identifier neither drops the source (no `source_dropped` within a second)
+/// nor stops the client polling it (a later request, unless the run ends
+/// within 2100 s).
+pub fn kod_needs_uid(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, _) in attacks(a, &["forge_kod"]) {
+        if fields(&p.bytes).is_some_and(|f| count(&f, EF_UID) > 0) {
+            continue;
+        }
+        let at = p.received_t_s.unwrap_or(p.sent_t_s);
+        let host = a.ctx.name(p.dst.ip());
+        let dropped = a.trace.events.iter().find(|e| e.kind == "source_dropped" && e.host.as_deref() == Some(host.as_str()) && e.source() == Some(p.src) && e.t_s >= at - 1e-6 && e.t_s <= at + 1.0);
+        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && q.mode() == Some(Mode::Client) && q.sent_t_s > at);
+        match (dropped, next) {
+            (Some(e), _) => t.bad(|| format!("{} ({}): a forged kiss without the identifier dropped the source (events.jsonl:{})", p.cite(), a.flow_name(p), e.line)),
+            (None, None) if at < a.ctx.duration_s - 2100.0 => t.bad(|| format!("{} ({}): no request to that source after a forged kiss without the identifier", p.cite(), a.flow_name(p))),
+            (None, None) => {}
+            (None, Some(q)) => t.good(|| format!("{}: ignored; the next request is {}", p.cite(), q.cite())),
+        }
+    }
+    with_attempts(t.outcome("forged kisses without the identifier", "no attacker forged a kiss-o'-death"), attempts(attacks(a, &["forge_kod"])))
+}
