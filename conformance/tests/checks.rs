@@ -410,6 +410,15 @@ fn forged_kiss(events: &str) -> Frag {
     frag(&format!("{req}\n{kiss}\n{next}\n"), events)
 }
 
+const KE_REQ: &str = r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"type":4,"critical":true,"len":4,"values":[15,30]},{"type":0,"critical":true,"len":0}]"#;
+const KE_RESP: &str = r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"type":4,"critical":true,"len":2,"values":[15]},{"type":5,"critical":false,"len":100},{"type":0,"critical":true,"len":0}]"#;
+
+/// A successful `nts_ke` event with its TLS details and records.
+fn ke_tx(tls: &str, alpn: &str, request: &str, response: &str) -> Frag {
+    let details = format!(r#"{{"source":"{S}","aead":15,"cookies":8,"error":null,"tls":"{tls}","alpn":"{alpn}","request":{request},"response":{response}}}"#);
+    frag("", &(format!(r#"{{"t_s":0.5,"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"))
+}
+
 fn nts_metas() -> Vec<Meta> {
     let two = |a: String, b: String| vec![a, b];
     let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
@@ -417,12 +426,43 @@ fn nts_metas() -> Vec<Meta> {
     let with_events = |f: Frag, events: String| Frag { events, ..f };
     let two_requests = || nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(i as u8 + 1))));
     let failures = |times: &[f64]| times.iter().map(|t| ke_ev(*t, None)).collect::<String>();
+    let ntsn_then_time = |i: usize| Some(if i == 0 { ntsn_reply(i, &ef(0x0104, 32, 1)) } else { nts_reply(i, &plain(i as u8 + 1)) });
     let dropped = format!(r#"{{"t_s":1.0016,"host":"client","kind":"source_dropped","details":{{"source":"{S}"}}}}"#);
     vec![
         // One forged reply accepted as a sample fails the check.
         Meta { check: "nts-attack-no-sample", pass: forged_then_real(1.001), fail: forged_then_real(2.0) },
         Meta { check: "nts-unauth-ef-ignored", pass: appended_cookie(2), fail: appended_cookie(0x77) },
         Meta { check: "nts-kod-needs-uid", pass: forged_kiss(""), fail: forged_kiss(&dropped) },
+        Meta {
+            check: "nts-key-rotation",
+            pass: nts_flow(&[nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0), nts_fields(3, 32, 1, 0)], |i| Some(nts_reply(i, &plain(i as u8 + 1)))),
+            fail: nts_flow(&[nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0), nts_fields(3, 32, 1, 0), nts_fields(4, 32, 1, 0)], |i| {
+                Some(if i == 2 { ntsn_reply(i, &ef(0x0104, 32, 3)) } else { nts_reply(i, &plain(i as u8 + 1)) })
+            }),
+        },
+        Meta {
+            check: "nts-ntsn-rekey",
+            pass: with_events(nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time), ke_ev(1.5, Some((15, 8)))),
+            fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time),
+        },
+        Meta { check: "nts-ke-tls13", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_2", "ntske/1", KE_REQ, KE_RESP) },
+        Meta { check: "nts-ke-alpn", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_3", "http/1.1", KE_REQ, KE_RESP) },
+        Meta {
+            check: "nts-ke-npn-once",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", &KE_REQ.replacen("[{", r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"#, 1), KE_RESP),
+        },
+        Meta {
+            check: "nts-ke-eom",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", KE_REQ, &KE_RESP.replace(r#"{"type":0,"critical":true,"len":0}]"#, r#"{"type":0,"critical":true,"len":0},{"type":5,"critical":false,"len":100}]"#)),
+        },
+        Meta { check: "nts-ke-subset", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_3", "ntske/1", KE_REQ, &KE_RESP.replacen("[0]", "[32769]", 1)) },
+        Meta {
+            check: "nts-ke-client-records",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", &KE_REQ.replacen("[{", r#"[{"type":3,"critical":false,"len":2,"values":[0]},{"#, 1), KE_RESP),
+        },
         Meta { check: "nts-ke-aead", pass: frag("", &ke_ev(0.5, Some((15, 8)))), fail: frag("", &ke_ev(0.5, Some((99, 8)))) },
         Meta { check: "nts-ke-cookies", pass: frag("", &ke_ev(0.5, Some((30, 8)))), fail: frag("", &ke_ev(0.5, Some((15, 0)))) },
         Meta {

@@ -447,3 +447,208 @@ pub fn kod_needs_uid(a: &Analysis<'_>) -> Outcome {
     }
     with_attempts(t.outcome("forged kisses without the identifier", "no attacker forged a kiss-o'-death"), attempts(attacks(a, &["forge_kod"])))
 }
+
+/// One NTS-KE record of an `nts_ke` event's `request` or `response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeRec {
+    kind: u64,
+    critical: bool,
+    len: u64,
+    values: Vec<u64>,
+}
+
+fn ke_recs(v: Option<&serde_json::Value>) -> Option<Vec<KeRec>> {
+    v?.as_array()?
+        .iter()
+        .map(|r| {
+            Some(KeRec {
+                kind: r.get("type")?.as_u64()?,
+                critical: r.get("critical")?.as_bool()?,
+                len: r.get("len")?.as_u64()?,
+                values: r.get("values").and_then(|x| x.as_array()).map_or(Some(Vec::new()), |a| a.iter().map(serde_json::Value::as_u64).collect())?,
+            })
+        })
+        .collect()
+}
+
+/// Successful key establishments that carry their records: (event, request, response).
+fn transcripts<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b crate::trace::EventRec, Vec<KeRec>, Vec<KeRec>)> {
+    ke_events(a).filter(|e| ke_ok(e)).filter_map(|e| Some((e, ke_recs(e.details.get("request"))?, ke_recs(e.details.get("response"))?)))
+}
+
+const KE_EOM: u64 = 0;
+const KE_NPN: u64 = 1;
+const KE_ERROR: u64 = 2;
+const KE_WARNING: u64 = 3;
+const KE_AEAD: u64 = 4;
+const KE_COOKIE: u64 = 5;
+
+/// A detail of a successful key establishment checked for one value.
+fn ke_detail(a: &Analysis<'_>, key: &str, want: &str, what: &str) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e) && e.details.get(key).is_some()) {
+        match e.details.get(key).and_then(serde_json::Value::as_str) {
+            Some(v) if v == want => t.good(|| format!("{}: {key} {v}", ke_cite(e))),
+            other => t.bad(|| format!("{}: {key} {other:?}, not {want}", ke_cite(e))),
+        }
+    }
+    t.outcome(what, "no NTS key establishment with its TLS details succeeded")
+}
+
+/// R8915-3-tls13: every NTS-KE session ran TLS 1.3.
+pub fn ke_tls13(a: &Analysis<'_>) -> Outcome {
+    ke_detail(a, "tls", "TLSv1_3", "NTS-KE sessions")
+}
+
+/// R8915-3-alpn: every NTS-KE session negotiated ALPN `ntske/1`.
+pub fn ke_alpn(a: &Analysis<'_>) -> Outcome {
+    ke_detail(a, "alpn", "ntske/1", "NTS-KE sessions")
+}
+
+fn count_kind(recs: &[KeRec], kind: u64) -> usize {
+    recs.iter().filter(|r| r.kind == kind).count()
+}
+
+/// R8915-4-npn-once: the request and a response that is not an error each
+/// carry exactly one Next Protocol record, critical.
+pub fn ke_npn_once(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, resp) in transcripts(a) {
+        for (side, recs) in [("request", &req), ("response", &resp)] {
+            if side == "response" && count_kind(recs, KE_ERROR) > 0 {
+                continue;
+            }
+            let npn: Vec<&KeRec> = recs.iter().filter(|r| r.kind == KE_NPN).collect();
+            match npn.as_slice() {
+                [r] if r.critical => t.good(|| format!("{}: one critical Next Protocol record in the {side}", ke_cite(e))),
+                _ => t.bad(|| format!("{}: {} Next Protocol record(s) in the {side}, critical: {:?}", ke_cite(e), npn.len(), npn.iter().map(|r| r.critical).collect::<Vec<_>>())),
+            }
+        }
+    }
+    t.outcome("NTS-KE messages", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.1-eom / R8915-4-one-exchange: each request and response is one
+/// message: End of Message exactly once, critical, empty, and last.
+pub fn ke_eom(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, resp) in transcripts(a) {
+        for (side, recs) in [("request", &req), ("response", &resp)] {
+            let ok = count_kind(recs, KE_EOM) == 1 && recs.last().is_some_and(|r| r.kind == KE_EOM && r.critical && r.len == 0);
+            if ok {
+                t.good(|| format!("{}: the {side} ends with its only End of Message", ke_cite(e)));
+            } else {
+                t.bad(|| format!("{}: the {side} has {} End of Message record(s); last record {:?}", ke_cite(e), count_kind(recs, KE_EOM), recs.last()));
+            }
+        }
+    }
+    t.outcome("NTS-KE messages", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.2-subset (and §4.1.5's list rules): the request offers at least
+/// one protocol and one AEAD; the response's protocols are among those
+/// offered, and it names at most one AEAD, one offered.
+pub fn ke_subset(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let values = |recs: &[KeRec], kind: u64| recs.iter().filter(|r| r.kind == kind).flat_map(|r| r.values.clone()).collect::<Vec<u64>>();
+    for (e, req, resp) in transcripts(a) {
+        let (offered, got) = (values(&req, KE_NPN), values(&resp, KE_NPN));
+        let (aeads, chosen) = (values(&req, KE_AEAD), values(&resp, KE_AEAD));
+        let ok = !offered.is_empty() && !aeads.is_empty() && got.iter().all(|p| offered.contains(p)) && chosen.len() <= 1 && chosen.iter().all(|x| aeads.contains(x));
+        if ok {
+            t.good(|| format!("{}: protocols {got:?} of {offered:?}, AEAD {chosen:?} of {aeads:?}", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: protocols {got:?} answered to {offered:?}, AEAD {chosen:?} to {aeads:?}", ke_cite(e)));
+        }
+    }
+    t.outcome("NTS-KE exchanges", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.4-warning (and the clients' side of §4.1.3 and §4.1.6): a
+/// client's request carries no Error, Warning or New Cookie record.
+pub fn ke_client_records(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, _) in transcripts(a) {
+        let bad: Vec<u64> = req.iter().map(|r| r.kind).filter(|k| matches!(*k, KE_ERROR | KE_WARNING | KE_COOKIE)).collect();
+        if bad.is_empty() {
+            t.good(|| format!("{}: the request has no Error, Warning or New Cookie record", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: the request carries record type(s) {bad:?}", ke_cite(e)));
+        }
+    }
+    t.outcome("NTS-KE requests", "no NTS key establishment with its records succeeded")
+}
+
+/// The key id of an ntplab cookie: its first 4 octets, in the clear (the
+/// daemon's cookie format, impl/proto/src/nts/cookie.rs; RFC 8915 §6 suggests it).
+fn key_id(cookie: &[u8]) -> Option<[u8; 4]> {
+    cookie.get(..4)?.try_into().ok()
+}
+
+/// R8915-6-key-rotation: the daemon server rotates its cookie keys (cookies
+/// of more than one key id reach it), keeps answering cookies of a previous
+/// key with time after a newer key's cookies appear, and never answers with
+/// time a cookie of a key it has already answered NTSN for (an erased key does
+/// not come back). Needs the daemon's cookie format (key id in the clear).
+pub fn key_rotation(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut pairs: Vec<(&PacketRec, &PacketRec)> = uid_pairs(a).collect();
+    pairs.sort_by(|x, y| x.0.sent_t_s.total_cmp(&y.0.sent_t_s));
+    let mut order: BTreeMap<(std::net::IpAddr, [u8; 4]), usize> = BTreeMap::new();
+    let mut newest: BTreeMap<std::net::IpAddr, usize> = BTreeMap::new();
+    let mut nakked: std::collections::BTreeSet<(std::net::IpAddr, [u8; 4])> = std::collections::BTreeSet::new();
+    for (req, rep) in pairs {
+        let Some(f) = fields(&req.bytes) else { continue };
+        let Some(kid) = first(&f, EF_COOKIE).and_then(key_id) else { continue };
+        let server = rep.src.ip();
+        let n = order.len();
+        let rank = *order.entry((server, kid)).or_insert(n);
+        let top = newest.entry(server).or_insert(rank);
+        *top = (*top).max(rank);
+        let newer = *top > rank;
+        if is_ntsn(rep) {
+            nakked.insert((server, kid));
+            if newer {
+                t.good(|| format!("{}: NTSN for a cookie of an older key {}", rep.cite(), hex4(kid)));
+            }
+        } else if rep.header.is_some_and(|h| h.stratum != 0) {
+            if nakked.contains(&(server, kid)) {
+                t.bad(|| format!("{} ({}): a cookie of key {} answered with time after that key was answered with NTSN", rep.cite(), a.flow_name(rep), hex4(kid)));
+            } else if newer {
+                t.good(|| format!("{}: a cookie of the previous key {} still accepted after a rotation", rep.cite(), hex4(kid)));
+            }
+        }
+    }
+    t.outcome("answers to cookies of keys older than the newest", "the daemon server's cookie key never rotated while cookies reached it")
+}
+
+fn hex4(k: [u8; 4]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// R8915-5.7-ntsn-react: after an NTSN answering its request, a daemon
+/// client runs NTS-KE again (successfully) before its next NTS request to
+/// that server, and the first reply after that is not another NTSN (the
+/// old cookies were dropped).
+pub fn ntsn_rekey(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (req, rep) in uid_pairs(a).filter(|(_, rep)| is_ntsn(rep) && rep.delivered() && a.ctx.is_daemon(rep.dst.ip())) {
+        let at = rep.received_t_s.unwrap_or(rep.sent_t_s);
+        let host = a.ctx.name(rep.dst.ip());
+        let ke = ke_events(a).find(|e| ke_ok(e) && e.host.as_deref() == Some(host.as_str()) && e.t_s >= at - 1e-6);
+        let next = daemon_nts_requests(a).map(|(p, _)| p).find(|p| p.src.ip() == req.src.ip() && p.dst == req.dst && p.sent_t_s > at);
+        match (ke, next) {
+            (_, None) => {}
+            (None, Some(p)) => t.bad(|| format!("{} after the NTSN {} without a successful NTS-KE", p.cite(), rep.cite())),
+            (Some(e), Some(p)) if e.t_s > p.sent_t_s => t.bad(|| format!("{} after the NTSN {} before the NTS-KE at {}", p.cite(), rep.cite(), ke_cite(e))),
+            (Some(e), Some(p)) => {
+                let answer = a.server_pairs.iter().find(|s| a.pk(s.request).line == p.line).map(|s| a.pk(s.reply));
+                match answer {
+                    Some(r) if is_ntsn(r) => t.bad(|| format!("{} answers {} (sent after the re-key at {}) with NTSN again", r.cite(), p.cite(), ke_cite(e))),
+                    _ => t.good(|| format!("NTSN {} then {} then {}, not NAKed", rep.cite(), ke_cite(e), p.cite())),
+                }
+            }
+        }
+    }
+    t.outcome("NTSN kisses delivered to daemon clients", "no daemon client got an NTSN")
+}
