@@ -410,6 +410,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "nts-ke-client-records", title: "NTS-KE requests carry no Error, Warning or New Cookie record", run: nts::ke_client_records },
     Check { id: "nts-key-rotation", title: "the server's cookie keys rotate, previous keys' cookies stay accepted, a NAKed key never comes back", run: nts::key_rotation },
     Check { id: "nts-ntsn-rekey", title: "after an NTSN the client re-keys before its next NTS request, and is not NAKed again", run: nts::ntsn_rekey },
+    Check { id: "nts-ke-ntp-address", title: "NTS-KE Server and Port records are well formed, and the client sends NTP where they say (else to the KE server)", run: nts::ke_ntp_address },
     Check { id: "nts-server-response", title: "replies to NTS requests carry the identifier and one final authenticator, no cookie in the clear", run: nts::server_response_shape },
     Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin; receive and transmit are its clock at arrival and departure", run: server_echoes_origin },
     Check { id: "server-copies-version", title: "server replies with the request's version number", run: server_copies_version },

@@ -419,6 +419,14 @@ fn ke_tx(tls: &str, alpn: &str, request: &str, response: &str) -> Frag {
     frag("", &(format!(r#"{{"t_s":0.5,"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"))
 }
 
+/// A key establishment at 0.5 s whose response names port 124, then the client's NTS request to `to` at 1 s.
+fn port_record_then_request(to: &str) -> Frag {
+    let resp = KE_RESP.replacen(r#"{"type":5"#, r#"{"type":7,"critical":true,"len":2,"values":[124]},{"type":5"#, 1);
+    let ke = ke_tx("TLSv1_3", "ntske/1", KE_REQ, &resp);
+    let req = pkt(1, 1.0, 1.001, 1.0, 1.001, C, to, &(hdr(0x23, 0, "", 0, 0, 0x1000) + &nts_fields(1, 32, 1, 0)));
+    Frag { packets: req + "\n", ..ke }
+}
+
 fn nts_metas() -> Vec<Meta> {
     let two = |a: String, b: String| vec![a, b];
     let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
@@ -445,6 +453,7 @@ fn nts_metas() -> Vec<Meta> {
             pass: with_events(nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time), ke_ev(1.5, Some((15, 8)))),
             fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time),
         },
+        Meta { check: "nts-ke-ntp-address", pass: port_record_then_request("10.0.0.1:124"), fail: port_record_then_request(S) },
         Meta { check: "nts-ke-tls13", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_2", "ntske/1", KE_REQ, KE_RESP) },
         Meta { check: "nts-ke-alpn", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_3", "http/1.1", KE_REQ, KE_RESP) },
         Meta {

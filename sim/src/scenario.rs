@@ -1227,6 +1227,10 @@ struct NtsHostSection {
     certificate: Option<Spanned<String>>,
     /// AEAD IDs accepted, most preferred first.
     aeads: Option<Spanned<Vec<u16>>>,
+    /// NTP server named in NTS-KE responses (Server Negotiation record).
+    ntp_server: Option<String>,
+    /// NTP port named in NTS-KE responses (Port Negotiation record).
+    ntp_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1247,6 +1251,9 @@ struct SourceEntry {
     nts: bool,
     /// AEAD IDs offered (NTS only).
     aeads: Option<Vec<u16>>,
+    /// The port the client is configured with (default: the host's); with
+    /// NTS, a Port Negotiation record of the host's NTS-KE overrides it.
+    port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -2093,8 +2100,8 @@ impl Validator<'_> {
             key: "sim:key".into(),
             ke_listen: None,
             key_rotation,
-            ntp_server: None,
-            ntp_port: None,
+            ntp_server: section.ntp_server.clone(),
+            ntp_port: section.ntp_port,
             ke_connections: None,
             ke_timeout: None,
             aeads: section.aeads.as_ref().map(|a| a.get_ref().clone()),
@@ -2138,7 +2145,7 @@ impl Validator<'_> {
             };
             sources.push(target);
             specs.push((entry.span(), SourceSection {
-                address: SocketAddr::new(taddr, tport),
+                address: SocketAddr::new(taddr, e.port.unwrap_or(tport)),
                 iburst: e.iburst,
                 burst: e.burst,
                 poll_min: e.poll_min,

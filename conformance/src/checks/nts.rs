@@ -652,3 +652,39 @@ pub fn ntsn_rekey(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("NTSN kisses delivered to daemon clients", "no daemon client got an NTSN")
 }
+
+/// R8915-4.1.7-server / R8915-4.1.8-port: a response names at most one
+/// Server (ASCII, no zone identifier) and at most one Port; the client's
+/// next NTS request after the key establishment goes to the named server
+/// (else the NTS-KE server's address) and the named port (else the port the
+/// source was configured with: the daemon's rule where RFC 8915 says 123,
+/// which is what a source configured without a port gets).
+pub fn ke_ntp_address(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, _, resp) in transcripts(a) {
+        let (Some(host), Some(source)) = (e.host.as_deref().and_then(|h| a.ctx.host_named(h)), e.source()) else { continue };
+        let servers: Vec<&serde_json::Value> = e.details.get("response").and_then(|r| r.as_array()).map(|r| r.iter().filter(|x| x.get("type").and_then(|v| v.as_u64()) == Some(6)).collect()).unwrap_or_default();
+        let ports: Vec<u64> = resp.iter().filter(|r| r.kind == 7).flat_map(|r| r.values.clone()).collect();
+        let name = servers.first().and_then(|s| s.get("text")).and_then(|v| v.as_str());
+        if servers.len() > 1 || resp.iter().filter(|r| r.kind == 7).count() > 1 || name.is_some_and(|n| n.is_empty() || !n.is_ascii() || n.contains('%')) {
+            t.bad(|| format!("{}: {} Server record(s) ({name:?}), ports {ports:?}", ke_cite(e), servers.len()));
+            continue;
+        }
+        let ip = match name {
+            Some(n) => match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => continue, // A name: resolved by the client; not judged here.
+            },
+            None => source.ip(),
+        };
+        let port = ports.first().map_or(source.port(), |p| *p as u16);
+        let want = std::net::SocketAddr::new(ip, port);
+        let next = daemon_nts_requests(a).map(|(p, _)| p).find(|p| p.src.ip() == host.address && p.sent_t_s >= e.t_s);
+        match next {
+            Some(p) if p.dst == want => t.good(|| format!("{}: Server {name:?}, Port {:?}; the next request {} goes to {want}", ke_cite(e), ports.first(), p.cite())),
+            Some(p) => t.bad(|| format!("{}: Server {name:?}, Port {:?}, yet the next request {} goes to {}, not {want}", ke_cite(e), ports.first(), p.cite(), p.dst)),
+            None => {}
+        }
+    }
+    t.outcome("successful NTS key establishments followed by an NTS request", "no NTS key establishment with its records was followed by an NTS request")
+}
