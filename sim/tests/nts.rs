@@ -1,9 +1,10 @@
 //! NTS in the simulator: NTS-KE over simulated TCP and TLS, protected NTP,
 //! byte-for-byte determinism, and the scenario keys' errors.
 
-use ntplab_sim::run::run;
 use ntplab_sim::scenario::Scenario;
-use std::path::PathBuf;
+use support::{file, run_to_files};
+
+mod support;
 
 const SCENARIO: &str = r#"
 name = "nts determinism: key rotation, KE down and back, 20 % loss"
@@ -42,23 +43,10 @@ host = "server"
 "#;
 
 fn trace(seed: u64, dir: &str) -> Vec<(String, Vec<u8>)> {
-    let out = std::env::temp_dir().join(format!("ntplab-nts-det-{}-{dir}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
     let scenario = Scenario::parse(SCENARIO, "nts.toml").unwrap().with_seed(seed);
-    let report = run(&scenario, Some(&out)).unwrap();
+    let (report, files) = run_to_files(&scenario, &format!("nts-det-{dir}"));
     assert!(report.packets.0 > 100, "the run did something: {:?}", report.packets);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let contents = files
-        .iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
-        .collect();
-    std::fs::remove_dir_all(&out).ok();
-    contents
-}
-
-fn file<'a>(t: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-    &t.iter().find(|(n, _)| n == name).unwrap().1
+    files
 }
 
 #[test]
@@ -126,16 +114,10 @@ fn nts_keys_load() {
 const ATTACKED: &str = include_str!("../../scenarios/nts-on-path-attacker.toml");
 
 fn attacked_trace(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let out = std::env::temp_dir().join(format!("ntplab-nts-attack-{}-{dir}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
     let scenario = Scenario::parse(ATTACKED, "nts-on-path-attacker.toml").unwrap();
-    let report = run(&scenario, Some(&out)).unwrap();
+    let (report, files) = run_to_files(&scenario, &format!("nts-attack-{dir}"));
     assert!(report.passed(), "{:?}", report.verdicts);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let contents = files.iter().map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap())).collect();
-    std::fs::remove_dir_all(&out).ok();
-    contents
+    files
 }
 
 #[test]
