@@ -44,6 +44,9 @@ pub struct PacketRec {
     /// Whether the octets after the header failed to decode (e.g. an extension
     /// field whose length runs past the end).
     pub ext_error: bool,
+    /// What an on-path attacker did to make it (`"modify"`, `"forge"`, ...);
+    /// None: its sender sent it as it is.
+    pub attack: Option<String>,
 }
 
 impl PacketRec {
@@ -230,8 +233,13 @@ impl Context {
 /// grow with them.
 #[derive(Debug, Clone)]
 pub struct Trace {
-    /// Every datagram, in file order.
+    /// Every datagram its sender sent, in file order.
     pub packets: Vec<PacketRec>,
+    /// Every datagram an on-path attacker made or changed (`"attack"` set),
+    /// in file order. Kept apart so that the checks of what servers send and
+    /// of how clients treat their servers' replies see only real traffic;
+    /// the attack checks read these.
+    pub attacks: Vec<PacketRec>,
     /// Every event, in file order.
     pub events: Vec<EventRec>,
     /// Where the sample rows are.
@@ -265,6 +273,14 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl Trace {
+    fn push_packet(&mut self, p: PacketRec) {
+        if p.attack.is_some() {
+            self.attacks.push(p);
+        } else {
+            self.packets.push(p);
+        }
+    }
+
     /// Reads a trace directory: `packets.jsonl` and `events.jsonl` line by
     /// line into memory, and `samples.csv` once to check every row and count
     /// them (the rows stay in the file).
@@ -273,11 +289,11 @@ impl Trace {
             let p = dir.join(name);
             std::fs::File::open(&p).map(std::io::BufReader::new).map_err(|e| format!("cannot read {}: {e}", p.display()))
         };
-        let mut t = Trace { packets: Vec::new(), events: Vec::new(), samples: SampleSource::File(dir.join(ntplab_sim::trace::SAMPLES_FILE)), sample_counts: BTreeMap::new() };
+        let mut t = Trace { packets: Vec::new(), attacks: Vec::new(), events: Vec::new(), samples: SampleSource::File(dir.join(ntplab_sim::trace::SAMPLES_FILE)), sample_counts: BTreeMap::new() };
         for (i, l) in open(ntplab_sim::trace::PACKETS_FILE)?.lines().enumerate() {
             let l = l.map_err(|e| format!("packets.jsonl:{}: {e}", i + 1))?;
             if let Some(p) = parse_packet_line(i + 1, &l)? {
-                t.packets.push(p);
+                t.push_packet(p);
             }
         }
         for (i, l) in open(ntplab_sim::trace::EVENTS_FILE)?.lines().enumerate() {
@@ -298,10 +314,10 @@ impl Trace {
     /// Parses the contents of `packets.jsonl`, `events.jsonl` and `samples.csv`
     /// (the header line of the CSV is optional).
     pub fn from_strs(packets: &str, events: &str, samples: &str) -> Result<Trace, String> {
-        let mut t = Trace { packets: Vec::new(), events: Vec::new(), samples: SampleSource::Text(samples.to_string()), sample_counts: BTreeMap::new() };
+        let mut t = Trace { packets: Vec::new(), attacks: Vec::new(), events: Vec::new(), samples: SampleSource::Text(samples.to_string()), sample_counts: BTreeMap::new() };
         for (i, l) in packets.lines().enumerate() {
             if let Some(p) = parse_packet_line(i + 1, l)? {
-                t.packets.push(p);
+                t.push_packet(p);
             }
         }
         for (i, l) in events.lines().enumerate() {
@@ -369,6 +385,7 @@ fn parse_packet_line(line: usize, l: &str) -> Result<Option<PacketRec>, String> 
         bytes,
         header,
         ext_error,
+        attack: v.get("attack").and_then(|x| x.as_str()).map(str::to_string),
     }))
 }
 

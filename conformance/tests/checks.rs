@@ -369,6 +369,64 @@ fn ke_ev(t: f64, ok: Option<(u16, usize)>) -> String {
     format!(r#"{{"t_s":{t},"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"
 }
 
+/// `line` (a packets.jsonl line) marked as made by an on-path attacker of `kind`.
+fn by_attacker(line: &str, kind: &str) -> String {
+    line.replacen("\"bytes\"", &format!("\"attack\":\"{kind}\",\"bytes\""), 1)
+}
+
+/// An NTS request at 1 s; a forged reply (T2 = T3 = 2 s) at 1.0015 s, then the
+/// server's reply (T2 = T3 = 1.001 s) at 1.002 s; the client's sample at
+/// 1.0021 s with T2 = T3 = `sample_at` s.
+fn forged_then_real(sample_at: f64) -> Frag {
+    let req = pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &(hdr(0x23, 0, "", 0, 0, 0x1000) + &nts_fields(1, 32, 1, 0)));
+    let uid_auth = ef(0x0104, 32, 1) + &ef(0x0404, 100, 0xbb);
+    let forged = by_attacker(&pkt(2, 1.0005, 1.0015, 1.0005, 1.0015, S, C, &(hdr(0x24, 1, "GPS", 0x1000, ts(2.0), ts(2.0)) + &uid_auth)), "forge");
+    let real = pkt(3, 1.001, 1.002, 1.001, 1.002, S, C, &(hdr(0x24, 1, "GPS", 0x1000, ts(1.001), ts(1.001)) + &uid_auth));
+    let sample = format!(
+        r#"{{"t_s":1.0021,"host":"client","kind":"sample","details":{{"source":"{S}","offset_s":0.0,"delay_s":0.002,"dispersion_s":2e-6,"t1":"{}","t2":"{}","t3":"{}","t4":"{}"}}}}"#,
+        at(1.0),
+        at(sample_at),
+        at(sample_at),
+        at(1.002)
+    );
+    frag(&format!("{req}\n{forged}\n{real}\n"), &sample)
+}
+
+/// A reply at 1.002 s with an unauthenticated cookie of `0x77` octets
+/// appended by the attacker, then the client's next request (cookie `next_cookie`) at 2 s.
+fn appended_cookie(next_cookie: u8) -> Frag {
+    let req = pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &(hdr(0x23, 0, "", 0, 0, 0x1000) + &nts_fields(1, 32, 1, 0)));
+    let fields = ef(0x0104, 32, 1) + &ef(0x0404, 100, 0xbb) + &ef(0x0204, 100, 0x77);
+    let rep = by_attacker(&pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &(hdr(0x24, 1, "GPS", 0x1000, ts(1.001), ts(1.001)) + &fields)), "append");
+    let next = pkt(3, 2.0, 2.001, 2.0, 2.001, C, S, &(hdr(0x23, 0, "", 0, 0, 0x2000) + &nts_fields(2, 32, next_cookie, 0)));
+    frag(&format!("{req}\n{rep}\n{next}\n"), "")
+}
+
+/// A DENY kiss without the identifier forged at 1.0015 s, the client's next request at 2 s, and `events`.
+fn forged_kiss(events: &str) -> Frag {
+    let req = pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &(hdr(0x23, 0, "", 0, 0, 0x1000) + &nts_fields(1, 32, 1, 0)));
+    let kiss = by_attacker(&pkt(2, 1.0005, 1.0015, 1.0005, 1.0015, S, C, &hdr(0xe4, 0, "DENY", 0x1000, 0, 0)), "forge_kod");
+    let next = pkt(3, 2.0, 2.001, 2.0, 2.001, C, S, &(hdr(0x23, 0, "", 0, 0, 0x2000) + &nts_fields(2, 32, 2, 0)));
+    frag(&format!("{req}\n{kiss}\n{next}\n"), events)
+}
+
+const KE_REQ: &str = r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"type":4,"critical":true,"len":4,"values":[15,30]},{"type":0,"critical":true,"len":0}]"#;
+const KE_RESP: &str = r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"type":4,"critical":true,"len":2,"values":[15]},{"type":5,"critical":false,"len":100},{"type":0,"critical":true,"len":0}]"#;
+
+/// A successful `nts_ke` event with its TLS details and records.
+fn ke_tx(tls: &str, alpn: &str, request: &str, response: &str) -> Frag {
+    let details = format!(r#"{{"source":"{S}","aead":15,"cookies":8,"error":null,"tls":"{tls}","alpn":"{alpn}","request":{request},"response":{response}}}"#);
+    frag("", &(format!(r#"{{"t_s":0.5,"host":"client","kind":"nts_ke","details":{details}}}"#) + "\n"))
+}
+
+/// A key establishment at 0.5 s whose response names port 124, then the client's NTS request to `to` at 1 s.
+fn port_record_then_request(to: &str) -> Frag {
+    let resp = KE_RESP.replacen(r#"{"type":5"#, r#"{"type":7,"critical":true,"len":2,"values":[124]},{"type":5"#, 1);
+    let ke = ke_tx("TLSv1_3", "ntske/1", KE_REQ, &resp);
+    let req = pkt(1, 1.0, 1.001, 1.0, 1.001, C, to, &(hdr(0x23, 0, "", 0, 0, 0x1000) + &nts_fields(1, 32, 1, 0)));
+    Frag { packets: req + "\n", ..ke }
+}
+
 fn nts_metas() -> Vec<Meta> {
     let two = |a: String, b: String| vec![a, b];
     let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
@@ -376,7 +434,44 @@ fn nts_metas() -> Vec<Meta> {
     let with_events = |f: Frag, events: String| Frag { events, ..f };
     let two_requests = || nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(i as u8 + 1))));
     let failures = |times: &[f64]| times.iter().map(|t| ke_ev(*t, None)).collect::<String>();
+    let ntsn_then_time = |i: usize| Some(if i == 0 { ntsn_reply(i, &ef(0x0104, 32, 1)) } else { nts_reply(i, &plain(i as u8 + 1)) });
+    let dropped = format!(r#"{{"t_s":1.0016,"host":"client","kind":"source_dropped","details":{{"source":"{S}"}}}}"#);
     vec![
+        // One forged reply accepted as a sample fails the check.
+        Meta { check: "nts-attack-no-sample", pass: forged_then_real(1.001), fail: forged_then_real(2.0) },
+        Meta { check: "nts-unauth-ef-ignored", pass: appended_cookie(2), fail: appended_cookie(0x77) },
+        Meta { check: "nts-kod-needs-uid", pass: forged_kiss(""), fail: forged_kiss(&dropped) },
+        Meta {
+            check: "nts-key-rotation",
+            pass: nts_flow(&[nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0), nts_fields(3, 32, 1, 0)], |i| Some(nts_reply(i, &plain(i as u8 + 1)))),
+            fail: nts_flow(&[nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0), nts_fields(3, 32, 1, 0), nts_fields(4, 32, 1, 0)], |i| {
+                Some(if i == 2 { ntsn_reply(i, &ef(0x0104, 32, 3)) } else { nts_reply(i, &plain(i as u8 + 1)) })
+            }),
+        },
+        Meta {
+            check: "nts-ntsn-rekey",
+            pass: with_events(nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time), ke_ev(1.5, Some((15, 8)))),
+            fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), ntsn_then_time),
+        },
+        Meta { check: "nts-ke-ntp-address", pass: port_record_then_request("10.0.0.1:124"), fail: port_record_then_request(S) },
+        Meta { check: "nts-ke-tls13", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_2", "ntske/1", KE_REQ, KE_RESP) },
+        Meta { check: "nts-ke-alpn", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_3", "http/1.1", KE_REQ, KE_RESP) },
+        Meta {
+            check: "nts-ke-npn-once",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", &KE_REQ.replacen("[{", r#"[{"type":1,"critical":true,"len":2,"values":[0]},{"#, 1), KE_RESP),
+        },
+        Meta {
+            check: "nts-ke-eom",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", KE_REQ, &KE_RESP.replace(r#"{"type":0,"critical":true,"len":0}]"#, r#"{"type":0,"critical":true,"len":0},{"type":5,"critical":false,"len":100}]"#)),
+        },
+        Meta { check: "nts-ke-subset", pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP), fail: ke_tx("TLSv1_3", "ntske/1", KE_REQ, &KE_RESP.replacen("[0]", "[32769]", 1)) },
+        Meta {
+            check: "nts-ke-client-records",
+            pass: ke_tx("TLSv1_3", "ntske/1", KE_REQ, KE_RESP),
+            fail: ke_tx("TLSv1_3", "ntske/1", &KE_REQ.replacen("[{", r#"[{"type":3,"critical":false,"len":2,"values":[0]},{"#, 1), KE_RESP),
+        },
         Meta { check: "nts-ke-aead", pass: frag("", &ke_ev(0.5, Some((15, 8)))), fail: frag("", &ke_ev(0.5, Some((99, 8)))) },
         Meta { check: "nts-ke-cookies", pass: frag("", &ke_ev(0.5, Some((30, 8)))), fail: frag("", &ke_ev(0.5, Some((15, 0)))) },
         Meta {

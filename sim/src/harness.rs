@@ -13,6 +13,7 @@
 //! Determinism: one seed; every random stream is derived from it by label;
 //! maps are ordered; the select is biased.
 
+use crate::attacker::{Attacker, AttackerConfig};
 use crate::host_clock::{ClockSample, HostClock, ReadNoise, SimClock};
 use crate::link::{Fate, LinkConfig, LossReason, Path};
 use crate::net::{Scoped, Shared, SimNetwork};
@@ -70,6 +71,8 @@ pub struct LinkSetup {
     pub b: usize,
     /// Both directions.
     pub config: LinkConfig,
+    /// An on-path attacker on it, if any.
+    pub attacker: Option<AttackerConfig>,
 }
 
 /// Something the scenario does at a given time.
@@ -191,6 +194,8 @@ pub struct PacketRecord {
     pub sender_local: NtpTime,
     /// UDP payload.
     pub payload: Vec<u8>,
+    /// What an on-path attacker did to make it ([`crate::attacker::AttackKind::label`]); None: its sender sent it.
+    pub attack: Option<&'static str>,
 }
 
 /// Receives everything a run produces.
@@ -253,6 +258,8 @@ struct LinkState {
     forward_up: bool,
     /// `b` → `a` is up.
     backward_up: bool,
+    /// An on-path attacker, if the link has one.
+    attacker: Option<Attacker>,
 }
 
 /// Who can reach whom.
@@ -268,6 +275,11 @@ struct Reach {
 }
 
 impl Reach {
+    /// The attacker on the link between `a` and `b`, if there is one.
+    fn attacker(&mut self, a: usize, b: usize) -> Option<&mut Attacker> {
+        self.links.get_mut(&(a.min(b), a.max(b)))?.attacker.as_mut()
+    }
+
     /// The path from `src` to `dst`, if packets may take it now.
     fn path(&mut self, src: usize, dst: usize) -> Result<&mut Path, &'static str> {
         if self.down.contains(&src) || self.down.contains(&dst) {
@@ -314,6 +326,7 @@ pub fn simulate(setup: SimSetup, recorder: Rc<RefCell<dyn Recorder>>) -> Result<
                 backward: Path::new(config.backward, SimRng::derive(setup.seed, &label("bwd"))),
                 forward_up: config.up,
                 backward_up: config.up,
+                attacker: l.attacker.map(|c| Attacker::new(c, SimRng::derive(setup.seed, &label("attacker")))),
             },
         );
     }
@@ -534,6 +547,10 @@ async fn run_all(
     counters
 }
 
+/// A datagram an on-path attacker sends: arrival, (from, to) when not the
+/// seen datagram's own, payload, what it is.
+type AttackerDatagram = (NtpDuration, Option<(SocketAddr, SocketAddr)>, Vec<u8>, &'static str);
+
 #[allow(clippy::too_many_arguments)]
 fn route(
     pkt: turmoil_net::Packet,
@@ -553,15 +570,45 @@ fn route(
     counters.packets += 1;
     let src_host = by_ip.get(&pkt.src).copied().unwrap_or(usize::MAX);
     let dst_host = by_ip.get(&pkt.dst).copied();
-    let (arrivals, lost) = match dst_host.map(|dst| reach.path(src_host, dst)) {
+    let src = SocketAddr::new(pkt.src, d.src_port);
+    let dst = SocketAddr::new(pkt.dst, d.dst_port);
+    let mut base_delay = NtpDuration::ZERO;
+    let (mut arrivals, mut lost) = match dst_host.map(|dst| reach.path(src_host, dst)) {
         None => (Vec::new(), Some("no such host")),
         Some(Err(reason)) => (Vec::new(), Some(reason)),
-        Some(Ok(path)) => match path.transmit(now) {
-            Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
-            Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
-            fate => (fate.delays().map(|d| now + d).collect(), None),
-        },
+        Some(Ok(path)) => {
+            base_delay = NtpDuration::from_seconds_f64(path.config().delay_s);
+            match path.transmit(now) {
+                Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
+                Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
+                fate => (fate.delays().map(|d| now + d).collect(), None),
+            }
+        }
     };
+    // An on-path attacker sees what the link delivers.
+    let mut extra: Vec<AttackerDatagram> = Vec::new();
+    if let (Some(dh), Some(&first)) = (dst_host, arrivals.first()) {
+        if let Some(attacker) = reach.attacker(src_host, dh) {
+            let verdict = attacker.on_datagram(src, dst, &d.payload);
+            let tick = NtpDuration::from_nanos(1000);
+            for inj in verdict.inject {
+                let (at, route) = match (inj.back, inj.after) {
+                    (true, _) => (now + base_delay, Some((dst, src))),
+                    (false, true) => (first + tick, None),
+                    (false, false) => ((first - tick).max(now), None),
+                };
+                extra.push((at, route, inj.payload, inj.kind.label()));
+            }
+            if let Some((kind, payload)) = verdict.replace {
+                extra.push((first, None, payload, kind.label()));
+                arrivals.clear();
+                lost = Some("attacker: replaced in flight");
+            } else if verdict.hold {
+                arrivals.clear();
+                lost = Some("attacker: held back");
+            }
+        }
+    }
     if lost.is_some() {
         counters.lost += 1;
     }
@@ -569,17 +616,42 @@ fn route(
     recorder.borrow_mut().packet(&PacketRecord {
         src_host,
         dst_host,
-        src: SocketAddr::new(pkt.src, d.src_port),
-        dst: SocketAddr::new(pkt.dst, d.dst_port),
+        src,
+        dst,
         sent: now,
         arrivals: arrivals.clone(),
         lost,
         sender_local,
         payload: d.payload.to_vec(),
+        attack: None,
     });
     for at in arrivals {
         *seq += 1;
         queue.insert((at, *seq), pkt.clone());
+    }
+    for (at, route, payload, kind) in extra {
+        let (from, to) = route.unwrap_or((src, dst));
+        let mut forged = pkt.clone();
+        forged.src = from.ip();
+        forged.dst = to.ip();
+        forged.payload = Transport::Udp(turmoil_net::UdpDatagram { src_port: from.port(), dst_port: to.port(), payload: payload.clone().into() });
+        let (from_host, to_host) = (by_ip.get(&from.ip()).copied().unwrap_or(usize::MAX), by_ip.get(&to.ip()).copied());
+        counters.packets += 1;
+        recorder.borrow_mut().packet(&PacketRecord {
+            src_host: from_host,
+            dst_host: to_host,
+            src: from,
+            dst: to,
+            sent: now,
+            arrivals: vec![at],
+            lost: None,
+            // The attacker is not the sender: the sender's clock at this instant.
+            sender_local: clocks.get(from_host).map_or(NtpTime::PRIME_EPOCH, |c| c.borrow_mut().local_noiseless(now)),
+            payload,
+            attack: Some(kind),
+        });
+        *seq += 1;
+        queue.insert((at, *seq), forged);
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`run`]: one scenario from file to verdicts: setup, trace, figures, expectations.
 //! - [`scenario`]: the scenario file format (TOML) with positioned errors and hints.
 //! - [`trace`]: trace writers: samples.csv, events.jsonl, packets.jsonl, packets.pcap.
+//! - [`attacker`]: an on-path attacker on a link that tampers with NTS packets and forges replies and kisses.
 //! - [`peers`]: scripted peers (falsetickers, kiss-o'-death senders, replayers, malformed replies).
 //! - [`gps`]: GPS receiver (NMEA over a serial line, with faults and capture replay) and PPS models.
 //! - [`refclock`]: those models as a host daemon's reference clock, at their true times.
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod attacker;
 pub mod gps;
 pub mod harness;
 pub mod host_clock;

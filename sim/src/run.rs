@@ -145,6 +145,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
             a: l.hosts[0],
             b: l.hosts[1],
             config: LinkConfig { forward: path_config(&l.forward), backward: path_config(&l.backward), up: true },
+            attacker: l.attacker,
         })
         .collect();
     let mut current: Vec<scenario::Link> = s.links.clone();
@@ -355,6 +356,7 @@ impl RunRecorder {
             dst: r.dst,
             fate,
             payload: &r.payload,
+            attack: r.attack,
         };
         if let Err(e) = trace.packet(&p) {
             self.error.get_or_insert(e);
@@ -520,10 +522,16 @@ impl Recorder for RunRecorder {
                 serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
             ),
             DaemonEvent::Sample { source, sample } => ("sample", sample_details(*source, sample)),
-            DaemonEvent::NtsKe { source, aead, cookies, error } => (
-                "nts_ke",
-                serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error }),
-            ),
+            DaemonEvent::NtsKe { source, aead, cookies, error, transcript } => {
+                let mut d = serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error });
+                if let Some(t) = transcript {
+                    d["tls"] = serde_json::json!(t.tls_version);
+                    d["alpn"] = serde_json::json!(t.alpn);
+                    d["request"] = ke_records(&t.request);
+                    d["response"] = ke_records(&t.response);
+                }
+                ("nts_ke", d)
+            }
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());
@@ -533,6 +541,24 @@ impl Recorder for RunRecorder {
     fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent) {
         self.event(elapsed, None, "scenario", serde_json::json!({ "event": format!("{event:?}") }));
     }
+}
+
+/// NTS-KE records for an `nts_ke` event: type, critical bit, body length,
+/// and the public lists and names (never cookie octets).
+fn ke_records(records: &[ntplab_proto::nts::RecordSummary]) -> serde_json::Value {
+    records
+        .iter()
+        .map(|r| {
+            let mut o = serde_json::json!({ "type": r.kind, "critical": r.critical, "len": r.body_len });
+            if !r.values.is_empty() {
+                o["values"] = serde_json::json!(r.values);
+            }
+            if let Some(t) = &r.text {
+                o["text"] = serde_json::json!(t);
+            }
+            o
+        })
+        .collect()
 }
 
 /// The `details` of a `sample` event: the client's offset, delay and

@@ -95,7 +95,7 @@ pub fn star(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             noise: ReadNoise::default(),
             refclock: None,
         });
-        links.push(LinkSetup { a: 0, b: i + 1, config: LinkConfig::symmetric(path) });
+        links.push(LinkSetup { a: 0, b: i + 1, config: LinkConfig::symmetric(path), attacker: None });
     }
     SimSetup {
         start: NtpTime::parse_rfc3339("2026-01-01T00:00:00Z").expect("a valid time"),

@@ -75,6 +75,10 @@
 //!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
 //!   `reorder`, `reorder_delay`; `forward = { .. }` (from the first named host
 //!   to the second) and `backward = { .. }` override them per direction.
+//!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod }`
+//!   puts an on-path attacker on the link ([`crate::attacker`]): each a
+//!   probability per NTS reply (the first five, sum at most 1) or per NTS
+//!   request (the last two, sum at most 1).
 //!   Hosts without a link cannot talk to each other.
 //! - `[[event]]`: `at` (time since the start) and `action`, one of
 //!   `partition` (`hosts = [..]` isolates those hosts from all others, or
@@ -386,6 +390,8 @@ pub struct Link {
     pub forward: LinkParams,
     /// Parameters of packets from `hosts[1]` to `hosts[0]`.
     pub backward: LinkParams,
+    /// An on-path attacker on the link (`attacker = { .. }`), if any.
+    pub attacker: Option<crate::attacker::AttackerConfig>,
 }
 
 /// One direction of a link.
@@ -1221,6 +1227,10 @@ struct NtsHostSection {
     certificate: Option<Spanned<String>>,
     /// AEAD IDs accepted, most preferred first.
     aeads: Option<Spanned<Vec<u16>>>,
+    /// NTP server named in NTS-KE responses (Server Negotiation record).
+    ntp_server: Option<String>,
+    /// NTP port named in NTS-KE responses (Port Negotiation record).
+    ntp_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1241,6 +1251,9 @@ struct SourceEntry {
     nts: bool,
     /// AEAD IDs offered (NTS only).
     aeads: Option<Vec<u16>>,
+    /// The port the client is configured with (default: the host's); with
+    /// NTS, a Port Negotiation record of the host's NTS-KE overrides it.
+    port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1311,6 +1324,20 @@ struct LinkSection {
     reorder_delay: Option<Dur>,
     forward: Option<Spanned<LinkParamsSection>>,
     backward: Option<Spanned<LinkParamsSection>>,
+    attacker: Option<Spanned<AttackerSection>>,
+}
+
+/// `attacker = { .. }` on a `[[link]]`: probabilities of each tampering.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttackerSection {
+    modify: Option<Probability>,
+    strip: Option<Probability>,
+    append: Option<Probability>,
+    replay: Option<Probability>,
+    reorder: Option<Probability>,
+    forge: Option<Probability>,
+    forge_kod: Option<Probability>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -1810,9 +1837,27 @@ impl Validator<'_> {
                 return Err(self.err(&l.between, format!("the {dir} direction reorders packets (reorder = {}) but reorder_delay is 0", p.reorder), Some("set reorder_delay, e.g. reorder_delay = \"2ms\"".into())));
             }
         }
+        let attacker = match &l.attacker {
+            Some(a) => {
+                let x = a.get_ref();
+                let p = |v: Option<Probability>| v.map_or(0.0, |p| p.0);
+                let c = crate::attacker::AttackerConfig {
+                    modify: p(x.modify),
+                    strip: p(x.strip),
+                    append: p(x.append),
+                    replay: p(x.replay),
+                    reorder: p(x.reorder),
+                    forge: p(x.forge),
+                    forge_kod: p(x.forge_kod),
+                };
+                c.validate().map_err(|m| self.err(a, m, Some("each is a probability per NTS reply (modify, strip, append, replay, reorder) or per NTS request (forge, forge_kod)".into())))?;
+                Some(c)
+            }
+            None => None,
+        };
         self.link_index.insert(key, id);
         self.link_pairs.push(pair);
-        Ok(Link { hosts: pair, forward, backward })
+        Ok(Link { hosts: pair, forward, backward, attacker })
     }
 
     fn params_patch(&self, p: Option<&Spanned<LinkParamsSection>>) -> VResult<LinkPatch> {
@@ -2055,8 +2100,8 @@ impl Validator<'_> {
             key: "sim:key".into(),
             ke_listen: None,
             key_rotation,
-            ntp_server: None,
-            ntp_port: None,
+            ntp_server: section.ntp_server.clone(),
+            ntp_port: section.ntp_port,
             ke_connections: None,
             ke_timeout: None,
             aeads: section.aeads.as_ref().map(|a| a.get_ref().clone()),
@@ -2100,7 +2145,7 @@ impl Validator<'_> {
             };
             sources.push(target);
             specs.push((entry.span(), SourceSection {
-                address: SocketAddr::new(taddr, tport),
+                address: SocketAddr::new(taddr, e.port.unwrap_or(tport)),
                 iburst: e.iburst,
                 burst: e.burst,
                 poll_min: e.poll_min,

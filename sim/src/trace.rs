@@ -116,6 +116,8 @@ pub struct Packet<'a> {
     pub fate: Fate<'a>,
     /// The UDP payload.
     pub payload: &'a [u8],
+    /// What an on-path attacker did to make it; written only when set.
+    pub attack: Option<&'a str>,
 }
 
 /// The files a finished trace wrote, and how many records each holds.
@@ -270,6 +272,10 @@ impl TraceWriter {
                 let _ = write!(l, "{n}");
             }
             None => l.push_str("null"),
+        }
+        if let Some(kind) = p.attack {
+            l.push_str(",\"attack\":");
+            push_str(l, kind);
         }
         l.push_str(",\"bytes\":\"");
         for b in p.payload {
@@ -451,12 +457,13 @@ mod tests {
                 dst,
                 fate: Fate::Delivered { received, receiver_local: received + NtpDuration::from_seconds_f64(-0.25) },
                 payload: &payload,
+                attack: None,
             })
             .unwrap();
             payloads.push((src, dst, payload));
             at = at + NtpDuration::from_seconds(1);
         }
-        w.packet(&Packet { sent: at, sender_local: at, src: client, dst: server, fate: Fate::Lost { reason: "partition" }, payload: &ntp_payload(1) }).unwrap();
+        w.packet(&Packet { sent: at, sender_local: at, src: client, dst: server, fate: Fate::Lost { reason: "partition" }, payload: &ntp_payload(1), attack: None }).unwrap();
         for (i, host) in ["server", "client, with a comma"].iter().enumerate() {
             w.sample(&Sample {
                 time: start + NtpDuration::from_nanos(1_500_000_000),
@@ -472,7 +479,7 @@ mod tests {
         let details = serde_json::json!({ "by_s": -0.5, "after": "x\"y" });
         w.event(&Event { time: start + NtpDuration::from_seconds(3), host: Some("client"), kind: "step", details: &details }).unwrap();
         w.event(&Event { time: start, host: None, kind: "start", details: &serde_json::Value::Null }).unwrap();
-        assert!(w.packet(&Packet { sent: at, sender_local: at, src: client, dst: s6, fate: Fate::Lost { reason: "x" }, payload: &[] }).is_err());
+        assert!(w.packet(&Packet { sent: at, sender_local: at, src: client, dst: s6, fate: Fate::Lost { reason: "x" }, payload: &[], attack: None }).is_err());
         let files = w.finish().unwrap();
         Written { dir: dir.to_path_buf(), files, payloads }
     }

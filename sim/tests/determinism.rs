@@ -2,7 +2,9 @@
 
 use ntplab_sim::run::run;
 use ntplab_sim::scenario::Scenario;
-use std::path::PathBuf;
+use support::run_to_files;
+
+mod support;
 
 const SCENARIO: &str = r#"
 name = "determinism: two clients, loss, jitter, a partition and a step"
@@ -55,19 +57,10 @@ by = 0.5
 "#;
 
 fn trace(seed: u64, dir: &str) -> Vec<(String, Vec<u8>)> {
-    let out = std::env::temp_dir().join(format!("ntplab-det-{}-{dir}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
     let scenario = Scenario::parse(SCENARIO, "determinism.toml").unwrap().with_seed(seed);
-    let report = run(&scenario, Some(&out)).unwrap();
+    let (report, files) = run_to_files(&scenario, &format!("det-{dir}"));
     assert!(report.packets.0 > 100, "the run did something: {:?}", report.packets);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let contents = files
-        .iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
-        .collect();
-    std::fs::remove_dir_all(&out).ok();
-    contents
+    files
 }
 
 #[test]

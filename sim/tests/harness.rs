@@ -97,7 +97,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
                 refclock: None,
             },
         ],
-        links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path) }],
+        links: vec![LinkSetup { a: 0, b: 1, config: LinkConfig::symmetric(path), attacker: None }],
         events: vec![],
         utc_shifts: vec![],
     }

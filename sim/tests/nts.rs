@@ -1,9 +1,10 @@
 //! NTS in the simulator: NTS-KE over simulated TCP and TLS, protected NTP,
 //! byte-for-byte determinism, and the scenario keys' errors.
 
-use ntplab_sim::run::run;
 use ntplab_sim::scenario::Scenario;
-use std::path::PathBuf;
+use support::{file, run_to_files};
+
+mod support;
 
 const SCENARIO: &str = r#"
 name = "nts determinism: key rotation, KE down and back, 20 % loss"
@@ -42,23 +43,10 @@ host = "server"
 "#;
 
 fn trace(seed: u64, dir: &str) -> Vec<(String, Vec<u8>)> {
-    let out = std::env::temp_dir().join(format!("ntplab-nts-det-{}-{dir}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
     let scenario = Scenario::parse(SCENARIO, "nts.toml").unwrap().with_seed(seed);
-    let report = run(&scenario, Some(&out)).unwrap();
+    let (report, files) = run_to_files(&scenario, &format!("nts-det-{dir}"));
     assert!(report.packets.0 > 100, "the run did something: {:?}", report.packets);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let contents = files
-        .iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
-        .collect();
-    std::fs::remove_dir_all(&out).ok();
-    contents
-}
-
-fn file<'a>(t: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-    &t.iter().find(|(n, _)| n == name).unwrap().1
+    files
 }
 
 #[test]
@@ -121,4 +109,43 @@ fn nts_key_mistakes_are_named_with_their_position() {
 fn nts_keys_load() {
     let s = Scenario::parse(&TWO_HOSTS.replace("SERVER", "nts = { key_rotation = \"1h\", certificate = \"expired\", aeads = [15] }"), "s.toml").unwrap();
     assert_eq!(s.hosts.len(), 2);
+}
+
+const ATTACKED: &str = include_str!("../../scenarios/nts-on-path-attacker.toml");
+
+fn attacked_trace(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let scenario = Scenario::parse(ATTACKED, "nts-on-path-attacker.toml").unwrap();
+    let (report, files) = run_to_files(&scenario, &format!("nts-attack-{dir}"));
+    assert!(report.passed(), "{:?}", report.verdicts);
+    files
+}
+
+#[test]
+fn the_on_path_attacker_is_deterministic_and_does_everything_it_is_told() {
+    let first = attacked_trace("1");
+    let second = attacked_trace("2");
+    for ((name, a), (_, b)) in first.iter().zip(&second) {
+        assert!(a == b, "{name} differs between two attacked runs with the same seed");
+    }
+    let packets = String::from_utf8_lossy(file(&first, "packets.jsonl")).into_owned();
+    for kind in ["modify", "strip", "append", "replay", "reorder", "forge", "forge_kod"] {
+        let n = packets.lines().filter(|l| l.contains(&format!("\"attack\":\"{kind}\""))).count();
+        assert!(n >= 3, "{kind}: {n} datagrams");
+    }
+    // What the attacker replaced or held back is in the trace as lost, with why.
+    assert!(packets.contains("\"lost\":\"attacker: replaced in flight\"") && packets.contains("\"lost\":\"attacker: held back\""));
+    let events = String::from_utf8_lossy(file(&first, "events.jsonl")).into_owned();
+    assert!(events.matches("\"kind\":\"sample\"").count() > 30, "the authentic replies still become samples");
+}
+
+#[test]
+fn attacker_key_mistakes_are_named_with_their_position() {
+    let with = |a: &str| TWO_HOSTS.replace("SERVER", "nts = {}") + &format!("attacker = {a}\n");
+    let e = err(&with("{ modify = 0.6, strip = 0.6 }"));
+    assert!(e.contains("s.toml:17:12") && e.contains("modify + strip"), "{e}");
+    let e = err(&with("{ forge = 1.5 }"));
+    assert!(e.contains("s.toml:17:") && e.contains("forge"), "{e}");
+    let e = err(&with("{ flip = 0.1 }"));
+    assert!(e.contains("s.toml:17:") && e.contains("flip"), "{e}");
+    Scenario::parse(&with("{ forge = 0.5, forge_kod = 0.5, replay = 1.0 }"), "s.toml").unwrap();
 }

@@ -335,3 +335,356 @@ pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("retries after failed NTS key establishments", "no source failed NTS key establishment three times in a row")
 }
+
+/// Datagrams an on-path attacker made that reached a daemon host, of these kinds.
+fn attacks<'b>(a: &'b Analysis<'_>, kinds: &'b [&str]) -> impl Iterator<Item = (&'b PacketRec, &'b str)> {
+    a.trace.attacks.iter().filter_map(move |p| {
+        let kind = p.attack.as_deref()?;
+        (kinds.contains(&kind) && p.delivered() && a.ctx.is_daemon(p.dst.ip())).then_some((p, kind))
+    })
+}
+
+/// "modify 12, strip 9, ...": how many of each kind.
+fn attempts<'b>(it: impl Iterator<Item = (&'b PacketRec, &'b str)>) -> String {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, k) in it {
+        *n.entry(k).or_default() += 1;
+    }
+    n.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds the attempt counts to a passing outcome's evidence.
+fn with_attempts(mut o: Outcome, counts: String) -> Outcome {
+    if o.status == super::Status::Pass {
+        o.evidence.insert(0, format!("attacker datagrams delivered: {counts}"));
+    }
+    o
+}
+
+/// Kinds of attacker datagrams that must never become a sample.
+const FORGED: &[&str] = &["modify", "strip", "replay", "reorder", "forge"];
+
+/// R8915-5.7-client-verify / R8915-5.6-ad: no datagram an on-path attacker
+/// forged, modified (one header bit flipped), stripped of its authenticator,
+/// replayed or held back and reordered is taken as a sample. A sample comes
+/// from the last datagram, real or not, that reached its host from its source
+/// within 2 s before it with exactly its T2 and T3. (An appended field after
+/// the authenticator leaves the authenticated time intact: see
+/// [`unauth_ef_ignored`].)
+pub fn attack_no_sample(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut taken: BTreeMap<usize, String> = BTreeMap::new();
+    let near = |ts: ntplab_proto::time::NtpTimestamp, want: ntplab_proto::time::NtpTime| super::secs(ts.resolve(want) - want).abs() <= super::SAMPLE_ROUNDING_S;
+    for s in super::client_samples(a).into_iter().flatten() {
+        let fits = |p: &PacketRec| {
+            p.src == s.source
+                && p.dst.ip() == s.host.address
+                && p.received_t_s.is_some_and(|r| r <= s.event.t_s + 1e-6 && r >= s.event.t_s - 2.0)
+                && p.header.is_some_and(|h| near(h.receive_timestamp, s.t2) && near(h.transmit_timestamp, s.t3))
+        };
+        let last_real = a.trace.packets.iter().filter(|p| fits(p)).filter_map(|p| p.received_t_s).fold(f64::NEG_INFINITY, f64::max);
+        let mut forged = a.trace.attacks.iter().enumerate().filter(|(_, p)| fits(p) && p.attack.as_deref().is_some_and(|k| FORGED.contains(&k)));
+        if let Some((i, _)) = forged.rfind(|(_, p)| p.received_t_s.is_some_and(|r| r >= last_real)) {
+            taken.insert(i, s.cite());
+        }
+    }
+    for (i, p) in a.trace.attacks.iter().enumerate() {
+        let Some(kind) = p.attack.as_deref().filter(|k| FORGED.contains(k)) else { continue };
+        if !p.delivered() || !a.ctx.is_daemon(p.dst.ip()) {
+            continue;
+        }
+        match taken.get(&i) {
+            Some(sample) => t.bad(|| format!("{} ({kind}, {}) became the sample {sample}", p.cite(), a.flow_name(p))),
+            None => t.good(|| format!("{} ({kind}) was not taken as a sample", p.cite())),
+        }
+    }
+    with_attempts(t.outcome("attacker datagrams delivered to daemons", "no on-path attacker forged or tampered with a datagram to a daemon"), attempts(attacks(a, FORGED)))
+}
+
+/// The cookies in fields after the authenticator.
+fn unauthenticated_cookies(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let f = fields(bytes).unwrap_or_default();
+    let Some(auth) = f.iter().position(|e| e.kind == EF_AUTH) else { return Vec::new() };
+    f[auth + 1..].iter().filter(|e| e.kind == EF_COOKIE).map(|e| e.body.to_vec()).collect()
+}
+
+/// R8915-5.7-unauth-ef: a cookie an on-path attacker appended after the
+/// authenticator of a reply is never sent in a later request of that host.
+pub fn unauth_ef_ignored(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, _) in attacks(a, &["append"]) {
+        for cookie in unauthenticated_cookies(&p.bytes) {
+            let used = daemon_nts_requests(a).find(|(q, f)| q.src.ip() == p.dst.ip() && q.sent_t_s >= p.sent_t_s && first(f, EF_COOKIE) == Some(cookie.as_slice()));
+            match used {
+                Some((q, _)) => t.bad(|| format!("{} sends the cookie the attacker appended to {} after its authenticator", q.cite(), p.cite())),
+                None => t.good(|| format!("the cookie appended to {} after its authenticator was never sent", p.cite())),
+            }
+        }
+    }
+    with_attempts(t.outcome("unauthenticated cookies appended to replies", "no attacker appended a field after a reply's authenticator"), attempts(attacks(a, &["append"])))
+}
+
+/// R8915-5.7-kod-uid: a DENY kiss forged without the request's Unique
+/// Identifier neither drops the source (no `source_dropped` within a second)
+/// nor stops the client polling it (a later request, unless the run ends
+/// within 2100 s).
+pub fn kod_needs_uid(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, _) in attacks(a, &["forge_kod"]) {
+        if fields(&p.bytes).is_some_and(|f| count(&f, EF_UID) > 0) {
+            continue;
+        }
+        let at = p.received_t_s.unwrap_or(p.sent_t_s);
+        let host = a.ctx.name(p.dst.ip());
+        let dropped = a.trace.events.iter().find(|e| e.kind == "source_dropped" && e.host.as_deref() == Some(host.as_str()) && e.source() == Some(p.src) && e.t_s >= at - 1e-6 && e.t_s <= at + 1.0);
+        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && q.mode() == Some(Mode::Client) && q.sent_t_s > at);
+        match (dropped, next) {
+            (Some(e), _) => t.bad(|| format!("{} ({}): a forged kiss without the identifier dropped the source (events.jsonl:{})", p.cite(), a.flow_name(p), e.line)),
+            (None, None) if at < a.ctx.duration_s - 2100.0 => t.bad(|| format!("{} ({}): no request to that source after a forged kiss without the identifier", p.cite(), a.flow_name(p))),
+            (None, None) => {}
+            (None, Some(q)) => t.good(|| format!("{}: ignored; the next request is {}", p.cite(), q.cite())),
+        }
+    }
+    with_attempts(t.outcome("forged kisses without the identifier", "no attacker forged a kiss-o'-death"), attempts(attacks(a, &["forge_kod"])))
+}
+
+/// One NTS-KE record of an `nts_ke` event's `request` or `response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeRec {
+    kind: u64,
+    critical: bool,
+    len: u64,
+    values: Vec<u64>,
+}
+
+fn ke_recs(v: Option<&serde_json::Value>) -> Option<Vec<KeRec>> {
+    v?.as_array()?
+        .iter()
+        .map(|r| {
+            Some(KeRec {
+                kind: r.get("type")?.as_u64()?,
+                critical: r.get("critical")?.as_bool()?,
+                len: r.get("len")?.as_u64()?,
+                values: r.get("values").and_then(|x| x.as_array()).map_or(Some(Vec::new()), |a| a.iter().map(serde_json::Value::as_u64).collect())?,
+            })
+        })
+        .collect()
+}
+
+/// Successful key establishments that carry their records: (event, request, response).
+fn transcripts<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b crate::trace::EventRec, Vec<KeRec>, Vec<KeRec>)> {
+    ke_events(a).filter(|e| ke_ok(e)).filter_map(|e| Some((e, ke_recs(e.details.get("request"))?, ke_recs(e.details.get("response"))?)))
+}
+
+const KE_EOM: u64 = 0;
+const KE_NPN: u64 = 1;
+const KE_ERROR: u64 = 2;
+const KE_WARNING: u64 = 3;
+const KE_AEAD: u64 = 4;
+const KE_COOKIE: u64 = 5;
+
+/// A detail of a successful key establishment checked for one value.
+fn ke_detail(a: &Analysis<'_>, key: &str, want: &str, what: &str) -> Outcome {
+    let mut t = Tally::default();
+    for e in ke_events(a).filter(|e| ke_ok(e) && e.details.get(key).is_some()) {
+        match e.details.get(key).and_then(serde_json::Value::as_str) {
+            Some(v) if v == want => t.good(|| format!("{}: {key} {v}", ke_cite(e))),
+            other => t.bad(|| format!("{}: {key} {other:?}, not {want}", ke_cite(e))),
+        }
+    }
+    t.outcome(what, "no NTS key establishment with its TLS details succeeded")
+}
+
+/// R8915-3-tls13: every NTS-KE session ran TLS 1.3.
+pub fn ke_tls13(a: &Analysis<'_>) -> Outcome {
+    ke_detail(a, "tls", "TLSv1_3", "NTS-KE sessions")
+}
+
+/// R8915-3-alpn: every NTS-KE session negotiated ALPN `ntske/1`.
+pub fn ke_alpn(a: &Analysis<'_>) -> Outcome {
+    ke_detail(a, "alpn", "ntske/1", "NTS-KE sessions")
+}
+
+fn count_kind(recs: &[KeRec], kind: u64) -> usize {
+    recs.iter().filter(|r| r.kind == kind).count()
+}
+
+/// R8915-4-npn-once: the request and a response that is not an error each
+/// carry exactly one Next Protocol record, critical.
+pub fn ke_npn_once(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, resp) in transcripts(a) {
+        for (side, recs) in [("request", &req), ("response", &resp)] {
+            if side == "response" && count_kind(recs, KE_ERROR) > 0 {
+                continue;
+            }
+            let npn: Vec<&KeRec> = recs.iter().filter(|r| r.kind == KE_NPN).collect();
+            match npn.as_slice() {
+                [r] if r.critical => t.good(|| format!("{}: one critical Next Protocol record in the {side}", ke_cite(e))),
+                _ => t.bad(|| format!("{}: {} Next Protocol record(s) in the {side}, critical: {:?}", ke_cite(e), npn.len(), npn.iter().map(|r| r.critical).collect::<Vec<_>>())),
+            }
+        }
+    }
+    t.outcome("NTS-KE messages", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.1-eom / R8915-4-one-exchange: each request and response is one
+/// message: End of Message exactly once, critical, empty, and last.
+pub fn ke_eom(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, resp) in transcripts(a) {
+        for (side, recs) in [("request", &req), ("response", &resp)] {
+            let ok = count_kind(recs, KE_EOM) == 1 && recs.last().is_some_and(|r| r.kind == KE_EOM && r.critical && r.len == 0);
+            if ok {
+                t.good(|| format!("{}: the {side} ends with its only End of Message", ke_cite(e)));
+            } else {
+                t.bad(|| format!("{}: the {side} has {} End of Message record(s); last record {:?}", ke_cite(e), count_kind(recs, KE_EOM), recs.last()));
+            }
+        }
+    }
+    t.outcome("NTS-KE messages", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.2-subset (and §4.1.5's list rules): the request offers at least
+/// one protocol and one AEAD; the response's protocols are among those
+/// offered, and it names at most one AEAD, one offered.
+pub fn ke_subset(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let values = |recs: &[KeRec], kind: u64| recs.iter().filter(|r| r.kind == kind).flat_map(|r| r.values.clone()).collect::<Vec<u64>>();
+    for (e, req, resp) in transcripts(a) {
+        let (offered, got) = (values(&req, KE_NPN), values(&resp, KE_NPN));
+        let (aeads, chosen) = (values(&req, KE_AEAD), values(&resp, KE_AEAD));
+        let ok = !offered.is_empty() && !aeads.is_empty() && got.iter().all(|p| offered.contains(p)) && chosen.len() <= 1 && chosen.iter().all(|x| aeads.contains(x));
+        if ok {
+            t.good(|| format!("{}: protocols {got:?} of {offered:?}, AEAD {chosen:?} of {aeads:?}", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: protocols {got:?} answered to {offered:?}, AEAD {chosen:?} to {aeads:?}", ke_cite(e)));
+        }
+    }
+    t.outcome("NTS-KE exchanges", "no NTS key establishment with its records succeeded")
+}
+
+/// R8915-4.1.4-warning (and the clients' side of §4.1.3 and §4.1.6): a
+/// client's request carries no Error, Warning or New Cookie record.
+pub fn ke_client_records(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, req, _) in transcripts(a) {
+        let bad: Vec<u64> = req.iter().map(|r| r.kind).filter(|k| matches!(*k, KE_ERROR | KE_WARNING | KE_COOKIE)).collect();
+        if bad.is_empty() {
+            t.good(|| format!("{}: the request has no Error, Warning or New Cookie record", ke_cite(e)));
+        } else {
+            t.bad(|| format!("{}: the request carries record type(s) {bad:?}", ke_cite(e)));
+        }
+    }
+    t.outcome("NTS-KE requests", "no NTS key establishment with its records succeeded")
+}
+
+/// The key id of an ntplab cookie: its first 4 octets, in the clear (the
+/// daemon's cookie format, impl/proto/src/nts/cookie.rs; RFC 8915 §6 suggests it).
+fn key_id(cookie: &[u8]) -> Option<[u8; 4]> {
+    cookie.get(..4)?.try_into().ok()
+}
+
+/// R8915-6-key-rotation: the daemon server rotates its cookie keys (cookies
+/// of more than one key id reach it), keeps answering cookies of a previous
+/// key with time after a newer key's cookies appear, and never answers with
+/// time a cookie of a key it has already answered NTSN for (an erased key does
+/// not come back). Needs the daemon's cookie format (key id in the clear).
+pub fn key_rotation(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let mut pairs: Vec<(&PacketRec, &PacketRec)> = uid_pairs(a).collect();
+    pairs.sort_by(|x, y| x.0.sent_t_s.total_cmp(&y.0.sent_t_s));
+    let mut order: BTreeMap<(std::net::IpAddr, [u8; 4]), usize> = BTreeMap::new();
+    let mut newest: BTreeMap<std::net::IpAddr, usize> = BTreeMap::new();
+    let mut nakked: std::collections::BTreeSet<(std::net::IpAddr, [u8; 4])> = std::collections::BTreeSet::new();
+    for (req, rep) in pairs {
+        let Some(f) = fields(&req.bytes) else { continue };
+        let Some(kid) = first(&f, EF_COOKIE).and_then(key_id) else { continue };
+        let server = rep.src.ip();
+        let n = order.len();
+        let rank = *order.entry((server, kid)).or_insert(n);
+        let top = newest.entry(server).or_insert(rank);
+        *top = (*top).max(rank);
+        let newer = *top > rank;
+        if is_ntsn(rep) {
+            nakked.insert((server, kid));
+            if newer {
+                t.good(|| format!("{}: NTSN for a cookie of an older key {}", rep.cite(), hex4(kid)));
+            }
+        } else if rep.header.is_some_and(|h| h.stratum != 0) {
+            if nakked.contains(&(server, kid)) {
+                t.bad(|| format!("{} ({}): a cookie of key {} answered with time after that key was answered with NTSN", rep.cite(), a.flow_name(rep), hex4(kid)));
+            } else if newer {
+                t.good(|| format!("{}: a cookie of the previous key {} still accepted after a rotation", rep.cite(), hex4(kid)));
+            }
+        }
+    }
+    t.outcome("answers to cookies of keys older than the newest", "the daemon server's cookie key never rotated while cookies reached it")
+}
+
+fn hex4(k: [u8; 4]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// R8915-5.7-ntsn-react: after an NTSN answering its request, a daemon
+/// client runs NTS-KE again (successfully) before its next NTS request to
+/// that server, and the first reply after that is not another NTSN (the
+/// old cookies were dropped).
+pub fn ntsn_rekey(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (req, rep) in uid_pairs(a).filter(|(_, rep)| is_ntsn(rep) && rep.delivered() && a.ctx.is_daemon(rep.dst.ip())) {
+        let at = rep.received_t_s.unwrap_or(rep.sent_t_s);
+        let host = a.ctx.name(rep.dst.ip());
+        let ke = ke_events(a).find(|e| ke_ok(e) && e.host.as_deref() == Some(host.as_str()) && e.t_s >= at - 1e-6);
+        let next = daemon_nts_requests(a).map(|(p, _)| p).find(|p| p.src.ip() == req.src.ip() && p.dst == req.dst && p.sent_t_s > at);
+        match (ke, next) {
+            (_, None) => {}
+            (None, Some(p)) => t.bad(|| format!("{} after the NTSN {} without a successful NTS-KE", p.cite(), rep.cite())),
+            (Some(e), Some(p)) if e.t_s > p.sent_t_s => t.bad(|| format!("{} after the NTSN {} before the NTS-KE at {}", p.cite(), rep.cite(), ke_cite(e))),
+            (Some(e), Some(p)) => {
+                let answer = a.server_pairs.iter().find(|s| a.pk(s.request).line == p.line).map(|s| a.pk(s.reply));
+                match answer {
+                    Some(r) if is_ntsn(r) => t.bad(|| format!("{} answers {} (sent after the re-key at {}) with NTSN again", r.cite(), p.cite(), ke_cite(e))),
+                    _ => t.good(|| format!("NTSN {} then {} then {}, not NAKed", rep.cite(), ke_cite(e), p.cite())),
+                }
+            }
+        }
+    }
+    t.outcome("NTSN kisses delivered to daemon clients", "no daemon client got an NTSN")
+}
+
+/// R8915-4.1.7-server / R8915-4.1.8-port: a response names at most one
+/// Server (ASCII, no zone identifier) and at most one Port; the client's
+/// next NTS request after the key establishment goes to the named server
+/// (else the NTS-KE server's address) and the named port (else the port the
+/// source was configured with: the daemon's rule where RFC 8915 says 123,
+/// which is what a source configured without a port gets).
+pub fn ke_ntp_address(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (e, _, resp) in transcripts(a) {
+        let (Some(host), Some(source)) = (e.host.as_deref().and_then(|h| a.ctx.host_named(h)), e.source()) else { continue };
+        let servers: Vec<&serde_json::Value> = e.details.get("response").and_then(|r| r.as_array()).map(|r| r.iter().filter(|x| x.get("type").and_then(|v| v.as_u64()) == Some(6)).collect()).unwrap_or_default();
+        let ports: Vec<u64> = resp.iter().filter(|r| r.kind == 7).flat_map(|r| r.values.clone()).collect();
+        let name = servers.first().and_then(|s| s.get("text")).and_then(|v| v.as_str());
+        if servers.len() > 1 || resp.iter().filter(|r| r.kind == 7).count() > 1 || name.is_some_and(|n| n.is_empty() || !n.is_ascii() || n.contains('%')) {
+            t.bad(|| format!("{}: {} Server record(s) ({name:?}), ports {ports:?}", ke_cite(e), servers.len()));
+            continue;
+        }
+        let ip = match name {
+            Some(n) => match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => continue, // A name: resolved by the client; not judged here.
+            },
+            None => source.ip(),
+        };
+        let port = ports.first().map_or(source.port(), |p| *p as u16);
+        let want = std::net::SocketAddr::new(ip, port);
+        let next = daemon_nts_requests(a).map(|(p, _)| p).find(|p| p.src.ip() == host.address && p.sent_t_s >= e.t_s);
+        match next {
+            Some(p) if p.dst == want => t.good(|| format!("{}: Server {name:?}, Port {:?}; the next request {} goes to {want}", ke_cite(e), ports.first(), p.cite())),
+            Some(p) => t.bad(|| format!("{}: Server {name:?}, Port {:?}, yet the next request {} goes to {}, not {want}", ke_cite(e), ports.first(), p.cite(), p.dst)),
+            None => {}
+        }
+    }
+    t.outcome("successful NTS key establishments followed by an NTS request", "no NTS key establishment with its records was followed by an NTS request")
+}

@@ -170,6 +170,8 @@ pub enum DaemonEvent {
         cookies: usize,
         /// Why it failed, when it did.
         error: Option<String>,
+        /// The records exchanged, TLS version and ALPN, when it succeeded.
+        transcript: Option<crate::nts::client::KeTranscript>,
     },
     /// A source's reply was accepted as a sample (RFC 5905 §8): what the
     /// client computed and the four timestamps it computed it from. Emitted
@@ -552,11 +554,11 @@ where
                 let Some(KeDone { index, result }) = done else { continue };
                 let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { continue };
                 let Some(n) = slot.nts.as_mut() else { continue };
-                let (aead, cookies, error) = match &result {
-                    Ok(e) => (Some(e.response.aead.id().0), e.response.cookies.len(), None),
-                    Err(e) => (None, 0, Some(e.to_string())),
+                let (aead, cookies, error, transcript) = match &result {
+                    Ok(e) => (Some(e.response.aead.id().0), e.response.cookies.len(), None, Some(e.transcript.clone())),
+                    Err(e) => (None, 0, Some(e.to_string()), None),
                 };
-                events.event(clock.now(), &DaemonEvent::NtsKe { source: slot.address, aead, cookies, error });
+                events.event(clock.now(), &DaemonEvent::NtsKe { source: slot.address, aead, cookies, error, transcript });
                 match n.ke_done(result) {
                     Ok(ntp) => {
                         // The socket was bound for the configured address: keep to its family and scope.

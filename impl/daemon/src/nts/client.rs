@@ -5,7 +5,7 @@
 use super::ke::{connect_and_exchange, ExchangeError, StreamNetwork};
 use super::server::export_keys;
 use ntplab_proto::nts::ke::KE_MAX_RESPONSE_LEN;
-use ntplab_proto::nts::{Aead, KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, SessionKeys};
+use ntplab_proto::nts::{summarize_records, Aead, KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, RecordSummary, SessionKeys};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,22 @@ pub struct Established {
     pub keys: SessionKeys,
     /// Where to send NTP: the negotiated server and port, or the defaults.
     pub ntp: SocketAddr,
+    /// What was said, without key material, for the trace.
+    pub transcript: KeTranscript,
+}
+
+/// One NTS-KE exchange as a trace shows it: the records each way (lists and
+/// names, never cookie or key octets), the TLS version and the ALPN protocol.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeTranscript {
+    /// The records of the request sent.
+    pub request: Vec<RecordSummary>,
+    /// The records of the response received.
+    pub response: Vec<RecordSummary>,
+    /// TLS version negotiated (rustls's name, e.g. `TLSv1_3`).
+    pub tls_version: Option<String>,
+    /// ALPN protocol negotiated.
+    pub alpn: Option<String>,
 }
 
 /// Why key establishment failed.
@@ -63,6 +79,12 @@ pub async fn establish<N: StreamNetwork>(
     let mut client = KeClient::new(KeClientConfig { aeads: aeads.to_vec(), ..KeClientConfig::default() });
     let request = client.request();
     let outcome = connect_and_exchange(net, host, port, config, &request, KE_MAX_RESPONSE_LEN, timeout, |response, exporter| {
+        let transcript = KeTranscript {
+            request: summarize_records(&request),
+            response: summarize_records(response),
+            tls_version: exporter.tls_version(),
+            alpn: exporter.alpn(),
+        };
         let step = client.receive(response);
         let response = match step {
             KeClientStep::Done(Ok(r)) => r,
@@ -71,11 +93,11 @@ pub async fn establish<N: StreamNetwork>(
             KeClientStep::NeedMore | KeClientStep::Finished => return Err(KeFailure::Protocol(KeError::Truncated)),
         };
         let keys = export_keys(exporter, response.aead).map_err(KeFailure::Export)?;
-        Ok((response, keys))
+        Ok((response, keys, transcript))
     })
     .await
     .map_err(KeFailure::Exchange)?;
-    let (response, keys) = outcome?;
+    let (response, keys, transcript) = outcome?;
     let ntp_port = response.ntp_port.unwrap_or(default_ntp.port());
     let ntp = match &response.ntp_server {
         None => SocketAddr::new(default_ntp.ip(), ntp_port),
@@ -92,5 +114,5 @@ pub async fn establish<N: StreamNetwork>(
                 .ok_or_else(|| KeFailure::Resolve(format!("NTP server {name:?}: no address")))?
         }
     };
-    Ok(Established { response, keys, ntp })
+    Ok(Established { response, keys, ntp, transcript })
 }

@@ -302,7 +302,7 @@ mod tests {
         assert!(!source.keyed());
         assert!(source.protect(&header(3, 1), &provider).is_none(), "no plain request without keys");
         let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
-        assert_eq!(source.ke_done(Ok(Established { response, keys, ntp: addr })), Ok(addr));
+        assert_eq!(source.ke_done(Ok(Established { response, keys, ntp: addr, transcript: Default::default() })), Ok(addr));
         assert_eq!((source.keyed(), source.cookies()), (true, 8));
         // Debug output names no key.
         assert!(!format!("{source:?}").contains("c2s"), "{source:?}");
@@ -363,7 +363,7 @@ mod tests {
         let established = |keys: &SessionKeys, rng: &mut dyn ntplab_proto::nts::NtsRng| {
             let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(keys, &mut *rng)).collect();
             let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
-            Established { response, keys: keys.clone(), ntp: addr }
+            Established { response, keys: keys.clone(), ntp: addr, transcript: Default::default() }
         };
         let mut waits = Vec::new();
         for _ in 0..3 {

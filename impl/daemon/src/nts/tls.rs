@@ -187,10 +187,24 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 pub trait KeyExporter {
     /// Fills `out` with the exporter's output for `label` and `context`.
     fn export(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), String>;
+    /// The TLS version negotiated (e.g. `TLSv1_3`), for the trace.
+    fn tls_version(&self) -> Option<String> {
+        None
+    }
+    /// The ALPN protocol negotiated, for the trace.
+    fn alpn(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<Data> KeyExporter for rustls::ConnectionCommon<Data> {
     fn export(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), String> {
         self.export_keying_material(out, label, Some(context)).map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn tls_version(&self) -> Option<String> {
+        self.protocol_version().map(|v| format!("{v:?}"))
+    }
+    fn alpn(&self) -> Option<String> {
+        self.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned())
     }
 }

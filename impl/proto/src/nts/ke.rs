@@ -647,5 +647,44 @@ impl KeClient {
     }
 }
 
+/// One NTS-KE record as a trace may show it: type, Critical Bit, body
+/// length, and the body only where it is public and short (the lists of
+/// Next Protocol, Error, Warning, AEAD Algorithm and Port records, the name
+/// of a Server record). Cookie octets never appear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Record type (Critical Bit cleared).
+    pub kind: u16,
+    /// The Critical Bit.
+    pub critical: bool,
+    /// Body length, octets.
+    pub body_len: usize,
+    /// The body as 16-bit values (types 1, 2, 3, 4 and 7).
+    pub values: Vec<u16>,
+    /// The body as text (type 6), lossy.
+    pub text: Option<String>,
+}
+
+/// The records of one NTS-KE message, read straight from its octets (not
+/// through the state machines, so a trace check does not rely on them), up
+/// to the first record that runs past the end. Octets after End of Message
+/// are reported as more records, so a check can see them.
+pub fn summarize_records(msg: &[u8]) -> Vec<RecordSummary> {
+    let mut out = Vec::new();
+    let mut rest = msg;
+    while rest.len() >= HEADER_LEN {
+        let t = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + len) else { break };
+        let kind = t & !crate::wire::ntske::CRITICAL_BIT;
+        let listed = matches!(kind, record_type::NEXT_PROTOCOL | record_type::ERROR | record_type::WARNING | record_type::AEAD_ALGORITHM | record_type::PORT);
+        let values = if listed { body.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect() } else { Vec::new() };
+        let text = (kind == record_type::SERVER).then(|| String::from_utf8_lossy(body).into_owned());
+        out.push(RecordSummary { kind, critical: t & crate::wire::ntske::CRITICAL_BIT != 0, body_len: len, values, text });
+        rest = &rest[HEADER_LEN + len..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,7 @@ pub mod ntp;
 
 pub use aead::{exporter_context, Aead, CryptoError, Direction, Key, SessionKeys, EXPORTER_LABEL};
 pub use cookie::{CookieError, MasterKeyConfig, MasterKeys};
-pub use ke::{KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep};
+pub use ke::{summarize_records, KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep, RecordSummary};
 pub use ntp::{
     process_request, ClientSession, CookieJar, NakReason, NakReply, NoCookies, NtsDropReason, NtsRequest, PendingRequest, ProtectedRequest,
     ReplyError, ResponseError, ResponseKind,

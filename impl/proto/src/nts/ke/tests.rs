@@ -374,3 +374,21 @@ proptest! {
         let _ = c.end_of_input();
     }
 }
+
+#[test]
+fn summaries_show_lists_and_names_but_never_cookies() {
+    let client = KeClient::new(KeClientConfig::default());
+    let req = summarize_records(&client.request());
+    assert_eq!(req.first().map(|r| (r.kind, r.critical, r.values.clone())), Some((record_type::NEXT_PROTOCOL, true, vec![0])));
+    assert_eq!(req.last().map(|r| (r.kind, r.critical, r.body_len)), Some((record_type::END_OF_MESSAGE, true, 0)));
+    assert!(req.iter().any(|r| r.kind == record_type::AEAD_ALGORITHM && !r.values.is_empty()));
+    // A response with a cookie and a server name; a record cut short ends the list.
+    let mut msg = vec![0x80, 1, 0, 2, 0, 0, 0, 5, 0, 4, 0xde, 0xad, 0xbe, 0xef, 0, 6, 0, 3, b'a', b'.', b'b', 0x80, 0, 0, 0, 0, 7, 0, 9];
+    let s = summarize_records(&msg);
+    assert_eq!(s.len(), 4);
+    assert_eq!((s[1].kind, s[1].body_len, s[1].values.is_empty(), s[1].text.is_none()), (record_type::NEW_COOKIE, 4, true, true));
+    assert_eq!(s[2].text.as_deref(), Some("a.b"));
+    assert!(!format!("{s:?}").contains("222"), "no cookie octet (0xde = 222)");
+    msg.truncate(3);
+    assert!(summarize_records(&msg).is_empty());
+}
