@@ -343,17 +343,16 @@ fn write_v5(
     out: &mut [u8],
 ) -> Option<usize> {
     let mut answers: Vec<FieldRepr> = fields.iter().filter_map(answer).collect();
-    let used: usize = v5::HEADER_LEN + answers.iter().map(FieldRepr::buffer_len).sum::<usize>();
+    // One Correction at most, and last (§7.6), even when the request had it elsewhere.
+    let correction = answers.iter().rposition(|a| a.field_type == FieldType::V5Correction).map(|i| answers.remove(i));
+    answers.retain(|a| a.field_type != FieldType::V5Correction);
+    let used: usize = v5::HEADER_LEN + answers.iter().chain(&correction).map(FieldRepr::buffer_len).sum::<usize>();
     let missing = request_len.checked_sub(used)?;
     if missing > 0 {
         // Every field left out took at least its 4-octet header.
-        let pad = FieldRepr::new(FieldType::V5Padding, vec![0; missing.checked_sub(4)?]);
-        let at = match answers.last() {
-            Some(last) if last.field_type == FieldType::V5Correction => answers.len() - 1,
-            _ => answers.len(),
-        };
-        answers.insert(at, pad);
+        answers.push(FieldRepr::new(FieldType::V5Padding, vec![0; missing.checked_sub(4)?]));
     }
+    answers.extend(correction);
     let out = out.get_mut(..request_len)?;
     header.emit(&mut v5::Packet::new_unchecked(&mut out[..]));
     let mut pos = v5::HEADER_LEN;

@@ -384,7 +384,7 @@ proptest! {
         flags: u16,
         cookie: u64,
         scale in 0u8..5,
-        rx_secs in 0i64..(1i64 << 34),
+        rx_secs in 1i64..(1i64 << 34),
         filter: [u8; 32],
     ) {
         let d = Draft::ALL[draft];
