@@ -242,7 +242,8 @@ impl<'a> Analysis<'a> {
         let mut server_pairs = Vec::new();
         let mut orphan_replies = Vec::new();
         for (i, p) in pk.iter().enumerate() {
-            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) {
+            // NTPv5 is judged by its own checks (checks/v5.rs), never by NTPv4's.
+            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) || p.is_v5() {
                 continue;
             }
             let Some(reqs) = flows.get(&(p.dst, p.src)) else {
@@ -280,7 +281,7 @@ impl<'a> Analysis<'a> {
         delivered.sort_by(|a, b| pk[*a].received_t_s.unwrap_or(0.0).total_cmp(&pk[*b].received_t_s.unwrap_or(0.0)));
         for i in delivered {
             let p = &pk[i];
-            if p.mode() == Some(Mode::Client) || !ctx.is_daemon(p.dst.ip()) {
+            if p.mode() == Some(Mode::Client) || !ctx.is_daemon(p.dst.ip()) || p.is_v5() {
                 continue;
             }
             // Only sockets that sent requests to exactly this server are source sockets.
