@@ -845,7 +845,9 @@ impl Source {
         }
         let Ok(packet) = Packet::new_checked(bytes) else { return reject(R::TooShort) };
         let Ok(repr) = Repr::parse(&packet) else { return reject(R::TooShort) };
-        if !(1..=4).contains(&repr.version) {
+        // An NTPv4 reply to an NTPv5 request is no answer, even with the
+        // client cookie where NTPv4 has the origin timestamp.
+        if !(1..=4).contains(&repr.version) || self.outstanding.is_some_and(|o| o.v5_chunk.is_some()) {
             return reject(R::BadVersion);
         }
         if repr.mode != Mode::Server {

@@ -59,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
     let draft = Draft::ALL[usize::from(sel) % 3];
     let config = SourceConfig { version: 5, draft, poll_jitter: false, poll_min_log2: 4, poll_max_log2: 4, ..SourceConfig::default() };
     let mut s = Source::new(config, Instant::ZERO).unwrap();
-    let mut srv = Server::new(ServerConfig { rate_limit: RateLimitConfig { enabled: false, ..Default::default() }, ..Default::default() }, [2; 16]);
+    let cfg = ServerConfig { interleaved_slots: 16, rate_limit: RateLimitConfig { enabled: false, slots: 16, ..Default::default() }, ..Default::default() };
+    let mut srv = Server::new(cfg, [2; 16]);
     let mut filter = BloomFilter::EMPTY;
     filter.add(&V5ReferenceId::from_random([sel; 15]));
     srv.set_reference_ids(filter);

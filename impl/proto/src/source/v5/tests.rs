@@ -200,6 +200,9 @@ fn reply_checks() {
     assert_eq!(reject(|r| r[12] = 1), Some(SourceEvent::Rejected(R::WrongTimescale)));
     assert_eq!(reject(|r| r[15] |= 4), Some(SourceEvent::Rejected(R::CryptoNak)));
     assert_eq!(reject(|r| r.truncate(40)), Some(SourceEvent::Rejected(R::TooShort)));
+    // Found by the v5_client fuzz target: an NTPv4 header over the reply carries
+    // the client cookie where NTPv4's origin timestamp is; it is no answer.
+    assert_eq!(reject(|r| r[0] = 0x24), Some(SourceEvent::Rejected(R::BadVersion)));
     assert_eq!(reject(|r| r[51] = 0xff), Some(SourceEvent::Rejected(R::MalformedExtension)));
     // Stratum 0: poll 127 ends the association, a higher poll holds it off.
     let refuse = |poll: i8| {
