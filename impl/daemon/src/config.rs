@@ -1251,6 +1251,27 @@ leap = "2016-12-31T23:59:60Z"
     }
 
     #[test]
+    fn ntpv5_keys() {
+        let text = "listen = [\"127.0.0.1:11123\"]\nntpv5 = false\ntai_offset = 37\n[[source]]\naddress = \"127.0.0.1:123\"\nversion = \"auto\"\n[[source]]\naddress = \"127.0.0.2:123\"\nversion = 5\ndraft = \"09\"\n";
+        let c = DaemonConfig::from_toml(text, "v5.toml").unwrap();
+        assert!(!c.server.ntpv5);
+        assert_eq!(c.server.tai_utc_offset, Some(37));
+        assert_eq!((c.sources[0].config.version, c.sources[0].config.v5_auto, c.sources[0].config.draft), (4, true, Draft::DEFAULT));
+        assert_eq!((c.sources[1].config.version, c.sources[1].config.v5_auto, c.sources[1].config.draft), (5, false, Draft::D09));
+        assert!(DaemonConfig::from_toml("listen = [\"127.0.0.1:1\"]\n", "d").unwrap().server.ntpv5, "on by default");
+        for (bad, says) in [
+            ("version = \"sometimes\"", "neither a number 1-5 nor \"auto\""),
+            ("version = 6", "not 1-5"),
+            ("version = 5\ndraft = \"06\"", "\"07\", \"08\", \"09\""),
+            ("version = 5\nnts = true", "NTS with NTPv5 is not supported"),
+        ] {
+            let e = DaemonConfig::from_toml(&format!("[[source]]\naddress = \"127.0.0.1:123\"\n{bad}\n"), "e.toml").unwrap_err();
+            assert!(e.0.starts_with("e.toml:3:") || e.0.starts_with("e.toml:4:"), "{e}");
+            assert!(e.0.contains(says), "{e}");
+        }
+    }
+
+    #[test]
     fn refclocks_parse_with_defaults_per_kind() {
         let text = r#"
 listen = ["127.0.0.1:123"]
