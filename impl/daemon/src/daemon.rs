@@ -378,9 +378,12 @@ where
     }
     let precision_log2 = system_config.precision_log2;
     let mut system: System<PeerId> = System::new(system_config);
-    // This host's NTPv5 reference ID (draft-ietf-ntp-ntpv5-07 §7.4): random, for the loop test.
+    // This host's NTPv5 reference ID (draft-ietf-ntp-ntpv5-07 §7.4): random,
+    // for the loop test. NTPv5 draws from its own stream, so that the NTPv4
+    // behaviour of a seed (transmit timestamps, poll jitter) is what it was.
+    let mut v5_rng = SmallRng::seed_from_u64(seed ^ 0x4e54_5035_4452_4654);
     let mut own_v5_id = [0u8; 15];
-    rng.fill(&mut own_v5_id);
+    v5_rng.fill(&mut own_v5_id);
     system.set_own_v5_id(V5ReferenceId::from_random(own_v5_id));
     // This host's addresses, for the loop test: the listen addresses (and
     // later the addresses replies arrive at).
@@ -547,7 +550,7 @@ where
                     }
                 } else {
                     let index = inc.socket - server_socket_count;
-                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events, rng.random());
+                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events, v5_rng.random());
                     // An NTSN dropped the session: establish keys again at once.
                     if let Some(n) = slots.get_mut(index).and_then(Option::as_mut).and_then(|s| s.nts.as_mut()) {
                         if !n.keyed() {
