@@ -3,6 +3,7 @@
 #   scripts/fuzz.sh                 1,000,000 executions per target (the release bar)
 #   scripts/fuzz.sh --runs N        N executions per target
 #   scripts/fuzz.sh --seconds S     S seconds per target (CI smoke run)
+#   ... TARGET...                   only these targets (e.g. v5_server v5_client, the NTPv5 paths)
 # Installs cargo-fuzz and the nightly toolchain if missing. Prints one summary
 # line per target; exits non-zero on the first crash (its input is left in
 # <crate>/fuzz/artifacts/<target>/).
@@ -11,11 +12,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 
 limit=(-runs=1000000)
 case "${1:-}" in
-    --runs) limit=(-runs="$2") ;;
-    --seconds) limit=(-max_total_time="$2") ;;
-    "") ;;
-    *) echo "usage: scripts/fuzz.sh [--runs N | --seconds S]" >&2; exit 2 ;;
+    --runs) limit=(-runs="$2"); shift 2 ;;
+    --seconds) limit=(-max_total_time="$2"); shift 2 ;;
+    --*) echo "usage: scripts/fuzz.sh [--runs N | --seconds S] [TARGET...]" >&2; exit 2 ;;
 esac
+only=("$@")
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -24,6 +25,9 @@ for crate in impl/proto conformance; do
 cd "$root/$crate"
 targets=$(cargo +nightly fuzz list)
 for t in $targets; do
+    if [ ${#only[@]} -gt 0 ] && ! printf '%s\n' "${only[@]}" | grep -qx "$t"; then
+        continue
+    fi
     mkdir -p "fuzz/corpus/$t"
     log=$(mktemp)
     if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1; then

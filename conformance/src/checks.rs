@@ -17,6 +17,7 @@
 //! `source_reply` event as used.
 
 mod nts;
+mod v5;
 
 use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};
 use ntplab_proto::time::{NtpTime, NtpTimestamp};
@@ -242,7 +243,8 @@ impl<'a> Analysis<'a> {
         let mut server_pairs = Vec::new();
         let mut orphan_replies = Vec::new();
         for (i, p) in pk.iter().enumerate() {
-            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) {
+            // NTPv5 is judged by its own checks (checks/v5.rs), never by NTPv4's.
+            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) || p.is_v5() {
                 continue;
             }
             let Some(reqs) = flows.get(&(p.dst, p.src)) else {
@@ -280,7 +282,7 @@ impl<'a> Analysis<'a> {
         delivered.sort_by(|a, b| pk[*a].received_t_s.unwrap_or(0.0).total_cmp(&pk[*b].received_t_s.unwrap_or(0.0)));
         for i in delivered {
             let p = &pk[i];
-            if p.mode() == Some(Mode::Client) || !ctx.is_daemon(p.dst.ip()) {
+            if p.mode() == Some(Mode::Client) || !ctx.is_daemon(p.dst.ip()) || p.is_v5() {
                 continue;
             }
             // Only sockets that sent requests to exactly this server are source sockets.
@@ -386,6 +388,16 @@ impl<'a> Analysis<'a> {
 
 /// Every check, in report order.
 pub const CHECKS: &[Check] = &[
+    Check { id: "v5-header", title: "NTPv5 datagrams of daemons: 48-octet header, mode 3 or 4, length a multiple of 4", run: v5::header },
+    Check { id: "v5-request-zero", title: "NTPv5 requests of daemons are zero but version, mode, timescale, interleaved flag, cookies and (-08, -09) poll", run: v5::request_zero },
+    Check { id: "v5-client-cookie", title: "NTPv5 client cookies are never repeated and every reply carries its request's", run: v5::client_cookie },
+    Check { id: "v5-li-stratum", title: "NTPv5 replies: synchronized with LI 0-2 and stratum 1-15, or LI 3 and stratum 0", run: v5::li_stratum },
+    Check { id: "v5-timescale-era", title: "NTPv5 replies are in the requested UTC and carry the era of their receive timestamp", run: v5::timescale_era },
+    Check { id: "v5-ef-echo-pad", title: "NTPv5 replies are as long as their request and answer its Draft Identification and Reference IDs Request", run: v5::ef_echo_pad },
+    Check { id: "v5-draft-id", title: "NTPv5 requests name a draft exactly; replies name their request's draft", run: v5::draft_id },
+    Check { id: "v5-refids", title: "NTPv5 requests ask for a Reference IDs chunk within the filter; responses have its length", run: v5::refids },
+    Check { id: "v5-version", title: "NTPv5 requests are answered in NTPv5, never in NTPv4", run: v5::version },
+    Check { id: "v5-negotiation", title: "the NTP5DRFT marker comes back only when asked for, and the client then speaks NTPv5", run: v5::negotiation },
     Check { id: "nts-uid", title: "NTS requests carry one Unique Identifier of at least 32 octets, never repeated", run: nts::uid_length },
     Check { id: "nts-uid-echo", title: "every reply to a request with a Unique Identifier echoes it, NTSN included", run: nts::uid_echo },
     Check { id: "nts-client-request", title: "NTS requests carry one Unique Identifier, one cookie and one authenticator, the authenticator last", run: nts::client_request_shape },

@@ -58,6 +58,11 @@ impl PacketRec {
         }
     }
 
+    /// Whether it is an NTPv5 message (version bits 5).
+    pub fn is_v5(&self) -> bool {
+        self.bytes.first().is_some_and(|b| (b >> 3) & 7 == 5)
+    }
+
     /// Whether it was delivered.
     pub fn delivered(&self) -> bool {
         self.received.is_some()

@@ -427,6 +427,68 @@ fn port_record_then_request(to: &str) -> Frag {
     Frag { packets: req + "\n", ..ke }
 }
 
+/// An NTPv5 exchange C -> S at 1 s: a -08 request (Draft Identification,
+/// Reference IDs Request of 16 octets) and the real responder's answer, each
+/// passed through its `tamper`.
+fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
+    use ntplab_proto::server::{RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
+    use ntplab_proto::wire::v5::{Draft, FieldBody, Repr, Timescale};
+    let mut req = Repr::request(Timescale::Utc, 0x0102_0304_0506_0708).to_bytes().to_vec();
+    req.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+    req.extend(FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
+    let mut srv = Server::new(ServerConfig { rate_limit: RateLimitConfig { enabled: false, ..Default::default() }, ..Default::default() }, [0; 16]);
+    let clock = ServerClockState {
+        leap: ntplab_proto::wire::v4::LeapIndicator::NoWarning,
+        stratum: 1,
+        reference_time: Some(NtpTime::parse_rfc3339(START).unwrap()),
+        ..ServerClockState::unsynchronized(-20)
+    };
+    let rx = NtpTime::parse_rfc3339(START).unwrap() + ntplab_proto::time::NtpDuration::from_seconds_f64(1.001);
+    let mut out = vec![0u8; 512];
+    let ServerAction::Respond(r) = srv.handle(0, C.parse().unwrap(), &req, rx, &clock, &mut out) else { panic!("answered") };
+    srv.finish_response(&r, &mut out, rx, &clock);
+    let mut rep = out[..r.len].to_vec();
+    tamper_req(&mut req);
+    tamper_rep(&mut rep);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("{}\n{}\n", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &hex(&req)), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &hex(&rep)))
+}
+
+fn v5_metas() -> Vec<Meta> {
+    let ok = || frag(&v5_exchange(|_| {}, |_| {}), "");
+    let bad_rep = |f: fn(&mut Vec<u8>)| frag(&v5_exchange(|_| {}, f), "");
+    let bad_req = |f: fn(&mut Vec<u8>)| frag(&v5_exchange(f, |_| {}), "");
+    // A v4 request of the client with `marker` (NTP5DRFT or not) at 1 s, answered with `echo`; a v5 request at 20 s.
+    let upgrade = |marker: bool, echo: bool| {
+        let mut q = hdr(0x23, 0, "", 0, 0, 0x77);
+        let mut r = hdr(0x24, 1, "GPS", 0x77, ts(1.001), ts(1.001));
+        if marker {
+            q.replace_range(32..48, "4e54503544524654");
+        }
+        if echo {
+            r.replace_range(32..48, "4e54503544524654");
+        }
+        let later = v5_exchange(|_| {}, |_| {}).replace("\"sent_t_s\":1,", "\"sent_t_s\":20,");
+        frag(&format!("{}\n{}\n{later}", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &q), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &r)), "")
+    };
+    vec![
+        Meta { check: "v5-header", pass: ok(), fail: bad_rep(|r| r.extend([0, 0])) },
+        Meta { check: "v5-request-zero", pass: ok(), fail: bad_req(|q| q[1] = 3) },
+        Meta { check: "v5-client-cookie", pass: ok(), fail: bad_rep(|r| r[31] ^= 1) },
+        Meta { check: "v5-li-stratum", pass: ok(), fail: bad_rep(|r| r[0] |= 0xc0) },
+        Meta { check: "v5-timescale-era", pass: ok(), fail: bad_rep(|r| r[13] = 1) },
+        Meta { check: "v5-ef-echo-pad", pass: ok(), fail: bad_rep(|r| r.truncate(r.len() - 20)) },
+        Meta { check: "v5-draft-id", pass: ok(), fail: bad_rep(|r| r[48 + 4 + 22] = b'9') },
+        // A 12-octet chunk for a 16-octet request (and an empty Padding field after it).
+        Meta { check: "v5-refids", pass: ok(), fail: bad_rep(|r| {
+            r[48 + 28 + 3] = 16;
+            r[92..96].copy_from_slice(&[0xf5, 0x01, 0x00, 0x04]);
+        }) },
+        Meta { check: "v5-version", pass: ok(), fail: frag(&v5_exchange(|_| {}, |r| r[0] = 0x24), "") },
+        Meta { check: "v5-negotiation", pass: upgrade(true, true), fail: upgrade(false, true) },
+    ]
+}
+
 fn nts_metas() -> Vec<Meta> {
     let two = |a: String, b: String| vec![a, b];
     let plain = |uid: u8| ef(0x0104, 32, uid) + &ef(0x0404, 100, 0xbb);
@@ -533,6 +595,7 @@ fn metas() -> Vec<Meta> {
     let polls_three = format!("{polls_liar_and_server}\n{}", pkt(3, 0.0, 0.001, 0.0, 0.001, C, "10.0.0.4:123", &hdr(0x23, 0, "", 0, 0, 9)));
     let sampled = |event: String| frag(&client_sample::packets(), &event);
     let mut table = nts_metas();
+    table.extend(v5_metas());
     table.extend(vec![
         Meta { check: "client-sample-formula", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(0.011, 0.004, 1.0145)) },
         Meta { check: "client-sample-offset", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.016, 0.014, 1.0245)) },

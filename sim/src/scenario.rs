@@ -46,9 +46,11 @@
 //!   reading noise, s), `precision` (reading resolution, s), `sine` =
 //!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
-//!   Role `ntp` also takes `local_stratum`, `interleaved`, `sources` (each
-//!   `{ host, iburst, burst, poll_min, poll_max, version }`, the host named by
-//!   its `name`), `discipline` (`"regression"`, the default, or `"rfc5905"`:
+//!   Role `ntp` also takes `local_stratum`, `interleaved`, `ntpv5` (answer
+//!   NTPv5 and offer the upgrade, default true), `sources` (each
+//!   `{ host, iburst, burst, poll_min, poll_max, version, draft }`, the host named by
+//!   its `name`; `version` 1–5 or `"auto"`, `draft` the NTPv5 draft `"07"`,
+//!   `"08"` or `"09"`), `discipline` (`"regression"`, the default, or `"rfc5905"`:
 //!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
@@ -1155,6 +1157,8 @@ struct HostSection {
     // role = "ntp"
     local_stratum: Option<Spanned<u8>>,
     interleaved: Option<Spanned<bool>>,
+    /// Answer NTPv5 and offer the upgrade (the daemon's `ntpv5`, default true).
+    ntpv5: Option<Spanned<bool>>,
     sources: Option<Spanned<Vec<Spanned<SourceEntry>>>>,
     rate_limit: Option<Spanned<RateLimitSection>>,
     access: Option<Spanned<AccessSection>>,
@@ -1243,7 +1247,10 @@ struct SourceEntry {
     burst: bool,
     poll_min: Option<i8>,
     poll_max: Option<i8>,
-    version: Option<u8>,
+    /// 1–5 or "auto" (NTPv4, upgraded to NTPv5 when offered).
+    version: Option<ntplab_daemon::config::VersionSetting>,
+    /// The NTPv5 draft: "07", "08" or "09".
+    draft: Option<String>,
     #[serde(default)]
     unsmear: bool,
     /// NTS-KE with the host, then NTS-protected NTP (the host needs `nts = { ... }`).
@@ -1990,7 +1997,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, sources, rate_limit, access, smear, refclock, discipline, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2010,6 +2017,7 @@ impl Validator<'_> {
                 let given = [
                     ("local_stratum", h.local_stratum.as_ref().map(|s| s.span())),
                     ("interleaved", h.interleaved.as_ref().map(|s| s.span())),
+                    ("ntpv5", h.ntpv5.as_ref().map(|s| s.span())),
                     ("sources", h.sources.as_ref().map(|s| s.span())),
                     ("rate_limit", h.rate_limit.as_ref().map(|s| s.span())),
                     ("access", h.access.as_ref().map(|s| s.span())),
@@ -2151,6 +2159,7 @@ impl Validator<'_> {
                 poll_min: e.poll_min,
                 poll_max: e.poll_max,
                 version: e.version,
+                draft: e.draft.clone(),
                 unsmear: e.unsmear,
                 nts: e.nts,
                 ke_server: None,
@@ -2205,6 +2214,8 @@ impl Validator<'_> {
             smear: h.smear.map(Spanned::into_inner),
             clock: ClockSection { discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()), ..ClockSection::default() },
             interleaved: h.interleaved.map(Spanned::into_inner),
+            ntpv5: h.ntpv5.map(Spanned::into_inner),
+            tai_offset: None,
             refclocks,
             nts: nts.clone(),
         };

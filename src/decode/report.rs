@@ -278,7 +278,7 @@ pub fn decode_any(bytes: &[u8], pivot: Pivot, cut: bool) -> Result<Decoded, wire
                 let packet = wire::parse_packet(bytes)?;
                 let header = match &packet.header {
                     Header::V4(h) => h.problems(),
-                    Header::V5(h) => h.problems(),
+                    Header::V5(h) => h.problems_for(packet.v5_draft().unwrap_or(v5::Draft::D07)),
                 };
                 p.problems = header.iter().map(ToString::to_string).collect();
             }
@@ -444,6 +444,10 @@ pub struct V5Json {
     pub server_cookie: String,
     /// Client cookie, 16 hex digits.
     pub client_cookie: String,
+    /// The draft named by the Draft Identification field, when the packet has
+    /// one (the name as sent, lossy ASCII); the packet is judged by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<String>,
 }
 
 /// A legacy MAC (or crypto-NAK).
@@ -463,6 +467,13 @@ pub fn decode(bytes: &[u8], pivot: Pivot) -> Result<PacketJson, wire::Error> {
         Header::V5(h) => v5_json(h, pivot),
     };
     let area = &packet.extensions;
+    if let Some(v5) = out.v5.as_mut() {
+        v5.draft = match v5::draft_of(&area.fields) {
+            v5::DraftId::Absent => None,
+            v5::DraftId::Known { draft, .. } => Some(draft.name().to_string()),
+            v5::DraftId::Unknown(name) => Some(String::from_utf8_lossy(&name).into_owned()),
+        };
+    }
     out.extension_fields = area
         .fields
         .iter()
@@ -525,6 +536,7 @@ fn v5_json(repr: &v5::Repr, pivot: Pivot) -> PacketJson {
             flag_names: repr.flags.names().into_iter().map(str::to_string).collect(),
             server_cookie: format!("{:016x}", repr.server_cookie),
             client_cookie: format!("{:016x}", repr.client_cookie),
+            draft: None,
         }),
         ..PacketJson::default()
     }
@@ -589,6 +601,9 @@ pub fn to_text(p: &PacketJson) -> String {
         let _ = writeln!(s, "    Flags: 0x{:04x} [{}]", v5.flags, v5.flag_names.join(", "));
         let _ = writeln!(s, "    Server Cookie: {}", v5.server_cookie);
         let _ = writeln!(s, "    Client Cookie: {}", v5.client_cookie);
+        if let Some(d) = &v5.draft {
+            let _ = writeln!(s, "    Draft: {d}");
+        }
     }
     for (name, ts) in [
         ("Reference Timestamp", &p.reference_timestamp),

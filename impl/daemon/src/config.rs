@@ -13,6 +13,11 @@
 //! poll_min = 6             # log2 seconds
 //! poll_max = 10
 //! unsmear = false          # undo this server's leap smear (its smear REFID)
+//! version = 4              # 1-4, 5 (NTPv5 only) or "auto" (NTPv4, upgraded to NTPv5 when offered)
+//! draft = "08"             # the NTPv5 draft spoken: "07", "08" (default, ntpd-rs 1.9) or "09"
+//!
+//! ntpv5 = true             # answer NTPv5 requests and offer the upgrade (default true)
+//! tai_offset = 37          # TAI - UTC, s: serve NTPv5's TAI timescale (default: not served)
 //!
 //! [access]
 //! default = "allow"        # allow | deny | kod-deny | restrict
@@ -89,6 +94,7 @@ use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
+use ntplab_proto::wire::v5::Draft;
 use ntplab_proto::refclock::pps::{PpsConfig, PpsMode};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -118,6 +124,10 @@ pub struct ConfigFile {
     pub clock: ClockSection,
     /// Answer interleaved requests (RFC 9769); default true.
     pub interleaved: Option<bool>,
+    /// Answer NTPv5 requests and offer NTPv4 clients the upgrade; default true.
+    pub ntpv5: Option<bool>,
+    /// TAI − UTC in seconds: NTPv5 clients asking for TAI get it (default: UTC instead).
+    pub tai_offset: Option<i16>,
     /// Reference clocks.
     #[serde(default, rename = "refclock")]
     pub refclocks: Vec<RefclockSection>,
@@ -234,8 +244,10 @@ pub struct SourceSection {
     pub poll_min: Option<i8>,
     /// Maximum poll exponent, log2 s (default 10).
     pub poll_max: Option<i8>,
-    /// NTP version to send (default 4).
-    pub version: Option<u8>,
+    /// NTP version to send: 1–5 or "auto" (default 4).
+    pub version: Option<VersionSetting>,
+    /// NTPv5 draft: "07", "08" or "09" (default "08").
+    pub draft: Option<String>,
     /// Undo a leap smear this server applies (its smear REFID), and follow UTC.
     #[serde(default)]
     pub unsmear: bool,
@@ -248,6 +260,50 @@ pub struct SourceSection {
     pub trusted_certificates: Option<PathBuf>,
     /// AEAD algorithm IDs to offer in NTS-KE, most preferred first (default [15, 30, 17]).
     pub aeads: Option<Vec<u16>>,
+}
+
+/// A `[[source]]`'s `version`: a number, or "auto" (NTPv4 asking for NTPv5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSetting {
+    /// This version only.
+    Number(u8),
+    /// Start with NTPv4 and switch to NTPv5 when the server offers it.
+    Auto,
+}
+
+impl VersionSetting {
+    /// The source configuration's `version` and `v5_auto`.
+    pub fn to_config(self) -> (u8, bool) {
+        match self {
+            VersionSetting::Number(v) => (v, false),
+            VersionSetting::Auto => (4, true),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = VersionSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an NTP version 1-5 or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u8::try_from(v).map(VersionSetting::Number).map_err(|_| E::custom(format!("NTP version {v} is not 1-5 or \"auto\"")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                u8::try_from(v).map(VersionSetting::Number).map_err(|_| E::custom(format!("NTP version {v} is not 1-5 or \"auto\"")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "auto" => Ok(VersionSetting::Auto),
+                    _ => Err(E::custom(format!("version {v:?} is neither a number 1-5 nor \"auto\""))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[access]`.
@@ -670,7 +726,14 @@ impl ConfigFile {
                 poll_max_log2: s.poll_max.unwrap_or(defaults.poll_max_log2.max(s.poll_min.unwrap_or(0))),
                 iburst: s.iburst,
                 burst: s.burst,
-                version: s.version.unwrap_or(4),
+                version: s.version.map_or(4, |v| v.to_config().0),
+                v5_auto: s.version.is_some_and(|v| v.to_config().1),
+                draft: match &s.draft {
+                    None => defaults.draft,
+                    Some(d) => Draft::parse(d).ok_or_else(|| {
+                        at(&[K("source"), I(i), K("draft")], format!("{name}: NTPv5 draft {d:?} is not one of \"07\", \"08\", \"09\""))
+                    })?,
+                },
                 unsmear: s.unsmear,
                 ..defaults
             };
@@ -684,6 +747,9 @@ impl ConfigFile {
                 path.extend(key.map(K));
                 at(&path, format!("{name}: {e}"))
             })?;
+            if s.nts && (config.version == 5 || config.v5_auto) {
+                return Err(at(&[K("source"), I(i), K("version")], format!("{name}: NTS with NTPv5 is not supported yet: use version 4 with nts = true")));
+            }
             let nts = check_nts_source(s).map_err(|(key, m)| {
                 let mut path = vec![K("source"), I(i)];
                 path.extend(key.map(K));
@@ -765,6 +831,8 @@ impl ConfigFile {
                 rate_limit,
                 smear,
                 interleaved: self.interleaved.unwrap_or(true),
+                ntpv5: self.ntpv5.unwrap_or(true),
+                tai_utc_offset: self.tai_offset,
                 ..ServerConfig::default()
             },
             local,
@@ -1180,6 +1248,27 @@ leap = "2016-12-31T23:59:60Z"
         assert!(e.0.contains("23:59:60"), "{e}");
         let e = DaemonConfig::from_toml("[[source]]\naddress=\"127.0.0.1:123\"\npoll_min=2\n", "h").unwrap_err();
         assert!(e.0.contains("#1"), "{e}");
+    }
+
+    #[test]
+    fn ntpv5_keys() {
+        let text = "listen = [\"127.0.0.1:11123\"]\nntpv5 = false\ntai_offset = 37\n[[source]]\naddress = \"127.0.0.1:123\"\nversion = \"auto\"\n[[source]]\naddress = \"127.0.0.2:123\"\nversion = 5\ndraft = \"09\"\n";
+        let c = DaemonConfig::from_toml(text, "v5.toml").unwrap();
+        assert!(!c.server.ntpv5);
+        assert_eq!(c.server.tai_utc_offset, Some(37));
+        assert_eq!((c.sources[0].config.version, c.sources[0].config.v5_auto, c.sources[0].config.draft), (4, true, Draft::DEFAULT));
+        assert_eq!((c.sources[1].config.version, c.sources[1].config.v5_auto, c.sources[1].config.draft), (5, false, Draft::D09));
+        assert!(DaemonConfig::from_toml("listen = [\"127.0.0.1:1\"]\n", "d").unwrap().server.ntpv5, "on by default");
+        for (bad, says) in [
+            ("version = \"sometimes\"", "neither a number 1-5 nor \"auto\""),
+            ("version = 6", "not 1-5"),
+            ("version = 5\ndraft = \"06\"", "\"07\", \"08\", \"09\""),
+            ("version = 5\nnts = true", "NTS with NTPv5 is not supported"),
+        ] {
+            let e = DaemonConfig::from_toml(&format!("[[source]]\naddress = \"127.0.0.1:123\"\n{bad}\n"), "e.toml").unwrap_err();
+            assert!(e.0.starts_with("e.toml:3:") || e.0.starts_with("e.toml:4:"), "{e}");
+            assert!(e.0.contains(says), "{e}");
+        }
     }
 
     #[test]

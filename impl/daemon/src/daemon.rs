@@ -30,6 +30,7 @@ use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
 use ntplab_proto::time::{NtpDuration, NtpTime, NtpTimestamp};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v4::LeapIndicator;
+use ntplab_proto::wire::v5::V5ReferenceId;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::future::Future;
@@ -379,6 +380,13 @@ where
     }
     let precision_log2 = system_config.precision_log2;
     let mut system: System<PeerId> = System::new(system_config);
+    // This host's NTPv5 reference ID (draft-ietf-ntp-ntpv5-07 §7.4): random,
+    // for the loop test. NTPv5 draws from its own stream, so that the NTPv4
+    // behaviour of a seed (transmit timestamps, poll jitter) is what it was.
+    let mut v5_rng = SmallRng::seed_from_u64(seed ^ 0x4e54_5035_4452_4654);
+    let mut own_v5_id = [0u8; 15];
+    v5_rng.fill(&mut own_v5_id);
+    system.set_own_v5_id(V5ReferenceId::from_random(own_v5_id));
     // This host's addresses, for the loop test: the listen addresses (and
     // later the addresses replies arrive at).
     let mut listening = Vec::new();
@@ -412,6 +420,7 @@ where
             IpAddr::V6(ip) => ReferenceId::from_ipv6(ip),
         };
         system.add_source(PeerId::Source(i), refid);
+        system.set_source_v5_id(&PeerId::Source(i), V5ReferenceId::from_address(spec.address.ip()));
         let source = Source::new(spec.config, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
         let nts_source = match &spec.nts {
@@ -456,6 +465,7 @@ where
         let mut provider = refclocks.open(index, spec).await?;
         let driver = RefclockDriver::new(spec, precision_log2, Instant::ZERO);
         system.add_source(PeerId::Refclock(index), driver.params().reference_id);
+        system.set_source_v5_id(&PeerId::Refclock(index), V5ReferenceId::from_refclock_code(driver.params().reference_id.0));
         drivers.push(driver);
         let tx = refclock_tx.clone();
         tasks.0.push(tokio::task::spawn_local(async move {
@@ -534,6 +544,7 @@ where
                 let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
+                    server.set_reference_ids(*system.served_reference_ids());
                     let socket = &*sockets[inc.socket];
                     match &nts_server {
                         Some(shared) => serve_nts(shared, &mut server, &state, socket, &inc, rx_time, mono(), clock, &mut out, events).await,
@@ -541,7 +552,7 @@ where
                     }
                 } else {
                     let index = inc.socket - server_socket_count;
-                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events);
+                    handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events, v5_rng.random());
                     // An NTSN dropped the session: establish keys again at once.
                     if let Some(n) = slots.get_mut(index).and_then(Option::as_mut).and_then(|s| s.nts.as_mut()) {
                         if !n.keyed() {
@@ -799,6 +810,7 @@ fn handle_reply<S, C: DaemonClock>(
     peers: &Peers,
     clock: &mut C,
     events: &mut dyn EventSink,
+    random: u64,
 ) {
     let Some(slot) = slots.get_mut(index).and_then(Option::as_mut) else { return };
     if inc.data.len() > MAX_DATAGRAM {
@@ -832,6 +844,10 @@ fn handle_reply<S, C: DaemonClock>(
     events.event(rx_time, &DaemonEvent::SourceReply { source: address, event });
     match event {
         SourceEvent::Sample(m) => {
+            if let Some(ids) = slot.source.reference_ids() {
+                // NTPv5: a source whose Reference IDs hold this host's ID is a loop.
+                system.set_reference_ids(&PeerId::Source(index), ids, random);
+            }
             events.event(rx_time, &DaemonEvent::Sample { source: address, sample: SampleFigures::from(&m) });
             let local = clock.now();
             let update = system.handle_measurement(&PeerId::Source(index), &m, local);

@@ -46,10 +46,12 @@
 //! carrying them (or a MAC) get a plain, unauthenticated header, which an
 //! authenticating client will discard; a server offering NTS calls
 //! [`Server::handle_nts`] instead (see [`nts`]), whose NTS replies carry the
-//! Unique Identifier and Authenticator and are still never larger than the request. Version 5 requests are reported as
-//! [`DropReason::NtpV5`] for the daemon to route to the NTPv5 responder; they
-//! are judged before access control, which that responder must apply itself
-//! (the [`AccessList`] and [`RateLimiter`] types are public for that). Modes 0,
+//! Unique Identifier and Authenticator and are still never larger than the request. Version 5 requests go to
+//! the NTPv5 responder ([`v5`]), which answers in the request's draft with a
+//! reply exactly as long as the request, under the same access control and
+//! rate limiting ([`DropReason::NtpV5`] when [`ServerConfig::ntpv5`] is off).
+//! An NTPv4 request whose reference timestamp is [`UPGRADE_MARKER`] gets it
+//! back (the offer to switch to NTPv5, draft-ietf-ntp-ntpv5-07 §12). Modes 0,
 //! 1, 2, 4, 5, 6 and 7 are never answered (no symmetric passive associations,
 //! no control or private queries).
 //!
@@ -86,12 +88,14 @@ pub mod nts;
 pub mod ratelimit;
 pub mod smear;
 pub mod table;
+pub mod v5;
 
 pub use access::{AccessAction, AccessList, AccessRule, AccessRuleError};
 pub use interleaved::InterleavedStore;
 pub use nts::{NtsReplyKind, NtsResponse, NtsServerAction};
 pub use ratelimit::{RateLimitConfig, RateLimiter, RateVerdict};
 pub use smear::{LeapKind, SmearConfig, SmearStyle, SMEAR_WINDOW_S};
+pub use v5::{V5Drop, UPGRADE_MARKER};
 
 use crate::time::{NtpDuration, NtpTime, NtpTimestamp};
 use crate::wire::refid::{KissCode, ReferenceId, SmearCorrection};
@@ -197,6 +201,12 @@ pub struct ServerConfig {
     /// Leap smear to apply, if any. With a smear configured the responder
     /// never announces the leap (LI is 0 or 3).
     pub smear: Option<SmearConfig>,
+    /// Answer NTPv5 requests (drafts -07, -08, -09, see [`v5`]) and offer the
+    /// upgrade to NTPv4 clients that ask for it (default on).
+    pub ntpv5: bool,
+    /// TAI − UTC in seconds, when known: NTPv5 clients may then ask for TAI
+    /// (default none: TAI requests are answered in UTC).
+    pub tai_utc_offset: Option<i16>,
 }
 
 impl Default for ServerConfig {
@@ -209,6 +219,8 @@ impl Default for ServerConfig {
             poll_log2_min: 4,
             poll_log2_max: 17,
             smear: None,
+            ntpv5: true,
+            tai_utc_offset: None,
         }
     }
 }
@@ -269,8 +281,10 @@ pub enum DropReason {
     Oversize,
     /// Version 0, 6 or 7.
     BadVersion(u8),
-    /// Version 5: the daemon should hand the datagram to the NTPv5 responder.
+    /// Version 5, and NTPv5 is switched off ([`ServerConfig::ntpv5`]).
     NtpV5,
+    /// An NTPv5 request not answered, and why.
+    V5(V5Drop),
     /// Not a client-mode request.
     BadMode(Mode),
     /// The octets after the header are neither extension fields nor a MAC.
@@ -303,7 +317,18 @@ enum Pending {
     /// Nothing to fill in (kiss-o'-death).
     Nothing,
     /// A time response: the transmit timestamp (basic) and the saved pair.
-    Time { client: IpAddr, rx: NtpTimestamp, rx_time: NtpTime, interleaved: bool, now_ns: u64 },
+    Time { client: IpAddr, rx: NtpTimestamp, rx_time: NtpTime, interleaved: bool, now_ns: u64, scale: Scale },
+}
+
+/// The timescale of a response's timestamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// What NTPv4 clients get: UTC, leap-smeared when a smear is configured.
+    Served,
+    /// UTC, never smeared (NTPv5 timescale 0).
+    Utc,
+    /// TAI: UTC plus this many seconds (NTPv5 timescale 1).
+    Tai(i16),
 }
 
 /// What to do with a request.
@@ -327,6 +352,9 @@ pub struct Server {
     config: ServerConfig,
     rate: RateLimiter,
     interleaved: InterleavedStore,
+    /// The NTPv5 Reference IDs filter served (§7.4): this server's own ID and
+    /// those of its selected sources.
+    reference_ids: Box<crate::wire::v5::BloomFilter>,
 }
 
 impl Server {
@@ -343,6 +371,7 @@ impl Server {
         Server {
             rate: RateLimiter::new(config.rate_limit, hash_key),
             interleaved: InterleavedStore::new(config.interleaved_slots, key2),
+            reference_ids: Box::default(),
             config,
         }
     }
@@ -416,6 +445,7 @@ impl Server {
         };
         match packet.version() {
             1..=4 => {}
+            5 if self.config.ntpv5 => return self.handle_v5(now_mono_ns, client, request, rx_time, clock, out),
             5 => return ServerAction::Ignore(DropReason::NtpV5),
             v => return ServerAction::Ignore(DropReason::BadVersion(v)),
         }
@@ -506,6 +536,15 @@ impl Server {
         }
     }
 
+    /// UTC-clock reading `t` in the timescale `scale`.
+    fn in_scale(&self, t: NtpTime, scale: Scale, clock: &ServerClockState) -> NtpTime {
+        match scale {
+            Scale::Served => self.served(t, clock),
+            Scale::Utc => t,
+            Scale::Tai(offset) => t + NtpDuration::from_seconds(i64::from(offset)),
+        }
+    }
+
     fn write_time_response(
         &mut self,
         now_ns: u64,
@@ -531,7 +570,12 @@ impl Server {
             }
             _ => clock.reference_id,
         };
-        let reference_timestamp = clock.reference_time.map_or(NtpTimestamp::ZERO, |r| self.served(r, clock).to_timestamp());
+        let mut reference_timestamp = clock.reference_time.map_or(NtpTimestamp::ZERO, |r| self.served(r, clock).to_timestamp());
+        if self.config.ntpv5 && req.reference_timestamp == UPGRADE_MARKER {
+            // draft-ietf-ntp-ntpv5-07 §12: a client that speaks NTPv5 too
+            // asks with the marker; a server that does echoes it.
+            reference_timestamp = UPGRADE_MARKER;
+        }
 
         // Interleaved detection (RFC 9769 §2): request rx != tx, and its origin
         // is the receive timestamp we saved for this address.
@@ -563,14 +607,14 @@ impl Server {
         Response {
             len: HEADER_LEN,
             reason: if interleaved { ResponseReason::Interleaved } else { ResponseReason::Basic },
-            pending: Pending::Time { client, rx, rx_time: served_rx_time, interleaved, now_ns },
+            pending: Pending::Time { client, rx, rx_time: served_rx_time, interleaved, now_ns, scale: Scale::Served },
         }
     }
 
     /// The transmit timestamp served for `tx_time`: smeared, and strictly
     /// later than the served receive time (bumped by 2^-32 s if not).
-    fn served_tx(&self, rx_time: NtpTime, tx_time: NtpTime, clock: &ServerClockState) -> NtpTimestamp {
-        let served = self.served(tx_time, clock);
+    fn served_tx(&self, rx_time: NtpTime, tx_time: NtpTime, scale: Scale, clock: &ServerClockState) -> NtpTimestamp {
+        let served = self.in_scale(tx_time, scale, clock);
         let min = rx_time + NtpDuration::from_bits(1);
         served.max(min).to_timestamp()
     }
@@ -591,10 +635,10 @@ impl Server {
         let Some(field) = out.get_mut(TRANSMIT_OFFSET..HEADER_LEN) else {
             return NtpTimestamp::ZERO;
         };
-        let Pending::Time { client, rx, rx_time, interleaved, now_ns } = response.pending else {
+        let Pending::Time { client, rx, rx_time, interleaved, now_ns, scale } = response.pending else {
             return NtpTimestamp::from_bits(u64::from_be_bytes(field.try_into().unwrap_or([0; 8])));
         };
-        let tx = self.served_tx(rx_time, tx_time, clock);
+        let tx = self.served_tx(rx_time, tx_time, scale, clock);
         debug_assert_ne!(tx, rx, "RFC 9769 §2: transmit must differ from receive");
         let written = if interleaved {
             NtpTimestamp::from_bits(u64::from_be_bytes(field.try_into().unwrap_or([0; 8])))
@@ -613,9 +657,9 @@ impl Server {
     /// carries it. Ignored for kiss-o'-death responses and when the client's
     /// saved pair has since been replaced or used.
     pub fn transmitted(&mut self, response: &Response, tx_time: NtpTime, clock: &ServerClockState) {
-        if let Pending::Time { client, rx, rx_time, .. } = response.pending {
+        if let Pending::Time { client, rx, rx_time, scale, .. } = response.pending {
             if self.config.interleaved {
-                let tx = self.served_tx(rx_time, tx_time, clock);
+                let tx = self.served_tx(rx_time, tx_time, scale, clock);
                 self.interleaved.update_tx(client, rx, tx);
             }
         }

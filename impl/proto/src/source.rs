@@ -146,6 +146,10 @@ use crate::time::{NtpDuration, NtpTime, NtpTimestamp};
 use crate::wire::refid::{KissCode, ReferenceId};
 use crate::wire::short::NtpShort;
 use crate::wire::v4::{LeapIndicator, Mode, Packet, Repr, HEADER_LEN};
+use crate::wire::v5::Draft;
+
+mod v5;
+pub use v5::{Speaking, UPGRADE_ASKS, V5_FALLBACK_REQUESTS, V5_REQUEST_LEN, V5_UNANSWERED_LIMIT};
 
 /// Lowest configurable poll exponent (16 s), RFC 5905 Fig. 6 MINPOLL.
 pub const MINPOLL_LOG2: i8 = 4;
@@ -192,8 +196,16 @@ pub struct SourceConfig {
     /// Send a burst of [`BCOUNT`] requests at each poll while the server is
     /// reachable. Default off; meant for long poll intervals.
     pub burst: bool,
-    /// NTP version written in requests, 1–4. Default 4.
+    /// NTP version written in requests, 1–5. Default 4. With 5 the source
+    /// speaks NTPv5 (in [`SourceConfig::draft`]) and nothing else.
     pub version: u8,
+    /// With version 4: ask the server for NTPv5 (the "NTP5DRFT" reference
+    /// timestamp), switch to NTPv5 when it offers it, and fall back to NTPv4
+    /// when NTPv5 goes unanswered (draft-ietf-ntp-ntpv5-07 §12; `version =
+    /// "auto"` in the daemon configuration). Default off.
+    pub v5_auto: bool,
+    /// The NTPv5 draft spoken. Default [`Draft::DEFAULT`].
+    pub draft: Draft,
     /// The system precision exponent (s.rho of RFC 5905 §11.1), log2 seconds:
     /// the resolution of the local timestamps the driver passes in. It enters
     /// the sample dispersion and is the floor of the sample delay (§8).
@@ -217,6 +229,8 @@ impl Default for SourceConfig {
             iburst: false,
             burst: false,
             version: 4,
+            v5_auto: false,
+            draft: Draft::DEFAULT,
             precision_log2: DEFAULT_PRECISION_LOG2,
             poll_jitter: true,
             unsmear: false,
@@ -239,7 +253,7 @@ impl SourceConfig {
                 poll_max_log2: self.poll_max_log2,
             });
         }
-        if !(1..=4).contains(&self.version) {
+        if !(1..=5).contains(&self.version) || (self.v5_auto && self.version != 4) {
             return Err(ConfigError::Version { version: self.version });
         }
         Ok(())
@@ -267,7 +281,7 @@ pub enum ConfigError {
         /// The configured maximum.
         poll_max_log2: i8,
     },
-    /// `version` is not 1–4.
+    /// `version` is not 1–5, or `v5_auto` is set with a version other than 4.
     Version {
         /// The configured value.
         version: u8,
@@ -286,7 +300,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::PollMinAboveMax { poll_min_log2, poll_max_log2 } => {
                 write!(f, "minimum poll {poll_min_log2} is above maximum poll {poll_max_log2}")
             }
-            ConfigError::Version { version } => write!(f, "NTP version {version} is not 1-4"),
+            ConfigError::Version { version } => write!(f, "NTP version {version} is not 1-5 (or \"auto\", which starts at 4)"),
         }
     }
 }
@@ -431,11 +445,17 @@ pub enum RejectReason {
     ReferenceAfterTransmit,
     /// Root delay / 2 + root dispersion ≥ MAXDISP (RFC 5905 A.5.1.1).
     RootDistance,
+    /// An NTPv5 reply in another draft than the one spoken, or without the
+    /// Draft Identification (draft-ietf-ntp-ntpv5-07 §7.1).
+    WrongDraft,
+    /// An NTPv5 reply in another timescale than the one asked for
+    /// (draft-ietf-ntp-ntpv5-07 §9).
+    WrongTimescale,
 }
 
 impl RejectReason {
     /// Every reason, in check order.
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::TooShort,
         RejectReason::BadVersion,
         RejectReason::BadMode,
@@ -453,6 +473,8 @@ impl RejectReason {
         RejectReason::StratumUnsynchronized,
         RejectReason::ReferenceAfterTransmit,
         RejectReason::RootDistance,
+        RejectReason::WrongDraft,
+        RejectReason::WrongTimescale,
     ];
 
     /// A stable snake_case name for metrics labels.
@@ -475,6 +497,8 @@ impl RejectReason {
             RejectReason::StratumUnsynchronized => "stratum_unsynchronized",
             RejectReason::ReferenceAfterTransmit => "reference_after_transmit",
             RejectReason::RootDistance => "root_distance",
+            RejectReason::WrongDraft => "wrong_draft",
+            RejectReason::WrongTimescale => "wrong_timescale",
         }
     }
 
@@ -494,6 +518,8 @@ impl RejectReason {
             | RejectReason::StratumUnsynchronized
             | RejectReason::ReferenceAfterTransmit
             | RejectReason::RootDistance => "RFC 5905 A.5.1.1",
+            RejectReason::WrongDraft => "draft-ietf-ntp-ntpv5-07 §7.1",
+            RejectReason::WrongTimescale => "draft-ietf-ntp-ntpv5-07 §9",
         }
     }
 
@@ -546,6 +572,9 @@ struct Outstanding {
     xmt: NtpTimestamp,
     /// T1 as the local clock read it in `handle_timeout`.
     local_send_time: NtpTime,
+    /// An NTPv5 request (`xmt` holds its client cookie): the Reference IDs
+    /// chunk offset it asked for.
+    v5_chunk: Option<usize>,
 }
 
 /// One upstream server in client mode: poll process and peer process.
@@ -581,6 +610,12 @@ pub struct Source {
     last_leap: Option<LeapIndicator>,
     demobilized: Option<KissCode>,
     counters: SourceCounters,
+    /// Which protocol the association speaks now (NTPv5 and the upgrade).
+    speaking: Speaking,
+    /// The lowest poll the NTPv5 server allows (its Poll field; i8::MIN: none).
+    v5_poll_floor_log2: i8,
+    /// The server's NTPv5 Reference IDs filter, assembled from chunks.
+    reference_ids: crate::wire::v5::RemoteBloomFilter,
 }
 
 impl Source {
@@ -606,6 +641,9 @@ impl Source {
             last_leap: None,
             demobilized: None,
             counters: SourceCounters::default(),
+            speaking: Speaking::initial(&config),
+            v5_poll_floor_log2: i8::MIN,
+            reference_ids: crate::wire::v5::RemoteBloomFilter::new(v5::REFERENCE_IDS_CHUNK),
         })
     }
 
@@ -640,7 +678,7 @@ impl Source {
         if let Some(peer) = self.peer_poll_log2 {
             e = e.min(peer);
         }
-        e.max(self.config.poll_min_log2).max(self.kod_poll_floor_log2)
+        e.max(self.config.poll_min_log2).max(self.kod_poll_floor_log2).max(self.v5_poll_floor_log2.min(self.config.poll_max_log2.max(KOD_RATE_POLL_CAP_LOG2)))
     }
 
     /// The host poll exponent (hpoll), log2 seconds: the system poll, or more
@@ -722,7 +760,8 @@ impl Source {
         if self.demobilized.is_some() || now < self.next_send_at {
             return None;
         }
-        assert!(buf.len() >= REQUEST_LEN, "Source::handle_timeout needs a buffer of at least {REQUEST_LEN} octets");
+        let needed = self.request_len();
+        assert!(buf.len() >= needed, "Source::handle_timeout needs a buffer of at least {needed} octets");
         let mut stale = false;
         if self.burst_remaining > 0 {
             // A.5.7: inside a burst only count down.
@@ -750,8 +789,8 @@ impl Source {
             }
         }
         let xmt = NtpTimestamp::from_bits(if random == 0 { 1 } else { random });
-        self.write_request(xmt, buf);
-        self.outstanding = Some(Outstanding { xmt, local_send_time: local_time });
+        let (len, v5_chunk) = self.write_any_request(xmt, buf);
+        self.outstanding = Some(Outstanding { xmt, local_send_time: local_time, v5_chunk });
         self.counters.requests_sent += 1;
         if self.burst_remaining > 0 {
             self.next_send_at = now + BURST_SPACING;
@@ -759,7 +798,7 @@ impl Source {
             self.schedule_regular(now);
         }
         debug_assert!(self.next_send_at > now || now == Instant::MAX);
-        Some(TransmitRequest { len: REQUEST_LEN, stale })
+        Some(TransmitRequest { len, stale })
     }
 
     /// Judges a datagram from the server (see the [module docs](self) for the
@@ -801,9 +840,14 @@ impl Source {
         let reject = SourceEvent::Rejected;
 
         // Format checks.
+        if crate::wire::v4::version_of(bytes) == Some(crate::wire::v5::VERSION) {
+            return self.process_v5_response(now, bytes, rx_local, tx_local_actual);
+        }
         let Ok(packet) = Packet::new_checked(bytes) else { return reject(R::TooShort) };
         let Ok(repr) = Repr::parse(&packet) else { return reject(R::TooShort) };
-        if !(1..=4).contains(&repr.version) {
+        // An NTPv4 reply to an NTPv5 request is no answer, even with the
+        // client cookie where NTPv4 has the origin timestamp.
+        if !(1..=4).contains(&repr.version) || self.outstanding.is_some_and(|o| o.v5_chunk.is_some()) {
             return reject(R::BadVersion);
         }
         if repr.mode != Mode::Server {
@@ -839,6 +883,12 @@ impl Source {
         self.outstanding = None;
         self.last_answered_xmt = Some(out.xmt);
         self.last_rx_xmt = Some(repr.transmit_timestamp);
+        // An answer to an upgrade request: the server offers NTPv5 when it
+        // echoes the marker, which is then no reference time.
+        let mut repr = repr;
+        if self.v4_answered(repr.reference_timestamp == crate::server::UPGRADE_MARKER) {
+            repr.reference_timestamp = NtpTimestamp::ZERO;
+        }
 
         if packet.payload().len() == 4 {
             return reject(R::CryptoNak);

@@ -41,6 +41,7 @@ use crate::source::Measurement;
 use crate::time::{NtpDuration, NtpTime};
 use crate::wire::refid::ReferenceId;
 use crate::wire::v4::LeapIndicator;
+use crate::wire::v5::{BloomFilter, V5ReferenceId};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -119,6 +120,22 @@ struct Peer {
     filter: ClockFilter,
     reference_id: ReferenceId,
     last: Option<Measurement>,
+    /// NTPv5 loop detection (see [`System::set_reference_ids`]).
+    v5: PeerV5,
+}
+
+/// What a source contributes to NTPv5 loop detection.
+#[derive(Default)]
+struct PeerV5 {
+    /// Its 120-bit ID in this host's filter: MD5 of its address (NTPv4) or
+    /// clock code (reference clock), draft-ietf-ntp-ntpv5-07 §7.4.
+    id: Option<V5ReferenceId>,
+    /// Its own Reference IDs filter, when it speaks NTPv5.
+    reference_ids: Option<Box<BloomFilter>>,
+    /// Its filter holds this host's ID.
+    looped: bool,
+    /// Polls still to wait after the loop cleared before selecting it again.
+    hold: u8,
 }
 
 /// What one input changed.
@@ -161,6 +178,12 @@ pub struct System<Id: Ord + Clone> {
     jitter: NtpDuration,
     /// Reference IDs of this host's addresses (the loop test).
     own_ids: Vec<ReferenceId>,
+    /// This host's 120-bit NTPv5 reference ID, once set.
+    own_v5_id: Option<V5ReferenceId>,
+    /// The NTPv5 Reference IDs filter this host serves.
+    served_ids: Box<BloomFilter>,
+    /// Cluster survivors of the last selection: the sources "selected for synchronization".
+    survivors: Vec<Id>,
 }
 
 impl<Id: Ord + Clone + 'static> System<Id> {
@@ -186,7 +209,71 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             offset: NtpDuration::ZERO,
             jitter: NtpDuration::ZERO,
             own_ids: Vec::new(),
+            own_v5_id: None,
+            served_ids: Box::default(),
+            survivors: Vec::new(),
         }
+    }
+
+    /// Sets this host's 120-bit NTPv5 reference ID (random, chosen once at
+    /// start, draft-ietf-ntp-ntpv5-07 §7.4). A source whose Reference IDs
+    /// filter holds it is not selected ([`Rejection::Loop`]).
+    pub fn set_own_v5_id(&mut self, id: V5ReferenceId) {
+        self.own_v5_id = Some(id);
+        self.update_served_ids();
+    }
+
+    /// Sets the ID source `id` adds to the filter this host serves while it
+    /// is selected: the MD5 of its address, or of its reference clock code.
+    pub fn set_source_v5_id(&mut self, id: &Id, v5_id: V5ReferenceId) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.v5.id = Some(v5_id);
+        }
+        self.update_served_ids();
+    }
+
+    /// Hands over source `id`'s NTPv5 Reference IDs filter (call after each of
+    /// its replies, before its measurement). While the filter holds this
+    /// host's ID the source is a loop; once it no longer does, the source
+    /// stays out for `random % 5` more calls (§7.4: a random 0–4 polls, so
+    /// that longer loops settle).
+    pub fn set_reference_ids(&mut self, id: &Id, filter: &BloomFilter, random: u64) {
+        let own = self.own_v5_id;
+        let Some(p) = self.peers.get_mut(id) else { return };
+        let looped = own.is_some_and(|o| filter.contains(&o));
+        if looped {
+            p.v5.hold = 0;
+        } else if p.v5.looped {
+            p.v5.hold = (random % 5) as u8;
+        } else {
+            p.v5.hold = p.v5.hold.saturating_sub(1);
+        }
+        p.v5.looped = looped;
+        p.v5.reference_ids = Some(Box::new(*filter));
+        self.update_served_ids();
+    }
+
+    /// The NTPv5 Reference IDs filter this host serves: its own ID and, for
+    /// each source selected for synchronization, that source's filter (NTPv5)
+    /// or ID (NTPv4, reference clock).
+    pub fn served_reference_ids(&self) -> &BloomFilter {
+        &self.served_ids
+    }
+
+    fn update_served_ids(&mut self) {
+        let mut f = BloomFilter::EMPTY;
+        if let Some(own) = &self.own_v5_id {
+            f.add(own);
+        }
+        for id in &self.survivors {
+            let Some(p) = self.peers.get(id) else { continue };
+            match (&p.v5.reference_ids, &p.v5.id) {
+                (Some(theirs), _) => f.union_with(theirs),
+                (None, Some(v5_id)) => f.add(v5_id),
+                (None, None) => {}
+            }
+        }
+        *self.served_ids = f;
     }
 
     /// Tells the system one of this host's addresses (a listen address, the
@@ -230,7 +317,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
     pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
         let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
-        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None }));
+        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, v5: PeerV5::default() }));
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -341,7 +428,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
         let mut unfit = Vec::new();
         for (id, p) in &self.peers {
-            if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
+            if p.v5.looped || p.v5.hold > 0 {
+                // Its NTPv5 Reference IDs hold this host's ID (§7.4).
+                unfit.push((id.clone(), Rejection::Loop));
+            } else if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
                 unfit.push((id.clone(), r));
             }
         }
@@ -453,6 +543,8 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 }
             }
         }
+        self.survivors = if selection.outcome.is_ok() { selection.survivors.clone() } else { Vec::new() };
+        self.update_served_ids();
         update.selection = Some(selection);
         update
     }
@@ -983,6 +1075,67 @@ mod tests {
             assert_eq!(sys.system_peer(), None);
         }
         assert!(!sys.server_state(t(300.0)).is_synchronized());
+    }
+
+    #[test]
+    fn an_ntpv5_source_whose_reference_ids_hold_this_host_is_a_loop() {
+        let me = V5ReferenceId::from_random([9; 15]);
+        let other = V5ReferenceId::from_random([10; 15]);
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.set_own_v5_id(me);
+        assert!(sys.served_reference_ids().contains(&me));
+        assert_eq!(sys.served_reference_ids().count_ones(), 10);
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        sys.set_source_v5_id(&1, V5ReferenceId::from_address("192.0.2.1".parse().unwrap()));
+        let mut through_me = BloomFilter::EMPTY;
+        through_me.add(&me);
+        through_me.add(&other);
+        let mut clean = BloomFilter::EMPTY;
+        clean.add(&other);
+        let mut at = 0.0;
+        let mut feed = |sys: &mut System<u32>, filter: &BloomFilter, random: u64| {
+            at += 16.0;
+            sys.set_reference_ids(&1, filter, random);
+            sys.handle_measurement(&1, &from_server(2, ReferenceId::from_ipv4("192.0.2.99".parse().unwrap()), 0.0, at), t(at))
+        };
+        for _ in 0..10 {
+            let u = feed(&mut sys, &through_me, 0);
+            assert_eq!(rejections(&u), vec![(1, Rejection::Loop)]);
+            assert_eq!(sys.system_peer(), None);
+        }
+        // The loop clears: out for 3 (= 8 % 5) polls, that one included, then selected.
+        for k in 0..3 {
+            let random = if k == 0 { 8 } else { 0 };
+            assert_eq!(rejections(&feed(&mut sys, &clean, random)), vec![(1, Rejection::Loop)], "held, poll {k}");
+        }
+        let mut selected = false;
+        for _ in 0..8 {
+            let u = feed(&mut sys, &clean, 0);
+            assert!(rejections(&u).is_empty(), "{:?}", rejections(&u));
+            selected |= sys.system_peer() == Some(&1);
+        }
+        assert!(selected);
+        // Selected: the served filter is this host's ID and the source's filter.
+        let served = *sys.served_reference_ids();
+        assert!(served.contains(&me) && served.contains(&other));
+        assert_eq!(served.count_ones(), 20);
+    }
+
+    #[test]
+    fn an_ntpv4_source_adds_its_address_id_to_the_served_filter() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        let me = V5ReferenceId::from_random([1; 15]);
+        sys.set_own_v5_id(me);
+        sys.add_source(1, ReferenceId::NONE);
+        let addr_id = V5ReferenceId::from_address("192.0.2.1".parse().unwrap());
+        sys.set_source_v5_id(&1, addr_id);
+        assert!(!sys.served_reference_ids().contains(&addr_id), "not selected yet");
+        for i in 0..12 {
+            sys.handle_measurement(&1, &from_server(1, ReferenceId::from_ascii("GPS"), 0.0, f64::from(i)), t(f64::from(i)));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert!(sys.served_reference_ids().contains(&addr_id));
+        assert!(sys.served_reference_ids().contains(&me));
     }
 
     #[test]

@@ -168,9 +168,13 @@ fn config_ranges() {
     assert_eq!(bad(SourceConfig { poll_min_log2: 3, ..config() }), ConfigError::PollMinTooSmall { poll_min_log2: 3 });
     assert_eq!(bad(SourceConfig { poll_max_log2: 18, ..config() }), ConfigError::PollMaxTooLarge { poll_max_log2: 18 });
     assert_matches!(bad(SourceConfig { poll_min_log2: 9, poll_max_log2: 8, ..config() }), ConfigError::PollMinAboveMax { .. });
-    for version in [0, 5, 7] {
+    for version in [0, 6, 7] {
         assert_eq!(bad(SourceConfig { version, ..config() }), ConfigError::Version { version });
     }
+    // NTPv5 (source/v5.rs): version 5, or "auto" (v5_auto), which starts at version 4 only.
+    assert!(Source::new(SourceConfig { version: 5, ..config() }, Instant::ZERO).is_ok());
+    assert!(Source::new(SourceConfig { v5_auto: true, ..config() }, Instant::ZERO).is_ok());
+    assert_eq!(bad(SourceConfig { version: 3, v5_auto: true, ..config() }), ConfigError::Version { version: 3 });
     assert!(bad(SourceConfig { poll_min_log2: 2, ..config() }).to_string().contains("MINPOLL"));
 }
 

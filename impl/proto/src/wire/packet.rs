@@ -73,11 +73,23 @@ impl DecodedPacket {
         self.extensions.error.as_ref()
     }
 
-    /// Every conformance problem found: header, extension area, NTS fields, NTPv5 fields.
+    /// The NTPv5 draft this packet is judged by: the one its Draft
+    /// Identification names, -07 when it names none this crate knows (`None`
+    /// for other versions).
+    pub fn v5_draft(&self) -> Option<v5::Draft> {
+        match self.header {
+            Header::V5(_) => Some(v5::draft_of(&self.extensions.fields).draft().unwrap_or(v5::Draft::D07)),
+            Header::V4(_) => None,
+        }
+    }
+
+    /// Every conformance problem found: header, extension area, NTS fields,
+    /// NTPv5 fields (judged by the draft the packet names, see [`DecodedPacket::v5_draft`]).
     pub fn problems(&self) -> Vec<Problem> {
+        let draft = self.v5_draft().unwrap_or(v5::Draft::D07);
         let mut p = match &self.header {
             Header::V4(h) => h.problems(),
-            Header::V5(h) => h.problems(),
+            Header::V5(h) => h.problems_for(draft),
         };
         p.extend(self.extensions.problems.iter().cloned());
         let mode = self.mode();
@@ -91,7 +103,7 @@ impl DecodedPacket {
         };
         p.extend(nts::packet_problems(mode, ntsn, fields));
         if let Header::V5(_) = self.header {
-            p.extend(v5::field_problems(mode, fields));
+            p.extend(v5::field_problems_for(mode, fields, draft));
         }
         p
     }
@@ -183,6 +195,42 @@ mod tests {
         let d = parse_packet(&b).unwrap();
         assert!(!d.problems().is_empty());
         assert_eq!(d.to_bytes(), b);
+    }
+
+    /// A request as ntpd-rs 1.9 (draft-ietf-ntp-ntpv5-08) sends it: Poll 4
+    /// (its polling interval), Draft Identification with Length 27 and one
+    /// alignment zero after it, Reference IDs Request for 16 octets at offset 0.
+    fn ntpd_rs_08_request(draft: &[u8]) -> Vec<u8> {
+        let mut r = v5::Repr::request(v5::Timescale::Utc, 0x0102030405060708);
+        r.poll = 4;
+        let mut b = r.to_bytes().to_vec();
+        b.extend(v5::FieldBody::DraftIdentification { name: draft.to_vec() }.to_field().to_bytes());
+        b.extend(v5::FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
+        b
+    }
+
+    #[test]
+    fn v5_packets_are_judged_by_the_draft_they_name() {
+        let d = DecodedPacket::parse(&ntpd_rs_08_request(b"draft-ietf-ntp-ntpv5-08")).unwrap();
+        assert_eq!(d.v5_draft(), Some(v5::Draft::D08));
+        assert!(d.problems().is_empty(), "-08 lets a request carry the poll interval: {:?}", d.problems());
+        let d = DecodedPacket::parse(&ntpd_rs_08_request(b"draft-ietf-ntp-ntpv5-09")).unwrap();
+        assert!(d.problems().is_empty(), "{:?}", d.problems());
+        let d = DecodedPacket::parse(&ntpd_rs_08_request(b"draft-ietf-ntp-ntpv5-07")).unwrap();
+        assert_eq!(d.v5_draft(), Some(v5::Draft::D07));
+        let p = d.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].rule, "draft-ietf-ntp-ntpv5-07 §6");
+        assert!(p[0].detail.contains("poll"));
+        // No or an unknown Draft Identification: judged by -07.
+        let d = DecodedPacket::parse(&ntpd_rs_08_request(b"draft-ietf-ntp-ntpv5-99")).unwrap();
+        assert_eq!(d.v5_draft(), Some(v5::Draft::D07));
+        assert_eq!(d.problems().len(), 1);
+        // The alignment zero inside the Length: -07's reading is accepted, -08's is not.
+        let d = DecodedPacket::parse(&ntpd_rs_08_request(b"draft-ietf-ntp-ntpv5-08\0")).unwrap();
+        assert_eq!(d.v5_draft(), Some(v5::Draft::D08));
+        assert_eq!(d.problems().len(), 1, "{:?}", d.problems());
+        assert!(d.problems()[0].detail.contains("NUL"));
     }
 
     #[test]

@@ -32,6 +32,11 @@ use super::{check_len, read_u16, read_u32, read_u64, Error, Problem, Result};
 use crate::time::{NtpDuration, NtpTimestamp};
 use core::fmt;
 
+mod bloom;
+mod draft;
+pub use bloom::{BloomFilter, RemoteBloomFilter, V5ReferenceId};
+pub use draft::{draft_of, Draft, DraftId};
+
 mod field {
     use core::ops::Range;
     pub const LI_VN_MODE: usize = 0;
@@ -56,8 +61,6 @@ pub const HEADER_LEN: usize = field::PAYLOAD;
 pub const VERSION: u8 = 5;
 /// Size of the Reference IDs Bloom filter in octets (§7.4).
 pub const BLOOM_FILTER_LEN: usize = 512;
-
-const RULE_HDR: &str = "draft-ietf-ntp-ntpv5-07 §6";
 
 /// The NTPv5 `time32` type (§5): unsigned fixed point, 4 integer and 28 fraction bits (up to 16 s, 3.7 ns steps).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -518,30 +521,36 @@ impl Repr {
         buf
     }
 
-    /// Conformance problems of the header alone (§6, §9, §10).
+    /// Conformance problems of the header alone (§6, §9, §10), judged by -07.
     pub fn problems(&self) -> Vec<Problem> {
+        self.problems_for(Draft::D07)
+    }
+
+    /// Conformance problems of the header alone (§6, §9, §10), judged by `draft`.
+    pub fn problems_for(&self, draft: Draft) -> Vec<Problem> {
+        let rule_hdr = draft.rule("§6");
         let mut p = Vec::new();
         if self.version != VERSION {
-            p.push(Problem::new(RULE_HDR, format!("version {} in an NTPv5 header", self.version)));
+            p.push(Problem::new(rule_hdr, format!("version {} in an NTPv5 header", self.version)));
         }
         if !matches!(self.mode, Mode::Client | Mode::Server) {
-            p.push(Problem::new(RULE_HDR, format!("mode {} ({}) is neither 3 (request) nor 4 (response)", self.mode.to_bits(), self.mode.name())));
+            p.push(Problem::new(rule_hdr, format!("mode {} ({}) is neither 3 (request) nor 4 (response)", self.mode.to_bits(), self.mode.name())));
         }
         if let Timescale::Unknown(t) = self.timescale {
-            p.push(Problem::new(RULE_HDR, format!("unknown timescale {t}")));
+            p.push(Problem::new(rule_hdr, format!("unknown timescale {t}")));
         }
         if self.flags.unknown_bits() != 0 {
-            p.push(Problem::new(RULE_HDR, format!("undefined flag bits {:#06x} set", self.flags.unknown_bits())));
+            p.push(Problem::new(rule_hdr, format!("undefined flag bits {:#06x} set", self.flags.unknown_bits())));
         }
         if self.mode == Mode::Client {
             let mut must_be_zero = |name: &str, nonzero: bool| {
                 if nonzero {
-                    p.push(Problem::new(RULE_HDR, format!("request: {name} must be 0")));
+                    p.push(Problem::new(rule_hdr, format!("request: {name} must be 0")));
                 }
             };
             must_be_zero("leap indicator", self.leap != LeapIndicator::NoWarning);
             must_be_zero("stratum", self.stratum != 0);
-            must_be_zero("poll", self.poll != 0);
+            must_be_zero("poll", draft.request_poll_must_be_zero() && self.poll != 0);
             must_be_zero("precision", self.precision != 0);
             must_be_zero("root delay", self.root_delay != Time32::ZERO);
             must_be_zero("root dispersion", self.root_dispersion != Time32::ZERO);
@@ -550,15 +559,15 @@ impl Repr {
             must_be_zero("transmit timestamp", !self.transmit_timestamp.is_zero());
             let wrong = self.flags.0 & Flags::KNOWN & !Flags::INTERLEAVED;
             if wrong != 0 {
-                p.push(Problem::new(RULE_HDR, format!("request: only the interleaved flag may be set, flags are {:#06x}", self.flags.0)));
+                p.push(Problem::new(rule_hdr, format!("request: only the interleaved flag may be set, flags are {:#06x}", self.flags.0)));
             }
         }
         if self.mode == Mode::Server {
             if self.flags.auth_nak() && self.stratum != 0 {
-                p.push(Problem::new(RULE_HDR, format!("Authentication NAK with stratum {} (should be 0)", self.stratum)));
+                p.push(Problem::new(rule_hdr, format!("Authentication NAK with stratum {} (should be 0)", self.stratum)));
             }
             if self.flags.synchronized() && (self.receive_timestamp.is_zero() || self.transmit_timestamp.is_zero()) {
-                p.push(Problem::new(RULE_HDR, "synchronized response with a zero (unknown) receive or transmit timestamp"));
+                p.push(Problem::new(rule_hdr, "synchronized response with a zero (unknown) receive or transmit timestamp"));
             }
         }
         p
@@ -785,8 +794,13 @@ impl FieldBody {
         FieldRepr::new(self.field_type(), self.value())
     }
 
-    /// Rule breaks of this body in a packet of `mode`.
+    /// Rule breaks of this body in a packet of `mode`, judged by -07.
     pub fn problems(&self, mode: Mode) -> Vec<Problem> {
+        self.problems_for(mode, Draft::D07)
+    }
+
+    /// Rule breaks of this body in a packet of `mode`, judged by `draft`.
+    pub fn problems_for(&self, mode: Mode, draft: Draft) -> Vec<Problem> {
         let mut p = Vec::new();
         let request = mode == Mode::Client;
         let name = self.field_type().name();
@@ -797,16 +811,21 @@ impl FieldBody {
         };
         match self {
             FieldBody::DraftIdentification { name } => {
-                if name.contains(&0) {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.1", "Draft Identification contains NUL octets (must not be NUL-terminated)"));
+                // -07 does not say whether the Length counts the alignment
+                // padding: a known name followed by its alignment zeros is the
+                // -07 reading, not a NUL-terminated name.
+                let aligned = draft.padding_may_be_inside_length()
+                    && matches!(draft_of(&[self.to_field()]), DraftId::Known { padded: true, .. });
+                if name.contains(&0) && !aligned {
+                    p.push(Problem::new(draft.rule("§7.1"), "Draft Identification contains NUL octets (must not be NUL-terminated)"));
                 }
                 if name.iter().any(|b| !b.is_ascii()) {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.1", "Draft Identification is not ASCII"));
+                    p.push(Problem::new(draft.rule("§7.1"), "Draft Identification is not ASCII"));
                 }
             }
             FieldBody::Padding { body } => {
                 if body.iter().any(|&b| b != 0) {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.2", "Padding data should be zeros"));
+                    p.push(Problem::new(draft.rule("§7.2"), "Padding data should be zeros"));
                 }
             }
             FieldBody::Mac { .. } => {}
@@ -814,7 +833,7 @@ impl FieldBody {
                 let chunk = 2 + padding.len();
                 if usize::from(*offset) + chunk > BLOOM_FILTER_LEN {
                     p.push(Problem::new(
-                        "draft-ietf-ntp-ntpv5-07 §7.4",
+                        draft.rule("§7.4"),
                         format!("Reference IDs Request offset {offset} with chunk length {chunk} is past the {BLOOM_FILTER_LEN}-octet filter (field is ignored)"),
                     ));
                 }
@@ -822,37 +841,37 @@ impl FieldBody {
             FieldBody::ReferenceIdsResponse { chunk } => {
                 if chunk.len() > BLOOM_FILTER_LEN {
                     p.push(Problem::new(
-                        "draft-ietf-ntp-ntpv5-07 §7.4",
+                        draft.rule("§7.4"),
                         format!("Reference IDs Response chunk of {} octets exceeds the {BLOOM_FILTER_LEN}-octet filter", chunk.len()),
                     ));
                 }
             }
             FieldBody::ServerInformation { supported_versions, reserved } => {
-                zero_in_request("draft-ietf-ntp-ntpv5-07 §7.5", *supported_versions != 0 || *reserved != 0);
+                zero_in_request(draft.rule("§7.5"), *supported_versions != 0 || *reserved != 0);
                 if *reserved != 0 {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.5", "Server Information reserved field is not zero"));
+                    p.push(Problem::new(draft.rule("§7.5"), "Server Information reserved field is not zero"));
                 }
             }
             FieldBody::Correction { origin_correction, origin_path_id, reserved, .. } => {
                 // Network devices update the delay fields of a request in flight; only the origin fields stay zero.
-                zero_in_request("draft-ietf-ntp-ntpv5-07 §7.6", *origin_correction != 0 || *origin_path_id != 0);
+                zero_in_request(draft.rule("§7.6"), *origin_correction != 0 || *origin_path_id != 0);
                 if *reserved != 0 {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.6", "Correction reserved field is not zero"));
+                    p.push(Problem::new(draft.rule("§7.6"), "Correction reserved field is not zero"));
                 }
             }
             FieldBody::ReferenceTimestamp { timestamp } => {
-                zero_in_request("draft-ietf-ntp-ntpv5-07 §7.7", !timestamp.is_zero());
+                zero_in_request(draft.rule("§7.7"), !timestamp.is_zero());
             }
             FieldBody::MonotonicReceiveTimestamp { epoch_id, timestamp } => {
-                zero_in_request("draft-ietf-ntp-ntpv5-07 §7.8", *epoch_id != 0 || !timestamp.is_zero());
+                zero_in_request(draft.rule("§7.8"), *epoch_id != 0 || !timestamp.is_zero());
             }
             FieldBody::SecondaryReceiveTimestamp { timescale, era, reserved, timestamp } => {
-                zero_in_request("draft-ietf-ntp-ntpv5-07 §7.9", *era != 0 || *reserved != 0 || !timestamp.is_zero());
+                zero_in_request(draft.rule("§7.9"), *era != 0 || *reserved != 0 || !timestamp.is_zero());
                 if let Timescale::Unknown(t) = timescale {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.9", format!("Secondary Receive Timestamp: unknown timescale {t}")));
+                    p.push(Problem::new(draft.rule("§7.9"), format!("Secondary Receive Timestamp: unknown timescale {t}")));
                 }
                 if !request && *reserved != 0 {
-                    p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.9", "Secondary Receive Timestamp reserved field is not zero"));
+                    p.push(Problem::new(draft.rule("§7.9"), "Secondary Receive Timestamp reserved field is not zero"));
                 }
             }
         }
@@ -861,36 +880,41 @@ impl FieldBody {
 }
 
 /// Rule breaks of the NTPv5 fields of a packet of `mode`: typed parse errors and checks,
-/// placement of the MAC and Correction fields, repeated secondary timescales.
+/// placement of the MAC and Correction fields, repeated secondary timescales; judged by -07.
 pub fn field_problems(mode: Mode, fields: &[FieldRepr]) -> Vec<Problem> {
+    field_problems_for(mode, fields, Draft::D07)
+}
+
+/// [`field_problems`] judged by `draft`.
+pub fn field_problems_for(mode: Mode, fields: &[FieldRepr], draft: Draft) -> Vec<Problem> {
     let mut p = Vec::new();
     let mut secondary: Vec<u8> = Vec::new();
     for (i, f) in fields.iter().enumerate() {
         match FieldBody::parse(f) {
             None => {}
             Some(Err(Error::Malformed { reason, .. })) => {
-                p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7", format!("extension field {i} ({}): {reason}", f.field_type)))
+                p.push(Problem::new(draft.rule("§7"), format!("extension field {i} ({}): {reason}", f.field_type)))
             }
-            Some(Err(e)) => p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7", format!("extension field {i} ({}): {e}", f.field_type))),
+            Some(Err(e)) => p.push(Problem::new(draft.rule("§7"), format!("extension field {i} ({}): {e}", f.field_type))),
             Some(Ok(body)) => {
                 if let FieldBody::SecondaryReceiveTimestamp { timescale, .. } = &body {
                     if mode == Mode::Client && secondary.contains(&timescale.to_u8()) {
                         p.push(Problem::new(
-                            "draft-ietf-ntp-ntpv5-07 §7.9",
+                            draft.rule("§7.9"),
                             format!("timescale {} requested more than once", timescale.name()),
                         ));
                     }
                     secondary.push(timescale.to_u8());
                 }
-                p.extend(body.problems(mode));
+                p.extend(body.problems_for(mode, draft));
             }
         }
         let rest = &fields[i + 1..];
         if f.field_type == FieldType::V5Mac && rest.iter().any(|g| g.field_type != FieldType::V5Correction) {
-            p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.3", format!("extension field {i} (MAC) is followed by fields other than Correction")));
+            p.push(Problem::new(draft.rule("§7.3"), format!("extension field {i} (MAC) is followed by fields other than Correction")));
         }
         if f.field_type == FieldType::V5Correction && !rest.is_empty() {
-            p.push(Problem::new("draft-ietf-ntp-ntpv5-07 §7.6", format!("extension field {i} (Correction) is not the last field")));
+            p.push(Problem::new(draft.rule("§7.6"), format!("extension field {i} (Correction) is not the last field")));
         }
     }
     p
@@ -1132,8 +1156,14 @@ mod tests {
         assert_eq!(field_problems(Mode::Client, &[sec(9)]).len(), 1);
         let refreq = FieldBody::ReferenceIdsRequest { offset: 510, padding: vec![0; 6] };
         assert_eq!(refreq.problems(Mode::Client).len(), 1);
+        // A NUL after the name: the alignment padding inside the Length, which
+        // -07 allows (it does not say whether the Length counts it) and -08 does not.
         let draft = FieldBody::DraftIdentification { name: b"draft-ietf-ntp-ntpv5-07\0".to_vec() };
-        assert_eq!(draft.problems(Mode::Client).len(), 1);
+        assert!(draft.problems(Mode::Client).is_empty());
+        let draft = FieldBody::DraftIdentification { name: b"draft-ietf-ntp-ntpv5-08\0".to_vec() };
+        assert_eq!(draft.problems_for(Mode::Client, Draft::D08).len(), 1);
+        let nul = FieldBody::DraftIdentification { name: b"draft\0x".to_vec() };
+        assert_eq!(nul.problems(Mode::Client).len(), 1, "a NUL inside the name is never padding");
         let nonzero_pad = FieldBody::Padding { body: vec![1] };
         assert_eq!(nonzero_pad.problems(Mode::Server).len(), 1);
     }
