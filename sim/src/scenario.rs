@@ -2162,6 +2162,7 @@ impl Validator<'_> {
             interleaved: h.interleaved.map(Spanned::into_inner),
             refclocks,
             nts: nts.clone(),
+            server: None,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending value where the daemon's message names its table.
