@@ -118,24 +118,28 @@ EOF
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     sleep 1.5
-    # The server's own process (under ip netns exec, setpriv and timeout: the deepest child).
-    local p=$SERVER_PID
-    for _ in 1 2 3 4; do
+    # The server's own process, below the shell, ip netns exec, setpriv and
+    # timeout (not a helper process the server forks itself).
+    local want p=$SERVER_PID
+    case $name in ntplab) want=ntplab ;; chronyd) want=chronyd ;; ntpd-rs) want=ntp-daemon ;; esac
+    for _ in 1 2 3 4 5 6; do
+        [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "$want" ] && break
         local c
         c=$(cat /proc/"$p"/task/*/children 2>/dev/null | awk '{print $1; exit}')
         [ -n "$c" ] || break
         p=$c
     done
+    PIDS+=("$p")
     SERVER_PROC=$p
 }
 
-cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
+cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
     local name=$1 mode=$2 round=$3 flag=-B
     [ "$mode" = interleaved ] && flag=-I
     start_server "$name"
-    if ! kill -0 "$SERVER_PROC" 2>/dev/null; then
+    if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = ntp-daemon ] || [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$name" ]; then :; else
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
         return
     fi
@@ -147,9 +151,11 @@ run_one() { # NAME MODE ROUND
     t1=$(cpu_ticks "$SERVER_PROC")
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
-    hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status)
-    kill "$SERVER_PID" 2>/dev/null || true
+    hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
+    # Stop the server itself (timeout and the shell above it then end), by PID.
+    kill "$SERVER_PROC" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
+    kill -0 "$SERVER_PROC" 2>/dev/null && { sleep 1; kill -9 "$SERVER_PROC" 2>/dev/null || true; }
     # ntpperf lines: rate clients lost% invalid% basic% xleave% ...
     awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) \
         -v hz="$(getconf CLK_TCK)" -v hwm="$hwm" -v load0="$load0" -v load1="$load1" '
