@@ -412,7 +412,7 @@ where
             let mut key = [0u8; 16];
             rng.fill(&mut key);
             let published = Published { state: system.server_state(clock.now()), map };
-            Some(FastServer::start(&config.listen, spec, &config.server, key, published).map_err(|e| bind_error(config.listen[0], e, config))?)
+            Some(FastServer::start(&config.listen, spec, &config.server, key, published).map_err(|(addr, e)| bind_error(addr, e, config))?)
         }
         None => None,
     };

@@ -104,7 +104,9 @@ impl Shards {
                 let mut key = hash_key;
                 key[0] ^= i as u8;
                 key[1] ^= (i >> 8) as u8;
-                Mutex::new(Server::new(per_shard.clone(), key))
+                let mut server = Server::new(per_shard.clone(), key);
+                server.allocate_tables();
+                Mutex::new(server)
             })
             .collect();
         let k = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
@@ -163,14 +165,14 @@ impl std::fmt::Debug for FastServer {
 impl FastServer {
     /// Binds `spec.workers` sockets per listen address and starts a thread
     /// for each. A port 0 is chosen once per address and shared by its
-    /// workers.
+    /// workers. A failure names the address it concerns.
     pub fn start(
         listen: &[SocketAddr],
         spec: FastPathSpec,
         config: &ServerConfig,
         hash_key: [u8; 16],
         initial: Published,
-    ) -> io::Result<FastServer> {
+    ) -> Result<FastServer, (SocketAddr, io::Error)> {
         let stop = Arc::new(AtomicBool::new(false));
         let publication = Arc::new(Publication { generation: AtomicU64::new(1), value: RwLock::new(initial) });
         let shards = Arc::new(Shards::new(config, spec.workers * 4, hash_key));
@@ -180,8 +182,8 @@ impl FastServer {
         for addr in listen {
             let mut bound = *addr;
             for _ in 0..spec.workers {
-                let fd = open_socket(bound, spec.recv_buffer, config.interleaved)?;
-                let got = getsockname::<SockaddrStorage>(fd.as_raw_fd()).map_err(io::Error::from)?;
+                let fd = open_socket(bound, spec.recv_buffer, config.interleaved).map_err(|e| (bound, e))?;
+                let got = getsockname::<SockaddrStorage>(fd.as_raw_fd()).map_err(|e| (bound, io::Error::from(e)))?;
                 bound.set_port(to_socket_addr(&got).map_or(addr.port(), |a| a.port()));
                 sockets.push((fd, addr.ip().is_unspecified()));
             }
@@ -200,7 +202,10 @@ impl FastServer {
                 counters: counters.clone(),
                 start,
             };
-            let thread = std::thread::Builder::new().name(format!("ntplab-serve-{i}")).spawn(move || worker.run())?;
+            let thread = std::thread::Builder::new()
+                .name(format!("ntplab-serve-{i}"))
+                .spawn(move || worker.run())
+                .map_err(|e| (listen[0], e))?;
             threads.push(thread);
         }
         Ok(FastServer { stop, threads, publication, shards, local, counters })
@@ -266,8 +271,7 @@ fn open_socket(addr: SocketAddr, recv_buffer: Option<usize>, tx_timestamps: bool
             setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
         }
     }
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot bind {addr}: {e}")))?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(io::Error::from)?;
     Ok(fd)
 }
 
@@ -606,7 +610,7 @@ mod tests {
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
         FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published)
-            .unwrap()
+            .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
     }
 
     #[test]

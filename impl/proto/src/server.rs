@@ -381,6 +381,19 @@ impl Server {
         self.rate.allocated_bytes() + self.interleaved.allocated_bytes()
     }
 
+    /// Allocates the client tables this configuration uses now, so that the
+    /// first request's answer does not wait for it (a server with many
+    /// slots would otherwise zero megabytes between reading its transmit
+    /// time and sending).
+    pub fn allocate_tables(&mut self) {
+        if self.config.interleaved {
+            self.interleaved.allocate();
+        }
+        if self.config.rate_limit.enabled {
+            self.rate.allocate();
+        }
+    }
+
     /// The rate limiter (read-only, for inspection).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.rate

@@ -78,6 +78,11 @@ impl InterleavedStore {
         self.table.allocated_bytes()
     }
 
+    /// Allocates the table now rather than at the first save.
+    pub fn allocate(&mut self) {
+        self.table.allocate();
+    }
+
     /// Client slots.
     pub fn capacity(&self) -> usize {
         self.table.capacity()

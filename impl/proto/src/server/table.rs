@@ -133,8 +133,9 @@ impl<V: Copy + Default, const W: usize> SlotTable<V, W> {
     }
 
     /// Allocates the slots on first use: a table that never sees a key (a
-    /// host that only polls) holds no memory.
-    fn allocate(&mut self) {
+    /// host that only polls) holds no memory. A server may call it at start
+    /// so that the first request does not pay for it.
+    pub fn allocate(&mut self) {
         if self.slots.is_empty() {
             self.slots = vec![Slot::default(); self.capacity];
             self.used = vec![0; self.capacity.div_ceil(64)];
