@@ -89,6 +89,9 @@ struct Publication {
 struct Shards {
     servers: Box<[Mutex<Server>]>,
     key: [u64; 2],
+    /// The rate limiter's prefixes: a prefix's clients share one limit, so one shard.
+    prefix_len_v4: u8,
+    prefix_len_v6: u8,
 }
 
 impl Shards {
@@ -110,18 +113,21 @@ impl Shards {
             })
             .collect();
         let k = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        Shards { servers, key: [k(&hash_key[..8]) ^ 0x9e37_79b9_7f4a_7c15, k(&hash_key[8..])] }
+        Shards {
+            servers,
+            key: [k(&hash_key[..8]) ^ 0x9e37_79b9_7f4a_7c15, k(&hash_key[8..])],
+            prefix_len_v4: config.rate_limit.prefix_len_v4,
+            prefix_len_v6: config.rate_limit.prefix_len_v6,
+        }
     }
 
-    /// The shard of a client address (IPv4-mapped IPv6 counts as IPv4, as in
-    /// the tables).
+    /// The shard of a client address: of its rate-limit prefix, so that the
+    /// addresses one limit covers meet in one table (IPv4-mapped IPv6 counts
+    /// as IPv4, as in the tables).
     fn index(&self, ip: IpAddr) -> usize {
-        let bits = match ip {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        let mut h = (bits as u64 ^ self.key[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= ((bits >> 64) as u64 ^ self.key[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        let [hi, lo] = ntplab_proto::server::table::key_of(ip, self.prefix_len_v4, self.prefix_len_v6);
+        let mut h = (lo ^ self.key[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= (hi ^ self.key[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         h ^= h >> 29;
         (h as usize) & (self.servers.len() - 1)
     }
@@ -611,6 +617,16 @@ mod tests {
         let published = Published { state: state(), map: TimeMap::Identity };
         FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
+    }
+
+    #[test]
+    fn the_addresses_of_one_rate_limit_prefix_share_a_shard() {
+        let shards = Shards::new(&ServerConfig::default(), 64, [1; 16]);
+        let a = shards.index("2001:db8:1:2::1".parse().unwrap());
+        assert!((2..200u16).all(|i| shards.index(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 9))) == a), "one /64, one shard");
+        let spread: std::collections::HashSet<_> = (0..200u8).map(|i| shards.index(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))).collect();
+        assert!(spread.len() > 32, "IPv4 clients spread over the shards: {}", spread.len());
+        assert_eq!(shards.index("::ffff:10.0.0.7".parse().unwrap()), shards.index("10.0.0.7".parse().unwrap()));
     }
 
     #[test]
