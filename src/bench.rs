@@ -70,6 +70,12 @@ const LATE_HORIZON_TIMEOUTS: u64 = 10;
 const LATE_REMEMBERED_MAX: usize = 1 << 20;
 /// The receiver wakes at least this often to check whether the run is over.
 const RECV_POLL: Duration = Duration::from_millis(20);
+/// First rate of a `--ramp` without `--rate`, requests/s.
+const RAMP_START: f64 = 1000.0;
+/// Most steps of a `--ramp`.
+const RAMP_STEPS_MAX: usize = 30;
+/// Rate factor from one ramp step to the next (ntpperf's default).
+const RAMP_FACTOR: f64 = 1.5;
 /// Consecutive send errors (other than a full send buffer) after which the run stops.
 const SEND_ERRORS_CONSECUTIVE_MAX: u32 = 1000;
 
@@ -100,6 +106,17 @@ pub struct BenchServerArgs {
     /// Allow a target that is not a loopback address (only for servers you operate).
     #[arg(long)]
     pub allow_remote: bool,
+    /// Send each client socket's requests from its own address, 127.1.x.y
+    /// (IPv4 loopback targets only): a server's per-client tables then see
+    /// `--clients` clients, as with ntpperf's range of source addresses.
+    #[arg(long)]
+    pub spread_sources: bool,
+    /// Open-loop ramp like ntpperf's: from `--rate` (default 1000/s) up by
+    /// x1.5 per step of `--duration` seconds, until fewer than half the
+    /// requests are answered or after 30 steps; reports each step and the
+    /// highest rate with at least 99 % responses.
+    #[arg(long)]
+    pub ramp: bool,
     /// Output format of the report.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -110,6 +127,7 @@ pub struct BenchServerArgs {
 struct Plan {
     target: SocketAddr,
     clients: usize,
+    spread_sources: bool,
     rate_per_s: Option<f64>,
     window: Option<usize>,
     duration: Duration,
@@ -143,6 +161,12 @@ impl Plan {
                 return Err(CliError::usage(format!("--window {w}: must be 1 to 1000000")));
             }
         }
+        if args.spread_sources && !matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
+            return Err(CliError::usage(format!("--spread-sources: {target} is not an IPv4 loopback address")));
+        }
+        if args.ramp && args.window.is_some() {
+            return Err(CliError::usage("--ramp is open-loop: it takes no --window"));
+        }
         if args.count == Some(0) {
             return Err(CliError::usage("--count 0: must be at least 1"));
         }
@@ -150,13 +174,14 @@ impl Plan {
             return Err(CliError::usage(format!("--timeout-ms {}: must be 1 to 10000", args.timeout_ms)));
         }
         let window = match (args.rate, args.window) {
-            (None, None) => Some(WINDOW_DEFAULT),
+            (None, None) if !args.ramp => Some(WINDOW_DEFAULT),
             (_, w) => w,
         };
         Ok(Plan {
             target,
             clients: usize::from(args.clients),
-            rate_per_s: args.rate,
+            spread_sources: args.spread_sources,
+            rate_per_s: if args.ramp { Some(args.rate.unwrap_or(RAMP_START)) } else { args.rate },
             window,
             duration: Duration::from_secs_f64(args.duration),
             count: args.count,
@@ -670,6 +695,9 @@ fn fmt_us(us: f64) -> String {
 /// Runs `ntplab bench server`.
 pub fn run_server(args: &BenchServerArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let plan = Plan::from_args(args)?;
+    if args.ramp {
+        return run_ramp(plan, args.format, out);
+    }
     let (report, io) = bench(&plan)?;
     let text = match args.format {
         OutputFormat::Json => serde_json::to_string(&report).map_err(|e| CliError::internal(e.to_string()))? + "\n",
@@ -692,6 +720,86 @@ pub fn run_server(args: &BenchServerArgs, out: &mut dyn Write) -> Result<(), Cli
     Ok(())
 }
 
+/// One step of a ramp.
+#[derive(Serialize, Debug)]
+pub(crate) struct RampStep {
+    pub rate_per_s: f64,
+    pub response_percent: f64,
+    pub report: BenchReport,
+}
+
+/// A whole ramp.
+#[derive(Serialize, Debug)]
+pub(crate) struct RampReport {
+    pub steps: Vec<RampStep>,
+    /// The highest offered rate whose step got at least 99 % responses.
+    pub highest_rate_99_per_s: Option<f64>,
+}
+
+/// The share of requests answered (responses and kiss-o'-death), percent.
+fn response_percent(r: &BenchReport) -> f64 {
+    let answered = r.responses + r.kiss_o_death.values().sum::<u64>();
+    if r.sent == 0 { 0.0 } else { answered as f64 * 100.0 / r.sent as f64 }
+}
+
+/// The highest rate of the steps with at least 99 % responses.
+fn highest_rate_99(steps: &[RampStep]) -> Option<f64> {
+    steps.iter().filter(|s| s.response_percent >= 99.0).map(|s| s.rate_per_s).fold(None, |m, r| Some(m.map_or(r, |m: f64| m.max(r))))
+}
+
+/// `--ramp`: open-loop steps at rising rates until half the requests go unanswered.
+fn run_ramp(mut plan: Plan, format: OutputFormat, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut steps = Vec::new();
+    let mut rate = plan.rate_per_s.unwrap_or(RAMP_START);
+    if format == OutputFormat::Text {
+        let line = format!(
+            "bench server {} ramp: {} clients{}, {:.1} s a step\n      rate/s   sent/s   resp/s   resp %   p50       p99       max\n",
+            plan.target,
+            plan.clients,
+            if plan.spread_sources { " from as many addresses" } else { "" },
+            plan.duration.as_secs_f64()
+        );
+        out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
+    }
+    // Bounded: at most RAMP_STEPS_MAX steps of at most DURATION_S_MAX each.
+    for _ in 0..RAMP_STEPS_MAX {
+        if rate > 10_000_000.0 {
+            break;
+        }
+        plan.rate_per_s = Some(rate);
+        let (report, _) = bench(&plan)?;
+        let percent = response_percent(&report);
+        if format == OutputFormat::Text {
+            let l = &report.latency_us;
+            let us = |v: Option<f64>| v.map_or_else(|| "-".to_string(), fmt_us);
+            let line = format!(
+                "  {:>10.0} {:>8.0} {:>8.0} {:>7.2}   {:<9} {:<9} {}\n",
+                rate, report.sent_per_s, report.responses_per_s, percent, us(l.p50), us(l.p99), us(l.max)
+            );
+            out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
+        }
+        steps.push(RampStep { rate_per_s: rate, response_percent: percent, report });
+        if percent < 50.0 {
+            break;
+        }
+        rate = (rate * RAMP_FACTOR).round();
+    }
+    let ramp = RampReport { highest_rate_99_per_s: highest_rate_99(&steps), steps };
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string(&ramp).map_err(|e| CliError::internal(e.to_string()))? + "\n",
+        OutputFormat::Text => match ramp.highest_rate_99_per_s {
+            Some(r) => format!("highest rate with >= 99 % responses: {r:.0}/s\n"),
+            None => "no step got >= 99 % responses\n".to_string(),
+        },
+    };
+    out.write_all(text.as_bytes()).map_err(CliError::from_io)
+}
+
+/// The address client socket `i` sends from with `--spread-sources`: 127.1.x.y, y from 1 to 254.
+fn spread_source(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 1, (i / 254) as u8, (i % 254 + 1) as u8)
+}
+
 /// Opens the client sockets: bound to an ephemeral port, connected to the target, nonblocking.
 fn open_sockets(plan: &Plan) -> Result<Vec<mio::net::UdpSocket>, CliError> {
     let local: IpAddr = match (plan.target.ip(), is_loopback(plan.target.ip())) {
@@ -701,7 +809,8 @@ fn open_sockets(plan: &Plan) -> Result<Vec<mio::net::UdpSocket>, CliError> {
         (IpAddr::V6(_), _) => Ipv6Addr::UNSPECIFIED.into(),
     };
     (0..plan.clients)
-        .map(|_| {
+        .map(|i| {
+            let local = if plan.spread_sources { IpAddr::V4(spread_source(i)) } else { local };
             let s = UdpSocket::bind(SocketAddr::new(local, 0))
                 .and_then(|s| s.connect(plan.target).map(|()| s))
                 .and_then(|s| s.set_nonblocking(true).map(|()| s))
@@ -1087,8 +1196,32 @@ mod tests {
             count: None,
             timeout_ms: 200,
             allow_remote: false,
+            spread_sources: false,
+            ramp: false,
             format: OutputFormat::Text,
         }
+    }
+
+    #[test]
+    fn ramps_are_open_loop_and_spread_sources_are_distinct_loopback_addresses() {
+        let plan = Plan::from_args(&BenchServerArgs { ramp: true, ..args("127.0.0.1:123") }).unwrap();
+        assert_eq!((plan.rate_per_s, plan.window), (Some(RAMP_START), None), "open loop from 1000/s");
+        assert!(Plan::from_args(&BenchServerArgs { ramp: true, window: Some(4), ..args("127.0.0.1:123") }).is_err());
+        assert!(Plan::from_args(&BenchServerArgs { spread_sources: true, ..args("[::1]:123") }).is_err());
+        let addresses: std::collections::HashSet<_> = (0..1024).map(spread_source).collect();
+        assert_eq!(addresses.len(), 1024);
+        assert!(addresses.iter().all(|a| a.is_loopback() && a.octets()[3] != 0 && a.octets()[3] != 255));
+    }
+
+    #[test]
+    fn the_highest_rate_is_that_of_the_fastest_step_with_99_percent() {
+        let step = |rate: f64, percent: f64| {
+            let plan = Plan::from_args(&args("127.0.0.1:123")).unwrap();
+            let report = BenchReport::new(&plan, &Tracker::new(Duration::from_millis(1)), &IoCounts::default(), 1.0, 0.0);
+            RampStep { rate_per_s: rate, response_percent: percent, report }
+        };
+        assert_eq!(highest_rate_99(&[step(1000.0, 100.0), step(1500.0, 99.0), step(2250.0, 98.9), step(3375.0, 99.5)]), Some(3375.0));
+        assert_eq!(highest_rate_99(&[step(1000.0, 98.0)]), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use crate::cli::CliError;
 use ntplab_daemon::clock::{ControlledClock, DaemonClock, ObservingClock};
-use ntplab_daemon::config::{ConfigFile, DaemonConfig};
+use ntplab_daemon::config::{ConfigFile, DaemonConfig, INTERLEAVED_SLOTS_SERVE_DEFAULT};
+use ntplab_daemon::fast::FastPathSpec;
 use ntplab_daemon::refclock::linux::LinuxRefclocks;
 use ntplab_daemon::daemon::{self, TracingSink};
 use ntplab_daemon::net::TokioNetwork;
@@ -57,8 +58,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(s))
 }
 
-/// Loads the configuration from the file and the command line.
-fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
+/// Loads the configuration from the file and the command line, and the fast
+/// server path's settings (`[server]`).
+fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
     let (mut file, text, origin) = match &args.config {
         Some(path) => {
             let text = DaemonConfig::read_file(path).map_err(|e| CliError::input(e.to_string()))?;
@@ -70,7 +72,13 @@ fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
         None => (ConfigFile::default(), String::new(), "command line".to_string()),
     };
     file.listen.extend(&args.listen);
+    let section = file.server.clone().unwrap_or_default();
     let mut config = file.validate_text(&text, &origin).map_err(|e| CliError::usage(e.to_string()))?;
+    // Real servers meet many more clients than simulated ones.
+    if section.interleaved_slots.is_none() {
+        config.server.interleaved_slots = INTERLEAVED_SLOTS_SERVE_DEFAULT;
+    }
+    let fast = FastPathSpec::new(section.workers, section.recv_buffer);
     // Certificates and keys are read now, so a bad file is named with its line in the config.
     config.load_nts_files(&text, &origin).map_err(|e| CliError::input(e.to_string()))?;
     if let Some(stratum) = args.local_stratum {
@@ -79,12 +87,12 @@ fn load(args: &ServeArgs) -> Result<DaemonConfig, CliError> {
     if args.control_system_clock {
         config.clock_control = true;
     }
-    Ok(config)
+    Ok((config, fast))
 }
 
 /// Runs `ntplab serve`.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
-    let config = load(args)?;
+    let (config, fast) = load(args)?;
     let seed = args.seed.unwrap_or_else(rand_seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,25 +122,26 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
             _ = sigterm => {},
         }
     };
-    tracing::info!(listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), seed, "ntplab serve starting");
+    tracing::info!(workers = fast.workers, interleaved_slots = config.server.interleaved_slots, listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), seed, "ntplab serve starting");
     let result = if config.clock_control {
         let mut clock = ControlledClock::new(SystemClock::with_control());
-        local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
+        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, shutdown))
     } else {
         let mut clock = ObservingClock::new();
-        local.block_on(&runtime, serve_with(&config, &mut clock, seed, shutdown))
+        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, shutdown))
     };
     result.map_err(|e| CliError::input(format!("ntplab serve: {e}")))
 }
 
 async fn serve_with<C: DaemonClock>(
     config: &DaemonConfig,
+    fast: FastPathSpec,
     clock: &mut C,
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let nts = NtsRuntime { streams: TokioStreams, provider: ntplab_daemon::nts::tls::provider(), time: None };
-    daemon::run_with_nts(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown).await
+    daemon::run_serving(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown, Some(fast)).await
 }
 
 fn rand_seed() -> u64 {

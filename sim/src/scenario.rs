@@ -2218,6 +2218,7 @@ impl Validator<'_> {
             tai_offset: None,
             refclocks,
             nts: nts.clone(),
+            server: None,
         };
         let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending value where the daemon's message names its table.

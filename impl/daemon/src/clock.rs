@@ -26,6 +26,40 @@ pub trait DaemonClock: NtpClock {
 
     /// Called every [`DaemonClock::tick_interval`] by the loop.
     fn tick(&mut self) {}
+
+    /// A copy of [`DaemonClock::local_time_of`] that other threads can use
+    /// until the clock is next adjusted (the fast server path's workers), for
+    /// clocks whose time is `CLOCK_REALTIME` or a function of it; `None` (the
+    /// default) for clocks that only the loop can read, such as a simulated
+    /// host's.
+    fn time_map(&self) -> Option<TimeMap> {
+        None
+    }
+}
+
+/// This clock's time as a function of a `CLOCK_REALTIME` reading, valid until
+/// the clock is next adjusted (see [`DaemonClock::time_map`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeMap {
+    /// The system clock itself.
+    Identity,
+    /// A steered clock layered over it.
+    Steered(SteeredClock),
+}
+
+impl TimeMap {
+    /// The clock's time when `CLOCK_REALTIME` reads `raw`.
+    pub fn local_time_of(&self, raw: NtpTime) -> NtpTime {
+        match self {
+            TimeMap::Identity => raw,
+            TimeMap::Steered(s) => s.time_at(raw),
+        }
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> NtpTime {
+        self.local_time_of(realtime_now())
+    }
 }
 
 /// The system clock, disciplined through `clock_adjtime` (only with the
@@ -122,6 +156,10 @@ impl DaemonClock for ControlledClock {
         raw
     }
 
+    fn time_map(&self) -> Option<TimeMap> {
+        Some(TimeMap::Identity)
+    }
+
     fn tick_interval(&self) -> Option<std::time::Duration> {
         Some(std::time::Duration::from_secs(1))
     }
@@ -198,6 +236,10 @@ impl DaemonClock for ObservingClock {
     fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         self.steered.time_at(raw)
     }
+
+    fn time_map(&self) -> Option<TimeMap> {
+        Some(TimeMap::Steered(self.steered.clone()))
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +269,8 @@ mod tests {
         assert!((ours - system).to_seconds_f64() > 99.9);
         assert!((system - before).to_seconds_f64() < 5.0);
         assert!((c.local_time_of(system) - system).to_seconds_f64() > 99.9);
+        let map = c.time_map().expect("a clock over CLOCK_REALTIME has a map");
+        assert_eq!(map.local_time_of(system), c.local_time_of(system), "the map is the clock's own conversion");
     }
 
     #[test]

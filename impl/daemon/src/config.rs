@@ -36,6 +36,11 @@
 //! [clock]
 //! control = false          # never touch the system clock unless true
 //!
+//! [server]                 # ntplab serve on real sockets (simulated hosts have none)
+//! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
+//! recv_buffer = 4194304    # SO_RCVBUF of each, octets (default: the kernel's)
+//! interleaved_slots = 262144   # interleaved-mode table, 40 octets a slot (default 2^18: 100k clients)
+//!
 //! [nts]                    # serve NTS (RFC 8915): NTS-KE on TCP, protected NTP on `listen`
 //! certificate = "/etc/ntplab/cert.pem"   # chain, leaf first (PEM)
 //! key = "/etc/ntplab/key.pem"            # its private key (PEM)
@@ -133,7 +138,33 @@ pub struct ConfigFile {
     pub refclocks: Vec<RefclockSection>,
     /// Serve NTS (RFC 8915).
     pub nts: Option<NtsSection>,
+    /// How `ntplab serve` answers on real sockets (workers, buffers, table sizes).
+    pub server: Option<ServerSection>,
 }
+
+/// `[server]`: how `ntplab serve` answers on real sockets. Simulated hosts
+/// have no such section (their server is the loop's one responder).
+#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Worker threads, each with its own `SO_REUSEPORT` socket per listen
+    /// address (default: one per CPU core).
+    pub workers: Option<usize>,
+    /// Receive buffer of each worker's socket, octets (`SO_RCVBUF`; default:
+    /// the kernel's, which caps it at `net.core.rmem_max`).
+    pub recv_buffer: Option<usize>,
+    /// Client slots of the interleaved-mode timestamp table (40 octets each;
+    /// default [`INTERLEAVED_SLOTS_SERVE_DEFAULT`]).
+    pub interleaved_slots: Option<usize>,
+}
+
+/// `ntplab serve`'s interleaved table without `[server] interleaved_slots`:
+/// 2^18 slots (10 MiB), which keeps a pair for more than 99.9 % of 100,000
+/// clients (16 ways per bucket; see the responder's `interleaved` module).
+pub const INTERLEAVED_SLOTS_SERVE_DEFAULT: usize = 1 << 18;
+
+/// Most `[server] workers`.
+pub const WORKERS_MAX: usize = 256;
 
 /// `[nts]`: serve NTS-KE and NTS-protected NTP.
 #[derive(Debug, Deserialize, Clone)]
@@ -791,6 +822,16 @@ impl ConfigFile {
                 format!("[rate_limit] slots {} must be between 1 and 16777216", rate_limit.slots),
             ));
         }
+        let server = self.server.clone().unwrap_or_default();
+        if server.workers.is_some_and(|w| !(1..=WORKERS_MAX).contains(&w)) {
+            return Err(at(&[K("server"), K("workers")], format!("[server] workers must be between 1 and {WORKERS_MAX}")));
+        }
+        if server.recv_buffer.is_some_and(|b| !(4096..=1 << 30).contains(&b)) {
+            return Err(at(&[K("server"), K("recv_buffer")], "[server] recv_buffer must be between 4096 and 1073741824 octets".into()));
+        }
+        if server.interleaved_slots.is_some_and(|n| !(1..=1 << 24).contains(&n)) {
+            return Err(at(&[K("server"), K("interleaved_slots")], "[server] interleaved_slots must be between 1 and 16777216".into()));
+        }
         let smear = match self.smear {
             Some(s) => Some(parse_smear(&s).map_err(|m| at(&[K("smear"), K("leap")], format!("[smear] {m}")))?),
             None => None,
@@ -833,6 +874,7 @@ impl ConfigFile {
                 interleaved: self.interleaved.unwrap_or(true),
                 ntpv5: self.ntpv5.unwrap_or(true),
                 tai_utc_offset: self.tai_offset,
+                interleaved_slots: server.interleaved_slots.unwrap_or(ServerConfig::default().interleaved_slots),
                 ..ServerConfig::default()
             },
             local,
@@ -1346,6 +1388,27 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
         assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
+    }
+
+    #[test]
+    fn the_server_section_sets_workers_buffers_and_the_interleaved_table() {
+        let text = "listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 3\nrecv_buffer = 8388608\ninterleaved_slots = 100000\n";
+        let file = DaemonConfig::parse_file(text, "s").unwrap();
+        let section = file.server.clone().unwrap();
+        assert_eq!((section.workers, section.recv_buffer), (Some(3), Some(8_388_608)));
+        let c = file.validate_text(text, "s").unwrap();
+        assert_eq!(c.server.interleaved_slots, 100_000);
+        let plain = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n", "s").unwrap();
+        assert_eq!(plain.server.interleaved_slots, ServerConfig::default().interleaved_slots, "the simulator's size without [server]");
+        for (text, position, what) in [
+            ("listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 0\n", "v.toml:3:11:", "workers"),
+            ("listen=[\"127.0.0.1:1\"]\n[server]\nrecv_buffer = 10\n", "v.toml:3:15:", "recv_buffer"),
+            ("listen=[\"127.0.0.1:1\"]\n[server]\ninterleaved_slots = 0\n", "v.toml:3:21:", "interleaved_slots"),
+            ("listen=[\"127.0.0.1:1\"]\n[server]\nthreads = 2\n", "v.toml:3:1:", "threads"),
+        ] {
+            let e = DaemonConfig::from_toml(text, "v.toml").unwrap_err().0;
+            assert!(e.starts_with(position) && e.contains(what), "{text:?}: {e}");
+        }
     }
 
     #[test]

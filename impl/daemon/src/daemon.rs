@@ -15,6 +15,7 @@
 
 use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
+use crate::fast::{FastPathSpec, FastServer, Published};
 use crate::net::{DatagramSocket, Network, Received};
 use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
 use crate::nts::ke::{NoStreams, StreamNetwork};
@@ -329,8 +330,32 @@ pub async fn run_with_nts<N: Network, T: StreamNetwork + Clone + 'static, R: Ref
 where
     N::Socket: 'static,
 {
+    run_serving(config, net, nts, refclocks, clock, seed, events, shutdown, None).await
+}
+
+/// [`run_with_nts`], with `fast` the server side on the fast path
+/// ([`crate::fast`]): worker threads with their own sockets answer the
+/// `listen` addresses, fed the served clock state by the loop. For real
+/// sockets and a clock that reads `CLOCK_REALTIME`
+/// ([`DaemonClock::time_map`]); without `fast`, with `[nts]`, or with a clock
+/// without a time map, the loop serves as [`run_with_nts`] does.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_serving<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks, C: DaemonClock>(
+    config: &DaemonConfig,
+    net: &N,
+    nts: &NtsRuntime<T>,
+    refclocks: &R,
+    clock: &mut C,
+    seed: u64,
+    events: &mut dyn EventSink,
+    shutdown: impl Future<Output = ()>,
+    fast: Option<FastPathSpec>,
+) -> io::Result<()>
+where
+    N::Socket: 'static,
+{
     let mut tasks = AbortOnDrop(Vec::new());
-    let result = run_until(config, net, nts, refclocks, clock, seed, events, shutdown, &mut tasks).await;
+    let result = run_until(config, net, nts, refclocks, clock, seed, events, shutdown, &mut tasks, fast).await;
     // The receive tasks own the sockets: end them and wait until they are
     // gone (an aborted task drops its future before its handle completes).
     for task in &tasks.0 {
@@ -354,6 +379,7 @@ async fn run_until<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks,
     events: &mut dyn EventSink,
     shutdown: impl Future<Output = ()>,
     tasks: &mut AbortOnDrop,
+    fast: Option<FastPathSpec>,
 ) -> io::Result<()>
 where
     N::Socket: 'static,
@@ -362,7 +388,11 @@ where
     let (tx, mut rx) = mpsc::channel::<Incoming>(QUEUE_DATAGRAMS);
     let mut sockets: Vec<Rc<N::Socket>> = Vec::new();
     let mut server_socket_count = 0;
-    for addr in &config.listen {
+    // The fast path serves the listen addresses from its own threads.
+    let fast = fast
+        .filter(|_| config.nts.is_none() && !config.listen.is_empty())
+        .and_then(|spec| clock.time_map().map(|map| (spec, map)));
+    for addr in config.listen.iter().filter(|_| fast.is_none()) {
         sockets.push(Rc::new(net.bind(*addr).await.map_err(|e| bind_error(*addr, e, config))?));
         server_socket_count += 1;
     }
@@ -387,11 +417,24 @@ where
     let mut own_v5_id = [0u8; 15];
     v5_rng.fill(&mut own_v5_id);
     system.set_own_v5_id(V5ReferenceId::from_random(own_v5_id));
+    let fast_server = match fast {
+        Some((spec, map)) => {
+            let mut key = [0u8; 16];
+            rng.fill(&mut key);
+            let published = Published { state: system.server_state(clock.now()), map };
+            Some(FastServer::start(&config.listen, spec, &config.server, key, published).map_err(|(addr, e)| bind_error(addr, e, config))?)
+        }
+        None => None,
+    };
     // This host's addresses, for the loop test: the listen addresses (and
     // later the addresses replies arrive at).
     let mut listening = Vec::new();
     for socket in &sockets {
         let local = socket.local_addr()?;
+        system.add_own_address(local.ip());
+        listening.push(local);
+    }
+    for &local in fast_server.iter().flat_map(|f| f.local_addrs()) {
         system.add_own_address(local.ip());
         listening.push(local);
     }
@@ -457,6 +500,9 @@ where
             }
         }));
     }
+    // The loop ends when every receive task has; with the fast path serving
+    // there may be none, and the loop must go on.
+    let _open_while_serving = fast_server.as_ref().map(|_| tx.clone());
     drop(tx);
 
     let (refclock_tx, mut refclock_rx) = mpsc::channel::<RefclockIncoming>(QUEUE_DATAGRAMS);
@@ -523,6 +569,10 @@ where
     let mut last_poll = system.poll_log2();
     let mut armed_leap = LeapIndicator::NoWarning;
     let tick_interval = clock.tick_interval();
+    // The fast path's workers get the served state after every event and at
+    // least once a second (a local reference's reference time moves on).
+    let mut publish_tick = tokio::time::interval(std::time::Duration::from_secs(if fast_server.is_some() { 1 } else { 3600 }));
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(tick_interval.unwrap_or(std::time::Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -648,6 +698,10 @@ where
                 }
             }
             _ = tick.tick(), if tick_interval.is_some() => clock.tick(),
+            _ = publish_tick.tick(), if fast_server.is_some() => {}
+        }
+        if let (Some(f), Some(map)) = (&fast_server, fast_server.as_ref().and_then(|_| clock.time_map())) {
+            f.publish(Published { state: system.server_state(clock.now()), map });
         }
         // Arm an announced leap second on its day (checked after every event:
         // polls come at least every 2^17 s, so the last day is never missed).

@@ -410,6 +410,19 @@ impl Server {
         self.rate.allocated_bytes() + self.interleaved.allocated_bytes()
     }
 
+    /// Allocates the client tables this configuration uses now, so that the
+    /// first request's answer does not wait for it (a server with many
+    /// slots would otherwise zero megabytes between reading its transmit
+    /// time and sending).
+    pub fn allocate_tables(&mut self) {
+        if self.config.interleaved {
+            self.interleaved.allocate();
+        }
+        if self.config.rate_limit.enabled {
+            self.rate.allocate();
+        }
+    }
+
     /// The rate limiter (read-only, for inspection).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.rate
@@ -632,6 +645,33 @@ impl Server {
         tx_time: NtpTime,
         clock: &ServerClockState,
     ) -> NtpTimestamp {
+        self.finish(response, out, tx_time, clock, false)
+    }
+
+    /// [`finish_response`](Self::finish_response) for a caller that will
+    /// report the kernel's transmit timestamp of this very datagram through
+    /// [`transmitted`](Self::transmitted): the pair saved for the client's
+    /// next interleaved request has no transmit timestamp until then, and
+    /// answers no interleaved request while it has none. `tx_time` is only
+    /// written into a basic response (its transmit timestamp), never saved.
+    pub fn finish_response_awaiting_tx(
+        &mut self,
+        response: &Response,
+        out: &mut [u8],
+        tx_time: NtpTime,
+        clock: &ServerClockState,
+    ) -> NtpTimestamp {
+        self.finish(response, out, tx_time, clock, true)
+    }
+
+    fn finish(
+        &mut self,
+        response: &Response,
+        out: &mut [u8],
+        tx_time: NtpTime,
+        clock: &ServerClockState,
+        awaiting_tx: bool,
+    ) -> NtpTimestamp {
         let Some(field) = out.get_mut(TRANSMIT_OFFSET..HEADER_LEN) else {
             return NtpTimestamp::ZERO;
         };
@@ -647,7 +687,11 @@ impl Server {
             tx
         };
         if self.config.interleaved {
-            self.interleaved.save(now_ns, client, rx, tx);
+            if awaiting_tx {
+                self.interleaved.save_pending(now_ns, client, rx);
+            } else {
+                self.interleaved.save(now_ns, client, rx, tx);
+            }
         }
         written
     }

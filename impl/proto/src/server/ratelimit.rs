@@ -165,6 +165,11 @@ impl RateLimiter {
         self.table.heap_bytes() + self.overflow.capacity() * core::mem::size_of::<Buckets>()
     }
 
+    /// Allocates the client table now rather than at the first request.
+    pub fn allocate(&mut self) {
+        self.table.allocate();
+    }
+
     /// Heap bytes held now: 0 until the first request needs a slot.
     pub fn allocated_bytes(&self) -> usize {
         self.table.allocated_bytes()

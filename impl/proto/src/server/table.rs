@@ -5,14 +5,16 @@
 //! serves a client never pays for it), and never grows: whatever the number of
 //! distinct clients, the table holds `capacity()` slots. A key hashes
 //! (SipHash-2-4 under a secret key given at construction, so an attacker cannot
-//! aim many addresses at one bucket) to a bucket of [`WAYS`] slots; a key not
+//! aim many addresses at one bucket) to a bucket of `W` slots ([`WAYS`] unless
+//! the table says otherwise); a key not
 //! present takes a free slot of its bucket or evicts the slot with the smallest
 //! age stamp (the least recently used). Every operation looks at one bucket,
-//! so every loop is bounded by [`WAYS`].
+//! so every loop is bounded by `W`.
 
 use core::net::IpAddr;
 
-/// Slots per bucket.
+/// Slots per bucket of a table that does not say otherwise (the rate
+/// limiter's); a table's `W` parameter sets its own.
 pub const WAYS: usize = 4;
 
 /// Largest number of slots a table may have (2^26, 64 Mi slots).
@@ -61,9 +63,11 @@ pub struct Slot<V> {
     value: V,
 }
 
-/// The fixed-size table. `V` is the per-client state.
+/// The fixed-size table. `V` is the per-client state, `W` the slots per
+/// bucket (more ways hold more of the keys that hash together, at the cost of
+/// a longer scan per operation).
 #[derive(Clone, Debug)]
-pub struct SlotTable<V> {
+pub struct SlotTable<V, const W: usize = WAYS> {
     /// Empty until the first insertion, then `capacity` slots.
     slots: Vec<Slot<V>>,
     /// One bit per slot: set when the slot holds a key (empty with `slots`).
@@ -73,13 +77,14 @@ pub struct SlotTable<V> {
     hash_key: [u64; 2],
 }
 
-impl<V: Copy + Default> SlotTable<V> {
+impl<V: Copy + Default, const W: usize> SlotTable<V, W> {
     /// A table of at least `slots_min` slots (rounded up to a power of two, at
-    /// least [`WAYS`], at most [`SLOTS_MAX`]), hashing under `hash_key`. The
+    /// least `W`, at most [`SLOTS_MAX`]), hashing under `hash_key`. The
     /// slots are allocated by the first insertion.
     pub fn new(slots_min: usize, hash_key: [u8; 16]) -> Self {
-        let slots = slots_min.clamp(WAYS, SLOTS_MAX).next_power_of_two();
-        let buckets = slots / WAYS;
+        const { assert!(W.is_power_of_two() && W <= 64, "ways: a power of two up to 64") };
+        let slots = slots_min.clamp(W, SLOTS_MAX).next_power_of_two();
+        let buckets = slots / W;
         debug_assert!(buckets.is_power_of_two());
         let mut k0 = [0u8; 8];
         let mut k1 = [0u8; 8];
@@ -128,8 +133,9 @@ impl<V: Copy + Default> SlotTable<V> {
     }
 
     /// Allocates the slots on first use: a table that never sees a key (a
-    /// host that only polls) holds no memory.
-    fn allocate(&mut self) {
+    /// host that only polls) holds no memory. A server may call it at start
+    /// so that the first request does not pay for it.
+    pub fn allocate(&mut self) {
         if self.slots.is_empty() {
             self.slots = vec![Slot::default(); self.capacity];
             self.used = vec![0; self.capacity.div_ceil(64)];
@@ -150,7 +156,7 @@ impl<V: Copy + Default> SlotTable<V> {
 
     fn bucket_start(&self, key: Key) -> usize {
         let h = siphash24(self.hash_key, key);
-        (h as usize & self.bucket_mask) * WAYS
+        (h as usize & self.bucket_mask) * W
     }
 
     /// The slot index holding `key`, if any.
@@ -159,7 +165,7 @@ impl<V: Copy + Default> SlotTable<V> {
             return None;
         }
         let start = self.bucket_start(key);
-        (start..start + WAYS).find(|&i| self.is_used(i) && self.slots[i].key == key)
+        (start..start + W).find(|&i| self.is_used(i) && self.slots[i].key == key)
     }
 
     /// The slot index holding `key`, inserting `init` if it is absent. A full
@@ -172,7 +178,7 @@ impl<V: Copy + Default> SlotTable<V> {
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest = None::<(usize, u64)>;
-        for i in start..start + WAYS {
+        for i in start..start + W {
             if !self.is_used(i) {
                 free = free.or(Some(i));
                 continue;
@@ -185,13 +191,13 @@ impl<V: Copy + Default> SlotTable<V> {
                 oldest = Some((i, a));
             }
         }
-        let i = free.or(oldest.map(|(i, _)| i)).expect("a bucket has WAYS > 0 slots");
+        let i = free.or(oldest.map(|(i, _)| i)).expect("a bucket has W > 0 slots");
         self.slots[i] = Slot { key, value: init };
         self.set_used(i, true);
         (i, false)
     }
 
-    /// Number of buckets (`capacity() / WAYS`).
+    /// Number of buckets (`capacity() / W`).
     pub fn buckets(&self) -> usize {
         self.bucket_mask + 1
     }
@@ -206,7 +212,7 @@ impl<V: Copy + Default> SlotTable<V> {
         let start = self.bucket_start(key);
         let mut free = None::<usize>;
         let mut oldest_idle = None::<(usize, u64)>;
-        for i in start..start + WAYS {
+        for i in start..start + W {
             if !self.is_used(i) {
                 free = free.or(Some(i));
                 continue;
@@ -228,7 +234,7 @@ impl<V: Copy + Default> SlotTable<V> {
                 self.set_used(i, true);
                 Claim::Inserted(i)
             }
-            None => Claim::Full(start / WAYS),
+            None => Claim::Full(start / W),
         }
     }
 

@@ -532,6 +532,38 @@ fn interleaved_exchange_follows_the_draft_figure() {
 }
 
 #[test]
+fn awaiting_the_kernel_timestamp_an_interleaved_answer_carries_it_or_none() {
+    let mut s = server(open_config());
+    let clock = synced();
+    let c = ip("192.0.2.77");
+    let base = t("2025-06-01T12:01:00Z");
+    let at = |x: f64| base + secs(x);
+    let mut out = [0u8; 48];
+    let t1 = 0x1111_0000_0000_0001u64;
+    let interleaved_request = |s: &mut Server, t2: NtpTimestamp, now: f64, out: &mut [u8; 48]| {
+        let req = request(4, Mode::Client, 6, t2.to_bits(), 0x4444_0000_0000_0004, t1);
+        s.handle((now * 1e9) as u64, SocketAddr::new(c, 123), &req, at(now), &clock, out)
+    };
+
+    // Transmit timestamp never reported: the next answer is basic, not the pre-send reading.
+    let ServerAction::Respond(r1) = s.handle(0, SocketAddr::new(c, 123), &request(4, Mode::Client, 6, 0, 0, t1), at(0.0), &clock, &mut out) else { panic!() };
+    let pre_send = s.finish_response_awaiting_tx(&r1, &mut out, at(0.001), &clock);
+    let p1 = parse(&out);
+    assert_eq!(p1.transmit_timestamp, pre_send, "a basic answer still carries its transmit time");
+    let ServerAction::Respond(r2) = interleaved_request(&mut s, p1.receive_timestamp, 16.0, &mut out) else { panic!() };
+    assert_eq!(r2.reason, ResponseReason::Basic);
+
+    // Reported: the next answer is interleaved with exactly the kernel's time.
+    s.finish_response_awaiting_tx(&r2, &mut out, at(16.001), &clock);
+    let t2 = parse(&out).receive_timestamp;
+    s.transmitted(&r2, at(16.000_7), &clock);
+    let ServerAction::Respond(r3) = interleaved_request(&mut s, t2, 32.0, &mut out) else { panic!() };
+    assert_eq!(r3.reason, ResponseReason::Interleaved);
+    s.finish_response_awaiting_tx(&r3, &mut out, at(32.001), &clock);
+    assert_eq!(parse(&out).transmit_timestamp, at(16.000_7).to_timestamp());
+}
+
+#[test]
 fn interleaved_falls_back_to_basic() {
     let clock = synced();
     let c = ip("192.0.2.99");

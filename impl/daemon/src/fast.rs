@@ -1,0 +1,694 @@
+//! The fast server path of `ntplab serve` on real sockets (Linux).
+//!
+//! The daemon loop ([`crate::daemon`]) serves one datagram at a time through a
+//! channel from its receive tasks, which is what the simulator needs (one
+//! task, a fixed order, deterministic runs) and what a client needs. On real
+//! sockets, with a real clock, the server side instead runs here:
+//!
+//! * `workers` threads per listen address, each with its own socket bound
+//!   with `SO_REUSEPORT` (the kernel spreads clients over them by a hash of
+//!   their address and port), a configurable `SO_RCVBUF`, kernel software
+//!   receive timestamps (`SO_TIMESTAMPING`) and, on a wildcard address,
+//!   `IP_PKTINFO` so replies leave from the address asked;
+//! * batches of up to [`BATCH`] datagrams in one `recvmmsg` and one
+//!   `sendmmsg` (per run of replies leaving from the same address); every
+//!   buffer is allocated once, when the worker starts: nothing is allocated
+//!   and nothing crosses a channel per datagram;
+//! * every datagram still goes through the sans-IO [`Server::handle`] and
+//!   [`Server::finish_response_awaiting_tx`]; the workers share only the
+//!   responders' client tables (rate limits, interleaved pairs), split into
+//!   shards by a keyed hash of the client address, each behind its own lock;
+//! * with interleaved mode on, the transmit timestamp saved for a client's
+//!   next interleaved request is the kernel's software transmit timestamp of
+//!   that very reply (`SOF_TIMESTAMPING_TX_SOFTWARE` with `OPT_ID`, read from
+//!   the error queue and matched by its ID), never a reading taken before the
+//!   send: a reply whose timestamp never turns up leaves a pair that answers
+//!   no interleaved request (the next answer is basic).
+//!
+//! The loop publishes the served clock state and its clock's conversion from
+//! `CLOCK_REALTIME` ([`TimeMap`]) after every event and once a second; the
+//! workers copy it when its generation changes. Datagrams served here are
+//! counted ([`Counters`]) but not reported one by one as daemon events.
+
+use crate::clock::TimeMap;
+use crate::sysclock::realtime_now;
+use nix::sys::socket::{
+    bind, getsockname, recvmmsg, sendmmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage, TimestampingFlag,
+};
+use ntplab_proto::server::{Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN, RESPONSE_LEN};
+use ntplab_proto::time::NtpTime;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Datagrams per `recvmmsg` / `sendmmsg`.
+pub const BATCH: usize = 32;
+/// Replies whose transmit timestamp a worker waits for at most; older ones
+/// are given up (their pairs stay without a transmit timestamp).
+const PENDING_MAX: usize = 4096;
+/// How long a worker blocks in a receive before it checks for shutdown.
+const RECV_TIMEOUT_MS: i64 = 100;
+
+/// The fast path's settings (`[server]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastPathSpec {
+    /// Threads (and sockets) per listen address.
+    pub workers: usize,
+    /// `SO_RCVBUF` of each socket, octets; `None`: the kernel's default.
+    pub recv_buffer: Option<usize>,
+}
+
+impl FastPathSpec {
+    /// `workers` (default: the CPU cores) and `recv_buffer` from `[server]`.
+    pub fn new(workers: Option<usize>, recv_buffer: Option<usize>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        FastPathSpec { workers: workers.unwrap_or(cores).max(1), recv_buffer }
+    }
+}
+
+/// What the loop hands the workers: the clock state to serve and how to read
+/// the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// The served system state.
+    pub state: ServerClockState,
+    /// The clock's time as a function of `CLOCK_REALTIME`.
+    pub map: TimeMap,
+}
+
+struct Publication {
+    generation: AtomicU64,
+    value: RwLock<Published>,
+}
+
+/// The responders, one per shard of client addresses.
+struct Shards {
+    servers: Box<[Mutex<Server>]>,
+    key: [u64; 2],
+    /// The rate limiter's prefixes: a prefix's clients share one limit, so one shard.
+    prefix_len_v4: u8,
+    prefix_len_v6: u8,
+}
+
+impl Shards {
+    /// `count` responders (a power of two) whose tables together hold the
+    /// configured number of slots.
+    fn new(config: &ServerConfig, count: usize, hash_key: [u8; 16]) -> Self {
+        let count = count.next_power_of_two();
+        let mut per_shard = config.clone();
+        per_shard.interleaved_slots = config.interleaved_slots.div_ceil(count);
+        per_shard.rate_limit.slots = config.rate_limit.slots.div_ceil(count);
+        let servers = (0..count)
+            .map(|i| {
+                let mut key = hash_key;
+                key[0] ^= i as u8;
+                key[1] ^= (i >> 8) as u8;
+                let mut server = Server::new(per_shard.clone(), key);
+                server.allocate_tables();
+                Mutex::new(server)
+            })
+            .collect();
+        let k = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        Shards {
+            servers,
+            key: [k(&hash_key[..8]) ^ 0x9e37_79b9_7f4a_7c15, k(&hash_key[8..])],
+            prefix_len_v4: config.rate_limit.prefix_len_v4,
+            prefix_len_v6: config.rate_limit.prefix_len_v6,
+        }
+    }
+
+    /// The shard of a client address: of its rate-limit prefix, so that the
+    /// addresses one limit covers meet in one table (IPv4-mapped IPv6 counts
+    /// as IPv4, as in the tables).
+    fn index(&self, ip: IpAddr) -> usize {
+        let [hi, lo] = ntplab_proto::server::table::key_of(ip, self.prefix_len_v4, self.prefix_len_v6);
+        let mut h = (lo ^ self.key[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= (hi ^ self.key[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        h ^= h >> 29;
+        (h as usize) & (self.servers.len() - 1)
+    }
+
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, Server> {
+        self.servers[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the workers did, summed over all of them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Replies sent.
+    pub sent: AtomicU64,
+    /// Replies the kernel refused.
+    pub send_errors: AtomicU64,
+    /// Kernel transmit timestamps matched to their reply.
+    pub tx_timestamps: AtomicU64,
+    /// Replies whose transmit timestamp never turned up.
+    pub tx_timestamps_missed: AtomicU64,
+}
+
+/// The running workers; dropping it stops them and closes their sockets.
+pub struct FastServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    publication: Arc<Publication>,
+    shards: Arc<Shards>,
+    local: Vec<SocketAddr>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for FastServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastServer").field("local", &self.local).field("threads", &self.threads.len()).finish()
+    }
+}
+
+impl FastServer {
+    /// Binds `spec.workers` sockets per listen address and starts a thread
+    /// for each. A port 0 is chosen once per address and shared by its
+    /// workers. A failure names the address it concerns.
+    pub fn start(
+        listen: &[SocketAddr],
+        spec: FastPathSpec,
+        config: &ServerConfig,
+        hash_key: [u8; 16],
+        initial: Published,
+    ) -> Result<FastServer, (SocketAddr, io::Error)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let publication = Arc::new(Publication { generation: AtomicU64::new(1), value: RwLock::new(initial) });
+        let shards = Arc::new(Shards::new(config, spec.workers * 4, hash_key));
+        let counters = Arc::new(Counters::default());
+        let mut sockets = Vec::new();
+        let mut local = Vec::new();
+        for addr in listen {
+            let mut bound = *addr;
+            for _ in 0..spec.workers {
+                let fd = open_socket(bound, spec.recv_buffer, config.interleaved).map_err(|e| (bound, e))?;
+                let got = getsockname::<SockaddrStorage>(fd.as_raw_fd()).map_err(|e| (bound, io::Error::from(e)))?;
+                bound.set_port(to_socket_addr(&got).map_or(addr.port(), |a| a.port()));
+                sockets.push((fd, addr.ip().is_unspecified()));
+            }
+            local.push(bound);
+        }
+        let start = std::time::Instant::now();
+        let mut threads = Vec::new();
+        for (i, (fd, pktinfo)) in sockets.into_iter().enumerate() {
+            let worker = Worker {
+                fd,
+                pktinfo,
+                tx_timestamps: config.interleaved,
+                stop: stop.clone(),
+                publication: publication.clone(),
+                shards: shards.clone(),
+                counters: counters.clone(),
+                start,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("ntplab-serve-{i}"))
+                .spawn(move || worker.run())
+                .map_err(|e| (listen[0], e))?;
+            threads.push(thread);
+        }
+        Ok(FastServer { stop, threads, publication, shards, local, counters })
+    }
+
+    /// The addresses served, with the ports chosen for port 0.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local
+    }
+
+    /// The workers' counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Heap octets of the client tables of all shards once allocated.
+    pub fn table_bytes(&self) -> usize {
+        (0..self.shards.servers.len()).map(|i| self.shards.lock(i).table_bytes()).sum()
+    }
+
+    /// Hands the workers a new clock state and clock conversion, if it differs
+    /// from the last one.
+    pub fn publish(&self, published: Published) {
+        let mut value = self.publication.value.write().unwrap_or_else(|e| e.into_inner());
+        if *value != published {
+            *value = published;
+            self.publication.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for FastServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_socket(addr: SocketAddr, recv_buffer: Option<usize>, tx_timestamps: bool) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
+    setsockopt(&fd, sockopt::ReusePort, &true).map_err(io::Error::from)?;
+    if let Some(bytes) = recv_buffer {
+        setsockopt(&fd, sockopt::RcvBuf, &bytes).map_err(io::Error::from)?;
+    }
+    let timeout = nix::sys::time::TimeVal::new(0, RECV_TIMEOUT_MS * 1000);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
+    let mut flags = TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE | TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE;
+    if tx_timestamps {
+        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID;
+    }
+    if let Err(e) = setsockopt(&fd, sockopt::Timestamping, &flags) {
+        tracing::warn!(%addr, error = %e, "kernel timestamping unavailable; using user-space timestamps");
+    }
+    if addr.ip().is_unspecified() {
+        if addr.is_ipv6() {
+            setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        } else {
+            setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
+        }
+    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(io::Error::from)?;
+    Ok(fd)
+}
+
+fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    a.as_sockaddr_in6().map(|v6| {
+        let ip = v6.ip();
+        // A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6.
+        match ip.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => SocketAddr::from((ip, v6.port())),
+        }
+    })
+}
+
+fn to_time(ts: nix::sys::time::TimeSpec) -> Option<NtpTime> {
+    let (s, ns) = (ts.tv_sec(), ts.tv_nsec());
+    (s != 0 || ns != 0).then(|| NtpTime::from_unix(s, ns.clamp(0, 999_999_999) as u32))
+}
+
+/// One received datagram's particulars.
+#[derive(Clone, Copy)]
+struct Meta {
+    len: usize,
+    from: SocketAddr,
+    rx_raw: Option<NtpTime>,
+    to: Option<IpAddr>,
+}
+
+/// A reply ready to send, or sent and waiting for its transmit timestamp.
+#[derive(Clone, Copy)]
+struct Reply {
+    slot: usize,
+    to: SocketAddr,
+    local: Option<IpAddr>,
+    shard: usize,
+    response: Response,
+}
+
+struct Worker {
+    fd: OwnedFd,
+    pktinfo: bool,
+    tx_timestamps: bool,
+    stop: Arc<AtomicBool>,
+    publication: Arc<Publication>,
+    shards: Arc<Shards>,
+    counters: Arc<Counters>,
+    start: std::time::Instant,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut inbuf = Box::new([[0u8; MAX_REQUEST_LEN + 1]; BATCH]);
+        let mut outbuf = [[0u8; RESPONSE_LEN]; BATCH];
+        let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            BATCH,
+            Some(nix::cmsg_space!(nix::sys::socket::Timestamps, libc::in6_pktinfo)),
+        );
+        let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut err_headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            BATCH,
+            Some(nix::cmsg_space!(nix::sys::socket::Timestamps, libc::sock_extended_err, libc::sockaddr_in6)),
+        );
+        let mut errbuf = [[0u8; 64]; BATCH];
+        let mut metas = [Meta { len: 0, from: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), rx_raw: None, to: None }; BATCH];
+        let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
+        let mut pending: VecDeque<(u32, Reply)> = VecDeque::with_capacity(PENDING_MAX);
+        let mut next_id: u32 = 0;
+        let mut generation = 0;
+        let mut published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let fd = self.fd.as_raw_fd();
+        // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS.
+        while !self.stop.load(Ordering::Relaxed) {
+            let n = {
+                let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = inbuf.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+                match recvmmsg(fd, &mut rx_headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+                    Ok(results) => {
+                        let mut n = 0;
+                        for (meta, msg) in metas.iter_mut().zip(results) {
+                            let Some(from) = msg.address.as_ref().and_then(to_socket_addr) else { continue };
+                            let mut rx_raw = None;
+                            let mut to = None;
+                            if let Ok(cmsgs) = msg.cmsgs() {
+                                for c in cmsgs {
+                                    match c {
+                                        ControlMessageOwned::ScmTimestampsns(ts) => rx_raw = to_time(ts.system),
+                                        ControlMessageOwned::Ipv4PacketInfo(info) => {
+                                            to = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))))
+                                        }
+                                        ControlMessageOwned::Ipv6PacketInfo(info) => {
+                                            let v6 = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                                            to = Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4));
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            *meta = Meta { len: msg.bytes, from, rx_raw, to };
+                            n += 1;
+                        }
+                        n
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "receive failed");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        0
+                    }
+                }
+            };
+            if !pending.is_empty() {
+                self.collect_tx_timestamps(&mut err_headers, &mut errbuf, &mut pending, &published);
+            }
+            if n == 0 {
+                continue;
+            }
+            self.counters.received.fetch_add(n as u64, Ordering::Relaxed);
+            let g = self.publication.generation.load(Ordering::Acquire);
+            if g != generation {
+                generation = g;
+                published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
+            }
+            let Published { state, map } = &published;
+            // Datagrams without a kernel timestamp (rare: the first ones after
+            // the socket opens) are stamped with one reading after the receive.
+            let fallback = metas[..n].iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
+            replies.clear();
+            for (slot, meta) in metas[..n].iter().enumerate() {
+                let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
+                let shard = self.shards.index(meta.from.ip());
+                let mut server = self.shards.lock(shard);
+                let now_ns = self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                let action = server.handle(now_ns, meta.from, &inbuf[slot][..meta.len], rx_time, state, &mut outbuf[slot]);
+                if let ServerAction::Respond(response) = action {
+                    if self.tx_timestamps {
+                        server.finish_response_awaiting_tx(&response, &mut outbuf[slot], map.now(), state);
+                    } else {
+                        server.finish_response(&response, &mut outbuf[slot], map.now(), state);
+                    }
+                    replies.push(Reply { slot, to: meta.from, local: meta.to.filter(|_| self.pktinfo), shard, response });
+                }
+            }
+            self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
+            if !pending.is_empty() {
+                self.collect_tx_timestamps(&mut err_headers, &mut errbuf, &mut pending, &published);
+            }
+        }
+    }
+
+    /// Sends the replies, one `sendmmsg` per run of replies leaving from the
+    /// same address; notes the sent ones' timestamp IDs.
+    fn send(
+        &self,
+        headers: &mut MultiHeaders<SockaddrStorage>,
+        outbuf: &[[u8; RESPONSE_LEN]; BATCH],
+        replies: &[Reply],
+        pending: &mut VecDeque<(u32, Reply)>,
+        next_id: &mut u32,
+    ) {
+        let fd = self.fd.as_raw_fd();
+        let mut first = 0;
+        while first < replies.len() {
+            let local = replies[first].local;
+            let run = replies[first..].iter().take_while(|r| r.local == local).count();
+            let group = &replies[first..first + run];
+            let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+            for (a, r) in addrs.iter_mut().zip(group) {
+                *a = Some(SockaddrStorage::from(r.to));
+            }
+            let slices: [[IoSlice<'_>; 1]; BATCH] =
+                std::array::from_fn(|i| [IoSlice::new(group.get(i).map_or(&[][..], |r| &outbuf[r.slot][..r.response.len]))]);
+            let v4info;
+            let v6info;
+            let cmsg: [ControlMessage<'_>; 1];
+            let cmsgs: &[ControlMessage<'_>] = match local {
+                Some(IpAddr::V4(from)) if group[0].to.is_ipv4() => {
+                    v4info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(from).to_be() },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    cmsg = [ControlMessage::Ipv4PacketInfo(&v4info)];
+                    &cmsg
+                }
+                Some(from) if group[0].to.is_ipv6() => {
+                    let from = match from {
+                        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                        IpAddr::V6(v6) => v6,
+                    };
+                    v6info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: from.octets() }, ipi6_ifindex: 0 };
+                    cmsg = [ControlMessage::Ipv6PacketInfo(&v6info)];
+                    &cmsg
+                }
+                _ => &[],
+            };
+            let sent = match sendmmsg(fd, headers, slices[..run].iter(), &addrs[..run], cmsgs, MsgFlags::MSG_DONTWAIT) {
+                Ok(results) => results.count(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "replies not sent");
+                    0
+                }
+            };
+            self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
+            self.counters.send_errors.fetch_add((run - sent) as u64, Ordering::Relaxed);
+            if self.tx_timestamps {
+                for r in &group[..sent] {
+                    if pending.len() == PENDING_MAX {
+                        pending.pop_front();
+                        self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    pending.push_back((*next_id, *r));
+                    *next_id = next_id.wrapping_add(1);
+                }
+            }
+            first += run;
+        }
+    }
+
+    /// Reads the transmit timestamps the kernel has queued and hands each to
+    /// the responder of the reply it belongs to.
+    fn collect_tx_timestamps(
+        &self,
+        headers: &mut MultiHeaders<SockaddrStorage>,
+        errbuf: &mut [[u8; 64]; BATCH],
+        pending: &mut VecDeque<(u32, Reply)>,
+        published: &Published,
+    ) {
+        let fd = self.fd.as_raw_fd();
+        // Each pass takes up to BATCH timestamps; at most as many as are pending.
+        for _ in 0..PENDING_MAX.div_ceil(BATCH) {
+            if pending.is_empty() {
+                return;
+            }
+            let mut stamps = [(0u32, None::<NtpTime>); BATCH];
+            let n = {
+                let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = errbuf.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+                let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+                match recvmmsg(fd, headers, iovs.iter_mut(), flags, None) {
+                    Ok(results) => {
+                        let mut n = 0;
+                        for (stamp, msg) in stamps.iter_mut().zip(results) {
+                            let (mut time, mut key) = (None, None);
+                            if let Ok(cmsgs) = msg.cmsgs() {
+                                for c in cmsgs {
+                                    match c {
+                                        ControlMessageOwned::ScmTimestampsns(ts) => time = to_time(ts.system),
+                                        ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _)
+                                            if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
+                                        {
+                                            key = Some(e.ee_data)
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            if let Some(k) = key {
+                                *stamp = (k, time);
+                                n += 1;
+                            }
+                        }
+                        n
+                    }
+                    Err(_) => return,
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            for &(key, time) in &stamps[..n] {
+                // Replies sent before this one whose timestamps were skipped are given up.
+                while let Some(&(id, _)) = pending.front() {
+                    if (key.wrapping_sub(id) as i32) <= 0 {
+                        break;
+                    }
+                    pending.pop_front();
+                    self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+                }
+                if pending.front().is_some_and(|&(id, _)| id == key) {
+                    let Some((_, reply)) = pending.pop_front() else { break };
+                    if let Some(raw) = time {
+                        let tx = published.map.local_time_of(raw);
+                        self.shards.lock(reply.shard).transmitted(&reply.response, tx, &published.state);
+                        self.counters.tx_timestamps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntplab_proto::wire::refid::ReferenceId;
+    use ntplab_proto::wire::v4::LeapIndicator;
+    use std::net::UdpSocket;
+
+    fn state() -> ServerClockState {
+        ServerClockState {
+            leap: LeapIndicator::NoWarning,
+            stratum: 1,
+            precision_log2: -20,
+            root_delay: ntplab_proto::time::NtpDuration::ZERO,
+            root_dispersion: ntplab_proto::time::NtpDuration::ZERO,
+            reference_id: ReferenceId::from_ascii("LOCL"),
+            reference_time: Some(realtime_now()),
+            inserted_second_in_progress: false,
+        }
+    }
+
+    fn request(origin: u64, receive: u64, transmit: u64) -> [u8; 48] {
+        let mut r = [0u8; 48];
+        r[0] = 0x23; // LI 0, version 4, mode 3
+        r[24..32].copy_from_slice(&origin.to_be_bytes());
+        r[32..40].copy_from_slice(&receive.to_be_bytes());
+        r[40..48].copy_from_slice(&transmit.to_be_bytes());
+        r
+    }
+
+    fn field(reply: &[u8], at: usize) -> u64 {
+        u64::from_be_bytes(reply[at..at + 8].try_into().unwrap())
+    }
+
+    fn exchange(client: &UdpSocket, server: SocketAddr, req: &[u8; 48]) -> [u8; 48] {
+        client.send_to(req, server).unwrap();
+        let mut buf = [0u8; 64];
+        let (len, from) = client.recv_from(&mut buf).unwrap_or_else(|e| panic!("no reply to {req:x?}: {e}"));
+        assert_eq!((len, from), (48, server));
+        buf[..48].try_into().unwrap()
+    }
+
+    fn start(workers: usize) -> FastServer {
+        let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
+        let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
+        let published = Published { state: state(), map: TimeMap::Identity };
+        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published)
+            .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
+    }
+
+    #[test]
+    fn the_addresses_of_one_rate_limit_prefix_share_a_shard() {
+        let shards = Shards::new(&ServerConfig::default(), 64, [1; 16]);
+        let a = shards.index("2001:db8:1:2::1".parse().unwrap());
+        assert!((2..200u16).all(|i| shards.index(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 9))) == a), "one /64, one shard");
+        let spread: std::collections::HashSet<_> = (0..200u8).map(|i| shards.index(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))).collect();
+        assert!(spread.len() > 32, "IPv4 clients spread over the shards: {}", spread.len());
+        assert_eq!(shards.index("::ffff:10.0.0.7".parse().unwrap()), shards.index("10.0.0.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn workers_answer_many_clients_through_the_responder() {
+        let server = start(2);
+        let addr = server.local_addrs()[0];
+        assert_ne!(addr.port(), 0, "the chosen port is reported");
+        for i in 1..=20u8 {
+            // Clients from several loopback addresses spread over the shards.
+            let client = UdpSocket::bind((Ipv4Addr::new(127, 0, 1, i), 0)).unwrap();
+            client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let t1 = 0x1234_5678_0000_0000 + u64::from(i);
+            let reply = exchange(&client, addr, &request(0, 0, t1));
+            assert_eq!(reply[0] & 7, 4, "mode 4");
+            assert_eq!(reply[1], 1, "stratum 1");
+            assert_eq!(field(&reply, 24), t1, "origin = the request's transmit");
+            assert!(field(&reply, 40) > field(&reply, 32), "transmit after receive");
+        }
+        // Not a request: no answer, and the workers go on.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(&[0u8; 10], addr).unwrap();
+        // The last reply may arrive before its worker counts it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let counted = |s: &FastServer| s.counters().sent.load(Ordering::Relaxed) >= 20 && s.counters().received.load(Ordering::Relaxed) >= 21;
+        while !counted(&server) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(server.counters().sent.load(Ordering::Relaxed), 20);
+        assert_eq!(server.counters().received.load(Ordering::Relaxed), 21, "the stray datagram too");
+        drop(server);
+        // Dropped: the workers are gone and the port is free again.
+        assert!(UdpSocket::bind(addr).is_ok());
+    }
+
+    #[test]
+    fn an_interleaved_answer_carries_the_kernel_transmit_time_of_the_previous_reply() {
+        let server = start(1);
+        let addr = server.local_addrs()[0];
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let t1 = 0x1111_0000_0000_0001u64;
+        let mut previous = exchange(&client, addr, &request(0, 0, t1));
+        let mut interleaved = 0;
+        for k in 0..20u64 {
+            // The interleaved request: origin = the server's receive timestamp,
+            // receive = when the client got the reply (any value other than transmit).
+            let (t2, basic_t3) = (field(&previous, 32), field(&previous, 40));
+            let reply = exchange(&client, addr, &request(t2, 0x4444_0000_0000_0000 + k, t1 + k + 1));
+            if field(&reply, 24) == 0x4444_0000_0000_0000 + k {
+                interleaved += 1;
+                let t3 = field(&reply, 40);
+                // The kernel stamps the datagram after the responder's reading
+                // that went into the basic reply: a later time, never that one.
+                assert!(t3 > basic_t3, "interleaved T3 {t3:x} is the pre-send reading {basic_t3:x}");
+                assert!(t3 > t2 && t3 - basic_t3 < 1 << 32, "after the receive, within a second of the send");
+            }
+            previous = reply;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Alternate replies are interleaved: every other one saved a pair
+        // the next one used (a pair is used once).
+        assert!(interleaved >= 9, "{interleaved} of 20 interleaved");
+        assert!(server.counters().tx_timestamps.load(Ordering::Relaxed) >= 10);
+    }
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Server throughput of ntplab, chronyd and ntpd-rs (when installed), measured
+# with ntpperf, an independent load generator (github.com/mlichvar/ntpperf).
+#
+#   sudo scripts/bench-servers.sh [NTPPERF_SOURCE]
+#
+# NTPPERF_SOURCE: ntpperf's source, a .tar.gz or a directory (default
+# $NTPPERF_SRC, else /work/shared/tools/ntpperf.tar.gz). It is built under
+# /tmp, never in the repository. Needs root (network namespaces), cc and
+# libpcap-dev.
+#
+# Setup: two network namespaces joined by a veth pair; the server listens on
+# 10.213.0.1:123 in one, ntpperf sends from 172.30.0.0/16 through the other
+# (the server routes those replies back over the veth; the client side drops
+# them after ntpperf has read them with pcap). Traffic never leaves the two
+# namespaces.
+#
+# Safety: servers run without CAP_SYS_TIME (setpriv --inh-caps=-sys_time
+# --bounding-set=-sys_time), chronyd with -x (never -q); ntplab serve without
+# --control-system-clock; every run is bounded by `timeout`; only processes
+# this script started are stopped, by PID; the namespaces are removed at exit.
+#
+# Settings (environment): ROUNDS (3), MODES ("basic interleaved"), RATE_MAX
+# (1000000 requests/s), STEP_S (ntpperf's interval per rate, 1 s), WORKERS
+# (ntplab's [server] workers, default: the CPU cores), NTPLAB (the binary,
+# default target/release/ntplab), SERVERS ("ntplab chronyd ntpd-rs").
+#
+# Per round, mode and server it prints: the highest rate with >= 99 %
+# responses (in interleaved mode also with >= 99 % of them interleaved), the
+# peak responses/s, the server's CPU time per response (utime + stime from
+# /proc over the ntpperf run, divided by the responses ntpperf counted), the
+# server's peak resident memory (VmHWM), the load average before and after,
+# and ntplab's rate as a ratio of each other server's in that round. The
+# servers of a round run one after the other, the order rotating each round.
+set -euo pipefail
+
+SRC=${1:-${NTPPERF_SRC:-/work/shared/tools/ntpperf.tar.gz}}
+ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-basic interleaved}
+RATE_MAX=${RATE_MAX:-1000000}
+STEP_S=${STEP_S:-1}
+WORKERS=${WORKERS:-$(nproc)}
+SERVERS=${SERVERS:-ntplab chronyd ntpd-rs}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+NTPLAB=${NTPLAB:-$REPO/target/release/ntplab}
+
+die() { echo "bench-servers: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+[ -e "$SRC" ] || die "ntpperf source not found at $SRC (give its .tar.gz or directory as the first argument or in NTPPERF_SRC)"
+[ -x "$NTPLAB" ] || die "no ntplab binary at $NTPLAB (cargo build --release --bin ntplab, or set NTPLAB)"
+command -v setpriv >/dev/null || die "setpriv (util-linux) is needed to drop CAP_SYS_TIME"
+
+WORK=$(mktemp -d /tmp/bench-servers.XXXXXX)
+SRV=bsrv$$
+CLI=bcli$$
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.2
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$SRV" 2>/dev/null || true
+    ip netns del "$CLI" 2>/dev/null || true
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Build ntpperf outside the repository.
+if [ -d "$SRC" ]; then cp -r "$SRC" "$WORK/ntpperf"; else mkdir "$WORK/ntpperf" && tar xzf "$SRC" -C "$WORK/ntpperf" --strip-components=1; fi
+make -s -C "$WORK/ntpperf" >"$WORK/make.log" 2>&1 || die "ntpperf did not build (libpcap-dev installed?): $(tail -3 "$WORK/make.log")"
+NTPPERF=$WORK/ntpperf/ntpperf
+
+# Two namespaces and a veth pair.
+ip netns add "$SRV"
+ip netns add "$CLI"
+ip link add vs$$ type veth peer name vc$$
+ip link set vs$$ netns "$SRV"
+ip link set vc$$ netns "$CLI"
+ip -n "$SRV" addr add 10.213.0.1/24 dev vs$$
+ip -n "$CLI" addr add 10.213.0.2/24 dev vc$$
+ip -n "$SRV" link set lo up
+ip -n "$CLI" link set lo up
+ip -n "$SRV" link set vs$$ up
+ip -n "$CLI" link set vc$$ up
+ip -n "$SRV" route add 172.30.0.0/16 via 10.213.0.2
+MAC=$(ip netns exec "$SRV" cat /sys/class/net/vs$$/address)
+
+nopriv() { ip netns exec "$SRV" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"; }
+
+start_server() { # NAME MODE -> PID in SERVER_PID
+    local name=$1 dir=$WORK/$1
+    mkdir -p "$dir"
+    case $name in
+    ntplab)
+        printf '[server]\nworkers = %s\nrecv_buffer = 4194304\n' "$WORKERS" >"$dir/ntplab.toml"
+        nopriv timeout 600 "$NTPLAB" serve --listen 10.213.0.1:123 --local-stratum 1 --config "$dir/ntplab.toml" \
+            >"$dir/log" 2>&1 &
+        ;;
+    chronyd)
+        cat >"$dir/chrony.conf" <<EOF
+local stratum 1
+allow all
+cmdport 0
+pidfile $dir/chronyd.pid
+clientloglimit 100000000
+EOF
+        nopriv timeout 600 chronyd -x -d -u root -f "$dir/chrony.conf" >"$dir/log" 2>&1 &
+        ;;
+    ntpd-rs)
+        cat >"$dir/ntp.toml" <<EOF
+[[server]]
+listen = "10.213.0.1:123"
+[synchronization]
+local-stratum = 1
+EOF
+        nopriv timeout 600 ntp-daemon -c "$dir/ntp.toml" >"$dir/log" 2>&1 &
+        ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    sleep 1.5
+    # The server's own process, below the shell, ip netns exec, setpriv and
+    # timeout (not a helper process the server forks itself).
+    local want p=$SERVER_PID
+    case $name in ntplab) want=ntplab ;; chronyd) want=chronyd ;; ntpd-rs) want=ntp-daemon ;; esac
+    for _ in 1 2 3 4 5 6; do
+        [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "$want" ] && break
+        local c
+        c=$(cat /proc/"$p"/task/*/children 2>/dev/null | awk '{print $1; exit}')
+        [ -n "$c" ] || break
+        p=$c
+    done
+    PIDS+=("$p")
+    SERVER_PROC=$p
+}
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
+
+run_one() { # NAME MODE ROUND
+    local name=$1 mode=$2 round=$3 flag=-B
+    [ "$mode" = interleaved ] && flag=-I
+    start_server "$name"
+    if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = ntp-daemon ] || [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$name" ]; then :; else
+        echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
+        return
+    fi
+    local load0 load1 t0 t1 out=$WORK/$name-$mode-$round.txt
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    t0=$(cpu_ticks "$SERVER_PROC")
+    ip netns exec "$CLI" timeout 120 "$NTPPERF" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" -l \
+        -r 1000-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
+    t1=$(cpu_ticks "$SERVER_PROC")
+    load1=$(cut -d' ' -f1-3 /proc/loadavg)
+    local hwm
+    hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
+    # Stop the server itself (timeout and the shell above it then end), by PID.
+    kill "$SERVER_PROC" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    kill -0 "$SERVER_PROC" 2>/dev/null && { sleep 1; kill -9 "$SERVER_PROC" 2>/dev/null || true; }
+    # ntpperf lines: rate clients lost% invalid% basic% xleave% ...
+    awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) \
+        -v hz="$(getconf CLK_TCK)" -v hwm="$hwm" -v load0="$load0" -v load1="$load1" '
+        $1 ~ /^[0-9]+$/ && $3 ~ /%$/ {
+            rate = $1; lost = $3 + 0; xl = $6 + 0
+            ok = 100 - lost
+            resp += rate * step * ok / 100
+            if (rate * ok / 100 > peak) peak = rate * ok / 100
+            if (ok >= 99 && rate > hi) hi = rate
+            if (ok >= 99 && xl >= 99 && rate > hix) hix = rate
+        }
+        END {
+            cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
+            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode == "interleaved" ? hix : hi), peak, cpu_us, hwm, load0, load1
+        }' "$out" | tee -a "$WORK/results.tsv"
+}
+
+available=()
+for s in $SERVERS; do
+    case $s in
+    ntplab) available+=(ntplab) ;;
+    chronyd) command -v chronyd >/dev/null && available+=(chronyd) || echo "chronyd not installed: skipped" >&2 ;;
+    ntpd-rs) command -v ntp-daemon >/dev/null && available+=(ntpd-rs) || echo "ntpd-rs (ntp-daemon) not installed: skipped" >&2 ;;
+    esac
+done
+
+echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate 1000-$RATE_MAX, x1.5, $STEP_S s a step"
+printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\n'
+for round in $(seq 1 "$ROUNDS"); do
+    n=${#available[@]}
+    for mode in $MODES; do
+        for i in $(seq 0 $((n - 1))); do
+            # Rotate the order each round: A B C, B C A, C A B.
+            run_one "${available[$(((i + round - 1) % n))]}" "$mode" "$round"
+        done
+    done
+done
+
+echo
+echo "# ntplab's highest rate with >= 99 % responses (interleaved: and >= 99 % interleaved) over each server's, per round"
+awk -F'\t' '{ key = $1 "\t" $2; v[key, $3] = $5; keys[key] = 1; servers[$3] = 1 }
+    END {
+        for (k in keys) for (s in servers) if (s != "ntplab" && v[k, s] > 0 && v[k, "ntplab"] != "")
+            printf "%s\tntplab/%s\t%.2f\n", k, s, v[k, "ntplab"] / v[k, s]
+    }' "$WORK/results.tsv" | sort
