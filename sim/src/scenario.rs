@@ -31,6 +31,7 @@
 //! sweeps when its command line names none: `"1..25"`, `"3"` or `"1..5,9"`),
 //! `exercises` (IDs of conformance checks every run of the scenario must
 //! exercise: a declared check that reports "not exercised" fails the suite),
+//! `lab_duration` (the real time `ntplab lab run` runs it, at most `duration`),
 //! then arrays of tables `[[host]]`, `[[link]]`, `[[event]]` and `[[expect]]`.
 //!
 //! Durations are a number of seconds or a string with units (`"250ms"`,
@@ -46,7 +47,9 @@
 //!   reading noise, s), `precision` (reading resolution, s), `sine` =
 //!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
-//!   Role `ntp` also takes `local_stratum`, `interleaved`, `sources` (each
+//!   Role `ntp` also takes `impl` (`"ntplab"`, the default, `"chrony"`,
+//!   `"ntpsec"` or `"ntpd-rs"`: the program the hardware lab runs; the
+//!   simulator refuses hosts that are not `"ntplab"`), `local_stratum`, `interleaved`, `sources` (each
 //!   `{ host, iburst, burst, poll_min, poll_max, version }`, the host named by
 //!   its `name`), `discipline` (`"regression"`, the default, or `"rfc5905"`:
 //!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
@@ -173,6 +176,9 @@ pub struct Scenario {
     pub sample_interval: Duration,
     /// Time since the start after which offset and frequency statistics count.
     pub converged_after: Duration,
+    /// How long the hardware lab runs the scenario in real time (`lab_duration`,
+    /// at most `duration`; default `duration`). The simulator ignores it.
+    pub lab_duration: Option<Duration>,
     /// Leap seconds of true UTC during the run. Hosts serving their own clock
     /// (`local_stratum`) follow UTC and so announce them; offsets in the trace
     /// are taken against UTC on the NTP timescale.
@@ -249,6 +255,36 @@ pub struct Host {
     pub role: Role,
     /// Its reference-clock hardware (role `ntp` only).
     pub refclock: Option<SimRefclockConfig>,
+    /// Which NTP implementation runs on it (`impl`; role `ntp` only). The
+    /// simulator runs only ntplab's daemon; the hardware lab runs the others.
+    pub implementation: Implementation,
+}
+
+/// A host's `impl`: the NTP program it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Implementation {
+    /// ntplab's own daemon (the default).
+    #[default]
+    Ntplab,
+    /// chronyd.
+    Chrony,
+    /// ntpsec's ntpd.
+    Ntpsec,
+    /// ntpd-rs.
+    NtpdRs,
+}
+
+impl Implementation {
+    /// The name as a scenario writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Ntplab => "ntplab",
+            Implementation::Chrony => "chrony",
+            Implementation::Ntpsec => "ntpsec",
+            Implementation::NtpdRs => "ntpd-rs",
+        }
+    }
 }
 
 impl Host {
@@ -1117,6 +1153,7 @@ struct ScenarioFile {
     duration: Spanned<Dur>,
     sample_interval: Option<Spanned<Dur>>,
     converged_after: Option<Spanned<Dur>>,
+    lab_duration: Option<Spanned<Dur>>,
     #[serde(default)]
     leap_seconds: Vec<Spanned<String>>,
     #[serde(default)]
@@ -1144,6 +1181,8 @@ struct HostSection {
     /// A host group: `count` hosts NAME-1..NAME-count at consecutive addresses.
     count: Option<Spanned<u32>>,
     role: Option<Spanned<RoleName>>,
+    #[serde(rename = "impl")]
+    implementation: Option<Spanned<Implementation>>,
     clock: Option<HostClockSection>,
     listen: Option<Spanned<Listen>>,
     // role = "ntp"
@@ -1584,6 +1623,16 @@ impl Validator<'_> {
             }
             None => duration / 4,
         };
+        let lab_duration = match &file.lab_duration {
+            Some(l) => {
+                let v = l.get_ref().0;
+                if v.is_zero() || v > duration {
+                    return Err(self.err(l, format!("lab_duration {v:?} must be positive and at most the duration ({duration:?})"), None));
+                }
+                Some(v)
+            }
+            None => None,
+        };
         let mut leap_seconds = Vec::new();
         for l in &file.leap_seconds {
             let leap = ntplab_daemon::config::parse_leap(l.get_ref()).map_err(|m| {
@@ -1678,6 +1727,7 @@ impl Validator<'_> {
             duration,
             sample_interval,
             converged_after,
+            lab_duration,
             leap_seconds,
             hosts,
             links,
@@ -1937,6 +1987,7 @@ impl Validator<'_> {
     fn host(&self, id: HostId, h: HostSection) -> VResult<Host> {
         let (_, role, address, port) = self.hosts[id].clone();
         let name = h.name.get_ref().clone();
+        let implementation_key = h.implementation.clone();
         let clock = self.clock(h.clock.as_ref().unwrap_or(&HostClockSection::default()))?;
         let wrong_role = |key: &str, span: Range<usize>, takes: &str| {
             let (is, other) = match role {
@@ -2017,7 +2068,14 @@ impl Validator<'_> {
                 Role::Scripted(ScriptedHost { port, behavior, stratum })
             }
         };
-        Ok(Host { name, address, clock, role, refclock })
+        let implementation = match &implementation_key {
+            Some(i) if *i.get_ref() != Implementation::Ntplab && !matches!(role, Role::Ntp(_)) => {
+                return Err(self.err(i, format!("`impl = \"{}\"` is for role \"ntp\" hosts; a scripted peer is ntplab's own", i.get_ref().name()), None));
+            }
+            Some(i) => *i.get_ref(),
+            None => Implementation::Ntplab,
+        };
+        Ok(Host { name, address, clock, role, refclock, implementation })
     }
 
     /// `host` for an NTS-KE event: it must serve NTS.
