@@ -1,0 +1,109 @@
+//! `ntplab lab run` end to end: an ntplab server and a client (chronyd under
+//! the clock shim, then ntplab's own daemon) in network namespaces, 40 s of
+//! real time each. Needs root and network namespaces (and chronyd for the
+//! chrony run); skipped with a message otherwise. Also: a scenario feature the
+//! lab cannot realize is refused up front (no root needed).
+
+use ntplab_hwlab::safety::SystemClockState;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ntplab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ntplab"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ntplab-lab-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the short scenario with the client's `impl`; returns the JSON summary.
+fn lab_run(implementation: &str) -> serde_json::Value {
+    let dir = tmp(implementation);
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, text.replace("impl = \"chrony\"", &format!("impl = \"{implementation}\""))).unwrap();
+    let out = dir.join("out");
+    let before = SystemClockState::read().unwrap();
+    let child = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(&out).arg(&scenario).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // Every namespace of the run is gone.
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("ntplab-{pid}-");
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&prefix), "namespaces left behind");
+    // The trace the simulator writes, with the client's samples and captured datagrams.
+    let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
+    assert!(samples.lines().filter(|l| l.contains(",client,")).count() >= 40);
+    let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
+    assert!(packets.lines().filter(|l| l.contains("\"dst\":\"10.0.0.1:123\"")).count() >= 3, "{packets}");
+    assert!(std::fs::metadata(out.join("packets.pcap")).unwrap().len() > 24);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+fn skip_reason(chrony: bool) -> Option<String> {
+    if let Some(why) = ntplab_hwlab::netns::unavailable() {
+        return Some(why);
+    }
+    if chrony && !Path::new(ntplab_hwlab::programs::CHRONYD).is_file() {
+        return Some("chronyd is not installed (apt-get install chrony)".into());
+    }
+    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
+    assert!(status.success(), "building the clock shim failed");
+    None
+}
+
+/// Runs the short scenario with the client's `impl` and checks the client
+/// ended up steered: it started 50 ms off, so only a clock its daemon
+/// disciplined is within 1 ms of true time after 20 s.
+fn client_disciplines_its_clock(implementation: &str) {
+    if let Some(why) = skip_reason(implementation == "chrony") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let v = lab_run(implementation);
+    let c = v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap();
+    let rms = c["rms_offset_s"].as_f64().unwrap();
+    eprintln!("{implementation} client: rms offset {:.1} us, max {:.1} us", rms * 1e6, c["max_offset_s"].as_f64().unwrap() * 1e6);
+    assert!(rms < 1e-3, "{v}");
+    assert!(v["lab"]["programs"].to_string().contains(implementation), "{v}");
+    assert_eq!(v["passed"], true, "{v}");
+}
+
+#[test]
+fn a_chronyd_client_disciplines_its_virtual_clock_in_the_lab() {
+    client_disciplines_its_clock("chrony");
+}
+
+#[test]
+fn an_ntplab_client_disciplines_its_virtual_clock_in_the_lab() {
+    client_disciplines_its_clock("ntplab");
+}
+
+#[test]
+fn features_the_lab_cannot_realize_are_refused_up_front() {
+    let dir = tmp("refuse");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
+    let scenario = dir.join("wander.toml");
+    std::fs::write(&scenario, text.replace("frequency = 2e-05 }", "frequency = 2e-05, wander = 1e-9 }").replace("impl = \"chrony\"", "impl = \"ntpsec\"")).unwrap();
+    let out = ntplab().args(["lab", "run", "--out"]).arg(dir.join("out")).arg(&scenario).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the lab cannot run this scenario"), "{err}");
+    assert!(err.contains("host `client`: clock `wander` is not realized"), "{err}");
+    assert!(err.contains("impl = \"ntpsec\" is not supported by the lab yet"), "{err}");
+    // Nothing ran: no trace.
+    assert!(!dir.join("out").exists());
+    // The simulator refuses a chrony host, naming it.
+    let out = ntplab().args(["run"]).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("host `client` has impl = \"chrony\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
