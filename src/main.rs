@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
         Command::Lab(lab::LabCommand::Run(args)) => lab::run(args, &mut out),
+        Command::Lab(lab::LabCommand::Suite(args)) => lab::suite(args, &mut out),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();

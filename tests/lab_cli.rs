@@ -62,7 +62,9 @@ fn skip_reason(chrony: bool) -> Option<String> {
 
 /// Runs the short scenario with the client's `impl` and checks the client
 /// ended up steered: it started 50 ms off, so only a clock its daemon
-/// disciplined is within 1 ms of true time after 20 s.
+/// disciplined is within 5 ms of true time after 20 s. (40 s of real time is
+/// two or three polls after the initial burst: ntplab's client has been seen
+/// anywhere from 0.17 to 0.57 ms RMS here, chronyd 0.05 to 0.08 ms.)
 fn client_disciplines_its_clock(implementation: &str) {
     if let Some(why) = skip_reason(implementation == "chrony") {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
@@ -72,7 +74,7 @@ fn client_disciplines_its_clock(implementation: &str) {
     let c = v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap();
     let rms = c["rms_offset_s"].as_f64().unwrap();
     eprintln!("{implementation} client: rms offset {:.1} us, max {:.1} us", rms * 1e6, c["max_offset_s"].as_f64().unwrap() * 1e6);
-    assert!(rms < 1e-3, "{v}");
+    assert!(rms < 5e-3, "{v}");
     assert!(v["lab"]["programs"].to_string().contains(implementation), "{v}");
     assert_eq!(v["passed"], true, "{v}");
 }
@@ -105,5 +107,36 @@ fn features_the_lab_cannot_realize_are_refused_up_front() {
     let out = ntplab().args(["run"]).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("host `client` has impl = \"chrony\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ntplab lab suite` over a directory whose one scenario the lab cannot
+/// realize: a failure naming the reason, or with `--skip-unsupported` a skip
+/// and exit 0; the summary file says which.
+#[test]
+fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
+    let dir = tmp("suite");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    std::fs::write(dir.join("s/step.toml"), format!("{text}\n[[event]]\nat = \"10s\"\naction = \"step_clock\"\nhost = \"client\"\nby = 0.1\n")).unwrap();
+    let run = |skip: bool| {
+        let mut c = ntplab();
+        c.args(["lab", "suite", "--out"]).arg(dir.join("out")).arg(dir.join("s"));
+        if skip {
+            c.arg("--skip-unsupported");
+        }
+        c.output().unwrap()
+    };
+    let out = run(false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("refused") && stdout.contains("timeline events"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("skipped"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out/lab-suite.json")).unwrap()).unwrap();
+    assert_eq!(summary["scenarios"][0]["status"], "skipped");
+    assert_eq!(summary["failed"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
