@@ -140,3 +140,48 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     assert_eq!(summary["failed"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C (SIGINT) during a lab run: the run stops with an error saying so,
+/// its daemons are gone and every namespace it made is deleted.
+#[test]
+fn an_interrupted_lab_run_cleans_up() {
+    if let Some(why) = skip_reason(false) {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let dir = tmp("interrupt");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, text.replace("impl = \"chrony\"", "impl = \"ntplab\"")).unwrap();
+    let child = ntplab()
+        .args(["lab", "run", "--out"])
+        .arg(dir.join("out"))
+        .arg(&scenario)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let prefix = format!("ntplab-{pid}-");
+    let namespaces = || String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    // Wait until the lab is up (its namespaces exist), then interrupt it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !namespaces().contains(&prefix) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(namespaces().contains(&prefix), "the lab never set up its namespaces");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "the run did not stop promptly");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!namespaces().contains(&prefix), "namespaces left behind: {}", namespaces());
+    // The daemons it started are gone (their journals stop growing, and no process runs its config).
+    let ps = String::from_utf8_lossy(&Command::new("ps").args(["-eo", "args"]).output().unwrap().stdout).into_owned();
+    assert!(!ps.contains(&dir.display().to_string()), "{ps}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
