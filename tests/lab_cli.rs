@@ -19,12 +19,18 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// Runs the short scenario with the client's `impl`; returns the JSON summary.
-fn lab_run(implementation: &str) -> serde_json::Value {
-    let dir = tmp(implementation);
+/// tests/lab/short-client.toml with the client's `impl`, written to `dir/scenario.toml`.
+fn short_scenario(dir: &Path, implementation: &str) -> PathBuf {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
     let scenario = dir.join("scenario.toml");
     std::fs::write(&scenario, text.replace("impl = \"chrony\"", &format!("impl = \"{implementation}\""))).unwrap();
+    scenario
+}
+
+/// Runs the short scenario with the client's `impl`; returns the JSON summary.
+fn lab_run(implementation: &str) -> serde_json::Value {
+    let dir = tmp(implementation);
+    let scenario = short_scenario(&dir, implementation);
     let out = dir.join("out");
     let before = SystemClockState::read().unwrap();
     let child = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(&out).arg(&scenario).stdout(std::process::Stdio::piped()).spawn().unwrap();
@@ -89,6 +95,27 @@ fn an_ntplab_client_disciplines_its_virtual_clock_in_the_lab() {
     client_disciplines_its_clock("ntplab");
 }
 
+/// The same short scenario (ntplab client) in the simulator and in the lab:
+/// the same verdict on every expectation; the figures side by side.
+#[test]
+fn sim_and_lab_give_the_same_verdicts_on_the_short_scenario() {
+    if let Some(why) = skip_reason(false) {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let dir = tmp("sim");
+    let scenario = short_scenario(&dir, "ntplab");
+    let out = ntplab().args(["run", "--format", "json"]).arg(&scenario).output().unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lab = lab_run("ntplab");
+    let verdicts = |v: &serde_json::Value| v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].to_string(), e["passed"].clone())).collect::<Vec<_>>();
+    let rms = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap()["rms_offset_s"].as_f64().unwrap();
+    eprintln!("ntplab client rms offset: simulator {:.1} us, lab {:.1} us", rms(&sim) * 1e6, rms(&lab) * 1e6);
+    assert_eq!(verdicts(&sim), verdicts(&lab), "sim {sim}\nlab {lab}");
+    assert_eq!(sim["passed"], lab["passed"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn features_the_lab_cannot_realize_are_refused_up_front() {
     let dir = tmp("refuse");
@@ -150,9 +177,7 @@ fn an_interrupted_lab_run_cleans_up() {
         return;
     }
     let dir = tmp("interrupt");
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
-    let scenario = dir.join("scenario.toml");
-    std::fs::write(&scenario, text.replace("impl = \"chrony\"", "impl = \"ntplab\"")).unwrap();
+    let scenario = short_scenario(&dir, "ntplab");
     let child = ntplab()
         .args(["lab", "run", "--out"])
         .arg(dir.join("out"))
