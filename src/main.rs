@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod decode;
+mod lab;
 mod probe;
 mod query;
 mod query_nts;
@@ -36,6 +37,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Run every scenario of a directory with the conformance checks; write reports; gate CI.
     Suite(suite::SuiteArgs),
+    /// The hardware lab: run scenarios on real daemons (ntplab, chronyd) in network namespaces, each on a virtual clock.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
     /// Load-test NTP implementations (loopback targets only, unless allowed).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Suite(args) => suite::run(args, &mut out),
         Command::Probe(args) => probe::run(args, &mut out),
         Command::Serve(args) => serve::run(args),
+        Command::Lab(lab::LabCommand::Run(args)) => lab::run(args, &mut out),
+        Command::Lab(lab::LabCommand::Suite(args)) => lab::suite(args, &mut out),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();

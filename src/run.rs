@@ -110,8 +110,13 @@ fn fmt_s(v: Option<f64>) -> String {
     }
 }
 
-fn write_summary(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn write_summary(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "simulated in {:.3} s wall; {} datagrams, {} lost", r.wall.as_secs_f64(), r.packets.0, r.packets.1)?;
+    write_figures(r, out)
+}
+
+/// The per-host table, the verdicts and the trace directory (`ntplab run`'s and `ntplab lab run`'s).
+pub(crate) fn write_figures(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{:<12} {:>12} {:>12} {:>12} {:>8} {:>8}", "host", "rms offset", "max offset", "sync time", "steps", "sent")?;
     for h in r.hosts.iter().filter(|h| h.daemon) {
         writeln!(
@@ -149,7 +154,7 @@ fn write_summary(r: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn report_json(s: &Scenario, r: &RunReport) -> serde_json::Value {
+pub(crate) fn report_json(s: &Scenario, r: &RunReport) -> serde_json::Value {
     serde_json::json!({
         "scenario": s.origin,
         "name": r.name,

@@ -118,7 +118,8 @@ impl Jitter {
     }
 
     /// One extra delay, seconds. Draw count depends on the variant only.
-    fn sample(&self, rng: &mut SimRng) -> f64 {
+    /// (Also the hardware lab's link emulator's.)
+    pub fn sample(&self, rng: &mut SimRng) -> f64 {
         match *self {
             Jitter::None => 0.0,
             Jitter::Exponential { mean_s } => rng.exponential(mean_s),

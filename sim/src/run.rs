@@ -580,6 +580,7 @@ fn sample_details(source: SocketAddr, s: &SampleFigures) -> serde_json::Value {
 
 /// Runs a scenario; with `out`, writes the trace there.
 pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
+    refuse_other_implementations(s)?;
     let trace = match out {
         Some(dir) => Some(TraceWriter::create(dir, s.start).map_err(|e| format!("cannot write the trace to {}: {e}", dir.display()))?),
         None => None,
@@ -683,8 +684,23 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
     })
 }
 
+/// The simulator runs ntplab's daemon only: a host with another `impl` is
+/// refused, naming it.
+pub fn refuse_other_implementations(s: &Scenario) -> Result<(), String> {
+    match s.hosts.iter().find(|h| h.implementation != crate::scenario::Implementation::Ntplab) {
+        Some(h) => Err(format!(
+            "{}: host `{}` has impl = \"{}\": the simulator runs only ntplab's daemon; run this scenario in the hardware lab (`ntplab lab run`)",
+            s.origin,
+            h.name,
+            h.implementation.name()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// One host's value of a metric (`window`: its statistics from the expectation's `after`).
-fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Option<u8>) -> Option<f64> {
+/// (Also the hardware lab's: the same figures from the same statistics.)
+pub fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Option<u8>) -> Option<f64> {
     match metric {
         Metric::RmsOffset => window.rms_offset(),
         Metric::MaxOffset => window.max_offset(),
@@ -705,7 +721,7 @@ fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum: Opt
 
 /// The verdict on an expectation from its host's value, or its group's
 /// values (`members[i]` has `values[i]`).
-fn judge(e: &Expectation, hosts: &[HostReport], members: &[usize], values: &[Option<f64>]) -> Verdict {
+pub fn judge(e: &Expectation, hosts: &[HostReport], members: &[usize], values: &[Option<f64>]) -> Verdict {
     let (value, host) = match (e.over, &e.group) {
         (Some(over), Some(group)) => (over.summarize(values), format!("{group} ({} over {})", over.name(), values.len())),
         _ => (values.first().copied().flatten(), hosts[e.host].name.clone()),

@@ -31,6 +31,7 @@
 //! sweeps when its command line names none: `"1..25"`, `"3"` or `"1..5,9"`),
 //! `exercises` (IDs of conformance checks every run of the scenario must
 //! exercise: a declared check that reports "not exercised" fails the suite),
+//! `lab_duration` (the real time `ntplab lab run` runs it, at most `duration`),
 //! then arrays of tables `[[host]]`, `[[link]]`, `[[event]]` and `[[expect]]`.
 //!
 //! Durations are a number of seconds or a string with units (`"250ms"`,
@@ -46,11 +47,14 @@
 //!   reading noise, s), `precision` (reading resolution, s), `sine` =
 //!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
-//!   Role `ntp` also takes `local_stratum`, `interleaved`, `ntpv5` (answer
-//!   NTPv5 and offer the upgrade, default true), `sources` (each
-//!   `{ host, iburst, burst, poll_min, poll_max, version, draft }`, the host named by
-//!   its `name`; `version` 1–5 or `"auto"`, `draft` the NTPv5 draft `"07"`,
-//!   `"08"` or `"09"`), `discipline` (`"regression"`, the default, or `"rfc5905"`:
+//!   Role `ntp` also takes `impl` (`"ntplab"`, the default, `"chrony"`,
+//!   `"ntpsec"` or `"ntpd-rs"`: the program the hardware lab runs; the
+//!   simulator refuses hosts that are not `"ntplab"`), `local_stratum`,
+//!   `interleaved`, `ntpv5` (answer NTPv5 and offer the upgrade, default
+//!   true), `sources` (each `{ host, iburst, burst, poll_min, poll_max,
+//!   version, draft }`, the host named by its `name`; `version` 1–5 or
+//!   `"auto"`, `draft` the NTPv5 draft `"07"`, `"08"` or `"09"`),
+//!   `discipline` (`"regression"`, the default, or `"rfc5905"`:
 //!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
@@ -179,6 +183,9 @@ pub struct Scenario {
     pub sample_interval: Duration,
     /// Time since the start after which offset and frequency statistics count.
     pub converged_after: Duration,
+    /// How long the hardware lab runs the scenario in real time (`lab_duration`,
+    /// at most `duration`; default `duration`). The simulator ignores it.
+    pub lab_duration: Option<Duration>,
     /// Leap seconds of true UTC during the run. Hosts serving their own clock
     /// (`local_stratum`) follow UTC and so announce them; offsets in the trace
     /// are taken against UTC on the NTP timescale.
@@ -255,6 +262,36 @@ pub struct Host {
     pub role: Role,
     /// Its reference-clock hardware (role `ntp` only).
     pub refclock: Option<SimRefclockConfig>,
+    /// Which NTP implementation runs on it (`impl`; role `ntp` only). The
+    /// simulator runs only ntplab's daemon; the hardware lab runs the others.
+    pub implementation: Implementation,
+}
+
+/// A host's `impl`: the NTP program it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Implementation {
+    /// ntplab's own daemon (the default).
+    #[default]
+    Ntplab,
+    /// chronyd.
+    Chrony,
+    /// ntpsec's ntpd.
+    Ntpsec,
+    /// ntpd-rs.
+    NtpdRs,
+}
+
+impl Implementation {
+    /// The name as a scenario writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Ntplab => "ntplab",
+            Implementation::Chrony => "chrony",
+            Implementation::Ntpsec => "ntpsec",
+            Implementation::NtpdRs => "ntpd-rs",
+        }
+    }
 }
 
 impl Host {
@@ -1125,6 +1162,7 @@ struct ScenarioFile {
     duration: Spanned<Dur>,
     sample_interval: Option<Spanned<Dur>>,
     converged_after: Option<Spanned<Dur>>,
+    lab_duration: Option<Spanned<Dur>>,
     #[serde(default)]
     leap_seconds: Vec<Spanned<String>>,
     #[serde(default)]
@@ -1152,6 +1190,8 @@ struct HostSection {
     /// A host group: `count` hosts NAME-1..NAME-count at consecutive addresses.
     count: Option<Spanned<u32>>,
     role: Option<Spanned<RoleName>>,
+    #[serde(rename = "impl")]
+    implementation: Option<Spanned<Implementation>>,
     clock: Option<HostClockSection>,
     listen: Option<Spanned<Listen>>,
     // role = "ntp"
@@ -1618,6 +1658,16 @@ impl Validator<'_> {
             }
             None => duration / 4,
         };
+        let lab_duration = match &file.lab_duration {
+            Some(l) => {
+                let v = l.get_ref().0;
+                if v.is_zero() || v > duration {
+                    return Err(self.err(l, format!("lab_duration {v:?} must be positive and at most the duration ({duration:?})"), None));
+                }
+                Some(v)
+            }
+            None => None,
+        };
         let mut leap_seconds = Vec::new();
         for l in &file.leap_seconds {
             let leap = ntplab_daemon::config::parse_leap(l.get_ref()).map_err(|m| {
@@ -1712,6 +1762,7 @@ impl Validator<'_> {
             duration,
             sample_interval,
             converged_after,
+            lab_duration,
             leap_seconds,
             hosts,
             links,
@@ -1989,6 +2040,7 @@ impl Validator<'_> {
     fn host(&self, id: HostId, h: HostSection) -> VResult<Host> {
         let (_, role, address, port) = self.hosts[id].clone();
         let name = h.name.get_ref().clone();
+        let implementation_key = h.implementation.clone();
         let clock = self.clock(h.clock.as_ref().unwrap_or(&HostClockSection::default()))?;
         let wrong_role = |key: &str, span: Range<usize>, takes: &str| {
             let (is, other) = match role {
@@ -2070,7 +2122,14 @@ impl Validator<'_> {
                 Role::Scripted(ScriptedHost { port, behavior, stratum })
             }
         };
-        Ok(Host { name, address, clock, role, refclock })
+        let implementation = match &implementation_key {
+            Some(i) if *i.get_ref() != Implementation::Ntplab && !matches!(role, Role::Ntp(_)) => {
+                return Err(self.err(i, format!("`impl = \"{}\"` is for role \"ntp\" hosts; a scripted peer is ntplab's own", i.get_ref().name()), None));
+            }
+            Some(i) => *i.get_ref(),
+            None => Implementation::Ntplab,
+        };
+        Ok(Host { name, address, clock, role, refclock, implementation })
     }
 
     /// `host` for an NTS-KE event: it must serve NTS.

@@ -131,3 +131,23 @@ fn a_host_that_never_synchronized_has_no_sync_time() {
     // The server serves its own clock: synchronized from the start.
     assert_eq!(report.hosts[0].sync_time(), Some(0.0));
 }
+
+/// A host may name the NTP program it runs (`impl`) for the hardware lab;
+/// the simulator refuses, naming the host, instead of running ntplab in its place.
+#[test]
+fn the_simulator_refuses_hosts_of_other_implementations() {
+    let text = SERVER_AND_CLIENT.replace("duration = \"30m\"", "duration = \"30m\"\nlab_duration = \"60s\"").replace("listen = false", "listen = false\nimpl = \"chrony\"");
+    let s = parse(&text);
+    assert_eq!(s.hosts[1].implementation, ntplab_sim::scenario::Implementation::Chrony);
+    assert_eq!(s.lab_duration, Some(std::time::Duration::from_secs(60)));
+    let e = run(&s, None).unwrap_err();
+    assert!(e.contains("host `client` has impl = \"chrony\"") && e.contains("ntplab lab run"), "{e}");
+    // lab_duration beyond the duration, an unknown impl and impl on a scripted peer are refused with their line.
+    let e = Scenario::parse(&text.replace("\"60s\"", "\"31m\""), "t.toml").unwrap_err().to_string();
+    assert!(e.contains("t.toml:4:") && e.contains("lab_duration"), "{e}");
+    let e = Scenario::parse(&text.replace("\"chrony\"", "\"ntpd\""), "t.toml").unwrap_err().to_string();
+    assert!(e.contains("t.toml:13:") && e.contains("`ntpd`"), "{e}");
+    let scripted = text.replace("local_stratum = 1", "role = \"scripted\"\nbehavior = { kind = \"silent\" }\nimpl = \"chrony\"");
+    let e = Scenario::parse(&scripted, "t.toml").unwrap_err().to_string();
+    assert!(e.contains("scripted peer"), "{e}");
+}

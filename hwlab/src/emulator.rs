@@ -1,0 +1,275 @@
+//! The userspace link emulator (this kernel has no `tc netem`).
+//!
+//! Every host namespace reaches the others only through the lab's router
+//! namespace, whose policy routing sends each packet arriving from a host into
+//! a TUN device. This thread reads it there, looks up the scenario link
+//! between source and destination address, drops it with the link's loss
+//! probability (or when no link joins the two hosts), holds it for the link's
+//! delay plus a jitter draw (the simulator's distributions and random
+//! streams, [`ntplab_sim::link::Jitter::sample`]), and writes it back into the
+//! TUN device, from where the router forwards it to its destination. UDP
+//! datagrams are recorded with the real times they entered and left the
+//! emulator (the capture of the run); TCP passes with the same delays.
+
+use ntplab_sim::rng::SimRng;
+use ntplab_sim::scenario::LinkParams;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::cmp::Reverse;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Most datagrams one run records (the simulator's bound on a trace).
+pub const RECORDS_MAX: usize = ntplab_sim::scenario::DATAGRAMS_MAX as usize;
+
+/// A UDP datagram that passed the emulator.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    /// Real time it entered the emulator (sent), Unix ns.
+    pub sent_ns: i128,
+    /// Real time it left (delivered), Unix ns; None when dropped.
+    pub delivered_ns: Option<i128>,
+    /// Why it was dropped: `"loss"` or `"no-link"`.
+    pub lost: Option<&'static str>,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// What the emulator did.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub datagrams: Vec<Datagram>,
+    /// Datagrams beyond [`RECORDS_MAX`], passed but not recorded.
+    pub unrecorded: u64,
+    /// Non-UDP packets passed (TCP for NTS-KE).
+    pub other_packets: u64,
+}
+
+/// The running emulator thread.
+pub struct Emulator {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Capture, String>>>,
+}
+
+/// The real clock, Unix ns.
+pub fn real_now_ns() -> i128 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    d.as_nanos() as i128
+}
+
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// Opens TUN device `name` in namespace `ns` (the calling thread enters it for good).
+fn open_tun(ns: &str, name: &str) -> Result<OwnedFd, String> {
+    let path = format!("/run/netns/{ns}\0");
+    // SAFETY: NUL-terminated path; the fds are checked and owned.
+    unsafe {
+        let nsfd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if nsfd < 0 {
+            return Err(format!("cannot open namespace {ns}: {}", std::io::Error::last_os_error()));
+        }
+        let nsfd = OwnedFd::from_raw_fd(nsfd);
+        if libc::setns(nsfd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            return Err(format!("cannot enter namespace {ns}: {}", std::io::Error::last_os_error()));
+        }
+        let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(format!("cannot open /dev/net/tun: {}", std::io::Error::last_os_error()));
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in name.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
+            ifr.ifr_name[i] = b as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;
+        if libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut ifr) != 0 {
+            return Err(format!("TUNSETIFF {name}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(fd)
+    }
+}
+
+/// A UDP datagram's source port, destination port and payload range in its packet.
+type UdpParts = (u16, u16, std::ops::Range<usize>);
+
+/// Source and destination of an IPv4 packet, with the UDP parts when it is UDP.
+fn parse_ipv4(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, Option<UdpParts>)> {
+    if p.len() < 20 || p[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
+    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    let udp = if p[9] == 17 && total >= ihl + 8 && ihl >= 20 {
+        let u = &p[ihl..];
+        Some((u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), ihl + 8..total))
+    } else {
+        None
+    };
+    Some((src, dst, udp))
+}
+
+impl Emulator {
+    /// Starts the emulator on TUN device `tun` in namespace `ns`, with the
+    /// scenario's links as (from, to) → parameters, and returns once the
+    /// device exists.
+    pub fn start(ns: &str, tun: &str, links: BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, seed: u64) -> Result<Emulator, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns, tun) = (ns.to_string(), tun.to_string());
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("link-emulator".into())
+            .spawn(move || {
+                let fd = match open_tun(&ns, &tun) {
+                    Ok(fd) => {
+                        let _ = ready_tx.send(Ok(()));
+                        fd
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                relay(&fd, &links, SimRng::derive(seed, "lab/links"), &stop2)
+            })
+            .map_err(|e| format!("cannot start the link emulator: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Emulator { stop, thread: Some(thread) }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the link emulator stopped before it started".into()),
+        }
+    }
+
+    /// Stops the emulator and returns what it recorded.
+    pub fn finish(mut self) -> Result<Capture, String> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the link emulator panicked".into()),
+            None => Err("the link emulator was already stopped".into()),
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn relay(fd: &OwnedFd, links: &BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, mut rng: SimRng, stop: &AtomicBool) -> Result<Capture, String> {
+    let mut capture = Capture::default();
+    // (due, seq) → (packet, record index)
+    let mut queue: BinaryHeap<Reverse<(i128, u64)>> = BinaryHeap::new();
+    let mut held: BTreeMap<u64, (Vec<u8>, Option<usize>)> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Acquire) {
+        let now = real_now_ns();
+        // Deliver what is due.
+        while let Some(Reverse((due, s))) = queue.peek().copied() {
+            if due > now {
+                break;
+            }
+            queue.pop();
+            if let Some((p, rec)) = held.remove(&s) {
+                // SAFETY: writing an owned buffer to an open fd.
+                let _ = unsafe { libc::write(fd.as_raw_fd(), p.as_ptr().cast(), p.len()) };
+                if let Some(i) = rec {
+                    capture.datagrams[i].delivered_ns = Some(real_now_ns());
+                }
+            }
+        }
+        let timeout_ms = match queue.peek() {
+            Some(Reverse((due, _))) => ((due - real_now_ns()).max(0) / 1_000_000).min(50) as i32,
+            None => 50,
+        };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n <= 0 {
+            continue;
+        }
+        loop {
+            // SAFETY: reading into an owned buffer of its length.
+            let len = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if len <= 0 {
+                break;
+            }
+            let sent = real_now_ns();
+            let p = &buf[..len as usize];
+            let Some((src, dst, udp)) = parse_ipv4(p) else { continue };
+            let params = links.get(&(src, dst));
+            let lost = match params {
+                None => Some("no-link"),
+                Some(l) if l.loss > 0.0 && rng.bernoulli(l.loss) => Some("loss"),
+                Some(_) => None,
+            };
+            let record = match udp {
+                Some((sp, dp, range)) if capture.datagrams.len() < RECORDS_MAX => {
+                    capture.datagrams.push(Datagram {
+                        sent_ns: sent,
+                        delivered_ns: None,
+                        lost,
+                        src: SocketAddr::V4(SocketAddrV4::new(src, sp)),
+                        dst: SocketAddr::V4(SocketAddrV4::new(dst, dp)),
+                        payload: p[range].to_vec(),
+                    });
+                    Some(capture.datagrams.len() - 1)
+                }
+                Some(_) => {
+                    capture.unrecorded += 1;
+                    None
+                }
+                None => {
+                    capture.other_packets += 1;
+                    None
+                }
+            };
+            if let (None, Some(l)) = (lost, params) {
+                let delay_s = l.delay.as_secs_f64() + l.jitter.sample(&mut rng);
+                let due = sent + (delay_s * 1e9) as i128;
+                seq += 1;
+                held.insert(seq, (p.to_vec(), record));
+                queue.push(Reverse((due, seq)));
+            }
+        }
+    }
+    Ok(capture)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_udp_headers_are_taken_apart_and_short_packets_refused() {
+        let mut p = vec![0u8; 20 + 8 + 4];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&32u16.to_be_bytes());
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[10, 0, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 1]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&123u16.to_be_bytes());
+        let (s, d, u) = parse_ipv4(&p).unwrap();
+        assert_eq!((s, d), (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(u, Some((40000, 123, 28..32)));
+        assert!(parse_ipv4(&p[..19]).is_none());
+        p[9] = 6;
+        assert_eq!(parse_ipv4(&p).unwrap().2, None);
+        p[0] = 0x60;
+        assert!(parse_ipv4(&p).is_none());
+    }
+}

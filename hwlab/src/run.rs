@@ -1,0 +1,501 @@
+//! `ntplab lab run`: one scenario on real processes in network namespaces.
+
+use crate::emulator::{real_now_ns, Capture, Emulator};
+use crate::netns::{exec, ip, Namespaces};
+use crate::programs::{self, ClockedCommand};
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_sim::host_clock::ClockSample;
+use ntplab_sim::run::{judge, value_of, HostReport, RunReport, SYNC_THRESHOLD_S};
+use ntplab_sim::scenario::{Implementation, LinkParams, Metric, Role, Scenario};
+use ntplab_sim::stats::HostStats;
+use ntplab_sim::trace::{Event, Fate, Packet, Sample, TraceWriter};
+use ntplab_vclock::{JournalOp, Params, Replay};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Most hosts one virtual-lab run starts (a namespace and a daemon each).
+pub const HOSTS_MAX: usize = 32;
+
+/// Longest real time a lab run may take.
+pub const LAB_DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything in `s` the virtual lab cannot realize, each with its reason.
+/// Empty: the lab can run it.
+pub fn refusals(s: &Scenario) -> Vec<String> {
+    let mut why = Vec::new();
+    if s.hosts.len() > HOSTS_MAX {
+        why.push(format!("{} hosts: the virtual lab runs at most {HOSTS_MAX} (a namespace and a daemon each)", s.hosts.len()));
+    }
+    let lab = s.lab_duration.unwrap_or(s.duration);
+    if lab > LAB_DURATION_MAX {
+        why.push(format!("the lab would run {} s of real time (at most {} s): set `lab_duration`", lab.as_secs(), LAB_DURATION_MAX.as_secs()));
+    }
+    if !s.events.is_empty() {
+        why.push("timeline events ([[event]]: partitions, link changes, clock steps, stops) are not realized by the lab yet".into());
+    }
+    if !s.leap_seconds.is_empty() {
+        why.push("leap_seconds: the lab's hosts cannot be given a leap second yet".into());
+    }
+    let default = ntplab_daemon::config::ConfigFile::default().validate_text("", "default");
+    for h in &s.hosts {
+        let n = &h.name;
+        if !h.address.is_ipv4() {
+            why.push(format!("host `{n}`: IPv6 addresses are not realized by the lab yet"));
+        }
+        let c = &h.clock;
+        for (key, v) in [("wander", c.wander), ("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
+            if v != 0.0 {
+                why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset and frequency only)"));
+            }
+        }
+        if h.refclock.is_some() {
+            why.push(format!("host `{n}`: reference clocks (GPS via pty, PPS via SOCK) are not realized by the lab yet"));
+        }
+        match &h.role {
+            Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
+            Role::Ntp(ntp) => {
+                let d = &ntp.daemon;
+                if let Ok(def) = &default {
+                    let differs = |a: String, b: String| a != b;
+                    if differs(format!("{:?}", d.server.access), format!("{:?}", def.server.access))
+                        || differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit))
+                        || d.server.smear.is_some()
+                    {
+                        why.push(format!("host `{n}`: access, rate_limit and smear settings are not written to lab configurations yet"));
+                    }
+                }
+                if d.nts.is_some() || d.sources.iter().any(|s| s.nts.is_some()) || ntp.nts_certificate.is_some() {
+                    why.push(format!("host `{n}`: NTS is not realized by the lab yet"));
+                }
+                if d.sources.iter().any(|s| s.config.unsmear) {
+                    why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
+                }
+                match h.implementation {
+                    Implementation::Ntplab | Implementation::Chrony => {}
+                    other => why.push(format!("host `{n}`: impl = \"{}\" is not supported by the lab yet (ntplab and chrony are)", other.name())),
+                }
+            }
+        }
+    }
+    for l in &s.links {
+        for p in [&l.forward, &l.backward] {
+            if p.duplicate != 0.0 || p.reorder != 0.0 {
+                why.push(format!(
+                    "link {} - {}: duplication and reordering are not realized by the lab's link emulator yet",
+                    s.hosts[l.hosts[0]].name, s.hosts[l.hosts[1]].name
+                ));
+                break;
+            }
+        }
+    }
+    for e in &s.expectations {
+        if matches!(e.metric, Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn) {
+            why.push(format!(
+                "expectation {:?}: metric `{}` needs the daemon's own reports, which the lab does not read yet",
+                e.name,
+                e.metric.name()
+            ));
+        }
+    }
+    why
+}
+
+/// How a lab run is driven.
+pub struct LabOptions {
+    /// Where the trace, the configurations, journals and logs go.
+    pub out: PathBuf,
+    /// The clock shim library.
+    pub shim: PathBuf,
+    /// The `ntplab` executable for `impl = "ntplab"` hosts.
+    pub ntplab: PathBuf,
+    /// chronyd.
+    pub chronyd: PathBuf,
+    /// Set from outside (Ctrl-C) to end the run early; the run then fails.
+    pub interrupted: &'static AtomicBool,
+    /// Called about five times a second with (elapsed, total) real time.
+    pub progress: Option<Box<dyn FnMut(Duration, Duration)>>,
+}
+
+/// What a lab run gives beyond the simulator's report.
+pub struct LabReport {
+    /// Figures and verdicts, as `ntplab run` gives them.
+    pub run: RunReport,
+    /// Every program started, with its version line: (host, impl, program, version).
+    pub inventory: Vec<(String, String, String, String)>,
+    /// Real time the hosts ran.
+    pub ran: Duration,
+}
+
+struct HostRun {
+    name: String,
+    address: IpAddr,
+    implementation: Implementation,
+    params: Params,
+    journal: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// Runs `s` in the virtual lab and writes its trace to `opts.out`.
+pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
+    let refused = refusals(s);
+    if !refused.is_empty() {
+        return Err(format!("{}: the lab cannot run this scenario:\n  - {}", s.origin, refused.join("\n  - ")));
+    }
+    if let Some(why) = crate::netns::unavailable() {
+        return Err(why);
+    }
+    if s.hosts.iter().any(|h| h.implementation == Implementation::Chrony) && !opts.chronyd.is_file() {
+        return Err(format!("{} is not installed (apt-get install chrony)", opts.chronyd.display()));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+    let out = opts.out.canonicalize().map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let wall = Instant::now();
+
+    // The network: a router namespace with the link emulator, a namespace per host.
+    let mut ns = Namespaces::new("lab")?;
+    let router = ns.add("router")?;
+    for key in ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] {
+        exec(&router, "sysctl", &["-qw", key])?;
+    }
+    let mut links = BTreeMap::new();
+    for l in &s.links {
+        let (a, b) = (ipv4(s.hosts[l.hosts[0]].address), ipv4(s.hosts[l.hosts[1]].address));
+        links.insert((a, b), l.forward);
+        links.insert((b, a), l.backward);
+    }
+    let emulator = Emulator::start(&router, "tun0", links, s.seed)?;
+    ip(&["-n", &router, "link", "set", "tun0", "up"])?;
+    ip(&["-n", &router, "route", "add", "default", "dev", "tun0", "table", "100"])?;
+    let mut host_ns = Vec::new();
+    for (i, h) in s.hosts.iter().enumerate() {
+        let hn = ns.add(&format!("h{i}"))?;
+        let r = format!("r{i}");
+        let addr = format!("{}/32", h.address);
+        ip(&["-n", &router, "link", "add", &r, "type", "veth", "peer", "name", "eth0", "netns", &hn])?;
+        ip(&["-n", &router, "link", "set", &r, "up"])?;
+        ip(&["-n", &router, "addr", "add", "169.254.0.1/32", "dev", &r])?;
+        ip(&["-n", &router, "route", "add", &addr, "dev", &r])?;
+        ip(&["-n", &router, "rule", "add", "iif", &r, "lookup", "100"])?;
+        ip(&["-n", &hn, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &hn, "addr", "add", &addr, "dev", "eth0"])?;
+        ip(&["-n", &hn, "route", "add", "169.254.0.1", "dev", "eth0"])?;
+        ip(&["-n", &hn, "route", "add", "default", "via", "169.254.0.1", "dev", "eth0"])?;
+        host_ns.push(hn);
+    }
+
+    // The programs, servers first.
+    let total = s.lab_duration.unwrap_or(s.duration);
+    let epoch = real_now_ns();
+    let mut hosts: Vec<HostRun> = Vec::new();
+    let mut inventory = Vec::new();
+    let mut order: Vec<usize> = (0..s.hosts.len()).collect();
+    order.sort_by_key(|&i| matches!(&s.hosts[i].role, Role::Ntp(n) if !n.daemon.sources.is_empty()));
+    let mut runs: Vec<Option<HostRun>> = (0..s.hosts.len()).map(|_| None).collect();
+    let result = (|| -> Result<(), String> {
+        for &i in &order {
+            let h = &s.hosts[i];
+            let Role::Ntp(ntp) = &h.role else { continue };
+            let journal = out.join(format!("{}.journal", h.name));
+            let _ = std::fs::remove_file(&journal);
+            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency };
+            let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
+            let log = out.join(format!("{}.log", h.name));
+            let (program, args, version) = match h.implementation {
+                Implementation::Chrony => {
+                    let conf = out.join(format!("{}.chrony.conf", h.name));
+                    let text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name);
+                    std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+                    let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
+                    (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"))
+                }
+                _ => {
+                    let conf = out.join(format!("{}.ntplab.toml", h.name));
+                    std::fs::write(&conf, programs::ntplab_config(&ntp.daemon)).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+                    let bound = (total + Duration::from_secs(60)).as_secs().to_string();
+                    let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
+                    let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed]
+                        .map(String::from)
+                        .to_vec();
+                    (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"))
+                }
+            };
+            let mut cmd = cc.command(Some(&host_ns[i]), &program, &args);
+            // The daemons die with the lab, even when it is killed.
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = programs::spawn_logged(cmd, &log)?;
+            inventory.push((h.name.clone(), h.implementation.name().to_string(), program.display().to_string(), version));
+            runs[i] = Some(HostRun {
+                name: h.name.clone(),
+                address: h.address,
+                implementation: h.implementation,
+                params,
+                journal,
+                child: Some(child),
+                log,
+            });
+            if ntp.daemon.sources.is_empty() {
+                // Servers get a moment to bind before their clients' first requests.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        // Run for the lab's time, watching the daemons and Ctrl-C.
+        let started = Instant::now();
+        loop {
+            let elapsed = started.elapsed().min(total);
+            if let Some(p) = opts.progress.as_mut() {
+                p(elapsed, total);
+            }
+            if elapsed >= total {
+                return Ok(());
+            }
+            if opts.interrupted.load(Ordering::Acquire) {
+                return Err("interrupted".into());
+            }
+            for r in runs.iter_mut().flatten() {
+                if let Some(c) = r.child.as_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        let tail = std::fs::read_to_string(&r.log).unwrap_or_default();
+                        let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+                        return Err(format!("host `{}`'s {} exited early ({status}); its log {} ends:\n{}", r.name, r.implementation.name(), r.log.display(), tail.join("\n")));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200).min(total - elapsed));
+        }
+    })();
+    let ended = real_now_ns();
+    for r in runs.iter_mut().flatten() {
+        if let Some(mut c) = r.child.take() {
+            programs::stop(&mut c, Duration::from_secs(3));
+        }
+    }
+    let capture = emulator.finish();
+    drop(ns);
+    result?;
+    let capture = capture?;
+    hosts.extend(runs.into_iter().flatten());
+    let ran = Duration::from_nanos((ended - epoch).max(0) as u64);
+    let report = write_trace(s, &out, &hosts, &capture, epoch, ended, wall)?;
+    Ok(LabReport { run: report, inventory, ran })
+}
+
+fn ipv4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(v) => v,
+        // refusals() lets IPv4 hosts only through.
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+fn dur(d: Duration) -> NtpDuration {
+    NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The trace of a lab run: real time `epoch` is the scenario's start.
+fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, epoch: i128, ended: i128, wall: Instant) -> Result<RunReport, String> {
+    let to_trace = |real_ns: i128| s.start + NtpDuration::from_nanos(i64::try_from(real_ns - epoch).unwrap_or(i64::MAX));
+    let mut replays: Vec<Option<Replay>> = Vec::new();
+    for h in &s.hosts {
+        let r = hosts.iter().find(|r| r.name == h.name);
+        replays.push(match r {
+            Some(r) => {
+                let text = std::fs::read_to_string(&r.journal).unwrap_or_default();
+                Some(Replay::parse(r.params, epoch, &text, &r.journal.display().to_string())?)
+            }
+            None => None,
+        });
+    }
+    let by_ip: BTreeMap<IpAddr, usize> = s.hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
+    let local = |i: Option<&usize>, real: i128| -> NtpTime {
+        match i.and_then(|&i| replays[i].as_ref()) {
+            Some(r) => to_trace(r.clock_at(real).now_unix_ns(real)),
+            None => to_trace(real),
+        }
+    };
+    let werr = |e: std::io::Error| format!("writing the trace to {} failed: {e}", out.display());
+    let mut trace = TraceWriter::create(out, s.start).map_err(werr)?;
+
+    // Events: what ran where, then every clock call in time order.
+    for h in hosts {
+        let details = serde_json::json!({"impl": h.implementation.name(), "address": h.address.to_string(), "journal": h.journal.display().to_string(), "log": h.log.display().to_string()});
+        trace.event(&Event { time: s.start, host: Some(&h.name), kind: "lab_start", details: &details }).map_err(werr)?;
+    }
+    let mut calls: Vec<(i128, usize, &JournalOp)> = Vec::new();
+    for (i, r) in replays.iter().enumerate() {
+        if let Some(r) = r {
+            calls.extend(r.calls().map(|(t, op)| (t, i, op)));
+        }
+    }
+    calls.sort_by_key(|c| (c.0, c.1));
+    for (t, i, op) in calls {
+        let details = match op {
+            JournalOp::Adjtimex(x) => adjtimex_details(x),
+            JournalOp::SetTime(ns) => serde_json::json!({"call": "settime", "unix_ns": ns.to_string()}),
+        };
+        trace.event(&Event { time: to_trace(t.max(epoch)), host: Some(&s.hosts[i].name), kind: "lab_clock_call", details: &details }).map_err(werr)?;
+    }
+
+    // Samples on the scenario's grid, from the replayed clocks.
+    let step = s.sample_interval.as_nanos() as i128;
+    let span = ended - epoch;
+    let mut stats: Vec<HostStats> = s.hosts.iter().map(|_| HostStats::new(dur(s.converged_after), SYNC_THRESHOLD_S)).collect();
+    let mut windows: Vec<Vec<(usize, HostStats)>> = Vec::new();
+    for e in &s.expectations {
+        let members = if e.members.is_empty() { vec![e.host] } else { e.members.clone() };
+        windows.push(members.into_iter().map(|m| (m, HostStats::new(dur(e.after), e.within.unwrap_or(SYNC_THRESHOLD_S)))).collect());
+    }
+    let mut k = 0i128;
+    while k * step <= span {
+        let real = epoch + k * step;
+        for (i, h) in s.hosts.iter().enumerate() {
+            let Some(r) = &replays[i] else { continue };
+            let c = r.clock_at(real);
+            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error() };
+            let synced = c.status() & ntplab_vclock::status::STA_UNSYNC == 0;
+            trace
+                .sample(&Sample { time: to_trace(real), host: &h.name, offset_s: sample.offset_s, frequency_error: sample.frequency_error, synced, stratum: if synced { 0 } else { 16 }, poll_log2: 0 })
+                .map_err(werr)?;
+            stats[i].add(&sample);
+            for w in windows.iter_mut() {
+                for (m, st) in w.iter_mut() {
+                    if *m == i {
+                        st.add(&sample);
+                    }
+                }
+            }
+        }
+        k += 1;
+    }
+
+    // Datagrams in the order they were settled.
+    let mut order: Vec<usize> = (0..capture.datagrams.len()).collect();
+    order.sort_by_key(|&i| {
+        let d = &capture.datagrams[i];
+        d.delivered_ns.unwrap_or(d.sent_ns)
+    });
+    let mut sent = vec![0u64; s.hosts.len()];
+    let mut received = vec![0u64; s.hosts.len()];
+    let mut lost = 0u64;
+    for i in order {
+        let d = &capture.datagrams[i];
+        let (from, to) = (by_ip.get(&d.src.ip()), by_ip.get(&d.dst.ip()));
+        if let Some(&f) = from {
+            sent[f] += 1;
+        }
+        let fate = match (d.delivered_ns, d.lost) {
+            (Some(at), _) => {
+                if let Some(&t) = to {
+                    received[t] += 1;
+                }
+                Fate::Delivered { received: to_trace(at), receiver_local: local(to, at) }
+            }
+            (None, reason) => {
+                lost += 1;
+                Fate::Lost { reason: reason.unwrap_or("lab-stopped") }
+            }
+        };
+        trace
+            .packet(&Packet { sent: to_trace(d.sent_ns), sender_local: local(from, d.sent_ns), src: d.src, dst: d.dst, fate, attack: None, payload: &d.payload })
+            .map_err(werr)?;
+    }
+    let files = trace.finish().map_err(werr)?;
+
+    let reports: Vec<HostReport> = s
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut st = stats[i].clone();
+            st.packets_sent = sent[i];
+            let (steps, first) = match &replays[i] {
+                Some(r) => (r.steps(), r.first_synchronized().or(r.first_adjustment()).or(if h.ntp_port().is_some() && is_server(h) { Some(epoch) } else { None })),
+                None => (0, None),
+            };
+            st.steps = steps;
+            let c = replays[i].as_ref().map(|r| r.clock_at(ended));
+            HostReport {
+                name: h.name.clone(),
+                daemon: matches!(h.role, Role::Ntp(_)),
+                stats: st,
+                packets_received: received[i],
+                synced: c.is_some_and(|c| c.status() & ntplab_vclock::status::STA_UNSYNC == 0),
+                first_synced_s: first.map(|t| (t - epoch).max(0) as f64 * 1e-9),
+            }
+        })
+        .collect();
+    let verdicts = s
+        .expectations
+        .iter()
+        .zip(&windows)
+        .map(|(e, w)| {
+            let values: Vec<Option<f64>> = w.iter().map(|(m, st)| value_of(e.metric, &reports[*m], st, None)).collect();
+            let members: Vec<usize> = w.iter().map(|(m, _)| *m).collect();
+            judge(e, &reports, &members, &values)
+        })
+        .collect();
+    Ok(RunReport {
+        name: s.name.clone(),
+        seed: s.seed,
+        hosts: reports,
+        verdicts,
+        packets: (capture.datagrams.len() as u64, lost),
+        wall: wall.elapsed(),
+        trace: Some(files),
+    })
+}
+
+/// A host that serves its own clock (`local_stratum`) and has no sources.
+fn is_server(h: &ntplab_sim::scenario::Host) -> bool {
+    matches!(&h.role, Role::Ntp(n) if n.daemon.sources.is_empty() && n.daemon.local.is_some())
+}
+
+/// Parameters of a link direction, for the report header.
+pub fn describe_link(p: &LinkParams) -> String {
+    format!("delay {} s, jitter {:?}, loss {}", p.delay.as_secs_f64(), p.jitter, p.loss)
+}
+
+/// An `adjtimex` call as an event: its modes and the inputs those modes use
+/// (the other fields of a caller's `struct timex` are whatever it left there).
+fn adjtimex_details(x: &ntplab_vclock::Timex) -> serde_json::Value {
+    use ntplab_vclock::modes::*;
+    let mut d = serde_json::json!({"call": "adjtimex", "modes": x.modes});
+    let m = x.modes;
+    if m & ADJ_ADJTIME != 0 {
+        if m & ADJ_OFFSET_READONLY == 0 {
+            d["adjtime_us"] = x.offset.into();
+        }
+        return d;
+    }
+    if m & ADJ_OFFSET != 0 {
+        d["offset"] = x.offset.into();
+    }
+    if m & ADJ_FREQUENCY != 0 {
+        d["freq"] = x.freq.into();
+    }
+    if m & ADJ_STATUS != 0 {
+        d["status"] = x.status.into();
+    }
+    if m & ADJ_TICK != 0 {
+        d["tick"] = x.tick.into();
+    }
+    if m & ADJ_SETOFFSET != 0 {
+        d["step_sec"] = x.time_sec.into();
+        d["step_frac"] = x.time_frac.into();
+    }
+    if m & ADJ_TIMECONST != 0 {
+        d["constant"] = x.constant.into();
+    }
+    d
+}

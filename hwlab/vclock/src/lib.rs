@@ -1,0 +1,520 @@
+//! A process's virtual kernel clock for the hardware lab.
+//!
+//! The lab's clock shim (`ntplab-clockshim`, preloaded into a daemon) answers
+//! the daemon's clock reads and `adjtimex`-family calls from a
+//! [`VirtualClock`] instead of the system clock, which it never touches. The
+//! model is the simulator's: the host's free-running oscillator is the real
+//! clock plus an initial offset and a frequency error ([`Params::raw_at`]), and
+//! the kernel's reaction to `adjtimex` (frequency, tick, PLL phase, steps, leap
+//! bits) is the core's [`SteeredClock`], the same model every simulated host
+//! runs under. No second clock model exists.
+//!
+//! Every call that changes the clock is appended to a *journal* (one text line
+//! per call, [`JournalOp`]); the lab replays the journal through the same code
+//! ([`Replay`]) and so knows the daemon's local time, and its true offset (local
+//! time minus the real clock, which the lab takes as true time), at any instant,
+//! exactly as the shim computed it.
+//!
+//! Units in [`Timex`] are the kernel's: `offset` µs (ns with `STA_NANO`),
+//! `freq` ppm·2¹⁶, `tick` µs per 1/100 s.
+
+use ntplab_proto::clock::steered::{kernel_pll_time_constant, TICK_MAX_USEC, TICK_MIN_USEC};
+use ntplab_proto::clock::{LeapStatus, SteeredClock};
+use ntplab_proto::server::smear::LeapKind;
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::wire::v4::LeapIndicator;
+
+/// `adjtimex` mode bits (linux/timex.h).
+pub mod modes {
+    pub const ADJ_OFFSET: u32 = 0x0001;
+    pub const ADJ_FREQUENCY: u32 = 0x0002;
+    pub const ADJ_MAXERROR: u32 = 0x0004;
+    pub const ADJ_ESTERROR: u32 = 0x0008;
+    pub const ADJ_STATUS: u32 = 0x0010;
+    pub const ADJ_TIMECONST: u32 = 0x0020;
+    pub const ADJ_TAI: u32 = 0x0080;
+    pub const ADJ_SETOFFSET: u32 = 0x0100;
+    pub const ADJ_MICRO: u32 = 0x1000;
+    pub const ADJ_NANO: u32 = 0x2000;
+    pub const ADJ_TICK: u32 = 0x4000;
+    /// `adjtime(3)`-style call (with `ADJ_OFFSET_READONLY`: only read).
+    pub const ADJ_ADJTIME: u32 = 0x8000;
+    pub const ADJ_OFFSET_READONLY: u32 = 0x2000;
+    pub const ADJ_OFFSET_SINGLESHOT: u32 = 0x8001;
+    pub const ADJ_OFFSET_SS_READ: u32 = 0xa001;
+}
+
+/// `timex.status` bits (linux/timex.h).
+pub mod status {
+    pub const STA_PLL: i32 = 0x0001;
+    pub const STA_INS: i32 = 0x0010;
+    pub const STA_DEL: i32 = 0x0020;
+    pub const STA_UNSYNC: i32 = 0x0040;
+    pub const STA_CLOCKERR: i32 = 0x1000;
+    pub const STA_NANO: i32 = 0x2000;
+    /// Bits user space cannot set (`STA_RONLY`).
+    pub const STA_RONLY: i32 = 0xff00u32 as i32;
+}
+
+/// Clock states `adjtimex` returns.
+pub mod state {
+    pub const TIME_OK: i32 = 0;
+    pub const TIME_INS: i32 = 1;
+    pub const TIME_DEL: i32 = 2;
+    pub const TIME_WAIT: i32 = 4;
+    pub const TIME_ERROR: i32 = 5;
+}
+
+/// `NTP_PHASE_LIMIT`: the largest `maxerror`/`esterror`, µs.
+pub const MAXERROR_LIMIT: i64 = 16_000_000;
+
+/// `EINVAL`, what the kernel returns for an out-of-range `adjtimex` argument.
+pub const EINVAL: i32 = 22;
+
+/// The kernel's `MAXFREQ` in `timex.freq` units: 500 ppm · 2¹⁶.
+pub const FREQ_MAX_SCALED: i64 = 500 << 16;
+const FREQ_SCALE: f64 = 65536.0;
+
+/// The fields of `struct timex` the model reads and writes, in kernel units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timex {
+    pub modes: u32,
+    pub offset: i64,
+    pub freq: i64,
+    pub maxerror: i64,
+    pub esterror: i64,
+    pub status: i32,
+    pub constant: i64,
+    pub precision: i64,
+    pub tolerance: i64,
+    /// `time.tv_sec`.
+    pub time_sec: i64,
+    /// `time.tv_usec` (ns with `ADJ_NANO`/`STA_NANO`).
+    pub time_frac: i64,
+    pub tick: i64,
+    pub tai: i32,
+}
+
+/// The host's free-running oscillator: real clock + offset + frequency error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Real time (Unix ns) at which the oscillator is `offset_s` off.
+    pub epoch_unix_ns: i128,
+    /// Initial offset of the oscillator from the real clock, s.
+    pub offset_s: f64,
+    /// Frequency error of the oscillator, s/s (positive: fast).
+    pub frequency: f64,
+}
+
+impl Params {
+    /// The oscillator's reading when the real clock reads `real_ns` (Unix ns).
+    pub fn raw_at(&self, real_ns: i128) -> NtpTime {
+        let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
+        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed)
+    }
+
+    /// Reads the parameters from environment-style values: offset (s),
+    /// frequency (s/s) and epoch (Unix ns); each must be a finite number.
+    pub fn parse(offset: &str, frequency: &str, epoch: &str) -> Result<Params, String> {
+        let offset_s: f64 = offset.trim().parse().map_err(|_| format!("offset {offset:?} is not a number of seconds"))?;
+        let frequency: f64 = frequency.trim().parse().map_err(|_| format!("frequency {frequency:?} is not a number"))?;
+        let epoch_unix_ns: i128 = epoch.trim().parse().map_err(|_| format!("epoch {epoch:?} is not an integer of Unix nanoseconds"))?;
+        if !offset_s.is_finite() || offset_s.abs() > 1e9 {
+            return Err(format!("offset {offset_s} s is not a finite number within 1e9 s"));
+        }
+        if !frequency.is_finite() || frequency.abs() > 0.5 {
+            return Err(format!("frequency {frequency} is not a finite number within ±0.5"));
+        }
+        Ok(Params { epoch_unix_ns, offset_s, frequency })
+    }
+}
+
+/// Unix nanoseconds as an NTP time.
+pub fn unix_ns_to_ntp(ns: i128) -> NtpTime {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    NtpTime::from_unix(secs.clamp(i64::MIN as i128, i64::MAX as i128) as i64, nanos)
+}
+
+/// An NTP time as Unix (seconds, nanoseconds).
+pub fn ntp_to_unix(t: NtpTime) -> (i64, u32) {
+    t.to_unix()
+}
+
+/// One clock-changing call, as the journal records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JournalOp {
+    /// An `adjtimex`/`ntp_adjtime`/`clock_adjtime` call with these inputs.
+    Adjtimex(Timex),
+    /// `clock_settime`/`settimeofday`/`stime` to this absolute Unix time (ns).
+    SetTime(i128),
+}
+
+impl JournalOp {
+    /// The journal line (without the newline) for this call by process `pid`
+    /// at real time `real_ns`.
+    pub fn line(&self, pid: u32, real_ns: i128) -> String {
+        match self {
+            JournalOp::Adjtimex(t) => format!(
+                "{pid} {real_ns} X {} {} {} {} {} {} {} {} {} {} {}",
+                t.modes, t.offset, t.freq, t.maxerror, t.esterror, t.status, t.constant, t.time_sec, t.time_frac, t.tick, t.tai
+            ),
+            JournalOp::SetTime(ns) => format!("{pid} {real_ns} S {ns}"),
+        }
+    }
+
+    /// Parses a journal line: (pid, real time in Unix ns, call).
+    pub fn parse(line: &str) -> Result<(u32, i128, JournalOp), String> {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        let num = |i: usize| -> Result<i128, String> {
+            f.get(i).ok_or_else(|| format!("field {} missing", i + 1))?.parse::<i128>().map_err(|_| format!("field {} ({:?}) is not an integer", i + 1, f[i]))
+        };
+        let pid = u32::try_from(num(0)?).map_err(|_| "pid out of range".to_string())?;
+        let real = num(1)?;
+        let op = match f.get(2).copied() {
+            Some("X") if f.len() == 14 => {
+                let small = |i: usize| -> Result<i64, String> { i64::try_from(num(i)?).map_err(|_| format!("field {} out of range", i + 1)) };
+                JournalOp::Adjtimex(Timex {
+                    modes: u32::try_from(num(3)?).map_err(|_| "modes out of range".to_string())?,
+                    offset: small(4)?,
+                    freq: small(5)?,
+                    maxerror: small(6)?,
+                    esterror: small(7)?,
+                    status: i32::try_from(num(8)?).map_err(|_| "status out of range".to_string())?,
+                    constant: small(9)?,
+                    time_sec: small(10)?,
+                    time_frac: small(11)?,
+                    tick: small(12)?,
+                    tai: i32::try_from(num(13)?).map_err(|_| "tai out of range".to_string())?,
+                    ..Timex::default()
+                })
+            }
+            Some("S") if f.len() == 4 => JournalOp::SetTime(num(3)?),
+            _ => return Err("expected `PID REAL_NS X <11 timex fields>` or `PID REAL_NS S UNIX_NS`".to_string()),
+        };
+        Ok((pid, real, op))
+    }
+}
+
+/// A process's clock: the oscillator and the kernel's discipline state.
+#[derive(Debug, Clone)]
+pub struct VirtualClock {
+    params: Params,
+    steered: SteeredClock,
+    status: i32,
+    constant: i64,
+    maxerror: i64,
+    esterror: i64,
+    tai: i32,
+}
+
+impl VirtualClock {
+    /// A clock that reads the oscillator at `real_ns` (no correction, the
+    /// kernel's boot state: `STA_UNSYNC`, time constant 2, tick 10000 µs).
+    pub fn new(params: Params, real_ns: i128) -> Self {
+        VirtualClock {
+            params,
+            steered: SteeredClock::new(params.raw_at(real_ns)),
+            status: status::STA_UNSYNC,
+            constant: 2,
+            maxerror: MAXERROR_LIMIT,
+            esterror: MAXERROR_LIMIT,
+            tai: 0,
+        }
+    }
+
+    /// The oscillator parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The kernel model.
+    pub fn steered(&self) -> &SteeredClock {
+        &self.steered
+    }
+
+    /// The `timex.status` word.
+    pub fn status(&self) -> i32 {
+        self.status
+    }
+
+    /// Local (`CLOCK_REALTIME`) time when the real clock reads `real_ns`.
+    pub fn now(&self, real_ns: i128) -> NtpTime {
+        self.steered.time_at(self.params.raw_at(real_ns))
+    }
+
+    /// Local time as Unix nanoseconds.
+    pub fn now_unix_ns(&self, real_ns: i128) -> i128 {
+        let (s, n) = self.now(real_ns).to_unix();
+        i128::from(s) * 1_000_000_000 + i128::from(n)
+    }
+
+    /// `CLOCK_TAI`: local time plus the TAI offset (`ADJ_TAI`).
+    pub fn tai_unix_ns(&self, real_ns: i128) -> i128 {
+        self.now_unix_ns(real_ns) + i128::from(self.tai) * 1_000_000_000
+    }
+
+    /// Local time minus the real clock at `real_ns`, seconds.
+    pub fn offset_at(&self, real_ns: i128) -> f64 {
+        self.now(real_ns).duration_since(unix_ns_to_ntp(real_ns)).to_seconds_f64()
+    }
+
+    /// Frequency error of the disciplined clock, s/s: the oscillator's error
+    /// and the frequency correction in force (a phase slew in progress is not
+    /// included, as in the simulator's samples).
+    pub fn frequency_error(&self) -> f64 {
+        (1.0 + self.params.frequency) * (1.0 + self.steered.frequency()) - 1.0
+    }
+
+    /// Sets the clock to `unix_ns` (`clock_settime`, `settimeofday`).
+    pub fn set_time(&mut self, real_ns: i128, unix_ns: i128) {
+        let raw = self.params.raw_at(real_ns);
+        let by = unix_ns_to_ntp(unix_ns).duration_since(self.steered.time_at(raw));
+        self.steered.step(raw, by);
+        self.clear();
+    }
+
+    /// What the kernel's `ntp_clear` does when the clock is set: unsynchronized,
+    /// errors at their maximum (chrony checks `maxerror` to tell that
+    /// `ADJ_SETOFFSET` is supported). The step has already ended any slew.
+    fn clear(&mut self) {
+        self.status |= status::STA_UNSYNC;
+        self.maxerror = MAXERROR_LIMIT;
+        self.esterror = MAXERROR_LIMIT;
+    }
+
+    /// Applies one journalled call.
+    pub fn apply(&mut self, real_ns: i128, op: &JournalOp) -> Result<i32, i32> {
+        match op {
+            JournalOp::Adjtimex(t) => {
+                let mut t = *t;
+                self.adjtimex(real_ns, &mut t)
+            }
+            JournalOp::SetTime(ns) => {
+                self.set_time(real_ns, *ns);
+                Ok(0)
+            }
+        }
+    }
+
+    /// `adjtimex(2)` on this clock: applies `tx.modes` as Linux does
+    /// (kernel/time/ntp.c: checks first, then the step, status, frequency,
+    /// errors, time constant, TAI, PLL offset and tick), fills `tx` with the
+    /// state and returns the clock state (`TIME_OK`, `TIME_INS`, ...) or an
+    /// errno. Every adjustment is permitted: the clock is the process's own.
+    pub fn adjtimex(&mut self, real_ns: i128, tx: &mut Timex) -> Result<i32, i32> {
+        use modes::*;
+        let m = tx.modes;
+        let raw = self.params.raw_at(real_ns);
+        if m & ADJ_ADJTIME != 0 {
+            // adjtime(3): a linear slew at 500 ppm; the old remainder is returned.
+            let old = ns_to_us(self.steered.remaining_phase(raw).as_nanos());
+            if m & ADJ_OFFSET_READONLY == 0 {
+                let by = NtpDuration::from_nanos(tx.offset.saturating_mul(1000));
+                self.steered.slew_phase(raw, by, NtpDuration::ZERO, 500e-6);
+            }
+            self.fill(raw, tx);
+            tx.offset = old;
+            return Ok(self.state(raw));
+        }
+        let nano = if m & ADJ_NANO != 0 {
+            true
+        } else if m & ADJ_MICRO != 0 {
+            false
+        } else {
+            self.status & status::STA_NANO != 0
+        };
+        if m & ADJ_TICK != 0 && !(TICK_MIN_USEC..=TICK_MAX_USEC).contains(&tx.tick) {
+            return Err(EINVAL);
+        }
+        if m & ADJ_SETOFFSET != 0 {
+            let frac_max = if m & ADJ_NANO != 0 { 1_000_000_000 } else { 1_000_000 };
+            if !(0..frac_max).contains(&tx.time_frac) {
+                return Err(EINVAL);
+            }
+            let frac_ns = if m & ADJ_NANO != 0 { tx.time_frac } else { tx.time_frac * 1000 };
+            let ns = i128::from(tx.time_sec) * 1_000_000_000 + i128::from(frac_ns);
+            let ns = i64::try_from(ns).map_err(|_| EINVAL)?;
+            self.steered.step(raw, NtpDuration::from_nanos(ns));
+            self.clear();
+        }
+        // The rest applies at the time after any step.
+        let raw = self.params.raw_at(real_ns);
+        if m & ADJ_STATUS != 0 {
+            self.status = (self.status & status::STA_RONLY) | (tx.status & !status::STA_RONLY);
+            let leap = if self.status & status::STA_INS != 0 {
+                LeapIndicator::Insert
+            } else if self.status & status::STA_DEL != 0 {
+                LeapIndicator::Delete
+            } else {
+                LeapIndicator::NoWarning
+            };
+            if leap != LeapIndicator::NoWarning || self.steered.leap_status(raw) != LeapStatus::Idle {
+                self.steered.set_leap(raw, leap);
+            }
+        }
+        if m & ADJ_NANO != 0 {
+            self.status |= status::STA_NANO;
+        }
+        if m & ADJ_MICRO != 0 {
+            self.status &= !status::STA_NANO;
+        }
+        if m & ADJ_FREQUENCY != 0 {
+            let scaled = tx.freq.clamp(-FREQ_MAX_SCALED, FREQ_MAX_SCALED);
+            // NaN is impossible here; the model clamps as the kernel does.
+            let _ = self.steered.set_frequency(raw, scaled as f64 / FREQ_SCALE * 1e-6);
+        }
+        if m & ADJ_MAXERROR != 0 {
+            self.maxerror = tx.maxerror.clamp(0, MAXERROR_LIMIT);
+        }
+        if m & ADJ_ESTERROR != 0 {
+            self.esterror = tx.esterror.clamp(0, MAXERROR_LIMIT);
+        }
+        if m & ADJ_TIMECONST != 0 {
+            self.constant = tx.constant.clamp(0, 10);
+        }
+        if m & ADJ_TAI != 0 && tx.constant >= 0 && tx.constant <= i64::from(i32::MAX) {
+            self.tai = tx.constant as i32;
+        }
+        if m & ADJ_OFFSET != 0 && self.status & status::STA_PLL != 0 {
+            let ns = if nano { tx.offset } else { tx.offset.saturating_mul(1000) };
+            // MAXPHASE: the kernel clamps the PLL offset to ±0.5 s.
+            let ns = ns.clamp(-500_000_000, 500_000_000);
+            let tau = kernel_pll_time_constant(self.constant as u8);
+            self.steered.adjust_phase(raw, NtpDuration::from_nanos(ns), NtpDuration::from_seconds_f64(tau));
+        }
+        if m & ADJ_TICK != 0 {
+            self.steered.set_tick(raw, tx.tick).map_err(|_| EINVAL)?;
+        }
+        self.fill(raw, tx);
+        Ok(self.state(raw))
+    }
+
+    fn state(&self, raw: NtpTime) -> i32 {
+        if self.status & (status::STA_UNSYNC | status::STA_CLOCKERR) != 0 {
+            return state::TIME_ERROR;
+        }
+        match self.steered.leap_status(raw) {
+            LeapStatus::Idle => state::TIME_OK,
+            LeapStatus::Armed { kind: LeapKind::Insert, .. } => state::TIME_INS,
+            LeapStatus::Armed { kind: LeapKind::Delete, .. } => state::TIME_DEL,
+            LeapStatus::Wait => state::TIME_WAIT,
+        }
+    }
+
+    fn fill(&self, raw: NtpTime, tx: &mut Timex) {
+        let nano = self.status & status::STA_NANO != 0;
+        let rem = self.steered.remaining_phase(raw).as_nanos();
+        tx.offset = if nano { rem } else { ns_to_us(rem) };
+        tx.freq = (self.steered.kernel_frequency() * 1e6 * FREQ_SCALE).round() as i64;
+        tx.maxerror = self.maxerror;
+        tx.esterror = self.esterror;
+        tx.status = self.status;
+        tx.constant = self.constant;
+        tx.precision = 1;
+        tx.tolerance = FREQ_MAX_SCALED;
+        let (s, n) = self.steered.time_at(raw).to_unix();
+        tx.time_sec = s;
+        tx.time_frac = if nano { i64::from(n) } else { i64::from(n / 1000) };
+        tx.tick = self.steered.tick_usec();
+        tx.tai = self.tai;
+    }
+}
+
+/// Nanoseconds to the nearest microsecond.
+fn ns_to_us(ns: i64) -> i64 {
+    (ns as f64 / 1000.0).round() as i64
+}
+
+/// Most journal lines [`Replay::parse`] accepts (about 100 MB of text).
+pub const JOURNAL_LINES_MAX: usize = 1_000_000;
+
+/// A journal replayed: the clock after every call, in time order.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    initial: VirtualClock,
+    /// (real time of the call, clock after it, the call).
+    changes: Vec<(i128, VirtualClock, JournalOp)>,
+    /// The process whose calls were replayed (the first that wrote one).
+    pub pid: Option<u32>,
+}
+
+impl Replay {
+    /// Replays `text` (a journal) over a clock with `params` that started at
+    /// `start_ns`. Only the first process that wrote to the journal is
+    /// replayed (a helper that exec'd under the same preload is another
+    /// process). A last line without its newline (being written) is ignored.
+    /// `origin` names the journal in errors.
+    pub fn parse(params: Params, start_ns: i128, text: &str, origin: &str) -> Result<Replay, String> {
+        let mut clock = VirtualClock::new(params, start_ns);
+        let initial = clock.clone();
+        let mut changes = Vec::new();
+        let mut pid = None;
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        for (n, line) in complete.lines().enumerate() {
+            if n >= JOURNAL_LINES_MAX {
+                return Err(format!("{origin}: more than {JOURNAL_LINES_MAX} lines"));
+            }
+            let (p, real, op) = JournalOp::parse(line).map_err(|e| format!("{origin}:{}: {e}", n + 1))?;
+            if *pid.get_or_insert(p) != p {
+                continue;
+            }
+            // A refused call (EINVAL) changed nothing, in the shim as here.
+            let _ = clock.apply(real, &op);
+            changes.push((real, clock.clone(), op));
+        }
+        Ok(Replay { initial, changes, pid })
+    }
+
+    /// The clock in force at real time `real_ns`.
+    pub fn clock_at(&self, real_ns: i128) -> &VirtualClock {
+        let i = self.changes.partition_point(|(t, _, _)| *t <= real_ns);
+        if i == 0 {
+            &self.initial
+        } else {
+            &self.changes[i - 1].1
+        }
+    }
+
+    /// The calls, with their real times.
+    pub fn calls(&self) -> impl Iterator<Item = (i128, &JournalOp)> {
+        self.changes.iter().map(|(t, _, op)| (*t, op))
+    }
+
+    /// Real time of the first call that cleared `STA_UNSYNC` (the program
+    /// declared its clock synchronized), if any.
+    pub fn first_synchronized(&self) -> Option<i128> {
+        self.changes.iter().find(|(_, c, _)| c.status() & status::STA_UNSYNC == 0).map(|(t, _, _)| *t)
+    }
+
+    /// Real time of the first call that changed the clock's frequency,
+    /// phase or time, if any.
+    pub fn first_adjustment(&self) -> Option<i128> {
+        self.changes
+            .iter()
+            .find(|(_, _, op)| match op {
+                JournalOp::Adjtimex(t) => t.modes & (modes::ADJ_FREQUENCY | modes::ADJ_OFFSET | modes::ADJ_SETOFFSET | modes::ADJ_TICK) != 0,
+                JournalOp::SetTime(_) => true,
+            })
+            .map(|(t, _, _)| *t)
+    }
+
+    /// How many calls stepped the clock (by a nonzero amount).
+    pub fn steps(&self) -> u64 {
+        // Counted on the calls as made, which the shim accepted.
+        self.changes
+            .iter()
+            .filter(|(_, _, op)| match op {
+                // chrony probes ADJ_SETOFFSET with a zero step: not a step.
+                JournalOp::Adjtimex(t) => t.modes & modes::ADJ_ADJTIME == 0 && t.modes & modes::ADJ_SETOFFSET != 0 && (t.time_sec, t.time_frac) != (0, 0),
+                JournalOp::SetTime(_) => true,
+            })
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+use super::*;
+use modes::*;
+
+const T0: i128 = 1_780_000_000_000_000_000; // 2026-05-28, Unix ns
+const SEC: i128 = 1_000_000_000;
+
+fn clock(offset_s: f64, frequency: f64) -> VirtualClock {
+    VirtualClock::new(Params { epoch_unix_ns: T0, offset_s, frequency }, T0)
+}
+
+fn call(c: &mut VirtualClock, at: i128, t: Timex) -> (Result<i32, i32>, Timex) {
+    let mut t = t;
+    let r = c.adjtimex(at, &mut t);
+    (r, t)
+}
+
+#[test]
+fn oscillator_offset_and_frequency_show_in_the_local_time() {
+    let c = clock(0.25, 100e-6);
+    assert!((c.offset_at(T0) - 0.25).abs() < 1e-9);
+    // After 1000 s at +100 ppm: 0.25 + 0.1 s.
+    assert!((c.offset_at(T0 + 1000 * SEC) - 0.35).abs() < 1e-9);
+    assert!((c.frequency_error() - 100e-6).abs() < 1e-15);
+}
+
+#[test]
+fn a_read_changes_nothing_and_reports_the_boot_state() {
+    let mut c = clock(0.0, 0.0);
+    let (r, t) = call(&mut c, T0, Timex::default());
+    assert_eq!(r, Ok(state::TIME_ERROR)); // STA_UNSYNC at boot
+    assert_eq!((t.freq, t.tick, t.offset, t.constant), (0, 10_000, 0, 2));
+    assert_eq!(t.time_sec as i128, T0 / SEC);
+}
+
+#[test]
+fn frequency_and_tick_read_back_in_kernel_units_and_steer_the_clock() {
+    let mut c = clock(0.0, 0.0);
+    // chrony's Linux driver: tick 10001 (+100 ppm) and freq -20 ppm = +80 ppm.
+    let (r, t) = call(&mut c, T0, Timex { modes: ADJ_TICK | ADJ_FREQUENCY, tick: 10_001, freq: -20 << 16, ..Timex::default() });
+    assert!(r.is_ok());
+    assert_eq!((t.tick, t.freq), (10_001, -20 << 16));
+    assert!((c.offset_at(T0 + 100 * SEC) - 80e-6 * 100.0).abs() < 1e-9);
+    // The kernel clamps freq to 500 ppm.
+    let (_, t) = call(&mut c, T0, Timex { modes: ADJ_FREQUENCY, freq: 900 << 16, ..Timex::default() });
+    assert_eq!(t.freq, FREQ_MAX_SCALED);
+}
+
+#[test]
+fn a_tick_out_of_range_is_einval_and_changes_nothing() {
+    let mut c = clock(0.0, 0.0);
+    let (r, _) = call(&mut c, T0, Timex { modes: ADJ_TICK | ADJ_FREQUENCY, tick: 12_000, freq: 5 << 16, ..Timex::default() });
+    assert_eq!(r, Err(EINVAL));
+    let (_, t) = call(&mut c, T0, Timex::default());
+    assert_eq!((t.tick, t.freq), (10_000, 0));
+}
+
+#[test]
+fn setoffset_steps_in_micro_and_nano_units() {
+    let mut c = clock(0.0, 0.0);
+    call(&mut c, T0, Timex { modes: ADJ_SETOFFSET, time_sec: -1, time_frac: 500_000, ..Timex::default() }).0.unwrap();
+    assert!((c.offset_at(T0) + 0.5).abs() < 1e-9);
+    call(&mut c, T0, Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: 0, time_frac: 250_000_000, ..Timex::default() }).0.unwrap();
+    assert!((c.offset_at(T0) + 0.25).abs() < 1e-9);
+    // usec must be below one second.
+    let (r, _) = call(&mut c, T0, Timex { modes: ADJ_SETOFFSET, time_frac: 1_000_000, ..Timex::default() });
+    assert_eq!(r, Err(EINVAL));
+}
+
+#[test]
+fn pll_offset_needs_sta_pll_and_slews_with_the_kernel_time_constant() {
+    let mut c = clock(0.0, 0.0);
+    call(&mut c, T0, Timex { modes: ADJ_OFFSET, offset: 1000, ..Timex::default() }).0.unwrap();
+    assert_eq!(c.offset_at(T0 + 10 * SEC), 0.0);
+    call(&mut c, T0, Timex { modes: ADJ_STATUS | ADJ_OFFSET | ADJ_TIMECONST, status: status::STA_PLL, constant: 0, offset: 1000, ..Timex::default() })
+        .0
+        .unwrap();
+    // tau = 4 s: after 4 s, 1 - 1/e of 1 ms has been applied.
+    let applied = c.offset_at(T0 + 4 * SEC);
+    assert!((applied - 1e-3 * (1.0 - (-1.0f64).exp())).abs() < 1e-8, "{applied}");
+    let (_, t) = call(&mut c, T0 + 4 * SEC, Timex::default());
+    assert!((t.offset - 368).abs() <= 1, "{}", t.offset);
+}
+
+#[test]
+fn status_clears_unsync_and_arms_a_leap() {
+    let mut c = clock(0.0, 0.0);
+    let (r, t) = call(&mut c, T0, Timex { modes: ADJ_STATUS, status: status::STA_INS, ..Timex::default() });
+    assert_eq!(r, Ok(state::TIME_INS));
+    assert_eq!(t.status & status::STA_UNSYNC, 0);
+    let (r, _) = call(&mut c, T0, Timex { modes: ADJ_STATUS, status: 0, ..Timex::default() });
+    assert_eq!(r, Ok(state::TIME_OK));
+}
+
+#[test]
+fn adjtime_slews_linearly_at_500_ppm_and_returns_the_old_remainder() {
+    let mut c = clock(0.0, 0.0);
+    let (_, t) = call(&mut c, T0, Timex { modes: ADJ_OFFSET_SINGLESHOT, offset: 1000, ..Timex::default() });
+    assert_eq!(t.offset, 0);
+    assert!((c.offset_at(T0 + SEC) - 500e-6).abs() < 1e-9);
+    let (_, t) = call(&mut c, T0 + SEC, Timex { modes: ADJ_OFFSET_SS_READ, ..Timex::default() });
+    assert_eq!(t.offset, 500);
+}
+
+#[test]
+fn settime_sets_the_local_time() {
+    let mut c = clock(3.0, 0.0);
+    c.set_time(T0 + SEC, T0 + 2 * SEC);
+    assert!(c.offset_at(T0 + SEC) - 1.0 < 1e-9);
+}
+
+#[test]
+fn the_journal_replays_to_the_same_clock_at_every_instant() {
+    let params = Params { epoch_unix_ns: T0, offset_s: 0.1, frequency: -37e-6 };
+    let mut live = VirtualClock::new(params, T0);
+    let calls = [
+        (T0 + SEC, JournalOp::Adjtimex(Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: -1, time_frac: 900_000_000, ..Timex::default() })),
+        (T0 + 2 * SEC, JournalOp::Adjtimex(Timex { modes: ADJ_TICK | ADJ_FREQUENCY, tick: 10_000, freq: 37 << 16, ..Timex::default() })),
+        (T0 + 3 * SEC, JournalOp::Adjtimex(Timex { modes: ADJ_STATUS, status: 0, ..Timex::default() })),
+        (T0 + 5 * SEC, JournalOp::SetTime(T0 + 5 * SEC + 123)),
+    ];
+    let mut text = String::new();
+    for (at, op) in &calls {
+        live.apply(*at, op).unwrap();
+        text.push_str(&op.line(42, *at));
+        text.push('\n');
+    }
+    // Another process's line and a half-written last line are left out.
+    text.push_str("43 0 S 0\n42 99 X 1");
+    let replay = Replay::parse(params, T0, &text, "journal").unwrap();
+    assert_eq!(replay.pid, Some(42));
+    assert_eq!(replay.calls().count(), 4);
+    for at in [T0 + 6 * SEC, T0 + 100 * SEC] {
+        assert_eq!(replay.clock_at(at).now(at), live.now(at));
+    }
+    assert!(replay.clock_at(T0).offset_at(T0) - 0.1 < 1e-9);
+    assert_eq!(replay.first_synchronized(), Some(T0 + 3 * SEC));
+    assert_eq!(replay.first_adjustment(), Some(T0 + SEC));
+    assert_eq!(replay.steps(), 2);
+    // A zero ADJ_SETOFFSET (chrony's probe) is no step.
+    let probe = JournalOp::Adjtimex(Timex { modes: ADJ_SETOFFSET | ADJ_NANO, ..Timex::default() }).line(42, T0);
+    assert_eq!(Replay::parse(params, T0, &format!("{probe}\n"), "j").unwrap().steps(), 0);
+}
+
+#[test]
+fn a_bad_journal_line_is_named() {
+    let p = Params { epoch_unix_ns: T0, offset_s: 0.0, frequency: 0.0 };
+    let e = Replay::parse(p, T0, "1 2 S 3\n1 2 Q\n", "j.log").unwrap_err();
+    assert!(e.starts_with("j.log:2:"), "{e}");
+}
+
+#[test]
+fn params_refuse_nonsense() {
+    assert!(Params::parse("0.1", "1e-5", "0").is_ok());
+    assert!(Params::parse("x", "0", "0").unwrap_err().contains("offset"));
+    assert!(Params::parse("0", "2", "0").unwrap_err().contains("frequency"));
+    assert!(Params::parse("0", "0", "1.5").unwrap_err().contains("epoch"));
+}
+
+#[test]
+fn a_step_resets_maxerror_as_chrony_probes_for_setoffset() {
+    // chrony's test_step_offset: zero maxerror, step by 0, expect maxerror reset.
+    let mut c = clock(0.0, 0.0);
+    let (_, t) = call(&mut c, T0, Timex { modes: ADJ_MAXERROR | ADJ_STATUS, maxerror: 0, status: 0, ..Timex::default() });
+    assert_eq!(t.maxerror, 0);
+    let (_, t) = call(&mut c, T0, Timex { modes: ADJ_SETOFFSET | ADJ_NANO, ..Timex::default() });
+    assert!(t.maxerror >= 100_000);
+    assert_ne!(t.status & status::STA_UNSYNC, 0);
+}

@@ -1,0 +1,212 @@
+//! `ntplab lab run`: a scenario on real daemons in the virtual lab (network
+//! namespaces on this machine), with the simulator's trace, figures and verdicts.
+
+use crate::cli::{CliError, OutputFormat};
+use ntplab_hwlab::programs;
+use ntplab_hwlab::run::{self as lab, LabOptions};
+use ntplab_sim::scenario::Scenario;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `ntplab lab ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum LabCommand {
+    /// Run one scenario on real daemons in network namespaces (needs root); write the trace and judge it.
+    Run(LabRunArgs),
+    /// Run every scenario (*.toml) of a directory in the lab, one after another; a table of the results.
+    Suite(LabSuiteArgs),
+}
+
+/// Arguments of `ntplab lab suite`.
+#[derive(clap::Args, Debug)]
+pub struct LabSuiteArgs {
+    /// The directory of scenario files.
+    #[arg(default_value = "scenarios/lab")]
+    pub dir: PathBuf,
+    /// Each scenario's trace goes to DIR/<file stem>/; the summary to DIR/lab-suite.json.
+    #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab-suite")]
+    pub out: PathBuf,
+    /// Report scenarios the lab cannot realize as skipped instead of failing the suite.
+    #[arg(long)]
+    pub skip_unsupported: bool,
+    /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
+    #[arg(long, value_name = "FILE")]
+    pub shim: Option<PathBuf>,
+    /// chronyd, for impl = "chrony" hosts.
+    #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
+    pub chronyd: PathBuf,
+}
+
+/// Arguments of `ntplab lab run`.
+#[derive(clap::Args, Debug)]
+pub struct LabRunArgs {
+    /// The scenario file (TOML; hosts may say impl = "ntplab" | "chrony").
+    pub scenario: PathBuf,
+    /// Write the trace (samples.csv, events.jsonl, packets.jsonl, packets.pcap), configurations, clock journals and daemon logs here.
+    #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab")]
+    pub out: PathBuf,
+    /// Seed for the link emulator's random streams (overrides the file's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
+    #[arg(long, value_name = "FILE")]
+    pub shim: Option<PathBuf>,
+    /// chronyd, for impl = "chrony" hosts.
+    #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
+    pub chronyd: PathBuf,
+    /// Summary format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Release);
+}
+
+/// Runs `ntplab lab run`.
+pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let scenario = Scenario::load(&args.scenario).map_err(|e| CliError::input(e.to_string()))?;
+    let scenario = match args.seed {
+        Some(seed) => scenario.with_seed(seed),
+        None => scenario,
+    };
+    let refused = lab::refusals(&scenario);
+    if !refused.is_empty() {
+        return Err(CliError::input(format!("{}: the lab cannot run this scenario:\n  - {}", scenario.origin, refused.join("\n  - "))));
+    }
+    if args.format == OutputFormat::Text {
+        let total = scenario.lab_duration.unwrap_or(scenario.duration);
+        writeln!(out, "scenario {}: {}", scenario.origin, scenario.name).map_err(CliError::from_io)?;
+        writeln!(out, "lab run: {} s of real time (scenario duration {} s), seed {}", total.as_secs_f64(), scenario.duration.as_secs_f64(), scenario.seed)
+            .map_err(CliError::from_io)?;
+        out.flush().map_err(CliError::from_io)?;
+    }
+    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.chronyd)?;
+    match args.format {
+        OutputFormat::Text => {
+            for (host, imp, program, version) in &report.inventory {
+                writeln!(out, "host {host}: {imp} ({program}: {version})").map_err(CliError::from_io)?;
+            }
+            let (sent, lost) = report.run.packets;
+            writeln!(out, "ran {:.1} s of real time; {sent} datagrams, {lost} lost", report.ran.as_secs_f64()).map_err(CliError::from_io)?;
+            crate::run::write_figures(&report.run, out).map_err(CliError::from_io)?;
+        }
+        OutputFormat::Json => {
+            let mut v = crate::run::report_json(&scenario, &report.run);
+            v["lab"] = serde_json::json!({
+                "ran_s": report.ran.as_secs_f64(),
+                "programs": report.inventory.iter().map(|(h, i, p, ver)| serde_json::json!({"host": h, "impl": i, "program": p, "version": ver})).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{v}").map_err(CliError::from_io)?;
+        }
+    }
+    if report.run.passed() {
+        Ok(())
+    } else {
+        let failed: Vec<String> = report.run.verdicts.iter().filter(|v| !v.passed).map(|v| v.expectation.name.clone()).collect();
+        Err(CliError::input(format!("{}: {} expectation(s) failed: {}", scenario.origin, failed.len(), failed.join("; "))))
+    }
+}
+
+/// Runs one scenario the lab can realize, with a progress bar on a terminal.
+fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, chronyd: &std::path::Path) -> Result<lab::LabReport, CliError> {
+    let shim = match shim {
+        Some(p) => p.to_path_buf(),
+        None => programs::find_shim().map_err(CliError::input)?,
+    };
+    let ntplab = std::env::current_exe().map_err(|e| CliError::internal(format!("cannot find this executable: {e}")))?;
+    // Ctrl-C and SIGTERM end the run early; the lab then stops its daemons and deletes its namespaces.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let total = scenario.lab_duration.unwrap_or(scenario.duration);
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(total.as_secs().max(1))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} s, {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress_bar = bar.clone();
+    let opts = LabOptions {
+        out: out_dir.to_path_buf(),
+        shim,
+        ntplab,
+        chronyd: chronyd.to_path_buf(),
+        interrupted: &INTERRUPTED,
+        progress: Some(Box::new(move |elapsed, total| {
+            progress_bar.set_position(elapsed.as_secs());
+            progress_bar.set_message(format!("{} s left", total.saturating_sub(elapsed).as_secs()));
+        })),
+    };
+    let report = lab::run(scenario, opts);
+    bar.finish_and_clear();
+    report.map_err(CliError::input)
+}
+
+/// Runs `ntplab lab suite`.
+pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let files = ntplab_conformance::suite::discover(&args.dir).map_err(CliError::input)?;
+    if files.is_empty() {
+        return Err(CliError::input(format!("{}: no scenario files (*.toml)", args.dir.display())));
+    }
+    let mut rows = Vec::new();
+    let mut failed = 0usize;
+    for f in &files {
+        let scenario = Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?;
+        let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
+        let refused = lab::refusals(&scenario);
+        let (status, detail) = if !refused.is_empty() {
+            if !args.skip_unsupported {
+                failed += 1;
+            }
+            (if args.skip_unsupported { "skipped" } else { "refused" }, refused.join("; "))
+        } else if INTERRUPTED.load(Ordering::Acquire) {
+            failed += 1;
+            ("interrupted", String::new())
+        } else {
+            match run_one(&scenario, &args.out.join(&stem), args.shim.as_deref(), &args.chronyd) {
+                Ok(r) if r.run.passed() => ("pass", summary(&r.run)),
+                Ok(r) => {
+                    failed += 1;
+                    let names: Vec<String> = r.run.verdicts.iter().filter(|v| !v.passed).map(|v| v.expectation.name.clone()).collect();
+                    ("fail", format!("{}; failed: {}", summary(&r.run), names.join("; ")))
+                }
+                Err(e) => {
+                    failed += 1;
+                    ("error", e.message)
+                }
+            }
+        };
+        writeln!(out, "{status:<8} {}: {detail}", f.display()).map_err(CliError::from_io)?;
+        out.flush().map_err(CliError::from_io)?;
+        rows.push(serde_json::json!({"scenario": f.display().to_string(), "status": status, "detail": detail}));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::internal(format!("cannot create {}: {e}", args.out.display())))?;
+    let path = args.out.join("lab-suite.json");
+    std::fs::write(&path, serde_json::json!({"scenarios": rows, "failed": failed}).to_string())
+        .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
+    writeln!(out, "{} scenario(s), {failed} not passed; summary: {}", files.len(), path.display()).map_err(CliError::from_io)?;
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(CliError::input(format!("{failed} of {} lab scenario(s) did not pass", files.len())))
+    }
+}
+
+/// Each daemon host's RMS offset, for the suite's table.
+fn summary(r: &ntplab_sim::run::RunReport) -> String {
+    let figures: Vec<String> = r
+        .hosts
+        .iter()
+        .filter(|h| h.daemon)
+        .map(|h| format!("{} rms {}", h.name, h.stats.rms_offset().map_or("-".into(), |v| format!("{:.1} us", v * 1e6))))
+        .collect();
+    figures.join(", ")
+}
