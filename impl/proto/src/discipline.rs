@@ -264,16 +264,6 @@ pub trait ClockDiscipline {
         false
     }
 
-    /// The part of the phase corrections commanded before local time `t`
-    /// that the clock has not made by `t`: an offset measured at `t` moves
-    /// by minus this once the slew in progress completes (chrony's "cooked"
-    /// time counts it as done). Zero by default, for disciplines whose
-    /// slews have no schedule (the RFC 5905 PLL's exponential kernel slew).
-    fn pending_phase(&self, t: NtpTime) -> NtpDuration {
-        let _ = t;
-        NtpDuration::ZERO
-    }
-
     /// The system poll exponent the discipline asks for.
     fn poll(&self) -> i8;
 

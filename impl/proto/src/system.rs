@@ -352,11 +352,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn handle_measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
         let poll = self.discipline.poll();
         let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
-        // Measured during a slew, the offset is counted as after it (the
-        // filter's samples are all in the corrected clock's terms).
-        let pending = self.discipline.pending_phase(m.local_receive_time);
-        let offset = m.offset.saturating_sub(pending);
-        let sample = Sample { offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
+        let sample = Sample { offset: m.offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
         let update = peer.filter.add_sample(sample, now, poll);
         let mut result = self.after_filter(update, now);
@@ -377,21 +373,8 @@ impl<Id: Ord + Clone + 'static> System<Id> {
 
     /// Feeds the discipline; after a step, resets every filter.
     fn update_discipline(&mut self, sample: &DisciplineSample) -> (Action, bool) {
-        let frequency_before = self.discipline.frequency();
-        let pending_before = self.discipline.pending_phase(sample.now);
         let result = self.discipline.update_sample(sample);
         let stepped = matches!(result.action, Action::Step { .. });
-        if let Action::Slew { phase, frequency, max_rate: Some(_), .. } = result.action {
-            // A slew through the tick completes within |phase|/rate (1.2 s
-            // for 0.1 s at chrony's rate): the stored samples are corrected
-            // now, or they would disagree with the next ones by the phase
-            // and by the frequency error times their age. They counted the
-            // slew in progress as done; the new one replaces what is left of it.
-            let phase = phase.saturating_sub(pending_before);
-            for p in self.peers.values_mut() {
-                p.filter.correct_offsets(phase, frequency - frequency_before, sample.now);
-            }
-        }
         if stepped {
             // A step starts every association over, the system peer too
             // (§11.2.3, [`Action::Step`]): nothing measured before it counts.

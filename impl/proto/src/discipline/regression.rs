@@ -898,14 +898,6 @@ impl ClockDiscipline for RegressionDiscipline {
         true
     }
 
-    fn pending_phase(&self, t: NtpTime) -> NtpDuration {
-        let Some(s) = self.segments.iter().rev().find(|s| s.start <= t) else {
-            return NtpDuration::ZERO;
-        };
-        let r = oscillator_span(secs(t - s.start), s);
-        dur(s.phase - slewed(s.phase, s.tau, s.rate, r))
-    }
-
     fn poll(&self) -> i8 {
         self.poll
     }
@@ -1187,27 +1179,6 @@ mod tests {
         assert!(trace[0].1.abs() < 1e-3, "after the first poll: {:?}", trace[0]);
         assert!(trace.iter().all(|(_, o)| o.abs() < 1e-3), "stays within 1 ms");
         assert_eq!(d.config().max_slew_rate, CHRONY_MAX_SLEW_RATE);
-    }
-
-    #[test]
-    fn the_pending_phase_is_what_the_clock_has_left_to_slew() {
-        // A 0.1 s offset is slewed at 83 333 ppm over 1.2 s; in between, what
-        // the discipline says is pending must be what the clock still has to do.
-        let mut clock = SimClock::new(0.0, 0.1);
-        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
-        let now = clock.now();
-        assert_eq!(d.pending_phase(now), NtpDuration::ZERO, "nothing commanded yet");
-        let u = d.update_sample(&DisciplineSample { offset: dur(-0.1), time: now, now, delay: dur(200e-6) });
-        let Action::Slew { phase, max_rate: Some(_), .. } = u.action else { panic!("{:?}", u.action) };
-        assert!((secs(phase) + 0.1).abs() < 1e-9);
-        let _ = u.action.apply(&mut clock).unwrap();
-        assert!((secs(d.pending_phase(clock.now())) + 0.1).abs() < 1e-9, "all of it at the start");
-        for dt in [0.1, 0.3, 0.5, 0.4] {
-            clock.advance(dt);
-            let pending = secs(d.pending_phase(clock.now()));
-            assert!((pending - clock.slew_left_s).abs() < 1e-9, "after {} s: {pending} vs {}", clock.true_s, clock.slew_left_s);
-        }
-        assert!(clock.slew_left_s.abs() < 1e-12 && secs(d.pending_phase(clock.now())).abs() < 1e-12, "done after 1.3 s");
     }
 
     #[test]
