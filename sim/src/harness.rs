@@ -403,6 +403,19 @@ impl Hosts {
     }
 }
 
+
+/// The first whole nanosecond of the run at which [`Shared::elapsed`] reads
+/// `next` or later. `as_nanos` truncates and `elapsed` rounds, so waking at
+/// `next.as_nanos()` can read a fraction of a nanosecond before `next`: a
+/// datagram due then is never delivered and the loop wakes at once, forever.
+fn wake_nanos(next: NtpDuration) -> u64 {
+    let mut nanos = next.as_nanos().max(0);
+    while NtpDuration::from_nanos(nanos) < next {
+        nanos += 1;
+    }
+    nanos as u64
+}
+
 async fn run_all(
     setup: SimSetup,
     recorder: Rc<RefCell<dyn Recorder>>,
@@ -524,7 +537,7 @@ async fn run_all(
         if let Some((t, _)) = events.get(next_event) {
             next = next.min(*t);
         }
-        let wake = shared.start + std::time::Duration::from_nanos(next.as_nanos().max(0) as u64);
+        let wake = shared.start + std::time::Duration::from_nanos(wake_nanos(next));
         tokio::select! {
             biased;
             _ = shared.egress.notified() => {}
@@ -792,6 +805,23 @@ async fn scripted(
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_up_reads_at_or_after_its_deadline_and_no_later_than_needed() {
+        // Deadlines a fraction of a nanosecond past a whole one (2^-32 s
+        // units): a wake-up at the truncated nanosecond read before them.
+        for units in [0i64, 1, 2, 3, 4, 5, 7, 1 << 20, 83_499_999_999_999, 83_500_000_000_003, (19455 << 32) + 2_323_857_707] {
+            let next = NtpDuration::from_bits(units);
+            let n = wake_nanos(next);
+            assert!(NtpDuration::from_nanos(n as i64) >= next, "{units}: {n} ns reads before the deadline");
+            assert!(n == 0 || NtpDuration::from_nanos(n as i64 - 1) < next, "{units}: {n} ns is later than needed");
         }
     }
 }
