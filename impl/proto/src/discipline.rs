@@ -264,6 +264,27 @@ pub trait ClockDiscipline {
         false
     }
 
+    /// The part of the phase corrections commanded before local time `t`
+    /// that the clock has not made by `t`: an offset measured at `t` moves
+    /// by minus this once the slew in progress completes (chrony's "cooked"
+    /// time counts it as done). Zero by default, for disciplines whose
+    /// slews have no schedule (the RFC 5905 PLL's exponential kernel slew).
+    fn pending_phase(&self, t: NtpTime) -> NtpDuration {
+        let _ = t;
+        NtpDuration::ZERO
+    }
+
+    /// How fast, in s/s, the clock may still drift from true time at its
+    /// current frequency correction: the bound on its residual frequency
+    /// error. A stored sample's offset is uncertain by this times its age,
+    /// so selection widens an old sample's interval by it. RFC 5905 assumes
+    /// PHI (15 ppm), the default; a discipline that has not yet measured the
+    /// frequency (a clock 100 ppm off drifts 6.5 ms between two 64 s polls)
+    /// says more.
+    fn frequency_uncertainty(&self) -> f64 {
+        crate::constants::PHI
+    }
+
     /// The system poll exponent the discipline asks for.
     fn poll(&self) -> i8;
 

@@ -283,6 +283,31 @@ impl ClockFilter {
         *self = ClockFilter::new(self.config);
     }
 
+    /// Re-expresses every stored sample in the timescale of a corrected
+    /// clock, as chrony does with its stored measurements when it slews:
+    /// the clock's phase moves by `phase` now (`now`) and its frequency
+    /// correction by `dfreq` s/s, so a sample taken `a` seconds before
+    /// `now` would have read `offset + dfreq · a − phase` had the new
+    /// correction always applied. For corrections the clock completes
+    /// quickly (a slew through the tick at a known rate): without this,
+    /// samples of different ages disagree by the phase just corrected and
+    /// by the frequency error times their age, and selection sees
+    /// falsetickers that are not.
+    pub fn correct_offsets(&mut self, phase: NtpDuration, dfreq: f64, now: NtpTime) {
+        let correct = |s: &mut Sample| {
+            let age = (now - s.time).to_seconds_f64();
+            s.offset = s.offset.saturating_sub(phase).saturating_add(dur(dfreq * age));
+        };
+        for stage in &mut self.stages {
+            if let Some(s) = stage.sample.as_mut() {
+                correct(s);
+            }
+        }
+        if let Some(s) = self.selected.as_mut() {
+            correct(s);
+        }
+    }
+
     /// The settings.
     pub fn config(&self) -> &FilterConfig {
         &self.config
@@ -447,6 +472,28 @@ mod tests {
 
     fn close(a: NtpDuration, b: f64, tol: f64) -> bool {
         (secs(a) - b).abs() <= tol
+    }
+
+    #[test]
+    fn corrected_offsets_are_those_of_the_corrected_clock() {
+        // The clock gains 100 ppm: a sample 65 s old read −0.1 s, one just
+        // now −0.1065 s. The discipline slews −0.1 s and sets the frequency
+        // −100 ppm: both must now read what the corrected clock would have
+        // measured, −0.0065 s, and agree.
+        let mut f = no_popcorn();
+        let _ = f.add_sample(sample(0.0, -100.0, 2.0, 0.0), at(0.0), 6);
+        let _ = f.add_sample(sample(65.0, -106.5, 2.5, 0.0), at(65.0), 6);
+        let now = at(65.0);
+        f.correct_offsets(dur(-0.1), -100e-6, now);
+        let offsets: Vec<f64> = f.stages().iter().filter_map(|s| s.sample).map(|s| secs(s.offset)).collect();
+        assert_eq!(offsets.len(), 2);
+        for o in &offsets {
+            assert!((o + 0.0065).abs() < 1e-9, "{offsets:?}");
+        }
+        let stats = f.statistics().expect("a sample was used");
+        assert!(close(stats.offset, -0.0065, 1e-9), "the selected sample too: {:?}", stats.offset);
+        // Dummies stay dummies.
+        assert_eq!(f.stages().iter().filter(|s| s.sample.is_none()).count(), NSTAGE - 2);
     }
 
     #[test]

@@ -352,7 +352,11 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn handle_measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
         let poll = self.discipline.poll();
         let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
-        let sample = Sample { offset: m.offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
+        // Measured during a slew, the offset is counted as after it (the
+        // filter's samples are all in the corrected clock's terms).
+        let pending = self.discipline.pending_phase(m.local_receive_time);
+        let offset = m.offset.saturating_sub(pending);
+        let sample = Sample { offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
         let update = peer.filter.add_sample(sample, now, poll);
         let mut result = self.after_filter(update, now);
@@ -373,8 +377,21 @@ impl<Id: Ord + Clone + 'static> System<Id> {
 
     /// Feeds the discipline; after a step, resets every filter.
     fn update_discipline(&mut self, sample: &DisciplineSample) -> (Action, bool) {
+        let frequency_before = self.discipline.frequency();
+        let pending_before = self.discipline.pending_phase(sample.now);
         let result = self.discipline.update_sample(sample);
         let stepped = matches!(result.action, Action::Step { .. });
+        if let Action::Slew { phase, frequency, max_rate: Some(_), .. } = result.action {
+            // A slew through the tick completes within |phase|/rate (1.2 s
+            // for 0.1 s at chrony's rate): the stored samples are corrected
+            // now, or they would disagree with the next ones by the phase
+            // and by the frequency error times their age. They counted the
+            // slew in progress as done; the new one replaces what is left of it.
+            let phase = phase.saturating_sub(pending_before);
+            for p in self.peers.values_mut() {
+                p.filter.correct_offsets(phase, frequency - frequency_before, sample.now);
+            }
+        }
         if stepped {
             // A step starts every association over, the system peer too
             // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
@@ -425,6 +442,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             self.state = ServerClockState::unsynchronized(self.config.precision_log2);
         }
         let every_sample = self.discipline.wants_every_sample();
+        let uncertainty = self.discipline.frequency_uncertainty();
         let candidates: Vec<Candidate<Id>> = self
             .peers
             .iter()
@@ -437,6 +455,29 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                     // register's initial dummy stages do not hold it back.
                     stats.dispersion = p.filter.shifted_in_dispersion(now);
                     stats.updated_at = now;
+                }
+                if uncertainty > PHI {
+                    // The dispersion ages at PHI, but a clock whose frequency
+                    // is less certain than that (not yet measured) may have
+                    // drifted by `uncertainty` times a sample's age: an old
+                    // least-delayed sample then bounds the offset less tightly
+                    // than a newer one. The candidate is the stored sample with
+                    // the least bound `δ/2 + (uncertainty − PHI) · age`, its
+                    // interval widened by the second term.
+                    let drift = |time: NtpTime| (uncertainty - PHI) * (now - time).to_seconds_f64().max(0.0);
+                    let bound = |delay: NtpDuration, time: NtpTime| delay.to_seconds_f64() / 2.0 + drift(time);
+                    let best = p
+                        .filter
+                        .stages()
+                        .iter()
+                        .filter_map(|stage| stage.sample)
+                        .min_by(|a, b| bound(a.delay, a.time).total_cmp(&bound(b.delay, b.time)));
+                    if let Some(best) = best.filter(|b| bound(b.delay, b.time) < bound(stats.delay, stats.time)) {
+                        stats.offset = best.offset;
+                        stats.delay = best.delay;
+                        stats.time = best.time;
+                    }
+                    stats.dispersion = stats.dispersion.saturating_add(NtpDuration::from_seconds_f64(drift(stats.time)));
                 }
                 let m = p.last.as_ref()?;
                 Some(Candidate::from_statistics(
@@ -813,9 +854,12 @@ mod tests {
             }
         }
         assert_eq!(sys.system_peer(), Some(&0));
+        // Polls 64 s apart: a clock whose frequency is not measured yet may
+        // drift 500 ppm (MAXFREQ), 32 ms between polls, far less than the
+        // 0.3 s the sources disagree by (600 s apart, it could be 0.3 s).
         let mut no_majority_at = None;
         for k in 0..12 {
-            let at = 16.0 + 600.0 * f64::from(k);
+            let at = 16.0 + 64.0 * f64::from(k);
             for (id, offset, delay) in [(1, 0.3, 0.0001), (2, -0.3, 0.0001), (0, 0.001, 0.0002)] {
                 let u = sys.handle_measurement(&id, &measurement(offset, delay, at), t(at));
                 if no_majority_at.is_some() {
@@ -829,7 +873,7 @@ mod tests {
             }
         }
         let at = no_majority_at.expect("the three disagree: no majority");
-        assert!(at < 16.0 + 600.0 * 10.0, "no majority only at {at} s");
+        assert!(at < 16.0 + 64.0 * 10.0, "no majority only at {at} s");
     }
 
     #[test]

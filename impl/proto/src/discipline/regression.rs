@@ -92,7 +92,7 @@
 
 use super::{Action, ClockDiscipline, DisciplineConfig, DisciplineSample, DisciplineUpdate, IgnoreReason, State};
 use crate::clock::steered::{slewed, KERNEL_MAX_SLEW_RATE, MAX_TICK_RATE, MAX_USER_SLEW_RATE};
-use crate::constants::{log2_to_seconds, MAXFREQ, MAXPOLL, MINPOLL, PANICT, STEPT, WATCH};
+use crate::constants::{log2_to_seconds, MAXFREQ, MAXPOLL, MINPOLL, PANICT, PHI, STEPT, WATCH};
 use crate::time::{NtpDuration, NtpTime};
 use std::collections::VecDeque;
 
@@ -898,6 +898,30 @@ impl ClockDiscipline for RegressionDiscipline {
         true
     }
 
+    fn pending_phase(&self, t: NtpTime) -> NtpDuration {
+        let Some(s) = self.segments.iter().rev().find(|s| s.start <= t) else {
+            return NtpDuration::ZERO;
+        };
+        let r = oscillator_span(secs(t - s.start), s);
+        dur(s.phase - slewed(s.phase, s.tau, s.rate, r))
+    }
+
+    fn frequency_uncertainty(&self) -> f64 {
+        // Before a line through the samples gives the frequency, the
+        // oscillator may be anywhere in RFC 5905's tolerance (MAXFREQ);
+        // after, the slope's standard error, as chrony ages a source's
+        // samples at its estimated skew. Never less than PHI.
+        let bound = match &self.fit {
+            Some((_, f)) if f.sxx > 0.0 => f.slope_sd().max(1.0 / f.sxx.sqrt()),
+            _ => MAXFREQ,
+        };
+        if bound.is_nan() {
+            MAXFREQ
+        } else {
+            bound.clamp(PHI, MAXFREQ)
+        }
+    }
+
     fn poll(&self) -> i8 {
         self.poll
     }
@@ -1179,6 +1203,52 @@ mod tests {
         assert!(trace[0].1.abs() < 1e-3, "after the first poll: {:?}", trace[0]);
         assert!(trace.iter().all(|(_, o)| o.abs() < 1e-3), "stays within 1 ms");
         assert_eq!(d.config().max_slew_rate, CHRONY_MAX_SLEW_RATE);
+    }
+
+    #[test]
+    fn the_pending_phase_is_what_the_clock_has_left_to_slew() {
+        // A 0.1 s offset is slewed at 83 333 ppm over 1.2 s; in between, what
+        // the discipline says is pending must be what the clock still has to do.
+        let mut clock = SimClock::new(0.0, 0.1);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let now = clock.now();
+        assert_eq!(d.pending_phase(now), NtpDuration::ZERO, "nothing commanded yet");
+        let u = d.update_sample(&DisciplineSample { offset: dur(-0.1), time: now, now, delay: dur(200e-6) });
+        let Action::Slew { phase, max_rate: Some(_), .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((secs(phase) + 0.1).abs() < 1e-9);
+        let _ = u.action.apply(&mut clock).unwrap();
+        assert!((secs(d.pending_phase(clock.now())) + 0.1).abs() < 1e-9, "all of it at the start");
+        for dt in [0.1, 0.3, 0.5, 0.4] {
+            clock.advance(dt);
+            let pending = secs(d.pending_phase(clock.now()));
+            assert!((pending - clock.slew_left_s).abs() < 1e-9, "after {} s: {pending} vs {}", clock.true_s, clock.slew_left_s);
+        }
+        assert!(clock.slew_left_s.abs() < 1e-12 && secs(d.pending_phase(clock.now())).abs() < 1e-12, "done after 1.3 s");
+    }
+
+    #[test]
+    fn the_frequency_is_uncertain_to_maxfreq_until_samples_measure_it() {
+        // A clock 100 ppm fast: before two updates give a slope, its drift is
+        // bounded only by MAXFREQ; once measured, by the slope's error, and
+        // never less than RFC 5905's PHI.
+        let mut clock = SimClock::new(100e-6, 0.01);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        assert_eq!(d.frequency_uncertainty(), MAXFREQ, "nothing measured");
+        let mut noise = Noise { out_jitter_s: 20e-6, back_jitter_s: 20e-6, wander: 0.0, rng: Rng(7) };
+        let mut first = None;
+        let mut last = MAXFREQ;
+        for _ in 0..40 {
+            let until = clock.true_s + 1.0;
+            let _ = closed_loop(&mut d, &mut clock, until, &mut noise);
+            let u = d.frequency_uncertainty();
+            assert!((PHI..=MAXFREQ).contains(&u), "{u}");
+            if u < MAXFREQ {
+                first.get_or_insert(d.updates);
+            }
+            last = u;
+        }
+        assert!(first.is_some_and(|n| n <= 3), "still MAXFREQ after {first:?} updates");
+        assert!(last < 20e-6, "measured over 40 polls, the frequency is known to {last}");
     }
 
     #[test]
