@@ -207,8 +207,15 @@ pub struct Analysis<'a> {
     pub orphan_replies: Vec<usize>,
     /// Replies delivered to daemon clients' source sockets, classified.
     pub client_replies: Vec<ClientReply>,
-    /// Mode-3 requests per (client socket, server socket), sorted by send time.
+    /// Mode-3 requests per (client socket, server socket), sorted by send
+    /// time; a duplicated request once (its first copy).
     pub flows: BTreeMap<(SocketAddr, SocketAddr), Vec<usize>>,
+    /// The later copies of each duplicated datagram (a link that duplicates
+    /// delivers one datagram more than once: same sockets, send time and
+    /// octets, one record per arrival), by its first copy.
+    pub copies: BTreeMap<usize, Vec<usize>>,
+    /// Per packet: whether it is a later copy of a duplicated datagram.
+    pub is_copy: Vec<bool>,
 }
 
 fn ts(p: &PacketRec) -> Option<(NtpTimestamp, NtpTimestamp, NtpTimestamp)> {
@@ -230,9 +237,33 @@ impl<'a> Analysis<'a> {
     /// Indexes the trace.
     pub fn new(ctx: &'a Context, trace: &'a Trace) -> Analysis<'a> {
         let pk = &trace.packets;
+        let mut first_copy: BTreeMap<(SocketAddr, SocketAddr, u64, &[u8]), usize> = BTreeMap::new();
+        let mut copies: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut is_copy = vec![false; pk.len()];
+        for (i, p) in pk.iter().enumerate() {
+            match first_copy.entry((p.src, p.dst, p.sent_t_s.to_bits(), p.bytes.as_slice())) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    copies.entry(*o.get()).or_default().push(i);
+                    is_copy[i] = true;
+                }
+            }
+        }
+        // The copy of request `r` a server's reply answers: the one whose
+        // arrival it read as the reply's receive timestamp (T2).
+        let copy_answered = |r: usize, reply: &PacketRec| -> usize {
+            let (Some(h), Some(more)) = (reply.header, copies.get(&r)) else { return r };
+            std::iter::once(r)
+                .chain(more.iter().copied())
+                .filter_map(|c| pk[c].receiver_local.map(|local| (c, secs(h.receive_timestamp.resolve(local) - local).abs())))
+                .min_by(|x, y| x.1.total_cmp(&y.1))
+                .map_or(r, |(c, _)| c)
+        };
         let mut flows: BTreeMap<(SocketAddr, SocketAddr), Vec<usize>> = BTreeMap::new();
         for (i, p) in pk.iter().enumerate() {
-            if p.mode() == Some(Mode::Client) {
+            if p.mode() == Some(Mode::Client) && !is_copy[i] {
                 flows.entry((p.src, p.dst)).or_default().push(i);
             }
         }
@@ -244,7 +275,7 @@ impl<'a> Analysis<'a> {
         let mut orphan_replies = Vec::new();
         for (i, p) in pk.iter().enumerate() {
             // NTPv5 is judged by its own checks (checks/v5.rs), never by NTPv4's.
-            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) || p.is_v5() {
+            if !ctx.is_daemon(p.src.ip()) || p.mode() == Some(Mode::Client) || p.is_v5() || is_copy[i] {
                 continue;
             }
             let Some(reqs) = flows.get(&(p.dst, p.src)) else {
@@ -253,15 +284,19 @@ impl<'a> Analysis<'a> {
                 }
                 continue;
             };
-            let arrived: Vec<usize> = reqs
-                .iter()
-                .copied()
-                .filter(|r| pk[*r].received_t_s.is_some_and(|t| t <= p.sent_t_s + 1e-9))
-                .collect();
+            // A request counts as arrived when any of its copies has.
+            let arrival = |r: usize| {
+                std::iter::once(r)
+                    .chain(copies.get(&r).into_iter().flatten().copied())
+                    .filter_map(|c| pk[c].received_t_s)
+                    .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.min(t))))
+            };
+            let arrived: Vec<usize> =
+                reqs.iter().copied().filter(|r| arrival(*r).is_some_and(|t| t <= p.sent_t_s + 1e-9)).collect();
             let org = p.header.map(|h| h.origin_timestamp);
             let by_org = arrived.iter().rev().take(16).copied().find(|r| xmt(&pk[*r]) == org);
             match by_org.or_else(|| arrived.last().copied()) {
-                Some(request) => server_pairs.push(ServerPair { request, reply: i }),
+                Some(request) => server_pairs.push(ServerPair { request: copy_answered(request, p), reply: i }),
                 None => orphan_replies.push(i),
             }
         }
@@ -327,7 +362,9 @@ impl<'a> Analysis<'a> {
                     }
                 }
             };
-            client_replies.push(ClientReply { packet: i, request: outstanding, class, event: None });
+            // The request's copy this reply answers (with a duplicated request, each copy is answered).
+            let request = outstanding.map(|r| copy_answered(r, p));
+            client_replies.push(ClientReply { packet: i, request, class, event: None });
         }
         // Events go first to the replies that should have been rejected, then
         // to fresh ones: two copies of a duplicated reply arrive together and
@@ -349,7 +386,7 @@ impl<'a> Analysis<'a> {
                 c.event = event;
             }
         }
-        Analysis { ctx, trace, server_pairs, orphan_replies, client_replies, flows }
+        Analysis { ctx, trace, server_pairs, orphan_replies, client_replies, flows, copies, is_copy }
     }
 
     fn pk(&self, i: usize) -> &PacketRec {
@@ -583,8 +620,15 @@ fn server_no_amplification(a: &Analysis<'_>) -> Outcome {
     t.outcome("daemon replies", "no daemon served a request in this run")
 }
 
+/// Datagrams daemons sent with an NTP header, each once (not the later
+/// copies a duplicating link delivers).
 fn daemon_sent<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = &'b PacketRec> {
-    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && p.header.is_some())
+    a.trace
+        .packets
+        .iter()
+        .enumerate()
+        .filter(move |(i, p)| !a.is_copy[*i] && a.ctx.is_daemon(p.src.ip()) && p.header.is_some())
+        .map(|(_, p)| p)
 }
 
 fn stratum_never_16(a: &Analysis<'_>) -> Outcome {
@@ -984,6 +1028,10 @@ fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
     o
 }
 
+/// The largest change of a client's offset away from true time between two
+/// trace rows that `era-wrap-no-jump` allows.
+const ERA_WRAP_MAX_JUMP_S: f64 = 0.01;
+
 fn era_wrap(a: &Analysis<'_>) -> Outcome {
     let wrap = secs(ERA1 - a.ctx.start);
     if wrap <= 0.0 || wrap >= a.ctx.duration_s {
@@ -1006,9 +1054,12 @@ fn era_wrap(a: &Analysis<'_>) -> Outcome {
     for s in a.trace.samples().filter(|s| (s.t_s - wrap).abs() <= 1800.0) {
         let Some(n) = near.get_mut(s.host.as_str()) else { continue };
         n.rows += 1;
+        // A jump moves the clock away from true time. A clock still
+        // correcting its start offset (0.1 s slewed in 1.2 s) changes faster
+        // than that, towards true time, wrap or not.
         if let Some(p) = n.prev_offset.replace(s.offset_s) {
             let change = (s.offset_s - p).abs();
-            if change > n.jump.0 {
+            if s.offset_s.abs() > p.abs() && change > n.jump.0 {
                 n.jump = (change, s.t_s);
             }
         }
@@ -1028,7 +1079,7 @@ fn era_wrap(a: &Analysis<'_>) -> Outcome {
         if n.rows < 2 {
             continue;
         }
-        if jump.0 > 0.01 || !steps.is_empty() || lost {
+        if jump.0 > ERA_WRAP_MAX_JUMP_S || !steps.is_empty() || lost {
             t.bad(|| {
                 format!(
                     "{}: within 30 min of the wrap: largest offset change {:.3e} s between samples (at {:.0} s), {} step(s){}{}",
@@ -1273,13 +1324,23 @@ fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, Strin
         // The reply: from that source to this host, arrived by the event, with
         // exactly the receive and transmit timestamps the client used.
         let near = |ts: NtpTimestamp, want: NtpTime| secs(ts.resolve(want) - want).abs() <= SAMPLE_ROUNDING_S;
-        let reply = a.client_replies.iter().rev().find(|c| {
-            let p = a.pk(c.packet);
-            p.src == source
-                && p.dst.ip() == host.address
-                && p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6 && r >= e.t_s - 2.0)
-                && p.header.is_some_and(|h| near(h.receive_timestamp, t2) && near(h.transmit_timestamp, t3))
-        });
+        // Of several (the copies of a duplicated reply, or replies to the
+        // copies of a duplicated request), the one that arrived when the
+        // client read T4.
+        let reply = a
+            .client_replies
+            .iter()
+            .filter(|c| {
+                let p = a.pk(c.packet);
+                p.src == source
+                    && p.dst.ip() == host.address
+                    && p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6 && r >= e.t_s - 2.0)
+                    && p.header.is_some_and(|h| near(h.receive_timestamp, t2) && near(h.transmit_timestamp, t3))
+            })
+            .min_by(|x, y| {
+                let off = |c: &&ClientReply| a.pk(c.packet).receiver_local.map_or(f64::INFINITY, |l| secs(l - t4).abs());
+                off(x).total_cmp(&off(y)).then(a.pk(y.packet).sent_t_s.total_cmp(&a.pk(x.packet).sent_t_s))
+            });
         out.push(Ok(ClientSample {
             event: e,
             host,

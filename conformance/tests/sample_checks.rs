@@ -68,6 +68,14 @@ fn era_wrap_reads_the_rows_around_the_wrap() {
     let (s, why) = run("era-wrap-no-jump", start, "", &lost);
     assert_eq!(s, Status::Fail, "{why}");
     assert!(why.contains("lost synchronization"), "{why}");
+    // A clock correcting its start offset near the wrap (0.1 s slewed in
+    // 1.2 s) moves fast towards true time: no jump. Away from it, it is.
+    let settling = rows(&[(3590.0, 0.1, true), (3591.0, 0.017, true), (3592.0, 1e-4, true), (3601.0, 1e-4, true)]);
+    assert_eq!(run("era-wrap-no-jump", start, "", &settling).0, Status::Pass);
+    let away = rows(&[(3590.0, 0.1, true), (3591.0, 0.017, true), (3599.0, 0.05, true), (3601.0, -0.4, true)]);
+    let (s, why) = run("era-wrap-no-jump", start, "", &away);
+    assert_eq!(s, Status::Fail, "{why}");
+    assert!(why.contains("largest offset change 4.500e-1 s between samples (at 3601 s)"), "{why}");
     // A jump more than 30 min from the wrap does not count.
     let far = rows(&[(100.0, 1e-4, true), (101.0, 0.5, true), (3599.0, 1e-4, true), (3601.0, 1e-4, true)]);
     assert_eq!(run("era-wrap-no-jump", start, "", &far).0, Status::Pass);

@@ -428,9 +428,19 @@ impl Recorder for RunRecorder {
         // Frames go to the capture in order of arrival: nothing arrives before
         // the send time of the packet being recorded now.
         self.flush_packets(Some(record.sent));
-        self.seq += 1;
-        let key = record.arrivals.first().copied().unwrap_or(record.sent);
-        self.pending.insert((key, self.seq), record.clone());
+        if record.arrivals.len() <= 1 {
+            self.seq += 1;
+            let key = record.arrivals.first().copied().unwrap_or(record.sent);
+            self.pending.insert((key, self.seq), record.clone());
+            return;
+        }
+        // A duplicated datagram reaches its receiver once per copy: one line
+        // and one capture frame per arrival, as a capture at the receiver
+        // shows it (same octets and send time, each copy's arrival time).
+        for &at in &record.arrivals {
+            self.seq += 1;
+            self.pending.insert((at, self.seq), PacketRecord { arrivals: vec![at], ..record.clone() });
+        }
     }
 
     fn daemon_event(&mut self, host: usize, elapsed: NtpDuration, local: NtpTime, event: &DaemonEvent) {

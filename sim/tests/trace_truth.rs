@@ -121,3 +121,26 @@ fn an_asymmetric_link_offsets_the_client_by_half_the_difference_the_right_way() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_copy_of_a_duplicated_datagram_is_its_own_record_at_its_own_arrival() {
+    // A link that duplicates every datagram delivers each twice: a capture at
+    // the receiver holds both copies, with the same octets and send time and
+    // each its own arrival (the trace kept only the first, and checks judged
+    // a reply against the wrong copy of its request).
+    let dir = temp_dir("duplicates");
+    let s = two_hosts("2h", "offset = 0.0", "delay = \"100us\"\njitter = { kind = \"exponential\", mean = 1e-4 }\nduplicate = 1.0");
+    run(&s, Some(&dir)).expect("runs");
+    let packets = lines(dir.join("packets.jsonl"));
+    let mut copies: std::collections::BTreeMap<(String, String, String, String), Vec<f64>> = Default::default();
+    for p in &packets {
+        let key = [&p["src"], &p["dst"], &p["sent"], &p["bytes"]].map(|v| v.as_str().unwrap().to_string());
+        copies.entry(key.into()).or_default().push(p["received_t_s"].as_f64().expect("delivered"));
+    }
+    assert!(copies.len() > 20, "{} datagrams", copies.len());
+    for (key, arrivals) in &copies {
+        assert_eq!(arrivals.len(), 2, "{key:?} arrived {arrivals:?}");
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]), "{key:?}: copies out of order {arrivals:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

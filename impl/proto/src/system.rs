@@ -533,6 +533,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         if let Ok(combined) = &selection.outcome {
             let peer_id = combined.system_peer.clone();
             let candidate = candidates.iter().find(|c| c.id == peer_id);
+            let changed = self.system_peer.as_ref() != Some(&peer_id);
             self.system_peer = Some(peer_id.clone());
             self.offset = combined.offset;
             self.jitter = combined.jitter;
@@ -550,6 +551,14 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                     update.clock = Some(action);
                     update.stepped = stepped;
                 }
+                self.set_system_variables(&peer_id, &c, combined.offset, combined.jitter, now);
+            } else if let Some(c) = candidate.filter(|_| changed && self.state.is_synchronized()) {
+                // A new system peer whose sample is not newer than the last
+                // one used does not move the clock, but what this host serves
+                // (reference ID, stratum, root delay and dispersion) follows
+                // it now, not from its next sample: downstream loop detection
+                // and the refid rule read the reference ID.
+                let c = c.clone();
                 self.set_system_variables(&peer_id, &c, combined.offset, combined.jitter, now);
             }
             // A discipline fed every sample of the system peer gets the first
