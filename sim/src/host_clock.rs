@@ -12,7 +12,7 @@ use crate::net::Shared;
 use crate::oscillator::Oscillator;
 use crate::rng::SimRng;
 use ntplab_daemon::clock::DaemonClock;
-use ntplab_proto::clock::{NtpClock, SteerError, SteeredClock};
+use ntplab_proto::clock::{LeapStatus, NtpClock, SteerError, SteeredClock};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::v4::LeapIndicator;
 use std::cell::RefCell;
@@ -106,6 +106,21 @@ impl HostClock {
         self.start + at + shift
     }
 
+    /// A clock a little behind true time reaches its own leap midnight a
+    /// little after UTC's: for that moment UTC has repeated (or skipped) a
+    /// second and the clock not yet, and `local − UTC` reads 1 s off though
+    /// the clock is only the lag off. Within the second after a UTC leap,
+    /// while the clock still has its leap armed, this is the shift that puts
+    /// both on one timescale (zero otherwise). A clock that never applies the
+    /// leap is 1 s off from the end of that second on.
+    fn leap_in_flight(&self, t: NtpDuration, raw: NtpTime) -> NtpDuration {
+        let second = NtpDuration::from_seconds(1);
+        match self.utc_shifts.iter().find(|(from, _)| *from <= t && t < *from + second) {
+            Some((_, shift)) if matches!(self.steered.leap_status(raw), LeapStatus::Armed { .. }) => *shift,
+            _ => NtpDuration::ZERO,
+        }
+    }
+
     /// Sends grid samples to `sink`.
     pub fn set_sink(&mut self, sink: SampleSink) {
         self.sink = Some(sink);
@@ -183,10 +198,11 @@ impl HostClock {
             let t = self.grid_next;
             let offset = self.raw_offset(t);
             let frequency = self.last.map_or(0.0, |l| l.2);
-            let local = self.steered.time_at(self.start + t + offset);
+            let raw = self.start + t + offset;
+            let local = self.steered.time_at(raw);
             let sample = ClockSample {
                 elapsed: t,
-                offset_s: (local - self.utc_at(t)).to_seconds_f64(),
+                offset_s: (local - self.utc_at(t) + self.leap_in_flight(t, raw)).to_seconds_f64(),
                 frequency_error: (1.0 + frequency) * (1.0 + self.steered.frequency()) - 1.0,
             };
             if let Some(sink) = self.sink.as_mut() {

@@ -170,3 +170,18 @@ fn five_sources_two_falsetickers_synchronize_on_the_seeds_that_found_no_majority
         }
     }
 }
+
+#[test]
+fn a_client_a_little_behind_inserts_the_leap_second_without_a_one_second_offset() {
+    // chrony-113: the client is about 24 us behind at the leap of
+    // 2008-12-31 (seed 1), so it repeats 23:59:59 24 us after UTC does. The
+    // trace row at the leap instant read local - UTC = +1 s for that moment
+    // (max_offset 0.99998 s) though the clock was only 24 us off.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/chrony-113-leap-second.toml");
+    let mut s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
+    s.seed = 1;
+    let report = run(&s, None).expect("runs");
+    for v in &report.verdicts {
+        assert!(v.passed, "{} = {:?}", v.expectation.name, v.value);
+    }
+}
