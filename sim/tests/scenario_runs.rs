@@ -23,6 +23,19 @@ impl Recorder for PacketLog {
     fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
 }
 
+/// Runs the scenario file (with `seed` instead of its own, if given) and
+/// asserts that every expectation holds.
+fn expectations_hold(path: &str, seed: Option<u64>) {
+    let mut s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(seed) = seed {
+        s.seed = seed;
+    }
+    let report = run(&s, None).expect("runs");
+    for v in &report.verdicts {
+        assert!(v.passed, "{path} seed {}: {} = {:?}", s.seed, v.expectation.name, v.value);
+    }
+}
+
 fn packets(s: &Scenario) -> Vec<(f64, SocketAddr, SocketAddr, bool)> {
     let log = Rc::new(RefCell::new(PacketLog::default()));
     simulate(setup(s), log.clone()).expect("the run starts");
@@ -77,11 +90,7 @@ fn a_server_stopped_and_started_at_the_same_instant_answers() {
 
 #[test]
 fn the_format_example_restarts_its_server_and_meets_its_expectations() {
-    let s = Scenario::load(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/format-example.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let report = run(&s, None).expect("runs");
-    for v in &report.verdicts {
-        assert!(v.passed, "{} = {:?}", v.expectation.name, v.value);
-    }
+    expectations_hold(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/format-example.toml"), None);
 }
 
 #[test]
@@ -162,12 +171,7 @@ fn five_sources_two_falsetickers_synchronize_on_the_seeds_that_found_no_majority
     // discipline's frequency uncertainty.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/chrony-009-source-selection-2-falsetickers-of-5.toml");
     for seed in [15, 22] {
-        let mut s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
-        s.seed = seed;
-        let report = run(&s, None).expect("runs");
-        for v in &report.verdicts {
-            assert!(v.passed, "seed {seed}: {} = {:?}", v.expectation.name, v.value);
-        }
+        expectations_hold(path, Some(seed));
     }
 }
 
@@ -178,10 +182,5 @@ fn a_client_a_little_behind_inserts_the_leap_second_without_a_one_second_offset(
     // trace row at the leap instant read local - UTC = +1 s for that moment
     // (max_offset 0.99998 s) though the clock was only 24 us off.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/chrony-113-leap-second.toml");
-    let mut s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
-    s.seed = 1;
-    let report = run(&s, None).expect("runs");
-    for v in &report.verdicts {
-        assert!(v.passed, "{} = {:?}", v.expectation.name, v.value);
-    }
+    expectations_hold(path, Some(1));
 }

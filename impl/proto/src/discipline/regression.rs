@@ -278,6 +278,13 @@ impl LinearFit {
     pub fn slope_sd(&self) -> f64 {
         (self.variance / self.sxx).sqrt()
     }
+
+    /// The slope's standard error, at least what the samples' error bounds
+    /// allow (a fit of three samples can be nearly collinear by chance and
+    /// claim a precision it lacks).
+    pub fn slope_uncertainty(&self) -> f64 {
+        self.slope_sd().max(1.0 / self.sxx.sqrt())
+    }
 }
 
 /// Number of runs (maximal blocks of equal sign; zero counts as positive).
@@ -838,11 +845,7 @@ impl ClockDiscipline for RegressionDiscipline {
         let (estimate, estimate_sd, slope) = match fit {
             Some(f) => {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
-                // The slope's standard error, at least what the samples'
-                // error bounds allow (a fit of three samples can be nearly
-                // collinear by chance and claim a precision it lacks).
-                let slope_sd = f.slope_sd().max(1.0 / f.sxx.sqrt());
-                (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, slope_sd))
+                (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, f.slope_uncertainty()))
             }
             None => {
                 // Too few samples for a slope: the current frequency is the
@@ -912,7 +915,7 @@ impl ClockDiscipline for RegressionDiscipline {
         // after, the slope's standard error, as chrony ages a source's
         // samples at its estimated skew. Never less than PHI.
         let bound = match &self.fit {
-            Some((_, f)) if f.sxx > 0.0 => f.slope_sd().max(1.0 / f.sxx.sqrt()),
+            Some((_, f)) if f.sxx > 0.0 => f.slope_uncertainty(),
             _ => MAXFREQ,
         };
         if bound.is_nan() {
