@@ -655,6 +655,58 @@ mod tests {
     }
 
     #[test]
+    fn selection_jitter_is_the_rms_offset_difference_from_the_others() {
+        // §11.2.2: ψ_s = sqrt(Σ_j (θ_s − θ_j)² / (n − 1)).
+        let e = |offset: f64| Entry { index: 0, offset, jitter: 0.0, distance: 0.0, stratum: 1 };
+        let entries = [e(0.0), e(1.0), e(3.0)];
+        assert!((selection_jitter(&entries, 0) - (10.0f64 / 2.0).sqrt()).abs() < 1e-12);
+        assert!((selection_jitter(&entries, 2) - (13.0f64 / 2.0).sqrt()).abs() < 1e-12);
+        assert_eq!(selection_jitter(&entries[..2], 1), 1.0);
+        assert_eq!(selection_jitter(&entries[..1], 0), 0.0, "one entry has no others");
+    }
+
+    #[test]
+    fn cluster_prunes_while_the_selection_jitter_is_not_below_the_peer_jitter() {
+        // Four truechimers at 0, 0, 0 and x, all of peer jitter x: the fourth's
+        // selection jitter is sqrt(3x²/3) = x, not below ψ_min = x, so it is
+        // pruned (§11.2.2 stops only when ψ_max < ψ_min). x = 2^-10 s keeps the
+        // arithmetic exact.
+        let x = 2f64.powi(-10);
+        let c: Vec<_> = [0.0, 0.0, 0.0, x]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Candidate { offset: dur(*o), jitter: dur(x), ..cand(i as u32 + 1, 0.0, 50.0, 0.0) })
+            .collect();
+        let s = run(&c);
+        assert_eq!(s.outliers, vec![4]);
+        // With a peer jitter just above x the same spread is kept.
+        let c: Vec<_> = c.into_iter().map(|k| Candidate { jitter: dur(x * 1.01), ..k }).collect();
+        assert!(run(&c).outliers.is_empty());
+    }
+
+    #[test]
+    fn merit_orders_by_stratum_before_distance() {
+        // §11.2.2: merit = stratum × MAXDIST + root distance. A stratum-1
+        // source 0.9 s away still outranks a stratum-2 source 10 ms away.
+        let far = cand(1, 0.0, 900.0, 1.0);
+        let near = Candidate { stratum: 2, ..cand(2, 0.0, 10.0, 1.0) };
+        let s = run(&[near, far]);
+        assert_eq!(s.survivors, vec![1, 2]);
+        assert_eq!(s.outcome.unwrap().system_peer, 1);
+    }
+
+    #[test]
+    fn the_distance_threshold_grows_with_the_system_poll() {
+        // §11.2.1 accepts a root distance up to MAXDIST + PHI × 2^poll: 1 s +
+        // 0.96 ms at poll 6, 1 s + 15 µs at poll 0.
+        let c = cand(1, 0.0, 1000.5, 1.0);
+        let mut alg = Rfc5905Selection::default();
+        assert!(alg.select(std::slice::from_ref(&c), &ctx()).rejected.is_empty(), "accepted at poll 6");
+        let poll0 = SelectionContext { system_poll: 0, ..ctx() };
+        assert_eq!(alg.select(&[c], &poll0).rejected, vec![(1, Rejection::DistanceTooLarge)]);
+    }
+
+    #[test]
     fn combine_weights_by_inverse_root_distance() {
         // Catalog R5905-11.2.3-combine: +1 ms at λ 10 ms, -1 ms at λ 30 ms:
         // (1/10 - 1/30) / (1/10 + 1/30) = 0.5 ms.
