@@ -87,7 +87,10 @@
 //! [`MIN_FIT_SAMPLES`] samples give no fitted line (the first sample's offset
 //! is slewed out at once; the second sets the frequency to the slope through
 //! the two when it differs from the current one by more than their delay
-//! bounds allow), [`State::Spik`] while
+//! bounds allow) or while no window passes the break tests (the newest
+//! sample left every line through the older ones, as after a long run of
+//! lost polls: its offset alone sets the level, at the current frequency,
+//! and the poll adapts to the miss), [`State::Spik`] while
 //! ignoring spikes, [`State::Sync`] otherwise.
 
 use super::{Action, ClockDiscipline, DisciplineConfig, DisciplineSample, DisciplineUpdate, IgnoreReason, State};
@@ -847,6 +850,18 @@ impl ClockDiscipline for RegressionDiscipline {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
                 (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, f.slope_uncertainty()))
             }
+            None if self.samples.len() >= MIN_FIT_SAMPLES => {
+                // Enough samples, but no window passes the break tests: the
+                // newest sample, within its delay bound, left every line
+                // through the older ones (the clock wandered through a long
+                // gap of lost polls). It alone gives the level, at the
+                // current frequency; the line returns as newer samples
+                // follow it. A mean over the old samples would take out a
+                // fraction of the departure per poll.
+                let (points, _) = self.points(now);
+                let newest = points.last().map_or(0.0, |p| p.1 - self.freq * p.0);
+                (newest, f64::INFINITY, self.freq)
+            }
             None => {
                 // Too few samples for a slope: the current frequency is the
                 // slope, the level their weighted mean.
@@ -889,7 +904,7 @@ impl ClockDiscipline for RegressionDiscipline {
         self.push_segment(Segment { start: now, base, freq: frequency, phase, tau, rate });
 
         self.state = if fit.is_some() { State::Sync } else { State::Freq };
-        if fit.is_some() {
+        if fit.is_some() || self.samples.len() >= MIN_FIT_SAMPLES {
             self.adjust_poll(prediction_error);
         }
         self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau), max_rate: Some(rate) })
@@ -1418,5 +1433,29 @@ mod tests {
         }
         eprintln!("worst frequency error after the burst: {:.2} ppm", worst * 1e6);
         assert!(worst < 1e-6, "{worst}");
+    }
+
+    #[test]
+    fn a_sample_off_every_line_sets_the_level_at_once() {
+        // packet-loss-33, seed 22: six polls in a row lost at poll 10, the
+        // clock wandered 1.3 ms, and the next sample (a short round trip)
+        // fits no line through the older ones. Its offset is the news: it is
+        // slewed out whole, not averaged with the old samples, and the poll
+        // drops.
+        for seed in 1..=10 {
+            let mut clock = SimClock::new(10e-6, 0.01);
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            let mut noise = Noise { out_jitter_s: 20e-6, back_jitter_s: 20e-6, wander: 0.0, rng: Rng(seed) };
+            let _ = closed_loop(&mut d, &mut clock, 12.0 * 3600.0, &mut noise);
+            let poll = d.poll();
+            clock.advance(6000.0);
+            clock.raw_offset_s += 1.3e-3;
+            let now = clock.now();
+            let offset = -clock.offset_s();
+            let u = d.update_sample(&DisciplineSample { offset: dur(offset), time: now, now, delay: dur(200e-6) });
+            let Action::Slew { phase, .. } = u.action else { panic!("seed {seed}: {:?}", u.action) };
+            assert!((secs(phase) - offset).abs() < 0.1 * offset.abs(), "seed {seed}: phase {phase:?} for an offset of {offset:.6} s");
+            assert!(u.poll < poll, "seed {seed}: poll {} after {poll}", u.poll);
+        }
     }
 }
