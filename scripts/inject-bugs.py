@@ -257,12 +257,14 @@ def main():
     subprocess.run(["tar", "-x", "-C", scratch], stdin=archive.stdout, check=True)
     archive.wait()
     # The scratch release build trades speed of the simulator for build time
-    # (opt-level 1, no debug info, many codegen units): each bug rebuilds the
-    # core and everything above it. Results do not depend on it (no fast-math).
-    env = dict(os.environ, CARGO_INCREMENTAL="0", CARGO_TERM_COLOR="never")
+    # (opt-level 1, no debug info, many codegen units, incremental): each bug
+    # rebuilds the core and everything above it, and incremental compilation
+    # reuses what the one-line change did not touch. Results do not depend on
+    # it (no fast-math).
+    env = dict(os.environ, CARGO_INCREMENTAL="1", CARGO_TERM_COLOR="never")
     env.update(CARGO_TARGET_DIR=os.path.join(scratch, "target"),
                CARGO_PROFILE_RELEASE_OPT_LEVEL="1", CARGO_PROFILE_RELEASE_DEBUG="0",
-               CARGO_PROFILE_RELEASE_CODEGEN_UNITS="256")
+               CARGO_PROFILE_RELEASE_CODEGEN_UNITS="256", CARGO_PROFILE_RELEASE_INCREMENTAL="true")
     report = os.path.join(scratch, "target", "inject-report")
 
     def tests(crate):

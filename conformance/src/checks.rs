@@ -496,7 +496,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "falsetickers-outvoted", title: "a falseticker never becomes the system peer; without a truechimer majority no server does", run: falsetickers_outvoted },
     Check { id: "poll-bounds", title: "request poll fields and system poll stay within MINPOLL 4 .. MAXPOLL 17", run: poll_bounds },
     Check { id: "slew-below-step-threshold", title: "offsets below 0.125 s are slewed, not stepped; the clock never runs backwards otherwise", run: slew_below_stept },
-    Check { id: "client-sample-formula", title: "the client's own offset and delay (sample events) are RFC 5905 §8's formulas of the four timestamps it used; its dispersion covers PHI over the round trip", run: client_sample_formula },
+    Check { id: "client-sample-formula", title: "the client's own offset and delay (sample events) are RFC 5905 §8's formulas of the four timestamps it used; its dispersion is §8's 2^ρ(server) + 2^ρ(client) + PHI·(T4−T1) (at least the PHI term when the precisions are not in the trace)", run: client_sample_formula },
     Check { id: "client-sample-offset", title: "the client's own offset is the true server-minus-client clock offset within half the path asymmetry plus timestamp noise", run: client_sample_offset },
     Check { id: "client-sample-delay", title: "the client's own delay is the true round trip minus the server's residence time, within timestamp noise", run: client_sample_delay },
 ];
@@ -1258,6 +1258,10 @@ pub fn run_all(ctx: &Context, trace: &Trace) -> Vec<(&'static Check, Outcome)> {
 const PHI_RFC: f64 = 15e-6;
 /// Rounding of the RFC 3339 timestamps (1 ns each) in a `sample` event, with room.
 const SAMPLE_ROUNDING_S: f64 = 5e-9;
+/// How far a client's dispersion may sit from RFC 5905 §8's sum: its terms
+/// are 2^-32 s fixed point, truncated (a nanosecond is four units). A dropped
+/// PHI term shows from a 67 µs round trip up.
+const DISPERSION_ROUNDING_S: f64 = 1e-9;
 /// A daemon converts a receive timestamp to local time when it handles the
 /// datagram, up to a few ms after the arrival, with the clock's steering as
 /// it is then; the steering may have changed since the arrival. Each
@@ -1278,6 +1282,8 @@ struct ClientSample<'b> {
     t2: NtpTime,
     t3: NtpTime,
     t4: NtpTime,
+    /// The client's precision in seconds (`local_precision_s`), when the event gives it.
+    local_precision: Option<f64>,
     /// The reply it was computed from (index into packets), matched by source and T2/T3.
     reply: Option<usize>,
     /// The request that reply answers.
@@ -1352,6 +1358,7 @@ fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, Strin
             t2,
             t3,
             t4,
+            local_precision: num("local_precision_s").filter(|p| *p > 0.0),
             reply: reply.map(|c| c.packet),
             request: reply.and_then(|c| c.request),
         }));
@@ -1382,15 +1389,26 @@ fn client_sample_formula(a: &Analysis<'_>) -> Outcome {
         // The delay may be raised to the local precision (RFC 5905 §8), a power of two.
         let delay_ok = (s.delay - delta).abs() <= SAMPLE_ROUNDING_S || (delta < s.delay && power_of_two_s(s.delay) && s.delay <= 1e-3);
         let rtt = secs(s.t4 - s.t1).max(0.0);
-        let dispersion_ok = s.dispersion >= PHI_RFC * rtt - SAMPLE_ROUNDING_S && s.dispersion < 16.0;
+        // ε = 2^ρ(server) + 2^ρ(client) + PHI·(T4 − T1) (RFC 5905 §8), exactly
+        // when the reply's precision and the client's are known; otherwise
+        // at least the PHI term.
+        let server_precision = s.reply.and_then(|r| a.pk(r).header).map(|h| 2f64.powi(i32::from(h.precision)));
+        let expected = s.local_precision.zip(server_precision).map(|(l, p)| p + l + PHI_RFC * rtt);
+        let dispersion_ok = match expected {
+            Some(e) => (s.dispersion - e).abs() <= DISPERSION_ROUNDING_S,
+            None => s.dispersion >= PHI_RFC * rtt - SAMPLE_ROUNDING_S && s.dispersion < 16.0,
+        };
         let line = || {
+            let want = match expected {
+                Some(e) => format!("2^rho(server) + 2^rho(client) + PHI x round trip = {e:.4e} s"),
+                None => format!("at least PHI x round trip = {:.3e} s", PHI_RFC * rtt),
+            };
             format!(
-                "{}: offset {:.9} s vs ((T2-T1)+(T3-T4))/2 = {theta:.9} s, delay {:.9} s vs (T4-T1)-(T3-T2) = {delta:.9} s, dispersion {:.3e} s (PHI x round trip {:.3e} s)",
+                "{}: offset {:.9} s vs ((T2-T1)+(T3-T4))/2 = {theta:.9} s, delay {:.9} s vs (T4-T1)-(T3-T2) = {delta:.9} s, dispersion {:.4e} s vs {want}",
                 s.cite(),
                 s.offset,
                 s.delay,
                 s.dispersion,
-                PHI_RFC * rtt
             )
         };
         if offset_ok && delay_ok && dispersion_ok {

@@ -9,7 +9,7 @@ use ntplab_conformance::trace::{Context, HostInfo, HostKind, Trace};
 
 #[path = "support/client_sample.rs"]
 mod client_sample;
-use client_sample::{correct, packets, sample_event, time};
+use client_sample::{correct, packets, sample_event, sample_event_with, time, SERVER_PRECISION_S};
 
 fn context() -> Context {
     let host = |name: &str, address: &str, kind: HostKind| HostInfo { name: name.into(), address: address.parse().unwrap(), kind, noise_s: 0.0 };
@@ -94,4 +94,23 @@ fn a_delay_is_only_ever_raised_to_a_precision() {
     // clamp, and one above 1 ms is no plausible precision.
     assert_eq!(run("client-sample-formula", &sample_event(-0.011, (2.0f64).powi(-10), 1.0145)).0, Status::Fail);
     assert_eq!(run("client-sample-formula", &sample_event(-0.011, (2.0f64).powi(-7), 1.0145)).0, Status::Fail);
+}
+
+#[test]
+fn the_dispersion_is_the_sum_of_the_precisions_and_phi_over_the_round_trip() {
+    // RFC 5905 §8: 2^-20 s (the reply's precision) + the client's 2^-20 s +
+    // 15 ppm of the 4.5 ms round trip.
+    let local = 2f64.powi(-20);
+    let exact = SERVER_PRECISION_S + local + 15e-6 * 0.0045;
+    let (status, why) = run("client-sample-formula", &sample_event_with(-0.011, 0.004, 1.0145, exact, Some(local)));
+    assert_eq!(status, Status::Pass, "{why}");
+    // The PHI term dropped: 67.5 ns short.
+    let (status, why) = run("client-sample-formula", &sample_event_with(-0.011, 0.004, 1.0145, SERVER_PRECISION_S + local, Some(local)));
+    assert_eq!(status, Status::Fail, "{why}");
+    assert!(why.contains("2^rho(server) + 2^rho(client) + PHI x round trip = 1.9748e-6 s"), "{why}");
+    // The client's precision left out, or counted twice.
+    assert_eq!(run("client-sample-formula", &sample_event_with(-0.011, 0.004, 1.0145, exact - local, Some(local))).0, Status::Fail);
+    assert_eq!(run("client-sample-formula", &sample_event_with(-0.011, 0.004, 1.0145, exact + local, Some(local))).0, Status::Fail);
+    // Without the client's precision only the PHI term is a bound.
+    assert_eq!(run("client-sample-formula", &sample_event_with(-0.011, 0.004, 1.0145, exact + local, None)).0, Status::Pass);
 }

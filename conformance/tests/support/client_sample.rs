@@ -51,16 +51,27 @@ pub fn packets() -> String {
     format!("{request}\n{reply}\n")
 }
 
-/// The client's sample event with these figures and this T4.
+/// The client's sample event with these figures and this T4 (dispersion
+/// 2 µs, no precision given).
 pub fn sample_event(offset_s: f64, delay_s: f64, t4: f64) -> String {
+    sample_event_with(offset_s, delay_s, t4, 2e-6, None)
+}
+
+/// The sample event with this dispersion and, when given, the client's
+/// precision (`local_precision_s`).
+pub fn sample_event_with(offset_s: f64, delay_s: f64, t4: f64, dispersion_s: f64, local_precision_s: Option<f64>) -> String {
+    let precision = local_precision_s.map_or(String::new(), |p| format!(r#","local_precision_s":{p:e}"#));
     format!(
-        r#"{{"t_s":1.005,"host":"client","kind":"sample","details":{{"source":"10.0.0.1:123","offset_s":{offset_s},"delay_s":{delay_s},"dispersion_s":2e-6,"t1":"{}","t2":"{}","t3":"{}","t4":"{}"}}}}"#,
+        r#"{{"t_s":1.005,"host":"client","kind":"sample","details":{{"source":"10.0.0.1:123","offset_s":{offset_s},"delay_s":{delay_s},"dispersion_s":{dispersion_s:e},"t1":"{}","t2":"{}","t3":"{}","t4":"{}"{precision}}}}}"#,
         rfc(1.010),
         rfc(1.001),
         rfc(1.0015),
         rfc(t4)
     )
 }
+
+/// The server's precision in the reply's header (0xec), seconds.
+pub const SERVER_PRECISION_S: f64 = 1.0 / 1048576.0;
 
 /// What a correct client logs for the exchange.
 pub fn correct() -> String {

@@ -203,10 +203,14 @@ pub struct SampleFigures {
     pub t3: NtpTimestamp,
     /// T4: local clock when the reply arrived.
     pub t4: NtpTime,
+    /// The client's precision, log2 seconds: ρ_local in the dispersion and
+    /// the delay's floor.
+    pub local_precision_log2: i8,
 }
 
-impl From<&Measurement> for SampleFigures {
-    fn from(m: &Measurement) -> Self {
+impl SampleFigures {
+    /// The figures of `m`, measured by a client of precision 2^`local_precision_log2` s.
+    pub fn of(m: &Measurement, local_precision_log2: i8) -> Self {
         SampleFigures {
             offset: m.offset,
             delay: m.delay,
@@ -215,6 +219,7 @@ impl From<&Measurement> for SampleFigures {
             t2: m.server_receive_timestamp,
             t3: m.server_transmit_timestamp,
             t4: m.local_receive_time,
+            local_precision_log2,
         }
     }
 }
@@ -910,7 +915,7 @@ fn handle_reply<S, C: DaemonClock>(
                 // NTPv5: a source whose Reference IDs hold this host's ID is a loop.
                 system.set_reference_ids(&PeerId::Source(index), ids, random);
             }
-            events.event(rx_time, &DaemonEvent::Sample { source: address, sample: SampleFigures::from(&m) });
+            events.event(rx_time, &DaemonEvent::Sample { source: address, sample: SampleFigures::of(&m, slot.source.config().precision_log2) });
             let local = clock.now();
             let update = system.handle_measurement(&PeerId::Source(index), &m, local);
             apply_update(update, local, now, slots, drivers, peers, clock, events);
