@@ -1243,4 +1243,143 @@ mod tests {
         assert_eq!(sys.system_peer(), Some(&2));
         assert_eq!(sys.server_state(t(90.0)).stratum, 5, "stratum 4 + 1");
     }
+
+    #[test]
+    fn the_system_poll_offset_and_jitter_follow_the_discipline_and_the_selection() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        assert_eq!(sys.poll_log2(), crate::constants::DEFAULT_MINPOLL, "the discipline starts at its lowest poll");
+        let u = sys.handle_measurement(&1, &measurement(0.001, 0.002, 0.0), t(0.0));
+        assert!(u.selection.is_some_and(|s| s.outcome.is_ok()), "a lone source is selected from its first sample");
+        let (offset, jitter) = sys.offset_and_jitter();
+        assert!((offset.to_seconds_f64() - 0.001).abs() < 1e-6, "the combined offset is the selection's: {offset:?}");
+        assert!(jitter > NtpDuration::ZERO, "{jitter:?}");
+        assert_eq!(sys.poll_log2(), sys.discipline().poll());
+    }
+
+    #[test]
+    fn a_sample_handled_twice_reaches_the_discipline_once() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        let m = measurement(0.001, 0.002, 0.0);
+        assert!(sys.handle_measurement(&1, &m, t(0.0)).clock.is_some());
+        assert!(sys.handle_measurement(&1, &m, t(0.0)).clock.is_none(), "the same sample again moves nothing");
+    }
+
+    #[test]
+    fn the_filters_use_the_systems_precision() {
+        // Identical samples have no jitter of their own: the filter floors it
+        // at the local precision, here 2^-10 s (about 1 ms), not the default 2^-20 s.
+        let config = SystemConfig { precision_log2: -10, ..SystemConfig::default() };
+        let mut sys: System<u32> = System::new(config);
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+        }
+        let (_, jitter) = sys.offset_and_jitter();
+        assert!(jitter.to_seconds_f64() >= 2f64.powi(-10) * 0.99, "{jitter:?}");
+    }
+
+    #[test]
+    fn before_the_first_sync_a_dummy_sample_runs_selection() {
+        // Two configured sources, one answering: the startup rule holds the
+        // clock (one is no majority of two). A poll that finds the answering
+        // one silent shifts a MAXDISP dummy in (§13.2); until the system
+        // synchronizes, every such filter update runs selection (A.5.2); the
+        // dummy's dispersion now keeps the source out.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        sys.handle_measurement(&1, &measurement(0.0, 0.002, 0.0), t(0.0));
+        assert!(!sys.server_state(t(0.0)).is_synchronized());
+        let u = sys.handle_stale(&1, t(64.0));
+        let selection = u.selection.expect("selection ran on the dummy");
+        assert_eq!(selection.outcome.err(), Some(NoSync::NoCandidates));
+        assert_eq!(selection.rejected, vec![(1, Rejection::DistanceTooLarge)]);
+    }
+
+    #[test]
+    fn once_synchronized_a_stale_filter_runs_no_selection() {
+        // A.5.2's "anything goes" ends with the first synchronization: a
+        // sample that leaves the filter's (already used) best in place is no
+        // news for selection.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+        }
+        assert!(sys.server_state(t(16.0)).is_synchronized());
+        let u = sys.handle_measurement(&1, &measurement(0.0, 0.050, 18.0), t(18.0));
+        assert!(u.selection.is_none(), "{:?}", u.selection);
+    }
+
+    #[test]
+    fn at_startup_a_source_too_far_to_select_holds_the_clock_for_the_startup_wait() {
+        // Three configured sources: two agree with full filters, the third
+        // answers with a 2 s root dispersion. Two of three are a majority, but
+        // within the startup wait a source rejected only for its distance may
+        // still come closer: the clock waits. At exactly STARTUP_WAIT_S after
+        // the first selection the majority rule alone applies.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 1..=3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+            sys.handle_measurement(&2, &measurement(0.0, 0.002, at + 0.5), t(at + 0.5));
+            if i == 0 {
+                let far = Measurement { root_dispersion: NtpShort::from_seconds_f64(2.0), ..measurement(0.0, 0.002, 1.0) };
+                sys.handle_measurement(&3, &far, t(1.0));
+            }
+        }
+        assert!(!sys.server_state(t(20.0)).is_synchronized(), "held while source 3 is only too far");
+        let u = sys.handle_measurement(&1, &measurement(0.0, 0.002, 64.0), t(64.0));
+        assert!(u.selection.is_some_and(|s| s.outcome.is_ok()));
+        assert!(sys.server_state(t(64.0)).is_synchronized(), "the startup wait ends at 64 s");
+    }
+
+    /// A selection that records the candidates it is given.
+    struct Spy(std::rc::Rc<std::cell::RefCell<Vec<Candidate<u32>>>>, Rfc5905Selection);
+
+    impl SelectionAlgorithm<u32> for Spy {
+        fn name(&self) -> &'static str {
+            "spy"
+        }
+        fn select(&mut self, candidates: &[Candidate<u32>], context: &SelectionContext<u32>) -> Selection<u32> {
+            *self.0.borrow_mut() = candidates.to_vec();
+            self.1.select(candidates, context)
+        }
+    }
+
+    #[test]
+    fn an_unmeasured_frequency_prefers_a_newer_sample_and_widens_its_interval() {
+        // Before the discipline has measured the frequency (uncertain to
+        // MAXFREQ = 500 ppm), an old sample bounds the offset by δ/2 + (500 −
+        // 15) ppm × its age. Source 1 holds a 0.2 ms-delay sample from t = 0
+        // and a 20 ms one from t = 40; at t = 50 the old one's bound is
+        // 0.1 + 24.25 ms, the new one's 10 + 4.85 ms: the candidate is the
+        // newer sample, its dispersion raised by 4.85 ms. (The clock filter
+        // alone would offer the least-delayed one.)
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut sys: System<u32> =
+            System::with_selection(SystemConfig::default(), Box::new(Spy(seen.clone(), Rfc5905Selection::default())));
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        sys.handle_measurement(&1, &measurement(0.0, 0.0002, 0.0), t(0.0));
+        sys.handle_measurement(&1, &measurement(0.003, 0.020, 40.0), t(40.0));
+        assert!(!sys.server_state(t(40.0)).is_synchronized(), "one of two answered: no sample reached the discipline");
+        sys.handle_measurement(&2, &measurement(0.003, 0.002, 50.0), t(50.0));
+        let c = seen.borrow().iter().find(|c| c.id == 1).cloned().expect("source 1 is a candidate");
+        assert_eq!(c.time, t(40.0));
+        assert!((c.offset.to_seconds_f64() - 0.003).abs() < 1e-6, "{:?}", c.offset);
+        assert!((c.delay.to_seconds_f64() - 0.020).abs() < 1e-6, "{:?}", c.delay);
+        // The filter's dispersion (both samples, by delay rank, aged at PHI:
+        // (½ · 0.751 + ¼ · 0.151) / ¾ = 0.551 ms) plus the drift term.
+        let own = (0.5 * (1e-6 + PHI * 50.0) + 0.25 * (1e-6 + PHI * 10.0)) / 0.75;
+        let drift = (crate::constants::MAXFREQ - PHI) * 10.0;
+        assert!((c.dispersion.to_seconds_f64() - own - drift).abs() < 1e-7, "dispersion {:?} vs {own:.4e} + {drift:.4e} s", c.dispersion);
+    }
 }
