@@ -1382,4 +1382,78 @@ mod tests {
         let drift = (crate::constants::MAXFREQ - PHI) * 10.0;
         assert!((c.dispersion.to_seconds_f64() - own - drift).abs() < 1e-7, "dispersion {:?} vs {own:.4e} + {drift:.4e} s", c.dispersion);
     }
+
+    /// A system of `configured` sources of which the first `answering` each
+    /// give eight agreeing samples (full filters) within the startup wait;
+    /// whether it synchronized.
+    fn synchronizes_with(configured: u32, answering: u32) -> bool {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 1..=configured {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        for i in 0..8 {
+            for id in 1..=answering {
+                let at = 2.0 * f64::from(i) + 0.1 * f64::from(id);
+                sys.handle_measurement(&id, &measurement(0.0, 0.002, at), t(at));
+            }
+        }
+        sys.server_state(t(20.0)).is_synchronized()
+    }
+
+    #[test]
+    fn at_startup_the_truechimers_must_be_a_majority_of_every_configured_source() {
+        assert!(synchronizes_with(1, 1));
+        assert!(!synchronizes_with(2, 1), "one of two is no majority");
+        assert!(!synchronizes_with(4, 2), "two of four is no majority");
+        assert!(synchronizes_with(3, 2));
+        assert!(synchronizes_with(5, 3));
+        assert!(!synchronizes_with(5, 2));
+    }
+
+    #[test]
+    fn another_sources_sample_does_not_feed_the_system_peers_old_sample_again() {
+        // A.5.5.1: only a system-peer sample newer than the last one used
+        // moves the clock. With RFC 5905's discipline (fed by selection, not
+        // by every sample), a sample from the second source re-runs selection
+        // with the system peer's candidate unchanged: no clock update.
+        let config = SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() };
+        let mut sys: System<u32> = System::new(config);
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        let worse = |at: f64| Measurement { root_dispersion: NtpShort::from_seconds_f64(0.01), ..measurement(0.0, 0.002, at) };
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+            sys.handle_measurement(&2, &worse(at + 0.5), t(at + 0.5));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        let u = sys.handle_measurement(&2, &worse(20.0), t(20.0));
+        assert!(u.selection.is_some_and(|s| s.outcome.is_ok_and(|c| c.system_peer == 1)));
+        assert!(u.clock.is_none(), "{:?}", u.clock);
+    }
+
+    #[test]
+    fn a_new_system_peer_is_served_at_once_even_without_a_newer_sample() {
+        // Source 1 (192.0.2.1) is the system peer. Its next sample says it
+        // moved to stratum 3: selection now prefers source 2 (192.0.2.2),
+        // whose best sample is older than the last one used, so the clock does
+        // not move, but the served reference ID and stratum follow the new
+        // system peer now (downstream loop detection reads them).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        sys.add_source(2, ReferenceId::from_ipv4("192.0.2.2".parse().unwrap()));
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&2, &measurement(0.0, 0.002, at), t(at));
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at + 0.5), t(at + 0.5));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert_eq!(sys.server_state(t(16.0)).reference_id.to_ipv4().to_string(), "192.0.2.1");
+        let moved = Measurement { stratum: 3, ..measurement(0.0, 0.001, 16.0) };
+        sys.handle_measurement(&1, &moved, t(16.0));
+        assert_eq!(sys.system_peer(), Some(&2));
+        let served = sys.server_state(t(16.0));
+        assert_eq!(served.reference_id.to_ipv4().to_string(), "192.0.2.2");
+        assert_eq!(served.stratum, 2);
+    }
 }
