@@ -1456,4 +1456,62 @@ mod tests {
         assert_eq!(served.reference_id.to_ipv4().to_string(), "192.0.2.2");
         assert_eq!(served.stratum, 2);
     }
+
+    #[test]
+    fn the_served_root_dispersion_is_rfc_5905s_sum() {
+        // §11.2.3 / A.5.5.1: Θ_root dispersion = the peer's root dispersion +
+        // its dispersion + sqrt(peer jitter² + system jitter²) + PHI × the
+        // sample's age + |the combined offset|. Each term is made large enough
+        // to tell (a 0.1 s root dispersion, 10 ms sample dispersions, ±2 ms
+        // offsets, samples handled 5 s after they were taken).
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut sys: System<u32> =
+            System::with_selection(SystemConfig::default(), Box::new(Spy(seen.clone(), Rfc5905Selection::default())));
+        sys.add_source(1, ReferenceId::NONE);
+        let mut now = t(0.0);
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            let offset = if i % 2 == 0 { 0.002 } else { -0.002 };
+            let m = Measurement {
+                dispersion: NtpDuration::from_seconds_f64(0.01),
+                root_dispersion: NtpShort::from_seconds_f64(0.1),
+                ..measurement(offset, 0.009 - 0.001 * f64::from(i), at)
+            };
+            now = t(at + 5.0);
+            sys.handle_measurement(&1, &m, now);
+        }
+        let c = seen.borrow().iter().find(|c| c.id == 1).cloned().expect("a candidate");
+        let (offset, jitter) = sys.offset_and_jitter();
+        let s = NtpDuration::to_seconds_f64;
+        let age = s(now - c.time);
+        assert!((age - 5.0).abs() < 1e-6, "{age}");
+        let expected = s(c.root_dispersion) + s(c.dispersion) + s(c.jitter).hypot(s(jitter)) + PHI * age + s(offset).abs();
+        assert!(expected > MINDISP);
+        let served = s(sys.state.root_dispersion);
+        assert!((served - expected).abs() < 1e-9, "served {served:.9} s, RFC 5905 {expected:.9} s");
+    }
+
+    #[test]
+    fn another_sources_sample_leaves_the_clock_and_the_served_variables_alone() {
+        // The same with the regression discipline (fed every sample of the
+        // system peer itself): source 2's sample re-runs selection, which
+        // keeps source 1 with no newer sample. Nothing is fed to the
+        // discipline again and what this host serves stays as source 1's
+        // last sample set it.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        let worse = |at: f64| Measurement { root_dispersion: NtpShort::from_seconds_f64(0.01), ..measurement(0.0, 0.002, at) };
+        for i in 0..8 {
+            let at = 2.0 * f64::from(i);
+            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+            sys.handle_measurement(&2, &worse(at + 0.5), t(at + 0.5));
+        }
+        assert_eq!(sys.system_peer(), Some(&1));
+        let served = sys.state;
+        let u = sys.handle_measurement(&2, &worse(20.0), t(20.0));
+        assert!(u.selection.is_some_and(|s| s.outcome.is_ok_and(|c| c.system_peer == 1)));
+        assert!(u.clock.is_none(), "{:?}", u.clock);
+        assert_eq!(sys.state, served);
+    }
 }
