@@ -362,14 +362,6 @@ pub struct Measurement {
     pub version: u8,
 }
 
-impl Measurement {
-    /// Root distance contribution of the server, root delay / 2 + root
-    /// dispersion (before this hop is added).
-    pub fn server_root_distance(&self) -> NtpDuration {
-        self.root_delay.to_duration().half() + self.root_dispersion.to_duration()
-    }
-}
-
 /// What [`Source::handle_response`] made of a datagram. The caller MUST act on
 /// [`SourceEvent::Sample`] and [`SourceEvent::Demobilize`]; the others are for
 /// metrics and logs (their state changes already happened).

@@ -176,6 +176,27 @@ fn config_ranges() {
     assert!(Source::new(SourceConfig { v5_auto: true, ..config() }, Instant::ZERO).is_ok());
     assert_eq!(bad(SourceConfig { version: 3, v5_auto: true, ..config() }), ConfigError::Version { version: 3 });
     assert!(bad(SourceConfig { poll_min_log2: 2, ..config() }).to_string().contains("MINPOLL"));
+    // The bounds themselves are valid, and a fixed poll.
+    let edge = SourceConfig { poll_min_log2: 4, poll_max_log2: MAXPOLL_LOG2, precision_log2: -7, ..config() };
+    let s = Source::new(edge.clone(), Instant::ZERO).unwrap();
+    assert_eq!((s.config().poll_max_log2, s.config().precision_log2), (MAXPOLL_LOG2, -7), "the source keeps its configuration");
+    assert!(Source::new(SourceConfig { poll_min_log2: 8, poll_max_log2: 8, ..config() }, Instant::ZERO).is_ok());
+}
+
+#[test]
+fn only_bogus_and_zero_origins_are_attack_signatures_and_rejections_add_up() {
+    for reason in RejectReason::ALL {
+        assert_eq!(reason.is_attack_signature(), matches!(reason, R::Bogus | R::ZeroOrigin), "{reason:?}");
+    }
+    let mut s = source(config());
+    let path = Path::new(t2024());
+    let req = poll(&mut s, Instant::ZERO, path.t1(), RANDOM);
+    let good = reply_to(&req, path.t2(), path.t3());
+    for origin in [RANDOM + 1, RANDOM + 2] {
+        let forged = Repr { origin_timestamp: NtpTimestamp::from_bits(origin), ..good };
+        assert_matches!(s.handle_response(secs(1), &forged.to_bytes(), path.t4(), None), SourceEvent::Rejected(R::Bogus));
+    }
+    assert_eq!((s.counters().rejected(R::Bogus), s.counters().rejected_total()), (2, 2));
 }
 
 #[test]
