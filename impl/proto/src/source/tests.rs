@@ -1054,3 +1054,37 @@ fn unsmear_adds_the_smear_correction_back_and_infers_the_leap() {
         }
     }
 }
+
+#[test]
+fn log2_duration_is_exact_in_range_zero_below_the_unit_and_saturates_above() {
+    assert_eq!(log2_duration(-20), NtpDuration::from_bits(1 << 12));
+    assert_eq!(log2_duration(-32), NtpDuration::from_bits(1), "2^-32 s is one unit");
+    assert_eq!(log2_duration(-33), NtpDuration::ZERO);
+    assert_eq!(log2_duration(i8::MIN), NtpDuration::ZERO);
+    assert_eq!(log2_duration(30), NtpDuration::from_bits(1 << 62));
+    assert_eq!(log2_duration(31), NtpDuration::MAX);
+    assert_eq!(log2_duration(i8::MAX), NtpDuration::MAX);
+}
+
+#[test]
+fn a_smear_correction_implies_a_leap_only_on_the_last_day_of_a_month() {
+    use crate::wire::refid::SmearCorrection;
+    let at = |s: &str| NtpTime::parse_rfc3339(s).unwrap();
+    let last_day = at("2026-12-31T12:00:00Z");
+    let other_day = at("2026-12-30T12:00:00Z");
+    let (ahead, behind) = (SmearCorrection::from_raw(1000), SmearCorrection::from_raw(-1000));
+    assert_eq!(smeared_leap(ahead, last_day), LeapIndicator::Insert);
+    assert_eq!(smeared_leap(behind, last_day), LeapIndicator::Delete);
+    assert_eq!(smeared_leap(ahead, other_day), LeapIndicator::NoWarning);
+    // After midnight: the second half of a centred smear of a leap already applied.
+    assert_eq!(smeared_leap(behind, at("2027-01-01T06:00:00Z")), LeapIndicator::NoWarning);
+    assert_eq!(smeared_leap(SmearCorrection::from_raw(0), last_day), LeapIndicator::NoWarning);
+}
+
+#[test]
+fn the_transmit_jitter_mixer_is_splitmix64() {
+    // SplitMix64's published first outputs for seeds 0 and 1 (Vigna's
+    // reference implementation).
+    assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+    assert_eq!(splitmix64(1), 0x910a_2dec_8902_5cc1);
+}
