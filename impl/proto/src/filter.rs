@@ -198,13 +198,6 @@ impl PeerStatistics {
     pub fn dispersion_at(&self, now: NtpTime) -> NtpDuration {
         dur(secs(self.dispersion) + PHI * age(now, self.updated_at))
     }
-
-    /// The peer synchronization distance λ = δ/2 + ε (§10), aged to `now`.
-    /// The root distance used for selection adds the root delay and
-    /// dispersion and the jitter: see [`crate::select::Candidate::root_distance`].
-    pub fn distance_at(&self, now: NtpTime) -> NtpDuration {
-        self.delay.half() + self.dispersion_at(now)
-    }
 }
 
 /// What one filter call produced. `#[must_use]`: only [`FilterUpdate::Updated`]
@@ -306,11 +299,6 @@ impl ClockFilter {
         if let Some(s) = self.selected.as_mut() {
             correct(s);
         }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &FilterConfig {
-        &self.config
     }
 
     /// The shift register, newest stage first.
@@ -736,6 +724,26 @@ mod tests {
         let mut f = steady();
         let u = f.add_sample(sample(last + 128.0, 50.0, 9.0, 1.0), at(last + 128.0), 6);
         assert!(matches!(u, FilterUpdate::Updated(s) if close(s.offset, 50.0 * MS, 1e-9)), "at its end: {u:?}");
+    }
+
+    #[test]
+    fn a_jump_of_exactly_sgate_times_the_jitter_is_no_spike() {
+        // A.5.2: a spike is a jump *above* SGATE × jitter. Identical offsets
+        // leave the jitter at the precision floor, 2^-20 s; a jump of exactly
+        // 3 × 2^-20 s (exact in both units) passes.
+        let steady = || {
+            let mut f = ClockFilter::new(FilterConfig::default());
+            for i in 0..4 {
+                let u = f.add_sample(sample(64.0 * f64::from(i), 0.0, 10.0 - f64::from(i), 1.0), at(64.0 * f64::from(i)), 6);
+                assert!(matches!(u, FilterUpdate::Updated(_)), "{i}: {u:?}");
+            }
+            f
+        };
+        let jump = SGATE * 2f64.powi(-20);
+        let u = steady().add_sample(sample(256.0, jump / MS, 5.0, 1.0), at(256.0), 6);
+        assert!(matches!(u, FilterUpdate::Updated(s) if s.offset == dur(jump)), "{u:?}");
+        let u = steady().add_sample(sample(256.0, 1.01 * jump / MS, 5.0, 1.0), at(256.0), 6);
+        assert!(matches!(u, FilterUpdate::PopcornSpike { .. }), "above it: {u:?}");
     }
 
     #[test]
