@@ -646,6 +646,40 @@ mod tests {
     }
 
     #[test]
+    fn the_kinds_round_trip_their_names_and_rfc5905_keeps_the_rfc_defaults() {
+        assert_eq!(DisciplineKind::Rfc5905.name(), "rfc5905");
+        assert_eq!(DisciplineKind::Regression.name(), "regression");
+        for kind in [DisciplineKind::Rfc5905, DisciplineKind::Regression] {
+            assert_eq!(DisciplineKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(DisciplineKind::from_name("chrony"), None);
+        // RFC 5905's PLL/FLL keeps its configuration, and selection ages its
+        // samples at PHI (the trait's default).
+        let d = Discipline::new(DisciplineConfig { max_poll: 8, ..DisciplineConfig::default() }, None);
+        assert_eq!(d.config().max_poll, 8);
+        assert_eq!(d.frequency_uncertainty(), crate::constants::PHI);
+    }
+
+    #[test]
+    fn the_state_accessors_report_the_last_updates() {
+        // RFC 5905 A.5.5.6: after a 10 ms and a 2 ms update, c.jitter is the
+        // exponential RMS of the offset differences (above the precision
+        // floor), c.wander follows the frequency change, s.t is the last
+        // update, and the residual offset decays from the last phase with the
+        // PLL time constant.
+        let mut d = synced();
+        let _ = d.update(dur(0.010), at(64.0));
+        let _ = d.update(dur(0.002), at(128.0));
+        assert_eq!(d.last_update(), Some(at(128.0)));
+        assert!(secs(d.jitter()) > 1e-3, "{:?}", d.jitter());
+        assert!(d.wander() > 0.0 && d.wander() < 1e-6, "{}", d.wander());
+        let now = secs(d.residual_offset(at(128.0)));
+        assert!((now - 0.002).abs() < 1e-9, "{now}");
+        let later = secs(d.residual_offset(at(1128.0)));
+        assert!(later > 0.0 && later < now, "{later}");
+    }
+
+    #[test]
     fn a_small_offset_slews() {
         let mut d = synced();
         let u = d.update(dur(0.010), at(64.0));
