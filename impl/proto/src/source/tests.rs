@@ -178,7 +178,7 @@ fn config_ranges() {
     assert!(bad(SourceConfig { poll_min_log2: 2, ..config() }).to_string().contains("MINPOLL"));
     // The bounds themselves are valid, and a fixed poll.
     let edge = SourceConfig { poll_min_log2: 4, poll_max_log2: MAXPOLL_LOG2, precision_log2: -7, ..config() };
-    let s = Source::new(edge.clone(), Instant::ZERO).unwrap();
+    let s = Source::new(edge, Instant::ZERO).unwrap();
     assert_eq!((s.config().poll_max_log2, s.config().precision_log2), (MAXPOLL_LOG2, -7), "the source keeps its configuration");
     assert!(Source::new(SourceConfig { poll_min_log2: 8, poll_max_log2: 8, ..config() }, Instant::ZERO).is_ok());
 }
