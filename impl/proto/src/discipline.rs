@@ -680,6 +680,40 @@ mod tests {
     }
 
     #[test]
+    fn in_freq_the_frequency_is_the_offset_left_over_the_interval() {
+        // A.5.5.6, FREQ state: after the stepout, the frequency is the offset
+        // still there minus what is left of the phase handed to the clock,
+        // divided by the time since: (θ − residual) / μ. Once with a
+        // slewable offset (→ SYNC), once with one above STEPT (→ step).
+        for theta in [0.05, 0.2] {
+            let mut d = Discipline::new(DisciplineConfig::default(), None);
+            let _ = d.update(dur(0.010), at(0.0));
+            let residual = secs(d.residual_offset(at(1000.0)));
+            assert!(residual > 1e-4, "{residual}: the residual term must show");
+            let u = d.update(dur(theta), at(1000.0));
+            assert_eq!(matches!(u.action, Action::Step { .. }), theta > 0.125, "{:?}", u.action);
+            let want = (theta - residual) / 1000.0;
+            assert!((d.frequency() - want).abs() < 1e-12, "{theta}: {} vs {want}", d.frequency());
+        }
+    }
+
+    #[test]
+    fn the_fll_joins_above_half_the_allan_intercept() {
+        // A.5.5.6: in SYNC the FLL adds (θ − residual) / (max(μ, ALLAN) ·
+        // max(FLL − poll, AVG)) only when 2^poll > ALLAN / 2 (750 s): at poll
+        // 10 an update changes the frequency by more than the PLL's share.
+        let mut d = Discipline::new(DisciplineConfig { min_poll: 10, ..DisciplineConfig::default() }, Some(0.0));
+        let _ = d.update(NtpDuration::ZERO, at(0.0));
+        assert_eq!(d.poll(), 10);
+        let residual = secs(d.residual_offset(at(1024.0)));
+        let _ = d.update(dur(0.001), at(1024.0));
+        let gain = 4.0 * TC * 1024.0;
+        let pll = 0.001 * 1024.0 / (gain * gain);
+        let fll = (0.001 - residual) / (1500.0 * (FLL - 10.0).max(AVG));
+        assert!((d.frequency() - (pll + fll)).abs() < 1e-6 * (pll + fll), "{} vs PLL {pll:e} + FLL {fll:e}", d.frequency());
+    }
+
+    #[test]
     fn a_small_offset_slews() {
         let mut d = synced();
         let u = d.update(dur(0.010), at(64.0));
