@@ -703,14 +703,15 @@ mod tests {
         // max(FLL − poll, AVG)) only when 2^poll > ALLAN / 2 (750 s): at poll
         // 10 an update changes the frequency by more than the PLL's share.
         let mut d = Discipline::new(DisciplineConfig { min_poll: 10, ..DisciplineConfig::default() }, Some(0.0));
-        let _ = d.update(NtpDuration::ZERO, at(0.0));
+        let _ = d.update(dur(0.002), at(0.0));
         assert_eq!(d.poll(), 10);
         let residual = secs(d.residual_offset(at(1024.0)));
+        assert!(residual > 1e-3, "{residual}: the residual term must show");
         let _ = d.update(dur(0.001), at(1024.0));
         let gain = 4.0 * TC * 1024.0;
         let pll = 0.001 * 1024.0 / (gain * gain);
         let fll = (0.001 - residual) / (1500.0 * (FLL - 10.0).max(AVG));
-        assert!((d.frequency() - (pll + fll)).abs() < 1e-6 * (pll + fll), "{} vs PLL {pll:e} + FLL {fll:e}", d.frequency());
+        assert!((d.frequency() - (pll + fll)).abs() < 1e-6 * (pll + fll).abs(), "{} vs PLL {pll:e} + FLL {fll:e}", d.frequency());
     }
 
     #[test]
