@@ -671,7 +671,12 @@ mod tests {
         let _ = d.update(dur(0.010), at(64.0));
         let _ = d.update(dur(0.002), at(128.0));
         assert_eq!(d.last_update(), Some(at(128.0)));
-        assert!(secs(d.jitter()) > 1e-3, "{:?}", d.jitter());
+        // c.jitter² moves a quarter (1/AVG) of the way to each new squared
+        // offset difference: 10 ms, then 8 ms (from a precision-sized start).
+        let p2 = 2f64.powi(-20).powi(2);
+        let j1 = p2 + (0.010f64.powi(2) - p2) / AVG;
+        let j2 = (j1 + (0.008f64.powi(2) - j1) / AVG).sqrt();
+        assert!((secs(d.jitter()) - j2).abs() < 1e-9, "{:?} vs {j2}", d.jitter());
         assert!(d.wander() > 0.0 && d.wander() < 1e-6, "{}", d.wander());
         let now = secs(d.residual_offset(at(128.0)));
         assert!((now - 0.002).abs() < 1e-9, "{now}");
@@ -712,6 +717,32 @@ mod tests {
         let pll = 0.001 * 1024.0 / (gain * gain);
         let fll = (0.001 - residual) / (1500.0 * (FLL - 10.0).max(AVG));
         assert!((d.frequency() - (pll + fll)).abs() < 1e-6 * (pll + fll).abs(), "{} vs PLL {pll:e} + FLL {fll:e}", d.frequency());
+    }
+
+    #[test]
+    fn the_thresholds_are_strict_and_the_stepout_ends_at_exactly_watch() {
+        // A.5.5.6: an offset steps only *above* STEPT (0.125 s, exact in
+        // binary), and a FREQ-state offset counts once the stepout (WATCH,
+        // 900 s) has passed, at exactly 900 s too.
+        let mut d = synced();
+        let u = d.update(dur(0.125), at(64.0));
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+        // Panic only above PANICT (1000 s): at exactly 1000 s it is a spike.
+        assert!(matches!(synced().update(dur(1000.0), at(64.0)).action, Action::Ignore(IgnoreReason::Spike)));
+        assert!(matches!(synced().update(dur(1000.5), at(64.0)).action, Action::Panic { .. }));
+        for (theta, after) in [(0.05, 899.0), (0.05, 900.0), (0.2, 899.0), (0.2, 900.0)] {
+            let mut d = Discipline::new(DisciplineConfig::default(), None);
+            let _ = d.update(dur(0.010), at(0.0));
+            let u = d.update(dur(theta), at(after));
+            let waiting = matches!(u.action, Action::Ignore(IgnoreReason::FrequencyMeasurement));
+            assert_eq!(waiting, after < 900.0, "{theta} s after {after} s: {:?}", u.action);
+        }
+        // A spike held in SPIK steps once the stepout has passed since the
+        // last update, at exactly 900 s.
+        let mut d = synced();
+        assert!(matches!(d.update(dur(0.5), at(64.0)).action, Action::Ignore(IgnoreReason::Spike)));
+        assert!(matches!(d.update(dur(0.5), at(899.0)).action, Action::Ignore(IgnoreReason::Spike)));
+        assert!(matches!(d.update(dur(0.5), at(900.0)).action, Action::Step { .. }));
     }
 
     #[test]
