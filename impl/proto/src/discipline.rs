@@ -669,8 +669,14 @@ mod tests {
         // PLL time constant.
         let mut d = synced();
         let _ = d.update(dur(0.010), at(64.0));
+        let a1 = d.frequency();
         let _ = d.update(dur(0.002), at(128.0));
+        let a2 = d.frequency() - a1;
         assert_eq!(d.last_update(), Some(at(128.0)));
+        // c.wander² likewise averages the squared frequency adjustments.
+        let w1 = a1 * a1 / AVG;
+        let w2 = (w1 + (a2 * a2 - w1) / AVG).sqrt();
+        assert!(a2 != 0.0 && (d.wander() - w2).abs() < 1e-6 * w2, "{} vs {w2}", d.wander());
         // c.jitter² moves a quarter (1/AVG) of the way to each new squared
         // offset difference: 10 ms, then 8 ms (from a precision-sized start).
         let p2 = 2f64.powi(-20).powi(2);
