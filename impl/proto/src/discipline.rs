@@ -752,6 +752,27 @@ mod tests {
     }
 
     #[test]
+    fn as_a_clock_discipline_rfc5905_reports_what_it_holds() {
+        // Through the trait object the system holds, the same figures as the
+        // concrete type's.
+        let mut boxed = DisciplineKind::Rfc5905.build(DisciplineConfig::default(), Some(0.0));
+        let mut plain = Discipline::new(DisciplineConfig::default(), Some(0.0));
+        for (i, theta) in [0.0, 0.010, 0.002].into_iter().enumerate() {
+            let t = at(64.0 * i as f64);
+            let _ = ClockDiscipline::update(boxed.as_mut(), dur(theta), t);
+            let _ = plain.update(dur(theta), t);
+        }
+        assert_eq!(boxed.name(), "rfc5905");
+        assert_eq!(boxed.poll(), plain.poll());
+        assert_eq!(boxed.poll(), 6);
+        assert!(plain.frequency() != 0.0);
+        assert_eq!(boxed.frequency(), plain.frequency());
+        assert!(plain.jitter() > NtpDuration::ZERO);
+        assert_eq!(boxed.jitter(), plain.jitter());
+        assert_eq!(boxed.last_update(), Some(at(128.0)));
+    }
+
+    #[test]
     fn a_small_offset_slews() {
         let mut d = synced();
         let u = d.update(dur(0.010), at(64.0));
