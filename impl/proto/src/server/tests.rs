@@ -769,3 +769,34 @@ proptest! {
         prop_assert_eq!(r.version, version);
     }
 }
+
+#[test]
+fn the_access_list_and_the_smear_can_be_replaced_while_running() {
+    let mut s = server(open_config());
+    let now = t("2016-12-31T18:00:00Z");
+    let clock = synced();
+    let req = client_request(0xabcdef);
+    let (a, plain) = exchange(&mut s, 0, ip("192.0.2.1"), &req, now, now, &clock);
+    assert_eq!(reason(a), Ok(ResponseReason::Basic));
+    assert_eq!(plain.unwrap().reference_id, clock.reference_id);
+    // A smear announced later: the next reply carries the smear REFID.
+    let smear = SmearConfig { style: SmearStyle::Centered, leap_time: t("2017-01-01T00:00:00Z"), kind: LeapKind::Insert };
+    s.set_smear(Some(smear));
+    assert_eq!(s.config().smear, Some(smear));
+    let (_, smeared) = exchange(&mut s, 1, ip("192.0.2.1"), &req, now, now, &clock);
+    assert_ne!(smeared.unwrap().reference_id, clock.reference_id, "a smearing server names its correction");
+    // A new access list that denies the client: no reply.
+    s.set_access(AccessList::new(AccessAction::Deny));
+    let (a, r) = exchange(&mut s, 2, ip("192.0.2.1"), &req, now, now, &clock);
+    assert_eq!((reason(a), r), (Err(DropReason::Denied), None));
+}
+
+#[test]
+fn the_root_dispersion_grows_at_phi_only_after_the_reference_time() {
+    let clock = synced();
+    let r = clock.reference_time.unwrap();
+    assert_eq!(clock.root_dispersion_at(r), clock.root_dispersion);
+    assert_eq!(clock.root_dispersion_at(r + secs(-100.0)), clock.root_dispersion, "no shrinking before it");
+    let grown = clock.root_dispersion_at(r + secs(1000.0)) - clock.root_dispersion;
+    assert!((grown.to_seconds_f64() - 15e-6 * 1000.0).abs() < 1e-9, "{grown:?}");
+}
