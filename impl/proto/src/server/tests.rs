@@ -800,3 +800,36 @@ fn the_root_dispersion_grows_at_phi_only_after_the_reference_time() {
     let grown = clock.root_dispersion_at(r + secs(1000.0)) - clock.root_dispersion;
     assert!((grown.to_seconds_f64() - 15e-6 * 1000.0).abs() < 1e-9, "{grown:?}");
 }
+
+#[test]
+fn only_a_rate_kod_raises_the_poll_to_the_rate_limit() {
+    // With the server's poll floor at 2^0 s, a DENY KoD echoes the clamped
+    // poll, while a RATE KoD asks for at least the limit's interval (2^3 s).
+    let mut acl = AccessList::new(AccessAction::Allow);
+    acl.push_cidr("203.0.113.0/24", AccessAction::KodDeny).unwrap();
+    let mut s = server(ServerConfig { access: acl, poll_log2_min: 0, ..Default::default() });
+    assert_eq!(s.config().rate_limit.poll_log2_min(), 3);
+    let now = t("2025-06-01T12:01:00Z");
+    let req = request(4, Mode::Client, 0, 0, 0, 7);
+    let (a, r) = exchange(&mut s, 0, ip("203.0.113.9"), &req, now, now, &synced());
+    assert_eq!(reason(a), Ok(ResponseReason::KodSent(KodKind::Deny)));
+    assert_eq!(r.unwrap().poll, 0);
+    let mut rate_poll = None;
+    for n in 0..100u64 {
+        let (a, r) = exchange(&mut s, n * S / 100, ip("192.0.2.1"), &req, now, now, &synced());
+        if reason(a) == Ok(ResponseReason::KodSent(KodKind::Rate)) {
+            rate_poll = r.map(|r| r.poll);
+            break;
+        }
+    }
+    assert_eq!(rate_poll, Some(3));
+}
+
+#[test]
+fn allocate_tables_allocates_what_the_configuration_uses() {
+    let mut s = server(ServerConfig::default());
+    assert_eq!(s.allocated_table_bytes(), 0, "tables are allocated lazily");
+    s.allocate_tables();
+    assert!(s.allocated_table_bytes() > 0);
+    assert_eq!(s.allocated_table_bytes(), s.table_bytes());
+}
