@@ -833,3 +833,30 @@ fn allocate_tables_allocates_what_the_configuration_uses() {
     assert!(s.allocated_table_bytes() > 0);
     assert_eq!(s.allocated_table_bytes(), s.table_bytes());
 }
+
+#[test]
+fn a_trailer_is_whole_extension_fields_then_an_optional_legacy_mac() {
+    let field = |len: u16| {
+        let mut v = vec![0u8; usize::from(len)];
+        v[0] = 0x01;
+        v[2..4].copy_from_slice(&len.to_be_bytes());
+        v
+    };
+    assert!(trailer_is_well_formed(&[]));
+    assert!(trailer_is_well_formed(&field(16)));
+    assert!(trailer_is_well_formed(&[field(16), field(16)].concat()), "two fields and nothing after");
+    assert!(trailer_is_well_formed(&[field(16), field(16), field(16)].concat()));
+    assert!(trailer_is_well_formed(&[field(16), field(16), vec![0; 20]].concat()), "then an MD5 MAC");
+    assert!(!trailer_is_well_formed(&[field(16), vec![0; 12]].concat()), "12 octets are neither a field nor a MAC");
+    // A field claiming 12 octets (below the 16 minimum, though a multiple of
+    // 4) is malformed even when what follows would parse.
+    let mut short = field(16);
+    short[2..4].copy_from_slice(&12u16.to_be_bytes());
+    assert!(!trailer_is_well_formed(&[short, vec![0; 16]].concat()));
+    let mut odd = field(28);
+    odd[2..4].copy_from_slice(&18u16.to_be_bytes());
+    assert!(!trailer_is_well_formed(&odd));
+    let mut long = field(16);
+    long[2..4].copy_from_slice(&32u16.to_be_bytes());
+    assert!(!trailer_is_well_formed(&long), "longer than the packet");
+}
