@@ -1341,8 +1341,11 @@ mod tests {
         assert!(sys.server_state(t(64.0)).is_synchronized(), "the startup wait ends at 64 s");
     }
 
+    /// The candidates a [`Spy`] was last given.
+    type Seen = std::rc::Rc<std::cell::RefCell<Vec<Candidate<u32>>>>;
+
     /// A selection that records the candidates it is given.
-    struct Spy(std::rc::Rc<std::cell::RefCell<Vec<Candidate<u32>>>>, Rfc5905Selection);
+    struct Spy(Seen, Rfc5905Selection);
 
     impl SelectionAlgorithm<u32> for Spy {
         fn name(&self) -> &'static str {
@@ -1354,6 +1357,16 @@ mod tests {
         }
     }
 
+    /// A default system whose selection is a [`Spy`], with source 1 added;
+    /// the candidates of its last selection.
+    fn spied() -> (System<u32>, Seen) {
+        let seen = Seen::default();
+        let mut sys: System<u32> =
+            System::with_selection(SystemConfig::default(), Box::new(Spy(seen.clone(), Rfc5905Selection::default())));
+        sys.add_source(1, ReferenceId::NONE);
+        (sys, seen)
+    }
+
     #[test]
     fn an_unmeasured_frequency_prefers_a_newer_sample_and_widens_its_interval() {
         // Before the discipline has measured the frequency (uncertain to
@@ -1363,10 +1376,7 @@ mod tests {
         // 0.1 + 24.25 ms, the new one's 10 + 4.85 ms: the candidate is the
         // newer sample, its dispersion raised by 4.85 ms. (The clock filter
         // alone would offer the least-delayed one.)
-        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let mut sys: System<u32> =
-            System::with_selection(SystemConfig::default(), Box::new(Spy(seen.clone(), Rfc5905Selection::default())));
-        sys.add_source(1, ReferenceId::NONE);
+        let (mut sys, seen) = spied();
         sys.add_source(2, ReferenceId::NONE);
         sys.handle_measurement(&1, &measurement(0.0, 0.0002, 0.0), t(0.0));
         sys.handle_measurement(&1, &measurement(0.003, 0.020, 40.0), t(40.0));
@@ -1410,14 +1420,14 @@ mod tests {
         assert!(!synchronizes_with(5, 2));
     }
 
-    #[test]
-    fn another_sources_sample_does_not_feed_the_system_peers_old_sample_again() {
-        // A.5.5.1: only a system-peer sample newer than the last one used
-        // moves the clock. With RFC 5905's discipline (fed by selection, not
-        // by every sample), a sample from the second source re-runs selection
-        // with the system peer's candidate unchanged: no clock update.
-        let config = SystemConfig { algorithm: DisciplineKind::Rfc5905, ..SystemConfig::default() };
-        let mut sys: System<u32> = System::new(config);
+    /// A sample from source 2, which is worse than source 1 (10 ms root dispersion).
+    fn worse(at: f64) -> Measurement {
+        Measurement { root_dispersion: NtpShort::from_seconds_f64(0.01), ..measurement(0.0, 0.002, at) }
+    }
+
+    /// Sources 1 and 2 with eight samples each, synchronized to source 1.
+    fn synced_on_the_better_of_two(algorithm: DisciplineKind) -> System<u32> {
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm, ..SystemConfig::default() });
         sys.add_source(1, ReferenceId::NONE);
         sys.add_source(2, ReferenceId::NONE);
         let worse = |at: f64| Measurement { root_dispersion: NtpShort::from_seconds_f64(0.01), ..measurement(0.0, 0.002, at) };
@@ -1427,6 +1437,16 @@ mod tests {
             sys.handle_measurement(&2, &worse(at + 0.5), t(at + 0.5));
         }
         assert_eq!(sys.system_peer(), Some(&1));
+        sys
+    }
+
+    #[test]
+    fn another_sources_sample_does_not_feed_the_system_peers_old_sample_again() {
+        // A.5.5.1: only a system-peer sample newer than the last one used
+        // moves the clock. With RFC 5905's discipline (fed by selection, not
+        // by every sample), a sample from the second source re-runs selection
+        // with the system peer's candidate unchanged: no clock update.
+        let mut sys = synced_on_the_better_of_two(DisciplineKind::Rfc5905);
         let u = sys.handle_measurement(&2, &worse(20.0), t(20.0));
         assert!(u.selection.is_some_and(|s| s.outcome.is_ok_and(|c| c.system_peer == 1)));
         assert!(u.clock.is_none(), "{:?}", u.clock);
@@ -1464,10 +1484,7 @@ mod tests {
         // sample's age + |the combined offset|. Each term is made large enough
         // to tell (a 0.1 s root dispersion, 10 ms sample dispersions, ±2 ms
         // offsets, samples handled 5 s after they were taken).
-        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let mut sys: System<u32> =
-            System::with_selection(SystemConfig::default(), Box::new(Spy(seen.clone(), Rfc5905Selection::default())));
-        sys.add_source(1, ReferenceId::NONE);
+        let (mut sys, seen) = spied();
         let mut now = t(0.0);
         for i in 0..8 {
             let at = 2.0 * f64::from(i);
@@ -1498,16 +1515,7 @@ mod tests {
         // keeps source 1 with no newer sample. Nothing is fed to the
         // discipline again and what this host serves stays as source 1's
         // last sample set it.
-        let mut sys: System<u32> = System::new(SystemConfig::default());
-        sys.add_source(1, ReferenceId::NONE);
-        sys.add_source(2, ReferenceId::NONE);
-        let worse = |at: f64| Measurement { root_dispersion: NtpShort::from_seconds_f64(0.01), ..measurement(0.0, 0.002, at) };
-        for i in 0..8 {
-            let at = 2.0 * f64::from(i);
-            sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
-            sys.handle_measurement(&2, &worse(at + 0.5), t(at + 0.5));
-        }
-        assert_eq!(sys.system_peer(), Some(&1));
+        let mut sys = synced_on_the_better_of_two(DisciplineKind::Regression);
         let served = sys.state;
         let u = sys.handle_measurement(&2, &worse(20.0), t(20.0));
         assert!(u.selection.is_some_and(|s| s.outcome.is_ok_and(|c| c.system_peer == 1)));
