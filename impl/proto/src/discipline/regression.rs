@@ -843,14 +843,16 @@ impl ClockDiscipline for RegressionDiscipline {
             (offset - fit.at(x)).abs() / (BOUND_FACTOR * bound + 2.0 * fit.value_sd(x))
         });
 
-        // The line through the raw offsets, as of now.
+        // The line through the raw offsets, as of now. Without one, regress
+        // changed nothing and `points` still holds every sample.
         let fit = self.regress(now);
+        let enough_samples = self.samples.len() >= MIN_FIT_SAMPLES;
         let (estimate, estimate_sd, slope) = match fit {
             Some(f) => {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
                 (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, f.slope_uncertainty()))
             }
-            None if self.samples.len() >= MIN_FIT_SAMPLES => {
+            None if enough_samples => {
                 // Enough samples, but no window passes the break tests: the
                 // newest sample, within its delay bound, left every line
                 // through the older ones (the clock wandered through a long
@@ -858,14 +860,12 @@ impl ClockDiscipline for RegressionDiscipline {
                 // current frequency; the line returns as newer samples
                 // follow it. A mean over the old samples would take out a
                 // fraction of the departure per poll.
-                let (points, _) = self.points(now);
                 let newest = points.last().map_or(0.0, |p| p.1 - self.freq * p.0);
                 (newest, f64::INFINITY, self.freq)
             }
             None => {
                 // Too few samples for a slope: the current frequency is the
                 // slope, the level their weighted mean.
-                let (points, _) = self.points(now);
                 let slope = match self.two_point_slope(&points) {
                     Some(slope) => {
                         self.freq_sd = f64::INFINITY;
@@ -904,7 +904,7 @@ impl ClockDiscipline for RegressionDiscipline {
         self.push_segment(Segment { start: now, base, freq: frequency, phase, tau, rate });
 
         self.state = if fit.is_some() { State::Sync } else { State::Freq };
-        if fit.is_some() || self.samples.len() >= MIN_FIT_SAMPLES {
+        if fit.is_some() || enough_samples {
             self.adjust_poll(prediction_error);
         }
         self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau), max_rate: Some(rate) })
