@@ -677,6 +677,7 @@ where
             }
             _ = poll_sleep => {
                 let now = mono();
+                let mut unreachable = Vec::new();
                 for (index, slot) in slots.iter_mut().enumerate() {
                     let Some(slot) = slot else { continue };
                     if slot.source.poll_timeout().is_some_and(|t| t <= now) {
@@ -684,6 +685,10 @@ where
                         if let Some(req) = slot.source.handle_timeout(now, local, rng.random(), &mut out) {
                             if req.stale {
                                 system.handle_stale(&PeerId::Source(index), local);
+                            }
+                            if req.unreachable {
+                                // Applied after the loop, which holds the slots.
+                                unreachable.push((system.handle_unreachable(&PeerId::Source(index), local), local));
                             }
                             let mut len = req.len;
                             if let Some(n) = slot.nts.as_mut() {
@@ -708,6 +713,9 @@ where
                             }
                         }
                     }
+                }
+                for (update, local) in unreachable {
+                    apply_update(update, local, now, &mut slots, &mut drivers, &peers, clock, events);
                 }
             }
             _ = tick.tick(), if tick_interval.is_some() => clock.tick(),

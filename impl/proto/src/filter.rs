@@ -323,24 +323,27 @@ impl ClockFilter {
         })
     }
 
-    /// The peer dispersion of the register without the stages before its
-    /// first sample: `Σ ε_i / 2^(i+1) / Σ 2^-(i+1)` over the delay-sorted
-    /// samples and the dummies of silent polls after the first sample, aged
-    /// to `now`; MAXDISP without samples. The §10 dispersion counts the initial
-    /// dummy stages as MAXDISP, so a new source's distance passes MAXDIST only
-    /// from its fourth sample; this measure is what a discipline that weighs
-    /// every sample itself (chrony-like, selecting a source from its first
-    /// sample) selects on, while silence still raises it as in §10.
+    /// The peer dispersion of the register without the dummy stages before
+    /// its newest sample: `Σ ε_i / 2^(i+1) / Σ 2^-(i+1)` over the
+    /// delay-sorted samples and the dummies of polls left unanswered since
+    /// the newest sample, aged to `now`; MAXDISP without samples. The §10
+    /// dispersion counts every dummy stage as MAXDISP, so a new source's
+    /// distance passes MAXDIST only from its fourth sample, and a source back
+    /// from a long silence only once its new samples have pushed the dummies
+    /// out; this measure is what a discipline that weighs every sample itself
+    /// (chrony-like, selecting a source from its first sample, and again from
+    /// its first sample after an outage) selects on, while a silence still
+    /// raises it as in §10 until the source answers.
     pub fn shifted_in_dispersion(&self, now: NtpTime) -> NtpDuration {
-        // Dummies shifted in before the first sample (polls before the
-        // source ever answered) are no silence of a source that answered.
-        let Some(first) = self.stages.iter().filter_map(|s| s.sample.map(|x| x.time)).min() else {
+        // Dummies shifted in before the newest sample (polls before the
+        // source answered, or before it answered again) are no silence now.
+        let Some(newest) = self.stages.iter().filter_map(|s| s.sample.map(|x| x.time)).max() else {
             return dur(MAXDISP);
         };
         let mut order = self.stages;
         order.sort_by(|a, b| a.delay_secs().total_cmp(&b.delay_secs()));
         let (mut sum, mut weight) = (0.0, 0.0);
-        for (i, stage) in order.iter().filter(|s| s.sample.is_some() || s.time > first).enumerate() {
+        for (i, stage) in order.iter().filter(|s| s.sample.is_some() || s.time > newest).enumerate() {
             let w = 1.0 / 2f64.powi(i as i32 + 1);
             sum += w * stage.dispersion_secs(now);
             weight += w;
@@ -485,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn shifted_in_dispersion_leaves_out_the_stages_before_the_first_sample() {
+    fn shifted_in_dispersion_leaves_out_the_dummies_before_the_newest_sample() {
         let mut f = no_popcorn();
         assert!(close(f.shifted_in_dispersion(at(0.0)), MAXDISP, 1e-9), "no sample yet");
         // A poll that found the source silent before it ever answered.
@@ -504,6 +507,13 @@ mod tests {
         // in third place lifts it far above MAXDIST.
         let _ = f.add_dummy(at(129.0), 6);
         assert!(secs(f.shifted_in_dispersion(at(129.0))) > 2.0, "{:?}", f.shifted_in_dispersion(at(129.0)));
+        // Once the source answers again, the silence is over: the dummy
+        // before its newest sample no longer counts (chrony selects a source
+        // from its first sample after an outage), though §10 still counts it.
+        let _ = f.add_sample(sample(193.0, 1.0, 0.5, 1.0), at(193.0), 6);
+        let want = (aged(1.0, 0.0) / 2.0 + aged(1.0, 128.0) / 4.0 + aged(0.5, 192.0) / 8.0) / 0.875;
+        assert!(close(f.shifted_in_dispersion(at(193.0)), want, 1e-9), "{:?} vs {want}", f.shifted_in_dispersion(at(193.0)));
+        assert!(secs(f.statistics().unwrap().dispersion) > 0.1, "{:?}", f.statistics());
     }
 
     #[test]

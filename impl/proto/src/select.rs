@@ -158,6 +158,10 @@ pub enum Rejection {
     /// following it cannot serve better time than the local reference, and
     /// in a ring of servers it may be following this host.
     NotBelowLocalStratum,
+    /// The source's reach register is zero (A.5.2 `fit()`: "an unreachable
+    /// error occurs if the server is unreachable"). Judged by
+    /// [`crate::system::System`], which hears of it from the poll process.
+    Unreachable,
 }
 
 /// Why no offset came out.

@@ -318,6 +318,12 @@ pub struct TransmitRequest {
     /// `poll()`): the caller SHOULD feed the clock filter a dummy sample with
     /// offset 0, delay 0 and dispersion [`MAXDISP`] so the source ages out.
     pub stale: bool,
+    /// This poll emptied the reach register: the eight regular polls before
+    /// it went unanswered. RFC 5905 A.5.2 `fit()` finds an unreachable
+    /// source unfit for selection; the caller SHOULD tell the system
+    /// process ([`crate::system::System::handle_unreachable`]), which drops
+    /// it as system peer until it answers again.
+    pub unreachable: bool,
 }
 
 /// One valid on-wire measurement (RFC 5905 §8, §9.2): what the clock filter
@@ -755,12 +761,14 @@ impl Source {
         let needed = self.request_len();
         assert!(buf.len() >= needed, "Source::handle_timeout needs a buffer of at least {needed} octets");
         let mut stale = false;
+        let mut unreachable = false;
         if self.burst_remaining > 0 {
             // A.5.7: inside a burst only count down.
             self.burst_remaining -= 1;
         } else {
             self.last_poll_at = now;
             self.jitter_frac16 = if self.config.poll_jitter { (splitmix64(random) >> 48) as u16 } else { 0 };
+            unreachable = self.reach == 0b1000_0000;
             self.reach <<= 1;
             stale = self.reach & 0b111 == 0;
             if self.reach == 0 {
@@ -790,7 +798,7 @@ impl Source {
             self.schedule_regular(now);
         }
         debug_assert!(self.next_send_at > now || now == Instant::MAX);
-        Some(TransmitRequest { len, stale })
+        Some(TransmitRequest { len, stale, unreachable })
     }
 
     /// Judges a datagram from the server (see the [module docs](self) for the

@@ -120,6 +120,9 @@ struct Peer {
     filter: ClockFilter,
     reference_id: ReferenceId,
     last: Option<Measurement>,
+    /// Its reach register emptied and it has not answered since
+    /// ([`System::handle_unreachable`]).
+    unreachable: bool,
     /// NTPv5 loop detection (see [`System::set_reference_ids`]).
     v5: PeerV5,
 }
@@ -317,7 +320,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
     pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
         let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
-        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, v5: PeerV5::default() }));
+        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, unreachable: false, v5: PeerV5::default() }));
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -358,6 +361,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let offset = m.offset.saturating_sub(pending);
         let sample = Sample { offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
+        peer.unreachable = false;
         let update = peer.filter.add_sample(sample, now, poll);
         let mut result = self.after_filter(update, now);
         // A discipline that weighs samples itself gets every sample of the
@@ -408,10 +412,14 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// Runs selection after a filter update. Before the first synchronization
     /// "anything goes" (RFC 5905 A.5.2): a filter that keeps its old best sample
     /// still has a fresher dispersion, which may now pass the distance threshold.
+    /// The same holds while there is no system peer (it fell silent): the
+    /// first sample of a source back from an outage may not displace the
+    /// least-delayed one stored before it, yet it is what selects the source
+    /// again.
     fn after_filter(&mut self, update: FilterUpdate, now: NtpTime) -> SystemUpdate<Id> {
         match update {
             FilterUpdate::Updated(_) => self.run_selection(now),
-            FilterUpdate::Stale if !self.state.is_synchronized() => self.run_selection(now),
+            FilterUpdate::Stale if !self.state.is_synchronized() || self.system_peer.is_none() => self.run_selection(now),
             _ => SystemUpdate::default(),
         }
     }
@@ -425,10 +433,28 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         self.after_filter(update, now)
     }
 
+    /// Handles a poll of source `id` that emptied its reach register (eight
+    /// regular polls unanswered, [`crate::source::TransmitRequest::unreachable`]).
+    /// RFC 5905 A.5.2 `fit()` finds an unreachable source unfit: selection
+    /// runs without it, and a silent system peer is dropped (the host keeps
+    /// its clock and what it serves, as after a lost majority) until a
+    /// source is selected again: chrony, too, logs that it cannot
+    /// synchronize and selects the source anew when it answers.
+    pub fn handle_unreachable(&mut self, id: &Id, now: NtpTime) -> SystemUpdate<Id> {
+        let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
+        peer.unreachable = true;
+        if self.system_peer.as_ref() == Some(id) {
+            self.system_peer = None;
+        }
+        self.run_selection(now)
+    }
+
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
         let mut unfit = Vec::new();
         for (id, p) in &self.peers {
-            if p.v5.looped || p.v5.hold > 0 {
+            if p.unreachable {
+                unfit.push((id.clone(), Rejection::Unreachable));
+            } else if p.v5.looped || p.v5.hold > 0 {
                 // Its NTPv5 Reference IDs hold this host's ID (§7.4).
                 unfit.push((id.clone(), Rejection::Loop));
             } else if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
@@ -885,13 +911,9 @@ mod tests {
         assert!(at < 16.0 + 64.0 * 10.0, "no majority only at {at} s");
     }
 
-    #[test]
-    fn after_an_outage_the_system_peer_is_kept_while_too_far_to_select() {
-        // intermittent-link: the only source falls silent for longer than its
-        // filter (eight stale polls shift in MAXDISP dummies). Its first sample
-        // after the outage is too far to select (NoCandidates), but nothing
-        // contradicts it: it stays system peer and the regression discipline
-        // gets the sample, so the free-running clock is corrected at once.
+    /// One source, synchronized on eight samples 2 s apart, then silent for
+    /// `stale` polls (each a MAXDISP dummy in its filter).
+    fn synced_then_silent(stale: u32) -> System<u32> {
         let mut sys: System<u32> = System::new(SystemConfig::default());
         sys.add_source(1, ReferenceId::NONE);
         for i in 0..8 {
@@ -899,18 +921,60 @@ mod tests {
             let _ = sys.handle_measurement(&1, &measurement(0.001, 0.002, at), t(at));
         }
         assert_eq!(sys.system_peer(), Some(&1));
-        for k in 1..=8 {
+        for k in 1..=stale {
             let _ = sys.handle_stale(&1, t(14.0 + 64.0 * f64::from(k)));
         }
-        let at = 14.0 + 64.0 * 9.0;
+        sys
+    }
+
+    #[test]
+    fn a_stale_system_peer_is_kept_until_it_is_unreachable() {
+        // The only source misses polls 3-7 (stale: five MAXDISP dummies) but
+        // its reach register is not empty yet. Its next sample is too far to
+        // select under RFC 5905's filter dispersion, or selected again at once
+        // (the regression discipline's selection): either way never
+        // contradicted, it stays system peer and the sample reaches the
+        // discipline, so the free-running clock is corrected at once.
+        let mut sys = synced_then_silent(5);
+        let at = 14.0 + 64.0 * 6.0;
         let u = sys.handle_measurement(&1, &measurement(0.004, 0.002, at), t(at));
-        // Too far to select under RFC 5905's filter dispersion, or selected
-        // again at once (the regression discipline's selection): either way
-        // never contradicted.
         let outcome = u.selection.map(|s| s.outcome);
         assert!(matches!(outcome, Some(Err(NoSync::NoCandidates)) | Some(Ok(crate::select::Combined { system_peer: 1, .. }))), "{outcome:?}");
         assert_eq!(sys.system_peer(), Some(&1));
         assert!(u.clock.is_some(), "the sample after the outage did not reach the discipline");
+    }
+
+    #[test]
+    fn an_unreachable_system_peer_is_dropped_and_selected_again_from_its_first_sample_back() {
+        // chrony-014-intermittent-link: the only source falls silent until its
+        // reach register empties (A.5.2 fit(): unreachable, unfit). It is no
+        // longer system peer; its first sample back selects it again and
+        // reaches the discipline at once, as chrony selects it anew.
+        let mut sys = synced_then_silent(6);
+        assert_eq!(sys.system_peer(), Some(&1), "stale, not yet unreachable");
+        let u = sys.handle_unreachable(&1, t(14.0 + 64.0 * 8.0));
+        let selection = u.selection.expect("selection runs");
+        assert_eq!(selection.outcome.err(), Some(NoSync::NoCandidates));
+        assert_eq!(selection.rejected, vec![(1, Rejection::Unreachable)]);
+        assert_eq!(sys.system_peer(), None);
+        // Twice the delay of the two samples still stored from before the
+        // outage: the filter keeps its old choice (no new filter output).
+        let at = 14.0 + 64.0 * 9.0;
+        let u = sys.handle_measurement(&1, &measurement(0.004, 0.004, at), t(at));
+        let outcome = u.selection.map(|s| s.outcome);
+        assert!(matches!(outcome, Some(Ok(crate::select::Combined { system_peer: 1, .. }))), "{outcome:?}");
+        assert_eq!(sys.system_peer(), Some(&1));
+        assert!(u.clock.is_some(), "the sample after the outage did not reach the discipline");
+    }
+
+    #[test]
+    fn an_unreachable_system_peer_gives_way_to_a_reachable_source() {
+        let mut sys = synced_on_the_better_of_two(DisciplineKind::Regression);
+        let u = sys.handle_unreachable(&1, t(600.0));
+        let selection = u.selection.expect("selection runs");
+        assert_eq!(selection.rejected, vec![(1, Rejection::Unreachable)]);
+        assert!(selection.outcome.is_ok_and(|c| c.system_peer == 2));
+        assert_eq!(sys.system_peer(), Some(&2));
     }
 
     #[test]

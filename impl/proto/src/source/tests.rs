@@ -790,6 +790,31 @@ fn stale_flag_after_three_silent_polls() {
 }
 
 #[test]
+fn the_poll_that_empties_the_reach_register_reports_the_source_unreachable() {
+    let mut s = source(config());
+    let mut buf = [0u8; 48];
+    let tx = s.handle_timeout(Instant::ZERO, t2024(), RANDOM, &mut buf).unwrap();
+    assert!(!tx.unreachable, "never reachable: nothing to lose");
+    let rep = reply_to(&buf, t2024(), t2024()).to_bytes();
+    assert_matches!(s.handle_response(secs(1), &rep, t2024(), None), SourceEvent::Sample(_));
+    let next_poll = |s: &mut Source, i: u64, buf: &mut [u8; 48]| {
+        let at = s.poll_timeout().unwrap();
+        (at, s.handle_timeout(at, t2024(), RANDOM + i, buf).unwrap().unreachable)
+    };
+    let unreachable: Vec<bool> = (1..=10).map(|i| next_poll(&mut s, i, &mut buf).1).collect();
+    // The answer sits in bit 0; the eighth poll after it shifts it out.
+    assert_eq!(unreachable, [false, false, false, false, false, false, false, true, false, false]);
+    assert!(!s.is_reachable());
+    // An answer makes it reachable again, and the next emptying reports again.
+    let (at, _) = next_poll(&mut s, 11, &mut buf);
+    let later = t2024() + NtpDuration::from_seconds(1);
+    let rep = reply_to(&buf, later, later).to_bytes();
+    assert_matches!(s.handle_response(at.saturating_add(Duration::from_secs(1)), &rep, t2024(), None), SourceEvent::Sample(_));
+    let again: Vec<bool> = (12..20).map(|i| next_poll(&mut s, i, &mut buf).1).collect();
+    assert_eq!(again, [false, false, false, false, false, false, false, true]);
+}
+
+#[test]
 fn reset_starts_over_with_iburst() {
     let mut s = source(SourceConfig { iburst: true, ..config() });
     drive(&mut s, 128, |_| true);
