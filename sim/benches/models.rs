@@ -71,6 +71,7 @@ fn link(c: &mut Criterion) {
         duplicate: 0.001,
         reorder: 0.001,
         reorder_delay_s: 1e-3,
+        pass_every: 1,
     });
     c.bench_function("link/transmit_1000", |b| {
         let mut link = Link::new(config, SimRng::derive(1, "bench"));

@@ -594,6 +594,7 @@ fn route(
             match path.transmit(now) {
                 Fate::Lost(LossReason::Random) => (Vec::new(), Some("random loss")),
                 Fate::Lost(LossReason::LinkDown) => (Vec::new(), Some("link down")),
+                Fate::Lost(LossReason::Pattern) => (Vec::new(), Some("loss pattern")),
                 fate => (fate.delays().map(|d| now + d).collect(), None),
             }
         }

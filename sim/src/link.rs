@@ -146,6 +146,13 @@ pub struct PathConfig {
     pub reorder: f64,
     /// Extra delay of a reordered packet, seconds (≥ 0).
     pub reorder_delay_s: f64,
+    /// A deterministic loss pattern: of the packets handed to the path, only
+    /// the `pass_every`-th, 2·`pass_every`-th, … get through (clknetsim's
+    /// `(% (sum 1) N)` expressions in chrony's tests, e.g. 126-burst passes
+    /// every fourth request); 0 and 1 let every packet through. Applies on
+    /// top of `loss`; the count runs from the path's creation and includes
+    /// packets sent while it is down.
+    pub pass_every: u32,
 }
 
 impl Default for PathConfig {
@@ -158,6 +165,7 @@ impl Default for PathConfig {
             duplicate: 0.0,
             reorder: 0.0,
             reorder_delay_s: 0.0,
+            pass_every: 1,
         }
     }
 }
@@ -250,6 +258,9 @@ pub enum LossReason {
     Random,
     /// The link was down (partitioned).
     LinkDown,
+    /// Not one of the packets the deterministic pattern lets through
+    /// ([`PathConfig::pass_every`]).
+    Pattern,
 }
 
 /// What happens to one packet handed to a [`Path`].
@@ -294,6 +305,8 @@ pub struct Path {
     config: PathConfig,
     up: bool,
     rng: SimRng,
+    /// Packets handed to the path so far ([`PathConfig::pass_every`]).
+    sent: u64,
 }
 
 impl Path {
@@ -303,6 +316,7 @@ impl Path {
             config,
             up: true,
             rng,
+            sent: 0,
         }
     }
 
@@ -342,8 +356,12 @@ impl Path {
             c.jitter.sample(&mut self.rng),
             c.jitter.sample(&mut self.rng),
         ];
+        self.sent = self.sent.wrapping_add(1);
         if !self.up {
             return Fate::Lost(LossReason::LinkDown);
+        }
+        if c.pass_every > 1 && self.sent % u64::from(c.pass_every) != 0 {
+            return Fate::Lost(LossReason::Pattern);
         }
         if lost {
             return Fate::Lost(LossReason::Random);
@@ -567,6 +585,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_pattern_delivers_exactly_every_nth_packet() {
+        let mut p = Path::new(PathConfig { delay_s: 1e-4, pass_every: 4, ..PathConfig::default() }, SimRng::derive(1, "p"));
+        let fates: Vec<bool> = (0..12).map(|_| p.transmit(NtpDuration::ZERO).is_lost()).collect();
+        let pattern = [true, true, true, false];
+        assert_eq!(fates, pattern.repeat(3));
+        assert_eq!(p.transmit(NtpDuration::ZERO), Fate::Lost(LossReason::Pattern));
+        // Packets sent while the path is down count too, as in clknetsim.
+        p.set_up(false);
+        assert_eq!(p.transmit(NtpDuration::ZERO), Fate::Lost(LossReason::LinkDown));
+        p.set_up(true);
+        assert_eq!(p.transmit(NtpDuration::ZERO), Fate::Lost(LossReason::Pattern));
+        assert!(!p.transmit(NtpDuration::ZERO).is_lost(), "the 16th packet");
+        // 1 (and 0) let everything through.
+        for n in [0, 1] {
+            let mut p = Path::new(PathConfig { pass_every: n, ..PathConfig::default() }, SimRng::derive(1, "p"));
+            assert!((0..10).all(|_| !p.transmit(NtpDuration::ZERO).is_lost()));
+        }
+    }
+
+    #[test]
     fn same_seed_same_fates() {
         let config = LinkConfig::symmetric(PathConfig {
             delay_s: 1e-4,
@@ -575,6 +613,7 @@ mod tests {
             duplicate: 0.05,
             reorder: 0.05,
             reorder_delay_s: 0.01,
+            pass_every: 1,
         });
         let run = |seed| {
             let mut link = Link::new(config, SimRng::derive(seed, "link"));
@@ -803,9 +842,9 @@ mod tests {
         #[test]
         fn transmit_never_panics_nor_goes_negative(
             delay_s in any_f64(), jitter in any_jitter(), loss in any_f64(), duplicate in any_f64(),
-            reorder in any_f64(), reorder_delay_s in any_f64(), seed in any::<u64>(),
+            reorder in any_f64(), reorder_delay_s in any_f64(), pass_every in any::<u32>(), seed in any::<u64>(),
         ) {
-            let config = PathConfig { delay_s, jitter, loss, duplicate, reorder, reorder_delay_s };
+            let config = PathConfig { delay_s, jitter, loss, duplicate, reorder, reorder_delay_s, pass_every };
             let mut p = Path::new(config, SimRng::derive(seed, "prop"));
             for _ in 0..20 {
                 for d in p.transmit(NtpDuration::ZERO).delays() {

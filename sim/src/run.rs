@@ -37,6 +37,7 @@ fn path_config(p: &scenario::LinkParams) -> PathConfig {
         duplicate: p.duplicate,
         reorder: p.reorder,
         reorder_delay_s: p.reorder_delay.as_secs_f64(),
+        pass_every: p.pass_every,
     }
 }
 

@@ -79,7 +79,9 @@
 //! - `[[link]]`: `between = ["a", "b"]` and the link parameters `delay`,
 //!   `jitter` (`{ kind = "none" | "exponential", mean | "normal", sd |
 //!   "uniform", max | "pareto", scale, shape }`), `loss`, `duplicate`,
-//!   `reorder`, `reorder_delay`; `forward = { .. }` (from the first named host
+//!   `reorder`, `reorder_delay`, `pass_every` (a deterministic loss
+//!   pattern: only every N-th packet gets through, as in chrony's tests);
+//!   `forward = { .. }` (from the first named host
 //!   to the second) and `backward = { .. }` override them per direction.
 //!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod }`
 //!   puts an on-path attacker on the link ([`crate::attacker`]): each a
@@ -434,7 +436,7 @@ pub struct Link {
 }
 
 /// One direction of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkParams {
     /// Fixed one-way delay.
     pub delay: Duration,
@@ -448,6 +450,24 @@ pub struct LinkParams {
     pub reorder: f64,
     /// Extra delay of a reordered packet.
     pub reorder_delay: Duration,
+    /// Only every this many-th packet gets through (1: all; see
+    /// [`crate::link::PathConfig::pass_every`]).
+    pub pass_every: u32,
+}
+
+impl Default for LinkParams {
+    /// A perfect direction: no delay, no jitter, every packet delivered once.
+    fn default() -> Self {
+        LinkParams {
+            delay: Duration::ZERO,
+            jitter: Jitter::None,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::ZERO,
+            pass_every: 1,
+        }
+    }
 }
 
 /// Changes to one direction of a link (`set_link`): `None` keeps the value.
@@ -465,6 +485,8 @@ pub struct LinkPatch {
     pub reorder: Option<f64>,
     /// New reordering delay.
     pub reorder_delay: Option<Duration>,
+    /// New deterministic loss pattern.
+    pub pass_every: Option<u32>,
 }
 
 impl LinkPatch {
@@ -477,6 +499,7 @@ impl LinkPatch {
             duplicate: self.duplicate.unwrap_or(params.duplicate),
             reorder: self.reorder.unwrap_or(params.reorder),
             reorder_delay: self.reorder_delay.unwrap_or(params.reorder_delay),
+            pass_every: self.pass_every.unwrap_or(params.pass_every),
         }
     }
 }
@@ -506,9 +529,9 @@ pub enum Action {
         /// The link.
         link: LinkId,
         /// Changes from `hosts[0]` to `hosts[1]`.
-        forward: LinkPatch,
+        forward: Box<LinkPatch>,
         /// Changes from `hosts[1]` to `hosts[0]`.
-        backward: LinkPatch,
+        backward: Box<LinkPatch>,
     },
     /// Step a host's clock.
     StepClock {
@@ -1081,6 +1104,35 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// `pass_every`: a whole number of packets, at least 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PassEvery(u32);
+
+impl<'de> Deserialize<'de> for PassEvery {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PassEvery;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number of packets, at least 1")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PassEvery, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n >= 1 => Ok(PassEvery(n)),
+                    _ => Err(E::custom(hinted(
+                        format!("pass_every = {v} is not a packet count from 1 to {}", u32::MAX),
+                        "pass_every = 4 lets the 4th, 8th, ... packet through and drops the others; 1 drops none",
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PassEvery, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A probability in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Probability(f64);
@@ -1357,6 +1409,7 @@ struct LinkParamsSection {
     duplicate: Option<Probability>,
     reorder: Option<Probability>,
     reorder_delay: Option<Dur>,
+    pass_every: Option<PassEvery>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1369,6 +1422,7 @@ struct LinkSection {
     duplicate: Option<Probability>,
     reorder: Option<Probability>,
     reorder_delay: Option<Dur>,
+    pass_every: Option<PassEvery>,
     forward: Option<Spanned<LinkParamsSection>>,
     backward: Option<Spanned<LinkParamsSection>>,
     attacker: Option<Spanned<AttackerSection>>,
@@ -1421,7 +1475,7 @@ impl ActionName {
         match self {
             ActionName::Partition => &["hosts", "link", "direction", "until"],
             ActionName::Heal => &["hosts", "link", "direction"],
-            ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "forward", "backward"],
+            ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "pass_every", "forward", "backward"],
             ActionName::StepClock => &["host", "by"],
             ActionName::SetFrequency => &["host", "frequency"],
             ActionName::Stop | ActionName::Start | ActionName::KeDown | ActionName::KeUp => &["host"],
@@ -1447,6 +1501,7 @@ struct EventSection {
     duplicate: Option<Spanned<Probability>>,
     reorder: Option<Spanned<Probability>>,
     reorder_delay: Option<Spanned<Dur>>,
+    pass_every: Option<Spanned<PassEvery>>,
     forward: Option<Spanned<LinkParamsSection>>,
     backward: Option<Spanned<LinkParamsSection>>,
 }
@@ -1471,6 +1526,7 @@ impl EventSection {
             s("duplicate", &self.duplicate),
             s("reorder", &self.reorder),
             s("reorder_delay", &self.reorder_delay),
+            s("pass_every", &self.pass_every),
             s("forward", &self.forward),
             s("backward", &self.backward),
         ]
@@ -1887,6 +1943,7 @@ impl Validator<'_> {
             duplicate: l.duplicate.map_or(0.0, |p| p.0),
             reorder: l.reorder.map_or(0.0, |p| p.0),
             reorder_delay: l.reorder_delay.map_or(Duration::ZERO, |d| d.0),
+            pass_every: l.pass_every.map_or(1, |n| n.0),
         };
         let forward = self.params_patch(l.forward.as_ref())?.apply(&base);
         let backward = self.params_patch(l.backward.as_ref())?.apply(&base);
@@ -1932,6 +1989,7 @@ impl Validator<'_> {
             duplicate: s.duplicate.map(|p| p.0),
             reorder: s.reorder.map(|p| p.0),
             reorder_delay: s.reorder_delay.map(|d| d.0),
+            pass_every: s.pass_every.map(|n| n.0),
         })
     }
 
@@ -2383,6 +2441,7 @@ impl Validator<'_> {
                     duplicate: s.duplicate.as_ref().map(|p| p.get_ref().0),
                     reorder: s.reorder.as_ref().map(|p| p.get_ref().0),
                     reorder_delay: s.reorder_delay.as_ref().map(|d| d.get_ref().0),
+                    pass_every: s.pass_every.as_ref().map(|n| n.get_ref().0),
                 };
                 let mut fwd = self.params_patch(s.forward.as_ref())?;
                 let mut bwd = self.params_patch(s.backward.as_ref())?;
@@ -2393,6 +2452,7 @@ impl Validator<'_> {
                     p.duplicate = p.duplicate.or(both.duplicate);
                     p.reorder = p.reorder.or(both.reorder);
                     p.reorder_delay = p.reorder_delay.or(both.reorder_delay);
+                    p.pass_every = p.pass_every.or(both.pass_every);
                 }
                 if fwd == LinkPatch::default() && bwd == LinkPatch::default() {
                     return Err(self.err(&s.action, "this `set_link` event changes nothing", Some(format!("give some of: {}", ActionName::SetLink.keys()[1..].join(", ")))));
@@ -2400,7 +2460,7 @@ impl Validator<'_> {
                 if !self.same_order(link, pair) {
                     std::mem::swap(&mut fwd, &mut bwd);
                 }
-                Action::SetLink { link, forward: fwd, backward: bwd }
+                Action::SetLink { link, forward: Box::new(fwd), backward: Box::new(bwd) }
             }
             ActionName::StepClock => {
                 let host = need_host(", by = 0.5")?;
@@ -2955,6 +3015,18 @@ mod tests {
     const TWO: &str = "name = \"x\"\nduration = \"1h\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\n";
 
     #[test]
+    fn a_pass_pattern_is_set_per_link_per_direction_and_by_events() {
+        let link = "[[link]]\nbetween = [\"client\", \"server\"]\npass_every = 2\nforward = { pass_every = 4 }\n";
+        let event = "[[event]]\nat = \"10m\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\npass_every = 20\n";
+        let s = Scenario::parse(&format!("{TWO}{link}{event}"), "t").unwrap();
+        assert_eq!((s.links[0].forward.pass_every, s.links[0].backward.pass_every), (4, 2));
+        let Action::SetLink { forward, backward, .. } = &s.events[0].action else { panic!("{:?}", s.events[0].action) };
+        assert_eq!((forward.pass_every, backward.pass_every), (Some(20), Some(20)));
+        let s = Scenario::parse(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\n"), "t").unwrap();
+        assert_eq!(s.links[0].forward.pass_every, 1, "every packet by default");
+    }
+
+    #[test]
     fn errors_have_positions_and_hints() {
         let e = err(&format!("{TWO}sources = [ {{ host = \"sever\", iburst = true }} ]\n[[link]]\nbetween = [\"client\", \"server\"]\n"));
         assert_eq!((e.line, e.column), (Some(10), Some(22)));
@@ -2979,6 +3051,11 @@ mod tests {
         assert!(e.message.contains("probability 1.5 is outside [0, 1]") && e.line == Some(12), "{e}");
         let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\nbackward = {{ duplicate = -0.1 }}\n"));
         assert!(e.message.contains("outside [0, 1]"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\nforward = {{ pass_every = 0 }}\n"));
+        assert!(e.message.contains("pass_every = 0 is not a packet count") && e.line == Some(12), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("4th, 8th"), "{e}");
+        let e = err(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\npass_every = 2.5\n"));
+        assert!(e.line == Some(12), "{e}");
 
         let e = err(&format!("{TWO}[[host]]\nname = \"client\"\naddress = \"10.0.0.3\"\n"));
         assert!(e.message.contains("second host is named `client`") && e.hint.as_deref().unwrap().contains("line 8"), "{e}");
@@ -3103,7 +3180,7 @@ mod tests {
         let s = Scenario::parse(&format!("{base}[[event]]\nat = 1\naction = \"partition\"\nlink = [\"server\", \"client\"]\ndirection = \"forward\"\n"), "t").unwrap();
         assert_eq!(s.events[0].action, Action::Partition(Cut::Link { link: 0, direction: Direction::Backward }));
         let s = Scenario::parse(&format!("{base}[[event]]\nat = 1\naction = \"set_link\"\nlink = [\"server\", \"client\"]\nforward = {{ loss = 0.5 }}\n"), "t").unwrap();
-        let Action::SetLink { forward, backward, .. } = s.events[0].action else { panic!() };
+        let Action::SetLink { forward, backward, .. } = &s.events[0].action else { panic!() };
         assert_eq!((forward.loss, backward.loss), (None, Some(0.5)));
     }
 
