@@ -69,13 +69,24 @@
 //!
 //! # Steps and panics
 //!
-//! Within the first [`RegressionConfig::initial_step_updates`] updates an
-//! offset above [`RegressionConfig::step_threshold`] (default 0.125 s, STEPT) is
-//! stepped at once, like chrony's `makestep 0.125 3` (chrony's own default
+//! Within the first [`RegressionConfig::initial_step_updates`] updates, and
+//! until the frequency has been measured, an offset above
+//! [`RegressionConfig::step_threshold`] (default 0.125 s, STEPT) is stepped at
+//! once, like chrony's `makestep 0.125 3` (chrony's own default
 //! configuration suggests `makestep 1 3`; the lower threshold keeps slews
 //! short under the kernel's 500 ppm limit). Later, an offset above the
 //! threshold is ignored as a spike until none below it has been seen for the
 //! stepout ([`RegressionConfig::stepout`], 900 s), then stepped, as in RFC 5905.
+//! The threshold is at least [`NOISE_STEP_FACTOR`] (3) times the measurement
+//! noise (the fit's jitter, or the samples' mean half excess delay): with
+//! 100 ms of path jitter an offset of 0.2 s is noise to slew, not a spike.
+//!
+//! The frequency is measured when a slope is trusted: through two samples,
+//! when it differs from the current frequency by more than their delays
+//! allow; through more, when its standard error times Student's t at 99.95 %
+//! for its degrees of freedom ([`t_coefficient`], chrony's "skew") is within
+//! [`MAX_UPDATE_SKEW`] (chrony's `maxupdateskew`, 1000 ppm). A less certain
+//! line still gives the level, at the current frequency.
 //! After a step the samples are discarded (the reference may have jumped) but
 //! the frequency is kept. Offsets above the panic threshold give
 //! [`Action::Panic`] and change nothing.
@@ -98,6 +109,36 @@ use crate::clock::steered::{slewed, KERNEL_MAX_SLEW_RATE, MAX_TICK_RATE, MAX_USE
 use crate::constants::{log2_to_seconds, MAXFREQ, MAXPOLL, MINPOLL, PANICT, PHI, STEPT, WATCH};
 use crate::time::{NtpDuration, NtpTime};
 use std::collections::VecDeque;
+
+/// A fitted slope whose uncertainty at the 99.95 % level ([`t_coefficient`]
+/// times its standard error) exceeds this does not move the frequency:
+/// chrony's `maxupdateskew` default (1000 ppm). A line through three samples
+/// with 100 ms of jitter can claim a slope of 700 ppm that is pure noise
+/// (chrony's 006-largejitter); one through three samples with 100 us of
+/// jitter 64 s apart is good to about 0.3 ppm and passes.
+pub const MAX_UPDATE_SKEW: f64 = 1000e-6;
+
+/// Student's t at the 99.95 % quantile for `dof` degrees of freedom (the
+/// table chrony's regression uses to turn a slope's standard error into its
+/// skew; 3.5 above 40).
+pub fn t_coefficient(dof: usize) -> f64 {
+    const T: [f64; 40] = [
+        636.6, 31.6, 12.92, 8.61, 6.869, 5.959, 5.408, 5.041, 4.781, 4.587, 4.437, 4.318, 4.221, 4.140, 4.073, 4.015,
+        3.965, 3.922, 3.883, 3.850, 3.819, 3.792, 3.768, 3.745, 3.725, 3.707, 3.690, 3.674, 3.659, 3.646, 3.633, 3.622,
+        3.611, 3.601, 3.591, 3.582, 3.574, 3.566, 3.558, 3.551,
+    ];
+    match dof {
+        0 => f64::INFINITY,
+        1..=40 => T[dof - 1],
+        _ => 3.5,
+    }
+}
+
+/// Offsets within this many times the measurement noise (the fit's jitter,
+/// or the samples' mean half excess delay if larger) are slewed even above
+/// the step threshold (see [`RegressionDiscipline`]'s
+/// "Steps and panics").
+pub const NOISE_STEP_FACTOR: f64 = 3.0;
 
 /// Most samples a [`RegressionDiscipline`] keeps (fixed memory).
 pub const MAX_SAMPLES: usize = 64;
@@ -435,6 +476,9 @@ pub struct RegressionDiscipline {
     /// Standard error of the fitted slope the frequency last came from
     /// (infinite before any, and after a step).
     freq_sd: f64,
+    /// Some sample pair or line has given the frequency (a slope taken, not
+    /// one refused as too uncertain); kept across steps.
+    frequency_measured: bool,
 }
 
 impl RegressionDiscipline {
@@ -477,6 +521,7 @@ impl RegressionDiscipline {
             spans: [Span::default(); SPANS],
             asymmetry: 0.0,
             asymmetry_run: 0,
+            frequency_measured: state == State::Fset,
             freq_sd: f64::INFINITY,
         }
     }
@@ -542,6 +587,20 @@ impl RegressionDiscipline {
 
     fn precision(&self) -> f64 {
         log2_to_seconds(self.config.local_precision)
+    }
+
+    /// The measurement noise as the samples show it: the larger of the last
+    /// fit's jitter and the held samples' mean half excess delay (an
+    /// offset's error is at most half its delay above the path's minimum).
+    fn noise(&self) -> f64 {
+        let min_delay = self.samples.iter().map(|s| s.delay).fold(f64::INFINITY, f64::min);
+        let n = self.samples.len() as f64;
+        let half_excess = self.samples.iter().map(|s| (s.delay - min_delay) / 2.0).sum::<f64>() / n;
+        if half_excess.is_finite() {
+            self.jitter.max(half_excess)
+        } else {
+            self.jitter
+        }
     }
 
     /// Points `(x, y, w)` for the samples, `x` in seconds relative to
@@ -649,8 +708,9 @@ impl RegressionDiscipline {
             while self.samples.len() > self.config.max_samples {
                 self.samples.pop_front();
             }
-            if let Some(fit) = LinearFit::new(&self.points(now).0) {
-                self.freq = fit.slope.clamp(-self.config.max_frequency, self.config.max_frequency);
+            if let Some(slope) = self.trusted_slope(&self.points(now).0) {
+                self.freq = slope.clamp(-self.config.max_frequency, self.config.max_frequency);
+                self.frequency_measured = true;
             }
             self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
         } else {
@@ -745,6 +805,21 @@ impl RegressionDiscipline {
         (self.freq * w_old + slope * w_new) / (w_old + w_new)
     }
 
+    /// The slope of the line through `points` when it can be trusted: through
+    /// two, when it differs from the current frequency by more than their
+    /// delays allow ([`Self::two_point_slope`]); through more, when its
+    /// uncertainty at the 99.95 % level is within [`MAX_UPDATE_SKEW`]. A
+    /// start-up step keeps the samples and takes the frequency from them,
+    /// but two samples 0.2 s apart with 100 ms of jitter give a "slope" of
+    /// 10 % (chrony's 006-largejitter).
+    fn trusted_slope(&self, points: &[Point]) -> Option<f64> {
+        if points.len() == 2 {
+            return self.two_point_slope(points);
+        }
+        let fit = LinearFit::new(points)?;
+        (fit.slope_uncertainty() * t_coefficient(fit.n - 2) <= MAX_UPDATE_SKEW).then_some(fit.slope)
+    }
+
     /// The slope through exactly two samples, when it differs from the
     /// current frequency by more than the two samples allow: each offset is
     /// off by at most half its round-trip delay, so by `(δ₁ + δ₂)/2/Δx` in
@@ -807,11 +882,17 @@ impl ClockDiscipline for RegressionDiscipline {
             }
         }
         self.updates = self.updates.saturating_add(1);
-        if theta.abs() > secs(self.config.step_threshold) {
+        // An offset within a few jitters of the line is noise, not a step or
+        // a spike, even above the step threshold: with 100 ms of jitter
+        // (chrony's 006-largejitter) STEPT is inside the noise, and ignoring
+        // every sample beyond it leaves the frequency unmeasured.
+        let threshold = secs(self.config.step_threshold).max(NOISE_STEP_FACTOR * self.noise());
+        if theta.abs() > threshold {
             // Start-up: the first updates, and any until a line through the
             // samples gives the frequency (a large frequency error keeps
-            // carrying the offset past the threshold until it is known).
-            if self.updates <= self.config.initial_step_updates || self.fit.is_none() {
+            // carrying the offset past the threshold until it is known; a
+            // line whose slope is too uncertain to be taken gives none).
+            if self.updates <= self.config.initial_step_updates || self.fit.is_none() || !self.frequency_measured {
                 return self.step(sample, epoch, now, true);
             }
             let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
@@ -850,7 +931,14 @@ impl ClockDiscipline for RegressionDiscipline {
         let (estimate, estimate_sd, slope) = match fit {
             Some(f) => {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
-                (f.at(0.0), f.value_sd(0.0), self.blend_frequency(f.slope, f.slope_uncertainty()))
+                let skew = f.slope_uncertainty() * t_coefficient(f.n.saturating_sub(2));
+                let slope = if skew > MAX_UPDATE_SKEW {
+                    self.freq
+                } else {
+                    self.frequency_measured = true;
+                    self.blend_frequency(f.slope, f.slope_uncertainty())
+                };
+                (f.at(0.0), f.value_sd(0.0), slope)
             }
             None if enough_samples => {
                 // Enough samples, but no window passes the break tests: the
@@ -869,6 +957,7 @@ impl ClockDiscipline for RegressionDiscipline {
                 let slope = match self.two_point_slope(&points) {
                     Some(slope) => {
                         self.freq_sd = f64::INFINITY;
+                        self.frequency_measured = true;
                         slope
                     }
                     None => self.freq,
@@ -1221,6 +1310,53 @@ mod tests {
         assert!(trace[0].1.abs() < 1e-3, "after the first poll: {:?}", trace[0]);
         assert!(trace.iter().all(|(_, o)| o.abs() < 1e-3), "stays within 1 ms");
         assert_eq!(d.config().max_slew_rate, CHRONY_MAX_SLEW_RATE);
+    }
+
+    #[test]
+    fn closed_loop_under_100_ms_of_jitter_stays_within_chronys_limits() {
+        // chrony's 006-largejitter: 1 s off, 100 ppm fast, exponential jitter
+        // of mean 100 ms each way; chrony's limits from 210 s on: max 0.5 s,
+        // RMS 0.1 s. Lines through a few such samples have slopes of noise
+        // (hundreds of ppm); taken, they carried the clock away while every
+        // sample beyond STEPT was ignored as a spike for 900 s.
+        for seed in 1..=8 {
+            let mut clock = SimClock::new(100e-6, 1.0);
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            let mut noise = Noise { out_jitter_s: 0.1, back_jitter_s: 0.1, wander: 0.0, rng: Rng(seed) };
+            let trace = closed_loop(&mut d, &mut clock, 10_000.0, &mut noise);
+            let (rms, max) = (rms_after(&trace, 210.0), max_after(&trace, 210.0));
+            assert!(rms < 0.1 && max < 0.5, "seed {seed}: rms {rms}, max {max}, frequency {}", d.frequency());
+        }
+    }
+
+    #[test]
+    fn a_start_up_step_takes_no_slope_the_delays_cannot_resolve() {
+        // Two samples 2 s apart, each with 0.2 s of delay: their "slope"
+        // (0.15 s over 2 s) is noise, not a 7.5 % frequency error.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let sample = |offset: f64, t: f64, delay: f64| DisciplineSample { offset: dur(offset), time: at(t), now: at(t), delay: dur(delay) };
+        let u = d.update_sample(&sample(1.0, 0.0, 0.2));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        // Local time: 2 s after the first sample, plus the 1 s step.
+        let u = d.update_sample(&sample(0.15, 3.0, 0.2));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        assert_eq!(d.frequency(), 0.0);
+        // The same pair with 200 µs delays does give the slope.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let _ = d.update_sample(&sample(1.0, 0.0, 200e-6));
+        let _ = d.update_sample(&sample(0.15, 3.0, 200e-6));
+        assert!((d.frequency() - 0.075).abs() < 1e-4, "{}", d.frequency());
+    }
+
+    #[test]
+    fn a_slopes_skew_uses_students_t_at_99_95_percent() {
+        assert_eq!(t_coefficient(0), f64::INFINITY);
+        assert_eq!(t_coefficient(1), 636.6);
+        assert_eq!(t_coefficient(2), 31.6);
+        assert_eq!(t_coefficient(10), 4.587);
+        assert_eq!(t_coefficient(40), 3.551);
+        assert_eq!(t_coefficient(41), 3.5);
+        assert_eq!(MAX_UPDATE_SKEW, 1e-3);
     }
 
     #[test]
