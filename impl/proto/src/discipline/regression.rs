@@ -626,7 +626,8 @@ impl RegressionDiscipline {
     /// Fits the line: among the windows that pass the break tests (error
     /// bounds, runs), the span whose past fits best predicted the samples
     /// that followed them. Drops samples older than the longest valid window.
-    fn regress(&mut self, origin: NtpTime) -> Option<LinearFit> {
+    /// Returns that line and the one through the longest valid window.
+    fn regress(&mut self, origin: NtpTime) -> Option<(LinearFit, LinearFit)> {
         let (points, bounds) = self.points(origin);
         let origin = (origin, self.correction_at(origin));
         let n = points.len();
@@ -674,7 +675,7 @@ impl RegressionDiscipline {
             }
             span.fit = fit.map(|f| (origin, f));
         }
-        Some(best.unwrap_or(longest))
+        Some((best.unwrap_or(longest), longest))
     }
 
     /// Scores every span's last fit by how well it predicted a new sample
@@ -926,17 +927,24 @@ impl ClockDiscipline for RegressionDiscipline {
 
         // The line through the raw offsets, as of now. Without one, regress
         // changed nothing and `points` still holds every sample.
-        let fit = self.regress(now);
+        let fits = self.regress(now);
+        let fit = fits.map(|(best, _)| best);
         let enough_samples = self.samples.len() >= MIN_FIT_SAMPLES;
-        let (estimate, estimate_sd, slope) = match fit {
-            Some(f) => {
+        let (estimate, estimate_sd, slope) = match fits {
+            Some((f, longest)) => {
                 self.jitter = (f.variance * f.n as f64 / f.weight_sum).sqrt().max(self.precision());
-                let skew = f.slope_uncertainty() * t_coefficient(f.n.saturating_sub(2));
-                let slope = if skew > MAX_UPDATE_SKEW {
-                    self.freq
-                } else {
-                    self.frequency_measured = true;
-                    self.blend_frequency(f.slope, f.slope_uncertainty())
+                // The frequency is taken from a line whose slope is certain
+                // enough (its skew within MAX_UPDATE_SKEW): the span chosen
+                // to predict, or else the line through every sample that
+                // passes the break tests (as chrony's regression); neither
+                // leaves the frequency as it is.
+                let trusted = |l: &LinearFit| l.slope_uncertainty() * t_coefficient(l.n.saturating_sub(2)) <= MAX_UPDATE_SKEW;
+                let slope = match [f, longest].into_iter().find(trusted) {
+                    Some(l) => {
+                        self.frequency_measured = true;
+                        self.blend_frequency(l.slope, l.slope_uncertainty())
+                    }
+                    None => self.freq,
                 };
                 (f.at(0.0), f.value_sd(0.0), slope)
             }
