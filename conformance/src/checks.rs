@@ -20,6 +20,7 @@ mod nts;
 mod v5;
 
 use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};
+use ntplab_proto::clock::steered::MAX_TICK_RATE;
 use ntplab_proto::time::{NtpTime, NtpTimestamp};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v4::{LeapIndicator, Mode};
@@ -1265,9 +1266,13 @@ const DISPERSION_ROUNDING_S: f64 = 1e-9;
 /// A daemon converts a receive timestamp to local time when it handles the
 /// datagram, up to a few ms after the arrival, with the clock's steering as
 /// it is then; the steering may have changed since the arrival. Each
-/// steering runs within MAXFREQ + the kernel's slew limit (500 + 500 ppm) of
-/// the raw clock, so two differ by at most twice that per second of delay.
-const CONVERSION_RATE: f64 = 2e-3;
+/// steering runs within the tick's range plus MAXFREQ (10 % + 500 ppm) of
+/// the raw clock (the regression discipline follows frequency errors of 5 %
+/// and slews through the tick), so two differ by at most twice that per
+/// second of delay. (With 500 + 500 ppm, a frequency correction of 7500 ppm
+/// made between a reply's arrival and its handling 0.8 ms later, in
+/// chrony-002-large-network, exceeded the bound by 3 us.)
+const CONVERSION_RATE: f64 = 2.0 * (MAX_TICK_RATE + 500e-6);
 
 /// A `sample` event of a daemon client: the figures it computed and the four
 /// timestamps it used, with the exchange on the wire it came from.
