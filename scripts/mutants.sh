@@ -96,6 +96,9 @@ fi
 # Each mutant rebuilds one crate: incremental compilation makes that about
 # 3 s instead of 40-60 s (cargo-mutants builds in one tree, mutant after mutant).
 export CARGO_INCREMENTAL=1
+# cargo-mutants creates target/mutants but not target/ (a fresh `git archive`
+# copy has none yet: "create output parent directory").
+mkdir -p target
 status=0
 timeout --signal=INT --kill-after=60 "${MUTANTS_MAX_SECONDS:-3000}" cargo mutants "${args[@]}" || status=$?
 out=target/mutants/mutants.out

@@ -960,6 +960,84 @@ mod tests {
         assert_eq!(u.poll, d.config().min_poll);
     }
 
+    /// Feeds `d` an offset one poll interval after `t` seconds (and moves `t`
+    /// there); the update.
+    fn update_after_a_poll(d: &mut Discipline, t: &mut f64, theta: f64) -> DisciplineUpdate {
+        *t += log2_to_seconds(d.poll());
+        d.update(dur(theta), at(*t))
+    }
+
+    #[test]
+    fn an_offset_of_exactly_pgate_times_the_jitter_counts_as_large() {
+        // §11.3: the counter goes up only while |offset| < PGATE x jitter.
+        // Offsets one precision (2^-20 s, exact in the 32.32 format) apart
+        // keep the jitter at exactly the precision (its floor), so the
+        // fourth one, 4 x 2^-20 s, is exactly PGATE (4) x jitter.
+        let mut d = synced();
+        let p = log2_to_seconds(d.config().local_precision);
+        let mut t = 0.0;
+        for k in 1..=3 {
+            let _ = update_after_a_poll(&mut d, &mut t, f64::from(k) * p);
+            assert_eq!(d.jitter(), dur(p));
+            assert_eq!(d.hysteresis_count(), 1 + k, "{k} x precision is below PGATE x jitter: +1");
+        }
+        let _ = update_after_a_poll(&mut d, &mut t, 4.0 * p);
+        assert_eq!(d.jitter(), dur(p));
+        assert_eq!(d.hysteresis_count(), 4 - 2, "at exactly PGATE x jitter: -2");
+    }
+
+    #[test]
+    fn the_poll_exponent_hysteresis_counts_up_by_the_poll_and_down_by_twice_the_poll() {
+        // A.5.5.6: +poll within PGATE x jitter, -2 x poll outside. A steady
+        // 50 ms offset first counts up (its jump from zero raised the jitter
+        // to 25 ms) and raises the poll to 7, then counts down as the jitter
+        // decays below 12.5 ms.
+        let cfg = DisciplineConfig { hysteresis: HysteresisStep::PollExponent, ..Default::default() };
+        let mut d = Discipline::new(cfg, Some(0.0));
+        let _ = d.update(NtpDuration::ZERO, at(0.0));
+        assert_eq!((d.poll(), d.hysteresis_count()), (6, 6));
+        let mut t = 0.0;
+        let (mut ups, mut downs) = (0, 0);
+        for _ in 0..12 {
+            let (poll, count) = (d.poll(), d.hysteresis_count());
+            let _ = update_after_a_poll(&mut d, &mut t, 0.050);
+            if d.poll() != poll || d.hysteresis_count().abs() == 30 {
+                continue; // past LIMIT: restarted at 0 or held at the limit
+            }
+            let step = d.hysteresis_count() - count;
+            if d.offset.abs() < PGATE * d.jitter {
+                assert_eq!(step, i32::from(poll));
+                ups += 1;
+            } else {
+                assert_eq!(step, -2 * i32::from(poll));
+                downs += 1;
+            }
+        }
+        assert!(ups > 0 && downs > 0, "{ups} up, {downs} down");
+    }
+
+    #[test]
+    fn at_the_poll_limits_the_counter_is_held_at_plus_or_minus_limit() {
+        // Past LIMIT (30) the poll changes only within [min_poll, max_poll];
+        // at a limit the counter stays at +30 or -30.
+        let cfg = DisciplineConfig { min_poll: 6, max_poll: 6, ..Default::default() };
+        let mut d = Discipline::new(cfg, Some(0.0));
+        let _ = d.update(NtpDuration::ZERO, at(0.0));
+        let mut t = 0.0;
+        for k in 0..40 {
+            // Alternating ±10 µs: always within PGATE x jitter.
+            let u = update_after_a_poll(&mut d, &mut t, if k % 2 == 0 { 10e-6 } else { -10e-6 });
+            assert_eq!(u.poll, 6, "never above max_poll");
+        }
+        assert_eq!(d.hysteresis_count(), 30);
+        for _ in 0..40 {
+            // A steady 50 ms: soon above PGATE x jitter.
+            let u = update_after_a_poll(&mut d, &mut t, 0.050);
+            assert_eq!(u.poll, 6, "never below min_poll");
+        }
+        assert_eq!(d.hysteresis_count(), -30);
+    }
+
     // ---- Closed loop -------------------------------------------------------
 
     /// A host clock with a constant oscillator error and the documented

@@ -1586,4 +1586,33 @@ mod tests {
         assert!(u.clock.is_none(), "{:?}", u.clock);
         assert_eq!(sys.state, served);
     }
+
+    #[test]
+    fn a_slew_replacing_one_in_progress_leaves_the_stored_samples_as_after_it() {
+        // A sample stored during a slew counts the slew's pending phase as
+        // done (`handle_measurement`). When the discipline answers with a new
+        // slew through the tick, that slew replaces what was left of the old
+        // one: once it is in, the newest stored sample must read its measured
+        // offset less the new slew's phase (its age is zero: no frequency
+        // term), not less the new phase and twice the pending one.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        let mut replaced = 0;
+        for i in 0..16 {
+            let at = 0.5 * f64::from(i);
+            let m = measurement(0.050, 0.002, at);
+            let pending = sys.discipline().pending_phase(t(at));
+            let u = sys.handle_measurement(&1, &m, t(at));
+            let Some(Action::Slew { phase, max_rate: Some(_), .. }) = u.clock else { continue };
+            let stored = sys.peers[&1].filter.stages()[0].sample.expect("the sample just stored");
+            assert_eq!(stored.time, t(at));
+            let expected = (m.offset - phase).to_seconds_f64();
+            let got = stored.offset.to_seconds_f64();
+            assert!((got - expected).abs() < 1e-9, "at {at} s, {pending:?} pending: stored {got:.9} s, measured less the slew {expected:.9} s");
+            if pending.to_seconds_f64().abs() > 1e-6 {
+                replaced += 1;
+            }
+        }
+        assert!(replaced > 0, "no slew was still in progress at a sample");
+    }
 }

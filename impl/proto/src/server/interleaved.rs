@@ -179,6 +179,7 @@ mod tests {
         }
         let kept = (0..n).filter(|&i| s.take(client(i), rx(i, 2)).is_some()).count();
         assert!(kept as f64 >= 0.999 * f64::from(n), "{kept} of {n} clients kept their pair");
+        assert_eq!(s.capacity(), 1 << 18);
         assert_eq!(s.table_bytes(), (1 << 18) * 40 + (1 << 18) / 8, "40 octets a slot and one bit");
     }
 }

@@ -205,6 +205,15 @@ mod tests {
         Fix { server, master, session: ClientSession::new(keys, cookies), rng, from: "[2001:db8::5]:40000".parse().unwrap() }
     }
 
+    /// [`fix`] after the server's master keys have rotated twice: the
+    /// client's cookies no longer open (NTSN).
+    fn fix_with_unknown_cookies(rate_limited: bool) -> Fix {
+        let mut f = fix(rate_limited);
+        f.master.rotate(0, &mut f.rng);
+        f.master.rotate_if_due(u64::MAX / 2, &mut f.rng);
+        f
+    }
+
     impl Fix {
         /// One exchange; the reply octets and what the client made of them.
         fn exchange(&mut self, h: [u8; 48], now_s: f64) -> (Vec<u8>, NtsReplyKind, Result<ResponseKind, crate::nts::ResponseError>) {
@@ -247,9 +256,7 @@ mod tests {
 
     #[test]
     fn bad_cookie_gets_ntsn_and_plain_requests_stay_plain() {
-        let mut f = fix(false);
-        f.master.rotate(0, &mut f.rng);
-        f.master.rotate_if_due(u64::MAX / 2, &mut f.rng);
+        let mut f = fix_with_unknown_cookies(false);
         let (reply, kind, verdict) = f.exchange(header(0, 0, 9), 0.0);
         assert_eq!((kind, verdict), (NtsReplyKind::Nak, Ok(ResponseKind::NtsNak)));
         assert_eq!(&reply[12..16], b"NTSN");
@@ -284,5 +291,17 @@ mod tests {
         }
         assert_eq!(kinds[0], NtsReplyKind::Protected);
         assert!(kinds.contains(&NtsReplyKind::Kod), "{kinds:?}");
+    }
+
+    #[test]
+    fn over_the_rate_a_request_with_an_unknown_cookie_gets_a_rate_kod_not_a_nak() {
+        // The rate limit comes first: a client over it gets the RATE KoD
+        // (its Unique Identifier echoed) whether or not its cookie opens.
+        let mut f = fix_with_unknown_cookies(true);
+        let (_, kind, _) = f.exchange(header(0, 0, 9), 0.0);
+        assert_eq!(kind, NtsReplyKind::Nak, "within the rate: NTSN");
+        let (reply, kind, verdict) = f.exchange(header(0, 0, 10), 0.001);
+        assert_eq!((kind, verdict), (NtsReplyKind::Kod, Ok(ResponseKind::Kiss(*b"RATE"))));
+        assert_eq!(&reply[12..16], b"RATE");
     }
 }

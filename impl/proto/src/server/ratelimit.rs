@@ -392,6 +392,29 @@ mod tests {
         assert_eq!(rl.len(), 4);
     }
 
+    #[test]
+    fn once_every_client_has_drained_a_newcomer_gets_a_slot_and_the_full_burst() {
+        // One bucket of 4 slots, each held by a client that sent once at 1 s
+        // (never a KoD): both its buckets have drained by 10 s, so it may be
+        // forgotten, and a newcomer then gets a slot of its own (burst 4),
+        // not the overflow's shared burst of 1.
+        let config = RateLimitConfig { interval_ns_min: 2 * S, kod_interval_ns_min: 2 * S, burst: 4, slots: 4, ..Default::default() };
+        let mut rl = RateLimiter::new(config, [9; 16]);
+        assert_eq!(rl.config(), &config);
+        assert!(rl.is_empty());
+        for a in 1..=4u8 {
+            assert_eq!(rl.check_request(S, IpAddr::V4([10, 0, 0, a].into())), RateVerdict::Serve);
+        }
+        assert!(!rl.is_empty());
+        assert_eq!(rl.len(), 4);
+        let newcomer = ip("10.0.0.5");
+        for n in 0..4 {
+            assert_eq!(rl.check_request(10 * S + n, newcomer), RateVerdict::Serve, "burst request {n}");
+        }
+        assert_eq!(rl.check_request(10 * S + 4, newcomer), RateVerdict::SendKod);
+        assert_eq!(rl.len(), 4);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
         #[test]

@@ -240,6 +240,24 @@ mod tests {
         assert!(b.is_active(at(43_199.0), false));
     }
 
+    #[test]
+    fn the_window_is_open_at_both_ends() {
+        // `is_active` (the smear REFID is served) only strictly inside the
+        // window: not at its first instant, where the correction is still 0,
+        // nor at its last (style a: the step, when 23:59:60 begins and the
+        // clock reads L - 1 s again; style b: 43 200 s after it, at 11:59:59).
+        for (style, start, end, in_inserted_second) in
+            [(SmearStyle::BeforeLeap, -86_400.0, -1.0, true), (SmearStyle::Centered, -43_200.0, 43_199.0, false)]
+        {
+            let c = cfg(style, LeapKind::Insert);
+            assert_eq!(c.window_start(), at(start));
+            assert!(!c.is_active(at(start), false), "{style:?} at its start");
+            assert!(c.is_active(at(start + 1e-6), false), "{style:?} just after its start");
+            assert!(c.is_active(at(end - 1e-6), in_inserted_second), "{style:?} just before its end");
+            assert!(!c.is_active(at(end), in_inserted_second), "{style:?} at its end");
+        }
+    }
+
     /// Walks real elapsed time across the leap with a clock that steps as a
     /// kernel does and checks the served time is continuous, monotonic and runs
     /// at 1 - σ/W inside the window and 1 outside.

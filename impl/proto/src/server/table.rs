@@ -357,6 +357,63 @@ mod tests {
         assert!(t.find([9_999, 0]).is_none());
     }
 
+    /// A table of one bucket (4 slots) holding keys 1..=4 with ages 40, 10,
+    /// 30, 20 (the oldest neither first nor last).
+    fn one_full_bucket() -> SlotTable<u64> {
+        let mut t: SlotTable<u64> = SlotTable::new(4, [7; 16]);
+        for (k, age) in [(1, 40), (2, 10), (3, 30), (4, 20)] {
+            assert!(matches!(t.find_or_claim([k, 0], age, |_| false, |v| *v), Claim::Inserted(_)));
+        }
+        t
+    }
+
+    #[test]
+    fn a_full_bucket_gives_up_its_oldest_slot_or_for_a_claim_its_oldest_idle_one() {
+        let present = |t: &SlotTable<u64>| (1..=5).filter(|&k| t.find([k, 0]).is_some()).collect::<Vec<_>>();
+        let mut t = one_full_bucket();
+        let (_, found) = t.find_or_insert([5, 0], 50, |v| *v);
+        assert!(!found);
+        assert_eq!(present(&t), [1, 3, 4, 5], "key 2 (age 10) evicted");
+        // A claim gives up only a slot `idle` allows: here not age 10.
+        let mut t = one_full_bucket();
+        assert!(matches!(t.find_or_claim([5, 0], 50, |v| *v != 10, |v| *v), Claim::Inserted(_)));
+        assert_eq!(present(&t), [1, 2, 3, 5], "key 4 (age 20, the oldest idle) given up");
+    }
+
+    #[test]
+    fn a_claim_that_finds_no_slot_names_the_keys_own_bucket() {
+        // 8 slots, 2 buckets, every slot held by a value that may not be
+        // given up: a new key's claim fails and names its bucket, the one
+        // whose slots (i / 4) the key would take if it could evict.
+        let mut t: SlotTable<u64> = SlotTable::new(8, [7; 16]);
+        let mut k = 0;
+        while t.len() < 8 {
+            let _ = t.find_or_claim([k, 0], k, |_| false, |v| *v);
+            k += 1;
+        }
+        let mut buckets_seen = [false; 2];
+        for key in k..k + 16 {
+            let Claim::Full(b) = t.find_or_claim([key, 0], 0, |_| false, |v| *v) else { panic!("a slot for {key} in a full table") };
+            let (i, _) = t.clone().find_or_insert([key, 0], 0, |v| *v);
+            assert_eq!(b, i / 4, "key {key}");
+            buckets_seen[b] = true;
+        }
+        assert_eq!(buckets_seen, [true, true], "new keys in both buckets");
+    }
+
+    #[test]
+    fn a_table_is_empty_until_a_key_is_inserted_and_again_once_it_is_removed() {
+        let mut t: SlotTable<u64> = SlotTable::new(64, [7; 16]);
+        assert!(t.is_empty());
+        t.allocate();
+        assert!(t.is_empty(), "allocated, no key yet");
+        let (i, _) = t.find_or_insert([1, 0], 5, |v| *v);
+        assert!(!t.is_empty());
+        assert_eq!(t.len(), 1);
+        t.remove(i);
+        assert!(t.is_empty());
+    }
+
     #[test]
     fn a_fresh_table_allocates_on_its_first_claim() {
         // The first request of a rate-limited server reaches find_or_claim

@@ -154,6 +154,20 @@ fn drafts_it_does_not_speak_get_no_answer() {
 }
 
 #[test]
+fn an_output_buffer_shorter_than_the_request_gets_no_answer() {
+    // The answer is exactly as long as the request: a buffer that long is
+    // enough, one octet less is too small.
+    let mut s = server(open());
+    let now = t("2025-06-01T12:01:00Z");
+    let req = request(&[draft_field(Draft::D09)]);
+    let from = SocketAddr::new(ip("192.0.2.50"), 40000);
+    let mut out = vec![0; req.len()];
+    let short = s.handle(0, from, &req, now, &synced(), &mut out[..req.len() - 1]);
+    assert_eq!(short, ServerAction::Ignore(DropReason::OutputTooSmall));
+    assert!(matches!(s.handle(0, from, &req, now, &synced(), &mut out), ServerAction::Respond(r) if r.len == req.len()));
+}
+
+#[test]
 fn the_minus_07_padded_draft_name_is_answered_with_the_same_octets() {
     let mut s = server(open());
     let now = t("2025-06-01T12:01:00Z");
@@ -172,6 +186,7 @@ fn fields_are_echoed_and_what_is_left_out_is_padded() {
     filter.add(&V5ReferenceId::from_random([3; 15]));
     filter.0[200] = 0x5a;
     s.set_reference_ids(filter);
+    assert_eq!(s.reference_ids(), &filter);
     let nts_uid = FieldRepr::new(FieldType::from_u16(0x0104), vec![9; 32]);
     let mac = FieldBody::Mac { key_id: 1, mac: vec![0; 16] }.to_field();
     let fields = [
@@ -235,14 +250,20 @@ fn fields_are_echoed_and_what_is_left_out_is_padded() {
     assert!(h.problems_for(Draft::D08).is_empty(), "{:?}", h.problems_for(Draft::D08));
 }
 
+/// A first request in `draft` asking for interleaved mode, received at
+/// 12:01:00 and answered 30 µs later: those times and the answer's header.
+fn first_interleaved_request(s: &mut Server, draft: Draft) -> (NtpTime, NtpTime, Repr) {
+    let rx1 = t("2025-06-01T12:01:00Z");
+    let tx1 = rx1 + NtpDuration::from_seconds_f64(30e-6);
+    let (_, out) = exchange(s, &request_with(Timescale::Utc, Flags::INTERLEAVED, 0, &[draft_field(draft)]), rx1, tx1, &synced());
+    (rx1, tx1, parse(&out).0)
+}
+
 #[test]
 fn interleaved_mode_returns_the_earlier_transmit_timestamp() {
     let mut s = server(open());
     let clock = synced();
-    let rx1 = t("2025-06-01T12:01:00Z");
-    let tx1 = rx1 + NtpDuration::from_seconds_f64(30e-6);
-    let (_, out) = exchange(&mut s, &request_with(Timescale::Utc, Flags::INTERLEAVED, 0, &[draft_field(Draft::D08)]), rx1, tx1, &clock);
-    let (h1, _) = parse(&out);
+    let (rx1, tx1, h1) = first_interleaved_request(&mut s, Draft::D08);
     assert!(!h1.flags.interleaved(), "nothing saved yet: basic");
     assert_eq!(h1.server_cookie, rx1.to_timestamp().to_bits(), "a new cookie whenever interleaved is asked for");
     let req2 = request_with(Timescale::Utc, Flags::INTERLEAVED, h1.server_cookie, &[draft_field(Draft::D08)]);
@@ -332,6 +353,106 @@ fn unsynchronized_rate_limited_and_denied() {
         }
     }
     assert!(kods > 0, "20 requests in 20 ns are over the limit");
+}
+
+#[test]
+fn over_the_rate_a_drop_says_whether_a_kod_was_held_back() {
+    // Burst 1: a second request at the same instant is over the limit (a
+    // RATE KoD when KoDs are on), and a third is dropped: "KoD limited" when a KoD was
+    // held back by the KoD bucket, "rate limited" when KoDs are off.
+    let now = t("2025-06-01T12:01:00Z");
+    let req = request(&[draft_field(Draft::D09)]);
+    for (kod, third) in [(true, DropReason::KodLimited(KodKind::Rate)), (false, DropReason::RateLimited)] {
+        let mut s = server(ServerConfig { rate_limit: RateLimitConfig { burst: 1, kod, ..Default::default() }, ..Default::default() });
+        let mut actions = (0..3).map(|_| exchange(&mut s, &req, now, now, &synced()).0);
+        assert_eq!(reason_of(actions.next().unwrap()), ResponseReason::Basic);
+        let second = actions.next().unwrap();
+        if kod {
+            assert_eq!(reason_of(second), ResponseReason::KodSent(KodKind::Rate));
+        } else {
+            assert_eq!(second, ServerAction::Ignore(DropReason::RateLimited));
+        }
+        assert_eq!(actions.next(), Some(ServerAction::Ignore(third)), "KoDs on: {kod}");
+    }
+}
+
+#[test]
+fn a_server_cookie_without_the_interleaved_flag_gets_a_basic_answer() {
+    let mut s = server(open());
+    let clock = synced();
+    let (rx1, _, h1) = first_interleaved_request(&mut s, Draft::D09);
+    let cookie = h1.server_cookie;
+    assert_ne!(cookie, 0);
+    let rx2 = rx1 + NtpDuration::from_seconds(16);
+    let tx2 = rx2 + NtpDuration::from_seconds_f64(30e-6);
+    let (a, out) = exchange(&mut s, &request_with(Timescale::Utc, 0, cookie, &[draft_field(Draft::D09)]), rx2, tx2, &clock);
+    let (h, _) = parse(&out);
+    assert_eq!(reason_of(a), ResponseReason::Basic);
+    assert!(!h.flags.interleaved());
+    assert_eq!((h.transmit_timestamp, h.server_cookie), (tx2.to_timestamp(), 0));
+}
+
+#[test]
+fn the_draft_names_alignment_octets_are_answered_as_zeros() {
+    // "draft-ietf-ntp-ntpv5-09" is 23 octets: one alignment octet follows,
+    // here 0xff in the request. Answers and refusals both send 0.
+    let name = Draft::D09.name().len();
+    assert_eq!(name % 4, 3);
+    let at = v5::HEADER_LEN + 4 + name;
+    let mut req = request(&[draft_field(Draft::D09)]);
+    req[at] = 0xff;
+    let now = t("2025-06-01T12:01:00Z");
+    let (_, out) = exchange(&mut server(open()), &req, now, now, &synced());
+    assert_eq!(out[at], 0, "a time answer");
+    let mut access = AccessList::default();
+    access.push_cidr("192.0.2.0/24", AccessAction::Restrict).unwrap();
+    let (a, out) = exchange(&mut server(ServerConfig { access, ..open() }), &req, now, now, &synced());
+    assert_eq!(reason_of(a), ResponseReason::KodSent(KodKind::Rstr));
+    assert_eq!(out[at], 0, "a refusal");
+}
+
+#[test]
+fn a_refusal_echoes_padding_in_place_and_pads_for_what_it_leaves_out() {
+    // Padding first, then the draft, then a Server Information field the
+    // refusal leaves out: the Padding answered where it was, the draft, and
+    // a new Padding for the 8 octets left out.
+    let mut access = AccessList::default();
+    access.push_cidr("192.0.2.0/24", AccessAction::KodDeny).unwrap();
+    let mut s = server(ServerConfig { access, ..open() });
+    let fields = [
+        FieldBody::Padding { body: vec![0; 8] }.to_field(),
+        draft_field(Draft::D09),
+        FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field(),
+    ];
+    let now = t("2025-06-01T12:01:00Z");
+    let (_, out) = exchange(&mut s, &request(&fields), now, now, &synced());
+    let (_, area) = parse(&out);
+    assert_eq!(
+        bodies(&area),
+        vec![
+            FieldBody::Padding { body: vec![0; 8] },
+            FieldBody::DraftIdentification { name: Draft::D09.name().as_bytes().to_vec() },
+            FieldBody::Padding { body: vec![0; 4] },
+        ]
+    );
+}
+
+#[test]
+fn a_reference_ids_request_gets_the_whole_filter_but_never_more() {
+    let mut s = server(open());
+    let mut filter = BloomFilter::EMPTY;
+    filter.0[0] = 0x11;
+    filter.0[BLOOM_FILTER_LEN - 1] = 0x22;
+    s.set_reference_ids(filter);
+    let now = t("2025-06-01T12:01:00Z");
+    let chunks = |s: &mut Server, asked: usize| {
+        let req = request(&[draft_field(Draft::D09), FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; asked - 2] }.to_field()]);
+        let (_, out) = exchange(s, &req, now, now, &synced());
+        let (_, area) = parse(&out);
+        bodies(&area).into_iter().filter(|b| matches!(b, FieldBody::ReferenceIdsResponse { .. })).collect::<Vec<_>>()
+    };
+    assert_eq!(chunks(&mut s, BLOOM_FILTER_LEN), vec![FieldBody::ReferenceIdsResponse { chunk: filter.0.to_vec() }]);
+    assert_eq!(chunks(&mut s, BLOOM_FILTER_LEN + 4), vec![], "more than the filter: left out");
 }
 
 #[test]

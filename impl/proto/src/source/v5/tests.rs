@@ -6,7 +6,7 @@ use super::*;
 use crate::server::{Server, ServerAction, ServerClockState, ServerConfig};
 use crate::source::Measurement;
 use crate::time::NtpDuration;
-use crate::wire::v5::{Draft, V5ReferenceId};
+use crate::wire::v5::{Draft, Time32, V5ReferenceId};
 use core::net::SocketAddr;
 use proptest::prelude::*;
 
@@ -200,6 +200,13 @@ fn reply_checks() {
     assert_eq!(reject(|r| r[12] = 1), Some(SourceEvent::Rejected(R::WrongTimescale)));
     assert_eq!(reject(|r| r[15] |= 4), Some(SourceEvent::Rejected(R::CryptoNak)));
     assert_eq!(reject(|r| r.truncate(40)), Some(SourceEvent::Rejected(R::TooShort)));
+    // Root distance: half the root delay (15 s) plus the root dispersion
+    // (10 s), 17.5 s, is at least MAXDISP (16 s).
+    let far = |r: &mut Vec<u8>| {
+        r[4..8].copy_from_slice(&Time32::from_seconds_f64(15.0).to_bits().to_be_bytes());
+        r[8..12].copy_from_slice(&Time32::from_seconds_f64(10.0).to_bits().to_be_bytes());
+    };
+    assert_eq!(reject(far), Some(SourceEvent::Rejected(R::RootDistance)));
     // Found by the v5_client fuzz target: an NTPv4 header over the reply carries
     // the client cookie where NTPv4's origin timestamp is; it is no answer.
     assert_eq!(reject(|r| r[0] = 0x24), Some(SourceEvent::Rejected(R::BadVersion)));
@@ -215,7 +222,11 @@ fn reply_checks() {
     assert_eq!(exchange(&mut s, &mut srv, 0, refuse(127)).1, Some(SourceEvent::Demobilize(KissCode::Deny)));
     assert_eq!(s.poll_timeout(), None);
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
-    assert!(matches!(exchange(&mut s, &mut srv, 0, refuse(9)).1, Some(SourceEvent::RateLimited { poll_log2: 9, .. })));
+    let held_off = SourceEvent::RateLimited { poll_log2: 9, next_poll_at: Instant::from_secs(512) };
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(9)).1, Some(held_off), "2^9 s from now, no jitter");
+    // A poll no higher than the source's own (4) holds nothing off.
+    let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(4)).1, Some(SourceEvent::Rejected(R::StratumUnsynchronized)));
     // The server's Poll is a floor: poll 6 from a server keeps the source at 64 s.
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
     sample(exchange(&mut s, &mut srv, 0, |r| r[2] = 6).1);
@@ -227,6 +238,30 @@ fn reply_checks() {
     let mut v5reply = buf;
     v5reply[0] = 0x2c;
     assert_eq!(s.handle_response(Instant::ZERO, &v5reply, t0(), None), SourceEvent::Rejected(R::BadVersion));
+}
+
+#[test]
+fn a_sample_sets_the_reach_bit_and_schedules_the_next_poll_at_the_servers_floor() {
+    // The server's Poll (6) is a floor: the next request goes 2^6 s after
+    // this one (no jitter), not the 2^4 s planned when it was sent.
+    let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
+    sample(exchange(&mut s, &mut server(true), 0, |r| r[2] = 6).1);
+    assert_eq!(s.reach() & 1, 1);
+    assert_eq!(s.poll_timeout(), Some(Instant::from_secs(64)));
+}
+
+#[test]
+fn after_the_answer_a_replay_is_a_duplicate_a_second_answer_already_answered_and_another_cookie_unsolicited() {
+    use RejectReason as R;
+    let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
+    let mut reply = Vec::new();
+    sample(exchange(&mut s, &mut server(true), 0, |r| reply = r.clone()).1);
+    let mut again = |bytes: &[u8]| s.handle_response(Instant::from_secs(1), bytes, t0() + NtpDuration::from_seconds(1), None);
+    assert_eq!(again(&reply), SourceEvent::Rejected(R::Duplicate), "the same transmit timestamp");
+    reply[47] ^= 1;
+    assert_eq!(again(&reply), SourceEvent::Rejected(R::AlreadyAnswered), "another transmit timestamp, the same cookie");
+    reply[31] ^= 1;
+    assert_eq!(again(&reply), SourceEvent::Rejected(R::Unsolicited), "a cookie this source never sent");
 }
 
 proptest! {
