@@ -28,7 +28,7 @@ WORK=${WORK:-/tmp/ntplab-compare-chrony}
 SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
 
-CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 009-1-falseticker 010 011"
+CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 009-1-falseticker 010 011 014 126"
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lh" o; do
@@ -57,6 +57,13 @@ case_setup() {
             scenario=chrony-003-large-frequency-offset-minus-0.05 ;;
         004-plus-100) time_offset=1e2 max_sync_time=1400 window=1400
             scenario=chrony-004-large-time-offset-plus-100s ;;
+        006) time_offset=1e0 jitter=1e-1
+            scenario=chrony-006-large-jitter ;;
+        014) base_delay='(+ 1e-4 (* -1 (equal 0.1 (min (% time 10000) 1200) 1200)))' limit=100000
+            scenario=chrony-014-intermittent-link ;;
+        126) base_delay='(+ 1e-4 (* -1 (equal 0.1 from 2) (equal 0.1 to 1) (equal 0.1 (min (% (sum 1) 4) 1) 1)))'
+            client_server_options="burst polltarget 1" max_sync_time=730 window=730
+            scenario=chrony-126-burst ;;
         009-1-falseticker) base_delay=1e-3 servers=5 falsetickers=1 node=6
             scenario=chrony-009-source-selection-1-falsetickers-of-5 ;;
         010) export CLKNETSIM_RECV_MULTIPLY=4; limit=50000 client_server_options="minpoll 6 maxpoll 6"
