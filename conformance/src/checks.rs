@@ -131,6 +131,8 @@ impl std::fmt::Debug for Check {
 
 /// RFC 5905 STEPT: offsets below it are slewed, seconds.
 pub const STEPT_S: f64 = 0.125;
+/// RFC 5905 MAXDISP (s): a reply whose root distance reaches it is insane (§8).
+pub const MAXDISP_S: f64 = 16.0;
 /// RFC 8633 §5.4: a RATE back-off must stay at or below 2^13 s.
 pub const RATE_POLL_CAP_S: f64 = 8192.0;
 /// RFC 5905 MAXPOLL: 2^17 s.
@@ -356,7 +358,11 @@ impl<'a> Analysis<'a> {
                         ReplyClass::SecondReply
                     } else if h.stratum == 0 {
                         ReplyClass::Kiss
-                    } else if h.leap == LeapIndicator::Unsynchronized || h.stratum >= 16 || h.transmit_timestamp.is_zero() {
+                    } else if h.leap == LeapIndicator::Unsynchronized
+                        || h.stratum >= 16
+                        || h.transmit_timestamp.is_zero()
+                        || h.root_delay.to_seconds_f64() / 2.0 + h.root_dispersion.to_seconds_f64() >= MAXDISP_S
+                    {
                         ReplyClass::Insane
                     } else {
                         ReplyClass::Fresh
@@ -484,7 +490,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "client-rejects-zero-origin", title: "replies with origin 0 are discarded", run: |a| client_rejects(a, &[ReplyClass::ZeroOrigin], "zero-origin replies") },
     Check { id: "client-rejects-duplicate", title: "duplicate and replayed replies are discarded", run: |a| client_rejects(a, &[ReplyClass::Duplicate], "duplicate or replayed replies") },
     Check { id: "client-rejects-second-reply", title: "a second, different reply to an answered request is discarded", run: |a| client_rejects(a, &[ReplyClass::SecondReply], "second replies") },
-    Check { id: "client-rejects-insane", title: "replies with LI 3, stratum >= 16 or transmit 0 give no sample", run: |a| client_rejects(a, &[ReplyClass::Insane], "unsynchronized or insane replies") },
+    Check { id: "client-rejects-insane", title: "replies with LI 3, stratum >= 16, transmit 0 or root distance (root delay / 2 + root dispersion) >= MAXDISP give no sample", run: |a| client_rejects(a, &[ReplyClass::Insane], "unsynchronized or insane replies") },
     Check { id: "kod-no-sample", title: "no kiss-o'-death is used as a time sample", run: kod_no_sample },
     Check { id: "kod-rate-backoff", title: "after RATE the client's interval to that server grows", run: kod_rate_backoff },
     Check { id: "kod-rate-cap", title: "after RATE the interval stays at or below 2^13 s and the client keeps polling", run: kod_rate_cap },

@@ -585,6 +585,10 @@ fn metas() -> Vec<Meta> {
     let reject = |what: &str| ev(2.003, what, S);
     let bad_ef = good(0x24, 1, "GPS", OK_ORG) + "01040100" + &"00".repeat(24);
     let short = good(0x24, 1, "GPS", OK_ORG)[..94].to_string();
+    let far = {
+        let g = good(0x24, 1, "GPS", OK_ORG);
+        format!("{}00020000000f0000{}", &g[..8], &g[24..])
+    };
     let wrong_kiss = {
         let req = pkt(1, 0.0, 0.001, 0.0, 0.001, C, S, &hdr(0x23, 0, "", 0, 0, 0x1000));
         let rep = pkt(2, 0.001, 0.002, 0.001, 0.002, S, C, &hdr(0xe4, 0, "DENY", 0x1001, 0, 0));
@@ -654,6 +658,12 @@ fn metas() -> Vec<Meta> {
             check: "client-rejects-insane",
             pass: frag(&answered_by(&good(0xe4, 1, "GPS", OK_ORG)), &ev(1.004, "Rejected(Unsynchronized)", S)),
             fail: frag(&answered_by(&good(0xe4, 1, "GPS", OK_ORG)), ""),
+        },
+        Meta {
+            // Root delay 2 s, root dispersion 15 s: root distance 1 + 15 s = MAXDISP.
+            check: "client-rejects-insane",
+            pass: frag(&answered_by(&far), &ev(1.004, "Rejected(RootDistance)", S)),
+            fail: frag(&answered_by(&far), ""),
         },
         Meta { check: "kod-no-sample", pass: kiss("XFOO", "Kiss(Unknown([88, 70, 79, 79]))"), fail: frag(&kiss_flow("XFOO", &[16.0]), "") },
         Meta {

@@ -84,10 +84,17 @@ impl ScriptedPeer {
             Behavior::Silent => return Vec::new(),
             Behavior::Insane => {
                 let good = self.good_reply(&req, rx_true, tx_true, 0.0);
-                let bad = match self.replies % 3 {
+                let bad = match self.replies % 4 {
                     0 => Repr { leap: LeapIndicator::Unsynchronized, ..good },
                     1 => Repr { stratum: 16, ..good },
-                    _ => Repr { transmit_timestamp: ntplab_proto::time::NtpTimestamp::ZERO, ..good },
+                    2 => Repr { transmit_timestamp: ntplab_proto::time::NtpTimestamp::ZERO, ..good },
+                    // Root distance δ/2 + ε = 1 + 15 s: at MAXDISP, rejected
+                    // (δ + ε/2 would be 9.5 s and pass).
+                    _ => Repr {
+                        root_delay: ntplab_proto::wire::short::NtpShort::from_bits(2 << 16),
+                        root_dispersion: ntplab_proto::wire::short::NtpShort::from_bits(15 << 16),
+                        ..good
+                    },
                 };
                 bad.to_bytes().to_vec()
             }
@@ -331,9 +338,9 @@ mod tests {
     }
 
     #[test]
-    fn insane_replies_cycle_through_the_three_faults() {
+    fn insane_replies_cycle_through_the_four_faults() {
         let mut p = ScriptedPeer::new(Behavior::Insane, 2, 1);
-        let hs: Vec<Repr> = (1..=3).map(|i| header(&p.respond(&request(i), t(RX), t(TX)).unwrap())).collect();
+        let hs: Vec<Repr> = (1..=4).map(|i| header(&p.respond(&request(i), t(RX), t(TX)).unwrap())).collect();
         for (i, h) in hs.iter().enumerate() {
             assert_eq!(h.origin_timestamp.to_bits(), i as u64 + 1, "each answers its request");
             assert_eq!(h.mode, Mode::Server);
@@ -341,6 +348,8 @@ mod tests {
         assert_eq!((hs[0].leap, hs[0].stratum), (LeapIndicator::Unsynchronized, 2));
         assert_eq!((hs[1].leap, hs[1].stratum), (LeapIndicator::NoWarning, 16));
         assert!(hs[2].transmit_timestamp.is_zero() && hs[2].stratum == 2 && hs[2].leap == LeapIndicator::NoWarning);
+        assert_eq!((hs[3].root_delay.to_bits(), hs[3].root_dispersion.to_bits()), (2 << 16, 15 << 16));
+        assert!(!hs[3].transmit_timestamp.is_zero() && hs[3].stratum == 2, "only the root distance is insane");
     }
 
     #[test]
