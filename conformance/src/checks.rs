@@ -16,6 +16,7 @@
 //! a reply delivered to a daemon's source socket that produced no
 //! `source_reply` event as used.
 
+mod interleaved;
 mod nts;
 mod v5;
 
@@ -344,9 +345,13 @@ impl<'a> Analysis<'a> {
                 _ if duplicate => ReplyClass::Duplicate,
                 (Some(h), Some(r)) => {
                     let req_xmt = xmt(&pk[r]);
+                    // An interleaved request (RFC 9769 §2) carries a receive
+                    // timestamp, which an interleaved reply echoes as origin.
+                    let interleaved_answer =
+                        pk[r].header.is_some_and(|q| !q.receive_timestamp.is_zero() && q.receive_timestamp == h.origin_timestamp);
                     if h.origin_timestamp.is_zero() {
                         ReplyClass::ZeroOrigin
-                    } else if Some(h.origin_timestamp) != req_xmt {
+                    } else if Some(h.origin_timestamp) != req_xmt && !interleaved_answer {
                         if answered.contains(&r) {
                             ReplyClass::Unsolicited
                         } else if h.stratum == 0 {
@@ -442,6 +447,10 @@ pub const CHECKS: &[Check] = &[
     Check { id: "v5-refids", title: "NTPv5 requests ask for a Reference IDs chunk within the filter; responses have its length", run: v5::refids },
     Check { id: "v5-version", title: "NTPv5 requests are answered in NTPv5, never in NTPv4", run: v5::version },
     Check { id: "v5-negotiation", title: "the NTP5DRFT marker comes back only when asked for, and the client then speaks NTPv5", run: v5::negotiation },
+    Check { id: "interleaved-tx-ne-rx", title: "an interleaving daemon never sends a time packet whose transmit timestamp equals its receive timestamp (RFC 9769 §2)", run: interleaved::tx_ne_rx },
+    Check { id: "server-interleaved-detect", title: "a server answers interleaved only with interleaved mode on, to a request with receive != transmit whose origin is a receive timestamp it gave that client and has not used yet (RFC 9769 §2)", run: interleaved::server_detect },
+    Check { id: "client-interleaved-request", title: "an interleaved request names a reply that socket received, carries a random receive timestamp (not its arrival reading), and at most 4 name the same reply (RFC 9769 §2, §6)", run: interleaved::client_request },
+    Check { id: "client-interleaved-sample", title: "an interleaved sample is the previous exchange's T1, T2 and T4 with the interleaved reply's T3 (RFC 9769 §2, the first set)", run: interleaved::client_sample },
     Check { id: "nts-uid", title: "NTS requests carry one Unique Identifier of at least 32 octets, never repeated", run: nts::uid_length },
     Check { id: "nts-uid-echo", title: "every reply to a request with a Unique Identifier echoes it, NTSN included", run: nts::uid_echo },
     Check { id: "nts-client-request", title: "NTS requests carry one Unique Identifier, one cookie and one authenticator, the authenticator last", run: nts::client_request_shape },
@@ -468,7 +477,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "nts-ntsn-rekey", title: "after an NTSN the client re-keys before its next NTS request, and is not NAKed again", run: nts::ntsn_rekey },
     Check { id: "nts-ke-ntp-address", title: "NTS-KE Server and Port records are well formed, and the client sends NTP where they say (else to the KE server)", run: nts::ke_ntp_address },
     Check { id: "nts-server-response", title: "replies to NTS requests carry the identifier and one final authenticator, no cookie in the clear", run: nts::server_response_shape },
-    Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin; receive and transmit are its clock at arrival and departure", run: server_echoes_origin },
+    Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin (an interleaved reply: its receive timestamp, RFC 9769 §2); receive and transmit are its clock at arrival and departure (interleaved: the departure of the reply whose receive timestamp the request names)", run: server_echoes_origin },
     Check { id: "server-copies-version", title: "server replies with the request's version number", run: server_copies_version },
     Check { id: "server-mode-map", title: "client-mode requests are answered in server mode", run: server_mode_map },
     Check { id: "server-reply-address", title: "server replies go back to the request's source from the address it was sent to", run: server_reply_address },
@@ -533,23 +542,37 @@ const SMEAR_RESOLUTION_S: f64 = 2.4e-7;
 
 fn server_echoes_origin(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
-    // Receive timestamps a daemon handed out, per (server, client address), for interleaved replies.
-    let mut given_rx: BTreeMap<(SocketAddr, IpAddr), BTreeSet<u64>> = BTreeMap::new();
+    // Per (server, client address): the receive timestamps a daemon handed
+    // out, with the server clock when that reply left (its exact transmit
+    // time, which an interleaved reply to it carries).
+    let mut given_rx: BTreeMap<(SocketAddr, IpAddr), BTreeMap<u64, NtpTime>> = BTreeMap::new();
     for pair in &a.server_pairs {
         let (req, rep) = (a.pk(pair.request), a.pk(pair.reply));
-        let (Some((org, rx, tx)), Some(req_xmt)) = (ts(rep), xmt(req)) else { continue };
-        let interleaved = matches!(a.ctx.host_at(rep.src.ip()).map(|h| &h.kind), Some(HostKind::Daemon { interleaved: true, .. }));
+        let (Some((org, rx, tx)), Some((req_org, req_rx, req_xmt))) = (ts(rep), ts(req)) else { continue };
+        let interleaving = matches!(a.ctx.host_at(rep.src.ip()).map(|h| &h.kind), Some(HostKind::Daemon { interleaved: true, .. }));
         let known_rx = given_rx.entry((rep.src, rep.dst.ip())).or_default();
-        let org_ok = org == req_xmt || (interleaved && known_rx.contains(&org.to_bits()));
-        known_rx.insert(rx.to_bits());
+        // An interleaved reply (RFC 9769 §2) echoes the request's receive
+        // timestamp, to a request whose origin is a receive timestamp this
+        // server gave that client, and carries the exact transmit time of
+        // the reply that gave it.
+        let previous_send = (interleaving && org != req_xmt && !req_rx.is_zero() && org == req_rx)
+            .then(|| known_rx.get(&req_org.to_bits()).copied())
+            .flatten();
+        let org_ok = org == req_xmt || previous_send.is_some();
+        known_rx.insert(rx.to_bits(), rep.sender_local);
         let (Some(arrival_local), Some(_)) = (req.receiver_local, req.received) else { continue };
         // Smeared time differs from the server clock by the correction its REFID names.
         let smear = rep.header.map_or(0.0, |h| smear_s(&h));
+        let sent_local = previous_send.unwrap_or(rep.sender_local);
         let rx_err = (secs(t_resolve(rx, arrival_local) - arrival_local) + smear).abs();
-        let tx_err = (secs(t_resolve(tx, rep.sender_local) - rep.sender_local) + smear).abs();
-        let order_ok = secs(t_resolve(tx, rep.sender_local) - t_resolve(rx, rep.sender_local)) >= 0.0;
+        let tx_err = (secs(t_resolve(tx, sent_local) - sent_local) + smear).abs();
+        // Basic: the reply leaves after the request arrived; interleaved: the
+        // reply it times left before this request arrived.
+        let tx_minus_rx = secs(t_resolve(tx, rep.sender_local) - t_resolve(rx, rep.sender_local));
+        let order_ok = if previous_send.is_some() { tx_minus_rx <= 0.0 } else { tx_minus_rx >= 0.0 };
         let noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
         let tol = 1e-3 + 10.0 * noise;
+        let mode = if previous_send.is_some() { "interleaved" } else { "basic" };
         let cite = || format!("{} answering {} ({})", rep.cite(), req.cite(), a.flow_name(rep));
         if !org_ok {
             t.bad(|| format!("{}: origin {:016x} != request transmit {:016x}", cite(), org.to_bits(), req_xmt.to_bits()));
@@ -557,11 +580,11 @@ fn server_echoes_origin(a: &Analysis<'_>) -> Outcome {
             // A kiss-o'-death: receive and transmit are undefined (RFC 5905 §7.4).
             t.good(|| format!("{}: kiss-o'-death, origin {:016x} echoed", cite(), org.to_bits()));
         } else if rx.is_zero() || tx.is_zero() || !order_ok {
-            t.bad(|| format!("{}: receive {:016x}, transmit {:016x} (zero or transmit before receive)", cite(), rx.to_bits(), tx.to_bits()));
+            t.bad(|| format!("{}: {mode}, receive {:016x}, transmit {:016x} (zero or out of order)", cite(), rx.to_bits(), tx.to_bits()));
         } else if rx_err > tol || tx_err > tol {
-            t.bad(|| format!("{}: receive off the server clock by {rx_err:.3e} s, transmit by {tx_err:.3e} s (tolerance {tol:.0e} s)", cite()));
+            t.bad(|| format!("{}: {mode}, receive off the server clock by {rx_err:.3e} s, transmit by {tx_err:.3e} s (tolerance {tol:.0e} s)", cite()));
         } else {
-            t.good(|| format!("{}: origin {:016x} echoed", cite(), org.to_bits()));
+            t.good(|| format!("{}: {mode}, origin {:016x} echoed", cite(), org.to_bits()));
         }
     }
     t.outcome("daemon replies", "no daemon served a request in this run")
@@ -977,6 +1000,28 @@ fn kod_deny_stops(a: &Analysis<'_>) -> Outcome {
     t.outcome("DENY/RSTR kisses", "no DENY or RSTR kiss reached a daemon client")
 }
 
+/// For an interleaved reply (RFC 9769 §2: its origin is the receive
+/// timestamp of the request it answers), the exchange it completes: the
+/// earlier reply to the same socket whose receive timestamp the request
+/// named as origin, with that reply's request. `None`: a basic reply;
+/// `Some(None)`: interleaved, but that exchange is not in the trace.
+fn interleaved_previous<'b>(a: &'b Analysis<'_>, c: &ClientReply) -> Option<Option<(&'b PacketRec, &'b PacketRec)>> {
+    let (rep, req) = (a.pk(c.packet), a.pk(c.request?));
+    let (h, q) = (rep.header?, req.header?);
+    if q.receive_timestamp.is_zero() || h.origin_timestamp != q.receive_timestamp || h.origin_timestamp == q.transmit_timestamp {
+        return None;
+    }
+    let previous = a.client_replies.iter().find_map(|p| {
+        let pp = a.pk(p.packet);
+        let named = pp.src == rep.src
+            && pp.dst == rep.dst
+            && pp.received_t_s.is_some_and(|r| r <= req.sent_t_s)
+            && pp.header.is_some_and(|ph| ph.receive_timestamp == q.origin_timestamp);
+        named.then(|| p.request.map(|r| (a.pk(r), pp))).flatten()
+    });
+    Some(previous)
+}
+
 fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
     let mut worst: f64 = 0.0;
@@ -986,13 +1031,23 @@ fn offset_delay_formula(a: &Analysis<'_>) -> Outcome {
             continue; // scripted peers may lie on purpose
         }
         let Some(req) = c.request.map(|r| a.pk(r)) else { continue };
-        let (Some(h), Some(req_rx_local), Some(req_rx), Some(t4), Some(rep_rx)) =
-            (rep.header, req.receiver_local, req.received, rep.receiver_local, rep.received)
-        else {
+        let Some(h) = rep.header else { continue };
+        // The exchange the reply measures: its own, or for an interleaved
+        // reply (RFC 9769 §2) the previous one: the reply whose receive
+        // timestamp the request names, whose exact departure this one carries.
+        let (req, rep, rx_ts) = match interleaved_previous(a, c) {
+            Some(None) => continue,
+            Some(Some((prev_req, prev_rep))) => match prev_rep.header {
+                Some(ph) => (prev_req, prev_rep, ph.receive_timestamp),
+                None => continue,
+            },
+            None => (req, rep, h.receive_timestamp),
+        };
+        let (Some(req_rx_local), Some(req_rx), Some(t4), Some(rep_rx)) = (req.receiver_local, req.received, rep.receiver_local, rep.received) else {
             continue;
         };
         let t1 = req.sender_local;
-        let t2 = h.receive_timestamp.resolve(req_rx_local);
+        let t2 = rx_ts.resolve(req_rx_local);
         let t3 = h.transmit_timestamp.resolve(rep.sender_local);
         // A smeared reply measures the smeared time scale; undo the correction its
         // REFID names to compare with the server's own clock.
@@ -1295,7 +1350,12 @@ struct ClientSample<'b> {
     t4: NtpTime,
     /// The client's precision in seconds (`local_precision_s`), when the event gives it.
     local_precision: Option<f64>,
-    /// The reply it was computed from (index into packets), matched by source and T2/T3.
+    /// An interleaved sample (`"interleaved": true`, RFC 9769 §2): T1, T2
+    /// and T4 are the previous exchange's, T3 the exact send time of its
+    /// reply, which the newest reply carried.
+    interleaved: bool,
+    /// The reply it was computed from (index into packets), matched by
+    /// source and T2/T3 (an interleaved sample's: the previous reply, by T2 and T4).
     reply: Option<usize>,
     /// The request that reply answers.
     request: Option<usize>,
@@ -1338,9 +1398,13 @@ fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, Strin
             out.push(Err(format!("events.jsonl:{}: sample event without source, offset_s, delay_s, dispersion_s and t1..t4", e.line)));
             continue;
         };
+        let interleaved = d.get("interleaved").and_then(serde_json::Value::as_bool).unwrap_or(false);
         // The reply: from that source to this host, arrived by the event, with
-        // exactly the receive and transmit timestamps the client used.
+        // exactly the receive and transmit timestamps the client used; for an
+        // interleaved sample, the previous reply, with the receive timestamp
+        // the client used, that arrived when it read T4.
         let near = |ts: NtpTimestamp, want: NtpTime| secs(ts.resolve(want) - want).abs() <= SAMPLE_ROUNDING_S;
+        let arrived_at_t4 = |c: &&ClientReply| a.pk(c.packet).receiver_local.is_some_and(|l| secs(l - t4).abs() <= SAMPLE_ROUNDING_S);
         // Of several (the copies of a duplicated reply, or replies to the
         // copies of a duplicated request), the one that arrived when the
         // client read T4.
@@ -1351,8 +1415,14 @@ fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, Strin
                 let p = a.pk(c.packet);
                 p.src == source
                     && p.dst.ip() == host.address
-                    && p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6 && r >= e.t_s - 2.0)
-                    && p.header.is_some_and(|h| near(h.receive_timestamp, t2) && near(h.transmit_timestamp, t3))
+                    && if interleaved {
+                        p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6)
+                            && p.header.is_some_and(|h| near(h.receive_timestamp, t2))
+                            && arrived_at_t4(c)
+                    } else {
+                        p.received_t_s.is_some_and(|r| r <= e.t_s + 1e-6 && r >= e.t_s - 2.0)
+                            && p.header.is_some_and(|h| near(h.receive_timestamp, t2) && near(h.transmit_timestamp, t3))
+                    }
             })
             .min_by(|x, y| {
                 let off = |c: &&ClientReply| a.pk(c.packet).receiver_local.map_or(f64::INFINITY, |l| secs(l - t4).abs());
@@ -1370,6 +1440,7 @@ fn client_samples<'b>(a: &'b Analysis<'_>) -> Vec<Result<ClientSample<'b>, Strin
             t3,
             t4,
             local_precision: num("local_precision_s").filter(|p| *p > 0.0),
+            interleaved,
             reply: reply.map(|c| c.packet),
             request: reply.and_then(|c| c.request),
         }));
@@ -1457,6 +1528,20 @@ fn sample_truth(a: &Analysis<'_>, s: &ClientSample<'_>) -> Option<SampleTruth> {
     let forward = secs(req_rx - req.sent);
     let backward = secs(rep_rx - rep.sent);
     let server_noise = a.ctx.host_at(rep.src.ip()).map_or(0.0, |h| h.noise_s);
+    // When the client converted T4: as it handled the reply (the sample
+    // event); an interleaved sample's reply was handled an exchange earlier,
+    // at the first sample event from that source after it arrived.
+    let handled = if s.interleaved {
+        let arrived = rep.received_t_s?;
+        a.trace
+            .events
+            .iter()
+            .filter(|e| e.kind == "sample" && e.host.as_deref() == Some(s.host.name.as_str()) && e.source() == Some(s.source))
+            .map(|e| e.t_s)
+            .find(|t| *t >= arrived - 1e-9)?
+    } else {
+        s.event.t_s
+    };
     Some(SampleTruth {
         theta: ((s2 - c1) + (s3 - c4)) / 2.0,
         forward,
@@ -1465,7 +1550,7 @@ fn sample_truth(a: &Analysis<'_>, s: &ClientSample<'_>) -> Option<SampleTruth> {
         noise: s.host.noise_s + server_noise,
         // T4 is converted when the client handles the reply (the event), T2
         // when the server handles the request (at the latest when it replies).
-        conversion: CONVERSION_RATE * ((s.event.t_s - rep.received_t_s?).max(0.0) + secs(rep.sent - req_rx).max(0.0)),
+        conversion: CONVERSION_RATE * ((handled - rep.received_t_s?).max(0.0) + secs(rep.sent - req_rx).max(0.0)),
     })
 }
 

@@ -99,6 +99,57 @@ fn server_echo_pass_and_fail() {
     assert_eq!(run("server-echoes-origin", "", "").0, Status::NotExercised);
 }
 
+/// A basic exchange at 1 s, then an interleaved one at 65 s (RFC 9769 §2):
+/// the second request names the first reply's receive timestamp (origin)
+/// and its own arrival (receive); the second reply echoes that receive
+/// timestamp and carries `second_tx`, which must be the first reply's
+/// departure (1.001 s) on the server's clock.
+fn interleaved_exchanges(second_org: u64, second_tx: u64) -> String {
+    interleaved_exchanges_with(ts(1.014), 0x5555, second_org, second_tx)
+}
+
+/// The same with the second request's receive and transmit fields given.
+fn interleaved_exchanges_with(req_rx: u64, req_tx: u64, second_org: u64, second_tx: u64) -> String {
+    let first = exchange(0xabcdef0123456789);
+    let req = pkt(3, 65.0, 65.001, 65.010, 65.001, C, S, &hdr(0x23, 0, "", ts(1.001), req_rx, req_tx));
+    let rep = pkt(4, 65.001, 65.004, 65.001, 65.014, S, C, &hdr(0x24, 1, "GPS", second_org, ts(65.001), second_tx));
+    format!("{first}{req}\n{rep}\n")
+}
+
+fn interleaving_server(c: &mut Context) {
+    c.hosts[0].kind = HostKind::Daemon { serves: true, has_sources: false, interleaved: true, local_reference: false };
+}
+
+#[test]
+fn server_echo_judges_interleaved_replies_by_the_request_they_answer() {
+    let run_with = |packets: &str| {
+        let trace = Trace::from_strs(packets, "", "").unwrap();
+        let mut c = ctx();
+        interleaving_server(&mut c);
+        let o = (check("server-echoes-origin").unwrap().run)(&Analysis::new(&c, &trace));
+        (o.status, o.reason, o.evidence.join("\n"))
+    };
+    let (s, why, ev) = run_with(&interleaved_exchanges(ts(1.014), ts(1.001)));
+    assert_eq!(s, Status::Pass, "{why}\n{ev}");
+    assert!(ev.contains("interleaved, origin"), "{ev}");
+    // The transmit time of this reply instead of the previous one's.
+    let (s, _, ev) = run_with(&interleaved_exchanges(ts(1.014), ts(65.002)));
+    assert_eq!(s, Status::Fail);
+    assert!(ev.contains("interleaved") && ev.contains("out of order"), "{ev}");
+    // The previous departure off by 5 ms.
+    let (s, _, ev) = run_with(&interleaved_exchanges(ts(1.014), ts(1.006)));
+    assert_eq!(s, Status::Fail);
+    assert!(ev.contains("transmit by 5.000e-3 s"), "{ev}");
+    // Echoing the request's origin (the server's own receive timestamp) is no answer.
+    let (s, _, ev) = run_with(&interleaved_exchanges(ts(1.001), ts(1.001)));
+    assert_eq!(s, Status::Fail);
+    assert!(ev.contains("!= request transmit"), "{ev}");
+    // A server without interleaved mode may not answer so.
+    let trace = Trace::from_strs(&interleaved_exchanges(ts(1.014), ts(1.001)), "", "").unwrap();
+    let c = ctx();
+    assert_eq!((check("server-echoes-origin").unwrap().run)(&Analysis::new(&c, &trace)).status, Status::Fail);
+}
+
 #[test]
 fn version_copy_pass_and_fail() {
     assert_eq!(run("server-copies-version", &exchange(0xabcdef0123456789), "").0, Status::Pass);
@@ -238,6 +289,8 @@ struct Frag {
     events: String,
     samples: String,
     start: Option<&'static str>,
+    /// The server host has interleaved mode on.
+    interleaving: bool,
 }
 
 fn frag(packets: &str, events: &str) -> Frag {
@@ -255,6 +308,9 @@ fn outcome(id: &str, f: &Frag) -> (Status, String) {
     let mut c = ctx();
     if let Some(start) = f.start {
         c.start = NtpTime::parse_rfc3339(start).unwrap();
+    }
+    if f.interleaving {
+        interleaving_server(&mut c);
     }
     let a = Analysis::new(&c, &trace);
     let o = (check(id).unwrap_or_else(|| panic!("no check {id}")).run)(&a);
@@ -579,8 +635,23 @@ fn nts_metas() -> Vec<Meta> {
     ]
 }
 
+/// An interleaved sample event at 65.005 s for the exchanges of
+/// [`interleaved_exchanges_with`]: T1 = 1.010, T2 = 1.001, T4 = 1.014 (the
+/// first exchange) and this T3.
+fn interleaved_sample(t3: f64) -> String {
+    format!(
+        r#"{{"t_s":65.005,"host":"client","kind":"sample","details":{{"source":"{S}","offset_s":-0.011,"delay_s":0.004,"dispersion_s":2e-6,"interleaved":true,"t1":"{}","t2":"{}","t3":"{}","t4":"{}"}}}}"#,
+        at(1.010),
+        at(1.001),
+        at(t3),
+        at(1.014)
+    )
+}
+
 fn metas() -> Vec<Meta> {
     let ex = exchange(OK_ORG);
+    let xl = |req_rx: u64, req_tx: u64| interleaved_exchanges_with(req_rx, req_tx, req_rx, ts(1.001));
+    let xl_server = |interleaving: bool| Frag { interleaving, ..frag(&xl(0x5151_5151, 0x5555), "") };
     let kiss = |code: &str, event: &str| frag(&kiss_flow(code, &[16.0]), &kiss_events(event, 1, &[16.0]));
     let reject = |what: &str| ev(2.003, what, S);
     let bad_ef = good(0x24, 1, "GPS", OK_ORG) + "01040100" + &"00".repeat(24);
@@ -601,6 +672,14 @@ fn metas() -> Vec<Meta> {
     let mut table = nts_metas();
     table.extend(v5_metas());
     table.extend(vec![
+        Meta { check: "interleaved-tx-ne-rx", pass: frag(&xl(0x5151_5151, 0x5555), ""), fail: frag(&xl(0x5555, 0x5555), "") },
+        Meta { check: "server-interleaved-detect", pass: xl_server(true), fail: xl_server(false) },
+        Meta { check: "client-interleaved-request", pass: frag(&xl(0x5151_5151, 0x5555), ""), fail: frag(&xl(ts(1.014), 0x5555), "") },
+        Meta {
+            check: "client-interleaved-sample",
+            pass: frag(&xl(0x5151_5151, 0x5555), &interleaved_sample(1.001)),
+            fail: frag(&xl(0x5151_5151, 0x5555), &interleaved_sample(65.001)),
+        },
         Meta { check: "client-sample-formula", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(0.011, 0.004, 1.0145)) },
         Meta { check: "client-sample-offset", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.016, 0.014, 1.0245)) },
         Meta { check: "client-sample-delay", pass: sampled(client_sample::correct()), fail: sampled(client_sample::sample_event(-0.011, 0.005, 1.0145)) },

@@ -574,7 +574,8 @@ fn ke_records(records: &[ntplab_proto::nts::RecordSummary]) -> serde_json::Value
 
 /// The `details` of a `sample` event: the client's offset, delay and
 /// dispersion in seconds, the four timestamps it used (RFC 3339; T2 and T3
-/// resolved to the era nearest T1) and the client's precision in seconds.
+/// resolved to the era nearest T1), the client's precision in seconds and,
+/// for an interleaved sample (RFC 9769), `"interleaved": true`.
 fn sample_details(source: SocketAddr, s: &SampleFigures) -> serde_json::Value {
     let time = |t: NtpTime| t.rfc3339().to_string();
     serde_json::json!({
@@ -587,6 +588,7 @@ fn sample_details(source: SocketAddr, s: &SampleFigures) -> serde_json::Value {
         "t3": time(s.t3.resolve(s.t1)),
         "t4": time(s.t4),
         "local_precision_s": 2f64.powi(i32::from(s.local_precision_log2)),
+        "interleaved": s.interleaved,
     })
 }
 

@@ -52,8 +52,10 @@
 //!   simulator refuses hosts that are not `"ntplab"`), `local_stratum`,
 //!   `interleaved`, `ntpv5` (answer NTPv5 and offer the upgrade, default
 //!   true), `sources` (each `{ host, iburst, burst, poll_min, poll_max,
-//!   version, draft }`, the host named by its `name`; `version` 1–5 or
-//!   `"auto"`, `draft` the NTPv5 draft `"07"`, `"08"` or `"09"`),
+//!   version, draft, interleaved, unsmear, nts, aeads, port }`, the host
+//!   named by its `name`; `version` 1–5 or `"auto"`, `draft` the NTPv5
+//!   draft `"07"`, `"08"` or `"09"`, `interleaved` asks for RFC 9769's
+//!   interleaved mode),
 //!   `discipline` (`"regression"`, the default, or `"rfc5905"`:
 //!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
@@ -1345,6 +1347,9 @@ struct SourceEntry {
     draft: Option<String>,
     #[serde(default)]
     unsmear: bool,
+    /// Ask the host for the interleaved mode (RFC 9769; NTPv4 only).
+    #[serde(default)]
+    interleaved: bool,
     /// NTS-KE with the host, then NTS-protected NTP (the host needs `nts = { ... }`).
     #[serde(default)]
     nts: bool,
@@ -2278,6 +2283,7 @@ impl Validator<'_> {
                 version: e.version,
                 draft: e.draft.clone(),
                 unsmear: e.unsmear,
+                interleaved: e.interleaved,
                 nts: e.nts,
                 ke_server: None,
                 trusted_certificates: None,

@@ -13,6 +13,7 @@
 //! poll_min = 6             # log2 seconds
 //! poll_max = 10
 //! unsmear = false          # undo this server's leap smear (its smear REFID)
+//! interleaved = false      # ask for the interleaved mode (RFC 9769; chrony's xleave)
 //! version = 4              # 1-4, 5 (NTPv5 only) or "auto" (NTPv4, upgraded to NTPv5 when offered)
 //! draft = "08"             # the NTPv5 draft spoken: "07", "08" (default, ntpd-rs 1.9) or "09"
 //!
@@ -282,6 +283,9 @@ pub struct SourceSection {
     /// Undo a leap smear this server applies (its smear REFID), and follow UTC.
     #[serde(default)]
     pub unsmear: bool,
+    /// Ask for the interleaved client/server mode (RFC 9769; NTPv4 only).
+    #[serde(default)]
+    pub interleaved: bool,
     /// Protect the exchanges with NTS (RFC 8915): NTS-KE first.
     #[serde(default)]
     pub nts: bool,
@@ -766,12 +770,13 @@ impl ConfigFile {
                     })?,
                 },
                 unsmear: s.unsmear,
+                interleaved: s.interleaved,
                 ..defaults
             };
             config.validate().map_err(|e| {
                 let e = e.to_string();
                 // Point at the key the message is about, when it names one.
-                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("version", "version")]
+                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("interleaved", "interleaved"), ("version", "version")]
                     .into_iter()
                     .find_map(|(words, key)| e.contains(words).then_some(key));
                 let mut path = vec![K("source"), I(i)];

@@ -206,6 +206,9 @@ pub struct SampleFigures {
     /// The client's precision, log2 seconds: ρ_local in the dispersion and
     /// the delay's floor.
     pub local_precision_log2: i8,
+    /// An interleaved sample (RFC 9769): T1, T2 and T4 of the previous
+    /// exchange with the exact T3 this reply carried.
+    pub interleaved: bool,
 }
 
 impl SampleFigures {
@@ -220,6 +223,7 @@ impl SampleFigures {
             t3: m.server_transmit_timestamp,
             t4: m.local_receive_time,
             local_precision_log2,
+            interleaved: m.interleaved,
         }
     }
 }

@@ -219,6 +219,18 @@ pub struct SourceConfig {
     /// sample measures the server's UTC, and infer the pending leap second from
     /// the correction's sign (a smearing server never announces it). Default off.
     pub unsmear: bool,
+    /// Ask for the interleaved client/server mode (RFC 9769 §2,
+    /// draft-ietf-ntp-interleaved-modes-08 §2; chrony's `xleave`): once a
+    /// reply has arrived, each request carries that reply's receive
+    /// timestamp as its origin and a random receive timestamp (§6: all bits
+    /// random, never the local arrival time, which would help an off-path
+    /// attacker), which an interleaved reply echoes as origin. A server that supports the mode then answers with
+    /// the transmit timestamp its previous reply really left with (a kernel
+    /// or hardware timestamp, not a reading before the send), and the sample
+    /// is that previous exchange: its T1, T2 and T4 with this reply's T3
+    /// (the draft's first set, which it recommends to clients that filter by
+    /// delay). Basic replies are used as always. NTPv4 only. Default off.
+    pub interleaved: bool,
 }
 
 impl Default for SourceConfig {
@@ -234,6 +246,7 @@ impl Default for SourceConfig {
             precision_log2: DEFAULT_PRECISION_LOG2,
             poll_jitter: true,
             unsmear: false,
+            interleaved: false,
         }
     }
 }
@@ -255,6 +268,9 @@ impl SourceConfig {
         }
         if !(1..=5).contains(&self.version) || (self.v5_auto && self.version != 4) {
             return Err(ConfigError::Version { version: self.version });
+        }
+        if self.interleaved && (self.version == 5 || self.v5_auto) {
+            return Err(ConfigError::InterleavedNeedsV4);
         }
         Ok(())
     }
@@ -286,6 +302,9 @@ pub enum ConfigError {
         /// The configured value.
         version: u8,
     },
+    /// `interleaved` is set on a source that speaks (or may upgrade to)
+    /// NTPv5, whose interleaved mode is a flag of its own.
+    InterleavedNeedsV4,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -301,6 +320,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "minimum poll {poll_min_log2} is above maximum poll {poll_max_log2}")
             }
             ConfigError::Version { version } => write!(f, "NTP version {version} is not 1-5 (or \"auto\", which starts at 4)"),
+            ConfigError::InterleavedNeedsV4 => {
+                write!(f, "interleaved mode (RFC 9769) is an NTPv4 mode: set version = 4 (or leave it out) on an interleaved source")
+            }
         }
     }
 }
@@ -366,6 +388,10 @@ pub struct Measurement {
     pub poll_log2: i8,
     /// The version of the reply.
     pub version: u8,
+    /// An interleaved reply (RFC 9769 §2): the timestamps are the previous
+    /// exchange's T1, T2 and T4 and this reply's T3, and the sample is as old
+    /// as that exchange (`local_receive_time`).
+    pub interleaved: bool,
 }
 
 /// What [`Source::handle_response`] made of a datagram. The caller MUST act on
@@ -573,7 +599,39 @@ struct Outstanding {
     /// An NTPv5 request (`xmt` holds its client cookie): the Reference IDs
     /// chunk offset it asked for.
     v5_chunk: Option<usize>,
+    /// An interleaved request: the exchange it refers to and the random
+    /// receive timestamp it carried, which an interleaved reply echoes as
+    /// origin.
+    interleaved: Option<(LastExchange, NtpTimestamp)>,
 }
+
+/// The exchange of the last valid reply, which an interleaved request refers
+/// to (RFC 9769 §2).
+#[derive(Clone, Copy, Debug)]
+struct LastExchange {
+    /// T1 of the request it answered (the true send time when the driver had it).
+    t1: NtpTime,
+    /// The server's receive timestamp in that reply: an interleaved request's origin.
+    t2: NtpTimestamp,
+    /// T4, the reply's local arrival.
+    t4: NtpTime,
+    /// Interleaved requests sent since that reply.
+    requests: u8,
+}
+
+/// Interleaved requests that may refer to one reply: after these go
+/// unanswered, requests are basic until a reply arrives (the draft's
+/// "SHOULD limit the number of requests in the interleaved mode between
+/// server responses"; the server's saved pair is likely gone by then).
+pub const INTERLEAVED_REQUESTS_PER_REPLY: u8 = 4;
+
+/// How long after a request's arrival a server may have built its
+/// interleaved reply, for the reference-time check (A.5.1.1): the reply's
+/// transmit timestamp is the previous reply's departure, so the request's
+/// receive timestamp plus this is the latest the header can be. A server
+/// answers within milliseconds; a reference time a second past the
+/// arrival is bad data all the same.
+pub const INTERLEAVED_REPLY_SLACK: NtpDuration = NtpDuration::from_seconds(1);
 
 /// One upstream server in client mode: poll process and peer process.
 /// See the [module docs](self) for the call protocol.
@@ -614,6 +672,11 @@ pub struct Source {
     v5_poll_floor_log2: i8,
     /// The server's NTPv5 Reference IDs filter, assembled from chunks.
     reference_ids: crate::wire::v5::RemoteBloomFilter,
+    /// With `interleaved`: the exchange of the last valid reply.
+    last_exchange: Option<LastExchange>,
+    /// With `interleaved`: the receive timestamp of the last reply that
+    /// carried our origin (the duplicate test compares both, RFC 9769 §2).
+    last_rx_rcv: Option<NtpTimestamp>,
 }
 
 impl Source {
@@ -642,6 +705,8 @@ impl Source {
             speaking: Speaking::initial(&config),
             v5_poll_floor_log2: i8::MIN,
             reference_ids: crate::wire::v5::RemoteBloomFilter::new(v5::REFERENCE_IDS_CHUNK),
+            last_exchange: None,
+            last_rx_rcv: None,
         })
     }
 
@@ -739,6 +804,8 @@ impl Source {
         self.host_poll_log2 = self.system_poll_log2;
         self.peer_poll_log2 = None;
         self.outstanding = None;
+        // Its timestamps predate the step.
+        self.last_exchange = None;
         self.last_poll_at = now;
         self.next_send_at = now.max(self.not_before);
     }
@@ -790,7 +857,15 @@ impl Source {
         }
         let xmt = NtpTimestamp::from_bits(if random == 0 { 1 } else { random });
         let (len, v5_chunk) = self.write_any_request(xmt, buf);
-        self.outstanding = Some(Outstanding { xmt, local_send_time: local_time, v5_chunk });
+        let interleaved = self.interleaved_reference().filter(|_| v5_chunk.is_none()).map(|x| (x, interleaved_receive_field(random, xmt)));
+        if let Some((x, rx_field)) = interleaved {
+            buf[24..32].copy_from_slice(&x.t2.to_bits().to_be_bytes());
+            buf[32..40].copy_from_slice(&rx_field.to_bits().to_be_bytes());
+            if let Some(last) = self.last_exchange.as_mut() {
+                last.requests += 1;
+            }
+        }
+        self.outstanding = Some(Outstanding { xmt, local_send_time: local_time, v5_chunk, interleaved });
         self.counters.requests_sent += 1;
         if self.burst_remaining > 0 {
             self.next_send_at = now + BURST_SPACING;
@@ -861,7 +936,13 @@ impl Source {
         }
 
         // On-wire checks (§8): duplicate, then origin binding.
-        if !repr.transmit_timestamp.is_zero() && Some(repr.transmit_timestamp) == self.last_rx_xmt {
+        // An interleaved client compares the receive timestamps too: an
+        // interleaved reply may carry the transmit timestamp of the basic
+        // reply before it (RFC 9769 §2).
+        if !repr.transmit_timestamp.is_zero()
+            && Some(repr.transmit_timestamp) == self.last_rx_xmt
+            && (!self.config.interleaved || Some(repr.receive_timestamp) == self.last_rx_rcv)
+        {
             return reject(R::Duplicate);
         }
         if repr.origin_timestamp.is_zero() {
@@ -874,15 +955,20 @@ impl Source {
                 reject(R::Unsolicited)
             };
         };
-        if repr.origin_timestamp != out.xmt {
-            return reject(R::Bogus);
-        }
+        // Basic replies echo our transmit timestamp, interleaved ones the
+        // receive timestamp of an interleaved request (RFC 9769 §2).
+        let interleaved = match out.interleaved {
+            _ if repr.origin_timestamp == out.xmt => None,
+            Some((x, rx_field)) if repr.origin_timestamp == rx_field => Some(x),
+            _ => return reject(R::Bogus),
+        };
 
         // The reply answers our request: clear the expected origin (§8
         // xmt-clear) and remember its transmit timestamp for the duplicate test.
         self.outstanding = None;
         self.last_answered_xmt = Some(out.xmt);
         self.last_rx_xmt = Some(repr.transmit_timestamp);
+        self.last_rx_rcv = Some(repr.receive_timestamp);
         // An answer to an upgrade request: the server offers NTPv5 when it
         // echoes the marker, which is then no reference time.
         let mut repr = repr;
@@ -917,9 +1003,14 @@ impl Source {
         }
         // A zero reference timestamp is "unknown", never "after" (as the
         // unsigned comparison of A.5.1.1 treats it).
-        if !repr.reference_timestamp.is_zero()
-            && repr.reference_timestamp.wrapping_sub(repr.transmit_timestamp) > NtpDuration::ZERO
-        {
+        // An interleaved reply's transmit timestamp is its previous reply's
+        // and it carries none of its own departure: the header is bounded
+        // by the request's arrival plus the time a server takes to answer.
+        let header_time = match interleaved {
+            Some(_) => repr.receive_timestamp.wrapping_add(INTERLEAVED_REPLY_SLACK),
+            None => repr.transmit_timestamp,
+        };
+        if !repr.reference_timestamp.is_zero() && repr.reference_timestamp.wrapping_sub(header_time) > NtpDuration::ZERO {
             return reject(R::ReferenceAfterTransmit);
         }
         let root_distance = repr.root_delay.to_duration().half() + repr.root_dispersion.to_duration();
@@ -928,7 +1019,13 @@ impl Source {
         }
 
         let local_send_time = tx_local_actual.unwrap_or(out.local_send_time);
-        let m = self.measure(now, &repr, local_send_time, rx_local);
+        let m = match interleaved {
+            None => self.measure(now, &repr, Stamps::basic(local_send_time, &repr, rx_local), false),
+            Some(x) => self.measure(now, &repr, Stamps { t1: x.t1, t2: x.t2, t3: repr.transmit_timestamp, t4: x.t4 }, true),
+        };
+        if self.config.interleaved {
+            self.last_exchange = Some(LastExchange { t1: local_send_time, t2: repr.receive_timestamp, t4: rx_local, requests: 0 });
+        }
 
         // Peer process bookkeeping (§9.2, A.5.1.1): reach, ppoll, leap, poll_update.
         self.reach |= 1;
@@ -969,9 +1066,8 @@ impl Source {
     /// Offset, delay and dispersion from the four timestamps (§8, §9.2), with
     /// first-order differences in 64-bit two's complement so that the 2036 era
     /// wrap is harmless, and second-order sums in 128 bits.
-    fn measure(&self, now: Instant, repr: &Repr, t1: NtpTime, t4: NtpTime) -> Measurement {
-        let t2 = repr.receive_timestamp;
-        let t3 = repr.transmit_timestamp;
+    fn measure(&self, now: Instant, repr: &Repr, stamps: Stamps, interleaved: bool) -> Measurement {
+        let Stamps { t1, t2, t3, t4 } = stamps;
         let t1_ts = t1.to_timestamp();
         let t4_ts = t4.to_timestamp();
         let d21 = i128::from(t2.wrapping_sub(t1_ts).to_bits());
@@ -1006,7 +1102,14 @@ impl Source {
             precision_log2: repr.precision,
             poll_log2: repr.poll,
             version: repr.version,
+            interleaved,
         }
+    }
+
+    /// The exchange the next request refers to in interleaved mode, if it
+    /// is to be interleaved.
+    fn interleaved_reference(&self) -> Option<LastExchange> {
+        self.last_exchange.filter(|x| self.config.interleaved && x.requests < INTERLEAVED_REQUESTS_PER_REPLY)
     }
 
     /// A.5.7 `poll_update()` outside a burst: next regular poll one interval
@@ -1039,6 +1142,41 @@ impl Source {
             transmit_timestamp: xmt,
         };
         repr.emit(&mut Packet::new_unchecked(&mut buf[..REQUEST_LEN]));
+    }
+}
+
+/// The receive timestamp of an interleaved request: random in all its bits
+/// (RFC 9769 §6), from another stream of `random` than the transmit
+/// timestamp `xmt` and the poll jitter, never zero and never equal to `xmt`
+/// (§2: or the server could not tell the modes apart).
+fn interleaved_receive_field(random: u64, xmt: NtpTimestamp) -> NtpTimestamp {
+    nonzero_and_not(splitmix64(random ^ 0x9e37_79b9_7f4a_7c15), xmt)
+}
+
+/// `r` as a timestamp, moved off zero and off `xmt`.
+fn nonzero_and_not(mut r: u64, xmt: NtpTimestamp) -> NtpTimestamp {
+    if r == 0 {
+        r = 2;
+    }
+    if r == xmt.to_bits() {
+        r ^= 4;
+    }
+    NtpTimestamp::from_bits(r)
+}
+
+/// The four timestamps of a measurement.
+#[derive(Clone, Copy, Debug)]
+struct Stamps {
+    t1: NtpTime,
+    t2: NtpTimestamp,
+    t3: NtpTimestamp,
+    t4: NtpTime,
+}
+
+impl Stamps {
+    /// A basic exchange: T2 and T3 from the reply that answers the request sent at `t1`.
+    fn basic(t1: NtpTime, repr: &Repr, t4: NtpTime) -> Self {
+        Stamps { t1, t2: repr.receive_timestamp, t3: repr.transmit_timestamp, t4 }
     }
 }
 

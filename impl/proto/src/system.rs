@@ -694,6 +694,7 @@ mod tests {
             precision_log2: -20,
             poll_log2: 6,
             version: 4,
+            interleaved: false,
         }
     }
 

@@ -74,6 +74,7 @@ pub fn measurement(sample: &RefclockSample, params: &RefclockParams, received_at
         precision_log2: params.precision_log2,
         poll_log2: params.poll_log2,
         version: 4,
+        interleaved: false,
     }
 }
 

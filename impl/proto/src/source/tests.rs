@@ -1113,3 +1113,204 @@ fn the_transmit_jitter_mixer_is_splitmix64() {
     assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
     assert_eq!(splitmix64(1), 0x910a_2dec_8902_5cc1);
 }
+
+// ---- interleaved mode (RFC 9769 §2) --------------------------------------------
+
+fn interleaved() -> SourceConfig {
+    SourceConfig { interleaved: true, ..config() }
+}
+
+/// What a server that keeps the pair of its last reply answers to an
+/// interleaved `request`: origin = the request's receive timestamp, receive
+/// = `t2` now, transmit = the exact send time `prev_t3` of its previous reply.
+fn interleaved_reply_to(request: &[u8], t2: NtpTime, prev_t3: NtpTime) -> [u8; 48] {
+    let q = parse(request);
+    Repr { origin_timestamp: q.receive_timestamp, transmit_timestamp: prev_t3.to_timestamp(), ..reply_to(request, t2, t2) }.to_bytes()
+}
+
+#[test]
+fn an_interleaved_source_refers_to_the_last_reply_from_its_second_request_on() {
+    let mut s = source(interleaved());
+    let p = path_at(secs(0));
+    let first = poll(&mut s, secs(0), p.t1(), RANDOM);
+    let q = parse(&first);
+    assert!(q.origin_timestamp.is_zero() && q.receive_timestamp.is_zero(), "the first request is basic: {q:?}");
+    let rep = reply_to(&first, p.t2(), p.t3()).to_bytes();
+    assert_matches!(s.handle_response(secs(0), &rep, p.t4(), None), SourceEvent::Sample(m) if !m.interleaved);
+    let second = parse(&poll(&mut s, secs(64), path_at(secs(64)).t1(), RANDOM + 1));
+    assert_eq!(second.origin_timestamp, p.t2().to_timestamp(), "origin: the reply's receive timestamp");
+    assert_eq!(second.receive_timestamp, interleaved_receive_field(RANDOM + 1, second.transmit_timestamp), "receive: random (RFC 9769 §6)");
+    assert_ne!(second.receive_timestamp, p.t4().to_timestamp(), "never the reply's local arrival");
+    assert_eq!(second.transmit_timestamp, NtpTimestamp::from_bits(RANDOM + 1), "transmit: still the random value");
+    // The next request draws another receive timestamp.
+    let next = parse(&poll(&mut s, secs(128), path_at(secs(128)).t1(), RANDOM + 2));
+    assert_eq!(next.origin_timestamp, p.t2().to_timestamp(), "still naming the only reply");
+    assert_ne!(next.receive_timestamp, second.receive_timestamp);
+    // A basic source keeps both fields zero.
+    let mut b = source(config());
+    assert_matches!(exchange(&mut b, secs(0), &p, RANDOM), SourceEvent::Sample(_));
+    let basic = parse(&poll(&mut b, secs(64), path_at(secs(64)).t1(), RANDOM + 1));
+    assert!(basic.origin_timestamp.is_zero() && basic.receive_timestamp.is_zero());
+}
+
+#[test]
+fn an_interleaved_reply_measures_the_previous_exchange_with_its_exact_transmit_time() {
+    let mut s = source(interleaved());
+    // The client is 3 ms behind; the server's reading before the send (T3~)
+    // is 40 us early, its exact send time T3 is the path's.
+    let p = Path { client_err: ms(-3), ..path_at(secs(0)) };
+    let early = p.t3() + NtpDuration::from_nanos(-40_000);
+    let first = poll(&mut s, secs(0), p.t1(), RANDOM);
+    let rep = reply_to(&first, p.t2(), early).to_bytes();
+    let SourceEvent::Sample(basic) = s.handle_response(secs(0), &rep, p.t4(), None) else { panic!("basic sample") };
+    // Basic: the early T3 shortens the delay by 40 us and moves the offset by -20 us.
+    assert_nanos(basic.delay, 20_000_000 + 40_000);
+    assert_nanos(basic.offset, 3_000_000 - 20_000);
+    let q = path_at(secs(64));
+    let second = poll(&mut s, secs(64), q.t1(), RANDOM + 1);
+    let rep = interleaved_reply_to(&second, q.t2(), p.t3());
+    let SourceEvent::Sample(m) = s.handle_response(secs(64), &rep, q.t4(), None) else { panic!("interleaved sample") };
+    assert!(m.interleaved);
+    assert_nanos(m.offset, 3_000_000);
+    assert_nanos(m.delay, 20_000_000);
+    assert_eq!((m.local_send_time, m.local_receive_time), (p.t1(), p.t4()), "the previous exchange's T1 and T4");
+    assert_eq!((m.server_receive_timestamp, m.server_transmit_timestamp), (p.t2().to_timestamp(), p.t3().to_timestamp()));
+    // The third request refers to the second exchange.
+    let third = parse(&poll(&mut s, secs(128), path_at(secs(128)).t1(), RANDOM + 2));
+    assert_eq!(third.origin_timestamp, q.t2().to_timestamp());
+}
+
+#[test]
+fn an_interleaved_sample_uses_the_true_send_time_of_the_previous_request() {
+    let mut s = source(interleaved());
+    let p = path_at(secs(0));
+    let first = poll(&mut s, secs(0), p.t1() + ms(-1), RANDOM);
+    let rep = reply_to(&first, p.t2(), p.t3()).to_bytes();
+    let _ = s.handle_response(secs(0), &rep, p.t4(), Some(p.t1()));
+    let q = path_at(secs(64));
+    let second = poll(&mut s, secs(64), q.t1(), RANDOM + 1);
+    let rep = interleaved_reply_to(&second, q.t2(), p.t3());
+    let SourceEvent::Sample(m) = s.handle_response(secs(64), &rep, q.t4(), Some(q.t1())) else { panic!("sample") };
+    assert_eq!(m.local_send_time, p.t1(), "the kernel's send time of the first request, not the reading before it");
+    assert_nanos(m.delay, 20_000_000);
+}
+
+#[test]
+fn a_basic_reply_to_an_interleaved_request_is_a_basic_sample_and_anything_else_is_bogus() {
+    let mut s = source(interleaved());
+    assert_matches!(exchange(&mut s, secs(0), &path_at(secs(0)), RANDOM), SourceEvent::Sample(_));
+    let q = path_at(secs(64));
+    let req = poll(&mut s, secs(64), q.t1(), RANDOM + 1);
+    let stray = Repr { origin_timestamp: NtpTimestamp::from_bits(0x77), ..reply_to(&req, q.t2(), q.t3()) }.to_bytes();
+    assert_matches!(s.handle_response(secs(64), &stray, q.t4(), None), SourceEvent::Rejected(R::Bogus));
+    // The request's origin (the server's own receive timestamp) echoed back is no answer either.
+    let echo = Repr { origin_timestamp: parse(&req).origin_timestamp, ..reply_to(&req, q.t2(), q.t3()) }.to_bytes();
+    assert_matches!(s.handle_response(secs(64), &echo, q.t4(), None), SourceEvent::Rejected(R::Bogus));
+    // So is the previous reply's arrival time, which the request did not carry.
+    let arrival = Repr { origin_timestamp: path_at(secs(0)).t4().to_timestamp(), ..reply_to(&req, q.t2(), q.t3()) }.to_bytes();
+    assert_matches!(s.handle_response(secs(64), &arrival, q.t4(), None), SourceEvent::Rejected(R::Bogus));
+    let basic = reply_to(&req, q.t2(), q.t3()).to_bytes();
+    assert_matches!(s.handle_response(secs(64), &basic, q.t4(), None), SourceEvent::Sample(m) if !m.interleaved && m.local_send_time == q.t1());
+    // A basic source never takes a reply that echoes a receive timestamp.
+    let mut b = source(config());
+    assert_matches!(exchange(&mut b, secs(0), &path_at(secs(0)), RANDOM), SourceEvent::Sample(_));
+    let req = poll(&mut b, secs(64), q.t1(), RANDOM + 1);
+    let mut fake = Repr { origin_timestamp: q.t4().to_timestamp(), ..reply_to(&req, q.t2(), q.t3()) };
+    assert_matches!(b.handle_response(secs(64), &fake.to_bytes(), q.t4(), None), SourceEvent::Rejected(R::Bogus));
+    fake.origin_timestamp = NtpTimestamp::ZERO;
+    assert_matches!(b.handle_response(secs(64), &fake.to_bytes(), q.t4(), None), SourceEvent::Rejected(R::ZeroOrigin));
+}
+
+#[test]
+fn an_interleaved_reply_with_the_basic_replys_transmit_timestamp_is_no_duplicate() {
+    // A server whose exact send time equals its reading before the send
+    // repeats the transmit timestamp of the basic reply in the interleaved one.
+    let p = path_at(secs(0));
+    let q = path_at(secs(64));
+    let run = |config: SourceConfig| {
+        let mut s = source(config);
+        assert_matches!(exchange(&mut s, secs(0), &p, RANDOM), SourceEvent::Sample(_));
+        let req = poll(&mut s, secs(64), q.t1(), RANDOM + 1);
+        let rep = Repr { origin_timestamp: parse(&req).receive_timestamp, ..reply_to(&req, q.t2(), p.t3()) }.to_bytes();
+        s.handle_response(secs(64), &rep, q.t4(), None)
+    };
+    assert_matches!(run(interleaved()), SourceEvent::Sample(m) if m.interleaved);
+    // The same transmit and receive timestamps again are a duplicate.
+    let mut s = source(interleaved());
+    let req = poll(&mut s, secs(0), p.t1(), RANDOM);
+    let rep = reply_to(&req, p.t2(), p.t3()).to_bytes();
+    let _ = s.handle_response(secs(0), &rep, p.t4(), None);
+    assert_matches!(s.handle_response(secs(0), &rep, p.t4(), None), SourceEvent::Rejected(R::Duplicate));
+}
+
+#[test]
+fn interleaved_requests_turn_basic_after_four_go_unanswered_and_after_a_step() {
+    let mut s = source(interleaved());
+    assert_matches!(exchange(&mut s, secs(0), &path_at(secs(0)), RANDOM), SourceEvent::Sample(_));
+    let mut at = 64;
+    for i in 0..INTERLEAVED_REQUESTS_PER_REPLY {
+        let req = parse(&poll(&mut s, secs(at), path_at(secs(at)).t1(), RANDOM + u64::from(i) + 1));
+        assert!(!req.origin_timestamp.is_zero(), "request {i} after the reply is interleaved");
+        at = s.poll_timeout().unwrap().as_nanos() / 1_000_000_000;
+    }
+    let req = parse(&poll(&mut s, secs(at), path_at(secs(at)).t1(), RANDOM + 9));
+    assert!(req.origin_timestamp.is_zero() && req.receive_timestamp.is_zero(), "the fifth is basic: {req:?}");
+    // A reply starts the count again; a step forgets the exchange.
+    let mut s = source(interleaved());
+    assert_matches!(exchange(&mut s, secs(0), &path_at(secs(0)), RANDOM), SourceEvent::Sample(_));
+    s.reset(secs(10));
+    let req = parse(&poll(&mut s, secs(10), path_at(secs(10)).t1(), RANDOM + 1));
+    assert!(req.origin_timestamp.is_zero() && req.receive_timestamp.is_zero(), "after a step: {req:?}");
+}
+
+#[test]
+fn an_interleaved_requests_receive_timestamp_is_random_nonzero_and_never_its_transmit() {
+    let stream = |random: u64| splitmix64(random ^ 0x9e37_79b9_7f4a_7c15);
+    let x = NtpTimestamp::from_bits(RANDOM);
+    assert_eq!(interleaved_receive_field(RANDOM, x).to_bits(), stream(RANDOM));
+    // The two guards: a zero draw and a draw equal to the transmit timestamp.
+    assert_eq!(nonzero_and_not(0, x).to_bits(), 2);
+    assert_eq!(nonzero_and_not(0, NtpTimestamp::from_bits(2)).to_bits(), 6);
+    assert_eq!(nonzero_and_not(7, NtpTimestamp::from_bits(7)).to_bits(), 3);
+    assert_eq!(nonzero_and_not(7, x).to_bits(), 7);
+    let clash = NtpTimestamp::from_bits(stream(RANDOM));
+    assert_eq!(interleaved_receive_field(RANDOM, clash).to_bits(), stream(RANDOM) ^ 4);
+    let two = NtpTimestamp::from_bits(2);
+    for random in 0..10_000u64 {
+        let xmt = NtpTimestamp::from_bits(random.max(1));
+        let r = interleaved_receive_field(random, xmt);
+        assert!(!r.is_zero() && r != xmt, "{random}");
+        let r2 = interleaved_receive_field(random, two);
+        assert!(!r2.is_zero() && r2 != two, "{random}");
+    }
+}
+
+#[test]
+fn interleaved_mode_is_refused_on_ntpv5_sources() {
+    let bad = |c: SourceConfig| Source::new(c, Instant::ZERO).unwrap_err();
+    assert_eq!(bad(SourceConfig { version: 5, ..interleaved() }), ConfigError::InterleavedNeedsV4);
+    assert_eq!(bad(SourceConfig { v5_auto: true, ..interleaved() }), ConfigError::InterleavedNeedsV4);
+    assert!(ConfigError::InterleavedNeedsV4.to_string().contains("version = 4"));
+    assert!(Source::new(SourceConfig { version: 3, ..interleaved() }, Instant::ZERO).is_ok());
+}
+
+#[test]
+fn an_interleaved_replys_reference_time_is_judged_against_its_receive_timestamp_and_a_second() {
+    // Its transmit timestamp is the previous reply's: a reference time
+    // updated since is no reason to reject it, one after its receive time is.
+    let p = path_at(secs(0));
+    let q = path_at(secs(64));
+    let run = |reference: NtpTime| {
+        let mut s = source(interleaved());
+        assert_matches!(exchange(&mut s, secs(0), &p, RANDOM), SourceEvent::Sample(_));
+        let req = poll(&mut s, secs(64), q.t1(), RANDOM + 1);
+        let mut rep = Repr::parse(&Packet::new_checked(&interleaved_reply_to(&req, q.t2(), p.t3())[..]).unwrap()).unwrap();
+        rep.reference_timestamp = reference.to_timestamp();
+        s.handle_response(secs(64), &rep.to_bytes(), q.t4(), None)
+    };
+    assert_matches!(run(q.t2() + ms(-1)), SourceEvent::Sample(m) if m.interleaved);
+    // Set as the reply was built, after the request arrived.
+    assert_matches!(run(q.t2() + ms(1)), SourceEvent::Sample(m) if m.interleaved);
+    assert_matches!(run(q.t2() + INTERLEAVED_REPLY_SLACK), SourceEvent::Sample(m) if m.interleaved);
+    assert_matches!(run(q.t2() + INTERLEAVED_REPLY_SLACK + ms(1)), SourceEvent::Rejected(R::ReferenceAfterTransmit));
+}

@@ -297,7 +297,7 @@ impl Source {
             transmit_timestamp: h.transmit_timestamp,
         };
         let local_send_time = tx_local_actual.unwrap_or(out.local_send_time);
-        let m = self.measure(now, &as_v4, local_send_time, rx_local);
+        let m = self.measure(now, &as_v4, super::Stamps::basic(local_send_time, &as_v4, rx_local), false);
         self.reach |= 1;
         self.v5_poll_floor_log2 = h.poll;
         self.last_leap = Some(h.leap);
