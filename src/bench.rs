@@ -114,7 +114,8 @@ pub struct BenchServerArgs {
     pub spread_sources: bool,
     /// Open-loop ramp like ntpperf's: from `--rate` (default 1000/s) up by
     /// x1.5 per step of `--duration` seconds, until fewer than half the
-    /// requests are answered or after 30 steps; reports each step and the
+    /// requests are answered, the bench itself sends less than half the
+    /// rate, or after 30 steps; reports each step and the
     /// highest rate with at least 99 % responses.
     #[arg(long)]
     pub ramp: bool,
@@ -838,6 +839,23 @@ pub(crate) struct RampReport {
     pub steps: Vec<RampStep>,
     /// The highest offered rate whose step got at least 99 % responses.
     pub highest_rate_99_per_s: Option<f64>,
+    /// Why the ramp ended: `"responses"` (fewer than half answered),
+    /// `"bench"` (the bench itself offered less than half the rate: past
+    /// that, steps measure the bench, not the server), or `"steps"`.
+    pub stopped_by: &'static str,
+}
+
+/// Whether a ramp ends after a step offered at `rate_per_s`, and why (see [`RampReport::stopped_by`]).
+fn ramp_stop(rate_per_s: f64, report: &BenchReport) -> Option<&'static str> {
+    let offered = report.sent + report.nts.as_ref().map_or(0, |n| n.no_cookie);
+    let offered_per_s = if report.send_s > 0.0 { offered as f64 / report.send_s } else { 0.0 };
+    if response_percent(report) < 50.0 {
+        Some("responses")
+    } else if offered_per_s < rate_per_s / 2.0 {
+        Some("bench")
+    } else {
+        None
+    }
 }
 
 /// The share of requests answered (responses and kiss-o'-death), percent;
@@ -876,6 +894,7 @@ fn run_ramp(mut plan: Plan, ke: Option<&NtsKe>, format: OutputFormat, out: &mut 
         );
         out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
     }
+    let mut stopped_by = "steps";
     // Bounded: at most RAMP_STEPS_MAX steps of at most DURATION_S_MAX each.
     for _ in 0..RAMP_STEPS_MAX {
         if rate > 10_000_000.0 {
@@ -893,19 +912,28 @@ fn run_ramp(mut plan: Plan, ke: Option<&NtsKe>, format: OutputFormat, out: &mut 
             );
             out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
         }
+        let stop = ramp_stop(rate, &report);
         steps.push(RampStep { rate_per_s: rate, response_percent: percent, report });
-        if percent < 50.0 {
+        if let Some(why) = stop {
+            stopped_by = why;
             break;
         }
         rate = (rate * RAMP_FACTOR).round();
     }
-    let ramp = RampReport { highest_rate_99_per_s: highest_rate_99(&steps), steps };
+    let ramp = RampReport { highest_rate_99_per_s: highest_rate_99(&steps), steps, stopped_by };
     let text = match format {
         OutputFormat::Json => serde_json::to_string(&ramp).map_err(|e| CliError::internal(e.to_string()))? + "\n",
-        OutputFormat::Text => match ramp.highest_rate_99_per_s {
-            Some(r) => format!("highest rate with >= 99 % responses: {r:.0}/s\n"),
-            None => "no step got >= 99 % responses\n".to_string(),
-        },
+        OutputFormat::Text => {
+            let why = match stopped_by {
+                "bench" => "stopped: the bench offered less than half the rate (it is the limit, not the server)\n",
+                "steps" => "stopped: 30 steps\n",
+                _ => "",
+            };
+            match ramp.highest_rate_99_per_s {
+                Some(r) => format!("{why}highest rate with >= 99 % responses: {r:.0}/s\n"),
+                None => format!("{why}no step got >= 99 % responses\n"),
+            }
+        }
     };
     out.write_all(text.as_bytes()).map_err(CliError::from_io)
 }
@@ -1360,6 +1388,26 @@ mod tests {
         };
         assert_eq!(highest_rate_99(&[step(1000.0, 100.0), step(1500.0, 99.0), step(2250.0, 98.9), step(3375.0, 99.5)]), Some(3375.0));
         assert_eq!(highest_rate_99(&[step(1000.0, 98.0)]), None);
+    }
+
+    #[test]
+    fn a_ramp_stops_when_half_go_unanswered_or_the_bench_cannot_offer_half_the_rate() {
+        let plan = Plan::from_args(&args("127.0.0.1:123")).unwrap();
+        // 100 sent in 1 s, `answered` of them answered.
+        let report = |answered: u64| {
+            let mut t = Tracker::new(Duration::from_millis(1));
+            for x in 1..=100 {
+                assert!(t.register(x, 0));
+            }
+            for x in 1..=answered {
+                t.on_datagram(&server_reply(x), 1);
+            }
+            BenchReport::new(&plan, &t, &IoCounts::default(), 1.0, 0.0)
+        };
+        assert_eq!(ramp_stop(100.0, &report(60)), None);
+        assert_eq!(ramp_stop(199.0, &report(60)), None);
+        assert_eq!(ramp_stop(201.0, &report(60)), Some("bench"), "100/s offered of 201/s asked");
+        assert_eq!(ramp_stop(100.0, &report(49)), Some("responses"));
     }
 
     #[test]
