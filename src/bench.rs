@@ -44,8 +44,11 @@
 //! Latency percentiles come from a log-linear histogram (exact below 128 ns,
 //! within 1/64 relative error above), so memory does not grow with the run.
 //!
-//! Safety on shared machines: a target that is not a loopback address is
-//! refused unless `--allow-remote` is given.
+//! With `--nts-ke` every request is NTS-protected and a reply is judged by
+//! its socket's NTS session before it is matched: see [`crate::bench_nts`].
+//!
+//! Safety on shared machines: a target (or NTS-KE server) that is not a
+//! loopback address is refused unless `--allow-remote` is given.
 
 use crate::bench_nts::{Judgement, NtsClients, NtsKe, NtsReport};
 use crate::cli::{CliError, OutputFormat};
