@@ -44,6 +44,9 @@ SERVERS=${SERVERS:-ntplab chronyd ntpd-rs}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 NTPLAB=${NTPLAB:-$REPO/target/release/ntplab}
 
+# shellcheck source=scripts/lib-server.sh
+. "$REPO/scripts/lib-server.sh"
+
 die() { echo "bench-servers: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
 [ -e "$SRC" ] || die "ntpperf source not found at $SRC (give its .tar.gz or directory as the first argument or in NTPPERF_SRC)"
@@ -118,19 +121,10 @@ EOF
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     sleep 1.5
-    # The server's own process, below the shell, ip netns exec, setpriv and
-    # timeout (not a helper process the server forks itself).
-    local want p=$SERVER_PID
-    case $name in ntplab) want=ntplab ;; chronyd) want=chronyd ;; ntpd-rs) want=ntp-daemon ;; esac
-    for _ in 1 2 3 4 5 6; do
-        [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "$want" ] && break
-        local c
-        c=$(cat /proc/"$p"/task/*/children 2>/dev/null | awk '{print $1; exit}')
-        [ -n "$c" ] || break
-        p=$c
-    done
-    PIDS+=("$p")
-    SERVER_PROC=$p
+    local want=$name
+    [ "$name" = ntpd-rs ] && want=ntp-daemon
+    SERVER_PROC=$(server_process "$SERVER_PID" "$want")
+    PIDS+=("$SERVER_PROC")
 }
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }

@@ -44,9 +44,13 @@
 //! Latency percentiles come from a log-linear histogram (exact below 128 ns,
 //! within 1/64 relative error above), so memory does not grow with the run.
 //!
-//! Safety on shared machines: a target that is not a loopback address is
-//! refused unless `--allow-remote` is given.
+//! With `--nts-ke` every request is NTS-protected and a reply is judged by
+//! its socket's NTS session before it is matched: see [`crate::bench_nts`].
+//!
+//! Safety on shared machines: a target (or NTS-KE server) that is not a
+//! loopback address is refused unless `--allow-remote` is given.
 
+use crate::bench_nts::{Judgement, NtsClients, NtsKe, NtsReport};
 use crate::cli::{CliError, OutputFormat};
 use ntplab_proto::time::NtpTimestamp;
 use ntplab_proto::wire::v4::{self, LeapIndicator, Mode};
@@ -113,10 +117,26 @@ pub struct BenchServerArgs {
     pub spread_sources: bool,
     /// Open-loop ramp like ntpperf's: from `--rate` (default 1000/s) up by
     /// x1.5 per step of `--duration` seconds, until fewer than half the
-    /// requests are answered or after 30 steps; reports each step and the
+    /// requests are answered, the bench itself sends less than half the
+    /// rate, or after 30 steps; reports each step and the
     /// highest rate with at least 99 % responses.
     #[arg(long)]
     pub ramp: bool,
+    /// NTS (RFC 8915): before sending, one NTS-KE with this server
+    /// (HOST[:PORT], port 4460 by default) per client socket (per step with
+    /// --ramp); then every request carries that socket's cookie and
+    /// authenticator, and only replies that authenticate count as
+    /// responses. The NTP server the KE names must be ADDR:PORT.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub nts_ke: Option<String>,
+    /// PEM file of the certificates to trust for --nts-ke (default: the system's store).
+    #[arg(long, value_name = "FILE", requires = "nts_ke")]
+    pub trusted_certificates: Option<std::path::PathBuf>,
+    /// AEAD to offer with --nts-ke, by ID (15 AES-SIV-CMAC-256, 30
+    /// AES-128-GCM-SIV, 17 AES-SIV-CMAC-512); repeat for several, most
+    /// preferred first (default: 15, 30, 17).
+    #[arg(long = "aead", value_name = "ID", requires = "nts_ke")]
+    pub aeads: Vec<u16>,
     /// Output format of the report.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -206,7 +226,7 @@ fn parse_target(s: &str) -> Result<SocketAddr, CliError> {
 }
 
 /// 127.0.0.0/8, ::1, and IPv4-mapped 127.0.0.0/8.
-fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => a.is_loopback(),
         IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback()),
@@ -272,6 +292,9 @@ pub(crate) enum Reply {
     Late { rtt_ns: u64 },
     /// A mode-4 answer whose origin matches no request (duplicate or stray).
     Unmatched,
+    /// With NTS: it answers a waiting request but does not authenticate
+    /// (or came to another socket); the request keeps waiting.
+    Unauthenticated,
     /// Not decodable as NTP, not NTPv4 layout, or not mode 4.
     Invalid,
 }
@@ -295,9 +318,67 @@ pub(crate) struct Tracker {
     pub(crate) unmatched: u64,
     pub(crate) invalid: u64,
     pub(crate) latency: LatencyHistogram,
+    /// With NTS: the sessions and what each request sent.
+    nts: Option<NtsClients>,
+}
+
+/// Why [`Tracker::prepare`] made no request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The transmit timestamp is in use: draw another.
+    InUse,
+    /// NTS: the socket's cookie jar is empty.
+    NoCookie,
 }
 
 impl Tracker {
+    /// Bookkeeping for NTS requests: `nts` protects and judges them.
+    pub(crate) fn with_nts(timeout: Duration, nts: NtsClients) -> Self {
+        Tracker { nts: Some(nts), ..Tracker::new(timeout) }
+    }
+
+    /// Registers a request from client socket `socket` with transmit
+    /// timestamp `transmit` and returns the octets to send: the plain
+    /// request, or with NTS its protected form.
+    pub(crate) fn prepare(&mut self, socket: usize, transmit: u64, now_ns: u64) -> Result<Vec<u8>, Refused> {
+        if transmit == 0 || !self.register(transmit, now_ns) {
+            return Err(Refused::InUse);
+        }
+        let plain = build_request(transmit);
+        let Some(nts) = &mut self.nts else { return Ok(plain.to_vec()) };
+        match nts.protect(socket, transmit, &plain) {
+            Some(bytes) => Ok(bytes),
+            None => {
+                self.unregister(transmit);
+                Err(Refused::NoCookie)
+            }
+        }
+    }
+
+    /// Classifies and counts a datagram that arrived on client socket
+    /// `socket`; with NTS it must authenticate first (see [`NtsClients::judge`]).
+    pub(crate) fn on_datagram_from(&mut self, socket: usize, datagram: &[u8], now_ns: u64) -> Reply {
+        let Some(nts) = &mut self.nts else { return self.on_datagram(datagram, now_ns) };
+        match nts.judge(socket, datagram) {
+            // Only the header: the NTS fields have been judged.
+            Judgement::Echoed => self.on_datagram(&datagram[..v4::HEADER_LEN], now_ns),
+            Judgement::Unauthenticated => Reply::Unauthenticated,
+            // No request remembered: whatever it is, it answers nothing waiting.
+            Judgement::NotPending => self.on_datagram(&datagram[..datagram.len().min(v4::HEADER_LEN)], now_ns),
+        }
+    }
+
+    /// What NTS did so far, with NTS.
+    pub(crate) fn nts_report(&self) -> Option<NtsReport> {
+        self.nts.as_ref().map(NtsClients::finish)
+    }
+
+    /// NTS requests remembered.
+    #[cfg(test)]
+    pub(crate) fn nts_remembered(&self) -> usize {
+        self.nts.as_ref().map_or(0, NtsClients::remembered)
+    }
+
     pub(crate) fn new(timeout: Duration) -> Self {
         Tracker {
             timeout_ns: duration_ns(timeout),
@@ -312,6 +393,7 @@ impl Tracker {
             unmatched: 0,
             invalid: 0,
             latency: LatencyHistogram::new(),
+            nts: None,
         }
     }
 
@@ -331,6 +413,9 @@ impl Tracker {
     pub(crate) fn unregister(&mut self, transmit: u64) {
         if self.waiting.remove(&transmit).is_some() {
             self.sent -= 1;
+        }
+        if let Some(nts) = &mut self.nts {
+            nts.forget(transmit);
         }
     }
 
@@ -370,6 +455,9 @@ impl Tracker {
             }
             self.given_up_order.pop_front();
             self.given_up.remove(&t);
+            if let Some(nts) = &mut self.nts {
+                nts.forget(t);
+            }
         }
     }
 
@@ -385,6 +473,8 @@ impl Tracker {
             Reply::Late { .. } => self.late += 1,
             Reply::Unmatched => self.unmatched += 1,
             Reply::Invalid => self.invalid += 1,
+            // Counted by the NTS clients.
+            Reply::Unauthenticated => {}
         }
         reply
     }
@@ -574,6 +664,9 @@ pub(crate) struct BenchReport {
     pub send_buffer_full: u64,
     pub icmp_unreachable: u64,
     pub latency_us: LatencyReport,
+    /// With --nts-ke: the key establishments and what NTS refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nts: Option<NtsReport>,
 }
 
 /// Round-trip times of responses in microseconds (null when there were none).
@@ -631,6 +724,7 @@ impl BenchReport {
             send_buffer_full: io.send_buffer_full,
             icmp_unreachable: io.icmp_unreachable,
             latency_us: LatencyReport::from_histogram(&tracker.latency),
+            nts: tracker.nts_report(),
         }
     }
 
@@ -660,6 +754,16 @@ impl BenchReport {
         s += &format!("  unmatched      {}\n", self.unmatched);
         s += &format!("  invalid        {}\n", self.invalid);
         s += &format!("  lost           {} ({:.3} %)\n", self.lost, self.loss_percent);
+        if let Some(n) = &self.nts {
+            s += &format!(
+                "  nts            {} key establishments with {} in {:.3} s, AEAD {} ({}), cookies of {} octets\n",
+                n.key_establishments, n.ke_server, n.ke_s, n.aead, n.aead_name, n.cookie_len
+            );
+            s += &format!(
+                "                 unauthenticated {}, not sent for want of a cookie {}, cookies left {}\n",
+                n.unauthenticated, n.no_cookie, n.cookies_left
+            );
+        }
         if self.send_errors + self.send_buffer_full + self.icmp_unreachable > 0 {
             s += &format!(
                 "  errors         send {}, send buffer full {}, ICMP unreachable {}\n",
@@ -695,10 +799,14 @@ fn fmt_us(us: f64) -> String {
 /// Runs `ntplab bench server`.
 pub fn run_server(args: &BenchServerArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let plan = Plan::from_args(args)?;
+    let ke = match &args.nts_ke {
+        Some(ke) => Some(NtsKe::new(ke, args.trusted_certificates.as_deref(), &args.aeads, args.allow_remote)?),
+        None => None,
+    };
     if args.ramp {
-        return run_ramp(plan, args.format, out);
+        return run_ramp(plan, ke.as_ref(), args.format, out);
     }
-    let (report, io) = bench(&plan)?;
+    let (report, io) = bench(&plan, nts_clients(&plan, ke.as_ref())?)?;
     let text = match args.format {
         OutputFormat::Json => serde_json::to_string(&report).map_err(|e| CliError::internal(e.to_string()))? + "\n",
         OutputFormat::Text => report.to_text(),
@@ -734,12 +842,32 @@ pub(crate) struct RampReport {
     pub steps: Vec<RampStep>,
     /// The highest offered rate whose step got at least 99 % responses.
     pub highest_rate_99_per_s: Option<f64>,
+    /// Why the ramp ended: `"responses"` (fewer than half answered),
+    /// `"bench"` (the bench itself offered less than half the rate: past
+    /// that, steps measure the bench, not the server), or `"steps"`.
+    pub stopped_by: &'static str,
 }
 
-/// The share of requests answered (responses and kiss-o'-death), percent.
+/// Whether a ramp ends after a step offered at `rate_per_s`, and why (see [`RampReport::stopped_by`]).
+fn ramp_stop(rate_per_s: f64, report: &BenchReport) -> Option<&'static str> {
+    let offered = report.sent + report.nts.as_ref().map_or(0, |n| n.no_cookie);
+    let offered_per_s = if report.send_s > 0.0 { offered as f64 / report.send_s } else { 0.0 };
+    if response_percent(report) < 50.0 {
+        Some("responses")
+    } else if offered_per_s < rate_per_s / 2.0 {
+        Some("bench")
+    } else {
+        None
+    }
+}
+
+/// The share of requests answered (responses and kiss-o'-death), percent;
+/// with NTS, requests a socket could not send for want of a cookie count as
+/// offered and unanswered.
 fn response_percent(r: &BenchReport) -> f64 {
     let answered = r.responses + r.kiss_o_death.values().sum::<u64>();
-    if r.sent == 0 { 0.0 } else { answered as f64 * 100.0 / r.sent as f64 }
+    let offered = r.sent + r.nts.as_ref().map_or(0, |n| n.no_cookie);
+    if offered == 0 { 0.0 } else { answered as f64 * 100.0 / offered as f64 }
 }
 
 /// The highest rate of the steps with at least 99 % responses.
@@ -747,27 +875,36 @@ fn highest_rate_99(steps: &[RampStep]) -> Option<f64> {
     steps.iter().filter(|s| s.response_percent >= 99.0).map(|s| s.rate_per_s).fold(None, |m, r| Some(m.map_or(r, |m: f64| m.max(r))))
 }
 
+/// With `--nts-ke`: one key establishment per client socket, and the sessions.
+fn nts_clients(plan: &Plan, ke: Option<&NtsKe>) -> Result<Option<NtsClients>, CliError> {
+    let Some(ke) = ke else { return Ok(None) };
+    let (sessions, report) = ke.sessions(plan.clients, plan.target)?;
+    Ok(Some(NtsClients::new(sessions, report, SplitMix64::from_os().next_u64())))
+}
+
 /// `--ramp`: open-loop steps at rising rates until half the requests go unanswered.
-fn run_ramp(mut plan: Plan, format: OutputFormat, out: &mut dyn Write) -> Result<(), CliError> {
+fn run_ramp(mut plan: Plan, ke: Option<&NtsKe>, format: OutputFormat, out: &mut dyn Write) -> Result<(), CliError> {
     let mut steps = Vec::new();
     let mut rate = plan.rate_per_s.unwrap_or(RAMP_START);
     if format == OutputFormat::Text {
         let line = format!(
-            "bench server {} ramp: {} clients{}, {:.1} s a step\n      rate/s   sent/s   resp/s   resp %   p50       p99       max\n",
+            "bench server {} ramp: {} clients{}{}, {:.1} s a step\n      rate/s   sent/s   resp/s   resp %   p50       p99       max\n",
             plan.target,
             plan.clients,
             if plan.spread_sources { " from as many addresses" } else { "" },
+            if ke.is_some() { ", NTS (one key establishment per client and step)" } else { "" },
             plan.duration.as_secs_f64()
         );
         out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
     }
+    let mut stopped_by = "steps";
     // Bounded: at most RAMP_STEPS_MAX steps of at most DURATION_S_MAX each.
     for _ in 0..RAMP_STEPS_MAX {
         if rate > 10_000_000.0 {
             break;
         }
         plan.rate_per_s = Some(rate);
-        let (report, _) = bench(&plan)?;
+        let (report, _) = bench(&plan, nts_clients(&plan, ke)?)?;
         let percent = response_percent(&report);
         if format == OutputFormat::Text {
             let l = &report.latency_us;
@@ -778,19 +915,28 @@ fn run_ramp(mut plan: Plan, format: OutputFormat, out: &mut dyn Write) -> Result
             );
             out.write_all(line.as_bytes()).map_err(CliError::from_io)?;
         }
+        let stop = ramp_stop(rate, &report);
         steps.push(RampStep { rate_per_s: rate, response_percent: percent, report });
-        if percent < 50.0 {
+        if let Some(why) = stop {
+            stopped_by = why;
             break;
         }
         rate = (rate * RAMP_FACTOR).round();
     }
-    let ramp = RampReport { highest_rate_99_per_s: highest_rate_99(&steps), steps };
+    let ramp = RampReport { highest_rate_99_per_s: highest_rate_99(&steps), steps, stopped_by };
     let text = match format {
         OutputFormat::Json => serde_json::to_string(&ramp).map_err(|e| CliError::internal(e.to_string()))? + "\n",
-        OutputFormat::Text => match ramp.highest_rate_99_per_s {
-            Some(r) => format!("highest rate with >= 99 % responses: {r:.0}/s\n"),
-            None => "no step got >= 99 % responses\n".to_string(),
-        },
+        OutputFormat::Text => {
+            let why = match stopped_by {
+                "bench" => "stopped: the bench offered less than half the rate (it is the limit, not the server)\n",
+                "steps" => "stopped: 30 steps\n",
+                _ => "",
+            };
+            match ramp.highest_rate_99_per_s {
+                Some(r) => format!("{why}highest rate with >= 99 % responses: {r:.0}/s\n"),
+                None => format!("{why}no step got >= 99 % responses\n"),
+            }
+        }
     };
     out.write_all(text.as_bytes()).map_err(CliError::from_io)
 }
@@ -821,7 +967,7 @@ fn open_sockets(plan: &Plan) -> Result<Vec<mio::net::UdpSocket>, CliError> {
 }
 
 /// Runs the send phase and the drain; returns the report.
-fn bench(plan: &Plan) -> Result<(BenchReport, IoCounts), CliError> {
+fn bench(plan: &Plan, nts: Option<NtsClients>) -> Result<(BenchReport, IoCounts), CliError> {
     let mut sockets = open_sockets(plan)?;
     let poll = mio::Poll::new().map_err(|e| CliError::internal(format!("cannot create a poller: {e}")))?;
     for (i, s) in sockets.iter_mut().enumerate() {
@@ -830,7 +976,10 @@ fn bench(plan: &Plan) -> Result<(BenchReport, IoCounts), CliError> {
             .map_err(|e| CliError::internal(format!("cannot register a socket: {e}")))?;
     }
     let shared = Shared {
-        tracker: Mutex::new(Tracker::new(plan.timeout)),
+        tracker: Mutex::new(match nts {
+            Some(nts) => Tracker::with_nts(plan.timeout, nts),
+            None => Tracker::new(plan.timeout),
+        }),
         slot_freed: Condvar::new(),
         sender_waiting: std::sync::atomic::AtomicBool::new(false),
         send_end_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
@@ -875,6 +1024,7 @@ fn send(plan: &Plan, shared: &Shared, sockets: &[mio::net::UdpSocket], clock: Cl
     let (mut pace_start_ns, mut paced) = (0u64, 0u64);
     let mut next_socket = 0usize;
     let mut errors_in_a_row = 0u32;
+    let mut dry_in_a_row = 0usize;
     let mut sent = 0u64;
     // Bounded: every pass either sends, waits until a deadline-bounded time, or
     // counts a send error; errors and the deadline both end the loop.
@@ -894,7 +1044,8 @@ fn send(plan: &Plan, shared: &Shared, sockets: &[mio::net::UdpSocket], clock: Cl
             }
         }
         let transmit = rng.next_u64();
-        {
+        let index = next_socket;
+        let datagram = {
             let mut t = shared.lock();
             if let Some(w) = plan.window {
                 t.expire(now_ns);
@@ -908,13 +1059,28 @@ fn send(plan: &Plan, shared: &Shared, sockets: &[mio::net::UdpSocket], clock: Cl
                     continue;
                 }
             }
-            if transmit == 0 || !t.register(transmit, clock.now_ns()) {
-                continue;
+            match t.prepare(index, transmit, clock.now_ns()) {
+                Ok(d) => d,
+                Err(Refused::InUse) => continue,
+                Err(Refused::NoCookie) => {
+                    // NTS: this socket's turn passes unsent (counted); when
+                    // every jar is empty, wait a little instead of spinning.
+                    drop(t);
+                    next_socket = (next_socket + 1) % sockets.len();
+                    paced += 1;
+                    dry_in_a_row += 1;
+                    if dry_in_a_row >= sockets.len() {
+                        dry_in_a_row = 0;
+                        std::thread::sleep(Duration::from_millis(1).min(Duration::from_nanos(deadline_ns.saturating_sub(now_ns))));
+                    }
+                    continue;
+                }
             }
-        }
-        let socket = &sockets[next_socket];
+        };
+        dry_in_a_row = 0;
+        let socket = &sockets[index];
         next_socket = (next_socket + 1) % sockets.len();
-        match socket.send(&build_request(transmit)) {
+        match socket.send(&datagram) {
             Ok(_) => {
                 sent += 1;
                 paced += 1;
@@ -984,7 +1150,7 @@ fn receive(
                 match socket.recv(&mut buf) {
                     Ok(len) => {
                         let recv_ns = clock.now_ns();
-                        let reply = shared.lock().on_datagram(&buf[..len], recv_ns);
+                        let reply = shared.lock().on_datagram_from(event.token().0, &buf[..len], recv_ns);
                         if matches!(reply, Reply::Response { .. } | Reply::KissOfDeath { .. })
                             && shared.sender_waiting.load(Ordering::SeqCst)
                         {
@@ -1198,6 +1364,9 @@ mod tests {
             allow_remote: false,
             spread_sources: false,
             ramp: false,
+            nts_ke: None,
+            trusted_certificates: None,
+            aeads: Vec::new(),
             format: OutputFormat::Text,
         }
     }
@@ -1222,6 +1391,26 @@ mod tests {
         };
         assert_eq!(highest_rate_99(&[step(1000.0, 100.0), step(1500.0, 99.0), step(2250.0, 98.9), step(3375.0, 99.5)]), Some(3375.0));
         assert_eq!(highest_rate_99(&[step(1000.0, 98.0)]), None);
+    }
+
+    #[test]
+    fn a_ramp_stops_when_half_go_unanswered_or_the_bench_cannot_offer_half_the_rate() {
+        let plan = Plan::from_args(&args("127.0.0.1:123")).unwrap();
+        // 100 sent in 1 s, `answered` of them answered.
+        let report = |answered: u64| {
+            let mut t = Tracker::new(Duration::from_millis(1));
+            for x in 1..=100 {
+                assert!(t.register(x, 0));
+            }
+            for x in 1..=answered {
+                t.on_datagram(&server_reply(x), 1);
+            }
+            BenchReport::new(&plan, &t, &IoCounts::default(), 1.0, 0.0)
+        };
+        assert_eq!(ramp_stop(100.0, &report(60)), None);
+        assert_eq!(ramp_stop(199.0, &report(60)), None);
+        assert_eq!(ramp_stop(201.0, &report(60)), Some("bench"), "100/s offered of 201/s asked");
+        assert_eq!(ramp_stop(100.0, &report(49)), Some("responses"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `ntplab`: the NTP test and reference system's command line.
 
 mod bench;
+mod bench_nts;
 mod cli;
 mod decode;
 mod lab;

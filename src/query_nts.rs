@@ -1,8 +1,10 @@
-//! `ntplab query --nts`: NTS key establishment (TLS 1.3, ALPN ntske/1, the
-//! certificate checked against `--trusted-certificates` or the system's
-//! store), then NTS-protected exchanges: each request carries a cookie and
-//! is authenticated; only a reply that authenticates under the session's
-//! server-to-client key and echoes the request's Unique Identifier counts.
+//! NTS key establishment for `ntplab query --nts` and `ntplab bench server
+//! --nts-ke`: TLS 1.3, ALPN ntske/1, the certificate checked against
+//! `--trusted-certificates` or the system's store; the daemon's KE client
+//! ([`ntplab_daemon::nts::client::establish`]) does the exchange and the
+//! core's [`ClientSession`] protects requests and judges replies. Only a
+//! reply that authenticates under the session's server-to-client key and
+//! echoes the request's Unique Identifier counts.
 
 use crate::cli::CliError;
 use crate::query::{NtsJson, QueryArgs};
@@ -10,10 +12,14 @@ use ntplab_daemon::config::{check_aeads, parse_host_port};
 use ntplab_daemon::nts::client::establish as run_ke;
 use ntplab_daemon::nts::glue::KE_CLIENT_TIMEOUT;
 use ntplab_daemon::nts::ke::{StreamNetwork, TokioStreams, DEFAULT_KE_PORT};
+use ntplab_daemon::nts::rustls::crypto::CryptoProvider;
+use ntplab_daemon::nts::rustls::ClientConfig;
 use ntplab_daemon::nts::server::provider_rng;
 use ntplab_daemon::nts::tls;
 use ntplab_proto::nts::ntp::{ClientSession, PendingRequest, ResponseKind};
+use ntplab_proto::nts::Aead;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 /// The NTS state of one query.
@@ -21,7 +27,7 @@ pub struct QueryNts {
     session: ClientSession,
     /// Where NTP goes.
     pub ntp: SocketAddr,
-    provider: Arc<ntplab_daemon::nts::rustls::crypto::CryptoProvider>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl QueryNts {
@@ -49,38 +55,77 @@ impl QueryNts {
     }
 }
 
-/// Runs NTS-KE with `ke` (HOST[:PORT]).
+/// An NTS-KE server and what to offer it, checked once; each
+/// [`KeTarget::establish`] is one key establishment.
+pub struct KeTarget {
+    /// The name given (checked against the certificate) and the port.
+    pub host: String,
+    /// The KE port.
+    pub port: u16,
+    /// The first address of `host`.
+    pub address: SocketAddr,
+    aeads: Vec<Aead>,
+    config: Arc<ClientConfig>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// One successful key establishment.
+pub struct Established {
+    /// The keys and cookies.
+    pub session: ClientSession,
+    /// Where NTP goes: the negotiated server and port, else the KE server's address, port 123.
+    pub ntp: SocketAddr,
+    /// What was agreed, for reports.
+    pub json: NtsJson,
+}
+
+impl KeTarget {
+    /// Checks `ke` (HOST[:PORT], given as `flag`), the trusted certificates
+    /// (`None`: the system's store) and the AEAD IDs to offer (empty: 15, 30, 17).
+    pub async fn new(flag: &str, ke: &str, trusted: Option<&Path>, aead_ids: &[u16]) -> Result<KeTarget, CliError> {
+        let (host, port) = parse_host_port(ke, DEFAULT_KE_PORT).map_err(|e| CliError::usage(format!("{flag} {ke:?}: {e}")))?;
+        let aeads = check_aeads((!aead_ids.is_empty()).then_some(aead_ids)).map_err(|e| CliError::usage(format!("--aead: {e}")))?;
+        let roots = match trusted {
+            Some(path) => tls::roots_from_file(path).map_err(CliError::input)?,
+            None => tls::system_roots().map_err(CliError::input)?,
+        };
+        let provider = tls::provider();
+        let config = tls::client_config(roots, provider.clone()).map_err(CliError::internal)?;
+        let address = *TokioStreams
+            .resolve(&host, port)
+            .await
+            .map_err(|e| CliError::input(format!("NTS-KE server {host}: {e}")))?
+            .first()
+            .ok_or_else(|| CliError::input(format!("NTS-KE server {host}: no address")))?;
+        Ok(KeTarget { host, port, address, aeads, config, provider })
+    }
+
+    /// One NTS-KE exchange, within [`KE_CLIENT_TIMEOUT`].
+    pub async fn establish(&self) -> Result<Established, CliError> {
+        let (host, port) = (&self.host, self.port);
+        // RFC 8915 §4.1.7-8: without negotiation, NTP is at the KE server's address, port 123.
+        let default_ntp = SocketAddr::new(self.address.ip(), 123);
+        let e = run_ke(&TokioStreams, host, port, self.config.clone(), &self.aeads, default_ntp, KE_CLIENT_TIMEOUT)
+            .await
+            .map_err(|e| CliError::input(format!("NTS-KE with {host}:{port} failed: {e}")))?;
+        let json = NtsJson {
+            ke_server: format!("{host}:{port}"),
+            aead: e.response.aead.id().0,
+            aead_name: e.response.aead.name(),
+            ntp_server: e.ntp.to_string(),
+            ntp_server_negotiated: e.response.ntp_server.is_some(),
+            ntp_port_negotiated: e.response.ntp_port.is_some(),
+            cookies: e.response.cookies.len(),
+            cookie_len: e.response.cookies.first().map_or(0, Vec::len),
+            cookies_left: e.response.cookies.len(),
+        };
+        Ok(Established { session: ClientSession::new(e.keys, e.response.cookies), ntp: e.ntp, json })
+    }
+}
+
+/// Runs NTS-KE with `ke` (HOST[:PORT]) for `ntplab query --nts`.
 pub async fn establish(args: &QueryArgs, ke: &str) -> Result<(QueryNts, NtsJson), CliError> {
-    let (host, port) = parse_host_port(ke, DEFAULT_KE_PORT).map_err(|e| CliError::usage(format!("--nts {ke:?}: {e}")))?;
-    let aeads = check_aeads((!args.aeads.is_empty()).then_some(&args.aeads[..])).map_err(|e| CliError::usage(format!("--aead: {e}")))?;
-    let roots = match &args.trusted_certificates {
-        Some(path) => tls::roots_from_file(path).map_err(CliError::input)?,
-        None => tls::system_roots().map_err(CliError::input)?,
-    };
-    let provider = tls::provider();
-    let config = tls::client_config(roots, provider.clone()).map_err(CliError::internal)?;
-    let ke_addr = *TokioStreams
-        .resolve(&host, port)
-        .await
-        .map_err(|e| CliError::input(format!("NTS-KE server {host}: {e}")))?
-        .first()
-        .ok_or_else(|| CliError::input(format!("NTS-KE server {host}: no address")))?;
-    // RFC 8915 §4.1.7-8: without negotiation, NTP is at the KE server's address, port 123.
-    let default_ntp = SocketAddr::new(ke_addr.ip(), 123);
-    let e = run_ke(&TokioStreams, &host, port, config, &aeads, default_ntp, KE_CLIENT_TIMEOUT)
-        .await
-        .map_err(|e| CliError::input(format!("NTS-KE with {host}:{port} failed: {e}")))?;
-    let json = NtsJson {
-        ke_server: format!("{host}:{port}"),
-        aead: e.response.aead.id().0,
-        aead_name: e.response.aead.name(),
-        ntp_server: e.ntp.to_string(),
-        ntp_server_negotiated: e.response.ntp_server.is_some(),
-        ntp_port_negotiated: e.response.ntp_port.is_some(),
-        cookies: e.response.cookies.len(),
-        cookie_len: e.response.cookies.first().map_or(0, Vec::len),
-        cookies_left: e.response.cookies.len(),
-    };
-    let session = ClientSession::new(e.keys, e.response.cookies);
-    Ok((QueryNts { session, ntp: e.ntp, provider }, json))
+    let target = KeTarget::new("--nts", ke, args.trusted_certificates.as_deref(), &args.aeads).await?;
+    let e = target.establish().await?;
+    Ok((QueryNts { session: e.session, ntp: e.ntp, provider: target.provider }, e.json))
 }

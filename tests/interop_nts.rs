@@ -184,6 +184,47 @@ fn an_unauthenticated_reply_is_nothing() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `ntplab bench server --nts-ke` with NTS requests: one KE per client
+/// socket; `--count` bounds each run.
+fn bench_nts(dir: &Path, ntp: u16, ke: u16, extra: &[&str]) -> serde_json::Value {
+    let (target, ke, trusted) = (format!("127.0.0.1:{ntp}"), format!("127.0.0.1:{ke}"), path(dir, "cert.pem"));
+    let mut args = vec!["bench", "server", &target, "--nts-ke", &ke, "--trusted-certificates", &trusted, "--format", "json"];
+    args.extend_from_slice(extra);
+    json(&ntplab(&args))
+}
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+/// Every request accounted for, none unauthenticated, the jars kept full;
+/// a server that answers without NTS gives no response at all.
+#[test]
+fn bench_server_nts_counts_only_authentic_replies() {
+    let dir = setup("bench");
+    let (_server, ntp, ke) = nts_server(&dir, "");
+    let bounds = ["--window", "4", "--count", "400", "--duration", "30", "--timeout-ms", "2000"];
+    let v = bench_nts(&dir, ntp, ke, &[&["--clients", "4", "--aead", "30"][..], &bounds].concat());
+    assert_eq!(count(&v, "sent"), 400, "{v}");
+    let kod: u64 = v["kiss_o_death"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(count(&v, "responses") + count(&v, "late") + kod + count(&v, "lost"), 400, "{v}");
+    assert!(count(&v, "responses") > 0, "{v}");
+    let nts = &v["nts"];
+    assert_eq!((nts["key_establishments"].as_u64(), nts["aead"].as_u64(), nts["cookie_len"].as_u64()), (Some(4), Some(30), Some(72)), "{v}");
+    assert_eq!((nts["unauthenticated"].as_u64(), nts["no_cookie"].as_u64()), (Some(0), Some(0)), "{v}");
+    // At most 4 requests in flight: each jar keeps at least 4 cookies.
+    assert!(nts["cookies_left"].as_u64().unwrap() >= 16, "{v}");
+
+    // The KE names a plain server: its replies echo the request but do not authenticate.
+    let plain = udp_port();
+    let _plain = serve(&dir, "plain", &format!("listen = [\"127.0.0.1:{plain}\"]\n[local]\nstratum = 1\n"));
+    let (_named, _, ke) = nts_server(&dir, &format!("ntp_port = {plain}\n"));
+    let v = bench_nts(&dir, plain, ke, &["--clients", "2", "--window", "2", "--count", "6", "--duration", "30", "--timeout-ms", "300"]);
+    assert_eq!((count(&v, "sent"), count(&v, "responses"), count(&v, "lost")), (6, 0, 6), "{v}");
+    assert!(v["nts"]["unauthenticated"].as_u64().unwrap() >= 1, "{v}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// With a master key every second (7 earlier ones kept), a cookie is dead
 /// after 8 s: the server answers it with an authenticated NTSN kiss-o'-death.
 #[test]
@@ -329,6 +370,19 @@ fn ntplab_query_nts_measures_chronyd_with_aead_15_only() {
     let out = query_nts(&dir, &format!("localhost:{ke}"), &["--aead", "30"]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(1) && e.contains("NoCommonAead"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_server_nts_loads_chronyd() {
+    let dir = setup("bench-chrony");
+    let (_server, ntp, ke) = chronyd_nts_server(&dir);
+    let v = bench_nts(&dir, ntp, ke, &["--clients", "3", "--window", "3", "--count", "300", "--duration", "30", "--timeout-ms", "2000"]);
+    assert_eq!(count(&v, "sent"), 300, "{v}");
+    assert!(count(&v, "responses") > 0, "{v}");
+    let nts = &v["nts"];
+    assert_eq!((nts["key_establishments"].as_u64(), nts["aead"].as_u64()), (Some(3), Some(15)), "{v}");
+    assert_eq!(nts["unauthenticated"], 0, "{v}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

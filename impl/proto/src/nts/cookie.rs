@@ -331,6 +331,23 @@ mod tests {
         assert_eq!(m.next_rotation_s(), u64::MAX / 2 + 15);
     }
 
+    /// The memory bound of the module documentation: never more than
+    /// `keep_previous + 1` keys of 32 octets, however many rotations.
+    #[test]
+    fn rotations_never_hold_more_than_keep_previous_plus_one_keys() {
+        let mut rng = TestRng::new(7);
+        for keep_previous in [0, DEFAULT_KEEP_PREVIOUS, MAX_KEEP_PREVIOUS, 1000] {
+            let mut m = MasterKeys::new(MasterKeyConfig { rotation_period_s: 1, keep_previous }, 0, &mut rng);
+            for now_s in 1..=200 {
+                m.rotate_if_due(now_s, &mut rng);
+                m.rotate(now_s, &mut rng);
+                assert!(m.key_ids().len() <= keep_previous.min(MAX_KEEP_PREVIOUS) + 1);
+                assert!(m.keys.iter().all(|k| k.key.as_bytes().len() == MASTER_KEY_LEN));
+            }
+            assert_eq!(m.key_ids().len(), keep_previous.min(MAX_KEEP_PREVIOUS) + 1, "full after 400 rotations");
+        }
+    }
+
     #[test]
     fn config_is_clamped() {
         let mut rng = TestRng::new(6);
