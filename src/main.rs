@@ -6,6 +6,7 @@ mod cli;
 mod decode;
 mod lab;
 mod probe;
+mod probe_ke;
 mod query;
 mod query_nts;
 mod run;

@@ -5,8 +5,12 @@
 //! (loopback only unless `--allow-remote`), opens one connected UDP socket,
 //! runs each selected case step by step under the pacer (at most `--rate`
 //! datagrams per second outside the one bounded burst, at most
-//! `--max-packets` datagrams and `--max-seconds` in all), records every
-//! datagram (for the evidence and `probe.pcap`), and writes the reports.
+//! `--max-packets` datagrams and `--max-seconds` in all; an NTS-KE
+//! connection counts as one datagram), records every datagram (for the
+//! evidence and `probe.pcap`), and writes the reports. The NTS-KE cases
+//! connect to `--nts-ke` (default: the target's address, port 4460) over
+//! [`crate::probe_ke`]; the NTS cases send their protected requests to the
+//! target.
 //!
 //! Exit status: 0 no MUST failed; 1 a MUST requirement failed; 2 usage (a
 //! non-loopback target without `--allow-remote`, an unknown group); 3
@@ -62,6 +66,53 @@ pub struct ProbeArgs {
     /// Most seconds the run may take (it stops there).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub max_seconds: u64,
+    /// The NTS-KE server for the nts-ke and nts groups: HOST[:PORT] (default:
+    /// the target's address, port 4460). Its host is the TLS server name.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub nts_ke: Option<String>,
+    /// PEM file of certificates to trust for NTS-KE; without it any
+    /// certificate is accepted (the probe judges NTS, not the server's PKI).
+    #[arg(long, value_name = "PEM")]
+    pub trusted_certificates: Option<PathBuf>,
+}
+
+/// `HOST`, `HOST:PORT`, `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT`: the host
+/// (an address without brackets) and the port if given.
+fn split_host_port(text: &str) -> (String, Option<u16>) {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return (a.ip().to_string(), Some(a.port()));
+    }
+    if let Ok(ip) = text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return (ip.to_string(), None);
+    }
+    match text.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+        _ => (text.to_string(), None),
+    }
+}
+
+/// The default NTS-KE port (RFC 8915 §4).
+pub const NTS_KE_PORT: u16 = 4460;
+
+/// The NTS-KE target: `--nts-ke` or the NTP target's address on port 4460,
+/// loopback unless `--allow-remote`.
+fn ke_target(args: &ProbeArgs, target: SocketAddr) -> Result<crate::probe_ke::KeTarget, CliError> {
+    let (host, port) = match &args.nts_ke {
+        None => (target.ip().to_string(), NTS_KE_PORT),
+        Some(text) => {
+            let (host, port) = split_host_port(text);
+            (host, port.unwrap_or(NTS_KE_PORT))
+        }
+    };
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => resolve(&format!("{host}:{port}")).map_err(|e| CliError::usage(format!("--nts-ke: {}", e.message)))?,
+    };
+    if !addr.ip().is_loopback() && !args.allow_remote {
+        return Err(CliError::usage(format!("--nts-ke {addr} is not a loopback address: give --allow-remote if you run this server or may test it")));
+    }
+    crate::probe_ke::KeTarget::new(addr, &host, format!("{host} ({addr})"), args.trusted_certificates.as_deref())
+        .map_err(|e| CliError::usage(format!("NTS-KE: {e}")))
 }
 
 /// Runs `ntplab probe`.
@@ -82,7 +133,8 @@ pub fn run(args: &ProbeArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::internal(format!("cannot start the runtime: {e}")))?;
     let config = PacerConfig { rate: args.rate, packets_max: args.max_packets, wall_ns_max: args.max_seconds * 1_000_000_000, ..PacerConfig::default() };
-    let (cases, stopped, local, unreachable) = runtime.block_on(drive(target, &groups, config, Duration::from_secs_f64(args.timeout)))?;
+    let ke = if groups.iter().any(|g| g.name.starts_with("nts")) { Some(ke_target(args, target)?) } else { None };
+    let (cases, stopped, local, unreachable) = runtime.block_on(drive(target, ke.as_ref(), &groups, config, Duration::from_secs_f64(args.timeout)))?;
     let mut cases = cases;
     if groups.iter().any(|g| g.name == "ntpv4") {
         cases.push(probe::overall_case(&cases));
@@ -152,7 +204,7 @@ fn resolve(text: &str) -> Result<SocketAddr, CliError> {
 
 type Driven = (Vec<CaseResult>, Option<String>, SocketAddr, Option<String>);
 
-async fn drive(target: SocketAddr, groups: &[&'static Group], config: PacerConfig, timeout: Duration) -> Result<Driven, CliError> {
+async fn drive(target: SocketAddr, ke: Option<&crate::probe_ke::KeTarget>, groups: &[&'static Group], config: PacerConfig, timeout: Duration) -> Result<Driven, CliError> {
     let bind: SocketAddr = match target {
         SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -180,6 +232,35 @@ async fn drive(target: SocketAddr, groups: &[&'static Group], config: PacerConfi
                 gen.now = realtime_now();
                 let Some(step) = (case.plan)(&history, &mut gen) else { break };
                 let mut rec = StepRecord::default();
+                if let Some(attempt) = &step.ke {
+                    // One NTS-KE connection counts as one datagram for the pacer.
+                    let at = match pacer.next_send(mono()) {
+                        Ok(at) => at,
+                        Err(e) => {
+                            stopped = Some(e.to_string());
+                            results.push(CaseResult::judge(group.name, case, history, case_start.elapsed().as_secs_f64()));
+                            break 'cases;
+                        }
+                    };
+                    let now = mono();
+                    if at > now {
+                        tokio::time::sleep(Duration::from_nanos(at - now)).await;
+                    }
+                    rec.ke = Some(match ke {
+                        Some(ke) => ke.attempt(attempt, timeout).await,
+                        None => ntplab_conformance::probe::KeRecord {
+                            server: String::new(),
+                            tls_version: None,
+                            alpn: None,
+                            response: Vec::new(),
+                            end: ntplab_conformance::probe::KeEnd::NoSession("no NTS-KE server configured".into()),
+                            keys: None,
+                        },
+                    });
+                    pacer.sent(mono());
+                    history.push(rec);
+                    continue;
+                }
                 if step.burst {
                     pacer.begin_burst(step.requests.len() as u32, mono());
                 }

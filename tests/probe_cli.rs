@@ -4,7 +4,8 @@
 //!   requirements that fault breaks, and nothing when no fault is on;
 //! - certification: against `ntplab serve` and chronyd 4.3 the verdicts
 //!   match the committed snapshots in tests/probe/ (a regression in ntplab,
-//!   in chrony's packaging or in the probe shows as a diff);
+//!   in chrony's packaging or in the probe shows as a diff), for NTPv4 and,
+//!   with NTS configured (certificates made per run), for NTS-KE and NTS;
 //! - refusals: a non-loopback target without --allow-remote, unknown groups,
 //!   and the distinct exit status when nothing answers.
 //!
@@ -190,9 +191,13 @@ fn responder(fault: Fault) -> Responder {
     Responder { addr, stop, thread: Some(thread) }
 }
 
-/// Probes `addr` quickly (rate 100/s, 0.2 s timeout); returns the exit code and the JSON.
+/// Probes `addr` quickly (rate 100/s, 0.2 s timeout); returns the exit code
+/// and the JSON. Only the ntpv4 group unless `extra` names groups (`--only`).
 fn probe(addr: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let mut args = vec!["probe", addr, "--format", "json", "--rate", "100", "--timeout", "0.2"];
+    if !extra.contains(&"--only") {
+        args.extend(["--only", "ntpv4"]);
+    }
     args.extend_from_slice(extra);
     let out = ntplab(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -317,10 +322,14 @@ fn a_remote_target_needs_allow_remote_and_unknown_groups_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown group \"ntp9\"") && err.contains("nts-ke"), "{err}");
-    let out = ntplab(&["probe", "127.0.0.1:9", "--only", "nts,ntpv5"]);
+    let out = ntplab(&["probe", "127.0.0.1:9", "--only", "ntpv5"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("probe group not implemented yet"), "{err}");
+    let out = ntplab(&["probe", "127.0.0.1:9", "--only", "nts", "--nts-ke", "192.0.2.1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--nts-ke 192.0.2.1:4460 is not a loopback address"), "{err}");
 }
 
 #[test]
@@ -335,14 +344,21 @@ fn nothing_listening_is_exit_status_5() {
 /// Probes with a report directory and compares `verdicts.txt` with the
 /// committed snapshot `tests/probe/NAME.verdicts`.
 fn certify(port: u16, name: &str, expected_code: i32) {
+    certify_with(port, name, expected_code, &[]);
+}
+
+fn certify_with(port: u16, name: &str, expected_code: i32, extra: &[&str]) {
     let dir = temp_dir(&format!("probe-{name}"));
-    let (code, _v, err) = probe(&format!("127.0.0.1:{port}"), &["--report", dir.to_str().unwrap()]);
+    let mut args = vec!["--report", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, _v, err) = probe(&format!("127.0.0.1:{port}"), &args);
     assert_eq!(code, Some(expected_code), "{err}");
     let got = std::fs::read_to_string(dir.join("verdicts.txt")).unwrap();
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe").join(format!("{name}.verdicts"));
     let want = std::fs::read_to_string(&snapshot).unwrap_or_default();
     assert_eq!(got, want, "verdicts of {name} differ from {} (the report is in {})", snapshot.display(), dir.display());
-    for f in ["summary.txt", "report.json", "junit.xml", "probe.pcap", "evidence/client-mode.txt"] {
+    let first_case = if extra.contains(&"--only") { "evidence/ke-minimal.txt" } else { "evidence/client-mode.txt" };
+    for f in ["summary.txt", "report.json", "junit.xml", "probe.pcap", first_case] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -363,6 +379,90 @@ fn certification_chronyd() {
     wait_for_udp_answer(port);
     // chrony's `local` reference ID 127.127.1.1 at stratum 1 breaks RFC 5905 §7.3: exit 1.
     certify(port, "chronyd-4.3", 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A private directory with a self-signed certificate for localhost and
+/// 127.0.0.1 (`cert.pem`, `key.pem`).
+fn nts_pki(name: &str) -> std::path::PathBuf {
+    let dir = temp_dir(name);
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    dir
+}
+
+fn wait_for_tcp(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens for NTS-KE on 127.0.0.1:{port} after 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Probes the NTS-KE and NTS groups of a server on `ntp`/`ke` and compares
+/// the verdicts with `tests/probe/NAME.verdicts` (certificates trusted).
+fn certify_nts(dir: &Path, ntp: u16, ke: u16, name: &str, expected_code: i32) {
+    let ke = format!("127.0.0.1:{ke}");
+    let trusted = dir.join("cert.pem");
+    certify_with(ntp, name, expected_code, &["--only", "nts-ke,nts", "--nts-ke", &ke, "--trusted-certificates", trusted.to_str().unwrap()]);
+}
+
+#[test]
+fn certification_ntplab_serve_nts() {
+    let dir = nts_pki("probe-serve-nts");
+    let (ntp, ke) = (free_port(), tcp_port());
+    let conf = dir.join("serve.toml");
+    let pem = |f: &str| dir.join(f).display().to_string();
+    std::fs::write(
+        &conf,
+        format!("listen = [\"127.0.0.1:{ntp}\"]\n[local]\nstratum = 1\n[nts]\ncertificate = {:?}\nkey = {:?}\nke_listen = [\"127.0.0.1:{ke}\"]\n", pem("cert.pem"), pem("key.pem")),
+    )
+    .unwrap();
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_ntplab"))
+        .args(["serve", "--duration", "120", "--config", conf.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ntplab serve");
+    let _guard = support::Guard(server);
+    wait_for_tcp(ke);
+    wait_for_udp_answer(ntp);
+    certify_nts(&dir, ntp, ke, "ntplab-serve-nts", 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn certification_chronyd_nts() {
+    let dir = nts_pki("probe-chronyd-nts");
+    let (ntp, ke) = (free_port(), tcp_port());
+    let conf = dir.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {ntp}\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 1\nallow 127.0.0.1\nntsserverkey {d}/key.pem\nntsservercert {d}/cert.pem\nntsport {ke}\n\
+             ntsdumpdir {d}\npidfile {d}/chronyd.pid\ndriftfile {d}/drift\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // -x: never touch the clock; setpriv: and no CAP_SYS_TIME to do it with.
+    let child = std::process::Command::new("setpriv")
+        .args(["--inh-caps=-sys_time", "--bounding-set=-sys_time", "chronyd", "-n", "-x", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chronyd");
+    let _guard = support::Guard(child);
+    wait_for_tcp(ke);
+    wait_for_udp_answer(ntp);
+    certify_nts(&dir, ntp, ke, "chronyd-4.3-nts", 1);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1199,7 +1199,7 @@ fn judge_leap(history: &[StepRecord]) -> Vec<Finding> {
 fn plan_burst(history: &[StepRecord], gen: &mut Gen) -> Option<Step> {
     history.is_empty().then(|| {
         let requests: Vec<Vec<u8>> = (0..BURST_LEN).map(|_| client(gen)).collect();
-        Step { requests, burst: true, expect: Some(BURST_LEN) }
+        Step { requests, burst: true, expect: Some(BURST_LEN), ke: None }
     })
 }
 

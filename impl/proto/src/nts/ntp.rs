@@ -227,6 +227,26 @@ pub struct PendingRequest {
 }
 
 impl PendingRequest {
+    /// What a client must remember of `request`, a protected request as it
+    /// was sent (a black-box prober reads it back from the wire): its
+    /// Unique Identifier and the placeholders before the authenticator.
+    /// `None` unless the extension fields parse and hold exactly one Unique
+    /// Identifier of [`UNIQUE_ID_LEN`] octets before exactly one
+    /// authenticator.
+    pub fn from_request(request: &[u8]) -> Option<PendingRequest> {
+        let fields = walk(request, HEADER_LEN, false, 64)?;
+        let auth = fields.iter().position(|f| f.field_type == T_AUTH)?;
+        if fields.iter().filter(|f| f.field_type == T_AUTH).count() != 1 {
+            return None;
+        }
+        let before = &fields[..auth];
+        let mut uids = before.iter().filter(|f| f.field_type == T_UID);
+        let (Some(u), None) = (uids.next(), uids.next()) else { return None };
+        let uid: [u8; UNIQUE_ID_LEN] = request.get(u.start + 4..u.end)?.try_into().ok()?;
+        let placeholders = before.iter().filter(|f| f.field_type == T_PLACEHOLDER).count();
+        Some(PendingRequest { uid, placeholders })
+    }
+
     /// The Unique Identifier sent.
     pub fn unique_id(&self) -> &[u8] {
         &self.uid
@@ -574,6 +594,19 @@ impl NakReply {
         push_field(&mut v, T_UID, &self.uid);
         out[..len].copy_from_slice(&v);
         Ok(len)
+    }
+}
+
+/// The Unique Identifier of a request without NTS fields (RFC 8915 §5.3:
+/// the field "MAY also be used standalone, without NTS"): the value of its
+/// one Unique Identifier field, if the extension fields parse and hold
+/// exactly one; `None` otherwise (none, several, or not extension fields).
+pub fn plain_unique_id(request: &[u8]) -> Option<Vec<u8>> {
+    let fields = walk(request, HEADER_LEN, true, 128)?;
+    let mut uids = fields.iter().filter(|f| f.field_type == T_UID);
+    match (uids.next(), uids.next()) {
+        (Some(u), None) => Some(u.value(request).to_vec()),
+        _ => None,
     }
 }
 

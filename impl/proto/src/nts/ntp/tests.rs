@@ -378,3 +378,32 @@ fn chrony_request_is_recognised_and_naked() {
     let mut out = [0u8; 128];
     assert!(nak.write(-20, &mut out).unwrap() <= chrony.len());
 }
+
+#[test]
+fn a_request_read_back_from_the_wire_verifies_its_reply_as_the_pending_state_does() {
+    let mut s = setup(Aead::AesSivCmac256, 7);
+    for _ in 0..4 {
+        let _ = s.session.jar.take();
+    }
+    let (req, pending) = s.request();
+    assert_eq!(pending.placeholders(), 4, "3 cookies left after this one: 4 to get back to 8");
+    let read = PendingRequest::from_request(&req).expect("a request build_request made");
+    assert_eq!(read, pending);
+    let reply = s.reply_to(&req);
+    assert!(matches!(s.session.verify_response(&read, &reply), Ok(ResponseKind::Time { .. })));
+    // Not a protected request: no identifier, two identifiers, no authenticator, a short identifier.
+    assert_eq!(PendingRequest::from_request(&client_header()), None);
+    let uid_end = 48 + 4 + UNIQUE_ID_LEN;
+    let mut two = req[..uid_end].to_vec();
+    two.extend_from_slice(&req[48..]);
+    assert_eq!(PendingRequest::from_request(&two), None);
+    assert_eq!(PendingRequest::from_request(&req[..uid_end]), None);
+    let mut short = client_header().to_vec();
+    push_field(&mut short, T_UID, &[7u8; 16]);
+    short.extend_from_slice(&req[uid_end..]);
+    assert_eq!(PendingRequest::from_request(&short), None);
+    // Placeholders after the authenticator are not counted.
+    let mut trailing = req.clone();
+    push_field(&mut trailing, T_PLACEHOLDER, &[0u8; 100]);
+    assert_eq!(PendingRequest::from_request(&trailing).map(|p| p.placeholders()), Some(4));
+}
