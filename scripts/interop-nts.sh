@@ -323,7 +323,9 @@ client_chrony() { # AEAD: chronyd as NTS client; the cell says what chronyc repo
     done
     if [[ $cell == FAIL* ]]; then
         local nak; nak=$(chronyc -h "$sock" -n authdata 2>/dev/null | awk '$2=="NTS"{print "KE attempts " $7 ", NAKs " $8 ", cookies " $9}')
-        cell="$cell ($nak; $(last_line "$WORK/client.log" 'NTS|TLS' | cut -c21-))"
+        # chronyd logs nothing about a refused NTS-KE at its default level.
+        local why; why=$(last_line "$WORK/client.log" 'NTS|TLS' | cut -c21-)
+        cell="$cell ($nak${why:+; $why})"
     fi
     stop "$pid"
     echo "$cell"
@@ -353,7 +355,7 @@ CONF
             cell="ok: [NTS] source, system stratum $(awk '/Stratum:/{print $2; exit}' <<<"$status"), $(grep -o 'NTS cookies:.*' <<<"$status" | tr -s '\t ' ' ')"
             break
         fi
-        cell="FAIL: no synchronized [NTS] source after 20 s ($(last_line "$WORK/ntpdrs-client.log" 'WARN|ERROR' | cut -c29-))"
+        cell="FAIL: no synchronized [NTS] source after 20 s ($(last_line "$WORK/ntpdrs-client.log" 'WARN|ERROR' | cut -c29- | sed 's/^ *//'))"
     done
     stop "$pid"
     echo "$cell"
@@ -381,7 +383,7 @@ CONF
     launch "$CLIENT_LIMIT" "$WORK/ntpsec-client.out" "${in[@]}" "${NOCAP[@]}" "${SHIMMED[@]}" "$NTPSEC_NTPD" -n \
         -c "$WORK/ntpsec-client.conf" -l "$WORK/ntpsec-client.log"
     local pid=$LAUNCHED
-    local cell="" as
+    local cell="" as why
     for _ in $(seq 20); do
         sleep 1
         # ind assid status conf reach auth condition last_event cnt
@@ -390,7 +392,10 @@ CONF
             cell="ok: auth ok, $(awk '{print $7}' <<<"$as" | head -1), $(last_line "$WORK/ntpsec-client.log" 'NTSc: Got' | grep -o 'Got.*' | sed 's/\.$//')"
             break
         fi
-        cell="FAIL: no authenticated association after 20 s ($(last_line "$WORK/ntpsec-client.log" 'NTSc: .*(fail|error|Error|bad|Bad|[Rr]eject|timeout|[Nn]o )' | cut -c21-))"
+        # The line that says why (e.g. "AN-Wrong length: 0", an empty AEAD record), else the last failure.
+        why=$(last_line "$WORK/ntpsec-client.log" 'NTSc: .*([Ww]rong|[Ee]rror|[Bb]ad|[Rr]eject|[Tt]imeout|[Nn]o )')
+        [ -n "$why" ] || why=$(last_line "$WORK/ntpsec-client.log" 'NTSc: .*fail')
+        cell="FAIL: no authenticated association after 20 s (${why#* ntpd\[*\]: })"
     done
     stop "$pid"
     echo "$cell"
