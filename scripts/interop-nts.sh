@@ -413,6 +413,28 @@ ntpsec_pair_namespace() {
         ip netns exec "$NS2" ip link set ntsint1 up && ip netns exec "$NS2" ip link set lo up
 }
 
+# clock_state: the system clock's adjtimex state (offset, freq, status, tick:
+# modes 0 is a pure query) and CLOCK_REALTIME - CLOCK_MONOTONIC in ns, as
+# hwlab's SystemClockState reads them.
+clock_state() {
+    python3 -c '
+import ctypes, struct, time
+tx = ctypes.create_string_buffer(208)
+if ctypes.CDLL(None, use_errno=True).adjtimex(tx) < 0:
+    raise SystemExit("adjtimex query failed")
+offset, freq = struct.unpack_from("qq", tx, 8)
+(status,) = struct.unpack_from("i", tx, 40)
+(tick,) = struct.unpack_from("q", tx, 88)
+print(offset, freq, status, tick, time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC))'
+}
+# clock_changed BEFORE AFTER: says what changed (adjtimex state, or a move of more than 1 ms).
+clock_changed() {
+    local b=($1) a=($2)
+    [ "${b[*]:0:4}" = "${a[*]:0:4}" ] || { echo "adjtimex offset/freq/status/tick ${b[*]:0:4} -> ${a[*]:0:4}"; return; }
+    local moved=$(( a[4] - b[4] ))
+    [ ${moved#-} -le 1000000 ] || echo "CLOCK_REALTIME moved by $moved ns against CLOCK_MONOTONIC"
+}
+
 version_of() {
     case $1 in
     ntplab) echo "ntplab $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)" ;;
@@ -445,6 +467,7 @@ echo "versions: $(version_of ntplab), $(version_of chrony), $(version_of ntpdrs)
 printf '%-26s %-14s %-5s %s\n' "NTS client" "NTS server" "AEAD" "result"
 printf '%-26s %-14s %-5s %s\n' "----------" "----------" "----" "------"
 fails=0
+CLOCK_BEFORE=$(clock_state)
 for server in "${SERVERS[@]}"; do
     for aead in "${AEADS[@]}"; do
         SKIP=""; SERVER_PID=""; CURRENT_SERVER=$server
@@ -478,5 +501,13 @@ for server in "${SERVERS[@]}"; do
         [ -n "$SERVER_PID" ] && stop "$SERVER_PID"
     done
 done
+# No daemon here could change the clock (no CAP_SYS_TIME); check that none did.
+changed=$(clock_changed "$CLOCK_BEFORE" "$(clock_state)")
+if [ -n "$changed" ]; then
+    echo "FAIL: the system clock changed during the run: $changed"
+    fails=$((fails + 1))
+else
+    echo "system clock: adjtimex state unchanged, CLOCK_REALTIME did not move against CLOCK_MONOTONIC (1 ms tolerance)"
+fi
 echo "$fails failing cell(s)"
 [ "$fails" = 0 ]
