@@ -173,7 +173,7 @@ agreed() { # CLIENT SERVER AEAD
     done
 }
 
-# ---- servers: each sets SERVER_PID, NTP_PORT, KE_PORT, KE_HOST, or SKIP (why) ----
+# ---- servers: each sets SERVER_PID, NTP_PORT, KE_PORT, or SKIP (why) ----
 
 server_ntplab() { # AEAD
     next_port NTP_PORT; next_port KE_PORT
