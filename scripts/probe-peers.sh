@@ -5,9 +5,10 @@
 #   scripts/probe-peers.sh [-k] [NAME...]     (default: every row; -k keeps the reports)
 #
 # Rows: ntplab-serve, chronyd-4.3, ntpsec, ntpd-rs. A row whose daemon is not
-# installed is skipped with a note (chronyd: apt-get install chrony; ntpsec:
-# Debian's ntpsec, conflicts with chrony, extract with apt-get download +
-# dpkg-deb -x and put its ntpd on PATH; ntpd-rs: cargo install ntpd --locked).
+# installed is skipped with a note (scripts/install-peers.sh installs all
+# three: chrony from Debian; ntpsec, whose package conflicts with chrony's,
+# unpacked under $PEERS_DIR/ntpsec, looked for there or on PATH; ntpd-rs by
+# cargo install ntpd --locked).
 # Each row's verdicts are compared with tests/probe/NAME.verdicts when that
 # snapshot exists (ntplab-serve and chronyd-4.3 are also checked by
 # `cargo test --test probe_cli`); a difference fails the script.
@@ -31,10 +32,14 @@ if [ ! -x "$NTPLAB" ]; then
     (cd "$ROOT" && cargo build -q -p ntplab)
 fi
 NOCAP=(setpriv --inh-caps=-sys_time --bounding-set=-sys_time)
+PEERS_DIR=${PEERS_DIR:-/tmp/ntplab-peers}
+[ -x "$PEERS_DIR/ntpsec/usr/sbin/ntpd" ] && PATH=$PEERS_DIR/ntpsec/usr/sbin:$PATH
 NS=ntplab-probe-$$
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    # `|| true`: under set -e, wait's status for a killed daemon (143) would
+    # end the trap here, leaving the namespace behind and the exit status 143.
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; } || true; done
     ip netns del "$NS" 2>/dev/null || true
     [ "$KEEP" = 1 ] || rm -rf "$WORK"
 }
@@ -113,7 +118,7 @@ for row in "${ROWS[@]}"; do
         ip netns exec "$NS" ip link set lo up
         d="$WORK/ntpsec-run"; mkdir -p "$d"
         # ntpsec serves only on port 123: in the namespace it is alone there.
-        printf 'refclock local stratum 1\ntos orphanwait 1\ndisable kernel\nrestrict default kod limited nomodify nopeer noquery\nrestrict 127.0.0.1\ndriftfile %s/drift\n' "$d" >"$d/ntp.conf"
+        printf 'refclock local stratum 1 minpoll 0 maxpoll 0\ntos orphanwait 1\ndisable kernel\nrestrict default kod limited nomodify nopeer noquery\nrestrict 127.0.0.1\ndriftfile %s/drift\n' "$d" >"$d/ntp.conf"
         ip netns exec "$NS" "${NOCAP[@]}" ntpd -n -c "$d/ntp.conf" >"$d/log" 2>&1 &
         PIDS+=($!)
         probe_row ntpsec "127.0.0.1:123" ip netns exec "$NS"

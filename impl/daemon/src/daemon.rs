@@ -647,7 +647,7 @@ where
                         } else if !fits {
                             tracing::warn!(source = %slot.address, ntp = %ntp, "NTS-KE names an NTP server of another family or scope; keeping the configured address");
                         }
-                        tracing::info!(source = %slot.address, cookies = n.cookies(), "NTS keys established");
+                        tracing::info!(source = %slot.address, aead = aead.unwrap_or_default(), cookies = n.cookies(), "NTS keys established");
                     }
                     Err(e) => tracing::warn!(source = %slot.address, error = %e, "NTS key establishment failed; will retry"),
                 }

@@ -54,7 +54,7 @@ impl std::fmt::Display for KeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KeFailure::Exchange(e) => write!(f, "NTS-KE: {e}"),
-            KeFailure::Protocol(e) => write!(f, "NTS-KE refused or broken: {e:?}"),
+            KeFailure::Protocol(e) => write!(f, "NTS-KE refused or broken: {e}"),
             KeFailure::Export(e) => write!(f, "NTS-KE key export failed: {e}"),
             KeFailure::Resolve(e) => write!(f, "NTS-KE: {e}"),
         }
@@ -115,4 +115,21 @@ pub async fn establish<N: StreamNetwork>(
         }
     };
     Ok(Established { response, keys, ntp, transcript })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntplab_proto::wire::ntske::AeadId;
+
+    // An operator reads this in logs and in `ntplab query`'s error: it must
+    // say what the server did (ntpsec 1.2.2 answers an offer of AEAD 30
+    // alone with 15), not print the enum.
+    #[test]
+    fn a_refused_key_establishment_reads_as_a_sentence() {
+        let e = KeFailure::Protocol(KeError::UnexpectedAead(AeadId(15)));
+        assert_eq!(e.to_string(), "NTS-KE refused or broken: server chose AEAD 15, which was not offered");
+        let e = KeFailure::Protocol(KeError::NoCommonAead);
+        assert_eq!(e.to_string(), "NTS-KE refused or broken: server supports none of the offered AEAD algorithms");
+    }
 }
