@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Certification runs: `ntplab probe` against ntplab serve, chronyd, ntpsec and
-# ntpd-rs on loopback, then a side-by-side table requirement -> verdict.
+# ntpd-rs on loopback, each serving NTS too (a self-signed certificate made
+# here with openssl), then a side-by-side table requirement -> verdict.
 #
 #   scripts/probe-peers.sh [-k] [NAME...]     (default: every row; -k keeps the reports)
 #
@@ -9,9 +10,11 @@
 # three: chrony from Debian; ntpsec, whose package conflicts with chrony's,
 # unpacked under $PEERS_DIR/ntpsec, looked for there or on PATH; ntpd-rs by
 # cargo install ntpd --locked).
-# Each row's verdicts are compared with tests/probe/NAME.verdicts when that
-# snapshot exists (ntplab-serve and chronyd-4.3 are also checked by
-# `cargo test --test probe_cli`); a difference fails the script.
+# Each row is probed twice: the ntpv4 group (verdicts compared with
+# tests/probe/NAME.verdicts) and the nts-ke and nts groups against its NTS-KE
+# port (compared with tests/probe/NAME-nts.verdicts), when the snapshot
+# exists (ntplab-serve and chronyd-4.3 are also checked by `cargo test --test
+# probe_cli`); a difference fails the script.
 #
 # Safety: no daemon may touch the clock. chronyd runs with -x, every daemon
 # under setpriv without CAP_SYS_TIME, ntpd-rs with no [[source]], ntpsec
@@ -46,6 +49,10 @@ cleanup() {
 trap cleanup EXIT
 rm -rf "$WORK"
 mkdir -p "$WORK"
+chmod 700 "$WORK"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" 2>/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -61,56 +68,67 @@ wait_answer() {
 
 ran=()
 failed=0
-probe_row() { # NAME ADDR [PREFIX...]: probe, keep the report, compare with the snapshot
-    local name=$1 addr=$2; shift 2
-    local dir="$WORK/$name"
+probe_row() { # NAME ADDR KE_ADDR [PREFIX...]: probe (ntpv4; nts-ke and nts), keep the reports, compare with the snapshots
+    local name=$1 addr=$2 ke=$3; shift 3
     if ! wait_answer "$addr" "$@"; then
         echo "$name: no answer on $addr; skipped" >&2
         return
     fi
-    local code=0
-    "$@" "$NTPLAB" probe "$addr" --report "$dir" --timeout 0.3 >"$dir.txt" 2>&1 || code=$?
-    head -1 "$dir.txt"
-    echo "$name: exit status $code; report in $dir"
     ran+=("$name")
-    local snap="$ROOT/tests/probe/$name.verdicts"
-    if [ -f "$snap" ]; then
-        if ! diff -u "$snap" "$dir/verdicts.txt"; then
-            echo "$name: verdicts differ from tests/probe/$name.verdicts" >&2
-            failed=1
+    local run
+    for run in "$name" "$name-nts"; do
+        local dir="$WORK/$run" code=0
+        local groups=(--only ntpv4)
+        [ "$run" = "$name-nts" ] && groups=(--only nts-ke,nts --nts-ke "$ke" --trusted-certificates "$WORK/cert.pem")
+        "$@" "$NTPLAB" probe "$addr" "${groups[@]}" --report "$dir" --timeout 0.3 >"$dir.txt" 2>&1 || code=$?
+        head -1 "$dir.txt"
+        echo "$run: exit status $code; report in $dir"
+        local snap="$ROOT/tests/probe/$run.verdicts"
+        if [ -f "$snap" ]; then
+            if ! diff -u "$snap" "$dir/verdicts.txt"; then
+                echo "$run: verdicts differ from tests/probe/$run.verdicts" >&2
+                failed=1
+            fi
+        else
+            echo "$run: no snapshot tests/probe/$run.verdicts (copy $dir/verdicts.txt there to add one)"
         fi
-    else
-        echo "$name: no snapshot tests/probe/$name.verdicts (copy $dir/verdicts.txt there to add one)"
-    fi
+    done
 }
+
+tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for row in "${ROWS[@]}"; do
     case "$row" in
     ntplab-serve)
-        port=$(free_port)
-        "${NOCAP[@]}" "$NTPLAB" serve --listen "127.0.0.1:$port" --local-stratum 1 --duration 120 >"$WORK/serve.log" 2>&1 &
+        port=$(free_port); ke=$(tcp_port)
+        printf 'listen = ["127.0.0.1:%s"]\n[local]\nstratum = 1\n[nts]\ncertificate = "%s"\nkey = "%s"\nke_listen = ["127.0.0.1:%s"]\n' \
+            "$port" "$WORK/cert.pem" "$WORK/key.pem" "$ke" >"$WORK/serve.toml"
+        "${NOCAP[@]}" "$NTPLAB" serve --config "$WORK/serve.toml" --duration 180 >"$WORK/serve.log" 2>&1 &
         PIDS+=($!)
-        probe_row ntplab-serve "127.0.0.1:$port"
+        probe_row ntplab-serve "127.0.0.1:$port" "127.0.0.1:$ke"
         ;;
     chronyd-4.3)
         if ! command -v chronyd >/dev/null; then echo "chronyd-4.3: chronyd not installed; skipped" >&2; continue; fi
-        port=$(free_port)
+        port=$(free_port); ke=$(tcp_port)
         d="$WORK/chronyd-run"; mkdir -p "$d"
         printf 'port %s\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 1\nallow 127.0.0.1\npidfile %s/chronyd.pid\ndriftfile %s/drift\n' "$port" "$d" "$d" >"$d/chrony.conf"
+        printf 'ntsserverkey %s\nntsservercert %s\nntsport %s\nntsdumpdir %s\n' "$WORK/key.pem" "$WORK/cert.pem" "$ke" "$d" >>"$d/chrony.conf"
         "${NOCAP[@]}" chronyd -n -x -u root -f "$d/chrony.conf" >"$d/log" 2>&1 &
         PIDS+=($!)
-        probe_row chronyd-4.3 "127.0.0.1:$port"
+        probe_row chronyd-4.3 "127.0.0.1:$port" "127.0.0.1:$ke"
         ;;
     ntpd-rs)
         if ! command -v ntp-daemon >/dev/null; then echo "ntpd-rs: ntp-daemon not installed (cargo install ntpd --locked); skipped" >&2; continue; fi
-        port=$(free_port)
+        port=$(free_port); ke=$(tcp_port)
         d="$WORK/ntpd-rs-run"; mkdir -p "$d"
         # No [[source]]: ntpd-rs then never steers the clock; it serves its
         # local clock at stratum 1.
         printf '[observability]\nlog-level = "warn"\n\n[[server]]\nlisten = "127.0.0.1:%s"\n\n[synchronization]\nlocal-stratum = 1\n' "$port" >"$d/ntp.toml"
+        printf '\n[[nts-ke-server]]\nlisten = "127.0.0.1:%s"\ncertificate-chain-path = "%s"\nprivate-key-path = "%s"\nntp-port = %s\n\n[keyset]\nkey-storage-path = "%s/keyset"\n' \
+            "$ke" "$WORK/cert.pem" "$WORK/key.pem" "$port" "$d" >>"$d/ntp.toml"
         "${NOCAP[@]}" ntp-daemon -c "$d/ntp.toml" >"$d/log" 2>&1 &
         PIDS+=($!)
-        probe_row ntpd-rs "127.0.0.1:$port"
+        probe_row ntpd-rs "127.0.0.1:$port" "127.0.0.1:$ke"
         ;;
     ntpsec)
         if ! command -v ntpd >/dev/null || ! ntpd --version 2>&1 | grep -qi ntpsec; then echo "ntpsec: ntpsec's ntpd not on PATH; skipped" >&2; continue; fi
@@ -119,9 +137,11 @@ for row in "${ROWS[@]}"; do
         d="$WORK/ntpsec-run"; mkdir -p "$d"
         # ntpsec serves only on port 123: in the namespace it is alone there.
         printf 'refclock local stratum 1 minpoll 0 maxpoll 0\ntos orphanwait 1\ndisable kernel\nrestrict default kod limited nomodify nopeer noquery\nrestrict 127.0.0.1\ndriftfile %s/drift\n' "$d" >"$d/ntp.conf"
+        # NTS-KE on its fixed port 4460, in the namespace too.
+        printf 'nts enable cert %s key %s cookie %s/keys\n' "$WORK/cert.pem" "$WORK/key.pem" "$d" >>"$d/ntp.conf"
         ip netns exec "$NS" "${NOCAP[@]}" ntpd -n -c "$d/ntp.conf" >"$d/log" 2>&1 &
         PIDS+=($!)
-        probe_row ntpsec "127.0.0.1:123" ip netns exec "$NS"
+        probe_row ntpsec "127.0.0.1:123" "127.0.0.1:4460" ip netns exec "$NS"
         ;;
     *) echo "unknown row $row (rows: ntplab-serve chronyd-4.3 ntpsec ntpd-rs)" >&2; exit 2 ;;
     esac
@@ -130,10 +150,10 @@ done
 # Side by side: one line per requirement any row judged.
 if [ ${#ran[@]} -gt 0 ]; then
     printf '\n| requirement |'; for r in "${ran[@]}"; do printf ' %s |' "$r"; done; printf '\n|---|'; for _ in "${ran[@]}"; do printf -- '---|'; done; printf '\n'
-    for r in "${ran[@]}"; do cat "$WORK/$r/verdicts.txt"; done | awk '!seen[$1]++ {print $1}' | while read -r id; do
+    for r in "${ran[@]}"; do cat "$WORK/$r/verdicts.txt" "$WORK/$r-nts/verdicts.txt" 2>/dev/null; done | awk '!seen[$1]++ {print $1}' | while read -r id; do
         printf '| %s |' "$id"
         for r in "${ran[@]}"; do
-            v=$(awk -v id="$id" '$1 == id { $1 = ""; sub(/^ /, ""); print }' "$WORK/$r/verdicts.txt")
+            v=$(cat "$WORK/$r/verdicts.txt" "$WORK/$r-nts/verdicts.txt" 2>/dev/null | awk -v id="$id" '$1 == id { $1 = ""; sub(/^ /, ""); print }')
             printf ' %s |' "${v:--}"
         done
         printf '\n'

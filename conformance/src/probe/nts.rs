@@ -28,6 +28,10 @@ pub const UNKNOWN_ID: u16 = 0x7777;
 /// up on the rest of the request (RFC 8915 §4.1.3 Error 1 "or timeout").
 pub const NO_EOM_WAIT_MS: u64 = 6_000;
 
+/// The slow client's pause between the two halves of its request: long for
+/// TLS records of one message, short of any KE timeout seen (ntpd-rs: 1 s).
+pub const SLOW_CLIENT_PAUSE_MS: u64 = 300;
+
 /// Octets of the long request (RFC 8915 §4: servers MUST accept at least 1024).
 pub const LONG_REQUEST_LEN: usize = 1100;
 
@@ -265,14 +269,27 @@ pub const NTS_KE: &[CaseDef] = &[
         steps_max: 1,
     },
     CaseDef {
+        name: "ke-slow-client",
+        title: "the minimal request in two parts 300 ms apart: one response after End of Message",
+        requirements: &["R8915-4-one-exchange"],
+        plan: |h, _| {
+            h.is_empty().then(|| {
+                let request = minimal_request();
+                Step::ke(KeAttempt { split: Some((request.len() / 2, SLOW_CLIENT_PAUSE_MS)), ..KeAttempt::standard(request) })
+            })
+        },
+        judge: judge_slow_client,
+        steps_max: 1,
+    },
+    CaseDef {
         name: "ke-long-request",
-        title: "a 1100-octet request (a non-critical unknown record pads it) sent in two parts 1 s apart: answered as usual",
+        title: "an 1100-octet request (a non-critical unknown record pads it): answered as usual",
         requirements: &["R8915-4-size-limits"],
         plan: |h, _| {
             h.is_empty().then(|| {
                 let pad = LONG_REQUEST_LEN - request_with(&[]).len() - 4;
                 let request = request_with(&unknown_record(false, pad));
-                Step::ke(KeAttempt { split: Some((request.len() / 2, 1000)), wait_ms: Some(3000), ..KeAttempt::standard(request) })
+                Step::ke(KeAttempt::standard(request))
             })
         },
         judge: judge_long_request,
@@ -388,15 +405,21 @@ fn judge_tls12(history: &[StepRecord]) -> Vec<Finding> {
 }
 
 fn judge_alpn(history: &[StepRecord]) -> Vec<Finding> {
-    let rule = "RFC 8915 §3: the server carries out NTS-KE only with ALPN ntske/1";
+    let rule = "RFC 8915 §4, RFC 7301 §3.2: the server accepts only ntske/1, and a server that supports none of the offered protocols ends the handshake (no_application_protocol)";
     let mut f = Vec::new();
     for (i, offered) in ["http/1.1", "no ALPN"].iter().enumerate() {
         let Some(r) = ke_at(history, i) else { continue };
         f.push(match seen(r) {
             KeSeen::NoSession(why) if why.starts_with("connect") => Finding::not_exercised("R8915-3-alpn", format!("cannot connect: {why}")),
             KeSeen::NoSession(why) => Finding::pass("R8915-3-alpn", format!("{offered}: handshake refused ({why})")),
+            // RFC 8915 has the client offer ntske/1; neither it nor RFC 7301
+            // says what a server does when a client offers no ALPN at all.
+            KeSeen::Session(Ok(records), _) if cookies(&records) > 0 && i == 1 => Finding::not_applicable(
+                "R8915-3-alpn",
+                format!("{offered}: NTS-KE answered with {} cookies (no rule says a server must refuse a client that offers no ALPN)", cookies(&records)),
+            ),
             KeSeen::Session(Ok(records), _) if cookies(&records) > 0 => {
-                Finding::fail("R8915-3-alpn", rule, format!("{offered}: NTS-KE answered with {} cookies", cookies(&records)))
+                Finding::fail("R8915-3-alpn", rule, format!("{offered}: the handshake went on without ntske/1 and NTS-KE answered with {} cookies", cookies(&records)))
             }
             KeSeen::Session(_, r) => Finding::pass("R8915-3-alpn", format!("{offered}: session (ALPN {}), no cookies", r.alpn.as_deref().unwrap_or("none"))),
         });
@@ -457,6 +480,16 @@ fn judge_bad_requests(history: &[StepRecord]) -> Vec<Finding> {
     let mut f = Vec::new();
     for (i, w) in what.iter().enumerate() {
         let Some(r) = ke_at(history, i) else { continue };
+        // An empty list is well formed: an empty Next Protocol record back
+        // ("none of those"), without cookies, answers it as well as Error 1.
+        if i == 2 {
+            if let KeSeen::Session(Ok(records), _) = seen(r) {
+                if error_code(&records).is_none() && cookies(&records) == 0 && protocol_lists(&records).iter().all(|v| v.is_empty()) && !protocol_lists(&records).is_empty() {
+                    f.push(Finding::pass("R8915-4.1.3-codes", format!("{w}: {} (nothing agreed, no cookies)", describe(&records))));
+                    continue;
+                }
+            }
+        }
         let e = expect_error(r, w, ErrorCode::BAD_REQUEST);
         if i == 1 {
             f.push(Finding { requirement: "R8915-4-npn-once", rule: e.rule.map(|_| "RFC 8915 §4.1.2: a request carries exactly one Next Protocol record"), ..e.clone() });
@@ -475,7 +508,7 @@ fn judge_unknown_offer(r: &KeRecord, requirement: &'static str, what: &str, rule
             let said = format!("only {what} {UNKNOWN_ID:#06x} offered: {}", describe(&records));
             Finding::check(requirement, ok(&records) && cookies(&records) == 0, rule, said.clone(), said)
         }
-        KeSeen::Session(Err(why), _) => Finding::fail(requirement, KE_RULE, why),
+        KeSeen::Session(Err(why), _) => Finding::fail(requirement, rule, format!("only {what} {UNKNOWN_ID:#06x} offered: {why} (a response naming what was agreed, if nothing, was due)")),
     }
 }
 
@@ -513,12 +546,27 @@ fn judge_no_eom(history: &[StepRecord]) -> Vec<Finding> {
     vec![expect_error(r, "a request without End of Message", ErrorCode::BAD_REQUEST)]
 }
 
+fn judge_slow_client(history: &[StepRecord]) -> Vec<Finding> {
+    let Some(r) = ke_at(history, 0) else { return Vec::new() };
+    vec![match seen(r) {
+        KeSeen::NoSession(why) => Finding::not_exercised("R8915-4-one-exchange", format!("no NTS-KE session: {why}")),
+        KeSeen::Session(Ok(records), _) if cookies(&records) > 0 && error_code(&records).is_none() => {
+            Finding::pass("R8915-4-one-exchange", format!("a request in two parts {SLOW_CLIENT_PAUSE_MS} ms apart: one response, {} cookies", cookies(&records)))
+        }
+        KeSeen::Session(records, _) => Finding::fail(
+            "R8915-4-one-exchange",
+            "RFC 8915 §4: one request (its End of Message ends it, however TLS splits it) gets one response",
+            format!("a request in two parts {SLOW_CLIENT_PAUSE_MS} ms apart: {}", records.map_or_else(|e| e, |r| describe(&r))),
+        ),
+    }]
+}
+
 fn judge_long_request(history: &[StepRecord]) -> Vec<Finding> {
     let Some(r) = ke_at(history, 0) else { return Vec::new() };
     vec![match seen(r) {
         KeSeen::NoSession(why) => Finding::not_exercised("R8915-4-size-limits", format!("no NTS-KE session: {why}")),
         KeSeen::Session(Ok(records), _) if cookies(&records) > 0 => {
-            Finding::pass("R8915-4-size-limits", format!("a {LONG_REQUEST_LEN}-octet request, sent in two parts: {} cookies", cookies(&records)))
+            Finding::pass("R8915-4-size-limits", format!("a {LONG_REQUEST_LEN}-octet request: {} cookies", cookies(&records)))
         }
         KeSeen::Session(records, _) => Finding::fail(
             "R8915-4-size-limits",
