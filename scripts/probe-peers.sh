@@ -10,7 +10,7 @@
 # three: chrony from Debian; ntpsec, whose package conflicts with chrony's,
 # unpacked under $PEERS_DIR/ntpsec, looked for there or on PATH; ntpd-rs by
 # cargo install ntpd --locked).
-# Each row is probed twice: the ntpv4 group (verdicts compared with
+# Each row is probed twice: the ntpv4 and ntpv5 groups (verdicts compared with
 # tests/probe/NAME.verdicts) and the nts-ke and nts groups against its NTS-KE
 # port (compared with tests/probe/NAME-nts.verdicts), when the snapshot
 # exists (ntplab-serve and chronyd-4.3 are also checked by `cargo test --test
@@ -78,7 +78,7 @@ probe_row() { # NAME ADDR KE_ADDR [PREFIX...]: probe (ntpv4; nts-ke and nts), ke
     local run
     for run in "$name" "$name-nts"; do
         local dir="$WORK/$run" code=0
-        local groups=(--only ntpv4)
+        local groups=(--only ntpv4,ntpv5)
         [ "$run" = "$name-nts" ] && groups=(--only nts-ke,nts --nts-ke "$ke" --trusted-certificates "$WORK/cert.pem")
         "$@" "$NTPLAB" probe "$addr" "${groups[@]}" --report "$dir" --timeout 0.3 >"$dir.txt" 2>&1 || code=$?
         head -1 "$dir.txt"

@@ -322,10 +322,6 @@ fn a_remote_target_needs_allow_remote_and_unknown_groups_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown group \"ntp9\"") && err.contains("nts-ke"), "{err}");
-    let out = ntplab(&["probe", "127.0.0.1:9", "--only", "ntpv5"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("probe group not implemented yet"), "{err}");
     let out = ntplab(&["probe", "127.0.0.1:9", "--only", "nts", "--nts-ke", "192.0.2.1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -344,7 +340,7 @@ fn nothing_listening_is_exit_status_5() {
 /// Probes with a report directory and compares `verdicts.txt` with the
 /// committed snapshot `tests/probe/NAME.verdicts`.
 fn certify(port: u16, name: &str, expected_code: i32) {
-    certify_with(port, name, expected_code, &[]);
+    certify_with(port, name, expected_code, &["--only", "ntpv4,ntpv5"]);
 }
 
 fn certify_with(port: u16, name: &str, expected_code: i32, extra: &[&str]) {
@@ -357,7 +353,7 @@ fn certify_with(port: u16, name: &str, expected_code: i32, extra: &[&str]) {
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe").join(format!("{name}.verdicts"));
     let want = std::fs::read_to_string(&snapshot).unwrap_or_default();
     assert_eq!(got, want, "verdicts of {name} differ from {} (the report is in {})", snapshot.display(), dir.display());
-    let first_case = if extra.contains(&"--only") { "evidence/ke-minimal.txt" } else { "evidence/client-mode.txt" };
+    let first_case = if extra.contains(&"nts-ke,nts") { "evidence/ke-minimal.txt" } else { "evidence/client-mode.txt" };
     for f in ["summary.txt", "report.json", "junit.xml", "probe.pcap", first_case] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }

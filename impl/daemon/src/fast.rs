@@ -36,7 +36,7 @@ use nix::sys::socket::{
     bind, getsockname, recvmmsg, sendmmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
     ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage, TimestampingFlag,
 };
-use ntplab_proto::server::{Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN, RESPONSE_LEN};
+use ntplab_proto::server::{Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN};
 use ntplab_proto::time::NtpTime;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -333,7 +333,9 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let mut inbuf = Box::new([[0u8; MAX_REQUEST_LEN + 1]; BATCH]);
-        let mut outbuf = [[0u8; RESPONSE_LEN]; BATCH];
+        // Replies are never longer than their request, and an NTPv5 reply is
+        // as long as it (48 octets do for NTPv4 only).
+        let mut outbuf = Box::new([[0u8; MAX_REQUEST_LEN]; BATCH]);
         let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(
             BATCH,
             Some(nix::cmsg_space!(nix::sys::socket::Timestamps, libc::in6_pktinfo)),
@@ -434,7 +436,7 @@ impl Worker {
     fn send(
         &self,
         headers: &mut MultiHeaders<SockaddrStorage>,
-        outbuf: &[[u8; RESPONSE_LEN]; BATCH],
+        outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH],
         replies: &[Reply],
         pending: &mut VecDeque<(u32, Reply)>,
         next_id: &mut u32,
@@ -659,6 +661,24 @@ mod tests {
         drop(server);
         // Dropped: the workers are gone and the port is free again.
         assert!(UdpSocket::bind(addr).is_ok());
+    }
+
+    #[test]
+    fn workers_answer_ntpv5_requests_as_long_as_they_are() {
+        use ntplab_proto::wire::v5::{self, Draft, FieldBody, Timescale};
+        let server = start(1);
+        let addr = server.local_addrs()[0];
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut req = v5::Repr::request(Timescale::Utc, 0x0123_4567_89ab_cdef).to_bytes().to_vec();
+        req.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+        req.extend(FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field().to_bytes());
+        client.send_to(&req, addr).unwrap();
+        let mut buf = [0u8; 256];
+        let (len, _) = client.recv_from(&mut buf).expect("an NTPv5 reply");
+        assert_eq!(len, req.len(), "as long as the request");
+        assert_eq!((buf[0] >> 3 & 7, buf[0] & 7), (5, 4), "version 5, mode 4");
+        assert_eq!(field(&buf, 24), 0x0123_4567_89ab_cdef, "the client cookie");
     }
 
     #[test]

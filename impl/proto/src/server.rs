@@ -730,7 +730,9 @@ fn trailer_is_well_formed(mut rest: &[u8]) -> bool {
     false
 }
 
-/// Re-exported so callers can size buffers: every response is this long.
+/// The length of a plain NTPv4 response (the header alone). NTPv5 and NTS
+/// responses are longer, as long as their request at most: size output
+/// buffers by [`MAX_REQUEST_LEN`] to answer every version.
 pub const RESPONSE_LEN: usize = v4::HEADER_LEN;
 
 #[cfg(test)]
