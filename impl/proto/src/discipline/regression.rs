@@ -1154,6 +1154,69 @@ mod tests {
         assert!(refused < 25, "white noise refused {refused} times in 500");
     }
 
+    // ---- The window and the span ------------------------------------------------
+
+    /// A discipline holding `offsets` as raw samples 10 s apart (the last at
+    /// 90 s for ten), each with `delay` s of round trip and no correction.
+    fn holding(offsets: &[f64], delay: f64) -> RegressionDiscipline {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for (i, y) in offsets.iter().enumerate() {
+            d.samples.push_back(RawSample { time: at(10.0 * i as f64), raw_offset: *y, correction: 0.0, delay });
+        }
+        d
+    }
+
+    #[test]
+    fn the_window_keeps_residuals_within_one_and_a_half_bounds_that_pass_the_runs_test() {
+        // Equal delays: every bound is the precision floor, 2^-20 s (0.95 µs).
+        // Offsets alternating ±1 µs leave residuals of 0.73-1.21 µs: beyond
+        // one bound, within 1.5, and changing sign at every sample.
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating, 200e-6);
+        assert_eq!(d.regress(at(90.0)).map(|(_, longest)| longest.n), Some(10));
+        assert_eq!(d.samples(), 10);
+        // An oldest sample 10 µs off leaves a residual of 6.6 µs (the runs
+        // still alternate enough): it is dropped, for its bound alone.
+        let mut outlier = alternating.clone();
+        outlier[0] = 1e-5;
+        let mut d = holding(&outlier, 200e-6);
+        assert_eq!(d.regress(at(90.0)).map(|(_, longest)| longest.n), Some(9));
+        assert_eq!(d.samples(), 9, "the refused sample is dropped");
+        // A bowl of 30 samples is a trend the runs test refuses, but its
+        // residuals (0.14 µs at most) are within the precision: kept whole.
+        let bowl: Vec<f64> = (0..30).map(|i| 1e-9 * (f64::from(i) - 14.5).powi(2)).collect();
+        let mut d = holding(&bowl, 200e-6);
+        assert_eq!(d.regress(at(290.0)).map(|(_, longest)| longest.n), Some(30));
+    }
+
+    #[test]
+    fn the_line_is_the_best_predicting_spans_and_for_a_noiseless_source_the_longest_near_best() {
+        // Ten samples on an exact line, 10 s apart: the spans of 32, 45 and
+        // 64 s (k = 0, 1, 2) hold the last 4, 5 and 7, those of 90 s and
+        // more all 10 (the longest window).
+        let line: Vec<f64> = (0..10).map(|i| 1e-6 * f64::from(i)).collect();
+        let best_n = |scores: &[(usize, f64)]| {
+            let mut d = holding(&line, 0.0);
+            for &(k, score) in scores {
+                d.spans[k].score = Some(score);
+            }
+            let (best, longest) = d.regress(at(90.0)).unwrap();
+            assert_eq!(longest.n, 10);
+            best.n
+        };
+        // Scores above NOISELESS_SCORE (0.01): the lowest wins, the longer
+        // of two equal ones.
+        assert_eq!(best_n(&[(0, 0.02), (1, 0.0201), (2, 0.02), (5, 0.5)]), 7);
+        assert_eq!(best_n(&[(0, 0.02), (1, 0.0199), (2, 0.0201)]), 5);
+        // Exactly NOISELESS_SCORE is not noiseless: no tolerance.
+        assert_eq!(best_n(&[(0, 0.01), (1, 0.0105)]), 4);
+        // Below it, a score within 10 % of the best plus 1e-4 is as good:
+        // 0.001 · 1.1 + 0.0001 = 0.0012.
+        assert_eq!(best_n(&[(0, 0.001), (1, 0.00119), (2, 0.00121), (5, 0.5)]), 5);
+        // Without any score the longest window gives the line.
+        assert_eq!(best_n(&[]), 10);
+    }
+
     // ---- Closed loop ------------------------------------------------------------
 
     /// A host clock with an oscillator error (optionally wandering), the
