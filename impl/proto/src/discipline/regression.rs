@@ -1431,6 +1431,40 @@ mod tests {
     }
 
     #[test]
+    fn a_slope_through_more_than_two_samples_is_trusted_when_its_skew_is_within_1000_ppm() {
+        let d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        // Exact lines of 10 ppm: the uncertainty is the bounds' 1/sqrt(sxx).
+        let line = |n: i32, sigma: f64| -> Vec<Point> {
+            (0..n).map(|i| (64.0 * f64::from(i - n + 1), 1e-5 * 64.0 * f64::from(i), 1.0 / (sigma * sigma))).collect()
+        };
+        // Three samples 64 s apart, 100 µs each: 1.1 ppm · t(1) = 636.6 is
+        // 703 ppm; at 200 µs, 1406 ppm.
+        let slope = d.trusted_slope(&line(3, 100e-6)).expect("703 ppm of skew");
+        assert!((slope - 1e-5).abs() < 1e-15, "{slope}");
+        assert_eq!(d.trusted_slope(&line(3, 200e-6)), None, "1406 ppm of skew");
+        // Five samples, 10 ms each: 49.4 ppm · t(3) = 12.92 is 638 ppm (with
+        // t(2) = 31.6 it would be 1562).
+        let slope = d.trusted_slope(&line(5, 0.01)).expect("638 ppm of skew");
+        assert!((slope - 1e-5).abs() < 1e-15, "{slope}");
+    }
+
+    #[test]
+    fn the_noise_is_the_larger_of_the_fit_jitter_and_the_mean_half_excess_delay() {
+        let mut d = holding(&[0.0; 4], 0.0);
+        for (s, delay) in d.samples.iter_mut().zip([200e-6, 400e-6, 600e-6, 1000e-6]) {
+            s.delay = delay;
+        }
+        // Half excesses 0, 100, 200 and 400 µs: 175 µs on average, above
+        // the jitter (the precision, 0.95 µs, before any fit).
+        assert!((d.noise() - 175e-6).abs() < 1e-15, "{}", d.noise());
+        d.jitter = 300e-6;
+        assert_eq!(d.noise(), 300e-6);
+        // Without samples, the jitter alone.
+        d.samples.clear();
+        assert_eq!(d.noise(), 300e-6);
+    }
+
+    #[test]
     fn the_pending_phase_is_what_the_clock_has_left_to_slew() {
         // A 0.1 s offset is slewed at 83 333 ppm over 1.2 s; in between, what
         // the discipline says is pending must be what the clock still has to do.
