@@ -1217,6 +1217,177 @@ mod tests {
         assert_eq!(best_n(&[]), 10);
     }
 
+    // ---- One update at a time -------------------------------------------------------
+
+    /// A sample of `offset` s measured at `t` s and handled at `now` s, with
+    /// `delay` s of round trip.
+    fn sample_at(offset: f64, t: f64, now: f64, delay: f64) -> DisciplineSample {
+        DisciplineSample { offset: dur(offset), time: at(t), now: at(now), delay: dur(delay) }
+    }
+
+    #[test]
+    fn the_panic_threshold_refuses_larger_offsets_except_a_first_update_allowed_to_step() {
+        let cfg = RegressionConfig { panic_threshold: Some(dur(10.0)), allow_initial_panic: true, ..RegressionConfig::default() };
+        let mut d = RegressionDiscipline::new(cfg, None);
+        let u = d.update_sample(&sample_at(20.0, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "the first update may step: {:?}", u.action);
+        let u = d.update_sample(&sample_at(10.0, 64.0, 64.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "exactly the threshold is no panic: {:?}", u.action);
+        let u = d.update_sample(&sample_at(20.0, 128.0, 128.0, 200e-6));
+        assert!(matches!(u.action, Action::Panic { .. }), "later updates may not: {:?}", u.action);
+        // Without the allowance even the first update panics.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(2000.0, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Panic { .. }), "{:?}", u.action);
+        assert_eq!(d.updates, 0, "a panic changes nothing");
+    }
+
+    #[test]
+    fn an_offset_of_exactly_the_step_threshold_is_slewed() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(STEPT, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+    }
+
+    #[test]
+    fn the_slew_starts_when_the_sample_is_handled_not_at_its_epoch() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(0.1, 0.0, 0.5, 200e-6));
+        let Action::Slew { phase, .. } = u.action else { panic!("{:?}", u.action) };
+        assert_eq!(d.pending_phase(at(0.5)), phase, "nothing of it is done when it is commanded");
+    }
+
+    /// A discipline with `cfg` after four samples of zero offset 64 s apart
+    /// (the last at 192 s): a line, and the frequency measured.
+    fn on_a_line(cfg: RegressionConfig) -> RegressionDiscipline {
+        let mut d = RegressionDiscipline::new(cfg, None);
+        for t in [0.0, 64.0, 128.0, 192.0] {
+            let u = d.update_sample(&sample_at(0.0, t, t, 200e-6));
+            assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+        }
+        assert!(d.frequency_measured && d.fit.is_some());
+        d
+    }
+
+    #[test]
+    fn after_start_up_an_offset_beyond_the_step_threshold_is_a_spike_until_the_stepout_then_a_step() {
+        let mut d = on_a_line(RegressionConfig::default());
+        // The fourth update had a line and a measured frequency: no start-up.
+        for t in [256.0, 192.0 + 899.0] {
+            let u = d.update_sample(&sample_at(0.5, t, t, 200e-6));
+            assert_eq!((u.action, u.state), (Action::Ignore(IgnoreReason::Spike), State::Spik), "at {t} s");
+        }
+        // WATCH (900 s) after the last good sample: a step, and the samples
+        // (from before the reference may have jumped) are dropped.
+        let u = d.update_sample(&sample_at(0.5, 1092.0, 1092.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        assert_eq!(d.samples(), 0);
+        // Without a line the next large offset steps at once again.
+        let u = d.update_sample(&sample_at(0.5, 1156.0, 1156.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+    }
+
+    #[test]
+    fn within_the_first_updates_an_offset_beyond_the_step_threshold_steps_even_with_a_line() {
+        let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
+        let u = d.update_sample(&sample_at(0.5, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "the fifth update: {:?}", u.action);
+    }
+
+    #[test]
+    fn at_most_max_samples_are_held() {
+        let cfg = RegressionConfig { max_samples: 5, ..RegressionConfig::default() };
+        let mut d = RegressionDiscipline::new(cfg, None);
+        for i in 0..8 {
+            let t = 64.0 * f64::from(i);
+            let _ = d.update_sample(&sample_at(0.0, t, t, 200e-6));
+            assert_eq!(d.samples(), (i as usize + 1).min(5));
+        }
+    }
+
+    #[test]
+    fn the_jitter_is_the_fits_rms_residual_and_a_phase_is_slewed_over_ratio_times_its_uncertainty() {
+        // Ten samples alternating ±1 µs, 10 s apart, equal delays (equal
+        // weights); the tenth handled by update_sample at the default poll.
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 200e-6);
+        let interval = log2_to_seconds(d.poll());
+        let u = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 200e-6));
+        let Action::Slew { phase, max_rate: Some(rate), .. } = u.action else { panic!("{:?}", u.action) };
+        let points: Vec<Point> = alternating.iter().enumerate().map(|(i, y)| (10.0 * i as f64 - 90.0, *y, 1.0)).collect();
+        let fit = LinearFit::new(&points).unwrap();
+        let squares: f64 = points.iter().map(|p| (p.1 - fit.at(p.0)).powi(2)).sum();
+        assert!((d.jitter - (squares / 8.0).sqrt()).abs() < 1e-10, "jitter {} vs {}", d.jitter, (squares / 8.0).sqrt());
+        assert!((d.offset_sd - fit.value_sd(0.0)).abs() < 1e-10, "{} vs {}", d.offset_sd, fit.value_sd(0.0));
+        assert!((secs(phase) - fit.at(0.0)).abs() < 1e-9, "{phase:?} vs {}", fit.at(0.0));
+        // chrony's rule: over 1.5 · σ̂ · interval / |phase| (here 228 s,
+        // within [1 s, 8 intervals]).
+        let duration = 1.5 * d.offset_sd * interval / secs(phase).abs();
+        assert!((100.0..500.0).contains(&duration), "{duration}");
+        assert!((rate * duration / secs(phase).abs() - 1.0).abs() < 1e-3, "rate {rate}, {}", secs(phase).abs() / duration);
+    }
+
+    #[test]
+    fn a_slew_leaves_the_tick_room_for_the_frequency() {
+        // 5 % of frequency: the tick (10 % + 500 ppm) has 5.05 % left, less
+        // than chrony's 8.3 % slew rate.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), Some(0.05));
+        let u = d.update_sample(&sample_at(0.1, 0.0, 0.0, 200e-6));
+        let Action::Slew { frequency, max_rate, .. } = u.action else { panic!("{:?}", u.action) };
+        assert_eq!(frequency, 0.05);
+        assert_eq!(max_rate, Some(MAX_TICK_RATE + MAXFREQ - 0.05));
+    }
+
+    #[test]
+    fn a_sample_off_every_line_gives_the_level_now_at_the_current_frequency() {
+        // Nine samples on the zero line at 10 ppm, the tenth 1 ms off (far
+        // beyond 1.5 bounds of any window through it), handled 10 s after
+        // its epoch: the level now is its offset plus 10 s at 10 ppm.
+        let mut d = holding(&[0.0; 9], 200e-6);
+        d.freq = 1e-5;
+        let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
+        assert_eq!(d.fit, None, "no window passes");
+        let Action::Slew { phase, .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((secs(phase) - (1e-3 + 1e-5 * 10.0)).abs() < 1e-9, "{phase:?}");
+    }
+
+    #[test]
+    fn a_sample_the_line_did_not_predict_lowers_the_poll_score_by_log2_of_the_miss() {
+        // Delays unknown: a sample's bound is three jitters. A sample 1.5
+        // times beyond 1.5 bounds plus twice the line's standard error
+        // there lowers the score by log2(1.5).
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 0.0);
+        let _ = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 0.0));
+        let (origin, fit) = d.fit.unwrap();
+        let correction = d.correction_at(at(100.0));
+        let x = abscissa(at(100.0), correction, origin);
+        let allowed = BOUND_FACTOR * 3.0 * d.jitter + 2.0 * fit.value_sd(x);
+        assert!(fit.value_sd(x) > 0.1 * allowed, "the line's own uncertainty counts");
+        d.poll_score = 0.0;
+        let _ = d.update_sample(&sample_at(fit.at(x) + 1.5 * allowed - correction, 100.0, 100.0, 0.0));
+        assert!((d.poll_score + 1.5f64.log2()).abs() < 1e-4, "{}", d.poll_score);
+    }
+
+    #[test]
+    fn the_shared_settings_come_from_the_common_configuration() {
+        let common = DisciplineConfig {
+            step_threshold: dur(0.5),
+            stepout: dur(300.0),
+            panic_threshold: None,
+            allow_initial_panic: true,
+            min_poll: 4,
+            max_poll: 8,
+            local_precision: -24,
+            ..DisciplineConfig::default()
+        };
+        let c = RegressionConfig::from_common(&common);
+        let shared = (c.step_threshold, c.stepout, c.panic_threshold, c.allow_initial_panic, c.min_poll, c.max_poll, c.local_precision);
+        assert_eq!(shared, (dur(0.5), dur(300.0), None, true, 4, 8, -24));
+        let own = |c: &RegressionConfig| (c.initial_step_updates, c.max_samples, c.poll_target, c.correction_ratio, c.max_slew_rate, c.max_frequency);
+        assert_eq!(own(&c), own(&RegressionConfig::default()), "and the regression's own settings their defaults");
+    }
+
     // ---- Closed loop ------------------------------------------------------------
 
     /// A host clock with an oscillator error (optionally wandering), the
