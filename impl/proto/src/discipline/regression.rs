@@ -393,25 +393,24 @@ fn span_seconds(k: usize) -> f64 {
 }
 
 /// The oscillator seconds `r` in which `segment` advances local time by `d`
-/// s: `d = r + freq·r + slewed(r)`. Closed form for the linear slew
-/// (`tau = 0`: rate `R` until the phase is done); otherwise by fixed-point
-/// iteration, a contraction as the slew rate is at most 10 %.
+/// s: `d = r + freq·r + slewed(r)`, in closed form for the linear slew (rate
+/// `R` until the phase is done).
 fn oscillator_span(d: f64, s: &Segment) -> f64 {
     let scale = 1.0 + s.freq;
-    if s.tau <= 0.0 {
-        let slewing = s.rate > 0.0 && s.phase != 0.0;
-        let r = if slewing { d / (scale + s.rate.copysign(s.phase)) } else { d / scale };
-        // Past the end of the slew the whole phase is in.
-        if slewing && r * s.rate >= s.phase.abs() {
-            return (d - s.phase) / scale;
-        }
-        return r;
-    }
-    let mut r = d / scale;
-    for _ in 0..8 {
-        r = (d - slewed(s.phase, s.tau, s.rate, r)) / scale;
+    let slewing = s.rate > 0.0 && s.phase != 0.0;
+    let r = if slewing { d / (scale + s.rate.copysign(s.phase)) } else { d / scale };
+    // Past the end of the slew the whole phase is in.
+    if slewing && r * s.rate >= s.phase.abs() {
+        return (d - s.phase) / scale;
     }
     r
+}
+
+/// The phase a segment has slewed `r` oscillator seconds after its start:
+/// linearly at its rate (chrony's slew, [`Action::Slew`] with a zero time
+/// constant).
+fn segment_slewed(s: &Segment, r: f64) -> f64 {
+    slewed(s.phase, 0.0, s.rate, r)
 }
 
 /// A fit's abscissa origin: a local time and the correction in force then.
@@ -431,15 +430,15 @@ struct Span {
     score: Option<f64>,
 }
 
-/// One piece of `C(t)`: from `start` on, `base + freq·(t − start) + slew`.
+/// One piece of `C(t)`: from `start` on, `base + freq·(t − start) + slew`,
+/// the slew of `phase` linear at `rate`.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     start: NtpTime,
     base: f64,
     freq: f64,
     phase: f64,
-    tau: f64,
-    /// Rate limit of the slew, s/s.
+    /// Rate of the slew, s/s.
     rate: f64,
 }
 
@@ -564,7 +563,7 @@ impl RegressionDiscipline {
         // The clock applies frequency and slew per *oscillator* second, and
         // `d` is local: `d = r + freq·r + slewed(r)`, solved for `r`.
         let r = oscillator_span(d, s);
-        s.base + s.freq * r + slewed(s.phase, s.tau, s.rate, r)
+        s.base + s.freq * r + segment_slewed(s, r)
     }
 
     fn push_segment(&mut self, segment: Segment) {
@@ -713,11 +712,11 @@ impl RegressionDiscipline {
                 self.freq = slope.clamp(-self.config.max_frequency, self.config.max_frequency);
                 self.frequency_measured = true;
             }
-            self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+            self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
         } else {
             self.samples.clear();
             self.segments.clear();
-            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
             self.spans = [Span::default(); SPANS];
         }
         self.fit = None;
@@ -996,15 +995,14 @@ impl ClockDiscipline for RegressionDiscipline {
         // The tick's headroom next to the frequency (the clock's own bound).
         let headroom = (MAX_TICK_RATE + MAXFREQ - frequency.abs()).max(0.0);
         let rate = (phase.abs() / duration).min(self.config.max_slew_rate).min(headroom);
-        let tau = 0.0;
         let base = self.correction_at(now);
-        self.push_segment(Segment { start: now, base, freq: frequency, phase, tau, rate });
+        self.push_segment(Segment { start: now, base, freq: frequency, phase, rate });
 
         self.state = if fit.is_some() { State::Sync } else { State::Freq };
         if fit.is_some() || enough_samples {
             self.adjust_poll(prediction_error);
         }
-        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau), max_rate: Some(rate) })
+        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: NtpDuration::ZERO, max_rate: Some(rate) })
     }
 
     /// Yes: the regression weighs samples by their delay itself, and the
@@ -1018,7 +1016,7 @@ impl ClockDiscipline for RegressionDiscipline {
             return NtpDuration::ZERO;
         };
         let r = oscillator_span(secs(t - s.start), s);
-        dur(s.phase - slewed(s.phase, s.tau, s.rate, r))
+        dur(s.phase - segment_slewed(s, r))
     }
 
     fn frequency_uncertainty(&self) -> f64 {
@@ -1318,7 +1316,8 @@ mod tests {
         let fit = LinearFit::new(&points).unwrap();
         let squares: f64 = points.iter().map(|p| (p.1 - fit.at(p.0)).powi(2)).sum();
         assert!((d.jitter - (squares / 8.0).sqrt()).abs() < 1e-10, "jitter {} vs {}", d.jitter, (squares / 8.0).sqrt());
-        assert!((d.offset_sd - fit.value_sd(0.0)).abs() < 1e-10, "{} vs {}", d.offset_sd, fit.value_sd(0.0));
+        assert!((secs(d.offset_sd()) - fit.value_sd(0.0)).abs() < 1e-9, "{:?} vs {}", d.offset_sd(), fit.value_sd(0.0));
+        assert_eq!(d.window(), 10, "no scores yet: the longest window");
         assert!((secs(phase) - fit.at(0.0)).abs() < 1e-9, "{phase:?} vs {}", fit.at(0.0));
         // chrony's rule: over 1.5 · σ̂ · interval / |phase| (here 228 s,
         // within [1 s, 8 intervals]).
@@ -1386,6 +1385,63 @@ mod tests {
         assert_eq!(shared, (dur(0.5), dur(300.0), None, true, 4, 8, -24));
         let own = |c: &RegressionConfig| (c.initial_step_updates, c.max_samples, c.poll_target, c.correction_ratio, c.max_slew_rate, c.max_frequency);
         assert_eq!(own(&c), own(&RegressionConfig::default()), "and the regression's own settings their defaults");
+    }
+
+    #[test]
+    fn the_runs_test_is_wald_wolfowitz_at_two_standard_deviations() {
+        // Run lengths of alternating signs, starting positive.
+        let seq = |lengths: &[usize]| -> Vec<f64> {
+            lengths.iter().enumerate().flat_map(|(i, n)| vec![if i % 2 == 0 { 1.0 } else { -1.0 }; *n]).collect()
+        };
+        // 3 + and 4 -: mean 1 + 2·12/7 = 4.43, sd 1.18: at least 2.07 runs.
+        assert!(!runs_test_passes(&seq(&[3, 4])));
+        assert!(runs_test_passes(&seq(&[2, 4, 1])));
+        // 2 + and 5 -: at least 1.98 runs.
+        assert!(runs_test_passes(&seq(&[2, 5])));
+        // 10 of each: mean 11, sd 2.18: at least 6.65 runs.
+        assert!(!runs_test_passes(&seq(&[3, 3, 3, 3, 4, 4])));
+        assert!(runs_test_passes(&seq(&[4, 3, 3, 3, 2, 4, 1])));
+        // One sign only: a trend from six residuals on.
+        assert!(runs_test_passes(&[1.0; 5]) && runs_test_passes(&[-1.0; 5]));
+        assert!(!runs_test_passes(&[1.0; 6]) && !runs_test_passes(&[-1.0; 6]));
+    }
+
+    #[test]
+    fn the_corrections_are_rebuilt_per_oscillator_second_through_a_linear_slew() {
+        // From 100 s on: 1 % of frequency and 0.1 s slewed at 5 %, 2
+        // oscillator seconds; local time runs at 1 + 1 % + 5 % meanwhile.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let segment = |phase: f64, rate: f64| Segment { start: at(100.0), base: 0.5, freq: 0.01, phase, rate };
+        d.segments.push_back(segment(0.1, 0.05));
+        // Local seconds since the segment's start (as the clock counts them,
+        // in units of 2^-32 s), and the correction there.
+        let local = |t: f64| secs(at(t) - at(100.0));
+        let near = |d: &RegressionDiscipline, t: f64, expected: f64| (d.correction_at(at(t)) - expected).abs() < 1e-14;
+        assert_eq!(d.correction_at(at(50.0)), 0.5, "before the first segment: its base");
+        assert!(near(&d, 101.06, 0.5 + 0.06 * local(101.06) / 1.06), "{}", d.correction_at(at(101.06)));
+        // Past the slew's end (local 2.12 s), the whole phase is in.
+        assert!(near(&d, 110.1, 0.5 + 0.01 * (local(110.1) - 0.1) / 1.01 + 0.1), "{}", d.correction_at(at(110.1)));
+        // A negative phase slows local time: 1 + 1 % − 5 %.
+        d.segments[0] = segment(-0.1, 0.05);
+        assert!(near(&d, 100.96, 0.5 - 0.04 * local(100.96) / 0.96), "{}", d.correction_at(at(100.96)));
+        // No slew: frequency alone.
+        d.segments[0] = segment(0.0, 0.0);
+        assert!(near(&d, 110.1, 0.5 + 0.01 * local(110.1) / 1.01), "{}", d.correction_at(at(110.1)));
+    }
+
+    #[test]
+    fn the_settings_are_reported_as_bounded() {
+        let cfg = RegressionConfig {
+            min_poll: 4,
+            max_samples: 100,
+            poll_target: 1,
+            correction_ratio: -1.0,
+            max_slew_rate: 0.0,
+            ..RegressionConfig::default()
+        };
+        let c = *RegressionDiscipline::new(cfg, None).config();
+        assert_eq!((c.min_poll, c.max_samples, c.poll_target), (4, MAX_SAMPLES, MIN_FIT_SAMPLES));
+        assert_eq!((c.correction_ratio, c.max_slew_rate), (1.5, KERNEL_MAX_SLEW_RATE));
     }
 
     // ---- Closed loop ------------------------------------------------------------
