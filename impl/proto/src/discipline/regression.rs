@@ -1444,6 +1444,50 @@ mod tests {
         assert_eq!((c.correction_ratio, c.max_slew_rate), (1.5, KERNEL_MAX_SLEW_RATE));
     }
 
+    #[test]
+    fn a_samples_bound_is_half_its_excess_delay_over_a_floor_of_an_eighth_of_the_mean_excess() {
+        let mut d = holding(&[0.0; 4], 0.0);
+        for (s, delay) in d.samples.iter_mut().zip([200e-6, 400e-6, 600e-6, 1000e-6]) {
+            s.delay = delay;
+        }
+        // Excesses 0, 200, 400 and 800 µs: mean 350, floor 350/4/2 = 43.75.
+        let (points, bounds) = d.points(at(30.0));
+        let bounds = bounds.expect("delays are known");
+        for ((p, b), expected) in points.iter().zip(&bounds).zip([43.75e-6, 143.75e-6, 243.75e-6, 443.75e-6]) {
+            assert!((b - expected).abs() < 1e-15, "{b} vs {expected}");
+            assert!((p.2 * expected * expected - 1.0).abs() < 1e-9, "weight {}", p.2);
+        }
+        // Delays unknown (all zero): no bounds.
+        let d = holding(&[0.0; 4], 0.0);
+        assert_eq!(d.points(at(30.0)).1, None);
+    }
+
+    #[test]
+    fn the_corrections_after_the_newest_samples_epoch_are_kept() {
+        // A sample handled 6 s after its epoch, then one measured before that
+        // handling: the correction in force between them (10 ppm) is history
+        // a later sample of that time must still see.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), Some(1e-5));
+        let _ = d.update_sample(&sample_at(0.01, 0.0, 0.0, 200e-6));
+        let _ = d.update_sample(&sample_at(0.0, 64.0, 70.0, 200e-6));
+        let before = d.correction_at(at(68.0));
+        let _ = d.update_sample(&sample_at(0.0, 66.0, 80.0, 200e-6));
+        assert_eq!(d.correction_at(at(68.0)), before);
+    }
+
+    #[test]
+    fn at_most_128_correction_segments_are_kept() {
+        // Samples all older than the first correction's start: none of the
+        // corrections can be dropped as history, until the cap.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for k in 0..200 {
+            let t = f64::from(k);
+            let _ = d.update_sample(&sample_at(0.0, t, 1000.0 + t, 200e-6));
+        }
+        assert_eq!(d.segments.len(), MAX_SEGMENTS);
+        assert_eq!(MAX_SEGMENTS, 128);
+    }
+
     // ---- Closed loop ------------------------------------------------------------
 
     /// A host clock with an oscillator error (optionally wandering), the
