@@ -1488,6 +1488,18 @@ mod tests {
         assert_eq!(MAX_SEGMENTS, 128);
     }
 
+    #[test]
+    fn start_up_steps_keep_at_most_max_samples() {
+        let cfg = RegressionConfig { max_samples: 3, ..RegressionConfig::default() };
+        let mut d = RegressionDiscipline::new(cfg, None);
+        for k in 0..5 {
+            let t = 64.0 * f64::from(k);
+            let u = d.update_sample(&sample_at(1.0, t, t, 200e-6));
+            assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+            assert_eq!(d.samples(), (k as usize + 1).min(3));
+        }
+    }
+
     // ---- Closed loop ------------------------------------------------------------
 
     /// A host clock with an oscillator error (optionally wandering), the
@@ -1880,22 +1892,46 @@ mod tests {
         assert_eq!(d.asymmetry(), 0.0);
     }
 
-    #[test]
-    fn the_asymmetry_fit_recovers_the_delay_share() {
-        // Offsets exactly 2e-6·x − 0.5·(δ − δ_min): the fit gives −0.5; delays
-        // that do not vary give none.
+    /// A discipline holding eight samples 64 s apart whose offsets are
+    /// exactly 2e-6·x + share·(δ − δ_min).
+    fn asymmetric(share: f64) -> RegressionDiscipline {
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         for i in 0..8 {
             let excess = [0.0, 3e-4, 1e-4, 7e-4, 2e-4, 0.0, 5e-4, 9e-4][i];
             let t = 64.0 * i as f64;
-            d.samples.push_back(RawSample { time: at(t), raw_offset: 2e-6 * t - 0.5 * excess, correction: 0.0, delay: 2e-4 + excess });
+            d.samples.push_back(RawSample { time: at(t), raw_offset: 2e-6 * t + share * excess, correction: 0.0, delay: 2e-4 + excess });
         }
+        d
+    }
+
+    #[test]
+    fn the_asymmetry_fit_recovers_the_delay_share() {
+        // Offsets exactly 2e-6·x − 0.5·(δ − δ_min): the fit gives −0.5; delays
+        // that do not vary give none.
+        let mut d = asymmetric(-0.5);
         let a = d.asymmetry_fit(at(448.0)).unwrap();
         assert!((a + 0.5).abs() < 1e-9, "{a}");
         for s in &mut d.samples {
             s.delay = 2e-4;
         }
         assert_eq!(d.asymmetry_fit(at(448.0)), None);
+    }
+
+    #[test]
+    fn the_asymmetry_is_corrected_from_the_tenth_estimate_of_one_sign_in_a_row() {
+        for share in [-0.5, 0.5] {
+            let mut d = asymmetric(share);
+            for k in 1..=MIN_ASYMMETRY_RUN {
+                d.estimate_asymmetry(at(448.0));
+                assert_eq!(d.asymmetry_run, k * share.signum() as i32);
+                let expected = if k < MIN_ASYMMETRY_RUN { 0.0 } else { share };
+                assert!((d.asymmetry() - expected).abs() < 1e-9, "{share}, estimate {k}: {}", d.asymmetry());
+            }
+            // The count stops at MAX_ASYMMETRY_RUN.
+            d.asymmetry_run = MAX_ASYMMETRY_RUN * share.signum() as i32;
+            d.estimate_asymmetry(at(448.0));
+            assert_eq!(d.asymmetry_run, MAX_ASYMMETRY_RUN * share.signum() as i32);
+        }
     }
 
     #[test]
