@@ -1293,17 +1293,6 @@ mod tests {
     }
 
     #[test]
-    fn at_most_max_samples_are_held() {
-        let cfg = RegressionConfig { max_samples: 5, ..RegressionConfig::default() };
-        let mut d = RegressionDiscipline::new(cfg, None);
-        for i in 0..8 {
-            let t = 64.0 * f64::from(i);
-            let _ = d.update_sample(&sample_at(0.0, t, t, 200e-6));
-            assert_eq!(d.samples(), (i as usize + 1).min(5));
-        }
-    }
-
-    #[test]
     fn the_jitter_is_the_fits_rms_residual_and_a_phase_is_slewed_over_ratio_times_its_uncertainty() {
         // Ten samples alternating ±1 µs, 10 s apart, equal delays (equal
         // weights); the tenth handled by update_sample at the default poll.
@@ -1489,14 +1478,18 @@ mod tests {
     }
 
     #[test]
-    fn start_up_steps_keep_at_most_max_samples() {
-        let cfg = RegressionConfig { max_samples: 3, ..RegressionConfig::default() };
-        let mut d = RegressionDiscipline::new(cfg, None);
-        for k in 0..5 {
-            let t = 64.0 * f64::from(k);
-            let u = d.update_sample(&sample_at(1.0, t, t, 200e-6));
-            assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
-            assert_eq!(d.samples(), (k as usize + 1).min(3));
+    fn at_most_max_samples_are_held_through_slews_and_start_up_steps() {
+        // Offsets of zero are slewed; of 1 s stepped (beyond the step
+        // threshold, and after a step there is no line yet).
+        for offset in [0.0, 1.0] {
+            let cfg = RegressionConfig { max_samples: 3, ..RegressionConfig::default() };
+            let mut d = RegressionDiscipline::new(cfg, None);
+            for k in 0..5 {
+                let t = 64.0 * f64::from(k);
+                let u = d.update_sample(&sample_at(offset, t, t, 200e-6));
+                assert_eq!(matches!(u.action, Action::Step { .. }), offset > 0.0, "{:?}", u.action);
+                assert_eq!(d.samples(), (k as usize + 1).min(3));
+            }
         }
     }
 
@@ -1910,6 +1903,12 @@ mod tests {
         // that do not vary give none.
         let mut d = asymmetric(-0.5);
         let a = d.asymmetry_fit(at(448.0)).unwrap();
+        // Four samples suffice (three unknowns), three do not.
+        let mut four = d.clone();
+        four.samples.truncate(4);
+        assert!((four.asymmetry_fit(at(448.0)).unwrap() + 0.5).abs() < 1e-9);
+        four.samples.truncate(3);
+        assert_eq!(four.asymmetry_fit(at(448.0)), None);
         assert!((a + 0.5).abs() < 1e-9, "{a}");
         for s in &mut d.samples {
             s.delay = 2e-4;
@@ -1931,6 +1930,14 @@ mod tests {
             d.asymmetry_run = MAX_ASYMMETRY_RUN * share.signum() as i32;
             d.estimate_asymmetry(at(448.0));
             assert_eq!(d.asymmetry_run, MAX_ASYMMETRY_RUN * share.signum() as i32);
+        }
+        // Shares within ±MIN_ASYMMETRY (0.45) do not count.
+        for share in [-0.3, 0.3] {
+            let mut d = asymmetric(share);
+            for _ in 0..2 * MIN_ASYMMETRY_RUN {
+                d.estimate_asymmetry(at(448.0));
+                assert_eq!((d.asymmetry_run, d.asymmetry()), (0, 0.0), "{share}");
+            }
         }
     }
 
