@@ -1885,13 +1885,13 @@ mod tests {
         assert_eq!(d.asymmetry(), 0.0);
     }
 
-    /// A discipline holding eight samples 64 s apart whose offsets are
+    /// A discipline holding eight samples `spacing` s apart whose offsets are
     /// exactly 2e-6·x + share·(δ − δ_min).
-    fn asymmetric(share: f64) -> RegressionDiscipline {
+    fn asymmetric(share: f64, spacing: f64) -> RegressionDiscipline {
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         for i in 0..8 {
             let excess = [0.0, 3e-4, 1e-4, 7e-4, 2e-4, 0.0, 5e-4, 9e-4][i];
-            let t = 64.0 * i as f64;
+            let t = spacing * i as f64;
             d.samples.push_back(RawSample { time: at(t), raw_offset: 2e-6 * t + share * excess, correction: 0.0, delay: 2e-4 + excess });
         }
         d
@@ -1901,17 +1901,26 @@ mod tests {
     fn the_asymmetry_fit_recovers_the_delay_share() {
         // Offsets exactly 2e-6·x − 0.5·(δ − δ_min): the fit gives −0.5; delays
         // that do not vary give none.
-        let mut d = asymmetric(-0.5);
+        let mut d = asymmetric(-0.5, 64.0);
         let a = d.asymmetry_fit(at(448.0)).unwrap();
+        assert!((a + 0.5).abs() < 1e-9, "{a}");
+        // A burst 0.1 s apart shows it as well.
+        let burst = asymmetric(-0.5, 0.1).asymmetry_fit(at(0.7)).unwrap();
+        assert!((burst + 0.5).abs() < 1e-6, "{burst}");
         // Four samples suffice (three unknowns), three do not.
         let mut four = d.clone();
         four.samples.truncate(4);
         assert!((four.asymmetry_fit(at(448.0)).unwrap() + 0.5).abs() < 1e-9);
         four.samples.truncate(3);
         assert_eq!(four.asymmetry_fit(at(448.0)), None);
-        assert!((a + 0.5).abs() < 1e-9, "{a}");
         for s in &mut d.samples {
             s.delay = 2e-4;
+        }
+        assert_eq!(d.asymmetry_fit(at(448.0)), None);
+        // Nor do delays that grow in step with time: delay and time cannot
+        // be told apart.
+        for (i, s) in d.samples.iter_mut().enumerate() {
+            s.delay = 2e-4 + 1e-6 * i as f64;
         }
         assert_eq!(d.asymmetry_fit(at(448.0)), None);
     }
@@ -1919,7 +1928,7 @@ mod tests {
     #[test]
     fn the_asymmetry_is_corrected_from_the_tenth_estimate_of_one_sign_in_a_row() {
         for share in [-0.5, 0.5] {
-            let mut d = asymmetric(share);
+            let mut d = asymmetric(share, 64.0);
             for k in 1..=MIN_ASYMMETRY_RUN {
                 d.estimate_asymmetry(at(448.0));
                 assert_eq!(d.asymmetry_run, k * share.signum() as i32);
@@ -1933,7 +1942,7 @@ mod tests {
         }
         // Shares within ±MIN_ASYMMETRY (0.45) do not count.
         for share in [-0.3, 0.3] {
-            let mut d = asymmetric(share);
+            let mut d = asymmetric(share, 64.0);
             for _ in 0..2 * MIN_ASYMMETRY_RUN {
                 d.estimate_asymmetry(at(448.0));
                 assert_eq!((d.asymmetry_run, d.asymmetry()), (0, 0.0), "{share}");
