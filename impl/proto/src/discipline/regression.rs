@@ -1969,6 +1969,19 @@ mod tests {
     }
 
     #[test]
+    fn a_consistent_slope_three_times_less_certain_counts_one_tenth() {
+        // Inverse variances 1/1e-12 and 1/9e-12: 9 to 1.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        d.freq_sd = 1e-6;
+        let f = d.blend_frequency(5e-6, 3e-6);
+        assert!((f - 5e-7).abs() < 1e-18, "{f}");
+        assert_eq!(d.freq_sd, 1e-6, "the reference stays");
+        // A slope of unknown precision is taken whole, and becomes the reference.
+        assert_eq!(d.blend_frequency(5e-6, f64::INFINITY), 5e-6);
+        assert_eq!(d.freq_sd, f64::INFINITY);
+    }
+
+    #[test]
     fn a_burst_after_an_outage_keeps_the_learned_frequency() {
         // intermittent-link and packet-loss-33: after an hour without samples
         // the offset has wandered off the old line, the break tests cut the
