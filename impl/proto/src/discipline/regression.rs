@@ -1493,6 +1493,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn two_samples_give_a_slope_only_beyond_their_delay_bounds() {
+        // 64 s apart, 200 µs of delay each: (100 + 100) µs / 64 s = 3.125 ppm.
+        let mut d = holding(&[0.0, 0.0], 200e-6);
+        let pair = |y: f64| [(-64.0, 0.0, 1.0), (0.0, y, 1.0)];
+        assert_eq!(d.two_point_slope(&pair(200e-6)), None, "exactly the bound");
+        assert_eq!(d.two_point_slope(&pair(201e-6)), Some(201e-6 / 64.0));
+        // Measured against the current frequency.
+        d.freq = -3e-6;
+        assert_eq!(d.two_point_slope(&pair(100e-6)), Some(100e-6 / 64.0));
+        // Out of order: no slope.
+        assert_eq!(d.two_point_slope(&[(0.0, 0.0, 1.0), (-64.0, 201e-6, 1.0)]), None);
+        // Delays unknown: three jitters each (the precision, 0.95 µs: 0.089 ppm).
+        let d = holding(&[0.0, 0.0], 0.0);
+        assert_eq!(d.two_point_slope(&pair(64.0 * 5e-8)), None);
+        assert_eq!(d.two_point_slope(&pair(64.0 * 1e-7)), Some(1e-7));
+    }
+
+    #[test]
+    fn the_poll_score_follows_the_window_unless_a_sample_was_missed() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        // Four samples against a target of eight: (4/8 − 1)/8, doubled.
+        d.window = 4;
+        d.adjust_poll(Some(1.0));
+        assert_eq!(d.poll_score, -0.125, "a miss of exactly what is allowed is no miss");
+        d.adjust_poll(None);
+        assert_eq!(d.poll_score, -0.25);
+        // Sixteen: (16/8 − 1)/8, not doubled.
+        d.window = 16;
+        d.adjust_poll(None);
+        assert_eq!(d.poll_score, -0.125);
+        d.adjust_poll(Some(2.0));
+        assert_eq!((d.poll_score, d.poll()), (0.0, d.config().min_poll), "−1.125: at the floor already");
+    }
+
     // ---- Closed loop ------------------------------------------------------------
 
     /// A host clock with an oscillator error (optionally wandering), the
