@@ -1024,9 +1024,10 @@ impl ClockDiscipline for RegressionDiscipline {
         // oscillator may be anywhere in RFC 5905's tolerance (MAXFREQ);
         // after, the slope's standard error, as chrony ages a source's
         // samples at its estimated skew. Never less than PHI.
+        // (A stored fit has a spread in time: LinearFit::new refuses none.)
         let bound = match &self.fit {
-            Some((_, f)) if f.sxx > 0.0 => f.slope_uncertainty(),
-            _ => MAXFREQ,
+            Some((_, f)) => f.slope_uncertainty(),
+            None => MAXFREQ,
         };
         if bound.is_nan() {
             MAXFREQ
@@ -1416,6 +1417,13 @@ mod tests {
         // No slew: frequency alone.
         d.segments[0] = segment(0.0, 0.0);
         assert!(near(&d, 110.1, 0.5 + 0.01 * local(110.1) / 1.01), "{}", d.correction_at(at(110.1)));
+    }
+
+    #[test]
+    fn as_a_clock_discipline_it_is_named_regression() {
+        let d: Box<dyn ClockDiscipline> = Box::new(RegressionDiscipline::new(RegressionConfig::default(), None));
+        assert_eq!(d.name(), "regression");
+        assert!(d.wants_every_sample());
     }
 
     #[test]
