@@ -1420,10 +1420,14 @@ mod tests {
     }
 
     #[test]
-    fn as_a_clock_discipline_it_is_named_regression() {
-        let d: Box<dyn ClockDiscipline> = Box::new(RegressionDiscipline::new(RegressionConfig::default(), None));
-        assert_eq!(d.name(), "regression");
-        assert!(d.wants_every_sample());
+    fn as_a_clock_discipline_it_reports_its_name_jitter_and_last_update() {
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 200e-6);
+        assert_eq!((d.name(), d.wants_every_sample(), d.last_update()), ("regression", true, None));
+        let _ = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 200e-6));
+        assert_eq!(d.last_update(), Some(at(90.0)));
+        assert!(d.jitter > 1e-6, "{}", d.jitter);
+        assert_eq!(d.jitter(), dur(d.jitter));
     }
 
     #[test]
