@@ -5,12 +5,14 @@
 # submodules is built and run against ntplab-proto's tests; a mutant the tests
 # do not catch is a "survivor" (a gap in the tests, or an equivalent change).
 #
-#   scripts/mutants.sh [--file GLOB]... [--re REGEX] [--timeout S] [--jobs N] [--skip-baseline]
+#   scripts/mutants.sh [--file GLOB]... [--re REGEX] [--exclude-re REGEX] [--timeout S] [--jobs N] [--skip-baseline]
 #                      [--in-place] [--skip-test PATTERN]... [--list]
 #
 #   --file GLOB   only these files (repeatable; default: the six modules and
 #                 their submodules), e.g. --file impl/proto/src/filter.rs
 #   --re REGEX    only mutants whose name matches, e.g. --re 'fn intersect'
+#   --exclude-re REGEX  leave out the mutants whose name matches (e.g. the
+#                 functions an earlier run already covered)
 #   --timeout S   per-mutant test timeout in seconds (default 300; the unit
 #                 tests take 15-80 s, more on a loaded machine)
 #   --jobs N      mutants built and tested in parallel (default 1)
@@ -41,6 +43,7 @@ cd "$(dirname "$0")/.."
 files=()
 skips=()
 re=""
+exclude_re=""
 timeout=300
 jobs=1
 list=0
@@ -50,13 +53,14 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --file) files+=("$2"); shift 2 ;;
         --re) re="$2"; shift 2 ;;
+        --exclude-re) exclude_re="$2"; shift 2 ;;
         --timeout) timeout="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
         --list) list=1; shift ;;
         --skip-baseline) baseline=skip; shift ;;
         --in-place) inplace=1; shift ;;
         --skip-test) skips+=(--skip "$2"); shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "mutants.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -77,6 +81,9 @@ for f in "${files[@]}"; do
 done
 if [ -n "$re" ]; then
     args+=(--re "$re")
+fi
+if [ -n "$exclude_re" ]; then
+    args+=(--exclude-re "$exclude_re")
 fi
 if [ "$inplace" -eq 1 ]; then
     args+=(--in-place) # one tree: cargo-mutants refuses --jobs with it

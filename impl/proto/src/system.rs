@@ -969,6 +969,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_system_peer_is_dropped_but_the_host_serves_what_it_had() {
+        // As after a lost majority, the host keeps its clock and its system
+        // variables: dropping the silent peer is not following a loop, which
+        // would make it unsynchronized (stratum 16) at once.
+        let mut sys = synced_then_silent(6);
+        let now = t(14.0 + 64.0 * 8.0);
+        let served = sys.server_state(now);
+        assert_eq!(served.stratum, 2, "synchronized to a stratum 1 source");
+        let _ = sys.handle_unreachable(&1, now);
+        assert_eq!(sys.system_peer(), None);
+        assert_eq!(sys.server_state(now), served);
+    }
+
+    #[test]
     fn an_unreachable_system_peer_gives_way_to_a_reachable_source() {
         let mut sys = synced_on_the_better_of_two(DisciplineKind::Regression);
         let u = sys.handle_unreachable(&1, t(600.0));

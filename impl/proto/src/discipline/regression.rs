@@ -393,25 +393,24 @@ fn span_seconds(k: usize) -> f64 {
 }
 
 /// The oscillator seconds `r` in which `segment` advances local time by `d`
-/// s: `d = r + freq·r + slewed(r)`. Closed form for the linear slew
-/// (`tau = 0`: rate `R` until the phase is done); otherwise by fixed-point
-/// iteration, a contraction as the slew rate is at most 10 %.
+/// s: `d = r + freq·r + slewed(r)`, in closed form for the linear slew (rate
+/// `R` until the phase is done).
 fn oscillator_span(d: f64, s: &Segment) -> f64 {
     let scale = 1.0 + s.freq;
-    if s.tau <= 0.0 {
-        let slewing = s.rate > 0.0 && s.phase != 0.0;
-        let r = if slewing { d / (scale + s.rate.copysign(s.phase)) } else { d / scale };
-        // Past the end of the slew the whole phase is in.
-        if slewing && r * s.rate >= s.phase.abs() {
-            return (d - s.phase) / scale;
-        }
-        return r;
-    }
-    let mut r = d / scale;
-    for _ in 0..8 {
-        r = (d - slewed(s.phase, s.tau, s.rate, r)) / scale;
+    let slewing = s.rate > 0.0 && s.phase != 0.0;
+    let r = if slewing { d / (scale + s.rate.copysign(s.phase)) } else { d / scale };
+    // Past the end of the slew the whole phase is in.
+    if slewing && r * s.rate >= s.phase.abs() {
+        return (d - s.phase) / scale;
     }
     r
+}
+
+/// The phase a segment has slewed `r` oscillator seconds after its start:
+/// linearly at its rate (chrony's slew, [`Action::Slew`] with a zero time
+/// constant).
+fn segment_slewed(s: &Segment, r: f64) -> f64 {
+    slewed(s.phase, 0.0, s.rate, r)
 }
 
 /// A fit's abscissa origin: a local time and the correction in force then.
@@ -431,15 +430,15 @@ struct Span {
     score: Option<f64>,
 }
 
-/// One piece of `C(t)`: from `start` on, `base + freq·(t − start) + slew`.
+/// One piece of `C(t)`: from `start` on, `base + freq·(t − start) + slew`,
+/// the slew of `phase` linear at `rate`.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     start: NtpTime,
     base: f64,
     freq: f64,
     phase: f64,
-    tau: f64,
-    /// Rate limit of the slew, s/s.
+    /// Rate of the slew, s/s.
     rate: f64,
 }
 
@@ -564,7 +563,7 @@ impl RegressionDiscipline {
         // The clock applies frequency and slew per *oscillator* second, and
         // `d` is local: `d = r + freq·r + slewed(r)`, solved for `r`.
         let r = oscillator_span(d, s);
-        s.base + s.freq * r + slewed(s.phase, s.tau, s.rate, r)
+        s.base + s.freq * r + segment_slewed(s, r)
     }
 
     fn push_segment(&mut self, segment: Segment) {
@@ -713,11 +712,11 @@ impl RegressionDiscipline {
                 self.freq = slope.clamp(-self.config.max_frequency, self.config.max_frequency);
                 self.frequency_measured = true;
             }
-            self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+            self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
         } else {
             self.samples.clear();
             self.segments.clear();
-            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, tau: 0.0, rate: 0.0 });
+            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
             self.spans = [Span::default(); SPANS];
         }
         self.fit = None;
@@ -996,15 +995,14 @@ impl ClockDiscipline for RegressionDiscipline {
         // The tick's headroom next to the frequency (the clock's own bound).
         let headroom = (MAX_TICK_RATE + MAXFREQ - frequency.abs()).max(0.0);
         let rate = (phase.abs() / duration).min(self.config.max_slew_rate).min(headroom);
-        let tau = 0.0;
         let base = self.correction_at(now);
-        self.push_segment(Segment { start: now, base, freq: frequency, phase, tau, rate });
+        self.push_segment(Segment { start: now, base, freq: frequency, phase, rate });
 
         self.state = if fit.is_some() { State::Sync } else { State::Freq };
         if fit.is_some() || enough_samples {
             self.adjust_poll(prediction_error);
         }
-        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: dur(tau), max_rate: Some(rate) })
+        self.outcome(Action::Slew { phase: dur(phase), frequency, time_constant: NtpDuration::ZERO, max_rate: Some(rate) })
     }
 
     /// Yes: the regression weighs samples by their delay itself, and the
@@ -1018,7 +1016,7 @@ impl ClockDiscipline for RegressionDiscipline {
             return NtpDuration::ZERO;
         };
         let r = oscillator_span(secs(t - s.start), s);
-        dur(s.phase - slewed(s.phase, s.tau, s.rate, r))
+        dur(s.phase - segment_slewed(s, r))
     }
 
     fn frequency_uncertainty(&self) -> f64 {
@@ -1026,9 +1024,10 @@ impl ClockDiscipline for RegressionDiscipline {
         // oscillator may be anywhere in RFC 5905's tolerance (MAXFREQ);
         // after, the slope's standard error, as chrony ages a source's
         // samples at its estimated skew. Never less than PHI.
+        // (A stored fit has a spread in time: LinearFit::new refuses none.)
         let bound = match &self.fit {
-            Some((_, f)) if f.sxx > 0.0 => f.slope_uncertainty(),
-            _ => MAXFREQ,
+            Some((_, f)) => f.slope_uncertainty(),
+            None => MAXFREQ,
         };
         if bound.is_nan() {
             MAXFREQ
@@ -1152,6 +1151,393 @@ mod tests {
             refused += usize::from(!runs_test_passes(&noise));
         }
         assert!(refused < 25, "white noise refused {refused} times in 500");
+    }
+
+    // ---- The window and the span ------------------------------------------------
+
+    /// A discipline holding `offsets` as raw samples 10 s apart (the last at
+    /// 90 s for ten), each with `delay` s of round trip and no correction.
+    fn holding(offsets: &[f64], delay: f64) -> RegressionDiscipline {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for (i, y) in offsets.iter().enumerate() {
+            d.samples.push_back(RawSample { time: at(10.0 * i as f64), raw_offset: *y, correction: 0.0, delay });
+        }
+        d
+    }
+
+    #[test]
+    fn the_window_keeps_residuals_within_one_and_a_half_bounds_that_pass_the_runs_test() {
+        // Equal delays: every bound is the precision floor, 2^-20 s (0.95 µs).
+        // Offsets alternating ±1 µs leave residuals of 0.73-1.21 µs: beyond
+        // one bound, within 1.5, and changing sign at every sample.
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating, 200e-6);
+        assert_eq!(d.regress(at(90.0)).map(|(_, longest)| longest.n), Some(10));
+        assert_eq!(d.samples(), 10);
+        // An oldest sample 10 µs off leaves a residual of 6.6 µs (the runs
+        // still alternate enough): it is dropped, for its bound alone.
+        let mut outlier = alternating.clone();
+        outlier[0] = 1e-5;
+        let mut d = holding(&outlier, 200e-6);
+        assert_eq!(d.regress(at(90.0)).map(|(_, longest)| longest.n), Some(9));
+        assert_eq!(d.samples(), 9, "the refused sample is dropped");
+        // A bowl of 30 samples is a trend the runs test refuses, but its
+        // residuals (0.14 µs at most) are within the precision: kept whole.
+        let bowl: Vec<f64> = (0..30).map(|i| 1e-9 * (f64::from(i) - 14.5).powi(2)).collect();
+        let mut d = holding(&bowl, 200e-6);
+        assert_eq!(d.regress(at(290.0)).map(|(_, longest)| longest.n), Some(30));
+    }
+
+    #[test]
+    fn the_line_is_the_best_predicting_spans_and_for_a_noiseless_source_the_longest_near_best() {
+        // Ten samples on an exact line, 10 s apart: the spans of 32, 45 and
+        // 64 s (k = 0, 1, 2) hold the last 4, 5 and 7, those of 90 s and
+        // more all 10 (the longest window).
+        let line: Vec<f64> = (0..10).map(|i| 1e-6 * f64::from(i)).collect();
+        let best_n = |scores: &[(usize, f64)]| {
+            let mut d = holding(&line, 0.0);
+            for &(k, score) in scores {
+                d.spans[k].score = Some(score);
+            }
+            let (best, longest) = d.regress(at(90.0)).unwrap();
+            assert_eq!(longest.n, 10);
+            best.n
+        };
+        // Scores above NOISELESS_SCORE (0.01): the lowest wins, the longer
+        // of two equal ones.
+        assert_eq!(best_n(&[(0, 0.02), (1, 0.0201), (2, 0.02), (5, 0.5)]), 7);
+        assert_eq!(best_n(&[(0, 0.02), (1, 0.0199), (2, 0.0201)]), 5);
+        // Exactly NOISELESS_SCORE is not noiseless: no tolerance.
+        assert_eq!(best_n(&[(0, 0.01), (1, 0.0105)]), 4);
+        // Below it, a score within 10 % of the best plus 1e-4 is as good:
+        // 0.001 · 1.1 + 0.0001 = 0.0012.
+        assert_eq!(best_n(&[(0, 0.001), (1, 0.00119), (2, 0.00121), (5, 0.5)]), 5);
+        // Without any score the longest window gives the line.
+        assert_eq!(best_n(&[]), 10);
+    }
+
+    // ---- One update at a time -------------------------------------------------------
+
+    /// A sample of `offset` s measured at `t` s and handled at `now` s, with
+    /// `delay` s of round trip.
+    fn sample_at(offset: f64, t: f64, now: f64, delay: f64) -> DisciplineSample {
+        DisciplineSample { offset: dur(offset), time: at(t), now: at(now), delay: dur(delay) }
+    }
+
+    #[test]
+    fn the_panic_threshold_refuses_larger_offsets_except_a_first_update_allowed_to_step() {
+        let cfg = RegressionConfig { panic_threshold: Some(dur(10.0)), allow_initial_panic: true, ..RegressionConfig::default() };
+        let mut d = RegressionDiscipline::new(cfg, None);
+        let u = d.update_sample(&sample_at(20.0, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "the first update may step: {:?}", u.action);
+        let u = d.update_sample(&sample_at(10.0, 64.0, 64.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "exactly the threshold is no panic: {:?}", u.action);
+        let u = d.update_sample(&sample_at(20.0, 128.0, 128.0, 200e-6));
+        assert!(matches!(u.action, Action::Panic { .. }), "later updates may not: {:?}", u.action);
+        // Without the allowance even the first update panics.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(2000.0, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Panic { .. }), "{:?}", u.action);
+        assert_eq!(d.updates, 0, "a panic changes nothing");
+    }
+
+    #[test]
+    fn an_offset_of_exactly_the_step_threshold_is_slewed() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(STEPT, 0.0, 0.0, 200e-6));
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+    }
+
+    #[test]
+    fn the_slew_starts_when_the_sample_is_handled_not_at_its_epoch() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let u = d.update_sample(&sample_at(0.1, 0.0, 0.5, 200e-6));
+        let Action::Slew { phase, .. } = u.action else { panic!("{:?}", u.action) };
+        assert_eq!(d.pending_phase(at(0.5)), phase, "nothing of it is done when it is commanded");
+    }
+
+    /// A discipline with `cfg` after four samples of zero offset 64 s apart
+    /// (the last at 192 s): a line, and the frequency measured.
+    fn on_a_line(cfg: RegressionConfig) -> RegressionDiscipline {
+        let mut d = RegressionDiscipline::new(cfg, None);
+        for t in [0.0, 64.0, 128.0, 192.0] {
+            let u = d.update_sample(&sample_at(0.0, t, t, 200e-6));
+            assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+        }
+        assert!(d.frequency_measured && d.fit.is_some());
+        d
+    }
+
+    #[test]
+    fn after_start_up_an_offset_beyond_the_step_threshold_is_a_spike_until_the_stepout_then_a_step() {
+        let mut d = on_a_line(RegressionConfig::default());
+        // The fourth update had a line and a measured frequency: no start-up.
+        for t in [256.0, 192.0 + 899.0] {
+            let u = d.update_sample(&sample_at(0.5, t, t, 200e-6));
+            assert_eq!((u.action, u.state), (Action::Ignore(IgnoreReason::Spike), State::Spik), "at {t} s");
+        }
+        // WATCH (900 s) after the last good sample: a step, and the samples
+        // (from before the reference may have jumped) are dropped.
+        let u = d.update_sample(&sample_at(0.5, 1092.0, 1092.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        assert_eq!(d.samples(), 0);
+        // Without a line the next large offset steps at once again.
+        let u = d.update_sample(&sample_at(0.5, 1156.0, 1156.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+    }
+
+    #[test]
+    fn within_the_first_updates_an_offset_beyond_the_step_threshold_steps_even_with_a_line() {
+        let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
+        let u = d.update_sample(&sample_at(0.5, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "the fifth update: {:?}", u.action);
+    }
+
+    #[test]
+    fn the_jitter_is_the_fits_rms_residual_and_a_phase_is_slewed_over_ratio_times_its_uncertainty() {
+        // Ten samples alternating ±1 µs, 10 s apart, equal delays (equal
+        // weights); the tenth handled by update_sample at the default poll.
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 200e-6);
+        let interval = log2_to_seconds(d.poll());
+        let u = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 200e-6));
+        let Action::Slew { phase, max_rate: Some(rate), .. } = u.action else { panic!("{:?}", u.action) };
+        let points: Vec<Point> = alternating.iter().enumerate().map(|(i, y)| (10.0 * i as f64 - 90.0, *y, 1.0)).collect();
+        let fit = LinearFit::new(&points).unwrap();
+        let squares: f64 = points.iter().map(|p| (p.1 - fit.at(p.0)).powi(2)).sum();
+        assert!((d.jitter - (squares / 8.0).sqrt()).abs() < 1e-10, "jitter {} vs {}", d.jitter, (squares / 8.0).sqrt());
+        assert!((secs(d.offset_sd()) - fit.value_sd(0.0)).abs() < 1e-9, "{:?} vs {}", d.offset_sd(), fit.value_sd(0.0));
+        assert_eq!(d.window(), 10, "no scores yet: the longest window");
+        assert!((secs(phase) - fit.at(0.0)).abs() < 1e-9, "{phase:?} vs {}", fit.at(0.0));
+        // chrony's rule: over 1.5 · σ̂ · interval / |phase| (here 228 s,
+        // within [1 s, 8 intervals]).
+        let duration = 1.5 * d.offset_sd * interval / secs(phase).abs();
+        assert!((100.0..500.0).contains(&duration), "{duration}");
+        assert!((rate * duration / secs(phase).abs() - 1.0).abs() < 1e-3, "rate {rate}, {}", secs(phase).abs() / duration);
+    }
+
+    #[test]
+    fn a_slew_leaves_the_tick_room_for_the_frequency() {
+        // 5 % of frequency: the tick (10 % + 500 ppm) has 5.05 % left, less
+        // than chrony's 8.3 % slew rate.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), Some(0.05));
+        let u = d.update_sample(&sample_at(0.1, 0.0, 0.0, 200e-6));
+        let Action::Slew { frequency, max_rate, .. } = u.action else { panic!("{:?}", u.action) };
+        assert_eq!(frequency, 0.05);
+        assert_eq!(max_rate, Some(MAX_TICK_RATE + MAXFREQ - 0.05));
+    }
+
+    #[test]
+    fn a_sample_off_every_line_gives_the_level_now_at_the_current_frequency() {
+        // Nine samples on the zero line at 10 ppm, the tenth 1 ms off (far
+        // beyond 1.5 bounds of any window through it), handled 10 s after
+        // its epoch: the level now is its offset plus 10 s at 10 ppm.
+        let mut d = holding(&[0.0; 9], 200e-6);
+        d.freq = 1e-5;
+        let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
+        assert_eq!(d.fit, None, "no window passes");
+        let Action::Slew { phase, .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((secs(phase) - (1e-3 + 1e-5 * 10.0)).abs() < 1e-9, "{phase:?}");
+    }
+
+    #[test]
+    fn a_sample_the_line_did_not_predict_lowers_the_poll_score_by_log2_of_the_miss() {
+        // Delays unknown: a sample's bound is three jitters. A sample 1.5
+        // times beyond 1.5 bounds plus twice the line's standard error
+        // there lowers the score by log2(1.5).
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 0.0);
+        let _ = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 0.0));
+        let (origin, fit) = d.fit.unwrap();
+        let correction = d.correction_at(at(100.0));
+        let x = abscissa(at(100.0), correction, origin);
+        let allowed = BOUND_FACTOR * 3.0 * d.jitter + 2.0 * fit.value_sd(x);
+        assert!(fit.value_sd(x) > 0.1 * allowed, "the line's own uncertainty counts");
+        d.poll_score = 0.0;
+        let _ = d.update_sample(&sample_at(fit.at(x) + 1.5 * allowed - correction, 100.0, 100.0, 0.0));
+        assert!((d.poll_score + 1.5f64.log2()).abs() < 1e-4, "{}", d.poll_score);
+    }
+
+    #[test]
+    fn the_shared_settings_come_from_the_common_configuration() {
+        let common = DisciplineConfig {
+            step_threshold: dur(0.5),
+            stepout: dur(300.0),
+            panic_threshold: None,
+            allow_initial_panic: true,
+            min_poll: 4,
+            max_poll: 8,
+            local_precision: -24,
+            ..DisciplineConfig::default()
+        };
+        let c = RegressionConfig::from_common(&common);
+        let shared = (c.step_threshold, c.stepout, c.panic_threshold, c.allow_initial_panic, c.min_poll, c.max_poll, c.local_precision);
+        assert_eq!(shared, (dur(0.5), dur(300.0), None, true, 4, 8, -24));
+        let own = |c: &RegressionConfig| (c.initial_step_updates, c.max_samples, c.poll_target, c.correction_ratio, c.max_slew_rate, c.max_frequency);
+        assert_eq!(own(&c), own(&RegressionConfig::default()), "and the regression's own settings their defaults");
+    }
+
+    #[test]
+    fn the_runs_test_is_wald_wolfowitz_at_two_standard_deviations() {
+        // Run lengths of alternating signs, starting positive.
+        let seq = |lengths: &[usize]| -> Vec<f64> {
+            lengths.iter().enumerate().flat_map(|(i, n)| vec![if i % 2 == 0 { 1.0 } else { -1.0 }; *n]).collect()
+        };
+        // 3 + and 4 -: mean 1 + 2·12/7 = 4.43, sd 1.18: at least 2.07 runs.
+        assert!(!runs_test_passes(&seq(&[3, 4])));
+        assert!(runs_test_passes(&seq(&[2, 4, 1])));
+        // 2 + and 5 -: at least 1.98 runs.
+        assert!(runs_test_passes(&seq(&[2, 5])));
+        // 10 of each: mean 11, sd 2.18: at least 6.65 runs.
+        assert!(!runs_test_passes(&seq(&[3, 3, 3, 3, 4, 4])));
+        assert!(runs_test_passes(&seq(&[4, 3, 3, 3, 2, 4, 1])));
+        // One sign only: a trend from six residuals on.
+        assert!(runs_test_passes(&[1.0; 5]) && runs_test_passes(&[-1.0; 5]));
+        assert!(!runs_test_passes(&[1.0; 6]) && !runs_test_passes(&[-1.0; 6]));
+    }
+
+    #[test]
+    fn the_corrections_are_rebuilt_per_oscillator_second_through_a_linear_slew() {
+        // From 100 s on: 1 % of frequency and 0.1 s slewed at 5 %, 2
+        // oscillator seconds; local time runs at 1 + 1 % + 5 % meanwhile.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let segment = |phase: f64, rate: f64| Segment { start: at(100.0), base: 0.5, freq: 0.01, phase, rate };
+        d.segments.push_back(segment(0.1, 0.05));
+        // Local seconds since the segment's start (as the clock counts them,
+        // in units of 2^-32 s), and the correction there.
+        let local = |t: f64| secs(at(t) - at(100.0));
+        let near = |d: &RegressionDiscipline, t: f64, expected: f64| (d.correction_at(at(t)) - expected).abs() < 1e-14;
+        assert_eq!(d.correction_at(at(50.0)), 0.5, "before the first segment: its base");
+        assert!(near(&d, 101.06, 0.5 + 0.06 * local(101.06) / 1.06), "{}", d.correction_at(at(101.06)));
+        // Past the slew's end (local 2.12 s), the whole phase is in.
+        assert!(near(&d, 110.1, 0.5 + 0.01 * (local(110.1) - 0.1) / 1.01 + 0.1), "{}", d.correction_at(at(110.1)));
+        // A negative phase slows local time: 1 + 1 % − 5 %.
+        d.segments[0] = segment(-0.1, 0.05);
+        assert!(near(&d, 100.96, 0.5 - 0.04 * local(100.96) / 0.96), "{}", d.correction_at(at(100.96)));
+        // No slew: frequency alone.
+        d.segments[0] = segment(0.0, 0.0);
+        assert!(near(&d, 110.1, 0.5 + 0.01 * local(110.1) / 1.01), "{}", d.correction_at(at(110.1)));
+    }
+
+    #[test]
+    fn as_a_clock_discipline_it_reports_its_name_jitter_and_last_update() {
+        let alternating: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1e-6 } else { -1e-6 }).collect();
+        let mut d = holding(&alternating[..9], 200e-6);
+        assert_eq!((d.name(), d.wants_every_sample(), d.last_update()), ("regression", true, None));
+        let _ = d.update_sample(&sample_at(alternating[9], 90.0, 90.0, 200e-6));
+        assert_eq!(d.last_update(), Some(at(90.0)));
+        assert!(d.jitter > 1e-6, "{}", d.jitter);
+        assert_eq!(d.jitter(), dur(d.jitter));
+    }
+
+    #[test]
+    fn the_settings_are_reported_as_bounded() {
+        let cfg = RegressionConfig {
+            min_poll: 4,
+            max_samples: 100,
+            poll_target: 1,
+            correction_ratio: -1.0,
+            max_slew_rate: 0.0,
+            ..RegressionConfig::default()
+        };
+        let c = *RegressionDiscipline::new(cfg, None).config();
+        assert_eq!((c.min_poll, c.max_samples, c.poll_target), (4, MAX_SAMPLES, MIN_FIT_SAMPLES));
+        assert_eq!((c.correction_ratio, c.max_slew_rate), (1.5, KERNEL_MAX_SLEW_RATE));
+    }
+
+    #[test]
+    fn a_samples_bound_is_half_its_excess_delay_over_a_floor_of_an_eighth_of_the_mean_excess() {
+        let mut d = holding(&[0.0; 4], 0.0);
+        for (s, delay) in d.samples.iter_mut().zip([200e-6, 400e-6, 600e-6, 1000e-6]) {
+            s.delay = delay;
+        }
+        // Excesses 0, 200, 400 and 800 µs: mean 350, floor 350/4/2 = 43.75.
+        let (points, bounds) = d.points(at(30.0));
+        let bounds = bounds.expect("delays are known");
+        for ((p, b), expected) in points.iter().zip(&bounds).zip([43.75e-6, 143.75e-6, 243.75e-6, 443.75e-6]) {
+            assert!((b - expected).abs() < 1e-15, "{b} vs {expected}");
+            assert!((p.2 * expected * expected - 1.0).abs() < 1e-9, "weight {}", p.2);
+        }
+        // Delays unknown (all zero): no bounds.
+        let d = holding(&[0.0; 4], 0.0);
+        assert_eq!(d.points(at(30.0)).1, None);
+    }
+
+    #[test]
+    fn the_corrections_after_the_newest_samples_epoch_are_kept() {
+        // A sample handled 6 s after its epoch, then one measured before that
+        // handling: the correction in force between them (10 ppm) is history
+        // a later sample of that time must still see.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), Some(1e-5));
+        let _ = d.update_sample(&sample_at(0.01, 0.0, 0.0, 200e-6));
+        let _ = d.update_sample(&sample_at(0.0, 64.0, 70.0, 200e-6));
+        let before = d.correction_at(at(68.0));
+        let _ = d.update_sample(&sample_at(0.0, 66.0, 80.0, 200e-6));
+        assert_eq!(d.correction_at(at(68.0)), before);
+    }
+
+    #[test]
+    fn at_most_128_correction_segments_are_kept() {
+        // Samples all older than the first correction's start: none of the
+        // corrections can be dropped as history, until the cap.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for k in 0..200 {
+            let t = f64::from(k);
+            let _ = d.update_sample(&sample_at(0.0, t, 1000.0 + t, 200e-6));
+        }
+        assert_eq!(d.segments.len(), MAX_SEGMENTS);
+        assert_eq!(MAX_SEGMENTS, 128);
+    }
+
+    #[test]
+    fn at_most_max_samples_are_held_through_slews_and_start_up_steps() {
+        // Offsets of zero are slewed; of 1 s stepped (beyond the step
+        // threshold, and after a step there is no line yet).
+        for offset in [0.0, 1.0] {
+            let cfg = RegressionConfig { max_samples: 3, ..RegressionConfig::default() };
+            let mut d = RegressionDiscipline::new(cfg, None);
+            for k in 0..5 {
+                let t = 64.0 * f64::from(k);
+                let u = d.update_sample(&sample_at(offset, t, t, 200e-6));
+                assert_eq!(matches!(u.action, Action::Step { .. }), offset > 0.0, "{:?}", u.action);
+                assert_eq!(d.samples(), (k as usize + 1).min(3));
+            }
+        }
+    }
+
+    #[test]
+    fn two_samples_give_a_slope_only_beyond_their_delay_bounds() {
+        // 64 s apart, 200 µs of delay each: (100 + 100) µs / 64 s = 3.125 ppm.
+        let mut d = holding(&[0.0, 0.0], 200e-6);
+        let pair = |y: f64| [(-64.0, 0.0, 1.0), (0.0, y, 1.0)];
+        assert_eq!(d.two_point_slope(&pair(200e-6)), None, "exactly the bound");
+        assert_eq!(d.two_point_slope(&pair(201e-6)), Some(201e-6 / 64.0));
+        // Measured against the current frequency.
+        d.freq = -3e-6;
+        assert_eq!(d.two_point_slope(&pair(100e-6)), Some(100e-6 / 64.0));
+        // Out of order: no slope.
+        assert_eq!(d.two_point_slope(&[(0.0, 0.0, 1.0), (-64.0, 201e-6, 1.0)]), None);
+        // Delays unknown: three jitters each (the precision, 0.95 µs: 0.089 ppm).
+        let d = holding(&[0.0, 0.0], 0.0);
+        assert_eq!(d.two_point_slope(&pair(64.0 * 5e-8)), None);
+        assert_eq!(d.two_point_slope(&pair(64.0 * 1e-7)), Some(1e-7));
+    }
+
+    #[test]
+    fn the_poll_score_follows_the_window_unless_a_sample_was_missed() {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        // Four samples against a target of eight: (4/8 − 1)/8, doubled.
+        d.window = 4;
+        d.adjust_poll(Some(1.0));
+        assert_eq!(d.poll_score, -0.125, "a miss of exactly what is allowed is no miss");
+        d.adjust_poll(None);
+        assert_eq!(d.poll_score, -0.25);
+        // Sixteen: (16/8 − 1)/8, not doubled.
+        d.window = 16;
+        d.adjust_poll(None);
+        assert_eq!(d.poll_score, -0.125);
+        d.adjust_poll(Some(2.0));
+        assert_eq!((d.poll_score, d.poll()), (0.0, d.config().min_poll), "−1.125: at the floor already");
     }
 
     // ---- Closed loop ------------------------------------------------------------
@@ -1368,6 +1754,40 @@ mod tests {
     }
 
     #[test]
+    fn a_slope_through_more_than_two_samples_is_trusted_when_its_skew_is_within_1000_ppm() {
+        let d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        // Exact lines of 10 ppm: the uncertainty is the bounds' 1/sqrt(sxx).
+        let line = |n: i32, sigma: f64| -> Vec<Point> {
+            (0..n).map(|i| (64.0 * f64::from(i - n + 1), 1e-5 * 64.0 * f64::from(i), 1.0 / (sigma * sigma))).collect()
+        };
+        // Three samples 64 s apart, 100 µs each: 1.1 ppm · t(1) = 636.6 is
+        // 703 ppm; at 200 µs, 1406 ppm.
+        let slope = d.trusted_slope(&line(3, 100e-6)).expect("703 ppm of skew");
+        assert!((slope - 1e-5).abs() < 1e-15, "{slope}");
+        assert_eq!(d.trusted_slope(&line(3, 200e-6)), None, "1406 ppm of skew");
+        // Five samples, 10 ms each: 49.4 ppm · t(3) = 12.92 is 638 ppm (with
+        // t(2) = 31.6 it would be 1562).
+        let slope = d.trusted_slope(&line(5, 0.01)).expect("638 ppm of skew");
+        assert!((slope - 1e-5).abs() < 1e-15, "{slope}");
+    }
+
+    #[test]
+    fn the_noise_is_the_larger_of_the_fit_jitter_and_the_mean_half_excess_delay() {
+        let mut d = holding(&[0.0; 4], 0.0);
+        for (s, delay) in d.samples.iter_mut().zip([200e-6, 400e-6, 600e-6, 1000e-6]) {
+            s.delay = delay;
+        }
+        // Half excesses 0, 100, 200 and 400 µs: 175 µs on average, above
+        // the jitter (the precision, 0.95 µs, before any fit).
+        assert!((d.noise() - 175e-6).abs() < 1e-15, "{}", d.noise());
+        d.jitter = 300e-6;
+        assert_eq!(d.noise(), 300e-6);
+        // Without samples, the jitter alone.
+        d.samples.clear();
+        assert_eq!(d.noise(), 300e-6);
+    }
+
+    #[test]
     fn the_pending_phase_is_what_the_clock_has_left_to_slew() {
         // A 0.1 s offset is slewed at 83 333 ppm over 1.2 s; in between, what
         // the discipline says is pending must be what the clock still has to do.
@@ -1512,22 +1932,69 @@ mod tests {
         assert_eq!(d.asymmetry(), 0.0);
     }
 
+    /// A discipline holding eight samples `spacing` s apart whose offsets are
+    /// exactly 2e-6·x + share·(δ − δ_min).
+    fn asymmetric(share: f64, spacing: f64) -> RegressionDiscipline {
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for i in 0..8 {
+            let excess = [0.0, 3e-4, 1e-4, 7e-4, 2e-4, 0.0, 5e-4, 9e-4][i];
+            let t = spacing * i as f64;
+            d.samples.push_back(RawSample { time: at(t), raw_offset: 2e-6 * t + share * excess, correction: 0.0, delay: 2e-4 + excess });
+        }
+        d
+    }
+
     #[test]
     fn the_asymmetry_fit_recovers_the_delay_share() {
         // Offsets exactly 2e-6·x − 0.5·(δ − δ_min): the fit gives −0.5; delays
         // that do not vary give none.
-        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
-        for i in 0..8 {
-            let excess = [0.0, 3e-4, 1e-4, 7e-4, 2e-4, 0.0, 5e-4, 9e-4][i];
-            let t = 64.0 * i as f64;
-            d.samples.push_back(RawSample { time: at(t), raw_offset: 2e-6 * t - 0.5 * excess, correction: 0.0, delay: 2e-4 + excess });
-        }
+        let mut d = asymmetric(-0.5, 64.0);
         let a = d.asymmetry_fit(at(448.0)).unwrap();
         assert!((a + 0.5).abs() < 1e-9, "{a}");
+        // A burst 0.1 s apart shows it as well.
+        let burst = asymmetric(-0.5, 0.1).asymmetry_fit(at(0.7)).unwrap();
+        assert!((burst + 0.5).abs() < 1e-6, "{burst}");
+        // Four samples suffice (three unknowns), three do not.
+        let mut four = d.clone();
+        four.samples.truncate(4);
+        assert!((four.asymmetry_fit(at(448.0)).unwrap() + 0.5).abs() < 1e-9);
+        four.samples.truncate(3);
+        assert_eq!(four.asymmetry_fit(at(448.0)), None);
         for s in &mut d.samples {
             s.delay = 2e-4;
         }
         assert_eq!(d.asymmetry_fit(at(448.0)), None);
+        // Nor do delays that grow in step with time: delay and time cannot
+        // be told apart.
+        for (i, s) in d.samples.iter_mut().enumerate() {
+            s.delay = 2e-4 + 1e-6 * i as f64;
+        }
+        assert_eq!(d.asymmetry_fit(at(448.0)), None);
+    }
+
+    #[test]
+    fn the_asymmetry_is_corrected_from_the_tenth_estimate_of_one_sign_in_a_row() {
+        for share in [-0.5, 0.5] {
+            let mut d = asymmetric(share, 64.0);
+            for k in 1..=MIN_ASYMMETRY_RUN {
+                d.estimate_asymmetry(at(448.0));
+                assert_eq!(d.asymmetry_run, k * share.signum() as i32);
+                let expected = if k < MIN_ASYMMETRY_RUN { 0.0 } else { share };
+                assert!((d.asymmetry() - expected).abs() < 1e-9, "{share}, estimate {k}: {}", d.asymmetry());
+            }
+            // The count stops at MAX_ASYMMETRY_RUN.
+            d.asymmetry_run = MAX_ASYMMETRY_RUN * share.signum() as i32;
+            d.estimate_asymmetry(at(448.0));
+            assert_eq!(d.asymmetry_run, MAX_ASYMMETRY_RUN * share.signum() as i32);
+        }
+        // Shares within ±MIN_ASYMMETRY (0.45) do not count.
+        for share in [-0.3, 0.3] {
+            let mut d = asymmetric(share, 64.0);
+            for _ in 0..2 * MIN_ASYMMETRY_RUN {
+                d.estimate_asymmetry(at(448.0));
+                assert_eq!((d.asymmetry_run, d.asymmetry()), (0, 0.0), "{share}");
+            }
+        }
     }
 
     #[test]
@@ -1546,6 +2013,19 @@ mod tests {
         // Less certain but clearly different (a real change): taken.
         assert_eq!(d.blend_frequency(-8e-5, 9e-6), -8e-5);
         assert_eq!(d.freq_sd, 9e-6);
+    }
+
+    #[test]
+    fn a_consistent_slope_three_times_less_certain_counts_one_tenth() {
+        // Inverse variances 1/1e-12 and 1/9e-12: 9 to 1.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        d.freq_sd = 1e-6;
+        let f = d.blend_frequency(5e-6, 3e-6);
+        assert!((f - 5e-7).abs() < 1e-18, "{f}");
+        assert_eq!(d.freq_sd, 1e-6, "the reference stays");
+        // A slope of unknown precision is taken whole, and becomes the reference.
+        assert_eq!(d.blend_frequency(5e-6, f64::INFINITY), 5e-6);
+        assert_eq!(d.freq_sd, f64::INFINITY);
     }
 
     #[test]
