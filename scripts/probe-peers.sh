@@ -122,8 +122,8 @@ for row in "${ROWS[@]}"; do
         port=$(free_port); ke=$(tcp_port)
         d="$WORK/ntpd-rs-run"; mkdir -p "$d"
         # No [[source]]: ntpd-rs then never steers the clock; it serves its
-        # local clock at stratum 1.
-        printf '[observability]\nlog-level = "warn"\n\n[[server]]\nlisten = "127.0.0.1:%s"\n\n[synchronization]\nlocal-stratum = 1\n' "$port" >"$d/ntp.toml"
+        # local clock at stratum 1. NTPv5 (its draft) is off unless accepted.
+        printf '[observability]\nlog-level = "warn"\n\n[[server]]\nlisten = "127.0.0.1:%s"\naccept-ntp-versions = [3, 4, 5]\n\n[synchronization]\nlocal-stratum = 1\n' "$port" >"$d/ntp.toml"
         printf '\n[[nts-ke-server]]\nlisten = "127.0.0.1:%s"\ncertificate-chain-path = "%s"\nprivate-key-path = "%s"\nntp-port = %s\n\n[keyset]\nkey-storage-path = "%s/keyset"\n' \
             "$ke" "$WORK/cert.pem" "$WORK/key.pem" "$port" "$d" >>"$d/ntp.toml"
         "${NOCAP[@]}" ntp-daemon -c "$d/ntp.toml" >"$d/log" 2>&1 &

@@ -223,14 +223,14 @@ fn judge_basic(history: &[StepRecord]) -> Vec<Finding> {
     f.push(Finding::check(
         "RV5-7.5-server-info",
         versions.is_some_and(|v| v & (1 << 4) != 0),
-        "draft-ietf-ntp-ntpv5 §7.5: Server Information lists the versions served (bit 4: NTPv5)",
+        "draft-ietf-ntp-ntpv5-07 §7.5 (and the editors' copy of 2026-01): Server Information lists the versions served (bit 4: NTPv5)",
         format!("supported versions {:#06x}", versions.unwrap_or(0)),
         format!("Server Information {info:?}"),
     ));
     f.push(Finding::check(
         "RV5-7-server-efs",
         versions.is_some(),
-        "draft-ietf-ntp-ntpv5 §7: servers support Padding and Server Information",
+        "draft-ietf-ntp-ntpv5-07 §7 (and the editors' copy of 2026-01): servers MUST support Padding, Server Information and Reference IDs",
         "Server Information answered",
         "no Server Information in the reply",
     ));
