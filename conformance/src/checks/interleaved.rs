@@ -188,11 +188,7 @@ pub fn client_sample(a: &Analysis<'_>) -> Outcome {
         };
         let (Some(h), Some(q)) = (rep.header, req.header) else { continue };
         // The previous exchange: the reply whose receive timestamp the request named, and its request.
-        let previous = a.client_replies.iter().find(|c| {
-            let p = a.pk(c.packet);
-            p.src == rep.src && p.dst == rep.dst && p.received_t_s.is_some_and(|r| r <= req.sent_t_s) && p.header.is_some_and(|ph| ph.receive_timestamp == q.origin_timestamp)
-        });
-        let Some((prev_rep, prev_req)) = previous.and_then(|c| Some((a.pk(c.packet), a.pk(c.request?)))) else {
+        let Some(Some((prev_req, prev_rep))) = reply.and_then(|c| super::interleaved_previous(a, c)) else {
             t.bad(|| format!("{}: {} answers a request naming no reply in the trace", cite(), rep.cite()));
             continue;
         };

@@ -132,26 +132,6 @@ fn cookies(records: &[KeRepr]) -> usize {
     records.iter().filter(|r| matches!(r.body, Body::NewCookie(_))).count()
 }
 
-fn aead_lists(records: &[KeRepr]) -> Vec<&Vec<AeadId>> {
-    records
-        .iter()
-        .filter_map(|r| match &r.body {
-            Body::AeadAlgorithm(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-fn protocol_lists(records: &[KeRepr]) -> Vec<&Vec<ProtocolId>> {
-    records
-        .iter()
-        .filter_map(|r| match &r.body {
-            Body::NextProtocol(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The response's problems under RFC 8915 §4's placement and critical-bit
 /// rules whose rule text starts with `section`.
 fn problems(records: &[KeRepr], section: &str) -> Vec<String> {
@@ -340,7 +320,7 @@ fn judge_minimal(history: &[StepRecord]) -> Vec<Finding> {
         Some(p) => format!("Port record {p} (2 octets)"),
         None => "no Port record: NTP on port 123".to_string(),
     }));
-    let protos = protocol_lists(&records);
+    let protos: Vec<_> = ntske::next_protocols(&records).collect();
     let subset = protos.iter().all(|v| v.iter().all(|p| p.0 == 0));
     f.push(Finding::check(
         "R8915-4.1.2-subset",
@@ -349,7 +329,7 @@ fn judge_minimal(history: &[StepRecord]) -> Vec<Finding> {
         "Next Protocol lists only NTPv4 (offered)",
         format!("Next Protocol lists {protos:?}, only NTPv4 was offered"),
     ));
-    let aeads = aead_lists(&records);
+    let aeads: Vec<_> = ntske::aead_lists(&records).collect();
     let aead_ok = aeads.len() == 1 && aeads[0].len() == 1 && [15, 30].contains(&aeads[0][0].0);
     f.push(Finding::check(
         "R8915-4.1.5-aead",
@@ -382,7 +362,7 @@ fn judge_siv_only(history: &[StepRecord]) -> Vec<Finding> {
         KeSeen::NoSession(why) => not_reached(&["R8915-4.1.5-siv"], why),
         KeSeen::Session(Err(why), _) => vec![Finding::fail("R8915-4.1.5-siv", "RFC 8915 §4.1.5: servers MUST implement AEAD_AES_SIV_CMAC_256", why)],
         KeSeen::Session(Ok(records), _) => {
-            let agreed = aead_lists(&records).first().and_then(|v| v.first()).map(|a| a.0);
+            let agreed = ntske::aead_lists(&records).next().and_then(|v| v.first()).map(|a| a.0);
             vec![Finding::check(
                 "R8915-4.1.5-siv",
                 agreed == Some(15) && cookies(&records) > 0,
@@ -484,7 +464,7 @@ fn judge_bad_requests(history: &[StepRecord]) -> Vec<Finding> {
         // ("none of those"), without cookies, answers it as well as Error 1.
         if i == 2 {
             if let KeSeen::Session(Ok(records), _) = seen(r) {
-                if error_code(&records).is_none() && cookies(&records) == 0 && protocol_lists(&records).iter().all(|v| v.is_empty()) && !protocol_lists(&records).is_empty() {
+                if error_code(&records).is_none() && cookies(&records) == 0 && ntske::next_protocols(&records).all(|v| v.is_empty()) && ntske::next_protocols(&records).next().is_some() {
                     f.push(Finding::pass("R8915-4.1.3-codes", format!("{w}: {} (nothing agreed, no cookies)", describe(&records))));
                     continue;
                 }
@@ -520,7 +500,7 @@ fn judge_unknown_ids(history: &[StepRecord]) -> Vec<Finding> {
             "R8915-4.1.2-subset",
             "protocol",
             "RFC 8915 §4.1.2: the response's protocols are a subset of the request's (empty when none is supported)",
-            |records| protocol_lists(records).iter().all(|v| v.iter().all(|p| p.0 == UNKNOWN_ID)),
+            |records| ntske::next_protocols(records).all(|v| v.iter().all(|p| p.0 == UNKNOWN_ID)),
         ));
     }
     if let Some(r) = ke_at(history, 1) {
@@ -529,7 +509,7 @@ fn judge_unknown_ids(history: &[StepRecord]) -> Vec<Finding> {
             "R8915-4.1.5-aead",
             "AEAD",
             "RFC 8915 §4.1.5: the response's AEAD is one the client offered; no cookies without an agreed AEAD",
-            |records| aead_lists(records).iter().all(|v| v.iter().all(|a| a.0 == UNKNOWN_ID)),
+            |records| ntske::aead_lists(records).all(|v| v.iter().all(|a| a.0 == UNKNOWN_ID)),
         ));
     }
     f

@@ -709,14 +709,16 @@ impl Side {
     }
 }
 
-fn next_protocols(records: &[Repr]) -> impl Iterator<Item = &Vec<ProtocolId>> {
+/// The protocol lists of a message's NTS Next Protocol Negotiation records, in order.
+pub fn next_protocols(records: &[Repr]) -> impl Iterator<Item = &Vec<ProtocolId>> {
     records.iter().filter_map(|r| match &r.body {
         Body::NextProtocol(v) => Some(v),
         _ => None,
     })
 }
 
-fn aead_lists(records: &[Repr]) -> impl Iterator<Item = &Vec<AeadId>> {
+/// The AEAD lists of a message's AEAD Algorithm Negotiation records, in order.
+pub fn aead_lists(records: &[Repr]) -> impl Iterator<Item = &Vec<AeadId>> {
     records.iter().filter_map(|r| match &r.body {
         Body::AeadAlgorithm(v) => Some(v),
         _ => None,
