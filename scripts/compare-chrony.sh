@@ -126,8 +126,8 @@ run_chrony() {
         # shellcheck disable=SC1091
         . ./test.common
         mkdir -p tmp && rm -rf tmp/*
-        run_test >/dev/null
-        cp tmp/log.offset "$out/chrony.offsets"
+        run_test > "$out/chrony.log" 2>&1 || true
+        cp tmp/log.offset "$out/chrony.offsets" 2>/dev/null || true
     )
 }
 
@@ -155,6 +155,10 @@ for c in $CASES; do
         out="$WORK/runs/$c/$seed"
         rm -rf "$out" && mkdir -p "$out"
         setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR'; run_chrony '$c' '$seed' '$out'"
+        if [ ! -s "$out/chrony.offsets" ]; then
+            echo "compare-chrony: chronyd under clknetsim wrote no offset log for case $c seed $seed; its output: $out/chrony.log" >&2
+            exit 4
+        fi
         run_ntplab "$c" "$seed" "$out"
         rows+=("$out")
     done
