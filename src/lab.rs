@@ -33,15 +33,28 @@ pub struct LabSuiteArgs {
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
     #[arg(long, value_name = "FILE")]
     pub shim: Option<PathBuf>,
-    /// chronyd, for impl = "chrony" hosts.
+    #[command(flatten)]
+    pub programs: PeerPrograms,
+}
+
+/// Where the other implementations are.
+#[derive(clap::Args, Debug)]
+pub struct PeerPrograms {
+    /// chronyd, for impl = "chrony" hosts (chronyc beside it, or in /usr/bin).
     #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
     pub chronyd: PathBuf,
+    /// Where ntpsec is unpacked, for impl = "ntpsec" hosts (default: $NTPLAB_PEERS_DIR/ntpsec or /tmp/ntplab-peers/ntpsec, as scripts/install-peers.sh puts it).
+    #[arg(long, value_name = "DIR")]
+    pub ntpsec_root: Option<PathBuf>,
+    /// ntpd-rs's ntp-daemon, for impl = "ntpd-rs" hosts (ntp-ctl beside it; default: on PATH, else ~/.cargo/bin).
+    #[arg(long, value_name = "FILE")]
+    pub ntp_daemon: Option<PathBuf>,
 }
 
 /// Arguments of `ntplab lab run`.
 #[derive(clap::Args, Debug)]
 pub struct LabRunArgs {
-    /// The scenario file (TOML; hosts may say impl = "ntplab" | "chrony").
+    /// The scenario file (TOML; hosts may say impl = "ntplab" | "chrony" | "ntpsec" | "ntpd-rs").
     pub scenario: PathBuf,
     /// Write the trace (samples.csv, events.jsonl, packets.jsonl, packets.pcap), configurations, clock journals and daemon logs here.
     #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab")]
@@ -52,9 +65,8 @@ pub struct LabRunArgs {
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
     #[arg(long, value_name = "FILE")]
     pub shim: Option<PathBuf>,
-    /// chronyd, for impl = "chrony" hosts.
-    #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
-    pub chronyd: PathBuf,
+    #[command(flatten)]
+    pub programs: PeerPrograms,
     /// Summary format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -84,7 +96,7 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(CliError::from_io)?;
         out.flush().map_err(CliError::from_io)?;
     }
-    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.chronyd)?;
+    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.programs)?;
     match args.format {
         OutputFormat::Text => {
             for (host, imp, program, version) in &report.inventory {
@@ -112,7 +124,7 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.
-fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, chronyd: &std::path::Path) -> Result<lab::LabReport, CliError> {
+fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms) -> Result<lab::LabReport, CliError> {
     let shim = match shim {
         Some(p) => p.to_path_buf(),
         None => programs::find_shim().map_err(CliError::input)?,
@@ -138,7 +150,9 @@ fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::pa
         out: out_dir.to_path_buf(),
         shim,
         ntplab,
-        chronyd: chronyd.to_path_buf(),
+        chronyd: peers.chronyd.clone(),
+        ntpsec: programs::Ntpsec { root: peers.ntpsec_root.clone().unwrap_or_else(programs::Ntpsec::default_root) },
+        ntpd_rs: programs::NtpdRs { daemon: peers.ntp_daemon.clone().unwrap_or_else(programs::NtpdRs::default_daemon) },
         interrupted: &INTERRUPTED,
         progress: Some(Box::new(move |elapsed, total| {
             progress_bar.set_position(elapsed.as_secs());
@@ -171,7 +185,7 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
             failed += 1;
             ("interrupted", String::new())
         } else {
-            match run_one(&scenario, &args.out.join(&stem), args.shim.as_deref(), &args.chronyd) {
+            match run_one(&scenario, &args.out.join(&stem), args.shim.as_deref(), &args.programs) {
                 Ok(r) if r.run.passed() => ("pass", summary(&r.run)),
                 Ok(r) => {
                     failed += 1;

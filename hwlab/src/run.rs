@@ -3,6 +3,7 @@
 use crate::emulator::{real_now_ns, Capture, Emulator};
 use crate::netns::{exec, ip, Namespaces};
 use crate::programs::{self, ClockedCommand};
+use crate::reports::{DaemonReport, Reporter};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_sim::host_clock::ClockSample;
 use ntplab_sim::run::{judge, value_of, HostReport, RunReport, SYNC_THRESHOLD_S};
@@ -74,9 +75,8 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
                 }
-                match h.implementation {
-                    Implementation::Ntplab | Implementation::Chrony => {}
-                    other => why.push(format!("host `{n}`: impl = \"{}\" is not supported by the lab yet (ntplab and chrony are)", other.name())),
+                for w in programs::unwritable(d, h.implementation) {
+                    why.push(format!("host `{n}`: impl = \"{}\": {w}", h.implementation.name()));
                 }
             }
         }
@@ -112,8 +112,12 @@ pub struct LabOptions {
     pub shim: PathBuf,
     /// The `ntplab` executable for `impl = "ntplab"` hosts.
     pub ntplab: PathBuf,
-    /// chronyd.
+    /// chronyd (chronyc is looked for next to it, then in /usr/bin).
     pub chronyd: PathBuf,
+    /// ntpsec, unpacked.
+    pub ntpsec: programs::Ntpsec,
+    /// ntpd-rs.
+    pub ntpd_rs: programs::NtpdRs,
     /// Set from outside (Ctrl-C) to end the run early; the run then fails.
     pub interrupted: &'static AtomicBool,
     /// Called about five times a second with (elapsed, total) real time.
@@ -138,7 +142,16 @@ struct HostRun {
     journal: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// How to read what the daemon reports (none for ntplab's daemon).
+    reporter: Option<Reporter>,
 }
+
+/// How often the lab reads each daemon's own report while it runs (and once
+/// more just before stopping it).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One reading of a daemon's report: real time (Unix ns), host index, what it said.
+type Reading = (i128, usize, Result<DaemonReport, String>);
 
 /// Runs `s` in the virtual lab and writes its trace to `opts.out`.
 pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
@@ -149,8 +162,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     if let Some(why) = crate::netns::unavailable() {
         return Err(why);
     }
-    if s.hosts.iter().any(|h| h.implementation == Implementation::Chrony) && !opts.chronyd.is_file() {
-        return Err(format!("{} is not installed (apt-get install chrony)", opts.chronyd.display()));
+    if let Some(why) = missing_programs(s, &opts) {
+        return Err(why);
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     let out = opts.out.canonicalize().map_err(|e| format!("{}: {e}", opts.out.display()))?;
@@ -196,6 +209,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let mut order: Vec<usize> = (0..s.hosts.len()).collect();
     order.sort_by_key(|&i| matches!(&s.hosts[i].role, Role::Ntp(n) if !n.daemon.sources.is_empty()));
     let mut runs: Vec<Option<HostRun>> = (0..s.hosts.len()).map(|_| None).collect();
+    let mut readings: Vec<Reading> = Vec::new();
     let result = (|| -> Result<(), String> {
         for &i in &order {
             let h = &s.hosts[i];
@@ -205,23 +219,42 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency };
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
             let log = out.join(format!("{}.log", h.name));
-            let (program, args, version) = match h.implementation {
+            let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
+            let (program, args, version, reporter) = match h.implementation {
                 Implementation::Chrony => {
                     let conf = out.join(format!("{}.chrony.conf", h.name));
-                    let text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name);
-                    std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+                    programs::prepare_chronyc_dir(&out, &h.name)?;
+                    write(&conf, programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name))?;
                     let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
-                    (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"))
+                    let reporter = Reporter::Chronyc { chronyc: chronyc(&opts.chronyd), socket: programs::chronyc_socket(&out, &h.name) };
+                    (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"), Some(reporter))
                 }
-                _ => {
+                Implementation::Ntpsec => {
+                    let conf = out.join(format!("{}.ntp.conf", h.name));
+                    write(&conf, programs::ntpsec_config(&ntp.daemon, &out, &h.name)?)?;
+                    // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
+                    let own_log = out.join(format!("{}.ntpsec.log", h.name));
+                    let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
+                    let reporter = Reporter::Ntpq { ntpq: opts.ntpsec.ntpq(), python_path: opts.ntpsec.python_path(), ns: host_ns[i].clone() };
+                    (opts.ntpsec.ntpd(), args, programs::version(&opts.ntpsec.ntpd(), "--version"), Some(reporter))
+                }
+                Implementation::NtpdRs => {
+                    let conf = out.join(format!("{}.ntp.toml", h.name));
+                    let _ = std::fs::remove_file(programs::ntpd_rs_socket(&out, &h.name));
+                    write(&conf, programs::ntpd_rs_config(&ntp.daemon, &out, &h.name))?;
+                    let args = vec!["-c".to_string(), conf.display().to_string()];
+                    let reporter = Reporter::NtpCtl { ctl: opts.ntpd_rs.ctl(), config: conf };
+                    (opts.ntpd_rs.daemon.clone(), args, programs::version(&opts.ntpd_rs.daemon, "--version"), Some(reporter))
+                }
+                Implementation::Ntplab => {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    std::fs::write(&conf, programs::ntplab_config(&ntp.daemon)).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+                    write(&conf, programs::ntplab_config(&ntp.daemon))?;
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
                     let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
                     let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed]
                         .map(String::from)
                         .to_vec();
-                    (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"))
+                    (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
                 }
             };
             let mut cmd = cc.command(Some(&host_ns[i]), &program, &args);
@@ -244,18 +277,29 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 journal,
                 child: Some(child),
                 log,
+                reporter,
             });
             if ntp.daemon.sources.is_empty() {
                 // Servers get a moment to bind before their clients' first requests.
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        // Run for the lab's time, watching the daemons and Ctrl-C.
+        // Run for the lab's time, watching the daemons and Ctrl-C, reading
+        // their reports every REPORT_INTERVAL and once more at the end.
         let started = Instant::now();
+        let mut next_report = REPORT_INTERVAL;
         loop {
             let elapsed = started.elapsed().min(total);
             if let Some(p) = opts.progress.as_mut() {
                 p(elapsed, total);
+            }
+            if elapsed >= next_report || elapsed >= total {
+                for (i, r) in runs.iter().enumerate() {
+                    if let Some(rep) = r.as_ref().and_then(|r| r.reporter.as_ref()) {
+                        readings.push((real_now_ns(), i, rep.read()));
+                    }
+                }
+                next_report = started.elapsed() + REPORT_INTERVAL;
             }
             if elapsed >= total {
                 return Ok(());
@@ -266,9 +310,12 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             for r in runs.iter_mut().flatten() {
                 if let Some(c) = r.child.as_mut() {
                     if let Ok(Some(status)) = c.try_wait() {
-                        let tail = std::fs::read_to_string(&r.log).unwrap_or_default();
+                        // ntpsec writes its own log (-l); the others write to stdout and stderr.
+                        let own = out.join(format!("{}.ntpsec.log", r.name));
+                        let log = if r.implementation == Implementation::Ntpsec && own.is_file() { own } else { r.log.clone() };
+                        let tail = std::fs::read_to_string(&log).unwrap_or_default();
                         let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-                        return Err(format!("host `{}`'s {} exited early ({status}); its log {} ends:\n{}", r.name, r.implementation.name(), r.log.display(), tail.join("\n")));
+                        return Err(format!("host `{}`'s {} exited early ({status}); its log {} ends:\n{}", r.name, r.implementation.name(), log.display(), tail.join("\n")));
                     }
                 }
             }
@@ -287,7 +334,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let capture = capture?;
     hosts.extend(runs.into_iter().flatten());
     let ran = Duration::from_nanos((ended - epoch).max(0) as u64);
-    let report = write_trace(s, &out, &hosts, &capture, epoch, ended, wall)?;
+    let report = write_trace(s, &out, &hosts, &capture, &readings, epoch, ended, wall)?;
     Ok(LabReport { run: report, inventory, ran })
 }
 
@@ -304,7 +351,8 @@ fn dur(d: Duration) -> NtpDuration {
 }
 
 /// The trace of a lab run: real time `epoch` is the scenario's start.
-fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, epoch: i128, ended: i128, wall: Instant) -> Result<RunReport, String> {
+#[allow(clippy::too_many_arguments)]
+fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, readings: &[Reading], epoch: i128, ended: i128, wall: Instant) -> Result<RunReport, String> {
     let to_trace = |real_ns: i128| s.start + NtpDuration::from_nanos(i64::try_from(real_ns - epoch).unwrap_or(i64::MAX));
     let mut replays: Vec<Option<Replay>> = Vec::new();
     for h in &s.hosts {
@@ -332,19 +380,34 @@ fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, e
         let details = serde_json::json!({"impl": h.implementation.name(), "address": h.address.to_string(), "journal": h.journal.display().to_string(), "log": h.log.display().to_string()});
         trace.event(&Event { time: s.start, host: Some(&h.name), kind: "lab_start", details: &details }).map_err(werr)?;
     }
-    let mut calls: Vec<(i128, usize, &JournalOp)> = Vec::new();
+    // Clock calls and the daemons' reports, in time order.
+    let mut timed: Vec<(i128, usize, &'static str, serde_json::Value)> = Vec::new();
     for (i, r) in replays.iter().enumerate() {
         if let Some(r) = r {
-            calls.extend(r.calls().map(|(t, op)| (t, i, op)));
+            timed.extend(r.calls().map(|(t, op)| {
+                let details = match op {
+                    JournalOp::Adjtimex(x) => adjtimex_details(x),
+                    JournalOp::SetTime(ns) => serde_json::json!({"call": "settime", "unix_ns": ns.to_string()}),
+                };
+                (t, i, "lab_clock_call", details)
+            }));
         }
     }
-    calls.sort_by_key(|c| (c.0, c.1));
-    for (t, i, op) in calls {
-        let details = match op {
-            JournalOp::Adjtimex(x) => adjtimex_details(x),
-            JournalOp::SetTime(ns) => serde_json::json!({"call": "settime", "unix_ns": ns.to_string()}),
+    for (t, i, reading) in readings {
+        let via = hosts.iter().find(|h| h.name == s.hosts[*i].name).and_then(|h| h.reporter.as_ref()).map_or("", |r| r.describe());
+        let details = match reading {
+            Ok(r) => {
+                let mut d = r.to_json();
+                d["via"] = via.into();
+                d
+            }
+            Err(e) => serde_json::json!({"via": via, "error": e}),
         };
-        trace.event(&Event { time: to_trace(t.max(epoch)), host: Some(&s.hosts[i].name), kind: "lab_clock_call", details: &details }).map_err(werr)?;
+        timed.push((*t, *i, "lab_report", details));
+    }
+    timed.sort_by_key(|c| (c.0, c.1));
+    for (t, i, kind, details) in &timed {
+        trace.event(&Event { time: to_trace((*t).max(epoch)), host: Some(&s.hosts[*i].name), kind, details }).map_err(werr)?;
     }
 
     // Samples on the scenario's grid, from the replayed clocks.
@@ -364,9 +427,11 @@ fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, e
             let c = r.clock_at(real);
             let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error() };
             let synced = c.status() & ntplab_vclock::status::STA_UNSYNC == 0;
-            trace
-                .sample(&Sample { time: to_trace(real), host: &h.name, offset_s: sample.offset_s, frequency_error: sample.frequency_error, synced, stratum: if synced { 0 } else { 16 }, poll_log2: 0 })
-                .map_err(werr)?;
+            // The daemon's last report before this instant, when it gives one.
+            let reported = readings.iter().rev().find_map(|(t, j, r)| (*j == i && *t <= real).then_some(r.as_ref().ok()).flatten());
+            let stratum = reported.and_then(|r| r.stratum).unwrap_or(if synced { 0 } else { 16 });
+            let poll_log2 = reported.and_then(|r| r.poll_log2).unwrap_or(0);
+            trace.sample(&Sample { time: to_trace(real), host: &h.name, offset_s: sample.offset_s, frequency_error: sample.frequency_error, synced, stratum, poll_log2 }).map_err(werr)?;
             stats[i].add(&sample);
             for w in windows.iter_mut() {
                 for (m, st) in w.iter_mut() {
@@ -454,6 +519,37 @@ fn write_trace(s: &Scenario, out: &Path, hosts: &[HostRun], capture: &Capture, e
         wall: wall.elapsed(),
         trace: Some(files),
     })
+}
+
+/// chronyc beside `chronyd` (same directory, or /usr/bin when chronyd is in /usr/sbin).
+fn chronyc(chronyd: &Path) -> PathBuf {
+    let beside = chronyd.with_file_name("chronyc");
+    if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from("/usr/bin/chronyc")
+    }
+}
+
+/// The first program a host of `s` needs that is not installed, with what installs it.
+pub fn missing_programs(s: &Scenario, opts: &LabOptions) -> Option<String> {
+    let mut why = None;
+    for h in s.hosts.iter().filter(|h| matches!(h.role, Role::Ntp(_))) {
+        let missing = match h.implementation {
+            Implementation::Chrony => [opts.chronyd.clone(), chronyc(&opts.chronyd)]
+                .into_iter()
+                .find(|p| !p.is_file())
+                .map(|p| format!("chrony is not installed: {} is missing (apt-get install chrony)", p.display())),
+            Implementation::Ntpsec => opts.ntpsec.missing(),
+            Implementation::NtpdRs => opts.ntpd_rs.missing(),
+            Implementation::Ntplab => None,
+        };
+        if let Some(m) = missing {
+            why = Some(format!("host `{}`: {m}", h.name));
+            break;
+        }
+    }
+    why
 }
 
 /// A host that serves its own clock (`local_stratum`) and has no sources.
