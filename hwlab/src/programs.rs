@@ -95,6 +95,44 @@ pub fn stop(child: &mut Child, grace: std::time::Duration) {
     let _ = child.wait();
 }
 
+/// A program a lab run started, for the report header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The scenario host it ran for.
+    pub host: String,
+    /// Its `impl`.
+    pub implementation: String,
+    /// Its path.
+    pub program: String,
+    /// The first line of its version output.
+    pub version: String,
+    /// SHA-256 of the executable, lowercase hex.
+    pub sha256: String,
+}
+
+impl Started {
+    /// As JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"host": self.host, "impl": self.implementation, "program": self.program, "version": self.version, "sha256": self.sha256})
+    }
+}
+
+/// SHA-256 of a file, lowercase hex, read in 64 KiB pieces.
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {} to hash it: {e}", path.display()))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("cannot read {} to hash it: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The first line of `PROGRAM --version` (or `-v` for chronyd), for the
 /// report header: from standard output, or standard error when that is empty
 /// (ntp-daemon writes it there).
@@ -396,4 +434,18 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
         let _ = writeln!(s, "\n[[server]]\nlisten = \"{a}\"");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_a_file_and_of_a_missing_one() {
+        let p = std::env::temp_dir().join(format!("ntplab-sha-{}", std::process::id()));
+        std::fs::write(&p, "abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        std::fs::remove_file(&p).unwrap();
+        assert!(sha256_file(&p).unwrap_err().contains("cannot read"));
+    }
 }
