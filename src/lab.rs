@@ -5,7 +5,7 @@ use crate::cli::{CliError, OutputFormat};
 use ntplab_hwlab::programs;
 use ntplab_hwlab::run::{self as lab, LabOptions};
 use ntplab_conformance::catalog::Catalog;
-use ntplab_conformance::checks::{Outcome, Status};
+use ntplab_conformance::checks::Status;
 use ntplab_conformance::suite::{self, ScenarioResult, SuiteResult};
 use ntplab_sim::scenario::Scenario;
 use std::io::Write;
@@ -140,20 +140,16 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// A lab run judged as `ntplab suite` judges a simulator run: expectations,
-/// figures and every conformance check on its trace; the checks that cannot
-/// hold on real-time traces are set to "not exercised" with the reason
-/// ([`lab::NOT_JUDGED_IN_THE_LAB`]).
+/// figures and every conformance check on its trace, with every host's
+/// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`].
 fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
     // The trace is on the real time scale: judged as a scenario that started then.
     let mut at = scenario.clone();
     at.start = report.start;
-    let mut r = suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir);
-    for c in r.checks.iter_mut() {
-        if let Some((_, why)) = lab::NOT_JUDGED_IN_THE_LAB.iter().find(|(id, _)| *id == c.check) {
-            c.outcome = Outcome::not_exercised(format!("not judged on lab traces: {why}"));
-        }
+    for h in at.hosts.iter_mut() {
+        h.clock.noise_s = h.clock.noise_s.max(lab::TIMESTAMP_NOISE_S);
     }
-    r
+    suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir)
 }
 
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.

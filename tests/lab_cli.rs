@@ -29,7 +29,14 @@ fn short_scenario(dir: &Path, implementation: &str) -> PathBuf {
 
 /// Runs the short scenario with the client's `impl`; returns the JSON summary.
 fn lab_run(implementation: &str) -> serde_json::Value {
-    lab_run_edited(implementation, |t| t).0
+    let r = lab_run_edited(implementation, |t| t);
+    assert!(r.ok, "{}", r.summary);
+    r.summary
+}
+
+/// The checks a run's summary says failed.
+fn failed_checks(v: &serde_json::Value) -> Vec<String> {
+    v["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").map(|c| c["check"].as_str().unwrap().to_string()).collect()
 }
 
 /// The client's `lab_report` events (what its daemon reported) in a trace's events.jsonl.
@@ -42,9 +49,17 @@ fn client_reports(events: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Runs the short scenario with the client's `impl`, its text changed by
-/// `edit`; returns the JSON summary and the trace's events.jsonl.
-fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> (serde_json::Value, String) {
+/// A lab run's JSON summary and its trace's events.jsonl and packets.jsonl.
+struct Run {
+    /// Exit status 0.
+    ok: bool,
+    summary: serde_json::Value,
+    events: String,
+    packets: String,
+}
+
+/// Runs the short scenario with the client's `impl`, its text changed by `edit`.
+fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> Run {
     let dir = tmp(implementation);
     let scenario = short_scenario(&dir, implementation);
     std::fs::write(&scenario, edit(std::fs::read_to_string(&scenario).unwrap())).unwrap();
@@ -55,7 +70,6 @@ fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> (ser
     let output = child.wait_with_output().unwrap();
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
     // Every namespace of the run is gone.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let prefix = format!("ntplab-{pid}-");
@@ -69,7 +83,7 @@ fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> (ser
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    (v, events)
+    Run { ok: output.status.success(), summary: v, events, packets }
 }
 
 fn skip_reason(implementation: &str) -> Option<String> {
@@ -101,7 +115,8 @@ fn client_disciplines_its_clock(implementation: &str) {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
-    let (v, events) = lab_run_edited(implementation, |t| t);
+    let Run { ok, summary: v, events, .. } = lab_run_edited(implementation, |t| t);
+    assert!(ok, "{v}");
     if implementation == "chrony" {
         // chronyc's reports were read: synchronized to the server, at stratum 2.
         let last = client_reports(&events).pop().unwrap_or_default();
@@ -133,12 +148,16 @@ fn an_ntplab_client_disciplines_its_virtual_clock_in_the_lab() {
 /// scenarios/lab runs show. What 40 s does show: the daemon runs in the lab
 /// under the shim, measures its virtual clock's 50 ms through the emulated
 /// link, and the lab reads its reports (ntpq, ntp-ctl) into the trace.
-fn a_peer_client_measures_its_virtual_clock(implementation: &str) {
+///
+/// `deviations`: the checks the program fails, which fail the run.
+fn a_peer_client_measures_its_virtual_clock(implementation: &str, deviations: &[&str]) {
     if let Some(why) = skip_reason(implementation) {
         eprintln!("skipped: {implementation} in the virtual lab: {why}");
         return;
     }
-    let (v, events) = lab_run_edited(implementation, |t| t.split("[[expect]]").next().unwrap().to_string());
+    let Run { ok, summary: v, events, .. } = lab_run_edited(implementation, |t| t.split("[[expect]]").next().unwrap().to_string());
+    assert_eq!(failed_checks(&v), deviations, "{v}");
+    assert_eq!(ok, deviations.is_empty(), "{v}");
     assert!(v["lab"]["programs"].to_string().contains(implementation), "{v}");
     let reports = client_reports(&events);
     assert!(reports.len() >= 3, "{events}");
@@ -157,12 +176,46 @@ fn a_peer_client_measures_its_virtual_clock(implementation: &str) {
 
 #[test]
 fn an_ntpsec_client_measures_its_virtual_clock_in_the_lab() {
-    a_peer_client_measures_its_virtual_clock("ntpsec");
+    // ntpsec 1.2.2's requests come from port 123 (RFC 9109 asks for a
+    // random source port) and carry poll 0 (its data minimization).
+    a_peer_client_measures_its_virtual_clock("ntpsec", &["client-source-port", "poll-bounds"]);
 }
 
 #[test]
 fn an_ntpd_rs_client_measures_its_virtual_clock_in_the_lab() {
-    a_peer_client_measures_its_virtual_clock("ntpd-rs");
+    a_peer_client_measures_its_virtual_clock("ntpd-rs", &[]);
+}
+
+/// A partition of the client from 5 s to 20 s and a link change at 25 s
+/// (5 ms more delay each way), realized in real time by the link emulator:
+/// datagrams sent during the partition are lost as "partition", none after
+/// it; after the change every datagram takes at least 5 ms; the trace lists
+/// the three timeline events.
+#[test]
+fn partitions_and_link_changes_happen_in_real_time() {
+    if let Some(why) = skip_reason("ntplab") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let events = "\n[[event]]\nat = \"5s\"\naction = \"partition\"\nhosts = [\"client\"]\nuntil = \"20s\"\n\
+                  \n[[event]]\nat = \"25s\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\ndelay = \"5100us\"\n";
+    let Run { ok, summary: v, events: trace_events, packets } = lab_run_edited("ntplab", |t| format!("{}{events}", t.split("[[expect]]").next().unwrap()));
+    assert!(ok, "{v}");
+    let timeline: Vec<&str> = trace_events.lines().filter(|l| l.contains("\"lab_timeline\"")).collect();
+    assert_eq!(timeline.len(), 3, "{trace_events}");
+    assert!(timeline[0].contains("Partition") && timeline[1].contains("Heal") && timeline[2].contains("SetLink"), "{timeline:?}");
+    let rows: Vec<serde_json::Value> = packets.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let sent = |r: &serde_json::Value| r["sent_t_s"].as_f64().unwrap();
+    let partitioned: Vec<&serde_json::Value> = rows.iter().filter(|r| r["lost"] == "partition").collect();
+    assert!(!partitioned.is_empty(), "{packets}");
+    // The loop applies events within its 0.2 s tick.
+    assert!(partitioned.iter().all(|r| sent(r) >= 5.0 && sent(r) < 20.5), "{packets}");
+    let after: Vec<&serde_json::Value> = rows.iter().filter(|r| sent(r) >= 25.5).collect();
+    assert!(!after.is_empty(), "{packets}");
+    for r in after {
+        let took = r["received_t_s"].as_f64().unwrap() - sent(r);
+        assert!(took >= 0.005, "{r}");
+    }
 }
 
 /// The same short scenario (ntplab client) in the simulator and in the lab:
@@ -228,7 +281,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let out = run(false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("refused") && stdout.contains("timeline events"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a clock step or frequency change is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let out = run(true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
