@@ -30,7 +30,7 @@ pub struct LabSuiteArgs {
     /// Each scenario's trace goes to DIR/<file stem>/; the summary to DIR/lab-suite.json; the conformance reports (summary.md, report.html, report.json, junit.xml, figures.csv) to DIR.
     #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab-suite")]
     pub out: PathBuf,
-    /// Report scenarios the lab cannot realize as skipped instead of failing the suite.
+    /// Report scenarios the lab cannot realize, or whose programs are not installed, as skipped instead of failing the suite.
     #[arg(long)]
     pub skip_unsupported: bool,
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
@@ -52,6 +52,19 @@ pub struct PeerPrograms {
     /// ntpd-rs's ntp-daemon, for impl = "ntpd-rs" hosts (ntp-ctl beside it; default: on PATH, else ~/.cargo/bin).
     #[arg(long, value_name = "FILE")]
     pub ntp_daemon: Option<PathBuf>,
+}
+
+impl PeerPrograms {
+    fn ntpsec(&self) -> programs::Ntpsec {
+        programs::Ntpsec { root: self.ntpsec_root.clone().unwrap_or_else(programs::Ntpsec::default_root) }
+    }
+    fn ntpd_rs(&self) -> programs::NtpdRs {
+        programs::NtpdRs { daemon: self.ntp_daemon.clone().unwrap_or_else(programs::NtpdRs::default_daemon) }
+    }
+    /// The first program `s` needs that is not installed, with what installs it.
+    fn missing(&self, s: &Scenario) -> Option<String> {
+        lab::missing_programs(s, &self.chronyd, &self.ntpsec(), &self.ntpd_rs())
+    }
 }
 
 /// Arguments of `ntplab lab run`.
@@ -180,8 +193,8 @@ fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::pa
         shim,
         ntplab,
         chronyd: peers.chronyd.clone(),
-        ntpsec: programs::Ntpsec { root: peers.ntpsec_root.clone().unwrap_or_else(programs::Ntpsec::default_root) },
-        ntpd_rs: programs::NtpdRs { daemon: peers.ntp_daemon.clone().unwrap_or_else(programs::NtpdRs::default_daemon) },
+        ntpsec: peers.ntpsec(),
+        ntpd_rs: peers.ntpd_rs(),
         interrupted: &INTERRUPTED,
         progress: Some(Box::new(move |elapsed, total| {
             progress_bar.set_position(elapsed.as_secs());
@@ -209,7 +222,9 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     for f in &files {
         let scenario = Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?;
         let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
-        let refused = lab::refusals(&scenario);
+        let mut refused = lab::refusals(&scenario);
+        // A program that is not installed is refused (or skipped) the same way.
+        refused.extend(args.programs.missing(&scenario));
         let not_run = |why: String| {
             let mut r = suite::declared(f, &scenario);
             r.error = Some(why);

@@ -334,3 +334,33 @@ fn an_interrupted_lab_run_cleans_up() {
     assert!(!ps.contains(&dir.display().to_string()), "{ps}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scenario whose program is not installed: `lab suite` says which file is
+/// missing and what installs it, and skips it with `--skip-unsupported`;
+/// `lab run` stops before anything starts (no root needed for either).
+#[test]
+fn a_program_that_is_not_installed_is_named() {
+    let dir = tmp("missing");
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    let scenario = short_scenario(&dir.join("s"), "ntpsec");
+    let suite = |skip: bool| {
+        let mut c = ntplab();
+        c.args(["lab", "suite", "--ntpsec-root"]).arg(dir.join("nowhere")).arg("--out").arg(dir.join("out")).arg(dir.join("s"));
+        if skip {
+            c.arg("--skip-unsupported");
+        }
+        c.output().unwrap()
+    };
+    let out = suite(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("skipped") && stdout.contains("nowhere/usr/sbin/ntpd is missing (scripts/install-peers.sh ntpsec)"), "{stdout}");
+    let out = suite(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("refused"));
+    let out = ntplab().args(["lab", "run", "--ntpsec-root"]).arg(dir.join("nowhere")).arg("--out").arg(dir.join("run")).arg(&scenario).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ntpsec is not installed") || err.contains("needs root"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -198,7 +198,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     if let Some(why) = crate::netns::unavailable() {
         return Err(why);
     }
-    if let Some(why) = missing_programs(s, &opts) {
+    if let Some(why) = missing_programs(s, &opts.chronyd, &opts.ntpsec, &opts.ntpd_rs) {
         return Err(why);
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
@@ -611,16 +611,16 @@ fn chronyc(chronyd: &Path) -> PathBuf {
 }
 
 /// The first program a host of `s` needs that is not installed, with what installs it.
-pub fn missing_programs(s: &Scenario, opts: &LabOptions) -> Option<String> {
+pub fn missing_programs(s: &Scenario, chronyd: &Path, ntpsec: &programs::Ntpsec, ntpd_rs: &programs::NtpdRs) -> Option<String> {
     let mut why = None;
     for h in s.hosts.iter().filter(|h| matches!(h.role, Role::Ntp(_))) {
         let missing = match h.implementation {
-            Implementation::Chrony => [opts.chronyd.clone(), chronyc(&opts.chronyd)]
+            Implementation::Chrony => [chronyd.to_path_buf(), chronyc(chronyd)]
                 .into_iter()
                 .find(|p| !p.is_file())
                 .map(|p| format!("chrony is not installed: {} is missing (apt-get install chrony)", p.display())),
-            Implementation::Ntpsec => opts.ntpsec.missing(),
-            Implementation::NtpdRs => opts.ntpd_rs.missing(),
+            Implementation::Ntpsec => ntpsec.missing(),
+            Implementation::NtpdRs => ntpd_rs.missing(),
             Implementation::Ntplab => None,
         };
         if let Some(m) = missing {
