@@ -5,7 +5,7 @@ use crate::cli::{CliError, OutputFormat};
 use ntplab_hwlab::programs;
 use ntplab_hwlab::run::{self as lab, LabOptions};
 use ntplab_conformance::catalog::Catalog;
-use ntplab_conformance::checks::Status;
+use ntplab_conformance::checks::{Outcome, Status};
 use ntplab_conformance::suite::{self, ScenarioResult, SuiteResult};
 use ntplab_sim::scenario::Scenario;
 use std::io::Write;
@@ -154,7 +154,9 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// A lab run judged as `ntplab suite` judges a simulator run: expectations,
 /// figures and every conformance check on its trace, with every host's
-/// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`].
+/// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`]; the checks that
+/// need a client's own events ([`lab::NOT_JUDGED_IN_THE_LAB`]) are not
+/// exercised, with the reason.
 fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
     // The trace is on the real time scale: judged as a scenario that started then.
     let mut at = scenario.clone();
@@ -162,7 +164,11 @@ fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, t
     for h in at.hosts.iter_mut() {
         h.clock.noise_s = h.clock.noise_s.max(lab::TIMESTAMP_NOISE_S);
     }
-    suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir)
+    let mut r = suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir);
+    for c in r.checks.iter_mut().filter(|c| lab::NOT_JUDGED_IN_THE_LAB.contains(&c.check.as_str())) {
+        c.outcome = Outcome::not_exercised(lab::NOT_JUDGED_REASON);
+    }
+    r
 }
 
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.

@@ -31,6 +31,9 @@ fn short_scenario(dir: &Path, implementation: &str) -> PathBuf {
 fn lab_run(implementation: &str) -> serde_json::Value {
     let r = lab_run_edited(implementation, |t| t);
     assert!(r.ok, "{}", r.summary);
+    // 40 s on the 1 s grid; the initial burst and polls every 16 s.
+    assert!(r.summary["hosts"].as_array().unwrap().iter().any(|h| h["name"] == "client" && h["packets_sent"].as_u64().unwrap() >= 3), "{}", r.summary);
+    assert!(r.packets.lines().filter(|l| l.contains("\"dst\":\"10.0.0.1:123\"")).count() >= 3, "{}", r.packets);
     r.summary
 }
 
@@ -76,9 +79,9 @@ fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> Run 
     assert!(!String::from_utf8_lossy(&ns.stdout).contains(&prefix), "namespaces left behind");
     // The trace the simulator writes, with the client's samples and captured datagrams.
     let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
-    assert!(samples.lines().filter(|l| l.contains(",client,")).count() >= 40);
+    assert!(samples.lines().filter(|l| l.contains(",client,")).count() >= 20);
     let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
-    assert!(packets.lines().filter(|l| l.contains("\"dst\":\"10.0.0.1:123\"")).count() >= 3, "{packets}");
+    assert!(packets.lines().any(|l| l.contains("\"dst\":\"10.0.0.1:123\"")), "{packets}");
     assert!(std::fs::metadata(out.join("packets.pcap")).unwrap().len() > 24);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
@@ -363,4 +366,37 @@ fn a_program_that_is_not_installed_is_named() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("ntpsec is not installed") || err.contains("needs root"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Access rules written to another program's configuration: an ntpd-rs
+/// server whose default is `kod-deny` (an empty allowlist answering DENY)
+/// answers the ntplab client only with DENY kisses, which then stops. 20 s.
+#[test]
+fn an_ntpd_rs_server_refuses_by_its_access_rules() {
+    if let Some(why) = skip_reason("ntpd-rs") {
+        eprintln!("skipped: ntpd-rs in the virtual lab: {why}");
+        return;
+    }
+    let run = lab_run_edited("ntplab", |t| {
+        let t = t.split("[[expect]]").next().unwrap().replace("converged_after = \"20s\"", "converged_after = \"10s\"\nlab_duration = \"20s\"");
+        t.replace("local_stratum = 1\n", "local_stratum = 1\nimpl = \"ntpd-rs\"\naccess = { default = \"kod-deny\" }\n")
+    });
+    assert!(run.ok, "{}", run.summary);
+    let replies: Vec<serde_json::Value> =
+        run.packets.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r["src"] == "10.0.0.1:123").collect();
+    assert!(!replies.is_empty(), "{}", run.packets);
+    for r in &replies {
+        let b = r["bytes"].as_str().unwrap();
+        // Stratum 0 and reference ID "DENY" (44454e59).
+        assert_eq!((&b[2..4], &b[24..32]), ("00", "44454e59"), "{r}");
+    }
+}
+
+/// Every check the lab sets aside exists (a renamed check would otherwise be
+/// judged unnoticed).
+#[test]
+fn the_checks_the_lab_does_not_judge_exist() {
+    for id in ntplab_hwlab::run::NOT_JUDGED_IN_THE_LAB {
+        assert!(ntplab_conformance::checks::check(id).is_some(), "{id}");
+    }
 }

@@ -4,6 +4,7 @@
 
 use ntplab_daemon::config::DaemonConfig;
 use ntplab_proto::discipline::DisciplineKind;
+use ntplab_proto::server::access::{AccessAction, AccessList};
 use ntplab_sim::scenario::Implementation;
 use ntplab_vclock::Params;
 use std::fmt::Write as _;
@@ -185,7 +186,15 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     }
     match port {
         Some(p) => {
-            let _ = writeln!(s, "port {p}\nallow all\nbindaddress {bind}");
+            let _ = writeln!(s, "port {p}\nbindaddress {bind}");
+            // Longest prefix wins in chrony as in ntplab (unwritable() lets
+            // allow and deny through only).
+            let a = &cfg.server.access;
+            let word = |x: AccessAction| if x == AccessAction::Allow { "allow" } else { "deny" };
+            let _ = writeln!(s, "{} all", word(a.default_action()));
+            for r in a.rules() {
+                let _ = writeln!(s, "{} {}/{}", word(r.action), r.network(), r.prefix_len());
+            }
         }
         None => s.push_str("port 0\n"),
     }
@@ -225,6 +234,10 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
     }
     let _ = writeln!(s, "\n[clock]\ndiscipline = \"{}\"", discipline_name(cfg));
+    let a = &cfg.server.access;
+    let rules: Vec<String> =
+        a.rules().iter().map(|r| format!("{{ network = \"{}/{}\", action = \"{}\" }}", r.network(), r.prefix_len(), access_name(r.action))).collect();
+    let _ = writeln!(s, "\n[access]\ndefault = \"{}\"\nrules = [{}]", access_name(a.default_action()), rules.join(", "));
     for src in &cfg.sources {
         let c = &src.config;
         let _ = writeln!(
@@ -234,6 +247,45 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
         );
     }
     s
+}
+
+/// An access action as ntplab's configuration writes it.
+fn access_name(a: AccessAction) -> &'static str {
+    match a {
+        AccessAction::Allow => "allow",
+        AccessAction::Deny => "deny",
+        AccessAction::KodDeny => "kod-deny",
+        AccessAction::Restrict => "restrict",
+    }
+}
+
+/// ntpd-rs's `allowlist`/`denylist` for an access list it can express
+/// exactly: everyone allowed but some networks (a denylist), or no one but
+/// some (an allowlist), the others all dropped (`ignore`) or all answered
+/// with DENY (`deny`). None: allow everyone (no list).
+fn ntpd_rs_access(a: &AccessList) -> Result<Option<String>, String> {
+    let rules = a.rules();
+    if rules.is_empty() && a.default_action() == AccessAction::Allow {
+        return Ok(None);
+    }
+    let action = |x: AccessAction| match x {
+        AccessAction::Deny => Ok("ignore"),
+        AccessAction::KodDeny => Ok("deny"),
+        other => Err(format!("access action {:?}: ntpd-rs refuses with DENY or drops, it has no {}", other, access_name(other))),
+    };
+    let list = |rules: &[ntplab_proto::server::access::AccessRule]| rules.iter().map(|r| format!("\"{}/{}\"", r.network(), r.prefix_len())).collect::<Vec<_>>().join(", ");
+    if a.default_action() == AccessAction::Allow {
+        let first = rules[0].action;
+        if rules.iter().any(|r| r.action != first) {
+            return Err("access rules of more than one action under an allowing default: ntpd-rs has one denylist with one action".into());
+        }
+        Ok(Some(format!("denylist = {{ filter = [{}], action = \"{}\" }}", list(rules), action(first)?)))
+    } else {
+        if rules.iter().any(|r| r.action != AccessAction::Allow) {
+            return Err("access rules other than allow under a denying default: ntpd-rs has one allowlist".into());
+        }
+        Ok(Some(format!("allowlist = {{ filter = [{}], action = \"{}\" }}", list(rules), action(a.default_action())?)))
+    }
 }
 
 fn discipline_name(cfg: &DaemonConfig) -> &'static str {
@@ -336,6 +388,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
             }
+            if cfg.server.access != AccessList::default() {
+                why.push("access rules are not written to ntpsec's `restrict` lines yet".into());
+            }
             if cfg.local.is_some() && !cfg.sources.is_empty() {
                 why.push("local_stratum with sources: ntpsec's local refclock would compete with the sources (chrony's `local` and ntplab's serve it only when no source is selected)".into());
             }
@@ -356,8 +411,20 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                     why.push(format!("source {}: ntpd-rs 1.9 speaks the NTPv5 draft-08 only", s.address));
                 }
             }
+            if let Err(e) = ntpd_rs_access(&cfg.server.access) {
+                why.push(e);
+            }
         }
-        Implementation::Ntplab | Implementation::Chrony => {}
+        Implementation::Chrony => {
+            let a = &cfg.server.access;
+            for x in std::iter::once(a.default_action()).chain(a.rules().iter().map(|r| r.action)) {
+                if x != AccessAction::Allow && x != AccessAction::Deny {
+                    why.push(format!("access action {}: chronyd drops a denied client's requests, it sends no kiss-o'-death", access_name(x)));
+                    break;
+                }
+            }
+        }
+        Implementation::Ntplab => {}
     }
     why
 }
@@ -430,8 +497,13 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
             s.push_str("ntp-version = 5\n");
         }
     }
+    // unwritable() refuses what ntpd_rs_access cannot express.
+    let access = ntpd_rs_access(&cfg.server.access).ok().flatten();
     for a in &cfg.listen {
         let _ = writeln!(s, "\n[[server]]\nlisten = \"{a}\"");
+        if let Some(l) = &access {
+            let _ = writeln!(s, "{l}");
+        }
     }
     s
 }
@@ -439,6 +511,37 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(access: &str) -> DaemonConfig {
+        DaemonConfig::from_toml(&format!("listen = [\"10.0.0.1:123\"]\n[local]\nstratum = 1\n[access]\n{access}\n"), "test").unwrap()
+    }
+
+    #[test]
+    fn access_rules_are_written_where_the_program_can_say_them() {
+        let dir = Path::new("/tmp");
+        let ip = "10.0.0.1".parse().unwrap();
+        // Longest prefix wins in chrony too: the rules go over as they are.
+        let c = config("default = \"deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" }, { network = \"10.0.0.2\", action = \"deny\" } ]");
+        let text = chrony_config(&c, ip, Some(123), dir, "h");
+        assert!(text.contains("deny all\nallow 10.0.0.0/24\ndeny 10.0.0.2/32\n"), "{text}");
+        assert!(unwritable(&c, Implementation::Chrony).is_empty());
+        let back = DaemonConfig::from_toml(&ntplab_config(&c), "written").unwrap();
+        assert_eq!(back.server.access, c.server.access);
+        // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
+        assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
+        let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");
+        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
+        assert!(unwritable(&c, Implementation::NtpdRs).is_empty());
+        assert!(unwritable(&c, Implementation::Chrony)[0].contains("kod-deny: chronyd drops"));
+        let c = config("rules = [ { network = \"10.0.0.2\", action = \"deny\" } ]");
+        assert!(ntpd_rs_config(&c, dir, "h").contains("denylist = { filter = [\"10.0.0.2/32\"], action = \"ignore\" }"));
+        let c = config("rules = [ { network = \"10.0.0.2\", action = \"restrict\" } ]");
+        assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("no restrict"));
+        assert!(unwritable(&c, Implementation::Ntpsec)[0].contains("not written to ntpsec"));
+        // No rules, allow: no list at all.
+        let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h");
+        assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
+    }
 
     #[test]
     fn sha256_of_a_file_and_of_a_missing_one() {

@@ -84,11 +84,8 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 let d = &ntp.daemon;
                 if let Ok(def) = &default {
                     let differs = |a: String, b: String| a != b;
-                    if differs(format!("{:?}", d.server.access), format!("{:?}", def.server.access))
-                        || differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit))
-                        || d.server.smear.is_some()
-                    {
-                        why.push(format!("host `{n}`: access, rate_limit and smear settings are not written to lab configurations yet"));
+                    if differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit)) || d.server.smear.is_some() {
+                        why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
                     }
                 }
                 if d.nts.is_some() || d.sources.iter().any(|s| s.nts.is_some()) || ntp.nts_certificate.is_some() {
@@ -137,6 +134,31 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
 /// a 40 s run while four lab runs and a build shared 2 cores). The
 /// simulator's traces are judged with the scenario's own clock noise.
 pub const TIMESTAMP_NOISE_S: f64 = 0.5e-3;
+
+/// Conformance checks that cannot hold on a lab trace: they tell a reply a
+/// client rejected from one it used by the `source_reply` event the client
+/// daemon writes into the trace, which only the simulator's daemon does; in
+/// the lab no daemon writes it, so every reply would count as used.
+/// `ntplab lab` reports them as not exercised, with [`NOT_JUDGED_REASON`].
+pub const NOT_JUDGED_IN_THE_LAB: &[&str] = &[
+    "client-rejects-short",
+    "client-rejects-bad-version",
+    "client-rejects-bad-extension",
+    "client-rejects-unsolicited",
+    "client-rejects-bogus",
+    "client-rejects-zero-origin",
+    "client-rejects-duplicate",
+    "client-rejects-second-reply",
+    "client-rejects-insane",
+    "kod-no-sample",
+    "kod-x-ignored",
+    "kod-other-no-sample",
+    "kod-bogus-origin-ignored",
+];
+
+/// Why [`NOT_JUDGED_IN_THE_LAB`] are not judged.
+pub const NOT_JUDGED_REASON: &str = "not judged on lab traces: this check tells a reply the client rejected from one it used by the \
+     client's source_reply events, which only the simulator's daemon writes (a lab client writes none, so every reply would count as used)";
 
 /// How a lab run is driven.
 pub struct LabOptions {
