@@ -456,7 +456,9 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<Strin
         s.push('\n');
     }
     if let Some(l) = &cfg.local {
-        let _ = writeln!(s, "refclock local stratum {} minpoll 0 maxpoll 0", l.stratum.saturating_sub(1));
+        // orphanwait 1: without it ntpd leaves its lone local refclock
+        // unselected and answers INIT kisses (a 40 s lab run never synchronized).
+        let _ = writeln!(s, "refclock local stratum {} minpoll 0 maxpoll 0\ntos orphanwait 1", l.stratum.saturating_sub(1));
     }
     s.push_str("restrict default nomodify nopeer noquery\nrestrict 127.0.0.1\n");
     Ok(s)

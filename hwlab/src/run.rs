@@ -131,9 +131,11 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
 /// in the lab the daemons take theirs beyond the veth, routing and TUN hops
 /// and the scheduler, tens of microseconds to milliseconds from the capture
 /// (89 us in a 40 s chronyd run on a quiet machine; 3.1 ms for one reply of
-/// a 40 s run while four lab runs and a build shared 2 cores). The
-/// simulator's traces are judged with the scenario's own clock noise.
-pub const TIMESTAMP_NOISE_S: f64 = 0.5e-3;
+/// a 40 s run while four lab runs and a build shared 2 cores; 5.1 ms
+/// between the emulator's send and delivery readings of one datagram whose
+/// exchange chronyd timed at 0.74 ms, load average 4.8). The simulator's
+/// traces are judged with the scenario's own clock noise.
+pub const TIMESTAMP_NOISE_S: f64 = 1e-3;
 
 /// Conformance checks that cannot hold on a lab trace: they tell a reply a
 /// client rejected from one it used by the `source_reply` event the client
