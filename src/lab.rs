@@ -4,6 +4,9 @@
 use crate::cli::{CliError, OutputFormat};
 use ntplab_hwlab::programs;
 use ntplab_hwlab::run::{self as lab, LabOptions};
+use ntplab_conformance::catalog::Catalog;
+use ntplab_conformance::checks::{Outcome, Status};
+use ntplab_conformance::suite::{self, ScenarioResult, SuiteResult};
 use ntplab_sim::scenario::Scenario;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,24 +27,50 @@ pub struct LabSuiteArgs {
     /// The directory of scenario files.
     #[arg(default_value = "scenarios/lab")]
     pub dir: PathBuf,
-    /// Each scenario's trace goes to DIR/<file stem>/; the summary to DIR/lab-suite.json.
+    /// Each scenario's trace goes to DIR/<file stem>/; the summary to DIR/lab-suite.json; the conformance reports (summary.md, report.html, report.json, junit.xml, figures.csv) to DIR.
     #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab-suite")]
     pub out: PathBuf,
-    /// Report scenarios the lab cannot realize as skipped instead of failing the suite.
+    /// Report scenarios the lab cannot realize, or whose programs are not installed, as skipped instead of failing the suite.
     #[arg(long)]
     pub skip_unsupported: bool,
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
     #[arg(long, value_name = "FILE")]
     pub shim: Option<PathBuf>,
-    /// chronyd, for impl = "chrony" hosts.
+    #[command(flatten)]
+    pub programs: PeerPrograms,
+}
+
+/// Where the other implementations are.
+#[derive(clap::Args, Debug)]
+pub struct PeerPrograms {
+    /// chronyd, for impl = "chrony" hosts (chronyc beside it, or in /usr/bin).
     #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
     pub chronyd: PathBuf,
+    /// Where ntpsec is unpacked, for impl = "ntpsec" hosts (default: $NTPLAB_PEERS_DIR/ntpsec or /tmp/ntplab-peers/ntpsec, as scripts/install-peers.sh puts it).
+    #[arg(long, value_name = "DIR")]
+    pub ntpsec_root: Option<PathBuf>,
+    /// ntpd-rs's ntp-daemon, for impl = "ntpd-rs" hosts (ntp-ctl beside it; default: on PATH, else ~/.cargo/bin).
+    #[arg(long, value_name = "FILE")]
+    pub ntp_daemon: Option<PathBuf>,
+}
+
+impl PeerPrograms {
+    fn ntpsec(&self) -> programs::Ntpsec {
+        programs::Ntpsec { root: self.ntpsec_root.clone().unwrap_or_else(programs::Ntpsec::default_root) }
+    }
+    fn ntpd_rs(&self) -> programs::NtpdRs {
+        programs::NtpdRs { daemon: self.ntp_daemon.clone().unwrap_or_else(programs::NtpdRs::default_daemon) }
+    }
+    /// The first program `s` needs that is not installed, with what installs it.
+    fn missing(&self, s: &Scenario) -> Option<String> {
+        lab::missing_programs(s, &self.chronyd, &self.ntpsec(), &self.ntpd_rs())
+    }
 }
 
 /// Arguments of `ntplab lab run`.
 #[derive(clap::Args, Debug)]
 pub struct LabRunArgs {
-    /// The scenario file (TOML; hosts may say impl = "ntplab" | "chrony").
+    /// The scenario file (TOML; hosts may say impl = "ntplab" | "chrony" | "ntpsec" | "ntpd-rs").
     pub scenario: PathBuf,
     /// Write the trace (samples.csv, events.jsonl, packets.jsonl, packets.pcap), configurations, clock journals and daemon logs here.
     #[arg(long, value_name = "DIR", default_value = "target/ntplab-lab")]
@@ -52,9 +81,8 @@ pub struct LabRunArgs {
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
     #[arg(long, value_name = "FILE")]
     pub shim: Option<PathBuf>,
-    /// chronyd, for impl = "chrony" hosts.
-    #[arg(long, value_name = "FILE", default_value = programs::CHRONYD)]
-    pub chronyd: PathBuf,
+    #[command(flatten)]
+    pub programs: PeerPrograms,
     /// Summary format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -84,35 +112,67 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(CliError::from_io)?;
         out.flush().map_err(CliError::from_io)?;
     }
-    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.chronyd)?;
+    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.programs)?;
+    let judged = judge(&args.scenario, &scenario, &report, &args.out);
+    let excused = Catalog::builtin().excused_checks();
     match args.format {
         OutputFormat::Text => {
-            for (host, imp, program, version) in &report.inventory {
-                writeln!(out, "host {host}: {imp} ({program}: {version})").map_err(CliError::from_io)?;
+            for p in &report.inventory {
+                writeln!(out, "host {}: {} ({}: {}; sha256 {})", p.host, p.implementation, p.program, p.version, p.sha256).map_err(CliError::from_io)?;
             }
             let (sent, lost) = report.run.packets;
             writeln!(out, "ran {:.1} s of real time; {sent} datagrams, {lost} lost", report.ran.as_secs_f64()).map_err(CliError::from_io)?;
             crate::run::write_figures(&report.run, out).map_err(CliError::from_io)?;
+            let count = |st: Status| judged.checks.iter().filter(|c| c.outcome.status == st).count();
+            writeln!(out, "checks: {} pass, {} fail, {} not exercised", count(Status::Pass), count(Status::Fail), count(Status::NotExercised))
+                .map_err(CliError::from_io)?;
+            for c in judged.checks.iter().filter(|c| c.outcome.status == Status::Fail) {
+                let known = if excused.contains(&c.check) { " (a known deviation of ntplab's, excused)" } else { "" };
+                writeln!(out, "FAIL check {}{known}: {}", c.check, c.outcome.reason).map_err(CliError::from_io)?;
+                for e in &c.outcome.evidence {
+                    writeln!(out, "    {e}").map_err(CliError::from_io)?;
+                }
+            }
         }
         OutputFormat::Json => {
             let mut v = crate::run::report_json(&scenario, &report.run);
             v["lab"] = serde_json::json!({
                 "ran_s": report.ran.as_secs_f64(),
-                "programs": report.inventory.iter().map(|(h, i, p, ver)| serde_json::json!({"host": h, "impl": i, "program": p, "version": ver})).collect::<Vec<_>>(),
+                "programs": report.inventory.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
             });
+            v["checks"] = serde_json::to_value(&judged.checks).map_err(|e| CliError::internal(e.to_string()))?;
             writeln!(out, "{v}").map_err(CliError::from_io)?;
         }
     }
-    if report.run.passed() {
+    let failures = judged.failures(&excused);
+    if failures.is_empty() {
         Ok(())
     } else {
-        let failed: Vec<String> = report.run.verdicts.iter().filter(|v| !v.passed).map(|v| v.expectation.name.clone()).collect();
-        Err(CliError::input(format!("{}: {} expectation(s) failed: {}", scenario.origin, failed.len(), failed.join("; "))))
+        Err(CliError::input(format!("{}: {} failure(s):\n  - {}", scenario.origin, failures.len(), failures.join("\n  - "))))
     }
 }
 
+/// A lab run judged as `ntplab suite` judges a simulator run: expectations,
+/// figures and every conformance check on its trace, with every host's
+/// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`]; the checks that
+/// need a client's own events ([`lab::NOT_JUDGED_IN_THE_LAB`]) are not
+/// exercised, with the reason.
+fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
+    // The trace is on the real time scale: judged as a scenario that started then.
+    let mut at = scenario.clone();
+    at.start = report.start;
+    for h in at.hosts.iter_mut() {
+        h.clock.noise_s = h.clock.noise_s.max(lab::TIMESTAMP_NOISE_S);
+    }
+    let mut r = suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir);
+    for c in r.checks.iter_mut().filter(|c| lab::NOT_JUDGED_IN_THE_LAB.contains(&c.check.as_str())) {
+        c.outcome = Outcome::not_exercised(lab::NOT_JUDGED_REASON);
+    }
+    r
+}
+
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.
-fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, chronyd: &std::path::Path) -> Result<lab::LabReport, CliError> {
+fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms) -> Result<lab::LabReport, CliError> {
     let shim = match shim {
         Some(p) => p.to_path_buf(),
         None => programs::find_shim().map_err(CliError::input)?,
@@ -138,7 +198,9 @@ fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::pa
         out: out_dir.to_path_buf(),
         shim,
         ntplab,
-        chronyd: chronyd.to_path_buf(),
+        chronyd: peers.chronyd.clone(),
+        ntpsec: peers.ntpsec(),
+        ntpd_rs: peers.ntpd_rs(),
         interrupted: &INTERRUPTED,
         progress: Some(Box::new(move |elapsed, total| {
             progress_bar.set_position(elapsed.as_secs());
@@ -158,28 +220,52 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
     let mut rows = Vec::new();
     let mut failed = 0usize;
+    let catalog = Catalog::builtin();
+    let excused = catalog.excused_checks();
+    // What the conformance reports judge: every scenario that ran or should have.
+    let mut judged = Vec::new();
+    let mut header = Vec::new();
     for f in &files {
         let scenario = Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?;
         let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
-        let refused = lab::refusals(&scenario);
+        let mut refused = lab::refusals(&scenario);
+        // A program that is not installed is refused (or skipped) the same way.
+        refused.extend(args.programs.missing(&scenario));
+        let not_run = |why: String| {
+            let mut r = suite::declared(f, &scenario);
+            r.error = Some(why);
+            r
+        };
         let (status, detail) = if !refused.is_empty() {
             if !args.skip_unsupported {
                 failed += 1;
+                judged.push(not_run(format!("the lab cannot run it: {}", refused.join("; "))));
             }
             (if args.skip_unsupported { "skipped" } else { "refused" }, refused.join("; "))
         } else if INTERRUPTED.load(Ordering::Acquire) {
             failed += 1;
+            judged.push(not_run("interrupted".into()));
             ("interrupted", String::new())
         } else {
-            match run_one(&scenario, &args.out.join(&stem), args.shim.as_deref(), &args.chronyd) {
-                Ok(r) if r.run.passed() => ("pass", summary(&r.run)),
+            let dir = args.out.join(&stem);
+            match run_one(&scenario, &dir, args.shim.as_deref(), &args.programs) {
                 Ok(r) => {
-                    failed += 1;
-                    let names: Vec<String> = r.run.verdicts.iter().filter(|v| !v.passed).map(|v| v.expectation.name.clone()).collect();
-                    ("fail", format!("{}; failed: {}", summary(&r.run), names.join("; ")))
+                    for p in &r.inventory {
+                        header.push(format!("{stem}: host {} runs {} {} ({}, sha256 {})", p.host, p.implementation, p.version, p.program, p.sha256));
+                    }
+                    let j = judge(f, &scenario, &r, &dir);
+                    let failures = j.failures(&excused);
+                    judged.push(j);
+                    if failures.is_empty() {
+                        ("pass", summary(&r.run))
+                    } else {
+                        failed += 1;
+                        ("fail", format!("{}; {}", summary(&r.run), failures.join("; ")))
+                    }
                 }
                 Err(e) => {
                     failed += 1;
+                    judged.push(not_run(e.message.clone()));
                     ("error", e.message)
                 }
             }
@@ -192,7 +278,11 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let path = args.out.join("lab-suite.json");
     std::fs::write(&path, serde_json::json!({"scenarios": rows, "failed": failed}).to_string())
         .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
-    writeln!(out, "{} scenario(s), {failed} not passed; summary: {}", files.len(), path.display()).map_err(CliError::from_io)?;
+    let mut result = SuiteResult::new(&catalog, judged, Vec::new(), false);
+    result.header = header;
+    let reports = ntplab_conformance::report::write_all(&args.out, &result).map_err(CliError::internal)?;
+    writeln!(out, "{} scenario(s), {failed} not passed; summary: {}; reports: {}", files.len(), path.display(), reports.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+        .map_err(CliError::from_io)?;
     if failed == 0 {
         Ok(())
     } else {

@@ -29,8 +29,58 @@ fn short_scenario(dir: &Path, implementation: &str) -> PathBuf {
 
 /// Runs the short scenario with the client's `impl`; returns the JSON summary.
 fn lab_run(implementation: &str) -> serde_json::Value {
+    let r = lab_run_edited(implementation, |t| t);
+    assert!(passed_but_for_timing(r.ok, &r.summary), "{}", r.summary);
+    // 40 s on the 1 s grid; the initial burst and polls every 16 s.
+    assert!(r.summary["hosts"].as_array().unwrap().iter().any(|h| h["name"] == "client" && h["packets_sent"].as_u64().unwrap() >= 3), "{}", r.summary);
+    assert!(r.packets.lines().filter(|l| l.contains("\"dst\":\"10.0.0.1:123\"")).count() >= 3, "{}", r.packets);
+    r.summary
+}
+
+/// The checks a run's summary says failed.
+fn failed_checks(v: &serde_json::Value) -> Vec<String> {
+    v["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").map(|c| c["check"].as_str().unwrap().to_string()).collect()
+}
+
+/// Whether a run passed, or failed only timing checks (its expectations met).
+fn passed_but_for_timing(ok: bool, v: &serde_json::Value) -> bool {
+    ok || (v["passed"] == true && !failed_checks(v).is_empty() && untimed_failures(v).is_empty())
+}
+
+/// The failed checks but those whose verdict depends on the machine's load
+/// (`TIMING_CHECKS`: printed, not held against the run).
+fn untimed_failures(v: &serde_json::Value) -> Vec<String> {
+    let all = failed_checks(v);
+    for c in all.iter().filter(|c| ntplab_hwlab::run::TIMING_CHECKS.contains(&c.as_str())) {
+        eprintln!("timing check {c} failed on this machine's load: {}", v["checks"]);
+    }
+    all.into_iter().filter(|c| !ntplab_hwlab::run::TIMING_CHECKS.contains(&c.as_str())).collect()
+}
+
+/// The client's `lab_report` events (what its daemon reported) in a trace's events.jsonl.
+fn client_reports(events: &str) -> Vec<serde_json::Value> {
+    events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "lab_report" && e["host"] == "client")
+        .map(|e| e["details"].clone())
+        .collect()
+}
+
+/// A lab run's JSON summary and its trace's events.jsonl and packets.jsonl.
+struct Run {
+    /// Exit status 0.
+    ok: bool,
+    summary: serde_json::Value,
+    events: String,
+    packets: String,
+}
+
+/// Runs the short scenario with the client's `impl`, its text changed by `edit`.
+fn lab_run_edited(implementation: &str, edit: impl Fn(String) -> String) -> Run {
     let dir = tmp(implementation);
     let scenario = short_scenario(&dir, implementation);
+    std::fs::write(&scenario, edit(std::fs::read_to_string(&scenario).unwrap())).unwrap();
     let out = dir.join("out");
     let before = SystemClockState::read().unwrap();
     let child = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(&out).arg(&scenario).stdout(std::process::Stdio::piped()).spawn().unwrap();
@@ -38,28 +88,35 @@ fn lab_run(implementation: &str) -> serde_json::Value {
     let output = child.wait_with_output().unwrap();
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
     // Every namespace of the run is gone.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let prefix = format!("ntplab-{pid}-");
     assert!(!String::from_utf8_lossy(&ns.stdout).contains(&prefix), "namespaces left behind");
     // The trace the simulator writes, with the client's samples and captured datagrams.
     let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
-    assert!(samples.lines().filter(|l| l.contains(",client,")).count() >= 40);
+    assert!(samples.lines().filter(|l| l.contains(",client,")).count() >= 20);
     let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
-    assert!(packets.lines().filter(|l| l.contains("\"dst\":\"10.0.0.1:123\"")).count() >= 3, "{packets}");
+    assert!(packets.lines().any(|l| l.contains("\"dst\":\"10.0.0.1:123\"")), "{packets}");
     assert!(std::fs::metadata(out.join("packets.pcap")).unwrap().len() > 24);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    v
+    Run { ok: output.status.success(), summary: v, events, packets }
 }
 
-fn skip_reason(chrony: bool) -> Option<String> {
+fn skip_reason(implementation: &str) -> Option<String> {
     if let Some(why) = ntplab_hwlab::netns::unavailable() {
         return Some(why);
     }
-    if chrony && !Path::new(ntplab_hwlab::programs::CHRONYD).is_file() {
-        return Some("chronyd is not installed (apt-get install chrony)".into());
+    use ntplab_hwlab::programs::{NtpdRs, Ntpsec};
+    let missing = match implementation {
+        "chrony" => (!Path::new(ntplab_hwlab::programs::CHRONYD).is_file()).then(|| "chronyd is not installed (apt-get install chrony)".to_string()),
+        "ntpsec" => Ntpsec { root: Ntpsec::default_root() }.missing(),
+        "ntpd-rs" => NtpdRs { daemon: NtpdRs::default_daemon() }.missing(),
+        _ => None,
+    };
+    if missing.is_some() {
+        return missing;
     }
     let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
     assert!(status.success(), "building the clock shim failed");
@@ -72,11 +129,18 @@ fn skip_reason(chrony: bool) -> Option<String> {
 /// two or three polls after the initial burst: ntplab's client has been seen
 /// anywhere from 0.17 to 0.57 ms RMS here, chronyd 0.05 to 0.08 ms.)
 fn client_disciplines_its_clock(implementation: &str) {
-    if let Some(why) = skip_reason(implementation == "chrony") {
+    if let Some(why) = skip_reason(implementation) {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
-    let v = lab_run(implementation);
+    let Run { ok, summary: v, events, .. } = lab_run_edited(implementation, |t| t);
+    assert!(passed_but_for_timing(ok, &v), "{v}");
+    if implementation == "chrony" {
+        // chronyc's reports were read: synchronized to the server, at stratum 2.
+        let last = client_reports(&events).pop().unwrap_or_default();
+        assert_eq!(last["stratum"], 2, "{events}");
+        assert_eq!(last["sources"][0]["selected"], true, "{events}");
+    }
     let c = v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap();
     let rms = c["rms_offset_s"].as_f64().unwrap();
     eprintln!("{implementation} client: rms offset {:.1} us, max {:.1} us", rms * 1e6, c["max_offset_s"].as_f64().unwrap() * 1e6);
@@ -95,11 +159,88 @@ fn an_ntplab_client_disciplines_its_virtual_clock_in_the_lab() {
     client_disciplines_its_clock("ntplab");
 }
 
+/// ntpsec or ntpd-rs as the client of the short scenario, without its
+/// expectation: neither steers its clock within 5 ms in 40 s from 50 ms off
+/// on 16 s polls (ntpsec slews at most 500 ppm for its first 900 s; ntpd-rs
+/// steers once its filter has 8 samples, about 2 minutes), which the
+/// scenarios/lab runs show. What 40 s does show: the daemon runs in the lab
+/// under the shim, measures its virtual clock's 50 ms through the emulated
+/// link, and the lab reads its reports (ntpq, ntp-ctl) into the trace.
+///
+/// `deviations`: the checks the program fails, which fail the run.
+fn a_peer_client_measures_its_virtual_clock(implementation: &str, deviations: &[&str]) {
+    if let Some(why) = skip_reason(implementation) {
+        eprintln!("skipped: {implementation} in the virtual lab: {why}");
+        return;
+    }
+    let Run { ok, summary: v, events, .. } = lab_run_edited(implementation, |t| t.split("[[expect]]").next().unwrap().to_string());
+    assert_eq!(untimed_failures(&v), deviations, "{v}");
+    assert_eq!(ok, failed_checks(&v).is_empty(), "{v}");
+    assert!(v["lab"]["programs"].to_string().contains(implementation), "{v}");
+    let reports = client_reports(&events);
+    assert!(reports.len() >= 3, "{events}");
+    let first = reports.iter().find(|r| r["sources"][0]["offset_s"].is_f64()).unwrap_or_else(|| panic!("no source offset in {events}"));
+    let measured = first["sources"][0]["offset_s"].as_f64().unwrap();
+    eprintln!("{implementation}: first reported offset {:.3} ms; reports {}", measured * 1e3, reports.len());
+    // The server serves the real clock, 50 ms behind the client's virtual
+    // clock: a daemon reading the real clock would measure about 0. Within
+    // 40 s neither corrects the whole offset (ntpd-rs may jump by part of it
+    // at its first sample, leaving its uncertainty, some 25 ms; ntpsec slews
+    // at most 0.5 ms/s), so the offset it reports is below -5 ms.
+    assert!(measured > -0.055 && measured < -0.005, "{first}");
+    assert!(reports.iter().all(|r| r.get("error").is_none()), "{events}");
+    assert_eq!(reports.last().unwrap()["stratum"], 2, "{events}");
+}
+
+#[test]
+fn an_ntpsec_client_measures_its_virtual_clock_in_the_lab() {
+    // ntpsec 1.2.2's requests come from port 123 (RFC 9109 asks for a
+    // random source port) and carry poll 0 (its data minimization).
+    a_peer_client_measures_its_virtual_clock("ntpsec", &["client-source-port", "poll-bounds"]);
+}
+
+#[test]
+fn an_ntpd_rs_client_measures_its_virtual_clock_in_the_lab() {
+    a_peer_client_measures_its_virtual_clock("ntpd-rs", &[]);
+}
+
+/// A partition of the client from 5 s to 20 s and a link change at 25 s
+/// (5 ms more delay each way), realized in real time by the link emulator:
+/// datagrams sent during the partition are lost as "partition", none after
+/// it; after the change every datagram takes at least 5 ms; the trace lists
+/// the three timeline events.
+#[test]
+fn partitions_and_link_changes_happen_in_real_time() {
+    if let Some(why) = skip_reason("ntplab") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let events = "\n[[event]]\nat = \"5s\"\naction = \"partition\"\nhosts = [\"client\"]\nuntil = \"20s\"\n\
+                  \n[[event]]\nat = \"25s\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\ndelay = \"5100us\"\n";
+    let Run { ok, summary: v, events: trace_events, packets } = lab_run_edited("ntplab", |t| format!("{}{events}", t.split("[[expect]]").next().unwrap()));
+    assert!(passed_but_for_timing(ok, &v), "{v}");
+    let timeline: Vec<&str> = trace_events.lines().filter(|l| l.contains("\"lab_timeline\"")).collect();
+    assert_eq!(timeline.len(), 3, "{trace_events}");
+    assert!(timeline[0].contains("Partition") && timeline[1].contains("Heal") && timeline[2].contains("SetLink"), "{timeline:?}");
+    let rows: Vec<serde_json::Value> = packets.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let sent = |r: &serde_json::Value| r["sent_t_s"].as_f64().unwrap();
+    let partitioned: Vec<&serde_json::Value> = rows.iter().filter(|r| r["lost"] == "partition").collect();
+    assert!(!partitioned.is_empty(), "{packets}");
+    // The loop applies events within its 0.2 s tick.
+    assert!(partitioned.iter().all(|r| sent(r) >= 5.0 && sent(r) < 20.5), "{packets}");
+    let after: Vec<&serde_json::Value> = rows.iter().filter(|r| sent(r) >= 25.5).collect();
+    assert!(!after.is_empty(), "{packets}");
+    for r in after {
+        let took = r["received_t_s"].as_f64().unwrap() - sent(r);
+        assert!(took >= 0.005, "{r}");
+    }
+}
+
 /// The same short scenario (ntplab client) in the simulator and in the lab:
 /// the same verdict on every expectation; the figures side by side.
 #[test]
 fn sim_and_lab_give_the_same_verdicts_on_the_short_scenario() {
-    if let Some(why) = skip_reason(false) {
+    if let Some(why) = skip_reason("ntplab") {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
@@ -121,13 +262,14 @@ fn features_the_lab_cannot_realize_are_refused_up_front() {
     let dir = tmp("refuse");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
     let scenario = dir.join("wander.toml");
-    std::fs::write(&scenario, text.replace("frequency = 2e-05 }", "frequency = 2e-05, wander = 1e-9 }").replace("impl = \"chrony\"", "impl = \"ntpsec\"")).unwrap();
+    let text = text.replace("frequency = 2e-05 }", "frequency = 2e-05, wander = 1e-9 }").replace("impl = \"chrony\"", "impl = \"ntpd-rs\"");
+    std::fs::write(&scenario, text.replace("iburst = true", "iburst = true, burst = true")).unwrap();
     let out = ntplab().args(["lab", "run", "--out"]).arg(dir.join("out")).arg(&scenario).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the lab cannot run this scenario"), "{err}");
     assert!(err.contains("host `client`: clock `wander` is not realized"), "{err}");
-    assert!(err.contains("impl = \"ntpsec\" is not supported by the lab yet"), "{err}");
+    assert!(err.contains("host `client`: impl = \"ntpd-rs\": source 10.0.0.1:123: ntpd-rs has no `burst`"), "{err}");
     // Nothing ran: no trace.
     assert!(!dir.join("out").exists());
     // The simulator refuses a chrony host, naming it.
@@ -157,7 +299,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let out = run(false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("refused") && stdout.contains("timeline events"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a clock step or frequency change is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let out = run(true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -172,7 +314,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
 /// its daemons are gone and every namespace it made is deleted.
 #[test]
 fn an_interrupted_lab_run_cleans_up() {
-    if let Some(why) = skip_reason(false) {
+    if let Some(why) = skip_reason("ntplab") {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
@@ -209,4 +351,67 @@ fn an_interrupted_lab_run_cleans_up() {
     let ps = String::from_utf8_lossy(&Command::new("ps").args(["-eo", "args"]).output().unwrap().stdout).into_owned();
     assert!(!ps.contains(&dir.display().to_string()), "{ps}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A scenario whose program is not installed: `lab suite` says which file is
+/// missing and what installs it, and skips it with `--skip-unsupported`;
+/// `lab run` stops before anything starts (no root needed for either).
+#[test]
+fn a_program_that_is_not_installed_is_named() {
+    let dir = tmp("missing");
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    let scenario = short_scenario(&dir.join("s"), "ntpsec");
+    let suite = |skip: bool| {
+        let mut c = ntplab();
+        c.args(["lab", "suite", "--ntpsec-root"]).arg(dir.join("nowhere")).arg("--out").arg(dir.join("out")).arg(dir.join("s"));
+        if skip {
+            c.arg("--skip-unsupported");
+        }
+        c.output().unwrap()
+    };
+    let out = suite(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("skipped") && stdout.contains("nowhere/usr/sbin/ntpd is missing (scripts/install-peers.sh ntpsec)"), "{stdout}");
+    let out = suite(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("refused"));
+    let out = ntplab().args(["lab", "run", "--ntpsec-root"]).arg(dir.join("nowhere")).arg("--out").arg(dir.join("run")).arg(&scenario).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ntpsec is not installed") || err.contains("needs root"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Access rules written to another program's configuration: an ntpd-rs
+/// server whose default is `kod-deny` (an empty allowlist answering DENY)
+/// answers the ntplab client only with DENY kisses, which then stops. 20 s.
+#[test]
+fn an_ntpd_rs_server_refuses_by_its_access_rules() {
+    if let Some(why) = skip_reason("ntpd-rs") {
+        eprintln!("skipped: ntpd-rs in the virtual lab: {why}");
+        return;
+    }
+    let run = lab_run_edited("ntplab", |t| {
+        let t = t.split("[[expect]]").next().unwrap().replace("converged_after = \"20s\"", "converged_after = \"10s\"\nlab_duration = \"20s\"");
+        t.replace("local_stratum = 1\n", "local_stratum = 1\nimpl = \"ntpd-rs\"\naccess = { default = \"kod-deny\" }\n")
+    });
+    assert!(passed_but_for_timing(run.ok, &run.summary), "{}", run.summary);
+    let replies: Vec<serde_json::Value> =
+        run.packets.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r["src"] == "10.0.0.1:123").collect();
+    assert!(!replies.is_empty(), "{}", run.packets);
+    for r in &replies {
+        let b = r["bytes"].as_str().unwrap();
+        // Stratum 0 and reference ID "DENY" (44454e59).
+        assert_eq!((&b[2..4], &b[24..32]), ("00", "44454e59"), "{r}");
+    }
+}
+
+/// Every check the lab sets aside exists (a renamed check would otherwise be
+/// judged unnoticed).
+#[test]
+fn the_checks_the_lab_does_not_judge_exist() {
+    for id in ntplab_hwlab::run::NOT_JUDGED_IN_THE_LAB {
+        assert!(ntplab_conformance::checks::check(id).is_some(), "{id}");
+    }
 }

@@ -131,6 +131,12 @@ pub fn markdown(r: &SuiteResult) -> String {
     let gate = r.gate_failures();
     let (p, f, n) = r.counts();
     let _ = writeln!(o, "# ntplab conformance report\n");
+    for h in &r.header {
+        let _ = writeln!(o, "- {}", md_text(h));
+    }
+    if !r.header.is_empty() {
+        o.push('\n');
+    }
     let _ = writeln!(
         o,
         "**{}**: {} scenario(s), {} run(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).\n",
@@ -300,6 +306,13 @@ pub fn html(r: &SuiteResult) -> String {
     let mut o = String::new();
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ntplab conformance report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}.pass{color:#070}.fail{color:#b00;font-weight:bold}.ne{color:#777}</style></head><body>\n");
     let _ = writeln!(o, "<h1>ntplab conformance report</h1><p><b class=\"{}\">{}</b>: {} scenario(s), {} run(s); requirements: {p} pass, {f} fail, {n} not exercised (of {}).</p>", if gate.is_empty() { "pass" } else { "fail" }, if gate.is_empty() { "PASS" } else { "FAIL" }, r.keys().len(), r.scenarios.len(), r.requirements.len());
+    if !r.header.is_empty() {
+        o.push_str("<ul>");
+        for h in &r.header {
+            let _ = write!(o, "<li>{}</li>", e(h));
+        }
+        o.push_str("</ul>\n");
+    }
     if !gate.is_empty() {
         o.push_str("<h2>Why it fails</h2><ul>");
         for g in &gate {

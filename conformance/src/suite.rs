@@ -195,6 +195,10 @@ pub struct SuiteResult {
     /// Checks whose failures are excused because every requirement naming them
     /// is a known deviation ([`Catalog::excused_checks`]).
     pub excused: BTreeSet<String>,
+    /// Lines for the top of the reports: what ran (`ntplab lab suite`: every
+    /// program's version and SHA-256). Empty for the simulator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<String>,
 }
 
 /// The spread of one figure over the seeds of one scenario.
@@ -233,7 +237,7 @@ impl SuiteResult {
     /// Judges the runs against the catalog and assembles the result.
     pub fn new(catalog: &Catalog, scenarios: Vec<ScenarioResult>, regressions: Vec<Regression>, baseline_compared: bool) -> SuiteResult {
         let (requirements, warnings) = judge(catalog, &scenarios);
-        SuiteResult { scenarios, requirements, regressions, baseline_compared, warnings, excused: catalog.excused_checks() }
+        SuiteResult { scenarios, requirements, regressions, baseline_compared, warnings, excused: catalog.excused_checks(), header: Vec::new() }
     }
 
     /// Why the suite fails, one line each: runs that did not run, failed
@@ -410,6 +414,25 @@ fn empty_result(path: &Path) -> ScenarioResult {
     }
 }
 
+/// The result of a run of `scenario` (file `path`) before it runs: its name,
+/// seed and the checks it declares it exercises, or an error naming an
+/// unknown check.
+pub fn declared(path: &Path, scenario: &Scenario) -> ScenarioResult {
+    let mut r = empty_result(path);
+    r.name = scenario.name.clone();
+    r.seed = scenario.seed;
+    for x in &scenario.exercises {
+        let at = format!("{}:{}:{}", path.display(), x.line, x.column);
+        if checks::check(&x.check).is_none() {
+            let known: Vec<&str> = checks::CHECKS.iter().map(|c| c.id).collect();
+            r.error = Some(format!("{at}: `exercises` names unknown check `{}`; known checks: {}", x.check, known.join(", ")));
+            return r;
+        }
+        r.exercises.push(DeclaredCheck { check: x.check.clone(), at });
+    }
+    r
+}
+
 /// Runs one scenario file, writes its trace under `trace_dir` and runs every check on it.
 pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> ScenarioResult {
     let scenario = match Scenario::load(path) {
@@ -429,17 +452,9 @@ pub fn run_scenario(path: &Path, seed: Option<u64>, trace_dir: &Path) -> Scenari
 
 /// Runs a loaded scenario (its `seed`), writes its trace under `trace_dir` and runs every check on it.
 pub fn run_loaded(path: &Path, scenario: Scenario, trace_dir: &Path) -> ScenarioResult {
-    let mut r = empty_result(path);
-    r.name = scenario.name.clone();
-    r.seed = scenario.seed;
-    for x in &scenario.exercises {
-        let at = format!("{}:{}:{}", path.display(), x.line, x.column);
-        if checks::check(&x.check).is_none() {
-            let known: Vec<&str> = checks::CHECKS.iter().map(|c| c.id).collect();
-            r.error = Some(format!("{at}: `exercises` names unknown check `{}`; known checks: {}", x.check, known.join(", ")));
-            return r;
-        }
-        r.exercises.push(DeclaredCheck { check: x.check.clone(), at });
+    let mut r = declared(path, &scenario);
+    if r.error.is_some() {
+        return r;
     }
     let report = match ntplab_sim::run::run(&scenario, Some(trace_dir)) {
         Ok(rep) => rep,
@@ -448,6 +463,16 @@ pub fn run_loaded(path: &Path, scenario: Scenario, trace_dir: &Path) -> Scenario
             return r;
         }
     };
+    judge_run(r, &scenario, &report, trace_dir)
+}
+
+/// Judges a finished run of `scenario` whose trace is in `trace_dir`, the
+/// simulator's or the hardware lab's (`ntplab lab`): its expectations'
+/// verdicts and figures from `report`, every conformance check on the trace,
+/// the offset series. `r` holds the file's name and declared checks.
+pub fn judge_run(mut r: ScenarioResult, scenario: &Scenario, report: &ntplab_sim::run::RunReport, trace_dir: &Path) -> ScenarioResult {
+    r.name = scenario.name.clone();
+    r.seed = scenario.seed;
     r.trace_dir = Some(trace_dir.display().to_string());
     r.wall_s = report.wall.as_secs_f64();
     r.expectations = report
@@ -479,7 +504,7 @@ pub fn run_loaded(path: &Path, scenario: Scenario, trace_dir: &Path) -> Scenario
     }
     match Trace::load(trace_dir) {
         Ok(trace) => {
-            let ctx = Context::from_scenario(&scenario);
+            let ctx = Context::from_scenario(scenario);
             r.checks = checks::run_all(&ctx, &trace)
                 .into_iter()
                 .map(|(c, outcome)| CheckResult { check: c.id.to_string(), title: c.title.to_string(), outcome })

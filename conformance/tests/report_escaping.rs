@@ -73,6 +73,7 @@ fn hostile() -> SuiteResult {
         baseline_compared: true,
         warnings: vec![HOSTILE.into()],
         excused: Default::default(),
+        header: vec![HOSTILE.into()],
     }
 }
 

@@ -56,6 +56,7 @@ fn fixed() -> SuiteResult {
         baseline_compared: false,
         warnings: vec![],
         excused: Default::default(),
+        header: vec![],
     }
 }
 

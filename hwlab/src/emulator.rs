@@ -13,12 +13,12 @@
 
 use ntplab_sim::rng::SimRng;
 use ntplab_sim::scenario::LinkParams;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Most datagrams one run records (the simulator's bound on a trace).
@@ -31,7 +31,7 @@ pub struct Datagram {
     pub sent_ns: i128,
     /// Real time it left (delivered), Unix ns; None when dropped.
     pub delivered_ns: Option<i128>,
-    /// Why it was dropped: `"loss"` or `"no-link"`.
+    /// Why it was dropped: `"loss"`, `"no-link"` or `"partition"`.
     pub lost: Option<&'static str>,
     pub src: SocketAddr,
     pub dst: SocketAddr,
@@ -47,6 +47,25 @@ pub struct Capture {
     pub unrecorded: u64,
     /// Non-UDP packets passed (TCP for NTS-KE).
     pub other_packets: u64,
+}
+
+/// The links as they are now; the lab changes them while the emulator runs
+/// (timeline events: partitions, heals, link changes).
+#[derive(Debug, Clone, Default)]
+pub struct LinkState {
+    /// Parameters of each direction, (from, to).
+    pub params: BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>,
+    /// Directions cut on their link, (from, to).
+    pub down: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// Host partitions: every packet between a member and a non-member is dropped.
+    pub cut_sets: Vec<BTreeSet<Ipv4Addr>>,
+}
+
+impl LinkState {
+    /// Whether a partition drops packets from `src` to `dst`.
+    pub fn cut(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        self.down.contains(&(src, dst)) || self.cut_sets.iter().any(|set| set.contains(&src) != set.contains(&dst))
+    }
 }
 
 /// The running emulator thread.
@@ -118,9 +137,8 @@ fn parse_ipv4(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, Option<UdpParts>)> {
 
 impl Emulator {
     /// Starts the emulator on TUN device `tun` in namespace `ns`, with the
-    /// scenario's links as (from, to) → parameters, and returns once the
-    /// device exists.
-    pub fn start(ns: &str, tun: &str, links: BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, seed: u64) -> Result<Emulator, String> {
+    /// links as `links` says at each packet, and returns once the device exists.
+    pub fn start(ns: &str, tun: &str, links: Arc<Mutex<LinkState>>, seed: u64) -> Result<Emulator, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (ns, tun) = (ns.to_string(), tun.to_string());
@@ -168,7 +186,7 @@ impl Drop for Emulator {
     }
 }
 
-fn relay(fd: &OwnedFd, links: &BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, mut rng: SimRng, stop: &AtomicBool) -> Result<Capture, String> {
+fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, mut rng: SimRng, stop: &AtomicBool) -> Result<Capture, String> {
     let mut capture = Capture::default();
     // (due, seq) → (packet, record index)
     let mut queue: BinaryHeap<Reverse<(i128, u64)>> = BinaryHeap::new();
@@ -210,9 +228,13 @@ fn relay(fd: &OwnedFd, links: &BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, mut r
             let sent = real_now_ns();
             let p = &buf[..len as usize];
             let Some((src, dst, udp)) = parse_ipv4(p) else { continue };
-            let params = links.get(&(src, dst));
+            let (params, cut) = {
+                let state = links.lock().unwrap_or_else(|e| e.into_inner());
+                (state.params.get(&(src, dst)).copied(), state.cut(src, dst))
+            };
             let lost = match params {
                 None => Some("no-link"),
+                Some(_) if cut => Some("partition"),
                 Some(l) if l.loss > 0.0 && rng.bernoulli(l.loss) => Some("loss"),
                 Some(_) => None,
             };
@@ -252,6 +274,19 @@ fn relay(fd: &OwnedFd, links: &BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>, mut r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_cut_between_members_and_the_rest_and_links_one_way() {
+        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+        let mut s = LinkState::default();
+        assert!(!s.cut(ip(1), ip(2)));
+        s.cut_sets.push([ip(1)].into_iter().collect());
+        assert!(s.cut(ip(1), ip(2)) && s.cut(ip(2), ip(1)));
+        assert!(!s.cut(ip(2), ip(3)));
+        s.cut_sets.clear();
+        s.down.insert((ip(2), ip(3)));
+        assert!(s.cut(ip(2), ip(3)) && !s.cut(ip(3), ip(2)));
+    }
 
     #[test]
     fn ipv4_udp_headers_are_taken_apart_and_short_packets_refused() {

@@ -16,5 +16,6 @@
 pub mod emulator;
 pub mod netns;
 pub mod programs;
+pub mod reports;
 pub mod run;
 pub mod safety;

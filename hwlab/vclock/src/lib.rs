@@ -47,11 +47,15 @@ pub mod modes {
 /// `timex.status` bits (linux/timex.h).
 pub mod status {
     pub const STA_PLL: i32 = 0x0001;
+    pub const STA_FLL: i32 = 0x0008;
+    pub const STA_FREQHOLD: i32 = 0x0080;
     pub const STA_INS: i32 = 0x0010;
     pub const STA_DEL: i32 = 0x0020;
     pub const STA_UNSYNC: i32 = 0x0040;
     pub const STA_CLOCKERR: i32 = 0x1000;
     pub const STA_NANO: i32 = 0x2000;
+    /// Read-only: the last PLL offset update used the FLL.
+    pub const STA_MODE: i32 = 0x4000;
     /// Bits user space cannot set (`STA_RONLY`).
     pub const STA_RONLY: i32 = 0xff00u32 as i32;
 }
@@ -206,6 +210,8 @@ pub struct VirtualClock {
     maxerror: i64,
     esterror: i64,
     tai: i32,
+    /// The clock's time (Unix s) at the last PLL offset update (`time_reftime`; 0 at boot).
+    reftime_s: i64,
 }
 
 impl VirtualClock {
@@ -220,6 +226,7 @@ impl VirtualClock {
             maxerror: MAXERROR_LIMIT,
             esterror: MAXERROR_LIMIT,
             tai: 0,
+            reftime_s: 0,
         }
     }
 
@@ -380,6 +387,7 @@ impl VirtualClock {
             let ns = if nano { tx.offset } else { tx.offset.saturating_mul(1000) };
             // MAXPHASE: the kernel clamps the PLL offset to ±0.5 s.
             let ns = ns.clamp(-500_000_000, 500_000_000);
+            self.update_pll_frequency(raw, ns as f64 * 1e-9);
             let tau = kernel_pll_time_constant(self.constant as u8);
             self.steered.adjust_phase(raw, NtpDuration::from_nanos(ns), NtpDuration::from_seconds_f64(tau));
         }
@@ -388,6 +396,36 @@ impl VirtualClock {
         }
         self.fill(raw, tx);
         Ok(self.state(raw))
+    }
+
+    /// The frequency half of Linux's PLL (kernel/time/ntp.c
+    /// `ntp_update_offset`): an offset handed to the kernel PLL also moves
+    /// the frequency, by offset × secs / 2^(2·(SHIFT_PLL + 2 + tc)) with secs
+    /// since the previous update (at most 2^(SHIFT_PLL + 1 + tc)), plus the
+    /// FLL's offset / (2^SHIFT_FLL · secs) when STA_FLL is set and 256 s or
+    /// more have passed, or more than 2048 s in any case (then STA_MODE).
+    /// ntpd and ntpsec rely on it to correct their clock's frequency in kernel mode.
+    fn update_pll_frequency(&mut self, raw: NtpTime, offset_s: f64) {
+        const SHIFT_PLL: u32 = 2;
+        const SHIFT_FLL: u32 = 2;
+        const MINSEC: i64 = 256;
+        const MAXSEC: i64 = 2048;
+        let now_s = self.steered.time_at(raw).to_unix().0;
+        let mut secs = if self.status & status::STA_FREQHOLD != 0 { 0 } else { now_s - self.reftime_s };
+        self.reftime_s = now_s;
+        self.status &= !status::STA_MODE;
+        let mut adjust = 0.0;
+        if secs >= MINSEC && (self.status & status::STA_FLL != 0 || secs > MAXSEC) {
+            self.status |= status::STA_MODE;
+            adjust = offset_s / f64::from(1u32 << SHIFT_FLL) / secs as f64;
+        }
+        let tc = self.constant.clamp(0, 10) as u32;
+        secs = secs.clamp(0, 1 << (SHIFT_PLL + 1 + tc));
+        adjust += offset_s * secs as f64 / f64::from(1u32 << (2 * (SHIFT_PLL + 2 + tc)));
+        let max = FREQ_MAX_SCALED as f64 / FREQ_SCALE * 1e-6;
+        let f = (self.steered.kernel_frequency() + adjust).clamp(-max, max);
+        // Finite: both terms are.
+        let _ = self.steered.set_frequency(raw, f);
     }
 
     fn state(&self, raw: NtpTime) -> i32 {

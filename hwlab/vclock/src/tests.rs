@@ -74,11 +74,36 @@ fn pll_offset_needs_sta_pll_and_slews_with_the_kernel_time_constant() {
     call(&mut c, T0, Timex { modes: ADJ_STATUS | ADJ_OFFSET | ADJ_TIMECONST, status: status::STA_PLL, constant: 0, offset: 1000, ..Timex::default() })
         .0
         .unwrap();
-    // tau = 4 s: after 4 s, 1 - 1/e of 1 ms has been applied.
+    // tau = 4 s: after 4 s, 1 - 1/e of 1 ms has been applied; and the
+    // frequency moved as Linux's PLL moves it: the first update counts 2^(2+1+0)
+    // = 8 s, 1 ms x 8 / 2^(2(2+2+0)) = +31.25 ppm, 125 us in 4 s.
     let applied = c.offset_at(T0 + 4 * SEC);
-    assert!((applied - 1e-3 * (1.0 - (-1.0f64).exp())).abs() < 1e-8, "{applied}");
+    assert!((applied - 1e-3 * (1.0 - (-1.0f64).exp()) - 125e-6).abs() < 1e-8, "{applied}");
     let (_, t) = call(&mut c, T0 + 4 * SEC, Timex::default());
     assert!((t.offset - 368).abs() <= 1, "{}", t.offset);
+    assert_eq!(t.freq, 3125 * 65536 / 100);
+    assert_eq!(t.status & status::STA_MODE, status::STA_MODE);
+}
+
+#[test]
+fn pll_offsets_move_the_frequency_by_the_time_since_the_last() {
+    let mut c = clock(0.0, 0.0);
+    let pll = |offset| Timex { modes: ADJ_STATUS | ADJ_OFFSET | ADJ_TIMECONST | ADJ_NANO, status: status::STA_PLL, constant: 2, offset, ..Timex::default() };
+    call(&mut c, T0, pll(0)).0.unwrap();
+    // 16 s later (within 2^(2+1+2) = 32 s): -2 ms x 16 / 2^12 = -7.8125 ppm.
+    let (_, t) = call(&mut c, T0 + 16 * SEC, pll(-2_000_000));
+    assert_eq!(t.freq, -78125 * 65536 / 10000);
+    assert_eq!(t.status & status::STA_MODE, 0);
+    // 100 s later: counted as 32 s; +1 ms x 32 / 4096 = +7.8125 ppm, back to 0.
+    let (_, t) = call(&mut c, T0 + 116 * SEC, pll(1_000_000));
+    assert_eq!(t.freq, 0);
+    // With STA_FREQHOLD the frequency stays.
+    let held = Timex { status: status::STA_PLL | status::STA_FREQHOLD, ..pll(5_000_000) };
+    let (_, t) = call(&mut c, T0 + 132 * SEC, held);
+    assert_eq!(t.freq, 0);
+    // Without STA_PLL an offset does nothing to the frequency either.
+    let (_, t) = call(&mut c, T0 + 148 * SEC, Timex { status: 0, ..pll(5_000_000) });
+    assert_eq!(t.freq, 0);
 }
 
 #[test]
