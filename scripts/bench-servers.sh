@@ -29,6 +29,12 @@
 # valid only when it is long enough to carry an authenticator (an NTSN is
 # invalid). ntpd-rs is not run in NTS mode.
 #
+# TX_OFFSET=CORRECTION passes `-o CORRECTION` to ntpperf (seconds, e.g. 0):
+# it then prints, per step, the offset between the server's transmit
+# timestamp and ntpperf's capture time of the reply (in interleaved mode the
+# exact transmit time of the previous reply), and this script prints each
+# run's ntpperf table after its row (lines starting with "#").
+#
 # Settings (environment): ROUNDS (3), MODES ("basic interleaved"; "nts" too), RATE_MAX
 # (1000000 requests/s), STEP_S (ntpperf's interval per rate, 1 s), WORKERS
 # (ntplab's [server] workers, default: the CPU cores), NTPLAB (the binary,
@@ -163,7 +169,7 @@ stop_bench_server() {
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
-    local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF nts=()
+    local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF extra=()
     [ "$mode" = interleaved ] && flag=-I
     if [ "$mode" = nts ] && [ "$name" = ntpd-rs ]; then
         echo "$round $mode $name: not run in NTS mode" >&2
@@ -190,11 +196,12 @@ run_one() { # NAME MODE ROUND
             return
         fi
         perf=$WORK/ntpperf-nts/ntpperf
-        nts=(-S "$(cat "$session")")
+        extra=(-S "$(cat "$session")")
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t0=$(cpu_ticks "$SERVER_PROC")
-    ip netns exec "$CLI" timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" "${nts[@]}" -l \
+    [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
+    ip netns exec "$CLI" timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" "${extra[@]}" -l \
         -r 1000-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -217,6 +224,8 @@ run_one() { # NAME MODE ROUND
             cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
             printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode == "interleaved" ? hix : hi), peak, cpu_us, hwm, load0, load1
         }' "$out" | tee -a "$WORK/results.tsv"
+    [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
+    return 0
 }
 
 available=()
