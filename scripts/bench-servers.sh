@@ -29,7 +29,8 @@
 # valid only when it is long enough to carry an authenticator (an NTSN is
 # invalid). ntpd-rs is not run in NTS mode.
 #
-# TX_OFFSET=CORRECTION passes `-o CORRECTION` to ntpperf (seconds, e.g. 0):
+# TX_OFFSET=CORRECTION passes `-o CORRECTION` to ntpperf (seconds; not 0, which
+# ntpperf takes for no -o: 1e-9 subtracts 1 ns):
 # it then prints, per step, the offset between the server's transmit
 # timestamp and ntpperf's capture time of the reply (in interleaved mode the
 # exact transmit time of the previous reply), and this script prints each
