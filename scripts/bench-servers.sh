@@ -27,7 +27,8 @@
 # NTPPERF_NTS=1, which needs gnutls-dev) sends every request with that
 # session's cookie and an authenticator (-S C2S,COOKIE); a response counts as
 # valid only when it is long enough to carry an authenticator (an NTSN is
-# invalid). ntpd-rs is not run in NTS mode.
+# invalid). ntpd-rs is not run in NTS mode. MODES="nts-interleaved" is the
+# same with interleaved requests (ntpperf -I -S).
 #
 # TX_OFFSET=CORRECTION passes `-o CORRECTION` to ntpperf (seconds; not 0, which
 # ntpperf takes for no -o: 1e-9 subtracts 1 ns):
@@ -87,7 +88,7 @@ trap cleanup EXIT
 if [ -d "$SRC" ]; then cp -r "$SRC" "$WORK/ntpperf"; else mkdir "$WORK/ntpperf" && tar xzf "$SRC" -C "$WORK/ntpperf" --strip-components=1; fi
 make -s -C "$WORK/ntpperf" >"$WORK/make.log" 2>&1 || die "ntpperf did not build (libpcap-dev installed?): $(tail -3 "$WORK/make.log")"
 NTPPERF=$WORK/ntpperf/ntpperf
-if [[ " $MODES " == *" nts "* ]]; then
+if [[ " $MODES " == *" nts"* ]]; then
     # A second build with NTS (gnutls); the plain one serves the other modes.
     cp -r "$WORK/ntpperf" "$WORK/ntpperf-nts"
     make -s -C "$WORK/ntpperf-nts" clean >/dev/null 2>&1 || true
@@ -171,18 +172,19 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
     local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF extra=()
-    [ "$mode" = interleaved ] && flag=-I
-    if [ "$mode" = nts ] && [ "$name" = ntpd-rs ]; then
+    local secure=${mode%-interleaved}
+    [ "${mode#*interleaved}" != "$mode" ] && flag=-I
+    if [ "$secure" = nts ] && [ "$name" = ntpd-rs ]; then
         echo "$round $mode $name: not run in NTS mode" >&2
         return
     fi
-    start_server "$name" "$mode"
+    start_server "$name" "$secure"
     if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = ntp-daemon ] || [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$name" ]; then :; else
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
         return
     fi
     local load0 load1 t0 t1 out=$WORK/$name-$mode-$round.txt
-    if [ "$mode" = nts ]; then
+    if [ "$secure" = nts ]; then
         # A fresh NTS session from the client namespace (bounded: 10 tries, 0.5 s apart).
         local session=$WORK/$name/session-$round
         for _ in $(seq 1 10); do
@@ -223,7 +225,7 @@ run_one() { # NAME MODE ROUND
         }
         END {
             cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
-            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode == "interleaved" ? hix : hi), peak, cpu_us, hwm, load0, load1
+            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1
         }' "$out" | tee -a "$WORK/results.tsv"
     [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
     return 0
