@@ -345,10 +345,11 @@ where
 
 /// [`run_with_nts`], with `fast` the server side on the fast path
 /// ([`crate::fast`]): worker threads with their own sockets answer the
-/// `listen` addresses, fed the served clock state by the loop. For real
-/// sockets and a clock that reads `CLOCK_REALTIME`
-/// ([`DaemonClock::time_map`]); without `fast`, with `[nts]`, or with a clock
-/// without a time map, the loop serves as [`run_with_nts`] does.
+/// `listen` addresses (NTS requests too, with `[nts]`: the NTS-KE server
+/// stays in the loop and shares its cookie keys with them), fed the served
+/// clock state by the loop. For real sockets and a clock that reads
+/// `CLOCK_REALTIME` ([`DaemonClock::time_map`]); without `fast`, or with a
+/// clock without a time map, the loop serves as [`run_with_nts`] does.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_serving<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks, C: DaemonClock>(
     config: &DaemonConfig,
