@@ -51,7 +51,7 @@ use ntplab_proto::nts::MasterKeys;
 use ntplab_proto::server::{
     NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN,
 };
-use ntplab_proto::time::NtpTime;
+use ntplab_proto::time::{NtpDuration, NtpTime};
 use rand::rngs::{OsRng, ReseedingRng};
 use rand::RngCore;
 use rand_chacha::ChaCha12Core;
@@ -69,6 +69,11 @@ pub const BATCH: usize = 32;
 const PENDING_MAX: usize = 4096;
 /// How long a worker blocks in a receive before it checks for shutdown.
 const RECV_TIMEOUT_MS: i64 = 100;
+/// A reply's transmit timestamp is read just before it is finished (and, with
+/// NTS, sealed, about 5 µs), and it goes out with the others of its batch:
+/// once the first unsent reply's reading is this old, the replies so far are
+/// sent, so that no reply waits much longer than this for the later ones.
+const SEND_WAIT_MAX_NS: i64 = 20_000;
 /// Octets a worker's CSPRNG gives before it reseeds from the OS (as rand's
 /// `ThreadRng`): about 450 NTS replies with AEAD 15 and 8 cookies each.
 pub const RESEED_BYTES: u64 = 64 * 1024;
@@ -403,6 +408,7 @@ impl Worker {
         let mut generation = 0;
         let mut published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fd = self.fd.as_raw_fd();
+        let wait_max = NtpDuration::from_nanos(SEND_WAIT_MAX_NS);
         // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS.
         while !self.stop.load(Ordering::Relaxed) {
             let n = {
@@ -462,39 +468,52 @@ impl Worker {
                 shared.refresh(cached);
             }
             replies.clear();
+            // The transmit timestamp of the first reply not sent yet.
+            let mut first_unsent: Option<NtpTime> = None;
             for (slot, meta) in metas[..n].iter().enumerate() {
                 let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
                 let shard = self.shards.index(meta.from.ip());
                 let mut server = self.shards.lock(shard);
                 let now_ns = self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
                 let (request, out) = (&inbuf[slot][..meta.len], &mut outbuf[slot]);
+                // The transmit timestamp is read as late as possible: after the
+                // request is handled, just before the reply is finished.
                 let answer = match (&mut self.nts, &keys) {
                     (Some((_, rng)), Some((_, master))) => {
                         match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
                             NtsServerAction::Respond(r) => {
                                 let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
-                                let sealed = server.finish_nts_response(&r, out, map.now(), state, master, rng);
+                                let tx_now = map.now();
+                                let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
                                 // An NTSN saves nothing for interleaved mode; every other reply does.
-                                sealed.ok().map(|len| (r.response, len, r.kind() != NtsReplyKind::Nak))
+                                sealed.ok().map(|len| (r.response, len, r.kind() != NtsReplyKind::Nak, tx_now))
                             }
                             NtsServerAction::Ignore(_) | NtsServerAction::IgnoreNts(_) => None,
                         }
                     }
                     _ => match server.handle(now_ns, meta.from, request, rx_time, state, out) {
                         ServerAction::Respond(response) => {
+                            let tx_now = map.now();
                             if self.tx_timestamps {
-                                server.finish_response_awaiting_tx(&response, out, map.now(), state);
+                                server.finish_response_awaiting_tx(&response, out, tx_now, state);
                             } else {
-                                server.finish_response(&response, out, map.now(), state);
+                                server.finish_response(&response, out, tx_now, state);
                             }
-                            Some((response, response.len, true))
+                            Some((response, response.len, true, tx_now))
                         }
                         ServerAction::Ignore(_) => None,
                     },
                 };
-                if let Some((response, len, stamp)) = answer {
+                drop(server);
+                if let Some((response, len, stamp, tx_now)) = answer {
                     let local = meta.to.filter(|_| self.pktinfo);
                     replies.push(Reply { slot, len, to: meta.from, local, shard, response, stamp });
+                    let first = *first_unsent.get_or_insert(tx_now);
+                    if tx_now - first >= wait_max {
+                        self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
+                        replies.clear();
+                        first_unsent = None;
+                    }
                 }
             }
             self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
