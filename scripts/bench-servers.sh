@@ -20,7 +20,24 @@
 # --control-system-clock; every run is bounded by `timeout`; only processes
 # this script started are stopped, by PID; the namespaces are removed at exit.
 #
-# Settings (environment): ROUNDS (3), MODES ("basic interleaved"), RATE_MAX
+# NTS mode (MODES="nts"): each server also runs NTS-KE on 10.213.0.1:4460
+# with a self-signed certificate made here; before each ntpperf run
+# `ntplab query --nts ... --aead 15 --ntpperf-session FILE` runs NTS-KE with
+# it from the client namespace and one NTS exchange, and ntpperf (built with
+# NTPPERF_NTS=1, which needs gnutls-dev) sends every request with that
+# session's cookie and an authenticator (-S C2S,COOKIE); a response counts as
+# valid only when it is long enough to carry an authenticator (an NTSN is
+# invalid). ntpd-rs is not run in NTS mode. MODES="nts-interleaved" is the
+# same with interleaved requests (ntpperf -I -S).
+#
+# TX_OFFSET=CORRECTION passes `-o CORRECTION` to ntpperf (seconds; not 0, which
+# ntpperf takes for no -o: 1e-9 subtracts 1 ns):
+# it then prints, per step, the offset between the server's transmit
+# timestamp and ntpperf's capture time of the reply (in interleaved mode the
+# exact transmit time of the previous reply), and this script prints each
+# run's ntpperf table after its row (lines starting with "#").
+#
+# Settings (environment): ROUNDS (3), MODES ("basic interleaved"; "nts" too), RATE_MAX
 # (1000000 requests/s), STEP_S (ntpperf's interval per rate, 1 s), WORKERS
 # (ntplab's [server] workers, default: the CPU cores), NTPLAB (the binary,
 # default target/release/ntplab), SERVERS ("ntplab chronyd ntpd-rs").
@@ -71,6 +88,17 @@ trap cleanup EXIT
 if [ -d "$SRC" ]; then cp -r "$SRC" "$WORK/ntpperf"; else mkdir "$WORK/ntpperf" && tar xzf "$SRC" -C "$WORK/ntpperf" --strip-components=1; fi
 make -s -C "$WORK/ntpperf" >"$WORK/make.log" 2>&1 || die "ntpperf did not build (libpcap-dev installed?): $(tail -3 "$WORK/make.log")"
 NTPPERF=$WORK/ntpperf/ntpperf
+if [[ " $MODES " == *" nts"* ]]; then
+    # A second build with NTS (gnutls); the plain one serves the other modes.
+    cp -r "$WORK/ntpperf" "$WORK/ntpperf-nts"
+    make -s -C "$WORK/ntpperf-nts" clean >/dev/null 2>&1 || true
+    NTPPERF_NTS=1 make -s -C "$WORK/ntpperf-nts" >"$WORK/make-nts.log" 2>&1 ||
+        die "ntpperf with NTS did not build (gnutls-dev installed?): $(tail -3 "$WORK/make-nts.log")"
+    command -v openssl >/dev/null || die "openssl is needed to make the NTS certificate"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 -nodes \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj "/CN=10.213.0.1" \
+        -addext "subjectAltName=IP:10.213.0.1" -addext "basicConstraints=critical,CA:FALSE" 2>/dev/null
+fi
 
 # Two namespaces and a veth pair.
 ip netns add "$SRV"
@@ -90,11 +118,14 @@ MAC=$(ip netns exec "$SRV" cat /sys/class/net/vs$$/address)
 nopriv() { ip netns exec "$SRV" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"; }
 
 start_server() { # NAME MODE -> PID in SERVER_PID
-    local name=$1 dir=$WORK/$1
+    local name=$1 mode=$2 dir=$WORK/$1
     mkdir -p "$dir"
+    chmod 700 "$dir"
     case $name in
     ntplab)
         printf '[server]\nworkers = %s\nrecv_buffer = 4194304\n' "$WORKERS" >"$dir/ntplab.toml"
+        [ "$mode" = nts ] && printf '[nts]\ncertificate = "%s"\nkey = "%s"\nke_listen = ["10.213.0.1:4460"]\n' \
+            "$WORK/cert.pem" "$WORK/key.pem" >>"$dir/ntplab.toml"
         nopriv timeout 600 "$NTPLAB" serve --listen 10.213.0.1:123 --local-stratum 1 --config "$dir/ntplab.toml" \
             >"$dir/log" 2>&1 &
         ;;
@@ -106,6 +137,8 @@ cmdport 0
 pidfile $dir/chronyd.pid
 clientloglimit 100000000
 EOF
+        [ "$mode" = nts ] && printf 'ntsserverkey %s\nntsservercert %s\nntsport 4460\nntsdumpdir %s\n' \
+            "$WORK/key.pem" "$WORK/cert.pem" "$dir" >>"$dir/chrony.conf"
         nopriv timeout 600 chronyd -x -d -u root -f "$dir/chrony.conf" >"$dir/log" 2>&1 &
         ;;
     ntpd-rs)
@@ -127,35 +160,64 @@ EOF
     PIDS+=("$SERVER_PROC")
 }
 
+# Stops the server itself (timeout and the shell above it then end), by PID.
+stop_bench_server() {
+    kill "$SERVER_PROC" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    kill -0 "$SERVER_PROC" 2>/dev/null && { sleep 1; kill -9 "$SERVER_PROC" 2>/dev/null || true; }
+    return 0
+}
+
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
-    local name=$1 mode=$2 round=$3 flag=-B
-    [ "$mode" = interleaved ] && flag=-I
-    start_server "$name"
+    local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF extra=()
+    local secure=${mode%-interleaved}
+    [ "${mode#*interleaved}" != "$mode" ] && flag=-I
+    if [ "$secure" = nts ] && [ "$name" = ntpd-rs ]; then
+        echo "$round $mode $name: not run in NTS mode" >&2
+        return
+    fi
+    start_server "$name" "$secure"
     if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = ntp-daemon ] || [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$name" ]; then :; else
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
         return
     fi
     local load0 load1 t0 t1 out=$WORK/$name-$mode-$round.txt
+    if [ "$secure" = nts ]; then
+        # A fresh NTS session from the client namespace (bounded: 10 tries, 0.5 s apart).
+        local session=$WORK/$name/session-$round
+        for _ in $(seq 1 10); do
+            rm -f "$session"
+            ip netns exec "$CLI" timeout 10 "$NTPLAB" query --nts 10.213.0.1:4460 --trusted-certificates "$WORK/cert.pem" \
+                --aead 15 --timeout 1 --ntpperf-session "$session" >/dev/null 2>&1 && break
+            sleep 0.5
+        done
+        if [ ! -s "$session" ]; then
+            echo "$round $mode $name: no NTS session: $(tail -2 "$WORK/$name/log")" >&2
+            stop_bench_server
+            return
+        fi
+        perf=$WORK/ntpperf-nts/ntpperf
+        extra=(-S "$(cat "$session")")
+    fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t0=$(cpu_ticks "$SERVER_PROC")
-    ip netns exec "$CLI" timeout 120 "$NTPPERF" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" -l \
+    [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
+    ip netns exec "$CLI" timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" "${extra[@]}" -l \
         -r 1000-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
     hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
-    # Stop the server itself (timeout and the shell above it then end), by PID.
-    kill "$SERVER_PROC" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    kill -0 "$SERVER_PROC" 2>/dev/null && { sleep 1; kill -9 "$SERVER_PROC" 2>/dev/null || true; }
+    stop_bench_server
     # ntpperf lines: rate clients lost% invalid% basic% xleave% ...
     awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) \
         -v hz="$(getconf CLK_TCK)" -v hwm="$hwm" -v load0="$load0" -v load1="$load1" '
         $1 ~ /^[0-9]+$/ && $3 ~ /%$/ {
-            rate = $1; lost = $3 + 0; xl = $6 + 0
-            ok = 100 - lost
+            rate = $1; lost = $3 + 0; invalid = $4 + 0; xl = $6 + 0
+            # Valid responses only (an NTSN, say, is invalid).
+            ok = 100 - lost - invalid
             resp += rate * step * ok / 100
             if (rate * ok / 100 > peak) peak = rate * ok / 100
             if (ok >= 99 && rate > hi) hi = rate
@@ -163,8 +225,10 @@ run_one() { # NAME MODE ROUND
         }
         END {
             cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
-            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode == "interleaved" ? hix : hi), peak, cpu_us, hwm, load0, load1
+            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1
         }' "$out" | tee -a "$WORK/results.tsv"
+    [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
+    return 0
 }
 
 available=()

@@ -44,6 +44,12 @@ pub struct QueryArgs {
     /// 17 AES-SIV-CMAC-512); repeat for several, most preferred first (default: 15, 30, 17).
     #[arg(long = "aead", value_name = "ID")]
     pub aeads: Vec<u16>,
+    /// With --nts: write the session's client-to-server key and one of its
+    /// cookies (the last the KE server gave) in hex, as `C2S,COOKIE`, to FILE
+    /// (created new, mode 0600): the argument of ntpperf's -S option, to load
+    /// a server with NTS requests. ntpperf seals with AEAD 15 only: give --aead 15.
+    #[arg(long, value_name = "FILE", requires = "nts")]
+    pub ntpperf_session: Option<std::path::PathBuf>,
     /// Exchanges to make; the one with the smallest delay is reported (default 4; 1 with --nts).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub samples: Option<u32>,

@@ -77,6 +77,9 @@ pub struct Established {
     pub ntp: SocketAddr,
     /// What was agreed, for reports.
     pub json: NtsJson,
+    /// The session's client-to-server key and the last cookie, in hex as
+    /// ntpperf's -S takes them (`C2S,COOKIE`).
+    pub ntpperf_session: String,
 }
 
 impl KeTarget {
@@ -119,7 +122,9 @@ impl KeTarget {
             cookie_len: e.response.cookies.first().map_or(0, Vec::len),
             cookies_left: e.response.cookies.len(),
         };
-        Ok(Established { session: ClientSession::new(e.keys, e.response.cookies), ntp: e.ntp, json })
+        let hex = crate::decode::report::hex;
+        let ntpperf_session = format!("{},{}", hex(e.keys.c2s.as_bytes()), hex(e.response.cookies.last().map_or(&[][..], Vec::as_slice)));
+        Ok(Established { session: ClientSession::new(e.keys, e.response.cookies), ntp: e.ntp, json, ntpperf_session })
     }
 }
 
@@ -127,5 +132,12 @@ impl KeTarget {
 pub async fn establish(args: &QueryArgs, ke: &str) -> Result<(QueryNts, NtsJson), CliError> {
     let target = KeTarget::new("--nts", ke, args.trusted_certificates.as_deref(), &args.aeads).await?;
     let e = target.establish().await?;
+    if let Some(path) = &args.ntpperf_session {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        file.and_then(|mut f| f.write_all(e.ntpperf_session.as_bytes()))
+            .map_err(|err| CliError::input(format!("--ntpperf-session {}: {err}", path.display())))?;
+    }
     Ok((QueryNts { session: e.session, ntp: e.ntp, provider: target.provider }, e.json))
 }

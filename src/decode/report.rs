@@ -287,7 +287,7 @@ pub fn decode_any(bytes: &[u8], pivot: Pivot, cut: bool) -> Result<Decoded, wire
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

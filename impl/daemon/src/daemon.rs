@@ -24,7 +24,7 @@ use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks
 use ntplab_proto::discipline::Action;
 use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
-use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Server, ServerAction, ServerClockState};
+use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
 use ntplab_proto::source::{Measurement, Source, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
@@ -40,6 +40,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Largest datagram the daemon uses (the responder's limit). Receive buffers
@@ -344,10 +345,11 @@ where
 
 /// [`run_with_nts`], with `fast` the server side on the fast path
 /// ([`crate::fast`]): worker threads with their own sockets answer the
-/// `listen` addresses, fed the served clock state by the loop. For real
-/// sockets and a clock that reads `CLOCK_REALTIME`
-/// ([`DaemonClock::time_map`]); without `fast`, with `[nts]`, or with a clock
-/// without a time map, the loop serves as [`run_with_nts`] does.
+/// `listen` addresses (NTS requests too, with `[nts]`: the NTS-KE server
+/// stays in the loop and shares its cookie keys with them), fed the served
+/// clock state by the loop. For real sockets and a clock that reads
+/// `CLOCK_REALTIME` ([`DaemonClock::time_map`]); without `fast`, or with a
+/// clock without a time map, the loop serves as [`run_with_nts`] does.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_serving<N: Network, T: StreamNetwork + Clone + 'static, R: Refclocks, C: DaemonClock>(
     config: &DaemonConfig,
@@ -398,9 +400,7 @@ where
     let mut sockets: Vec<Rc<N::Socket>> = Vec::new();
     let mut server_socket_count = 0;
     // The fast path serves the listen addresses from its own threads.
-    let fast = fast
-        .filter(|_| config.nts.is_none() && !config.listen.is_empty())
-        .and_then(|spec| clock.time_map().map(|map| (spec, map)));
+    let fast = fast.filter(|_| !config.listen.is_empty()).and_then(|spec| clock.time_map().map(|map| (spec, map)));
     for addr in config.listen.iter().filter(|_| fast.is_none()) {
         sockets.push(Rc::new(net.bind(*addr).await.map_err(|e| bind_error(*addr, e, config))?));
         server_socket_count += 1;
@@ -426,12 +426,20 @@ where
     let mut own_v5_id = [0u8; 15];
     v5_rng.fill(&mut own_v5_id);
     system.set_own_v5_id(V5ReferenceId::from_random(own_v5_id));
+    // With the fast path the NTS-KE listeners start first: the workers
+    // share their cookie keys. Without it they start where they always did
+    // (a simulation's runs stay what they were for a seed).
+    let mut nts_server: Option<Arc<NtsServerShared>> = match (&config.nts, &fast) {
+        (Some(spec), Some(_)) => Some(nts.start_server(spec, &mut tasks.0).await?),
+        _ => None,
+    };
     let fast_server = match fast {
         Some((spec, map)) => {
             let mut key = [0u8; 16];
             rng.fill(&mut key);
             let published = Published { state: system.server_state(clock.now()), map };
-            Some(FastServer::start(&config.listen, spec, &config.server, key, published).map_err(|(addr, e)| bind_error(addr, e, config))?)
+            let started = FastServer::start(&config.listen, spec, &config.server, key, published, nts_server.clone());
+            Some(started.map_err(|(addr, e)| bind_error(addr, e, config))?)
         }
         None => None,
     };
@@ -561,18 +569,17 @@ where
     let mut key = [0u8; 16];
     rng.fill(&mut key);
     let mut server = Server::new(config.server.clone(), key);
-    if clock.time_map().is_some() {
-        // A real clock: the loop serves (NTS, or no fast path), and zeroing
+    if clock.time_map().is_some() && fast_server.is_none() {
+        // A real clock and no fast path: the loop serves, and zeroing
         // the client tables (10 MiB by default) on the first request would
         // delay that reply after its receive reading (a follower measured
         // -6 ms against `ntplab serve` with NTS). The simulator keeps them
         // lazy: its many hosts would each hold the tables.
         server.allocate_tables();
     }
-    let nts_server: Option<Rc<NtsServerShared>> = match &config.nts {
-        Some(spec) => Some(nts.start_server(spec, &mut tasks.0).await?),
-        None => None,
-    };
+    if let (Some(spec), None) = (&config.nts, &nts_server) {
+        nts_server = Some(nts.start_server(spec, &mut tasks.0).await?);
+    }
     // NTS sources establish keys at once; results come back on this channel.
     let (ke_tx, mut ke_rx) = mpsc::channel::<KeDone>(slots.len().max(1));
     for (index, slot) in slots.iter_mut().enumerate() {
@@ -792,14 +799,7 @@ async fn serve<S: DatagramSocket, C: DaemonClock>(
     let action = server.handle(now.as_nanos(), client, &inc.data, rx_time, state, out);
     if let ServerAction::Respond(response) = &action {
         server.finish_response(response, out, clock.now(), state);
-        match socket.send_reply(&out[..response.len], client, inc.received.to).await {
-            Ok(sent) => {
-                if let Some(raw) = sent.tx_time {
-                    server.transmitted(response, clock.local_time_of(raw), state);
-                }
-            }
-            Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
-        }
+        send_reply(server, state, socket, inc, &out[..response.len], Some(response), clock).await;
     }
     events.event(rx_time, &DaemonEvent::Served { client, action });
 }
@@ -825,15 +825,9 @@ async fn serve_nts<S: DatagramSocket, C: DaemonClock>(
         NtsServerAction::Respond(response) => {
             let sealed = shared.with_master(|master, rng| server.finish_nts_response(&response, out, clock.now(), state, master, rng));
             if let Ok(len) = sealed {
-                match socket.send_reply(&out[..len], client, inc.received.to).await {
-                    Ok(sent) => {
-                        // An NTSN saves nothing for interleaved mode; every other reply does.
-                        if let (Some(raw), false) = (sent.tx_time, response.kind() == NtsReplyKind::Nak) {
-                            server.transmitted(&response.response, clock.local_time_of(raw), state);
-                        }
-                    }
-                    Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
-                }
+                // An NTSN saves nothing for interleaved mode; every other reply does.
+                let stamp = (response.kind() != NtsReplyKind::Nak).then_some(&response.response);
+                send_reply(server, state, socket, inc, &out[..len], stamp, clock).await;
             }
             ServerAction::Respond(response.response)
         }
@@ -844,6 +838,29 @@ async fn serve_nts<S: DatagramSocket, C: DaemonClock>(
         }
     };
     events.event(rx_time, &DaemonEvent::Served { client, action });
+}
+
+/// The loop's socket tail, for [`serve`] and [`serve_nts`]: sends a finished
+/// reply from the address the request came to, and hands the kernel's
+/// transmit timestamp of it, if there is one, to the responder for `stamp`.
+async fn send_reply<S: DatagramSocket, C: DaemonClock>(
+    server: &mut Server,
+    state: &ServerClockState,
+    socket: &S,
+    inc: &Incoming,
+    reply: &[u8],
+    stamp: Option<&Response>,
+    clock: &C,
+) {
+    let client = inc.received.from;
+    match socket.send_reply(reply, client, inc.received.to).await {
+        Ok(sent) => {
+            if let (Some(raw), Some(response)) = (sent.tx_time, stamp) {
+                server.transmitted(response, clock.local_time_of(raw), state);
+            }
+        }
+        Err(e) => tracing::debug!(%client, error = %e, "reply not sent"),
+    }
 }
 
 /// Names of the configured sources and reference clocks, for events; the

@@ -18,6 +18,16 @@
 //!   [`Server::finish_response_awaiting_tx`]; the workers share only the
 //!   responders' client tables (rate limits, interleaved pairs), split into
 //!   shards by a keyed hash of the client address, each behind its own lock;
+//! * with `[nts]`, every datagram goes through [`Server::handle_nts`] and
+//!   [`Server::finish_nts_response`] (its response marked
+//!   [`awaiting_tx`](ntplab_proto::server::NtsResponse::awaiting_tx) in
+//!   interleaved mode) instead, on the same workers: the
+//!   cookie master keys are shared read-mostly ([`NtsServerShared`]: each
+//!   worker keeps the current set as an `Arc` and takes it again only after
+//!   a rotation, which a worker also starts when one is due), and the nonces
+//!   and cookies of replies come from the worker's own CSPRNG ([`WorkerRng`]:
+//!   ChaCha12 seeded from the OS and reseeded from it every
+//!   [`RESEED_BYTES`] of output), not from one OS call per draw;
 //! * with interleaved mode on, the transmit timestamp saved for a client's
 //!   next interleaved request is the kernel's software transmit timestamp of
 //!   that very reply (`SOF_TIMESTAMPING_TX_SOFTWARE` with `OPT_ID`, read from
@@ -31,13 +41,20 @@
 //! counted ([`Counters`]) but not reported one by one as daemon events.
 
 use crate::clock::TimeMap;
+use crate::nts::server::NtsServerShared;
 use crate::sysclock::realtime_now;
 use nix::sys::socket::{
     bind, getsockname, recvmmsg, sendmmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
     ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage, TimestampingFlag,
 };
-use ntplab_proto::server::{Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN};
-use ntplab_proto::time::NtpTime;
+use ntplab_proto::nts::MasterKeys;
+use ntplab_proto::server::{
+    NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN,
+};
+use ntplab_proto::time::{NtpDuration, NtpTime};
+use rand::rngs::{OsRng, ReseedingRng};
+use rand::RngCore;
+use rand_chacha::ChaCha12Core;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -52,6 +69,31 @@ pub const BATCH: usize = 32;
 const PENDING_MAX: usize = 4096;
 /// How long a worker blocks in a receive before it checks for shutdown.
 const RECV_TIMEOUT_MS: i64 = 100;
+/// A reply's transmit timestamp is read just before it is finished (and, with
+/// NTS, sealed, about 5 µs), and it goes out with the others of its batch:
+/// once the first unsent reply's reading is this old, the replies so far are
+/// sent, so that no reply waits much longer than this for the later ones.
+const SEND_WAIT_MAX_NS: i64 = 20_000;
+/// Octets a worker's CSPRNG gives before it reseeds from the OS (as rand's
+/// `ThreadRng`): about 450 NTS replies with AEAD 15 and 8 cookies each.
+pub const RESEED_BYTES: u64 = 64 * 1024;
+
+/// A worker's random source for NTS: ChaCha12 (rand_chacha), seeded from the
+/// OS generator (`getrandom`) and reseeded from it every [`RESEED_BYTES`].
+pub struct WorkerRng(ReseedingRng<ChaCha12Core, OsRng>);
+
+impl WorkerRng {
+    /// A generator seeded from the OS.
+    pub fn from_os() -> io::Result<WorkerRng> {
+        ReseedingRng::new(RESEED_BYTES, OsRng).map(WorkerRng).map_err(|e| io::Error::other(format!("OS random generator: {e}")))
+    }
+}
+
+impl ntplab_proto::nts::NtsRng for WorkerRng {
+    fn fill(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest)
+    }
+}
 
 /// The fast path's settings (`[server]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +220,7 @@ impl FastServer {
         config: &ServerConfig,
         hash_key: [u8; 16],
         initial: Published,
+        nts: Option<Arc<NtsServerShared>>,
     ) -> Result<FastServer, (SocketAddr, io::Error)> {
         let stop = Arc::new(AtomicBool::new(false));
         let publication = Arc::new(Publication { generation: AtomicU64::new(1), value: RwLock::new(initial) });
@@ -198,9 +241,14 @@ impl FastServer {
         let start = std::time::Instant::now();
         let mut threads = Vec::new();
         for (i, (fd, pktinfo)) in sockets.into_iter().enumerate() {
+            let rng = match nts {
+                Some(_) => Some(WorkerRng::from_os().map_err(|e| (listen[0], e))?),
+                None => None,
+            };
             let worker = Worker {
                 fd,
                 pktinfo,
+                nts: nts.clone().zip(rng),
                 tx_timestamps: config.interleaved,
                 stop: stop.clone(),
                 publication: publication.clone(),
@@ -313,15 +361,21 @@ struct Meta {
 #[derive(Clone, Copy)]
 struct Reply {
     slot: usize,
+    /// Octets to send from the slot's output buffer.
+    len: usize,
     to: SocketAddr,
     local: Option<IpAddr>,
     shard: usize,
     response: Response,
+    /// Whether its kernel transmit timestamp is wanted (not for an NTSN).
+    stamp: bool,
 }
 
 struct Worker {
     fd: OwnedFd,
     pktinfo: bool,
+    /// With `[nts]`: the shared keys and this worker's random source.
+    nts: Option<(Arc<NtsServerShared>, WorkerRng)>,
     tx_timestamps: bool,
     stop: Arc<AtomicBool>,
     publication: Arc<Publication>,
@@ -331,7 +385,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self) {
+    fn run(mut self) {
+        let mut keys: Option<(u64, Arc<MasterKeys>)> = self.nts.as_ref().map(|(shared, _)| (shared.generation(), shared.keys()));
         let mut inbuf = Box::new([[0u8; MAX_REQUEST_LEN + 1]; BATCH]);
         // Replies are never longer than their request, and an NTPv5 reply is
         // as long as it (48 octets do for NTPv4 only).
@@ -353,6 +408,7 @@ impl Worker {
         let mut generation = 0;
         let mut published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fd = self.fd.as_raw_fd();
+        let wait_max = NtpDuration::from_nanos(SEND_WAIT_MAX_NS);
         // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS.
         while !self.stop.load(Ordering::Relaxed) {
             let n = {
@@ -408,20 +464,56 @@ impl Worker {
             // Datagrams without a kernel timestamp (rare: the first ones after
             // the socket opens) are stamped with one reading after the receive.
             let fallback = metas[..n].iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
+            if let (Some((shared, _)), Some(cached)) = (&self.nts, &mut keys) {
+                shared.refresh(cached);
+            }
             replies.clear();
+            // The transmit timestamp of the first reply not sent yet.
+            let mut first_unsent: Option<NtpTime> = None;
             for (slot, meta) in metas[..n].iter().enumerate() {
                 let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
                 let shard = self.shards.index(meta.from.ip());
                 let mut server = self.shards.lock(shard);
                 let now_ns = self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                let action = server.handle(now_ns, meta.from, &inbuf[slot][..meta.len], rx_time, state, &mut outbuf[slot]);
-                if let ServerAction::Respond(response) = action {
-                    if self.tx_timestamps {
-                        server.finish_response_awaiting_tx(&response, &mut outbuf[slot], map.now(), state);
-                    } else {
-                        server.finish_response(&response, &mut outbuf[slot], map.now(), state);
+                let (request, out) = (&inbuf[slot][..meta.len], &mut outbuf[slot]);
+                // The transmit timestamp is read as late as possible: after the
+                // request is handled, just before the reply is finished.
+                let answer = match (&mut self.nts, &keys) {
+                    (Some((_, rng)), Some((_, master))) => {
+                        match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
+                            NtsServerAction::Respond(r) => {
+                                let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
+                                let tx_now = map.now();
+                                let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
+                                // An NTSN saves nothing for interleaved mode; every other reply does.
+                                sealed.ok().map(|len| (r.response, len, r.kind() != NtsReplyKind::Nak, tx_now))
+                            }
+                            NtsServerAction::Ignore(_) | NtsServerAction::IgnoreNts(_) => None,
+                        }
                     }
-                    replies.push(Reply { slot, to: meta.from, local: meta.to.filter(|_| self.pktinfo), shard, response });
+                    _ => match server.handle(now_ns, meta.from, request, rx_time, state, out) {
+                        ServerAction::Respond(response) => {
+                            let tx_now = map.now();
+                            if self.tx_timestamps {
+                                server.finish_response_awaiting_tx(&response, out, tx_now, state);
+                            } else {
+                                server.finish_response(&response, out, tx_now, state);
+                            }
+                            Some((response, response.len, true, tx_now))
+                        }
+                        ServerAction::Ignore(_) => None,
+                    },
+                };
+                drop(server);
+                if let Some((response, len, stamp, tx_now)) = answer {
+                    let local = meta.to.filter(|_| self.pktinfo);
+                    replies.push(Reply { slot, len, to: meta.from, local, shard, response, stamp });
+                    let first = *first_unsent.get_or_insert(tx_now);
+                    if tx_now - first >= wait_max {
+                        self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
+                        replies.clear();
+                        first_unsent = None;
+                    }
                 }
             }
             self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
@@ -452,7 +544,7 @@ impl Worker {
                 *a = Some(SockaddrStorage::from(r.to));
             }
             let slices: [[IoSlice<'_>; 1]; BATCH] =
-                std::array::from_fn(|i| [IoSlice::new(group.get(i).map_or(&[][..], |r| &outbuf[r.slot][..r.response.len]))]);
+                std::array::from_fn(|i| [IoSlice::new(group.get(i).map_or(&[][..], |r| &outbuf[r.slot][..r.len]))]);
             let v4info;
             let v6info;
             let cmsg: [ControlMessage<'_>; 1];
@@ -487,12 +579,15 @@ impl Worker {
             self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
             self.counters.send_errors.fetch_add((run - sent) as u64, Ordering::Relaxed);
             if self.tx_timestamps {
+                // The kernel numbers every datagram sent; only some are waited for.
                 for r in &group[..sent] {
-                    if pending.len() == PENDING_MAX {
-                        pending.pop_front();
-                        self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+                    if r.stamp {
+                        if pending.len() == PENDING_MAX {
+                            pending.pop_front();
+                            self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        pending.push_back((*next_id, *r));
                     }
-                    pending.push_back((*next_id, *r));
                     *next_id = next_id.wrapping_add(1);
                 }
             }
@@ -614,10 +709,14 @@ mod tests {
     }
 
     fn start(workers: usize) -> FastServer {
+        start_with(workers, None)
+    }
+
+    fn start_with(workers: usize, nts: Option<Arc<NtsServerShared>>) -> FastServer {
         let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
-        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published)
+        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published, nts)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
     }
 
@@ -661,6 +760,48 @@ mod tests {
         drop(server);
         // Dropped: the workers are gone and the port is free again.
         assert!(UdpSocket::bind(addr).is_ok());
+    }
+
+    #[test]
+    fn workers_answer_nts_requests_and_follow_key_rotations() {
+        use ntplab_proto::nts::{Aead, ClientSession, ResponseKind, SeededRng, SessionKeys};
+        let text = "listen = [\"127.0.0.1:11123\"]\n[nts]\ncertificate = \"c\"\nkey = \"k\"\nkey_rotation = 1\n";
+        let spec = crate::config::DaemonConfig::from_toml(text, "t.toml").unwrap().nts.unwrap();
+        let now_s = Arc::new(AtomicU64::new(0));
+        let clock = now_s.clone();
+        let shared = NtsServerShared::new(&spec, crate::nts::tls::provider(), Arc::new(move || clock.load(Ordering::Relaxed)));
+        let first_key = shared.current_key_id();
+        let server = start_with(2, Some(shared.clone()));
+        let addr = server.local_addrs()[0];
+        let mut rng = SeededRng::new(3);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let cookies = (0..8).map(|_| shared.keys().seal(&keys, &mut rng)).collect();
+        let mut session = ClientSession::new(keys, cookies);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut exchange = |t1: u64| {
+            let (req, pending) = session.build_request(&request(0, 0, t1), &mut rng).unwrap();
+            client.send_to(&req, addr).unwrap();
+            let mut buf = [0u8; 2048];
+            let (len, _) = client.recv_from(&mut buf).expect("a reply to an NTS request");
+            assert!(len <= req.len(), "never longer than the request");
+            (session.verify_response(&pending, &buf[..len]), buf[..len].to_vec())
+        };
+        let mut sealed = Vec::new();
+        for t1 in 1..=3 {
+            let (verdict, reply) = exchange(t1);
+            assert_eq!(verdict, Ok(ResponseKind::Time { new_cookies: 1 }), "authentic, with a fresh cookie");
+            assert_eq!(field(&reply, 24), t1);
+            sealed.push(reply[48..].to_vec());
+        }
+        assert!(sealed[0] != sealed[1] && sealed[1] != sealed[2], "fresh nonces and cookies in every reply");
+        // Every key the cookies were sealed under rotates away: the workers
+        // take the new keys and answer the old cookies with an NTSN.
+        now_s.store(100, Ordering::Relaxed);
+        let (verdict, reply) = exchange(4);
+        assert_eq!(verdict, Ok(ResponseKind::NtsNak));
+        assert_eq!(&reply[12..16], b"NTSN");
+        assert_ne!(shared.current_key_id(), first_key, "rotated");
     }
 
     #[test]

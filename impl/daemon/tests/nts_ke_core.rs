@@ -19,7 +19,7 @@ struct Server {
     addr: SocketAddr,
     cert_pem: String,
     ends: Rc<RefCell<Vec<SessionEnd>>>,
-    shared: Rc<NtsServerShared>,
+    shared: std::sync::Arc<NtsServerShared>,
 }
 
 async fn start(nts_extra: &str) -> Server {
@@ -28,7 +28,7 @@ async fn start(nts_extra: &str) -> Server {
     let text = format!("listen = [\"127.0.0.1:11123\"]\n[nts]\ncertificate = \"c\"\nkey = \"k\"\n{nts_extra}");
     let spec = DaemonConfig::from_toml(&text, "t.toml").unwrap().nts.unwrap();
     let start = std::time::Instant::now();
-    let shared = NtsServerShared::new(&spec, tls::provider(), Rc::new(move || start.elapsed().as_secs()));
+    let shared = NtsServerShared::new(&spec, tls::provider(), std::sync::Arc::new(move || start.elapsed().as_secs()));
     let listener = TokioStreams.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ends: Rc<RefCell<Vec<SessionEnd>>> = Rc::default();

@@ -53,14 +53,14 @@ impl<T: StreamNetwork + Clone + 'static> NtsRuntime<T> {
         &self,
         spec: &NtsServerSpec,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> io::Result<Rc<NtsServerShared>> {
+    ) -> io::Result<Arc<NtsServerShared>> {
         let identity = match &spec.identity {
             Some(identity) => identity.clone(),
             None => tls::ServerIdentity::load(&spec.certificate, &spec.key).map_err(|(_, e)| invalid(format!("[nts] {e}")))?,
         };
         let config = identity.server_config(self.provider.clone()).map_err(|e| invalid(format!("[nts] {e}")))?;
         let start = tokio::time::Instant::now();
-        let shared = NtsServerShared::new(spec, self.provider.clone(), Rc::new(move || start.elapsed().as_secs()));
+        let shared = NtsServerShared::new(spec, self.provider.clone(), Arc::new(move || start.elapsed().as_secs()));
         for addr in &spec.ke_listen {
             let listener = self
                 .streams

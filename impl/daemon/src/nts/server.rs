@@ -13,9 +13,8 @@ use ntplab_proto::nts::{
 };
 use ntplab_proto::wire::ntske::{ErrorCode, ProtocolId};
 use rustls::crypto::CryptoProvider;
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Random octets from a rustls provider's secure generator (the OS's in
 /// production; a seeded one in a simulation that installs one).
@@ -27,11 +26,18 @@ pub fn provider_rng(provider: &CryptoProvider) -> impl FnMut(&mut [u8]) + '_ {
 }
 
 /// Seconds on a monotonic scale, for key rotation.
-pub type SecondsNow = Rc<dyn Fn() -> u64>;
+pub type SecondsNow = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// What the KE listener and the NTP server share.
+/// What the KE listener and the NTP server (the daemon loop or the fast
+/// path's worker threads) share. The master keys are read-mostly: readers
+/// take the current set as an `Arc` ([`NtsServerShared::keys`]) and keep it
+/// until [`NtsServerShared::generation`] moves on; a rotation builds a new set
+/// and swaps it in under a short write lock, so a reader never waits for a
+/// rotation's random draws and never sees half a rotation.
 pub struct NtsServerShared {
-    master: RefCell<MasterKeys>,
+    master: RwLock<Arc<MasterKeys>>,
+    /// Bumped after every change of `master`.
+    generation: AtomicU64,
     provider: Arc<CryptoProvider>,
     ke: KeServerConfig,
     now_s: SecondsNow,
@@ -46,7 +52,7 @@ impl std::fmt::Debug for NtsServerShared {
 
 impl NtsServerShared {
     /// Fresh master keys for `spec`, rotating every `spec.key_rotation`.
-    pub fn new(spec: &NtsServerSpec, provider: Arc<CryptoProvider>, now_s: SecondsNow) -> Rc<NtsServerShared> {
+    pub fn new(spec: &NtsServerSpec, provider: Arc<CryptoProvider>, now_s: SecondsNow) -> Arc<NtsServerShared> {
         let config = MasterKeyConfig {
             rotation_period_s: spec.key_rotation.as_secs().max(1),
             ..MasterKeyConfig::default()
@@ -59,24 +65,62 @@ impl NtsServerShared {
             max_request_len: spec.limits.request_bytes,
             ..KeServerConfig::default()
         };
-        Rc::new(NtsServerShared { master: RefCell::new(master), provider, ke, now_s })
+        Arc::new(NtsServerShared { master: RwLock::new(Arc::new(master)), generation: AtomicU64::new(1), provider, ke, now_s })
+    }
+
+    /// The current master keys (as of the last rotation).
+    pub fn keys(&self) -> Arc<MasterKeys> {
+        self.master.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes with every rotation: a reader holding [`NtsServerShared::keys`]
+    /// of an older generation takes them again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Rotates the master key if its period is over; how many rotations happened.
     pub fn rotate_if_due(&self) -> usize {
-        self.master.borrow_mut().rotate_if_due((self.now_s)(), &mut provider_rng(&self.provider))
+        let now = (self.now_s)();
+        if now < self.keys().next_rotation_s() {
+            return 0;
+        }
+        let mut master = self.master.write().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have rotated since the check: then nothing is due.
+        let mut next = MasterKeys::clone(&master);
+        let n = next.rotate_if_due(now, &mut provider_rng(&self.provider));
+        if n > 0 {
+            *master = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        n
     }
 
-    /// Runs `f` with the master keys (rotated first, if due) and a random source.
+    /// Brings a reader's copy of the keys (with the generation it was taken
+    /// at) up to date: rotates first if the copy says a rotation is due, and
+    /// takes the keys again if they changed. Costs one atomic load when
+    /// nothing is due and nothing changed, besides reading the seconds.
+    pub fn refresh(&self, cached: &mut (u64, Arc<MasterKeys>)) {
+        if (self.now_s)() >= cached.1.next_rotation_s() {
+            self.rotate_if_due();
+        }
+        let generation = self.generation();
+        if generation != cached.0 {
+            *cached = (generation, self.keys());
+        }
+    }
+
+    /// Runs `f` with the master keys (rotated first, if due) and a random
+    /// source (the provider's: the OS generator, or a simulation's seeded one).
     pub fn with_master<T>(&self, f: impl FnOnce(&MasterKeys, &mut dyn NtsRng) -> T) -> T {
         self.rotate_if_due();
         let mut rng = provider_rng(&self.provider);
-        f(&self.master.borrow(), &mut rng)
+        f(&self.keys(), &mut rng)
     }
 
     /// The current master key's ID.
     pub fn current_key_id(&self) -> u32 {
-        self.master.borrow().current_key_id()
+        self.keys().current_key_id()
     }
 }
 
@@ -97,7 +141,7 @@ pub fn export_keys(exporter: &dyn KeyExporter, aead: Aead) -> Result<SessionKeys
 /// One KE connection on the server: the core's state machine.
 struct Session {
     ke: KeServer,
-    shared: Rc<NtsServerShared>,
+    shared: Arc<NtsServerShared>,
 }
 
 impl KeSession for Session {
@@ -128,7 +172,7 @@ impl KeSession for Session {
     }
 }
 
-impl KeSessions for Rc<NtsServerShared> {
+impl KeSessions for Arc<NtsServerShared> {
     fn session(&self) -> Box<dyn KeSession> {
         Box::new(Session { ke: KeServer::new(&self.ke), shared: self.clone() })
     }

@@ -603,9 +603,14 @@ impl NakReply {
 /// exactly one; `None` otherwise (none, several, or not extension fields).
 pub fn plain_unique_id(request: &[u8]) -> Option<Vec<u8>> {
     let fields = walk(request, HEADER_LEN, true, 128)?;
-    let mut uids = fields.iter().filter(|f| f.field_type == T_UID);
-    match (uids.next(), uids.next()) {
-        (Some(u), None) => Some(u.value(request).to_vec()),
+    exactly_one(fields.iter().filter(|f| f.field_type == T_UID)).map(|u| u.value(request).to_vec())
+}
+
+/// The one item of `items`; `None` if there is none or more than one
+/// (without collecting them: no allocation per request).
+fn exactly_one<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    match (items.next(), items.next()) {
+        (Some(item), None) => Some(item),
         _ => None,
     }
 }
@@ -623,13 +628,16 @@ pub fn process_request(master: &MasterKeys, request: &[u8]) -> NtsRequest {
     if !fields.iter().any(|f| is_nts(f.field_type)) {
         return NtsRequest::Plain;
     }
-    let auths: Vec<&RawField> = fields.iter().filter(|f| f.field_type == T_AUTH).collect();
-    let [auth] = auths[..] else { return NtsRequest::Drop(NtsDropReason::BadFieldLayout) };
+    let Some(auth) = exactly_one(fields.iter().filter(|f| f.field_type == T_AUTH)) else {
+        return NtsRequest::Drop(NtsDropReason::BadFieldLayout);
+    };
     let before = |f: &&RawField| f.end <= auth.start;
-    let uids: Vec<&RawField> = fields.iter().filter(|f| f.field_type == T_UID).filter(before).collect();
-    let [uid] = uids[..] else { return NtsRequest::Drop(NtsDropReason::MissingUniqueId) };
-    let cookies: Vec<&RawField> = fields.iter().filter(|f| f.field_type == T_COOKIE).collect();
-    let [cookie] = cookies[..] else { return NtsRequest::Drop(NtsDropReason::BadFieldLayout) };
+    let Some(uid) = exactly_one(fields.iter().filter(|f| f.field_type == T_UID).filter(before)) else {
+        return NtsRequest::Drop(NtsDropReason::MissingUniqueId);
+    };
+    let Some(cookie) = exactly_one(fields.iter().filter(|f| f.field_type == T_COOKIE)) else {
+        return NtsRequest::Drop(NtsDropReason::BadFieldLayout);
+    };
     if cookie.end > auth.start {
         return NtsRequest::Drop(NtsDropReason::BadFieldLayout);
     }

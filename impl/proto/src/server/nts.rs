@@ -78,9 +78,20 @@ pub struct NtsResponse {
     /// pass it to `Server::transmitted` for a kernel transmit timestamp.
     pub response: Response,
     inner: Inner,
+    awaiting_tx: bool,
 }
 
 impl NtsResponse {
+    /// This response for a caller that will report the kernel's transmit
+    /// timestamp of the datagram through [`Server::transmitted`]:
+    /// [`Server::finish_nts_response`] then treats it as
+    /// [`Server::finish_response_awaiting_tx`] treats a plain one (the pair
+    /// saved for interleaved mode answers nothing until that timestamp
+    /// comes). An NTSN saves nothing either way: report none for it.
+    pub fn awaiting_tx(self) -> NtsResponse {
+        NtsResponse { awaiting_tx: true, ..self }
+    }
+
     /// What kind of answer this is.
     pub fn kind(&self) -> NtsReplyKind {
         match self.inner {
@@ -123,11 +134,13 @@ impl Server {
             NtsRequest::Protected(p) => Inner::Protected(p),
             NtsRequest::Nak(n) => Inner::Nak(n),
         };
-        NtsServerAction::Respond(NtsResponse { response, inner })
+        NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false })
     }
 
     /// Completes an NTS response: for a time response, writes the transmit
-    /// timestamp (as [`Server::finish_response`]) and then seals the NTS
+    /// timestamp (as [`Server::finish_response`], or as
+    /// [`Server::finish_response_awaiting_tx`] for a response marked
+    /// [`NtsResponse::awaiting_tx`]) and then seals the NTS
     /// fields after the header; for an NTSN, writes it; for a kiss-o'-death,
     /// appends the identifier echo. Returns the octets to send from the
     /// start of `out`, never more than the request's length; an error only
@@ -141,18 +154,19 @@ impl Server {
         master: &MasterKeys,
         rng: &mut dyn NtsRng,
     ) -> Result<usize, ReplyError> {
+        let awaiting_tx = response.awaiting_tx;
         match &response.inner {
             Inner::Plain => {
-                self.finish_response(&response.response, out, tx_time, clock);
+                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
                 Ok(response.response.len)
             }
             Inner::Protected(p) => {
-                self.finish_response(&response.response, out, tx_time, clock);
+                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
                 p.seal_reply(out, master, rng)
             }
             Inner::Nak(n) => n.write(clock.precision_log2, out),
             Inner::Kod(uid) | Inner::PlainEcho(uid) => {
-                self.finish_response(&response.response, out, tx_time, clock);
+                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
                 append_uid(out, uid).ok_or(ReplyError)
             }
         }
@@ -261,6 +275,34 @@ mod tests {
         let p2 = parse(&reply2);
         assert_eq!(p2.origin_timestamp.to_bits(), t4, "interleaved origin = request receive");
         assert_eq!(p2.transmit_timestamp, p1.transmit_timestamp, "interleaved transmit = previous reply's");
+    }
+
+    #[test]
+    fn awaiting_the_kernel_timestamp_an_nts_pair_answers_interleaved_only_with_it() {
+        let mut f = fix(false);
+        let t1 = 0x1111_0000_0000_0001u64;
+        let exchange = |f: &mut Fix, h: [u8; 48], now_s: f64, kernel_tx: Option<f64>| {
+            let (req, pending) = f.session.build_request(&h, &mut f.rng).unwrap();
+            let mut out = [0u8; 2048];
+            let action = f.server.handle_nts((now_s * 1e9) as u64, f.from, &req, at(now_s), &clock(), &f.master, &mut out);
+            let NtsServerAction::Respond(r) = action else { panic!("{action:?}") };
+            let r = r.awaiting_tx();
+            let n = f.server.finish_nts_response(&r, &mut out, at(now_s + 0.001), &clock(), &f.master, &mut f.rng).unwrap();
+            assert_eq!(f.session.verify_response(&pending, &out[..n]), Ok(ResponseKind::Time { new_cookies: 1 }));
+            if let Some(tx) = kernel_tx {
+                f.server.transmitted(&r.response, at(tx), &clock());
+            }
+            parse(&out[..n])
+        };
+        // No kernel timestamp reported: the next request is answered in basic mode.
+        let p1 = exchange(&mut f, header(0, 0, t1), 0.0, None);
+        let p2 = exchange(&mut f, header(p1.receive_timestamp.to_bits(), 0x4444, t1 + 1), 16.0, Some(16.0025));
+        assert_eq!(p2.origin_timestamp.to_bits(), t1 + 1, "basic: no transmit time was saved");
+        // Reported: the interleaved answer carries the kernel's time, not the pre-send reading.
+        let p3 = exchange(&mut f, header(p2.receive_timestamp.to_bits(), 0x5555, t1 + 2), 32.0, None);
+        assert_eq!(p3.origin_timestamp.to_bits(), 0x5555, "interleaved");
+        assert_eq!(p3.transmit_timestamp, at(16.0025).to_timestamp());
+        assert_ne!(p3.transmit_timestamp, p2.transmit_timestamp);
     }
 
     #[test]
