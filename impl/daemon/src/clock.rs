@@ -71,42 +71,99 @@ impl TimeMap {
 /// once a second the remaining offset shrinks by `1/τ`, at most by the slew's
 /// rate limit (500 ppm for [`NtpClock::adjust_phase`], the caller's for
 /// [`NtpClock::slew_phase`]; τ = 0: linear at that rate), and that second's
-/// share is added to the frequency, so the clock never steps.
+/// share is added to the frequency, so the clock never steps. What a slew
+/// rate did is counted over the time it was really in force ([`UserSlew`]):
+/// a tick that comes late has slewed longer.
 #[derive(Debug)]
 pub struct ControlledClock {
     clock: SystemClock,
     base_frequency: f64,
-    remaining_phase_s: f64,
-    time_constant_s: f64,
-    slew_rate: f64,
+    slew: UserSlew,
+    /// When the slew rate now in force was set.
+    applied_at: std::time::Instant,
+}
+
+/// A phase slew done through the frequency, second by second, with the
+/// time each rate was really in force counted: at 5 % (a 50 ms offset
+/// slewed in a second) a tick 15 ms late slews 0.75 ms more than a
+/// second's share, and a discipline that believed the share (it models the
+/// slew it asked for) took the difference for a frequency error of
+/// hundreds of ppm from the next two samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSlew {
+    /// Phase still to slew, s.
+    pub remaining_s: f64,
+    /// Time constant, s (at least 1).
+    pub time_constant_s: f64,
+    /// Rate limit, s/s.
+    pub rate: f64,
+    /// The slew rate in force, s/s.
+    pub applied: f64,
+}
+
+impl UserSlew {
+    /// No slew under way, at the kernel's 500 ppm limit.
+    pub fn new() -> Self {
+        UserSlew { remaining_s: 0.0, time_constant_s: 1.0, rate: KERNEL_MAX_SLEW_RATE, applied: 0.0 }
+    }
+
+    /// Starts a slew of `offset` s (the previous one is replaced, not added to).
+    pub fn start(&mut self, offset: f64, time_constant: f64, rate: f64) {
+        self.remaining_s = offset;
+        self.time_constant_s = time_constant.max(1.0);
+        self.rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, MAX_USER_SLEW_RATE) };
+    }
+
+    /// Counts `elapsed` s of the rate in force as done.
+    pub fn advance(&mut self, elapsed: f64) {
+        self.remaining_s -= self.applied * elapsed.max(0.0);
+    }
+
+    /// The rate for the next second: `remaining/τ`, at most the rate limit
+    /// (past the target after a late tick, it slews back). It becomes the
+    /// rate in force.
+    pub fn next_rate(&mut self) -> f64 {
+        self.applied = slew_for_second(self.remaining_s, self.time_constant_s, self.rate);
+        self.applied
+    }
+
+    /// Drops the slew (after a step).
+    pub fn stop(&mut self) {
+        self.remaining_s = 0.0;
+        self.applied = 0.0;
+    }
+}
+
+impl Default for UserSlew {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ControlledClock {
     /// Wraps a system clock; with [`SystemClock::read_only`] every adjustment fails.
     pub fn new(clock: SystemClock) -> Self {
-        ControlledClock {
-            clock,
-            base_frequency: 0.0,
-            remaining_phase_s: 0.0,
-            time_constant_s: 1.0,
-            slew_rate: KERNEL_MAX_SLEW_RATE,
-        }
+        ControlledClock { clock, base_frequency: 0.0, slew: UserSlew::new(), applied_at: std::time::Instant::now() }
     }
 
-    /// The slew rate for the next second: `remaining/τ`, at most the rate limit.
-    fn slew(&self) -> f64 {
-        slew_for_second(self.remaining_phase_s, self.time_constant_s, self.slew_rate)
-    }
-
-    fn apply_frequency(&mut self, slew: f64) -> Result<NtpTime, ClockError> {
-        self.clock.set_total_frequency(self.base_frequency + slew)
+    /// Counts the slew rate in force since it was set, then sets the base
+    /// frequency plus the next second's slew rate.
+    fn reapply(&mut self) -> Result<NtpTime, ClockError> {
+        let now = std::time::Instant::now();
+        self.slew.advance(now.duration_since(self.applied_at).as_secs_f64());
+        self.applied_at = now;
+        let rate = self.slew.next_rate();
+        self.clock.set_total_frequency(self.base_frequency + rate)
     }
 
     fn start_slew(&mut self, offset: NtpDuration, time_constant: NtpDuration, rate: f64) -> Result<NtpTime, ClockError> {
-        self.remaining_phase_s = offset.to_seconds_f64();
-        self.time_constant_s = time_constant.to_seconds_f64().max(1.0);
-        self.slew_rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, MAX_USER_SLEW_RATE) };
-        self.apply_frequency(self.slew())
+        // What the previous slew did up to now is done; the new one replaces the rest.
+        let now = std::time::Instant::now();
+        self.slew.advance(now.duration_since(self.applied_at).as_secs_f64());
+        self.applied_at = now;
+        self.slew.start(offset.to_seconds_f64(), time_constant.to_seconds_f64(), rate);
+        let rate = self.slew.next_rate();
+        self.clock.set_total_frequency(self.base_frequency + rate)
     }
 }
 
@@ -125,7 +182,7 @@ impl NtpClock for ControlledClock {
 
     fn set_frequency(&mut self, frequency: f64) -> Result<NtpTime, ClockError> {
         self.base_frequency = frequency;
-        self.apply_frequency(self.slew())
+        self.reapply()
     }
 
     fn adjust_phase(&mut self, offset: NtpDuration, time_constant: NtpDuration) -> Result<NtpTime, ClockError> {
@@ -137,8 +194,9 @@ impl NtpClock for ControlledClock {
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, ClockError> {
-        self.remaining_phase_s = 0.0;
-        self.apply_frequency(0.0)?;
+        self.slew.stop();
+        self.applied_at = std::time::Instant::now();
+        self.clock.set_total_frequency(self.base_frequency)?;
         self.clock.step(offset)
     }
 
@@ -165,11 +223,8 @@ impl DaemonClock for ControlledClock {
     }
 
     fn tick(&mut self) {
-        if self.remaining_phase_s != 0.0 {
-            // The last second slewed that second's share; that much is done.
-            self.remaining_phase_s -= self.slew();
-            let slew = self.slew();
-            if let Err(e) = self.apply_frequency(slew) {
+        if self.slew.remaining_s != 0.0 || self.slew.applied != 0.0 {
+            if let Err(e) = self.reapply() {
                 tracing::warn!(error = %e, "clock slew refused");
             }
         }
@@ -256,6 +311,36 @@ mod tests {
         // A fast slew through the tick, τ = 0 (linear): the rate until the end.
         assert_eq!(slew_for_second(0.1, 0.0, 0.08), 0.08);
         assert_eq!(slew_for_second(0.02, 0.0, 0.08), 0.02);
+    }
+
+    #[test]
+    fn a_slew_counts_the_time_each_rate_was_in_force() {
+        // 50 ms at 5 %: a second's share is the whole slew.
+        let mut s = UserSlew::new();
+        s.start(0.05, 0.0, 0.05);
+        assert_eq!(s.next_rate(), 0.05);
+        // The tick comes 15 ms late: 0.75 ms too much has been slewed, and
+        // the next second slews it back.
+        s.advance(1.015);
+        assert!((s.remaining_s + 0.00075).abs() < 1e-12, "{}", s.remaining_s);
+        assert!((s.next_rate() + 0.00075).abs() < 1e-12);
+        s.advance(1.0);
+        assert!(s.remaining_s.abs() < 1e-12);
+        assert_eq!(s.next_rate(), 0.0);
+        // Ticks in a burst (a loop that was held up) count no time twice.
+        let mut s = UserSlew::new();
+        s.start(0.01, 0.0, KERNEL_MAX_SLEW_RATE);
+        let rate = s.next_rate();
+        s.advance(3.0);
+        s.next_rate();
+        s.advance(0.0);
+        assert!((s.remaining_s - (0.01 - 3.0 * rate)).abs() < 1e-15);
+        // A new slew replaces what is left of the old one; a step drops it.
+        s.start(-0.002, 16.0, KERNEL_MAX_SLEW_RATE);
+        assert_eq!(s.remaining_s, -0.002);
+        assert_eq!(s.next_rate(), -0.002 / 16.0);
+        s.stop();
+        assert_eq!((s.remaining_s, s.applied), (0.0, 0.0));
     }
 
     #[test]
