@@ -561,6 +561,9 @@ pub struct NtsServerSpec {
     pub limits: crate::nts::ke::KeLimits,
     /// AEADs accepted, most preferred first.
     pub aeads: Vec<ntplab_proto::nts::Aead>,
+    /// NTS-KE also agrees on NTPv5 (Next Protocol 0x8001) when the client
+    /// offers it: the top-level `ntpv5` (default on).
+    pub ntpv5: bool,
 }
 
 /// One reference clock, validated.
@@ -856,7 +859,7 @@ impl ConfigFile {
             })?);
         }
         let nts = match &self.nts {
-            Some(section) => Some(check_nts_server(section, &self.listen).map_err(|(key, m)| {
+            Some(section) => Some(check_nts_server(section, &self.listen, self.ntpv5.unwrap_or(true)).map_err(|(key, m)| {
                 let mut path = vec![K("nts")];
                 path.extend(key.map(K));
                 at(&path, format!("[nts] {m}"))
@@ -1030,7 +1033,7 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), S
 }
 
 /// Validates `[nts]`; the failing key and why.
-fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSpec, (Option<&'static str>, String)> {
+fn check_nts_server(n: &NtsSection, listen: &[SocketAddr], ntpv5: bool) -> Result<NtsServerSpec, (Option<&'static str>, String)> {
     for (path, key) in [(&n.certificate, "certificate"), (&n.key, "key")] {
         if path.as_os_str().is_empty() {
             return Err((Some(key), format!("{key} is empty, not a path")));
@@ -1091,6 +1094,7 @@ fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSp
             ..defaults
         },
         aeads,
+        ntpv5,
     })
 }
 

@@ -92,7 +92,7 @@ pub async fn establish<N: StreamNetwork>(
             // The exchange hands over a whole message: the client cannot want more.
             KeClientStep::NeedMore | KeClientStep::Finished => return Err(KeFailure::Protocol(KeError::Truncated)),
         };
-        let keys = export_keys(exporter, response.aead).map_err(KeFailure::Export)?;
+        let keys = export_keys(exporter, response.protocol, response.aead).map_err(KeFailure::Export)?;
         Ok((response, keys, transcript))
     })
     .await
