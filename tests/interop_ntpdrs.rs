@@ -137,15 +137,15 @@ fn observability(dir: &Path, name: &str, level: &str) -> String {
     format!("[observability]\nlog-level = \"{level}\"\nansi-colors = false\nobservation-path = \"{}\"\n", dir.join(format!("{name}.sock")).display())
 }
 
-/// An ntpd-rs client of 127.0.0.1:`port` speaking `version` (`5` or
-/// `"auto"`), polling every 1-2 s, on a virtual clock that starts at the real
-/// time. Returns the daemon and its configuration file (for ntp-ctl).
-fn ntpdrs_client(dir: &Path, port: u16, version: &str) -> (Stopped, PathBuf) {
+/// An ntpd-rs client with one `[[source]]` (its keys in `source`), polling
+/// every 1-2 s, on a virtual clock that starts at the real time. Returns the
+/// daemon and its configuration file (for ntp-ctl).
+fn ntpdrs_client(dir: &Path, source: &str) -> (Stopped, PathBuf) {
     let conf = dir.join("ntpdrs-client.toml");
     std::fs::write(
         &conf,
         format!(
-            "{}\n[[source]]\nmode = \"server\"\naddress = \"127.0.0.1:{port}\"\nntp-version = {version}\n\n\
+            "{}\n[[source]]\n{source}\n\n\
              [source-defaults]\npoll-interval-limits = {{ min = 0, max = 1 }}\ninitial-poll-interval = 0\n\n\
              [synchronization]\nminimum-agreeing-sources = 1\n",
             observability(dir, "ntpdrs-client", "debug")
@@ -217,17 +217,56 @@ fn check_v5_exchanges(packets: &[serde_json::Value]) -> (usize, usize) {
     (requests.len(), replies.len())
 }
 
-/// Runs an ntpd-rs client speaking `version` against `ntplab serve` until it
-/// is synchronized (after its log says `log_says`, if given) and for three
-/// polls more, and checks that the system clock was not touched. Returns what
-/// ntp-ctl says then and the decoded capture (`None` without dumpcap).
-fn ntpdrs_client_run(name: &str, version: &str, log_says: Option<&str>) -> (Status, Option<Vec<serde_json::Value>>) {
+/// `ntplab serve` at stratum 1 with NTS (a certificate for localhost made
+/// here) on 127.0.0.1:`port`, NTS-KE on a free TCP port; answering before
+/// this returns. Returns it, the KE port and the certificate file.
+fn ntplab_nts_server(dir: &Path, port: u16) -> (Stopped, u16, PathBuf) {
+    let (cert, key, ke) = nts_identity(dir);
+    let config = format!("listen = [\"127.0.0.1:{port}\"]\n[local]\nstratum = 1\n[nts]\ncertificate = {cert:?}\nkey = {key:?}\nke_listen = [\"127.0.0.1:{ke}\"]\n");
+    let server = ntplab_serve(dir, "serve", &config);
+    support::wait_for_udp_answer(port);
+    (server, ke, cert)
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 and its key, in
+/// `dir`, and a free TCP port for NTS-KE.
+fn nts_identity(dir: &Path) -> (PathBuf, PathBuf, u16) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let ke = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    (cert, key, ke)
+}
+
+/// `ntplab serve` (at most 90 s) with `config` written to `dir/NAME.toml`, its log in `dir/NAME.log`.
+fn ntplab_serve(dir: &Path, name: &str, config: &str) -> Stopped {
+    let conf = dir.join(format!("{name}.toml"));
+    std::fs::write(&conf, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntplab"));
+    cmd.args(["serve", "--duration", "90", "--config"]).arg(&conf);
+    die_with_parent(&mut cmd);
+    Stopped(spawn_logged(cmd, &dir.join(format!("{name}.log"))).expect("start ntplab serve"))
+}
+
+/// Runs an ntpd-rs client speaking `version` against `ntplab serve` (with
+/// `nts`: over NTS) until it is synchronized (after its log says
+/// `log_says`, if given) and for three polls more, and checks that the
+/// system clock was not touched. Returns what ntp-ctl says then and the
+/// decoded capture of the NTP port (`None` without dumpcap).
+fn ntpdrs_client_run(name: &str, version: &str, nts: bool, log_says: Option<&str>) -> (Status, Option<Vec<serde_json::Value>>) {
     let dir = temp_dir(name);
     let before = SystemClockState::read().unwrap();
     let port = free_port();
-    let server = start_ntplab_server(port);
+    // Either server is stopped by its PID when this box drops.
+    let (server, source): (Box<dyn std::any::Any>, String) = if nts {
+        let (server, ke, cert) = ntplab_nts_server(&dir, port);
+        (Box::new(server), format!("mode = \"nts\"\naddress = \"localhost:{ke}\"\ncertificate-authority = {cert:?}\nntp-version = {version}"))
+    } else {
+        (Box::new(start_ntplab_server(port)), format!("mode = \"server\"\naddress = \"127.0.0.1:{port}\"\nntp-version = {version}"))
+    };
     let capture = Capture::start(&dir, port);
-    let (client, conf) = ntpdrs_client(&dir, port, version);
+    let (client, conf) = ntpdrs_client(&dir, &source);
     let log = dir.join("ntpdrs-client.log");
     if let Some(needle) = log_says {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,7 +289,7 @@ fn ntpdrs_client_run(name: &str, version: &str, log_says: Option<&str>) -> (Stat
 #[test]
 fn ntpdrs_version_5_client_measures_ntplab_serve() {
     skip_unless_ready!();
-    let (status, packets) = ntpdrs_client_run("ntpdrs-v5-client", "5", None);
+    let (status, packets) = ntpdrs_client_run("ntpdrs-v5-client", "5", false, None);
     // One clock on both sides: the offset ntpd-rs measured is near zero.
     assert!(status.offsets.iter().all(|o| o.abs() < 1e-3), "{}", status.text);
     if let Some(packets) = packets {
@@ -266,7 +305,7 @@ fn ntpdrs_version_5_client_measures_ntplab_serve() {
 fn ntpdrs_auto_client_upgrades_to_ntpv5_with_ntplab_serve() {
     skip_unless_ready!();
     // Its log says it switched (at debug level), and it is synchronized.
-    let (status, packets) = ntpdrs_client_run("ntpdrs-auto-client", "\"auto\"", Some("switching to NTPv5"));
+    let (status, packets) = ntpdrs_client_run("ntpdrs-auto-client", "\"auto\"", false, Some("switching to NTPv5"));
     assert!(status.offsets.iter().all(|o| o.abs() < 1e-3), "{}", status.text);
     if let Some(packets) = packets {
         // First NTPv4 with the upgrade request, answered with the offer ...
@@ -283,39 +322,44 @@ fn ntpdrs_auto_client_upgrades_to_ntpv5_with_ntplab_serve() {
     }
 }
 
-#[test]
-fn ntplab_follows_an_ntpdrs_server_over_ntpv5() {
-    skip_unless_ready!();
-    let dir = temp_dir("ntpdrs-v5-server");
+/// The names of a decoded packet's extension fields, in order.
+fn field_names(p: &serde_json::Value) -> Vec<String> {
+    p["extension_fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// `ntplab serve` with a `version = 5` source (with `nts`: over NTS, the
+/// certificate made here) follows an ntpd-rs server that accepts NTPv5 and
+/// serves stratum 2; returns the decoded capture of the NTP port.
+fn ntplab_follows_ntpdrs(name: &str, nts: bool) -> Option<Vec<serde_json::Value>> {
+    let dir = temp_dir(name);
     let before = SystemClockState::read().unwrap();
     let (upstream, follower) = (free_port(), free_port());
     // ntpd-rs serves its clock at stratum 1 and accepts NTPv5; with no
     // [[source]] it never adjusts the clock.
+    let mut server_conf = format!(
+        "{}\n[[server]]\nlisten = \"127.0.0.1:{upstream}\"\naccept-ntp-versions = [4, 5]\n\n[synchronization]\nlocal-stratum = 1\n",
+        observability(&dir, "ntpdrs-server", "info")
+    );
+    let mut source = String::new();
+    if nts {
+        let (cert, key, ke) = nts_identity(&dir);
+        server_conf += &format!(
+            "\n[[nts-ke-server]]\nlisten = \"127.0.0.1:{ke}\"\ncertificate-chain-path = {cert:?}\nprivate-key-path = {key:?}\nntp-port = {upstream}\naccept-ntp-versions = [4, 5]\n\n[keyset]\nkey-storage-path = {:?}\n",
+            dir.join("keyset")
+        );
+        source = format!("nts = true\nke_server = \"localhost:{ke}\"\ntrusted_certificates = {cert:?}\n");
+    }
     let conf = dir.join("ntpdrs-server.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "{}\n[[server]]\nlisten = \"127.0.0.1:{upstream}\"\naccept-ntp-versions = [4, 5]\n\n[synchronization]\nlocal-stratum = 1\n",
-            observability(&dir, "ntpdrs-server", "info")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, server_conf).unwrap();
     let mut cmd = Command::new("setpriv");
     cmd.args(["--inh-caps=-sys_time", "--bounding-set=-sys_time", "ntp-daemon", "-c"]).arg(&conf);
     die_with_parent(&mut cmd);
     let _server = Stopped(spawn_logged(cmd, &dir.join("ntpdrs-server.log")).expect("start ntp-daemon"));
     let capture = Capture::start(&dir, upstream);
-    let fconf = dir.join("follower.toml");
-    std::fs::write(
-        &fconf,
-        format!("listen = [\"127.0.0.1:{follower}\"]\n[[source]]\naddress = \"127.0.0.1:{upstream}\"\niburst = true\nversion = 5\ndraft = \"08\"\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntplab"));
-    cmd.args(["serve", "--duration", "90", "--config"]).arg(&fconf);
-    die_with_parent(&mut cmd);
-    let follower_daemon = Stopped(spawn_logged(cmd, &dir.join("follower.log")).expect("start ntplab serve"));
-    // The iburst's first sample selects it; allow 30 s.
+    let follower_config =
+        format!("listen = [\"127.0.0.1:{follower}\"]\n[[source]]\naddress = \"127.0.0.1:{upstream}\"\niburst = true\nversion = 5\ndraft = \"08\"\n{source}");
+    let follower_daemon = ntplab_serve(&dir, "follower", &follower_config);
+    // NTS-KE, then the whole Reference IDs filter (4 replies of the iburst); allow 30 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     let v = loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -335,15 +379,58 @@ fn ntplab_follows_an_ntpdrs_server_over_ntpv5() {
     assert_eq!(v["reference_id"], "127.0.0.1", "{v}");
     assert!(v["offset"].as_f64().unwrap().abs() < 1e-3, "{v}");
     drop(follower_daemon);
-    if let Some(c) = capture {
+    let packets = capture.map(|c| {
         let packets = c.decode();
         assert!(packets.iter().all(|p| p["version"] == 5), "{packets:?}");
         let (requests, replies) = check_v5_exchanges(&packets);
         assert!(replies >= 1 && requests >= replies, "{requests} requests, {replies} replies");
         // ntpd-rs answers the Reference IDs Request ntplab sends with its filter's chunk.
-        let names = |p: &serde_json::Value| p["extension_fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
-        assert!(packets.iter().filter(|p| is(p, 5, 4)).all(|p| names(p).contains(&"Reference IDs Response".to_string())), "{packets:?}");
-    }
+        assert!(packets.iter().filter(|p| is(p, 5, 4)).all(|p| field_names(p).contains(&"Reference IDs Response".to_string())), "{packets:?}");
+        packets
+    });
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
     std::fs::remove_dir_all(&dir).ok();
+    packets
+}
+
+#[test]
+fn ntplab_follows_an_ntpdrs_server_over_ntpv5() {
+    skip_unless_ready!();
+    let packets = ntplab_follows_ntpdrs("ntpdrs-v5-server", false);
+    for p in packets.iter().flatten() {
+        assert!(!field_names(p).iter().any(|n| n.starts_with("NTS")), "{p}");
+    }
+}
+
+#[test]
+fn ntplab_follows_an_ntpdrs_server_over_nts_and_ntpv5() {
+    skip_unless_ready!();
+    // NTS-KE agreed on NTPv5 (0x8001): every request and reply is NTPv5 with NTS fields.
+    for p in ntplab_follows_ntpdrs("ntpdrs-nts-v5-server", true).iter().flatten() {
+        let n = field_names(p);
+        assert!(n.iter().any(|x| x == "Unique Identifier"), "{p}");
+        assert!(n.last().is_some_and(|x| x.starts_with("NTS Authenticator")), "{p}");
+    }
+}
+
+#[test]
+fn ntpdrs_nts_version_5_client_synchronizes_with_ntplab_serve() {
+    skip_unless_ready!();
+    let (status, packets) = ntpdrs_client_run("ntpdrs-nts-v5-client", "5", true, None);
+    assert!(status.offsets.iter().all(|o| o.abs() < 1e-3), "{}", status.text);
+    // ntp-ctl marks the source [NTS]; it holds its cookies (one back per request).
+    assert!(status.text.contains("[NTS]") && status.text.contains("8/8 available"), "{}", status.text);
+    if let Some(packets) = packets {
+        assert!(packets.iter().all(|p| p["version"] == 5), "NTS-KE agreed on NTPv5: {packets:?}");
+        let (requests, replies) = check_v5_exchanges(&packets);
+        assert!(replies >= 2 && requests >= replies, "{requests} requests, {replies} replies");
+        for p in &packets {
+            let n = field_names(p);
+            assert!(n.iter().any(|x| x == "Unique Identifier"), "{p}");
+            assert!(n.last().is_some_and(|x| x.starts_with("NTS Authenticator")), "the authenticator comes last: {p}");
+            if p["mode"] == 3 {
+                assert!(n.iter().any(|x| x == "NTS Cookie"), "{p}");
+            }
+        }
+    }
 }

@@ -28,8 +28,11 @@ pub struct Ef<'a> {
 }
 
 /// The extension fields after the 48-octet header; `None` when they do not
-/// decode (a length below 16 or past the end, RFC 7822).
+/// decode: in NTPv4 a length below 16, no multiple of 4 or past the end (RFC
+/// 7822); in NTPv5 (NTS for NTPv5, draft-ietf-ntp-ntpv5-07 §7, §11) a
+/// length below 4 or, aligned to 4, past the end.
 pub fn fields(bytes: &[u8]) -> Option<Vec<Ef<'_>>> {
+    let v5 = bytes.first().is_some_and(|b| (b >> 3) & 7 == 5);
     let mut out = Vec::new();
     let mut rest = bytes.get(48..)?;
     while !rest.is_empty() {
@@ -38,13 +41,21 @@ pub fn fields(bytes: &[u8]) -> Option<Vec<Ef<'_>>> {
         }
         let kind = u16::from_be_bytes([rest[0], rest[1]]);
         let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        if len < 16 || len % 4 != 0 || len > rest.len() {
+        let step = if v5 { len.div_ceil(4) * 4 } else { len };
+        let too_short = if v5 { len < 4 } else { len < 16 || len % 4 != 0 };
+        if too_short || step > rest.len() {
             return None;
         }
         out.push(Ef { kind, body: &rest[4..len] });
-        rest = &rest[len..];
+        rest = &rest[step..];
     }
     Some(out)
+}
+
+/// The mode of an NTPv4 datagram (its parsed header) or an NTPv5 one (its
+/// first octet, draft-ietf-ntp-ntpv5-07 §6): NTS protects both.
+fn mode(p: &PacketRec) -> Option<Mode> {
+    p.mode().or_else(|| (p.is_v5() && p.bytes.len() >= 48).then(|| Mode::from_bits(p.bytes[0] & 7)))
 }
 
 fn count(f: &[Ef<'_>], kind: u16) -> usize {
@@ -57,7 +68,7 @@ fn first<'a>(f: &'a [Ef<'a>], kind: u16) -> Option<&'a [u8]> {
 
 /// NTS requests the daemon sent (mode 3 with an authenticator), with their fields.
 fn daemon_nts_requests<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b PacketRec, Vec<Ef<'b>>)> {
-    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && p.mode() == Some(Mode::Client)).filter_map(|p| {
+    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && mode(p) == Some(Mode::Client)).filter_map(|p| {
         let f = fields(&p.bytes)?;
         (count(&f, EF_AUTH) > 0 || count(&f, EF_COOKIE) > 0).then_some((p, f))
     })
@@ -133,8 +144,8 @@ pub fn ef_modes(a: &Analysis<'_>) -> Outcome {
         if count(&f, EF_COOKIE) + count(&f, EF_AUTH) == 0 {
             continue;
         }
-        match p.mode() {
-            Some(Mode::Client | Mode::Server) => t.good(|| format!("{}: NTS fields in mode {:?}", p.cite(), p.mode())),
+        match mode(p) {
+            Some(Mode::Client | Mode::Server) => t.good(|| format!("{}: NTS fields in mode {:?}", p.cite(), mode(p))),
             m => t.bad(|| format!("{} ({}): cookie or authenticator in mode {m:?}", p.cite(), a.flow_name(p))),
         }
     }
@@ -179,7 +190,7 @@ pub fn placeholder_shape(a: &Analysis<'_>) -> Outcome {
             continue;
         }
         let cookie = first(&f, EF_COOKIE);
-        let fine = p.mode() == Some(Mode::Client)
+        let fine = mode(p) == Some(Mode::Client)
             && cookie.is_some_and(|c| holders.iter().all(|h| h.len() == c.len() && h.iter().all(|b| *b == 0)));
         if fine {
             t.good(|| format!("{}: {} placeholder(s) as long as the cookie", p.cite(), holders.len()));
@@ -437,7 +448,7 @@ pub fn kod_needs_uid(a: &Analysis<'_>) -> Outcome {
         let at = p.received_t_s.unwrap_or(p.sent_t_s);
         let host = a.ctx.name(p.dst.ip());
         let dropped = a.trace.events.iter().find(|e| e.kind == "source_dropped" && e.host.as_deref() == Some(host.as_str()) && e.source() == Some(p.src) && e.t_s >= at - 1e-6 && e.t_s <= at + 1.0);
-        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && q.mode() == Some(Mode::Client) && q.sent_t_s > at);
+        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && mode(q) == Some(Mode::Client) && q.sent_t_s > at);
         match (dropped, next) {
             (Some(e), _) => t.bad(|| format!("{} ({}): a forged kiss without the identifier dropped the source (events.jsonl:{})", p.cite(), a.flow_name(p), e.line)),
             (None, None) if at < a.ctx.duration_s - 2100.0 => t.bad(|| format!("{} ({}): no request to that source after a forged kiss without the identifier", p.cite(), a.flow_name(p))),

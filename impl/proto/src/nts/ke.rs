@@ -44,7 +44,8 @@
 //! most [`MAX_RESPONSE_COOKIES`] cookies are kept.
 //!
 //! NTPv5: a server with [`KeServerConfig::ntpv5`] also negotiates Protocol
-//! ID 0x8001 ([`supported_protocol`]); the client negotiates NTPv4 only.
+//! ID 0x8001 ([`supported_protocol`]); a client asks for the one protocol of
+//! [`KeClientConfig::protocol`].
 
 use super::aead::{Aead, SessionKeys};
 use super::cookie::MasterKeys;
@@ -510,11 +511,14 @@ pub struct KeClientConfig {
     pub ntp_server: Option<String>,
     /// NTPv4 Port Negotiation to send, if any (only sent with a server).
     pub ntp_port: Option<u16>,
+    /// The one protocol asked for: NTPv4 (the default) or the NTPv5 draft
+    /// (0x8001, draft-ietf-ntp-ntpv5-07 §11). The response must name it.
+    pub protocol: ProtocolId,
 }
 
 impl Default for KeClientConfig {
     fn default() -> Self {
-        KeClientConfig { aeads: Aead::ALL.to_vec(), ntp_server: None, ntp_port: None }
+        KeClientConfig { aeads: Aead::ALL.to_vec(), ntp_server: None, ntp_port: None, protocol: ProtocolId::NTPV4 }
     }
 }
 
@@ -572,7 +576,7 @@ impl KeClient {
     /// The request to write after the TLS handshake.
     pub fn request(&self) -> Vec<u8> {
         let mut records = vec![
-            Repr::new(Body::NextProtocol(vec![ProtocolId::NTPV4])),
+            Repr::new(Body::NextProtocol(vec![self.config.protocol])),
             Repr::new(Body::AeadAlgorithm(self.config.aeads.iter().map(|a| a.id()).collect())),
         ];
         if let Some(s) = &self.config.ntp_server {
@@ -636,7 +640,7 @@ impl KeClient {
     fn judge(&mut self) -> Result<KeResponse, KeError> {
         let seen = std::mem::take(&mut self.seen);
         let protocols = seen.protocols.ok_or(KeError::MissingNextProtocol)?;
-        if let Some(&p) = protocols.iter().find(|&&p| p != ProtocolId::NTPV4) {
+        if let Some(&p) = protocols.iter().find(|&&p| p != self.config.protocol) {
             return Err(KeError::UnexpectedProtocol(p));
         }
         if protocols.is_empty() {
@@ -659,7 +663,7 @@ impl KeClient {
         if seen.cookies.is_empty() {
             return Err(KeError::NoCookies);
         }
-        Ok(KeResponse { protocol: ProtocolId::NTPV4, aead, cookies: seen.cookies, ntp_server, ntp_port: seen.port })
+        Ok(KeResponse { protocol: self.config.protocol, aead, cookies: seen.cookies, ntp_server, ntp_port: seen.port })
     }
 }
 

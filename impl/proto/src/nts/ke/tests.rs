@@ -431,3 +431,21 @@ fn ntpv5_is_negotiated_in_the_clients_order_only_when_switched_on() {
         KeServerStep::Respond { outcome: KeServerOutcome::Refused(KeError::MissingAead), .. }
     ));
 }
+
+#[test]
+fn a_client_asking_for_ntpv5_gets_it_or_nothing() {
+    let mut ex = Exchange::new();
+    let v5 = KeClientConfig { protocol: ProtocolId::NTPV5_DRAFT, ..KeClientConfig::default() };
+    assert_eq!(parse_message(&KeClient::new(v5.clone()).request()).unwrap()[0], np(&[0x8001]));
+    let (r, keys) = ex.run(&KeServerConfig { ntpv5: true, ..KeServerConfig::default() }, v5.clone(), 7);
+    assert_eq!(r.unwrap().protocol, ProtocolId::NTPV5_DRAFT);
+    assert!(keys.is_some());
+    // A server without NTPv5 has no common protocol.
+    let (r, _) = ex.run(&KeServerConfig::default(), v5.clone(), 7);
+    assert_eq!(r, Err(KeError::NoCommonProtocol));
+    // A server answering NTPv4 to an NTPv5 request: refused.
+    let mut c = KeClient::new(v5);
+    let _ = c.request();
+    let resp = message_to_bytes(&[np(&[0]), aeads(&[15]), Repr::new(Body::NewCookie(vec![1; 16])), eom()]);
+    assert_eq!(c.receive(&resp), KeClientStep::Done(Err(KeError::UnexpectedProtocol(ProtocolId::NTPV4))));
+}
