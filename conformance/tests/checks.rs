@@ -487,7 +487,14 @@ fn port_record_then_request(to: &str) -> Frag {
 /// Reference IDs Request of 16 octets) and the real responder's answer, each
 /// passed through its `tamper`.
 fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
-    use ntplab_proto::server::{RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
+    v5_exchange_with(false, tamper_req, tamper_rep)
+}
+
+/// [`v5_exchange`], with `nts` an NTS-protected one (AEAD 15, cookies from
+/// the server's master keys, answered through `handle_nts`).
+fn v5_exchange_with(nts: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
+    use ntplab_proto::nts::{Aead, ClientSession, MasterKeyConfig, MasterKeys, SeededRng, SessionKeys};
+    use ntplab_proto::server::{NtsServerAction, RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
     use ntplab_proto::wire::v5::{Draft, FieldBody, Repr, Timescale};
     let mut req = Repr::request(Timescale::Utc, 0x0102_0304_0506_0708).to_bytes().to_vec();
     req.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
@@ -500,14 +507,35 @@ fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u
         ..ServerClockState::unsynchronized(-20)
     };
     let rx = NtpTime::parse_rfc3339(START).unwrap() + ntplab_proto::time::NtpDuration::from_seconds_f64(1.001);
-    let mut out = vec![0u8; 512];
-    let ServerAction::Respond(r) = srv.handle(0, C.parse().unwrap(), &req, rx, &clock, &mut out) else { panic!("answered") };
-    srv.finish_response(&r, &mut out, rx, &clock);
-    let mut rep = out[..r.len].to_vec();
+    let mut out = vec![0u8; 2048];
+    let len = if nts {
+        let mut rng = SeededRng::new(5);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
+        req = ClientSession::new(keys, cookies).build_request(&req, &mut rng).unwrap().0;
+        let NtsServerAction::Respond(r) = srv.handle_nts(0, C.parse().unwrap(), &req, rx, &clock, &master, &mut out) else { panic!("answered") };
+        srv.finish_nts_response(&r, &mut out, rx, &clock, &master, &mut rng).unwrap()
+    } else {
+        let ServerAction::Respond(r) = srv.handle(0, C.parse().unwrap(), &req, rx, &clock, &mut out) else { panic!("answered") };
+        srv.finish_response(&r, &mut out, rx, &clock);
+        r.len
+    };
+    let mut rep = out[..len].to_vec();
     tamper_req(&mut req);
     tamper_rep(&mut rep);
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     format!("{}\n{}\n", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &hex(&req)), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &hex(&rep)))
+}
+
+/// An NTS-KE asking for NTPv5 (0x8001) answered with `answered` (the
+/// Next Protocol values), then an NTS-protected NTPv5 exchange whose reply
+/// passes through `tamper`.
+fn nts_v5(answered: &str, tamper: fn(&mut Vec<u8>)) -> Frag {
+    let req = KE_REQ.replacen("[0]", "[32769]", 1);
+    let resp = KE_RESP.replacen("[0]", answered, 1);
+    let ke = ke_tx("TLSv1_3", "ntske/1", &req, &resp);
+    Frag { packets: v5_exchange_with(true, |_| {}, tamper), ..ke }
 }
 
 fn v5_metas() -> Vec<Meta> {
@@ -542,6 +570,11 @@ fn v5_metas() -> Vec<Meta> {
         }) },
         Meta { check: "v5-version", pass: ok(), fail: frag(&v5_exchange(|_| {}, |r| r[0] = 0x24), "") },
         Meta { check: "v5-negotiation", pass: upgrade(true, true), fail: upgrade(false, true) },
+        // NTS for NTPv5: an NTS-KE asking for 0x8001, then a protected exchange.
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r.truncate(r.len() - 4)) },
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[0]"#, |_| {}) },
+        // The Unique Identifier echo altered (it follows the Draft Identification and the Reference IDs Response).
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r[48 + 28 + 20 + 4] ^= 1) },
     ]
 }
 

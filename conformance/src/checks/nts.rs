@@ -699,3 +699,57 @@ pub fn ke_ntp_address(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("successful NTS key establishments followed by an NTS request", "no NTS key establishment with its records was followed by an NTS request")
 }
+
+/// The NTPv5 Authentication NAK flag (draft-ietf-ntp-ntpv5-07 §6).
+const V5_AUTH_NAK: u16 = 0x0004;
+/// The NTPv5 draft's NTS-KE Next Protocol (draft-ietf-ntp-ntpv5-07 §11).
+const NTPV5_DRAFT_PROTOCOL: u64 = 0x8001;
+
+/// RV5-11-nts: NTS for NTPv5. An NTS-KE whose request asks for the NTPv5
+/// draft (0x8001) alone is answered with 0x8001 (or no protocol); and every
+/// daemon's answer to an NTPv5 request with NTS fields (a cookie and an
+/// Authenticator) is NTPv5, exactly as long as the request, and echoes its
+/// Unique Identifier either before an Authenticator (time) or, without one,
+/// with stratum 0 and the Authentication NAK flag.
+pub fn v5_nts(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let values = |recs: &[KeRec], kind: u64| recs.iter().filter(|r| r.kind == kind).flat_map(|r| r.values.clone()).collect::<Vec<u64>>();
+    for (e, req, resp) in transcripts(a) {
+        if values(&req, KE_NPN) != [NTPV5_DRAFT_PROTOCOL] {
+            continue;
+        }
+        match values(&resp, KE_NPN).as_slice() {
+            [] | [NTPV5_DRAFT_PROTOCOL] => t.good(|| format!("{}: NTPv5 asked for, {:?} answered", ke_cite(e), values(&resp, KE_NPN))),
+            other => t.bad(|| format!("{}: NTPv5 (0x8001) asked for, {other:?} answered", ke_cite(e))),
+        }
+    }
+    let uid = |f: &[Ef<'_>]| first(f, EF_UID).map(<[u8]>::to_vec);
+    // NTPv5 NTS requests by (client socket, client cookie).
+    let mut requests = BTreeMap::new();
+    for p in a.trace.packets.iter().filter(|p| p.is_v5() && mode(p) == Some(Mode::Client) && p.bytes.len() >= 48) {
+        if let Some(f) = fields(&p.bytes).filter(|f| count(f, EF_COOKIE) == 1 && count(f, EF_AUTH) == 1) {
+            requests.insert((p.src, p.bytes[24..32].to_vec()), (p, uid(&f)));
+        }
+    }
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.src.ip()) && mode(p) == Some(Mode::Server) && p.bytes.len() >= 48) {
+        let Some((r, asked)) = requests.get(&(p.dst, p.bytes[24..32].to_vec())) else { continue };
+        let Some(f) = fields(&p.bytes).filter(|_| p.is_v5()) else {
+            t.bad(|| format!("{}: answer to the NTPv5 NTS request {} is not NTPv5 or its fields do not decode", p.cite(), r.cite()));
+            continue;
+        };
+        let uid_at = f.iter().position(|e| e.kind == EF_UID);
+        let auth_at = f.iter().position(|e| e.kind == EF_AUTH);
+        let flags = u16::from_be_bytes([p.bytes[14], p.bytes[15]]);
+        let shape = match (uid_at, auth_at) {
+            (Some(u), Some(x)) => u < x && x + 1 == f.len(),
+            (Some(_), None) => p.bytes[1] == 0 && flags & V5_AUTH_NAK != 0,
+            _ => false,
+        };
+        if shape && p.bytes.len() == r.bytes.len() && uid(&f) == *asked {
+            t.good(|| format!("{}: {} octets, Unique Identifier echoed, {}", p.cite(), p.bytes.len(), if auth_at.is_some() { "authenticated" } else { "NAK" }));
+        } else {
+            t.bad(|| format!("{}: {} octets for a {}-octet request {}, Unique Identifier echoed: {}, fields {:x?}, flags {flags:#06x}", p.cite(), p.bytes.len(), r.bytes.len(), r.cite(), uid(&f) == *asked, f.iter().map(|e| e.kind).collect::<Vec<_>>()));
+        }
+    }
+    t.outcome("NTS-KE exchanges asking for NTPv5 and answers to NTPv5 NTS requests", "no NTS-KE asked for NTPv5 and no NTPv5 NTS request was answered")
+}
