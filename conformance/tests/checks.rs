@@ -528,6 +528,11 @@ fn v5_exchange_with(nts: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: im
     format!("{}\n{}\n", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &hex(&req)), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &hex(&rep)))
 }
 
+/// The client's `sample` event from the server at `t` s.
+fn sample_at(t: f64) -> String {
+    format!(r#"{{"t_s":{t},"host":"client","kind":"sample","details":{{"source":"{S}"}}}}"#) + "\n"
+}
+
 /// An NTS-KE asking for NTPv5 (0x8001) answered with `answered` (the
 /// Next Protocol values), then an NTS-protected NTPv5 exchange whose reply
 /// passes through `tamper`.
@@ -570,6 +575,10 @@ fn v5_metas() -> Vec<Meta> {
         }) },
         Meta { check: "v5-version", pass: ok(), fail: frag(&v5_exchange(|_| {}, |r| r[0] = 0x24), "") },
         Meta { check: "v5-negotiation", pass: upgrade(true, true), fail: upgrade(false, true) },
+        // An unsynchronized reply (flags 0), and the client takes a sample from it at its delivery.
+        Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), &sample_at(1.002)) },
+        // An Authentication NAK at stratum 1.
+        Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| { r[15] = 4; r[1] = 0; }), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] = 5), "") },
         // NTS for NTPv5: an NTS-KE asking for 0x8001, then a protected exchange.
         Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r.truncate(r.len() - 4)) },
         Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[0]"#, |_| {}) },

@@ -325,3 +325,32 @@ pub fn negotiation(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("upgrade offers", "no client asked for NTPv5 with NTP5DRFT")
 }
+
+/// RV5-6-flags: a daemon's NTPv5 reply with the Authentication NAK flag has
+/// stratum 0, and a daemon client takes no sample from an NTPv5 reply
+/// without the Synchronized flag (its host logs no `sample` event for that
+/// server at the reply's delivery time).
+pub fn flags(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, h, _) in daemon_pairs(a) {
+        if h.flags & 4 != 0 {
+            if h.stratum == 0 {
+                t.good(|| format!("{}: Authentication NAK at stratum 0", p.cite()));
+            } else {
+                t.bad(|| format!("{}: Authentication NAK at stratum {}", p.cite(), h.stratum));
+            }
+        }
+    }
+    let samples: Vec<(&str, std::net::SocketAddr, f64)> =
+        a.trace.events.iter().filter(|e| e.kind == "sample").filter_map(|e| Some((e.host.as_deref()?, e.source()?, e.t_s))).collect();
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.dst.ip())) {
+        let (Some(h), Some(at)) = (hdr(p).filter(|h| h.mode == 4 && h.flags & 1 == 0), p.received_t_s) else { continue };
+        let Some(host) = a.ctx.hosts.iter().find(|x| x.address == p.dst.ip()).map(|x| x.name.as_str()) else { continue };
+        if samples.iter().any(|(n, src, ts)| *n == host && *src == p.src && (ts - at).abs() < 1e-6) {
+            t.bad(|| format!("{}: a sample from a reply without the Synchronized flag (flags {:#06x})", p.cite(), h.flags));
+        } else {
+            t.good(|| format!("{}: unsynchronized (flags {:#06x}), not used", p.cite(), h.flags));
+        }
+    }
+    t.outcome("NTPv5 NAKs of daemons and unsynchronized NTPv5 replies to daemons", "no daemon got an unsynchronized NTPv5 reply or sent a NAK")
+}
