@@ -528,6 +528,15 @@ fn v5_exchange_with(nts: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: im
     format!("{}\n{}\n", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &hex(&req)), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &hex(&rep)))
 }
 
+/// The server gets a stratum-1 reply from "honest" at 0.3 s and selects it
+/// at 0.5 s; then [`v5_exchange`] with the server's reply through `tamper`
+/// (the responder says stratum 1).
+fn following_stratum_1(tamper: fn(&mut Vec<u8>)) -> Frag {
+    let upstream = pkt(9, 0.2, 0.3, 0.2, 0.3, "10.0.0.4:123", "10.0.0.1:40001", &hdr(0x24, 1, "GPS", 0, ts(0.2), ts(0.2)));
+    let selection = r#"{"t_s":0.5,"host":"server","kind":"selection","details":{"system_peer":"10.0.0.4:123"}}"#;
+    frag(&format!("{upstream}\n{}", v5_exchange(|_| {}, tamper)), &format!("{selection}\n"))
+}
+
 /// The client's `sample` event from the server at `t` s.
 fn sample_at(t: f64) -> String {
     format!(r#"{{"t_s":{t},"host":"client","kind":"sample","details":{{"source":"{S}"}}}}"#) + "\n"
@@ -579,6 +588,8 @@ fn v5_metas() -> Vec<Meta> {
         Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), &sample_at(1.002)) },
         // An Authentication NAK at stratum 1.
         Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| { r[15] = 4; r[1] = 0; }), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] = 5), "") },
+        // The server follows "honest" (stratum 1, selected at 0.5 s): its NTPv5 reply must say 2 or more.
+        Meta { check: "v5-stratum-rule", pass: following_stratum_1(|r| r[1] = 2), fail: following_stratum_1(|_| {}) },
         // NTS for NTPv5: an NTS-KE asking for 0x8001, then a protected exchange.
         Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r.truncate(r.len() - 4)) },
         Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[0]"#, |_| {}) },

@@ -354,3 +354,36 @@ pub fn flags(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("NTPv5 NAKs of daemons and unsynchronized NTPv5 replies to daemons", "no daemon got an unsynchronized NTPv5 reply or sent a NAK")
 }
+
+/// RV5-10-stratum-rule: a daemon's synchronized NTPv5 reply has a stratum
+/// above that of the source it follows: the system peer of its last
+/// `selection` event before the reply, whose stratum is that of the last
+/// synchronized reply (NTPv4 or NTPv5: octet 1 in both) the daemon got from
+/// it before that selection. Replies while following a local reference (no
+/// system peer) are not judged.
+pub fn stratum_rule(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, h, _) in daemon_pairs(a) {
+        if h.flags & 1 == 0 {
+            continue;
+        }
+        let Some(host) = a.ctx.hosts.iter().find(|x| x.address == p.src.ip()).map(|x| x.name.as_str()) else { continue };
+        let selection = a.trace.events.iter().rev().find(|e| e.kind == "selection" && e.host.as_deref() == Some(host) && e.t_s <= p.sent_t_s);
+        let Some(sel) = selection else { continue };
+        let Some(peer) = sel.details.get("system_peer").and_then(|v| v.as_str()).and_then(|s| s.parse::<std::net::SocketAddr>().ok()) else { continue };
+        let upstream = a
+            .trace
+            .packets
+            .iter()
+            .rev()
+            .filter(|q| q.src == peer && q.dst.ip() == p.src.ip() && q.bytes.len() >= 48 && q.bytes[0] & 7 == 4 && q.bytes[1] != 0)
+            .find(|q| q.received_t_s.is_some_and(|r| r <= sel.t_s + 1e-9));
+        let Some(q) = upstream else { continue };
+        if h.stratum > q.bytes[1] {
+            t.good(|| format!("{}: stratum {} following {peer} at stratum {} ({})", p.cite(), h.stratum, q.bytes[1], q.cite()));
+        } else {
+            t.bad(|| format!("{}: stratum {} while following {peer} at stratum {} ({})", p.cite(), h.stratum, q.bytes[1], q.cite()));
+        }
+    }
+    t.outcome("synchronized NTPv5 replies of daemons following a source", "no daemon answered NTPv5 while following a source")
+}
