@@ -405,10 +405,15 @@ fn ntplab_follows_an_ntpdrs_server_over_ntpv5() {
 #[test]
 fn ntplab_follows_an_ntpdrs_server_over_nts_and_ntpv5() {
     skip_unless_ready!();
-    // NTS-KE agreed on NTPv5 (0x8001): every request and reply is NTPv5 with NTS fields.
+    // NTS-KE agreed on NTPv5 (0x8001): every request and reply is NTPv5 with
+    // NTS fields. ntpd-rs pads its replies to the request's length after the
+    // Authenticator (unauthenticated), so a Padding may follow it there.
     for p in ntplab_follows_ntpdrs("ntpdrs-nts-v5-server", true).iter().flatten() {
-        let n = field_names(p);
+        let mut n = field_names(p);
         assert!(n.iter().any(|x| x == "Unique Identifier"), "{p}");
+        if p["mode"] == 4 && n.last().is_some_and(|x| x == "Padding") {
+            n.pop();
+        }
         assert!(n.last().is_some_and(|x| x.starts_with("NTS Authenticator")), "{p}");
     }
 }

@@ -448,6 +448,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "v5-version", title: "NTPv5 requests are answered in NTPv5, never in NTPv4", run: v5::version },
     Check { id: "v5-flags", title: "NTPv5 NAKs are stratum 0 and daemons take no sample from a reply without the Synchronized flag", run: v5::flags },
     Check { id: "v5-stratum-rule", title: "a daemon's synchronized NTPv5 replies have a stratum above that of the source it follows", run: v5::stratum_rule },
+    Check { id: "v5-server-info", title: "NTPv5 Server Information: zeros in daemons' requests; daemons' replies name NTPv5 among their versions", run: v5::server_info },
     Check { id: "v5-nts", title: "NTS for NTPv5: NTS-KE answers 0x8001 to a request for it; NTPv5 NTS requests get NTPv5 answers as long as the request, Unique Identifier echoed before an Authenticator or with the Authentication NAK flag", run: nts::v5_nts },
     Check { id: "v5-negotiation", title: "the NTP5DRFT marker comes back only when asked for, and the client then speaks NTPv5", run: v5::negotiation },
     Check { id: "interleaved-tx-ne-rx", title: "an interleaving daemon never sends a time packet whose transmit timestamp equals its receive timestamp (RFC 9769 §2)", run: interleaved::tx_ne_rx },

@@ -487,17 +487,21 @@ fn port_record_then_request(to: &str) -> Frag {
 /// Reference IDs Request of 16 octets) and the real responder's answer, each
 /// passed through its `tamper`.
 fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
-    v5_exchange_with(false, tamper_req, tamper_rep)
+    v5_exchange_with(false, false, tamper_req, tamper_rep)
 }
 
 /// [`v5_exchange`], with `nts` an NTS-protected one (AEAD 15, cookies from
-/// the server's master keys, answered through `handle_nts`).
-fn v5_exchange_with(nts: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
+/// the server's master keys, answered through `handle_nts`), with `info` a
+/// Server Information field (zeros) after the Draft Identification.
+fn v5_exchange_with(nts: bool, info: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
     use ntplab_proto::nts::{Aead, ClientSession, MasterKeyConfig, MasterKeys, SeededRng, SessionKeys};
     use ntplab_proto::server::{NtsServerAction, RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
     use ntplab_proto::wire::v5::{Draft, FieldBody, Repr, Timescale};
     let mut req = Repr::request(Timescale::Utc, 0x0102_0304_0506_0708).to_bytes().to_vec();
     req.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+    if info {
+        req.extend(FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field().to_bytes());
+    }
     req.extend(FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
     let mut srv = Server::new(ServerConfig { rate_limit: RateLimitConfig { enabled: false, ..Default::default() }, ..Default::default() }, [0; 16]);
     let clock = ServerClockState {
@@ -549,7 +553,7 @@ fn nts_v5(answered: &str, tamper: fn(&mut Vec<u8>)) -> Frag {
     let req = KE_REQ.replacen("[0]", "[32769]", 1);
     let resp = KE_RESP.replacen("[0]", answered, 1);
     let ke = ke_tx("TLSv1_3", "ntske/1", &req, &resp);
-    Frag { packets: v5_exchange_with(true, |_| {}, tamper), ..ke }
+    Frag { packets: v5_exchange_with(true, false, |_| {}, tamper), ..ke }
 }
 
 fn v5_metas() -> Vec<Meta> {
@@ -588,6 +592,9 @@ fn v5_metas() -> Vec<Meta> {
         Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), &sample_at(1.002)) },
         // An Authentication NAK at stratum 1.
         Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| { r[15] = 4; r[1] = 0; }), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] = 5), "") },
+        // Server Information: the reply names no NTPv5 (versions zeroed); a request with versions in it.
+        Meta { check: "v5-server-info", pass: frag(&v5_exchange_with(false, true, |_| {}, |_| {}), ""), fail: frag(&v5_exchange_with(false, true, |_| {}, |r| r[48 + 28 + 4..48 + 28 + 6].fill(0)), "") },
+        Meta { check: "v5-server-info", pass: frag(&v5_exchange_with(false, true, |_| {}, |_| {}), ""), fail: frag(&v5_exchange_with(false, true, |q| q[48 + 28 + 5] = 0x1f, |_| {}), "") },
         // The server follows "honest" (stratum 1, selected at 0.5 s): its NTPv5 reply must say 2 or more.
         Meta { check: "v5-stratum-rule", pass: following_stratum_1(|r| r[1] = 2), fail: following_stratum_1(|_| {}) },
         // NTS for NTPv5: an NTS-KE asking for 0x8001, then a protected exchange.

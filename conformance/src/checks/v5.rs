@@ -387,3 +387,33 @@ pub fn stratum_rule(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("synchronized NTPv5 replies of daemons following a source", "no daemon answered NTPv5 while following a source")
 }
+
+/// Server Information (draft-ietf-ntp-ntpv5-07 §7.5).
+const SERVER_INFO: u16 = 0xF505;
+
+/// RV5-7.5-server-info: a daemon's request with Server Information has
+/// zeros in it, and a daemon's reply to such a request carries Server
+/// Information (4 octets) naming NTPv5 among its versions (bit 4, bit 0 =
+/// NTPv1) with the reserved octets zero.
+pub fn server_info(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let info = |b: &[u8]| efs(b).and_then(|f| f.iter().find(|(k, _)| *k == SERVER_INFO).map(|(_, v)| v.to_vec()));
+    for (p, _) in daemon_requests(a) {
+        match info(&p.bytes) {
+            Some(v) if v.len() == 4 && v.iter().all(|x| *x == 0) => t.good(|| p.cite()),
+            Some(v) => t.bad(|| format!("{}: Server Information {v:02x?} in a request", p.cite())),
+            None => {}
+        }
+    }
+    for (p, _, req) in daemon_pairs(a) {
+        let Some((r, _)) = req else { continue };
+        if info(&r.bytes).is_none() {
+            continue;
+        }
+        match info(&p.bytes) {
+            Some(v) if v.len() == 4 && u16_at(&v, 0) & 0x10 != 0 && u16_at(&v, 2) == 0 => t.good(|| format!("{}: versions {:#06x}", p.cite(), u16_at(&v, 0))),
+            other => t.bad(|| format!("{}: Server Information {other:02x?} answering {}", p.cite(), r.cite())),
+        }
+    }
+    t.outcome("NTPv5 requests and replies of daemons with Server Information", "no daemon sent or answered Server Information")
+}
