@@ -8,9 +8,11 @@
 # - chrony 4.3: Debian's package (`apt-get install chrony`). Its service is
 #   never started: /usr/sbin/policy-rc.d (exit 101) is put in place for the
 #   install when it is missing, and removed again if this script created it.
-# - ntpd-rs (ntp-daemon, ntp-ctl): `cargo install ntpd --locked` into cargo's
-#   bin directory (~/.cargo/bin), built in $PEERS_DIR/cargo-target (2-10
-#   minutes on 2 cores, -j 2).
+# - ntpd-rs (ntp-daemon, ntp-ctl): `cargo install ntpd --version 1.9.0
+#   --locked` into cargo's bin directory (~/.cargo/bin), built in
+#   $PEERS_DIR/cargo-target (2-10 minutes on 2 cores, -j 2). The version is
+#   pinned (NTPDRS_VERSION changes it): the NTPv5 interop tests expect
+#   ntpd-rs 1.9's draft, -08.
 # - ntpsec 1.2.2: Debian's package conflicts with chrony's, so it is not
 #   installed but fetched (`apt-get download ntpsec python3-ntp`) and
 #   unpacked (`dpkg-deb -x`) under $PEERS_DIR/ntpsec: ntpd is
@@ -55,8 +57,8 @@ for peer in "${WANT[@]}"; do
             echo "ntpd-rs: $(ntp-daemon --version 2>&1 | head -1) already installed"
             continue
         fi
-        echo "ntpd-rs: cargo install ntpd --locked (a few minutes)" >&2
-        CARGO_TARGET_DIR="$PEERS_DIR/cargo-target" cargo install ntpd --locked -j 2 -q
+        echo "ntpd-rs: cargo install ntpd --version ${NTPDRS_VERSION:-1.9.0} --locked (a few minutes)" >&2
+        CARGO_TARGET_DIR="$PEERS_DIR/cargo-target" cargo install ntpd --version "${NTPDRS_VERSION:-1.9.0}" --locked -j 2 -q
         echo "ntpd-rs: installed $(ntp-daemon --version 2>&1 | head -1)"
         ;;
     ntpsec)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, then runs them all.
 #
-# Needs: the Rust toolchain (cargo), cargo-nextest, and from Debian's packages
-# tshark (the decoder is checked field by field against Wireshark's dissector)
-# and chrony (loopback interoperability tests). Missing packages are installed
+# Needs: the Rust toolchain (cargo), cargo-nextest, from Debian's packages
+# tshark (the decoder is checked field by field against Wireshark's dissector;
+# its dumpcap captures the ntpd-rs interop traffic) and chrony (loopback
+# interoperability tests), and ntpd-rs 1.9 (NTPv5 interop; cargo install). Missing packages are installed
 # with apt-get when running as root; otherwise the script says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,16 @@ if ((${#need_pkgs[@]})); then
     else
         echo "test.sh: missing ${need_pkgs[*]}; install with: sudo apt-get install ${need_pkgs[*]}" >&2
         exit 1
+    fi
+fi
+# ntpd-rs 1.9 (ntp-daemon, ntp-ctl) for the NTPv5 interop tests
+# (tests/interop_ntpdrs.rs): built from crates.io by cargo install, as root
+# only (those tests need root too; elsewhere they say they are skipped).
+if ! command -v ntp-daemon >/dev/null 2>&1 || ! command -v ntp-ctl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        scripts/install-peers.sh ntpd-rs
+    else
+        echo "test.sh: ntpd-rs is missing (the NTPv5 interop tests will be skipped); install with: scripts/install-peers.sh ntpd-rs" >&2
     fi
 fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then

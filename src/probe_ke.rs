@@ -167,7 +167,7 @@ impl KeTarget {
         };
         if a.export {
             out.keys = agreed_aead(&out.response).and_then(|aead| {
-                let keys = export_keys(&**session.get_ref().1, aead).ok()?;
+                let keys = export_keys(&**session.get_ref().1, ntske::ProtocolId::NTPV4, aead).ok()?;
                 Some(KeKeys {
                     aead: aead.id().0,
                     c2s: keys.key(Direction::ClientToServer).as_bytes().to_vec(),

@@ -108,7 +108,7 @@ impl KeTarget {
         let (host, port) = (&self.host, self.port);
         // RFC 8915 §4.1.7-8: without negotiation, NTP is at the KE server's address, port 123.
         let default_ntp = SocketAddr::new(self.address.ip(), 123);
-        let e = run_ke(&TokioStreams, host, port, self.config.clone(), &self.aeads, default_ntp, KE_CLIENT_TIMEOUT)
+        let e = run_ke(&TokioStreams, host, port, self.config.clone(), &self.aeads, ntplab_proto::wire::ntske::ProtocolId::NTPV4, default_ntp, KE_CLIENT_TIMEOUT)
             .await
             .map_err(|e| CliError::input(format!("NTS-KE with {host}:{port} failed: {e}")))?;
         let json = NtsJson {

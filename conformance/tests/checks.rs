@@ -487,10 +487,21 @@ fn port_record_then_request(to: &str) -> Frag {
 /// Reference IDs Request of 16 octets) and the real responder's answer, each
 /// passed through its `tamper`.
 fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
-    use ntplab_proto::server::{RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
+    v5_exchange_with(false, false, tamper_req, tamper_rep)
+}
+
+/// [`v5_exchange`], with `nts` an NTS-protected one (AEAD 15, cookies from
+/// the server's master keys, answered through `handle_nts`), with `info` a
+/// Server Information field (zeros) after the Draft Identification.
+fn v5_exchange_with(nts: bool, info: bool, tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u8>)) -> String {
+    use ntplab_proto::nts::{Aead, ClientSession, MasterKeyConfig, MasterKeys, SeededRng, SessionKeys};
+    use ntplab_proto::server::{NtsServerAction, RateLimitConfig, Server, ServerAction, ServerClockState, ServerConfig};
     use ntplab_proto::wire::v5::{Draft, FieldBody, Repr, Timescale};
     let mut req = Repr::request(Timescale::Utc, 0x0102_0304_0506_0708).to_bytes().to_vec();
     req.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+    if info {
+        req.extend(FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field().to_bytes());
+    }
     req.extend(FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
     let mut srv = Server::new(ServerConfig { rate_limit: RateLimitConfig { enabled: false, ..Default::default() }, ..Default::default() }, [0; 16]);
     let clock = ServerClockState {
@@ -500,14 +511,49 @@ fn v5_exchange(tamper_req: impl Fn(&mut Vec<u8>), tamper_rep: impl Fn(&mut Vec<u
         ..ServerClockState::unsynchronized(-20)
     };
     let rx = NtpTime::parse_rfc3339(START).unwrap() + ntplab_proto::time::NtpDuration::from_seconds_f64(1.001);
-    let mut out = vec![0u8; 512];
-    let ServerAction::Respond(r) = srv.handle(0, C.parse().unwrap(), &req, rx, &clock, &mut out) else { panic!("answered") };
-    srv.finish_response(&r, &mut out, rx, &clock);
-    let mut rep = out[..r.len].to_vec();
+    let mut out = vec![0u8; 2048];
+    let len = if nts {
+        let mut rng = SeededRng::new(5);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
+        req = ClientSession::new(keys, cookies).build_request(&req, &mut rng).unwrap().0;
+        let NtsServerAction::Respond(r) = srv.handle_nts(0, C.parse().unwrap(), &req, rx, &clock, &master, &mut out) else { panic!("answered") };
+        srv.finish_nts_response(&r, &mut out, rx, &clock, &master, &mut rng).unwrap()
+    } else {
+        let ServerAction::Respond(r) = srv.handle(0, C.parse().unwrap(), &req, rx, &clock, &mut out) else { panic!("answered") };
+        srv.finish_response(&r, &mut out, rx, &clock);
+        r.len
+    };
+    let mut rep = out[..len].to_vec();
     tamper_req(&mut req);
     tamper_rep(&mut rep);
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     format!("{}\n{}\n", pkt(1, 1.0, 1.001, 1.0, 1.001, C, S, &hex(&req)), pkt(2, 1.001, 1.002, 1.001, 1.002, S, C, &hex(&rep)))
+}
+
+/// The server gets a stratum-1 reply from "honest" at 0.3 s and selects it
+/// at 0.5 s; then [`v5_exchange`] with the server's reply through `tamper`
+/// (the responder says stratum 1).
+fn following_stratum_1(tamper: fn(&mut Vec<u8>)) -> Frag {
+    let upstream = pkt(9, 0.2, 0.3, 0.2, 0.3, "10.0.0.4:123", "10.0.0.1:40001", &hdr(0x24, 1, "GPS", 0, ts(0.2), ts(0.2)));
+    let selection = r#"{"t_s":0.5,"host":"server","kind":"selection","details":{"system_peer":"10.0.0.4:123"}}"#;
+    frag(&format!("{upstream}\n{}", v5_exchange(|_| {}, tamper)), &format!("{selection}\n"))
+}
+
+/// The client's `sample` event from the server at `t` s.
+fn sample_at(t: f64) -> String {
+    format!(r#"{{"t_s":{t},"host":"client","kind":"sample","details":{{"source":"{S}"}}}}"#) + "\n"
+}
+
+/// An NTS-KE asking for NTPv5 (0x8001) answered with `answered` (the
+/// Next Protocol values), then an NTS-protected NTPv5 exchange whose reply
+/// passes through `tamper`.
+fn nts_v5(answered: &str, tamper: fn(&mut Vec<u8>)) -> Frag {
+    let req = KE_REQ.replacen("[0]", "[32769]", 1);
+    let resp = KE_RESP.replacen("[0]", answered, 1);
+    let ke = ke_tx("TLSv1_3", "ntske/1", &req, &resp);
+    Frag { packets: v5_exchange_with(true, false, |_| {}, tamper), ..ke }
 }
 
 fn v5_metas() -> Vec<Meta> {
@@ -542,6 +588,20 @@ fn v5_metas() -> Vec<Meta> {
         }) },
         Meta { check: "v5-version", pass: ok(), fail: frag(&v5_exchange(|_| {}, |r| r[0] = 0x24), "") },
         Meta { check: "v5-negotiation", pass: upgrade(true, true), fail: upgrade(false, true) },
+        // An unsynchronized reply (flags 0), and the client takes a sample from it at its delivery.
+        Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), &sample_at(1.002)) },
+        // An Authentication NAK at stratum 1.
+        Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| { r[15] = 4; r[1] = 0; }), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] = 5), "") },
+        // Server Information: the reply names no NTPv5 (versions zeroed); a request with versions in it.
+        Meta { check: "v5-server-info", pass: frag(&v5_exchange_with(false, true, |_| {}, |_| {}), ""), fail: frag(&v5_exchange_with(false, true, |_| {}, |r| r[48 + 28 + 4..48 + 28 + 6].fill(0)), "") },
+        Meta { check: "v5-server-info", pass: frag(&v5_exchange_with(false, true, |_| {}, |_| {}), ""), fail: frag(&v5_exchange_with(false, true, |q| q[48 + 28 + 5] = 0x1f, |_| {}), "") },
+        // The server follows "honest" (stratum 1, selected at 0.5 s): its NTPv5 reply must say 2 or more.
+        Meta { check: "v5-stratum-rule", pass: following_stratum_1(|r| r[1] = 2), fail: following_stratum_1(|_| {}) },
+        // NTS for NTPv5: an NTS-KE asking for 0x8001, then a protected exchange.
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r.truncate(r.len() - 4)) },
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[0]"#, |_| {}) },
+        // The Unique Identifier echo altered (it follows the Draft Identification and the Reference IDs Response).
+        Meta { check: "v5-nts", pass: nts_v5(r#"[32769]"#, |_| {}), fail: nts_v5(r#"[32769]"#, |r| r[48 + 28 + 20 + 4] ^= 1) },
     ]
 }
 

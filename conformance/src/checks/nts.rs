@@ -28,8 +28,11 @@ pub struct Ef<'a> {
 }
 
 /// The extension fields after the 48-octet header; `None` when they do not
-/// decode (a length below 16 or past the end, RFC 7822).
+/// decode: in NTPv4 a length below 16, no multiple of 4 or past the end (RFC
+/// 7822); in NTPv5 (NTS for NTPv5, draft-ietf-ntp-ntpv5-07 §7, §11) a
+/// length below 4 or, aligned to 4, past the end.
 pub fn fields(bytes: &[u8]) -> Option<Vec<Ef<'_>>> {
+    let v5 = bytes.first().is_some_and(|b| (b >> 3) & 7 == 5);
     let mut out = Vec::new();
     let mut rest = bytes.get(48..)?;
     while !rest.is_empty() {
@@ -38,13 +41,21 @@ pub fn fields(bytes: &[u8]) -> Option<Vec<Ef<'_>>> {
         }
         let kind = u16::from_be_bytes([rest[0], rest[1]]);
         let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        if len < 16 || len % 4 != 0 || len > rest.len() {
+        let step = if v5 { len.div_ceil(4) * 4 } else { len };
+        let too_short = if v5 { len < 4 } else { len < 16 || len % 4 != 0 };
+        if too_short || step > rest.len() {
             return None;
         }
         out.push(Ef { kind, body: &rest[4..len] });
-        rest = &rest[len..];
+        rest = &rest[step..];
     }
     Some(out)
+}
+
+/// The mode of an NTPv4 datagram (its parsed header) or an NTPv5 one (its
+/// first octet, draft-ietf-ntp-ntpv5-07 §6): NTS protects both.
+fn mode(p: &PacketRec) -> Option<Mode> {
+    p.mode().or_else(|| (p.is_v5() && p.bytes.len() >= 48).then(|| Mode::from_bits(p.bytes[0] & 7)))
 }
 
 fn count(f: &[Ef<'_>], kind: u16) -> usize {
@@ -57,7 +68,7 @@ fn first<'a>(f: &'a [Ef<'a>], kind: u16) -> Option<&'a [u8]> {
 
 /// NTS requests the daemon sent (mode 3 with an authenticator), with their fields.
 fn daemon_nts_requests<'b>(a: &'b Analysis<'_>) -> impl Iterator<Item = (&'b PacketRec, Vec<Ef<'b>>)> {
-    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && p.mode() == Some(Mode::Client)).filter_map(|p| {
+    a.trace.packets.iter().filter(move |p| a.ctx.is_daemon(p.src.ip()) && mode(p) == Some(Mode::Client)).filter_map(|p| {
         let f = fields(&p.bytes)?;
         (count(&f, EF_AUTH) > 0 || count(&f, EF_COOKIE) > 0).then_some((p, f))
     })
@@ -133,8 +144,8 @@ pub fn ef_modes(a: &Analysis<'_>) -> Outcome {
         if count(&f, EF_COOKIE) + count(&f, EF_AUTH) == 0 {
             continue;
         }
-        match p.mode() {
-            Some(Mode::Client | Mode::Server) => t.good(|| format!("{}: NTS fields in mode {:?}", p.cite(), p.mode())),
+        match mode(p) {
+            Some(Mode::Client | Mode::Server) => t.good(|| format!("{}: NTS fields in mode {:?}", p.cite(), mode(p))),
             m => t.bad(|| format!("{} ({}): cookie or authenticator in mode {m:?}", p.cite(), a.flow_name(p))),
         }
     }
@@ -179,7 +190,7 @@ pub fn placeholder_shape(a: &Analysis<'_>) -> Outcome {
             continue;
         }
         let cookie = first(&f, EF_COOKIE);
-        let fine = p.mode() == Some(Mode::Client)
+        let fine = mode(p) == Some(Mode::Client)
             && cookie.is_some_and(|c| holders.iter().all(|h| h.len() == c.len() && h.iter().all(|b| *b == 0)));
         if fine {
             t.good(|| format!("{}: {} placeholder(s) as long as the cookie", p.cite(), holders.len()));
@@ -437,7 +448,7 @@ pub fn kod_needs_uid(a: &Analysis<'_>) -> Outcome {
         let at = p.received_t_s.unwrap_or(p.sent_t_s);
         let host = a.ctx.name(p.dst.ip());
         let dropped = a.trace.events.iter().find(|e| e.kind == "source_dropped" && e.host.as_deref() == Some(host.as_str()) && e.source() == Some(p.src) && e.t_s >= at - 1e-6 && e.t_s <= at + 1.0);
-        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && q.mode() == Some(Mode::Client) && q.sent_t_s > at);
+        let next = a.trace.packets.iter().find(|q| q.src.ip() == p.dst.ip() && q.dst == p.src && mode(q) == Some(Mode::Client) && q.sent_t_s > at);
         match (dropped, next) {
             (Some(e), _) => t.bad(|| format!("{} ({}): a forged kiss without the identifier dropped the source (events.jsonl:{})", p.cite(), a.flow_name(p), e.line)),
             (None, None) if at < a.ctx.duration_s - 2100.0 => t.bad(|| format!("{} ({}): no request to that source after a forged kiss without the identifier", p.cite(), a.flow_name(p))),
@@ -687,4 +698,58 @@ pub fn ke_ntp_address(a: &Analysis<'_>) -> Outcome {
         }
     }
     t.outcome("successful NTS key establishments followed by an NTS request", "no NTS key establishment with its records was followed by an NTS request")
+}
+
+/// The NTPv5 Authentication NAK flag (draft-ietf-ntp-ntpv5-07 §6).
+const V5_AUTH_NAK: u16 = 0x0004;
+/// The NTPv5 draft's NTS-KE Next Protocol (draft-ietf-ntp-ntpv5-07 §11).
+const NTPV5_DRAFT_PROTOCOL: u64 = 0x8001;
+
+/// RV5-11-nts: NTS for NTPv5. An NTS-KE whose request asks for the NTPv5
+/// draft (0x8001) alone is answered with 0x8001 (or no protocol); and every
+/// daemon's answer to an NTPv5 request with NTS fields (a cookie and an
+/// Authenticator) is NTPv5, exactly as long as the request, and echoes its
+/// Unique Identifier either before an Authenticator (time) or, without one,
+/// with stratum 0 and the Authentication NAK flag.
+pub fn v5_nts(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let values = |recs: &[KeRec], kind: u64| recs.iter().filter(|r| r.kind == kind).flat_map(|r| r.values.clone()).collect::<Vec<u64>>();
+    for (e, req, resp) in transcripts(a) {
+        if values(&req, KE_NPN) != [NTPV5_DRAFT_PROTOCOL] {
+            continue;
+        }
+        match values(&resp, KE_NPN).as_slice() {
+            [] | [NTPV5_DRAFT_PROTOCOL] => t.good(|| format!("{}: NTPv5 asked for, {:?} answered", ke_cite(e), values(&resp, KE_NPN))),
+            other => t.bad(|| format!("{}: NTPv5 (0x8001) asked for, {other:?} answered", ke_cite(e))),
+        }
+    }
+    let uid = |f: &[Ef<'_>]| first(f, EF_UID).map(<[u8]>::to_vec);
+    // NTPv5 NTS requests by (client socket, client cookie).
+    let mut requests = BTreeMap::new();
+    for p in a.trace.packets.iter().filter(|p| p.is_v5() && mode(p) == Some(Mode::Client) && p.bytes.len() >= 48) {
+        if let Some(f) = fields(&p.bytes).filter(|f| count(f, EF_COOKIE) == 1 && count(f, EF_AUTH) == 1) {
+            requests.insert((p.src, p.bytes[24..32].to_vec()), (p, uid(&f)));
+        }
+    }
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.src.ip()) && mode(p) == Some(Mode::Server) && p.bytes.len() >= 48) {
+        let Some((r, asked)) = requests.get(&(p.dst, p.bytes[24..32].to_vec())) else { continue };
+        let Some(f) = fields(&p.bytes).filter(|_| p.is_v5()) else {
+            t.bad(|| format!("{}: answer to the NTPv5 NTS request {} is not NTPv5 or its fields do not decode", p.cite(), r.cite()));
+            continue;
+        };
+        let uid_at = f.iter().position(|e| e.kind == EF_UID);
+        let auth_at = f.iter().position(|e| e.kind == EF_AUTH);
+        let flags = u16::from_be_bytes([p.bytes[14], p.bytes[15]]);
+        let shape = match (uid_at, auth_at) {
+            (Some(u), Some(x)) => u < x && x + 1 == f.len(),
+            (Some(_), None) => p.bytes[1] == 0 && flags & V5_AUTH_NAK != 0,
+            _ => false,
+        };
+        if shape && p.bytes.len() == r.bytes.len() && uid(&f) == *asked {
+            t.good(|| format!("{}: {} octets, Unique Identifier echoed, {}", p.cite(), p.bytes.len(), if auth_at.is_some() { "authenticated" } else { "NAK" }));
+        } else {
+            t.bad(|| format!("{}: {} octets for a {}-octet request {}, Unique Identifier echoed: {}, fields {:x?}, flags {flags:#06x}", p.cite(), p.bytes.len(), r.bytes.len(), r.cite(), uid(&f) == *asked, f.iter().map(|e| e.kind).collect::<Vec<_>>()));
+        }
+    }
+    t.outcome("NTS-KE exchanges asking for NTPv5 and answers to NTPv5 NTS requests", "no NTS-KE asked for NTPv5 and no NTPv5 NTS request was answered")
 }

@@ -325,3 +325,95 @@ pub fn negotiation(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("upgrade offers", "no client asked for NTPv5 with NTP5DRFT")
 }
+
+/// RV5-6-flags: a daemon's NTPv5 reply with the Authentication NAK flag has
+/// stratum 0, and a daemon client takes no sample from an NTPv5 reply
+/// without the Synchronized flag (its host logs no `sample` event for that
+/// server at the reply's delivery time).
+pub fn flags(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, h, _) in daemon_pairs(a) {
+        if h.flags & 4 != 0 {
+            if h.stratum == 0 {
+                t.good(|| format!("{}: Authentication NAK at stratum 0", p.cite()));
+            } else {
+                t.bad(|| format!("{}: Authentication NAK at stratum {}", p.cite(), h.stratum));
+            }
+        }
+    }
+    let samples: Vec<(&str, std::net::SocketAddr, f64)> =
+        a.trace.events.iter().filter(|e| e.kind == "sample").filter_map(|e| Some((e.host.as_deref()?, e.source()?, e.t_s))).collect();
+    for p in a.trace.packets.iter().filter(|p| a.ctx.is_daemon(p.dst.ip())) {
+        let (Some(h), Some(at)) = (hdr(p).filter(|h| h.mode == 4 && h.flags & 1 == 0), p.received_t_s) else { continue };
+        let Some(host) = a.ctx.hosts.iter().find(|x| x.address == p.dst.ip()).map(|x| x.name.as_str()) else { continue };
+        if samples.iter().any(|(n, src, ts)| *n == host && *src == p.src && (ts - at).abs() < 1e-6) {
+            t.bad(|| format!("{}: a sample from a reply without the Synchronized flag (flags {:#06x})", p.cite(), h.flags));
+        } else {
+            t.good(|| format!("{}: unsynchronized (flags {:#06x}), not used", p.cite(), h.flags));
+        }
+    }
+    t.outcome("NTPv5 NAKs of daemons and unsynchronized NTPv5 replies to daemons", "no daemon got an unsynchronized NTPv5 reply or sent a NAK")
+}
+
+/// RV5-10-stratum-rule: a daemon's synchronized NTPv5 reply has a stratum
+/// above that of the source it follows: the system peer of its last
+/// `selection` event before the reply, whose stratum is that of the last
+/// synchronized reply (NTPv4 or NTPv5: octet 1 in both) the daemon got from
+/// it before that selection. Replies while following a local reference (no
+/// system peer) are not judged.
+pub fn stratum_rule(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for (p, h, _) in daemon_pairs(a) {
+        if h.flags & 1 == 0 {
+            continue;
+        }
+        let Some(host) = a.ctx.hosts.iter().find(|x| x.address == p.src.ip()).map(|x| x.name.as_str()) else { continue };
+        let selection = a.trace.events.iter().rev().find(|e| e.kind == "selection" && e.host.as_deref() == Some(host) && e.t_s <= p.sent_t_s);
+        let Some(sel) = selection else { continue };
+        let Some(peer) = sel.details.get("system_peer").and_then(|v| v.as_str()).and_then(|s| s.parse::<std::net::SocketAddr>().ok()) else { continue };
+        let upstream = a
+            .trace
+            .packets
+            .iter()
+            .rev()
+            .filter(|q| q.src == peer && q.dst.ip() == p.src.ip() && q.bytes.len() >= 48 && q.bytes[0] & 7 == 4 && q.bytes[1] != 0)
+            .find(|q| q.received_t_s.is_some_and(|r| r <= sel.t_s + 1e-9));
+        let Some(q) = upstream else { continue };
+        if h.stratum > q.bytes[1] {
+            t.good(|| format!("{}: stratum {} following {peer} at stratum {} ({})", p.cite(), h.stratum, q.bytes[1], q.cite()));
+        } else {
+            t.bad(|| format!("{}: stratum {} while following {peer} at stratum {} ({})", p.cite(), h.stratum, q.bytes[1], q.cite()));
+        }
+    }
+    t.outcome("synchronized NTPv5 replies of daemons following a source", "no daemon answered NTPv5 while following a source")
+}
+
+/// Server Information (draft-ietf-ntp-ntpv5-07 §7.5).
+const SERVER_INFO: u16 = 0xF505;
+
+/// RV5-7.5-server-info: a daemon's request with Server Information has
+/// zeros in it, and a daemon's reply to such a request carries Server
+/// Information (4 octets) naming NTPv5 among its versions (bit 4, bit 0 =
+/// NTPv1) with the reserved octets zero.
+pub fn server_info(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    let info = |b: &[u8]| efs(b).and_then(|f| f.iter().find(|(k, _)| *k == SERVER_INFO).map(|(_, v)| v.to_vec()));
+    for (p, _) in daemon_requests(a) {
+        match info(&p.bytes) {
+            Some(v) if v.len() == 4 && v.iter().all(|x| *x == 0) => t.good(|| p.cite()),
+            Some(v) => t.bad(|| format!("{}: Server Information {v:02x?} in a request", p.cite())),
+            None => {}
+        }
+    }
+    for (p, _, req) in daemon_pairs(a) {
+        let Some((r, _)) = req else { continue };
+        if info(&r.bytes).is_none() {
+            continue;
+        }
+        match info(&p.bytes) {
+            Some(v) if v.len() == 4 && u16_at(&v, 0) & 0x10 != 0 && u16_at(&v, 2) == 0 => t.good(|| format!("{}: versions {:#06x}", p.cite(), u16_at(&v, 0))),
+            other => t.bad(|| format!("{}: Server Information {other:02x?} answering {}", p.cite(), r.cite())),
+        }
+    }
+    t.outcome("NTPv5 requests and replies of daemons with Server Information", "no daemon sent or answered Server Information")
+}

@@ -538,6 +538,9 @@ pub struct NtsSourceSpec {
     pub roots: Option<std::sync::Arc<rustls::RootCertStore>>,
     /// AEADs offered, most preferred first.
     pub aeads: Vec<ntplab_proto::nts::Aead>,
+    /// The source speaks NTPv5 (`version = 5`): NTS-KE asks for Next
+    /// Protocol 0x8001 and the keys are exported for it.
+    pub ntpv5: bool,
 }
 
 /// The NTS server side, validated.
@@ -561,6 +564,9 @@ pub struct NtsServerSpec {
     pub limits: crate::nts::ke::KeLimits,
     /// AEADs accepted, most preferred first.
     pub aeads: Vec<ntplab_proto::nts::Aead>,
+    /// NTS-KE also agrees on NTPv5 (Next Protocol 0x8001) when the client
+    /// offers it: the top-level `ntpv5` (default on).
+    pub ntpv5: bool,
 }
 
 /// One reference clock, validated.
@@ -783,10 +789,10 @@ impl ConfigFile {
                 path.extend(key.map(K));
                 at(&path, format!("{name}: {e}"))
             })?;
-            if s.nts && (config.version == 5 || config.v5_auto) {
-                return Err(at(&[K("source"), I(i), K("version")], format!("{name}: NTS with NTPv5 is not supported yet: use version 4 with nts = true")));
+            if s.nts && config.v5_auto {
+                return Err(at(&[K("source"), I(i), K("version")], format!("{name}: NTS with version \"auto\" is not supported: NTS-KE agrees on one protocol, use version 4 or 5 with nts = true")));
             }
-            let nts = check_nts_source(s).map_err(|(key, m)| {
+            let nts = check_nts_source(s, config.version == 5).map_err(|(key, m)| {
                 let mut path = vec![K("source"), I(i)];
                 path.extend(key.map(K));
                 at(&path, format!("{name}: {m}"))
@@ -856,7 +862,7 @@ impl ConfigFile {
             })?);
         }
         let nts = match &self.nts {
-            Some(section) => Some(check_nts_server(section, &self.listen).map_err(|(key, m)| {
+            Some(section) => Some(check_nts_server(section, &self.listen, self.ntpv5.unwrap_or(true)).map_err(|(key, m)| {
                 let mut path = vec![K("nts")];
                 path.extend(key.map(K));
                 at(&path, format!("[nts] {m}"))
@@ -951,7 +957,7 @@ pub fn check_source_address(address: SocketAddr) -> Result<(), String> {
 pub const KEY_ROTATION_S_MAX: f64 = 365.0 * 86_400.0;
 
 /// Validates a source's NTS keys; the failing key and why.
-fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<&'static str>, String)> {
+fn check_nts_source(s: &SourceSection, ntpv5: bool) -> Result<Option<NtsSourceSpec>, (Option<&'static str>, String)> {
     if !s.nts {
         for (given, key) in [
             (s.ke_server.is_some(), "ke_server"),
@@ -975,7 +981,7 @@ fn check_nts_source(s: &SourceSection) -> Result<Option<NtsSourceSpec>, (Option<
         }
     }
     let aeads = check_aeads(s.aeads.as_deref()).map_err(|m| (Some("aeads"), m))?;
-    Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None, aeads }))
+    Ok(Some(NtsSourceSpec { ke_host, ke_port, trusted_certificates: s.trusted_certificates.clone(), roots: None, aeads, ntpv5 }))
 }
 
 /// AEAD IDs as written: known to the core, no repeats, at least one (none given: all).
@@ -1030,7 +1036,7 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), S
 }
 
 /// Validates `[nts]`; the failing key and why.
-fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSpec, (Option<&'static str>, String)> {
+fn check_nts_server(n: &NtsSection, listen: &[SocketAddr], ntpv5: bool) -> Result<NtsServerSpec, (Option<&'static str>, String)> {
     for (path, key) in [(&n.certificate, "certificate"), (&n.key, "key")] {
         if path.as_os_str().is_empty() {
             return Err((Some(key), format!("{key} is empty, not a path")));
@@ -1091,6 +1097,7 @@ fn check_nts_server(n: &NtsSection, listen: &[SocketAddr]) -> Result<NtsServerSp
             ..defaults
         },
         aeads,
+        ntpv5,
     })
 }
 
@@ -1306,11 +1313,20 @@ leap = "2016-12-31T23:59:60Z"
         assert_eq!((c.sources[0].config.version, c.sources[0].config.v5_auto, c.sources[0].config.draft), (4, true, Draft::DEFAULT));
         assert_eq!((c.sources[1].config.version, c.sources[1].config.v5_auto, c.sources[1].config.draft), (5, false, Draft::D09));
         assert!(DaemonConfig::from_toml("listen = [\"127.0.0.1:1\"]\n", "d").unwrap().server.ntpv5, "on by default");
+        // NTS with NTPv5: the source's NTS-KE asks for 0x8001; an [nts] server agrees to it unless ntpv5 = false.
+        let c = DaemonConfig::from_toml("[[source]]\naddress = \"127.0.0.1:123\"\nversion = 5\nnts = true\n[[source]]\naddress = \"127.0.0.2:123\"\nnts = true\n", "n").unwrap();
+        assert_eq!((c.sources[0].nts.as_ref().unwrap().ntpv5, c.sources[1].nts.as_ref().unwrap().ntpv5), (true, false));
+        let server = |extra: &str| {
+            let text = format!("listen = [\"127.0.0.1:1\"]\n{extra}[nts]\ncertificate = \"c\"\nkey = \"k\"\n");
+            DaemonConfig::from_toml(&text, "s").unwrap().nts.unwrap().ntpv5
+        };
+        assert!(server(""));
+        assert!(!server("ntpv5 = false\n"));
         for (bad, says) in [
             ("version = \"sometimes\"", "neither a number 1-5 nor \"auto\""),
             ("version = 6", "not 1-5"),
             ("version = 5\ndraft = \"06\"", "\"07\", \"08\", \"09\""),
-            ("version = 5\nnts = true", "NTS with NTPv5 is not supported"),
+            ("version = \"auto\"\nnts = true", "NTS with version \"auto\" is not supported"),
         ] {
             let e = DaemonConfig::from_toml(&format!("[[source]]\naddress = \"127.0.0.1:123\"\n{bad}\n"), "e.toml").unwrap_err();
             assert!(e.0.starts_with("e.toml:3:") || e.0.starts_with("e.toml:4:"), "{e}");

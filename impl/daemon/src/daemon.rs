@@ -943,6 +943,10 @@ fn handle_reply<S, C: DaemonClock>(
             if let Some(ids) = slot.source.reference_ids() {
                 // NTPv5: a source whose Reference IDs hold this host's ID is a loop.
                 system.set_reference_ids(&PeerId::Source(index), ids, random);
+            } else if slot.source.speaking().is_v5() && !peers.listening.is_empty() {
+                // A server does not follow an NTPv5 source before it knows
+                // the source does not follow it (draft-07 §9).
+                system.await_reference_ids(&PeerId::Source(index));
             }
             events.event(rx_time, &DaemonEvent::Sample { source: address, sample: SampleFigures::of(&m, slot.source.config().precision_log2) });
             let local = clock.now();

@@ -57,7 +57,7 @@ fn local<F: std::future::Future>(f: F) -> F::Output {
 
 async fn ke(s: &Server, aeads: &[Aead]) -> Result<ntplab_daemon::nts::client::Established, KeFailure> {
     let default_ntp: SocketAddr = "127.0.0.1:123".parse().unwrap();
-    establish(&TokioStreams, "localhost", s.addr.port(), client_config(&s.cert_pem), aeads, default_ntp, Duration::from_secs(5)).await
+    establish(&TokioStreams, "localhost", s.addr.port(), client_config(&s.cert_pem), aeads, ntplab_proto::wire::ntske::ProtocolId::NTPV4, default_ntp, Duration::from_secs(5)).await
 }
 
 #[test]

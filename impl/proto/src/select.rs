@@ -162,6 +162,12 @@ pub enum Rejection {
     /// error occurs if the server is unreachable"). Judged by
     /// [`crate::system::System`], which hears of it from the poll process.
     Unreachable,
+    /// NTPv5: this host serves time and the source's whole Reference IDs
+    /// filter has not arrived yet, so whether it follows this host is not
+    /// known (draft-ietf-ntp-ntpv5-07 §9: such a client does not select a
+    /// server before it has the whole filter). Judged by
+    /// [`crate::system::System`].
+    ReferenceIdsIncomplete,
 }
 
 /// Why no offset came out.

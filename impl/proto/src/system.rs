@@ -139,6 +139,8 @@ struct PeerV5 {
     looped: bool,
     /// Polls still to wait after the loop cleared before selecting it again.
     hold: u8,
+    /// It speaks NTPv5 and its whole filter has not arrived yet.
+    awaiting: bool,
 }
 
 /// What one input changed.
@@ -243,6 +245,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn set_reference_ids(&mut self, id: &Id, filter: &BloomFilter, random: u64) {
         let own = self.own_v5_id;
         let Some(p) = self.peers.get_mut(id) else { return };
+        p.v5.awaiting = false;
         let looped = own.is_some_and(|o| filter.contains(&o));
         if looped {
             p.v5.hold = 0;
@@ -254,6 +257,17 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         p.v5.looped = looped;
         p.v5.reference_ids = Some(Box::new(*filter));
         self.update_served_ids();
+    }
+
+    /// Source `id` speaks NTPv5 and its whole Reference IDs filter has not
+    /// arrived yet (call after each of its replies, before its measurement,
+    /// when this host serves time): it is not selected until
+    /// [`System::set_reference_ids`] hands the filter over
+    /// ([`Rejection::ReferenceIdsIncomplete`], draft-ietf-ntp-ntpv5-07 §9).
+    pub fn await_reference_ids(&mut self, id: &Id) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.v5.awaiting = true;
+        }
     }
 
     /// The NTPv5 Reference IDs filter this host serves: its own ID and, for
@@ -457,6 +471,8 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             } else if p.v5.looped || p.v5.hold > 0 {
                 // Its NTPv5 Reference IDs hold this host's ID (§7.4).
                 unfit.push((id.clone(), Rejection::Loop));
+            } else if p.v5.awaiting {
+                unfit.push((id.clone(), Rejection::ReferenceIdsIncomplete));
             } else if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
                 unfit.push((id.clone(), r));
             }
@@ -1190,6 +1206,29 @@ mod tests {
             assert_eq!(sys.system_peer(), None);
         }
         assert!(!sys.server_state(t(300.0)).is_synchronized());
+    }
+
+    #[test]
+    fn an_ntpv5_source_is_not_selected_before_its_whole_filter_arrives() {
+        let me = V5ReferenceId::from_random([9; 15]);
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.set_own_v5_id(me);
+        sys.add_source(1, ReferenceId::from_ipv4("192.0.2.1".parse().unwrap()));
+        let refid = ReferenceId::from_ipv4("192.0.2.99".parse().unwrap());
+        for i in 0..6 {
+            let at = 16.0 * f64::from(i + 1);
+            sys.await_reference_ids(&1);
+            let u = sys.handle_measurement(&1, &from_server(2, refid, 0.0, at), t(at));
+            assert_eq!(rejections(&u), vec![(1, Rejection::ReferenceIdsIncomplete)], "reply {i}");
+            assert_eq!(sys.system_peer(), None);
+        }
+        // The whole filter arrives and does not hold this host's ID: selected.
+        let mut clean = BloomFilter::EMPTY;
+        clean.add(&V5ReferenceId::from_random([10; 15]));
+        sys.set_reference_ids(&1, &clean, 0);
+        let u = sys.handle_measurement(&1, &from_server(2, refid, 0.0, 112.0), t(112.0));
+        assert!(rejections(&u).is_empty(), "{:?}", rejections(&u));
+        assert_eq!(sys.system_peer(), Some(&1));
     }
 
     #[test]

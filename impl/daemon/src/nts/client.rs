@@ -63,20 +63,23 @@ impl std::fmt::Display for KeFailure {
 
 impl std::error::Error for KeFailure {}
 
-/// Runs NTS-KE with `host:port` offering `aeads`, within `timeout`. The NTP
+/// Runs NTS-KE with `host:port` asking for `protocol` (NTPv4 or NTPv5) and
+/// offering `aeads`, within `timeout`. The NTP
 /// server is the one the server names (resolved over `net`, an address of
 /// `default_ntp`'s family preferred), else `default_ntp`'s address; the port
 /// the one it names, else `default_ntp`'s port.
+#[allow(clippy::too_many_arguments)]
 pub async fn establish<N: StreamNetwork>(
     net: &N,
     host: &str,
     port: u16,
     config: Arc<rustls::ClientConfig>,
     aeads: &[Aead],
+    protocol: ntplab_proto::wire::ntske::ProtocolId,
     default_ntp: SocketAddr,
     timeout: Duration,
 ) -> Result<Established, KeFailure> {
-    let mut client = KeClient::new(KeClientConfig { aeads: aeads.to_vec(), ..KeClientConfig::default() });
+    let mut client = KeClient::new(KeClientConfig { aeads: aeads.to_vec(), protocol, ..KeClientConfig::default() });
     let request = client.request();
     let outcome = connect_and_exchange(net, host, port, config, &request, KE_MAX_RESPONSE_LEN, timeout, |response, exporter| {
         let transcript = KeTranscript {
@@ -92,7 +95,7 @@ pub async fn establish<N: StreamNetwork>(
             // The exchange hands over a whole message: the client cannot want more.
             KeClientStep::NeedMore | KeClientStep::Finished => return Err(KeFailure::Protocol(KeError::Truncated)),
         };
-        let keys = export_keys(exporter, response.aead).map_err(KeFailure::Export)?;
+        let keys = export_keys(exporter, response.protocol, response.aead).map_err(KeFailure::Export)?;
         Ok((response, keys, transcript))
     })
     .await

@@ -10,6 +10,7 @@ use super::server::{provider_rng, NtsServerShared};
 use super::tls;
 use crate::config::{NtsServerSpec, NtsSourceSpec};
 use ntplab_proto::nts::ntp::{ClientSession, PendingRequest, ResponseKind};
+use ntplab_proto::wire::ntske::ProtocolId;
 use rustls::crypto::CryptoProvider;
 use std::io;
 use std::net::SocketAddr;
@@ -156,9 +157,10 @@ impl NtsSource {
         let streams = runtime.streams.clone();
         let (host, port, config, aeads, default_ntp) =
             (self.spec.ke_host.clone(), self.spec.ke_port, self.config.clone(), self.spec.aeads.clone(), self.default_ntp);
+        let protocol = if self.spec.ntpv5 { ProtocolId::NTPV5_DRAFT } else { ProtocolId::NTPV4 };
         let done = done.clone();
         Some(tokio::task::spawn_local(async move {
-            let result = establish(&streams, &host, port, config, &aeads, default_ntp, KE_CLIENT_TIMEOUT).await;
+            let result = establish(&streams, &host, port, config, &aeads, protocol, default_ntp, KE_CLIENT_TIMEOUT).await;
             let _ = done.send(KeDone { index, result }).await;
         }))
     }
@@ -296,7 +298,7 @@ mod tests {
         let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
         let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
         let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
-        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec(), ntpv5: false };
         let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
         let mut source = NtsSource::new(spec, config, addr);
         assert!(!source.keyed());
@@ -356,7 +358,7 @@ mod tests {
         let mut rng = provider_rng(&provider);
         let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
         let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
-        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec(), ntpv5: false };
         let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
         let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
         let mut source = NtsSource::new(spec, config, addr);
@@ -390,7 +392,7 @@ mod tests {
     #[test]
     fn failed_key_establishments_back_off() {
         let provider = tls::provider();
-        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec() };
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec(), ntpv5: false };
         let config = tls::client_config(rustls::RootCertStore::empty(), provider).unwrap();
         let mut source = NtsSource::new(spec, config, "127.0.0.1:123".parse().unwrap());
         let fail = || Err(KeFailure::Exchange(ke::ExchangeError::TimedOut));

@@ -63,6 +63,7 @@ impl NtsServerShared {
             ntp_server: spec.ntp_server.clone(),
             ntp_port: spec.ntp_port,
             max_request_len: spec.limits.request_bytes,
+            ntpv5: spec.ntpv5,
             ..KeServerConfig::default()
         };
         Arc::new(NtsServerShared { master: RwLock::new(Arc::new(master)), generation: AtomicU64::new(1), provider, ke, now_s })
@@ -124,12 +125,12 @@ impl NtsServerShared {
     }
 }
 
-/// Exports the two keys of `aead` for NTPv4 from a finished TLS connection
-/// (RFC 8915 §5.1).
-pub fn export_keys(exporter: &dyn KeyExporter, aead: Aead) -> Result<SessionKeys, String> {
+/// Exports the two keys of `aead` for `protocol` (NTPv4 or NTPv5) from a
+/// finished TLS connection (RFC 8915 §5.1).
+pub fn export_keys(exporter: &dyn KeyExporter, protocol: ProtocolId, aead: Aead) -> Result<SessionKeys, String> {
     let mut c2s = vec![0u8; aead.key_len()];
     let mut s2c = vec![0u8; aead.key_len()];
-    let context = |d| exporter_context(ProtocolId::NTPV4, aead, d);
+    let context = |d| exporter_context(protocol, aead, d);
     exporter.export(EXPORTER_LABEL, &context(Direction::ClientToServer), &mut c2s)?;
     exporter.export(EXPORTER_LABEL, &context(Direction::ServerToClient), &mut s2c)?;
     let keys = SessionKeys::from_exported(aead, &c2s, &s2c).map_err(|e| format!("{e:?}"));
@@ -150,7 +151,7 @@ impl KeSession for Session {
             KeServerStep::NeedMore => KeStep::NeedMore,
             KeServerStep::Respond { response, outcome } => KeStep::Respond { response, note: format!("{outcome:?}") },
             KeServerStep::Finished => KeStep::Respond { response: Vec::new(), note: "finished".into() },
-            KeServerStep::ExportKeys(aead) => match export_keys(exporter, aead) {
+            KeServerStep::ExportKeys(aead) => match export_keys(exporter, self.ke.protocol().unwrap_or(ProtocolId::NTPV4), aead) {
                 Ok(keys) => {
                     let response = self.shared.with_master(|master, rng| self.ke.respond(&keys, master, rng));
                     KeStep::Respond { response, note: format!("cookies for AEAD {}", aead.id().0) }

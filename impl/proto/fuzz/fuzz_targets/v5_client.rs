@@ -8,6 +8,11 @@
 //! carries the request's client cookie and the source's draft, is
 //! synchronized, of stratum 1–15 and in UTC; the Reference IDs filter only
 //! ever holds what the server sent.
+//!
+//! NTS for NTPv5 (`nts::ClientSession::verify_response` on NTPv5 replies):
+//! the raw octets as a reply (VN 5, mode 4) and the real responder's
+//! authenticated reply to a protected NTPv5 request with input-chosen bytes
+//! XORed in. Nothing panics; only the unchanged reply is authentic time.
 
 #![no_main]
 
@@ -21,7 +26,32 @@ use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v4::LeapIndicator;
 use ntplab_proto::wire::v5::{self, draft_of, BloomFilter, Draft, Timescale, V5ReferenceId};
+use ntplab_proto::nts::{Aead, ClientSession, PendingRequest, ResponseKind};
+use ntplab_proto::server::NtsServerAction;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// A protected -08 request's session and pending state, and the server's authentic reply.
+fn nts_fixture() -> &'static (ClientSession, PendingRequest, Vec<u8>) {
+    static F: OnceLock<(ClientSession, PendingRequest, Vec<u8>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let mut header = v5::Repr::request(Timescale::Utc, 0x5151_5151_5151_5151).to_bytes().to_vec();
+        header.extend(v5::FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+        header.extend(v5::FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
+        let (master, session, request, pending, mut rng) = common::protected_request(Aead::AesSivCmac256, &header);
+        let cfg = ServerConfig { rate_limit: RateLimitConfig { enabled: false, slots: 16, ..Default::default() }, ..Default::default() };
+        let mut srv = Server::new(cfg, [3; 16]);
+        let t = NtpTime::parse_rfc3339("2026-03-01T00:00:00Z").unwrap();
+        let mut out = vec![0u8; 2048];
+        let from = SocketAddr::from(([192, 0, 2, 5], 123));
+        let NtsServerAction::Respond(r) = srv.handle_nts(0, from, &request, t, &clock(), &master, &mut out) else { panic!("the fixture is answered") };
+        let n = srv.finish_nts_response(&r, &mut out, t, &clock(), &master, &mut rng).expect("the reply fits");
+        out.truncate(n);
+        let mut check = session.clone();
+        assert!(matches!(check.verify_response(&pending, &out), Ok(ResponseKind::Time { .. })), "the fixture reply is authentic");
+        (session, pending, out)
+    })
+}
 
 fn clock() -> ServerClockState {
     ServerClockState {
@@ -94,5 +124,17 @@ fuzz_target!(|data: &[u8]| {
         if usize::from(sel) & 4 == 0 && !raw_sampled {
             assert_eq!(f, &filter);
         }
+    }
+
+    let (session, pending, reply) = nts_fixture();
+    let mut raw = rest.to_vec();
+    if let Some(b) = raw.first_mut() {
+        *b = 0x2c;
+    }
+    let _ = session.clone().verify_response(pending, &raw);
+    let mut r = reply.clone();
+    common::mutate(&mut r, rest);
+    if let Ok(ResponseKind::Time { .. }) = session.clone().verify_response(pending, &r) {
+        assert_eq!(&r, reply, "a changed NTPv5 reply authenticated");
     }
 });

@@ -276,9 +276,9 @@ pub enum Direction {
 }
 
 /// The five-octet exporter context of RFC 8915 §5.1: the Protocol ID, the
-/// AEAD id and 0x00 (C2S) or 0x01 (S2C). The protocol is NTPv4 (0) today;
-/// the parameter is the hook for NTPv5 (0x8001), whose draft uses the same
-/// layout with its own Protocol ID.
+/// AEAD id and 0x00 (C2S) or 0x01 (S2C). The protocol is the one NTS-KE
+/// agreed on: NTPv4 (0) or the NTPv5 draft (0x8001), whose draft uses the
+/// same layout with its own Protocol ID (draft-ietf-ntp-ntpv5-07 §11).
 pub fn exporter_context(protocol: ProtocolId, aead: Aead, direction: Direction) -> [u8; 5] {
     let [p0, p1] = protocol.0.to_be_bytes();
     let [a0, a1] = aead.id().0.to_be_bytes();

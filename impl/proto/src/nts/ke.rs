@@ -20,9 +20,9 @@
 //! | a record whose body breaks its length rule (e.g. a 3-octet Port) | Error 1 |
 //! | more than [`KeServerConfig::max_request_len`] octets (default [`KE_MAX_REQUEST_LEN`], 16 KiB) before End of Message | Error 1, at once: nothing past the limit is buffered |
 //! | stream ends or the daemon's timeout fires before End of Message | Error 1 ([`KeServer::end_of_input`], [`KeServer::timed_out`]) |
-//! | NTPv4 not offered (e.g. only NTPv5) | Next Protocol empty, End of Message (no keys) |
-//! | no offered AEAD supported | Next Protocol NTPv4, AEAD empty, End of Message |
-//! | otherwise | [`KeServerStep::ExportKeys`], then [`KeServer::respond`]: Next Protocol NTPv4, the server's preferred offered AEAD, Server and Port if configured, [`KeServerConfig::cookie_count`] New Cookies (default 8), End of Message |
+//! | neither NTPv4 nor (with [`KeServerConfig::ntpv5`]) NTPv5 offered | Next Protocol empty, End of Message (no keys) |
+//! | no offered AEAD supported | Next Protocol (the one chosen), AEAD empty, End of Message |
+//! | otherwise | [`KeServerStep::ExportKeys`], then [`KeServer::respond`]: Next Protocol the client's first of NTPv4 and NTPv5 ([`KeServer::protocol`], the keys are exported for it), the server's preferred offered AEAD, Server and Port if configured, [`KeServerConfig::cookie_count`] New Cookies (default 8), End of Message |
 //!
 //! Unknown records without the Critical Bit are ignored; the client's Server
 //! and Port Negotiation records are accepted (at most one each) and not
@@ -43,9 +43,9 @@
 //! limited to [`KE_MAX_RESPONSE_LEN`] (64 KiB, RFC 8915 §4's SHOULD) and at
 //! most [`MAX_RESPONSE_COOKIES`] cookies are kept.
 //!
-//! NTPv5 hook: only Protocol ID 0 is negotiated; [`supported_protocol`] is
-//! the one place that decides, and [`super::aead::exporter_context`] already
-//! takes the Protocol ID.
+//! NTPv5: a server with [`KeServerConfig::ntpv5`] also negotiates Protocol
+//! ID 0x8001 ([`supported_protocol`]); a client asks for the one protocol of
+//! [`KeClientConfig::protocol`].
 
 use super::aead::{Aead, SessionKeys};
 use super::cookie::MasterKeys;
@@ -67,9 +67,10 @@ pub const MAX_COOKIE_COUNT: usize = 64;
 pub const MAX_RESPONSE_COOKIES: usize = 64;
 
 /// Whether a Next Protocol is one this implementation negotiates: NTPv4 (0)
-/// only. NTPv5 (0x8001) will be added here.
+/// and the NTPv5 draft (0x8001, draft-ietf-ntp-ntpv5-07 §11; a server only
+/// when [`KeServerConfig::ntpv5`] is on).
 pub fn supported_protocol(p: ProtocolId) -> bool {
-    p == ProtocolId::NTPV4
+    p == ProtocolId::NTPV4 || p == ProtocolId::NTPV5_DRAFT
 }
 
 /// What is wrong with an NTS-KE message (either side) or its exchange.
@@ -269,6 +270,9 @@ pub struct KeServerConfig {
     pub cookie_count: usize,
     /// Request size limit in octets (default [`KE_MAX_REQUEST_LEN`]; at least 1024 is used).
     pub max_request_len: usize,
+    /// Also negotiate NTPv5 (Next Protocol 0x8001) when the client offers it
+    /// (default off). The client's order decides between NTPv4 and NTPv5.
+    pub ntpv5: bool,
 }
 
 impl Default for KeServerConfig {
@@ -279,6 +283,7 @@ impl Default for KeServerConfig {
             ntp_port: None,
             cookie_count: DEFAULT_COOKIE_COUNT,
             max_request_len: KE_MAX_REQUEST_LEN,
+            ntpv5: false,
         }
     }
 }
@@ -289,8 +294,9 @@ impl Default for KeServerConfig {
 pub enum KeServerStep {
     /// Read more octets (and keep the timeout running).
     NeedMore,
-    /// The request is good and agrees on NTPv4 with this AEAD: export the
-    /// two keys for it and call [`KeServer::respond`].
+    /// The request is good and agrees on a protocol ([`KeServer::protocol`]:
+    /// NTPv4 or NTPv5) with this AEAD: export the two keys for both and call
+    /// [`KeServer::respond`].
     ExportKeys(Aead),
     /// Write `response`, then close (close_notify). No keys are needed.
     Respond {
@@ -308,7 +314,7 @@ pub enum KeServerStep {
 pub enum KeServerOutcome {
     /// The request broke a rule: an Error record was sent.
     Refused(KeError),
-    /// NTPv4 was not offered: an empty Next Protocol was sent.
+    /// No protocol this server speaks was offered: an empty Next Protocol was sent.
     NoCommonProtocol,
     /// None of the offered AEADs is supported: an empty AEAD record was sent.
     NoCommonAead,
@@ -325,7 +331,7 @@ struct Seen {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ServerState {
     Reading,
-    AwaitingKeys(Aead),
+    AwaitingKeys(ProtocolId, Aead),
     Done,
 }
 
@@ -401,31 +407,33 @@ impl KeServer {
             Some(p) if p.is_empty() => return self.refuse(KeError::EmptyNextProtocol),
             Some(p) => p,
         };
-        let offers_v4 = protocols.contains(&ProtocolId::NTPV4);
+        // The client's first protocol this server speaks (both need an AEAD).
+        let ntpv5 = self.config.ntpv5;
+        let protocol = protocols.into_iter().find(|&p| supported_protocol(p) && (ntpv5 || p == ProtocolId::NTPV4));
         let aeads = self.seen.aeads.take();
-        if offers_v4 {
+        if protocol.is_some() {
             match &aeads {
                 None => return self.refuse(KeError::MissingAead),
                 Some(a) if a.is_empty() => return self.refuse(KeError::EmptyAead),
                 Some(_) => {}
             }
         }
-        if !protocols.into_iter().any(supported_protocol) {
+        let Some(protocol) = protocol else {
             self.state = ServerState::Done;
             let response = message_to_bytes(&[Repr::new(Body::NextProtocol(vec![])), Repr::end_of_message()]);
             return KeServerStep::Respond { response, outcome: KeServerOutcome::NoCommonProtocol };
-        }
+        };
         let offered = aeads.unwrap_or_default();
         let chosen = self.config.aeads.iter().copied().find(|a| offered.contains(&a.id()));
         match chosen {
             Some(aead) => {
-                self.state = ServerState::AwaitingKeys(aead);
+                self.state = ServerState::AwaitingKeys(protocol, aead);
                 KeServerStep::ExportKeys(aead)
             }
             None => {
                 self.state = ServerState::Done;
                 let response = message_to_bytes(&[
-                    Repr::new(Body::NextProtocol(vec![ProtocolId::NTPV4])),
+                    Repr::new(Body::NextProtocol(vec![protocol])),
                     Repr::new(Body::AeadAlgorithm(vec![])),
                     Repr::end_of_message(),
                 ]);
@@ -440,12 +448,12 @@ impl KeServer {
     /// Error response (Error 2) instead.
     pub fn respond(&mut self, keys: &SessionKeys, master: &MasterKeys, rng: &mut dyn NtsRng) -> Vec<u8> {
         let state = std::mem::replace(&mut self.state, ServerState::Done);
-        let aead = match state {
-            ServerState::AwaitingKeys(a) if a == keys.aead => a,
+        let (protocol, aead) = match state {
+            ServerState::AwaitingKeys(p, a) if a == keys.aead => (p, a),
             _ => return error_response(ErrorCode::INTERNAL_SERVER_ERROR),
         };
         let mut records = vec![
-            Repr::new(Body::NextProtocol(vec![ProtocolId::NTPV4])),
+            Repr::new(Body::NextProtocol(vec![protocol])),
             Repr::new(Body::AeadAlgorithm(vec![aead.id()])),
         ];
         if let Some(s) = &self.config.ntp_server {
@@ -459,6 +467,15 @@ impl KeServer {
         }
         records.push(Repr::end_of_message());
         message_to_bytes(&records)
+    }
+
+    /// The protocol agreed on, from [`KeServerStep::ExportKeys`] until
+    /// [`KeServer::respond`]: the keys are exported for it (RFC 8915 §5.1).
+    pub fn protocol(&self) -> Option<ProtocolId> {
+        match self.state {
+            ServerState::AwaitingKeys(p, _) => Some(p),
+            _ => None,
+        }
     }
 
     /// The daemon's timeout fired: the Bad Request response to write before
@@ -494,11 +511,14 @@ pub struct KeClientConfig {
     pub ntp_server: Option<String>,
     /// NTPv4 Port Negotiation to send, if any (only sent with a server).
     pub ntp_port: Option<u16>,
+    /// The one protocol asked for: NTPv4 (the default) or the NTPv5 draft
+    /// (0x8001, draft-ietf-ntp-ntpv5-07 §11). The response must name it.
+    pub protocol: ProtocolId,
 }
 
 impl Default for KeClientConfig {
     fn default() -> Self {
-        KeClientConfig { aeads: Aead::ALL.to_vec(), ntp_server: None, ntp_port: None }
+        KeClientConfig { aeads: Aead::ALL.to_vec(), ntp_server: None, ntp_port: None, protocol: ProtocolId::NTPV4 }
     }
 }
 
@@ -556,7 +576,7 @@ impl KeClient {
     /// The request to write after the TLS handshake.
     pub fn request(&self) -> Vec<u8> {
         let mut records = vec![
-            Repr::new(Body::NextProtocol(vec![ProtocolId::NTPV4])),
+            Repr::new(Body::NextProtocol(vec![self.config.protocol])),
             Repr::new(Body::AeadAlgorithm(self.config.aeads.iter().map(|a| a.id()).collect())),
         ];
         if let Some(s) = &self.config.ntp_server {
@@ -620,7 +640,7 @@ impl KeClient {
     fn judge(&mut self) -> Result<KeResponse, KeError> {
         let seen = std::mem::take(&mut self.seen);
         let protocols = seen.protocols.ok_or(KeError::MissingNextProtocol)?;
-        if let Some(&p) = protocols.iter().find(|&&p| p != ProtocolId::NTPV4) {
+        if let Some(&p) = protocols.iter().find(|&&p| p != self.config.protocol) {
             return Err(KeError::UnexpectedProtocol(p));
         }
         if protocols.is_empty() {
@@ -643,7 +663,7 @@ impl KeClient {
         if seen.cookies.is_empty() {
             return Err(KeError::NoCookies);
         }
-        Ok(KeResponse { protocol: ProtocolId::NTPV4, aead, cookies: seen.cookies, ntp_server, ntp_port: seen.port })
+        Ok(KeResponse { protocol: self.config.protocol, aead, cookies: seen.cookies, ntp_server, ntp_port: seen.port })
     }
 }
 

@@ -65,8 +65,9 @@
 //! }
 //! ```
 //!
-//! The NTPv5 hook: the Protocol ID travels through [`aead::exporter_context`]
-//! and [`ke::supported_protocol`]; only NTPv4 (0) is negotiated today.
+//! NTPv5: the Protocol ID travels through [`aead::exporter_context`] and
+//! [`ke::supported_protocol`]; a KE server may agree on NTPv5 (0x8001), whose
+//! requests [`ntp::process_request`] sorts too (draft-ietf-ntp-ntpv5-07 §11).
 
 pub mod aead;
 pub mod cookie;

@@ -69,6 +69,12 @@ const T_UID: u16 = 0x0104;
 const T_COOKIE: u16 = 0x0204;
 const T_PLACEHOLDER: u16 = 0x0304;
 const T_AUTH: u16 = 0x0404;
+/// NTPv5 Padding field (draft-ietf-ntp-ntpv5-07 §7.2).
+const T_V5_PADDING: u16 = 0xF501;
+/// NTPv5 Draft Identification field (§7.1).
+const T_V5_DRAFT: u16 = 0xF5FF;
+/// NTPv5 Authentication NAK flag (§6).
+const V5_AUTH_NAK: u16 = 0x0004;
 
 /// One extension field located in a buffer.
 #[derive(Clone, Copy, Debug)]
@@ -86,17 +92,38 @@ impl RawField {
     }
 }
 
+/// How extension fields are framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// NTPv4 (RFC 7822): the Length is a multiple of 4 and counts the padding.
+    V4,
+    /// NTPv5 (draft-ietf-ntp-ntpv5-07 §7): the Length may be any value from 4
+    /// and the next field starts at the next multiple of 4 (for drafts that
+    /// count the padding inside the Length it is a multiple of 4 anyway).
+    V5,
+}
+
+impl Framing {
+    /// The framing of the NTP packet `buf` by its version field.
+    fn of(buf: &[u8]) -> Framing {
+        match buf.first().map(|b| (b >> 3) & 0x07) {
+            Some(5) => Framing::V5,
+            _ => Framing::V4,
+        }
+    }
+}
+
 /// Walks extension fields from `from` to the end of `buf`. Each needs a
-/// Length of at least 4, a multiple of 4, within the buffer. With
-/// `allow_mac`, 4, 20 or 24 octets left at a field boundary are a legacy
-/// MAC and end the walk. `None` if the octets are not such a sequence;
-/// at most `max` fields are accepted.
-fn walk(buf: &[u8], from: usize, allow_mac: bool, max: usize) -> Option<Vec<RawField>> {
+/// Length of at least 4 within the buffer, a multiple of 4 in NTPv4. With
+/// `allow_mac` (NTPv4 only), 4, 20 or 24 octets left at a field boundary are
+/// a legacy MAC and end the walk. `None` if the octets are not such a
+/// sequence; at most `max` fields are accepted.
+fn walk(buf: &[u8], from: usize, allow_mac: bool, max: usize, framing: Framing) -> Option<Vec<RawField>> {
     let mut out = Vec::new();
     let mut pos = from;
     while pos < buf.len() {
         let left = buf.len() - pos;
-        if allow_mac && matches!(left, 4 | 20 | 24) {
+        if allow_mac && framing == Framing::V4 && matches!(left, 4 | 20 | 24) {
             break;
         }
         if left < 4 || out.len() >= max {
@@ -104,11 +131,16 @@ fn walk(buf: &[u8], from: usize, allow_mac: bool, max: usize) -> Option<Vec<RawF
         }
         let field_type = u16::from_be_bytes([buf[pos], buf[pos + 1]]);
         let len = usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]));
-        if len < 4 || len % 4 != 0 || len > left {
+        let step = match framing {
+            Framing::V4 if len % 4 != 0 => return None,
+            Framing::V4 => len,
+            Framing::V5 => padded_len(len),
+        };
+        if len < 4 || step > left {
             return None;
         }
         out.push(RawField { field_type, start: pos, end: pos + len });
-        pos += len;
+        pos += step;
     }
     Some(out)
 }
@@ -162,8 +194,13 @@ fn seal_into(out: &mut Vec<u8>, aead: Aead, key: &[u8], plaintext: &[u8], extra_
     true
 }
 
+/// An NTSN kiss-o'-death (NTPv4), or an NTPv5 response with the
+/// Authentication NAK flag (draft-ietf-ntp-ntpv5-07 §6, §11).
 fn is_ntsn_kod(packet: &[u8]) -> bool {
-    packet[1] == 0 && &packet[12..16] == b"NTSN"
+    match Framing::of(packet) {
+        Framing::V4 => packet[1] == 0 && &packet[12..16] == b"NTSN",
+        Framing::V5 => packet[1] == 0 && u16::from_be_bytes([packet[14], packet[15]]) & V5_AUTH_NAK != 0,
+    }
 }
 
 // ───────────────────────────── client ─────────────────────────────
@@ -234,7 +271,7 @@ impl PendingRequest {
     /// Identifier of [`UNIQUE_ID_LEN`] octets before exactly one
     /// authenticator.
     pub fn from_request(request: &[u8]) -> Option<PendingRequest> {
-        let fields = walk(request, HEADER_LEN, false, 64)?;
+        let fields = walk(request, HEADER_LEN, false, 64, Framing::of(request))?;
         let auth = fields.iter().position(|f| f.field_type == T_AUTH)?;
         if fields.iter().filter(|f| f.field_type == T_AUTH).count() != 1 {
             return None;
@@ -395,7 +432,8 @@ impl ClientSession {
         if packet[0] & 0x07 != 4 {
             return Err(ResponseError::NotServerMode);
         }
-        let fields = walk(packet, HEADER_LEN, false, 64).ok_or(ResponseError::Malformed)?;
+        let framing = Framing::of(packet);
+        let fields = walk(packet, HEADER_LEN, false, 64, framing).ok_or(ResponseError::Malformed)?;
         let mut auths = fields.iter().filter(|f| f.field_type == T_AUTH);
         let auth = auths.next();
         if auths.next().is_some() {
@@ -414,8 +452,9 @@ impl ClientSession {
             return Ok(ResponseKind::NtsNak);
         }
         let Some(auth) = auth else {
-            // Unauthenticated: only a kiss-o'-death (stratum 0) is acted on.
-            if packet[1] == 0 {
+            // Unauthenticated: only a kiss-o'-death (stratum 0) is acted on;
+            // NTPv5 has none (its refusals carry no code).
+            if packet[1] == 0 && framing == Framing::V4 {
                 return Ok(ResponseKind::Kiss([packet[12], packet[13], packet[14], packet[15]]));
             }
             return Err(ResponseError::Unauthenticated);
@@ -425,7 +464,7 @@ impl ClientSession {
         let plain = aead
             .open(self.keys.s2c.as_bytes(), parts.nonce, &packet[..auth.start], parts.ciphertext)
             .map_err(|_| ResponseError::AuthenticationFailed)?;
-        let inner = walk(&plain, 0, false, 64).ok_or(ResponseError::Malformed)?;
+        let inner = walk(&plain, 0, false, 64, framing).ok_or(ResponseError::Malformed)?;
         let mut added = 0;
         for f in inner.iter().filter(|f| f.field_type == T_COOKIE).take(MAX_REPLY_COOKIES) {
             let c = f.value(&plain);
@@ -545,6 +584,80 @@ impl ProtectedRequest {
     }
 }
 
+impl ProtectedRequest {
+    /// Completes an NTPv5 reply (draft-ietf-ntp-ntpv5-07 §11): `out[..reply_len]`
+    /// holds the plain NTPv5 response, transmit timestamp written (the header
+    /// and the answers to the request's fields, padded to the request's
+    /// length). Its Padding is replaced by the Unique Identifier echo, a
+    /// Padding field that makes the reply exactly as long as the request,
+    /// and the Authenticator with fresh cookies, so every field but the
+    /// Authenticator is authenticated. Returns the reply length (the
+    /// request's).
+    pub fn seal_reply_v5(&self, out: &mut [u8], reply_len: usize, master: &MasterKeys, rng: &mut dyn NtsRng) -> Result<usize, ReplyError> {
+        let aead = self.keys.aead;
+        let mut reply = v5_without_padding(out.get(..reply_len).ok_or(ReplyError)?, |_| true).ok_or(ReplyError)?;
+        push_field(&mut reply, T_UID, &self.uid);
+        let cookie_field = 4 + padded_len(super::cookie::cookie_len(aead));
+        let auth_fixed = 8 + padded_len(aead.nonce_len()) + padded_len(aead.overhead());
+        let room = self.request_len.saturating_sub(reply.len() + auth_fixed) / cookie_field;
+        let n = self.cookies_wanted.min(room);
+        if n == 0 {
+            return Err(ReplyError);
+        }
+        let pad = self.request_len - reply.len() - auth_fixed - n * cookie_field;
+        push_v5_padding(&mut reply, pad)?;
+        let mut plain = Vec::with_capacity(n * cookie_field);
+        for _ in 0..n {
+            push_field(&mut plain, T_COOKIE, &master.seal(&self.keys, rng));
+        }
+        if !seal_into(&mut reply, aead, self.keys.s2c.as_bytes(), &plain, 0, rng) || reply.len() != self.request_len || reply.len() > out.len() {
+            return Err(ReplyError);
+        }
+        out[..reply.len()].copy_from_slice(&reply);
+        Ok(reply.len())
+    }
+}
+
+/// The NTPv5 response `reply` without its Padding fields and without the
+/// fields `keep` refuses (by type): the header and the other fields as they
+/// are, each with its alignment octets. `None` if its fields do not parse.
+fn v5_without_padding(reply: &[u8], keep: impl Fn(u16) -> bool) -> Option<Vec<u8>> {
+    let fields = walk(reply, HEADER_LEN, false, 128, Framing::V5)?;
+    let mut out = reply.get(..HEADER_LEN)?.to_vec();
+    for f in fields.iter().filter(|f| f.field_type != T_V5_PADDING && keep(f.field_type)) {
+        out.extend_from_slice(reply.get(f.start..f.start + padded_len(f.end - f.start))?);
+    }
+    Some(out)
+}
+
+/// Appends an NTPv5 Padding field of `len` octets (none for 0).
+fn push_v5_padding(out: &mut Vec<u8>, len: usize) -> Result<(), ReplyError> {
+    match len {
+        0 => Ok(()),
+        1..=3 => Err(ReplyError),
+        _ => {
+            out.extend(T_V5_PADDING.to_be_bytes());
+            out.extend(u16::try_from(len).map_err(|_| ReplyError)?.to_be_bytes());
+            out.resize(out.len() + len - 4, 0);
+            Ok(())
+        }
+    }
+}
+
+/// Rewrites the NTPv5 response in `out[..reply_len]` (as long as its
+/// request) with its fields that `keep` accepts, then the Unique Identifier
+/// echo, then Padding up to `reply_len`: a plain answer or refusal to a
+/// request that carried a Unique Identifier (RFC 8915 §5.3). Returns
+/// `reply_len`, or `None` if the echo does not fit.
+pub(crate) fn echo_uid_v5(out: &mut [u8], reply_len: usize, uid: &[u8], keep: impl Fn(u16) -> bool) -> Option<usize> {
+    let mut reply = v5_without_padding(out.get(..reply_len)?, keep)?;
+    push_field(&mut reply, T_UID, uid);
+    let fill = reply_len.checked_sub(reply.len())?;
+    push_v5_padding(&mut reply, fill).ok()?;
+    out.get_mut(..reply_len)?.copy_from_slice(&reply);
+    Some(reply_len)
+}
+
 /// Appends a Unique Identifier field echoing `uid` after the 48-octet
 /// header in `out` (a kiss-o'-death answering an NTS request); the total
 /// length, or `None` if `out` is too short.
@@ -571,6 +684,24 @@ impl NakReply {
     /// The client's Unique Identifier, echoed.
     pub fn unique_id(&self) -> &[u8] {
         &self.uid
+    }
+
+    /// Turns the plain NTPv5 response in `out[..reply_len]` (not yet given a
+    /// transmit timestamp) into the NTPv5 NAK (draft-ietf-ntp-ntpv5-07 §6,
+    /// §11): LI 3, stratum 0, the Authentication NAK flag and no other, no
+    /// time (root delay and dispersion, timescale, era, server cookie,
+    /// timestamps zero), the client cookie and poll kept; then the Draft
+    /// Identification, the Unique Identifier and Padding, as long as the
+    /// request. No cookie, no authenticator.
+    pub fn write_v5(&self, out: &mut [u8], reply_len: usize) -> Result<usize, ReplyError> {
+        let h = out.get_mut(..HEADER_LEN).ok_or(ReplyError)?;
+        h[0] = 0xc0 | 5 << 3 | 4;
+        h[1] = 0;
+        h[4..14].fill(0);
+        h[14..16].copy_from_slice(&V5_AUTH_NAK.to_be_bytes());
+        h[16..24].fill(0);
+        h[32..48].fill(0);
+        echo_uid_v5(out, reply_len, &self.uid, |t| t == T_V5_DRAFT).ok_or(ReplyError)
     }
 
     /// Writes the NTSN kiss-o'-death into `out`: LI 3, the request's
@@ -602,7 +733,7 @@ impl NakReply {
 /// one Unique Identifier field, if the extension fields parse and hold
 /// exactly one; `None` otherwise (none, several, or not extension fields).
 pub fn plain_unique_id(request: &[u8]) -> Option<Vec<u8>> {
-    let fields = walk(request, HEADER_LEN, true, 128)?;
+    let fields = walk(request, HEADER_LEN, true, 128, Framing::of(request))?;
     exactly_one(fields.iter().filter(|f| f.field_type == T_UID)).map(|u| u.value(request).to_vec())
 }
 
@@ -621,7 +752,8 @@ pub fn process_request(master: &MasterKeys, request: &[u8]) -> NtsRequest {
     if request.len() < HEADER_LEN {
         return NtsRequest::Drop(NtsDropReason::Malformed);
     }
-    let Some(fields) = walk(request, HEADER_LEN, true, 128) else {
+    let framing = Framing::of(request);
+    let Some(fields) = walk(request, HEADER_LEN, true, 128, framing) else {
         return NtsRequest::Plain; // not extension fields at all: the plain path judges it
     };
     let is_nts = |t: u16| t == T_COOKIE || t == T_AUTH || t == T_PLACEHOLDER;
@@ -668,7 +800,7 @@ pub fn process_request(master: &MasterKeys, request: &[u8]) -> NtsRequest {
     // Valid placeholders: authenticated (before the authenticator or encrypted), body as long as the cookie's.
     let valid = |buf: &[u8], f: &RawField| f.field_type == T_PLACEHOLDER && f.value(buf).len() == cookie_value.len();
     let mut placeholders = fields.iter().filter(before).filter(|f| valid(request, f)).count();
-    if let Some(inner) = walk(&plain, 0, false, 64) {
+    if let Some(inner) = walk(&plain, 0, false, 64, framing) {
         placeholders += inner.iter().filter(|f| valid(&plain, f)).count();
     }
     NtsRequest::Protected(ProtectedRequest {

@@ -28,7 +28,7 @@
 //! | rate limit or access control says kiss-o'-death | that kiss-o'-death plus the Unique Identifier echo, so the NTS client can accept it (RFC 8915 §5.7) |
 
 use super::{DropReason, Response, ResponseReason, Server, ServerAction, ServerClockState};
-use crate::nts::ntp::{append_uid, plain_unique_id};
+use crate::nts::ntp::{append_uid, echo_uid_v5, plain_unique_id};
 use crate::nts::{process_request, MasterKeys, NakReply, NtsDropReason, NtsRequest, NtsRng, ProtectedRequest, ReplyError};
 use crate::time::NtpTime;
 use core::net::SocketAddr;
@@ -79,6 +79,9 @@ pub struct NtsResponse {
     pub response: Response,
     inner: Inner,
     awaiting_tx: bool,
+    /// An NTPv5 request (draft-ietf-ntp-ntpv5-07 §11): the NTS fields go
+    /// among the NTPv5 fields, as long as the request.
+    v5: bool,
 }
 
 impl NtsResponse {
@@ -134,7 +137,8 @@ impl Server {
             NtsRequest::Protected(p) => Inner::Protected(p),
             NtsRequest::Nak(n) => Inner::Nak(n),
         };
-        NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false })
+        let v5 = request.first().is_some_and(|b| (b >> 3) & 0x07 == 5);
+        NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false, v5 })
     }
 
     /// Completes an NTS response: for a time response, writes the transmit
@@ -155,10 +159,21 @@ impl Server {
         rng: &mut dyn NtsRng,
     ) -> Result<usize, ReplyError> {
         let awaiting_tx = response.awaiting_tx;
+        let len = response.response.len;
         match &response.inner {
             Inner::Plain => {
                 self.finish(&response.response, out, tx_time, clock, awaiting_tx);
                 Ok(response.response.len)
+            }
+            Inner::Protected(p) if response.v5 => {
+                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
+                p.seal_reply_v5(out, len, master, rng)
+            }
+            // Nothing is saved for interleaved mode: no finish_response.
+            Inner::Nak(n) if response.v5 => n.write_v5(out, len),
+            Inner::Kod(uid) | Inner::PlainEcho(uid) if response.v5 => {
+                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
+                echo_uid_v5(out, len, uid, |_| true).ok_or(ReplyError)
             }
             Inner::Protected(p) => {
                 self.finish(&response.response, out, tx_time, clock, awaiting_tx);
@@ -214,6 +229,7 @@ mod tests {
         server: Server,
         master: MasterKeys,
         session: ClientSession,
+        keys: SessionKeys,
         rng: SeededRng,
         from: SocketAddr,
     }
@@ -225,7 +241,7 @@ mod tests {
         let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
         let rate_limit = RateLimitConfig { enabled: rate_limited, burst: 1, ..Default::default() };
         let server = Server::new(ServerConfig { rate_limit, ..Default::default() }, [7; 16]);
-        Fix { server, master, session: ClientSession::new(keys, cookies), rng, from: "[2001:db8::5]:40000".parse().unwrap() }
+        Fix { server, master, session: ClientSession::new(keys.clone(), cookies), keys, rng, from: "[2001:db8::5]:40000".parse().unwrap() }
     }
 
     /// [`fix`] after the server's master keys have rotated twice: the
@@ -239,8 +255,8 @@ mod tests {
 
     impl Fix {
         /// One exchange; the reply octets and what the client made of them.
-        fn exchange(&mut self, h: [u8; 48], now_s: f64) -> (Vec<u8>, NtsReplyKind, Result<ResponseKind, crate::nts::ResponseError>) {
-            let (req, pending) = self.session.build_request(&h, &mut self.rng).unwrap();
+        fn exchange(&mut self, h: impl AsRef<[u8]>, now_s: f64) -> (Vec<u8>, NtsReplyKind, Result<ResponseKind, crate::nts::ResponseError>) {
+            let (req, pending) = self.session.build_request(h.as_ref(), &mut self.rng).unwrap();
             let mut out = [0u8; 2048];
             let now_ns = (now_s * 1e9) as u64;
             let action = self.server.handle_nts(now_ns, self.from, &req, at(now_s), &clock(), &self.master, &mut out);
@@ -250,6 +266,9 @@ mod tests {
                 .finish_nts_response(&r, &mut out, at(now_s + 0.001), &clock(), &self.master, &mut self.rng)
                 .unwrap();
             assert!(n <= req.len(), "reply {n} longer than request {}", req.len());
+            if req[0] >> 3 & 7 == 5 {
+                assert_eq!(n, req.len(), "an NTPv5 reply is as long as its request");
+            }
             let verdict = self.session.verify_response(&pending, &out[..n]);
             (out[..n].to_vec(), r.kind(), verdict)
         }
@@ -376,5 +395,91 @@ mod tests {
         let (reply, kind, verdict) = f.exchange(header(0, 0, 10), 0.001);
         assert_eq!((kind, verdict), (NtsReplyKind::Kod, Ok(ResponseKind::Kiss(*b"RATE"))));
         assert_eq!(&reply[12..16], b"RATE");
+    }
+
+    /// An NTPv5 -08 request header with a Draft Identification and a
+    /// 16-octet Reference IDs Request, as ntpd-rs 1.9 sends them.
+    fn v5_header(cookie: u64) -> Vec<u8> {
+        use crate::wire::v5::{Draft, FieldBody, Repr as V5, Timescale};
+        let mut h = V5::request(Timescale::Utc, cookie).to_bytes().to_vec();
+        h.extend(FieldBody::DraftIdentification { name: Draft::D08.name().as_bytes().to_vec() }.to_field().to_bytes());
+        h.extend(FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field().to_bytes());
+        h
+    }
+
+    /// The NTPv5 reply's header and its fields' types, in order.
+    fn v5_parts(b: &[u8]) -> (crate::wire::v5::Repr, Vec<u16>) {
+        use crate::wire::v5;
+        let p = v5::Packet::new_checked(b).unwrap();
+        let area = v5::parse_extensions(p.payload());
+        assert_eq!(area.error, None, "{b:02x?}");
+        (v5::Repr::parse(&p).unwrap(), area.fields.iter().map(|f| f.field_type.to_u16()).collect())
+    }
+
+    #[test]
+    fn ntpv5_nts_requests_get_authenticated_ntpv5_replies_as_long_as_the_request() {
+        let mut f = fix(false);
+        let h = v5_header(0x0102_0304_0506_0708);
+        let (reply, kind, verdict) = f.exchange(&h, 0.0);
+        assert_eq!((kind, verdict), (NtsReplyKind::Protected, Ok(ResponseKind::Time { new_cookies: 1 })));
+        let (r, types) = v5_parts(&reply);
+        assert_eq!(r.client_cookie, 0x0102_0304_0506_0708);
+        assert_eq!((r.stratum, r.flags.synchronized()), (2, true));
+        assert!(r.transmit_timestamp > r.receive_timestamp, "sealed after the transmit timestamp");
+        // The request's answers and the echo, then the Authenticator (no
+        // Padding needed: the cookie back is as long as the one sent).
+        assert_eq!(types, vec![0xF5FF, 0xF504, 0x0104, 0x0404], "{reply:02x?}");
+        // Cookies for placeholders: two cookies left, so five placeholders and six cookies back.
+        let cookies = (0..3).map(|_| f.master.seal(&f.keys, &mut f.rng)).collect();
+        f.session = ClientSession::new(f.keys.clone(), cookies);
+        let (reply, _, verdict) = f.exchange(&h, 16.0);
+        assert_eq!(verdict, Ok(ResponseKind::Time { new_cookies: 6 }));
+        assert_eq!(v5_parts(&reply).1.last(), Some(&0x0404));
+        assert_eq!(f.session.jar().len(), 8);
+        // Any octet changed after sealing: not authentic.
+        let (req, pending) = f.session.build_request(&h, &mut f.rng).unwrap();
+        let mut out = [0u8; 2048];
+        let NtsServerAction::Respond(resp) = f.server.handle_nts(20_000_000_000, f.from, &req, at(20.0), &clock(), &f.master, &mut out) else { panic!() };
+        let n = f.server.finish_nts_response(&resp, &mut out, at(20.001), &clock(), &f.master, &mut f.rng).unwrap();
+        assert_eq!(n, req.len());
+        let mut forged = out[..n].to_vec();
+        forged[48 + 4] ^= 1; // the Draft Identification, before the Authenticator
+        assert!(f.session.verify_response(&pending, &forged).is_err());
+        assert_eq!(f.session.verify_response(&pending, &out[..n]), Ok(ResponseKind::Time { new_cookies: 1 }));
+    }
+
+    #[test]
+    fn ntpv5_nak_refusal_and_plain_echo_keep_the_request_length() {
+        let mut f = fix_with_unknown_cookies(false);
+        let h = v5_header(77);
+        let (reply, kind, verdict) = f.exchange(&h, 0.0);
+        assert_eq!((kind, verdict), (NtsReplyKind::Nak, Ok(ResponseKind::NtsNak)));
+        let (r, types) = v5_parts(&reply);
+        assert_eq!((r.stratum, r.flags.0, r.client_cookie), (0, crate::wire::v5::Flags::AUTH_NAK, 77));
+        assert_eq!((r.receive_timestamp.to_bits(), r.transmit_timestamp.to_bits()), (0, 0), "no time in a NAK");
+        assert_eq!(types, vec![0xF5FF, 0x0104, 0xF501], "Draft Identification, UID, Padding; no cookie, no authenticator");
+
+        // Over the rate: a refusal with the identifier echoed, which a v5 client does not act on.
+        let mut f = fix(true);
+        assert_eq!(f.exchange(&h, 0.0).1, NtsReplyKind::Protected);
+        let (reply, kind, verdict) = f.exchange(&h, 0.001);
+        assert_eq!((kind, verdict), (NtsReplyKind::Kod, Err(crate::nts::ResponseError::Unauthenticated)));
+        let (r, types) = v5_parts(&reply);
+        assert_eq!(r.stratum, 0);
+        assert!(types.contains(&0x0104) && !types.contains(&0x0404), "{types:x?}");
+
+        // A plain NTPv5 request with a Unique Identifier: the plain answer with it echoed.
+        let mut plain = v5_header(5);
+        plain.extend([0x01, 0x04, 0x00, 0x24]);
+        plain.extend([0xab; 32]);
+        let mut out = [0u8; 512];
+        let NtsServerAction::Respond(resp) = f.server.handle_nts(9_000_000_000, "192.0.2.50:1".parse().unwrap(), &plain, at(9.0), &clock(), &f.master, &mut out) else { panic!() };
+        assert_eq!(resp.kind(), NtsReplyKind::Plain);
+        let n = f.server.finish_nts_response(&resp, &mut out, at(9.001), &clock(), &f.master, &mut f.rng).unwrap();
+        assert_eq!(n, plain.len());
+        let (r, types) = v5_parts(&out[..n]);
+        assert_eq!(r.stratum, 2);
+        assert_eq!(types, vec![0xF5FF, 0xF504, 0x0104]);
+        assert_eq!(&out[n - 32..n], &[0xab; 32]);
     }
 }

@@ -18,10 +18,11 @@
 //!
 //! The header of §9 (all zero but version, mode, timescale UTC and a random
 //! client cookie; from -08 on the Poll field carries the host poll, as
-//! ntpd-rs does), then Draft Identification and a Reference IDs Request for
-//! the next [`REFERENCE_IDS_CHUNK`]-octet chunk of the server's filter: every
-//! request has the same length ([`V5_REQUEST_LEN`]), and the whole filter
-//! arrives in four polls.
+//! ntpd-rs does), then Draft Identification, Server Information (zeros:
+//! it asks which versions the server supports, §7.5) and a Reference IDs
+//! Request for the next [`REFERENCE_IDS_CHUNK`]-octet chunk of the server's
+//! filter: every request has the same length ([`V5_REQUEST_LEN`]), and the
+//! whole filter arrives in four polls.
 //!
 //! # Reply checks, in order
 //!
@@ -52,8 +53,8 @@ use crate::wire::v5::{self, draft_of, BloomFilter, FieldBody, Timescale, BLOOM_F
 pub const REFERENCE_IDS_CHUNK: usize = 128;
 
 /// Length of every NTPv5 request: header, Draft Identification (27 octets,
-/// padded to 28), Reference IDs Request (4 + chunk).
-pub const V5_REQUEST_LEN: usize = v5::HEADER_LEN + 28 + 4 + REFERENCE_IDS_CHUNK;
+/// padded to 28), Server Information (8), Reference IDs Request (4 + chunk).
+pub const V5_REQUEST_LEN: usize = v5::HEADER_LEN + 28 + 8 + 4 + REFERENCE_IDS_CHUNK;
 
 /// NTPv4 replies without the upgrade echo before the client stops asking.
 pub const UPGRADE_ASKS: u8 = 8;
@@ -189,8 +190,9 @@ impl Source {
         let draft = FieldBody::DraftIdentification { name: self.config.draft.name().as_bytes().to_vec() }.to_field();
         let offset = u16::try_from(chunk_offset).unwrap_or(0);
         let request = FieldBody::ReferenceIdsRequest { offset, padding: vec![0; REFERENCE_IDS_CHUNK - 2] }.to_field();
+        let info = FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field();
         let mut pos = v5::HEADER_LEN;
-        for f in [draft, request] {
+        for f in [draft, info, request] {
             let bytes = f.to_bytes();
             buf[pos..pos + bytes.len()].copy_from_slice(&bytes);
             pos += bytes.len();

@@ -50,18 +50,9 @@ pub struct Fixture {
 }
 
 pub fn fixture(aead: Aead) -> Fixture {
-    let mut rng = rng(aead.id().0 as u64);
-    let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
-    let keys = SessionKeys::random(aead, &mut rng);
-    let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
-    let mut session = ClientSession::new(keys, cookies);
-    // Two lost requests, so the one kept carries placeholders.
     let mut header = [0u8; 48];
     header[0] = 0x23;
-    for _ in 0..2 {
-        let _ = session.build_request(&header, &mut rng);
-    }
-    let (request, pending) = session.build_request(&header, &mut rng).expect("cookies left");
+    let (master, session, request, pending, mut rng) = protected_request(aead, &header);
     let ntplab_proto::nts::NtsRequest::Protected(p) = ntplab_proto::nts::process_request(&master, &request) else {
         panic!("fixture request must verify")
     };
@@ -74,3 +65,20 @@ pub fn fixture(aead: Aead) -> Fixture {
 }
 
 pub const AEADS: [Aead; 3] = [Aead::AesSivCmac256, Aead::Aes128GcmSiv, Aead::AesSivCmac512];
+
+/// Master keys, a client session holding cookies from them for `aead`, and
+/// a protected request around `header` (a client header, NTPv4 or NTPv5 with
+/// its fields) carrying placeholders (two requests before it were lost);
+/// always the same, and the random source as it is after them.
+pub fn protected_request(aead: Aead, header: &[u8]) -> (MasterKeys, ClientSession, Vec<u8>, PendingRequest, SeededRng) {
+    let mut rng = rng(aead.id().0 as u64);
+    let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+    let keys = SessionKeys::random(aead, &mut rng);
+    let cookies = (0..8).map(|_| master.seal(&keys, &mut rng)).collect();
+    let mut session = ClientSession::new(keys, cookies);
+    for _ in 0..2 {
+        let _ = session.build_request(header, &mut rng);
+    }
+    let (request, pending) = session.build_request(header, &mut rng).expect("cookies left");
+    (master, session, request, pending, rng)
+}

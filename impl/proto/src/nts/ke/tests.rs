@@ -392,3 +392,60 @@ fn summaries_show_lists_and_names_but_never_cookies() {
     msg.truncate(3);
     assert!(summarize_records(&msg).is_empty());
 }
+
+#[test]
+fn ntpv5_is_negotiated_in_the_clients_order_only_when_switched_on() {
+    let mut ex = Exchange::new();
+    let v5 = KeServerConfig { ntpv5: true, ..KeServerConfig::default() };
+    let agreed = |cfg: &KeServerConfig, offer: &[u16], ex: &mut Exchange| {
+        let mut server = KeServer::new(cfg);
+        match server.receive(&message_to_bytes(&[np(offer), aeads(&[15]), eom()])) {
+            KeServerStep::ExportKeys(aead) => {
+                let chosen = server.protocol().expect("a protocol while awaiting keys");
+                let keys = SessionKeys::random(aead, &mut ex.rng);
+                let resp = parse_message(&server.respond(&keys, &ex.master, &mut ex.rng)).unwrap();
+                assert_eq!(resp[0], np(&[chosen.0]), "the response names the protocol the keys are for");
+                assert_eq!(server.protocol(), None);
+                Some(chosen.0)
+            }
+            KeServerStep::Respond { outcome: KeServerOutcome::NoCommonProtocol, response } => {
+                assert_eq!(parse_message(&response).unwrap()[0], np(&[]));
+                None
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    // ntpd-rs 1.9's "auto" order (NTPv5 first), its v5 offer, and NTPv4 first.
+    assert_eq!(agreed(&v5, &[0x8001, 0], &mut ex), Some(0x8001));
+    assert_eq!(agreed(&v5, &[0x8001], &mut ex), Some(0x8001));
+    assert_eq!(agreed(&v5, &[0, 0x8001], &mut ex), Some(0));
+    assert_eq!(agreed(&v5, &[0x8002, 0x8001], &mut ex), Some(0x8001));
+    // Off (the default): NTPv4 only.
+    let v4 = KeServerConfig::default();
+    assert_eq!(agreed(&v4, &[0x8001, 0], &mut ex), Some(0));
+    assert_eq!(agreed(&v4, &[0x8001], &mut ex), None);
+    // NTPv5 needs an AEAD as NTPv4 does.
+    let mut server = KeServer::new(&v5);
+    assert!(matches!(
+        server.receive(&message_to_bytes(&[np(&[0x8001]), eom()])),
+        KeServerStep::Respond { outcome: KeServerOutcome::Refused(KeError::MissingAead), .. }
+    ));
+}
+
+#[test]
+fn a_client_asking_for_ntpv5_gets_it_or_nothing() {
+    let mut ex = Exchange::new();
+    let v5 = KeClientConfig { protocol: ProtocolId::NTPV5_DRAFT, ..KeClientConfig::default() };
+    assert_eq!(parse_message(&KeClient::new(v5.clone()).request()).unwrap()[0], np(&[0x8001]));
+    let (r, keys) = ex.run(&KeServerConfig { ntpv5: true, ..KeServerConfig::default() }, v5.clone(), 7);
+    assert_eq!(r.unwrap().protocol, ProtocolId::NTPV5_DRAFT);
+    assert!(keys.is_some());
+    // A server without NTPv5 has no common protocol.
+    let (r, _) = ex.run(&KeServerConfig::default(), v5.clone(), 7);
+    assert_eq!(r, Err(KeError::NoCommonProtocol));
+    // A server answering NTPv4 to an NTPv5 request: refused.
+    let mut c = KeClient::new(v5);
+    let _ = c.request();
+    let resp = message_to_bytes(&[np(&[0]), aeads(&[15]), Repr::new(Body::NewCookie(vec![1; 16])), eom()]);
+    assert_eq!(c.receive(&resp), KeClientStep::Done(Err(KeError::UnexpectedProtocol(ProtocolId::NTPV4))));
+}

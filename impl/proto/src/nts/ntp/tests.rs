@@ -114,7 +114,7 @@ fn cookies_are_used_once_and_run_out() {
     for _ in 0..8 {
         let (req, _) = s.request();
         let NtsRequest::Protected(_) = process_request(&s.master, &req) else { panic!() };
-        let fields = walk(&req, 48, false, 64).unwrap();
+        let fields = walk(&req, 48, false, 64, Framing::V4).unwrap();
         let cookie = fields.iter().find(|f| f.field_type == T_COOKIE).unwrap().value(&req).to_vec();
         assert_eq!(cookie.len(), cookie_len(Aead::AesSivCmac256));
         assert!(seen.insert(cookie), "cookie reused");
@@ -162,7 +162,7 @@ fn rotated_keys_previous_accepted_expired_naks() {
     assert_eq!(kod[0], 0xe4, "LI 3, VN 4, mode 4");
     assert_eq!((kod[1], &kod[12..16]), (0, &b"NTSN"[..]));
     assert_eq!(&kod[24..32], &client_header()[40..48], "origin = request transmit");
-    let fields = walk(kod, 48, false, 8).unwrap();
+    let fields = walk(kod, 48, false, 8, Framing::V4).unwrap();
     assert_eq!(fields.len(), 1, "only the Unique Identifier: no cookie, no authenticator");
     assert_eq!(fields[0].value(kod), pending.unique_id());
     assert_eq!(s.session.verify_response(&pending, kod), Ok(ResponseKind::NtsNak));
@@ -241,7 +241,7 @@ fn server_sorts_requests() {
     assert_eq!(process_request(&s.master, &uid_only), NtsRequest::Plain, "a standalone Unique Identifier is not NTS");
 
     let (req, _) = s.request();
-    let fields = walk(&req, 48, false, 64).unwrap();
+    let fields = walk(&req, 48, false, 64, Framing::V4).unwrap();
     let [uid, cookie, auth] = [0, 1, 2].map(|i| fields[i]);
     let part = |f: RawField| req[f.start..f.end].to_vec();
     let build = |parts: &[Vec<u8>]| [client_header().to_vec(), parts.concat()].concat();

@@ -106,7 +106,7 @@ fn the_servers_reference_ids_arrive_in_four_polls() {
     for k in 0..4u64 {
         assert!(s.reference_ids().is_none(), "poll {k}");
         let (req, e) = exchange(&mut s, &mut srv, 16 * k, |_| {});
-        assert_eq!(u16::from_be_bytes([req[80], req[81]]) as u64, 128 * k, "chunk offsets 0, 128, 256, 384");
+        assert_eq!(u16::from_be_bytes([req[88], req[89]]) as u64, 128 * k, "chunk offsets 0, 128, 256, 384 (after the header, Draft Identification and Server Information)");
         sample(e);
     }
     assert_eq!(s.reference_ids(), Some(&filter));
