@@ -4,7 +4,8 @@
 # Needs: the Rust toolchain (cargo), cargo-nextest, from Debian's packages
 # tshark (the decoder is checked field by field against Wireshark's dissector;
 # its dumpcap captures the ntpd-rs interop traffic) and chrony (loopback
-# interoperability tests), and ntpd-rs 1.9 (NTPv5 interop; cargo install). Missing packages are installed
+# interoperability tests), ntpd-rs 1.9 (NTPv5 interop; cargo install) and
+# ntpsec 1.2.2 (lab hosts; unpacked under /tmp/ntplab-peers). Missing packages are installed
 # with apt-get when running as root; otherwise the script says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,16 @@ if ! command -v ntp-daemon >/dev/null 2>&1 || ! command -v ntp-ctl >/dev/null 2>
         scripts/install-peers.sh ntpd-rs
     else
         echo "test.sh: ntpd-rs is missing (the NTPv5 interop tests will be skipped); install with: scripts/install-peers.sh ntpd-rs" >&2
+    fi
+fi
+# ntpsec 1.2.2 for the lab's ntpsec hosts (tests/lab_cli.rs, hwlab/tests):
+# fetched and unpacked under /tmp/ntplab-peers (it conflicts with chrony's
+# package, so it is not installed), as root only, like the tests.
+if [ ! -x "${NTPLAB_PEERS_DIR:-/tmp/ntplab-peers}/ntpsec/usr/sbin/ntpd" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        PEERS_DIR=${NTPLAB_PEERS_DIR:-/tmp/ntplab-peers} scripts/install-peers.sh ntpsec
+    else
+        echo "test.sh: ntpsec is missing (the lab's ntpsec tests will be skipped); install with: scripts/install-peers.sh ntpsec" >&2
     fi
 fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
