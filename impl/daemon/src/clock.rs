@@ -146,24 +146,30 @@ impl ControlledClock {
         ControlledClock { clock, base_frequency: 0.0, slew: UserSlew::new(), applied_at: std::time::Instant::now() }
     }
 
-    /// Counts the slew rate in force since it was set, then sets the base
-    /// frequency plus the next second's slew rate.
-    fn reapply(&mut self) -> Result<NtpTime, ClockError> {
+    /// Counts the slew rate in force since it was set as done.
+    fn account(&mut self) {
         let now = std::time::Instant::now();
         self.slew.advance(now.duration_since(self.applied_at).as_secs_f64());
         self.applied_at = now;
+    }
+
+    /// Sets the base frequency plus the next second's slew rate.
+    fn apply(&mut self) -> Result<NtpTime, ClockError> {
         let rate = self.slew.next_rate();
         self.clock.set_total_frequency(self.base_frequency + rate)
     }
 
+    /// Counts what the slew did so far, then applies the next second's rate.
+    fn reapply(&mut self) -> Result<NtpTime, ClockError> {
+        self.account();
+        self.apply()
+    }
+
     fn start_slew(&mut self, offset: NtpDuration, time_constant: NtpDuration, rate: f64) -> Result<NtpTime, ClockError> {
         // What the previous slew did up to now is done; the new one replaces the rest.
-        let now = std::time::Instant::now();
-        self.slew.advance(now.duration_since(self.applied_at).as_secs_f64());
-        self.applied_at = now;
+        self.account();
         self.slew.start(offset.to_seconds_f64(), time_constant.to_seconds_f64(), rate);
-        let rate = self.slew.next_rate();
-        self.clock.set_total_frequency(self.base_frequency + rate)
+        self.apply()
     }
 }
 
@@ -194,9 +200,9 @@ impl NtpClock for ControlledClock {
     }
 
     fn step(&mut self, offset: NtpDuration) -> Result<NtpTime, ClockError> {
+        self.account();
         self.slew.stop();
-        self.applied_at = std::time::Instant::now();
-        self.clock.set_total_frequency(self.base_frequency)?;
+        self.apply()?;
         self.clock.step(offset)
     }
 

@@ -31,6 +31,7 @@ use super::{DropReason, Response, ResponseReason, Server, ServerAction, ServerCl
 use crate::nts::ntp::{append_uid, echo_uid_v5, plain_unique_id};
 use crate::nts::{process_request, MasterKeys, NakReply, NtsDropReason, NtsRequest, NtsRng, ProtectedRequest, ReplyError};
 use crate::time::NtpTime;
+use crate::wire::{v4::version_of, v5};
 use core::net::SocketAddr;
 
 /// What [`Server::handle_nts`] decided.
@@ -137,7 +138,7 @@ impl Server {
             NtsRequest::Protected(p) => Inner::Protected(p),
             NtsRequest::Nak(n) => Inner::Nak(n),
         };
-        let v5 = request.first().is_some_and(|b| (b >> 3) & 0x07 == 5);
+        let v5 = version_of(request) == Some(v5::VERSION);
         NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false, v5 })
     }
 
@@ -158,32 +159,20 @@ impl Server {
         master: &MasterKeys,
         rng: &mut dyn NtsRng,
     ) -> Result<usize, ReplyError> {
-        let awaiting_tx = response.awaiting_tx;
         let len = response.response.len;
-        match &response.inner {
-            Inner::Plain => {
-                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
-                Ok(response.response.len)
-            }
-            Inner::Protected(p) if response.v5 => {
-                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
-                p.seal_reply_v5(out, len, master, rng)
-            }
-            // Nothing is saved for interleaved mode: no finish_response.
-            Inner::Nak(n) if response.v5 => n.write_v5(out, len),
-            Inner::Kod(uid) | Inner::PlainEcho(uid) if response.v5 => {
-                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
-                echo_uid_v5(out, len, uid, |_| true).ok_or(ReplyError)
-            }
-            Inner::Protected(p) => {
-                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
-                p.seal_reply(out, master, rng)
-            }
-            Inner::Nak(n) => n.write(clock.precision_log2, out),
-            Inner::Kod(uid) | Inner::PlainEcho(uid) => {
-                self.finish(&response.response, out, tx_time, clock, awaiting_tx);
-                append_uid(out, uid).ok_or(ReplyError)
-            }
+        // An NTSN carries no time and saves nothing for interleaved mode;
+        // every other reply gets its transmit timestamp before it is sealed.
+        if !matches!(response.inner, Inner::Nak(_)) {
+            self.finish(&response.response, out, tx_time, clock, response.awaiting_tx);
+        }
+        match (&response.inner, response.v5) {
+            (Inner::Plain, _) => Ok(len),
+            (Inner::Protected(p), true) => p.seal_reply_v5(out, len, master, rng),
+            (Inner::Protected(p), false) => p.seal_reply(out, master, rng),
+            (Inner::Nak(n), true) => n.write_v5(out, len),
+            (Inner::Nak(n), false) => n.write(clock.precision_log2, out),
+            (Inner::Kod(uid) | Inner::PlainEcho(uid), true) => echo_uid_v5(out, len, uid, |_| true).ok_or(ReplyError),
+            (Inner::Kod(uid) | Inner::PlainEcho(uid), false) => append_uid(out, uid).ok_or(ReplyError),
         }
     }
 }
