@@ -28,7 +28,7 @@ WORK=${WORK:-/tmp/ntplab-compare-chrony}
 SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
 
-CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 009-1-falseticker 010 011 014 126"
+CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 007 009-1-falseticker 010 011 014 126 default-1d"
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lh" o; do
@@ -44,7 +44,7 @@ shift $((OPTIND - 1))
 # The chrony test variables of a case, the ntplab scenario mirroring it, the
 # clknetsim node whose offset is compared, and the statistics window start.
 case_setup() {
-    unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry \
+    unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander \
         client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY
     node=2 window=210
     case $1 in
@@ -59,6 +59,10 @@ case_setup() {
             scenario=chrony-004-large-time-offset-plus-100s ;;
         006) time_offset=1e0 jitter=1e-1
             scenario=chrony-006-large-jitter ;;
+        007) wander=1e-7
+            scenario=chrony-007-large-wander ;;
+        default-1d) limit=86400 window=21600
+            scenario=chrony-default ;;
         014) base_delay='(+ 1e-4 (* -1 (equal 0.1 (min (% time 10000) 1200) 1200)))' limit=100000
             scenario=chrony-014-intermittent-link ;;
         126) base_delay='(+ 1e-4 (* -1 (equal 0.1 from 2) (equal 0.1 to 1) (equal 0.1 (min (% (sum 1) 4) 1) 1)))'
