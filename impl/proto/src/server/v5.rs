@@ -15,7 +15,7 @@
 //! |---|---|
 //! | LI | system leap; 3 when unsynchronized; 0 in the leap-smeared timescale |
 //! | stratum | system stratum; 0 when unsynchronized, denied or rate limited |
-//! | poll | the lowest poll the client may use: `poll_log2_min`, the rate limit's when over it, 127 when denied (§6: it replaces the KoD codes) |
+//! | poll | the lowest poll the client may use: `poll_log2_min`, raised to the rate limit's interval when one is enforced (also in a refusal for being over it), 127 when denied (§6: it replaces the KoD codes) |
 //! | precision, root delay, root dispersion | as for NTPv4, in `time32` (saturating at 16 s) |
 //! | timescale | the requested one if served: UTC always, leap-smeared UTC with a smear configured, TAI with a TAI − UTC offset configured; UTC otherwise |
 //! | era | era of the receive timestamp |
@@ -198,7 +198,7 @@ impl Server {
             version: v5::VERSION,
             mode: Mode::Server,
             stratum: if synced { clock.stratum } else { 0 },
-            poll: self.config.poll_log2_min,
+            poll: self.v5_poll(),
             precision: clock.precision_log2,
             root_delay: Time32::from_duration(clock.root_delay),
             root_dispersion: Time32::from_duration(clock.root_dispersion_at(rx_time)),
@@ -262,6 +262,20 @@ impl Server {
         Some(body.to_field())
     }
 
+    /// The Poll of a reply: the lowest poll a client may use (-07 §10 step
+    /// 4: "the minimum allowed polling interval of the client ... using the
+    /// same value for all clients"): `poll_log2_min`, raised to the rate
+    /// limit's interval when a limit is enforced, so that a client keeping to
+    /// it is never refused.
+    fn v5_poll(&self) -> i8 {
+        let limit = &self.config.rate_limit;
+        if limit.enabled {
+            self.config.poll_log2_min.max(limit.poll_log2_min())
+        } else {
+            self.config.poll_log2_min
+        }
+    }
+
     /// A refusal (rate limit, access rule): stratum 0, the poll to keep to,
     /// no time; Draft Identification and Padding only.
     fn finish_v5_refusal(
@@ -294,7 +308,7 @@ impl Server {
         clock: &ServerClockState,
         out: &mut [u8],
     ) -> ServerAction {
-        let header = empty_response(req, self.config.poll_log2_min, Flags(Flags::AUTH_NAK), clock);
+        let header = empty_response(req, self.v5_poll(), Flags(Flags::AUTH_NAK), clock);
         match write_v5(&header, fields, request_len, only_draft_and_padding, out) {
             Some(len) => ServerAction::Respond(Response { len, reason: ResponseReason::Basic, pending: Pending::Nothing }),
             None => ServerAction::Ignore(DropReason::V5(V5Drop::Longer)),

@@ -536,3 +536,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_poll_is_the_floor_the_rate_limit_enforces() {
+    // A limit of one request per 100 s on average: the Poll of every reply
+    // says 2^7 s, so a client keeping to it is never refused; without a
+    // limit (or a looser one) it is the configured minimum, 2^4 s.
+    let now = t("2025-06-01T12:01:00Z");
+    let req = request(&[draft_field(Draft::D08)]);
+    for (limit, poll) in [(None, 4), (Some(8_000_000_000), 4), (Some(100_000_000_000), 7)] {
+        let rate_limit = match limit {
+            None => RateLimitConfig { enabled: false, ..Default::default() },
+            Some(ns) => RateLimitConfig { interval_ns_min: ns, kod_interval_ns_min: ns, ..Default::default() },
+        };
+        let mut s = server(ServerConfig { rate_limit, ..open() });
+        let (_, out) = exchange(&mut s, &req, now, now, &synced());
+        let (h, _) = parse(&out);
+        assert_eq!((h.stratum, h.poll), (2, poll), "limit {limit:?}");
+    }
+}
