@@ -224,9 +224,15 @@ fn reply_checks() {
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
     let held_off = SourceEvent::RateLimited { poll_log2: 9, next_poll_at: Instant::from_secs(512) };
     assert_eq!(exchange(&mut s, &mut srv, 0, refuse(9)).1, Some(held_off), "2^9 s from now, no jitter");
-    // A poll no higher than the source's own (4) holds nothing off.
+    // A poll below the source's own (4) is an unsynchronized server's: it
+    // holds nothing off; one equal to it is a refusal and holds off one
+    // interval, ending a burst.
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
-    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(4)).1, Some(SourceEvent::Rejected(R::StratumUnsynchronized)));
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(3)).1, Some(SourceEvent::Rejected(R::StratumUnsynchronized)));
+    let mut s = Source::new(SourceConfig { iburst: true, ..config(5, false) }, Instant::ZERO).unwrap();
+    let held_off = SourceEvent::RateLimited { poll_log2: 4, next_poll_at: Instant::from_secs(16) };
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(4)).1, Some(held_off));
+    assert!(!s.in_burst());
     // The server's Poll is a floor: poll 6 from a server keeps the source at 64 s.
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
     sample(exchange(&mut s, &mut srv, 0, |r| r[2] = 6).1);
