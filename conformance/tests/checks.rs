@@ -584,6 +584,15 @@ fn after_a_burst(then: &[f64]) -> Vec<f64> {
     (0..8).map(|i| f64::from(i) * 2.0).chain(then.iter().copied()).collect()
 }
 
+/// A start-up burst, a poll at 78 s, and a second burst from 200 s: after
+/// a scenario event that starts the client's daemon again at 199 s when
+/// `restart`.
+fn restarted(restart: bool) -> Frag {
+    let times: Vec<f64> = after_a_burst(&[78.0]).into_iter().chain((0..8).map(|i| 200.0 + f64::from(i) * 2.0)).collect();
+    let events = if restart { r#"{"t_s":199,"kind":"scenario","details":{"event":"Start { host: 1 }"}}"#.to_string() + "\n" } else { String::new() };
+    Frag { events, ..v5_polls(&times, |_| true, |_| 4) }
+}
+
 fn v5_metas() -> Vec<Meta> {
     let ok = || frag(&v5_exchange(|_| {}, |_| {}), "");
     let bad_rep = |f: fn(&mut Vec<u8>)| frag(&v5_exchange(|_| {}, f), "");
@@ -621,6 +630,8 @@ fn v5_metas() -> Vec<Meta> {
         Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2, 342.2, 344.2]), |i| i < 12, |_| 4) },
         Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[16.0, 80.0]), |_| true, |_| 4) },
         Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[78.0, 142.0, 206.0, 270.0, 334.0]), |_| true, |_| 4) },
+        // A second burst after the client's daemon is started again (host 1, "client"), or without a restart.
+        Meta { check: "v5-poll-public", pass: restarted(true), fail: restarted(false) },
         // The server asks for 2^7 s: kept (the start's burst may ignore it), not kept; Poll 127 then silence, or not.
         Meta { check: "v5-poll", pass: v5_polls(&after_a_burst(&[142.0, 271.0, 400.5]), |_| true, |_| 7), fail: v5_polls(&after_a_burst(&[142.0, 206.0, 335.0]), |_| true, |_| 7) },
         Meta { check: "v5-poll", pass: v5_polls(&[0.0], |_| true, |_| 127), fail: v5_polls(&[0.0, 2.0], |_| true, |_| 127) },
