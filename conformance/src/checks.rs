@@ -450,6 +450,8 @@ pub const CHECKS: &[Check] = &[
     Check { id: "v5-stratum-rule", title: "a daemon's synchronized NTPv5 replies have a stratum above that of the source it follows", run: v5::stratum_rule },
     Check { id: "v5-server-info", title: "NTPv5 Server Information: zeros in daemons' requests; daemons' replies name NTPv5 among their versions", run: v5::server_info },
     Check { id: "v5-nts", title: "NTS for NTPv5: NTS-KE answers 0x8001 to a request for it; NTPv5 NTS requests get NTPv5 answers as long as the request, Unique Identifier echoed before an Authenticator or with the Authentication NAK flag", run: nts::v5_nts },
+    Check { id: "v5-poll-public", title: "NTPv5 requests of daemons are 64 s apart or more, with a random part, but for a burst of at most 8 about 2 s apart at the start", run: v5::poll_public },
+    Check { id: "v5-poll", title: "daemons keep to the Poll of an NTPv5 server's last reply (up to 2^10 s) outside the start-up burst, and stop at Poll 127", run: v5::poll },
     Check { id: "v5-negotiation", title: "the NTP5DRFT marker comes back only when asked for, and the client then speaks NTPv5", run: v5::negotiation },
     Check { id: "interleaved-tx-ne-rx", title: "an interleaving daemon never sends a time packet whose transmit timestamp equals its receive timestamp (RFC 9769 §2)", run: interleaved::tx_ne_rx },
     Check { id: "server-interleaved-detect", title: "a server answers interleaved only with interleaved mode on, to a request with receive != transmit whose origin is a receive timestamp it gave that client and has not used yet (RFC 9769 §2)", run: interleaved::server_detect },

@@ -556,6 +556,43 @@ fn nts_v5(answered: &str, tamper: fn(&mut Vec<u8>)) -> Frag {
     Frag { packets: v5_exchange_with(true, false, |_| {}, tamper), ..ke }
 }
 
+/// NTPv5 polls C -> S: a 48-octet request at each of `times` (cookie i + 1)
+/// and, unless `answered` says no, a reply 1 ms later carrying its cookie
+/// and Poll `poll(i)`.
+fn v5_polls(times: &[f64], answered: impl Fn(usize) -> bool, poll: impl Fn(usize) -> i8) -> Frag {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut lines = String::new();
+    for (i, t) in times.iter().enumerate() {
+        let mut req = vec![0u8; 48];
+        req[0] = 0x2b; // LI 0, VN 5, mode 3
+        req[24..32].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        lines += &(pkt(2 * i as u64 + 1, *t, t + 0.0005, *t, t + 0.0005, C, S, &hex(&req)) + "\n");
+        if answered(i) {
+            let mut rep = req.clone();
+            rep[0] = 0x2c; // mode 4
+            rep[1] = 1;
+            rep[2] = poll(i) as u8;
+            rep[15] = 1; // Synchronized
+            lines += &(pkt(2 * i as u64 + 2, t + 0.0005, t + 0.001, t + 0.0005, t + 0.001, S, C, &hex(&rep)) + "\n");
+        }
+    }
+    frag(&lines, "")
+}
+
+/// A start-up burst of 8 requests 2 s apart, then `then`.
+fn after_a_burst(then: &[f64]) -> Vec<f64> {
+    (0..8).map(|i| f64::from(i) * 2.0).chain(then.iter().copied()).collect()
+}
+
+/// A start-up burst, a poll at 78 s, and a second burst from 200 s: after
+/// a scenario event that starts the client's daemon again at 199 s when
+/// `restart`.
+fn restarted(restart: bool) -> Frag {
+    let times: Vec<f64> = after_a_burst(&[78.0]).into_iter().chain((0..8).map(|i| 200.0 + f64::from(i) * 2.0)).collect();
+    let events = if restart { r#"{"t_s":199,"kind":"scenario","details":{"event":"Start { host: 1 }"}}"#.to_string() + "\n" } else { String::new() };
+    Frag { events, ..v5_polls(&times, |_| true, |_| 4) }
+}
+
 fn v5_metas() -> Vec<Meta> {
     let ok = || frag(&v5_exchange(|_| {}, |_| {}), "");
     let bad_rep = |f: fn(&mut Vec<u8>)| frag(&v5_exchange(|_| {}, f), "");
@@ -588,6 +625,16 @@ fn v5_metas() -> Vec<Meta> {
         }) },
         Meta { check: "v5-version", pass: ok(), fail: frag(&v5_exchange(|_| {}, |r| r[0] = 0x24), "") },
         Meta { check: "v5-negotiation", pass: upgrade(true, true), fail: upgrade(false, true) },
+        // Polls 64 s and more apart with a random part after the start's burst;
+        // a second burst when the server stops answering; a burst of 9; no random part.
+        Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2, 342.2, 344.2]), |i| i < 12, |_| 4) },
+        Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[16.0, 80.0]), |_| true, |_| 4) },
+        Meta { check: "v5-poll-public", pass: v5_polls(&after_a_burst(&[78.0, 143.5, 209.1, 274.0, 340.2]), |_| true, |_| 4), fail: v5_polls(&after_a_burst(&[78.0, 142.0, 206.0, 270.0, 334.0]), |_| true, |_| 4) },
+        // A second burst after the client's daemon is started again (host 1, "client"), or without a restart.
+        Meta { check: "v5-poll-public", pass: restarted(true), fail: restarted(false) },
+        // The server asks for 2^7 s: kept (the start's burst may ignore it), not kept; Poll 127 then silence, or not.
+        Meta { check: "v5-poll", pass: v5_polls(&after_a_burst(&[142.0, 271.0, 400.5]), |_| true, |_| 7), fail: v5_polls(&after_a_burst(&[142.0, 206.0, 335.0]), |_| true, |_| 7) },
+        Meta { check: "v5-poll", pass: v5_polls(&[0.0], |_| true, |_| 127), fail: v5_polls(&[0.0, 2.0], |_| true, |_| 127) },
         // An unsynchronized reply (flags 0), and the client takes a sample from it at its delivery.
         Meta { check: "v5-flags", pass: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), ""), fail: frag(&v5_exchange(|_| {}, |r| r[15] &= !1), &sample_at(1.002)) },
         // An Authentication NAK at stratum 1.

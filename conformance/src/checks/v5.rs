@@ -417,3 +417,146 @@ pub fn server_info(a: &Analysis<'_>) -> Outcome {
     }
     t.outcome("NTPv5 requests and replies of daemons with Server Information", "no daemon sent or answered Server Information")
 }
+
+/// Requests of a start-up burst: at most 8, each within this of the one
+/// before (-07 §9: "a burst of up to 8 requests using an interval of only
+/// 2^1 (2) seconds").
+const BURST_GAP_S: f64 = 2.5;
+const BURST_MAX: usize = 8;
+/// Relative slack of an interval for the client's clock rate (simulated
+/// oscillators are off by far less).
+const RATE_SLACK: f64 = 1e-3;
+/// The Poll value that says "do not contact me again" (-07 §6).
+const POLL_NEVER: i8 = 127;
+
+/// A daemon client's requests to one server: (client socket, server
+/// socket) → the requests (NTPv4 or NTPv5, first copies only), by send
+/// time, each with whether it belongs to a burst at the association's
+/// start (the flow's first request, or the first after its host's daemon
+/// was started again by a scenario event, and the requests following it
+/// within [`BURST_GAP_S`], [`BURST_MAX`] in all).
+type RequestFlows<'b> = BTreeMap<(std::net::SocketAddr, std::net::SocketAddr), Vec<(&'b PacketRec, bool)>>;
+
+fn request_flows<'b>(a: &'b Analysis<'_>) -> RequestFlows<'b> {
+    let is_request = |p: &PacketRec| hdr(p).map(|h| h.mode == 3).unwrap_or(p.mode() == Some(ntplab_proto::wire::v4::Mode::Client));
+    let mut flows: RequestFlows<'b> = BTreeMap::new();
+    for (i, p) in a.trace.packets.iter().enumerate() {
+        if a.ctx.is_daemon(p.src.ip()) && !a.is_copy[i] && is_request(p) {
+            flows.entry((p.src, p.dst)).or_default().push((p, false));
+        }
+    }
+    let restarts = daemon_restarts(a);
+    for reqs in flows.values_mut() {
+        reqs.sort_by(|x, y| x.0.sent_t_s.total_cmp(&y.0.sent_t_s));
+        let host = reqs[0].0.src.ip();
+        let mut in_burst = 0;
+        for i in 0..reqs.len() {
+            let t = reqs[i].0.sent_t_s;
+            let prev = i.checked_sub(1).map(|j| reqs[j].0.sent_t_s);
+            let restarted = restarts.iter().any(|(h, at)| *h == host && prev.is_none_or(|p| p < *at) && *at <= t);
+            in_burst = if i == 0 || restarted {
+                1
+            } else if in_burst > 0 && in_burst < BURST_MAX && prev.is_some_and(|p| t - p <= BURST_GAP_S) {
+                in_burst + 1
+            } else {
+                0
+            };
+            reqs[i].1 = in_burst > 0;
+        }
+    }
+    flows
+}
+
+/// Hosts whose daemon a scenario event started again, with the time: the
+/// simulator logs `{"kind":"scenario","details":{"event":"Start { host: N }"}}`
+/// with N the host's index.
+fn daemon_restarts(a: &Analysis<'_>) -> Vec<(std::net::IpAddr, f64)> {
+    a.trace
+        .events
+        .iter()
+        .filter(|e| e.kind == "scenario")
+        .filter_map(|e| {
+            let s = e.details.get("event")?.as_str()?;
+            let n: usize = s.strip_prefix("Start { host: ")?.strip_suffix(" }")?.parse().ok()?;
+            Some((a.ctx.hosts.get(n)?.address, e.t_s))
+        })
+        .collect()
+}
+
+/// RV5-9-poll-public: a daemon's NTPv5 requests to a server are at least
+/// 2^6 s apart, but for one burst of at most 8 requests about 2 s apart at
+/// the association's start; and the intervals carry a random part (-07 §9:
+/// "SHOULD contain a small random part"): two successive intervals of the
+/// same power of two are never all equal in a flow with four or more. Not
+/// judged: that the interval rises to 2^10 s (the configured maximum poll
+/// decides it; the scenarios that declare this check cap it lower to run
+/// short).
+pub fn poll_public(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for ((c, s), reqs) in request_flows(a) {
+        let name = || format!("{} -> {}", a.ctx.name(c.ip()), a.ctx.name(s.ip()));
+        let mut regular = Vec::new();
+        for w in reqs.windows(2) {
+            let ((prev, _), (p, startup)) = (w[0], w[1]);
+            if !p.is_v5() || startup {
+                continue;
+            }
+            let gap = p.sent_t_s - prev.sent_t_s;
+            if gap >= 64.0 * (1.0 - RATE_SLACK) {
+                regular.push(gap);
+                t.good(|| format!("{}: {gap:.3} s after the request before", p.cite()));
+            } else {
+                t.bad(|| format!("{} ({}): {gap:.3} s after {}, not in a burst at the start", p.cite(), name(), prev.cite()));
+            }
+        }
+        let same_base: Vec<(f64, f64)> = regular.windows(2).map(|w| (w[0], w[1])).filter(|(x, y)| x.log2().floor() == y.log2().floor()).collect();
+        if regular.len() >= 4 && !same_base.is_empty() && same_base.iter().all(|(x, y)| (x - y).abs() < 1e-3) {
+            t.bad(|| format!("{}: {} intervals without a random part ({:.3} s each)", name(), regular.len(), regular[0]));
+        }
+    }
+    t.outcome("NTPv5 requests of daemons after their start", "no daemon sent NTPv5 requests after a start-up burst")
+}
+
+/// RV5-6-poll: a daemon client keeps to the Poll of the last NTPv5 reply
+/// it got from a server: a request follows the one before it by at least
+/// 2^Poll s (judged up to 2^10 s, the least maximum -07 §9 wants clients
+/// to reach: the draft leaves the cap to the client), except in the burst
+/// at the association's start, which may ignore it (§9 MAY); after a Poll
+/// of 127 it sends that server nothing more.
+pub fn poll(a: &Analysis<'_>) -> Outcome {
+    let mut t = Tally::default();
+    for ((c, s), reqs) in request_flows(a) {
+        let cookies: BTreeSet<u64> = reqs.iter().filter_map(|(p, _)| hdr(p)).map(|h| h.client_cookie).collect();
+        // NTPv5 replies from the server that answer this client's requests, by arrival.
+        let mut replies: Vec<(f64, i8, &PacketRec)> = a
+            .trace
+            .packets
+            .iter()
+            .filter(|p| p.src == s && p.dst == c)
+            .filter_map(|p| Some((p.received_t_s?, hdr(p).filter(|h| h.mode == 4 && cookies.contains(&h.client_cookie))?, p)))
+            .map(|(at, h, p)| (at, h.poll, p))
+            .collect();
+        replies.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (at, _, r) in replies.iter().filter(|(_, poll, _)| *poll == POLL_NEVER).take(1) {
+            match reqs.iter().find(|(p, _)| p.sent_t_s > *at) {
+                None => t.good(|| format!("{}: Poll 127, and no request after it", r.cite())),
+                Some((p, _)) => t.bad(|| format!("{}: a request after {}, whose Poll 127 said to stop", p.cite(), r.cite())),
+            }
+        }
+        for w in reqs.windows(2) {
+            let ((prev, _), (p, startup)) = (w[0], w[1]);
+            let Some((_, floor, r)) = replies.iter().rev().find(|(at, _, _)| *at < p.sent_t_s) else { continue };
+            if startup || !p.is_v5() || *floor == POLL_NEVER {
+                continue;
+            }
+            let need = 2f64.powi(i32::from((*floor).min(10)));
+            let gap = p.sent_t_s - prev.sent_t_s;
+            if gap >= need * (1.0 - RATE_SLACK) {
+                t.good(|| format!("{}: {gap:.3} s after the request before, Poll {floor} ({})", p.cite(), r.cite()));
+            } else {
+                t.bad(|| format!("{}: {gap:.3} s after {}, below the {need} s of Poll {floor} in {}", p.cite(), prev.cite(), r.cite()));
+            }
+        }
+    }
+    t.outcome("NTPv5 requests of daemons after a reply, and Poll 127 replies to them", "no daemon polled an NTPv5 server after a reply")
+}

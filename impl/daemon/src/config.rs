@@ -266,10 +266,11 @@ pub struct LocalSection {
 pub struct SourceSection {
     /// `IP:PORT`.
     pub address: SocketAddr,
-    /// Send a burst of 8 requests at start.
+    /// Send a burst of 8 requests at start (NTPv4: also when the server is
+    /// lost; NTPv5: at start only, draft-ietf-ntp-ntpv5-07 §9).
     #[serde(default)]
     pub iburst: bool,
-    /// Send bursts at every poll.
+    /// Send bursts at every poll (NTPv4 only: ignored while speaking NTPv5).
     #[serde(default)]
     pub burst: bool,
     /// Minimum poll exponent, log2 s (default 6).

@@ -128,6 +128,14 @@
 //!   random extra of up to 1/16 of the interval is added (ntpd adds up to
 //!   255/4096); it never shortens an interval. If a new interval would put the
 //!   next poll in the past, it happens one second from now (A.5.7).
+//! - NTPv5 associations (draft-ietf-ntp-ntpv5-07 §9) differ: a burst only at
+//!   the association's first poll (`iburst`; never again when the server
+//!   becomes unreachable or after a clock step, and `burst` is ignored); the
+//!   interval after that burst counts from its last request; the server's
+//!   Poll field is a floor of the interval (see `source/v5.rs`), kept also
+//!   by the poll after a clock step. The start's burst may ignore that floor
+//!   ("On start, the client MAY temporarily ignore the server's minimum
+//!   polling interval"), but a refusal (stratum 0, higher Poll) ends it.
 //!
 //! # Pinned constants and RFC 5905 contradictions
 //!
@@ -191,10 +199,12 @@ pub struct SourceConfig {
     /// Default [`DEFAULT_POLL_MAX_LOG2`] (1024 s).
     pub poll_max_log2: i8,
     /// Send a burst of [`BCOUNT`] requests when the server is unreachable (at
-    /// start, and again after it is lost). Default off.
+    /// start, and again after it is lost). Default off. An NTPv5 association
+    /// bursts at its start only (draft-ietf-ntp-ntpv5-07 §9).
     pub iburst: bool,
     /// Send a burst of [`BCOUNT`] requests at each poll while the server is
-    /// reachable. Default off; meant for long poll intervals.
+    /// reachable. Default off; meant for long poll intervals. Ignored while
+    /// the association speaks NTPv5 (§9 allows a burst on start only).
     pub burst: bool,
     /// NTP version written in requests, 1–5. Default 4. With 5 the source
     /// speaks NTPv5 (in [`SourceConfig::draft`]) and nothing else.
@@ -670,6 +680,9 @@ pub struct Source {
     speaking: Speaking,
     /// The lowest poll the NTPv5 server allows (its Poll field; i8::MIN: none).
     v5_poll_floor_log2: i8,
+    /// Whether the first regular poll has happened: an NTPv5 association
+    /// bursts only before it (draft-ietf-ntp-ntpv5-07 §9, "On start").
+    started: bool,
     /// The server's NTPv5 Reference IDs filter, assembled from chunks.
     reference_ids: crate::wire::v5::RemoteBloomFilter,
     /// With `interleaved`: the exchange of the last valid reply.
@@ -704,6 +717,7 @@ impl Source {
             counters: SourceCounters::default(),
             speaking: Speaking::initial(&config),
             v5_poll_floor_log2: i8::MIN,
+            started: false,
             reference_ids: crate::wire::v5::RemoteBloomFilter::new(v5::REFERENCE_IDS_CHUNK),
             last_exchange: None,
             last_rx_rcv: None,
@@ -741,7 +755,14 @@ impl Source {
         if let Some(peer) = self.peer_poll_log2 {
             e = e.min(peer);
         }
-        e.max(self.config.poll_min_log2).max(self.kod_poll_floor_log2).max(self.v5_poll_floor_log2.min(self.config.poll_max_log2.max(KOD_RATE_POLL_CAP_LOG2)))
+        e.max(self.config.poll_min_log2).max(self.kod_poll_floor_log2).max(self.v5_poll_floor_capped())
+    }
+
+    /// The NTPv5 server's Poll floor, capped (-07 §9: "only up to a
+    /// reasonable maximum value") at [`KOD_RATE_POLL_CAP_LOG2`] or the
+    /// configured maximum if higher; `i8::MIN` when there is none.
+    fn v5_poll_floor_capped(&self) -> i8 {
+        self.v5_poll_floor_log2.min(self.config.poll_max_log2.max(KOD_RATE_POLL_CAP_LOG2))
     }
 
     /// The host poll exponent (hpoll), log2 seconds: the system poll, or more
@@ -806,8 +827,10 @@ impl Source {
         self.outstanding = None;
         // Its timestamps predate the step.
         self.last_exchange = None;
+        // NTPv5: the server's floor still counts from the last request.
+        let floor = if self.speaking.is_v5() && self.v5_poll_floor_log2 != i8::MIN { self.last_poll_at + poll_interval(self.v5_poll_floor_capped(), 0) } else { now };
         self.last_poll_at = now;
-        self.next_send_at = now.max(self.not_before);
+        self.next_send_at = now.max(self.not_before).max(floor);
     }
 
     /// Runs the poll process if a request is due (`now >= poll_timeout()`).
@@ -829,17 +852,27 @@ impl Source {
         assert!(buf.len() >= needed, "Source::handle_timeout needs a buffer of at least {needed} octets");
         let mut stale = false;
         let mut unreachable = false;
+        // NTPv5 (-07 §9) allows a burst on start only, and no burst at every
+        // poll; the start's burst may ignore the server's Poll.
+        let v5 = self.speaking.is_v5();
+        let may_burst = !v5 || !self.started;
         if self.burst_remaining > 0 {
             // A.5.7: inside a burst only count down.
             self.burst_remaining -= 1;
+            if v5 && self.burst_remaining == 0 {
+                // NTPv5: the next interval counts from the burst's last
+                // request, not from its first as in A.5.7.
+                self.last_poll_at = now;
+            }
         } else {
+            self.started = true;
             self.last_poll_at = now;
             self.jitter_frac16 = if self.config.poll_jitter { (splitmix64(random) >> 48) as u16 } else { 0 };
             unreachable = self.reach == 0b1000_0000;
             self.reach <<= 1;
             stale = self.reach & 0b111 == 0;
             if self.reach == 0 {
-                if self.config.iburst && self.unreach_polls == 0 {
+                if self.config.iburst && self.unreach_polls == 0 && may_burst {
                     self.burst_remaining = BCOUNT - 1;
                 }
                 if self.unreach_polls < UNREACH_POLLS {
@@ -850,7 +883,7 @@ impl Source {
             } else {
                 self.unreach_polls = 0;
                 self.host_poll_log2 = self.system_poll_log2;
-                if self.config.burst {
+                if self.config.burst && !v5 {
                     self.burst_remaining = BCOUNT - 1;
                 }
             }

@@ -15,7 +15,7 @@
 //! |---|---|
 //! | LI | system leap; 3 when unsynchronized; 0 in the leap-smeared timescale |
 //! | stratum | system stratum; 0 when unsynchronized, denied or rate limited |
-//! | poll | the lowest poll the client may use: `poll_log2_min`, the rate limit's when over it, 127 when denied (§6: it replaces the KoD codes) |
+//! | poll | the lowest poll the client may use: `poll_log2_min`, raised to the rate limit's interval when one is enforced (also in a refusal for being over it), 127 when denied (§6: it replaces the KoD codes) |
 //! | precision, root delay, root dispersion | as for NTPv4, in `time32` (saturating at 16 s) |
 //! | timescale | the requested one if served: UTC always, leap-smeared UTC with a smear configured, TAI with a TAI − UTC offset configured; UTC otherwise |
 //! | era | era of the receive timestamp |
@@ -42,8 +42,11 @@
 //! | MAC, Monotonic Receive Timestamp, NTS and unknown fields | left out (no keys; no uncorrected clock; NTS goes through [`Server::handle_nts`]) |
 //!
 //! A request with a MAC is answered with the Authentication NAK flag,
-//! stratum 0 and no time (§7.3: the key is unknown). So are rate-limited and
-//! denied requests: Draft Identification and Padding only, no timestamps.
+//! stratum 0 and no time (§7.3: the key is unknown), Draft Identification
+//! and Padding only. Rate-limited and denied requests get stratum 0 and no
+//! time as well, with Draft Identification, Server Information and
+//! Reference IDs Response answered and Padding for the rest (§7: a server
+//! answers every field it supports).
 
 use super::{
     table, AccessAction, DropReason, KodKind, Pending, RateVerdict, Response, ResponseReason, Scale, Server, ServerAction,
@@ -198,7 +201,7 @@ impl Server {
             version: v5::VERSION,
             mode: Mode::Server,
             stratum: if synced { clock.stratum } else { 0 },
-            poll: self.config.poll_log2_min,
+            poll: self.v5_poll(),
             precision: clock.precision_log2,
             root_delay: Time32::from_duration(clock.root_delay),
             root_dispersion: Time32::from_duration(clock.root_dispersion_at(rx_time)),
@@ -229,12 +232,7 @@ impl Server {
             // The same name octets; alignment octets are zeros whatever the request's were.
             FieldBody::DraftIdentification { .. } => return Some(FieldRepr { padding: vec![0; f.padding.len()], ..f.clone() }),
             FieldBody::Padding { body } => FieldBody::Padding { body: vec![0; body.len()] },
-            FieldBody::ServerInformation { .. } => FieldBody::ServerInformation { supported_versions: SUPPORTED_VERSIONS, reserved: 0 },
-            FieldBody::ReferenceIdsRequest { offset, padding } => {
-                let len = 2 + padding.len();
-                let chunk = self.reference_ids.chunk(usize::from(offset), len.min(BLOOM_FILTER_LEN + 1))?;
-                FieldBody::ReferenceIdsResponse { chunk: chunk.to_vec() }
-            }
+            b @ (FieldBody::ServerInformation { .. } | FieldBody::ReferenceIdsRequest { .. }) => self.v5_timeless_answer(b)?,
             FieldBody::ReferenceTimestamp { .. } => FieldBody::ReferenceTimestamp { timestamp: reference.unwrap_or(NtpTimestamp::ZERO) },
             FieldBody::SecondaryReceiveTimestamp { timescale, .. } => {
                 let (scale, served) = self.v5_scale(timescale);
@@ -262,8 +260,38 @@ impl Server {
         Some(body.to_field())
     }
 
+    /// The answer to Server Information or a Reference IDs Request, the
+    /// fields whose answer carries no time (`None` for others, and for a
+    /// chunk outside the filter).
+    fn v5_timeless_answer(&self, body: FieldBody) -> Option<FieldBody> {
+        match body {
+            FieldBody::ServerInformation { .. } => Some(FieldBody::ServerInformation { supported_versions: SUPPORTED_VERSIONS, reserved: 0 }),
+            FieldBody::ReferenceIdsRequest { offset, padding } => {
+                let len = 2 + padding.len();
+                let chunk = self.reference_ids.chunk(usize::from(offset), len.min(BLOOM_FILTER_LEN + 1))?;
+                Some(FieldBody::ReferenceIdsResponse { chunk: chunk.to_vec() })
+            }
+            _ => None,
+        }
+    }
+
+    /// The Poll of a reply: the lowest poll a client may use (-07 §10 step
+    /// 4: "the minimum allowed polling interval of the client ... using the
+    /// same value for all clients"): `poll_log2_min`, raised to the rate
+    /// limit's interval when a limit is enforced, so that a client keeping to
+    /// it is never refused.
+    fn v5_poll(&self) -> i8 {
+        let limit = &self.config.rate_limit;
+        if limit.enabled {
+            self.config.poll_log2_min.max(limit.poll_log2_min())
+        } else {
+            self.config.poll_log2_min
+        }
+    }
+
     /// A refusal (rate limit, access rule): stratum 0, the poll to keep to,
-    /// no time; Draft Identification and Padding only.
+    /// no time; Draft Identification, Server Information and Reference IDs
+    /// Response answered, Padding for the rest.
     fn finish_v5_refusal(
         &mut self,
         req: &Repr,
@@ -278,7 +306,14 @@ impl Server {
             KodKind::Deny | KodKind::Rstr => POLL_NEVER,
         };
         let header = empty_response(req, poll, Flags(0), clock);
-        match write_v5(&header, fields, request_len, only_draft_and_padding, out) {
+        // -07 §7: every requested field the server supports is answered,
+        // refusals included; those that carry time are not (a refusal gives
+        // none) and are made up for by Padding.
+        let answers = |f: &FieldRepr| match f.field_type {
+            FieldType::V5ServerInformation | FieldType::V5ReferenceIdsRequest => self.v5_timeless_answer(FieldBody::parse(f)?.ok()?).map(|b| b.to_field()),
+            _ => only_draft_and_padding(f),
+        };
+        match write_v5(&header, fields, request_len, answers, out) {
             Some(len) => ServerAction::Respond(Response { len, reason: ResponseReason::KodSent(kind), pending: Pending::Nothing }),
             None => ServerAction::Ignore(DropReason::V5(V5Drop::Longer)),
         }
@@ -294,7 +329,7 @@ impl Server {
         clock: &ServerClockState,
         out: &mut [u8],
     ) -> ServerAction {
-        let header = empty_response(req, self.config.poll_log2_min, Flags(Flags::AUTH_NAK), clock);
+        let header = empty_response(req, self.v5_poll(), Flags(Flags::AUTH_NAK), clock);
         match write_v5(&header, fields, request_len, only_draft_and_padding, out) {
             Some(len) => ServerAction::Respond(Response { len, reason: ResponseReason::Basic, pending: Pending::Nothing }),
             None => ServerAction::Ignore(DropReason::V5(V5Drop::Longer)),

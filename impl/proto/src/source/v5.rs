@@ -310,8 +310,11 @@ impl Source {
     }
 
     /// A stratum-0 NTPv5 reply: the server will not give time. Its Poll is
-    /// honoured: 127 ends the association (as DENY did), a poll above the
-    /// current one holds requests off (as RATE did).
+    /// honoured: 127 ends the association (as DENY did); a Poll at or above
+    /// the interval in force is a refusal (as RATE was): it becomes the floor,
+    /// ends any burst (the start's burst may ignore the server's Poll, -07 §9,
+    /// but not a refusal) and holds requests off for one interval. A lower
+    /// Poll is an unsynchronized server's: no sample, nothing else changes.
     fn v5_refusal(&mut self, now: Instant, h: &v5::Repr) -> SourceEvent {
         if h.poll == crate::server::v5::POLL_NEVER {
             self.demobilized = Some(KissCode::Deny);
@@ -320,7 +323,7 @@ impl Source {
             return SourceEvent::Demobilize(KissCode::Deny);
         }
         let current = self.poll_log2();
-        if h.poll > current {
+        if h.poll >= current {
             let cap = KOD_RATE_POLL_CAP_LOG2.max(self.config.poll_max_log2);
             self.v5_poll_floor_log2 = h.poll.min(cap);
             self.burst_remaining = 0;

@@ -413,16 +413,16 @@ fn the_draft_names_alignment_octets_are_answered_as_zeros() {
 
 #[test]
 fn a_refusal_echoes_padding_in_place_and_pads_for_what_it_leaves_out() {
-    // Padding first, then the draft, then a Server Information field the
-    // refusal leaves out: the Padding answered where it was, the draft, and
-    // a new Padding for the 8 octets left out.
+    // Padding first, then the draft, then a Reference Timestamp the refusal
+    // leaves out (it would carry time): the Padding answered where it was,
+    // the draft, and a new Padding for the 12 octets left out.
     let mut access = AccessList::default();
     access.push_cidr("192.0.2.0/24", AccessAction::KodDeny).unwrap();
     let mut s = server(ServerConfig { access, ..open() });
     let fields = [
         FieldBody::Padding { body: vec![0; 8] }.to_field(),
         draft_field(Draft::D09),
-        FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field(),
+        FieldBody::ReferenceTimestamp { timestamp: NtpTimestamp::ZERO }.to_field(),
     ];
     let now = t("2025-06-01T12:01:00Z");
     let (_, out) = exchange(&mut s, &request(&fields), now, now, &synced());
@@ -432,7 +432,7 @@ fn a_refusal_echoes_padding_in_place_and_pads_for_what_it_leaves_out() {
         vec![
             FieldBody::Padding { body: vec![0; 8] },
             FieldBody::DraftIdentification { name: Draft::D09.name().as_bytes().to_vec() },
-            FieldBody::Padding { body: vec![0; 4] },
+            FieldBody::Padding { body: vec![0; 8] },
         ]
     );
 }
@@ -535,4 +535,51 @@ proptest! {
             prop_assert!(p.iter().all(|p| p.detail.contains("Draft Identification")), "{:?}", p);
         }
     }
+}
+
+#[test]
+fn the_poll_is_the_floor_the_rate_limit_enforces() {
+    // A limit of one request per 100 s on average: the Poll of every reply
+    // says 2^7 s, so a client keeping to it is never refused; without a
+    // limit (or a looser one) it is the configured minimum, 2^4 s.
+    let now = t("2025-06-01T12:01:00Z");
+    let req = request(&[draft_field(Draft::D08)]);
+    for (limit, poll) in [(None, 4), (Some(8_000_000_000), 4), (Some(100_000_000_000), 7)] {
+        let rate_limit = match limit {
+            None => RateLimitConfig { enabled: false, ..Default::default() },
+            Some(ns) => RateLimitConfig { interval_ns_min: ns, kod_interval_ns_min: ns, ..Default::default() },
+        };
+        let mut s = server(ServerConfig { rate_limit, ..open() });
+        let (_, out) = exchange(&mut s, &req, now, now, &synced());
+        let (h, _) = parse(&out);
+        assert_eq!((h.stratum, h.poll), (2, poll), "limit {limit:?}");
+    }
+}
+
+#[test]
+fn refusals_answer_server_information_and_reference_ids_but_no_time() {
+    // -07 §7: "If a request contains an extension field, the server MUST
+    // include this extension field in the response" unless it does not
+    // support it. A refusal is a response too; the fields that would carry
+    // time (here a Reference Timestamp) stay out, made up for by Padding.
+    let now = t("2025-06-01T12:01:00Z");
+    let mut access = AccessList::default();
+    access.push_cidr("192.0.2.0/24", AccessAction::KodDeny).unwrap();
+    let mut s = server(ServerConfig { access, ..open() });
+    let req = request(&[
+        draft_field(Draft::D08),
+        FieldBody::ServerInformation { supported_versions: 0, reserved: 0 }.to_field(),
+        FieldBody::ReferenceIdsRequest { offset: 0, padding: vec![0; 14] }.to_field(),
+        FieldBody::ReferenceTimestamp { timestamp: NtpTimestamp::ZERO }.to_field(),
+    ]);
+    let (a, out) = exchange(&mut s, &req, now, now, &synced());
+    assert_eq!(reason_of(a), ResponseReason::KodSent(KodKind::Deny));
+    let (h, area) = parse(&out);
+    assert_eq!((h.poll, h.stratum, h.receive_timestamp, h.transmit_timestamp), (POLL_NEVER, 0, NtpTimestamp::ZERO, NtpTimestamp::ZERO));
+    let b = bodies(&area);
+    assert!(matches!(b[0], FieldBody::DraftIdentification { .. }), "{b:?}");
+    assert!(matches!(b[1], FieldBody::ServerInformation { supported_versions, .. } if supported_versions & 0x10 != 0), "{b:?}");
+    assert!(matches!(&b[2], FieldBody::ReferenceIdsResponse { chunk } if chunk.len() == 16), "{b:?}");
+    assert!(matches!(b[3], FieldBody::Padding { .. }), "no Reference Timestamp in a refusal: {b:?}");
+    assert_eq!(b.len(), 4);
 }

@@ -224,9 +224,15 @@ fn reply_checks() {
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
     let held_off = SourceEvent::RateLimited { poll_log2: 9, next_poll_at: Instant::from_secs(512) };
     assert_eq!(exchange(&mut s, &mut srv, 0, refuse(9)).1, Some(held_off), "2^9 s from now, no jitter");
-    // A poll no higher than the source's own (4) holds nothing off.
+    // A poll below the source's own (4) is an unsynchronized server's: it
+    // holds nothing off; one equal to it is a refusal and holds off one
+    // interval, ending a burst.
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
-    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(4)).1, Some(SourceEvent::Rejected(R::StratumUnsynchronized)));
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(3)).1, Some(SourceEvent::Rejected(R::StratumUnsynchronized)));
+    let mut s = Source::new(SourceConfig { iburst: true, ..config(5, false) }, Instant::ZERO).unwrap();
+    let held_off = SourceEvent::RateLimited { poll_log2: 4, next_poll_at: Instant::from_secs(16) };
+    assert_eq!(exchange(&mut s, &mut srv, 0, refuse(4)).1, Some(held_off));
+    assert!(!s.in_burst());
     // The server's Poll is a floor: poll 6 from a server keeps the source at 64 s.
     let mut s = Source::new(config(5, false), Instant::ZERO).unwrap();
     sample(exchange(&mut s, &mut srv, 0, |r| r[2] = 6).1);
@@ -286,4 +292,84 @@ proptest! {
             prop_assert!(m.stratum >= 1 && m.stratum < 16);
         }
     }
+}
+
+/// Polls `s` whenever due until `until` s, through `srv` while the time is
+/// below `answer_until` s (no reply after: the server is gone); returns the
+/// send times in whole seconds (no jitter: they are whole).
+fn send_times(s: &mut Source, srv: &mut Server, answer_until: u64, until: u64) -> Vec<u64> {
+    let mut times = Vec::new();
+    while let Some(due) = s.poll_timeout() {
+        let at = due.as_nanos() / 1_000_000_000;
+        if at >= until {
+            break;
+        }
+        assert_eq!(due.as_nanos() % 1_000_000_000, 0, "whole seconds without jitter");
+        if at < answer_until {
+            let _ = exchange(s, srv, at, |_| {});
+        } else {
+            let mut buf = vec![0u8; 512];
+            let _sent = s.handle_timeout(due, t0() + NtpDuration::from_seconds(at as i64), 0x5eed_0000 + at, &mut buf).expect("a request is due");
+        }
+        times.push(at);
+    }
+    times
+}
+
+fn gaps(times: &[u64]) -> Vec<u64> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn ntpv5_bursts_on_start_only_and_counts_the_next_interval_from_the_bursts_last_request() {
+    // -07 §9: a burst of up to 8 requests 2 s apart "On start", and polls at
+    // least 2^6 s apart otherwise. The server answers for 1000 s, then is
+    // gone: NTPv4 bursts again (RFC 5905 A.5.7 iburst), NTPv5 does not.
+    let cfg = |version| SourceConfig { iburst: true, poll_min_log2: 6, poll_max_log2: 6, ..config(version, false) };
+    let mut v5 = Source::new(cfg(5), Instant::ZERO).unwrap();
+    let times = send_times(&mut v5, &mut server(true), 1000, 3000);
+    let g = gaps(&times);
+    assert_eq!(&times[..8], &[0, 2, 4, 6, 8, 10, 12, 14], "the start's burst");
+    assert_eq!(times[8], 14 + 64, "one interval after the burst's last request");
+    assert!(g[7..].iter().all(|d| *d == 64), "no burst after the start, also when the server is gone: {g:?}");
+    assert!(times.iter().any(|t| *t > 2000), "it goes on polling");
+
+    let mut v4 = Source::new(cfg(4), Instant::ZERO).unwrap();
+    let times = send_times(&mut v4, &mut server(true), 1000, 3000);
+    let g = gaps(&times);
+    assert_eq!(times[8], 64, "NTPv4 counts the interval from the burst's start (A.5.7)");
+    assert_eq!(g.iter().filter(|d| **d == 2).count(), 14, "NTPv4 bursts at start and again once the server is lost: {g:?}");
+}
+
+#[test]
+fn ntpv5_ignores_burst_at_every_poll() {
+    let cfg = SourceConfig { burst: true, poll_min_log2: 6, poll_max_log2: 6, ..config(5, false) };
+    let mut s = Source::new(cfg, Instant::ZERO).unwrap();
+    let g = gaps(&send_times(&mut s, &mut server(true), 2000, 2000));
+    assert!(g.len() > 20 && g.iter().all(|d| *d == 64), "{g:?}");
+    // NTPv4 with the same setting bursts at each poll after the first.
+    let mut s = Source::new(SourceConfig { version: 4, ..cfg }, Instant::ZERO).unwrap();
+    let g = gaps(&send_times(&mut s, &mut server(true), 2000, 2000));
+    assert!(g.iter().filter(|d| **d == 2).count() > 20, "{g:?}");
+}
+
+#[test]
+fn after_a_clock_step_ntpv5_neither_bursts_nor_polls_below_the_servers_floor() {
+    // The server asks for 2^7 s; a step 10 s after a poll restarts the
+    // association (RFC 5905 §11.2.3), but its next request still waits for
+    // the floor, and no burst follows.
+    let cfg = SourceConfig { iburst: true, poll_min_log2: 6, poll_max_log2: 6, ..config(5, false) };
+    let mut s = Source::new(cfg, Instant::ZERO).unwrap();
+    let mut srv = server(true);
+    let mut at = 0;
+    for _ in 0..12 {
+        let due = s.poll_timeout().unwrap();
+        at = due.as_nanos() / 1_000_000_000;
+        let _ = exchange(&mut s, &mut srv, at, |r| r[2] = 7);
+    }
+    assert_eq!(s.poll_log2(), 7);
+    s.reset(Instant::from_secs(at + 10));
+    assert_eq!(s.poll_timeout(), Some(Instant::from_secs(at + 128)));
+    let g = gaps(&send_times(&mut s, &mut srv, 0, at + 2000));
+    assert!(g.iter().all(|d| *d >= 128), "{g:?}");
 }
