@@ -384,6 +384,10 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 if s.config.version == 5 || s.config.v5_auto {
                     why.push(format!("source {}: ntpsec 1.2 does not speak NTPv5", s.address));
                 }
+                if s.config.interleaved {
+                    // ntp.conf(5) of 1.2.2 has no `xleave`, nor has the ntpd binary the word.
+                    why.push(format!("source {}: ntpsec 1.2 has no interleaved mode (its configuration has no `xleave`)", s.address));
+                }
             }
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
@@ -416,6 +420,11 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             }
         }
         Implementation::Chrony => {
+            for s in &cfg.sources {
+                if s.config.version == 5 || s.config.v5_auto {
+                    why.push(format!("source {}: chrony 4.3 does not speak NTPv5 (its `version` is 1 to 4)", s.address));
+                }
+            }
             let a = &cfg.server.access;
             for x in std::iter::once(a.default_action()).chain(a.rules().iter().map(|r| r.action)) {
                 if x != AccessAction::Allow && x != AccessAction::Deny {
@@ -430,7 +439,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 }
 
 /// An ntpsec `ntp.conf` for a host: one `server` line per source (poll
-/// range, iburst, burst, version, xleave), the local reference as the local
+/// range, iburst, burst, version), the local reference as the local
 /// refclock (`refclock local stratum N-1`: ntpsec then serves stratum N), a
 /// drift file, and `restrict` lines letting `ntpq` on the host's loopback
 /// read its variables. `dir` holds the drift file, which is written here with
@@ -445,7 +454,8 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<Strin
     for src in &cfg.sources {
         let c = &src.config;
         let _ = write!(s, "server {} minpoll {} maxpoll {}", src.address.ip(), c.poll_min_log2, c.poll_max_log2);
-        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst"), (c.interleaved, "xleave")] {
+        // unwritable() refuses interleaved sources: ntpsec 1.2 has no `xleave`.
+        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst")] {
             if on {
                 let _ = write!(s, " {word}");
             }
@@ -543,6 +553,20 @@ mod tests {
         // No rules, allow: no list at all.
         let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h");
         assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
+    }
+
+    #[test]
+    fn modes_a_program_lacks_are_refused() {
+        let source = |extra: &str| DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\n{extra}\n"), "test").unwrap();
+        let v5 = source("version = 5");
+        assert!(unwritable(&v5, Implementation::Chrony)[0].contains("chrony 4.3 does not speak NTPv5"));
+        assert!(unwritable(&v5, Implementation::Ntpsec)[0].contains("does not speak NTPv5"));
+        assert!(unwritable(&v5, Implementation::NtpdRs).is_empty());
+        let xleave = source("interleaved = true");
+        assert!(unwritable(&xleave, Implementation::Ntpsec)[0].contains("no interleaved mode"));
+        assert!(unwritable(&xleave, Implementation::NtpdRs)[0].contains("no interleaved mode"));
+        assert!(unwritable(&xleave, Implementation::Chrony).is_empty());
+        assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h").contains(" xleave\n"));
     }
 
     #[test]
