@@ -65,6 +65,7 @@ impl ClockedCommand {
             .env("NTPLAB_VCLOCK_OFFSET", format!("{:e}", self.params.offset_s))
             .env("NTPLAB_VCLOCK_FREQUENCY", format!("{:e}", self.params.frequency))
             .env("NTPLAB_VCLOCK_EPOCH_NS", self.params.epoch_unix_ns.to_string())
+            .env("NTPLAB_VCLOCK_WANDER", self.params.wander_text())
             .env("NTPLAB_VCLOCK_JOURNAL", &self.journal)
             .stdin(Stdio::null());
         c

@@ -10,7 +10,7 @@ use ntplab_sim::run::{judge, value_of, HostReport, RunReport, SYNC_THRESHOLD_S};
 use ntplab_sim::scenario::{Action, Cut, Direction, Implementation, LinkParams, Metric, Role, Scenario};
 use ntplab_sim::stats::HostStats;
 use ntplab_sim::trace::{Event, Fate, Packet, Sample, TraceWriter};
-use ntplab_vclock::{JournalOp, Params, Replay};
+use ntplab_vclock::{JournalOp, Params, Replay, Wander};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -70,9 +70,9 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             why.push(format!("host `{n}`: IPv6 addresses are not realized by the lab yet"));
         }
         let c = &h.clock;
-        for (key, v) in [("wander", c.wander), ("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
+        for (key, v) in [("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
             if v != 0.0 {
-                why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset and frequency only)"));
+                why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset, frequency and wander only)"));
             }
         }
         if h.refclock.is_some() {
@@ -287,7 +287,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let Role::Ntp(ntp) = &h.role else { continue };
             let journal = out.join(format!("{}.journal", h.name));
             let _ = std::fs::remove_file(&journal);
-            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency };
+            let wander = (h.clock.wander > 0.0).then_some(Wander { wander: h.clock.wander, seed: s.seed, host: i });
+            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander };
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
             let log = out.join(format!("{}.log", h.name));
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
@@ -536,7 +537,7 @@ fn write_trace(
         for (i, h) in s.hosts.iter().enumerate() {
             let Some(r) = &replays[i] else { continue };
             let c = r.clock_at(real);
-            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error() };
+            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error(real) };
             let synced = c.status() & ntplab_vclock::status::STA_UNSYNC == 0;
             // The daemon's last report before this instant, when it gives one.
             let reported = readings.iter().rev().find_map(|(t, j, r)| (*j == i && *t <= real).then_some(r.as_ref().ok()).flatten());
