@@ -250,6 +250,26 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
     s
 }
 
+/// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
+/// reading NMEA from `serial` (the lab's pty) and pulses from `pps_socket`.
+pub fn ntplab_refclock_config(cfg: &DaemonConfig, serial: Option<&Path>, pps_socket: Option<&Path>) -> String {
+    let mut s = String::new();
+    for r in &cfg.refclocks {
+        let _ = writeln!(s, "\n[[refclock]]\nkind = \"{}\"", r.kind.name());
+        if let (true, Some(p)) = (r.kind.uses_serial(), serial) {
+            let _ = writeln!(s, "serial = \"{}\"\nbaud = {}", p.display(), r.baud);
+        }
+        if let (true, Some(p)) = (r.kind.uses_pps(), pps_socket) {
+            let _ = writeln!(s, "pps_socket = \"{}\"", p.display());
+        }
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = writeln!(s, "refid = \"{code}\"");
+        }
+        let _ = writeln!(s, "delay = {:e}\noffset = {:e}\nfilter = {}", r.delay.to_seconds_f64(), r.offset.to_seconds_f64(), r.filter_len);
+    }
+    s
+}
+
 /// An access action as ntplab's configuration writes it.
 fn access_name(a: AccessAction) -> &'static str {
     match a {
