@@ -534,6 +534,12 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
     let access = ntpd_rs_access(&cfg.server.access).ok().flatten();
     for a in &cfg.listen {
         let _ = writeln!(s, "\n[[server]]\nlisten = \"{a}\"");
+        // ntpd-rs 1.9 answers NTPv3 and v4 only unless told (its default
+        // `accept-ntp-versions` is [3, 4]); the host's `ntpv5` (default on)
+        // says to answer NTPv5 too.
+        if cfg.server.ntpv5 {
+            s.push_str("accept-ntp-versions = [3, 4, 5]\n");
+        }
         if let Some(l) = &access {
             let _ = writeln!(s, "{l}");
         }
@@ -563,7 +569,7 @@ mod tests {
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
         let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");
-        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
+        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\naccept-ntp-versions = [3, 4, 5]\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
         assert!(unwritable(&c, Implementation::NtpdRs).is_empty());
         assert!(unwritable(&c, Implementation::Chrony)[0].contains("kod-deny: chronyd drops"));
         let c = config("rules = [ { network = \"10.0.0.2\", action = \"deny\" } ]");
