@@ -19,6 +19,8 @@ pub enum LabCommand {
     Run(LabRunArgs),
     /// Run every scenario (*.toml) of a directory in the lab, one after another; a table of the results.
     Suite(LabSuiteArgs),
+    /// Each implementation (ntplab, chrony, ntpsec, ntpd-rs) as client against each as server, in each mode both support: a matrix report.
+    Interop(crate::lab_interop::LabInteropArgs),
 }
 
 /// Arguments of `ntplab lab suite`.
@@ -62,7 +64,7 @@ impl PeerPrograms {
         programs::NtpdRs { daemon: self.ntp_daemon.clone().unwrap_or_else(programs::NtpdRs::default_daemon) }
     }
     /// The first program `s` needs that is not installed, with what installs it.
-    fn missing(&self, s: &Scenario) -> Option<String> {
+    pub fn missing_for(&self, s: &Scenario) -> Option<String> {
         lab::missing_programs(s, &self.chronyd, &self.ntpsec(), &self.ntpd_rs())
     }
 }
@@ -83,6 +85,9 @@ pub struct LabRunArgs {
     pub shim: Option<PathBuf>,
     #[command(flatten)]
     pub programs: PeerPrograms,
+    /// A scenario the lab cannot realize, or whose programs are not installed, is reported as skipped (exit status 0) instead of refused.
+    #[arg(long)]
+    pub skip_unsupported: bool,
     /// Summary format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -94,6 +99,11 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Release);
 }
 
+/// Whether Ctrl-C or SIGTERM has ended the lab's work.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Acquire)
+}
+
 /// Runs `ntplab lab run`.
 pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let scenario = Scenario::load(&args.scenario).map_err(|e| CliError::input(e.to_string()))?;
@@ -101,7 +111,18 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Some(seed) => scenario.with_seed(seed),
         None => scenario,
     };
-    let refused = lab::refusals(&scenario);
+    let mut refused = lab::refusals(&scenario);
+    if args.skip_unsupported {
+        refused.extend(args.programs.missing_for(&scenario));
+        if !refused.is_empty() {
+            match args.format {
+                OutputFormat::Text => writeln!(out, "skipped {}: the lab cannot run it:\n  - {}", scenario.origin, refused.join("\n  - ")),
+                OutputFormat::Json => writeln!(out, "{}", serde_json::json!({"scenario": scenario.origin, "skipped": true, "reasons": refused})),
+            }
+            .map_err(CliError::from_io)?;
+            return Ok(());
+        }
+    }
     if !refused.is_empty() {
         return Err(CliError::input(format!("{}: the lab cannot run this scenario:\n  - {}", scenario.origin, refused.join("\n  - "))));
     }
@@ -157,7 +178,7 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 /// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`]; the checks that
 /// need a client's own events ([`lab::NOT_JUDGED_IN_THE_LAB`]) are not
 /// exercised, with the reason.
-fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
+pub(crate) fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
     // The trace is on the real time scale: judged as a scenario that started then.
     let mut at = scenario.clone();
     at.start = report.start;
@@ -172,7 +193,7 @@ fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, t
 }
 
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.
-fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms) -> Result<lab::LabReport, CliError> {
+pub(crate) fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms) -> Result<lab::LabReport, CliError> {
     let shim = match shim {
         Some(p) => p.to_path_buf(),
         None => programs::find_shim().map_err(CliError::input)?,
@@ -230,7 +251,7 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
         let mut refused = lab::refusals(&scenario);
         // A program that is not installed is refused (or skipped) the same way.
-        refused.extend(args.programs.missing(&scenario));
+        refused.extend(args.programs.missing_for(&scenario));
         let not_run = |why: String| {
             let mut r = suite::declared(f, &scenario);
             r.error = Some(why);

@@ -5,6 +5,7 @@ mod bench_nts;
 mod cli;
 mod decode;
 mod lab;
+mod lab_interop;
 mod probe;
 mod probe_ke;
 mod query;
@@ -39,7 +40,7 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Run every scenario of a directory with the conformance checks; write reports; gate CI.
     Suite(suite::SuiteArgs),
-    /// The hardware lab: run scenarios on real daemons (ntplab, chronyd) in network namespaces, each on a virtual clock.
+    /// The hardware lab: run scenarios on real daemons (ntplab, chronyd, ntpsec, ntpd-rs) in network namespaces, each on a virtual clock; their interop matrix.
     #[command(subcommand)]
     Lab(lab::LabCommand),
     /// Load-test NTP implementations (loopback targets only, unless allowed).
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Lab(lab::LabCommand::Run(args)) => lab::run(args, &mut out),
         Command::Lab(lab::LabCommand::Suite(args)) => lab::suite(args, &mut out),
+        Command::Lab(lab::LabCommand::Interop(args)) => lab_interop::run(args, &mut out),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();

@@ -152,7 +152,7 @@ fn ntpdrs_client(dir: &Path, source: &str) -> (Stopped, PathBuf) {
         ),
     )
     .unwrap();
-    let params = Params { epoch_unix_ns: ntplab_hwlab::emulator::real_now_ns(), offset_s: 0.0, frequency: 0.0 };
+    let params = Params::new(ntplab_hwlab::emulator::real_now_ns(), 0.0, 0.0);
     let cc = ClockedCommand { shim: built_shim(), params, journal: dir.join("ntpdrs-client.journal") };
     let mut cmd = cc.command(None, Path::new("ntp-daemon"), &["-c".to_string(), conf.display().to_string()]);
     die_with_parent(&mut cmd);

@@ -455,7 +455,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "v5-negotiation", title: "the NTP5DRFT marker comes back only when asked for, and the client then speaks NTPv5", run: v5::negotiation },
     Check { id: "interleaved-tx-ne-rx", title: "an interleaving daemon never sends a time packet whose transmit timestamp equals its receive timestamp (RFC 9769 §2)", run: interleaved::tx_ne_rx },
     Check { id: "server-interleaved-detect", title: "a server answers interleaved only with interleaved mode on, to a request with receive != transmit whose origin is a receive timestamp it gave that client and has not used yet (RFC 9769 §2)", run: interleaved::server_detect },
-    Check { id: "client-interleaved-request", title: "an interleaved request names a reply that socket received, carries a random receive timestamp (not its arrival reading), and at most 4 name the same reply (RFC 9769 §2, §6)", run: interleaved::client_request },
+    Check { id: "client-interleaved-request", title: "an interleaved request names a reply its host received, carries a random receive timestamp (not its arrival reading), and at most 4 name the same reply (RFC 9769 §2, §6)", run: interleaved::client_request },
     Check { id: "client-interleaved-sample", title: "an interleaved sample is the previous exchange's T1, T2 and T4 with the interleaved reply's T3 (RFC 9769 §2, the first set)", run: interleaved::client_sample },
     Check { id: "nts-uid", title: "NTS requests carry one Unique Identifier of at least 32 octets, never repeated", run: nts::uid_length },
     Check { id: "nts-uid-echo", title: "every reply to a request with a Unique Identifier echoes it, NTSN included", run: nts::uid_echo },

@@ -121,6 +121,28 @@ fn interleaving_server(c: &mut Context) {
 }
 
 #[test]
+fn an_interleaved_request_may_come_from_another_port_of_the_host() {
+    // chronyd sends every request from a fresh port; its interleaved request
+    // names the reply its host received on the previous one (RFC 9769 ties
+    // the exchange to no socket).
+    let run_with = |packets: &str| {
+        let trace = Trace::from_strs(packets, "", "").unwrap();
+        let o = (check("client-interleaved-request").unwrap().run)(&Analysis::new(&ctx(), &trace));
+        (o.status, o.reason)
+    };
+    let both = interleaved_exchanges_with(0x5151_5151, 0x5555, 0x5151_5151, ts(1.001));
+    let first = exchange(0xabcdef0123456789);
+    let second = both.strip_prefix(&first).unwrap().replace("\"10.0.0.2:40000\"", "\"10.0.0.2:40001\"");
+    let packets = format!("{first}{second}");
+    assert!(packets.contains("10.0.0.2:40000") && packets.contains("10.0.0.2:40001"), "{packets}");
+    let (s, why) = run_with(&packets);
+    assert_eq!(s, Status::Pass, "{why}");
+    // Another host's reply is still no reply of this one.
+    let (s, why) = run_with(&packets.replace("\"dst\":\"10.0.0.2:40000\"", "\"dst\":\"10.0.0.3:40000\""));
+    assert_eq!(s, Status::Fail, "{why}");
+}
+
+#[test]
 fn server_echo_judges_interleaved_replies_by_the_request_they_answer() {
     let run_with = |packets: &str| {
         let trace = Trace::from_strs(packets, "", "").unwrap();

@@ -16,6 +16,7 @@
 pub mod emulator;
 pub mod netns;
 pub mod programs;
+pub mod refclock;
 pub mod reports;
 pub mod run;
 pub mod safety;

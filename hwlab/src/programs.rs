@@ -65,6 +65,7 @@ impl ClockedCommand {
             .env("NTPLAB_VCLOCK_OFFSET", format!("{:e}", self.params.offset_s))
             .env("NTPLAB_VCLOCK_FREQUENCY", format!("{:e}", self.params.frequency))
             .env("NTPLAB_VCLOCK_EPOCH_NS", self.params.epoch_unix_ns.to_string())
+            .env("NTPLAB_VCLOCK_WANDER", self.params.wander_text())
             .env("NTPLAB_VCLOCK_JOURNAL", &self.journal)
             .stdin(Stdio::null());
         c
@@ -249,6 +250,26 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
     s
 }
 
+/// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
+/// reading NMEA from `serial` (the lab's pty) and pulses from `pps_socket`.
+pub fn ntplab_refclock_config(cfg: &DaemonConfig, serial: Option<&Path>, pps_socket: Option<&Path>) -> String {
+    let mut s = String::new();
+    for r in &cfg.refclocks {
+        let _ = writeln!(s, "\n[[refclock]]\nkind = \"{}\"", r.kind.name());
+        if let (true, Some(p)) = (r.kind.uses_serial(), serial) {
+            let _ = writeln!(s, "serial = \"{}\"\nbaud = {}", p.display(), r.baud);
+        }
+        if let (true, Some(p)) = (r.kind.uses_pps(), pps_socket) {
+            let _ = writeln!(s, "pps_socket = \"{}\"", p.display());
+        }
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = writeln!(s, "refid = \"{code}\"");
+        }
+        let _ = writeln!(s, "delay = {:e}\noffset = {:e}\nfilter = {}", r.delay.to_seconds_f64(), r.offset.to_seconds_f64(), r.filter_len);
+    }
+    s
+}
+
 /// An access action as ntplab's configuration writes it.
 fn access_name(a: AccessAction) -> &'static str {
     match a {
@@ -384,6 +405,10 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 if s.config.version == 5 || s.config.v5_auto {
                     why.push(format!("source {}: ntpsec 1.2 does not speak NTPv5", s.address));
                 }
+                if s.config.interleaved {
+                    // ntp.conf(5) of 1.2.2 has no `xleave`, nor has the ntpd binary the word.
+                    why.push(format!("source {}: ntpsec 1.2 has no interleaved mode (its configuration has no `xleave`)", s.address));
+                }
             }
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
@@ -416,6 +441,11 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             }
         }
         Implementation::Chrony => {
+            for s in &cfg.sources {
+                if s.config.version == 5 || s.config.v5_auto {
+                    why.push(format!("source {}: chrony 4.3 does not speak NTPv5 (its `version` is 1 to 4)", s.address));
+                }
+            }
             let a = &cfg.server.access;
             for x in std::iter::once(a.default_action()).chain(a.rules().iter().map(|r| r.action)) {
                 if x != AccessAction::Allow && x != AccessAction::Deny {
@@ -430,7 +460,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 }
 
 /// An ntpsec `ntp.conf` for a host: one `server` line per source (poll
-/// range, iburst, burst, version, xleave), the local reference as the local
+/// range, iburst, burst, version), the local reference as the local
 /// refclock (`refclock local stratum N-1`: ntpsec then serves stratum N), a
 /// drift file, and `restrict` lines letting `ntpq` on the host's loopback
 /// read its variables. `dir` holds the drift file, which is written here with
@@ -445,7 +475,8 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<Strin
     for src in &cfg.sources {
         let c = &src.config;
         let _ = write!(s, "server {} minpoll {} maxpoll {}", src.address.ip(), c.poll_min_log2, c.poll_max_log2);
-        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst"), (c.interleaved, "xleave")] {
+        // unwritable() refuses interleaved sources: ntpsec 1.2 has no `xleave`.
+        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst")] {
             if on {
                 let _ = write!(s, " {word}");
             }
@@ -503,6 +534,12 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
     let access = ntpd_rs_access(&cfg.server.access).ok().flatten();
     for a in &cfg.listen {
         let _ = writeln!(s, "\n[[server]]\nlisten = \"{a}\"");
+        // ntpd-rs 1.9 answers NTPv3 and v4 only unless told (its default
+        // `accept-ntp-versions` is [3, 4]); the host's `ntpv5` (default on)
+        // says to answer NTPv5 too.
+        if cfg.server.ntpv5 {
+            s.push_str("accept-ntp-versions = [3, 4, 5]\n");
+        }
         if let Some(l) = &access {
             let _ = writeln!(s, "{l}");
         }
@@ -532,7 +569,7 @@ mod tests {
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
         let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");
-        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
+        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\naccept-ntp-versions = [3, 4, 5]\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
         assert!(unwritable(&c, Implementation::NtpdRs).is_empty());
         assert!(unwritable(&c, Implementation::Chrony)[0].contains("kod-deny: chronyd drops"));
         let c = config("rules = [ { network = \"10.0.0.2\", action = \"deny\" } ]");
@@ -543,6 +580,20 @@ mod tests {
         // No rules, allow: no list at all.
         let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h");
         assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
+    }
+
+    #[test]
+    fn modes_a_program_lacks_are_refused() {
+        let source = |extra: &str| DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\n{extra}\n"), "test").unwrap();
+        let v5 = source("version = 5");
+        assert!(unwritable(&v5, Implementation::Chrony)[0].contains("chrony 4.3 does not speak NTPv5"));
+        assert!(unwritable(&v5, Implementation::Ntpsec)[0].contains("does not speak NTPv5"));
+        assert!(unwritable(&v5, Implementation::NtpdRs).is_empty());
+        let xleave = source("interleaved = true");
+        assert!(unwritable(&xleave, Implementation::Ntpsec)[0].contains("no interleaved mode"));
+        assert!(unwritable(&xleave, Implementation::NtpdRs)[0].contains("no interleaved mode"));
+        assert!(unwritable(&xleave, Implementation::Chrony).is_empty());
+        assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h").contains(" xleave\n"));
     }
 
     #[test]

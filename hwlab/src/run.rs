@@ -10,7 +10,7 @@ use ntplab_sim::run::{judge, value_of, HostReport, RunReport, SYNC_THRESHOLD_S};
 use ntplab_sim::scenario::{Action, Cut, Direction, Implementation, LinkParams, Metric, Role, Scenario};
 use ntplab_sim::stats::HostStats;
 use ntplab_sim::trace::{Event, Fate, Packet, Sample, TraceWriter};
-use ntplab_vclock::{JournalOp, Params, Replay};
+use ntplab_vclock::{JournalOp, Params, Replay, Wander};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -70,13 +70,16 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             why.push(format!("host `{n}`: IPv6 addresses are not realized by the lab yet"));
         }
         let c = &h.clock;
-        for (key, v) in [("wander", c.wander), ("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
+        for (key, v) in [("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
             if v != 0.0 {
-                why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset and frequency only)"));
+                why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset, frequency and wander only)"));
             }
         }
-        if h.refclock.is_some() {
-            why.push(format!("host `{n}`: reference clocks (GPS via pty, PPS via SOCK) are not realized by the lab yet"));
+        if h.refclock.is_some() && h.implementation != Implementation::Ntplab {
+            why.push(format!(
+                "host `{n}`: a reference clock on impl = \"{}\": the lab feeds GPS (pty) and PPS (SOCK) to ntplab's daemon only so far",
+                h.implementation.name()
+            ));
         }
         match &h.role {
             Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
@@ -281,13 +284,17 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let mut readings: Vec<Reading> = Vec::new();
     // Timeline events as they happened: (real time, event index).
     let mut happened: Vec<(i128, usize)> = Vec::new();
+    // Reference clocks: their devices until the daemons run, then their feeders.
+    let mut devices: Vec<(usize, crate::refclock::Devices)> = Vec::new();
+    let mut feeders: Vec<(usize, crate::refclock::Feeder)> = Vec::new();
     let result = (|| -> Result<(), String> {
         for &i in &order {
             let h = &s.hosts[i];
             let Role::Ntp(ntp) = &h.role else { continue };
             let journal = out.join(format!("{}.journal", h.name));
             let _ = std::fs::remove_file(&journal);
-            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency };
+            let wander = (h.clock.wander > 0.0).then_some(Wander { wander: h.clock.wander, seed: s.seed, host: i });
+            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander };
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
             let log = out.join(format!("{}.log", h.name));
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
@@ -319,7 +326,14 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 }
                 Implementation::Ntplab => {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    write(&conf, programs::ntplab_config(&ntp.daemon))?;
+                    let mut text = programs::ntplab_config(&ntp.daemon);
+                    if let Some(rc) = &h.refclock {
+                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                        let pty = d.pty.as_ref().map(|p| p.slave_path.as_path());
+                        text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref());
+                        devices.push((i, d));
+                    }
+                    write(&conf, text)?;
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
                     let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
                     let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed]
@@ -360,6 +374,23 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 // Servers get a moment to bind before their clients' first requests.
                 std::thread::sleep(Duration::from_millis(200));
             }
+        }
+        // The reference clocks, fed from the simulator's models in real time.
+        let until = real_now_ns() + total.as_nanos() as i128;
+        for (i, d) in devices.drain(..) {
+            let (Some(config), Some(r)) = (s.hosts[i].refclock.clone(), runs[i].as_ref()) else { continue };
+            let spec = crate::refclock::FeedSpec {
+                config,
+                scenario_start: s.start,
+                lab_start: lab_start(epoch),
+                params: r.params,
+                epoch,
+                journal: r.journal.clone(),
+                seed: s.seed,
+                host: i,
+                until,
+            };
+            feeders.push((i, crate::refclock::Feeder::start(spec, d)));
         }
         // Run for the lab's time, watching the daemons and Ctrl-C, reading
         // their reports every REPORT_INTERVAL and once more at the end.
@@ -405,6 +436,12 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         }
     })();
     let ended = real_now_ns();
+    for (i, f) in feeders {
+        let fed = f.finish();
+        let p = out.join(format!("{}.refclock.json", s.hosts[i].name));
+        let text = serde_json::json!({"serial_bytes": fed.serial_bytes, "pulses": fed.pulses, "dropouts": fed.dropouts}).to_string();
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
     for r in runs.iter_mut().flatten() {
         if let Some(mut c) = r.child.take() {
             programs::stop(&mut c, Duration::from_secs(3));
@@ -536,7 +573,7 @@ fn write_trace(
         for (i, h) in s.hosts.iter().enumerate() {
             let Some(r) = &replays[i] else { continue };
             let c = r.clock_at(real);
-            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error() };
+            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error(real) };
             let synced = c.status() & ntplab_vclock::status::STA_UNSYNC == 0;
             // The daemon's last report before this instant, when it gives one.
             let reported = readings.iter().rev().find_map(|(t, j, r)| (*j == i && *t <= real).then_some(r.as_ref().ok()).flatten());

@@ -70,7 +70,7 @@ fn chronyd_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     std::thread::sleep(Duration::from_millis(300));
     // The client: clock control on, on a virtual clock 0.3 s ahead and 50 ppm fast.
     let start = ntplab_hwlab::emulator::real_now_ns();
-    let params = Params { epoch_unix_ns: start, offset_s: 0.3, frequency: 50e-6 };
+    let params = Params::new(start, 0.3, 50e-6);
     let journal = dir.join("client.journal");
     let cc = ClockedCommand { shim, params, journal: journal.clone() };
     let args = ["-d", "-u", "root", "-f"].map(String::from).into_iter().chain([client_conf.display().to_string()]).collect::<Vec<_>>();
@@ -165,7 +165,7 @@ fn run_client(pair: &mut Pair, program: &Path, args: &[String], reporter: &Repor
     let shim = built_shim();
     let before = SystemClockState::read().unwrap();
     let start = ntplab_hwlab::emulator::real_now_ns();
-    let params = Params { epoch_unix_ns: start, offset_s: 0.3, frequency: 50e-6 };
+    let params = Params::new(start, 0.3, 50e-6);
     let journal = pair.dir.join("client.journal");
     let cc = ClockedCommand { shim, params, journal: journal.clone() };
     let mut client = spawn_logged(cc.command(Some(&pair.client_ns()), program, args), &pair.dir.join("client.out")).unwrap();

@@ -82,8 +82,9 @@ pub struct SimRefclock {
     seq: u64,
 }
 
-/// `rand_core` view of a [`SimRng`] for the GPS models.
-struct Draws<'a>(&'a mut SimRng);
+/// `rand_core` view of a [`SimRng`] for the GPS models (the hardware lab
+/// draws its GPS and PPS models through it too).
+pub struct Draws<'a>(pub &'a mut SimRng);
 
 impl rand_core::RngCore for Draws<'_> {
     fn next_u32(&mut self) -> u32 {

@@ -117,23 +117,26 @@ pub fn server_detect(a: &Analysis<'_>) -> Outcome {
 
 /// `client-interleaved-request` (R9769-2-client-limit, R9769-6-no-leak):
 /// a daemon's interleaved request names as origin the receive timestamp of
-/// a reply that socket received from that server before it was sent; its
+/// a reply that host received from that server before it was sent (on any
+/// of its ports: RFC 9769 does not tie the exchange to a socket, and
+/// chronyd sends every request from a fresh port, its server keying
+/// interleaved state by address); its
 /// receive timestamp differs from its transmit timestamp and is not the
 /// client's arrival reading of that reply (§6: random, no leak); and at most
 /// [`REQUESTS_PER_REPLY_MAX`] requests name the same reply.
 pub fn client_request(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
-    let mut naming: BTreeMap<(SocketAddr, SocketAddr, u64), usize> = BTreeMap::new();
+    let mut naming: BTreeMap<(IpAddr, SocketAddr, u64), usize> = BTreeMap::new();
     for (_, p, q) in interleaved_requests(a) {
         let org = q.origin_timestamp;
         let named = a.client_replies.iter().map(|c| a.pk(c.packet)).find(|r| {
-            r.src == p.dst && r.dst == p.src && r.received_t_s.is_some_and(|at| at <= p.sent_t_s) && r.header.is_some_and(|h| h.receive_timestamp == org)
+            r.src == p.dst && r.dst.ip() == p.src.ip() && r.received_t_s.is_some_and(|at| at <= p.sent_t_s) && r.header.is_some_and(|h| h.receive_timestamp == org)
         });
-        let count = naming.entry((p.src, p.dst, org.to_bits())).or_insert(0);
+        let count = naming.entry((p.src.ip(), p.dst, org.to_bits())).or_insert(0);
         *count += 1;
         let cite = || format!("{} ({})", p.cite(), a.flow_name(p));
         let why = match named {
-            None => Some(format!("origin {:016x} is the receive timestamp of no reply that socket received from that server", org.to_bits())),
+            None => Some(format!("origin {:016x} is the receive timestamp of no reply that host received from that server", org.to_bits())),
             Some(_) if q.receive_timestamp == q.transmit_timestamp => Some("receive timestamp equals transmit timestamp".to_string()),
             Some(r) if r.receiver_local.is_some_and(|l| secs(q.receive_timestamp.resolve(l) - l).abs() < LEAK_WINDOW_S) => {
                 Some(format!("receive timestamp {:016x} is the client's arrival reading of {} (leaked, RFC 9769 §6)", q.receive_timestamp.to_bits(), r.cite()))

@@ -18,7 +18,10 @@
 //! Configuration, from the environment at the first clock call:
 //! `NTPLAB_VCLOCK_OFFSET` (s, default 0) and `NTPLAB_VCLOCK_FREQUENCY` (s/s,
 //! default 0), the oscillator's offset at `NTPLAB_VCLOCK_EPOCH_NS` (real Unix
-//! ns, default: now) and its frequency error; `NTPLAB_VCLOCK_JOURNAL`, a file
+//! ns, default: now) and its frequency error; `NTPLAB_VCLOCK_WANDER`
+//! (`WANDER/SEED/HOST`, default none), the random walk of its frequency as
+//! the simulator draws it for that scenario seed and host;
+//! `NTPLAB_VCLOCK_JOURNAL`, a file
 //! every clock-changing call is appended to (see [`ntplab_vclock::JournalOp`]),
 //! from which the lab recomputes the clock. A bad value stops the process with
 //! a message naming the variable.
@@ -89,7 +92,12 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if g.is_none() {
         let now = real_now();
-        let params = Params::parse(&env("NTPLAB_VCLOCK_OFFSET", "0"), &env("NTPLAB_VCLOCK_FREQUENCY", "0"), &env("NTPLAB_VCLOCK_EPOCH_NS", &now.to_string()))
+        let params = Params::parse(
+            &env("NTPLAB_VCLOCK_OFFSET", "0"),
+            &env("NTPLAB_VCLOCK_FREQUENCY", "0"),
+            &env("NTPLAB_VCLOCK_EPOCH_NS", &now.to_string()),
+            &env("NTPLAB_VCLOCK_WANDER", ""),
+        )
             .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_*: {e}")));
         let journal = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").map(|p| {
             std::fs::OpenOptions::new()

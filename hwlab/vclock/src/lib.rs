@@ -99,7 +99,8 @@ pub struct Timex {
     pub tai: i32,
 }
 
-/// The host's free-running oscillator: real clock + offset + frequency error.
+/// The host's free-running oscillator: real clock + offset + frequency error
+/// + the random walk of its frequency ([`Wander`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
     /// Real time (Unix ns) at which the oscillator is `offset_s` off.
@@ -108,18 +109,95 @@ pub struct Params {
     pub offset_s: f64,
     /// Frequency error of the oscillator, s/s (positive: fast).
     pub frequency: f64,
+    /// Random-walk frequency wander, counted from `epoch_unix_ns`; None: none.
+    pub wander: Option<Wander>,
+}
+
+/// An oscillator's random-walk frequency wander, drawn exactly as the
+/// simulator draws host `host`'s under scenario seed `seed`
+/// (`ntplab_sim::oscillator::Oscillator` on the stream
+/// `oscillator/<host>`, a 1 s grid from the start): the same scenario gives
+/// the same frequency path in the lab as in the simulator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wander {
+    /// (s/s)/√s, as the scenario's `wander`.
+    pub wander: f64,
+    /// The scenario's seed.
+    pub seed: u64,
+    /// The host's index in the scenario.
+    pub host: usize,
+}
+
+/// Most 1 s cells of a walk kept (32 days); past them the frequency stays.
+pub const WALK_CELLS_MAX: usize = 32 * 86_400;
+
+/// A walk's offsets at whole seconds, extended on demand.
+struct Walk {
+    wander: Wander,
+    oscillator: ntplab_sim::oscillator::Oscillator,
+    /// Offset the walk has added by second k, s.
+    offsets: Vec<f64>,
+    /// Its frequency from second k to k + 1, s/s.
+    frequencies: Vec<f64>,
+}
+
+/// Every walk this process has evaluated (the shim: one; the lab: one per host).
+static WALKS: std::sync::Mutex<Vec<Walk>> = std::sync::Mutex::new(Vec::new());
+
+impl Wander {
+    /// (offset the walk has added, its frequency) `elapsed_s` after the start.
+    pub fn at(&self, elapsed_s: f64) -> (f64, f64) {
+        if elapsed_s.is_nan() || elapsed_s <= 0.0 || self.wander == 0.0 {
+            return (0.0, 0.0);
+        }
+        let cell = (elapsed_s.floor() as usize).min(WALK_CELLS_MAX);
+        let mut walks = WALKS.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match walks.iter().position(|w| w.wander == *self) {
+            Some(i) => i,
+            None => {
+                use ntplab_sim::oscillator::{Oscillator, OscillatorConfig};
+                let config = OscillatorConfig { wander: self.wander, ..OscillatorConfig::default() };
+                let rng = ntplab_sim::rng::SimRng::derive(self.seed, &format!("oscillator/{}", self.host));
+                walks.push(Walk { wander: *self, oscillator: Oscillator::new(config, rng), offsets: vec![0.0], frequencies: vec![0.0] });
+                walks.len() - 1
+            }
+        };
+        let w = &mut walks[i];
+        while w.offsets.len() <= cell + 1 {
+            let t = NtpDuration::from_seconds_f64(w.offsets.len() as f64);
+            w.offsets.push(w.oscillator.raw_offset_at(t).to_seconds_f64());
+            w.frequencies.push(w.oscillator.frequency_at(t));
+        }
+        let (a, b) = (w.offsets[cell], w.offsets[cell + 1]);
+        // Past the last cell kept, the walk holds its frequency.
+        let beyond = (elapsed_s - cell as f64 - 1.0).max(0.0) * w.frequencies[cell];
+        (a + (b - a) * (elapsed_s - cell as f64).min(1.0) + beyond, w.frequencies[cell])
+    }
 }
 
 impl Params {
+    /// An oscillator without wander.
+    pub fn new(epoch_unix_ns: i128, offset_s: f64, frequency: f64) -> Params {
+        Params { epoch_unix_ns, offset_s, frequency, wander: None }
+    }
+
     /// The oscillator's reading when the real clock reads `real_ns` (Unix ns).
     pub fn raw_at(&self, real_ns: i128) -> NtpTime {
         let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
-        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed)
+        let walk = self.wander.map_or(0.0, |w| w.at(elapsed).0);
+        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed + walk)
+    }
+
+    /// The oscillator's frequency error at `real_ns`, s/s.
+    pub fn frequency_at(&self, real_ns: i128) -> f64 {
+        let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
+        self.frequency + self.wander.map_or(0.0, |w| w.at(elapsed).1)
     }
 
     /// Reads the parameters from environment-style values: offset (s),
-    /// frequency (s/s) and epoch (Unix ns); each must be a finite number.
-    pub fn parse(offset: &str, frequency: &str, epoch: &str) -> Result<Params, String> {
+    /// frequency (s/s) and epoch (Unix ns), each a finite number; and the
+    /// wander as `WANDER/SEED/HOST` (empty: none).
+    pub fn parse(offset: &str, frequency: &str, epoch: &str, wander: &str) -> Result<Params, String> {
         let offset_s: f64 = offset.trim().parse().map_err(|_| format!("offset {offset:?} is not a number of seconds"))?;
         let frequency: f64 = frequency.trim().parse().map_err(|_| format!("frequency {frequency:?} is not a number"))?;
         let epoch_unix_ns: i128 = epoch.trim().parse().map_err(|_| format!("epoch {epoch:?} is not an integer of Unix nanoseconds"))?;
@@ -129,7 +207,25 @@ impl Params {
         if !frequency.is_finite() || frequency.abs() > 0.5 {
             return Err(format!("frequency {frequency} is not a finite number within ±0.5"));
         }
-        Ok(Params { epoch_unix_ns, offset_s, frequency })
+        let wander = match wander.trim() {
+            "" => None,
+            w => {
+                let bad = || format!("wander {w:?} is not WANDER/SEED/HOST (a non-negative finite number, an integer seed, a host index)");
+                let mut parts = w.split('/');
+                let (Some(a), Some(b), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+                let wander: f64 = a.parse().map_err(|_| bad())?;
+                if !wander.is_finite() || wander < 0.0 {
+                    return Err(bad());
+                }
+                Some(Wander { wander, seed: b.parse().map_err(|_| bad())?, host: c.parse().map_err(|_| bad())? })
+            }
+        };
+        Ok(Params { epoch_unix_ns, offset_s, frequency, wander })
+    }
+
+    /// The wander as [`Params::parse`] reads it (empty: none).
+    pub fn wander_text(&self) -> String {
+        self.wander.map_or(String::new(), |w| format!("{:e}/{}/{}", w.wander, w.seed, w.host))
     }
 }
 
@@ -269,8 +365,8 @@ impl VirtualClock {
     /// Frequency error of the disciplined clock, s/s: the oscillator's error
     /// and the frequency correction in force (a phase slew in progress is not
     /// included, as in the simulator's samples).
-    pub fn frequency_error(&self) -> f64 {
-        (1.0 + self.params.frequency) * (1.0 + self.steered.frequency()) - 1.0
+    pub fn frequency_error(&self, real_ns: i128) -> f64 {
+        (1.0 + self.params.frequency_at(real_ns)) * (1.0 + self.steered.frequency()) - 1.0
     }
 
     /// Sets the clock to `unix_ns` (`clock_settime`, `settimeofday`).

@@ -5,7 +5,7 @@ const T0: i128 = 1_780_000_000_000_000_000; // 2026-05-28, Unix ns
 const SEC: i128 = 1_000_000_000;
 
 fn clock(offset_s: f64, frequency: f64) -> VirtualClock {
-    VirtualClock::new(Params { epoch_unix_ns: T0, offset_s, frequency }, T0)
+    VirtualClock::new(Params::new(T0, offset_s, frequency), T0)
 }
 
 fn call(c: &mut VirtualClock, at: i128, t: Timex) -> (Result<i32, i32>, Timex) {
@@ -20,7 +20,7 @@ fn oscillator_offset_and_frequency_show_in_the_local_time() {
     assert!((c.offset_at(T0) - 0.25).abs() < 1e-9);
     // After 1000 s at +100 ppm: 0.25 + 0.1 s.
     assert!((c.offset_at(T0 + 1000 * SEC) - 0.35).abs() < 1e-9);
-    assert!((c.frequency_error() - 100e-6).abs() < 1e-15);
+    assert!((c.frequency_error(T0) - 100e-6).abs() < 1e-15);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn settime_sets_the_local_time() {
 
 #[test]
 fn the_journal_replays_to_the_same_clock_at_every_instant() {
-    let params = Params { epoch_unix_ns: T0, offset_s: 0.1, frequency: -37e-6 };
+    let params = Params::new(T0, 0.1, -37e-6);
     let mut live = VirtualClock::new(params, T0);
     let calls = [
         (T0 + SEC, JournalOp::Adjtimex(Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: -1, time_frac: 900_000_000, ..Timex::default() })),
@@ -168,17 +168,55 @@ fn the_journal_replays_to_the_same_clock_at_every_instant() {
 
 #[test]
 fn a_bad_journal_line_is_named() {
-    let p = Params { epoch_unix_ns: T0, offset_s: 0.0, frequency: 0.0 };
+    let p = Params::new(T0, 0.0, 0.0);
     let e = Replay::parse(p, T0, "1 2 S 3\n1 2 Q\n", "j.log").unwrap_err();
     assert!(e.starts_with("j.log:2:"), "{e}");
 }
 
 #[test]
 fn params_refuse_nonsense() {
-    assert!(Params::parse("0.1", "1e-5", "0").is_ok());
-    assert!(Params::parse("x", "0", "0").unwrap_err().contains("offset"));
-    assert!(Params::parse("0", "2", "0").unwrap_err().contains("frequency"));
-    assert!(Params::parse("0", "0", "1.5").unwrap_err().contains("epoch"));
+    assert!(Params::parse("0.1", "1e-5", "0", "").is_ok());
+    assert!(Params::parse("x", "0", "0", "").unwrap_err().contains("offset"));
+    assert!(Params::parse("0", "2", "0", "").unwrap_err().contains("frequency"));
+    assert!(Params::parse("0", "0", "1.5", "").unwrap_err().contains("epoch"));
+    let p = Params::parse("0", "0", "0", "1e-9/7/2").unwrap();
+    assert_eq!(p.wander, Some(Wander { wander: 1e-9, seed: 7, host: 2 }));
+    assert_eq!(Params::parse("0", "0", "0", &p.wander_text()).unwrap(), p);
+    for bad in ["1e-9/7", "-1e-9/7/2", "x/7/2", "1e-9/7/2/3", "inf/1/1"] {
+        assert!(Params::parse("0", "0", "0", bad).unwrap_err().contains("WANDER/SEED/HOST"), "{bad}");
+    }
+}
+
+#[test]
+fn the_wander_is_the_simulators_random_walk_for_that_seed_and_host() {
+    use ntplab_proto::time::NtpDuration;
+    use ntplab_sim::oscillator::{Oscillator, OscillatorConfig};
+    let w = Wander { wander: 1e-7, seed: 11, host: 3 };
+    let p = Params { wander: Some(w), ..Params::new(T0, 0.01, 2e-6) };
+    let mut sim = Oscillator::new(
+        OscillatorConfig { offset_s: 0.01, frequency: 2e-6, wander: 1e-7, ..OscillatorConfig::default() },
+        ntplab_sim::rng::SimRng::derive(11, "oscillator/3"),
+    );
+    // Asked out of order first (the lab evaluates packets and samples in
+    // any order): the same answers.
+    let late = p.raw_at(T0 + 500_000_000_000);
+    let times = [0.0, 0.5, 1.0, 7.25, 100.0, 499.999, 500.0];
+    for t in times {
+        let real = T0 + (t * 1e9) as i128;
+        let want = sim.raw_offset_at(NtpDuration::from_seconds_f64(t)).to_seconds_f64();
+        let got = p.raw_at(real).duration_since(unix_ns_to_ntp(real)).to_seconds_f64();
+        assert!((got - want).abs() < 1e-9, "at {t} s: lab {got}, simulator {want}");
+        let f = sim.frequency_at(NtpDuration::from_seconds_f64(t));
+        assert!((p.frequency_at(real) - f).abs() < 1e-12, "at {t} s: {} vs {f}", p.frequency_at(real));
+    }
+    assert_eq!(p.raw_at(T0 + 500_000_000_000), late);
+    // It wanders: after 500 s the frequency has moved by about 1e-7 * sqrt(500).
+    assert!((p.frequency_at(T0 + 500_000_000_000) - 2e-6).abs() > 1e-8);
+    // Another host's walk is another.
+    let q = Params { wander: Some(Wander { host: 4, ..w }), ..p };
+    assert_ne!(q.raw_at(T0 + 500_000_000_000), late);
+    // No wander: none.
+    assert_eq!(Params::new(T0, 0.0, 0.0).frequency_at(T0 + 500_000_000_000), 0.0);
 }
 
 #[test]

@@ -1,0 +1,326 @@
+//! A scenario host's GPS receiver and PPS output in the virtual lab, fed in
+//! real time from the simulator's models (`ntplab_sim::gps`): the NMEA
+//! sentences through a pseudo-terminal pair (the daemon reads the slave side
+//! as its serial port), the pulses as chrony SOCK samples sent to the
+//! daemon's `pps_socket`.
+//!
+//! Each true second (the machine's real clock is true time) the feeder draws
+//! the receiver's serial chunks and the pulse edge exactly as the
+//! simulator's reference clock does, and delivers each at its real time: a
+//! chunk is written to the pty master when its last byte has left the
+//! receiver; a pulse becomes a SOCK sample stamped with the daemon's own
+//! clock at the edge (what the kernel's PPS timestamp would read), which the
+//! lab takes from the host's clock journal replayed up to then, with the
+//! offset (true second − that stamp) that chrony's SOCK format carries.
+//! A pulse sample sent late by the scheduler still carries the edge's
+//! stamp, so scheduling delays only matter to the serial data (as for a real
+//! serial port read in user space).
+
+use ntplab_sim::gps::{GpsFault, GpsReceiver, PpsModel, SerialChunk};
+use ntplab_sim::refclock::{Draws, SimRefclockConfig};
+use ntplab_sim::rng::SimRng;
+use ntplab_proto::time::NtpTime;
+use ntplab_vclock::{Params, Replay};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A pseudo-terminal pair: the lab writes the master, the daemon opens the slave by its path.
+pub struct Pty {
+    master: OwnedFd,
+    /// Held open so that the master can be written before the daemon opens the slave.
+    _slave: OwnedFd,
+    /// `/dev/pts/N`.
+    pub slave_path: PathBuf,
+}
+
+impl Pty {
+    /// Opens a pair with the slave in raw mode (no echo, no line editing:
+    /// the bytes arrive as a serial port delivers them) and the master
+    /// non-blocking.
+    pub fn open() -> Result<Pty, String> {
+        let (mut m, mut s) = (-1, -1);
+        // SAFETY: openpty writes two descriptors; the name, termios and winsize pointers may be null.
+        if unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) } != 0 {
+            return Err(format!("openpty failed: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors were just opened and are owned here.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        let mut buf = [0 as libc::c_char; 128];
+        // SAFETY: a valid descriptor and a buffer of the given length.
+        if unsafe { libc::ttyname_r(slave.as_raw_fd(), buf.as_mut_ptr(), buf.len()) } != 0 {
+            return Err("ttyname_r failed on the pty slave".into());
+        }
+        // SAFETY: ttyname_r wrote a NUL-terminated name.
+        let slave_path = PathBuf::from(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned());
+        // SAFETY: termios is plain data; tcgetattr fills it for a valid tty descriptor.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(slave.as_raw_fd(), &mut t) != 0 {
+                return Err(format!("tcgetattr on {} failed: {}", slave_path.display(), std::io::Error::last_os_error()));
+            }
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t) != 0 {
+                return Err(format!("tcsetattr on {} failed: {}", slave_path.display(), std::io::Error::last_os_error()));
+            }
+            let flags = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Ok(Pty { master, _slave: slave, slave_path })
+    }
+
+    /// Writes `bytes` to the master; what does not fit (nobody reads) is dropped.
+    fn write(&self, bytes: &[u8]) -> usize {
+        // SAFETY: a valid descriptor and buffer.
+        let n = unsafe { libc::write(self.master.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
+/// What a feeder delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// Serial bytes written.
+    pub serial_bytes: u64,
+    /// Pulse samples sent (and not refused by the socket).
+    pub pulses: u64,
+    /// Pulses the model dropped.
+    pub dropouts: u64,
+}
+
+/// A host's reference clock being fed; [`Feeder::finish`] stops it.
+pub struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Fed>>,
+}
+
+/// Where a host's daemon reads its reference clock in the lab.
+pub struct Devices {
+    /// The pty (kinds with NMEA).
+    pub pty: Option<Pty>,
+    /// The SOCK socket the daemon creates (kinds with pulses).
+    pub pps_socket: Option<PathBuf>,
+}
+
+impl Devices {
+    /// Opens the devices `config` needs; the PPS socket is `dir/NAME.pps.sock`.
+    pub fn open(config: &SimRefclockConfig, dir: &Path, name: &str) -> Result<Devices, String> {
+        let pty = if config.kind.uses_serial() { Some(Pty::open()?) } else { None };
+        let pps_socket = config.kind.uses_pps().then(|| dir.join(format!("{name}.pps.sock")));
+        Ok(Devices { pty, pps_socket })
+    }
+}
+
+/// The random streams of a host's reference clock in the lab: the
+/// simulator's names, for the host's first daemon start.
+fn streams(seed: u64, host: usize) -> (SimRng, SimRng) {
+    let mut base = SimRng::derive(seed, &format!("lab-refclock/{host}"));
+    (base.fork("gps"), base.fork("pps"))
+}
+
+/// Moves fault windows from the scenario's time scale (starting at
+/// `scenario_start`) to the lab's (starting at `lab_start`).
+pub fn shift_faults(faults: &[GpsFault], scenario_start: NtpTime, lab_start: NtpTime) -> Vec<GpsFault> {
+    let by = lab_start.duration_since(scenario_start);
+    faults
+        .iter()
+        .map(|f| match *f {
+            GpsFault::FixLoss { from, until } => GpsFault::FixLoss { from: from + by, until: until + by },
+            GpsFault::Wnro { from, until } => GpsFault::Wnro { from: from + by, until: until + by },
+        })
+        .collect()
+}
+
+/// One item to deliver: its real time (Unix ns) and what.
+enum Delivery {
+    Serial(Vec<u8>),
+    /// The true second the edge marks.
+    Pulse(NtpTime),
+}
+
+/// The deliveries of the true second `second`, in time order.
+fn second_plan(second: NtpTime, gps: Option<&GpsReceiver>, pps: Option<&PpsModel>, gps_rng: &mut SimRng, pps_rng: &mut SimRng, fed: &mut Fed) -> Vec<(i128, Delivery)> {
+    let mut plan = Vec::new();
+    if let Some(p) = pps {
+        match p.pulse(second, &mut Draws(pps_rng)) {
+            Some(edge) => plan.push((ntp_to_unix_ns(edge), Delivery::Pulse(second))),
+            None => fed.dropouts += 1,
+        }
+    }
+    if let Some(g) = gps {
+        for SerialChunk { true_time, bytes } in g.emit_second(second, &mut Draws(gps_rng)) {
+            plan.push((ntp_to_unix_ns(true_time), Delivery::Serial(bytes)));
+        }
+    }
+    plan.sort_by_key(|(t, _)| *t);
+    plan
+}
+
+fn ntp_to_unix_ns(t: NtpTime) -> i128 {
+    let (s, n) = t.to_unix();
+    i128::from(s) * 1_000_000_000 + i128::from(n)
+}
+
+/// The host's clock reading (Unix ns) at real time `real_ns`, from its
+/// journal so far (a journal not yet written: the free-running oscillator).
+fn local_at(params: Params, epoch: i128, journal: &Path, real_ns: i128) -> i128 {
+    let text = std::fs::read_to_string(journal).unwrap_or_default();
+    match Replay::parse(params, epoch, &text, &journal.display().to_string()) {
+        Ok(r) => r.clock_at(real_ns).now_unix_ns(real_ns),
+        Err(_) => ntp_to_unix_ns(params.raw_at(real_ns)),
+    }
+}
+
+/// What a feeder needs to know about its host.
+pub struct FeedSpec {
+    pub config: SimRefclockConfig,
+    /// The scenario's start and the lab's (for fault windows).
+    pub scenario_start: NtpTime,
+    pub lab_start: NtpTime,
+    /// The host's oscillator and clock journal, to stamp pulses with its clock.
+    pub params: Params,
+    pub epoch: i128,
+    pub journal: PathBuf,
+    /// The scenario's seed and the host's index (random streams).
+    pub seed: u64,
+    pub host: usize,
+    /// Real time (Unix ns) after which nothing more is sent.
+    pub until: i128,
+}
+
+impl Feeder {
+    /// Starts feeding `devices` from the models of `spec`, from the next
+    /// whole real second on.
+    pub fn start(spec: FeedSpec, devices: Devices) -> Feeder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || feed(spec, devices, &flag));
+        Feeder { stop, thread: Some(thread) }
+    }
+
+    /// Stops the feeder and says what it delivered.
+    pub fn finish(mut self) -> Fed {
+        self.stop.store(true, Ordering::Release);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleeps until real time `at` (Unix ns), in steps of at most 50 ms so
+/// that a stop is seen; false when stopped or past `until`.
+fn sleep_until(at: i128, until: i128, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = crate::emulator::real_now_ns();
+        if now >= at {
+            return at <= until;
+        }
+        let left = u64::try_from(at - now).unwrap_or(0);
+        std::thread::sleep(Duration::from_nanos(left.min(50_000_000)));
+    }
+}
+
+fn feed(spec: FeedSpec, devices: Devices, stop: &AtomicBool) -> Fed {
+    let mut fed = Fed::default();
+    let mut gps_config = spec.config.gps.clone();
+    gps_config.faults = shift_faults(&gps_config.faults, spec.scenario_start, spec.lab_start);
+    let gps = devices.pty.as_ref().map(|_| GpsReceiver::new(gps_config));
+    let pps = devices.pps_socket.as_ref().map(|_| PpsModel::new(spec.config.pps));
+    let socket = std::os::unix::net::UnixDatagram::unbound().ok();
+    let (mut gps_rng, mut pps_rng) = streams(spec.seed, spec.host);
+    let first = crate::emulator::real_now_ns().div_euclid(1_000_000_000) + 1;
+    // One iteration per second: bounded by the run's end.
+    let last = spec.until.div_euclid(1_000_000_000);
+    for s in first..=last {
+        let second = crate::run::lab_start(s * 1_000_000_000);
+        for (at, what) in second_plan(second, gps.as_ref(), pps.as_ref(), &mut gps_rng, &mut pps_rng, &mut fed) {
+            if !sleep_until(at, spec.until, stop) {
+                return fed;
+            }
+            match what {
+                Delivery::Serial(bytes) => {
+                    if let Some(p) = &devices.pty {
+                        fed.serial_bytes += p.write(&bytes) as u64;
+                    }
+                }
+                Delivery::Pulse(marked) => {
+                    let (Some(sock), Some(path)) = (&socket, &devices.pps_socket) else { continue };
+                    let local = local_at(spec.params, spec.epoch, &spec.journal, at);
+                    let offset = (ntp_to_unix_ns(marked) - local) as f64 * 1e-9;
+                    let sample = ntplab_daemon::refclock::sock::encode_sock_sample(
+                        local.div_euclid(1_000_000_000) as i64,
+                        (local.rem_euclid(1_000_000_000) / 1000) as i64,
+                        // Exact to the nanosecond: the daemon takes the edge as
+                        // round(tv + offset) - offset, which keeps it.
+                        offset,
+                        true,
+                        0,
+                    );
+                    if sock.send_to(&sample, path).is_ok() {
+                        fed.pulses += 1;
+                    }
+                }
+            }
+        }
+    }
+    fed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntplab_daemon::config::RefclockKind;
+    use ntplab_proto::time::NtpDuration;
+    use std::io::Read;
+
+    #[test]
+    fn fault_windows_move_to_the_lab_time_scale() {
+        let s = NtpTime::from_unix(1_767_225_600, 0);
+        let l = NtpTime::from_unix(1_800_000_000, 0);
+        let f = [GpsFault::FixLoss { from: s + NtpDuration::from_seconds_f64(10.0), until: s + NtpDuration::from_seconds_f64(20.0) }];
+        assert_eq!(shift_faults(&f, s, l), vec![GpsFault::FixLoss { from: l + NtpDuration::from_seconds_f64(10.0), until: l + NtpDuration::from_seconds_f64(20.0) }]);
+    }
+
+    #[test]
+    fn a_second_brings_the_pulse_first_then_the_sentences_naming_it() {
+        let config = SimRefclockConfig::new(RefclockKind::GpsPps);
+        let (mut g, mut p) = streams(1, 0);
+        let second = NtpTime::from_unix(1_800_000_000, 0);
+        let mut fed = Fed::default();
+        let plan = second_plan(second, Some(&GpsReceiver::new(config.gps.clone())), Some(&PpsModel::new(config.pps)), &mut g, &mut p, &mut fed);
+        let start = ntp_to_unix_ns(second);
+        assert!(matches!(plan[0].1, Delivery::Pulse(s) if s == second));
+        // The edge 50 ns (+ 20 ns jitter) after the second.
+        assert!((plan[0].0 - start - 50).abs() < 1000, "{}", plan[0].0 - start);
+        let serial: Vec<u8> = plan.iter().filter_map(|(_, d)| if let Delivery::Serial(b) = d { Some(b.clone()) } else { None }).flatten().collect();
+        let text = String::from_utf8(serial).unwrap();
+        assert!(text.starts_with("$GPRMC,") && text.contains("GGA,") && text.ends_with("\r\n"), "{text}");
+        // 100-300 ms after the second, as the simulator's default receiver.
+        assert!(plan[1..].iter().all(|(t, _)| *t - start > 100_000_000 && *t - start < 600_000_000));
+    }
+
+    #[test]
+    fn a_pty_carries_the_bytes_as_they_are() {
+        let pty = Pty::open().unwrap();
+        assert!(pty.slave_path.starts_with("/dev/pts"), "{}", pty.slave_path.display());
+        let mut reader = std::fs::File::open(&pty.slave_path).unwrap();
+        let line = b"$GPZDA,000000.00,01,01,2027,00,00*6A\r\n";
+        assert_eq!(pty.write(line), line.len());
+        let mut got = vec![0u8; line.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(&got, line, "raw mode: no echo, CR LF kept");
+    }
+}
