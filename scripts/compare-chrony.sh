@@ -28,7 +28,7 @@ WORK=${WORK:-/tmp/ntplab-compare-chrony}
 SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
 
-CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 007 009-1-falseticker 010 011 014 126 default-1d"
+CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 007 009-1-falseticker 010 011 014 101-poll-6 101-poll-10 126 default-1d"
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lh" o; do
@@ -44,7 +44,7 @@ shift $((OPTIND - 1))
 # The chrony test variables of a case, the ntplab scenario mirroring it, the
 # clknetsim node whose offset is compared, and the statistics window start.
 case_setup() {
-    unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander \
+    unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander client_conf \
         client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY
     node=2 window=210
     case $1 in
@@ -63,6 +63,12 @@ case_setup() {
             scenario=chrony-007-large-wander ;;
         default-1d) limit=86400 window=21600
             scenario=chrony-default ;;
+        101-poll-6) client_server_options="minpoll 6 maxpoll 6" wander=0.0 jitter=1e-6 limit=640
+            max_sync_time=135 window=135 client_conf="makestep 1e-2 1"
+            scenario=chrony-101-poll-6 ;;
+        101-poll-10) client_server_options="minpoll 10 maxpoll 10" wander=0.0 jitter=1e-6 limit=10240
+            max_sync_time=2151 window=2151 client_conf="makestep 1e-2 1"
+            scenario=chrony-101-poll-10 ;;
         014) base_delay='(+ 1e-4 (* -1 (equal 0.1 (min (% time 10000) 1200) 1200)))' limit=100000
             scenario=chrony-014-intermittent-link ;;
         126) base_delay='(+ 1e-4 (* -1 (equal 0.1 from 2) (equal 0.1 to 1) (equal 0.1 (min (% (sum 1) 4) 1) 1)))'
