@@ -37,10 +37,15 @@
 # exact transmit time of the previous reply), and this script prints each
 # run's ntpperf table after its row (lines starting with "#").
 #
-# Settings (environment): ROUNDS (3), MODES ("basic interleaved"; "nts" too), RATE_MAX
-# (1000000 requests/s), STEP_S (ntpperf's interval per rate, 1 s), WORKERS
-# (ntplab's [server] workers, default: the CPU cores), NTPLAB (the binary,
-# default target/release/ntplab), SERVERS ("ntplab chronyd ntpd-rs").
+# Settings (environment): ROUNDS (3), MODES ("basic interleaved"; "nts" too),
+# RATE_MIN (1000 requests/s), RATE_MAX (1000000 requests/s; RATE_MIN=RATE_MAX
+# holds one rate for STEP_S seconds: the CPU per response at that rate without
+# the overloaded steps of a ramp), STEP_S (ntpperf's interval per rate, 1 s),
+# WORKERS (ntplab's [server] workers, default: the CPU cores), NTPLAB (the
+# binary, default target/release/ntplab), NTPLAB_CONF (lines put at the top of
+# ntplab's configuration, e.g. "interleaved = false"), SERVERS ("ntplab chronyd ntpd-rs"),
+# PERF_DIR (if set: `perf record -g` of the server over the first PERF_S
+# seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data).
 #
 # Per round, mode and server it prints: the highest rate with >= 99 %
 # responses (in interleaved mode also with >= 99 % of them interleaved), the
@@ -54,6 +59,7 @@ set -euo pipefail
 SRC=${1:-${NTPPERF_SRC:-/work/shared/tools/ntpperf.tar.gz}}
 ROUNDS=${ROUNDS:-3}
 MODES=${MODES:-basic interleaved}
+RATE_MIN=${RATE_MIN:-1000}
 RATE_MAX=${RATE_MAX:-1000000}
 STEP_S=${STEP_S:-1}
 WORKERS=${WORKERS:-$(nproc)}
@@ -123,7 +129,7 @@ start_server() { # NAME MODE -> PID in SERVER_PID
     chmod 700 "$dir"
     case $name in
     ntplab)
-        printf '[server]\nworkers = %s\nrecv_buffer = 4194304\n' "$WORKERS" >"$dir/ntplab.toml"
+        printf '%b[server]\nworkers = %s\nrecv_buffer = 4194304\n' "${NTPLAB_CONF:+$NTPLAB_CONF\n}" "$WORKERS" >"$dir/ntplab.toml"
         [ "$mode" = nts ] && printf '[nts]\ncertificate = "%s"\nkey = "%s"\nke_listen = ["10.213.0.1:4460"]\n' \
             "$WORK/cert.pem" "$WORK/key.pem" >>"$dir/ntplab.toml"
         nopriv timeout 600 "$NTPLAB" serve --listen 10.213.0.1:123 --local-stratum 1 --config "$dir/ntplab.toml" \
@@ -204,9 +210,17 @@ run_one() { # NAME MODE ROUND
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t0=$(cpu_ticks "$SERVER_PROC")
     [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
+    local perf_pid=
+    if [ -n "${PERF_DIR:-}" ]; then
+        # Samples of the server (call graphs, 999 Hz) over the first PERF_S seconds of the run.
+        timeout $((${PERF_S:-5} + 30)) perf record -q -F 999 -g -p "$SERVER_PROC" -o "$PERF_DIR/$name-$mode-$round.data" \
+            -- sleep "${PERF_S:-5}" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     ip netns exec "$CLI" timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" "${extra[@]}" -l \
-        -r 1000-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
+        -r "$RATE_MIN"-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
+    [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
     hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
@@ -240,7 +254,7 @@ for s in $SERVERS; do
     esac
 done
 
-echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate 1000-$RATE_MAX, x1.5, $STEP_S s a step"
+echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate $RATE_MIN-$RATE_MAX, x1.5, $STEP_S s a step"
 printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\n'
 for round in $(seq 1 "$ROUNDS"); do
     n=${#available[@]}

@@ -158,7 +158,7 @@ pub const NTPV4: &[CaseDef] = &[
         requirements: &["R9769-2-server-detect", "R9769-2-one-shot", "R9769-2-fallback", "R9769-2-tx-ne-rx"],
         plan: plan_interleaved,
         judge: judge_interleaved,
-        steps_max: 4,
+        steps_max: 5,
     },
     CaseDef {
         name: "era",
@@ -1006,24 +1006,43 @@ fn xleave_request(gen: &mut Gen, origin: NtpTimestamp, receive: NtpTimestamp) ->
 
 fn plan_interleaved(history: &[StepRecord], gen: &mut Gen) -> Option<Step> {
     // Step 0: basic request A. Step 1: B with origin = A's server receive
-    // timestamp and receive = the probe's arrival time of A's reply.
-    // Step 2: C with the same (already used) origin. Step 3: D with an origin
-    // the server never handed out.
-    let a = history.first().and_then(|s| s.replies_to(0).into_iter().next());
+    // timestamp and receive = the probe's arrival time of A's reply. A server
+    // that asks for a reply's kernel transmit timestamp only once the client
+    // is in interleaved mode (chronyd; ntplab serve's workers) answers B in
+    // basic mode: then B2, with origin = B's server receive timestamp, is the
+    // detection request (step 2), and the steps below come one later. Then C
+    // with the detection request's (already used) origin, and D with an
+    // origin the server never handed out.
+    let detect = detection_step(history);
+    let last_arrival = || history.last().and_then(|s| s.replies.last()).map(|r| r.received.to_timestamp());
     match history.len() {
         0 => Some(Step::answered(vec![client(gen)])),
-        1 | 2 => {
-            let a = a?;
-            let server_rx = ts(&a.bytes, 32)?;
-            let last = history.last()?.replies.last()?;
-            Some(Step::answered(vec![xleave_request(gen, server_rx, last.received.to_timestamp())]))
+        n if n == 1 || n == detect => {
+            // The reply to the previous request (its origin that request's transmit).
+            let previous = history.get(n - 1)?.replies_to(0).into_iter().next()?;
+            let server_rx = ts(&previous.bytes, 32)?;
+            Some(Step::answered(vec![xleave_request(gen, server_rx, last_arrival()?)]))
         }
-        3 => {
+        n if n == detect + 1 => {
+            let origin = header(&history.get(detect)?.sent.first()?.bytes)?.origin_timestamp;
+            Some(Step::answered(vec![xleave_request(gen, origin, last_arrival()?)]))
+        }
+        n if n == detect + 2 => {
             let origin = NtpTimestamp::from_bits(gen.next_u64() | 1);
             let receive = gen.now.to_timestamp();
             Some(Step::answered(vec![xleave_request(gen, origin, receive)]))
         }
         _ => None,
+    }
+}
+
+/// The step of the interleaved case whose request the detection is judged
+/// on: 1 (B), or 2 (B2) when B got a basic reply.
+fn detection_step(history: &[StepRecord]) -> usize {
+    if answer_of(history.get(1)).0 == Answer::Basic {
+        2
+    } else {
+        1
     }
 }
 
@@ -1053,12 +1072,17 @@ fn answer_of(s: Option<&StepRecord>) -> (Answer, Option<Repr>) {
 
 fn judge_interleaved(history: &[StepRecord]) -> Vec<Finding> {
     const IDS: [&str; 4] = ["R9769-2-server-detect", "R9769-2-one-shot", "R9769-2-fallback", "R9769-2-tx-ne-rx"];
-    let Some(a) = history.first().and_then(|s| s.replies.first()).and_then(|r| header(&r.bytes)) else {
+    if history.first().and_then(|s| s.replies.first()).and_then(|r| header(&r.bytes)).is_none() {
+        return no_reply(&IDS);
+    }
+    // `a`: the reply before the detection request (A's, or B's after a basic B).
+    let detect = detection_step(history);
+    let Some(a) = history.get(detect - 1).and_then(|s| s.replies.first()).and_then(|r| header(&r.bytes)) else {
         return no_reply(&IDS);
     };
-    let (b_kind, b) = answer_of(history.get(1));
-    let (c_kind, _) = answer_of(history.get(2));
-    let (d_kind, _) = answer_of(history.get(3));
+    let (b_kind, b) = answer_of(history.get(detect));
+    let (c_kind, _) = answer_of(history.get(detect + 1));
+    let (d_kind, _) = answer_of(history.get(detect + 2));
     let mut out = Vec::new();
     match (b_kind, b) {
         (Answer::Interleaved, Some(b)) => {
@@ -1111,7 +1135,7 @@ fn judge_interleaved(history: &[StepRecord]) -> Vec<Finding> {
         }
         (Answer::Basic, _) => {
             for id in IDS {
-                out.push(Finding::not_applicable(id, "the interleaved request got a basic reply: the server does not offer interleaved mode to this client (optional, RFC 9769)"));
+                out.push(Finding::not_applicable(id, "two interleaved requests in a row got basic replies: the server does not offer interleaved mode to this client (optional, RFC 9769)"));
             }
             if d_kind == Answer::Basic {
                 out.retain(|f| f.requirement != "R9769-2-fallback");

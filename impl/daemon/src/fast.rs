@@ -11,7 +11,8 @@
 //!   receive timestamps (`SO_TIMESTAMPING`) and, on a wildcard address,
 //!   `IP_PKTINFO` so replies leave from the address asked;
 //! * batches of up to [`BATCH`] datagrams in one `recvmmsg` and one
-//!   `sendmmsg` (per run of replies leaving from the same address); every
+//!   `sendmmsg` (each reply with its own control data: source address,
+//!   transmit-timestamp request); every
 //!   buffer is allocated once, when the worker starts: nothing is allocated
 //!   and nothing crosses a channel per datagram;
 //! * every datagram still goes through the sans-IO [`Server::handle`] and
@@ -33,7 +34,12 @@
 //!   that very reply (`SOF_TIMESTAMPING_TX_SOFTWARE` with `OPT_ID`, read from
 //!   the error queue and matched by its ID), never a reading taken before the
 //!   send: a reply whose timestamp never turns up leaves a pair that answers
-//!   no interleaved request (the next answer is basic).
+//!   no interleaved request (the next answer is basic). As chronyd does, the
+//!   kernel is asked for that timestamp only for replies to requests in
+//!   interleaved mode ([`Response::wants_tx_timestamp`]), with a control
+//!   message on the send: a basic client costs no timestamp and no
+//!   error-queue read, and a new interleaved client's third reply is its
+//!   first interleaved one.
 //!
 //! The loop publishes the served clock state and its clock's conversion from
 //! `CLOCK_REALTIME` ([`TimeMap`]) after every event and once a second; the
@@ -44,7 +50,7 @@ use crate::clock::TimeMap;
 use crate::nts::server::NtsServerShared;
 use crate::sysclock::realtime_now;
 use nix::sys::socket::{
-    bind, getsockname, recvmmsg, sendmmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
+    bind, getsockname, recvmmsg, setsockopt, socket, sockopt, AddressFamily,
     ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag, SockType, SockaddrStorage, TimestampingFlag,
 };
 use ntplab_proto::nts::MasterKeys;
@@ -56,7 +62,7 @@ use rand::rngs::{OsRng, ReseedingRng};
 use rand::RngCore;
 use rand_chacha::ChaCha12Core;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -311,13 +317,14 @@ fn open_socket(addr: SocketAddr, recv_buffer: Option<usize>, tx_timestamps: bool
     setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
     let mut flags = TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE | TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE;
     if tx_timestamps {
-        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
-            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY
-            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID;
+        // Transmit timestamps are asked for per reply (a control message on
+        // the send); these say how they come back and how they are numbered.
+        flags |= TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID;
     }
     if let Err(e) = setsockopt(&fd, sockopt::Timestamping, &flags) {
         tracing::warn!(%addr, error = %e, "kernel timestamping unavailable; using user-space timestamps");
     }
+    set_ipv4_dont_fragment(&fd);
     if addr.ip().is_unspecified() {
         if addr.is_ipv6() {
             setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
@@ -327,6 +334,31 @@ fn open_socket(addr: SocketAddr, recv_buffer: Option<usize>, tx_timestamps: bool
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(io::Error::from)?;
     Ok(fd)
+}
+
+/// Sends IPv4 replies (on an IPv6 socket: to IPv4-mapped clients) with the
+/// don't-fragment bit and the interface MTU (`IP_PMTUDISC_PROBE`). With the
+/// default (`IP_PMTUDISC_WANT`) an unconnected UDP socket's datagrams may be
+/// fragmented, so the kernel draws each one an IP ID from its shared, hashed
+/// counters (`__ip_select_ident`: about 4 % of a worker's samples at 100k
+/// replies/s); a datagram with DF set carries ID 0 (RFC 6864) and draws
+/// nothing. A reply is never longer than its request, which crossed the path
+/// the other way. Best effort: without it replies go out as before.
+fn set_ipv4_dont_fragment(fd: &OwnedFd) {
+    let value: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: a valid socket and a c_int option value of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "IP_MTU_DISCOVER not set");
+    }
 }
 
 fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -367,8 +399,143 @@ struct Reply {
     local: Option<IpAddr>,
     shard: usize,
     response: Response,
-    /// Whether its kernel transmit timestamp is wanted (not for an NTSN).
+    /// Whether its kernel transmit timestamp is asked for: in interleaved
+    /// mode, for a reply to a request in interleaved mode
+    /// ([`Response::wants_tx_timestamp`]; never an NTSN).
     stamp: bool,
+}
+
+/// Octets of control data per reply: a transmit-timestamp request (`u32`)
+/// and an `IPV6_PKTINFO` (the larger packet info), each with its header.
+const CONTROL_LEN: usize = 64;
+
+/// A worker's `sendmmsg` arguments, allocated once: per reply its header,
+/// iovec, destination and control data (a request for the kernel's transmit
+/// timestamp, the source address with `IP_PKTINFO`), so that one call sends
+/// a batch whatever each reply needs.
+struct SendBufs {
+    hdrs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    names: Box<[libc::sockaddr_storage]>,
+    control: Box<[[u64; CONTROL_LEN / 8]]>,
+}
+
+impl SendBufs {
+    fn new() -> SendBufs {
+        // SAFETY: these are plain C structs for which all-zero is a valid value.
+        let (hdr, iov, name) = unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+        SendBufs {
+            hdrs: vec![hdr; BATCH].into_boxed_slice(),
+            iovs: vec![iov; BATCH].into_boxed_slice(),
+            names: vec![name; BATCH].into_boxed_slice(),
+            control: vec![[0; CONTROL_LEN / 8]; BATCH].into_boxed_slice(),
+        }
+    }
+
+    /// Points one header per reply (at most [`BATCH`]) at its octets in
+    /// `outbuf`, its destination and its control data; returns how many.
+    fn fill(&mut self, outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH], replies: &[Reply]) -> usize {
+        let n = replies.len().min(BATCH);
+        for (i, r) in replies[..n].iter().enumerate() {
+            self.iovs[i] = libc::iovec { iov_base: outbuf[r.slot].as_ptr() as *mut libc::c_void, iov_len: r.len };
+            let name_len = write_sockaddr(&mut self.names[i], r.to);
+            let control = self.control[i].as_mut_ptr().cast::<u8>();
+            // SAFETY: `control` is CONTROL_LEN octets, aligned for cmsghdr,
+            // which holds the two messages written (24 + 40 octets at most).
+            let control_len = unsafe { write_control(control, r.stamp, r.local, r.to) };
+            let h = &mut self.hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = name_len;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = if control_len > 0 { control.cast() } else { std::ptr::null_mut() };
+            h.msg_hdr.msg_controllen = control_len as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+        n
+    }
+}
+
+/// Writes `to` as a `sockaddr_in` or `sockaddr_in6`; returns its length.
+fn write_sockaddr(name: &mut libc::sockaddr_storage, to: SocketAddr) -> libc::socklen_t {
+    match to {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let sin = unsafe { &mut *(name as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+            sin.sin_zero = [0; 8];
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            let sin6 = unsafe { &mut *(name as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Writes a reply's control messages at `control`: a request for its
+/// software transmit timestamp if `stamp`, and the source address `local`
+/// (`IP_PKTINFO` towards an IPv4 client, `IPV6_PKTINFO` towards an IPv6 one,
+/// an IPv4 source then IPv4-mapped). Returns the octets written.
+///
+/// # Safety
+///
+/// `control` must point to [`CONTROL_LEN`] writable octets aligned for
+/// `cmsghdr`.
+unsafe fn write_control(control: *mut u8, stamp: bool, local: Option<IpAddr>, to: SocketAddr) -> usize {
+    let mut len = 0usize;
+    // SAFETY (every block below): each message takes CMSG_SPACE of its data,
+    // at most 24 + 40 octets together, within the CONTROL_LEN the caller
+    // gives; the offsets keep the cmsghdr alignment, as CMSG_SPACE pads.
+    let mut push = |level: libc::c_int, kind: libc::c_int, data: &[u8]| unsafe {
+        let hdr = control.add(len).cast::<libc::cmsghdr>();
+        (*hdr).cmsg_level = level;
+        (*hdr).cmsg_type = kind;
+        (*hdr).cmsg_len = libc::CMSG_LEN(data.len() as u32) as _;
+        std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(hdr), data.len());
+        len += libc::CMSG_SPACE(data.len() as u32) as usize;
+    };
+    if stamp {
+        let flags = libc::SOF_TIMESTAMPING_TX_SOFTWARE;
+        push(libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &flags.to_ne_bytes());
+    }
+    match (local, to) {
+        (Some(IpAddr::V4(from)), SocketAddr::V4(_)) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr { s_addr: u32::from(from).to_be() },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            // SAFETY: in_pktinfo is plain data, read as its octets.
+            let octets = unsafe {
+                std::slice::from_raw_parts((&info as *const libc::in_pktinfo).cast::<u8>(), std::mem::size_of::<libc::in_pktinfo>())
+            };
+            push(libc::IPPROTO_IP, libc::IP_PKTINFO, octets);
+        }
+        (Some(from), SocketAddr::V6(_)) => {
+            let from = match from {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: from.octets() }, ipi6_ifindex: 0 };
+            // SAFETY: in6_pktinfo is plain data, read as its octets.
+            let octets = unsafe {
+                std::slice::from_raw_parts((&info as *const libc::in6_pktinfo).cast::<u8>(), std::mem::size_of::<libc::in6_pktinfo>())
+            };
+            push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, octets);
+        }
+        _ => {}
+    }
+    len
 }
 
 struct Worker {
@@ -395,7 +562,7 @@ impl Worker {
             BATCH,
             Some(nix::cmsg_space!(nix::sys::socket::Timestamps, libc::in6_pktinfo)),
         );
-        let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut tx_bufs = SendBufs::new();
         let mut err_headers = MultiHeaders::<SockaddrStorage>::preallocate(
             BATCH,
             Some(nix::cmsg_space!(nix::sys::socket::Timestamps, libc::sock_extended_err, libc::sockaddr_in6)),
@@ -485,8 +652,9 @@ impl Worker {
                                 let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
                                 let tx_now = map.now();
                                 let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
-                                // An NTSN saves nothing for interleaved mode; every other reply does.
-                                sealed.ok().map(|len| (r.response, len, r.kind() != NtsReplyKind::Nak, tx_now))
+                                // An NTSN saves nothing for interleaved mode.
+                                let stamp = self.tx_timestamps && r.kind() != NtsReplyKind::Nak && r.response.wants_tx_timestamp();
+                                sealed.ok().map(|len| (r.response, len, stamp, tx_now))
                             }
                             NtsServerAction::Ignore(_) | NtsServerAction::IgnoreNts(_) => None,
                         }
@@ -499,7 +667,7 @@ impl Worker {
                             } else {
                                 server.finish_response(&response, out, tx_now, state);
                             }
-                            Some((response, response.len, true, tx_now))
+                            Some((response, response.len, self.tx_timestamps && response.wants_tx_timestamp(), tx_now))
                         }
                         ServerAction::Ignore(_) => None,
                     },
@@ -510,88 +678,61 @@ impl Worker {
                     replies.push(Reply { slot, len, to: meta.from, local, shard, response, stamp });
                     let first = *first_unsent.get_or_insert(tx_now);
                     if tx_now - first >= wait_max {
-                        self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
+                        self.send(&mut tx_bufs, &outbuf, &replies, &mut pending, &mut next_id);
                         replies.clear();
                         first_unsent = None;
                     }
                 }
             }
-            self.send(&mut tx_headers, &outbuf, &replies, &mut pending, &mut next_id);
+            self.send(&mut tx_bufs, &outbuf, &replies, &mut pending, &mut next_id);
             if !pending.is_empty() {
                 self.collect_tx_timestamps(&mut err_headers, &mut errbuf, &mut pending, &published);
             }
         }
     }
 
-    /// Sends the replies, one `sendmmsg` per run of replies leaving from the
-    /// same address; notes the sent ones' timestamp IDs.
+    /// Sends the replies in one `sendmmsg` (more only after a refused one);
+    /// notes the timestamp IDs of the sent ones whose transmit timestamps
+    /// were asked for.
     fn send(
         &self,
-        headers: &mut MultiHeaders<SockaddrStorage>,
+        bufs: &mut SendBufs,
         outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH],
         replies: &[Reply],
         pending: &mut VecDeque<(u32, Reply)>,
         next_id: &mut u32,
     ) {
-        let fd = self.fd.as_raw_fd();
+        let n = bufs.fill(outbuf, replies);
+        let mut sent = [false; BATCH];
         let mut first = 0;
-        while first < replies.len() {
-            let local = replies[first].local;
-            let run = replies[first..].iter().take_while(|r| r.local == local).count();
-            let group = &replies[first..first + run];
-            let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-            for (a, r) in addrs.iter_mut().zip(group) {
-                *a = Some(SockaddrStorage::from(r.to));
+        // Each pass sends at least one reply or skips one: at most n passes.
+        while first < n {
+            // SAFETY: `fill` pointed the first n headers at live buffers
+            // (addresses, control data, the iovecs and `outbuf`), none of
+            // which moves or changes before this call returns.
+            let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), bufs.hdrs[first..].as_mut_ptr(), (n - first) as u32, libc::MSG_DONTWAIT) };
+            if r <= 0 {
+                // The first one was refused (or the socket buffer is full):
+                // given up, and the rest tried again.
+                tracing::debug!(error = %io::Error::last_os_error(), "reply not sent");
+                first += 1;
+                continue;
             }
-            let slices: [[IoSlice<'_>; 1]; BATCH] =
-                std::array::from_fn(|i| [IoSlice::new(group.get(i).map_or(&[][..], |r| &outbuf[r.slot][..r.len]))]);
-            let v4info;
-            let v6info;
-            let cmsg: [ControlMessage<'_>; 1];
-            let cmsgs: &[ControlMessage<'_>] = match local {
-                Some(IpAddr::V4(from)) if group[0].to.is_ipv4() => {
-                    v4info = libc::in_pktinfo {
-                        ipi_ifindex: 0,
-                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(from).to_be() },
-                        ipi_addr: libc::in_addr { s_addr: 0 },
-                    };
-                    cmsg = [ControlMessage::Ipv4PacketInfo(&v4info)];
-                    &cmsg
-                }
-                Some(from) if group[0].to.is_ipv6() => {
-                    let from = match from {
-                        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                        IpAddr::V6(v6) => v6,
-                    };
-                    v6info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: from.octets() }, ipi6_ifindex: 0 };
-                    cmsg = [ControlMessage::Ipv6PacketInfo(&v6info)];
-                    &cmsg
-                }
-                _ => &[],
-            };
-            let sent = match sendmmsg(fd, headers, slices[..run].iter(), &addrs[..run], cmsgs, MsgFlags::MSG_DONTWAIT) {
-                Ok(results) => results.count(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "replies not sent");
-                    0
-                }
-            };
-            self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
-            self.counters.send_errors.fetch_add((run - sent) as u64, Ordering::Relaxed);
-            if self.tx_timestamps {
-                // The kernel numbers every datagram sent; only some are waited for.
-                for r in &group[..sent] {
-                    if r.stamp {
-                        if pending.len() == PENDING_MAX {
-                            pending.pop_front();
-                            self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        pending.push_back((*next_id, *r));
-                    }
-                    *next_id = next_id.wrapping_add(1);
-                }
+            let r = r as usize;
+            sent[first..first + r].fill(true);
+            first += r;
+        }
+        let count = sent[..n].iter().filter(|&&s| s).count();
+        self.counters.sent.fetch_add(count as u64, Ordering::Relaxed);
+        self.counters.send_errors.fetch_add((n - count) as u64, Ordering::Relaxed);
+        // The kernel numbers the datagrams it stamps (OPT_ID), in send order.
+        for (r, _) in replies[..n].iter().zip(&sent[..n]).filter(|(r, &ok)| ok && r.stamp) {
+            if pending.len() == PENDING_MAX {
+                pending.pop_front();
+                self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
             }
-            first += run;
+            pending.push_back((*next_id, *r));
+            *next_id = next_id.wrapping_add(1);
         }
     }
 
@@ -718,6 +859,39 @@ mod tests {
         let published = Published { state: state(), map: TimeMap::Identity };
         FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published, nts)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
+    }
+
+    #[test]
+    fn a_wildcard_socket_answers_from_the_address_asked_with_interleaved_replies_stamped() {
+        // [::] takes IPv4 clients too (IPv4-mapped): each reply carries its
+        // source address (IP_PKTINFO / IPV6_PKTINFO) in the same control data
+        // as the request for its transmit timestamp.
+        let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
+        let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
+        let published = Published { state: state(), map: TimeMap::Identity };
+        let Ok(server) = FastServer::start(&["[::]:0".parse().unwrap()], FastPathSpec { workers: 1, recv_buffer: None }, &config, [5; 16], published, None)
+        else {
+            eprintln!("no IPv6 here: skipped");
+            return;
+        };
+        let port = server.local_addrs()[0].port();
+        for (client, to) in [("127.0.0.1:0", SocketAddr::from((Ipv4Addr::LOCALHOST, port))), ("[::1]:0", SocketAddr::from((Ipv6Addr::LOCALHOST, port)))] {
+            let client = UdpSocket::bind(client).unwrap();
+            client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            client.connect(to).unwrap();
+            let t1 = 0x1111_0000_0000_0001u64;
+            let mut previous = exchange(&client, to, &request(0, 0, t1));
+            let mut interleaved = 0;
+            for k in 0..6u64 {
+                let reply = exchange(&client, to, &request(field(&previous, 32), 0x4444_0000_0000_0000 + k, t1 + k + 1));
+                interleaved += u32::from(field(&reply, 24) == 0x4444_0000_0000_0000 + k);
+                previous = reply;
+            }
+            // The reply came from the address asked (a connected socket takes no other).
+            assert!(interleaved >= 2, "{to}: {interleaved} of 6 interleaved");
+        }
+        assert!(server.counters().tx_timestamps.load(Ordering::Relaxed) >= 4);
+        assert_eq!(server.counters().send_errors.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -317,7 +317,27 @@ enum Pending {
     /// Nothing to fill in (kiss-o'-death).
     Nothing,
     /// A time response: the transmit timestamp (basic) and the saved pair.
-    Time { client: IpAddr, rx: NtpTimestamp, rx_time: NtpTime, interleaved: bool, now_ns: u64, scale: Scale },
+    /// `xleave_client`: the request was in interleaved mode (see
+    /// [`Response::wants_tx_timestamp`]).
+    Time { client: IpAddr, rx: NtpTimestamp, rx_time: NtpTime, interleaved: bool, xleave_client: bool, now_ns: u64, scale: Scale },
+}
+
+impl Response {
+    /// Whether the kernel's transmit timestamp of this reply, reported through
+    /// [`Server::transmitted`], can serve the client: its request was in
+    /// interleaved mode (NTPv4: its origin timestamp named the receive
+    /// timestamp saved for it, even one whose transmit timestamp never came;
+    /// NTPv5: it asked for interleaved mode), so its next request will most
+    /// likely be too. A basic client's next request never uses the pair.
+    ///
+    /// A caller that asks the kernel for transmit timestamps of these replies
+    /// only (as chronyd does) saves a timestamp and an error-queue read per
+    /// basic reply; the pair of a reply it does not stamp stays pending and
+    /// answers no interleaved request, so a new interleaved client's first
+    /// interleaved answer is its third reply, not its second.
+    pub fn wants_tx_timestamp(&self) -> bool {
+        matches!(self.pending, Pending::Time { xleave_client: true, .. })
+    }
 }
 
 /// The timescale of a response's timestamps.
@@ -593,11 +613,15 @@ impl Server {
         // Interleaved detection (RFC 9769 §2): request rx != tx, and its origin
         // is the receive timestamp we saved for this address.
         let mut previous_tx = None;
+        let mut xleave_client = false;
         if self.config.interleaved
             && req.receive_timestamp != req.transmit_timestamp
             && !req.origin_timestamp.is_zero()
         {
-            previous_tx = self.interleaved.take(client, req.origin_timestamp).filter(|tx| *tx != rx);
+            if let Some(saved) = self.interleaved.take_matched(client, req.origin_timestamp) {
+                xleave_client = true;
+                previous_tx = saved.filter(|tx| *tx != rx);
+            }
         }
         let interleaved = previous_tx.is_some();
 
@@ -620,7 +644,7 @@ impl Server {
         Response {
             len: HEADER_LEN,
             reason: if interleaved { ResponseReason::Interleaved } else { ResponseReason::Basic },
-            pending: Pending::Time { client, rx, rx_time: served_rx_time, interleaved, now_ns, scale: Scale::Served },
+            pending: Pending::Time { client, rx, rx_time: served_rx_time, interleaved, xleave_client, now_ns, scale: Scale::Served },
         }
     }
 
@@ -675,7 +699,7 @@ impl Server {
         let Some(field) = out.get_mut(TRANSMIT_OFFSET..HEADER_LEN) else {
             return NtpTimestamp::ZERO;
         };
-        let Pending::Time { client, rx, rx_time, interleaved, now_ns, scale } = response.pending else {
+        let Pending::Time { client, rx, rx_time, interleaved, now_ns, scale, .. } = response.pending else {
             return NtpTimestamp::from_bits(u64::from_be_bytes(field.try_into().unwrap_or([0; 8])));
         };
         let tx = self.served_tx(rx_time, tx_time, scale, clock);

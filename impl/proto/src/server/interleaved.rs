@@ -120,13 +120,20 @@ impl InterleavedStore {
     /// timestamp; a pair whose transmit timestamp is still pending is removed
     /// too, and gives `None`.
     pub fn take(&mut self, client: IpAddr, origin: NtpTimestamp) -> Option<NtpTimestamp> {
+        self.take_matched(client, origin).flatten()
+    }
+
+    /// [`take`](Self::take), telling a pair whose transmit timestamp is
+    /// pending (`Some(None)`: the request is in interleaved mode, the answer
+    /// basic) from no pair for `origin` (`None`).
+    pub fn take_matched(&mut self, client: IpAddr, origin: NtpTimestamp) -> Option<Option<NtpTimestamp>> {
         let i = self.table.find(Self::key(client))?;
         let pair = *self.table.value(i);
         if pair.rx != origin.to_bits() {
             return None;
         }
         self.table.remove(i);
-        (pair.tx != TX_PENDING).then(|| NtpTimestamp::from_bits(pair.tx))
+        Some((pair.tx != TX_PENDING).then(|| NtpTimestamp::from_bits(pair.tx)))
     }
 }
 

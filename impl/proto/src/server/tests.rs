@@ -532,6 +532,41 @@ fn interleaved_exchange_follows_the_draft_figure() {
 }
 
 #[test]
+fn only_replies_to_requests_in_interleaved_mode_want_a_kernel_transmit_timestamp() {
+    let mut s = server(open_config());
+    let clock = synced();
+    let c = ip("192.0.2.78");
+    let base = t("2025-06-01T12:01:00Z");
+    let at = |x: f64| base + secs(x);
+    let mut out = [0u8; 48];
+    let t1 = 0x1111_0000_0000_0001u64;
+    let ask = |s: &mut Server, origin: u64, now: f64, out: &mut [u8; 48]| {
+        let req = request(4, Mode::Client, 6, origin, 0x4444_0000_0000_0004, t1);
+        let ServerAction::Respond(r) = s.handle((now * 1e9) as u64, SocketAddr::new(c, 123), &req, at(now), &clock, out) else {
+            panic!("answered")
+        };
+        s.finish_response_awaiting_tx(&r, out, at(now + 0.001), &clock);
+        (r, parse(&out[..]).receive_timestamp)
+    };
+    // A basic request (origin 0): its reply's timestamp would serve nothing.
+    let (r1, t2) = ask(&mut s, 0, 0.0, &mut out);
+    assert!(!r1.wants_tx_timestamp());
+    // A request naming a saved receive timestamp whose transmit timestamp
+    // was never reported: in interleaved mode, answered basic, and its
+    // reply's kernel timestamp is wanted.
+    let (r2, t2) = ask(&mut s, t2.to_bits(), 16.0, &mut out);
+    assert_eq!(r2.reason, ResponseReason::Basic);
+    assert!(r2.wants_tx_timestamp());
+    s.transmitted(&r2, at(16.000_7), &clock);
+    let (r3, _) = ask(&mut s, t2.to_bits(), 32.0, &mut out);
+    assert_eq!(r3.reason, ResponseReason::Interleaved);
+    assert!(r3.wants_tx_timestamp());
+    // An origin naming nothing saved (a basic client's previous transmit timestamp).
+    let (r4, _) = ask(&mut s, 0x5555_0000_0000_0005, 48.0, &mut out);
+    assert!(!r4.wants_tx_timestamp());
+}
+
+#[test]
 fn awaiting_the_kernel_timestamp_an_interleaved_answer_carries_it_or_none() {
     let mut s = server(open_config());
     let clock = synced();
@@ -754,7 +789,7 @@ proptest! {
             prop_assert_eq!(p.version, bytes[0] >> 3 & 7);
         }
         // finish_response on a short or foreign buffer never panics either.
-        let fake = Response { len: 48, reason: ResponseReason::Basic, pending: Pending::Time { client: addr, rx: NtpTimestamp::ZERO, rx_time, interleaved: true, now_ns, scale: Scale::Served } };
+        let fake = Response { len: 48, reason: ResponseReason::Basic, pending: Pending::Time { client: addr, rx: NtpTimestamp::ZERO, rx_time, interleaved: true, xleave_client: true, now_ns, scale: Scale::Served } };
         let _ = s.finish_response(&fake, &mut out, rx_time, &clock);
     }
 

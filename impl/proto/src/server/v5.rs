@@ -222,7 +222,7 @@ impl Server {
         ServerAction::Respond(Response {
             len,
             reason: if interleaved { ResponseReason::Interleaved } else { ResponseReason::Basic },
-            pending: Pending::Time { client, rx, rx_time: rx_in_scale, interleaved, now_ns, scale },
+            pending: Pending::Time { client, rx, rx_time: rx_in_scale, interleaved, xleave_client: wants_interleaved, now_ns, scale },
         })
     }
 
