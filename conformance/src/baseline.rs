@@ -326,8 +326,10 @@ mod tests {
         let flagged: Vec<(String, String)> =
             compare(&base, &worse).into_iter().filter(|r| r.metric == "rms_offset_s").map(|r| (r.scenario, r.host)).collect();
         // Scenarios whose RMS is steady over the seeds (chrony-default itself has
-        // one seed at 126 us among 34-70 us, which widens its tolerance past 30 %).
-        for scen in ["chrony-001-defaults", "chrony-default-poll4", "chrony-default-poll4-rfc5905"] {
+        // one seed at 146 us among 36-80 us, and chrony-001-defaults one at
+        // 70 us among 19-48 us since the regression discipline's pooled offset
+        // uncertainty: se/mean 0.13-0.16, which widens their tolerance past 30 %).
+        for scen in ["chrony-default-poll4", "chrony-default-poll4-rfc5905"] {
             assert!(flagged.contains(&(scen.to_string(), "client".to_string())), "{scen}: 30 % worse RMS offset not flagged; flagged: {flagged:?}");
         }
         assert!(flagged.len() >= 30, "only {} of {doctored} RMS figures flagged: {flagged:?}", flagged.len());
