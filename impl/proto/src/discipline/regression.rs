@@ -332,13 +332,19 @@ impl LinearFit {
 
     /// Standard error of the line's value at `x`.
     pub fn value_sd(&self, x: f64) -> f64 {
-        (self.variance * (1.0 / self.weight_sum + (x - self.x_mean).powi(2) / self.sxx)).sqrt()
+        (self.variance * self.value_leverage(x)).sqrt()
     }
 
     /// The line's error at `x` were each weight the inverse square of its
     /// point's error: what the weights alone say, whatever the residuals.
     pub fn weighted_value_error(&self, x: f64) -> f64 {
-        (1.0 / self.weight_sum + (x - self.x_mean).powi(2) / self.sxx).sqrt()
+        self.value_leverage(x).sqrt()
+    }
+
+    /// The factor of the value's variance at `x` that the weights and the
+    /// abscissae give: `1/Σw + (x − x̄)²/Sxx`.
+    fn value_leverage(&self, x: f64) -> f64 {
+        1.0 / self.weight_sum + (x - self.x_mean).powi(2) / self.sxx
     }
 
     /// Standard error of the slope.
