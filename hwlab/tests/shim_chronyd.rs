@@ -240,7 +240,10 @@ fn ntpd_rs_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     let args = vec!["-c".to_string(), conf.display().to_string()];
     let reporter = Reporter::NtpCtl { ctl: ntpd_rs.ctl(), config: conf.clone() };
     let log = pair.dir.join("client.out");
-    let (replay, end, report, log) = run_client(&mut pair, &ntpd_rs.daemon, &args, &reporter, 15, &log);
+    // 30 s: after its start-up step ntpd-rs still holds an offset of up to
+    // 8 ms (one standard deviation of its first samples) and steers it out
+    // over the next 15-20 s; 15 s runs ended 6.4-6.9 ms off twice.
+    let (replay, end, report, log) = run_client(&mut pair, &ntpd_rs.daemon, &args, &reporter, 30, &log);
     // ntpd-rs calls clock_adjtime and ntp_adjtime through libc (its binary
     // imports them), so the shim answers: a start-up step of most of the
     // -0.3 s at its first sample (it leaves one standard deviation), a second
@@ -250,10 +253,7 @@ fn ntpd_rs_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     assert!(step < -0.2 && step > -0.31, "step {step} s\n{log}");
     assert!(replay.calls().any(|(_, op)| matches!(op, JournalOp::Adjtimex(t) if t.modes & modes::ADJ_FREQUENCY != 0 && t.freq != 0)), "{log}");
     let offset = replay.clock_at(end).offset_at(end);
-    // Within 10 ms of the 300 ms it started from: on a loaded machine
-    // ntpd-rs's first samples can carry 8 ms of scheduling delay, which its
-    // filter has not averaged out 15 s later (6.9 ms seen under load 4).
-    assert!(offset.abs() < 0.01, "ntpd-rs's clock is {offset} s off at the end\n{log}");
+    assert!(offset.abs() < 0.005, "ntpd-rs's clock is {offset} s off at the end\n{log}");
     let report = report.unwrap();
     assert_eq!(report.stratum, Some(2), "{report:?}");
     assert!(report.sources[0].offset_s.unwrap().abs() < 0.005, "{report:?}");
