@@ -2301,6 +2301,7 @@ impl Validator<'_> {
                     serial: r.kind.uses_serial().then(|| "sim:gps".to_string()),
                     baud: r.baud.filter(|_| r.kind.uses_serial()),
                     pps_socket: r.kind.uses_pps().then(|| "sim:pps".to_string()),
+                    pps_device: None,
                     refid: r.refid.clone(),
                     delay: r.delay.map(|d| d.0.as_secs_f64()),
                     offset: r.offset.map(|o| o.value),

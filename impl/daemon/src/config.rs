@@ -63,6 +63,7 @@
 //! serial = "/dev/ttyS0"    # NMEA 0183 (kinds gps, gps-pps)
 //! baud = 9600              # default 9600
 //! pps_socket = "/run/ntplab.pps0.sock"   # chrony/gpsd SOCK samples (kinds pps, gps-pps)
+//! # pps_device = "/dev/pps0"             # or the kernel PPS API (instead of pps_socket)
 //! refid = "PPS"            # default "GPS" for kind gps, "PPS" otherwise
 //! delay = 1e-9             # assumed round trip, s (default 1 ns)
 //! offset = 0.0             # s, added to every measured offset (true - local)
@@ -90,6 +91,10 @@
 //! one) and reads chrony's SOCK refclock samples from: 40-byte `struct
 //! sock_sample` (timeval, offset, pulse, leap, pad, magic 0x534f434b) in the
 //! host's byte order, as gpsd sends them; only pulse samples are used.
+//! `pps_device` instead reads assert edges from a kernel PPS device
+//! (`/dev/ppsN`, RFC 2783's API as Linux has it), stamped by the kernel at
+//! the interrupt; a device not capturing assert edges is switched to them,
+//! which needs `CAP_SYS_TIME` (most drivers capture them already).
 //! `offset` also compensates a PPS cable delay (`offset = 5e-8` for 50 ns).
 //!
 //! Errors name the line and column and say what was expected.
@@ -203,6 +208,8 @@ pub struct RefclockSection {
     pub baud: Option<u32>,
     /// Unix datagram socket receiving SOCK pulse samples (kinds `pps`, `gps-pps`).
     pub pps_socket: Option<String>,
+    /// Kernel PPS device, instead of `pps_socket`.
+    pub pps_device: Option<String>,
     /// Reference ID, 1–4 printable ASCII characters.
     pub refid: Option<String>,
     /// Assumed round-trip delay, seconds (default 1e-9).
@@ -581,6 +588,8 @@ pub struct RefclockSpec {
     pub baud: u32,
     /// SOCK sample socket (kinds with PPS).
     pub pps_socket: Option<PathBuf>,
+    /// Kernel PPS device (kinds with PPS), instead of a SOCK socket.
+    pub pps_device: Option<PathBuf>,
     /// Reference ID advertised when it is the system peer.
     pub reference_id: ReferenceId,
     /// Assumed round-trip delay.
@@ -604,6 +613,7 @@ impl RefclockSpec {
             serial: None,
             baud: 9600,
             pps_socket: None,
+            pps_device: None,
             reference_id: ReferenceId::from_ascii(refid),
             delay: NtpDuration::from_nanos(1),
             offset: NtpDuration::ZERO,
@@ -1150,7 +1160,14 @@ fn parse_refclock(r: &RefclockSection) -> Result<RefclockSpec, (Option<&'static 
         }
     };
     spec.serial = path(&r.serial, "serial", kind.uses_serial())?;
-    spec.pps_socket = path(&r.pps_socket, "pps_socket", kind.uses_pps())?;
+    if r.pps_socket.is_some() && r.pps_device.is_some() {
+        return Err((Some("pps_device"), "give `pps_socket` or `pps_device`, not both".to_string()));
+    }
+    if r.pps_device.is_some() {
+        spec.pps_device = path(&r.pps_device, "pps_device", kind.uses_pps())?;
+    } else {
+        spec.pps_socket = path(&r.pps_socket, "pps_socket", kind.uses_pps())?;
+    }
     if let Some(baud) = r.baud {
         if !kind.uses_serial() {
             return Err((Some("baud"), format!("kind \"{}\" takes no `baud`", kind.name())));
@@ -1378,6 +1395,13 @@ refid = "NMEA"
         assert!(e.contains("[[refclock]] #1 (gps-pps)") && e.contains("needs `pps_socket`"), "{e}");
         let e = bad("kind = \"pps\"\npps_socket = \"/p\"\nserial = \"/dev/ttyS0\"\n");
         assert!(e.contains("takes no `serial`"), "{e}");
+        let e = bad("kind = \"pps\"\npps_socket = \"/p\"\npps_device = \"/dev/pps0\"\n");
+        assert!(e.contains("not both"), "{e}");
+        let e = bad("kind = \"gps\"\nserial = \"/dev/ttyS0\"\npps_device = \"/dev/pps0\"\n");
+        assert!(e.contains("takes no `pps_device`"), "{e}");
+        let ok = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/ttyS0\"\npps_device = \"/dev/pps0\"\n", "k").unwrap();
+        assert_eq!(ok.refclocks[0].pps_device.as_deref(), Some(std::path::Path::new("/dev/pps0")));
+        assert_eq!(ok.refclocks[0].pps_socket, None);
         let e = bad("kind = \"pps\"\npps_socket = \"/p\"\nbaud = 9600\n");
         assert!(e.contains("takes no `baud`"), "{e}");
         let e = bad("kind = \"gps\"\nserial = \"/dev/ttyS0\"\nbaud = 9601\n");

@@ -1,10 +1,8 @@
 //! Reference clocks on Linux: NMEA from a serial port (the `serialport`
 //! crate, read in a thread, each read stamped with `CLOCK_REALTIME` as soon as
 //! it returns: a user-space timestamp) and PPS edges from a chrony/gpsd-style
-//! SOCK Unix datagram socket ([`super::sock`]).
-//!
-//! The kernel PPS API (`/dev/ppsN`) is not supported: this machine has no
-//! PPS devices to test it on; gpsd can export pulses to a SOCK socket.
+//! SOCK Unix datagram socket ([`super::sock`]) or from a kernel PPS device
+//! (`/dev/ppsN`, [`super::kpps`]).
 
 use super::sock::{parse_sock_sample, SOCK_SAMPLE_LEN};
 use super::{RefclockInput, RefclockProvider, Refclocks};
@@ -33,6 +31,7 @@ pub struct LinuxRefclocks;
 pub struct LinuxRefclock {
     serial: Option<SerialReads>,
     pps: Option<tokio::net::UnixDatagram>,
+    kernel_pps: Option<super::kpps::PulseReads>,
 }
 
 impl Refclocks for LinuxRefclocks {
@@ -50,7 +49,11 @@ impl Refclocks for LinuxRefclocks {
             Some(path) => Some(bind_sock(path).map_err(|e| name("PPS socket", path, &e))?),
             None => None,
         };
-        Ok(LinuxRefclock { serial, pps })
+        let kernel_pps = match &spec.pps_device {
+            Some(path) => Some(super::kpps::open_pps_device(path).map_err(|e| name("PPS device", path, &e))?),
+            None => None,
+        };
+        Ok(LinuxRefclock { serial, pps, kernel_pps })
     }
 }
 
@@ -109,8 +112,25 @@ impl RefclockProvider for LinuxRefclock {
                     None => std::future::pending().await,
                 }
             };
+            let kernel_pps = async {
+                match self.kernel_pps.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
+                edge = kernel_pps => match edge {
+                    Some(Ok(edge_time_raw)) => return Ok(RefclockInput::Pulse { edge_time_raw }),
+                    Some(Err(e)) => {
+                        self.kernel_pps = None;
+                        return Err(e);
+                    }
+                    None => {
+                        self.kernel_pps = None;
+                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "PPS device reader stopped"));
+                    }
+                },
                 received = pps => {
                     let n = received?;
                     match parse_sock_sample(&buf[..n]) {
@@ -174,6 +194,9 @@ mod tests {
         let e = LinuxRefclocks.open(0, &spec).await.unwrap_err();
         assert!(e.to_string().contains("not a socket"), "{e}");
         assert!(file.exists(), "a file that is not a socket is never removed");
+        let spec = RefclockSpec { pps_device: Some(file.clone()), ..RefclockSpec::new(RefclockKind::Pps) };
+        let e = LinuxRefclocks.open(0, &spec).await.unwrap_err();
+        assert!(e.to_string().contains("refclock #1 (pps): PPS device") && e.to_string().contains("is not a PPS device"), "{e}");
         std::fs::remove_file(&file).ok();
     }
 }

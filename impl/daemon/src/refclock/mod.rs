@@ -20,6 +20,7 @@
 //! [`RefclockSample`]s, which the loop hands to the system as measurements of
 //! a stratum-0 source ([`measurement`]).
 
+pub mod kpps;
 pub mod linux;
 pub mod sock;
 
