@@ -126,7 +126,7 @@ setup_tools() {
     fi
 }
 
-# chronyd under clknetsim: writes $out/chrony.offsets (one line per second, one column per node).
+# chronyd under clknetsim: writes $out/chrony.offsets (one line per second, one column per node) and $out/chrony.packets.
 run_chrony() {
     local c=$1 seed=$2 out=$3
     (
@@ -138,6 +138,9 @@ run_chrony() {
         mkdir -p tmp && rm -rf tmp/*
         run_test > "$out/chrony.log" 2>&1 || true
         cp tmp/log.offset "$out/chrony.offsets" 2>/dev/null || true
+        # clknetsim's packet log (one line per packet: when, from, to, ...),
+        # for looking into chronyd's polling; the tables do not use it.
+        cp tmp/log.packets "$out/chrony.packets" 2>/dev/null || true
     )
 }
 
