@@ -688,18 +688,20 @@ where
             }
             _ = poll_sleep => {
                 let now = mono();
-                let mut unreachable = Vec::new();
+                let mut updates = Vec::new();
                 for (index, slot) in slots.iter_mut().enumerate() {
                     let Some(slot) = slot else { continue };
                     if slot.source.poll_timeout().is_some_and(|t| t <= now) {
                         let local = clock.now();
                         if let Some(req) = slot.source.handle_timeout(now, local, rng.random(), &mut out) {
+                            // Applied after the loop, which holds the slots: a
+                            // stale source's dummy can run the selection, which can
+                            // adopt a system peer and move the clock.
                             if req.stale {
-                                system.handle_stale(&PeerId::Source(index), local);
+                                updates.push((system.handle_stale(&PeerId::Source(index), local), local));
                             }
                             if req.unreachable {
-                                // Applied after the loop, which holds the slots.
-                                unreachable.push((system.handle_unreachable(&PeerId::Source(index), local), local));
+                                updates.push((system.handle_unreachable(&PeerId::Source(index), local), local));
                             }
                             let mut len = req.len;
                             if let Some(n) = slot.nts.as_mut() {
@@ -725,7 +727,7 @@ where
                         }
                     }
                 }
-                for (update, local) in unreachable {
+                for (update, local) in updates {
                     apply_update(update, local, now, &mut slots, &mut drivers, &peers, clock, events);
                 }
             }

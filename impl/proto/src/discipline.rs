@@ -264,6 +264,19 @@ pub trait ClockDiscipline {
         false
     }
 
+    /// Earlier samples of a newly adopted system peer, oldest first, measured
+    /// since the last step and before the discipline had any: a discipline
+    /// that wants every sample keeps them (without acting on them) so that
+    /// its next update fits them too, as chrony's per-source statistics hold
+    /// a source's samples from before it was selected. An `iburst` of five
+    /// servers selects a system peer only when a majority has answered, and
+    /// the peer's burst was lost to the fit: a clock 100 ppm off drifted for
+    /// three more polls before a line through the later samples was certain
+    /// enough to give the frequency. Default: ignored.
+    fn prime(&mut self, history: &[DisciplineSample]) {
+        let _ = history;
+    }
+
     /// The part of the phase corrections commanded before local time `t`
     /// that the clock has not made by `t`: an offset measured at `t` moves
     /// by minus this once the slew in progress completes (chrony's "cooked"

@@ -42,11 +42,31 @@ use crate::time::{NtpDuration, NtpTime};
 use crate::wire::refid::ReferenceId;
 use crate::wire::v4::LeapIndicator;
 use crate::wire::v5::{BloomFilter, V5ReferenceId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 /// Most addresses [`System::add_own_address`] keeps.
 pub const OWN_ADDRESSES_MAX: usize = 64;
+
+/// The local time an exchange's offset belongs to, for a discipline fed
+/// every sample: the middle of its origin and receive times. The offset is
+/// the mean of the clock's errors at the two (RFC 5905 §8), so during a slew
+/// (chrony's rate: 10 ms in 1 s) it carries the correction made by the
+/// middle, not by the receive time: at 10 ms/s and 0.4 ms of delay the two
+/// differ by 2 us, which a noiseless source's line then kept as a phase
+/// error for the hour the sample stayed in its fit.
+fn exchange_midpoint(m: &Measurement) -> NtpTime {
+    let round_trip = (m.local_receive_time - m.local_send_time).to_seconds_f64();
+    if round_trip.is_finite() && round_trip > 0.0 {
+        m.local_receive_time + NtpDuration::from_seconds_f64(-round_trip / 2.0)
+    } else {
+        m.local_receive_time
+    }
+}
+
+/// Most samples a source keeps for [`ClockDiscipline::prime`]: an `iburst`
+/// (8) and a few polls.
+pub const PEER_HISTORY: usize = 16;
 
 /// How long, after the first selection, the first clock update waits for a
 /// majority of every configured source and, with more than one source, for
@@ -120,6 +140,10 @@ struct Peer {
     filter: ClockFilter,
     reference_id: ReferenceId,
     last: Option<Measurement>,
+    /// Its samples since the last step, newest last (at most
+    /// [`PEER_HISTORY`]), for a discipline that wants every sample:
+    /// [`ClockDiscipline::prime`] when it becomes the first system peer.
+    history: VecDeque<DisciplineSample>,
     /// Its reach register emptied and it has not answered since
     /// ([`System::handle_unreachable`]).
     unreachable: bool,
@@ -334,7 +358,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
     pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
         let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
-        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, unreachable: false, v5: PeerV5::default() }));
+        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, history: VecDeque::new(), unreachable: false, v5: PeerV5::default() }));
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -375,6 +399,12 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let offset = m.offset.saturating_sub(pending);
         let sample = Sample { offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
+        if self.discipline.wants_every_sample() {
+            if peer.history.len() == PEER_HISTORY {
+                peer.history.pop_front();
+            }
+            peer.history.push_back(DisciplineSample { offset: m.offset, time: exchange_midpoint(m), now, delay: m.delay });
+        }
         peer.unreachable = false;
         let update = peer.filter.add_sample(sample, now, poll);
         let mut result = self.after_filter(update, now);
@@ -385,7 +415,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t)
         {
             self.last_raw_sample = Some(m.local_receive_time);
-            let sample = DisciplineSample { offset: m.offset, time: m.local_receive_time, now, delay: m.delay };
+            let sample = DisciplineSample { offset: m.offset, time: exchange_midpoint(m), now, delay: m.delay };
             let (action, stepped) = self.update_discipline(&sample);
             result.clock = Some(action);
             result.stepped = stepped;
@@ -415,6 +445,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
             for p in self.peers.values_mut() {
                 p.filter.reset();
+                p.history.clear();
             }
             self.system_peer = None;
             self.last_used_sample = None;
@@ -610,8 +641,14 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             // majority), and its own next one can be a whole poll away.
             if self.discipline.wants_every_sample() && self.last_raw_sample.is_none() && update.clock.is_none() {
                 if let Some(m) = self.peers.get(&peer_id).and_then(|p| p.last) {
+                    // Its earlier samples (an iburst's) go into the fit too.
+                    if let Some(p) = self.peers.get(&peer_id) {
+                        let earlier: Vec<DisciplineSample> =
+                            p.history.iter().filter(|h| h.time < exchange_midpoint(&m)).copied().collect();
+                        self.discipline.prime(&earlier);
+                    }
                     self.last_raw_sample = Some(m.local_receive_time);
-                    let sample = DisciplineSample { offset: m.offset, time: m.local_receive_time, now, delay: m.delay };
+                    let sample = DisciplineSample { offset: m.offset, time: exchange_midpoint(&m), now, delay: m.delay };
                     let (action, stepped) = self.update_discipline(&sample);
                     update.clock = Some(action);
                     update.stepped = stepped;
@@ -858,6 +895,34 @@ mod tests {
         let (round, id, peer) = first_move.expect("the clock never moved");
         assert_eq!((round, id), (7, 2), "the clock moves on the sample that completes the filters");
         assert!(matches!(peer, Some(0 | 1)), "system peer {peer:?}");
+    }
+
+    #[test]
+    fn the_first_system_peer_brings_its_burst_into_the_fit_so_the_frequency_is_known_at_once() {
+        // As above, with a clock 100 ppm fast: the system peer is adopted on
+        // the sample that completes the filters, after its own burst of
+        // eight samples 2 s apart. Those samples go into the discipline's
+        // fit (ClockDiscipline::prime), so the first update already corrects
+        // the frequency; with only the latest sample it stayed at 0 until
+        // three more polls had passed (the lab's falseticker test: 1.8 ms
+        // off before the frequency was known).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        for id in 0..3 {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        let mut first = None;
+        for i in 0..8 {
+            for id in 0..3u32 {
+                let at = 2.0 * f64::from(i) + 0.1 * f64::from(id);
+                let delay = if id == 2 { 0.02 } else { 0.0002 * f64::from(id + 1) };
+                let u = sys.handle_measurement(&id, &measurement(0.05 - 1e-4 * at, delay, at), t(at));
+                if let (Some(Action::Slew { frequency, .. }), None) = (u.clock, first) {
+                    first = Some(frequency);
+                }
+            }
+        }
+        let frequency = first.expect("the clock never moved");
+        assert!((frequency + 1e-4).abs() < 5e-6, "first frequency correction {frequency:e}, want -1e-4");
     }
 
     #[test]

@@ -1046,6 +1046,29 @@ impl ClockDiscipline for RegressionDiscipline {
         true
     }
 
+    /// Keeps `history` as samples when none are held (a fresh start, or
+    /// after a step that dropped them), each with the correction in force at
+    /// its time; no action, no update counted.
+    fn prime(&mut self, history: &[DisciplineSample]) {
+        if !self.samples.is_empty() {
+            return;
+        }
+        let mut last = None;
+        for sample in history {
+            if last.is_some_and(|t| sample.time <= t) {
+                continue;
+            }
+            last = Some(sample.time);
+            let correction = self.correction_at(sample.time);
+            let raw_offset = secs(sample.offset) + correction;
+            let delay = secs(sample.delay).max(0.0);
+            self.samples.push_back(RawSample { time: sample.time, raw_offset, correction, delay });
+        }
+        while self.samples.len() > self.config.max_samples {
+            self.samples.pop_front();
+        }
+    }
+
     fn pending_phase(&self, t: NtpTime) -> NtpDuration {
         let Some(s) = self.segments.iter().rev().find(|s| s.start <= t) else {
             return NtpDuration::ZERO;
