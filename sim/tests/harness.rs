@@ -55,6 +55,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: None }),
         clock_control: false,
         refclocks: Vec::new(),
+        precision_log2: None,
         nts: None,
         discipline,
     };
@@ -70,6 +71,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         local: None,
         clock_control: false,
         refclocks: Vec::new(),
+        precision_log2: None,
         nts: None,
         discipline,
     };
