@@ -49,7 +49,8 @@ pub struct ReadNoise {
 /// ([`ntplab_daemon::precision`]) would find only the simulator's 2^-32 s
 /// units. This is the value chronyd measures under clknetsim, whose
 /// `clock_gettime` advances 101 ns or more between the readings of chrony's
-/// measurement (log2 101 ns = -23.2), so that ntplab and chronyd run on
+/// measurement (log2 101 ns = -23.2; `scripts/compare-chrony.sh -p` shows
+/// chronyd's server reporting -23 to its client), so that ntplab and chronyd run on
 /// chrony's simulation tests with the same precision in their packets and
 /// the same noise floor. (A real clock read through the vDSO measures about
 /// 2^-25 s, 30 ns: the daemon's test `a_real_clock_measures_its_precision`
