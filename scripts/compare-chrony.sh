@@ -3,6 +3,7 @@
 #
 #   scripts/compare-chrony.sh [-s SEEDS] [CASE...]     (default: every case, seeds 1-5)
 #   scripts/compare-chrony.sh -l                       (list the cases)
+#   scripts/compare-chrony.sh -p                       (chronyd's precision under clknetsim)
 #
 # For each case and seed it runs chronyd under clknetsim with chrony's own
 # test/simulation/test.common (the case sets the same variables as chrony's
@@ -27,12 +28,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/tmp/ntplab-compare-chrony}
 SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
+PRECISION=0
 
 CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 007 009-1-falseticker 010 011 014 101-poll-6 101-poll-10 126 default-1d"
 
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "s:lh" o; do
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while getopts "s:lph" o; do
     case $o in
+        p) PRECISION=1 ;;
         s) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
         l) echo "$CASES" | tr ' ' '\n'; exit 0 ;;
         *) usage 0 ;;
@@ -144,6 +147,25 @@ run_chrony() {
     )
 }
 
+# The precision chronyd measures for its clock under clknetsim (the value a
+# simulated ntplab host reports, sim/src/host_clock.rs DEFAULT_PRECISION_LOG2):
+# chrony's default network of one server and one client, and chronyc's
+# `ntpdata` on the client at 200 s, whose "Precision" line is the server's
+# precision field. chronyc is node 3 (servers, clients, then chronyc).
+run_precision() {
+    (
+        cd "$SIMDIR"
+        case_setup 001
+        export CLKNETSIM_RANDOM_SEED=1
+        limit=300 chronyc_start=200 chronyc_conf=ntpdata
+        # shellcheck disable=SC1091
+        . ./test.common
+        mkdir -p tmp && rm -rf tmp/*
+        run_test >/dev/null 2>&1 || true
+        grep -h '^Precision' tmp/log.3 || { echo "compare-chrony: chronyc printed no ntpdata; see $SIMDIR/tmp" >&2; exit 4; }
+    )
+}
+
 run_ntplab() {
     local c=$1 seed=$2 out=$3 file
     case_setup "$c"
@@ -157,6 +179,11 @@ run_ntplab() {
 }
 
 setup_tools
+if [ "$PRECISION" = 1 ]; then
+    echo "$CHRONY_VERSION under clknetsim, the server's precision as its client sees it:"
+    setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_precision); SIMDIR='$SIMDIR'; run_precision"
+    exit 0
+fi
 NTPLAB_VERSION=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 echo "# ntplab vs chronyd under clknetsim"
 echo

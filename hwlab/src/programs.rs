@@ -185,6 +185,9 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "local stratum {}", l.stratum);
     }
+    if let Some(p) = cfg.precision_log2 {
+        let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
+    }
     match port {
         Some(p) => {
             let _ = writeln!(s, "port {p}\nbindaddress {bind}");
@@ -235,6 +238,10 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
     }
     let _ = writeln!(s, "\n[clock]\ndiscipline = \"{}\"", discipline_name(cfg));
+    // Given only when the configuration fixes it: otherwise the daemon measures its clock.
+    if let Some(p) = cfg.precision_log2 {
+        let _ = writeln!(s, "precision = {:e}", 2f64.powi(i32::from(p)));
+    }
     let a = &cfg.server.access;
     let rules: Vec<String> =
         a.rules().iter().map(|r| format!("{{ network = \"{}/{}\", action = \"{}\" }}", r.network(), r.prefix_len(), access_name(r.action))).collect();
@@ -566,6 +573,12 @@ mod tests {
         assert!(unwritable(&c, Implementation::Chrony).is_empty());
         let back = DaemonConfig::from_toml(&ntplab_config(&c), "written").unwrap();
         assert_eq!(back.server.access, c.server.access);
+        assert_eq!(back.precision_log2, None, "measured by the lab host's daemon");
+        let mut fixed = c.clone();
+        fixed.precision_log2 = Some(-23);
+        let text = ntplab_config(&fixed);
+        assert_eq!(DaemonConfig::from_toml(&text, "written").unwrap().precision_log2, Some(-23), "{text}");
+        assert!(chrony_config(&fixed, ip, Some(123), dir, "h").contains("\nclockprecision 1.1920928955078125e-7\n"));
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
         let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");

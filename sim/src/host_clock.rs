@@ -43,6 +43,34 @@ pub struct ReadNoise {
     pub precision_s: f64,
 }
 
+/// The precision, log2 s, a simulated host's daemon reports when its clock
+/// reads exactly (`precision = 0`, the scenario's default): 2^-23 s, 119 ns.
+/// A simulated reading costs nothing, so measuring it as a real daemon does
+/// ([`ntplab_daemon::precision`]) would find only the simulator's 2^-32 s
+/// units. This is the value chronyd measures under clknetsim, whose
+/// `clock_gettime` advances 101 ns or more between the readings of chrony's
+/// measurement (log2 101 ns = -23.2; `scripts/compare-chrony.sh -p` shows
+/// chronyd's server reporting -23 to its client), so that ntplab and chronyd run on
+/// chrony's simulation tests with the same precision in their packets and
+/// the same noise floor. (A real clock read through the vDSO measures about
+/// 2^-25 s, 30 ns: the daemon's test `a_real_clock_measures_its_precision`
+/// prints what it finds.)
+pub const DEFAULT_PRECISION_LOG2: i8 = -23;
+
+impl ReadNoise {
+    /// The precision a daemon reading this clock reports (RFC 5905 §7.3),
+    /// log2 s: the reading resolution's, rounded as
+    /// [`ntplab_daemon::precision::log2_of`] rounds a measurement, when
+    /// readings are quantised; [`DEFAULT_PRECISION_LOG2`] when they are exact.
+    pub fn precision_log2(&self) -> i8 {
+        if self.precision_s > 0.0 {
+            ntplab_daemon::precision::log2_of(self.precision_s)
+        } else {
+            DEFAULT_PRECISION_LOG2
+        }
+    }
+}
+
 /// The clock state of one simulated host.
 pub struct HostClock {
     index: usize,
@@ -297,7 +325,27 @@ impl NtpClock for SimClock {
 }
 
 impl DaemonClock for SimClock {
+    fn precision_log2(&self) -> i8 {
+        self.clock.borrow().noise.precision_log2()
+    }
+
     fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         self.clock.borrow().steered.time_at(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulated_clock_reports_its_resolution_or_the_default() {
+        assert_eq!(ReadNoise::default().precision_log2(), DEFAULT_PRECISION_LOG2, "exact readings");
+        assert_eq!(DEFAULT_PRECISION_LOG2, ntplab_daemon::precision::log2_of(101e-9), "what chronyd measures under clknetsim");
+        let noisy = ReadNoise { noise_s: 1e-6, precision_s: 0.0 };
+        assert_eq!(noisy.precision_log2(), DEFAULT_PRECISION_LOG2, "noise is not resolution");
+        for (precision_s, log2) in [(1e-9, -30), (1e-6, -20), (2f64.powi(-10), -10), (0.01, -7)] {
+            assert_eq!(ReadNoise { noise_s: 0.0, precision_s }.precision_log2(), log2, "{precision_s} s");
+        }
     }
 }

@@ -44,7 +44,10 @@
 //!   (`"ntp"`, the default, runs the daemon; `"scripted"` is a scripted peer),
 //!   `clock` (an inline table, all keys default 0: `offset` s, `frequency` s/s,
 //!   `wander` (random-walk frequency noise, s/s per √s), `noise` (white
-//!   reading noise, s), `precision` (reading resolution, s), `sine` =
+//!   reading noise, s), `precision` (reading resolution, s; its log2,
+//!   rounded, is also the precision the host's daemon reports and uses as
+//!   its noise floor; with exact readings, 0, the daemon's precision is
+//!   2^-23 s, [`crate::host_clock::DEFAULT_PRECISION_LOG2`]), `sine` =
 //!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
 //!   Role `ntp` also takes `impl` (`"ntplab"`, the default, `"chrony"`,
@@ -407,7 +410,9 @@ pub struct ClockSpec {
     pub wander: f64,
     /// White noise added to each reading, standard deviation, seconds.
     pub noise_s: f64,
-    /// Reading resolution, seconds (0: exact).
+    /// Reading resolution, seconds (0: exact). The host's daemon reports
+    /// its log2, rounded, as its precision; with 0 it reports
+    /// [`crate::host_clock::DEFAULT_PRECISION_LOG2`].
     pub precision_s: f64,
     /// A periodic frequency error (e.g. a daily temperature cycle).
     pub sine: SineSpec,

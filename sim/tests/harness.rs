@@ -55,6 +55,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         local: Some(LocalReference { stratum: 1, reference_id: ReferenceId::from_ascii("GPS"), leap: None }),
         clock_control: false,
         refclocks: Vec::new(),
+        precision_log2: None,
         nts: None,
         discipline,
     };
@@ -70,6 +71,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         local: None,
         clock_control: false,
         refclocks: Vec::new(),
+        precision_log2: None,
         nts: None,
         discipline,
     };
@@ -187,4 +189,43 @@ fn steered_slew_matches_the_exponential() {
     let applied = (c.time_at(t) - t).to_seconds_f64();
     let expected = -0.1 * (1.0 - (-919.0f64 / 1024.0).exp());
     assert!((applied - expected).abs() < 1e-9, "applied {applied}, expected {expected}");
+}
+
+/// The server's replies' precision octets, and the precision the client's
+/// samples say it measured with.
+#[derive(Default)]
+struct Precisions {
+    replies: Vec<i8>,
+    client: Vec<i8>,
+}
+
+impl Recorder for Precisions {
+    fn sample(&mut self, _: usize, _: &ClockSample) {}
+    fn packet(&mut self, r: &PacketRecord) {
+        if r.src_host == 0 && r.payload.len() >= 48 {
+            self.replies.push(r.payload[3] as i8);
+        }
+    }
+    fn daemon_event(&mut self, host: usize, _: NtpDuration, _: NtpTime, e: &ntplab_daemon::daemon::DaemonEvent) {
+        if let (1, ntplab_daemon::daemon::DaemonEvent::Sample { sample, .. }) = (host, e) {
+            self.client.push(sample.local_precision_log2);
+        }
+    }
+    fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
+}
+
+#[test]
+fn the_configured_precision_overrides_the_clocks_and_goes_in_every_reply() {
+    let mut setup = chrony_default(DisciplineKind::Regression, Some(6), 1);
+    if let HostRole::Daemon(server) = &mut setup.hosts[0].role {
+        server.precision_log2 = Some(-10);
+    }
+    let rec = Rc::new(RefCell::new(Precisions::default()));
+    simulate(setup, rec.clone()).unwrap();
+    let rec = rec.borrow();
+    assert!(rec.replies.len() > 40, "{} replies", rec.replies.len());
+    assert!(rec.replies.iter().all(|&p| p == -10), "{:?}", rec.replies);
+    // The client's clock reads exactly: the simulator's default precision.
+    assert_eq!(rec.client.len(), rec.replies.len());
+    assert!(rec.client.iter().all(|&p| p == ntplab_sim::host_clock::DEFAULT_PRECISION_LOG2), "{:?}", rec.client);
 }

@@ -144,3 +144,32 @@ fn each_copy_of_a_duplicated_datagram_is_its_own_record_at_its_own_arrival() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_host_sends_and_uses_its_clock_precision() {
+    // The server reads its clock exactly: it reports the simulator's default
+    // precision, 2^-23 s, in every reply. The client's clock reads in whole
+    // microseconds: 2^-20 s (log2 1 µs = -19.93), its own precision in each
+    // sample's dispersion (RFC 5905 §8: 2^ρ(server) + 2^ρ(client) + PHI·δ).
+    let dir = temp_dir("precision");
+    let scenario = two_hosts("2h", "offset = 0.01, precision = 1e-6", "delay = \"100us\"");
+    run(&scenario, Some(&dir)).unwrap();
+    let packets = lines(dir.join("packets.jsonl"));
+    let replies: Vec<&Value> = packets.iter().filter(|p| p["src"] == "10.0.0.1:123").collect();
+    assert!(replies.len() > 5, "{} replies", replies.len());
+    for r in &replies {
+        let precision = u8::from_str_radix(&r["bytes"].as_str().unwrap()[6..8], 16).unwrap() as i8;
+        assert_eq!(precision, ntplab_sim::host_clock::DEFAULT_PRECISION_LOG2, "{r}");
+    }
+    let events = lines(dir.join("events.jsonl"));
+    let samples: Vec<&Value> = events.iter().filter(|e| e["kind"] == "sample").collect();
+    assert_eq!(samples.len(), replies.len());
+    for s in samples {
+        let d = &s["details"];
+        assert_eq!(d["local_precision_s"].as_f64(), Some(2f64.powi(-20)), "{d}");
+        let rtt = (time(d, "t4") - time(d, "t1")).to_seconds_f64();
+        let want = 2f64.powi(-23) + 2f64.powi(-20) + 15e-6 * rtt;
+        assert!((d["dispersion_s"].as_f64().unwrap() - want).abs() < 1e-9, "{d}: want {want:e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

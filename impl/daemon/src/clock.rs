@@ -17,6 +17,11 @@ pub trait DaemonClock: NtpClock {
     /// layered over it converts them here.
     fn local_time_of(&self, raw: NtpTime) -> NtpTime;
 
+    /// This clock's precision, log2 seconds (RFC 5905 §7.3), for when the
+    /// configuration gives none (`[clock] precision`): a real clock measures
+    /// it ([`crate::precision`]), a simulated one says what it was given.
+    fn precision_log2(&self) -> i8;
+
     /// How often the loop must call [`DaemonClock::tick`]; `None` (the default)
     /// for clocks that need no ticks, which lets a simulated host sleep between
     /// packets.
@@ -216,6 +221,10 @@ impl NtpClock for ControlledClock {
 }
 
 impl DaemonClock for ControlledClock {
+    fn precision_log2(&self) -> i8 {
+        crate::precision::measure_log2(realtime_now)
+    }
+
     fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         raw
     }
@@ -294,6 +303,10 @@ impl NtpClock for ObservingClock {
 }
 
 impl DaemonClock for ObservingClock {
+    fn precision_log2(&self) -> i8 {
+        crate::precision::measure_log2(realtime_now)
+    }
+
     fn local_time_of(&self, raw: NtpTime) -> NtpTime {
         self.steered.time_at(raw)
     }
@@ -347,6 +360,15 @@ mod tests {
         assert_eq!(s.next_rate(), -0.002 / 16.0);
         s.stop();
         assert_eq!((s.remaining_s, s.applied), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_real_clock_measures_its_precision() {
+        // CLOCK_REALTIME through the vDSO: tens of nanoseconds a reading;
+        // even a 1 ms-resolution clocksource is above 2^-10 s.
+        let p = ObservingClock::new().precision_log2();
+        eprintln!("CLOCK_REALTIME precision: 2^{p} s");
+        assert!((-30..=-10).contains(&p), "2^{p} s");
     }
 
     #[test]

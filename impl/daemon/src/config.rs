@@ -36,6 +36,7 @@
 //!
 //! [clock]
 //! control = false          # never touch the system clock unless true
+//! precision = 1e-7         # s; default: measured at start (crate::precision)
 //!
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
@@ -99,6 +100,7 @@
 //!
 //! Errors name the line and column and say what was expected.
 
+use crate::precision::{log2_of, QUANTUM_MAX_S, QUANTUM_MIN_S};
 use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
@@ -453,6 +455,11 @@ pub struct ClockSection {
     /// The clock discipline algorithm: `"regression"` (default; least squares
     /// over recent samples, chrony-like) or `"rfc5905"` (RFC 5905's PLL/FLL).
     pub discipline: Option<String>,
+    /// The clock's precision in seconds, 1e-9 to 1 (chrony's
+    /// `clockprecision`): sent in every packet as log2 rounded to the
+    /// nearest integer, and the floor of the measurement noise. Default:
+    /// measured at start ([`crate::precision`]).
+    pub precision: Option<f64>,
 }
 
 /// Largest configuration file read: 1 MiB (a configuration of thousands of
@@ -668,6 +675,10 @@ pub struct DaemonConfig {
     pub refclocks: Vec<RefclockSpec>,
     /// The clock discipline algorithm (`[clock] discipline`).
     pub discipline: DisciplineKind,
+    /// The clock's precision, log2 s (`[clock] precision`); `None`: the
+    /// clock's own ([`crate::clock::DaemonClock::precision_log2`], measured
+    /// at start on a real clock).
+    pub precision_log2: Option<i8>,
     /// Serve NTS, when `[nts]` is given.
     pub nts: Option<NtsServerSpec>,
 }
@@ -864,6 +875,13 @@ impl ConfigFile {
                 at(&[K("clock"), K("discipline")], format!("[clock] discipline {name:?} is not one of \"regression\", \"rfc5905\""))
             })?,
         };
+        let precision_log2 = match self.clock.precision {
+            None => None,
+            Some(p) if p.is_finite() && (QUANTUM_MIN_S..=QUANTUM_MAX_S).contains(&p) => Some(log2_of(p)),
+            Some(p) => {
+                return Err(at(&[K("clock"), K("precision")], format!("[clock] precision {p} s is outside 1e-9 to 1 s")));
+            }
+        };
         let mut refclocks = Vec::new();
         for (i, r) in self.refclocks.iter().enumerate() {
             refclocks.push(parse_refclock(r).map_err(|(key, m)| {
@@ -903,6 +921,7 @@ impl ConfigFile {
             clock_control: self.clock.control,
             refclocks,
             discipline,
+            precision_log2,
             nts,
         })
     }
@@ -1434,6 +1453,20 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
         assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
+    }
+
+    #[test]
+    fn the_precision_is_given_in_seconds_or_measured() {
+        let c = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n", "a").unwrap();
+        assert_eq!(c.precision_log2, None, "measured by the clock when not given");
+        for (text, log2) in [("1e-7", -23), ("8e-9", -27), ("1e-9", -30), ("1", 0), ("0.001", -10)] {
+            let c = DaemonConfig::from_toml(&format!("listen = [\"127.0.0.1:123\"]\n[clock]\nprecision = {text}\n"), "b").unwrap();
+            assert_eq!(c.precision_log2, Some(log2), "{text} s");
+        }
+        for bad in ["0", "-1e-6", "2", "1e-10", "nan", "inf"] {
+            let e = DaemonConfig::from_toml(&format!("listen = [\"127.0.0.1:123\"]\n[clock]\nprecision = {bad}\n"), "c.toml").unwrap_err();
+            assert!(e.0.starts_with("c.toml:3:13:") && e.0.contains("[clock] precision"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
 use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState};
 use ntplab_proto::refclock::pps::RefclockSample;
-use ntplab_proto::source::{Measurement, Source, SourceEvent};
+use ntplab_proto::source::{Measurement, Source, SourceConfig, SourceEvent};
 use ntplab_proto::system::{System, SystemConfig, SystemUpdate};
 use ntplab_proto::time::{NtpDuration, NtpTime, NtpTimestamp};
 use ntplab_proto::wire::refid::ReferenceId;
@@ -406,7 +406,10 @@ where
         server_socket_count += 1;
     }
     let mut slots = Vec::new();
-    let mut system_config = SystemConfig { local: config.local, algorithm: config.discipline, ..SystemConfig::default() };
+    // The precision in every packet and the floor of the measurement noise:
+    // the configuration's, or the clock's own (measured at start on a real one).
+    let precision_log2 = config.precision_log2.unwrap_or_else(|| clock.precision_log2());
+    let mut system_config = SystemConfig { local: config.local, algorithm: config.discipline, precision_log2, ..SystemConfig::default() };
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());
@@ -417,7 +420,6 @@ where
         system_config.discipline.min_poll = min;
         system_config.discipline.max_poll = max;
     }
-    let precision_log2 = system_config.precision_log2;
     let mut system: System<PeerId> = System::new(system_config);
     // This host's NTPv5 reference ID (draft-ietf-ntp-ntpv5-07 §7.4): random,
     // for the loop test. NTPv5 draws from its own stream, so that the NTPv4
@@ -481,7 +483,7 @@ where
         };
         system.add_source(PeerId::Source(i), refid);
         system.set_source_v5_id(&PeerId::Source(i), V5ReferenceId::from_address(spec.address.ip()));
-        let source = Source::new(spec.config, Instant::ZERO)
+        let source = Source::new(SourceConfig { precision_log2, ..spec.config }, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
         let nts_source = match &spec.nts {
             Some(n) => {

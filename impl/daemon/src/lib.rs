@@ -17,5 +17,6 @@ pub mod daemon;
 pub mod fast;
 pub mod net;
 pub mod nts;
+pub mod precision;
 pub mod sysclock;
 pub mod refclock;
