@@ -72,6 +72,8 @@
 # peak responses/s, the server's CPU time per response (utime + stime from
 # /proc over the ntpperf run, divided by the responses ntpperf counted), the
 # server's peak resident memory (VmHWM), the load average before and after,
+# the user-mode part of the CPU time per response (utime alone: the part a
+# change to the server's own code moves; the rest is the kernel's),
 # and ntplab's rate as a ratio of each other server's in that round. The
 # servers of a round run one after the other, the order rotating each round.
 set -euo pipefail
@@ -211,6 +213,7 @@ stop_bench_server() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
+user_ticks() { awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
     local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF extra=()
@@ -225,7 +228,7 @@ run_one() { # NAME MODE ROUND
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
         return
     fi
-    local load0 load1 t0 t1 out=$WORK/$name-$mode-$round.txt
+    local load0 load1 t0 t1 u0 u1 out=$WORK/$name-$mode-$round.txt
     if [ "$secure" = nts ]; then
         # A fresh NTS session from the client namespace (bounded: 10 tries, 0.5 s apart).
         local session=$WORK/$name/session-$round
@@ -245,6 +248,7 @@ run_one() { # NAME MODE ROUND
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t0=$(cpu_ticks "$SERVER_PROC")
+    u0=$(user_ticks "$SERVER_PROC")
     [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
     local perf_pid=
     if [ -n "${PERF_DIR:-}" ]; then
@@ -257,6 +261,7 @@ run_one() { # NAME MODE ROUND
     ip netns exec "$CLI" bash -c 'ulimit -s 262144 && exec "$@"' ntpperf timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s "$SRC_NET" "$flag" "${extra[@]}" -l \
         -r "$RATE_MIN"-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
+    u1=$(user_ticks "$SERVER_PROC")
     [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
@@ -264,7 +269,7 @@ run_one() { # NAME MODE ROUND
     stop_bench_server
     # ntpperf lines: rate clients lost% invalid% basic% xleave% ... (a step
     # that counted no request prints -nan%: skipped)
-    awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) \
+    awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) -v uticks=$((u1 - u0)) \
         -v hz="$(getconf CLK_TCK)" -v hwm="$hwm" -v load0="$load0" -v load1="$load1" '
         $1 ~ /^[0-9]+$/ && $3 ~ /^[0-9.]+%$/ {
             rate = $1; lost = $3 + 0; invalid = $4 + 0; xl = $6 + 0
@@ -277,7 +282,8 @@ run_one() { # NAME MODE ROUND
         }
         END {
             cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
-            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1
+            user_us = resp > 0 ? uticks / hz * 1e6 / resp : 0
+            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\t%.2f\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1, user_us
         }' "$out" | tee -a "$WORK/results.tsv"
     [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
     return 0
@@ -293,7 +299,7 @@ for s in $SERVERS; do
 done
 
 echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate $RATE_MIN-$RATE_MAX, x1.5, $STEP_S s a step${CLIENTS:+; ntpperf patched: $CLIENTS clients from $SRC_NET}"
-printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\n'
+printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\tuser us/resp\n'
 for round in $(seq 1 "$ROUNDS"); do
     n=${#available[@]}
     for mode in $MODES; do
