@@ -35,7 +35,11 @@
 //! authenticate, gives a [`CookieError`], which the server answers with an
 //! NTS NAK.
 //!
-//! Memory: 32 key octets plus 4 id octets per key, `keep_previous + 1` keys.
+//! Memory: 32 key octets plus 4 id octets per key, `keep_previous + 1` keys,
+//! and with each key its SIV instance (key schedules and CMAC state, under
+//! 1 KiB a key: `a_key_with_its_cipher_stays_under_a_kib`), made when the
+//! key is and once more for each copy of the key set (the daemon's workers
+//! keep one each).
 
 use super::aead::{Aead, Key, SessionKeys, Siv256, SivOps, TAG_LEN};
 use aes_gcm_siv::aead::KeyInit;
@@ -345,6 +349,15 @@ mod tests {
         assert_eq!(m.open(&free).unwrap(), k);
         // A clone has its own instance.
         assert_eq!(m.clone().open(&free).unwrap(), k);
+    }
+
+    /// The memory bound of the module documentation: a key with its SIV
+    /// instance stays under 1 KiB (the AES state is sized for both of the
+    /// `aes` crate's backends, AES-NI and the portable one).
+    #[test]
+    fn a_key_with_its_cipher_stays_under_a_kib() {
+        let size = std::mem::size_of::<MasterKey>() + MASTER_KEY_LEN;
+        assert!(size < 1024, "{size} octets");
     }
 
     #[test]
