@@ -4,7 +4,10 @@
 //! open the cookie, verify the authenticator, seal a reply carrying three
 //! fresh cookies (the request has two placeholders). `nts_server_1_cookie/<aead>`:
 //! the same for a request without placeholders (one fresh cookie), the shape
-//! ntpperf's `-S` requests have. `nts_round_trip/<aead>`:
+//! ntpperf's `-S` requests have. `nts_server_2_threads/{shared,own}_keys`:
+//! the one-cookie case on two threads at once, both using one `MasterKeys`
+//! (whose keys' SIV instances they then share) or each its own copy, as the
+//! daemon's workers do; the time is per request of either thread. `nts_round_trip/<aead>`:
 //! the client builds a request, the server handles it, the client verifies
 //! the reply (all three steps).
 
@@ -86,5 +89,37 @@ fn nts_round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, nts_server, nts_round_trip);
+fn nts_server_2_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nts_server_2_threads");
+    g.throughput(Throughput::Elements(1));
+    let (mut rng, master, mut session) = setup(Aead::AesSivCmac256);
+    let (request, _) = session.build_request(&header(), &mut rng).unwrap();
+    for own in [false, true] {
+        g.bench_function(if own { "own_keys" } else { "shared_keys" }, |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..2u64 {
+                        let (request, master) = (&request, &master);
+                        scope.spawn(move || {
+                            let copy = own.then(|| master.clone());
+                            let keys = copy.as_ref().unwrap_or(master);
+                            let mut rng = Rng::new(t + 2);
+                            let mut out = vec![0u8; 2048];
+                            for _ in 0..iters.div_ceil(2) {
+                                let NtsRequest::Protected(p) = process_request(keys, black_box(request)) else { panic!() };
+                                out[..48].copy_from_slice(&[0x24; 48]);
+                                black_box(p.seal_reply(&mut out, keys, &mut rng).unwrap());
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, nts_server, nts_round_trip, nts_server_2_threads);
 criterion_main!(benches);
