@@ -89,6 +89,8 @@ fn nts_round_trip(c: &mut Criterion) {
     g.finish();
 }
 
+// A benchmark's own timing of its threads, not the core reading a clock.
+#[allow(clippy::disallowed_methods)]
 fn nts_server_2_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("nts_server_2_threads");
     g.throughput(Throughput::Elements(1));
