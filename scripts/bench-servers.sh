@@ -10,7 +10,7 @@
 # libpcap-dev.
 #
 # Setup: two network namespaces joined by a veth pair; the server listens on
-# 10.213.0.1:123 in one, ntpperf sends from 172.30.0.0/16 through the other
+# 10.213.0.1:123 in one, ntpperf sends from 172.30.0.0/16 (/15 with CLIENTS) through the other
 # (the server routes those replies back over the veth; the client side drops
 # them after ntpperf has read them with pcap). Traffic never leaves the two
 # namespaces.
@@ -47,11 +47,33 @@
 # PERF_DIR (if set: `perf record -g` of the server over the first PERF_S
 # seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data).
 #
+# CLIENTS=N (opt-in, N <= 131072; e.g. CLIENTS=100000): ntpperf simulates N
+# clients at every rate instead of its own rate/10 (at most 16,384). This
+# CHANGES THE INDEPENDENT TOOL: the script patches its own /tmp copy of
+# ntpperf's perf.c before building it (never the repository, never the
+# source archive), exactly these two lines:
+#   #define MAX_CLIENTS 16384      ->  #define MAX_CLIENTS N
+#   num_clients = rate / 10;       ->  num_clients = N;
+# so each client sends rate/N requests a second (1/s at 100,000 requests/s
+# from 100,000 clients) instead of 10, and warms up with 2 requests (its
+# first counted one is its third), which takes 2N/rate seconds at each step:
+# use a RATE_MIN near N (e.g. RATE_MIN=100000: 2 s of warm-up a step).
+# ntpperf computes that warm-up in 32-bit unsigned nanoseconds
+# (interval x clients x 2), which wraps below 2N x 1e9 / 2^32 requests/s
+# (46,567/s for 100,000 clients: the step then ends inside the warm-up and
+# counts no request), so the script refuses a lower RATE_MIN. The
+# sources become 172.30.0.0/15 (131,072 addresses; the server routes the
+# /15 back) and ntpperf runs with a 256 MiB stack limit (`ulimit -s`), since
+# its client array (56 octets a client) is on its stack. ntpperf's
+# "clients" column, in the table printed with TX_OFFSET, shows N.
+#
 # Per round, mode and server it prints: the highest rate with >= 99 %
 # responses (in interleaved mode also with >= 99 % of them interleaved), the
 # peak responses/s, the server's CPU time per response (utime + stime from
 # /proc over the ntpperf run, divided by the responses ntpperf counted), the
 # server's peak resident memory (VmHWM), the load average before and after,
+# the user-mode part of the CPU time per response (utime alone: the part a
+# change to the server's own code moves; the rest is the kernel's),
 # and ntplab's rate as a ratio of each other server's in that round. The
 # servers of a round run one after the other, the order rotating each round.
 set -euo pipefail
@@ -64,6 +86,8 @@ RATE_MAX=${RATE_MAX:-1000000}
 STEP_S=${STEP_S:-1}
 WORKERS=${WORKERS:-$(nproc)}
 SERVERS=${SERVERS:-ntplab chronyd ntpd-rs}
+CLIENTS=${CLIENTS:-}
+SRC_NET=172.30.0.0/16
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 NTPLAB=${NTPLAB:-$REPO/target/release/ntplab}
 
@@ -75,6 +99,13 @@ die() { echo "bench-servers: $*" >&2; exit 1; }
 [ -e "$SRC" ] || die "ntpperf source not found at $SRC (give its .tar.gz or directory as the first argument or in NTPPERF_SRC)"
 [ -x "$NTPLAB" ] || die "no ntplab binary at $NTPLAB (cargo build --release --bin ntplab, or set NTPLAB)"
 command -v setpriv >/dev/null || die "setpriv (util-linux) is needed to drop CAP_SYS_TIME"
+
+if [ -n "$CLIENTS" ]; then
+    [[ "$CLIENTS" =~ ^[1-9][0-9]*$ ]] && [ "$CLIENTS" -le 131072 ] || die "CLIENTS must be a number from 1 to 131072, not '$CLIENTS'"
+    SRC_NET=172.30.0.0/15
+    min_rate=$((2 * CLIENTS * 1000000000 / 4294967296 + 1))
+    [ "$RATE_MIN" -ge "$min_rate" ] || die "CLIENTS=$CLIENTS needs RATE_MIN >= $min_rate (ntpperf's warm-up time would wrap in 32 bits)"
+fi
 
 WORK=$(mktemp -d /tmp/bench-servers.XXXXXX)
 SRV=bsrv$$
@@ -92,6 +123,13 @@ trap cleanup EXIT
 
 # Build ntpperf outside the repository.
 if [ -d "$SRC" ]; then cp -r "$SRC" "$WORK/ntpperf"; else mkdir "$WORK/ntpperf" && tar xzf "$SRC" -C "$WORK/ntpperf" --strip-components=1; fi
+if [ -n "$CLIENTS" ]; then
+    # CLIENTS: the two-line change to ntpperf described in the header, on this copy only.
+    sed -i -e "s/^#define MAX_CLIENTS 16384\$/#define MAX_CLIENTS $CLIENTS/" \
+        -e "s|^\tnum_clients = rate / 10;\$|\tnum_clients = $CLIENTS;|" "$WORK/ntpperf/perf.c"
+    grep -q "^#define MAX_CLIENTS $CLIENTS\$" "$WORK/ntpperf/perf.c" && grep -q "^.num_clients = $CLIENTS;\$" "$WORK/ntpperf/perf.c" ||
+        die "CLIENTS: ntpperf's perf.c does not have the lines to change (another ntpperf version?)"
+fi
 make -s -C "$WORK/ntpperf" >"$WORK/make.log" 2>&1 || die "ntpperf did not build (libpcap-dev installed?): $(tail -3 "$WORK/make.log")"
 NTPPERF=$WORK/ntpperf/ntpperf
 if [[ " $MODES " == *" nts"* ]]; then
@@ -118,7 +156,7 @@ ip -n "$SRV" link set lo up
 ip -n "$CLI" link set lo up
 ip -n "$SRV" link set vs$$ up
 ip -n "$CLI" link set vc$$ up
-ip -n "$SRV" route add 172.30.0.0/16 via 10.213.0.2
+ip -n "$SRV" route add "$SRC_NET" via 10.213.0.2
 MAC=$(ip netns exec "$SRV" cat /sys/class/net/vs$$/address)
 
 nopriv() { ip netns exec "$SRV" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"; }
@@ -175,6 +213,7 @@ stop_bench_server() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
+user_ticks() { awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 run_one() { # NAME MODE ROUND
     local name=$1 mode=$2 round=$3 flag=-B perf=$NTPPERF extra=()
@@ -189,7 +228,7 @@ run_one() { # NAME MODE ROUND
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
         return
     fi
-    local load0 load1 t0 t1 out=$WORK/$name-$mode-$round.txt
+    local load0 load1 t0 t1 u0 u1 out=$WORK/$name-$mode-$round.txt
     if [ "$secure" = nts ]; then
         # A fresh NTS session from the client namespace (bounded: 10 tries, 0.5 s apart).
         local session=$WORK/$name/session-$round
@@ -209,6 +248,7 @@ run_one() { # NAME MODE ROUND
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t0=$(cpu_ticks "$SERVER_PROC")
+    u0=$(user_ticks "$SERVER_PROC")
     [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
     local perf_pid=
     if [ -n "${PERF_DIR:-}" ]; then
@@ -217,18 +257,21 @@ run_one() { # NAME MODE ROUND
             -- sleep "${PERF_S:-5}" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    ip netns exec "$CLI" timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s 172.30.0.0/16 "$flag" "${extra[@]}" -l \
+    # The stack limit: ntpperf keeps its clients on its stack (CLIENTS).
+    ip netns exec "$CLI" bash -c 'ulimit -s 262144 && exec "$@"' ntpperf timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s "$SRC_NET" "$flag" "${extra[@]}" -l \
         -r "$RATE_MIN"-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
+    u1=$(user_ticks "$SERVER_PROC")
     [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
     hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
     stop_bench_server
-    # ntpperf lines: rate clients lost% invalid% basic% xleave% ...
-    awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) \
+    # ntpperf lines: rate clients lost% invalid% basic% xleave% ... (a step
+    # that counted no request prints -nan%: skipped)
+    awk -v name="$name" -v mode="$mode" -v round="$round" -v step="$STEP_S" -v ticks=$((t1 - t0)) -v uticks=$((u1 - u0)) \
         -v hz="$(getconf CLK_TCK)" -v hwm="$hwm" -v load0="$load0" -v load1="$load1" '
-        $1 ~ /^[0-9]+$/ && $3 ~ /%$/ {
+        $1 ~ /^[0-9]+$/ && $3 ~ /^[0-9.]+%$/ {
             rate = $1; lost = $3 + 0; invalid = $4 + 0; xl = $6 + 0
             # Valid responses only (an NTSN, say, is invalid).
             ok = 100 - lost - invalid
@@ -239,7 +282,8 @@ run_one() { # NAME MODE ROUND
         }
         END {
             cpu_us = resp > 0 ? ticks / hz * 1e6 / resp : 0
-            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1
+            user_us = resp > 0 ? uticks / hz * 1e6 / resp : 0
+            printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\t%.2f\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1, user_us
         }' "$out" | tee -a "$WORK/results.tsv"
     [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
     return 0
@@ -254,8 +298,8 @@ for s in $SERVERS; do
     esac
 done
 
-echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate $RATE_MIN-$RATE_MAX, x1.5, $STEP_S s a step"
-printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\n'
+echo "# ntpperf over veth between two namespaces; $(nproc) CPUs; ntplab workers=$WORKERS; rate $RATE_MIN-$RATE_MAX, x1.5, $STEP_S s a step${CLIENTS:+; ntpperf patched: $CLIENTS clients from $SRC_NET}"
+printf 'round\tmode\tserver\thighest>=99%%\thighest>=99%%+xleave>=99%%\tpeak resp/s\tCPU us/resp\tVmHWM kB\tload before\tload after\tuser us/resp\n'
 for round in $(seq 1 "$ROUNDS"); do
     n=${#available[@]}
     for mode in $MODES; do

@@ -25,7 +25,9 @@
 //!   interleaved mode) instead, on the same workers: the
 //!   cookie master keys are shared read-mostly ([`NtsServerShared`]: each
 //!   worker keeps the current set as an `Arc` and takes it again only after
-//!   a rotation, which a worker also starts when one is due), and the nonces
+//!   a rotation, which a worker also starts when one is due; it serves from
+//!   its own copy of that set, since the SIV instance each master key keeps
+//!   is written by every cookie sealed or opened), and the nonces
 //!   and cookies of replies come from the worker's own CSPRNG ([`WorkerRng`]:
 //!   ChaCha12 seeded from the OS and reseeded from it every
 //!   [`RESEED_BYTES`] of output), not from one OS call per draw;
@@ -554,6 +556,11 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let mut keys: Option<(u64, Arc<MasterKeys>)> = self.nts.as_ref().map(|(shared, _)| (shared.generation(), shared.keys()));
+        // This worker's own copy of the keys: each master key keeps an SIV
+        // instance that every cookie sealed or opened writes to, and a copy
+        // shared by the workers would move between their cores' caches on
+        // every request. Copied again (new instances) after each rotation.
+        let mut own_keys: Option<(u64, MasterKeys)> = keys.as_ref().map(|(g, k)| (*g, MasterKeys::clone(k)));
         let mut inbuf = Box::new([[0u8; MAX_REQUEST_LEN + 1]; BATCH]);
         // Replies are never longer than their request, and an NTPv5 reply is
         // as long as it (48 octets do for NTPv4 only).
@@ -631,8 +638,11 @@ impl Worker {
             // Datagrams without a kernel timestamp (rare: the first ones after
             // the socket opens) are stamped with one reading after the receive.
             let fallback = metas[..n].iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
-            if let (Some((shared, _)), Some(cached)) = (&self.nts, &mut keys) {
+            if let (Some((shared, _)), Some(cached), Some(own)) = (&self.nts, &mut keys, &mut own_keys) {
                 shared.refresh(cached);
+                if own.0 != cached.0 {
+                    *own = (cached.0, MasterKeys::clone(&cached.1));
+                }
             }
             replies.clear();
             // The transmit timestamp of the first reply not sent yet.
@@ -645,7 +655,7 @@ impl Worker {
                 let (request, out) = (&inbuf[slot][..meta.len], &mut outbuf[slot]);
                 // The transmit timestamp is read as late as possible: after the
                 // request is handled, just before the reply is finished.
-                let answer = match (&mut self.nts, &keys) {
+                let answer = match (&mut self.nts, &own_keys) {
                     (Some((_, rng)), Some((_, master))) => {
                         match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
                             NtsServerAction::Respond(r) => {

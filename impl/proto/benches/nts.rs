@@ -2,7 +2,12 @@
 //!
 //! `nts_server/<aead>`: one NTS-protected request as the server handles it:
 //! open the cookie, verify the authenticator, seal a reply carrying three
-//! fresh cookies (the request has two placeholders). `nts_round_trip/<aead>`:
+//! fresh cookies (the request has two placeholders). `nts_server_1_cookie/<aead>`:
+//! the same for a request without placeholders (one fresh cookie), the shape
+//! ntpperf's `-S` requests have. `nts_server_2_threads/{shared,own}_keys`:
+//! the one-cookie case on two threads at once, both using one `MasterKeys`
+//! (whose keys' SIV instances they then share) or each its own copy, as the
+//! daemon's workers do; the time is per request of either thread. `nts_round_trip/<aead>`:
 //! the client builds a request, the server handles it, the client verifies
 //! the reply (all three steps).
 
@@ -33,21 +38,33 @@ fn nts_server(c: &mut Criterion) {
     let mut g = c.benchmark_group("nts_server");
     g.throughput(Throughput::Elements(1));
     for aead in [Aead::AesSivCmac256, Aead::Aes128GcmSiv, Aead::AesSivCmac512] {
-        let (mut rng, master, mut session) = setup(aead);
-        for _ in 0..2 {
-            let _ = session.build_request(&header(), &mut rng);
-        }
-        let (request, _) = session.build_request(&header(), &mut rng).unwrap();
-        let mut out = vec![0u8; 2048];
-        g.bench_function(aead.name(), |b| {
-            b.iter(|| {
-                let NtsRequest::Protected(p) = process_request(&master, black_box(&request)) else { panic!() };
-                out[..48].copy_from_slice(&[0x24; 48]);
-                p.seal_reply(&mut out, &master, &mut rng).unwrap()
-            })
-        });
+        bench_server(&mut g, aead, 2);
     }
     g.finish();
+    let mut g = c.benchmark_group("nts_server_1_cookie");
+    g.throughput(Throughput::Elements(1));
+    for aead in [Aead::AesSivCmac256, Aead::Aes128GcmSiv, Aead::AesSivCmac512] {
+        bench_server(&mut g, aead, 0);
+    }
+    g.finish();
+}
+
+/// The server's handling of a request after `earlier` requests have taken
+/// cookies from the jar (each one taken asks for one more).
+fn bench_server(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, aead: Aead, earlier: usize) {
+    let (mut rng, master, mut session) = setup(aead);
+    for _ in 0..earlier {
+        let _ = session.build_request(&header(), &mut rng);
+    }
+    let (request, _) = session.build_request(&header(), &mut rng).unwrap();
+    let mut out = vec![0u8; 2048];
+    g.bench_function(aead.name(), |b| {
+        b.iter(|| {
+            let NtsRequest::Protected(p) = process_request(&master, black_box(&request)) else { panic!() };
+            out[..48].copy_from_slice(&[0x24; 48]);
+            p.seal_reply(&mut out, &master, &mut rng).unwrap()
+        })
+    });
 }
 
 fn nts_round_trip(c: &mut Criterion) {
@@ -72,5 +89,39 @@ fn nts_round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, nts_server, nts_round_trip);
+// A benchmark's own timing of its threads, not the core reading a clock.
+#[allow(clippy::disallowed_methods)]
+fn nts_server_2_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nts_server_2_threads");
+    g.throughput(Throughput::Elements(1));
+    let (mut rng, master, mut session) = setup(Aead::AesSivCmac256);
+    let (request, _) = session.build_request(&header(), &mut rng).unwrap();
+    for own in [false, true] {
+        g.bench_function(if own { "own_keys" } else { "shared_keys" }, |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..2u64 {
+                        let (request, master) = (&request, &master);
+                        scope.spawn(move || {
+                            let copy = own.then(|| master.clone());
+                            let keys = copy.as_ref().unwrap_or(master);
+                            let mut rng = Rng::new(t + 2);
+                            let mut out = vec![0u8; 2048];
+                            for _ in 0..iters.div_ceil(2) {
+                                let NtsRequest::Protected(p) = process_request(keys, black_box(request)) else { panic!() };
+                                out[..48].copy_from_slice(&[0x24; 48]);
+                                black_box(p.seal_reply(&mut out, keys, &mut rng).unwrap());
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, nts_server, nts_round_trip, nts_server_2_threads);
 criterion_main!(benches);

@@ -19,7 +19,7 @@
 //! [`SessionKeys::from_exported`].
 
 use crate::wire::ntske::{AeadId, ProtocolId};
-use aes_gcm_siv::aead::{Aead as _, KeyInit, Payload};
+use aes_gcm_siv::aead::{Aead as _, AeadInPlace, KeyInit, Payload};
 use core::fmt;
 use zeroize::Zeroizing;
 
@@ -148,8 +148,8 @@ impl Aead {
     pub fn seal(self, key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.check(key, nonce)?;
         match self {
-            Aead::AesSivCmac256 => siv_seal::<aes_siv::siv::Aes128Siv>(key, &[ad, nonce], plaintext),
-            Aead::AesSivCmac512 => siv_seal::<aes_siv::siv::Aes256Siv>(key, &[ad, nonce], plaintext),
+            Aead::AesSivCmac256 => siv_seal::<Siv256>(key, &[ad, nonce], plaintext),
+            Aead::AesSivCmac512 => siv_seal::<Siv512>(key, &[ad, nonce], plaintext),
             Aead::Aes128GcmSiv => {
                 let cipher = aes_gcm_siv::Aes128GcmSiv::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
                 cipher
@@ -166,8 +166,8 @@ impl Aead {
             return Err(CryptoError::Authentication);
         }
         match self {
-            Aead::AesSivCmac256 => siv_open::<aes_siv::siv::Aes128Siv>(key, &[ad, nonce], ciphertext),
-            Aead::AesSivCmac512 => siv_open::<aes_siv::siv::Aes256Siv>(key, &[ad, nonce], ciphertext),
+            Aead::AesSivCmac256 => siv_open::<Siv256>(key, &[ad, nonce], ciphertext),
+            Aead::AesSivCmac512 => siv_open::<Siv512>(key, &[ad, nonce], ciphertext),
             Aead::Aes128GcmSiv => {
                 let cipher = aes_gcm_siv::Aes128GcmSiv::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
                 cipher
@@ -175,6 +175,74 @@ impl Aead {
                     .map_err(|_| CryptoError::Authentication)
             }
         }
+    }
+
+    /// [`Aead::seal`] without allocating: encrypts `buf` in place and
+    /// returns the tag, which the RFC 5116 ciphertext puts before the
+    /// encrypted octets for the SIV modes and after them for GCM-SIV
+    /// ([`Aead::tag_first`]).
+    pub fn seal_in_place(self, key: &[u8], nonce: &[u8], ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+        self.check(key, nonce)?;
+        match self {
+            Aead::AesSivCmac256 => siv_seal_in_place::<Siv256>(key, &[ad, nonce], buf),
+            Aead::AesSivCmac512 => siv_seal_in_place::<Siv512>(key, &[ad, nonce], buf),
+            Aead::Aes128GcmSiv => {
+                let cipher = aes_gcm_siv::Aes128GcmSiv::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
+                cipher
+                    .encrypt_in_place_detached(aes_gcm_siv::Nonce::from_slice(nonce), ad, buf)
+                    .map(Into::into)
+                    .map_err(|_| CryptoError::Authentication)
+            }
+        }
+    }
+
+    /// [`Aead::open`] without allocating: verifies `tag` and decrypts `buf`
+    /// in place. On failure `buf` holds no plaintext (the SIV modes encrypt
+    /// it again, GCM-SIV decrypts only after the tag verified).
+    pub fn open_in_place(self, key: &[u8], nonce: &[u8], ad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+        self.check(key, nonce)?;
+        match self {
+            Aead::AesSivCmac256 => siv_open_in_place::<Siv256>(key, &[ad, nonce], buf, tag),
+            Aead::AesSivCmac512 => siv_open_in_place::<Siv512>(key, &[ad, nonce], buf, tag),
+            Aead::Aes128GcmSiv => {
+                let cipher = aes_gcm_siv::Aes128GcmSiv::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
+                cipher
+                    .decrypt_in_place_detached(aes_gcm_siv::Nonce::from_slice(nonce), ad, buf, tag.into())
+                    .map_err(|_| CryptoError::Authentication)
+            }
+        }
+    }
+
+    /// [`Aead::open`] that hands the plaintext to `f` instead of returning
+    /// it: decrypted on the stack when it fits in 512 octets (an NTS
+    /// request's encrypted fields usually do), otherwise in a `Vec`.
+    pub fn open_with<T>(self, key: &[u8], nonce: &[u8], ad: &[u8], ciphertext: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<T, CryptoError> {
+        let body_len = ciphertext.len().checked_sub(TAG_LEN).ok_or(CryptoError::Authentication)?;
+        let (tag, body) = if self.tag_first() {
+            let (t, b) = ciphertext.split_at(TAG_LEN);
+            (t, b)
+        } else {
+            let (b, t) = ciphertext.split_at(body_len);
+            (t, b)
+        };
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| CryptoError::Authentication)?;
+        let mut stack = [0u8; 512];
+        let mut heap = Vec::new();
+        let buf = if body_len <= stack.len() {
+            &mut stack[..body_len]
+        } else {
+            heap.resize(body_len, 0);
+            &mut heap[..]
+        };
+        buf.copy_from_slice(body);
+        self.open_in_place(key, nonce, ad, buf, tag)?;
+        Ok(f(buf))
+    }
+
+    /// Whether the tag comes before the encrypted octets in the RFC 5116
+    /// ciphertext (the SIV modes) or after them (GCM-SIV).
+    pub const fn tag_first(self) -> bool {
+        matches!(self, Aead::AesSivCmac256 | Aead::AesSivCmac512)
     }
 
     fn check(self, key: &[u8], nonce: &[u8]) -> Result<(), CryptoError> {
@@ -194,38 +262,59 @@ impl fmt::Display for Aead {
     }
 }
 
+/// AEAD_AES_SIV_CMAC_256: RFC 5297 SIV over AES-128 (CMAC and CTR). The
+/// encryption-only AES types give the same octets as `aes_siv`'s
+/// `Aes128Siv`, whose full `Aes128` also expands the decryption keys, which
+/// SIV never uses, on every CTR pass.
+pub(crate) type Siv256 = aes_siv::siv::Siv<aes::Aes128Enc, cmac::Cmac<aes::Aes128Enc>>;
+/// AEAD_AES_SIV_CMAC_512: SIV over AES-256, encryption keys only.
+pub(crate) type Siv512 = aes_siv::siv::Siv<aes::Aes256Enc, cmac::Cmac<aes::Aes256Enc>>;
+
 /// RFC 5297 S2V/CTR over the header components `headers` (the AEAD
 /// construction passes `[A, N]`).
 pub(crate) fn siv_seal<S: KeyInit + SivOps>(key: &[u8], headers: &[&[u8]], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut siv = S::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
-    siv.seal(headers, plaintext)
+    let mut out = vec![0; TAG_LEN + plaintext.len()];
+    out[TAG_LEN..].copy_from_slice(plaintext);
+    let (tag, body) = out.split_at_mut(TAG_LEN);
+    tag.copy_from_slice(&siv_seal_in_place::<S>(key, headers, body)?);
+    Ok(out)
 }
 
 pub(crate) fn siv_open<S: KeyInit + SivOps>(key: &[u8], headers: &[&[u8]], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut siv = S::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?;
-    siv.open(headers, ciphertext)
+    let (tag, body) = ciphertext.split_at_checked(TAG_LEN).ok_or(CryptoError::Authentication)?;
+    let mut plain = body.to_vec();
+    siv_open_in_place::<S>(key, headers, &mut plain, tag.try_into().map_err(|_| CryptoError::Authentication)?)?;
+    Ok(plain)
 }
 
-/// The two SIV instances behind one interface.
+pub(crate) fn siv_seal_in_place<S: KeyInit + SivOps>(key: &[u8], headers: &[&[u8]], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+    S::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?.seal_in_place(headers, buf)
+}
+
+pub(crate) fn siv_open_in_place<S: KeyInit + SivOps>(key: &[u8], headers: &[&[u8]], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+    S::new_from_slice(key).map_err(|_| CryptoError::KeyLength)?.open_in_place(headers, buf, tag)
+}
+
+/// The two SIV instances behind one interface, in place (no allocation).
 pub(crate) trait SivOps {
-    fn seal(&mut self, headers: &[&[u8]], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
-    fn open(&mut self, headers: &[&[u8]], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    fn seal_in_place(&mut self, headers: &[&[u8]], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError>;
+    fn open_in_place(&mut self, headers: &[&[u8]], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError>;
 }
 
 macro_rules! siv_ops {
     ($t:ty) => {
         impl SivOps for $t {
-            fn seal(&mut self, headers: &[&[u8]], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-                self.encrypt(headers, plaintext).map_err(|_| CryptoError::Authentication)
+            fn seal_in_place(&mut self, headers: &[&[u8]], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+                self.encrypt_in_place_detached(headers, buf).map(Into::into).map_err(|_| CryptoError::Authentication)
             }
-            fn open(&mut self, headers: &[&[u8]], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-                self.decrypt(headers, ciphertext).map_err(|_| CryptoError::Authentication)
+            fn open_in_place(&mut self, headers: &[&[u8]], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+                self.decrypt_in_place_detached(headers, buf, tag.into()).map_err(|_| CryptoError::Authentication)
             }
         }
     };
 }
-siv_ops!(aes_siv::siv::Aes128Siv);
-siv_ops!(aes_siv::siv::Aes256Siv);
+siv_ops!(Siv256);
+siv_ops!(Siv512);
 
 /// Secret key octets: wiped on drop, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -359,9 +448,9 @@ mod tests {
         let ad = hex("10111213 14151617 18191a1b 1c1d1e1f 20212223 24252627");
         let pt = hex("11223344 55667788 99aabbcc ddee");
         let out = hex("85632d07 c6e8f37f 950acd32 0a2ecc93 40c02b96 90c4dc04 daef7f6a fe5c");
-        let sealed = siv_seal::<aes_siv::siv::Aes128Siv>(&key, &[&ad], &pt).unwrap();
+        let sealed = siv_seal::<Siv256>(&key, &[&ad], &pt).unwrap();
         assert_eq!(sealed, out);
-        assert_eq!(siv_open::<aes_siv::siv::Aes128Siv>(&key, &[&ad], &out).unwrap(), pt);
+        assert_eq!(siv_open::<Siv256>(&key, &[&ad], &out).unwrap(), pt);
     }
 
     /// RFC 5297 Appendix A.2: nonce-based, two associated data components
@@ -376,7 +465,7 @@ mod tests {
         let out = hex(
             "7bdb6e3b 432667eb 06f4d14b ff2fbd0f cb900f2f ddbe4043 26601965 c889bf17 dba77ceb 094fa663 b7a3f748 ba8af829 ea64ad54 4a272e9c 485b62a3 fd5c0d",
         );
-        let sealed = siv_seal::<aes_siv::siv::Aes128Siv>(&key, &[&ad1, &ad2, &nonce], &pt).unwrap();
+        let sealed = siv_seal::<Siv256>(&key, &[&ad1, &ad2, &nonce], &pt).unwrap();
         assert_eq!(sealed, out);
     }
 

@@ -35,12 +35,18 @@
 //! authenticate, gives a [`CookieError`], which the server answers with an
 //! NTS NAK.
 //!
-//! Memory: 32 key octets plus 4 id octets per key, `keep_previous + 1` keys.
+//! Memory: 32 key octets plus 4 id octets per key, `keep_previous + 1` keys,
+//! and with each key its SIV instance (key schedules and CMAC state, under
+//! 1 KiB a key: `a_key_with_its_cipher_stays_under_a_kib`), made when the
+//! key is and once more for each copy of the key set (the daemon's workers
+//! keep one each).
 
-use super::aead::{siv_open, siv_seal, Aead, Key, SessionKeys, TAG_LEN};
+use super::aead::{Aead, Key, SessionKeys, Siv256, SivOps, TAG_LEN};
+use aes_gcm_siv::aead::KeyInit;
 use super::NtsRng;
 use crate::wire::ntske::AeadId;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 /// Length of a master key (AES-SIV-CMAC-256).
 pub const MASTER_KEY_LEN: usize = 32;
@@ -107,10 +113,46 @@ impl core::fmt::Display for CookieError {
 
 impl std::error::Error for CookieError {}
 
-#[derive(Clone, Debug)]
+/// Longest cookie plaintext: the AEAD id, two zero octets and both keys of
+/// the longest-keyed algorithm (AES-SIV-CMAC-512).
+const MAX_COOKIE_PLAIN_LEN: usize = 4 + 2 * 64;
+
 struct MasterKey {
     id: u32,
     key: Key,
+    /// The key's SIV instance, made once (key expansion and CMAC subkeys)
+    /// instead of for every cookie sealed or opened. A caller that finds it
+    /// in use (another worker) makes a fresh one from `key` rather than wait.
+    cipher: Mutex<Siv256>,
+}
+
+impl MasterKey {
+    fn new(id: u32, key: Key) -> MasterKey {
+        // The key is MASTER_KEY_LEN octets by construction: the length matches.
+        let cipher = Mutex::new(Siv256::new_from_slice(key.as_bytes()).expect("master key is 32 octets"));
+        MasterKey { id, key, cipher }
+    }
+
+    /// Runs `f` with this key's SIV instance (a fresh one if it is in use).
+    fn with_cipher<T>(&self, f: impl FnOnce(&mut Siv256) -> T) -> T {
+        match self.cipher.try_lock() {
+            Ok(mut cipher) => f(&mut cipher),
+            Err(std::sync::TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => f(&mut Siv256::new_from_slice(self.key.as_bytes()).expect("master key is 32 octets")),
+        }
+    }
+}
+
+impl Clone for MasterKey {
+    fn clone(&self) -> MasterKey {
+        MasterKey::new(self.id, self.key.clone())
+    }
+}
+
+impl core::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MasterKey").field("id", &self.id).field("key", &self.key).finish_non_exhaustive()
+    }
 }
 
 /// The server's cookie keys: current plus earlier ones, rotated by the
@@ -172,7 +214,7 @@ impl MasterKeys {
         while self.keys.iter().any(|k| k.id == id) {
             id = id.wrapping_add(1);
         }
-        self.keys.push_front(MasterKey { id, key: Key::random(MASTER_KEY_LEN, rng) });
+        self.keys.push_front(MasterKey::new(id, Key::random(MASTER_KEY_LEN, rng)));
         self.keys.truncate(self.config.keep_previous + 1);
     }
 
@@ -202,23 +244,38 @@ impl MasterKeys {
 
     /// Seals `keys` into a new cookie under the current key.
     pub fn seal(&self, keys: &SessionKeys, rng: &mut dyn NtsRng) -> Vec<u8> {
-        let mut out = Vec::with_capacity(cookie_len(keys.aead));
-        let Some(current) = self.keys.front() else { return out };
-        out.extend(current.id.to_be_bytes());
-        let mut nonce = [0u8; COOKIE_NONCE_LEN];
-        rng.fill(&mut nonce);
-        out.extend(nonce);
-        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(4 + 2 * keys.aead.key_len()));
-        plain.extend(keys.aead.id().0.to_be_bytes());
-        plain.extend([0, 0]);
-        plain.extend(keys.c2s.as_bytes());
-        plain.extend(keys.s2c.as_bytes());
-        let id = current.id.to_be_bytes();
-        // The key is 32 octets by construction, so sealing cannot fail.
-        if let Ok(ct) = siv_seal::<aes_siv::siv::Aes128Siv>(current.key.as_bytes(), &[&id[..], &nonce[..]], &plain) {
-            out.extend(ct);
-        }
+        let mut out = vec![0; cookie_len(keys.aead)];
+        let n = self.seal_into(keys, rng, &mut out).unwrap_or(0);
+        out.truncate(n);
         out
+    }
+
+    /// [`MasterKeys::seal`] into `out` without allocating: the cookie's
+    /// length ([`cookie_len`]), or `None` if `out` is shorter.
+    pub fn seal_into(&self, keys: &SessionKeys, rng: &mut dyn NtsRng, out: &mut [u8]) -> Option<usize> {
+        let current = self.keys.front()?;
+        let len = cookie_len(keys.aead);
+        let out = out.get_mut(..len)?;
+        let (id, rest) = out.split_at_mut(KEY_ID_LEN);
+        let (nonce, rest) = rest.split_at_mut(COOKIE_NONCE_LEN);
+        let (tag, plain) = rest.split_at_mut(TAG_LEN);
+        id.copy_from_slice(&current.id.to_be_bytes());
+        rng.fill(nonce);
+        let k = keys.aead.key_len();
+        plain[..2].copy_from_slice(&keys.aead.id().0.to_be_bytes());
+        plain[2..4].fill(0);
+        plain[4..4 + k].copy_from_slice(keys.c2s.as_bytes());
+        plain[4 + k..].copy_from_slice(keys.s2c.as_bytes());
+        // The headers are short and few, so sealing cannot fail; if it did,
+        // the keys would not be left in the clear.
+        match current.with_cipher(|siv| siv.seal_in_place(&[&id[..], &nonce[..]], plain)) {
+            Ok(t) => tag.copy_from_slice(&t),
+            Err(_) => {
+                plain.fill(0);
+                return None;
+            }
+        }
+        Some(len)
     }
 
     /// Opens a cookie: the session keys it carries, or why not.
@@ -227,13 +284,19 @@ impl MasterKeys {
             return Err(CookieError::Malformed);
         }
         let (id_bytes, rest) = cookie.split_at(KEY_ID_LEN);
-        let (nonce, ct) = rest.split_at(COOKIE_NONCE_LEN);
+        let (nonce, rest) = rest.split_at(COOKIE_NONCE_LEN);
+        let (tag, ct) = rest.split_at(TAG_LEN);
         let id = u32::from_be_bytes([id_bytes[0], id_bytes[1], id_bytes[2], id_bytes[3]]);
         let key = self.keys.iter().find(|k| k.id == id).ok_or(CookieError::UnknownKey(id))?;
-        let plain = zeroize::Zeroizing::new(
-            siv_open::<aes_siv::siv::Aes128Siv>(key.key.as_bytes(), &[id_bytes, nonce], ct)
-                .map_err(|_| CookieError::Authentication)?,
-        );
+        // Longer than any cookie this server seals: it cannot authenticate.
+        if ct.len() > MAX_COOKIE_PLAIN_LEN {
+            return Err(CookieError::Authentication);
+        }
+        let mut buf = zeroize::Zeroizing::new([0u8; MAX_COOKIE_PLAIN_LEN]);
+        let plain = &mut buf[..ct.len()];
+        plain.copy_from_slice(ct);
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| CookieError::Malformed)?;
+        key.with_cipher(|siv| siv.open_in_place(&[id_bytes, nonce], plain, tag)).map_err(|_| CookieError::Authentication)?;
         if plain.len() < 4 || plain[2..4] != [0, 0] {
             return Err(CookieError::Malformed);
         }
@@ -271,6 +334,30 @@ mod tests {
         assert_eq!(cookie_len(Aead::AesSivCmac256), 104);
         assert_eq!(cookie_len(Aead::Aes128GcmSiv), 72);
         assert_eq!(cookie_len(Aead::AesSivCmac512), 168);
+    }
+
+    /// A key's SIV instance in use (another worker sealing) is not waited
+    /// for: a fresh one seals and opens the same cookies.
+    #[test]
+    fn a_busy_key_cipher_gives_the_same_cookies() {
+        let mut rng = TestRng::new(8);
+        let m = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let k = keys(Aead::AesSivCmac256, &mut rng);
+        let free = m.seal(&k, &mut TestRng::new(9));
+        let _busy = m.keys[0].cipher.lock().unwrap();
+        assert_eq!(m.seal(&k, &mut TestRng::new(9)), free);
+        assert_eq!(m.open(&free).unwrap(), k);
+        // A clone has its own instance.
+        assert_eq!(m.clone().open(&free).unwrap(), k);
+    }
+
+    /// The memory bound of the module documentation: a key with its SIV
+    /// instance stays under 1 KiB (the AES state is sized for both of the
+    /// `aes` crate's backends, AES-NI and the portable one).
+    #[test]
+    fn a_key_with_its_cipher_stays_under_a_kib() {
+        let size = std::mem::size_of::<MasterKey>() + MASTER_KEY_LEN;
+        assert!(size < 1024, "{size} octets");
     }
 
     #[test]

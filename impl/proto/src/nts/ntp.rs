@@ -47,7 +47,7 @@
 //! in the request, sealed under the S2C key with a fresh nonce. The reply is
 //! never longer than the request: cookies are dropped until it fits.
 
-use super::aead::{Aead, SessionKeys};
+use super::aead::{Aead, SessionKeys, TAG_LEN};
 use super::cookie::MasterKeys;
 use super::NtsRng;
 use crate::wire::ext::padded_len;
@@ -558,30 +558,61 @@ impl ProtectedRequest {
     /// Identifier and the Authenticator with fresh cookies sealed under
     /// `master`, and returns the reply length, never more than the request's.
     pub fn seal_reply(&self, out: &mut [u8], master: &MasterKeys, rng: &mut dyn NtsRng) -> Result<usize, ReplyError> {
-        if out.len() < HEADER_LEN {
-            return Err(ReplyError);
-        }
+        // Written in place in `out` (no allocation): the Unique Identifier,
+        // the Authenticator's header and nonce, the cookie fields as its
+        // plaintext, which is then encrypted where it lies; the same octets,
+        // and the same draws from `rng` (cookies first, then the nonce), as
+        // building the reply apart and copying it.
         let aead = self.keys.aead;
-        let mut reply = Vec::with_capacity(self.request_len);
-        reply.extend_from_slice(&out[..HEADER_LEN]);
-        push_field(&mut reply, T_UID, &self.uid);
+        let uid_field = 4 + padded_len(self.uid.len());
         let cookie_field = 4 + padded_len(super::cookie::cookie_len(aead));
-        let fixed = reply.len() + 8 + padded_len(aead.nonce_len()) + padded_len(aead.overhead());
+        let auth_at = HEADER_LEN + uid_field;
+        let fixed = auth_at + 8 + padded_len(aead.nonce_len()) + padded_len(aead.overhead());
         let room = self.request_len.saturating_sub(fixed) / cookie_field;
         let n = self.cookies_wanted.min(room);
         if n == 0 {
             return Err(ReplyError);
         }
-        let mut plain = Vec::with_capacity(n * cookie_field);
-        for _ in 0..n {
-            push_field(&mut plain, T_COOKIE, &master.seal(&self.keys, rng));
-        }
-        if !seal_into(&mut reply, aead, self.keys.s2c.as_bytes(), &plain, 0, rng) || reply.len() > out.len() {
+        let nonce_len = aead.nonce_len();
+        let plain_len = n * cookie_field;
+        let ct_len = aead.overhead() + plain_len;
+        let nonce_at = auth_at + 8;
+        let ct_at = nonce_at + padded_len(nonce_len);
+        let total = ct_at + padded_len(ct_len);
+        if total > out.len() {
             return Err(ReplyError);
         }
-        out[..reply.len()].copy_from_slice(&reply);
-        Ok(reply.len())
+        let reply = &mut out[..total];
+        put_field_header(reply, HEADER_LEN, T_UID, uid_field);
+        reply[HEADER_LEN + 4..auth_at].fill(0);
+        reply[HEADER_LEN + 4..HEADER_LEN + 4 + self.uid.len()].copy_from_slice(&self.uid);
+        put_field_header(reply, auth_at, T_AUTH, total - auth_at);
+        reply[auth_at + 4..auth_at + 6].copy_from_slice(&u16::try_from(nonce_len).map_err(|_| ReplyError)?.to_be_bytes());
+        reply[auth_at + 6..auth_at + 8].copy_from_slice(&u16::try_from(ct_len).map_err(|_| ReplyError)?.to_be_bytes());
+        reply[nonce_at..].fill(0);
+        let (plain_at, tag_at) = if aead.tag_first() { (ct_at + TAG_LEN, ct_at) } else { (ct_at, ct_at + plain_len) };
+        for i in 0..n {
+            let at = plain_at + i * cookie_field;
+            put_field_header(reply, at, T_COOKIE, cookie_field);
+            master.seal_into(&self.keys, rng, &mut reply[at + 4..at + cookie_field]).ok_or(ReplyError)?;
+        }
+        let mut nonce = [0u8; 16];
+        let nonce = &mut nonce[..nonce_len];
+        rng.fill(nonce);
+        reply[nonce_at..nonce_at + nonce_len].copy_from_slice(nonce);
+        let (ad, rest) = reply.split_at_mut(auth_at);
+        let tag = aead
+            .seal_in_place(self.keys.s2c.as_bytes(), nonce, ad, &mut rest[plain_at - auth_at..plain_at - auth_at + plain_len])
+            .map_err(|_| ReplyError)?;
+        reply[tag_at..tag_at + TAG_LEN].copy_from_slice(&tag);
+        Ok(total)
     }
+}
+
+/// Writes an extension field header (type, length) at `at`.
+fn put_field_header(buf: &mut [u8], at: usize, field_type: u16, len: usize) {
+    buf[at..at + 2].copy_from_slice(&field_type.to_be_bytes());
+    buf[at + 2..at + 4].copy_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
 }
 
 impl ProtectedRequest {
@@ -794,15 +825,14 @@ pub fn process_request(master: &MasterKeys, request: &[u8]) -> NtsRequest {
     if parts.nonce_room < keys.aead.nonce_req_len() {
         return NtsRequest::Drop(NtsDropReason::InsufficientPadding);
     }
-    let Ok(plain) = keys.aead.open(keys.c2s.as_bytes(), parts.nonce, &request[..auth.start], parts.ciphertext) else {
-        return nak(NakReason::Authentication);
-    };
     // Valid placeholders: authenticated (before the authenticator or encrypted), body as long as the cookie's.
     let valid = |buf: &[u8], f: &RawField| f.field_type == T_PLACEHOLDER && f.value(buf).len() == cookie_value.len();
-    let mut placeholders = fields.iter().filter(before).filter(|f| valid(request, f)).count();
-    if let Some(inner) = walk(&plain, 0, false, 64, framing) {
-        placeholders += inner.iter().filter(|f| valid(&plain, f)).count();
-    }
+    let inner_placeholders = |plain: &[u8]| walk(plain, 0, false, 64, framing).map_or(0, |inner| inner.iter().filter(|f| valid(plain, f)).count());
+    let Ok(encrypted) = keys.aead.open_with(keys.c2s.as_bytes(), parts.nonce, &request[..auth.start], parts.ciphertext, inner_placeholders)
+    else {
+        return nak(NakReason::Authentication);
+    };
+    let placeholders = encrypted + fields.iter().filter(before).filter(|f| valid(request, f)).count();
     NtsRequest::Protected(ProtectedRequest {
         uid: uid_value,
         keys,

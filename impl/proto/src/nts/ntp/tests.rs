@@ -407,3 +407,47 @@ fn a_request_read_back_from_the_wire_verifies_its_reply_as_the_pending_state_doe
     push_field(&mut trailing, T_PLACEHOLDER, &[0u8; 100]);
     assert_eq!(PendingRequest::from_request(&trailing).map(|p| p.placeholders()), Some(4));
 }
+
+/// The in-place `seal_reply` writes the octets the earlier one did, which
+/// built the reply in a `Vec` (`push_field`, `MasterKeys::seal`,
+/// `seal_into`, kept here as the reference) and copied it: for every
+/// algorithm, 1-8 cookies asked for, Unique Identifiers of 32-64 octets and
+/// requests too short for all the cookies asked, with the same random draws.
+#[test]
+fn in_place_reply_is_the_octets_of_the_reference_reply() {
+    fn reference(p: &ProtectedRequest, header: &[u8], master: &MasterKeys, rng: &mut dyn NtsRng) -> Option<Vec<u8>> {
+        let aead = p.keys.aead;
+        let mut reply = header.to_vec();
+        push_field(&mut reply, T_UID, &p.uid);
+        let cookie_field = 4 + padded_len(cookie_len(aead));
+        let fixed = reply.len() + 8 + padded_len(aead.nonce_len()) + padded_len(aead.overhead());
+        let n = p.cookies_wanted.min(p.request_len.saturating_sub(fixed) / cookie_field);
+        if n == 0 {
+            return None;
+        }
+        let mut plain = Vec::new();
+        for _ in 0..n {
+            push_field(&mut plain, T_COOKIE, &master.seal(&p.keys, rng));
+        }
+        seal_into(&mut reply, aead, p.keys.s2c.as_bytes(), &plain, 0, rng).then_some(reply)
+    }
+    let mut cases = 0;
+    for aead in Aead::ALL {
+        let s = setup(aead, 11);
+        let keys = SessionKeys::random(aead, &mut TestRng::new(12));
+        for cookies_wanted in 1..=MAX_REPLY_COOKIES {
+            for uid_len in [32, 36, 64] {
+                for request_len in [200, 232, 400, 1280] {
+                    let p = ProtectedRequest { uid: vec![0xa5; uid_len], keys: keys.clone(), cookies_wanted, request_len };
+                    let want = reference(&p, &server_header(), &s.master, &mut TestRng::new(5));
+                    let mut out = vec![0xeeu8; 2048];
+                    out[..48].copy_from_slice(&server_header());
+                    let got = p.seal_reply(&mut out, &s.master, &mut TestRng::new(5)).ok().map(|n| out[..n].to_vec());
+                    assert_eq!(got, want, "{aead} cookies {cookies_wanted} uid {uid_len} request {request_len}");
+                    cases += usize::from(got.is_some());
+                }
+            }
+        }
+    }
+    assert!(cases > 100, "{cases} replies compared");
+}
