@@ -236,9 +236,14 @@ impl NtsPki {
         Ok(NtsPki { ca: ca_path, identities, dir: dir.to_path_buf() })
     }
 
-    /// What host `name`'s configuration needs (its state directory made).
+    /// What host `name`'s configuration needs (its state directory made
+    /// empty: cookies or keys a previous run into the same directory saved
+    /// would not fit this run's server keys).
     pub fn host(&self, name: &str) -> Result<HostNts, String> {
         let state_dir = self.dir.join(format!("{name}.state"));
+        if state_dir.exists() {
+            std::fs::remove_dir_all(&state_dir).map_err(|e| format!("cannot empty {}: {e}", state_dir.display()))?;
+        }
         std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
         Ok(HostNts { ca: self.ca.clone(), identity: self.identities.get(name).cloned(), state_dir })
     }
