@@ -5,7 +5,9 @@
 //! JSON and JUnit.
 //!
 //! A cell passes when the client got replies of the cell's mode from the
-//! server (read from the captured datagrams: basic, interleaved or NTPv5),
+//! server (read from the captured datagrams: basic, interleaved, NTPv5, or
+//! NTS: basic replies with an NTS Authenticator to requests with one, and
+//! no reply without one, so a client that fell back to plain NTP fails),
 //! took the server as its source (its own report says stratum 2; ntplab's
 //! daemon, which has no report, has brought its virtual clock from 50 ms
 //! off to within [`NTPLAB_SYNC_S`]), and no conformance check failed but
@@ -15,7 +17,7 @@
 use crate::cli::CliError;
 use crate::lab::{self, PeerPrograms};
 use ntplab_conformance::catalog::Catalog;
-use ntplab_conformance::checks::Status;
+use ntplab_conformance::checks::{nts, Status};
 use ntplab_conformance::report::{junit_testcase, md_text, xml_escape};
 use ntplab_conformance::suite::{self, ScenarioResult, SuiteResult};
 use ntplab_conformance::trace::{PacketRec, Trace};
@@ -160,6 +162,9 @@ pub struct Replies {
     pub basic: usize,
     /// NTPv4 replies whose origin is a request's receive timestamp (RFC 9769).
     pub interleaved: usize,
+    /// Of the basic replies, those with an NTS Authenticator and Encrypted
+    /// Extension Fields field answering a request that had one (RFC 8915 §5.6).
+    pub nts: usize,
     /// NTPv5 server-mode messages.
     pub v5: usize,
     /// Kiss-o'-death replies (stratum 0).
@@ -170,7 +175,8 @@ impl Replies {
     /// Those of `mode`.
     pub fn of(&self, mode: Mode) -> usize {
         match mode {
-            Mode::Basic | Mode::Nts => self.basic,
+            Mode::Basic => self.basic,
+            Mode::Nts => self.nts,
             Mode::Interleaved => self.interleaved,
             Mode::V5 => self.v5,
         }
@@ -223,7 +229,7 @@ impl Cell {
     pub fn to_json(&self) -> serde_json::Value {
         let ev = self.evidence.as_ref().map(|e| {
             serde_json::json!({
-                "replies": {"basic": e.replies.basic, "interleaved": e.replies.interleaved, "ntpv5": e.replies.v5, "kisses": e.replies.kisses},
+                "replies": {"basic": e.replies.basic, "interleaved": e.replies.interleaved, "nts": e.replies.nts, "ntpv5": e.replies.v5, "kisses": e.replies.kisses},
                 "client_stratum": e.client_stratum, "selected": e.selected, "reported_offset_s": e.reported_offset_s, "reports": e.reports,
                 "rms_offset_s": e.rms_offset_s, "max_offset_s": e.max_offset_s, "sync_s": e.sync_s,
                 "failed_checks": e.failed_checks, "known_deviations": e.known, "timing_checks_failed": e.timing,
@@ -298,22 +304,20 @@ pub fn server_lacks(server: Implementation, mode: Mode) -> Option<&'static str> 
     }
 }
 
-/// Why the lab does not run `mode` at all yet (its refusals say so too,
-/// naming the host; the cell is then "not run", not "unsupported").
-pub fn lab_lacks(mode: Mode) -> Option<&'static str> {
-    (mode == Mode::Nts).then_some(
-        "NTS is not realized by the lab yet (no certificates or NTS-KE settings in lab configurations); \
-         scripts/interop-nts.sh measures the NTS matrix of the four (docs/nts.md)",
-    )
-}
-
 /// Counts the replies of `server` to `client` in a trace: a v4 reply is
 /// basic when its origin is a request's transmit timestamp, interleaved when
 /// it is a request's (nonzero) receive timestamp distinct from that
 /// request's transmit timestamp; NTPv5 server messages are counted apart.
+/// A basic reply is also NTS when it carries an NTS Authenticator and so
+/// did its request (the extension fields read from the octets).
 pub fn count_replies(packets: &[PacketRec], client: IpAddr, server: IpAddr) -> Replies {
-    let requests: Vec<&v4::Repr> =
-        packets.iter().filter(|p| p.src.ip() == client && p.dst.ip() == server).filter_map(|p| p.header.as_ref()).filter(|h| h.mode == v4::Mode::Client).collect();
+    let authenticated = |p: &PacketRec| nts::fields(&p.bytes).is_some_and(|f| f.iter().any(|e| e.kind == nts::EF_AUTH));
+    let requests: Vec<(&v4::Repr, bool)> = packets
+        .iter()
+        .filter(|p| p.src.ip() == client && p.dst.ip() == server)
+        .filter_map(|p| p.header.as_ref().map(|h| (h, authenticated(p))))
+        .filter(|(h, _)| h.mode == v4::Mode::Client)
+        .collect();
     let mut r = Replies::default();
     for p in packets.iter().filter(|p| p.src.ip() == server && p.dst.ip() == client && p.delivered()) {
         if p.is_v5() {
@@ -328,9 +332,12 @@ pub fn count_replies(packets: &[PacketRec], client: IpAddr, server: IpAddr) -> R
         }
         if h.stratum == 0 {
             r.kisses += 1;
-        } else if requests.iter().any(|q| q.transmit_timestamp == h.origin_timestamp) {
+        } else if let Some((_, with_auth)) = requests.iter().find(|(q, _)| q.transmit_timestamp == h.origin_timestamp) {
             r.basic += 1;
-        } else if requests.iter().any(|q| {
+            if *with_auth && authenticated(p) {
+                r.nts += 1;
+            }
+        } else if requests.iter().any(|(q, _)| {
             q.receive_timestamp == h.origin_timestamp && q.receive_timestamp != q.transmit_timestamp && q.receive_timestamp != ntplab_proto::time::NtpTimestamp::ZERO
         }) {
             r.interleaved += 1;
@@ -345,12 +352,20 @@ pub fn verdict(mode: Mode, e: &Evidence) -> (CellStatus, String) {
     let n = e.replies.of(mode);
     if n < REPLIES_MIN {
         why.push(format!(
-            "{n} {} replies (at least {REPLIES_MIN} needed; basic {}, interleaved {}, NTPv5 {}, kisses {})",
+            "{n} {} replies (at least {REPLIES_MIN} needed; basic {}, interleaved {}, NTS {}, NTPv5 {}, kisses {})",
             mode.name(),
             e.replies.basic,
             e.replies.interleaved,
+            e.replies.nts,
             e.replies.v5,
             e.replies.kisses
+        ));
+    }
+    if mode == Mode::Nts && e.replies.basic > e.replies.nts {
+        why.push(format!(
+            "{} of {} replies carried no NTS Authenticator to an NTS request (the client used unauthenticated NTP)",
+            e.replies.basic - e.replies.nts,
+            e.replies.basic
         ));
     }
     if e.reports {
@@ -446,9 +461,7 @@ pub fn run(args: &LabInteropArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 if let Some(why) = server_lacks(server, mode) {
                     refused.push(format!("server: {why}"));
                 }
-                let cell = if let Some(why) = lab_lacks(mode) {
-                    not_run(CellStatus::NotRun, why.to_string())
-                } else if !refused.is_empty() {
+                let cell = if !refused.is_empty() {
                     not_run(CellStatus::Unsupported, refused.join("; "))
                 } else if let Some(why) = args.programs.missing_for(&scenario) {
                     not_run(CellStatus::NotInstalled, why)
@@ -737,7 +750,6 @@ mod tests {
                     let lacks = match (mode, c) {
                         (Mode::Interleaved, Implementation::Ntpsec | Implementation::NtpdRs) => "no interleaved mode",
                         (Mode::V5, Implementation::Chrony | Implementation::Ntpsec) => "NTPv5",
-                        (Mode::Nts, _) => "NTS",
                         _ => "",
                     };
                     if lacks.is_empty() {
@@ -749,14 +761,17 @@ mod tests {
             }
         }
         assert!(cell_text(Implementation::Ntplab, Implementation::Ntplab, Mode::Interleaved, 40).contains("local_stratum = 1\ninterleaved = true\n"));
-        assert!(lab_lacks(Mode::Nts).is_some() && lab_lacks(Mode::Basic).is_none());
         assert!(server_lacks(Implementation::Chrony, Mode::Interleaved).is_none());
         assert!(server_lacks(Implementation::NtpdRs, Mode::V5).is_none());
         assert!(server_lacks(Implementation::Ntpsec, Mode::V5).is_some());
     }
 
     fn packet(src: &str, dst: &str, header: v4::Repr) -> String {
-        let hex: String = header.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        packet_bytes(src, dst, &header.to_bytes())
+    }
+
+    fn packet_bytes(src: &str, dst: &str, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         format!(
             "{{\"sent\":\"2026-01-01T00:00:01Z\",\"sender_local\":\"2026-01-01T00:00:01Z\",\"src\":\"{src}\",\"dst\":\"{dst}\",\"received\":\"2026-01-01T00:00:01Z\",\"receiver_local\":\"2026-01-01T00:00:01Z\",\"bytes\":\"{hex}\"}}"
         )
@@ -797,8 +812,47 @@ mod tests {
         ];
         let trace = Trace::from_strs(&lines.join("\n"), "", "").unwrap();
         let r = count_replies(&trace.packets, "10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        assert_eq!(r, Replies { basic: 1, interleaved: 1, v5: 0, kisses: 1 });
+        assert_eq!(r, Replies { basic: 1, interleaved: 1, nts: 0, v5: 0, kisses: 1 });
         assert_eq!((r.of(Mode::Basic), r.of(Mode::Interleaved), r.of(Mode::V5)), (1, 1, 0));
+    }
+
+    /// The header followed by extension fields of `kinds`, 16 octets of body each.
+    fn with_fields(h: v4::Repr, kinds: &[u16]) -> Vec<u8> {
+        let mut b = h.to_bytes().to_vec();
+        for k in kinds {
+            b.extend(k.to_be_bytes());
+            b.extend(20u16.to_be_bytes());
+            b.extend([0u8; 16]);
+        }
+        b
+    }
+
+    #[test]
+    fn nts_replies_carry_an_authenticator_and_answer_a_request_with_one() {
+        let req = |tx: u64| header(v4::Mode::Client, 0, 0, 0, tx);
+        let rep = |origin: u64| header(v4::Mode::Server, 1, origin, 5, 6);
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:123");
+        let (uid, cookie, auth) = (nts::EF_UID, nts::EF_COOKIE, nts::EF_AUTH);
+        let lines = [
+            packet_bytes(c, s, &with_fields(req(100), &[uid, cookie, auth])),
+            packet_bytes(s, c, &with_fields(rep(100), &[uid, auth])), // NTS
+            packet_bytes(c, s, &with_fields(req(200), &[uid, cookie, auth])),
+            packet_bytes(s, c, &with_fields(rep(200), &[uid])), // no authenticator
+            packet(c, s, req(300)),
+            packet_bytes(s, c, &with_fields(rep(300), &[uid, auth])), // answers a plain request
+        ];
+        let trace = Trace::from_strs(&lines.join("\n"), "", "").unwrap();
+        let r = count_replies(&trace.packets, "10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        assert_eq!((r.basic, r.nts, r.of(Mode::Nts)), (3, 1, 1));
+        // A cell whose client fell back to plain NTP fails even with enough NTS replies.
+        let e = Evidence { replies: Replies { basic: 6, nts: 4, ..Replies::default() }, client_stratum: Some(2), reports: true, ..Evidence::default() };
+        let (st, why) = verdict(Mode::Nts, &e);
+        assert_eq!(st, CellStatus::Fail);
+        assert!(why.contains("2 of 6 replies carried no NTS Authenticator"), "{why}");
+        let all = Evidence { replies: Replies { basic: 4, nts: 4, ..Replies::default() }, ..e.clone() };
+        assert_eq!(verdict(Mode::Nts, &all).0, CellStatus::Pass);
+        let none = Evidence { replies: Replies { basic: 4, nts: 0, ..Replies::default() }, ..e };
+        assert!(verdict(Mode::Nts, &none).1.contains("0 nts replies"));
     }
 
     #[test]

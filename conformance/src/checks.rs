@@ -17,7 +17,7 @@
 //! `source_reply` event as used.
 
 mod interleaved;
-mod nts;
+pub mod nts;
 mod v5;
 
 use crate::trace::{Context, EventRec, HostKind, PacketRec, Trace};

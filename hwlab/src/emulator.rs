@@ -9,7 +9,9 @@
 //! streams, [`ntplab_sim::link::Jitter::sample`]), and writes it back into the
 //! TUN device, from where the router forwards it to its destination. UDP
 //! datagrams are recorded with the real times they entered and left the
-//! emulator (the capture of the run); TCP passes with the same delays.
+//! emulator (the capture of the run); TCP (NTS-KE) passes with the same
+//! delays and losses, and is dropped to and from a host whose NTS-KE a
+//! `ke_down` event took down.
 
 use ntplab_sim::rng::SimRng;
 use ntplab_sim::scenario::LinkParams;
@@ -59,6 +61,9 @@ pub struct LinkState {
     pub down: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
     /// Host partitions: every packet between a member and a non-member is dropped.
     pub cut_sets: Vec<BTreeSet<Ipv4Addr>>,
+    /// Hosts whose TCP (NTS-KE) is unreachable while their UDP still flows
+    /// (`ke_down`, as the simulator's harness blocks them).
+    pub tcp_blocked: BTreeSet<Ipv4Addr>,
 }
 
 impl LinkState {
@@ -228,13 +233,16 @@ fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, mut rng: SimRng, stop: &AtomicB
             let sent = real_now_ns();
             let p = &buf[..len as usize];
             let Some((src, dst, udp)) = parse_ipv4(p) else { continue };
-            let (params, cut) = {
+            let tcp = p[9] == 6;
+            let (params, cut, ke_down) = {
                 let state = links.lock().unwrap_or_else(|e| e.into_inner());
-                (state.params.get(&(src, dst)).copied(), state.cut(src, dst))
+                let blocked = tcp && (state.tcp_blocked.contains(&src) || state.tcp_blocked.contains(&dst));
+                (state.params.get(&(src, dst)).copied(), state.cut(src, dst), blocked)
             };
             let lost = match params {
                 None => Some("no-link"),
                 Some(_) if cut => Some("partition"),
+                Some(_) if ke_down => Some("ke-down"),
                 Some(l) if l.loss > 0.0 && rng.bernoulli(l.loss) => Some("loss"),
                 Some(_) => None,
             };

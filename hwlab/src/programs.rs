@@ -2,12 +2,16 @@
 //! them (the clock shim preloaded, CAP_SYS_TIME removed with `setpriv`, in the
 //! host's namespace) and the configuration written from the host's spec.
 
-use ntplab_daemon::config::DaemonConfig;
+use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec};
 use ntplab_proto::discipline::DisciplineKind;
+use ntplab_proto::nts::Aead;
 use ntplab_proto::server::access::{AccessAction, AccessList};
+use ntplab_sim::nts::CertificateKind;
 use ntplab_sim::scenario::Implementation;
 use ntplab_vclock::Params;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -153,10 +157,222 @@ pub fn version(program: &Path, flag: &str) -> String {
     }
 }
 
+/// The NTS-KE port every lab NTS server listens on unless its spec says
+/// otherwise (RFC 8915 §4: 4460; ntpsec's is fixed there).
+pub const KE_PORT: u16 = 4460;
+
+/// A lab run's NTS certificates: a CA made for the run, and a certificate
+/// signed by it for each host that serves NTS (ECDSA P-256, which the four
+/// implementations' TLS libraries all verify: rustls, GnuTLS, OpenSSL).
+#[derive(Debug, Clone, Default)]
+pub struct NtsPki {
+    /// The CA certificate (PEM): every NTS client's trust anchor.
+    pub ca: PathBuf,
+    /// Host name → (certificate, key) PEM files.
+    pub identities: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// Where the hosts keep their NTS state.
+    pub dir: PathBuf,
+}
+
+/// What one host's configuration needs for NTS.
+#[derive(Debug, Clone)]
+pub struct HostNts {
+    /// The trust anchors its NTS sources are checked against.
+    pub ca: PathBuf,
+    /// Its certificate and key, when it serves NTS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// A directory of its own for NTS state (cookie keys, saved cookies).
+    pub state_dir: PathBuf,
+}
+
+impl NtsPki {
+    /// Makes the CA and a certificate for each of `servers` (host name,
+    /// address, which certificate) in `dir`, valid around `now_unix` (real
+    /// time, s): `valid` for the host's address (an IP SAN, which is what
+    /// every client is configured with) and its name, from a day before to
+    /// 30 days after; `expired` the same names, ended a day before;
+    /// `wrong-name` for `wrong-name.invalid` only (as the simulator's).
+    pub fn make(dir: &Path, servers: &[(String, IpAddr, CertificateKind)], now_unix: i64) -> Result<NtsPki, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let at = |s: i64| time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| format!("NTS certificate validity: {e}"));
+        let day = 86_400;
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| format!("NTS CA key: {e}"))?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("NTS CA: {e}"))?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        ca.distinguished_name = rcgen::DistinguishedName::new();
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "ntplab lab NTS CA (made for one run)");
+        ca.not_before = at(now_unix - 2 * day)?;
+        ca.not_after = at(now_unix + 60 * day)?;
+        let ca_cert = ca.self_signed(&ca_key).map_err(|e| format!("NTS CA certificate: {e}"))?;
+        let write = |p: &Path, text: String| std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()));
+        let ca_path = dir.join("ca.pem");
+        write(&ca_path, ca_cert.pem())?;
+        let mut identities = BTreeMap::new();
+        for (name, address, kind) in servers {
+            let names = match kind {
+                CertificateKind::WrongName => vec!["wrong-name.invalid".to_string()],
+                _ => vec![address.to_string(), name.clone()],
+            };
+            let key = rcgen::KeyPair::generate().map_err(|e| format!("NTS key of host `{name}`: {e}"))?;
+            let mut p = rcgen::CertificateParams::new(names).map_err(|e| format!("NTS certificate of host `{name}`: {e}"))?;
+            p.is_ca = rcgen::IsCa::ExplicitNoCa;
+            p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, format!("ntplab lab NTS server {name}"));
+            let (from, until) = match kind {
+                CertificateKind::Expired => (now_unix - 365 * day, now_unix - day),
+                _ => (now_unix - day, now_unix + 30 * day),
+            };
+            p.not_before = at(from)?;
+            p.not_after = at(until)?;
+            let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(|e| format!("NTS certificate of host `{name}`: {e}"))?;
+            let (c, k) = (dir.join(format!("{name}.cert.pem")), dir.join(format!("{name}.key.pem")));
+            write(&c, cert.pem())?;
+            write(&k, key.serialize_pem())?;
+            identities.insert(name.clone(), (c, k));
+        }
+        Ok(NtsPki { ca: ca_path, identities, dir: dir.to_path_buf() })
+    }
+
+    /// What host `name`'s configuration needs (its state directory made
+    /// empty: cookies or keys a previous run into the same directory saved
+    /// would not fit this run's server keys).
+    pub fn host(&self, name: &str) -> Result<HostNts, String> {
+        let state_dir = self.dir.join(format!("{name}.state"));
+        if state_dir.exists() {
+            std::fs::remove_dir_all(&state_dir).map_err(|e| format!("cannot empty {}: {e}", state_dir.display()))?;
+        }
+        std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        Ok(HostNts { ca: self.ca.clone(), identity: self.identities.get(name).cloned(), state_dir })
+    }
+}
+
+/// AEAD IDs as a TOML list's items: `15, 30, 17`.
+fn aead_ids(a: &[Aead]) -> String {
+    a.iter().map(|x| x.id().0.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether an AEAD list is the default one (`aeads` not given).
+fn default_aeads(a: &[Aead]) -> bool {
+    a == Aead::ALL
+}
+
+/// The NTS-KE listen port of a server spec (the first of `ke_listen`).
+fn ke_port(n: &NtsServerSpec) -> u16 {
+    n.ke_listen.first().map_or(KE_PORT, |a| a.port())
+}
+
+/// What in a host's NTS settings `implementation` has no setting for.
+fn nts_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
+    let program = implementation.name();
+    if let Some(n) = &cfg.nts {
+        let port = ke_port(n);
+        match implementation {
+            Implementation::Ntpsec => {
+                if port != KE_PORT {
+                    why.push(format!("NTS-KE on port {port}: ntpsec 1.2 serves NTS-KE on {KE_PORT} only"));
+                }
+                if n.key_rotation != std::time::Duration::from_secs(86_400) {
+                    why.push(format!("NTS key_rotation {} s: ntpsec 1.2 makes a new cookie key daily, it has no setting", n.key_rotation.as_secs_f64()));
+                }
+                if n.ntp_server.is_some() || n.ntp_port.is_some() {
+                    why.push("NTS ntp_server/ntp_port: ntpsec 1.2 has no setting to name another NTP server or port in NTS-KE".into());
+                }
+                if !default_aeads(&n.aeads) {
+                    why.push("NTS aeads: ntpsec 1.2's server accepts 15, 16 and 17 in the client's order, it cannot be limited".into());
+                }
+            }
+            Implementation::Chrony => {
+                if !default_aeads(&n.aeads) && n.aeads != [Aead::AesSivCmac256] {
+                    why.push(format!("NTS aeads [{}]: chrony 4.3 implements AEAD 15 only", aead_ids(&n.aeads)));
+                }
+                let listen = cfg.listen.first().map(|a| a.port());
+                if n.ntp_port.is_some_and(|p| Some(p) != listen) {
+                    why.push("NTS ntp_port: chronyd names its own NTP port in NTS-KE, it has no setting for another".into());
+                }
+            }
+            Implementation::NtpdRs => {
+                if !default_aeads(&n.aeads) {
+                    why.push("NTS aeads: ntpd-rs 1.9 accepts 15 and 17 in the client's order, it has no setting".into());
+                }
+            }
+            Implementation::Ntplab => {}
+        }
+    }
+    for s in &cfg.sources {
+        let Some(n) = &s.nts else { continue };
+        let a = &n.aeads;
+        match implementation {
+            Implementation::Chrony if !default_aeads(a) && *a != [Aead::AesSivCmac256] => {
+                why.push(format!("source {}: NTS aeads [{}]: chrony 4.3 offers AEAD 15 only", s.address, aead_ids(a)))
+            }
+            Implementation::Ntpsec if !default_aeads(a) && a.len() != 1 => {
+                why.push(format!("source {}: NTS aeads [{}]: ntpsec 1.2 offers exactly one AEAD", s.address, aead_ids(a)))
+            }
+            Implementation::Ntpsec if a.len() == 1 && a[0] == Aead::Aes128GcmSiv => {
+                why.push(format!("source {}: NTS AEAD 30: ntpsec 1.2 implements 15, 16 and 17 only", s.address))
+            }
+            Implementation::NtpdRs if !default_aeads(a) => {
+                why.push(format!("source {}: NTS aeads [{}]: ntpd-rs 1.9 offers 17 then 15, it has no setting", s.address, aead_ids(a)))
+            }
+            _ => {}
+        }
+        if implementation == Implementation::Ntpsec && n.ke_port != KE_PORT {
+            why.push(format!("source {}: NTS-KE port {}: {program} is written with {KE_PORT} only", s.address, n.ke_port));
+        }
+    }
+}
+
+/// ntpsec's name of an AEAD (`aead` option).
+fn ntpsec_aead(a: Aead) -> &'static str {
+    match a {
+        Aead::AesSivCmac256 => "AES_SIV_CMAC_256",
+        Aead::AesSivCmac512 => "AES_SIV_CMAC_512",
+        // nts_unwritable() refuses it.
+        Aead::Aes128GcmSiv => "AES_128_GCM_SIV",
+    }
+}
+
+/// The NTS material a host's configuration uses, or an error naming what is missing.
+fn nts_files<'a>(nts: Option<&'a HostNts>, what: &str) -> Result<&'a HostNts, String> {
+    nts.ok_or_else(|| format!("{what}: NTS is configured but the lab made no NTS certificates"))
+}
+
+/// The `[nts]` section and NTS source lines of `ntplab serve`.
+fn ntplab_nts_server(n: &NtsServerSpec, (cert, key): &(PathBuf, PathBuf)) -> String {
+    let mut s = String::new();
+    let ke: Vec<String> = n.ke_listen.iter().map(|a| format!("\"{a}\"")).collect();
+    let _ = writeln!(
+        s,
+        "\n[nts]\ncertificate = \"{}\"\nkey = \"{}\"\nke_listen = [{}]\nkey_rotation = {}\naeads = [{}]",
+        cert.display(),
+        key.display(),
+        ke.join(", "),
+        n.key_rotation.as_secs_f64(),
+        aead_ids(&n.aeads)
+    );
+    if let Some(v) = &n.ntp_server {
+        let _ = writeln!(s, "ntp_server = \"{v}\"");
+    }
+    if let Some(p) = n.ntp_port {
+        let _ = writeln!(s, "ntp_port = {p}");
+    }
+    s
+}
+
+fn ntplab_nts_source(n: &NtsSourceSpec, ca: &Path) -> String {
+    let host = if n.ke_host.contains(':') { format!("[{}]", n.ke_host) } else { n.ke_host.clone() };
+    format!("nts = true\nke_server = \"{host}:{}\"\ntrusted_certificates = \"{}\"\naeads = [{}]\n", n.ke_port, ca.display(), aead_ids(&n.aeads))
+}
+
 /// A chronyd configuration for a host of the scenario: its sources (port,
 /// poll range, iburst, burst, version), `local stratum`, where it listens,
-/// and no command socket. `dir` holds its pid file.
-pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u16>, dir: &Path, name: &str) -> String {
+/// NTS (`nts` sources trusting the run's CA, `ntsservercert`/`ntsserverkey`
+/// when it serves NTS, its state in `nts`'s directory), and no command
+/// socket. `dir` holds its pid file.
+pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u16>, dir: &Path, name: &str, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
     for src in &cfg.sources {
         let c = &src.config;
@@ -180,6 +396,12 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         if c.interleaved {
             s.push_str(" xleave");
         }
+        if let Some(n) = &src.nts {
+            s.push_str(" nts");
+            if n.ke_port != KE_PORT {
+                let _ = write!(s, " ntsport {}", n.ke_port);
+            }
+        }
         s.push('\n');
     }
     if let Some(l) = &cfg.local {
@@ -187,6 +409,25 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     }
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
+    }
+    if cfg.sources.iter().any(|x| x.nts.is_some()) || cfg.nts.is_some() {
+        let f = nts_files(nts, &format!("host `{name}`"))?;
+        // Only the run's CA is trusted; the state (server keys, cookies) stays in the run.
+        let _ = writeln!(s, "ntstrustedcerts {}
+nosystemcert
+ntsdumpdir {}", f.ca.display(), f.state_dir.display());
+        if let Some(n) = &cfg.nts {
+            let (cert, key) = f.identity.as_ref().ok_or_else(|| format!("host `{name}`: serves NTS but has no certificate"))?;
+            let _ = writeln!(s, "ntsservercert {}
+ntsserverkey {}
+ntsrotate {}", cert.display(), key.display(), n.key_rotation.as_secs().max(1));
+            if ke_port(n) != KE_PORT {
+                let _ = writeln!(s, "ntsport {}", ke_port(n));
+            }
+            if let Some(v) = &n.ntp_server {
+                let _ = writeln!(s, "ntsntpserver {v}");
+            }
+        }
     }
     match port {
         Some(p) => {
@@ -209,7 +450,7 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         chronyc_socket(dir, name).display(),
         dir.join(format!("{name}.chronyd.pid")).display()
     );
-    s
+    Ok(s)
 }
 
 /// Where a host's chronyd listens for chronyc: in a directory of its own,
@@ -228,8 +469,9 @@ pub fn prepare_chronyc_dir(dir: &Path, name: &str) -> Result<(), String> {
 }
 
 /// An `ntplab serve` configuration file for a host: listen addresses,
-/// sources, the local reference and the discipline.
-pub fn ntplab_config(cfg: &DaemonConfig) -> String {
+/// sources, the local reference, the discipline and NTS (the server's
+/// certificate and key; NTS sources trusting the run's CA).
+pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
     let listen: Vec<String> = cfg.listen.iter().map(|a| format!("\"{a}\"")).collect();
     let _ = writeln!(s, "listen = [{}]", listen.join(", "));
@@ -253,8 +495,15 @@ pub fn ntplab_config(cfg: &DaemonConfig) -> String {
             "\n[[source]]\naddress = \"{}\"\niburst = {}\nburst = {}\npoll_min = {}\npoll_max = {}\nversion = {}\ninterleaved = {}",
             src.address, c.iburst, c.burst, c.poll_min_log2, c.poll_max_log2, c.version, c.interleaved
         );
+        if let Some(n) = &src.nts {
+            s += &ntplab_nts_source(n, &nts_files(nts, &format!("source {}", src.address))?.ca);
+        }
     }
-    s
+    if let Some(n) = &cfg.nts {
+        let id = nts_files(nts, "[nts]")?.identity.as_ref().ok_or("[nts]: the host serves NTS but has no certificate")?;
+        s += &ntplab_nts_server(n, id);
+    }
+    Ok(s)
 }
 
 /// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
@@ -463,6 +712,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
         }
         Implementation::Ntplab => {}
     }
+    nts_unwritable(cfg, implementation, &mut why);
     why
 }
 
@@ -474,7 +724,11 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 /// frequency 0: without one ntpsec measures the frequency for 900 s
 /// (`stepout`) before it steers it, which would say more about the missing
 /// file than about ntpsec.
-pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<String, String> {
+///
+/// NTS: an `nts` source names its NTS-KE server (`ca` the run's CA, `aead`
+/// when the source offers one); a host serving NTS gets `nts enable` with
+/// its certificate, key and cookie-key file.
+pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
     let drift = dir.join(format!("{name}.ntpsec.drift"));
     std::fs::write(&drift, "0.000\n").map_err(|e| format!("cannot write {}: {e}", drift.display()))?;
@@ -482,6 +736,13 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<Strin
     for src in &cfg.sources {
         let c = &src.config;
         let _ = write!(s, "server {} minpoll {} maxpoll {}", src.address.ip(), c.poll_min_log2, c.poll_max_log2);
+        if let Some(n) = &src.nts {
+            // The `server` name is the NTS-KE server's; its certificate must name it.
+            let _ = write!(s, " nts ca {}", nts_files(nts, &format!("source {}", src.address))?.ca.display());
+            if let [one] = n.aeads[..] {
+                let _ = write!(s, " aead {}", ntpsec_aead(one));
+            }
+        }
         // unwritable() refuses interleaved sources: ntpsec 1.2 has no `xleave`.
         for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst")] {
             if on {
@@ -498,6 +759,11 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> Result<Strin
         // unselected and answers INIT kisses (a 40 s lab run never synchronized).
         let _ = writeln!(s, "refclock local stratum {} minpoll 0 maxpoll 0\ntos orphanwait 1", l.stratum.saturating_sub(1));
     }
+    if cfg.nts.is_some() {
+        let f = nts_files(nts, &format!("host `{name}`"))?;
+        let (cert, key) = f.identity.as_ref().ok_or_else(|| format!("host `{name}`: serves NTS but has no certificate"))?;
+        let _ = writeln!(s, "nts enable cert {} key {} cookie {}", cert.display(), key.display(), f.state_dir.join("ntpsec-nts-keys").display());
+    }
     s.push_str("restrict default nomodify nopeer noquery\nrestrict 127.0.0.1\n");
     Ok(s)
 }
@@ -512,8 +778,10 @@ pub fn ntpd_rs_socket(dir: &Path, name: &str) -> PathBuf {
 /// `iburst`, NTP version), a `[[server]]` per listen address, the local
 /// stratum, and the observation socket for `ntp-ctl`. Steering starts with
 /// one agreeing source (`minimum-agreeing-sources = 1`; its default is 3),
-/// as chronyd, ntpsec and ntplab's daemon do.
-pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
+/// as chronyd, ntpsec and ntplab's daemon do. NTS: `mode = "nts"` sources
+/// (their NTS-KE server's address, `certificate-authority` the run's CA); a
+/// host serving NTS gets an `[[nts-ke-server]]` and a `[keyset]` of its own.
+pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -526,11 +794,17 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
     }
     for src in &cfg.sources {
         let c = &src.config;
-        let _ = writeln!(
-            s,
-            "\n[[source]]\nmode = \"server\"\naddress = \"{}\"\npoll-interval-limits = {{ min = {}, max = {} }}\ninitial-poll-interval = {}",
-            src.address, c.poll_min_log2, c.poll_max_log2, c.poll_min_log2
-        );
+        match &src.nts {
+            Some(n) => {
+                let host = if n.ke_host.contains(':') { format!("[{}]", n.ke_host) } else { n.ke_host.clone() };
+                let ca = &nts_files(nts, &format!("source {}", src.address))?.ca;
+                let _ = writeln!(s, "\n[[source]]\nmode = \"nts\"\naddress = \"{host}:{}\"\ncertificate-authority = \"{}\"", n.ke_port, ca.display());
+            }
+            None => {
+                let _ = writeln!(s, "\n[[source]]\nmode = \"server\"\naddress = \"{}\"", src.address);
+            }
+        }
+        let _ = writeln!(s, "poll-interval-limits = {{ min = {}, max = {} }}\ninitial-poll-interval = {}", c.poll_min_log2, c.poll_max_log2, c.poll_min_log2);
         if c.v5_auto {
             s.push_str("ntp-version = \"auto\"\n");
         } else if c.version == 5 {
@@ -551,7 +825,33 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str) -> String {
             let _ = writeln!(s, "{l}");
         }
     }
-    s
+    if let Some(n) = &cfg.nts {
+        let f = nts_files(nts, &format!("host `{name}`"))?;
+        let (cert, key) = f.identity.as_ref().ok_or_else(|| format!("host `{name}`: serves NTS but has no certificate"))?;
+        // The NTP port named in NTS-KE: the spec's, else the first listen port.
+        let ntp_port = n.ntp_port.or_else(|| cfg.listen.first().map(|a| a.port())).unwrap_or(123);
+        for a in &n.ke_listen {
+            let _ = writeln!(
+                s,
+                "\n[[nts-ke-server]]\nlisten = \"{a}\"\ncertificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\nntp-port = {ntp_port}",
+                cert.display(),
+                key.display()
+            );
+            if let Some(v) = &n.ntp_server {
+                let _ = writeln!(s, "ntp-server = \"{v}\"");
+            }
+            if n.ntpv5 {
+                s.push_str("accept-ntp-versions = [4, 5]\n");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n[keyset]\nkey-storage-path = \"{}\"\nkey-rotation-interval = {}",
+            f.state_dir.join("ntpd-rs-keyset").display(),
+            n.key_rotation.as_secs().max(1)
+        );
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -568,10 +868,10 @@ mod tests {
         let ip = "10.0.0.1".parse().unwrap();
         // Longest prefix wins in chrony too: the rules go over as they are.
         let c = config("default = \"deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" }, { network = \"10.0.0.2\", action = \"deny\" } ]");
-        let text = chrony_config(&c, ip, Some(123), dir, "h");
+        let text = chrony_config(&c, ip, Some(123), dir, "h", None).unwrap();
         assert!(text.contains("deny all\nallow 10.0.0.0/24\ndeny 10.0.0.2/32\n"), "{text}");
         assert!(unwritable(&c, Implementation::Chrony).is_empty());
-        let back = DaemonConfig::from_toml(&ntplab_config(&c), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&c, None).unwrap(), "written").unwrap();
         assert_eq!(back.server.access, c.server.access);
         assert_eq!(back.precision_log2, None, "measured by the lab host's daemon");
         let mut fixed = c.clone();
@@ -582,16 +882,16 @@ mod tests {
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
         let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");
-        assert!(ntpd_rs_config(&c, dir, "h").contains("[[server]]\nlisten = \"10.0.0.1:123\"\naccept-ntp-versions = [3, 4, 5]\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
+        assert!(ntpd_rs_config(&c, dir, "h", None).unwrap().contains("[[server]]\nlisten = \"10.0.0.1:123\"\naccept-ntp-versions = [3, 4, 5]\nallowlist = { filter = [\"10.0.0.0/24\"], action = \"deny\" }\n"));
         assert!(unwritable(&c, Implementation::NtpdRs).is_empty());
         assert!(unwritable(&c, Implementation::Chrony)[0].contains("kod-deny: chronyd drops"));
         let c = config("rules = [ { network = \"10.0.0.2\", action = \"deny\" } ]");
-        assert!(ntpd_rs_config(&c, dir, "h").contains("denylist = { filter = [\"10.0.0.2/32\"], action = \"ignore\" }"));
+        assert!(ntpd_rs_config(&c, dir, "h", None).unwrap().contains("denylist = { filter = [\"10.0.0.2/32\"], action = \"ignore\" }"));
         let c = config("rules = [ { network = \"10.0.0.2\", action = \"restrict\" } ]");
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("no restrict"));
         assert!(unwritable(&c, Implementation::Ntpsec)[0].contains("not written to ntpsec"));
         // No rules, allow: no list at all.
-        let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h");
+        let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h", None).unwrap();
         assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
     }
 
@@ -606,7 +906,79 @@ mod tests {
         assert!(unwritable(&xleave, Implementation::Ntpsec)[0].contains("no interleaved mode"));
         assert!(unwritable(&xleave, Implementation::NtpdRs)[0].contains("no interleaved mode"));
         assert!(unwritable(&xleave, Implementation::Chrony).is_empty());
-        assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h").contains(" xleave\n"));
+        assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" xleave\n"));
+    }
+
+    /// A server with NTS and a client with an NTS source, as the scenario
+    /// loader makes them (certificate paths are the lab's to fill in).
+    fn nts_pair(server_extra: &str, source_extra: &str) -> (DaemonConfig, DaemonConfig) {
+        let server = DaemonConfig::from_toml(
+            &format!("listen = [\"10.0.0.1:123\"]\n[local]\nstratum = 1\n[nts]\ncertificate = \"sim:c\"\nkey = \"sim:k\"\n{server_extra}\n"),
+            "server",
+        )
+        .unwrap();
+        let client = DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\nnts = true\n{source_extra}\n"), "client").unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn nts_is_written_into_each_programs_configuration() {
+        let dir = std::env::temp_dir().join(format!("ntplab-nts-pki-{}", std::process::id()));
+        let pki = NtsPki::make(&dir, &[("server".into(), "10.0.0.1".parse().unwrap(), CertificateKind::Valid)], 1_800_000_000).unwrap();
+        let (sv, cl) = (pki.host("server").unwrap(), pki.host("client").unwrap());
+        assert!(sv.identity.is_some() && cl.identity.is_none());
+        let ca = pki.ca.display().to_string();
+        let (server, client) = nts_pair("key_rotation = 3600", "");
+        let ip = "10.0.0.1".parse().unwrap();
+        // ntplab: the written file loads back with the same NTS settings.
+        let back = DaemonConfig::from_toml(&ntplab_config(&server, Some(&sv)).unwrap(), "written").unwrap();
+        let n = back.nts.unwrap();
+        assert_eq!((n.ke_listen[0].to_string(), n.key_rotation.as_secs(), n.aeads.len()), ("10.0.0.1:4460".into(), 3600, 3));
+        let back = DaemonConfig::from_toml(&ntplab_config(&client, Some(&cl)).unwrap(), "written").unwrap();
+        let src = back.sources[0].nts.as_ref().unwrap();
+        assert_eq!((src.ke_host.as_str(), src.ke_port, src.trusted_certificates.as_ref().unwrap().display().to_string()), ("10.0.0.1", 4460, ca.clone()));
+        // chrony
+        let text = chrony_config(&server, ip, Some(123), &dir, "server", Some(&sv)).unwrap();
+        assert!(text.contains("ntsservercert ") && text.contains("ntsserverkey ") && text.contains("ntsrotate 3600\n"), "{text}");
+        let text = chrony_config(&client, ip, None, &dir, "client", Some(&cl)).unwrap();
+        assert!(text.starts_with("server 10.0.0.1 port 123 ") && text.contains(" nts\n"), "{text}");
+        assert!(text.contains(&format!("ntstrustedcerts {ca}\nnosystemcert\n")), "{text}");
+        // ntpsec
+        let text = ntpsec_config(&server, &dir, "server", Some(&sv)).unwrap();
+        assert!(text.contains("nts enable cert ") && text.contains(" cookie "), "{text}");
+        let text = ntpsec_config(&client, &dir, "client", Some(&cl)).unwrap();
+        assert!(text.starts_with("driftfile ") && text.contains(&format!(" nts ca {ca}\n")), "{text}");
+        let (_, one) = nts_pair("", "aeads = [17]");
+        assert!(ntpsec_config(&one, &dir, "client", Some(&cl)).unwrap().contains(" aead AES_SIV_CMAC_512\n"));
+        // ntpd-rs
+        let text = ntpd_rs_config(&server, &dir, "server", Some(&sv)).unwrap();
+        assert!(text.contains("[[nts-ke-server]]\nlisten = \"10.0.0.1:4460\"\n") && text.contains("ntp-port = 123\n") && text.contains("key-rotation-interval = 3600\n"), "{text}");
+        let text = ntpd_rs_config(&client, &dir, "client", Some(&cl)).unwrap();
+        assert!(text.contains(&format!("mode = \"nts\"\naddress = \"10.0.0.1:4460\"\ncertificate-authority = \"{ca}\"\n")), "{text}");
+        // Without the lab's certificates, a clear error, not a configuration without NTS.
+        assert!(ntplab_config(&server, None).unwrap_err().contains("NTS"));
+        assert!(chrony_config(&client, ip, None, &dir, "client", None).unwrap_err().contains("NTS"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn nts_settings_a_program_lacks_are_refused() {
+        let (server, client) = nts_pair("aeads = [30]\nntp_port = 1123", "aeads = [30, 15]");
+        for imp in [Implementation::Ntpsec, Implementation::NtpdRs, Implementation::Chrony] {
+            let w = unwritable(&server, imp);
+            assert!(w.iter().any(|x| x.contains("aeads")), "{imp:?}: {w:?}");
+            assert!(unwritable(&client, imp).iter().any(|x| x.contains("aeads")), "{imp:?}");
+        }
+        assert!(unwritable(&server, Implementation::Chrony).iter().any(|x| x.contains("ntp_port")));
+        assert!(unwritable(&server, Implementation::Ntplab).is_empty() && unwritable(&client, Implementation::Ntplab).is_empty());
+        // Defaults go everywhere; a single AEAD is ntpsec's `aead`; chrony takes 15.
+        let (server, client) = nts_pair("", "");
+        for imp in [Implementation::Ntpsec, Implementation::NtpdRs, Implementation::Chrony, Implementation::Ntplab] {
+            assert!(unwritable(&server, imp).is_empty() && unwritable(&client, imp).is_empty(), "{imp:?}");
+        }
+        assert!(unwritable(&nts_pair("", "aeads = [17]").1, Implementation::Ntpsec).is_empty());
+        assert!(unwritable(&nts_pair("aeads = [15]", "aeads = [15]").0, Implementation::Chrony).is_empty());
+        assert!(unwritable(&nts_pair("key_rotation = 60", "").0, Implementation::Ntpsec)[0].contains("daily"));
     }
 
     #[test]

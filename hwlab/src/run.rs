@@ -57,7 +57,7 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 "a host stop or start",
                 "a restarted daemon would start on a fresh virtual clock (the shim keeps the kernel clock state in the process), while the simulator's host keeps its clock",
             )),
-            Action::KeDown { .. } | Action::KeUp { .. } => why.push(not("an NTS-KE outage", "NTS is not realized by the lab yet")),
+            Action::KeDown { .. } | Action::KeUp { .. } => {}
         }
     }
     if !s.leap_seconds.is_empty() {
@@ -90,9 +90,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                     if differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit)) || d.server.smear.is_some() {
                         why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
                     }
-                }
-                if d.nts.is_some() || d.sources.iter().any(|s| s.nts.is_some()) || ntp.nts_certificate.is_some() {
-                    why.push(format!("host `{n}`: NTS is not realized by the lab yet"));
                 }
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
@@ -288,6 +285,20 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let mut devices: Vec<(usize, crate::refclock::Devices)> = Vec::new();
     let mut feeders: Vec<(usize, crate::refclock::Feeder)> = Vec::new();
     let result = (|| -> Result<(), String> {
+        // NTS: a CA for the run and a certificate for each NTS server, at its lab address.
+        let nts_servers: Vec<(String, IpAddr, ntplab_sim::nts::CertificateKind)> = s
+            .hosts
+            .iter()
+            .filter_map(|h| match &h.role {
+                Role::Ntp(n) if n.daemon.nts.is_some() => Some((h.name.clone(), h.address, n.nts_certificate.unwrap_or_default())),
+                _ => None,
+            })
+            .collect();
+        let pki = if nts_servers.is_empty() && !s.hosts.iter().any(|h| matches!(&h.role, Role::Ntp(n) if n.daemon.sources.iter().any(|x| x.nts.is_some()))) {
+            programs::NtsPki::default()
+        } else {
+            programs::NtsPki::make(&out.join("nts"), &nts_servers, (epoch / 1_000_000_000) as i64)?
+        };
         for &i in &order {
             let h = &s.hosts[i];
             let Role::Ntp(ntp) = &h.role else { continue };
@@ -297,19 +308,21 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander };
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
             let log = out.join(format!("{}.log", h.name));
+            let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
+            let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
             let (program, args, version, reporter) = match h.implementation {
                 Implementation::Chrony => {
                     let conf = out.join(format!("{}.chrony.conf", h.name));
                     programs::prepare_chronyc_dir(&out, &h.name)?;
-                    write(&conf, programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name))?;
+                    write(&conf, programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?)?;
                     let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
                     let reporter = Reporter::Chronyc { chronyc: chronyc(&opts.chronyd), socket: programs::chronyc_socket(&out, &h.name) };
                     (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"), Some(reporter))
                 }
                 Implementation::Ntpsec => {
                     let conf = out.join(format!("{}.ntp.conf", h.name));
-                    write(&conf, programs::ntpsec_config(&ntp.daemon, &out, &h.name)?)?;
+                    write(&conf, programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?)?;
                     // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
                     let own_log = out.join(format!("{}.ntpsec.log", h.name));
                     let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
@@ -319,14 +332,14 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 Implementation::NtpdRs => {
                     let conf = out.join(format!("{}.ntp.toml", h.name));
                     let _ = std::fs::remove_file(programs::ntpd_rs_socket(&out, &h.name));
-                    write(&conf, programs::ntpd_rs_config(&ntp.daemon, &out, &h.name))?;
+                    write(&conf, programs::ntpd_rs_config(&ntp.daemon, &out, &h.name, nts.as_ref())?)?;
                     let args = vec!["-c".to_string(), conf.display().to_string()];
                     let reporter = Reporter::NtpCtl { ctl: opts.ntpd_rs.ctl(), config: conf };
                     (opts.ntpd_rs.daemon.clone(), args, programs::version(&opts.ntpd_rs.daemon, "--version"), Some(reporter))
                 }
                 Implementation::Ntplab => {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    let mut text = programs::ntplab_config(&ntp.daemon);
+                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref())?;
                     if let Some(rc) = &h.refclock {
                         let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                         let pty = d.pty.as_ref().map(|p| p.slave_path.as_path());
@@ -742,7 +755,13 @@ fn apply_event(s: &Scenario, state: &mut LinkState, action: &Action) {
                 }
             }
         }
-        Action::StepClock { .. } | Action::SetFrequency { .. } | Action::Stop { .. } | Action::Start { .. } | Action::KeDown { .. } | Action::KeUp { .. } => {}
+        Action::KeDown { host } => {
+            state.tcp_blocked.insert(ip(*host));
+        }
+        Action::KeUp { host } => {
+            state.tcp_blocked.remove(&ip(*host));
+        }
+        Action::StepClock { .. } | Action::SetFrequency { .. } | Action::Stop { .. } | Action::Start { .. } => {}
     }
 }
 
@@ -788,4 +807,59 @@ fn adjtimex_details(x: &ntplab_vclock::Timex) -> serde_json::Value {
         d["constant"] = x.constant.into();
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NTS: &str = r#"
+name = "nts in the lab"
+seed = 1
+start = "2026-01-01T00:00:00Z"
+duration = "60s"
+
+[[host]]
+name = "server"
+address = "10.0.0.1"
+local_stratum = 1
+nts = { certificate = "expired" }
+
+[[host]]
+name = "client"
+address = "10.0.0.2"
+impl = "chrony"
+listen = false
+sources = [ { host = "server", iburst = true, nts = true } ]
+
+[[link]]
+between = ["client", "server"]
+
+[[event]]
+at = "10s"
+action = "ke_down"
+host = "server"
+
+[[event]]
+at = "20s"
+action = "ke_up"
+host = "server"
+"#;
+
+    #[test]
+    fn nts_and_ke_outages_are_realized_and_a_setting_a_program_lacks_is_refused() {
+        let s = Scenario::parse(NTS, "nts").unwrap();
+        assert_eq!(refusals(&s), Vec::<String>::new());
+        // ke_down blocks the host's TCP in the emulator until ke_up.
+        let mut state = LinkState::default();
+        let server = Ipv4Addr::new(10, 0, 0, 1);
+        apply_event(&s, &mut state, &s.events[0].action);
+        assert!(state.tcp_blocked.contains(&server) && !state.cut(server, Ipv4Addr::new(10, 0, 0, 2)));
+        apply_event(&s, &mut state, &s.events[1].action);
+        assert!(state.tcp_blocked.is_empty());
+        // chrony 4.3 offers AEAD 15 only: a source limited to 30 is refused, naming the host.
+        let s = Scenario::parse(&NTS.replace("nts = true }", "nts = true, aeads = [30] }"), "nts").unwrap();
+        let r = refusals(&s);
+        assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"chrony\": source 10.0.0.1:123: NTS aeads [30]"), "{r:?}");
+    }
 }

@@ -207,7 +207,7 @@ fn ntpsec_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     }
     let mut pair = Pair::new("ntpsec");
     let conf = pair.dir.join("client.conf");
-    std::fs::write(&conf, programs::ntpsec_config(&one_fast_source(), &pair.dir, "client").unwrap()).unwrap();
+    std::fs::write(&conf, programs::ntpsec_config(&one_fast_source(), &pair.dir, "client", None).unwrap()).unwrap();
     let log = pair.dir.join("client.log");
     let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &log.display().to_string()].map(String::from).to_vec();
     let reporter = Reporter::Ntpq { ntpq: ntpsec.ntpq(), python_path: ntpsec.python_path(), ns: pair.client_ns() };
@@ -236,7 +236,7 @@ fn ntpd_rs_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     }
     let mut pair = Pair::new("ntpdrs");
     let conf = pair.dir.join("client.toml");
-    std::fs::write(&conf, programs::ntpd_rs_config(&one_fast_source(), &pair.dir, "client")).unwrap();
+    std::fs::write(&conf, programs::ntpd_rs_config(&one_fast_source(), &pair.dir, "client", None).unwrap()).unwrap();
     let args = vec!["-c".to_string(), conf.display().to_string()];
     let reporter = Reporter::NtpCtl { ctl: ntpd_rs.ctl(), config: conf.clone() };
     let log = pair.dir.join("client.out");
