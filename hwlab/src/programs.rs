@@ -876,9 +876,9 @@ mod tests {
         assert_eq!(back.precision_log2, None, "measured by the lab host's daemon");
         let mut fixed = c.clone();
         fixed.precision_log2 = Some(-23);
-        let text = ntplab_config(&fixed);
+        let text = ntplab_config(&fixed, None).unwrap();
         assert_eq!(DaemonConfig::from_toml(&text, "written").unwrap().precision_log2, Some(-23), "{text}");
-        assert!(chrony_config(&fixed, ip, Some(123), dir, "h").contains("\nclockprecision 1.1920928955078125e-7\n"));
+        assert!(chrony_config(&fixed, ip, Some(123), dir, "h", None).unwrap().contains("\nclockprecision 1.1920928955078125e-7\n"));
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("one allowlist"));
         let c = config("default = \"kod-deny\"\nrules = [ { network = \"10.0.0.0/24\", action = \"allow\" } ]");
