@@ -64,6 +64,11 @@ fn exchange_midpoint(m: &Measurement) -> NtpTime {
     }
 }
 
+/// A measurement as a discipline that wants every sample takes it, handled at `now`.
+fn discipline_sample(m: &Measurement, now: NtpTime) -> DisciplineSample {
+    DisciplineSample { offset: m.offset, time: exchange_midpoint(m), now, delay: m.delay }
+}
+
 /// Most samples a source keeps for [`ClockDiscipline::prime`]: an `iburst`
 /// (8) and a few polls.
 pub const PEER_HISTORY: usize = 16;
@@ -403,7 +408,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             if peer.history.len() == PEER_HISTORY {
                 peer.history.pop_front();
             }
-            peer.history.push_back(DisciplineSample { offset: m.offset, time: exchange_midpoint(m), now, delay: m.delay });
+            peer.history.push_back(discipline_sample(m, now));
         }
         peer.unreachable = false;
         let update = peer.filter.add_sample(sample, now, poll);
@@ -415,8 +420,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t)
         {
             self.last_raw_sample = Some(m.local_receive_time);
-            let sample = DisciplineSample { offset: m.offset, time: exchange_midpoint(m), now, delay: m.delay };
-            let (action, stepped) = self.update_discipline(&sample);
+            let (action, stepped) = self.update_discipline(&discipline_sample(m, now));
             result.clock = Some(action);
             result.stepped = stepped;
         }
@@ -640,15 +644,12 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             // adopted on another source's sample (the one that completes a
             // majority), and its own next one can be a whole poll away.
             if self.discipline.wants_every_sample() && self.last_raw_sample.is_none() && update.clock.is_none() {
-                if let Some(m) = self.peers.get(&peer_id).and_then(|p| p.last) {
+                if let Some((m, p)) = self.peers.get(&peer_id).and_then(|p| p.last.map(|m| (m, p))) {
                     // Its earlier samples (an iburst's) go into the fit too.
-                    if let Some(p) = self.peers.get(&peer_id) {
-                        let earlier: Vec<DisciplineSample> =
-                            p.history.iter().filter(|h| h.time < exchange_midpoint(&m)).copied().collect();
-                        self.discipline.prime(&earlier);
-                    }
+                    let sample = discipline_sample(&m, now);
+                    let earlier: Vec<DisciplineSample> = p.history.iter().filter(|h| h.time < sample.time).copied().collect();
+                    self.discipline.prime(&earlier);
                     self.last_raw_sample = Some(m.local_receive_time);
-                    let sample = DisciplineSample { offset: m.offset, time: exchange_midpoint(&m), now, delay: m.delay };
                     let (action, stepped) = self.update_discipline(&sample);
                     update.clock = Some(action);
                     update.stepped = stepped;

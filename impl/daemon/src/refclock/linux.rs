@@ -96,41 +96,32 @@ fn bind_sock(path: &Path) -> io::Result<tokio::net::UnixDatagram> {
     tokio::net::UnixDatagram::bind(path)
 }
 
+/// The next item a reader thread sends on `rx` (never, without one). A
+/// reader that failed or stopped is let go, and its error returned.
+async fn from_reader<T>(rx: &mut Option<mpsc::Receiver<io::Result<T>>>, name: &str) -> io::Result<T> {
+    let Some(reader) = rx.as_mut() else { return std::future::pending().await };
+    let got = reader.recv().await;
+    if !matches!(got, Some(Ok(_))) {
+        *rx = None;
+    }
+    got.unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::BrokenPipe, format!("{name} stopped"))))
+}
+
 impl RefclockProvider for LinuxRefclock {
     async fn next(&mut self) -> io::Result<RefclockInput> {
         let mut buf = [0u8; SOCK_SAMPLE_LEN + 1];
         loop {
-            let serial = async {
-                match self.serial.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let serial = from_reader(&mut self.serial, "serial reader");
             let pps = async {
                 match self.pps.as_ref() {
                     Some(socket) => socket.recv(&mut buf).await,
                     None => std::future::pending().await,
                 }
             };
-            let kernel_pps = async {
-                match self.kernel_pps.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let kernel_pps = from_reader(&mut self.kernel_pps, "PPS device reader");
             tokio::select! {
                 biased;
-                edge = kernel_pps => match edge {
-                    Some(Ok(edge_time_raw)) => return Ok(RefclockInput::Pulse { edge_time_raw }),
-                    Some(Err(e)) => {
-                        self.kernel_pps = None;
-                        return Err(e);
-                    }
-                    None => {
-                        self.kernel_pps = None;
-                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "PPS device reader stopped"));
-                    }
-                },
+                edge = kernel_pps => return edge.map(|edge_time_raw| RefclockInput::Pulse { edge_time_raw }),
                 received = pps => {
                     let n = received?;
                     match parse_sock_sample(&buf[..n]) {
@@ -139,17 +130,7 @@ impl RefclockProvider for LinuxRefclock {
                         Err(e) => tracing::debug!(error = %e, "bad SOCK sample"),
                     }
                 }
-                read = serial => match read {
-                    Some(Ok((bytes, rx_time_raw))) => return Ok(RefclockInput::Serial { bytes, rx_time_raw }),
-                    Some(Err(e)) => {
-                        self.serial = None;
-                        return Err(e);
-                    }
-                    None => {
-                        self.serial = None;
-                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "serial reader stopped"));
-                    }
-                },
+                read = serial => return read.map(|(bytes, rx_time_raw)| RefclockInput::Serial { bytes, rx_time_raw }),
             }
         }
     }
