@@ -17,6 +17,7 @@ use ntplab_daemon::nts::glue::NtsRuntime;
 use ntplab_daemon::nts::ke::TokioStreams;
 use ntplab_daemon::sysclock::SystemClock;
 use ntplab_proto::system::LocalReference;
+use ntplab_proto::time::NtpTime;
 use ntplab_proto::wire::refid::ReferenceId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,32 @@ pub struct ServeArgs {
     /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Append the daemon's NTS-KE results to FILE as JSON lines (`kind`
+    /// "nts_ke", `local_unix_ns`, `details` as in a simulator trace's
+    /// events.jsonl); the hardware lab reads them into its trace.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+/// Logs events through `tracing` and writes NTS-KE results to a file (`--events`).
+struct EventFile {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+}
+
+impl daemon::EventSink for EventFile {
+    fn event(&mut self, at: NtpTime, event: &daemon::DaemonEvent) {
+        TracingSink.event(at, event);
+        let (Some(f), Some(mut details)) = (self.file.as_mut(), ntplab_sim::run::nts_ke_details(event)) else { return };
+        details["local_time"] = at.rfc3339().to_string().into();
+        let (secs, nanos) = at.to_unix();
+        let line = serde_json::json!({"kind": "nts_ke", "local_unix_ns": (i128::from(secs) * 1_000_000_000 + i128::from(nanos)).to_string(), "details": details});
+        use std::io::Write;
+        if let Err(e) = writeln!(f, "{line}").and_then(|()| f.flush()) {
+            tracing::warn!(file = %self.path.display(), error = %e, "cannot write the events file; no more events are written");
+            self.file = None;
+        }
+    }
 }
 
 /// Longest `--duration`: ten years, in seconds (far below what a timer can hold).
@@ -93,6 +120,11 @@ fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
 /// Runs `ntplab serve`.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let (config, fast) = load(args)?;
+    let mut events = EventFile { file: None, path: args.events.clone().unwrap_or_default() };
+    if let Some(path) = &args.events {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| CliError::input(format!("--events {}: {e}", path.display())))?;
+        events.file = Some(std::io::BufWriter::new(f));
+    }
     let seed = args.seed.unwrap_or_else(rand_seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,10 +157,10 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     tracing::info!(workers = fast.workers, interleaved_slots = config.server.interleaved_slots, listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), seed, "ntplab serve starting");
     let result = if config.clock_control {
         let mut clock = ControlledClock::new(SystemClock::with_control());
-        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, shutdown))
+        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, &mut events, shutdown))
     } else {
         let mut clock = ObservingClock::new();
-        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, shutdown))
+        local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, &mut events, shutdown))
     };
     result.map_err(|e| CliError::input(format!("ntplab serve: {e}")))
 }
@@ -138,10 +170,11 @@ async fn serve_with<C: DaemonClock>(
     fast: FastPathSpec,
     clock: &mut C,
     seed: u64,
+    events: &mut EventFile,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let nts = NtsRuntime { streams: TokioStreams, provider: ntplab_daemon::nts::tls::provider(), time: None };
-    daemon::run_serving(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, &mut TracingSink, shutdown, Some(fast)).await
+    daemon::run_serving(config, &TokioNetwork::default(), &nts, &LinuxRefclocks, clock, seed, events, shutdown, Some(fast)).await
 }
 
 fn rand_seed() -> u64 {

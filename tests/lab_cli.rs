@@ -236,6 +236,99 @@ fn partitions_and_link_changes_happen_in_real_time() {
     }
 }
 
+/// Frames in a pcap file (after its 24-octet header, a 16-octet record
+/// header each with the captured length at octets 8..12, little-endian).
+fn pcap_frames(bytes: &[u8]) -> usize {
+    let (mut at, mut n) = (24, 0);
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + len;
+        n += 1;
+    }
+    n
+}
+
+/// In a trace's packets.jsonl: (datagrams that arrived twice: same octets
+/// and send time, two arrivals; datagrams of the client's that a later one
+/// overtook by more than `held_s` - 0.5 s, frames of delivered lines, the
+/// delivered lines).
+fn doubled_and_overtaken(packets: &str, held_s: f64) -> (usize, usize, Vec<u64>, usize) {
+    let rows: Vec<serde_json::Value> = packets.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let delivered: Vec<&serde_json::Value> = rows.iter().filter(|r| r["received_t_s"].is_f64()).collect();
+    let mut copies: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in &delivered {
+        *copies.entry((r["bytes"].to_string(), r["sent"].to_string())).or_default() += 1;
+    }
+    let doubled = copies.values().filter(|&&n| n == 2).count();
+    let t = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    let requests: Vec<&&serde_json::Value> = delivered.iter().filter(|r| r["dst"] == "10.0.0.1:123").collect();
+    let overtaken = requests
+        .iter()
+        .filter(|a| t(a, "received_t_s") - t(a, "sent_t_s") > held_s - 0.5 && requests.iter().any(|b| t(b, "sent_t_s") > t(a, "sent_t_s") && t(b, "received_t_s") < t(a, "received_t_s")))
+        .count();
+    let frames = delivered.iter().map(|r| r["frame"].as_u64().unwrap()).collect();
+    (doubled, overtaken, frames, delivered.len())
+}
+
+/// The client's requests in send order: (arrivals, whether one was held back 2.5 s or more).
+fn request_fates(packets: &str) -> Vec<(usize, bool)> {
+    let rows: Vec<serde_json::Value> = packets.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["dst"] == "10.0.0.1:123").collect();
+    let mut by_send: std::collections::BTreeMap<String, (f64, usize, bool)> = Default::default();
+    for r in &rows {
+        let sent = r["sent_t_s"].as_f64().unwrap();
+        let e = by_send.entry(r["sent"].to_string()).or_insert((sent, 0, false));
+        if let Some(at) = r["received_t_s"].as_f64() {
+            e.1 += 1;
+            e.2 |= at - sent >= 2.5;
+        }
+    }
+    let mut v: Vec<(f64, usize, bool)> = by_send.into_values().collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v.into_iter().map(|(_, n, held)| (n, held)).collect()
+}
+
+/// tests/lab/dup-reorder.toml in the simulator and in the lab (30 s): a link
+/// that doubles half the datagrams and holds half the client's requests back
+/// 3 s. Both traces show datagrams arriving twice (two lines and two pcap
+/// frames, same octets and send time) and requests overtaken by the next
+/// one of the burst; the lab's emulator draws the simulator's streams, so
+/// the k-th request is doubled or held back in the lab as in the simulator.
+/// The same checks judge both.
+#[test]
+fn duplication_and_reordering_happen_in_real_time_as_in_the_simulator() {
+    if let Some(why) = skip_reason("ntplab") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/dup-reorder.toml");
+    let dir = tmp("dup-reorder");
+    let sim = ntplab().args(["run", "--format", "json", "--out"]).arg(dir.join("sim")).arg(&scenario).output().unwrap();
+    let sim_v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let before = SystemClockState::read().unwrap();
+    let lab = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(dir.join("lab")).arg(&scenario).output().unwrap();
+    assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
+    let lab_v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    for (name, out) in [("simulator", dir.join("sim")), ("lab", dir.join("lab"))] {
+        let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
+        let (doubled, overtaken, frames, delivered) = doubled_and_overtaken(&packets, 3.0);
+        let pcap = pcap_frames(&std::fs::read(out.join("packets.pcap")).unwrap());
+        eprintln!("{name}: {doubled} datagrams arrived twice, {overtaken} requests overtaken, {delivered} arrivals, {pcap} pcap frames");
+        assert!(doubled >= 2 && overtaken >= 1, "{name}: {packets}");
+        // One frame per arrival, numbered as the lines say.
+        assert_eq!(pcap, delivered, "{name}");
+        assert_eq!(frames, (1..=delivered as u64).collect::<Vec<_>>(), "{name}");
+    }
+    // The k-th request has the same fate in both: the same streams drawn in the same order.
+    let fates = |out: PathBuf| request_fates(&std::fs::read_to_string(out.join("packets.jsonl")).unwrap());
+    let (s, l) = (fates(dir.join("sim")), fates(dir.join("lab")));
+    let n = s.len().min(l.len()).saturating_sub(2);
+    eprintln!("request fates (arrivals, held back): simulator {s:?}, lab {l:?}");
+    assert!(n >= 6 && s[..n] == l[..n], "simulator {s:?}\nlab {l:?}");
+    assert!(passed_but_for_timing(lab.status.success(), &lab_v), "{lab_v}");
+    assert_eq!(sim_v["passed"], true, "{sim_v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The same short scenario (ntplab client) in the simulator and in the lab:
 /// the same verdict on every expectation; the figures side by side.
 #[test]

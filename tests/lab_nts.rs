@@ -153,6 +153,21 @@ fn an_ntplab_nts_server_serves_an_ntplab_and_a_chronyd_nts_client_in_the_lab() {
     for id in ["nts-uid", "nts-uid-echo", "nts-client-request", "nts-server-response", "nts-cookie-once", "nts-no-amplification"] {
         assert_eq!(check_status(v, id), "pass", "{id}: {v}");
     }
+    // The ntplab client's NTS-KE (its daemon's `--events`) is in the trace
+    // as the simulator records it, and the NTS-KE checks judged it.
+    let ke: Vec<serde_json::Value> =
+        r.events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|e| e["kind"] == "nts_ke").collect();
+    assert!(!ke.is_empty() && ke.iter().all(|e| e["host"] == "client"), "{}", r.events);
+    let d = &ke[0]["details"];
+    assert!(d["source"] == "10.0.0.1:4460" || d["source"] == "10.0.0.1:123", "{d}");
+    assert!(d["error"].is_null() && d["cookies"] == 8 && d["tls"] == "TLSv1_3" && d["alpn"] == "ntske/1", "{d}");
+    // Between the run's start and the client's first NTS request.
+    let first_request = exchanges(&r.packets, "10.0.0.2").0[0]["sent_t_s"].as_f64().unwrap();
+    let at = ke[0]["t_s"].as_f64().unwrap_or_else(|| panic!("{}", ke[0]));
+    assert!(at > 0.0 && at <= first_request + 1e-3, "NTS-KE at {at} s, first NTS request at {first_request} s");
+    for id in ["nts-ke-aead", "nts-ke-cookies", "nts-ke-tls13", "nts-ke-alpn", "nts-ke-npn-once", "nts-ke-eom", "nts-ke-subset", "nts-ke-client-records"] {
+        assert_eq!(check_status(v, id), "pass", "{id}: {v}");
+    }
     assert_eq!(untimed_failures(v), Vec::<String>::new(), "{v}");
     assert_eq!(v["passed"], true, "{v}");
     for h in v["hosts"].as_array().unwrap().iter().filter(|h| h["name"] != "server") {
@@ -189,6 +204,11 @@ fn nts_clients_in_the_lab_send_no_ntp_to_a_server_with_a_certificate_for_another
     let log = |host: &str| std::fs::read_to_string(r.dir.join(format!("out/{host}.log"))).unwrap();
     assert!(log("client").contains("certificate not valid for name \"10.0.0.1\""), "{}", log("client"));
     assert!(log("chrony").contains("The name in the certificate does not match"), "{}", log("chrony"));
+    // The ntplab client's failed NTS-KE attempts are in the trace, and the
+    // check that no NTP follows a failed one judged them.
+    let failed = r.events.lines().filter(|l| l.contains("\"nts_ke\"") && l.contains("certificate not valid")).count();
+    assert!(failed >= 1, "{}", r.events);
+    assert_eq!(check_status(&r.summary, "nts-no-ntp-after-failed-ke"), "pass", "{}", r.summary);
     // chronyd stayed unsynchronized.
     let last = last_report(&r.events, "chrony");
     assert_ne!(last["details"]["stratum"], 2, "{last}");

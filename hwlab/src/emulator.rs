@@ -3,16 +3,24 @@
 //! Every host namespace reaches the others only through the lab's router
 //! namespace, whose policy routing sends each packet arriving from a host into
 //! a TUN device. This thread reads it there, looks up the scenario link
-//! between source and destination address, drops it with the link's loss
-//! probability (or when no link joins the two hosts), holds it for the link's
-//! delay plus a jitter draw (the simulator's distributions and random
-//! streams, [`ntplab_sim::link::Jitter::sample`]), and writes it back into the
-//! TUN device, from where the router forwards it to its destination. UDP
-//! datagrams are recorded with the real times they entered and left the
-//! emulator (the capture of the run); TCP (NTS-KE) passes with the same
-//! delays and losses, and is dropped to and from a host whose NTS-KE a
-//! `ke_down` event took down.
+//! between source and destination address and hands each UDP datagram to that
+//! direction's [`Path`], the simulator's own link model with the simulator's
+//! random stream for that direction: the same draws decide loss, the loss
+//! pattern (`pass_every`), duplication and reordering (`reorder`,
+//! `reorder_delay`) and the jitter of each copy. A datagram is dropped when
+//! no link joins the two hosts or a partition cuts them, else held for each
+//! delay the path gives (two for a duplicate, which may arrive in either
+//! order; a reordered one is held `reorder_delay` longer and so overtaken) and
+//! written back into the TUN device, from where the router forwards it.
+//! Every copy is recorded with the real times it entered and left the
+//! emulator (the capture of the run), one record per arrival as the
+//! simulator's trace has it. TCP (NTS-KE) passes as the simulator's harness
+//! passes it: never lost, duplicated or overtaken, after the base delay plus
+//! the jitter's mean (0 when the mean is infinite), in order; it is dropped
+//! to and from a host whose NTS-KE a `ke_down` event took down.
 
+use ntplab_proto::time::NtpDuration;
+use ntplab_sim::link::{Fate, LossReason, Path};
 use ntplab_sim::rng::SimRng;
 use ntplab_sim::scenario::LinkParams;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -33,8 +41,11 @@ pub struct Datagram {
     pub sent_ns: i128,
     /// Real time it left (delivered), Unix ns; None when dropped.
     pub delivered_ns: Option<i128>,
-    /// Why it was dropped: `"loss"`, `"no-link"` or `"partition"`.
+    /// Why it was dropped: `"loss"`, `"loss pattern"`, `"no-link"` or `"partition"`.
     pub lost: Option<&'static str>,
+    /// The second arrival of a duplicated datagram (same octets and send
+    /// time as the record before it of the same datagram).
+    pub copy: bool,
     pub src: SocketAddr,
     pub dst: SocketAddr,
     /// The UDP payload.
@@ -57,6 +68,8 @@ pub struct Capture {
 pub struct LinkState {
     /// Parameters of each direction, (from, to).
     pub params: BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>,
+    /// The path model of each direction with its random stream ([`LinkState::add_link`]).
+    pub paths: BTreeMap<(Ipv4Addr, Ipv4Addr), Path>,
     /// Directions cut on their link, (from, to).
     pub down: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
     /// Host partitions: every packet between a member and a non-member is dropped.
@@ -67,6 +80,47 @@ pub struct LinkState {
 }
 
 impl LinkState {
+    /// Adds a scenario link between hosts `a` and `b` (scenario index, address)
+    /// under scenario seed `seed`: `forward` from `a` to `b`, `backward` back,
+    /// each direction drawing from the random stream the simulator's harness
+    /// gives it (`link/<lower index>/<higher index>/fwd|bwd`).
+    pub fn add_link(&mut self, seed: u64, a: (usize, Ipv4Addr), b: (usize, Ipv4Addr), forward: LinkParams, backward: LinkParams) {
+        let (lo, hi) = (a.0.min(b.0), a.0.max(b.0));
+        for (from, to, params) in [(a, b, forward), (b, a, backward)] {
+            let dir = if from.0 <= to.0 { "fwd" } else { "bwd" };
+            let rng = SimRng::derive(seed, &format!("link/{lo}/{hi}/{dir}"));
+            self.params.insert((from.1, to.1), params);
+            self.paths.insert((from.1, to.1), Path::new(ntplab_sim::run::path_config(&params), rng));
+        }
+    }
+
+    /// What happens to a packet from `src` to `dst` sent now: its one-way
+    /// delays in seconds (none, one, or two for a duplicate), or why it is
+    /// dropped. UDP takes the path model's draws; TCP (`tcp`) the base delay
+    /// plus the jitter's mean, never lost but to a partition or `ke_down`.
+    fn fate(&mut self, src: Ipv4Addr, dst: Ipv4Addr, tcp: bool) -> Result<Vec<f64>, &'static str> {
+        let Some(params) = self.params.get(&(src, dst)).copied() else { return Err("no-link") };
+        if self.cut(src, dst) {
+            return Err("partition");
+        }
+        if tcp {
+            if self.tcp_blocked.contains(&src) || self.tcp_blocked.contains(&dst) {
+                return Err("ke-down");
+            }
+            let mean = params.jitter.mean_s();
+            return Ok(vec![params.delay.as_secs_f64() + if mean.is_finite() { mean } else { 0.0 }]);
+        }
+        let Some(path) = self.paths.get_mut(&(src, dst)) else { return Err("no-link") };
+        // Link changes (`set_link`) patch `params`; the stream carries on.
+        path.set_config(ntplab_sim::run::path_config(&params));
+        match path.transmit(NtpDuration::ZERO) {
+            Fate::Lost(LossReason::Random) => Err("loss"),
+            Fate::Lost(LossReason::Pattern) => Err("loss pattern"),
+            Fate::Lost(LossReason::LinkDown) => Err("partition"),
+            fate => Ok(fate.delays().map(|d| d.to_seconds_f64()).collect()),
+        }
+    }
+
     /// Whether a partition drops packets from `src` to `dst`.
     pub fn cut(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.down.contains(&(src, dst)) || self.cut_sets.iter().any(|set| set.contains(&src) != set.contains(&dst))
@@ -143,7 +197,7 @@ fn parse_ipv4(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, Option<UdpParts>)> {
 impl Emulator {
     /// Starts the emulator on TUN device `tun` in namespace `ns`, with the
     /// links as `links` says at each packet, and returns once the device exists.
-    pub fn start(ns: &str, tun: &str, links: Arc<Mutex<LinkState>>, seed: u64) -> Result<Emulator, String> {
+    pub fn start(ns: &str, tun: &str, links: Arc<Mutex<LinkState>>) -> Result<Emulator, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (ns, tun) = (ns.to_string(), tun.to_string());
@@ -161,7 +215,7 @@ impl Emulator {
                         return Err(e);
                     }
                 };
-                relay(&fd, &links, SimRng::derive(seed, "lab/links"), &stop2)
+                relay(&fd, &links, &stop2)
             })
             .map_err(|e| format!("cannot start the link emulator: {e}"))?;
         match ready_rx.recv() {
@@ -191,12 +245,14 @@ impl Drop for Emulator {
     }
 }
 
-fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, mut rng: SimRng, stop: &AtomicBool) -> Result<Capture, String> {
+fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, stop: &AtomicBool) -> Result<Capture, String> {
     let mut capture = Capture::default();
     // (due, seq) → (packet, record index)
     let mut queue: BinaryHeap<Reverse<(i128, u64)>> = BinaryHeap::new();
     let mut held: BTreeMap<u64, (Vec<u8>, Option<usize>)> = BTreeMap::new();
     let mut seq = 0u64;
+    // Last TCP delivery per direction: segments keep their order.
+    let mut tcp_last: BTreeMap<(Ipv4Addr, Ipv4Addr), i128> = BTreeMap::new();
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Acquire) {
         let now = real_now_ns();
@@ -234,44 +290,44 @@ fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, mut rng: SimRng, stop: &AtomicB
             let p = &buf[..len as usize];
             let Some((src, dst, udp)) = parse_ipv4(p) else { continue };
             let tcp = p[9] == 6;
-            let (params, cut, ke_down) = {
-                let state = links.lock().unwrap_or_else(|e| e.into_inner());
-                let blocked = tcp && (state.tcp_blocked.contains(&src) || state.tcp_blocked.contains(&dst));
-                (state.params.get(&(src, dst)).copied(), state.cut(src, dst), blocked)
+            let fate = links.lock().unwrap_or_else(|e| e.into_inner()).fate(src, dst, tcp);
+            let (delays, lost) = match fate {
+                Ok(d) => (d, None),
+                Err(why) => (Vec::new(), Some(why)),
             };
-            let lost = match params {
-                None => Some("no-link"),
-                Some(_) if cut => Some("partition"),
-                Some(_) if ke_down => Some("ke-down"),
-                Some(l) if l.loss > 0.0 && rng.bernoulli(l.loss) => Some("loss"),
-                Some(_) => None,
-            };
-            let record = match udp {
-                Some((sp, dp, range)) if capture.datagrams.len() < RECORDS_MAX => {
-                    capture.datagrams.push(Datagram {
-                        sent_ns: sent,
-                        delivered_ns: None,
-                        lost,
-                        src: SocketAddr::V4(SocketAddrV4::new(src, sp)),
-                        dst: SocketAddr::V4(SocketAddrV4::new(dst, dp)),
-                        payload: p[range].to_vec(),
-                    });
-                    Some(capture.datagrams.len() - 1)
+            let mut records: Vec<Option<usize>> = Vec::new();
+            match udp {
+                Some((sp, dp, range)) => {
+                    // One record per arrival (a lost datagram: one, lost).
+                    for copy in 0..delays.len().max(1) {
+                        if capture.datagrams.len() >= RECORDS_MAX {
+                            capture.unrecorded += 1;
+                            records.push(None);
+                            continue;
+                        }
+                        capture.datagrams.push(Datagram {
+                            sent_ns: sent,
+                            delivered_ns: None,
+                            lost,
+                            copy: copy > 0,
+                            src: SocketAddr::V4(SocketAddrV4::new(src, sp)),
+                            dst: SocketAddr::V4(SocketAddrV4::new(dst, dp)),
+                            payload: p[range.clone()].to_vec(),
+                        });
+                        records.push(Some(capture.datagrams.len() - 1));
+                    }
                 }
-                Some(_) => {
-                    capture.unrecorded += 1;
-                    None
+                None => capture.other_packets += 1,
+            }
+            for (i, delay_s) in delays.iter().enumerate() {
+                let mut due = sent + (delay_s * 1e9) as i128;
+                if tcp {
+                    let last = tcp_last.entry((src, dst)).or_insert(due);
+                    due = due.max(*last);
+                    *last = due;
                 }
-                None => {
-                    capture.other_packets += 1;
-                    None
-                }
-            };
-            if let (None, Some(l)) = (lost, params) {
-                let delay_s = l.delay.as_secs_f64() + l.jitter.sample(&mut rng);
-                let due = sent + (delay_s * 1e9) as i128;
                 seq += 1;
-                held.insert(seq, (p.to_vec(), record));
+                held.insert(seq, (p.to_vec(), records.get(i).copied().flatten()));
                 queue.push(Reverse((due, seq)));
             }
         }
@@ -294,6 +350,62 @@ mod tests {
         s.cut_sets.clear();
         s.down.insert((ip(2), ip(3)));
         assert!(s.cut(ip(2), ip(3)) && !s.cut(ip(3), ip(2)));
+    }
+
+    /// The emulator's UDP fates are the simulator's path draws on the
+    /// simulator's stream for that direction (host 1 to host 0 is the
+    /// backward stream of link 0-1), through a link change; TCP neither
+    /// draws nor is lost, doubled or delayed beyond the mean.
+    #[test]
+    fn datagram_fates_are_the_simulators_draws_and_tcp_keeps_to_the_mean() {
+        use ntplab_sim::link::{Jitter, Path};
+        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+        let p = LinkParams {
+            delay: std::time::Duration::from_millis(1),
+            jitter: Jitter::Exponential { mean_s: 1e-3 },
+            loss: 0.2,
+            duplicate: 0.4,
+            reorder: 0.3,
+            reorder_delay: std::time::Duration::from_secs(3),
+            pass_every: 1,
+        };
+        let mut s = LinkState::default();
+        // Link between host 1 (10.0.0.2) and host 0 (10.0.0.1), named in that order.
+        s.add_link(7, (1, ip(2)), (0, ip(1)), p, LinkParams { pass_every: 3, ..p });
+        let mut sim = Path::new(ntplab_sim::run::path_config(&p), SimRng::derive(7, "link/0/1/bwd"));
+        let (mut doubled, mut held) = (0, 0);
+        for i in 0..400 {
+            if i == 200 {
+                let q = LinkParams { duplicate: 0.9, ..p };
+                s.params.insert((ip(2), ip(1)), q);
+                sim.set_config(ntplab_sim::run::path_config(&q));
+            }
+            let want: Result<Vec<f64>, &str> = match sim.transmit(NtpDuration::ZERO) {
+                Fate::Lost(LossReason::Random) => Err("loss"),
+                Fate::Lost(_) => Err("other"),
+                f => Ok(f.delays().map(|d| d.to_seconds_f64()).collect()),
+            };
+            let got = s.fate(ip(2), ip(1), false);
+            assert_eq!(got, want, "datagram {i}");
+            let d = got.unwrap_or_default();
+            doubled += usize::from(d.len() == 2);
+            held += d.iter().filter(|&&x| x >= 3.0).count();
+        }
+        assert!(doubled > 100 && held > 50, "{doubled} doubled, {held} held back");
+        // The other direction passes every third datagram only.
+        let fates: Vec<_> = (0..30).map(|_| s.fate(ip(1), ip(2), false)).collect();
+        let pattern = fates.iter().filter(|f| **f == Err("loss pattern")).count();
+        assert_eq!(pattern, 20, "{fates:?}");
+        assert!(fates.iter().skip(2).step_by(3).all(|f| *f != Err("loss pattern")), "{fates:?}");
+        // TCP: always delivered once, after delay + mean jitter.
+        for _ in 0..50 {
+            assert_eq!(s.fate(ip(2), ip(1), true), Ok(vec![0.002]));
+        }
+        s.tcp_blocked.insert(ip(1));
+        assert_eq!(s.fate(ip(2), ip(1), true), Err("ke-down"));
+        assert_eq!(s.fate(ip(2), ip(3), false), Err("no-link"));
+        s.cut_sets.push([ip(2)].into_iter().collect());
+        assert_eq!(s.fate(ip(2), ip(1), false), Err("partition"));
     }
 
     #[test]

@@ -40,15 +40,7 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         let at = e.at.as_secs_f64();
         let not = |what: &str, reason: &str| format!("timeline event at {at} s: {what} is not realized by the lab: {reason}");
         match &e.action {
-            Action::Partition(_) | Action::Heal(_) => {}
-            Action::SetLink { forward, backward, .. } => {
-                for p in [forward, backward] {
-                    if p.duplicate.is_some() || p.reorder.is_some() || p.reorder_delay.is_some() || p.pass_every.is_some() {
-                        why.push(not("a link change of duplication, reordering or pass_every", "the link emulator applies delay, jitter and loss only"));
-                        break;
-                    }
-                }
-            }
+            Action::Partition(_) | Action::Heal(_) | Action::SetLink { .. } => {}
             Action::StepClock { .. } | Action::SetFrequency { .. } => why.push(not(
                 "a clock step or frequency change",
                 "the clock shim takes a daemon's oscillator (offset, frequency) from its environment at its start and has no channel to change it while it runs",
@@ -97,17 +89,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 for w in programs::unwritable(d, h.implementation) {
                     why.push(format!("host `{n}`: impl = \"{}\": {w}", h.implementation.name()));
                 }
-            }
-        }
-    }
-    for l in &s.links {
-        for p in [&l.forward, &l.backward] {
-            if p.duplicate != 0.0 || p.reorder != 0.0 || p.pass_every != 1 {
-                why.push(format!(
-                    "link {} - {}: duplication, reordering and pass_every are not realized by the lab's link emulator yet",
-                    s.hosts[l.hosts[0]].name, s.hosts[l.hosts[1]].name
-                ));
-                break;
             }
         }
     }
@@ -245,12 +226,11 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     }
     let mut links = LinkState::default();
     for l in &s.links {
-        let (a, b) = (ipv4(s.hosts[l.hosts[0]].address), ipv4(s.hosts[l.hosts[1]].address));
-        links.params.insert((a, b), l.forward);
-        links.params.insert((b, a), l.backward);
+        let [a, b] = l.hosts;
+        links.add_link(s.seed, (a, ipv4(s.hosts[a].address)), (b, ipv4(s.hosts[b].address)), l.forward, l.backward);
     }
     let links = Arc::new(Mutex::new(links));
-    let emulator = Emulator::start(&router, "tun0", links.clone(), s.seed)?;
+    let emulator = Emulator::start(&router, "tun0", links.clone())?;
     ip(&["-n", &router, "link", "set", "tun0", "up"])?;
     ip(&["-n", &router, "route", "add", "default", "dev", "tun0", "table", "100"])?;
     let mut host_ns = Vec::new();
@@ -349,7 +329,9 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     write(&conf, text)?;
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
                     let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
-                    let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed]
+                    let events = out.join(format!("{}.events.jsonl", h.name));
+                    let _ = std::fs::remove_file(&events);
+                    let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed, "--events", &events.display().to_string()]
                         .map(String::from)
                         .to_vec();
                     (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
@@ -531,8 +513,13 @@ fn write_trace(
         let details = serde_json::json!({"impl": h.implementation.name(), "address": h.address.to_string(), "journal": h.journal.display().to_string(), "log": h.log.display().to_string()});
         trace.event(&Event { time: start, host: Some(&h.name), kind: "lab_start", details: &details }).map_err(werr)?;
     }
-    // Clock calls and the daemons' reports, in time order.
+    // Clock calls, the daemons' reports and their own events, in time order.
     let mut timed: Vec<(i128, usize, &'static str, serde_json::Value)> = Vec::new();
+    for (i, h) in s.hosts.iter().enumerate() {
+        if let (Some(r), Some(run)) = (&replays[i], hosts.iter().find(|r| r.name == h.name)) {
+            timed.extend(daemon_events(&out.join(format!("{}.events.jsonl", run.name)), r)?.into_iter().map(|(t, kind, d)| (t, i, kind, d)));
+        }
+    }
     for (i, r) in replays.iter().enumerate() {
         if let Some(r) = r {
             timed.extend(r.calls().map(|(t, op)| {
@@ -617,7 +604,8 @@ fn write_trace(
     for i in order {
         let d = &capture.datagrams[i];
         let (from, to) = (by_ip.get(&d.src.ip()), by_ip.get(&d.dst.ip()));
-        if let Some(&f) = from {
+        // A duplicate's second arrival is the same datagram, sent once.
+        if let (Some(&f), false) = (from, d.copy) {
             sent[f] += 1;
         }
         let fate = match (d.delivered_ns, d.lost) {
@@ -676,10 +664,42 @@ fn write_trace(
         seed: s.seed,
         hosts: reports,
         verdicts,
-        packets: (capture.datagrams.len() as u64, lost),
+        packets: (capture.datagrams.iter().filter(|d| !d.copy).count() as u64, lost),
         wall: wall.elapsed(),
         trace: Some(files),
     })
+}
+
+/// Most lines of a daemon's events file the lab reads.
+pub const DAEMON_EVENTS_MAX: usize = 100_000;
+
+/// The events an ntplab daemon wrote with `ntplab serve --events` (its
+/// NTS-KE results: `nts_ke`, with the details a simulator trace gives them),
+/// each at the real time its virtual clock read its `local_unix_ns` (found
+/// through `replay`). A missing file (a program that writes none) gives none;
+/// a bad line is an error naming the file and line.
+fn daemon_events(path: &Path, replay: &Replay) -> Result<Vec<(i128, &'static str, serde_json::Value)>, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    // A last line without its newline (being written when the daemon stopped) is ignored.
+    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+    for (n, line) in complete.lines().enumerate().take(DAEMON_EVENTS_MAX) {
+        let bad = |why: &str| format!("{}:{}: {why}", path.display(), n + 1);
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let kind = match v["kind"].as_str() {
+            Some("nts_ke") => "nts_ke",
+            other => return Err(bad(&format!("unknown kind {other:?}"))),
+        };
+        let local: i128 = v["local_unix_ns"].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("no local_unix_ns"))?;
+        // The real instant the clock read `local`: a few fixed-point steps
+        // (the clock runs within 500 ppm of real time; a step is taken whole).
+        let mut real = local;
+        for _ in 0..4 {
+            real -= replay.clock_at(real).now_unix_ns(real) - local;
+        }
+        out.push((real, kind, v["details"].clone()));
+    }
+    Ok(out)
 }
 
 /// chronyc beside `chronyd` (same directory, or /usr/bin when chronyd is in /usr/sbin).
@@ -772,7 +792,16 @@ fn is_server(h: &ntplab_sim::scenario::Host) -> bool {
 
 /// Parameters of a link direction, for the report header.
 pub fn describe_link(p: &LinkParams) -> String {
-    format!("delay {} s, jitter {:?}, loss {}", p.delay.as_secs_f64(), p.jitter, p.loss)
+    format!(
+        "delay {} s, jitter {:?}, loss {}, duplicate {}, reorder {} by {} s, pass_every {}",
+        p.delay.as_secs_f64(),
+        p.jitter,
+        p.loss,
+        p.duplicate,
+        p.reorder,
+        p.reorder_delay.as_secs_f64(),
+        p.pass_every
+    )
 }
 
 /// An `adjtimex` call as an event: its modes and the inputs those modes use

@@ -29,7 +29,9 @@ fn dur(d: Duration) -> NtpDuration {
     NtpDuration::from_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn path_config(p: &scenario::LinkParams) -> PathConfig {
+/// A scenario link direction as the simulator's path model takes it (also
+/// the hardware lab's link emulator's).
+pub fn path_config(p: &scenario::LinkParams) -> PathConfig {
     PathConfig {
         delay_s: p.delay.as_secs_f64(),
         jitter: p.jitter,
@@ -533,16 +535,7 @@ impl Recorder for RunRecorder {
                 serde_json::json!({ "source": source.to_string(), "reason": format!("{reason:?}") }),
             ),
             DaemonEvent::Sample { source, sample } => ("sample", sample_details(*source, sample)),
-            DaemonEvent::NtsKe { source, aead, cookies, error, transcript } => {
-                let mut d = serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error });
-                if let Some(t) = transcript {
-                    d["tls"] = serde_json::json!(t.tls_version);
-                    d["alpn"] = serde_json::json!(t.alpn);
-                    d["request"] = ke_records(&t.request);
-                    d["response"] = ke_records(&t.response);
-                }
-                ("nts_ke", d)
-            }
+            DaemonEvent::NtsKe { .. } => ("nts_ke", nts_ke_details(event).unwrap_or_default()),
         };
         let mut details = details;
         details["local_time"] = serde_json::Value::String(local.rfc3339().to_string());
@@ -552,6 +545,22 @@ impl Recorder for RunRecorder {
     fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent) {
         self.event(elapsed, None, "scenario", serde_json::json!({ "event": format!("{event:?}") }));
     }
+}
+
+/// The `details` of an `nts_ke` event (a [`DaemonEvent::NtsKe`]; None for
+/// other events): source, AEAD, cookies, error and, when it succeeded, TLS
+/// version, ALPN and the records of request and response. (Also what
+/// `ntplab serve --events` writes, which the hardware lab reads into its trace.)
+pub fn nts_ke_details(event: &DaemonEvent) -> Option<serde_json::Value> {
+    let DaemonEvent::NtsKe { source, aead, cookies, error, transcript } = event else { return None };
+    let mut d = serde_json::json!({ "source": source.to_string(), "aead": aead, "cookies": cookies, "error": error });
+    if let Some(t) = transcript {
+        d["tls"] = serde_json::json!(t.tls_version);
+        d["alpn"] = serde_json::json!(t.alpn);
+        d["request"] = ke_records(&t.request);
+        d["response"] = ke_records(&t.response);
+    }
+    Some(d)
 }
 
 /// NTS-KE records for an `nts_ke` event: type, critical bit, body length,
