@@ -153,7 +153,7 @@ fn ntpdrs_client(dir: &Path, source: &str) -> (Stopped, PathBuf) {
     )
     .unwrap();
     let params = Params::new(ntplab_hwlab::emulator::real_now_ns(), 0.0, 0.0);
-    let cc = ClockedCommand { shim: built_shim(), params, journal: dir.join("ntpdrs-client.journal") };
+    let cc = ClockedCommand { shim: built_shim(), params, journal: dir.join("ntpdrs-client.journal"), control: None };
     let mut cmd = cc.command(None, Path::new("ntp-daemon"), &["-c".to_string(), conf.display().to_string()]);
     die_with_parent(&mut cmd);
     (Stopped(spawn_logged(cmd, &dir.join("ntpdrs-client.log")).expect("start ntp-daemon")), conf)

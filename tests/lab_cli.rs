@@ -287,6 +287,26 @@ fn request_fates(packets: &str) -> Vec<(usize, bool)> {
     v.into_iter().map(|(_, n, held)| (n, held)).collect()
 }
 
+/// Runs tests/lab/`file` in the simulator and in the lab (each writing its
+/// trace to DIR/sim and DIR/lab), the system clock unchanged around the lab
+/// run: (DIR, the simulator's summary, whether the lab run exited 0, its
+/// summary); None (printed) when the lab is unavailable.
+fn sim_and_lab(file: &str) -> Option<(PathBuf, serde_json::Value, bool, serde_json::Value)> {
+    if let Some(why) = skip_reason("ntplab") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return None;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab").join(file);
+    let dir = tmp(file);
+    let sim = ntplab().args(["run", "--format", "json", "--out"]).arg(dir.join("sim")).arg(&scenario).output().unwrap();
+    let sim_v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let before = SystemClockState::read().unwrap();
+    let lab = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(dir.join("lab")).arg(&scenario).output().unwrap();
+    assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
+    let lab_v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    Some((dir, sim_v, lab.status.success(), lab_v))
+}
+
 /// tests/lab/dup-reorder.toml in the simulator and in the lab (30 s): a link
 /// that doubles half the datagrams and holds half the client's requests back
 /// 3 s. Both traces show datagrams arriving twice (two lines and two pcap
@@ -296,18 +316,7 @@ fn request_fates(packets: &str) -> Vec<(usize, bool)> {
 /// The same checks judge both.
 #[test]
 fn duplication_and_reordering_happen_in_real_time_as_in_the_simulator() {
-    if let Some(why) = skip_reason("ntplab") {
-        eprintln!("skipped: the virtual lab is unavailable: {why}");
-        return;
-    }
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/dup-reorder.toml");
-    let dir = tmp("dup-reorder");
-    let sim = ntplab().args(["run", "--format", "json", "--out"]).arg(dir.join("sim")).arg(&scenario).output().unwrap();
-    let sim_v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
-    let before = SystemClockState::read().unwrap();
-    let lab = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(dir.join("lab")).arg(&scenario).output().unwrap();
-    assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
-    let lab_v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    let Some((dir, sim_v, lab_ok, lab_v)) = sim_and_lab("dup-reorder.toml") else { return };
     for (name, out) in [("simulator", dir.join("sim")), ("lab", dir.join("lab"))] {
         let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
         let (doubled, overtaken, frames, delivered) = doubled_and_overtaken(&packets, 3.0);
@@ -324,8 +333,55 @@ fn duplication_and_reordering_happen_in_real_time_as_in_the_simulator() {
     let n = s.len().min(l.len()).saturating_sub(2);
     eprintln!("request fates (arrivals, held back): simulator {s:?}, lab {l:?}");
     assert!(n >= 6 && s[..n] == l[..n], "simulator {s:?}\nlab {l:?}");
-    assert!(passed_but_for_timing(lab.status.success(), &lab_v), "{lab_v}");
+    assert!(passed_but_for_timing(lab_ok, &lab_v), "{lab_v}");
     assert_eq!(sim_v["passed"], true, "{sim_v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A host's (t_s, offset_s) rows of a trace's samples.csv.
+fn offsets(samples: &str, host: &str) -> Vec<(f64, f64)> {
+    samples
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2] == host).then(|| (f[1].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .collect()
+}
+
+/// tests/lab/clock-step.toml in the simulator and in the lab (30 s): the
+/// ntplab client's clock is stepped 30 ms ahead at 11 s and its
+/// oscillator's frequency changed at 12 s; in the lab through the shim's
+/// control page while the daemon runs. In both traces the client's true
+/// offset (samples.csv) is within 5 ms before the step, shows the step
+/// (20-35 ms ahead) within 3 s after it, and is back within 5 ms after
+/// 20 s: the daemon saw it and corrected it. The lab's trace has both
+/// changes as `lab_timeline` events at their time; the same verdicts.
+#[test]
+fn a_clock_step_and_a_frequency_change_mid_run_are_seen_and_corrected_as_in_the_simulator() {
+    let Some((dir, sim_v, lab_ok, lab_v)) = sim_and_lab("clock-step.toml") else { return };
+    // The hosts start a fraction of a second into a lab trace; events count from then.
+    for (name, out, late) in [("simulator", dir.join("sim"), 0.0), ("lab", dir.join("lab"), 1.5)] {
+        let rows = offsets(&std::fs::read_to_string(out.join("samples.csv")).unwrap(), "client");
+        let ms = |r: &[(f64, f64)]| r.iter().map(|(t, o)| format!("{t:.0}:{:.2}", o * 1e3)).collect::<Vec<_>>().join(" ");
+        eprintln!("{name}: client offset (s:ms) {}", ms(&rows));
+        assert!(rows.iter().filter(|(t, _)| *t < 11.0).all(|(_, o)| o.abs() < 5e-3), "{name}: {}", ms(&rows));
+        let seen = rows.iter().filter(|(t, _)| *t >= 11.0 && *t <= 14.0 + late).map(|(_, o)| *o).fold(f64::NEG_INFINITY, f64::max);
+        assert!((0.02..0.035).contains(&seen), "{name}: the step is not in the true offset: {}", ms(&rows));
+        assert!(rows.iter().filter(|(t, _)| *t >= 20.0).all(|(_, o)| o.abs() < 5e-3), "{name}: not corrected: {}", ms(&rows));
+    }
+    let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
+    let timeline: Vec<serde_json::Value> = events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|e| e["kind"] == "lab_timeline").collect();
+    assert_eq!(timeline.len(), 2, "{events}");
+    for (e, (what, at)) in timeline.iter().zip([("StepClock", 11.0), ("SetFrequency", 12.0)]) {
+        let t = e["t_s"].as_f64().unwrap();
+        assert!(e["details"]["action"].as_str().unwrap().starts_with(what) && t >= at && t < at + 1.5, "{e}");
+    }
+    let verdicts = |v: &serde_json::Value| v["expectations"].as_array().unwrap().iter().map(|e| e["passed"].clone()).collect::<Vec<_>>();
+    assert_eq!(verdicts(&sim_v), verdicts(&lab_v), "sim {sim_v}\nlab {lab_v}");
+    assert_eq!(sim_v["passed"], true, "{sim_v}");
+    assert!(passed_but_for_timing(lab_ok, &lab_v), "{lab_v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -477,7 +533,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let dir = tmp("suite");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
     std::fs::create_dir_all(dir.join("s")).unwrap();
-    std::fs::write(dir.join("s/step.toml"), format!("{text}\n[[event]]\nat = \"10s\"\naction = \"step_clock\"\nhost = \"client\"\nby = 0.1\n")).unwrap();
+    std::fs::write(dir.join("s/stop.toml"), format!("{text}\n[[event]]\nat = \"10s\"\naction = \"stop\"\nhost = \"client\"\n")).unwrap();
     let run = |skip: bool| {
         let mut c = ntplab();
         c.args(["lab", "suite", "--out"]).arg(dir.join("out")).arg(dir.join("s"));
@@ -489,7 +545,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let out = run(false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a clock step or frequency change is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a host stop or start is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let out = run(true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

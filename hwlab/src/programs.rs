@@ -48,6 +48,8 @@ pub struct ClockedCommand {
     pub params: Params,
     /// The journal the shim appends clock changes to.
     pub journal: PathBuf,
+    /// The lab's control page the shim maps (`ntplab_vclock::control`), if any.
+    pub control: Option<PathBuf>,
 }
 
 impl ClockedCommand {
@@ -72,6 +74,9 @@ impl ClockedCommand {
             .env("NTPLAB_VCLOCK_WANDER", self.params.wander_text())
             .env("NTPLAB_VCLOCK_JOURNAL", &self.journal)
             .stdin(Stdio::null());
+        if let Some(p) = &self.control {
+            c.env("NTPLAB_VCLOCK_CONTROL", p);
+        }
         c
     }
 }

@@ -41,15 +41,25 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         let not = |what: &str, reason: &str| format!("timeline event at {at} s: {what} is not realized by the lab: {reason}");
         match &e.action {
             Action::Partition(_) | Action::Heal(_) | Action::SetLink { .. } => {}
-            Action::StepClock { .. } | Action::SetFrequency { .. } => why.push(not(
-                "a clock step or frequency change",
-                "the clock shim takes a daemon's oscillator (offset, frequency) from its environment at its start and has no channel to change it while it runs",
-            )),
+            Action::StepClock { host, .. } | Action::SetFrequency { host, .. } => {
+                if s.hosts.get(*host).is_some_and(|h| h.refclock.is_some()) {
+                    why.push(not(
+                        "a clock step or frequency change of a host with a reference clock",
+                        "the reference clock's feeder times its pulses on the host's clock as it was at the start",
+                    ));
+                }
+            }
             Action::Stop { .. } | Action::Start { .. } => why.push(not(
                 "a host stop or start",
                 "a restarted daemon would start on a fresh virtual clock (the shim keeps the kernel clock state in the process), while the simulator's host keeps its clock",
             )),
             Action::KeDown { .. } | Action::KeUp { .. } => {}
+        }
+    }
+    for (i, h) in s.hosts.iter().enumerate() {
+        let n = s.events.iter().filter(|e| matches!(e.action, Action::StepClock { host, .. } | Action::SetFrequency { host, .. } if host == i)).count();
+        if n > ntplab_vclock::CHANGES_MAX {
+            why.push(format!("host `{}`: {n} clock steps and frequency changes: the clock shim takes at most {}", h.name, ntplab_vclock::CHANGES_MAX));
         }
     }
     if !s.leap_seconds.is_empty() {
@@ -185,6 +195,8 @@ pub struct LabReport {
 
 struct HostRun {
     name: String,
+    /// The shim's control page (the timeline's clock steps and frequency changes).
+    control: ntplab_vclock::control::Writer,
     address: IpAddr,
     implementation: Implementation,
     params: Params,
@@ -285,8 +297,10 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let journal = out.join(format!("{}.journal", h.name));
             let _ = std::fs::remove_file(&journal);
             let wander = (h.clock.wander > 0.0).then_some(Wander { wander: h.clock.wander, seed: s.seed, host: i });
-            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander };
-            let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone() };
+            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander, changes: Default::default() };
+            let control_path = out.join(format!("{}.control", h.name));
+            let control = ntplab_vclock::control::Writer::create(&control_path)?;
+            let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
             let log = out.join(format!("{}.log", h.name));
             let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
             let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
@@ -357,6 +371,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             });
             runs[i] = Some(HostRun {
                 name: h.name.clone(),
+                control,
                 address: h.address,
                 implementation: h.implementation,
                 params,
@@ -390,13 +405,31 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         // Run for the lab's time, watching the daemons and Ctrl-C, reading
         // their reports every REPORT_INTERVAL and once more at the end.
         let started = Instant::now();
+        let started_real = real_now_ns();
         let mut next_report = REPORT_INTERVAL;
+        let mut next_event = 0;
         loop {
             let elapsed = started.elapsed().min(total);
-            // Timeline events due (at their scenario time counted from the start of the hosts).
-            while let Some((k, e)) = s.events.iter().enumerate().nth(happened.len()).filter(|(_, e)| e.at <= elapsed) {
-                apply_event(s, &mut links.lock().unwrap_or_else(|p| p.into_inner()), &e.action);
-                happened.push((real_now_ns(), k));
+            // Timeline events due (at their scenario time counted from the
+            // start of the hosts); clock changes CLOCK_LEAD ahead, to take
+            // effect at their exact time.
+            while let Some(e) = s.events.get(next_event) {
+                let clock = matches!(e.action, Action::StepClock { .. } | Action::SetFrequency { .. });
+                if e.at > elapsed + if clock { CLOCK_LEAD } else { Duration::ZERO } {
+                    break;
+                }
+                let at = match e.action {
+                    Action::StepClock { host, by_s } => change_clock(&mut runs, host, started_real, e.at, |at_ns| ntplab_vclock::Change::Step { at_ns, by_s })?,
+                    Action::SetFrequency { host, frequency } => {
+                        change_clock(&mut runs, host, started_real, e.at, |at_ns| ntplab_vclock::Change::Frequency { at_ns, frequency })?
+                    }
+                    _ => {
+                        apply_event(s, &mut links.lock().unwrap_or_else(|p| p.into_inner()), &e.action);
+                        real_now_ns()
+                    }
+                };
+                happened.push((at, next_event));
+                next_event += 1;
             }
             if let Some(p) = opts.progress.as_mut() {
                 p(elapsed, total);
@@ -448,8 +481,28 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let capture = capture?;
     hosts.extend(runs.into_iter().flatten());
     let ran = Duration::from_nanos((ended - epoch).max(0) as u64);
+    // Clock changes were sent ahead of their time.
+    happened.sort();
     let report = write_trace(s, &out, &hosts, &capture, &readings, &happened, epoch, ended, wall)?;
     Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch) })
+}
+
+/// How far ahead of its time the lab sends a clock step or frequency change
+/// to a daemon's shim (the run loop ticks every 0.2 s).
+pub const CLOCK_LEAD: Duration = Duration::from_secs(1);
+
+/// Sends host `host`'s shim a change of its oscillator due `at` after the
+/// hosts started (real time `started_real`), no earlier than 20 ms from now
+/// (so the shim has it before it takes effect, and the lab's replay of the
+/// clock agrees with the shim's at every instant), and keeps it in the
+/// host's parameters for that replay. Returns when it takes effect.
+fn change_clock(runs: &mut [Option<HostRun>], host: usize, started_real: i128, at: Duration, change: impl Fn(i128) -> ntplab_vclock::Change) -> Result<i128, String> {
+    let at_ns = (started_real + at.as_nanos() as i128).max(real_now_ns() + 20_000_000);
+    // A host without a daemon (refusals() lets no scripted host through) has no clock to change.
+    let Some(r) = runs.get_mut(host).and_then(Option::as_mut) else { return Ok(at_ns) };
+    r.params.changes.push(change(at_ns)).map_err(|e| format!("host `{}`: {e}", r.name))?;
+    r.control.publish(&r.params.changes)?;
+    Ok(at_ns)
 }
 
 fn ipv4(a: IpAddr) -> Ipv4Addr {

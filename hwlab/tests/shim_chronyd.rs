@@ -72,7 +72,7 @@ fn chronyd_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     let start = ntplab_hwlab::emulator::real_now_ns();
     let params = Params::new(start, 0.3, 50e-6);
     let journal = dir.join("client.journal");
-    let cc = ClockedCommand { shim, params, journal: journal.clone() };
+    let cc = ClockedCommand { shim, params, journal: journal.clone(), control: None };
     let args = ["-d", "-u", "root", "-f"].map(String::from).into_iter().chain([client_conf.display().to_string()]).collect::<Vec<_>>();
     let mut client = spawn_logged(cc.command(None, Path::new(CHRONYD), &args), &dir.join("client.log")).unwrap();
     std::thread::sleep(Duration::from_secs(12));
@@ -167,7 +167,7 @@ fn run_client(pair: &mut Pair, program: &Path, args: &[String], reporter: &Repor
     let start = ntplab_hwlab::emulator::real_now_ns();
     let params = Params::new(start, 0.3, 50e-6);
     let journal = pair.dir.join("client.journal");
-    let cc = ClockedCommand { shim, params, journal: journal.clone() };
+    let cc = ClockedCommand { shim, params, journal: journal.clone(), control: None };
     let mut client = spawn_logged(cc.command(Some(&pair.client_ns()), program, args), &pair.dir.join("client.out")).unwrap();
     std::thread::sleep(Duration::from_secs(seconds));
     let report = reporter.read();

@@ -23,19 +23,81 @@
 //! the simulator draws it for that scenario seed and host;
 //! `NTPLAB_VCLOCK_JOURNAL`, a file
 //! every clock-changing call is appended to (see [`ntplab_vclock::JournalOp`]),
-//! from which the lab recomputes the clock. A bad value stops the process with
-//! a message naming the variable.
+//! from which the lab recomputes the clock; `NTPLAB_VCLOCK_CONTROL`, the
+//! lab's control page (see [`ntplab_vclock::control`]), mapped read-only,
+//! through which the lab steps the oscillator or changes its frequency
+//! while the process runs (the scenario's `step_clock` and `set_frequency`):
+//! each clock call compares the page's generation with the last one read
+//! (one atomic load) and rereads the changes when it moved. A bad value
+//! stops the process with a message naming the variable.
 
+use ntplab_vclock::control::CONTROL_BYTES;
 use ntplab_vclock::{JournalOp, Params, Timex, VirtualClock};
 use std::ffi::{c_int, c_uint, c_void};
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 struct Shim {
     clock: VirtualClock,
     journal: Option<File>,
+    control: Option<Control>,
+}
+
+/// The lab's control page, mapped read-only and shared with the lab.
+struct Control {
+    /// Address of the mapping ([`CONTROL_BYTES`], page-aligned).
+    page: usize,
+    /// The generation whose changes the clock has.
+    seen: u64,
+}
+
+impl Control {
+    /// Maps the page at `path`.
+    fn map(path: &std::ffi::OsStr) -> Control {
+        let name = path.to_string_lossy();
+        let f = File::open(path).unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_CONTROL {name}: {e}")));
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < CONTROL_BYTES as u64 {
+            fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_CONTROL {name}: {len} octets, not {CONTROL_BYTES}"));
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: a read-only shared mapping of an open file of at least that length; it stays mapped for the process's life.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), CONTROL_BYTES, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_CONTROL {name}: mmap: {}", std::io::Error::last_os_error()));
+        }
+        Control { page: p as usize, seen: 0 }
+    }
+
+    fn generation(&self) -> u64 {
+        // SAFETY: the mapping is page-aligned, at least 8 octets, and lives as long as the process.
+        unsafe { (*(self.page as *const AtomicU64)).load(Ordering::Acquire) }
+    }
+
+    /// The page's changes when its generation moved since the last call
+    /// (the lab writes an odd generation, the text, then an even one: a
+    /// change is taken only from an even generation that did not move
+    /// while the text was read).
+    fn poll(&mut self) -> Option<ntplab_vclock::Changes> {
+        let g = self.generation();
+        if g == self.seen || g % 2 == 1 {
+            return None;
+        }
+        let mut text = [0u8; CONTROL_BYTES - 8];
+        for (i, b) in text.iter_mut().enumerate() {
+            // SAFETY: within the mapping; volatile, as the lab may be writing.
+            *b = unsafe { std::ptr::read_volatile((self.page + 8 + i) as *const u8) };
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        if self.generation() != g {
+            return None;
+        }
+        let changes = ntplab_vclock::control::read(&text).unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_CONTROL: {e}")));
+        self.seen = g;
+        Some(changes)
+    }
 }
 
 static STATE: Mutex<Option<Shim>> = Mutex::new(None);
@@ -107,7 +169,13 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
                 .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_JOURNAL {}: {e}", p.to_string_lossy())))
         });
         let epoch = params.epoch_unix_ns;
-        *g = Some(Shim { clock: VirtualClock::new(params, epoch), journal });
+        let control = std::env::var_os("NTPLAB_VCLOCK_CONTROL").map(|p| Control::map(&p));
+        *g = Some(Shim { clock: VirtualClock::new(params, epoch), journal, control });
+    }
+    if let Some(s) = g.as_mut() {
+        if let Some(changes) = s.control.as_mut().and_then(Control::poll) {
+            s.clock.set_changes(changes);
+        }
     }
     g
 }

@@ -111,6 +111,202 @@ pub struct Params {
     pub frequency: f64,
     /// Random-walk frequency wander, counted from `epoch_unix_ns`; None: none.
     pub wander: Option<Wander>,
+    /// Steps and frequency changes of the oscillator itself from the
+    /// scenario's timeline (someone else set the clock, a temperature shock),
+    /// as the simulator applies them to its host's oscillator.
+    pub changes: Changes,
+}
+
+/// Most oscillator changes one clock takes ([`Changes`]).
+pub const CHANGES_MAX: usize = 32;
+
+/// One change of an oscillator at real time `at_ns` (Unix ns).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// The oscillator jumps by `by_s` seconds (`step_clock`).
+    Step { at_ns: i128, by_s: f64 },
+    /// Its base frequency error becomes `frequency` s/s, its reading
+    /// continuous (`set_frequency`).
+    Frequency { at_ns: i128, frequency: f64 },
+}
+
+impl Change {
+    /// When it takes effect, real Unix ns.
+    pub fn at_ns(&self) -> i128 {
+        match *self {
+            Change::Step { at_ns, .. } | Change::Frequency { at_ns, .. } => at_ns,
+        }
+    }
+}
+
+/// An oscillator's changes in time order, at most [`CHANGES_MAX`] (a fixed
+/// array, so [`Params`] stays `Copy` and the shim allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Changes {
+    items: [Change; CHANGES_MAX],
+    len: usize,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes { items: [Change::Step { at_ns: 0, by_s: 0.0 }; CHANGES_MAX], len: 0 }
+    }
+}
+
+impl Changes {
+    /// The changes, in time order.
+    pub fn as_slice(&self) -> &[Change] {
+        &self.items[..self.len]
+    }
+
+    /// Adds a change (kept in time order; one at the same instant as
+    /// another comes after it). Refuses more than [`CHANGES_MAX`] and values
+    /// the shim would refuse.
+    pub fn push(&mut self, c: Change) -> Result<(), String> {
+        match c {
+            Change::Step { by_s, .. } if !by_s.is_finite() || by_s.abs() > 1e9 => return Err(format!("a step of {by_s} s is not a finite number within 1e9 s")),
+            Change::Frequency { frequency, .. } if !frequency.is_finite() || frequency.abs() > 0.5 => {
+                return Err(format!("frequency {frequency} is not a finite number within ±0.5"))
+            }
+            _ => {}
+        }
+        if self.len >= CHANGES_MAX {
+            return Err(format!("more than {CHANGES_MAX} clock steps and frequency changes on one host"));
+        }
+        let at = self.as_slice().partition_point(|x| x.at_ns() <= c.at_ns());
+        self.items.copy_within(at..self.len, at + 1);
+        self.items[at] = c;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// (offset the changes have added, frequency they have added) at
+    /// `real_ns` to an oscillator of base frequency `base`.
+    fn at(&self, base: f64, real_ns: i128) -> (f64, f64) {
+        let (mut offset, mut frequency) = (0.0, 0.0);
+        for c in self.as_slice() {
+            if c.at_ns() > real_ns {
+                break;
+            }
+            match *c {
+                Change::Step { by_s, .. } => offset += by_s,
+                Change::Frequency { at_ns, frequency: f } => {
+                    // As the simulator's oscillator: the new base frequency from `at` on.
+                    let delta = f - (base + frequency);
+                    frequency += delta;
+                    offset += delta * (real_ns - at_ns) as f64 * 1e-9;
+                }
+            }
+        }
+        (offset, frequency)
+    }
+
+    /// The control page's text: one line per change, `AT_NS step BY_S` or
+    /// `AT_NS frequency F` ([`Changes::parse`] reads it).
+    pub fn text(&self) -> String {
+        let mut t = String::new();
+        for c in self.as_slice() {
+            match *c {
+                Change::Step { at_ns, by_s } => t += &format!("{at_ns} step {by_s:e}\n"),
+                Change::Frequency { at_ns, frequency } => t += &format!("{at_ns} frequency {frequency:e}\n"),
+            }
+        }
+        t
+    }
+
+    /// Reads [`Changes::text`]; the error names the line.
+    pub fn parse(text: &str) -> Result<Changes, String> {
+        let mut out = Changes::default();
+        for (n, line) in text.lines().enumerate() {
+            let bad = |why: String| format!("line {}: {why}", n + 1);
+            let f: Vec<&str> = line.split_ascii_whitespace().collect();
+            let [at, kind, value] = f[..] else { return Err(bad(format!("{line:?} is not `AT_NS step|frequency VALUE`"))) };
+            let at_ns: i128 = at.parse().map_err(|_| bad(format!("{at:?} is not an integer of Unix ns")))?;
+            let v: f64 = value.parse().map_err(|_| bad(format!("{value:?} is not a number")))?;
+            let c = match kind {
+                "step" => Change::Step { at_ns, by_s: v },
+                "frequency" => Change::Frequency { at_ns, frequency: v },
+                _ => return Err(bad(format!("{kind:?} is neither `step` nor `frequency`"))),
+            };
+            out.push(c).map_err(bad)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The lab's control page for a shimmed process: a file of [`CONTROL_BYTES`]
+/// octets the shim maps (`NTPLAB_VCLOCK_CONTROL`): a generation counter
+/// (u64, little-endian, octets 0..8) and then the oscillator's changes as
+/// [`Changes::text`], NUL-padded. The lab writes the text, then a new
+/// generation; the shim compares the generation with the one it last read at
+/// each clock call (one atomic load: its whole cost on the hot path) and
+/// rereads the text when it moved. The lab sends a change ahead of its time
+/// (`at_ns` in the future), so the shim's clock and the lab's replay of it
+/// agree at every instant. The page carries numbers only: nothing in it can
+/// reach the real clock.
+pub mod control {
+    use super::Changes;
+
+    /// Size of the control page.
+    pub const CONTROL_BYTES: usize = 4096;
+
+    /// The page's octets for generation `generation` with `changes`; an
+    /// error when the text does not fit.
+    pub fn page(generation: u64, changes: &Changes) -> Result<Vec<u8>, String> {
+        let text = changes.text();
+        if text.len() > CONTROL_BYTES - 9 {
+            return Err(format!("{} octets of clock changes do not fit the {CONTROL_BYTES}-octet control page", text.len()));
+        }
+        let mut p = vec![0u8; CONTROL_BYTES];
+        p[..8].copy_from_slice(&generation.to_le_bytes());
+        p[8..8 + text.len()].copy_from_slice(text.as_bytes());
+        Ok(p)
+    }
+
+    /// The lab's end of a control page.
+    pub struct Writer {
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        generation: u64,
+    }
+
+    impl Writer {
+        /// Creates the page at `path` (generation 0, no changes).
+        pub fn create(path: &std::path::Path) -> Result<Writer, String> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| format!("cannot create the clock control page {}: {e}", path.display()))?;
+            let mut w = Writer { file, path: path.to_path_buf(), generation: 0 };
+            w.put(0, &page(0, &Changes::default())?)?;
+            Ok(w)
+        }
+
+        fn put(&mut self, at: u64, bytes: &[u8]) -> Result<(), String> {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(bytes, at).map_err(|e| format!("cannot write the clock control page {}: {e}", self.path.display()))
+        }
+
+        /// Publishes `changes`: an odd generation, the text, the next even one.
+        pub fn publish(&mut self, changes: &Changes) -> Result<(), String> {
+            let p = page(self.generation + 2, changes)?;
+            self.put(0, &(self.generation + 1).to_le_bytes())?;
+            self.put(8, &p[8..])?;
+            self.put(0, &p[..8])?;
+            self.generation += 2;
+            Ok(())
+        }
+    }
+
+    /// The changes in a page's text part (octets 8.. up to the first NUL).
+    pub fn read(text_part: &[u8]) -> Result<Changes, String> {
+        let end = text_part.iter().position(|&b| b == 0).unwrap_or(text_part.len());
+        let text = std::str::from_utf8(&text_part[..end]).map_err(|_| "the control page is not UTF-8".to_string())?;
+        Changes::parse(text)
+    }
 }
 
 /// An oscillator's random-walk frequency wander, drawn exactly as the
@@ -178,20 +374,21 @@ impl Wander {
 impl Params {
     /// An oscillator without wander.
     pub fn new(epoch_unix_ns: i128, offset_s: f64, frequency: f64) -> Params {
-        Params { epoch_unix_ns, offset_s, frequency, wander: None }
+        Params { epoch_unix_ns, offset_s, frequency, wander: None, changes: Changes::default() }
     }
 
     /// The oscillator's reading when the real clock reads `real_ns` (Unix ns).
     pub fn raw_at(&self, real_ns: i128) -> NtpTime {
         let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
         let walk = self.wander.map_or(0.0, |w| w.at(elapsed).0);
-        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed + walk)
+        let changed = self.changes.at(self.frequency, real_ns).0;
+        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed + walk + changed)
     }
 
     /// The oscillator's frequency error at `real_ns`, s/s.
     pub fn frequency_at(&self, real_ns: i128) -> f64 {
         let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
-        self.frequency + self.wander.map_or(0.0, |w| w.at(elapsed).1)
+        self.frequency + self.wander.map_or(0.0, |w| w.at(elapsed).1) + self.changes.at(self.frequency, real_ns).1
     }
 
     /// Reads the parameters from environment-style values: offset (s),
@@ -220,7 +417,7 @@ impl Params {
                 Some(Wander { wander, seed: b.parse().map_err(|_| bad())?, host: c.parse().map_err(|_| bad())? })
             }
         };
-        Ok(Params { epoch_unix_ns, offset_s, frequency, wander })
+        Ok(Params { epoch_unix_ns, offset_s, frequency, wander, changes: Changes::default() })
     }
 
     /// The wander as [`Params::parse`] reads it (empty: none).
@@ -329,6 +526,13 @@ impl VirtualClock {
     /// The oscillator parameters.
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// Replaces the oscillator's changes (the lab's control page). Changes
+    /// still to come take effect at their time; the clock's past is the
+    /// same as long as none of them is earlier than the last reading.
+    pub fn set_changes(&mut self, changes: Changes) {
+        self.params.changes = changes;
     }
 
     /// The kernel model.

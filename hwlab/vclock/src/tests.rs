@@ -229,3 +229,91 @@ fn a_step_resets_maxerror_as_chrony_probes_for_setoffset() {
     assert!(t.maxerror >= 100_000);
     assert_ne!(t.status & status::STA_UNSYNC, 0);
 }
+
+#[test]
+fn timeline_steps_and_frequency_changes_are_the_simulators() {
+    use ntplab_proto::time::NtpDuration;
+    use ntplab_sim::oscillator::{Oscillator, OscillatorConfig};
+    let mut p = Params::new(T0, 0.01, 2e-6);
+    // Given out of time order: kept in time order.
+    p.changes.push(Change::Frequency { at_ns: T0 + 200 * SEC, frequency: -5e-6 }).unwrap();
+    p.changes.push(Change::Step { at_ns: T0 + 100 * SEC, by_s: 0.5 }).unwrap();
+    p.changes.push(Change::Frequency { at_ns: T0 + 300 * SEC, frequency: 1e-5 }).unwrap();
+    let mut sim = Oscillator::new(OscillatorConfig { offset_s: 0.01, frequency: 2e-6, ..OscillatorConfig::default() }, ntplab_sim::rng::SimRng::derive(1, "oscillator/0"));
+    let secs = |s: i64| NtpDuration::from_seconds(s);
+    sim.step(secs(100), NtpDuration::from_seconds_f64(0.5));
+    sim.set_frequency(secs(200), -5e-6);
+    sim.set_frequency(secs(300), 1e-5);
+    for t in [0.0, 99.999, 100.0, 150.0, 200.0, 250.5, 300.0, 400.0] {
+        let real = T0 + (t * 1e9) as i128;
+        let want = sim.raw_offset_at(NtpDuration::from_seconds_f64(t)).to_seconds_f64();
+        let got = p.raw_at(real).duration_since(unix_ns_to_ntp(real)).to_seconds_f64();
+        assert!((got - want).abs() < 1e-9, "at {t} s: lab {got}, simulator {want}");
+        assert!((p.frequency_at(real) - sim.frequency_at(NtpDuration::from_seconds_f64(t))).abs() < 1e-15, "at {t} s");
+    }
+    // Bad values and too many are refused, naming why.
+    assert!(p.changes.push(Change::Step { at_ns: T0, by_s: f64::NAN }).unwrap_err().contains("finite"));
+    assert!(p.changes.push(Change::Frequency { at_ns: T0, frequency: 0.6 }).unwrap_err().contains("±0.5"));
+    let mut many = Changes::default();
+    for i in 0..CHANGES_MAX {
+        many.push(Change::Step { at_ns: T0 + i as i128, by_s: 1e-3 }).unwrap();
+    }
+    assert!(many.push(Change::Step { at_ns: T0, by_s: 1e-3 }).unwrap_err().contains("more than"));
+}
+
+#[test]
+fn the_control_page_carries_the_changes_and_a_late_arrival_changes_no_past_reading() {
+    let dir = std::env::temp_dir().join(format!("ntplab-vclock-control-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("h.control");
+    let mut w = control::Writer::create(&path).unwrap();
+    let page = std::fs::read(&path).unwrap();
+    assert_eq!(page.len(), control::CONTROL_BYTES);
+    assert_eq!((u64::from_le_bytes(page[..8].try_into().unwrap()), control::read(&page[8..]).unwrap()), (0, Changes::default()));
+    let mut changes = Changes::default();
+    changes.push(Change::Step { at_ns: T0 + 10 * SEC, by_s: -0.25 }).unwrap();
+    changes.push(Change::Frequency { at_ns: T0 + 20 * SEC, frequency: 3e-5 }).unwrap();
+    w.publish(&changes).unwrap();
+    let page = std::fs::read(&path).unwrap();
+    assert_eq!(u64::from_le_bytes(page[..8].try_into().unwrap()), 2);
+    assert_eq!(control::read(&page[8..]).unwrap(), changes);
+    // Bad text is named by line.
+    assert!(control::read(b"12 jump 1\n").unwrap_err().starts_with("line 1:"));
+    assert!(control::read(b"12 step x\n").unwrap_err().contains("not a number"));
+    // A shim that learns of the changes at 5 s (before they take effect)
+    // and steers its clock meanwhile reads, at every instant, what the lab's
+    // replay of its journal computes with the changes from the start.
+    let params = Params::new(T0, 0.05, 1e-5);
+    let mut shim = VirtualClock::new(params, T0);
+    let mut journal = String::new();
+    let mut readings = Vec::new();
+    let freq = Timex { modes: ADJ_STATUS | ADJ_FREQUENCY, status: status::STA_PLL, freq: -10 << 16, ..Timex::default() };
+    let step = Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: 0, time_frac: 200_000_000, ..Timex::default() };
+    for at in [SEC / 2, SEC, 3 * SEC, 5 * SEC, 10 * SEC - 1, 10 * SEC, 12 * SEC, 15 * SEC, 20 * SEC, 40 * SEC] {
+        let real = T0 + at;
+        match at {
+            a if a == SEC => {
+                shim.apply(real, &JournalOp::Adjtimex(freq)).unwrap();
+                journal += &format!("{}\n", JournalOp::Adjtimex(freq).line(1, real));
+            }
+            a if a == 5 * SEC => shim.set_changes(changes),
+            a if a == 15 * SEC => {
+                shim.apply(real, &JournalOp::Adjtimex(step)).unwrap();
+                journal += &format!("{}\n", JournalOp::Adjtimex(step).line(1, real));
+            }
+            _ => {}
+        }
+        readings.push((real, shim.now_unix_ns(real)));
+    }
+    let replay = Replay::parse(Params { changes, ..params }, T0, &journal, "journal").unwrap();
+    for (real, local) in readings {
+        assert_eq!(replay.clock_at(real).now_unix_ns(real), local, "at {} ns", real - T0);
+    }
+    // The step shows in the true offset at its instant: -0.25 s (and 2.5 us
+    // of the -10 ppm correction, which the kernel model, as the simulator's,
+    // accrues over the oscillator's time, which jumped).
+    let before = replay.clock_at(T0 + 10 * SEC - 1).offset_at(T0 + 10 * SEC - 1);
+    let after = replay.clock_at(T0 + 10 * SEC).offset_at(T0 + 10 * SEC);
+    assert!((after - before + 0.25).abs() < 3e-6, "{before} -> {after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
