@@ -25,7 +25,7 @@ use ntplab_sim::rng::SimRng;
 use ntplab_sim::scenario::LinkParams;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,16 +67,16 @@ pub struct Capture {
 #[derive(Debug, Clone, Default)]
 pub struct LinkState {
     /// Parameters of each direction, (from, to).
-    pub params: BTreeMap<(Ipv4Addr, Ipv4Addr), LinkParams>,
+    pub params: BTreeMap<(IpAddr, IpAddr), LinkParams>,
     /// The path model of each direction with its random stream ([`LinkState::add_link`]).
-    pub paths: BTreeMap<(Ipv4Addr, Ipv4Addr), Path>,
+    pub paths: BTreeMap<(IpAddr, IpAddr), Path>,
     /// Directions cut on their link, (from, to).
-    pub down: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    pub down: BTreeSet<(IpAddr, IpAddr)>,
     /// Host partitions: every packet between a member and a non-member is dropped.
-    pub cut_sets: Vec<BTreeSet<Ipv4Addr>>,
+    pub cut_sets: Vec<BTreeSet<IpAddr>>,
     /// Hosts whose TCP (NTS-KE) is unreachable while their UDP still flows
     /// (`ke_down`, as the simulator's harness blocks them).
-    pub tcp_blocked: BTreeSet<Ipv4Addr>,
+    pub tcp_blocked: BTreeSet<IpAddr>,
 }
 
 impl LinkState {
@@ -84,7 +84,7 @@ impl LinkState {
     /// under scenario seed `seed`: `forward` from `a` to `b`, `backward` back,
     /// each direction drawing from the random stream the simulator's harness
     /// gives it (`link/<lower index>/<higher index>/fwd|bwd`).
-    pub fn add_link(&mut self, seed: u64, a: (usize, Ipv4Addr), b: (usize, Ipv4Addr), forward: LinkParams, backward: LinkParams) {
+    pub fn add_link(&mut self, seed: u64, a: (usize, IpAddr), b: (usize, IpAddr), forward: LinkParams, backward: LinkParams) {
         let (lo, hi) = (a.0.min(b.0), a.0.max(b.0));
         for (from, to, params) in [(a, b, forward), (b, a, backward)] {
             let dir = if from.0 <= to.0 { "fwd" } else { "bwd" };
@@ -96,15 +96,17 @@ impl LinkState {
 
     /// What happens to a packet from `src` to `dst` sent now: its one-way
     /// delays in seconds (none, one, or two for a duplicate), or why it is
-    /// dropped. UDP takes the path model's draws; TCP (`tcp`) the base delay
-    /// plus the jitter's mean, never lost but to a partition or `ke_down`.
-    fn fate(&mut self, src: Ipv4Addr, dst: Ipv4Addr, tcp: bool) -> Result<Vec<f64>, &'static str> {
+    /// dropped. UDP (`udp`) takes the path model's draws; anything else the
+    /// base delay plus the jitter's mean, never lost but to a partition or,
+    /// TCP (`tcp`), to `ke_down`, and draws nothing (as the simulator's
+    /// streams see UDP only).
+    fn fate(&mut self, src: IpAddr, dst: IpAddr, udp: bool, tcp: bool) -> Result<Vec<f64>, &'static str> {
         let Some(params) = self.params.get(&(src, dst)).copied() else { return Err("no-link") };
         if self.cut(src, dst) {
             return Err("partition");
         }
-        if tcp {
-            if self.tcp_blocked.contains(&src) || self.tcp_blocked.contains(&dst) {
+        if !udp {
+            if tcp && (self.tcp_blocked.contains(&src) || self.tcp_blocked.contains(&dst)) {
                 return Err("ke-down");
             }
             let mean = params.jitter.mean_s();
@@ -122,7 +124,7 @@ impl LinkState {
     }
 
     /// Whether a partition drops packets from `src` to `dst`.
-    pub fn cut(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub fn cut(&self, src: IpAddr, dst: IpAddr) -> bool {
         self.down.contains(&(src, dst)) || self.cut_sets.iter().any(|set| set.contains(&src) != set.contains(&dst))
     }
 }
@@ -176,22 +178,32 @@ fn open_tun(ns: &str, name: &str) -> Result<OwnedFd, String> {
 /// A UDP datagram's source port, destination port and payload range in its packet.
 type UdpParts = (u16, u16, std::ops::Range<usize>);
 
-/// Source and destination of an IPv4 packet, with the UDP parts when it is UDP.
-fn parse_ipv4(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, Option<UdpParts>)> {
-    if p.len() < 20 || p[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
-    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    let udp = if p[9] == 17 && total >= ihl + 8 && ihl >= 20 {
-        let u = &p[ihl..];
-        Some((u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), ihl + 8..total))
+/// Source and destination of an IPv4 or IPv6 packet, its protocol (IPv4's
+/// protocol, IPv6's next header: 17 UDP, 6 TCP) and the UDP parts when it
+/// is UDP. An IPv6 packet with extension headers counts as not UDP.
+fn parse_ip(p: &[u8]) -> Option<(IpAddr, IpAddr, u8, Option<UdpParts>)> {
+    let (src, dst, proto, header, total) = match p.first()? >> 4 {
+        4 if p.len() >= 20 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
+            let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+            let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            (IpAddr::V4(src), IpAddr::V4(dst), p[9], ihl.max(20), total)
+        }
+        6 if p.len() >= 40 => {
+            let total = (40 + usize::from(u16::from_be_bytes([p[4], p[5]]))).min(p.len());
+            let addr = |at: usize| IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&p[at..at + 16]).unwrap_or_default()));
+            (addr(8), addr(24), p[6], 40, total)
+        }
+        _ => return None,
+    };
+    let udp = if proto == 17 && total >= header + 8 {
+        let u = &p[header..];
+        Some((u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), header + 8..total))
     } else {
         None
     };
-    Some((src, dst, udp))
+    Some((src, dst, proto, udp))
 }
 
 impl Emulator {
@@ -252,7 +264,7 @@ fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, stop: &AtomicBool) -> Result<Ca
     let mut held: BTreeMap<u64, (Vec<u8>, Option<usize>)> = BTreeMap::new();
     let mut seq = 0u64;
     // Last TCP delivery per direction: segments keep their order.
-    let mut tcp_last: BTreeMap<(Ipv4Addr, Ipv4Addr), i128> = BTreeMap::new();
+    let mut tcp_last: BTreeMap<(IpAddr, IpAddr), i128> = BTreeMap::new();
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Acquire) {
         let now = real_now_ns();
@@ -288,9 +300,9 @@ fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, stop: &AtomicBool) -> Result<Ca
             }
             let sent = real_now_ns();
             let p = &buf[..len as usize];
-            let Some((src, dst, udp)) = parse_ipv4(p) else { continue };
-            let tcp = p[9] == 6;
-            let fate = links.lock().unwrap_or_else(|e| e.into_inner()).fate(src, dst, tcp);
+            let Some((src, dst, proto, udp)) = parse_ip(p) else { continue };
+            let tcp = udp.is_none();
+            let fate = links.lock().unwrap_or_else(|e| e.into_inner()).fate(src, dst, udp.is_some(), proto == 6);
             let (delays, lost) = match fate {
                 Ok(d) => (d, None),
                 Err(why) => (Vec::new(), Some(why)),
@@ -310,8 +322,8 @@ fn relay(fd: &OwnedFd, links: &Mutex<LinkState>, stop: &AtomicBool) -> Result<Ca
                             delivered_ns: None,
                             lost,
                             copy: copy > 0,
-                            src: SocketAddr::V4(SocketAddrV4::new(src, sp)),
-                            dst: SocketAddr::V4(SocketAddrV4::new(dst, dp)),
+                            src: SocketAddr::new(src, sp),
+                            dst: SocketAddr::new(dst, dp),
                             payload: p[range.clone()].to_vec(),
                         });
                         records.push(Some(capture.datagrams.len() - 1));
@@ -341,7 +353,7 @@ mod tests {
 
     #[test]
     fn partitions_cut_between_members_and_the_rest_and_links_one_way() {
-        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+        let ip = |d| IpAddr::V4(Ipv4Addr::new(10, 0, 0, d));
         let mut s = LinkState::default();
         assert!(!s.cut(ip(1), ip(2)));
         s.cut_sets.push([ip(1)].into_iter().collect());
@@ -359,7 +371,7 @@ mod tests {
     #[test]
     fn datagram_fates_are_the_simulators_draws_and_tcp_keeps_to_the_mean() {
         use ntplab_sim::link::{Jitter, Path};
-        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+        let ip = |d| IpAddr::V4(Ipv4Addr::new(10, 0, 0, d));
         let p = LinkParams {
             delay: std::time::Duration::from_millis(1),
             jitter: Jitter::Exponential { mean_s: 1e-3 },
@@ -385,7 +397,7 @@ mod tests {
                 Fate::Lost(_) => Err("other"),
                 f => Ok(f.delays().map(|d| d.to_seconds_f64()).collect()),
             };
-            let got = s.fate(ip(2), ip(1), false);
+            let got = s.fate(ip(2), ip(1), true, false);
             assert_eq!(got, want, "datagram {i}");
             let d = got.unwrap_or_default();
             doubled += usize::from(d.len() == 2);
@@ -393,23 +405,23 @@ mod tests {
         }
         assert!(doubled > 100 && held > 50, "{doubled} doubled, {held} held back");
         // The other direction passes every third datagram only.
-        let fates: Vec<_> = (0..30).map(|_| s.fate(ip(1), ip(2), false)).collect();
+        let fates: Vec<_> = (0..30).map(|_| s.fate(ip(1), ip(2), true, false)).collect();
         let pattern = fates.iter().filter(|f| **f == Err("loss pattern")).count();
         assert_eq!(pattern, 20, "{fates:?}");
         assert!(fates.iter().skip(2).step_by(3).all(|f| *f != Err("loss pattern")), "{fates:?}");
         // TCP: always delivered once, after delay + mean jitter.
         for _ in 0..50 {
-            assert_eq!(s.fate(ip(2), ip(1), true), Ok(vec![0.002]));
+            assert_eq!(s.fate(ip(2), ip(1), false, true), Ok(vec![0.002]));
         }
         s.tcp_blocked.insert(ip(1));
-        assert_eq!(s.fate(ip(2), ip(1), true), Err("ke-down"));
-        assert_eq!(s.fate(ip(2), ip(3), false), Err("no-link"));
+        assert_eq!(s.fate(ip(2), ip(1), false, true), Err("ke-down"));
+        assert_eq!(s.fate(ip(2), ip(3), true, false), Err("no-link"));
         s.cut_sets.push([ip(2)].into_iter().collect());
-        assert_eq!(s.fate(ip(2), ip(1), false), Err("partition"));
+        assert_eq!(s.fate(ip(2), ip(1), true, false), Err("partition"));
     }
 
     #[test]
-    fn ipv4_udp_headers_are_taken_apart_and_short_packets_refused() {
+    fn ip_udp_headers_are_taken_apart_and_short_packets_refused() {
         let mut p = vec![0u8; 20 + 8 + 4];
         p[0] = 0x45;
         p[2..4].copy_from_slice(&32u16.to_be_bytes());
@@ -418,13 +430,30 @@ mod tests {
         p[16..20].copy_from_slice(&[10, 0, 0, 1]);
         p[20..22].copy_from_slice(&40000u16.to_be_bytes());
         p[22..24].copy_from_slice(&123u16.to_be_bytes());
-        let (s, d, u) = parse_ipv4(&p).unwrap();
-        assert_eq!((s, d), (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)));
+        let (s, d, proto, u) = parse_ip(&p).unwrap();
+        assert_eq!((s, d, proto), ("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap(), 17));
         assert_eq!(u, Some((40000, 123, 28..32)));
-        assert!(parse_ipv4(&p[..19]).is_none());
+        assert!(parse_ip(&p[..19]).is_none());
         p[9] = 6;
-        assert_eq!(parse_ipv4(&p).unwrap().2, None);
-        p[0] = 0x60;
-        assert!(parse_ipv4(&p).is_none());
+        assert_eq!(parse_ip(&p).unwrap().3, None);
+        // IPv6: 40-octet header, payload length, next header, addresses.
+        let mut q = vec![0u8; 40 + 8 + 48];
+        q[0] = 0x60;
+        q[4..6].copy_from_slice(&56u16.to_be_bytes());
+        q[6] = 17;
+        q[8..24].copy_from_slice(&"2001:db8::2".parse::<Ipv6Addr>().unwrap().octets());
+        q[24..40].copy_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        q[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        q[42..44].copy_from_slice(&123u16.to_be_bytes());
+        let (s, d, proto, u) = parse_ip(&q).unwrap();
+        assert_eq!((s, d, proto), ("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap(), 17));
+        assert_eq!(u, Some((40000, 123, 48..96)));
+        assert!(parse_ip(&q[..39]).is_none());
+        // An extension header (hop-by-hop, 0) first: not taken for UDP.
+        q[6] = 0;
+        assert_eq!(parse_ip(&q).unwrap().3, None);
+        q[0] = 0x50;
+        assert!(parse_ip(&q).is_none());
+        assert!(parse_ip(&[]).is_none());
     }
 }

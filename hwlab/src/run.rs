@@ -12,7 +12,7 @@ use ntplab_sim::stats::HostStats;
 use ntplab_sim::trace::{Event, Fate, Packet, Sample, TraceWriter};
 use ntplab_vclock::{JournalOp, Params, Replay, Wander};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,9 +68,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
     let default = ntplab_daemon::config::ConfigFile::default().validate_text("", "default");
     for h in &s.hosts {
         let n = &h.name;
-        if !h.address.is_ipv4() {
-            why.push(format!("host `{n}`: IPv6 addresses are not realized by the lab yet"));
-        }
         let c = &h.clock;
         for (key, v) in [("noise", c.noise_s), ("precision", c.precision_s), ("sine", c.sine.amplitude)] {
             if v != 0.0 {
@@ -233,32 +230,48 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // The network: a router namespace with the link emulator, a namespace per host.
     let mut ns = Namespaces::new("lab")?;
     let router = ns.add("router")?;
-    for key in ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] {
+    // IPv6 addresses take effect at once (no duplicate address detection).
+    let v6_now = ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"];
+    for key in ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1"].iter().chain(&v6_now) {
         exec(&router, "sysctl", &["-qw", key])?;
     }
     let mut links = LinkState::default();
     for l in &s.links {
         let [a, b] = l.hosts;
-        links.add_link(s.seed, (a, ipv4(s.hosts[a].address)), (b, ipv4(s.hosts[b].address)), l.forward, l.backward);
+        links.add_link(s.seed, (a, s.hosts[a].address), (b, s.hosts[b].address), l.forward, l.backward);
     }
     let links = Arc::new(Mutex::new(links));
     let emulator = Emulator::start(&router, "tun0", links.clone())?;
     ip(&["-n", &router, "link", "set", "tun0", "up"])?;
     ip(&["-n", &router, "route", "add", "default", "dev", "tun0", "table", "100"])?;
+    ip(&["-n", &router, "-6", "route", "add", "default", "dev", "tun0", "table", "100"])?;
     let mut host_ns = Vec::new();
     for (i, h) in s.hosts.iter().enumerate() {
         let hn = ns.add(&format!("h{i}"))?;
+        for key in v6_now {
+            exec(&hn, "sysctl", &["-qw", key])?;
+        }
         let r = format!("r{i}");
-        let addr = format!("{}/32", h.address);
         ip(&["-n", &router, "link", "add", &r, "type", "veth", "peer", "name", "eth0", "netns", &hn])?;
         ip(&["-n", &router, "link", "set", &r, "up"])?;
-        ip(&["-n", &router, "addr", "add", "169.254.0.1/32", "dev", &r])?;
-        ip(&["-n", &router, "route", "add", &addr, "dev", &r])?;
-        ip(&["-n", &router, "rule", "add", "iif", &r, "lookup", "100"])?;
         ip(&["-n", &hn, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &hn, "addr", "add", &addr, "dev", "eth0"])?;
-        ip(&["-n", &hn, "route", "add", "169.254.0.1", "dev", "eth0"])?;
-        ip(&["-n", &hn, "route", "add", "default", "via", "169.254.0.1", "dev", "eth0"])?;
+        // The router's end answers as 169.254.0.1 and fe80::1 on every host link.
+        if h.address.is_ipv4() {
+            let addr = format!("{}/32", h.address);
+            ip(&["-n", &router, "addr", "add", "169.254.0.1/32", "dev", &r])?;
+            ip(&["-n", &router, "route", "add", &addr, "dev", &r])?;
+            ip(&["-n", &router, "rule", "add", "iif", &r, "lookup", "100"])?;
+            ip(&["-n", &hn, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", &hn, "route", "add", "169.254.0.1", "dev", "eth0"])?;
+            ip(&["-n", &hn, "route", "add", "default", "via", "169.254.0.1", "dev", "eth0"])?;
+        } else {
+            let addr = format!("{}/128", h.address);
+            ip(&["-n", &router, "-6", "addr", "add", "fe80::1/64", "dev", &r, "nodad"])?;
+            ip(&["-n", &router, "-6", "route", "add", &addr, "dev", &r])?;
+            ip(&["-n", &router, "-6", "rule", "add", "iif", &r, "lookup", "100"])?;
+            ip(&["-n", &hn, "-6", "addr", "add", &addr, "dev", "eth0", "nodad"])?;
+            ip(&["-n", &hn, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"])?;
+        }
         host_ns.push(hn);
     }
 
@@ -503,14 +516,6 @@ fn change_clock(runs: &mut [Option<HostRun>], host: usize, started_real: i128, a
     r.params.changes.push(change(at_ns)).map_err(|e| format!("host `{}`: {e}", r.name))?;
     r.control.publish(&r.params.changes)?;
     Ok(at_ns)
-}
-
-fn ipv4(a: IpAddr) -> Ipv4Addr {
-    match a {
-        IpAddr::V4(v) => v,
-        // refusals() lets IPv4 hosts only through.
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    }
 }
 
 fn dur(d: Duration) -> NtpDuration {
@@ -790,9 +795,9 @@ pub fn missing_programs(s: &Scenario, chronyd: &Path, ntpsec: &programs::Ntpsec,
 /// as the simulator's harness applies it to its links (refusals() lets no
 /// other action through).
 fn apply_event(s: &Scenario, state: &mut LinkState, action: &Action) {
-    let ip = |h: usize| ipv4(s.hosts[h].address);
+    let ip = |h: usize| s.hosts[h].address;
     // The directed pairs of a link cut in `direction`.
-    let pairs = |link: usize, direction: Direction| -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let pairs = |link: usize, direction: Direction| -> Vec<(IpAddr, IpAddr)> {
         let Some(l) = s.links.get(link) else { return Vec::new() };
         let (a, b) = (ip(l.hosts[0]), ip(l.hosts[1]));
         match direction {
@@ -934,9 +939,9 @@ host = "server"
         assert_eq!(refusals(&s), Vec::<String>::new());
         // ke_down blocks the host's TCP in the emulator until ke_up.
         let mut state = LinkState::default();
-        let server = Ipv4Addr::new(10, 0, 0, 1);
+        let server: IpAddr = "10.0.0.1".parse().unwrap();
         apply_event(&s, &mut state, &s.events[0].action);
-        assert!(state.tcp_blocked.contains(&server) && !state.cut(server, Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(state.tcp_blocked.contains(&server) && !state.cut(server, "10.0.0.2".parse().unwrap()));
         apply_event(&s, &mut state, &s.events[1].action);
         assert!(state.tcp_blocked.is_empty());
         // chrony 4.3 offers AEAD 15 only: a source limited to 30 is refused, naming the host.
