@@ -43,7 +43,10 @@
 //!    (in chrony's reference simulation it kept 64-sample windows that lagged
 //!    by 50 µs). With a nearly noiseless source the longest of the
 //!    near-best spans is used;
-//! 4. the frequency correction is set to the fitted slope, and the fitted
+//! 4. the frequency correction is set to the fitted slope (a fit much less
+//!    precise than the one the frequency came from, and consistent with it,
+//!    is only blended in; that reference's error grows with the oscillator's
+//!    assumed wander, [`RegressionConfig::wander`], as it ages), and the fitted
 //!    offset *now* minus the correction already in place is slewed out with a
 //!    time constant of `poll interval × ratio × σ̂/|phase|` within
 //!    `[0.5, 8]` intervals, where σ̂ is the fit's standard error now: a phase
@@ -240,7 +243,17 @@ pub struct RegressionConfig {
     pub max_frequency: f64,
     /// This host's precision, log2 s: the floor of every noise estimate.
     pub local_precision: i8,
+    /// The oscillator's assumed frequency wander, (s/s)/√s (default
+    /// [`DEFAULT_WANDER`]): how fast the slope the frequency last came from
+    /// loses certainty, so that a less precise but newer fit outweighs it
+    /// after a while.
+    pub wander: f64,
 }
+
+/// A quartz oscillator's random-walk frequency wander, (s/s)/√s: the
+/// default of clknetsim (chrony's simulator) for every clock of chrony's
+/// simulation tests.
+pub const DEFAULT_WANDER: f64 = 1e-9;
 
 impl Default for RegressionConfig {
     fn default() -> Self {
@@ -258,6 +271,7 @@ impl Default for RegressionConfig {
             max_slew_rate: CHRONY_MAX_SLEW_RATE,
             max_frequency: MAX_TICK_RATE + MAXFREQ,
             local_precision: -20,
+            wander: DEFAULT_WANDER,
         }
     }
 }
@@ -504,6 +518,8 @@ pub struct RegressionDiscipline {
     /// Standard error of the fitted slope the frequency last came from
     /// (infinite before any, and after a step).
     freq_sd: f64,
+    /// When the slope the frequency last came from was taken.
+    freq_time: Option<NtpTime>,
     /// Some sample pair or line has given the frequency (a slope taken, not
     /// one refused as too uncertain); kept across steps.
     frequency_measured: bool,
@@ -551,6 +567,7 @@ impl RegressionDiscipline {
             asymmetry_run: 0,
             frequency_measured: state == State::Fset,
             freq_sd: f64::INFINITY,
+            freq_time: None,
         }
     }
 
@@ -822,12 +839,20 @@ impl RegressionDiscipline {
     /// window down to a burst's few seconds, whose slope is noise of tens of
     /// ppm, and taking it whole carried the clock a millisecond away before
     /// the next sample. Any other fit (as precise, or showing a real change)
-    /// sets the frequency and becomes the reference.
-    fn blend_frequency(&mut self, slope: f64, sd: f64) -> f64 {
-        let old = self.freq_sd;
+    /// sets the frequency and becomes the reference. The reference ages: its
+    /// standard error grows by [`RegressionConfig::wander`] · √age, so that
+    /// once the oscillator may have wandered more than a newer fit's error,
+    /// the newer fit is taken (at 1 024 s polls a reference held for hours
+    /// anchored the frequency 1e-7 away from a clock that had wandered:
+    /// chrony's 003-largefreqoffset, seed 4, 210 us).
+    fn blend_frequency(&mut self, slope: f64, sd: f64, now: NtpTime) -> f64 {
+        // The reference ages: the oscillator's frequency wanders after it.
+        let age = self.freq_time.map_or(0.0, |t| secs(now - t).max(0.0));
+        let old = self.freq_sd.hypot(self.config.wander * age.sqrt());
         let consistent = (slope - self.freq).abs() <= 3.0 * old.hypot(sd);
         if !sd.is_finite() || !old.is_finite() || sd <= IMPRECISE_FIT * old || !consistent {
             self.freq_sd = sd;
+            self.freq_time = Some(now);
             return slope;
         }
         let (w_old, w_new) = (1.0 / (old * old), 1.0 / (sd * sd));
@@ -970,7 +995,7 @@ impl ClockDiscipline for RegressionDiscipline {
                 let slope = match [f, longest].into_iter().find(trusted) {
                     Some(l) => {
                         self.frequency_measured = true;
-                        self.blend_frequency(l.slope, l.slope_uncertainty())
+                        self.blend_frequency(l.slope, l.slope_uncertainty(), now)
                     }
                     None => self.freq,
                 };
@@ -2082,18 +2107,38 @@ mod tests {
     fn an_imprecise_consistent_fit_only_nudges_the_frequency() {
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         // No reference fit yet: any slope is taken.
-        assert_eq!(d.blend_frequency(-1e-5, 1e-8), -1e-5);
+        assert_eq!(d.blend_frequency(-1e-5, 1e-8, t0()), -1e-5);
         d.freq = -1e-5;
         // As precise: taken, and it becomes the reference.
-        assert_eq!(d.blend_frequency(-1.001e-5, 1.5e-8), -1.001e-5);
+        assert_eq!(d.blend_frequency(-1.001e-5, 1.5e-8, t0()), -1.001e-5);
         d.freq = -1.001e-5;
         // 600 times less certain and within its error: weighted 1 : 360 000.
-        let f = d.blend_frequency(-3.0e-5, 9e-6);
+        let f = d.blend_frequency(-3.0e-5, 9e-6, t0());
         assert!((f + 1.001e-5).abs() < 1e-10, "{f}");
         assert_eq!(d.freq_sd, 1.5e-8, "the reference stays");
         // Less certain but clearly different (a real change): taken.
-        assert_eq!(d.blend_frequency(-8e-5, 9e-6), -8e-5);
+        assert_eq!(d.blend_frequency(-8e-5, 9e-6, t0()), -8e-5);
         assert_eq!(d.freq_sd, 9e-6);
+    }
+
+    #[test]
+    fn a_reference_ages_with_the_oscillators_wander() {
+        let mut d = RegressionDiscipline::new(RegressionConfig { wander: 1e-9, ..RegressionConfig::default() }, None);
+        assert_eq!(d.blend_frequency(1e-6, 1e-9, t0()), 1e-6);
+        d.freq = 1e-6;
+        // A second later, a fit 100 times less certain is only blended.
+        let f = d.blend_frequency(1.0e-6 + 5e-8, 1e-7, at(1.0));
+        assert!((f - 1e-6).abs() < 1e-10, "{f}");
+        // 10 000 s later the reference is as uncertain as 1e-9 · 100 (plus
+        // its own 1e-9): the same fit is within twice that, and is taken.
+        assert_eq!(d.blend_frequency(1.0e-6 + 5e-8, 1e-7, at(10_000.0)), 1.0e-6 + 5e-8);
+        assert_eq!(d.freq_sd, 1e-7);
+        // Without wander the reference would have stayed.
+        let mut d = RegressionDiscipline::new(RegressionConfig { wander: 0.0, ..RegressionConfig::default() }, None);
+        d.blend_frequency(1e-6, 1e-9, t0());
+        d.freq = 1e-6;
+        let f = d.blend_frequency(1.0e-6 + 5e-8, 1e-7, at(10_000.0));
+        assert!((f - 1e-6).abs() < 1e-10, "{f}");
     }
 
     #[test]
@@ -2101,11 +2146,11 @@ mod tests {
         // Inverse variances 1/1e-12 and 1/9e-12: 9 to 1.
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         d.freq_sd = 1e-6;
-        let f = d.blend_frequency(5e-6, 3e-6);
+        let f = d.blend_frequency(5e-6, 3e-6, t0());
         assert!((f - 5e-7).abs() < 1e-18, "{f}");
         assert_eq!(d.freq_sd, 1e-6, "the reference stays");
         // A slope of unknown precision is taken whole, and becomes the reference.
-        assert_eq!(d.blend_frequency(5e-6, f64::INFINITY), 5e-6);
+        assert_eq!(d.blend_frequency(5e-6, f64::INFINITY, t0()), 5e-6);
         assert_eq!(d.freq_sd, f64::INFINITY);
     }
 
