@@ -41,6 +41,9 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         let not = |what: &str, reason: &str| format!("timeline event at {at} s: {what} is not realized by the lab: {reason}");
         match &e.action {
             Action::Partition(_) | Action::Heal(_) => {}
+            Action::SetLink { after_packets: Some(_), .. } => {
+                why.push(not("a link change after a packet count (`after_packets`)", "the link emulator counts no packets"));
+            }
             Action::SetLink { forward, backward, .. } => {
                 for p in [forward, backward] {
                     if p.duplicate.is_some() || p.reorder.is_some() || p.reorder_delay.is_some() || p.pass_every.is_some() {
@@ -745,7 +748,8 @@ fn apply_event(s: &Scenario, state: &mut LinkState, action: &Action) {
                 state.down.remove(&p);
             }
         }
-        Action::SetLink { link, forward, backward } => {
+        // refusals() refuses changes after a packet count.
+        Action::SetLink { link, forward, backward, .. } => {
             if let Some(l) = s.links.get(*link) {
                 let (a, b) = (ip(l.hosts[0]), ip(l.hosts[1]));
                 for (key, patch) in [((a, b), forward), ((b, a), backward)] {
