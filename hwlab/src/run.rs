@@ -866,4 +866,13 @@ host = "server"
         let r = refusals(&s);
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"chrony\": source 10.0.0.1:123: NTS aeads [30]"), "{r:?}");
     }
+
+    #[test]
+    fn a_link_change_after_a_packet_count_is_refused_and_one_at_a_time_is_not() {
+        let at_once = format!("{NTS}[[event]]\nat = \"30s\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nloss = 0.1\n");
+        assert_eq!(refusals(&Scenario::parse(&at_once, "t").unwrap()), Vec::<String>::new());
+        let counted = at_once.replace("loss = 0.1", "loss = 0.1\nafter_packets = 6");
+        let r = refusals(&Scenario::parse(&counted, "t").unwrap());
+        assert!(r.len() == 1 && r[0].contains("after a packet count (`after_packets`)") && r[0].contains("at 30 s"), "{r:?}");
+    }
 }
