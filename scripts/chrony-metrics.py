@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--node", type=int, required=True)
     ap.add_argument("--window", type=float, required=True)
+    ap.add_argument("--per-seed", action="store_true", help="also a row per seed (the run directory's name)")
     ap.add_argument("runs", nargs="+")
     a = ap.parse_args()
     rows = {"chronyd 4.3": [], "ntplab": []}
@@ -93,6 +94,14 @@ def main():
     print("|---|---|---|---|")
     for name, figs in rows.items():
         print(f"| {name} | {summary([f[0] for f in figs], secs)} | {summary([f[1] for f in figs], us)} | {summary([f[2] for f in figs], us)} |")
+    if a.per_seed:
+        print()
+        print("| seed | sync chronyd / ntplab | RMS chronyd / ntplab | max chronyd / ntplab |")
+        print("|---|---|---|---|")
+        never = "never"
+        for run, c, n in zip(a.runs, rows["chronyd 4.3"], rows["ntplab"]):
+            cell = [" / ".join(never if v is None else f(v) for v in (c[i], n[i])) for i, f in ((0, secs), (1, us), (2, us))]
+            print(f"| {run.rstrip('/').split('/')[-1]} | {cell[0]} | {cell[1]} | {cell[2]} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compares ntplab with chronyd 4.3 on chrony's own simulation tests.
 #
-#   scripts/compare-chrony.sh [-s SEEDS] [CASE...]     (default: every case, seeds 1-5)
+#   scripts/compare-chrony.sh [-s SEEDS] [-v] [CASE...] (default: every case, seeds 1-5; -v: a row per seed too)
 #   scripts/compare-chrony.sh -l                       (list the cases)
 #   scripts/compare-chrony.sh -p                       (chronyd's precision under clknetsim)
 #
@@ -29,15 +29,19 @@ WORK=${WORK:-/tmp/ntplab-compare-chrony}
 SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
 PRECISION=0
+PER_SEED=
 
-CASES="001 003-plus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 006 007 009-1-falseticker 010 011 014 101-poll-6 101-poll-10 126 default-1d"
+CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100 006 007
+009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
+101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 125 126 126-delayed 135 default-1d"
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "s:lph" o; do
+while getopts "s:lpvh" o; do
     case $o in
+        v) PER_SEED=--per-seed ;;
         p) PRECISION=1 ;;
         s) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
-        l) echo "$CASES" | tr ' ' '\n'; exit 0 ;;
+        l) echo $CASES | tr ' ' '\n'; exit 0 ;;
         *) usage 0 ;;
     esac
 done
@@ -48,8 +52,9 @@ shift $((OPTIND - 1))
 # clknetsim node whose offset is compared, and the statistics window start.
 case_setup() {
     unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander client_conf \
-        client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY
-    node=2 window=210
+        client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY server_conf \
+        clients peers client_peer_options client_step
+    node=2 window=210 pre_run=:
     case $1 in
         001) scenario=chrony-001-defaults ;;
         003-plus-5e-3) freq_offset=5e-3 time_offset=-0.65 max_sync_time=1000 window=1000
@@ -58,6 +63,34 @@ case_setup() {
             scenario=chrony-003-large-frequency-offset-plus-0.05 ;;
         003-minus-5e-2) freq_offset=-5e-2 time_offset=6.5 max_sync_time=1000 window=1000
             scenario=chrony-003-large-frequency-offset-minus-0.05 ;;
+        003-minus-5e-3) freq_offset=-5e-3 time_offset=0.65 max_sync_time=1000 window=1000
+            scenario=chrony-003-large-frequency-offset-minus-0.005 ;;
+        004-minus-100) time_offset=-1e2 max_sync_time=1400 window=1400
+            scenario=chrony-004-large-time-offset-minus-100s ;;
+        005-plus-100) client_step='(* 1e2 (equal 0.1 (sum 1.0) 150))' max_sync_time=1550 window=1550
+            scenario=chrony-005-external-step-plus-100s ;;
+        005-minus-100) client_step='(* -1e2 (equal 0.1 (sum 1.0) 150))' max_sync_time=1550 window=1550
+            scenario=chrony-005-external-step-minus-100s ;;
+        101-poll-*) local p=${1#101-poll-}
+            client_server_options="minpoll $p maxpoll $p" wander=0.0 jitter=1e-6 limit=$((2**p * 10))
+            max_sync_time=$((2**p * 21 / 10 + 1)) window=$((2**p * 21 / 10 + 1)) client_conf="makestep 1e-2 1"
+            scenario=chrony-101-poll-$p ;;
+        102) freq_offset=1e-4 client_conf="makestep 1e-2 1
+driftfile tmp/drift" client_server_options=iburst max_sync_time=6 window=6
+            # chrony's test writes the drift file (the exact 100 ppm) before the run.
+            pre_run='echo "100 1.0" > tmp/drift'
+            scenario=chrony-102-iburst ;;
+        125) base_delay='(+ 1e-4 (* -1 (equal 0.33 (uniform) 1.0)) (* -1 (equal 0.1 from 3) (equal 0.1 to 1)))'
+            clients=2 peers=2 jitter=1e-5 limit=20000 max_sync_time=10000 window=10000
+            client_server_options="maxpoll 8" client_peer_options="maxpoll 8"
+            scenario=chrony-125-packet-loss ;;
+        126-delayed) base_delay='(+ 1e-4 (* 0.15 (equal 0.1 from 2) (equal 0.1 to 1) (equal 0.1 (min (sum 1) 7) 7) (equal 0.7 (uniform) 0.0)))'
+            client_server_options="burst polltarget 1" max_sync_time=730 window=730
+            scenario=chrony-126-burst-delayed-after-6th-packet ;;
+        135) # chrony's 135-ratelimit at ntplab's parameters (the scenario's):
+            # polls of 2^4 s (ntplab's floor) against one answer per 2^7 s.
+            server_conf="ratelimit interval 7 burst 2 leak 4" client_server_options="minpoll 4 maxpoll 4"
+            scenario=chrony-135-rate-limit ;;
         004-plus-100) time_offset=1e2 max_sync_time=1400 window=1400
             scenario=chrony-004-large-time-offset-plus-100s ;;
         006) time_offset=1e0 jitter=1e-1
@@ -66,12 +99,6 @@ case_setup() {
             scenario=chrony-007-large-wander ;;
         default-1d) limit=86400 window=21600
             scenario=chrony-default ;;
-        101-poll-6) client_server_options="minpoll 6 maxpoll 6" wander=0.0 jitter=1e-6 limit=640
-            max_sync_time=135 window=135 client_conf="makestep 1e-2 1"
-            scenario=chrony-101-poll-6 ;;
-        101-poll-10) client_server_options="minpoll 10 maxpoll 10" wander=0.0 jitter=1e-6 limit=10240
-            max_sync_time=2151 window=2151 client_conf="makestep 1e-2 1"
-            scenario=chrony-101-poll-10 ;;
         014) base_delay='(+ 1e-4 (* -1 (equal 0.1 (min (% time 10000) 1200) 1200)))' limit=100000
             scenario=chrony-014-intermittent-link ;;
         126) base_delay='(+ 1e-4 (* -1 (equal 0.1 from 2) (equal 0.1 to 1) (equal 0.1 (min (% (sum 1) 4) 1) 1)))'
@@ -79,6 +106,8 @@ case_setup() {
             scenario=chrony-126-burst ;;
         009-1-falseticker) base_delay=1e-3 servers=5 falsetickers=1 node=6
             scenario=chrony-009-source-selection-1-falsetickers-of-5 ;;
+        009-2-falsetickers) base_delay=1e-3 servers=5 falsetickers=2 node=6
+            scenario=chrony-009-source-selection-2-falsetickers-of-5 ;;
         010) export CLKNETSIM_RECV_MULTIPLY=4; limit=50000 client_server_options="minpoll 6 maxpoll 6"
             scenario=chrony-010-duplicated-packets ;;
         011) jitter=5e-4 jitter_asymmetry=0.47 limit=100000 max_sync_time=2000 window=2000
@@ -123,6 +152,15 @@ setup_tools() {
         tar xzf "$WORK/chrony_$upstream.orig.tar.gz" -C "$WORK"
     fi
     ln -sfn "$WORK/clknetsim" "$SIMDIR/clknetsim"
+    # chrony's test.common works in ./tmp: a private copy of the directory
+    # (at the same depth, for its ../../ paths) lets several comparisons
+    # share one $WORK at once.
+    RUNDIR=$(mktemp -d "$(dirname "$SIMDIR")/simulation-run.XXXXXX")
+    trap 'rm -rf "$RUNDIR"' EXIT
+    cp "$SIMDIR/test.common" "$RUNDIR/"
+    mkdir "$RUNDIR/tmp"   # test.common stops silently when it has to create it
+    ln -s "$WORK/clknetsim" "$RUNDIR/clknetsim"
+    SIMDIR=$RUNDIR
     if [ -z "$NTPLAB" ]; then
         (cd "$ROOT" && cargo build -q --release --bin ntplab)
         NTPLAB="$ROOT/target/release/ntplab"
@@ -139,6 +177,7 @@ run_chrony() {
         # shellcheck disable=SC1091
         . ./test.common
         mkdir -p tmp && rm -rf tmp/*
+        eval "$pre_run"
         run_test > "$out/chrony.log" 2>&1 || true
         cp tmp/log.offset "$out/chrony.offsets" 2>/dev/null || true
         # clknetsim's packet log (one line per packet: when, from, to, ...),
@@ -205,5 +244,5 @@ for c in $CASES; do
     echo
     rel=scenarios/$scenario.toml
     [ -e "$ROOT/$rel" ] || rel=scenarios/chrony-pending/$scenario.toml
-    python3 "$ROOT/scripts/chrony-metrics.py" --case "$c" --scenario "$rel" --node "$node" --window "$window" "${rows[@]}"
+    python3 "$ROOT/scripts/chrony-metrics.py" --case "$c" --scenario "$rel" --node "$node" --window "$window" $PER_SEED "${rows[@]}"
 done

@@ -40,7 +40,11 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         let at = e.at.as_secs_f64();
         let not = |what: &str, reason: &str| format!("timeline event at {at} s: {what} is not realized by the lab: {reason}");
         match &e.action {
-            Action::Partition(_) | Action::Heal(_) | Action::SetLink { .. } => {}
+            Action::Partition(_) | Action::Heal(_) => {}
+            Action::SetLink { after_packets: Some(_), .. } => {
+                why.push(not("a link change after a packet count (`after_packets`)", "the link emulator counts no packets"));
+            }
+            Action::SetLink { .. } => {}
             Action::StepClock { host, .. } | Action::SetFrequency { host, .. } => {
                 if s.hosts.get(*host).is_some_and(|h| h.refclock.is_some()) {
                     why.push(not(
@@ -823,7 +827,8 @@ fn apply_event(s: &Scenario, state: &mut LinkState, action: &Action) {
                 state.down.remove(&p);
             }
         }
-        Action::SetLink { link, forward, backward } => {
+        // refusals() refuses changes after a packet count.
+        Action::SetLink { link, forward, backward, .. } => {
             if let Some(l) = s.links.get(*link) {
                 let (a, b) = (ip(l.hosts[0]), ip(l.hosts[1]));
                 for (key, patch) in [((a, b), forward), ((b, a), backward)] {
@@ -948,5 +953,14 @@ host = "server"
         let s = Scenario::parse(&NTS.replace("nts = true }", "nts = true, aeads = [30] }"), "nts").unwrap();
         let r = refusals(&s);
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"chrony\": source 10.0.0.1:123: NTS aeads [30]"), "{r:?}");
+    }
+
+    #[test]
+    fn a_link_change_after_a_packet_count_is_refused_and_one_at_a_time_is_not() {
+        let at_once = format!("{NTS}[[event]]\nat = \"30s\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nloss = 0.1\n");
+        assert_eq!(refusals(&Scenario::parse(&at_once, "t").unwrap()), Vec::<String>::new());
+        let counted = at_once.replace("loss = 0.1", "loss = 0.1\nafter_packets = 6");
+        let r = refusals(&Scenario::parse(&counted, "t").unwrap());
+        assert!(r.len() == 1 && r[0].contains("after a packet count (`after_packets`)") && r[0].contains("at 30 s"), "{r:?}");
     }
 }

@@ -116,6 +116,22 @@ pub enum SimEvent {
         /// New configuration.
         config: LinkConfig,
     },
+    /// Replace a link's configuration in the directions named, each after it
+    /// has carried `packets` more packets ([`crate::link::Path::set_config_after`]).
+    SetLinkAfter {
+        /// Host index.
+        a: usize,
+        /// Host index.
+        b: usize,
+        /// New configuration.
+        config: LinkConfig,
+        /// Packets each direction carries first.
+        packets: u64,
+        /// Change `a` → `b`.
+        forward: bool,
+        /// Change `b` → `a`.
+        backward: bool,
+    },
     /// Someone steps a host's clock (not the daemon).
     StepClock {
         /// Host index.
@@ -741,6 +757,17 @@ async fn apply_event(
                 let config = if a <= b { *config } else { reversed(config) };
                 l.forward.set_config(config.forward);
                 l.backward.set_config(config.backward);
+            }
+        }
+        SimEvent::SetLinkAfter { a, b, config, packets, forward, backward } => {
+            if let Some(l) = reach.links.get_mut(&key(*a, *b)) {
+                let (config, forward, backward) = if a <= b { (*config, *forward, *backward) } else { (reversed(config), *backward, *forward) };
+                if forward {
+                    l.forward.set_config_after(*packets, config.forward);
+                }
+                if backward {
+                    l.backward.set_config_after(*packets, config.backward);
+                }
             }
         }
         SimEvent::StepClock { host, by_s } => {

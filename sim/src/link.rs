@@ -307,6 +307,9 @@ pub struct Path {
     rng: SimRng,
     /// Packets handed to the path so far ([`PathConfig::pass_every`]).
     sent: u64,
+    /// A configuration that replaces the current one once `sent` reaches
+    /// the count ([`Path::set_config_after`]).
+    pending: Option<(u64, PathConfig)>,
 }
 
 impl Path {
@@ -317,6 +320,7 @@ impl Path {
             up: true,
             rng,
             sent: 0,
+            pending: None,
         }
     }
 
@@ -329,6 +333,17 @@ impl Path {
     /// from now on, not to those in flight.
     pub fn set_config(&mut self, config: PathConfig) {
         self.config = config;
+        self.pending = None;
+    }
+
+    /// Replaces the configuration once the path has been handed `packets`
+    /// more packets (counted from now, including those sent while it is
+    /// down): the packet after the `packets`-th is the first to follow
+    /// `config`. chrony's tests write this as clknetsim's `(sum 1)` packet
+    /// counter, e.g. 126-burst's "after the 6th packet". A later
+    /// [`Path::set_config`] or `set_config_after` replaces a change still pending.
+    pub fn set_config_after(&mut self, packets: u64, config: PathConfig) {
+        self.pending = Some((self.sent.saturating_add(packets), config));
     }
 
     /// Whether the path carries packets.
@@ -347,6 +362,12 @@ impl Path {
     /// without an API change.
     pub fn transmit(&mut self, now: NtpDuration) -> Fate {
         let _ = now;
+        if let Some((at, config)) = self.pending {
+            if self.sent >= at {
+                self.config = config;
+                self.pending = None;
+            }
+        }
         let c = self.config;
         // Fixed draws in a fixed order, whatever the outcome (see the module docs).
         let lost = self.rng.bernoulli(c.loss);
@@ -602,6 +623,31 @@ mod tests {
             let mut p = Path::new(PathConfig { pass_every: n, ..PathConfig::default() }, SimRng::derive(1, "p"));
             assert!((0..10).all(|_| !p.transmit(NtpDuration::ZERO).is_lost()));
         }
+    }
+
+    #[test]
+    fn a_change_after_n_packets_applies_from_the_next_packet_on() {
+        let mut p = Path::new(PathConfig::fixed(1e-4), SimRng::derive(1, "p"));
+        let _ = p.transmit(NtpDuration::ZERO);
+        // Armed after one packet: six more follow the old configuration.
+        p.set_config_after(6, PathConfig::fixed(0.15));
+        let delay = |f: Fate| match f {
+            Fate::Deliver { delay, .. } => (delay.to_seconds_f64() * 1e6).round() / 1e6,
+            f => panic!("{f:?}"),
+        };
+        let delays: Vec<f64> = (0..9).map(|_| delay(p.transmit(NtpDuration::ZERO))).collect();
+        assert_eq!(delays, [1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 0.15, 0.15, 0.15]);
+        // Packets lost while the path is down count, and set_config cancels a pending change.
+        p.set_config_after(2, PathConfig::fixed(1.0));
+        p.set_up(false);
+        assert!(p.transmit(NtpDuration::ZERO).is_lost());
+        assert!(p.transmit(NtpDuration::ZERO).is_lost());
+        p.set_up(true);
+        assert_eq!(delay(p.transmit(NtpDuration::ZERO)), 1.0);
+        p.set_config_after(1, PathConfig::fixed(2.0));
+        p.set_config(PathConfig::fixed(3.0));
+        assert_eq!(delay(p.transmit(NtpDuration::ZERO)), 3.0);
+        assert_eq!(delay(p.transmit(NtpDuration::ZERO)), 3.0);
     }
 
     #[test]

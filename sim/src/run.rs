@@ -8,7 +8,7 @@ use crate::link::{LinkConfig, PathConfig};
 use crate::oscillator::{OscillatorConfig, SineConfig};
 use crate::peers::ScriptedPeer;
 use crate::rng::SimRng;
-use crate::scenario::{self, Action, Cut, Direction, Expectation, Metric, Role, Scenario};
+use crate::scenario::{self, Action, Cut, Direction, Expectation, LinkPatch, Metric, Role, Scenario};
 use crate::stats::HostStats;
 use crate::trace::{self, TraceWriter};
 use ntplab_daemon::daemon::{DaemonEvent, Peer, SampleFigures};
@@ -171,12 +171,22 @@ pub fn setup(s: &Scenario) -> SimSetup {
                     let (forward, backward) = directions(*direction);
                     SimEvent::HealLink { a, b, forward, backward }
                 }
-                Action::SetLink { link, forward, backward } => {
+                Action::SetLink { link, forward, backward, after_packets } => {
                     let l = current.get_mut(*link)?;
                     l.forward = forward.apply(&l.forward);
                     l.backward = backward.apply(&l.backward);
                     let config = LinkConfig { forward: path_config(&l.forward), backward: path_config(&l.backward), up: true };
-                    SimEvent::SetLink { a: l.hosts[0], b: l.hosts[1], config }
+                    match after_packets {
+                        None => SimEvent::SetLink { a: l.hosts[0], b: l.hosts[1], config },
+                        Some(packets) => SimEvent::SetLinkAfter {
+                            a: l.hosts[0],
+                            b: l.hosts[1],
+                            config,
+                            packets: *packets,
+                            forward: **forward != LinkPatch::default(),
+                            backward: **backward != LinkPatch::default(),
+                        },
+                    }
                 }
                 Action::StepClock { host, by_s } => SimEvent::StepClock { host: *host, by_s: *by_s },
                 Action::SetFrequency { host, frequency } => SimEvent::SetFrequency { host: *host, frequency: *frequency },

@@ -98,7 +98,10 @@
 //!   `link = ["a", "b"]` with optional `direction` = `"both"` | `"forward"` |
 //!   `"backward"`; optional `until` schedules the heal), `heal` (same targets,
 //!   or none to heal everything), `set_link` (`link` and any link parameter,
-//!   `forward`, `backward`), `step_clock` (`host`, `by` seconds),
+//!   `forward`, `backward`; with `after_packets = N` each direction the event
+//!   changes takes the new parameters from the packet after the N-th it
+//!   carries from `at` on, as chrony's tests count packets with clknetsim's
+//!   `(sum 1)`; a later `set_link` of the link cancels a change still pending), `step_clock` (`host`, `by` seconds),
 //!   `set_frequency` (`host`, `frequency` s/s), `stop` and `start` (`host`).
 //! - `[[expect]]`: `host`, `metric` (see [`Metric`]), `max` and/or `min`,
 //!   optional `name`, `after` (default `converged_after` for offset and
@@ -163,6 +166,9 @@ pub const DATAGRAMS_MAX: u64 = 1_000_000;
 pub const SCENARIO_BYTES_MAX: u64 = 8 << 20;
 
 const DEFAULT_START: &str = "2030-01-01T00:00:00Z";
+
+/// Largest `after_packets` of a `set_link` event.
+pub const AFTER_PACKETS_MAX: u64 = 1_000_000_000;
 
 /// Values of a host's `discipline` (the daemon's `[clock] discipline`).
 pub const DISCIPLINES: [&str; 2] = ["regression", "rfc5905"];
@@ -539,6 +545,9 @@ pub enum Action {
         forward: Box<LinkPatch>,
         /// Changes from `hosts[1]` to `hosts[0]`.
         backward: Box<LinkPatch>,
+        /// `after_packets`: each changed direction changes only after carrying
+        /// this many more packets from `at` on (`None`: at once).
+        after_packets: Option<u64>,
     },
     /// Step a host's clock.
     StepClock {
@@ -1485,7 +1494,7 @@ impl ActionName {
         match self {
             ActionName::Partition => &["hosts", "link", "direction", "until"],
             ActionName::Heal => &["hosts", "link", "direction"],
-            ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "pass_every", "forward", "backward"],
+            ActionName::SetLink => &["link", "delay", "jitter", "loss", "duplicate", "reorder", "reorder_delay", "pass_every", "forward", "backward", "after_packets"],
             ActionName::StepClock => &["host", "by"],
             ActionName::SetFrequency => &["host", "frequency"],
             ActionName::Stop | ActionName::Start | ActionName::KeDown | ActionName::KeUp => &["host"],
@@ -1514,6 +1523,7 @@ struct EventSection {
     pass_every: Option<Spanned<PassEvery>>,
     forward: Option<Spanned<LinkParamsSection>>,
     backward: Option<Spanned<LinkParamsSection>>,
+    after_packets: Option<Spanned<u64>>,
 }
 
 impl EventSection {
@@ -1539,6 +1549,7 @@ impl EventSection {
             s("pass_every", &self.pass_every),
             s("forward", &self.forward),
             s("backward", &self.backward),
+            s("after_packets", &self.after_packets),
         ]
         .into_iter()
         .flatten()
@@ -2472,7 +2483,17 @@ impl Validator<'_> {
                 if !self.same_order(link, pair) {
                     std::mem::swap(&mut fwd, &mut bwd);
                 }
-                Action::SetLink { link, forward: Box::new(fwd), backward: Box::new(bwd) }
+                let after_packets = match &s.after_packets {
+                    Some(n) if !(1..=AFTER_PACKETS_MAX).contains(n.get_ref()) => {
+                        return Err(self.err(
+                            n,
+                            format!("after_packets {} must be between 1 and {AFTER_PACKETS_MAX}", n.get_ref()),
+                            Some("the change applies from the packet after the N-th one each changed direction carries from `at` on".into()),
+                        ))
+                    }
+                    n => n.as_ref().map(|n| *n.get_ref()),
+                };
+                Action::SetLink { link, forward: Box::new(fwd), backward: Box::new(bwd), after_packets }
             }
             ActionName::StepClock => {
                 let host = need_host(", by = 0.5")?;
@@ -2964,7 +2985,7 @@ mod tests {
         assert_eq!(timeline[1], (h(9000), &Action::Heal(Some(Cut::Hosts(vec![0])))));
         assert_eq!(timeline[2], (h(10800), &Action::Partition(Cut::Link { link: 1, direction: Direction::Forward })));
         assert_eq!(timeline[3], (h(11400), &Action::Heal(None)));
-        let Action::SetLink { link: 0, forward, backward } = timeline[4].1 else { panic!("{:?}", timeline[4]) };
+        let Action::SetLink { link: 0, forward, backward, after_packets: None } = timeline[4].1 else { panic!("{:?}", timeline[4]) };
         assert_eq!(forward.delay, Some(Duration::from_millis(5)));
         assert_eq!(backward.delay, Some(Duration::from_millis(5)));
         assert_eq!((forward.loss, backward.loss), (None, Some(0.2)));
@@ -3036,6 +3057,25 @@ mod tests {
         assert_eq!((forward.pass_every, backward.pass_every), (Some(20), Some(20)));
         let s = Scenario::parse(&format!("{TWO}[[link]]\nbetween = [\"client\", \"server\"]\n"), "t").unwrap();
         assert_eq!(s.links[0].forward.pass_every, 1, "every packet by default");
+    }
+
+    #[test]
+    fn a_link_change_after_n_packets_parses_and_bad_counts_name_their_place() {
+        let link = "[[link]]\nbetween = [\"client\", \"server\"]\n";
+        let event = "[[event]]\nat = 0\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nafter_packets = 6\nforward = { reorder = 0.7, reorder_delay = \"150ms\" }\n";
+        let s = Scenario::parse(&format!("{TWO}{link}{event}"), "t").unwrap();
+        let Action::SetLink { forward, backward, after_packets, .. } = &s.events[0].action else { panic!("{:?}", s.events[0].action) };
+        assert_eq!((forward.reorder, forward.reorder_delay, **backward), (Some(0.7), Some(Duration::from_millis(150)), LinkPatch::default()));
+        assert_eq!(*after_packets, Some(6));
+        for (bad, column) in [("after_packets = 0", 17), ("after_packets = 1000000001", 17)] {
+            let text = format!("{TWO}{link}[[event]]\nat = 0\naction = \"set_link\"\nlink = [\"client\", \"server\"]\n{bad}\nloss = 0.1\n");
+            let e = Scenario::parse(&text, "t").unwrap_err();
+            assert!(e.message.contains("after_packets") && e.message.contains("between 1 and"), "{e}");
+            assert_eq!((e.line, e.column), (Some(16), Some(column)), "{e}");
+        }
+        let text = format!("{TWO}{link}[[event]]\nat = 0\naction = \"stop\"\nhost = \"client\"\nafter_packets = 3\n");
+        let e = Scenario::parse(&text, "t").unwrap_err();
+        assert!(e.message.contains("a `stop` event takes no `after_packets`"), "{e}");
     }
 
     #[test]

@@ -184,3 +184,41 @@ fn a_client_a_little_behind_inserts_the_leap_second_without_a_one_second_offset(
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/chrony-113-leap-second.toml");
     expectations_hold(path, Some(1));
 }
+
+/// The delay of every datagram the host at `from` sent, in send order.
+fn delays_from(s: &Scenario, from: std::net::IpAddr) -> Vec<f64> {
+    let log = Rc::new(RefCell::new(Delays(from, Vec::new())));
+    simulate(setup(s), log.clone()).expect("the run starts");
+    let v = log.borrow().1.clone();
+    v
+}
+
+struct Delays(std::net::IpAddr, Vec<f64>);
+
+impl Recorder for Delays {
+    fn sample(&mut self, _: usize, _: &ClockSample) {}
+    fn packet(&mut self, r: &PacketRecord) {
+        if r.src.ip() == self.0 {
+            let delay = r.arrivals.first().map_or(f64::NAN, |a| (*a - r.sent).to_seconds_f64());
+            self.1.push((delay * 1e6).round() / 1e6);
+        }
+    }
+    fn daemon_event(&mut self, _: usize, _: NtpDuration, _: NtpTime, _: &ntplab_daemon::daemon::DaemonEvent) {}
+    fn scenario_event(&mut self, _: NtpDuration, _: &SimEvent) {}
+}
+
+#[test]
+fn a_link_change_after_six_packets_delays_the_seventh_request_on() {
+    // chrony's 126-burst second case, made certain: from the 7th
+    // client->server packet on, 0.15 s more (reorder 1 adds reorder_delay to
+    // every packet); the server->client direction is left alone.
+    let s = parse(&format!(
+        "{SERVER_AND_CLIENT}[[event]]\nat = 0\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nafter_packets = 6\nforward = {{ reorder = 1.0, reorder_delay = \"150ms\" }}\n"
+    ));
+    let requests = delays_from(&s, "10.0.0.2".parse().unwrap());
+    assert!(requests.len() > 20, "{} requests", requests.len());
+    assert_eq!(requests[..6], [0.001; 6], "{requests:?}");
+    assert!(requests[6..].iter().all(|&d| d == 0.151), "{requests:?}");
+    let replies = delays_from(&s, "10.0.0.1".parse().unwrap());
+    assert!(replies.len() > 20 && replies.iter().all(|&d| d == 0.001), "{replies:?}");
+}

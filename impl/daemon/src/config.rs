@@ -29,6 +29,7 @@
 //! interval_s_min = 2.0     # average interval a client must keep
 //! burst = 8
 //! kod = true               # answer excess with RATE kiss codes
+//! leak = 0                 # answer 1 in 2^leak excess requests anyway (0-4; chrony's leak)
 //!
 //! [smear]
 //! style = "before-leap"    # or "centered"
@@ -102,6 +103,7 @@
 
 use crate::precision::{log2_of, QUANTUM_MAX_S, QUANTUM_MIN_S};
 use ntplab_proto::discipline::DisciplineKind;
+use ntplab_proto::server::ratelimit::LEAK_LOG2_MAX;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
 use ntplab_proto::system::LocalReference;
@@ -411,6 +413,9 @@ pub struct RateLimitSection {
     pub kod: Option<bool>,
     /// Client table slots (fixed memory; default 16384).
     pub slots: Option<usize>,
+    /// Answer one in 2^leak requests over the limit anyway, 0-4 (default 0:
+    /// none; chrony's `ratelimit leak`).
+    pub leak: Option<u8>,
 }
 
 /// `[smear]`.
@@ -847,8 +852,15 @@ impl ConfigFile {
             burst: section.burst.unwrap_or(defaults.burst),
             kod: section.kod.unwrap_or(defaults.kod),
             slots: section.slots.unwrap_or(defaults.slots),
+            leak_log2: section.leak.unwrap_or(defaults.leak_log2),
             ..defaults
         };
+        if rate_limit.leak_log2 > LEAK_LOG2_MAX {
+            return Err(at(
+                &[K("rate_limit"), K("leak")],
+                format!("[rate_limit] leak {} must be between 0 and {LEAK_LOG2_MAX} (one answer in 2^leak refused requests)", rate_limit.leak_log2),
+            ));
+        }
         if rate_limit.slots == 0 || rate_limit.slots > 1 << 24 {
             return Err(at(
                 &[K("rate_limit"), K("slots")],
@@ -1492,13 +1504,14 @@ refid = "NMEA"
 
     #[test]
     fn value_errors_name_the_line_and_column_of_the_value() {
-        let cases: [(&str, &str, &str); 9] = [
+        let cases: [(&str, &str, &str); 10] = [
             ("listen = [\"127.0.0.1:1\"]\n[local]\nstratum = 16\n", "v.toml:3:11:", "outside 1-15"),
             ("[[source]]\naddress = \"127.0.0.1:123\"\n[[source]]\naddress = \"127.0.0.1:0\"\n", "v.toml:4:11:", "#2"),
             ("[[source]]\naddress=\"127.0.0.1:123\"\npoll_min=2\n", "v.toml:3:10:", "#1"),
             ("listen=[\"127.0.0.1:1\"]\n[access]\nrules=[{network=\"10.0.0.0/8\",action=\"deny\"},\n {network=\"10.0.0.0/33\",action=\"deny\"}]\n", "v.toml:4:11:", "10.0.0.0/33"),
             ("listen=[\"127.0.0.1:1\"]\n[rate_limit]\nslots = 0\n", "v.toml:3:9:", "slots 0"),
             ("listen=[\"127.0.0.1:1\"]\n[rate_limit]\ninterval_s_min = -1.0\n", "v.toml:3:18:", "interval_s_min"),
+            ("listen=[\"127.0.0.1:1\"]\n[rate_limit]\nleak = 5\n", "v.toml:3:8:", "leak 5 must be between 0 and 4"),
             ("listen=[\"127.0.0.1:1\"]\n[smear]\nstyle=\"centered\"\nleap = \"2016-12-30T23:59:60Z\"\n", "v.toml:4:8:", "last day"),
             ("listen=[\"127.0.0.1:1\"]\n[clock]\ndiscipline = \"pll\"\n", "v.toml:3:14:", "pll"),
             ("listen=[\"127.0.0.1:1\"]\n[[refclock]]\nkind = \"gps\"\nserial = \"/s\"\nbaud = 9601\n", "v.toml:5:8:", "baud 9601"),
@@ -1512,6 +1525,14 @@ refid = "NMEA"
         assert!(file.validate("host `a`").unwrap_err().0.starts_with("host `a`: [local] stratum 0"));
         // A position counts characters, not bytes.
         assert_eq!(line_column("a\n§§x", 6), (2, 3));
+    }
+
+    #[test]
+    fn the_leak_reaches_the_rate_limiter() {
+        let c = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n[rate_limit]\nleak = 4\n", "k").unwrap();
+        assert_eq!(c.server.rate_limit.leak_log2, 4);
+        let c = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n[rate_limit]\n", "k").unwrap();
+        assert_eq!(c.server.rate_limit.leak_log2, 0, "no leak unless asked");
     }
 
     #[test]

@@ -29,10 +29,19 @@
 //! `burst + W / interval` times through its own slot (exactly GCRA, since
 //! forgetting is lossless) plus at most `1 + W / interval` times through the
 //! overflow limiter it shares: at most `burst + 1 + 2 W / interval` in all,
-//! whatever the collisions. It gets at most `1 + W / kod_interval` RATE KoDs
+//! whatever the collisions (plus, with a leak, the leaked answers). It gets at most `1 + W / kod_interval` RATE KoDs
 //! through each, so at most `2 + 2 W / kod_interval`. The overflow state
 //! (16 octets per table bucket of 4 slots) is allocated when a bucket first
 //! overflows.
+//!
+//! **Leak.** With `leak_log2 = L` (1..=[`LEAK_LOG2_MAX`], chrony's
+//! `ratelimit leak L`), a request over the limit is answered anyway with
+//! probability 2^-L, and the client's response bucket is then left empty (as
+//! chrony zeroes the client's tokens): its next conforming request is one
+//! interval later. A client polling faster than the limit thus still hears
+//! from the server now and then beyond the limit's rate. The draws come from
+//! a generator seeded by the caller's key, so a simulated run stays
+//! deterministic.
 
 use super::table::{key_of, Claim, SlotTable};
 use core::net::IpAddr;
@@ -61,7 +70,14 @@ pub struct RateLimitConfig {
     /// Slots in the client table (rounded up to a power of two; default 16384,
     /// which is 512 KiB).
     pub slots: usize,
+    /// Answer one in 2^`leak_log2` requests over the limit anyway (chrony's
+    /// `leak`); 0, the default, answers none. At most [`LEAK_LOG2_MAX`].
+    pub leak_log2: u8,
 }
+
+/// Largest `leak_log2`: one leaked answer in 2^4 = 16 refused requests
+/// (chrony's range is 1..=4 as well).
+pub const LEAK_LOG2_MAX: u8 = 4;
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
@@ -74,6 +90,7 @@ impl Default for RateLimitConfig {
             prefix_len_v4: 32,
             prefix_len_v6: 64,
             slots: 16_384,
+            leak_log2: 0,
         }
     }
 }
@@ -140,13 +157,19 @@ pub struct RateLimiter {
     /// Per table bucket: the shared state of sources that found no slot
     /// (empty until a bucket first overflows).
     overflow: Vec<Buckets>,
+    /// SplitMix64 state for the leak's draws (seeded from the hash key).
+    leak_state: u64,
 }
 
 impl RateLimiter {
     /// A limiter whose table hashes under `hash_key` (secret, random, given by
     /// the caller: the core has no random source).
     pub fn new(config: RateLimitConfig, hash_key: [u8; 16]) -> Self {
-        RateLimiter { config, table: SlotTable::new(config.slots, hash_key), overflow: Vec::new() }
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&hash_key[8..]);
+        // Apart from the table's hash, which keys on the whole key.
+        let leak_state = u64::from_le_bytes(seed) ^ 0x6c65_616b_6c65_616b;
+        RateLimiter { config, table: SlotTable::new(config.slots, hash_key), overflow: Vec::new(), leak_state }
     }
 
     /// The settings.
@@ -213,6 +236,8 @@ impl RateLimiter {
         let interval_ns = self.config.interval_ns_min;
         let kod_interval_ns = self.config.kod_interval_ns_min;
         let kod = self.config.kod;
+        let leak_log2 = self.config.leak_log2.min(LEAK_LOG2_MAX);
+        let mut leak_state = self.leak_state;
         let (b, burst) = self.state(now_ns, client);
         let tolerance_ns = u64::from(burst - 1).saturating_mul(interval_ns);
         let tat_ns = b.tat_ns.max(now_ns);
@@ -220,6 +245,21 @@ impl RateLimiter {
             b.tat_ns = tat_ns.saturating_add(interval_ns);
             return RateVerdict::Serve;
         }
+        let b = if leak_log2 > 0 {
+            let leaked = splitmix64(&mut leak_state) % (1u64 << leak_log2) == 0;
+            if leaked {
+                // chrony zeroes the client's tokens: the bucket is left
+                // empty, the next conforming request one interval from now.
+                b.tat_ns = now_ns.saturating_add(tolerance_ns).saturating_add(interval_ns);
+            }
+            self.leak_state = leak_state;
+            if leaked {
+                return RateVerdict::Serve;
+            }
+            self.state(now_ns, client).0
+        } else {
+            b
+        };
         if kod && take(&mut b.kod_tat_ns, now_ns, kod_interval_ns) {
             RateVerdict::SendKod
         } else {
@@ -234,6 +274,15 @@ impl RateLimiter {
         let (b, _) = self.state(now_ns, client);
         take(&mut b.kod_tat_ns, now_ns, interval_ns)
     }
+}
+
+/// The next draw of a SplitMix64 generator (Steele, Lea and Flood 2014).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One KoD from a bucket whose next KoD is due at `*due_ns`.
@@ -413,6 +462,60 @@ mod tests {
         }
         assert_eq!(rl.check_request(10 * S + 4, newcomer), RateVerdict::SendKod);
         assert_eq!(rl.len(), 4);
+    }
+
+    /// chrony's test/simulation/135-ratelimit: `ratelimit interval 6 burst 2
+    /// leak 4`, a client polling every 8 s for 10000 s; chrony requires 180-220
+    /// answers. The answered count is a renewal process: after an answer the
+    /// bucket is empty and 8 requests refill it, unless one of the 7 refused
+    /// ones leaks (1 in 16) and empties it again: 6.45 requests per answer on
+    /// average, 194 answers. Leaked answers that left the bucket as it was
+    /// would give 157 + 1093/16 = 225.
+    #[test]
+    fn a_leak_of_4_answers_what_chronys_135_ratelimit_test_requires() {
+        let config = RateLimitConfig {
+            interval_ns_min: 64 * S,
+            kod_interval_ns_min: 64 * S,
+            burst: 2,
+            kod: false,
+            leak_log2: 4,
+            ..Default::default()
+        };
+        let client = ip("192.0.2.1");
+        let mut total = 0u32;
+        for key in 0..20u8 {
+            let mut rl = RateLimiter::new(config, [key; 16]);
+            let answered = (0..1250u64).filter(|n| rl.check_request(S + n * 8 * S, client) == RateVerdict::Serve).count() as u32;
+            assert!((170..=230).contains(&answered), "key {key}: {answered} answers");
+            total += answered;
+        }
+        let mean = f64::from(total) / 20.0;
+        assert!((185.0..=205.0).contains(&mean), "mean {mean} answers over 20 keys (expected about 194)");
+        // Without a leak: the burst of 2, then one answer per 64 s.
+        let mut rl = RateLimiter::new(RateLimitConfig { leak_log2: 0, ..config }, [1; 16]);
+        let answered = (0..1250u64).filter(|n| rl.check_request(S + n * 8 * S, client) == RateVerdict::Serve).count();
+        assert_eq!(answered, 2 + (1249 * 8 - 64) / 64 + 1);
+    }
+
+    #[test]
+    fn a_leaked_answer_empties_the_bucket_and_the_leak_is_capped() {
+        // Leak 1 (half the refused requests) against a limit of one per
+        // 100 s, burst 3: every answer after the burst is either the one
+        // conforming answer per 100 s or a leak, and a leak leaves the
+        // bucket empty, so no two answers in a row conform from stored burst.
+        let config = RateLimitConfig { interval_ns_min: 100 * S, kod: false, burst: 3, leak_log2: 1, ..Default::default() };
+        let mut rl = RateLimiter::new(config, [7; 16]);
+        let client = ip("192.0.2.9");
+        let answers: Vec<u64> = (0..10_000u64).filter(|n| rl.check_request(S + n * S, client) == RateVerdict::Serve).collect();
+        // Half of the ~9,900 refused requests leak; with the bucket emptied
+        // by each leak no conforming answer comes for the rest of the run
+        // but the first burst (the leaks come faster than one per 100 s).
+        let leaked = answers.len() - 3;
+        assert!((4_700..=5_200).contains(&leaked), "{leaked} leaked answers");
+        // A leak above the cap counts as the cap (1 in 16).
+        let mut rl = RateLimiter::new(RateLimitConfig { leak_log2: 200, ..config }, [7; 16]);
+        let answered = (0..16_000u64).filter(|n| rl.check_request(S + n * S, client) == RateVerdict::Serve).count();
+        assert!((850..=1_200).contains(&answered), "{answered} answers at leak 4");
     }
 
     proptest::proptest! {
