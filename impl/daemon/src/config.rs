@@ -41,7 +41,6 @@
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
 //! recv_buffer = 4194304    # SO_RCVBUF of each, octets (default: the kernel's)
-//! busy_poll_us = 0         # µs a worker polls its idle socket before it sleeps (default 0: sleeps at once)
 //! interleaved_slots = 262144   # interleaved-mode table, 40 octets a slot (default 2^18: 100k clients)
 //!
 //! [nts]                    # serve NTS (RFC 8915): NTS-KE on TCP, protected NTP on `listen`
@@ -162,11 +161,6 @@ pub struct ServerSection {
     /// Receive buffer of each worker's socket, octets (`SO_RCVBUF`; default:
     /// the kernel's, which caps it at `net.core.rmem_max`).
     pub recv_buffer: Option<usize>,
-    /// Microseconds a worker keeps polling its socket without blocking after
-    /// its last datagram before it sleeps in a blocking receive (default 0:
-    /// it sleeps at once). Trades CPU for fewer wake-ups: under steady load
-    /// each worker then holds its core.
-    pub busy_poll_us: Option<u64>,
     /// Client slots of the interleaved-mode timestamp table (40 octets each;
     /// default [`INTERLEAVED_SLOTS_SERVE_DEFAULT`]).
     pub interleaved_slots: Option<usize>,
@@ -179,8 +173,6 @@ pub const INTERLEAVED_SLOTS_SERVE_DEFAULT: usize = 1 << 18;
 
 /// Most `[server] workers`.
 pub const WORKERS_MAX: usize = 256;
-/// Most `[server] busy_poll_us`: a second.
-pub const BUSY_POLL_US_MAX: u64 = 1_000_000;
 
 /// `[nts]`: serve NTS-KE and NTS-protected NTP.
 #[derive(Debug, Deserialize, Clone)]
@@ -870,9 +862,6 @@ impl ConfigFile {
         if server.recv_buffer.is_some_and(|b| !(4096..=1 << 30).contains(&b)) {
             return Err(at(&[K("server"), K("recv_buffer")], "[server] recv_buffer must be between 4096 and 1073741824 octets".into()));
         }
-        if server.busy_poll_us.is_some_and(|us| us > BUSY_POLL_US_MAX) {
-            return Err(at(&[K("server"), K("busy_poll_us")], format!("[server] busy_poll_us must be at most {BUSY_POLL_US_MAX}")));
-        }
         if server.interleaved_slots.is_some_and(|n| !(1..=1 << 24).contains(&n)) {
             return Err(at(&[K("server"), K("interleaved_slots")], "[server] interleaved_slots must be between 1 and 16777216".into()));
         }
@@ -1482,10 +1471,10 @@ refid = "NMEA"
 
     #[test]
     fn the_server_section_sets_workers_buffers_and_the_interleaved_table() {
-        let text = "listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 3\nrecv_buffer = 8388608\nbusy_poll_us = 50\ninterleaved_slots = 100000\n";
+        let text = "listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 3\nrecv_buffer = 8388608\ninterleaved_slots = 100000\n";
         let file = DaemonConfig::parse_file(text, "s").unwrap();
         let section = file.server.clone().unwrap();
-        assert_eq!((section.workers, section.recv_buffer, section.busy_poll_us), (Some(3), Some(8_388_608), Some(50)));
+        assert_eq!((section.workers, section.recv_buffer), (Some(3), Some(8_388_608)));
         let c = file.validate_text(text, "s").unwrap();
         assert_eq!(c.server.interleaved_slots, 100_000);
         let plain = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n", "s").unwrap();
@@ -1493,7 +1482,6 @@ refid = "NMEA"
         for (text, position, what) in [
             ("listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 0\n", "v.toml:3:11:", "workers"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\nrecv_buffer = 10\n", "v.toml:3:15:", "recv_buffer"),
-            ("listen=[\"127.0.0.1:1\"]\n[server]\nbusy_poll_us = 2000000\n", "v.toml:3:16:", "busy_poll_us"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\ninterleaved_slots = 0\n", "v.toml:3:21:", "interleaved_slots"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\nthreads = 2\n", "v.toml:3:1:", "threads"),
         ] {

@@ -110,18 +110,13 @@ pub struct FastPathSpec {
     pub workers: usize,
     /// `SO_RCVBUF` of each socket, octets; `None`: the kernel's default.
     pub recv_buffer: Option<usize>,
-    /// How long a worker keeps polling its socket without blocking after its
-    /// last datagram before it sleeps in a blocking receive, µs (0: it
-    /// sleeps at once).
-    pub busy_poll_us: u64,
 }
 
 impl FastPathSpec {
-    /// `workers` (default: the CPU cores), `recv_buffer` and `busy_poll_us`
-    /// (default 0) from `[server]`.
-    pub fn new(workers: Option<usize>, recv_buffer: Option<usize>, busy_poll_us: Option<u64>) -> Self {
+    /// `workers` (default: the CPU cores) and `recv_buffer` from `[server]`.
+    pub fn new(workers: Option<usize>, recv_buffer: Option<usize>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        FastPathSpec { workers: workers.unwrap_or(cores).max(1), recv_buffer, busy_poll_us: busy_poll_us.unwrap_or(0) }
+        FastPathSpec { workers: workers.unwrap_or(cores).max(1), recv_buffer }
     }
 }
 
@@ -263,7 +258,6 @@ impl FastServer {
                 pktinfo,
                 nts: nts.clone().zip(rng),
                 tx_timestamps: config.interleaved,
-                busy_poll: std::time::Duration::from_micros(spec.busy_poll_us),
                 stop: stop.clone(),
                 publication: publication.clone(),
                 shards: shards.clone(),
@@ -552,8 +546,6 @@ struct Worker {
     /// With `[nts]`: the shared keys and this worker's random source.
     nts: Option<(Arc<NtsServerShared>, WorkerRng)>,
     tx_timestamps: bool,
-    /// How long to poll without blocking after the last datagram.
-    busy_poll: std::time::Duration,
     stop: Arc<AtomicBool>,
     publication: Arc<Publication>,
     shards: Arc<Shards>,
@@ -591,18 +583,11 @@ impl Worker {
         let mut published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fd = self.fd.as_raw_fd();
         let wait_max = NtpDuration::from_nanos(SEND_WAIT_MAX_NS);
-        // With busy polling: when the last datagram came. Until busy_poll
-        // after it, receives do not block (a datagram then costs the sender
-        // no wake-up and the worker no sleep); after that the worker sleeps.
-        let mut last_datagram: Option<std::time::Instant> = None;
-        // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS
-        // (and on every pass while polling).
+        // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS.
         while !self.stop.load(Ordering::Relaxed) {
-            let polling = last_datagram.is_some_and(|t| t.elapsed() < self.busy_poll);
-            let flags = if polling { MsgFlags::MSG_DONTWAIT } else { MsgFlags::MSG_WAITFORONE };
             let n = {
                 let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = inbuf.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-                match recvmmsg(fd, &mut rx_headers, iovs.iter_mut(), flags, None) {
+                match recvmmsg(fd, &mut rx_headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
                     Ok(results) => {
                         let mut n = 0;
                         for (meta, msg) in metas.iter_mut().zip(results) {
@@ -641,13 +626,7 @@ impl Worker {
                 self.collect_tx_timestamps(&mut err_headers, &mut errbuf, &mut pending, &published);
             }
             if n == 0 {
-                if polling {
-                    std::hint::spin_loop();
-                }
                 continue;
-            }
-            if !self.busy_poll.is_zero() {
-                last_datagram = Some(std::time::Instant::now());
             }
             self.counters.received.fetch_add(n as u64, Ordering::Relaxed);
             let g = self.publication.generation.load(Ordering::Acquire);
@@ -888,7 +867,7 @@ mod tests {
         let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
-        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20), busy_poll_us: 0 }, &config, [5; 16], published, nts)
+        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published, nts)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
     }
 
@@ -900,7 +879,7 @@ mod tests {
         let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
-        let Ok(server) = FastServer::start(&["[::]:0".parse().unwrap()], FastPathSpec { workers: 1, recv_buffer: None, busy_poll_us: 0 }, &config, [5; 16], published, None)
+        let Ok(server) = FastServer::start(&["[::]:0".parse().unwrap()], FastPathSpec { workers: 1, recv_buffer: None }, &config, [5; 16], published, None)
         else {
             eprintln!("no IPv6 here: skipped");
             return;
