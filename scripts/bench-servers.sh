@@ -46,10 +46,10 @@
 # binary, default target/release/ntplab), NTPLAB_CONF (lines put at the top of
 # ntplab's configuration, e.g. "interleaved = false"), NTPLAB_SERVER_CONF
 # (lines added to its [server] section, e.g. "busy_poll_us = 200"),
-# RECV_BUFFER (its [server] recv_buffer; default none: the kernel's
-# net.core.rmem_default, as chronyd gets. Runs before 2026-12-05 03:00 UTC
-# used 4194304, which under sustained overload makes ntplab answer requests
-# that waited tens of ms, late for ntpperf: see docs/throughput.md), SERVERS ("ntplab chronyd ntpd-rs"),
+# RECV_BUFFER (its [server] recv_buffer, default 4194304: it rides out the
+# moments the server is not scheduled; under sustained overload it makes
+# ntplab answer requests that waited tens of ms, late for ntpperf; 212992 is
+# the kernel's default, chronyd's: see docs/throughput.md), SERVERS ("ntplab chronyd ntpd-rs"),
 # PERF_DIR (if set: `perf record -g` of the server over the first PERF_S
 # seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data; with
 # PERF_ALL=1 of both CPUs instead), PERF_STAT (a `perf stat -e` event list:
@@ -186,7 +186,7 @@ start_server() { # NAME MODE -> PID in SERVER_PID
     chmod 700 "$dir"
     case $name in
     ntplab)
-        printf '%b[server]\nworkers = %s\n%b%b' "${NTPLAB_CONF:+$NTPLAB_CONF\n}" "$WORKERS" "${RECV_BUFFER:+recv_buffer = $RECV_BUFFER\n}" \
+        printf '%b[server]\nworkers = %s\n%b%b' "${NTPLAB_CONF:+$NTPLAB_CONF\n}" "$WORKERS" "recv_buffer = ${RECV_BUFFER:-4194304}\n" \
             "${NTPLAB_SERVER_CONF:+$NTPLAB_SERVER_CONF\n}" >"$dir/ntplab.toml"
         [ "$mode" = nts ] && printf '[nts]\ncertificate = "%s"\nkey = "%s"\nke_listen = ["10.213.0.1:4460"]\n' \
             "$WORK/cert.pem" "$WORK/key.pem" >>"$dir/ntplab.toml"
