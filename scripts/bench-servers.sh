@@ -232,6 +232,11 @@ stop_bench_server() {
     return 0
 }
 
+# UDP InDatagrams, RcvbufErrors and OutDatagrams of the server's namespace.
+udp_counts() {
+    ip netns exec "$SRV" awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
+        print $col["InDatagrams"], $col["RcvbufErrors"], $col["OutDatagrams"] }' /proc/net/snmp
+}
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 user_ticks() { awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
@@ -267,6 +272,8 @@ run_one() { # NAME MODE ROUND
         extra=(-S "$(cat "$session")")
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    local udp0 udp1
+    udp0=$(udp_counts)
     t0=$(cpu_ticks "$SERVER_PROC")
     u0=$(user_ticks "$SERVER_PROC")
     [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
@@ -296,6 +303,7 @@ run_one() { # NAME MODE ROUND
         -r "$RATE_MIN"-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
     u1=$(user_ticks "$SERVER_PROC")
+    udp1=$(udp_counts)
     [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
     [ -n "$stat_pid" ] && { wait "$stat_pid" || true; }
     [ -n "$stat_pid" ] && sed -n 's/^\([0-9.<>a-z ]*\),[^,]*,\([^,]*\),.*/#   perf stat: \2 \1/p' "${PERF_DIR:-$WORK}/$name-$mode-$round.stat"
@@ -322,6 +330,12 @@ run_one() { # NAME MODE ROUND
             printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\t%.2f\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1, user_us
         }' "$out" | tee -a "$WORK/results.tsv"
     [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
+    # What reached the server: ntpperf (-l) sends late when it falls behind
+    # and stops at the end of the step, so it can send fewer requests than
+    # its rate says; its percentages are of the requests it sent.
+    read -r a0 b0 c0 <<<"$udp0"
+    read -r a1 b1 c1 <<<"$udp1"
+    echo "#   udp in the server's namespace: $((a1 - a0)) datagrams received, $((b1 - b0)) dropped (receive buffer full), $((c1 - c0)) sent"
     return 0
 }
 
