@@ -78,7 +78,7 @@ fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
     if section.interleaved_slots.is_none() {
         config.server.interleaved_slots = INTERLEAVED_SLOTS_SERVE_DEFAULT;
     }
-    let fast = FastPathSpec::new(section.workers, section.recv_buffer, section.max_queue_delay_ms);
+    let fast = FastPathSpec::new(section.workers, section.recv_buffer);
     // Certificates and keys are read now, so a bad file is named with its line in the config.
     config.load_nts_files(&text, &origin).map_err(|e| CliError::input(e.to_string()))?;
     if let Some(stratum) = args.local_stratum {

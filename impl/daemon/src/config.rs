@@ -41,7 +41,6 @@
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
 //! recv_buffer = 4194304    # SO_RCVBUF of each, octets (default: the kernel's)
-//! max_queue_delay_ms = 50  # drop requests that waited longer in the receive queue (default: answer all)
 //! interleaved_slots = 262144   # interleaved-mode table, 40 octets a slot (default 2^18: 100k clients)
 //!
 //! [nts]                    # serve NTS (RFC 8915): NTS-KE on TCP, protected NTP on `listen`
@@ -164,11 +163,6 @@ pub struct ServerSection {
     /// absorbs bursts; under sustained overload it is a queue, and the
     /// requests in it are answered late (docs/throughput.md).
     pub recv_buffer: Option<usize>,
-    /// Requests that waited longer than this many ms in the receive queue
-    /// (by their kernel receive timestamps) are dropped unanswered, which
-    /// saves the send for fresh ones under overload (default: every
-    /// request is answered, however late).
-    pub max_queue_delay_ms: Option<u64>,
     /// Client slots of the interleaved-mode timestamp table (40 octets each;
     /// default [`INTERLEAVED_SLOTS_SERVE_DEFAULT`]).
     pub interleaved_slots: Option<usize>,
@@ -870,9 +864,6 @@ impl ConfigFile {
         if server.recv_buffer.is_some_and(|b| !(4096..=1 << 30).contains(&b)) {
             return Err(at(&[K("server"), K("recv_buffer")], "[server] recv_buffer must be between 4096 and 1073741824 octets".into()));
         }
-        if server.max_queue_delay_ms.is_some_and(|ms| !(1..=60_000).contains(&ms)) {
-            return Err(at(&[K("server"), K("max_queue_delay_ms")], "[server] max_queue_delay_ms must be between 1 and 60000".into()));
-        }
         if server.interleaved_slots.is_some_and(|n| !(1..=1 << 24).contains(&n)) {
             return Err(at(&[K("server"), K("interleaved_slots")], "[server] interleaved_slots must be between 1 and 16777216".into()));
         }
@@ -1482,10 +1473,10 @@ refid = "NMEA"
 
     #[test]
     fn the_server_section_sets_workers_buffers_and_the_interleaved_table() {
-        let text = "listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 3\nrecv_buffer = 8388608\nmax_queue_delay_ms = 50\ninterleaved_slots = 100000\n";
+        let text = "listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 3\nrecv_buffer = 8388608\ninterleaved_slots = 100000\n";
         let file = DaemonConfig::parse_file(text, "s").unwrap();
         let section = file.server.clone().unwrap();
-        assert_eq!((section.workers, section.recv_buffer, section.max_queue_delay_ms), (Some(3), Some(8_388_608), Some(50)));
+        assert_eq!((section.workers, section.recv_buffer), (Some(3), Some(8_388_608)));
         let c = file.validate_text(text, "s").unwrap();
         assert_eq!(c.server.interleaved_slots, 100_000);
         let plain = DaemonConfig::from_toml("listen=[\"127.0.0.1:1\"]\n", "s").unwrap();
@@ -1493,7 +1484,6 @@ refid = "NMEA"
         for (text, position, what) in [
             ("listen=[\"127.0.0.1:1\"]\n[server]\nworkers = 0\n", "v.toml:3:11:", "workers"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\nrecv_buffer = 10\n", "v.toml:3:15:", "recv_buffer"),
-            ("listen=[\"127.0.0.1:1\"]\n[server]\nmax_queue_delay_ms = 0\n", "v.toml:3:22:", "max_queue_delay_ms"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\ninterleaved_slots = 0\n", "v.toml:3:21:", "interleaved_slots"),
             ("listen=[\"127.0.0.1:1\"]\n[server]\nthreads = 2\n", "v.toml:3:1:", "threads"),
         ] {

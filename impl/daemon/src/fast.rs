@@ -110,18 +110,13 @@ pub struct FastPathSpec {
     pub workers: usize,
     /// `SO_RCVBUF` of each socket, octets; `None`: the kernel's default.
     pub recv_buffer: Option<usize>,
-    /// A request that waited longer than this in its socket's receive queue
-    /// (from its kernel receive timestamp to the worker's reading after the
-    /// receive) is dropped unanswered, ms; `None`: every request is answered.
-    pub max_queue_delay_ms: Option<u64>,
 }
 
 impl FastPathSpec {
-    /// `workers` (default: the CPU cores), `recv_buffer` and
-    /// `max_queue_delay_ms` from `[server]`.
-    pub fn new(workers: Option<usize>, recv_buffer: Option<usize>, max_queue_delay_ms: Option<u64>) -> Self {
+    /// `workers` (default: the CPU cores) and `recv_buffer` from `[server]`.
+    pub fn new(workers: Option<usize>, recv_buffer: Option<usize>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        FastPathSpec { workers: workers.unwrap_or(cores).max(1), recv_buffer, max_queue_delay_ms }
+        FastPathSpec { workers: workers.unwrap_or(cores).max(1), recv_buffer }
     }
 }
 
@@ -205,9 +200,6 @@ pub struct Counters {
     pub tx_timestamps: AtomicU64,
     /// Replies whose transmit timestamp never turned up.
     pub tx_timestamps_missed: AtomicU64,
-    /// Requests dropped unanswered for having waited longer than
-    /// [`FastPathSpec::max_queue_delay_ms`] in the receive queue.
-    pub stale: AtomicU64,
 }
 
 /// The running workers; dropping it stops them and closes their sockets.
@@ -266,7 +258,6 @@ impl FastServer {
                 pktinfo,
                 nts: nts.clone().zip(rng),
                 tx_timestamps: config.interleaved,
-                max_queue_delay: spec.max_queue_delay_ms.map(|ms| NtpDuration::from_nanos(ms.min(1 << 40) as i64 * 1_000_000)),
                 stop: stop.clone(),
                 publication: publication.clone(),
                 shards: shards.clone(),
@@ -555,8 +546,6 @@ struct Worker {
     /// With `[nts]`: the shared keys and this worker's random source.
     nts: Option<(Arc<NtsServerShared>, WorkerRng)>,
     tx_timestamps: bool,
-    /// Requests that waited longer in the receive queue are dropped.
-    max_queue_delay: Option<NtpDuration>,
     stop: Arc<AtomicBool>,
     publication: Arc<Publication>,
     shards: Arc<Shards>,
@@ -649,10 +638,6 @@ impl Worker {
             // Datagrams without a kernel timestamp (rare: the first ones after
             // the socket opens) are stamped with one reading after the receive.
             let fallback = metas[..n].iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
-            // Requests older than this (by their kernel receive timestamps)
-            // waited too long in the queue: answering them late would cost
-            // the send, the larger part of a reply's cost, for the fresh ones.
-            let stale_check = self.max_queue_delay.map(|d| (fallback.unwrap_or_else(realtime_now), d));
             if let (Some((shared, _)), Some(cached), Some(own)) = (&self.nts, &mut keys, &mut own_keys) {
                 shared.refresh(cached);
                 if own.0 != cached.0 {
@@ -663,12 +648,6 @@ impl Worker {
             // The transmit timestamp of the first reply not sent yet.
             let mut first_unsent: Option<NtpTime> = None;
             for (slot, meta) in metas[..n].iter().enumerate() {
-                if let (Some((now, max)), Some(rx)) = (stale_check, meta.rx_raw) {
-                    if now - rx > max {
-                        self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                }
                 let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
                 let shard = self.shards.index(meta.from.ip());
                 let mut server = self.shards.lock(shard);
@@ -888,7 +867,7 @@ mod tests {
         let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
-        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20), max_queue_delay_ms: None }, &config, [5; 16], published, nts)
+        FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published, nts)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
     }
 
@@ -900,7 +879,7 @@ mod tests {
         let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
         let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
         let published = Published { state: state(), map: TimeMap::Identity };
-        let Ok(server) = FastServer::start(&["[::]:0".parse().unwrap()], FastPathSpec { workers: 1, recv_buffer: None, max_queue_delay_ms: None }, &config, [5; 16], published, None)
+        let Ok(server) = FastServer::start(&["[::]:0".parse().unwrap()], FastPathSpec { workers: 1, recv_buffer: None }, &config, [5; 16], published, None)
         else {
             eprintln!("no IPv6 here: skipped");
             return;
@@ -923,37 +902,6 @@ mod tests {
         }
         assert!(server.counters().tx_timestamps.load(Ordering::Relaxed) >= 4);
         assert_eq!(server.counters().send_errors.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn a_request_that_waited_longer_than_max_queue_delay_is_dropped_unanswered() {
-        let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
-        let config = ServerConfig { interleaved_slots: 1 << 12, rate_limit, ..ServerConfig::default() };
-        let published = Published { state: state(), map: TimeMap::Identity };
-        let spec = FastPathSpec { workers: 1, recv_buffer: None, max_queue_delay_ms: Some(5) };
-        let server = FastServer::start(&["127.0.0.1:0".parse().unwrap()], spec, &config, [5; 16], published, None)
-            .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"));
-        let addr = server.local_addrs()[0];
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
-        // Every shard held: the worker takes the first request and waits for
-        // a shard, while the second one waits 50 ms in the socket's queue.
-        let held: Vec<_> = (0..server.shards.servers.len()).map(|i| server.shards.lock(i)).collect();
-        client.send_to(&request(0, 0, 1), addr).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while server.counters().received.load(Ordering::Relaxed) < 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        client.send_to(&request(0, 0, 2), addr).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        drop(held);
-        let mut buf = [0u8; 64];
-        let (len, _) = client.recv_from(&mut buf).expect("the first request is answered");
-        assert_eq!((len, field(&buf, 24)), (48, 1));
-        assert!(client.recv_from(&mut buf).is_err(), "the request that waited 50 ms is not answered");
-        assert_eq!(server.counters().stale.load(Ordering::Relaxed), 1);
-        // A fresh one is answered again.
-        assert_eq!(field(&exchange(&client, addr, &request(0, 0, 3)), 24), 3);
     }
 
     #[test]
