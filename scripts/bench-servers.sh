@@ -41,11 +41,20 @@
 # RATE_MIN (1000 requests/s), RATE_MAX (1000000 requests/s; RATE_MIN=RATE_MAX
 # holds one rate for STEP_S seconds: the CPU per response at that rate without
 # the overloaded steps of a ramp), STEP_S (ntpperf's interval per rate, 1 s),
-# WORKERS (ntplab's [server] workers, default: the CPU cores), NTPLAB (the
+# WORKERS (ntplab's [server] workers, default: the CPU cores), SERVER_CPUS and
+# NTPPERF_CPUS (taskset CPU lists for every server and for ntpperf, e.g. 1 and 0), NTPLAB (the
 # binary, default target/release/ntplab), NTPLAB_CONF (lines put at the top of
-# ntplab's configuration, e.g. "interleaved = false"), SERVERS ("ntplab chronyd ntpd-rs"),
+# ntplab's configuration, e.g. "interleaved = false"), NTPLAB_SERVER_CONF
+# (lines added to its [server] section, e.g. "busy_poll_us = 200"),
+# RECV_BUFFER (its [server] recv_buffer, default 4194304: it rides out the
+# moments the server is not scheduled; under sustained overload it makes
+# ntplab answer requests that waited tens of ms, late for ntpperf; 212992 is
+# the kernel's default, chronyd's: see docs/throughput.md), SERVERS ("ntplab chronyd ntpd-rs"),
 # PERF_DIR (if set: `perf record -g` of the server over the first PERF_S
-# seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data).
+# seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data; with
+# PERF_ALL=1 of both CPUs instead), PERF_STAT (a `perf stat -e` event list:
+# counted on the server's threads over PERF_S seconds from 1 s into each run,
+# printed before its row as "#   perf stat: EVENT COUNT").
 #
 # CLIENTS=N (opt-in, N <= 131072; e.g. CLIENTS=100000): ntpperf simulates N
 # clients at every rate instead of its own rate/10 (at most 16,384). This
@@ -159,7 +168,17 @@ ip -n "$CLI" link set vc$$ up
 ip -n "$SRV" route add "$SRC_NET" via 10.213.0.2
 MAC=$(ip netns exec "$SRV" cat /sys/class/net/vs$$/address)
 
-nopriv() { ip netns exec "$SRV" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"; }
+# SERVER_CPUS / NTPPERF_CPUS: taskset CPU lists for every server (all its
+# threads) and for ntpperf; unset: wherever the scheduler puts them.
+pin() { # CPUS: the taskset prefix for a command, none without CPUS
+    [ -n "$1" ] && printf '%s\n' taskset -c "$1"
+    return 0
+}
+nopriv() {
+    local pre
+    mapfile -t pre < <(pin "${SERVER_CPUS:-}")
+    ip netns exec "$SRV" "${pre[@]}" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"
+}
 
 start_server() { # NAME MODE -> PID in SERVER_PID
     local name=$1 mode=$2 dir=$WORK/$1
@@ -167,7 +186,8 @@ start_server() { # NAME MODE -> PID in SERVER_PID
     chmod 700 "$dir"
     case $name in
     ntplab)
-        printf '%b[server]\nworkers = %s\nrecv_buffer = 4194304\n' "${NTPLAB_CONF:+$NTPLAB_CONF\n}" "$WORKERS" >"$dir/ntplab.toml"
+        printf '%b[server]\nworkers = %s\n%b%b' "${NTPLAB_CONF:+$NTPLAB_CONF\n}" "$WORKERS" "recv_buffer = ${RECV_BUFFER:-4194304}\n" \
+            "${NTPLAB_SERVER_CONF:+$NTPLAB_SERVER_CONF\n}" >"$dir/ntplab.toml"
         [ "$mode" = nts ] && printf '[nts]\ncertificate = "%s"\nkey = "%s"\nke_listen = ["10.213.0.1:4460"]\n' \
             "$WORK/cert.pem" "$WORK/key.pem" >>"$dir/ntplab.toml"
         nopriv timeout 600 "$NTPLAB" serve --listen 10.213.0.1:123 --local-stratum 1 --config "$dir/ntplab.toml" \
@@ -212,6 +232,11 @@ stop_bench_server() {
     return 0
 }
 
+# UDP InDatagrams, RcvbufErrors and OutDatagrams of the server's namespace.
+udp_counts() {
+    ip netns exec "$SRV" awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
+        print $col["InDatagrams"], $col["RcvbufErrors"], $col["OutDatagrams"] }' /proc/net/snmp
+}
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 user_ticks() { awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
@@ -247,22 +272,41 @@ run_one() { # NAME MODE ROUND
         extra=(-S "$(cat "$session")")
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    local udp0 udp1
+    udp0=$(udp_counts)
     t0=$(cpu_ticks "$SERVER_PROC")
     u0=$(user_ticks "$SERVER_PROC")
     [ -n "${TX_OFFSET:-}" ] && extra+=(-o "$TX_OFFSET")
-    local perf_pid=
+    local perf_pid= stat_pid=
     if [ -n "${PERF_DIR:-}" ]; then
-        # Samples of the server (call graphs, 999 Hz) over the first PERF_S seconds of the run.
-        timeout $((${PERF_S:-5} + 30)) perf record -q -F 999 -g -p "$SERVER_PROC" -o "$PERF_DIR/$name-$mode-$round.data" \
+        # Samples (call graphs, 999 Hz) over the first PERF_S seconds of the
+        # run: of the server, or with PERF_ALL=1 of both CPUs (ntpperf and
+        # softirqs too; the server's threads are then in the comm column).
+        local target=(-p "$SERVER_PROC")
+        [ -n "${PERF_ALL:-}" ] && target=(-a)
+        timeout $((${PERF_S:-5} + 30)) perf record -q -F 999 -g "${target[@]}" -o "$PERF_DIR/$name-$mode-$round.data" \
             -- sleep "${PERF_S:-5}" >/dev/null 2>&1 &
         perf_pid=$!
     fi
+    if [ -n "${PERF_STAT:-}" ]; then
+        # Counts of the server's threads over the same PERF_S seconds (after
+        # 1 s of ramp-up): PERF_STAT is a perf stat event list, e.g.
+        # "syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,context-switches".
+        (sleep 1 && exec timeout $((${PERF_S:-5} + 30)) perf stat -x, -e "$PERF_STAT" -p "$SERVER_PROC" \
+            -o "${PERF_DIR:-$WORK}/$name-$mode-$round.stat" -- sleep "${PERF_S:-5}") >/dev/null 2>&1 &
+        stat_pid=$!
+    fi
     # The stack limit: ntpperf keeps its clients on its stack (CLIENTS).
-    ip netns exec "$CLI" bash -c 'ulimit -s 262144 && exec "$@"' ntpperf timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s "$SRC_NET" "$flag" "${extra[@]}" -l \
+    local pre
+    mapfile -t pre < <(pin "${NTPPERF_CPUS:-}")
+    ip netns exec "$CLI" "${pre[@]}" bash -c 'ulimit -s 262144 && exec "$@"' ntpperf timeout 120 "$perf" -i vc$$ -m "$MAC" -d 10.213.0.1 -s "$SRC_NET" "$flag" "${extra[@]}" -l \
         -r "$RATE_MIN"-"$RATE_MAX" -t "$STEP_S" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$SERVER_PROC")
     u1=$(user_ticks "$SERVER_PROC")
+    udp1=$(udp_counts)
     [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
+    [ -n "$stat_pid" ] && { wait "$stat_pid" || true; }
+    [ -n "$stat_pid" ] && sed -n 's/^\([0-9.<>a-z ]*\),[^,]*,\([^,]*\),.*/#   perf stat: \2 \1/p' "${PERF_DIR:-$WORK}/$name-$mode-$round.stat"
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     local hwm
     hwm=$(awk '/VmHWM/ {print $2}' /proc/"$SERVER_PROC"/status 2>/dev/null || echo 0)
@@ -286,6 +330,12 @@ run_one() { # NAME MODE ROUND
             printf "%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%d\t%s\t%s\t%.2f\n", round, mode, name, hi, (mode ~ /interleaved/ ? hix : hi), peak, cpu_us, hwm, load0, load1, user_us
         }' "$out" | tee -a "$WORK/results.tsv"
     [ -n "${TX_OFFSET:-}" ] && sed 's/^/#   /' "$out"
+    # What reached the server: ntpperf (-l) sends late when it falls behind
+    # and stops at the end of the step, so it can send fewer requests than
+    # its rate says; its percentages are of the requests it sent.
+    read -r a0 b0 c0 <<<"$udp0"
+    read -r a1 b1 c1 <<<"$udp1"
+    echo "#   udp in the server's namespace: $((a1 - a0)) datagrams received, $((b1 - b0)) dropped (receive buffer full), $((c1 - c0)) sent"
     return 0
 }
 

@@ -161,7 +161,9 @@ pub struct ServerSection {
     /// address (default: one per CPU core).
     pub workers: Option<usize>,
     /// Receive buffer of each worker's socket, octets (`SO_RCVBUF`; default:
-    /// the kernel's, which caps it at `net.core.rmem_max`).
+    /// the kernel's, which caps it at `net.core.rmem_max`). A larger one
+    /// absorbs bursts; under sustained overload it is a queue, and the
+    /// requests in it are answered late (docs/throughput.md).
     pub recv_buffer: Option<usize>,
     /// Client slots of the interleaved-mode timestamp table (40 octets each;
     /// default [`INTERLEAVED_SLOTS_SERVE_DEFAULT`]).
