@@ -149,3 +149,66 @@ fn attacker_key_mistakes_are_named_with_their_position() {
     assert!(e.contains("s.toml:17:") && e.contains("flip"), "{e}");
     Scenario::parse(&with("{ forge = 0.5, forge_kod = 0.5, replay = 1.0 }"), "s.toml").unwrap();
 }
+
+/// [`TWO_HOSTS`] for 30 min with the client polling every 64 s (poll 6, no
+/// iburst), `server_nts` the server's `nts` key and `events` appended.
+fn backoff_scenario(server_nts: &str, events: &str) -> Scenario {
+    let text = TWO_HOSTS.replace("SERVER", server_nts).replace("duration = \"1h\"", "duration = \"30m\"").replace("nts = true }", "nts = true, poll_min = 6, poll_max = 6 }");
+    Scenario::parse(&(text + events), "b.toml").unwrap()
+}
+
+/// The client's `nts_ke` events: (t_s, succeeded).
+fn ke_attempts(files: &[(String, Vec<u8>)]) -> Vec<(f64, bool)> {
+    String::from_utf8_lossy(file(files, "events.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "nts_ke")
+        .map(|e| (e["t_s"].as_f64().unwrap(), e["details"]["error"].is_null()))
+        .collect()
+}
+
+/// Gaps between consecutive attempt ends, with the `nts-ke-backoff` check's
+/// rule (gap n >= first gap x 1.5^(n-1)) asserted on them.
+fn backoff_gaps(label: &str, failures: &[f64]) -> Vec<f64> {
+    let gaps: Vec<f64> = failures.windows(2).map(|w| w[1] - w[0]).collect();
+    for (n, gap) in gaps.iter().enumerate() {
+        assert!(*gap + 1e-6 >= gaps[0] * 1.5f64.powi(n as i32), "{label}: gap {n} is {gap} s after a first gap of {} s: {gaps:?}", gaps[0]);
+    }
+    gaps
+}
+
+#[test]
+fn failed_key_establishments_are_retried_when_their_back_off_ends_not_at_a_poll() {
+    // A certificate for another name: every handshake fails at once, and
+    // each retry starts when its back-off (10 s, doubling) ends, though the
+    // source polls only every 64 s.
+    let scenario = backoff_scenario("nts = { certificate = \"wrong-name\" }", "");
+    let (_, files) = run_to_files(&scenario, "nts-backoff-name");
+    let attempts = ke_attempts(&files);
+    assert!(attempts.iter().all(|(_, ok)| !ok), "{attempts:?}");
+    let times: Vec<f64> = attempts.iter().map(|(t, _)| *t).collect();
+    let gaps = backoff_gaps("wrong name", &times);
+    // 0, 10, 30, 70, 150, 310, 630, 1270 s: eight attempts in 30 min.
+    assert_eq!(gaps.len(), 7, "{times:?}");
+    for (n, gap) in gaps.iter().enumerate() {
+        let want = 10.0 * f64::from(1u32 << n);
+        assert!((gap - want).abs() < 0.1, "retry {n} after {gap} s, want {want} s (the back-off, not the 64 s poll): {times:?}");
+    }
+
+    // A KE server that does not answer (its TCP blocked) for 20 min: each
+    // attempt times out after 10 s, and the back-off counts from the
+    // attempt's start, so the ends are 10, 20, 40 … s apart as well; after
+    // the server is back the next attempt succeeds and the client follows.
+    let events = "[[event]]\nat = \"0s\"\naction = \"ke_down\"\nhost = \"server\"\n[[event]]\nat = \"20m\"\naction = \"ke_up\"\nhost = \"server\"\n";
+    let scenario = backoff_scenario("nts = {}", events);
+    let (report, files) = run_to_files(&scenario, "nts-backoff-down");
+    let attempts = ke_attempts(&files);
+    let (failed, ok): (Vec<_>, Vec<_>) = attempts.iter().partition(|(_, ok)| !ok);
+    let times: Vec<f64> = failed.iter().map(|(t, _)| *t).collect();
+    let gaps = backoff_gaps("ke down", &times);
+    assert!(gaps.len() >= 6 && (gaps[0] - 10.0).abs() < 0.1 && (gaps[5] - 320.0).abs() < 0.1, "{times:?}");
+    // Back at 1200 s: the attempt started at 630 + 640 s succeeds.
+    assert_eq!(ok.len(), 1, "{attempts:?}");
+    assert!(ok[0].0 > 1200.0 && ok[0].0 < 1280.0, "{attempts:?}");
+    assert!(report.packets.0 > 0, "NTP ran once keys were there: {:?}", report.packets);
+}

@@ -605,13 +605,10 @@ where
 
     loop {
         let next_poll = slots.iter().flatten().filter_map(|s| s.source.poll_timeout()).min();
-        let sleep_until = next_poll.map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
-        let poll_sleep = async {
-            match sleep_until {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let poll_sleep = sleep_until_or_never(next_poll.map(|t| start + std::time::Duration::from_nanos(t.as_nanos())));
+        // NTS sources without keys retry key establishment when their
+        // back-off ends, not at their next poll (RFC 8915 §4.2).
+        let ke_retry_sleep = sleep_until_or_never(slots.iter().flatten().filter_map(|s| s.nts.as_ref()?.retry_due()).min());
         tokio::select! {
             biased;
             _ = &mut shutdown => return Ok(()),
@@ -658,7 +655,10 @@ where
                         }
                         tracing::info!(source = %slot.address, aead = aead.unwrap_or_default(), cookies = n.cookies(), "NTS keys established");
                     }
-                    Err(e) => tracing::warn!(source = %slot.address, error = %e, "NTS key establishment failed; will retry"),
+                    Err(e) => {
+                        let retry_in = n.retry_due().map(|t| t.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64());
+                        tracing::warn!(source = %slot.address, error = %e, retry_in_s = retry_in, "NTS key establishment failed; will retry");
+                    }
                 }
             }
             incoming = refclock_rx.recv(), if refclocks_open => {
@@ -685,6 +685,13 @@ where
                         let local = clock.now();
                         let update = system.handle_stale(&PeerId::Refclock(index), local);
                         apply_update(update, local, now, &mut slots, &mut drivers, &peers, clock, events);
+                    }
+                }
+            }
+            _ = ke_retry_sleep => {
+                for (index, slot) in slots.iter_mut().enumerate() {
+                    if let Some(n) = slot.as_mut().and_then(|s| s.nts.as_mut()).filter(|n| n.retry_due().is_some()) {
+                        tasks.0.extend(n.start_ke(index, nts, &ke_tx));
                     }
                 }
             }
@@ -759,6 +766,14 @@ where
             }
             events.event(clock.now(), &DaemonEvent::PollChanged { poll_log2: poll });
         }
+    }
+}
+
+/// Sleeps until `t`; forever without one.
+async fn sleep_until_or_never(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

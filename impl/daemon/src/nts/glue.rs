@@ -21,10 +21,22 @@ use tokio::sync::mpsc;
 
 /// Time allowed for one client key establishment (connect, TLS, KE).
 pub const KE_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// First wait before retrying a failed key establishment; it doubles up to [`KE_RETRY_MAX`].
-pub const KE_RETRY_MIN: Duration = Duration::from_secs(4);
-/// Longest wait between key establishment attempts.
-pub const KE_RETRY_MAX: Duration = Duration::from_secs(1024);
+/// First interval between a failed key establishment's start and the next
+/// one's: RFC 8915 §4.2's initial and minimum retry interval. It doubles
+/// with every further failure up to [`KE_RETRY_MAX`] (the RFC's base is 1.5:
+/// doubling keeps every interval at or above the RFC's), and it is reset
+/// only by authentic time from the NTP server (§4.2: not by a successful
+/// key establishment alone).
+pub const KE_RETRY_MIN: Duration = Duration::from_secs(10);
+/// Longest interval between key establishment attempts: RFC 8915 §4.2's
+/// suggested maximum, 5 days (reached after 16 failures in a row, some 7.5
+/// days after the first).
+pub const KE_RETRY_MAX: Duration = Duration::from_secs(5 * 86_400);
+
+/// The back-off after `n` earlier failures: [`KE_RETRY_MIN`] × 2^`n`, at most [`KE_RETRY_MAX`].
+pub fn ke_retry_interval(n: u32) -> Duration {
+    KE_RETRY_MIN.saturating_mul(1 << n.min(20)).min(KE_RETRY_MAX)
+}
 
 /// TCP and TLS for NTS: the stream network and the crypto provider.
 #[derive(Clone)]
@@ -117,6 +129,9 @@ pub struct NtsSource {
     session: Option<ClientSession>,
     pending: Vec<PendingRequest>,
     running: bool,
+    /// When the running (or last) key establishment started: the back-off counts from there.
+    started: Option<tokio::time::Instant>,
+    /// Failed key establishments since the last authentic time.
     failures: u32,
     /// DENY/RSTR disassociations since the last authentic time.
     disassociations: u32,
@@ -139,7 +154,7 @@ const PENDING_MAX: usize = 8;
 impl NtsSource {
     /// A source that has not run NTS-KE yet.
     pub fn new(spec: NtsSourceSpec, config: Arc<rustls::ClientConfig>, default_ntp: SocketAddr) -> NtsSource {
-        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, failures: 0, disassociations: 0, retry_at: None }
+        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, started: None, failures: 0, disassociations: 0, retry_at: None }
     }
 
     /// Starts key establishment as a local task unless one runs or a retry
@@ -154,6 +169,7 @@ impl NtsSource {
             return None;
         }
         self.running = true;
+        self.started = Some(tokio::time::Instant::now());
         let streams = runtime.streams.clone();
         let (host, port, config, aeads, default_ntp) =
             (self.spec.ke_host.clone(), self.spec.ke_port, self.config.clone(), self.spec.aeads.clone(), self.default_ntp);
@@ -171,7 +187,7 @@ impl NtsSource {
         self.running = false;
         match result {
             Ok(e) => {
-                self.failures = 0;
+                // The failure count stays until authentic time (RFC 8915 §4.2).
                 self.retry_at = None;
                 self.pending.clear();
                 match &mut self.session {
@@ -181,12 +197,28 @@ impl NtsSource {
                 Ok(e.ntp)
             }
             Err(e) => {
-                let wait = KE_RETRY_MIN.saturating_mul(1 << self.failures.min(8)).min(KE_RETRY_MAX);
+                // From the failed attempt's start, as RFC 8915 §4.2's retry
+                // interval is between attempts: a KE that timed out after
+                // 10 s waited that long already. The loop starts the next
+                // attempt when this passes ([`NtsSource::retry_due`]).
+                let wait = ke_retry_interval(self.failures);
                 self.failures += 1;
-                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                let now = tokio::time::Instant::now();
+                self.retry_at = Some(self.started.unwrap_or(now) + wait);
                 Err(e)
             }
         }
+    }
+
+    /// When the loop should start key establishment on its own: the source
+    /// has no keys to use, none runs, and a back-off (after a failure or a
+    /// forced disassociation) ends then. `None`: nothing to do (keyed, or
+    /// running, or waiting for its next poll to need keys).
+    pub fn retry_due(&self) -> Option<tokio::time::Instant> {
+        if self.running || self.keyed() {
+            return None;
+        }
+        self.retry_at
     }
 
     /// Whether a session with cookies is ready.
@@ -225,7 +257,10 @@ impl NtsSource {
             match session.verify_response(&self.pending[i], packet) {
                 Ok(ResponseKind::Time { .. }) => {
                     self.pending.remove(i);
+                    // Key establishment and its Next Protocol both worked:
+                    // the back-offs start afresh (RFC 8915 §4.2, §5.7).
                     self.disassociations = 0;
+                    self.failures = 0;
                     return Some(Judgement::Time);
                 }
                 Ok(ResponseKind::Kiss(code)) => {
@@ -254,7 +289,7 @@ impl NtsSource {
     pub fn disassociate(&mut self) -> Duration {
         self.session = None;
         self.pending.clear();
-        let wait = KE_RETRY_MIN.saturating_mul(1 << self.disassociations.min(8)).min(KE_RETRY_MAX);
+        let wait = ke_retry_interval(self.disassociations);
         self.disassociations += 1;
         self.retry_at = Some(tokio::time::Instant::now() + wait);
         wait
@@ -379,6 +414,18 @@ mod tests {
         }
         // Re-keying in between does not reset the back-off: only authentic time does.
         assert_eq!(waits, vec![KE_RETRY_MIN, 2 * KE_RETRY_MIN, 4 * KE_RETRY_MIN]);
+        // Failed key establishments back off on their own count, which a
+        // successful one does not reset either (RFC 8915 §4.2).
+        let fail = |source: &mut NtsSource| {
+            let before = tokio::time::Instant::now();
+            assert!(source.ke_done(Err(KeFailure::Exchange(ke::ExchangeError::TimedOut))).is_err());
+            source.retry_at.unwrap() - before
+        };
+        let (first, second) = (fail(&mut source), fail(&mut source));
+        assert_eq!(source.ke_done(Ok(established(&keys, &mut rng))), Ok(addr));
+        assert_eq!(source.retry_due(), None, "keyed: nothing to retry");
+        let third = fail(&mut source);
+        assert!(first >= KE_RETRY_MIN && second >= 2 * KE_RETRY_MIN && third >= 4 * KE_RETRY_MIN, "{first:?} {second:?} {third:?}");
         assert_eq!(source.ke_done(Ok(established(&keys, &mut rng))), Ok(addr));
         let request = source.protect(&header(3, 1), &provider).unwrap();
         let NtsRequest::Protected(protected) = process_request(&master, &request) else { panic!("the server cannot read it") };
@@ -387,6 +434,9 @@ mod tests {
         let len = protected.seal_reply(&mut reply, &master, &mut rng).unwrap();
         assert_eq!(source.judge(&reply[..len]), Some(Judgement::Time));
         assert_eq!(source.disassociate(), KE_RETRY_MIN);
+        // Authentic time reset the key establishment back-off too.
+        let wait = fail(&mut source);
+        assert!(wait >= KE_RETRY_MIN && wait < 2 * KE_RETRY_MIN, "{wait:?}");
     }
 
     #[test]
@@ -399,12 +449,22 @@ mod tests {
         let before = tokio::time::Instant::now();
         assert!(source.ke_done(fail()).is_err());
         let first = source.retry_at.unwrap() - before;
+        // Not keyed and not running: the loop retries when the back-off ends.
+        assert_eq!(source.retry_due(), source.retry_at);
         assert!(source.ke_done(fail()).is_err());
         let second = source.retry_at.unwrap() - before;
         assert!(first >= KE_RETRY_MIN && second >= 2 * KE_RETRY_MIN, "{first:?} {second:?}");
-        for _ in 0..20 {
+        for _ in 0..40 {
             let _ = source.ke_done(fail());
         }
-        assert!(source.retry_at.unwrap() - tokio::time::Instant::now() <= KE_RETRY_MAX);
+        let last = source.retry_at.unwrap() - tokio::time::Instant::now();
+        assert!(last <= KE_RETRY_MAX && last > KE_RETRY_MAX - Duration::from_secs(1), "{last:?}");
+        // The schedule: 10 s doubling (never below RFC 8915 §4.2's 10 × 1.5^(n-1)) up to 5 days.
+        let schedule: Vec<u64> = (0..18).map(|n| ke_retry_interval(n).as_secs()).collect();
+        assert_eq!(&schedule[..5], &[10, 20, 40, 80, 160]);
+        assert_eq!(&schedule[15..], &[327_680, 432_000, 432_000]);
+        for (n, s) in schedule.iter().enumerate() {
+            assert!(*s as f64 >= (10.0 * 1.5f64.powi(n as i32)).min(432_000.0), "retry {n}: {s} s");
+        }
     }
 }
