@@ -77,7 +77,9 @@ case_setup() {
             scenario=chrony-101-poll-$p ;;
         102) freq_offset=1e-4 client_conf="makestep 1e-2 1
 driftfile tmp/drift" client_server_options=iburst max_sync_time=6 window=6
-            # chrony's test writes the drift file (the exact 100 ppm) before the run.
+            # chrony's test writes the drift file (the exact 100 ppm) before the run;
+            # the scenario gives ntplab's client the same (drift = 1e-4: its daemon
+            # starts from a -100 ppm correction, as from [clock] drift_file).
             pre_run='echo "100 1.0" > tmp/drift'
             scenario=chrony-102-iburst ;;
         125) base_delay='(+ 1e-4 (* -1 (equal 0.33 (uniform) 1.0)) (* -1 (equal 0.1 from 3) (equal 0.1 to 1)))'

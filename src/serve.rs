@@ -108,6 +108,10 @@ fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
     let fast = FastPathSpec::new(section.workers, section.recv_buffer);
     // Certificates and keys are read now, so a bad file is named with its line in the config.
     config.load_nts_files(&text, &origin).map_err(|e| CliError::input(e.to_string()))?;
+    // The drift file's frequency to start from; a bad file is a warning, as in ntpd and chrony.
+    if let Some(warning) = config.load_drift_file(&text, &origin) {
+        tracing::warn!("{warning}");
+    }
     if let Some(stratum) = args.local_stratum {
         config.local = Some(LocalReference { stratum, reference_id: ReferenceId::from_ascii("LOCL"), leap: None });
     }
@@ -154,7 +158,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
             _ = sigterm => {},
         }
     };
-    tracing::info!(workers = fast.workers, interleaved_slots = config.server.interleaved_slots, listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), seed, "ntplab serve starting");
+    tracing::info!(workers = fast.workers, interleaved_slots = config.server.interleaved_slots, listen = ?config.listen, sources = config.sources.len(), refclocks = config.refclocks.len(), control = config.clock_control, nts = config.nts.is_some(), initial_frequency = ?config.initial_frequency, seed, "ntplab serve starting");
     let result = if config.clock_control {
         let mut clock = ControlledClock::new(SystemClock::with_control());
         local.block_on(&runtime, serve_with(&config, fast, &mut clock, seed, &mut events, shutdown))

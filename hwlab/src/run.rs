@@ -94,6 +94,9 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                         why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
                     }
                 }
+                if d.initial_frequency.is_some() {
+                    why.push(format!("host `{n}`: `drift` (a drift file to start from) is not written to lab configurations yet"));
+                }
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
                 }

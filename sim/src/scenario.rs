@@ -60,7 +60,11 @@
 //!   draft `"07"`, `"08"` or `"09"`, `interleaved` asks for RFC 9769's
 //!   interleaved mode),
 //!   `discipline` (`"regression"`, the default, or `"rfc5905"`:
-//!   the daemon's `[clock] discipline`) and the daemon configuration's `rate_limit`, `access` and
+//!   the daemon's `[clock] discipline`), `drift` (the clock's frequency
+//!   error as the daemon's drift file holds it, s/s, positive when the
+//!   clock gains, within ±0.1005: the daemon starts correcting by minus it,
+//!   as from `[clock] drift_file`; `clock = { frequency = 1e-4 }` with
+//!   `drift = 1e-4` is a drift file holding the exact error) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
@@ -1273,6 +1277,9 @@ struct HostSection {
     smear: Option<Spanned<SmearSection>>,
     refclock: Option<Spanned<RefclockModelSection>>,
     discipline: Option<Spanned<String>>,
+    /// The clock's frequency error as its daemon's drift file holds it, s/s
+    /// (positive: the clock gains; the daemon starts correcting by minus it).
+    drift: Option<Spanned<f64>>,
     nts: Option<Spanned<NtsHostSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
@@ -2128,7 +2135,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2155,6 +2162,7 @@ impl Validator<'_> {
                     ("smear", h.smear.as_ref().map(|s| s.span())),
                     ("refclock", h.refclock.as_ref().map(|s| s.span())),
                     ("discipline", h.discipline.as_ref().map(|s| s.span())),
+                    ("drift", h.drift.as_ref().map(|s| s.span())),
                     ("nts", h.nts.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
@@ -2331,6 +2339,15 @@ impl Validator<'_> {
                 return Err(self.err(d, format!("discipline {:?} is not one of {}", d.get_ref(), DISCIPLINES.map(|x| format!("{x:?}")).join(", ")), Some("as the daemon's [clock] discipline".into())));
             }
         }
+        // The drift file the daemon would read, in chrony's format, read by
+        // the daemon's own reader (its sign and range).
+        let initial_frequency = match &h.drift {
+            None => None,
+            Some(d) => Some(
+                ntplab_daemon::drift::parse(&format!("{} 0", d.get_ref() * 1e6), "drift")
+                    .map_err(|m| self.err(d, format!("{m} (s/s: {})", d.get_ref()), Some("the clock's frequency error as the daemon's drift file holds it, s/s (positive: the clock gains), within ±0.1005".into())))?,
+            ),
+        };
         let mut span_of_source = Vec::new();
         let mut source_sections = Vec::new();
         for (span, s) in specs {
@@ -2360,7 +2377,7 @@ impl Validator<'_> {
             nts: nts.clone(),
             server: None,
         };
-        let daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
+        let mut daemon = file.validate(&format!("host `{name}`")).map_err(|e| {
             // Point at the offending value where the daemon's message names its table.
             let m = e.0.clone();
             let section = span_for_daemon_error(&m, &span_of_source)
@@ -2369,6 +2386,7 @@ impl Validator<'_> {
             let hint = m.contains("nothing to do").then(|| "give the host `sources`, `local_stratum` with a listening port, or both".to_string());
             self.src.error(Some(span), m, hint)
         })?;
+        daemon.initial_frequency = initial_frequency;
         Ok(NtpHost { daemon, sources, nts_certificate })
     }
 
@@ -2891,6 +2909,25 @@ mod tests {
         assert!(e.message.contains("\"pll\" is not one of \"regression\", \"rfc5905\"") && e.line == Some(7), "{e}");
         let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\ndiscipline = \"rfc5905\"\n"));
         assert!(e.message.contains("takes no `discipline`"), "{e}");
+    }
+
+    #[test]
+    fn drift_starts_the_daemon_from_its_frequency_and_its_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n";
+        let host = "[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n";
+        let s = Scenario::parse(&format!("{base}{host}drift = 1e-4\n"), "t.toml").unwrap();
+        let Role::Ntp(n) = &s.hosts[0].role else { panic!("ntp role") };
+        let f = n.daemon.initial_frequency.expect("an initial frequency");
+        assert!((f + 1e-4).abs() < 1e-15, "a clock that gains is corrected by minus its error: {f}");
+        let plain = Scenario::parse(&format!("{base}{host}"), "t.toml").unwrap();
+        let Role::Ntp(n) = &plain.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.initial_frequency, None);
+        let e = err(&format!("{base}{host}drift = 0.2\n"));
+        assert!(e.message.contains("is beyond") && e.line == Some(7) && e.column == Some(9), "{e}");
+        let e = err(&format!("{base}{host}drift = nan\n"));
+        assert!(e.message.contains("not a finite number") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\ndrift = 1e-4\n"));
+        assert!(e.message.contains("takes no `drift`"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,8 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         clock_control: false,
         refclocks: Vec::new(),
         precision_log2: None,
+        drift_file: None,
+        initial_frequency: None,
         nts: None,
         discipline,
     };
@@ -72,6 +74,8 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
         clock_control: false,
         refclocks: Vec::new(),
         precision_log2: None,
+        drift_file: None,
+        initial_frequency: None,
         nts: None,
         discipline,
     };

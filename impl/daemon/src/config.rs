@@ -38,6 +38,7 @@
 //! [clock]
 //! control = false          # never touch the system clock unless true
 //! precision = 1e-7         # s; default: measured at start (crate::precision)
+//! drift_file = "/var/lib/ntplab/drift"   # frequency kept across restarts (crate::drift)
 //!
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
@@ -467,6 +468,9 @@ pub struct ClockSection {
     /// nearest integer, and the floor of the measurement noise. Default:
     /// measured at start ([`crate::precision`]).
     pub precision: Option<f64>,
+    /// The drift file ([`crate::drift`]): read at start for the frequency to
+    /// start from, written with the measured one every hour and at exit.
+    pub drift_file: Option<String>,
 }
 
 /// Largest configuration file read: 1 MiB (a configuration of thousands of
@@ -686,6 +690,11 @@ pub struct DaemonConfig {
     /// clock's own ([`crate::clock::DaemonClock::precision_log2`], measured
     /// at start on a real clock).
     pub precision_log2: Option<i8>,
+    /// The drift file (`[clock] drift_file`), written while running.
+    pub drift_file: Option<std::path::PathBuf>,
+    /// The frequency correction (s/s) the discipline starts from: the drift
+    /// file's, once [`DaemonConfig::load_drift_file`] has read it.
+    pub initial_frequency: Option<f64>,
     /// Serve NTS, when `[nts]` is given.
     pub nts: Option<NtsServerSpec>,
 }
@@ -896,6 +905,11 @@ impl ConfigFile {
                 return Err(at(&[K("clock"), K("precision")], format!("[clock] precision {p} s is outside 1e-9 to 1 s")));
             }
         };
+        let drift_file = match self.clock.drift_file.as_deref() {
+            None => None,
+            Some("") => return Err(at(&[K("clock"), K("drift_file")], "[clock] drift_file is empty (give a path, or leave the key out)".into())),
+            Some(p) => Some(std::path::PathBuf::from(p)),
+        };
         let mut refclocks = Vec::new();
         for (i, r) in self.refclocks.iter().enumerate() {
             refclocks.push(parse_refclock(r).map_err(|(key, m)| {
@@ -936,6 +950,8 @@ impl ConfigFile {
             refclocks,
             discipline,
             precision_log2,
+            drift_file,
+            initial_frequency: None,
             nts,
         })
     }
@@ -1146,6 +1162,25 @@ fn check_nts_server(n: &NtsSection, listen: &[SocketAddr], ntpv5: bool) -> Resul
 }
 
 impl DaemonConfig {
+    /// Reads the drift file `[clock] drift_file` names, if any, into
+    /// [`DaemonConfig::initial_frequency`]. A missing file leaves it unset (a
+    /// first start); an unreadable, malformed or out-of-range one too, and is
+    /// returned as the warning to log (naming the file and, in `text`, the
+    /// key's line): the daemon starts as without it ([`crate::drift`]).
+    pub fn load_drift_file(&mut self, text: &str, origin: &str) -> Option<String> {
+        let path = self.drift_file.as_ref()?;
+        match crate::drift::read(path) {
+            Ok(frequency) => {
+                self.initial_frequency = frequency;
+                None
+            }
+            Err(e) => {
+                let (line, column) = locate(text, &[KeyPath::Key("clock"), KeyPath::Key("drift_file")]).unwrap_or((1, 1));
+                Some(format!("{e} ([clock] drift_file at {origin}:{line}:{column}); ignored: starting without a saved frequency"))
+            }
+        }
+    }
+
     /// Reads the NTS files the configuration names (the server's certificate
     /// chain and key, each NTS source's `trusted_certificates`), so that a
     /// missing or wrong file is reported at start with the position of the
@@ -1298,6 +1333,47 @@ fn parse_smear(s: &SmearSection) -> Result<SmearConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_file_is_read_at_start_and_the_discipline_starts_in_fset_from_it() {
+        use ntplab_proto::discipline::State;
+        use ntplab_proto::system::{System, SystemConfig};
+        let dir = std::env::temp_dir().join(format!("ntplab-config-drift-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("drift");
+        let text = format!("[[source]]\naddress = \"127.0.0.1:123\"\n[clock]\ndrift_file = {:?}\n", path.display().to_string());
+        // Missing: a first start, no frequency, no warning.
+        let mut c = DaemonConfig::from_toml(&text, "t.toml").unwrap();
+        assert_eq!(c.drift_file.as_deref(), Some(path.as_path()));
+        assert_eq!(c.load_drift_file(&text, "t.toml"), None);
+        assert_eq!(c.initial_frequency, None);
+        // chrony's "100 1.0": a clock 100 ppm fast, corrected by -100 ppm.
+        std::fs::write(&path, "100 1.0\n").unwrap();
+        assert_eq!(c.load_drift_file(&text, "t.toml"), None);
+        assert_eq!(c.initial_frequency, Some(-1e-4));
+        for algorithm in [DisciplineKind::Regression, DisciplineKind::Rfc5905] {
+            let system: System<u32> = System::new(SystemConfig { algorithm, initial_frequency: c.initial_frequency, ..SystemConfig::default() });
+            assert_eq!(system.discipline().state(), State::Fset, "{algorithm:?}");
+            assert_eq!(system.discipline().frequency(), -1e-4, "{algorithm:?}");
+        }
+        // Malformed: a warning naming the drift file and the key's line; no frequency.
+        std::fs::write(&path, "100 ppm\n").unwrap();
+        let mut c = DaemonConfig::from_toml(&text, "t.toml").unwrap();
+        let w = c.load_drift_file(&text, "t.toml").expect("a warning");
+        assert!(w.contains(&format!("drift file {}:1: skew \"ppm\"", path.display())) && w.contains("t.toml:4:"), "{w}");
+        assert_eq!(c.initial_frequency, None);
+        std::fs::write(&path, "200000 1.0\n").unwrap();
+        assert!(c.load_drift_file(&text, "t.toml").unwrap().contains("is beyond"));
+        assert_eq!(c.initial_frequency, None);
+        // No file named: nothing read.
+        let mut c = DaemonConfig::from_toml("[[source]]\naddress = \"127.0.0.1:123\"\n", "t.toml").unwrap();
+        assert_eq!(c.load_drift_file("", "t.toml"), None);
+        assert_eq!((c.drift_file, c.initial_frequency), (None, None));
+        let e = DaemonConfig::from_toml("[[source]]\naddress = \"127.0.0.1:123\"\n[clock]\ndrift_file = \"\"\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("t.toml:4:") && e.0.contains("drift_file is empty"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn full_example_parses() {

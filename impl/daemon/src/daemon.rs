@@ -21,7 +21,8 @@ use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
 use crate::nts::ke::{NoStreams, StreamNetwork};
 use crate::nts::server::NtsServerShared;
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
-use ntplab_proto::discipline::Action;
+use ntplab_proto::discipline::{Action, ClockDiscipline, State as DisciplineState};
+use crate::drift::DRIFT_WRITE_INTERVAL;
 use ntplab_proto::mono::Instant;
 use ntplab_proto::select::Rejection;
 use ntplab_proto::server::{NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState};
@@ -409,7 +410,13 @@ where
     // The precision in every packet and the floor of the measurement noise:
     // the configuration's, or the clock's own (measured at start on a real one).
     let precision_log2 = config.precision_log2.unwrap_or_else(|| clock.precision_log2());
-    let mut system_config = SystemConfig { local: config.local, algorithm: config.discipline, precision_log2, ..SystemConfig::default() };
+    let mut system_config = SystemConfig {
+        local: config.local,
+        algorithm: config.discipline,
+        precision_log2,
+        initial_frequency: config.initial_frequency,
+        ..SystemConfig::default()
+    };
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());
@@ -601,6 +608,9 @@ where
     publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(tick_interval.unwrap_or(std::time::Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The drift file is written once an interval (first after one) and at exit.
+    let mut drift_tick = tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_WRITE_INTERVAL, DRIFT_WRITE_INTERVAL);
+    drift_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
 
     loop {
@@ -611,9 +621,15 @@ where
         let ke_retry_sleep = sleep_until_or_never(slots.iter().flatten().filter_map(|s| s.nts.as_ref()?.retry_due()).min());
         tokio::select! {
             biased;
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                save_drift(config, system.discipline());
+                return Ok(());
+            }
             incoming = rx.recv() => {
-                let Some(inc) = incoming else { return Ok(()) };
+                let Some(inc) = incoming else {
+                    save_drift(config, system.discipline());
+                    return Ok(());
+                };
                 let rx_time = inc.received.rx_time.map_or_else(|| clock.now(), |raw| clock.local_time_of(raw));
                 if inc.socket < server_socket_count {
                     let state = system.server_state(clock.now());
@@ -742,6 +758,7 @@ where
             }
             _ = tick.tick(), if tick_interval.is_some() => clock.tick(),
             _ = publish_tick.tick(), if fast_server.is_some() => {}
+            _ = drift_tick.tick(), if config.drift_file.is_some() => save_drift(config, system.discipline()),
         }
         if let (Some(f), Some(map)) = (&fast_server, fast_server.as_ref().and_then(|_| clock.time_map())) {
             f.publish(Published { state: system.server_state(clock.now()), map });
@@ -774,6 +791,19 @@ async fn sleep_until_or_never(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Writes the discipline's frequency to the drift file, when there is one
+/// and the discipline has measured the frequency (state SYNC); a failure is
+/// logged and the daemon goes on ([`crate::drift`]).
+fn save_drift(config: &DaemonConfig, discipline: &dyn ClockDiscipline) {
+    let Some(path) = &config.drift_file else { return };
+    if discipline.state() != DisciplineState::Sync {
+        return;
+    }
+    if let Err(e) = crate::drift::write(path, discipline.frequency(), discipline.frequency_uncertainty()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the drift file");
     }
 }
 

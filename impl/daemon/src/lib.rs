@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod drift;
 pub mod fast;
 pub mod net;
 pub mod nts;
