@@ -181,6 +181,13 @@ const MIN_SLEW_DURATION: f64 = 1.0;
 /// fit's only nudges the frequency ([`RegressionDiscipline::blend_frequency`]).
 const IMPRECISE_FIT: f64 = 2.0;
 
+/// The standard error a saved frequency (a drift file's) starts with, s/s:
+/// chrony's drift files hold one ppm or so of skew. A fit over the first few
+/// seconds of an iburst has tens of ppm of error and only nudges a frequency
+/// held to this ([`RegressionDiscipline::blend_frequency`]); one as precise
+/// (minutes of samples) replaces it. ntpd's drift file holds no skew.
+pub const SAVED_FREQUENCY_SD: f64 = 1e-6;
+
 /// Delay increases (half, above the held minimum) of at least this many
 /// times the fit's jitter make a sample suspect (chrony's
 /// `maxdelaydevratio` default, 10).
@@ -532,7 +539,8 @@ pub struct RegressionDiscipline {
     /// is the estimates' sign).
     asymmetry_run: i32,
     /// Standard error of the fitted slope the frequency last came from
-    /// (infinite before any, and after a step).
+    /// (infinite before any, and after a step; [`SAVED_FREQUENCY_SD`] for a
+    /// saved frequency, whose time is unknown: it does not age).
     freq_sd: f64,
     /// When the slope the frequency last came from was taken.
     freq_time: Option<NtpTime>,
@@ -584,7 +592,7 @@ impl RegressionDiscipline {
             asymmetry: 0.0,
             asymmetry_run: 0,
             frequency_measured: state == State::Fset,
-            freq_sd: f64::INFINITY,
+            freq_sd: if state == State::Fset { SAVED_FREQUENCY_SD } else { f64::INFINITY },
             freq_time: None,
             delay_rejections: 0,
         }
@@ -2183,6 +2191,23 @@ mod tests {
         // Less certain but clearly different (a real change): taken.
         assert_eq!(d.blend_frequency(-8e-5, 9e-6, t0()), -8e-5);
         assert_eq!(d.freq_sd, 9e-6);
+    }
+
+    #[test]
+    fn a_saved_frequency_holds_against_the_first_seconds_fits() {
+        // A drift file's -100 ppm, known to SAVED_FREQUENCY_SD.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), Some(-1e-4));
+        assert_eq!((d.state, d.freq, d.freq_sd), (State::Fset, -1e-4, SAVED_FREQUENCY_SD));
+        // Three iburst samples 2 s apart with 100 us of jitter: a slope
+        // 5 ppm off, known to 20 ppm, moves the frequency by 1/401 of it.
+        let f = d.blend_frequency(-1.05e-4, 20e-6, t0());
+        assert!((f + 1e-4).abs() < 2e-8, "{f}");
+        assert_eq!(d.freq_sd, SAVED_FREQUENCY_SD, "the saved frequency stays the reference");
+        // Minutes of samples, as precise: taken.
+        assert_eq!(d.blend_frequency(-1.002e-4, 0.4e-6, t0()), -1.002e-4);
+        // Without a saved frequency the first slope is taken whole.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        assert_eq!(d.blend_frequency(-1.05e-4, 20e-6, t0()), -1.05e-4);
     }
 
     #[test]
