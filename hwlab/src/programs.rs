@@ -372,6 +372,49 @@ fn ntplab_nts_source(n: &NtsSourceSpec, ca: &Path) -> String {
     format!("nts = true\nke_server = \"{host}:{}\"\ntrusted_certificates = \"{}\"\naeads = [{}]\n", n.ke_port, ca.display(), aead_ids(&n.aeads))
 }
 
+/// The skew (ppm) written beside the frequency in chrony-format drift files
+/// the lab writes: the error bound of a frequency known exactly (the
+/// scenario's `drift`) as chrony would start from it; ntplab's daemon reads
+/// and checks it but does not use it.
+pub const DRIFT_SKEW_PPM: f64 = 1.0;
+
+/// A host's drift file in the run directory: `NAME.IMPL.drift`.
+pub fn drift_path(dir: &Path, name: &str, implementation: Implementation) -> PathBuf {
+    dir.join(format!("{name}.{}.drift", implementation.name()))
+}
+
+/// The drift file's text for a frequency correction `correction` (s/s, what
+/// `DaemonConfig::initial_frequency` holds: minus the scenario's `drift`) in
+/// the format `implementation` reads. ntplab and chrony: chrony's
+/// `FREQ_PPM SKEW_PPM`, FREQ the rate the clock gains (= −correction).
+/// ntpsec: ntpd's one number, the frequency correction in ppm (positive:
+/// the clock is sped up). None for ntpd-rs, which has no drift file.
+pub fn drift_text(correction: f64, implementation: Implementation) -> Option<String> {
+    match implementation {
+        Implementation::Ntplab | Implementation::Chrony => Some(ntplab_daemon::drift::format(correction, DRIFT_SKEW_PPM * 1e-6)),
+        Implementation::Ntpsec => Some(format!("{:.6}\n", correction * 1e6)),
+        Implementation::NtpdRs => None,
+    }
+}
+
+/// Writes host `name`'s drift file into `dir` when its configuration starts
+/// from a frequency (the scenario's `drift`), in `implementation`'s format,
+/// and returns its path; ntpsec always gets one (with 0 when no `drift` is
+/// given: see [`ntpsec_config`]). None: no drift file for this host.
+pub fn write_drift_file(cfg: &DaemonConfig, dir: &Path, name: &str, implementation: Implementation) -> Result<Option<PathBuf>, String> {
+    let correction = match (cfg.initial_frequency, implementation) {
+        (Some(f), _) => f,
+        (None, Implementation::Ntpsec) => 0.0,
+        (None, _) => return Ok(None),
+    };
+    let Some(text) = drift_text(correction, implementation) else {
+        return Err(format!("host `{name}`: `drift` is set but {} has no drift file to write it to", implementation.name()));
+    };
+    let path = drift_path(dir, name, implementation);
+    std::fs::write(&path, text).map_err(|e| format!("host `{name}`: cannot write its drift file {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
 /// A chronyd configuration for a host of the scenario: its sources (port,
 /// poll range, iburst, burst, version), `local stratum`, where it listens,
 /// NTS (`nts` sources trusting the run's CA, `ntsservercert`/`ntsserverkey`
@@ -414,6 +457,11 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     }
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
+    }
+    // The scenario's `drift`: chronyd starts from the file's frequency (and
+    // rewrites it hourly and at exit).
+    if let Some(drift) = write_drift_file(cfg, dir, name, Implementation::Chrony)? {
+        let _ = writeln!(s, "driftfile {}", drift.display());
     }
     if cfg.sources.iter().any(|x| x.nts.is_some()) || cfg.nts.is_some() {
         let f = nts_files(nts, &format!("host `{name}`"))?;
@@ -474,9 +522,11 @@ pub fn prepare_chronyc_dir(dir: &Path, name: &str) -> Result<(), String> {
 }
 
 /// An `ntplab serve` configuration file for a host: listen addresses,
-/// sources, the local reference, the discipline and NTS (the server's
-/// certificate and key; NTS sources trusting the run's CA).
-pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String, String> {
+/// sources, the local reference, the discipline, the drift file
+/// (`drift_file`, which [`write_drift_file`] wrote; required when the host
+/// starts from a frequency) and NTS (the server's certificate and key; NTS
+/// sources trusting the run's CA).
+pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Option<&Path>) -> Result<String, String> {
     let mut s = String::new();
     let listen: Vec<String> = cfg.listen.iter().map(|a| format!("\"{a}\"")).collect();
     let _ = writeln!(s, "listen = [{}]", listen.join(", "));
@@ -488,6 +538,13 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String
     // Given only when the configuration fixes it: otherwise the daemon measures its clock.
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "precision = {:e}", 2f64.powi(i32::from(p)));
+    }
+    match (drift_file, cfg.initial_frequency) {
+        (Some(p), _) => {
+            let _ = writeln!(s, "drift_file = \"{}\"", p.display());
+        }
+        (None, Some(_)) => return Err("[clock] drift_file: the host starts from a frequency (`drift`) but no drift file was written for it".into()),
+        (None, None) => {}
     }
     let a = &cfg.server.access;
     let rules: Vec<String> =
@@ -700,6 +757,12 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if let Err(e) = ntpd_rs_access(&cfg.server.access) {
                 why.push(e);
             }
+            if let Some(f) = cfg.initial_frequency {
+                why.push(format!(
+                    "drift {:e} (a drift file to start from): ntpd-rs 1.9 keeps no drift file (ntp.toml(5) has no such setting), it starts from the kernel's frequency",
+                    -f
+                ));
+            }
         }
         Implementation::Chrony => {
             for s in &cfg.sources {
@@ -725,8 +788,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 /// range, iburst, burst, version), the local reference as the local
 /// refclock (`refclock local stratum N-1`: ntpsec then serves stratum N), a
 /// drift file, and `restrict` lines letting `ntpq` on the host's loopback
-/// read its variables. `dir` holds the drift file, which is written here with
-/// frequency 0: without one ntpsec measures the frequency for 900 s
+/// read its variables. `dir` holds the drift file, which is written here
+/// with the scenario's `drift` as ntpd's frequency correction in ppm, or 0
+/// without one: without a drift file ntpsec measures the frequency for 900 s
 /// (`stepout`) before it steers it, which would say more about the missing
 /// file than about ntpsec.
 ///
@@ -735,8 +799,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 /// its certificate, key and cookie-key file.
 pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
-    let drift = dir.join(format!("{name}.ntpsec.drift"));
-    std::fs::write(&drift, "0.000\n").map_err(|e| format!("cannot write {}: {e}", drift.display()))?;
+    let drift = write_drift_file(cfg, dir, name, Implementation::Ntpsec)?.ok_or_else(|| format!("host `{name}`: no drift file written for ntpsec"))?;
     let _ = writeln!(s, "driftfile {}", drift.display());
     for src in &cfg.sources {
         let c = &src.config;
@@ -876,12 +939,12 @@ mod tests {
         let text = chrony_config(&c, ip, Some(123), dir, "h", None).unwrap();
         assert!(text.contains("deny all\nallow 10.0.0.0/24\ndeny 10.0.0.2/32\n"), "{text}");
         assert!(unwritable(&c, Implementation::Chrony).is_empty());
-        let back = DaemonConfig::from_toml(&ntplab_config(&c, None).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&c, None, None).unwrap(), "written").unwrap();
         assert_eq!(back.server.access, c.server.access);
         assert_eq!(back.precision_log2, None, "measured by the lab host's daemon");
         let mut fixed = c.clone();
         fixed.precision_log2 = Some(-23);
-        let text = ntplab_config(&fixed, None).unwrap();
+        let text = ntplab_config(&fixed, None, None).unwrap();
         assert_eq!(DaemonConfig::from_toml(&text, "written").unwrap().precision_log2, Some(-23), "{text}");
         assert!(chrony_config(&fixed, ip, Some(123), dir, "h", None).unwrap().contains("\nclockprecision 1.1920928955078125e-7\n"));
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
@@ -914,6 +977,51 @@ mod tests {
         assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" xleave\n"));
     }
 
+    #[test]
+    fn a_drift_is_written_in_each_programs_drift_file_format() {
+        let dir = std::env::temp_dir().join(format!("ntplab-drift-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ip = "10.0.0.2".parse().unwrap();
+        let plain = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        // The scenario's `drift = 1e-4` (the clock gains 100 ppm): the daemon starts correcting by -1e-4.
+        let mut cfg = plain.clone();
+        cfg.initial_frequency = Some(-1e-4);
+        let read = |p: &Path| ntplab_daemon::drift::read(p).unwrap().unwrap();
+        // ntplab: chrony's format, named by [clock] drift_file, read back by the daemon's own loader.
+        let path = write_drift_file(&cfg, &dir, "h", Implementation::Ntplab).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "100.000000 1.000000\n");
+        let text = ntplab_config(&cfg, None, Some(&path)).unwrap();
+        let mut back = DaemonConfig::from_toml(&text, "written").unwrap();
+        assert_eq!(back.load_drift_file(&text, "written"), None, "{text}");
+        assert!((back.initial_frequency.unwrap() + 1e-4).abs() < 1e-12, "{text}");
+        assert!(ntplab_config(&cfg, None, None).unwrap_err().contains("drift_file"));
+        assert_eq!(write_drift_file(&plain, &dir, "p", Implementation::Ntplab).unwrap(), None);
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("drift_file"));
+        // chrony: `driftfile` with the same format; none without a drift.
+        let text = chrony_config(&cfg, ip, None, &dir, "h", None).unwrap();
+        let path = drift_path(&dir, "h", Implementation::Chrony);
+        assert!(text.contains(&format!("\ndriftfile {}\n", path.display())), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "100.000000 1.000000\n");
+        assert!((read(&path) + 1e-4).abs() < 1e-12);
+        assert!(!chrony_config(&plain, ip, None, &dir, "p", None).unwrap().contains("driftfile"));
+        // ntpsec: ntpd's one number, the correction in ppm (the clock gains, so it is slowed: negative).
+        let text = ntpsec_config(&cfg, &dir, "h", None).unwrap();
+        let path = drift_path(&dir, "h", Implementation::Ntpsec);
+        assert!(text.starts_with(&format!("driftfile {}\n", path.display())), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "-100.000000\n");
+        assert!((read(&path) + 1e-4).abs() < 1e-12);
+        ntpsec_config(&plain, &dir, "p", None).unwrap();
+        assert_eq!(std::fs::read_to_string(drift_path(&dir, "p", Implementation::Ntpsec)).unwrap(), "0.000000\n");
+        // ntpd-rs keeps no drift file: refused, naming the drift; the others take it.
+        let w = unwritable(&cfg, Implementation::NtpdRs);
+        assert!(w.len() == 1 && w[0].starts_with("drift 1e-4 ") && w[0].contains("no drift file"), "{w:?}");
+        assert!(write_drift_file(&cfg, &dir, "h", Implementation::NtpdRs).unwrap_err().contains("ntpd-rs has no drift file"));
+        for imp in [Implementation::Ntplab, Implementation::Chrony, Implementation::Ntpsec] {
+            assert!(unwritable(&cfg, imp).is_empty(), "{imp:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A server with NTS and a client with an NTS source, as the scenario
     /// loader makes them (certificate paths are the lab's to fill in).
     fn nts_pair(server_extra: &str, source_extra: &str) -> (DaemonConfig, DaemonConfig) {
@@ -936,10 +1044,10 @@ mod tests {
         let (server, client) = nts_pair("key_rotation = 3600", "");
         let ip = "10.0.0.1".parse().unwrap();
         // ntplab: the written file loads back with the same NTS settings.
-        let back = DaemonConfig::from_toml(&ntplab_config(&server, Some(&sv)).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&server, Some(&sv), None).unwrap(), "written").unwrap();
         let n = back.nts.unwrap();
         assert_eq!((n.ke_listen[0].to_string(), n.key_rotation.as_secs(), n.aeads.len()), ("10.0.0.1:4460".into(), 3600, 3));
-        let back = DaemonConfig::from_toml(&ntplab_config(&client, Some(&cl)).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&client, Some(&cl), None).unwrap(), "written").unwrap();
         let src = back.sources[0].nts.as_ref().unwrap();
         assert_eq!((src.ke_host.as_str(), src.ke_port, src.trusted_certificates.as_ref().unwrap().display().to_string()), ("10.0.0.1", 4460, ca.clone()));
         // chrony
@@ -961,7 +1069,7 @@ mod tests {
         let text = ntpd_rs_config(&client, &dir, "client", Some(&cl)).unwrap();
         assert!(text.contains(&format!("mode = \"nts\"\naddress = \"10.0.0.1:4460\"\ncertificate-authority = \"{ca}\"\n")), "{text}");
         // Without the lab's certificates, a clear error, not a configuration without NTS.
-        assert!(ntplab_config(&server, None).unwrap_err().contains("NTS"));
+        assert!(ntplab_config(&server, None, None).unwrap_err().contains("NTS"));
         assert!(chrony_config(&client, ip, None, &dir, "client", None).unwrap_err().contains("NTS"));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -94,9 +94,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                         why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
                     }
                 }
-                if d.initial_frequency.is_some() {
-                    why.push(format!("host `{n}`: `drift` (a drift file to start from) is not written to lab configurations yet"));
-                }
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
                 }
@@ -353,7 +350,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 }
                 Implementation::Ntplab => {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref())?;
+                    let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
+                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
                     if let Some(rc) = &h.refclock {
                         let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                         let pty = d.pty.as_ref().map(|p| p.slave_path.as_path());
@@ -956,6 +954,27 @@ host = "server"
         let s = Scenario::parse(&NTS.replace("nts = true }", "nts = true, aeads = [30] }"), "nts").unwrap();
         let r = refusals(&s);
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"chrony\": source 10.0.0.1:123: NTS aeads [30]"), "{r:?}");
+    }
+
+    /// A server and a client of `implementation` starting from a drift file.
+    fn drifting_client(implementation: &str) -> Scenario {
+        let text = format!(
+            "name = \"drift\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
+             [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{implementation}\"\nlisten = false\nclock = {{ frequency = 1e-4 }}\ndrift = 1e-4\n\
+             sources = [ {{ host = \"server\" }} ]\n\n[[link]]\nbetween = [\"client\", \"server\"]\n"
+        );
+        Scenario::parse(&text, "drift.toml").unwrap()
+    }
+
+    #[test]
+    fn a_drift_is_realized_where_the_program_keeps_a_drift_file_and_refused_for_ntpd_rs() {
+        for imp in ["ntplab", "chrony", "ntpsec"] {
+            let s = drifting_client(imp);
+            assert!(matches!(&s.hosts[1].role, Role::Ntp(n) if n.daemon.initial_frequency == Some(-1e-4)));
+            assert_eq!(refusals(&s), Vec::<String>::new(), "{imp}");
+        }
+        let r = refusals(&drifting_client("ntpd-rs"));
+        assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"ntpd-rs\": drift 1e-4 ") && r[0].contains("no drift file"), "{r:?}");
     }
 
     #[test]
