@@ -6,6 +6,8 @@ use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec};
 use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::nts::Aead;
 use ntplab_proto::server::access::{AccessAction, AccessList};
+use ntplab_proto::server::{LeapKind, RateLimitConfig, SmearConfig, SmearStyle};
+use ntplab_proto::time::NtpDuration;
 use ntplab_sim::nts::CertificateKind;
 use ntplab_sim::scenario::Implementation;
 use ntplab_vclock::Params;
@@ -493,6 +495,10 @@ ntsrotate {}", cert.display(), key.display(), n.key_rotation.as_secs().max(1));
             for r in a.rules() {
                 let _ = writeln!(s, "{} {}/{}", word(r.action), r.network(), r.prefix_len());
             }
+            // unwritable() refuses a rate limit chronyd cannot say.
+            if let Ok(Some(line)) = chrony_ratelimit(&cfg.server.rate_limit) {
+                let _ = writeln!(s, "{line}");
+            }
         }
         None => s.push_str("port 0\n"),
     }
@@ -550,6 +556,22 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let rules: Vec<String> =
         a.rules().iter().map(|r| format!("{{ network = \"{}/{}\", action = \"{}\" }}", r.network(), r.prefix_len(), access_name(r.action))).collect();
     let _ = writeln!(s, "\n[access]\ndefault = \"{}\"\nrules = [{}]", access_name(a.default_action()), rules.join(", "));
+    let r = &cfg.server.rate_limit;
+    if *r != no_rate_limit() {
+        let _ = writeln!(
+            s,
+            "\n[rate_limit]\nenabled = {}\ninterval_s_min = {}\nburst = {}\nkod = {}\nslots = {}\nleak = {}",
+            r.enabled,
+            seconds_text(r.interval_ns_min),
+            r.burst,
+            r.kod,
+            r.slots,
+            r.leak_log2
+        );
+    }
+    if let Some(m) = &cfg.server.smear {
+        s += &ntplab_smear(m);
+    }
     for src in &cfg.sources {
         let c = &src.config;
         let _ = writeln!(
@@ -566,6 +588,72 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
         s += &ntplab_nts_server(n, id);
     }
     Ok(s)
+}
+
+/// The rate limiting of a configuration without a `[rate_limit]` table.
+fn no_rate_limit() -> RateLimitConfig {
+    RateLimitConfig { enabled: false, ..RateLimitConfig::default() }
+}
+
+/// Nanoseconds as exact decimal seconds (`2.500000000`), so that the daemon
+/// reads back the interval it was given.
+fn seconds_text(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// `ntplab serve`'s `[smear]` table for a smear: the leap second as written
+/// (`...T23:59:60Z` inserted, `...T23:59:59Z` deleted, on the last day
+/// before the smear's `leap_time`, 00:00:00 after it).
+fn ntplab_smear(m: &SmearConfig) -> String {
+    let day = (m.leap_time + NtpDuration::from_seconds(-86_400)).to_civil();
+    let (time, kind) = match m.kind {
+        LeapKind::Insert => ("23:59:60", "insert"),
+        LeapKind::Delete => ("23:59:59", "delete"),
+    };
+    let style = match m.style {
+        SmearStyle::BeforeLeap => "before-leap",
+        SmearStyle::Centered => "centered",
+    };
+    format!("\n[smear]\nstyle = \"{style}\"\nleap = \"{:04}-{:02}-{:02}T{time}Z\"\nkind = \"{kind}\"\n", day.year, day.month, day.day)
+}
+
+/// chronyd's `ratelimit` line for a rate limit it can say exactly, or why
+/// not. chronyd limits each address with a token bucket of `burst` answers
+/// refilled one per `2^interval` s, as ntplab's (GCRA: an average interval
+/// with a burst); it drops what is over the limit (no RATE kiss) and
+/// answers one in `2^leak` dropped requests anyway, leak 1 to 4.
+fn chrony_ratelimit(r: &RateLimitConfig) -> Result<Option<String>, Vec<String>> {
+    if !r.enabled {
+        return Ok(None);
+    }
+    let mut why = Vec::new();
+    // chrony's interval is a power of two seconds, 2^-19 to 2^12.
+    let exponent = (-19..=12).find(|&e: &i32| {
+        let ns = 2f64.powi(e) * 1e9;
+        ns.fract() == 0.0 && ns as u64 == r.interval_ns_min
+    });
+    if exponent.is_none() {
+        why.push(format!(
+            "rate_limit interval_s_min {} s: chronyd's `ratelimit interval` is a power of two seconds, 2^-19 to 2^12",
+            seconds_text(r.interval_ns_min)
+        ));
+    }
+    if !(1..=255).contains(&r.burst) {
+        why.push(format!("rate_limit burst {}: chronyd's `ratelimit burst` is 1 to 255", r.burst));
+    }
+    if r.kod {
+        why.push("rate_limit kod = true: chronyd drops requests over the limit, it sends no RATE kiss-o'-death (kod = false says that)".into());
+    }
+    if r.leak_log2 == 0 {
+        why.push("rate_limit leak 0 (answer none over the limit): chronyd always answers some (`ratelimit leak` 1 to 4: one in 2 to one in 16)".into());
+    }
+    if r.slots != RateLimitConfig::default().slots {
+        why.push(format!("rate_limit slots {}: chronyd sizes its client table in octets (`clientloglimit`), not slots", r.slots));
+    }
+    match exponent {
+        Some(e) if why.is_empty() => Ok(Some(format!("ratelimit interval {e} burst {} leak {}", r.burst, r.leak_log2))),
+        _ => Err(why),
+    }
 }
 
 /// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
@@ -780,8 +868,47 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
         }
         Implementation::Ntplab => {}
     }
+    rate_limit_and_smear_unwritable(cfg, implementation, &mut why);
     nts_unwritable(cfg, implementation, &mut why);
     why
+}
+
+/// What in a host's rate limiting and leap smear `implementation` cannot say.
+fn rate_limit_and_smear_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
+    let r = &cfg.server.rate_limit;
+    match implementation {
+        Implementation::Ntplab => {}
+        Implementation::Chrony => {
+            if let Err(w) = chrony_ratelimit(r) {
+                why.extend(w);
+            }
+        }
+        Implementation::Ntpsec if r.enabled => why.push(
+            "rate_limit: ntpsec's limiter (`restrict limited` with `discard average`/`minimum`) has a fixed burst and adds a least spacing \
+             between two requests (`discard minimum`), so no `discard` says ntplab's average interval with a burst"
+                .into(),
+        ),
+        Implementation::NtpdRs if r.enabled => why.push(
+            "rate_limit: ntpd-rs 1.9 has only a least time between two requests of a client (`rate-limiting-cutoff-ms`), \
+             no average interval with a burst or a leak"
+                .into(),
+        ),
+        Implementation::Ntpsec | Implementation::NtpdRs => {}
+    }
+    if cfg.server.smear.is_some() {
+        let reason = match implementation {
+            Implementation::Ntplab => None,
+            Implementation::Chrony => Some(
+                "chronyd 4.3 smears only as it slews (`leapsecmode slew`, `smoothtime`: a frequency ramp bounded by `maxfreq` and `maxwander`), \
+                 not by a fixed linear curve over a given window, so it serves a different time",
+            ),
+            Implementation::Ntpsec => Some("ntpsec 1.2 has leap smearing only when built with it (`leapsmearinterval`), and the lab's build is not"),
+            Implementation::NtpdRs => Some("ntpd-rs 1.9 has no leap smear"),
+        };
+        if let Some(reason) = reason {
+            why.push(format!("smear: {reason}"));
+        }
+    }
 }
 
 /// An ntpsec `ntp.conf` for a host: one `server` line per source (poll
@@ -1020,6 +1147,54 @@ mod tests {
             assert!(unwritable(&cfg, imp).is_empty(), "{imp:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rate_limits_and_smears_are_written_where_the_program_can_say_them() {
+        let dir = Path::new("/tmp");
+        let ip = "10.0.0.1".parse().unwrap();
+        let back = |c: &DaemonConfig| DaemonConfig::from_toml(&ntplab_config(c, None, None).unwrap(), "written").unwrap();
+        // ntplab: every setting read back as given; none written without a [rate_limit] table.
+        let plain = config("");
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("[rate_limit]"));
+        assert_eq!(back(&plain).server.rate_limit, plain.server.rate_limit);
+        for table in ["interval_s_min = 2.5\nburst = 4\nkod = false\nleak = 2\nslots = 1024", "enabled = false\ninterval_s_min = 0.3", "interval_s_min = 1e-3"] {
+            let c = config(&format!("[rate_limit]\n{table}"));
+            assert_ne!(c.server.rate_limit, plain.server.rate_limit, "{table}");
+            assert_eq!(back(&c).server.rate_limit, c.server.rate_limit, "{table}");
+        }
+        for smear in ["style = \"centered\"\nleap = \"2016-12-31T23:59:60Z\"", "style = \"before-leap\"\nleap = \"2027-06-30T23:59:59Z\"\nkind = \"delete\""] {
+            let c = config(&format!("[smear]\n{smear}"));
+            assert!(c.server.smear.is_some());
+            assert_eq!(back(&c).server.smear, c.server.smear, "{smear}");
+        }
+        // chrony: an average interval of a power of two seconds with a burst, no kiss, a leak.
+        let c = config("[rate_limit]\ninterval_s_min = 4\nburst = 16\nkod = false\nleak = 3");
+        assert!(unwritable(&c, Implementation::Chrony).is_empty());
+        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nallow all\nratelimit interval 2 burst 16 leak 3\n"));
+        let c = config("[rate_limit]\ninterval_s_min = 0.25\nkod = false\nleak = 1");
+        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nratelimit interval -2 burst 8 leak 1\n"));
+        assert!(!chrony_config(&plain, ip, Some(123), dir, "h", None).unwrap().contains("ratelimit"));
+        let w = unwritable(&config("[rate_limit]\ninterval_s_min = 3\nburst = 300\nslots = 64"), Implementation::Chrony);
+        assert_eq!(w.len(), 5, "{w:?}");
+        for (i, what) in ["interval_s_min 3.000000000 s: chronyd's", "burst 300", "kod = true", "leak 0", "slots 64"].iter().enumerate() {
+            assert!(w[i].contains(what), "{what}: {w:?}");
+        }
+        // ntpsec and ntpd-rs: a rate limit is refused, a disabled one is not.
+        let limited = config("[rate_limit]\nkod = false\nleak = 1");
+        assert!(unwritable(&limited, Implementation::Ntpsec)[0].contains("`discard minimum`"));
+        assert!(unwritable(&limited, Implementation::NtpdRs)[0].contains("rate-limiting-cutoff-ms"));
+        let off = config("[rate_limit]\nenabled = false");
+        for imp in [Implementation::Ntpsec, Implementation::NtpdRs, Implementation::Chrony, Implementation::Ntplab] {
+            assert!(unwritable(&off, imp).is_empty(), "{imp:?}");
+        }
+        // A smear: ntplab's only.
+        let smear = config("[smear]\nstyle = \"centered\"\nleap = \"2016-12-31T23:59:60Z\"");
+        assert!(unwritable(&smear, Implementation::Ntplab).is_empty());
+        for (imp, what) in [(Implementation::Chrony, "leapsecmode slew"), (Implementation::Ntpsec, "leapsmearinterval"), (Implementation::NtpdRs, "no leap smear")] {
+            let w = unwritable(&smear, imp);
+            assert!(w.len() == 1 && w[0].starts_with("smear: ") && w[0].contains(what), "{imp:?}: {w:?}");
+        }
     }
 
     /// A server with NTS and a client with an NTS source, as the scenario

@@ -69,7 +69,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
     if !s.leap_seconds.is_empty() {
         why.push("leap_seconds: the lab's hosts cannot be given a leap second yet".into());
     }
-    let default = ntplab_daemon::config::ConfigFile::default().validate_text("", "default");
     for h in &s.hosts {
         let n = &h.name;
         let c = &h.clock;
@@ -88,12 +87,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
             Role::Ntp(ntp) => {
                 let d = &ntp.daemon;
-                if let Ok(def) = &default {
-                    let differs = |a: String, b: String| a != b;
-                    if differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit)) || d.server.smear.is_some() {
-                        why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
-                    }
-                }
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
                 }
@@ -975,6 +968,32 @@ host = "server"
         }
         let r = refusals(&drifting_client("ntpd-rs"));
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"ntpd-rs\": drift 1e-4 ") && r[0].contains("no drift file"), "{r:?}");
+    }
+
+    #[test]
+    fn rate_limits_and_smears_are_refused_only_where_the_program_cannot_say_them() {
+        let server = |imp: &str, extra: &str| {
+            let text = format!(
+                "name = \"r\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nimpl = \"{imp}\"\n\
+                 local_stratum = 1\n{extra}\n\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nlisten = false\nsources = [ {{ host = \"server\" }} ]\n\n\
+                 [[link]]\nbetween = [\"client\", \"server\"]\n"
+            );
+            refusals(&Scenario::parse(&text, "r.toml").unwrap())
+        };
+        let limit = "rate_limit = { interval_s_min = 2, burst = 4, kod = false, leak = 2 }";
+        let smear = "smear = { style = \"centered\", leap = \"2016-12-31T23:59:60Z\" }";
+        for imp in ["ntplab", "chrony"] {
+            assert_eq!(server(imp, limit), Vec::<String>::new(), "{imp}");
+        }
+        assert_eq!(server("ntplab", smear), Vec::<String>::new());
+        for imp in ["ntpsec", "ntpd-rs"] {
+            let r = server(imp, limit);
+            assert!(r.len() == 1 && r[0].starts_with(&format!("host `server`: impl = \"{imp}\": rate_limit: ")), "{r:?}");
+        }
+        let r = server("chrony", smear);
+        assert!(r.len() == 1 && r[0].starts_with("host `server`: impl = \"chrony\": smear: "), "{r:?}");
+        let r = server("chrony", "rate_limit = { interval_s_min = 2 }");
+        assert!(r.len() == 2 && r[0].contains("kod = true") && r[1].contains("leak 0"), "{r:?}");
     }
 
     #[test]
