@@ -814,3 +814,30 @@ fn lab_clients_start_from_the_drift_files_the_lab_writes() {
         assert!((correction + 1e-4).abs() < 10e-6, "{file}: {correction}");
     }
 }
+
+/// tests/lab/daemon-metrics.toml in the simulator and the lab (40 s): an
+/// ntplab client of a rate-limiting ntplab server. The metrics counted from
+/// the daemon's own events (`selections`, `max_stratum`, `kiss_codes`,
+/// `ntsn`) come, in the lab, from the tally the client's and the server's
+/// `ntplab serve --events` write: every expectation passes in both, with
+/// the same value (one selection, stratum 2 after 20 s, the server's
+/// stratum 1, no NTSN; at least one RATE kiss in each).
+#[test]
+fn sim_and_lab_agree_on_the_metrics_from_the_daemons_events() {
+    let Some((_, sim, lab_ok, lab)) = sim_and_lab("daemon-metrics.toml") else { return };
+    assert!(passed_but_for_timing(lab_ok, &lab), "{lab}");
+    let values = |v: &serde_json::Value| {
+        v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect::<Vec<_>>()
+    };
+    let (sim, lab) = (values(&sim), values(&lab));
+    eprintln!("sim {sim:?}\nlab {lab:?}");
+    assert_eq!(sim.len(), 5);
+    for (s, l) in sim.iter().zip(&lab) {
+        assert_eq!(s.1, serde_json::Value::Bool(true), "simulator: {s:?}");
+        assert_eq!(l.1, serde_json::Value::Bool(true), "lab: {l:?}");
+        // The number of RATE kisses depends on when the burst's requests reach the server.
+        if s.0 != "kiss_codes" {
+            assert_eq!(s, l);
+        }
+    }
+}
