@@ -841,3 +841,36 @@ fn sim_and_lab_agree_on_the_metrics_from_the_daemons_events() {
         }
     }
 }
+
+/// tests/lab/drift.toml with its chronyd client replaced by ntpsec (30 s):
+/// ntpsec reads ntpd's format (the correction in ppm: −100 for a clock
+/// 100 ppm fast) from the drift file the lab writes, and its first
+/// frequency setting is that correction (`adjtimex` `freq` −100 ppm, not
+/// +100: the sign is ntpd's); its frequency error 2 to 6 s in is near 0.
+#[test]
+fn an_ntpsec_client_starts_from_the_drift_file_the_lab_writes() {
+    if let Some(why) = skip_reason("ntpsec") {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tmp("ntpsec-drift");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/drift.toml")).unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, text.replace("impl = \"chrony\"", "impl = \"ntpsec\"")).unwrap();
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(std::fs::read_to_string(dir.join("lab/chronyd.ntpsec.drift")).unwrap(), "-100.000000\n", "{v}");
+    let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
+    let first_freq = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["kind"] == "lab_clock_call" && e["host"] == "chronyd" && e["details"]["freq"].is_i64())
+        .map(|e| e["details"]["freq"].as_i64().unwrap())
+        .expect("ntpsec set its frequency");
+    // adjtimex's freq is ppm × 65536.
+    assert!((first_freq + 100 * 65536).abs() <= 65536, "first freq {first_freq} ({} ppm)", first_freq as f64 / 65536.0);
+    let samples = std::fs::read_to_string(dir.join("lab/samples.csv")).unwrap();
+    let mut f: Vec<f64> = frequency_errors(&samples, "chronyd", 2.0, 6.0).iter().map(|x| x.abs()).collect();
+    f.sort_by(f64::total_cmp);
+    assert!(f.len() == 5 && f[2] < 20e-6, "median |frequency error| 2-6 s {} ppm", f[2] * 1e6);
+}
