@@ -882,6 +882,13 @@ fn rate_limit_and_smear_unwritable(cfg: &DaemonConfig, implementation: Implement
             if let Err(w) = chrony_ratelimit(r) {
                 why.extend(w);
             }
+            // ntplab counts an IPv6 client by its prefix (/64 by default), chronyd by its address.
+            if r.enabled && r.prefix_len_v6 < 128 && cfg.listen.iter().any(|a| a.is_ipv6()) {
+                why.push(format!(
+                    "rate_limit on IPv6: ntplab's limiter counts the clients of one /{} as one, chronyd counts each address",
+                    r.prefix_len_v6
+                ));
+            }
         }
         Implementation::Ntpsec if r.enabled => why.push(
             "rate_limit: ntpsec's limiter (`restrict limited` with `discard average`/`minimum`) has a fixed burst and adds a least spacing \
@@ -1175,6 +1182,9 @@ mod tests {
         let c = config("[rate_limit]\ninterval_s_min = 0.25\nkod = false\nleak = 1");
         assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nratelimit interval -2 burst 8 leak 1\n"));
         assert!(!chrony_config(&plain, ip, Some(123), dir, "h", None).unwrap().contains("ratelimit"));
+        let v6 = DaemonConfig::from_toml("listen = [\"[2001:db8::1]:123\"]\n[local]\nstratum = 1\n[rate_limit]\nkod = false\nleak = 1\n", "test").unwrap();
+        let w = unwritable(&v6, Implementation::Chrony);
+        assert!(w.len() == 1 && w[0].contains("counts the clients of one /64 as one"), "{w:?}");
         let w = unwritable(&config("[rate_limit]\ninterval_s_min = 3\nburst = 300\nslots = 64"), Implementation::Chrony);
         assert_eq!(w.len(), 5, "{w:?}");
         for (i, what) in ["interval_s_min 3.000000000 s: chronyd's", "burst 300", "kod = true", "leak 0", "slots 64"].iter().enumerate() {
