@@ -891,8 +891,9 @@ fn rate_limit_and_smear_unwritable(cfg: &DaemonConfig, implementation: Implement
             }
         }
         Implementation::Ntpsec if r.enabled => why.push(
-            "rate_limit: ntpsec's limiter (`restrict limited` with `discard average`/`minimum`) has a fixed burst and adds a least spacing \
-             between two requests (`discard minimum`), so no `discard` says ntplab's average interval with a burst"
+            "rate_limit: ntpsec 1.2's limiter (`restrict limited` with `limit average A burst B kod K`, ntp.conf(5)) keeps an exponentially \
+             decaying score of every request of an address, answered or not, where ntplab's admits one answer per interval on average with \
+             a burst and does not count refused requests: no `limit` says the same"
                 .into(),
         ),
         Implementation::NtpdRs if r.enabled => why.push(
@@ -1192,7 +1193,7 @@ mod tests {
         }
         // ntpsec and ntpd-rs: a rate limit is refused, a disabled one is not.
         let limited = config("[rate_limit]\nkod = false\nleak = 1");
-        assert!(unwritable(&limited, Implementation::Ntpsec)[0].contains("`discard minimum`"));
+        assert!(unwritable(&limited, Implementation::Ntpsec)[0].contains("`limit average A burst B kod K`"));
         assert!(unwritable(&limited, Implementation::NtpdRs)[0].contains("rate-limiting-cutoff-ms"));
         let off = config("[rate_limit]\nenabled = false");
         for imp in [Implementation::Ntpsec, Implementation::NtpdRs, Implementation::Chrony, Implementation::Ntplab] {
