@@ -627,14 +627,15 @@ fn chrony_ratelimit(r: &RateLimitConfig) -> Result<Option<String>, Vec<String>> 
         return Ok(None);
     }
     let mut why = Vec::new();
-    // chrony's interval is a power of two seconds, 2^-19 to 2^12.
-    let exponent = (-19..=12).find(|&e: &i32| {
+    // chrony's interval is a power of two seconds, 2^-19 to 2^12, and below
+    // 2^-4 s chrony.conf(5) says it limits coarsely (in bursts).
+    let exponent = (-4..=12).find(|&e: &i32| {
         let ns = 2f64.powi(e) * 1e9;
         ns.fract() == 0.0 && ns as u64 == r.interval_ns_min
     });
     if exponent.is_none() {
         why.push(format!(
-            "rate_limit interval_s_min {} s: chronyd's `ratelimit interval` is a power of two seconds, 2^-19 to 2^12",
+            "rate_limit interval_s_min {} s: chronyd's `ratelimit interval` is a power of two seconds, and exact from 2^-4 to 2^12 (below, it limits in bursts)",
             seconds_text(r.interval_ns_min)
         ));
     }
@@ -1180,8 +1181,10 @@ mod tests {
         let c = config("[rate_limit]\ninterval_s_min = 4\nburst = 16\nkod = false\nleak = 3");
         assert!(unwritable(&c, Implementation::Chrony).is_empty());
         assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nallow all\nratelimit interval 2 burst 16 leak 3\n"));
-        let c = config("[rate_limit]\ninterval_s_min = 0.25\nkod = false\nleak = 1");
-        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nratelimit interval -2 burst 8 leak 1\n"));
+        let c = config("[rate_limit]\ninterval_s_min = 0.0625\nkod = false\nleak = 1");
+        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nratelimit interval -4 burst 8 leak 1\n"));
+        let w = unwritable(&config("[rate_limit]\ninterval_s_min = 0.03125\nkod = false\nleak = 1"), Implementation::Chrony);
+        assert!(w.len() == 1 && w[0].contains("0.031250000 s") && w[0].contains("in bursts"), "{w:?}");
         assert!(!chrony_config(&plain, ip, Some(123), dir, "h", None).unwrap().contains("ratelimit"));
         let v6 = DaemonConfig::from_toml("listen = [\"[2001:db8::1]:123\"]\n[local]\nstratum = 1\n[rate_limit]\nkod = false\nleak = 1\n", "test").unwrap();
         let w = unwritable(&v6, Implementation::Chrony);
