@@ -461,7 +461,7 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
     }
     // The scenario's `drift`: chronyd starts from the file's frequency (and
-    // rewrites it hourly and at exit).
+    // rewrites it with the frequency it measures).
     if let Some(drift) = write_drift_file(cfg, dir, name, Implementation::Chrony)? {
         let _ = writeln!(s, "driftfile {}", drift.display());
     }
