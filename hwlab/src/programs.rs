@@ -908,8 +908,8 @@ fn rate_limit_and_smear_unwritable(cfg: &DaemonConfig, implementation: Implement
         let reason = match implementation {
             Implementation::Ntplab => None,
             Implementation::Chrony => Some(
-                "chronyd 4.3 smears only as it slews (`leapsecmode slew`, `smoothtime`: a frequency ramp bounded by `maxfreq` and `maxwander`), \
-                 not by a fixed linear curve over a given window, so it serves a different time",
+                "chronyd 4.3 smears only as it slews (`leapsecmode slew`, `smoothtime`: a quadratic spline bounded by a maximum frequency and \
+                 wander), not by a fixed linear curve over a given window, so it serves a different time",
             ),
             Implementation::Ntpsec => Some("ntpsec 1.2 has leap smearing only when built with it (`leapsmearinterval`), and the lab's build is not"),
             Implementation::NtpdRs => Some("ntpd-rs 1.9 has no leap smear"),
