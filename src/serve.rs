@@ -17,6 +17,7 @@ use ntplab_daemon::nts::glue::NtsRuntime;
 use ntplab_daemon::nts::ke::TokioStreams;
 use ntplab_daemon::sysclock::SystemClock;
 use ntplab_proto::system::LocalReference;
+use ntplab_sim::run::DaemonTally;
 use ntplab_proto::time::NtpTime;
 use ntplab_proto::wire::refid::ReferenceId;
 use std::net::SocketAddr;
@@ -45,26 +46,37 @@ pub struct ServeArgs {
     /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Append the daemon's NTS-KE results to FILE as JSON lines (`kind`
-    /// "nts_ke", `local_unix_ns`, `details` as in a simulator trace's
-    /// events.jsonl); the hardware lab reads them into its trace.
+    /// Append the daemon's NTS-KE results (`kind` "nts_ke", `details` as in a
+    /// simulator trace's events.jsonl) and, whenever they change, its counts
+    /// of selections and kiss codes and the stratum it serves (`kind`
+    /// "tally") to FILE as JSON lines with `local_unix_ns`; the hardware lab
+    /// reads them into its trace and metrics.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 }
 
-/// Logs events through `tracing` and writes NTS-KE results to a file (`--events`).
+/// Logs events through `tracing` and writes NTS-KE results and the daemon's
+/// tally (the simulator's counting of selections, kiss codes and served
+/// stratum) to a file (`--events`).
 struct EventFile {
     file: Option<std::io::BufWriter<std::fs::File>>,
     path: PathBuf,
+    tally: DaemonTally,
 }
 
 impl daemon::EventSink for EventFile {
     fn event(&mut self, at: NtpTime, event: &daemon::DaemonEvent) {
         TracingSink.event(at, event);
-        let (Some(f), Some(mut details)) = (self.file.as_mut(), ntplab_sim::run::nts_ke_details(event)) else { return };
+        let changed = self.tally.event(event);
+        let Some(f) = self.file.as_mut() else { return };
+        let (kind, mut details) = match ntplab_sim::run::nts_ke_details(event) {
+            Some(d) => ("nts_ke", d),
+            None if changed => ("tally", ntplab_sim::run::tally_details(&self.tally)),
+            None => return,
+        };
         details["local_time"] = at.rfc3339().to_string().into();
         let (secs, nanos) = at.to_unix();
-        let line = serde_json::json!({"kind": "nts_ke", "local_unix_ns": (i128::from(secs) * 1_000_000_000 + i128::from(nanos)).to_string(), "details": details});
+        let line = serde_json::json!({"kind": kind, "local_unix_ns": (i128::from(secs) * 1_000_000_000 + i128::from(nanos)).to_string(), "details": details});
         use std::io::Write;
         if let Err(e) = writeln!(f, "{line}").and_then(|()| f.flush()) {
             tracing::warn!(file = %self.path.display(), error = %e, "cannot write the events file; no more events are written");
@@ -124,7 +136,8 @@ fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
 /// Runs `ntplab serve`.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let (config, fast) = load(args)?;
-    let mut events = EventFile { file: None, path: args.events.clone().unwrap_or_default() };
+    let tally = DaemonTally::new(config.local.map(|l| l.stratum), config.sources.is_empty());
+    let mut events = EventFile { file: None, path: args.events.clone().unwrap_or_default(), tally };
     if let Some(path) = &args.events {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| CliError::input(format!("--events {}: {e}", path.display())))?;
         events.file = Some(std::io::BufWriter::new(f));

@@ -6,6 +6,8 @@ use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec};
 use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::nts::Aead;
 use ntplab_proto::server::access::{AccessAction, AccessList};
+use ntplab_proto::server::{LeapKind, RateLimitConfig, SmearConfig, SmearStyle};
+use ntplab_proto::time::NtpDuration;
 use ntplab_sim::nts::CertificateKind;
 use ntplab_sim::scenario::Implementation;
 use ntplab_vclock::Params;
@@ -372,6 +374,49 @@ fn ntplab_nts_source(n: &NtsSourceSpec, ca: &Path) -> String {
     format!("nts = true\nke_server = \"{host}:{}\"\ntrusted_certificates = \"{}\"\naeads = [{}]\n", n.ke_port, ca.display(), aead_ids(&n.aeads))
 }
 
+/// The skew (ppm) written beside the frequency in chrony-format drift files
+/// the lab writes: the error bound of a frequency known exactly (the
+/// scenario's `drift`) as chrony would start from it; ntplab's daemon reads
+/// and checks it but does not use it.
+pub const DRIFT_SKEW_PPM: f64 = 1.0;
+
+/// A host's drift file in the run directory: `NAME.IMPL.drift`.
+pub fn drift_path(dir: &Path, name: &str, implementation: Implementation) -> PathBuf {
+    dir.join(format!("{name}.{}.drift", implementation.name()))
+}
+
+/// The drift file's text for a frequency correction `correction` (s/s, what
+/// `DaemonConfig::initial_frequency` holds: minus the scenario's `drift`) in
+/// the format `implementation` reads. ntplab and chrony: chrony's
+/// `FREQ_PPM SKEW_PPM`, FREQ the rate the clock gains (= −correction).
+/// ntpsec: ntpd's one number, the frequency correction in ppm (positive:
+/// the clock is sped up). None for ntpd-rs, which has no drift file.
+pub fn drift_text(correction: f64, implementation: Implementation) -> Option<String> {
+    match implementation {
+        Implementation::Ntplab | Implementation::Chrony => Some(ntplab_daemon::drift::format(correction, DRIFT_SKEW_PPM * 1e-6)),
+        Implementation::Ntpsec => Some(format!("{:.6}\n", correction * 1e6)),
+        Implementation::NtpdRs => None,
+    }
+}
+
+/// Writes host `name`'s drift file into `dir` when its configuration starts
+/// from a frequency (the scenario's `drift`), in `implementation`'s format,
+/// and returns its path; ntpsec always gets one (with 0 when no `drift` is
+/// given: see [`ntpsec_config`]). None: no drift file for this host.
+pub fn write_drift_file(cfg: &DaemonConfig, dir: &Path, name: &str, implementation: Implementation) -> Result<Option<PathBuf>, String> {
+    let correction = match (cfg.initial_frequency, implementation) {
+        (Some(f), _) => f,
+        (None, Implementation::Ntpsec) => 0.0,
+        (None, _) => return Ok(None),
+    };
+    let Some(text) = drift_text(correction, implementation) else {
+        return Err(format!("host `{name}`: `drift` is set but {} has no drift file to write it to", implementation.name()));
+    };
+    let path = drift_path(dir, name, implementation);
+    std::fs::write(&path, text).map_err(|e| format!("host `{name}`: cannot write its drift file {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
 /// A chronyd configuration for a host of the scenario: its sources (port,
 /// poll range, iburst, burst, version), `local stratum`, where it listens,
 /// NTS (`nts` sources trusting the run's CA, `ntsservercert`/`ntsserverkey`
@@ -415,6 +460,11 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
     }
+    // The scenario's `drift`: chronyd starts from the file's frequency (and
+    // rewrites it with the frequency it measures).
+    if let Some(drift) = write_drift_file(cfg, dir, name, Implementation::Chrony)? {
+        let _ = writeln!(s, "driftfile {}", drift.display());
+    }
     if cfg.sources.iter().any(|x| x.nts.is_some()) || cfg.nts.is_some() {
         let f = nts_files(nts, &format!("host `{name}`"))?;
         // Only the run's CA is trusted; the state (server keys, cookies) stays in the run.
@@ -445,6 +495,10 @@ ntsrotate {}", cert.display(), key.display(), n.key_rotation.as_secs().max(1));
             for r in a.rules() {
                 let _ = writeln!(s, "{} {}/{}", word(r.action), r.network(), r.prefix_len());
             }
+            // unwritable() refuses a rate limit chronyd cannot say.
+            if let Ok(Some(line)) = chrony_ratelimit(&cfg.server.rate_limit) {
+                let _ = writeln!(s, "{line}");
+            }
         }
         None => s.push_str("port 0\n"),
     }
@@ -474,9 +528,11 @@ pub fn prepare_chronyc_dir(dir: &Path, name: &str) -> Result<(), String> {
 }
 
 /// An `ntplab serve` configuration file for a host: listen addresses,
-/// sources, the local reference, the discipline and NTS (the server's
-/// certificate and key; NTS sources trusting the run's CA).
-pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String, String> {
+/// sources, the local reference, the discipline, the drift file
+/// (`drift_file`, which [`write_drift_file`] wrote; required when the host
+/// starts from a frequency) and NTS (the server's certificate and key; NTS
+/// sources trusting the run's CA).
+pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Option<&Path>) -> Result<String, String> {
     let mut s = String::new();
     let listen: Vec<String> = cfg.listen.iter().map(|a| format!("\"{a}\"")).collect();
     let _ = writeln!(s, "listen = [{}]", listen.join(", "));
@@ -489,10 +545,33 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "precision = {:e}", 2f64.powi(i32::from(p)));
     }
+    match (drift_file, cfg.initial_frequency) {
+        (Some(p), _) => {
+            let _ = writeln!(s, "drift_file = \"{}\"", p.display());
+        }
+        (None, Some(_)) => return Err("[clock] drift_file: the host starts from a frequency (`drift`) but no drift file was written for it".into()),
+        (None, None) => {}
+    }
     let a = &cfg.server.access;
     let rules: Vec<String> =
         a.rules().iter().map(|r| format!("{{ network = \"{}/{}\", action = \"{}\" }}", r.network(), r.prefix_len(), access_name(r.action))).collect();
     let _ = writeln!(s, "\n[access]\ndefault = \"{}\"\nrules = [{}]", access_name(a.default_action()), rules.join(", "));
+    let r = &cfg.server.rate_limit;
+    if *r != no_rate_limit() {
+        let _ = writeln!(
+            s,
+            "\n[rate_limit]\nenabled = {}\ninterval_s_min = {}\nburst = {}\nkod = {}\nslots = {}\nleak = {}",
+            r.enabled,
+            seconds_text(r.interval_ns_min),
+            r.burst,
+            r.kod,
+            r.slots,
+            r.leak_log2
+        );
+    }
+    if let Some(m) = &cfg.server.smear {
+        s += &ntplab_smear(m);
+    }
     for src in &cfg.sources {
         let c = &src.config;
         let _ = writeln!(
@@ -509,6 +588,73 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>) -> Result<String
         s += &ntplab_nts_server(n, id);
     }
     Ok(s)
+}
+
+/// The rate limiting of a configuration without a `[rate_limit]` table.
+fn no_rate_limit() -> RateLimitConfig {
+    RateLimitConfig { enabled: false, ..RateLimitConfig::default() }
+}
+
+/// Nanoseconds as exact decimal seconds (`2.500000000`), so that the daemon
+/// reads back the interval it was given.
+fn seconds_text(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// `ntplab serve`'s `[smear]` table for a smear: the leap second as written
+/// (`...T23:59:60Z` inserted, `...T23:59:59Z` deleted, on the last day
+/// before the smear's `leap_time`, 00:00:00 after it).
+fn ntplab_smear(m: &SmearConfig) -> String {
+    let day = (m.leap_time + NtpDuration::from_seconds(-86_400)).to_civil();
+    let (time, kind) = match m.kind {
+        LeapKind::Insert => ("23:59:60", "insert"),
+        LeapKind::Delete => ("23:59:59", "delete"),
+    };
+    let style = match m.style {
+        SmearStyle::BeforeLeap => "before-leap",
+        SmearStyle::Centered => "centered",
+    };
+    format!("\n[smear]\nstyle = \"{style}\"\nleap = \"{:04}-{:02}-{:02}T{time}Z\"\nkind = \"{kind}\"\n", day.year, day.month, day.day)
+}
+
+/// chronyd's `ratelimit` line for a rate limit it can say exactly, or why
+/// not. chronyd limits each address with a token bucket of `burst` answers
+/// refilled one per `2^interval` s, as ntplab's (GCRA: an average interval
+/// with a burst); it drops what is over the limit (no RATE kiss) and
+/// answers one in `2^leak` dropped requests anyway, leak 1 to 4.
+fn chrony_ratelimit(r: &RateLimitConfig) -> Result<Option<String>, Vec<String>> {
+    if !r.enabled {
+        return Ok(None);
+    }
+    let mut why = Vec::new();
+    // chrony's interval is a power of two seconds, 2^-19 to 2^12, and below
+    // 2^-4 s chrony.conf(5) says it limits coarsely (in bursts).
+    let exponent = (-4..=12).find(|&e: &i32| {
+        let ns = 2f64.powi(e) * 1e9;
+        ns.fract() == 0.0 && ns as u64 == r.interval_ns_min
+    });
+    if exponent.is_none() {
+        why.push(format!(
+            "rate_limit interval_s_min {} s: chronyd's `ratelimit interval` is a power of two seconds, and exact from 2^-4 to 2^12 (below, it limits in bursts)",
+            seconds_text(r.interval_ns_min)
+        ));
+    }
+    if !(1..=255).contains(&r.burst) {
+        why.push(format!("rate_limit burst {}: chronyd's `ratelimit burst` is 1 to 255", r.burst));
+    }
+    if r.kod {
+        why.push("rate_limit kod = true: chronyd drops requests over the limit, it sends no RATE kiss-o'-death (kod = false says that)".into());
+    }
+    if r.leak_log2 == 0 {
+        why.push("rate_limit leak 0 (answer none over the limit): chronyd always answers some (`ratelimit leak` 1 to 4: one in 2 to one in 16)".into());
+    }
+    if r.slots != RateLimitConfig::default().slots {
+        why.push(format!("rate_limit slots {}: chronyd sizes its client table in octets (`clientloglimit`), not slots", r.slots));
+    }
+    match exponent {
+        Some(e) if why.is_empty() => Ok(Some(format!("ratelimit interval {e} burst {} leak {}", r.burst, r.leak_log2))),
+        _ => Err(why),
+    }
 }
 
 /// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
@@ -700,6 +846,12 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if let Err(e) = ntpd_rs_access(&cfg.server.access) {
                 why.push(e);
             }
+            if let Some(f) = cfg.initial_frequency {
+                why.push(format!(
+                    "drift {:e} (a drift file to start from): ntpd-rs 1.9 keeps no drift file (ntp.toml(5) has no such setting), it starts from the kernel's frequency",
+                    -f
+                ));
+            }
         }
         Implementation::Chrony => {
             for s in &cfg.sources {
@@ -717,16 +869,64 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
         }
         Implementation::Ntplab => {}
     }
+    rate_limit_and_smear_unwritable(cfg, implementation, &mut why);
     nts_unwritable(cfg, implementation, &mut why);
     why
+}
+
+/// What in a host's rate limiting and leap smear `implementation` cannot say.
+fn rate_limit_and_smear_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
+    let r = &cfg.server.rate_limit;
+    match implementation {
+        Implementation::Ntplab => {}
+        Implementation::Chrony => {
+            if let Err(w) = chrony_ratelimit(r) {
+                why.extend(w);
+            }
+            // ntplab counts an IPv6 client by its prefix (/64 by default), chronyd by its address.
+            if r.enabled && r.prefix_len_v6 < 128 && cfg.listen.iter().any(|a| a.is_ipv6()) {
+                why.push(format!(
+                    "rate_limit on IPv6: ntplab's limiter counts the clients of one /{} as one, chronyd counts each address",
+                    r.prefix_len_v6
+                ));
+            }
+        }
+        Implementation::Ntpsec if r.enabled => why.push(
+            "rate_limit: ntpsec 1.2's limiter (`restrict limited` with `limit average A burst B kod K`, ntp.conf(5)) keeps an exponentially \
+             decaying score of every request of an address, answered or not, where ntplab's admits one answer per interval on average with \
+             a burst and does not count refused requests: no `limit` says the same"
+                .into(),
+        ),
+        Implementation::NtpdRs if r.enabled => why.push(
+            "rate_limit: ntpd-rs 1.9 has only a least time between two requests of a client (`rate-limiting-cutoff-ms`), \
+             no average interval with a burst or a leak"
+                .into(),
+        ),
+        Implementation::Ntpsec | Implementation::NtpdRs => {}
+    }
+    if cfg.server.smear.is_some() {
+        let reason = match implementation {
+            Implementation::Ntplab => None,
+            Implementation::Chrony => Some(
+                "chronyd 4.3 smears only as it slews (`leapsecmode slew`, `smoothtime`: a quadratic spline bounded by a maximum frequency and \
+                 wander), not by a fixed linear curve over a given window, so it serves a different time",
+            ),
+            Implementation::Ntpsec => Some("ntpsec 1.2 has leap smearing only when built with it (`leapsmearinterval`), and the lab's build is not"),
+            Implementation::NtpdRs => Some("ntpd-rs 1.9 has no leap smear"),
+        };
+        if let Some(reason) = reason {
+            why.push(format!("smear: {reason}"));
+        }
+    }
 }
 
 /// An ntpsec `ntp.conf` for a host: one `server` line per source (poll
 /// range, iburst, burst, version), the local reference as the local
 /// refclock (`refclock local stratum N-1`: ntpsec then serves stratum N), a
 /// drift file, and `restrict` lines letting `ntpq` on the host's loopback
-/// read its variables. `dir` holds the drift file, which is written here with
-/// frequency 0: without one ntpsec measures the frequency for 900 s
+/// read its variables. `dir` holds the drift file, which is written here
+/// with the scenario's `drift` as ntpd's frequency correction in ppm, or 0
+/// without one: without a drift file ntpsec measures the frequency for 900 s
 /// (`stepout`) before it steers it, which would say more about the missing
 /// file than about ntpsec.
 ///
@@ -735,8 +935,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
 /// its certificate, key and cookie-key file.
 pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&HostNts>) -> Result<String, String> {
     let mut s = String::new();
-    let drift = dir.join(format!("{name}.ntpsec.drift"));
-    std::fs::write(&drift, "0.000\n").map_err(|e| format!("cannot write {}: {e}", drift.display()))?;
+    let drift = write_drift_file(cfg, dir, name, Implementation::Ntpsec)?.ok_or_else(|| format!("host `{name}`: no drift file written for ntpsec"))?;
     let _ = writeln!(s, "driftfile {}", drift.display());
     for src in &cfg.sources {
         let c = &src.config;
@@ -876,12 +1075,12 @@ mod tests {
         let text = chrony_config(&c, ip, Some(123), dir, "h", None).unwrap();
         assert!(text.contains("deny all\nallow 10.0.0.0/24\ndeny 10.0.0.2/32\n"), "{text}");
         assert!(unwritable(&c, Implementation::Chrony).is_empty());
-        let back = DaemonConfig::from_toml(&ntplab_config(&c, None).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&c, None, None).unwrap(), "written").unwrap();
         assert_eq!(back.server.access, c.server.access);
         assert_eq!(back.precision_log2, None, "measured by the lab host's daemon");
         let mut fixed = c.clone();
         fixed.precision_log2 = Some(-23);
-        let text = ntplab_config(&fixed, None).unwrap();
+        let text = ntplab_config(&fixed, None, None).unwrap();
         assert_eq!(DaemonConfig::from_toml(&text, "written").unwrap().precision_log2, Some(-23), "{text}");
         assert!(chrony_config(&fixed, ip, Some(123), dir, "h", None).unwrap().contains("\nclockprecision 1.1920928955078125e-7\n"));
         // ntpd-rs: an allowlist under a denying default, but not a deny inside it.
@@ -914,6 +1113,104 @@ mod tests {
         assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" xleave\n"));
     }
 
+    #[test]
+    fn a_drift_is_written_in_each_programs_drift_file_format() {
+        let dir = std::env::temp_dir().join(format!("ntplab-drift-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ip = "10.0.0.2".parse().unwrap();
+        let plain = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        // The scenario's `drift = 1e-4` (the clock gains 100 ppm): the daemon starts correcting by -1e-4.
+        let mut cfg = plain.clone();
+        cfg.initial_frequency = Some(-1e-4);
+        let read = |p: &Path| ntplab_daemon::drift::read(p).unwrap().unwrap();
+        // ntplab: chrony's format, named by [clock] drift_file, read back by the daemon's own loader.
+        let path = write_drift_file(&cfg, &dir, "h", Implementation::Ntplab).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "100.000000 1.000000\n");
+        let text = ntplab_config(&cfg, None, Some(&path)).unwrap();
+        let mut back = DaemonConfig::from_toml(&text, "written").unwrap();
+        assert_eq!(back.load_drift_file(&text, "written"), None, "{text}");
+        assert!((back.initial_frequency.unwrap() + 1e-4).abs() < 1e-12, "{text}");
+        assert!(ntplab_config(&cfg, None, None).unwrap_err().contains("drift_file"));
+        assert_eq!(write_drift_file(&plain, &dir, "p", Implementation::Ntplab).unwrap(), None);
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("drift_file"));
+        // chrony: `driftfile` with the same format; none without a drift.
+        let text = chrony_config(&cfg, ip, None, &dir, "h", None).unwrap();
+        let path = drift_path(&dir, "h", Implementation::Chrony);
+        assert!(text.contains(&format!("\ndriftfile {}\n", path.display())), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "100.000000 1.000000\n");
+        assert!((read(&path) + 1e-4).abs() < 1e-12);
+        assert!(!chrony_config(&plain, ip, None, &dir, "p", None).unwrap().contains("driftfile"));
+        // ntpsec: ntpd's one number, the correction in ppm (the clock gains, so it is slowed: negative).
+        let text = ntpsec_config(&cfg, &dir, "h", None).unwrap();
+        let path = drift_path(&dir, "h", Implementation::Ntpsec);
+        assert!(text.starts_with(&format!("driftfile {}\n", path.display())), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "-100.000000\n");
+        assert!((read(&path) + 1e-4).abs() < 1e-12);
+        ntpsec_config(&plain, &dir, "p", None).unwrap();
+        assert_eq!(std::fs::read_to_string(drift_path(&dir, "p", Implementation::Ntpsec)).unwrap(), "0.000000\n");
+        // ntpd-rs keeps no drift file: refused, naming the drift; the others take it.
+        let w = unwritable(&cfg, Implementation::NtpdRs);
+        assert!(w.len() == 1 && w[0].starts_with("drift 1e-4 ") && w[0].contains("no drift file"), "{w:?}");
+        assert!(write_drift_file(&cfg, &dir, "h", Implementation::NtpdRs).unwrap_err().contains("ntpd-rs has no drift file"));
+        for imp in [Implementation::Ntplab, Implementation::Chrony, Implementation::Ntpsec] {
+            assert!(unwritable(&cfg, imp).is_empty(), "{imp:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rate_limits_and_smears_are_written_where_the_program_can_say_them() {
+        let dir = Path::new("/tmp");
+        let ip = "10.0.0.1".parse().unwrap();
+        let back = |c: &DaemonConfig| DaemonConfig::from_toml(&ntplab_config(c, None, None).unwrap(), "written").unwrap();
+        // ntplab: every setting read back as given; none written without a [rate_limit] table.
+        let plain = config("");
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("[rate_limit]"));
+        assert_eq!(back(&plain).server.rate_limit, plain.server.rate_limit);
+        for table in ["interval_s_min = 2.5\nburst = 4\nkod = false\nleak = 2\nslots = 1024", "enabled = false\ninterval_s_min = 0.3", "interval_s_min = 1e-3"] {
+            let c = config(&format!("[rate_limit]\n{table}"));
+            assert_ne!(c.server.rate_limit, plain.server.rate_limit, "{table}");
+            assert_eq!(back(&c).server.rate_limit, c.server.rate_limit, "{table}");
+        }
+        for smear in ["style = \"centered\"\nleap = \"2016-12-31T23:59:60Z\"", "style = \"before-leap\"\nleap = \"2027-06-30T23:59:59Z\"\nkind = \"delete\""] {
+            let c = config(&format!("[smear]\n{smear}"));
+            assert!(c.server.smear.is_some());
+            assert_eq!(back(&c).server.smear, c.server.smear, "{smear}");
+        }
+        // chrony: an average interval of a power of two seconds with a burst, no kiss, a leak.
+        let c = config("[rate_limit]\ninterval_s_min = 4\nburst = 16\nkod = false\nleak = 3");
+        assert!(unwritable(&c, Implementation::Chrony).is_empty());
+        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nallow all\nratelimit interval 2 burst 16 leak 3\n"));
+        let c = config("[rate_limit]\ninterval_s_min = 0.0625\nkod = false\nleak = 1");
+        assert!(chrony_config(&c, ip, Some(123), dir, "h", None).unwrap().contains("\nratelimit interval -4 burst 8 leak 1\n"));
+        let w = unwritable(&config("[rate_limit]\ninterval_s_min = 0.03125\nkod = false\nleak = 1"), Implementation::Chrony);
+        assert!(w.len() == 1 && w[0].contains("0.031250000 s") && w[0].contains("in bursts"), "{w:?}");
+        assert!(!chrony_config(&plain, ip, Some(123), dir, "h", None).unwrap().contains("ratelimit"));
+        let v6 = DaemonConfig::from_toml("listen = [\"[2001:db8::1]:123\"]\n[local]\nstratum = 1\n[rate_limit]\nkod = false\nleak = 1\n", "test").unwrap();
+        let w = unwritable(&v6, Implementation::Chrony);
+        assert!(w.len() == 1 && w[0].contains("counts the clients of one /64 as one"), "{w:?}");
+        let w = unwritable(&config("[rate_limit]\ninterval_s_min = 3\nburst = 300\nslots = 64"), Implementation::Chrony);
+        assert_eq!(w.len(), 5, "{w:?}");
+        for (i, what) in ["interval_s_min 3.000000000 s: chronyd's", "burst 300", "kod = true", "leak 0", "slots 64"].iter().enumerate() {
+            assert!(w[i].contains(what), "{what}: {w:?}");
+        }
+        // ntpsec and ntpd-rs: a rate limit is refused, a disabled one is not.
+        let limited = config("[rate_limit]\nkod = false\nleak = 1");
+        assert!(unwritable(&limited, Implementation::Ntpsec)[0].contains("`limit average A burst B kod K`"));
+        assert!(unwritable(&limited, Implementation::NtpdRs)[0].contains("rate-limiting-cutoff-ms"));
+        let off = config("[rate_limit]\nenabled = false");
+        for imp in [Implementation::Ntpsec, Implementation::NtpdRs, Implementation::Chrony, Implementation::Ntplab] {
+            assert!(unwritable(&off, imp).is_empty(), "{imp:?}");
+        }
+        // A smear: ntplab's only.
+        let smear = config("[smear]\nstyle = \"centered\"\nleap = \"2016-12-31T23:59:60Z\"");
+        assert!(unwritable(&smear, Implementation::Ntplab).is_empty());
+        for (imp, what) in [(Implementation::Chrony, "leapsecmode slew"), (Implementation::Ntpsec, "leapsmearinterval"), (Implementation::NtpdRs, "no leap smear")] {
+            let w = unwritable(&smear, imp);
+            assert!(w.len() == 1 && w[0].starts_with("smear: ") && w[0].contains(what), "{imp:?}: {w:?}");
+        }
+    }
+
     /// A server with NTS and a client with an NTS source, as the scenario
     /// loader makes them (certificate paths are the lab's to fill in).
     fn nts_pair(server_extra: &str, source_extra: &str) -> (DaemonConfig, DaemonConfig) {
@@ -936,10 +1233,10 @@ mod tests {
         let (server, client) = nts_pair("key_rotation = 3600", "");
         let ip = "10.0.0.1".parse().unwrap();
         // ntplab: the written file loads back with the same NTS settings.
-        let back = DaemonConfig::from_toml(&ntplab_config(&server, Some(&sv)).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&server, Some(&sv), None).unwrap(), "written").unwrap();
         let n = back.nts.unwrap();
         assert_eq!((n.ke_listen[0].to_string(), n.key_rotation.as_secs(), n.aeads.len()), ("10.0.0.1:4460".into(), 3600, 3));
-        let back = DaemonConfig::from_toml(&ntplab_config(&client, Some(&cl)).unwrap(), "written").unwrap();
+        let back = DaemonConfig::from_toml(&ntplab_config(&client, Some(&cl), None).unwrap(), "written").unwrap();
         let src = back.sources[0].nts.as_ref().unwrap();
         assert_eq!((src.ke_host.as_str(), src.ke_port, src.trusted_certificates.as_ref().unwrap().display().to_string()), ("10.0.0.1", 4460, ca.clone()));
         // chrony
@@ -961,7 +1258,7 @@ mod tests {
         let text = ntpd_rs_config(&client, &dir, "client", Some(&cl)).unwrap();
         assert!(text.contains(&format!("mode = \"nts\"\naddress = \"10.0.0.1:4460\"\ncertificate-authority = \"{ca}\"\n")), "{text}");
         // Without the lab's certificates, a clear error, not a configuration without NTS.
-        assert!(ntplab_config(&server, None).unwrap_err().contains("NTS"));
+        assert!(ntplab_config(&server, None, None).unwrap_err().contains("NTS"));
         assert!(chrony_config(&client, ip, None, &dir, "client", None).unwrap_err().contains("NTS"));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -69,7 +69,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
     if !s.leap_seconds.is_empty() {
         why.push("leap_seconds: the lab's hosts cannot be given a leap second yet".into());
     }
-    let default = ntplab_daemon::config::ConfigFile::default().validate_text("", "default");
     for h in &s.hosts {
         let n = &h.name;
         let c = &h.clock;
@@ -88,15 +87,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
             Role::Ntp(ntp) => {
                 let d = &ntp.daemon;
-                if let Ok(def) = &default {
-                    let differs = |a: String, b: String| a != b;
-                    if differs(format!("{:?}", d.server.rate_limit), format!("{:?}", def.server.rate_limit)) || d.server.smear.is_some() {
-                        why.push(format!("host `{n}`: rate_limit and smear settings are not written to lab configurations yet"));
-                    }
-                }
-                if d.initial_frequency.is_some() {
-                    why.push(format!("host `{n}`: `drift` (a drift file to start from) is not written to lab configurations yet"));
-                }
                 if d.sources.iter().any(|s| s.config.unsmear) {
                     why.push(format!("host `{n}`: `unsmear` sources are not realized by the lab yet"));
                 }
@@ -107,12 +97,20 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         }
     }
     for e in &s.expectations {
-        if matches!(e.metric, Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn) {
-            why.push(format!(
-                "expectation {:?}: metric `{}` needs the daemon's own reports, which the lab does not read yet",
-                e.name,
-                e.metric.name()
-            ));
+        if !matches!(e.metric, Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn) {
+            continue;
+        }
+        let members = if e.members.is_empty() { vec![e.host] } else { e.members.clone() };
+        for h in members.iter().filter_map(|&m| s.hosts.get(m)) {
+            if h.implementation != Implementation::Ntplab {
+                why.push(format!(
+                    "expectation {:?}: metric `{}` of host `{}` (impl = \"{}\"): it is counted from the daemon's own events, which in the lab only ntplab's daemon writes (`ntplab serve --events`)",
+                    e.name,
+                    e.metric.name(),
+                    h.name,
+                    h.implementation.name()
+                ));
+            }
         }
     }
     why
@@ -353,7 +351,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 }
                 Implementation::Ntplab => {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref())?;
+                    let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
+                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
                     if let Some(rc) = &h.refclock {
                         let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                         let pty = d.pty.as_ref().map(|p| p.slave_path.as_path());
@@ -578,11 +577,17 @@ fn write_trace(
         let details = serde_json::json!({"impl": h.implementation.name(), "address": h.address.to_string(), "journal": h.journal.display().to_string(), "log": h.log.display().to_string()});
         trace.event(&Event { time: start, host: Some(&h.name), kind: "lab_start", details: &details }).map_err(werr)?;
     }
+    // Each ntplab daemon's tally (selections, kiss codes, served stratum) as
+    // it changed; before its first change, what the daemon started with.
+    let mut tallies: Vec<Vec<(i128, Tally)>> = vec![Vec::new(); s.hosts.len()];
+    let initial: Vec<Tally> = s.hosts.iter().map(initial_tally).collect();
     // Clock calls, the daemons' reports and their own events, in time order.
     let mut timed: Vec<(i128, usize, &'static str, serde_json::Value)> = Vec::new();
     for (i, h) in s.hosts.iter().enumerate() {
         if let (Some(r), Some(run)) = (&replays[i], hosts.iter().find(|r| r.name == h.name)) {
-            timed.extend(daemon_events(&out.join(format!("{}.events.jsonl", run.name)), r)?.into_iter().map(|(t, kind, d)| (t, i, kind, d)));
+            let own = daemon_events(&out.join(format!("{}.events.jsonl", run.name)), r)?;
+            timed.extend(own.trace.into_iter().map(|(t, kind, d)| (t, i, kind, d)));
+            tallies[i] = own.tallies;
         }
     }
     for (i, r) in replays.iter().enumerate() {
@@ -628,8 +633,11 @@ fn write_trace(
     let span = ended - epoch;
     let mut stats: Vec<HostStats> = s.hosts.iter().map(|_| HostStats::new(dur(s.converged_after), SYNC_THRESHOLD_S)).collect();
     let mut windows: Vec<Vec<(usize, HostStats)>> = Vec::new();
+    // Per window member: the highest stratum served from the expectation's `after` on.
+    let mut max_strata: Vec<Vec<Option<u8>>> = Vec::new();
     for e in &s.expectations {
         let members = if e.members.is_empty() { vec![e.host] } else { e.members.clone() };
+        max_strata.push(vec![None; members.len()]);
         windows.push(members.into_iter().map(|m| (m, HostStats::new(dur(e.after), e.within.unwrap_or(SYNC_THRESHOLD_S)))).collect());
     }
     let mut k = 0i128;
@@ -646,10 +654,14 @@ fn write_trace(
             let poll_log2 = reported.and_then(|r| r.poll_log2).unwrap_or(0);
             trace.sample(&Sample { time: to_trace(real), host: &h.name, offset_s: sample.offset_s, frequency_error: sample.frequency_error, synced, stratum, poll_log2 }).map_err(werr)?;
             stats[i].add(&sample);
-            for w in windows.iter_mut() {
-                for (m, st) in w.iter_mut() {
+            let served = tally_at(&tallies[i], initial[i], real).served_stratum;
+            for (w, max) in windows.iter_mut().zip(max_strata.iter_mut()) {
+                for ((m, st), max) in w.iter_mut().zip(max.iter_mut()) {
                     if *m == i {
                         st.add(&sample);
+                        if sample.elapsed >= st.converged_after {
+                            *max = (*max).max(served);
+                        }
                     }
                 }
             }
@@ -703,6 +715,8 @@ fn write_trace(
                 None => (0, None),
             };
             st.steps = steps;
+            let t = tally_at(&tallies[i], initial[i], ended);
+            (st.selections, st.kiss_codes, st.ntsn) = (t.selections, t.kiss_codes, t.ntsn);
             let c = replays[i].as_ref().map(|r| r.clock_at(ended));
             HostReport {
                 name: h.name.clone(),
@@ -717,9 +731,9 @@ fn write_trace(
     let verdicts = s
         .expectations
         .iter()
-        .zip(&windows)
-        .map(|(e, w)| {
-            let values: Vec<Option<f64>> = w.iter().map(|(m, st)| value_of(e.metric, &reports[*m], st, None)).collect();
+        .zip(windows.iter().zip(&max_strata))
+        .map(|(e, (w, max))| {
+            let values: Vec<Option<f64>> = w.iter().zip(max).map(|((m, st), max)| value_of(e.metric, &reports[*m], st, *max)).collect();
             let members: Vec<usize> = w.iter().map(|(m, _)| *m).collect();
             judge(e, &reports, &members, &values)
         })
@@ -738,14 +752,62 @@ fn write_trace(
 /// Most lines of a daemon's events file the lab reads.
 pub const DAEMON_EVENTS_MAX: usize = 100_000;
 
-/// The events an ntplab daemon wrote with `ntplab serve --events` (its
-/// NTS-KE results: `nts_ke`, with the details a simulator trace gives them),
-/// each at the real time its virtual clock read its `local_unix_ns` (found
-/// through `replay`). A missing file (a program that writes none) gives none;
-/// a bad line is an error naming the file and line.
-fn daemon_events(path: &Path, replay: &Replay) -> Result<Vec<(i128, &'static str, serde_json::Value)>, String> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
+/// What an ntplab daemon's tally said ([`ntplab_sim::run::DaemonTally`], as
+/// `ntplab serve --events` writes it): its counts and the stratum it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Tally {
+    selections: u64,
+    kiss_codes: u64,
+    ntsn: u64,
+    served_stratum: Option<u8>,
+}
+
+impl Tally {
+    /// From a `tally` line's details ([`ntplab_sim::run::tally_details`]).
+    fn parse(d: &serde_json::Value) -> Result<Tally, String> {
+        let count = |key: &str| d[key].as_u64().ok_or_else(|| format!("tally without a count `{key}`"));
+        let served_stratum = match &d["served_stratum"] {
+            serde_json::Value::Null => None,
+            v => Some(v.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(|| format!("tally served_stratum {v} is not a stratum"))?),
+        };
+        Ok(Tally { selections: count("selections")?, kiss_codes: count("kiss_codes")?, ntsn: count("ntsn")?, served_stratum })
+    }
+}
+
+/// The tally an ntplab host's daemon starts with (none for other programs
+/// and scripted peers, whose metrics refusals() refuses).
+fn initial_tally(h: &ntplab_sim::scenario::Host) -> Tally {
+    match &h.role {
+        Role::Ntp(n) if h.implementation == Implementation::Ntplab => {
+            let t = ntplab_sim::run::DaemonTally::new(n.daemon.local.map(|l| l.stratum), n.daemon.sources.is_empty());
+            Tally { served_stratum: t.served_stratum(), ..Tally::default() }
+        }
+        _ => Tally::default(),
+    }
+}
+
+/// The last tally at or before `real` (Unix ns), else `initial`.
+fn tally_at(tallies: &[(i128, Tally)], initial: Tally, real: i128) -> Tally {
+    tallies.iter().rev().find(|(t, _)| *t <= real).map_or(initial, |(_, x)| *x)
+}
+
+/// What an ntplab daemon wrote with `ntplab serve --events`.
+#[derive(Debug, Default)]
+struct DaemonEvents {
+    /// Its NTS-KE results (`nts_ke`, with the details a simulator trace
+    /// gives them), for the trace.
+    trace: Vec<(i128, &'static str, serde_json::Value)>,
+    /// Its tally each time it changed, in the order written (real time).
+    tallies: Vec<(i128, Tally)>,
+}
+
+/// The events an ntplab daemon wrote with `ntplab serve --events`, each at
+/// the real time its virtual clock read its `local_unix_ns` (found through
+/// `replay`). A missing file (a program that writes none) gives none; a bad
+/// line is an error naming the file and line.
+fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(DaemonEvents::default()) };
+    let mut out = DaemonEvents::default();
     // A last line without its newline (being written when the daemon stopped) is ignored.
     let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
     for (n, line) in complete.lines().enumerate().take(DAEMON_EVENTS_MAX) {
@@ -753,6 +815,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<Vec<(i128, &'static str
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
         let kind = match v["kind"].as_str() {
             Some("nts_ke") => "nts_ke",
+            Some("tally") => "tally",
             other => return Err(bad(&format!("unknown kind {other:?}"))),
         };
         let local: i128 = v["local_unix_ns"].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("no local_unix_ns"))?;
@@ -762,7 +825,11 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<Vec<(i128, &'static str
         for _ in 0..4 {
             real -= replay.clock_at(real).now_unix_ns(real) - local;
         }
-        out.push((real, kind, v["details"].clone()));
+        if kind == "tally" {
+            out.tallies.push((real, Tally::parse(&v["details"]).map_err(|e| bad(&e))?));
+        } else {
+            out.trace.push((real, kind, v["details"].clone()));
+        }
     }
     Ok(out)
 }
@@ -956,6 +1023,107 @@ host = "server"
         let s = Scenario::parse(&NTS.replace("nts = true }", "nts = true, aeads = [30] }"), "nts").unwrap();
         let r = refusals(&s);
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"chrony\": source 10.0.0.1:123: NTS aeads [30]"), "{r:?}");
+    }
+
+    /// A server and a client of `implementation` starting from a drift file.
+    fn drifting_client(implementation: &str) -> Scenario {
+        let text = format!(
+            "name = \"drift\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
+             [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{implementation}\"\nlisten = false\nclock = {{ frequency = 1e-4 }}\ndrift = 1e-4\n\
+             sources = [ {{ host = \"server\" }} ]\n\n[[link]]\nbetween = [\"client\", \"server\"]\n"
+        );
+        Scenario::parse(&text, "drift.toml").unwrap()
+    }
+
+    #[test]
+    fn a_drift_is_realized_where_the_program_keeps_a_drift_file_and_refused_for_ntpd_rs() {
+        for imp in ["ntplab", "chrony", "ntpsec"] {
+            let s = drifting_client(imp);
+            assert!(matches!(&s.hosts[1].role, Role::Ntp(n) if n.daemon.initial_frequency == Some(-1e-4)));
+            assert_eq!(refusals(&s), Vec::<String>::new(), "{imp}");
+        }
+        let r = refusals(&drifting_client("ntpd-rs"));
+        assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"ntpd-rs\": drift 1e-4 ") && r[0].contains("no drift file"), "{r:?}");
+    }
+
+    #[test]
+    fn rate_limits_and_smears_are_refused_only_where_the_program_cannot_say_them() {
+        let server = |imp: &str, extra: &str| {
+            let text = format!(
+                "name = \"r\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nimpl = \"{imp}\"\n\
+                 local_stratum = 1\n{extra}\n\n[[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nlisten = false\nsources = [ {{ host = \"server\" }} ]\n\n\
+                 [[link]]\nbetween = [\"client\", \"server\"]\n"
+            );
+            refusals(&Scenario::parse(&text, "r.toml").unwrap())
+        };
+        let limit = "rate_limit = { interval_s_min = 2, burst = 4, kod = false, leak = 2 }";
+        let smear = "smear = { style = \"centered\", leap = \"2016-12-31T23:59:60Z\" }";
+        for imp in ["ntplab", "chrony"] {
+            assert_eq!(server(imp, limit), Vec::<String>::new(), "{imp}");
+        }
+        assert_eq!(server("ntplab", smear), Vec::<String>::new());
+        for imp in ["ntpsec", "ntpd-rs"] {
+            let r = server(imp, limit);
+            assert!(r.len() == 1 && r[0].starts_with(&format!("host `server`: impl = \"{imp}\": rate_limit: ")), "{r:?}");
+        }
+        let r = server("chrony", smear);
+        assert!(r.len() == 1 && r[0].starts_with("host `server`: impl = \"chrony\": smear: "), "{r:?}");
+        let r = server("chrony", "rate_limit = { interval_s_min = 2 }");
+        assert!(r.len() == 2 && r[0].contains("kod = true") && r[1].contains("leak 0"), "{r:?}");
+    }
+
+    #[test]
+    fn daemon_metrics_are_refused_only_for_hosts_whose_daemon_writes_no_tally() {
+        let text = |client_impl: &str, expect: &str| {
+            format!(
+                "name = \"m\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
+                 [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{client_impl}\"\nlisten = false\nsources = [ {{ host = \"server\" }} ]\n\n\
+                 [[link]]\nbetween = [\"client\", \"server\"]\n\n[[expect]]\nname = \"e\"\n{expect}\n"
+            )
+        };
+        let refused = |imp: &str, expect: &str| refusals(&Scenario::parse(&text(imp, expect), "m.toml").unwrap());
+        for metric in ["selections", "kiss_codes", "ntsn", "max_stratum"] {
+            assert_eq!(refused("ntplab", &format!("host = \"client\"\nmetric = \"{metric}\"\nmax = 3")), Vec::<String>::new(), "{metric}");
+            let r = refused("chrony", &format!("host = \"client\"\nmetric = \"{metric}\"\nmax = 3"));
+            assert!(r.len() == 1 && r[0].contains(&format!("metric `{metric}` of host `client` (impl = \"chrony\")")), "{r:?}");
+        }
+        // A host group: each member is named.
+        let group = text("ntpsec", "host = \"client\"\nover = \"max\"\nmetric = \"max_stratum\"\nmax = 3").replace("listen = false\n", "listen = false\ncount = 2\n");
+        let r = refusals(&Scenario::parse(&group, "m.toml").unwrap());
+        assert!(r.len() == 2 && r[0].contains("host `client-1` (impl = \"ntpsec\")") && r[1].contains("host `client-2` (impl"), "{r:?}");
+        // Other metrics of other programs' hosts are not refused.
+        assert_eq!(refused("chrony", "host = \"client\"\nmetric = \"max_offset\"\nmax = 1"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_ntplab_daemons_tally_lines_are_read_at_their_real_time_and_bad_ones_named() {
+        let epoch = 1_800_000_000_000_000_000i128;
+        // A clock 1 s ahead of real time: each line's real time is its reading minus 1 s.
+        let params = Params { epoch_unix_ns: epoch, offset_s: 1.0, frequency: 0.0, wander: None, changes: Default::default() };
+        let replay = Replay::parse(params, epoch, "", "journal").unwrap();
+        let dir = std::env::temp_dir().join(format!("ntplab-tally-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.events.jsonl");
+        let line = |local_s: i128, d: &str| format!("{{\"kind\":\"tally\",\"local_unix_ns\":\"{}\",\"details\":{d}}}\n", epoch + local_s * 1_000_000_000);
+        let text = line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"served_stratum":2}"#)
+            + &line(8, r#"{"selections":1,"kiss_codes":2,"ntsn":1,"served_stratum":null}"#)
+            + "{\"kind\":\"tally\",\"local_unix_ns\":\"1\""; // being written when the daemon stopped: ignored
+        std::fs::write(&path, text).unwrap();
+        let ev = daemon_events(&path, &replay).unwrap();
+        assert!(ev.trace.is_empty());
+        let times: Vec<i128> = ev.tallies.iter().map(|(t, _)| (*t - epoch) / 1_000_000).collect();
+        assert_eq!(times, [2000, 7000], "ms after the epoch");
+        let start = Tally { served_stratum: None, ..Tally::default() };
+        let at = |s: i128| tally_at(&ev.tallies, start, epoch + s * 1_000_000_000);
+        assert_eq!(at(1), start);
+        assert_eq!(at(2), Tally { selections: 1, kiss_codes: 0, ntsn: 0, served_stratum: Some(2) });
+        assert_eq!(at(30), Tally { selections: 1, kiss_codes: 2, ntsn: 1, served_stratum: None });
+        std::fs::write(&path, line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"served_stratum":300}"#)).unwrap();
+        let e = daemon_events(&path, &replay).unwrap_err();
+        assert!(e.starts_with(&format!("{}:1: tally served_stratum 300", path.display())), "{e}");
+        std::fs::write(&path, line(3, r#"{"selections":1,"ntsn":0,"served_stratum":1}"#)).unwrap();
+        assert!(daemon_events(&path, &replay).unwrap_err().ends_with(":1: tally without a count `kiss_codes`"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

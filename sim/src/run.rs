@@ -302,27 +302,93 @@ impl RunReport {
 }
 
 struct HostState {
-    synced: bool,
     /// When its daemon first had a system peer (or served its own clock).
     first_synced: Option<NtpDuration>,
-    stratum: u8,
     poll_log2: i8,
-    peer_stratum: BTreeMap<SocketAddr, u8>,
-    /// The local reference's stratum, if the host has one.
-    local: Option<u8>,
-    /// The system peer of the last selection.
-    system_peer: Option<Peer>,
+    /// Its selections, kiss codes and stratum.
+    tally: DaemonTally,
 }
 
-impl HostState {
+/// What a daemon's events say about its selections, the kiss codes it
+/// received and the stratum it serves (the metrics `selections`,
+/// `kiss_codes`, `ntsn` and `max_stratum`). The simulator keeps one per
+/// host; `ntplab serve --events` keeps one for its own daemon and writes it
+/// out whenever it changes, for the hardware lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonTally {
+    /// Whether the last selection chose a system peer (or the host serves
+    /// its own clock and has no sources).
+    pub synced: bool,
+    /// The stratum of the last selection: the system peer's + 1 (1 for a
+    /// reference clock), 16 without one.
+    pub stratum: u8,
+    /// The stratum each source's last sample carried.
+    peer_stratum: BTreeMap<SocketAddr, u8>,
+    /// The local reference's stratum, served while unsynchronized.
+    pub local: Option<u8>,
+    /// The system peer of the last selection.
+    system_peer: Option<Peer>,
+    /// Times a selection chose a system peer other than the one it had.
+    pub selections: u64,
+    /// Kiss-o'-death replies received (any code, NTSN included).
+    pub kiss_codes: u64,
+    /// NTSN kiss codes received.
+    pub ntsn: u64,
+}
+
+impl DaemonTally {
+    /// A daemon with the local reference `local` (stratum), and without
+    /// sources when `own_clock`: it then serves its own clock from the start.
+    pub fn new(local: Option<u8>, own_clock: bool) -> DaemonTally {
+        let serves = local.filter(|_| own_clock);
+        DaemonTally {
+            synced: serves.is_some(),
+            stratum: serves.unwrap_or(16),
+            peer_stratum: BTreeMap::new(),
+            local,
+            system_peer: None,
+            selections: 0,
+            kiss_codes: 0,
+            ntsn: 0,
+        }
+    }
+
     /// The stratum the host serves: its system peer's + 1, else its local
     /// reference's; `None` when unsynchronized.
-    fn served_stratum(&self) -> Option<u8> {
+    pub fn served_stratum(&self) -> Option<u8> {
         if self.synced {
             Some(self.stratum)
         } else {
             self.local
         }
+    }
+
+    /// Takes one event of the daemon; true when a count or the stratum changed.
+    pub fn event(&mut self, event: &DaemonEvent) -> bool {
+        let before = (self.selections, self.kiss_codes, self.ntsn, self.synced, self.stratum);
+        match event {
+            DaemonEvent::SourceReply { source, event: SourceEvent::Sample(m) } => {
+                self.peer_stratum.insert(*source, m.stratum);
+            }
+            DaemonEvent::SourceReply { event: e @ (SourceEvent::RateLimited { .. } | SourceEvent::Demobilize(_) | SourceEvent::NtsNak | SourceEvent::Kiss(_)), .. } => {
+                self.kiss_codes += 1;
+                self.ntsn += u64::from(matches!(e, SourceEvent::NtsNak));
+            }
+            DaemonEvent::Selection { system_peer, .. } => {
+                if system_peer.is_some() && *system_peer != self.system_peer {
+                    self.selections += 1;
+                }
+                self.system_peer = *system_peer;
+                self.synced = system_peer.is_some();
+                self.stratum = match system_peer {
+                    Some(Peer::Refclock { .. }) => 1,
+                    Some(Peer::Source(p)) => self.peer_stratum.get(p).map_or(16, |s| s.saturating_add(1).min(16)),
+                    None => 16,
+                };
+            }
+            _ => {}
+        }
+        before != (self.selections, self.kiss_codes, self.ntsn, self.synced, self.stratum)
     }
 }
 
@@ -349,6 +415,14 @@ struct RunRecorder {
 }
 
 impl RunRecorder {
+    /// Takes a daemon event into host `host`'s tally and its counts.
+    fn tally(&mut self, host: usize, event: &DaemonEvent) {
+        if let (Some(st), Some(h)) = (self.state.get_mut(host), self.hosts.get_mut(host)) {
+            st.tally.event(event);
+            (h.selections, h.kiss_codes, h.ntsn) = (st.tally.selections, st.tally.kiss_codes, st.tally.ntsn);
+        }
+    }
+
     fn write_packet(&mut self, r: &PacketRecord) {
         let Some(trace) = self.trace.as_mut() else { return };
         let receiver_local = match (r.arrivals.first(), r.dst_host.and_then(|h| self.clocks.get(h))) {
@@ -405,7 +479,7 @@ impl Recorder for RunRecorder {
         if let Some(h) = self.hosts.get_mut(host) {
             h.add(sample);
         }
-        let served = self.state.get(host).and_then(HostState::served_stratum);
+        let served = self.state.get(host).and_then(|s| s.tally.served_stratum());
         for &i in self.expect_by_host.get(host).map_or(&[][..], Vec::as_slice) {
             let (st, max) = (&mut self.expect_stats[i].1, &mut self.expect_max_stratum[i]);
             st.add(sample);
@@ -419,8 +493,8 @@ impl Recorder for RunRecorder {
                 host: &self.names[host],
                 offset_s: sample.offset_s,
                 frequency_error: sample.frequency_error,
-                synced: state.synced,
-                stratum: state.stratum,
+                synced: state.tally.synced,
+                stratum: state.tally.stratum,
                 poll_log2: state.poll_log2,
             };
             if let Err(e) = trace.sample(&s) {
@@ -465,38 +539,20 @@ impl Recorder for RunRecorder {
         self.flush_packets(Some(elapsed));
         let (kind, details) = match event {
             DaemonEvent::RequestSent { .. } | DaemonEvent::Served { .. } => return,
-            DaemonEvent::SourceReply { source, event: SourceEvent::Sample(m) } => {
-                if let Some(st) = self.state.get_mut(host) {
-                    st.peer_stratum.insert(*source, m.stratum);
-                }
+            DaemonEvent::SourceReply { event: SourceEvent::Sample(_), .. } => {
+                self.tally(host, event);
                 return;
             }
-            DaemonEvent::SourceReply { source, event } => {
-                if let (SourceEvent::RateLimited { .. } | SourceEvent::Demobilize(_) | SourceEvent::NtsNak | SourceEvent::Kiss(_), Some(h)) =
-                    (event, self.hosts.get_mut(host))
-                {
-                    h.kiss_codes += 1;
-                    h.ntsn += u64::from(matches!(event, SourceEvent::NtsNak));
-                }
-                ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{event:?}") }))
+            DaemonEvent::SourceReply { source, event: e } => {
+                self.tally(host, event);
+                ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{e:?}") }))
             }
             DaemonEvent::Selection { system_peer, falsetickers, offset } => {
-                if let (Some(st), Some(h)) = (self.state.get_mut(host), self.hosts.get_mut(host)) {
-                    if system_peer.is_some() && *system_peer != st.system_peer {
-                        h.selections += 1;
-                    }
-                    st.system_peer = *system_peer;
-                }
+                self.tally(host, event);
                 if let Some(st) = self.state.get_mut(host) {
-                    st.synced = system_peer.is_some();
-                    if st.synced && st.first_synced.is_none() {
+                    if st.tally.synced && st.first_synced.is_none() {
                         st.first_synced = Some(elapsed);
                     }
-                    st.stratum = match system_peer {
-                        Some(Peer::Refclock { .. }) => 1,
-                        Some(Peer::Source(p)) => st.peer_stratum.get(p).map_or(16, |s| s.saturating_add(1).min(16)),
-                        None => 16,
-                    };
                 }
                 (
                     "selection",
@@ -555,6 +611,13 @@ impl Recorder for RunRecorder {
     fn scenario_event(&mut self, elapsed: NtpDuration, event: &SimEvent) {
         self.event(elapsed, None, "scenario", serde_json::json!({ "event": format!("{event:?}") }));
     }
+}
+
+/// The `details` of a `tally` line of `ntplab serve --events` (what a
+/// [`DaemonTally`] says after a change): `selections`, `kiss_codes`, `ntsn`,
+/// and `served_stratum` (null when unsynchronized without a local reference).
+pub fn tally_details(t: &DaemonTally) -> serde_json::Value {
+    serde_json::json!({ "selections": t.selections, "kiss_codes": t.kiss_codes, "ntsn": t.ntsn, "served_stratum": t.served_stratum() })
 }
 
 /// The `details` of an `nts_ke` event (a [`DaemonEvent::NtsKe`]; None for
@@ -653,15 +716,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
                     Role::Ntp(n) => n.daemon.local.map(|l| l.stratum),
                     Role::Scripted(_) => None,
                 };
-                HostState {
-                    synced: local.is_some(),
-                    first_synced: local.map(|_| NtpDuration::ZERO),
-                    stratum: local.unwrap_or(16),
-                    poll_log2: 6,
-                    peer_stratum: BTreeMap::new(),
-                    local: fallback,
-                    system_peer: None,
-                }
+                HostState { first_synced: local.map(|_| NtpDuration::ZERO), poll_log2: 6, tally: DaemonTally::new(fallback, local.is_some()) }
             })
             .collect(),
         received: vec![0; s.hosts.len()],
@@ -691,7 +746,7 @@ pub fn run(s: &Scenario, out: Option<&Path>) -> Result<RunReport, String> {
             daemon: matches!(h.role, Role::Ntp(_)),
             stats: rec.hosts[i].clone(),
             packets_received: rec.received[i],
-            synced: rec.state[i].synced,
+            synced: rec.state[i].tally.synced,
             first_synced_s: rec.state[i].first_synced.map(|t| t.to_seconds_f64()),
         })
         .collect();
