@@ -86,11 +86,6 @@ pub enum IgnoreReason {
     Spike,
     /// In FREQ state, waiting for the stepout interval to measure frequency.
     FrequencyMeasurement,
-    /// The sample's round-trip delay rose far above the path's minimum
-    /// against the measurement noise, and its offset stays within what that
-    /// delay explains: a queued or rerouted packet, not a clock change
-    /// (chrony's `maxdelaydevratio` test; the regression discipline).
-    Delay,
 }
 
 /// What the caller must do with the clock. `#[must_use]`.

@@ -194,22 +194,6 @@ const IMPRECISE_FIT: f64 = 1.0;
 /// (minutes of samples) replaces it. ntpd's drift file holds no skew.
 pub const SAVED_FREQUENCY_SD: f64 = 1e-6;
 
-/// Delay increases (half, above the held minimum) of at least this many
-/// times the fit's jitter make a sample suspect (chrony's
-/// `maxdelaydevratio` default, 10).
-pub const MAX_DELAY_DEV_RATIO: f64 = 10.0;
-
-/// The delay test needs this many held samples (chrony's, 6).
-pub const DELAY_TEST_SAMPLES: usize = 6;
-
-/// A frequency error of the clock itself allowed for between a fit and a
-/// sample, s/s (chrony's `maxclockerror` default, 1 ppm).
-pub const MAX_CLOCK_ERROR: f64 = 1e-6;
-
-/// After this many samples in a row dropped for their delay, the next is
-/// taken.
-pub const MAX_DELAY_REJECTIONS: u32 = 8;
-
 /// Largest jitter asymmetry corrected: all jitter on one leg (chrony's `MAX_ASYMMETRY`).
 pub const MAX_ASYMMETRY: f64 = 0.5;
 
@@ -550,8 +534,6 @@ pub struct RegressionDiscipline {
     freq_sd: f64,
     /// When the slope the frequency last came from was taken.
     freq_time: Option<NtpTime>,
-    /// Samples dropped for their delay in a row.
-    delay_rejections: u32,
     /// Some sample pair or line has given the frequency (a slope taken, not
     /// one refused as too uncertain); kept across steps.
     frequency_measured: bool,
@@ -600,7 +582,6 @@ impl RegressionDiscipline {
             frequency_measured: state == State::Fset,
             freq_sd: if state == State::Fset { SAVED_FREQUENCY_SD } else { f64::INFINITY },
             freq_time: None,
-            delay_rejections: 0,
         }
     }
 
@@ -864,46 +845,6 @@ impl RegressionDiscipline {
         a.is_finite().then_some(a)
     }
 
-    /// Whether a sample is one to drop for its delay (chrony's
-    /// `maxdelaydevratio` test): with at least [`DELAY_TEST_SAMPLES`] held
-    /// and a line through them, its delay's half increase over the held
-    /// minimum is at least [`MAX_DELAY_DEV_RATIO`] times the noise (the fit's
-    /// jitter, or the held samples' median half excess delay if larger)
-    /// (plus what the line's frequency error and the clock's
-    /// ([`MAX_CLOCK_ERROR`]) allow since the fit), while its offset misses
-    /// the line's prediction by no more than that increase plus the allowance
-    /// (a miss beyond it is the clock, not the path). After
-    /// [`MAX_DELAY_REJECTIONS`] in a row a sample is taken: the path itself
-    /// may have changed. With 70 % of requests held 150 ms (chrony's
-    /// 126-burst, second case) such samples lifted the weights' floor and
-    /// slewed the clock 51 ms.
-    fn delayed(&self, epoch: NtpTime, raw_offset: f64, delay: f64) -> bool {
-        if self.samples.len() < DELAY_TEST_SAMPLES || self.delay_rejections >= MAX_DELAY_REJECTIONS || delay <= 0.0 {
-            return false;
-        }
-        let Some((origin, fit)) = self.fit else { return false };
-        let min_delay = self.samples.iter().map(|s| s.delay).filter(|d| *d > 0.0).fold(f64::INFINITY, f64::min);
-        if !min_delay.is_finite() {
-            return false;
-        }
-        let elapsed = secs(epoch - origin.0).abs();
-        let skew = fit.slope_uncertainty();
-        let skew = if skew.is_finite() { skew } else { MAXFREQ };
-        // The noise: the fit's jitter, or the held samples' median half
-        // excess delay if larger (a path whose delay varies widely, like
-        // chrony's 006-largejitter, keeps its high-delay samples).
-        let mut excess: Vec<f64> = self.samples.iter().map(|s| (s.delay - min_delay).max(0.0) / 2.0).collect();
-        excess.sort_by(f64::total_cmp);
-        let median = excess.get(excess.len() / 2).copied().unwrap_or(0.0);
-        let allowed = self.jitter.max(median) * MAX_DELAY_DEV_RATIO + elapsed * (skew + MAX_CLOCK_ERROR);
-        let increase = (delay - min_delay) / 2.0;
-        if increase < allowed {
-            return false;
-        }
-        let miss = raw_offset - fit.at(abscissa(epoch, self.correction_at(epoch), origin));
-        miss.abs() - increase <= allowed
-    }
-
     /// The frequency to take from a fit of slope `slope` ± `sd`. A fit more
     /// than [`IMPRECISE_FIT`] times less certain than the one the current
     /// frequency came from (with the reference's aging below), and consistent with it (within three combined
@@ -1029,16 +970,11 @@ impl ClockDiscipline for RegressionDiscipline {
             }
             return self.step(sample, epoch, now, false);
         }
+        self.last_good = Some(epoch);
+        self.last_update = Some(epoch);
         let delay = secs(sample.delay).max(0.0);
         let correction = self.correction_at(epoch);
         let raw_offset = theta + correction;
-        if self.delayed(epoch, raw_offset, delay) {
-            self.delay_rejections += 1;
-            return self.outcome(Action::Ignore(IgnoreReason::Delay));
-        }
-        self.delay_rejections = 0;
-        self.last_good = Some(epoch);
-        self.last_update = Some(epoch);
         self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
@@ -2218,44 +2154,6 @@ mod tests {
         // Without a saved frequency the first slope is taken whole.
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         assert_eq!(d.blend_frequency(-1.05e-4, 20e-6, t0()), -1.05e-4);
-    }
-
-    #[test]
-    fn a_sample_held_far_above_the_paths_delay_is_dropped_unless_its_offset_says_more() {
-        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
-        // Five samples: too few for the test, a 150 ms delay is taken.
-        for i in 0..5 {
-            let t = 64.0 * i as f64;
-            let u = d.update_sample(&sample_at(if i % 2 == 0 { 5e-6 } else { -5e-6 }, t, t, 200e-6 + 5e-6 * i as f64));
-            assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
-        }
-        let held = d.clone();
-        let u = d.update_sample(&sample_at(0.075, 320.0, 320.0, 0.1502));
-        assert!(matches!(u.action, Action::Slew { .. }), "five held: {:?}", u.action);
-        let mut d = held;
-        let _ = d.update_sample(&sample_at(0.0, 320.0, 320.0, 210e-6));
-        // Six held: held back 150 ms, reading what half of that explains.
-        let held = d.clone();
-        for k in 0..MAX_DELAY_REJECTIONS {
-            let t = 384.0 + 64.0 * k as f64;
-            let u = d.update_sample(&sample_at(0.075, t, t, 0.1502));
-            assert_eq!(u.action, Action::Ignore(IgnoreReason::Delay), "rejection {k}");
-        }
-        assert_eq!(d.samples.len(), 6, "nothing dropped is held");
-        // After MAX_DELAY_REJECTIONS in a row the next one is taken.
-        let t = 384.0 + 64.0 * MAX_DELAY_REJECTIONS as f64;
-        assert!(matches!(d.update_sample(&sample_at(0.075, t, t, 0.1502)).action, Action::Slew { .. }));
-        // An offset beyond what its delay explains is the clock: taken.
-        let mut d = held;
-        let u = d.update_sample(&sample_at(0.1, 384.0, 384.0, 0.0202));
-        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
-        // A delay within ten times the noise is taken.
-        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
-        for i in 0..6 {
-            let t = 64.0 * i as f64;
-            let _ = d.update_sample(&sample_at(if i % 2 == 0 { 5e-6 } else { -5e-6 }, t, t, 200e-6 + 5e-6 * i as f64));
-        }
-        assert!(matches!(d.update_sample(&sample_at(0.0, 384.0, 384.0, 240e-6)).action, Action::Slew { .. }));
     }
 
     #[test]
