@@ -14,6 +14,7 @@
 //! the shim missed fails instead of touching the system clock.
 
 pub mod emulator;
+pub mod labfile;
 pub mod netns;
 pub mod programs;
 pub mod refclock;
