@@ -134,6 +134,144 @@ pub fn shift_faults(faults: &[GpsFault], scenario_start: NtpTime, lab_start: Ntp
         .collect()
 }
 
+/// The termios speed of `baud` (one of the daemon's `BAUD_RATES`).
+fn speed(baud: u32) -> Option<libc::speed_t> {
+    Some(match baud {
+        1200 => libc::B1200,
+        2400 => libc::B2400,
+        4800 => libc::B4800,
+        9600 => libc::B9600,
+        19_200 => libc::B19200,
+        38_400 => libc::B38400,
+        57_600 => libc::B57600,
+        115_200 => libc::B115200,
+        230_400 => libc::B230400,
+        460_800 => libc::B460800,
+        _ => return None,
+    })
+}
+
+/// Opens a real serial port for reading, raw 8N1 at `baud`, without
+/// becoming its controlling terminal or waiting for carrier.
+pub fn open_serial(path: &Path, baud: u32) -> Result<OwnedFd, String> {
+    let speed = speed(baud).ok_or_else(|| format!("{}: baud {baud} is not a serial speed the lab knows", path.display()))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: a NUL in the path", path.display()))?;
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("cannot open the serial port {}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    // SAFETY: just opened, owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: termios is plain data; the calls get a valid descriptor.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd.as_raw_fd(), &mut t) != 0 {
+            return Err(format!("{} is not a serial port (tcgetattr: {})", path.display(), std::io::Error::last_os_error()));
+        }
+        libc::cfmakeraw(&mut t);
+        t.c_cflag |= libc::CLOCAL | libc::CREAD;
+        libc::cfsetispeed(&mut t, speed);
+        libc::cfsetospeed(&mut t, speed);
+        if libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) != 0 {
+            return Err(format!("cannot set {} to {baud} baud raw: {}", path.display(), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(fd)
+}
+
+/// What a serial relay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Octets read from the receiver and written to the daemon's pty.
+    pub relayed_bytes: u64,
+    /// Octets read while the line was cut (a fix loss), not passed on.
+    pub cut_bytes: u64,
+}
+
+/// A real GPS receiver's serial output relayed into the pty its host's
+/// daemon reads, with the line cut (nothing passed on) during the
+/// scenario's fix-loss windows; [`SerialRelay::finish`] stops it.
+pub struct SerialRelay {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Relayed>>,
+}
+
+/// Whether real time `now` (Unix ns) is in one of the `[from, until)` windows.
+pub fn cut_at(cuts: &[(i128, i128)], now: i128) -> bool {
+    cuts.iter().any(|&(from, until)| from <= now && now < until)
+}
+
+/// The fix-loss windows of `faults` in real time (Unix ns).
+pub fn fix_loss_windows(faults: &[GpsFault]) -> Vec<(i128, i128)> {
+    faults
+        .iter()
+        .filter_map(|f| match *f {
+            GpsFault::FixLoss { from, until } => Some((ntp_to_unix_ns(from), ntp_to_unix_ns(until))),
+            GpsFault::Wnro { .. } => None,
+        })
+        .collect()
+}
+
+impl SerialRelay {
+    /// Relays `device` into `pty` from now until real time `until` (Unix
+    /// ns), cut during `cuts`. What the receiver sent before is discarded:
+    /// its times are past.
+    pub fn start(device: OwnedFd, pty: Pty, cuts: Vec<(i128, i128)>, until: i128) -> SerialRelay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || relay(&device, &pty, &cuts, until, &flag));
+        SerialRelay { stop, thread: Some(thread) }
+    }
+
+    /// Stops the relay and says what it passed on.
+    pub fn finish(mut self) -> Relayed {
+        self.stop.store(true, Ordering::Release);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for SerialRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn relay(device: &OwnedFd, pty: &Pty, cuts: &[(i128, i128)], until: i128, stop: &AtomicBool) -> Relayed {
+    let mut done = Relayed::default();
+    // SAFETY: a valid descriptor.
+    unsafe { libc::tcflush(device.as_raw_fd(), libc::TCIFLUSH) };
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Acquire) && crate::emulator::real_now_ns() < until {
+        let mut p = libc::pollfd { fd: device.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; 50 ms so that a stop is seen.
+        let ready = unsafe { libc::poll(&mut p, 1, 50) };
+        if ready <= 0 || p.revents & libc::POLLIN == 0 {
+            if ready > 0 {
+                // Hung up or in error (a pty whose other end closed): wait for it to come back.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        }
+        // SAFETY: a valid descriptor and buffer.
+        let n = unsafe { libc::read(device.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else { continue };
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        if cut_at(cuts, crate::emulator::real_now_ns()) {
+            done.cut_bytes += n as u64;
+        } else {
+            done.relayed_bytes += pty.write(&buf[..n]) as u64;
+        }
+    }
+    done
+}
+
 /// One item to deliver: its real time (Unix ns) and what.
 enum Delivery {
     Serial(Vec<u8>),
@@ -310,6 +448,46 @@ mod tests {
         assert!(text.starts_with("$GPRMC,") && text.contains("GGA,") && text.ends_with("\r\n"), "{text}");
         // 100-300 ms after the second, as the simulator's default receiver.
         assert!(plan[1..].iter().all(|(t, _)| *t - start > 100_000_000 && *t - start < 600_000_000));
+    }
+
+    #[test]
+    fn the_shims_pps_fetch_layout_is_the_daemons() {
+        use ntplab_daemon::refclock::kpps::{PpsFdata, PpsKinfo, PPS_FETCH};
+        use ntplab_vclock::pps;
+        assert_eq!(pps::PPS_FETCH, PPS_FETCH);
+        assert_eq!(std::mem::size_of::<PpsFdata>(), pps::FDATA_BYTES);
+        assert_eq!(std::mem::offset_of!(PpsFdata, info) + std::mem::offset_of!(PpsKinfo, assert_tu), pps::ASSERT_TU_OFFSET);
+        assert_eq!(std::mem::offset_of!(PpsFdata, info) + std::mem::offset_of!(PpsKinfo, clear_tu), pps::CLEAR_TU_OFFSET);
+    }
+
+    #[test]
+    fn a_serial_relay_passes_the_receivers_bytes_on_and_cuts_the_line_in_a_fix_loss() {
+        // The "receiver": a pty whose slave the relay opens as a serial port.
+        let receiver = Pty::open().unwrap();
+        let device = open_serial(&receiver.slave_path, 4800).unwrap();
+        let to_daemon = Pty::open().unwrap();
+        let mut daemon = std::fs::File::open(&to_daemon.slave_path).unwrap();
+        let now = crate::emulator::real_now_ns();
+        // Cut from 0.4 s to 0.8 s from now.
+        let cuts = vec![(now + 400_000_000, now + 800_000_000)];
+        assert!(!cut_at(&cuts, now) && cut_at(&cuts, now + 500_000_000) && !cut_at(&cuts, now + 800_000_000));
+        let relay = SerialRelay::start(device, to_daemon, cuts, now + 5_000_000_000);
+        std::thread::sleep(Duration::from_millis(100));
+        let sentence = b"$GPZDA,000000.00,01,01,2027,00,00*6A\r\n";
+        assert_eq!(receiver.write(sentence), sentence.len());
+        let mut got = vec![0u8; sentence.len()];
+        daemon.read_exact(&mut got).unwrap();
+        assert_eq!(&got, sentence);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(receiver.write(b"$GPRMC,cut\r\n"), 12);
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(receiver.write(sentence), sentence.len());
+        daemon.read_exact(&mut got).unwrap();
+        assert_eq!(&got, sentence, "the line is back after the cut, and what was sent during it never arrives");
+        assert_eq!(relay.finish(), Relayed { relayed_bytes: 2 * sentence.len() as u64, cut_bytes: 12 });
+        let e = open_serial(Path::new("/etc/hostname"), 9600).unwrap_err();
+        assert!(e.contains("/etc/hostname is not a serial port"), "{e}");
+        assert!(open_serial(Path::new("/dev/null"), 9601).unwrap_err().contains("baud 9601"));
     }
 
     #[test]

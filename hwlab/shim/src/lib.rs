@@ -9,7 +9,8 @@
 //! `settimeofday`; and the kernel's receive and transmit timestamps in
 //! `recvmsg`/`recvmmsg` control messages (`SCM_TIMESTAMP`,
 //! `SCM_TIMESTAMPNS`, `SCM_TIMESTAMPING`, old and `_NEW` layouts), which are
-//! taken on the real clock and translated to the process's clock. Other
+//! taken on the real clock and translated to the process's clock, as are the
+//! edge times a kernel PPS device returns to `ioctl(PPS_FETCH)`. Other
 //! clocks (`CLOCK_MONOTONIC`, `CLOCK_BOOTTIME`, CPU clocks, PHCs) go to the
 //! kernel unchanged: the model's frequency corrections do not show in them
 //! (Linux slews `CLOCK_MONOTONIC` with the NTP frequency; programs use it for
@@ -107,10 +108,12 @@ const NS: i128 = 1_000_000_000;
 type ClockGettime = unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> c_int;
 type Recvmsg = unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> libc::ssize_t;
 type Recvmmsg = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, c_uint, c_int, *mut libc::timespec) -> c_int;
+type Ioctl = unsafe extern "C" fn(c_int, std::ffi::c_ulong, *mut c_void) -> c_int;
 
 static REAL_CLOCK_GETTIME: AtomicUsize = AtomicUsize::new(0);
 static REAL_RECVMSG: AtomicUsize = AtomicUsize::new(0);
 static REAL_RECVMMSG: AtomicUsize = AtomicUsize::new(0);
+static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
 
 /// The next definition of `name` after this library (libc's).
 fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
@@ -490,6 +493,27 @@ pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, vlen: c_u
     let r = f(fd, msgs, vlen, flags, timeout);
     for i in 0..r.max(0) as usize {
         translate_cmsgs(&mut (*msgs.add(i)).msg_hdr);
+    }
+    r
+}
+
+/// `ioctl`, passed through; the edge times of a kernel PPS device's
+/// `PPS_FETCH` are translated to the process's clock.
+///
+/// libc declares `ioctl(int, unsigned long, ...)`. Every request takes at
+/// most one argument, an integer or a pointer, which a variadic call passes
+/// in the same register as a third fixed argument on the 64-bit Linux ABIs
+/// (x86-64 System V, AArch64), so it is taken as one and handed on as is.
+///
+/// # Safety
+/// As for libc's `ioctl`.
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: std::ffi::c_ulong, arg: *mut c_void) -> c_int {
+    let f: Ioctl = std::mem::transmute(next_symbol(&REAL_IOCTL, c"ioctl"));
+    let r = f(fd, request, arg);
+    if r == 0 && u64::from(request) == ntplab_vclock::pps::PPS_FETCH && !arg.is_null() {
+        let fdata = &mut *(arg as *mut [u8; ntplab_vclock::pps::FDATA_BYTES]);
+        ntplab_vclock::pps::translate_fdata(fdata, translate);
     }
     r
 }

@@ -854,5 +854,38 @@ impl Replay {
     }
 }
 
+/// The Linux kernel PPS API's `PPS_FETCH` (`<linux/pps.h>`), whose edge
+/// timestamps the kernel takes on the real `CLOCK_REALTIME`: the shim
+/// translates them to the process's clock, as it translates socket
+/// timestamps, so a daemon reading a real `/dev/ppsN` under the shim times
+/// the pulses on its own clock.
+pub mod pps {
+    /// `_IOWR('p', 0xa4, struct pps_fdata *)`: the size field is a pointer's.
+    pub const PPS_FETCH: u64 = (3 << 30) | ((std::mem::size_of::<*const u8>() as u64) << 16) | ((b'p' as u64) << 8) | 0xa4;
+    /// Offset of `info.assert_tu` (`struct pps_ktime`: `i64` seconds, `i32`
+    /// nanoseconds, `u32` flags) in `struct pps_fdata`.
+    pub const ASSERT_TU_OFFSET: usize = 8;
+    /// Offset of `info.clear_tu`.
+    pub const CLEAR_TU_OFFSET: usize = 24;
+    /// Size of `struct pps_fdata` (`pps_kinfo`, padded to 48, and the timeout).
+    pub const FDATA_BYTES: usize = 64;
+
+    /// Rewrites the assert and clear edge times of the `struct pps_fdata`
+    /// in `fdata` with `f` (real Unix ns to the process's clock); an edge
+    /// never captured (zero) is left as it is.
+    pub fn translate_fdata(fdata: &mut [u8; FDATA_BYTES], f: impl Fn(i128) -> i128) {
+        for at in [ASSERT_TU_OFFSET, CLEAR_TU_OFFSET] {
+            let sec = i64::from_ne_bytes(fdata[at..at + 8].try_into().unwrap_or([0; 8]));
+            let nsec = i32::from_ne_bytes(fdata[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+            if sec == 0 && nsec == 0 {
+                continue;
+            }
+            let t = f(i128::from(sec) * 1_000_000_000 + i128::from(nsec));
+            fdata[at..at + 8].copy_from_slice(&(t.div_euclid(1_000_000_000) as i64).to_ne_bytes());
+            fdata[at + 8..at + 12].copy_from_slice(&(t.rem_euclid(1_000_000_000) as i32).to_ne_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -317,3 +317,25 @@ fn the_control_page_carries_the_changes_and_a_late_arrival_changes_no_past_readi
     assert!((after - before + 0.25).abs() < 3e-6, "{before} -> {after}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pps_fetch_edge_times_are_translated_and_empty_edges_left_alone() {
+    let mut fdata = [0u8; pps::FDATA_BYTES];
+    // assert_sequence 7, an assert edge at 1_800_000_000.999_999_900 s, no clear edge, a timeout of 1 s.
+    fdata[0..4].copy_from_slice(&7u32.to_ne_bytes());
+    fdata[8..16].copy_from_slice(&1_800_000_000i64.to_ne_bytes());
+    fdata[16..20].copy_from_slice(&999_999_900i32.to_ne_bytes());
+    fdata[48..56].copy_from_slice(&1i64.to_ne_bytes());
+    let before = fdata;
+    // A clock 150 ns ahead: the edge moves into the next second.
+    pps::translate_fdata(&mut fdata, |ns| ns + 150);
+    assert_eq!(i64::from_ne_bytes(fdata[8..16].try_into().unwrap()), 1_800_000_001);
+    assert_eq!(i32::from_ne_bytes(fdata[16..20].try_into().unwrap()), 50);
+    assert_eq!(fdata[..8], before[..8], "sequence numbers untouched");
+    assert_eq!(fdata[24..], before[24..], "no clear edge: left at zero; timeout untouched");
+    // A clock behind: negative nanoseconds are borrowed from the seconds.
+    let mut back = before;
+    pps::translate_fdata(&mut back, |ns| ns - 1_000_000_000_000);
+    assert_eq!(i64::from_ne_bytes(back[8..16].try_into().unwrap()), 1_799_999_000);
+    assert_eq!(i32::from_ne_bytes(back[16..20].try_into().unwrap()), 999_999_900);
+}
