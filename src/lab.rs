@@ -2,6 +2,7 @@
 //! namespaces on this machine), with the simulator's trace, figures and verdicts.
 
 use crate::cli::{CliError, OutputFormat};
+use ntplab_hwlab::labfile::LabFile;
 use ntplab_hwlab::programs;
 use ntplab_hwlab::run::{self as lab, LabOptions};
 use ntplab_conformance::catalog::Catalog;
@@ -40,6 +41,9 @@ pub struct LabSuiteArgs {
     pub shim: Option<PathBuf>,
     #[command(flatten)]
     pub programs: PeerPrograms,
+    /// The lab's hardware (GPS receivers on serial ports, PPS devices, interfaces) and the scenario hosts that use it (docs/hwlab.md, "The lab file").
+    #[arg(long, value_name = "LAB.toml")]
+    pub lab: Option<PathBuf>,
 }
 
 /// Where the other implementations are.
@@ -91,6 +95,17 @@ pub struct LabRunArgs {
     /// Summary format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// The lab's hardware (GPS receivers on serial ports, PPS devices, interfaces) and the scenario hosts that use it (docs/hwlab.md, "The lab file").
+    #[arg(long, value_name = "LAB.toml")]
+    pub lab: Option<PathBuf>,
+}
+
+/// Reads `--lab`'s file and checks that its devices are on this machine.
+fn load_lab(path: Option<&std::path::Path>) -> Result<Option<LabFile>, CliError> {
+    let Some(path) = path else { return Ok(None) };
+    let lab = LabFile::load(path).map_err(CliError::input)?;
+    lab.check_devices().map_err(CliError::input)?;
+    Ok(Some(lab))
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -111,7 +126,15 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Some(seed) => scenario.with_seed(seed),
         None => scenario,
     };
+    let lab_file = load_lab(args.lab.as_deref())?;
     let mut refused = lab::refusals(&scenario);
+    if let Some(l) = &lab_file {
+        let unknown = l.unknown_hosts(&scenario);
+        if !unknown.is_empty() {
+            return Err(CliError::input(format!("{}: binds host(s) {}, which {} does not have: fix the [[host]] names", l.origin, unknown.join(", "), scenario.origin)));
+        }
+        refused.extend(l.refusals(&scenario));
+    }
     if args.skip_unsupported {
         refused.extend(args.programs.missing_for(&scenario));
         if !refused.is_empty() {
@@ -133,11 +156,14 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(CliError::from_io)?;
         out.flush().map_err(CliError::from_io)?;
     }
-    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.programs)?;
+    let report = run_one(&scenario, &args.out, args.shim.as_deref(), &args.programs, lab_file.as_ref())?;
     let judged = judge(&args.scenario, &scenario, &report, &args.out);
     let excused = Catalog::builtin().excused_checks();
     match args.format {
         OutputFormat::Text => {
+            for line in lab_file.iter().flat_map(LabFile::inventory) {
+                writeln!(out, "{line}").map_err(CliError::from_io)?;
+            }
             for p in &report.inventory {
                 writeln!(out, "host {}: {} ({}: {}; sha256 {})", p.host, p.implementation, p.program, p.version, p.sha256).map_err(CliError::from_io)?;
             }
@@ -160,6 +186,7 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             v["lab"] = serde_json::json!({
                 "ran_s": report.ran.as_secs_f64(),
                 "programs": report.inventory.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+                "inventory": lab_file.iter().flat_map(LabFile::inventory).collect::<Vec<_>>(),
             });
             v["checks"] = serde_json::to_value(&judged.checks).map_err(|e| CliError::internal(e.to_string()))?;
             writeln!(out, "{v}").map_err(CliError::from_io)?;
@@ -193,7 +220,7 @@ pub(crate) fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::L
 }
 
 /// Runs one scenario the lab can realize, with a progress bar on a terminal.
-pub(crate) fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms) -> Result<lab::LabReport, CliError> {
+pub(crate) fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Option<&std::path::Path>, peers: &PeerPrograms, lab_file: Option<&LabFile>) -> Result<lab::LabReport, CliError> {
     let shim = match shim {
         Some(p) => p.to_path_buf(),
         None => programs::find_shim().map_err(CliError::input)?,
@@ -227,6 +254,7 @@ pub(crate) fn run_one(scenario: &Scenario, out_dir: &std::path::Path, shim: Opti
             progress_bar.set_position(elapsed.as_secs());
             progress_bar.set_message(format!("{} s left", total.saturating_sub(elapsed).as_secs()));
         })),
+        lab: lab_file.cloned(),
     };
     let report = lab::run(scenario, opts);
     bar.finish_and_clear();
@@ -239,17 +267,30 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if files.is_empty() {
         return Err(CliError::input(format!("{}: no scenario files (*.toml)", args.dir.display())));
     }
+    let lab_file = load_lab(args.lab.as_deref())?;
+    if let Some(l) = &lab_file {
+        // A lab file serves many scenarios; a host none of them has is a mistake.
+        let mut scenarios = Vec::new();
+        for f in &files {
+            scenarios.push(Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?);
+        }
+        let never: Vec<String> = l.hosts.iter().filter(|b| !scenarios.iter().any(|s| s.hosts.iter().any(|h| h.name == b.name))).map(|b| b.name.clone()).collect();
+        if !never.is_empty() {
+            return Err(CliError::input(format!("{}: binds host(s) {}, which no scenario of {} has: fix the [[host]] names", l.origin, never.join(", "), args.dir.display())));
+        }
+    }
     let mut rows = Vec::new();
     let mut failed = 0usize;
     let catalog = Catalog::builtin();
     let excused = catalog.excused_checks();
     // What the conformance reports judge: every scenario that ran or should have.
     let mut judged = Vec::new();
-    let mut header = Vec::new();
+    let mut header: Vec<String> = lab_file.iter().flat_map(LabFile::inventory).collect();
     for f in &files {
         let scenario = Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?;
         let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
         let mut refused = lab::refusals(&scenario);
+        refused.extend(lab_file.iter().flat_map(|l| l.refusals(&scenario)));
         // A program that is not installed is refused (or skipped) the same way.
         refused.extend(args.programs.missing_for(&scenario));
         let not_run = |why: String| {
@@ -269,7 +310,7 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
             ("interrupted", String::new())
         } else {
             let dir = args.out.join(&stem);
-            match run_one(&scenario, &dir, args.shim.as_deref(), &args.programs) {
+            match run_one(&scenario, &dir, args.shim.as_deref(), &args.programs, lab_file.as_ref()) {
                 Ok(r) => {
                     for p in &r.inventory {
                         header.push(format!("{stem}: host {} runs {} {} ({}, sha256 {})", p.host, p.implementation, p.version, p.program, p.sha256));

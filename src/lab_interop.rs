@@ -534,7 +534,7 @@ fn run_cell(
         return error(format!("cannot write {}: {e}", dir.join("scenario.toml").display()));
     }
     let path = dir.join("scenario.toml");
-    let report = match lab::run_one(scenario, dir, args.shim.as_deref(), &args.programs) {
+    let report = match lab::run_one(scenario, dir, args.shim.as_deref(), &args.programs, None) {
         Ok(r) => r,
         Err(e) => {
             let mut r = suite::declared(&path, scenario);

@@ -467,12 +467,17 @@ fn sim_and_lab_agree(file: &str, host: &str, more: fn(&Path, &serde_json::Value)
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
+    sim_and_lab_agree_with(file, host, &[], more);
+}
+
+/// [`sim_and_lab_agree`] with more arguments for `lab run` (the caller checks that the lab is available).
+fn sim_and_lab_agree_with(file: &str, host: &str, lab_args: &[&std::ffi::OsStr], more: fn(&Path, &serde_json::Value)) {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab").join(file);
     let dir = tmp(file);
     let out = ntplab().args(["run", "--format", "json"]).arg(&scenario).output().unwrap();
     let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let before = SystemClockState::read().unwrap();
-    let out = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(dir.join("out")).arg(&scenario).output().unwrap();
+    let out = ntplab().args(["lab", "run", "--format", "json", "--out"]).arg(dir.join("out")).args(lab_args).arg(&scenario).output().unwrap();
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let client = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == host).unwrap().clone();
@@ -534,6 +539,132 @@ fn sim_and_lab_agree_on_a_gps_pps_server() {
         let client = lab["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap();
         eprintln!("its client in the lab: rms {:?} s, max {:?} s, sync {:?} s", client["rms_offset_s"], client["max_offset_s"], client["sync_time_s"]);
     });
+}
+
+/// A GPS receiver (NMEA only) on a serial port named in a lab file: the
+/// test opens a pty pair, names one end as the receiver's serial port in
+/// LAB.toml and feeds the other with the scenario's own NMEA model in real
+/// time (without its fix loss: a real receiver keeps its fix, the lab cuts
+/// the line). The lab relays the port into the daemon's pty and cuts it
+/// from 40 to 50 s; the run is judged with the same checks and expectations
+/// as the simulator's run of the same file, within the same tolerances.
+#[test]
+fn a_serial_gps_named_in_the_lab_file_is_relayed_cut_for_its_fix_loss_and_judged_as_in_the_simulator() {
+    if let Some(why) = skip_reason("ntplab") {
+        eprintln!("skipped: the virtual lab is unavailable: {why}");
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/gps-serial.toml");
+    let scenario = ntplab_sim::scenario::Scenario::load(&file).unwrap();
+    let mut model = scenario.hosts[0].refclock.clone().unwrap().gps;
+    assert_eq!(model.faults.len(), 1, "the scenario's fix loss");
+    model.faults.clear();
+    let receiver = ntplab_hwlab::refclock::Pty::open().unwrap();
+    let dir = tmp("gps-serial-lab");
+    let lab = dir.join("LAB.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            "[[gps]]\nname = \"receiver\"\nserial = \"{}\"\nbaud = 9600\n\n[[interface]]\nname = \"lo\"\nhw_timestamping = false\n\n\
+             [[host]]\nname = \"gps-server\"\nrefclock = {{ gps = \"receiver\" }}\n",
+            receiver.slave_path.display()
+        ),
+    )
+    .unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let feeder = std::thread::spawn(move || {
+        let gps = ntplab_sim::gps::GpsReceiver::new(model);
+        let mut rng = ntplab_sim::rng::SimRng::derive(1, "test-receiver");
+        let now_ns = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let mut written = 0usize;
+        let mut second = now_ns() / 1_000_000_000 + 1;
+        while !flag.load(Ordering::Acquire) {
+            let t = ntplab_proto::time::NtpTime::from_unix(second as i64, 0);
+            for c in gps.emit_second(t, &mut ntplab_sim::refclock::Draws(&mut rng)) {
+                let (s, n) = c.true_time.to_unix();
+                let at = i128::from(s) * 1_000_000_000 + i128::from(n);
+                while now_ns() < at && !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_nanos(((at - now_ns()).max(0) as u64).min(50_000_000)));
+                }
+                written += receiver.write(&c.bytes);
+            }
+            second += 1;
+        }
+        written
+    });
+    sim_and_lab_agree_with("gps-serial.toml", "gps-server", &[std::ffi::OsStr::new("--lab"), lab.as_os_str()], |out, lab| {
+        let relayed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("gps-server.refclock.json")).unwrap()).unwrap();
+        eprintln!("gps-server relayed: {relayed}");
+        // About 190 octets a second: 50 s relayed, 10 s cut.
+        assert!(relayed["relayed_bytes"].as_u64().unwrap() >= 40 * 150, "{relayed}");
+        assert!((8 * 150..=11 * 250).contains(&relayed["cut_bytes"].as_u64().unwrap()), "{relayed}");
+        let cut = relayed["cuts_s"][0].as_array().unwrap();
+        assert!((cut[0].as_f64().unwrap() - 40.0).abs() < 1.0 && (cut[1].as_f64().unwrap() - 50.0).abs() < 1.0, "{relayed}");
+        let conf = std::fs::read_to_string(out.join("gps-server.ntplab.toml")).unwrap();
+        assert!(conf.contains(&format!("serial = \"{}\"\nbaud = 9600", relayed["relayed_to"].as_str().unwrap())) && !conf.contains("pps_"), "{conf}");
+        assert_ne!(relayed["relayed_to"], relayed["serial"], "the daemon reads the lab's pty, not the receiver's port");
+        let inventory = lab["lab"]["inventory"].as_array().unwrap();
+        assert!(inventory.iter().any(|l| l.as_str().unwrap().contains("gps `receiver`: serial /dev/pts/") && l.as_str().unwrap().ends_with("at 9600 baud, host `gps-server`")), "{inventory:?}");
+        assert!(inventory.iter().any(|l| l.as_str().unwrap().ends_with("interface `lo`: hardware timestamping no, no PHC")), "{inventory:?}");
+        let check = lab["checks"].as_array().unwrap().iter().find(|c| c["check"] == "refid-stratum-1").unwrap();
+        assert_eq!(check["status"], "pass", "{check}");
+    });
+    stop.store(true, Ordering::Release);
+    let written = feeder.join().unwrap();
+    assert!(written >= 60 * 150, "the test fed {written} octets");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a lab file names is checked before anything runs, and what the
+/// lab cannot do with it is refused with the reason (or skipped). No root
+/// needed: nothing runs.
+#[test]
+fn a_lab_file_is_checked_and_what_the_lab_cannot_do_with_it_refused() {
+    let dir = tmp("labfile");
+    let gps_pps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/gps-pps-short.toml");
+    let lab = dir.join("LAB.toml");
+    let run = |scenario: &Path, more: &[&str]| {
+        let out = ntplab().args(["lab", "run", "--out"]).arg(dir.join("out")).arg("--lab").arg(&lab).args(more).arg(scenario).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let host = "[[host]]\nname = \"gps-server\"\nrefclock = { gps = \"g\", pps = \"p\" }\n";
+    // A device that is not on this machine, named with the key to fix.
+    std::fs::write(&lab, format!("[[gps]]\nname = \"g\"\nserial = \"/dev/null\"\nbaud = 9600\n[[pps]]\nname = \"p\"\ndevice = \"/dev/ntplab-no-pps9\"\n{host}")).unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{}: [[pps]] `p`: device /dev/ntplab-no-pps9: No such file", lab.display())) && err.contains("fix `device`"), "{err}");
+    // An unknown key, with its line.
+    std::fs::write(&lab, "[[gps]]\nname = \"g\"\nserial = \"/dev/null\"\nbaud = 9600\nflow = \"none\"\n").unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert!(code == Some(1) && err.contains(&format!("{}:5:1: unknown field `flow`", lab.display())), "{err}");
+    // A kind mismatch: the gps-pps refclock's pulses left unbound; refused, or skipped.
+    std::fs::write(&lab, "[[gps]]\nname = \"g\"\nserial = \"/dev/null\"\nbaud = 9600\n[[host]]\nname = \"gps-server\"\nrefclock = { gps = \"g\" }\n").unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert!(code == Some(1) && err.contains("the lab cannot run this scenario") && err.contains("host `gps-server`: its refclock is kind gps-pps: bind its pulses too"), "{err}");
+    let (code, out, _) = run(&gps_pps, &["--skip-unsupported"]);
+    assert!(code == Some(0) && out.starts_with("skipped ") && out.contains("bind its pulses too"), "{out}");
+    // Real clock control: refused in the virtual lab.
+    std::fs::write(&lab, "[[host]]\nname = \"client\"\ncontrol_real_clock = true\n").unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert!(code == Some(1) && err.contains("host `client`:") && err.contains("control_real_clock = true") && err.contains("never changed"), "{err}");
+    // A host the scenario does not have, in run and in suite.
+    std::fs::write(&lab, "[[host]]\nname = \"gps-srever\"\n").unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert!(code == Some(1) && err.contains("binds host(s) gps-srever, which") && err.contains("fix the [[host]] names"), "{err}");
+    let suite_dir = dir.join("suite");
+    std::fs::create_dir_all(&suite_dir).unwrap();
+    std::fs::copy(&gps_pps, suite_dir.join("gps-pps-short.toml")).unwrap();
+    let out = ntplab().args(["lab", "suite", "--out"]).arg(dir.join("suite-out")).arg("--lab").arg(&lab).arg(&suite_dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("binds host(s) gps-srever, which no scenario of"), "{err}");
+    // Remote hosts: not supported yet.
+    std::fs::write(&lab, "[[host]]\nname = \"client\"\nssh = \"lab@host2\"\n").unwrap();
+    let (code, _, err) = run(&gps_pps, &[]);
+    assert!(code == Some(1) && err.contains("remote hosts are not supported yet"), "{err}");
+    assert!(!dir.join("out").exists(), "nothing ran");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

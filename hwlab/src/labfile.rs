@@ -452,6 +452,17 @@ refclock = { gps = "gnss0", pps = "pps0" }
     }
 
     #[test]
+    fn the_example_lab_file_parses_and_fits_the_gps_pps_scenario() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let l = LabFile::load(&root.join("docs/lab.example.toml")).unwrap();
+        assert_eq!((l.gps.len(), l.pps.len(), l.interfaces.len(), l.hosts.len()), (1, 1, 2, 1));
+        assert_eq!(l.interfaces[0], Interface { name: "eth1".into(), hw_timestamping: true, phc: Some("/dev/ptp0".into()) });
+        let s = Scenario::load(root.join("tests/lab/gps-pps-short.toml")).unwrap();
+        assert_eq!(l.refusals(&s), Vec::<String>::new());
+        assert_eq!(l.unknown_hosts(&s), Vec::<String>::new());
+    }
+
+    #[test]
     fn mistakes_in_a_lab_file_are_named_with_file_line_and_key() {
         let bad = |text: &str| LabFile::parse(text, "LAB.toml").unwrap_err();
         let e = bad(&LAB.replace("baud = 9600", "baud = 9600\nparity = \"none\""));

@@ -657,17 +657,33 @@ fn chrony_ratelimit(r: &RateLimitConfig) -> Result<Option<String>, Vec<String>> 
     }
 }
 
+/// Where a lab daemon's reference clock reads its pulses.
+#[derive(Debug, Clone, Copy)]
+pub enum PpsInput<'a> {
+    /// The lab's SOCK feed (`pps_socket`).
+    Socket(&'a Path),
+    /// A real kernel PPS device (`pps_device`).
+    Device(&'a Path),
+}
+
 /// `ntplab serve`'s `[[refclock]]` sections for a host's reference clocks,
-/// reading NMEA from `serial` (the lab's pty) and pulses from `pps_socket`.
-pub fn ntplab_refclock_config(cfg: &DaemonConfig, serial: Option<&Path>, pps_socket: Option<&Path>) -> String {
+/// reading NMEA from `serial` (a pty the lab writes, with the line speed of
+/// the real receiver behind it, else the scenario's) and pulses from `pps`.
+pub fn ntplab_refclock_config(cfg: &DaemonConfig, serial: Option<(&Path, Option<u32>)>, pps: Option<PpsInput<'_>>) -> String {
     let mut s = String::new();
     for r in &cfg.refclocks {
         let _ = writeln!(s, "\n[[refclock]]\nkind = \"{}\"", r.kind.name());
-        if let (true, Some(p)) = (r.kind.uses_serial(), serial) {
-            let _ = writeln!(s, "serial = \"{}\"\nbaud = {}", p.display(), r.baud);
+        if let (true, Some((p, baud))) = (r.kind.uses_serial(), serial) {
+            let _ = writeln!(s, "serial = \"{}\"\nbaud = {}", p.display(), baud.unwrap_or(r.baud));
         }
-        if let (true, Some(p)) = (r.kind.uses_pps(), pps_socket) {
-            let _ = writeln!(s, "pps_socket = \"{}\"", p.display());
+        match (r.kind.uses_pps(), pps) {
+            (true, Some(PpsInput::Socket(p))) => {
+                let _ = writeln!(s, "pps_socket = \"{}\"", p.display());
+            }
+            (true, Some(PpsInput::Device(p))) => {
+                let _ = writeln!(s, "pps_device = \"{}\"", p.display());
+            }
+            _ => {}
         }
         if let Some(code) = r.reference_id.ascii() {
             let _ = writeln!(s, "refid = \"{code}\"");
@@ -1061,6 +1077,20 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&H
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refclock_reads_the_lab_pty_and_a_socket_or_a_real_pps_device() {
+        let text = "listen = [\"10.0.0.1:123\"]\n[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/x\"\nbaud = 4800\npps_socket = \"/p\"\n";
+        let cfg = DaemonConfig::from_toml(text, "c").unwrap();
+        let virtual_feed = ntplab_refclock_config(&cfg, Some((Path::new("/dev/pts/7"), None)), Some(PpsInput::Socket(Path::new("/o/h.pps.sock"))));
+        assert!(virtual_feed.contains("serial = \"/dev/pts/7\"\nbaud = 4800\npps_socket = \"/o/h.pps.sock\"\n"), "{virtual_feed}");
+        let real = ntplab_refclock_config(&cfg, Some((Path::new("/dev/pts/8"), Some(115_200))), Some(PpsInput::Device(Path::new("/dev/pps0"))));
+        assert!(real.contains("serial = \"/dev/pts/8\"\nbaud = 115200\npps_device = \"/dev/pps0\"\n") && !real.contains("pps_socket"), "{real}");
+        // The daemon takes what the lab writes.
+        let back = DaemonConfig::from_toml(&format!("listen = [\"10.0.0.1:123\"]\n{real}"), "back").unwrap();
+        assert_eq!(back.refclocks[0].pps_device.as_deref(), Some(Path::new("/dev/pps0")));
+        assert_eq!(back.refclocks[0].baud, 115_200);
+    }
 
     fn config(access: &str) -> DaemonConfig {
         DaemonConfig::from_toml(&format!("listen = [\"10.0.0.1:123\"]\n[local]\nstratum = 1\n[access]\n{access}\n"), "test").unwrap()

@@ -73,7 +73,7 @@ impl Pty {
     }
 
     /// Writes `bytes` to the master; what does not fit (nobody reads) is dropped.
-    fn write(&self, bytes: &[u8]) -> usize {
+    pub fn write(&self, bytes: &[u8]) -> usize {
         // SAFETY: a valid descriptor and buffer.
         let n = unsafe { libc::write(self.master.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
         usize::try_from(n).unwrap_or(0)

@@ -181,6 +181,9 @@ pub struct LabOptions {
     pub interrupted: &'static AtomicBool,
     /// Called about five times a second with (elapsed, total) real time.
     pub progress: Option<Box<dyn FnMut(Duration, Duration)>>,
+    /// The lab's hardware (`--lab LAB.toml`): scenario hosts bound to real
+    /// GPS receivers and PPS devices use them instead of the simulated feeds.
+    pub lab: Option<crate::labfile::LabFile>,
 }
 
 /// What a lab run gives beyond the simulator's report.
@@ -218,7 +221,10 @@ type Reading = (i128, usize, Result<DaemonReport, String>);
 
 /// Runs `s` in the virtual lab and writes its trace to `opts.out`.
 pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
-    let refused = refusals(s);
+    let mut refused = refusals(s);
+    if let Some(lab) = &opts.lab {
+        refused.extend(lab.refusals(s));
+    }
     if !refused.is_empty() {
         return Err(format!("{}: the lab cannot run this scenario:\n  - {}", s.origin, refused.join("\n  - ")));
     }
@@ -294,6 +300,9 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // Reference clocks: their devices until the daemons run, then their feeders.
     let mut devices: Vec<(usize, crate::refclock::Devices)> = Vec::new();
     let mut feeders: Vec<(usize, crate::refclock::Feeder)> = Vec::new();
+    // Real serial GPS receivers: opened with their pty until the daemons run, then relayed.
+    let mut serials: Vec<(usize, std::os::fd::OwnedFd, crate::refclock::Pty)> = Vec::new();
+    let mut relays: Vec<(usize, crate::refclock::SerialRelay, serde_json::Value)> = Vec::new();
     let result = (|| -> Result<(), String> {
         // NTS: a CA for the run and a certificate for each NTS server, at its lab address.
         let nts_servers: Vec<(String, IpAddr, ntplab_sim::nts::CertificateKind)> = s
@@ -353,11 +362,31 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     let conf = out.join(format!("{}.ntplab.toml", h.name));
                     let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
                     let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
-                    if let Some(rc) = &h.refclock {
-                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
-                        let pty = d.pty.as_ref().map(|p| p.slave_path.as_path());
-                        text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref());
-                        devices.push((i, d));
+                    let bound = opts.lab.as_ref().and_then(|l| l.host(&h.name).map(|b| (l, b))).filter(|(_, b)| b.gps.is_some() || b.pps.is_some());
+                    match (&h.refclock, bound) {
+                        // The lab's real devices (LabFile::refusals() checked
+                        // that they are the outputs the refclock's kind has).
+                        (Some(_), Some((lab, b))) => {
+                            let gps = b.gps.map(|g| &lab.gps[g]);
+                            let pps = b.pps.map(|p| &lab.pps[p]);
+                            let mut serial = None;
+                            if let Some(g) = gps {
+                                let device = crate::refclock::open_serial(&g.serial, g.baud).map_err(|e| format!("host `{}`: [[gps]] `{}`: {e}", h.name, g.name))?;
+                                serial = Some((device, crate::refclock::Pty::open()?));
+                            }
+                            let pty = serial.as_ref().map(|(_, p)| (p.slave_path.as_path(), gps.map(|g| g.baud)));
+                            text += &programs::ntplab_refclock_config(&ntp.daemon, pty, pps.map(|p| programs::PpsInput::Device(&p.device)));
+                            if let Some((device, pty)) = serial {
+                                serials.push((i, device, pty));
+                            }
+                        }
+                        (Some(rc), None) => {
+                            let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                            let pty = d.pty.as_ref().map(|p| (p.slave_path.as_path(), None));
+                            text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref().map(programs::PpsInput::Socket));
+                            devices.push((i, d));
+                        }
+                        (None, _) => {}
                     }
                     write(&conf, text)?;
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
@@ -420,6 +449,20 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 until,
             };
             feeders.push((i, crate::refclock::Feeder::start(spec, d)));
+        }
+        // The real receivers: relayed from now on, the line cut in the
+        // scenario's fix-loss windows (on the lab's time scale, as the feeders').
+        for (i, device, pty) in serials.drain(..) {
+            let faults = s.hosts[i].refclock.as_ref().map_or_else(Vec::new, |rc| crate::refclock::shift_faults(&rc.gps.faults, s.start, lab_start(epoch)));
+            let cuts = crate::refclock::fix_loss_windows(&faults);
+            let lab = opts.lab.as_ref().and_then(|l| l.host(&s.hosts[i].name).and_then(|b| b.gps).map(|g| &l.gps[g]));
+            let about = serde_json::json!({
+                "serial": lab.map(|g| g.serial.display().to_string()),
+                "baud": lab.map(|g| g.baud),
+                "relayed_to": pty.slave_path.display().to_string(),
+                "cuts_s": cuts.iter().map(|(a, b)| [(a - epoch) as f64 * 1e-9, (b - epoch) as f64 * 1e-9]).collect::<Vec<_>>(),
+            });
+            relays.push((i, crate::refclock::SerialRelay::start(device, pty, cuts, until), about));
         }
         // Run for the lab's time, watching the daemons and Ctrl-C, reading
         // their reports every REPORT_INTERVAL and once more at the end.
@@ -488,6 +531,13 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         let p = out.join(format!("{}.refclock.json", s.hosts[i].name));
         let text = serde_json::json!({"serial_bytes": fed.serial_bytes, "pulses": fed.pulses, "dropouts": fed.dropouts}).to_string();
         std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    for (i, relay, mut about) in relays {
+        let done = relay.finish();
+        about["relayed_bytes"] = done.relayed_bytes.into();
+        about["cut_bytes"] = done.cut_bytes.into();
+        let p = out.join(format!("{}.refclock.json", s.hosts[i].name));
+        std::fs::write(&p, about.to_string()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     for r in runs.iter_mut().flatten() {
         if let Some(mut c) = r.child.take() {
