@@ -660,6 +660,17 @@ fn a_lab_file_is_checked_and_what_the_lab_cannot_do_with_it_refused() {
     assert!(code == Some(1) && err.contains("the lab cannot run this scenario") && err.contains("host `gps-server`: its refclock is kind gps-pps: bind its pulses too"), "{err}");
     let (code, out, _) = run(&gps_pps, &["--skip-unsupported"]);
     assert!(code == Some(0) && out.starts_with("skipped ") && out.contains("bind its pulses too"), "{out}");
+    // The same in a suite: skipped, and the lab's inventory heads its reports.
+    let suite_dir = dir.join("suite");
+    std::fs::create_dir_all(&suite_dir).unwrap();
+    std::fs::copy(&gps_pps, suite_dir.join("gps-pps-short.toml")).unwrap();
+    let suite = |more: &[&str]| ntplab().args(["lab", "suite", "--out"]).arg(dir.join("suite-out")).arg("--lab").arg(&lab).args(more).arg(&suite_dir).output().unwrap();
+    let out = suite(&["--skip-unsupported"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("skipped "), "{}", String::from_utf8_lossy(&out.stdout));
+    let summary = std::fs::read_to_string(dir.join("suite-out/summary.md")).unwrap();
+    // (Markdown escapes the backquotes.)
+    assert!(summary.contains("LAB.toml: gps \\`g\\`: serial /dev/null at 9600 baud, host \\`gps-server\\`"), "{summary}");
     // Real clock control: refused in the virtual lab.
     std::fs::write(&lab, "[[host]]\nname = \"client\"\ncontrol_real_clock = true\n").unwrap();
     let (code, _, err) = run(&gps_pps, &[]);
@@ -668,10 +679,7 @@ fn a_lab_file_is_checked_and_what_the_lab_cannot_do_with_it_refused() {
     std::fs::write(&lab, "[[host]]\nname = \"gps-srever\"\n").unwrap();
     let (code, _, err) = run(&gps_pps, &[]);
     assert!(code == Some(1) && err.contains("binds host(s) gps-srever, which") && err.contains("fix the [[host]] names"), "{err}");
-    let suite_dir = dir.join("suite");
-    std::fs::create_dir_all(&suite_dir).unwrap();
-    std::fs::copy(&gps_pps, suite_dir.join("gps-pps-short.toml")).unwrap();
-    let out = ntplab().args(["lab", "suite", "--out"]).arg(dir.join("suite-out")).arg("--lab").arg(&lab).arg(&suite_dir).output().unwrap();
+    let out = suite(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(1) && err.contains("binds host(s) gps-srever, which no scenario of"), "{err}");
     // Remote hosts: not supported yet.

@@ -497,9 +497,10 @@ refclock = { gps = "gnss0", pps = "pps0" }
         let l = LabFile::parse(&LAB.replace("/dev/pps0", "/dev/ntplab-no-such-pps"), "LAB.toml").unwrap();
         let e = l.check_devices().unwrap_err();
         assert!(e.starts_with("LAB.toml: [[pps]] `pps0`: device /dev/ntplab-no-such-pps: No such file") && e.contains("fix `device`"), "{e}");
-        let l = LabFile::parse(&LAB.replace("/dev/ttyS0", "/etc/hostname").replace("pps0\"\ndevice", "pps0\"\ndevice"), "LAB.toml").unwrap();
+        let plain = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let l = LabFile::parse(&LAB.replace("/dev/ttyS0", plain), "LAB.toml").unwrap();
         let e = l.check_devices().unwrap_err();
-        assert!(e.contains("[[gps]] `gnss0`: serial /etc/hostname is not a character device"), "{e}");
+        assert!(e.contains(&format!("[[gps]] `gnss0`: serial {plain} is not a character device")), "{e}");
         let l = LabFile::parse("[[interface]]\nname = \"ntplab-no-nic\"\nhw_timestamping = false\n", "LAB.toml").unwrap();
         assert!(l.check_devices().unwrap_err().contains("[[interface]] `ntplab-no-nic`: no such network interface"));
         // /dev/null is a character device; lo exists everywhere.

@@ -511,7 +511,7 @@ pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, vlen: c_u
 pub unsafe extern "C" fn ioctl(fd: c_int, request: std::ffi::c_ulong, arg: *mut c_void) -> c_int {
     let f: Ioctl = std::mem::transmute(next_symbol(&REAL_IOCTL, c"ioctl"));
     let r = f(fd, request, arg);
-    if r == 0 && u64::from(request) == ntplab_vclock::pps::PPS_FETCH && !arg.is_null() {
+    if r == 0 && request == ntplab_vclock::pps::PPS_FETCH as std::ffi::c_ulong && !arg.is_null() {
         let fdata = &mut *(arg as *mut [u8; ntplab_vclock::pps::FDATA_BYTES]);
         ntplab_vclock::pps::translate_fdata(fdata, translate);
     }
