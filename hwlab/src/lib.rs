@@ -12,6 +12,12 @@
 //! the adjustments, from which the lab recomputes each host's true offset
 //! after the run ([`run`]). The daemons run without CAP_SYS_TIME, so a call
 //! the shim missed fails instead of touching the system clock.
+//!
+//! A lab file ([`labfile`], `--lab LAB.toml`) names the machine's real GPS
+//! receivers and PPS devices and binds scenario hosts' reference clocks to
+//! them: the lab relays a serial receiver into the daemon's pty (cutting
+//! the line for a fix loss, [`refclock::SerialRelay`]); a PPS device the
+//! daemon reads itself, through the shim.
 
 pub mod emulator;
 pub mod labfile;
