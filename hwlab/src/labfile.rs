@@ -307,6 +307,22 @@ impl LabFile {
             if let Some(phc) = &i.phc {
                 char_device(format!("[[interface]] `{}`", i.name), phc, "phc")?;
             }
+            // What the file says against what the kernel reports.
+            let what = format!("{}: [[interface]] `{}`", self.origin, i.name);
+            let k = timestamping_info(&i.name).map_err(|e| format!("{what}: {e}"))?;
+            if i.hw_timestamping && !k.hardware() {
+                return Err(format!(
+                    "{what}: hw_timestamping = true, but the kernel reports no hardware receive and transmit timestamps on it (ethtool -T {}): fix `hw_timestamping`",
+                    i.name
+                ));
+            }
+            if let Some(phc) = &i.phc {
+                let kernel = (k.phc_index >= 0).then(|| PathBuf::from(format!("/dev/ptp{}", k.phc_index)));
+                if kernel.as_deref() != Some(phc.as_path()) {
+                    let says = kernel.map_or_else(|| "it has none".to_string(), |p| format!("it is {}", p.display()));
+                    return Err(format!("{what}: phc {}, but the kernel says {says} (ethtool -T {}): fix `phc`", phc.display(), i.name));
+                }
+            }
         }
         Ok(())
     }
@@ -407,6 +423,69 @@ impl LabFile {
     }
 }
 
+/// An interface's timestamping capabilities as the kernel reports them
+/// (`ETHTOOL_GET_TS_INFO`, what `ethtool -T` shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampingInfo {
+    /// `SOF_TIMESTAMPING_*` bits the interface supports.
+    pub so_timestamping: u32,
+    /// Its PTP hardware clock's index (`/dev/ptpN`), or -1.
+    pub phc_index: i32,
+}
+
+impl TimestampingInfo {
+    /// Hardware receive and transmit timestamps.
+    pub fn hardware(&self) -> bool {
+        const TX_HARDWARE: u32 = 1 << 0;
+        const RX_HARDWARE: u32 = 1 << 2;
+        self.so_timestamping & (TX_HARDWARE | RX_HARDWARE) == TX_HARDWARE | RX_HARDWARE
+    }
+}
+
+/// Asks the kernel what timestamping interface `name` has (`SIOCETHTOOL`
+/// with `ETHTOOL_GET_TS_INFO`; no privilege needed).
+pub fn timestamping_info(name: &str) -> Result<TimestampingInfo, String> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolTsInfo {
+        cmd: u32,
+        so_timestamping: u32,
+        phc_index: i32,
+        tx_types: u32,
+        tx_reserved: [u32; 3],
+        rx_filters: u32,
+        rx_reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut EthtoolTsInfo,
+        _pad: [u8; 16],
+    }
+    const SIOCETHTOOL: u64 = 0x8946;
+    const ETHTOOL_GET_TS_INFO: u32 = 0x41;
+    if name.is_empty() || name.len() >= 16 || name.contains('\0') {
+        return Err(format!("{name:?} is not an interface name (1 to 15 octets)"));
+    }
+    let mut info = EthtoolTsInfo { cmd: ETHTOOL_GET_TS_INFO, ..EthtoolTsInfo::default() };
+    let mut req = IfReq { name: [0; 16], data: &mut info, _pad: [0; 16] };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket only to carry the ioctl, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: an ifreq naming the interface with a pointer to an ethtool_ts_info, both live across the call.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req as *mut IfReq) };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return Err(format!("asking the kernel for its timestamping (ETHTOOL_GET_TS_INFO) failed: {e}"));
+    }
+    Ok(TimestampingInfo { so_timestamping: info.so_timestamping, phc_index: info.phc_index })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +582,17 @@ refclock = { gps = "gnss0", pps = "pps0" }
         assert!(e.contains(&format!("[[gps]] `gnss0`: serial {plain} is not a character device")), "{e}");
         let l = LabFile::parse("[[interface]]\nname = \"ntplab-no-nic\"\nhw_timestamping = false\n", "LAB.toml").unwrap();
         assert!(l.check_devices().unwrap_err().contains("[[interface]] `ntplab-no-nic`: no such network interface"));
+        // The kernel's word against the file's: lo timestamps in software only and has no PHC.
+        let lo = timestamping_info("lo").unwrap();
+        assert!(!lo.hardware() && lo.phc_index == -1, "{lo:?}");
+        let l = LabFile::parse("[[interface]]\nname = \"lo\"\nhw_timestamping = true\nphc = \"/dev/null\"\n", "LAB.toml").unwrap();
+        let e = l.check_devices().unwrap_err();
+        assert!(e.contains("[[interface]] `lo`: hw_timestamping = true, but the kernel reports no hardware") && e.contains("fix `hw_timestamping`"), "{e}");
+        let l = LabFile::parse("[[interface]]\nname = \"lo\"\nhw_timestamping = false\nphc = \"/dev/null\"\n", "LAB.toml").unwrap();
+        let e = l.check_devices().unwrap_err();
+        assert!(e.contains("phc /dev/null, but the kernel says it has none") && e.contains("fix `phc`"), "{e}");
+        assert!(timestamping_info("ntplab-no-nic").unwrap_err().contains("ETHTOOL_GET_TS_INFO"));
+        assert!(timestamping_info("a-name-far-too-long").is_err());
         // /dev/null is a character device; lo exists everywhere.
         let l = LabFile::parse("[[gps]]\nname = \"g\"\nserial = \"/dev/null\"\nbaud = 4800\n[[interface]]\nname = \"lo\"\nhw_timestamping = false\n", "LAB.toml").unwrap();
         assert_eq!(l.check_devices(), Ok(()));
