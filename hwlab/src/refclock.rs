@@ -258,7 +258,9 @@ fn relay(device: &OwnedFd, pty: &Pty, cuts: &[(i128, i128)], until: i128, stop: 
         }
         // SAFETY: a valid descriptor and buffer.
         let n = unsafe { libc::read(device.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        let Ok(n) = usize::try_from(n) else { continue };
+        // An error (EIO: a line whose other end is gone) or an end of file
+        // comes back at once from poll: wait before asking again.
+        let n = usize::try_from(n).unwrap_or(0);
         if n == 0 {
             std::thread::sleep(Duration::from_millis(50));
             continue;
