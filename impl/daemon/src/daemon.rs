@@ -641,13 +641,8 @@ where
                     }
                 } else {
                     let index = inc.socket - server_socket_count;
+                    // An NTSN drops nothing: NTS-KE waits for the next poll (RFC 8915 §5.7).
                     handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events, v5_rng.random());
-                    // An NTSN dropped the session: establish keys again at once.
-                    if let Some(n) = slots.get_mut(index).and_then(Option::as_mut).and_then(|s| s.nts.as_mut()) {
-                        if !n.keyed() {
-                            tasks.0.extend(n.start_ke(index, nts, &ke_tx));
-                        }
-                    }
                 }
             }
             done = ke_rx.recv() => {
@@ -730,7 +725,15 @@ where
                             }
                             let mut len = req.len;
                             if let Some(n) = slot.nts.as_mut() {
-                                // No plain request ever leaves for an NTS source: without keys, none at all.
+                                // No cookies, or an NTSN and no authentic time
+                                // since, by this poll: NTS-KE (RFC 8915 §5.7).
+                                if n.ke_wanted_at_poll() {
+                                    tasks.0.extend(n.start_ke(index, nts, &ke_tx));
+                                }
+                                // No plain request ever leaves for an NTS source:
+                                // without keys, none at all. With them it goes,
+                                // NTS-KE running or not (§5.7: keep polling with
+                                // the cookies there are until NTS-KE succeeds).
                                 match n.protect(&out[..req.len], &nts.provider) {
                                     Some(protected) if protected.len() <= out.len() => {
                                         out[..protected.len()].copy_from_slice(&protected);
