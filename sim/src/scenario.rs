@@ -2339,13 +2339,13 @@ impl Validator<'_> {
                 return Err(self.err(d, format!("discipline {:?} is not one of {}", d.get_ref(), DISCIPLINES.map(|x| format!("{x:?}")).join(", ")), Some("as the daemon's [clock] discipline".into())));
             }
         }
-        // The drift file the daemon would read, in chrony's format, read by
-        // the daemon's own reader (its sign and range).
+        // The drift file the daemon would read (chrony's FREQ = the error
+        // in ppm), checked by the daemon's own range check, with its sign.
         let initial_frequency = match &h.drift {
             None => None,
             Some(d) => Some(
-                ntplab_daemon::drift::parse(&format!("{} 0", d.get_ref() * 1e6), "drift")
-                    .map_err(|m| self.err(d, format!("{m} (s/s: {})", d.get_ref()), Some("the clock's frequency error as the daemon's drift file holds it, s/s (positive: the clock gains), within ±0.1005".into())))?,
+                ntplab_daemon::drift::correction_from_ppm(-(d.get_ref() * 1e6))
+                    .map_err(|m| self.err(d, format!("drift: {m} (s/s: {})", d.get_ref()), Some("the clock's frequency error as the daemon's drift file holds it, s/s (positive: the clock gains), within ±0.1005".into())))?,
             ),
         };
         let mut span_of_source = Vec::new();
