@@ -92,10 +92,10 @@
 //!   pattern: only every N-th packet gets through, as in chrony's tests);
 //!   `forward = { .. }` (from the first named host
 //!   to the second) and `backward = { .. }` override them per direction.
-//!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod }`
-//!   puts an on-path attacker on the link ([`crate::attacker`]): each a
-//!   probability per NTS reply (the first five, sum at most 1) or per NTS
-//!   request (the last two, sum at most 1).
+//!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod,
+//!   forge_ntsn }` puts an on-path attacker on the link
+//!   ([`crate::attacker`]): each a probability per NTS reply (the first
+//!   five, sum at most 1) or per NTS request (the last three, sum at most 1).
 //!   Hosts without a link cannot talk to each other.
 //! - `[[event]]`: `at` (time since the start) and `action`, one of
 //!   `partition` (`hosts = [..]` isolates those hosts from all others, or
@@ -1465,6 +1465,7 @@ struct AttackerSection {
     reorder: Option<Probability>,
     forge: Option<Probability>,
     forge_kod: Option<Probability>,
+    forge_ntsn: Option<Probability>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -1992,8 +1993,9 @@ impl Validator<'_> {
                     reorder: p(x.reorder),
                     forge: p(x.forge),
                     forge_kod: p(x.forge_kod),
+                    forge_ntsn: p(x.forge_ntsn),
                 };
-                c.validate().map_err(|m| self.err(a, m, Some("each is a probability per NTS reply (modify, strip, append, replay, reorder) or per NTS request (forge, forge_kod)".into())))?;
+                c.validate().map_err(|m| self.err(a, m, Some("each is a probability per NTS reply (modify, strip, append, replay, reorder) or per NTS request (forge, forge_kod, forge_ntsn)".into())))?;
                 Some(c)
             }
             None => None,

@@ -17,7 +17,7 @@ use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
 use crate::fast::{FastPathSpec, FastServer, Published};
 use crate::net::{DatagramSocket, Network, Received};
-use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
+use crate::nts::glue::{Judgement, KeDone, NtsRuntime, NtsSource};
 use crate::nts::ke::{NoStreams, StreamNetwork};
 use crate::nts::server::NtsServerShared;
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
@@ -983,8 +983,16 @@ fn handle_reply<S, C: DaemonClock>(
         // Only authentic replies exist for an NTS source, and kiss-o'-deaths
         // that echo one of its requests' Unique Identifiers (RFC 8915 §5.7):
         // anything else is dropped unseen, as if it never arrived.
-        if n.judge(&inc.data).is_none() {
-            return;
+        match n.judge(&inc.data) {
+            None => return,
+            Some(Judgement::Nak) => {
+                // Unauthenticated, so it answers nothing: the source's request
+                // stays outstanding, and the server's authentic reply, should a
+                // forged NTSN have raced ahead of it, is still a sample.
+                events.event(rx_time, &DaemonEvent::SourceReply { source: slot.address, event: SourceEvent::NtsNak });
+                return;
+            }
+            Some(Judgement::Time | Judgement::Kiss) => {}
         }
     }
     let event = slot.source.handle_response(now, &inc.data, rx_time, slot.last_tx);
