@@ -480,7 +480,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "nts-ke-subset", title: "NTS-KE responses name only offered protocols and at most one offered AEAD", run: nts::ke_subset },
     Check { id: "nts-ke-client-records", title: "NTS-KE requests carry no Error, Warning or New Cookie record", run: nts::ke_client_records },
     Check { id: "nts-key-rotation", title: "the server's cookie keys rotate, previous keys' cookies stay accepted, a NAKed key never comes back", run: nts::key_rotation },
-    Check { id: "nts-ntsn-rekey", title: "after an NTSN the client re-keys before its next NTS request, and is not NAKed again", run: nts::ntsn_rekey },
+    Check { id: "nts-ntsn-rekey", title: "after an NTSN the client waits for its next poll, re-keys then unless authentic time came, and is not NAKed again", run: nts::ntsn_rekey },
     Check { id: "nts-ke-ntp-address", title: "NTS-KE Server and Port records are well formed, and the client sends NTP where they say (else to the KE server)", run: nts::ke_ntp_address },
     Check { id: "nts-server-response", title: "replies to NTS requests carry the identifier and one final authenticator, no cookie in the clear", run: nts::server_response_shape },
     Check { id: "server-echoes-origin", title: "server copies the request's transmit timestamp into the reply's origin (an interleaved reply: its receive timestamp, RFC 9769 §2); receive and transmit are its clock at arrival and departure (interleaved: the departure of the reply whose receive timestamp the request names)", run: server_echoes_origin },

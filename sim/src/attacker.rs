@@ -34,8 +34,8 @@ pub const FORGED_SHIFT_S: u32 = 1;
 
 /// How often the attacker does each thing: probabilities per NTS reply
 /// (`modify`, `strip`, `append`, `replay`, `reorder`; at most one per reply,
-/// their sum at most 1) and per NTS request (`forge`, `forge_kod`; their sum
-/// at most 1).
+/// their sum at most 1) and per NTS request (`forge`, `forge_kod`,
+/// `forge_ntsn`; their sum at most 1).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AttackerConfig {
     /// Flip one bit of a reply's header (timestamps, stratum, ...) and deliver that instead.
@@ -54,6 +54,10 @@ pub struct AttackerConfig {
     /// Answer a request first with a forged DENY kiss-o'-death without the
     /// request's identifier (the origin copied, no authenticator).
     pub forge_kod: f64,
+    /// Answer a request first with a forged NTSN kiss-o'-death echoing the
+    /// request's identifier (the origin copied, no authenticator): RFC 8915
+    /// §8.7's way of forcing a client into NTS-KE again.
+    pub forge_ntsn: f64,
 }
 
 impl AttackerConfig {
@@ -67,6 +71,7 @@ impl AttackerConfig {
             ("reorder", self.reorder),
             ("forge", self.forge),
             ("forge_kod", self.forge_kod),
+            ("forge_ntsn", self.forge_ntsn),
         ];
         for (k, p) in all {
             if !(0.0..=1.0).contains(&p) {
@@ -77,9 +82,9 @@ impl AttackerConfig {
         if replies > 1.0 + 1e-9 {
             return Err(format!("attacker: modify + strip + append + replay + reorder = {replies}, more than 1 (one action per reply)"));
         }
-        let requests = self.forge + self.forge_kod;
+        let requests = self.forge + self.forge_kod + self.forge_ntsn;
         if requests > 1.0 + 1e-9 {
-            return Err(format!("attacker: forge + forge_kod = {requests}, more than 1 (one action per request)"));
+            return Err(format!("attacker: forge + forge_kod + forge_ntsn = {requests}, more than 1 (one action per request)"));
         }
         Ok(())
     }
@@ -102,6 +107,8 @@ pub enum AttackKind {
     Forge,
     /// A DENY kiss forged in answer to a request, without its identifier.
     ForgeKod,
+    /// An NTSN kiss forged in answer to a request, echoing its identifier.
+    ForgeNtsn,
 }
 
 impl AttackKind {
@@ -115,6 +122,7 @@ impl AttackKind {
             AttackKind::Reorder => "reorder",
             AttackKind::Forge => "forge",
             AttackKind::ForgeKod => "forge_kod",
+            AttackKind::ForgeNtsn => "forge_ntsn",
         }
     }
 }
@@ -222,13 +230,20 @@ impl Attacker {
                     body.extend(self.bytes(64));
                     reply.extend(ef(EF_AUTH, &body));
                     v.inject.push(Injected { kind: AttackKind::Forge, payload: reply, back: true, after: false });
-                } else if r < c.forge + c.forge_kod {
+                } else if r < c.forge + c.forge_kod + c.forge_ntsn {
+                    // A kiss-o'-death: DENY without the identifier, or NTSN
+                    // echoing it as a server's would (RFC 8915 §5.7).
+                    let ntsn = r >= c.forge + c.forge_kod;
                     reply[0] = 0xe4; // LI 3, v4, mode 4
                     reply[1] = 0;
                     reply[4..24].fill(0);
-                    reply[12..16].copy_from_slice(b"DENY");
+                    reply[12..16].copy_from_slice(if ntsn { b"NTSN" } else { b"DENY" });
                     reply[32..48].fill(0);
-                    v.inject.push(Injected { kind: AttackKind::ForgeKod, payload: reply, back: true, after: false });
+                    if ntsn {
+                        reply.extend(ef(EF_UID, uid));
+                    }
+                    let kind = if ntsn { AttackKind::ForgeNtsn } else { AttackKind::ForgeKod };
+                    v.inject.push(Injected { kind, payload: reply, back: true, after: false });
                 }
             }
             4 if payload[1] != 0 => {
@@ -306,21 +321,40 @@ mod tests {
         Attacker::new(c, SimRng::derive(1, "attacker-test"))
     }
 
+    /// The one datagram an attacker doing `c` injects on seeing [`request`]
+    /// (checked to be of `kind`, to go back to the client ahead of the
+    /// request, and the request itself to go on), and its extension fields.
+    fn one_answer(c: AttackerConfig, kind: AttackKind) -> (Vec<u8>, Vec<(u16, usize, usize)>) {
+        let v = only(c).on_datagram(addr(C), addr(S), &request());
+        let [inj] = v.inject.as_slice() else { panic!("{v:?}") };
+        assert_eq!((inj.kind, inj.back, inj.after), (kind, true, false));
+        assert!(v.replace.is_none() && !v.hold, "the request itself goes on");
+        let p = inj.payload.clone();
+        assert_eq!(&p[24..32], &request()[40..48], "origin copied");
+        let f = fields(&p).unwrap();
+        (p, f)
+    }
+
     #[test]
     fn forged_reply_echoes_uid_and_origin_but_cannot_authenticate() {
-        let mut a = only(AttackerConfig { forge: 1.0, ..Default::default() });
-        let v = a.on_datagram(addr(C), addr(S), &request());
-        let [inj] = v.inject.as_slice() else { panic!("{v:?}") };
-        assert_eq!((inj.kind, inj.back, inj.after), (AttackKind::Forge, true, false));
-        let p = &inj.payload;
+        let (p, f) = one_answer(AttackerConfig { forge: 1.0, ..Default::default() }, AttackKind::Forge);
         assert_eq!((p[0] & 7, p[1]), (4, 1));
-        assert_eq!(&p[24..32], &request()[40..48], "origin copied");
-        let f = fields(p).unwrap();
         assert_eq!(f.iter().map(|e| e.0).collect::<Vec<_>>(), vec![EF_UID, EF_AUTH]);
         assert_eq!(&p[f[0].1 + 4..f[0].2], &[7; 32]);
         let xmt = u64::from_be_bytes(p[40..48].try_into().unwrap());
         assert_eq!(xmt >> 32, (0x1122_3344u64 + u64::from(FORGED_SHIFT_S)));
-        assert!(v.replace.is_none() && !v.hold, "the request itself goes on");
+    }
+
+    #[test]
+    fn forged_ntsn_echoes_the_identifier_without_cookie_or_authenticator() {
+        let (p, f) = one_answer(AttackerConfig { forge_ntsn: 1.0, ..Default::default() }, AttackKind::ForgeNtsn);
+        assert_eq!((p[0], p[1], &p[12..16]), (0xe4, 0, &b"NTSN"[..]));
+        assert_eq!(f.iter().map(|e| e.0).collect::<Vec<_>>(), vec![EF_UID]);
+        assert_eq!(&p[f[0].1 + 4..f[0].2], &[7; 32]);
+        // One action per request: forge, forge_kod and forge_ntsn share the 1.
+        let e = AttackerConfig { forge: 0.5, forge_kod: 0.25, forge_ntsn: 0.5, ..Default::default() }.validate().unwrap_err();
+        assert!(e.contains("forge + forge_kod + forge_ntsn = 1.25"), "{e}");
+        assert!(AttackerConfig { forge_ntsn: 1.5, ..Default::default() }.validate().unwrap_err().contains("`forge_ntsn`"));
     }
 
     #[test]
@@ -371,7 +405,7 @@ mod tests {
 
     #[test]
     fn plain_ntp_and_kisses_pass_untouched() {
-        let all = AttackerConfig { modify: 0.2, strip: 0.2, append: 0.2, replay: 0.2, reorder: 0.2, forge: 0.5, forge_kod: 0.5 };
+        let all = AttackerConfig { modify: 0.2, strip: 0.2, append: 0.2, replay: 0.2, reorder: 0.2, forge: 0.4, forge_kod: 0.3, forge_ntsn: 0.3 };
         let mut a = only(all);
         for _ in 0..50 {
             assert_eq!(a.on_datagram(addr(C), addr(S), &request()[..48]), Verdict::default());

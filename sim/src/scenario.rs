@@ -92,10 +92,10 @@
 //!   pattern: only every N-th packet gets through, as in chrony's tests);
 //!   `forward = { .. }` (from the first named host
 //!   to the second) and `backward = { .. }` override them per direction.
-//!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod }`
-//!   puts an on-path attacker on the link ([`crate::attacker`]): each a
-//!   probability per NTS reply (the first five, sum at most 1) or per NTS
-//!   request (the last two, sum at most 1).
+//!   `attacker = { modify, strip, append, replay, reorder, forge, forge_kod,
+//!   forge_ntsn }` puts an on-path attacker on the link
+//!   ([`crate::attacker`]): each a probability per NTS reply (the first
+//!   five, sum at most 1) or per NTS request (the last three, sum at most 1).
 //!   Hosts without a link cannot talk to each other.
 //! - `[[event]]`: `at` (time since the start) and `action`, one of
 //!   `partition` (`hosts = [..]` isolates those hosts from all others, or
@@ -1465,6 +1465,7 @@ struct AttackerSection {
     reorder: Option<Probability>,
     forge: Option<Probability>,
     forge_kod: Option<Probability>,
+    forge_ntsn: Option<Probability>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -1992,8 +1993,9 @@ impl Validator<'_> {
                     reorder: p(x.reorder),
                     forge: p(x.forge),
                     forge_kod: p(x.forge_kod),
+                    forge_ntsn: p(x.forge_ntsn),
                 };
-                c.validate().map_err(|m| self.err(a, m, Some("each is a probability per NTS reply (modify, strip, append, replay, reorder) or per NTS request (forge, forge_kod)".into())))?;
+                c.validate().map_err(|m| self.err(a, m, Some("each is a probability per NTS reply (modify, strip, append, replay, reorder) or per NTS request (forge, forge_kod, forge_ntsn)".into())))?;
                 Some(c)
             }
             None => None,
@@ -2339,13 +2341,13 @@ impl Validator<'_> {
                 return Err(self.err(d, format!("discipline {:?} is not one of {}", d.get_ref(), DISCIPLINES.map(|x| format!("{x:?}")).join(", ")), Some("as the daemon's [clock] discipline".into())));
             }
         }
-        // The drift file the daemon would read, in chrony's format, read by
-        // the daemon's own reader (its sign and range).
+        // The drift file the daemon would read (chrony's FREQ = the error
+        // in ppm), checked by the daemon's own range check, with its sign.
         let initial_frequency = match &h.drift {
             None => None,
             Some(d) => Some(
-                ntplab_daemon::drift::parse(&format!("{} 0", d.get_ref() * 1e6), "drift")
-                    .map_err(|m| self.err(d, format!("{m} (s/s: {})", d.get_ref()), Some("the clock's frequency error as the daemon's drift file holds it, s/s (positive: the clock gains), within ±0.1005".into())))?,
+                ntplab_daemon::drift::correction_from_ppm(-(d.get_ref() * 1e6))
+                    .map_err(|m| self.err(d, format!("drift: {m} (s/s: {})", d.get_ref()), Some("the clock's frequency error as the daemon's drift file holds it, s/s (positive: the clock gains), within ±0.1005".into())))?,
             ),
         };
         let mut span_of_source = Vec::new();

@@ -139,6 +139,24 @@ fn the_on_path_attacker_is_deterministic_and_does_everything_it_is_told() {
 }
 
 #[test]
+fn forged_ntsns_neither_force_nts_ke_nor_cost_samples() {
+    // Every request is answered first by a forged NTSN echoing its Unique
+    // Identifier: the client keeps its session (RFC 8915 §5.7), and the
+    // server's authentic reply that follows is still a sample.
+    let scenario = Scenario::parse(include_str!("../../scenarios/nts-forged-ntsn.toml"), "nts-forged-ntsn.toml").unwrap();
+    let (report, files) = run_to_files(&scenario, "nts-forged-ntsn");
+    assert!(report.passed(), "{:?}", report.verdicts);
+    let packets = String::from_utf8_lossy(file(&files, "packets.jsonl")).into_owned();
+    let forged = packets.lines().filter(|l| l.contains("\"attack\":\"forge_ntsn\"")).count();
+    let events = String::from_utf8_lossy(file(&files, "events.jsonl")).into_owned();
+    let count = |kind: &str| events.matches(&format!("\"kind\":\"{kind}\"")).count();
+    let naks = events.matches("\"event\":\"NtsNak\"").count();
+    assert!(forged >= 100 && naks == forged, "{forged} forged NTSNs, {naks} judged");
+    assert_eq!(count("nts_ke"), 1, "only the first NTS-KE: no forged NTSN forced another");
+    assert_eq!(count("sample"), forged, "every request's authentic reply became a sample");
+}
+
+#[test]
 fn attacker_key_mistakes_are_named_with_their_position() {
     let with = |a: &str| TWO_HOSTS.replace("SERVER", "nts = {}") + &format!("attacker = {a}\n");
     let e = err(&with("{ modify = 0.6, strip = 0.6 }"));
@@ -148,6 +166,9 @@ fn attacker_key_mistakes_are_named_with_their_position() {
     let e = err(&with("{ flip = 0.1 }"));
     assert!(e.contains("s.toml:17:") && e.contains("flip"), "{e}");
     Scenario::parse(&with("{ forge = 0.5, forge_kod = 0.5, replay = 1.0 }"), "s.toml").unwrap();
+    let e = err(&with("{ forge = 0.5, forge_ntsn = 0.6 }"));
+    assert!(e.contains("s.toml:17:") && e.contains("forge + forge_kod + forge_ntsn"), "{e}");
+    Scenario::parse(&with("{ forge_kod = 0.5, forge_ntsn = 0.5 }"), "s.toml").unwrap();
 }
 
 /// [`TWO_HOSTS`] for 30 min with the client polling every 64 s (poll 6, no

@@ -637,31 +637,55 @@ fn hex4(k: [u8; 4]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// R8915-5.7-ntsn-react: after an NTSN answering its request, a daemon
-/// client runs NTS-KE again (successfully) before its next NTS request to
-/// that server, and the first reply after that is not another NTSN (the
-/// old cookies were dropped).
+/// One NTS-KE attempt's longest time (the daemon's `KE_CLIENT_TIMEOUT`):
+/// an NTS-KE started at a poll ends at most this long after it.
+const KE_ATTEMPT_MAX_S: f64 = 10.0;
+
+/// R8915-5.7-ntsn-react: an NTSN is unauthenticated, so a daemon client
+/// that gets one answering its request waits until its next poll for a
+/// valid NTS-protected response, and only if none came runs NTS-KE then
+/// (RFC 8915 §5.7). For every server NTSN delivered to a daemon client whose
+/// next NTS request to that server is in the trace:
+/// - authentic time from the server (a reply with an Authenticator, not a
+///   kiss) delivered between the NTSN and that next request: the wait was
+///   answered, no NTS-KE is owed;
+/// - otherwise a successful NTS-KE of that client must end after the
+///   NAKed request left and at most [`KE_ATTEMPT_MAX_S`] after the next
+///   request (the poll that found no valid response starts it), and the
+///   first request after it must not be answered with NTSN again (the old
+///   cookies were discarded).
 pub fn ntsn_rekey(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
     for (req, rep) in uid_pairs(a).filter(|(_, rep)| is_ntsn(rep) && rep.delivered() && a.ctx.is_daemon(rep.dst.ip())) {
         let at = rep.received_t_s.unwrap_or(rep.sent_t_s);
         let host = a.ctx.name(rep.dst.ip());
-        let ke = ke_events(a).find(|e| ke_ok(e) && e.host.as_deref() == Some(host.as_str()) && e.t_s >= at - 1e-6);
-        let next = daemon_nts_requests(a).map(|(p, _)| p).find(|p| p.src.ip() == req.src.ip() && p.dst == req.dst && p.sent_t_s > at);
-        match (ke, next) {
-            (_, None) => {}
-            (None, Some(p)) => t.bad(|| format!("{} after the NTSN {} without a successful NTS-KE", p.cite(), rep.cite())),
-            (Some(e), Some(p)) if e.t_s > p.sent_t_s => t.bad(|| format!("{} after the NTSN {} before the NTS-KE at {}", p.cite(), rep.cite(), ke_cite(e))),
-            (Some(e), Some(p)) => {
-                let answer = a.server_pairs.iter().find(|s| a.pk(s.request).line == p.line).map(|s| a.pk(s.reply));
-                match answer {
-                    Some(r) if is_ntsn(r) => t.bad(|| format!("{} answers {} (sent after the re-key at {}) with NTSN again", r.cite(), p.cite(), ke_cite(e))),
-                    _ => t.good(|| format!("NTSN {} then {} then {}, not NAKed", rep.cite(), ke_cite(e), p.cite())),
-                }
-            }
+        let to_server = |p: &&PacketRec| p.src.ip() == req.src.ip() && p.dst == req.dst;
+        let Some(next) = daemon_nts_requests(a).map(|(p, _)| p).filter(to_server).find(|p| p.sent_t_s > at) else { continue };
+        let time = uid_pairs(a).map(|(_, r)| r).find(|r| {
+            r.src == rep.src
+                && r.dst == rep.dst
+                && r.delivered()
+                && r.header.is_some_and(|h| h.stratum != 0)
+                && fields(&r.bytes).is_some_and(|f| count(&f, EF_AUTH) > 0)
+                && r.received_t_s.is_some_and(|rx| rx > at && rx < next.sent_t_s)
+        });
+        if let Some(r) = time {
+            t.good(|| format!("NTSN {} then authentic time {} before the next poll {}: no NTS-KE owed", rep.cite(), r.cite(), next.cite()));
+            continue;
+        }
+        let ke = ke_events(a).find(|e| ke_ok(e) && e.host.as_deref() == Some(host.as_str()) && e.t_s >= req.sent_t_s && e.t_s <= next.sent_t_s + KE_ATTEMPT_MAX_S);
+        let Some(e) = ke else {
+            t.bad(|| format!("NTSN {}, no authentic time by the next poll {}, and no successful NTS-KE by {:.3} s", rep.cite(), next.cite(), next.sent_t_s + KE_ATTEMPT_MAX_S));
+            continue;
+        };
+        let after = daemon_nts_requests(a).map(|(p, _)| p).filter(to_server).find(|p| p.sent_t_s > e.t_s);
+        let answer = after.and_then(|p| a.server_pairs.iter().find(|s| a.pk(s.request).line == p.line)).map(|s| a.pk(s.reply));
+        match (after, answer) {
+            (Some(p), Some(r)) if is_ntsn(r) => t.bad(|| format!("{} answers {} (sent after the re-key at {}) with NTSN again", r.cite(), p.cite(), ke_cite(e))),
+            _ => t.good(|| format!("NTSN {}, no authentic time by the next poll {}, then {}", rep.cite(), next.cite(), ke_cite(e))),
         }
     }
-    t.outcome("NTSN kisses delivered to daemon clients", "no daemon client got an NTSN")
+    t.outcome("NTSN kisses delivered to daemon clients and followed by another NTS request", "no daemon client got an NTSN and polled again")
 }
 
 /// R8915-4.1.7-server / R8915-4.1.8-port: a response names at most one

@@ -515,8 +515,14 @@ pub fn read_file_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, Bo
 /// The UTF-8 text of the configuration file at `path`, if it has at most
 /// `max` bytes ([`read_file_bounded`]).
 pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<String, ConfigError> {
+    bounded_text(path, max, read_file_bounded(path, max))
+}
+
+/// What [`read_bounded`] makes of [`read_file_bounded`]`(path, max)`'s
+/// outcome `read`: the UTF-8 text, or the error naming `path`.
+pub fn bounded_text(path: &std::path::Path, max: u64, read: Result<Vec<u8>, BoundedReadError>) -> Result<String, ConfigError> {
     let name = path.display();
-    let bytes = read_file_bounded(path, max).map_err(|e| match e {
+    let bytes = read.map_err(|e| match e {
         BoundedReadError::Io(e) => ConfigError(format!("cannot read {name}: {e}")),
         BoundedReadError::Directory => ConfigError(format!("cannot read {name}: it is a directory")),
         BoundedReadError::TooLarge(Some(len)) => ConfigError(format!("{name}: {len} bytes is larger than the limit of {max} bytes")),

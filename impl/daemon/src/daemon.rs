@@ -17,7 +17,7 @@ use crate::clock::DaemonClock;
 use crate::config::DaemonConfig;
 use crate::fast::{FastPathSpec, FastServer, Published};
 use crate::net::{DatagramSocket, Network, Received};
-use crate::nts::glue::{KeDone, NtsRuntime, NtsSource};
+use crate::nts::glue::{Judgement, KeDone, NtsRuntime, NtsSource};
 use crate::nts::ke::{NoStreams, StreamNetwork};
 use crate::nts::server::NtsServerShared;
 use crate::refclock::{RefclockDriver, RefclockInput, RefclockProvider, Refclocks};
@@ -641,13 +641,8 @@ where
                     }
                 } else {
                     let index = inc.socket - server_socket_count;
+                    // An NTSN drops nothing: NTS-KE waits for the next poll (RFC 8915 §5.7).
                     handle_reply(index, &inc, rx_time, mono(), &mut slots, &mut drivers, &mut system, &peers, clock, events, v5_rng.random());
-                    // An NTSN dropped the session: establish keys again at once.
-                    if let Some(n) = slots.get_mut(index).and_then(Option::as_mut).and_then(|s| s.nts.as_mut()) {
-                        if !n.keyed() {
-                            tasks.0.extend(n.start_ke(index, nts, &ke_tx));
-                        }
-                    }
                 }
             }
             done = ke_rx.recv() => {
@@ -730,7 +725,15 @@ where
                             }
                             let mut len = req.len;
                             if let Some(n) = slot.nts.as_mut() {
-                                // No plain request ever leaves for an NTS source: without keys, none at all.
+                                // No cookies, or an NTSN and no authentic time
+                                // since, by this poll: NTS-KE (RFC 8915 §5.7).
+                                if n.ke_wanted_at_poll() {
+                                    tasks.0.extend(n.start_ke(index, nts, &ke_tx));
+                                }
+                                // No plain request ever leaves for an NTS source:
+                                // without keys, none at all. With them it goes,
+                                // NTS-KE running or not (§5.7: keep polling with
+                                // the cookies there are until NTS-KE succeeds).
                                 match n.protect(&out[..req.len], &nts.provider) {
                                     Some(protected) if protected.len() <= out.len() => {
                                         out[..protected.len()].copy_from_slice(&protected);
@@ -980,8 +983,16 @@ fn handle_reply<S, C: DaemonClock>(
         // Only authentic replies exist for an NTS source, and kiss-o'-deaths
         // that echo one of its requests' Unique Identifiers (RFC 8915 §5.7):
         // anything else is dropped unseen, as if it never arrived.
-        if n.judge(&inc.data).is_none() {
-            return;
+        match n.judge(&inc.data) {
+            None => return,
+            Some(Judgement::Nak) => {
+                // Unauthenticated, so it answers nothing: the source's request
+                // stays outstanding, and the server's authentic reply, should a
+                // forged NTSN have raced ahead of it, is still a sample.
+                events.event(rx_time, &DaemonEvent::SourceReply { source: slot.address, event: SourceEvent::NtsNak });
+                return;
+            }
+            Some(Judgement::Time | Judgement::Kiss) => {}
         }
     }
     let event = slot.source.handle_response(now, &inc.data, rx_time, slot.last_tx);

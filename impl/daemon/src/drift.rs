@@ -20,11 +20,15 @@
 //! ntplab writes chrony's format, so chrony reads its files too: FREQ = −the
 //! correction, and SKEW = the discipline's frequency uncertainty, both ppm.
 //! Values beyond ±(500 ppm + the tick's 10 %) (what a Linux kernel clock can
-//! be corrected by: [`MAX_DRIFT_PPM`]) are refused.
+//! be corrected by: [`MAX_DRIFT_PPM`]) are refused, by one check
+//! ([`correction_from_ppm`]) that the parser, the writer and the simulator's
+//! `drift` share.
 //!
 //! # Bad files
 //!
-//! A missing file is a first start: no initial frequency, no message. An
+//! A missing file (the open fails with `NotFound`: the file, or a directory
+//! on its path, does not exist) is a first start: no initial frequency, no
+//! message. An
 //! unreadable, malformed or out-of-range file is ignored with a warning that
 //! names the file, as ntpd and chrony do: the daemon starts as without a drift
 //! file (a damaged file should not keep a host from time service), and
@@ -33,6 +37,7 @@
 //! The write is atomic: a temporary file in the same directory
 //! (`NAME.tmp`), flushed to disk, renamed over the file.
 
+use crate::config::{bounded_text, read_file_bounded, BoundedReadError};
 use ntplab_proto::clock::steered::MAX_TICK_RATE;
 use ntplab_proto::constants::MAXFREQ;
 use std::io::Write;
@@ -47,6 +52,22 @@ pub const DRIFT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_
 
 /// Largest drift file read, octets (one line of two numbers is under 100).
 const DRIFT_BYTES_MAX: u64 = 4096;
+
+/// The range check of every frequency a drift file holds, read or written,
+/// and of the simulator's `drift`: a frequency correction of
+/// `correction_ppm` ppm (positive: the clock is sped up) can start the
+/// discipline if it is a finite number within ±[`MAX_DRIFT_PPM`]. Returns it
+/// in s/s; the error says why not and names the frequency as chrony's file
+/// holds it (the rate the clock gains, minus the correction), ppm.
+pub fn correction_from_ppm(correction_ppm: f64) -> Result<f64, String> {
+    if correction_ppm.is_nan() || correction_ppm.is_infinite() {
+        return Err(format!("frequency {} ppm is not a finite number", -correction_ppm));
+    }
+    if correction_ppm.abs() > MAX_DRIFT_PPM {
+        return Err(format!("frequency {} ppm is beyond ±{MAX_DRIFT_PPM} ppm (500 ppm plus the tick's 10 %)", -correction_ppm));
+    }
+    Ok(correction_ppm / 1e6)
+}
 
 /// Parses a drift file's text (`origin` names it in errors): the frequency
 /// correction to start from, s/s.
@@ -83,21 +104,20 @@ pub fn parse(text: &str, origin: &str) -> Result<f64, String> {
             ))
         }
     };
-    if correction_ppm.abs() > MAX_DRIFT_PPM {
-        return Err(format!("{origin}:{n}: frequency {} ppm is beyond ±{MAX_DRIFT_PPM} ppm (500 ppm plus the tick's 10 %)", -correction_ppm));
-    }
-    Ok(correction_ppm / 1e6)
+    correction_from_ppm(correction_ppm).map_err(|e| format!("{origin}:{n}: {e}"))
 }
 
 /// Reads the drift file at `path`: `Ok(None)` when it does not exist (a first
 /// start), `Ok(Some(correction))` in s/s, `Err` (naming the file) when it
-/// cannot be read or holds no valid frequency.
+/// cannot be read or holds no valid frequency. One bounded read: whether
+/// the file exists is what opening it says (no separate look that the file
+/// could change after).
 pub fn read(path: &Path) -> Result<Option<f64>, String> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        _ => {}
-    }
-    let text = crate::config::read_bounded(path, DRIFT_BYTES_MAX).map_err(|e| format!("drift file {e}"))?;
+    let bytes = match read_file_bounded(path, DRIFT_BYTES_MAX) {
+        Err(BoundedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        other => other,
+    };
+    let text = bounded_text(path, DRIFT_BYTES_MAX, bytes).map_err(|e| format!("drift file {e}"))?;
     parse(&text, &format!("drift file {}", path.display())).map(Some)
 }
 
@@ -117,8 +137,8 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 /// Writes `correction` (s/s, ± `uncertainty`) to the drift file at `path`
 /// atomically: to [`temporary_path`], synced, then renamed over `path`.
 pub fn write(path: &Path, correction: f64, uncertainty: f64) -> std::io::Result<()> {
-    if !correction.is_finite() || correction.abs() * 1e6 > MAX_DRIFT_PPM {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("frequency correction {correction} s/s is out of range")));
+    if let Err(e) = correction_from_ppm(correction * 1e6) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("frequency correction {correction} s/s: {e}")));
     }
     let tmp = temporary_path(path);
     let result = (|| {
@@ -180,6 +200,52 @@ mod tests {
         assert!(e.contains("drift file") && e.contains("bad:1:"), "{e}");
         let e = read(&d).unwrap_err();
         assert!(e.contains("directory"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_range_check_takes_finite_frequencies_up_to_the_kernels_limit() {
+        assert_eq!(correction_from_ppm(0.0), Ok(0.0));
+        assert_eq!(correction_from_ppm(-12.5), Ok(-12.5e-6));
+        assert_eq!(correction_from_ppm(MAX_DRIFT_PPM), Ok(MAX_DRIFT_PPM / 1e6));
+        assert_eq!(correction_from_ppm(-MAX_DRIFT_PPM), Ok(-MAX_DRIFT_PPM / 1e6));
+        for bad in [MAX_DRIFT_PPM + 1e-6, -MAX_DRIFT_PPM - 1e-6, 1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            let e = correction_from_ppm(bad).unwrap_err();
+            let says = if bad.is_finite() { "is beyond ±100500 ppm" } else { "is not a finite number" };
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // The frequency named is the clock's gain, as chrony's file holds it.
+        assert!(correction_from_ppm(-200_000.0).unwrap_err().starts_with("frequency 200000 ppm"));
+        // What the parser refuses for range is what the check refuses.
+        assert_eq!(parse("-100500 0", "f"), correction_from_ppm(100_500.0));
+        assert_eq!(parse("100500.5", "f").unwrap_err(), format!("f:1: {}", correction_from_ppm(100_500.5).unwrap_err()));
+    }
+
+    #[test]
+    fn not_found_is_a_first_start_other_failures_are_errors() {
+        let d = dir("notfound");
+        // No file, no directory it would be in, a symbolic link to nothing: no file yet.
+        assert_eq!(read(&d.join("drift")), Ok(None));
+        assert_eq!(read(&d.join("no-dir").join("drift")), Ok(None));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d.join("gone"), d.join("dangling")).unwrap();
+            assert_eq!(read(&d.join("dangling")), Ok(None));
+        }
+        // A file where a directory should be is not "not found": reported, naming the path.
+        std::fs::write(d.join("file"), "1 0\n").unwrap();
+        let e = read(&d.join("file").join("drift")).unwrap_err();
+        assert!(e.starts_with("drift file cannot read ") && e.contains("file/drift"), "{e}");
+        // Too large, and not UTF-8: reported as before.
+        std::fs::write(d.join("big"), vec![b' '; 5000]).unwrap();
+        let e = read(&d.join("big")).unwrap_err();
+        assert!(e.contains("5000 bytes is larger than the limit of 4096 bytes"), "{e}");
+        std::fs::write(d.join("latin1"), b"1\xe9 0\n").unwrap();
+        let e = read(&d.join("latin1")).unwrap_err();
+        assert!(e.contains("latin1:1:2: not UTF-8 text"), "{e}");
+        // Once written, it is read.
+        write(&d.join("drift"), 2e-6, 0.0).unwrap();
+        assert!((read(&d.join("drift")).unwrap().unwrap() - 2e-6).abs() < 1e-15);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -3,6 +3,15 @@
 //! - [`NtsSource`]: a source's key establishment (a local task, retried with
 //!   back-off), its cookie jar and session, protecting requests and judging
 //!   replies. An unauthenticated or forged reply is nothing: dropped unseen.
+//!
+//! An NTS NAK (an NTSN kiss-o'-death echoing one of our Unique
+//! Identifiers) is unauthenticated: anyone who saw the request can forge
+//! one (RFC 8915 §8.7). So it destroys nothing. The source keeps its keys,
+//! its cookies and the request it answers (whose authentic reply still
+//! counts), and waits until its next poll for authentic time; only if none
+//! came by then does NTS-KE start (RFC 8915 §5.7), and until NTS-KE
+//! succeeds the source keeps polling with the cookies it has. A successful
+//! NTS-KE replaces every old cookie and the keys.
 
 use super::client::{establish, Established, KeFailure};
 use super::ke::{self, SessionEnd, StreamNetwork};
@@ -135,6 +144,9 @@ pub struct NtsSource {
     failures: u32,
     /// DENY/RSTR disassociations since the last authentic time.
     disassociations: u32,
+    /// An NTSN came for one of our requests and no authentic time since:
+    /// NTS-KE starts at the next poll (RFC 8915 §5.7).
+    nak_unanswered: bool,
     retry_at: Option<tokio::time::Instant>,
 }
 
@@ -154,7 +166,19 @@ const PENDING_MAX: usize = 8;
 impl NtsSource {
     /// A source that has not run NTS-KE yet.
     pub fn new(spec: NtsSourceSpec, config: Arc<rustls::ClientConfig>, default_ntp: SocketAddr) -> NtsSource {
-        NtsSource { spec, config, default_ntp, session: None, pending: Vec::new(), running: false, started: None, failures: 0, disassociations: 0, retry_at: None }
+        NtsSource {
+            spec,
+            config,
+            default_ntp,
+            session: None,
+            pending: Vec::new(),
+            running: false,
+            started: None,
+            failures: 0,
+            disassociations: 0,
+            nak_unanswered: false,
+            retry_at: None,
+        }
     }
 
     /// Starts key establishment as a local task unless one runs or a retry
@@ -190,6 +214,8 @@ impl NtsSource {
                 // The failure count stays until authentic time (RFC 8915 §4.2).
                 self.retry_at = None;
                 self.pending.clear();
+                // New keys and cookies: whatever an NTSN said of the old ones is moot.
+                self.nak_unanswered = false;
                 match &mut self.session {
                     Some(s) => s.rekey(e.keys, e.response.cookies),
                     None => self.session = Some(ClientSession::new(e.keys, e.response.cookies)),
@@ -221,6 +247,21 @@ impl NtsSource {
         self.retry_at
     }
 
+    /// Whether a poll of this source, now due, should start NTS-KE (the
+    /// loop then calls [`NtsSource::start_ke`], which keeps to the back-off):
+    /// there is no session or no cookie left, or an NTSN came for one of
+    /// our requests and no authentic time has come since, by this poll
+    /// (RFC 8915 §5.7). In the latter case the poll still sends its request
+    /// with the cookies the source has.
+    pub fn ke_wanted_at_poll(&self) -> bool {
+        !self.keyed() || self.nak_unanswered
+    }
+
+    /// Whether an NTSN came for one of our requests and no authentic time since.
+    pub fn nak_unanswered(&self) -> bool {
+        self.nak_unanswered
+    }
+
     /// Whether a session with cookies is ready.
     pub fn keyed(&self) -> bool {
         self.session.as_ref().is_some_and(|s| !s.jar().is_empty())
@@ -244,7 +285,10 @@ impl NtsSource {
     }
 
     /// Judges a reply. `None`: not authentic or not ours (drop it: it is
-    /// nothing). An NTSN for one of its requests drops the session: re-key.
+    /// nothing). An NTSN for one of its requests is [`Judgement::Nak`]: it
+    /// is unauthenticated, so it changes nothing but a mark that makes the
+    /// next poll start NTS-KE unless authentic time comes first; the
+    /// session, its cookies and the pending request stay (RFC 8915 §5.7).
     /// A kiss-o'-death that echoes the Unique Identifier of an outstanding
     /// request is [`Judgement::Kiss`]: RFC 8915 §5.7 says the client then
     /// complies with RFC 5905 §7.4 (RATE backs off, DENY and RSTR end the
@@ -261,6 +305,7 @@ impl NtsSource {
                     // the back-offs start afresh (RFC 8915 §4.2, §5.7).
                     self.disassociations = 0;
                     self.failures = 0;
+                    self.nak_unanswered = false;
                     return Some(Judgement::Time);
                 }
                 Ok(ResponseKind::Kiss(code)) => {
@@ -269,8 +314,10 @@ impl NtsSource {
                     return Some(Judgement::Kiss);
                 }
                 Ok(ResponseKind::NtsNak) => {
-                    self.session = None;
-                    self.pending.clear();
+                    // Kept pending: a forged NTSN raced ahead of the server's
+                    // reply must not make that reply unacceptable.
+                    tracing::debug!(ke = %self.spec.ke_host, "NTSN echoing our identifier: NTS-KE at the next poll unless authentic time comes first");
+                    self.nak_unanswered = true;
                     return Some(Judgement::Nak);
                 }
                 Err(e) => last_error = Some(e),
@@ -289,6 +336,7 @@ impl NtsSource {
     pub fn disassociate(&mut self) -> Duration {
         self.session = None;
         self.pending.clear();
+        self.nak_unanswered = false;
         let wait = ke_retry_interval(self.disassociations);
         self.disassociations += 1;
         self.retry_at = Some(tokio::time::Instant::now() + wait);
@@ -301,7 +349,8 @@ impl NtsSource {
 pub enum Judgement {
     /// Authentic time: a sample candidate.
     Time,
-    /// An NTSN for one of its requests: the session is gone, re-key.
+    /// An NTSN for one of its requests: nothing is dropped; the next poll
+    /// starts NTS-KE unless authentic time comes first (RFC 8915 §5.7).
     Nak,
     /// A kiss-o'-death (not NTSN) echoing an outstanding request's Unique
     /// Identifier: the source's kiss-code rules apply to it.
@@ -312,7 +361,7 @@ pub enum Judgement {
 mod tests {
     use super::*;
     use ntplab_proto::nts::ntp::{process_request, NtsRequest};
-    use ntplab_proto::nts::{Aead, KeResponse, MasterKeyConfig, MasterKeys, SessionKeys};
+    use ntplab_proto::nts::{Aead, KeResponse, MasterKeyConfig, MasterKeys, SeededRng, SessionKeys};
     use ntplab_proto::wire::ntske::ProtocolId;
 
     fn header(mode: u8, transmit: u8) -> [u8; 48] {
@@ -326,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn only_authentic_replies_count_and_an_ntsn_drops_the_session() {
+    fn only_authentic_replies_count_and_an_ntsn_marks_the_session() {
         let provider = tls::provider();
         let mut rng = provider_rng(&provider);
         let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
@@ -383,8 +432,128 @@ mod tests {
         let NtsRequest::Nak(nak) = process_request(&other, &request) else { panic!("expected a NAK") };
         let n = nak.write(-20, &mut out).unwrap();
         assert_eq!(source.judge(&stranger), None);
+        assert!(!source.ke_wanted_at_poll());
         assert_eq!(source.judge(&out[..n]), Some(Judgement::Nak));
-        assert!(!source.keyed(), "NTSN: the session is gone, NTS-KE runs again");
+        assert!(source.keyed(), "NTSN: unauthenticated, so the session stays");
+        assert!(source.ke_wanted_at_poll(), "NTSN: NTS-KE at the next poll unless authentic time comes");
+    }
+
+    /// A source keyed with 8 cookies of the server's `master`, and a
+    /// seeded random source for the rest.
+    fn keyed_source() -> (Arc<CryptoProvider>, SeededRng, MasterKeys, NtsSource) {
+        let provider = tls::provider();
+        let mut rng = SeededRng::new(27);
+        let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec(), ntpv5: false };
+        let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
+        let mut source = NtsSource::new(spec, config, addr);
+        assert_eq!(source.ke_done(Ok(established(&master, &keys, &mut rng))), Ok(addr));
+        (provider, rng, master, source)
+    }
+
+    fn established(master: &MasterKeys, keys: &SessionKeys, rng: &mut dyn ntplab_proto::nts::NtsRng) -> Established {
+        let cookies: Vec<Vec<u8>> = (0..8).map(|_| master.seal(keys, &mut *rng)).collect();
+        let response = KeResponse { protocol: ProtocolId::NTPV4, aead: Aead::AesSivCmac256, cookies, ntp_server: None, ntp_port: None };
+        Established { response, keys: keys.clone(), ntp: "127.0.0.1:123".parse().unwrap(), transcript: Default::default() }
+    }
+
+    /// The NTSN anyone who saw `request` can send: its identifier echoed, no authenticator.
+    fn forged_ntsn(request: &[u8], rng: &mut dyn ntplab_proto::nts::NtsRng) -> Vec<u8> {
+        let stranger = MasterKeys::new(MasterKeyConfig::default(), 0, rng);
+        let NtsRequest::Nak(nak) = process_request(&stranger, request) else { panic!("expected a NAK") };
+        let mut out = vec![0u8; 2048];
+        let n = nak.write(-20, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// The server's authentic reply to `request`.
+    fn authentic_reply(master: &MasterKeys, request: &[u8], rng: &mut dyn ntplab_proto::nts::NtsRng) -> Vec<u8> {
+        let NtsRequest::Protected(protected) = process_request(master, request) else { panic!("the server cannot read it") };
+        let mut reply = vec![0u8; 2048];
+        reply[..48].copy_from_slice(&header(4, 2));
+        let len = protected.seal_reply(&mut reply, master, rng).unwrap();
+        reply.truncate(len);
+        reply
+    }
+
+    #[test]
+    fn a_spoofed_ntsn_then_the_authentic_reply_keeps_session_and_cookies() {
+        let (provider, mut rng, master, mut source) = keyed_source();
+        let request = source.protect(&header(3, 1), &provider).unwrap();
+        assert_eq!(source.cookies(), 7);
+        // An attacker who saw the request races the server with an NTSN.
+        let ntsn = forged_ntsn(&request, &mut rng);
+        assert_eq!(source.judge(&ntsn), Some(Judgement::Nak));
+        assert_eq!((source.keyed(), source.cookies(), source.nak_unanswered()), (true, 7, true), "nothing discarded");
+        // A replay of it changes nothing more.
+        assert_eq!(source.judge(&ntsn), Some(Judgement::Nak));
+        assert_eq!(source.cookies(), 7);
+        // The server's reply to the same request still counts, and answers the NTSN.
+        let reply = authentic_reply(&master, &request, &mut rng);
+        assert_eq!(source.judge(&reply), Some(Judgement::Time));
+        assert_eq!((source.cookies(), source.nak_unanswered(), source.ke_wanted_at_poll()), (8, false, false));
+        // The old cookies and keys still work at the next poll.
+        let request = source.protect(&header(3, 3), &provider).unwrap();
+        let reply = authentic_reply(&master, &request, &mut rng);
+        assert_eq!(source.judge(&reply), Some(Judgement::Time));
+        assert_eq!(source.cookies(), 8);
+    }
+
+    #[test]
+    fn an_ntsn_then_authentic_time_from_a_later_request_keeps_the_session() {
+        let (provider, mut rng, master, mut source) = keyed_source();
+        let first = source.protect(&header(3, 1), &provider).unwrap();
+        assert_eq!(source.judge(&forged_ntsn(&first, &mut rng)), Some(Judgement::Nak));
+        // A burst's next request goes out with the old cookies, and its reply is authentic.
+        let second = source.protect(&header(3, 2), &provider).unwrap();
+        assert_eq!(source.cookies(), 6);
+        assert_eq!(source.judge(&authentic_reply(&master, &second, &mut rng)), Some(Judgement::Time));
+        assert!(!source.ke_wanted_at_poll(), "authentic time came before the next poll: no NTS-KE");
+        assert_eq!(source.cookies(), 8, "the old session refills its jar");
+    }
+
+    #[test]
+    fn an_ntsn_unanswered_by_the_next_poll_starts_nts_ke_and_polling_goes_on() {
+        let (provider, mut rng, master, mut source) = keyed_source();
+        let runtime = NtsRuntime { streams: ke::NoStreams, provider: provider.clone(), time: None };
+        let (tx, mut rx) = mpsc::channel(4);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            // Keyed and no NTSN: a poll does not run NTS-KE.
+            assert!(!source.ke_wanted_at_poll());
+            let request = source.protect(&header(3, 1), &provider).unwrap();
+            // The server lost its cookie key: a genuine NTSN; nothing authentic follows.
+            let rotated = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+            let NtsRequest::Nak(nak) = process_request(&rotated, &request) else { panic!("expected a NAK") };
+            let mut out = vec![0u8; 2048];
+            let n = nak.write(-20, &mut out).unwrap();
+            assert_eq!(source.judge(&out[..n]), Some(Judgement::Nak));
+            // The next poll: NTS-KE starts, and the poll's request still goes out with an old cookie.
+            assert!(source.ke_wanted_at_poll());
+            let task = source.start_ke(0, &runtime, &tx).expect("NTS-KE starts at the next poll");
+            assert!(source.start_ke(0, &runtime, &tx).is_none(), "one at a time");
+            assert!(source.protect(&header(3, 2), &provider).is_some(), "polling goes on until NTS-KE succeeds");
+            assert_eq!(source.cookies(), 6);
+            task.await.unwrap();
+            // This NTS-KE fails (no TCP here): the old cookies stay, the mark
+            // too, and the next attempt waits for the back-off.
+            let done = rx.recv().await.unwrap();
+            assert!(source.ke_done(done.result).is_err());
+            assert_eq!((source.keyed(), source.cookies()), (true, 6));
+            assert!(source.ke_wanted_at_poll());
+            assert!(source.start_ke(0, &runtime, &tx).is_none(), "back-off");
+        });
+        // A successful NTS-KE replaces every old cookie and the keys.
+        let fresh_master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
+        let fresh_keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
+        assert!(source.ke_done(Ok(established(&fresh_master, &fresh_keys, &mut rng))).is_ok());
+        assert_eq!((source.cookies(), source.ke_wanted_at_poll()), (8, false));
+        let request = source.protect(&header(3, 3), &provider).unwrap();
+        assert!(matches!(process_request(&master, &request), NtsRequest::Nak(_)), "no old cookie is used");
+        assert_eq!(source.judge(&authentic_reply(&fresh_master, &request, &mut rng)), Some(Judgement::Time));
     }
 
     #[test]

@@ -48,7 +48,8 @@
 //! send req; keep pending with the request
 //! match session.verify_response(&pending, &datagram) {
 //!     Ok(ResponseKind::Time { .. }) => forget pending; process datagram[..48] as usual
-//!     Ok(ResponseKind::NtsNak)      => forget pending; re-key: NTS-KE, then session.rekey(keys, cookies)
+//!     Ok(ResponseKind::NtsNak)      => unauthenticated: drop nothing, keep pending; if no Time by the
+//!                                      next poll, NTS-KE, then session.rekey(keys, cookies) (RFC 8915 §5.7)
 //!     Ok(ResponseKind::Kiss(code))  => forget pending; obey the kiss-o'-death (RATE: back off; DENY/RSTR: stop)
 //!     Err(e) => discard the datagram (forged, unauthenticated, not ours)
 //! }

@@ -18,9 +18,12 @@
 //! carries exactly one Unique Identifier, equal to the request's, before
 //! exactly one Authenticator that verifies under the S2C key; the cookies in
 //! its encrypted fields go into the jar. An "NTSN" kiss-o'-death with the
-//! request's Unique Identifier is [`ResponseKind::NtsNak`]: the caller
+//! request's Unique Identifier is [`ResponseKind::NtsNak`]: it is not
+//! authenticated, so the caller keeps the session and the pending request,
+//! waits until its next poll for an accepted response and, if none came,
 //! re-keys (runs NTS-KE again, then [`ClientSession::rekey`], which drops
-//! every old cookie); another kiss-o'-death with that identifier is
+//! every old cookie), polling with the old cookies meanwhile (RFC 8915
+//! §5.7); another kiss-o'-death with that identifier is
 //! [`ResponseKind::Kiss`] (RFC 8915 §5.7: obey it as RFC 5905 §7.4 says).
 //! Anything else is an error and must be discarded: unauthenticated
 //! replies, wrong or missing identifiers, failed authentication. After a response is
@@ -315,7 +318,8 @@ pub enum ResponseKind {
         /// Cookies added to the jar.
         new_cookies: usize,
     },
-    /// An NTSN kiss-o'-death answering this request: re-key.
+    /// An NTSN kiss-o'-death answering this request. Unauthenticated: re-key
+    /// only if no `Time` comes by the next poll (RFC 8915 §5.7).
     NtsNak,
     /// Another kiss-o'-death (stratum 0, no authenticator) carrying this
     /// request's Unique Identifier, e.g. RATE: RFC 8915 §5.7 has the client
