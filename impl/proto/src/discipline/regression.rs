@@ -370,7 +370,7 @@ impl LinearFit {
 
     /// The factor of the value's variance at `x` that the weights and the
     /// abscissae give: `1/Σw + (x − x̄)²/Sxx`.
-    fn value_leverage(&self, x: f64) -> f64 {
+    pub fn value_leverage(&self, x: f64) -> f64 {
         1.0 / self.weight_sum + (x - self.x_mean).powi(2) / self.sxx
     }
 
@@ -414,6 +414,44 @@ pub fn runs_test_passes(residuals: &[f64]) -> bool {
     let variance = 2.0 * plus * minus * (2.0 * plus * minus - n) / (n * n * (n - 1.0));
     runs(residuals) as f64 >= mean - 2.0 * variance.max(0.0).sqrt()
 }
+
+/// The lower quartile of the delays' excesses over their minimum. A
+/// sample's error bound has a floor of a quarter of it: about an eighth of
+/// the mean excess when the jitter is exponential both ways, but unmoved by
+/// a majority of samples delayed far beyond the rest (chrony's
+/// 126-burst: 70 % of requests held 150 ms, whose mean excess put the floor
+/// at 13 ms, so the delayed samples weighed as much as the rest).
+fn excess_quartile(excess: impl Iterator<Item = f64>) -> f64 {
+    let mut excess: Vec<f64> = excess.filter(|e| e.is_finite()).collect();
+    if excess.is_empty() {
+        return 0.0;
+    }
+    excess.sort_by(f64::total_cmp);
+    if excess.len() < QUARTILE_SAMPLES {
+        // Too few for a quartile (it would be the minimum): twice the mean
+        // over four, the exponential jitter's quartile.
+        return excess.iter().sum::<f64>() / excess.len() as f64 / 2.0;
+    }
+    excess[excess.len() / 4]
+}
+
+/// Fewest samples whose lower quartile [`excess_quartile`] takes.
+const QUARTILE_SAMPLES: usize = 8;
+
+/// The line's level is carried from its weighted mean at the frequency in
+/// use only when that is this many times less uncertain (in variance) than
+/// the line's own value: the frequency's uncertainty assumes
+/// [`RegressionConfig::wander`], and an oscillator wandering more (chrony's
+/// 007-largewander, 1e-7) makes it optimistic.
+const CARRIED_LEVEL_GAIN: f64 = 4.0;
+
+/// ... and only when now lies more than this many weighted spreads of the
+/// line's abscissae beyond their weighted mean: a line extrapolated far past
+/// where its weight lies. Within its span a line follows a wandering
+/// oscillator better than a frequency carried from an older fit (007, with
+/// the frequency carried whenever it was four times more certain: max
+/// offset 501 us over 20 seeds against 391 us).
+const CARRIED_LEVEL_REACH: f64 = 5.0;
 
 /// A fit point `(x, y, weight)`.
 type Point = (f64, f64, f64);
@@ -671,9 +709,7 @@ impl RegressionDiscipline {
         let delays = self.samples.iter().map(|s| s.delay);
         let min_delay = delays.clone().fold(f64::INFINITY, f64::min);
         let max_delay = delays.clone().fold(0.0, f64::max);
-        let n = self.samples.len() as f64;
-        let mean_excess = delays.map(|d| d - min_delay).sum::<f64>() / n;
-        let floor = (0.25 * mean_excess / 2.0).max(self.precision());
+        let floor = (excess_quartile(delays.map(|d| d - min_delay)) / 4.0).max(self.precision());
         let sigma = |s: &RawSample| floor + (s.delay - min_delay) / 2.0;
         let y = |s: &RawSample| s.raw_offset - self.asymmetry * (s.delay - min_delay);
         let points =
@@ -860,9 +896,7 @@ impl RegressionDiscipline {
     /// anchored the frequency 1e-7 away from a clock that had wandered:
     /// chrony's 003-largefreqoffset, seed 4, 210 us).
     fn blend_frequency(&mut self, slope: f64, sd: f64, now: NtpTime) -> f64 {
-        // The reference ages: the oscillator's frequency wanders after it.
-        let age = self.freq_time.map_or(0.0, |t| secs(now - t).max(0.0));
-        let old = self.freq_sd.hypot(self.config.wander * age.sqrt());
+        let old = self.frequency_sd(now);
         let consistent = (slope - self.freq).abs() <= 3.0 * old.hypot(sd);
         if !sd.is_finite() || !old.is_finite() || sd <= IMPRECISE_FIT * old || !consistent {
             self.freq_sd = sd;
@@ -871,6 +905,14 @@ impl RegressionDiscipline {
         }
         let (w_old, w_new) = (1.0 / (old * old), 1.0 / (sd * sd));
         (self.freq * w_old + slope * w_new) / (w_old + w_new)
+    }
+
+    /// The standard error of the frequency in use at `now`: that of the
+    /// slope it came from, grown by [`RegressionConfig::wander`] · √age (the
+    /// oscillator's frequency wanders after it).
+    fn frequency_sd(&self, now: NtpTime) -> f64 {
+        let age = self.freq_time.map_or(0.0, |t| secs(now - t).max(0.0));
+        self.freq_sd.hypot(self.config.wander * age.sqrt())
     }
 
     /// The slope of the line through `points` when it can be trusted: through
@@ -1016,10 +1058,30 @@ impl ClockDiscipline for RegressionDiscipline {
                 // The fitted offset's uncertainty: the residuals' pooled
                 // with a prior from the samples' error bounds (PRIOR_DOF),
                 // less what the asymmetry correction takes out of them.
-                let bounded = BOUNDED_SD_FACTOR * (1.0 - 2.0 * self.asymmetry.abs()) * f.weighted_value_error(0.0);
+                //
+                // The level now is the line's value, unless the frequency in
+                // use is known better than the line's slope: then the line's
+                // weighted mean carried to now at that frequency. A window
+                // whose weight is all in a burst of seconds long ago (the
+                // rest of its samples delayed 150 ms, chrony's 126-burst)
+                // has a slope uncertain by tens of ppm, and its value two
+                // minutes on was milliseconds off.
+                let (level, value_var, leverage) = {
+                    let freq_var = self.frequency_sd(now).powi(2);
+                    let own = f.value_leverage(0.0);
+                    let carried = 1.0 / f.weight_sum + f.x_mean * f.x_mean * freq_var;
+                    // How many weighted spreads now lies beyond the weight.
+                    let reach = f.x_mean * f.x_mean * f.weight_sum / f.sxx;
+                    if reach > CARRIED_LEVEL_REACH * CARRIED_LEVEL_REACH && CARRIED_LEVEL_GAIN * carried < own {
+                        (f.y_mean - slope * f.x_mean, f.variance / f.weight_sum + f.x_mean * f.x_mean * freq_var, carried)
+                    } else {
+                        (f.at(0.0), f.value_sd(0.0).powi(2), own)
+                    }
+                };
+                let bounded = BOUNDED_SD_FACTOR * (1.0 - 2.0 * self.asymmetry.abs()) * leverage.sqrt();
                 let dof = f.n.saturating_sub(2) as f64;
-                let pooled = ((dof * f.value_sd(0.0).powi(2) + PRIOR_DOF * bounded * bounded) / (dof + PRIOR_DOF)).sqrt();
-                (f.at(0.0), pooled, slope)
+                let pooled = ((dof * value_var + PRIOR_DOF * bounded * bounded) / (dof + PRIOR_DOF)).sqrt();
+                (level, pooled, slope)
             }
             None if enough_samples => {
                 // Enough samples, but no window passes the break tests: the
@@ -1461,6 +1523,35 @@ mod tests {
     }
 
     #[test]
+    fn a_line_whose_weight_is_in_a_burst_long_ago_gives_the_level_at_the_known_frequency() {
+        // The clock runs 10 ppm fast, a frequency known to 1e-8. Four quick
+        // samples in 3 s (±10 µs), three delayed 150 ms (offsets 75 ms
+        // high), and a new delayed one 117 s later: the quick ones carry the
+        // weight, and their slope is 4 ppm low. The line's value now is
+        // some 470 µs off; its weighted mean carried to now at 10 ppm is
+        // within the quick samples' noise.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let truth = |t: f64| 1e-5 * t;
+        let quick = [(0.0, 10e-6, 200e-6), (1.0, -10e-6, 240e-6), (2.0, 10e-6, 280e-6), (3.0, -10e-6, 320e-6)];
+        for (t, noise, delay) in quick {
+            d.samples.push_back(RawSample { time: at(t), raw_offset: truth(t) + noise, correction: 0.0, delay });
+        }
+        for t in [4.0, 5.0, 6.0] {
+            d.samples.push_back(RawSample { time: at(t), raw_offset: truth(t) + 0.075, correction: 0.0, delay: 0.1502 });
+        }
+        d.freq = 1e-5;
+        d.freq_sd = 1e-8;
+        d.freq_time = Some(at(0.0));
+        d.frequency_measured = true;
+        let u = d.update_sample(&sample_at(truth(123.0) + 0.075, 123.0, 123.0, 0.1502));
+        let Action::Slew { phase, frequency, .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((frequency - 1e-5).abs() < 1e-7, "{frequency}");
+        assert!((secs(phase) - truth(123.0)).abs() < 10e-6, "{phase:?}");
+        let (_, line) = d.fit.expect("a window passes");
+        assert!((line.at(0.0) - truth(123.0)).abs() > 300e-6, "the line itself: {}", line.at(0.0));
+    }
+
+    #[test]
     fn a_sample_the_line_did_not_predict_lowers_the_poll_score_by_log2_of_the_miss() {
         // Delays unknown: a sample's bound is three jitters. A sample 1.5
         // times beyond 1.5 bounds plus twice the line's standard error
@@ -1581,6 +1672,29 @@ mod tests {
         // Delays unknown (all zero): no bounds.
         let d = holding(&[0.0; 4], 0.0);
         assert_eq!(d.points(at(30.0)).1, None);
+    }
+
+    #[test]
+    fn with_eight_samples_or_more_the_floor_is_a_quarter_of_the_excess_quartile_unmoved_by_a_delayed_majority() {
+        // Excesses 0, 40, 80 µs and five held 150 ms (chrony's 126-burst):
+        // the quartile is 80 µs (sorted[8 / 4]), the floor 20 µs. A mean
+        // over eight would have put it at 11.7 ms, near the delayed ones'.
+        let mut d = holding(&[0.0; 8], 0.0);
+        let delays = [200e-6, 240e-6, 280e-6, 0.1502, 0.1502, 0.1502, 0.1502, 0.1502];
+        for (s, delay) in d.samples.iter_mut().zip(delays) {
+            s.delay = delay;
+        }
+        let bounds = d.points(at(30.0)).1.expect("delays are known");
+        for (b, delay) in bounds.iter().zip(delays) {
+            let expected = 20e-6 + (delay - 200e-6) / 2.0;
+            assert!((b - expected).abs() < 1e-12, "{b} vs {expected}");
+        }
+        // The delayed samples weigh a 1/14 000 000th of the quickest.
+        let points = d.points(at(30.0)).0;
+        assert!(points[3].2 / points[0].2 < 1e-7, "{} vs {}", points[3].2, points[0].2);
+        // Seven samples: the mean's eighth, as before.
+        assert!((excess_quartile([0.0, 200e-6, 400e-6, 800e-6, 0.0, 0.0, 0.0].into_iter()) / 4.0 - 1400e-6 / 7.0 / 8.0).abs() < 1e-15);
+        assert_eq!(excess_quartile(std::iter::empty()), 0.0);
     }
 
     #[test]
