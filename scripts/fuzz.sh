@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of impl/proto/fuzz and conformance/fuzz.
+# Runs every cargo-fuzz target of impl/proto/fuzz, impl/daemon/fuzz and conformance/fuzz.
 #   scripts/fuzz.sh                 1,000,000 executions per target (the release bar)
 #   scripts/fuzz.sh --runs N        N executions per target
 #   scripts/fuzz.sh --seconds S     S seconds per target (CI smoke run)
@@ -21,7 +21,7 @@ only=("$@")
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
-for crate in impl/proto conformance; do
+for crate in impl/proto impl/daemon conformance; do
 cd "$root/$crate"
 targets=$(cargo +nightly fuzz list)
 for t in $targets; do
