@@ -857,8 +857,10 @@ impl Tally {
     }
 }
 
-/// The tally an ntplab host's daemon starts with (none for other programs
-/// and scripted peers, whose metrics refusals() refuses).
+/// The tally an ntplab host's daemon starts with. Other programs' hosts
+/// start from nothing known: their stratum served is taken from their
+/// first report on ([`crate::observed::from_reports`]); scripted peers
+/// are refused.
 fn initial_tally(h: &ntplab_sim::scenario::Host) -> Tally {
     match &h.role {
         Role::Ntp(n) if h.implementation == Implementation::Ntplab => {
