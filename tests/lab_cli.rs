@@ -1093,6 +1093,45 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/lab/deny-chrony.toml (30 s): an ntplab server denies its chronyd
+/// client (`kod-deny`). The simulator's ntplab client (the same file
+/// without `impl`) counts one kiss and never selects the server; the lab
+/// counts the chronyd client's kisses from the capture with the same rule
+/// (nothing after the source's DENY), whatever number of DENY replies
+/// chronyd draws, and gets the same verdicts.
+#[test]
+fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: chrony in the virtual lab: {why}");
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/deny-chrony.toml");
+    let dir = tmp("deny-chrony");
+    let sim_scenario = dir.join("sim.toml");
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(&sim_scenario, text.replace("impl = \"chrony\"\n", "")).unwrap();
+    let sim = ntplab().args(["run", "--format", "json"]).arg(&sim_scenario).output().unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let verdicts = |v: &serde_json::Value| -> Vec<(String, serde_json::Value, Option<f64>)> {
+        v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
+    };
+    let (s, l) = (verdicts(&sim), verdicts(&lab));
+    let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
+    let denies = packets
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["dst"].as_str().unwrap().starts_with("10.0.0.2:") && p["lost"].is_null())
+        .filter(|p| p["bytes"].as_str().is_some_and(|b| b.len() >= 96 && &b[2..4] == "00" && &b[24..32] == "44454e59"))
+        .count();
+    eprintln!("simulator (ntplab client) {s:?}\nlab (chronyd client) {l:?}\n{denies} DENY replies delivered to chronyd");
+    assert_eq!(s, [("kiss_codes".to_string(), serde_json::Value::Bool(true), Some(1.0)), ("selections".to_string(), serde_json::Value::Bool(true), Some(0.0))]);
+    assert_eq!(l, s, "{lab}");
+    assert!(denies >= 1, "{packets}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_chronyd_clients_daemon_metrics_are_judged_as_the_simulators() {
     a_peer_clients_daemon_metrics_are_judged_as_the_simulators("chrony");
