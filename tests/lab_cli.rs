@@ -1013,6 +1013,18 @@ fn sim_and_lab_agree_on_the_metrics_from_the_daemons_events() {
     assert_eq!(seen["server"]["kiss_codes_seen"], 0, "{seen:?}");
 }
 
+/// The stratum-0 replies with kiss code `code` delivered to `to` (an
+/// address prefix, "IP:") in a lab trace's packets.jsonl.
+fn kisses_delivered(packets: &str, to: &str, code: &[u8; 4]) -> usize {
+    let hex: String = code.iter().map(|b| format!("{b:02x}")).collect();
+    packets
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["dst"].as_str().unwrap().starts_with(to) && p["lost"].is_null())
+        .filter(|p| p["bytes"].as_str().is_some_and(|b| b.len() >= 96 && &b[2..4] == "00" && b[24..32] == hex))
+        .count()
+}
+
 /// Each host's `lab_daemon_metrics` event (the kiss codes the capture saw
 /// it receive, and what its daemon-event metrics were judged from) in a
 /// lab trace's events.jsonl.
@@ -1082,12 +1094,7 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     let kisses = lab_v.iter().find(|l| l.1 == "kiss_codes").and_then(|l| l.3).unwrap();
     assert_eq!(seen["client"]["kiss_codes_seen"].as_f64(), Some(kisses), "{seen:?}");
     let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
-    let rate_replies = packets
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|p| p["dst"].as_str().unwrap().starts_with("10.0.0.2:") && p["lost"].is_null())
-        .filter(|p| p["bytes"].as_str().is_some_and(|b| b.len() >= 96 && &b[2..4] == "00" && &b[24..32] == "52415445"))
-        .count();
+    let rate_replies = kisses_delivered(&packets, "10.0.0.2:", b"RATE");
     eprintln!("{implementation}: {kisses} kisses counted, {rate_replies} RATE replies delivered to the client in packets.jsonl");
     assert!(kisses >= 1.0 && kisses <= rate_replies as f64, "{kisses} kisses, {rate_replies} RATE replies");
     let _ = std::fs::remove_dir_all(&dir);
@@ -1119,12 +1126,7 @@ fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
     };
     let (s, l) = (verdicts(&sim), verdicts(&lab));
     let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
-    let denies = packets
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|p| p["dst"].as_str().unwrap().starts_with("10.0.0.2:") && p["lost"].is_null())
-        .filter(|p| p["bytes"].as_str().is_some_and(|b| b.len() >= 96 && &b[2..4] == "00" && &b[24..32] == "44454e59"))
-        .count();
+    let denies = kisses_delivered(&packets, "10.0.0.2:", b"DENY");
     eprintln!("simulator (ntplab client) {s:?}\nlab (chronyd client) {l:?}\n{denies} DENY replies delivered to chronyd");
     assert_eq!(s, [("kiss_codes".to_string(), serde_json::Value::Bool(true), Some(1.0)), ("selections".to_string(), serde_json::Value::Bool(true), Some(0.0))]);
     assert_eq!(l, s, "{lab}");
