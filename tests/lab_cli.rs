@@ -987,7 +987,7 @@ fn lab_clients_start_from_the_drift_files_the_lab_writes() {
 /// stratum 1, no NTSN; at least one RATE kiss in each).
 #[test]
 fn sim_and_lab_agree_on_the_metrics_from_the_daemons_events() {
-    let Some((_, sim, lab_ok, lab)) = sim_and_lab("daemon-metrics.toml") else { return };
+    let Some((dir, sim, lab_ok, lab)) = sim_and_lab("daemon-metrics.toml") else { return };
     assert!(passed_but_for_timing(lab_ok, &lab), "{lab}");
     let values = |v: &serde_json::Value| {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect::<Vec<_>>()
@@ -1003,6 +1003,150 @@ fn sim_and_lab_agree_on_the_metrics_from_the_daemons_events() {
             assert_eq!(s, l);
         }
     }
+    // The lab's count from the capture (what it judges other programs'
+    // hosts by) is the daemon's own, for the client and the server.
+    let seen = daemon_metrics_seen(&std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap());
+    let kisses = lab.iter().find(|l| l.0 == "kiss_codes").and_then(|l| l.2).unwrap();
+    assert_eq!(seen["client"]["kiss_codes_seen"].as_f64(), Some(kisses), "{seen:?}");
+    assert_eq!(seen["client"]["ntsn_seen"], 0, "{seen:?}");
+    assert_eq!(seen["client"]["judged_from"], "its daemon's tally", "{seen:?}");
+    assert_eq!(seen["server"]["kiss_codes_seen"], 0, "{seen:?}");
+}
+
+/// The stratum-0 replies with kiss code `code` delivered to `to` (an
+/// address prefix, "IP:") in a lab trace's packets.jsonl.
+fn kisses_delivered(packets: &str, to: &str, code: &[u8; 4]) -> usize {
+    let hex: String = code.iter().map(|b| format!("{b:02x}")).collect();
+    packets
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["dst"].as_str().unwrap().starts_with(to) && p["lost"].is_null())
+        .filter(|p| p["bytes"].as_str().is_some_and(|b| b.len() >= 96 && &b[2..4] == "00" && b[24..32] == hex))
+        .count()
+}
+
+/// Each host's `lab_daemon_metrics` event (the kiss codes the capture saw
+/// it receive, and what its daemon-event metrics were judged from) in a
+/// lab trace's events.jsonl.
+fn daemon_metrics_seen(events: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "lab_daemon_metrics")
+        .map(|e| (e["host"].as_str().unwrap().to_string(), e["details"].clone()))
+        .collect()
+}
+
+/// tests/lab/daemon-metrics.toml with its client run by `implementation`
+/// in the lab (40 s), beside the simulator's ntplab client on the same
+/// file: the rate-limiting ntplab server answers the client's requests
+/// beyond its burst with RATE kisses, and the lab judges the client's
+/// `kiss_codes` and `ntsn` from the capture, its `selections` and
+/// `max_stratum` from its reports. The kiss expectations (and the server's
+/// stratum) get the simulator's verdicts; so do the client's selection and
+/// stratum for chronyd, which selects the server from its burst as ntplab's
+/// client does (ntpsec selects no source within 40 s, so those are printed
+/// only; ntpd-rs, which sends no burst, meets a server limiting to one
+/// request a minute, and its `selections`, refused, are left out). The
+/// kisses counted are the ones the lab reports in events.jsonl, at least
+/// one and no more than the RATE replies delivered to the client in
+/// packets.jsonl.
+fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &str) {
+    if let Some(why) = skip_reason(implementation) {
+        eprintln!("skipped: {implementation} in the virtual lab: {why}");
+        return;
+    }
+    let original = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/daemon-metrics.toml");
+    let dir = tmp(&format!("daemon-metrics-{implementation}"));
+    let mut text = std::fs::read_to_string(&original).unwrap();
+    if implementation == "ntpd-rs" {
+        text = text.replace("[[expect]]\nname = \"the client selects the server once\"\nhost = \"client\"\nmetric = \"selections\"\nmin = 1\nmax = 1\n\n", "");
+        text = text.replace("interval_s_min = 8,", "interval_s_min = 60,");
+        assert!(!text.contains("\"selections\"") && text.contains("interval_s_min = 60,"));
+    }
+    let sim_scenario = dir.join("sim.toml");
+    std::fs::write(&sim_scenario, &text).unwrap();
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, text.replace("name = \"client\"\n", &format!("name = \"client\"\nimpl = \"{implementation}\"\n"))).unwrap();
+    let sim = ntplab().args(["run", "--format", "json"]).arg(&sim_scenario).output().unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let verdicts = |v: &serde_json::Value| -> Vec<(String, String, serde_json::Value, Option<f64>)> {
+        v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
+    };
+    let (sim, lab_v) = (verdicts(&sim), verdicts(&lab));
+    eprintln!("{implementation}: simulator (ntplab client) {sim:?}\nlab ({implementation} client) {lab_v:?}");
+    assert_eq!(lab_v.len(), if implementation == "ntpd-rs" { 4 } else { 5 }, "{lab}");
+    for l in &lab_v {
+        let s = sim.iter().find(|s| s.0 == l.0).unwrap();
+        assert_eq!(s.2, serde_json::Value::Bool(true), "simulator: {s:?}");
+        let compared = implementation == "chrony" || ["kiss_codes", "ntsn"].contains(&l.1.as_str()) || l.0.starts_with("the server ");
+        if compared {
+            assert_eq!(l.2, s.2, "expectation {:?} ({}): simulator {s:?}, lab {l:?}\n{lab}", l.0, l.1);
+        } else {
+            eprintln!("{implementation}: expectation {:?} ({}): simulator {:?} {:?}, lab {:?} {:?} (not compared)", l.0, l.1, s.2, s.3, l.2, l.3);
+        }
+    }
+    let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
+    let seen = daemon_metrics_seen(&events);
+    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections and stratum served from its reports", "{seen:?}");
+    let kisses = lab_v.iter().find(|l| l.1 == "kiss_codes").and_then(|l| l.3).unwrap();
+    assert_eq!(seen["client"]["kiss_codes_seen"].as_f64(), Some(kisses), "{seen:?}");
+    let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
+    let rate_replies = kisses_delivered(&packets, "10.0.0.2:", b"RATE");
+    eprintln!("{implementation}: {kisses} kisses counted, {rate_replies} RATE replies delivered to the client in packets.jsonl");
+    assert!(kisses >= 1.0 && kisses <= rate_replies as f64, "{kisses} kisses, {rate_replies} RATE replies");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tests/lab/deny-chrony.toml (30 s): an ntplab server denies its chronyd
+/// client (`kod-deny`). The simulator's ntplab client (the same file
+/// without `impl`) counts one kiss and never selects the server; the lab
+/// counts the chronyd client's kisses from the capture with the same rule
+/// (nothing after the source's DENY), whatever number of DENY replies
+/// chronyd draws, and gets the same verdicts.
+#[test]
+fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: chrony in the virtual lab: {why}");
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/deny-chrony.toml");
+    let dir = tmp("deny-chrony");
+    let sim_scenario = dir.join("sim.toml");
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(&sim_scenario, text.replace("impl = \"chrony\"\n", "")).unwrap();
+    let sim = ntplab().args(["run", "--format", "json"]).arg(&sim_scenario).output().unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let verdicts = |v: &serde_json::Value| -> Vec<(String, serde_json::Value, Option<f64>)> {
+        v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
+    };
+    let (s, l) = (verdicts(&sim), verdicts(&lab));
+    let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
+    let denies = kisses_delivered(&packets, "10.0.0.2:", b"DENY");
+    eprintln!("simulator (ntplab client) {s:?}\nlab (chronyd client) {l:?}\n{denies} DENY replies delivered to chronyd");
+    assert_eq!(s, [("kiss_codes".to_string(), serde_json::Value::Bool(true), Some(1.0)), ("selections".to_string(), serde_json::Value::Bool(true), Some(0.0))]);
+    assert_eq!(l, s, "{lab}");
+    assert!(denies >= 1, "{packets}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_chronyd_clients_daemon_metrics_are_judged_as_the_simulators() {
+    a_peer_clients_daemon_metrics_are_judged_as_the_simulators("chrony");
+}
+
+#[test]
+fn an_ntpsec_clients_daemon_metrics_are_judged_as_the_simulators() {
+    a_peer_clients_daemon_metrics_are_judged_as_the_simulators("ntpsec");
+}
+
+#[test]
+fn an_ntpd_rs_clients_daemon_metrics_are_judged_as_the_simulators() {
+    a_peer_clients_daemon_metrics_are_judged_as_the_simulators("ntpd-rs");
 }
 
 /// tests/lab/drift.toml with its chronyd client replaced by ntpsec (30 s):

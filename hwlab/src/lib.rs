@@ -22,6 +22,7 @@
 pub mod emulator;
 pub mod labfile;
 pub mod netns;
+pub mod observed;
 pub mod programs;
 pub mod refclock;
 pub mod reports;

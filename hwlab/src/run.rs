@@ -2,6 +2,7 @@
 
 use crate::emulator::{real_now_ns, Capture, Emulator, LinkState};
 use crate::netns::{exec, ip, Namespaces};
+use crate::observed::{self, Kisses};
 use crate::programs::{self, ClockedCommand};
 use crate::reports::{DaemonReport, Reporter};
 use ntplab_proto::time::{NtpDuration, NtpTime};
@@ -97,23 +98,33 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
         }
     }
     for e in &s.expectations {
-        if !matches!(e.metric, Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn) {
-            continue;
-        }
         let members = if e.members.is_empty() { vec![e.host] } else { e.members.clone() };
         for h in members.iter().filter_map(|&m| s.hosts.get(m)) {
-            if h.implementation != Implementation::Ntplab {
-                why.push(format!(
-                    "expectation {:?}: metric `{}` of host `{}` (impl = \"{}\"): it is counted from the daemon's own events, which in the lab only ntplab's daemon writes (`ntplab serve --events`)",
-                    e.name,
-                    e.metric.name(),
-                    h.name,
-                    h.implementation.name()
-                ));
+            if let Some(reason) = daemon_metric_refusal(e.metric, h) {
+                why.push(format!("expectation {:?}: metric `{}` of host `{}` (impl = \"{}\"): {reason}", e.name, e.metric.name(), h.name, h.implementation.name()));
             }
         }
     }
     why
+}
+
+/// Why the lab cannot count metric `m` of host `h` as the simulator does,
+/// if it cannot. ntplab's daemon writes its tally; for the other programs
+/// the kiss codes come from the capture and the selections and the stratum
+/// served from their reports ([`crate::observed`]), except where neither
+/// says what the simulator counts.
+fn daemon_metric_refusal(m: Metric, h: &ntplab_sim::scenario::Host) -> Option<String> {
+    let Role::Ntp(n) = &h.role else { return None };
+    match (m, h.implementation) {
+        (_, Implementation::Ntplab) => None,
+        (Metric::Selections, Implementation::NtpdRs) => Some(
+            "ntpd-rs combines its sources and `ntp-ctl` names no selected source, so the lab cannot count its selections of a system peer".into(),
+        ),
+        (Metric::KissCodes | Metric::Ntsn, _) if n.daemon.sources.iter().any(|s| s.config.version == 5 || s.config.v5_auto) => Some(
+            "an NTPv5 refusal counts as a kiss by the poll it carries against the interval the client has in force, which the capture does not show (the lab counts NTPv4 kisses only)".into(),
+        ),
+        _ => None,
+    }
 }
 
 /// The timestamp noise the lab's trace is judged with, s, on every host.
@@ -640,6 +651,25 @@ fn write_trace(
             tallies[i] = own.tallies;
         }
     }
+    // The kiss codes each host received, from the capture; for programs
+    // that write no tally, their selections and stratum served from their
+    // reports (crate::observed).
+    let seen: Vec<Kisses> = s.hosts.iter().map(|h| observed::kisses_received(h.address, &capture.datagrams)).collect();
+    for (i, h) in s.hosts.iter().enumerate() {
+        let Role::Ntp(_) = h.role else { continue };
+        let judged = if h.implementation == Implementation::Ntplab {
+            "its daemon's tally"
+        } else {
+            let reports = readings.iter().filter(|(_, j, _)| *j == i).filter_map(|(t, _, r)| Some((*t, r.as_ref().ok()?)));
+            tallies[i] = observed::from_reports(reports)
+                .into_iter()
+                .map(|(t, selections, served_stratum)| (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, served_stratum }))
+                .collect();
+            "kiss codes from the capture; selections and stratum served from its reports"
+        };
+        let details = serde_json::json!({"kiss_codes_seen": seen[i].kiss_codes, "ntsn_seen": seen[i].ntsn, "judged_from": judged});
+        timed.push((ended, i, "lab_daemon_metrics", details));
+    }
     for (i, r) in replays.iter().enumerate() {
         if let Some(r) = r {
             timed.extend(r.calls().map(|(t, op)| {
@@ -767,6 +797,9 @@ fn write_trace(
             st.steps = steps;
             let t = tally_at(&tallies[i], initial[i], ended);
             (st.selections, st.kiss_codes, st.ntsn) = (t.selections, t.kiss_codes, t.ntsn);
+            if h.implementation != Implementation::Ntplab {
+                (st.kiss_codes, st.ntsn) = (seen[i].kiss_codes, seen[i].ntsn);
+            }
             let c = replays[i].as_ref().map(|r| r.clock_at(ended));
             HostReport {
                 name: h.name.clone(),
@@ -824,8 +857,10 @@ impl Tally {
     }
 }
 
-/// The tally an ntplab host's daemon starts with (none for other programs
-/// and scripted peers, whose metrics refusals() refuses).
+/// The tally an ntplab host's daemon starts with. Other programs' hosts
+/// start from nothing known: their stratum served is taken from their
+/// first report on ([`crate::observed::from_reports`]); scripted peers
+/// are refused.
 fn initial_tally(h: &ntplab_sim::scenario::Host) -> Tally {
     match &h.role {
         Role::Ntp(n) if h.implementation == Implementation::Ntplab => {
@@ -1123,26 +1158,39 @@ host = "server"
     }
 
     #[test]
-    fn daemon_metrics_are_refused_only_for_hosts_whose_daemon_writes_no_tally() {
-        let text = |client_impl: &str, expect: &str| {
+    fn daemon_metrics_are_refused_only_where_neither_capture_nor_reports_say_them() {
+        let text = |client_impl: &str, source: &str, expect: &str| {
             format!(
                 "name = \"m\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
-                 [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{client_impl}\"\nlisten = false\nsources = [ {{ host = \"server\" }} ]\n\n\
+                 [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{client_impl}\"\nlisten = false\nsources = [ {{ host = \"server\"{source} }} ]\n\n\
                  [[link]]\nbetween = [\"client\", \"server\"]\n\n[[expect]]\nname = \"e\"\n{expect}\n"
             )
         };
-        let refused = |imp: &str, expect: &str| refusals(&Scenario::parse(&text(imp, expect), "m.toml").unwrap());
+        let refused = |imp: &str, source: &str, expect: &str| refusals(&Scenario::parse(&text(imp, source, expect), "m.toml").unwrap());
+        let expect = |metric: &str| format!("host = \"client\"\nmetric = \"{metric}\"\nmax = 3");
         for metric in ["selections", "kiss_codes", "ntsn", "max_stratum"] {
-            assert_eq!(refused("ntplab", &format!("host = \"client\"\nmetric = \"{metric}\"\nmax = 3")), Vec::<String>::new(), "{metric}");
-            let r = refused("chrony", &format!("host = \"client\"\nmetric = \"{metric}\"\nmax = 3"));
-            assert!(r.len() == 1 && r[0].contains(&format!("metric `{metric}` of host `client` (impl = \"chrony\")")), "{r:?}");
+            for imp in ["ntplab", "chrony", "ntpsec"] {
+                assert_eq!(refused(imp, "", &expect(metric)), Vec::<String>::new(), "{imp} {metric}");
+            }
+            // ntpd-rs: all but its selections, which ntp-ctl does not report.
+            let r = refused("ntpd-rs", "", &expect(metric));
+            if metric == "selections" {
+                assert!(r.len() == 1 && r[0].contains("metric `selections` of host `client` (impl = \"ntpd-rs\")") && r[0].contains("names no selected source"), "{r:?}");
+            } else {
+                assert_eq!(r, Vec::<String>::new(), "{metric}");
+            }
         }
+        // NTPv5 refusals are not counted from the capture (ntpd-rs speaks NTPv5; ntplab's daemon writes its tally).
+        for metric in ["kiss_codes", "ntsn"] {
+            let r = refused("ntpd-rs", ", version = 5", &expect(metric));
+            assert!(r.len() == 1 && r[0].contains(&format!("metric `{metric}` of host `client`")) && r[0].contains("NTPv4 kisses only"), "{r:?}");
+            assert_eq!(refused("ntplab", ", version = 5", &expect(metric)), Vec::<String>::new());
+        }
+        assert_eq!(refused("ntpd-rs", ", version = 5", &expect("max_stratum")), Vec::<String>::new());
         // A host group: each member is named.
-        let group = text("ntpsec", "host = \"client\"\nover = \"max\"\nmetric = \"max_stratum\"\nmax = 3").replace("listen = false\n", "listen = false\ncount = 2\n");
+        let group = text("ntpd-rs", "", "host = \"client\"\nover = \"max\"\nmetric = \"selections\"\nmax = 3").replace("listen = false\n", "listen = false\ncount = 2\n");
         let r = refusals(&Scenario::parse(&group, "m.toml").unwrap());
-        assert!(r.len() == 2 && r[0].contains("host `client-1` (impl = \"ntpsec\")") && r[1].contains("host `client-2` (impl"), "{r:?}");
-        // Other metrics of other programs' hosts are not refused.
-        assert_eq!(refused("chrony", "host = \"client\"\nmetric = \"max_offset\"\nmax = 1"), Vec::<String>::new());
+        assert!(r.len() == 2 && r[0].contains("host `client-1` (impl = \"ntpd-rs\")") && r[1].contains("host `client-2` (impl"), "{r:?}");
     }
 
     #[test]
