@@ -123,7 +123,14 @@ fn skip_reason(implementation: &str) -> Option<String> {
     if missing.is_some() {
         return missing;
     }
-    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
+    // The shim is looked for next to the ntplab binary under test: build it
+    // in the same profile (`cargo nextest run --release` too).
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-q", "-p", "ntplab-clockshim"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
     assert!(status.success(), "building the clock shim failed");
     None
 }
