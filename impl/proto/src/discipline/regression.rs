@@ -415,41 +415,37 @@ pub fn runs_test_passes(residuals: &[f64]) -> bool {
     runs(residuals) as f64 >= mean - 2.0 * variance.max(0.0).sqrt()
 }
 
-/// The lower quartile of the delays' excesses over their minimum. A
-/// sample's error bound has a floor of a quarter of it: about an eighth of
-/// the mean excess when the jitter is exponential both ways, but unmoved by
-/// a majority of samples delayed far beyond the rest (chrony's
-/// 126-burst: 70 % of requests held 150 ms, whose mean excess put the floor
-/// at 13 ms, so the delayed samples weighed as much as the rest).
-fn excess_quartile(excess: impl Iterator<Item = f64>) -> f64 {
-    let mut excess: Vec<f64> = excess.filter(|e| e.is_finite()).collect();
+/// The lower quartile of the delays' excesses over their minimum (the
+/// finite ones), 0 with none.
+fn excess_quartile(mut excess: Vec<f64>) -> f64 {
+    excess.retain(|e| e.is_finite());
     if excess.is_empty() {
         return 0.0;
     }
     excess.sort_by(f64::total_cmp);
-    if excess.len() < QUARTILE_SAMPLES {
-        // Too few for a quartile (it would be the minimum): twice the mean
-        // over four, the exponential jitter's quartile.
-        return excess.iter().sum::<f64>() / excess.len() as f64 / 2.0;
-    }
     excess[excess.len() / 4]
 }
 
 /// The floor of the samples' error bounds: an eighth of their mean excess
-/// delay, unless a delayed majority puts that above
+/// delay, unless (with [`QUARTILE_SAMPLES`] or more; with fewer the
+/// quartile would be the minimum) a delayed majority puts that above
 /// [`DELAYED_MAJORITY_RATIO`] times a quarter of the excesses' lower
 /// quartile ([`excess_quartile`]); then the latter. With exponential
 /// jitter both are about a quarter of the one-way mean, and the mean moves
 /// less from sample to sample: at a ratio of 4 the quartile was taken by
 /// chance in a few samples and raised packet-loss-33's RMS offset by 22 %
 /// and intermittent-link's max by 87 % over seeds 1-10; chrony's 126-burst
-/// (70 % of requests held 150 ms) puts the ratio in the hundreds.
-fn bound_floor(excess: impl Iterator<Item = f64> + Clone) -> f64 {
-    let n = excess.clone().count();
-    if n == 0 {
+/// (70 % of requests held 150 ms, whose mean excess put the floor at
+/// 13 ms) puts the ratio in the hundreds.
+fn bound_floor(excess: impl Iterator<Item = f64>) -> f64 {
+    let excess: Vec<f64> = excess.collect();
+    if excess.is_empty() {
         return 0.0;
     }
-    let mean = excess.clone().sum::<f64>() / n as f64 / 8.0;
+    let mean = excess.iter().sum::<f64>() / excess.len() as f64 / 8.0;
+    if excess.len() < QUARTILE_SAMPLES {
+        return mean;
+    }
     let quartile = excess_quartile(excess) / 4.0;
     if mean > DELAYED_MAJORITY_RATIO * quartile {
         quartile
@@ -461,7 +457,7 @@ fn bound_floor(excess: impl Iterator<Item = f64> + Clone) -> f64 {
 /// See [`bound_floor`].
 const DELAYED_MAJORITY_RATIO: f64 = 32.0;
 
-/// Fewest samples whose lower quartile [`excess_quartile`] takes.
+/// Fewest samples whose lower quartile [`bound_floor`] considers.
 const QUARTILE_SAMPLES: usize = 8;
 
 /// The line's level is carried from its weighted mean at the frequency in
@@ -1721,8 +1717,8 @@ mod tests {
         let points = d.points(at(30.0)).0;
         assert!(points[3].2 / points[0].2 < 1e-7, "{} vs {}", points[3].2, points[0].2);
         // Seven samples: the mean's eighth, as before.
-        assert!((excess_quartile([0.0, 200e-6, 400e-6, 800e-6, 0.0, 0.0, 0.0].into_iter()) / 4.0 - 1400e-6 / 7.0 / 8.0).abs() < 1e-15);
-        assert_eq!(excess_quartile(std::iter::empty()), 0.0);
+        assert!((bound_floor([0.0, 200e-6, 400e-6, 800e-6, 0.0, 0.0, 0.0].into_iter()) - 1400e-6 / 7.0 / 8.0).abs() < 1e-15);
+        assert_eq!(excess_quartile(Vec::new()), 0.0);
         // Exponential-looking excesses with a low quartile by chance (mean/8
         // 24.4 us, 4.9 times the quartile's quarter, 5 us): the mean's eighth.
         let chance = [0.0, 10e-6, 20e-6, 30e-6, 100e-6, 200e-6, 400e-6, 800e-6];
