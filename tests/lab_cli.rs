@@ -491,6 +491,12 @@ fn sim_and_lab_agree_with(file: &str, host: &str, lab_args: &[&std::ffi::OsStr],
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let client = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == host).unwrap().clone();
     let (s, l) = (client(&sim), client(&lab));
+    // Every host's figures, short enough to survive a CI log's truncation.
+    for (run, v) in [("simulator", &sim), ("lab", &lab)] {
+        for h in v["hosts"].as_array().unwrap() {
+            eprintln!("{file}: {run} {}: sync {} s, max {} s, rms {} s, steps {}, sent {}", h["name"], h["sync_time_s"], h["max_offset_s"], h["rms_offset_s"], h["steps"], h["packets_sent"]);
+        }
+    }
     let mut differences = Vec::new();
     eprintln!("{file}: {host} rms_frequency_error: simulator {:?}, lab {:?} (not compared)", s["rms_frequency_error"], l["rms_frequency_error"]);
     for key in ["sync_time_s", "rms_offset_s"].into_iter().filter(|k| !compare.iter().any(|(c, _)| c == k)) {
