@@ -733,7 +733,11 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let dir = tmp("suite");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/short-client.toml")).unwrap();
     std::fs::create_dir_all(dir.join("s")).unwrap();
-    std::fs::write(dir.join("s/stop.toml"), format!("{text}\n[[event]]\nat = \"10s\"\naction = \"stop\"\nhost = \"client\"\n")).unwrap();
+    std::fs::write(
+        dir.join("s/counted.toml"),
+        format!("{text}\n[[event]]\nat = \"10s\"\naction = \"set_link\"\nlink = [\"client\", \"server\"]\nloss = 0.1\nafter_packets = 6\n"),
+    )
+    .unwrap();
     let run = |skip: bool| {
         let mut c = ntplab();
         c.args(["lab", "suite", "--out"]).arg(dir.join("out")).arg(dir.join("s"));
@@ -745,7 +749,7 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let out = run(false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a host stop or start is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("refused") && stdout.contains("timeline event at 10 s: a link change after a packet count (`after_packets`) is not realized by the lab"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let out = run(true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
