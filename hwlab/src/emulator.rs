@@ -41,7 +41,7 @@ pub struct Datagram {
     pub sent_ns: i128,
     /// Real time it left (delivered), Unix ns; None when dropped.
     pub delivered_ns: Option<i128>,
-    /// Why it was dropped: `"loss"`, `"loss pattern"`, `"no-link"` or `"partition"`.
+    /// Why it was dropped: `"loss"`, `"loss pattern"`, `"no-link"`, `"partition"`, `"ke-down"` or `"host down"`.
     pub lost: Option<&'static str>,
     /// The second arrival of a duplicated datagram (same octets and send
     /// time as the record before it of the same datagram).
@@ -77,6 +77,9 @@ pub struct LinkState {
     /// Hosts whose TCP (NTS-KE) is unreachable while their UDP still flows
     /// (`ke_down`, as the simulator's harness blocks them).
     pub tcp_blocked: BTreeSet<IpAddr>,
+    /// Hosts stopped (`stop` until `start`): every packet from or to them is
+    /// dropped as `"host down"` before any draw, as in the simulator's harness.
+    pub hosts_down: BTreeSet<IpAddr>,
 }
 
 impl LinkState {
@@ -101,6 +104,9 @@ impl LinkState {
     /// TCP (`tcp`), to `ke_down`, and draws nothing (as the simulator's
     /// streams see UDP only).
     fn fate(&mut self, src: IpAddr, dst: IpAddr, udp: bool, tcp: bool) -> Result<Vec<f64>, &'static str> {
+        if self.hosts_down.contains(&src) || self.hosts_down.contains(&dst) {
+            return Err("host down");
+        }
         let Some(params) = self.params.get(&(src, dst)).copied() else { return Err("no-link") };
         if self.cut(src, dst) {
             return Err("partition");
@@ -362,6 +368,39 @@ mod tests {
         s.cut_sets.clear();
         s.down.insert((ip(2), ip(3)));
         assert!(s.cut(ip(2), ip(3)) && !s.cut(ip(3), ip(2)));
+    }
+
+    /// A stopped host's datagrams, either way, are dropped as the simulator
+    /// drops them, before any draw: the link's stream carries on after its
+    /// `start` as if they had never been sent.
+    #[test]
+    fn a_stopped_hosts_datagrams_are_dropped_without_a_draw() {
+        use ntplab_sim::link::Jitter;
+        let ip = |d| IpAddr::V4(Ipv4Addr::new(10, 0, 0, d));
+        let p = LinkParams {
+            delay: std::time::Duration::from_millis(1),
+            jitter: Jitter::Exponential { mean_s: 1e-3 },
+            loss: 0.3,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: std::time::Duration::ZERO,
+            pass_every: 1,
+        };
+        let fates = |stop: bool| {
+            let mut s = LinkState::default();
+            s.add_link(3, (0, ip(1)), (1, ip(2)), p, p);
+            let mut got = vec![s.fate(ip(2), ip(1), true, false)];
+            if stop {
+                s.hosts_down.insert(ip(2));
+                assert_eq!(s.fate(ip(2), ip(1), true, false), Err("host down"));
+                assert_eq!(s.fate(ip(1), ip(2), true, false), Err("host down"));
+                assert_eq!(s.fate(ip(1), ip(2), false, true), Err("host down"));
+                s.hosts_down.remove(&ip(2));
+            }
+            got.extend((0..20).map(|_| s.fate(ip(2), ip(1), true, false)));
+            got
+        };
+        assert_eq!(fates(true), fates(false));
     }
 
     /// The emulator's UDP fates are the simulator's path draws on the

@@ -54,10 +54,14 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                     ));
                 }
             }
-            Action::Stop { .. } | Action::Start { .. } => why.push(not(
-                "a host stop or start",
-                "a restarted daemon would start on a fresh virtual clock (the shim keeps the kernel clock state in the process), while the simulator's host keeps its clock",
-            )),
+            Action::Stop { host } | Action::Start { host } => {
+                if let Some(h) = s.hosts.get(*host).filter(|h| h.refclock.is_some()) {
+                    why.push(not(
+                        &format!("a stop or start of host `{}`, which has a reference clock", h.name),
+                        "its feeder and devices are opened once, for the daemon's first start",
+                    ));
+                }
+            }
             Action::KeDown { .. } | Action::KeUp { .. } => {}
         }
     }
@@ -221,7 +225,45 @@ struct HostRun {
     log: PathBuf,
     /// How to read what the daemon reports (none for ntplab's daemon).
     reporter: Option<Reporter>,
+    /// How the daemon was started, to start it again after a `stop`.
+    launch: Launch,
 }
+
+/// A daemon's command line in its host's namespace, on the host's clock.
+struct Launch {
+    cc: ClockedCommand,
+    ns: String,
+    program: PathBuf,
+    args: Vec<String>,
+    /// How many times it was started.
+    starts: usize,
+}
+
+impl Launch {
+    /// Starts the daemon (again: `starts` > 0, its shim taking the host's
+    /// clock over where the journal leaves it), logging to `log`.
+    fn spawn(&mut self, log: &Path) -> Result<Child, String> {
+        let mut cmd = self.cc.command(Some(&self.ns), &self.program, &self.args);
+        if self.starts > 0 {
+            cmd.env("NTPLAB_VCLOCK_RESUME", self.starts.to_string());
+        }
+        // The daemons die with the lab, even when it is killed.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = programs::spawn_logged(cmd, log)?;
+        self.starts += 1;
+        Ok(child)
+    }
+}
+
+/// How long a stopped daemon gets to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// How often the lab reads each daemon's own report while it runs (and once
 /// more just before stopping it).
@@ -410,17 +452,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
                 }
             };
-            let mut cmd = cc.command(Some(&host_ns[i]), &program, &args);
-            // The daemons die with the lab, even when it is killed.
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = programs::spawn_logged(cmd, &log)?;
+            let mut launch = Launch { cc, ns: host_ns[i].clone(), program: program.clone(), args, starts: 0 };
+            let child = launch.spawn(&log)?;
             inventory.push(programs::Started {
                 host: h.name.clone(),
                 implementation: h.implementation.name().to_string(),
@@ -438,6 +471,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 child: Some(child),
                 log,
                 reporter,
+                launch,
             });
             if ntp.daemon.sources.is_empty() {
                 // Servers get a moment to bind before their clients' first requests.
@@ -496,6 +530,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     Action::SetFrequency { host, frequency } => {
                         change_clock(&mut runs, host, started_real, e.at, |at_ns| ntplab_vclock::Change::Frequency { at_ns, frequency })?
                     }
+                    Action::Stop { host } => stop_host(s, &mut runs, &links, host),
+                    Action::Start { host } => start_host(s, &mut runs, &links, &out, host)?,
                     _ => {
                         apply_event(s, &mut links.lock().unwrap_or_else(|p| p.into_inner()), &e.action);
                         real_now_ns()
@@ -509,7 +545,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             }
             if elapsed >= next_report || elapsed >= total {
                 for (i, r) in runs.iter().enumerate() {
-                    if let Some(rep) = r.as_ref().and_then(|r| r.reporter.as_ref()) {
+                    // A stopped daemon reports nothing.
+                    if let Some(rep) = r.as_ref().filter(|r| r.child.is_some()).and_then(|r| r.reporter.as_ref()) {
                         readings.push((real_now_ns(), i, rep.read()));
                     }
                 }
@@ -565,6 +602,49 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     happened.sort();
     let report = write_trace(s, &out, &hosts, &capture, &readings, &happened, epoch, ended, wall)?;
     Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch) })
+}
+
+/// Stops host `host` (the scenario's `stop`): its datagrams are dropped from
+/// now on, as the simulator's harness drops a down host's, and its daemon is
+/// stopped by its PID (SIGTERM, SIGKILL after [`STOP_GRACE`]). Its clock
+/// runs on in the journal's replay with the kernel state the daemon left.
+/// Returns when the host went down.
+fn stop_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkState>, host: usize) -> i128 {
+    links.lock().unwrap_or_else(|p| p.into_inner()).hosts_down.insert(s.hosts[host].address);
+    let at = real_now_ns();
+    if let Some(mut c) = runs.get_mut(host).and_then(Option::as_mut).and_then(|r| r.child.take()) {
+        programs::stop(&mut c, STOP_GRACE);
+    }
+    at
+}
+
+/// Starts host `host` again (the scenario's `start`): its daemon with the
+/// same command line and configuration in the same namespace (files it
+/// keeps, such as a drift file, as it left them), on the host's clock where
+/// it was; ntplab's daemon with the seed the simulator gives that start.
+/// Returns when the host came up.
+fn start_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkState>, out: &Path, host: usize) -> Result<i128, String> {
+    links.lock().unwrap_or_else(|p| p.into_inner()).hosts_down.remove(&s.hosts[host].address);
+    let at = real_now_ns();
+    let Some(r) = runs.get_mut(host).and_then(Option::as_mut) else { return Ok(at) };
+    if r.child.is_some() {
+        return Ok(at);
+    }
+    match r.implementation {
+        // Its control socket, left behind when it was killed, would stop it binding a new one.
+        Implementation::NtpdRs => {
+            let _ = std::fs::remove_file(programs::ntpd_rs_socket(out, &r.name));
+        }
+        Implementation::Ntplab => {
+            if let Some(k) = r.launch.args.iter().position(|a| a == "--seed") {
+                r.launch.args[k + 1] = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{host}/{}", r.launch.starts)).next_u64().to_string();
+            }
+        }
+        Implementation::Chrony | Implementation::Ntpsec => {}
+    }
+    r.log = out.join(format!("{}.start{}.log", r.name, r.launch.starts + 1));
+    r.child = Some(r.launch.spawn(&r.log).map_err(|e| format!("host `{}`: starting its daemon again: {e}", r.name))?);
+    Ok(at)
 }
 
 /// How far ahead of its time the lab sends a clock step or frequency change
@@ -694,18 +774,31 @@ fn write_trace(
         timed.push((*t, *i, "lab_report", details));
     }
     timed.sort_by_key(|c| (c.0, c.1));
-    // Timeline events (hostless), merged in time order.
+    // Timeline events (hostless), merged in time order. A host's stop and
+    // start are also written as the simulator writes them (a `scenario`
+    // event, `{"event": "Stop { host: N }"}`), which the conformance checks
+    // read (a daemon started again begins a new start-up burst).
+    let timeline_event = |trace: &mut TraceWriter, at: i128, k: usize| -> Result<(), String> {
+        let action = &s.events[k].action;
+        let details = serde_json::json!({"action": format!("{action:?}"), "scenario_at_s": s.events[k].at.as_secs_f64()});
+        let time = to_trace(at.max(epoch));
+        trace.event(&Event { time, host: None, kind: "lab_timeline", details: &details }).map_err(werr)?;
+        if let Action::Stop { host } | Action::Start { host } = action {
+            let which = if matches!(action, Action::Stop { .. }) { "Stop" } else { "Start" };
+            let details = serde_json::json!({ "event": format!("{which} {{ host: {host} }}") });
+            trace.event(&Event { time, host: None, kind: "scenario", details: &details }).map_err(werr)?;
+        }
+        Ok(())
+    };
     let mut timeline = happened.iter().peekable();
     for (t, i, kind, details) in &timed {
         while let Some((at, k)) = timeline.next_if(|(at, _)| at <= t) {
-            let details = serde_json::json!({"action": format!("{:?}", s.events[*k].action), "scenario_at_s": s.events[*k].at.as_secs_f64()});
-            trace.event(&Event { time: to_trace((*at).max(epoch)), host: None, kind: "lab_timeline", details: &details }).map_err(werr)?;
+            timeline_event(&mut trace, *at, *k)?;
         }
         trace.event(&Event { time: to_trace((*t).max(epoch)), host: Some(&s.hosts[*i].name), kind, details }).map_err(werr)?;
     }
     for (at, k) in timeline {
-        let details = serde_json::json!({"action": format!("{:?}", s.events[*k].action), "scenario_at_s": s.events[*k].at.as_secs_f64()});
-        trace.event(&Event { time: to_trace((*at).max(epoch)), host: None, kind: "lab_timeline", details: &details }).map_err(werr)?;
+        timeline_event(&mut trace, *at, *k)?;
     }
 
     // Samples on the scenario's grid, from the replayed clocks.
@@ -893,6 +986,10 @@ struct DaemonEvents {
 fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(DaemonEvents::default()) };
     let mut out = DaemonEvents::default();
+    // A daemon started again (the scenario's `start`) counts from zero; the
+    // simulator's tally of the host carries on: the counts of each earlier
+    // start are added to the later ones'.
+    let (mut carried, mut starts_seen) = ((0, 0, 0), 0);
     // A last line without its newline (being written when the daemon stopped) is ignored.
     let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
     for (n, line) in complete.lines().enumerate().take(DAEMON_EVENTS_MAX) {
@@ -911,7 +1008,16 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
             real -= replay.clock_at(real).now_unix_ns(real) - local;
         }
         if kind == "tally" {
-            out.tallies.push((real, Tally::parse(&v["details"]).map_err(|e| bad(&e))?));
+            let starts = replay.resumed.iter().filter(|(_, at)| *at <= real).count();
+            if starts > starts_seen {
+                if let Some((_, t)) = out.tallies.last() {
+                    carried = (t.selections, t.kiss_codes, t.ntsn);
+                }
+                starts_seen = starts;
+            }
+            let mut t = Tally::parse(&v["details"]).map_err(|e| bad(&e))?;
+            (t.selections, t.kiss_codes, t.ntsn) = (t.selections + carried.0, t.kiss_codes + carried.1, t.ntsn + carried.2);
+            out.tallies.push((real, t));
         } else {
             out.trace.push((real, kind, v["details"].clone()));
         }
@@ -1221,6 +1327,58 @@ host = "server"
         assert!(e.starts_with(&format!("{}:1: tally served_stratum 300", path.display())), "{e}");
         std::fs::write(&path, line(3, r#"{"selections":1,"ntsn":0,"served_stratum":1}"#)).unwrap();
         assert!(daemon_events(&path, &replay).unwrap_err().ends_with(":1: tally without a count `kiss_codes`"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A server and a client of `implementation` stopped at 20 s and started at 35 s.
+    fn restarted_client(implementation: &str) -> String {
+        format!(
+            "name = \"restart\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"60s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
+             [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{implementation}\"\nlisten = false\nsources = [ {{ host = \"server\" }} ]\n\n\
+             [[link]]\nbetween = [\"client\", \"server\"]\n\n[[event]]\nat = \"20s\"\naction = \"stop\"\nhost = \"client\"\n\n\
+             [[event]]\nat = \"35s\"\naction = \"start\"\nhost = \"client\"\n"
+        )
+    }
+
+    #[test]
+    fn stops_and_starts_are_realized_for_every_program_and_refused_on_a_reference_clock_host() {
+        for imp in ["ntplab", "chrony", "ntpsec", "ntpd-rs"] {
+            assert_eq!(refusals(&Scenario::parse(&restarted_client(imp), "r.toml").unwrap()), Vec::<String>::new(), "{imp}");
+        }
+        // The server's feeder and devices are opened once: its restart is refused, naming it.
+        let text = restarted_client("ntplab").replace("local_stratum = 1\n", "refclock = { kind = \"gps-pps\" }\n").replace("host = \"client\"\n", "host = \"server\"\n");
+        let r = refusals(&Scenario::parse(&text, "r.toml").unwrap());
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0].starts_with("timeline event at 20 s: a stop or start of host `server`, which has a reference clock"), "{r:?}");
+        assert!(r[1].starts_with("timeline event at 35 s: a stop or start of host `server`") && r[1].contains("opened once"), "{r:?}");
+        // A stopped host's datagrams are dropped in the emulator until it starts (stop_host, start_host).
+        let s = Scenario::parse(&restarted_client("ntplab"), "r.toml").unwrap();
+        let links = Mutex::new(LinkState::default());
+        let mut runs: Vec<Option<HostRun>> = vec![None, None];
+        stop_host(&s, &mut runs, &links, 1);
+        assert!(links.lock().unwrap().hosts_down.contains(&s.hosts[1].address));
+        start_host(&s, &mut runs, &links, Path::new("/nonexistent"), 1).unwrap();
+        assert!(links.lock().unwrap().hosts_down.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_ntplab_daemons_counts_carry_on_from_its_earlier_start() {
+        let epoch = 1_800_000_000_000_000_000i128;
+        let s = 1_000_000_000i128;
+        let params = Params::new(epoch, 0.0, 0.0);
+        // The daemon started again at 10 s (its shim's resume line).
+        let journal = format!("{}\n", ntplab_vclock::resume_line(77, epoch + 10 * s));
+        let replay = Replay::parse(params, epoch, &journal, "journal").unwrap();
+        let dir = std::env::temp_dir().join(format!("ntplab-restart-tally-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.events.jsonl");
+        let line = |at_s: i128, sel: u64, kod: u64| {
+            format!("{{\"kind\":\"tally\",\"local_unix_ns\":\"{}\",\"details\":{{\"selections\":{sel},\"kiss_codes\":{kod},\"ntsn\":0,\"served_stratum\":2}}}}\n", epoch + at_s * s)
+        };
+        std::fs::write(&path, line(2, 1, 0) + &line(5, 2, 1) + &line(12, 1, 0) + &line(15, 1, 2)).unwrap();
+        let ev = daemon_events(&path, &replay).unwrap();
+        let counts: Vec<(u64, u64)> = ev.tallies.iter().map(|(_, t)| (t.selections, t.kiss_codes)).collect();
+        assert_eq!(counts, [(1, 0), (2, 1), (3, 1), (3, 3)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

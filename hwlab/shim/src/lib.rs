@@ -29,7 +29,12 @@
 //! through which the lab steps the oscillator or changes its frequency
 //! while the process runs (the scenario's `step_clock` and `set_frequency`):
 //! each clock call compares the page's generation with the last one read
-//! (one atomic load) and rereads the changes when it moved. A bad value
+//! (one atomic load) and rereads the changes when it moved;
+//! `NTPLAB_VCLOCK_RESUME=K` (K ≥ 1), a daemon started again for the K-th
+//! time (the scenario's `start` after a `stop`): instead of a fresh clock
+//! it takes the host's clock over where the journal leaves it (replayed
+//! through [`ntplab_vclock::Replay`], as the lab replays it) and writes a
+//! resume line, from which the lab follows its calls. A bad value
 //! stops the process with a message naming the variable.
 
 use ntplab_vclock::control::CONTROL_BYTES;
@@ -164,7 +169,7 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
             &env("NTPLAB_VCLOCK_WANDER", ""),
         )
             .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_*: {e}")));
-        let journal = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").map(|p| {
+        let mut journal = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").map(|p| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -172,8 +177,16 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
                 .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_JOURNAL {}: {e}", p.to_string_lossy())))
         });
         let epoch = params.epoch_unix_ns;
-        let control = std::env::var_os("NTPLAB_VCLOCK_CONTROL").map(|p| Control::map(&p));
-        *g = Some(Shim { clock: VirtualClock::new(params, epoch), journal, control });
+        let mut params = params;
+        let mut control = std::env::var_os("NTPLAB_VCLOCK_CONTROL").map(|p| Control::map(&p));
+        if let Some(changes) = control.as_mut().and_then(Control::poll) {
+            params.changes = changes;
+        }
+        let mut clock = VirtualClock::new(params, epoch);
+        if let Some(k) = std::env::var_os("NTPLAB_VCLOCK_RESUME") {
+            clock = resume(&k, params, now, journal.as_mut());
+        }
+        *g = Some(Shim { clock, journal, control });
     }
     if let Some(s) = g.as_mut() {
         if let Some(changes) = s.control.as_mut().and_then(Control::poll) {
@@ -181,6 +194,27 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
         }
     }
     g
+}
+
+/// The host's clock for a daemon started again (`NTPLAB_VCLOCK_RESUME=K`,
+/// its K-th start after the first): the journal replayed to now, as the lab
+/// replays it. The daemon itself (the journal holds K - 1 resume lines)
+/// writes the K-th, from which the lab follows its calls; a helper it
+/// starts under the same preload finds K and only reads the clock.
+fn resume(k: &std::ffi::OsStr, params: Params, now: i128, journal: Option<&mut File>) -> VirtualClock {
+    let k: usize = k.to_str().and_then(|k| k.parse().ok()).filter(|&k| k >= 1).unwrap_or_else(|| fatal("ntplab clock shim: NTPLAB_VCLOCK_RESUME is not a start count of 1 or more"));
+    let path = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").unwrap_or_else(|| fatal("ntplab clock shim: NTPLAB_VCLOCK_RESUME without NTPLAB_VCLOCK_JOURNAL"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_JOURNAL {}: {e}", path.to_string_lossy())));
+    let clock = ntplab_vclock::Replay::resume(params, params.epoch_unix_ns, &text, now).unwrap_or_else(|e| fatal(&format!("ntplab clock shim: resuming: {e}")));
+    if ntplab_vclock::resumes(&text) + 1 == k {
+        if let Some(j) = journal {
+            let line = format!("{}\n", ntplab_vclock::resume_line(std::process::id(), now));
+            if let Err(e) = j.write_all(line.as_bytes()) {
+                fatal(&format!("ntplab clock shim: writing the journal: {e}"));
+            }
+        }
+    }
+    clock
 }
 
 /// Applies a clock-changing call and journals it.

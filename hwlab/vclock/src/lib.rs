@@ -767,27 +767,53 @@ fn ns_to_us(ns: i64) -> i64 {
 /// Most journal lines [`Replay::parse`] accepts (about 100 MB of text).
 pub const JOURNAL_LINES_MAX: usize = 1_000_000;
 
+/// The journal line (without the newline) by which process `pid`, started
+/// again on a host whose daemon was stopped (the scenario's `stop` and
+/// `start`), takes the host's clock over at real time `real_ns`: `PID
+/// REAL_NS R`. [`Replay`] follows that process's calls from this line on.
+pub fn resume_line(pid: u32, real_ns: i128) -> String {
+    format!("{pid} {real_ns} R")
+}
+
+/// How many resume lines ([`resume_line`]) `text` (a journal) holds.
+pub fn resumes(text: &str) -> usize {
+    text.lines().filter(|l| parse_resume(l).is_some()).count()
+}
+
+/// (pid, real time) of a resume line.
+fn parse_resume(line: &str) -> Option<(u32, i128)> {
+    let mut f = line.split_ascii_whitespace();
+    let (Some(pid), Some(real), Some("R"), None) = (f.next(), f.next(), f.next(), f.next()) else { return None };
+    Some((pid.parse().ok()?, real.parse().ok()?))
+}
+
 /// A journal replayed: the clock after every call, in time order.
 #[derive(Debug, Clone)]
 pub struct Replay {
     initial: VirtualClock,
     /// (real time of the call, clock after it, the call).
     changes: Vec<(i128, VirtualClock, JournalOp)>,
-    /// The process whose calls were replayed (the first that wrote one).
+    /// The process whose calls were replayed first (the first that wrote one).
     pub pid: Option<u32>,
+    /// The processes that took the clock over after a restart ([`resume_line`]), with the real time.
+    pub resumed: Vec<(u32, i128)>,
 }
 
 impl Replay {
     /// Replays `text` (a journal) over a clock with `params` that started at
-    /// `start_ns`. Only the first process that wrote to the journal is
-    /// replayed (a helper that exec'd under the same preload is another
-    /// process). A last line without its newline (being written) is ignored.
-    /// `origin` names the journal in errors.
+    /// `start_ns`. Only the host's daemon is replayed: the first process that
+    /// wrote to the journal and, after a resume line ([`resume_line`]: the
+    /// daemon was stopped and started again), the process that wrote it,
+    /// which carries on with the same clock (a helper that exec'd under the
+    /// same preload is another process). A last line without its newline
+    /// (being written) is ignored. `origin` names the journal in errors.
     pub fn parse(params: Params, start_ns: i128, text: &str, origin: &str) -> Result<Replay, String> {
         let mut clock = VirtualClock::new(params, start_ns);
         let initial = clock.clone();
         let mut changes = Vec::new();
         let mut pid = None;
+        let mut first = None;
+        let mut resumed = Vec::new();
         let complete = match text.rfind('\n') {
             Some(i) => &text[..=i],
             None => "",
@@ -796,15 +822,28 @@ impl Replay {
             if n >= JOURNAL_LINES_MAX {
                 return Err(format!("{origin}: more than {JOURNAL_LINES_MAX} lines"));
             }
+            if let Some((p, real)) = parse_resume(line) {
+                pid = Some(p);
+                resumed.push((p, real));
+                continue;
+            }
             let (p, real, op) = JournalOp::parse(line).map_err(|e| format!("{origin}:{}: {e}", n + 1))?;
             if *pid.get_or_insert(p) != p {
                 continue;
             }
+            first.get_or_insert(p);
             // A refused call (EINVAL) changed nothing, in the shim as here.
             let _ = clock.apply(real, &op);
             changes.push((real, clock.clone(), op));
         }
-        Ok(Replay { initial, changes, pid })
+        Ok(Replay { initial, changes, pid: first, resumed })
+    }
+
+    /// The clock a daemon started again at real time `real_ns` takes over:
+    /// the host's clock as the journal `text` leaves it (the same replay the
+    /// lab makes of it), running on from there.
+    pub fn resume(params: Params, start_ns: i128, text: &str, real_ns: i128) -> Result<VirtualClock, String> {
+        Ok(Replay::parse(params, start_ns, text, "the journal")?.clock_at(real_ns).clone())
     }
 
     /// The clock in force at real time `real_ns`.

@@ -339,3 +339,37 @@ fn pps_fetch_edge_times_are_translated_and_empty_edges_left_alone() {
     assert_eq!(i64::from_ne_bytes(back[8..16].try_into().unwrap()), 1_799_999_000);
     assert_eq!(i32::from_ne_bytes(back[16..20].try_into().unwrap()), 999_999_900);
 }
+
+#[test]
+fn a_restarted_daemon_takes_the_hosts_clock_over_where_it_was() {
+    let params = Params::new(T0, 0.1, -37e-6);
+    let mut live = VirtualClock::new(params, T0);
+    let slew = JournalOp::Adjtimex(Timex { modes: ADJ_FREQUENCY | ADJ_STATUS, freq: 30 << 16, status: 0, ..Timex::default() });
+    live.apply(T0 + SEC, &slew).unwrap();
+    let mut text = format!("{}\n", slew.line(42, T0 + SEC));
+    // The daemon (42) stops; its clock runs on with its corrections. A
+    // process started again at 20 s takes it over as the lab's replay has it.
+    let resumed = Replay::resume(params, T0, &text, T0 + 20 * SEC).unwrap();
+    assert_eq!(resumed.now(T0 + 30 * SEC), live.now(T0 + 30 * SEC));
+    assert_eq!(resumed.status(), 0);
+    assert_eq!(resumes(&text), 0);
+    text.push_str(&format!("{}\n", resume_line(50, T0 + 20 * SEC)));
+    assert_eq!(resumes(&text), 1);
+    let before = live.clone();
+    let step = JournalOp::Adjtimex(Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: 0, time_frac: 5_000_000, ..Timex::default() });
+    live.apply(T0 + 21 * SEC, &step).unwrap();
+    text.push_str(&format!("{}\n", step.line(50, T0 + 21 * SEC)));
+    // The old process's calls after the restart, and a helper's, are not the daemon's.
+    text.push_str(&format!("{}\n{}\n", step.line(42, T0 + 22 * SEC), step.line(51, T0 + 23 * SEC)));
+    let replay = Replay::parse(params, T0, &text, "journal").unwrap();
+    assert_eq!(replay.pid, Some(42));
+    assert_eq!(replay.resumed, vec![(50, T0 + 20 * SEC)]);
+    assert_eq!(replay.calls().count(), 2);
+    for at in [T0 + 10 * SEC, T0 + 20 * SEC] {
+        assert_eq!(replay.clock_at(at).now(at), before.now(at));
+    }
+    assert_eq!(replay.clock_at(T0 + 25 * SEC).now(T0 + 25 * SEC), live.now(T0 + 25 * SEC));
+    // Continuous across the restart: no jump between just before and just after it.
+    let (a, b) = (T0 + 20 * SEC - 1, T0 + 20 * SEC + 1);
+    assert!((replay.clock_at(b).offset_at(b) - replay.clock_at(a).offset_at(a)).abs() < 1e-8);
+}
