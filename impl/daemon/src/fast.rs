@@ -13,16 +13,20 @@
 //! * batches of up to [`BATCH`] datagrams in one `recvmmsg`; every buffer is
 //!   allocated once, when the worker starts: nothing is allocated and
 //!   nothing crosses a channel per datagram;
-//! * a reply whose transmit timestamp is a clock reading (a basic one) is
-//!   sent on its own (a `sendmmsg` of one) right after that reading, as
-//!   chronyd sends each reply: were it held for the rest of its batch, its
-//!   timestamp would lead its transmission by the batch's remaining work
-//!   and the kernel's send path of every reply ahead of it (ntpperf saw
-//!   13-34 µs on average at 50,000/s, against chronyd's 2-3 µs). Replies
-//!   whose transmit timestamp is not read now (interleaved: the kernel's
-//!   timestamp of the previous reply; kiss-o'-death: none) go out together
-//!   in one `sendmmsg` after the batch; each reply carries its own control
-//!   data (source address, transmit-timestamp request);
+//! * in a batch of at most [`SEND_ALONE_MAX`] datagrams, a reply whose
+//!   transmit timestamp is a clock reading (a basic one) is sent on its own
+//!   (a `sendmmsg` of one) right after that reading, as chronyd sends each
+//!   reply: were it held for the rest of its batch, its timestamp would
+//!   lead its transmission by the batch's remaining work, the kernel's
+//!   send path of every reply ahead of it, and any preemption in between
+//!   (`sendmmsg` itself yields between datagrams). Replies whose transmit
+//!   timestamp is not read now (interleaved: the kernel's timestamp of the
+//!   previous reply; kiss-o'-death: none) go out together in one
+//!   `sendmmsg` after the batch. A larger batch (the worker is behind) is
+//!   handled whole, stamped with one reading and sent in one `sendmmsg`,
+//!   saving a system call per reply where the worker needs it. Each reply
+//!   carries its own control data (source address, transmit-timestamp
+//!   request);
 //! * every datagram still goes through the sans-IO [`Server::handle`] and
 //!   [`Server::finish_response_awaiting_tx`]; the workers share only the
 //!   responders' client tables (rate limits, interleaved pairs), split into
