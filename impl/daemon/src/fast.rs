@@ -13,7 +13,7 @@
 //! * batches of up to [`BATCH`] datagrams in one `recvmmsg`; every buffer is
 //!   allocated once, when the worker starts: nothing is allocated and
 //!   nothing crosses a channel per datagram;
-//! * in a batch of at most [`SEND_ALONE_MAX`] datagrams, a reply whose
+//! * in a batch of at most `SEND_ALONE_MAX` (16) datagrams, a reply whose
 //!   transmit timestamp is a clock reading (a basic one) is sent on its own
 //!   (a `sendmmsg` of one) right after that reading, as chronyd sends each
 //!   reply: were it held for the rest of its batch, its timestamp would
