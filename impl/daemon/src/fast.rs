@@ -10,11 +10,24 @@
 //!   their address and port), a configurable `SO_RCVBUF`, kernel software
 //!   receive timestamps (`SO_TIMESTAMPING`) and, on a wildcard address,
 //!   `IP_PKTINFO` so replies leave from the address asked;
-//! * batches of up to [`BATCH`] datagrams in one `recvmmsg` and one
-//!   `sendmmsg` (each reply with its own control data: source address,
-//!   transmit-timestamp request); every
-//!   buffer is allocated once, when the worker starts: nothing is allocated
-//!   and nothing crosses a channel per datagram;
+//! * batches of up to [`BATCH`] datagrams in one `recvmmsg`; every buffer is
+//!   allocated once, when the worker starts: nothing is allocated and
+//!   nothing crosses a channel per datagram;
+//! * in a batch of at most `SEND_ALONE_MAX` (16) datagrams, a reply whose
+//!   transmit timestamp is a clock reading (a basic one) is sent on its own
+//!   (a `sendmmsg` of one) right after that reading, as chronyd sends each
+//!   reply: were it held for the rest of its batch, its timestamp would
+//!   lead its transmission by the batch's remaining work, the kernel's
+//!   send path of every reply ahead of it, and any preemption in between
+//!   (`sendmmsg` itself yields between datagrams). Replies whose transmit
+//!   timestamp is not read now (interleaved: the kernel's timestamp of the
+//!   previous reply; kiss-o'-death: none) go out together in one
+//!   `sendmmsg` after the batch. A larger batch (the worker is behind) is
+//!   handled whole, then stamped and sent in groups of `SEND_GROUP` (4),
+//!   one reading and one `sendmmsg` a group, saving system calls where the
+//!   worker needs them. Each reply
+//!   carries its own control data (source address, transmit-timestamp
+//!   request);
 //! * every datagram still goes through the sans-IO [`Server::handle`] and
 //!   [`Server::finish_response_awaiting_tx`]; the workers share only the
 //!   responders' client tables (rate limits, interleaved pairs), split into
@@ -57,9 +70,10 @@ use nix::sys::socket::{
 };
 use ntplab_proto::nts::MasterKeys;
 use ntplab_proto::server::{
-    NtsReplyKind, NtsServerAction, Response, Server, ServerAction, ServerClockState, ServerConfig, MAX_REQUEST_LEN,
+    NtsReplyKind, NtsServerAction, Response, ResponseReason, Server, ServerAction, ServerClockState, ServerConfig,
+    MAX_REQUEST_LEN,
 };
-use ntplab_proto::time::{NtpDuration, NtpTime};
+use ntplab_proto::time::NtpTime;
 use rand::rngs::{OsRng, ReseedingRng};
 use rand::RngCore;
 use rand_chacha::ChaCha12Core;
@@ -77,11 +91,6 @@ pub const BATCH: usize = 32;
 const PENDING_MAX: usize = 4096;
 /// How long a worker blocks in a receive before it checks for shutdown.
 const RECV_TIMEOUT_MS: i64 = 100;
-/// A reply's transmit timestamp is read just before it is finished (and, with
-/// NTS, sealed, about 5 µs), and it goes out with the others of its batch:
-/// once the first unsent reply's reading is this old, the replies so far are
-/// sent, so that no reply waits much longer than this for the later ones.
-const SEND_WAIT_MAX_NS: i64 = 20_000;
 /// Octets a worker's CSPRNG gives before it reseeds from the OS (as rand's
 /// `ThreadRng`): about 450 NTS replies with AEAD 15 and 8 cookies each.
 pub const RESEED_BYTES: u64 = 64 * 1024;
@@ -540,6 +549,99 @@ unsafe fn write_control(control: *mut u8, stamp: bool, local: Option<IpAddr>, to
     len
 }
 
+/// A batch of at most this many datagrams has each basic reply sent alone,
+/// right after the clock reading it carries; a larger one (the worker is
+/// behind) is answered with one reading and one send
+/// ([`Worker::serve_batch`]). Sending alone costs a system call per reply:
+/// where that makes the worker fall behind, its batches grow past this and
+/// it catches up with one call per batch.
+const SEND_ALONE_MAX: usize = BATCH / 2;
+/// In a batch larger than [`SEND_ALONE_MAX`], replies are stamped and sent
+/// in groups of this many, one reading and one `sendmmsg` a group: reply
+/// `k` of a group leads by the kernel's sends of the `k` ahead of it (about
+/// 3 µs each here), and a preemption inside the call (`sendmmsg` yields
+/// between datagrams) delays at most the rest of one group.
+const SEND_GROUP: usize = 4;
+
+/// Where a worker's finished replies go, and the clock their transmit
+/// timestamps are read from: the worker's socket and the published clock
+/// ([`SocketOutlet`]); in tests, a recorder.
+trait Outlet {
+    /// The served clock now, for a reply's transmit timestamp.
+    fn now(&mut self, map: &TimeMap) -> NtpTime;
+    /// Sends `replies` (their octets in `outbuf`, at most [`BATCH`]) in one call.
+    fn send(&mut self, outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH], replies: &[Reply]);
+}
+
+/// A worker's socket: one `sendmmsg` per [`Outlet::send`] (more only after a
+/// refused reply), the timestamp IDs of the sent replies whose kernel
+/// transmit timestamps were asked for noted in `pending`. The replies sent
+/// and refused are counted here and added to the shared [`Counters`] once, by
+/// [`SocketOutlet::count`], not per send: a basic reply is a send of its own,
+/// and the counters' cache line is shared by the workers.
+struct SocketOutlet<'a> {
+    fd: std::os::fd::RawFd,
+    bufs: &'a mut SendBufs,
+    pending: &'a mut VecDeque<(u32, Reply)>,
+    next_id: &'a mut u32,
+    counters: &'a Counters,
+    sent: u64,
+    refused: u64,
+}
+
+impl SocketOutlet<'_> {
+    /// Adds the replies sent and refused so far to the shared counters.
+    fn count(self) {
+        if self.sent > 0 {
+            self.counters.sent.fetch_add(self.sent, Ordering::Relaxed);
+        }
+        if self.refused > 0 {
+            self.counters.send_errors.fetch_add(self.refused, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Outlet for SocketOutlet<'_> {
+    fn now(&mut self, map: &TimeMap) -> NtpTime {
+        map.now()
+    }
+
+    fn send(&mut self, outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH], replies: &[Reply]) {
+        let n = self.bufs.fill(outbuf, replies);
+        let mut sent = [false; BATCH];
+        let mut first = 0;
+        // Each pass sends at least one reply or skips one: at most n passes.
+        while first < n {
+            // SAFETY: `fill` pointed the first n headers at live buffers
+            // (addresses, control data, the iovecs and `outbuf`), none of
+            // which moves or changes before this call returns.
+            let r = unsafe { libc::sendmmsg(self.fd, self.bufs.hdrs[first..].as_mut_ptr(), (n - first) as u32, libc::MSG_DONTWAIT) };
+            if r <= 0 {
+                // The first one was refused (or the socket buffer is full):
+                // given up, and the rest tried again.
+                tracing::debug!(error = %io::Error::last_os_error(), "reply not sent");
+                first += 1;
+                continue;
+            }
+            let r = r as usize;
+            sent[first..first + r].fill(true);
+            first += r;
+        }
+        let count = sent[..n].iter().filter(|&&s| s).count();
+        self.sent += count as u64;
+        self.refused += (n - count) as u64;
+        // The kernel numbers the datagrams it stamps (OPT_ID), in send order.
+        for (r, _) in replies[..n].iter().zip(&sent[..n]).filter(|(r, &ok)| ok && r.stamp) {
+            if self.pending.len() == PENDING_MAX {
+                self.pending.pop_front();
+                self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+            }
+            self.pending.push_back((*self.next_id, *r));
+            *self.next_id = self.next_id.wrapping_add(1);
+        }
+    }
+}
+
 struct Worker {
     fd: OwnedFd,
     pktinfo: bool,
@@ -582,7 +684,7 @@ impl Worker {
         let mut generation = 0;
         let mut published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fd = self.fd.as_raw_fd();
-        let wait_max = NtpDuration::from_nanos(SEND_WAIT_MAX_NS);
+        let counters = self.counters.clone();
         // Bounded by the stop flag, checked at least every RECV_TIMEOUT_MS.
         while !self.stop.load(Ordering::Relaxed) {
             let n = {
@@ -634,115 +736,135 @@ impl Worker {
                 generation = g;
                 published = self.publication.value.read().unwrap_or_else(|e| e.into_inner()).clone();
             }
-            let Published { state, map } = &published;
-            // Datagrams without a kernel timestamp (rare: the first ones after
-            // the socket opens) are stamped with one reading after the receive.
-            let fallback = metas[..n].iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
             if let (Some((shared, _)), Some(cached), Some(own)) = (&self.nts, &mut keys, &mut own_keys) {
                 shared.refresh(cached);
                 if own.0 != cached.0 {
                     *own = (cached.0, MasterKeys::clone(&cached.1));
                 }
             }
-            replies.clear();
-            // The transmit timestamp of the first reply not sent yet.
-            let mut first_unsent: Option<NtpTime> = None;
-            for (slot, meta) in metas[..n].iter().enumerate() {
-                let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
-                let shard = self.shards.index(meta.from.ip());
-                let mut server = self.shards.lock(shard);
-                let now_ns = self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                let (request, out) = (&inbuf[slot][..meta.len], &mut outbuf[slot]);
-                // The transmit timestamp is read as late as possible: after the
-                // request is handled, just before the reply is finished.
-                let answer = match (&mut self.nts, &own_keys) {
-                    (Some((_, rng)), Some((_, master))) => {
-                        match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
-                            NtsServerAction::Respond(r) => {
-                                let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
-                                let tx_now = map.now();
-                                let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
-                                // An NTSN saves nothing for interleaved mode.
-                                let stamp = self.tx_timestamps && r.kind() != NtsReplyKind::Nak && r.response.wants_tx_timestamp();
-                                sealed.ok().map(|len| (r.response, len, stamp, tx_now))
-                            }
-                            NtsServerAction::Ignore(_) | NtsServerAction::IgnoreNts(_) => None,
-                        }
-                    }
-                    _ => match server.handle(now_ns, meta.from, request, rx_time, state, out) {
-                        ServerAction::Respond(response) => {
-                            let tx_now = map.now();
-                            if self.tx_timestamps {
-                                server.finish_response_awaiting_tx(&response, out, tx_now, state);
-                            } else {
-                                server.finish_response(&response, out, tx_now, state);
-                            }
-                            Some((response, response.len, self.tx_timestamps && response.wants_tx_timestamp(), tx_now))
-                        }
-                        ServerAction::Ignore(_) => None,
-                    },
-                };
-                drop(server);
-                if let Some((response, len, stamp, tx_now)) = answer {
-                    let local = meta.to.filter(|_| self.pktinfo);
-                    replies.push(Reply { slot, len, to: meta.from, local, shard, response, stamp });
-                    let first = *first_unsent.get_or_insert(tx_now);
-                    if tx_now - first >= wait_max {
-                        self.send(&mut tx_bufs, &outbuf, &replies, &mut pending, &mut next_id);
-                        replies.clear();
-                        first_unsent = None;
-                    }
-                }
-            }
-            self.send(&mut tx_bufs, &outbuf, &replies, &mut pending, &mut next_id);
+            let mut outlet = SocketOutlet {
+                fd,
+                bufs: &mut tx_bufs,
+                pending: &mut pending,
+                next_id: &mut next_id,
+                counters: &counters,
+                sent: 0,
+                refused: 0,
+            };
+            let master = own_keys.as_ref().map(|(_, k)| k);
+            self.serve_batch(&metas[..n], &inbuf, &mut outbuf, &published, master, &mut replies, &mut outlet);
+            outlet.count();
             if !pending.is_empty() {
                 self.collect_tx_timestamps(&mut err_headers, &mut errbuf, &mut pending, &published);
             }
         }
     }
 
-    /// Sends the replies in one `sendmmsg` (more only after a refused one);
-    /// notes the timestamp IDs of the sent ones whose transmit timestamps
-    /// were asked for.
-    fn send(
-        &self,
-        bufs: &mut SendBufs,
-        outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH],
-        replies: &[Reply],
-        pending: &mut VecDeque<(u32, Reply)>,
-        next_id: &mut u32,
+    /// Answers the datagrams of one batch (`metas[i]` for `inbuf[i]`, the
+    /// reply written to `outbuf[i]`), each through the sans-IO responder.
+    ///
+    /// A batch of at most [`SEND_ALONE_MAX`] datagrams (the worker keeps up):
+    /// a reply whose transmit timestamp is a clock reading (basic) is
+    /// finished right after that reading and sent at once, alone, so that
+    /// between the reading and its send there is no other reply's work and
+    /// no other reply's send; the others (interleaved replies, whose
+    /// transmit timestamp is the kernel's of an earlier reply, and
+    /// kiss-o'-death) go out together at the end.
+    ///
+    /// A larger batch (the worker is behind, and a send per reply would
+    /// cost it a system call each, about 0.65 µs here, on top of 4 µs): every
+    /// request is handled first, then per group of [`SEND_GROUP`] replies
+    /// the clock is read once, the group finished with that reading and
+    /// sent in one call; reply `k` of a group then leads its transmission
+    /// by the kernel's sends of the `k` ahead of it.
+    ///
+    /// With NTS each reply is sealed over its transmit timestamp (about 5
+    /// µs) right after the reading, and sent alone in a small batch.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_batch(
+        &mut self,
+        metas: &[Meta],
+        inbuf: &[[u8; MAX_REQUEST_LEN + 1]; BATCH],
+        outbuf: &mut [[u8; MAX_REQUEST_LEN]; BATCH],
+        published: &Published,
+        master: Option<&MasterKeys>,
+        replies: &mut Vec<Reply>,
+        outlet: &mut impl Outlet,
     ) {
-        let n = bufs.fill(outbuf, replies);
-        let mut sent = [false; BATCH];
-        let mut first = 0;
-        // Each pass sends at least one reply or skips one: at most n passes.
-        while first < n {
-            // SAFETY: `fill` pointed the first n headers at live buffers
-            // (addresses, control data, the iovecs and `outbuf`), none of
-            // which moves or changes before this call returns.
-            let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), bufs.hdrs[first..].as_mut_ptr(), (n - first) as u32, libc::MSG_DONTWAIT) };
-            if r <= 0 {
-                // The first one was refused (or the socket buffer is full):
-                // given up, and the rest tried again.
-                tracing::debug!(error = %io::Error::last_os_error(), "reply not sent");
-                first += 1;
-                continue;
+        let Published { state, map } = published;
+        let alone = metas.len() <= SEND_ALONE_MAX;
+        // Datagrams without a kernel timestamp (rare: the first ones after
+        // the socket opens) are stamped with one reading after the receive.
+        let fallback = metas.iter().any(|m| m.rx_raw.is_none()).then(realtime_now);
+        replies.clear();
+        // Replies handled but not finished yet (a large batch, plain NTP).
+        let mut unfinished = 0;
+        for (slot, meta) in metas.iter().enumerate().take(BATCH) {
+            let rx_time = map.local_time_of(meta.rx_raw.or(fallback).unwrap_or_else(realtime_now));
+            let shard = self.shards.index(meta.from.ip());
+            let mut server = self.shards.lock(shard);
+            let now_ns = self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+            let (request, out) = (&inbuf[slot][..meta.len], &mut outbuf[slot]);
+            // The transmit timestamp is read as late as possible: after the
+            // request is handled (in a large batch, after all are), just
+            // before the reply is finished (with NTS sealed) and sent.
+            let answer = match (&mut self.nts, master) {
+                (Some((_, rng)), Some(master)) => match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
+                    NtsServerAction::Respond(r) => {
+                        let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
+                        let tx_now = outlet.now(map);
+                        let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
+                        // An NTSN saves nothing for interleaved mode.
+                        let stamp = self.tx_timestamps && r.kind() != NtsReplyKind::Nak && r.response.wants_tx_timestamp();
+                        sealed.ok().map(|len| (r.response, len, stamp, true))
+                    }
+                    NtsServerAction::Ignore(_) | NtsServerAction::IgnoreNts(_) => None,
+                },
+                _ => match server.handle(now_ns, meta.from, request, rx_time, state, out) {
+                    ServerAction::Respond(response) if alone => {
+                        let tx_now = outlet.now(map);
+                        if self.tx_timestamps {
+                            server.finish_response_awaiting_tx(&response, out, tx_now, state);
+                        } else {
+                            server.finish_response(&response, out, tx_now, state);
+                        }
+                        Some((response, response.len, self.tx_timestamps && response.wants_tx_timestamp(), true))
+                    }
+                    ServerAction::Respond(response) => Some((response, response.len, self.tx_timestamps && response.wants_tx_timestamp(), false)),
+                    ServerAction::Ignore(_) => None,
+                },
+            };
+            drop(server);
+            if let Some((response, len, stamp, finished)) = answer {
+                let local = meta.to.filter(|_| self.pktinfo);
+                let reply = Reply { slot, len, to: meta.from, local, shard, response, stamp };
+                if finished && alone && response.reason == ResponseReason::Basic {
+                    outlet.send(outbuf, std::slice::from_ref(&reply));
+                } else {
+                    unfinished += usize::from(!finished);
+                    replies.push(reply);
+                }
             }
-            let r = r as usize;
-            sent[first..first + r].fill(true);
-            first += r;
         }
-        let count = sent[..n].iter().filter(|&&s| s).count();
-        self.counters.sent.fetch_add(count as u64, Ordering::Relaxed);
-        self.counters.send_errors.fetch_add((n - count) as u64, Ordering::Relaxed);
-        // The kernel numbers the datagrams it stamps (OPT_ID), in send order.
-        for (r, _) in replies[..n].iter().zip(&sent[..n]).filter(|(r, &ok)| ok && r.stamp) {
-            if pending.len() == PENDING_MAX {
-                pending.pop_front();
-                self.counters.tx_timestamps_missed.fetch_add(1, Ordering::Relaxed);
+        if unfinished > 0 {
+            // Every request is handled: each group of SEND_GROUP replies is
+            // stamped with one reading and sent right after it.
+            debug_assert_eq!(unfinished, replies.len(), "a large plain batch: all of them");
+            for group in replies.chunks(SEND_GROUP) {
+                let tx_now = outlet.now(map);
+                for reply in group {
+                    let mut server = self.shards.lock(reply.shard);
+                    let out = &mut outbuf[reply.slot];
+                    if self.tx_timestamps {
+                        server.finish_response_awaiting_tx(&reply.response, out, tx_now, state);
+                    } else {
+                        server.finish_response(&reply.response, out, tx_now, state);
+                    }
+                }
+                outlet.send(outbuf, group);
             }
-            pending.push_back((*next_id, *r));
-            *next_id = next_id.wrapping_add(1);
+        } else if !replies.is_empty() {
+            outlet.send(outbuf, replies);
         }
     }
 
@@ -869,6 +991,155 @@ mod tests {
         let published = Published { state: state(), map: TimeMap::Identity };
         FastServer::start(&["127.0.0.1:0".parse().unwrap()], FastPathSpec { workers, recv_buffer: Some(1 << 20) }, &config, [5; 16], published, nts)
             .unwrap_or_else(|(addr, e)| panic!("{addr}: {e}"))
+    }
+
+    /// What a worker did with a batch, in order: clock readings and sends
+    /// (each send: per reply its destination and its 48 octets).
+    #[derive(Debug, Clone, PartialEq)]
+    enum Event {
+        Read(NtpTime),
+        Sent(Vec<(SocketAddr, [u8; 48])>),
+    }
+
+    /// An [`Outlet`] that records, with a clock that moves 1 µs a reading.
+    struct Recorder {
+        clock: NtpTime,
+        events: Vec<Event>,
+    }
+
+    impl Outlet for Recorder {
+        fn now(&mut self, _: &TimeMap) -> NtpTime {
+            self.clock = self.clock + ntplab_proto::time::NtpDuration::from_nanos(1_000);
+            self.events.push(Event::Read(self.clock));
+            self.clock
+        }
+
+        fn send(&mut self, outbuf: &[[u8; MAX_REQUEST_LEN]; BATCH], replies: &[Reply]) {
+            let sent = replies.iter().map(|r| (r.to, outbuf[r.slot][..48].try_into().unwrap())).collect();
+            self.events.push(Event::Sent(sent));
+        }
+    }
+
+    /// A worker on a socket it never uses (the batch goes to a [`Recorder`]).
+    fn worker(config: &ServerConfig, tx_timestamps: bool) -> Worker {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let published = Published { state: state(), map: TimeMap::Identity };
+        Worker {
+            fd: OwnedFd::from(socket),
+            pktinfo: false,
+            nts: None,
+            tx_timestamps,
+            stop: Arc::new(AtomicBool::new(false)),
+            publication: Arc::new(Publication { generation: AtomicU64::new(1), value: RwLock::new(published) }),
+            shards: Arc::new(Shards::new(config, 4, [5; 16])),
+            counters: Arc::new(Counters::default()),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Serves one batch of `requests` (from `10.0.0.1+i:123`, received at
+    /// `rx`) through `worker`; returns what it did.
+    fn serve(worker: &mut Worker, requests: &[[u8; 48]], rx: NtpTime, clock: NtpTime) -> Vec<Event> {
+        let mut inbuf = Box::new([[0u8; MAX_REQUEST_LEN + 1]; BATCH]);
+        let mut outbuf = Box::new([[0u8; MAX_REQUEST_LEN]; BATCH]);
+        let metas: Vec<Meta> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, req)| {
+                inbuf[i][..48].copy_from_slice(req);
+                let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1 + i as u8), 123));
+                Meta { len: 48, from, rx_raw: Some(rx), to: None }
+            })
+            .collect();
+        let published = worker.publication.value.read().unwrap().clone();
+        let mut recorder = Recorder { clock, events: Vec::new() };
+        let mut replies = Vec::new();
+        worker.serve_batch(&metas, &inbuf, &mut outbuf, &published, None, &mut replies, &mut recorder);
+        recorder.events
+    }
+
+    #[test]
+    fn a_basic_reply_is_sent_alone_right_after_the_clock_reading_it_carries() {
+        // A small batch of basic requests: each reply's transmit timestamp
+        // is the last reading before its send, and its send holds it alone.
+        // (Until h30 the worker read the clock for every reply of a batch and
+        // sent them together: reply i's timestamp then led its transmission
+        // by the rest of the batch and the kernel's sends of the replies
+        // ahead of it.)
+        let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
+        for interleaved in [false, true] {
+            let config = ServerConfig { interleaved, interleaved_slots: 1 << 10, rate_limit, ..ServerConfig::default() };
+            let mut w = worker(&config, interleaved);
+            let rx = NtpTime::from_unix(1_800_000_000, 0);
+            let requests: Vec<_> = (0..SEND_ALONE_MAX as u64).map(|i| request(0, 0, 0x1000 + i)).collect();
+            let events = serve(&mut w, &requests, rx, rx);
+            assert_eq!(events.len(), 2 * SEND_ALONE_MAX, "{events:?}");
+            for (i, pair) in events.chunks(2).enumerate() {
+                let (Event::Read(t), Event::Sent(sent)) = (&pair[0], &pair[1]) else { panic!("read then send: {pair:?}") };
+                assert_eq!(sent.len(), 1, "reply {i} sent alone");
+                let (to, reply) = &sent[0];
+                assert_eq!(*to, SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1 + i as u8), 123)));
+                assert_eq!(field(reply, 24), 0x1000 + i as u64, "the reply to request {i}");
+                assert_eq!(field(reply, 40), t.to_timestamp().to_bits(), "reply {i}: T3 is the reading just before its send");
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_batch_is_stamped_per_group_after_every_request_is_handled() {
+        // A worker that is behind: the batch is handled first, then per
+        // group of SEND_GROUP one reading and one send. (Until h30 each reply's reading was taken
+        // as it was finished, before the rest of the batch was handled.)
+        for interleaved in [false, true] {
+            let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
+            let config = ServerConfig { interleaved, interleaved_slots: 1 << 10, rate_limit, ..ServerConfig::default() };
+            let mut w = worker(&config, interleaved);
+            let rx = NtpTime::from_unix(1_800_000_000, 0);
+            let n = BATCH as u64;
+            let requests: Vec<_> = (0..n).map(|i| request(0, 0, 0x1000 + i)).collect();
+            let events = serve(&mut w, &requests, rx, rx);
+            assert_eq!(events.len(), 2 * BATCH / SEND_GROUP, "{events:?}");
+            for (g, pair) in events.chunks(2).enumerate() {
+                let (Event::Read(t), Event::Sent(sent)) = (&pair[0], &pair[1]) else { panic!("a reading, then a send: {pair:?}") };
+                assert_eq!(sent.len(), SEND_GROUP);
+                for (j, (_, reply)) in sent.iter().enumerate() {
+                    let i = g * SEND_GROUP + j;
+                    assert_eq!(field(reply, 24), 0x1000 + i as u64, "the reply to request {i}");
+                    assert_eq!(field(reply, 40), t.to_timestamp().to_bits(), "reply {i}: T3 is its group's reading");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interleaved_replies_of_a_batch_go_out_together_after_it() {
+        // Their transmit timestamps are the kernel's of the previous replies,
+        // whatever the moment of this send: one sendmmsg for all of them.
+        let rate_limit = ntplab_proto::server::RateLimitConfig { enabled: false, ..Default::default() };
+        let config = ServerConfig { interleaved: true, interleaved_slots: 1 << 10, rate_limit, ..ServerConfig::default() };
+        // Without kernel timestamps the pair saved holds the reading.
+        let mut w = worker(&config, false);
+        let rx = NtpTime::from_unix(1_800_000_000, 0);
+        let first: Vec<_> = (0..6u64).map(|i| request(0, 0, 0x1000 + i)).collect();
+        let previous: Vec<[u8; 48]> = serve(&mut w, &first, rx, rx)
+            .into_iter()
+            .flat_map(|e| match e {
+                Event::Sent(s) => s.into_iter().map(|(_, reply)| reply).collect(),
+                Event::Read(_) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(previous.len(), 6);
+        let next: Vec<_> = (0..6u64).map(|i| request(field(&previous[i as usize], 32), 0x4444_0000 + i, 0x2000 + i)).collect();
+        let rx2 = NtpTime::from_unix(1_800_000_001, 0);
+        let events = serve(&mut w, &next, rx2, rx2);
+        let sends: Vec<_> = events.iter().filter_map(|e| if let Event::Sent(s) = e { Some(s) } else { None }).collect();
+        assert_eq!(sends.len(), 1, "one send for the batch: {events:?}");
+        assert_eq!(sends[0].len(), 6);
+        for (i, (_, reply)) in sends[0].iter().enumerate() {
+            assert_eq!(field(reply, 24), 0x4444_0000 + i as u64, "interleaved: origin = the client's receive time");
+            assert_eq!(field(reply, 40), field(&previous[i], 40), "T3 = the previous reply's transmit time");
+        }
+        assert!(matches!(events.last(), Some(Event::Sent(_))), "sent after the batch");
     }
 
     #[test]
