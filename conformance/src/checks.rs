@@ -469,7 +469,7 @@ pub const CHECKS: &[Check] = &[
     Check { id: "nts-ke-aead", title: "every successful NTS-KE agreed on an AEAD the client offers (15, 17 or 30)", run: nts::ke_aead },
     Check { id: "nts-ke-cookies", title: "a successful NTS-KE brings 8 cookies", run: nts::ke_cookies },
     Check { id: "nts-no-ntp-after-failed-ke", title: "after a failed NTS-KE the client sends that source no NTS request until a KE succeeds", run: nts::no_ntp_after_failed_ke },
-    Check { id: "nts-ke-backoff", title: "failed NTS-KE attempts of a source back off exponentially (gap n >= first gap x 1.5^(n-1), up to an hour)", run: nts::ke_backoff },
+    Check { id: "nts-ke-backoff", title: "NTS-KE attempts of a source without authentic time in between back off exponentially (failures: gap n >= first gap x 1.5^(n-1); after a success: >= 10 x 1.5^(n-1) s; up to an hour)", run: nts::ke_backoff },
     Check { id: "nts-attack-no-sample", title: "no datagram an on-path attacker forged, modified, stripped, replayed or reordered becomes a sample", run: nts::attack_no_sample },
     Check { id: "nts-unauth-ef-ignored", title: "a cookie an attacker appends after a reply's authenticator is never used", run: nts::unauth_ef_ignored },
     Check { id: "nts-kod-needs-uid", title: "a forged DENY kiss without the request's identifier neither drops the source nor stops its polling", run: nts::kod_needs_uid },

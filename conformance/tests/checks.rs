@@ -681,6 +681,14 @@ fn nts_metas() -> Vec<Meta> {
     let with_events = |f: Frag, events: String| Frag { events, ..f };
     let two_requests = || nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(i as u8 + 1))));
     let failures = |times: &[f64]| times.iter().map(|t| ke_ev(*t, None)).collect::<String>();
+    // Successful NTS-KEs at `times`, each followed by an NTSN 64 s later;
+    // with `sample`, an authentic reply at that time.
+    let naked = |times: &[f64], sample: Option<f64>| {
+        let mut out: Vec<(f64, String)> = times.iter().flat_map(|t| [(*t, ke_ev(*t, Some((15, 8)))), (t + 64.0, ev(t + 64.0, "NtsNak", S) + "\n")]).collect();
+        out.extend(sample.map(|t| (t, ev(t, "Sample(Measurement { .. })", S) + "\n")));
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.into_iter().map(|(_, l)| l).collect::<String>()
+    };
     let ntsn_then_time = |i: usize| Some(if i == 0 { ntsn_reply(i, &ef(0x0104, 32, 1)) } else { nts_reply(i, &plain(i as u8 + 1)) });
     let dropped = format!(r#"{{"t_s":1.0016,"host":"client","kind":"source_dropped","details":{{"source":"{S}"}}}}"#);
     // Requests at 1.0, 1.1 and 2.0 s; the second is answered with NTSN at
@@ -741,6 +749,15 @@ fn nts_metas() -> Vec<Meta> {
             fail: with_events(two_requests(), ke_ev(0.5, None)),
         },
         Meta { check: "nts-ke-backoff", pass: frag("", &failures(&[0.0, 4.0, 12.0, 28.0, 60.0])), fail: frag("", &failures(&[0.0, 4.0, 12.0, 14.0])) },
+        // Key establishment succeeds, the NTP server NAKs every request: the
+        // retries at 64 s polls (every other poll, then on the back-off)
+        // reach 10 x 1.5^(n-1) s; every other 16 s poll does not (32 s for
+        // the 4th retry since an authentic reply, a sample, ended the run).
+        Meta {
+            check: "nts-ke-backoff",
+            pass: frag("", &naked(&[0.0, 128.0, 256.0, 384.0, 512.0, 672.0, 992.0, 1632.0], None)),
+            fail: frag("", &naked(&[0.0, 32.0, 64.0, 96.0, 128.0, 160.0, 192.0], Some(33.0))),
+        },
         Meta { check: "nts-uid", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: answered(two(nts_fields(1, 16, 1, 0), nts_fields(2, 32, 2, 0))) },
         Meta { check: "nts-uid-echo", pass: answered(two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0))), fail: nts_flow(&two(nts_fields(1, 32, 1, 0), nts_fields(2, 32, 2, 0)), |i| Some(nts_reply(i, &plain(9)))) },
         Meta {

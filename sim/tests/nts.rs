@@ -233,3 +233,65 @@ fn failed_key_establishments_are_retried_when_their_back_off_ends_not_at_a_poll(
     assert!(ok[0].0 > 1200.0 && ok[0].0 < 1280.0, "{attempts:?}");
     assert!(report.packets.0 > 0, "NTP ran once keys were there: {:?}", report.packets);
 }
+
+/// The KE server `ke` names another host, `ntp`, as the NTP server; `ntp`
+/// serves NTS too, but with its own cookie keys, so it cannot open the
+/// cookies `ke` hands out and answers every request with a (genuine) NTSN.
+/// The client polls every 64 s for 30 min.
+const NAKING_NTP_SERVER: &str = r#"
+name = "nts: KE succeeds, the NTP server it names NAKs every request"
+duration = "30m"
+[[host]]
+name = "ke"
+address = "10.0.0.1"
+local_stratum = 1
+nts = { ntp_server = "10.0.0.3" }
+[[host]]
+name = "ntp"
+address = "10.0.0.3"
+local_stratum = 1
+nts = {}
+[[host]]
+name = "client"
+address = "10.0.0.2"
+listen = false
+sources = [ { host = "ke", nts = true, poll_min = 6, poll_max = 6 } ]
+[[link]]
+between = ["client", "ke"]
+delay = "1ms"
+[[link]]
+between = ["client", "ntp"]
+delay = "1ms"
+"#;
+
+#[test]
+fn successful_key_establishments_that_bring_no_authentic_time_back_off_as_failures_do() {
+    // Every NTS-KE succeeds and every request gets an NTSN. The poll after
+    // an NTSN wants keys again (RFC 8915 §5.7), but a successful NTS-KE
+    // that no authentic time followed counts as failed (§4.2): retries are
+    // poll-bound at first (every other 64 s poll) and then wait 10 × 2^(n-1)
+    // s from the previous attempt's start, on their own timer. Before
+    // 2026-12-05 the client re-keyed every other poll for as long as it ran:
+    // 14 attempts in these 30 min, at 0, 133, 262, 395, 528, 658 … s.
+    let scenario = Scenario::parse(NAKING_NTP_SERVER, "naking.toml").unwrap();
+    let (_, files) = run_to_files(&scenario, "nts-naking-ntp-server");
+    let attempts = ke_attempts(&files);
+    assert!(attempts.iter().all(|(_, ok)| *ok), "every NTS-KE succeeds: {attempts:?}");
+    let events = String::from_utf8_lossy(file(&files, "events.jsonl")).into_owned();
+    let naks = events.matches("\"event\":\"NtsNak\"").count();
+    assert!(naks >= 20 && !events.contains("\"kind\":\"sample\""), "{naks} NTSNs, no sample");
+    let times: Vec<f64> = attempts.iter().map(|(t, _)| *t).collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // 0, 133, 262, 395, 528, 688, 1008, 1648 s: after four poll-bound
+    // retries, 160, 320 and 640 s from the previous attempt.
+    assert_eq!(gaps.len(), 7, "{times:?}");
+    for (n, gap) in gaps.iter().enumerate() {
+        // The nts-ke-backoff check's rule after a success no authentic time followed.
+        assert!(*gap + 1.0 >= 10.0 * 1.5f64.powi(n as i32), "retry {}: {gap} s: {times:?}", n + 1);
+        // The client's own: 10 × 2^(n-1) s from the previous attempt (whose length is milliseconds here).
+        assert!(*gap + 0.1 >= 10.0 * f64::from(1u32 << n), "retry {}: {gap} s: {times:?}", n + 1);
+    }
+    for (gap, want) in gaps[4..].iter().zip([160.0, 320.0, 640.0]) {
+        assert!((gap - want).abs() < 0.1, "{gap} s, want {want} s (the back-off, not a poll): {times:?}");
+    }
+}

@@ -317,26 +317,54 @@ pub fn no_ntp_after_failed_ke(a: &Analysis<'_>) -> Outcome {
     t.outcome("failed NTS key establishments", "no NTS key establishment failed")
 }
 
-/// R8915-4.2-backoff / R8915-5.7-ke-loop: consecutive failed key
-/// establishments of a source are spaced by an exponential back-off: the
-/// n-th gap is at least the first gap times 1.5^(n-1) (up to an hour).
+/// R8915-4.2-backoff / R8915-5.7-ke-loop: key establishments of a source
+/// that no authentic time followed back off exponentially. Authentic time is
+/// a reply of the source the client took (`source_reply` with a sample or a
+/// rejection: an NTS client reports no other reply but kisses); it ends a run
+/// of attempts, and nothing else does (RFC 8915 §4.2: the retry interval is
+/// not reset before a successful key establishment has been followed by a
+/// successful use of the Next Protocol).
+/// - A run of failed attempts: the n-th gap is at least the first gap times
+///   1.5^(n-1) (up to an hour).
+/// - An attempt after a successful one in the run (the NTP server NAKed or
+///   never answered its keys): at least 10 × 1.5^(n-1) s (up to an hour)
+///   after it for the run's n-th retry, the RFC's suggested schedule, less
+///   1 s for the successful attempt's own length (the trace has attempt
+///   ends only). Such retries come at polls, so the first gap cannot be the
+///   measure. Gaps after a failed attempt in such a run are not judged: a
+///   timed-out attempt ends 10 s after its start.
 pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
     let mut t = Tally::default();
     let mut runs: BTreeMap<(String, String), Vec<&crate::trace::EventRec>> = BTreeMap::new();
-    for e in ke_events(a) {
-        let key = (e.host.clone().unwrap_or_default(), e.source().map(|s| s.to_string()).unwrap_or_default());
-        if ke_ok(e) {
-            runs.remove(&key);
+    let key = |e: &crate::trace::EventRec| (e.host.clone().unwrap_or_default(), e.source().map(|s| s.to_string()).unwrap_or_default());
+    for e in &a.trace.events {
+        if e.kind == "source_reply" && ["Sample", "Rejected"].iter().any(|k| e.source_event().starts_with(k)) {
+            runs.remove(&key(e));
             continue;
         }
-        let run = runs.entry(key).or_default();
+        if e.kind != "nts_ke" {
+            continue;
+        }
+        let run = runs.entry(key(e)).or_default();
         run.push(e);
-        if run.len() < 3 {
+        let n = run.len() - 1;
+        if n == 0 {
+            continue;
+        }
+        let gap = run[n].t_s - run[n - 1].t_s;
+        if ke_ok(run[n - 1]) {
+            let want = (10.0 * 1.5f64.powi(n as i32 - 1)).min(3600.0);
+            if gap + 1.0 >= want {
+                t.good(|| format!("{}: attempt {} after {gap:.1} s, after a successful one that no authentic time followed", ke_cite(e), n + 1));
+            } else {
+                t.bad(|| format!("{}: attempt {} only {gap:.1} s after a successful one that no authentic time followed (retry {n}, want >= {want:.1} s)", ke_cite(e), n + 1));
+            }
+            continue;
+        }
+        if n < 2 || run.iter().any(|k| ke_ok(k)) {
             continue;
         }
         let first_gap = run[1].t_s - run[0].t_s;
-        let n = run.len() - 1;
-        let gap = run[n].t_s - run[n - 1].t_s;
         let want = (first_gap * 1.5f64.powi(n as i32 - 1)).min(3600.0);
         if gap + 1e-6 >= want {
             t.good(|| format!("{}: attempt {} after {gap:.1} s (first gap {first_gap:.1} s)", ke_cite(e), n + 1));
@@ -344,7 +372,7 @@ pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
             t.bad(|| format!("{}: attempt {} only {gap:.1} s after the previous (first gap {first_gap:.1} s, want >= {want:.1} s)", ke_cite(e), n + 1));
         }
     }
-    t.outcome("retries after failed NTS key establishments", "no source failed NTS key establishment three times in a row")
+    t.outcome("retries after failed NTS key establishments or successful ones no authentic time followed", "no source ran NTS key establishment again without authentic time in between (three times in a row if all failed)")
 }
 
 /// Datagrams an on-path attacker made that reached a daemon host, of these kinds.

@@ -35,7 +35,10 @@ pub const KE_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// with every further failure up to [`KE_RETRY_MAX`] (the RFC's base is 1.5:
 /// doubling keeps every interval at or above the RFC's), and it is reset
 /// only by authentic time from the NTP server (§4.2: not by a successful
-/// key establishment alone).
+/// key establishment alone). A successful key establishment counts as a
+/// failure until authentic time follows it: if the source needs keys again
+/// before that (cookies spent, or an NTSN unanswered by the next poll), the
+/// next attempt waits as after a failure.
 pub const KE_RETRY_MIN: Duration = Duration::from_secs(10);
 /// Longest interval between key establishment attempts: RFC 8915 §4.2's
 /// suggested maximum, 5 days (reached after 16 failures in a row, some 7.5
@@ -140,13 +143,22 @@ pub struct NtsSource {
     running: bool,
     /// When the running (or last) key establishment started: the back-off counts from there.
     started: Option<tokio::time::Instant>,
-    /// Failed key establishments since the last authentic time.
+    /// Key establishments since the last authentic time: the failed ones,
+    /// and the successful ones that the source needed keys again after
+    /// without authentic time in between.
     failures: u32,
+    /// The last key establishment succeeded and no authentic time came
+    /// since: should the source need keys again, it counts as a failure.
+    unproven: bool,
     /// DENY/RSTR disassociations since the last authentic time.
     disassociations: u32,
     /// An NTSN came for one of our requests and no authentic time since:
     /// NTS-KE starts at the next poll (RFC 8915 §5.7).
     nak_unanswered: bool,
+    /// A poll wanted NTS-KE while the source still had cookies (after an
+    /// NTSN) and the back-off held it: it starts when the back-off ends.
+    deferred: bool,
+    /// When the next key establishment may start (none: at once).
     retry_at: Option<tokio::time::Instant>,
 }
 
@@ -175,24 +187,33 @@ impl NtsSource {
             running: false,
             started: None,
             failures: 0,
+            unproven: false,
             disassociations: 0,
             nak_unanswered: false,
+            deferred: false,
             retry_at: None,
         }
     }
 
     /// Starts key establishment as a local task unless one runs or a retry
-    /// is not due yet; its result arrives on `done`.
+    /// is not due yet; its result arrives on `done`. One held by the
+    /// back-off starts when the back-off ends ([`NtsSource::retry_due`]).
     pub fn start_ke<T: StreamNetwork + Clone + 'static>(
         &mut self,
         index: usize,
         runtime: &NtsRuntime<T>,
         done: &mpsc::Sender<KeDone>,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        if self.running || self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+        if self.running {
+            return None;
+        }
+        self.settle();
+        if self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+            self.deferred = true;
             return None;
         }
         self.running = true;
+        self.deferred = false;
         self.started = Some(tokio::time::Instant::now());
         let streams = runtime.streams.clone();
         let (host, port, config, aeads, default_ntp) =
@@ -211,8 +232,13 @@ impl NtsSource {
         self.running = false;
         match result {
             Ok(e) => {
-                // The failure count stays until authentic time (RFC 8915 §4.2).
+                // Not a success for the back-off until authentic time follows
+                // (RFC 8915 §4.2): should the source need keys again before
+                // that, the next attempt waits as after a failure
+                // ([`NtsSource::settle`]), so a server whose NTP side NAKs
+                // every request is not asked for keys at every poll.
                 self.retry_at = None;
+                self.unproven = true;
                 self.pending.clear();
                 // New keys and cookies: whatever an NTSN said of the old ones is moot.
                 self.nak_unanswered = false;
@@ -227,21 +253,38 @@ impl NtsSource {
                 // interval is between attempts: a KE that timed out after
                 // 10 s waited that long already. The loop starts the next
                 // attempt when this passes ([`NtsSource::retry_due`]).
-                let wait = ke_retry_interval(self.failures);
-                self.failures += 1;
-                let now = tokio::time::Instant::now();
-                self.retry_at = Some(self.started.unwrap_or(now) + wait);
+                self.back_off();
                 Err(e)
             }
         }
     }
 
+    /// The source needs keys again: if the last key establishment succeeded
+    /// and no authentic time followed, it counts as a failure now (RFC 8915
+    /// §4.2: the interval is not reset before a successful key establishment
+    /// has been followed by a successful use of the Next Protocol).
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.unproven) {
+            self.back_off();
+        }
+    }
+
+    /// The next attempt may start [`ke_retry_interval`]`(failures)` after
+    /// the last one started; the count goes up.
+    fn back_off(&mut self) {
+        let wait = ke_retry_interval(self.failures);
+        self.failures += 1;
+        self.retry_at = Some(self.started.unwrap_or_else(tokio::time::Instant::now) + wait);
+    }
+
     /// When the loop should start key establishment on its own: the source
-    /// has no keys to use, none runs, and a back-off (after a failure or a
-    /// forced disassociation) ends then. `None`: nothing to do (keyed, or
-    /// running, or waiting for its next poll to need keys).
+    /// has no keys to use (or a poll wanted NTS-KE and the back-off held
+    /// it), none runs, and a back-off (after a failure, a successful
+    /// attempt that no authentic time followed, or a forced disassociation)
+    /// ends then. `None`: nothing to do (keyed, or running, or waiting for
+    /// its next poll to need keys).
     pub fn retry_due(&self) -> Option<tokio::time::Instant> {
-        if self.running || self.keyed() {
+        if self.running || (self.keyed() && !self.deferred) {
             return None;
         }
         self.retry_at
@@ -305,6 +348,9 @@ impl NtsSource {
                     // the back-offs start afresh (RFC 8915 §4.2, §5.7).
                     self.disassociations = 0;
                     self.failures = 0;
+                    self.unproven = false;
+                    self.retry_at = None;
+                    self.deferred = false;
                     self.nak_unanswered = false;
                     return Some(Judgement::Time);
                 }
@@ -332,15 +378,19 @@ impl NtsSource {
     /// forced disassociation) only after a wait that doubles with every
     /// disassociation not followed by authentic time, from [`KE_RETRY_MIN`]
     /// up to [`KE_RETRY_MAX`], so the client never loops quickly between the
-    /// KE and NTP servers. Returns the wait.
+    /// KE and NTP servers. A key establishment's own back-off (no authentic
+    /// time followed it) is kept if it ends later. Returns the wait.
     pub fn disassociate(&mut self) -> Duration {
         self.session = None;
         self.pending.clear();
         self.nak_unanswered = false;
+        self.settle();
+        let now = tokio::time::Instant::now();
         let wait = ke_retry_interval(self.disassociations);
         self.disassociations += 1;
-        self.retry_at = Some(tokio::time::Instant::now() + wait);
-        wait
+        let at = self.retry_at.map_or(now + wait, |t| t.max(now + wait));
+        self.retry_at = Some(at);
+        at - now
     }
 }
 
@@ -445,12 +495,16 @@ mod tests {
         let mut rng = SeededRng::new(27);
         let master = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
         let keys = SessionKeys::random(Aead::AesSivCmac256, &mut rng);
-        let addr: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let mut source = unkeyed_source(&provider);
+        assert_eq!(source.ke_done(Ok(established(&master, &keys, &mut rng))), Ok("127.0.0.1:123".parse().unwrap()));
+        (provider, rng, master, source)
+    }
+
+    /// A source for localhost that has not run NTS-KE.
+    fn unkeyed_source(provider: &Arc<CryptoProvider>) -> NtsSource {
         let spec = NtsSourceSpec { ke_host: "localhost".into(), ke_port: 4460, trusted_certificates: None, roots: None, aeads: Aead::ALL.to_vec(), ntpv5: false };
         let config = tls::client_config(rustls::RootCertStore::empty(), provider.clone()).unwrap();
-        let mut source = NtsSource::new(spec, config, addr);
-        assert_eq!(source.ke_done(Ok(established(&master, &keys, &mut rng))), Ok(addr));
-        (provider, rng, master, source)
+        NtsSource::new(spec, config, "127.0.0.1:123".parse().unwrap())
     }
 
     fn established(master: &MasterKeys, keys: &SessionKeys, rng: &mut dyn ntplab_proto::nts::NtsRng) -> Established {
@@ -524,6 +578,9 @@ mod tests {
         tokio::task::LocalSet::new().block_on(&rt, async {
             // Keyed and no NTSN: a poll does not run NTS-KE.
             assert!(!source.ke_wanted_at_poll());
+            // The session gave authentic time, so the next NTS-KE needs no wait.
+            let request = source.protect(&header(3, 0), &provider).unwrap();
+            assert_eq!(source.judge(&authentic_reply(&master, &request, &mut rng)), Some(Judgement::Time));
             let request = source.protect(&header(3, 1), &provider).unwrap();
             // The server lost its cookie key: a genuine NTSN; nothing authentic follows.
             let rotated = MasterKeys::new(MasterKeyConfig::default(), 0, &mut rng);
@@ -554,6 +611,65 @@ mod tests {
         let request = source.protect(&header(3, 3), &provider).unwrap();
         assert!(matches!(process_request(&master, &request), NtsRequest::Nak(_)), "no old cookie is used");
         assert_eq!(source.judge(&authentic_reply(&fresh_master, &request, &mut rng)), Some(Judgement::Time));
+    }
+
+    /// `secs` one-second polls of `source`, as the loop makes them, against
+    /// an NTP server that cannot open the cookies (its keys are not its KE
+    /// server's `master`) and answers every request with a genuine NTSN,
+    /// while NTS-KE always succeeds. A poll starts NTS-KE when it wants it
+    /// (an NTSN unanswered by this poll) and the back-off allows; one the
+    /// back-off held starts when it ends ([`NtsSource::retry_due`]). Returns
+    /// when attempts started, seconds from the first poll.
+    async fn poll_a_naking_server(source: &mut NtsSource, master: &MasterKeys, rng: &mut SeededRng, secs: u32) -> Vec<f64> {
+        let provider = tls::provider();
+        let runtime = NtsRuntime { streams: ke::NoStreams, provider: provider.clone(), time: None };
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let origin = tokio::time::Instant::now();
+        let mut starts = Vec::new();
+        for t in 0..secs {
+            let now = tokio::time::Instant::now();
+            if source.retry_due().is_some_and(|at| at <= now) || source.ke_wanted_at_poll() {
+                if let Some(task) = source.start_ke(0, &runtime, &tx) {
+                    // Its own (TCP-less) result is not used: this NTS-KE succeeds.
+                    task.abort();
+                    starts.push((now - origin).as_secs_f64());
+                    let keys = SessionKeys::random(Aead::AesSivCmac256, &mut *rng);
+                    assert!(source.ke_done(Ok(established(master, &keys, &mut *rng))).is_ok());
+                }
+            }
+            if let Some(request) = source.protect(&header(3, t as u8), &provider) {
+                let stranger = MasterKeys::new(MasterKeyConfig::default(), 0, &mut *rng);
+                let NtsRequest::Nak(nak) = process_request(&stranger, &request) else { panic!("expected a NAK") };
+                let mut out = vec![0u8; 2048];
+                let n = nak.write(-20, &mut out).unwrap();
+                assert_eq!(source.judge(&out[..n]), Some(Judgement::Nak));
+            }
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        starts
+    }
+
+    #[test]
+    fn a_server_that_naks_every_request_gets_nts_ke_on_the_failure_back_off_not_at_every_poll() {
+        let (provider, mut rng, master, _) = keyed_source();
+        let mut source = unkeyed_source(&provider);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            // The first poll has no keys: NTS-KE at 0 s. Its session gives
+            // no authentic time, so when the NTSN's next poll (1 s) wants
+            // keys again it counts as failed: the retry waits 10 s from its
+            // start, the next 20 s, and so on (before 2026-12-05: every
+            // other poll, at 1, 2, 3 … s here).
+            let starts = poll_a_naking_server(&mut source, &master, &mut rng, 635).await;
+            assert_eq!(starts, vec![0.0, 10.0, 30.0, 70.0, 150.0, 310.0, 630.0]);
+            // Authentic time resets the count: the next NTSN's next poll
+            // re-keys at once, and the one after that waits 10 s again.
+            let request = source.protect(&header(3, 1), &provider).unwrap();
+            assert_eq!(source.judge(&authentic_reply(&master, &request, &mut rng)), Some(Judgement::Time));
+            let starts = poll_a_naking_server(&mut source, &master, &mut rng, 40).await;
+            assert_eq!(starts, vec![1.0, 11.0, 31.0]);
+        });
     }
 
     #[test]
