@@ -962,6 +962,14 @@ impl RegressionDiscipline {
     /// milliseconds apart (a poll right after a step) say nothing.
     fn two_point_slope(&self, points: &[Point]) -> Option<f64> {
         let ([a, b], [sa, sb]) = (points, [self.samples.front()?, self.samples.back()?]) else { return None };
+        self.pair_slope([a, b], [sa, sb], f64::INFINITY)
+    }
+
+    /// The slope from sample `sa` (at point `a`) to sample `sb` (at `b`),
+    /// when it differs from the current frequency by more than their delays
+    /// allow ([`Self::two_point_slope`]) and what they allow is under
+    /// `max_uncertainty`.
+    fn pair_slope(&self, [a, b]: [&Point; 2], [sa, sb]: [&RawSample; 2], max_uncertainty: f64) -> Option<f64> {
         let dx = b.0 - a.0;
         if dx.is_nan() || dx <= 0.0 {
             return None;
@@ -969,7 +977,7 @@ impl RegressionDiscipline {
         let slope = (b.1 - a.1) / dx;
         let bound = |s: &RawSample| if s.delay > 0.0 { s.delay / 2.0 } else { 3.0 * self.jitter };
         let uncertainty = (bound(sa) + bound(sb)) / dx;
-        (slope.is_finite() && (slope - self.freq).abs() > uncertainty).then_some(slope)
+        (slope.is_finite() && (slope - self.freq).abs() > uncertainty && uncertainty < max_uncertainty).then_some(slope)
     }
 
     /// Chrony's poll rule; `prediction_error` is relative to what the sample
@@ -1115,8 +1123,36 @@ impl ClockDiscipline for RegressionDiscipline {
                 // current frequency; the line returns as newer samples
                 // follow it. A mean over the old samples would take out a
                 // fraction of the departure per poll.
-                let newest = points.last().map_or(0.0, |p| p.1 - self.freq * p.0);
-                (newest, f64::INFINITY, self.freq)
+                //
+                // The newest two samples give the slope when all of these
+                // hold: a frequency was taken from samples before (a first
+                // one from them is no better than none: at start-up in
+                // chrony's 002-largenetwork a stratum-3 server's first,
+                // from stratum-2 servers still slewing, 64 s apart, was
+                // -300 ppm against the true -100); they lie a poll or more
+                // apart (two sources a second and 4 ms apart gave
+                // -4,600 ppm there, then steps); their slope differs from
+                // the frequency in use by more than their delays allow;
+                // and what they allow is under that frequency's
+                // uncertainty (a frequency a line measured is kept: one
+                // departing sample is then wander or a phase jump).
+                // Otherwise an early two-point slope with a fair error
+                // (-91 against -100 ppm over 17 s, a server answering once
+                // in 128 s) is kept until a line returns, and the error
+                // runs on (chrony's 135, seed 7: 1.3 ms).
+                let n = self.samples.len();
+                let slope = match &points[..] {
+                    [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
+                        self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
+                    }
+                    _ => None,
+                };
+                let slope = slope.map_or(self.freq, |slope| {
+                    self.freq_sd = f64::INFINITY;
+                    slope
+                });
+                let newest = points.last().map_or(0.0, |p| p.1 - slope * p.0);
+                (newest, f64::INFINITY, slope)
             }
             None => {
                 // Too few samples for a slope: the current frequency is the
@@ -1537,13 +1573,48 @@ mod tests {
     fn a_sample_off_every_line_gives_the_level_now_at_the_current_frequency() {
         // Nine samples on the zero line at 10 ppm, the tenth 1 ms off (far
         // beyond 1.5 bounds of any window through it), handled 10 s after
-        // its epoch: the level now is its offset plus 10 s at 10 ppm.
+        // its epoch: the level now is its offset plus 10 s at 10 ppm, a
+        // frequency known to 0.1 ppm.
         let mut d = holding(&[0.0; 9], 200e-6);
         d.freq = 1e-5;
+        d.freq_sd = 1e-7;
+        d.freq_time = Some(at(0.0));
+        d.frequency_measured = true;
         let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
         assert_eq!(d.fit, None, "no window passes");
-        let Action::Slew { phase, .. } = u.action else { panic!("{:?}", u.action) };
+        let Action::Slew { phase, frequency, .. } = u.action else { panic!("{:?}", u.action) };
         assert!((secs(phase) - (1e-3 + 1e-5 * 10.0)).abs() < 1e-9, "{phase:?}");
+        assert_eq!(frequency, 1e-5);
+    }
+
+    #[test]
+    fn a_sample_off_every_line_gives_the_slope_from_the_one_before_when_no_line_measured_the_frequency() {
+        // As above, but the 10 ppm came from two samples (taken, but
+        // uncertain) and the poll is 8 s: the newest two, a poll apart or more, give
+        // 100 ppm, beyond the 20 ppm their delays allow, and that slope
+        // carries the level to now.
+        let mut d = holding(&[0.0; 9], 200e-6);
+        d.freq = 1e-5;
+        d.frequency_measured = true;
+        d.poll = 3;
+        assert_eq!(d.freq_sd, f64::INFINITY);
+        let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
+        assert_eq!(d.fit, None, "no window passes");
+        let Action::Slew { phase, frequency, .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((frequency - 1e-4).abs() < 1e-10, "{frequency}");
+        assert!((secs(phase) - (1e-3 + 1e-4 * 10.0)).abs() < 1e-9, "{phase:?}");
+        // Within their delays of the frequency in use, under a poll apart
+        // (10 s at 16 s), or with no frequency taken before, the newest two
+        // change nothing.
+        for (freq, poll, measured) in [(9e-5, 3, true), (1e-5, 4, true), (1e-5, 3, false)] {
+            let mut d = holding(&[0.0; 9], 200e-6);
+            d.freq = freq;
+            d.poll = poll;
+            d.frequency_measured = measured;
+            let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
+            let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
+            assert_eq!(frequency, freq, "poll {poll}");
+        }
     }
 
     #[test]
