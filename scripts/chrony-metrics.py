@@ -12,7 +12,11 @@ The same code computes every figure for both implementations:
              the last second is above 1 ms);
   RMS, max   of |offset| over the seconds at or after --window (chrony's
              max_sync_time, where clknetsim -r resets its statistics).
-Prints a Markdown table: median [min-max] over the runs. Standard library only.
+Prints a Markdown table: median [min-max] over the runs. A run that never
+synchronized counts as slower than any that did in the sync-time median
+(which is "never" when half the runs or more never synchronized); the
+[min-max] range and "never in N" then describe the runs that did and did
+not. Standard library only.
 """
 import argparse
 import csv
@@ -61,7 +65,11 @@ def summary(values, fmt):
     never = len(values) - len(got)
     if not got:
         return "never"
-    text = f"{fmt(statistics.median(got))} [{fmt(min(got))}-{fmt(max(got))}]"
+    # A run that never synchronized counts as later than any that did: the
+    # median is "never" when half the runs or more never synchronized.
+    median = statistics.median([math.inf if v is None else v for v in values])
+    head = "never" if math.isinf(median) else fmt(median)
+    text = f"{head} [{fmt(min(got))}-{fmt(max(got))}]"
     if never:
         text += f", never in {never}"
     return text
