@@ -319,8 +319,10 @@ pub fn no_ntp_after_failed_ke(a: &Analysis<'_>) -> Outcome {
 
 /// R8915-4.2-backoff / R8915-5.7-ke-loop: key establishments of a source
 /// that no authentic time followed back off exponentially. Authentic time is
-/// a reply of the source the client took (`source_reply` with a sample or a
-/// rejection: an NTS client reports no other reply but kisses); it ends a run
+/// a reply of the source the client took (a `sample` event, or a
+/// `source_reply` with a sample or a rejection: an NTS client reports no
+/// other reply but kisses; the simulator writes a sample as a `sample` event
+/// only); it ends a run
 /// of attempts, and nothing else does (RFC 8915 §4.2: the retry interval is
 /// not reset before a successful key establishment has been followed by a
 /// successful use of the Next Protocol).
@@ -338,7 +340,7 @@ pub fn ke_backoff(a: &Analysis<'_>) -> Outcome {
     let mut runs: BTreeMap<(String, String), Vec<&crate::trace::EventRec>> = BTreeMap::new();
     let key = |e: &crate::trace::EventRec| (e.host.clone().unwrap_or_default(), e.source().map(|s| s.to_string()).unwrap_or_default());
     for e in &a.trace.events {
-        if e.kind == "source_reply" && ["Sample", "Rejected"].iter().any(|k| e.source_event().starts_with(k)) {
+        if e.kind == "sample" || e.kind == "source_reply" && ["Sample", "Rejected"].iter().any(|k| e.source_event().starts_with(k)) {
             runs.remove(&key(e));
             continue;
         }
