@@ -965,6 +965,50 @@ impl RegressionDiscipline {
         self.pair_slope([a, b], [sa, sb], f64::INFINITY)
     }
 
+    /// The slope through the newest two samples (the last two of `points`,
+    /// which may hold samples older than `self.samples` but not newer) when
+    /// a frequency was taken from samples before, they lie a poll or more
+    /// apart, their slope differs from the frequency in use by more than
+    /// their delays allow, and what they allow is under that frequency's
+    /// uncertainty (see the callers).
+    fn newest_pair_slope(&self, points: &[Point], now: NtpTime) -> Option<f64> {
+        let n = self.samples.len();
+        match points {
+            [.., a, b] if n >= 2 && self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
+                self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
+            }
+            _ => None,
+        }
+    }
+
+    /// The weighted line's slope through the newest `n` samples (the last
+    /// `n` of `points`, which may hold samples older than `self.samples`
+    /// but not newer) and the most it can be off when each offset is off by
+    /// at most half its round-trip delay (three times the jitter when the
+    /// delay is unknown), as [`Self::pair_slope`] bounds two: the slope is
+    /// `Σ cᵢ yᵢ` with `cᵢ = wᵢ (xᵢ − x̄) / Σ wⱼ (xⱼ − x̄)²`, so its error is
+    /// within `Σ |cᵢ| δᵢ/2`.
+    fn bounded_slope(&self, points: &[Point], n: usize) -> Option<(f64, f64)> {
+        let m = self.samples.len();
+        if n < 2 || n > m || n > points.len() {
+            return None;
+        }
+        let window = &points[points.len() - n..];
+        let weight: f64 = window.iter().map(|p| p.2).sum();
+        let x_mean = window.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
+        let sxx: f64 = window.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
+        if !(sxx > 0.0 && sxx.is_finite()) {
+            return None;
+        }
+        let (mut slope, mut bound) = (0.0, 0.0);
+        for (p, s) in window.iter().zip(self.samples.range(m - n..)) {
+            let c = p.2 * (p.0 - x_mean) / sxx;
+            slope += c * p.1;
+            bound += c.abs() * if s.delay > 0.0 { s.delay / 2.0 } else { 3.0 * self.jitter };
+        }
+        (slope.is_finite() && bound.is_finite()).then_some((slope, bound))
+    }
+
     /// The slope from sample `sa` (at point `a`) to sample `sb` (at `b`),
     /// when it differs from the current frequency by more than their delays
     /// allow ([`Self::two_point_slope`]) and what they allow is under
@@ -1078,12 +1122,28 @@ impl ClockDiscipline for RegressionDiscipline {
                 // passes the break tests (as chrony's regression); neither
                 // leaves the frequency as it is.
                 let trusted = |l: &LinearFit| l.slope_uncertainty() * t_coefficient(l.n.saturating_sub(2)) <= MAX_UPDATE_SKEW;
+                // With no line certain enough by its residuals (three
+                // samples: Student's t for one degree of freedom is 1,273),
+                // the chosen line's slope is still taken when the samples'
+                // delays bound its error below both its departure from the
+                // frequency in use and that frequency's uncertainty
+                // ([`Self::bounded_slope`]): in the lab, a first reply
+                // delayed 4.3 ms made a two-point slope 29 ppm off, and a
+                // second delayed 9.8 ms left the frequency at 0, 100 ppm
+                // off; three samples kept either for two more polls.
                 let slope = match [f, longest].into_iter().find(trusted) {
                     Some(l) => {
                         self.frequency_measured = true;
                         self.blend_frequency(l.slope, l.slope_uncertainty(), now)
                     }
-                    None => self.freq,
+                    None => match self.bounded_slope(&points, f.n) {
+                        Some((slope, bound)) if (slope - self.freq).abs() > bound && bound < self.frequency_sd(now) => {
+                            self.frequency_measured = true;
+                            self.freq_sd = f64::INFINITY;
+                            slope
+                        }
+                        _ => self.freq,
+                    },
                 };
                 // The fitted offset's uncertainty: the residuals' pooled
                 // with a prior from the samples' error bounds (PRIOR_DOF),
@@ -1140,14 +1200,7 @@ impl ClockDiscipline for RegressionDiscipline {
                 // (-91 against -100 ppm over 17 s, a server answering once
                 // in 128 s) is kept until a line returns, and the error
                 // runs on (chrony's 135, seed 7: 1.3 ms).
-                let n = self.samples.len();
-                let slope = match &points[..] {
-                    [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
-                        self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
-                    }
-                    _ => None,
-                };
-                let slope = slope.map_or(self.freq, |slope| {
+                let slope = self.newest_pair_slope(&points, now).map_or(self.freq, |slope| {
                     self.freq_sd = f64::INFINITY;
                     slope
                 });
@@ -1614,6 +1667,37 @@ mod tests {
             let u = d.update_sample(&sample_at(1e-3, 90.0, 100.0, 200e-6));
             let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
             assert_eq!(frequency, freq, "poll {poll}");
+        }
+    }
+
+    #[test]
+    fn a_reply_delayed_milliseconds_among_the_first_three_does_not_keep_the_frequency_wrong_through_the_third() {
+        // The lab's 30-minute chrony-default run, seed 1: a clock 0.1 s and
+        // 100 ppm fast; the first reply took 4.3 ms (its offset 2 ms off),
+        // the next two 0.5 ms, 66-68 s apart. The first two give -128.7 ppm
+        // (within the 36 ppm their delays allow of -100); the line through
+        // three is not certain enough to take (one degree of freedom), but
+        // the newest two allow 7 ppm and say -100.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        assert_eq!(d.poll, 6);
+        let raw = |t: f64| -(0.1 + 1e-4 * t);
+        let mut frequency = 0.0;
+        for (t, error, delay) in [(0.0, 1.95e-3, 4.298e-3), (68.0, 0.0, 549e-6), (134.0, 0.0, 412e-6)] {
+            let theta = raw(t) + error - d.correction_at(at(t));
+            let u = d.update_sample(&sample_at(theta, t, t, delay));
+            let Action::Slew { frequency: f, .. } = u.action else { panic!("{:?}", u.action) };
+            frequency = f;
+        }
+        assert!((frequency + 1e-4).abs() < 2e-6, "{frequency}");
+        // A second reply delayed 9.8 ms (4.6 ms off) says nothing of the
+        // frequency, which stays 0; the third, 0.45 ms, with the first
+        // bounds the line's slope to 3 ppm: -100 ppm is taken.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        for (t, error, delay, want) in [(0.0, 0.0, 370e-6, 0.0), (67.8, 4.6e-3, 9.771e-3, 0.0), (133.7, 0.0, 453e-6, -1e-4)] {
+            let theta = raw(t) + error - d.correction_at(at(t));
+            let u = d.update_sample(&sample_at(theta, t, t, delay));
+            let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
+            assert!((frequency - want).abs() < 3e-6, "at {t} s: {frequency}");
         }
     }
 
