@@ -531,6 +531,17 @@ fn sim_and_lab_agree_on_chrony_default_shortened() {
     sim_and_lab_agree("chrony-default-short.toml", "client", |_, _| {});
 }
 
+/// chrony's default test as it is (default polling, no iburst) for 30
+/// minutes of real time: too long for CI, so run by hand (`cargo nextest run
+/// --release -p ntplab --test lab_cli --run-ignored only
+/// sim_and_lab_agree_on_chrony_default_for_30_minutes --no-capture`). The
+/// time to synchronize within two polls of 64 s, the RMS offset within 1 ms.
+#[test]
+#[ignore = "30 minutes of real time"]
+fn sim_and_lab_agree_on_chrony_default_for_30_minutes() {
+    sim_and_lab_agree_with("chrony-default-30min.toml", "client", &[], &[("sync_time_s", 128.0), ("rms_offset_s", RMS_TOLERANCE_S)], |_, _| {});
+}
+
 /// One falseticker (1 s off) of five servers, 120 s: outvoted in both.
 #[test]
 fn sim_and_lab_agree_on_a_falseticker_shortened() {
