@@ -1334,10 +1334,12 @@ fn an_ntpsec_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_sim
 
 /// ntpd-rs 1.9 keeps no drift file: started again, it starts from the
 /// kernel's frequency (kept with the host's clock) and, in its start-up,
-/// jumps at its first sample by the offset less its uncertainty (tens of
-/// ms at 16 s polls), as it did at its first start; it is within 0.1 s of
-/// true time from 12 s on, where a fresh clock would be 0.5 s off.
+/// jumps at its first sample by the offset less its uncertainty, as it did
+/// at its first start (`steer-offset-leftover` 1; 20 to 56 ms were left in
+/// four lab runs). A source whose uncertainty exceeds 0.25 s is not used
+/// (`maximum-source-uncertainty`), so it is within 0.25 s of true time from
+/// 12 s on, where a fresh clock would be 0.5 s off.
 #[test]
 fn an_ntpd_rs_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_simulator() {
-    a_client_stopped_and_started_again("ntpd-rs", Restart::Step(0.1), &[]);
+    a_client_stopped_and_started_again("ntpd-rs", Restart::Step(0.25), &[]);
 }
