@@ -313,7 +313,19 @@ fn sim_and_lab(file: &str) -> Option<(PathBuf, serde_json::Value, bool, serde_js
     let sim_v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let lab = lab_run_checked(&scenario, &dir.join("lab"));
     let lab_v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    print_host_figures(file, &sim_v, &lab_v);
     Some((dir, sim_v, lab.status.success(), lab_v))
+}
+
+/// Prints every host's figures of a simulator run and a lab run of `file`
+/// (their JSON summaries), a line each, short enough to survive a CI log's
+/// truncation: what a failing sim-vs-lab test is read by.
+fn print_host_figures(file: &str, sim: &serde_json::Value, lab: &serde_json::Value) {
+    for (run, v) in [("simulator", sim), ("lab", lab)] {
+        for h in v["hosts"].as_array().unwrap() {
+            eprintln!("{file}: {run} {}: sync {} s, max {} s, rms {} s, steps {}, sent {}", h["name"], h["sync_time_s"], h["max_offset_s"], h["rms_offset_s"], h["steps"], h["packets_sent"]);
+        }
+    }
 }
 
 /// tests/lab/dup-reorder.toml in the simulator and in the lab (30 s): a link
@@ -444,6 +456,7 @@ fn sim_and_lab_give_the_same_verdicts_on_the_short_scenario() {
     let out = ntplab().args(["run", "--format", "json"]).arg(&scenario).output().unwrap();
     let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let lab = lab_run("ntplab");
+    print_host_figures("short-client.toml (ntplab)", &sim, &lab);
     let verdicts = |v: &serde_json::Value| v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].to_string(), e["passed"].clone())).collect::<Vec<_>>();
     let rms = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap()["rms_offset_s"].as_f64().unwrap();
     eprintln!("ntplab client rms offset: simulator {:.1} us, lab {:.1} us", rms(&sim) * 1e6, rms(&lab) * 1e6);
@@ -491,12 +504,7 @@ fn sim_and_lab_agree_with(file: &str, host: &str, lab_args: &[&std::ffi::OsStr],
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let client = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == host).unwrap().clone();
     let (s, l) = (client(&sim), client(&lab));
-    // Every host's figures, short enough to survive a CI log's truncation.
-    for (run, v) in [("simulator", &sim), ("lab", &lab)] {
-        for h in v["hosts"].as_array().unwrap() {
-            eprintln!("{file}: {run} {}: sync {} s, max {} s, rms {} s, steps {}, sent {}", h["name"], h["sync_time_s"], h["max_offset_s"], h["rms_offset_s"], h["steps"], h["packets_sent"]);
-        }
-    }
+    print_host_figures(file, &sim, &lab);
     let mut differences = Vec::new();
     eprintln!("{file}: {host} rms_frequency_error: simulator {:?}, lab {:?} (not compared)", s["rms_frequency_error"], l["rms_frequency_error"]);
     for key in ["sync_time_s", "rms_offset_s"].into_iter().filter(|k| !compare.iter().any(|(c, _)| c == k)) {
@@ -1089,6 +1097,7 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let out = lab_run_checked(&scenario, &dir.join("lab"));
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    print_host_figures(&format!("daemon-metrics.toml ({implementation})"), &sim, &lab);
     let verdicts = |v: &serde_json::Value| -> Vec<(String, String, serde_json::Value, Option<f64>)> {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
@@ -1138,6 +1147,7 @@ fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let out = lab_run_checked(&scenario, &dir.join("lab"));
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    print_host_figures("deny-chrony.toml", &sim, &lab);
     let verdicts = |v: &serde_json::Value| -> Vec<(String, serde_json::Value, Option<f64>)> {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
@@ -1251,6 +1261,7 @@ fn a_client_stopped_and_started_again(implementation: &str, restart: Restart, de
         v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
     let (s, l) = (verdicts(&sim), verdicts(&lab));
+    print_host_figures(&format!("stop-start.toml ({implementation})"), &sim, &lab);
     eprintln!("{implementation}: simulator {s:?}\nlab {l:?}");
     assert_eq!(sim["passed"], true, "{sim}");
     assert_eq!(s.iter().map(|v| &v.1).collect::<Vec<_>>(), l.iter().map(|v| &v.1).collect::<Vec<_>>(), "{lab}");
