@@ -313,7 +313,19 @@ fn sim_and_lab(file: &str) -> Option<(PathBuf, serde_json::Value, bool, serde_js
     let sim_v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let lab = lab_run_checked(&scenario, &dir.join("lab"));
     let lab_v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    print_host_figures(file, &sim_v, &lab_v);
     Some((dir, sim_v, lab.status.success(), lab_v))
+}
+
+/// Prints every host's figures of a simulator run and a lab run of `file`
+/// (their JSON summaries), a line each, short enough to survive a CI log's
+/// truncation: what a failing sim-vs-lab test is read by.
+fn print_host_figures(file: &str, sim: &serde_json::Value, lab: &serde_json::Value) {
+    for (run, v) in [("simulator", sim), ("lab", lab)] {
+        for h in v["hosts"].as_array().unwrap() {
+            eprintln!("{file}: {run} {}: sync {} s, max {} s, rms {} s, steps {}, sent {}", h["name"], h["sync_time_s"], h["max_offset_s"], h["rms_offset_s"], h["steps"], h["packets_sent"]);
+        }
+    }
 }
 
 /// tests/lab/dup-reorder.toml in the simulator and in the lab (30 s): a link
@@ -444,6 +456,7 @@ fn sim_and_lab_give_the_same_verdicts_on_the_short_scenario() {
     let out = ntplab().args(["run", "--format", "json"]).arg(&scenario).output().unwrap();
     let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let lab = lab_run("ntplab");
+    print_host_figures("short-client.toml (ntplab)", &sim, &lab);
     let verdicts = |v: &serde_json::Value| v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].to_string(), e["passed"].clone())).collect::<Vec<_>>();
     let rms = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").unwrap()["rms_offset_s"].as_f64().unwrap();
     eprintln!("ntplab client rms offset: simulator {:.1} us, lab {:.1} us", rms(&sim) * 1e6, rms(&lab) * 1e6);
@@ -491,12 +504,7 @@ fn sim_and_lab_agree_with(file: &str, host: &str, lab_args: &[&std::ffi::OsStr],
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let client = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == host).unwrap().clone();
     let (s, l) = (client(&sim), client(&lab));
-    // Every host's figures, short enough to survive a CI log's truncation.
-    for (run, v) in [("simulator", &sim), ("lab", &lab)] {
-        for h in v["hosts"].as_array().unwrap() {
-            eprintln!("{file}: {run} {}: sync {} s, max {} s, rms {} s, steps {}, sent {}", h["name"], h["sync_time_s"], h["max_offset_s"], h["rms_offset_s"], h["steps"], h["packets_sent"]);
-        }
-    }
+    print_host_figures(file, &sim, &lab);
     let mut differences = Vec::new();
     eprintln!("{file}: {host} rms_frequency_error: simulator {:?}, lab {:?} (not compared)", s["rms_frequency_error"], l["rms_frequency_error"]);
     for key in ["sync_time_s", "rms_offset_s"].into_iter().filter(|k| !compare.iter().any(|(c, _)| c == k)) {
@@ -1100,6 +1108,7 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let out = lab_run_checked(&scenario, &dir.join("lab"));
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    print_host_figures(&format!("daemon-metrics.toml ({implementation})"), &sim, &lab);
     let verdicts = |v: &serde_json::Value| -> Vec<(String, String, serde_json::Value, Option<f64>)> {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
@@ -1149,6 +1158,7 @@ fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let out = lab_run_checked(&scenario, &dir.join("lab"));
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    print_host_figures("deny-chrony.toml", &sim, &lab);
     let verdicts = |v: &serde_json::Value| -> Vec<(String, serde_json::Value, Option<f64>)> {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["metric"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
@@ -1211,24 +1221,50 @@ fn an_ntpsec_client_starts_from_the_drift_file_the_lab_writes() {
 
 /// tests/lab/stop-start.toml, the client's daemon stopped at 20 s and
 /// started again at 35 s: in the simulator (ntplab's client) and in the lab
-/// with the client's `impl` (ntplab's daemon or chronyd). The verdicts agree;
-/// both traces carry the simulator's `scenario` events for the stop and the
-/// start at their time, the client sends nothing while stopped and starts
-/// polling again; in the lab the restarted daemon's shim took the host's
-/// clock over (one resume line in its journal) and the client's true offset
-/// runs on across the restart (within 5 ms of true time around it, where a
-/// fresh clock would be 50 ms off).
-fn a_client_stopped_and_started_again(implementation: &str) {
+/// with the client's `impl`. The verdicts agree; both traces carry the
+/// simulator's `scenario` events for the stop and the start at their time,
+/// the client sends nothing while stopped and starts polling again; in the
+/// lab the restarted daemon's shim took the host's clock over (one resume
+/// line in its journal) and the client's true offset runs on across the
+/// restart (within the expectation's bound of true time around it, where a
+/// fresh clock would be back at its starting offset).
+///
+/// `Restart::Slew` (ntplab's daemon, chronyd): the file as it is, the
+/// client 50 ms off and within 5 ms from 12 s on. `Restart::Step(max)`
+/// (ntpsec, ntpd-rs, which cannot slew 50 ms away by 12 s: ntpsec slews at
+/// most 0.5 ms/s, ntpd-rs corrects only by its first sample's jump until
+/// its filter has 8 samples, two minutes at 16 s polls): the client starts
+/// 0.5 s off, so a daemon that corrects at all steps, and must be within
+/// `max` from 12 s on (both runs, simulator and lab, of that file).
+/// `deviations`: the checks the program fails (as in
+/// [`a_peer_client_measures_its_virtual_clock`]).
+fn a_client_stopped_and_started_again(implementation: &str, restart: Restart, deviations: &[&str]) {
     if let Some(why) = skip_reason(implementation) {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
         return;
     }
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/stop-start.toml");
     let dir = tmp(&format!("stop-start-{implementation}"));
-    let text = std::fs::read_to_string(&scenario).unwrap();
+    let mut text = std::fs::read_to_string(&scenario).unwrap();
+    let max = match restart {
+        Restart::Slew => 5e-3,
+        Restart::Step(max) => {
+            for (from, to) in [
+                ("clock = { offset = 0.05, ", "clock = { offset = 0.5, ".to_string()),
+                ("within 5 ms of true time from 12 s on, across its restart (it started 50 ms off)", format!("within {} ms of true time from 12 s on, across its restart (it started 0.5 s off)", max * 1e3)),
+                ("max = 0.005\n", format!("max = {max}\n")),
+            ] {
+                assert_eq!(text.matches(from).count(), 1, "{from:?} in {}", scenario.display());
+                text = text.replace(from, &to);
+            }
+            max
+        }
+    };
+    let sim_scenario = dir.join("sim.toml");
+    std::fs::write(&sim_scenario, &text).unwrap();
     let lab_scenario = dir.join("lab.toml");
     std::fs::write(&lab_scenario, text.replace("listen = false\n", &format!("impl = \"{implementation}\"\nlisten = false\n"))).unwrap();
-    let sim = ntplab().args(["run", "--format", "json", "--out"]).arg(dir.join("sim")).arg(&scenario).output().unwrap();
+    let sim = ntplab().args(["run", "--format", "json", "--out"]).arg(dir.join("sim")).arg(&sim_scenario).output().unwrap();
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
     let out = lab_run_checked(&lab_scenario, &dir.join("lab"));
     let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -1236,10 +1272,13 @@ fn a_client_stopped_and_started_again(implementation: &str) {
         v["expectations"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["passed"].clone(), e["value"].as_f64())).collect()
     };
     let (s, l) = (verdicts(&sim), verdicts(&lab));
+    print_host_figures(&format!("stop-start.toml ({implementation})"), &sim, &lab);
     eprintln!("{implementation}: simulator {s:?}\nlab {l:?}");
     assert_eq!(sim["passed"], true, "{sim}");
     assert_eq!(s.iter().map(|v| &v.1).collect::<Vec<_>>(), l.iter().map(|v| &v.1).collect::<Vec<_>>(), "{lab}");
-    assert!(passed_but_for_timing(out.status.success(), &lab), "{lab}");
+    assert_eq!(untimed_failures(&lab), deviations, "{lab}");
+    assert_eq!(lab["passed"], true, "{lab}");
+    assert_eq!(out.status.success(), failed_checks(&lab).is_empty(), "{lab}");
     for (name, trace) in [("simulator", dir.join("sim")), ("lab", dir.join("lab"))] {
         let events = std::fs::read_to_string(trace.join("events.jsonl")).unwrap();
         let at = |event: &str| -> Vec<f64> {
@@ -1282,16 +1321,47 @@ fn a_client_stopped_and_started_again(implementation: &str) {
         .collect();
     let around: Vec<(f64, f64)> = offsets.iter().copied().filter(|(t, _)| (30.0..=42.0).contains(t)).collect();
     eprintln!("{implementation}: the lab client's true offset around its restart (t s, ms): {:?}", around.iter().map(|(t, o)| (*t, (o * 1e5).round() / 100.0)).collect::<Vec<_>>());
-    assert!(around.len() >= 12 && around.iter().all(|(_, o)| o.abs() < 5e-3), "{samples}");
+    assert!(around.len() >= 12 && around.iter().all(|(_, o)| o.abs() < max), "{samples}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How [`a_client_stopped_and_started_again`] runs a program.
+#[derive(Clone, Copy)]
+enum Restart {
+    /// tests/lab/stop-start.toml as it is: 50 ms off, within 5 ms from 12 s.
+    Slew,
+    /// The client 0.5 s off, within this many seconds from 12 s.
+    Step(f64),
 }
 
 #[test]
 fn an_ntplab_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_simulator() {
-    a_client_stopped_and_started_again("ntplab");
+    a_client_stopped_and_started_again("ntplab", Restart::Slew, &[]);
 }
 
 #[test]
 fn a_chronyd_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_simulator() {
-    a_client_stopped_and_started_again("chrony");
+    a_client_stopped_and_started_again("chrony", Restart::Slew, &[]);
+}
+
+/// ntpsec steps the 0.5 s at its first clock update (7 to 9 s, after its
+/// iburst) and is started again with the drift file the lab wrote (it
+/// writes its own only after an hour): it resets the kernel's frequency
+/// from it and carries on from the clock as it was. Its requests come from
+/// port 123 with poll 0 (as in an_ntpsec_client_measures_its_virtual_clock_in_the_lab).
+#[test]
+fn an_ntpsec_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_simulator() {
+    a_client_stopped_and_started_again("ntpsec", Restart::Step(5e-3), &["client-source-port", "poll-bounds"]);
+}
+
+/// ntpd-rs 1.9 keeps no drift file: started again, it starts from the
+/// kernel's frequency (kept with the host's clock) and, in its start-up,
+/// jumps at its first sample by the offset less its uncertainty, as it did
+/// at its first start (`steer-offset-leftover` 1; 20 to 56 ms were left in
+/// four lab runs). A source whose uncertainty exceeds 0.25 s is not used
+/// (`maximum-source-uncertainty`), so it is within 0.25 s of true time from
+/// 12 s on, where a fresh clock would be 0.5 s off.
+#[test]
+fn an_ntpd_rs_client_stopped_and_started_again_keeps_its_host_clock_as_in_the_simulator() {
+    a_client_stopped_and_started_again("ntpd-rs", Restart::Step(0.25), &[]);
 }
