@@ -727,14 +727,38 @@ fn ns_seconds(d: NtpDuration) -> String {
 /// ntpd-rs's `[[source]]` for a host's pulses: `mode = "sock"` on
 /// `pps_socket` (ntpd-rs creates and binds it), fed time samples
 /// ([`crate::refclock::PulseSamples::NearestSecond`]), with `precision` the
-/// pulses' standard deviation (`pps_jitter_s`, at least 1 ns): ntpd-rs
+/// pulses' standard deviation (`pps_jitter_s` to the nanosecond, at least
+/// 1 ns): ntpd-rs
 /// cannot estimate a sock source's noise and asks for it. Its sock source
 /// has no reference ID, delay, offset or filter settings
 /// ([`refclock_unwritable`] refuses a scenario that sets them).
 pub fn ntpd_rs_refclock_config(cfg: &DaemonConfig, pps_socket: &Path, pps_jitter_s: f64) -> String {
     let mut s = String::new();
     for _ in cfg.refclocks.iter().filter(|r| r.kind.uses_pps()) {
-        let _ = writeln!(s, "\n[[source]]\nmode = \"sock\"\npath = \"{}\"\nprecision = {:e}", pps_socket.display(), pps_jitter_s.max(1e-9));
+        let _ = writeln!(s, "\n[[source]]\nmode = \"sock\"\npath = \"{}\"\nprecision = {:e}", pps_socket.display(), ((pps_jitter_s * 1e9).round() / 1e9).max(1e-9));
+    }
+    s
+}
+
+/// The line speeds ntpsec's NMEA driver takes (its `baud` option).
+pub const NTPSEC_NMEA_BAUDS: [u32; 6] = [4800, 9600, 19_200, 38_400, 57_600, 115_200];
+
+/// ntpsec's `refclock nmea` line for a host's NMEA-only reference clock,
+/// reading the lab's pty (`path`, so no /dev/gpsN link is needed) at the
+/// scenario's baud: RMC sentences only (`mode 1`, the sentence whose second
+/// ntplab's daemon takes), polled at ntplab's window (`minpoll`/`maxpoll`),
+/// `refid` the scenario's, and `time2` (the serial end-of-line offset the
+/// driver subtracts from its receive stamps) ntplab's `offset`, which it
+/// subtracts from the sentences' arrivals.
+pub fn ntpsec_refclock_config(cfg: &DaemonConfig, serial: &Path) -> String {
+    let mut s = String::new();
+    for r in cfg.refclocks.iter().filter(|r| r.kind == ntplab_daemon::config::RefclockKind::Gps) {
+        let poll = r.poll_log2();
+        let _ = write!(s, "refclock nmea unit 0 mode 1 baud {} path {} minpoll {poll} maxpoll {poll} time2 {}", r.baud, serial.display(), ns_seconds(r.offset));
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = write!(s, " refid {code}");
+        }
+        s.push('\n');
     }
     s
 }
@@ -743,7 +767,7 @@ pub fn ntpd_rs_refclock_config(cfg: &DaemonConfig, pps_socket: &Path, pps_jitter
 /// virtual lab feeds them (NMEA on a pty, pulses as SOCK samples), one
 /// entry per reason; ntplab's daemon reads both.
 fn refclock_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
-    use ntplab_daemon::config::{RefclockKind, RefclockSpec};
+    use ntplab_daemon::config::RefclockSpec;
     for r in &cfg.refclocks {
         let kind = r.kind.name();
         let defaults = RefclockSpec::new(r.kind);
@@ -789,8 +813,13 @@ fn refclock_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: 
                     why.push(format!(
                         "refclock kind {kind}: ntpsec reads pulses from a kernel PPS device (/dev/ppsN, RFC 2783), and the virtual lab has none: it sends its pulses as SOCK samples, which ntpsec does not read"
                     ));
-                } else if r.kind == RefclockKind::Gps {
-                    why.push(format!("refclock kind {kind}: ntpsec's NMEA driver reading the lab's pty is not realized yet"));
+                    continue;
+                }
+                if !NTPSEC_NMEA_BAUDS.contains(&r.baud) {
+                    why.push(format!("refclock kind {kind}: baud {}: ntpsec's NMEA driver takes {NTPSEC_NMEA_BAUDS:?}", r.baud));
+                }
+                if r.delay != defaults.delay {
+                    why.push(format!("refclock kind {kind}: delay {}: ntpsec's refclocks have no delay setting", ns_seconds(r.delay)));
                 }
             }
         }
@@ -1216,6 +1245,7 @@ mod tests {
         assert_eq!((sources.len(), sources[1]["mode"].as_str(), sources[1]["precision"].as_float()), (2, Some("sock"), Some(2e-8)));
         // A jitter of 0 still gives ntpd-rs the positive precision it requires.
         assert!(ntpd_rs_refclock_config(&plain, sock, 0.0).ends_with("precision = 1e-9\n"));
+        assert!(ntpd_rs_refclock_config(&plain, sock, 1.00000761449337e-6).ends_with("precision = 1e-6\n"));
         // Without pulses (NMEA only, refused for both) nothing is written.
         let gps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\n", "c").unwrap();
         assert_eq!((chrony_refclock_config(&gps, sock), ntpd_rs_refclock_config(&gps, sock, 1e-8)), (String::new(), String::new()));
@@ -1225,6 +1255,30 @@ mod tests {
         assert!(why[0].starts_with("refclock kind pps: ntpd-rs 1.9's sock source has no setting for refid \"GPPS\" (its sock sources are all SOCK), delay 2e-6, offset 5e-8, filter 4"), "{why:?}");
         assert_eq!(unwritable(&plain, Implementation::NtpdRs), Vec::<String>::new());
         assert_eq!(unwritable(&cfg, Implementation::Chrony), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ntpsec_reads_the_nmea_pty_with_the_scenarios_settings_and_refuses_what_it_cannot_say() {
+        let text = "[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\nbaud = 4800\nrefid = \"NMEA\"\noffset = 0.0835\nfilter = 64\n";
+        let cfg = DaemonConfig::from_toml(text, "c").unwrap();
+        // time2: the end-of-line offset ntpsec subtracts, as ntplab subtracts `offset`; poll 6 for 64 samples.
+        assert_eq!(
+            ntpsec_refclock_config(&cfg, Path::new("/dev/pts/3")),
+            "refclock nmea unit 0 mode 1 baud 4800 path /dev/pts/3 minpoll 6 maxpoll 6 time2 8.35e-2 refid NMEA\n"
+        );
+        assert_eq!(unwritable(&cfg, Implementation::Ntpsec), Vec::<String>::new());
+        let odd = DaemonConfig::from_toml(&text.replace("baud = 4800", "baud = 2400").replace("filter = 64", "delay = 1e-3"), "c").unwrap();
+        assert_eq!(
+            unwritable(&odd, Implementation::Ntpsec),
+            vec![
+                "refclock kind gps: baud 2400: ntpsec's NMEA driver takes [4800, 9600, 19200, 38400, 57600, 115200]".to_string(),
+                "refclock kind gps: delay 1e-3: ntpsec's refclocks have no delay setting".to_string()
+            ]
+        );
+        // Pulses: nothing written, refused.
+        let pps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/x\"\npps_socket = \"/p\"\n", "c").unwrap();
+        assert_eq!(ntpsec_refclock_config(&pps, Path::new("/dev/pts/3")), "");
+        assert!(unwritable(&pps, Implementation::Ntpsec)[0].contains("kernel PPS device"));
     }
 
     fn config(access: &str) -> DaemonConfig {

@@ -411,7 +411,14 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 }
                 Implementation::Ntpsec => {
                     let conf = out.join(format!("{}.ntp.conf", h.name));
-                    write(&conf, programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?)?;
+                    let mut text = programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
+                    // refusals() let through NMEA alone: the pty, no pulses.
+                    if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
+                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                        text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
+                        devices.push((i, d, crate::refclock::PulseSamples::Ntplab));
+                    }
+                    write(&conf, text)?;
                     // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
                     let own_log = out.join(format!("{}.ntpsec.log", h.name));
                     let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
@@ -1390,7 +1397,12 @@ host = "server"
             let r = refused("ntpd-rs", kind, "", true);
             assert!(r.len() == 1 && r[0].contains(&format!("refclock kind {kind}: ntpd-rs 1.9 has no NMEA reader")), "{r:?}");
         }
-        // ntpsec: no kernel PPS device in the virtual lab.
+        // ntpsec: its NMEA driver on the pty, with or without a source; no kernel PPS device in the virtual lab.
+        for with_source in [false, true] {
+            assert_eq!(refused("ntpsec", "gps", ", offset = 0.0835", with_source), Vec::<String>::new());
+        }
+        let r = refused("ntpsec", "gps", ", baud = 1200", true);
+        assert!(r.len() == 1 && r[0].starts_with("host `gps`: impl = \"ntpsec\": refclock kind gps: baud 1200: ntpsec's NMEA driver takes"), "{r:?}");
         for kind in ["pps", "gps-pps"] {
             let r = refused("ntpsec", kind, "", true);
             assert!(r.len() == 1 && r[0].starts_with(&format!("host `gps`: impl = \"ntpsec\": refclock kind {kind}: ntpsec reads pulses from a kernel PPS device")), "{r:?}");
