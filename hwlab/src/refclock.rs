@@ -1,8 +1,10 @@
 //! A scenario host's GPS receiver and PPS output in the virtual lab, fed in
 //! real time from the simulator's models (`ntplab_sim::gps`): the NMEA
 //! sentences through a pseudo-terminal pair (the daemon reads the slave side
-//! as its serial port), the pulses as chrony SOCK samples sent to the
-//! daemon's `pps_socket`.
+//! as its serial port: ntplab's daemon, ntpsec's NMEA driver), the pulses as
+//! chrony SOCK samples sent to the socket the daemon binds (ntplab's
+//! `pps_socket`, chronyd's `refclock SOCK`, ntpd-rs's `sock` source), each
+//! in the form its program reads ([`PulseSamples`]).
 //!
 //! Each true second (the machine's real clock is true time) the feeder draws
 //! the receiver's serial chunks and the pulse edge exactly as the
@@ -10,11 +12,11 @@
 //! chunk is written to the pty master when its last byte has left the
 //! receiver; a pulse becomes a SOCK sample stamped with the daemon's own
 //! clock at the edge (what the kernel's PPS timestamp would read), which the
-//! lab takes from the host's clock journal replayed up to then, with the
-//! offset (true second − that stamp) that chrony's SOCK format carries.
+//! lab takes from the host's clock journal replayed up to then.
 //! A pulse sample sent late by the scheduler still carries the edge's
-//! stamp, so scheduling delays only matter to the serial data (as for a real
-//! serial port read in user space).
+//! stamp (and ntpd-rs, which stamps a sample when it arrives, the offset at
+//! the edge), so scheduling delays only matter to the serial data (as for a
+//! real serial port read in user space).
 
 use ntplab_sim::gps::{GpsFault, GpsReceiver, PpsModel, SerialChunk};
 use ntplab_sim::refclock::{Draws, SimRefclockConfig};

@@ -399,7 +399,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     let conf = out.join(format!("{}.chrony.conf", h.name));
                     programs::prepare_chronyc_dir(&out, &h.name)?;
                     let mut text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?;
-                    // refusals() let through pulses only (chronyd creates the socket).
+                    // refusals() lets through pulses only (chronyd creates the socket).
                     if let Some(d) = open_pulse_socket(h.refclock.as_ref(), &out, &h.name)? {
                         text += &programs::chrony_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")));
                         devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
@@ -412,7 +412,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 Implementation::Ntpsec => {
                     let conf = out.join(format!("{}.ntp.conf", h.name));
                     let mut text = programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
-                    // refusals() let through NMEA alone: the pty, no pulses.
+                    // refusals() lets through NMEA alone: the pty, no pulses.
                     if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
                         let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                         text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
@@ -1374,38 +1374,37 @@ host = "server"
     #[test]
     fn reference_clocks_are_realized_where_the_program_reads_the_labs_feed_and_refused_with_the_reason_elsewhere() {
         let refused = |imp: &str, kind: &str, extra: &str, with_source: bool| refusals(&refclock_host(imp, kind, extra, with_source));
-        for kind in ["gps", "gps-pps", "pps"] {
-            for with_source in [false, true] {
-                assert_eq!(refused("ntplab", kind, "", with_source), Vec::<String>::new(), "{kind}");
-            }
+        // (impl, kind, more keys, with an NTP source)
+        let realized = [
+            // chronyd: the pulses on a SOCK source, once an NTP source has synchronised it.
+            ("chrony", "pps", ", refid = \"GPPS\", offset = 5e-8, filter = 4", true),
+            // ntpd-rs: time samples on its sock source, with or without a source.
+            ("ntpd-rs", "pps", ", pps_jitter = \"1us\"", false),
+            ("ntpd-rs", "pps", ", pps_jitter = \"1us\"", true),
+            // ntpsec: its NMEA driver on the pty, with or without a source.
+            ("ntpsec", "gps", ", offset = 0.0835", false),
+            ("ntpsec", "gps", ", offset = 0.0835", true),
+        ];
+        let ntplab = ["gps", "gps-pps", "pps"].into_iter().flat_map(|k| [("ntplab", k, "", false), ("ntplab", k, "", true)]);
+        for (imp, kind, extra, with_source) in realized.into_iter().chain(ntplab) {
+            assert_eq!(refused(imp, kind, extra, with_source), Vec::<String>::new(), "{imp} {kind} {extra} {with_source}");
         }
-        // chronyd: the pulses on a SOCK source, once an NTP source has synchronised it.
-        assert_eq!(refused("chrony", "pps", ", refid = \"GPPS\", offset = 5e-8, filter = 4", true), Vec::<String>::new());
-        let r = refused("chrony", "pps", "", false);
-        assert!(r.len() == 1 && r[0].starts_with("host `gps`: impl = \"chrony\": refclock kind pps with no NTP source: chronyd takes a pulse without `lock` only while"), "{r:?}");
-        for kind in ["gps", "gps-pps"] {
-            let r = refused("chrony", kind, "", true);
-            assert!(r.len() == 1 && r[0].starts_with(&format!("host `gps`: impl = \"chrony\": refclock kind {kind}: chrony 4.3 has no NMEA driver")) && r[0].contains("no gpsd"), "{r:?}");
-        }
-        // ntpd-rs: time samples on its sock source, with or without a source; its missing settings refused.
-        for with_source in [false, true] {
-            assert_eq!(refused("ntpd-rs", "pps", ", pps_jitter = \"1us\"", with_source), Vec::<String>::new());
-        }
-        let r = refused("ntpd-rs", "pps", ", offset = 5e-8", true);
-        assert!(r.len() == 1 && r[0].starts_with("host `gps`: impl = \"ntpd-rs\": refclock kind pps: ntpd-rs 1.9's sock source has no setting for offset 5e-8"), "{r:?}");
-        for kind in ["gps", "gps-pps"] {
-            let r = refused("ntpd-rs", kind, "", true);
-            assert!(r.len() == 1 && r[0].contains(&format!("refclock kind {kind}: ntpd-rs 1.9 has no NMEA reader")), "{r:?}");
-        }
-        // ntpsec: its NMEA driver on the pty, with or without a source; no kernel PPS device in the virtual lab.
-        for with_source in [false, true] {
-            assert_eq!(refused("ntpsec", "gps", ", offset = 0.0835", with_source), Vec::<String>::new());
-        }
-        let r = refused("ntpsec", "gps", ", baud = 1200", true);
-        assert!(r.len() == 1 && r[0].starts_with("host `gps`: impl = \"ntpsec\": refclock kind gps: baud 1200: ntpsec's NMEA driver takes"), "{r:?}");
-        for kind in ["pps", "gps-pps"] {
-            let r = refused("ntpsec", kind, "", true);
-            assert!(r.len() == 1 && r[0].starts_with(&format!("host `gps`: impl = \"ntpsec\": refclock kind {kind}: ntpsec reads pulses from a kernel PPS device")), "{r:?}");
+        // (impl, kind, more keys, with an NTP source, the refusal after "host `gps`: impl = \"IMPL\": ")
+        let refusals_expected = [
+            ("chrony", "pps", "", false, "refclock kind pps with no NTP source: chronyd takes a pulse without `lock` only while"),
+            ("chrony", "gps", "", true, "refclock kind gps: chrony 4.3 has no NMEA driver"),
+            ("chrony", "gps-pps", "", true, "refclock kind gps-pps: chrony 4.3 has no NMEA driver"),
+            ("ntpd-rs", "pps", ", offset = 5e-8", true, "refclock kind pps: ntpd-rs 1.9's sock source has no setting for offset 5e-8"),
+            ("ntpd-rs", "gps", "", true, "refclock kind gps: ntpd-rs 1.9 has no NMEA reader"),
+            ("ntpd-rs", "gps-pps", "", true, "refclock kind gps-pps: ntpd-rs 1.9 has no NMEA reader"),
+            ("ntpsec", "gps", ", baud = 1200", true, "refclock kind gps: baud 1200: ntpsec's NMEA driver takes"),
+            // No kernel PPS device in the virtual lab.
+            ("ntpsec", "pps", "", true, "refclock kind pps: ntpsec reads pulses from a kernel PPS device"),
+            ("ntpsec", "gps-pps", "", true, "refclock kind gps-pps: ntpsec reads pulses from a kernel PPS device"),
+        ];
+        for (imp, kind, extra, with_source, why) in refusals_expected {
+            let r = refused(imp, kind, extra, with_source);
+            assert!(r.len() == 1 && r[0].starts_with(&format!("host `gps`: impl = \"{imp}\": {why}")), "{r:?}");
         }
     }
 
