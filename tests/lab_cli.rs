@@ -1292,6 +1292,8 @@ struct RefclockRun {
     file: &'static str,
     /// The client's `impl` (the file's is replaced with it).
     implementation: &'static str,
+    /// Applied to the file's text after that.
+    edit: fn(String) -> String,
     /// The client's configuration file in the run's output directory.
     config_file: &'static str,
     /// What that file must contain, given the PPS socket's path.
@@ -1320,7 +1322,7 @@ impl RefclockRun {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab").join(self.file)).unwrap();
         let scenario = dir.join("scenario.toml");
         let edited = ["chrony", "ntpsec", "ntpd-rs"].iter().fold(text, |t, from| t.replace(&format!("impl = \"{from}\""), &format!("impl = \"{imp}\"")));
-        std::fs::write(&scenario, edited).unwrap();
+        std::fs::write(&scenario, (self.edit)(edited)).unwrap();
         let out = dir.join("out");
         let output = lab_run_checked(&scenario, &out);
         let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
@@ -1353,22 +1355,26 @@ fn reported_source(report: &serde_json::Value, address: impl Fn(&str) -> bool) -
 /// its `impl`, 90 s): the lab feeds the pulses as SOCK samples to the
 /// socket the daemon binds, a pulse a second; within 10 us of true time
 /// from 60 s on.
-fn a_client_on_a_pps(implementation: &'static str, config_file: &'static str, config_has: fn(&Path) -> Vec<String>) -> Option<serde_json::Value> {
+fn a_client_on_a_pps(implementation: &'static str, edit: fn(String) -> String, config_file: &'static str, config_has: fn(&Path) -> Vec<String>) -> Option<serde_json::Value> {
     let fed_enough = |fed: &serde_json::Value| fed["pulses"].as_u64().unwrap() >= 80 && fed["serial_bytes"] == 0;
-    RefclockRun { file: "pps-chrony.toml", implementation, config_file, config_has, fed_enough, deviations: &[], max_offset_s: 10e-6 }.run()
+    RefclockRun { file: "pps-chrony.toml", implementation, edit, config_file, config_has, fed_enough, deviations: &[], max_offset_s: 10e-6 }.run()
 }
 
 /// chronyd: a `refclock SOCK` without `lock`, taken once NTP has
 /// synchronised the clock, then selected (the PPS the selected source in
-/// chronyc's last report). Measured 0.66 us max, 0.31 us RMS from 60 s on,
-/// 2.2 and 0.87 us in a manual run; the same run without the PPS 71 us max,
-/// 49 us RMS; with the pulses' offsets written as ntplab's daemon reads
-/// them (true second minus stamp) chronyd selected the PPS 20 s later and
-/// ended 60 us off, its PPS reading -129 us (docs/hwlab.md).
+/// chronyc's last report). The pulses come 100 us after the second
+/// (`pps_delay`), which the scenario's `offset` compensates: chronyd's
+/// `offset 1e-4` (with the opposite sign the clock would sit 200 us off).
+/// Measured 2.16 us max, 0.86 us RMS from 60 s on with the delay; without
+/// it 0.64-2.2 us max; the same run without the PPS 71 us max, 49 us RMS;
+/// with the pulses' offsets written as ntplab's daemon reads them (true
+/// second minus stamp) chronyd selected the PPS 20 s later and ended 60 us
+/// off, its PPS reading -129 us (docs/hwlab.md).
 #[test]
 fn a_chronyd_client_disciplines_its_virtual_clock_to_a_pps_fed_as_sock_samples() {
-    let line = |sock: &Path| vec![format!("refclock SOCK {} poll 4 filter 16 refid PPS delay 1e-9 offset 0e0\n", sock.display())];
-    let Some(last) = a_client_on_a_pps("chrony", "client.chrony.conf", line) else { return };
+    let delayed = |t: String| t.replace("refclock = { kind = \"pps\", pps_jitter = \"1us\" }", "refclock = { kind = \"pps\", pps_jitter = \"1us\", pps_delay = \"100us\", offset = 1e-4 }");
+    let line = |sock: &Path| vec![format!("refclock SOCK {} poll 4 filter 16 refid PPS delay 1e-9 offset 1e-4\n", sock.display())];
+    let Some(last) = a_client_on_a_pps("chrony", delayed, "client.chrony.conf", line) else { return };
     assert_eq!(reported_source(&last, |a| a == "PPS")["selected"], true, "{last}");
 }
 
@@ -1380,7 +1386,7 @@ fn a_chronyd_client_disciplines_its_virtual_clock_to_a_pps_fed_as_sock_samples()
 #[test]
 fn an_ntpd_rs_client_disciplines_its_virtual_clock_to_a_pps_fed_as_sock_samples() {
     let line = |sock: &Path| vec![format!("\n[[source]]\nmode = \"sock\"\npath = \"{}\"\nprecision = 1e-6\n", sock.display())];
-    let Some(last) = a_client_on_a_pps("ntpd-rs", "client.ntp.toml", line) else { return };
+    let Some(last) = a_client_on_a_pps("ntpd-rs", |t| t, "client.ntp.toml", line) else { return };
     let sock = reported_source(&last, |a| a.ends_with("client.pps.sock"));
     assert!(sock["offset_s"].as_f64().unwrap().abs() < 10e-6, "{last}");
 }
@@ -1399,6 +1405,7 @@ fn an_ntpsec_client_disciplines_its_virtual_clock_to_nmea_on_the_labs_pty() {
     let run = RefclockRun {
         file: "gps-ntpsec.toml",
         implementation: "ntpsec",
+        edit: |t| t,
         config_file: "client.ntp.conf",
         config_has: |_| vec!["refclock nmea unit 0 mode 1 baud 9600 path /dev/pts/".into(), " minpoll 4 maxpoll 4 time2 8.35e-2 refid GPS\n".into()],
         // About 180 octets a second of sentences, no pulses.
