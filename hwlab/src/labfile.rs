@@ -361,7 +361,11 @@ impl LabFile {
             let kind = rc.kind;
             let kind_name = kind.name();
             if h.implementation != Implementation::Ntplab {
-                // run::refusals() says why; nothing more to check.
+                why.push(format!(
+                    "host `{n}`: impl = \"{}\": {} binds a real GPS or PPS device to it, and the lab passes real devices to ntplab's daemon only (its `serial` relayed through a pty, its `pps_device`)",
+                    h.implementation.name(),
+                    self.origin
+                ));
                 continue;
             }
             match (kind.uses_serial(), b.gps) {
@@ -615,6 +619,11 @@ refclock = { gps = "gnss0", pps = "pps0" }
         assert_eq!(l.refusals(&scenario("gps-pps", ", fix_loss = [ { from = \"10s\", until = \"20s\" } ]")), Vec::<String>::new());
         let r = l.refusals(&scenario("gps-pps", ", wnro = [ { from = \"10s\", until = \"20s\" } ], pps_dropout = 0.1, pps_outlier = 0.01"));
         assert!(r.len() == 3 && r[0].contains("1 `wnro` window(s): a real receiver cannot") && r[1].contains("`pps_dropout` 0.1") && r[2].contains("`pps_outlier` 0.01"), "{r:?}");
+        // A real device bound to another program's host.
+        let mut chrony = scenario("pps", "");
+        chrony.hosts[0].implementation = Implementation::Chrony;
+        let r = l.refusals(&chrony);
+        assert!(r.len() == 1 && r[0].contains("host `gps-server`: impl = \"chrony\": LAB.toml binds a real GPS or PPS device to it") && r[0].contains("ntplab's daemon only"), "{r:?}");
         // A host without a refclock, and one that may control its real clock.
         let no_refclock = Scenario::parse(&scenario_text_without_refclock(), "s.toml").unwrap();
         let r = l.refusals(&no_refclock);

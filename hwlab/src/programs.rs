@@ -693,6 +693,139 @@ pub fn ntplab_refclock_config(cfg: &DaemonConfig, serial: Option<(&Path, Option<
     s
 }
 
+/// chronyd's `refclock` lines for a host's reference clocks: a `SOCK`
+/// source on `pps_socket`, which chronyd creates and binds and the lab's
+/// feeder sends the pulses to ([`crate::refclock::PulseSamples::ChronyPulse`]).
+/// No `lock`: a pulse takes its second from the system clock, which
+/// chronyd requires synchronised by another source (refclock.c drops
+/// pulses otherwise; [`refclock_unwritable`] refuses a host without one),
+/// as ntplab's `pps` kind takes it from its own clock. `poll` is ntplab's
+/// (its filter window's length in log2 seconds, at least 4), `filter` its
+/// window's length, `delay` the same setting (both default to 1e-9 s). `offset`: ntplab's is the
+/// pulses' delay after the true second, which it subtracts; chronyd's is
+/// added to minus the edge's fraction of a second (`offset = -second +
+/// instance->offset` in `RCL_AddCookedPulse`), so an edge `d` late is
+/// compensated by the same `d`.
+pub fn chrony_refclock_config(cfg: &DaemonConfig, pps_socket: &Path) -> String {
+    let mut s = String::new();
+    for r in cfg.refclocks.iter().filter(|r| r.kind.uses_pps()) {
+        let _ = write!(s, "refclock SOCK {} poll {} filter {}", pps_socket.display(), r.poll_log2(), r.filter_len);
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = write!(s, " refid {code}");
+        }
+        let _ = writeln!(s, " delay {} offset {}", ns_seconds(r.delay), ns_seconds(r.offset));
+    }
+    s
+}
+
+/// `d` in seconds to the nanosecond, as a configuration says it (`2e-6`,
+/// not the binary fraction's 1.9997823983430862e-6).
+fn ns_seconds(d: NtpDuration) -> String {
+    format!("{:e}", (d.to_seconds_f64() * 1e9).round() / 1e9)
+}
+
+/// ntpd-rs's `[[source]]` for a host's pulses: `mode = "sock"` on
+/// `pps_socket` (ntpd-rs creates and binds it), fed time samples
+/// ([`crate::refclock::PulseSamples::NearestSecond`]), with `precision` the
+/// pulses' standard deviation (`pps_jitter_s` to the nanosecond, at least
+/// 1 ns): ntpd-rs
+/// cannot estimate a sock source's noise and asks for it. Its sock source
+/// has no reference ID, delay, offset or filter settings
+/// ([`refclock_unwritable`] refuses a scenario that sets them).
+pub fn ntpd_rs_refclock_config(cfg: &DaemonConfig, pps_socket: &Path, pps_jitter_s: f64) -> String {
+    let mut s = String::new();
+    for _ in cfg.refclocks.iter().filter(|r| r.kind.uses_pps()) {
+        let _ = writeln!(s, "\n[[source]]\nmode = \"sock\"\npath = \"{}\"\nprecision = {:e}", pps_socket.display(), ((pps_jitter_s * 1e9).round() / 1e9).max(1e-9));
+    }
+    s
+}
+
+/// The line speeds ntpsec's NMEA driver takes (its `baud` option).
+pub const NTPSEC_NMEA_BAUDS: [u32; 6] = [4800, 9600, 19_200, 38_400, 57_600, 115_200];
+
+/// ntpsec's `refclock nmea` line for a host's NMEA-only reference clock,
+/// reading the lab's pty (`path`, so no /dev/gpsN link is needed) at the
+/// scenario's baud: RMC sentences only (`mode 1`, the sentence whose second
+/// ntplab's daemon takes), polled at ntplab's window (`minpoll`/`maxpoll`),
+/// `refid` the scenario's, and `time2` (the serial end-of-line offset the
+/// driver subtracts from its receive stamps) ntplab's `offset`, which it
+/// subtracts from the sentences' arrivals.
+pub fn ntpsec_refclock_config(cfg: &DaemonConfig, serial: &Path) -> String {
+    let mut s = String::new();
+    for r in cfg.refclocks.iter().filter(|r| r.kind == ntplab_daemon::config::RefclockKind::Gps) {
+        let poll = r.poll_log2();
+        let _ = write!(s, "refclock nmea unit 0 mode 1 baud {} path {} minpoll {poll} maxpoll {poll} time2 {}", r.baud, serial.display(), ns_seconds(r.offset));
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = write!(s, " refid {code}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Why `implementation` cannot read a host's reference clocks as the
+/// virtual lab feeds them (NMEA on a pty, pulses as SOCK samples), one
+/// entry per reason; ntplab's daemon reads both.
+fn refclock_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
+    use ntplab_daemon::config::RefclockSpec;
+    for r in &cfg.refclocks {
+        let kind = r.kind.name();
+        let defaults = RefclockSpec::new(r.kind);
+        match implementation {
+            Implementation::Ntplab => {}
+            Implementation::Chrony => {
+                if r.kind.uses_serial() {
+                    why.push(format!(
+                        "refclock kind {kind}: chrony 4.3 has no NMEA driver (it reads a receiver through gpsd's SOCK or SHM samples) and the lab runs no gpsd: it feeds the receiver's sentences on a pty"
+                    ));
+                } else if cfg.sources.is_empty() {
+                    why.push(format!(
+                        "refclock kind {kind} with no NTP source: chronyd takes a pulse without `lock` only while another source keeps its clock synchronised (refclock.c drops it otherwise), and this host has none; ntplab's daemon numbers the pulses by its own clock from the start, which no chrony setting says (`local` would also serve the unsynchronised clock)"
+                    ));
+                }
+            }
+            Implementation::NtpdRs => {
+                if r.kind.uses_serial() {
+                    why.push(format!(
+                        "refclock kind {kind}: ntpd-rs 1.9 has no NMEA reader (its `sock` source takes gpsd's samples) and the lab runs no gpsd: it feeds the receiver's sentences on a pty"
+                    ));
+                    continue;
+                }
+                let mut unset = Vec::new();
+                if r.reference_id != defaults.reference_id {
+                    unset.push(format!("refid {:?} (its sock sources are all SOCK)", r.reference_id.ascii().unwrap_or("?")));
+                }
+                if r.delay != defaults.delay {
+                    unset.push(format!("delay {}", ns_seconds(r.delay)));
+                }
+                if r.offset != defaults.offset {
+                    unset.push(format!("offset {}", ns_seconds(r.offset)));
+                }
+                if r.filter_len != defaults.filter_len {
+                    unset.push(format!("filter {} (each sample goes to its Kalman filter)", r.filter_len));
+                }
+                if !unset.is_empty() {
+                    why.push(format!("refclock kind {kind}: ntpd-rs 1.9's sock source has no setting for {}", unset.join(", ")));
+                }
+            }
+            Implementation::Ntpsec => {
+                if r.kind.uses_pps() {
+                    why.push(format!(
+                        "refclock kind {kind}: ntpsec reads pulses from a kernel PPS device (/dev/ppsN, RFC 2783), and the virtual lab has none: it sends its pulses as SOCK samples, which ntpsec does not read"
+                    ));
+                    continue;
+                }
+                if !NTPSEC_NMEA_BAUDS.contains(&r.baud) {
+                    why.push(format!("refclock kind {kind}: baud {}: ntpsec's NMEA driver takes {NTPSEC_NMEA_BAUDS:?}", r.baud));
+                }
+                if r.delay != defaults.delay {
+                    why.push(format!("refclock kind {kind}: delay {}: ntpsec's refclocks have no delay setting", ns_seconds(r.delay)));
+                }
+            }
+        }
+    }
+}
+
 /// An access action as ntplab's configuration writes it.
 fn access_name(a: AccessAction) -> &'static str {
     match a {
@@ -887,6 +1020,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
     }
     rate_limit_and_smear_unwritable(cfg, implementation, &mut why);
     nts_unwritable(cfg, implementation, &mut why);
+    refclock_unwritable(cfg, implementation, &mut why);
     why
 }
 
@@ -1090,6 +1224,61 @@ mod tests {
         let back = DaemonConfig::from_toml(&format!("listen = [\"10.0.0.1:123\"]\n{real}"), "back").unwrap();
         assert_eq!(back.refclocks[0].pps_device.as_deref(), Some(Path::new("/dev/pps0")));
         assert_eq!(back.refclocks[0].baud, 115_200);
+    }
+
+    #[test]
+    fn chronyd_and_ntpd_rs_read_the_pulses_from_a_sock_source_with_the_scenarios_settings() {
+        let text = "[[source]]\naddress = \"10.0.0.1:123\"\n[[refclock]]\nkind = \"pps\"\npps_socket = \"/p\"\nrefid = \"GPPS\"\ndelay = 2e-6\noffset = 5e-8\nfilter = 4\n";
+        let cfg = DaemonConfig::from_toml(text, "c").unwrap();
+        let sock = Path::new("/o/h.pps.sock");
+        // ntplab's poll: its window's length in log2 seconds, at least 4.
+        assert_eq!(chrony_refclock_config(&cfg, sock), "refclock SOCK /o/h.pps.sock poll 4 filter 4 refid GPPS delay 2e-6 offset 5e-8\n");
+        // The defaults: chronyd is told them too (its refid would be SOCK).
+        let plain = DaemonConfig::from_toml(&text.replace("refid = \"GPPS\"\ndelay = 2e-6\noffset = 5e-8\nfilter = 4\n", ""), "c").unwrap();
+        assert_eq!(chrony_refclock_config(&plain, sock), "refclock SOCK /o/h.pps.sock poll 4 filter 16 refid PPS delay 1e-9 offset 0e0\n");
+        let rs = ntpd_rs_refclock_config(&plain, sock, 2e-8);
+        assert_eq!(rs, "\n[[source]]\nmode = \"sock\"\npath = \"/o/h.pps.sock\"\nprecision = 2e-8\n");
+        // A whole ntp.toml with it is TOML, the sock source after the server.
+        let whole = format!("{}{rs}", ntpd_rs_config(&plain, Path::new("/o"), "h", None).unwrap());
+        let v: toml::Value = toml::from_str(&whole).unwrap_or_else(|e| panic!("{e}\n{whole}"));
+        let sources = v["source"].as_array().unwrap();
+        assert_eq!((sources.len(), sources[1]["mode"].as_str(), sources[1]["precision"].as_float()), (2, Some("sock"), Some(2e-8)));
+        // A jitter of 0 still gives ntpd-rs the positive precision it requires.
+        assert!(ntpd_rs_refclock_config(&plain, sock, 0.0).ends_with("precision = 1e-9\n"));
+        assert!(ntpd_rs_refclock_config(&plain, sock, 1.00000761449337e-6).ends_with("precision = 1e-6\n"));
+        // Without pulses (NMEA only, refused for both) nothing is written.
+        let gps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\n", "c").unwrap();
+        assert_eq!((chrony_refclock_config(&gps, sock), ntpd_rs_refclock_config(&gps, sock, 1e-8)), (String::new(), String::new()));
+        // The settings ntpd-rs's sock source lacks are refused, each named.
+        let why = unwritable(&cfg, Implementation::NtpdRs);
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].starts_with("refclock kind pps: ntpd-rs 1.9's sock source has no setting for refid \"GPPS\" (its sock sources are all SOCK), delay 2e-6, offset 5e-8, filter 4"), "{why:?}");
+        assert_eq!(unwritable(&plain, Implementation::NtpdRs), Vec::<String>::new());
+        assert_eq!(unwritable(&cfg, Implementation::Chrony), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ntpsec_reads_the_nmea_pty_with_the_scenarios_settings_and_refuses_what_it_cannot_say() {
+        let text = "[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\nbaud = 4800\nrefid = \"NMEA\"\noffset = 0.0835\nfilter = 64\n";
+        let cfg = DaemonConfig::from_toml(text, "c").unwrap();
+        // time2: the end-of-line offset ntpsec subtracts, as ntplab subtracts `offset`; poll 6 for 64 samples.
+        assert_eq!(
+            ntpsec_refclock_config(&cfg, Path::new("/dev/pts/3")),
+            "refclock nmea unit 0 mode 1 baud 4800 path /dev/pts/3 minpoll 6 maxpoll 6 time2 8.35e-2 refid NMEA\n"
+        );
+        assert_eq!(unwritable(&cfg, Implementation::Ntpsec), Vec::<String>::new());
+        let odd = DaemonConfig::from_toml(&text.replace("baud = 4800", "baud = 2400").replace("filter = 64", "delay = 1e-3"), "c").unwrap();
+        assert_eq!(
+            unwritable(&odd, Implementation::Ntpsec),
+            vec![
+                "refclock kind gps: baud 2400: ntpsec's NMEA driver takes [4800, 9600, 19200, 38400, 57600, 115200]".to_string(),
+                "refclock kind gps: delay 1e-3: ntpsec's refclocks have no delay setting".to_string()
+            ]
+        );
+        // Pulses: nothing written, refused.
+        let pps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/x\"\npps_socket = \"/p\"\n", "c").unwrap();
+        assert_eq!(ntpsec_refclock_config(&pps, Path::new("/dev/pts/3")), "");
+        assert!(unwritable(&pps, Implementation::Ntpsec)[0].contains("kernel PPS device"));
     }
 
     fn config(access: &str) -> DaemonConfig {

@@ -1,8 +1,10 @@
 //! A scenario host's GPS receiver and PPS output in the virtual lab, fed in
 //! real time from the simulator's models (`ntplab_sim::gps`): the NMEA
 //! sentences through a pseudo-terminal pair (the daemon reads the slave side
-//! as its serial port), the pulses as chrony SOCK samples sent to the
-//! daemon's `pps_socket`.
+//! as its serial port: ntplab's daemon, ntpsec's NMEA driver), the pulses as
+//! chrony SOCK samples sent to the socket the daemon binds (ntplab's
+//! `pps_socket`, chronyd's `refclock SOCK`, ntpd-rs's `sock` source), each
+//! in the form its program reads ([`PulseSamples`]).
 //!
 //! Each true second (the machine's real clock is true time) the feeder draws
 //! the receiver's serial chunks and the pulse edge exactly as the
@@ -10,11 +12,11 @@
 //! chunk is written to the pty master when its last byte has left the
 //! receiver; a pulse becomes a SOCK sample stamped with the daemon's own
 //! clock at the edge (what the kernel's PPS timestamp would read), which the
-//! lab takes from the host's clock journal replayed up to then, with the
-//! offset (true second − that stamp) that chrony's SOCK format carries.
+//! lab takes from the host's clock journal replayed up to then.
 //! A pulse sample sent late by the scheduler still carries the edge's
-//! stamp, so scheduling delays only matter to the serial data (as for a real
-//! serial port read in user space).
+//! stamp (and ntpd-rs, which stamps a sample when it arrives, the offset at
+//! the edge), so scheduling delays only matter to the serial data (as for a
+//! real serial port read in user space).
 
 use ntplab_sim::gps::{GpsFault, GpsReceiver, PpsModel, SerialChunk};
 use ntplab_sim::refclock::{Draws, SimRefclockConfig};
@@ -314,6 +316,49 @@ fn local_at(params: Params, epoch: i128, journal: &Path, real_ns: i128) -> i128 
     }
 }
 
+/// How a feeder writes a pulse as a SOCK sample: as the program reading
+/// the socket takes one. `tv` is the edge's stamp on the host's clock in
+/// every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PulseSamples {
+    /// `pulse` = 1, `offset` = the marked second − the stamp (to the
+    /// nanosecond): ntplab's daemon ([`ntplab_daemon::refclock::sock`]).
+    Ntplab,
+    /// `pulse` = 1, `offset` = the stamp's fraction of a second, in [0, 1):
+    /// chronyd passes a pulse sample's offset to `RCL_AddPulse` as the
+    /// `second` its PPS driver passes (`1e-9 * ts.tv_nsec` of the kernel's
+    /// edge stamp; refclock_sock.c, refclock_pps.c), and takes the pulse's
+    /// offset as minus that, modulo one second.
+    ChronyPulse,
+    /// `pulse` = 0, `offset` = the whole second nearest the stamp − the
+    /// stamp, in (−0.5, 0.5]: a time sample saying what a pulse alone says
+    /// when the clock is within half a second (ntplab's `pps` kind assumes
+    /// as much). For ntpd-rs 1.9, whose `sock` source refuses pulse samples
+    /// (sock_source.rs: `WrongPulse`) and stamps a sample with its clock
+    /// when it arrives (it ignores `tv`).
+    NearestSecond,
+}
+
+impl PulseSamples {
+    /// The sample for an edge stamped `local` (Unix ns on the host's clock)
+    /// that marks the true second `marked` (Unix ns).
+    pub fn sample(self, local: i128, marked: i128) -> [u8; ntplab_daemon::refclock::sock::SOCK_SAMPLE_LEN] {
+        let (secs, micros) = (local.div_euclid(1_000_000_000) as i64, (local.rem_euclid(1_000_000_000) / 1000) as i64);
+        let fraction = local.rem_euclid(1_000_000_000);
+        let (offset, pulse) = match self {
+            // Exact to the nanosecond: the daemon takes the edge as
+            // round(tv + offset) - offset, which keeps it.
+            PulseSamples::Ntplab => ((marked - local) as f64 * 1e-9, true),
+            PulseSamples::ChronyPulse => (fraction as f64 * 1e-9, true),
+            PulseSamples::NearestSecond => {
+                let to_nearest = if fraction >= 500_000_000 { 1_000_000_000 - fraction } else { -fraction };
+                (to_nearest as f64 * 1e-9, false)
+            }
+        };
+        ntplab_daemon::refclock::sock::encode_sock_sample(secs, micros, offset, pulse, 0)
+    }
+}
+
 /// What a feeder needs to know about its host.
 pub struct FeedSpec {
     pub config: SimRefclockConfig,
@@ -329,6 +374,8 @@ pub struct FeedSpec {
     pub host: usize,
     /// Real time (Unix ns) after which nothing more is sent.
     pub until: i128,
+    /// How pulses are written for the host's program.
+    pub samples: PulseSamples,
 }
 
 impl Feeder {
@@ -399,16 +446,7 @@ fn feed(spec: FeedSpec, devices: Devices, stop: &AtomicBool) -> Fed {
                 Delivery::Pulse(marked) => {
                     let (Some(sock), Some(path)) = (&socket, &devices.pps_socket) else { continue };
                     let local = local_at(spec.params, spec.epoch, &spec.journal, at);
-                    let offset = (ntp_to_unix_ns(marked) - local) as f64 * 1e-9;
-                    let sample = ntplab_daemon::refclock::sock::encode_sock_sample(
-                        local.div_euclid(1_000_000_000) as i64,
-                        (local.rem_euclid(1_000_000_000) / 1000) as i64,
-                        // Exact to the nanosecond: the daemon takes the edge as
-                        // round(tv + offset) - offset, which keeps it.
-                        offset,
-                        true,
-                        0,
-                    );
+                    let sample = spec.samples.sample(local, ntp_to_unix_ns(marked));
                     if sock.send_to(&sample, path).is_ok() {
                         fed.pulses += 1;
                     }
@@ -450,6 +488,30 @@ mod tests {
         assert!(text.starts_with("$GPRMC,") && text.contains("GGA,") && text.ends_with("\r\n"), "{text}");
         // 100-300 ms after the second, as the simulator's default receiver.
         assert!(plan[1..].iter().all(|(t, _)| *t - start > 100_000_000 && *t - start < 600_000_000));
+    }
+
+    #[test]
+    fn a_pulse_is_written_as_each_program_reads_it() {
+        use ntplab_daemon::refclock::sock::parse_sock_sample;
+        let marked = 1_800_000_000 * 1_000_000_000i128;
+        // The host's clock 1.25 us ahead at the edge, then 0.3 s behind.
+        for (local, fraction_s, to_nearest_s) in [(marked + 1_250, 1.25e-6, -1.25e-6), (marked - 300_000_000, 0.7, 0.3)] {
+            let ntplab = parse_sock_sample(&PulseSamples::Ntplab.sample(local, marked)).unwrap();
+            assert!(ntplab.pulse);
+            assert_eq!(ntplab.time, NtpTime::from_unix((local.div_euclid(1_000_000_000)) as i64, ((local.rem_euclid(1_000_000_000) / 1000) * 1000) as u32));
+            assert!((ntplab.offset - (marked - local) as f64 * 1e-9).abs() < 1e-15, "{ntplab:?}");
+            // chronyd: the stamp's fraction of a second, as its PPS driver passes it.
+            let chrony = parse_sock_sample(&PulseSamples::ChronyPulse.sample(local, marked)).unwrap();
+            assert!(chrony.pulse && chrony.time == ntplab.time);
+            assert!((chrony.offset - fraction_s).abs() < 1e-12, "{chrony:?}");
+            // ntpd-rs: a time sample to the nearest second, whatever second the pulse marked.
+            let rs = parse_sock_sample(&PulseSamples::NearestSecond.sample(local, marked)).unwrap();
+            assert!(!rs.pulse);
+            assert!((rs.offset - to_nearest_s).abs() < 1e-12, "{rs:?}");
+        }
+        // Half a second exactly: (-0.5, 0.5], as ntplab's locked pulses.
+        let half = parse_sock_sample(&PulseSamples::NearestSecond.sample(marked + 500_000_000, marked)).unwrap();
+        assert_eq!(half.offset, 0.5);
     }
 
     #[test]

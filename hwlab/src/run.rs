@@ -20,6 +20,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The lab's SOCK socket for the pulses of `refclock` (none without
+/// pulses), for a program that creates and binds it itself: a file left at
+/// the path by an earlier run is removed first (chronyd would fail to bind).
+fn open_pulse_socket(refclock: Option<&ntplab_sim::refclock::SimRefclockConfig>, out: &Path, name: &str) -> Result<Option<crate::refclock::Devices>, String> {
+    let Some(rc) = refclock.filter(|rc| rc.kind.uses_pps()) else { return Ok(None) };
+    let d = crate::refclock::Devices::open(rc, out, name)?;
+    if let Some(p) = &d.pps_socket {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", p.display())),
+            _ => {}
+        }
+    }
+    Ok(Some(d))
+}
+
 /// Most hosts one virtual-lab run starts (a namespace and a daemon each).
 pub const HOSTS_MAX: usize = 32;
 
@@ -81,12 +96,6 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             if v != 0.0 {
                 why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset, frequency and wander only)"));
             }
-        }
-        if h.refclock.is_some() && h.implementation != Implementation::Ntplab {
-            why.push(format!(
-                "host `{n}`: a reference clock on impl = \"{}\": the lab feeds GPS (pty) and PPS (SOCK) to ntplab's daemon only so far",
-                h.implementation.name()
-            ));
         }
         match &h.role {
             Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
@@ -351,7 +360,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // Timeline events as they happened: (real time, event index).
     let mut happened: Vec<(i128, usize)> = Vec::new();
     // Reference clocks: their devices until the daemons run, then their feeders.
-    let mut devices: Vec<(usize, crate::refclock::Devices)> = Vec::new();
+    let mut devices: Vec<(usize, crate::refclock::Devices, crate::refclock::PulseSamples)> = Vec::new();
     let mut feeders: Vec<(usize, crate::refclock::Feeder)> = Vec::new();
     // Real serial GPS receivers: opened with their pty until the daemons run, then relayed.
     let mut serials: Vec<(usize, std::os::fd::OwnedFd, crate::refclock::Pty)> = Vec::new();
@@ -389,14 +398,27 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 Implementation::Chrony => {
                     let conf = out.join(format!("{}.chrony.conf", h.name));
                     programs::prepare_chronyc_dir(&out, &h.name)?;
-                    write(&conf, programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?)?;
+                    let mut text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?;
+                    // refusals() lets through pulses only (chronyd creates the socket).
+                    if let Some(d) = open_pulse_socket(h.refclock.as_ref(), &out, &h.name)? {
+                        text += &programs::chrony_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")));
+                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
+                    }
+                    write(&conf, text)?;
                     let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
                     let reporter = Reporter::Chronyc { chronyc: chronyc(&opts.chronyd), socket: programs::chronyc_socket(&out, &h.name) };
                     (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"), Some(reporter))
                 }
                 Implementation::Ntpsec => {
                     let conf = out.join(format!("{}.ntp.conf", h.name));
-                    write(&conf, programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?)?;
+                    let mut text = programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
+                    // refusals() lets through NMEA alone: the pty, no pulses.
+                    if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
+                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                        text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
+                        devices.push((i, d, crate::refclock::PulseSamples::Ntplab));
+                    }
+                    write(&conf, text)?;
                     // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
                     let own_log = out.join(format!("{}.ntpsec.log", h.name));
                     let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
@@ -406,7 +428,13 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 Implementation::NtpdRs => {
                     let conf = out.join(format!("{}.ntp.toml", h.name));
                     let _ = std::fs::remove_file(programs::ntpd_rs_socket(&out, &h.name));
-                    write(&conf, programs::ntpd_rs_config(&ntp.daemon, &out, &h.name, nts.as_ref())?)?;
+                    let mut text = programs::ntpd_rs_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
+                    if let (Some(rc), Some(d)) = (h.refclock.as_ref(), open_pulse_socket(h.refclock.as_ref(), &out, &h.name)?) {
+                        let jitter_s = rc.pps.jitter_sd.to_seconds_f64();
+                        text += &programs::ntpd_rs_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")), jitter_s);
+                        devices.push((i, d, crate::refclock::PulseSamples::NearestSecond));
+                    }
+                    write(&conf, text)?;
                     let args = vec!["-c".to_string(), conf.display().to_string()];
                     let reporter = Reporter::NtpCtl { ctl: opts.ntpd_rs.ctl(), config: conf };
                     (opts.ntpd_rs.daemon.clone(), args, programs::version(&opts.ntpd_rs.daemon, "--version"), Some(reporter))
@@ -437,7 +465,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                             let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                             let pty = d.pty.as_ref().map(|p| (p.slave_path.as_path(), None));
                             text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref().map(programs::PpsInput::Socket));
-                            devices.push((i, d));
+                            devices.push((i, d, crate::refclock::PulseSamples::Ntplab));
                         }
                         (None, _) => {}
                     }
@@ -480,7 +508,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         }
         // The reference clocks, fed from the simulator's models in real time.
         let until = real_now_ns() + total.as_nanos() as i128;
-        for (i, d) in devices.drain(..) {
+        for (i, d, samples) in devices.drain(..) {
             let (Some(config), Some(r)) = (s.hosts[i].refclock.clone(), runs[i].as_ref()) else { continue };
             let spec = crate::refclock::FeedSpec {
                 config,
@@ -492,6 +520,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 seed: s.seed,
                 host: i,
                 until,
+                samples,
             };
             feeders.push((i, crate::refclock::Feeder::start(spec, d)));
         }
@@ -1328,6 +1357,55 @@ host = "server"
         std::fs::write(&path, line(3, r#"{"selections":1,"ntsn":0,"served_stratum":1}"#)).unwrap();
         assert!(daemon_events(&path, &replay).unwrap_err().ends_with(":1: tally without a count `kiss_codes`"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A host `gps` of `implementation` with a reference clock of `kind`
+    /// (more keys in `extra`), a client of an ntplab server or not.
+    fn refclock_host(implementation: &str, kind: &str, extra: &str, with_source: bool) -> Scenario {
+        let sources = if with_source { "sources = [ { host = \"server\" } ]\n" } else { "" };
+        let text = format!(
+            "name = \"refclock\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"60s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\n\
+             [[host]]\nname = \"gps\"\naddress = \"10.0.0.2\"\nimpl = \"{implementation}\"\nrefclock = {{ kind = \"{kind}\"{extra} }}\n{sources}\n\
+             [[link]]\nbetween = [\"gps\", \"server\"]\n"
+        );
+        Scenario::parse(&text, "refclock.toml").unwrap()
+    }
+
+    #[test]
+    fn reference_clocks_are_realized_where_the_program_reads_the_labs_feed_and_refused_with_the_reason_elsewhere() {
+        let refused = |imp: &str, kind: &str, extra: &str, with_source: bool| refusals(&refclock_host(imp, kind, extra, with_source));
+        // (impl, kind, more keys, with an NTP source)
+        let realized = [
+            // chronyd: the pulses on a SOCK source, once an NTP source has synchronised it.
+            ("chrony", "pps", ", refid = \"GPPS\", offset = 5e-8, filter = 4", true),
+            // ntpd-rs: time samples on its sock source, with or without a source.
+            ("ntpd-rs", "pps", ", pps_jitter = \"1us\"", false),
+            ("ntpd-rs", "pps", ", pps_jitter = \"1us\"", true),
+            // ntpsec: its NMEA driver on the pty, with or without a source.
+            ("ntpsec", "gps", ", offset = 0.0835", false),
+            ("ntpsec", "gps", ", offset = 0.0835", true),
+        ];
+        let ntplab = ["gps", "gps-pps", "pps"].into_iter().flat_map(|k| [("ntplab", k, "", false), ("ntplab", k, "", true)]);
+        for (imp, kind, extra, with_source) in realized.into_iter().chain(ntplab) {
+            assert_eq!(refused(imp, kind, extra, with_source), Vec::<String>::new(), "{imp} {kind} {extra} {with_source}");
+        }
+        // (impl, kind, more keys, with an NTP source, the refusal after "host `gps`: impl = \"IMPL\": ")
+        let refusals_expected = [
+            ("chrony", "pps", "", false, "refclock kind pps with no NTP source: chronyd takes a pulse without `lock` only while"),
+            ("chrony", "gps", "", true, "refclock kind gps: chrony 4.3 has no NMEA driver"),
+            ("chrony", "gps-pps", "", true, "refclock kind gps-pps: chrony 4.3 has no NMEA driver"),
+            ("ntpd-rs", "pps", ", offset = 5e-8", true, "refclock kind pps: ntpd-rs 1.9's sock source has no setting for offset 5e-8"),
+            ("ntpd-rs", "gps", "", true, "refclock kind gps: ntpd-rs 1.9 has no NMEA reader"),
+            ("ntpd-rs", "gps-pps", "", true, "refclock kind gps-pps: ntpd-rs 1.9 has no NMEA reader"),
+            ("ntpsec", "gps", ", baud = 1200", true, "refclock kind gps: baud 1200: ntpsec's NMEA driver takes"),
+            // No kernel PPS device in the virtual lab.
+            ("ntpsec", "pps", "", true, "refclock kind pps: ntpsec reads pulses from a kernel PPS device"),
+            ("ntpsec", "gps-pps", "", true, "refclock kind gps-pps: ntpsec reads pulses from a kernel PPS device"),
+        ];
+        for (imp, kind, extra, with_source, why) in refusals_expected {
+            let r = refused(imp, kind, extra, with_source);
+            assert!(r.len() == 1 && r[0].starts_with(&format!("host `gps`: impl = \"{imp}\": {why}")), "{r:?}");
+        }
     }
 
     /// A server and a client of `implementation` stopped at 20 s and started at 35 s.
