@@ -321,14 +321,13 @@ fn local_at(params: Params, epoch: i128, journal: &Path, real_ns: i128) -> i128 
 /// every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PulseSamples {
-    /// `pulse` = 1, `offset` = the marked second − the stamp (to the
-    /// nanosecond): ntplab's daemon ([`ntplab_daemon::refclock::sock`]).
-    Ntplab,
-    /// `pulse` = 1, `offset` = the stamp's fraction of a second, in [0, 1):
-    /// chronyd passes a pulse sample's offset to `RCL_AddPulse` as the
-    /// `second` its PPS driver passes (`1e-9 * ts.tv_nsec` of the kernel's
-    /// edge stamp; refclock_sock.c, refclock_pps.c), and takes the pulse's
-    /// offset as minus that, modulo one second.
+    /// `pulse` = 1, `offset` = the stamp's fraction of a second, in [0, 1)
+    /// (to the nanosecond): chronyd passes a pulse sample's offset to
+    /// `RCL_AddPulse` as the `second` its PPS driver passes (`1e-9 *
+    /// ts.tv_nsec` of the kernel's edge stamp; refclock_sock.c,
+    /// refclock_pps.c), and takes the pulse's offset as minus that, modulo
+    /// one second. ntplab's daemon reads it the same way
+    /// ([`ntplab_daemon::refclock::sock::SockSample::pulse_edge`]).
     ChronyPulse,
     /// `pulse` = 0, `offset` = the whole second nearest the stamp − the
     /// stamp, in (−0.5, 0.5]: a time sample saying what a pulse alone says
@@ -346,9 +345,6 @@ impl PulseSamples {
         let (secs, micros) = (local.div_euclid(1_000_000_000) as i64, (local.rem_euclid(1_000_000_000) / 1000) as i64);
         let fraction = local.rem_euclid(1_000_000_000);
         let (offset, pulse) = match self {
-            // Exact to the nanosecond: the daemon takes the edge as
-            // round(tv + offset) - offset, which keeps it.
-            PulseSamples::Ntplab => ((marked - local) as f64 * 1e-9, true),
             PulseSamples::ChronyPulse => (fraction as f64 * 1e-9, true),
             PulseSamples::NearestSecond => {
                 let to_nearest = if fraction >= 500_000_000 { 1_000_000_000 - fraction } else { -fraction };
@@ -496,14 +492,16 @@ mod tests {
         let marked = 1_800_000_000 * 1_000_000_000i128;
         // The host's clock 1.25 us ahead at the edge, then 0.3 s behind.
         for (local, fraction_s, to_nearest_s) in [(marked + 1_250, 1.25e-6, -1.25e-6), (marked - 300_000_000, 0.7, 0.3)] {
-            let ntplab = parse_sock_sample(&PulseSamples::Ntplab.sample(local, marked)).unwrap();
-            assert!(ntplab.pulse);
-            assert_eq!(ntplab.time, NtpTime::from_unix((local.div_euclid(1_000_000_000)) as i64, ((local.rem_euclid(1_000_000_000) / 1000) * 1000) as u32));
-            assert!((ntplab.offset - (marked - local) as f64 * 1e-9).abs() < 1e-15, "{ntplab:?}");
-            // chronyd: the stamp's fraction of a second, as its PPS driver passes it.
+            // chronyd and ntplab's daemon: the stamp's fraction of a second,
+            // as chrony's PPS driver passes it; the daemon finds the edge's
+            // stamp again to the nanosecond.
             let chrony = parse_sock_sample(&PulseSamples::ChronyPulse.sample(local, marked)).unwrap();
-            assert!(chrony.pulse && chrony.time == ntplab.time);
+            assert!(chrony.pulse);
+            assert_eq!(chrony.time, NtpTime::from_unix((local.div_euclid(1_000_000_000)) as i64, ((local.rem_euclid(1_000_000_000) / 1000) * 1000) as u32));
             assert!((chrony.offset - fraction_s).abs() < 1e-12, "{chrony:?}");
+            let edge = chrony.pulse_edge();
+            let stamp = NtpTime::from_unix(local.div_euclid(1_000_000_000) as i64, local.rem_euclid(1_000_000_000) as u32);
+            assert!(edge.duration_since(stamp).abs() < ntplab_proto::time::NtpDuration::from_nanos(2), "{:?}", edge.duration_since(stamp));
             // ntpd-rs: a time sample to the nearest second, whatever second the pulse marked.
             let rs = parse_sock_sample(&PulseSamples::NearestSecond.sample(local, marked)).unwrap();
             assert!(!rs.pulse);

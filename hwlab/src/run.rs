@@ -416,7 +416,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
                         let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                         text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
-                        devices.push((i, d, crate::refclock::PulseSamples::Ntplab));
+                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                     }
                     write(&conf, text)?;
                     // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
@@ -465,7 +465,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                             let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
                             let pty = d.pty.as_ref().map(|p| (p.slave_path.as_path(), None));
                             text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref().map(programs::PpsInput::Socket));
-                            devices.push((i, d, crate::refclock::PulseSamples::Ntplab));
+                            devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                         }
                         (None, _) => {}
                     }

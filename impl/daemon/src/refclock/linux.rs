@@ -154,7 +154,7 @@ mod tests {
         let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
         sender.send_to(b"garbage", &path).unwrap();
         sender.send_to(&encode_sock_sample(1_900_000_000, 5, 0.0, false, 0), &path).unwrap();
-        sender.send_to(&encode_sock_sample(1_900_000_000, 5, -5e-6, true, 0), &path).unwrap();
+        sender.send_to(&encode_sock_sample(1_900_000_000, 5, 5e-6, true, 0), &path).unwrap();
         let input = tokio::time::timeout(std::time::Duration::from_secs(5), clock.next()).await.unwrap().unwrap();
         let RefclockInput::Pulse { edge_time_raw } = input else { panic!("{input:?}") };
         let error = edge_time_raw.duration_since(NtpTime::from_unix(1_900_000_000, 5_000)).abs();

@@ -4,8 +4,10 @@
 //! ```c
 //! struct sock_sample {
 //!   struct timeval tv;   /* system time of the measurement */
-//!   double offset;       /* true time minus system time, seconds */
-//!   int pulse;           /* non-zero: a PPS edge (offset modulo 1 s) */
+//!   double offset;       /* true time minus system time, seconds; a
+//!                           pulse: where in the system second the edge
+//!                           came (modulo 1 s) */
+//!   int pulse;           /* non-zero: a PPS edge */
 //!   int leap;            /* 0 normal, 1 insert, 2 delete a leap second */
 //!   int _pad;
 //!   int magic;           /* 0x534f434b, "SOCK" */
@@ -43,7 +45,8 @@ pub enum SockLeap {
 pub struct SockSample {
     /// `tv`: system time of the measurement (microsecond resolution).
     pub time: NtpTime,
-    /// True time minus system time, seconds.
+    /// True time minus system time, seconds; for a pulse, the edge's
+    /// position in the system second (see [`SockSample::pulse_edge`]).
     pub offset: f64,
     /// A PPS edge: only `offset` modulo one second is meaningful.
     pub pulse: bool,
@@ -52,20 +55,25 @@ pub struct SockSample {
 }
 
 impl SockSample {
-    /// The system time of the PPS edge the sample describes: the whole second
-    /// nearest to `time + offset` (the second the pulse marks), minus
-    /// `offset`. This keeps the offset's nanoseconds, which the microsecond
-    /// `tv` would lose, and is how chrony reads a pulse sample (only the
-    /// offset modulo one second counts).
+    /// The system time of the PPS edge the sample describes, as chronyd
+    /// reads a pulse sample: its SOCK driver passes `offset` to
+    /// `RCL_AddPulse` where its PPS driver passes the kernel stamp's
+    /// fraction of a second, and takes the pulse's offset as minus that,
+    /// modulo one second (refclock_sock.c, refclock_pps.c, refclock.c). So
+    /// `offset` is where in the system second the edge came (0.000123 for a
+    /// clock 123 µs ahead of the second the pulse marks; 0.7 or -0.3 for
+    /// one 0.3 s behind), and the edge is the time nearest `time` that lies
+    /// `offset` after a whole second. This keeps the offset's nanoseconds,
+    /// which the microsecond `tv` would lose.
     pub fn pulse_edge(&self) -> NtpTime {
         let offset = NtpDuration::from_seconds_f64(self.offset);
-        let marked = self.time + offset;
-        let rounded = if marked.fraction() >= 1 << 31 {
-            NtpTime::new(marked.secs_since_1900().saturating_add(1), 0)
+        let second = self.time + (-offset);
+        let rounded = if second.fraction() >= 1 << 31 {
+            NtpTime::new(second.secs_since_1900().saturating_add(1), 0)
         } else {
-            NtpTime::new(marked.secs_since_1900(), 0)
+            NtpTime::new(second.secs_since_1900(), 0)
         };
-        rounded + (-offset)
+        rounded + offset
     }
 }
 
@@ -155,11 +163,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_gpsd_pulse_sample_decodes_to_its_edge() {
+    fn a_pulse_sample_decodes_to_its_edge_as_chronyd_reads_it() {
         // The edge came at system time 1_900_000_000.000_123_456; the pulse
-        // marks 1_900_000_000 s: gpsd sends tv truncated to microseconds and
-        // the offset with nanoseconds.
-        let b = encode_sock_sample(1_900_000_000, 123, -0.000_123_456, true, 0);
+        // marks 1_900_000_000 s: tv truncated to microseconds, the offset
+        // the edge's place in the second with nanoseconds.
+        let b = encode_sock_sample(1_900_000_000, 123, 0.000_123_456, true, 0);
         let s = parse_sock_sample(&b).unwrap();
         assert!(s.pulse);
         assert_eq!(s.leap, SockLeap::Normal);
@@ -167,11 +175,19 @@ mod tests {
         let edge = s.pulse_edge();
         let expected = NtpTime::from_unix(1_900_000_000, 123_456);
         assert!(edge.duration_since(expected).abs() < NtpDuration::from_nanos(2), "{:?}", edge.duration_since(expected));
-        // A clock 0.3 s behind: the edge is 0.3 s before the marked second.
-        let s = parse_sock_sample(&encode_sock_sample(1_899_999_999, 700_000, 0.3, true, 1)).unwrap();
-        assert_eq!(s.leap, SockLeap::Insert);
-        let d = s.pulse_edge().duration_since(NtpTime::from_unix(1_899_999_999, 700_000_000));
-        assert!(d.abs() < NtpDuration::from_nanos(2), "{d:?}");
+        // A clock 0.3 s behind: the edge is 0.3 s before the marked second,
+        // whether the offset says 0.7 (the stamp's fraction, as chrony's PPS
+        // driver) or -0.3.
+        for offset in [0.7, -0.3] {
+            let s = parse_sock_sample(&encode_sock_sample(1_899_999_999, 700_000, offset, true, 1)).unwrap();
+            assert_eq!(s.leap, SockLeap::Insert);
+            let d = s.pulse_edge().duration_since(NtpTime::from_unix(1_899_999_999, 700_000_000));
+            assert!(d.abs() < NtpDuration::from_nanos(2), "{offset}: {d:?}");
+        }
+        // The mirrored reading (true second minus stamp) would put a clock
+        // 123 µs ahead 123 µs behind: the sign is what chronyd takes.
+        let s = parse_sock_sample(&encode_sock_sample(1_900_000_000, 123, -0.000_123_456, true, 0)).unwrap();
+        assert!(s.pulse_edge().duration_since(NtpTime::from_unix(1_900_000_000, 0)) < NtpDuration::ZERO);
     }
 
     #[test]
