@@ -279,8 +279,8 @@ fn relay(device: &OwnedFd, pty: &Pty, cuts: &[(i128, i128)], until: i128, stop: 
 /// One item to deliver: its real time (Unix ns) and what.
 enum Delivery {
     Serial(Vec<u8>),
-    /// The true second the edge marks.
-    Pulse(NtpTime),
+    /// A pulse edge (its real time is the item's).
+    Pulse,
 }
 
 /// The deliveries of the true second `second`, in time order.
@@ -288,7 +288,7 @@ fn second_plan(second: NtpTime, gps: Option<&GpsReceiver>, pps: Option<&PpsModel
     let mut plan = Vec::new();
     if let Some(p) = pps {
         match p.pulse(second, &mut Draws(pps_rng)) {
-            Some(edge) => plan.push((ntp_to_unix_ns(edge), Delivery::Pulse(second))),
+            Some(edge) => plan.push((ntp_to_unix_ns(edge), Delivery::Pulse)),
             None => fed.dropouts += 1,
         }
     }
@@ -339,9 +339,11 @@ pub enum PulseSamples {
 }
 
 impl PulseSamples {
-    /// The sample for an edge stamped `local` (Unix ns on the host's clock)
-    /// that marks the true second `marked` (Unix ns).
-    pub fn sample(self, local: i128, marked: i128) -> [u8; ntplab_daemon::refclock::sock::SOCK_SAMPLE_LEN] {
+    /// The sample for an edge stamped `local` (Unix ns on the host's
+    /// clock): every form says where in the host's second the edge came,
+    /// not which true second it marks (the reader knows that from its own
+    /// time).
+    pub fn sample(self, local: i128) -> [u8; ntplab_daemon::refclock::sock::SOCK_SAMPLE_LEN] {
         let (secs, micros) = (local.div_euclid(1_000_000_000) as i64, (local.rem_euclid(1_000_000_000) / 1000) as i64);
         let fraction = local.rem_euclid(1_000_000_000);
         let (offset, pulse) = match self {
@@ -439,10 +441,10 @@ fn feed(spec: FeedSpec, devices: Devices, stop: &AtomicBool) -> Fed {
                         fed.serial_bytes += p.write(&bytes) as u64;
                     }
                 }
-                Delivery::Pulse(marked) => {
+                Delivery::Pulse => {
                     let (Some(sock), Some(path)) = (&socket, &devices.pps_socket) else { continue };
                     let local = local_at(spec.params, spec.epoch, &spec.journal, at);
-                    let sample = spec.samples.sample(local, ntp_to_unix_ns(marked));
+                    let sample = spec.samples.sample(local);
                     if sock.send_to(&sample, path).is_ok() {
                         fed.pulses += 1;
                     }
@@ -476,7 +478,7 @@ mod tests {
         let mut fed = Fed::default();
         let plan = second_plan(second, Some(&GpsReceiver::new(config.gps.clone())), Some(&PpsModel::new(config.pps)), &mut g, &mut p, &mut fed);
         let start = ntp_to_unix_ns(second);
-        assert!(matches!(plan[0].1, Delivery::Pulse(s) if s == second));
+        assert!(matches!(plan[0].1, Delivery::Pulse));
         // The edge 50 ns (+ 20 ns jitter) after the second.
         assert!((plan[0].0 - start - 50).abs() < 1000, "{}", plan[0].0 - start);
         let serial: Vec<u8> = plan.iter().filter_map(|(_, d)| if let Delivery::Serial(b) = d { Some(b.clone()) } else { None }).flatten().collect();
@@ -495,7 +497,7 @@ mod tests {
             // chronyd and ntplab's daemon: the stamp's fraction of a second,
             // as chrony's PPS driver passes it; the daemon finds the edge's
             // stamp again to the nanosecond.
-            let chrony = parse_sock_sample(&PulseSamples::ChronyPulse.sample(local, marked)).unwrap();
+            let chrony = parse_sock_sample(&PulseSamples::ChronyPulse.sample(local)).unwrap();
             assert!(chrony.pulse);
             assert_eq!(chrony.time, NtpTime::from_unix((local.div_euclid(1_000_000_000)) as i64, ((local.rem_euclid(1_000_000_000) / 1000) * 1000) as u32));
             assert!((chrony.offset - fraction_s).abs() < 1e-12, "{chrony:?}");
@@ -503,12 +505,12 @@ mod tests {
             let stamp = NtpTime::from_unix(local.div_euclid(1_000_000_000) as i64, local.rem_euclid(1_000_000_000) as u32);
             assert!(edge.duration_since(stamp).abs() < ntplab_proto::time::NtpDuration::from_nanos(2), "{:?}", edge.duration_since(stamp));
             // ntpd-rs: a time sample to the nearest second, whatever second the pulse marked.
-            let rs = parse_sock_sample(&PulseSamples::NearestSecond.sample(local, marked)).unwrap();
+            let rs = parse_sock_sample(&PulseSamples::NearestSecond.sample(local)).unwrap();
             assert!(!rs.pulse);
             assert!((rs.offset - to_nearest_s).abs() < 1e-12, "{rs:?}");
         }
         // Half a second exactly: (-0.5, 0.5], as ntplab's locked pulses.
-        let half = parse_sock_sample(&PulseSamples::NearestSecond.sample(marked + 500_000_000, marked)).unwrap();
+        let half = parse_sock_sample(&PulseSamples::NearestSecond.sample(marked + 500_000_000)).unwrap();
         assert_eq!(half.offset, 0.5);
     }
 
