@@ -30,9 +30,21 @@ fn skip_reason() -> Option<String> {
 
 /// Builds the shim (a no-op when it is fresh) and finds it.
 pub fn built_shim() -> PathBuf {
-    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
+    // In the profile the tests were built in: find_shim looks next to them.
+    let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
+    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).args(profile).status().expect("cargo runs");
     assert!(status.success(), "building the clock shim failed");
     find_shim().expect("the shim is next to the test binaries")
+}
+
+/// A started program, stopped (by its PID) when dropped: a failed
+/// assertion or unwrap leaves no daemon running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop(&mut self.0, Duration::from_secs(3));
+    }
 }
 
 #[test]
@@ -66,7 +78,7 @@ fn chronyd_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     // The server serves the real clock with clock control off (-x), also without CAP_SYS_TIME.
     let mut server = Command::new("setpriv");
     server.args(["--inh-caps=-sys_time", "--bounding-set=-sys_time", CHRONYD, "-x", "-d", "-u", "root", "-f"]).arg(&server_conf);
-    let mut server = spawn_logged(server, &dir.join("server.log")).unwrap();
+    let mut server = Running(spawn_logged(server, &dir.join("server.log")).unwrap());
     std::thread::sleep(Duration::from_millis(300));
     // The client: clock control on, on a virtual clock 0.3 s ahead and 50 ppm fast.
     let start = ntplab_hwlab::emulator::real_now_ns();
@@ -74,11 +86,11 @@ fn chronyd_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
     let journal = dir.join("client.journal");
     let cc = ClockedCommand { shim, params, journal: journal.clone(), control: None };
     let args = ["-d", "-u", "root", "-f"].map(String::from).into_iter().chain([client_conf.display().to_string()]).collect::<Vec<_>>();
-    let mut client = spawn_logged(cc.command(None, Path::new(CHRONYD), &args), &dir.join("client.log")).unwrap();
+    let mut client = Running(spawn_logged(cc.command(None, Path::new(CHRONYD), &args), &dir.join("client.log")).unwrap());
     std::thread::sleep(Duration::from_secs(12));
     let end = ntplab_hwlab::emulator::real_now_ns();
-    stop(&mut client, Duration::from_secs(3));
-    stop(&mut server, Duration::from_secs(3));
+    stop(&mut client.0, Duration::from_secs(3));
+    stop(&mut server.0, Duration::from_secs(3));
     // The system clock: same frequency, PLL offset, status and tick; not stepped.
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
 
@@ -143,6 +155,14 @@ impl Pair {
     }
 }
 
+impl Drop for Pair {
+    /// The server stops (by its PID) before its namespace goes, even when a
+    /// test fails halfway.
+    fn drop(&mut self) {
+        stop(&mut self.server, Duration::from_secs(3));
+    }
+}
+
 /// Why the two-namespace test cannot run, if it cannot.
 fn pair_skip_reason(program: Option<String>) -> Option<String> {
     skip_reason().or_else(ntplab_hwlab::netns::unavailable).or(program)
@@ -168,11 +188,11 @@ fn run_client(pair: &mut Pair, program: &Path, args: &[String], reporter: &Repor
     let params = Params::new(start, 0.3, 50e-6);
     let journal = pair.dir.join("client.journal");
     let cc = ClockedCommand { shim, params, journal: journal.clone(), control: None };
-    let mut client = spawn_logged(cc.command(Some(&pair.client_ns()), program, args), &pair.dir.join("client.out")).unwrap();
+    let mut client = Running(spawn_logged(cc.command(Some(&pair.client_ns()), program, args), &pair.dir.join("client.out")).unwrap());
     std::thread::sleep(Duration::from_secs(seconds));
     let report = reporter.read();
     let end = ntplab_hwlab::emulator::real_now_ns();
-    stop(&mut client, Duration::from_secs(3));
+    stop(&mut client.0, Duration::from_secs(3));
     stop(&mut pair.server, Duration::from_secs(3));
     // The system clock: same frequency, PLL offset, status and tick; not stepped.
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
