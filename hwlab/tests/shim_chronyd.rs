@@ -123,8 +123,9 @@ fn chronyd_disciplines_its_virtual_clock_and_the_system_clock_is_untouched() {
 /// of its own, joined by a veth pair to a client namespace (10.97.0.2):
 /// ntpsec needs port 123, which the host's loopback may not have free.
 struct Pair {
+    /// Declared first: dropped (stopped) before its namespace goes.
+    server: Running,
     ns: Namespaces,
-    server: std::process::Child,
     dir: PathBuf,
 }
 
@@ -147,7 +148,7 @@ impl Pair {
         server.args(["netns", "exec", &s, "setpriv", "--inh-caps=-sys_time", "--bounding-set=-sys_time", CHRONYD, "-x", "-d", "-u", "root", "-f"]).arg(&conf);
         let server = spawn_logged(server, &dir.join("server.log")).unwrap();
         std::thread::sleep(Duration::from_millis(500));
-        Pair { ns, server, dir }
+        Pair { server: Running(server), ns, dir }
     }
 
     fn client_ns(&self) -> String {
@@ -155,13 +156,6 @@ impl Pair {
     }
 }
 
-impl Drop for Pair {
-    /// The server stops (by its PID) before its namespace goes, even when a
-    /// test fails halfway.
-    fn drop(&mut self) {
-        stop(&mut self.server, Duration::from_secs(3));
-    }
-}
 
 /// Why the two-namespace test cannot run, if it cannot.
 fn pair_skip_reason(program: Option<String>) -> Option<String> {
@@ -193,7 +187,7 @@ fn run_client(pair: &mut Pair, program: &Path, args: &[String], reporter: &Repor
     let report = reporter.read();
     let end = ntplab_hwlab::emulator::real_now_ns();
     stop(&mut client.0, Duration::from_secs(3));
-    stop(&mut pair.server, Duration::from_secs(3));
+    stop(&mut pair.server.0, Duration::from_secs(3));
     // The system clock: same frequency, PLL offset, status and tick; not stepped.
     assert_eq!(SystemClockState::read().unwrap().changed_since(&before, 1_000_000), None);
     let log = std::fs::read_to_string(log).unwrap_or_default();

@@ -965,27 +965,20 @@ impl RegressionDiscipline {
         self.pair_slope([a, b], [sa, sb], f64::INFINITY)
     }
 
-    /// The slope through the newest two samples (the last two of `points`,
-    /// which may hold samples older than `self.samples` but not newer) when
-    /// a frequency was taken from samples before, they lie a poll or more
-    /// apart, their slope differs from the frequency in use by more than
-    /// their delays allow, and what they allow is under that frequency's
-    /// uncertainty (see the callers).
-    fn newest_pair_slope(&self, points: &[Point], now: NtpTime) -> Option<f64> {
-        let n = self.samples.len();
-        match points {
-            [.., a, b] if n >= 2 && self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
-                self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
-            }
-            _ => None,
+    /// The most a sample's offset can be off: half its round-trip delay
+    /// (three times the jitter when the delay is unknown).
+    fn offset_bound(&self, s: &RawSample) -> f64 {
+        if s.delay > 0.0 {
+            s.delay / 2.0
+        } else {
+            3.0 * self.jitter
         }
     }
 
     /// The weighted line's slope through the newest `n` samples (the last
     /// `n` of `points`, which may hold samples older than `self.samples`
     /// but not newer) and the most it can be off when each offset is off by
-    /// at most half its round-trip delay (three times the jitter when the
-    /// delay is unknown), as [`Self::pair_slope`] bounds two: the slope is
+    /// at most [`Self::offset_bound`], as [`Self::pair_slope`] bounds two: the slope is
     /// `Σ cᵢ yᵢ` with `cᵢ = wᵢ (xᵢ − x̄) / Σ wⱼ (xⱼ − x̄)²`, so its error is
     /// within `Σ |cᵢ| δᵢ/2`.
     fn bounded_slope(&self, points: &[Point], n: usize) -> Option<(f64, f64)> {
@@ -1004,7 +997,7 @@ impl RegressionDiscipline {
         for (p, s) in window.iter().zip(self.samples.range(m - n..)) {
             let c = p.2 * (p.0 - x_mean) / sxx;
             slope += c * p.1;
-            bound += c.abs() * if s.delay > 0.0 { s.delay / 2.0 } else { 3.0 * self.jitter };
+            bound += c.abs() * self.offset_bound(s);
         }
         (slope.is_finite() && bound.is_finite()).then_some((slope, bound))
     }
@@ -1019,8 +1012,7 @@ impl RegressionDiscipline {
             return None;
         }
         let slope = (b.1 - a.1) / dx;
-        let bound = |s: &RawSample| if s.delay > 0.0 { s.delay / 2.0 } else { 3.0 * self.jitter };
-        let uncertainty = (bound(sa) + bound(sb)) / dx;
+        let uncertainty = (self.offset_bound(sa) + self.offset_bound(sb)) / dx;
         (slope.is_finite() && (slope - self.freq).abs() > uncertainty && uncertainty < max_uncertainty).then_some(slope)
     }
 
@@ -1200,7 +1192,14 @@ impl ClockDiscipline for RegressionDiscipline {
                 // (-91 against -100 ppm over 17 s, a server answering once
                 // in 128 s) is kept until a line returns, and the error
                 // runs on (chrony's 135, seed 7: 1.3 ms).
-                let slope = self.newest_pair_slope(&points, now).map_or(self.freq, |slope| {
+                let n = self.samples.len();
+                let slope = match &points[..] {
+                    [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
+                        self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
+                    }
+                    _ => None,
+                };
+                let slope = slope.map_or(self.freq, |slope| {
                     self.freq_sd = f64::INFINITY;
                     slope
                 });
@@ -1676,8 +1675,8 @@ mod tests {
         // 100 ppm fast; the first reply took 4.3 ms (its offset 2 ms off),
         // the next two 0.5 ms, 66-68 s apart. The first two give -128.7 ppm
         // (within the 36 ppm their delays allow of -100); the line through
-        // three is not certain enough to take (one degree of freedom), but
-        // the newest two allow 7 ppm and say -100.
+        // three is not certain enough by its residuals (one degree of
+        // freedom), but the delays bound its slope to a few ppm of -100.
         let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
         assert_eq!(d.poll, 6);
         let raw = |t: f64| -(0.1 + 1e-4 * t);
