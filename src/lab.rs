@@ -169,6 +169,14 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             }
             let (sent, lost) = report.run.packets;
             writeln!(out, "ran {:.1} s of real time; {sent} datagrams, {lost} lost", report.ran.as_secs_f64()).map_err(CliError::from_io)?;
+            let (scheduling, late_max, late_mean) = &report.emulator;
+            writeln!(
+                out,
+                "link emulator: {scheduling}; datagrams written back up to {:.1} us (mean {:.1} us) after their due time",
+                *late_max as f64 / 1e3,
+                *late_mean as f64 / 1e3
+            )
+            .map_err(CliError::from_io)?;
             crate::run::write_figures(&report.run, out).map_err(CliError::from_io)?;
             let count = |st: Status| judged.checks.iter().filter(|c| c.outcome.status == st).count();
             writeln!(out, "checks: {} pass, {} fail, {} not exercised", count(Status::Pass), count(Status::Fail), count(Status::NotExercised))
@@ -185,6 +193,11 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             let mut v = crate::run::report_json(&scenario, &report.run);
             v["lab"] = serde_json::json!({
                 "ran_s": report.ran.as_secs_f64(),
+                "emulator": {
+                    "scheduling": report.emulator.0,
+                    "late_max_s": report.emulator.1 as f64 / 1e9,
+                    "late_mean_s": report.emulator.2 as f64 / 1e9,
+                },
                 "programs": report.inventory.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
                 "inventory": lab_file.iter().flat_map(LabFile::inventory).collect::<Vec<_>>(),
             });

@@ -220,6 +220,9 @@ pub struct LabReport {
     pub ran: Duration,
     /// Where the trace starts: the real time the hosts started on.
     pub start: NtpTime,
+    /// How the link emulator ran: its scheduling, and how late it wrote
+    /// datagrams back against their due time (largest, mean), ns.
+    pub emulator: (String, i128, i128),
 }
 
 struct HostRun {
@@ -630,7 +633,9 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // Clock changes were sent ahead of their time.
     happened.sort();
     let report = write_trace(s, &out, &hosts, &capture, &readings, &happened, epoch, ended, wall)?;
-    Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch) })
+    let late_mean = capture.late_sum_ns / i128::from(capture.delivered.max(1));
+    let emulator = (capture.scheduling.clone(), capture.late_max_ns, late_mean);
+    Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch), emulator })
 }
 
 /// Stops host `host` (the scenario's `stop`): its datagrams are dropped from
