@@ -1127,13 +1127,64 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     }
     let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
     let seen = daemon_metrics_seen(&events);
-    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections and stratum served from its reports", "{seen:?}");
+    let judged_from = if implementation == "chrony" {
+        "kiss codes from the capture; selections from its log; stratum served from its reports"
+    } else {
+        "kiss codes from the capture; selections and stratum served from its reports"
+    };
+    assert_eq!(seen["client"]["judged_from"], judged_from, "{seen:?}");
     let kisses = lab_v.iter().find(|l| l.1 == "kiss_codes").and_then(|l| l.3).unwrap();
     assert_eq!(seen["client"]["kiss_codes_seen"].as_f64(), Some(kisses), "{seen:?}");
     let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
     let rate_replies = kisses_delivered(&packets, "10.0.0.2:", b"RATE");
     eprintln!("{implementation}: {kisses} kisses counted, {rate_replies} RATE replies delivered to the client in packets.jsonl");
     assert!(kisses >= 1.0 && kisses <= rate_replies as f64, "{kisses} kisses, {rate_replies} RATE replies");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tests/lab/reselect-chrony.toml (30 s): chronyd selects server1 after
+/// its third burst sample, server1's clock jumps 1 s at 5 s, and chronyd
+/// selects another server from server1's next sample, both before the
+/// lab's first report (10 s in). The lab counts the selections from
+/// chronyd's log: the expectation (exactly 2) passes. Its reports, read
+/// every 10 s, named one selected source throughout, so counting from them
+/// (as the lab did before, and still does for ntpsec) gives 1.
+#[test]
+fn a_chronyd_clients_selections_between_two_reports_are_counted_from_its_log() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: chrony in the virtual lab: {why}");
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/reselect-chrony.toml");
+    let dir = tmp("reselect-chrony");
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let log = std::fs::read_to_string(dir.join("lab/client.log")).unwrap();
+    let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
+    // What each report named selected, and the count the reports give (a
+    // selected source other than the last report's).
+    let reported: Vec<(f64, Option<String>)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "lab_report" && e["host"] == "client" && e["details"]["sources"].is_array())
+        .map(|e| {
+            let sources = e["details"]["sources"].as_array().unwrap();
+            (e["t_s"].as_f64().unwrap(), sources.iter().find(|s| s["selected"] == true).map(|s| s["address"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    let sampled = reported.windows(2).filter(|w| w[1].1.is_some() && w[1].1 != w[0].1).count() + usize::from(reported.first().is_some_and(|r| r.1.is_some()));
+    let selected: Vec<&str> = log.lines().filter(|l| l.contains(" Selected source ")).collect();
+    let e = &lab["expectations"][0];
+    eprintln!("chronyd's log: {selected:?}
+the reports (t s, selected): {reported:?}
+counted from the log {}, from the reports {sampled}", e["value"]);
+    assert_eq!((e["metric"].as_str(), e["value"].as_f64(), &e["passed"]), (Some("selections"), Some(2.0), &serde_json::Value::Bool(true)), "{lab}
+{log}");
+    assert_eq!(selected.len(), 2, "{log}");
+    assert_eq!(reported.len(), 3, "{events}");
+    assert_eq!(sampled, 1, "{reported:?}");
+    let seen = daemon_metrics_seen(&events);
+    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections from its log; stratum served from its reports", "{seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

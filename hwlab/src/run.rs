@@ -265,7 +265,7 @@ impl Launch {
                 Ok(())
             });
         }
-        let child = programs::spawn_logged(cmd, log)?;
+        let child = programs::spawn_logged_to(cmd, log, self.starts > 0)?;
         self.starts += 1;
         Ok(child)
     }
@@ -770,11 +770,24 @@ fn write_trace(
             "its daemon's tally"
         } else {
             let reports = readings.iter().filter(|(_, j, _)| *j == i).filter_map(|(t, _, r)| Some((*t, r.as_ref().ok()?)));
-            tallies[i] = observed::from_reports(reports)
+            let mut counted = observed::from_reports(reports);
+            // chronyd logs each selection: its selections from its log
+            // (each line at the start of the second its clock names), its
+            // stratum served from its reports.
+            let log = hosts.iter().find(|r| r.name == h.name).filter(|_| h.implementation == Implementation::Chrony).map(|r| &r.log);
+            let judged = match (log, &replays[i]) {
+                (Some(log), Some(replay)) => {
+                    let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+                    counted = observed::with_selections(&counted, &observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000)));
+                    "kiss codes from the capture; selections from its log; stratum served from its reports"
+                }
+                _ => "kiss codes from the capture; selections and stratum served from its reports",
+            };
+            tallies[i] = counted
                 .into_iter()
                 .map(|(t, selections, served_stratum)| (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, served_stratum }))
                 .collect();
-            "kiss codes from the capture; selections and stratum served from its reports"
+            judged
         };
         let details = serde_json::json!({"kiss_codes_seen": seen[i].kiss_codes, "ntsn_seen": seen[i].ntsn, "judged_from": judged});
         timed.push((ended, i, "lab_daemon_metrics", details));
@@ -1030,12 +1043,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
             other => return Err(bad(&format!("unknown kind {other:?}"))),
         };
         let local: i128 = v["local_unix_ns"].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("no local_unix_ns"))?;
-        // The real instant the clock read `local`: a few fixed-point steps
-        // (the clock runs within 500 ppm of real time; a step is taken whole).
-        let mut real = local;
-        for _ in 0..4 {
-            real -= replay.clock_at(real).now_unix_ns(real) - local;
-        }
+        let real = real_instant(replay, local);
         if kind == "tally" {
             let starts = replay.resumed.iter().filter(|(_, at)| *at <= real).count();
             if starts > starts_seen {
@@ -1052,6 +1060,17 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
         }
     }
     Ok(out)
+}
+
+/// The real instant (Unix ns) host clock `replay` read `local` (Unix ns):
+/// a few fixed-point steps (the clock runs within 500 ppm of real time; a
+/// step is taken whole).
+fn real_instant(replay: &Replay, local: i128) -> i128 {
+    let mut real = local;
+    for _ in 0..4 {
+        real -= replay.clock_at(real).now_unix_ns(real) - local;
+    }
+    real
 }
 
 /// chronyc beside `chronyd` (same directory, or /usr/bin when chronyd is in /usr/sbin).
