@@ -83,22 +83,9 @@ impl ClockedCommand {
     }
 }
 
-/// Starts `command` with stdout and stderr going to `log`, a new file.
-pub fn spawn_logged(command: Command, log: &Path) -> Result<Child, String> {
-    spawn_logged_to(command, log, false)
-}
-
-/// Starts `command` with stdout and stderr going to `log`: a new file, or
-/// appended to when `append` (a daemon started again keeps its earlier
-/// starts' lines, which the lab reads after the run).
-pub fn spawn_logged_to(mut command: Command, log: &Path, append: bool) -> Result<Child, String> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .append(append)
-        .truncate(!append)
-        .open(log)
-        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+/// Starts `command` with stdout and stderr going to `log`.
+pub fn spawn_logged(mut command: Command, log: &Path) -> Result<Child, String> {
+    let f = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let g = f.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
     command.stdout(f).stderr(g).spawn().map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
 }

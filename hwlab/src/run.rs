@@ -265,7 +265,7 @@ impl Launch {
                 Ok(())
             });
         }
-        let child = programs::spawn_logged_to(cmd, log, self.starts > 0)?;
+        let child = programs::spawn_logged(cmd, log)?;
         self.starts += 1;
         Ok(child)
     }
@@ -390,7 +390,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let control_path = out.join(format!("{}.control", h.name));
             let control = ntplab_vclock::control::Writer::create(&control_path)?;
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
-            let log = out.join(format!("{}.log", h.name));
+            let log = start_log(&out, &h.name, 1);
             let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
             let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
@@ -671,9 +671,19 @@ fn start_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkStat
         }
         Implementation::Chrony | Implementation::Ntpsec => {}
     }
-    r.log = out.join(format!("{}.start{}.log", r.name, r.launch.starts + 1));
+    r.log = start_log(out, &r.name, r.launch.starts + 1);
     r.child = Some(r.launch.spawn(&r.log).map_err(|e| format!("host `{}`: starting its daemon again: {e}", r.name))?);
     Ok(at)
+}
+
+/// Where the lab sends the stdout and stderr of host `name`'s daemon in
+/// its `start`th start (from 1).
+fn start_log(out: &Path, name: &str, start: usize) -> PathBuf {
+    if start <= 1 {
+        out.join(format!("{name}.log"))
+    } else {
+        out.join(format!("{name}.start{start}.log"))
+    }
 }
 
 /// How far ahead of its time the lab sends a clock step or frequency change
@@ -771,13 +781,17 @@ fn write_trace(
         } else {
             let reports = readings.iter().filter(|(_, j, _)| *j == i).filter_map(|(t, _, r)| Some((*t, r.as_ref().ok()?)));
             let mut counted = observed::from_reports(reports);
-            // chronyd logs each selection: its selections from its log
-            // (each line at the start of the second its clock names), its
-            // stratum served from its reports.
-            let log = hosts.iter().find(|r| r.name == h.name).filter(|_| h.implementation == Implementation::Chrony).map(|r| &r.log);
-            let judged = match (log, &replays[i]) {
-                (Some(log), Some(replay)) => {
-                    let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+            // chronyd logs each selection: its selections from its logs
+            // (each start's, in order; each line at the start of the second
+            // its clock names), its stratum served from its reports.
+            let run = hosts.iter().find(|r| r.name == h.name).filter(|_| h.implementation == Implementation::Chrony);
+            let judged = match (run, &replays[i]) {
+                (Some(run), Some(replay)) => {
+                    let mut text = String::new();
+                    for start in 1..=run.launch.starts.max(1) {
+                        let log = start_log(out, &run.name, start);
+                        text += &std::fs::read_to_string(&log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+                    }
                     counted = observed::with_selections(&counted, &observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000)));
                     "kiss codes from the capture; selections from its log; stratum served from its reports"
                 }
