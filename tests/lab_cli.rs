@@ -1220,6 +1220,12 @@ fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
     assert_eq!(s, [("kiss_codes".to_string(), serde_json::Value::Bool(true), Some(1.0)), ("selections".to_string(), serde_json::Value::Bool(true), Some(0.0))]);
     assert_eq!(l, s, "{lab}");
     assert!(denies >= 1, "{packets}");
+    // Never synchronized in either: chronyd never selected the server (its
+    // log says no "Selected source"), whatever its start-up adjtimex calls.
+    let sync_time = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").map(|h| h["sync_time_s"].clone());
+    eprintln!("the client's sync_time_s: simulator {:?}, lab {:?}", sync_time(&sim), sync_time(&lab));
+    assert_eq!(sync_time(&sim), Some(serde_json::Value::Null), "{sim}");
+    assert_eq!(sync_time(&lab), Some(serde_json::Value::Null), "{lab}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

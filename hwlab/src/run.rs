@@ -774,6 +774,8 @@ fn write_trace(
     // that write no tally, their selections and stratum served from their
     // reports (crate::observed).
     let seen: Vec<Kisses> = s.hosts.iter().map(|h| observed::kisses_received(h.address, &capture.datagrams)).collect();
+    // chronyd hosts: when their log says they first selected a source (None: never).
+    let mut first_selected: Vec<Option<Option<i128>>> = vec![None; s.hosts.len()];
     for (i, h) in s.hosts.iter().enumerate() {
         let Role::Ntp(_) = h.role else { continue };
         let judged = if h.implementation == Implementation::Ntplab {
@@ -792,7 +794,9 @@ fn write_trace(
                         let log = start_log(out, &run.name, start);
                         text += &std::fs::read_to_string(&log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
                     }
-                    counted = observed::with_selections(&counted, &observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000)));
+                    let selections = observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000));
+                    first_selected[i] = Some(selections.first().map(|s| s.0));
+                    counted = observed::with_selections(&counted, &selections);
                     "kiss codes from the capture; selections from its log; stratum served from its reports"
                 }
                 _ => "kiss codes from the capture; selections and stratum served from its reports",
@@ -939,9 +943,16 @@ fn write_trace(
         .map(|(i, h)| {
             let mut st = stats[i].clone();
             st.packets_sent = sent[i];
-            let (steps, first) = match &replays[i] {
-                Some(r) => (r.steps(), r.first_synchronized().or(r.first_adjustment()).or(if h.ntp_port().is_some() && is_server(h) { Some(epoch) } else { None })),
-                None => (0, None),
+            let own_clock = if h.ntp_port().is_some() && is_server(h) { Some(epoch) } else { None };
+            let (steps, first) = match (&replays[i], first_selected[i]) {
+                // chronyd's first selection, as the simulator's daemon's first
+                // system peer: chronyd on Linux clears STA_UNSYNC only with
+                // `rtcsync` (sys_timex.c), and its start-up calls (a zero
+                // ADJ_OFFSET_SINGLESHOT, PLL offset reset, ADJ_SETOFFSET
+                // probe) are no adjustments of the clock.
+                (Some(r), Some(selected)) => (r.steps(), selected.or(own_clock)),
+                (Some(r), None) => (r.steps(), r.first_synchronized().or(r.first_adjustment()).or(own_clock)),
+                (None, _) => (0, None),
             };
             st.steps = steps;
             let t = tally_at(&tallies[i], initial[i], ended);
