@@ -2,7 +2,8 @@
 //! (`kiss_codes`, `ntsn`, `selections`, `max_stratum`;
 //! [`ntplab_sim::run::DaemonTally`]), for lab hosts whose program writes no
 //! tally (chronyd, ntpsec, ntpd-rs): the kiss codes from the lab's capture,
-//! the selections and the stratum served from the daemon's periodic reports.
+//! chronyd's selections from its log ([`chrony_selections`]), the other
+//! selections and the stratum served from the daemon's periodic reports.
 //!
 //! Kiss codes: the simulator counts the kiss-o'-death replies its daemon
 //! *receives* and takes as answers ([`ntplab_proto::source`]'s reply

@@ -771,8 +771,8 @@ fn write_trace(
         }
     }
     // The kiss codes each host received, from the capture; for programs
-    // that write no tally, their selections and stratum served from their
-    // reports (crate::observed).
+    // that write no tally, their selections (chronyd's from its log) and
+    // stratum served from their reports (crate::observed).
     let seen: Vec<Kisses> = s.hosts.iter().map(|h| observed::kisses_received(h.address, &capture.datagrams)).collect();
     // chronyd hosts: when their log says they first selected a source (None: never).
     let mut first_selected: Vec<Option<Option<i128>>> = vec![None; s.hosts.len()];
