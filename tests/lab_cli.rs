@@ -1127,13 +1127,64 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     }
     let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
     let seen = daemon_metrics_seen(&events);
-    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections and stratum served from its reports", "{seen:?}");
+    let judged_from = if implementation == "chrony" {
+        "kiss codes from the capture; selections from its log; stratum served from its reports"
+    } else {
+        "kiss codes from the capture; selections and stratum served from its reports"
+    };
+    assert_eq!(seen["client"]["judged_from"], judged_from, "{seen:?}");
     let kisses = lab_v.iter().find(|l| l.1 == "kiss_codes").and_then(|l| l.3).unwrap();
     assert_eq!(seen["client"]["kiss_codes_seen"].as_f64(), Some(kisses), "{seen:?}");
     let packets = std::fs::read_to_string(dir.join("lab/packets.jsonl")).unwrap();
     let rate_replies = kisses_delivered(&packets, "10.0.0.2:", b"RATE");
     eprintln!("{implementation}: {kisses} kisses counted, {rate_replies} RATE replies delivered to the client in packets.jsonl");
     assert!(kisses >= 1.0 && kisses <= rate_replies as f64, "{kisses} kisses, {rate_replies} RATE replies");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tests/lab/reselect-chrony.toml (30 s): chronyd selects server1 after
+/// its third burst sample, server1's clock jumps 1 s at 5 s, and chronyd
+/// selects another server from server1's next sample, both before the
+/// lab's first report (10 s in). The lab counts the selections from
+/// chronyd's log: the expectation (exactly 2) passes. Its reports, read
+/// every 10 s, named one selected source throughout, so counting from them
+/// (as the lab did before, and still does for ntpsec) gives 1.
+#[test]
+fn a_chronyd_clients_selections_between_two_reports_are_counted_from_its_log() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: chrony in the virtual lab: {why}");
+        return;
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/reselect-chrony.toml");
+    let dir = tmp("reselect-chrony");
+    let out = lab_run_checked(&scenario, &dir.join("lab"));
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let log = std::fs::read_to_string(dir.join("lab/client.log")).unwrap();
+    let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
+    // What each report named selected, and the count the reports give (a
+    // selected source other than the last report's).
+    let reported: Vec<(f64, Option<String>)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "lab_report" && e["host"] == "client" && e["details"]["sources"].is_array())
+        .map(|e| {
+            let sources = e["details"]["sources"].as_array().unwrap();
+            (e["t_s"].as_f64().unwrap(), sources.iter().find(|s| s["selected"] == true).map(|s| s["address"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    let sampled = reported.windows(2).filter(|w| w[1].1.is_some() && w[1].1 != w[0].1).count() + usize::from(reported.first().is_some_and(|r| r.1.is_some()));
+    let selected: Vec<&str> = log.lines().filter(|l| l.contains(" Selected source ")).collect();
+    let e = &lab["expectations"][0];
+    eprintln!("chronyd's log: {selected:?}
+the reports (t s, selected): {reported:?}
+counted from the log {}, from the reports {sampled}", e["value"]);
+    assert_eq!((e["metric"].as_str(), e["value"].as_f64(), &e["passed"]), (Some("selections"), Some(2.0), &serde_json::Value::Bool(true)), "{lab}
+{log}");
+    assert_eq!(selected.len(), 2, "{log}");
+    assert_eq!(reported.len(), 3, "{events}");
+    assert_eq!(sampled, 1, "{reported:?}");
+    let seen = daemon_metrics_seen(&events);
+    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections from its log; stratum served from its reports", "{seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1169,6 +1220,12 @@ fn a_denied_chronyd_client_counts_one_kiss_as_the_simulators_client() {
     assert_eq!(s, [("kiss_codes".to_string(), serde_json::Value::Bool(true), Some(1.0)), ("selections".to_string(), serde_json::Value::Bool(true), Some(0.0))]);
     assert_eq!(l, s, "{lab}");
     assert!(denies >= 1, "{packets}");
+    // Never synchronized in either: chronyd never selected the server (its
+    // log says no "Selected source"), whatever its start-up adjtimex calls.
+    let sync_time = |v: &serde_json::Value| v["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "client").map(|h| h["sync_time_s"].clone());
+    eprintln!("the client's sync_time_s: simulator {:?}, lab {:?}", sync_time(&sim), sync_time(&lab));
+    assert_eq!(sync_time(&sim), Some(serde_json::Value::Null), "{sim}");
+    assert_eq!(sync_time(&lab), Some(serde_json::Value::Null), "{lab}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1237,7 +1294,10 @@ fn an_ntpsec_client_starts_from_the_drift_file_the_lab_writes() {
 /// 0.5 s off, so a daemon that corrects at all steps, and must be within
 /// `max` from 12 s on (both runs, simulator and lab, of that file).
 /// `deviations`: the checks the program fails (as in
-/// [`a_peer_client_measures_its_virtual_clock`]).
+/// [`a_peer_client_measures_its_virtual_clock`]). chronyd's runs also
+/// expect one selection of the client: chronyd's logs (one per start)
+/// say "Selected source" in each start, and the lab counts the second as the
+/// simulator's host does, which keeps its system peer across the restart.
 fn a_client_stopped_and_started_again(implementation: &str, restart: Restart, deviations: &[&str]) {
     if let Some(why) = skip_reason(implementation) {
         eprintln!("skipped: the virtual lab is unavailable: {why}");
@@ -1260,6 +1320,11 @@ fn a_client_stopped_and_started_again(implementation: &str, restart: Restart, de
             max
         }
     };
+    if implementation == "chrony" {
+        // chronyd logs a selection in each start; the simulator's host keeps
+        // its system peer across the restart: one selection.
+        text += "\n[[expect]]\nname = \"the client selects the server once, across its restart\"\nhost = \"client\"\nmetric = \"selections\"\nmin = 1\nmax = 1\n";
+    }
     let sim_scenario = dir.join("sim.toml");
     std::fs::write(&sim_scenario, &text).unwrap();
     let lab_scenario = dir.join("lab.toml");
@@ -1310,6 +1375,12 @@ fn a_client_stopped_and_started_again(implementation: &str, restart: Restart, de
     }
     let journal = std::fs::read_to_string(dir.join("lab/client.journal")).unwrap();
     assert_eq!(ntplab_vclock::resumes(&journal), 1, "{journal}");
+    if implementation == "chrony" {
+        // Its logs (client.log, client.start2.log) hold both starts, each with its selection.
+        let log = std::fs::read_to_string(dir.join("lab/client.log")).unwrap() + &std::fs::read_to_string(dir.join("lab/client.start2.log")).unwrap();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        assert_eq!((count(" chronyd version "), count(" Selected source 10.0.0.1")), (2, 2), "{log}");
+    }
     let samples = std::fs::read_to_string(dir.join("lab/samples.csv")).unwrap();
     let offsets: Vec<(f64, f64)> = samples
         .lines()

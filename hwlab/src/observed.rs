@@ -2,7 +2,8 @@
 //! (`kiss_codes`, `ntsn`, `selections`, `max_stratum`;
 //! [`ntplab_sim::run::DaemonTally`]), for lab hosts whose program writes no
 //! tally (chronyd, ntpsec, ntpd-rs): the kiss codes from the lab's capture,
-//! the selections and the stratum served from the daemon's periodic reports.
+//! chronyd's selections from its log ([`chrony_selections`]), the other
+//! selections and the stratum served from the daemon's periodic reports.
 //!
 //! Kiss codes: the simulator counts the kiss-o'-death replies its daemon
 //! *receives* and takes as answers ([`ntplab_proto::source`]'s reply
@@ -19,7 +20,7 @@
 
 use crate::emulator::Datagram;
 use crate::reports::DaemonReport;
-use ntplab_proto::time::NtpTimestamp;
+use ntplab_proto::time::{NtpTime, NtpTimestamp};
 use ntplab_proto::wire::ext::ExtensionArea;
 use ntplab_proto::wire::refid::KissCode;
 use ntplab_proto::wire::v4::{Mode, Packet, Repr};
@@ -157,6 +158,99 @@ pub fn from_reports<'a>(readings: impl IntoIterator<Item = (i128, &'a DaemonRepo
     out
 }
 
+/// What a line of chronyd's log says about its source selection. chronyd
+/// run in the foreground (`-d`) writes each message to stderr as
+/// `YYYY-MM-DDTHH:MM:SSZ MESSAGE`, the time read from its own clock (in the
+/// lab the host's virtual clock, through the shim's `time`) to the second.
+/// chrony 4.3's sources.c (`SRC_SelectSource`) logs "Selected source NAME"
+/// (NAME the address, a refclock's name, or "ADDRESS (HOSTNAME)") exactly
+/// when the source it selects is not the one it had selected, none
+/// included, and "Can't synchronise: WHY" when it loses its selection;
+/// main.c logs "chronyd version V starting" first thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChronyLine {
+    /// "chronyd version ... starting": a start of the daemon.
+    Started,
+    /// "Selected source NAME": the source's name as logged (its first word).
+    Selected(String),
+    /// "Can't synchronise: ...": no source selected.
+    Lost,
+}
+
+/// A chronyd log line's time (the Unix second its clock read) and what it
+/// says about the selection; `None` for other lines.
+pub fn chrony_line(line: &str) -> Option<(i64, ChronyLine)> {
+    let (time, message) = line.split_once(' ')?;
+    if !time.ends_with('Z') {
+        return None;
+    }
+    let (secs, _) = NtpTime::parse_rfc3339(time).ok()?.to_unix();
+    if let Some(name) = message.strip_prefix("Selected source ") {
+        let name = name.split_whitespace().next()?;
+        return Some((secs, ChronyLine::Selected(name.to_string())));
+    }
+    if message.starts_with("Can't synchronise: ") {
+        return Some((secs, ChronyLine::Lost));
+    }
+    (message.starts_with("chronyd version ") && message.contains(" starting")).then_some((secs, ChronyLine::Started))
+}
+
+/// The selections chronyd's log `log` says it made, as the simulator counts
+/// them (a system peer other than the one it had, none between included):
+/// within one start of the daemon, one per "Selected source" line
+/// ([`ChronyLine`]: chronyd writes one exactly then, also after it dropped
+/// its source without a word, as it does when the source it would switch
+/// to has no new sample yet). The simulator's host keeps its system peer
+/// while its daemon is stopped and started again, so the first selection
+/// of a later start counts only when it names another source than the
+/// last one selected before the stop (or the daemon had lost it). The
+/// running count at each counted line, placed at the real instant (Unix
+/// ns) `real_of` gives the line's virtual second (never before the line
+/// before it: a clock stepped back does not reorder them).
+pub fn chrony_selections(log: &str, real_of: impl Fn(i64) -> i128) -> Vec<(i128, u64)> {
+    let mut out: Vec<(i128, u64)> = Vec::new();
+    let (mut selected, mut restarted, mut starts) = (None::<String>, false, 0);
+    for (secs, line) in log.lines().filter_map(chrony_line) {
+        match line {
+            ChronyLine::Started => {
+                starts += 1;
+                restarted = starts > 1;
+            }
+            ChronyLine::Lost => {
+                selected = None;
+                restarted = false;
+            }
+            ChronyLine::Selected(name) => {
+                if !(restarted && selected.as_ref() == Some(&name)) {
+                    let at = real_of(secs).max(out.last().map_or(i128::MIN, |l| l.0));
+                    out.push((at, out.last().map_or(0, |l| l.1) + 1));
+                }
+                (selected, restarted) = (Some(name), false);
+            }
+        }
+    }
+    out
+}
+
+/// The selections counted from a daemon's log (`selections`, a running
+/// count at real instants) in place of the sampled ones of
+/// [`from_reports`]' `reports`, whose stratum served stays: the points of
+/// both, in time order, each with the count and the stratum in force then
+/// (no selection and nothing served before the first of each).
+pub fn with_selections(reports: &[(i128, u64, Option<u8>)], selections: &[(i128, u64)]) -> Vec<(i128, u64, Option<u8>)> {
+    let mut times: Vec<i128> = reports.iter().map(|r| r.0).chain(selections.iter().map(|s| s.0)).collect();
+    times.sort_unstable();
+    times.dedup();
+    times
+        .into_iter()
+        .map(|t| {
+            let count = selections.iter().rev().find(|s| s.0 <= t).map_or(0, |s| s.1);
+            let served = reports.iter().rev().find(|r| r.0 <= t).and_then(|r| r.2);
+            (t, count, served)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +374,97 @@ mod tests {
         let mut r = report(0, 2, &[("a", true)]);
         r.sources[0].selected = None;
         assert_eq!(from_reports([(0, &r)])[0].1, 0);
+    }
+
+    /// chronyd 4.3's log (stderr, `-d`) of the client of
+    /// tests/lab/reselect-chrony.toml, a lab run of 2026-12-05 17:02 UTC:
+    /// it selected server1, whose clock jumped 1 s at 5 s, then server2.
+    const RESELECT_LOG: &str = "\
+2026-12-05T17:02:10Z chronyd version 4.3 starting (+CMDMON +NTP +REFCLOCK +RTC +PRIVDROP +SCFILTER +SIGND +ASYNCDNS +NTS +SECHASH +IPV6 -DEBUG)
+2026-12-05T17:02:10Z CAP_SYS_TIME not present
+2026-12-05T17:02:10Z Running with root privileges
+2026-12-05T17:02:14Z Selected source 10.0.0.1
+2026-12-05T17:02:16Z Selected source 10.0.0.2
+2026-12-05T17:02:40Z chronyd exiting
+";
+
+    /// The same without server3 (the same day, 17:02 UTC): the jump left
+    /// no majority, twice; the lab's reports (10.7, 20.7 and 30.7 s in)
+    /// named no selected source.
+    const NO_MAJORITY_LOG: &str = "\
+2026-12-05T17:02:45Z chronyd version 4.3 starting (+CMDMON +NTP +REFCLOCK +RTC +PRIVDROP +SCFILTER +SIGND +ASYNCDNS +NTS +SECHASH +IPV6 -DEBUG)
+2026-12-05T17:02:45Z CAP_SYS_TIME not present
+2026-12-05T17:02:45Z Running with root privileges
+2026-12-05T17:02:49Z Selected source 10.0.0.1
+2026-12-05T17:02:51Z Can't synchronise: no majority
+2026-12-05T17:03:07Z Selected source 10.0.0.2
+2026-12-05T17:03:08Z Can't synchronise: no majority
+2026-12-05T17:03:15Z chronyd exiting
+";
+
+    const T0: i64 = 1_796_490_130; // 2026-12-05T17:02:10Z
+
+    fn real(secs: i64) -> i128 {
+        i128::from(secs) * 1_000_000_000
+    }
+
+    #[test]
+    fn chronyd_log_lines_about_the_selection() {
+        let lines: Vec<Option<(i64, ChronyLine)>> = RESELECT_LOG.lines().chain(NO_MAJORITY_LOG.lines()).map(chrony_line).collect();
+        assert_eq!(lines[0], Some((T0, ChronyLine::Started)));
+        assert_eq!(lines[1..3], [None, None]);
+        assert_eq!(lines[3], Some((T0 + 4, ChronyLine::Selected("10.0.0.1".into()))));
+        assert_eq!(lines[4], Some((T0 + 6, ChronyLine::Selected("10.0.0.2".into()))));
+        assert_eq!(lines[5], None);
+        assert_eq!(lines[9], Some((T0 + 39, ChronyLine::Selected("10.0.0.1".into()))));
+        assert_eq!(lines[10], Some((T0 + 41, ChronyLine::Lost)));
+        assert_eq!(lines[11..], [Some((T0 + 57, ChronyLine::Selected("10.0.0.2".into()))), Some((T0 + 58, ChronyLine::Lost)), None]);
+        // A source given by name ("ADDRESS (NAME)", sources.c) and a refclock.
+        assert_eq!(chrony_line("2026-12-05T17:02:14Z Selected source 10.0.0.1 (server1)"), Some((T0 + 4, ChronyLine::Selected("10.0.0.1".into()))));
+        assert_eq!(chrony_line("2026-12-05T17:02:14Z Selected source PPS0"), Some((T0 + 4, ChronyLine::Selected("PPS0".into()))));
+        // Not chronyd's: no time, a time without its Z (ntpsec's), no name, garbage.
+        for line in ["Selected source 10.0.0.1", "2026-12-05T17:02:14 Selected source 10.0.0.1", "2026-12-05T17:02:14Z Selected source ", "", "\u{fffd}Z x"] {
+            assert_eq!(chrony_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn selections_from_chronyds_log_where_the_reports_saw_fewer() {
+        // Both selections came before the lab's first report (10.8 s in),
+        // and every report (10.8, 20.9 and 30.8 s in) named server2.
+        assert_eq!(chrony_selections(RESELECT_LOG, real), [(real(T0 + 4), 1), (real(T0 + 6), 2)]);
+        let reports: Vec<(i128, DaemonReport)> = [108, 209, 308].map(|ds| (real(T0) + ds * 100_000_000, report(0, 2, &[("10.0.0.1", false), ("10.0.0.2", true), ("10.0.0.3", false)]))).into();
+        let sampled = from_reports(reports.iter().map(|(t, r)| (*t, r)));
+        assert_eq!(sampled.last().map(|s| s.1), Some(1));
+        // The log's count, the reports' stratum served.
+        let merged = with_selections(&sampled, &chrony_selections(RESELECT_LOG, real));
+        let expected = [(real(T0 + 4), 1, None), (real(T0 + 6), 2, None), (reports[0].0, 2, Some(2)), (reports[1].0, 2, Some(2)), (reports[2].0, 2, Some(2))];
+        assert_eq!(merged, expected);
+        // Two selections, each lost within 2 s, that no report saw; losing one counts nothing.
+        assert_eq!(chrony_selections(NO_MAJORITY_LOG, real), [(real(T0 + 39), 1), (real(T0 + 57), 2)]);
+        let none = [107, 207, 307].map(|ds| (real(T0 + 35) + ds * 100_000_000, report(3, 0, &[("10.0.0.1", false), ("10.0.0.2", false)])));
+        assert_eq!(from_reports(none.iter().map(|(t, r)| (*t, r))).last().map(|s| s.1), Some(0));
+    }
+
+    #[test]
+    fn a_restarted_chronyd_counts_as_the_simulators_host_does() {
+        // Stopped and started again, chronyd selects the same source anew:
+        // the simulator's host kept it as its system peer (no selection).
+        let same: String = NO_MAJORITY_LOG.lines().take(4).map(|l| format!("{l}\n")).collect();
+        assert_eq!(chrony_selections(&format!("{same}{same}"), real).len(), 1);
+        // Server2 was the last before the stop: server1 after it counts, and server2 again.
+        let again = format!("{RESELECT_LOG}{RESELECT_LOG}");
+        assert_eq!(chrony_selections(&again, real).last().map(|s| s.1), Some(4));
+        // It lost its source before the stop: selecting the same again counts.
+        assert_eq!(chrony_selections(&format!("{NO_MAJORITY_LOG}{NO_MAJORITY_LOG}"), real).len(), 4);
+        assert_eq!(chrony_selections(&format!("{same}2026-12-05T17:02:51Z Can't synchronise: no majority\n{same}"), real).len(), 2);
+        // Another source after the restart counts; within one start every "Selected source" does.
+        let other = same.replace("10.0.0.1", "10.0.0.2");
+        assert_eq!(chrony_selections(&format!("{same}{other}"), real).len(), 2);
+        let twice = format!("{same}2026-12-05T17:02:50Z Selected source 10.0.0.1\n");
+        assert_eq!(chrony_selections(&twice, real).len(), 2);
+        // A clock stepped back between two lines does not reorder the counts.
+        let back = format!("{same}2026-12-05T17:02:40Z Selected source 10.0.0.2\n");
+        assert_eq!(chrony_selections(&back, real), [(real(T0 + 39), 1), (real(T0 + 39), 2)]);
     }
 }

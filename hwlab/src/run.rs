@@ -393,7 +393,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let control_path = out.join(format!("{}.control", h.name));
             let control = ntplab_vclock::control::Writer::create(&control_path)?;
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
-            let log = out.join(format!("{}.log", h.name));
+            let log = start_log(&out, &h.name, 1);
             let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
             let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
@@ -676,9 +676,19 @@ fn start_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkStat
         }
         Implementation::Chrony | Implementation::Ntpsec => {}
     }
-    r.log = out.join(format!("{}.start{}.log", r.name, r.launch.starts + 1));
+    r.log = start_log(out, &r.name, r.launch.starts + 1);
     r.child = Some(r.launch.spawn(&r.log).map_err(|e| format!("host `{}`: starting its daemon again: {e}", r.name))?);
     Ok(at)
+}
+
+/// Where the lab sends the stdout and stderr of host `name`'s daemon in
+/// its `start`th start (from 1).
+fn start_log(out: &Path, name: &str, start: usize) -> PathBuf {
+    if start <= 1 {
+        out.join(format!("{name}.log"))
+    } else {
+        out.join(format!("{name}.start{start}.log"))
+    }
 }
 
 /// How far ahead of its time the lab sends a clock step or frequency change
@@ -766,20 +776,41 @@ fn write_trace(
         }
     }
     // The kiss codes each host received, from the capture; for programs
-    // that write no tally, their selections and stratum served from their
-    // reports (crate::observed).
+    // that write no tally, their selections (chronyd's from its log) and
+    // stratum served from their reports (crate::observed).
     let seen: Vec<Kisses> = s.hosts.iter().map(|h| observed::kisses_received(h.address, &capture.datagrams)).collect();
+    // chronyd hosts: when their log says they first selected a source (None: never).
+    let mut first_selected: Vec<Option<Option<i128>>> = vec![None; s.hosts.len()];
     for (i, h) in s.hosts.iter().enumerate() {
         let Role::Ntp(_) = h.role else { continue };
         let judged = if h.implementation == Implementation::Ntplab {
             "its daemon's tally"
         } else {
             let reports = readings.iter().filter(|(_, j, _)| *j == i).filter_map(|(t, _, r)| Some((*t, r.as_ref().ok()?)));
-            tallies[i] = observed::from_reports(reports)
+            let mut counted = observed::from_reports(reports);
+            // chronyd logs each selection: its selections from its logs
+            // (each start's, in order; each line at the start of the second
+            // its clock names), its stratum served from its reports.
+            let run = hosts.iter().find(|r| r.name == h.name).filter(|_| h.implementation == Implementation::Chrony);
+            let judged = match (run, &replays[i]) {
+                (Some(run), Some(replay)) => {
+                    let mut text = String::new();
+                    for start in 1..=run.launch.starts.max(1) {
+                        let log = start_log(out, &run.name, start);
+                        text += &std::fs::read_to_string(&log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+                    }
+                    let selections = observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000));
+                    first_selected[i] = Some(selections.first().map(|s| s.0));
+                    counted = observed::with_selections(&counted, &selections);
+                    "kiss codes from the capture; selections from its log; stratum served from its reports"
+                }
+                _ => "kiss codes from the capture; selections and stratum served from its reports",
+            };
+            tallies[i] = counted
                 .into_iter()
                 .map(|(t, selections, served_stratum)| (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, served_stratum }))
                 .collect();
-            "kiss codes from the capture; selections and stratum served from its reports"
+            judged
         };
         let details = serde_json::json!({"kiss_codes_seen": seen[i].kiss_codes, "ntsn_seen": seen[i].ntsn, "judged_from": judged});
         timed.push((ended, i, "lab_daemon_metrics", details));
@@ -917,9 +948,16 @@ fn write_trace(
         .map(|(i, h)| {
             let mut st = stats[i].clone();
             st.packets_sent = sent[i];
-            let (steps, first) = match &replays[i] {
-                Some(r) => (r.steps(), r.first_synchronized().or(r.first_adjustment()).or(if h.ntp_port().is_some() && is_server(h) { Some(epoch) } else { None })),
-                None => (0, None),
+            let own_clock = if h.ntp_port().is_some() && is_server(h) { Some(epoch) } else { None };
+            let (steps, first) = match (&replays[i], first_selected[i]) {
+                // chronyd's first selection, as the simulator's daemon's first
+                // system peer: chronyd on Linux clears STA_UNSYNC only with
+                // `rtcsync` (sys_timex.c), and its start-up calls (a zero
+                // ADJ_OFFSET_SINGLESHOT, PLL offset reset, ADJ_SETOFFSET
+                // probe) are no adjustments of the clock.
+                (Some(r), Some(selected)) => (r.steps(), selected.or(own_clock)),
+                (Some(r), None) => (r.steps(), r.first_synchronized().or(r.first_adjustment()).or(own_clock)),
+                (None, _) => (0, None),
             };
             st.steps = steps;
             let t = tally_at(&tallies[i], initial[i], ended);
@@ -1035,12 +1073,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
             other => return Err(bad(&format!("unknown kind {other:?}"))),
         };
         let local: i128 = v["local_unix_ns"].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("no local_unix_ns"))?;
-        // The real instant the clock read `local`: a few fixed-point steps
-        // (the clock runs within 500 ppm of real time; a step is taken whole).
-        let mut real = local;
-        for _ in 0..4 {
-            real -= replay.clock_at(real).now_unix_ns(real) - local;
-        }
+        let real = real_instant(replay, local);
         if kind == "tally" {
             let starts = replay.resumed.iter().filter(|(_, at)| *at <= real).count();
             if starts > starts_seen {
@@ -1057,6 +1090,17 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
         }
     }
     Ok(out)
+}
+
+/// The real instant (Unix ns) host clock `replay` read `local` (Unix ns):
+/// a few fixed-point steps (the clock runs within 500 ppm of real time; a
+/// step is taken whole).
+fn real_instant(replay: &Replay, local: i128) -> i128 {
+    let mut real = local;
+    for _ in 0..4 {
+        real -= replay.clock_at(real).now_unix_ns(real) - local;
+    }
+    real
 }
 
 /// chronyc beside `chronyd` (same directory, or /usr/bin when chronyd is in /usr/sbin).
