@@ -72,8 +72,9 @@
 //!
 //! # Steps and panics
 //!
-//! Within the first [`RegressionConfig::initial_step_updates`] updates, and
-//! until the frequency has been measured, an offset above
+//! Within the first [`RegressionConfig::initial_step_updates`] updates, while
+//! too few samples are held for a line, and until the frequency has been
+//! measured, an offset above
 //! [`RegressionConfig::step_threshold`] (default 0.125 s, STEPT) is stepped at
 //! once, like chrony's `makestep 0.125 3` (chrony's own default
 //! configuration suggests `makestep 1 3`; the lower threshold keeps slews
@@ -1068,7 +1069,12 @@ impl ClockDiscipline for RegressionDiscipline {
             // samples gives the frequency (a large frequency error keeps
             // carrying the offset past the threshold until it is known; a
             // line whose slope is too uncertain to be taken gives none).
-            if self.updates <= self.config.initial_step_updates || self.fit.is_none() || !self.frequency_measured {
+            // "No line" is too few samples for one: a step clears the last
+            // fit but a start-up step keeps the samples, and taking the
+            // cleared fit for none let every step allow the next (sources
+            // 1 s apart stepped the clock back and forth every few ms).
+            let no_line = self.fit.is_none() && self.samples.len() < MIN_FIT_SAMPLES;
+            if self.updates <= self.config.initial_step_updates || no_line || !self.frequency_measured {
                 return self.step(sample, epoch, now, true);
             }
             let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
@@ -1558,6 +1564,24 @@ mod tests {
     }
 
     #[test]
+    fn a_start_up_step_does_not_let_the_next_sources_opposite_offset_step_back_at_once() {
+        // A system peer whose clock jumped 1 s is stepped to within the
+        // first updates, its samples kept; the next sample, from another
+        // source still on true time, says -1 s. It is a spike: stepping
+        // back (no line yet, only because the step cleared it) and forth
+        // again made a step every 2-6 ms for 28 s in a three-server
+        // scenario, every step re-polling all three.
+        let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
+        let u = d.update_sample(&sample_at(1.0, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "the fifth update: {:?}", u.action);
+        assert!(d.samples() >= MIN_FIT_SAMPLES, "a start-up step keeps the samples");
+        for t in [256.002, 256.004, 272.0] {
+            let u = d.update_sample(&sample_at(-1.0, t, t, 2e-3));
+            assert_eq!(u.action, Action::Ignore(IgnoreReason::Spike), "at {t} s");
+        }
+    }
+
+    #[test]
     fn within_the_first_updates_an_offset_beyond_the_step_threshold_steps_even_with_a_line() {
         let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
         let u = d.update_sample(&sample_at(0.5, 256.0, 256.0, 200e-6));
@@ -1909,9 +1933,9 @@ mod tests {
     #[test]
     fn at_most_max_samples_are_held_through_slews_and_start_up_steps() {
         // Offsets of zero are slewed; of 1 s stepped (beyond the step
-        // threshold, and after a step there is no line yet).
+        // threshold, within the first five updates).
         for offset in [0.0, 1.0] {
-            let cfg = RegressionConfig { max_samples: 3, ..RegressionConfig::default() };
+            let cfg = RegressionConfig { max_samples: 3, initial_step_updates: 5, ..RegressionConfig::default() };
             let mut d = RegressionDiscipline::new(cfg, None);
             for k in 0..5 {
                 let t = 64.0 * f64::from(k);
