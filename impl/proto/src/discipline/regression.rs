@@ -598,6 +598,9 @@ pub struct RegressionDiscipline {
     /// Some sample pair or line has given the frequency (a slope taken, not
     /// one refused as too uncertain); kept across steps.
     frequency_measured: bool,
+    /// The last fit is none because a step cleared it, not because the
+    /// held samples gave none.
+    fit_cleared_by_step: bool,
 }
 
 impl RegressionDiscipline {
@@ -641,6 +644,7 @@ impl RegressionDiscipline {
             asymmetry: 0.0,
             asymmetry_run: 0,
             frequency_measured: state == State::Fset,
+            fit_cleared_by_step: false,
             freq_sd: if state == State::Fset { SAVED_FREQUENCY_SD } else { f64::INFINITY },
             freq_time: None,
         }
@@ -839,6 +843,7 @@ impl RegressionDiscipline {
             self.spans = [Span::default(); SPANS];
         }
         self.fit = None;
+        self.fit_cleared_by_step = true;
         self.freq_sd = f64::INFINITY;
         self.window = 0;
         self.poll = self.config.min_poll;
@@ -1069,11 +1074,13 @@ impl ClockDiscipline for RegressionDiscipline {
             // samples gives the frequency (a large frequency error keeps
             // carrying the offset past the threshold until it is known; a
             // line whose slope is too uncertain to be taken gives none).
-            // "No line" is too few samples for one: a step clears the last
-            // fit but a start-up step keeps the samples, and taking the
-            // cleared fit for none let every step allow the next (sources
-            // 1 s apart stepped the clock back and forth every few ms).
-            let no_line = self.fit.is_none() && self.samples.len() < MIN_FIT_SAMPLES;
+            // "No line": the held samples gave none at the last update, or
+            // there are too few for one. A step clears the last fit but a
+            // start-up step keeps the samples, and taking the cleared fit
+            // for none let every step allow the next (sources 1 s apart
+            // stepped the clock back and forth every few ms).
+            let no_line =
+                self.fit.is_none() && (!self.fit_cleared_by_step || self.samples.len() < MIN_FIT_SAMPLES);
             if self.updates <= self.config.initial_step_updates || no_line || !self.frequency_measured {
                 return self.step(sample, epoch, now, true);
             }
@@ -1230,6 +1237,7 @@ impl ClockDiscipline for RegressionDiscipline {
         };
         self.window = fit.map_or(self.samples.len(), |f| f.n);
         self.fit = fit.map(|f| ((now, self.correction_at(now)), f));
+        self.fit_cleared_by_step = false;
         self.offset_sd = if estimate_sd.is_finite() { estimate_sd } else { 0.0 };
 
         let max_frequency = self.config.max_frequency;
