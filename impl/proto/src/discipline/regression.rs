@@ -1590,6 +1590,21 @@ mod tests {
     }
 
     #[test]
+    fn when_the_held_samples_gave_no_line_a_large_offset_still_steps_at_once() {
+        // After start-up, with a line: a sample 50 ms off (below the step
+        // threshold) leaves every window, so the update has no line, and
+        // not because of a step. The next offset beyond the threshold is
+        // stepped at once, as before the step-war fix (chrony's 005 seeds
+        // 3 and 9 recover at 262-266 s this way, not at the stepout).
+        let mut d = on_a_line(RegressionConfig::default());
+        let u = d.update_sample(&sample_at(0.05, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+        assert!(d.fit.is_none() && d.samples() >= MIN_FIT_SAMPLES, "no window passes, samples held");
+        let u = d.update_sample(&sample_at(0.5, 320.0, 320.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+    }
+
+    #[test]
     fn within_the_first_updates_an_offset_beyond_the_step_threshold_steps_even_with_a_line() {
         let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
         let u = d.update_sample(&sample_at(0.5, 256.0, 256.0, 200e-6));
