@@ -1063,7 +1063,14 @@ fn apply_update<S, C: DaemonClock>(
             local,
             &DaemonEvent::Selection {
                 system_peer: selection.outcome.as_ref().ok().map(|c| peers.name(&c.system_peer)),
-                falsetickers: selection.falsetickers.iter().map(|id| peers.name(id)).collect(),
+                // A source whose latest sample the others outvoted (its
+                // filter still offered an agreeing older one) is one too.
+                falsetickers: selection
+                    .falsetickers
+                    .iter()
+                    .chain(selection.rejected.iter().filter(|(_, r)| *r == Rejection::Outvoted).map(|(id, _)| id))
+                    .map(|id| peers.name(id))
+                    .collect(),
                 offset: selection.outcome.as_ref().ok().map(|c| c.offset),
             },
         );

@@ -168,6 +168,13 @@ pub enum Rejection {
     /// server before it has the whole filter). Judged by
     /// [`crate::system::System`].
     ReferenceIdsIncomplete,
+    /// The source's latest sample lies outside what a majority of the other
+    /// sources agree on, while its clock filter still offers an older sample
+    /// that agrees: its clock has jumped away. It is unfit until a sample of
+    /// it agrees again. Judged by [`crate::system::System`] for a discipline
+    /// fed every sample of the system peer, which would otherwise take the
+    /// jumped sample before the filter lets the selection see it.
+    Outvoted,
 }
 
 /// Why no offset came out.

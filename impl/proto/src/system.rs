@@ -154,6 +154,8 @@ struct Peer {
     unreachable: bool,
     /// NTPv5 loop detection (see [`System::set_reference_ids`]).
     v5: PeerV5,
+    /// Its latest sample was outvoted ([`Rejection::Outvoted`]).
+    outvoted: bool,
 }
 
 /// What a source contributes to NTPv5 loop detection.
@@ -363,7 +365,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
     pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
         let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
-        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, history: VecDeque::new(), unreachable: false, v5: PeerV5::default() }));
+        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, history: VecDeque::new(), unreachable: false, v5: PeerV5::default(), outvoted: false }));
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -397,11 +399,22 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// Handles a measurement from source `id` at local time `now`.
     pub fn handle_measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
         let poll = self.discipline.poll();
-        let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
         // Measured during a slew, the offset is counted as after it (the
         // filter's samples are all in the corrected clock's terms).
         let pending = self.discipline.pending_phase(m.local_receive_time);
         let offset = m.offset.saturating_sub(pending);
+        let Some(was_outvoted) = self.peers.get(id).map(|p| p.outvoted) else { return SystemUpdate::default() };
+        // The filter offers its least-delayed sample, which may be from
+        // before the source's clock jumped; a discipline fed every sample of
+        // the system peer would take the jumped one at once. Such a sample
+        // is judged against the others first (and so is every sample of a
+        // source outvoted before, until one agrees again).
+        let judged = self.discipline.wants_every_sample()
+            && (was_outvoted || self.system_peer.as_ref() == Some(id))
+            && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t);
+        let outvoted = judged && self.outvoted(id, m, offset, now);
+        let Some(peer) = self.peers.get_mut(id) else { return SystemUpdate::default() };
+        peer.outvoted = outvoted;
         let sample = Sample { offset, delay: m.delay, dispersion: m.dispersion, time: m.local_receive_time };
         peer.last = Some(*m);
         if self.discipline.wants_every_sample() {
@@ -412,10 +425,11 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         }
         peer.unreachable = false;
         let update = peer.filter.add_sample(sample, now, poll);
-        let mut result = self.after_filter(update, now);
+        let mut result = if outvoted != was_outvoted { self.run_selection(now) } else { self.after_filter(update, now) };
         // A discipline that weighs samples itself gets every sample of the
         // system peer, not only those the clock filter passes.
         if self.discipline.wants_every_sample()
+            && !outvoted
             && self.system_peer.as_ref() == Some(id)
             && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t)
         {
@@ -450,6 +464,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             for p in self.peers.values_mut() {
                 p.filter.reset();
                 p.history.clear();
+                p.outvoted = false;
             }
             self.system_peer = None;
             self.last_used_sample = None;
@@ -498,7 +513,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         self.run_selection(now)
     }
 
-    fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
+    /// The candidates of a selection run at `now`, and the sources found
+    /// unfit before it. Source `judged`, when given, counts as fit though it
+    /// was outvoted: its new sample is being judged.
+    fn candidates(&self, now: NtpTime, judged: Option<&Id>) -> (Vec<Candidate<Id>>, Vec<(Id, Rejection)>) {
         let mut unfit = Vec::new();
         for (id, p) in &self.peers {
             if p.unreachable {
@@ -510,13 +528,9 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 unfit.push((id.clone(), Rejection::ReferenceIdsIncomplete));
             } else if let Some(r) = p.last.as_ref().and_then(|m| self.loop_test(m)) {
                 unfit.push((id.clone(), r));
+            } else if p.outvoted && judged != Some(id) {
+                unfit.push((id.clone(), Rejection::Outvoted));
             }
-        }
-        if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, _)| id == sp)) {
-            // Following a loop: nothing this host serves came from outside it.
-            self.system_peer = None;
-            self.last_used_sample = None;
-            self.state = ServerClockState::unsynchronized(self.config.precision_log2);
         }
         let every_sample = self.discipline.wants_every_sample();
         let uncertainty = self.discipline.frequency_uncertainty();
@@ -567,6 +581,45 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 ))
             })
             .collect();
+        (candidates, unfit)
+    }
+
+    /// Whether source `id`'s new sample `m` (its offset `offset` in the
+    /// filter's terms) is outvoted: a selection given this sample as the
+    /// source's candidate, in place of what its filter offers, finds a
+    /// majority without it and the source a falseticker. Judged only among
+    /// three candidates or more (one of two cannot be outvoted).
+    fn outvoted(&mut self, id: &Id, m: &Measurement, offset: NtpDuration, now: NtpTime) -> bool {
+        let (mut candidates, _) = self.candidates(now, Some(id));
+        if candidates.len() < 3 {
+            return false;
+        }
+        let Some(c) = candidates.iter_mut().find(|c| c.id == *id) else { return false };
+        c.offset = offset;
+        c.delay = m.delay;
+        c.dispersion = m.dispersion;
+        c.time = m.local_receive_time;
+        c.updated_at = now;
+        c.root_delay = m.root_delay.to_duration();
+        c.root_dispersion = m.root_dispersion.to_duration();
+        let context =
+            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
+        let selection = self.selection.select(&candidates, &context);
+        selection.outcome.is_ok() && selection.falsetickers.contains(id)
+    }
+
+    fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
+        let (candidates, unfit) = self.candidates(now, None);
+        if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, r)| id == sp && *r != Rejection::Outvoted)) {
+            // Following a loop: nothing this host serves came from outside it.
+            self.system_peer = None;
+            self.last_used_sample = None;
+            self.state = ServerClockState::unsynchronized(self.config.precision_log2);
+        } else if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, _)| id == sp)) {
+            // Outvoted: no longer followed; the host serves what it had until
+            // the selection names another (as when the sources disagree).
+            self.system_peer = None;
+        }
         let context =
             SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
         let mut selection = self.selection.select(&candidates, &context);
@@ -1207,6 +1260,72 @@ mod tests {
         assert!(s.is_synchronized());
         assert_eq!((s.stratum, s.reference_id.ascii()), (1, Some("LOCL")));
         assert_eq!(s.reference_time, Some(t(5.0)));
+    }
+
+    /// `n` agreeing sources at 16 s polls, source 0 the nearest (0.2 ms,
+    /// the others 2 ms); the default discipline (fed every sample of the
+    /// system peer). Returns the time of the last round.
+    fn agreeing(sys: &mut System<u32>, n: u32) -> f64 {
+        for id in 0..n {
+            sys.add_source(id, ReferenceId::NONE);
+        }
+        let mut at = 0.0;
+        for i in 0..12 {
+            at = 16.0 * f64::from(i);
+            for id in 0..n {
+                let delay = if id == 0 { 0.0002 } else { 0.002 };
+                let when = at + 0.1 * f64::from(id);
+                sys.handle_measurement(&id, &measurement(0.0, delay, when), t(when));
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn a_system_peers_jumped_sample_is_outvoted_before_the_discipline_takes_it() {
+        // system-peer-clock-jump: the system peer's clock jumps 1 s. Its
+        // filter still offers its older least-delayed sample, which agrees
+        // with the others, so the selection alone would keep it; the
+        // discipline must not take the jumped sample (it would step to it
+        // or count it in its fit). The others' majority outvotes it.
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        assert!(sys.discipline().wants_every_sample());
+        let at = agreeing(&mut sys, 3) + 16.0;
+        assert_eq!(sys.system_peer(), Some(&0));
+        let u = sys.handle_measurement(&0, &measurement(1.0, 0.0002, at), t(at));
+        assert_eq!(u.clock, None, "the jumped sample reached the discipline");
+        assert!(!u.stepped);
+        let selection = u.selection.expect("being outvoted runs the selection");
+        assert!(selection.rejected.contains(&(0, Rejection::Outvoted)), "{selection:?}");
+        let peer = *sys.system_peer().expect("another source is followed");
+        assert_ne!(peer, 0);
+        // The new system peer's sample moves the clock, by microseconds.
+        let u = sys.handle_measurement(&peer, &measurement(0.000_01, 0.002, at + 0.1), t(at + 0.1));
+        match u.clock {
+            Some(Action::Slew { phase, .. }) => assert!(phase.to_seconds_f64().abs() < 0.001, "{phase:?}"),
+            other => panic!("expected a small slew from the new system peer, got {other:?}"),
+        }
+        // Still jumped: still outvoted. Back in agreement: fit again.
+        let u = sys.handle_measurement(&0, &measurement(1.0, 0.0002, at + 16.0), t(at + 16.0));
+        assert_eq!(u.clock, None);
+        assert_ne!(sys.system_peer(), Some(&0));
+        let u = sys.handle_measurement(&0, &measurement(0.0, 0.0002, at + 32.0), t(at + 32.0));
+        let selection = u.selection.expect("agreeing again runs the selection");
+        assert!(!selection.rejected.iter().any(|(_, r)| *r == Rejection::Outvoted), "{selection:?}");
+        assert!(selection.truechimers.contains(&0), "{selection:?}");
+    }
+
+    #[test]
+    fn one_of_two_sources_is_not_outvoted() {
+        // With two sources neither is a majority without the other: the
+        // system peer's new sample is not judged (the selection finds no
+        // majority once its filter offers the jumped sample).
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        let at = agreeing(&mut sys, 2);
+        assert_eq!(sys.system_peer(), Some(&0));
+        let u = sys.handle_measurement(&0, &measurement(1.0, 0.0002, at + 16.0), t(at + 16.0));
+        assert!(u.clock.is_some(), "the discipline judges the sample itself");
+        assert!(u.selection.is_none_or(|s| !s.rejected.iter().any(|(_, r)| *r == Rejection::Outvoted)));
     }
 
     #[test]
