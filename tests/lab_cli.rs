@@ -443,6 +443,31 @@ fn ipv6_hosts_run_in_the_lab() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/lab/makestep.toml (25 s): ntplab and chronyd clients 100 s
+/// behind, with a host `step` the lab writes as chronyd's `makestep 1 1`
+/// and as ntplab's `[clock]` keys: each steps its virtual clock once and is
+/// within 5 ms after 15 s; the system clock unchanged.
+#[test]
+fn a_step_setting_is_chronys_makestep_and_ntplabs_step_keys_in_the_lab() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: makestep in the virtual lab: {why}");
+        return;
+    }
+    let dir = tmp("makestep");
+    let out = dir.join("out");
+    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/makestep.toml"), &out);
+    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
+    assert!(std::fs::read_to_string(out.join("chrony.chrony.conf")).unwrap().contains("\nmakestep 1 1\n"));
+    let ntplab_conf = std::fs::read_to_string(out.join("client.ntplab.toml")).unwrap();
+    assert!(ntplab_conf.contains("step_threshold = 1e0\npanic_threshold = 0e0\npanic_at_start = true\nstep_updates = 1\n"), "{ntplab_conf}");
+    for h in v["hosts"].as_array().unwrap().iter().filter(|h| h["name"] != "server") {
+        eprintln!("makestep: {} steps {}, max {:.1} us", h["name"], h["steps"], h["max_offset_s"].as_f64().unwrap_or(f64::NAN) * 1e6);
+    }
+    assert!(passed_but_for_timing(lab.status.success(), &v), "{v}");
+    assert_eq!(v["passed"], true, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The same short scenario (ntplab client) in the simulator and in the lab:
 /// the same verdict on every expectation; the figures side by side.
 #[test]

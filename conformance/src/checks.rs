@@ -1375,7 +1375,8 @@ impl ClientSample<'_> {
     /// ((T2 - T1) + (T3 - T4)) / 2 and (T4 - T1) - (T3 - T2), seconds.
     fn formulas(&self) -> (f64, f64) {
         let (t1, t2, t3, t4) = (self.t1, self.t2, self.t3, self.t4);
-        ((secs(t2 - t1) + secs(t3 - t4)) / 2.0, secs(t4 - t1) - secs(t3 - t2))
+        // Summed as NTP durations (exact), rounded to f64 once.
+        (secs((t2 - t1).saturating_add(t3 - t4)) / 2.0, secs((t4 - t1).saturating_sub(t3 - t2)))
     }
 }
 
@@ -1472,8 +1473,11 @@ fn client_sample_formula(a: &Analysis<'_>) -> Outcome {
         let (theta, delta) = s.formulas();
         // A smear-aware client adds the correction a smear REFID names back.
         let smear = s.reply.and_then(|r| a.pk(r).header).map_or(0.0, |h| smear_s(&h));
-        let offset_ok = (s.offset - theta).abs() <= SAMPLE_ROUNDING_S
-            || (smear != 0.0 && (s.offset - theta - smear).abs() <= SAMPLE_ROUNDING_S + SMEAR_RESOLUTION_S);
+        // The event's offset is an f64 too: an offset of 1e8 s (a clock
+        // years off) is held to 15 ns, one unit in its last place.
+        let rounding = SAMPLE_ROUNDING_S + 2.0 * f64::EPSILON * theta.abs();
+        let offset_ok = (s.offset - theta).abs() <= rounding
+            || (smear != 0.0 && (s.offset - theta - smear).abs() <= rounding + SMEAR_RESOLUTION_S);
         // The delay may be raised to the local precision (RFC 5905 §8), a power of two.
         let delay_ok = (s.delay - delta).abs() <= SAMPLE_ROUNDING_S || (delta < s.delay && power_of_two_s(s.delay) && s.delay <= 1e-3);
         let rtt = secs(s.t4 - s.t1).max(0.0);

@@ -2,7 +2,7 @@
 //! them (the clock shim preloaded, CAP_SYS_TIME removed with `setpriv`, in the
 //! host's namespace) and the configuration written from the host's spec.
 
-use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec};
+use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec, StepSettings};
 use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::nts::Aead;
 use ntplab_proto::server::access::{AccessAction, AccessList};
@@ -460,6 +460,16 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
     }
+    // The host's `step`: chrony's `makestep` (without one chronyd never
+    // steps, and has no panic threshold: [`unwritable`] refuses one).
+    if cfg.step != StepSettings::default() {
+        let limit = match cfg.step.updates {
+            Some(u32::MAX) => -1,
+            Some(n) => i64::from(n),
+            None => 3,
+        };
+        let _ = writeln!(s, "makestep {} {limit}", cfg.step.threshold_s);
+    }
     // The scenario's `drift`: chronyd starts from the file's frequency (and
     // rewrites it with the frequency it measures).
     if let Some(drift) = write_drift_file(cfg, dir, name, Implementation::Chrony)? {
@@ -541,6 +551,11 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
     }
     let _ = writeln!(s, "\n[clock]\ndiscipline = \"{}\"", discipline_name(cfg));
+    let st = &cfg.step;
+    let _ = writeln!(s, "step_threshold = {:e}\npanic_threshold = {:e}\npanic_at_start = {}", st.threshold_s, st.panic_threshold_s.unwrap_or(0.0), st.panic_at_start);
+    if let Some(n) = st.updates {
+        let _ = writeln!(s, "step_updates = {}", if n == u32::MAX { -1 } else { i64::from(n) });
+    }
     // Given only when the configuration fixes it: otherwise the daemon measures its clock.
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "precision = {:e}", 2f64.powi(i32::from(p)));
@@ -1018,10 +1033,31 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
         }
         Implementation::Ntplab => {}
     }
+    step_unwritable(cfg, implementation, &mut why);
     rate_limit_and_smear_unwritable(cfg, implementation, &mut why);
     nts_unwritable(cfg, implementation, &mut why);
     refclock_unwritable(cfg, implementation, &mut why);
     why
+}
+
+/// What in a host's `step` `implementation` cannot say: chronyd takes a
+/// threshold and a limit (`makestep`) and has no panic threshold; the lab
+/// writes no step settings for ntpsec and ntpd-rs yet.
+fn step_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
+    if cfg.step == StepSettings::default() {
+        return;
+    }
+    match implementation {
+        Implementation::Ntplab => {}
+        Implementation::Chrony => {
+            if cfg.step.panic_threshold_s.is_some() {
+                why.push("step: chrony 4.3 has no panic threshold (its `makestep` steps any offset): give `panic_threshold = 0`".into());
+            }
+        }
+        Implementation::Ntpsec | Implementation::NtpdRs => {
+            why.push(format!("step: the lab does not write step or panic settings for {} yet (only chrony's `makestep` and ntplab's own)", implementation.name()));
+        }
+    }
 }
 
 /// What in a host's rate limiting and leap smear `implementation` cannot say.
@@ -1316,6 +1352,33 @@ mod tests {
         // No rules, allow: no list at all.
         let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h", None).unwrap();
         assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
+    }
+
+    #[test]
+    fn step_settings_become_chronys_makestep_and_ntplabs_clock_keys_and_the_rest_is_refused() {
+        let ip = "10.0.0.2".parse().unwrap();
+        let with = |clock: &str| DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\n[clock]\n{clock}\n"), "test").unwrap();
+        let plain = with("");
+        assert!(!chrony_config(&plain, ip, None, Path::new("/tmp"), "h", None).unwrap().contains("makestep"), "no step given: chronyd's own default");
+        for i in [Implementation::Chrony, Implementation::Ntpsec, Implementation::NtpdRs] {
+            assert!(!unwritable(&plain, i).iter().any(|w| w.starts_with("step")), "{i:?}");
+        }
+        // chrony's `makestep 1 -1`.
+        let always = with("step_threshold = 1\nstep_updates = -1\npanic_threshold = 0");
+        assert!(chrony_config(&always, ip, None, Path::new("/tmp"), "h", None).unwrap().contains("\nmakestep 1 -1\n"));
+        assert!(!unwritable(&always, Implementation::Chrony).iter().any(|w| w.starts_with("step")));
+        for i in [Implementation::Ntpsec, Implementation::NtpdRs] {
+            assert!(unwritable(&always, i).iter().any(|w| w.starts_with("step: the lab does not write")), "{i:?}");
+        }
+        // A panic threshold chronyd cannot have.
+        let panics = with("step_threshold = 2\nstep_updates = 1");
+        assert!(unwritable(&panics, Implementation::Chrony).iter().any(|w| w.contains("no panic threshold")));
+        // ntplab reads back what the lab wrote.
+        for cfg in [&plain, &always, &panics, &with("panic_threshold = 5e4\npanic_at_start = false")] {
+            let text = ntplab_config(cfg, None, None).unwrap();
+            let back = DaemonConfig::from_toml(&text, "written").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(back.step, cfg.step, "{text}");
+        }
     }
 
     #[test]

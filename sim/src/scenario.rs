@@ -64,7 +64,11 @@
 //!   error as the daemon's drift file holds it, s/s, positive when the
 //!   clock gains, within ±0.1005: the daemon starts correcting by minus it,
 //!   as from `[clock] drift_file`; `clock = { frequency = 1e-4 }` with
-//!   `drift = 1e-4` is a drift file holding the exact error) and the daemon configuration's `rate_limit`, `access` and
+//!   `drift = 1e-4` is a drift file holding the exact error), `step` (`{
+//!   threshold, updates, panic_threshold, panic_at_start }`: the daemon's
+//!   `[clock]` `step_threshold`, `step_updates`, `panic_threshold` and
+//!   `panic_at_start`; e.g. chrony's `makestep 1 -1` is `{ threshold = 1,
+//!   updates = -1, panic_threshold = 0 }`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
@@ -1280,10 +1284,25 @@ struct HostSection {
     /// The clock's frequency error as its daemon's drift file holds it, s/s
     /// (positive: the clock gains; the daemon starts correcting by minus it).
     drift: Option<Spanned<f64>>,
+    /// The daemon's step and panic settings (`[clock]`'s `step_threshold`,
+    /// `step_updates`, `panic_threshold`, `panic_at_start`).
+    step: Option<Spanned<StepSection>>,
     nts: Option<Spanned<NtsHostSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
     stratum: Option<Spanned<u8>>,
+}
+
+/// A host's `step`: `{ threshold, updates, panic_threshold, panic_at_start }`,
+/// the daemon's `[clock]` `step_threshold`, `step_updates`,
+/// `panic_threshold` and `panic_at_start`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepSection {
+    threshold: Option<f64>,
+    updates: Option<i64>,
+    panic_threshold: Option<f64>,
+    panic_at_start: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -2137,7 +2156,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2165,6 +2184,7 @@ impl Validator<'_> {
                     ("refclock", h.refclock.as_ref().map(|s| s.span())),
                     ("discipline", h.discipline.as_ref().map(|s| s.span())),
                     ("drift", h.drift.as_ref().map(|s| s.span())),
+                    ("step", h.step.as_ref().map(|s| s.span())),
                     ("nts", h.nts.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
@@ -2363,7 +2383,10 @@ impl Validator<'_> {
             ("[smear]", h.smear.as_ref().map(|s| s.span())),
             ("[[refclock]]", h.refclock.as_ref().map(|s| s.span())),
             ("[local]", h.local_stratum.as_ref().map(|s| s.span())),
+            ("[clock] step_", h.step.as_ref().map(|s| s.span())),
+            ("[clock] panic_", h.step.as_ref().map(|s| s.span())),
         ];
+        let step = h.step.as_ref().map(|s| *s.get_ref());
         let file = ConfigFile {
             listen: port.map(|p| SocketAddr::new(address, p)).into_iter().collect(),
             local: h.local_stratum.as_ref().map(|s| LocalSection { stratum: *s.get_ref(), reference_id: None, leap: None }),
@@ -2371,7 +2394,14 @@ impl Validator<'_> {
             access: h.access.map(Spanned::into_inner).unwrap_or_default(),
             rate_limit: h.rate_limit.map(Spanned::into_inner),
             smear: h.smear.map(Spanned::into_inner),
-            clock: ClockSection { discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()), ..ClockSection::default() },
+            clock: ClockSection {
+                discipline: h.discipline.as_ref().map(|d| d.get_ref().clone()),
+                step_threshold: step.and_then(|s| s.threshold),
+                step_updates: step.and_then(|s| s.updates),
+                panic_threshold: step.and_then(|s| s.panic_threshold),
+                panic_at_start: step.and_then(|s| s.panic_at_start),
+                ..ClockSection::default()
+            },
             interleaved: h.interleaved.map(Spanned::into_inner),
             ntpv5: h.ntpv5.map(Spanned::into_inner),
             tai_offset: None,
@@ -2911,6 +2941,30 @@ mod tests {
         assert!(e.message.contains("\"pll\" is not one of \"regression\", \"rfc5905\"") && e.line == Some(7), "{e}");
         let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\ndiscipline = \"rfc5905\"\n"));
         assert!(e.message.contains("takes no `discipline`"), "{e}");
+    }
+
+    #[test]
+    fn step_sets_the_daemons_step_and_panic_settings_and_its_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n";
+        let host = "[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n";
+        let s = Scenario::parse(&format!("{base}{host}step = {{ threshold = 1, updates = -1, panic_threshold = 0, panic_at_start = false }}\n"), "t.toml").unwrap();
+        let Role::Ntp(n) = &s.hosts[0].role else { panic!("ntp role") };
+        let want = ntplab_daemon::config::StepSettings { threshold_s: 1.0, updates: Some(u32::MAX), panic_threshold_s: None, panic_at_start: false };
+        assert_eq!(n.daemon.step, want);
+        let plain = Scenario::parse(&format!("{base}{host}"), "t.toml").unwrap();
+        let Role::Ntp(n) = &plain.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.step, ntplab_daemon::config::StepSettings::default());
+        // The daemon's own check, pointed at the table.
+        let e = err(&format!("{base}{host}step = {{ threshold = 0 }}\n"));
+        assert!(e.message.contains("step_threshold = 0 s") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}{host}step = {{ updates = -3 }}\n"));
+        assert!(e.message.contains("step_updates = -3") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}{host}step = {{ limit = 1 }}\n"));
+        assert!(e.message.contains("limit") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}{host}discipline = \"rfc5905\"\nstep = {{ updates = 1 }}\n"));
+        assert!(e.message.contains("regression discipline's"), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\nstep = {{ threshold = 1 }}\n"));
+        assert!(e.message.contains("takes no `step`"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,10 @@
 //! control = false          # never touch the system clock unless true
 //! precision = 1e-7         # s; default: measured at start (crate::precision)
 //! drift_file = "/var/lib/ntplab/drift"   # frequency kept across restarts (crate::drift)
+//! step_threshold = 0.125   # s: larger offsets are stepped, not slewed (chrony's makestep threshold)
+//! step_updates = 3         # ... at once within the first 3 updates; -1: at every update
+//! panic_threshold = 1000   # s: exit rather than correct larger offsets; 0: none (as chrony)
+//! panic_at_start = true    # false: the first update steps any offset (ntpd -g)
 //!
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
@@ -103,7 +107,7 @@
 //! Errors name the line and column and say what was expected.
 
 use crate::precision::{log2_of, QUANTUM_MAX_S, QUANTUM_MIN_S};
-use ntplab_proto::discipline::DisciplineKind;
+use ntplab_proto::discipline::{DisciplineConfig, DisciplineKind};
 use ntplab_proto::server::ratelimit::LEAK_LOG2_MAX;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
@@ -471,7 +475,63 @@ pub struct ClockSection {
     /// The drift file ([`crate::drift`]): read at start for the frequency to
     /// start from, written with the measured one every hour and at exit.
     pub drift_file: Option<String>,
+    /// Offsets above this (seconds, > 0) are stepped rather than slewed:
+    /// at once within the first `step_updates` updates, else after RFC
+    /// 5905's 900 s stepout. Default 0.125 (RFC 5905's STEPT; chrony's
+    /// `makestep` threshold).
+    pub step_threshold: Option<f64>,
+    /// The regression discipline's updates within which an offset above
+    /// `step_threshold` steps at once (chrony's `makestep` limit): 0 and up,
+    /// or -1 for every update (`makestep 1 -1`). Default 3.
+    pub step_updates: Option<i64>,
+    /// Offsets above this (seconds) make the daemon exit rather than touch
+    /// the clock, as ntpd's panic threshold; 0: no threshold (chrony has
+    /// none). Default 1000.
+    pub panic_threshold: Option<f64>,
+    /// Whether the first update, too, exits on an offset above the panic
+    /// threshold. `false`: it steps any offset (`ntpd -g`). Default true.
+    pub panic_at_start: Option<bool>,
 }
+
+/// The step and panic settings of `[clock]`, as the discipline takes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSettings {
+    /// `step_threshold`, seconds.
+    pub threshold_s: f64,
+    /// `step_updates` (`u32::MAX`: every update); `None`: the discipline's default.
+    pub updates: Option<u32>,
+    /// `panic_threshold`, seconds; `None`: no threshold.
+    pub panic_threshold_s: Option<f64>,
+    /// `panic_at_start`.
+    pub panic_at_start: bool,
+}
+
+impl Default for StepSettings {
+    fn default() -> Self {
+        let d = DisciplineConfig::default();
+        StepSettings {
+            threshold_s: d.step_threshold.to_seconds_f64(),
+            updates: None,
+            panic_threshold_s: d.panic_threshold.map(|p| p.to_seconds_f64()),
+            panic_at_start: !d.allow_initial_panic,
+        }
+    }
+}
+
+impl StepSettings {
+    /// Writes these settings into a discipline's configuration.
+    pub fn apply(&self, c: &mut DisciplineConfig) {
+        c.step_threshold = NtpDuration::from_seconds_f64(self.threshold_s);
+        c.step_updates = self.updates;
+        c.panic_threshold = self.panic_threshold_s.map(NtpDuration::from_seconds_f64);
+        c.allow_initial_panic = !self.panic_at_start;
+    }
+}
+
+/// Largest `step_threshold` and `panic_threshold`, seconds: 2^32, an NTP era.
+pub const STEP_SETTING_MAX_S: f64 = 4_294_967_296.0;
+/// Largest `step_updates` besides -1.
+pub const STEP_UPDATES_MAX: i64 = 1_000_000;
 
 /// Largest configuration file read: 1 MiB (a configuration of thousands of
 /// sources is a few hundred KiB).
@@ -698,6 +758,9 @@ pub struct DaemonConfig {
     pub precision_log2: Option<i8>,
     /// The drift file (`[clock] drift_file`), written while running.
     pub drift_file: Option<std::path::PathBuf>,
+    /// The step and panic settings (`[clock] step_threshold`, `step_updates`,
+    /// `panic_threshold`, `panic_at_start`).
+    pub step: StepSettings,
     /// The frequency correction (s/s) the discipline starts from: the drift
     /// file's, once [`DaemonConfig::load_drift_file`] has read it.
     pub initial_frequency: Option<f64>,
@@ -911,6 +974,7 @@ impl ConfigFile {
                 return Err(at(&[K("clock"), K("precision")], format!("[clock] precision {p} s is outside 1e-9 to 1 s")));
             }
         };
+        let step = check_step_settings(&self.clock, discipline)?;
         let drift_file = match self.clock.drift_file.as_deref() {
             None => None,
             Some("") => return Err(at(&[K("clock"), K("drift_file")], "[clock] drift_file is empty (give a path, or leave the key out)".into())),
@@ -957,10 +1021,50 @@ impl ConfigFile {
             discipline,
             precision_log2,
             drift_file,
+            step,
             initial_frequency: None,
             nts,
         })
     }
+}
+
+/// `[clock]`'s step and panic keys, checked.
+fn check_step_settings(clock: &ClockSection, discipline: DisciplineKind) -> Result<StepSettings, ValueError> {
+    let mut step = StepSettings::default();
+    let seconds = |key: &'static str, v: f64, zero_ok: bool| -> Result<f64, ValueError> {
+        if v.is_finite() && (if zero_ok { v >= 0.0 } else { v > 0.0 }) && v <= STEP_SETTING_MAX_S {
+            Ok(v)
+        } else {
+            let floor = if zero_ok { "0 (none)" } else { "above 0" };
+            Err(at(&[K("clock"), K(key)], format!("[clock] {key} = {v} s: give seconds from {floor} to {STEP_SETTING_MAX_S}")))
+        }
+    };
+    if let Some(v) = clock.step_threshold {
+        step.threshold_s = seconds("step_threshold", v, false)?;
+    }
+    if let Some(v) = clock.panic_threshold {
+        let v = seconds("panic_threshold", v, true)?;
+        step.panic_threshold_s = (v > 0.0).then_some(v);
+    }
+    if let Some(v) = clock.panic_at_start {
+        step.panic_at_start = v;
+    }
+    if let Some(n) = clock.step_updates {
+        if discipline != DisciplineKind::Regression {
+            return Err(at(
+                &[K("clock"), K("step_updates")],
+                "[clock] step_updates is the regression discipline's; the rfc5905 discipline steps by RFC 5905's rules (a first update beyond the step threshold, later ones after the stepout)".into(),
+            ));
+        }
+        step.updates = Some(match n {
+            -1 => u32::MAX,
+            0..=STEP_UPDATES_MAX => n as u32,
+            _ => {
+                return Err(at(&[K("clock"), K("step_updates")], format!("[clock] step_updates = {n}: give 0 to {STEP_UPDATES_MAX}, or -1 for every update")));
+            }
+        });
+    }
+    Ok(step)
 }
 
 /// Line and column (both from 1) of the value at `path` in the TOML `text`:
@@ -1549,6 +1653,39 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml("listen = [\"127.0.0.1:123\"]\n[clock]\ndiscipline = \"pll\"\n", "c").unwrap_err();
         assert!(e.0.contains("\"pll\"") && e.0.contains("rfc5905"), "{e}");
+    }
+
+    #[test]
+    fn step_and_panic_settings_reach_the_discipline_and_their_mistakes_are_named() {
+        let base = "listen = [\"127.0.0.1:123\"]\n[clock]\n";
+        let c = DaemonConfig::from_toml(base, "a").unwrap();
+        assert_eq!(c.step, StepSettings::default());
+        let mut d = DisciplineConfig::default();
+        c.step.apply(&mut d);
+        assert_eq!(d, DisciplineConfig::default(), "the defaults are the discipline's");
+        // chrony's `makestep 2 -1` with no panic threshold, and ntpd -g.
+        let text = format!("{base}step_threshold = 2\nstep_updates = -1\npanic_threshold = 0\npanic_at_start = false\n");
+        let c = DaemonConfig::from_toml(&text, "b").unwrap();
+        assert_eq!(c.step, StepSettings { threshold_s: 2.0, updates: Some(u32::MAX), panic_threshold_s: None, panic_at_start: false });
+        c.step.apply(&mut d);
+        assert_eq!((d.step_threshold, d.step_updates, d.panic_threshold, d.allow_initial_panic), (NtpDuration::from_seconds(2), Some(u32::MAX), None, true));
+        let c = DaemonConfig::from_toml(&format!("{base}step_updates = 1\npanic_threshold = 5e4\n"), "c").unwrap();
+        assert_eq!((c.step.updates, c.step.panic_threshold_s), (Some(1), Some(5e4)));
+        for (line, says) in [
+            ("step_threshold = 0", "step_threshold = 0 s"),
+            ("step_threshold = -1", "step_threshold = -1 s"),
+            ("step_threshold = nan", "step_threshold = NaN s"),
+            ("step_threshold = 1e10", "step_threshold = 10000000000 s"),
+            ("panic_threshold = -0.5", "panic_threshold = -0.5 s"),
+            ("step_updates = -2", "step_updates = -2"),
+            ("step_updates = 1000001", "step_updates = 1000001"),
+            ("discipline = \"rfc5905\"\nstep_updates = 1", "step_updates is the regression discipline's"),
+        ] {
+            let e = DaemonConfig::from_toml(&format!("{base}{line}\n"), "v.toml").unwrap_err();
+            assert!(e.0.starts_with("v.toml:") && e.0.contains(says), "{line}: {e}");
+        }
+        let e = DaemonConfig::from_toml(&format!("{base}panic_at_start = 1\n"), "t.toml").unwrap_err();
+        assert!(e.0.contains("panic_at_start") || e.0.contains("bool"), "{e}");
     }
 
     #[test]

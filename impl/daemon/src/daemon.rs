@@ -417,6 +417,7 @@ where
         initial_frequency: config.initial_frequency,
         ..SystemConfig::default()
     };
+    config.step.apply(&mut system_config.discipline);
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());

@@ -187,6 +187,12 @@ pub struct DisciplineConfig {
     /// Allow the first update (in NSET or FSET) to exceed the panic threshold
     /// and step (like `ntpd -g`). Default: no.
     pub allow_initial_panic: bool,
+    /// For the regression discipline: within this many first updates an
+    /// offset beyond the step threshold is stepped at once (chrony's
+    /// `makestep` limit; `u32::MAX`: at every update, chrony's `-1`).
+    /// `None`: its default (3). RFC 5905's discipline steps by its own
+    /// state machine and does not read it.
+    pub step_updates: Option<u32>,
     /// Lowest poll exponent (default 6); clamped to at least MINPOLL.
     pub min_poll: i8,
     /// Highest poll exponent (default 10); clamped to at most MAXPOLL.
@@ -204,6 +210,7 @@ impl Default for DisciplineConfig {
             stepout: dur(WATCH),
             panic_threshold: Some(dur(PANICT)),
             allow_initial_panic: false,
+            step_updates: None,
             min_poll: DEFAULT_MINPOLL,
             max_poll: DEFAULT_MAXPOLL,
             local_precision: -20,

@@ -301,6 +301,7 @@ impl RegressionConfig {
             stepout: c.stepout,
             panic_threshold: c.panic_threshold,
             allow_initial_panic: c.allow_initial_panic,
+            initial_step_updates: c.step_updates.unwrap_or(RegressionConfig::default().initial_step_updates),
             local_precision: c.local_precision,
             ..RegressionConfig::default()
         }
@@ -1811,6 +1812,25 @@ mod tests {
         assert_eq!(shared, (dur(0.5), dur(300.0), None, true, 4, 8, -24));
         let own = |c: &RegressionConfig| (c.initial_step_updates, c.max_samples, c.poll_target, c.correction_ratio, c.max_slew_rate, c.max_frequency);
         assert_eq!(own(&c), own(&RegressionConfig::default()), "and the regression's own settings their defaults");
+        // chrony's `makestep` limit, when given.
+        let c = RegressionConfig::from_common(&DisciplineConfig { step_updates: Some(1), ..common });
+        assert_eq!(c.initial_step_updates, 1);
+        let c = RegressionConfig::from_common(&DisciplineConfig { step_updates: Some(u32::MAX), ..common });
+        assert_eq!(c.initial_step_updates, u32::MAX);
+    }
+
+    #[test]
+    fn with_a_step_limit_of_every_update_a_large_offset_steps_at_once_even_on_a_line() {
+        // chrony's `makestep 1 -1`: a settled clock whose reference jumps
+        // 1e4 s is stepped at the next update, not after the stepout.
+        let cfg = RegressionConfig { initial_step_updates: u32::MAX, step_threshold: dur(1.0), panic_threshold: None, ..RegressionConfig::default() };
+        let mut d = on_a_line(cfg);
+        let u = d.update_sample(&sample_at(1e4, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        // The default limit (3 updates) treats it as a spike until the stepout.
+        let mut d = on_a_line(RegressionConfig { step_threshold: dur(1.0), panic_threshold: None, ..RegressionConfig::default() });
+        let u = d.update_sample(&sample_at(1e4, 256.0, 256.0, 200e-6));
+        assert_eq!(u.action, Action::Ignore(IgnoreReason::Spike));
     }
 
     #[test]
