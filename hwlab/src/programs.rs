@@ -457,6 +457,9 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "local stratum {}", l.stratum);
     }
+    if cfg.min_sources != 1 {
+        let _ = writeln!(s, "minsources {}", cfg.min_sources);
+    }
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
     }
@@ -547,6 +550,7 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let listen: Vec<String> = cfg.listen.iter().map(|a| format!("\"{a}\"")).collect();
     let _ = writeln!(s, "listen = [{}]", listen.join(", "));
     let _ = writeln!(s, "interleaved = {}", cfg.server.interleaved);
+    let _ = writeln!(s, "min_sources = {}", cfg.min_sources);
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
     }
@@ -1123,6 +1127,10 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
     let mut s = String::new();
     let drift = write_drift_file(cfg, dir, name, Implementation::Ntpsec)?.ok_or_else(|| format!("host `{name}`: no drift file written for ntpsec"))?;
     let _ = writeln!(s, "driftfile {}", drift.display());
+    if cfg.min_sources != 1 {
+        // The host's `min_sources` (ntpd's default minsane is 1).
+        let _ = writeln!(s, "tos minsane {}", cfg.min_sources);
+    }
     for src in &cfg.sources {
         let c = &src.config;
         let _ = write!(s, "server {} minpoll {} maxpoll {}", src.address.ip(), c.poll_min_log2, c.poll_max_log2);
@@ -1178,7 +1186,7 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&H
         "[observability]\nlog-level = \"info\"\nansi-colors = false\nobservation-path = \"{}\"\n",
         ntpd_rs_socket(dir, name).display()
     );
-    let _ = writeln!(s, "[synchronization]\nminimum-agreeing-sources = 1\nwarn-on-jump = false");
+    let _ = writeln!(s, "[synchronization]\nminimum-agreeing-sources = {}\nwarn-on-jump = false", cfg.min_sources);
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "local-stratum = {}", l.stratum);
     }
@@ -1379,6 +1387,23 @@ mod tests {
             let back = DaemonConfig::from_toml(&text, "written").unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(back.step, cfg.step, "{text}");
         }
+    }
+
+    #[test]
+    fn min_sources_is_written_in_each_programs_words() {
+        let cfg = DaemonConfig::from_toml("min_sources = 3\n[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        let dir = std::env::temp_dir().join(format!("ntplab-min-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(chrony_config(&cfg, "10.0.0.2".parse().unwrap(), None, &dir, "h", None).unwrap().contains("\nminsources 3\n"));
+        assert!(ntpsec_config(&cfg, &dir, "h", None).unwrap().contains("\ntos minsane 3\n"));
+        assert!(ntpd_rs_config(&cfg, &dir, "h", None).unwrap().contains("\nminimum-agreeing-sources = 3\n"));
+        let back = DaemonConfig::from_toml(&ntplab_config(&cfg, None, None).unwrap(), "written").unwrap();
+        assert_eq!(back.min_sources, 3);
+        // The default: nothing for chronyd and ntpsec (theirs is 1 too).
+        let plain = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        assert!(!chrony_config(&plain, "10.0.0.2".parse().unwrap(), None, &dir, "h", None).unwrap().contains("minsources"));
+        assert!(!ntpsec_config(&plain, &dir, "h", None).unwrap().contains("minsane"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -68,7 +68,9 @@
 //!   threshold, updates, panic_threshold, panic_at_start }`: the daemon's
 //!   `[clock]` `step_threshold`, `step_updates`, `panic_threshold` and
 //!   `panic_at_start`; e.g. chrony's `makestep 1 -1` is `{ threshold = 1,
-//!   updates = -1, panic_threshold = 0 }`) and the daemon configuration's `rate_limit`, `access` and
+//!   updates = -1, panic_threshold = 0 }`), `min_sources` (sources that
+//!   must agree before the clock is steered: the daemon's `min_sources`,
+//!   chrony's `minsources`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
@@ -1287,6 +1289,8 @@ struct HostSection {
     /// The daemon's step and panic settings (`[clock]`'s `step_threshold`,
     /// `step_updates`, `panic_threshold`, `panic_at_start`).
     step: Option<Spanned<StepSection>>,
+    /// Sources that must agree before the clock is steered (the daemon's `min_sources`).
+    min_sources: Option<Spanned<usize>>,
     nts: Option<Spanned<NtsHostSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
@@ -2156,7 +2160,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, min_sources, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2185,6 +2189,7 @@ impl Validator<'_> {
                     ("discipline", h.discipline.as_ref().map(|s| s.span())),
                     ("drift", h.drift.as_ref().map(|s| s.span())),
                     ("step", h.step.as_ref().map(|s| s.span())),
+                    ("min_sources", h.min_sources.as_ref().map(|s| s.span())),
                     ("nts", h.nts.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
@@ -2385,6 +2390,7 @@ impl Validator<'_> {
             ("[local]", h.local_stratum.as_ref().map(|s| s.span())),
             ("[clock] step_", h.step.as_ref().map(|s| s.span())),
             ("[clock] panic_", h.step.as_ref().map(|s| s.span())),
+            ("min_sources = ", h.min_sources.as_ref().map(|s| s.span())),
         ];
         let step = h.step.as_ref().map(|s| *s.get_ref());
         let file = ConfigFile {
@@ -2405,6 +2411,7 @@ impl Validator<'_> {
             interleaved: h.interleaved.map(Spanned::into_inner),
             ntpv5: h.ntpv5.map(Spanned::into_inner),
             tai_offset: None,
+            min_sources: h.min_sources.as_ref().map(|n| *n.get_ref()),
             refclocks,
             nts: nts.clone(),
             server: None,

@@ -19,6 +19,7 @@
 //!
 //! ntpv5 = true             # answer NTPv5 requests and offer the upgrade (default true)
 //! tai_offset = 37          # TAI - UTC, s: serve NTPv5's TAI timescale (default: not served)
+//! min_sources = 1          # sources that must agree before the clock is steered (chrony's minsources)
 //!
 //! [access]
 //! default = "allow"        # allow | deny | kod-deny | restrict
@@ -148,6 +149,11 @@ pub struct ConfigFile {
     pub ntpv5: Option<bool>,
     /// TAI − UTC in seconds: NTPv5 clients asking for TAI get it (default: UTC instead).
     pub tai_offset: Option<i16>,
+    /// Sources that must agree (truechimers of the selection) before the
+    /// clock is disciplined or a system peer named: chrony's `minsources`,
+    /// ntpd's `tos minsane` (RFC 5905's CMIN). 1 to [`MIN_SOURCES_MAX`];
+    /// default 1.
+    pub min_sources: Option<usize>,
     /// Reference clocks.
     #[serde(default, rename = "refclock")]
     pub refclocks: Vec<RefclockSection>,
@@ -530,6 +536,9 @@ impl StepSettings {
 
 /// Largest `step_threshold` and `panic_threshold`, seconds: 2^32, an NTP era.
 pub const STEP_SETTING_MAX_S: f64 = 4_294_967_296.0;
+/// Largest `min_sources`.
+pub const MIN_SOURCES_MAX: usize = 64;
+
 /// Largest `step_updates` besides -1.
 pub const STEP_UPDATES_MAX: i64 = 1_000_000;
 
@@ -761,6 +770,8 @@ pub struct DaemonConfig {
     /// The step and panic settings (`[clock] step_threshold`, `step_updates`,
     /// `panic_threshold`, `panic_at_start`).
     pub step: StepSettings,
+    /// `min_sources`: truechimers needed to discipline the clock (default 1).
+    pub min_sources: usize,
     /// The frequency correction (s/s) the discipline starts from: the drift
     /// file's, once [`DaemonConfig::load_drift_file`] has read it.
     pub initial_frequency: Option<f64>,
@@ -975,6 +986,11 @@ impl ConfigFile {
             }
         };
         let step = check_step_settings(&self.clock, discipline)?;
+        let min_sources = match self.min_sources {
+            None => 1,
+            Some(n @ 1..=MIN_SOURCES_MAX) => n,
+            Some(n) => return Err(at(&[K("min_sources")], format!("min_sources = {n}: give 1 to {MIN_SOURCES_MAX} (sources that must agree before the clock is steered)"))),
+        };
         let drift_file = match self.clock.drift_file.as_deref() {
             None => None,
             Some("") => return Err(at(&[K("clock"), K("drift_file")], "[clock] drift_file is empty (give a path, or leave the key out)".into())),
@@ -1022,6 +1038,7 @@ impl ConfigFile {
             precision_log2,
             drift_file,
             step,
+            min_sources,
             initial_frequency: None,
             nts,
         })
@@ -1686,6 +1703,17 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml(&format!("{base}panic_at_start = 1\n"), "t.toml").unwrap_err();
         assert!(e.0.contains("panic_at_start") || e.0.contains("bool"), "{e}");
+    }
+
+    #[test]
+    fn min_sources_is_the_selections_minimum_and_its_mistakes_are_named() {
+        let base = "listen = [\"127.0.0.1:123\"]\n";
+        assert_eq!(DaemonConfig::from_toml(base, "a").unwrap().min_sources, 1, "RFC 5905's CMIN");
+        assert_eq!(DaemonConfig::from_toml(&format!("min_sources = 3\n{base}"), "b").unwrap().min_sources, 3);
+        for n in ["0", "65"] {
+            let e = DaemonConfig::from_toml(&format!("min_sources = {n}\n{base}"), "m.toml").unwrap_err();
+            assert!(e.0.starts_with("m.toml:1:") && e.0.contains(&format!("min_sources = {n}: give 1 to 64")), "{e}");
+        }
     }
 
     #[test]

@@ -418,6 +418,7 @@ where
         ..SystemConfig::default()
     };
     config.step.apply(&mut system_config.discipline);
+    system_config.selection.min_truechimers = config.min_sources;
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());

@@ -35,7 +35,7 @@
 use crate::constants::{MINDISP, PHI};
 use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
-use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionContext};
+use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionConfig, SelectionContext};
 use crate::server::ServerClockState;
 use crate::source::Measurement;
 use crate::time::{NtpDuration, NtpTime};
@@ -127,6 +127,8 @@ pub struct SystemConfig {
     pub local: Option<LocalReference>,
     /// Frequency to start from (s/s), e.g. from a drift file.
     pub initial_frequency: Option<f64>,
+    /// The selection's settings (for [`System::new`]'s RFC 5905 selection).
+    pub selection: SelectionConfig,
 }
 
 impl Default for SystemConfig {
@@ -137,6 +139,7 @@ impl Default for SystemConfig {
             precision_log2: -20,
             local: None,
             initial_frequency: None,
+            selection: SelectionConfig::default(),
         }
     }
 }
@@ -225,7 +228,8 @@ pub struct System<Id: Ord + Clone> {
 impl<Id: Ord + Clone + 'static> System<Id> {
     /// A system with RFC 5905's selection algorithm.
     pub fn new(config: SystemConfig) -> Self {
-        Self::with_selection(config, Box::new(Rfc5905Selection::default()))
+        let selection = Rfc5905Selection::new(config.selection);
+        Self::with_selection(config, Box::new(selection))
     }
 
     /// A system with another selection algorithm (for comparisons).
@@ -605,7 +609,9 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         let context =
             SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
         let selection = self.selection.select(&candidates, &context);
-        selection.outcome.is_ok() && selection.falsetickers.contains(id)
+        // A majority without it (truechimers found), even one too small to
+        // steer by (`min_sources`).
+        !selection.truechimers.is_empty() && selection.falsetickers.contains(id)
     }
 
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
@@ -1313,6 +1319,26 @@ mod tests {
         let selection = u.selection.expect("agreeing again runs the selection");
         assert!(!selection.rejected.iter().any(|(_, r)| *r == Rejection::Outvoted), "{selection:?}");
         assert!(selection.truechimers.contains(&0), "{selection:?}");
+    }
+
+    #[test]
+    fn min_sources_holds_the_clock_until_that_many_sources_agree() {
+        // chrony's `minsources 3` (116-minsources): one source never steers
+        // the clock nor becomes the system peer; three that agree do.
+        let config = SystemConfig { selection: SelectionConfig { min_truechimers: 3, ..SelectionConfig::default() }, ..SystemConfig::default() };
+        let mut one: System<u32> = System::new(config.clone());
+        one.add_source(0, ReferenceId::NONE);
+        for i in 0..12 {
+            let at = 16.0 * f64::from(i);
+            let u = one.handle_measurement(&0, &measurement(0.001, 0.0002, at), t(at));
+            assert_eq!(u.clock, None, "at {at} s");
+        }
+        assert_eq!(one.system_peer(), None);
+        assert!(!one.server_state(t(200.0)).is_synchronized());
+        let mut three: System<u32> = System::new(config);
+        agreeing(&mut three, 3);
+        assert_eq!(three.system_peer(), Some(&0));
+        assert!(three.server_state(t(200.0)).is_synchronized());
     }
 
     #[test]
