@@ -3,7 +3,7 @@
 # (interop-nts.sh, probe-peers.sh, bench-servers.sh) and the hardware lab run
 # beside ntplab. Idempotent: what is already there is left alone.
 #
-#   scripts/install-peers.sh [chrony] [ntpd-rs] [ntpsec]    (default: all three)
+#   scripts/install-peers.sh [chrony] [ntpd-rs] [ntpsec] [gpsd]    (default: all four)
 #
 # - chrony 4.3: Debian's package (`apt-get install chrony`). Its service is
 #   never started: /usr/sbin/policy-rc.d (exit 101) is put in place for the
@@ -20,6 +20,12 @@
 #   PYTHONPATH=$PEERS_DIR/ntpsec/usr/lib/python3/dist-packages (its libntpc
 #   is linked beside the Python module, where ntpq looks first). Its other
 #   dependencies (libssl3, libcap2, libbsd0, python3) are on Debian 12 already.
+# - gpsd 3.22: Debian's package (`apt-get install gpsd`), which the lab runs
+#   beside chronyd to read a GPS receiver's NMEA (docs/hwlab.md). Installed
+#   as chrony is, with /usr/sbin/policy-rc.d, so its service is not started;
+#   where systemd runs, its socket and service (which the package enables)
+#   are then stopped and disabled, so nothing listens on port 2947 or opens
+#   a serial device behind the lab's back.
 #
 # PEERS_DIR defaults to /tmp/ntplab-peers (the scripts look there). Needs root
 # for apt-get; nothing here starts a daemon or touches the clock.
@@ -27,12 +33,27 @@ set -euo pipefail
 
 PEERS_DIR=${PEERS_DIR:-/tmp/ntplab-peers}
 WANT=("$@")
-[ ${#WANT[@]} -eq 0 ] && WANT=(chrony ntpd-rs ntpsec)
+[ ${#WANT[@]} -eq 0 ] && WANT=(chrony ntpd-rs ntpsec gpsd)
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$PEERS_DIR"
 
 apt_updated=0
 apt_update() { [ $apt_updated = 1 ] || { apt-get update -qq; apt_updated=1; }; }
+
+# Installs a Debian package without starting its service: /usr/sbin/policy-rc.d
+# (exit 101) is put in place for the install when missing, and removed again
+# if this created it.
+apt_install_no_service() {
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt_update
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+    if [ $made_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
 
 for peer in "${WANT[@]}"; do
     case $peer in
@@ -41,15 +62,7 @@ for peer in "${WANT[@]}"; do
             echo "chrony: $(chronyd --version | awk '{print $4}') already installed"
             continue
         fi
-        made_policy=0
-        if [ ! -e /usr/sbin/policy-rc.d ]; then
-            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-            chmod +x /usr/sbin/policy-rc.d
-            made_policy=1
-        fi
-        apt_update
-        apt-get install -y -qq --no-install-recommends chrony >/dev/null
-        [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+        apt_install_no_service chrony
         echo "chrony: installed $(chronyd --version | awk '{print $4}') (service not started)"
         ;;
     ntpd-rs)
@@ -78,6 +91,17 @@ for peer in "${WANT[@]}"; do
         ln -sf "$root/usr/lib/x86_64-linux-gnu/ntp/libntpc.so.1" "$root/usr/lib/python3/dist-packages/ntp/libntpc.so"
         echo "ntpsec: $("$root/usr/sbin/ntpd" --version 2>&1 | head -1) unpacked in $root"
         ;;
-    *) echo "install-peers.sh: unknown peer $peer (chrony, ntpd-rs, ntpsec)" >&2; exit 2 ;;
+    gpsd)
+        if [ -x /usr/sbin/gpsd ]; then
+            echo "gpsd: $(/usr/sbin/gpsd -V 2>&1 | head -1) already installed"
+            continue
+        fi
+        apt_install_no_service gpsd
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now gpsd.socket gpsd.service >/dev/null 2>&1 || true
+        fi
+        echo "gpsd: installed $(/usr/sbin/gpsd -V 2>&1 | head -1) (service not started)"
+        ;;
+    *) echo "install-peers.sh: unknown peer $peer (chrony, ntpd-rs, ntpsec, gpsd)" >&2; exit 2 ;;
     esac
 done

@@ -5,7 +5,8 @@
 # tshark (the decoder is checked field by field against Wireshark's dissector;
 # its dumpcap captures the ntpd-rs interop traffic) and chrony (loopback
 # interoperability tests), ntpd-rs 1.9 (NTPv5 interop; cargo install) and
-# ntpsec 1.2.2 (lab hosts; unpacked under /tmp/ntplab-peers). Missing packages are installed
+# ntpsec 1.2.2 (lab hosts; unpacked under /tmp/ntplab-peers), gpsd 3.22 (lab
+# hosts with a GPS receiver on chronyd). Missing packages are installed
 # with apt-get when running as root; otherwise the script says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,15 @@ if [ ! -x "${NTPLAB_PEERS_DIR:-/tmp/ntplab-peers}/ntpsec/usr/sbin/ntpd" ]; then
         PEERS_DIR=${NTPLAB_PEERS_DIR:-/tmp/ntplab-peers} scripts/install-peers.sh ntpsec
     else
         echo "test.sh: ntpsec is missing (the lab's ntpsec tests will be skipped); install with: scripts/install-peers.sh ntpsec" >&2
+    fi
+fi
+# gpsd 3.22 for the lab's chronyd hosts with a GPS receiver (tests/lab_cli.rs):
+# Debian's package, its service never started, as root only, like the tests.
+if [ ! -x /usr/sbin/gpsd ]; then
+    if [ "$(id -u)" = 0 ]; then
+        scripts/install-peers.sh gpsd
+    else
+        echo "test.sh: gpsd is missing (the lab's chronyd-with-GPS test will be skipped); install with: scripts/install-peers.sh gpsd" >&2
     fi
 fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then

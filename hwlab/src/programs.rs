@@ -759,6 +759,51 @@ pub fn ntpd_rs_refclock_config(cfg: &DaemonConfig, pps_socket: &Path, pps_jitter
     s
 }
 
+/// Where gpsd is expected (Debian's package `gpsd`).
+pub const GPSD: &str = "/usr/sbin/gpsd";
+
+/// Why gpsd cannot run, if it cannot.
+pub fn gpsd_missing(gpsd: &Path) -> Option<String> {
+    (!gpsd.is_file()).then(|| format!("gpsd is not installed: {} is missing (apt-get install gpsd, or scripts/install-peers.sh gpsd)", gpsd.display()))
+}
+
+/// gpsd's arguments for a host's receiver: `-N` in the foreground, `-n`
+/// reading `device` (the lab's link to its pty, which the clock shim reports
+/// as a UART: gpsd exports no time from a pty) at once, `-b` never writing
+/// to it, `-s` at the scenario's line speed (no baud hunting), its control
+/// socket `-F control` in the run's directory, `-D 2` logging what it
+/// finds. Run as root in a fresh IPC namespace, gpsd puts the receiver's
+/// NMEA time in NTP SHM segment 0 (`ntpshm_link_activate`), which only
+/// the host's chronyd, in the same namespace, reads.
+pub fn gpsd_args(device: &Path, control: &Path, baud: u32) -> Vec<String> {
+    let mut a: Vec<String> = ["-N", "-n", "-b", "-s"].map(String::from).to_vec();
+    a.push(baud.to_string());
+    a.extend(["-F".to_string(), control.display().to_string(), "-D".into(), "2".into(), device.display().to_string()]);
+    a
+}
+
+/// chronyd's `refclock` line for a host's NMEA-only receiver, read through
+/// gpsd: `SHM 0` (gpsd's first segment, which it fills with each second's
+/// fix time and its own receive stamp of the cycle), with ntplab's `poll`
+/// (its window's length in log2 seconds, at least 4), `filter`, `delay` and
+/// `refid`; `offset` is ntplab's, the delay of the stamped moment after the
+/// true second, which chronyd adds to the sample's offset as ntplab
+/// subtracts it (a sample stamped `d` late reads `-d`). gpsd stamps the end
+/// of the second's NMEA cycle, not an RMC sentence's end as ntpsec and
+/// ntplab's daemon do, so the same receiver takes a larger `offset` here
+/// (docs/hwlab.md).
+pub fn chrony_gps_refclock_config(cfg: &DaemonConfig) -> String {
+    let mut s = String::new();
+    for r in cfg.refclocks.iter().filter(|r| r.kind == ntplab_daemon::config::RefclockKind::Gps) {
+        let _ = write!(s, "refclock SHM 0 poll {} filter {}", r.poll_log2(), r.filter_len);
+        if let Some(code) = r.reference_id.ascii() {
+            let _ = write!(s, " refid {code}");
+        }
+        let _ = writeln!(s, " delay {} offset {}", ns_seconds(r.delay), ns_seconds(r.offset));
+    }
+    s
+}
+
 /// The line speeds ntpsec's NMEA driver takes (its `baud` option).
 pub const NTPSEC_NMEA_BAUDS: [u32; 6] = [4800, 9600, 19_200, 38_400, 57_600, 115_200];
 
@@ -786,17 +831,19 @@ pub fn ntpsec_refclock_config(cfg: &DaemonConfig, serial: &Path) -> String {
 /// virtual lab feeds them (NMEA on a pty, pulses as SOCK samples), one
 /// entry per reason; ntplab's daemon reads both.
 fn refclock_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
-    use ntplab_daemon::config::RefclockSpec;
+    use ntplab_daemon::config::{RefclockKind, RefclockSpec};
     for r in &cfg.refclocks {
         let kind = r.kind.name();
         let defaults = RefclockSpec::new(r.kind);
         match implementation {
             Implementation::Ntplab => {}
             Implementation::Chrony => {
-                if r.kind.uses_serial() {
+                if r.kind == RefclockKind::GpsPps {
                     why.push(format!(
-                        "refclock kind {kind}: chrony 4.3 has no NMEA driver (it reads a receiver through gpsd's SOCK or SHM samples) and the lab runs no gpsd: it feeds the receiver's sentences on a pty"
+                        "refclock kind {kind}: chronyd reads the NMEA through gpsd (SHM) in the lab, but the pulses numbered by it (`refclock SOCK ... lock`) are not written yet: use kind gps or pps"
                     ));
+                } else if r.kind.uses_serial() {
+                    // NMEA through gpsd (chrony_gps_refclock_config); missing_programs() names gpsd if it is not installed.
                 } else if cfg.sources.is_empty() {
                     why.push(format!(
                         "refclock kind {kind} with no NTP source: chronyd takes a pulse without `lock` only while another source keeps its clock synchronised (refclock.c drops it otherwise), and this host has none; ntplab's daemon numbers the pulses by its own clock from the start, which no chrony setting says (`local` would also serve the unsynchronised clock)"
@@ -806,7 +853,7 @@ fn refclock_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: 
             Implementation::NtpdRs => {
                 if r.kind.uses_serial() {
                     why.push(format!(
-                        "refclock kind {kind}: ntpd-rs 1.9 has no NMEA reader (its `sock` source takes gpsd's samples) and the lab runs no gpsd: it feeds the receiver's sentences on a pty"
+                        "refclock kind {kind}: ntpd-rs 1.9 has no NMEA reader, and gpsd 3.22 cannot stand in: it sends its `sock` format (chrony's SOCK) only the PPS edges, the NMEA time going to NTP SHM segments, which ntpd-rs does not read"
                     ));
                     continue;
                 }
@@ -1290,7 +1337,7 @@ mod tests {
         // A jitter of 0 still gives ntpd-rs the positive precision it requires.
         assert!(ntpd_rs_refclock_config(&plain, sock, 0.0).ends_with("precision = 1e-9\n"));
         assert!(ntpd_rs_refclock_config(&plain, sock, 1.00000761449337e-6).ends_with("precision = 1e-6\n"));
-        // Without pulses (NMEA only, refused for both) nothing is written.
+        // Without pulses (NMEA only: chronyd reads it through gpsd, ntpd-rs is refused) no SOCK source is written.
         let gps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\n", "c").unwrap();
         assert_eq!((chrony_refclock_config(&gps, sock), ntpd_rs_refclock_config(&gps, sock, 1e-8)), (String::new(), String::new()));
         // The settings ntpd-rs's sock source lacks are refused, each named.
@@ -1323,6 +1370,29 @@ mod tests {
         let pps = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/x\"\npps_socket = \"/p\"\n", "c").unwrap();
         assert_eq!(ntpsec_refclock_config(&pps, Path::new("/dev/pts/3")), "");
         assert!(unwritable(&pps, Implementation::Ntpsec)[0].contains("kernel PPS device"));
+    }
+
+    #[test]
+    fn chronyd_reads_the_nmea_through_gpsd_with_the_scenarios_settings_and_ntpd_rs_is_refused() {
+        let text = "[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\nbaud = 4800\nrefid = \"NMEA\"\ndelay = 1e-3\noffset = 0.2\nfilter = 64\n";
+        let cfg = DaemonConfig::from_toml(text, "c").unwrap();
+        // gpsd's first SHM segment, ntplab's poll window, filter, refid, delay and offset.
+        assert_eq!(chrony_gps_refclock_config(&cfg), "refclock SHM 0 poll 6 filter 64 refid NMEA delay 1e-3 offset 2e-1\n");
+        assert_eq!(unwritable(&cfg, Implementation::Chrony), Vec::<String>::new());
+        let plain = DaemonConfig::from_toml("[[refclock]]\nkind = \"gps\"\nserial = \"/dev/x\"\n", "c").unwrap();
+        assert_eq!(chrony_gps_refclock_config(&plain), "refclock SHM 0 poll 4 filter 16 refid GPS delay 1e-9 offset 0e0\n");
+        assert_eq!(
+            gpsd_args(Path::new("/o/h.gps"), Path::new("/o/h.gpsd.sock"), 9600),
+            ["-N", "-n", "-b", "-s", "9600", "-F", "/o/h.gpsd.sock", "-D", "2", "/o/h.gps"].map(String::from).to_vec()
+        );
+        // Pulses and NMEA together: not written for chronyd yet; ntpd-rs reads no NMEA, even through gpsd.
+        let both = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n[[refclock]]\nkind = \"gps-pps\"\nserial = \"/dev/x\"\npps_socket = \"/p\"\n", "c").unwrap();
+        assert_eq!(chrony_gps_refclock_config(&both), "");
+        let why = unwritable(&both, Implementation::Chrony);
+        assert!(why.len() == 1 && why[0].contains("pulses numbered by it"), "{why:?}");
+        let why = unwritable(&cfg, Implementation::NtpdRs);
+        assert!(why.len() == 1 && why[0].contains("gpsd 3.22 cannot stand in"), "{why:?}");
+        assert!(gpsd_missing(Path::new("/nonexistent/gpsd")).unwrap().contains("apt-get install gpsd"));
     }
 
     fn config(access: &str) -> DaemonConfig {

@@ -35,6 +35,55 @@ fn open_pulse_socket(refclock: Option<&ntplab_sim::refclock::SimRefclockConfig>,
     Ok(Some(d))
 }
 
+/// util-linux's `unshare` and `nsenter` (Debian: package util-linux, always installed).
+const UNSHARE: &str = "/usr/bin/unshare";
+const NSENTER: &str = "/usr/bin/nsenter";
+
+/// Starts gpsd for host `name`'s receiver, on the host's clock as its
+/// daemon steers it (the shim follows the daemon's journal) and without
+/// CAP_SYS_TIME, in the host's network namespace and a fresh IPC namespace
+/// of its own (`unshare --ipc`: the NTP SHM segments it makes are seen by
+/// the host's daemon only, which joins it, and by nothing else on the
+/// machine). It reads `OUT/NAME.gps`, a link to the pty, which the shim
+/// reports as a UART; its control socket is `OUT/NAME.gpsd.sock`, its log
+/// `OUT/NAME.gpsd.log`. Returns once it is in its own namespace (at most 5 s).
+fn start_gpsd(cc: &ClockedCommand, ns: &str, out: &Path, name: &str, pty: &Path, baud: u32) -> Result<Child, String> {
+    let link = out.join(format!("{name}.gps"));
+    let control = out.join(format!("{name}.gpsd.sock"));
+    for p in [&link, &control] {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", p.display())),
+            _ => {}
+        }
+    }
+    std::os::unix::fs::symlink(pty, &link).map_err(|e| format!("cannot link {} to {}: {e}", link.display(), pty.display()))?;
+    let args: Vec<String> = ["--ipc".to_string(), programs::GPSD.to_string()].into_iter().chain(programs::gpsd_args(&link, &control, baud)).collect();
+    let mut cmd = cc.command(Some(ns), Path::new(UNSHARE), &args);
+    cmd.env("NTPLAB_VCLOCK_FOLLOW", "1").env("NTPLAB_SERIAL_DEVICE", &link);
+    // gpsd dies with the lab, even when it is killed.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = programs::spawn_logged(cmd, &out.join(format!("{name}.gpsd.log")))?;
+    let own = std::fs::read_link("/proc/self/ns/ipc").map_err(|e| format!("/proc/self/ns/ipc: {e}"))?;
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        if std::fs::read_link(format!("/proc/{}/ns/ipc", child.id())).is_ok_and(|theirs| theirs != own) {
+            return Ok(child);
+        }
+        if Instant::now() > until || matches!(child.try_wait(), Ok(Some(_))) {
+            programs::stop(&mut child, STOP_GRACE);
+            return Err(format!("host `{name}`: gpsd did not start in an IPC namespace of its own within 5 s (see {})", out.join(format!("{name}.gpsd.log")).display()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Most hosts one virtual-lab run starts (a namespace and a daemon each).
 pub const HOSTS_MAX: usize = 32;
 
@@ -368,6 +417,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // Real serial GPS receivers: opened with their pty until the daemons run, then relayed.
     let mut serials: Vec<(usize, std::os::fd::OwnedFd, crate::refclock::Pty)> = Vec::new();
     let mut relays: Vec<(usize, crate::refclock::SerialRelay, serde_json::Value)> = Vec::new();
+    // gpsd beside a chronyd host's receiver: (host, its gpsd).
+    let mut gpsds: Vec<(usize, Child)> = Vec::new();
     let result = (|| -> Result<(), String> {
         // NTS: a CA for the run and a certificate for each NTS server, at its lab address.
         let nts_servers: Vec<(String, IpAddr, ntplab_sim::nts::CertificateKind)> = s
@@ -397,6 +448,8 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
             let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
+            // The gpsd whose IPC namespace (its SHM segments) the daemon joins.
+            let mut ipc_of: Option<u32> = None;
             let (program, args, version, reporter) = match h.implementation {
                 Implementation::Chrony => {
                     let conf = out.join(format!("{}.chrony.conf", h.name));
@@ -405,6 +458,25 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     // refusals() lets through pulses only (chronyd creates the socket).
                     if let Some(d) = open_pulse_socket(h.refclock.as_ref(), &out, &h.name)? {
                         text += &programs::chrony_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")));
+                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
+                    }
+                    // ... and NMEA alone (kind gps): gpsd reads the pty, chronyd its SHM segment.
+                    if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
+                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                        let pty = d.pty.as_ref().map(|p| p.slave_path.clone()).unwrap_or_default();
+                        let baud = ntp.daemon.refclocks.iter().find(|r| r.kind.uses_serial()).map_or(rc.gps.timing.baud_rate_bps, |r| r.baud);
+                        let gpsd = start_gpsd(&cc, &host_ns[i], &out, &h.name, &pty, baud)?;
+                        ipc_of = Some(gpsd.id());
+                        gpsds.push((i, gpsd));
+                        let program = Path::new(programs::GPSD);
+                        inventory.push(programs::Started {
+                            host: h.name.clone(),
+                            implementation: "gpsd".into(),
+                            sha256: programs::sha256_file(program)?,
+                            program: program.display().to_string(),
+                            version: programs::version(program, "-V"),
+                        });
+                        text += &programs::chrony_gps_refclock_config(&ntp.daemon);
                         devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                     }
                     write(&conf, text)?;
@@ -483,7 +555,12 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
                 }
             };
-            let mut launch = Launch { cc, ns: host_ns[i].clone(), program: program.clone(), args, starts: 0 };
+            // Beside gpsd: in its IPC namespace (`nsenter` execs the daemon, whose PID the child's stays).
+            let (via, args) = match ipc_of {
+                Some(pid) => (PathBuf::from(NSENTER), [format!("--ipc=/proc/{pid}/ns/ipc"), program.display().to_string()].into_iter().chain(args).collect()),
+                None => (program.clone(), args),
+            };
+            let mut launch = Launch { cc, ns: host_ns[i].clone(), program: via, args, starts: 0 };
             let child = launch.spawn(&log)?;
             inventory.push(programs::Started {
                 host: h.name.clone(),
@@ -590,6 +667,12 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             if opts.interrupted.load(Ordering::Acquire) {
                 return Err("interrupted".into());
             }
+            for (i, g) in gpsds.iter_mut() {
+                if let Ok(Some(status)) = g.try_wait() {
+                    let log = out.join(format!("{}.gpsd.log", s.hosts[*i].name));
+                    return Err(format!("host `{}`'s gpsd exited early ({status}); see {}", s.hosts[*i].name, log.display()));
+                }
+            }
             for r in runs.iter_mut().flatten() {
                 if let Some(c) = r.child.as_mut() {
                     if let Ok(Some(status)) = c.try_wait() {
@@ -623,6 +706,9 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         if let Some(mut c) = r.child.take() {
             programs::stop(&mut c, Duration::from_secs(3));
         }
+    }
+    for (_, mut g) in gpsds {
+        programs::stop(&mut g, Duration::from_secs(3));
     }
     let capture = emulator.finish();
     drop(ns);
@@ -1121,7 +1207,9 @@ pub fn missing_programs(s: &Scenario, chronyd: &Path, ntpsec: &programs::Ntpsec,
             Implementation::Chrony => [chronyd.to_path_buf(), chronyc(chronyd)]
                 .into_iter()
                 .find(|p| !p.is_file())
-                .map(|p| format!("chrony is not installed: {} is missing (apt-get install chrony)", p.display())),
+                .map(|p| format!("chrony is not installed: {} is missing (apt-get install chrony)", p.display()))
+                // A receiver's NMEA reaches chronyd through gpsd.
+                .or_else(|| h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()).and_then(|_| programs::gpsd_missing(Path::new(programs::GPSD)))),
             Implementation::Ntpsec => ntpsec.missing(),
             Implementation::NtpdRs => ntpd_rs.missing(),
             Implementation::Ntplab => None,
@@ -1433,6 +1521,9 @@ host = "server"
             // ntpsec: its NMEA driver on the pty, with or without a source.
             ("ntpsec", "gps", ", offset = 0.0835", false),
             ("ntpsec", "gps", ", offset = 0.0835", true),
+            // chronyd: the NMEA through gpsd's SHM segment, with or without a source.
+            ("chrony", "gps", ", offset = 0.2", false),
+            ("chrony", "gps", ", offset = 0.2", true),
         ];
         let ntplab = ["gps", "gps-pps", "pps"].into_iter().flat_map(|k| [("ntplab", k, "", false), ("ntplab", k, "", true)]);
         for (imp, kind, extra, with_source) in realized.into_iter().chain(ntplab) {
@@ -1441,11 +1532,10 @@ host = "server"
         // (impl, kind, more keys, with an NTP source, the refusal after "host `gps`: impl = \"IMPL\": ")
         let refusals_expected = [
             ("chrony", "pps", "", false, "refclock kind pps with no NTP source: chronyd takes a pulse without `lock` only while"),
-            ("chrony", "gps", "", true, "refclock kind gps: chrony 4.3 has no NMEA driver"),
-            ("chrony", "gps-pps", "", true, "refclock kind gps-pps: chrony 4.3 has no NMEA driver"),
+            ("chrony", "gps-pps", "", true, "refclock kind gps-pps: chronyd reads the NMEA through gpsd (SHM) in the lab, but the pulses numbered by it"),
             ("ntpd-rs", "pps", ", offset = 5e-8", true, "refclock kind pps: ntpd-rs 1.9's sock source has no setting for offset 5e-8"),
-            ("ntpd-rs", "gps", "", true, "refclock kind gps: ntpd-rs 1.9 has no NMEA reader"),
-            ("ntpd-rs", "gps-pps", "", true, "refclock kind gps-pps: ntpd-rs 1.9 has no NMEA reader"),
+            ("ntpd-rs", "gps", "", true, "refclock kind gps: ntpd-rs 1.9 has no NMEA reader, and gpsd 3.22 cannot stand in"),
+            ("ntpd-rs", "gps-pps", "", true, "refclock kind gps-pps: ntpd-rs 1.9 has no NMEA reader, and gpsd 3.22 cannot stand in"),
             ("ntpsec", "gps", ", baud = 1200", true, "refclock kind gps: baud 1200: ntpsec's NMEA driver takes"),
             // No kernel PPS device in the virtual lab.
             ("ntpsec", "pps", "", true, "refclock kind pps: ntpsec reads pulses from a kernel PPS device"),

@@ -34,8 +34,21 @@
 //! time (the scenario's `start` after a `stop`): instead of a fresh clock
 //! it takes the host's clock over where the journal leaves it (replayed
 //! through [`ntplab_vclock::Replay`], as the lab replays it) and writes a
-//! resume line, from which the lab follows its calls. A bad value
+//! resume line, from which the lab follows its calls.
+//! `NTPLAB_VCLOCK_FOLLOW=1` (with `NTPLAB_VCLOCK_JOURNAL`): a helper beside
+//! the host's daemon (gpsd), whose clock is the host's as the daemon steers
+//! it: before each clock call it reads what the journal gained and applies
+//! the daemon's calls ([`ntplab_vclock::Follower`]); it writes no journal and
+//! its own clock-changing calls fail with `EPERM`. A bad value
 //! stops the process with a message naming the variable.
+//!
+//! `NTPLAB_SERIAL_DEVICE=PATH`: `stat` of exactly PATH reports a pty slave
+//! (Unix98 majors 136-143) as a UART (major 4, minor 64 + the pty's
+//! number, /dev/ttyS*). The lab feeds a receiver's NMEA on a pty, and gpsd
+//! classifies a device by `stat` and exports no time from a pty (it takes
+//! one for its own test harness: `ntpshm_link_activate`); given a path that
+//! is not under /dev/pts/ (a link the lab makes) it then takes the pty for
+//! the serial line it stands for. Nothing else is changed.
 
 use ntplab_vclock::control::CONTROL_BYTES;
 use ntplab_vclock::{JournalOp, Params, Timex, VirtualClock};
@@ -49,6 +62,31 @@ struct Shim {
     clock: VirtualClock,
     journal: Option<File>,
     control: Option<Control>,
+    follow: Option<Follow>,
+}
+
+/// The journal a helper follows (`NTPLAB_VCLOCK_FOLLOW`), read where it left off.
+struct Follow {
+    file: File,
+    follower: ntplab_vclock::Follower,
+}
+
+impl Follow {
+    /// Applies what the journal gained since the last call.
+    fn poll(&mut self, clock: &mut VirtualClock) {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        if let Err(e) = self.file.read_to_end(&mut buf) {
+            fatal(&format!("ntplab clock shim: reading NTPLAB_VCLOCK_JOURNAL: {e}"));
+        }
+        if buf.is_empty() {
+            return;
+        }
+        let text = String::from_utf8(buf).unwrap_or_else(|_| fatal("ntplab clock shim: NTPLAB_VCLOCK_JOURNAL is not text"));
+        if let Err(e) = self.follower.feed(&text, clock) {
+            fatal(&format!("ntplab clock shim: following NTPLAB_VCLOCK_JOURNAL: {e}"));
+        }
+    }
 }
 
 /// The lab's control page, mapped read-only and shared with the lab.
@@ -119,6 +157,8 @@ static REAL_CLOCK_GETTIME: AtomicUsize = AtomicUsize::new(0);
 static REAL_RECVMSG: AtomicUsize = AtomicUsize::new(0);
 static REAL_RECVMMSG: AtomicUsize = AtomicUsize::new(0);
 static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
+static REAL_STAT: AtomicUsize = AtomicUsize::new(0);
+type Stat = unsafe extern "C" fn(*const std::ffi::c_char, *mut libc::stat) -> c_int;
 
 /// The next definition of `name` after this library (libc's).
 fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
@@ -169,7 +209,23 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
             &env("NTPLAB_VCLOCK_WANDER", ""),
         )
             .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_*: {e}")));
-        let mut journal = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").map(|p| {
+        let follows = match std::env::var("NTPLAB_VCLOCK_FOLLOW").as_deref() {
+            Err(_) | Ok("0") => false,
+            Ok("1") => true,
+            Ok(v) => fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_FOLLOW={v:?} is not 0 or 1")),
+        };
+        let follow = follows.then(|| {
+            let p = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").unwrap_or_else(|| fatal("ntplab clock shim: NTPLAB_VCLOCK_FOLLOW without NTPLAB_VCLOCK_JOURNAL"));
+            // The daemon may not have written it yet: create it empty, never truncate.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&p)
+                .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_JOURNAL {}: {e}", p.to_string_lossy())));
+            Follow { file, follower: ntplab_vclock::Follower::new() }
+        });
+        let mut journal = std::env::var_os("NTPLAB_VCLOCK_JOURNAL").filter(|_| !follows).map(|p| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -186,11 +242,14 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
         if let Some(k) = std::env::var_os("NTPLAB_VCLOCK_RESUME") {
             clock = resume(&k, params, now, journal.as_mut());
         }
-        *g = Some(Shim { clock, journal, control });
+        *g = Some(Shim { clock, journal, control, follow });
     }
     if let Some(s) = g.as_mut() {
         if let Some(changes) = s.control.as_mut().and_then(Control::poll) {
             s.clock.set_changes(changes);
+        }
+        if let Some(f) = s.follow.as_mut() {
+            f.poll(&mut s.clock);
         }
     }
     g
@@ -221,6 +280,9 @@ fn resume(k: &std::ffi::OsStr, params: Params, now: i128, journal: Option<&mut F
 fn change(op: JournalOp) -> Result<(i32, Timex), i32> {
     let mut g = state();
     let s = g.as_mut().unwrap_or_else(|| fatal("ntplab clock shim: no state"));
+    if s.follow.is_some() {
+        return Err(libc::EPERM);
+    }
     let now = real_now();
     let result = match op {
         JournalOp::Adjtimex(t) => {
@@ -328,8 +390,13 @@ pub unsafe extern "C" fn clock_settime(clk: libc::clockid_t, ts: *const libc::ti
         return -1;
     }
     let ns = i128::from((*ts).tv_sec) * NS + i128::from((*ts).tv_nsec);
-    let _ = change(JournalOp::SetTime(ns));
-    0
+    match change(JournalOp::SetTime(ns)) {
+        Ok(_) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
 }
 
 /// # Safety
@@ -344,8 +411,13 @@ pub unsafe extern "C" fn settimeofday(tv: *const libc::timeval, _tz: *const c_vo
         return -1;
     }
     let ns = i128::from((*tv).tv_sec) * NS + i128::from((*tv).tv_usec) * 1000;
-    let _ = change(JournalOp::SetTime(ns));
-    0
+    match change(JournalOp::SetTime(ns)) {
+        Ok(_) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
 }
 
 fn from_libc(tx: &libc::timex) -> Timex {
@@ -548,6 +620,39 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: std::ffi::c_ulong, arg: *mut 
     if r == 0 && request == ntplab_vclock::pps::PPS_FETCH as std::ffi::c_ulong && !arg.is_null() {
         let fdata = &mut *(arg as *mut [u8; ntplab_vclock::pps::FDATA_BYTES]);
         ntplab_vclock::pps::translate_fdata(fdata, translate);
+    }
+    r
+}
+
+/// The path whose `stat` reports a pty as a UART (`NTPLAB_SERIAL_DEVICE`).
+fn serial_device() -> Option<&'static std::ffi::CStr> {
+    static PATH: std::sync::OnceLock<Option<std::ffi::CString>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        use std::os::unix::ffi::OsStringExt;
+        std::env::var_os("NTPLAB_SERIAL_DEVICE").and_then(|p| std::ffi::CString::new(p.into_vec()).ok())
+    })
+    .as_deref()
+}
+
+/// `stat`, passed through; for `NTPLAB_SERIAL_DEVICE` a pty slave's device
+/// number is reported as a UART's (see the crate documentation).
+///
+/// # Safety
+/// As for libc's `stat`.
+#[no_mangle]
+pub unsafe extern "C" fn stat(path: *const std::ffi::c_char, buf: *mut libc::stat) -> c_int {
+    let f: Stat = std::mem::transmute(next_symbol(&REAL_STAT, c"stat"));
+    let r = f(path, buf);
+    if r == 0 && !path.is_null() && !buf.is_null() {
+        if let Some(serial) = serial_device() {
+            if std::ffi::CStr::from_ptr(path) == serial {
+                let st = &mut *buf;
+                let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+                if (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && (136..=143).contains(&major) {
+                    st.st_rdev = libc::makedev(4, 64 + ((major - 136) << 8 | minor));
+                }
+            }
+        }
     }
     r
 }

@@ -893,6 +893,46 @@ impl Replay {
     }
 }
 
+/// A clock that follows the host's daemon through its journal as another
+/// process writes it: a helper on the same host (gpsd beside chronyd) whose
+/// clock must be the host's, not a free-running copy of the oscillator.
+/// The same lines as [`Replay::parse`] replays are applied, in the order
+/// they were written: the first writer's calls, after a resume line the
+/// resumed process's; a line not yet complete waits for its newline.
+#[derive(Debug, Clone, Default)]
+pub struct Follower {
+    pid: Option<u32>,
+    partial: String,
+}
+
+impl Follower {
+    /// A follower that has read nothing yet.
+    pub fn new() -> Follower {
+        Follower::default()
+    }
+
+    /// Applies to `clock` the complete lines of `text`, the journal's
+    /// octets appended since the last call (with any incomplete line kept
+    /// from before).
+    pub fn feed(&mut self, text: &str, clock: &mut VirtualClock) -> Result<(), String> {
+        self.partial.push_str(text);
+        let Some(end) = self.partial.rfind('\n') else { return Ok(()) };
+        let complete: String = self.partial.drain(..=end).collect();
+        for line in complete.lines() {
+            if let Some((p, _)) = parse_resume(line) {
+                self.pid = Some(p);
+                continue;
+            }
+            let (p, real, op) = JournalOp::parse(line)?;
+            if *self.pid.get_or_insert(p) != p {
+                continue;
+            }
+            let _ = clock.apply(real, &op);
+        }
+        Ok(())
+    }
+}
+
 /// The Linux kernel PPS API's `PPS_FETCH` (`<linux/pps.h>`), whose edge
 /// timestamps the kernel takes on the real `CLOCK_REALTIME`: the shim
 /// translates them to the process's clock, as it translates socket

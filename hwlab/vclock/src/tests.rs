@@ -373,3 +373,28 @@ fn a_restarted_daemon_takes_the_hosts_clock_over_where_it_was() {
     let (a, b) = (T0 + 20 * SEC - 1, T0 + 20 * SEC + 1);
     assert!((replay.clock_at(b).offset_at(b) - replay.clock_at(a).offset_at(a)).abs() < 1e-8);
 }
+
+#[test]
+fn a_follower_fed_the_journal_in_pieces_has_the_replayed_clock() {
+    let params = Params::new(T0, 0.1, -37e-6);
+    let calls = [
+        (T0 + SEC, JournalOp::Adjtimex(Timex { modes: ADJ_SETOFFSET | ADJ_NANO, time_sec: -1, time_frac: 900_000_000, ..Timex::default() })),
+        (T0 + 2 * SEC, JournalOp::Adjtimex(Timex { modes: ADJ_FREQUENCY, freq: 37 << 16, ..Timex::default() })),
+    ];
+    let mut text: String = calls.iter().map(|(at, op)| format!("{}\n", op.line(42, *at))).collect();
+    // A helper's line is not the daemon's; after a resume line the resumed process's are.
+    text.push_str("43 0 S 0\n");
+    text.push_str(&format!("{}\n", resume_line(44, T0 + 3 * SEC)));
+    text.push_str(&format!("{}\n", JournalOp::SetTime(T0 + 4 * SEC + 123).line(44, T0 + 4 * SEC)));
+    let mut followed = VirtualClock::new(params, T0);
+    let mut follower = Follower::new();
+    // Cut mid-line: the half line waits for the rest.
+    for piece in [&text[..17], &text[17..70], &text[70..]] {
+        follower.feed(piece, &mut followed).unwrap();
+    }
+    let replay = Replay::parse(params, T0, &text, "journal").unwrap();
+    for at in [T0 + 5 * SEC, T0 + 100 * SEC] {
+        assert_eq!(followed.now(at), replay.clock_at(at).now(at));
+    }
+    assert!(follower.feed("42 1 Q\n", &mut followed).is_err());
+}
