@@ -124,6 +124,17 @@ pub struct Started {
 }
 
 impl Started {
+    /// What ran for `host`: `program` (hashed here) and its `version` line.
+    pub fn new(host: &str, implementation: &str, program: &Path, version: String) -> Result<Started, String> {
+        Ok(Started {
+            host: host.to_string(),
+            implementation: implementation.to_string(),
+            sha256: sha256_file(program)?,
+            program: program.display().to_string(),
+            version,
+        })
+    }
+
     /// As JSON.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"host": self.host, "impl": self.implementation, "program": self.program, "version": self.version, "sha256": self.sha256})
@@ -466,11 +477,7 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     // The host's `step`: chrony's `makestep` (without one chronyd never
     // steps, and has no panic threshold: [`unwritable`] refuses one).
     if cfg.step != StepSettings::default() {
-        let limit = match cfg.step.updates {
-            Some(u32::MAX) => -1,
-            Some(n) => i64::from(n),
-            None => 3,
-        };
+        let limit = cfg.step.updates_written().unwrap_or(3);
         let _ = writeln!(s, "makestep {} {limit}", cfg.step.threshold_s);
     }
     // The scenario's `drift`: chronyd starts from the file's frequency (and
@@ -557,8 +564,8 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let _ = writeln!(s, "\n[clock]\ndiscipline = \"{}\"", discipline_name(cfg));
     let st = &cfg.step;
     let _ = writeln!(s, "step_threshold = {:e}\npanic_threshold = {:e}\npanic_at_start = {}", st.threshold_s, st.panic_threshold_s.unwrap_or(0.0), st.panic_at_start);
-    if let Some(n) = st.updates {
-        let _ = writeln!(s, "step_updates = {}", if n == u32::MAX { -1 } else { i64::from(n) });
+    if let Some(n) = st.updates_written() {
+        let _ = writeln!(s, "step_updates = {n}");
     }
     // Given only when the configuration fixes it: otherwise the daemon measures its clock.
     if let Some(p) = cfg.precision_log2 {

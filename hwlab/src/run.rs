@@ -27,12 +27,17 @@ fn open_pulse_socket(refclock: Option<&ntplab_sim::refclock::SimRefclockConfig>,
     let Some(rc) = refclock.filter(|rc| rc.kind.uses_pps()) else { return Ok(None) };
     let d = crate::refclock::Devices::open(rc, out, name)?;
     if let Some(p) = &d.pps_socket {
-        match std::fs::remove_file(p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", p.display())),
-            _ => {}
-        }
+        remove_stale(p)?;
     }
     Ok(Some(d))
+}
+
+/// Removes a file an earlier run left at `p`, if any.
+fn remove_stale(p: &Path) -> Result<(), String> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove {}: {e}", p.display())),
+        _ => Ok(()),
+    }
 }
 
 /// util-linux's `unshare` and `nsenter` (Debian: package util-linux, always installed).
@@ -51,10 +56,7 @@ fn start_gpsd(cc: &ClockedCommand, ns: &str, out: &Path, name: &str, pty: &Path,
     let link = out.join(format!("{name}.gps"));
     let control = out.join(format!("{name}.gpsd.sock"));
     for p in [&link, &control] {
-        match std::fs::remove_file(p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", p.display())),
-            _ => {}
-        }
+        remove_stale(p)?;
     }
     std::os::unix::fs::symlink(pty, &link).map_err(|e| format!("cannot link {} to {}: {e}", link.display(), pty.display()))?;
     let args: Vec<String> = ["--ipc".to_string(), programs::GPSD.to_string()].into_iter().chain(programs::gpsd_args(&link, &control, baud)).collect();
@@ -469,13 +471,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                         ipc_of = Some(gpsd.id());
                         gpsds.push((i, gpsd));
                         let program = Path::new(programs::GPSD);
-                        inventory.push(programs::Started {
-                            host: h.name.clone(),
-                            implementation: "gpsd".into(),
-                            sha256: programs::sha256_file(program)?,
-                            program: program.display().to_string(),
-                            version: programs::version(program, "-V"),
-                        });
+                        inventory.push(programs::Started::new(&h.name, "gpsd", program, programs::version(program, "-V"))?);
                         text += &programs::chrony_gps_refclock_config(&ntp.daemon);
                         devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                     }
@@ -562,13 +558,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             };
             let mut launch = Launch { cc, ns: host_ns[i].clone(), program: via, args, starts: 0 };
             let child = launch.spawn(&log)?;
-            inventory.push(programs::Started {
-                host: h.name.clone(),
-                implementation: h.implementation.name().to_string(),
-                sha256: programs::sha256_file(&program)?,
-                program: program.display().to_string(),
-                version,
-            });
+            inventory.push(programs::Started::new(&h.name, h.implementation.name(), &program, version)?);
             runs[i] = Some(HostRun {
                 name: h.name.clone(),
                 control,

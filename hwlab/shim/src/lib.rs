@@ -376,6 +376,18 @@ pub unsafe extern "C" fn time(t: *mut libc::time_t) -> libc::time_t {
     s
 }
 
+/// Sets the clock to `ns` (the shim's `clock_settime` and `settimeofday`):
+/// 0, or -1 with `errno` (a helper following the daemon's clock: EPERM).
+fn set_time(ns: i128) -> c_int {
+    match change(JournalOp::SetTime(ns)) {
+        Ok(_) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
 /// # Safety
 /// As for libc's `clock_settime`.
 #[no_mangle]
@@ -390,13 +402,7 @@ pub unsafe extern "C" fn clock_settime(clk: libc::clockid_t, ts: *const libc::ti
         return -1;
     }
     let ns = i128::from((*ts).tv_sec) * NS + i128::from((*ts).tv_nsec);
-    match change(JournalOp::SetTime(ns)) {
-        Ok(_) => 0,
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
-    }
+    set_time(ns)
 }
 
 /// # Safety
@@ -411,13 +417,7 @@ pub unsafe extern "C" fn settimeofday(tv: *const libc::timeval, _tz: *const c_vo
         return -1;
     }
     let ns = i128::from((*tv).tv_sec) * NS + i128::from((*tv).tv_usec) * 1000;
-    match change(JournalOp::SetTime(ns)) {
-        Ok(_) => 0,
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
-    }
+    set_time(ns)
 }
 
 fn from_libc(tx: &libc::timex) -> Timex {

@@ -787,6 +787,27 @@ fn parse_resume(line: &str) -> Option<(u32, i128)> {
     Some((pid.parse().ok()?, real.parse().ok()?))
 }
 
+/// One line of a journal, as the host's daemon's clock sees it.
+enum DaemonLine {
+    /// A resume line: process `.0` took the clock over at real time `.1`.
+    Resumed(u32, i128),
+    /// A call of the daemon (at real time `.0`).
+    Call(i128, JournalOp),
+    /// Another process's call (a helper that exec'd under the same preload).
+    Other,
+}
+
+/// Reads `line` for the host's daemon: the first process that wrote a call
+/// and, after a resume line, the process that wrote it (`pid` tracks which).
+fn daemon_line(pid: &mut Option<u32>, line: &str) -> Result<DaemonLine, String> {
+    if let Some((p, real)) = parse_resume(line) {
+        *pid = Some(p);
+        return Ok(DaemonLine::Resumed(p, real));
+    }
+    let (p, real, op) = JournalOp::parse(line)?;
+    Ok(if *pid.get_or_insert(p) == p { DaemonLine::Call(real, op) } else { DaemonLine::Other })
+}
+
 /// A journal replayed: the clock after every call, in time order.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -822,19 +843,16 @@ impl Replay {
             if n >= JOURNAL_LINES_MAX {
                 return Err(format!("{origin}: more than {JOURNAL_LINES_MAX} lines"));
             }
-            if let Some((p, real)) = parse_resume(line) {
-                pid = Some(p);
-                resumed.push((p, real));
-                continue;
+            match daemon_line(&mut pid, line).map_err(|e| format!("{origin}:{}: {e}", n + 1))? {
+                DaemonLine::Resumed(p, real) => resumed.push((p, real)),
+                DaemonLine::Other => {}
+                DaemonLine::Call(real, op) => {
+                    first = first.or(pid);
+                    // A refused call (EINVAL) changed nothing, in the shim as here.
+                    let _ = clock.apply(real, &op);
+                    changes.push((real, clock.clone(), op));
+                }
             }
-            let (p, real, op) = JournalOp::parse(line).map_err(|e| format!("{origin}:{}: {e}", n + 1))?;
-            if *pid.get_or_insert(p) != p {
-                continue;
-            }
-            first.get_or_insert(p);
-            // A refused call (EINVAL) changed nothing, in the shim as here.
-            let _ = clock.apply(real, &op);
-            changes.push((real, clock.clone(), op));
         }
         Ok(Replay { initial, changes, pid: first, resumed })
     }
@@ -919,15 +937,9 @@ impl Follower {
         let Some(end) = self.partial.rfind('\n') else { return Ok(()) };
         let complete: String = self.partial.drain(..=end).collect();
         for line in complete.lines() {
-            if let Some((p, _)) = parse_resume(line) {
-                self.pid = Some(p);
-                continue;
+            if let DaemonLine::Call(real, op) = daemon_line(&mut self.pid, line)? {
+                let _ = clock.apply(real, &op);
             }
-            let (p, real, op) = JournalOp::parse(line)?;
-            if *self.pid.get_or_insert(p) != p {
-                continue;
-            }
-            let _ = clock.apply(real, &op);
         }
         Ok(())
     }

@@ -532,6 +532,12 @@ impl StepSettings {
         c.panic_threshold = self.panic_threshold_s.map(NtpDuration::from_seconds_f64);
         c.allow_initial_panic = !self.panic_at_start;
     }
+
+    /// `step_updates` as the configuration writes it (-1: every update);
+    /// `None`: not given.
+    pub fn updates_written(&self) -> Option<i64> {
+        self.updates.map(|n| if n == u32::MAX { -1 } else { i64::from(n) })
+    }
 }
 
 /// Largest `step_threshold` and `panic_threshold`, seconds: 2^32, an NTP era.

@@ -616,15 +616,17 @@ impl<Id: Ord + Clone + 'static> System<Id> {
 
     fn run_selection(&mut self, now: NtpTime) -> SystemUpdate<Id> {
         let (candidates, unfit) = self.candidates(now, None);
-        if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, r)| id == sp && *r != Rejection::Outvoted)) {
-            // Following a loop: nothing this host serves came from outside it.
-            self.system_peer = None;
-            self.last_used_sample = None;
-            self.state = ServerClockState::unsynchronized(self.config.precision_log2);
-        } else if self.system_peer.as_ref().is_some_and(|sp| unfit.iter().any(|(id, _)| id == sp)) {
+        match self.system_peer.as_ref().and_then(|sp| unfit.iter().find(|(id, _)| id == sp)).map(|(_, r)| *r) {
+            None => {}
             // Outvoted: no longer followed; the host serves what it had until
             // the selection names another (as when the sources disagree).
-            self.system_peer = None;
+            Some(Rejection::Outvoted) => self.system_peer = None,
+            // Following a loop: nothing this host serves came from outside it.
+            Some(_) => {
+                self.system_peer = None;
+                self.last_used_sample = None;
+                self.state = ServerClockState::unsynchronized(self.config.precision_log2);
+            }
         }
         let context =
             SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
