@@ -128,8 +128,7 @@ impl Capture {
 
 /// The hwlab clock shim, built if it is not fresh.
 fn built_shim() -> PathBuf {
-    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
-    assert!(status.success(), "building the clock shim failed");
+    support::build_clock_shim();
     find_shim().expect("the shim is next to the test binaries")
 }
 

@@ -4,6 +4,8 @@
 //! chrony run); skipped with a message otherwise. Also: a scenario feature the
 //! lab cannot realize is refused up front (no root needed).
 
+mod support;
+
 use ntplab_hwlab::safety::SystemClockState;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -123,15 +125,7 @@ fn skip_reason(implementation: &str) -> Option<String> {
     if missing.is_some() {
         return missing;
     }
-    // The shim is looked for next to the ntplab binary under test: build it
-    // in the same profile (`cargo nextest run --release` too).
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-q", "-p", "ntplab-clockshim"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building the clock shim failed");
+    support::build_clock_shim();
     None
 }
 

@@ -7,6 +7,8 @@
 //! send NTP at all (no fallback to unauthenticated time). Needs root and
 //! network namespaces, and chronyd; skipped with a message otherwise.
 
+mod support;
+
 use ntplab_hwlab::safety::SystemClockState;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,8 +27,7 @@ fn skip_reason() -> Option<String> {
     if !Path::new(ntplab_hwlab::programs::CHRONYD).is_file() {
         return Some("chronyd is not installed (apt-get install chrony)".into());
     }
-    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "ntplab-clockshim"]).status().expect("cargo runs");
-    assert!(status.success(), "building the clock shim failed");
+    support::build_clock_shim();
     None
 }
 

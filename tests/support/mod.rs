@@ -89,3 +89,16 @@ pub fn start_ntplab_server(port: u16) -> Guard {
     wait_for_udp_answer(port);
     guard
 }
+
+/// Builds the hwlab clock shim in the profile of the test binary (the
+/// lab looks for it next to the ntplab binary under test: `cargo nextest
+/// run --release` needs the release one).
+pub fn build_clock_shim() {
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-q", "-p", "ntplab-clockshim"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building the clock shim failed");
+}
