@@ -137,9 +137,10 @@ fn observability(dir: &Path, name: &str, level: &str) -> String {
 }
 
 /// An ntpd-rs client with one `[[source]]` (its keys in `source`), polling
-/// every 1-2 s, on a virtual clock that starts at the real time. Returns the
-/// daemon and its configuration file (for ntp-ctl).
-fn ntpdrs_client(dir: &Path, source: &str) -> (Stopped, PathBuf) {
+/// every 1-2 s, on a virtual clock (`shim`, from [`built_shim`]) that starts
+/// at the real time. Returns the daemon and its configuration file (for
+/// ntp-ctl).
+fn ntpdrs_client(dir: &Path, shim: PathBuf, source: &str) -> (Stopped, PathBuf) {
     let conf = dir.join("ntpdrs-client.toml");
     std::fs::write(
         &conf,
@@ -152,7 +153,7 @@ fn ntpdrs_client(dir: &Path, source: &str) -> (Stopped, PathBuf) {
     )
     .unwrap();
     let params = Params::new(ntplab_hwlab::emulator::real_now_ns(), 0.0, 0.0);
-    let cc = ClockedCommand { shim: built_shim(), params, journal: dir.join("ntpdrs-client.journal"), control: None };
+    let cc = ClockedCommand { shim, params, journal: dir.join("ntpdrs-client.journal"), control: None };
     let mut cmd = cc.command(None, Path::new("ntp-daemon"), &["-c".to_string(), conf.display().to_string()]);
     die_with_parent(&mut cmd);
     (Stopped(spawn_logged(cmd, &dir.join("ntpdrs-client.log")).expect("start ntp-daemon")), conf)
@@ -256,6 +257,9 @@ fn ntplab_serve(dir: &Path, name: &str, config: &str) -> Stopped {
 fn ntpdrs_client_run(name: &str, version: &str, nts: bool, log_says: Option<&str>) -> (Status, Option<Vec<serde_json::Value>>) {
     let dir = temp_dir(name);
     let before = SystemClockState::read().unwrap();
+    // Built before the server starts: in a fresh tree the build takes
+    // minutes, longer than the server's --duration.
+    let shim = built_shim();
     let port = free_port();
     // Either server is stopped by its PID when this box drops.
     let (server, source): (Box<dyn std::any::Any>, String) = if nts {
@@ -265,7 +269,7 @@ fn ntpdrs_client_run(name: &str, version: &str, nts: bool, log_says: Option<&str
         (Box::new(start_ntplab_server(port)), format!("mode = \"server\"\naddress = \"127.0.0.1:{port}\"\nntp-version = {version}"))
     };
     let capture = Capture::start(&dir, port);
-    let (client, conf) = ntpdrs_client(&dir, &source);
+    let (client, conf) = ntpdrs_client(&dir, shim, &source);
     let log = dir.join("ntpdrs-client.log");
     if let Some(needle) = log_says {
         let deadline = Instant::now() + Duration::from_secs(30);
