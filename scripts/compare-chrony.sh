@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares ntplab with chronyd 4.3 on chrony's own simulation tests.
 #
-#   scripts/compare-chrony.sh [-s SEEDS] [-v] [CASE...] (default: every case, seeds 1-5; -v: a row per seed too)
+#   scripts/compare-chrony.sh [-s SEEDS] [-v] [-P] [CASE...] (default: every case, seeds 1-5; -v: a row per seed too;
+#                                                        -P: paired oscillators, below)
 #   scripts/compare-chrony.sh -l                       (list the cases)
 #   scripts/compare-chrony.sh -p                       (chronyd's precision under clknetsim)
 #
@@ -13,6 +14,15 @@
 # sync time = first second after which |offset| <= 1 ms to the end, RMS and
 # maximum |offset| from the case's max_sync_time (chrony's clknetsim -r) to the
 # end. It prints a Markdown table per case: median [min-max] over the seeds.
+#
+# The two simulators draw their randomness independently, so a seed's two runs
+# face different clock wanders and network delays. With -P (paired) ntplab's
+# client replays the frequency clknetsim drew for chronyd's client in the same
+# run (clknetsim's raw frequency log, -g, one value a second, written with 15
+# digits by a one-line change to the logging of the clknetsim built under
+# $WORK; the scenario's `frequency` and `wander` are replaced by that
+# `frequency_file`): both then follow the same oscillator, and only the network
+# delays differ.
 #
 # A tool for people, not part of the tests. Everything third-party lives under
 # $WORK (default /tmp/ntplab-compare-chrony), never in the repository:
@@ -30,15 +40,17 @@ SEEDS="1 2 3 4 5"
 NTPLAB=${NTPLAB:-}
 PRECISION=0
 PER_SEED=
+PAIRED=0
 
 CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100 006 007
 009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
 101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 125 126 126-delayed 135 default-1d"
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "s:lpvh" o; do
+while getopts "s:lpvPh" o; do
     case $o in
         v) PER_SEED=--per-seed ;;
+        P) PAIRED=1 ;;
         p) PRECISION=1 ;;
         s) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
         l) echo $CASES | tr ' ' '\n'; exit 0 ;;
@@ -129,6 +141,19 @@ setup_tools() {
         tar xzf "$tarball" -C "$WORK"
         make -s -C "$WORK/clknetsim" >/dev/null
     fi
+    if [ ! -e "$WORK/clknetsim/.rawfreq-15-digits" ]; then
+        # -g logs each node's raw frequency with printf's %e (7 digits: 1e-10
+        # at 1e-4, 1e-8 at 5e-2, coarser than a second's wander of 1e-9); the
+        # paired mode replays it, so it is logged with 15 digits. Logging only.
+        sed -i '/fprintf(rawfreq_log, "%e%c",/s/"%e%c"/"%.15e%c"/' "$WORK/clknetsim/network.cc"
+        grep -q 'fprintf(rawfreq_log, "%.15e%c",' "$WORK/clknetsim/network.cc" \
+            || { echo "compare-chrony: cannot find clknetsim's raw frequency log format in network.cc" >&2; exit 3; }
+        make -s -C "$WORK/clknetsim" >/dev/null
+        touch "$WORK/clknetsim/.rawfreq-15-digits"
+    fi
+    # Runs clknetsim with its raw frequency log (test.common's server wrapper hook).
+    printf '#!/bin/sh\nexec "$@" -g tmp/log.rawfreq\n' > "$WORK/clknetsim-rawfreq"
+    chmod +x "$WORK/clknetsim-rawfreq"
     if ! command -v chronyd >/dev/null && [ ! -x /usr/sbin/chronyd ]; then
         # Never let the package start its service (it would discipline this clock).
         if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -176,12 +201,15 @@ run_chrony() {
         cd "$SIMDIR"
         case_setup "$c"
         export CLKNETSIM_RANDOM_SEED=$seed
+        export CLKNETSIM_SERVER_WRAPPER=$WORK/clknetsim-rawfreq
         # shellcheck disable=SC1091
         . ./test.common
         mkdir -p tmp && rm -rf tmp/*
         eval "$pre_run"
         run_test > "$out/chrony.log" 2>&1 || true
         cp tmp/log.offset "$out/chrony.offsets" 2>/dev/null || true
+        # The compared node's raw frequency, one value a second (for -P).
+        awk -v n="$node" '{ print $n }' tmp/log.rawfreq > "$out/chrony.rawfreq" 2>/dev/null || true
         # clknetsim's packet log (one line per packet: when, from, to, ...),
         # for looking into chronyd's polling; the tables do not use it.
         cp tmp/log.packets "$out/chrony.packets" 2>/dev/null || true
@@ -215,6 +243,31 @@ run_ntplab() {
         [ -z "$file" ] && [ -e "$f" ] && file=$f
     done
     [ -n "$file" ] || { echo "compare-chrony: no scenario $scenario" >&2; exit 3; }
+    if [ "$PAIRED" = 1 ]; then
+        # The scenario with its client's frequency and wander replaced by
+        # chronyd's client's oscillator from the same seed.
+        [ -s "$out/chrony.rawfreq" ] || { echo "compare-chrony: clknetsim logged no raw frequency for case $c seed $seed" >&2; exit 4; }
+        python3 - "$file" "$out/paired.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.split(r'(?m)^(?=\[\[)', text)
+done = False
+for i, b in enumerate(blocks):
+    if b.startswith('[[host]]') and re.search(r'(?m)^name = "client"\s*$', b):
+        m = re.search(r'(?m)^clock = \{(.*)\}\s*$', b)
+        if not m:
+            sys.exit(f"compare-chrony: host `client` of {sys.argv[1]} has no one-line clock table")
+        keys = [k.strip() for k in m.group(1).split(',') if k.strip()]
+        keys = [k for k in keys if not re.match(r'(frequency|wander)\s*=', k)]
+        keys.append('frequency_file = "chrony.rawfreq"')
+        blocks[i] = b[:m.start()] + 'clock = { ' + ', '.join(keys) + ' }' + b[m.end():]
+        done = True
+if not done:
+    sys.exit(f"compare-chrony: no host `client` in {sys.argv[1]}")
+open(sys.argv[2], 'w').write(''.join(blocks))
+PY
+        file=$out/paired.toml
+    fi
     # A failed expectation is a figure here, not an error.
     "$NTPLAB" run "$file" --seed "$seed" --out "$out/ntplab" >/dev/null 2>&1 || true
 }
@@ -228,6 +281,7 @@ fi
 NTPLAB_VERSION=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 echo "# ntplab vs chronyd under clknetsim"
 echo
+[ "$PAIRED" = 1 ] && echo "Paired (-P): ntplab's client replays the frequency clknetsim drew for chronyd's client in each run; network delays are drawn independently." && echo
 echo "$(date -u +%Y-%m-%d), seeds $SEEDS; chronyd: $CHRONY_VERSION (Debian $(dpkg-query -W -f='${Version}' chrony)), clknetsim $(cat "$WORK/clknetsim/.commit" 2>/dev/null || echo 'from ../shared/tools'), ntplab $NTPLAB_VERSION."
 for c in $CASES; do
     case_setup "$c"
@@ -235,7 +289,7 @@ for c in $CASES; do
     for seed in $SEEDS; do
         out="$WORK/runs/$c/$seed"
         rm -rf "$out" && mkdir -p "$out"
-        setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR'; run_chrony '$c' '$seed' '$out'"
+        setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR' WORK='$WORK'; run_chrony '$c' '$seed' '$out'"
         if [ ! -s "$out/chrony.offsets" ]; then
             echo "compare-chrony: chronyd under clknetsim wrote no offset log for case $c seed $seed; its output: $out/chrony.log" >&2
             exit 4

@@ -69,15 +69,17 @@ fn write_parameters(s: &Scenario, out: &mut dyn Write) -> std::io::Result<()> {
             Role::Scripted(p) => format!("scripted {:?}, stratum {}", p.behavior, p.stratum),
         };
         let c = &h.clock;
+        let frequency = match &c.frequency_file {
+            Some(f) => format!("frequency from {} ({} values, one a second)", f.path, f.values.len()),
+            None => format!("frequency {:e}, wander {:e}", c.frequency, c.wander),
+        };
         writeln!(
             out,
-            "host {} ({}): {role}; clock offset {} s, frequency {:e}, wander {:e}, noise {:e} s, precision {:e} s; \
+            "host {} ({}): {role}; clock offset {} s, {frequency}, noise {:e} s, precision {:e} s; \
              streams oscillator/{i} noise/{i} daemon/{i} (first daemon seed {})",
             h.name,
             h.address,
             c.offset_s,
-            c.frequency,
-            c.wander,
             c.noise_s,
             c.precision_s,
             SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64()

@@ -148,6 +148,9 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 why.push(format!("host `{n}`: clock `{key}` is not realized by the clock shim (it models offset, frequency and wander only)"));
             }
         }
+        if c.frequency_file.is_some() {
+            why.push(format!("host `{n}`: clock `frequency_file` is not realized by the clock shim (it models offset, frequency and wander only)"));
+        }
         match &h.role {
             Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
             Role::Ntp(ntp) => {
@@ -1391,6 +1394,19 @@ host = "server"
         }
         let r = refusals(&drifting_client("ntpd-rs"));
         assert!(r.len() == 1 && r[0].starts_with("host `client`: impl = \"ntpd-rs\": drift 1e-4 ") && r[0].contains("no drift file"), "{r:?}");
+    }
+
+    #[test]
+    fn a_recorded_frequency_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ntplab-lab-freqfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.txt"), "1e-5\n").unwrap();
+        let text = "name = \"r\"\nduration = \"30s\"\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n\
+                    [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nlisten = false\nclock = { frequency_file = \"f.txt\" }\nsources = [ { host = \"server\" } ]\n\
+                    [[link]]\nbetween = [\"client\", \"server\"]\n";
+        let r = refusals(&Scenario::parse(text, &dir.join("r.toml").display().to_string()).unwrap());
+        assert_eq!(r, vec!["host `client`: clock `frequency_file` is not realized by the clock shim (it models offset, frequency and wander only)".to_string()]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct HostSetup {
     pub role: HostRole,
     /// Its free-running oscillator.
     pub oscillator: OscillatorConfig,
+    /// A recorded frequency replayed in place of the oscillator's random
+    /// walk, one value a second ([`Oscillator::with_frequency_series`]).
+    pub frequency_series: Option<std::sync::Arc<[f64]>>,
     /// Noise on its timestamp readings.
     pub noise: ReadNoise,
     /// Its reference-clock hardware, read by the daemon's `[[refclock]]`s.
@@ -452,7 +455,10 @@ async fn run_all(
         start: setup.start,
     };
     for (i, host) in setup.hosts.into_iter().enumerate() {
-        let oscillator = Oscillator::new(host.oscillator, SimRng::derive(setup.seed, &format!("oscillator/{i}")));
+        let mut oscillator = Oscillator::new(host.oscillator, SimRng::derive(setup.seed, &format!("oscillator/{i}")));
+        if let Some(series) = host.frequency_series {
+            oscillator = oscillator.with_frequency_series(series);
+        }
         let mut clock = HostClock::new(
             i,
             host.address,

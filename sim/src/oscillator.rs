@@ -34,6 +34,12 @@
 //! `∫₀^{k·h} W`), so memory is constant; catching up costs one normal deviate
 //! per grid step (a simulated week at `h = 1 s` is 604 800 steps).
 //!
+//! **A replayed frequency** ([`Oscillator::with_frequency_series`]) takes
+//! the walk's place: `W_k` is the series' `k`-th value (its last one after
+//! its end), on the same grid, with no draws. Replaying the frequency a
+//! clknetsim run logged for a node (`-g`, its "raw frequency") gives a host
+//! the very oscillator that node had.
+//!
 //! **The sine term** (a temperature-like cycle) is integrated in closed form.
 //!
 //! **Steps** ([`Oscillator::step`]) are scenario events ("someone stepped the
@@ -62,6 +68,7 @@
 use crate::rng::SimRng;
 use ntplab_proto::time::NtpDuration;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::f64::consts::PI;
 
 /// 2^32: [`NtpDuration`] units per second.
@@ -262,6 +269,8 @@ pub struct Oscillator {
     grid_s: f64,
     /// Standard deviation of one walk increment: wander · √h.
     walk_increment_sd: f64,
+    /// A replayed walk: `W_k` is its `k`-th value (the last one past its end).
+    series: Option<Arc<[f64]>>,
     /// Index k of the current grid cell; `walk_freq` is W_k.
     cell: i64,
     walk_freq: f64,
@@ -292,6 +301,7 @@ impl Oscillator {
         Oscillator {
             frequency_changes: Vec::new(),
             walk_increment_sd: config.wander * grid_s.sqrt(),
+            series: None,
             config,
             walk_rng,
             noise_rng,
@@ -305,6 +315,24 @@ impl Oscillator {
             pending_steps: VecDeque::new(),
             applied_steps: NtpDuration::ZERO,
         }
+    }
+
+    /// This clock with its walk replaced by `series`: `W_k` is `series[k]`
+    /// (s/s, added to the configured frequency), and its last value from
+    /// the series' end on; the walk's random stream is not used. An empty
+    /// series, or one with a value that is not finite, is ignored (the
+    /// scenario loader refuses those with a message).
+    pub fn with_frequency_series(mut self, series: Arc<[f64]>) -> Oscillator {
+        if !series.is_empty() && series.iter().all(|v| v.is_finite()) {
+            self.walk_freq = series[0];
+            self.series = Some(series);
+        }
+        self
+    }
+
+    /// Whether the walk term is present (drawn or replayed).
+    fn walks(&self) -> bool {
+        self.walk_increment_sd != 0.0 || self.series.is_some()
     }
 
     /// The configuration in use (after replacing invalid fields).
@@ -409,10 +437,19 @@ impl Oscillator {
             self.applied_steps = self.applied_steps + by;
             self.pending_steps.pop_front();
         }
-        if self.walk_increment_sd == 0.0 {
+        if !self.walks() {
             return; // No walk: W stays 0, no draws.
         }
         let target = t.to_bits().div_euclid(self.grid_units);
+        if let Some(series) = &self.series {
+            // Bounded by the grid steps elapsed since the previous query.
+            while self.cell < target {
+                self.walk_integral_s += self.walk_freq * self.grid_s;
+                self.cell += 1;
+                self.walk_freq = series[usize::try_from(self.cell).unwrap_or(usize::MAX).min(series.len() - 1)];
+            }
+            return;
+        }
         // Bounded by the grid steps elapsed since the previous query.
         while self.cell < target {
             self.walk_integral_s += self.walk_freq * self.grid_s;
@@ -423,7 +460,7 @@ impl Oscillator {
 
     /// ∫₀ᵗ W(τ) dτ, seconds, given that the walk sits in `t`'s cell.
     fn walk_offset_s(&self, t: NtpDuration) -> f64 {
-        if self.walk_increment_sd == 0.0 {
+        if !self.walks() {
             return 0.0;
         }
         // cell · grid_units ≤ t for forward queries, so no overflow; i128 for the others.
@@ -475,6 +512,34 @@ mod tests {
     }
 
     const WEEK_S: i64 = 7 * 86_400;
+
+    #[test]
+    fn a_replayed_frequency_is_integrated_per_second_and_its_last_value_holds() {
+        let config = OscillatorConfig { offset_s: 0.5, frequency: 1e-5, ..Default::default() };
+        let series: Arc<[f64]> = vec![1e-6, 2e-6, -1e-6].into();
+        let mut o = osc(config, 1).with_frequency_series(series);
+        let expect = |t: f64, walk: f64| 0.5 + 1e-5 * t + walk;
+        // Queried out of grid order of cells, never backwards.
+        for (t, walk, freq) in [
+            (0.25, 0.25e-6, 1e-6),
+            (1.0, 1e-6, 2e-6),
+            (2.5, 3e-6 - 0.5e-6, -1e-6),
+            (10.0, 3e-6 - 8e-6, -1e-6),
+        ] {
+            let got = o.raw_offset_at(secs(t)).to_seconds_f64();
+            // NtpDuration resolves 2^-32 s.
+            assert!((got - expect(t, walk)).abs() < 1e-9, "t={t}: {got} vs {}", expect(t, walk));
+            assert!((o.frequency_at(secs(t)) - (1e-5 + freq)).abs() < 1e-15, "t={t}");
+        }
+        // Another seed replays the same path: no randomness in the walk.
+        let mut other = osc(config, 2).with_frequency_series(vec![1e-6, 2e-6, -1e-6].into());
+        assert_eq!(other.raw_offset_at(secs(10.0)), o.raw_offset_at(secs(10.0)));
+        // An empty or non-finite series is ignored.
+        for bad in [Vec::new(), vec![1e-6, f64::NAN]] {
+            let mut o = osc(config, 1).with_frequency_series(bad.into());
+            assert!((o.raw_offset_at(secs(10.0)).to_seconds_f64() - expect(10.0, 0.0)).abs() < 1e-9);
+        }
+    }
 
     #[test]
     fn zero_noise_is_exact_linear_drift_over_a_week() {

@@ -136,6 +136,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                     sine,
                     ..OscillatorConfig::default()
                 },
+                frequency_series: h.clock.frequency_file.as_ref().map(|f| f.values.clone()),
                 noise: ReadNoise { noise_s: h.clock.noise_s, precision_s: h.clock.precision_s },
                 refclock: h.refclock.clone(),
             }

@@ -71,6 +71,7 @@ pub fn star(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             nts: None,
         })),
         oscillator: OscillatorConfig::default(),
+        frequency_series: None,
         noise: ReadNoise::default(),
         refclock: None,
     }];
@@ -102,7 +103,8 @@ pub fn star(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             nts: None,
             })),
             oscillator: OscillatorConfig { offset_s: 0.1, frequency: 1e-5, wander: 1e-9, ..OscillatorConfig::default() },
-            noise: ReadNoise::default(),
+            frequency_series: None,
+        noise: ReadNoise::default(),
             refclock: None,
         });
         links.push(LinkSetup { a: 0, b: i + 1, config: LinkConfig::symmetric(path), attacker: None });

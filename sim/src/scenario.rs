@@ -48,7 +48,13 @@
 //!   rounded, is also the precision the host's daemon reports and uses as
 //!   its noise floor; with exact readings, 0, the daemon's precision is
 //!   2^-23 s, [`crate::host_clock::DEFAULT_PRECISION_LOG2`]), `sine` =
-//!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`), and
+//!   `{ amplitude (s/s, on the frequency), period, phase (radians) }`,
+//!   `frequency_file` (a text file, relative to the scenario's directory,
+//!   holding the clock's frequency error in s/s for each second of the
+//!   run, one number a line, `#` comments and blank lines skipped; the last
+//!   value holds after the file's end; it replaces `frequency` and
+//!   `wander`, which it excludes: a recorded oscillator, e.g. the raw
+//!   frequency clknetsim logs for a node with `-g`)), and
 //!   `listen` (`true`: port 123, `false`: serve nobody, or a port number).
 //!   Role `ntp` also takes `impl` (`"ntplab"`, the default, `"chrony"`,
 //!   `"ntpsec"` or `"ntpd-rs"`: the program the hardware lab runs; the
@@ -142,6 +148,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -415,7 +422,7 @@ pub enum Malformation {
 
 /// A host's oscillator, as written: the clock model (another module) reads these.
 /// All values default to zero: a perfect clock read with infinite resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClockSpec {
     /// Initial offset, local minus true, seconds.
     pub offset_s: f64,
@@ -432,7 +439,22 @@ pub struct ClockSpec {
     pub precision_s: f64,
     /// A periodic frequency error (e.g. a daily temperature cycle).
     pub sine: SineSpec,
+    /// A recorded frequency error, one value a second (`frequency_file`),
+    /// in place of `frequency` and `wander`.
+    pub frequency_file: Option<FrequencyFile>,
 }
+
+/// A clock's frequency error for each second of a run, read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrequencyFile {
+    /// The file, as the scenario names it after resolving it against the scenario's directory.
+    pub path: String,
+    /// Its values, s/s; at least one, each finite and within ±0.1.
+    pub values: Arc<[f64]>,
+}
+
+/// Largest `frequency_file`: 64 MiB (a simulated month at one value a second is about 40 MiB).
+pub const FREQUENCY_FILE_BYTES_MAX: u64 = 64 << 20;
 
 /// A sinusoidal frequency error `amplitude * sin(2π t / period + phase)`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -1348,6 +1370,7 @@ struct HostClockSection {
     noise: Option<Spanned<Secs>>,
     precision: Option<Spanned<Secs>>,
     sine: Option<Spanned<SineSection>>,
+    frequency_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -2090,6 +2113,17 @@ impl Validator<'_> {
             }
             None => SineSpec::default(),
         };
+        let frequency_file = match &c.frequency_file {
+            Some(f) => {
+                for (key, given) in [("frequency", &c.frequency), ("wander", &c.wander)] {
+                    if let Some(v) = given {
+                        return Err(self.err(v, format!("clock `{key}` and `frequency_file` both give the frequency"), Some(format!("the file holds the whole frequency error, one value a second; drop `{key}`"))));
+                    }
+                }
+                Some(self.frequency_file(f)?)
+            }
+            None => None,
+        };
         Ok(ClockSpec {
             offset_s,
             frequency,
@@ -2097,7 +2131,46 @@ impl Validator<'_> {
             noise_s: non_negative(&c.noise, "noise")?,
             precision_s: non_negative(&c.precision, "precision")?,
             sine,
+            frequency_file,
         })
+    }
+
+    /// Reads a clock's `frequency_file`, relative to the scenario's directory.
+    fn frequency_file(&self, f: &Spanned<String>) -> VResult<FrequencyFile> {
+        let dir = Path::new(self.src.origin).parent().unwrap_or(Path::new(""));
+        let path = dir.join(f.get_ref());
+        let shown = path.display().to_string();
+        let text = match ntplab_daemon::config::read_file_bounded(&path, FREQUENCY_FILE_BYTES_MAX) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                use ntplab_daemon::config::BoundedReadError;
+                let why = match e {
+                    BoundedReadError::Io(e) => e.to_string(),
+                    BoundedReadError::Directory => "it is a directory".into(),
+                    BoundedReadError::TooLarge(_) => format!("it is larger than {} MiB", FREQUENCY_FILE_BYTES_MAX >> 20),
+                };
+                return Err(self.err(f, format!("cannot read the clock's frequency_file {shown}: {why}"), Some("a text file of frequency errors (s/s), one a line, for each second of the run; a relative path starts at the scenario's directory".into())));
+            }
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut values = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.parse::<f64>() {
+                Ok(v) if v.is_finite() && v.abs() <= 0.1 => values.push(v),
+                _ => {
+                    let shown_line: String = line.chars().take(40).collect();
+                    return Err(self.err(f, format!("frequency_file {shown}, line {}: `{shown_line}` is not a frequency error within ±0.1 s/s", n + 1), Some("one number a line, e.g. 1.0000234e-4".into())));
+                }
+            }
+        }
+        if values.is_empty() {
+            return Err(self.err(f, format!("frequency_file {shown} holds no value"), Some("one frequency error (s/s) a line, for each second of the run".into())));
+        }
+        Ok(FrequencyFile { path: shown, values: values.into() })
     }
 
     /// The hardware of a host's `refclock`.
@@ -3507,6 +3580,40 @@ max = "10m"
         std::fs::write(&edge, [b'#'; 100]).unwrap();
         assert_eq!(read_bounded(&edge, 100).map(|b| b.len()), Ok(100));
         assert!(read_bounded(&edge, 99).unwrap_err().0.contains("100 bytes, more than the limit of 99"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_frequency_file_is_read_beside_the_scenario_and_its_mistakes_are_named() {
+        let dir = std::env::temp_dir().join(format!("ntplab-scenario-freqfile-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let origin = dir.join("s.toml").display().to_string();
+        let scenario = |clock: &str| {
+            format!("name = \"x\"\nduration = 60\n[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n[[host]]\nname = \"c\"\naddress = \"10.0.0.2\"\nclock = {clock}\nsources = [{{ host = \"s\" }}]\n[[link]]\nbetween = [\"s\", \"c\"]\n")
+        };
+        std::fs::write(dir.join("sub/f.txt"), "# clknetsim -g, node 2\n1.0e-4\n\n 1.5e-4 \n-2e-5\n").unwrap();
+        let s = Scenario::parse(&scenario("{ offset = 0.1, frequency_file = \"sub/f.txt\" }"), &origin).unwrap();
+        let f = s.hosts[1].clock.frequency_file.as_ref().unwrap();
+        assert_eq!(&f.values[..], &[1.0e-4, 1.5e-4, -2e-5]);
+        assert_eq!(f.path, dir.join("sub/f.txt").display().to_string());
+        assert_eq!(s.hosts[1].clock.offset_s, 0.1);
+        let e = Scenario::parse(&scenario("{ frequency = 1e-5, frequency_file = \"sub/f.txt\" }"), &origin).unwrap_err();
+        assert!(e.message.contains("clock `frequency` and `frequency_file` both give the frequency"), "{e}");
+        assert_eq!(e.line, Some(10), "{e}");
+        let e = Scenario::parse(&scenario("{ wander = 1e-9, frequency_file = \"sub/f.txt\" }"), &origin).unwrap_err();
+        assert!(e.message.contains("clock `wander` and `frequency_file`"), "{e}");
+        let e = Scenario::parse(&scenario("{ frequency_file = \"missing.txt\" }"), &origin).unwrap_err();
+        assert!(e.message.contains(&format!("cannot read the clock's frequency_file {}", dir.join("missing.txt").display())), "{e}");
+        assert_eq!(e.line, Some(10), "{e}");
+        std::fs::write(dir.join("bad.txt"), "1e-4\n2e-4 3e-4\n").unwrap();
+        let e = Scenario::parse(&scenario("{ frequency_file = \"bad.txt\" }"), &origin).unwrap_err();
+        assert!(e.message.contains("bad.txt, line 2: `2e-4 3e-4` is not a frequency error within ±0.1 s/s"), "{e}");
+        std::fs::write(dir.join("big.txt"), "0.2\n").unwrap();
+        assert!(Scenario::parse(&scenario("{ frequency_file = \"big.txt\" }"), &origin).unwrap_err().message.contains("line 1: `0.2`"));
+        std::fs::write(dir.join("empty.txt"), "# nothing\n").unwrap();
+        assert!(Scenario::parse(&scenario("{ frequency_file = \"empty.txt\" }"), &origin).unwrap_err().message.contains("holds no value"));
+        let e = Scenario::parse(&scenario("{ frequency_file = \"sub\" }"), &origin).unwrap_err();
+        assert!(e.message.contains("it is a directory"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
