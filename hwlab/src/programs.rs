@@ -457,6 +457,9 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         if c.interleaved {
             s.push_str(" xleave");
         }
+        if let Some(d) = c.max_delay {
+            let _ = write!(s, " maxdelay {:.9}", d.to_seconds_f64());
+        }
         if let Some(n) = &src.nts {
             s.push_str(" nts");
             if n.ke_port != KE_PORT {
@@ -605,6 +608,9 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
             "\n[[source]]\naddress = \"{}\"\niburst = {}\nburst = {}\npoll_min = {}\npoll_max = {}\nversion = {}\ninterleaved = {}",
             src.address, c.iburst, c.burst, c.poll_min_log2, c.poll_max_log2, c.version, c.interleaved
         );
+        if let Some(d) = c.max_delay {
+            let _ = writeln!(s, "max_delay = {:.9}", d.to_seconds_f64());
+        }
         if let Some(n) = &src.nts {
             s += &ntplab_nts_source(n, &nts_files(nts, &format!("source {}", src.address))?.ca);
         }
@@ -1038,6 +1044,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                     // ntp.conf(5) of 1.2.2 has no `xleave`, nor has the ntpd binary the word.
                     why.push(format!("source {}: ntpsec 1.2 has no interleaved mode (its configuration has no `xleave`)", s.address));
                 }
+                if s.config.max_delay.is_some() {
+                    why.push(format!("source {}: ntpsec 1.2 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
+                }
             }
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
@@ -1057,6 +1066,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 }
                 if c.interleaved {
                     why.push(format!("source {}: ntpd-rs 1.9 has no interleaved mode", s.address));
+                }
+                if c.max_delay.is_some() {
+                    why.push(format!("source {}: ntpd-rs 1.9 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
                 }
                 if !matches!(c.version, 4 | 5) {
                     why.push(format!("source {}: ntpd-rs speaks NTPv4 and NTPv5 only (version {})", s.address, c.version));
@@ -1495,6 +1507,14 @@ mod tests {
         assert!(unwritable(&xleave, Implementation::NtpdRs)[0].contains("no interleaved mode"));
         assert!(unwritable(&xleave, Implementation::Chrony).is_empty());
         assert!(chrony_config(&xleave, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" xleave\n"));
+        let max_delay = source("max_delay = 3e-5");
+        assert!(unwritable(&max_delay, Implementation::Ntpsec)[0].contains("no per-source maximum delay"));
+        assert!(unwritable(&max_delay, Implementation::NtpdRs)[0].contains("no per-source maximum delay"));
+        assert!(unwritable(&max_delay, Implementation::Chrony).is_empty());
+        assert!(chrony_config(&max_delay, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" maxdelay 0.000030000"));
+        let written = ntplab_config(&max_delay, None, None).unwrap();
+        assert!(written.contains("\nmax_delay = 0.000030000\n"), "{written}");
+        assert_eq!(DaemonConfig::from_toml(&written, "w").unwrap().sources[0].config.max_delay, max_delay.sources[0].config.max_delay);
     }
 
     #[test]

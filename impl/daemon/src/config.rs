@@ -14,6 +14,7 @@
 //! poll_max = 10
 //! unsmear = false          # undo this server's leap smear (its smear REFID)
 //! interleaved = false      # ask for the interleaved mode (RFC 9769; chrony's xleave)
+//! max_delay = 0.1          # s: replies with a longer round trip give no sample (chrony's maxdelay; default none)
 //! version = 4              # 1-4, 5 (NTPv5 only) or "auto" (NTPv4, upgraded to NTPv5 when offered)
 //! draft = "08"             # the NTPv5 draft spoken: "07", "08" (default, ntpd-rs 1.9) or "09"
 //!
@@ -311,6 +312,9 @@ pub struct SourceSection {
     /// Ask for the interleaved client/server mode (RFC 9769; NTPv4 only).
     #[serde(default)]
     pub interleaved: bool,
+    /// Largest round-trip delay of a sample, s (chrony's `maxdelay`): a reply
+    /// measuring more counts for reachability and gives no sample.
+    pub max_delay: Option<f64>,
     /// Protect the exchanges with NTS (RFC 8915): NTS-KE first.
     #[serde(default)]
     pub nts: bool,
@@ -901,6 +905,13 @@ impl ConfigFile {
                 },
                 unsmear: s.unsmear,
                 interleaved: s.interleaved,
+                max_delay: match s.max_delay {
+                    None => None,
+                    Some(d) if d.is_finite() && d > 0.0 && d <= 16.0 => Some(NtpDuration::from_seconds_f64(d)),
+                    Some(d) => {
+                        return Err(at(&[K("source"), I(i), K("max_delay")], format!("{name}: maximum delay {d} s must be above 0 and at most 16 s (RFC 5905 MAXDISP)")))
+                    }
+                },
                 ..defaults
             };
             config.validate().map_err(|e| {
@@ -1719,6 +1730,19 @@ refid = "NMEA"
         for n in ["0", "65"] {
             let e = DaemonConfig::from_toml(&format!("min_sources = {n}\n{base}"), "m.toml").unwrap_err();
             assert!(e.0.starts_with("m.toml:1:") && e.0.contains(&format!("min_sources = {n}: give 1 to 64")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_sources_max_delay_is_chronys_maxdelay_and_its_mistakes_are_named() {
+        let source = |extra: &str| format!("[[source]]\naddress = \"127.0.0.1:123\"\n{extra}");
+        let c = DaemonConfig::from_toml(&source(""), "a").unwrap();
+        assert_eq!(c.sources[0].config.max_delay, None);
+        let c = DaemonConfig::from_toml(&source("max_delay = 3e-5\n"), "b").unwrap();
+        assert_eq!(c.sources[0].config.max_delay, Some(NtpDuration::from_seconds_f64(3e-5)));
+        for bad in ["0", "-1", "17", "nan", "inf"] {
+            let e = DaemonConfig::from_toml(&source(&format!("max_delay = {bad}\n")), "d.toml").unwrap_err();
+            assert!(e.0.starts_with("d.toml:3:13:") && e.0.contains("maximum delay") && e.0.contains("at most 16 s"), "{bad}: {e}");
         }
     }
 

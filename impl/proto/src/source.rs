@@ -83,6 +83,7 @@
 //! | [`StratumUnsynchronized`](RejectReason::StratumUnsynchronized) | stratum ≥ 16 | A.5.1.1 |
 //! | [`ReferenceAfterTransmit`](RejectReason::ReferenceAfterTransmit) | reference timestamp later than transmit | A.5.1.1 |
 //! | [`RootDistance`](RejectReason::RootDistance) | root delay / 2 + root dispersion ≥ MAXDISP (16 s) | A.5.1.1 |
+//! | [`MaxDelay`](RejectReason::MaxDelay) | round-trip delay above [`SourceConfig::max_delay`] (after the reply counted for reach and polling) | chrony's `maxdelay` |
 //!
 //! Deviation from A.5.1, on purpose: the RFC updates its duplicate reference
 //! (`p.org`) from *every* packet, bogus ones included. Here it is updated only
@@ -241,6 +242,11 @@ pub struct SourceConfig {
     /// (the draft's first set, which it recommends to clients that filter by
     /// delay). Basic replies are used as always. NTPv4 only. Default off.
     pub interleaved: bool,
+    /// The largest round-trip delay a sample may have (chrony's `maxdelay`):
+    /// a reply measuring more counts for reachability and polling but gives
+    /// no sample ([`RejectReason::MaxDelay`]). Positive, at most MAXDISP (16
+    /// s). Default none.
+    pub max_delay: Option<NtpDuration>,
 }
 
 impl Default for SourceConfig {
@@ -257,6 +263,7 @@ impl Default for SourceConfig {
             poll_jitter: true,
             unsmear: false,
             interleaved: false,
+            max_delay: None,
         }
     }
 }
@@ -281,6 +288,11 @@ impl SourceConfig {
         }
         if self.interleaved && (self.version == 5 || self.v5_auto) {
             return Err(ConfigError::InterleavedNeedsV4);
+        }
+        if let Some(max_delay) = self.max_delay {
+            if max_delay <= NtpDuration::ZERO || max_delay > MAXDISP {
+                return Err(ConfigError::MaxDelay { max_delay });
+            }
         }
         Ok(())
     }
@@ -315,6 +327,11 @@ pub enum ConfigError {
     /// `interleaved` is set on a source that speaks (or may upgrade to)
     /// NTPv5, whose interleaved mode is a flag of its own.
     InterleavedNeedsV4,
+    /// `max_delay` is not positive or is above MAXDISP (16 s).
+    MaxDelay {
+        /// The configured value.
+        max_delay: NtpDuration,
+    },
 }
 
 impl core::fmt::Display for ConfigError {
@@ -332,6 +349,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::Version { version } => write!(f, "NTP version {version} is not 1-5 (or \"auto\", which starts at 4)"),
             ConfigError::InterleavedNeedsV4 => {
                 write!(f, "interleaved mode (RFC 9769) is an NTPv4 mode: set version = 4 (or leave it out) on an interleaved source")
+            }
+            ConfigError::MaxDelay { max_delay } => {
+                write!(f, "maximum delay {} s must be above 0 and at most 16 s (RFC 5905 MAXDISP)", max_delay.to_seconds_f64())
             }
         }
     }
@@ -485,11 +505,15 @@ pub enum RejectReason {
     /// An NTPv5 reply in another timescale than the one asked for
     /// (draft-ietf-ntp-ntpv5-07 §9).
     WrongTimescale,
+    /// A valid reply whose round-trip delay is above the source's
+    /// [`SourceConfig::max_delay`] (chrony's `maxdelay`): it counts for
+    /// reachability and polling, and gives no sample.
+    MaxDelay,
 }
 
 impl RejectReason {
     /// Every reason, in check order.
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::TooShort,
         RejectReason::BadVersion,
         RejectReason::BadMode,
@@ -509,6 +533,7 @@ impl RejectReason {
         RejectReason::RootDistance,
         RejectReason::WrongDraft,
         RejectReason::WrongTimescale,
+        RejectReason::MaxDelay,
     ];
 
     /// A stable snake_case name for metrics labels.
@@ -533,6 +558,7 @@ impl RejectReason {
             RejectReason::RootDistance => "root_distance",
             RejectReason::WrongDraft => "wrong_draft",
             RejectReason::WrongTimescale => "wrong_timescale",
+            RejectReason::MaxDelay => "max_delay",
         }
     }
 
@@ -554,6 +580,7 @@ impl RejectReason {
             | RejectReason::RootDistance => "RFC 5905 A.5.1.1",
             RejectReason::WrongDraft => "draft-ietf-ntp-ntpv5-07 §7.1",
             RejectReason::WrongTimescale => "draft-ietf-ntp-ntpv5-07 §9",
+            RejectReason::MaxDelay => "chrony's maxdelay (not in RFC 5905)",
         }
     }
 
@@ -1066,6 +1093,9 @@ impl Source {
         self.last_leap = Some(repr.leap);
         if self.burst_remaining == 0 {
             self.schedule_regular(now);
+        }
+        if self.config.max_delay.is_some_and(|max| m.delay > max) {
+            return reject(R::MaxDelay);
         }
         SourceEvent::Sample(m)
     }

@@ -408,6 +408,28 @@ fn each_header_check_rejects_with_its_reason() {
 }
 
 #[test]
+fn a_reply_over_the_maximum_delay_counts_for_reach_and_gives_no_sample() {
+    // The path's round trip is 20 ms (10 ms each way, 1 ms held by the server).
+    for (max_ms, sample) in [(19, false), (20, true), (25, true)] {
+        let mut s = source(SourceConfig { max_delay: Some(ms(max_ms)), ..config() });
+        let path = Path::new(t2024());
+        let ev = exchange(&mut s, Instant::ZERO, &path, RANDOM);
+        assert_eq!(matches!(ev, SourceEvent::Sample(_)), sample, "max {max_ms} ms: {ev:?}");
+        if !sample {
+            assert_eq!(ev, SourceEvent::Rejected(R::MaxDelay));
+            assert_eq!(s.counters().rejected(R::MaxDelay), 1);
+        }
+        assert_eq!(s.reach(), 1, "max {max_ms} ms: a valid reply reaches");
+    }
+    assert!(R::MaxDelay.rule().contains("maxdelay"));
+    for bad in [ms(0), ms(-1), NtpDuration::from_seconds(17)] {
+        let e = SourceConfig { max_delay: Some(bad), ..config() }.validate().unwrap_err();
+        assert!(e.to_string().contains("maximum delay"), "{e}");
+    }
+    assert!(SourceConfig { max_delay: Some(NtpDuration::from_seconds(16)), ..config() }.validate().is_ok());
+}
+
+#[test]
 fn header_limits_that_still_pass() {
     type Mutate = fn(&mut Repr);
     let cases: &[(&str, Mutate)] = &[

@@ -306,6 +306,9 @@ impl Source {
         if self.burst_remaining == 0 {
             self.schedule_regular(now);
         }
+        if self.config.max_delay.is_some_and(|max| m.delay > max) {
+            return reject(RejectReason::MaxDelay);
+        }
         SourceEvent::Sample(m)
     }
 
