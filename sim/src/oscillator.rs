@@ -441,20 +441,14 @@ impl Oscillator {
             return; // No walk: W stays 0, no draws.
         }
         let target = t.to_bits().div_euclid(self.grid_units);
-        if let Some(series) = &self.series {
-            // Bounded by the grid steps elapsed since the previous query.
-            while self.cell < target {
-                self.walk_integral_s += self.walk_freq * self.grid_s;
-                self.cell += 1;
-                self.walk_freq = series[usize::try_from(self.cell).unwrap_or(usize::MAX).min(series.len() - 1)];
-            }
-            return;
-        }
         // Bounded by the grid steps elapsed since the previous query.
         while self.cell < target {
             self.walk_integral_s += self.walk_freq * self.grid_s;
-            self.walk_freq += self.walk_increment_sd * self.walk_rng.normal();
             self.cell += 1;
+            self.walk_freq = match &self.series {
+                Some(series) => series[usize::try_from(self.cell).unwrap_or(usize::MAX).min(series.len() - 1)],
+                None => self.walk_freq + self.walk_increment_sd * self.walk_rng.normal(),
+            };
         }
     }
 

@@ -905,9 +905,11 @@ impl ConfigFile {
                 },
                 unsmear: s.unsmear,
                 interleaved: s.interleaved,
+                // The range is SourceConfig::validate's (below); only a
+                // number that is no duration is refused here.
                 max_delay: match s.max_delay {
                     None => None,
-                    Some(d) if d.is_finite() && d > 0.0 && d <= 16.0 => Some(NtpDuration::from_seconds_f64(d)),
+                    Some(d) if d.is_finite() => Some(NtpDuration::from_seconds_f64(d)),
                     Some(d) => {
                         return Err(at(&[K("source"), I(i), K("max_delay")], format!("{name}: maximum delay {d} s must be above 0 and at most 16 s (RFC 5905 MAXDISP)")))
                     }
@@ -917,7 +919,7 @@ impl ConfigFile {
             config.validate().map_err(|e| {
                 let e = e.to_string();
                 // Point at the key the message is about, when it names one.
-                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("interleaved", "interleaved"), ("version", "version")]
+                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("interleaved", "interleaved"), ("version", "version"), ("maximum delay", "max_delay")]
                     .into_iter()
                     .find_map(|(words, key)| e.contains(words).then_some(key));
                 let mut path = vec![K("source"), I(i)];
