@@ -42,7 +42,8 @@ PRECISION=0
 PER_SEED=
 PAIRED=0
 
-CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100 006 007
+CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100
+005-makestep-minus-1e8 005-makestep-minus-1e5 005-makestep-plus-1e5 005-makestep-plus-1e8 006 007
 009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
 101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 125 126 126-delayed 135 default-1d"
 
@@ -83,6 +84,10 @@ case_setup() {
             scenario=chrony-005-external-step-plus-100s ;;
         005-minus-100) client_step='(* -1e2 (equal 0.1 (sum 1.0) 150))' max_sync_time=1550 window=1550
             scenario=chrony-005-external-step-minus-100s ;;
+        005-makestep-*) # 005's second part: makestep 1 -1, one external step at 5000 s
+            local w=${1#005-makestep-} v; v=${w#*-}; [ "${w%%-*}" = minus ] && v=-$v
+            client_conf="makestep 1 -1" client_step="(* $v (equal 0.1 (sum 1.0) 5000))" max_sync_time=6200 window=6200
+            scenario=chrony-005-external-step-makestep-${w}s ;;
         101-poll-*) local p=${1#101-poll-}
             client_server_options="minpoll $p maxpoll $p" wander=0.0 jitter=1e-6 limit=$((2**p * 10))
             max_sync_time=$((2**p * 21 / 10 + 1)) window=$((2**p * 21 / 10 + 1)) client_conf="makestep 1e-2 1"

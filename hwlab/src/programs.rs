@@ -5,6 +5,7 @@
 use ntplab_daemon::config::{DaemonConfig, NtsServerSpec, NtsSourceSpec, StepSettings};
 use ntplab_proto::discipline::DisciplineKind;
 use ntplab_proto::nts::Aead;
+use ntplab_proto::select::SelectOptions;
 use ntplab_proto::server::access::{AccessAction, AccessList};
 use ntplab_proto::server::{LeapKind, RateLimitConfig, SmearConfig, SmearStyle};
 use ntplab_proto::time::NtpDuration;
@@ -460,6 +461,11 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         if let Some(d) = c.max_delay {
             let _ = write!(s, " maxdelay {:.9}", d.to_seconds_f64());
         }
+        for (word, on) in select_words(&src.select) {
+            if on {
+                let _ = write!(s, " {word}");
+            }
+        }
         if let Some(n) = &src.nts {
             s.push_str(" nts");
             if n.ke_port != KE_PORT {
@@ -611,6 +617,11 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
         if let Some(d) = c.max_delay {
             let _ = writeln!(s, "max_delay = {:.9}", d.to_seconds_f64());
         }
+        for (word, on) in select_words(&src.select) {
+            if on {
+                let _ = writeln!(s, "{word} = true");
+            }
+        }
         if let Some(n) = &src.nts {
             s += &ntplab_nts_source(n, &nts_files(nts, &format!("source {}", src.address))?.ca);
         }
@@ -629,6 +640,11 @@ fn no_rate_limit() -> RateLimitConfig {
 
 /// Nanoseconds as exact decimal seconds (`2.500000000`), so that the daemon
 /// reads back the interval it was given.
+/// A source's selection options as chrony's (and ntplab's) words.
+fn select_words(o: &SelectOptions) -> [(&'static str, bool); 4] {
+    [("noselect", o.noselect), ("prefer", o.prefer), ("trust", o.trust), ("require", o.require)]
+}
+
 fn seconds_text(ns: u64) -> String {
     format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
 }
@@ -1047,6 +1063,11 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 if s.config.max_delay.is_some() {
                     why.push(format!("source {}: ntpsec 1.2 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
                 }
+                if s.select.trust || s.select.require {
+                    // Its `true` makes a source survive selection and clustering
+                    // whatever the others say: not chrony's `trust`.
+                    why.push(format!("source {}: ntpsec 1.2 has no `trust` or `require` (its `true` is another rule)", s.address));
+                }
             }
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
@@ -1069,6 +1090,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 }
                 if c.max_delay.is_some() {
                     why.push(format!("source {}: ntpd-rs 1.9 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
+                }
+                if s.select != SelectOptions::default() {
+                    why.push(format!("source {}: ntpd-rs 1.9 has no per-source selection options (`noselect`, `prefer`, `trust`, `require`)", s.address));
                 }
                 if !matches!(c.version, 4 | 5) {
                     why.push(format!("source {}: ntpd-rs speaks NTPv4 and NTPv5 only (version {})", s.address, c.version));
@@ -1207,8 +1231,9 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
                 let _ = write!(s, " aead {}", ntpsec_aead(one));
             }
         }
-        // unwritable() refuses interleaved sources: ntpsec 1.2 has no `xleave`.
-        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst")] {
+        // unwritable() refuses interleaved sources: ntpsec 1.2 has no `xleave`,
+        // and `trust` and `require`.
+        for (on, word) in [(c.iburst, "iburst"), (c.burst, "burst"), (src.select.prefer, "prefer"), (src.select.noselect, "noselect")] {
             if on {
                 let _ = write!(s, " {word}");
             }
@@ -1515,6 +1540,26 @@ mod tests {
         let written = ntplab_config(&max_delay, None, None).unwrap();
         assert!(written.contains("\nmax_delay = 0.000030000\n"), "{written}");
         assert_eq!(DaemonConfig::from_toml(&written, "w").unwrap().sources[0].config.max_delay, max_delay.sources[0].config.max_delay);
+    }
+
+    #[test]
+    fn selection_options_are_written_where_a_program_has_them() {
+        let source = |extra: &str| DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\n{extra}\n"), "test").unwrap();
+        let all = source("prefer = true\ntrust = true\nrequire = true");
+        let chrony = chrony_config(&all, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap();
+        assert!(chrony.contains(" prefer trust require\n"), "{chrony}");
+        let written = ntplab_config(&all, None, None).unwrap();
+        assert!(written.contains("\nprefer = true\ntrust = true\nrequire = true\n"), "{written}");
+        assert_eq!(DaemonConfig::from_toml(&written, "w").unwrap().sources[0].select, all.sources[0].select);
+        assert!(unwritable(&all, Implementation::Ntpsec)[0].contains("no `trust` or `require`"));
+        assert!(unwritable(&all, Implementation::NtpdRs)[0].contains("no per-source selection options"));
+        let noselect = source("noselect = true");
+        assert!(unwritable(&noselect, Implementation::Ntpsec).is_empty());
+        let ntpsec = ntpsec_config(&noselect, Path::new("/tmp"), "h", None).unwrap();
+        assert!(ntpsec.contains(" noselect\n"), "{ntpsec}");
+        let prefer = source("prefer = true");
+        assert!(ntpsec_config(&prefer, Path::new("/tmp"), "h", None).unwrap().contains(" prefer\n"));
+        assert!(chrony_config(&noselect, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains(" noselect\n"));
     }
 
     #[test]

@@ -586,6 +586,9 @@ impl Recorder for RunRecorder {
                 };
                 (kind, serde_json::json!({ "action": format!("{action:?}") }))
             }
+            DaemonEvent::ClockWentBack { by } => {
+                ("clock_went_back", serde_json::json!({ "by_s": by.to_seconds_f64() }))
+            }
             DaemonEvent::PollChanged { poll_log2 } => {
                 if let Some(st) = self.state.get_mut(host) {
                     st.poll_log2 = *poll_log2;

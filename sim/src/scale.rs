@@ -89,7 +89,7 @@ pub fn star(clients: usize, duration_s: i64, poll: Option<i8>) -> SimSetup {
             address: IpAddr::V4(Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8)),
             role: HostRole::Daemon(Box::new(DaemonConfig {
                 listen: vec![],
-                sources: vec![SourceSpec { address: server, config: source, nts: None }],
+                sources: vec![SourceSpec { address: server, config: source, nts: None, select: Default::default() }],
                 server: ServerConfig::default(),
                 local: None,
                 clock_control: false,

@@ -61,11 +61,14 @@
 //!   simulator refuses hosts that are not `"ntplab"`), `local_stratum`,
 //!   `interleaved`, `ntpv5` (answer NTPv5 and offer the upgrade, default
 //!   true), `sources` (each `{ host, iburst, burst, poll_min, poll_max,
-//!   version, draft, interleaved, unsmear, nts, aeads, max_delay, port }`, the host
+//!   version, draft, interleaved, unsmear, nts, aeads, max_delay, noselect,
+//!   prefer, trust, require, port }`, the host
 //!   named by its `name`; `version` 1–5 or `"auto"`, `draft` the NTPv5
 //!   draft `"07"`, `"08"` or `"09"`, `interleaved` asks for RFC 9769's
 //!   interleaved mode, `max_delay` is chrony's `maxdelay`: a reply with a
-//!   longer round trip gives no sample),
+//!   longer round trip gives no sample; `noselect`, `prefer`, `trust` and
+//!   `require` are the daemon's `[[source]]` selection options, chrony's
+//!   words),
 //!   `discipline` (`"regression"`, the default, or `"rfc5905"`:
 //!   the daemon's `[clock] discipline`), `drift` (the clock's frequency
 //!   error as the daemon's drift file holds it, s/s, positive when the
@@ -1425,6 +1428,15 @@ struct SourceEntry {
     aeads: Option<Vec<u16>>,
     /// Largest round-trip delay of a sample (chrony's `maxdelay`).
     max_delay: Option<Secs>,
+    /// Selection options (chrony's `noselect`, `prefer`, `trust`, `require`).
+    #[serde(default)]
+    noselect: bool,
+    #[serde(default)]
+    prefer: bool,
+    #[serde(default)]
+    trust: bool,
+    #[serde(default)]
+    require: bool,
     /// The port the client is configured with (default: the host's); with
     /// NTS, a Port Negotiation record of the host's NTS-KE overrides it.
     port: Option<u16>,
@@ -2416,6 +2428,10 @@ impl Validator<'_> {
                 trusted_certificates: None,
                 aeads: e.aeads.clone(),
                 max_delay: e.max_delay.map(|d| d.value),
+                noselect: e.noselect,
+                prefer: e.prefer,
+                trust: e.trust,
+                require: e.require,
             }));
         }
         // The daemon reads the host's simulated hardware: its device paths only name it.

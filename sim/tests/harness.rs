@@ -70,7 +70,7 @@ fn chrony_default(discipline: DisciplineKind, poll: Option<i8>, hours: i64) -> S
     }
     let client_config = DaemonConfig {
         listen: vec![],
-        sources: vec![SourceSpec { address: server, config: source, nts: None }],
+        sources: vec![SourceSpec { address: server, config: source, nts: None, select: Default::default() }],
         server: ServerConfig::default(),
         local: None,
         clock_control: false,

@@ -15,6 +15,8 @@
 //! unsmear = false          # undo this server's leap smear (its smear REFID)
 //! interleaved = false      # ask for the interleaved mode (RFC 9769; chrony's xleave)
 //! max_delay = 0.1          # s: replies with a longer round trip give no sample (chrony's maxdelay; default none)
+//! prefer = false           # combine the preferred truechimers alone (chrony's and ntpd's prefer)
+//! noselect = false         # measure, never select (also trust: only trusted sources outvote it; require: no clock update without it)
 //! version = 4              # 1-4, 5 (NTPv5 only) or "auto" (NTPv4, upgraded to NTPv5 when offered)
 //! draft = "08"             # the NTPv5 draft spoken: "07", "08" (default, ntpd-rs 1.9) or "09"
 //!
@@ -118,6 +120,7 @@ use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v5::Draft;
 use ntplab_proto::refclock::pps::{PpsConfig, PpsMode};
+use ntplab_proto::select::SelectOptions;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -315,6 +318,21 @@ pub struct SourceSection {
     /// Largest round-trip delay of a sample, s (chrony's `maxdelay`): a reply
     /// measuring more counts for reachability and gives no sample.
     pub max_delay: Option<f64>,
+    /// Poll and measure it, never select it (chrony's and ntpd's `noselect`).
+    #[serde(default)]
+    pub noselect: bool,
+    /// Among the truechimers, combine the preferred sources alone (chrony's
+    /// and ntpd's `prefer`).
+    #[serde(default)]
+    pub prefer: bool,
+    /// Take its time as true: only other trusted sources can outvote it
+    /// (chrony's `trust`).
+    #[serde(default)]
+    pub trust: bool,
+    /// Discipline the clock only while a source with `require` is a
+    /// truechimer (chrony's `require`).
+    #[serde(default)]
+    pub require: bool,
     /// Protect the exchanges with NTS (RFC 8915): NTS-KE first.
     #[serde(default)]
     pub nts: bool,
@@ -634,6 +652,8 @@ pub struct SourceSpec {
     pub config: SourceConfig,
     /// NTS, when the source uses it.
     pub nts: Option<NtsSourceSpec>,
+    /// How it takes part in selection (`noselect`, `prefer`, `trust`, `require`).
+    pub select: SelectOptions,
 }
 
 /// An NTS source's key establishment, validated.
@@ -934,7 +954,16 @@ impl ConfigFile {
                 path.extend(key.map(K));
                 at(&path, format!("{name}: {m}"))
             })?;
-            sources.push(SourceSpec { address: s.address, config, nts });
+            let select = SelectOptions { noselect: s.noselect, prefer: s.prefer, trust: s.trust, require: s.require };
+            if s.noselect {
+                let other = [(s.prefer, "prefer", "preferred"), (s.trust, "trust", "trusted"), (s.require, "require", "required")]
+                    .into_iter()
+                    .find_map(|(on, key, word)| on.then_some((key, word)));
+                if let Some((key, word)) = other {
+                    return Err(at(&[K("source"), I(i), K(key)], format!("{name}: noselect with {key}: a source that is never selected cannot be {word}; drop one of the two")));
+                }
+            }
+            sources.push(SourceSpec { address: s.address, config, nts, select });
         }
         let mut access = AccessList::new(self.access.default.map_or(AccessAction::Allow, Into::into));
         for (i, r) in self.access.rules.iter().enumerate() {
@@ -1746,6 +1775,23 @@ refid = "NMEA"
             let e = DaemonConfig::from_toml(&source(&format!("max_delay = {bad}\n")), "d.toml").unwrap_err();
             assert!(e.0.starts_with("d.toml:3:13:") && e.0.contains("maximum delay") && e.0.contains("at most 16 s"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_sources_selection_options_are_chronys_words_and_noselect_excludes_the_others() {
+        let source = |extra: &str| format!("[[source]]\naddress = \"127.0.0.1:123\"\n{extra}");
+        let c = DaemonConfig::from_toml(&source(""), "a").unwrap();
+        assert_eq!(c.sources[0].select, SelectOptions::default());
+        let c = DaemonConfig::from_toml(&source("prefer = true\ntrust = true\nrequire = true\n"), "b").unwrap();
+        assert_eq!(c.sources[0].select, SelectOptions { noselect: false, prefer: true, trust: true, require: true });
+        let c = DaemonConfig::from_toml(&source("noselect = true\n"), "c").unwrap();
+        assert!(c.sources[0].select.noselect);
+        for (key, word) in [("prefer", "preferred"), ("trust", "trusted"), ("require", "required")] {
+            let e = DaemonConfig::from_toml(&source(&format!("noselect = true\n{key} = true\n")), "d.toml").unwrap_err();
+            assert!(e.0.starts_with("d.toml:4:") && e.0.contains(&format!("noselect with {key}")) && e.0.contains(word), "{e}");
+        }
+        let e = DaemonConfig::from_toml(&source("prefer = 1\n"), "e.toml").unwrap_err();
+        assert!(e.0.starts_with("e.toml:3:"), "{e}");
     }
 
     #[test]

@@ -123,6 +123,14 @@ pub enum DaemonEvent {
         /// When it took effect, per the clock.
         at: Option<NtpTime>,
     },
+    /// A measurement arrived at a local time before one handled earlier:
+    /// something else set the clock back. Every source's samples and the
+    /// discipline's were discarded
+    /// ([`ntplab_proto::system::SystemUpdate::clock_went_back`]).
+    ClockWentBack {
+        /// How far, at least (the last arrival time minus this one).
+        by: NtpDuration,
+    },
     /// The system poll exponent changed.
     PollChanged {
         /// New exponent, log2 s.
@@ -252,6 +260,11 @@ impl EventSink for TracingSink {
             DaemonEvent::SourceIsThisHost { source } => {
                 tracing::warn!(at = %at.rfc3339(), %source, "source refused: it is this server (a timing loop)")
             }
+            DaemonEvent::ClockWentBack { by } => tracing::warn!(
+                at = %at.rfc3339(),
+                by_s = by.to_seconds_f64(),
+                "the clock went back (set by another program?): samples on the old timescale discarded"
+            ),
             DaemonEvent::SourceLoop { source, reason } => {
                 tracing::warn!(at = %at.rfc3339(), %source, ?reason, "source not followed: timing loop")
             }
@@ -491,6 +504,7 @@ where
             IpAddr::V6(ip) => ReferenceId::from_ipv6(ip),
         };
         system.add_source(PeerId::Source(i), refid);
+        system.set_select_options(&PeerId::Source(i), spec.select);
         system.set_source_v5_id(&PeerId::Source(i), V5ReferenceId::from_address(spec.address.ip()));
         let source = Source::new(SourceConfig { precision_log2, ..spec.config }, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;
@@ -1048,6 +1062,9 @@ fn apply_update<S, C: DaemonClock>(
     clock: &mut C,
     events: &mut dyn EventSink,
 ) {
+    if let Some(by) = update.clock_went_back {
+        events.event(local, &DaemonEvent::ClockWentBack { by });
+    }
     if let Some(selection) = &update.selection {
         let mut looping = peers.looping.borrow_mut();
         let mut now_looping = BTreeSet::new();

@@ -305,6 +305,12 @@ pub trait ClockDiscipline {
         crate::constants::PHI
     }
 
+    /// The local clock went back to `now` without this discipline asking
+    /// (another program set it): what it holds stamped on the old
+    /// timescale (samples, the time of the last update) lies in the future.
+    /// An implementation drops or restarts it and keeps its frequency.
+    fn clock_went_back(&mut self, now: NtpTime);
+
     /// The system poll exponent the discipline asks for.
     fn poll(&self) -> i8;
 
@@ -622,6 +628,15 @@ impl ClockDiscipline for Discipline {
         Discipline::update(self, sample.offset, sample.time)
     }
 
+    /// The stepout and the frequency interval count from `now`: the last
+    /// update's time lies in the future on the new timescale, and measured
+    /// from it every interval would be 0 (a spike never stepped out).
+    fn clock_went_back(&mut self, now: NtpTime) {
+        if self.last_update.is_some_and(|t| t > now) {
+            self.last_update = Some(now);
+        }
+    }
+
     fn poll(&self) -> i8 {
         Discipline::poll(self)
     }
@@ -830,6 +845,26 @@ mod tests {
         assert_eq!(u.action, Action::Step { offset: big, frequency: d.frequency() });
         assert_eq!((u.state, u.poll), (State::Sync, 6));
         assert!(t >= WATCH);
+    }
+
+    #[test]
+    fn after_the_clock_went_back_the_stepout_counts_from_then() {
+        let mut d = synced();
+        let last = d.last_update().unwrap();
+        // Set back 1000 s: measured from the last update (now in the
+        // future) the stepout would never end.
+        let back = last + NtpDuration::from_seconds_f64(-1000.0);
+        d.clock_went_back(back);
+        assert_eq!(d.last_update(), Some(back));
+        let spike = d.update(NtpDuration::from_seconds_f64(100.5), back + NtpDuration::from_seconds_f64(64.0));
+        assert_eq!(spike.action, Action::Ignore(IgnoreReason::Spike));
+        let after = back + NtpDuration::from_seconds_f64(64.0 + WATCH + 1.0);
+        assert!(matches!(d.update(NtpDuration::from_seconds_f64(100.5), after).action, Action::Step { .. }));
+        // A later time is left alone.
+        let mut d = synced();
+        let last = d.last_update();
+        d.clock_went_back(last.unwrap() + NtpDuration::from_seconds_f64(5.0));
+        assert_eq!(d.last_update(), last);
     }
 
     #[test]

@@ -59,6 +59,28 @@ fn dur(s: f64) -> NtpDuration {
     NtpDuration::from_seconds_f64(s)
 }
 
+/// How a source takes part in selection (chrony's `noselect`, `prefer`,
+/// `trust` and `require`; ntpd's `noselect` and `prefer`). All off by default:
+/// RFC 5905's selection as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SelectOptions {
+    /// Never selected nor combined (polled and reported only):
+    /// [`Rejection::NoSelect`].
+    pub noselect: bool,
+    /// Among the truechimers, the preferred ones alone are clustered and
+    /// combined (a system peer is a preferred source when one is true).
+    pub prefer: bool,
+    /// Its time is taken as true: when any trusted source is accepted, the
+    /// majority intersection is found among the trusted sources alone, and
+    /// an untrusted source is a truechimer only if its offset lies within
+    /// it. A trusted source is a falseticker only when other trusted ones
+    /// outvote it.
+    pub trust: bool,
+    /// The clock is not disciplined unless at least one source with this
+    /// option is a truechimer ([`NoSync::RequiredSourceNotSelectable`]).
+    pub require: bool,
+}
+
 /// One source as the system process sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate<Id> {
@@ -84,6 +106,8 @@ pub struct Candidate<Id> {
     pub stratum: u8,
     /// The server's leap indicator.
     pub leap: LeapIndicator,
+    /// How the source takes part in selection (configured).
+    pub options: SelectOptions,
 }
 
 impl<Id> Candidate<Id> {
@@ -108,6 +132,7 @@ impl<Id> Candidate<Id> {
             root_dispersion,
             stratum,
             leap,
+            options: SelectOptions::default(),
         }
     }
 
@@ -138,6 +163,9 @@ pub struct SelectionContext<Id> {
     /// The current system peer, kept when it survives at the same stratum as
     /// the best survivor (A.5.5.1: avoid clock hopping).
     pub previous_system_peer: Option<Id>,
+    /// Some configured source has [`SelectOptions::require`] (candidate or
+    /// not: one left out as unreachable is not selectable either).
+    pub require: bool,
 }
 
 /// Why a candidate was not even considered (A.5.5.3 `accept()`).
@@ -175,6 +203,8 @@ pub enum Rejection {
     /// fed every sample of the system peer, which would otherwise take the
     /// jumped sample before the filter lets the selection see it.
     Outvoted,
+    /// Configured [`SelectOptions::noselect`]: measured, never selected.
+    NoSelect,
 }
 
 /// Why no offset came out.
@@ -191,6 +221,9 @@ pub enum NoSync {
         /// How many are required.
         required: usize,
     },
+    /// Sources are configured with [`SelectOptions::require`] and none of
+    /// them is a truechimer.
+    RequiredSourceNotSelectable,
     /// Set by the system process, never by a selection algorithm: before the
     /// first clock update, the truechimers are not yet a majority of every
     /// configured source (or some source is still too far to judge), and the
@@ -290,6 +323,7 @@ struct Entry {
     jitter: f64,
     distance: f64,
     stratum: u8,
+    options: SelectOptions,
 }
 
 /// §11.2.1: the intersection `[l, u]` holding a majority, or `None`.
@@ -364,7 +398,9 @@ impl<Id: Clone + PartialEq> SelectionAlgorithm<Id> for Rfc5905Selection {
         let mut entries = Vec::new();
         for (index, c) in candidates.iter().enumerate() {
             let distance = c.root_distance_secs(now);
-            let reason = if c.leap == LeapIndicator::Unsynchronized {
+            let reason = if c.options.noselect {
+                Some(Rejection::NoSelect)
+            } else if c.leap == LeapIndicator::Unsynchronized {
                 Some(Rejection::Unsynchronized)
             } else if c.stratum >= MAXSTRAT {
                 Some(Rejection::StratumTooHigh)
@@ -381,6 +417,7 @@ impl<Id: Clone + PartialEq> SelectionAlgorithm<Id> for Rfc5905Selection {
                     jitter: secs(c.jitter),
                     distance,
                     stratum: c.stratum,
+                    options: c.options,
                 }),
             }
         }
@@ -398,25 +435,42 @@ impl<Id: Clone + PartialEq> SelectionAlgorithm<Id> for Rfc5905Selection {
             return selection;
         }
 
-        // §11.2.1 selection.
-        let Some((low, high)) = intersect(&entries) else {
+        // §11.2.1 selection: among the trusted sources alone when any is
+        // accepted (their time is true; the others are judged against it).
+        let trusted: Vec<Entry> = entries.iter().filter(|e| e.options.trust).copied().collect();
+        let voters = if trusted.is_empty() { &entries } else { &trusted };
+        let Some((low, high)) = intersect(voters) else {
             selection.falsetickers = entries.iter().map(id).collect();
             selection.outcome = Err(NoSync::NoMajority);
             return selection;
         };
         selection.interval = Some((dur(low), dur(high)));
-        let (mut chimers, falsetickers): (Vec<Entry>, Vec<Entry>) = entries
-            .iter()
-            .partition(|e| e.offset - e.distance <= high && e.offset + e.distance >= low);
+        let true_chime = |e: &Entry| {
+            if trusted.is_empty() || e.options.trust {
+                e.offset - e.distance <= high && e.offset + e.distance >= low
+            } else {
+                (low..=high).contains(&e.offset)
+            }
+        };
+        let (mut chimers, falsetickers): (Vec<Entry>, Vec<Entry>) = entries.iter().partition(|e| true_chime(e));
         selection.falsetickers = falsetickers.iter().map(id).collect();
         selection.truechimers = chimers.iter().map(id).collect();
-        debug_assert!(2 * chimers.len() > entries.len(), "a majority clique");
+        debug_assert!(!trusted.is_empty() || 2 * chimers.len() > entries.len(), "a majority clique");
         if chimers.len() < self.config.min_truechimers.max(1) {
             selection.outcome = Err(NoSync::TooFewTruechimers {
                 found: chimers.len(),
                 required: self.config.min_truechimers.max(1),
             });
             return selection;
+        }
+        if context.require && !chimers.iter().any(|e| e.options.require) {
+            selection.outcome = Err(NoSync::RequiredSourceNotSelectable);
+            return selection;
+        }
+        // Preferred truechimers, when there are any, are the only ones
+        // clustered and combined.
+        if chimers.iter().any(|e| e.options.prefer) {
+            chimers.retain(|e| e.options.prefer);
         }
 
         // §11.2.2 cluster: order by merit, then prune by selection jitter.
@@ -494,11 +548,12 @@ mod tests {
             root_dispersion: NtpDuration::ZERO,
             stratum: 1,
             leap: LeapIndicator::NoWarning,
+            options: SelectOptions::default(),
         }
     }
 
     fn ctx() -> SelectionContext<u32> {
-        SelectionContext { now: now(), system_poll: 6, previous_system_peer: None }
+        SelectionContext { now: now(), system_poll: 6, previous_system_peer: None, require: false }
     }
 
     fn run(cands: &[Candidate<u32>]) -> Selection<u32> {
@@ -526,6 +581,89 @@ mod tests {
         c.root_delay = NtpDuration::ZERO;
         let d = secs(c.root_distance(now()));
         assert!((d - (MINDISP / 2.0 + 0.004 + 0.002 + 0.001)).abs() < 1e-9);
+    }
+
+    /// chrony's 120-selectoptions: servers 1 and 2 serve +1 s and +2 s,
+    /// server 3 true time; every interval `dist_ms` wide each way.
+    fn two_falsetickers_of_three(dist_ms: f64, options: [SelectOptions; 3]) -> Vec<Candidate<u32>> {
+        [1000.0, 2000.0, 0.0]
+            .iter()
+            .zip(options)
+            .enumerate()
+            .map(|(i, (&offset, options))| Candidate { options, ..cand(i as u32 + 1, offset, dist_ms, 1.0) })
+            .collect()
+    }
+
+    const TRUST: SelectOptions = SelectOptions { noselect: false, prefer: false, trust: true, require: false };
+    const PREFER: SelectOptions = SelectOptions { noselect: false, prefer: true, trust: false, require: false };
+    const REQUIRE: SelectOptions = SelectOptions { noselect: false, prefer: false, trust: false, require: true };
+    const NOSELECT: SelectOptions = SelectOptions { noselect: true, prefer: false, trust: false, require: false };
+    const NONE: SelectOptions = SelectOptions { noselect: false, prefer: false, trust: false, require: false };
+
+    #[test]
+    fn a_trusted_source_is_outvoted_only_by_trusted_ones() {
+        // 600 ms intervals: 1 overlaps 2 and 3, 2 and 3 do not overlap, and
+        // no interval holds two offsets: no majority.
+        assert_eq!(run(&two_falsetickers_of_three(600.0, [NONE; 3])).outcome, Err(NoSync::NoMajority));
+        // Trusting 3: its interval is the intersection; 1's offset (+1 s)
+        // lies outside it, so 1 is a falseticker although the intervals meet.
+        let s = run(&two_falsetickers_of_three(600.0, [NONE, NONE, TRUST]));
+        assert_eq!((sorted(s.falsetickers.clone()), s.truechimers.clone()), (vec![1, 2], vec![3]));
+        let out = s.outcome.unwrap();
+        assert_eq!((out.system_peer, out.offset), (3, NtpDuration::ZERO));
+        // Two trusted sources that disagree: no majority among them.
+        assert_eq!(run(&two_falsetickers_of_three(400.0, [NONE, TRUST, TRUST])).outcome, Err(NoSync::NoMajority));
+    }
+
+    #[test]
+    fn preferred_truechimers_alone_are_combined_but_a_preferred_falseticker_is_not_followed() {
+        // 1100 ms intervals (within a 3 s distance threshold, chrony's
+        // maxdistance): all three meet; combined, the offset is pulled
+        // towards the two that are off.
+        let wide = |c: &[Candidate<u32>]| {
+            Rfc5905Selection::new(SelectionConfig { max_distance: 3.0, ..SelectionConfig::default() }).select(c, &ctx())
+        };
+        let all = wide(&two_falsetickers_of_three(1100.0, [NONE; 3])).outcome.unwrap();
+        assert!(secs(all.offset) > 0.5, "{:?}", all.offset);
+        let s = wide(&two_falsetickers_of_three(1100.0, [NONE, NONE, PREFER]));
+        let out = s.outcome.unwrap();
+        assert_eq!((out.system_peer, out.offset, s.survivors), (3, NtpDuration::ZERO, vec![3]));
+        // 600 ms: no majority holds 3, and preferring it changes nothing.
+        assert_eq!(run(&two_falsetickers_of_three(600.0, [NONE, NONE, PREFER])).outcome, Err(NoSync::NoMajority));
+    }
+
+    #[test]
+    fn without_a_required_truechimer_nothing_is_combined() {
+        let one_off = |options: [SelectOptions; 3], require: bool| {
+            let c: Vec<Candidate<u32>> = [1000.0, 0.3, -0.2]
+                .iter()
+                .zip(options)
+                .enumerate()
+                .map(|(i, (&offset, options))| Candidate { options, ..cand(i as u32 + 1, offset, 10.0, 1.0) })
+                .collect();
+            Rfc5905Selection::default().select(&c, &SelectionContext { require, ..ctx() })
+        };
+        assert!(one_off([NONE, NONE, REQUIRE], true).outcome.is_ok());
+        let s = one_off([REQUIRE, NONE, NONE], true);
+        assert_eq!((s.falsetickers.clone(), s.outcome), (vec![1], Err(NoSync::RequiredSourceNotSelectable)));
+        // A required source that is no candidate (unreachable): the context says so.
+        assert_eq!(one_off([NONE; 3], true).outcome, Err(NoSync::RequiredSourceNotSelectable));
+        assert!(one_off([NONE; 3], false).outcome.is_ok());
+    }
+
+    #[test]
+    fn a_noselect_source_is_refused_before_the_vote() {
+        // With it the two true sources would be outvoted... by nobody: it
+        // is left out, and the other two agree.
+        let c: Vec<Candidate<u32>> = [(1000.0, NOSELECT), (0.3, NONE), (-0.2, NONE)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(offset, options))| Candidate { options, ..cand(i as u32 + 1, offset, 10.0, 1.0) })
+            .collect();
+        let s = run(&c);
+        assert_eq!(s.rejected, vec![(1, Rejection::NoSelect)]);
+        assert!(s.falsetickers.is_empty());
+        assert_ne!(s.outcome.unwrap().system_peer, 1);
     }
 
     #[test]
@@ -674,7 +812,7 @@ mod tests {
     #[test]
     fn selection_jitter_is_the_rms_offset_difference_from_the_others() {
         // §11.2.2: ψ_s = sqrt(Σ_j (θ_s − θ_j)² / (n − 1)).
-        let e = |offset: f64| Entry { index: 0, offset, jitter: 0.0, distance: 0.0, stratum: 1 };
+        let e = |offset: f64| Entry { index: 0, offset, jitter: 0.0, distance: 0.0, stratum: 1, options: SelectOptions::default() };
         let entries = [e(0.0), e(1.0), e(3.0)];
         assert!((selection_jitter(&entries, 0) - (10.0f64 / 2.0).sqrt()).abs() < 1e-12);
         assert!((selection_jitter(&entries, 2) - (13.0f64 / 2.0).sqrt()).abs() < 1e-12);

@@ -35,7 +35,7 @@
 use crate::constants::{MINDISP, PHI};
 use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
-use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, Selection, SelectionAlgorithm, SelectionConfig, SelectionContext};
+use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, SelectOptions, Selection, SelectionAlgorithm, SelectionConfig, SelectionContext};
 use crate::server::ServerClockState;
 use crate::source::Measurement;
 use crate::time::{NtpDuration, NtpTime};
@@ -159,6 +159,13 @@ struct Peer {
     v5: PeerV5,
     /// Its latest sample was outvoted ([`Rejection::Outvoted`]).
     outvoted: bool,
+    /// How it takes part in selection ([`System::set_select_options`]).
+    options: SelectOptions,
+    /// The latest local arrival time of its measurements since the last
+    /// step: one of its replies arriving earlier means the clock was set
+    /// back by someone else. Per source: replies of different sources may
+    /// be handled a little out of order.
+    latest_arrival: Option<NtpTime>,
 }
 
 /// What a source contributes to NTPv5 loop detection.
@@ -189,11 +196,17 @@ pub struct SystemUpdate<Id> {
     pub clock: Option<Action>,
     /// The clock is to be stepped: after applying, reset every source.
     pub stepped: bool,
+    /// This measurement arrived at a local time this much before one handled
+    /// earlier: something else set the clock back. Every filter and the
+    /// discipline's samples were discarded (they were stamped on the old
+    /// timescale), as chrony drops a source's history at an out-of-order
+    /// sample.
+    pub clock_went_back: Option<NtpDuration>,
 }
 
 impl<Id> Default for SystemUpdate<Id> {
     fn default() -> Self {
-        SystemUpdate { selection: None, clock: None, stepped: false }
+        SystemUpdate { selection: None, clock: None, stepped: false, clock_went_back: None }
     }
 }
 
@@ -369,7 +382,33 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// is the system peer (its IPv4 address, or the MD5 prefix of its IPv6 address).
     pub fn add_source(&mut self, id: Id, reference_id: ReferenceId) {
         let filter = ClockFilter::new(FilterConfig { local_precision: self.config.precision_log2, ..FilterConfig::default() });
-        self.peers.insert(id, Box::new(Peer { filter, reference_id, last: None, history: VecDeque::new(), unreachable: false, v5: PeerV5::default(), outvoted: false }));
+        self.peers.insert(
+            id,
+            Box::new(Peer {
+                filter,
+                reference_id,
+                last: None,
+                history: VecDeque::new(),
+                unreachable: false,
+                v5: PeerV5::default(),
+                outvoted: false,
+                options: SelectOptions::default(),
+                latest_arrival: None,
+            }),
+        );
+    }
+
+    /// Sets how source `id` takes part in selection (`noselect`, `prefer`,
+    /// `trust`, `require`; all off when added).
+    pub fn set_select_options(&mut self, id: &Id, options: SelectOptions) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.options = options;
+        }
+    }
+
+    /// Whether some source is configured with `require`.
+    fn requires_source(&self) -> bool {
+        self.peers.values().any(|p| p.options.require)
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -402,6 +441,37 @@ impl<Id: Ord + Clone + 'static> System<Id> {
 
     /// Handles a measurement from source `id` at local time `now`.
     pub fn handle_measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
+        let arrival = m.local_receive_time;
+        let latest = self.peers.get(id).and_then(|p| p.latest_arrival);
+        let went_back = latest.filter(|&latest| arrival < latest).map(|latest| latest - arrival);
+        if went_back.is_some() {
+            self.discard_history(now);
+        }
+        if let Some(p) = self.peers.get_mut(id) {
+            if p.latest_arrival.is_none_or(|latest| arrival > latest) {
+                p.latest_arrival = Some(arrival);
+            }
+        }
+        let mut update = self.measurement(id, m, now);
+        update.clock_went_back = went_back;
+        update
+    }
+
+    /// The local clock went back (set by something else, not by this
+    /// discipline): the filters' samples, the peers' histories and the
+    /// discipline's samples are stamped on the old timescale, where they
+    /// are in the future and out of order (the filter would refuse every
+    /// new sample as older than the one it used last). They are dropped, as
+    /// after a step; the discipline keeps its frequency.
+    fn discard_history(&mut self, now: NtpTime) {
+        self.start_associations_over();
+        // What this host serves was set by someone else: unsynchronized
+        // until a selection adopts a source again.
+        self.state = ServerClockState::unsynchronized(self.config.precision_log2);
+        self.discipline.clock_went_back(now);
+    }
+
+    fn measurement(&mut self, id: &Id, m: &Measurement, now: NtpTime) -> SystemUpdate<Id> {
         let poll = self.discipline.poll();
         // Measured during a slew, the offset is counted as after it (the
         // filter's samples are all in the corrected clock's terms).
@@ -465,16 +535,23 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         if stepped {
             // A step starts every association over, the system peer too
             // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
-            for p in self.peers.values_mut() {
-                p.filter.reset();
-                p.history.clear();
-                p.outvoted = false;
-            }
-            self.system_peer = None;
-            self.last_used_sample = None;
-            self.last_raw_sample = None;
+            self.start_associations_over();
         }
         (result.action, stepped)
+    }
+
+    /// Empties every source's filter and history and forgets the system
+    /// peer and the samples used: nothing measured before counts.
+    fn start_associations_over(&mut self) {
+        for p in self.peers.values_mut() {
+            p.filter.reset();
+            p.history.clear();
+            p.outvoted = false;
+            p.latest_arrival = None;
+        }
+        self.system_peer = None;
+        self.last_used_sample = None;
+        self.last_raw_sample = None;
     }
 
     /// Runs selection after a filter update. Before the first synchronization
@@ -575,14 +652,16 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                     stats.dispersion = stats.dispersion.saturating_add(NtpDuration::from_seconds_f64(drift(stats.time)));
                 }
                 let m = p.last.as_ref()?;
-                Some(Candidate::from_statistics(
+                let mut candidate = Candidate::from_statistics(
                     id.clone(),
                     &stats,
                     m.root_delay.to_duration(),
                     m.root_dispersion.to_duration(),
                     m.stratum,
                     m.leap,
-                ))
+                );
+                candidate.options = p.options;
+                Some(candidate)
             })
             .collect();
         (candidates, unfit)
@@ -607,7 +686,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         c.root_delay = m.root_delay.to_duration();
         c.root_dispersion = m.root_dispersion.to_duration();
         let context =
-            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
+            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone(), require: self.requires_source() };
         let selection = self.selection.select(&candidates, &context);
         // A majority without it (truechimers found), even one too small to
         // steer by (`min_sources`).
@@ -629,10 +708,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             }
         }
         let context =
-            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone() };
+            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone(), require: self.requires_source() };
         let mut selection = self.selection.select(&candidates, &context);
         selection.rejected.extend(unfit);
-        let mut update = SystemUpdate { selection: None, clock: None, stepped: false };
+        let mut update = SystemUpdate::default();
         // Before the first synchronization, sources whose intervals are still wide
         // (few filter samples) all overlap and a falseticker can sit in any
         // "majority", and a falseticker that answers first is a majority of
@@ -1227,6 +1306,65 @@ mod tests {
             let selection = u.selection.expect("a filter update runs selection");
             assert!(selection.rejected.iter().all(|(_, r)| *r == Rejection::DistanceTooLarge), "{selection:?}");
         }
+    }
+
+    /// One source, 16 samples of zero offset `interval` s apart from 0 s,
+    /// none of them reporting the clock set back.
+    fn fed_16_samples(algorithm: DisciplineKind, interval: f64) -> System<u32> {
+        let mut sys: System<u32> = System::new(SystemConfig { algorithm, ..SystemConfig::default() });
+        sys.add_source(1, ReferenceId::NONE);
+        for i in 0..16 {
+            let at = interval * f64::from(i);
+            let u = sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+            assert_eq!(u.clock_went_back, None);
+        }
+        sys
+    }
+
+    #[test]
+    fn a_clock_set_back_by_another_program_drops_the_old_samples_and_the_next_offset_steps() {
+        // chrony's 005-externalstep with `makestep 1 -1`: the clock is set
+        // back by 500 s. The filter's samples are then 500 s in the
+        // future; kept, every new sample was older than the one used last
+        // and never reached the discipline (the clock stayed 500 s off).
+        let mut sys = fed_16_samples(DisciplineKind::Regression, 64.0);
+        assert!(sys.server_state(t(960.0)).is_synchronized());
+        let at = 1024.0 - 500.0;
+        let u = sys.handle_measurement(&1, &measurement(500.0, 0.002, at), t(at));
+        let back = u.clock_went_back.expect("an arrival before the last one is reported");
+        assert!((back.to_seconds_f64() - 436.0).abs() < 1e-6, "{back:?}");
+        assert!(matches!(u.clock, Some(Action::Step { .. })), "the clock is set right at once: {u:?}");
+        assert!(u.stepped);
+        // After the step, arrival times go on from the new timescale.
+        let at = 1088.0;
+        let u = sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at));
+        assert_eq!(u.clock_went_back, None, "{u:?}");
+    }
+
+    #[test]
+    fn replies_of_two_sources_handled_a_little_out_of_order_are_no_clock_set_back() {
+        let mut sys: System<u32> = System::new(SystemConfig::default());
+        sys.add_source(1, ReferenceId::NONE);
+        sys.add_source(2, ReferenceId::NONE);
+        for i in 0..8 {
+            let at = 64.0 * f64::from(i);
+            // Source 2's reply came 1 ms after source 1's and was read first.
+            let u = sys.handle_measurement(&2, &measurement(0.0, 0.002, at + 0.001), t(at + 0.001));
+            assert_eq!(u.clock_went_back, None);
+            let u = sys.handle_measurement(&1, &measurement(0.0, 0.002, at), t(at + 0.001));
+            assert_eq!(u.clock_went_back, None, "at {at} s");
+        }
+        assert!(sys.server_state(t(500.0)).is_synchronized());
+    }
+
+    #[test]
+    fn a_clock_set_back_makes_the_host_unsynchronized_until_it_selects_again() {
+        let mut sys = fed_16_samples(DisciplineKind::Rfc5905, 16.0);
+        assert!(sys.server_state(t(240.0)).is_synchronized());
+        let u = sys.handle_measurement(&1, &measurement(10.0, 0.002, 100.0), t(100.0));
+        assert!(u.clock_went_back.is_some());
+        assert!(!sys.server_state(t(100.0)).is_synchronized(), "the set-back clock is not served as synchronized");
+        assert_eq!(sys.system_peer(), None);
     }
 
     #[test]

@@ -144,6 +144,15 @@ pub fn t_coefficient(dof: usize) -> f64 {
 /// "Steps and panics").
 pub const NOISE_STEP_FACTOR: f64 = 3.0;
 
+/// A start-up step whose offset departs from the held samples' line by more
+/// than the step threshold, the sample's round-trip delay and this many
+/// times the measurement noise plus the line's standard error there is a
+/// clock that was set, not noise: the held samples move onto the new
+/// timescale with it (with 100 ms of jitter, chrony's 006-largejitter, a
+/// departure of 0.2 s from a line through three samples 0.3 s apart is
+/// noise, and moving the samples by it made the frequency the tick's 10 %).
+pub const JUMP_NOISE_FACTOR: f64 = 10.0;
+
 /// Most samples a [`RegressionDiscipline`] keeps (fixed memory).
 pub const MAX_SAMPLES: usize = 64;
 
@@ -692,6 +701,34 @@ impl RegressionDiscipline {
         s.base + s.freq * r + segment_slewed(s, r)
     }
 
+    /// What an exchange centred on `epoch` with round trip `delay` measured,
+    /// in the oscillator's terms: the correction to add to its offset and
+    /// its round trip. The offset is the mean of the clock's errors when the
+    /// request left and when the reply came (about `epoch ∓ delay/2`), so the
+    /// correction to add back is the mean of the corrections then, not the
+    /// one at the midpoint; and the local clock timed the round trip with the
+    /// corrections made meanwhile in it, which are taken out. Both matter
+    /// while a slew runs through the exchange: a 100 ms slew at the tick's
+    /// 83,333 ppm takes 1.2 s, and in a 1.2 s round trip (chrony's
+    /// 120-selectoptions, 0.6 s each way) it shortened the measured delay by
+    /// 44 ms, which every later sample then seemed delayed by: their error
+    /// bounds kept the slews 8 polls long and the clock off 1 ms for an hour.
+    fn exchange(&self, epoch: NtpTime, delay: NtpDuration) -> (f64, f64) {
+        let d = secs(delay).max(0.0);
+        let half = dur(d / 2.0);
+        let (sent, received) = (self.correction_at(epoch + (-half)), self.correction_at(epoch + half));
+        ((sent + received) / 2.0, (d - (received - sent)).max(0.0))
+    }
+
+    /// Drops the samples, the span fits and the correction history, which
+    /// goes on from local time `start` at `base` and the frequency in use.
+    fn drop_samples(&mut self, start: NtpTime, base: f64) {
+        self.samples.clear();
+        self.segments.clear();
+        self.segments.push_back(Segment { start, base, freq: self.freq, phase: 0.0, rate: 0.0 });
+        self.spans = [Span::default(); SPANS];
+    }
+
     fn push_segment(&mut self, segment: Segment) {
         // Keep the segment in force at the newest sample's epoch and later:
         // new samples are never older than that.
@@ -825,9 +862,8 @@ impl RegressionDiscipline {
         // Kept samples need no change: their abscissas are oscillator time.
         let after = now + offset;
         if keep {
-            let correction = self.correction_at(epoch);
+            let (correction, delay) = self.exchange(epoch, sample.delay);
             let raw_offset = secs(offset) + correction;
-            let delay = secs(sample.delay).max(0.0);
             self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
             while self.samples.len() > self.config.max_samples {
                 self.samples.pop_front();
@@ -838,10 +874,7 @@ impl RegressionDiscipline {
             }
             self.push_segment(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
         } else {
-            self.samples.clear();
-            self.segments.clear();
-            self.segments.push_back(Segment { start: after, base, freq: self.freq, phase: 0.0, rate: 0.0 });
-            self.spans = [Span::default(); SPANS];
+            self.drop_samples(after, base);
         }
         self.fit = None;
         self.fit_cleared_by_step = true;
@@ -1083,6 +1116,33 @@ impl ClockDiscipline for RegressionDiscipline {
             let no_line =
                 self.fit.is_none() && (!self.fit_cleared_by_step || self.samples.len() < MIN_FIT_SAMPLES);
             if self.updates <= self.config.initial_step_updates || no_line || !self.frequency_measured {
+                // The held samples are kept through a start-up step (their
+                // line gives the frequency). An offset that departs from
+                // their line by more than the threshold and
+                // JUMP_NOISE_FACTOR times the noise means a clock was
+                // set (this one by someone else, or the reference): a line
+                // through the held samples and this one would take the jump
+                // for a frequency (chrony's 005-externalstep with `makestep
+                // 1 -1`: +1e8 s at 5000 s made it the tick's 10 %). They are
+                // moved onto the new timescale by the departure, so their
+                // slope stays the frequency, and a later offset back on the
+                // old timescale is still a spike, not a step back.
+                // Noise cannot depart by more than the sample's round trip
+                // (its error is at most half of it) plus many times the
+                // measurement noise and the line's own uncertainty there.
+                let noise = self.noise();
+                let departure = self.fit.map(|(origin, fit)| {
+                    let (correction, delay) = self.exchange(epoch, sample.delay);
+                    let x = abscissa(epoch, correction, origin);
+                    let jump = threshold.max(JUMP_NOISE_FACTOR * (noise + fit.value_sd(x))).max(delay);
+                    (theta + correction - fit.at(x), jump)
+                });
+                if let Some((d, _)) = departure.filter(|(d, jump)| d.abs() > *jump) {
+                    for s in &mut self.samples {
+                        s.raw_offset += d;
+                    }
+                    self.spans = [Span::default(); SPANS];
+                }
                 return self.step(sample, epoch, now, true);
             }
             let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
@@ -1094,8 +1154,7 @@ impl ClockDiscipline for RegressionDiscipline {
         }
         self.last_good = Some(epoch);
         self.last_update = Some(epoch);
-        let delay = secs(sample.delay).max(0.0);
-        let correction = self.correction_at(epoch);
+        let (correction, delay) = self.exchange(epoch, sample.delay);
         let raw_offset = theta + correction;
         self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
         while self.samples.len() > self.config.max_samples {
@@ -1287,14 +1346,28 @@ impl ClockDiscipline for RegressionDiscipline {
                 continue;
             }
             last = Some(sample.time);
-            let correction = self.correction_at(sample.time);
+            let (correction, delay) = self.exchange(sample.time, sample.delay);
             let raw_offset = secs(sample.offset) + correction;
-            let delay = secs(sample.delay).max(0.0);
             self.samples.push_back(RawSample { time: sample.time, raw_offset, correction, delay });
         }
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
         }
+    }
+
+    /// The samples and the correction history are in local time, which
+    /// jumped back: they are dropped, as after a step that does not keep them,
+    /// and the corrections go on from `now` at the frequency in use. The
+    /// next offset beyond the step threshold is stepped at once (no held
+    /// line calls it a spike: the clock, not the reference, moved).
+    fn clock_went_back(&mut self, now: NtpTime) {
+        let base = self.last_update.map_or(0.0, |t| self.correction_at(t));
+        self.drop_samples(now, base);
+        self.fit = None;
+        self.fit_cleared_by_step = true;
+        self.window = 0;
+        self.last_update = Some(now);
+        self.last_good = Some(now);
     }
 
     fn pending_phase(&self, t: NtpTime) -> NtpDuration {
@@ -1542,6 +1615,27 @@ mod tests {
         assert_eq!(d.pending_phase(at(0.5)), phase, "nothing of it is done when it is commanded");
     }
 
+    #[test]
+    fn a_slew_inside_an_exchange_is_taken_out_of_its_offset_and_its_round_trip() {
+        // A 0.1 s offset at 0 s is slewed from 0.5 s through the tick
+        // (1/12 s/s per oscillator second): done 1.3 local seconds later.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let _ = d.update_sample(&sample_at(0.1, 0.0, 0.5, 200e-6));
+        let slewed = |t: f64| d.correction_at(at(t));
+        assert!((slewed(1.8) - slewed(0.5) - 0.1).abs() < 1e-9, "{}", slewed(1.8));
+        // An exchange from 0.3 s to 1.5 s (1.2 s round trip, midpoint
+        // 0.9 s) measured the mean of the errors at its ends; the local clock
+        // timed its round trip 77 ms long (the slew's first local second).
+        let (correction, delay) = d.exchange(at(0.9), dur(1.2));
+        let ends = (slewed(0.3) + slewed(1.5)) / 2.0;
+        assert!((correction - ends).abs() < 1e-9, "{correction} vs {ends}");
+        assert!((correction - slewed(0.9)).abs() > 0.005, "not the midpoint's: {correction} vs {}", slewed(0.9));
+        assert!((delay - (1.2 - (slewed(1.5) - slewed(0.3)))).abs() < 1e-9 && (delay - 1.2).abs() > 0.07, "{delay}");
+        // Outside any slew both are as measured.
+        let (correction, delay) = d.exchange(at(100.0), dur(200e-6));
+        assert!((correction - slewed(100.0)).abs() < 1e-9 && (delay - 200e-6).abs() < 1e-9, "{correction} {delay}");
+    }
+
     /// A discipline with `cfg` after four samples of zero offset 64 s apart
     /// (the last at 192 s): a line, and the frequency measured.
     fn on_a_line(cfg: RegressionConfig) -> RegressionDiscipline {
@@ -1610,6 +1704,41 @@ mod tests {
         let mut d = on_a_line(RegressionConfig { initial_step_updates: 5, ..RegressionConfig::default() });
         let u = d.update_sample(&sample_at(0.5, 256.0, 256.0, 200e-6));
         assert!(matches!(u.action, Action::Step { .. }), "the fifth update: {:?}", u.action);
+    }
+
+    #[test]
+    fn a_start_up_step_off_the_held_line_moves_the_samples_with_it_and_keeps_the_frequency() {
+        // `makestep 1 -1`: every update may step. Someone sets the clock
+        // 1e5 s ahead; a line through the held samples and this one would
+        // make the jump a frequency (1e5 s over 64 s, clamped at the tick's
+        // 10 %). The held samples move by the jump: the frequency stays.
+        let cfg = RegressionConfig {
+            initial_step_updates: u32::MAX,
+            step_threshold: dur(1.0),
+            panic_threshold: None,
+            ..RegressionConfig::default()
+        };
+        let mut d = on_a_line(cfg);
+        let (frequency, held) = (d.freq, d.samples());
+        let u = d.update_sample(&sample_at(-1e5, 256.0, 256.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        assert!((d.freq - frequency).abs() < 1e-9, "{} vs {frequency}", d.freq);
+        assert_eq!(d.samples(), held + 1, "kept, on the new timescale");
+        // Back on line: the next sample slews.
+        let u = d.update_sample(&sample_at(0.0, 320.0, 320.0, 200e-6));
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
+        assert!((d.freq - frequency).abs() < 1e-9, "{} vs {frequency}", d.freq);
+    }
+
+    #[test]
+    fn when_the_clock_went_back_the_samples_go_the_frequency_stays_and_the_next_large_offset_steps() {
+        let mut d = on_a_line(RegressionConfig::default());
+        let frequency = d.freq;
+        d.clock_went_back(at(-1000.0));
+        assert_eq!((d.samples(), d.freq, d.last_update()), (0, frequency, Some(at(-1000.0))));
+        let u = d.update_sample(&sample_at(1000.0, -936.0, -936.0, 200e-6));
+        assert!(matches!(u.action, Action::Step { .. }), "{:?}", u.action);
+        assert_eq!(d.freq, frequency);
     }
 
     #[test]
