@@ -1092,7 +1092,7 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                     why.push(format!("source {}: ntpd-rs 1.9 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
                 }
                 if s.select != SelectOptions::default() {
-                    why.push(format!("source {}: ntpd-rs 1.9 has no per-source selection options (`noselect`, `prefer`, `trust`, `require`)", s.address));
+                    why.push(format!("source {}: the lab writes no selection options (`noselect`, `prefer`, `trust`, `require`) for ntpd-rs", s.address));
                 }
                 if !matches!(c.version, 4 | 5) {
                     why.push(format!("source {}: ntpd-rs speaks NTPv4 and NTPv5 only (version {})", s.address, c.version));
@@ -1552,7 +1552,7 @@ mod tests {
         assert!(written.contains("\nprefer = true\ntrust = true\nrequire = true\n"), "{written}");
         assert_eq!(DaemonConfig::from_toml(&written, "w").unwrap().sources[0].select, all.sources[0].select);
         assert!(unwritable(&all, Implementation::Ntpsec)[0].contains("no `trust` or `require`"));
-        assert!(unwritable(&all, Implementation::NtpdRs)[0].contains("no per-source selection options"));
+        assert!(unwritable(&all, Implementation::NtpdRs)[0].contains("writes no selection options"));
         let noselect = source("noselect = true");
         assert!(unwritable(&noselect, Implementation::Ntpsec).is_empty());
         let ntpsec = ntpsec_config(&noselect, Path::new("/tmp"), "h", None).unwrap();
