@@ -406,9 +406,14 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         }
     }
 
-    /// Whether some source is configured with `require`.
-    fn requires_source(&self) -> bool {
-        self.peers.values().any(|p| p.options.require)
+    /// What a selection run at `now` is told besides the candidates.
+    fn selection_context(&self, now: NtpTime) -> SelectionContext<Id> {
+        SelectionContext {
+            now,
+            system_poll: self.discipline.poll(),
+            previous_system_peer: self.system_peer.clone(),
+            require: self.peers.values().any(|p| p.options.require),
+        }
     }
 
     /// Forgets a source (demobilized by a kiss code, or removed).
@@ -685,8 +690,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
         c.updated_at = now;
         c.root_delay = m.root_delay.to_duration();
         c.root_dispersion = m.root_dispersion.to_duration();
-        let context =
-            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone(), require: self.requires_source() };
+        let context = self.selection_context(now);
         let selection = self.selection.select(&candidates, &context);
         // A majority without it (truechimers found), even one too small to
         // steer by (`min_sources`).
@@ -707,8 +711,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 self.state = ServerClockState::unsynchronized(self.config.precision_log2);
             }
         }
-        let context =
-            SelectionContext { now, system_poll: self.discipline.poll(), previous_system_peer: self.system_peer.clone(), require: self.requires_source() };
+        let context = self.selection_context(now);
         let mut selection = self.selection.select(&candidates, &context);
         selection.rejected.extend(unfit);
         let mut update = SystemUpdate::default();

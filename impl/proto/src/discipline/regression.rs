@@ -720,6 +720,13 @@ impl RegressionDiscipline {
         ((sent + received) / 2.0, (d - (received - sent)).max(0.0))
     }
 
+    /// An exchange's `offset` (s) at `epoch` with round trip `delay`, as a
+    /// held sample: in the oscillator's terms ([`Self::exchange`]).
+    fn raw_sample(&self, epoch: NtpTime, offset: f64, delay: NtpDuration) -> RawSample {
+        let (correction, delay) = self.exchange(epoch, delay);
+        RawSample { time: epoch, raw_offset: offset + correction, correction, delay }
+    }
+
     /// Drops the samples, the span fits and the correction history, which
     /// goes on from local time `start` at `base` and the frequency in use.
     fn drop_samples(&mut self, start: NtpTime, base: f64) {
@@ -862,9 +869,7 @@ impl RegressionDiscipline {
         // Kept samples need no change: their abscissas are oscillator time.
         let after = now + offset;
         if keep {
-            let (correction, delay) = self.exchange(epoch, sample.delay);
-            let raw_offset = secs(offset) + correction;
-            self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
+            self.samples.push_back(self.raw_sample(epoch, secs(offset), sample.delay));
             while self.samples.len() > self.config.max_samples {
                 self.samples.pop_front();
             }
@@ -1117,27 +1122,25 @@ impl ClockDiscipline for RegressionDiscipline {
                 self.fit.is_none() && (!self.fit_cleared_by_step || self.samples.len() < MIN_FIT_SAMPLES);
             if self.updates <= self.config.initial_step_updates || no_line || !self.frequency_measured {
                 // The held samples are kept through a start-up step (their
-                // line gives the frequency). An offset that departs from
-                // their line by more than the threshold and
-                // JUMP_NOISE_FACTOR times the noise means a clock was
-                // set (this one by someone else, or the reference): a line
-                // through the held samples and this one would take the jump
-                // for a frequency (chrony's 005-externalstep with `makestep
-                // 1 -1`: +1e8 s at 5000 s made it the tick's 10 %). They are
-                // moved onto the new timescale by the departure, so their
-                // slope stays the frequency, and a later offset back on the
-                // old timescale is still a spike, not a step back.
-                // Noise cannot depart by more than the sample's round trip
-                // (its error is at most half of it) plus many times the
-                // measurement noise and the line's own uncertainty there.
-                let noise = self.noise();
-                let departure = self.fit.map(|(origin, fit)| {
-                    let (correction, delay) = self.exchange(epoch, sample.delay);
-                    let x = abscissa(epoch, correction, origin);
-                    let jump = threshold.max(JUMP_NOISE_FACTOR * (noise + fit.value_sd(x))).max(delay);
-                    (theta + correction - fit.at(x), jump)
+                // line gives the frequency). An offset departing from their
+                // line by more than noise can (the threshold, the sample's
+                // round trip, JUMP_NOISE_FACTOR times the noise and the
+                // line's error there) means a clock was set (this one by
+                // someone else, or the reference): a line through the held
+                // samples and this one would take the jump for a frequency
+                // (chrony's 005-externalstep with `makestep 1 -1`: +1e8 s at
+                // 5000 s made it the tick's 10 %). They are moved onto the
+                // new timescale by the departure, so their slope stays the
+                // frequency, and a later offset back on the old timescale is
+                // still a spike, not a step back.
+                let jumped = self.fit.and_then(|(origin, fit)| {
+                    let new = self.raw_sample(epoch, theta, sample.delay);
+                    let x = abscissa(epoch, new.correction, origin);
+                    let departure = new.raw_offset - fit.at(x);
+                    let noise = threshold.max(JUMP_NOISE_FACTOR * (self.noise() + fit.value_sd(x))).max(new.delay);
+                    (departure.abs() > noise).then_some(departure)
                 });
-                if let Some((d, _)) = departure.filter(|(d, jump)| d.abs() > *jump) {
+                if let Some(d) = jumped {
                     for s in &mut self.samples {
                         s.raw_offset += d;
                     }
@@ -1154,9 +1157,9 @@ impl ClockDiscipline for RegressionDiscipline {
         }
         self.last_good = Some(epoch);
         self.last_update = Some(epoch);
-        let (correction, delay) = self.exchange(epoch, sample.delay);
-        let raw_offset = theta + correction;
-        self.samples.push_back(RawSample { time: epoch, raw_offset, correction, delay });
+        let new = self.raw_sample(epoch, theta, sample.delay);
+        let (raw_offset, correction) = (new.raw_offset, new.correction);
+        self.samples.push_back(new);
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
         }
@@ -1346,9 +1349,7 @@ impl ClockDiscipline for RegressionDiscipline {
                 continue;
             }
             last = Some(sample.time);
-            let (correction, delay) = self.exchange(sample.time, sample.delay);
-            let raw_offset = secs(sample.offset) + correction;
-            self.samples.push_back(RawSample { time: sample.time, raw_offset, correction, delay });
+            self.samples.push_back(self.raw_sample(sample.time, secs(sample.offset), sample.delay));
         }
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
