@@ -45,7 +45,7 @@ PAIRED=0
 CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100
 005-makestep-minus-1e8 005-makestep-minus-1e5 005-makestep-plus-1e5 005-makestep-plus-1e8 006 007
 009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
-101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 125 126 126-delayed 135 default-1d"
+101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 120-trust 120-prefer-long-delay 125 126 126-delayed 135 default-1d"
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lpvPh" o; do
@@ -65,7 +65,7 @@ shift $((OPTIND - 1))
 # clknetsim node whose offset is compared, and the statistics window start.
 case_setup() {
     unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander client_conf \
-        client_server_options servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY server_conf \
+        client_server_options client_server_conf servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY server_conf \
         clients peers client_peer_options client_step
     node=2 window=210 pre_run=:
     case $1 in
@@ -131,6 +131,16 @@ driftfile tmp/drift" client_server_options=iburst max_sync_time=6 window=6
             scenario=chrony-010-duplicated-packets ;;
         011) jitter=5e-4 jitter_asymmetry=0.47 limit=100000 max_sync_time=2000 window=2000
             scenario=chrony-011-asymmetric-jitter ;;
+        120-trust) # 120-selectoptions, case 1: two falsetickers (+1, +2 s) of three, 0.6 s each way
+            base_delay=0.6 servers=3 falsetickers=2 node=4 client_server_conf="server 192.168.123.1
+server 192.168.123.2
+server 192.168.123.3 trust"
+            scenario=chrony-120-select-options-trust ;;
+        120-prefer-long-delay) # case 3: prefer on the true server, 1.1 s each way
+            base_delay=1.1 servers=3 falsetickers=2 node=4 client_server_conf="server 192.168.123.1
+server 192.168.123.2
+server 192.168.123.3 prefer"
+            scenario=chrony-120-select-options-long-delay-max-distance ;;
         *) echo "compare-chrony: unknown case $1 (try -l)" >&2; exit 2 ;;
     esac
 }

@@ -480,6 +480,12 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
     if cfg.min_sources != 1 {
         let _ = writeln!(s, "minsources {}", cfg.min_sources);
     }
+    if let Some(d) = cfg.max_distance {
+        let _ = writeln!(s, "maxdistance {d:e}");
+    }
+    if let Some(m) = cfg.max_change {
+        let _ = writeln!(s, "maxchange {:e} {} {}", m.offset, m.start, m.ignore);
+    }
     if let Some(p) = cfg.precision_log2 {
         let _ = writeln!(s, "clockprecision {:e}", 2f64.powi(i32::from(p)));
     }
@@ -567,6 +573,9 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let _ = writeln!(s, "listen = [{}]", listen.join(", "));
     let _ = writeln!(s, "interleaved = {}", cfg.server.interleaved);
     let _ = writeln!(s, "min_sources = {}", cfg.min_sources);
+    if let Some(d) = cfg.max_distance {
+        let _ = writeln!(s, "max_distance = {d:e}");
+    }
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
     }
@@ -575,6 +584,9 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let _ = writeln!(s, "step_threshold = {:e}\npanic_threshold = {:e}\npanic_at_start = {}", st.threshold_s, st.panic_threshold_s.unwrap_or(0.0), st.panic_at_start);
     if let Some(n) = st.updates_written() {
         let _ = writeln!(s, "step_updates = {n}");
+    }
+    if let Some(m) = cfg.max_change {
+        let _ = writeln!(s, "max_change = {{ offset = {:e}, start = {}, ignore = {} }}", m.offset, m.start, m.ignore);
     }
     // Given only when the configuration fixes it: otherwise the daemon measures its clock.
     if let Some(p) = cfg.precision_log2 {
@@ -1072,6 +1084,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if cfg.listen.iter().any(|a| a.port() != 123) {
                 why.push("listen: ntpsec serves port 123 only".into());
             }
+            if cfg.max_change.is_some() {
+                why.push("max_change: ntpsec 1.2 has no largest adjustment (chrony's `maxchange`; its panic threshold is another rule)".into());
+            }
             if cfg.server.access != AccessList::default() {
                 why.push("access rules are not written to ntpsec's `restrict` lines yet".into());
             }
@@ -1100,6 +1115,13 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 if c.version == 5 && c.draft != ntplab_proto::wire::v5::Draft::DEFAULT {
                     why.push(format!("source {}: ntpd-rs 1.9 speaks the NTPv5 draft-08 only", s.address));
                 }
+            }
+            if cfg.max_change.is_some() {
+                why.push("max_change: ntpd-rs 1.9 has no largest adjustment that ends it after skips (chrony's `maxchange`; its panic thresholds are other rules)".into());
+            }
+            if let Some(d) = cfg.max_distance {
+                // Its `maximum-source-uncertainty` bounds a different quantity.
+                why.push(format!("max_distance {d:e} s: ntpd-rs 1.9 has no root-distance limit for selection (chrony's `maxdistance`)"));
             }
             if let Err(e) = ntpd_rs_access(&cfg.server.access) {
                 why.push(e);
@@ -1220,6 +1242,10 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
     if cfg.min_sources != 1 {
         // The host's `min_sources` (ntpd's default minsane is 1).
         let _ = writeln!(s, "tos minsane {}", cfg.min_sources);
+    }
+    if let Some(d) = cfg.max_distance {
+        // ntpd's selection threshold (its default is 1.5 s).
+        let _ = writeln!(s, "tos maxdist {d:e}");
     }
     for src in &cfg.sources {
         let c = &src.config;
@@ -1518,6 +1544,38 @@ mod tests {
         assert!(!chrony_config(&plain, "10.0.0.2".parse().unwrap(), None, &dir, "h", None).unwrap().contains("minsources"));
         assert!(!ntpsec_config(&plain, &dir, "h", None).unwrap().contains("minsane"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn max_distance_is_written_in_each_programs_words_and_refused_for_ntpd_rs() {
+        let cfg = DaemonConfig::from_toml("max_distance = 3\n[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        let dir = std::env::temp_dir().join(format!("ntplab-max-distance-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(chrony_config(&cfg, "10.0.0.2".parse().unwrap(), None, &dir, "h", None).unwrap().contains("\nmaxdistance 3e0\n"));
+        assert!(ntpsec_config(&cfg, &dir, "h", None).unwrap().contains("\ntos maxdist 3e0\n"));
+        assert!(unwritable(&cfg, Implementation::NtpdRs)[0].contains("no root-distance limit"));
+        assert!(unwritable(&cfg, Implementation::Chrony).is_empty() && unwritable(&cfg, Implementation::Ntpsec).is_empty());
+        let back = DaemonConfig::from_toml(&ntplab_config(&cfg, None, None).unwrap(), "written").unwrap();
+        assert_eq!(back.max_distance, Some(3.0));
+        // Not given: each program keeps its own default.
+        let plain = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        assert!(!chrony_config(&plain, "10.0.0.2".parse().unwrap(), None, &dir, "h", None).unwrap().contains("maxdistance"));
+        assert!(!ntpsec_config(&plain, &dir, "h", None).unwrap().contains("maxdist"));
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("max_distance"));
+        assert!(unwritable(&plain, Implementation::NtpdRs).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn max_change_is_written_for_chronyd_and_ntplab_and_refused_for_the_others() {
+        let cfg = DaemonConfig::from_toml("[clock]\nmax_change = { offset = 0.1, start = 1, ignore = 3 }\n[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        let chrony = chrony_config(&cfg, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap();
+        assert!(chrony.contains("\nmaxchange 1e-1 1 3\n"), "{chrony}");
+        let back = DaemonConfig::from_toml(&ntplab_config(&cfg, None, None).unwrap(), "written").unwrap();
+        assert_eq!(back.max_change, cfg.max_change);
+        assert!(unwritable(&cfg, Implementation::Ntpsec)[0].contains("max_change"));
+        assert!(unwritable(&cfg, Implementation::NtpdRs)[0].contains("max_change"));
+        assert!(unwritable(&cfg, Implementation::Chrony).is_empty());
     }
 
     #[test]

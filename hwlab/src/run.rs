@@ -184,6 +184,7 @@ fn daemon_metric_refusal(m: Metric, h: &ntplab_sim::scenario::Host) -> Option<St
     let Role::Ntp(n) = &h.role else { return None };
     match (m, h.implementation) {
         (_, Implementation::Ntplab) => None,
+        (Metric::MaxChangeExceeded, _) => Some("the lab does not read the program's log, where its refused adjustments are reported".into()),
         (Metric::Selections, Implementation::NtpdRs) => Some(
             "ntpd-rs combines its sources and `ntp-ctl` names no selected source, so the lab cannot count its selections of a system peer".into(),
         ),

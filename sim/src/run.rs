@@ -586,6 +586,15 @@ impl Recorder for RunRecorder {
                 };
                 (kind, serde_json::json!({ "action": format!("{action:?}") }))
             }
+            DaemonEvent::MaxChange { adjustment, limit, giving_up } => {
+                if let Some(h) = self.hosts.get_mut(host) {
+                    h.max_change_exceeded += 1;
+                }
+                (
+                    "max_change",
+                    serde_json::json!({ "adjustment_s": adjustment.to_seconds_f64(), "limit_s": limit, "giving_up": giving_up }),
+                )
+            }
             DaemonEvent::ClockWentBack { by } => {
                 ("clock_went_back", serde_json::json!({ "by_s": by.to_seconds_f64() }))
             }
@@ -807,6 +816,7 @@ pub fn value_of(metric: Metric, h: &HostReport, window: &HostStats, max_stratum:
         Metric::Selections => Some(h.stats.selections as f64),
         Metric::KissCodes => Some(h.stats.kiss_codes as f64),
         Metric::Ntsn => Some(h.stats.ntsn as f64),
+        Metric::MaxChangeExceeded => Some(h.stats.max_change_exceeded as f64),
         Metric::Synchronized => Some(if window.sync_time().zip(h.first_synced_s).is_some() { 1.0 } else { 0.0 }),
     }
 }

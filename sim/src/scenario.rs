@@ -80,7 +80,10 @@
 //!   `panic_at_start`; e.g. chrony's `makestep 1 -1` is `{ threshold = 1,
 //!   updates = -1, panic_threshold = 0 }`), `min_sources` (sources that
 //!   must agree before the clock is steered: the daemon's `min_sources`,
-//!   chrony's `minsources`) and the daemon configuration's `rate_limit`, `access` and
+//!   chrony's `minsources`), `max_distance` (seconds: a source with a
+//!   larger root distance is not selectable; the daemon's `max_distance`,
+//!   chrony's `maxdistance`), `max_change` (`{ offset, start, ignore }`:
+//!   the daemon's `[clock] max_change`, chrony's `maxchange`) and the daemon configuration's `rate_limit`, `access` and
 //!   `smear` tables with the same keys as in `ntplab serve`'s file (see
 //!   [`ntplab_daemon::config`]). Role `scripted` takes `behavior` (see
 //!   [`Behavior`]) and `stratum` (1–15, default 1).
@@ -757,11 +760,15 @@ pub enum Metric {
     /// default 1 ms, from some time to the end of the run), else 0. `max = 0`
     /// says the host never synchronizes.
     Synchronized,
+    /// Clock updates the daemon refused as above its `max_change` (chrony's
+    /// `maxchange`: "exceeds the allowed maximum" log lines, the last of
+    /// them the one it exited on).
+    MaxChangeExceeded,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::RmsOffset,
         Metric::MaxOffset,
         Metric::SyncTime,
@@ -775,6 +782,7 @@ impl Metric {
         Metric::KissCodes,
         Metric::Ntsn,
         Metric::Synchronized,
+        Metric::MaxChangeExceeded,
     ];
 
     /// The name used in scenario files.
@@ -793,6 +801,7 @@ impl Metric {
             Metric::KissCodes => "kiss_codes",
             Metric::Ntsn => "ntsn",
             Metric::Synchronized => "synchronized",
+            Metric::MaxChangeExceeded => "max_change_exceeded",
         }
     }
 
@@ -808,7 +817,8 @@ impl Metric {
             | Metric::Selections
             | Metric::KissCodes
             | Metric::Ntsn
-            | Metric::Synchronized => "count",
+            | Metric::Synchronized
+            | Metric::MaxChangeExceeded => "count",
         }
     }
 
@@ -822,7 +832,14 @@ impl Metric {
     pub const fn needs_daemon(self) -> bool {
         matches!(
             self,
-            Metric::SyncTime | Metric::Steps | Metric::MaxStratum | Metric::Selections | Metric::KissCodes | Metric::Ntsn | Metric::Synchronized
+            Metric::SyncTime
+                | Metric::Steps
+                | Metric::MaxStratum
+                | Metric::Selections
+                | Metric::KissCodes
+                | Metric::Ntsn
+                | Metric::Synchronized
+                | Metric::MaxChangeExceeded
         )
     }
 }
@@ -1317,6 +1334,10 @@ struct HostSection {
     step: Option<Spanned<StepSection>>,
     /// Sources that must agree before the clock is steered (the daemon's `min_sources`).
     min_sources: Option<Spanned<usize>>,
+    /// The selection's root-distance limit, s (the daemon's `max_distance`).
+    max_distance: Option<Spanned<f64>>,
+    /// The daemon's `[clock] max_change` (chrony's `maxchange`).
+    max_change: Option<Spanned<ntplab_daemon::config::MaxChangeSection>>,
     nts: Option<Spanned<NtsHostSection>>,
     // role = "scripted"
     behavior: Option<Spanned<BehaviorSection>>,
@@ -2248,7 +2269,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, min_sources, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, min_sources, max_distance, max_change, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2278,6 +2299,8 @@ impl Validator<'_> {
                     ("drift", h.drift.as_ref().map(|s| s.span())),
                     ("step", h.step.as_ref().map(|s| s.span())),
                     ("min_sources", h.min_sources.as_ref().map(|s| s.span())),
+                    ("max_distance", h.max_distance.as_ref().map(|s| s.span())),
+                    ("max_change", h.max_change.as_ref().map(|s| s.span())),
                     ("nts", h.nts.as_ref().map(|s| s.span())),
                 ];
                 if let Some((key, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
@@ -2484,6 +2507,8 @@ impl Validator<'_> {
             ("[clock] step_", h.step.as_ref().map(|s| s.span())),
             ("[clock] panic_", h.step.as_ref().map(|s| s.span())),
             ("min_sources = ", h.min_sources.as_ref().map(|s| s.span())),
+            ("max_distance = ", h.max_distance.as_ref().map(|s| s.span())),
+            ("[clock] max_change", h.max_change.as_ref().map(|s| s.span())),
         ];
         let step = h.step.as_ref().map(|s| *s.get_ref());
         let file = ConfigFile {
@@ -2499,12 +2524,14 @@ impl Validator<'_> {
                 step_updates: step.and_then(|s| s.updates),
                 panic_threshold: step.and_then(|s| s.panic_threshold),
                 panic_at_start: step.and_then(|s| s.panic_at_start),
+                max_change: h.max_change.as_ref().map(|m| *m.get_ref()),
                 ..ClockSection::default()
             },
             interleaved: h.interleaved.map(Spanned::into_inner),
             ntpv5: h.ntpv5.map(Spanned::into_inner),
             tai_offset: None,
             min_sources: h.min_sources.as_ref().map(|n| *n.get_ref()),
+            max_distance: h.max_distance.as_ref().map(|d| *d.get_ref()),
             refclocks,
             nts: nts.clone(),
             server: None,
@@ -3065,6 +3092,19 @@ mod tests {
         assert!(e.message.contains("regression discipline's"), "{e}");
         let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\nstep = {{ threshold = 1 }}\n"));
         assert!(e.message.contains("takes no `step`"), "{e}");
+    }
+
+    #[test]
+    fn max_distance_sets_the_selections_limit_and_its_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n";
+        let host = "[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n";
+        let s = Scenario::parse(&format!("{base}{host}max_distance = 3\n"), "t.toml").unwrap();
+        let Role::Ntp(n) = &s.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.max_distance, Some(3.0));
+        let e = err(&format!("{base}{host}max_distance = 0\n"));
+        assert!(e.message.contains("max_distance = 0: give a root distance") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\nmax_distance = 3\n"));
+        assert!(e.message.contains("takes no `max_distance`"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct HostStats {
     pub kiss_codes: u64,
     /// NTSN kiss codes the daemon received.
     pub ntsn: u64,
+    /// Clock updates the daemon refused as above its `max_change`.
+    pub max_change_exceeded: u64,
 }
 
 impl HostStats {
@@ -49,6 +51,7 @@ impl HostStats {
             samples: 0,
             last: None,
             steps: 0,
+            max_change_exceeded: 0,
             packets_sent: 0,
             selections: 0,
             kiss_codes: 0,

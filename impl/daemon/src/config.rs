@@ -23,6 +23,7 @@
 //! ntpv5 = true             # answer NTPv5 requests and offer the upgrade (default true)
 //! tai_offset = 37          # TAI - UTC, s: serve NTPv5's TAI timescale (default: not served)
 //! min_sources = 1          # sources that must agree before the clock is steered (chrony's minsources)
+//! max_distance = 1.0       # s: a source whose root distance exceeds this is not selectable (chrony's maxdistance; default 1, RFC 5905's MAXDIST)
 //!
 //! [access]
 //! default = "allow"        # allow | deny | kod-deny | restrict
@@ -47,6 +48,7 @@
 //! step_updates = 3         # ... at once within the first 3 updates; -1: at every update
 //! panic_threshold = 1000   # s: exit rather than correct larger offsets; 0: none (as chrony)
 //! panic_at_start = true    # false: the first update steps any offset (ntpd -g)
+//! max_change = { offset = 1000, start = 1, ignore = 2 }   # chrony's maxchange: larger adjustments skipped, then exit (default none)
 //!
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
@@ -115,7 +117,7 @@ use ntplab_proto::discipline::{DisciplineConfig, DisciplineKind};
 use ntplab_proto::server::ratelimit::LEAK_LOG2_MAX;
 use ntplab_proto::server::{AccessAction, AccessList, LeapKind, RateLimitConfig, ServerConfig, SmearConfig, SmearStyle};
 use ntplab_proto::source::SourceConfig;
-use ntplab_proto::system::LocalReference;
+use ntplab_proto::system::{LocalReference, MaxChange};
 use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_proto::wire::refid::ReferenceId;
 use ntplab_proto::wire::v5::Draft;
@@ -158,6 +160,11 @@ pub struct ConfigFile {
     /// ntpd's `tos minsane` (RFC 5905's CMIN). 1 to [`MIN_SOURCES_MAX`];
     /// default 1.
     pub min_sources: Option<usize>,
+    /// Root distance, seconds, above which a source is not selectable
+    /// (plus `PHI · 2^poll`): chrony's `maxdistance`, ntpd's `tos maxdist`.
+    /// Above 0, at most [`MAX_DISTANCE_MAX_S`]; default RFC 5905's MAXDIST
+    /// (1 s).
+    pub max_distance: Option<f64>,
     /// Reference clocks.
     #[serde(default, rename = "refclock")]
     pub refclocks: Vec<RefclockSection>,
@@ -519,6 +526,23 @@ pub struct ClockSection {
     /// Whether the first update, too, exits on an offset above the panic
     /// threshold. `false`: it steps any offset (`ntpd -g`). Default true.
     pub panic_at_start: Option<bool>,
+    /// chrony's `maxchange`: the largest adjustment of the clock; default none.
+    pub max_change: Option<MaxChangeSection>,
+}
+
+/// `[clock] max_change = { offset, start, ignore }`: chrony's `maxchange
+/// offset start ignore`. After the first `start` clock updates, one that
+/// would adjust the clock by more than `offset` seconds is not made; after
+/// `ignore` of them (-1: never) the daemon exits with an error.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaxChangeSection {
+    /// Largest adjustment, seconds (above 0).
+    pub offset: f64,
+    /// Clock updates made before the check starts (0 and up).
+    pub start: i64,
+    /// Larger adjustments skipped before exiting (0 and up; -1: never exit).
+    pub ignore: i64,
 }
 
 /// The step and panic settings of `[clock]`, as the discipline takes them.
@@ -566,6 +590,9 @@ impl StepSettings {
 pub const STEP_SETTING_MAX_S: f64 = 4_294_967_296.0;
 /// Largest `min_sources`.
 pub const MIN_SOURCES_MAX: usize = 64;
+
+/// Largest `max_distance`, seconds: MAXDISP, the largest dispersion a sample can carry.
+pub const MAX_DISTANCE_MAX_S: f64 = 16.0;
 
 /// Largest `step_updates` besides -1.
 pub const STEP_UPDATES_MAX: i64 = 1_000_000;
@@ -802,6 +829,11 @@ pub struct DaemonConfig {
     pub step: StepSettings,
     /// `min_sources`: truechimers needed to discipline the clock (default 1).
     pub min_sources: usize,
+    /// `[clock] max_change` (chrony's `maxchange`), checked.
+    pub max_change: Option<MaxChange>,
+    /// `max_distance`: the selection's root-distance limit, seconds (None:
+    /// RFC 5905's MAXDIST, 1 s; the lab then leaves each program's own).
+    pub max_distance: Option<f64>,
     /// The frequency correction (s/s) the discipline starts from: the drift
     /// file's, once [`DaemonConfig::load_drift_file`] has read it.
     pub initial_frequency: Option<f64>,
@@ -1039,6 +1071,26 @@ impl ConfigFile {
             Some(n @ 1..=MIN_SOURCES_MAX) => n,
             Some(n) => return Err(at(&[K("min_sources")], format!("min_sources = {n}: give 1 to {MIN_SOURCES_MAX} (sources that must agree before the clock is steered)"))),
         };
+        let max_change = match self.clock.max_change {
+            None => None,
+            Some(m) => {
+                let offset_ok = m.offset.is_finite() && m.offset > 0.0 && m.offset <= STEP_SETTING_MAX_S;
+                let start_ok = (0..=STEP_UPDATES_MAX).contains(&m.start);
+                let ignore_ok = (-1..=STEP_UPDATES_MAX).contains(&m.ignore);
+                if !(offset_ok && start_ok && ignore_ok) {
+                    return Err(at(&[K("clock"), K("max_change")], format!(
+                        "[clock] max_change = {{ offset = {}, start = {}, ignore = {} }}: give offset in seconds above 0 and at most {STEP_SETTING_MAX_S}, start 0 to {STEP_UPDATES_MAX} updates, ignore -1 (never exit) or 0 to {STEP_UPDATES_MAX}",
+                        m.offset, m.start, m.ignore
+                    )));
+                }
+                Some(MaxChange { offset: m.offset, start: m.start as u32, ignore: m.ignore as i32 })
+            }
+        };
+        let max_distance = match self.max_distance {
+            None => None,
+            Some(d) if d.is_finite() && d > 0.0 && d <= MAX_DISTANCE_MAX_S => Some(d),
+            Some(d) => return Err(at(&[K("max_distance")], format!("max_distance = {d}: give a root distance above 0 and at most {MAX_DISTANCE_MAX_S} s (default 1 s, RFC 5905's MAXDIST)"))),
+        };
         let drift_file = match self.clock.drift_file.as_deref() {
             None => None,
             Some("") => return Err(at(&[K("clock"), K("drift_file")], "[clock] drift_file is empty (give a path, or leave the key out)".into())),
@@ -1087,6 +1139,8 @@ impl ConfigFile {
             drift_file,
             step,
             min_sources,
+            max_change,
+            max_distance,
             initial_frequency: None,
             nts,
         })
@@ -1761,6 +1815,34 @@ refid = "NMEA"
         for n in ["0", "65"] {
             let e = DaemonConfig::from_toml(&format!("min_sources = {n}\n{base}"), "m.toml").unwrap_err();
             assert!(e.0.starts_with("m.toml:1:") && e.0.contains(&format!("min_sources = {n}: give 1 to 64")), "{e}");
+        }
+    }
+
+    #[test]
+    fn max_change_is_chronys_maxchange_and_its_mistakes_are_named() {
+        let base = "listen = [\"127.0.0.1:123\"]\n";
+        assert_eq!(DaemonConfig::from_toml(base, "a").unwrap().max_change, None);
+        let c = DaemonConfig::from_toml(&format!("{base}[clock]\nmax_change = {{ offset = 0.1, start = 1, ignore = 3 }}\n"), "b").unwrap();
+        assert_eq!(c.max_change, Some(MaxChange { offset: 0.1, start: 1, ignore: 3 }));
+        let c = DaemonConfig::from_toml(&format!("{base}[clock]\nmax_change = {{ offset = 1000, start = 0, ignore = -1 }}\n"), "b").unwrap();
+        assert_eq!(c.max_change, Some(MaxChange { offset: 1000.0, start: 0, ignore: -1 }));
+        for bad in ["offset = 0, start = 1, ignore = 3", "offset = 0.1, start = -1, ignore = 3", "offset = 0.1, start = 1, ignore = -2", "offset = nan, start = 1, ignore = 3"] {
+            let e = DaemonConfig::from_toml(&format!("{base}[clock]\nmax_change = {{ {bad} }}\n"), "m.toml").unwrap_err();
+            assert!(e.0.starts_with("m.toml:3:") && e.0.contains("give offset in seconds above 0"), "{e}");
+        }
+        let e = DaemonConfig::from_toml(&format!("{base}[clock]\nmax_change = {{ offset = 0.1 }}\n"), "m.toml").unwrap_err();
+        assert!(e.0.starts_with("m.toml:3:") && e.0.contains("start"), "{e}");
+    }
+
+    #[test]
+    fn max_distance_is_the_selections_root_distance_limit_and_its_mistakes_are_named() {
+        let base = "listen = [\"127.0.0.1:123\"]\n";
+        assert_eq!(DaemonConfig::from_toml(base, "a").unwrap().max_distance, None, "RFC 5905's MAXDIST");
+        assert_eq!(DaemonConfig::from_toml(&format!("max_distance = 3\n{base}"), "b").unwrap().max_distance, Some(3.0));
+        assert_eq!(DaemonConfig::from_toml(&format!("max_distance = 16.0\n{base}"), "b").unwrap().max_distance, Some(16.0));
+        for d in ["0", "-1", "16.5", "nan", "inf"] {
+            let e = DaemonConfig::from_toml(&format!("max_distance = {d}\n{base}"), "m.toml").unwrap_err();
+            assert!(e.0.starts_with("m.toml:1:") && e.0.contains("give a root distance above 0 and at most 16 s"), "{e}");
         }
     }
 

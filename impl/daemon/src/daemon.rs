@@ -131,6 +131,18 @@ pub enum DaemonEvent {
         /// How far, at least (the last arrival time minus this one).
         by: NtpDuration,
     },
+    /// The system peer's sample would have adjusted the clock by more than
+    /// `[clock] max_change` allows: the clock was left alone
+    /// ([`ntplab_proto::system::SystemUpdate::max_change`]). `giving_up`:
+    /// no more may be skipped, and the daemon exits.
+    MaxChange {
+        /// The adjustment refused.
+        adjustment: NtpDuration,
+        /// The limit, seconds.
+        limit: f64,
+        /// The daemon exits.
+        giving_up: bool,
+    },
     /// The system poll exponent changed.
     PollChanged {
         /// New exponent, log2 s.
@@ -264,6 +276,14 @@ impl EventSink for TracingSink {
                 at = %at.rfc3339(),
                 by_s = by.to_seconds_f64(),
                 "the clock went back (set by another program?): samples on the old timescale discarded"
+            ),
+            DaemonEvent::MaxChange { adjustment, limit, giving_up } => tracing::warn!(
+                at = %at.rfc3339(),
+                adjustment_s = adjustment.to_seconds_f64(),
+                limit_s = limit,
+                "adjustment of {:.3} s exceeds the allowed maximum of {limit} s ({})",
+                adjustment.to_seconds_f64(),
+                if *giving_up { "exiting" } else { "ignored" }
             ),
             DaemonEvent::SourceLoop { source, reason } => {
                 tracing::warn!(at = %at.rfc3339(), %source, ?reason, "source not followed: timing loop")
@@ -432,6 +452,10 @@ where
     };
     config.step.apply(&mut system_config.discipline);
     system_config.selection.min_truechimers = config.min_sources;
+    if let Some(d) = config.max_distance {
+        system_config.selection.max_distance = d;
+    }
+    system_config.max_change = config.max_change;
     // The discipline's poll range (its time constant) follows the sources'
     // and the reference clocks' (one sample per filter window).
     let refclock_polls = config.refclocks.iter().map(|r| r.poll_log2());
@@ -779,6 +803,15 @@ where
             _ = publish_tick.tick(), if fast_server.is_some() => {}
             _ = drift_tick.tick(), if config.drift_file.is_some() => save_drift(config, system.discipline()),
         }
+        if let Some(e) = system.gave_up() {
+            // chrony's maxchange: an adjustment too large once too often.
+            save_drift(config, system.discipline());
+            return Err(io::Error::other(format!(
+                "adjustment of {:.3} s exceeds [clock] max_change's {} s once more than its `ignore` allows: exiting",
+                e.adjustment.to_seconds_f64(),
+                e.limit
+            )));
+        }
         if let (Some(f), Some(map)) = (&fast_server, fast_server.as_ref().and_then(|_| clock.time_map())) {
             f.publish(Published { state: system.server_state(clock.now()), map });
         }
@@ -1064,6 +1097,9 @@ fn apply_update<S, C: DaemonClock>(
 ) {
     if let Some(by) = update.clock_went_back {
         events.event(local, &DaemonEvent::ClockWentBack { by });
+    }
+    if let Some(e) = update.max_change {
+        events.event(local, &DaemonEvent::MaxChange { adjustment: e.adjustment, limit: e.limit, giving_up: e.giving_up });
     }
     if let Some(selection) = &update.selection {
         let mut looping = peers.looping.borrow_mut();

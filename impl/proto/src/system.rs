@@ -129,6 +129,35 @@ pub struct SystemConfig {
     pub initial_frequency: Option<f64>,
     /// The selection's settings (for [`System::new`]'s RFC 5905 selection).
     pub selection: SelectionConfig,
+    /// chrony's `maxchange`: the largest clock adjustment made (default none).
+    pub max_change: Option<MaxChange>,
+}
+
+/// chrony's `maxchange offset start ignore`: after the first `start`
+/// updates of the clock, an update that would adjust it by more than
+/// `offset` seconds is not made; `ignore` such updates are skipped, and the
+/// next one ends the daemon ([`System::gave_up`]). A negative `ignore`
+/// skips them all, never ending it. The adjustment is the update's offset
+/// less the part of earlier slews still to come.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaxChange {
+    /// Largest adjustment, seconds (above 0).
+    pub offset: f64,
+    /// Updates made before the check starts.
+    pub start: u32,
+    /// Larger adjustments skipped before giving up (negative: never give up).
+    pub ignore: i32,
+}
+
+/// An update whose adjustment exceeded [`MaxChange::offset`] and was not made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaxChangeExceeded {
+    /// The adjustment refused.
+    pub adjustment: NtpDuration,
+    /// The limit, seconds.
+    pub limit: f64,
+    /// The daemon is to end: no more updates may be skipped.
+    pub giving_up: bool,
 }
 
 impl Default for SystemConfig {
@@ -140,6 +169,7 @@ impl Default for SystemConfig {
             local: None,
             initial_frequency: None,
             selection: SelectionConfig::default(),
+            max_change: None,
         }
     }
 }
@@ -202,11 +232,14 @@ pub struct SystemUpdate<Id> {
     /// timescale), as chrony drops a source's history at an out-of-order
     /// sample.
     pub clock_went_back: Option<NtpDuration>,
+    /// The system peer's new sample would have adjusted the clock by more
+    /// than [`SystemConfig::max_change`] allows: `clock` is `None`.
+    pub max_change: Option<MaxChangeExceeded>,
 }
 
 impl<Id> Default for SystemUpdate<Id> {
     fn default() -> Self {
-        SystemUpdate { selection: None, clock: None, stepped: false, clock_went_back: None }
+        SystemUpdate { selection: None, clock: None, stepped: false, clock_went_back: None, max_change: None }
     }
 }
 
@@ -236,6 +269,11 @@ pub struct System<Id: Ord + Clone> {
     served_ids: Box<BloomFilter>,
     /// Cluster survivors of the last selection: the sources "selected for synchronization".
     survivors: Vec<Id>,
+    /// [`MaxChange`]: updates still made unchecked, larger ones still skipped.
+    max_change_start: u32,
+    max_change_ignore: i32,
+    /// The update that exceeded [`MaxChange`] with nothing left to skip.
+    gave_up: Option<MaxChangeExceeded>,
 }
 
 impl<Id: Ord + Clone + 'static> System<Id> {
@@ -249,6 +287,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn with_selection(config: SystemConfig, selection: Box<dyn SelectionAlgorithm<Id>>) -> Self {
         let mut discipline_config = config.discipline;
         discipline_config.local_precision = config.precision_log2;
+        let (max_change_start, max_change_ignore) = config.max_change.map_or((0, 0), |m| (m.start, m.ignore));
         System {
             discipline: config.algorithm.build(discipline_config, config.initial_frequency),
             state: ServerClockState::unsynchronized(config.precision_log2),
@@ -265,7 +304,17 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             own_v5_id: None,
             served_ids: Box::default(),
             survivors: Vec::new(),
+            max_change_start,
+            max_change_ignore,
+            gave_up: None,
         }
+    }
+
+    /// The update that exceeded [`SystemConfig::max_change`] when no more
+    /// could be skipped: the daemon is to end (chrony exits). Once set, no
+    /// further update moves the clock.
+    pub fn gave_up(&self) -> Option<MaxChangeExceeded> {
+        self.gave_up
     }
 
     /// Sets this host's 120-bit NTPv5 reference ID (random, chosen once at
@@ -513,15 +562,46 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             && self.last_raw_sample.is_none_or(|t| m.local_receive_time > t)
         {
             self.last_raw_sample = Some(m.local_receive_time);
-            let (action, stepped) = self.update_discipline(&discipline_sample(m, now));
-            result.clock = Some(action);
+            let (action, stepped, exceeded) = self.update_discipline(&discipline_sample(m, now));
+            result.clock = action;
             result.stepped = stepped;
+            result.max_change = exceeded;
         }
         result
     }
 
-    /// Feeds the discipline; after a step, resets every filter.
-    fn update_discipline(&mut self, sample: &DisciplineSample) -> (Action, bool) {
+    /// Whether an update by `sample` stays within [`SystemConfig::max_change`]
+    /// (counting it against the start and the skips); `Err` when it does not.
+    fn max_change_check(&mut self, sample: &DisciplineSample) -> Result<(), MaxChangeExceeded> {
+        let Some(m) = self.config.max_change else { return Ok(()) };
+        if let Some(g) = self.gave_up {
+            return Err(g);
+        }
+        if self.max_change_start > 0 {
+            self.max_change_start -= 1;
+            return Ok(());
+        }
+        let adjustment = sample.offset.saturating_sub(self.discipline.pending_phase(sample.now));
+        if adjustment.abs().to_seconds_f64() <= m.offset {
+            return Ok(());
+        }
+        let giving_up = self.max_change_ignore == 0;
+        let exceeded = MaxChangeExceeded { adjustment, limit: m.offset, giving_up };
+        if giving_up {
+            self.gave_up = Some(exceeded);
+        } else if self.max_change_ignore > 0 {
+            self.max_change_ignore -= 1;
+        }
+        Err(exceeded)
+    }
+
+    /// Feeds the discipline (unless [`SystemConfig::max_change`] refuses
+    /// the update: then the clock is left alone and the refusal returned);
+    /// after a step, resets every filter.
+    fn update_discipline(&mut self, sample: &DisciplineSample) -> (Option<Action>, bool, Option<MaxChangeExceeded>) {
+        if let Err(e) = self.max_change_check(sample) {
+            return (None, false, Some(e));
+        }
         let frequency_before = self.discipline.frequency();
         let pending_before = self.discipline.pending_phase(sample.now);
         let result = self.discipline.update_sample(sample);
@@ -542,7 +622,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             // (§11.2.3, [`Action::Step`]): nothing measured before it counts.
             self.start_associations_over();
         }
-        (result.action, stepped)
+        (Some(result.action), stepped, None)
     }
 
     /// Empties every source's filter and history and forgets the system
@@ -767,9 +847,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 let c = c.clone();
                 if !self.discipline.wants_every_sample() {
                     let sample = DisciplineSample { offset: combined.offset, time: c.time, now, delay: c.delay };
-                    let (action, stepped) = self.update_discipline(&sample);
-                    update.clock = Some(action);
+                    let (action, stepped, exceeded) = self.update_discipline(&sample);
+                    update.clock = action;
                     update.stepped = stepped;
+                    update.max_change = exceeded;
                 }
                 self.set_system_variables(&peer_id, &c, combined.offset, combined.jitter, now);
             } else if let Some(c) = candidate.filter(|_| changed && self.state.is_synchronized()) {
@@ -793,9 +874,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                     let earlier: Vec<DisciplineSample> = p.history.iter().filter(|h| h.time < sample.time).copied().collect();
                     self.discipline.prime(&earlier);
                     self.last_raw_sample = Some(m.local_receive_time);
-                    let (action, stepped) = self.update_discipline(&sample);
-                    update.clock = Some(action);
+                    let (action, stepped, exceeded) = self.update_discipline(&sample);
+                    update.clock = action;
                     update.stepped = stepped;
+                    update.max_change = exceeded;
                 }
             }
         }
@@ -1482,6 +1564,47 @@ mod tests {
         agreeing(&mut three, 3);
         assert_eq!(three.system_peer(), Some(&0));
         assert!(three.server_state(t(200.0)).is_synchronized());
+    }
+
+    #[test]
+    fn max_change_skips_larger_adjustments_then_gives_up() {
+        // chrony's `maxchange 0.1 1 3` (131-maxchange): the first update is
+        // not checked; later, an adjustment above 0.1 s is skipped three
+        // times and the fourth gives up. Within the limit nothing changes.
+        let config = SystemConfig { max_change: Some(MaxChange { offset: 0.1, start: 1, ignore: 3 }), ..SystemConfig::default() };
+        let mut sys: System<u32> = System::new(config);
+        sys.add_source(0, ReferenceId::NONE);
+        let first = sys.handle_measurement(&0, &measurement(2.0, 0.0002, 0.0), t(0.0));
+        assert!(matches!(first.clock, Some(Action::Step { .. })), "the first update is unchecked: {first:?}");
+        let mut at = 0.0;
+        for _ in 0..3 {
+            at += 64.0;
+            let u = sys.handle_measurement(&0, &measurement(0.001, 0.0002, at), t(at));
+            assert!(u.clock.is_some() && u.max_change.is_none(), "at {at} s: {u:?}");
+        }
+        for n in 0..4 {
+            at += 64.0;
+            let u = sys.handle_measurement(&0, &measurement(1.0, 0.0002, at), t(at));
+            let e = u.max_change.expect("an adjustment above the limit is refused");
+            assert_eq!(u.clock, None, "at {at} s");
+            assert!((e.adjustment.to_seconds_f64() - 1.0).abs() < 0.01 && e.limit == 0.1, "{e:?}");
+            assert_eq!(e.giving_up, n == 3, "skip {n}");
+            assert_eq!(sys.gave_up().is_some(), n == 3);
+        }
+        // Given up: nothing moves the clock any more.
+        at += 64.0;
+        let u = sys.handle_measurement(&0, &measurement(0.001, 0.0002, at), t(at));
+        assert_eq!(u.clock, None);
+        // A negative `ignore` never gives up.
+        let config = SystemConfig { max_change: Some(MaxChange { offset: 0.1, start: 0, ignore: -1 }), ..SystemConfig::default() };
+        let mut sys: System<u32> = System::new(config);
+        sys.add_source(0, ReferenceId::NONE);
+        for i in 0..10 {
+            let at = 64.0 * f64::from(i);
+            let u = sys.handle_measurement(&0, &measurement(1.0, 0.0002, at), t(at));
+            assert!(u.max_change.is_some_and(|e| !e.giving_up), "{u:?}");
+        }
+        assert_eq!(sys.gave_up(), None);
     }
 
     #[test]

@@ -468,6 +468,13 @@ fn bound_floor(excess: impl Iterator<Item = f64>) -> f64 {
 /// See [`bound_floor`].
 const DELAYED_MAJORITY_RATIO: f64 = 32.0;
 
+/// Before any frequency was measured, a line through samples that fail the
+/// break tests gives the frequency only when its slope departs from the
+/// one in use by more than this many of its standard errors (and the
+/// samples span a poll): an iburst's samples seconds apart, or a perfect
+/// clock's noise, give none.
+const UNMEASURED_SLOPE_SDS: f64 = 3.0;
+
 /// Fewest samples whose lower quartile [`bound_floor`] considers.
 const QUARTILE_SAMPLES: usize = 8;
 
@@ -1268,8 +1275,30 @@ impl ClockDiscipline for RegressionDiscipline {
                 // (-91 against -100 ppm over 17 s, a server answering once
                 // in 128 s) is kept until a line returns, and the error
                 // runs on (chrony's 135, seed 7: 1.3 ms).
+                //
+                // Before any frequency was measured, the line through all
+                // the held samples, a poll or more long, gives it when its
+                // skew passes and it departs from the frequency in use by
+                // more than UNMEASURED_SLOPE_SDS standard errors: that
+                // frequency is then a guess (0, or a drift file's),
+                // and the break tests' bounds can be too tight for a few
+                // samples. Their floor comes from the delays' excess over
+                // the smallest held, and three round trips that agree
+                // within 10 us can each carry 200 us of jitter split
+                // differently between the legs (1.1 s each way in chrony's
+                // 120-selectoptions, seed 7: the 100 ppm error ran 260 s).
                 let n = self.samples.len();
                 let slope = match &points[..] {
+                    [a, .., b] if !self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => LinearFit::new(&points)
+                        .filter(|l| {
+                            let sd = l.slope_uncertainty();
+                            sd * t_coefficient(l.n.saturating_sub(2)) <= MAX_UPDATE_SKEW
+                                && (l.slope - self.freq).abs() > UNMEASURED_SLOPE_SDS * sd
+                        })
+                        .map(|l| {
+                            self.frequency_measured = true;
+                            l.slope
+                        }),
                     [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
                         self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
                     }
@@ -1876,6 +1905,36 @@ mod tests {
             let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
             assert!((frequency - want).abs() < 3e-6, "at {t} s: {frequency}");
         }
+    }
+
+    #[test]
+    fn before_any_frequency_three_samples_with_equal_round_trips_give_it_though_their_bounds_are_too_tight() {
+        // chrony's 120-selectoptions at 1.1 s each way, seed 7: a clock
+        // 0.1 s and 100 ppm fast, three round trips within 10 us of each
+        // other, each offset off by up to 60 us (jitter split differently
+        // between the legs). Their error bounds (from the excess over the
+        // smallest round trip) are a few us, no window passes the break
+        // tests, and the frequency stayed 0 for 260 s. The line through
+        // the three is certain to well under a ppm by its residuals.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let raw = |t: f64| -(0.1 + 1e-4 * t);
+        let mut frequency = 0.0;
+        for (t, error, delay) in [(2.2, 0.0, 2.2002793), (66.2, 60e-6, 2.2002887), (133.0, -50e-6, 2.2002839)] {
+            let theta = raw(t) + error - d.correction_at(at(t));
+            let u = d.update_sample(&sample_at(theta, t, t, delay));
+            let Action::Slew { frequency: f, .. } = u.action else { panic!("{:?}", u.action) };
+            frequency = f;
+        }
+        assert!((frequency + 1e-4).abs() < 3e-6, "{frequency}");
+        // Once a frequency was measured, a window that fails the break tests
+        // leaves it to the newest two samples' rule (a departing sample is
+        // wander or a jump, not a new frequency).
+        let before = d.frequency();
+        let t = 200.0;
+        let theta = raw(t) + 2e-3 - d.correction_at(at(t));
+        let u = d.update_sample(&sample_at(theta, t, t, 2.2002800));
+        let Action::Slew { frequency: after, .. } = u.action else { panic!("{:?}", u.action) };
+        assert!((after - before).abs() < 1e-6, "{before} -> {after}");
     }
 
     #[test]
