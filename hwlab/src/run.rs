@@ -183,8 +183,10 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
 fn daemon_metric_refusal(m: Metric, h: &ntplab_sim::scenario::Host) -> Option<String> {
     let Role::Ntp(n) = &h.role else { return None };
     match (m, h.implementation) {
+        (Metric::MaxChangeExceeded, _) => Some(
+            "the lab does not count refused adjustments yet: ntplab's tally file and chronyd's log (\"exceeds the allowed maximum\") are not read for them".into(),
+        ),
         (_, Implementation::Ntplab) => None,
-        (Metric::MaxChangeExceeded, _) => Some("the lab does not read the program's log, where its refused adjustments are reported".into()),
         (Metric::Selections, Implementation::NtpdRs) => Some(
             "ntpd-rs combines its sources and `ntp-ctl` names no selected source, so the lab cannot count its selections of a system peer".into(),
         ),
@@ -1466,6 +1468,11 @@ host = "server"
             assert_eq!(refused("ntplab", ", version = 5", &expect(metric)), Vec::<String>::new());
         }
         assert_eq!(refused("ntpd-rs", ", version = 5", &expect("max_stratum")), Vec::<String>::new());
+        // Refused adjustments (max_change) are counted for no program yet.
+        for imp in ["ntplab", "chrony", "ntpsec", "ntpd-rs"] {
+            let r = refused(imp, "", &expect("max_change_exceeded"));
+            assert!(r.len() == 1 && r[0].contains("does not count refused adjustments yet"), "{imp}: {r:?}");
+        }
         // A host group: each member is named.
         let group = text("ntpd-rs", "", "host = \"client\"\nover = \"max\"\nmetric = \"selections\"\nmax = 3").replace("listen = false\n", "listen = false\ncount = 2\n");
         let r = refusals(&Scenario::parse(&group, "m.toml").unwrap());
