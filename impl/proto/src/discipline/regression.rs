@@ -1217,6 +1217,24 @@ impl ClockDiscipline for RegressionDiscipline {
                             self.freq_sd = f64::INFINITY;
                             slope
                         }
+                        // Before any frequency was measured, a window a
+                        // poll or more long whose slope departs from the
+                        // frequency in use by more than
+                        // UNMEASURED_SLOPE_SDS standard errors gives it,
+                        // though Student's t for one degree of freedom
+                        // (636.6) keeps three samples from the skew test:
+                        // with 0.6 s each way (chrony's 120, seed 1) the
+                        // delays bound nothing, and the 100 ppm error ran
+                        // a poll longer than chronyd's.
+                        _ if !self.frequency_measured
+                            && points.len() >= longest.n
+                            && points[points.len() - 1].0 - points[points.len() - longest.n].0 >= log2_to_seconds(self.poll)
+                            && (longest.slope - self.freq).abs() > UNMEASURED_SLOPE_SDS * longest.slope_uncertainty() =>
+                        {
+                            self.frequency_measured = true;
+                            self.freq_sd = f64::INFINITY;
+                            longest.slope
+                        }
                         _ => self.freq,
                     },
                 };
@@ -1935,6 +1953,34 @@ mod tests {
         let u = d.update_sample(&sample_at(theta, t, t, 2.2002800));
         let Action::Slew { frequency: after, .. } = u.action else { panic!("{:?}", u.action) };
         assert!((after - before).abs() < 1e-6, "{before} -> {after}");
+    }
+
+    #[test]
+    fn before_any_frequency_a_significant_slope_is_taken_though_three_samples_fail_the_skew_test() {
+        // chrony's 120-selectoptions, 0.6 s each way: round trips 1.2000,
+        // 1.2016 and 1.2012 s, 65 s apart, on a clock 100 ppm fast. The
+        // window passes the break tests, but its slope's uncertainty (about
+        // 5 ppm) times Student's t for one degree of freedom (636.6) fails
+        // the skew test, and the delays bound the slope to 1.8 %: the
+        // frequency stayed 0 a poll longer. The slope is 20 standard
+        // errors from 0.
+        let run = |freq: f64| {
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            let raw = |t: f64| -(0.1 + freq * t);
+            let mut frequency = 0.0;
+            for (t, delay) in [(1.2, 1.2000), (65.4, 1.2016), (130.8, 1.2012)] {
+                let theta = raw(t) - d.correction_at(at(t));
+                let u = d.update_sample(&sample_at(theta, t, t, delay));
+                let Action::Slew { frequency: f, .. } = u.action else { panic!("{:?}", u.action) };
+                frequency = f;
+            }
+            frequency
+        };
+        let f = run(1e-4);
+        assert!((f + 1e-4).abs() < 1e-6, "{f}");
+        // A clock without a frequency error keeps 0: nothing departs.
+        let f = run(0.0);
+        assert!(f.abs() < 1e-9, "{f}");
     }
 
     #[test]
