@@ -461,6 +461,12 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         if let Some(d) = c.max_delay {
             let _ = write!(s, " maxdelay {:.9}", d.to_seconds_f64());
         }
+        if let Some(r) = c.max_delay_ratio {
+            let _ = write!(s, " maxdelayratio {r}");
+        }
+        if let Some(r) = c.max_delay_dev_ratio {
+            let _ = write!(s, " maxdelaydevratio {r}");
+        }
         for (word, on) in select_words(&src.select) {
             if on {
                 let _ = write!(s, " {word}");
@@ -628,6 +634,12 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
         );
         if let Some(d) = c.max_delay {
             let _ = writeln!(s, "max_delay = {:.9}", d.to_seconds_f64());
+        }
+        if let Some(r) = c.max_delay_ratio {
+            let _ = writeln!(s, "max_delay_ratio = {r:?}");
+        }
+        if let Some(r) = c.max_delay_dev_ratio {
+            let _ = writeln!(s, "max_delay_dev_ratio = {r:?}");
         }
         for (word, on) in select_words(&src.select) {
             if on {
@@ -1075,6 +1087,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 if s.config.max_delay.is_some() {
                     why.push(format!("source {}: ntpsec 1.2 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
                 }
+                if s.config.max_delay_ratio.is_some() || s.config.max_delay_dev_ratio.is_some() {
+                    why.push(format!("source {}: ntpsec 1.2 has no per-source delay ratio tests (chrony's `maxdelayratio`, `maxdelaydevratio`)", s.address));
+                }
                 if s.select.trust || s.select.require {
                     // Its `true` makes a source survive selection and clustering
                     // whatever the others say: not chrony's `trust`.
@@ -1105,6 +1120,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
                 }
                 if c.max_delay.is_some() {
                     why.push(format!("source {}: ntpd-rs 1.9 has no per-source maximum delay (chrony's `maxdelay`)", s.address));
+                }
+                if c.max_delay_ratio.is_some() || c.max_delay_dev_ratio.is_some() {
+                    why.push(format!("source {}: ntpd-rs 1.9 has no per-source delay ratio tests (chrony's `maxdelayratio`, `maxdelaydevratio`)", s.address));
                 }
                 if s.select != SelectOptions::default() {
                     why.push(format!("source {}: the lab writes no selection options (`noselect`, `prefer`, `trust`, `require`) for ntpd-rs", s.address));
@@ -1598,6 +1616,15 @@ mod tests {
         let written = ntplab_config(&max_delay, None, None).unwrap();
         assert!(written.contains("\nmax_delay = 0.000030000\n"), "{written}");
         assert_eq!(DaemonConfig::from_toml(&written, "w").unwrap().sources[0].config.max_delay, max_delay.sources[0].config.max_delay);
+        let ratios = source("max_delay_ratio = 2.0\nmax_delay_dev_ratio = 2.5");
+        assert!(unwritable(&ratios, Implementation::Ntpsec)[0].contains("no per-source delay ratio tests"));
+        assert!(unwritable(&ratios, Implementation::NtpdRs)[0].contains("no per-source delay ratio tests"));
+        assert!(unwritable(&ratios, Implementation::Chrony).is_empty());
+        let chrony = chrony_config(&ratios, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap();
+        assert!(chrony.contains(" maxdelayratio 2 maxdelaydevratio 2.5\n"), "{chrony}");
+        let written = ntplab_config(&ratios, None, None).unwrap();
+        let read = DaemonConfig::from_toml(&written, "w").unwrap().sources[0].config;
+        assert_eq!((read.max_delay_ratio, read.max_delay_dev_ratio), (Some(2.0), Some(2.5)), "{written}");
     }
 
     #[test]

@@ -61,12 +61,17 @@
 //!   simulator refuses hosts that are not `"ntplab"`), `local_stratum`,
 //!   `interleaved`, `ntpv5` (answer NTPv5 and offer the upgrade, default
 //!   true), `sources` (each `{ host, iburst, burst, poll_min, poll_max,
-//!   version, draft, interleaved, unsmear, nts, aeads, max_delay, noselect,
-//!   prefer, trust, require, port }`, the host
+//!   version, draft, interleaved, unsmear, nts, aeads, max_delay,
+//!   max_delay_ratio, max_delay_dev_ratio, noselect, prefer, trust, require,
+//!   port }`, the host
 //!   named by its `name`; `version` 1–5 or `"auto"`, `draft` the NTPv5
 //!   draft `"07"`, `"08"` or `"09"`, `interleaved` asks for RFC 9769's
 //!   interleaved mode, `max_delay` is chrony's `maxdelay`: a reply with a
-//!   longer round trip gives no sample; `noselect`, `prefer`, `trust` and
+//!   longer round trip gives no sample, `max_delay_ratio` chrony's
+//!   `maxdelayratio` (a reply whose round trip is above it times the least
+//!   of the last 64 gives no sample), `max_delay_dev_ratio` chrony's
+//!   `maxdelaydevratio` (the discipline ignores a sample delayed more than
+//!   that many jitters beyond the least held; default 10); `noselect`, `prefer`, `trust` and
 //!   `require` are the daemon's `[[source]]` selection options, chrony's
 //!   words),
 //!   `discipline` (`"regression"`, the default, or `"rfc5905"`:
@@ -1449,6 +1454,10 @@ struct SourceEntry {
     aeads: Option<Vec<u16>>,
     /// Largest round-trip delay of a sample (chrony's `maxdelay`).
     max_delay: Option<Secs>,
+    /// Largest ratio of a round trip to the least of the last 64 (chrony's `maxdelayratio`).
+    max_delay_ratio: Option<f64>,
+    /// The discipline's delay test ratio (chrony's `maxdelaydevratio`).
+    max_delay_dev_ratio: Option<f64>,
     /// Selection options (chrony's `noselect`, `prefer`, `trust`, `require`).
     #[serde(default)]
     noselect: bool,
@@ -2451,6 +2460,8 @@ impl Validator<'_> {
                 trusted_certificates: None,
                 aeads: e.aeads.clone(),
                 max_delay: e.max_delay.map(|d| d.value),
+                max_delay_ratio: e.max_delay_ratio,
+                max_delay_dev_ratio: e.max_delay_dev_ratio,
                 noselect: e.noselect,
                 prefer: e.prefer,
                 trust: e.trust,

@@ -15,6 +15,8 @@
 //! unsmear = false          # undo this server's leap smear (its smear REFID)
 //! interleaved = false      # ask for the interleaved mode (RFC 9769; chrony's xleave)
 //! max_delay = 0.1          # s: replies with a longer round trip give no sample (chrony's maxdelay; default none)
+//! max_delay_ratio = 3      # replies with a round trip above this times the least of the last 64 give no sample (chrony's maxdelayratio; default none)
+//! max_delay_dev_ratio = 10 # samples delayed this many jitters beyond the least held are ignored (chrony's maxdelaydevratio; default 10)
 //! prefer = false           # combine the preferred truechimers alone (chrony's and ntpd's prefer)
 //! noselect = false         # measure, never select (also trust: only trusted sources outvote it; require: no clock update without it)
 //! version = 4              # 1-4, 5 (NTPv5 only) or "auto" (NTPv4, upgraded to NTPv5 when offered)
@@ -325,6 +327,14 @@ pub struct SourceSection {
     /// Largest round-trip delay of a sample, s (chrony's `maxdelay`): a reply
     /// measuring more counts for reachability and gives no sample.
     pub max_delay: Option<f64>,
+    /// Largest ratio of a sample's round trip to the least of the source's
+    /// last 64 (chrony's `maxdelayratio`): a reply measuring more counts for
+    /// reachability and gives no sample.
+    pub max_delay_ratio: Option<f64>,
+    /// How many jitters a sample's half round trip may exceed the least of
+    /// the source's held samples before the discipline ignores it (chrony's
+    /// `maxdelaydevratio`, default 10).
+    pub max_delay_dev_ratio: Option<f64>,
     /// Poll and measure it, never select it (chrony's and ntpd's `noselect`).
     #[serde(default)]
     pub noselect: bool,
@@ -966,12 +976,14 @@ impl ConfigFile {
                         return Err(at(&[K("source"), I(i), K("max_delay")], format!("{name}: maximum delay {d} s must be above 0 and at most 16 s (RFC 5905 MAXDISP)")))
                     }
                 },
+                max_delay_ratio: s.max_delay_ratio,
+                max_delay_dev_ratio: s.max_delay_dev_ratio,
                 ..defaults
             };
             config.validate().map_err(|e| {
                 let e = e.to_string();
                 // Point at the key the message is about, when it names one.
-                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("interleaved", "interleaved"), ("version", "version"), ("maximum delay", "max_delay")]
+                let key = [("minimum poll", "poll_min"), ("maximum poll", "poll_max"), ("interleaved", "interleaved"), ("version", "version"), ("maximum delay deviation ratio", "max_delay_dev_ratio"), ("maximum delay ratio", "max_delay_ratio"), ("maximum delay", "max_delay")]
                     .into_iter()
                     .find_map(|(words, key)| e.contains(words).then_some(key));
                 let mut path = vec![K("source"), I(i)];
@@ -1856,6 +1868,24 @@ refid = "NMEA"
         for bad in ["0", "-1", "17", "nan", "inf"] {
             let e = DaemonConfig::from_toml(&source(&format!("max_delay = {bad}\n")), "d.toml").unwrap_err();
             assert!(e.0.starts_with("d.toml:3:13:") && e.0.contains("maximum delay") && e.0.contains("at most 16 s"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sources_delay_ratios_are_chronys_and_their_mistakes_are_named() {
+        let source = |extra: &str| format!("[[source]]\naddress = \"127.0.0.1:123\"\n{extra}");
+        let c = DaemonConfig::from_toml(&source(""), "a").unwrap();
+        assert_eq!((c.sources[0].config.max_delay_ratio, c.sources[0].config.max_delay_dev_ratio), (None, None));
+        let c = DaemonConfig::from_toml(&source("max_delay_ratio = 2\nmax_delay_dev_ratio = 2.5\n"), "b").unwrap();
+        assert_eq!((c.sources[0].config.max_delay_ratio, c.sources[0].config.max_delay_dev_ratio), (Some(2.0), Some(2.5)));
+        for bad in ["1", "0.5", "-1", "nan", "inf", "2e6"] {
+            let e = DaemonConfig::from_toml(&source(&format!("max_delay_ratio = {bad}\n")), "d.toml").unwrap_err();
+            assert!(e.0.starts_with("d.toml:3:") && e.0.contains("maximum delay ratio") && e.0.contains("maxdelayratio"), "{bad}: {e}");
+            assert!(!e.0.contains("deviation"), "{bad}: {e}");
+        }
+        for bad in ["0", "-1", "nan", "inf", "2e6"] {
+            let e = DaemonConfig::from_toml(&source(&format!("max_delay_dev_ratio = {bad}\n")), "d.toml").unwrap_err();
+            assert!(e.0.starts_with("d.toml:3:") && e.0.contains("maximum delay deviation ratio") && e.0.contains("maxdelaydevratio"), "{bad}: {e}");
         }
     }
 

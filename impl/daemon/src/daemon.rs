@@ -529,6 +529,9 @@ where
         };
         system.add_source(PeerId::Source(i), refid);
         system.set_select_options(&PeerId::Source(i), spec.select);
+        if let Some(ratio) = spec.config.max_delay_dev_ratio {
+            system.set_max_delay_dev_ratio(&PeerId::Source(i), ratio);
+        }
         system.set_source_v5_id(&PeerId::Source(i), V5ReferenceId::from_address(spec.address.ip()));
         let source = Source::new(SourceConfig { precision_log2, ..spec.config }, Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("source {}: {e}", spec.address)))?;

@@ -86,6 +86,9 @@ pub enum IgnoreReason {
     Spike,
     /// In FREQ state, waiting for the stepout interval to measure frequency.
     FrequencyMeasurement,
+    /// The round trip was far longer than the held samples' least, and the
+    /// offset did not move with it (chrony's `maxdelaydevratio` test).
+    Delay,
 }
 
 /// What the caller must do with the clock. `#[must_use]`.
@@ -263,6 +266,21 @@ pub trait ClockDiscipline {
     /// clock at `sample.now` and, after an [`Action::Step`], resets every
     /// source.
     fn update_sample(&mut self, sample: &DisciplineSample) -> DisciplineUpdate;
+
+    /// Whether `sample` is an outlier by its delay alone (against the
+    /// current source's samples), which [`Self::update_sample`] would ignore
+    /// ([`IgnoreReason::Delay`]):
+    /// callers that count updates (`max_change`) ask first, as chrony
+    /// rejects such a sample before its reference update. Default: never.
+    fn delay_outlier(&self, _sample: &DisciplineSample) -> bool {
+        false
+    }
+
+    /// The system peer changed: the samples that follow come from another
+    /// source (a per-source test, such as [`Self::delay_outlier`]'s, starts
+    /// over), whose `max_delay_dev_ratio` (chrony's `maxdelaydevratio`)
+    /// that test uses. Default: nothing.
+    fn source_changed(&mut self, _max_delay_dev_ratio: f64) {}
 
     /// Whether the discipline wants every sample of the system peer, with its
     /// delay, rather than only the clock filter's choices combined by the

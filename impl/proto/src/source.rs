@@ -84,6 +84,7 @@
 //! | [`ReferenceAfterTransmit`](RejectReason::ReferenceAfterTransmit) | reference timestamp later than transmit | A.5.1.1 |
 //! | [`RootDistance`](RejectReason::RootDistance) | root delay / 2 + root dispersion ≥ MAXDISP (16 s) | A.5.1.1 |
 //! | [`MaxDelay`](RejectReason::MaxDelay) | round-trip delay above [`SourceConfig::max_delay`] (after the reply counted for reach and polling) | chrony's `maxdelay` |
+//! | [`MaxDelayRatio`](RejectReason::MaxDelayRatio) | round-trip delay above [`SourceConfig::max_delay_ratio`] times the least of the last [`DELAY_HISTORY`] samples' (likewise) | chrony's `maxdelayratio` |
 //!
 //! Deviation from A.5.1, on purpose: the RFC updates its duplicate reference
 //! (`p.org`) from *every* packet, bogus ones included. Here it is updated only
@@ -149,6 +150,7 @@
 //! - BCOUNT 8, BTIME 2 s, MAXDISP 16 s, PHI 15 ppm as in A.1.1 and A.5.7.
 
 use core::time::Duration;
+use std::collections::VecDeque;
 
 use crate::mono::Instant;
 use crate::time::{NtpDuration, NtpTime, NtpTimestamp};
@@ -191,7 +193,7 @@ pub const REQUEST_LEN: usize = HEADER_LEN;
 pub const LATE_POLL_DELAY: Duration = Duration::from_secs(1);
 
 /// Configuration of one client association.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SourceConfig {
     /// Lowest poll exponent, log2 seconds; [`MINPOLL_LOG2`]..=`poll_max_log2`.
     /// Default [`DEFAULT_POLL_MIN_LOG2`] (64 s).
@@ -247,7 +249,26 @@ pub struct SourceConfig {
     /// no sample ([`RejectReason::MaxDelay`]). Positive, at most MAXDISP (16
     /// s). Default none.
     pub max_delay: Option<NtpDuration>,
+    /// The largest ratio of a sample's round-trip delay to the least of the
+    /// source's last [`DELAY_HISTORY`] samples (chrony's `maxdelayratio`):
+    /// a reply measuring more counts for reachability and polling but gives
+    /// no sample ([`RejectReason::MaxDelayRatio`]). Above 1, at most
+    /// [`MAX_DELAY_RATIO_LIMIT`]. Default none.
+    pub max_delay_ratio: Option<f64>,
+    /// How many times the discipline's jitter a sample's half round trip
+    /// may exceed the least of this source's held samples before the
+    /// regression discipline ignores it (chrony's `maxdelaydevratio`; the
+    /// daemon hands it to the system, [`crate::system::System::set_max_delay_dev_ratio`]).
+    /// Above 0, at most [`MAX_DELAY_RATIO_LIMIT`]. Default none: 10.
+    pub max_delay_dev_ratio: Option<f64>,
 }
+
+/// How many of a source's latest samples' delays [`SourceConfig::max_delay_ratio`]
+/// takes the least of (chrony keeps up to 64 samples a source).
+pub const DELAY_HISTORY: usize = 64;
+
+/// The largest `max_delay_ratio` and `max_delay_dev_ratio` accepted.
+pub const MAX_DELAY_RATIO_LIMIT: f64 = 1e6;
 
 impl Default for SourceConfig {
     fn default() -> Self {
@@ -264,6 +285,8 @@ impl Default for SourceConfig {
             unsmear: false,
             interleaved: false,
             max_delay: None,
+            max_delay_ratio: None,
+            max_delay_dev_ratio: None,
         }
     }
 }
@@ -294,12 +317,22 @@ impl SourceConfig {
                 return Err(ConfigError::MaxDelay { max_delay });
             }
         }
+        if let Some(ratio) = self.max_delay_ratio {
+            if !(ratio > 1.0 && ratio <= MAX_DELAY_RATIO_LIMIT) {
+                return Err(ConfigError::MaxDelayRatio { ratio });
+            }
+        }
+        if let Some(ratio) = self.max_delay_dev_ratio {
+            if !(ratio > 0.0 && ratio <= MAX_DELAY_RATIO_LIMIT) {
+                return Err(ConfigError::MaxDelayDevRatio { ratio });
+            }
+        }
         Ok(())
     }
 }
 
 /// A [`SourceConfig`] value out of range. Every variant is the caller's fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// `poll_min_log2` is below [`MINPOLL_LOG2`].
@@ -332,6 +365,16 @@ pub enum ConfigError {
         /// The configured value.
         max_delay: NtpDuration,
     },
+    /// `max_delay_ratio` is not above 1 or is above [`MAX_DELAY_RATIO_LIMIT`].
+    MaxDelayRatio {
+        /// The configured value.
+        ratio: f64,
+    },
+    /// `max_delay_dev_ratio` is not above 0 or is above [`MAX_DELAY_RATIO_LIMIT`].
+    MaxDelayDevRatio {
+        /// The configured value.
+        ratio: f64,
+    },
 }
 
 impl core::fmt::Display for ConfigError {
@@ -352,6 +395,12 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::MaxDelay { max_delay } => {
                 write!(f, "maximum delay {} s must be above 0 and at most 16 s (RFC 5905 MAXDISP)", max_delay.to_seconds_f64())
+            }
+            ConfigError::MaxDelayRatio { ratio } => {
+                write!(f, "maximum delay ratio {ratio} must be above 1 and at most {MAX_DELAY_RATIO_LIMIT} (chrony's maxdelayratio)")
+            }
+            ConfigError::MaxDelayDevRatio { ratio } => {
+                write!(f, "maximum delay deviation ratio {ratio} must be above 0 and at most {MAX_DELAY_RATIO_LIMIT} (chrony's maxdelaydevratio)")
             }
         }
     }
@@ -509,11 +558,16 @@ pub enum RejectReason {
     /// [`SourceConfig::max_delay`] (chrony's `maxdelay`): it counts for
     /// reachability and polling, and gives no sample.
     MaxDelay,
+    /// A valid reply whose round-trip delay is above the source's
+    /// [`SourceConfig::max_delay_ratio`] times the least of its last
+    /// [`DELAY_HISTORY`] samples (chrony's `maxdelayratio`): it counts for
+    /// reachability and polling, and gives no sample.
+    MaxDelayRatio,
 }
 
 impl RejectReason {
     /// Every reason, in check order.
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::TooShort,
         RejectReason::BadVersion,
         RejectReason::BadMode,
@@ -534,6 +588,7 @@ impl RejectReason {
         RejectReason::WrongDraft,
         RejectReason::WrongTimescale,
         RejectReason::MaxDelay,
+        RejectReason::MaxDelayRatio,
     ];
 
     /// A stable snake_case name for metrics labels.
@@ -559,6 +614,7 @@ impl RejectReason {
             RejectReason::WrongDraft => "wrong_draft",
             RejectReason::WrongTimescale => "wrong_timescale",
             RejectReason::MaxDelay => "max_delay",
+            RejectReason::MaxDelayRatio => "max_delay_ratio",
         }
     }
 
@@ -581,6 +637,7 @@ impl RejectReason {
             RejectReason::WrongDraft => "draft-ietf-ntp-ntpv5-07 §7.1",
             RejectReason::WrongTimescale => "draft-ietf-ntp-ntpv5-07 §9",
             RejectReason::MaxDelay => "chrony's maxdelay (not in RFC 5905)",
+            RejectReason::MaxDelayRatio => "chrony's maxdelayratio (not in RFC 5905)",
         }
     }
 
@@ -717,6 +774,9 @@ pub struct Source {
     /// With `interleaved`: the receive timestamp of the last reply that
     /// carried our origin (the duplicate test compares both, RFC 9769 §2).
     last_rx_rcv: Option<NtpTimestamp>,
+    /// With `max_delay_ratio`: the delays of the last [`DELAY_HISTORY`]
+    /// samples given, newest last.
+    delays: VecDeque<NtpDuration>,
 }
 
 impl Source {
@@ -748,7 +808,25 @@ impl Source {
             reference_ids: crate::wire::v5::RemoteBloomFilter::new(v5::REFERENCE_IDS_CHUNK),
             last_exchange: None,
             last_rx_rcv: None,
+            delays: VecDeque::new(),
         })
+    }
+
+    /// With `max_delay_ratio`: whether `delay` is above the ratio times the
+    /// least of the last [`DELAY_HISTORY`] samples' delays (none before the
+    /// first sample, as chrony's test with no samples held); a delay within
+    /// it joins them.
+    pub(crate) fn delay_ratio_exceeded(&mut self, delay: NtpDuration) -> bool {
+        let Some(ratio) = self.config.max_delay_ratio else { return false };
+        let least = self.delays.iter().min().copied();
+        if least.is_some_and(|l| delay.to_seconds_f64() > ratio * l.to_seconds_f64()) {
+            return true;
+        }
+        if self.delays.len() == DELAY_HISTORY {
+            self.delays.pop_front();
+        }
+        self.delays.push_back(delay);
+        false
     }
 
     // ---- getters ----------------------------------------------------------
@@ -1096,6 +1174,9 @@ impl Source {
         }
         if self.config.max_delay.is_some_and(|max| m.delay > max) {
             return reject(R::MaxDelay);
+        }
+        if self.delay_ratio_exceeded(m.delay) {
+            return reject(R::MaxDelayRatio);
         }
         SourceEvent::Sample(m)
     }

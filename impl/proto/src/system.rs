@@ -33,7 +33,8 @@
 //! reference, or unsynchronized.
 
 use crate::constants::{MINDISP, PHI};
-use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample};
+use crate::discipline::regression::MAX_DELAY_DEV_RATIO;
+use crate::discipline::{Action, ClockDiscipline, DisciplineConfig, DisciplineKind, DisciplineSample, IgnoreReason};
 use crate::filter::{ClockFilter, FilterConfig, FilterUpdate, Sample};
 use crate::select::{Candidate, NoSync, Rejection, Rfc5905Selection, SelectOptions, Selection, SelectionAlgorithm, SelectionConfig, SelectionContext};
 use crate::server::ServerClockState;
@@ -191,6 +192,8 @@ struct Peer {
     outvoted: bool,
     /// How it takes part in selection ([`System::set_select_options`]).
     options: SelectOptions,
+    /// Its delay test ratio ([`System::set_max_delay_dev_ratio`]).
+    max_delay_dev_ratio: f64,
     /// The latest local arrival time of its measurements since the last
     /// step: one of its replies arriving earlier means the clock was set
     /// back by someone else. Per source: replies of different sources may
@@ -442,6 +445,7 @@ impl<Id: Ord + Clone + 'static> System<Id> {
                 v5: PeerV5::default(),
                 outvoted: false,
                 options: SelectOptions::default(),
+                max_delay_dev_ratio: MAX_DELAY_DEV_RATIO,
                 latest_arrival: None,
             }),
         );
@@ -452,6 +456,18 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     pub fn set_select_options(&mut self, id: &Id, options: SelectOptions) {
         if let Some(p) = self.peers.get_mut(id) {
             p.options = options;
+        }
+    }
+
+    /// Sets source `id`'s delay test ratio (chrony's `maxdelaydevratio`,
+    /// [`SourceConfig::max_delay_dev_ratio`](crate::source::SourceConfig::max_delay_dev_ratio)):
+    /// a discipline that weighs every sample ignores one of this source's
+    /// whose half round trip exceeds the least of its held samples' by more
+    /// than this many jitters ([`ClockDiscipline::delay_outlier`]). Default
+    /// [`MAX_DELAY_DEV_RATIO`] (10).
+    pub fn set_max_delay_dev_ratio(&mut self, id: &Id, ratio: f64) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.max_delay_dev_ratio = ratio;
         }
     }
 
@@ -599,6 +615,9 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// the update: then the clock is left alone and the refusal returned);
     /// after a step, resets every filter.
     fn update_discipline(&mut self, sample: &DisciplineSample) -> (Option<Action>, bool, Option<MaxChangeExceeded>) {
+        if self.discipline.delay_outlier(sample) {
+            return (Some(Action::Ignore(IgnoreReason::Delay)), false, None);
+        }
         if let Err(e) = self.max_change_check(sample) {
             return (None, false, Some(e));
         }
@@ -834,6 +853,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
             let peer_id = combined.system_peer.clone();
             let candidate = candidates.iter().find(|c| c.id == peer_id);
             let changed = self.system_peer.as_ref() != Some(&peer_id);
+            if changed {
+                let ratio = self.peers.get(&peer_id).map_or(MAX_DELAY_DEV_RATIO, |p| p.max_delay_dev_ratio);
+                self.discipline.source_changed(ratio);
+            }
             self.system_peer = Some(peer_id.clone());
             self.offset = combined.offset;
             self.jitter = combined.jitter;

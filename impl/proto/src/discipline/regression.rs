@@ -20,6 +20,10 @@
 //!
 //! On every sample:
 //!
+//! 0. a sample whose round trip exceeds the least of the current source's
+//!    held samples by far more than the jitter (chrony's delay test,
+//!    `maxdelaydevratio` 10: [`ClockDiscipline::delay_outlier`]) is
+//!    ignored, unless its offset moved by more than the delay explains;
 //! 1. the raw offset is appended; each sample gets a weight from its round-trip
 //!    delay (an offset's error is at most half the delay above the path's
 //!    minimum): `σᵢ = σ₀ + (δᵢ − δ_min)/2`, `wᵢ = 1/σᵢ²`, where `σ₀` is a
@@ -468,6 +472,29 @@ fn bound_floor(excess: impl Iterator<Item = f64>) -> f64 {
 /// See [`bound_floor`].
 const DELAYED_MAJORITY_RATIO: f64 = 32.0;
 
+/// How many jitters a sample's half round trip may exceed the least held
+/// by ([`ClockDiscipline::delay_outlier`]; chrony's `maxdelaydevratio`
+/// default), unless the source sets its own.
+pub const MAX_DELAY_DEV_RATIO: f64 = 10.0;
+
+/// A delayed sample is an outlier only when its offset left the line by at
+/// least this share of its half round trip's excess: the delay then sat on
+/// one leg and moved the offset with it. One whose offset stayed on the
+/// line (the path grew on both legs, sim/scenarios/format-example.toml's
+/// 0.25 -> 10 ms at 4 h) is right, and is taken with its small weight:
+/// dropping it left the line to the old path's samples, and a frequency
+/// change an hour later was not followed (3.9 ms off).
+const DELAYED_DEPARTURE_SHARE: f64 = 0.5;
+
+/// Held samples from which the delay test applies (chrony's, in
+/// `SST_IsGoodSample`).
+const DELAY_TEST_SAMPLES: usize = 6;
+
+/// The clock's frequency error assumed beyond the measured frequency's
+/// uncertainty when the delay test ages its allowance (chrony's
+/// `maxclockerror` default, 1 ppm).
+const MAX_CLOCK_ERROR: f64 = 1e-6;
+
 /// Before any frequency was measured, a line through samples that fail the
 /// break tests gives the frequency only when its slope departs from the
 /// one in use by more than this many of its standard errors (and the
@@ -618,6 +645,12 @@ pub struct RegressionDiscipline {
     /// The last fit is none because a step cleared it, not because the
     /// held samples gave none.
     fit_cleared_by_step: bool,
+    /// How many of the newest held samples came from the current source
+    /// (since [`ClockDiscipline::source_changed`]): the delay test's basis.
+    source_samples: usize,
+    /// The current source's delay test ratio ([`MAX_DELAY_DEV_RATIO`] unless
+    /// it sets its own).
+    max_delay_dev_ratio: f64,
 }
 
 impl RegressionDiscipline {
@@ -662,6 +695,8 @@ impl RegressionDiscipline {
             asymmetry_run: 0,
             frequency_measured: state == State::Fset,
             fit_cleared_by_step: false,
+            source_samples: 0,
+            max_delay_dev_ratio: MAX_DELAY_DEV_RATIO,
             freq_sd: if state == State::Fset { SAVED_FREQUENCY_SD } else { f64::INFINITY },
             freq_time: None,
         }
@@ -877,6 +912,7 @@ impl RegressionDiscipline {
         let after = now + offset;
         if keep {
             self.samples.push_back(self.raw_sample(epoch, secs(offset), sample.delay));
+            self.source_samples += 1;
             while self.samples.len() > self.config.max_samples {
                 self.samples.pop_front();
             }
@@ -1012,6 +1048,65 @@ impl RegressionDiscipline {
     /// frequency to within a few ppm, so the offset stops drifting one poll
     /// before a line through three samples would say so; two samples
     /// milliseconds apart (a poll right after a step) say nothing.
+    /// chrony's delay test (`maxdelaydevratio`), per source as chrony's:
+    /// with [`DELAY_TEST_SAMPLES`] or more of the current source's samples
+    /// held, a sample whose round trip exceeds their least by more than
+    /// twice the source's ratio ([`MAX_DELAY_DEV_RATIO`] by default) times
+    /// the noise (the fit's jitter, or the lower quartile of their half
+    /// excess delays if larger), plus what
+    /// the frequency's uncertainty and [`MAX_CLOCK_ERROR`] allow over the
+    /// time since the newest sample, is an outlier when its offset left the
+    /// last line's prediction by [`DELAYED_DEPARTURE_SHARE`] of that excess
+    /// or more (the delay sat on one leg), but not by more than the excess
+    /// and the allowance together (then the clock or the reference moved).
+    /// A sample held back 150 ms (70 %
+    /// of the requests in chrony's 126-burst) otherwise entered the line
+    /// with a small weight but taught the asymmetry estimate that half of
+    /// every delay is on one leg, and the correction then moved the
+    /// undelayed samples by half their jitter: 100-170 us off for hours.
+    fn delayed_outlier(&self, epoch: NtpTime, theta: f64, delay: NtpDuration) -> bool {
+        let (Some((origin, fit)), Some(newest)) = (self.fit, self.samples.back()) else { return false };
+        let own = self.source_samples.min(self.samples.len());
+        if own < DELAY_TEST_SAMPLES {
+            return false;
+        }
+        let min_delay = self.samples.iter().rev().take(own).map(|s| s.delay).fold(f64::INFINITY, f64::min);
+        let new = self.raw_sample(epoch, theta, delay);
+        let elapsed = secs(epoch - newest.time).max(0.0);
+        // The noise: the fit's jitter, or the lower quartile of the held
+        // samples' half excess delays if larger (six samples of an iburst
+        // can fit within 10 us with 100 us of jitter on the path: a
+        // seventh then looked delayed, was dropped, and the burst's
+        // frequency, 4 ppm off, ran a whole poll).
+        let quartile = excess_quartile(self.samples.iter().rev().take(own).map(|s| (s.delay - min_delay) / 2.0).collect());
+        let noise = self.jitter.max(quartile);
+        let allowed = self.max_delay_dev_ratio * noise + elapsed * (self.frequency_uncertainty() + MAX_CLOCK_ERROR);
+        let increase = (new.delay - min_delay) / 2.0;
+        if increase.is_nan() || increase < allowed {
+            return false;
+        }
+        let departure = (new.raw_offset - fit.at(abscissa(epoch, new.correction, origin))).abs();
+        departure >= DELAYED_DEPARTURE_SHARE * increase && departure - increase <= allowed
+    }
+
+    /// Before any frequency was measured, the slope of `line` (through
+    /// the newest `line.n` of `points`) when those points span a poll or
+    /// more and the slope departs from the frequency in use by more than
+    /// UNMEASURED_SLOPE_SDS standard errors; with `skew`, only if the line
+    /// also passes the skew test (MAX_UPDATE_SKEW). Once a frequency was
+    /// measured, None.
+    fn unmeasured_slope(&self, points: &[Point], line: &LinearFit, skew: bool) -> Option<f64> {
+        let sd = line.slope_uncertainty();
+        let first = points.len().checked_sub(line.n)?;
+        let span = points.last()?.0 - points[first].0;
+        (!self.frequency_measured
+            && line.n >= 2
+            && span >= log2_to_seconds(self.poll)
+            && (!skew || sd * t_coefficient(line.n.saturating_sub(2)) <= MAX_UPDATE_SKEW)
+            && (line.slope - self.freq).abs() > UNMEASURED_SLOPE_SDS * sd)
+            .then_some(line.slope)
+    }
+
     fn two_point_slope(&self, points: &[Point]) -> Option<f64> {
         let ([a, b], [sa, sb]) = (points, [self.samples.front()?, self.samples.back()?]) else { return None };
         self.pair_slope([a, b], [sa, sb], f64::INFINITY)
@@ -1109,6 +1204,9 @@ impl ClockDiscipline for RegressionDiscipline {
                 return self.outcome(Action::Panic { offset: sample.offset });
             }
         }
+        if self.delay_outlier(sample) {
+            return self.outcome(Action::Ignore(IgnoreReason::Delay));
+        }
         self.updates = self.updates.saturating_add(1);
         // An offset within a few jitters of the line is noise, not a step or
         // a spike, even above the step threshold: with 100 ms of jitter
@@ -1167,6 +1265,7 @@ impl ClockDiscipline for RegressionDiscipline {
         let new = self.raw_sample(epoch, theta, sample.delay);
         let (raw_offset, correction) = (new.raw_offset, new.correction);
         self.samples.push_back(new);
+        self.source_samples += 1;
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
         }
@@ -1226,16 +1325,14 @@ impl ClockDiscipline for RegressionDiscipline {
                         // with 0.6 s each way (chrony's 120, seed 1) the
                         // delays bound nothing, and the 100 ppm error ran
                         // a poll longer than chronyd's.
-                        _ if !self.frequency_measured
-                            && points.len() >= longest.n
-                            && points[points.len() - 1].0 - points[points.len() - longest.n].0 >= log2_to_seconds(self.poll)
-                            && (longest.slope - self.freq).abs() > UNMEASURED_SLOPE_SDS * longest.slope_uncertainty() =>
-                        {
-                            self.frequency_measured = true;
-                            self.freq_sd = f64::INFINITY;
-                            longest.slope
-                        }
-                        _ => self.freq,
+                        _ => match self.unmeasured_slope(&points, &longest, false) {
+                            Some(slope) => {
+                                self.frequency_measured = true;
+                                self.freq_sd = f64::INFINITY;
+                                slope
+                            }
+                            None => self.freq,
+                        },
                     },
                 };
                 // The fitted offset's uncertainty: the residuals' pooled
@@ -1307,16 +1404,9 @@ impl ClockDiscipline for RegressionDiscipline {
                 // 120-selectoptions, seed 7: the 100 ppm error ran 260 s).
                 let n = self.samples.len();
                 let slope = match &points[..] {
-                    [a, .., b] if !self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => LinearFit::new(&points)
-                        .filter(|l| {
-                            let sd = l.slope_uncertainty();
-                            sd * t_coefficient(l.n.saturating_sub(2)) <= MAX_UPDATE_SKEW
-                                && (l.slope - self.freq).abs() > UNMEASURED_SLOPE_SDS * sd
-                        })
-                        .map(|l| {
-                            self.frequency_measured = true;
-                            l.slope
-                        }),
+                    [_, _, ..] if !self.frequency_measured => LinearFit::new(&points)
+                        .and_then(|l| self.unmeasured_slope(&points, &l, true))
+                        .inspect(|_| self.frequency_measured = true),
                     [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
                         self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
                     }
@@ -1379,6 +1469,15 @@ impl ClockDiscipline for RegressionDiscipline {
 
     /// Yes: the regression weighs samples by their delay itself, and the
     /// clock filter would hold back most of them at long polls.
+    fn delay_outlier(&self, sample: &DisciplineSample) -> bool {
+        self.delayed_outlier(sample.time, secs(sample.offset), sample.delay)
+    }
+
+    fn source_changed(&mut self, max_delay_dev_ratio: f64) {
+        self.source_samples = 0;
+        self.max_delay_dev_ratio = max_delay_dev_ratio;
+    }
+
     fn wants_every_sample(&self) -> bool {
         true
     }
@@ -1397,6 +1496,7 @@ impl ClockDiscipline for RegressionDiscipline {
             }
             last = Some(sample.time);
             self.samples.push_back(self.raw_sample(sample.time, secs(sample.offset), sample.delay));
+            self.source_samples += 1;
         }
         while self.samples.len() > self.config.max_samples {
             self.samples.pop_front();
@@ -2841,5 +2941,49 @@ mod tests {
             assert!((secs(phase) - offset).abs() < 0.1 * offset.abs(), "seed {seed}: phase {phase:?} for an offset of {offset:.6} s");
             assert!(u.poll < poll, "seed {seed}: poll {} after {poll}", u.poll);
         }
+    }
+
+    #[test]
+    fn a_sample_delayed_far_beyond_the_jitter_is_ignored_unless_its_offset_moved_more() {
+        // chrony's 126-burst: 70 % of the requests held back 150 ms. Such a
+        // sample's offset is 75 ms off with the delay, and fitting it (even
+        // with a small weight) taught the asymmetry estimate a half-delay
+        // slope that then moved every undelayed sample by half its jitter.
+        let mut clock = SimClock::new(10e-6, 0.01);
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let mut noise = Noise { out_jitter_s: 100e-6, back_jitter_s: 100e-6, wander: 1e-9, rng: Rng(3) };
+        let _ = closed_loop(&mut d, &mut clock, 3.0 * 3600.0, &mut noise);
+        let held = d.samples();
+        let now = clock.now();
+        let offset = -clock.offset_s();
+        // Held back 150 ms on the way out: +75 ms of offset with +150 ms of delay.
+        let delayed = DisciplineSample { offset: dur(offset + 0.075), time: now, now, delay: dur(0.1502) };
+        assert!(d.delay_outlier(&delayed));
+        let u = d.update_sample(&delayed);
+        assert_eq!(u.action, Action::Ignore(IgnoreReason::Delay));
+        assert_eq!(d.samples(), held, "an ignored sample is not held");
+        // The same delay with the offset moved 200 ms: the clock (or the
+        // reference) moved more than the delay explains, and it is taken.
+        let moved = DisciplineSample { offset: dur(offset + 0.2), time: now, now, delay: dur(0.1502) };
+        assert!(!d.delay_outlier(&moved));
+        // The same delay on both legs (a longer path): the offset stays on
+        // the line, the sample is right and is taken with its small weight.
+        let longer_path = DisciplineSample { offset: dur(offset), time: now, now, delay: dur(0.1502) };
+        assert!(!d.delay_outlier(&longer_path));
+        // An ordinary round trip is taken.
+        let ordinary = DisciplineSample { offset: dur(offset), time: now, now, delay: dur(300e-6) };
+        assert!(!d.delay_outlier(&ordinary));
+        // A source with a ratio of its own (chrony's maxdelaydevratio): a
+        // new source starts the test over; with a ratio of a million the
+        // delayed sample is within what its jitter allows.
+        d.source_changed(1e6);
+        assert!(!d.delay_outlier(&delayed), "a new source's first samples are not tested");
+        d.source_samples = d.samples();
+        assert!(!d.delay_outlier(&delayed));
+        d.source_changed(MAX_DELAY_DEV_RATIO);
+        d.source_samples = d.samples();
+        assert!(d.delay_outlier(&delayed));
+        let u = d.update_sample(&ordinary);
+        assert!(matches!(u.action, Action::Slew { .. }), "{:?}", u.action);
     }
 }

@@ -430,6 +430,37 @@ fn a_reply_over_the_maximum_delay_counts_for_reach_and_gives_no_sample() {
 }
 
 #[test]
+fn a_reply_over_the_delay_ratio_to_the_least_recent_round_trip_gives_no_sample() {
+    // chrony's maxdelayratio 2 (round trips of 10 ms back plus `out`): the
+    // first reply (20 ms) sets the least; 39 ms is within twice it, 41 ms
+    // is not (and is not held, so 41 ms stays out); a 17 ms one lowers the
+    // least: 35 ms is then out, 33 ms in.
+    let mut s = source(SourceConfig { max_delay_ratio: Some(2.0), ..config() });
+    let mut at = Instant::ZERO;
+    for (i, (out_ms, sample)) in [(10, true), (29, true), (31, false), (31, false), (7, true), (25, false), (23, true)].into_iter().enumerate() {
+        let path = Path { out: ms(out_ms), ..Path::new(t2024() + NtpDuration::from_seconds(64 * i as i64)) };
+        let ev = exchange(&mut s, at, &path, RANDOM + at.as_nanos());
+        assert_eq!(matches!(ev, SourceEvent::Sample(_)), sample, "{out_ms} ms out: {ev:?}");
+        if !sample {
+            assert_eq!(ev, SourceEvent::Rejected(R::MaxDelayRatio));
+        }
+        assert_eq!(s.reach() & 1, 1, "a valid reply reaches");
+        at = s.poll_timeout().expect("a next poll");
+    }
+    assert_eq!(s.counters().rejected(R::MaxDelayRatio), 3);
+    assert!(R::MaxDelayRatio.rule().contains("maxdelayratio"));
+    for bad in [1.0, 0.5, -2.0, f64::NAN, f64::INFINITY, 2e6] {
+        let e = SourceConfig { max_delay_ratio: Some(bad), ..config() }.validate().unwrap_err();
+        assert!(e.to_string().contains("maximum delay ratio"), "{e}");
+    }
+    for bad in [0.0, -2.0, f64::NAN, f64::INFINITY, 2e6] {
+        let e = SourceConfig { max_delay_dev_ratio: Some(bad), ..config() }.validate().unwrap_err();
+        assert!(e.to_string().contains("maximum delay deviation ratio"), "{e}");
+    }
+    assert!(SourceConfig { max_delay_ratio: Some(1.5), max_delay_dev_ratio: Some(0.5), ..config() }.validate().is_ok());
+}
+
+#[test]
 fn header_limits_that_still_pass() {
     type Mutate = fn(&mut Repr);
     let cases: &[(&str, Mutate)] = &[

@@ -309,6 +309,9 @@ impl Source {
         if self.config.max_delay.is_some_and(|max| m.delay > max) {
             return reject(RejectReason::MaxDelay);
         }
+        if self.delay_ratio_exceeded(m.delay) {
+            return reject(RejectReason::MaxDelayRatio);
+        }
         SourceEvent::Sample(m)
     }
 
