@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares ntplab with chronyd 4.3 on chrony's own simulation tests.
 #
-#   scripts/compare-chrony.sh [-s SEEDS] [-v] [-P] [CASE...] (default: every case, seeds 1-5; -v: a row per seed too;
+#   scripts/compare-chrony.sh [-s N|A-B] [-v] [-P] [CASE...] (default: every case, seeds 1-5 (-s N: 1-N, -s A-B: A-B);
+#                                                        -v: a row per seed too;
 #                                                        -P: paired oscillators, below)
 #   scripts/compare-chrony.sh -l                       (list the cases)
 #   scripts/compare-chrony.sh -p                       (chronyd's precision under clknetsim)
@@ -42,18 +43,21 @@ PRECISION=0
 PER_SEED=
 PAIRED=0
 
-CASES="001 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100
+CASES="001 008 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100
 005-makestep-minus-1e8 005-makestep-minus-1e5 005-makestep-plus-1e5 005-makestep-plus-1e8 006 007
 009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
-101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 120-trust 120-prefer-long-delay 125 126 126-delayed 135 default-1d"
+101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 120-trust 120-prefer-long-delay 122 125 126 126-delayed 135 default-1d"
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lpvPh" o; do
     case $o in
         v) PER_SEED=--per-seed ;;
         P) PAIRED=1 ;;
         p) PRECISION=1 ;;
-        s) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
+        s) case $OPTARG in
+               *-*) SEEDS=$(seq -s ' ' "${OPTARG%-*}" "${OPTARG#*-}") ;;
+               *) SEEDS=$(seq -s ' ' 1 "$OPTARG") ;;
+           esac ;;
         l) echo $CASES | tr ' ' '\n'; exit 0 ;;
         *) usage 0 ;;
     esac
@@ -66,10 +70,16 @@ shift $((OPTIND - 1))
 case_setup() {
     unset freq_offset time_offset limit max_sync_time jitter jitter_asymmetry wander client_conf \
         client_server_options client_server_conf servers falsetickers base_delay CLKNETSIM_RECV_MULTIPLY server_conf \
-        clients peers client_peer_options client_step
+        clients peers client_peer_options client_step CLKNETSIM_START_DATE
     node=2 window=210 pre_run=:
     case $1 in
         001) scenario=chrony-001-defaults ;;
+        008) # 008-ntpera, first case: the run starts 500 s before the second NTP era.
+            export CLKNETSIM_START_DATE; CLKNETSIM_START_DATE=$(date -d 'Feb  7 06:19:56 UTC 2036' +%s)
+            scenario=chrony-008-ntp-era ;;
+        122) # 122-xleave, second case: interleaved mode, the server keeps its client log.
+            client_server_options=xleave max_sync_time=270 window=270
+            scenario=chrony-122-interleaved ;;
         003-plus-5e-3) freq_offset=5e-3 time_offset=-0.65 max_sync_time=1000 window=1000
             scenario=chrony-003-large-frequency-offset-plus-0.005 ;;
         003-plus-5e-2) freq_offset=5e-2 time_offset=-6.5 max_sync_time=1000 window=1000
