@@ -615,7 +615,10 @@ impl<Id: Ord + Clone + 'static> System<Id> {
     /// the update: then the clock is left alone and the refusal returned);
     /// after a step, resets every filter.
     fn update_discipline(&mut self, sample: &DisciplineSample) -> (Option<Action>, bool, Option<MaxChangeExceeded>) {
-        if self.discipline.delay_outlier(sample) {
+        // A sample the discipline will drop by its delay is not counted
+        // against max_change (chrony rejects it before its reference
+        // update); without max_change, update_sample tests it alone.
+        if self.config.max_change.is_some() && self.discipline.delay_outlier(sample) {
             return (Some(Action::Ignore(IgnoreReason::Delay)), false, None);
         }
         if let Err(e) = self.max_change_check(sample) {
