@@ -180,6 +180,16 @@ nopriv() {
     ip netns exec "$SRV" "${pre[@]}" setpriv --inh-caps=-sys_time --bounding-set=-sys_time "$@"
 }
 
+# The process name (comm: at most 15 characters) of server NAME: ntplab's is
+# its binary's file name (NTPLAB may be a copy named otherwise).
+server_comm() {
+    case $1 in
+    ntpd-rs) echo ntp-daemon ;;
+    ntplab) basename "$NTPLAB" | cut -c1-15 ;;
+    *) echo "$1" ;;
+    esac
+}
+
 start_server() { # NAME MODE -> PID in SERVER_PID
     local name=$1 mode=$2 dir=$WORK/$1
     mkdir -p "$dir"
@@ -218,9 +228,7 @@ EOF
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     sleep 1.5
-    local want=$name
-    [ "$name" = ntpd-rs ] && want=ntp-daemon
-    SERVER_PROC=$(server_process "$SERVER_PID" "$want")
+    SERVER_PROC=$(server_process "$SERVER_PID" "$(server_comm "$name")")
     PIDS+=("$SERVER_PROC")
 }
 
@@ -249,8 +257,9 @@ run_one() { # NAME MODE ROUND
         return
     fi
     start_server "$name" "$secure"
-    if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = ntp-daemon ] || [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$name" ]; then :; else
+    if [ "$(cat /proc/"$SERVER_PROC"/comm 2>/dev/null)" = "$(server_comm "$name")" ]; then :; else
         echo "$round $mode $name: server did not start: $(tail -2 "$WORK/$name/log")" >&2
+        stop_bench_server # whatever did start must not answer for the next server
         return
     fi
     local load0 load1 t0 t1 u0 u1 out=$WORK/$name-$mode-$round.txt
