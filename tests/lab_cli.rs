@@ -462,6 +462,39 @@ fn a_step_setting_is_chronys_makestep_and_ntplabs_step_keys_in_the_lab() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/lab/max-change.toml (75 s): ntplab and chronyd clients with
+/// `max_change` (chronyd's `maxchange 0.1 1 1`), their clocks stepped by 1 s
+/// at 20 s: each skips one update and exits on the next, which the lab
+/// counts (2 each: ntplab's tally, chronyd's log) and takes as the end of
+/// that host's daemon, not as a failed run; neither sends a request after
+/// its exit.
+#[test]
+fn max_change_refusals_are_counted_and_its_exit_ends_the_host_in_the_lab() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: max_change in the virtual lab: {why}");
+        return;
+    }
+    let dir = tmp("max-change");
+    let out = dir.join("out");
+    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/max-change.toml"), &out);
+    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    assert!(std::fs::read_to_string(out.join("chrony.chrony.conf")).unwrap().contains("\nmaxchange 1e-1 1 1\n"));
+    assert!(passed_but_for_timing(lab.status.success(), &v), "{v}");
+    // No request after the exit: the last request of each client is before
+    // the end of the run by more than a poll (16 s).
+    let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
+    for (host, address) in [("client", "10.0.0.2"), ("chrony", "10.0.0.3")] {
+        let last = packets
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|p| p["src"].as_str().is_some_and(|s| s.starts_with(&format!("{address}:"))))
+            .filter_map(|p| p["sent_t_s"].as_f64())
+            .fold(f64::NAN, f64::max);
+        assert!(last < 75.0 - 16.0, "{host}'s last request at {last} s: it did not exit");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The same short scenario (ntplab client) in the simulator and in the lab:
 /// the same verdict on every expectation; the figures side by side.
 #[test]
@@ -1147,7 +1180,7 @@ fn a_peer_clients_daemon_metrics_are_judged_as_the_simulators(implementation: &s
     let events = std::fs::read_to_string(dir.join("lab/events.jsonl")).unwrap();
     let seen = daemon_metrics_seen(&events);
     let judged_from = if implementation == "chrony" {
-        "kiss codes from the capture; selections from its log; stratum served from its reports"
+        "kiss codes from the capture; selections and refused adjustments from its log; stratum served from its reports"
     } else {
         "kiss codes from the capture; selections and stratum served from its reports"
     };
@@ -1203,7 +1236,7 @@ counted from the log {}, from the reports {sampled}", e["value"]);
     assert_eq!(reported.len(), 3, "{events}");
     assert_eq!(sampled, 1, "{reported:?}");
     let seen = daemon_metrics_seen(&events);
-    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections from its log; stratum served from its reports", "{seen:?}");
+    assert_eq!(seen["client"]["judged_from"], "kiss codes from the capture; selections and refused adjustments from its log; stratum served from its reports", "{seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

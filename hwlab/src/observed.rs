@@ -195,6 +195,20 @@ pub fn chrony_line(line: &str) -> Option<(i64, ChronyLine)> {
     (message.starts_with("chronyd version ") && message.contains(" starting")).then_some((secs, ChronyLine::Started))
 }
 
+/// The clock updates chronyd's log `log` says `maxchange` refused: chrony
+/// 4.3's reference.c (`is_offset_ok`) logs "Adjustment of X seconds exceeds
+/// the allowed maximum of Y seconds (ignored)" for each one it skips and
+/// "(exiting)" for the one that ends it, as the simulator's daemon counts
+/// them (every refusal, the last included).
+pub fn chrony_max_change_refusals(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(time, message)| {
+            time.ends_with('Z') && message.starts_with("Adjustment of ") && message.contains(" exceeds the allowed maximum of ")
+        })
+        .count() as u64
+}
+
 /// The selections chronyd's log `log` says it made, as the simulator counts
 /// them (a system peer other than the one it had, none between included):
 /// within one start of the daemon, one per "Selected source" line
@@ -406,6 +420,31 @@ mod tests {
 
     fn real(secs: i64) -> i128 {
         i128::from(secs) * 1_000_000_000
+    }
+
+    /// chronyd 4.3 with `maxchange 0.1 1 3` in the lab (2026-12-06, a
+    /// shortened chrony-131-max-change: polls of 16 s, its clock stepped by
+    /// 1 s at 40 s).
+    const MAX_CHANGE_LOG: &str = "\
+2026-12-06T13:44:23Z chronyd version 4.3 starting (+CMDMON +NTP +REFCLOCK +RTC +PRIVDROP +SCFILTER +SIGND +ASYNCDNS +NTS +SECHASH +IPV6 -DEBUG)
+2026-12-06T13:44:23Z CAP_SYS_TIME not present
+2026-12-06T13:44:23Z Running with root privileges
+2026-12-06T13:44:56Z Selected source 10.0.0.1
+2026-12-06T13:44:56Z System clock wrong by -2.003307 seconds
+2026-12-06T13:45:12Z Adjustment of -0.663 seconds exceeds the allowed maximum of 0.100 seconds (ignored) 
+2026-12-06T13:45:28Z Adjustment of -0.962 seconds exceeds the allowed maximum of 0.100 seconds (ignored) 
+2026-12-06T13:45:44Z Adjustment of -1.119 seconds exceeds the allowed maximum of 0.100 seconds (ignored) 
+2026-12-06T13:46:00Z Adjustment of -1.197 seconds exceeds the allowed maximum of 0.100 seconds (exiting) 
+2026-12-06T13:46:00Z chronyd exiting
+";
+
+    #[test]
+    fn refused_adjustments_from_chronyds_log_the_last_one_included() {
+        assert_eq!(chrony_max_change_refusals(MAX_CHANGE_LOG), 4);
+        assert_eq!(chrony_max_change_refusals(RESELECT_LOG), 0);
+        // Without chronyd's time, or only mentioning it: not a refusal.
+        assert_eq!(chrony_max_change_refusals("Adjustment of -1.197 seconds exceeds the allowed maximum of 0.100 seconds (exiting)"), 0);
+        assert_eq!(chrony_max_change_refusals("2026-12-06T13:46:00Z Source 10.0.0.1 exceeds the allowed maximum of something"), 0);
     }
 
     #[test]

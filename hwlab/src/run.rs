@@ -179,13 +179,12 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
 /// if it cannot. ntplab's daemon writes its tally; for the other programs
 /// the kiss codes come from the capture and the selections and the stratum
 /// served from their reports ([`crate::observed`]), except where neither
-/// says what the simulator counts.
+/// says what the simulator counts. Refused adjustments (`max_change`) come
+/// from ntplab's tally and chronyd's log; ntpsec and ntpd-rs have no such
+/// setting (a host that sets it is refused), so they refuse none.
 fn daemon_metric_refusal(m: Metric, h: &ntplab_sim::scenario::Host) -> Option<String> {
     let Role::Ntp(n) = &h.role else { return None };
     match (m, h.implementation) {
-        (Metric::MaxChangeExceeded, _) => Some(
-            "the lab does not count refused adjustments yet: ntplab's tally file and chronyd's log (\"exceeds the allowed maximum\") are not read for them".into(),
-        ),
         (_, Implementation::Ntplab) => None,
         (Metric::Selections, Implementation::NtpdRs) => Some(
             "ntpd-rs combines its sources and `ntp-ctl` names no selected source, so the lab cannot count its selections of a system peer".into(),
@@ -675,8 +674,14 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                         // ntpsec writes its own log (-l); the others write to stdout and stderr.
                         let own = out.join(format!("{}.ntpsec.log", r.name));
                         let log = if r.implementation == Implementation::Ntpsec && own.is_file() { own } else { r.log.clone() };
-                        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                        let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+                        if max_change_exit(&tail) {
+                            // The scenario's max_change ended it, as it ends
+                            // the simulator's daemon: the host stays stopped.
+                            r.child = None;
+                            continue;
+                        }
                         return Err(format!("host `{}`'s {} exited early ({status}); its log {} ends:\n{}", r.name, r.implementation.name(), log.display(), tail.join("\n")));
                     }
                 }
@@ -863,6 +868,8 @@ fn write_trace(
     let seen: Vec<Kisses> = s.hosts.iter().map(|h| observed::kisses_received(h.address, &capture.datagrams)).collect();
     // chronyd hosts: when their log says they first selected a source (None: never).
     let mut first_selected: Vec<Option<Option<i128>>> = vec![None; s.hosts.len()];
+    // chronyd hosts: the adjustments their logs say `maxchange` refused.
+    let mut refused_in_log: Vec<Option<u64>> = vec![None; s.hosts.len()];
     for (i, h) in s.hosts.iter().enumerate() {
         let Role::Ntp(_) = h.role else { continue };
         let judged = if h.implementation == Implementation::Ntplab {
@@ -883,18 +890,22 @@ fn write_trace(
                     }
                     let selections = observed::chrony_selections(&text, |secs| real_instant(replay, i128::from(secs) * 1_000_000_000));
                     first_selected[i] = Some(selections.first().map(|s| s.0));
+                    refused_in_log[i] = Some(observed::chrony_max_change_refusals(&text));
                     counted = observed::with_selections(&counted, &selections);
-                    "kiss codes from the capture; selections from its log; stratum served from its reports"
+                    "kiss codes from the capture; selections and refused adjustments from its log; stratum served from its reports"
                 }
                 _ => "kiss codes from the capture; selections and stratum served from its reports",
             };
             tallies[i] = counted
                 .into_iter()
-                .map(|(t, selections, served_stratum)| (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, served_stratum }))
+                .map(|(t, selections, served_stratum)| {
+                    let refused = refused_in_log[i].unwrap_or(0);
+                    (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, max_change_exceeded: refused, served_stratum })
+                })
                 .collect();
             judged
         };
-        let details = serde_json::json!({"kiss_codes_seen": seen[i].kiss_codes, "ntsn_seen": seen[i].ntsn, "judged_from": judged});
+        let details = serde_json::json!({"kiss_codes_seen": seen[i].kiss_codes, "ntsn_seen": seen[i].ntsn, "max_change_refused_in_log": refused_in_log[i], "judged_from": judged});
         timed.push((ended, i, "lab_daemon_metrics", details));
     }
     for (i, r) in replays.iter().enumerate() {
@@ -1044,6 +1055,10 @@ fn write_trace(
             st.steps = steps;
             let t = tally_at(&tallies[i], initial[i], ended);
             (st.selections, st.kiss_codes, st.ntsn) = (t.selections, t.kiss_codes, t.ntsn);
+            st.max_change_exceeded = match h.implementation {
+                Implementation::Ntplab => t.max_change_exceeded,
+                _ => refused_in_log[i].unwrap_or(0),
+            };
             if h.implementation != Implementation::Ntplab {
                 (st.kiss_codes, st.ntsn) = (seen[i].kiss_codes, seen[i].ntsn);
             }
@@ -1079,6 +1094,17 @@ fn write_trace(
     })
 }
 
+/// Whether a daemon's last log lines say `max_change` ended it: ntplab's
+/// daemon and chrony 4.3 (reference.c, `is_offset_ok`) both log "...
+/// exceeds the allowed maximum of ... (exiting)" for the refusal they exit
+/// on (ntplab's "adjustment of", chronyd's "Adjustment of").
+fn max_change_exit(tail: &[&str]) -> bool {
+    tail.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("adjustment of ") && l.contains(" exceeds the allowed maximum of ") && l.contains("(exiting)")
+    })
+}
+
 /// Most lines of a daemon's events file the lab reads.
 pub const DAEMON_EVENTS_MAX: usize = 100_000;
 
@@ -1089,6 +1115,7 @@ struct Tally {
     selections: u64,
     kiss_codes: u64,
     ntsn: u64,
+    max_change_exceeded: u64,
     served_stratum: Option<u8>,
 }
 
@@ -1100,7 +1127,13 @@ impl Tally {
             serde_json::Value::Null => None,
             v => Some(v.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(|| format!("tally served_stratum {v} is not a stratum"))?),
         };
-        Ok(Tally { selections: count("selections")?, kiss_codes: count("kiss_codes")?, ntsn: count("ntsn")?, served_stratum })
+        Ok(Tally {
+            selections: count("selections")?,
+            kiss_codes: count("kiss_codes")?,
+            ntsn: count("ntsn")?,
+            max_change_exceeded: count("max_change_exceeded")?,
+            served_stratum,
+        })
     }
 }
 
@@ -1143,7 +1176,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
     // A daemon started again (the scenario's `start`) counts from zero; the
     // simulator's tally of the host carries on: the counts of each earlier
     // start are added to the later ones'.
-    let (mut carried, mut starts_seen) = ((0, 0, 0), 0);
+    let (mut carried, mut starts_seen) = ((0, 0, 0, 0), 0);
     // A last line without its newline (being written when the daemon stopped) is ignored.
     let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
     for (n, line) in complete.lines().enumerate().take(DAEMON_EVENTS_MAX) {
@@ -1160,12 +1193,13 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
             let starts = replay.resumed.iter().filter(|(_, at)| *at <= real).count();
             if starts > starts_seen {
                 if let Some((_, t)) = out.tallies.last() {
-                    carried = (t.selections, t.kiss_codes, t.ntsn);
+                    carried = (t.selections, t.kiss_codes, t.ntsn, t.max_change_exceeded);
                 }
                 starts_seen = starts;
             }
             let mut t = Tally::parse(&v["details"]).map_err(|e| bad(&e))?;
             (t.selections, t.kiss_codes, t.ntsn) = (t.selections + carried.0, t.kiss_codes + carried.1, t.ntsn + carried.2);
+            t.max_change_exceeded += carried.3;
             out.tallies.push((real, t));
         } else {
             out.trace.push((real, kind, v["details"].clone()));
@@ -1468,15 +1502,35 @@ host = "server"
             assert_eq!(refused("ntplab", ", version = 5", &expect(metric)), Vec::<String>::new());
         }
         assert_eq!(refused("ntpd-rs", ", version = 5", &expect("max_stratum")), Vec::<String>::new());
-        // Refused adjustments (max_change) are counted for no program yet.
+        // Refused adjustments (max_change): ntplab's tally, chronyd's log;
+        // ntpsec and ntpd-rs have no such setting and refuse none.
         for imp in ["ntplab", "chrony", "ntpsec", "ntpd-rs"] {
-            let r = refused(imp, "", &expect("max_change_exceeded"));
-            assert!(r.len() == 1 && r[0].contains("does not count refused adjustments yet"), "{imp}: {r:?}");
+            assert_eq!(refused(imp, "", &expect("max_change_exceeded")), Vec::<String>::new(), "{imp}");
         }
         // A host group: each member is named.
         let group = text("ntpd-rs", "", "host = \"client\"\nover = \"max\"\nmetric = \"selections\"\nmax = 3").replace("listen = false\n", "listen = false\ncount = 2\n");
         let r = refusals(&Scenario::parse(&group, "m.toml").unwrap());
         assert!(r.len() == 2 && r[0].contains("host `client-1` (impl = \"ntpd-rs\")") && r[1].contains("host `client-2` (impl"), "{r:?}");
+    }
+
+    #[test]
+    fn a_daemon_that_max_change_ended_is_told_from_one_that_failed() {
+        // The last lines of chronyd 4.3's and ntplab's logs in the lab (2026-12-06).
+        let chronyd = [
+            "2026-12-06T13:45:44Z Adjustment of -1.119 seconds exceeds the allowed maximum of 0.100 seconds (ignored) ",
+            "2026-12-06T13:46:00Z Adjustment of -1.197 seconds exceeds the allowed maximum of 0.100 seconds (exiting) ",
+            "2026-12-06T13:46:00Z chronyd exiting",
+        ];
+        let ntplab = [
+            "2026-12-06T13:46:00.805226Z  WARN ntplab_daemon::daemon: adjustment of -1.000 s exceeds the allowed maximum of 0.1 s (exiting) at=2026-12-06T13:46:00.805202382Z adjustment_s=-0.9999265316873789 limit_s=0.1",
+            "ntplab: error: ntplab serve: adjustment of -1.000 s exceeds [clock] max_change's 0.1 s once more than its `ignore` allows: exiting",
+        ];
+        assert!(max_change_exit(&chronyd));
+        assert!(max_change_exit(&ntplab));
+        // Skipped only, or another failure: an early exit.
+        assert!(!max_change_exit(&chronyd[..1]));
+        assert!(!max_change_exit(&["2026-12-06T13:46:00Z Fatal error : Could not open configuration file"]));
+        assert!(!max_change_exit(&[]));
     }
 
     #[test]
@@ -1489,8 +1543,8 @@ host = "server"
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("h.events.jsonl");
         let line = |local_s: i128, d: &str| format!("{{\"kind\":\"tally\",\"local_unix_ns\":\"{}\",\"details\":{d}}}\n", epoch + local_s * 1_000_000_000);
-        let text = line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"served_stratum":2}"#)
-            + &line(8, r#"{"selections":1,"kiss_codes":2,"ntsn":1,"served_stratum":null}"#)
+        let text = line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"max_change_exceeded":0,"served_stratum":2}"#)
+            + &line(8, r#"{"selections":1,"kiss_codes":2,"ntsn":1,"max_change_exceeded":3,"served_stratum":null}"#)
             + "{\"kind\":\"tally\",\"local_unix_ns\":\"1\""; // being written when the daemon stopped: ignored
         std::fs::write(&path, text).unwrap();
         let ev = daemon_events(&path, &replay).unwrap();
@@ -1500,13 +1554,15 @@ host = "server"
         let start = Tally { served_stratum: None, ..Tally::default() };
         let at = |s: i128| tally_at(&ev.tallies, start, epoch + s * 1_000_000_000);
         assert_eq!(at(1), start);
-        assert_eq!(at(2), Tally { selections: 1, kiss_codes: 0, ntsn: 0, served_stratum: Some(2) });
-        assert_eq!(at(30), Tally { selections: 1, kiss_codes: 2, ntsn: 1, served_stratum: None });
-        std::fs::write(&path, line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"served_stratum":300}"#)).unwrap();
+        assert_eq!(at(2), Tally { selections: 1, kiss_codes: 0, ntsn: 0, max_change_exceeded: 0, served_stratum: Some(2) });
+        assert_eq!(at(30), Tally { selections: 1, kiss_codes: 2, ntsn: 1, max_change_exceeded: 3, served_stratum: None });
+        std::fs::write(&path, line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"max_change_exceeded":0,"served_stratum":300}"#)).unwrap();
         let e = daemon_events(&path, &replay).unwrap_err();
         assert!(e.starts_with(&format!("{}:1: tally served_stratum 300", path.display())), "{e}");
-        std::fs::write(&path, line(3, r#"{"selections":1,"ntsn":0,"served_stratum":1}"#)).unwrap();
+        std::fs::write(&path, line(3, r#"{"selections":1,"ntsn":0,"max_change_exceeded":0,"served_stratum":1}"#)).unwrap();
         assert!(daemon_events(&path, &replay).unwrap_err().ends_with(":1: tally without a count `kiss_codes`"));
+        std::fs::write(&path, line(3, r#"{"selections":1,"kiss_codes":0,"ntsn":0,"served_stratum":1}"#)).unwrap();
+        assert!(daemon_events(&path, &replay).unwrap_err().ends_with(":1: tally without a count `max_change_exceeded`"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1603,13 +1659,16 @@ host = "server"
         let dir = std::env::temp_dir().join(format!("ntplab-restart-tally-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("h.events.jsonl");
-        let line = |at_s: i128, sel: u64, kod: u64| {
-            format!("{{\"kind\":\"tally\",\"local_unix_ns\":\"{}\",\"details\":{{\"selections\":{sel},\"kiss_codes\":{kod},\"ntsn\":0,\"served_stratum\":2}}}}\n", epoch + at_s * s)
+        let line = |at_s: i128, sel: u64, kod: u64, refused: u64| {
+            format!(
+                "{{\"kind\":\"tally\",\"local_unix_ns\":\"{}\",\"details\":{{\"selections\":{sel},\"kiss_codes\":{kod},\"ntsn\":0,\"max_change_exceeded\":{refused},\"served_stratum\":2}}}}\n",
+                epoch + at_s * s
+            )
         };
-        std::fs::write(&path, line(2, 1, 0) + &line(5, 2, 1) + &line(12, 1, 0) + &line(15, 1, 2)).unwrap();
+        std::fs::write(&path, line(2, 1, 0, 0) + &line(5, 2, 1, 1) + &line(12, 1, 0, 0) + &line(15, 1, 2, 1)).unwrap();
         let ev = daemon_events(&path, &replay).unwrap();
-        let counts: Vec<(u64, u64)> = ev.tallies.iter().map(|(_, t)| (t.selections, t.kiss_codes)).collect();
-        assert_eq!(counts, [(1, 0), (2, 1), (3, 1), (3, 3)]);
+        let counts: Vec<(u64, u64, u64)> = ev.tallies.iter().map(|(_, t)| (t.selections, t.kiss_codes, t.max_change_exceeded)).collect();
+        assert_eq!(counts, [(1, 0, 0), (2, 1, 1), (3, 1, 1), (3, 3, 2)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

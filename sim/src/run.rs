@@ -335,6 +335,9 @@ pub struct DaemonTally {
     pub kiss_codes: u64,
     /// NTSN kiss codes received.
     pub ntsn: u64,
+    /// Clock updates refused by `[clock] max_change`, the one that ends the
+    /// daemon included (as [`HostStats::max_change_exceeded`]).
+    pub max_change_exceeded: u64,
 }
 
 impl DaemonTally {
@@ -351,6 +354,7 @@ impl DaemonTally {
             selections: 0,
             kiss_codes: 0,
             ntsn: 0,
+            max_change_exceeded: 0,
         }
     }
 
@@ -366,7 +370,7 @@ impl DaemonTally {
 
     /// Takes one event of the daemon; true when a count or the stratum changed.
     pub fn event(&mut self, event: &DaemonEvent) -> bool {
-        let before = (self.selections, self.kiss_codes, self.ntsn, self.synced, self.stratum);
+        let before = (self.selections, self.kiss_codes, self.ntsn, self.max_change_exceeded, self.synced, self.stratum);
         match event {
             DaemonEvent::SourceReply { source, event: SourceEvent::Sample(m) } => {
                 self.peer_stratum.insert(*source, m.stratum);
@@ -387,9 +391,10 @@ impl DaemonTally {
                     None => 16,
                 };
             }
+            DaemonEvent::MaxChange { .. } => self.max_change_exceeded += 1,
             _ => {}
         }
-        before != (self.selections, self.kiss_codes, self.ntsn, self.synced, self.stratum)
+        before != (self.selections, self.kiss_codes, self.ntsn, self.max_change_exceeded, self.synced, self.stratum)
     }
 }
 
@@ -630,7 +635,13 @@ impl Recorder for RunRecorder {
 /// [`DaemonTally`] says after a change): `selections`, `kiss_codes`, `ntsn`,
 /// and `served_stratum` (null when unsynchronized without a local reference).
 pub fn tally_details(t: &DaemonTally) -> serde_json::Value {
-    serde_json::json!({ "selections": t.selections, "kiss_codes": t.kiss_codes, "ntsn": t.ntsn, "served_stratum": t.served_stratum() })
+    serde_json::json!({
+        "selections": t.selections,
+        "kiss_codes": t.kiss_codes,
+        "ntsn": t.ntsn,
+        "max_change_exceeded": t.max_change_exceeded,
+        "served_stratum": t.served_stratum()
+    })
 }
 
 /// The `details` of an `nts_ke` event (a [`DaemonEvent::NtsKe`]; None for
