@@ -926,8 +926,12 @@ async fn serve_nts<S: DatagramSocket, C: DaemonClock>(
     let client = inc.received.from;
     let action = shared.with_master(|master, _| server.handle_nts(now.as_nanos(), client, &inc.data, rx_time, state, master, out));
     let action = match action {
-        NtsServerAction::Respond(response) => {
-            let sealed = shared.with_master(|master, rng| server.finish_nts_response(&response, out, clock.now(), state, master, rng));
+        NtsServerAction::Respond(mut response) => {
+            // The fresh cookies before the clock is read for the transmit timestamp.
+            let sealed = shared.with_master(|master, rng| {
+                server.prepare_nts_response(&mut response, out, master, rng);
+                server.finish_nts_response(&response, out, clock.now(), state, master, rng)
+            });
             if let Ok(len) = sealed {
                 // An NTSN saves nothing for interleaved mode; every other reply does.
                 let stamp = (response.kind() != NtsReplyKind::Nak).then_some(&response.response);

@@ -32,8 +32,9 @@
 //!   [`Server::finish_response_awaiting_tx`]; the workers share only the
 //!   responders' client tables (rate limits, interleaved pairs), split into
 //!   shards by a keyed hash of the client address, each behind its own lock;
-//! * with `[nts]`, every datagram goes through [`Server::handle_nts`] and
-//!   [`Server::finish_nts_response`] (its response marked
+//! * with `[nts]`, every datagram goes through [`Server::handle_nts`],
+//!   [`Server::prepare_nts_response`] (the fresh cookies, before the
+//!   transmit timestamp is read) and [`Server::finish_nts_response`] (its response marked
 //!   [`awaiting_tx`](ntplab_proto::server::NtsResponse::awaiting_tx) in
 //!   interleaved mode) instead, on the same workers: the
 //!   cookie master keys are shared read-mostly ([`NtsServerShared`]: each
@@ -811,7 +812,11 @@ impl Worker {
             let answer = match (&mut self.nts, master) {
                 (Some((_, rng)), Some(master)) => match server.handle_nts(now_ns, meta.from, request, rx_time, state, master, out) {
                     NtsServerAction::Respond(r) => {
-                        let r = if self.tx_timestamps { r.awaiting_tx() } else { r };
+                        let mut r = if self.tx_timestamps { r.awaiting_tx() } else { r };
+                        // The fresh cookies before the clock is read: after
+                        // it, only the header and the Authenticator's
+                        // encryption (which covers the header) are left.
+                        server.prepare_nts_response(&mut r, out, master, rng);
                         let tx_now = outlet.now(map);
                         let sealed = server.finish_nts_response(&r, out, tx_now, state, master, rng);
                         // An NTSN saves nothing for interleaved mode.

@@ -79,8 +79,8 @@ pub use aead::{exporter_context, Aead, CryptoError, Direction, Key, SessionKeys,
 pub use cookie::{CookieError, MasterKeyConfig, MasterKeys};
 pub use ke::{summarize_records, KeClient, KeClientConfig, KeClientStep, KeError, KeResponse, KeServer, KeServerConfig, KeServerOutcome, KeServerStep, RecordSummary};
 pub use ntp::{
-    process_request, ClientSession, CookieJar, NakReason, NakReply, NoCookies, NtsDropReason, NtsRequest, PendingRequest, ProtectedRequest,
-    ReplyError, ResponseError, ResponseKind,
+    process_request, ClientSession, CookieJar, NakReason, NakReply, NoCookies, NtsDropReason, NtsRequest, PendingRequest, PreparedReply,
+    ProtectedRequest, ReplyError, ResponseError, ResponseKind,
 };
 
 /// A source of cryptographically secure random octets, injected by the

@@ -561,12 +561,25 @@ impl ProtectedRequest {
     /// reply header (after `Server::finish_response`): appends the Unique
     /// Identifier and the Authenticator with fresh cookies sealed under
     /// `master`, and returns the reply length, never more than the request's.
+    /// The same as [`Self::prepare_reply`] and then [`Self::seal_prepared`].
     pub fn seal_reply(&self, out: &mut [u8], master: &MasterKeys, rng: &mut dyn NtsRng) -> Result<usize, ReplyError> {
+        let prepared = self.prepare_reply(out, master, rng)?;
+        self.seal_prepared(out, &prepared)
+    }
+
+    /// The part of [`Self::seal_reply`] the header does not enter: writes
+    /// the Unique Identifier, the Authenticator's header and nonce and the
+    /// fresh cookies (sealed under `master`: most of the cryptography) after
+    /// the first 48 octets of `out`, which it leaves alone. A server calls it
+    /// before it reads the clock for the transmit timestamp, writes the
+    /// header, and then [`Self::seal_prepared`], so that the timestamp is
+    /// followed only by the Authenticator's encryption, which covers the header.
+    pub fn prepare_reply(&self, out: &mut [u8], master: &MasterKeys, rng: &mut dyn NtsRng) -> Result<PreparedReply, ReplyError> {
         // Written in place in `out` (no allocation): the Unique Identifier,
         // the Authenticator's header and nonce, the cookie fields as its
-        // plaintext, which is then encrypted where it lies; the same octets,
-        // and the same draws from `rng` (cookies first, then the nonce), as
-        // building the reply apart and copying it.
+        // plaintext, encrypted where it lies by seal_prepared; the same
+        // octets, and the same draws from `rng` (cookies first, then the
+        // nonce), as building the reply apart and copying it.
         let aead = self.keys.aead;
         let uid_field = 4 + padded_len(self.uid.len());
         let cookie_field = 4 + padded_len(super::cookie::cookie_len(aead));
@@ -601,16 +614,45 @@ impl ProtectedRequest {
             master.seal_into(&self.keys, rng, &mut reply[at + 4..at + cookie_field]).ok_or(ReplyError)?;
         }
         let mut nonce = [0u8; 16];
-        let nonce = &mut nonce[..nonce_len];
-        rng.fill(nonce);
-        reply[nonce_at..nonce_at + nonce_len].copy_from_slice(nonce);
+        rng.fill(&mut nonce[..nonce_len]);
+        reply[nonce_at..nonce_at + nonce_len].copy_from_slice(&nonce[..nonce_len]);
+        let at = |n: usize| u16::try_from(n).map_err(|_| ReplyError);
+        Ok(PreparedReply { total: at(total)?, auth_at: at(auth_at)?, plain_at: at(plain_at)?, plain_len: at(plain_len)?, tag_at: at(tag_at)? })
+    }
+
+    /// Encrypts the reply [`Self::prepare_reply`] wrote in `out` (the same
+    /// buffer, its header finished since) and returns its length. Fails if
+    /// `out` is shorter than the prepared reply.
+    pub fn seal_prepared(&self, out: &mut [u8], prepared: &PreparedReply) -> Result<usize, ReplyError> {
+        let [total, auth_at, plain_at, plain_len, tag_at] =
+            [prepared.total, prepared.auth_at, prepared.plain_at, prepared.plain_len, prepared.tag_at].map(usize::from);
+        let reply = out.get_mut(..total).ok_or(ReplyError)?;
+        // The nonce prepare_reply drew lies after the Authenticator's header.
+        let nonce_len = self.keys.aead.nonce_len();
+        let mut nonce = [0u8; 16];
+        nonce[..nonce_len].copy_from_slice(reply.get(auth_at + 8..auth_at + 8 + nonce_len).ok_or(ReplyError)?);
         let (ad, rest) = reply.split_at_mut(auth_at);
-        let tag = aead
-            .seal_in_place(self.keys.s2c.as_bytes(), nonce, ad, &mut rest[plain_at - auth_at..plain_at - auth_at + plain_len])
+        let tag = self
+            .keys
+            .aead
+            .seal_in_place(self.keys.s2c.as_bytes(), &nonce[..nonce_len], ad, &mut rest[plain_at - auth_at..plain_at - auth_at + plain_len])
             .map_err(|_| ReplyError)?;
         reply[tag_at..tag_at + TAG_LEN].copy_from_slice(&tag);
         Ok(total)
     }
+}
+
+/// An NTS reply written by [`ProtectedRequest::prepare_reply`] and waiting
+/// for [`ProtectedRequest::seal_prepared`]: where its parts lie in the
+/// buffer (octet offsets; a reply is never longer than its request's
+/// datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreparedReply {
+    total: u16,
+    auth_at: u16,
+    plain_at: u16,
+    plain_len: u16,
+    tag_at: u16,
 }
 
 /// Writes an extension field header (type, length) at `at`.

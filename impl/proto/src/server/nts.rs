@@ -8,6 +8,7 @@
 //!       ── handle_nts(now_mono_ns, from, request, rx_time, &clock, &master, out) ──►
 //!       ◄── NtsServerAction::Respond(resp) | Ignore(DropReason) | IgnoreNts(NtsDropReason)
 //!   on Respond:
+//!     (optional) prepare_nts_response(&mut resp, out, &master, &mut rng): the cookies, before the clock is read
 //!     tx_time = read the clock, as late as possible
 //!       ── finish_nts_response(&resp, out, tx_time, &clock, &master, &mut rng) ──► Ok(len)
 //!     send out[..len]; transmitted(&resp.response, ..) as for plain responses
@@ -29,7 +30,7 @@
 
 use super::{DropReason, Response, ResponseReason, Server, ServerAction, ServerClockState};
 use crate::nts::ntp::{append_uid, echo_uid_v5, plain_unique_id};
-use crate::nts::{process_request, MasterKeys, NakReply, NtsDropReason, NtsRequest, NtsRng, ProtectedRequest, ReplyError};
+use crate::nts::{process_request, MasterKeys, NakReply, NtsDropReason, NtsRequest, NtsRng, PreparedReply, ProtectedRequest, ReplyError};
 use crate::time::NtpTime;
 use crate::wire::{v4::version_of, v5};
 use core::net::SocketAddr;
@@ -83,6 +84,9 @@ pub struct NtsResponse {
     /// An NTPv5 request (draft-ietf-ntp-ntpv5-07 §11): the NTS fields go
     /// among the NTPv5 fields, as long as the request.
     v5: bool,
+    /// An NTPv4 authenticated answer whose fields after the header
+    /// [`Server::prepare_nts_response`] wrote already.
+    prepared: Option<PreparedReply>,
 }
 
 impl NtsResponse {
@@ -139,7 +143,23 @@ impl Server {
             NtsRequest::Nak(n) => Inner::Nak(n),
         };
         let v5 = version_of(request) == Some(v5::VERSION);
-        NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false, v5 })
+        NtsServerAction::Respond(NtsResponse { response, inner, awaiting_tx: false, v5, prepared: None })
+    }
+
+    /// Optional, between [`Server::handle_nts`] and
+    /// [`Server::finish_nts_response`] with the same `out`: for an NTPv4
+    /// authenticated answer, writes what follows the header (the Unique
+    /// Identifier and the Authenticator with fresh cookies sealed under
+    /// `master`, unencrypted yet), so that `finish_nts_response` has only the
+    /// header and the Authenticator's encryption left after the transmit
+    /// timestamp is read. The reply's octets and the draws from `rng` are
+    /// the same either way. Any other response is left alone; so is one
+    /// that does not fit `out` or the request's length (`finish_nts_response`
+    /// then says so).
+    pub fn prepare_nts_response(&self, response: &mut NtsResponse, out: &mut [u8], master: &MasterKeys, rng: &mut dyn NtsRng) {
+        if let (Inner::Protected(p), false, None) = (&response.inner, response.v5, response.prepared) {
+            response.prepared = p.prepare_reply(out, master, rng).ok();
+        }
     }
 
     /// Completes an NTS response: for a time response, writes the transmit
@@ -168,7 +188,10 @@ impl Server {
         match (&response.inner, response.v5) {
             (Inner::Plain, _) => Ok(len),
             (Inner::Protected(p), true) => p.seal_reply_v5(out, len, master, rng),
-            (Inner::Protected(p), false) => p.seal_reply(out, master, rng),
+            (Inner::Protected(p), false) => match &response.prepared {
+                Some(prepared) => p.seal_prepared(out, prepared),
+                None => p.seal_reply(out, master, rng),
+            },
             (Inner::Nak(n), true) => n.write_v5(out, len),
             (Inner::Nak(n), false) => n.write(clock.precision_log2, out),
             (Inner::Kod(uid) | Inner::PlainEcho(uid), true) => echo_uid_v5(out, len, uid, |_| true).ok_or(ReplyError),
@@ -311,6 +334,35 @@ mod tests {
         assert_eq!(p3.origin_timestamp.to_bits(), 0x5555, "interleaved");
         assert_eq!(p3.transmit_timestamp, at(16.0025).to_timestamp());
         assert_ne!(p3.transmit_timestamp, p2.transmit_timestamp);
+    }
+
+    #[test]
+    fn a_reply_prepared_before_the_clock_is_read_is_the_same_reply() {
+        // Two identical servers and clients (one seed); one prepares the
+        // cookies before the transmit time is read, the other does not.
+        let (mut a, mut b) = (fix(false), fix(false));
+        let mut replies = Vec::new();
+        for (f, prepare) in [(&mut a, false), (&mut b, true)] {
+            let (req, pending) = f.session.build_request(&header(0, 0, 77), &mut f.rng).unwrap();
+            let mut out = [0u8; 2048];
+            let NtsServerAction::Respond(mut r) = f.server.handle_nts(0, f.from, &req, at(0.0), &clock(), &f.master, &mut out) else { panic!() };
+            if prepare {
+                f.server.prepare_nts_response(&mut r, &mut out, &f.master, &mut f.rng);
+                assert!(r.prepared.is_some());
+                assert_eq!(out[40..48], [0; 8], "the header's transmit timestamp is not written yet");
+            }
+            let n = f.server.finish_nts_response(&r, &mut out, at(0.001), &clock(), &f.master, &mut f.rng).unwrap();
+            assert_eq!(f.session.verify_response(&pending, &out[..n]), Ok(ResponseKind::Time { new_cookies: 1 }));
+            replies.push(out[..n].to_vec());
+        }
+        assert_eq!(replies[0], replies[1]);
+        // A response that is not an authenticated NTPv4 answer is left alone.
+        let mut f = fix_with_unknown_cookies(false);
+        let (req, _) = f.session.build_request(&header(0, 0, 9), &mut f.rng).unwrap();
+        let mut out = [0u8; 2048];
+        let NtsServerAction::Respond(mut r) = f.server.handle_nts(0, f.from, &req, at(0.0), &clock(), &f.master, &mut out) else { panic!() };
+        f.server.prepare_nts_response(&mut r, &mut out, &f.master, &mut f.rng);
+        assert_eq!((r.kind(), r.prepared), (NtsReplyKind::Nak, None));
     }
 
     #[test]
