@@ -856,3 +856,19 @@ pub fn judge(e: &Expectation, hosts: &[HostReport], members: &[usize], values: &
     };
     Verdict { expectation: e.clone(), host, value, missing, passed }
 }
+
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_counts_every_max_change_refusal_the_last_included_and_writes_it() {
+        let mut t = DaemonTally::new(None, false);
+        let refusal = |giving_up| DaemonEvent::MaxChange { adjustment: NtpDuration::from_seconds_f64(-1.0), limit: 0.1, giving_up };
+        assert!(t.event(&refusal(false)), "a refusal changes the tally");
+        assert!(t.event(&refusal(true)));
+        assert_eq!(t.max_change_exceeded, 2);
+        assert_eq!((t.selections, t.kiss_codes, t.ntsn), (0, 0, 0));
+        assert_eq!(tally_details(&t)["max_change_exceeded"], 2);
+    }
+}
