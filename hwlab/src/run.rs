@@ -898,9 +898,9 @@ fn write_trace(
             };
             tallies[i] = counted
                 .into_iter()
+                // Refused adjustments: chronyd's from its log (below), none for the others.
                 .map(|(t, selections, served_stratum)| {
-                    let refused = refused_in_log[i].unwrap_or(0);
-                    (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, max_change_exceeded: refused, served_stratum })
+                    (t, Tally { selections, kiss_codes: seen[i].kiss_codes, ntsn: seen[i].ntsn, max_change_exceeded: 0, served_stratum })
                 })
                 .collect();
             judged
@@ -1055,10 +1055,7 @@ fn write_trace(
             st.steps = steps;
             let t = tally_at(&tallies[i], initial[i], ended);
             (st.selections, st.kiss_codes, st.ntsn) = (t.selections, t.kiss_codes, t.ntsn);
-            st.max_change_exceeded = match h.implementation {
-                Implementation::Ntplab => t.max_change_exceeded,
-                _ => refused_in_log[i].unwrap_or(0),
-            };
+            st.max_change_exceeded = refused_in_log[i].unwrap_or(t.max_change_exceeded);
             if h.implementation != Implementation::Ntplab {
                 (st.kiss_codes, st.ntsn) = (seen[i].kiss_codes, seen[i].ntsn);
             }

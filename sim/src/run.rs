@@ -425,7 +425,8 @@ impl RunRecorder {
     fn tally(&mut self, host: usize, event: &DaemonEvent) {
         if let (Some(st), Some(h)) = (self.state.get_mut(host), self.hosts.get_mut(host)) {
             st.tally.event(event);
-            (h.selections, h.kiss_codes, h.ntsn) = (st.tally.selections, st.tally.kiss_codes, st.tally.ntsn);
+            (h.selections, h.kiss_codes, h.ntsn, h.max_change_exceeded) =
+                (st.tally.selections, st.tally.kiss_codes, st.tally.ntsn, st.tally.max_change_exceeded);
         }
     }
 
@@ -592,9 +593,7 @@ impl Recorder for RunRecorder {
                 (kind, serde_json::json!({ "action": format!("{action:?}") }))
             }
             DaemonEvent::MaxChange { adjustment, limit, giving_up } => {
-                if let Some(h) = self.hosts.get_mut(host) {
-                    h.max_change_exceeded += 1;
-                }
+                self.tally(host, event);
                 (
                     "max_change",
                     serde_json::json!({ "adjustment_s": adjustment.to_seconds_f64(), "limit_s": limit, "giving_up": giving_up }),
