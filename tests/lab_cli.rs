@@ -462,6 +462,37 @@ fn a_step_setting_is_chronys_makestep_and_ntplabs_step_keys_in_the_lab() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/lab/step-ntpsec-ntpd-rs.toml (40 s): ntpsec and ntpd-rs clients
+/// 100 s behind, with the host `step` each program can say, which the lab
+/// writes as ntpsec's `tinker step 1 stepout 900 panic 0` and as ntpd-rs's
+/// `[synchronization.algorithm] step-threshold` with its panic thresholds
+/// off: each steps its virtual clock once and is within 50 ms from 20 s on
+/// (ntpd-rs's step leaves its first sample's error, ms to tens of ms, until
+/// its filter has 8 samples); the system clock unchanged. ntpsec's requests
+/// fail `client-source-port` and `poll-bounds`, as in its other lab tests.
+#[test]
+fn a_step_setting_is_ntpsecs_tinker_step_and_ntpd_rs_step_threshold_in_the_lab() {
+    for implementation in ["ntpsec", "ntpd-rs"] {
+        if let Some(why) = skip_reason(implementation) {
+            eprintln!("skipped: step settings of ntpsec and ntpd-rs in the virtual lab: {why}");
+            return;
+        }
+    }
+    let dir = tmp("step-peers");
+    let out = dir.join("out");
+    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/step-ntpsec-ntpd-rs.toml"), &out);
+    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    assert!(std::fs::read_to_string(out.join("ntpsec.ntp.conf")).unwrap().contains("\ntinker step 1e0 stepout 900 panic 0\n"));
+    let rs = std::fs::read_to_string(out.join("ntpd-rs.ntp.toml")).unwrap();
+    assert!(rs.contains("\nsingle-step-panic-threshold = \"inf\"\n") && rs.contains("\n[synchronization.algorithm]\nstep-threshold = 1e0\n"), "{rs}");
+    for h in v["hosts"].as_array().unwrap().iter().filter(|h| h["name"] != "server") {
+        eprintln!("step settings: {} steps {}, max {:.1} us", h["name"], h["steps"], h["max_offset_s"].as_f64().unwrap_or(f64::NAN) * 1e6);
+    }
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(untimed_failures(&v), ["client-source-port", "poll-bounds"], "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// tests/lab/max-change.toml (75 s): ntplab and chronyd clients with
 /// `max_change` (chronyd's `maxchange 0.1 1 1`), their clocks stepped by 1 s
 /// at 20 s: each skips one update and exits on the next, which the lab

@@ -1174,13 +1174,20 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
     why
 }
 
-/// What in a host's `step` `implementation` cannot say: chronyd takes a
-/// threshold and a limit (`makestep`) and has no panic threshold; the lab
-/// writes no step settings for ntpsec and ntpd-rs yet.
+/// What in a host's `step` `implementation` cannot say. chronyd takes a
+/// threshold and a limit (`makestep`) and has no panic threshold. ntpsec
+/// steps at its first update and later only after the stepout (ntpd's
+/// `tinker step` and `stepout`): ntplab's `updates = 1`. ntpd-rs steps at
+/// every update whose offset exceeds its `step-threshold`: `updates = -1`.
+/// Both exit at an offset beyond their panic threshold, where ntplab's daemon
+/// leaves the clock alone and goes on, so a panic threshold is refused for
+/// them (the lab writes theirs off).
 fn step_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut Vec<String>) {
     if cfg.step == StepSettings::default() {
         return;
     }
+    let name = implementation.name();
+    let no_panic = || format!("step: {name} exits at an offset beyond its panic threshold, where ntplab's daemon leaves the clock alone: give `panic_threshold = 0`");
     match implementation {
         Implementation::Ntplab => {}
         Implementation::Chrony => {
@@ -1188,10 +1195,34 @@ fn step_unwritable(cfg: &DaemonConfig, implementation: Implementation, why: &mut
                 why.push("step: chrony 4.3 has no panic threshold (its `makestep` steps any offset): give `panic_threshold = 0`".into());
             }
         }
-        Implementation::Ntpsec | Implementation::NtpdRs => {
-            why.push(format!("step: the lab does not write step or panic settings for {} yet (only chrony's `makestep` and ntplab's own)", implementation.name()));
+        Implementation::Ntpsec => {
+            if cfg.step.updates != Some(1) {
+                why.push("step: ntpsec steps at its first clock update and later only after the stepout (`tinker step`, `stepout`): give `updates = 1`".into());
+            }
+            if cfg.step.panic_threshold_s.is_some() {
+                why.push(no_panic());
+            }
+        }
+        Implementation::NtpdRs => {
+            if cfg.step.updates != Some(u32::MAX) {
+                why.push("step: ntpd-rs steps at every update whose offset exceeds its `step-threshold`: give `updates = -1`".into());
+            }
+            if cfg.step.panic_threshold_s.is_some() {
+                why.push(no_panic());
+            }
         }
     }
+}
+
+/// ntpsec's lines for a host's `step` (none without one): the step
+/// threshold, ntplab's stepout (RFC 5905's WATCH, 900 s; ntpsec's own
+/// default is shorter) and no panic threshold ([`step_unwritable`] refuses
+/// what else a `step` may say).
+fn ntpsec_step_config(cfg: &DaemonConfig) -> String {
+    if cfg.step == StepSettings::default() {
+        return String::new();
+    }
+    format!("tinker step {:e} stepout {} panic 0\n", cfg.step.threshold_s, ntplab_proto::constants::WATCH as u64)
 }
 
 /// What in a host's rate limiting and leap smear `implementation` cannot say.
@@ -1265,6 +1296,7 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
         // ntpd's selection threshold (its default is 1.5 s).
         let _ = writeln!(s, "tos maxdist {d:e}");
     }
+    s.push_str(&ntpsec_step_config(cfg));
     for src in &cfg.sources {
         let c = &src.config;
         let _ = write!(s, "server {} minpoll {} maxpoll {}", src.address.ip(), c.poll_min_log2, c.poll_max_log2);
@@ -1322,6 +1354,13 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&H
         ntpd_rs_socket(dir, name).display()
     );
     let _ = writeln!(s, "[synchronization]\nminimum-agreeing-sources = {}\nwarn-on-jump = false", cfg.min_sources);
+    // The host's `step` ([`step_unwritable`] lets through `updates = -1`
+    // without a panic threshold): ntpd-rs's panic thresholds off, its step
+    // threshold under `[synchronization.algorithm]` below.
+    let step = cfg.step != StepSettings::default();
+    if step {
+        s.push_str("single-step-panic-threshold = \"inf\"\nstartup-step-panic-threshold = \"inf\"\n");
+    }
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "local-stratum = {}", l.stratum);
     }
@@ -1383,6 +1422,9 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&H
             f.state_dir.join("ntpd-rs-keyset").display(),
             n.key_rotation.as_secs().max(1)
         );
+    }
+    if step {
+        let _ = writeln!(s, "\n[synchronization.algorithm]\nstep-threshold = {:e}", cfg.step.threshold_s);
     }
     Ok(s)
 }
@@ -1521,7 +1563,7 @@ mod tests {
     }
 
     #[test]
-    fn step_settings_become_chronys_makestep_and_ntplabs_clock_keys_and_the_rest_is_refused() {
+    fn step_settings_become_each_programs_step_settings_and_the_rest_is_refused() {
         let ip = "10.0.0.2".parse().unwrap();
         let with = |clock: &str| DaemonConfig::from_toml(&format!("[[source]]\naddress = \"10.0.0.1:123\"\n[clock]\n{clock}\n"), "test").unwrap();
         let plain = with("");
@@ -1533,12 +1575,29 @@ mod tests {
         let always = with("step_threshold = 1\nstep_updates = -1\npanic_threshold = 0");
         assert!(chrony_config(&always, ip, None, Path::new("/tmp"), "h", None).unwrap().contains("\nmakestep 1 -1\n"));
         assert!(!unwritable(&always, Implementation::Chrony).iter().any(|w| w.starts_with("step")));
-        for i in [Implementation::Ntpsec, Implementation::NtpdRs] {
-            assert!(unwritable(&always, i).iter().any(|w| w.starts_with("step: the lab does not write")), "{i:?}");
-        }
-        // A panic threshold chronyd cannot have.
+        // ntpd-rs steps at every update above its threshold: `updates = -1`,
+        // its panic thresholds off; ntpsec only at its first and after the stepout.
+        let dir = std::env::temp_dir().join(format!("ntplab-step-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!unwritable(&always, Implementation::NtpdRs).iter().any(|w| w.starts_with("step")));
+        let rs = ntpd_rs_config(&always, &dir, "h", None).unwrap();
+        assert!(rs.contains("\nsingle-step-panic-threshold = \"inf\"\nstartup-step-panic-threshold = \"inf\"\n") && rs.ends_with("\n[synchronization.algorithm]\nstep-threshold = 1e0\n"), "{rs}");
+        let table: toml::Table = rs.parse().unwrap_or_else(|e| panic!("{e}\n{rs}"));
+        assert_eq!(table["synchronization"]["algorithm"]["step-threshold"].as_float(), Some(1.0));
+        assert!(!ntpd_rs_config(&plain, &dir, "h", None).unwrap().contains("threshold"), "no step given: ntpd-rs's own defaults");
+        assert!(unwritable(&always, Implementation::Ntpsec).iter().any(|w| w.contains("give `updates = 1`")));
+        let first = with("step_threshold = 0.5\nstep_updates = 1\npanic_threshold = 0");
+        assert!(!unwritable(&first, Implementation::Ntpsec).iter().any(|w| w.starts_with("step")));
+        assert!(ntpsec_config(&first, &dir, "h", None).unwrap().contains("\ntinker step 5e-1 stepout 900 panic 0\n"));
+        assert!(!ntpsec_config(&plain, &dir, "h", None).unwrap().contains("tinker"), "no step given: ntpsec's own defaults");
+        assert!(unwritable(&first, Implementation::NtpdRs).iter().any(|w| w.contains("give `updates = -1`")));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A panic threshold chronyd cannot have, and at which ntpsec and ntpd-rs would exit.
         let panics = with("step_threshold = 2\nstep_updates = 1");
         assert!(unwritable(&panics, Implementation::Chrony).iter().any(|w| w.contains("no panic threshold")));
+        for i in [Implementation::Ntpsec, Implementation::NtpdRs] {
+            assert!(unwritable(&panics, i).iter().any(|w| w.contains("exits at an offset beyond its panic threshold")), "{i:?}");
+        }
         // ntplab reads back what the lab wrote.
         for cfg in [&plain, &always, &panics, &with("panic_threshold = 5e4\npanic_at_start = false")] {
             let text = ntplab_config(cfg, None, None).unwrap();
