@@ -493,6 +493,32 @@ fn a_step_setting_is_ntpsecs_tinker_step_and_ntpd_rs_step_threshold_in_the_lab()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/lab/deny-ntpsec.toml (40 s): an ntpsec server whose access list
+/// denies one of two ntplab clients, written as its `restrict ... noserve`
+/// line: it answers the other client only, which selects it, and sends the
+/// denied one nothing. ntpsec's first replies carry INIT (stratum 0) until
+/// it selects its local refclock, which fails `refid-never-init`, as in its
+/// other server runs.
+#[test]
+fn an_ntpsec_server_denies_a_client_by_its_restrict_lines_in_the_lab() {
+    if let Some(why) = skip_reason("ntpsec") {
+        eprintln!("skipped: ntpsec access rules in the virtual lab: {why}");
+        return;
+    }
+    let dir = tmp("deny-ntpsec");
+    let out = dir.join("out");
+    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/deny-ntpsec.toml"), &out);
+    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    assert!(std::fs::read_to_string(out.join("server.ntp.conf")).unwrap().contains("\nrestrict default nomodify nopeer noquery\nrestrict 10.0.0.3/32 noserve nomodify nopeer noquery\n"));
+    assert_eq!(v["passed"], true, "{v}");
+    assert!(untimed_failures(&v).iter().all(|c| c == "refid-never-init"), "{v}");
+    let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
+    let from_server = |to: &str| packets.lines().filter(|l| l.contains("\"src\":\"10.0.0.1:123\"") && l.contains(&format!("\"dst\":\"{to}:"))).count();
+    assert!(from_server("10.0.0.2") >= 3, "{packets}");
+    assert_eq!(from_server("10.0.0.3"), 0, "{packets}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// tests/lab/max-change.toml (75 s): ntplab and chronyd clients with
 /// `max_change` (chronyd's `maxchange 0.1 1 1`), their clocks stepped by 1 s
 /// at 20 s: each skips one update and exits on the next, which the lab

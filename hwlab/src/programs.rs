@@ -984,6 +984,47 @@ fn ntpd_rs_access(a: &AccessList) -> Result<Option<String>, String> {
     }
 }
 
+/// ntpsec's `restrict` lines for a host's access list (empty for allow
+/// everyone): `restrict default` with `noserve` for a denying default, one
+/// `restrict NET/LEN` per rule (`noserve` for `deny`; the rule that wins
+/// for a network, ntplab's later one), each with the `nomodify nopeer
+/// noquery` the lab writes for every entry. ntpd, as ntplab, lets the most
+/// specific entry win; it merges the flags of entries of the same network
+/// and length, hence the one rule per network. `noserve` drops every packet
+/// but ntpq's, its sources' replies too, so a host that denies gets a
+/// `restrict ADDR` without flags for each source the list denies (which
+/// that source, were it to ask this host for time, would then get: where
+/// ntplab applies its list to requests only). Refused: other actions
+/// (ntpsec has no RSTR kiss, and whether its `kod` sends DENY for
+/// `noserve` is not checked).
+fn ntpsec_access(cfg: &DaemonConfig) -> Result<String, String> {
+    let a = &cfg.server.access;
+    if *a == AccessList::default() {
+        return Ok(String::new());
+    }
+    let flags = |x: AccessAction| match x {
+        AccessAction::Allow => Ok(""),
+        AccessAction::Deny => Ok(" noserve"),
+        other => Err(format!("access action {}: ntpsec's `restrict` lines are written for allow and deny only", access_name(other))),
+    };
+    let mut s = format!("restrict default{} nomodify nopeer noquery\n", flags(a.default_action())?);
+    let mut effective: Vec<&ntplab_proto::server::access::AccessRule> = Vec::new();
+    for r in a.rules() {
+        effective.retain(|e| (e.network(), e.prefix_len()) != (r.network(), r.prefix_len()));
+        effective.push(r);
+    }
+    for r in &effective {
+        let _ = writeln!(s, "restrict {}/{}{} nomodify nopeer noquery", r.network(), r.prefix_len(), flags(r.action)?);
+    }
+    for src in &cfg.sources {
+        let ip = src.address.ip();
+        if a.decide(ip) != AccessAction::Allow {
+            let _ = writeln!(s, "restrict {ip}");
+        }
+    }
+    Ok(s)
+}
+
 fn discipline_name(cfg: &DaemonConfig) -> &'static str {
     match cfg.discipline {
         DisciplineKind::Rfc5905 => "rfc5905",
@@ -1102,8 +1143,8 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if cfg.max_change.is_some() {
                 why.push("max_change: ntpsec 1.2 has no largest adjustment (chrony's `maxchange`; its panic threshold is another rule)".into());
             }
-            if cfg.server.access != AccessList::default() {
-                why.push("access rules are not written to ntpsec's `restrict` lines yet".into());
+            if let Err(e) = ntpsec_access(cfg) {
+                why.push(e);
             }
             if cfg.local.is_some() && !cfg.sources.is_empty() {
                 why.push("local_stratum with sources: ntpsec's local refclock would compete with the sources (chrony's `local` and ntplab's serve it only when no source is selected)".into());
@@ -1329,7 +1370,13 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
         let (cert, key) = f.identity.as_ref().ok_or_else(|| format!("host `{name}`: serves NTS but has no certificate"))?;
         let _ = writeln!(s, "nts enable cert {} key {} cookie {}", cert.display(), key.display(), f.state_dir.join("ntpsec-nts-keys").display());
     }
-    s.push_str("restrict default nomodify nopeer noquery\nrestrict 127.0.0.1\n");
+    // The host's access list ([`unwritable`] refuses what ntpsec_access
+    // cannot write); without one, every client served.
+    match ntpsec_access(cfg)? {
+        a if a.is_empty() => s.push_str("restrict default nomodify nopeer noquery\n"),
+        a => s.push_str(&a),
+    }
+    s.push_str("restrict 127.0.0.1\n");
     Ok(s)
 }
 
@@ -1556,10 +1603,53 @@ mod tests {
         assert!(ntpd_rs_config(&c, dir, "h", None).unwrap().contains("denylist = { filter = [\"10.0.0.2/32\"], action = \"ignore\" }"));
         let c = config("rules = [ { network = \"10.0.0.2\", action = \"restrict\" } ]");
         assert!(unwritable(&c, Implementation::NtpdRs)[0].contains("no restrict"));
-        assert!(unwritable(&c, Implementation::Ntpsec)[0].contains("not written to ntpsec"));
+        assert!(unwritable(&c, Implementation::Ntpsec)[0].contains("for allow and deny only"));
         // No rules, allow: no list at all.
         let text = ntpd_rs_config(&config("default = \"allow\""), dir, "h", None).unwrap();
         assert!(!text.contains("allowlist") && !text.contains("denylist"), "{text}");
+    }
+
+    #[test]
+    fn access_rules_become_ntpsecs_restrict_lines_with_its_sources_let_in() {
+        let dir = std::env::temp_dir().join(format!("ntplab-ntpsec-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Without rules: every client served, as before.
+        let plain = ntpsec_config(&config("default = \"allow\""), &dir, "h", None).unwrap();
+        assert!(plain.ends_with("\nrestrict default nomodify nopeer noquery\nrestrict 127.0.0.1\n"), "{plain}");
+        // An allowing default with a denied network (the later of two rules
+        // for the same network is the one that holds, as in ntplab).
+        let c = config("rules = [ { network = \"10.0.0.0/24\", action = \"allow\" }, { network = \"10.0.0.2\", action = \"allow\" }, { network = \"10.0.0.2\", action = \"deny\" } ]");
+        assert!(unwritable(&c, Implementation::Ntpsec).is_empty());
+        let text = ntpsec_config(&c, &dir, "h", None).unwrap();
+        assert!(
+            text.ends_with("\nrestrict default nomodify nopeer noquery\nrestrict 10.0.0.0/24 nomodify nopeer noquery\nrestrict 10.0.0.2/32 noserve nomodify nopeer noquery\nrestrict 127.0.0.1\n"),
+            "{text}"
+        );
+        // A denying default on a host with a source: the source's replies let in.
+        let with_source = DaemonConfig::from_toml(
+            "listen = [\"10.0.0.1:123\"]\n[[source]]\naddress = \"10.0.0.9:123\"\n[access]\ndefault = \"deny\"\nrules = [ { network = \"10.0.0.3\", action = \"allow\" } ]\n",
+            "test",
+        )
+        .unwrap();
+        assert!(unwritable(&with_source, Implementation::Ntpsec).is_empty(), "{:?}", unwritable(&with_source, Implementation::Ntpsec));
+        let text = ntpsec_config(&with_source, &dir, "h", None).unwrap();
+        assert!(
+            text.ends_with("\nrestrict default noserve nomodify nopeer noquery\nrestrict 10.0.0.3/32 nomodify nopeer noquery\nrestrict 10.0.0.9\nrestrict 127.0.0.1\n"),
+            "{text}"
+        );
+        // A source the list allows needs no hole.
+        let allowed_source = DaemonConfig::from_toml(
+            "listen = [\"10.0.0.1:123\"]\n[[source]]\naddress = \"10.0.0.3:123\"\n[access]\ndefault = \"deny\"\nrules = [ { network = \"10.0.0.3\", action = \"allow\" } ]\n",
+            "test",
+        )
+        .unwrap();
+        assert!(!ntpsec_config(&allowed_source, &dir, "h", None).unwrap().contains("\nrestrict 10.0.0.3\n"));
+        // Actions ntpsec has no words for: refused.
+        for action in ["kod-deny", "restrict"] {
+            let c = config(&format!("default = \"{action}\""));
+            assert!(unwritable(&c, Implementation::Ntpsec)[0].contains(&format!("access action {action}")), "{action}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
