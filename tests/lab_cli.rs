@@ -111,6 +111,23 @@ fn lab_run_checked(scenario: &Path, out: &Path) -> std::process::Output {
     output
 }
 
+/// A run of tests/lab/`file` (`lab_run_checked`) into `out` under a fresh
+/// temporary directory `dir`: its exit status and its JSON summary `v`.
+struct LabFileRun {
+    dir: PathBuf,
+    out: PathBuf,
+    ok: bool,
+    v: serde_json::Value,
+}
+
+fn lab_file_run(file: &str) -> LabFileRun {
+    let dir = tmp(file.trim_end_matches(".toml"));
+    let out = dir.join("out");
+    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab").join(file), &out);
+    let v = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    LabFileRun { dir, out, ok: lab.status.success(), v }
+}
+
 fn skip_reason(implementation: &str) -> Option<String> {
     if let Some(why) = ntplab_hwlab::netns::unavailable() {
         return Some(why);
@@ -413,11 +430,8 @@ fn ipv6_hosts_run_in_the_lab() {
         eprintln!("skipped: IPv6 in the virtual lab: {why}");
         return;
     }
-    let dir = tmp("ipv6");
-    let out = dir.join("out");
-    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ipv6.toml"), &out);
-    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
-    assert!(passed_but_for_timing(lab.status.success(), &v), "{v}");
+    let LabFileRun { dir, out, ok, v } = lab_file_run("ipv6.toml");
+    assert!(passed_but_for_timing(ok, &v), "{v}");
     let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = packets.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for client in ["[2001:db8::2]:", "[2001:db8::3]:"] {
@@ -447,17 +461,14 @@ fn a_step_setting_is_chronys_makestep_and_ntplabs_step_keys_in_the_lab() {
         eprintln!("skipped: makestep in the virtual lab: {why}");
         return;
     }
-    let dir = tmp("makestep");
-    let out = dir.join("out");
-    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/makestep.toml"), &out);
-    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
+    let LabFileRun { dir, out, ok, v } = lab_file_run("makestep.toml");
     assert!(std::fs::read_to_string(out.join("chrony.chrony.conf")).unwrap().contains("\nmakestep 1 1\n"));
     let ntplab_conf = std::fs::read_to_string(out.join("client.ntplab.toml")).unwrap();
     assert!(ntplab_conf.contains("step_threshold = 1e0\npanic_threshold = 0e0\npanic_at_start = true\nstep_updates = 1\n"), "{ntplab_conf}");
     for h in v["hosts"].as_array().unwrap().iter().filter(|h| h["name"] != "server") {
         eprintln!("makestep: {} steps {}, max {:.1} us", h["name"], h["steps"], h["max_offset_s"].as_f64().unwrap_or(f64::NAN) * 1e6);
     }
-    assert!(passed_but_for_timing(lab.status.success(), &v), "{v}");
+    assert!(passed_but_for_timing(ok, &v), "{v}");
     assert_eq!(v["passed"], true, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -478,10 +489,7 @@ fn a_step_setting_is_ntpsecs_tinker_step_and_ntpd_rs_step_threshold_in_the_lab()
             return;
         }
     }
-    let dir = tmp("step-peers");
-    let out = dir.join("out");
-    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/step-ntpsec-ntpd-rs.toml"), &out);
-    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    let LabFileRun { dir, out, v, .. } = lab_file_run("step-ntpsec-ntpd-rs.toml");
     assert!(std::fs::read_to_string(out.join("ntpsec.ntp.conf")).unwrap().contains("\ntinker step 1e0 stepout 900 panic 0\n"));
     let rs = std::fs::read_to_string(out.join("ntpd-rs.ntp.toml")).unwrap();
     assert!(rs.contains("\nsingle-step-panic-threshold = \"inf\"\n") && rs.contains("\n[synchronization.algorithm]\nstep-threshold = 1e0\n"), "{rs}");
@@ -505,10 +513,7 @@ fn an_ntpsec_server_denies_a_client_by_its_restrict_lines_in_the_lab() {
         eprintln!("skipped: ntpsec access rules in the virtual lab: {why}");
         return;
     }
-    let dir = tmp("deny-ntpsec");
-    let out = dir.join("out");
-    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/deny-ntpsec.toml"), &out);
-    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    let LabFileRun { dir, out, v, .. } = lab_file_run("deny-ntpsec.toml");
     assert!(std::fs::read_to_string(out.join("server.ntp.conf")).unwrap().contains("\nrestrict default nomodify nopeer noquery\nrestrict 10.0.0.3/32 noserve nomodify nopeer noquery\n"));
     assert_eq!(v["passed"], true, "{v}");
     assert!(untimed_failures(&v).iter().all(|c| c == "refid-never-init"), "{v}");
@@ -531,12 +536,9 @@ fn max_change_refusals_are_counted_and_its_exit_ends_the_host_in_the_lab() {
         eprintln!("skipped: max_change in the virtual lab: {why}");
         return;
     }
-    let dir = tmp("max-change");
-    let out = dir.join("out");
-    let lab = lab_run_checked(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/max-change.toml"), &out);
-    let v: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lab.stderr)));
+    let LabFileRun { dir, out, ok, v } = lab_file_run("max-change.toml");
     assert!(std::fs::read_to_string(out.join("chrony.chrony.conf")).unwrap().contains("\nmaxchange 1e-1 1 1\n"));
-    assert!(passed_but_for_timing(lab.status.success(), &v), "{v}");
+    assert!(passed_but_for_timing(ok, &v), "{v}");
     // No request after the exit: the last request of each client is before
     // the end of the run by more than a poll (16 s).
     let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();

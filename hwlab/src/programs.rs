@@ -984,8 +984,8 @@ fn ntpd_rs_access(a: &AccessList) -> Result<Option<String>, String> {
     }
 }
 
-/// ntpsec's `restrict` lines for a host's access list (empty for allow
-/// everyone): `restrict default` with `noserve` for a denying default, one
+/// ntpsec's `restrict` lines for a host's access list (for allow everyone,
+/// the lone `restrict default` line): `restrict default` with `noserve` for a denying default, one
 /// `restrict NET/LEN` per rule (`noserve` for `deny`; the rule that wins
 /// for a network, ntplab's later one), each with the `nomodify nopeer
 /// noquery` the lab writes for every entry. ntpd, as ntplab, lets the most
@@ -999,9 +999,6 @@ fn ntpd_rs_access(a: &AccessList) -> Result<Option<String>, String> {
 /// `noserve` is not checked).
 fn ntpsec_access(cfg: &DaemonConfig) -> Result<String, String> {
     let a = &cfg.server.access;
-    if *a == AccessList::default() {
-        return Ok(String::new());
-    }
     let flags = |x: AccessAction| match x {
         AccessAction::Allow => Ok(""),
         AccessAction::Deny => Ok(" noserve"),
@@ -1372,10 +1369,7 @@ pub fn ntpsec_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&Ho
     }
     // The host's access list ([`unwritable`] refuses what ntpsec_access
     // cannot write); without one, every client served.
-    match ntpsec_access(cfg)? {
-        a if a.is_empty() => s.push_str("restrict default nomodify nopeer noquery\n"),
-        a => s.push_str(&a),
-    }
+    s.push_str(&ntpsec_access(cfg)?);
     s.push_str("restrict 127.0.0.1\n");
     Ok(s)
 }
@@ -1626,11 +1620,11 @@ mod tests {
             "{text}"
         );
         // A denying default on a host with a source: the source's replies let in.
-        let with_source = DaemonConfig::from_toml(
-            "listen = [\"10.0.0.1:123\"]\n[[source]]\naddress = \"10.0.0.9:123\"\n[access]\ndefault = \"deny\"\nrules = [ { network = \"10.0.0.3\", action = \"allow\" } ]\n",
-            "test",
-        )
-        .unwrap();
+        let denying_with_source = |source: &str| {
+            let text = format!("listen = [\"10.0.0.1:123\"]\n[[source]]\naddress = \"{source}:123\"\n[access]\ndefault = \"deny\"\nrules = [ {{ network = \"10.0.0.3\", action = \"allow\" }} ]\n");
+            DaemonConfig::from_toml(&text, "test").unwrap()
+        };
+        let with_source = denying_with_source("10.0.0.9");
         assert!(unwritable(&with_source, Implementation::Ntpsec).is_empty(), "{:?}", unwritable(&with_source, Implementation::Ntpsec));
         let text = ntpsec_config(&with_source, &dir, "h", None).unwrap();
         assert!(
@@ -1638,11 +1632,7 @@ mod tests {
             "{text}"
         );
         // A source the list allows needs no hole.
-        let allowed_source = DaemonConfig::from_toml(
-            "listen = [\"10.0.0.1:123\"]\n[[source]]\naddress = \"10.0.0.3:123\"\n[access]\ndefault = \"deny\"\nrules = [ { network = \"10.0.0.3\", action = \"allow\" } ]\n",
-            "test",
-        )
-        .unwrap();
+        let allowed_source = denying_with_source("10.0.0.3");
         assert!(!ntpsec_config(&allowed_source, &dir, "h", None).unwrap().contains("\nrestrict 10.0.0.3\n"));
         // Actions ntpsec has no words for: refused.
         for action in ["kod-deny", "restrict"] {
