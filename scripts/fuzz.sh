@@ -24,6 +24,11 @@ cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --lock
 for crate in impl/proto impl/daemon conformance; do
 cd "$root/$crate"
 targets=$(cargo +nightly fuzz list)
+# All of a crate's targets in one build (its binaries link in parallel), with
+# the flags `fuzz run` uses, so that each run below finds its binary built.
+if [ ${#only[@]} -eq 0 ]; then
+    cargo +nightly fuzz build >/dev/null 2>&1 || cargo +nightly fuzz build
+fi
 for t in $targets; do
     if [ ${#only[@]} -gt 0 ] && ! printf '%s\n' "${only[@]}" | grep -qx "$t"; then
         continue

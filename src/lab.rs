@@ -36,6 +36,9 @@ pub struct LabSuiteArgs {
     /// Report scenarios the lab cannot realize, or whose programs are not installed, as skipped instead of failing the suite.
     #[arg(long)]
     pub skip_unsupported: bool,
+    /// Run nothing: say for each scenario whether the lab can run it here (what it cannot realize, which programs are missing) and how much real time the runnable ones take. Needs no root.
+    #[arg(long)]
+    pub check: bool,
     /// The clock shim library (default: libntplab_clockshim.so next to this executable, or $NTPLAB_SHIM).
     #[arg(long, value_name = "FILE")]
     pub shim: Option<PathBuf>,
@@ -92,6 +95,9 @@ pub struct LabRunArgs {
     /// A scenario the lab cannot realize, or whose programs are not installed, is reported as skipped (exit status 0) instead of refused.
     #[arg(long)]
     pub skip_unsupported: bool,
+    /// Run nothing: say whether the lab can run the scenario here (what it cannot realize, which programs are missing) and how much real time it takes. Needs no root.
+    #[arg(long)]
+    pub check: bool,
     /// Summary format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -134,6 +140,15 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             return Err(CliError::input(format!("{}: binds host(s) {}, which {} does not have: fix the [[host]] names", l.origin, unknown.join(", "), scenario.origin)));
         }
         refused.extend(l.refusals(&scenario));
+    }
+    if args.check {
+        let plan = Plan::of(&scenario, refused, &args.programs);
+        plan.write(&scenario, args.format, out)?;
+        return match plan.verdict() {
+            Verdict::Runnable => Ok(()),
+            _ if args.skip_unsupported => Ok(()),
+            v => Err(CliError::input(format!("{}: {}", scenario.origin, v.word()))),
+        };
     }
     if args.skip_unsupported {
         refused.extend(args.programs.missing_for(&scenario));
@@ -299,11 +314,23 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // What the conformance reports judge: every scenario that ran or should have.
     let mut judged = Vec::new();
     let mut header: Vec<String> = lab_file.iter().flat_map(LabFile::inventory).collect();
+    let mut check_seconds = 0.0;
     for f in &files {
         let scenario = Scenario::load(f).map_err(|e| CliError::input(e.to_string()))?;
         let stem = f.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
         let mut refused = lab::refusals(&scenario);
         refused.extend(lab_file.iter().flat_map(|l| l.refusals(&scenario)));
+        if args.check {
+            let plan = Plan::of(&scenario, refused, &args.programs);
+            plan.write(&scenario, OutputFormat::Text, out)?;
+            match plan.verdict() {
+                Verdict::Runnable => check_seconds += plan.real_time_s,
+                _ if args.skip_unsupported => {}
+                _ => failed += 1,
+            }
+            rows.push(plan.json(&scenario));
+            continue;
+        }
         // A program that is not installed is refused (or skipped) the same way.
         refused.extend(args.programs.missing_for(&scenario));
         let not_run = |why: String| {
@@ -349,6 +376,18 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out.flush().map_err(CliError::from_io)?;
         rows.push(serde_json::json!({"scenario": f.display().to_string(), "status": status, "detail": detail}));
     }
+    if args.check {
+        let runnable = rows.iter().filter(|r| r["runnable"] == true).count();
+        writeln!(
+            out,
+            "{} scenario(s): {runnable} runnable here, in {:.0} s of real time one after another; {} not",
+            files.len(),
+            check_seconds,
+            files.len() - runnable
+        )
+        .map_err(CliError::from_io)?;
+        return if failed == 0 { Ok(()) } else { Err(CliError::input(format!("{failed} of {} scenario(s) cannot run in the lab here", files.len()))) };
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::internal(format!("cannot create {}: {e}", args.out.display())))?;
     let path = args.out.join("lab-suite.json");
     std::fs::write(&path, serde_json::json!({"scenarios": rows, "failed": failed}).to_string())
@@ -362,6 +401,97 @@ pub fn suite(args: &LabSuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::input(format!("{failed} of {} lab scenario(s) did not pass", files.len())))
+    }
+}
+
+/// What `--check` says of a scenario: whether the lab can run it here, and
+/// in how much real time. Nothing is run, so nothing needs root.
+struct Plan {
+    /// What the lab (and the lab file) cannot realize.
+    refused: Vec<String>,
+    /// The first program the scenario needs that is not installed, with what installs it.
+    missing: Option<String>,
+    /// The real time a run takes (`lab_duration`, else `duration`).
+    real_time_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Runnable,
+    Refused,
+    NotInstalled,
+}
+
+impl Verdict {
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Runnable => "runnable",
+            Verdict::Refused => "refused",
+            Verdict::NotInstalled => "not installed",
+        }
+    }
+}
+
+impl Plan {
+    fn of(scenario: &Scenario, refused: Vec<String>, programs: &PeerPrograms) -> Plan {
+        Plan {
+            refused,
+            missing: programs.missing_for(scenario),
+            real_time_s: scenario.lab_duration.unwrap_or(scenario.duration).as_secs_f64(),
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        if !self.refused.is_empty() {
+            Verdict::Refused
+        } else if self.missing.is_some() {
+            Verdict::NotInstalled
+        } else {
+            Verdict::Runnable
+        }
+    }
+
+    /// Each host with the program that would run it.
+    fn hosts(scenario: &Scenario) -> Vec<String> {
+        scenario.hosts.iter().map(|h| format!("{} ({})", h.name, h.implementation.name())).collect()
+    }
+
+    fn json(&self, scenario: &Scenario) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": scenario.origin,
+            "runnable": self.verdict() == Verdict::Runnable,
+            "verdict": self.verdict().word(),
+            "real_time_s": self.real_time_s,
+            "hosts": Plan::hosts(scenario),
+            "refused": self.refused,
+            "missing": self.missing,
+        })
+    }
+
+    fn write(&self, scenario: &Scenario, format: OutputFormat, out: &mut dyn Write) -> Result<(), CliError> {
+        match format {
+            OutputFormat::Json => writeln!(out, "{}", self.json(scenario)),
+            OutputFormat::Text => {
+                let mut text = match self.verdict() {
+                    Verdict::Runnable => format!(
+                        "runnable      {}: {} s of real time; hosts {}",
+                        scenario.origin,
+                        self.real_time_s,
+                        Plan::hosts(scenario).join(", ")
+                    ),
+                    Verdict::Refused => format!("refused       {}: the lab cannot realize:", scenario.origin),
+                    Verdict::NotInstalled => format!("not installed {}: {}", scenario.origin, self.missing.as_deref().unwrap_or_default()),
+                };
+                for r in &self.refused {
+                    text.push_str(&format!("\n  - {r}"));
+                }
+                if let (Verdict::Refused, Some(m)) = (self.verdict(), &self.missing) {
+                    text.push_str(&format!("\n  - and not installed: {m}"));
+                }
+                writeln!(out, "{text}")
+            }
+        }
+        .map_err(CliError::from_io)
     }
 }
 

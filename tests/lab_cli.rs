@@ -896,6 +896,50 @@ fn the_lab_suite_fails_or_skips_what_it_cannot_realize() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--check` runs nothing and needs no root: `lab run --check` says whether
+/// the lab can run a scenario here and in how much real time (exit 0), or
+/// what it cannot realize and which program is missing (exit 1; 0 with
+/// `--skip-unsupported`); `lab suite --check` says it of every file and sums
+/// the real time of the runnable ones.
+#[test]
+fn check_says_what_the_lab_can_run_without_running_it() {
+    let dir = tmp("check");
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    let runnable = short_scenario(&dir.join("s"), "ntplab");
+    let text = std::fs::read_to_string(&runnable).unwrap();
+    let refused = dir.join("s/refused.toml");
+    std::fs::write(&refused, text.replace("frequency = 2e-05 }", "frequency = 2e-05, noise = 1e-6 }")).unwrap();
+    let missing = dir.join("s/missing.toml");
+    std::fs::write(&missing, text.replace("impl = \"ntplab\"", "impl = \"ntpsec\"")).unwrap();
+    let check = |args: &[&str], file: &Path| {
+        let out = ntplab().args(["lab", "run", "--check", "--ntpsec-root"]).arg(dir.join("nowhere")).args(args).arg(file).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = check(&[], &runnable);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("runnable ") && out.contains(": 40 s of real time; hosts server (ntplab), client (ntplab)"), "{out}");
+    let (code, out, err) = check(&[], &refused);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.starts_with("refused ") && out.contains("host `client`: clock `noise` is not realized"), "{out}");
+    assert!(err.contains("refused"), "{err}");
+    let (code, out, _) = check(&["--skip-unsupported"], &refused);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, err) = check(&["--format", "json"], &missing);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((v["runnable"].clone(), v["verdict"].clone()), (serde_json::json!(false), serde_json::json!("not installed")), "{v}");
+    assert!(v["missing"].as_str().unwrap().contains("nowhere/usr/sbin/ntpd is missing (scripts/install-peers.sh ntpsec)"), "{v}");
+    assert_eq!(v["real_time_s"], 40.0, "{v}");
+    // The suite: one line per file, then the total; nothing written.
+    let out = ntplab().args(["lab", "suite", "--check", "--ntpsec-root"]).arg(dir.join("nowhere")).arg("--out").arg(dir.join("out")).arg(dir.join("s")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| !l.starts_with("  - ")).count(), 4, "{stdout}");
+    assert!(stdout.contains("3 scenario(s): 1 runnable here, in 40 s of real time one after another; 2 not"), "{stdout}");
+    assert!(!dir.join("out").exists(), "--check wrote {}", dir.join("out").display());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Ctrl-C (SIGINT) during a lab run: the run stops with an error saying so,
 /// its daemons are gone and every namespace it made is deleted.
 #[test]
