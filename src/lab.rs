@@ -22,6 +22,8 @@ pub enum LabCommand {
     Suite(LabSuiteArgs),
     /// Each implementation (ntplab, chrony, ntpsec, ntpd-rs) as client against each as server, in each mode both support: a matrix report.
     Interop(crate::lab_interop::LabInteropArgs),
+    /// A scenario's scripted peer (role = "scripted") answering on a real socket in real time; the lab starts one per scripted host.
+    Peer(crate::lab_peer::LabPeerArgs),
 }
 
 /// Arguments of `ntplab lab suite`.
@@ -453,7 +455,14 @@ impl Plan {
 
     /// Each host with the program that would run it.
     fn hosts(scenario: &Scenario) -> Vec<String> {
-        scenario.hosts.iter().map(|h| format!("{} ({})", h.name, h.implementation.name())).collect()
+        scenario
+            .hosts
+            .iter()
+            .map(|h| match h.role {
+                ntplab_sim::scenario::Role::Scripted(_) => format!("{} (scripted peer)", h.name),
+                ntplab_sim::scenario::Role::Ntp(_) => format!("{} ({})", h.name, h.implementation.name()),
+            })
+            .collect()
     }
 
     fn json(&self, scenario: &Scenario) -> serde_json::Value {

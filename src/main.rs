@@ -6,6 +6,7 @@ mod cli;
 mod decode;
 mod lab;
 mod lab_interop;
+mod lab_peer;
 mod probe;
 mod probe_ke;
 mod query;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         Command::Lab(lab::LabCommand::Run(args)) => lab::run(args, &mut out),
         Command::Lab(lab::LabCommand::Suite(args)) => lab::suite(args, &mut out),
         Command::Lab(lab::LabCommand::Interop(args)) => lab_interop::run(args, &mut out),
+        Command::Lab(lab::LabCommand::Peer(args)) => lab_peer::run(args),
         Command::Bench(BenchCommand::Server(args)) => bench::run_server(args, &mut out),
     };
     let flushed = out.flush();

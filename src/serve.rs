@@ -46,8 +46,10 @@ pub struct ServeArgs {
     /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Append the daemon's NTS-KE results (`kind` "nts_ke", `details` as in a
-    /// simulator trace's events.jsonl) and, whenever they change, its counts
+    /// Append the daemon's NTS-KE results (`kind` "nts_ke") and, when its
+    /// system peer or falsetickers change, its selections (`kind`
+    /// "selection"), `details` as in a simulator trace's events.jsonl, and,
+    /// whenever they change, its counts
     /// of selections and kiss codes and the stratum it serves (`kind`
     /// "tally") to FILE as JSON lines with `local_unix_ns`; the hardware lab
     /// reads them into its trace and metrics.
@@ -55,25 +57,48 @@ pub struct ServeArgs {
     pub events: Option<PathBuf>,
 }
 
-/// Logs events through `tracing` and writes NTS-KE results and the daemon's
-/// tally (the simulator's counting of selections, kiss codes and served
-/// stratum) to a file (`--events`).
+/// Logs events through `tracing` and writes NTS-KE results, selections and
+/// the daemon's tally (the simulator's counting of selections, kiss codes
+/// and served stratum) to a file (`--events`).
 struct EventFile {
     file: Option<std::io::BufWriter<std::fs::File>>,
     path: PathBuf,
     tally: DaemonTally,
+    /// The system peer and falsetickers of the last selection written.
+    last_selection: Option<(serde_json::Value, serde_json::Value)>,
 }
 
 impl daemon::EventSink for EventFile {
     fn event(&mut self, at: NtpTime, event: &daemon::DaemonEvent) {
         TracingSink.event(at, event);
         let changed = self.tally.event(event);
+        if self.file.is_none() {
+            return;
+        }
+        if let Some(d) = ntplab_sim::run::nts_ke_details(event) {
+            self.write("nts_ke", d, at);
+        }
+        // A selection before the tally it changed (the lab keeps the order of
+        // lines of one instant); only when the system peer or the falsetickers
+        // change, which is what the checks read of them (one per sample would
+        // be a line a second with a reference clock).
+        if let Some(d) = ntplab_sim::run::selection_details(event) {
+            let said = (d["system_peer"].clone(), d["falsetickers"].clone());
+            if self.last_selection.as_ref() != Some(&said) {
+                self.last_selection = Some(said);
+                self.write("selection", d, at);
+            }
+        }
+        if changed {
+            self.write("tally", ntplab_sim::run::tally_details(&self.tally), at);
+        }
+    }
+}
+
+impl EventFile {
+    /// Appends one line (`kind`, `details` with the local time) to the file, if any.
+    fn write(&mut self, kind: &str, mut details: serde_json::Value, at: NtpTime) {
         let Some(f) = self.file.as_mut() else { return };
-        let (kind, mut details) = match ntplab_sim::run::nts_ke_details(event) {
-            Some(d) => ("nts_ke", d),
-            None if changed => ("tally", ntplab_sim::run::tally_details(&self.tally)),
-            None => return,
-        };
         details["local_time"] = at.rfc3339().to_string().into();
         let (secs, nanos) = at.to_unix();
         let line = serde_json::json!({"kind": kind, "local_unix_ns": (i128::from(secs) * 1_000_000_000 + i128::from(nanos)).to_string(), "details": details});
@@ -137,7 +162,7 @@ fn load(args: &ServeArgs) -> Result<(DaemonConfig, FastPathSpec), CliError> {
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let (config, fast) = load(args)?;
     let tally = DaemonTally::new(config.local.map(|l| l.stratum), config.sources.is_empty());
-    let mut events = EventFile { file: None, path: args.events.clone().unwrap_or_default(), tally };
+    let mut events = EventFile { file: None, path: args.events.clone().unwrap_or_default(), tally, last_selection: None };
     if let Some(path) = &args.events {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| CliError::input(format!("--events {}: {e}", path.display())))?;
         events.file = Some(std::io::BufWriter::new(f));

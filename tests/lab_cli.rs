@@ -667,6 +667,41 @@ fn sim_and_lab_agree_on_a_falseticker_shortened() {
     sim_and_lab_agree("falseticker-short.toml", "client", |_, _| {});
 }
 
+/// Scripted peers in the lab (`ntplab lab peer`, one per `role =
+/// "scripted"` host): a falseticker 1 s off, a garbage peer and a RATE
+/// kisser beside four ntplab servers, 40 s. The same verdicts as in the
+/// simulator; in the lab, each peer answered from its own file, the
+/// falseticker's transmit timestamps lead the capture's send times by 1 s,
+/// and `falsetickers-outvoted` judges the client by the selections its
+/// daemon wrote.
+#[test]
+fn sim_and_lab_agree_on_scripted_peers() {
+    sim_and_lab_agree("scripted-peers.toml", "client", |out, lab| {
+        let check = lab["checks"].as_array().unwrap().iter().find(|c| c["check"] == "falsetickers-outvoted").unwrap();
+        assert_eq!(check["status"], "pass", "{check}");
+        for peer in ["liar", "noise", "limiter"] {
+            let conf = std::fs::read_to_string(out.join(format!("{peer}.peer.toml"))).unwrap();
+            assert!(conf.contains("role = \"scripted\""), "{conf}");
+        }
+        let packets = std::fs::read_to_string(out.join("packets.jsonl")).unwrap();
+        let replies = |src: &str| -> Vec<serde_json::Value> {
+            packets.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|p| p["src"] == src).collect()
+        };
+        assert!(!replies("10.0.0.2:123").is_empty() && !replies("10.0.0.3:123").is_empty(), "{packets}");
+        let liar = replies("10.0.0.1:123");
+        assert!(liar.len() >= 3, "{packets}");
+        for r in &liar {
+            let bytes = r["bytes"].as_str().unwrap();
+            let secs = u64::from_str_radix(&bytes[80..88], 16).unwrap() as f64 + u64::from_str_radix(&bytes[88..96], 16).unwrap() as f64 / 4_294_967_296.0;
+            let transmit_unix = secs - 2_208_988_800.0;
+            let sent = r["sent"].as_str().unwrap();
+            let sent_unix = ntplab_proto::time::NtpTime::parse_rfc3339(sent).unwrap().to_unix();
+            let lead = transmit_unix - (sent_unix.0 as f64 + f64::from(sent_unix.1) * 1e-9);
+            assert!((lead - 1.0).abs() < 0.01, "the falseticker's transmit timestamp leads its send by {lead} s: {r}");
+        }
+    });
+}
+
 /// A GPS+PPS stratum-1 server (ntplab's daemon reading a pty and a SOCK
 /// socket fed from the simulator's receiver and pulse models in real time)
 /// and a client, 60 s: the same verdicts as in the simulator, the server's

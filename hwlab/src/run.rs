@@ -152,7 +152,7 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             why.push(format!("host `{n}`: clock `frequency_file` is not realized by the clock shim (it models offset, frequency and wander only)"));
         }
         match &h.role {
-            Role::Scripted(_) => why.push(format!("host `{n}`: scripted peers do not run in the lab (they are the simulator's)")),
+            Role::Scripted(_) => {}
             Role::Ntp(ntp) => {
                 let d = &ntp.daemon;
                 if d.sources.iter().any(|s| s.config.unsmear) {
@@ -295,6 +295,9 @@ struct HostRun {
     reporter: Option<Reporter>,
     /// How the daemon was started, to start it again after a `stop`.
     launch: Launch,
+    /// A scripted peer (`ntplab lab peer`): a `stop` only cuts its links,
+    /// as the simulator's keeps its peer (and its state) through one.
+    scripted: bool,
 }
 
 /// A daemon's command line in its host's namespace, on the host's clock.
@@ -443,7 +446,6 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         };
         for &i in &order {
             let h = &s.hosts[i];
-            let Role::Ntp(ntp) = &h.role else { continue };
             let journal = out.join(format!("{}.journal", h.name));
             let _ = std::fs::remove_file(&journal);
             let wander = (h.clock.wander > 0.0).then_some(Wander { wander: h.clock.wander, seed: s.seed, host: i });
@@ -452,6 +454,38 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let control = ntplab_vclock::control::Writer::create(&control_path)?;
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
             let log = start_log(&out, &h.name, 1);
+            let ntp = match &h.role {
+                Role::Ntp(ntp) => ntp,
+                // A scripted peer: the simulator's responder behind a real
+                // socket (`ntplab lab peer`), on the host's clock, with the
+                // random stream the simulator gives it.
+                Role::Scripted(peer) => {
+                    let conf = out.join(format!("{}.peer.toml", h.name));
+                    std::fs::write(&conf, peer.scenario_text(&h.name, h.address)).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+                    let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("peer/{i}")).next_u64().to_string();
+                    let bound = (total + Duration::from_secs(60)).as_secs().to_string();
+                    let args = ["lab", "peer", "--config", &conf.display().to_string(), "--seed", &seed, "--duration", &bound].map(String::from).to_vec();
+                    let mut launch = Launch { cc, ns: host_ns[i].clone(), program: opts.ntplab.clone(), args, starts: 0 };
+                    let child = launch.spawn(&log)?;
+                    inventory.push(programs::Started::new(&h.name, "ntplab (scripted peer)", &opts.ntplab, programs::version(&opts.ntplab, "--version"))?);
+                    runs[i] = Some(HostRun {
+                        name: h.name.clone(),
+                        control,
+                        address: h.address,
+                        implementation: h.implementation,
+                        params,
+                        journal,
+                        child: Some(child),
+                        log,
+                        reporter: None,
+                        launch,
+                        scripted: true,
+                    });
+                    // Like a server: a moment to bind before the clients' first requests.
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
             let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
             let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
             let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
@@ -575,6 +609,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 log,
                 reporter,
                 launch,
+                scripted: false,
             });
             if ntp.daemon.sources.is_empty() {
                 // Servers get a moment to bind before their clients' first requests.
@@ -733,7 +768,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
 fn stop_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkState>, host: usize) -> i128 {
     links.lock().unwrap_or_else(|p| p.into_inner()).hosts_down.insert(s.hosts[host].address);
     let at = real_now_ns();
-    if let Some(mut c) = runs.get_mut(host).and_then(Option::as_mut).and_then(|r| r.child.take()) {
+    if let Some(mut c) = runs.get_mut(host).and_then(Option::as_mut).filter(|r| !r.scripted).and_then(|r| r.child.take()) {
         programs::stop(&mut c, STOP_GRACE);
     }
     at
@@ -1156,8 +1191,9 @@ fn tally_at(tallies: &[(i128, Tally)], initial: Tally, real: i128) -> Tally {
 /// What an ntplab daemon wrote with `ntplab serve --events`.
 #[derive(Debug, Default)]
 struct DaemonEvents {
-    /// Its NTS-KE results (`nts_ke`, with the details a simulator trace
-    /// gives them), for the trace.
+    /// Its NTS-KE results (`nts_ke`) and the selections that changed its
+    /// system peer or falsetickers (`selection`), with the details a
+    /// simulator trace gives them, for the trace.
     trace: Vec<(i128, &'static str, serde_json::Value)>,
     /// Its tally each time it changed, in the order written (real time).
     tallies: Vec<(i128, Tally)>,
@@ -1181,6 +1217,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
         let kind = match v["kind"].as_str() {
             Some("nts_ke") => "nts_ke",
+            Some("selection") => "selection",
             Some("tally") => "tally",
             other => return Err(bad(&format!("unknown kind {other:?}"))),
         };

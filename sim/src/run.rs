@@ -554,21 +554,14 @@ impl Recorder for RunRecorder {
                 self.tally(host, event);
                 ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{e:?}") }))
             }
-            DaemonEvent::Selection { system_peer, falsetickers, offset } => {
+            DaemonEvent::Selection { .. } => {
                 self.tally(host, event);
                 if let Some(st) = self.state.get_mut(host) {
                     if st.tally.synced && st.first_synced.is_none() {
                         st.first_synced = Some(elapsed);
                     }
                 }
-                (
-                    "selection",
-                    serde_json::json!({
-                        "system_peer": system_peer.map(|p| p.to_string()),
-                        "falsetickers": falsetickers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "offset_s": offset.map(|o| o.to_seconds_f64()),
-                    }),
-                )
+                ("selection", selection_details(event).unwrap_or_default())
             }
             DaemonEvent::RefclockSample { refclock, sample } => (
                 "refclock_sample",
@@ -641,6 +634,19 @@ pub fn tally_details(t: &DaemonTally) -> serde_json::Value {
         "max_change_exceeded": t.max_change_exceeded,
         "served_stratum": t.served_stratum()
     })
+}
+
+/// The `details` of a `selection` event (a [`DaemonEvent::Selection`]; None
+/// for other events): the system peer (null: none), the sources flagged as
+/// falsetickers and the combined offset. (Also what `ntplab serve --events`
+/// writes, which the hardware lab reads into its trace.)
+pub fn selection_details(event: &DaemonEvent) -> Option<serde_json::Value> {
+    let DaemonEvent::Selection { system_peer, falsetickers, offset } = event else { return None };
+    Some(serde_json::json!({
+        "system_peer": system_peer.map(|p| p.to_string()),
+        "falsetickers": falsetickers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "offset_s": offset.map(|o| o.to_seconds_f64()),
+    }))
 }
 
 /// The `details` of an `nts_ke` event (a [`DaemonEvent::NtsKe`]; None for

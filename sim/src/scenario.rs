@@ -370,7 +370,7 @@ pub struct NtpHost {
 }
 
 /// A scripted peer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScriptedHost {
     /// UDP port it answers on.
     pub port: u16,
@@ -378,6 +378,32 @@ pub struct ScriptedHost {
     pub behavior: Behavior,
     /// Stratum of its (non-kiss) replies, 1–15.
     pub stratum: u8,
+}
+
+impl ScriptedHost {
+    /// A scenario file of this one peer, named `name` at `address`, that
+    /// [`Scenario::parse`] reads back to the same peer: the file the
+    /// hardware lab hands to `ntplab lab peer`.
+    pub fn scenario_text(&self, name: &str, address: IpAddr) -> String {
+        let behavior = match self.behavior {
+            Behavior::Falseticker { offset_s } => format!("{{ kind = \"falseticker\", offset = {offset_s:?} }}"),
+            Behavior::Kiss { code } => format!("{{ kind = \"kiss\", code = {:?} }}", code.ascii().unwrap_or_default()),
+            Behavior::BogusKiss { code } => format!("{{ kind = \"bogus-kiss\", code = {:?} }}", code.ascii().unwrap_or_default()),
+            Behavior::Malformed { how } => format!("{{ kind = \"malformed\", how = \"{}\" }}", how.name()),
+            Behavior::Replay => "{ kind = \"replay\" }".into(),
+            Behavior::Silent => "{ kind = \"silent\" }".into(),
+            Behavior::Insane => "{ kind = \"insane\" }".into(),
+            Behavior::SecondReply => "{ kind = \"second-reply\" }".into(),
+            Behavior::Unsolicited => "{ kind = \"unsolicited\" }".into(),
+            Behavior::ZeroOrigin => "{ kind = \"zero-origin\" }".into(),
+        };
+        format!(
+            "# Scripted peer `{name}`, as its scenario says it answers.\nname = {:?}\nduration = \"1s\"\n\n[[host]]\nname = {name:?}\naddress = \"{address}\"\nrole = \"scripted\"\nlisten = {}\nstratum = {}\nbehavior = {behavior}\n",
+            format!("scripted peer {name}"),
+            self.port,
+            self.stratum
+        )
+    }
 }
 
 /// How a scripted peer answers a request.
@@ -430,6 +456,18 @@ pub enum Malformation {
     BadEfLength,
     /// Random octets of random length.
     Garbage,
+}
+
+impl Malformation {
+    /// Its name in a scenario file (`how = "..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Malformation::Truncated => "truncated",
+            Malformation::BadVersion => "bad-version",
+            Malformation::BadEfLength => "bad-ef-length",
+            Malformation::Garbage => "garbage",
+        }
+    }
 }
 
 /// A host's oscillator, as written: the clock model (another module) reads these.
@@ -3153,6 +3191,39 @@ mod tests {
         }
         let e = err(&format!("{base}behavior = {{ kind = \"bogus-kiss\", code = \"TOOLONG\" }}\n"));
         assert!(e.message.contains("1-4 printable ASCII"), "{e}");
+    }
+
+    #[test]
+    fn a_scripted_peers_own_file_reads_back_as_the_same_peer() {
+        let behaviors = [
+            Behavior::Falseticker { offset_s: 0.5 },
+            Behavior::Falseticker { offset_s: -1.25e-5 },
+            Behavior::Falseticker { offset_s: 1234.000001 },
+            Behavior::Kiss { code: ReferenceId::from_ascii("RATE") },
+            Behavior::Kiss { code: ReferenceId::from_ascii("X") },
+            Behavior::BogusKiss { code: ReferenceId::from_ascii("A\"\\B") },
+            Behavior::Replay,
+            Behavior::Malformed { how: Malformation::Truncated },
+            Behavior::Malformed { how: Malformation::BadVersion },
+            Behavior::Malformed { how: Malformation::BadEfLength },
+            Behavior::Malformed { how: Malformation::Garbage },
+            Behavior::Silent,
+            Behavior::Insane,
+            Behavior::SecondReply,
+            Behavior::Unsolicited,
+            Behavior::ZeroOrigin,
+        ];
+        for (k, behavior) in behaviors.into_iter().enumerate() {
+            let peer = ScriptedHost { port: 123 + k as u16, behavior, stratum: 1 + (k % 15) as u8 };
+            for address in ["10.0.0.7", "2001:db8::7"] {
+                let text = peer.scenario_text("liar-1", address.parse().unwrap());
+                let s = Scenario::parse(&text, "peer.toml").unwrap_or_else(|e| panic!("{text}\n{e}"));
+                let h = &s.hosts[0];
+                assert_eq!((h.name.as_str(), h.address.to_string()), ("liar-1", address.to_string()), "{text}");
+                let Role::Scripted(back) = &h.role else { panic!("{text}: not scripted") };
+                assert_eq!(back, &peer, "{text}");
+            }
+        }
     }
 
     #[test]
