@@ -454,8 +454,10 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
             let control = ntplab_vclock::control::Writer::create(&control_path)?;
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
             let log = start_log(&out, &h.name, 1);
-            let ntp = match &h.role {
-                Role::Ntp(ntp) => ntp,
+            // What runs: (how it is started, the program, its arguments, its
+            // version line, how to read its reports, its name in the
+            // inventory, whether it serves only).
+            let (via, program, args, version, reporter, label, serves_only) = match &h.role {
                 // A scripted peer: the simulator's responder behind a real
                 // socket (`ntplab lab peer`), on the host's clock, with the
                 // random stream the simulator gives it.
@@ -465,139 +467,124 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                     let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("peer/{i}")).next_u64().to_string();
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
                     let args = ["lab", "peer", "--config", &conf.display().to_string(), "--seed", &seed, "--duration", &bound].map(String::from).to_vec();
-                    let mut launch = Launch { cc, ns: host_ns[i].clone(), program: opts.ntplab.clone(), args, starts: 0 };
-                    let child = launch.spawn(&log)?;
-                    inventory.push(programs::Started::new(&h.name, "ntplab (scripted peer)", &opts.ntplab, programs::version(&opts.ntplab, "--version"))?);
-                    runs[i] = Some(HostRun {
-                        name: h.name.clone(),
-                        control,
-                        address: h.address,
-                        implementation: h.implementation,
-                        params,
-                        journal,
-                        child: Some(child),
-                        log,
-                        reporter: None,
-                        launch,
-                        scripted: true,
-                    });
-                    // Like a server: a moment to bind before the clients' first requests.
-                    std::thread::sleep(Duration::from_millis(200));
-                    continue;
+                    (opts.ntplab.clone(), opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None, "ntplab (scripted peer)", true)
                 }
-            };
-            let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
-            let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
-            let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
-            // The gpsd whose IPC namespace (its SHM segments) the daemon joins.
-            let mut ipc_of: Option<u32> = None;
-            let (program, args, version, reporter) = match h.implementation {
-                Implementation::Chrony => {
-                    let conf = out.join(format!("{}.chrony.conf", h.name));
-                    programs::prepare_chronyc_dir(&out, &h.name)?;
-                    let mut text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?;
-                    // refusals() lets through pulses only (chronyd creates the socket).
-                    if let Some(d) = open_pulse_socket(h.refclock.as_ref(), &out, &h.name)? {
-                        text += &programs::chrony_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")));
-                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
-                    }
-                    // ... and NMEA alone (kind gps): gpsd reads the pty, chronyd its SHM segment.
-                    if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
-                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
-                        let pty = d.pty.as_ref().map(|p| p.slave_path.clone()).unwrap_or_default();
-                        let baud = ntp.daemon.refclocks.iter().find(|r| r.kind.uses_serial()).map_or(rc.gps.timing.baud_rate_bps, |r| r.baud);
-                        let gpsd = start_gpsd(&cc, &host_ns[i], &out, &h.name, &pty, baud)?;
-                        ipc_of = Some(gpsd.id());
-                        gpsds.push((i, gpsd));
-                        let program = Path::new(programs::GPSD);
-                        inventory.push(programs::Started::new(&h.name, "gpsd", program, programs::version(program, "-V"))?);
-                        text += &programs::chrony_gps_refclock_config(&ntp.daemon);
-                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
-                    }
-                    write(&conf, text)?;
-                    let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
-                    let reporter = Reporter::Chronyc { chronyc: chronyc(&opts.chronyd), socket: programs::chronyc_socket(&out, &h.name) };
-                    (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"), Some(reporter))
-                }
-                Implementation::Ntpsec => {
-                    let conf = out.join(format!("{}.ntp.conf", h.name));
-                    let mut text = programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
-                    // refusals() lets through NMEA alone: the pty, no pulses.
-                    if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
-                        let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
-                        text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
-                        devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
-                    }
-                    write(&conf, text)?;
-                    // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
-                    let own_log = out.join(format!("{}.ntpsec.log", h.name));
-                    let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
-                    let reporter = Reporter::Ntpq { ntpq: opts.ntpsec.ntpq(), python_path: opts.ntpsec.python_path(), ns: host_ns[i].clone() };
-                    (opts.ntpsec.ntpd(), args, programs::version(&opts.ntpsec.ntpd(), "--version"), Some(reporter))
-                }
-                Implementation::NtpdRs => {
-                    let conf = out.join(format!("{}.ntp.toml", h.name));
-                    let _ = std::fs::remove_file(programs::ntpd_rs_socket(&out, &h.name));
-                    let mut text = programs::ntpd_rs_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
-                    if let (Some(rc), Some(d)) = (h.refclock.as_ref(), open_pulse_socket(h.refclock.as_ref(), &out, &h.name)?) {
-                        let jitter_s = rc.pps.jitter_sd.to_seconds_f64();
-                        text += &programs::ntpd_rs_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")), jitter_s);
-                        devices.push((i, d, crate::refclock::PulseSamples::NearestSecond));
-                    }
-                    write(&conf, text)?;
-                    let args = vec!["-c".to_string(), conf.display().to_string()];
-                    let reporter = Reporter::NtpCtl { ctl: opts.ntpd_rs.ctl(), config: conf };
-                    (opts.ntpd_rs.daemon.clone(), args, programs::version(&opts.ntpd_rs.daemon, "--version"), Some(reporter))
-                }
-                Implementation::Ntplab => {
-                    let conf = out.join(format!("{}.ntplab.toml", h.name));
-                    let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
-                    let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
-                    let bound = opts.lab.as_ref().and_then(|l| l.host(&h.name).map(|b| (l, b))).filter(|(_, b)| b.gps.is_some() || b.pps.is_some());
-                    match (&h.refclock, bound) {
-                        // The lab's real devices (LabFile::refusals() checked
-                        // that they are the outputs the refclock's kind has).
-                        (Some(_), Some((lab, b))) => {
-                            let gps = b.gps.map(|g| &lab.gps[g]);
-                            let pps = b.pps.map(|p| &lab.pps[p]);
-                            let mut serial = None;
-                            if let Some(g) = gps {
-                                let device = crate::refclock::open_serial(&g.serial, g.baud).map_err(|e| format!("host `{}`: [[gps]] `{}`: {e}", h.name, g.name))?;
-                                serial = Some((device, crate::refclock::Pty::open()?));
+                Role::Ntp(ntp) => {
+                    let uses_nts = ntp.daemon.nts.is_some() || ntp.daemon.sources.iter().any(|x| x.nts.is_some());
+                    let nts = if uses_nts { Some(pki.host(&h.name)?) } else { None };
+                    let write = |conf: &Path, text: String| std::fs::write(conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()));
+                    // The gpsd whose IPC namespace (its SHM segments) the daemon joins.
+                    let mut ipc_of: Option<u32> = None;
+                    let (program, args, version, reporter) = match h.implementation {
+                        Implementation::Chrony => {
+                            let conf = out.join(format!("{}.chrony.conf", h.name));
+                            programs::prepare_chronyc_dir(&out, &h.name)?;
+                            let mut text = programs::chrony_config(&ntp.daemon, h.address, h.ntp_port(), &out, &h.name, nts.as_ref())?;
+                            // refusals() lets through pulses only (chronyd creates the socket).
+                            if let Some(d) = open_pulse_socket(h.refclock.as_ref(), &out, &h.name)? {
+                                text += &programs::chrony_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")));
+                                devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                             }
-                            let pty = serial.as_ref().map(|(_, p)| (p.slave_path.as_path(), gps.map(|g| g.baud)));
-                            text += &programs::ntplab_refclock_config(&ntp.daemon, pty, pps.map(|p| programs::PpsInput::Device(&p.device)));
-                            if let Some((device, pty)) = serial {
-                                serials.push((i, device, pty));
+                            // ... and NMEA alone (kind gps): gpsd reads the pty, chronyd its SHM segment.
+                            if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
+                                let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                                let pty = d.pty.as_ref().map(|p| p.slave_path.clone()).unwrap_or_default();
+                                let baud = ntp.daemon.refclocks.iter().find(|r| r.kind.uses_serial()).map_or(rc.gps.timing.baud_rate_bps, |r| r.baud);
+                                let gpsd = start_gpsd(&cc, &host_ns[i], &out, &h.name, &pty, baud)?;
+                                ipc_of = Some(gpsd.id());
+                                gpsds.push((i, gpsd));
+                                let program = Path::new(programs::GPSD);
+                                inventory.push(programs::Started::new(&h.name, "gpsd", program, programs::version(program, "-V"))?);
+                                text += &programs::chrony_gps_refclock_config(&ntp.daemon);
+                                devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
                             }
+                            write(&conf, text)?;
+                            let args = vec!["-d".to_string(), "-u".into(), "root".into(), "-f".into(), conf.display().to_string()];
+                            let reporter = Reporter::Chronyc { chronyc: chronyc(&opts.chronyd), socket: programs::chronyc_socket(&out, &h.name) };
+                            (opts.chronyd.clone(), args, programs::version(&opts.chronyd, "-v"), Some(reporter))
                         }
-                        (Some(rc), None) => {
-                            let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
-                            let pty = d.pty.as_ref().map(|p| (p.slave_path.as_path(), None));
-                            text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref().map(programs::PpsInput::Socket));
-                            devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
+                        Implementation::Ntpsec => {
+                            let conf = out.join(format!("{}.ntp.conf", h.name));
+                            let mut text = programs::ntpsec_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
+                            // refusals() lets through NMEA alone: the pty, no pulses.
+                            if let Some(rc) = h.refclock.as_ref().filter(|rc| rc.kind.uses_serial()) {
+                                let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                                text += &programs::ntpsec_refclock_config(&ntp.daemon, d.pty.as_ref().map_or(Path::new(""), |p| p.slave_path.as_path()));
+                                devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
+                            }
+                            write(&conf, text)?;
+                            // -n: no fork; -g: the first correction may be of any size (as chronyd's and ntpd-rs's start-up steps).
+                            let own_log = out.join(format!("{}.ntpsec.log", h.name));
+                            let args = ["-n", "-g", "-c", &conf.display().to_string(), "-l", &own_log.display().to_string()].map(String::from).to_vec();
+                            let reporter = Reporter::Ntpq { ntpq: opts.ntpsec.ntpq(), python_path: opts.ntpsec.python_path(), ns: host_ns[i].clone() };
+                            (opts.ntpsec.ntpd(), args, programs::version(&opts.ntpsec.ntpd(), "--version"), Some(reporter))
                         }
-                        (None, _) => {}
-                    }
-                    write(&conf, text)?;
-                    let bound = (total + Duration::from_secs(60)).as_secs().to_string();
-                    let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
-                    let events = out.join(format!("{}.events.jsonl", h.name));
-                    let _ = std::fs::remove_file(&events);
-                    let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed, "--events", &events.display().to_string()]
-                        .map(String::from)
-                        .to_vec();
-                    (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
+                        Implementation::NtpdRs => {
+                            let conf = out.join(format!("{}.ntp.toml", h.name));
+                            let _ = std::fs::remove_file(programs::ntpd_rs_socket(&out, &h.name));
+                            let mut text = programs::ntpd_rs_config(&ntp.daemon, &out, &h.name, nts.as_ref())?;
+                            if let (Some(rc), Some(d)) = (h.refclock.as_ref(), open_pulse_socket(h.refclock.as_ref(), &out, &h.name)?) {
+                                let jitter_s = rc.pps.jitter_sd.to_seconds_f64();
+                                text += &programs::ntpd_rs_refclock_config(&ntp.daemon, d.pps_socket.as_deref().unwrap_or(Path::new("")), jitter_s);
+                                devices.push((i, d, crate::refclock::PulseSamples::NearestSecond));
+                            }
+                            write(&conf, text)?;
+                            let args = vec!["-c".to_string(), conf.display().to_string()];
+                            let reporter = Reporter::NtpCtl { ctl: opts.ntpd_rs.ctl(), config: conf };
+                            (opts.ntpd_rs.daemon.clone(), args, programs::version(&opts.ntpd_rs.daemon, "--version"), Some(reporter))
+                        }
+                        Implementation::Ntplab => {
+                            let conf = out.join(format!("{}.ntplab.toml", h.name));
+                            let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
+                            let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
+                            let bound = opts.lab.as_ref().and_then(|l| l.host(&h.name).map(|b| (l, b))).filter(|(_, b)| b.gps.is_some() || b.pps.is_some());
+                            match (&h.refclock, bound) {
+                                // The lab's real devices (LabFile::refusals() checked
+                                // that they are the outputs the refclock's kind has).
+                                (Some(_), Some((lab, b))) => {
+                                    let gps = b.gps.map(|g| &lab.gps[g]);
+                                    let pps = b.pps.map(|p| &lab.pps[p]);
+                                    let mut serial = None;
+                                    if let Some(g) = gps {
+                                        let device = crate::refclock::open_serial(&g.serial, g.baud).map_err(|e| format!("host `{}`: [[gps]] `{}`: {e}", h.name, g.name))?;
+                                        serial = Some((device, crate::refclock::Pty::open()?));
+                                    }
+                                    let pty = serial.as_ref().map(|(_, p)| (p.slave_path.as_path(), gps.map(|g| g.baud)));
+                                    text += &programs::ntplab_refclock_config(&ntp.daemon, pty, pps.map(|p| programs::PpsInput::Device(&p.device)));
+                                    if let Some((device, pty)) = serial {
+                                        serials.push((i, device, pty));
+                                    }
+                                }
+                                (Some(rc), None) => {
+                                    let d = crate::refclock::Devices::open(rc, &out, &h.name)?;
+                                    let pty = d.pty.as_ref().map(|p| (p.slave_path.as_path(), None));
+                                    text += &programs::ntplab_refclock_config(&ntp.daemon, pty, d.pps_socket.as_deref().map(programs::PpsInput::Socket));
+                                    devices.push((i, d, crate::refclock::PulseSamples::ChronyPulse));
+                                }
+                                (None, _) => {}
+                            }
+                            write(&conf, text)?;
+                            let bound = (total + Duration::from_secs(60)).as_secs().to_string();
+                            let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
+                            let events = out.join(format!("{}.events.jsonl", h.name));
+                            let _ = std::fs::remove_file(&events);
+                            let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed, "--events", &events.display().to_string()]
+                                .map(String::from)
+                                .to_vec();
+                            (opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None)
+                        }
+                    };
+                    // Beside gpsd: in its IPC namespace (`nsenter` execs the daemon, whose PID the child's stays).
+                    let (via, args) = match ipc_of {
+                        Some(pid) => (PathBuf::from(NSENTER), [format!("--ipc=/proc/{pid}/ns/ipc"), program.display().to_string()].into_iter().chain(args).collect()),
+                        None => (program.clone(), args),
+                    };
+                    (via, program, args, version, reporter, h.implementation.name(), ntp.daemon.sources.is_empty())
                 }
-            };
-            // Beside gpsd: in its IPC namespace (`nsenter` execs the daemon, whose PID the child's stays).
-            let (via, args) = match ipc_of {
-                Some(pid) => (PathBuf::from(NSENTER), [format!("--ipc=/proc/{pid}/ns/ipc"), program.display().to_string()].into_iter().chain(args).collect()),
-                None => (program.clone(), args),
             };
             let mut launch = Launch { cc, ns: host_ns[i].clone(), program: via, args, starts: 0 };
             let child = launch.spawn(&log)?;
-            inventory.push(programs::Started::new(&h.name, h.implementation.name(), &program, version)?);
+            inventory.push(programs::Started::new(&h.name, label, &program, version)?);
             runs[i] = Some(HostRun {
                 name: h.name.clone(),
                 control,
@@ -609,10 +596,10 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 log,
                 reporter,
                 launch,
-                scripted: false,
+                scripted: matches!(h.role, Role::Scripted(_)),
             });
-            if ntp.daemon.sources.is_empty() {
-                // Servers get a moment to bind before their clients' first requests.
+            if serves_only {
+                // Servers (and scripted peers) get a moment to bind before their clients' first requests.
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
