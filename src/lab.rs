@@ -233,8 +233,9 @@ pub fn run(args: &LabRunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 /// A lab run judged as `ntplab suite` judges a simulator run: expectations,
 /// figures and every conformance check on its trace, with every host's
 /// timestamp noise at least [`lab::TIMESTAMP_NOISE_S`]; the checks that
-/// need a client's own events ([`lab::NOT_JUDGED_IN_THE_LAB`]) are not
-/// exercised, with the reason.
+/// need a client's own rejections ([`lab::NOT_JUDGED_IN_THE_LAB`]) are not
+/// exercised, with the reason, when a chronyd, ntpsec or ntpd-rs client
+/// (which writes none) is in the scenario.
 pub(crate) fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::LabReport, trace_dir: &std::path::Path) -> ScenarioResult {
     // The trace is on the real time scale: judged as a scenario that started then.
     let mut at = scenario.clone();
@@ -243,8 +244,10 @@ pub(crate) fn judge(path: &std::path::Path, scenario: &Scenario, report: &lab::L
         h.clock.noise_s = h.clock.noise_s.max(lab::TIMESTAMP_NOISE_S);
     }
     let mut r = suite::judge_run(suite::declared(path, scenario), &at, &report.run, trace_dir);
-    for c in r.checks.iter_mut().filter(|c| lab::NOT_JUDGED_IN_THE_LAB.contains(&c.check.as_str())) {
-        c.outcome = Outcome::not_exercised(lab::NOT_JUDGED_REASON);
+    if !lab::judges_rejections(scenario) {
+        for c in r.checks.iter_mut().filter(|c| lab::NOT_JUDGED_IN_THE_LAB.contains(&c.check.as_str())) {
+            c.outcome = Outcome::not_exercised(lab::NOT_JUDGED_REASON);
+        }
     }
     r
 }

@@ -46,9 +46,10 @@ pub struct ServeArgs {
     /// Seed for nonces, poll jitter and the rate limiter's hash key (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Append the daemon's NTS-KE results (`kind` "nts_ke") and, when its
-    /// system peer or falsetickers change, its selections (`kind`
-    /// "selection"), `details` as in a simulator trace's events.jsonl, and,
+    /// Append the daemon's NTS-KE results (`kind` "nts_ke"), the replies
+    /// that gave no sample (`kind` "source_reply") and, when its system peer
+    /// or falsetickers change, its selections (`kind` "selection"),
+    /// `details` as in a simulator trace's events.jsonl, and,
     /// whenever they change, its counts
     /// of selections and kiss codes and the stratum it serves (`kind`
     /// "tally") to FILE as JSON lines with `local_unix_ns`; the hardware lab
@@ -77,6 +78,11 @@ impl daemon::EventSink for EventFile {
         }
         if let Some(d) = ntplab_sim::run::nts_ke_details(event) {
             self.write("nts_ke", d, at);
+        }
+        // A reply that gave no sample (rejected, a kiss): the lab's checks
+        // tell rejected replies from used ones by these.
+        if let Some(d) = ntplab_sim::run::source_reply_details(event) {
+            self.write("source_reply", d, at);
         }
         // A selection before the tally it changed (the lab keeps the order of
         // lines of one instant); only when the system peer or the falsetickers

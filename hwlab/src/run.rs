@@ -218,11 +218,12 @@ pub const TIMESTAMP_NOISE_S: f64 = 2e-3;
 /// failures and print them.
 pub const TIMING_CHECKS: &[&str] = &["server-echoes-origin", "offset-delay-formula"];
 
-/// Conformance checks that cannot hold on a lab trace: they tell a reply a
-/// client rejected from one it used by the `source_reply` event the client
-/// daemon writes into the trace, which only the simulator's daemon does; in
-/// the lab no daemon writes it, so every reply would count as used.
-/// `ntplab lab` reports them as not exercised, with [`NOT_JUDGED_REASON`].
+/// Conformance checks that tell a reply a client rejected from one it used
+/// by the `source_reply` event the client daemon writes into the trace.
+/// ntplab's daemon writes them in the lab too (`ntplab serve --events`);
+/// chronyd, ntpsec and ntpd-rs do not, so with any of them as a client every
+/// reply it got would count as used: `ntplab lab` then reports these checks
+/// as not exercised, with [`NOT_JUDGED_REASON`] ([`judges_rejections`]).
 pub const NOT_JUDGED_IN_THE_LAB: &[&str] = &[
     "client-rejects-short",
     "client-rejects-bad-version",
@@ -240,8 +241,18 @@ pub const NOT_JUDGED_IN_THE_LAB: &[&str] = &[
 ];
 
 /// Why [`NOT_JUDGED_IN_THE_LAB`] are not judged.
-pub const NOT_JUDGED_REASON: &str = "not judged on lab traces: this check tells a reply the client rejected from one it used by the \
-     client's source_reply events, which only the simulator's daemon writes (a lab client writes none, so every reply would count as used)";
+pub const NOT_JUDGED_REASON: &str = "not judged on this lab trace: this check tells a reply the client rejected from one it used by the \
+     client's source_reply events, which ntplab's daemon writes and chronyd, ntpsec and ntpd-rs do not (a client of theirs is in this \
+     scenario, and every reply it got would count as used)";
+
+/// Whether a lab trace of `s` can judge [`NOT_JUDGED_IN_THE_LAB`]: every
+/// host with sources runs ntplab's daemon, which writes its rejections.
+pub fn judges_rejections(s: &Scenario) -> bool {
+    s.hosts.iter().all(|h| match &h.role {
+        Role::Ntp(n) => n.daemon.sources.is_empty() || h.implementation == Implementation::Ntplab,
+        Role::Scripted(_) => true,
+    })
+}
 
 /// How a lab run is driven.
 pub struct LabOptions {
@@ -1178,9 +1189,10 @@ fn tally_at(tallies: &[(i128, Tally)], initial: Tally, real: i128) -> Tally {
 /// What an ntplab daemon wrote with `ntplab serve --events`.
 #[derive(Debug, Default)]
 struct DaemonEvents {
-    /// Its NTS-KE results (`nts_ke`) and the selections that changed its
-    /// system peer or falsetickers (`selection`), with the details a
-    /// simulator trace gives them, for the trace.
+    /// Its NTS-KE results (`nts_ke`), the replies that gave no sample
+    /// (`source_reply`) and the selections that changed its system peer or
+    /// falsetickers (`selection`), with the details a simulator trace gives
+    /// them, for the trace.
     trace: Vec<(i128, &'static str, serde_json::Value)>,
     /// Its tally each time it changed, in the order written (real time).
     tallies: Vec<(i128, Tally)>,
@@ -1205,6 +1217,7 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
         let kind = match v["kind"].as_str() {
             Some("nts_ke") => "nts_ke",
             Some("selection") => "selection",
+            Some("source_reply") => "source_reply",
             Some("tally") => "tally",
             other => return Err(bad(&format!("unknown kind {other:?}"))),
         };
@@ -1465,6 +1478,26 @@ host = "server"
         let r = refusals(&Scenario::parse(text, &dir.join("r.toml").display().to_string()).unwrap());
         assert_eq!(r, vec!["host `client`: clock `frequency_file` is not realized by the clock shim (it models offset, frequency and wander only)".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rejections_are_judged_only_when_every_client_is_ntplabs_daemon() {
+        let scenario = |server: &str, client: &str| {
+            let text = format!(
+                "name = \"r\"\nseed = 1\nstart = \"2026-01-01T00:00:00Z\"\nduration = \"30s\"\n\n[[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nimpl = \"{server}\"\n\
+                 local_stratum = 1\n\n[[host]]\nname = \"liar\"\naddress = \"10.0.0.3\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\n\n\
+                 [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nimpl = \"{client}\"\nlisten = false\nsources = [ {{ host = \"server\" }}, {{ host = \"liar\" }} ]\n\n\
+                 [[link]]\nbetween = [\"client\", \"server\"]\n[[link]]\nbetween = [\"client\", \"liar\"]\n"
+            );
+            judges_rejections(&Scenario::parse(&text, "r.toml").unwrap())
+        };
+        // The servers' programs do not matter: only clients write rejections.
+        for server in ["ntplab", "chrony", "ntpsec", "ntpd-rs"] {
+            assert!(scenario(server, "ntplab"), "{server}");
+        }
+        for client in ["chrony", "ntpsec", "ntpd-rs"] {
+            assert!(!scenario("ntplab", client), "{client}");
+        }
     }
 
     #[test]

@@ -550,9 +550,9 @@ impl Recorder for RunRecorder {
                 self.tally(host, event);
                 return;
             }
-            DaemonEvent::SourceReply { source, event: e } => {
+            DaemonEvent::SourceReply { .. } => {
                 self.tally(host, event);
-                ("source_reply", serde_json::json!({ "source": source.to_string(), "event": format!("{e:?}") }))
+                ("source_reply", source_reply_details(event).unwrap_or_default())
             }
             DaemonEvent::Selection { .. } => {
                 self.tally(host, event);
@@ -634,6 +634,18 @@ pub fn tally_details(t: &DaemonTally) -> serde_json::Value {
         "max_change_exceeded": t.max_change_exceeded,
         "served_stratum": t.served_stratum()
     })
+}
+
+/// The `details` of a `source_reply` event (a [`DaemonEvent::SourceReply`]
+/// that gave no sample: a rejection, a kiss; None for other events): the
+/// source and what its reply did. (Also what `ntplab serve --events`
+/// writes, which the hardware lab reads into its trace.)
+pub fn source_reply_details(event: &DaemonEvent) -> Option<serde_json::Value> {
+    match event {
+        DaemonEvent::SourceReply { event: SourceEvent::Sample(_), .. } => None,
+        DaemonEvent::SourceReply { source, event: e } => Some(serde_json::json!({ "source": source.to_string(), "event": format!("{e:?}") })),
+        _ => None,
+    }
 }
 
 /// The `details` of a `selection` event (a [`DaemonEvent::Selection`]; None
