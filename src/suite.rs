@@ -42,6 +42,11 @@ pub struct SuiteArgs {
     /// How many of the slowest scenarios to list at the end.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub slowest: usize,
+    /// Scenario files run at once, each on a thread of its own (default: this
+    /// machine's CPUs). Every run is deterministic, so the verdicts and figures
+    /// do not depend on it; the simulation wall times in the report do.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
 }
 
 /// Largest baseline file read: 64 MiB.
@@ -91,12 +96,25 @@ pub fn run(args: &SuiteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut scenarios = Vec::new();
     let traces = args.report.join("traces");
-    for f in &files {
-        scenarios.extend(suite::run_sweep(f, &seeds, &traces, args.keep_traces, |m| bar.set_message(m.to_string())));
-        bar.inc(1);
-    }
+    // Files go to the threads in order; their results are put back in file order.
+    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from).clamp(1, files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Vec<suite::ScenarioResult>>> = files.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let r = suite::run_sweep(f, &seeds, &traces, args.keep_traces, |m| bar.set_message(m.to_string()));
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = r;
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    let scenarios: Vec<suite::ScenarioResult> = results.into_iter().flat_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
     bar.finish_and_clear();
     let figures = baseline::figures(&scenarios);
     let regressions = base.as_ref().map(|b| baseline::compare(b, &figures)).unwrap_or_default();
