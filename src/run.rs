@@ -82,7 +82,7 @@ fn write_parameters(s: &Scenario, out: &mut dyn Write) -> std::io::Result<()> {
             c.offset_s,
             c.noise_s,
             c.precision_s,
-            SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64()
+            SimRng::daemon_seed(s.seed, i, 0)
         )?;
     }
     for l in &s.links {

@@ -475,7 +475,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                 Role::Scripted(peer) => {
                     let conf = out.join(format!("{}.peer.toml", h.name));
                     std::fs::write(&conf, peer.scenario_text(&h.name, h.address)).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
-                    let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("peer/{i}")).next_u64().to_string();
+                    let seed = ntplab_sim::rng::SimRng::peer_seed(s.seed, i).to_string();
                     let bound = (total + Duration::from_secs(60)).as_secs().to_string();
                     let args = ["lab", "peer", "--config", &conf.display().to_string(), "--seed", &seed, "--duration", &bound].map(String::from).to_vec();
                     (opts.ntplab.clone(), opts.ntplab.clone(), args, programs::version(&opts.ntplab, "--version"), None, "ntplab (scripted peer)", true)
@@ -576,7 +576,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                             }
                             write(&conf, text)?;
                             let bound = (total + Duration::from_secs(60)).as_secs().to_string();
-                            let seed = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{i}/0")).next_u64().to_string();
+                            let seed = ntplab_sim::rng::SimRng::daemon_seed(s.seed, i, 0).to_string();
                             let events = out.join(format!("{}.events.jsonl", h.name));
                             let _ = std::fs::remove_file(&events);
                             let args = ["serve", "--config", &conf.display().to_string(), "--control-system-clock", "--duration", &bound, "--seed", &seed, "--events", &events.display().to_string()]
@@ -791,7 +791,7 @@ fn start_host(s: &Scenario, runs: &mut [Option<HostRun>], links: &Mutex<LinkStat
         }
         Implementation::Ntplab => {
             if let Some(k) = r.launch.args.iter().position(|a| a == "--seed") {
-                r.launch.args[k + 1] = ntplab_sim::rng::SimRng::derive(s.seed, &format!("daemon/{host}/{}", r.launch.starts)).next_u64().to_string();
+                r.launch.args[k + 1] = ntplab_sim::rng::SimRng::daemon_seed(s.seed, host, r.launch.starts as u64).to_string();
             }
         }
         Implementation::Chrony | Implementation::Ntpsec => {}

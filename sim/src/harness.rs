@@ -391,7 +391,7 @@ impl Hosts {
         let mut sink = HostSink { host, shared: self.shared.clone(), recorder: self.recorder.clone() };
         let stop = Rc::new(tokio::sync::Notify::new());
         d.stop = stop.clone();
-        let seed = SimRng::derive(self.seed, &format!("daemon/{host}/{}", d.starts)).next_u64();
+        let seed = SimRng::daemon_seed(self.seed, host, d.starts);
         let refclocks = SimRefclocks {
             model: d.refclock.clone(),
             clock: d.clock.clone(),

@@ -91,6 +91,19 @@ impl SimRng {
         SimRng::from_state(state)
     }
 
+    /// The seed of host `host`'s daemon in its `start`th start (from 0) in a
+    /// run seeded with `seed`: stream `daemon/HOST/START`. The simulator and
+    /// the hardware lab give a daemon the same one.
+    pub fn daemon_seed(seed: u64, host: usize, start: u64) -> u64 {
+        SimRng::derive(seed, &format!("daemon/{host}/{start}")).next_u64()
+    }
+
+    /// The seed of scripted peer `host`'s private stream in a run seeded
+    /// with `seed`: stream `peer/HOST`, in the simulator and the lab alike.
+    pub fn peer_seed(seed: u64, host: usize) -> u64 {
+        SimRng::derive(seed, &format!("peer/{host}")).next_u64()
+    }
+
     /// A child stream: `SimRng::derive(self.next_u64(), label)`. Use it when a
     /// model that was handed one stream needs several independent ones.
     pub fn fork(&mut self, label: &str) -> SimRng {

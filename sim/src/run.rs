@@ -125,7 +125,7 @@ pub fn setup(s: &Scenario) -> SimSetup {
                         HostRole::Daemon(Box::new(daemon))
                     }
                     Role::Scripted(p) => HostRole::Scripted {
-                        peer: ScriptedPeer::new(p.behavior, p.stratum, SimRng::derive(s.seed, &format!("peer/{i}")).next_u64()),
+                        peer: ScriptedPeer::new(p.behavior, p.stratum, SimRng::peer_seed(s.seed, i)),
                         port: p.port,
                     },
                 },
