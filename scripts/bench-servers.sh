@@ -50,9 +50,11 @@
 # moments the server is not scheduled; under sustained overload it makes
 # ntplab answer requests that waited tens of ms, late for ntpperf; 212992 is
 # the kernel's default, chronyd's: see docs/throughput.md), SERVERS ("ntplab chronyd ntpd-rs"),
-# PERF_DIR (if set: `perf record -g` of the server over the first PERF_S
+# PERF_DIR (if set: `perf record` of the server over the first PERF_S
 # seconds, default 5, of each run, into PERF_DIR/SERVER-MODE-ROUND.data; with
-# PERF_ALL=1 of both CPUs instead), PERF_STAT (a `perf stat -e` event list:
+# PERF_ALL=1 of both CPUs instead; call graphs from frame pointers, or as
+# PERF_CALLGRAPH says, e.g. "--call-graph dwarf" for a release build without
+# frame pointers), PERF_STAT (a `perf stat -e` event list:
 # counted on the server's threads over PERF_S seconds from 1 s into each run,
 # printed before its row as "#   perf stat: EVENT COUNT").
 #
@@ -293,7 +295,7 @@ run_one() { # NAME MODE ROUND
         # softirqs too; the server's threads are then in the comm column).
         local target=(-p "$SERVER_PROC")
         [ -n "${PERF_ALL:-}" ] && target=(-a)
-        timeout $((${PERF_S:-5} + 30)) perf record -q -F 999 -g "${target[@]}" -o "$PERF_DIR/$name-$mode-$round.data" \
+        timeout $((${PERF_S:-5} + 30)) perf record -q -F 999 ${PERF_CALLGRAPH:---call-graph fp} "${target[@]}" -o "$PERF_DIR/$name-$mode-$round.data" \
             -- sleep "${PERF_S:-5}" >/dev/null 2>&1 &
         perf_pid=$!
     fi

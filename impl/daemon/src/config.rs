@@ -55,7 +55,7 @@
 //! [server]                 # ntplab serve on real sockets (simulated hosts have none)
 //! workers = 2              # threads, one SO_REUSEPORT socket each (default: CPU cores)
 //! recv_buffer = 4194304    # SO_RCVBUF of each, octets (default: the kernel's)
-//! interleaved_slots = 262144   # interleaved-mode table, 40 octets a slot (default 2^18: 100k clients)
+//! interleaved_slots = 262144   # interleaved-mode table, 41 octets a slot (default 2^18: 100k clients)
 //!
 //! [nts]                    # serve NTS (RFC 8915): NTS-KE on TCP, protected NTP on `listen`
 //! certificate = "/etc/ntplab/cert.pem"   # chain, leaf first (PEM)

@@ -192,7 +192,7 @@ pub struct ServerConfig {
     /// Answer interleaved requests in interleaved mode (RFC 9769 §2).
     pub interleaved: bool,
     /// Client slots of the interleaved timestamp store (rounded up to a power
-    /// of two; default 4096, which is 160 KiB).
+    /// of two; default 4096, which is 164 KiB).
     pub interleaved_slots: usize,
     /// Lowest poll exponent put in a response (default 4, RFC 5905 MINPOLL).
     pub poll_log2_min: i8,
@@ -411,8 +411,8 @@ impl Server {
         self.config.smear = smear;
     }
 
-    /// Bytes of per-client state per slot: 32 in the rate table plus 40 in
-    /// the interleaved table (plus one occupancy bit each).
+    /// Bytes of per-client state per slot: 33 in the rate table plus 41 in
+    /// the interleaved table (each with its slot's one-octet tag).
     pub const fn bytes_per_client() -> usize {
         RateLimiter::bytes_per_client() + InterleavedStore::bytes_per_client()
     }

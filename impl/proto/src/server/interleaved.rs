@@ -62,8 +62,8 @@ impl InterleavedStore {
         key_of(client, 32, 128)
     }
 
-    /// Bytes per client slot: 40 (16 key, 8 receive, 8 transmit, 8 saved-at)
-    /// plus one occupancy bit.
+    /// Bytes per client slot: 41 (16 key, 8 receive, 8 transmit, 8 saved-at,
+    /// 1 for the slot's tag).
     pub const fn bytes_per_client() -> usize {
         SlotTable::<SavedPair, WAYS>::bytes_per_slot()
     }
@@ -187,6 +187,6 @@ mod tests {
         let kept = (0..n).filter(|&i| s.take(client(i), rx(i, 2)).is_some()).count();
         assert!(kept as f64 >= 0.999 * f64::from(n), "{kept} of {n} clients kept their pair");
         assert_eq!(s.capacity(), 1 << 18);
-        assert_eq!(s.table_bytes(), (1 << 18) * 40 + (1 << 18) / 8, "40 octets a slot and one bit");
+        assert_eq!(s.table_bytes(), (1 << 18) * 41, "41 octets a slot, its tag included");
     }
 }

@@ -68,7 +68,7 @@ pub struct RateLimitConfig {
     /// IPv6 clients are aggregated by this prefix length (default 64).
     pub prefix_len_v6: u8,
     /// Slots in the client table (rounded up to a power of two; default 16384,
-    /// which is 512 KiB).
+    /// which is 528 KiB).
     pub slots: usize,
     /// Answer one in 2^`leak_log2` requests over the limit anyway (chrony's
     /// `leak`); 0, the default, answers none. At most [`LEAK_LOG2_MAX`].
@@ -177,8 +177,8 @@ impl RateLimiter {
         &self.config
     }
 
-    /// Bytes of state per client slot: 32 (16 for the key, 16 for the two
-    /// buckets) plus one occupancy bit.
+    /// Bytes of state per client slot: 33 (16 for the key, 16 for the two
+    /// buckets, 1 for the slot's tag).
     pub const fn bytes_per_client() -> usize {
         SlotTable::<Buckets>::bytes_per_slot()
     }

@@ -441,8 +441,8 @@ fn rate_kods_can_be_disabled() {
 fn memory_is_bounded_with_a_million_clients() {
     let mut s = server(ServerConfig::default());
     let bytes = s.table_bytes();
-    assert_eq!(Server::bytes_per_client(), 72);
-    assert_eq!(bytes, 16_384 * 32 + 16_384 / 8 + 4096 * 40 + 4096 / 8);
+    assert_eq!(Server::bytes_per_client(), 74);
+    assert_eq!(bytes, 16_384 * 33 + 4096 * 41);
     let now = t("2025-06-01T12:01:00Z");
     let clock = synced();
     let mut out = [0u8; 48];
