@@ -702,6 +702,43 @@ fn sim_and_lab_agree_on_scripted_peers() {
     });
 }
 
+/// An inserted leap second (tests/lab/leap-second.toml, 80 s): the lab runs
+/// a scenario with leap seconds on its own dates, so every clock shim starts
+/// at 2016-12-31T23:59:20Z. The server is told of the leap (`[local] leap`),
+/// both daemons arm it in their virtual kernel clocks (STA_INS) and the
+/// kernel model repeats 23:59:59; judged against UTC on the NTP timescale,
+/// as the simulator judges it, neither clock is a second off after midnight.
+#[test]
+fn sim_and_lab_agree_on_a_leap_second() {
+    sim_and_lab_agree("leap-second.toml", "client", |out, _| {
+        let conf = std::fs::read_to_string(out.join("server.ntplab.toml")).unwrap();
+        assert!(conf.contains("\n[local]\nstratum = 1\nleap = \"2016-12-31T23:59:60Z\"\n"), "{conf}");
+        let events: Vec<serde_json::Value> =
+            std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(events[0]["time"].as_str().unwrap().starts_with("2016-12-31T23:59:20"), "the trace is on the scenario's dates: {}", events[0]);
+        for host in ["server", "client"] {
+            let status: Vec<(f64, i64)> = events
+                .iter()
+                .filter(|e| e["host"] == host && e["kind"] == "lab_clock_call" && e["details"]["status"].is_i64())
+                .map(|e| (e["t_s"].as_f64().unwrap(), e["details"]["status"].as_i64().unwrap()))
+                .collect();
+            assert!(status.iter().any(|&(t, st)| t < 40.0 && st & 0x10 != 0), "{host} armed the leap (STA_INS) before midnight: {status:?}");
+            assert!(status.last().is_some_and(|&(t, st)| t >= 40.0 && st & 0x10 == 0), "{host} disarmed it after midnight: {status:?}");
+        }
+        let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
+        let around: Vec<(f64, f64)> = samples
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f[2] == "client" || f[2] == "server")
+            .map(|f| (f[1].parse().unwrap(), f[3].parse().unwrap()))
+            .filter(|&(t, _): &(f64, f64)| (30.0..=50.0).contains(&t))
+            .collect();
+        assert_eq!(around.len(), 42, "{samples}");
+        assert!(around.iter().all(|&(_, o)| o.abs() < 1e-3), "no clock is a second off across the leap: {around:?}");
+    });
+}
+
 /// A GPS+PPS stratum-1 server (ntplab's daemon reading a pty and a SOCK
 /// socket fed from the simulator's receiver and pulse models in real time)
 /// and a client, 60 s: the same verdicts as in the simulator, the server's

@@ -74,6 +74,7 @@ impl ClockedCommand {
             .env("NTPLAB_VCLOCK_OFFSET", format!("{:e}", self.params.offset_s))
             .env("NTPLAB_VCLOCK_FREQUENCY", format!("{:e}", self.params.frequency))
             .env("NTPLAB_VCLOCK_EPOCH_NS", self.params.epoch_unix_ns.to_string())
+            .env("NTPLAB_VCLOCK_SHIFT_NS", self.params.shift_ns.to_string())
             .env("NTPLAB_VCLOCK_WANDER", self.params.wander_text())
             .env("NTPLAB_VCLOCK_JOURNAL", &self.journal)
             .stdin(Stdio::null());
@@ -584,6 +585,9 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     }
     if let Some(l) = &cfg.local {
         let _ = writeln!(s, "\n[local]\nstratum = {}", l.stratum);
+        if let Some(leap) = &l.leap {
+            let _ = writeln!(s, "leap = \"{}\"", leap_text(leap));
+        }
     }
     let _ = writeln!(s, "\n[clock]\ndiscipline = \"{}\"", discipline_name(cfg));
     let st = &cfg.step;
@@ -671,6 +675,15 @@ fn select_words(o: &SelectOptions) -> [(&'static str, bool); 4] {
 
 fn seconds_text(ns: u64) -> String {
     format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// A leap second as `ntplab serve`'s `[local] leap` reads it: the day before
+/// `at` (00:00:00 UTC after the leap) at 23:59:60 (inserted) or 23:59:59
+/// (deleted).
+pub fn leap_text(leap: &ntplab_proto::system::LeapAnnouncement) -> String {
+    let day = (leap.at + NtpDuration::from_seconds(-86_400)).to_civil();
+    let time = if leap.kind == ntplab_proto::wire::v4::LeapIndicator::Delete { "23:59:59" } else { "23:59:60" };
+    format!("{:04}-{:02}-{:02}T{time}Z", day.year, day.month, day.day)
 }
 
 /// `ntplab serve`'s `[smear]` table for a smear: the leap second as written

@@ -137,8 +137,32 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
             why.push(format!("host `{}`: {n} clock steps and frequency changes: the clock shim takes at most {}", h.name, ntplab_vclock::CHANGES_MAX));
         }
     }
+    // Leap seconds: the run is on the scenario's own dates (timescale_shift).
+    for l in &s.leap_seconds {
+        let into = (l.at - s.start).to_seconds_f64();
+        if into <= 0.0 || into >= lab.as_secs_f64() {
+            why.push(format!(
+                "leap second {}: it falls {into} s into the scenario, outside the lab's run of {} s: the lab runs a scenario with leap seconds on its own dates from `start`, so start the scenario (or set `lab_duration`) so that the leap falls within the run",
+                programs::leap_text(l),
+                lab.as_secs()
+            ));
+        }
+    }
     if !s.leap_seconds.is_empty() {
-        why.push("leap_seconds: the lab's hosts cannot be given a leap second yet".into());
+        for h in &s.hosts {
+            if h.refclock.is_some() {
+                why.push(format!("host `{}`: a reference clock in a scenario with leap seconds: its feeder runs on the real date, the scenario on its own", h.name));
+            }
+            if let Role::Ntp(n) = &h.role {
+                if n.daemon.local.is_some() && h.implementation != Implementation::Ntplab {
+                    why.push(format!(
+                        "host `{}`: serves its own clock (local_stratum) with impl = \"{}\": the lab can tell only ntplab's daemon of the leap second (`[local] leap`)",
+                        h.name,
+                        h.implementation.name()
+                    ));
+                }
+            }
+        }
     }
     for h in &s.hosts {
         let n = &h.name;
@@ -424,6 +448,7 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     // The programs, servers first.
     let total = s.lab_duration.unwrap_or(s.duration);
     let epoch = real_now_ns();
+    let shift = timescale_shift(s, epoch);
     let mut hosts: Vec<HostRun> = Vec::new();
     let mut inventory = Vec::new();
     let mut order: Vec<usize> = (0..s.hosts.len()).collect();
@@ -453,14 +478,14 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
         let pki = if nts_servers.is_empty() && !s.hosts.iter().any(|h| matches!(&h.role, Role::Ntp(n) if n.daemon.sources.iter().any(|x| x.nts.is_some()))) {
             programs::NtsPki::default()
         } else {
-            programs::NtsPki::make(&out.join("nts"), &nts_servers, (epoch / 1_000_000_000) as i64)?
+            programs::NtsPki::make(&out.join("nts"), &nts_servers, ((epoch + shift) / 1_000_000_000) as i64)?
         };
         for &i in &order {
             let h = &s.hosts[i];
             let journal = out.join(format!("{}.journal", h.name));
             let _ = std::fs::remove_file(&journal);
             let wander = (h.clock.wander > 0.0).then_some(Wander { wander: h.clock.wander, seed: s.seed, host: i });
-            let params = Params { epoch_unix_ns: epoch, offset_s: h.clock.offset_s, frequency: h.clock.frequency, wander, changes: Default::default() };
+            let params = Params { wander, shift_ns: shift, ..Params::new(epoch, h.clock.offset_s, h.clock.frequency) };
             let control_path = out.join(format!("{}.control", h.name));
             let control = ntplab_vclock::control::Writer::create(&control_path)?;
             let cc = ClockedCommand { shim: opts.shim.clone(), params, journal: journal.clone(), control: Some(control_path) };
@@ -547,7 +572,12 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
                         Implementation::Ntplab => {
                             let conf = out.join(format!("{}.ntplab.toml", h.name));
                             let drift = programs::write_drift_file(&ntp.daemon, &out, &h.name, Implementation::Ntplab)?;
-                            let mut text = programs::ntplab_config(&ntp.daemon, nts.as_ref(), drift.as_deref())?;
+                            // A host serving its own clock follows UTC: it knows the leap (as in the simulator).
+                            let mut daemon = ntp.daemon.clone();
+                            if let Some(local) = daemon.local.as_mut() {
+                                local.leap = local.leap.or(s.leap_seconds.first().copied());
+                            }
+                            let mut text = programs::ntplab_config(&daemon, nts.as_ref(), drift.as_deref())?;
                             let bound = opts.lab.as_ref().and_then(|l| l.host(&h.name).map(|b| (l, b))).filter(|(_, b)| b.gps.is_some() || b.pps.is_some());
                             match (&h.refclock, bound) {
                                 // The lab's real devices (LabFile::refusals() checked
@@ -752,10 +782,10 @@ pub fn run(s: &Scenario, mut opts: LabOptions) -> Result<LabReport, String> {
     let ran = Duration::from_nanos((ended - epoch).max(0) as u64);
     // Clock changes were sent ahead of their time.
     happened.sort();
-    let report = write_trace(s, &out, &hosts, &capture, &readings, &happened, epoch, ended, wall)?;
+    let report = write_trace(s, &out, &hosts, &capture, &readings, &happened, (epoch, shift), ended, wall)?;
     let late_mean = capture.late_sum_ns / i128::from(capture.delivered.max(1));
     let emulator = (capture.scheduling.clone(), capture.late_max_ns, late_mean);
-    Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch), emulator })
+    Ok(LabReport { run: report, inventory, ran, start: lab_start(epoch + shift), emulator })
 }
 
 /// Stops host `host` (the scenario's `stop`): its datagrams are dropped from
@@ -838,10 +868,27 @@ pub fn lab_start(epoch: i128) -> NtpTime {
     NtpTime::from_unix(epoch.div_euclid(1_000_000_000) as i64, epoch.rem_euclid(1_000_000_000) as u32)
 }
 
-/// The trace of a lab run. It is on the real time scale: it starts at the
-/// real time `epoch` (not the scenario's `start`), so that the timestamps the
-/// daemons put in their datagrams, which are real (or virtual) clock
-/// readings, compare with the trace's times.
+/// The lab's timescale for scenario `s` begun at real time `epoch` (Unix
+/// ns): how far true time is from the real clock ([`Params::shift_ns`]). A
+/// scenario with leap seconds runs on its own dates (true time is its
+/// `start` when the run begins), since the leap must fall in the run; every
+/// other runs on the real date (0), as it always has.
+pub fn timescale_shift(s: &Scenario, epoch: i128) -> i128 {
+    if s.leap_seconds.is_empty() {
+        return 0;
+    }
+    let (secs, nanos) = s.start.to_unix();
+    i128::from(secs) * 1_000_000_000 + i128::from(nanos) - epoch
+}
+
+/// The trace of a lab run. It is on the lab's timescale: it starts at the
+/// real time `epoch` plus the timescale's `shift` ([`timescale_shift`]; the
+/// real date unless the scenario has leap seconds), not at the scenario's
+/// `start`, so that the timestamps the daemons put in their datagrams,
+/// which are their virtual clocks' readings, compare with the trace's times.
+/// Offsets are taken against UTC on the NTP timescale, as the simulator
+/// takes them: a second behind the lab's timescale after an inserted leap,
+/// a second ahead after a deleted one.
 #[allow(clippy::too_many_arguments)]
 fn write_trace(
     s: &Scenario,
@@ -850,12 +897,13 @@ fn write_trace(
     capture: &Capture,
     readings: &[Reading],
     happened: &[(i128, usize)],
-    epoch: i128,
+    (epoch, shift): (i128, i128),
     ended: i128,
     wall: Instant,
 ) -> Result<RunReport, String> {
-    let start = lab_start(epoch);
+    let start = lab_start(epoch + shift);
     let to_trace = |real_ns: i128| start + NtpDuration::from_nanos(i64::try_from(real_ns - epoch).unwrap_or(i64::MAX));
+    let utc_shifts = ntplab_sim::run::utc_shifts(s);
     let mut replays: Vec<Option<Replay>> = Vec::new();
     for h in &s.hosts {
         let r = hosts.iter().find(|r| r.name == h.name);
@@ -870,7 +918,7 @@ fn write_trace(
     let by_ip: BTreeMap<IpAddr, usize> = s.hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
     let local = |i: Option<&usize>, real: i128| -> NtpTime {
         match i.and_then(|&i| replays[i].as_ref()) {
-            Some(r) => to_trace(r.clock_at(real).now_unix_ns(real)),
+            Some(r) => r.clock_at(real).now(real),
             None => to_trace(real),
         }
     };
@@ -1010,7 +1058,9 @@ fn write_trace(
         for (i, h) in s.hosts.iter().enumerate() {
             let Some(r) = &replays[i] else { continue };
             let c = r.clock_at(real);
-            let sample = ClockSample { elapsed: NtpDuration::from_nanos((k * step) as i64), offset_s: c.offset_at(real), frequency_error: c.frequency_error(real) };
+            let elapsed = NtpDuration::from_nanos((k * step) as i64);
+            let offset_s = c.offset_at(real) - utc_shift_seen(&utc_shifts, elapsed, c, real).to_seconds_f64();
+            let sample = ClockSample { elapsed, offset_s, frequency_error: c.frequency_error(real) };
             let synced = c.status() & ntplab_vclock::status::STA_UNSYNC == 0;
             // The daemon's last report before this instant, when it gives one.
             let reported = readings.iter().rev().find_map(|(t, j, r)| (*j == i && *t <= real).then_some(r.as_ref().ok()).flatten());
@@ -1242,11 +1292,27 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
     Ok(out)
 }
 
+/// How far UTC on the NTP timescale is from the lab's timescale at `elapsed`
+/// into the run (`utc_shifts`, the simulator's [`ntplab_sim::run::utc_shifts`]),
+/// as clock `c` at real time `real` is judged: within the second after a
+/// leap, a clock that has its leap still armed (a little behind UTC, it has
+/// not reached its own midnight) is judged on the timescale before the leap,
+/// as the simulator judges it (`HostClock::leap_in_flight`).
+fn utc_shift_seen(utc_shifts: &[(NtpDuration, NtpDuration)], elapsed: NtpDuration, c: &ntplab_vclock::VirtualClock, real: i128) -> NtpDuration {
+    let second = NtpDuration::from_seconds(1);
+    let total = utc_shifts.iter().filter(|(from, _)| *from <= elapsed).fold(NtpDuration::ZERO, |a, (_, s)| a + *s);
+    let in_flight = match utc_shifts.iter().find(|(from, _)| *from <= elapsed && elapsed < *from + second) {
+        Some((_, shift)) if matches!(c.steered().leap_status(c.params().raw_at(real)), ntplab_proto::clock::LeapStatus::Armed { .. }) => *shift,
+        _ => NtpDuration::ZERO,
+    };
+    total - in_flight
+}
+
 /// The real instant (Unix ns) host clock `replay` read `local` (Unix ns):
-/// a few fixed-point steps (the clock runs within 500 ppm of real time; a
-/// step is taken whole).
+/// a few fixed-point steps (the clock runs within 500 ppm of true time, the
+/// real clock plus the timescale's shift; a step is taken whole).
 fn real_instant(replay: &Replay, local: i128) -> i128 {
-    let mut real = local;
+    let mut real = local - replay.clock_at(local).params().shift_ns;
     for _ in 0..4 {
         real -= replay.clock_at(real).now_unix_ns(real) - local;
     }
@@ -1591,7 +1657,7 @@ host = "server"
     fn an_ntplab_daemons_tally_lines_are_read_at_their_real_time_and_bad_ones_named() {
         let epoch = 1_800_000_000_000_000_000i128;
         // A clock 1 s ahead of real time: each line's real time is its reading minus 1 s.
-        let params = Params { epoch_unix_ns: epoch, offset_s: 1.0, frequency: 0.0, wander: None, changes: Default::default() };
+        let params = Params { offset_s: 1.0, ..Params::new(epoch, 0.0, 0.0) };
         let replay = Replay::parse(params, epoch, "", "journal").unwrap();
         let dir = std::env::temp_dir().join(format!("ntplab-tally-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1724,6 +1790,29 @@ host = "server"
         let counts: Vec<(u64, u64, u64)> = ev.tallies.iter().map(|(_, t)| (t.selections, t.kiss_codes, t.max_change_exceeded)).collect();
         assert_eq!(counts, [(1, 0, 0), (2, 1, 1), (3, 1, 1), (3, 3, 2)]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_leap_second_runs_on_the_scenarios_dates_where_it_falls_in_the_run_and_ntplab_serves_the_clock() {
+        let text = |start: &str, server_impl: &str| {
+            format!(
+                "name = \"l\"\nstart = \"{start}\"\nduration = \"150s\"\nleap_seconds = [\"2016-12-31T23:59:60Z\"]\n\
+                 [[host]]\nname = \"server\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\nimpl = \"{server_impl}\"\n\
+                 [[host]]\nname = \"client\"\naddress = \"10.0.0.2\"\nlisten = false\nimpl = \"chrony\"\nsources = [ {{ host = \"server\" }} ]\n\
+                 [[link]]\nbetween = [\"client\", \"server\"]\n"
+            )
+        };
+        let s = Scenario::parse(&text("2016-12-31T23:58:30Z", "ntplab"), "l.toml").unwrap();
+        assert_eq!(refusals(&s), Vec::<String>::new());
+        // The lab's timescale: true time is the scenario's start when the run begins.
+        let epoch = 1_800_000_000_123_456_789i128;
+        let shift = timescale_shift(&s, epoch);
+        assert_eq!(lab_start(epoch + shift), s.start);
+        assert_eq!(timescale_shift(&Scenario::parse(&text("2016-12-31T23:58:30Z", "ntplab").replace("leap_seconds", "seeds = \"1\"\n#"), "l").unwrap(), epoch), 0, "no leap: the real date");
+        let r = refusals(&Scenario::parse(&text("2016-12-31T23:50:00Z", "ntplab"), "l.toml").unwrap());
+        assert!(r.len() == 1 && r[0].starts_with("leap second 2016-12-31T23:59:60Z: it falls 600 s into the scenario, outside the lab's run of 150 s"), "{r:?}");
+        let r = refusals(&Scenario::parse(&text("2016-12-31T23:58:30Z", "chrony"), "l.toml").unwrap());
+        assert!(r.len() == 1 && r[0].contains("host `server`: serves its own clock (local_stratum) with impl = \"chrony\""), "{r:?}");
     }
 
     #[test]

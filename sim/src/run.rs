@@ -207,21 +207,26 @@ pub fn setup(s: &Scenario) -> SimSetup {
         hosts,
         links,
         events,
-        utc_shifts: s
-            .leap_seconds
-            .iter()
-            .map(|l| {
-                let at = l.at - s.start;
-                match l.kind {
-                    // 23:59:60 repeats 23:59:59 on the NTP timescale: UTC falls a second behind.
-                    ntplab_proto::wire::v4::LeapIndicator::Delete => {
-                        (at - NtpDuration::from_seconds(1), NtpDuration::from_seconds(1))
-                    }
-                    _ => (at, NtpDuration::from_seconds(-1)),
-                }
-            })
-            .collect(),
+        utc_shifts: utc_shifts(s),
     }
+}
+
+/// The scenario's leap seconds as UTC's shifts from true time: from this
+/// time into the run on, UTC on the NTP timescale is this far from true
+/// (SI) time (the lab judges its clocks with the same list).
+pub fn utc_shifts(s: &Scenario) -> Vec<(NtpDuration, NtpDuration)> {
+    s.leap_seconds
+        .iter()
+        .map(|l| {
+            let at = l.at - s.start;
+            match l.kind {
+                // A deleted 23:59:59: UTC jumps a second ahead as it starts.
+                ntplab_proto::wire::v4::LeapIndicator::Delete => (at - NtpDuration::from_seconds(1), NtpDuration::from_seconds(1)),
+                // 23:59:60 repeats 23:59:59 on the NTP timescale: UTC falls a second behind.
+                _ => (at, NtpDuration::from_seconds(-1)),
+            }
+        })
+        .collect()
 }
 
 /// What one host did and how well it kept time.

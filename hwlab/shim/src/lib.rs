@@ -22,6 +22,9 @@
 //! ns, default: now) and its frequency error; `NTPLAB_VCLOCK_WANDER`
 //! (`WANDER/SEED/HOST`, default none), the random walk of its frequency as
 //! the simulator draws it for that scenario seed and host;
+//! `NTPLAB_VCLOCK_SHIFT_NS` (integer ns, default 0): the lab's timescale, true
+//! time being the real clock plus this shift (a run on a scenario's own
+//! dates; the oscillator's offset is from true time);
 //! `NTPLAB_VCLOCK_JOURNAL`, a file
 //! every clock-changing call is appended to (see [`ntplab_vclock::JournalOp`]),
 //! from which the lab recomputes the clock; `NTPLAB_VCLOCK_CONTROL`, the
@@ -208,6 +211,7 @@ fn state() -> MutexGuard<'static, Option<Shim>> {
             &env("NTPLAB_VCLOCK_EPOCH_NS", &now.to_string()),
             &env("NTPLAB_VCLOCK_WANDER", ""),
         )
+            .and_then(|p| p.with_shift(&env("NTPLAB_VCLOCK_SHIFT_NS", "")))
             .unwrap_or_else(|e| fatal(&format!("ntplab clock shim: NTPLAB_VCLOCK_*: {e}")));
         let follows = match std::env::var("NTPLAB_VCLOCK_FOLLOW").as_deref() {
             Err(_) | Ok("0") => false,

@@ -105,6 +105,11 @@ pub struct Timex {
 pub struct Params {
     /// Real time (Unix ns) at which the oscillator is `offset_s` off.
     pub epoch_unix_ns: i128,
+    /// The lab's timescale: true time is the real clock plus this many
+    /// nanoseconds (0: the real date; a lab run on a scenario's own dates,
+    /// e.g. the day of a leap second, sets it to the scenario's start minus
+    /// the real time the run began). The oscillator's offset is from true time.
+    pub shift_ns: i128,
     /// Initial offset of the oscillator from the real clock, s.
     pub offset_s: f64,
     /// Frequency error of the oscillator, s/s (positive: fast).
@@ -374,7 +379,12 @@ impl Wander {
 impl Params {
     /// An oscillator without wander.
     pub fn new(epoch_unix_ns: i128, offset_s: f64, frequency: f64) -> Params {
-        Params { epoch_unix_ns, offset_s, frequency, wander: None, changes: Changes::default() }
+        Params { epoch_unix_ns, shift_ns: 0, offset_s, frequency, wander: None, changes: Changes::default() }
+    }
+
+    /// True time (Unix ns) when the real clock reads `real_ns`.
+    pub fn true_unix_ns(&self, real_ns: i128) -> i128 {
+        real_ns + self.shift_ns
     }
 
     /// The oscillator's reading when the real clock reads `real_ns` (Unix ns).
@@ -382,7 +392,7 @@ impl Params {
         let elapsed = (real_ns - self.epoch_unix_ns) as f64 * 1e-9;
         let walk = self.wander.map_or(0.0, |w| w.at(elapsed).0);
         let changed = self.changes.at(self.frequency, real_ns).0;
-        unix_ns_to_ntp(real_ns) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed + walk + changed)
+        unix_ns_to_ntp(self.true_unix_ns(real_ns)) + NtpDuration::from_seconds_f64(self.offset_s + self.frequency * elapsed + walk + changed)
     }
 
     /// The oscillator's frequency error at `real_ns`, s/s.
@@ -393,7 +403,8 @@ impl Params {
 
     /// Reads the parameters from environment-style values: offset (s),
     /// frequency (s/s) and epoch (Unix ns), each a finite number; and the
-    /// wander as `WANDER/SEED/HOST` (empty: none).
+    /// wander as `WANDER/SEED/HOST` (empty: none). The timescale's shift is
+    /// 0 ([`Params::with_shift`]).
     pub fn parse(offset: &str, frequency: &str, epoch: &str, wander: &str) -> Result<Params, String> {
         let offset_s: f64 = offset.trim().parse().map_err(|_| format!("offset {offset:?} is not a number of seconds"))?;
         let frequency: f64 = frequency.trim().parse().map_err(|_| format!("frequency {frequency:?} is not a number"))?;
@@ -417,7 +428,21 @@ impl Params {
                 Some(Wander { wander, seed: b.parse().map_err(|_| bad())?, host: c.parse().map_err(|_| bad())? })
             }
         };
-        Ok(Params { epoch_unix_ns, offset_s, frequency, wander, changes: Changes::default() })
+        Ok(Params { epoch_unix_ns, shift_ns: 0, offset_s, frequency, wander, changes: Changes::default() })
+    }
+
+    /// These parameters on a timescale shifted by `shift` (environment-style:
+    /// an integer of nanoseconds, empty for none; at most 200 years either way).
+    pub fn with_shift(self, shift: &str) -> Result<Params, String> {
+        const LIMIT_NS: i128 = 200 * 366 * 86_400 * 1_000_000_000;
+        let shift_ns: i128 = match shift.trim() {
+            "" => 0,
+            s => s.parse().map_err(|_| format!("shift {s:?} is not an integer of nanoseconds"))?,
+        };
+        if shift_ns.abs() > LIMIT_NS {
+            return Err(format!("shift {shift_ns} ns is more than 200 years"));
+        }
+        Ok(Params { shift_ns, ..self })
     }
 
     /// The wander as [`Params::parse`] reads it (empty: none).
@@ -561,9 +586,10 @@ impl VirtualClock {
         self.now_unix_ns(real_ns) + i128::from(self.tai) * 1_000_000_000
     }
 
-    /// Local time minus the real clock at `real_ns`, seconds.
+    /// Local time minus true time (the real clock on the lab's timescale,
+    /// [`Params::shift_ns`]) at `real_ns`, seconds.
     pub fn offset_at(&self, real_ns: i128) -> f64 {
-        self.now(real_ns).duration_since(unix_ns_to_ntp(real_ns)).to_seconds_f64()
+        self.now(real_ns).duration_since(unix_ns_to_ntp(self.params.true_unix_ns(real_ns))).to_seconds_f64()
     }
 
     /// Frequency error of the disciplined clock, s/s: the oscillator's error

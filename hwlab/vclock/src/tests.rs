@@ -398,3 +398,21 @@ fn a_follower_fed_the_journal_in_pieces_has_the_replayed_clock() {
     }
     assert!(follower.feed("42 1 Q\n", &mut followed).is_err());
 }
+
+#[test]
+fn a_shifted_timescale_moves_the_oscillator_and_true_time_together() {
+    let p = Params::new(T0, 0.25, 1e-5);
+    let shift: i128 = -315_532_800 * 1_000_000_000 + 7; // ten years back, and 7 ns
+    let q = p.with_shift(&shift.to_string()).unwrap();
+    let real = T0 + 100 * 1_000_000_000;
+    assert_eq!(q.true_unix_ns(real), real + shift);
+    let moved = q.raw_at(real).duration_since(p.raw_at(real)).as_nanos();
+    assert!((moved - shift as i64).abs() <= 1, "the oscillator moves with the timescale: {moved} ns");
+    let (a, b) = (VirtualClock::new(p, T0), VirtualClock::new(q, T0));
+    assert!((a.offset_at(real) - b.offset_at(real)).abs() < 2e-9, "its offset from true time is the same");
+    assert!((b.offset_at(real) - (0.25 + 1e-5 * 100.0)).abs() < 1e-9);
+    assert_eq!(p.with_shift("").unwrap(), p);
+    for bad in ["x", "1.5", "99999999999999999999999"] {
+        assert!(p.with_shift(bad).is_err(), "{bad}");
+    }
+}
