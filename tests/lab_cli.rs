@@ -739,6 +739,34 @@ fn sim_and_lab_agree_on_a_leap_second() {
     });
 }
 
+/// A chronyd client through an inserted leap second (tests/lab/leap-second-chrony.toml,
+/// 60 s from 2016-12-31T23:59:30Z): chronyd learns of the leap from the
+/// ntplab server, arms it in its clock shim and disarms it after midnight
+/// (its log says both), and stays within 1 ms of UTC across it.
+#[test]
+fn a_chronyd_client_applies_a_leap_second_in_the_lab() {
+    if let Some(why) = skip_reason("chrony") {
+        eprintln!("skipped: a leap second with chronyd in the virtual lab: {why}");
+        return;
+    }
+    let LabFileRun { dir, out, ok, v } = lab_file_run("leap-second-chrony.toml");
+    assert!(passed_but_for_timing(ok, &v), "{v}");
+    let log = std::fs::read_to_string(out.join("chrony.log")).unwrap();
+    let armed = log.find("System clock status set to insert leap second").unwrap_or_else(|| panic!("chronyd did not arm the leap: {log}"));
+    let disarmed = log.find("System clock status set to not insert/delete leap second").unwrap_or_else(|| panic!("chronyd did not disarm the leap: {log}"));
+    assert!(armed < disarmed && log[armed.saturating_sub(21)..armed].starts_with("2016-12-31T23:59:"), "{log}");
+    let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
+    let around: Vec<f64> = samples
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[2] == "chrony" && (25.0..=40.0).contains(&f[1].parse::<f64>().unwrap()))
+        .map(|f| f[3].parse().unwrap())
+        .collect();
+    assert!(around.len() == 16 && around.iter().all(|o| o.abs() < 1e-3), "chronyd is never a second off across the leap: {around:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A GPS+PPS stratum-1 server (ntplab's daemon reading a pty and a SOCK
 /// socket fed from the simulator's receiver and pulse models in real time)
 /// and a client, 60 s: the same verdicts as in the simulator, the server's
