@@ -154,9 +154,15 @@ pub fn refusals(s: &Scenario) -> Vec<String> {
                 why.push(format!("host `{}`: a reference clock in a scenario with leap seconds: its feeder runs on the real date, the scenario on its own", h.name));
             }
             if let Role::Ntp(n) = &h.role {
-                if n.daemon.local.is_some() && h.implementation != Implementation::Ntplab {
+                let cannot = match h.implementation {
+                    Implementation::Ntplab => None,
+                    Implementation::Chrony => Some("chronyd 4.3's local reference always sends leap indicator 0 (reference.c has no leap bits for `local`)"),
+                    Implementation::Ntpsec => Some("the lab writes no leap-seconds file for ntpsec's local clock yet"),
+                    Implementation::NtpdRs => Some("the lab cannot tell ntpd-rs's local reference of a leap second"),
+                };
+                if let (true, Some(cannot)) = (n.daemon.local.is_some(), cannot) {
                     why.push(format!(
-                        "host `{}`: serves its own clock (local_stratum) with impl = \"{}\": the lab can tell only ntplab's daemon of the leap second (`[local] leap`)",
+                        "host `{}`: serves its own clock (local_stratum) with impl = \"{}\" in a scenario with leap seconds: {cannot}; an ntplab server is told of the leap (`[local] leap`)",
                         h.name,
                         h.implementation.name()
                     ));
@@ -1812,7 +1818,7 @@ host = "server"
         let r = refusals(&Scenario::parse(&text("2016-12-31T23:50:00Z", "ntplab"), "l.toml").unwrap());
         assert!(r.len() == 1 && r[0].starts_with("leap second 2016-12-31T23:59:60Z: it falls 600 s into the scenario, outside the lab's run of 150 s"), "{r:?}");
         let r = refusals(&Scenario::parse(&text("2016-12-31T23:58:30Z", "chrony"), "l.toml").unwrap());
-        assert!(r.len() == 1 && r[0].contains("host `server`: serves its own clock (local_stratum) with impl = \"chrony\""), "{r:?}");
+        assert!(r.len() == 1 && r[0].contains("host `server`: serves its own clock (local_stratum) with impl = \"chrony\"") && r[0].contains("always sends leap indicator 0"), "{r:?}");
     }
 
     #[test]
