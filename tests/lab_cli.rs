@@ -726,14 +726,8 @@ fn sim_and_lab_agree_on_a_leap_second() {
             assert!(status.last().is_some_and(|&(t, st)| t >= 40.0 && st & 0x10 == 0), "{host} disarmed it after midnight: {status:?}");
         }
         let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
-        let around: Vec<(f64, f64)> = samples
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f[2] == "client" || f[2] == "server")
-            .map(|f| (f[1].parse().unwrap(), f[3].parse().unwrap()))
-            .filter(|&(t, _): &(f64, f64)| (30.0..=50.0).contains(&t))
-            .collect();
+        let around: Vec<(f64, f64)> =
+            ["client", "server"].iter().flat_map(|h| offsets(&samples, h)).filter(|&(t, _)| (30.0..=50.0).contains(&t)).collect();
         assert_eq!(around.len(), 42, "{samples}");
         assert!(around.iter().all(|&(_, o)| o.abs() < 1e-3), "no clock is a second off across the leap: {around:?}");
     });
@@ -756,13 +750,7 @@ fn a_chronyd_client_applies_a_leap_second_in_the_lab() {
     let disarmed = log.find("System clock status set to not insert/delete leap second").unwrap_or_else(|| panic!("chronyd did not disarm the leap: {log}"));
     assert!(armed < disarmed && log[armed.saturating_sub(21)..armed].starts_with("2016-12-31T23:59:"), "{log}");
     let samples = std::fs::read_to_string(out.join("samples.csv")).unwrap();
-    let around: Vec<f64> = samples
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f[2] == "chrony" && (25.0..=40.0).contains(&f[1].parse::<f64>().unwrap()))
-        .map(|f| f[3].parse().unwrap())
-        .collect();
+    let around: Vec<f64> = offsets(&samples, "chrony").into_iter().filter(|&(t, _)| (25.0..=40.0).contains(&t)).map(|(_, o)| o).collect();
     assert!(around.len() == 16 && around.iter().all(|o| o.abs() < 1e-3), "chronyd is never a second off across the leap: {around:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,7 @@ use ntplab_proto::nts::Aead;
 use ntplab_proto::select::SelectOptions;
 use ntplab_proto::server::access::{AccessAction, AccessList};
 use ntplab_proto::server::{LeapKind, RateLimitConfig, SmearConfig, SmearStyle};
-use ntplab_proto::time::NtpDuration;
+use ntplab_proto::time::{NtpDuration, NtpTime};
 use ntplab_sim::nts::CertificateKind;
 use ntplab_sim::scenario::Implementation;
 use ntplab_vclock::Params;
@@ -681,25 +681,31 @@ fn seconds_text(ns: u64) -> String {
 /// `at` (00:00:00 UTC after the leap) at 23:59:60 (inserted) or 23:59:59
 /// (deleted).
 pub fn leap_text(leap: &ntplab_proto::system::LeapAnnouncement) -> String {
-    let day = (leap.at + NtpDuration::from_seconds(-86_400)).to_civil();
-    let time = if leap.kind == ntplab_proto::wire::v4::LeapIndicator::Delete { "23:59:59" } else { "23:59:60" };
+    leap_second_text(leap.at, leap.kind == ntplab_proto::wire::v4::LeapIndicator::Delete)
+}
+
+/// The leap second that ends at `end` (00:00:00 UTC) as ntplab's
+/// configuration writes it: the day before, at 23:59:60 (inserted) or
+/// 23:59:59 (deleted).
+fn leap_second_text(end: NtpTime, delete: bool) -> String {
+    let day = (end + NtpDuration::from_seconds(-86_400)).to_civil();
+    let time = if delete { "23:59:59" } else { "23:59:60" };
     format!("{:04}-{:02}-{:02}T{time}Z", day.year, day.month, day.day)
 }
 
 /// `ntplab serve`'s `[smear]` table for a smear: the leap second as written
-/// (`...T23:59:60Z` inserted, `...T23:59:59Z` deleted, on the last day
-/// before the smear's `leap_time`, 00:00:00 after it).
+/// ([`leap_second_text`] of the smear's `leap_time`).
 fn ntplab_smear(m: &SmearConfig) -> String {
-    let day = (m.leap_time + NtpDuration::from_seconds(-86_400)).to_civil();
-    let (time, kind) = match m.kind {
-        LeapKind::Insert => ("23:59:60", "insert"),
-        LeapKind::Delete => ("23:59:59", "delete"),
+    let kind = match m.kind {
+        LeapKind::Insert => "insert",
+        LeapKind::Delete => "delete",
     };
     let style = match m.style {
         SmearStyle::BeforeLeap => "before-leap",
         SmearStyle::Centered => "centered",
     };
-    format!("\n[smear]\nstyle = \"{style}\"\nleap = \"{:04}-{:02}-{:02}T{time}Z\"\nkind = \"{kind}\"\n", day.year, day.month, day.day)
+    let leap = leap_second_text(m.leap_time, m.kind == LeapKind::Delete);
+    format!("\n[smear]\nstyle = \"{style}\"\nleap = \"{leap}\"\nkind = \"{kind}\"\n")
 }
 
 /// chronyd's `ratelimit` line for a rate limit it can say exactly, or why

@@ -1303,15 +1303,11 @@ fn daemon_events(path: &Path, replay: &Replay) -> Result<DaemonEvents, String> {
 /// as clock `c` at real time `real` is judged: within the second after a
 /// leap, a clock that has its leap still armed (a little behind UTC, it has
 /// not reached its own midnight) is judged on the timescale before the leap,
-/// as the simulator judges it (`HostClock::leap_in_flight`).
+/// with the simulator's own functions.
 fn utc_shift_seen(utc_shifts: &[(NtpDuration, NtpDuration)], elapsed: NtpDuration, c: &ntplab_vclock::VirtualClock, real: i128) -> NtpDuration {
-    let second = NtpDuration::from_seconds(1);
-    let total = utc_shifts.iter().filter(|(from, _)| *from <= elapsed).fold(NtpDuration::ZERO, |a, (_, s)| a + *s);
-    let in_flight = match utc_shifts.iter().find(|(from, _)| *from <= elapsed && elapsed < *from + second) {
-        Some((_, shift)) if matches!(c.steered().leap_status(c.params().raw_at(real)), ntplab_proto::clock::LeapStatus::Armed { .. }) => *shift,
-        _ => NtpDuration::ZERO,
-    };
-    total - in_flight
+    use ntplab_sim::host_clock::{leap_in_flight, utc_shift_at};
+    let armed = matches!(c.steered().leap_status(c.params().raw_at(real)), ntplab_proto::clock::LeapStatus::Armed { .. });
+    utc_shift_at(utc_shifts, elapsed) - leap_in_flight(utc_shifts, elapsed, armed)
 }
 
 /// The real instant (Unix ns) host clock `replay` read `local` (Unix ns):

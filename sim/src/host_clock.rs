@@ -92,6 +92,28 @@ pub struct HostClock {
     utc_shifts: Vec<(NtpDuration, NtpDuration)>,
 }
 
+/// How far UTC on the NTP timescale is from true time at `at` into the run,
+/// given UTC's shifts (`(from, shift)`: [`crate::run::utc_shifts`]).
+pub fn utc_shift_at(shifts: &[(NtpDuration, NtpDuration)], at: NtpDuration) -> NtpDuration {
+    shifts.iter().filter(|(from, _)| *from <= at).fold(NtpDuration::ZERO, |a, (_, s)| a + *s)
+}
+
+/// A clock a little behind true time reaches its own leap midnight a
+/// little after UTC's: for that moment UTC has repeated (or skipped) a
+/// second and the clock not yet, and `local − UTC` reads 1 s off though
+/// the clock is only the lag off. Within the second after a UTC leap,
+/// while the clock still has its leap `armed`, this is the shift that puts
+/// both on one timescale (zero otherwise). A clock that never applies the
+/// leap is 1 s off from the end of that second on. (The lab judges its
+/// clocks with the same two functions.)
+pub fn leap_in_flight(shifts: &[(NtpDuration, NtpDuration)], t: NtpDuration, armed: bool) -> NtpDuration {
+    let second = NtpDuration::from_seconds(1);
+    match shifts.iter().find(|(from, _)| *from <= t && t < *from + second) {
+        Some((_, shift)) if armed => *shift,
+        _ => NtpDuration::ZERO,
+    }
+}
+
 impl HostClock {
     /// A host clock. `index` identifies the host to the sample sink.
     pub fn new(
@@ -130,23 +152,12 @@ impl HostClock {
     /// True UTC on the NTP timescale at true time `at` (which repeats a second
     /// at an inserted leap and skips one at a deleted leap).
     pub fn utc_at(&self, at: NtpDuration) -> NtpTime {
-        let shift = self.utc_shifts.iter().filter(|(from, _)| *from <= at).fold(NtpDuration::ZERO, |a, (_, s)| a + *s);
-        self.start + at + shift
+        self.start + at + utc_shift_at(&self.utc_shifts, at)
     }
 
-    /// A clock a little behind true time reaches its own leap midnight a
-    /// little after UTC's: for that moment UTC has repeated (or skipped) a
-    /// second and the clock not yet, and `local − UTC` reads 1 s off though
-    /// the clock is only the lag off. Within the second after a UTC leap,
-    /// while the clock still has its leap armed, this is the shift that puts
-    /// both on one timescale (zero otherwise). A clock that never applies the
-    /// leap is 1 s off from the end of that second on.
+    /// [`leap_in_flight`] for this clock at true time `t` (oscillator reading `raw`).
     fn leap_in_flight(&self, t: NtpDuration, raw: NtpTime) -> NtpDuration {
-        let second = NtpDuration::from_seconds(1);
-        match self.utc_shifts.iter().find(|(from, _)| *from <= t && t < *from + second) {
-            Some((_, shift)) if matches!(self.steered.leap_status(raw), LeapStatus::Armed { .. }) => *shift,
-            _ => NtpDuration::ZERO,
-        }
+        leap_in_flight(&self.utc_shifts, t, matches!(self.steered.leap_status(raw), LeapStatus::Armed { .. }))
     }
 
     /// Sends grid samples to `sink`.
