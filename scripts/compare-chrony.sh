@@ -4,7 +4,9 @@
 #   scripts/compare-chrony.sh [-s N|A-B] [-v] [-P] [CASE...] (default: every case, seeds 1-5 (-s N: 1-N, -s A-B: A-B);
 #                                                        -v: a row per seed too;
 #                                                        -P: paired oscillators, below)
-#   scripts/compare-chrony.sh -l                       (list the cases)
+#   scripts/compare-chrony.sh -l                       (list the cases; also x001-j1e-5, x001-j1e-3,
+#                                                        x001-j1e-2, x001-w1e-8, x001-f1e-3: 001 with one
+#                                                        variable changed, not chrony tests, run when named)
 #   scripts/compare-chrony.sh -p                       (chronyd's precision under clknetsim)
 #
 # For each case and seed it runs chronyd under clknetsim with chrony's own
@@ -48,7 +50,7 @@ CASES="001 008 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plu
 009-1-falseticker 009-2-falsetickers 010 011 014 101-poll-4 101-poll-5 101-poll-6 101-poll-7 101-poll-8 101-poll-9 101-poll-10
 101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 120-trust 120-prefer-long-delay 122 125 126 126-delayed 135 default-1d"
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "s:lpvPh" o; do
     case $o in
         v) PER_SEED=--per-seed ;;
@@ -151,6 +153,14 @@ server 192.168.123.3 trust"
 server 192.168.123.2
 server 192.168.123.3 prefer"
             scenario=chrony-120-select-options-long-delay-max-distance ;;
+        # Variations of 001 that are not chrony tests (scenarios/chrony-variants/):
+        # one test.common variable changed, to see whether the comparison holds
+        # off chrony's own parameters. Not in the default list; name them.
+        x001-j1e-5) jitter=1e-5 scenario=chrony-x001-j1e-5 ;;
+        x001-j1e-3) jitter=1e-3 scenario=chrony-x001-j1e-3 ;;
+        x001-j1e-2) jitter=1e-2 scenario=chrony-x001-j1e-2 ;;
+        x001-w1e-8) wander=1e-8 scenario=chrony-x001-w1e-8 ;;
+        x001-f1e-3) freq_offset=1e-3 scenario=chrony-x001-f1e-3 ;;
         *) echo "compare-chrony: unknown case $1 (try -l)" >&2; exit 2 ;;
     esac
 }
@@ -264,7 +274,7 @@ run_ntplab() {
     local c=$1 seed=$2 out=$3 file
     case_setup "$c"
     file=
-    for f in "$ROOT/scenarios/$scenario.toml" "$ROOT/scenarios/chrony-pending/$scenario.toml"; do
+    for f in "$ROOT/scenarios/$scenario.toml" "$ROOT/scenarios/chrony-pending/$scenario.toml" "$ROOT/scenarios/chrony-variants/$scenario.toml"; do
         [ -z "$file" ] && [ -e "$f" ] && file=$f
     done
     [ -n "$file" ] || { echo "compare-chrony: no scenario $scenario" >&2; exit 3; }
@@ -325,5 +335,6 @@ for c in $CASES; do
     echo
     rel=scenarios/$scenario.toml
     [ -e "$ROOT/$rel" ] || rel=scenarios/chrony-pending/$scenario.toml
+    [ -e "$ROOT/$rel" ] || rel=scenarios/chrony-variants/$scenario.toml
     python3 "$ROOT/scripts/chrony-metrics.py" --case "$c" --scenario "$rel" --node "$node" --window "$window" $PER_SEED "${rows[@]}"
 done

@@ -430,6 +430,30 @@ pub fn runs_test_passes(residuals: &[f64]) -> bool {
     runs(residuals) as f64 >= mean - 2.0 * variance.max(0.0).sqrt()
 }
 
+/// [`RegressionDiscipline::regress`]'s window when none passed the break
+/// tests: all of `points` (start 0), if there are more than
+/// [`MIN_FIT_SAMPLES`] over `min_span` seconds or more (a poll: an iburst's
+/// samples, 2 s apart, are left to the break tests), the newest lies within its bound (times
+/// [`BOUND_FACTOR`]) plus twice the standard error of the line through the
+/// older ones, and the line through all of them passes the runs test.
+fn whole_window_despite_bounds(points: &[Point], bounds: Option<&[f64]>, min_span: f64) -> Option<(usize, LinearFit)> {
+    let n = points.len();
+    let (bounds, newest) = (bounds?, points.last()?);
+    let span = newest.0 - points[0].0;
+    if n <= MIN_FIT_SAMPLES || bounds.len() != n || span.is_nan() || span < min_span {
+        return None;
+    }
+    let older = LinearFit::new(&points[..n - 1])?;
+    let departure = (newest.1 - older.at(newest.0)).abs();
+    let allowed = BOUND_FACTOR * bounds[n - 1] + 2.0 * older.value_sd(newest.0);
+    if departure.is_nan() || allowed.is_nan() || departure > allowed {
+        return None;
+    }
+    let fit = LinearFit::new(points)?;
+    let residuals: Vec<f64> = points.iter().map(|p| p.1 - fit.at(p.0)).collect();
+    runs_test_passes(&residuals).then_some((0, fit))
+}
+
 /// The lower quartile of the delays' excesses over their minimum (the
 /// finite ones), 0 with none.
 fn excess_quartile(mut excess: Vec<f64>) -> f64 {
@@ -637,6 +661,11 @@ pub struct RegressionDiscipline {
     /// (infinite before any, and after a step; [`SAVED_FREQUENCY_SD`] for a
     /// saved frequency, whose time is unknown: it does not age).
     freq_sd: f64,
+    /// While `freq_sd` is infinite, the most the frequency can be off when
+    /// the slope it came from was bounded by its samples' delays (a pair's,
+    /// or a line's through samples each within half its round trip of the
+    /// truth: [`Self::bounded_slope`]); infinite otherwise.
+    freq_bound: f64,
     /// When the slope the frequency last came from was taken.
     freq_time: Option<NtpTime>,
     /// Some sample pair or line has given the frequency (a slope taken, not
@@ -698,6 +727,7 @@ impl RegressionDiscipline {
             source_samples: 0,
             max_delay_dev_ratio: MAX_DELAY_DEV_RATIO,
             freq_sd: if state == State::Fset { SAVED_FREQUENCY_SD } else { f64::INFINITY },
+            freq_bound: f64::INFINITY,
             freq_time: None,
         }
     }
@@ -859,6 +889,17 @@ impl RegressionDiscipline {
                 break;
             }
         }
+        // No window passed. With a millisecond of jitter each way the error
+        // bounds can be too tight for every window, the newest three
+        // included, though nothing moved: they come from the delays' excess
+        // over the least held, and that least is itself far above the
+        // path's minimum (chrony's 001 at 1 ms of jitter: a window of 13
+        // samples failed, and update_sample's fallback slewed single
+        // samples' offsets, +3.3 ms in a second). Unless the newest sample
+        // left the line through the older ones (what that fallback is for:
+        // a long gap, a jump), the whole window is taken if it passes the
+        // runs test.
+        let valid = valid.or_else(|| whole_window_despite_bounds(&points, bounds.as_deref(), log2_to_seconds(self.poll)));
         let (start, longest) = valid?;
         self.samples.drain(..start);
         let points = &points[start..];
@@ -927,6 +968,7 @@ impl RegressionDiscipline {
         self.fit = None;
         self.fit_cleared_by_step = true;
         self.freq_sd = f64::INFINITY;
+        self.freq_bound = f64::INFINITY;
         self.window = 0;
         self.poll = self.config.min_poll;
         self.poll_score = 0.0;
@@ -1008,6 +1050,7 @@ impl RegressionDiscipline {
     fn blend_frequency(&mut self, slope: f64, sd: f64, now: NtpTime) -> f64 {
         let old = self.frequency_sd(now);
         let consistent = (slope - self.freq).abs() <= 3.0 * old.hypot(sd);
+        self.freq_bound = f64::INFINITY;
         if !sd.is_finite() || !old.is_finite() || sd <= IMPRECISE_FIT * old || !consistent {
             self.freq_sd = sd;
             self.freq_time = Some(now);
@@ -1155,6 +1198,39 @@ impl RegressionDiscipline {
         (slope.is_finite() && bound.is_finite()).then_some((slope, bound))
     }
 
+    /// Whether the newest of `points` (one for each held sample) departs
+    /// from the weighted line through the older ones by no more than the
+    /// samples' delays allow: that line's value at the newest abscissa is
+    /// `Σ cᵢ yᵢ`, off by at most `Σ |cᵢ| δᵢ/2`, and the newest by `δ/2`
+    /// ([`Self::offset_bound`]).
+    fn newest_within_delay_bounds(&self, points: &[Point]) -> bool {
+        let n = points.len();
+        if n < MIN_FIT_SAMPLES || n != self.samples.len() {
+            return false;
+        }
+        let (older, newest) = (&points[..n - 1], &points[n - 1]);
+        let weight: f64 = older.iter().map(|p| p.2).sum();
+        let x_mean = older.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
+        let sxx: f64 = older.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
+        if !(sxx > 0.0 && sxx.is_finite()) {
+            return false;
+        }
+        let (mut value, mut bound) = (0.0, 0.0);
+        for (p, s) in older.iter().zip(&self.samples) {
+            let c = p.2 / weight + p.2 * (p.0 - x_mean) * (newest.0 - x_mean) / sxx;
+            value += c * p.1;
+            bound += c.abs() * self.offset_bound(s);
+        }
+        let allowed = bound + self.samples.back().map_or(f64::INFINITY, |s| self.offset_bound(s));
+        (newest.1 - value).abs() <= allowed
+    }
+
+    /// The most the slope between samples `sa` and `sb`, `dx` seconds
+    /// apart, can be off: each offset within [`Self::offset_bound`].
+    fn pair_bound(&self, [sa, sb]: [&RawSample; 2], dx: f64) -> f64 {
+        (self.offset_bound(sa) + self.offset_bound(sb)) / dx
+    }
+
     /// The slope from sample `sa` (at point `a`) to sample `sb` (at `b`),
     /// when it differs from the current frequency by more than their delays
     /// allow ([`Self::two_point_slope`]) and what they allow is under
@@ -1165,7 +1241,7 @@ impl RegressionDiscipline {
             return None;
         }
         let slope = (b.1 - a.1) / dx;
-        let uncertainty = (self.offset_bound(sa) + self.offset_bound(sb)) / dx;
+        let uncertainty = self.pair_bound([sa, sb], dx);
         (slope.is_finite() && (slope - self.freq).abs() > uncertainty && uncertainty < max_uncertainty).then_some(slope)
     }
 
@@ -1320,6 +1396,7 @@ impl ClockDiscipline for RegressionDiscipline {
                         Some((slope, bound)) if (slope - self.freq).abs() > bound && bound < self.frequency_sd(now) => {
                             self.frequency_measured = true;
                             self.freq_sd = f64::INFINITY;
+                            self.freq_bound = bound;
                             slope
                         }
                         // Before any frequency was measured, a window a
@@ -1335,6 +1412,7 @@ impl ClockDiscipline for RegressionDiscipline {
                             Some(slope) => {
                                 self.frequency_measured = true;
                                 self.freq_sd = f64::INFINITY;
+                                self.freq_bound = f64::INFINITY;
                                 slope
                             }
                             None => self.freq,
@@ -1408,22 +1486,54 @@ impl ClockDiscipline for RegressionDiscipline {
                 // within 10 us can each carry 200 us of jitter split
                 // differently between the legs (1.1 s each way in chrony's
                 // 120-selectoptions, seed 7: the 100 ppm error ran 260 s).
+                //
+                // A frequency some samples' delays bounded (a first
+                // two-point slope) gives way to the line through all the
+                // held samples when their delays bound that line's slope
+                // more tightly: with 1 ms of jitter each way the break
+                // tests' bounds for three to five samples are too tight
+                // (the least delayed is taken as the path's minimum) and
+                // a first two-point slope 19 ppm off ran three more polls
+                // (1.9 ms) while the three-sample line was 0.6 ppm off.
+                // Only while the newest sample could lie on a line with the
+                // older ones, each offset within half its round trip (a
+                // jump or a wander after a gap: the newest alone, below).
                 let n = self.samples.len();
+                let bounded = (self.frequency_measured
+                    && self.freq_sd.is_infinite()
+                    && self.freq_bound.is_finite()
+                    && n >= MIN_FIT_SAMPLES
+                    && self.newest_within_delay_bounds(&points))
+                .then(|| self.bounded_slope(&points, n))
+                .flatten()
+                .filter(|&(_, bound)| bound < self.freq_bound);
                 let slope = match &points[..] {
+                    _ if bounded.is_some() => bounded.map(|(slope, bound)| {
+                        self.freq_bound = bound;
+                        slope
+                    }),
                     [_, _, ..] if !self.frequency_measured => LinearFit::new(&points)
                         .and_then(|l| self.unmeasured_slope(&points, &l, true))
-                        .inspect(|_| self.frequency_measured = true),
-                    [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => {
-                        self.pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
-                    }
+                        .inspect(|_| {
+                            self.frequency_measured = true;
+                            self.freq_bound = f64::INFINITY;
+                        }),
+                    [.., a, b] if self.frequency_measured && b.0 - a.0 >= log2_to_seconds(self.poll) => self
+                        .pair_slope([a, b], [&self.samples[n - 2], &self.samples[n - 1]], self.frequency_sd(now))
+                        .inspect(|_| self.freq_bound = self.pair_bound([&self.samples[n - 2], &self.samples[n - 1]], b.0 - a.0)),
                     _ => None,
                 };
                 let slope = slope.map_or(self.freq, |slope| {
                     self.freq_sd = f64::INFINITY;
                     slope
                 });
-                let newest = points.last().map_or(0.0, |p| p.1 - slope * p.0);
-                (newest, f64::INFINITY, slope)
+                // The level: that line's, when it gave the slope (a single
+                // sample carries its whole jitter); else the newest sample's.
+                let level = match bounded.and_then(|_| LinearFit::new(&points)) {
+                    Some(line) => line.at(0.0),
+                    None => points.last().map_or(0.0, |p| p.1 - slope * p.0),
+                };
+                (level, f64::INFINITY, slope)
             }
             None => {
                 // Too few samples for a slope: the current frequency is the
@@ -1431,6 +1541,10 @@ impl ClockDiscipline for RegressionDiscipline {
                 let slope = match self.two_point_slope(&points) {
                     Some(slope) => {
                         self.freq_sd = f64::INFINITY;
+                        self.freq_bound = match (&points[..], self.samples.front(), self.samples.back()) {
+                            ([a, b], Some(sa), Some(sb)) => self.pair_bound([sa, sb], b.0 - a.0),
+                            _ => f64::INFINITY,
+                        };
                         self.frequency_measured = true;
                         slope
                     }
@@ -2029,6 +2143,66 @@ mod tests {
             let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
             assert!((frequency - want).abs() < 3e-6, "at {t} s: {frequency}");
         }
+    }
+
+    #[test]
+    fn a_first_two_point_slope_gives_way_to_the_line_its_delays_bound_better_when_no_window_passes() {
+        // chrony's 001 with 1 ms of exponential jitter each way (the compare
+        // script's x001-j1e-3, seed 12): a clock 0.1 s and 100 ppm fast,
+        // three replies 66 s apart, their offsets off by -796, +470 and
+        // -718 us with round trips of 2.16, 3.28 and 2.41 ms. The first two
+        // give 80.9 ppm (19 ppm off; their delays allow 41 ppm). The three
+        // fail the break tests (the least delayed is taken as the path's
+        // minimum, its bound a few tens of us), and the two-point slope ran
+        // on for three polls (1.9 ms). The weighted line through the three,
+        // which the delays bound to 17 ppm, is about 1 ppm off.
+        let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+        let raw = |t: f64| -(0.1 + 1e-4 * t);
+        let mut got = Vec::new();
+        for (t, error, delay) in [(0.0, -796e-6, 2.1616e-3), (66.4, 470e-6, 3.2751e-3), (132.0, -718e-6, 2.4059e-3)] {
+            let theta = raw(t) + error - d.correction_at(at(t));
+            let u = d.update_sample(&sample_at(theta, t, t, delay));
+            let Action::Slew { frequency, .. } = u.action else { panic!("{:?}", u.action) };
+            got.push(frequency);
+        }
+        assert_eq!(d.fit, None, "no window passes the break tests");
+        assert!((got[1] + 1e-4).abs() > 1e-5, "the two-point slope is far off: {}", got[1]);
+        assert!((got[2] + 1e-4).abs() < 1.5e-6, "the three-sample line: {}", got[2]);
+        assert!(d.freq_bound < 2e-5 && d.freq_bound > 1e-6, "bound {}", d.freq_bound);
+    }
+
+    #[test]
+    fn when_every_window_fails_only_its_bounds_the_whole_window_is_taken_unless_the_newest_left_it() {
+        // Twelve samples 64 s apart on a line, their offsets off by a few
+        // hundred us, their round trips all 2 ms: no excess over the least,
+        // so every error bound is the floor (the precision, 0.95 us) and
+        // every window breaks its bounds, the newest three included, though
+        // the errors alternate (the runs test passes) and nothing moved.
+        let errors = [300e-6, -400e-6, 500e-6, -200e-6, 600e-6, -500e-6, 100e-6, -600e-6, 400e-6, -300e-6, 500e-6, -450e-6];
+        let delays = [2e-3; 12];
+        let build = |last_error: f64| {
+            let mut d = RegressionDiscipline::new(RegressionConfig::default(), None);
+            for (i, (e, delay)) in errors.iter().zip(delays).enumerate() {
+                let e = if i == errors.len() - 1 { last_error } else { *e };
+                d.samples.push_back(RawSample { time: at(64.0 * i as f64), raw_offset: 1e-3 + 2e-6 * 64.0 * i as f64 + e, correction: 0.0, delay });
+            }
+            d
+        };
+        let (points, bounds) = build(errors[11]).points(at(704.0));
+        let bounds = bounds.unwrap();
+        let fails = |w: &[Point], b: &[f64]| {
+            let f = LinearFit::new(w).unwrap();
+            w.iter().zip(b).any(|(p, b)| (p.1 - f.at(p.0)).abs() > BOUND_FACTOR * b)
+        };
+        assert!((0..=points.len() - MIN_FIT_SAMPLES).all(|s| fails(&points[s..], &bounds[s..])), "every window breaks its bounds");
+        // Taken whole: every sample kept, the slope near the line's 2 ppm.
+        let mut d = build(errors[11]);
+        let (_, longest) = d.regress(at(704.0)).expect("the whole window");
+        assert_eq!((longest.n, d.samples()), (12, 12));
+        assert!((longest.slope - 2e-6).abs() < 1e-6, "{}", longest.slope);
+        // A newest sample 20 ms off every line through the older ones: none.
+        let mut d = build(20e-3);
+        assert!(d.regress(at(704.0)).is_none());
     }
 
     #[test]
