@@ -454,6 +454,16 @@ fn whole_window_despite_bounds(points: &[Point], bounds: Option<&[f64]>, min_spa
     runs_test_passes(&residuals).then_some((0, fit))
 }
 
+/// The weights' sum, the weighted mean abscissa and the weighted sum of
+/// squared deviations from it, of a window of points: `None` unless that
+/// sum is positive and finite (no slope to fit).
+fn weighted_spread(window: &[Point]) -> Option<(f64, f64, f64)> {
+    let weight: f64 = window.iter().map(|p| p.2).sum();
+    let x_mean = window.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
+    let sxx: f64 = window.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
+    (sxx > 0.0 && sxx.is_finite()).then_some((weight, x_mean, sxx))
+}
+
 /// The lower quartile of the delays' excesses over their minimum (the
 /// finite ones), 0 with none.
 fn excess_quartile(mut excess: Vec<f64>) -> f64 {
@@ -1183,12 +1193,7 @@ impl RegressionDiscipline {
             return None;
         }
         let window = &points[points.len() - n..];
-        let weight: f64 = window.iter().map(|p| p.2).sum();
-        let x_mean = window.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
-        let sxx: f64 = window.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
-        if !(sxx > 0.0 && sxx.is_finite()) {
-            return None;
-        }
+        let (_, x_mean, sxx) = weighted_spread(window)?;
         let (mut slope, mut bound) = (0.0, 0.0);
         for (p, s) in window.iter().zip(self.samples.range(m - n..)) {
             let c = p.2 * (p.0 - x_mean) / sxx;
@@ -1209,12 +1214,7 @@ impl RegressionDiscipline {
             return false;
         }
         let (older, newest) = (&points[..n - 1], &points[n - 1]);
-        let weight: f64 = older.iter().map(|p| p.2).sum();
-        let x_mean = older.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
-        let sxx: f64 = older.iter().map(|p| p.2 * (p.0 - x_mean).powi(2)).sum();
-        if !(sxx > 0.0 && sxx.is_finite()) {
-            return false;
-        }
+        let Some((weight, x_mean, sxx)) = weighted_spread(older) else { return false };
         let (mut value, mut bound) = (0.0, 0.0);
         for (p, s) in older.iter().zip(&self.samples) {
             let c = p.2 / weight + p.2 * (p.0 - x_mean) * (newest.0 - x_mean) / sxx;
