@@ -64,5 +64,11 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
-cargo nextest run --workspace --no-fail-fast
-cargo test --workspace --doc
+# One optimized build with debug assertions and overflow checks (Cargo.toml's
+# `checked` profile): the simulations inside the tests run at release speed,
+# and .ci/run's suite runs the target/checked/ntplab the tests built.
+# The clock shim first: the lab tests load it into chronyd, ntpsec and ntpd-rs,
+# and built by the first of them it compiled for minutes beside real-time tests.
+cargo build -q -p ntplab-clockshim --profile checked
+cargo nextest run --workspace --cargo-profile checked --no-fail-fast
+cargo test --workspace --doc --profile checked

@@ -42,6 +42,45 @@ pub fn find_shim() -> Result<PathBuf, String> {
     Err(format!("the clock shim {SHIM_FILE} is not next to {} (build it: `cargo build -p ntplab-clockshim`, or set NTPLAB_SHIM)", exe.display()))
 }
 
+/// The `cargo build` arguments that build into the directory `exe` runs from:
+/// `target/<dir>/` or `target/<dir>/deps/`, where `debug` is cargo's `dev`
+/// profile and any other directory name is the profile of that name (so a
+/// test binary of `--cargo-profile checked` builds the shim it needs into
+/// `target/checked/`). None when `exe` is not under a cargo target directory.
+pub fn cargo_profile_args(exe: &Path) -> Option<Vec<String>> {
+    let mut dir = exe.parent()?;
+    if dir.file_name()? == "deps" {
+        dir = dir.parent()?;
+    }
+    match dir.file_name()?.to_str()? {
+        "debug" => Some(Vec::new()),
+        "release" => Some(vec!["--release".into()]),
+        name => Some(vec!["--profile".into(), name.into()]),
+    }
+}
+
+/// `cargo build` of the clock shim (`cargo` is the cargo to run) into the
+/// profile directory `exe` runs from (see [`cargo_profile_args`]), for tests
+/// that need the shim. The variables cargo sets for a running test or binary
+/// are not passed on: ring's build script watches `CARGO_MANIFEST_DIR`, so an
+/// inherited one would rebuild ring and every crate above it here, and again
+/// in the next ordinary build.
+pub fn clockshim_build(cargo: &str, exe: &Path) -> Result<Command, String> {
+    let profile = cargo_profile_args(exe).ok_or_else(|| format!("{} is not under a cargo target directory", exe.display()))?;
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", "ntplab-clockshim"]).args(profile);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo = ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"].contains(&name)
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_");
+        if set_by_cargo {
+            build.env_remove(name);
+        }
+    }
+    Ok(build)
+}
+
 /// A program on a virtual clock.
 #[derive(Debug, Clone)]
 pub struct ClockedCommand {
@@ -1492,6 +1531,16 @@ pub fn ntpd_rs_config(cfg: &DaemonConfig, dir: &Path, name: &str, nts: Option<&H
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shim_is_built_in_the_profile_of_the_directory_a_binary_runs_from() {
+        let args = |p: &str| cargo_profile_args(Path::new(p));
+        assert_eq!(args("/w/target/debug/deps/lab_cli-0123"), Some(vec![]));
+        assert_eq!(args("/w/target/debug/ntplab"), Some(vec![]));
+        assert_eq!(args("/w/target/release/deps/lab_cli-0123"), Some(vec!["--release".to_string()]));
+        assert_eq!(args("/w/target/checked/deps/lab_cli-0123"), Some(vec!["--profile".to_string(), "checked".to_string()]));
+        assert_eq!(args("ntplab"), None);
+    }
 
     #[test]
     fn a_refclock_reads_the_lab_pty_and_a_socket_or_a_real_pps_device() {

@@ -92,13 +92,10 @@ pub fn start_ntplab_server(port: u16) -> Guard {
 
 /// Builds the hwlab clock shim in the profile of the test binary (the
 /// lab looks for it next to the ntplab binary under test: `cargo nextest
-/// run --release` needs the release one).
+/// run --cargo-profile checked` needs the one in target/checked/).
 pub fn build_clock_shim() {
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-q", "-p", "ntplab-clockshim"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut build = ntplab_hwlab::programs::clockshim_build(env!("CARGO"), &exe).unwrap();
     let status = build.status().expect("cargo runs");
     assert!(status.success(), "building the clock shim failed");
 }
