@@ -59,14 +59,15 @@ pub fn cargo_profile_args(exe: &Path) -> Option<Vec<String>> {
     }
 }
 
-/// `cargo build` of the clock shim (`cargo` is the cargo to run) into the
-/// profile directory `exe` runs from (see [`cargo_profile_args`]), for tests
-/// that need the shim. The variables cargo sets for a running test or binary
-/// are not passed on: ring's build script watches `CARGO_MANIFEST_DIR`, so an
-/// inherited one would rebuild ring and every crate above it here, and again
-/// in the next ordinary build.
-pub fn clockshim_build(cargo: &str, exe: &Path) -> Result<Command, String> {
-    let profile = cargo_profile_args(exe).ok_or_else(|| format!("{} is not under a cargo target directory", exe.display()))?;
+/// Builds the clock shim with `cargo` (a no-op when it is fresh) into the
+/// profile directory the running executable is in (see
+/// [`cargo_profile_args`]), for tests that need it. The variables cargo sets
+/// for a running test or binary are not passed on: ring's build script
+/// watches `CARGO_MANIFEST_DIR`, so an inherited one would rebuild ring and
+/// every crate above it here, and again in the next ordinary build.
+pub fn build_clockshim(cargo: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the running executable: {e}"))?;
+    let profile = cargo_profile_args(&exe).ok_or_else(|| format!("{} is not under a cargo target directory", exe.display()))?;
     let mut build = Command::new(cargo);
     build.args(["build", "-q", "-p", "ntplab-clockshim"]).args(profile);
     for (name, _) in std::env::vars_os() {
@@ -78,7 +79,12 @@ pub fn clockshim_build(cargo: &str, exe: &Path) -> Result<Command, String> {
             build.env_remove(name);
         }
     }
-    Ok(build)
+    let status = build.status().map_err(|e| format!("{cargo} did not run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("building the clock shim failed ({status})"))
+    }
 }
 
 /// A program on a virtual clock.
