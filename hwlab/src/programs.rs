@@ -513,6 +513,10 @@ pub fn chrony_config(cfg: &DaemonConfig, bind: std::net::IpAddr, port: Option<u1
         if let Some(r) = c.max_delay_dev_ratio {
             let _ = write!(s, " maxdelaydevratio {r}");
         }
+        // `[clock] poll_target`: chrony's is per source.
+        if let Some(n) = cfg.poll_target {
+            let _ = write!(s, " polltarget {n}");
+        }
         for (word, on) in select_words(&src.select) {
             if on {
                 let _ = write!(s, " {word}");
@@ -639,6 +643,9 @@ pub fn ntplab_config(cfg: &DaemonConfig, nts: Option<&HostNts>, drift_file: Opti
     let _ = writeln!(s, "step_threshold = {:e}\npanic_threshold = {:e}\npanic_at_start = {}", st.threshold_s, st.panic_threshold_s.unwrap_or(0.0), st.panic_at_start);
     if let Some(n) = st.updates_written() {
         let _ = writeln!(s, "step_updates = {n}");
+    }
+    if let Some(n) = cfg.poll_target {
+        let _ = writeln!(s, "poll_target = {n}");
     }
     if let Some(m) = cfg.max_change {
         let _ = writeln!(s, "max_change = {{ offset = {:e}, start = {}, ignore = {} }}", m.offset, m.start, m.ignore);
@@ -1204,6 +1211,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             if cfg.max_change.is_some() {
                 why.push("max_change: ntpsec 1.2 has no largest adjustment (chrony's `maxchange`; its panic threshold is another rule)".into());
             }
+            if let Some(n) = cfg.poll_target {
+                why.push(format!("poll_target {n}: ntpsec 1.2 has no poll target (chrony's `polltarget`; its poll follows its own hysteresis)"));
+            }
             if let Err(e) = ntpsec_access(cfg) {
                 why.push(e);
             }
@@ -1238,6 +1248,9 @@ pub fn unwritable(cfg: &DaemonConfig, implementation: Implementation) -> Vec<Str
             }
             if cfg.max_change.is_some() {
                 why.push("max_change: ntpd-rs 1.9 has no largest adjustment that ends it after skips (chrony's `maxchange`; its panic thresholds are other rules)".into());
+            }
+            if let Some(n) = cfg.poll_target {
+                why.push(format!("poll_target {n}: ntpd-rs 1.9 has no poll target (chrony's `polltarget`)"));
             }
             if let Some(d) = cfg.max_distance {
                 // Its `maximum-source-uncertainty` bounds a different quantity.
@@ -1807,6 +1820,21 @@ mod tests {
         assert!(unwritable(&cfg, Implementation::Ntpsec)[0].contains("max_change"));
         assert!(unwritable(&cfg, Implementation::NtpdRs)[0].contains("max_change"));
         assert!(unwritable(&cfg, Implementation::Chrony).is_empty());
+    }
+
+    #[test]
+    fn the_poll_target_is_written_for_chronyd_and_ntplab_and_refused_for_the_others() {
+        let cfg = DaemonConfig::from_toml("[clock]\npoll_target = 8\n[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        let chrony = chrony_config(&cfg, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap();
+        assert!(chrony.contains("server 10.0.0.1 port 123 minpoll 6 maxpoll 10 polltarget 8\n"), "{chrony}");
+        let back = DaemonConfig::from_toml(&ntplab_config(&cfg, None, None).unwrap(), "written").unwrap();
+        assert_eq!(back.poll_target, Some(8));
+        assert!(unwritable(&cfg, Implementation::Ntpsec)[0].contains("poll_target"));
+        assert!(unwritable(&cfg, Implementation::NtpdRs)[0].contains("poll_target"));
+        assert!(unwritable(&cfg, Implementation::Chrony).is_empty());
+        let plain = DaemonConfig::from_toml("[[source]]\naddress = \"10.0.0.1:123\"\n", "test").unwrap();
+        assert!(!chrony_config(&plain, "10.0.0.2".parse().unwrap(), None, Path::new("/tmp"), "h", None).unwrap().contains("polltarget"));
+        assert!(!ntplab_config(&plain, None, None).unwrap().contains("poll_target"));
     }
 
     #[test]

@@ -83,7 +83,9 @@
 //!   threshold, updates, panic_threshold, panic_at_start }`: the daemon's
 //!   `[clock]` `step_threshold`, `step_updates`, `panic_threshold` and
 //!   `panic_at_start`; e.g. chrony's `makestep 1 -1` is `{ threshold = 1,
-//!   updates = -1, panic_threshold = 0 }`), `min_sources` (sources that
+//!   updates = -1, panic_threshold = 0 }`), `poll_target` (samples a fit
+//!   holds where the poll settles: the daemon's `[clock] poll_target`,
+//!   chrony's `polltarget`), `min_sources` (sources that
 //!   must agree before the clock is steered: the daemon's `min_sources`,
 //!   chrony's `minsources`), `max_distance` (seconds: a source with a
 //!   larger root distance is not selectable; the daemon's `max_distance`,
@@ -1375,6 +1377,8 @@ struct HostSection {
     /// The daemon's step and panic settings (`[clock]`'s `step_threshold`,
     /// `step_updates`, `panic_threshold`, `panic_at_start`).
     step: Option<Spanned<StepSection>>,
+    /// The regression discipline's poll target (the daemon's `[clock] poll_target`).
+    poll_target: Option<Spanned<i64>>,
     /// Sources that must agree before the clock is steered (the daemon's `min_sources`).
     min_sources: Option<Spanned<usize>>,
     /// The selection's root-distance limit, s (the daemon's `max_distance`).
@@ -2316,7 +2320,7 @@ impl Validator<'_> {
             };
             self.src.error(Some(span), format!("host `{name}` has role \"{is}\", which takes no `{key}`"), Some(format!("`{key}` belongs to role \"{other}\"; role \"{is}\" takes {takes}")))
         };
-        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, min_sources, max_distance, max_change, nts";
+        const NTP_KEYS: &str = "listen, local_stratum, interleaved, ntpv5, sources, rate_limit, access, smear, refclock, discipline, drift, step, poll_target, min_sources, max_distance, max_change, nts";
         const SCRIPTED_KEYS: &str = "listen, behavior, stratum";
         let refclock = match (&h.refclock, role) {
             (Some(r), RoleName::Ntp) => Some(self.refclock_model(r)?),
@@ -2345,6 +2349,7 @@ impl Validator<'_> {
                     ("discipline", h.discipline.as_ref().map(|s| s.span())),
                     ("drift", h.drift.as_ref().map(|s| s.span())),
                     ("step", h.step.as_ref().map(|s| s.span())),
+                    ("poll_target", h.poll_target.as_ref().map(|s| s.span())),
                     ("min_sources", h.min_sources.as_ref().map(|s| s.span())),
                     ("max_distance", h.max_distance.as_ref().map(|s| s.span())),
                     ("max_change", h.max_change.as_ref().map(|s| s.span())),
@@ -2555,6 +2560,7 @@ impl Validator<'_> {
             ("[local]", h.local_stratum.as_ref().map(|s| s.span())),
             ("[clock] step_", h.step.as_ref().map(|s| s.span())),
             ("[clock] panic_", h.step.as_ref().map(|s| s.span())),
+            ("[clock] poll_target", h.poll_target.as_ref().map(|s| s.span())),
             ("min_sources = ", h.min_sources.as_ref().map(|s| s.span())),
             ("max_distance = ", h.max_distance.as_ref().map(|s| s.span())),
             ("[clock] max_change", h.max_change.as_ref().map(|s| s.span())),
@@ -2573,6 +2579,7 @@ impl Validator<'_> {
                 step_updates: step.and_then(|s| s.updates),
                 panic_threshold: step.and_then(|s| s.panic_threshold),
                 panic_at_start: step.and_then(|s| s.panic_at_start),
+                poll_target: h.poll_target.as_ref().map(|n| *n.get_ref()),
                 max_change: h.max_change.as_ref().map(|m| *m.get_ref()),
                 ..ClockSection::default()
             },
@@ -3141,6 +3148,21 @@ mod tests {
         assert!(e.message.contains("regression discipline's"), "{e}");
         let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\nstep = {{ threshold = 1 }}\n"));
         assert!(e.message.contains("takes no `step`"), "{e}");
+    }
+
+    #[test]
+    fn poll_target_sets_the_daemons_and_its_mistakes_are_named() {
+        let base = "name = \"r\"\nduration = \"1h\"\n";
+        let host = "[[host]]\nname = \"s\"\naddress = \"10.0.0.1\"\nlocal_stratum = 1\n";
+        let s = Scenario::parse(&format!("{base}{host}poll_target = 8\n"), "t.toml").unwrap();
+        let Role::Ntp(n) = &s.hosts[0].role else { panic!("ntp role") };
+        assert_eq!(n.daemon.poll_target, Some(8));
+        let e = err(&format!("{base}{host}poll_target = 100\n"));
+        assert!(e.message.contains("poll_target = 100: give 3 to 64") && e.line == Some(7), "{e}");
+        let e = err(&format!("{base}{host}discipline = \"rfc5905\"\npoll_target = 8\n"));
+        assert!(e.message.contains("regression discipline's") && e.line == Some(8), "{e}");
+        let e = err(&format!("{base}[[host]]\nname = \"p\"\naddress = \"10.0.0.2\"\nrole = \"scripted\"\nbehavior = {{ kind = \"insane\" }}\npoll_target = 8\n"));
+        assert!(e.message.contains("takes no `poll_target`"), "{e}");
     }
 
     #[test]

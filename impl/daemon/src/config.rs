@@ -48,6 +48,7 @@
 //! drift_file = "/var/lib/ntplab/drift"   # frequency kept across restarts (crate::drift)
 //! step_threshold = 0.125   # s: larger offsets are stepped, not slewed (chrony's makestep threshold)
 //! step_updates = 3         # ... at once within the first 3 updates; -1: at every update
+//! poll_target = 16         # samples a fit holds where the poll settles (chrony's polltarget, 3-64; its default is 8)
 //! panic_threshold = 1000   # s: exit rather than correct larger offsets; 0: none (as chrony)
 //! panic_at_start = true    # false: the first update steps any offset (ntpd -g)
 //! max_change = { offset = 1000, start = 1, ignore = 2 }   # chrony's maxchange: larger adjustments skipped, then exit (default none)
@@ -529,6 +530,11 @@ pub struct ClockSection {
     /// `step_threshold` steps at once (chrony's `makestep` limit): 0 and up,
     /// or -1 for every update (`makestep 1 -1`). Default 3.
     pub step_updates: Option<i64>,
+    /// The regression discipline's poll target (chrony's `polltarget`): the
+    /// poll rises while the best-predicting span holds more samples than
+    /// this, falls while it holds fewer; 3 to 64. Default 16
+    /// ([`ntplab_proto::discipline::regression::DEFAULT_POLL_TARGET`]).
+    pub poll_target: Option<i64>,
     /// Offsets above this (seconds) make the daemon exit rather than touch
     /// the clock, as ntpd's panic threshold; 0: no threshold (chrony has
     /// none). Default 1000.
@@ -603,6 +609,11 @@ pub const MIN_SOURCES_MAX: usize = 64;
 
 /// Largest `max_distance`, seconds: MAXDISP, the largest dispersion a sample can carry.
 pub const MAX_DISTANCE_MAX_S: f64 = 16.0;
+
+/// Smallest `poll_target`: a line needs three samples.
+pub const POLL_TARGET_MIN: i64 = 3;
+/// Largest `poll_target`: the samples the regression holds.
+pub const POLL_TARGET_MAX: i64 = 64;
 
 /// Largest `step_updates` besides -1.
 pub const STEP_UPDATES_MAX: i64 = 1_000_000;
@@ -837,6 +848,8 @@ pub struct DaemonConfig {
     /// The step and panic settings (`[clock] step_threshold`, `step_updates`,
     /// `panic_threshold`, `panic_at_start`).
     pub step: StepSettings,
+    /// `[clock] poll_target`, checked; `None`: the discipline's default.
+    pub poll_target: Option<usize>,
     /// `min_sources`: truechimers needed to discipline the clock (default 1).
     pub min_sources: usize,
     /// `[clock] max_change` (chrony's `maxchange`), checked.
@@ -1078,6 +1091,16 @@ impl ConfigFile {
             }
         };
         let step = check_step_settings(&self.clock, discipline)?;
+        let poll_target = match self.clock.poll_target {
+            None => None,
+            Some(_) if discipline != DisciplineKind::Regression => {
+                return Err(at(&[K("clock"), K("poll_target")], "[clock] poll_target is the regression discipline's; the rfc5905 discipline polls by RFC 5905's hysteresis".into()));
+            }
+            Some(n) if (POLL_TARGET_MIN..=POLL_TARGET_MAX).contains(&n) => Some(n as usize),
+            Some(n) => {
+                return Err(at(&[K("clock"), K("poll_target")], format!("[clock] poll_target = {n}: give {POLL_TARGET_MIN} to {POLL_TARGET_MAX} samples (chrony's polltarget)")));
+            }
+        };
         let min_sources = match self.min_sources {
             None => 1,
             Some(n @ 1..=MIN_SOURCES_MAX) => n,
@@ -1150,6 +1173,7 @@ impl ConfigFile {
             precision_log2,
             drift_file,
             step,
+            poll_target,
             min_sources,
             max_change,
             max_distance,
@@ -1817,6 +1841,22 @@ refid = "NMEA"
         }
         let e = DaemonConfig::from_toml(&format!("{base}panic_at_start = 1\n"), "t.toml").unwrap_err();
         assert!(e.0.contains("panic_at_start") || e.0.contains("bool"), "{e}");
+    }
+
+    #[test]
+    fn the_poll_target_reaches_the_discipline_and_its_mistakes_are_named() {
+        let base = "listen = [\"127.0.0.1:123\"]\n[clock]\n";
+        assert_eq!(DaemonConfig::from_toml(base, "a").unwrap().poll_target, None, "the discipline's default");
+        assert_eq!(DaemonConfig::from_toml(&format!("{base}poll_target = 8\n"), "b").unwrap().poll_target, Some(8));
+        for (line, says) in [
+            ("poll_target = 2", "poll_target = 2: give 3 to 64"),
+            ("poll_target = 65", "poll_target = 65"),
+            ("poll_target = -1", "poll_target = -1"),
+            ("discipline = \"rfc5905\"\npoll_target = 8", "poll_target is the regression discipline's"),
+        ] {
+            let e = DaemonConfig::from_toml(&format!("{base}{line}\n"), "v.toml").unwrap_err();
+            assert!(e.0.starts_with("v.toml:") && e.0.contains(says), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -451,6 +451,7 @@ where
         ..SystemConfig::default()
     };
     config.step.apply(&mut system_config.discipline);
+    system_config.discipline.poll_target = config.poll_target;
     system_config.selection.min_truechimers = config.min_sources;
     if let Some(d) = config.max_distance {
         system_config.selection.max_distance = d;

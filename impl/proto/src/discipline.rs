@@ -196,6 +196,11 @@ pub struct DisciplineConfig {
     /// `None`: its default (3). RFC 5905's discipline steps by its own
     /// state machine and does not read it.
     pub step_updates: Option<u32>,
+    /// The regression discipline's poll target: samples in the chosen span
+    /// at which the poll settles (`None`: its default,
+    /// [`regression::DEFAULT_POLL_TARGET`]). RFC 5905's discipline polls by
+    /// its own hysteresis and does not read it.
+    pub poll_target: Option<usize>,
     /// Lowest poll exponent (default 6); clamped to at least MINPOLL.
     pub min_poll: i8,
     /// Highest poll exponent (default 10); clamped to at most MAXPOLL.
@@ -214,6 +219,7 @@ impl Default for DisciplineConfig {
             panic_threshold: Some(dur(PANICT)),
             allow_initial_panic: false,
             step_updates: None,
+            poll_target: None,
             min_poll: DEFAULT_MINPOLL,
             max_poll: DEFAULT_MAXPOLL,
             local_precision: -20,
