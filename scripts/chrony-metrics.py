@@ -11,7 +11,11 @@ The same code computes every figure for both implementations:
              chrony's find_sync, without its frequency condition; "never" when
              the last second is above 1 ms);
   RMS, max   of |offset| over the seconds at or after --window (chrony's
-             max_sync_time, where clknetsim -r resets its statistics).
+             max_sync_time, where clknetsim -r resets its statistics);
+  requests   the NTP packets the compared client sent to port 123 over the
+             whole run, lost ones included (chronyd: clknetsim's packet
+             log, chrony.packets; ntplab: ntplab/packets.jsonl, from the
+             scenario host `client`'s address): the price of its polling.
 Prints a Markdown table: median [min-max] over the runs. A run that never
 synchronized counts as slower than any that did in the sync-time median
 (which is "never" when half the runs or more never synchronized); the
@@ -20,8 +24,11 @@ not. Standard library only.
 """
 import argparse
 import csv
+import json
 import math
+import os
 import statistics
+import tomllib
 
 LIMIT = 1e-3
 
@@ -43,6 +50,30 @@ def ntplab_offsets(path, host="client"):
             if row["host"] == host:
                 out.append((float(row["t_s"]), float(row["offset_s"])))
     return out
+
+
+def chrony_requests(path, node):
+    # clknetsim's packet log: time, from node, to node, delay, source port,
+    # destination port, ... (every packet sent, lost ones too).
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if (c := line.split())[1:2] == [str(node)] and c[5:6] == ["123"])
+    except OSError:
+        return None
+
+
+def ntplab_requests(path, address):
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if (p := json.loads(line))["dst"].endswith(":123") and p["src"].rsplit(":", 1)[0] == address)
+    except OSError:
+        return None
+
+
+def client_address(scenario):
+    with open(scenario, "rb") as f:
+        hosts = tomllib.load(f).get("host", [])
+    return next((h.get("address") for h in hosts if h.get("name") == "client"), None)
 
 
 def figures(series, window):
@@ -83,6 +114,12 @@ def secs(v):
     return f"{v:.0f} s"
 
 
+def counts(values):
+    if any(v is None for v in values):
+        return "-"
+    return f"{statistics.median(values):.0f} [{min(values)}-{max(values)}]"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", required=True)
@@ -92,24 +129,29 @@ def main():
     ap.add_argument("--per-seed", action="store_true", help="also a row per seed (the run directory's name)")
     ap.add_argument("runs", nargs="+")
     a = ap.parse_args()
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    address = client_address(os.path.join(root, a.scenario))
     rows = {"chronyd 4.3": [], "ntplab": []}
     for run in a.runs:
-        rows["chronyd 4.3"].append(figures(chrony_offsets(f"{run}/chrony.offsets", a.node), a.window))
-        rows["ntplab"].append(figures(ntplab_offsets(f"{run}/ntplab/samples.csv"), a.window))
+        rows["chronyd 4.3"].append(figures(chrony_offsets(f"{run}/chrony.offsets", a.node), a.window)
+                                   + (chrony_requests(f"{run}/chrony.packets", a.node),))
+        rows["ntplab"].append(figures(ntplab_offsets(f"{run}/ntplab/samples.csv"), a.window)
+                              + (ntplab_requests(f"{run}/ntplab/packets.jsonl", address),))
     print(f"## {a.case} (`{a.scenario}`), {len(a.runs)} seeds, statistics from {a.window:.0f} s")
     print()
-    print("| implementation | sync time (1 ms) | RMS offset | max offset |")
-    print("|---|---|---|---|")
+    print("| implementation | sync time (1 ms) | RMS offset | max offset | requests |")
+    print("|---|---|---|---|---|")
     for name, figs in rows.items():
-        print(f"| {name} | {summary([f[0] for f in figs], secs)} | {summary([f[1] for f in figs], us)} | {summary([f[2] for f in figs], us)} |")
+        print(f"| {name} | {summary([f[0] for f in figs], secs)} | {summary([f[1] for f in figs], us)} | {summary([f[2] for f in figs], us)} | {counts([f[3] for f in figs])} |")
     if a.per_seed:
         print()
-        print("| seed | sync chronyd / ntplab | RMS chronyd / ntplab | max chronyd / ntplab |")
-        print("|---|---|---|---|")
+        print("| seed | sync chronyd / ntplab | RMS chronyd / ntplab | max chronyd / ntplab | requests chronyd / ntplab |")
+        print("|---|---|---|---|---|")
         never = "never"
         for run, c, n in zip(a.runs, rows["chronyd 4.3"], rows["ntplab"]):
             cell = [" / ".join(never if v is None else f(v) for v in (c[i], n[i])) for i, f in ((0, secs), (1, us), (2, us))]
-            print(f"| {run.rstrip('/').split('/')[-1]} | {cell[0]} | {cell[1]} | {cell[2]} |")
+            reqs = " / ".join("-" if v is None else str(v) for v in (c[3], n[3]))
+            print(f"| {run.rstrip('/').split('/')[-1]} | {cell[0]} | {cell[1]} | {cell[2]} | {reqs} |")
 
 
 if __name__ == "__main__":

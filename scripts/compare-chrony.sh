@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Compares ntplab with chronyd 4.3 on chrony's own simulation tests.
 #
-#   scripts/compare-chrony.sh [-s N|A-B] [-v] [-P] [CASE...] (default: every case, seeds 1-5 (-s N: 1-N, -s A-B: A-B);
+#   scripts/compare-chrony.sh [-s N|A-B] [-v] [-P] [-T N] [CASE...] (default: every case, seeds 1-5 (-s N: 1-N, -s A-B: A-B);
 #                                                        -v: a row per seed too;
-#                                                        -P: paired oscillators, below)
+#                                                        -P: paired oscillators, below;
+#                                                        -T N: both at poll target N, below)
 #   scripts/compare-chrony.sh -l                       (list the cases; also x001-j1e-5, x001-j1e-3,
 #                                                        x001-j1e-2, x001-w1e-8, x001-f1e-3: 001 with one
 #                                                        variable changed, not chrony tests, run when named)
@@ -27,6 +28,11 @@
 # `frequency_file`): both then follow the same oscillator, and only the network
 # delays differ.
 #
+# Each table also gives the requests the compared client sent. The two poll
+# targets differ by default (chronyd's `polltarget` 8, ntplab's `poll_target`
+# 16): with -T N chronyd's client gets `polltarget N` on its server lines and
+# ntplab's client `poll_target = N`, so both poll by the same rule's target.
+#
 # A tool for people, not part of the tests. Everything third-party lives under
 # $WORK (default /tmp/ntplab-compare-chrony), never in the repository:
 #  - clknetsim is built from ../shared/tools/clknetsim.tar.gz (CLKNETSIM_TARBALL);
@@ -44,6 +50,7 @@ NTPLAB=${NTPLAB:-}
 PRECISION=0
 PER_SEED=
 PAIRED=0
+POLL_TARGET=
 
 CASES="001 008 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plus-100 004-minus-100 005-plus-100 005-minus-100
 005-makestep-minus-1e8 005-makestep-minus-1e5 005-makestep-plus-1e5 005-makestep-plus-1e8 006 007
@@ -51,10 +58,14 @@ CASES="001 008 003-plus-5e-3 003-minus-5e-3 003-plus-5e-2 003-minus-5e-2 004-plu
 101-poll-11 101-poll-12 101-poll-13 101-poll-14 102 120-trust 120-prefer-long-delay 122 125 126 126-delayed 135 default-1d"
 
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "s:lpvPh" o; do
+while getopts "s:lpvPT:h" o; do
     case $o in
         v) PER_SEED=--per-seed ;;
         P) PAIRED=1 ;;
+        T) case $OPTARG in
+               ''|*[!0-9]*) echo "compare-chrony: -T takes a number of samples (3-64)" >&2; exit 2 ;;
+           esac
+           POLL_TARGET=$OPTARG ;;
         p) PRECISION=1 ;;
         s) case $OPTARG in
                *-*) SEEDS=$(seq -s ' ' "${OPTARG%-*}" "${OPTARG#*-}") ;;
@@ -237,6 +248,10 @@ run_chrony() {
         case_setup "$c"
         export CLKNETSIM_RANDOM_SEED=$seed
         export CLKNETSIM_SERVER_WRAPPER=$WORK/clknetsim-rawfreq
+        if [ -n "$POLL_TARGET" ]; then
+            client_server_options="${client_server_options:-} polltarget $POLL_TARGET"
+            [ -n "${client_server_conf:-}" ] && client_server_conf=$(printf '%s\n' "$client_server_conf" | sed "s/^server .*/& polltarget $POLL_TARGET/")
+        fi
         # shellcheck disable=SC1091
         . ./test.common
         mkdir -p tmp && rm -rf tmp/*
@@ -303,6 +318,12 @@ open(sys.argv[2], 'w').write(''.join(blocks))
 PY
         file=$out/paired.toml
     fi
+    if [ -n "$POLL_TARGET" ]; then
+        # The client host's `poll_target`, after its name.
+        awk -v n="$POLL_TARGET" '{ print } /^name = "client"[[:space:]]*$/ { print "poll_target = " n }' "$file" > "$out/target.toml"
+        grep -q "^poll_target = $POLL_TARGET\$" "$out/target.toml" || { echo "compare-chrony: no host \`client\` in $file" >&2; exit 3; }
+        file=$out/target.toml
+    fi
     # A failed expectation is a figure here, not an error.
     "$NTPLAB" run "$file" --seed "$seed" --out "$out/ntplab" >/dev/null 2>&1 || true
 }
@@ -316,6 +337,7 @@ fi
 NTPLAB_VERSION=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 echo "# ntplab vs chronyd under clknetsim"
 echo
+[ -n "$POLL_TARGET" ] && echo "Poll target (-T): chronyd's client with \`polltarget $POLL_TARGET\`, ntplab's with \`poll_target = $POLL_TARGET\`." && echo
 [ "$PAIRED" = 1 ] && echo "Paired (-P): ntplab's client replays the frequency clknetsim drew for chronyd's client in each run; network delays are drawn independently." && echo
 echo "$(date -u +%Y-%m-%d), seeds $SEEDS; chronyd: $CHRONY_VERSION (Debian $(dpkg-query -W -f='${Version}' chrony)), clknetsim $(cat "$WORK/clknetsim/.commit" 2>/dev/null || echo 'from ../shared/tools'), ntplab $NTPLAB_VERSION."
 for c in $CASES; do
@@ -324,7 +346,7 @@ for c in $CASES; do
     for seed in $SEEDS; do
         out="$WORK/runs/$c/$seed"
         rm -rf "$out" && mkdir -p "$out"
-        setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR' WORK='$WORK'; run_chrony '$c' '$seed' '$out'"
+        setpriv --inh-caps=-sys_time --bounding-set=-sys_time bash -c "$(declare -f case_setup run_chrony); SIMDIR='$SIMDIR' WORK='$WORK' POLL_TARGET='$POLL_TARGET'; run_chrony '$c' '$seed' '$out'"
         if [ ! -s "$out/chrony.offsets" ]; then
             echo "compare-chrony: chronyd under clknetsim wrote no offset log for case $c seed $seed; its output: $out/chrony.log" >&2
             exit 4
