@@ -45,6 +45,10 @@ def chrony_offsets(path, node):
 
 def ntplab_offsets(path, host="client"):
     out = []
+    if not os.path.exists(path):
+        # ntplab wrote no trace (its scenario was refused): no figures, and
+        # the run counts as never synchronized.
+        return out
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             if row["host"] == host:

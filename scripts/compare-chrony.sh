@@ -319,8 +319,12 @@ PY
         file=$out/paired.toml
     fi
     if [ -n "$POLL_TARGET" ]; then
-        # The client host's `poll_target`, after its name.
-        awk -v n="$POLL_TARGET" '{ print } /^name = "client"[[:space:]]*$/ { print "poll_target = " n }' "$file" > "$out/target.toml"
+        # The client host's `poll_target`, after its name (replacing its own).
+        awk -v n="$POLL_TARGET" '
+            /^\[/ { client = 0 }
+            client && /^poll_target[[:space:]]*=/ { next }
+            { print }
+            /^name = "client"[[:space:]]*$/ { client = 1; print "poll_target = " n }' "$file" > "$out/target.toml"
         grep -q "^poll_target = $POLL_TARGET\$" "$out/target.toml" || { echo "compare-chrony: no host \`client\` in $file" >&2; exit 3; }
         file=$out/target.toml
     fi
