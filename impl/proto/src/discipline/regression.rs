@@ -645,6 +645,14 @@ fn abscissa(t: NtpTime, correction: f64, origin: Origin) -> f64 {
     secs(t - origin.0) - (correction - origin.1)
 }
 
+/// Appends `sample` to `queue`, dropping the oldest beyond `cap`.
+fn push_capped(queue: &mut VecDeque<RawSample>, sample: RawSample, cap: usize) {
+    queue.push_back(sample);
+    while queue.len() > cap {
+        queue.pop_front();
+    }
+}
+
 /// A candidate window span: its last fit and its prediction score.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
@@ -843,6 +851,12 @@ impl RegressionDiscipline {
         RawSample { time: epoch, raw_offset: offset + correction, correction, delay }
     }
 
+    /// Holds `sample`, dropping the oldest beyond `max_samples`.
+    fn hold(&mut self, sample: RawSample) {
+        push_capped(&mut self.samples, sample, self.config.max_samples);
+        self.source_samples += 1;
+    }
+
     /// Drops the samples, the span fits and the correction history, which
     /// goes on from local time `start` at `base` and the frequency in use.
     fn drop_samples(&mut self, start: NtpTime, base: f64) {
@@ -1006,10 +1020,10 @@ impl RegressionDiscipline {
         // 005-externalstep, +100 s: the frequency ran 0.7 ppm off the
         // first 1,500 s after it).
         let spikes = std::mem::take(&mut self.spikes);
+        let new = self.raw_sample(epoch, secs(offset), sample.delay);
         let carried: Vec<RawSample> = if keep {
             Vec::new()
         } else {
-            let new = self.raw_sample(epoch, secs(offset), sample.delay);
             let within = |s: &RawSample| {
                 let d = s.raw_offset - new.raw_offset - self.freq * secs(s.time - new.time);
                 d.abs() <= secs(self.config.step_threshold)
@@ -1023,11 +1037,7 @@ impl RegressionDiscipline {
             self.spans = [Span::default(); SPANS];
         }
         if keep || carry {
-            self.samples.push_back(self.raw_sample(epoch, secs(offset), sample.delay));
-            self.source_samples += 1;
-            while self.samples.len() > self.config.max_samples {
-                self.samples.pop_front();
-            }
+            self.hold(new);
             if let Some(slope) = self.trusted_slope(&self.points(now).0) {
                 self.freq = slope.clamp(-self.config.max_frequency, self.config.max_frequency);
                 self.frequency_measured = true;
@@ -1405,10 +1415,8 @@ impl ClockDiscipline for RegressionDiscipline {
             let since_good = self.last_good.map_or(f64::INFINITY, |t| secs(epoch - t));
             if since_good < secs(self.config.stepout) {
                 self.state = State::Spik;
-                self.spikes.push_back(self.raw_sample(epoch, theta, sample.delay));
-                while self.spikes.len() > self.config.max_samples {
-                    self.spikes.pop_front();
-                }
+                let spike = self.raw_sample(epoch, theta, sample.delay);
+                push_capped(&mut self.spikes, spike, self.config.max_samples);
                 return self.outcome(Action::Ignore(IgnoreReason::Spike));
             }
             return self.step(sample, epoch, now, false);
@@ -1418,11 +1426,7 @@ impl ClockDiscipline for RegressionDiscipline {
         self.spikes.clear();
         let new = self.raw_sample(epoch, theta, sample.delay);
         let (raw_offset, correction) = (new.raw_offset, new.correction);
-        self.samples.push_back(new);
-        self.source_samples += 1;
-        while self.samples.len() > self.config.max_samples {
-            self.samples.pop_front();
-        }
+        self.hold(new);
         self.estimate_asymmetry(now);
         let (points, bounds) = self.points(now);
         // The new sample as the fits see it (asymmetry corrected).
@@ -1687,11 +1691,7 @@ impl ClockDiscipline for RegressionDiscipline {
                 continue;
             }
             last = Some(sample.time);
-            self.samples.push_back(self.raw_sample(sample.time, secs(sample.offset), sample.delay));
-            self.source_samples += 1;
-        }
-        while self.samples.len() > self.config.max_samples {
-            self.samples.pop_front();
+            self.hold(self.raw_sample(sample.time, secs(sample.offset), sample.delay));
         }
     }
 
